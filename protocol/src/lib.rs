@@ -1,0 +1,41 @@
+//! `ferry-protocol` fixes every byte that leaves a Ferry device.
+//!
+//! It holds the keys and how they are derived ([`keys`], [`recovery`], [`passphrase`]), the
+//! envelope that seals every object and message ([`envelope`]), the objects of the repository
+//! and their names ([`objects`], [`names`]), and the hints sent through the relay ([`relay`]).
+//! `protocol/SPEC.md` describes the same formats byte by byte for other implementations, and
+//! `protocol/tests/vectors/` pins them.
+//!
+//! Data flows through it like this on the writing device:
+//!
+//! ```text
+//! SyncKey ──keys()──▶ Keys { data, names, relay, lan, id }
+//! operations ─▶ Segment ─▶ DataKey::seal_object(ObjectName::Log{..}) ─▶ Sealed bytes ─▶ storage
+//! (device, seq) ─▶ RelayHint ─▶ RelayKey::seal_hint(topic) ─▶ Sealed bytes ─▶ relay
+//! ```
+//!
+//! and back again on a reading device with `open_object` / `open_hint`, which return a typed
+//! [`Error`] for every way the bytes can be wrong and never panic.
+//!
+//! What it does not do: any I/O, any async, any clock reading. It knows nothing of what an
+//! operation means (that is `ferry-core`) nor of where objects are stored (`ferry-store`).
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod envelope;
+pub mod error;
+pub mod keys;
+pub mod names;
+pub mod objects;
+pub mod passphrase;
+pub mod recovery;
+pub mod relay;
+
+pub use envelope::{FORMAT_VERSION, Header, Kind, Opened, Sealed};
+pub use error::{Error, RecoveryCodeError};
+pub use keys::{DataKey, KeyId, Keys, LanKey, NamesKey, RelayKey, SyncKey};
+pub use names::{BlobId, DeviceId, DeviceTag, ObjectName};
+pub use objects::{BlobChunk, Cursor, Head, KeyCheck, Payload, RawOp, RepoHeader, Segment, Snapshot};
+pub use passphrase::KdfParams;
+pub use recovery::RecoveryCode;
+pub use relay::{RelayHint, TopicId};
