@@ -1,1 +1,48 @@
-fn main(){}
+//! Envelope and key-derivation costs: seal and open at typical clip sizes, and Argon2id.
+//!
+//! `cargo bench -p ferry-protocol --bench envelope`
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ferry_protocol::{KdfParams, Kind, SyncKey};
+
+fn seal_open(c: &mut Criterion) {
+    let keys = SyncKey::from_bytes([7; 32]).keys();
+    let name = "log/00112233445566778899aabbccddeeff/0000000000000001";
+    let mut group = c.benchmark_group("envelope");
+    for size in [64usize, 4 * 1024, 1024 * 1024] {
+        let plaintext = vec![0x5au8; size];
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::new("seal", size), &plaintext, |b, p| {
+            b.iter(|| keys.data.seal(Kind::Segment, name, black_box(p)).unwrap())
+        });
+        let sealed = keys.data.seal(Kind::Segment, name, &plaintext).unwrap();
+        group.bench_with_input(BenchmarkId::new("open", size), &sealed, |b, s| {
+            b.iter(|| {
+                keys.data
+                    .open(Kind::Segment, name, black_box(s.as_bytes()))
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn argon2id(c: &mut Criterion) {
+    let params = KdfParams {
+        memory_kib: KdfParams::DEFAULT_MEMORY_KIB,
+        iterations: KdfParams::DEFAULT_ITERATIONS,
+        parallelism: KdfParams::DEFAULT_PARALLELISM,
+        salt: [1; 16],
+    };
+    let mut group = c.benchmark_group("kdf");
+    group.sample_size(10);
+    group.bench_function("argon2id_m64MiB_t3_p1", |b| {
+        b.iter(|| SyncKey::from_passphrase(black_box("correct horse battery staple"), &params))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, seal_open, argon2id);
+criterion_main!(benches);

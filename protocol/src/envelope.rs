@@ -21,7 +21,7 @@
 //! `E = ⌊log₂ L⌋` remain free), which costs at most 3.2 % and leaks O(log log L) bits.
 //!
 //! Opening checks, in order: magic, length of the header, version, kind, size bound of the kind,
-//! key id, tag, padding. Each failure is its own [`Error`] variant; no input panics.
+//! key id, length (it must be a padded length), tag, padding. Each failure is its own [`Error`] variant; no input panics.
 
 use std::fmt;
 
@@ -331,11 +331,16 @@ pub(crate) fn open(key: &SubKey, kind: Kind, name: &str, bytes: &[u8]) -> Result
             device: key.id,
         });
     }
-    if bytes.len() < HEADER_LEN + TAG_LEN + 1 {
+    let smallest = HEADER_LEN + padded_len(1) + TAG_LEN;
+    if bytes.len() < smallest {
         return Err(Error::Truncated {
-            needed: HEADER_LEN + TAG_LEN + 1,
+            needed: smallest,
             got: bytes.len(),
         });
+    }
+    let body_len = bytes.len() - HEADER_LEN - TAG_LEN;
+    if padded_len(body_len) != body_len {
+        return Err(Error::BadLength { len: bytes.len() });
     }
     let (body, tag) = bytes[HEADER_LEN..].split_at(bytes.len() - HEADER_LEN - TAG_LEN);
     let mut plaintext = Zeroizing::new(body.to_vec());
@@ -397,8 +402,33 @@ mod tests {
         for len in [65_537usize, 100_000, 1 << 22, 12_345_678, 256 << 20] {
             let padded = padded_len(len);
             assert!(padded >= len);
-            assert!((padded - len) as f64 <= len as f64 * 0.032, "{len} -> {padded}");
+            assert!(
+                (padded - len) as f64 <= len as f64 * 0.032,
+                "{len} -> {padded}"
+            );
         }
+    }
+
+    #[test]
+    fn a_body_without_end_marker_is_malformed() {
+        let key = crate::SyncKey::from_bytes([9; 32]).keys().data;
+        let sealed = key.seal(Kind::Head, "n", b"x").unwrap();
+        let header = Header::parse(sealed.as_bytes()).unwrap();
+        let mut forged = sealed.as_bytes()[..HEADER_LEN].to_vec();
+        let mut body = vec![0u8; 256];
+        let tag = cipher(&key.0)
+            .encrypt_inout_detached(
+                &XNonce::from(header.nonce),
+                &associated_data(&forged, "n"),
+                body.as_mut_slice().into(),
+            )
+            .unwrap();
+        forged.extend_from_slice(&body);
+        forged.extend_from_slice(&tag);
+        assert!(matches!(
+            key.open(Kind::Head, "n", &forged),
+            Err(Error::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -23,6 +23,16 @@ pub enum Error {
         got: usize,
     },
 
+    /// The object's length is not one that padding produces: bytes were cut off or added.
+    #[error(
+        "the object is {len} bytes, a length Ferry never writes: it was cut short or extended in \
+         transfer or storage; fetch it again, and if it stays so it will be quarantined"
+    )]
+    BadLength {
+        /// The length found.
+        len: usize,
+    },
+
     /// The input does not start with the Ferry magic bytes.
     #[error(
         "this is not a Ferry object (it does not start with \"FRY\"): something other than Ferry \

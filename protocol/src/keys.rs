@@ -143,6 +143,12 @@ macro_rules! sub_key {
             pub fn key_id(&self) -> KeyId {
                 self.0.id
             }
+
+            /// The secret bytes, for test vectors only.
+            #[cfg(feature = "test-vectors")]
+            pub fn expose_bytes(&self) -> &[u8; KEY_LEN] {
+                &self.0.bytes
+            }
         }
 
         impl fmt::Debug for $name {

@@ -35,7 +35,9 @@ pub use envelope::{FORMAT_VERSION, Header, Kind, Opened, Sealed};
 pub use error::{Error, RecoveryCodeError};
 pub use keys::{DataKey, KeyId, Keys, LanKey, NamesKey, RelayKey, SyncKey};
 pub use names::{BlobId, DeviceId, DeviceTag, ObjectName};
-pub use objects::{BlobChunk, Cursor, Head, KeyCheck, Payload, RawOp, RepoHeader, Segment, Snapshot};
+pub use objects::{
+    BlobChunk, Cursor, Head, KeyCheck, Payload, RawOp, RepoHeader, Segment, Snapshot,
+};
 pub use passphrase::KdfParams;
 pub use recovery::RecoveryCode;
 pub use relay::{RelayHint, TopicId};

@@ -76,14 +76,12 @@ macro_rules! hex_id {
             type Err = Error;
 
             fn from_str(s: &str) -> Result<Self, Error> {
-                parse_hex::<$len>(s).map($name).ok_or_else(|| Error::BadName {
-                    name: s.to_owned(),
-                    reason: concat!(
-                        "expected ",
-                        stringify!($len),
-                        " bytes as lowercase hex"
-                    ),
-                })
+                parse_hex::<$len>(s)
+                    .map($name)
+                    .ok_or_else(|| Error::BadName {
+                        name: s.to_owned(),
+                        reason: concat!("expected ", stringify!($len), " bytes as lowercase hex"),
+                    })
             }
         }
     };
@@ -255,7 +253,10 @@ mod tests {
         assert!(a < b);
         for name in [
             ObjectName::Repo,
-            ObjectName::Log { device, seq: u64::MAX },
+            ObjectName::Log {
+                device,
+                seq: u64::MAX,
+            },
             ObjectName::Head { device, seq: 0 },
             ObjectName::Snap { device, seq: 77 },
             ObjectName::Blob {

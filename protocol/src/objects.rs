@@ -41,7 +41,10 @@ fn decode_exact<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, Erro
     };
     let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(malformed(format!("{} unexpected trailing bytes", rest.len())));
+        return Err(malformed(format!(
+            "{} unexpected trailing bytes",
+            rest.len()
+        )));
     }
     Ok(value)
 }

@@ -135,13 +135,22 @@ mod tests {
     fn hostile_parameters_are_refused_before_any_work() {
         let mut p = cheap(1);
         p.memory_kib = u32::MAX;
-        assert!(matches!(SyncKey::from_passphrase("x", &p), Err(Error::BadKdfParams(_))));
+        assert!(matches!(
+            SyncKey::from_passphrase("x", &p),
+            Err(Error::BadKdfParams(_))
+        ));
         let mut p = cheap(1);
         p.iterations = 0;
-        assert!(matches!(SyncKey::from_passphrase("x", &p), Err(Error::BadKdfParams(_))));
+        assert!(matches!(
+            SyncKey::from_passphrase("x", &p),
+            Err(Error::BadKdfParams(_))
+        ));
         let mut p = cheap(1);
         p.parallelism = 1000;
-        assert!(matches!(SyncKey::from_passphrase("x", &p), Err(Error::BadKdfParams(_))));
+        assert!(matches!(
+            SyncKey::from_passphrase("x", &p),
+            Err(Error::BadKdfParams(_))
+        ));
         assert_eq!(
             SyncKey::from_passphrase("", &cheap(1)).unwrap_err(),
             Error::EmptyPassphrase

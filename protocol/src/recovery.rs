@@ -80,8 +80,8 @@ impl SyncKey {
                 continue;
             }
             let group = symbols.len() / GROUP_LEN + 1;
-            let value = symbol_value(character)
-                .ok_or(RecoveryCodeError::Character { group, character })?;
+            let value =
+                symbol_value(character).ok_or(RecoveryCodeError::Character { group, character })?;
             symbols.push(value);
         }
         if symbols.len() != CODE_LEN {
@@ -256,7 +256,10 @@ mod tests {
             let swapped: String = swapped.into_iter().collect();
             match SyncKey::from_recovery_code(&swapped).unwrap_err() {
                 RecoveryCodeError::Checksum { group } => {
-                    assert!(group == group_of(i) || group == group_of(i + 1), "swap at {i}")
+                    assert!(
+                        group == group_of(i) || group == group_of(i + 1),
+                        "swap at {i}"
+                    )
                 }
                 other => panic!("swap at {i}: {other:?}"),
             }

@@ -103,7 +103,13 @@ impl RelayKey {
         hint: &RelayHint,
         nonce: [u8; envelope::NONCE_LEN],
     ) -> Result<Sealed, Error> {
-        envelope::seal(&self.0, Kind::RelayHint, &hint_name(topic), &hint.encode(), nonce)
+        envelope::seal(
+            &self.0,
+            Kind::RelayHint,
+            &hint_name(topic),
+            &hint.encode(),
+            nonce,
+        )
     }
 
     /// Opens a hint received on `topic`.

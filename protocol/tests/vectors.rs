@@ -1,0 +1,394 @@
+//! Golden test vectors: the formats, frozen.
+//!
+//! Each file under `tests/vectors/` is rebuilt here from fixed inputs and compared byte for byte
+//! with the committed copy; then every sealed value in the file is opened again. These vectors
+//! change only with a deliberate format version bump (a new `FORMAT_VERSION`, with a migration);
+//! a failure here means the wire format changed by accident.
+//!
+//! To write the files after such a deliberate change: `FERRY_WRITE_VECTORS=1 cargo test -p
+//! ferry-protocol --test vectors`.
+
+use std::path::PathBuf;
+
+use ferry_protocol::objects::Payload;
+use ferry_protocol::{
+    BlobChunk, BlobId, Cursor, DeviceId, Head, KdfParams, Kind, ObjectName, RawOp, RelayHint,
+    RepoHeader, Segment, Snapshot, SyncKey,
+};
+use serde_json::{Value, json};
+
+fn sync_key(seed: u8) -> SyncKey {
+    let mut bytes = [0u8; 32];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = seed.wrapping_add(i as u8);
+    }
+    SyncKey::from_bytes(bytes)
+}
+
+fn nonce(seed: u8) -> [u8; 24] {
+    [seed; 24]
+}
+
+fn check(file: &str, built: Value) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(file);
+    let text = serde_json::to_string_pretty(&built).unwrap() + "\n";
+    if std::env::var_os("FERRY_WRITE_VECTORS").is_some() {
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (write it with FERRY_WRITE_VECTORS=1)",
+            path.display()
+        )
+    });
+    assert!(
+        committed == text,
+        "{file} differs from what this build produces: the wire format changed"
+    );
+}
+
+fn committed(file: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(file);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn unhex(v: &Value) -> Vec<u8> {
+    hex::decode(v.as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn key_schedule() {
+    let cases: Vec<Value> = [0u8, 0x5a, 0xf0]
+        .into_iter()
+        .map(|seed| {
+            let key = sync_key(seed);
+            let keys = key.keys();
+            json!({
+                "sync_key": hex::encode(key.expose_bytes()),
+                "key_id": keys.id.to_string(),
+                "data": hex::encode(keys.data.expose_bytes()),
+                "names": hex::encode(keys.names.expose_bytes()),
+                "relay": hex::encode(keys.relay.expose_bytes()),
+                "lan": hex::encode(keys.lan.expose_bytes()),
+                "group_topic": keys.relay.group_topic().to_string(),
+                "lan_discovery_tag_period_0": hex::encode(keys.lan.discovery_tag(0)),
+                "lan_discovery_tag_period_493000": hex::encode(keys.lan.discovery_tag(493_000)),
+                "lan_transport_psk": hex::encode(keys.lan.transport_psk()),
+            })
+        })
+        .collect();
+    check("keys.json", json!({ "cases": cases }));
+}
+
+#[test]
+fn recovery_codes() {
+    let cases: Vec<Value> = [0u8, 0x5a, 0xf0]
+        .into_iter()
+        .map(|seed| {
+            let key = sync_key(seed);
+            json!({
+                "sync_key": hex::encode(key.expose_bytes()),
+                "recovery_code": key.recovery_code().expose(),
+            })
+        })
+        .chain([
+            json!({ "sync_key": hex::encode([0u8; 32]), "recovery_code": SyncKey::from_bytes([0; 32]).recovery_code().expose() }),
+            json!({ "sync_key": hex::encode([0xffu8; 32]), "recovery_code": SyncKey::from_bytes([0xff; 32]).recovery_code().expose() }),
+        ])
+        .collect();
+    check("recovery.json", json!({ "cases": cases }));
+
+    for case in committed("recovery.json")["cases"].as_array().unwrap() {
+        let key = SyncKey::from_recovery_code(case["recovery_code"].as_str().unwrap()).unwrap();
+        assert_eq!(key.expose_bytes().as_slice(), unhex(&case["sync_key"]));
+    }
+}
+
+#[test]
+fn passphrases() {
+    let cheap = KdfParams {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+        salt: *b"ferry-salt-00001",
+    };
+    let default = KdfParams {
+        memory_kib: KdfParams::DEFAULT_MEMORY_KIB,
+        iterations: KdfParams::DEFAULT_ITERATIONS,
+        parallelism: KdfParams::DEFAULT_PARALLELISM,
+        salt: *b"ferry-salt-00002",
+    };
+    let cases: Vec<Value> = [
+        ("correct horse battery staple", cheap),
+        ("caf\u{e9} cr\u{e8}me", cheap),
+        ("correct horse battery staple", default),
+    ]
+    .into_iter()
+    .map(|(passphrase, params)| {
+        let key = SyncKey::from_passphrase(passphrase, &params).unwrap();
+        json!({
+            "passphrase": passphrase,
+            "passphrase_nfc_utf8": hex::encode(passphrase.as_bytes()),
+            "memory_kib": params.memory_kib,
+            "iterations": params.iterations,
+            "parallelism": params.parallelism,
+            "salt": hex::encode(params.salt),
+            "sync_key": hex::encode(key.expose_bytes()),
+            "key_id": key.key_id().to_string(),
+        })
+    })
+    .collect();
+    check("passphrase.json", json!({ "cases": cases }));
+}
+
+#[test]
+fn names() {
+    let keys = sync_key(0x5a).keys();
+    let device = DeviceId([0x11; 16]);
+    let tag = keys.names.device_tag(&device);
+    let blob = keys.names.blob_id(b"a picture of a ferry");
+    let names: Vec<String> = [
+        ObjectName::Repo,
+        ObjectName::Log {
+            device: tag,
+            seq: 1,
+        },
+        ObjectName::Head {
+            device: tag,
+            seq: 0x2a,
+        },
+        ObjectName::Snap {
+            device: tag,
+            seq: 0x100,
+        },
+        ObjectName::Blob { blob, chunk: 3 },
+    ]
+    .iter()
+    .map(|n| n.to_string())
+    .collect();
+    check(
+        "names.json",
+        json!({
+            "sync_key": hex::encode(sync_key(0x5a).expose_bytes()),
+            "device_id": device.to_string(),
+            "device_tag": tag.to_string(),
+            "blob_content_utf8": "a picture of a ferry",
+            "blob_id": blob.to_string(),
+            "names": names,
+        }),
+    );
+    for name in committed("names.json")["names"].as_array().unwrap() {
+        let name = name.as_str().unwrap();
+        assert_eq!(name.parse::<ObjectName>().unwrap().to_string(), name);
+    }
+}
+
+/// A sealed payload: its inputs, its plaintext encoding and its sealed bytes.
+fn sealed_case<T: Payload>(name: &ObjectName, value: &T, fields: Value, nonce_seed: u8) -> Value {
+    let keys = sync_key(0x5a).keys();
+    let sealed = keys
+        .data
+        .seal_object_with_nonce(name, value, nonce(nonce_seed))
+        .unwrap();
+    json!({
+        "kind": T::KIND as u8,
+        "name": name.to_string(),
+        "fields": fields,
+        "plaintext": hex::encode(value.encode()),
+        "nonce": hex::encode(nonce(nonce_seed)),
+        "sealed": hex::encode(sealed.as_bytes()),
+    })
+}
+
+fn objects() -> (Segment, Head, Snapshot, BlobChunk) {
+    let keys = sync_key(0x5a).keys();
+    let device = DeviceId([0x11; 16]);
+    let other = DeviceId([0x22; 16]);
+    let segment = Segment {
+        device,
+        seq: 7,
+        first_op: 40,
+        ops: vec![
+            RawOp(b"op-one".to_vec()),
+            RawOp(vec![]),
+            RawOp(vec![0xff; 3]),
+        ],
+    };
+    let head = Head {
+        device,
+        seq: 7,
+        ops: 42,
+        first_seq: 5,
+        snapshot: Some(4),
+    };
+    let snapshot = Snapshot {
+        device,
+        seq: 4,
+        version_vector: vec![
+            Cursor {
+                device,
+                seq: 4,
+                ops: 30,
+            },
+            Cursor {
+                device: other,
+                seq: 9,
+                ops: 100,
+            },
+        ],
+        state: b"merged state".to_vec(),
+    };
+    let blob = keys.names.blob_id(b"a picture of a ferry");
+    let chunk = BlobChunk {
+        blob,
+        index: 0,
+        count: 1,
+        total_len: 20,
+        data: b"a picture of a ferry".to_vec(),
+    };
+    (segment, head, snapshot, chunk)
+}
+
+#[test]
+fn sealed_objects() {
+    let keys = sync_key(0x5a).keys();
+    let (segment, head, snapshot, chunk) = objects();
+    let tag = keys.names.device_tag(&segment.device);
+    let log_name = ObjectName::Log {
+        device: tag,
+        seq: 7,
+    };
+    let head_name = ObjectName::Head {
+        device: tag,
+        seq: 7,
+    };
+    let snap_name = ObjectName::Snap {
+        device: tag,
+        seq: 4,
+    };
+    let blob_name = ObjectName::Blob {
+        blob: chunk.blob,
+        chunk: 0,
+    };
+    let cases = json!({
+        "sync_key": hex::encode(sync_key(0x5a).expose_bytes()),
+        "segment": sealed_case(&log_name, &segment, json!({
+            "device": segment.device.to_string(), "seq": 7, "first_op": 40,
+            "ops": segment.ops.iter().map(|o| hex::encode(&o.0)).collect::<Vec<_>>(),
+        }), 1),
+        "head": sealed_case(&head_name, &head, json!({
+            "device": head.device.to_string(), "seq": 7, "ops": 42, "first_seq": 5, "snapshot": 4,
+        }), 2),
+        "snapshot": sealed_case(&snap_name, &snapshot, json!({
+            "device": snapshot.device.to_string(), "seq": 4,
+            "version_vector": snapshot.version_vector.iter()
+                .map(|c| json!({"device": c.device.to_string(), "seq": c.seq, "ops": c.ops}))
+                .collect::<Vec<_>>(),
+            "state": hex::encode(&snapshot.state),
+        }), 3),
+        "blob_chunk": sealed_case(&blob_name, &chunk, json!({
+            "blob": chunk.blob.to_string(), "index": 0, "count": 1, "total_len": 20,
+            "data": hex::encode(&chunk.data),
+        }), 4),
+    });
+    check("objects.json", cases);
+
+    let file = committed("objects.json");
+    let open = |case: &Value| -> (ObjectName, Vec<u8>) {
+        let name = case["name"].as_str().unwrap().parse().unwrap();
+        (name, unhex(&case["sealed"]))
+    };
+    let (n, b) = open(&file["segment"]);
+    assert_eq!(keys.data.open_object::<Segment>(&n, &b).unwrap(), segment);
+    let (n, b) = open(&file["head"]);
+    assert_eq!(keys.data.open_object::<Head>(&n, &b).unwrap(), head);
+    let (n, b) = open(&file["snapshot"]);
+    assert_eq!(keys.data.open_object::<Snapshot>(&n, &b).unwrap(), snapshot);
+    let (n, b) = open(&file["blob_chunk"]);
+    assert_eq!(keys.data.open_object::<BlobChunk>(&n, &b).unwrap(), chunk);
+}
+
+#[test]
+fn repository_headers() {
+    let key = sync_key(0x5a);
+    let keys = key.keys();
+    let plain = RepoHeader::create_with_nonce(&keys, None, [0x33; 16], nonce(5)).unwrap();
+    let kdf = KdfParams {
+        memory_kib: 65536,
+        iterations: 3,
+        parallelism: 1,
+        salt: *b"ferry-salt-00003",
+    };
+    let with_kdf = RepoHeader::create_with_nonce(&keys, Some(kdf), [0x44; 16], nonce(6)).unwrap();
+    check(
+        "repo.json",
+        json!({
+            "sync_key": hex::encode(key.expose_bytes()),
+            "generated_key": {
+                "repo_id": hex::encode([0x33; 16]),
+                "key_check_nonce": hex::encode(nonce(5)),
+                "bytes": hex::encode(plain.to_bytes()),
+            },
+            "passphrase_key": {
+                "repo_id": hex::encode([0x44; 16]),
+                "memory_kib": 65536, "iterations": 3, "parallelism": 1,
+                "salt": hex::encode(kdf.salt),
+                "key_check_nonce": hex::encode(nonce(6)),
+                "bytes": hex::encode(with_kdf.to_bytes()),
+            },
+        }),
+    );
+    let file = committed("repo.json");
+    for which in ["generated_key", "passphrase_key"] {
+        let header = RepoHeader::from_bytes(&unhex(&file[which]["bytes"])).unwrap();
+        header.verify(&keys).unwrap();
+    }
+}
+
+#[test]
+fn relay_hints() {
+    let keys = sync_key(0x5a).keys();
+    let topic = keys.relay.group_topic();
+    let device = keys.names.device_tag(&DeviceId([0x11; 16]));
+    let hint = RelayHint { device, seq: 7 };
+    let sealed = keys
+        .relay
+        .seal_hint_with_nonce(&topic, &hint, nonce(7))
+        .unwrap();
+    check(
+        "relay.json",
+        json!({
+            "sync_key": hex::encode(sync_key(0x5a).expose_bytes()),
+            "topic": topic.to_string(),
+            "hint": {
+                "kind": Kind::RelayHint as u8,
+                "name": format!("relay/{topic}"),
+                "fields": { "device": device.to_string(), "seq": 7 },
+                "plaintext": hex::encode(hint.encode()),
+                "nonce": hex::encode(nonce(7)),
+                "sealed": hex::encode(sealed.as_bytes()),
+            },
+        }),
+    );
+    let file = committed("relay.json");
+    let opened = keys
+        .relay
+        .open_hint(&topic, &unhex(&file["hint"]["sealed"]))
+        .unwrap();
+    assert_eq!(opened, hint);
+    assert_eq!(opened.segment(), ObjectName::Log { device, seq: 7 });
+}
+
+#[test]
+fn blob_ids_are_keyed_and_deterministic() {
+    let a = sync_key(1).keys().names;
+    let b = sync_key(2).keys().names;
+    assert_eq!(a.blob_id(b"x"), a.blob_id(b"x"));
+    assert_ne!(a.blob_id(b"x"), b.blob_id(b"x"));
+    assert_ne!(a.blob_id(b"x"), BlobId([0; 32]));
+}
