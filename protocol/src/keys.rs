@@ -20,7 +20,7 @@ use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::Error;
 
@@ -190,9 +190,9 @@ impl LanKey {
         tag
     }
 
-    /// The pre-shared key for the authenticated LAN transport.
-    pub fn transport_psk(&self) -> [u8; KEY_LEN] {
-        self.0.mac(b"lan-transport-psk", &[])
+    /// The pre-shared key for the authenticated LAN transport, wiped when dropped.
+    pub fn transport_psk(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        Zeroizing::new(self.0.mac(b"lan-transport-psk", &[]))
     }
 }
 

@@ -78,7 +78,7 @@ fn key_schedule() {
                 "group_topic": keys.relay.group_topic().to_string(),
                 "lan_discovery_tag_period_0": hex::encode(keys.lan.discovery_tag(0)),
                 "lan_discovery_tag_period_493000": hex::encode(keys.lan.discovery_tag(493_000)),
-                "lan_transport_psk": hex::encode(keys.lan.transport_psk()),
+                "lan_transport_psk": hex::encode(*keys.lan.transport_psk()),
             })
         })
         .collect();

@@ -1,0 +1,12 @@
+//! Any bytes read as a repository header, then verified: an error, never a panic.
+#![no_main]
+
+use ferry_protocol::{RepoHeader, SyncKey};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(header) = RepoHeader::from_bytes(data) {
+        let _ = header.verify(&SyncKey::from_bytes([7; 32]).keys());
+        let _ = RepoHeader::from_bytes(&header.to_bytes()).expect("a read header reads again");
+    }
+});
