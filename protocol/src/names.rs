@@ -14,7 +14,8 @@
 //! "device" ‖ 0x00 ‖ device id), truncated to 16 bytes, so the storage cannot link names to
 //! devices. `<seq>` is 16 lowercase hex digits, so names sort in sequence order. `<blob>` is a
 //! [`BlobId`]: 64 hex digits of HMAC-SHA256(names key, "blob" ‖ 0x00 ‖ content). `<chunk>` is 8 hex
-//! digits. The name below the root (for example `log/…/…`) is the logical name bound into the
+//! digits. (Clip ids, HMAC(names key, "clip" ‖ 0x00 ‖ encoded content) truncated to 16 bytes, are
+//! made with the same key but never appear in names.) The name below the root (for example `log/…/…`) is the logical name bound into the
 //! envelope's associated data.
 
 use std::fmt;
@@ -103,6 +104,16 @@ impl NamesKey {
     /// The id of a blob with this content: equal content, equal id, on every device.
     pub fn blob_id(&self, content: &[u8]) -> BlobId {
         BlobId(self.0.mac(b"blob", &[content]))
+    }
+
+    /// The 16-byte id of a clip whose content encodes to `content`: the same content copied on
+    /// any device gets the same id, so history holds it once. Opaque to the storage: clip ids
+    /// travel only inside sealed objects.
+    pub fn clip_id(&self, content: &[u8]) -> [u8; 16] {
+        let mac = self.0.mac(b"clip", &[content]);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&mac[..16]);
+        id
     }
 }
 

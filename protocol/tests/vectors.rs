@@ -179,6 +179,8 @@ fn names() {
             "device_tag": tag.to_string(),
             "blob_content_utf8": "a picture of a ferry",
             "blob_id": blob.to_string(),
+            "clip_content_utf8": "hello from Ferry",
+            "clip_id": hex::encode(keys.names.clip_id(b"hello from Ferry")),
             "names": names,
         }),
     );
