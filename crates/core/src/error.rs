@@ -1,0 +1,34 @@
+//! Errors of the replicated state.
+
+use ferry_protocol::DeviceId;
+
+/// Why an operation or a state could not be taken in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// An operation arrived before an earlier one of the same device.
+    #[error(
+        "operation {got} of device {device} arrived before operation {expected}: keep it and \
+         apply it after the missing ones"
+    )]
+    Gap {
+        /// The device.
+        device: DeviceId,
+        /// The counter that must come next.
+        expected: u64,
+        /// The counter that came.
+        got: u64,
+    },
+
+    /// Bytes that do not decode as an operation or a state.
+    #[error("{0} does not decode: it was written by a faulty or newer Ferry (upgrade this device)")]
+    Malformed(String),
+}
+
+impl CoreError {
+    /// Whether the same input can succeed later: a gap closes once the missing operations
+    /// arrive; malformed bytes stay malformed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CoreError::Gap { .. })
+    }
+}

@@ -1,0 +1,227 @@
+//! Operations: the only way the replicated state changes.
+//!
+//! An operation is made by one device, stamped with that device's next counter (1, 2, 3… with no
+//! gaps) and a hybrid logical time, and applied everywhere. Each operation is encoded on its own
+//! with postcard and carried as one opaque entry of a `ferry-protocol` segment, so the encoding
+//! here is part of the wire format (pinned by `tests/vectors/ops.json`): a change to it is a format
+//! change. New actions are added at the end of [`Action`] and never reorder the existing ones; a
+//! build that meets an action it does not know reports it as [`CoreError::Malformed`] and stops
+//! applying that device's operations until it is upgraded, rather than skip and lose it.
+
+use serde::{Deserialize, Serialize};
+
+use crdts::{mvreg, orswot};
+use ferry_protocol::DeviceId;
+
+use crate::clip::{ClipContent, ClipId, CollectionId};
+use crate::error::CoreError;
+use crate::hlc::Hlc;
+
+/// One change, by one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// The device's operation counter: 1 for its first operation, then one more each time.
+    pub counter: u64,
+    /// When, in hybrid logical time; `hlc.device` is the device that made it.
+    pub hlc: Hlc,
+    /// What it does.
+    pub action: Action,
+}
+
+impl Op {
+    /// The device that made it.
+    pub fn device(&self) -> DeviceId {
+        self.hlc.device
+    }
+
+    /// The postcard encoding carried in segments.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("postcard encodes every operation")
+    }
+
+    /// Decodes one operation, refusing trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Op, CoreError> {
+        let (op, rest) = postcard::take_from_bytes::<Op>(bytes)
+            .map_err(|e| CoreError::Malformed(format!("operation: {e}")))?;
+        if !rest.is_empty() {
+            return Err(CoreError::Malformed(format!(
+                "operation: {} trailing bytes",
+                rest.len()
+            )));
+        }
+        Ok(op)
+    }
+
+    /// Which kind of data it changes.
+    pub fn data_kind(&self) -> DataKind {
+        self.action.data_kind()
+    }
+}
+
+/// A multi-value register's value: the value (or `None` for a deletion) and when it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Versioned {
+    /// The value; `None` records a deletion.
+    pub value: Option<String>,
+    /// When it was written, and by which device.
+    pub hlc: Hlc,
+}
+
+/// What an operation does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Copy: creates the clip, or, when the same content was copied before, moves it to the top
+    /// of the history again and takes it out of the trash.
+    Copy {
+        /// The clip (a keyed hash of the content).
+        clip: ClipId,
+        /// The content.
+        content: ClipContent,
+    },
+    /// Pins or unpins a clip.
+    SetPinned {
+        /// The clip.
+        clip: ClipId,
+        /// Pinned or not.
+        pinned: bool,
+    },
+    /// Marks or unmarks a clip as a favourite.
+    SetFavourite {
+        /// The clip.
+        clip: ClipId,
+        /// Favourite or not.
+        favourite: bool,
+    },
+    /// Moves a clip to the trash.
+    Delete {
+        /// The clip.
+        clip: ClipId,
+    },
+    /// Takes a clip out of the trash.
+    Restore {
+        /// The clip.
+        clip: ClipId,
+    },
+    /// Removes a clip's content for good (a later copy of the same content brings it back).
+    Purge {
+        /// The clip.
+        clip: ClipId,
+    },
+    /// Creates a collection.
+    CollectionCreate {
+        /// The new collection's id.
+        collection: CollectionId,
+        /// Its name.
+        name: String,
+    },
+    /// Renames a collection.
+    CollectionRename {
+        /// The collection.
+        collection: CollectionId,
+        /// The new name.
+        name: String,
+    },
+    /// Deletes a collection (the clips in it stay).
+    CollectionDelete {
+        /// The collection.
+        collection: CollectionId,
+    },
+    /// Adds clips to or removes clips from a collection (an observed-remove set operation).
+    CollectionMembers {
+        /// The collection.
+        collection: CollectionId,
+        /// The set operation.
+        op: orswot::Op<ClipId, DeviceId>,
+    },
+    /// Sets or deletes an alias (a named snippet).
+    Alias {
+        /// The alias name.
+        name: String,
+        /// The register write.
+        op: mvreg::Op<Versioned, DeviceId>,
+    },
+    /// Sets or deletes a synced setting.
+    Setting {
+        /// The setting key.
+        key: String,
+        /// The register write.
+        op: mvreg::Op<Versioned, DeviceId>,
+    },
+}
+
+impl Action {
+    /// Which kind of data it changes.
+    pub fn data_kind(&self) -> DataKind {
+        match self {
+            Action::Copy { .. }
+            | Action::SetPinned { .. }
+            | Action::SetFavourite { .. }
+            | Action::Delete { .. }
+            | Action::Restore { .. }
+            | Action::Purge { .. } => DataKind::Clips,
+            Action::CollectionCreate { .. }
+            | Action::CollectionRename { .. }
+            | Action::CollectionDelete { .. }
+            | Action::CollectionMembers { .. } => DataKind::Collections,
+            Action::Alias { .. } => DataKind::Aliases,
+            Action::Setting { .. } => DataKind::Settings,
+        }
+    }
+}
+
+/// The kinds of data a device can choose to sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DataKind {
+    /// Clips, their flags, the trash.
+    Clips,
+    /// Collections and their members.
+    Collections,
+    /// Aliases (snippets).
+    Aliases,
+    /// Synced settings.
+    Settings,
+}
+
+/// Which kinds of data a device syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// Clips.
+    pub clips: bool,
+    /// Collections.
+    pub collections: bool,
+    /// Aliases.
+    pub aliases: bool,
+    /// Settings.
+    pub settings: bool,
+}
+
+impl Scope {
+    /// Everything: the default.
+    pub const ALL: Scope = Scope {
+        clips: true,
+        collections: true,
+        aliases: true,
+        settings: true,
+    };
+
+    /// Whether this kind of data is in scope.
+    pub fn includes_kind(&self, kind: DataKind) -> bool {
+        match kind {
+            DataKind::Clips => self.clips,
+            DataKind::Collections => self.collections,
+            DataKind::Aliases => self.aliases,
+            DataKind::Settings => self.settings,
+        }
+    }
+
+    /// Whether this operation is in scope.
+    pub fn includes(&self, op: &Op) -> bool {
+        self.includes_kind(op.data_kind())
+    }
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope::ALL
+    }
+}

@@ -1,0 +1,333 @@
+//! The replicated state, and how operations and other states merge into it.
+//!
+//! Every part is a CRDT, so applying the same operations in any cross-device order, any number of
+//! times, or merging states that hold them, gives the same state, down to its encoding:
+//!
+//! - the version vector (`crdts::VClock`) counts each device's operations applied; it makes
+//!   application idempotent (an operation at or below it is a duplicate) and refuses gaps;
+//! - a clip's content is immutable; its first and last copy times are min and max registers; its
+//!   pinned, favourite and trash flags are last-writer-wins registers (`crdts::LWWReg`) marked by
+//!   the hybrid logical time, unique per operation; a purge is a max register that hides the clip
+//!   until a later copy of the same content;
+//! - collection members are an observed-remove set (`crdts::Orswot`): an add concurrent with a
+//!   remove wins, and removes only remove what their writer had seen; names are LWW registers;
+//! - aliases and settings are multi-value registers (`crdts::MVReg`) so concurrent writes are all
+//!   kept, then shown by a [`Strategy`](crate::Strategy).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crdts::{CmRDT, CvRDT, Dot, LWWReg, VClock};
+use ferry_protocol::DeviceId;
+
+use crate::canonical::{Members, Register};
+use crate::clip::{ClipContent, ClipId, CollectionId};
+use crate::error::CoreError;
+use crate::hlc::Hlc;
+use crate::op::{Action, Op};
+
+/// What became of an applied operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// It was new and is now part of the state.
+    New,
+    /// It was already part of the state; nothing changed.
+    Duplicate,
+}
+
+/// One clip's replicated record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ClipEntry {
+    /// The content, present while the clip is live (copied after its last purge).
+    pub(crate) content: Option<ClipContent>,
+    /// The earliest copy: its device is the clip's source.
+    pub(crate) first: Option<Hlc>,
+    /// The latest copy: the history is ordered by it.
+    pub(crate) last_used: Option<Hlc>,
+    pub(crate) pinned: LWWReg<bool, Hlc>,
+    pub(crate) favourite: LWWReg<bool, Hlc>,
+    /// `Some(time)` while in the trash.
+    pub(crate) trashed: LWWReg<Option<Hlc>, Hlc>,
+    /// The latest purge.
+    pub(crate) purged: Option<Hlc>,
+}
+
+impl Default for ClipEntry {
+    fn default() -> Self {
+        ClipEntry {
+            content: None,
+            first: None,
+            last_used: None,
+            pinned: LWWReg {
+                val: false,
+                marker: Hlc::ZERO,
+            },
+            favourite: LWWReg {
+                val: false,
+                marker: Hlc::ZERO,
+            },
+            trashed: LWWReg {
+                val: None,
+                marker: Hlc::ZERO,
+            },
+            purged: None,
+        }
+    }
+}
+
+impl ClipEntry {
+    /// Copied after its latest purge.
+    pub(crate) fn is_live(&self) -> bool {
+        match (self.last_used, self.purged) {
+            (Some(used), Some(purged)) => used > purged,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
+    /// Where it stands in the history, while it has content.
+    fn history_key(&self, id: ClipId) -> Option<(Hlc, ClipId)> {
+        match (&self.content, self.last_used) {
+            (Some(_), Some(used)) => Some((used, id)),
+            _ => None,
+        }
+    }
+
+    /// Content is kept exactly while the clip is live.
+    fn settle(&mut self) {
+        if !self.is_live() {
+            self.content = None;
+        }
+    }
+
+    fn copy(&mut self, hlc: Hlc, content: ClipContent) {
+        self.first = Some(self.first.map_or(hlc, |f| f.min(hlc)));
+        self.last_used = Some(self.last_used.map_or(hlc, |u| u.max(hlc)));
+        self.trashed.update(None, hlc);
+        if self.content.is_none() {
+            self.content = Some(content);
+        }
+        self.settle();
+    }
+
+    fn purge(&mut self, hlc: Hlc) {
+        self.purged = Some(self.purged.map_or(hlc, |p| p.max(hlc)));
+        self.settle();
+    }
+
+    fn merge(&mut self, other: ClipEntry) {
+        self.first = min_opt(self.first, other.first);
+        self.last_used = self.last_used.max(other.last_used);
+        self.pinned.merge(other.pinned);
+        self.favourite.merge(other.favourite);
+        self.trashed.merge(other.trashed);
+        self.purged = self.purged.max(other.purged);
+        if self.content.is_none() {
+            self.content = other.content;
+        }
+        self.settle();
+    }
+}
+
+fn min_opt(a: Option<Hlc>, b: Option<Hlc>) -> Option<Hlc> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One collection's replicated record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CollectionEntry {
+    pub(crate) created: Option<Hlc>,
+    pub(crate) name: LWWReg<String, Hlc>,
+    pub(crate) members: Members,
+    pub(crate) deleted: Option<Hlc>,
+}
+
+impl Default for CollectionEntry {
+    fn default() -> Self {
+        CollectionEntry {
+            created: None,
+            name: LWWReg {
+                val: String::new(),
+                marker: Hlc::ZERO,
+            },
+            members: Members::default(),
+            deleted: None,
+        }
+    }
+}
+
+impl CollectionEntry {
+    pub(crate) fn is_visible(&self) -> bool {
+        self.created.is_some() && self.deleted.is_none()
+    }
+
+    fn merge(&mut self, other: CollectionEntry) {
+        self.created = min_opt(self.created, other.created);
+        self.name.merge(other.name);
+        self.members.merge(other.members);
+        self.deleted = self.deleted.max(other.deleted);
+    }
+}
+
+/// The replicated fields: exactly what the canonical encoding holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Data {
+    pub(crate) seen: VClock<DeviceId>,
+    pub(crate) latest: Hlc,
+    pub(crate) clips: BTreeMap<ClipId, ClipEntry>,
+    pub(crate) collections: BTreeMap<CollectionId, CollectionEntry>,
+    pub(crate) aliases: BTreeMap<String, Register>,
+    pub(crate) settings: BTreeMap<String, Register>,
+}
+
+/// The whole replicated state of one repository, as one device knows it.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    pub(crate) data: Data,
+    /// Clips with content, by last use: derived, rebuilt on decode and merge.
+    pub(crate) history: BTreeSet<(Hlc, ClipId)>,
+}
+
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        self.data == other.data
+    }
+}
+
+impl State {
+    /// An empty state.
+    pub fn new() -> Self {
+        State::default()
+    }
+
+    /// How many operations of `device` this state holds (its counter of the last one).
+    pub fn seen(&self, device: &DeviceId) -> u64 {
+        self.data.seen.get(device)
+    }
+
+    /// The version vector: for every device, the counter of its last operation held.
+    pub fn version_vector(&self) -> impl Iterator<Item = (DeviceId, u64)> + '_ {
+        self.data.seen.dots.iter().map(|(d, c)| (*d, *c))
+    }
+
+    /// The latest time stamp of any operation held.
+    pub fn latest(&self) -> Hlc {
+        self.data.latest
+    }
+
+    /// Applies one operation. Operations of one device must come in counter order: one that
+    /// skips ahead is refused with [`CoreError::Gap`] and changes nothing; one already held is
+    /// a [`Applied::Duplicate`] and changes nothing.
+    pub fn apply(&mut self, op: Op) -> Result<Applied, CoreError> {
+        let device = op.device();
+        let expected = self.data.seen.get(&device) + 1;
+        if op.counter < expected {
+            return Ok(Applied::Duplicate);
+        }
+        if op.counter > expected {
+            return Err(CoreError::Gap {
+                device,
+                expected,
+                got: op.counter,
+            });
+        }
+        self.data.seen.apply(Dot::new(device, op.counter));
+        self.data.latest = self.data.latest.max(op.hlc);
+        let hlc = op.hlc;
+        match op.action {
+            Action::Copy { clip, content } => self.with_clip(clip, |c| c.copy(hlc, content)),
+            Action::SetPinned { clip, pinned } => {
+                self.with_clip(clip, |c| c.pinned.update(pinned, hlc))
+            }
+            Action::SetFavourite { clip, favourite } => {
+                self.with_clip(clip, |c| c.favourite.update(favourite, hlc))
+            }
+            Action::Delete { clip } => self.with_clip(clip, |c| c.trashed.update(Some(hlc), hlc)),
+            Action::Restore { clip } => self.with_clip(clip, |c| c.trashed.update(None, hlc)),
+            Action::Purge { clip } => self.with_clip(clip, |c| c.purge(hlc)),
+            Action::CollectionCreate { collection, name } => {
+                let entry = self.data.collections.entry(collection).or_default();
+                entry.created = min_opt(entry.created, Some(hlc));
+                entry.name.update(name, hlc);
+            }
+            Action::CollectionRename { collection, name } => {
+                let entry = self.data.collections.entry(collection).or_default();
+                entry.name.update(name, hlc);
+            }
+            Action::CollectionDelete { collection } => {
+                let entry = self.data.collections.entry(collection).or_default();
+                entry.deleted = entry.deleted.max(Some(hlc));
+            }
+            Action::CollectionMembers { collection, op } => {
+                let entry = self.data.collections.entry(collection).or_default();
+                entry.members.apply(op);
+            }
+            Action::Alias { name, op } => self.data.aliases.entry(name).or_default().apply(op),
+            Action::Setting { key, op } => self.data.settings.entry(key).or_default().apply(op),
+        }
+        Ok(Applied::New)
+    }
+
+    /// Merges another state into this one (the snapshot path): the result is the state holding
+    /// the operations of both.
+    pub fn merge(&mut self, other: State) {
+        let data = other.data;
+        self.data.seen.merge(data.seen);
+        self.data.latest = self.data.latest.max(data.latest);
+        for (id, entry) in data.clips {
+            self.with_clip(id, |c| c.merge(entry));
+        }
+        for (id, entry) in data.collections {
+            self.data.collections.entry(id).or_default().merge(entry);
+        }
+        for (name, register) in data.aliases {
+            self.data.aliases.entry(name).or_default().merge(register);
+        }
+        for (key, register) in data.settings {
+            self.data.settings.entry(key).or_default().merge(register);
+        }
+    }
+
+    /// The canonical encoding: equal states give equal bytes. This is what a snapshot carries.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(&self.data).expect("postcard encodes the state")
+    }
+
+    /// Reads a state written by [`encode`](Self::encode).
+    pub fn decode(bytes: &[u8]) -> Result<State, CoreError> {
+        let (data, rest) = postcard::take_from_bytes::<Data>(bytes)
+            .map_err(|e| CoreError::Malformed(format!("state: {e}")))?;
+        if !rest.is_empty() {
+            return Err(CoreError::Malformed(format!(
+                "state: {} trailing bytes",
+                rest.len()
+            )));
+        }
+        let history = data
+            .clips
+            .iter()
+            .filter_map(|(id, c)| c.history_key(*id))
+            .collect();
+        Ok(State { data, history })
+    }
+
+    /// Changes one clip, keeping the history index in step.
+    fn with_clip(&mut self, id: ClipId, change: impl FnOnce(&mut ClipEntry)) {
+        let entry = self.data.clips.entry(id).or_default();
+        let before = entry.history_key(id);
+        change(entry);
+        let after = entry.history_key(id);
+        if before != after {
+            if let Some(key) = before {
+                self.history.remove(&key);
+            }
+            if let Some(key) = after {
+                self.history.insert(key);
+            }
+        }
+    }
+}
