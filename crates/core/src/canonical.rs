@@ -50,9 +50,9 @@ impl Serialize for Members {
         for (_, members) in &mut fields.deferred {
             members.sort();
         }
-        fields
-            .deferred
-            .sort_by_cached_key(|(clock, _)| clock.dots.iter().map(|(d, c)| (*d, *c)).collect::<Vec<_>>());
+        fields.deferred.sort_by_cached_key(|(clock, _)| {
+            clock.dots.iter().map(|(d, c)| (*d, *c)).collect::<Vec<_>>()
+        });
         fields.serialize(serializer)
     }
 }

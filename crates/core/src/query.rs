@@ -122,12 +122,12 @@ pub struct Stats {
 
 fn view(id: ClipId, entry: &ClipEntry) -> Option<ClipView<'_>> {
     Some(ClipView {
-            id,
-            content: entry.content.as_ref()?,
-            first: entry.first?,
-            last_used: entry.last_used?,
-            pinned: entry.pinned.val,
-            favourite: entry.favourite.val,
+        id,
+        content: entry.content.as_ref()?,
+        first: entry.first?,
+        last_used: entry.last_used?,
+        pinned: entry.pinned.val,
+        favourite: entry.favourite.val,
         trashed_at: entry.trashed.val,
     })
 }
@@ -155,7 +155,10 @@ impl State {
             .rev()
             .skip_while(|(hlc, id)| after.is_some_and(|HistoryCursor(h, i)| (*hlc, *id) >= (h, i)))
             .filter_map(|(_, id)| view(*id, self.data.clips.get(id)?));
-        views.filter(|c| c.trashed_at.is_none()).take(limit).collect()
+        views
+            .filter(|c| c.trashed_at.is_none())
+            .take(limit)
+            .collect()
     }
 
     /// A clip by id, whether in the history or the trash.
@@ -179,7 +182,10 @@ impl State {
 
     /// The trash, most recently deleted first.
     pub fn trash(&self) -> Vec<ClipView<'_>> {
-        let mut trashed: Vec<_> = self.by_last_use().filter(|c| c.trashed_at.is_some()).collect();
+        let mut trashed: Vec<_> = self
+            .by_last_use()
+            .filter(|c| c.trashed_at.is_some())
+            .collect();
         trashed.sort_by_key(|c| std::cmp::Reverse(c.trashed_at));
         trashed
     }
@@ -283,10 +289,18 @@ fn resolve(register: &Register, strategy: Strategy, local: DeviceId) -> Option<R
         values.iter().find(|v| pred(v)).or(values.first()).cloned()
     };
     let shown = match strategy {
-        Strategy::KeepBoth => values.iter().filter(|v| v.value.is_some()).cloned().collect(),
+        Strategy::KeepBoth => values
+            .iter()
+            .filter(|v| v.value.is_some())
+            .cloned()
+            .collect(),
         Strategy::Latest => newest_where(&|_| true).into_iter().collect(),
-        Strategy::LocalWins => newest_where(&|v| v.hlc.device == local).into_iter().collect(),
-        Strategy::RemoteWins => newest_where(&|v| v.hlc.device != local).into_iter().collect(),
+        Strategy::LocalWins => newest_where(&|v| v.hlc.device == local)
+            .into_iter()
+            .collect(),
+        Strategy::RemoteWins => newest_where(&|v| v.hlc.device != local)
+            .into_iter()
+            .collect(),
     };
     let shown: Vec<Versioned> = shown;
     if shown.iter().all(|v| v.value.is_none()) {

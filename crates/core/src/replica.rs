@@ -6,8 +6,12 @@
 //! through [`Replica::apply`] and snapshots through [`Replica::merge`]; both move the clock so that
 //! later local operations sort after everything seen.
 
+use std::collections::BTreeMap;
+
+use crdts::{MVReg, Orswot};
 use ferry_protocol::{DeviceId, NamesKey};
 
+use crate::canonical::Register;
 use crate::clip::{ClipContent, ClipId, CollectionId};
 use crate::error::CoreError;
 use crate::hlc::{Hlc, HlcClock};
@@ -138,12 +142,10 @@ impl Replica {
     pub fn add_to_collection(&mut self, collection: CollectionId, clip: ClipId, now_ms: u64) -> Op {
         let device = self.device();
         self.make(now_ms, |state, _| {
-            let members = state.members(&collection);
-            let ctx = members.read_ctx().derive_add_ctx(device);
-            Action::CollectionMembers {
-                collection,
-                op: members.add(clip, ctx),
-            }
+            let op = state.with_members(&collection, |members| {
+                members.add(clip, members.read_ctx().derive_add_ctx(device))
+            });
+            Action::CollectionMembers { collection, op }
         })
     }
 
@@ -155,12 +157,10 @@ impl Replica {
         now_ms: u64,
     ) -> Op {
         self.make(now_ms, |state, _| {
-            let members = state.members(&collection);
-            let ctx = members.contains(&clip).derive_rm_ctx();
-            Action::CollectionMembers {
-                collection,
-                op: members.rm(clip, ctx),
-            }
+            let op = state.with_members(&collection, |members| {
+                members.rm(clip, members.contains(&clip).derive_rm_ctx())
+            });
+            Action::CollectionMembers { collection, op }
         })
     }
 
@@ -168,9 +168,9 @@ impl Replica {
     pub fn set_alias(&mut self, name: String, value: Option<String>, now_ms: u64) -> Op {
         let device = self.device();
         self.make(now_ms, |state, hlc| {
-            let register = state.alias_register(&name);
-            let ctx = register.read_ctx().derive_add_ctx(device);
-            let op = register.write(Versioned { value, hlc }, ctx);
+            let op = with_register(&state.data.aliases, &name, |register| {
+                register.write(Versioned { value, hlc }, register.read_ctx().derive_add_ctx(device))
+            });
             Action::Alias { name, op }
         })
     }
@@ -179,9 +179,9 @@ impl Replica {
     pub fn set_setting(&mut self, key: String, value: Option<String>, now_ms: u64) -> Op {
         let device = self.device();
         self.make(now_ms, |state, hlc| {
-            let register = state.setting_register(&key);
-            let ctx = register.read_ctx().derive_add_ctx(device);
-            let op = register.write(Versioned { value, hlc }, ctx);
+            let op = with_register(&state.data.settings, &key, |register| {
+                register.write(Versioned { value, hlc }, register.read_ctx().derive_add_ctx(device))
+            });
             Action::Setting { key, op }
         })
     }
@@ -189,32 +189,34 @@ impl Replica {
     /// Purges what the retention policy says is due, as operations.
     pub fn retention(&mut self, policy: &Retention, now_ms: u64) -> Vec<Op> {
         let due = self.state.due_for_purge(policy, now_ms);
-        due.into_iter().map(|clip| self.purge(clip, now_ms)).collect()
+        due.into_iter()
+            .map(|clip| self.purge(clip, now_ms))
+            .collect()
     }
 }
 
 impl State {
-    fn members(&self, collection: &CollectionId) -> crdts::Orswot<ClipId, DeviceId> {
-        self.data
-            .collections
-            .get(collection)
-            .map(|c| c.members.0.clone())
-            .unwrap_or_default()
+    /// Calls `f` with a collection's member set (an empty one if the collection is unknown).
+    fn with_members<R>(
+        &self,
+        collection: &CollectionId,
+        f: impl FnOnce(&Orswot<ClipId, DeviceId>) -> R,
+    ) -> R {
+        match self.data.collections.get(collection) {
+            Some(entry) => f(&entry.members.0),
+            None => f(&Orswot::new()),
+        }
     }
+}
 
-    fn alias_register(&self, name: &str) -> crdts::MVReg<Versioned, DeviceId> {
-        self.data
-            .aliases
-            .get(name)
-            .map(|r| r.0.clone())
-            .unwrap_or_default()
-    }
-
-    fn setting_register(&self, key: &str) -> crdts::MVReg<Versioned, DeviceId> {
-        self.data
-            .settings
-            .get(key)
-            .map(|r| r.0.clone())
-            .unwrap_or_default()
+/// Calls `f` with the register under `key` in `map` (an empty one if there is none).
+fn with_register<R>(
+    map: &BTreeMap<String, Register>,
+    key: &str,
+    f: impl FnOnce(&MVReg<Versioned, DeviceId>) -> R,
+) -> R {
+    match map.get(key) {
+        Some(register) => f(&register.0),
+        None => f(&MVReg::new()),
     }
 }

@@ -41,7 +41,10 @@ impl State {
             due.extend(
                 self.trash()
                     .iter()
-                    .filter(|c| c.trashed_at.is_some_and(|t| t.wall_ms.saturating_add(keep) <= now_ms))
+                    .filter(|c| {
+                        c.trashed_at
+                            .is_some_and(|t| t.wall_ms.saturating_add(keep) <= now_ms)
+                    })
                     .map(|c| c.id),
             );
         }

@@ -1,0 +1,489 @@
+//! What a person sees: dedupe, trash, purge, retention, collections, conflicts, clock skew.
+
+use ferry_core::{
+    Applied, Body, ClipContent, ClipId, CoreError, DataKind, DeviceId, Op, Replica, Retention,
+    Scope, State, Strategy,
+};
+use ferry_protocol::{NamesKey, SyncKey};
+
+const T0: u64 = 1_800_000_000_000;
+const HOUR: u64 = 3_600_000;
+const DAY: u64 = 24 * HOUR;
+
+fn names() -> NamesKey {
+    SyncKey::from_bytes([3; 32]).keys().names
+}
+
+fn text(s: &str) -> ClipContent {
+    ClipContent::Text(s.to_owned())
+}
+
+fn device(n: u8) -> Replica {
+    Replica::new(DeviceId([n; 16]))
+}
+
+/// Delivers every operation in `ops` to `to`.
+fn deliver(to: &mut Replica, ops: &[Op]) {
+    for op in ops {
+        to.apply(op.clone()).unwrap();
+    }
+}
+
+fn texts(state: &State) -> Vec<String> {
+    state
+        .history(None, usize::MAX)
+        .iter()
+        .map(|c| c.content.text().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[test]
+fn copying_the_same_content_again_moves_it_to_the_top() {
+    let names = names();
+    let mut a = device(1);
+    let mut b = device(2);
+    let ops_a = vec![
+        a.copy(&names, text("one"), T0),
+        a.copy(&names, text("two"), T0 + 1),
+    ];
+    deliver(&mut b, &ops_a);
+    let again = b.copy(&names, text("one"), T0 + 2);
+    deliver(&mut a, &[again]);
+    for r in [&a, &b] {
+        assert_eq!(texts(r.state()), ["one", "two"]);
+        let newest = r.state().newest().unwrap();
+        assert_eq!(
+            newest.source(),
+            DeviceId([1; 16]),
+            "the first copier stays the source"
+        );
+        assert_eq!(newest.last_used.device, DeviceId([2; 16]));
+    }
+    assert_eq!(a.state().stats().clips, 2);
+}
+
+#[test]
+fn the_same_content_copied_on_two_devices_at_once_is_one_clip() {
+    let names = names();
+    let mut a = device(1);
+    let mut b = device(2);
+    let op_a = a.copy(&names, text("same"), T0);
+    let op_b = b.copy(&names, text("same"), T0);
+    deliver(&mut a, &[op_b]);
+    deliver(&mut b, &[op_a]);
+    assert_eq!(a.state().encode(), b.state().encode());
+    assert_eq!(a.state().history(None, 10).len(), 1);
+}
+
+#[test]
+fn trash_restore_and_purge() {
+    let names = names();
+    let mut a = device(1);
+    a.copy(&names, text("keep"), T0);
+    a.copy(&names, text("gone"), T0 + 1);
+    let gone = a.state().newest().unwrap().id;
+    a.delete(gone, T0 + 2);
+    assert_eq!(texts(a.state()), ["keep"]);
+    let trash = a.state().trash();
+    assert_eq!(trash.len(), 1);
+    assert_eq!(trash[0].trashed_at.unwrap().wall_ms, T0 + 2);
+    assert_eq!(a.state().stats().trashed, 1);
+
+    a.restore(gone, T0 + 3);
+    assert_eq!(texts(a.state()), ["gone", "keep"]);
+    assert!(a.state().trash().is_empty());
+
+    a.delete(gone, T0 + 4);
+    a.purge(gone, T0 + 5);
+    assert!(a.state().clip(&gone).is_none(), "purged content is dropped");
+    assert!(a.state().trash().is_empty());
+
+    // Copying the content again after the purge brings it back, fresh.
+    a.copy(&names, text("gone"), T0 + 6);
+    assert_eq!(texts(a.state()), ["gone", "keep"]);
+    assert!(a.state().clip(&gone).unwrap().trashed_at.is_none());
+}
+
+#[test]
+fn copying_a_trashed_clip_again_takes_it_out_of_the_trash() {
+    let names = names();
+    let mut a = device(1);
+    let op = a.copy(&names, text("x"), T0);
+    let id = a.state().newest().unwrap().id;
+    a.delete(id, T0 + 1);
+    assert!(a.state().newest().is_none());
+    a.copy(&names, text("x"), T0 + 2);
+    assert_eq!(a.state().newest().unwrap().id, id);
+    // Replaying the first copy changes nothing.
+    assert_eq!(a.apply(op).unwrap(), Applied::Duplicate);
+}
+
+#[test]
+fn a_late_purge_does_not_hide_a_newer_copy() {
+    let names = names();
+    let mut a = device(1);
+    let mut b = device(2);
+    deliver(&mut b, &[a.copy(&names, text("x"), T0)]);
+    let id = b.state().newest().unwrap().id;
+    let purge = b.purge(id, T0 + 10);
+    let recopy = a.copy(&names, text("x"), T0 + 20); // concurrent, later in time
+    deliver(&mut a, &[purge]);
+    deliver(&mut b, &[recopy]);
+    assert_eq!(a.state().encode(), b.state().encode());
+    assert_eq!(a.state().newest().unwrap().id, id);
+}
+
+#[test]
+fn retention_purges_old_trash_and_caps_the_history() {
+    let names = names();
+    let mut a = device(1);
+    let mut log = Vec::new();
+    for i in 0..6 {
+        log.push(a.copy(&names, text(&format!("c{i}")), T0 + i));
+    }
+    let c0 = ClipId::for_content(&names, &text("c0"));
+    let c1 = ClipId::for_content(&names, &text("c1"));
+    let c5 = ClipId::for_content(&names, &text("c5"));
+    log.push(a.set_pinned(c0, true, T0 + 10));
+    log.push(a.delete(c5, T0 + 11));
+
+    let policy = Retention {
+        trash_ms: Some(30 * DAY),
+        max_history: Some(3),
+    };
+    // The trash is fresh; the history (c4 to c0, five clips) is two over the cap, and c0 is
+    // pinned, so c1 and c2 go.
+    let ops = a.retention(&policy, T0 + DAY);
+    assert_eq!(ops.len(), 2);
+    log.extend(ops);
+    assert_eq!(texts(a.state()), ["c4", "c3", "c0"]);
+    assert!(a.state().clip(&c1).is_none());
+    assert_eq!(a.state().trash().len(), 1);
+
+    // Thirty days later the trashed clip goes too.
+    let ops = a.retention(&policy, T0 + 31 * DAY);
+    assert_eq!(ops.len(), 1);
+    log.extend(ops);
+    assert!(a.state().trash().is_empty());
+    assert!(a.state().clip(&c5).is_none());
+
+    // The purges are operations like any other: another device that receives them agrees, and
+    // running the policy there finds nothing more to do.
+    let mut b = device(2);
+    deliver(&mut b, &log);
+    assert_eq!(b.state().encode(), a.state().encode());
+    assert!(b.retention(&policy, T0 + 31 * DAY).is_empty());
+}
+
+#[test]
+fn pinned_and_favourites() {
+    let names = names();
+    let mut a = device(1);
+    a.copy(&names, text("p"), T0);
+    a.copy(&names, text("f"), T0 + 1);
+    let p = ClipId::for_content(&names, &text("p"));
+    let f = ClipId::for_content(&names, &text("f"));
+    a.set_pinned(p, true, T0 + 2);
+    a.set_favourite(f, true, T0 + 3);
+    assert_eq!(
+        a.state().pinned().iter().map(|c| c.id).collect::<Vec<_>>(),
+        [p]
+    );
+    assert_eq!(
+        a.state()
+            .favourites()
+            .iter()
+            .map(|c| c.id)
+            .collect::<Vec<_>>(),
+        [f]
+    );
+    a.set_pinned(p, false, T0 + 4);
+    assert!(a.state().pinned().is_empty());
+    let stats = a.state().stats();
+    assert_eq!((stats.pinned, stats.favourites, stats.bytes), (0, 1, 2));
+}
+
+#[test]
+fn history_pages_continue_where_the_last_ended() {
+    let names = names();
+    let mut a = device(1);
+    for i in 0..25 {
+        a.copy(&names, text(&format!("c{i:02}")), T0 + i);
+    }
+    let first = a.state().history(None, 10);
+    let second = a.state().history(Some(first.last().unwrap().cursor()), 10);
+    let third = a.state().history(Some(second.last().unwrap().cursor()), 10);
+    assert_eq!(first[0].content.text(), Some("c24"));
+    assert_eq!(second[0].content.text(), Some("c14"));
+    assert_eq!(third.len(), 5);
+    assert_eq!(third[4].content.text(), Some("c00"));
+}
+
+#[test]
+fn collections_keep_a_concurrent_add_over_a_remove() {
+    let names = names();
+    let mut a = device(1);
+    let mut b = device(2);
+    let mut ops = vec![a.copy(&names, text("x"), T0)];
+    let x = a.state().newest().unwrap().id;
+    let (work, create) = a.create_collection("work".into(), T0 + 1);
+    ops.push(create);
+    ops.push(a.add_to_collection(work, x, T0 + 2));
+    deliver(&mut b, &ops);
+
+    // a removes x while b, concurrently, adds it again: the add wins.
+    let remove = a.remove_from_collection(work, x, T0 + 3);
+    let add = b.add_to_collection(work, x, T0 + 3);
+    deliver(&mut a, &[add]);
+    deliver(&mut b, &[remove]);
+    for r in [&a, &b] {
+        let (view, clips) = r.state().collection(&work).unwrap();
+        assert_eq!(view.name, "work");
+        assert_eq!(clips.len(), 1);
+    }
+
+    // A remove that saw the add removes it.
+    let remove = b.remove_from_collection(work, x, T0 + 4);
+    deliver(&mut a, &[remove]);
+    assert_eq!(a.state().collection(&work).unwrap().1.len(), 0);
+
+    let rename = a.rename_collection(work, "job".into(), T0 + 5);
+    deliver(&mut b, &[rename]);
+    assert_eq!(b.state().collections()[0].name, "job");
+    let delete = b.delete_collection(work, T0 + 6);
+    deliver(&mut a, &[delete]);
+    assert!(a.state().collections().is_empty());
+    assert!(
+        a.state().newest().is_some(),
+        "deleting a collection keeps its clips"
+    );
+}
+
+/// Two devices set the same alias concurrently: `a` to "from a" at T0+5, `b` to "from b" at T0+9.
+fn conflicted() -> (Replica, Replica) {
+    let mut a = device(1);
+    let mut b = device(2);
+    let op_a = a.set_alias("sig".into(), Some("from a".into()), T0 + 5);
+    let op_b = b.set_alias("sig".into(), Some("from b".into()), T0 + 9);
+    deliver(&mut a, &[op_b]);
+    deliver(&mut b, &[op_a]);
+    (a, b)
+}
+
+#[test]
+fn keep_both_shows_every_concurrent_value_as_a_conflict() {
+    let (a, b) = conflicted();
+    for r in [&a, &b] {
+        let resolved = r
+            .state()
+            .alias("sig", Strategy::KeepBoth, r.device())
+            .unwrap();
+        assert!(resolved.conflict);
+        let values: Vec<_> = resolved
+            .values
+            .iter()
+            .map(|v| v.value.clone().unwrap())
+            .collect();
+        assert_eq!(values, ["from b", "from a"]);
+    }
+}
+
+#[test]
+fn latest_local_wins_and_remote_wins() {
+    let (a, b) = conflicted();
+    let get = |r: &Replica, s| {
+        r.state()
+            .alias("sig", s, r.device())
+            .unwrap()
+            .value()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(get(&a, Strategy::Latest), "from b");
+    assert_eq!(get(&b, Strategy::Latest), "from b");
+    assert_eq!(get(&a, Strategy::LocalWins), "from a");
+    assert_eq!(get(&b, Strategy::LocalWins), "from b");
+    assert_eq!(get(&a, Strategy::RemoteWins), "from b");
+    assert_eq!(get(&b, Strategy::RemoteWins), "from a");
+}
+
+#[test]
+fn a_write_that_saw_the_conflict_resolves_it() {
+    let (mut a, mut b) = conflicted();
+    let fix = a.set_alias("sig".into(), Some("agreed".into()), T0 + 20);
+    deliver(&mut b, &[fix]);
+    let resolved = b
+        .state()
+        .alias("sig", Strategy::KeepBoth, b.device())
+        .unwrap();
+    assert!(!resolved.conflict);
+    assert_eq!(resolved.value(), Some("agreed"));
+}
+
+#[test]
+fn deleting_an_alias_and_settings() {
+    let mut a = device(1);
+    a.set_alias("x".into(), Some("1".into()), T0);
+    a.set_alias("x".into(), None, T0 + 1);
+    assert!(
+        a.state()
+            .alias("x", Strategy::KeepBoth, a.device())
+            .is_none()
+    );
+    assert!(a.state().aliases(Strategy::Latest, a.device()).is_empty());
+    a.set_setting("poll".into(), Some("60".into()), T0 + 2);
+    let settings = a.state().settings(Strategy::Latest, a.device());
+    assert_eq!(settings.len(), 1);
+    assert_eq!(settings[0].1.value(), Some("60"));
+    assert_eq!(a.state().stats().settings, 1);
+}
+
+#[test]
+fn a_device_hours_behind_orders_its_copy_after_what_it_saw() {
+    let names = names();
+    let mut ahead = device(1);
+    let mut behind = device(2);
+    deliver(
+        &mut behind,
+        &[ahead.copy(&names, text("seen"), T0 + 5 * HOUR)],
+    );
+    let reply = behind.copy(&names, text("reply"), T0);
+    deliver(&mut ahead, &[reply]);
+    for r in [&ahead, &behind] {
+        assert_eq!(texts(r.state()), ["reply", "seen"]);
+    }
+}
+
+#[test]
+fn a_device_hours_ahead_does_not_break_order_or_convergence() {
+    let names = names();
+    let mut fast = device(1);
+    let mut slow = device(2);
+    let future = fast.copy(&names, text("from the future"), T0 + 3 * HOUR);
+    deliver(&mut slow, &[future]);
+    let later = slow.copy(&names, text("later"), T0);
+    assert!(later.hlc.wall_ms >= T0 + 3 * HOUR);
+    deliver(&mut fast, &[later]);
+    assert_eq!(fast.state().encode(), slow.state().encode());
+    assert_eq!(texts(fast.state()), ["later", "from the future"]);
+}
+
+#[test]
+fn a_restarted_device_keeps_its_clock_and_counter() {
+    let names = names();
+    let mut a = device(1);
+    let first = a.copy(&names, text("x"), T0 + HOUR);
+    let mut resumed = Replica::with_state(a.device(), State::decode(&a.state().encode()).unwrap());
+    let second = resumed.copy(&names, text("y"), T0); // wall clock went back
+    assert_eq!(second.counter, first.counter + 1);
+    assert!(second.hlc > first.hlc);
+}
+
+#[test]
+fn gaps_are_refused_and_duplicates_ignored() {
+    let names = names();
+    let mut a = device(1);
+    let ops = [
+        a.copy(&names, text("1"), T0),
+        a.copy(&names, text("2"), T0 + 1),
+        a.copy(&names, text("3"), T0 + 2),
+    ];
+    let mut b = device(2);
+    let err = b.apply(ops[2].clone()).unwrap_err();
+    assert_eq!(
+        err,
+        CoreError::Gap {
+            device: a.device(),
+            expected: 1,
+            got: 3
+        }
+    );
+    assert!(err.is_transient());
+    assert!(err.to_string().contains("arrived before operation 1"));
+    assert_eq!(b.state().encode(), State::new().encode());
+    deliver(&mut b, &ops[..2]);
+    assert_eq!(b.apply(ops[0].clone()).unwrap(), Applied::Duplicate);
+    assert_eq!(b.apply(ops[2].clone()).unwrap(), Applied::New);
+    assert_eq!(b.state().seen(&a.device()), 3);
+}
+
+#[test]
+fn scope_tells_which_operations_sync() {
+    let names = names();
+    let mut a = device(1);
+    let copy = a.copy(&names, text("x"), T0);
+    let alias = a.set_alias("n".into(), Some("v".into()), T0 + 1);
+    let setting = a.set_setting("k".into(), Some("v".into()), T0 + 2);
+    let (_, collection) = a.create_collection("c".into(), T0 + 3);
+    assert_eq!(copy.data_kind(), DataKind::Clips);
+    assert_eq!(alias.data_kind(), DataKind::Aliases);
+    assert_eq!(setting.data_kind(), DataKind::Settings);
+    assert_eq!(collection.data_kind(), DataKind::Collections);
+    let clips_only = Scope {
+        clips: true,
+        collections: false,
+        aliases: false,
+        settings: false,
+    };
+    assert!(clips_only.includes(&copy));
+    assert!(!clips_only.includes(&alias));
+    assert!(!clips_only.includes(&setting));
+    assert!(!clips_only.includes(&collection));
+    assert!(Scope::default().includes(&setting));
+}
+
+#[test]
+fn content_kinds_and_sizes() {
+    let image = ClipContent::Image {
+        mime: "image/png".into(),
+        body: Body::Blob {
+            id: ferry_protocol::BlobId([1; 32]),
+            len: 5_000_000,
+        },
+    };
+    assert_eq!(image.size(), 5_000_000);
+    assert_eq!(image.text(), None);
+    let rich = ClipContent::RichText {
+        html: "<b>x</b>".into(),
+        plain: "x".into(),
+    };
+    assert_eq!(rich.text(), Some("x"));
+    assert_eq!(rich.size(), 9);
+    let names = names();
+    assert_ne!(
+        ClipId::for_content(&names, &text("x")),
+        ClipId::for_content(&names, &rich),
+        "the same text as plain and rich text are different clips"
+    );
+}
+
+#[test]
+fn broken_bytes_do_not_decode() {
+    let names = names();
+    let mut a = device(1);
+    let op = a.copy(&names, text("x"), T0);
+    let bytes = op.encode();
+    assert_eq!(Op::decode(&bytes).unwrap(), op);
+    for cut in 0..bytes.len() {
+        assert!(matches!(
+            Op::decode(&bytes[..cut]),
+            Err(CoreError::Malformed(_))
+        ));
+    }
+    let mut long = bytes.clone();
+    long.push(0);
+    assert!(matches!(Op::decode(&long), Err(CoreError::Malformed(_))));
+    let mut unknown_action = bytes.clone();
+    // The action's variant index comes before the clip id (16 bytes) and the content (variant,
+    // length and the one byte of "x").
+    let at = bytes.len() - (16 + 3) - 1;
+    assert_eq!(bytes[at], 0, "Copy is action 0");
+    unknown_action[at] = 99;
+    let err = Op::decode(&unknown_action).unwrap_err();
+    assert!(err.to_string().contains("upgrade"), "{err}");
+
+    let state = a.state().encode();
+    assert_eq!(State::decode(&state).unwrap().encode(), state);
+    assert!(State::decode(&state[..state.len() - 1]).is_err());
+    assert!(State::decode(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff").is_err());
+}
