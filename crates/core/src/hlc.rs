@@ -11,17 +11,24 @@
 //! of every device that hears from it forward to its time, which keeps the order consistent
 //! everywhere at the cost of stamps that read as "in the future" until real time catches up.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use ferry_protocol::DeviceId;
 
-/// A hybrid logical time stamp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Bits of the packed time that count events within one millisecond.
+const LOGICAL_BITS: u32 = 16;
+/// The largest wall-clock time a stamp can hold: about 8,900 years after 1970.
+const MAX_WALL_MS: u64 = u64::MAX >> LOGICAL_BITS;
+
+/// A hybrid logical time stamp: 24 bytes, ordered by time, then device.
+///
+/// The time packs the wall-clock milliseconds (high 48 bits) and the logical counter (low 16
+/// bits) into one integer, so a counter that runs over simply carries into the next millisecond.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Hlc {
-    /// Milliseconds since the Unix epoch, as far as the clocks involved know.
-    pub wall_ms: u64,
-    /// Counter for events within one millisecond, or while the wall clock lags.
-    pub logical: u32,
+    time: u64,
     /// The device that made the stamp: the tie-break.
     pub device: DeviceId,
 }
@@ -29,10 +36,27 @@ pub struct Hlc {
 impl Hlc {
     /// The smallest stamp: before every real one.
     pub const ZERO: Hlc = Hlc {
-        wall_ms: 0,
-        logical: 0,
+        time: 0,
         device: DeviceId([0; 16]),
     };
+
+    /// A stamp from its parts.
+    pub fn new(wall_ms: u64, logical: u16, device: DeviceId) -> Hlc {
+        Hlc {
+            time: (wall_ms.min(MAX_WALL_MS) << LOGICAL_BITS) | u64::from(logical),
+            device,
+        }
+    }
+
+    /// Milliseconds since the Unix epoch, as far as the clocks involved know.
+    pub fn wall_ms(&self) -> u64 {
+        self.time >> LOGICAL_BITS
+    }
+
+    /// The count of events within that millisecond, or while the wall clock lagged.
+    pub fn logical(&self) -> u16 {
+        (self.time & ((1 << LOGICAL_BITS) - 1)) as u16
+    }
 }
 
 impl Default for Hlc {
@@ -41,22 +65,23 @@ impl Default for Hlc {
     }
 }
 
+impl fmt::Debug for Hlc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hlc({}.{} {})", self.wall_ms(), self.logical(), self.device)
+    }
+}
+
 /// One device's clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HlcClock {
     device: DeviceId,
-    wall_ms: u64,
-    logical: u32,
+    time: u64,
 }
 
 impl HlcClock {
     /// A clock for `device` that has seen nothing yet.
     pub fn new(device: DeviceId) -> Self {
-        HlcClock {
-            device,
-            wall_ms: 0,
-            logical: 0,
-        }
+        HlcClock { device, time: 0 }
     }
 
     /// The device this clock stamps for.
@@ -67,28 +92,21 @@ impl HlcClock {
     /// A new stamp, later than every stamp made or observed so far. `physical_ms` is the wall
     /// clock now; it is trusted only as far as it moves the clock forward.
     pub fn tick(&mut self, physical_ms: u64) -> Hlc {
-        if physical_ms > self.wall_ms {
-            self.wall_ms = physical_ms;
-            self.logical = 0;
-        } else if self.logical == u32::MAX {
-            self.wall_ms += 1;
-            self.logical = 0;
+        let physical = physical_ms.min(MAX_WALL_MS) << LOGICAL_BITS;
+        self.time = if physical > self.time {
+            physical
         } else {
-            self.logical += 1;
-        }
+            self.time.saturating_add(1)
+        };
         Hlc {
-            wall_ms: self.wall_ms,
-            logical: self.logical,
+            time: self.time,
             device: self.device,
         }
     }
 
     /// Takes note of a stamp from elsewhere, so that every later tick sorts after it.
     pub fn observe(&mut self, stamp: Hlc) {
-        if (stamp.wall_ms, stamp.logical) > (self.wall_ms, self.logical) {
-            self.wall_ms = stamp.wall_ms;
-            self.logical = stamp.logical;
-        }
+        self.time = self.time.max(stamp.time);
     }
 }
 
@@ -110,9 +128,9 @@ mod tests {
         let d = c.tick(500); // the wall clock stepped back
         let e = c.tick(2_000);
         assert!(a < b && b < d && d < e);
-        assert_eq!((a.wall_ms, a.logical), (1_000, 0));
-        assert_eq!((d.wall_ms, d.logical), (1_000, 2));
-        assert_eq!((e.wall_ms, e.logical), (2_000, 0));
+        assert_eq!((a.wall_ms(), a.logical()), (1_000, 0));
+        assert_eq!((d.wall_ms(), d.logical()), (1_000, 2));
+        assert_eq!((e.wall_ms(), e.logical()), (2_000, 0));
     }
 
     #[test]
@@ -124,7 +142,7 @@ mod tests {
         behind.observe(seen);
         let reply = behind.tick(now - 5 * HOUR);
         assert!(reply > seen);
-        assert_eq!(reply.wall_ms, now);
+        assert_eq!(reply.wall_ms(), now);
     }
 
     #[test]
@@ -138,7 +156,7 @@ mod tests {
         assert!(next > future);
         // Once real time passes the fast clock, stamps follow the wall clock again.
         let later = slow.tick(now + 4 * HOUR);
-        assert_eq!((later.wall_ms, later.logical), (now + 4 * HOUR, 0));
+        assert_eq!((later.wall_ms(), later.logical()), (now + 4 * HOUR, 0));
     }
 
     #[test]
@@ -152,12 +170,8 @@ mod tests {
     #[test]
     fn the_logical_counter_overflows_into_the_wall_clock() {
         let mut c = clock(1);
-        c.observe(Hlc {
-            wall_ms: 10,
-            logical: u32::MAX,
-            device: DeviceId([9; 16]),
-        });
+        c.observe(Hlc::new(10, u16::MAX, DeviceId([9; 16])));
         let next = c.tick(0);
-        assert_eq!((next.wall_ms, next.logical), (11, 0));
+        assert_eq!((next.wall_ms(), next.logical()), (11, 0));
     }
 }

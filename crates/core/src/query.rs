@@ -1,5 +1,7 @@
 //! Reading the state: history, clips, collections, aliases, settings, trash, counts.
 
+use std::ops::Bound;
+
 use serde::{Deserialize, Serialize};
 
 use ferry_protocol::DeviceId;
@@ -37,13 +39,13 @@ impl ClipView<'_> {
 
     /// Where the next history page starts after this clip.
     pub fn cursor(&self) -> HistoryCursor {
-        HistoryCursor(self.last_used, self.id)
+        HistoryCursor(self.last_used)
     }
 }
 
 /// A position in the history: pages continue after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct HistoryCursor(Hlc, ClipId);
+pub struct HistoryCursor(Hlc);
 
 /// A collection as queries show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,21 +126,21 @@ fn view(id: ClipId, entry: &ClipEntry) -> Option<ClipView<'_>> {
     Some(ClipView {
         id,
         content: entry.content.as_ref()?,
-        first: entry.first?,
-        last_used: entry.last_used?,
+        first: entry.first,
+        last_used: entry.last_used,
         pinned: entry.pinned.val,
         favourite: entry.favourite.val,
-        trashed_at: entry.trashed.val,
+        trashed_at: entry.trashed_at(),
     })
 }
 
 impl State {
     /// Clips with content, newest first, trash included.
     fn by_last_use(&self) -> impl Iterator<Item = ClipView<'_>> + '_ {
-        self.history
-            .iter()
-            .rev()
-            .filter_map(|(_, id)| view(*id, self.data.clips.get(id)?))
+        self.history.iter().rev().filter_map(|&(_, slot)| {
+            let (id, entry) = self.data.clips.at(slot);
+            view(id, entry)
+        })
     }
 
     /// The newest clip in the history.
@@ -149,13 +151,19 @@ impl State {
     /// One page of the history, newest first: up to `limit` clips after `after` (from the top
     /// when `None`). The trash is not part of the history.
     pub fn history(&self, after: Option<HistoryCursor>, limit: usize) -> Vec<ClipView<'_>> {
-        let views = self
-            .history
-            .iter()
+        // Every copy has its own stamp, so no two clips share a last-use time: the page starts
+        // strictly below the cursor's.
+        let upper = match after {
+            Some(cursor) => Bound::Excluded((cursor.0, 0)),
+            None => Bound::Unbounded,
+        };
+        self.history
+            .range((Bound::Unbounded, upper))
             .rev()
-            .skip_while(|(hlc, id)| after.is_some_and(|HistoryCursor(h, i)| (*hlc, *id) >= (h, i)))
-            .filter_map(|(_, id)| view(*id, self.data.clips.get(id)?));
-        views
+            .filter_map(|&(_, slot)| {
+                let (id, entry) = self.data.clips.at(slot);
+                view(id, entry)
+            })
             .filter(|c| c.trashed_at.is_none())
             .take(limit)
             .collect()

@@ -43,7 +43,7 @@ impl State {
                     .iter()
                     .filter(|c| {
                         c.trashed_at
-                            .is_some_and(|t| t.wall_ms.saturating_add(keep) <= now_ms)
+                            .is_some_and(|t| t.wall_ms().saturating_add(keep) <= now_ms)
                     })
                     .map(|c| c.id),
             );

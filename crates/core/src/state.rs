@@ -36,42 +36,40 @@ pub enum Applied {
     Duplicate,
 }
 
-/// One clip's replicated record.
+/// One clip's replicated record. Times that have not happened are [`Hlc::ZERO`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ClipEntry {
     /// The content, present while the clip is live (copied after its last purge).
     pub(crate) content: Option<ClipContent>,
     /// The earliest copy: its device is the clip's source.
-    pub(crate) first: Option<Hlc>,
+    pub(crate) first: Hlc,
     /// The latest copy: the history is ordered by it.
-    pub(crate) last_used: Option<Hlc>,
+    pub(crate) last_used: Hlc,
+    /// The latest purge.
+    pub(crate) purged: Hlc,
     pub(crate) pinned: LWWReg<bool, Hlc>,
     pub(crate) favourite: LWWReg<bool, Hlc>,
-    /// `Some(time)` while in the trash.
-    pub(crate) trashed: LWWReg<Option<Hlc>, Hlc>,
-    /// The latest purge.
-    pub(crate) purged: Option<Hlc>,
+    /// In the trash; the marker is when it went there.
+    pub(crate) trashed: LWWReg<bool, Hlc>,
+}
+
+fn flag() -> LWWReg<bool, Hlc> {
+    LWWReg {
+        val: false,
+        marker: Hlc::ZERO,
+    }
 }
 
 impl Default for ClipEntry {
     fn default() -> Self {
         ClipEntry {
             content: None,
-            first: None,
-            last_used: None,
-            pinned: LWWReg {
-                val: false,
-                marker: Hlc::ZERO,
-            },
-            favourite: LWWReg {
-                val: false,
-                marker: Hlc::ZERO,
-            },
-            trashed: LWWReg {
-                val: None,
-                marker: Hlc::ZERO,
-            },
-            purged: None,
+            first: Hlc::ZERO,
+            last_used: Hlc::ZERO,
+            purged: Hlc::ZERO,
+            pinned: flag(),
+            favourite: flag(),
+            trashed: flag(),
         }
     }
 }
@@ -79,19 +77,12 @@ impl Default for ClipEntry {
 impl ClipEntry {
     /// Copied after its latest purge.
     pub(crate) fn is_live(&self) -> bool {
-        match (self.last_used, self.purged) {
-            (Some(used), Some(purged)) => used > purged,
-            (Some(_), None) => true,
-            (None, _) => false,
-        }
+        self.last_used > self.purged
     }
 
-    /// Where it stands in the history, while it has content.
-    fn history_key(&self, id: ClipId) -> Option<(Hlc, ClipId)> {
-        match (&self.content, self.last_used) {
-            (Some(_), Some(used)) => Some((used, id)),
-            _ => None,
-        }
+    /// When it went to the trash, while it is there.
+    pub(crate) fn trashed_at(&self) -> Option<Hlc> {
+        self.trashed.val.then_some(self.trashed.marker)
     }
 
     /// Content is kept exactly while the clip is live.
@@ -102,9 +93,9 @@ impl ClipEntry {
     }
 
     fn copy(&mut self, hlc: Hlc, content: ClipContent) {
-        self.first = Some(self.first.map_or(hlc, |f| f.min(hlc)));
-        self.last_used = Some(self.last_used.map_or(hlc, |u| u.max(hlc)));
-        self.trashed.update(None, hlc);
+        self.first = earliest(self.first, hlc);
+        self.last_used = self.last_used.max(hlc);
+        self.trashed.update(false, hlc);
         if self.content.is_none() {
             self.content = Some(content);
         }
@@ -112,17 +103,17 @@ impl ClipEntry {
     }
 
     fn purge(&mut self, hlc: Hlc) {
-        self.purged = Some(self.purged.map_or(hlc, |p| p.max(hlc)));
+        self.purged = self.purged.max(hlc);
         self.settle();
     }
 
     fn merge(&mut self, other: ClipEntry) {
-        self.first = min_opt(self.first, other.first);
+        self.first = earliest(self.first, other.first);
         self.last_used = self.last_used.max(other.last_used);
+        self.purged = self.purged.max(other.purged);
         self.pinned.merge(other.pinned);
         self.favourite.merge(other.favourite);
         self.trashed.merge(other.trashed);
-        self.purged = self.purged.max(other.purged);
         if self.content.is_none() {
             self.content = other.content;
         }
@@ -130,10 +121,82 @@ impl ClipEntry {
     }
 }
 
+/// The earlier of two times, where [`Hlc::ZERO`] means "not yet".
+fn earliest(a: Hlc, b: Hlc) -> Hlc {
+    match (a == Hlc::ZERO, b == Hlc::ZERO) {
+        (true, _) => b,
+        (_, true) => a,
+        _ => a.min(b),
+    }
+}
+
 fn min_opt(a: Option<Hlc>, b: Option<Hlc>) -> Option<Hlc> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// Every clip record: kept in a vector in arrival order and found through a sorted index, so
+/// that inserting into the index moves 20-byte slots rather than whole records.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Clips {
+    index: BTreeMap<ClipId, u32>,
+    entries: Vec<(ClipId, ClipEntry)>,
+}
+
+impl Clips {
+    pub(crate) fn get(&self, id: &ClipId) -> Option<&ClipEntry> {
+        self.index.get(id).map(|&slot| &self.entries[slot as usize].1)
+    }
+
+    pub(crate) fn at(&self, slot: u32) -> (ClipId, &ClipEntry) {
+        let (id, entry) = &self.entries[slot as usize];
+        (*id, entry)
+    }
+
+    /// The slot of `id`, with an empty record if it is new.
+    fn slot(&mut self, id: ClipId) -> u32 {
+        let next = self.entries.len() as u32;
+        let slot = *self.index.entry(id).or_insert(next);
+        if slot == next {
+            self.entries.push((id, ClipEntry::default()));
+        }
+        slot
+    }
+
+    fn entry_mut(&mut self, slot: u32) -> &mut ClipEntry {
+        &mut self.entries[slot as usize].1
+    }
+
+    /// Every record, by id.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (ClipId, &ClipEntry)> + '_ {
+        self.index.values().map(|&slot| self.at(slot))
+    }
+}
+
+impl PartialEq for Clips {
+    fn eq(&self, other: &Self) -> bool {
+        self.index.len() == other.index.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Serialize for Clips {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Clips {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let sorted = BTreeMap::<ClipId, ClipEntry>::deserialize(deserializer)?;
+        let mut clips = Clips::default();
+        clips.entries.reserve_exact(sorted.len());
+        for (id, entry) in sorted {
+            let slot = clips.slot(id);
+            *clips.entry_mut(slot) = entry;
+        }
+        Ok(clips)
     }
 }
 
@@ -178,7 +241,7 @@ impl CollectionEntry {
 pub(crate) struct Data {
     pub(crate) seen: VClock<DeviceId>,
     pub(crate) latest: Hlc,
-    pub(crate) clips: BTreeMap<ClipId, ClipEntry>,
+    pub(crate) clips: Clips,
     pub(crate) collections: BTreeMap<CollectionId, CollectionEntry>,
     pub(crate) aliases: BTreeMap<String, Register>,
     pub(crate) settings: BTreeMap<String, Register>,
@@ -188,8 +251,8 @@ pub(crate) struct Data {
 #[derive(Debug, Clone, Default)]
 pub struct State {
     pub(crate) data: Data,
-    /// Clips with content, by last use: derived, rebuilt on decode and merge.
-    pub(crate) history: BTreeSet<(Hlc, ClipId)>,
+    /// Slots of the clips with content, by last use: derived, rebuilt on decode.
+    pub(crate) history: BTreeSet<(Hlc, u32)>,
 }
 
 impl PartialEq for State {
@@ -246,8 +309,8 @@ impl State {
             Action::SetFavourite { clip, favourite } => {
                 self.with_clip(clip, |c| c.favourite.update(favourite, hlc))
             }
-            Action::Delete { clip } => self.with_clip(clip, |c| c.trashed.update(Some(hlc), hlc)),
-            Action::Restore { clip } => self.with_clip(clip, |c| c.trashed.update(None, hlc)),
+            Action::Delete { clip } => self.with_clip(clip, |c| c.trashed.update(true, hlc)),
+            Action::Restore { clip } => self.with_clip(clip, |c| c.trashed.update(false, hlc)),
             Action::Purge { clip } => self.with_clip(clip, |c| c.purge(hlc)),
             Action::CollectionCreate { collection, name } => {
                 let entry = self.data.collections.entry(collection).or_default();
@@ -278,7 +341,7 @@ impl State {
         let data = other.data;
         self.data.seen.merge(data.seen);
         self.data.latest = self.data.latest.max(data.latest);
-        for (id, entry) in data.clips {
+        for (id, entry) in data.clips.entries {
             self.with_clip(id, |c| c.merge(entry));
         }
         for (id, entry) in data.collections {
@@ -309,18 +372,23 @@ impl State {
         }
         let history = data
             .clips
+            .entries
             .iter()
-            .filter_map(|(id, c)| c.history_key(*id))
+            .enumerate()
+            .filter(|(_, (_, c))| c.content.is_some())
+            .map(|(slot, (_, c))| (c.last_used, slot as u32))
             .collect();
         Ok(State { data, history })
     }
 
     /// Changes one clip, keeping the history index in step.
     fn with_clip(&mut self, id: ClipId, change: impl FnOnce(&mut ClipEntry)) {
-        let entry = self.data.clips.entry(id).or_default();
-        let before = entry.history_key(id);
+        let slot = self.data.clips.slot(id);
+        let entry = self.data.clips.entry_mut(slot);
+        let key = |c: &ClipEntry| c.content.is_some().then_some((c.last_used, slot));
+        let before = key(entry);
         change(entry);
-        let after = entry.history_key(id);
+        let after = key(entry);
         if before != after {
             if let Some(key) = before {
                 self.history.remove(&key);

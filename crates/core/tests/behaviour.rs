@@ -86,7 +86,7 @@ fn trash_restore_and_purge() {
     assert_eq!(texts(a.state()), ["keep"]);
     let trash = a.state().trash();
     assert_eq!(trash.len(), 1);
-    assert_eq!(trash[0].trashed_at.unwrap().wall_ms, T0 + 2);
+    assert_eq!(trash[0].trashed_at.unwrap().wall_ms(), T0 + 2);
     assert_eq!(a.state().stats().trashed, 1);
 
     a.restore(gone, T0 + 3);
@@ -362,7 +362,7 @@ fn a_device_hours_ahead_does_not_break_order_or_convergence() {
     let future = fast.copy(&names, text("from the future"), T0 + 3 * HOUR);
     deliver(&mut slow, &[future]);
     let later = slow.copy(&names, text("later"), T0);
-    assert!(later.hlc.wall_ms >= T0 + 3 * HOUR);
+    assert!(later.hlc.wall_ms() >= T0 + 3 * HOUR);
     deliver(&mut fast, &[later]);
     assert_eq!(fast.state().encode(), slow.state().encode());
     assert_eq!(texts(fast.state()), ["later", "from the future"]);
