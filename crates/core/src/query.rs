@@ -128,8 +128,8 @@ fn view(id: ClipId, entry: &ClipEntry) -> Option<ClipView<'_>> {
         content: entry.content.as_ref()?,
         first: entry.first,
         last_used: entry.last_used,
-        pinned: entry.pinned.val,
-        favourite: entry.favourite.val,
+        pinned: entry.pinned(),
+        favourite: entry.favourite(),
         trashed_at: entry.trashed_at(),
     })
 }

@@ -14,7 +14,7 @@
 //! - aliases and settings are multi-value registers (`crdts::MVReg`) so concurrent writes are all
 //!   kept, then shown by a [`Strategy`](crate::Strategy).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -45,18 +45,43 @@ pub(crate) struct ClipEntry {
     pub(crate) first: Hlc,
     /// The latest copy: the history is ordered by it.
     pub(crate) last_used: Hlc,
-    /// The latest purge.
-    pub(crate) purged: Hlc,
-    pub(crate) pinned: LWWReg<bool, Hlc>,
-    pub(crate) favourite: LWWReg<bool, Hlc>,
-    /// In the trash; the marker is when it went there.
-    pub(crate) trashed: LWWReg<bool, Hlc>,
+    /// Flags and purges, which most clips never get: boxed, so a plain clip pays 8 bytes.
+    pub(crate) marks: Option<Box<Marks>>,
 }
 
-fn flag() -> LWWReg<bool, Hlc> {
-    LWWReg {
-        val: false,
-        marker: Hlc::ZERO,
+/// A clip's flags and purge time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Marks {
+    pub(crate) pinned: LWWReg<bool, Hlc>,
+    pub(crate) favourite: LWWReg<bool, Hlc>,
+    /// Deletes (`true`) and restores (`false`). A copy later than the winner also takes the clip
+    /// out of the trash; see [`ClipEntry::trashed_at`].
+    pub(crate) trashed: LWWReg<bool, Hlc>,
+    /// The latest purge.
+    pub(crate) purged: Hlc,
+}
+
+impl Default for Marks {
+    fn default() -> Self {
+        let flag = LWWReg {
+            val: false,
+            marker: Hlc::ZERO,
+        };
+        Marks {
+            pinned: flag.clone(),
+            favourite: flag.clone(),
+            trashed: flag,
+            purged: Hlc::ZERO,
+        }
+    }
+}
+
+impl Marks {
+    fn merge(&mut self, other: Marks) {
+        self.pinned.merge(other.pinned);
+        self.favourite.merge(other.favourite);
+        self.trashed.merge(other.trashed);
+        self.purged = self.purged.max(other.purged);
     }
 }
 
@@ -66,23 +91,38 @@ impl Default for ClipEntry {
             content: None,
             first: Hlc::ZERO,
             last_used: Hlc::ZERO,
-            purged: Hlc::ZERO,
-            pinned: flag(),
-            favourite: flag(),
-            trashed: flag(),
+            marks: None,
         }
     }
 }
 
 impl ClipEntry {
-    /// Copied after its latest purge.
-    pub(crate) fn is_live(&self) -> bool {
-        self.last_used > self.purged
+    fn purged(&self) -> Hlc {
+        self.marks.as_ref().map_or(Hlc::ZERO, |m| m.purged)
     }
 
-    /// When it went to the trash, while it is there.
+    pub(crate) fn pinned(&self) -> bool {
+        self.marks.as_ref().is_some_and(|m| m.pinned.val)
+    }
+
+    pub(crate) fn favourite(&self) -> bool {
+        self.marks.as_ref().is_some_and(|m| m.favourite.val)
+    }
+
+    /// When it went to the trash, while it is there: the last delete or restore was a delete,
+    /// and no copy came after it.
     pub(crate) fn trashed_at(&self) -> Option<Hlc> {
-        self.trashed.val.then_some(self.trashed.marker)
+        let trashed = &self.marks.as_ref()?.trashed;
+        (trashed.val && trashed.marker > self.last_used).then_some(trashed.marker)
+    }
+
+    /// Copied after its latest purge.
+    pub(crate) fn is_live(&self) -> bool {
+        self.last_used > self.purged()
+    }
+
+    fn marks_mut(&mut self) -> &mut Marks {
+        self.marks.get_or_insert_with(Default::default)
     }
 
     /// Content is kept exactly while the clip is live.
@@ -95,7 +135,6 @@ impl ClipEntry {
     fn copy(&mut self, hlc: Hlc, content: ClipContent) {
         self.first = earliest(self.first, hlc);
         self.last_used = self.last_used.max(hlc);
-        self.trashed.update(false, hlc);
         if self.content.is_none() {
             self.content = Some(content);
         }
@@ -103,17 +142,17 @@ impl ClipEntry {
     }
 
     fn purge(&mut self, hlc: Hlc) {
-        self.purged = self.purged.max(hlc);
+        let marks = self.marks_mut();
+        marks.purged = marks.purged.max(hlc);
         self.settle();
     }
 
     fn merge(&mut self, other: ClipEntry) {
         self.first = earliest(self.first, other.first);
         self.last_used = self.last_used.max(other.last_used);
-        self.purged = self.purged.max(other.purged);
-        self.pinned.merge(other.pinned);
-        self.favourite.merge(other.favourite);
-        self.trashed.merge(other.trashed);
+        if let Some(marks) = other.marks {
+            self.marks_mut().merge(*marks);
+        }
         if self.content.is_none() {
             self.content = other.content;
         }
@@ -137,11 +176,11 @@ fn min_opt(a: Option<Hlc>, b: Option<Hlc>) -> Option<Hlc> {
     }
 }
 
-/// Every clip record: kept in a vector in arrival order and found through a sorted index, so
-/// that inserting into the index moves 20-byte slots rather than whole records.
+/// Every clip record, kept in a vector in arrival order and found through a hash index; sorted
+/// by id only to encode.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Clips {
-    index: BTreeMap<ClipId, u32>,
+    index: HashMap<ClipId, u32>,
     entries: Vec<(ClipId, ClipEntry)>,
 }
 
@@ -170,20 +209,22 @@ impl Clips {
     }
 
     /// Every record, by id.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (ClipId, &ClipEntry)> + '_ {
-        self.index.values().map(|&slot| self.at(slot))
+    pub(crate) fn sorted(&self) -> Vec<(ClipId, &ClipEntry)> {
+        let mut all: Vec<_> = self.entries.iter().map(|(id, entry)| (*id, entry)).collect();
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all
     }
 }
 
 impl PartialEq for Clips {
     fn eq(&self, other: &Self) -> bool {
-        self.index.len() == other.index.len() && self.iter().eq(other.iter())
+        self.index.len() == other.index.len() && self.sorted() == other.sorted()
     }
 }
 
 impl Serialize for Clips {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.iter())
+        serializer.collect_map(self.sorted())
     }
 }
 
@@ -192,6 +233,7 @@ impl<'de> Deserialize<'de> for Clips {
         let sorted = BTreeMap::<ClipId, ClipEntry>::deserialize(deserializer)?;
         let mut clips = Clips::default();
         clips.entries.reserve_exact(sorted.len());
+        clips.index.reserve(sorted.len());
         for (id, entry) in sorted {
             let slot = clips.slot(id);
             *clips.entry_mut(slot) = entry;
@@ -304,13 +346,17 @@ impl State {
         match op.action {
             Action::Copy { clip, content } => self.with_clip(clip, |c| c.copy(hlc, content)),
             Action::SetPinned { clip, pinned } => {
-                self.with_clip(clip, |c| c.pinned.update(pinned, hlc))
+                self.with_clip(clip, |c| c.marks_mut().pinned.update(pinned, hlc))
             }
             Action::SetFavourite { clip, favourite } => {
-                self.with_clip(clip, |c| c.favourite.update(favourite, hlc))
+                self.with_clip(clip, |c| c.marks_mut().favourite.update(favourite, hlc))
             }
-            Action::Delete { clip } => self.with_clip(clip, |c| c.trashed.update(true, hlc)),
-            Action::Restore { clip } => self.with_clip(clip, |c| c.trashed.update(false, hlc)),
+            Action::Delete { clip } => {
+                self.with_clip(clip, |c| c.marks_mut().trashed.update(true, hlc))
+            }
+            Action::Restore { clip } => {
+                self.with_clip(clip, |c| c.marks_mut().trashed.update(false, hlc))
+            }
             Action::Purge { clip } => self.with_clip(clip, |c| c.purge(hlc)),
             Action::CollectionCreate { collection, name } => {
                 let entry = self.data.collections.entry(collection).or_default();
