@@ -80,7 +80,8 @@ fn realistic_ops(total: usize) -> Vec<Op> {
             r.purge(pick(&mut rng, &copied), now)
         } else if roll < 93 {
             if collections.len() < 20 || rng.below(50) == 0 {
-                let (id, op) = r.create_collection(format!("collection {}", collections.len()), now);
+                let (id, op) =
+                    r.create_collection(format!("collection {}", collections.len()), now);
                 collections.push(id);
                 op
             } else {
@@ -95,7 +96,11 @@ fn realistic_ops(total: usize) -> Vec<Op> {
             let value = (rng.below(5) != 0).then(|| format!("snippet {}", rng.below(1000)));
             r.set_alias(format!("alias{}", rng.below(200)), value, now)
         } else {
-            r.set_setting(format!("setting{}", rng.below(30)), Some(rng.below(100).to_string()), now)
+            r.set_setting(
+                format!("setting{}", rng.below(30)),
+                Some(rng.below(100).to_string()),
+                now,
+            )
         };
         ops.push(op);
     }
@@ -169,7 +174,11 @@ fn report_memory() {
     let before = rss();
     let state = state_with_clips(1, CLIPS, 0);
     let after = rss();
-    let content: u64 = state.history(None, usize::MAX).iter().map(|c| c.content.size()).sum();
+    let content: u64 = state
+        .history(None, usize::MAX)
+        .iter()
+        .map(|c| c.content.size())
+        .sum();
     let per_clip = (after - before) / CLIPS;
     let content_per_clip = content / CLIPS;
     println!(

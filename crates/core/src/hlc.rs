@@ -67,7 +67,13 @@ impl Default for Hlc {
 
 impl fmt::Debug for Hlc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Hlc({}.{} {})", self.wall_ms(), self.logical(), self.device)
+        write!(
+            f,
+            "Hlc({}.{} {})",
+            self.wall_ms(),
+            self.logical(),
+            self.device
+        )
     }
 }
 

@@ -25,7 +25,8 @@
 //! | what each device's operations have been applied | `crdts::VClock` | counts per device: duplicates and gaps are one comparison |
 //! | clip content | immutable, keyed by a hash of itself | nothing to merge; equal content is one clip |
 //! | clip order | min / max registers of the copy time | recopying is a max, commutative by nature |
-//! | pinned, favourite, in trash | `crdts::LWWReg` marked by [`Hlc`] | a flag has one value; the last writer wins, by a time that respects causality |
+//! | pinned, favourite, in trash | `crdts::LWWReg` marked by [`Hlc`] | a flag has one value; the last writer wins, by a time that respects causality (a later copy also takes a clip out of the trash) |
+//! | purge | max register of the purge time | hides the clip and drops its content until a later copy brings it back |
 //! | collection members | `crdts::Orswot` | adding and removing clips concurrently must keep the add and remove only what the remover saw |
 //! | collection name | `crdts::LWWReg` | a rename replaces the name |
 //! | aliases, settings | `crdts::MVReg` per key | concurrent edits are both kept, then shown by the chosen [`Strategy`] |

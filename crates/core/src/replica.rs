@@ -71,7 +71,7 @@ impl Replica {
     fn make(&mut self, now_ms: u64, action: impl FnOnce(&State, Hlc) -> Action) -> Op {
         let hlc = self.clock.tick(now_ms);
         let op = Op {
-            counter: self.state.seen(&self.device()) + 1,
+            counter: self.state.seen(&self.device()).saturating_add(1),
             hlc,
             action: action(&self.state, hlc),
         };
@@ -119,7 +119,7 @@ impl Replica {
     /// Creates a collection; its id is made from this device and the operation's counter, so
     /// it is unique without a random number generator.
     pub fn create_collection(&mut self, name: String, now_ms: u64) -> (CollectionId, Op) {
-        let counter = self.state.seen(&self.device()) + 1;
+        let counter = self.state.seen(&self.device()).saturating_add(1);
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&self.device().0[..8]);
         id[8..].copy_from_slice(&counter.to_be_bytes());
@@ -169,7 +169,10 @@ impl Replica {
         let device = self.device();
         self.make(now_ms, |state, hlc| {
             let op = with_register(&state.data.aliases, &name, |register| {
-                register.write(Versioned { value, hlc }, register.read_ctx().derive_add_ctx(device))
+                register.write(
+                    Versioned { value, hlc },
+                    register.read_ctx().derive_add_ctx(device),
+                )
             });
             Action::Alias { name, op }
         })
@@ -180,7 +183,10 @@ impl Replica {
         let device = self.device();
         self.make(now_ms, |state, hlc| {
             let op = with_register(&state.data.settings, &key, |register| {
-                register.write(Versioned { value, hlc }, register.read_ctx().derive_add_ctx(device))
+                register.write(
+                    Versioned { value, hlc },
+                    register.read_ctx().derive_add_ctx(device),
+                )
             });
             Action::Setting { key, op }
         })

@@ -186,7 +186,9 @@ pub(crate) struct Clips {
 
 impl Clips {
     pub(crate) fn get(&self, id: &ClipId) -> Option<&ClipEntry> {
-        self.index.get(id).map(|&slot| &self.entries[slot as usize].1)
+        self.index
+            .get(id)
+            .map(|&slot| &self.entries[slot as usize].1)
     }
 
     pub(crate) fn at(&self, slot: u32) -> (ClipId, &ClipEntry) {
@@ -210,7 +212,11 @@ impl Clips {
 
     /// Every record, by id.
     pub(crate) fn sorted(&self) -> Vec<(ClipId, &ClipEntry)> {
-        let mut all: Vec<_> = self.entries.iter().map(|(id, entry)| (*id, entry)).collect();
+        let mut all: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(id, entry)| (*id, entry))
+            .collect();
         all.sort_unstable_by_key(|(id, _)| *id);
         all
     }
@@ -329,7 +335,9 @@ impl State {
     /// a [`Applied::Duplicate`] and changes nothing.
     pub fn apply(&mut self, op: Op) -> Result<Applied, CoreError> {
         let device = op.device();
-        let expected = self.data.seen.get(&device) + 1;
+        let Some(expected) = self.data.seen.get(&device).checked_add(1) else {
+            return Ok(Applied::Duplicate);
+        };
         if op.counter < expected {
             return Ok(Applied::Duplicate);
         }
