@@ -32,3 +32,19 @@ impl CoreError {
         matches!(self, CoreError::Gap { .. })
     }
 }
+
+/// Decodes exactly one postcard value from `bytes`; `what` names it in the error.
+pub(crate) fn decode_exact<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, CoreError> {
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes)
+        .map_err(|e| CoreError::Malformed(format!("{what}: {e}")))?;
+    if !rest.is_empty() {
+        return Err(CoreError::Malformed(format!(
+            "{what}: {} trailing bytes",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}

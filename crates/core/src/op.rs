@@ -14,7 +14,7 @@ use crdts::{mvreg, orswot};
 use ferry_protocol::DeviceId;
 
 use crate::clip::{ClipContent, ClipId, CollectionId};
-use crate::error::CoreError;
+use crate::error::{CoreError, decode_exact};
 use crate::hlc::Hlc;
 
 /// One change, by one device.
@@ -41,15 +41,7 @@ impl Op {
 
     /// Decodes one operation, refusing trailing bytes.
     pub fn decode(bytes: &[u8]) -> Result<Op, CoreError> {
-        let (op, rest) = postcard::take_from_bytes::<Op>(bytes)
-            .map_err(|e| CoreError::Malformed(format!("operation: {e}")))?;
-        if !rest.is_empty() {
-            return Err(CoreError::Malformed(format!(
-                "operation: {} trailing bytes",
-                rest.len()
-            )));
-        }
-        Ok(op)
+        decode_exact("operation", bytes)
     }
 
     /// Which kind of data it changes.

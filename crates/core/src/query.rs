@@ -1,5 +1,6 @@
 //! Reading the state: history, clips, collections, aliases, settings, trash, counts.
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
@@ -242,11 +243,7 @@ impl State {
 
     /// Every alias, by name, resolved.
     pub fn aliases(&self, strategy: Strategy, local: DeviceId) -> Vec<(&str, Resolved)> {
-        self.data
-            .aliases
-            .iter()
-            .filter_map(|(name, reg)| Some((name.as_str(), resolve(reg, strategy, local)?)))
-            .collect()
+        resolve_all(&self.data.aliases, strategy, local)
     }
 
     /// One synced setting, resolved.
@@ -256,11 +253,7 @@ impl State {
 
     /// Every synced setting, by key, resolved.
     pub fn settings(&self, strategy: Strategy, local: DeviceId) -> Vec<(&str, Resolved)> {
-        self.data
-            .settings
-            .iter()
-            .filter_map(|(key, reg)| Some((key.as_str(), resolve(reg, strategy, local)?)))
-            .collect()
+        resolve_all(&self.data.settings, strategy, local)
     }
 
     /// Counts and sizes.
@@ -286,6 +279,18 @@ impl State {
         stats.settings = self.settings(Strategy::Latest, DeviceId([0; 16])).len();
         stats
     }
+}
+
+/// Every register of a map that shows a value, by key.
+fn resolve_all(
+    registers: &BTreeMap<String, Register>,
+    strategy: Strategy,
+    local: DeviceId,
+) -> Vec<(&str, Resolved)> {
+    registers
+        .iter()
+        .filter_map(|(key, register)| Some((key.as_str(), resolve(register, strategy, local)?)))
+        .collect()
 }
 
 /// Applies a strategy to a register's concurrent values. `None` when what is shown is a deletion.

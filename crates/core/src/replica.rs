@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crdts::{MVReg, Orswot};
+use crdts::{MVReg, Orswot, mvreg};
 use ferry_protocol::{DeviceId, NamesKey};
 
 use crate::canonical::Register;
@@ -166,29 +166,43 @@ impl Replica {
 
     /// Sets (`Some`) or deletes (`None`) an alias.
     pub fn set_alias(&mut self, name: String, value: Option<String>, now_ms: u64) -> Op {
-        let device = self.device();
-        self.make(now_ms, |state, hlc| {
-            let op = with_register(&state.data.aliases, &name, |register| {
-                register.write(
-                    Versioned { value, hlc },
-                    register.read_ctx().derive_add_ctx(device),
-                )
-            });
-            Action::Alias { name, op }
-        })
+        self.write_register(
+            name,
+            value,
+            now_ms,
+            |s| &s.data.aliases,
+            |name, op| Action::Alias { name, op },
+        )
     }
 
     /// Sets (`Some`) or deletes (`None`) a synced setting.
     pub fn set_setting(&mut self, key: String, value: Option<String>, now_ms: u64) -> Op {
+        self.write_register(
+            key,
+            value,
+            now_ms,
+            |s| &s.data.settings,
+            |key, op| Action::Setting { key, op },
+        )
+    }
+
+    /// Writes `value` to the register under `key` in the map `registers` picks from the state,
+    /// as the operation `action` makes.
+    fn write_register(
+        &mut self,
+        key: String,
+        value: Option<String>,
+        now_ms: u64,
+        registers: fn(&State) -> &BTreeMap<String, Register>,
+        action: fn(String, mvreg::Op<Versioned, DeviceId>) -> Action,
+    ) -> Op {
         let device = self.device();
         self.make(now_ms, |state, hlc| {
-            let op = with_register(&state.data.settings, &key, |register| {
-                register.write(
-                    Versioned { value, hlc },
-                    register.read_ctx().derive_add_ctx(device),
-                )
-            });
-            Action::Setting { key, op }
+            let empty = MVReg::new();
+            let register = registers(state).get(&key).map_or(&empty, |r| &r.0);
+            let ctx = register.read_ctx().derive_add_ctx(device);
+            let op = register.write(Versioned { value, hlc }, ctx);
+            action(key, op)
         })
     }
 
@@ -212,17 +226,5 @@ impl State {
             Some(entry) => f(&entry.members.0),
             None => f(&Orswot::new()),
         }
-    }
-}
-
-/// Calls `f` with the register under `key` in `map` (an empty one if there is none).
-fn with_register<R>(
-    map: &BTreeMap<String, Register>,
-    key: &str,
-    f: impl FnOnce(&MVReg<Versioned, DeviceId>) -> R,
-) -> R {
-    match map.get(key) {
-        Some(register) => f(&register.0),
-        None => f(&MVReg::new()),
     }
 }

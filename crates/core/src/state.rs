@@ -23,7 +23,7 @@ use ferry_protocol::DeviceId;
 
 use crate::canonical::{Members, Register};
 use crate::clip::{ClipContent, ClipId, CollectionId};
-use crate::error::CoreError;
+use crate::error::{CoreError, decode_exact};
 use crate::hlc::Hlc;
 use crate::op::{Action, Op};
 
@@ -416,14 +416,7 @@ impl State {
 
     /// Reads a state written by [`encode`](Self::encode).
     pub fn decode(bytes: &[u8]) -> Result<State, CoreError> {
-        let (data, rest) = postcard::take_from_bytes::<Data>(bytes)
-            .map_err(|e| CoreError::Malformed(format!("state: {e}")))?;
-        if !rest.is_empty() {
-            return Err(CoreError::Malformed(format!(
-                "state: {} trailing bytes",
-                rest.len()
-            )));
-        }
+        let data: Data = decode_exact("state", bytes)?;
         let history = data
             .clips
             .entries
