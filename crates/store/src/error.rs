@@ -1,0 +1,77 @@
+//! Storage errors, classified by what the person or the sync engine can do about them.
+
+use std::time::Duration;
+
+/// Why a storage request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The credentials were refused.
+    #[error(
+        "{backend} refused the credentials ({detail}): check the access key and secret (or user \
+         and password) stored for this device, e.g. with `ferry doctor`"
+    )]
+    Unauthorized {
+        /// Which storage.
+        backend: &'static str,
+        /// What the server said.
+        detail: String,
+    },
+
+    /// The credentials were accepted but lack a permission.
+    #[error("{backend} denied access ({detail}): {hint}")]
+    Forbidden {
+        /// Which storage.
+        backend: &'static str,
+        /// What the server said.
+        detail: String,
+        /// What to check.
+        hint: &'static str,
+    },
+
+    /// The object does not exist.
+    #[error("no object named `{name}`")]
+    NotFound {
+        /// Its name.
+        name: String,
+    },
+
+    /// A write-once object exists already.
+    #[error("an object named `{name}` exists already and is never overwritten")]
+    AlreadyExists {
+        /// Its name.
+        name: String,
+    },
+
+    /// The server asked us to slow down.
+    #[error("{backend} is throttling requests: slowing down and retrying")]
+    Throttled {
+        /// Which storage.
+        backend: &'static str,
+        /// How long the server asked us to wait, if it said.
+        retry_after: Option<Duration>,
+    },
+
+    /// A failure that may pass: a timeout, a reset connection, a server error.
+    #[error("{backend} did not answer properly ({detail}); retrying may help")]
+    Transient {
+        /// Which storage.
+        backend: &'static str,
+        /// What happened.
+        detail: String,
+    },
+
+    /// The storage settings cannot work: a bad URL, a missing bucket or folder.
+    #[error("the storage settings do not work: {0}")]
+    Misconfigured(String),
+}
+
+impl StoreError {
+    /// Whether trying again (after a pause) can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Throttled { .. } | StoreError::Transient { .. }
+        )
+    }
+}

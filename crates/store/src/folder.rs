@@ -1,0 +1,314 @@
+//! A repository in a plain folder: the embedded default, and the way to use any tool that syncs
+//! folders (Syncthing, NFS, a mounted drive).
+//!
+//! Every write goes to a hidden temporary file beside its target, is flushed to disk, and is then
+//! moved into place in one step (rename, or a hard link for write-once objects so an existing
+//! object is never replaced), after which the directory itself is flushed. Readers and other
+//! tools therefore see a whole object or none, and a crash at any instant leaves at most a
+//! temporary file, which listings ignore. Names map to paths one to one (`ferry/v1/log/…` is
+//! `<root>/ferry/v1/log/…`); a name with an empty, `.` or `..` part, or a part starting with a
+//! dot, is refused so nothing can escape the root or collide with temporary files.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use crate::{ListPage, MAX_PAGE, ObjectMeta, Store, StoreError};
+
+const BACKEND: &str = "the folder";
+
+/// A store in a local folder.
+#[derive(Debug, Clone)]
+pub struct FolderStore {
+    root: PathBuf,
+}
+
+impl FolderStore {
+    /// Opens a store in an existing folder.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        match fs::metadata(&root) {
+            Ok(meta) if meta.is_dir() => Ok(FolderStore { root }),
+            Ok(_) => Err(StoreError::Misconfigured(format!(
+                "{} is a file, not a folder: point the store URL at a folder",
+                root.display()
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::Misconfigured(format!(
+                    "the folder {} does not exist: create it, or fix the store URL",
+                    root.display()
+                )))
+            }
+            Err(e) => Err(io_error(e, &root.display().to_string())),
+        }
+    }
+
+    /// Opens a store in a folder, creating the folder first if needed.
+    pub fn create(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(|e| io_error(e, &root.display().to_string()))?;
+        FolderStore::open(root)
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        check_name(name)?;
+        Ok(self.root.join(name))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| StoreError::Transient {
+                backend: BACKEND,
+                detail: format!("worker task failed: {e}"),
+            })?
+    }
+}
+
+/// Refuses names that could leave the root or clash with temporary files.
+fn check_name(name: &str) -> Result<(), StoreError> {
+    let bad = name.is_empty()
+        || name.contains('\0')
+        || name.contains('\\')
+        || name
+            .split('/')
+            .any(|part| part.is_empty() || part.starts_with('.'));
+    if bad {
+        return Err(StoreError::Misconfigured(format!(
+            "`{}` is not a valid object name (empty, `.`-led or `..` parts are refused)",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+fn io_error(e: io::Error, name: &str) -> StoreError {
+    match e.kind() {
+        io::ErrorKind::NotFound => StoreError::NotFound { name: name.into() },
+        io::ErrorKind::AlreadyExists => StoreError::AlreadyExists { name: name.into() },
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            StoreError::Forbidden {
+                backend: BACKEND,
+                detail: e.to_string(),
+                hint: "check that this user may read and write the folder and that it is not \
+                       mounted read-only",
+            }
+        }
+        _ => StoreError::Transient {
+            backend: BACKEND,
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// Writes `bytes` to a new hidden file beside `target` and flushes it.
+fn write_temp(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).map_err(io::Error::other)?;
+    let file_name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("object");
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let temp = dir.join(format!(".{file_name}.{hex}.tmp"));
+    let result = (|| {
+        let mut file = File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    match result {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+/// Flushes a directory entry change to disk.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[async_trait]
+impl Store for FolderStore {
+    async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let target = self.path(name)?;
+        let name = name.to_owned();
+        Self::blocking(move || {
+            let temp = write_temp(&target, &bytes).map_err(|e| io_error(e, &name))?;
+            // A hard link never replaces an existing file. Where links are not supported,
+            // check and rename: devices never write each other's names, so no race remains.
+            let placed = match fs::hard_link(&temp, &target) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+                Err(_) if target.exists() => Err(io::Error::from(io::ErrorKind::AlreadyExists)),
+                Err(_) => fs::rename(&temp, &target),
+            };
+            let _ = fs::remove_file(&temp);
+            placed.map_err(|e| io_error(e, &name))?;
+            sync_dir(target.parent().unwrap_or(Path::new("."))).map_err(|e| io_error(e, &name))
+        })
+        .await
+    }
+
+    async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let target = self.path(name)?;
+        let name = name.to_owned();
+        Self::blocking(move || {
+            let temp = write_temp(&target, &bytes).map_err(|e| io_error(e, &name))?;
+            if let Err(e) = fs::rename(&temp, &target) {
+                let _ = fs::remove_file(&temp);
+                return Err(io_error(e, &name));
+            }
+            sync_dir(target.parent().unwrap_or(Path::new("."))).map_err(|e| io_error(e, &name))
+        })
+        .await
+    }
+
+    async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(name)?;
+        let name = name.to_owned();
+        Self::blocking(move || fs::read(&path).map_err(|e| io_error(e, &name))).await
+    }
+
+    async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(name)?;
+        let name = name.to_owned();
+        Self::blocking(move || {
+            let read = || -> io::Result<Vec<u8>> {
+                let mut file = File::open(&path)?;
+                file.seek(SeekFrom::Start(range.start))?;
+                let mut out = Vec::new();
+                file.take(range.end.saturating_sub(range.start))
+                    .read_to_end(&mut out)?;
+                Ok(out)
+            };
+            read().map_err(|e| io_error(e, &name))
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, StoreError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        let start_after = start_after.map(str::to_owned);
+        let limit = limit.clamp(1, MAX_PAGE);
+        Self::blocking(move || {
+            // Walk only the deepest folder the prefix names.
+            let base = match prefix.rfind('/') {
+                Some(i) => &prefix[..=i],
+                None => "",
+            };
+            let mut found = Vec::new();
+            walk(&root, base, &prefix, &mut found).map_err(|e| io_error(e, &prefix))?;
+            found.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut objects: Vec<ObjectMeta> = found
+                .into_iter()
+                .filter(|o| {
+                    start_after
+                        .as_deref()
+                        .is_none_or(|after| o.name.as_str() > after)
+                })
+                .take(limit + 1)
+                .collect();
+            let next = if objects.len() > limit {
+                objects.truncate(limit);
+                objects.last().map(|o| o.name.clone())
+            } else {
+                None
+            };
+            Ok(ListPage { objects, next })
+        })
+        .await
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.path(name)?;
+        let name = name.to_owned();
+        Self::blocking(move || match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error(e, &name)),
+        })
+        .await
+    }
+}
+
+/// Collects the files below `root/dir` whose names start with `prefix`, skipping hidden entries.
+fn walk(root: &Path, dir: &str, prefix: &str, out: &mut Vec<ObjectMeta>) -> io::Result<()> {
+    let entries = match fs::read_dir(root.join(dir)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if file_name.starts_with('.') {
+            continue;
+        }
+        let name = format!("{dir}{file_name}");
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            let sub = format!("{name}/");
+            if sub.starts_with(prefix) || prefix.starts_with(&sub) {
+                walk(root, &sub, prefix, out)?;
+            }
+        } else if name.starts_with(prefix) {
+            let meta = entry.metadata()?;
+            out.push(ObjectMeta {
+                name,
+                size: meta.len(),
+                etag: None,
+                modified: meta.modified().ok(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_or_clash_are_refused() {
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "../x",
+            "a/../b",
+            "a/./b",
+            "a/.hidden",
+            "a\\b",
+            "a\0b",
+            "x/",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["repo", "ferry/v1/log/ab/0000000000000001", "a-b_c.d"] {
+            assert!(check_name(good).is_ok(), "{good:?}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `ferry-store` keeps a Ferry repository's sealed objects in storage the person owns, behind one
+//! [`Store`] trait that every kind of storage implements the same way.
+//!
+//! The sync engine asks for exactly what it needs: write an object once ([`Store::put_new`]),
+//! replace one ([`Store::put`]), read one whole or in part, list a prefix in name order a page
+//! at a time, delete one, and [`Store::probe`] whether each of those is allowed. Names are the
+//! `ferry/v1/…` names of `ferry-protocol`, below the root the store was opened at. Objects are
+//! opaque ciphertext here: this crate never sees a key.
+//!
+//! ```text
+//! StoreUrl::parse("file:///…" | "s3://…" | "webdav+https://…") ─▶ open a backend ─▶ dyn Store
+//!   wrapped as needed: Limited (shared upload/download byte rates); RetryPolicy::run around calls
+//! ```
+//!
+//! Backends: [`folder::FolderStore`] (the embedded default; atomic writes, safe on a folder that
+//! another tool syncs). Every backend passes the same conformance suite (`tests/conformance.rs`).
+//!
+//! Errors are classified ([`StoreError`]) so that callers retry what can pass (timeouts,
+//! throttling, server errors) with [`RetryPolicy`], and tell the person what to fix otherwise.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod error;
+pub mod folder;
+pub mod limit;
+pub mod retry;
+pub mod url;
+
+use std::fmt;
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+pub use error::StoreError;
+pub use folder::FolderStore;
+pub use limit::{Limited, RateLimit};
+pub use retry::RetryPolicy;
+pub use url::StoreUrl;
+
+/// The most names one [`Store::list`] call returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// What a listing says of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Its name below the store's root.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The server's entity tag, where it gives one.
+    pub etag: Option<String>,
+    /// When it was last written, where the server says.
+    pub modified: Option<SystemTime>,
+}
+
+/// One page of a listing, in name order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListPage {
+    /// The objects.
+    pub objects: Vec<ObjectMeta>,
+    /// Where the next page starts (pass it as `start_after`), or `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Which operations the storage allows, as [`Store::probe`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// Listing.
+    pub list: Result<(), StoreError>,
+    /// Writing.
+    pub write: Result<(), StoreError>,
+    /// Reading.
+    pub read: Result<(), StoreError>,
+    /// Deleting.
+    pub delete: Result<(), StoreError>,
+}
+
+impl ProbeReport {
+    /// Whether everything is allowed.
+    pub fn is_ok(&self) -> bool {
+        self.list.is_ok() && self.write.is_ok() && self.read.is_ok() && self.delete.is_ok()
+    }
+}
+
+/// Storage for one repository.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Writes an object that must not exist yet. Where the storage can tell, an existing object
+    /// gives [`StoreError::AlreadyExists`] and is left as it was.
+    async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
+
+    /// Writes an object, replacing any with that name. Readers see the old or the new bytes,
+    /// never a mix.
+    async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
+
+    /// Reads a whole object.
+    async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+
+    /// Reads `range` of an object (shorter at the end of the object).
+    async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError>;
+
+    /// Lists objects whose names start with `prefix`, in name order, after `start_after`, at
+    /// most `limit` (and at most [`MAX_PAGE`]) of them.
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, StoreError>;
+
+    /// Deletes an object. Deleting one that is not there is not an error.
+    async fn delete(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Checks that listing, writing, reading and deleting are allowed, with a short-lived
+    /// object under `ferry/probe/`.
+    async fn probe(&self) -> ProbeReport {
+        let name = match probe_name() {
+            Ok(name) => name,
+            Err(e) => {
+                return ProbeReport {
+                    list: Err(e.clone()),
+                    write: Err(e.clone()),
+                    read: Err(e.clone()),
+                    delete: Err(e),
+                };
+            }
+        };
+        let list = self.list("ferry/", None, 1).await.map(|_| ());
+        let write = self.put_new(&name, b"ferry probe".to_vec()).await;
+        let read = match &write {
+            Ok(()) => self.get(&name).await.and_then(|bytes| {
+                if bytes == b"ferry probe" {
+                    Ok(())
+                } else {
+                    Err(StoreError::Transient {
+                        backend: "storage",
+                        detail: "the probe object read back different bytes".into(),
+                    })
+                }
+            }),
+            Err(e) => Err(e.clone()),
+        };
+        let delete = match &write {
+            Ok(()) => self.delete(&name).await,
+            Err(e) => Err(e.clone()),
+        };
+        ProbeReport {
+            list,
+            write,
+            read,
+            delete,
+        }
+    }
+}
+
+fn probe_name() -> Result<String, StoreError> {
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).map_err(|e| StoreError::Transient {
+        backend: "system",
+        detail: format!("random number generator: {e}"),
+    })?;
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("ferry/probe/{hex}"))
+}

@@ -1,0 +1,64 @@
+//! The conformance suite: one story every backend must tell the same way.
+//!
+//! `suite::run_all` takes any [`Store`] opened on an empty root. Each backend gets one test here
+//! that starts what it needs and runs the whole suite against it.
+
+mod suite;
+
+use ferry_store::{FolderStore, Store, StoreError};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FolderStore::open(dir.path()).unwrap();
+    suite::run_all(&store).await;
+    suite::run_concurrent(std::sync::Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn folder_missing_or_not_a_folder_is_misconfigured() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let err = FolderStore::open(&missing).unwrap_err();
+    assert!(matches!(err, StoreError::Misconfigured(_)));
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    std::fs::write(dir.path().join("file"), b"x").unwrap();
+    let err = FolderStore::open(dir.path().join("file")).unwrap_err();
+    assert!(err.to_string().contains("is a file"), "{err}");
+    // `create` makes it.
+    let store = FolderStore::create(&missing).unwrap();
+    assert!(store.probe().await.is_ok());
+}
+
+#[tokio::test]
+async fn folder_leftovers_of_a_crash_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FolderStore::open(dir.path()).unwrap();
+    store
+        .put_new("ferry/v1/repo", b"header".to_vec())
+        .await
+        .unwrap();
+    std::fs::write(dir.path().join("ferry/v1/.repo.0123.tmp"), b"half").unwrap();
+    let page = store.list("ferry/", None, 100).await.unwrap();
+    let names: Vec<_> = page.objects.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["ferry/v1/repo"]);
+}
+
+#[tokio::test]
+async fn folder_refuses_names_that_leave_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        FolderStore::open(dir.path().join("..").join(dir.path().file_name().unwrap())).unwrap();
+    for name in [
+        "../escape",
+        "ferry/../../escape",
+        "/etc/passwd",
+        "ferry/.hidden",
+    ] {
+        let err = store.put(name, b"x".to_vec()).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Misconfigured(_)),
+            "{name}: {err:?}"
+        );
+    }
+}

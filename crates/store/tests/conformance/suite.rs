@@ -1,0 +1,268 @@
+//! The cases, each a function over `&dyn Store`.
+
+use std::sync::Arc;
+
+use ferry_protocol::{BlobId, DeviceId, ObjectName, SyncKey};
+use ferry_store::{MAX_PAGE, Store, StoreError};
+
+/// Runs every case against `store`, which must start empty.
+pub(crate) async fn run_all(store: &(dyn Store + 'static)) {
+    put_get_overwrite_delete(store).await;
+    write_once_objects_are_never_replaced(store).await;
+    missing_objects(store).await;
+    every_name_form_round_trips(store).await;
+    empty_and_large_objects(store).await;
+    range_reads(store).await;
+    listing_with_prefix_and_start_after(store).await;
+    listing_pages_through_many_objects(store).await;
+    probe_finds_every_permission(store).await;
+}
+
+/// Runs the case that needs to share the store between tasks.
+pub(crate) async fn run_concurrent(store: Arc<dyn Store>) {
+    concurrent_puts(store).await;
+}
+
+async fn put_get_overwrite_delete(store: &dyn Store) {
+    let name = "ferry/v1/case1/object";
+    store.put(name, b"first".to_vec()).await.unwrap();
+    assert_eq!(store.get(name).await.unwrap(), b"first");
+    store.put(name, b"second, longer".to_vec()).await.unwrap();
+    assert_eq!(store.get(name).await.unwrap(), b"second, longer");
+    store.put(name, b"3".to_vec()).await.unwrap();
+    assert_eq!(
+        store.get(name).await.unwrap(),
+        b"3",
+        "a shorter overwrite leaves no tail"
+    );
+    store.delete(name).await.unwrap();
+    assert!(matches!(
+        store.get(name).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn write_once_objects_are_never_replaced(store: &dyn Store) {
+    let name = "ferry/v1/case2/once";
+    store.put_new(name, b"original".to_vec()).await.unwrap();
+    let err = store.put_new(name, b"intruder".to_vec()).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
+    assert_eq!(store.get(name).await.unwrap(), b"original");
+    store.delete(name).await.unwrap();
+}
+
+async fn missing_objects(store: &dyn Store) {
+    let err = store.get("ferry/v1/case3/none").await.unwrap_err();
+    assert!(matches!(&err, StoreError::NotFound { name } if name == "ferry/v1/case3/none"));
+    assert!(!err.is_transient());
+    assert!(matches!(
+        store.get_range("ferry/v1/case3/none", 0..10).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store.delete("ferry/v1/case3/none").await.unwrap();
+    let page = store.list("ferry/v1/case3/", None, 10).await.unwrap();
+    assert!(page.objects.is_empty() && page.next.is_none());
+}
+
+async fn every_name_form_round_trips(store: &dyn Store) {
+    let keys = SyncKey::from_bytes([9; 32]).keys();
+    let device = keys.names.device_tag(&DeviceId([0xfe; 16]));
+    let names: Vec<String> = [
+        ObjectName::Repo,
+        ObjectName::Log { device, seq: 0 },
+        ObjectName::Log {
+            device,
+            seq: u64::MAX,
+        },
+        ObjectName::Head {
+            device,
+            seq: 0xabcdef,
+        },
+        ObjectName::Snap { device, seq: 1 },
+        ObjectName::Blob {
+            blob: BlobId([0x5a; 32]),
+            chunk: u32::MAX,
+        },
+    ]
+    .iter()
+    .map(|n| format!("{}{n}", ferry_protocol::names::ROOT))
+    .collect();
+    for (i, name) in names.iter().enumerate() {
+        store.put_new(name, vec![i as u8; i + 1]).await.unwrap();
+    }
+    let page = store.list("ferry/v1/", None, MAX_PAGE).await.unwrap();
+    let mut listed: Vec<_> = page.objects.iter().map(|o| o.name.clone()).collect();
+    listed.retain(|n| names.contains(n));
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted);
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(
+            store.get(name).await.unwrap(),
+            vec![i as u8; i + 1],
+            "{name}"
+        );
+        let meta = page.objects.iter().find(|o| &o.name == name).unwrap();
+        assert_eq!(meta.size, i as u64 + 1);
+        store.delete(name).await.unwrap();
+    }
+}
+
+async fn empty_and_large_objects(store: &dyn Store) {
+    store
+        .put_new("ferry/v1/case5/empty", Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(store.get("ferry/v1/case5/empty").await.unwrap(), b"");
+    let big: Vec<u8> = (0..16 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    store
+        .put_new("ferry/v1/case5/big", big.clone())
+        .await
+        .unwrap();
+    assert!(store.get("ferry/v1/case5/big").await.unwrap() == big);
+    let page = store.list("ferry/v1/case5/", None, 10).await.unwrap();
+    let sizes: Vec<_> = page
+        .objects
+        .iter()
+        .map(|o| (o.name.as_str(), o.size))
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            ("ferry/v1/case5/big", 16 * 1024 * 1024),
+            ("ferry/v1/case5/empty", 0)
+        ]
+    );
+    store.delete("ferry/v1/case5/big").await.unwrap();
+    store.delete("ferry/v1/case5/empty").await.unwrap();
+}
+
+async fn range_reads(store: &dyn Store) {
+    let name = "ferry/v1/case6/ranged";
+    let data: Vec<u8> = (0..=255).collect();
+    store.put_new(name, data.clone()).await.unwrap();
+    assert_eq!(store.get_range(name, 0..10).await.unwrap(), &data[..10]);
+    assert_eq!(
+        store.get_range(name, 100..200).await.unwrap(),
+        &data[100..200]
+    );
+    assert_eq!(
+        store.get_range(name, 250..1000).await.unwrap(),
+        &data[250..]
+    );
+    store.delete(name).await.unwrap();
+}
+
+async fn listing_with_prefix_and_start_after(store: &dyn Store) {
+    for name in ["a/1", "a/2", "a/3", "ab/1", "b/1"] {
+        store
+            .put_new(&format!("ferry/v1/case7/{name}"), b"x".to_vec())
+            .await
+            .unwrap();
+    }
+    let names = |page: ferry_store::ListPage| -> Vec<String> {
+        page.objects.into_iter().map(|o| o.name).collect()
+    };
+    let all = names(store.list("ferry/v1/case7/", None, 100).await.unwrap());
+    assert_eq!(
+        all,
+        ["a/1", "a/2", "a/3", "ab/1", "b/1"].map(|n| format!("ferry/v1/case7/{n}"))
+    );
+    let a = names(store.list("ferry/v1/case7/a/", None, 100).await.unwrap());
+    assert_eq!(
+        a,
+        ["a/1", "a/2", "a/3"].map(|n| format!("ferry/v1/case7/{n}"))
+    );
+    let partial = names(store.list("ferry/v1/case7/a", None, 100).await.unwrap());
+    assert_eq!(partial.len(), 4, "a prefix need not end at a folder");
+    let after = names(
+        store
+            .list("ferry/v1/case7/", Some("ferry/v1/case7/a/2"), 100)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        after,
+        ["a/3", "ab/1", "b/1"].map(|n| format!("ferry/v1/case7/{n}"))
+    );
+    for name in all {
+        store.delete(&name).await.unwrap();
+    }
+}
+
+async fn listing_pages_through_many_objects(store: &dyn Store) {
+    let count = 1500;
+    for i in 0..count {
+        store
+            .put_new(&format!("ferry/v1/case8/{i:05}"), vec![1])
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list("ferry/v1/case8/", after.as_deref(), MAX_PAGE)
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.objects.len() <= MAX_PAGE);
+        seen.extend(page.objects.into_iter().map(|o| o.name));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert!(pages >= 2, "1500 objects take more than one page");
+    let expected: Vec<_> = (0..count)
+        .map(|i| format!("ferry/v1/case8/{i:05}"))
+        .collect();
+    assert_eq!(seen, expected);
+    // A small page size is honoured too.
+    let page = store.list("ferry/v1/case8/", None, 7).await.unwrap();
+    assert_eq!(page.objects.len(), 7);
+    assert_eq!(page.next.as_deref(), Some("ferry/v1/case8/00006"));
+    for name in expected {
+        store.delete(&name).await.unwrap();
+    }
+}
+
+async fn probe_finds_every_permission(store: &dyn Store) {
+    let report = store.probe().await;
+    assert!(report.is_ok(), "{report:?}");
+    let leftovers = store.list("ferry/probe/", None, 10).await.unwrap();
+    assert!(
+        leftovers.objects.is_empty(),
+        "the probe cleans up after itself"
+    );
+}
+
+async fn concurrent_puts(store: Arc<dyn Store>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64u32 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let name = format!("ferry/v1/case9/{i:03}");
+            store
+                .put_new(&name, i.to_be_bytes().repeat(1000))
+                .await
+                .unwrap();
+            name
+        });
+    }
+    let mut names = Vec::new();
+    while let Some(name) = tasks.join_next().await {
+        names.push(name.unwrap());
+    }
+    let page = store.list("ferry/v1/case9/", None, 100).await.unwrap();
+    assert_eq!(page.objects.len(), 64);
+    for (i, meta) in page.objects.iter().enumerate() {
+        assert_eq!(meta.size, 4000);
+        let bytes = store.get(&meta.name).await.unwrap();
+        assert_eq!(bytes, (i as u32).to_be_bytes().repeat(1000));
+    }
+    for name in names {
+        store.delete(&name).await.unwrap();
+    }
+}
