@@ -73,7 +73,10 @@ async fn measure(backend: &str, store: &dyn Store) {
 
     let data = vec![0x5a; BIG];
     let started = Instant::now();
-    store.put_new("ferry/v1/bench/big", data).await.expect("put big");
+    store
+        .put_new("ferry/v1/bench/big", data)
+        .await
+        .expect("put big");
     let up = started.elapsed();
     let started = Instant::now();
     let back = store.get("ferry/v1/bench/big").await.expect("get big");

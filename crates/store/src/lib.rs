@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Backends: [`folder::FolderStore`] (the embedded default; atomic writes, safe on a folder that
-//! another tool syncs). Every backend passes the same conformance suite (`tests/conformance.rs`).
+//! another tool syncs) and [`s3::S3Store`] (any S3-compatible bucket). Every backend passes the same conformance suite (`tests/conformance.rs`).
 //!
 //! Errors are classified ([`StoreError`]) so that callers retry what can pass (timeouts,
 //! throttling, server errors) with [`RetryPolicy`], and tell the person what to fix otherwise.
@@ -24,6 +24,7 @@ pub mod error;
 pub mod folder;
 pub mod limit;
 pub mod retry;
+pub mod s3;
 pub mod url;
 
 use std::fmt;
@@ -36,6 +37,7 @@ pub use error::StoreError;
 pub use folder::FolderStore;
 pub use limit::{Limited, RateLimit};
 pub use retry::RetryPolicy;
+pub use s3::{S3Credentials, S3Store};
 pub use url::StoreUrl;
 
 /// The most names one [`Store::list`] call returns.

@@ -3,9 +3,14 @@
 //! `suite::run_all` takes any [`Store`] opened on an empty root. Each backend gets one test here
 //! that starts what it needs and runs the whole suite against it.
 
+mod servers;
 mod suite;
 
-use ferry_store::{FolderStore, Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_store::s3::Timeouts;
+use ferry_store::{FolderStore, S3Credentials, S3Store, Store, StoreError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folder_backend() {
@@ -61,4 +66,67 @@ async fn folder_refuses_names_that_leave_the_root() {
             "{name}: {err:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_backend() {
+    let (_server, location) = servers::s3().await;
+    let store = S3Store::new(&location, servers::credentials(), Timeouts::default());
+    suite::run_all(&store).await;
+    suite::run_concurrent(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn s3_wrong_credentials_are_unauthorized() {
+    let (_server, location) = servers::s3().await;
+    let wrong = S3Credentials {
+        access_key_id: servers::ACCESS_KEY.into(),
+        secret_access_key: "not-the-secret".into(),
+    };
+    let store = S3Store::new(&location, wrong, Timeouts::default());
+    let err = store.list("ferry/", None, 10).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unauthorized { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(!err.to_string().contains("not-the-secret"));
+    let unknown = S3Credentials {
+        access_key_id: "AKIDUNKNOWN".into(),
+        secret_access_key: "x".into(),
+    };
+    let store = S3Store::new(&location, unknown, Timeouts::default());
+    let err = store.get("ferry/v1/repo").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Unauthorized { .. } | StoreError::Forbidden { .. }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn s3_missing_bucket_is_misconfigured() {
+    let (_server, mut location) = servers::s3().await;
+    location.bucket = "no-such-bucket".into();
+    let store = S3Store::new(&location, servers::credentials(), Timeouts::default());
+    let err = store.list("ferry/", None, 10).await.unwrap_err();
+    assert!(matches!(err, StoreError::Misconfigured(_)), "{err:?}");
+    assert!(err.to_string().contains("no-such-bucket"), "{err}");
+    let report = store.probe().await;
+    assert!(!report.is_ok());
+}
+
+#[tokio::test]
+async fn s3_a_server_that_hangs_times_out_as_transient() {
+    let (_server, endpoint) = servers::silent().await;
+    let (_real, mut location) = servers::s3().await;
+    location.endpoint = endpoint;
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(2),
+        request: Duration::from_millis(500),
+    };
+    let store = S3Store::new(&location, servers::credentials(), timeouts);
+    let started = std::time::Instant::now();
+    let err = store.get("ferry/v1/repo").await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

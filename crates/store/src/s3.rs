@@ -1,0 +1,333 @@
+//! A repository in an S3-compatible bucket, through `aws-sdk-s3`.
+//!
+//! The client is built from the store URL alone: a fixed endpoint and region, static
+//! credentials, no instance-metadata or profile lookups. Request checksums are sent and response
+//! checksums checked only where the operation requires them: otherwise the SDK streams uploads in
+//! the `aws-chunked` encoding, which several S3-compatible servers reject or store with the chunk
+//! headers as data. The SDK's own retries are off, because the sync engine retries with
+//! [`RetryPolicy`](crate::RetryPolicy) across all backends alike; every attempt has a timeout.
+
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+
+use crate::url::S3Location;
+use crate::{ListPage, MAX_PAGE, ObjectMeta, Store, StoreError};
+
+const BACKEND: &str = "the S3 server";
+
+const FORBIDDEN_HINT: &str = "check the bucket name and region; that the access key's policy \
+    allows s3:ListBucket on the bucket (arn:aws:s3:::BUCKET) and s3:GetObject, s3:PutObject and \
+    s3:DeleteObject on its objects (arn:aws:s3:::BUCKET/*); that a KMS key used for default \
+    encryption lets this key use it; and that no bucket policy or organisation rule denies it \
+    explicitly";
+
+/// An access key and its secret.
+#[derive(Clone)]
+pub struct S3Credentials {
+    /// The access key id (not secret, but not shown either).
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+}
+
+impl S3Credentials {
+    /// From `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, when both are set.
+    pub fn from_env() -> Option<Self> {
+        Some(S3Credentials {
+            access_key_id: std::env::var("AWS_ACCESS_KEY_ID").ok()?,
+            secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY").ok()?,
+        })
+    }
+}
+
+impl fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("S3Credentials(<redacted>)")
+    }
+}
+
+/// Timeouts of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To open a connection.
+    pub connect: Duration,
+    /// For one whole request, upload and download included.
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A store in an S3 bucket, under a prefix.
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    /// Empty, or the user's prefix with a trailing `/`.
+    prefix: String,
+    endpoint: String,
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Store {
+    /// A store for `location`, signing with `credentials`.
+    pub fn new(location: &S3Location, credentials: S3Credentials, timeouts: Timeouts) -> Self {
+        let credentials = Credentials::new(
+            credentials.access_key_id,
+            credentials.secret_access_key,
+            None,
+            None,
+            "ferry",
+        );
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(location.region.clone()))
+            .endpoint_url(&location.endpoint)
+            .force_path_style(location.path_style)
+            .credentials_provider(credentials)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(timeouts.connect)
+                    .operation_attempt_timeout(timeouts.request)
+                    .operation_timeout(timeouts.request)
+                    .build(),
+            )
+            .build();
+        let prefix = match location.prefix.trim_matches('/') {
+            "" => String::new(),
+            prefix => format!("{prefix}/"),
+        };
+        S3Store {
+            client: Client::from_conf(config),
+            bucket: location.bucket.clone(),
+            prefix,
+            endpoint: location.endpoint.clone(),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    async fn upload(&self, name: &str, bytes: Vec<u8>, once: bool) -> Result<(), StoreError> {
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(name))
+            .body(ByteStream::from(bytes));
+        if once {
+            request = request.if_none_match("*");
+        }
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.classify(e, name))
+    }
+
+    async fn download(&self, name: &str, range: Option<String>) -> Result<Vec<u8>, StoreError> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(name))
+            .set_range(range)
+            .send()
+            .await
+            .map_err(|e| self.classify(e, name))?;
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Transient {
+                backend: BACKEND,
+                detail: format!("reading the body of {name}: {e}"),
+            })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    /// Sorts an SDK error into the classes the sync engine acts on.
+    fn classify<E>(&self, error: SdkError<E, HttpResponse>, name: &str) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let status = error.raw_response().map(|r| r.status().as_u16());
+        let code = error.code().unwrap_or("").to_owned();
+        let message = error.message().unwrap_or("").to_owned();
+        let detail = match (status, code.is_empty()) {
+            (Some(status), false) => format!("HTTP {status} {code}"),
+            (Some(status), true) => format!("HTTP {status}"),
+            (None, _) => describe(&error),
+        };
+        let detail = if message.is_empty() {
+            detail
+        } else {
+            format!("{detail}: {message}")
+        };
+        match (status, code.as_str()) {
+            (_, "NoSuchBucket") => StoreError::Misconfigured(format!(
+                "the bucket `{}` does not exist at {}: create it, or fix the bucket name, \
+                 region or endpoint in the store URL",
+                self.bucket, self.endpoint
+            )),
+            (_, "NoSuchKey") | (Some(404), _) => StoreError::NotFound { name: name.into() },
+            (_, "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken")
+            | (Some(401), _) => StoreError::Unauthorized {
+                backend: BACKEND,
+                detail,
+            },
+            (_, "PreconditionFailed") | (Some(412), _) => {
+                StoreError::AlreadyExists { name: name.into() }
+            }
+            (_, "SlowDown" | "Throttling" | "TooManyRequests") | (Some(429), _) => {
+                StoreError::Throttled {
+                    backend: BACKEND,
+                    retry_after: None,
+                }
+            }
+            (_, "AccessDenied" | "AllAccessDisabled" | "AccountProblem") | (Some(403), _) => {
+                StoreError::Forbidden {
+                    backend: BACKEND,
+                    detail,
+                    hint: FORBIDDEN_HINT,
+                }
+            }
+            (_, "PermanentRedirect" | "AuthorizationHeaderMalformed") | (Some(301 | 400), _) => {
+                StoreError::Misconfigured(format!(
+                    "{BACKEND} refused the request ({detail}): the region or endpoint in the store \
+                 URL probably does not match the bucket's"
+                ))
+            }
+            (Some(503), _) => StoreError::Throttled {
+                backend: BACKEND,
+                retry_after: None,
+            },
+            _ => StoreError::Transient {
+                backend: BACKEND,
+                detail,
+            },
+        }
+    }
+}
+
+/// An error and its sources, on one line.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[async_trait]
+impl Store for S3Store {
+    async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.upload(name, bytes, true).await
+    }
+
+    async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.upload(name, bytes, false).await
+    }
+
+    async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        self.download(name, None).await
+    }
+
+    async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
+        if range.start >= range.end {
+            return Ok(Vec::new());
+        }
+        let header = format!("bytes={}-{}", range.start, range.end - 1);
+        match self.download(name, Some(header)).await {
+            // A range that starts at or past the end is "not satisfiable": nothing to read.
+            Err(StoreError::Transient { detail, .. }) if detail.contains("416") => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let output = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.key(prefix))
+            .set_start_after(start_after.map(|after| self.key(after)))
+            .max_keys(limit as i32)
+            .send()
+            .await
+            .map_err(|e| self.classify(e, prefix))?;
+        let objects: Vec<ObjectMeta> = output
+            .contents()
+            .iter()
+            .filter_map(|object| {
+                let name = object.key()?.strip_prefix(&self.prefix)?.to_owned();
+                Some(ObjectMeta {
+                    name,
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    etag: object.e_tag().map(str::to_owned),
+                    modified: object
+                        .last_modified()
+                        .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                })
+            })
+            .collect();
+        let next = match output.is_truncated() {
+            Some(true) => objects.last().map(|o| o.name.clone()),
+            _ => None,
+        };
+        Ok(ListPage { objects, next })
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.key(name))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| match self.classify(e, name) {
+                StoreError::NotFound { .. } => Ok(()),
+                other => Err(other),
+            })
+    }
+}
