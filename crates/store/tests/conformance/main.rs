@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_store::s3::Timeouts;
-use ferry_store::{FolderStore, S3Credentials, S3Store, Store, StoreError};
+use ferry_store::{FolderStore, RetryPolicy, S3Credentials, S3Store, Store, StoreError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folder_backend() {
@@ -129,4 +129,29 @@ async fn s3_a_server_that_hangs_times_out_as_transient() {
     let err = store.get("ferry/v1/repo").await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn s3_a_server_failing_twice_then_answering_is_retried_to_success() {
+    let (_server, location) = servers::s3_failing_first(2).await;
+    let store = S3Store::new(&location, servers::credentials(), Timeouts::default());
+    let err = store.list("ferry/", None, 10).await.unwrap_err();
+    assert!(err.is_transient(), "a 503 is worth retrying: {err:?}");
+    let fast = RetryPolicy {
+        first_delay: Duration::from_millis(10),
+        ..RetryPolicy::DEFAULT
+    };
+    let mut attempts = 0;
+    let page = fast
+        .run(|| {
+            attempts += 1;
+            store.list("ferry/", None, 10)
+        })
+        .await
+        .unwrap();
+    assert!(page.objects.is_empty());
+    assert_eq!(
+        attempts, 2,
+        "the first failure above, one more here, then success"
+    );
 }

@@ -1,5 +1,10 @@
 //! Real servers for the suite, started in this process on 127.0.0.1 and stopped on drop.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -24,12 +29,20 @@ pub(crate) const BUCKET: &str = "ferry-test";
 
 /// An S3 server (s3s-fs, which checks SigV4 signatures) with the bucket [`BUCKET`].
 pub(crate) async fn s3() -> (Running, S3Location) {
+    s3_failing_first(0).await
+}
+
+/// [`s3`], but the first `failures` requests get `503 Slow Down`.
+pub(crate) async fn s3_failing_first(failures: usize) -> (Running, S3Location) {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join(BUCKET)).unwrap();
     let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
     builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let service = builder.build();
+    let service = Flaky {
+        inner: builder.build(),
+        failures_left: Arc::new(AtomicUsize::new(failures)),
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -53,6 +66,37 @@ pub(crate) async fn s3() -> (Running, S3Location) {
         path_style: true,
     };
     (Running { task, _root: root }, location)
+}
+
+/// The S3 service, answering `503 Slow Down` to its first requests.
+#[derive(Clone)]
+struct Flaky {
+    inner: s3s::service::S3Service,
+    failures_left: Arc<AtomicUsize>,
+}
+
+type Reply = Pin<Box<dyn Future<Output = Result<s3s::HttpResponse, s3s::HttpError>> + Send>>;
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Flaky {
+    type Response = s3s::HttpResponse;
+    type Error = s3s::HttpError;
+    type Future = Reply;
+
+    fn call(&self, request: http::Request<hyper::body::Incoming>) -> Reply {
+        let fail = self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            let mut response = http::Response::new(s3s::Body::from(
+                "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                    .to_owned(),
+            ));
+            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            return Box::pin(async move { Ok(response) });
+        }
+        hyper::service::Service::call(&self.inner, request)
+    }
 }
 
 pub(crate) fn credentials() -> S3Credentials {
