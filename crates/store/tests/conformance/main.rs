@@ -155,3 +155,35 @@ async fn s3_a_server_failing_twice_then_answering_is_retried_to_success() {
         "the first failure above, one more here, then success"
     );
 }
+
+#[tokio::test]
+async fn s3_probe_reports_each_missing_permission() {
+    let cases: [(&'static [&'static str], [bool; 4]); 4] = [
+        (&[], [true, true, true, true]),
+        (&["ListObjectsV2"], [false, true, true, true]),
+        (&["GetObject"], [true, true, false, true]),
+        (&["DeleteObject"], [true, true, true, false]),
+    ];
+    for (denied, [list, write, read, delete]) in cases {
+        let (_server, location) = servers::s3_denying(denied).await;
+        let store = S3Store::new(&location, servers::credentials(), Timeouts::default());
+        let report = store.probe().await;
+        assert_eq!(report.list.is_ok(), list, "{denied:?}: {report:?}");
+        assert_eq!(report.write.is_ok(), write, "{denied:?}: {report:?}");
+        assert_eq!(report.read.is_ok(), read, "{denied:?}: {report:?}");
+        assert_eq!(report.delete.is_ok(), delete, "{denied:?}: {report:?}");
+        for result in [&report.list, &report.read, &report.delete] {
+            if let Err(err) = result {
+                assert!(matches!(err, StoreError::Forbidden { .. }), "{err:?}");
+                assert!(err.to_string().contains("s3:ListBucket"), "{err}");
+            }
+        }
+    }
+    let (_server, location) = servers::s3_denying(&["PutObject"]).await;
+    let store = S3Store::new(&location, servers::credentials(), Timeouts::default());
+    let report = store.probe().await;
+    assert!(
+        matches!(report.write, Err(StoreError::Forbidden { .. })),
+        "{report:?}"
+    );
+}

@@ -34,11 +34,21 @@ pub(crate) async fn s3() -> (Running, S3Location) {
 
 /// [`s3`], but the first `failures` requests get `503 Slow Down`.
 pub(crate) async fn s3_failing_first(failures: usize) -> (Running, S3Location) {
+    start_s3(failures, &[]).await
+}
+
+/// [`s3`], but the operations named (`PutObject`, `ListObjectsV2`…) are denied.
+pub(crate) async fn s3_denying(operations: &'static [&'static str]) -> (Running, S3Location) {
+    start_s3(0, operations).await
+}
+
+async fn start_s3(failures: usize, denied: &'static [&'static str]) -> (Running, S3Location) {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join(BUCKET)).unwrap();
     let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
     builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    builder.set_access(Deny(denied));
     let service = Flaky {
         inner: builder.build(),
         failures_left: Arc::new(AtomicUsize::new(failures)),
@@ -66,6 +76,22 @@ pub(crate) async fn s3_failing_first(failures: usize) -> (Running, S3Location) {
         path_style: true,
     };
     (Running { task, _root: root }, location)
+}
+
+/// Access control that denies some operations to everyone, as a bucket policy would.
+struct Deny(&'static [&'static str]);
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for Deny {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        if cx.credentials().is_none() || self.0.contains(&cx.s3_op().name()) {
+            return Err(s3s::s3_error!(
+                AccessDenied,
+                "denied by the test's bucket policy"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The S3 service, answering `503 Slow Down` to its first requests.
