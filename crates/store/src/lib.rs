@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Backends: [`folder::FolderStore`] (the embedded default; atomic writes, safe on a folder that
-//! another tool syncs) and [`s3::S3Store`] (any S3-compatible bucket). Every backend passes the same conformance suite (`tests/conformance.rs`).
+//! another tool syncs), [`s3::S3Store`] (any S3-compatible bucket) and
+//! [`webdav::WebDavStore`] (any WebDAV server). Every backend passes the same conformance suite (`tests/conformance.rs`).
 //!
 //! Errors are classified ([`StoreError`]) so that callers retry what can pass (timeouts,
 //! throttling, server errors) with [`RetryPolicy`], and tell the person what to fix otherwise.
@@ -26,6 +27,7 @@ pub mod limit;
 pub mod retry;
 pub mod s3;
 pub mod url;
+pub mod webdav;
 
 use std::fmt;
 use std::ops::Range;
@@ -39,6 +41,7 @@ pub use limit::{Limited, RateLimit};
 pub use retry::RetryPolicy;
 pub use s3::{S3Credentials, S3Store};
 pub use url::StoreUrl;
+pub use webdav::{WebDavCredentials, WebDavStore};
 
 /// The most names one [`Store::list`] call returns.
 pub const MAX_PAGE: usize = 1000;

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_store::s3::Timeouts;
-use ferry_store::{FolderStore, RetryPolicy, S3Credentials, S3Store, Store, StoreError};
+use ferry_store::{
+    FolderStore, RetryPolicy, S3Credentials, S3Store, Store, StoreError, WebDavCredentials,
+    WebDavStore,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folder_backend() {
@@ -186,4 +189,90 @@ async fn s3_probe_reports_each_missing_permission() {
         matches!(report.write, Err(StoreError::Forbidden { .. })),
         "{report:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webdav_backend() {
+    let (_server, location) = servers::webdav(0).await;
+    let store = WebDavStore::new(
+        &location,
+        Some(servers::dav_credentials()),
+        Timeouts::default(),
+    )
+    .unwrap();
+    suite::run_all(&store).await;
+    suite::run_concurrent(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn webdav_wrong_password_is_unauthorized() {
+    let (_server, location) = servers::webdav(0).await;
+    let wrong = WebDavCredentials {
+        password: "not-the-password".into(),
+        ..servers::dav_credentials()
+    };
+    let store = WebDavStore::new(&location, Some(wrong), Timeouts::default()).unwrap();
+    let err = store.get("ferry/v1/repo").await.unwrap_err();
+    assert!(matches!(err, StoreError::Unauthorized { .. }), "{err:?}");
+    assert!(!err.to_string().contains("not-the-password"));
+    let anonymous = WebDavStore::new(&location, None, Timeouts::default()).unwrap();
+    let err = anonymous.list("ferry/", None, 10).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unauthorized { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn webdav_missing_collection_is_misconfigured() {
+    let (_server, mut location) = servers::webdav(0).await;
+    location.url = location.url.replace("/users/me/", "/users/nobody/");
+    let store = WebDavStore::new(
+        &location,
+        Some(servers::dav_credentials()),
+        Timeouts::default(),
+    )
+    .unwrap();
+    let err = store.list("", None, 10).await.unwrap_err();
+    assert!(matches!(err, StoreError::Misconfigured(_)), "{err:?}");
+    assert!(err.to_string().contains("users/nobody"), "{err}");
+}
+
+#[tokio::test]
+async fn webdav_a_server_that_hangs_times_out_as_transient() {
+    let (_server, endpoint) = servers::silent().await;
+    let location = ferry_store::url::WebDavLocation {
+        url: format!("{endpoint}/dav/"),
+        user: None,
+    };
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(2),
+        request: Duration::from_millis(500),
+    };
+    let store = WebDavStore::new(&location, Some(servers::dav_credentials()), timeouts).unwrap();
+    let started = std::time::Instant::now();
+    let err = store.get("ferry/v1/repo").await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn webdav_a_server_failing_twice_then_answering_is_retried_to_success() {
+    let (_server, location) = servers::webdav(2).await;
+    let store = WebDavStore::new(
+        &location,
+        Some(servers::dav_credentials()),
+        Timeouts::default(),
+    )
+    .unwrap();
+    let fast = RetryPolicy {
+        first_delay: Duration::from_millis(10),
+        ..RetryPolicy::DEFAULT
+    };
+    let mut attempts = 0;
+    fast.run(|| {
+        attempts += 1;
+        store.put_new("ferry/v1/repo", b"header".to_vec())
+    })
+    .await
+    .unwrap();
+    assert_eq!(attempts, 3);
+    assert_eq!(store.get("ferry/v1/repo").await.unwrap(), b"header");
 }

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use ferry_store::S3Credentials;
-use ferry_store::url::{Provider, S3Location};
+use ferry_store::url::{Provider, S3Location, WebDavLocation};
+use ferry_store::{S3Credentials, WebDavCredentials};
 
 /// Aborts a server task when dropped.
 pub(crate) struct Running {
@@ -144,4 +144,85 @@ pub(crate) async fn silent() -> (Running, String) {
     });
     let root = tempfile::tempdir().unwrap();
     (Running { task, _root: root }, format!("http://{addr}"))
+}
+
+pub(crate) const DAV_USER: &str = "ferry";
+pub(crate) const DAV_PASSWORD: &str = "dav-test-password";
+/// `Basic base64("ferry:dav-test-password")`.
+const DAV_AUTHORIZATION: &str = "Basic ZmVycnk6ZGF2LXRlc3QtcGFzc3dvcmQ=";
+
+/// A WebDAV server (dav-server on a local folder) behind Basic authentication, holding the
+/// collection `users/me/`; the first `failures` requests get `503 Service Unavailable`.
+pub(crate) async fn webdav(failures: usize) -> (Running, WebDavLocation) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("users/me")).unwrap();
+    let handler = dav_server::DavHandler::builder()
+        .filesystem(dav_server::localfs::LocalFs::new(
+            root.path(),
+            false,
+            false,
+            false,
+        ))
+        .locksystem(dav_server::fakels::FakeLs::new())
+        .build_handler();
+    let failures_left = Arc::new(AtomicUsize::new(failures));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let handler = handler.clone();
+            let failures_left = failures_left.clone();
+            let service =
+                hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let handler = handler.clone();
+                    let fail = failures_left
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    async move {
+                        let authorized = request
+                            .headers()
+                            .get(http::header::AUTHORIZATION)
+                            .is_some_and(|v| v.as_bytes() == DAV_AUTHORIZATION.as_bytes());
+                        let refuse = |status: http::StatusCode| {
+                            let mut response = http::Response::new(dav_server::body::Body::from(
+                                status.canonical_reason().unwrap_or("").to_owned(),
+                            ));
+                            *response.status_mut() = status;
+                            if status == http::StatusCode::UNAUTHORIZED {
+                                response.headers_mut().insert(
+                                    http::header::WWW_AUTHENTICATE,
+                                    http::HeaderValue::from_static("Basic realm=\"ferry\""),
+                                );
+                            }
+                            Ok::<_, std::convert::Infallible>(response)
+                        };
+                        if fail {
+                            return refuse(http::StatusCode::SERVICE_UNAVAILABLE);
+                        }
+                        if !authorized {
+                            return refuse(http::StatusCode::UNAUTHORIZED);
+                        }
+                        Ok(handler.handle(request).await)
+                    }
+                });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    let location = WebDavLocation {
+        url: format!("http://{addr}/users/me/"),
+        user: Some(DAV_USER.into()),
+    };
+    (Running { task, _root: root }, location)
+}
+
+pub(crate) fn dav_credentials() -> WebDavCredentials {
+    WebDavCredentials {
+        user: DAV_USER.into(),
+        password: DAV_PASSWORD.into(),
+        digest: false,
+    }
 }
