@@ -2,10 +2,19 @@
 //! listing 10,000 objects, and 16 MiB transfers.
 //!
 //! `cargo bench -p ferry-store --bench store`
+//!
+//! Backends: the folder store on a temporary folder, and the S3 and WebDAV stores against the
+//! in-process servers of the conformance suite on 127.0.0.1.
 
 use std::time::{Duration, Instant};
 
-use ferry_store::{FolderStore, MAX_PAGE, Store};
+use ferry_store::s3::Timeouts;
+use ferry_store::{FolderStore, MAX_PAGE, S3Store, Store, WebDavStore};
+
+/// The same in-process servers the conformance suite uses.
+#[path = "../tests/conformance/servers.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod servers;
 
 const SMALL: usize = 1024;
 const SAMPLES: usize = 2000;
@@ -97,5 +106,18 @@ fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = FolderStore::open(dir.path()).expect("folder");
         measure("folder (tempdir on the root filesystem)", &store).await;
+
+        let (_s3, location) = servers::s3().await;
+        let store = S3Store::new(&location, servers::credentials(), Timeouts::default());
+        measure("S3 (s3s-fs in process, loopback HTTP)", &store).await;
+
+        let (_dav, location) = servers::webdav(0).await;
+        let store = WebDavStore::new(
+            &location,
+            Some(servers::dav_credentials()),
+            Timeouts::default(),
+        )
+        .expect("webdav");
+        measure("WebDAV (dav-server in process, loopback HTTP)", &store).await;
     });
 }

@@ -276,3 +276,82 @@ async fn webdav_a_server_failing_twice_then_answering_is_retried_to_success() {
     assert_eq!(attempts, 3);
     assert_eq!(store.get("ferry/v1/repo").await.unwrap(), b"header");
 }
+
+/// A fresh folder name for a run against a shared external server.
+fn scratch_folder() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("ferry-conformance-{nanos:x}")
+}
+
+/// The suite against an external S3 server, when `FERRY_TEST_S3_ENDPOINT`,
+/// `FERRY_TEST_S3_BUCKET`, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are set
+/// (`FERRY_TEST_S3_REGION` defaults to us-east-1). It works in a fresh folder of the bucket and
+/// removes what it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_s3_server() {
+    let (Ok(endpoint), Ok(bucket), Some(credentials)) = (
+        std::env::var("FERRY_TEST_S3_ENDPOINT"),
+        std::env::var("FERRY_TEST_S3_BUCKET"),
+        S3Credentials::from_env(),
+    ) else {
+        eprintln!(
+            "no external S3 server configured (FERRY_TEST_S3_ENDPOINT, FERRY_TEST_S3_BUCKET)"
+        );
+        return;
+    };
+    let region = std::env::var("FERRY_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".into());
+    let url = format!(
+        "s3://{bucket}/{}?endpoint={endpoint}&region={region}",
+        scratch_folder()
+    );
+    let ferry_store::StoreUrl::S3(location) = ferry_store::StoreUrl::parse(&url).unwrap() else {
+        unreachable!()
+    };
+    let store = S3Store::new(&location, credentials, Timeouts::default());
+    suite::run_all(&store).await;
+    suite::run_concurrent(Arc::new(store)).await;
+}
+
+/// The suite against an external WebDAV server, when `FERRY_TEST_WEBDAV_URL` (an `http(s)://`
+/// folder URL), `FERRY_TEST_WEBDAV_USER` and `FERRY_TEST_WEBDAV_PASSWORD` are set. It works in a
+/// fresh sub-folder and removes the objects it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_webdav_server() {
+    let (Ok(url), Ok(user), Ok(password)) = (
+        std::env::var("FERRY_TEST_WEBDAV_URL"),
+        std::env::var("FERRY_TEST_WEBDAV_USER"),
+        std::env::var("FERRY_TEST_WEBDAV_PASSWORD"),
+    ) else {
+        eprintln!(
+            "no external WebDAV server configured (FERRY_TEST_WEBDAV_URL, …_USER, …_PASSWORD)"
+        );
+        return;
+    };
+    let credentials = WebDavCredentials {
+        user,
+        password,
+        digest: std::env::var_os("FERRY_TEST_WEBDAV_DIGEST").is_some(),
+    };
+    let base = ferry_store::url::WebDavLocation {
+        url: format!("{}/", url.trim_end_matches('/')),
+        user: Some(credentials.user.clone()),
+    };
+    // Make the scratch folder through a store at the given URL, then work inside it.
+    let folder = scratch_folder();
+    let parent = WebDavStore::new(&base, Some(credentials.clone()), Timeouts::default()).unwrap();
+    parent
+        .put(&format!("{folder}/marker"), Vec::new())
+        .await
+        .unwrap();
+    parent.delete(&format!("{folder}/marker")).await.unwrap();
+    let location = ferry_store::url::WebDavLocation {
+        url: format!("{}{folder}/", base.url),
+        user: base.user.clone(),
+    };
+    let store = WebDavStore::new(&location, Some(credentials), Timeouts::default()).unwrap();
+    suite::run_all(&store).await;
+    suite::run_concurrent(Arc::new(store)).await;
+}

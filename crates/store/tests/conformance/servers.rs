@@ -59,6 +59,7 @@ async fn start_s3(failures: usize, denied: &'static [&'static str]) -> (Running,
         let http =
             hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
         while let Ok((socket, _)) = listener.accept().await {
+            let _ = socket.set_nodelay(true);
             let conn = http
                 .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
                 .into_owned();
@@ -170,6 +171,7 @@ pub(crate) async fn webdav(failures: usize) -> (Running, WebDavLocation) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
+            let _ = socket.set_nodelay(true);
             let handler = handler.clone();
             let failures_left = failures_left.clone();
             let service =
