@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use crate::{ListPage, MAX_PAGE, ObjectMeta, Store, StoreError};
+use crate::{ListPage, ObjectMeta, Store, StoreError, page};
 
 const BACKEND: &str = "the folder";
 
@@ -210,7 +210,6 @@ impl Store for FolderStore {
         let root = self.root.clone();
         let prefix = prefix.to_owned();
         let start_after = start_after.map(str::to_owned);
-        let limit = limit.clamp(1, MAX_PAGE);
         Self::blocking(move || {
             // Walk only the deepest folder the prefix names.
             let base = match prefix.rfind('/') {
@@ -219,23 +218,7 @@ impl Store for FolderStore {
             };
             let mut found = Vec::new();
             walk(&root, base, &prefix, &mut found).map_err(|e| io_error(e, &prefix))?;
-            found.sort_by(|a, b| a.name.cmp(&b.name));
-            let mut objects: Vec<ObjectMeta> = found
-                .into_iter()
-                .filter(|o| {
-                    start_after
-                        .as_deref()
-                        .is_none_or(|after| o.name.as_str() > after)
-                })
-                .take(limit + 1)
-                .collect();
-            let next = if objects.len() > limit {
-                objects.truncate(limit);
-                objects.last().map(|o| o.name.clone())
-            } else {
-                None
-            };
-            Ok(ListPage { objects, next })
+            Ok(page(found, start_after.as_deref(), limit))
         })
         .await
     }

@@ -159,6 +159,29 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
 }
 
+/// One page of `found` (in any order): sorted by name, after `start_after`, at most `limit`.
+/// For backends whose servers neither sort nor page.
+pub(crate) fn page(
+    mut found: Vec<ObjectMeta>,
+    start_after: Option<&str>,
+    limit: usize,
+) -> ListPage {
+    let limit = limit.clamp(1, MAX_PAGE);
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut objects: Vec<ObjectMeta> = found
+        .into_iter()
+        .filter(|o| start_after.is_none_or(|after| o.name.as_str() > after))
+        .take(limit + 1)
+        .collect();
+    let next = if objects.len() > limit {
+        objects.truncate(limit);
+        objects.last().map(|o| o.name.clone())
+    } else {
+        None
+    };
+    ListPage { objects, next }
+}
+
 fn probe_name() -> Result<String, StoreError> {
     let mut id = [0u8; 8];
     getrandom::fill(&mut id).map_err(|e| StoreError::Transient {

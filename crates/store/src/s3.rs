@@ -22,6 +22,7 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 
+use crate::error::error_chain;
 use crate::url::S3Location;
 use crate::{ListPage, MAX_PAGE, ObjectMeta, Store, StoreError};
 
@@ -187,7 +188,7 @@ impl S3Store {
         let detail = match (status, code.is_empty()) {
             (Some(status), false) => format!("HTTP {status} {code}"),
             (Some(status), true) => format!("HTTP {status}"),
-            (None, _) => describe(&error),
+            (None, _) => error_chain(&error),
         };
         let detail = if message.is_empty() {
             detail
@@ -238,18 +239,6 @@ impl S3Store {
             },
         }
     }
-}
-
-/// An error and its sources, on one line.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[async_trait]

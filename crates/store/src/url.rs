@@ -397,8 +397,8 @@ fn parse_webdav(url: &Url) -> Result<WebDavLocation, StoreError> {
     Ok(WebDavLocation { url: target, user })
 }
 
-/// Decodes `%xx` escapes (user names with `@` or `:` are written escaped in URLs).
-fn percent_decode(text: &str) -> String {
+/// Decodes `%xx` escapes (in user names with `@` or `:`, and in WebDAV hrefs).
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

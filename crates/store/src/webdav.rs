@@ -21,9 +21,11 @@ use reqwest_dav::re_exports::reqwest::{self, Method, Response, StatusCode, heade
 use reqwest_dav::re_exports::serde_xml_rs;
 use reqwest_dav::{Auth, ClientBuilder};
 
+use crate::error::error_chain;
 use crate::s3::Timeouts;
 use crate::url::WebDavLocation;
-use crate::{ListPage, MAX_PAGE, ObjectMeta, Store, StoreError};
+use crate::url::percent_decode;
+use crate::{ListPage, ObjectMeta, Store, StoreError, page};
 
 const BACKEND: &str = "the WebDAV server";
 
@@ -285,16 +287,9 @@ fn request_error(error: reqwest::Error) -> StoreError {
     if error.is_builder() {
         StoreError::Misconfigured(format!("the WebDAV request could not be made: {error}"))
     } else {
-        let mut detail = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            detail.push_str(": ");
-            detail.push_str(&cause.to_string());
-            source = cause.source();
-        }
         StoreError::Transient {
             backend: BACKEND,
-            detail,
+            detail: error_chain(&error),
         }
     }
 }
@@ -340,27 +335,6 @@ async fn classify(response: Response, name: &str) -> StoreError {
             detail,
         },
     }
-}
-
-/// Decodes `%xx` escapes in an href.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[async_trait]
@@ -411,25 +385,12 @@ impl Store for WebDavStore {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<ListPage, StoreError> {
-        let limit = limit.clamp(1, MAX_PAGE);
         let folder = match prefix.rfind('/') {
             Some(i) => prefix[..=i].to_owned(),
             None => String::new(),
         };
-        let mut found = self.walk(folder, prefix).await?;
-        found.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut objects: Vec<ObjectMeta> = found
-            .into_iter()
-            .filter(|o| start_after.is_none_or(|after| o.name.as_str() > after))
-            .take(limit + 1)
-            .collect();
-        let next = if objects.len() > limit {
-            objects.truncate(limit);
-            objects.last().map(|o| o.name.clone())
-        } else {
-            None
-        };
-        Ok(ListPage { objects, next })
+        let found = self.walk(folder, prefix).await?;
+        Ok(page(found, start_after, limit))
     }
 
     async fn delete(&self, name: &str) -> Result<(), StoreError> {
