@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the test suite needs. (Later suites add the Xvfb clipboard and test servers.)
-packages=()
+# Debian packages the test suite needs: a C compiler for the crates that build C (aws-lc-sys,
+# the bundled SQLite later). Later suites add the Xvfb clipboard and its helpers.
+packages=(gcc libc6-dev)
 
 missing=()
 for package in "${packages[@]}"; do

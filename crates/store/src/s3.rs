@@ -183,6 +183,11 @@ impl S3Store {
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         let status = error.raw_response().map(|r| r.status().as_u16());
+        let retry_after = error
+            .raw_response()
+            .and_then(|r| r.headers().get("retry-after"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let code = error.code().unwrap_or("").to_owned();
         let message = error.message().unwrap_or("").to_owned();
         let detail = match (status, code.is_empty()) {
@@ -210,10 +215,10 @@ impl S3Store {
             (_, "PreconditionFailed") | (Some(412), _) => {
                 StoreError::AlreadyExists { name: name.into() }
             }
-            (_, "SlowDown" | "Throttling" | "TooManyRequests") | (Some(429), _) => {
+            (_, "SlowDown" | "Throttling" | "TooManyRequests") | (Some(429 | 503), _) => {
                 StoreError::Throttled {
                     backend: BACKEND,
-                    retry_after: None,
+                    retry_after,
                 }
             }
             (_, "AccessDenied" | "AllAccessDisabled" | "AccountProblem") | (Some(403), _) => {
@@ -229,10 +234,6 @@ impl S3Store {
                  URL probably does not match the bucket's"
                 ))
             }
-            (Some(503), _) => StoreError::Throttled {
-                backend: BACKEND,
-                retry_after: None,
-            },
             _ => StoreError::Transient {
                 backend: BACKEND,
                 detail,

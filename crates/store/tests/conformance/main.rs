@@ -140,6 +140,10 @@ async fn s3_a_server_failing_twice_then_answering_is_retried_to_success() {
     let store = S3Store::new(&location, servers::credentials(), Timeouts::default());
     let err = store.list("ferry/", None, 10).await.unwrap_err();
     assert!(err.is_transient(), "a 503 is worth retrying: {err:?}");
+    assert!(
+        matches!(err, StoreError::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(1)),
+        "the server's Retry-After is kept: {err:?}"
+    );
     let fast = RetryPolicy {
         first_delay: Duration::from_millis(10),
         ..RetryPolicy::DEFAULT

@@ -120,6 +120,10 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Flaky {
                     .to_owned(),
             ));
             *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
             return Box::pin(async move { Ok(response) });
         }
         hyper::service::Service::call(&self.inner, request)
