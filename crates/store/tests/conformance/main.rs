@@ -225,6 +225,26 @@ async fn webdav_wrong_password_is_unauthorized() {
 }
 
 #[tokio::test]
+async fn webdav_a_broken_listing_is_a_typed_error() {
+    let (_server, location) = servers::webdav_with_broken_listings().await;
+    let store = WebDavStore::new(
+        &location,
+        Some(servers::dav_credentials()),
+        Timeouts::default(),
+    )
+    .unwrap();
+    let err = store.list("ferry/v1/head/", None, 10).await.unwrap_err();
+    assert!(matches!(err, StoreError::Transient { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("unreadable PROPFIND answer"),
+        "{err}"
+    );
+    // Objects themselves still work.
+    store.put_new("ferry/v1/repo", b"x".to_vec()).await.unwrap();
+    assert_eq!(store.get("ferry/v1/repo").await.unwrap(), b"x");
+}
+
+#[tokio::test]
 async fn webdav_missing_collection_is_misconfigured() {
     let (_server, mut location) = servers::webdav(0).await;
     location.url = location.url.replace("/users/me/", "/users/nobody/");

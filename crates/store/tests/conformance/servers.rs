@@ -159,6 +159,15 @@ const DAV_AUTHORIZATION: &str = "Basic ZmVycnk6ZGF2LXRlc3QtcGFzc3dvcmQ=";
 /// A WebDAV server (dav-server on a local folder) behind Basic authentication, holding the
 /// collection `users/me/`; the first `failures` requests get `503 Service Unavailable`.
 pub(crate) async fn webdav(failures: usize) -> (Running, WebDavLocation) {
+    start_webdav(failures, false).await
+}
+
+/// [`webdav`], but every PROPFIND is answered `207` with a body that is not XML.
+pub(crate) async fn webdav_with_broken_listings() -> (Running, WebDavLocation) {
+    start_webdav(0, true).await
+}
+
+async fn start_webdav(failures: usize, broken_listings: bool) -> (Running, WebDavLocation) {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("users/me")).unwrap();
     let handler = dav_server::DavHandler::builder()
@@ -207,6 +216,13 @@ pub(crate) async fn webdav(failures: usize) -> (Running, WebDavLocation) {
                         }
                         if !authorized {
                             return refuse(http::StatusCode::UNAUTHORIZED);
+                        }
+                        if broken_listings && request.method().as_str() == "PROPFIND" {
+                            let mut response = http::Response::new(dav_server::body::Body::from(
+                                "<multistatus><response><href>/users/me/x</hr",
+                            ));
+                            *response.status_mut() = http::StatusCode::MULTI_STATUS;
+                            return Ok(response);
                         }
                         Ok(handler.handle(request).await)
                     }
