@@ -10,6 +10,10 @@
 //!
 //! A receiver opens it and fetches `log/<device>/<seq>`. Hints are advisory: a replayed,
 //! dropped or forged hint costs at most one needless fetch, and polling remains the fallback.
+//!
+//! The frames a client and a relay exchange are in [`wire`].
+
+pub mod wire;
 
 use std::fmt;
 use std::str::FromStr;
