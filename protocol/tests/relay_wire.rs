@@ -55,7 +55,10 @@ fn events_have_fixed_encodings() {
             },
             format!(r#"{{"type":"msg","topic":"{TOPIC}","data":"AAEC/w=="}}"#),
         ),
-        (Event::Ok { reference: 9 }, r#"{"type":"ok","ref":9}"#.to_owned()),
+        (
+            Event::Ok { reference: 9 },
+            r#"{"type":"ok","ref":9}"#.to_owned(),
+        ),
         (
             Event::Error {
                 code: ErrorCode::RateLimited,
@@ -97,8 +100,16 @@ fn every_bad_request_gets_its_code() {
         ("not json".into(), ErrorCode::BadFrame, None),
         ("[1,2]".into(), ErrorCode::BadFrame, None),
         (r#"{"topic":"x"}"#.into(), ErrorCode::BadFrame, None),
-        (r#"{"type":"sub","ref":"seven"}"#.into(), ErrorCode::BadFrame, None),
-        (r#"{"type":"sub","ref":4}"#.into(), ErrorCode::BadFrame, Some(4)),
+        (
+            r#"{"type":"sub","ref":"seven"}"#.into(),
+            ErrorCode::BadFrame,
+            None,
+        ),
+        (
+            r#"{"type":"sub","ref":4}"#.into(),
+            ErrorCode::BadFrame,
+            Some(4),
+        ),
         (
             r#"{"type":"sub","topic":"ABCD","ref":5}"#.into(),
             ErrorCode::BadFrame,

@@ -309,8 +309,8 @@ impl Event {
             what: "relay event",
             detail: detail.to_owned(),
         };
-        let frame: Frame<'_> =
-            serde_json::from_str(text).map_err(|_| malformed("not a JSON object with a \"type\""))?;
+        let frame: Frame<'_> = serde_json::from_str(text)
+            .map_err(|_| malformed("not a JSON object with a \"type\""))?;
         match &*frame.kind {
             "msg" => {
                 let topic = frame
@@ -328,7 +328,9 @@ impl Event {
                 Ok(Event::Message { topic, data })
             }
             "ok" => Ok(Event::Ok {
-                reference: frame.reference.ok_or_else(|| malformed("an \"ok\" without \"ref\""))?,
+                reference: frame
+                    .reference
+                    .ok_or_else(|| malformed("an \"ok\" without \"ref\""))?,
             }),
             "error" => Ok(Event::Error {
                 code: ErrorCode::from_wire(frame.code.as_deref().unwrap_or("")),

@@ -1,0 +1,222 @@
+//! The client against a real relay on loopback: delivery, status, reconnection after the relay
+//! restarts, publishes held while disconnected, refusals surfaced in the status.
+
+use std::time::Duration;
+
+use ferry_protocol::TopicId;
+use ferry_relay::{Config, RunningRelay};
+use ferry_relay_client::{ClientConfig, ClientError, Delivery, RelayClient, State};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn topic(n: u8) -> TopicId {
+    TopicId([n; 32])
+}
+
+async fn relay_on(listen: &str, config: Config) -> RunningRelay {
+    RunningRelay::start(Config {
+        listen: listen.parse().unwrap(),
+        ..config
+    })
+    .await
+    .unwrap()
+}
+
+fn quick(url: &str) -> ClientConfig {
+    let mut config = ClientConfig::new(url);
+    config.min_backoff = Duration::from_millis(20);
+    config.max_backoff = Duration::from_millis(200);
+    config.connect_timeout = Duration::from_secs(2);
+    config
+}
+
+async fn metric(relay: &RunningRelay, name: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(relay.local_addr())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: relay\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+async fn connected(client: &RelayClient) {
+    let mut watch = client.watch();
+    timeout(WAIT, watch.wait_for(|s| s.state == State::Connected))
+        .await
+        .expect("never connected")
+        .unwrap();
+}
+
+/// Publishes until the other side receives (subscriptions travel on another connection, so the
+/// first publish may overtake them).
+async fn publish_until_received(
+    from: &RelayClient,
+    to: &mut mpsc::Receiver<Delivery>,
+    topic: TopicId,
+    data: &[u8],
+) {
+    for _ in 0..100 {
+        from.publish(topic, data.to_vec()).unwrap();
+        // Earlier publishes may still arrive first; skip them.
+        while let Ok(Some(delivery)) = timeout(Duration::from_millis(100), to.recv()).await {
+            if delivery.data == data {
+                assert_eq!(delivery.topic, topic);
+                return;
+            }
+        }
+    }
+    panic!("never delivered");
+}
+
+#[tokio::test]
+async fn clients_exchange_hints_without_echo() {
+    let relay = relay_on("127.0.0.1:0", Config::default()).await;
+    let (a, mut a_rx) = RelayClient::start(quick(&relay.url())).unwrap();
+    let (b, mut b_rx) = RelayClient::start(quick(&relay.url())).unwrap();
+    a.subscribe(topic(1)).unwrap();
+    b.subscribe(topic(1)).unwrap();
+    connected(&a).await;
+    connected(&b).await;
+
+    publish_until_received(&a, &mut b_rx, topic(1), b"from a").await;
+    publish_until_received(&b, &mut a_rx, topic(1), b"from b").await;
+    // a never hears its own publishes.
+    while let Ok(Some(delivery)) = timeout(Duration::from_millis(200), a_rx.recv()).await {
+        assert_eq!(delivery.data, b"from b");
+    }
+
+    let status = a.status();
+    assert_eq!(status.state, State::Connected);
+    assert_eq!(status.connections, 1);
+    assert_eq!(status.last_error, None);
+}
+
+#[tokio::test]
+async fn the_client_reconnects_and_resubscribes_after_a_relay_restart() {
+    let relay = relay_on("127.0.0.1:0", Config::default()).await;
+    let address = relay.local_addr().to_string();
+    let (a, _a_rx) = RelayClient::start(quick(&relay.url())).unwrap();
+    let (b, mut b_rx) = RelayClient::start(quick(&relay.url())).unwrap();
+    b.subscribe(topic(7)).unwrap();
+    connected(&a).await;
+    connected(&b).await;
+    publish_until_received(&a, &mut b_rx, topic(7), b"before").await;
+
+    relay.stop().await.unwrap();
+    let mut watch = b.watch();
+    timeout(
+        WAIT,
+        watch.wait_for(|s| matches!(s.state, State::Waiting { .. })),
+    )
+    .await
+    .expect("the client never noticed")
+    .unwrap();
+    assert!(b.status().last_error.unwrap().contains("relay"));
+
+    // Published while the relay is down: held, and sent once connected again. (a holds no
+    // subscription, so its only frame to the new relay is the held publish.)
+    a.publish(topic(7), b"while down".to_vec()).unwrap();
+    let relay = relay_on(&address, Config::default()).await;
+    connected(&a).await;
+    connected(&b).await;
+    let mut sent = false;
+    for _ in 0..100 {
+        if metric(&relay, "ferry_relay_messages_in_total").await >= 1 {
+            sent = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sent, "the held publish was not sent after reconnecting");
+    // b subscribed again on its own.
+    publish_until_received(&a, &mut b_rx, topic(7), b"after").await;
+    assert!(b.status().connections >= 2);
+    assert_eq!(b.status().state, State::Connected);
+}
+
+#[tokio::test]
+async fn an_unreachable_relay_is_retried_with_the_reason_in_the_status() {
+    // A port that was just free: nothing listens there.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}", free.local_addr().unwrap());
+    drop(free);
+    let (client, _rx) = RelayClient::start(quick(&url)).unwrap();
+    let mut watch = client.watch();
+    let status = timeout(WAIT, watch.wait_for(|s| s.last_error.is_some()))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+    let error = status.last_error.unwrap();
+    assert!(error.contains("cannot reach the relay"), "{error}");
+    assert!(matches!(
+        status.state,
+        State::Waiting { .. } | State::Connecting
+    ));
+}
+
+#[tokio::test]
+async fn refusals_from_the_relay_show_in_the_status() {
+    let relay = relay_on(
+        "127.0.0.1:0",
+        Config {
+            max_topics: 1,
+            ..Config::default()
+        },
+    )
+    .await;
+    let (client, _rx) = RelayClient::start(quick(&relay.url())).unwrap();
+    client.subscribe(topic(1)).unwrap();
+    client.subscribe(topic(2)).unwrap();
+    let mut watch = client.watch();
+    let status = timeout(WAIT, watch.wait_for(|s| s.last_error.is_some()))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+    assert!(status.last_error.unwrap().contains("too_many_topics"));
+}
+
+#[tokio::test]
+async fn requests_the_client_cannot_send_are_refused_up_front() {
+    assert!(matches!(
+        RelayClient::start(ClientConfig::new("https://relay.example")),
+        Err(ClientError::BadUrl { .. })
+    ));
+    let mut config = ClientConfig::new("wss://relay.example");
+    config.ca_file = Some("/nonexistent/ca.pem".into());
+    assert!(matches!(
+        RelayClient::start(config),
+        Err(ClientError::CaFile { .. })
+    ));
+    let relay = relay_on("127.0.0.1:0", Config::default()).await;
+    let (client, _rx) = RelayClient::start(quick(&relay.url())).unwrap();
+    assert!(matches!(
+        client.publish(topic(1), vec![0; 513]),
+        Err(ClientError::TooLarge(513))
+    ));
+}
+
+#[tokio::test]
+async fn dropping_the_client_closes_its_connection() {
+    let relay = relay_on("127.0.0.1:0", Config::default()).await;
+    let (client, _rx) = RelayClient::start(quick(&relay.url())).unwrap();
+    connected(&client).await;
+    drop(client);
+    for _ in 0..100 {
+        if metric(&relay, "ferry_relay_connections").await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the relay still counts the connection");
+}

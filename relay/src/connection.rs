@@ -1,0 +1,340 @@
+//! One client, from the first byte to the close: handshake, then the session loop.
+//!
+//! The session loop waits on four things at once: the relay shutting down, messages queued for
+//! this client, the client's next frame, and the keepalive timer. Each frame from the client is
+//! rate-limited (connection budget, then address budget), parsed, and applied to the hub.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_protocol::TopicId;
+use ferry_protocol::relay::wire::{ErrorCode, Event, Rejection, Request};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::{Instant as TokioInstant, sleep_until, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
+use tracing::debug;
+
+use crate::Shared;
+use crate::http::{self, Route};
+use crate::hub::{ConnectionId, Outbox};
+use crate::limits::{AddressGuard, AddressKey, TokenBucket};
+use crate::metrics::{Budget, Closed, Metrics, Rejected};
+
+/// Serves one accepted connection until it closes or the relay stops.
+pub(crate) async fn serve<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = &shared.config;
+    let head = match timeout(config.handshake_timeout, http::read_head(&mut stream)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(http::HeadError::Malformed)) => {
+            shared.metrics.rejected(Rejected::BadRequest);
+            let answer = http::response(400, "text/plain", "not an HTTP request\n");
+            let _ = timeout(config.write_timeout, stream.write_all(&answer)).await;
+            return;
+        }
+        Ok(Err(http::HeadError::Io)) => return,
+        Err(_) => {
+            shared.metrics.rejected(Rejected::HandshakeTimeout);
+            debug!(%peer, "handshake timed out");
+            return;
+        }
+    };
+    let plain = |status, body: &str| http::response(status, "text/plain; charset=utf-8", body);
+    let accept = match head.route {
+        Route::Upgrade { accept } => accept,
+        Route::Health => return answer(&mut stream, &shared, plain(200, "ok\n")).await,
+        Route::Metrics => {
+            let body = shared.metrics.render();
+            let response = http::response(200, "text/plain; version=0.0.4", &body);
+            return answer(&mut stream, &shared, response).await;
+        }
+        Route::Refuse { status, reason } => {
+            shared.metrics.rejected(Rejected::BadRequest);
+            return answer(&mut stream, &shared, plain(status, &format!("{reason}\n"))).await;
+        }
+    };
+    let ip = match head.forwarded_for {
+        Some(forwarded) if config.behind_proxy => forwarded,
+        _ => peer.ip(),
+    };
+    let Some(address) = shared.addresses.admit(AddressKey::from(ip)) else {
+        shared.metrics.rejected(Rejected::AddressLimit);
+        let body = "too many connections from your address; close some and retry\n";
+        return answer(&mut stream, &shared, plain(429, body)).await;
+    };
+    let upgraded = http::switching_protocols(&accept);
+    if !matches!(
+        timeout(config.write_timeout, stream.write_all(&upgraded)).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    let mut ws =
+        WebSocketStream::from_partially_read(stream, head.rest, Role::Server, Some(shared.ws))
+            .await;
+    let id = shared.next_connection();
+    Metrics::add(&shared.metrics.connections, 1);
+    Metrics::add(&shared.metrics.connections_total, 1);
+    let mut session = Session {
+        outbox: Outbox::new(config.send_queue, config.slow_consumer),
+        id,
+        bucket: TokenBucket::full(config.burst, Instant::now()),
+        address,
+        topics: Vec::new(),
+        limited: false,
+        shared: &shared,
+    };
+    let end = session.run(&mut ws, &mut stop).await;
+    session.leave_all();
+    Metrics::sub(&shared.metrics.connections, 1);
+    if let Some((code, reason)) = end {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = timeout(config.write_timeout, ws.close(Some(frame))).await;
+    }
+}
+
+async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, shared: &Shared, response: Vec<u8>) {
+    let write = async {
+        stream.write_all(&response).await?;
+        stream.shutdown().await
+    };
+    let _ = timeout(shared.config.write_timeout, write).await;
+}
+
+/// Why the relay ends a session, if it is the one ending it: the close code and reason to send.
+type End = Option<(CloseCode, &'static str)>;
+
+struct Session<'a> {
+    shared: &'a Shared,
+    id: ConnectionId,
+    outbox: Arc<Outbox>,
+    bucket: TokenBucket,
+    address: AddressGuard,
+    topics: Vec<TopicId>,
+    /// The previous frame was refused for rate; further refusals without a `ref` stay silent.
+    limited: bool,
+}
+
+impl Session<'_> {
+    async fn run<S>(&mut self, ws: &mut WebSocketStream<S>, stop: &mut watch::Receiver<bool>) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let config = &self.shared.config;
+        let mut last_heard = TokioInstant::now();
+        let mut wake = last_heard + config.ping_interval;
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return Some((CloseCode::Away, "the relay is restarting")),
+                () = self.outbox.wait() => {
+                    if self.outbox.take(&mut batch).is_err() {
+                        self.shared.metrics.closed(Closed::SlowConsumer);
+                        return Some((CloseCode::Policy, "reading too slowly"));
+                    }
+                    let write = async {
+                        for message in batch.drain(..) {
+                            ws.feed(message).await?;
+                        }
+                        ws.flush().await
+                    };
+                    match timeout(config.write_timeout, write).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return None,
+                        Err(_) => {
+                            self.shared.metrics.closed(Closed::WriteTimeout);
+                            return None;
+                        }
+                    }
+                }
+                frame = ws.next() => {
+                    last_heard = TokioInstant::now();
+                    match frame {
+                        None => return None,
+                        Some(Ok(message)) => self.receive(message),
+                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                            self.shared.metrics.rejected(Rejected::TooLarge);
+                            self.shared.metrics.closed(Closed::TooLarge);
+                            let error = Event::Error {
+                                code: ErrorCode::TooLarge,
+                                message: format!(
+                                    "a message may hold at most {} bytes",
+                                    config.max_message_size
+                                ),
+                                reference: None,
+                            };
+                            if let Some(json) = error.to_json() {
+                                let _ = timeout(config.write_timeout, ws.send(Message::text(json)))
+                                    .await;
+                            }
+                            return Some((CloseCode::Size, "message too large"));
+                        }
+                        Some(Err(_)) => return None,
+                    }
+                }
+                () = sleep_until(wake) => {
+                    let now = TokioInstant::now();
+                    let silent = now.duration_since(last_heard);
+                    if silent >= config.idle_timeout {
+                        self.shared.metrics.closed(Closed::Idle);
+                        return Some((CloseCode::Away, "idle"));
+                    }
+                    if silent >= config.ping_interval {
+                        let ping = ws.send(Message::Ping(Default::default()));
+                        if !matches!(timeout(config.write_timeout, ping).await, Ok(Ok(()))) {
+                            return None;
+                        }
+                        wake = (now + config.ping_interval).min(last_heard + config.idle_timeout);
+                    } else {
+                        wake = last_heard + config.ping_interval;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one frame from the client; answers go through the client's own queue.
+    fn receive(&mut self, message: Message) {
+        let metrics = &self.shared.metrics;
+        let text = match &message {
+            Message::Text(text) => Some(text.as_str()),
+            Message::Binary(_) => None,
+            // Pings are answered by the WebSocket layer; pongs and closes need nothing here.
+            _ => return,
+        };
+        Metrics::add(&metrics.messages_in, 1);
+        Metrics::add(&metrics.bytes_in, message.len() as u64);
+        let request = match text {
+            Some(text) => Request::parse(text),
+            None => Err(Rejection {
+                code: ErrorCode::BadFrame,
+                message: "binary frames are not part of the protocol; send JSON text frames".into(),
+                reference: None,
+            }),
+        };
+        let reference = match &request {
+            Ok(
+                Request::Subscribe { reference, .. }
+                | Request::Unsubscribe { reference, .. }
+                | Request::Publish { reference, .. },
+            ) => *reference,
+            Err(rejection) => rejection.reference,
+        };
+
+        let now = Instant::now();
+        let config = &self.shared.config;
+        let budget = if !self.bucket.take(config.rate, config.burst, now) {
+            Some(Budget::Connection)
+        } else if !self.address.take(now) {
+            Some(Budget::Address)
+        } else {
+            None
+        };
+        if let Some(budget) = budget {
+            metrics.rate_limited(budget);
+            if !self.limited || reference.is_some() {
+                let message = match budget {
+                    Budget::Connection => "this connection sends too fast; slow down",
+                    Budget::Address => "your address sends too fast; slow down",
+                };
+                self.reply(Event::Error {
+                    code: ErrorCode::RateLimited,
+                    message: message.into(),
+                    reference,
+                });
+            }
+            self.limited = true;
+            return;
+        }
+        self.limited = false;
+
+        match request {
+            Err(rejection) => {
+                metrics.rejected(match rejection.code {
+                    ErrorCode::TooLarge => Rejected::TooLarge,
+                    ErrorCode::UnknownType => Rejected::UnknownType,
+                    _ => Rejected::BadFrame,
+                });
+                self.reply(rejection.to_event());
+            }
+            Ok(Request::Subscribe { topic, reference }) => {
+                if !self.topics.contains(&topic) {
+                    if self.topics.len() >= config.max_topics {
+                        metrics.rejected(Rejected::TooManyTopics);
+                        self.reply(Event::Error {
+                            code: ErrorCode::TooManyTopics,
+                            message: format!(
+                                "a connection may hold at most {} topics; unsubscribe first",
+                                config.max_topics
+                            ),
+                            reference,
+                        });
+                        return;
+                    }
+                    self.shared.hub.subscribe(topic, self.id, &self.outbox);
+                    self.topics.push(topic);
+                }
+                self.acknowledge(reference);
+            }
+            Ok(Request::Unsubscribe { topic, reference }) => {
+                if let Some(index) = self.topics.iter().position(|t| *t == topic) {
+                    self.topics.swap_remove(index);
+                    self.shared.hub.unsubscribe(&topic, self.id);
+                }
+                self.acknowledge(reference);
+            }
+            Ok(Request::Publish {
+                topic,
+                data,
+                reference,
+            }) => {
+                let event = Event::Message { topic, data };
+                if let Some(json) = event.to_json() {
+                    let size = json.len() as u64;
+                    let fanout = self
+                        .shared
+                        .hub
+                        .publish(&topic, self.id, &Message::text(json));
+                    Metrics::add(&metrics.messages_out, fanout.delivered);
+                    Metrics::add(&metrics.bytes_out, fanout.delivered * size);
+                    Metrics::add(&metrics.dropped, fanout.dropped);
+                }
+                self.acknowledge(reference);
+            }
+        }
+    }
+
+    fn acknowledge(&self, reference: Option<u64>) {
+        if let Some(reference) = reference {
+            self.reply(Event::Ok { reference });
+        }
+    }
+
+    fn reply(&self, event: Event) {
+        if let Some(json) = event.to_json() {
+            self.outbox.push(Message::text(json));
+        }
+    }
+
+    fn leave_all(&mut self) {
+        for topic in self.topics.drain(..) {
+            self.shared.hub.unsubscribe(&topic, self.id);
+        }
+    }
+}

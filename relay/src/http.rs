@@ -1,0 +1,230 @@
+//! The HTTP/1.1 part of a connection: one request head, then a WebSocket upgrade or a short
+//! answer (`/healthz`, `/metrics`, errors). Parsing is pure; the caller does the I/O.
+
+use std::net::IpAddr;
+
+use ferry_protocol::relay::wire::WS_PATH;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+/// The longest request head the relay reads.
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
+const MAX_HEADERS: usize = 32;
+
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// A valid WebSocket upgrade on the relay's endpoint.
+    Upgrade {
+        /// The `Sec-WebSocket-Accept` value to answer with.
+        accept: String,
+    },
+    Health,
+    Metrics,
+    /// Anything else: answer with this status and reason, then close.
+    Refuse {
+        status: u16,
+        reason: &'static str,
+    },
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) route: Route,
+    /// The last address in `X-Forwarded-For`, if any and valid.
+    pub(crate) forwarded_for: Option<IpAddr>,
+    /// Bytes the client sent after the head (WebSocket frames sent eagerly).
+    pub(crate) rest: Vec<u8>,
+}
+
+/// Why no head could be read.
+#[derive(Debug)]
+pub(crate) enum HeadError {
+    /// Not HTTP, or a head over [`MAX_HEAD`].
+    Malformed,
+    /// The connection ended or failed first.
+    Io,
+}
+
+/// Reads one request head (and whatever followed it in the same reads).
+pub(crate) async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Head, HeadError> {
+    let mut buffer = Vec::with_capacity(1024);
+    loop {
+        if buffer.len() >= MAX_HEAD {
+            return Err(HeadError::Malformed);
+        }
+        let mut chunk = [0u8; 1024];
+        let want = chunk.len().min(MAX_HEAD - buffer.len());
+        let n = stream
+            .read(&mut chunk[..want])
+            .await
+            .map_err(|_| HeadError::Io)?;
+        if n == 0 {
+            return Err(HeadError::Io);
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(head) = parse(&buffer)? {
+            return Ok(head);
+        }
+    }
+}
+
+/// Parses `bytes` as a request head; `Ok(None)` when more bytes are needed.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let length = match request.parse(bytes) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(HeadError::Malformed),
+    };
+    let headers = &*request.headers;
+    let header = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .filter_map(|h| std::str::from_utf8(h.value).ok())
+    };
+    let has_token = |name: &'static str, token: &str| {
+        header(name).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    let forwarded_for = header("x-forwarded-for")
+        .next_back()
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok());
+
+    let path = request.path.unwrap_or("");
+    let path = path.split('?').next().unwrap_or(path);
+    let route = match (request.method, path) {
+        (Some("GET"), "/healthz") => Route::Health,
+        (Some("GET"), "/metrics") => Route::Metrics,
+        (Some("GET"), p) if p == WS_PATH => {
+            let key = header("sec-websocket-key").next();
+            if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
+                Route::Refuse {
+                    status: 426,
+                    reason: "this endpoint speaks WebSocket only",
+                }
+            } else if !header("sec-websocket-version").any(|v| v.trim() == "13") {
+                Route::Refuse {
+                    status: 426,
+                    reason: "WebSocket version 13 is required",
+                }
+            } else if let Some(key) = key {
+                Route::Upgrade {
+                    accept: derive_accept_key(key.trim().as_bytes()),
+                }
+            } else {
+                Route::Refuse {
+                    status: 400,
+                    reason: "the upgrade has no Sec-WebSocket-Key",
+                }
+            }
+        }
+        (Some("GET"), _) => Route::Refuse {
+            status: 404,
+            reason: "the relay serves /v1/ws, /healthz and /metrics",
+        },
+        _ => Route::Refuse {
+            status: 405,
+            reason: "the relay answers GET only",
+        },
+    };
+    Ok(Some(Head {
+        route,
+        forwarded_for,
+        rest: bytes[length..].to_vec(),
+    }))
+}
+
+/// The answer that completes a WebSocket upgrade.
+pub(crate) fn switching_protocols(accept: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A complete answer after which the relay closes the connection.
+pub(crate) fn response(status: u16, content_type: &str, body: &str) -> Vec<u8> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        _ => "Service Unavailable",
+    };
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UPGRADE: &str = "GET /v1/ws HTTP/1.1\r\nHost: relay\r\nUpgrade: websocket\r\n\
+        Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn upgrade_answers_with_the_rfc_accept_key() {
+        let head = parse(UPGRADE.as_bytes()).unwrap().unwrap();
+        // RFC 6455 section 1.3's example.
+        assert_eq!(
+            head.route,
+            Route::Upgrade {
+                accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into()
+            }
+        );
+        assert!(head.rest.is_empty());
+    }
+
+    #[test]
+    fn bytes_after_the_head_are_kept() {
+        let bytes = [UPGRADE.as_bytes(), b"\x81\x85"].concat();
+        assert_eq!(parse(&bytes).unwrap().unwrap().rest, b"\x81\x85");
+    }
+
+    #[test]
+    fn partial_heads_wait_for_more() {
+        assert!(parse(&UPGRADE.as_bytes()[..30]).unwrap().is_none());
+    }
+
+    #[test]
+    fn other_requests_are_routed_or_refused() {
+        let route = |text: &str| parse(text.as_bytes()).unwrap().unwrap().route;
+        assert_eq!(route("GET /healthz HTTP/1.1\r\n\r\n"), Route::Health);
+        assert_eq!(route("GET /metrics?x=1 HTTP/1.1\r\n\r\n"), Route::Metrics);
+        assert!(matches!(
+            route("GET /v1/ws HTTP/1.1\r\n\r\n"),
+            Route::Refuse { status: 426, .. }
+        ));
+        assert!(matches!(
+            route("GET / HTTP/1.1\r\n\r\n"),
+            Route::Refuse { status: 404, .. }
+        ));
+        assert!(matches!(
+            route("POST /v1/ws HTTP/1.1\r\n\r\n"),
+            Route::Refuse { status: 405, .. }
+        ));
+        assert!(parse(b"\x16\x03\x01 TLS hello").is_err());
+    }
+
+    #[test]
+    fn forwarded_for_takes_the_last_entry() {
+        let text = "GET /healthz HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.7\r\n\r\n";
+        let head = parse(text.as_bytes()).unwrap().unwrap();
+        assert_eq!(head.forwarded_for, Some(IpAddr::from([10, 0, 0, 7])));
+        let bad = "GET /healthz HTTP/1.1\r\nX-Forwarded-For: nonsense\r\n\r\n";
+        assert_eq!(parse(bad.as_bytes()).unwrap().unwrap().forwarded_for, None);
+    }
+}

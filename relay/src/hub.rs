@@ -1,0 +1,250 @@
+//! Topics, their subscribers, and each connection's bounded send queue.
+//!
+//! A publish encodes its `msg` frame once and pushes the same shared bytes into the queue of
+//! every other subscriber; the queue never blocks the publisher. A full queue either drops its
+//! oldest message or marks the connection for closing, per [`SlowConsumer`].
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use ferry_protocol::TopicId;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::config::SlowConsumer;
+use crate::metrics::Metrics;
+
+/// Identifies one connection for the life of the relay process.
+pub(crate) type ConnectionId = u64;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Default)]
+struct Queue {
+    messages: VecDeque<Message>,
+    overflowed: bool,
+}
+
+/// Messages waiting to be written to one connection.
+pub(crate) struct Outbox {
+    queue: Mutex<Queue>,
+    ready: Notify,
+    capacity: usize,
+    policy: SlowConsumer,
+}
+
+impl Outbox {
+    pub(crate) fn new(capacity: usize, policy: SlowConsumer) -> Arc<Self> {
+        Arc::new(Outbox {
+            queue: Mutex::new(Queue::default()),
+            ready: Notify::new(),
+            capacity: capacity.max(1),
+            policy,
+        })
+    }
+
+    /// Queues `message`; returns false when a message was dropped to make room or the queue
+    /// overflowed.
+    pub(crate) fn push(&self, message: Message) -> bool {
+        let fitted = {
+            let mut queue = lock(&self.queue);
+            if queue.overflowed {
+                return false;
+            }
+            if queue.messages.len() < self.capacity {
+                queue.messages.push_back(message);
+                true
+            } else {
+                match self.policy {
+                    SlowConsumer::DropOldest => {
+                        queue.messages.pop_front();
+                        queue.messages.push_back(message);
+                    }
+                    SlowConsumer::Disconnect => queue.overflowed = true,
+                }
+                false
+            }
+        };
+        self.ready.notify_one();
+        fitted
+    }
+
+    /// Waits until something was pushed since the last [`Outbox::take`].
+    pub(crate) async fn wait(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Takes everything queued. `Err` when the queue overflowed under the disconnect policy.
+    pub(crate) fn take(&self, into: &mut Vec<Message>) -> Result<(), ()> {
+        let mut queue = lock(&self.queue);
+        if queue.overflowed {
+            return Err(());
+        }
+        into.extend(queue.messages.drain(..));
+        if queue.messages.capacity() > self.capacity.min(8) {
+            queue.messages = VecDeque::new();
+        }
+        Ok(())
+    }
+}
+
+struct Subscriber {
+    connection: ConnectionId,
+    outbox: Arc<Outbox>,
+}
+
+type Shard = HashMap<TopicId, Vec<Subscriber>>;
+
+/// Every topic with at least one subscriber.
+pub(crate) struct Hub {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    metrics: Arc<Metrics>,
+}
+
+/// What a publish did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fanout {
+    pub(crate) delivered: u64,
+    pub(crate) dropped: u64,
+}
+
+impl Hub {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        let shards = (0..16).map(|_| Mutex::new(Shard::new())).collect();
+        Hub {
+            shards,
+            hasher: RandomState::new(),
+            metrics,
+        }
+    }
+
+    fn shard(&self, topic: &TopicId) -> MutexGuard<'_, Shard> {
+        let index = self.hasher.hash_one(topic) as usize % self.shards.len();
+        lock(&self.shards[index])
+    }
+
+    /// Adds a subscription; false when the connection already had it.
+    pub(crate) fn subscribe(
+        &self,
+        topic: TopicId,
+        connection: ConnectionId,
+        outbox: &Arc<Outbox>,
+    ) -> bool {
+        let mut shard = self.shard(&topic);
+        let subscribers = shard.entry(topic).or_insert_with(|| {
+            Metrics::add(&self.metrics.topics, 1);
+            Vec::with_capacity(1)
+        });
+        if subscribers.iter().any(|s| s.connection == connection) {
+            return false;
+        }
+        subscribers.push(Subscriber {
+            connection,
+            outbox: Arc::clone(outbox),
+        });
+        Metrics::add(&self.metrics.subscriptions, 1);
+        true
+    }
+
+    /// Removes a subscription; false when the connection did not have it.
+    pub(crate) fn unsubscribe(&self, topic: &TopicId, connection: ConnectionId) -> bool {
+        let mut shard = self.shard(topic);
+        let Some(subscribers) = shard.get_mut(topic) else {
+            return false;
+        };
+        let Some(index) = subscribers.iter().position(|s| s.connection == connection) else {
+            return false;
+        };
+        subscribers.swap_remove(index);
+        Metrics::sub(&self.metrics.subscriptions, 1);
+        if subscribers.is_empty() {
+            shard.remove(topic);
+            Metrics::sub(&self.metrics.topics, 1);
+        }
+        true
+    }
+
+    /// Queues `message` for every subscriber of `topic` but `from`.
+    pub(crate) fn publish(&self, topic: &TopicId, from: ConnectionId, message: &Message) -> Fanout {
+        let mut fanout = Fanout::default();
+        let shard = self.shard(topic);
+        for subscriber in shard.get(topic).into_iter().flatten() {
+            if subscriber.connection == from {
+                continue;
+            }
+            if subscriber.outbox.push(message.clone()) {
+                fanout.delivered += 1;
+            } else {
+                fanout.dropped += 1;
+            }
+        }
+        fanout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(n: u8) -> TopicId {
+        TopicId([n; 32])
+    }
+
+    fn drain(outbox: &Outbox) -> Vec<String> {
+        let mut messages = Vec::new();
+        outbox.take(&mut messages).unwrap();
+        messages.into_iter().map(|m| m.to_string()).collect()
+    }
+
+    #[test]
+    fn publish_reaches_others_but_not_the_publisher() {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(Arc::clone(&metrics));
+        let boxes: Vec<_> = (0..3)
+            .map(|_| Outbox::new(4, SlowConsumer::DropOldest))
+            .collect();
+        for (id, outbox) in boxes.iter().enumerate() {
+            assert!(hub.subscribe(topic(1), id as u64, outbox));
+        }
+        assert!(!hub.subscribe(topic(1), 0, &boxes[0]));
+        let fanout = hub.publish(&topic(1), 0, &Message::text("hi"));
+        assert_eq!(fanout.delivered, 2);
+        assert!(drain(&boxes[0]).is_empty());
+        assert_eq!(drain(&boxes[1]), ["hi"]);
+        assert_eq!(hub.publish(&topic(2), 0, &Message::text("x")).delivered, 0);
+
+        assert!(hub.unsubscribe(&topic(1), 1));
+        assert!(!hub.unsubscribe(&topic(1), 1));
+        assert_eq!(
+            hub.publish(&topic(1), 0, &Message::text("again")).delivered,
+            1
+        );
+        hub.unsubscribe(&topic(1), 0);
+        hub.unsubscribe(&topic(1), 2);
+        assert_eq!(metrics.topics.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(
+            metrics
+                .subscriptions
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_or_overflows() {
+        let outbox = Outbox::new(2, SlowConsumer::DropOldest);
+        assert!(outbox.push(Message::text("1")));
+        assert!(outbox.push(Message::text("2")));
+        assert!(!outbox.push(Message::text("3")));
+        assert_eq!(drain(&outbox), ["2", "3"]);
+
+        let strict = Outbox::new(1, SlowConsumer::Disconnect);
+        assert!(strict.push(Message::text("1")));
+        assert!(!strict.push(Message::text("2")));
+        assert!(strict.take(&mut Vec::new()).is_err());
+    }
+}

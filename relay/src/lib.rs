@@ -1,0 +1,252 @@
+//! `ferry-relay`: the anonymous relay that tells a person's devices "new data is ready".
+//!
+//! Devices of one sync key meet on a topic (32 bytes derived from their relay key, so it links
+//! to nothing) and publish sealed hints there after each upload; the relay forwards each hint to
+//! the topic's other subscribers. The wire protocol is in `ferry_protocol::relay::wire` and
+//! `protocol/SPEC.md` §8.
+//!
+//! ```text
+//! TcpListener ─accept─▶ [TLS] ─▶ HTTP head ─┬─ /healthz, /metrics: answer, close
+//!                                           └─ /v1/ws: upgrade ─▶ session loop
+//! session loop: client frame ─▶ rate limits ─▶ Request::parse ─▶ Hub (sub/unsub/pub)
+//!               Hub ─▶ each other subscriber's bounded Outbox ─▶ its socket
+//! ```
+//!
+//! Every resource a client can make the relay hold is bounded by [`Config`]: connections in
+//! total and per address, topics per connection, message size, message rate per connection and
+//! per address, handshake and idle time, queued messages per connection.
+//!
+//! What it does not do: store anything (no disk, no history, no accounts), read payloads, or
+//! guarantee delivery. Sync never depends on the relay: a device that misses a hint finds the
+//! data on its next poll.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod config;
+mod connection;
+mod http;
+mod hub;
+mod limits;
+mod metrics;
+mod tls;
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::{info, warn};
+
+pub use config::{Config, SlowConsumer};
+
+use hub::Hub;
+use limits::Addresses;
+use metrics::{Metrics, Rejected};
+
+/// Bytes the WebSocket layer reads at a time. A request is at most ~800 bytes, so a small
+/// buffer costs little per idle connection (see BENCHMARKS.md for the measurement).
+const READ_BUFFER: usize = 1024;
+
+/// How long open connections get to close after a shutdown request.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the relay could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// The TLS certificate or key could not be used.
+    #[error("cannot use the TLS {what} {path}: {detail}; give a PEM file (--tls-cert, --tls-key)")]
+    Tls {
+        /// "certificate" or "key".
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The listening socket failed.
+    #[error("the listening socket failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    config: Config,
+    ws: WebSocketConfig,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    addresses: Arc<Addresses>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn next_connection(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Runs the relay on `listener` until `shutdown` completes, then closes every connection with
+/// "going away" (clients reconnect elsewhere or later) and returns.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RelayError> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let ws = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(64 * 1024)
+        .max_message_size(Some(config.max_message_size))
+        .max_frame_size(Some(config.max_message_size));
+    let shared = Arc::new(Shared {
+        ws,
+        hub: Hub::new(Arc::clone(&metrics)),
+        addresses: Addresses::new(
+            config.max_connections_per_ip,
+            config.rate_per_ip,
+            config.burst_per_ip,
+        ),
+        metrics,
+        next_id: AtomicU64::new(0),
+        config,
+    });
+    let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    info!(
+        address = %listener.local_addr()?,
+        tls = tls.is_some(),
+        "relay running"
+    );
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: wait for connections to close.
+                        warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    shared.metrics.rejected(Rejected::ConnectionLimit);
+                    let busy = http::response(503, "text/plain", "the relay is full; retry later\n");
+                    let _ = stream.try_write(&busy);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = Arc::clone(&shared);
+                let stopped = stopped.clone();
+                let tls = tls.clone();
+                connections.spawn(async move {
+                    match tls {
+                        None => connection::serve(stream, peer, shared, stopped).await,
+                        Some(tls) => {
+                            let handshake = tokio::time::timeout(
+                                shared.config.handshake_timeout,
+                                tls.accept(stream),
+                            );
+                            match handshake.await {
+                                Ok(Ok(stream)) => {
+                                    connection::serve(stream, peer, shared, stopped).await;
+                                }
+                                Ok(Err(_)) => shared.metrics.rejected(Rejected::BadRequest),
+                                Err(_) => shared.metrics.rejected(Rejected::HandshakeTimeout),
+                            }
+                        }
+                    }
+                    drop(slot);
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+
+    info!(
+        connections = connections.len(),
+        "shutting down: closing connections"
+    );
+    drop(listener);
+    let _ = stop.send(true);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+/// A relay running in the background of the current runtime, for tests, benchmarks and
+/// embedding. Dropping it stops the relay at once; [`RunningRelay::stop`] stops it gracefully.
+pub struct RunningRelay {
+    address: std::net::SocketAddr,
+    tls: bool,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), RelayError>>,
+}
+
+impl RunningRelay {
+    /// Binds `config.listen` (port 0 picks a free port) and starts serving.
+    pub async fn start(config: Config) -> Result<RunningRelay, RelayError> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let address = listener.local_addr()?;
+        let tls = config.tls_cert.is_some();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        Ok(RunningRelay {
+            address,
+            tls,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The address the relay listens on.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    /// The relay's WebSocket URL.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!(
+            "{scheme}://{}{}",
+            self.address,
+            ferry_protocol::relay::wire::WS_PATH
+        )
+    }
+
+    /// Closes every connection with "going away" and waits for the relay to finish.
+    pub async fn stop(mut self) -> Result<(), RelayError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(error) => Err(RelayError::Io(io::Error::other(error))),
+        }
+    }
+}
+
+impl Drop for RunningRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,180 @@
+//! Token buckets and the per-address table that bounds what one client can take.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+/// A token bucket: `rate` tokens per second, holding at most `burst`.
+#[derive(Debug)]
+pub(crate) struct TokenBucket {
+    tokens: f32,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub(crate) fn full(burst: f64, now: Instant) -> Self {
+        TokenBucket {
+            tokens: burst as f32,
+            last: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub(crate) fn take(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        let tokens = (f64::from(self.tokens) + elapsed * rate).min(burst);
+        if tokens >= 1.0 {
+            self.tokens = (tokens - 1.0) as f32;
+            true
+        } else {
+            self.tokens = tokens as f32;
+            false
+        }
+    }
+}
+
+/// The unit the per-address limits count in: an IPv4 address, or an IPv6 /64 (one subscriber's
+/// network: a single host commonly holds a whole /64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum AddressKey {
+    V4(u32),
+    V6(u64),
+}
+
+impl From<IpAddr> for AddressKey {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => AddressKey::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => AddressKey::V4(u32::from(v4)),
+                None => AddressKey::V6((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+struct AddressEntry {
+    connections: u32,
+    bucket: TokenBucket,
+}
+
+/// Connections and message budget per address. An entry lives while the address has a
+/// connection open, so the table never holds more entries than there are connections.
+pub(crate) struct Addresses {
+    entries: Mutex<HashMap<AddressKey, AddressEntry>>,
+    max_connections: u32,
+    rate: f64,
+    burst: f64,
+}
+
+impl Addresses {
+    pub(crate) fn new(max_connections: u32, rate: f64, burst: f64) -> Arc<Self> {
+        Arc::new(Addresses {
+            entries: Mutex::new(HashMap::new()),
+            max_connections,
+            rate,
+            burst,
+        })
+    }
+
+    /// Counts a new connection from `key`, or refuses it when the address is at its cap.
+    pub(crate) fn admit(self: &Arc<Self>, key: AddressKey) -> Option<AddressGuard> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries.entry(key).or_insert_with(|| AddressEntry {
+            connections: 0,
+            bucket: TokenBucket::full(self.burst, Instant::now()),
+        });
+        if entry.connections >= self.max_connections {
+            return None;
+        }
+        entry.connections += 1;
+        Some(AddressGuard {
+            addresses: Arc::clone(self),
+            key,
+        })
+    }
+
+    fn release(&self, key: AddressKey) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = entries.get_mut(&key) {
+            entry.connections = entry.connections.saturating_sub(1);
+            if entry.connections == 0 {
+                entries.remove(&key);
+            }
+        }
+    }
+
+    fn take(&self, key: AddressKey, now: Instant) -> bool {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get_mut(&key)
+            .is_some_and(|entry| entry.bucket.take(self.rate, self.burst, now))
+    }
+}
+
+/// One admitted connection; dropping it gives the slot back.
+pub(crate) struct AddressGuard {
+    addresses: Arc<Addresses>,
+    key: AddressKey,
+}
+
+impl AddressGuard {
+    /// Takes one message from the address's budget.
+    pub(crate) fn take(&self, now: Instant) -> bool {
+        self.addresses.take(self.key, now)
+    }
+}
+
+impl Drop for AddressGuard {
+    fn drop(&mut self) {
+        self.addresses.release(self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::full(3.0, start);
+        assert!((0..3).all(|_| bucket.take(10.0, 3.0, start)));
+        assert!(!bucket.take(10.0, 3.0, start));
+        assert!(bucket.take(10.0, 3.0, start + Duration::from_millis(100)));
+        assert!(!bucket.take(10.0, 3.0, start + Duration::from_millis(100)));
+        // A long pause refills only up to the burst.
+        let later = start + Duration::from_secs(60);
+        assert_eq!((0..10).filter(|_| bucket.take(10.0, 3.0, later)).count(), 3);
+    }
+
+    #[test]
+    fn addresses_cap_connections_and_forget_closed_ones() {
+        let addresses = Addresses::new(2, 1.0, 1.0);
+        let key = AddressKey::from(IpAddr::from([10, 0, 0, 1]));
+        let a = addresses.admit(key).unwrap();
+        let b = addresses.admit(key).unwrap();
+        assert!(addresses.admit(key).is_none());
+        drop(a);
+        let c = addresses.admit(key).unwrap();
+        drop((b, c));
+        assert!(addresses.entries.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn ipv6_counts_per_slash_64_and_mapped_v4_as_v4() {
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let two: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(AddressKey::from(one), AddressKey::from(two));
+        assert_ne!(AddressKey::from(one), AddressKey::from(other));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(
+            AddressKey::from(mapped),
+            AddressKey::from(IpAddr::from([10, 0, 0, 1]))
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! `ferry-relay`: parses flags, binds, and runs [`ferry_relay::run`] until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ferry_relay::Config;
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(log_level())
+        .with_writer(std::io::stderr)
+        .init();
+    // Each connection is a file descriptor: allow as many as the system lets this process have.
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(%error, "could not raise the open-file limit");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ferry-relay: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listener = match TcpListener::bind(config.listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!(
+                    "ferry-relay: cannot listen on {}: {error}; choose another --listen address",
+                    config.listen
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(address) => println!("listening on {address}"),
+            Err(error) => eprintln!("ferry-relay: {error}"),
+        }
+        match ferry_relay::run(listener, config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("ferry-relay: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// `FERRY_RELAY_LOG` = error, warn, info (default), debug or trace.
+fn log_level() -> tracing::Level {
+    std::env::var("FERRY_RELAY_LOG")
+        .ok()
+        .and_then(|level| level.parse().ok())
+        .unwrap_or(tracing::Level::INFO)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,236 @@
+//! Counters for `/metrics`, in the Prometheus text format. Nothing here names a topic or an
+//! address.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why the relay refused something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejected {
+    BadFrame,
+    TooLarge,
+    RateLimited,
+    TooManyTopics,
+    UnknownType,
+    ConnectionLimit,
+    AddressLimit,
+    HandshakeTimeout,
+    BadRequest,
+}
+
+impl Rejected {
+    const ALL: [Rejected; 9] = [
+        Rejected::BadFrame,
+        Rejected::TooLarge,
+        Rejected::RateLimited,
+        Rejected::TooManyTopics,
+        Rejected::UnknownType,
+        Rejected::ConnectionLimit,
+        Rejected::AddressLimit,
+        Rejected::HandshakeTimeout,
+        Rejected::BadRequest,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Rejected::BadFrame => "bad_frame",
+            Rejected::TooLarge => "too_large",
+            Rejected::RateLimited => "rate_limited",
+            Rejected::TooManyTopics => "too_many_topics",
+            Rejected::UnknownType => "unknown_type",
+            Rejected::ConnectionLimit => "connection_limit",
+            Rejected::AddressLimit => "ip_connection_limit",
+            Rejected::HandshakeTimeout => "handshake_timeout",
+            Rejected::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// Why the relay closed a connection itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    Idle,
+    SlowConsumer,
+    WriteTimeout,
+    TooLarge,
+}
+
+impl Closed {
+    const ALL: [Closed; 4] = [
+        Closed::Idle,
+        Closed::SlowConsumer,
+        Closed::WriteTimeout,
+        Closed::TooLarge,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Closed::Idle => "idle",
+            Closed::SlowConsumer => "slow_consumer",
+            Closed::WriteTimeout => "write_timeout",
+            Closed::TooLarge => "too_large",
+        }
+    }
+}
+
+/// Which budget a rate-limited message ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Budget {
+    Connection,
+    Address,
+}
+
+/// The relay's counters and gauges.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    pub(crate) connections: AtomicU64,
+    pub(crate) connections_total: AtomicU64,
+    pub(crate) topics: AtomicU64,
+    pub(crate) subscriptions: AtomicU64,
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    rejected: [AtomicU64; Rejected::ALL.len()],
+    closed: [AtomicU64; Closed::ALL.len()],
+    rate_limited: [AtomicU64; 2],
+}
+
+impl Metrics {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sub(counter: &AtomicU64, n: u64) {
+        counter.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn rejected(&self, why: Rejected) {
+        Self::add(&self.rejected[why as usize], 1);
+    }
+
+    pub(crate) fn closed(&self, why: Closed) {
+        Self::add(&self.closed[why as usize], 1);
+    }
+
+    pub(crate) fn rate_limited(&self, budget: Budget) {
+        Self::add(&self.rate_limited[budget as usize], 1);
+        self.rejected(Rejected::RateLimited);
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub(crate) fn render(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP ferry_relay_{name} {help}");
+            let _ = writeln!(out, "# TYPE ferry_relay_{name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "ferry_relay_{name}{labels} {value}");
+            }
+        };
+        metric(
+            "connections",
+            "gauge",
+            "WebSocket connections open now.",
+            &[("", get(&self.connections))],
+        );
+        metric(
+            "connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            &[("", get(&self.connections_total))],
+        );
+        metric(
+            "topics",
+            "gauge",
+            "Topics with at least one subscriber.",
+            &[("", get(&self.topics))],
+        );
+        metric(
+            "subscriptions",
+            "gauge",
+            "Subscriptions, over all topics and connections.",
+            &[("", get(&self.subscriptions))],
+        );
+        metric(
+            "messages_in_total",
+            "counter",
+            "Frames received from clients.",
+            &[("", get(&self.messages_in))],
+        );
+        metric(
+            "messages_out_total",
+            "counter",
+            "Messages delivered to subscribers.",
+            &[("", get(&self.messages_out))],
+        );
+        metric(
+            "bytes_in_total",
+            "counter",
+            "Payload bytes of frames received.",
+            &[("", get(&self.bytes_in))],
+        );
+        metric(
+            "bytes_out_total",
+            "counter",
+            "Payload bytes of messages delivered.",
+            &[("", get(&self.bytes_out))],
+        );
+        metric(
+            "dropped_total",
+            "counter",
+            "Messages dropped because a subscriber's send queue was full.",
+            &[("", get(&self.dropped))],
+        );
+        let rejected: Vec<(String, u64)> = Rejected::ALL
+            .iter()
+            .map(|r| {
+                (
+                    format!("{{reason=\"{}\"}}", r.label()),
+                    get(&self.rejected[*r as usize]),
+                )
+            })
+            .collect();
+        let rejected: Vec<(&str, u64)> = rejected.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "rejections_total",
+            "counter",
+            "Frames and connections refused, by reason.",
+            &rejected,
+        );
+        metric(
+            "rate_limited_total",
+            "counter",
+            "Messages refused for exceeding a rate limit, by budget.",
+            &[
+                (
+                    "{budget=\"connection\"}",
+                    get(&self.rate_limited[Budget::Connection as usize]),
+                ),
+                (
+                    "{budget=\"ip\"}",
+                    get(&self.rate_limited[Budget::Address as usize]),
+                ),
+            ],
+        );
+        let closed: Vec<(String, u64)> = Closed::ALL
+            .iter()
+            .map(|c| {
+                (
+                    format!("{{reason=\"{}\"}}", c.label()),
+                    get(&self.closed[*c as usize]),
+                )
+            })
+            .collect();
+        let closed: Vec<(&str, u64)> = closed.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "closed_total",
+            "counter",
+            "Connections the relay closed, by reason.",
+            &closed,
+        );
+        out
+    }
+}

@@ -1,0 +1,585 @@
+//! The relay over real sockets on loopback: fan-out, every error code, every limit, keepalive,
+//! shutdown, and the HTTP endpoints.
+//!
+//! Clients that must count as different addresses connect from different loopback addresses
+//! (127.0.0.2, 127.0.0.3, ...), which Linux routes to `lo` like 127.0.0.1.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use ferry_protocol::TopicId;
+use ferry_protocol::relay::wire::{ErrorCode, Event, MAX_DATA, Request};
+use ferry_relay::{Config, RunningRelay, SlowConsumer};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{WebSocketStream, client_async};
+
+const WAIT: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(300);
+
+fn topic(n: u8) -> TopicId {
+    TopicId([n; 32])
+}
+
+fn loopback(n: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, n])
+}
+
+async fn relay(config: Config) -> RunningRelay {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..config
+    };
+    RunningRelay::start(config).await.unwrap()
+}
+
+async fn tcp_from(source: IpAddr, relay: &RunningRelay) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    socket.connect(relay.local_addr()).await.unwrap()
+}
+
+struct Peer {
+    ws: WebSocketStream<TcpStream>,
+}
+
+impl Peer {
+    async fn connect(relay: &RunningRelay) -> Peer {
+        Peer::connect_from(loopback(1), relay).await
+    }
+
+    async fn connect_from(source: IpAddr, relay: &RunningRelay) -> Peer {
+        let stream = tcp_from(source, relay).await;
+        let (ws, _) = client_async(relay.url(), stream).await.unwrap();
+        Peer { ws }
+    }
+
+    async fn send(&mut self, request: Request) {
+        self.send_text(&request.to_json()).await;
+    }
+
+    async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    async fn subscribe(&mut self, topic: TopicId) {
+        self.send(Request::Subscribe {
+            topic,
+            reference: Some(1),
+        })
+        .await;
+        assert_eq!(self.event().await, Event::Ok { reference: 1 });
+    }
+
+    async fn publish(&mut self, topic: TopicId, data: &[u8]) {
+        self.send(Request::Publish {
+            topic,
+            data: data.to_vec(),
+            reference: None,
+        })
+        .await;
+    }
+
+    /// The next event, skipping pings.
+    async fn event(&mut self) -> Event {
+        loop {
+            let frame = timeout(WAIT, self.ws.next())
+                .await
+                .expect("no event in time");
+            match frame.expect("connection ended").expect("connection failed") {
+                Message::Text(text) => return Event::parse(&text).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for a while.
+    async fn quiet(&mut self) {
+        if let Ok(Some(Ok(Message::Text(text)))) = timeout(QUIET, self.ws.next()).await {
+            panic!("unexpected event {text}");
+        }
+    }
+
+    async fn error(&mut self) -> (ErrorCode, Option<u64>) {
+        match self.event().await {
+            Event::Error {
+                code, reference, ..
+            } => (code, reference),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    /// Reads until the relay closes; returns the close code.
+    async fn closed(&mut self) -> Option<CloseCode> {
+        loop {
+            match timeout(WAIT, self.ws.next())
+                .await
+                .expect("not closed in time")
+            {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}
+
+async fn http_get(relay: &RunningRelay, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(relay.local_addr()).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: relay\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+}
+
+#[tokio::test]
+async fn publish_reaches_every_other_subscriber_but_not_the_publisher() {
+    let relay = relay(Config::default()).await;
+    let mut peers = Vec::new();
+    for _ in 0..3 {
+        let mut peer = Peer::connect(&relay).await;
+        peer.subscribe(topic(1)).await;
+        peers.push(peer);
+    }
+    let mut outsider = Peer::connect(&relay).await;
+    outsider.subscribe(topic(2)).await;
+
+    peers[0].publish(topic(1), b"sealed hint").await;
+    for peer in &mut peers[1..] {
+        assert_eq!(
+            peer.event().await,
+            Event::Message {
+                topic: topic(1),
+                data: b"sealed hint".to_vec()
+            }
+        );
+    }
+    peers[0].quiet().await;
+    outsider.quiet().await;
+
+    // A publish with a ref is acknowledged to the publisher only.
+    peers[1]
+        .send(Request::Publish {
+            topic: topic(1),
+            data: vec![9],
+            reference: Some(77),
+        })
+        .await;
+    assert_eq!(peers[1].event().await, Event::Ok { reference: 77 });
+    assert!(matches!(peers[0].event().await, Event::Message { .. }));
+    assert!(matches!(peers[2].event().await, Event::Message { .. }));
+}
+
+#[tokio::test]
+async fn unsubscribed_connections_receive_nothing() {
+    let relay = relay(Config::default()).await;
+    let mut publisher = Peer::connect(&relay).await;
+    let mut reader = Peer::connect(&relay).await;
+    reader.subscribe(topic(1)).await;
+    reader
+        .send(Request::Unsubscribe {
+            topic: topic(1),
+            reference: Some(2),
+        })
+        .await;
+    assert_eq!(reader.event().await, Event::Ok { reference: 2 });
+    publisher.publish(topic(1), b"x").await;
+    reader.quiet().await;
+
+    // Subscribing again after a disconnect of another subscriber still works.
+    reader.subscribe(topic(1)).await;
+    publisher.publish(topic(1), b"y").await;
+    assert!(matches!(reader.event().await, Event::Message { data, .. } if data == b"y"));
+}
+
+#[tokio::test]
+async fn each_bad_request_gets_its_error_code_and_the_connection_stays() {
+    let relay = relay(Config {
+        max_topics: 2,
+        ..Config::default()
+    })
+    .await;
+    let mut peer = Peer::connect(&relay).await;
+
+    peer.send_text("{not json").await;
+    assert_eq!(peer.error().await, (ErrorCode::BadFrame, None));
+
+    peer.send_text(r#"{"type":"sub","topic":"nope","ref":3}"#)
+        .await;
+    assert_eq!(peer.error().await, (ErrorCode::BadFrame, Some(3)));
+
+    peer.send_text(r#"{"type":"hello","ref":4,"extra":true}"#)
+        .await;
+    assert_eq!(peer.error().await, (ErrorCode::UnknownType, Some(4)));
+
+    peer.send(Request::Publish {
+        topic: topic(1),
+        data: vec![0; MAX_DATA + 1],
+        reference: Some(5),
+    })
+    .await;
+    assert_eq!(peer.error().await, (ErrorCode::TooLarge, Some(5)));
+
+    peer.ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(peer.error().await, (ErrorCode::BadFrame, None));
+
+    peer.subscribe(topic(1)).await;
+    peer.subscribe(topic(2)).await;
+    peer.subscribe(topic(2)).await; // already held: not counted twice
+    peer.send(Request::Subscribe {
+        topic: topic(3),
+        reference: Some(6),
+    })
+    .await;
+    assert_eq!(peer.error().await, (ErrorCode::TooManyTopics, Some(6)));
+
+    // Unknown fields are ignored, and the connection still works after every refusal.
+    let mut other = Peer::connect(&relay).await;
+    other.subscribe(topic(2)).await;
+    let json = format!(
+        r#"{{"type":"pub","topic":"{}","data":"AQI=","future":{{"x":1}}}}"#,
+        topic(2)
+    );
+    peer.send_text(&json).await;
+    assert_eq!(
+        other.event().await,
+        Event::Message {
+            topic: topic(2),
+            data: vec![1, 2]
+        }
+    );
+
+    let (_, metrics) = http_get(&relay, "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "ferry_relay_rejections_total{reason=\"bad_frame\"}"
+        ),
+        3
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "ferry_relay_rejections_total{reason=\"unknown_type\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "ferry_relay_rejections_total{reason=\"too_many_topics\"}"
+        ),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_oversize_frame_gets_too_large_then_a_close() {
+    let relay = relay(Config {
+        max_message_size: 2048,
+        ..Config::default()
+    })
+    .await;
+    let mut peer = Peer::connect(&relay).await;
+    peer.send_text(&"x".repeat(3000)).await;
+    assert_eq!(peer.error().await, (ErrorCode::TooLarge, None));
+    assert_eq!(peer.closed().await, Some(CloseCode::Size));
+}
+
+#[tokio::test]
+async fn a_flooding_connection_is_rate_limited_and_others_are_unaffected() {
+    let relay = relay(Config {
+        rate: 1.0,
+        burst: 5.0,
+        ..Config::default()
+    })
+    .await;
+    let mut flooder = Peer::connect_from(loopback(2), &relay).await;
+    let mut good = Peer::connect_from(loopback(3), &relay).await;
+    let mut reader = Peer::connect_from(loopback(4), &relay).await;
+    reader.subscribe(topic(1)).await;
+
+    for _ in 0..50 {
+        flooder.publish(topic(1), b"flood").await;
+    }
+    // A refused request that carries a ref is always answered.
+    flooder
+        .send(Request::Publish {
+            topic: topic(1),
+            data: vec![],
+            reference: Some(11),
+        })
+        .await;
+    // The burst goes through; the rest is refused with one error for the run of refusals (no
+    // error storm), plus one for the request with a ref.
+    assert_eq!(flooder.error().await, (ErrorCode::RateLimited, None));
+    assert_eq!(flooder.error().await, (ErrorCode::RateLimited, Some(11)));
+    flooder.quiet().await;
+
+    let mut delivered = 0;
+    while let Ok(Some(Ok(Message::Text(_)))) = timeout(QUIET, reader.ws.next()).await {
+        delivered += 1;
+    }
+    // The burst, and at most one token refilled while the flood was read.
+    assert!((5..=6).contains(&delivered), "{delivered} forwarded");
+
+    // Another connection, from another address, publishes as usual.
+    good.publish(topic(1), b"fine").await;
+    assert!(matches!(reader.event().await, Event::Message { data, .. } if data == b"fine"));
+
+    let (_, metrics) = http_get(&relay, "/metrics").await;
+    assert!(
+        metric(
+            &metrics,
+            "ferry_relay_rate_limited_total{budget=\"connection\"}"
+        ) >= 44
+    );
+}
+
+#[tokio::test]
+async fn connections_of_one_address_share_its_budget() {
+    let relay = relay(Config {
+        rate: 100.0,
+        burst: 100.0,
+        rate_per_ip: 1.0,
+        burst_per_ip: 4.0,
+        ..Config::default()
+    })
+    .await;
+    let mut a = Peer::connect_from(loopback(5), &relay).await;
+    let mut b = Peer::connect_from(loopback(5), &relay).await;
+    for n in 0..4 {
+        a.send(Request::Publish {
+            topic: topic(1),
+            data: vec![],
+            reference: Some(n),
+        })
+        .await;
+        assert_eq!(a.event().await, Event::Ok { reference: n });
+    }
+    b.send(Request::Publish {
+        topic: topic(1),
+        data: vec![],
+        reference: Some(1),
+    })
+    .await;
+    assert_eq!(b.error().await, (ErrorCode::RateLimited, Some(1)));
+    let (_, metrics) = http_get(&relay, "/metrics").await;
+    assert_eq!(
+        metric(&metrics, "ferry_relay_rate_limited_total{budget=\"ip\"}"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn connections_per_address_and_in_total_are_capped() {
+    let relay = relay(Config {
+        max_connections_per_ip: 2,
+        max_connections: 4,
+        ..Config::default()
+    })
+    .await;
+    let _a = Peer::connect_from(loopback(6), &relay).await;
+    let _b = Peer::connect_from(loopback(6), &relay).await;
+    let third = client_async(relay.url(), tcp_from(loopback(6), &relay).await).await;
+    let error = third.unwrap_err().to_string();
+    assert!(error.contains("429"), "{error}");
+    // Another address still gets in.
+    let _c = Peer::connect_from(loopback(7), &relay).await;
+    let _d = Peer::connect_from(loopback(8), &relay).await;
+    // The relay is full now: a fifth connection is told so.
+    let mut stream = tcp_from(loopback(9), &relay).await;
+    let mut answer = String::new();
+    timeout(WAIT, stream.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_handshake_is_dropped() {
+    let relay = relay(Config {
+        handshake_timeout: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let mut silent = TcpStream::connect(relay.local_addr()).await.unwrap();
+    let mut slow = TcpStream::connect(relay.local_addr()).await.unwrap();
+    slow.write_all(b"GET /v1/ws HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    for stream in [&mut silent, &mut slow] {
+        let mut buffer = [0u8; 64];
+        let read = timeout(WAIT, stream.read(&mut buffer))
+            .await
+            .expect("not dropped");
+        assert_eq!(read.unwrap_or(0), 0, "the relay closes without answering");
+    }
+    let (_, metrics) = http_get(&relay, "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "ferry_relay_rejections_total{reason=\"handshake_timeout\"}"
+        ),
+        2
+    );
+}
+
+#[tokio::test]
+async fn pings_keep_a_reading_client_alive_and_silent_ones_are_closed() {
+    let relay = relay(Config {
+        ping_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(400),
+        ..Config::default()
+    })
+    .await;
+    let mut alive = Peer::connect(&relay).await;
+    alive.subscribe(topic(1)).await;
+    // A client that completes the handshake and then never reads (so never answers a ping).
+    let mut mute = TcpStream::connect(relay.local_addr()).await.unwrap();
+    let upgrade = "GET /v1/ws HTTP/1.1\r\nHost: relay\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+    mute.write_all(upgrade.as_bytes()).await.unwrap();
+
+    // The live client sees pings and answers them (tungstenite answers while reading).
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(1200);
+    while let Ok(frame) = tokio::time::timeout_at(until, alive.ws.next()).await {
+        match frame.unwrap().unwrap() {
+            Message::Ping(_) => pings += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(pings >= 3, "{pings} pings");
+    let mut publisher = Peer::connect(&relay).await;
+    publisher.publish(topic(1), b"still here").await;
+    assert!(matches!(alive.event().await, Event::Message { .. }));
+
+    // The mute client's buffered bytes: the 101 answer, pings, then a close frame with 1001.
+    let mut bytes = Vec::new();
+    timeout(WAIT, mute.read_to_end(&mut bytes))
+        .await
+        .unwrap()
+        .unwrap();
+    let close = [0x88, 0x06, 0x03, 0xE9, b'i', b'd', b'l', b'e'];
+    assert!(
+        bytes.ends_with(&close),
+        "{:?}",
+        &bytes[bytes.len().saturating_sub(16)..]
+    );
+    let (_, metrics) = http_get(&relay, "/metrics").await;
+    assert!(metric(&metrics, "ferry_relay_closed_total{reason=\"idle\"}") >= 1);
+}
+
+#[tokio::test]
+async fn slow_consumers_lose_old_messages_or_their_connection() {
+    for policy in [SlowConsumer::DropOldest, SlowConsumer::Disconnect] {
+        let relay = relay(Config {
+            rate: 1e9,
+            burst: 1e9,
+            rate_per_ip: 1e9,
+            burst_per_ip: 1e9,
+            send_queue: 4,
+            slow_consumer: policy,
+            write_timeout: Duration::from_secs(30),
+            ..Config::default()
+        })
+        .await;
+        // A subscriber that stops reading: its socket buffers fill, then its queue.
+        let mut stalled = Peer::connect_from(loopback(10), &relay).await;
+        stalled.subscribe(topic(1)).await;
+        let mut publisher = Peer::connect_from(loopback(11), &relay).await;
+        let payload = vec![0xAB; MAX_DATA];
+        let mut dropped = 0;
+        for round in 0..200 {
+            for _ in 0..100 {
+                publisher.publish(topic(1), &payload).await;
+            }
+            let (_, metrics) = http_get(&relay, "/metrics").await;
+            dropped = metric(&metrics, "ferry_relay_dropped_total");
+            let closed = metric(
+                &metrics,
+                "ferry_relay_closed_total{reason=\"slow_consumer\"}",
+            );
+            if dropped > 0 && (policy == SlowConsumer::DropOldest || closed == 1) {
+                break;
+            }
+            assert!(round < 199, "{policy:?}: the queue never overflowed");
+        }
+        assert!(dropped > 0);
+        if policy == SlowConsumer::Disconnect {
+            assert_eq!(stalled.closed().await, Some(CloseCode::Policy));
+        }
+    }
+}
+
+#[tokio::test]
+async fn shutdown_closes_connections_with_going_away() {
+    let relay = relay(Config::default()).await;
+    let mut peer = Peer::connect(&relay).await;
+    peer.subscribe(topic(1)).await;
+    let stopping = tokio::spawn(relay.stop());
+    assert_eq!(peer.closed().await, Some(CloseCode::Away));
+    timeout(WAIT, stopping).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_answer_over_http() {
+    let relay = relay(Config::default()).await;
+    assert_eq!(http_get(&relay, "/healthz").await, (200, "ok\n".to_owned()));
+
+    let mut a = Peer::connect(&relay).await;
+    let mut b = Peer::connect(&relay).await;
+    a.subscribe(topic(1)).await;
+    b.subscribe(topic(1)).await;
+    b.subscribe(topic(2)).await;
+    a.publish(topic(1), b"0123456789").await;
+    b.event().await;
+
+    let (status, metrics) = http_get(&relay, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(metric(&metrics, "ferry_relay_connections"), 2);
+    assert_eq!(metric(&metrics, "ferry_relay_topics"), 2);
+    assert_eq!(metric(&metrics, "ferry_relay_subscriptions"), 3);
+    assert_eq!(metric(&metrics, "ferry_relay_messages_in_total"), 4);
+    assert_eq!(metric(&metrics, "ferry_relay_messages_out_total"), 1);
+    assert!(metric(&metrics, "ferry_relay_bytes_out_total") > 10);
+    assert!(metrics.contains("# TYPE ferry_relay_connections gauge"));
+    // Nothing in the metrics names a topic.
+    assert!(!metrics.contains(&topic(1).to_string()));
+
+    drop(b);
+    let mut gone = false;
+    for _ in 0..50 {
+        let (_, metrics) = http_get(&relay, "/metrics").await;
+        if metric(&metrics, "ferry_relay_subscriptions") == 1 {
+            assert_eq!(metric(&metrics, "ferry_relay_topics"), 1);
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "a closed connection's subscriptions are removed");
+
+    assert_eq!(http_get(&relay, "/other").await.0, 404);
+    assert_eq!(http_get(&relay, "/v1/ws").await.0, 426);
+}
