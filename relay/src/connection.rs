@@ -28,68 +28,24 @@ use crate::metrics::{Budget, Closed, Metrics, Rejected};
 
 /// Serves one accepted connection until it closes or the relay stops.
 pub(crate) async fn serve<S>(
-    mut stream: S,
+    stream: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let config = &shared.config;
-    let head = match timeout(config.handshake_timeout, http::read_head(&mut stream)).await {
-        Ok(Ok(head)) => head,
-        Ok(Err(http::HeadError::Malformed)) => {
-            shared.metrics.rejected(Rejected::BadRequest);
-            let answer = http::response(400, "text/plain", "not an HTTP request\n");
-            let _ = timeout(config.write_timeout, stream.write_all(&answer)).await;
-            return;
-        }
-        Ok(Err(http::HeadError::Io)) => return,
-        Err(_) => {
-            shared.metrics.rejected(Rejected::HandshakeTimeout);
-            debug!(%peer, "handshake timed out");
-            return;
-        }
-    };
-    let plain = |status, body: &str| http::response(status, "text/plain; charset=utf-8", body);
-    let accept = match head.route {
-        Route::Upgrade { accept } => accept,
-        Route::Health => return answer(&mut stream, &shared, plain(200, "ok\n")).await,
-        Route::Metrics => {
-            let body = shared.metrics.render();
-            let response = http::response(200, "text/plain; version=0.0.4", &body);
-            return answer(&mut stream, &shared, response).await;
-        }
-        Route::Refuse { status, reason } => {
-            shared.metrics.rejected(Rejected::BadRequest);
-            return answer(&mut stream, &shared, plain(status, &format!("{reason}\n"))).await;
-        }
-    };
-    let ip = match head.forwarded_for {
-        Some(forwarded) if config.behind_proxy => forwarded,
-        _ => peer.ip(),
-    };
-    let Some(address) = shared.addresses.admit(AddressKey::from(ip)) else {
-        shared.metrics.rejected(Rejected::AddressLimit);
-        let body = "too many connections from your address; close some and retry\n";
-        return answer(&mut stream, &shared, plain(429, body)).await;
-    };
-    let upgraded = http::switching_protocols(&accept);
-    if !matches!(
-        timeout(config.write_timeout, stream.write_all(&upgraded)).await,
-        Ok(Ok(()))
-    ) {
+    // The handshake's buffers are freed before the session starts: only the session's state
+    // stays with an idle connection.
+    let Some((mut ws, address)) = handshake(stream, peer, &shared).await else {
         return;
-    }
-    let mut ws =
-        WebSocketStream::from_partially_read(stream, head.rest, Role::Server, Some(shared.ws))
-            .await;
-    let id = shared.next_connection();
+    };
+    let config = &shared.config;
     Metrics::add(&shared.metrics.connections, 1);
     Metrics::add(&shared.metrics.connections_total, 1);
     let mut session = Session {
         outbox: Outbox::new(config.send_queue, config.slow_consumer),
-        id,
+        id: shared.next_connection(),
         bucket: TokenBucket::full(config.burst, Instant::now()),
         address,
         topics: Vec::new(),
@@ -106,6 +62,72 @@ pub(crate) async fn serve<S>(
         };
         let _ = timeout(config.write_timeout, ws.close(Some(frame))).await;
     }
+}
+
+/// Reads the request head and answers it. Returns the WebSocket when it was an upgrade that
+/// the limits admit.
+async fn handshake<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Option<(WebSocketStream<S>, AddressGuard)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = &shared.config;
+    let head = match timeout(config.handshake_timeout, http::read_head(&mut stream)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(http::HeadError::Malformed)) => {
+            shared.metrics.rejected(Rejected::BadRequest);
+            let response = http::response(400, "text/plain", "not an HTTP request\n");
+            answer(&mut stream, shared, response).await;
+            return None;
+        }
+        Ok(Err(http::HeadError::Io)) => return None,
+        Err(_) => {
+            shared.metrics.rejected(Rejected::HandshakeTimeout);
+            debug!(%peer, "handshake timed out");
+            return None;
+        }
+    };
+    let plain = |status, body: &str| http::response(status, "text/plain; charset=utf-8", body);
+    let response = match head.route {
+        Route::Upgrade { accept } => {
+            let ip = match head.forwarded_for {
+                Some(forwarded) if config.behind_proxy => forwarded,
+                _ => peer.ip(),
+            };
+            if let Some(address) = shared.addresses.admit(AddressKey::from(ip)) {
+                let upgraded = http::switching_protocols(&accept);
+                let written = timeout(config.write_timeout, stream.write_all(&upgraded)).await;
+                if !matches!(written, Ok(Ok(()))) {
+                    return None;
+                }
+                let ws = WebSocketStream::from_partially_read(
+                    stream,
+                    head.rest,
+                    Role::Server,
+                    Some(shared.ws),
+                )
+                .await;
+                return Some((ws, address));
+            }
+            shared.metrics.rejected(Rejected::AddressLimit);
+            let body = "too many connections from your address; close some and retry\n";
+            plain(429, body)
+        }
+        Route::Health => plain(200, "ok\n"),
+        Route::Metrics => {
+            let body = shared.metrics.render();
+            http::response(200, "text/plain; version=0.0.4", &body)
+        }
+        Route::Refuse { status, reason } => {
+            shared.metrics.rejected(Rejected::BadRequest);
+            plain(status, &format!("{reason}\n"))
+        }
+    };
+    answer(&mut stream, shared, response).await;
+    None
 }
 
 async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, shared: &Shared, response: Vec<u8>) {
@@ -138,18 +160,17 @@ impl Session<'_> {
         let config = &self.shared.config;
         let mut last_heard = TokioInstant::now();
         let mut wake = last_heard + config.ping_interval;
-        let mut batch = Vec::new();
         loop {
             tokio::select! {
                 biased;
                 _ = stop.changed() => return Some((CloseCode::Away, "the relay is restarting")),
                 () = self.outbox.wait() => {
-                    if self.outbox.take(&mut batch).is_err() {
+                    let Ok(batch) = self.outbox.take() else {
                         self.shared.metrics.closed(Closed::SlowConsumer);
                         return Some((CloseCode::Policy, "reading too slowly"));
-                    }
+                    };
                     let write = async {
-                        for message in batch.drain(..) {
+                        for message in batch {
                             ws.feed(message).await?;
                         }
                         ws.flush().await

@@ -49,21 +49,23 @@ pub(crate) enum HeadError {
 
 /// Reads one request head (and whatever followed it in the same reads).
 pub(crate) async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Head, HeadError> {
+    // Read straight into the heap buffer: a stack array here would live in every
+    // connection's task for its whole life.
     let mut buffer = Vec::with_capacity(1024);
     loop {
         if buffer.len() >= MAX_HEAD {
             return Err(HeadError::Malformed);
         }
-        let mut chunk = [0u8; 1024];
-        let want = chunk.len().min(MAX_HEAD - buffer.len());
+        if buffer.len() == buffer.capacity() {
+            buffer.reserve(1024.min(MAX_HEAD - buffer.len()));
+        }
         let n = stream
-            .read(&mut chunk[..want])
+            .read_buf(&mut buffer)
             .await
             .map_err(|_| HeadError::Io)?;
         if n == 0 {
             return Err(HeadError::Io);
         }
-        buffer.extend_from_slice(&chunk[..n]);
         if let Some(head) = parse(&buffer)? {
             return Ok(head);
         }

@@ -78,16 +78,13 @@ impl Outbox {
     }
 
     /// Takes everything queued. `Err` when the queue overflowed under the disconnect policy.
-    pub(crate) fn take(&self, into: &mut Vec<Message>) -> Result<(), ()> {
+    pub(crate) fn take(&self) -> Result<VecDeque<Message>, ()> {
         let mut queue = lock(&self.queue);
         if queue.overflowed {
             return Err(());
         }
-        into.extend(queue.messages.drain(..));
-        if queue.messages.capacity() > self.capacity.min(8) {
-            queue.messages = VecDeque::new();
-        }
-        Ok(())
+        // Taking the whole queue leaves an unallocated one: an idle connection holds no buffer.
+        Ok(std::mem::take(&mut queue.messages))
     }
 }
 
@@ -195,8 +192,7 @@ mod tests {
     }
 
     fn drain(outbox: &Outbox) -> Vec<String> {
-        let mut messages = Vec::new();
-        outbox.take(&mut messages).unwrap();
+        let messages = outbox.take().unwrap();
         messages.into_iter().map(|m| m.to_string()).collect()
     }
 
@@ -245,6 +241,6 @@ mod tests {
         let strict = Outbox::new(1, SlowConsumer::Disconnect);
         assert!(strict.push(Message::text("1")));
         assert!(!strict.push(Message::text("2")));
-        assert!(strict.take(&mut Vec::new()).is_err());
+        assert!(strict.take().is_err());
     }
 }

@@ -51,7 +51,7 @@ use metrics::{Metrics, Rejected};
 
 /// Bytes the WebSocket layer reads at a time. A request is at most ~800 bytes, so a small
 /// buffer costs little per idle connection (see BENCHMARKS.md for the measurement).
-const READ_BUFFER: usize = 1024;
+const READ_BUFFER: usize = 256;
 
 /// How long open connections get to close after a shutdown request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -157,19 +157,9 @@ pub async fn run(
                 connections.spawn(async move {
                     match tls {
                         None => connection::serve(stream, peer, shared, stopped).await,
-                        Some(tls) => {
-                            let handshake = tokio::time::timeout(
-                                shared.config.handshake_timeout,
-                                tls.accept(stream),
-                            );
-                            match handshake.await {
-                                Ok(Ok(stream)) => {
-                                    connection::serve(stream, peer, shared, stopped).await;
-                                }
-                                Ok(Err(_)) => shared.metrics.rejected(Rejected::BadRequest),
-                                Err(_) => shared.metrics.rejected(Rejected::HandshakeTimeout),
-                            }
-                        }
+                        // Boxed: a TLS session is several KiB, and an unboxed branch would make
+                        // every plain connection's task that large too.
+                        Some(tls) => Box::pin(serve_tls(tls, stream, peer, shared, stopped)).await,
                     }
                     drop(slot);
                 });
@@ -189,6 +179,21 @@ pub async fn run(
         connections.shutdown().await;
     }
     Ok(())
+}
+
+async fn serve_tls(
+    tls: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    stopped: watch::Receiver<bool>,
+) {
+    let handshake = tokio::time::timeout(shared.config.handshake_timeout, tls.accept(stream));
+    match handshake.await {
+        Ok(Ok(stream)) => connection::serve(stream, peer, shared, stopped).await,
+        Ok(Err(_)) => shared.metrics.rejected(Rejected::BadRequest),
+        Err(_) => shared.metrics.rejected(Rejected::HandshakeTimeout),
+    }
 }
 
 /// A relay running in the background of the current runtime, for tests, benchmarks and
