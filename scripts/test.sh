@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the test suite needs: a C compiler for the crates that build C (aws-lc-sys,
-# the bundled SQLite later). Later suites add the Xvfb clipboard and its helpers.
-packages=(gcc libc6-dev)
+# the bundled SQLite later), and openssl to make the relay's test certificates. Later suites add
+# the Xvfb clipboard and its helpers.
+packages=(gcc libc6-dev openssl)
 
 missing=()
 for package in "${packages[@]}"; do

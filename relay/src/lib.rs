@@ -49,8 +49,9 @@ use hub::Hub;
 use limits::Addresses;
 use metrics::{Metrics, Rejected};
 
-/// Bytes the WebSocket layer reads at a time. A request is at most ~800 bytes, so a small
-/// buffer costs little per idle connection (see BENCHMARKS.md for the measurement).
+/// Bytes the WebSocket layer keeps for reading; it grows to fit a larger frame (a `pub` is about
+/// 800 bytes) and idle connections keep only this. 4096 costs 3.8 KiB more per idle connection
+/// than 256 (BENCHMARKS.md).
 const READ_BUFFER: usize = 256;
 
 /// How long open connections get to close after a shutdown request.
@@ -98,10 +99,29 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-        _ => None,
-    };
+    let tls = tls_acceptor(&config)?;
+    serve(listener, config, tls, shutdown).await
+}
+
+/// Checks that the settings can be served (today: that the TLS files load), so that a binary can
+/// refuse to start before it binds.
+pub fn check(config: &Config) -> Result<(), RelayError> {
+    tls_acceptor(config).map(drop)
+}
+
+fn tls_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, RelayError> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(tls::acceptor(cert, key)?)),
+        _ => Ok(None),
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    config: Config,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RelayError> {
     let metrics = Arc::new(Metrics::default());
     let ws = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
@@ -208,16 +228,17 @@ pub struct RunningRelay {
 impl RunningRelay {
     /// Binds `config.listen` (port 0 picks a free port) and starts serving.
     pub async fn start(config: Config) -> Result<RunningRelay, RelayError> {
+        let tls = tls_acceptor(&config)?;
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
-        let tls = config.tls_cert.is_some();
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(run(listener, config, async move {
+        let secure = tls.is_some();
+        let task = tokio::spawn(serve(listener, config, tls, async move {
             let _ = stopped.await;
         }));
         Ok(RunningRelay {
             address,
-            tls,
+            tls: secure,
             stop: Some(stop),
             task,
         })

@@ -26,6 +26,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(error) = ferry_relay::check(&config) {
+        eprintln!("ferry-relay: {error}");
+        return ExitCode::FAILURE;
+    }
     runtime.block_on(async {
         let listener = match TcpListener::bind(config.listen).await {
             Ok(listener) => listener,

@@ -52,7 +52,7 @@ async fn connected(client: &RelayClient) {
     let mut watch = client.watch();
     timeout(WAIT, watch.wait_for(|s| s.state == State::Connected))
         .await
-        .expect("never connected")
+        .unwrap_or_else(|_| panic!("never connected: {:?}", client.status()))
         .unwrap();
 }
 
@@ -219,4 +219,110 @@ async fn dropping_the_client_closes_its_connection() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("the relay still counts the connection");
+}
+
+/// A test CA and a relay certificate for 127.0.0.1 signed by it, made with the `openssl` command
+/// (installed by scripts/test.sh). Returns (CA, relay certificate, relay key).
+fn certificates(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    let path = |name: &str| dir.join(name);
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "1"])
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("the openssl command is needed (scripts/test.sh installs it)");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "-subj",
+        "/CN=ferry test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "-subj",
+        "/CN=ferry test relay",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-keyout",
+        "relay.key",
+        "-out",
+        "relay.pem",
+    ]);
+    [path("ca.pem"), path("relay.pem"), path("relay.key")]
+}
+
+#[tokio::test]
+async fn wss_works_with_the_relays_own_ca_and_fails_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = certificates(dir.path());
+    let relay = relay_on(
+        "127.0.0.1:0",
+        Config {
+            tls_cert: Some(cert),
+            tls_key: Some(key),
+            ..Config::default()
+        },
+    )
+    .await;
+    assert!(relay.url().starts_with("wss://"));
+
+    let mut trusting = quick(&relay.url());
+    trusting.ca_file = Some(ca);
+    let (a, _a_rx) = RelayClient::start(trusting.clone()).unwrap();
+    let (b, mut b_rx) = RelayClient::start(trusting).unwrap();
+    b.subscribe(topic(3)).unwrap();
+    connected(&a).await;
+    connected(&b).await;
+    publish_until_received(&a, &mut b_rx, topic(3), b"over tls").await;
+
+    // Without the CA the certificate is refused, and the status says so.
+    let (stranger, _rx) = RelayClient::start(quick(&relay.url())).unwrap();
+    let mut watch = stranger.watch();
+    let status = timeout(WAIT, watch.wait_for(|s| s.last_error.is_some()))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+    let error = status.last_error.unwrap();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert_ne!(stranger.status().state, State::Connected);
+}
+
+#[tokio::test]
+async fn a_relay_with_an_unusable_certificate_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let error = RunningRelay::start(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls_cert: Some(missing.clone()),
+        tls_key: Some(missing),
+        ..Config::default()
+    })
+    .await
+    .err()
+    .expect("started with a missing certificate");
+    let message = error.to_string();
+    assert!(
+        message.contains("missing.pem") && message.contains("--tls-cert"),
+        "{message}"
+    );
 }
