@@ -306,23 +306,3 @@ async fn wss_works_with_the_relays_own_ca_and_fails_without_it() {
     assert!(error.to_lowercase().contains("certificate"), "{error}");
     assert_ne!(stranger.status().state, State::Connected);
 }
-
-#[tokio::test]
-async fn a_relay_with_an_unusable_certificate_does_not_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("missing.pem");
-    let error = RunningRelay::start(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls_cert: Some(missing.clone()),
-        tls_key: Some(missing),
-        ..Config::default()
-    })
-    .await
-    .err()
-    .expect("started with a missing certificate");
-    let message = error.to_string();
-    assert!(
-        message.contains("missing.pem") && message.contains("--tls-cert"),
-        "{message}"
-    );
-}
