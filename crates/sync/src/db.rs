@@ -1,0 +1,572 @@
+//! The device's local database (SQLite, WAL, synchronous commits).
+//!
+//! What it holds, and why:
+//!
+//! | table | what |
+//! | --- | --- |
+//! | `meta` | this device's id and the key id of its repository |
+//! | `ops` | operations not yet folded into the checkpoint: this device's own (with the segment that carries them, once reserved) and other devices' |
+//! | `checkpoint` | the encoded merged state as of some moment; state = checkpoint + `ops` |
+//! | `segments` | this device's segments: sealed bytes kept from reservation until uploaded, so a retry after a crash writes the very same bytes |
+//! | `cursors` | per other device: the last segment applied and its operation counter |
+//! | `transfers` | the transfer log: every upload, download, quarantine and failure |
+//! | `quarantine` | objects that failed to open or decode, with the reason |
+//! | `clip_text` | FTS5 index over clip text, for history search |
+//!
+//! Every change is one transaction; `record` commits before it returns.
+
+use std::path::Path;
+
+use ferry_core::{ClipId, Op, State};
+use ferry_protocol::{DeviceId, DeviceTag, KeyId};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::SyncError;
+
+/// The newest schema this build knows. Each step in [`MIGRATIONS`] moves one version up.
+const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+     CREATE TABLE ops (
+         device BLOB NOT NULL,
+         counter INTEGER NOT NULL,
+         op BLOB NOT NULL,
+         seq INTEGER,
+         PRIMARY KEY (device, counter)
+     ) WITHOUT ROWID;
+     CREATE TABLE checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB NOT NULL);
+     CREATE TABLE segments (
+         seq INTEGER PRIMARY KEY,
+         first_op INTEGER NOT NULL,
+         last_op INTEGER NOT NULL,
+         sealed BLOB,
+         head BLOB,
+         uploaded_at INTEGER
+     );
+     CREATE TABLE cursors (
+         tag BLOB PRIMARY KEY,
+         device BLOB NOT NULL,
+         seq INTEGER NOT NULL,
+         ops INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE transfers (
+         id INTEGER PRIMARY KEY,
+         at INTEGER NOT NULL,
+         direction TEXT NOT NULL,
+         kind TEXT NOT NULL,
+         device TEXT,
+         name TEXT,
+         ops INTEGER NOT NULL DEFAULT 0,
+         bytes INTEGER NOT NULL DEFAULT 0,
+         outcome TEXT NOT NULL,
+         detail TEXT
+     );
+     CREATE INDEX transfers_at ON transfers (at);
+     CREATE TABLE quarantine (
+         name TEXT PRIMARY KEY,
+         at INTEGER NOT NULL,
+         reason TEXT NOT NULL
+     );
+     CREATE VIRTUAL TABLE clip_text USING fts5(clip UNINDEXED, body);",
+];
+
+/// One line of the transfer log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// `up`, `down` or `local`.
+    pub direction: String,
+    /// What moved: `segment`, `head`, `listing`, `filter`, ...
+    pub kind: String,
+    /// The other device's tag, for downloads.
+    pub device: Option<String>,
+    /// The object's name.
+    pub name: Option<String>,
+    /// Operations carried.
+    pub ops: u64,
+    /// Bytes moved.
+    pub bytes: u64,
+    /// `ok`, `failed`, `quarantined` or `skipped`.
+    pub outcome: String,
+    /// Why, when it did not go well.
+    pub detail: Option<String>,
+}
+
+/// A segment of this device's, as reserved.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentRow {
+    pub(crate) seq: u64,
+    pub(crate) first_op: u64,
+    pub(crate) last_op: u64,
+    pub(crate) sealed: Vec<u8>,
+    pub(crate) head: Vec<u8>,
+}
+
+/// Where this device stands with another device's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CursorRow {
+    pub(crate) seq: u64,
+    pub(crate) ops: u64,
+}
+
+pub(crate) struct Db {
+    conn: Connection,
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+impl Db {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub(crate) fn open(path: &Path) -> Result<Db, SyncError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a commit is on disk when it returns, so `record` is durable.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut db = Db { conn };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    fn migrate(&mut self) -> Result<(), SyncError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(SyncError::NewerDatabase {
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (step, sql) in MIGRATIONS.iter().enumerate().skip(to_u64(version) as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", step as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, SyncError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()?)
+    }
+
+    fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), SyncError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// This device's id, made on first use; and binds the database to `key_id`.
+    pub(crate) fn identity(&self, key_id: KeyId) -> Result<DeviceId, SyncError> {
+        match self.meta("key_id")? {
+            Some(stored) if stored != key_id.0 => {
+                let mut database = [0u8; 8];
+                let n = stored.len().min(8);
+                database[..n].copy_from_slice(&stored[..n]);
+                return Err(SyncError::OtherRepository {
+                    database: KeyId(database),
+                    repository: key_id,
+                });
+            }
+            Some(_) => {}
+            None => self.set_meta("key_id", &key_id.0)?,
+        }
+        if let Some(bytes) = self.meta("device_id")?
+            && let Ok(id) = <[u8; 16]>::try_from(bytes.as_slice())
+        {
+            return Ok(DeviceId(id));
+        }
+        let device = DeviceId::generate()?;
+        self.set_meta("device_id", &device.0)?;
+        Ok(device)
+    }
+
+    /// The merged state: the checkpoint, then every operation after it.
+    pub(crate) fn load_state(&self) -> Result<State, SyncError> {
+        let checkpoint: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT state FROM checkpoint WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        let mut state = match checkpoint {
+            Some(bytes) => State::decode(&bytes).map_err(corrupt)?,
+            None => State::new(),
+        };
+        let mut statement = self
+            .conn
+            .prepare("SELECT op FROM ops ORDER BY device, counter")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let bytes: Vec<u8> = row.get(0)?;
+            let op = Op::decode(&bytes).map_err(corrupt)?;
+            state.apply(op).map_err(corrupt)?;
+        }
+        Ok(state)
+    }
+
+    /// Stores one of this device's operations (durably, when this returns).
+    pub(crate) fn record(
+        &mut self,
+        op: &Op,
+        text: Option<(ClipId, &str)>,
+    ) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        insert_op(&tx, op, None)?;
+        if let Some((clip, text)) = text {
+            index_text(&tx, clip, text)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// This device's operations not yet in a segment, oldest first.
+    pub(crate) fn pending(
+        &self,
+        device: DeviceId,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, SyncError> {
+        let mut statement = self.conn.prepare(
+            "SELECT counter, op FROM ops WHERE device = ?1 AND seq IS NULL
+             ORDER BY counter LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![device.0, to_i64(limit as u64)], |row| {
+            Ok((to_u64(row.get(0)?), row.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// This device's newest segment number (0 before the first).
+    pub(crate) fn last_seq(&self) -> Result<u64, SyncError> {
+        let seq: Option<i64> = self
+            .conn
+            .query_row("SELECT max(seq) FROM segments", [], |row| row.get(0))?;
+        Ok(seq.map_or(0, to_u64))
+    }
+
+    /// Reserves segment `seq` for the operations `first_op..=last_op`, with its sealed bytes.
+    pub(crate) fn reserve(
+        &mut self,
+        device: DeviceId,
+        seq: u64,
+        first_op: u64,
+        last_op: u64,
+        sealed: &[u8],
+        head: &[u8],
+    ) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO segments (seq, first_op, last_op, sealed, head) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![to_i64(seq), to_i64(first_op), to_i64(last_op), sealed, head],
+        )?;
+        tx.execute(
+            "UPDATE ops SET seq = ?1 WHERE device = ?2 AND counter BETWEEN ?3 AND ?4",
+            params![to_i64(seq), device.0, to_i64(first_op), to_i64(last_op)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Reserved segments not yet confirmed uploaded, oldest first.
+    pub(crate) fn unuploaded(&self) -> Result<Vec<SegmentRow>, SyncError> {
+        let mut statement = self.conn.prepare(
+            "SELECT seq, first_op, last_op, sealed, head FROM segments
+             WHERE uploaded_at IS NULL ORDER BY seq",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(SegmentRow {
+                seq: to_u64(row.get(0)?),
+                first_op: to_u64(row.get(1)?),
+                last_op: to_u64(row.get(2)?),
+                sealed: row.get(3)?,
+                head: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Segments reserved but not uploaded, and operations not yet in a segment.
+    pub(crate) fn pending_counts(&self, device: DeviceId) -> Result<(u64, u64), SyncError> {
+        let segments: i64 = self.conn.query_row(
+            "SELECT count(*) FROM segments WHERE uploaded_at IS NULL",
+            [],
+            |row| row.get(0),
+        )?;
+        let ops: i64 = self.conn.query_row(
+            "SELECT count(*) FROM ops WHERE device = ?1 AND seq IS NULL",
+            [device.0],
+            |row| row.get(0),
+        )?;
+        Ok((to_u64(segments), to_u64(ops)))
+    }
+
+    /// Marks segment `seq` uploaded and drops its sealed bytes.
+    pub(crate) fn uploaded(
+        &mut self,
+        seq: u64,
+        at_ms: u64,
+        transfer: &Transfer,
+    ) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE segments SET uploaded_at = ?2, sealed = NULL, head = NULL WHERE seq = ?1",
+            params![to_i64(seq), to_i64(at_ms)],
+        )?;
+        insert_transfer(&tx, transfer)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Where this device stands with the device of `tag`.
+    pub(crate) fn cursor(&self, tag: &DeviceTag) -> Result<CursorRow, SyncError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT seq, ops FROM cursors WHERE tag = ?1",
+                [tag.0],
+                |row| {
+                    Ok(CursorRow {
+                        seq: to_u64(row.get(0)?),
+                        ops: to_u64(row.get(1)?),
+                    })
+                },
+            )
+            .optional()?;
+        Ok(row.unwrap_or(CursorRow { seq: 0, ops: 0 }))
+    }
+
+    /// Every other device this one has applied segments from.
+    pub(crate) fn cursors(&self) -> Result<Vec<(DeviceTag, DeviceId, CursorRow)>, SyncError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT tag, device, seq, ops FROM cursors ORDER BY tag")?;
+        let rows = statement.query_map([], |row| {
+            let tag: Vec<u8> = row.get(0)?;
+            let device: Vec<u8> = row.get(1)?;
+            Ok((tag, device, to_u64(row.get(2)?), to_u64(row.get(3)?)))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (tag, device, seq, ops) = row?;
+            if let (Ok(tag), Ok(device)) = (<[u8; 16]>::try_from(tag), <[u8; 16]>::try_from(device))
+            {
+                out.push((DeviceTag(tag), DeviceId(device), CursorRow { seq, ops }));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores another device's segment, applied: its operations, the new cursor, the text of
+    /// new clips, and the transfer.
+    pub(crate) fn apply_remote(
+        &mut self,
+        tag: &DeviceTag,
+        device: DeviceId,
+        cursor: CursorRow,
+        ops: &[Op],
+        texts: &[(ClipId, String)],
+        transfer: &Transfer,
+    ) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        for op in ops {
+            insert_op(&tx, op, None)?;
+        }
+        for (clip, text) in texts {
+            index_text(&tx, *clip, text)?;
+        }
+        tx.execute(
+            "INSERT INTO cursors (tag, device, seq, ops) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tag) DO UPDATE SET seq = excluded.seq, ops = excluded.ops",
+            params![tag.0, device.0, to_i64(cursor.seq), to_i64(cursor.ops)],
+        )?;
+        insert_transfer(&tx, transfer)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Adds a line to the transfer log.
+    pub(crate) fn log(&self, transfer: &Transfer) -> Result<(), SyncError> {
+        insert_transfer(&self.conn, transfer)
+    }
+
+    /// The newest `limit` lines of the transfer log, newest first.
+    pub(crate) fn transfers(&self, limit: usize) -> Result<Vec<Transfer>, SyncError> {
+        let mut statement = self.conn.prepare(
+            "SELECT at, direction, kind, device, name, ops, bytes, outcome, detail
+             FROM transfers ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = statement.query_map([to_i64(limit as u64)], |row| {
+            Ok(Transfer {
+                at_ms: to_u64(row.get(0)?),
+                direction: row.get(1)?,
+                kind: row.get(2)?,
+                device: row.get(3)?,
+                name: row.get(4)?,
+                ops: to_u64(row.get(5)?),
+                bytes: to_u64(row.get(6)?),
+                outcome: row.get(7)?,
+                detail: row.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Quarantines `name` with `reason`, logging it.
+    pub(crate) fn quarantine(
+        &mut self,
+        name: &str,
+        reason: &str,
+        transfer: &Transfer,
+    ) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO quarantine (name, at, reason) VALUES (?1, ?2, ?3)",
+            params![name, to_i64(transfer.at_ms), reason],
+        )?;
+        insert_transfer(&tx, transfer)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether `name` is quarantined.
+    pub(crate) fn is_quarantined(&self, name: &str) -> Result<bool, SyncError> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM quarantine WHERE name = ?1", [name], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+
+    /// Every quarantined object with its reason.
+    pub(crate) fn quarantined(&self) -> Result<Vec<(String, String)>, SyncError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT name, reason FROM quarantine ORDER BY at, name")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Operations stored after the checkpoint.
+    pub(crate) fn ops_since_checkpoint(&self) -> Result<u64, SyncError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM ops", [], |row| row.get(0))?;
+        Ok(to_u64(n))
+    }
+
+    /// Replaces the checkpoint with `state` and drops the operations it holds, except this
+    /// device's operations that are not uploaded yet.
+    pub(crate) fn checkpoint(&mut self, state: &State, device: DeviceId) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO checkpoint (id, state) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+            [state.encode()],
+        )?;
+        tx.execute("DELETE FROM ops WHERE device != ?1", [device.0])?;
+        tx.execute(
+            "DELETE FROM ops WHERE device = ?1 AND seq IN
+                 (SELECT seq FROM segments WHERE uploaded_at IS NOT NULL)",
+            [device.0],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Clips whose text matches the FTS5 query `query`, best first.
+    pub(crate) fn search(&self, query: &str, limit: usize) -> Result<Vec<ClipId>, SyncError> {
+        let mut statement = self.conn.prepare(
+            "SELECT clip FROM clip_text WHERE clip_text MATCH ?1 ORDER BY rank LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![fts_query(query), to_i64(limit as u64)], |row| {
+            row.get::<_, Vec<u8>>(0)
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Ok(id) = <[u8; 16]>::try_from(row?) {
+                out.push(ClipId(id));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Quotes every word, so that user input is matched as words, never parsed as FTS syntax.
+fn fts_query(query: &str) -> String {
+    query
+        .split_whitespace()
+        .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn corrupt(error: ferry_core::CoreError) -> SyncError {
+    SyncError::LocalState {
+        detail: error.to_string(),
+    }
+}
+
+fn insert_op(tx: &Transaction<'_>, op: &Op, seq: Option<u64>) -> Result<(), SyncError> {
+    tx.execute(
+        "INSERT OR IGNORE INTO ops (device, counter, op, seq) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            op.device().0,
+            to_i64(op.counter),
+            op.encode(),
+            seq.map(to_i64)
+        ],
+    )?;
+    Ok(())
+}
+
+/// The FTS row id of a clip: its first 8 bytes. Re-indexing a clip replaces its row.
+fn index_text(tx: &Transaction<'_>, clip: ClipId, text: &str) -> Result<(), SyncError> {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&clip.0[..8]);
+    let rowid = i64::from_le_bytes(first);
+    tx.execute("DELETE FROM clip_text WHERE rowid = ?1", [rowid])?;
+    tx.execute(
+        "INSERT INTO clip_text (rowid, clip, body) VALUES (?1, ?2, ?3)",
+        params![rowid, clip.0, text],
+    )?;
+    Ok(())
+}
+
+fn insert_transfer(conn: &Connection, t: &Transfer) -> Result<(), SyncError> {
+    conn.execute(
+        "INSERT INTO transfers (at, direction, kind, device, name, ops, bytes, outcome, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            to_i64(t.at_ms),
+            t.direction,
+            t.kind,
+            t.device,
+            t.name,
+            to_i64(t.ops),
+            to_i64(t.bytes),
+            t.outcome,
+            t.detail
+        ],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,617 @@
+//! The engine: record locally, upload own segments, fetch and apply others'.
+//!
+//! Upload of one segment, every step safe to repeat after a crash:
+//!
+//! ```text
+//! reserve (one transaction): seq, the ops it carries, sealed segment + head bytes
+//! PUT log/<tag>/<seq>   (write-once; "already there" → compare bytes)
+//! PUT head/<tag>/<seq>  (write-once)
+//! DELETE head/<tag>/<seq-1>
+//! mark uploaded (+ transfer log) → hint (tag, seq) for the relay
+//! ```
+//!
+//! Fetch: LIST `head/` (the names carry tag and seq: nothing else is read for an idle poll),
+//! then for each other device whose head is past its cursor, GET the missing segments in order
+//! and apply each in one transaction. An object that does not open or decode is quarantined;
+//! that device's stream waits, the others go on.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ferry_core::{Action, ClipId, Op, Replica, State};
+use ferry_protocol::{
+    DeviceId, DeviceTag, Head, Keys, NamesKey, ObjectName, RawOp, RelayHint, Segment,
+};
+use ferry_store::{RetryPolicy, Store, StoreError};
+use tracing::{debug, warn};
+
+use crate::db::{CursorRow, Db, Transfer};
+use crate::names::{heads_prefix, parse, path};
+use crate::{SyncError, repo};
+
+/// How the engine batches and keeps its database small.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Retries for storage requests.
+    pub retry: RetryPolicy,
+    /// Most operations in one segment.
+    pub max_segment_ops: usize,
+    /// Fold operations into the local checkpoint once this many are stored.
+    pub checkpoint_every: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            retry: RetryPolicy::DEFAULT,
+            max_segment_ops: 1000,
+            checkpoint_every: 20_000,
+        }
+    }
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadReport {
+    /// Segments written.
+    pub segments: u64,
+    /// Operations they carried.
+    pub ops: u64,
+    /// Bytes written (segments and heads).
+    pub bytes: u64,
+    /// A hint per segment, for the relay.
+    pub hints: Vec<RelayHint>,
+}
+
+/// What a fetch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchReport {
+    /// Segments applied.
+    pub segments: u64,
+    /// Operations in them.
+    pub ops: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Objects newly quarantined.
+    pub quarantined: u64,
+}
+
+/// Where this device stands with another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The other device's id.
+    pub device: DeviceId,
+    /// Its tag in object names.
+    pub tag: DeviceTag,
+    /// Its last segment applied here.
+    pub seq: u64,
+    /// Its operation counter at that segment.
+    pub ops: u64,
+}
+
+/// Everything `ferry status` shows about sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// This device.
+    pub device: DeviceId,
+    /// Its tag in object names.
+    pub tag: DeviceTag,
+    /// Operations recorded and not yet in an uploaded segment.
+    pub pending_ops: u64,
+    /// Segments reserved and not yet uploaded.
+    pub pending_segments: u64,
+    /// This device's newest segment.
+    pub last_seq: u64,
+    /// The last upload that succeeded.
+    pub last_upload: Option<SystemTime>,
+    /// The last fetch that succeeded.
+    pub last_fetch: Option<SystemTime>,
+    /// Other devices and how far this one has applied them.
+    pub peers: Vec<PeerStatus>,
+    /// Quarantined objects with the reason.
+    pub quarantined: Vec<(String, String)>,
+    /// The most recent failures, newest last.
+    pub recent_errors: Vec<String>,
+}
+
+const RECENT_ERRORS: usize = 10;
+
+/// One device's sync engine over one repository.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    keys: Keys,
+    device: DeviceId,
+    tag: DeviceTag,
+    db: Db,
+    replica: Replica,
+    config: EngineConfig,
+    last_upload: Option<SystemTime>,
+    last_fetch: Option<SystemTime>,
+    recent_errors: VecDeque<String>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn clip_text(op: &Op) -> Option<(ClipId, &str)> {
+    match &op.action {
+        Action::Copy { clip, content } => content.text().map(|text| (*clip, text)),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// Opens the repository in `store` with `keys` (checking the key before anything else) and
+    /// the local database at `database` (created on first use, with a new device id).
+    pub async fn open(
+        store: Arc<dyn Store>,
+        keys: Keys,
+        database: &Path,
+        config: EngineConfig,
+    ) -> Result<Engine, SyncError> {
+        let header = repo::open(&*store, &keys, &config.retry).await?;
+        let db = Db::open(database)?;
+        let device = db.identity(header.key_id)?;
+        let state = db.load_state()?;
+        Ok(Engine {
+            tag: keys.names.device_tag(&device),
+            replica: Replica::with_state(device, state),
+            store,
+            keys,
+            device,
+            db,
+            config,
+            last_upload: None,
+            last_fetch: None,
+            recent_errors: VecDeque::new(),
+        })
+    }
+
+    /// This device's id.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The merged state.
+    pub fn state(&self) -> &State {
+        self.replica.state()
+    }
+
+    /// Makes an operation with `make` and stores it durably before returning it.
+    pub fn record(
+        &mut self,
+        make: impl FnOnce(&mut Replica, &NamesKey, u64) -> Op,
+    ) -> Result<Op, SyncError> {
+        let op = make(&mut self.replica, &self.keys.names, now_ms());
+        if let Err(error) = self.db.record(&op, clip_text(&op)) {
+            // The operation is not stored: forget it in memory too.
+            self.replica = Replica::with_state(self.device, self.db.load_state()?);
+            return Err(error);
+        }
+        Ok(op)
+    }
+
+    /// Clips whose text holds every word of `query`, best match first.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<ClipId>, SyncError> {
+        self.db.search(query, limit)
+    }
+
+    /// The newest `limit` lines of the transfer log.
+    pub fn transfers(&self, limit: usize) -> Result<Vec<Transfer>, SyncError> {
+        self.db.transfers(limit)
+    }
+
+    /// Uploads everything pending: first segments reserved earlier (after a crash or an
+    /// outage), then new segments of the pending operations.
+    pub async fn upload(&mut self) -> Result<UploadReport, SyncError> {
+        let mut report = UploadReport::default();
+        let result = self.upload_all(&mut report).await;
+        self.finish(&result, true);
+        result.map(|()| report)
+    }
+
+    async fn upload_all(&mut self, report: &mut UploadReport) -> Result<(), SyncError> {
+        loop {
+            for segment in self.db.unuploaded()? {
+                self.push(segment, report).await?;
+            }
+            if !self.reserve_next()? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reserves the next segment from pending operations; false when nothing is pending.
+    fn reserve_next(&mut self) -> Result<bool, SyncError> {
+        let pending = self.db.pending(self.device, self.config.max_segment_ops)?;
+        let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
+            return Ok(false);
+        };
+        let (first_op, last_op) = (first.0, last.0);
+        let seq = self.db.last_seq()? + 1;
+        let segment = Segment {
+            device: self.device,
+            seq,
+            first_op,
+            ops: pending.into_iter().map(|(_, op)| RawOp(op)).collect(),
+        };
+        let log = ObjectName::Log {
+            device: self.tag,
+            seq,
+        };
+        let head = Head {
+            device: self.device,
+            seq,
+            ops: last_op,
+            first_seq: 1,
+            snapshot: None,
+        };
+        let head_name = ObjectName::Head {
+            device: self.tag,
+            seq,
+        };
+        let sealed = self.keys.data.seal_object(&log, &segment)?;
+        let sealed_head = self.keys.data.seal_object(&head_name, &head)?;
+        self.db.reserve(
+            self.device,
+            seq,
+            first_op,
+            last_op,
+            sealed.as_bytes(),
+            sealed_head.as_bytes(),
+        )?;
+        Ok(true)
+    }
+
+    async fn push(
+        &mut self,
+        segment: crate::db::SegmentRow,
+        report: &mut UploadReport,
+    ) -> Result<(), SyncError> {
+        let seq = segment.seq;
+        let log = path(&ObjectName::Log {
+            device: self.tag,
+            seq,
+        });
+        self.put_once(&log, &segment.sealed, true).await?;
+        let head = path(&ObjectName::Head {
+            device: self.tag,
+            seq,
+        });
+        self.put_once(&head, &segment.head, false).await?;
+        if seq > 1 {
+            let previous = path(&ObjectName::Head {
+                device: self.tag,
+                seq: seq - 1,
+            });
+            let store = &self.store;
+            self.config.retry.run(|| store.delete(&previous)).await?;
+        }
+        let bytes = (segment.sealed.len() + segment.head.len()) as u64;
+        let ops = segment.last_op + 1 - segment.first_op;
+        let transfer = Transfer {
+            at_ms: now_ms(),
+            direction: "up".into(),
+            kind: "segment".into(),
+            device: Some(self.tag.to_string()),
+            name: Some(log),
+            ops,
+            bytes,
+            outcome: "ok".into(),
+            detail: None,
+        };
+        self.db.uploaded(seq, transfer.at_ms, &transfer)?;
+        report.segments += 1;
+        report.ops += ops;
+        report.bytes += bytes;
+        report.hints.push(RelayHint {
+            device: self.tag,
+            seq,
+        });
+        Ok(())
+    }
+
+    /// Writes `bytes` at `name` once. If the name already holds bytes (a retry after a crash or
+    /// a lost answer), a segment must hold the very same bytes; a head may differ (it was
+    /// sealed again, with the same content).
+    async fn put_once(&self, name: &str, bytes: &[u8], must_match: bool) -> Result<(), SyncError> {
+        let store = &self.store;
+        match self
+            .config
+            .retry
+            .run(|| store.put_new(name, bytes.to_vec()))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(StoreError::AlreadyExists { .. }) if !must_match => Ok(()),
+            Err(StoreError::AlreadyExists { .. }) => {
+                let stored = self.config.retry.run(|| store.get(name)).await?;
+                if stored == bytes {
+                    Ok(())
+                } else {
+                    Err(SyncError::Divergent {
+                        name: name.to_owned(),
+                    })
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Polls: one LIST of `head/`, then the segments of every device that moved.
+    pub async fn fetch(&mut self) -> Result<FetchReport, SyncError> {
+        let mut report = FetchReport::default();
+        let result = self.fetch_all(&mut report).await;
+        self.finish(&result, false);
+        result.map(|()| report)
+    }
+
+    async fn fetch_all(&mut self, report: &mut FetchReport) -> Result<(), SyncError> {
+        let heads = self.list_heads().await?;
+        for (tag, seq) in heads {
+            self.fetch_device(tag, seq, report).await?;
+        }
+        self.maybe_checkpoint()
+    }
+
+    /// Fetches what a relay hint announces (and any segment of that device before it).
+    pub async fn fetch_hint(&mut self, hint: RelayHint) -> Result<FetchReport, SyncError> {
+        let mut report = FetchReport::default();
+        let result = async {
+            if hint.device != self.tag {
+                self.fetch_device(hint.device, hint.seq, &mut report)
+                    .await?;
+            }
+            self.maybe_checkpoint()
+        }
+        .await;
+        self.finish(&result, false);
+        result.map(|()| report)
+    }
+
+    /// Uploads, then fetches.
+    pub async fn sync(&mut self) -> Result<(UploadReport, FetchReport), SyncError> {
+        let upload = self.upload().await?;
+        let fetch = self.fetch().await?;
+        Ok((upload, fetch))
+    }
+
+    /// The newest head seq of every other device, from the names alone.
+    async fn list_heads(&mut self) -> Result<BTreeMap<DeviceTag, u64>, SyncError> {
+        let prefix = heads_prefix();
+        let mut heads = BTreeMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let store = &self.store;
+            let page = self
+                .config
+                .retry
+                .run(|| store.list(&prefix, after.as_deref(), ferry_store::MAX_PAGE))
+                .await?;
+            for object in &page.objects {
+                match parse(&object.name) {
+                    Some(ObjectName::Head { device, seq }) if device != self.tag => {
+                        let newest = heads.entry(device).or_insert(seq);
+                        *newest = (*newest).max(seq);
+                    }
+                    Some(ObjectName::Head { .. }) => {}
+                    _ => debug!(name = %object.name, "ignoring a stray object under head/"),
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(heads),
+            }
+        }
+    }
+
+    /// Applies the device's segments after its cursor up to `until`, in order.
+    async fn fetch_device(
+        &mut self,
+        tag: DeviceTag,
+        until: u64,
+        report: &mut FetchReport,
+    ) -> Result<(), SyncError> {
+        let mut cursor = self.db.cursor(&tag)?;
+        while cursor.seq < until {
+            let seq = cursor.seq + 1;
+            let name = ObjectName::Log { device: tag, seq };
+            let store_path = path(&name);
+            if self.db.is_quarantined(&store_path)? {
+                return Ok(());
+            }
+            let store = &self.store;
+            let bytes = match self.config.retry.run(|| store.get(&store_path)).await {
+                Ok(bytes) => bytes,
+                Err(StoreError::NotFound { .. }) => {
+                    // A head names a segment that is not there: deleted by hand, or a replayed
+                    // head from a compacted past. Nothing to apply; the next poll looks again.
+                    self.note(format!(
+                        "{store_path} is missing although a head names it; waiting for it"
+                    ));
+                    return Ok(());
+                }
+                Err(error) => return Err(error.into()),
+            };
+            match self.open_segment(&name, &tag, cursor, &bytes) {
+                Ok((segment, ops)) => {
+                    let count = ops.len() as u64;
+                    let new_cursor = CursorRow {
+                        seq,
+                        ops: cursor.ops + count,
+                    };
+                    self.apply_segment(&tag, segment.device, new_cursor, ops, &store_path, &bytes)?;
+                    report.segments += 1;
+                    report.ops += count;
+                    report.bytes += bytes.len() as u64;
+                    cursor = new_cursor;
+                }
+                Err(reason) => {
+                    warn!(name = %store_path, %reason, "quarantined");
+                    let transfer = Transfer {
+                        at_ms: now_ms(),
+                        direction: "down".into(),
+                        kind: "segment".into(),
+                        device: Some(tag.to_string()),
+                        name: Some(store_path.clone()),
+                        ops: 0,
+                        bytes: bytes.len() as u64,
+                        outcome: "quarantined".into(),
+                        detail: Some(reason.clone()),
+                    };
+                    self.db.quarantine(&store_path, &reason, &transfer)?;
+                    report.quarantined += 1;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens and checks a segment; the error is the quarantine reason.
+    fn open_segment(
+        &self,
+        name: &ObjectName,
+        tag: &DeviceTag,
+        cursor: CursorRow,
+        bytes: &[u8],
+    ) -> Result<(Segment, Vec<Op>), String> {
+        let segment: Segment = self
+            .keys
+            .data
+            .open_object(name, bytes)
+            .map_err(|e| e.to_string())?;
+        if self.keys.names.device_tag(&segment.device) != *tag {
+            return Err("the segment's device does not match its name".into());
+        }
+        let expected_seq = cursor.seq + 1;
+        if segment.seq != expected_seq || segment.first_op != cursor.ops + 1 {
+            return Err(format!(
+                "the segment claims seq {} from operation {}, expected seq {expected_seq} from \
+                 operation {}",
+                segment.seq,
+                segment.first_op,
+                cursor.ops + 1
+            ));
+        }
+        let mut ops = Vec::with_capacity(segment.ops.len());
+        for (i, raw) in segment.ops.iter().enumerate() {
+            let op = Op::decode(&raw.0).map_err(|e| format!("operation {i}: {e}"))?;
+            let expected = segment.first_op + i as u64;
+            if op.device() != segment.device || op.counter != expected {
+                return Err(format!(
+                    "operation {i} is not operation {expected} of the segment's device"
+                ));
+            }
+            ops.push(op);
+        }
+        Ok((segment, ops))
+    }
+
+    fn apply_segment(
+        &mut self,
+        tag: &DeviceTag,
+        device: DeviceId,
+        cursor: CursorRow,
+        ops: Vec<Op>,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(), SyncError> {
+        let texts: Vec<(ClipId, String)> = ops
+            .iter()
+            .filter_map(clip_text)
+            .map(|(clip, text)| (clip, text.to_owned()))
+            .collect();
+        let transfer = Transfer {
+            at_ms: now_ms(),
+            direction: "down".into(),
+            kind: "segment".into(),
+            device: Some(tag.to_string()),
+            name: Some(name.to_owned()),
+            ops: ops.len() as u64,
+            bytes: bytes.len() as u64,
+            outcome: "ok".into(),
+            detail: None,
+        };
+        self.db
+            .apply_remote(tag, device, cursor, &ops, &texts, &transfer)?;
+        for op in ops {
+            // Checked above: in order and without gaps, so only duplicates can be refused.
+            if let Err(error) = self.replica.apply(op) {
+                warn!(%error, "an operation did not apply");
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_checkpoint(&mut self) -> Result<(), SyncError> {
+        if self.db.ops_since_checkpoint()? >= self.config.checkpoint_every {
+            self.db.checkpoint(self.replica.state(), self.device)?;
+        }
+        Ok(())
+    }
+
+    /// Records the outcome of an upload or fetch for the status.
+    fn finish(&mut self, result: &Result<(), SyncError>, upload: bool) {
+        match result {
+            Ok(()) if upload => self.last_upload = Some(SystemTime::now()),
+            Ok(()) => self.last_fetch = Some(SystemTime::now()),
+            Err(error) => {
+                let what = if upload { "upload" } else { "fetch" };
+                let message = format!("{what} failed: {error}");
+                let _ = self.db.log(&Transfer {
+                    at_ms: now_ms(),
+                    direction: if upload { "up" } else { "down" }.into(),
+                    kind: what.into(),
+                    device: None,
+                    name: None,
+                    ops: 0,
+                    bytes: 0,
+                    outcome: "failed".into(),
+                    detail: Some(error.to_string()),
+                });
+                self.note(message);
+            }
+        }
+    }
+
+    fn note(&mut self, message: String) {
+        if self.recent_errors.len() == RECENT_ERRORS {
+            self.recent_errors.pop_front();
+        }
+        self.recent_errors.push_back(message);
+    }
+
+    /// Where sync stands.
+    pub fn status(&self) -> Result<Status, SyncError> {
+        let (pending_segments, pending_ops) = self.db.pending_counts(self.device)?;
+        let peers = self
+            .db
+            .cursors()?
+            .into_iter()
+            .map(|(tag, device, cursor)| PeerStatus {
+                device,
+                tag,
+                seq: cursor.seq,
+                ops: cursor.ops,
+            })
+            .collect();
+        Ok(Status {
+            device: self.device,
+            tag: self.tag,
+            pending_ops,
+            pending_segments,
+            last_seq: self.db.last_seq()?,
+            last_upload: self.last_upload,
+            last_fetch: self.last_fetch,
+            peers,
+            quarantined: self.db.quarantined()?,
+            recent_errors: self.recent_errors.iter().cloned().collect(),
+        })
+    }
+}

@@ -1,0 +1,88 @@
+//! What can go wrong while syncing, with what to do about it.
+
+use ferry_protocol::KeyId;
+use ferry_store::StoreError;
+
+/// Why a sync step failed. Objects that fail to open are not errors: they are quarantined and
+/// reported in the status (see [`crate::Status`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The storage location holds no Ferry repository.
+    #[error(
+        "there is no Ferry repository at this storage location; create one with `ferry init` \
+         or check the store URL and prefix"
+    )]
+    NoRepository,
+    /// `init` found a repository already there.
+    #[error(
+        "a Ferry repository already exists at this storage location (key {key_id}); add this \
+         device to it with `ferry join` instead of creating a new one"
+    )]
+    RepositoryExists {
+        /// The existing repository's key id.
+        key_id: String,
+    },
+    /// The repository or an object could not be read with this device's keys, or was written
+    /// by a newer Ferry: the protocol error says which, and what to do.
+    #[error(transparent)]
+    Protocol(#[from] ferry_protocol::Error),
+    /// The storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The local database failed.
+    #[error(
+        "the local database failed: {0}; check the disk (space, permissions) under the Ferry home"
+    )]
+    Database(#[from] rusqlite::Error),
+    /// The local database holds state this build cannot read.
+    #[error(
+        "the local database holds state this Ferry cannot read ({detail}); move the Ferry home \
+         aside and join the repository again (nothing in the storage is lost)"
+    )]
+    LocalState {
+        /// What failed to decode.
+        detail: String,
+    },
+    /// The local database was written by a newer Ferry.
+    #[error(
+        "the local database has schema version {found}, newer than this Ferry knows ({known}); \
+         upgrade Ferry on this device"
+    )]
+    NewerDatabase {
+        /// The database's version.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+    /// The local database belongs to another repository than the one opened.
+    #[error(
+        "the local database belongs to the repository with key {database}, but the storage holds \
+         key {repository}; use another Ferry home (--home) for this repository"
+    )]
+    OtherRepository {
+        /// The database's key id.
+        database: KeyId,
+        /// The storage's key id.
+        repository: KeyId,
+    },
+    /// A segment this device wrote earlier is in storage with other bytes than it recorded.
+    #[error(
+        "the storage holds {name} with other bytes than this device wrote; another installation \
+         may be using this device's identity (restore it with `ferry join` to get a new one)"
+    )]
+    Divergent {
+        /// The object's name.
+        name: String,
+    },
+}
+
+impl SyncError {
+    /// Whether retrying later can help (the storage was unreachable or busy).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::Store(error) => error.is_transient(),
+            _ => false,
+        }
+    }
+}

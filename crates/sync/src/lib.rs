@@ -1,0 +1,31 @@
+//! `ferry-sync`: one device's sync engine over one repository.
+//!
+//! The engine keeps the device's side in a local SQLite database and moves sealed objects
+//! through a [`ferry_store::Store`]:
+//!
+//! ```text
+//! record(op) ──(one transaction, durable)──▶ ops + clip_text index
+//! upload():  pending ops ─▶ reserve segment (sealed bytes kept) ─▶ PUT log/<tag>/<seq>
+//!            ─▶ PUT head/<tag>/<seq> ─▶ DELETE head/<tag>/<seq-1> ─▶ hint for the relay
+//! fetch():   LIST head/ ─▶ for each device past its cursor: GET log/<tag>/<seq>…, in order
+//!            ─▶ open, check, apply (one transaction per segment) or quarantine
+//! ```
+//!
+//! Every object is written once and never overwritten, by the one device that owns its name,
+//! so no backend needs locking or conditional overwrites. The relay and the LAN are wired in by
+//! the caller: [`Engine::upload`] returns the hints to publish and [`Engine::fetch_hint`] takes
+//! the ones received.
+//!
+//! What it does not do: watch the clipboard, hold secrets, or talk to the relay itself.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod db;
+mod engine;
+mod error;
+mod names;
+pub mod repo;
+
+pub use db::Transfer;
+pub use engine::{Engine, EngineConfig, FetchReport, PeerStatus, Status, UploadReport};
+pub use error::SyncError;

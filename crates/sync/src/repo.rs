@@ -1,0 +1,68 @@
+//! The repository's lifecycle: create it once, and check the key before anything else.
+
+use ferry_protocol::{KdfParams, Keys, ObjectName, RepoHeader};
+use ferry_store::{RetryPolicy, Store, StoreError};
+
+use crate::SyncError;
+use crate::names::path;
+
+/// Creates a repository: writes the public header with its sealed key check, once. Refuses when
+/// a repository (or anything at its name) is already there.
+pub async fn init(
+    store: &dyn Store,
+    keys: &Keys,
+    kdf: Option<KdfParams>,
+    retry: &RetryPolicy,
+) -> Result<RepoHeader, SyncError> {
+    let name = path(&ObjectName::Repo);
+    match retry.run(|| store.get(&name)).await {
+        Ok(bytes) => return Err(exists(&bytes)),
+        Err(StoreError::NotFound { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let header = RepoHeader::create(keys, kdf)?;
+    match retry.run(|| store.put_new(&name, header.to_bytes())).await {
+        Ok(()) => Ok(header),
+        Err(StoreError::AlreadyExists { .. }) => {
+            let bytes = retry.run(|| store.get(&name)).await?;
+            Err(exists(&bytes))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn exists(bytes: &[u8]) -> SyncError {
+    SyncError::RepositoryExists {
+        key_id: RepoHeader::from_bytes(bytes)
+            .map(|header| header.key_id.to_string())
+            .unwrap_or_else(|_| "unreadable".to_owned()),
+    }
+}
+
+/// Reads the repository header and checks that `keys` open it. Nothing is written.
+pub async fn open(
+    store: &dyn Store,
+    keys: &Keys,
+    retry: &RetryPolicy,
+) -> Result<RepoHeader, SyncError> {
+    let name = path(&ObjectName::Repo);
+    let bytes = match retry.run(|| store.get(&name)).await {
+        Ok(bytes) => bytes,
+        Err(StoreError::NotFound { .. }) => return Err(SyncError::NoRepository),
+        Err(error) => return Err(error.into()),
+    };
+    let header = RepoHeader::from_bytes(&bytes)?;
+    header.verify(keys)?;
+    Ok(header)
+}
+
+/// Reads only the public part of the header: which key and passphrase parameters the
+/// repository uses (for joining with a passphrase).
+pub async fn header(store: &dyn Store, retry: &RetryPolicy) -> Result<RepoHeader, SyncError> {
+    let name = path(&ObjectName::Repo);
+    match retry.run(|| store.get(&name)).await {
+        Ok(bytes) => Ok(RepoHeader::from_bytes(&bytes)?),
+        Err(StoreError::NotFound { .. }) => Err(SyncError::NoRepository),
+        Err(error) => Err(error.into()),
+    }
+}

@@ -1,0 +1,280 @@
+//! Shared helpers: the three backends with their servers, devices, and a store wrapper that
+//! counts requests and fails some of them on purpose.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ferry_core::{ClipContent, Op, Replica};
+use ferry_protocol::{Keys, NamesKey, SyncKey};
+use ferry_store::s3::Timeouts;
+use ferry_store::{FolderStore, ListPage, RetryPolicy, S3Store, Store, StoreError, WebDavStore};
+use ferry_sync::{Engine, EngineConfig, repo};
+
+/// The in-process S3 and WebDAV servers of ferry-store's conformance suite.
+#[path = "../../../store/tests/conformance/servers.rs"]
+pub mod servers;
+
+/// Which storage a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Folder,
+    S3,
+    WebDav,
+}
+
+pub const BACKENDS: [Backend; 3] = [Backend::Folder, Backend::S3, Backend::WebDav];
+
+/// A running backend: the store, and whatever keeps its server alive.
+pub struct Storage {
+    pub store: Arc<dyn Store>,
+    _server: Option<servers::Running>,
+    _folder: Option<tempfile::TempDir>,
+}
+
+pub async fn storage(backend: Backend) -> Storage {
+    match backend {
+        Backend::Folder => {
+            let folder = tempfile::tempdir().unwrap();
+            let store = FolderStore::create(folder.path().join("repo")).unwrap();
+            Storage {
+                store: Arc::new(store),
+                _server: None,
+                _folder: Some(folder),
+            }
+        }
+        Backend::S3 => {
+            let (server, location) = servers::s3().await;
+            let store = S3Store::new(&location, servers::credentials(), Timeouts::default());
+            Storage {
+                store: Arc::new(store),
+                _server: Some(server),
+                _folder: None,
+            }
+        }
+        Backend::WebDav => {
+            let (server, location) = servers::webdav(0).await;
+            let store = WebDavStore::new(
+                &location,
+                Some(servers::dav_credentials()),
+                Timeouts::default(),
+            )
+            .unwrap();
+            Storage {
+                store: Arc::new(store),
+                _server: Some(server),
+                _folder: None,
+            }
+        }
+    }
+}
+
+pub fn keys() -> Keys {
+    SyncKey::from_bytes([0x5A; 32]).keys()
+}
+
+pub fn other_keys() -> Keys {
+    SyncKey::from_bytes([0xA5; 32]).keys()
+}
+
+/// Retries quickly, so that tests with failing storage stay fast.
+pub const FAST_RETRY: RetryPolicy = RetryPolicy {
+    first_delay: Duration::from_millis(1),
+    max_delay: Duration::from_millis(5),
+    deadline: Duration::from_secs(5),
+    max_attempts: 4,
+};
+
+pub fn config() -> EngineConfig {
+    EngineConfig {
+        retry: FAST_RETRY,
+        ..EngineConfig::default()
+    }
+}
+
+/// A device: its engine and its home folder.
+pub struct Device {
+    pub engine: Engine,
+    pub home: tempfile::TempDir,
+}
+
+impl Device {
+    pub async fn open(store: Arc<dyn Store>) -> Device {
+        let home = tempfile::tempdir().unwrap();
+        let engine = Engine::open(store, keys(), &home.path().join("ferry.db"), config())
+            .await
+            .unwrap();
+        Device { engine, home }
+    }
+
+    pub async fn reopen(self, store: Arc<dyn Store>) -> Device {
+        let Device { engine, home } = self;
+        drop(engine);
+        let engine = Engine::open(store, keys(), &home.path().join("ferry.db"), config())
+            .await
+            .unwrap();
+        Device { engine, home }
+    }
+
+    pub fn copy(&mut self, text: &str) -> Op {
+        self.engine
+            .record(|replica: &mut Replica, names: &NamesKey, now| {
+                replica.copy(names, ClipContent::Text(text.to_owned()), now)
+            })
+            .unwrap()
+    }
+
+    pub fn texts(&self) -> Vec<String> {
+        let mut texts: Vec<String> = self
+            .engine
+            .state()
+            .history(None, usize::MAX)
+            .into_iter()
+            .filter_map(|clip| clip.content.text().map(str::to_owned))
+            .collect();
+        texts.sort();
+        texts
+    }
+}
+
+/// Creates the repository in `store`.
+pub async fn init(store: &dyn Store) {
+    repo::init(store, &keys(), None, &FAST_RETRY).await.unwrap();
+}
+
+/// Request counts per kind.
+#[derive(Default)]
+pub struct Counts {
+    pub put: AtomicU64,
+    pub get: AtomicU64,
+    pub list: AtomicU64,
+    pub delete: AtomicU64,
+}
+
+impl Counts {
+    pub fn take(&self) -> [u64; 4] {
+        [
+            self.put.swap(0, Ordering::Relaxed),
+            self.get.swap(0, Ordering::Relaxed),
+            self.list.swap(0, Ordering::Relaxed),
+            self.delete.swap(0, Ordering::Relaxed),
+        ]
+    }
+}
+
+/// Wraps a real store: counts every request, and fails one in `fail_one_in` of them (0: none)
+/// with a transient error, before or after the real request (an answer lost on the way back).
+pub struct Instrumented {
+    pub inner: Arc<dyn Store>,
+    pub counts: Arc<Counts>,
+    pub fail_one_in: u64,
+    seed: AtomicUsize,
+}
+
+impl std::fmt::Debug for Instrumented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Instrumented(fails 1 in {})", self.fail_one_in)
+    }
+}
+
+impl Instrumented {
+    pub fn new(inner: Arc<dyn Store>, fail_one_in: u64) -> Self {
+        Instrumented {
+            inner,
+            counts: Arc::new(Counts::default()),
+            fail_one_in,
+            seed: AtomicUsize::new(0x9E37_79B9),
+        }
+    }
+
+    /// Decides this request's fate: None = go through; Some(true) = fail before, Some(false) =
+    /// do it, then fail.
+    fn fate(&self) -> Option<bool> {
+        if self.fail_one_in == 0 {
+            return None;
+        }
+        let mut x = self.seed.load(Ordering::Relaxed) as u64;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.seed.store(x as usize, Ordering::Relaxed);
+        x.is_multiple_of(self.fail_one_in).then_some(x & 0x100 == 0)
+    }
+
+    fn injected() -> StoreError {
+        StoreError::Transient {
+            backend: "test",
+            detail: "injected failure".into(),
+        }
+    }
+}
+
+macro_rules! faulty {
+    ($self:ident, $call:expr) => {{
+        match $self.fate() {
+            Some(true) => Err(Instrumented::injected()),
+            Some(false) => {
+                let _ = $call;
+                Err(Instrumented::injected())
+            }
+            None => $call,
+        }
+    }};
+}
+
+#[async_trait]
+impl Store for Instrumented {
+    async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.counts.put.fetch_add(1, Ordering::Relaxed);
+        faulty!(self, self.inner.put_new(name, bytes.clone()).await)
+    }
+
+    async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.counts.put.fetch_add(1, Ordering::Relaxed);
+        faulty!(self, self.inner.put(name, bytes.clone()).await)
+    }
+
+    async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        self.counts.get.fetch_add(1, Ordering::Relaxed);
+        faulty!(self, self.inner.get(name).await)
+    }
+
+    async fn get_range(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.counts.get.fetch_add(1, Ordering::Relaxed);
+        faulty!(self, self.inner.get_range(name, range.clone()).await)
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, StoreError> {
+        self.counts.list.fetch_add(1, Ordering::Relaxed);
+        faulty!(self, self.inner.list(prefix, start_after, limit).await)
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.counts.delete.fetch_add(1, Ordering::Relaxed);
+        faulty!(self, self.inner.delete(name).await)
+    }
+}
+
+/// A small deterministic random source for interleavings.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}

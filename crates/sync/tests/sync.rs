@@ -1,0 +1,531 @@
+//! Several devices sharing one repository on each backend: convergence, request counts,
+//! durability across restarts, the repository lifecycle, failing and hostile storage.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{
+    BACKENDS, Backend, Device, FAST_RETRY, Instrumented, Rng, config, init, keys, other_keys,
+    storage,
+};
+use ferry_core::ClipContent;
+use ferry_protocol::names::ROOT;
+use ferry_protocol::{DeviceId, Error as ProtocolError, ObjectName, RawOp, Segment};
+use ferry_store::Store;
+use ferry_sync::{Engine, SyncError, repo};
+
+async fn sync_all(devices: &mut [Device]) {
+    for _ in 0..2 {
+        for device in devices.iter_mut() {
+            device.engine.sync().await.unwrap();
+        }
+    }
+}
+
+fn assert_converged(devices: &[Device]) {
+    let first = devices[0].engine.state().encode();
+    for device in &devices[1..] {
+        assert!(device.engine.state().encode() == first, "states differ");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_converge_after_random_interleavings_on_every_backend() {
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        let mut devices = Vec::new();
+        for _ in 0..3 {
+            devices.push(Device::open(Arc::clone(&storage.store)).await);
+        }
+        let mut rng = Rng(0x1234_5678 ^ backend as u64);
+        let mut expected = Vec::new();
+        for step in 0..60 {
+            let d = rng.below(3) as usize;
+            match rng.below(6) {
+                0..=2 => {
+                    let text = format!("clip {step} from {d}");
+                    devices[d].copy(&text);
+                    expected.push(text);
+                }
+                3 => {
+                    let name = format!("alias{}", rng.below(3));
+                    devices[d]
+                        .engine
+                        .record(|r, _, now| r.set_alias(name, Some(format!("v{step}")), now))
+                        .unwrap();
+                }
+                4 => {
+                    devices[d].engine.upload().await.unwrap();
+                }
+                _ => {
+                    devices[d].engine.sync().await.unwrap();
+                }
+            }
+        }
+        sync_all(&mut devices).await;
+        assert_converged(&devices);
+        expected.sort();
+        assert_eq!(devices[0].texts(), expected, "{backend:?}");
+        for device in &devices {
+            let status = device.engine.status().unwrap();
+            assert_eq!(status.pending_ops, 0);
+            assert_eq!(status.peers.len(), 2, "{backend:?}");
+            assert!(status.quarantined.is_empty());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_clip_costs_two_puts_to_send_one_get_to_receive_and_an_idle_poll_one_list() {
+    let storage = storage(Backend::Folder).await;
+    init(&*storage.store).await;
+    let counted = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));
+    let store: Arc<dyn Store> = counted.clone();
+    let mut sender = Device::open(Arc::clone(&store)).await;
+    let mut receiver = Device::open(Arc::clone(&store)).await;
+    counted.counts.take();
+
+    sender.copy("first");
+    sender.engine.upload().await.unwrap();
+    let [put, get, list, delete] = counted.counts.take();
+    assert_eq!((put, get, list, delete), (2, 0, 0, 0), "first clip sent");
+
+    sender.copy("second");
+    let report = sender.engine.upload().await.unwrap();
+    assert_eq!(report.hints.len(), 1);
+    let [put, get, list, delete] = counted.counts.take();
+    assert_eq!(
+        (put, get, list, delete),
+        (2, 0, 0, 1),
+        "later clips replace the head"
+    );
+
+    // Receiving through a poll: one LIST, then one GET per new segment.
+    receiver.engine.fetch().await.unwrap();
+    let [put, get, list, _] = counted.counts.take();
+    assert_eq!((put, get, list), (0, 2, 1));
+
+    // Through a relay hint: exactly one GET.
+    sender.copy("third");
+    let hint = sender.engine.upload().await.unwrap().hints[0];
+    counted.counts.take();
+    let report = receiver.engine.fetch_hint(hint).await.unwrap();
+    assert_eq!(report.segments, 1);
+    assert_eq!(counted.counts.take(), [0, 1, 0, 0]);
+
+    // An idle poll: one LIST, nothing else.
+    receiver.engine.fetch().await.unwrap();
+    assert_eq!(counted.counts.take(), [0, 0, 1, 0]);
+    assert_eq!(receiver.texts(), ["first", "second", "third"]);
+}
+
+#[tokio::test]
+async fn recorded_operations_survive_a_restart_and_go_out_after_it() {
+    let storage = storage(Backend::Folder).await;
+    init(&*storage.store).await;
+    let mut a = Device::open(Arc::clone(&storage.store)).await;
+    let device = a.engine.device();
+    a.copy("kept across restarts");
+    let mut a = a.reopen(Arc::clone(&storage.store)).await;
+    assert_eq!(a.engine.device(), device, "the device keeps its id");
+    assert_eq!(a.texts(), ["kept across restarts"]);
+    assert_eq!(a.engine.status().unwrap().pending_ops, 1);
+    a.engine.upload().await.unwrap();
+
+    let mut b = Device::open(Arc::clone(&storage.store)).await;
+    b.engine.fetch().await.unwrap();
+    assert_eq!(b.texts(), ["kept across restarts"]);
+    // And the receiver's applied state survives its restart too, without fetching again.
+    let b = b.reopen(Arc::clone(&storage.store)).await;
+    assert_eq!(b.texts(), ["kept across restarts"]);
+    assert_eq!(b.engine.status().unwrap().peers[0].seq, 1);
+}
+
+#[tokio::test]
+async fn state_is_rebuilt_from_checkpoints() {
+    let storage = storage(Backend::Folder).await;
+    init(&*storage.store).await;
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("ferry.db");
+    let mut small = config();
+    small.checkpoint_every = 5;
+    small.max_segment_ops = 3;
+    let mut a = Device::open(Arc::clone(&storage.store)).await;
+    let mut b = Engine::open(Arc::clone(&storage.store), keys(), &db, small.clone())
+        .await
+        .unwrap();
+    for n in 0..20 {
+        a.copy(&format!("clip {n}"));
+        b.record(|r, names, now| r.copy(names, ClipContent::Text(format!("b {n}")), now))
+            .unwrap();
+    }
+    a.engine.upload().await.unwrap();
+    b.sync().await.unwrap();
+    assert_eq!(b.status().unwrap().last_seq, 7, "20 ops in segments of 3");
+    let before = b.state().encode();
+    drop(b);
+    let b = Engine::open(Arc::clone(&storage.store), keys(), &db, small)
+        .await
+        .unwrap();
+    assert!(b.state().encode() == before);
+}
+
+#[tokio::test]
+async fn history_search_finds_words_local_and_remote() {
+    let storage = storage(Backend::Folder).await;
+    init(&*storage.store).await;
+    let mut a = Device::open(Arc::clone(&storage.store)).await;
+    let mut b = Device::open(Arc::clone(&storage.store)).await;
+    a.copy("the quick brown fox");
+    b.copy("lazy dogs sleep");
+    a.engine.sync().await.unwrap();
+    b.engine.sync().await.unwrap();
+    assert_eq!(b.engine.search("quick fox", 10).unwrap().len(), 1);
+    assert_eq!(b.engine.search("dogs", 10).unwrap().len(), 1);
+    assert!(b.engine.search("cat", 10).unwrap().is_empty());
+    // Input is words, never query syntax.
+    assert!(
+        b.engine
+            .search("\"unbalanced AND (", 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn init_refuses_an_existing_repository() {
+    let storage = storage(Backend::Folder).await;
+    init(&*storage.store).await;
+    let error = repo::init(&*storage.store, &other_keys(), None, &FAST_RETRY)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, SyncError::RepositoryExists { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("ferry join"));
+    // The first repository is intact.
+    repo::open(&*storage.store, &keys(), &FAST_RETRY)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_named_and_nothing_is_written() {
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        let home = tempfile::tempdir().unwrap();
+        let db = home.path().join("ferry.db");
+        let error = Engine::open(Arc::clone(&storage.store), other_keys(), &db, config())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(error, SyncError::Protocol(ProtocolError::WrongKey { .. })),
+            "{backend:?}: {error}"
+        );
+        assert!(!db.exists(), "no local database for a wrong key");
+        let page = storage.store.list(ROOT, None, 100).await.unwrap();
+        assert_eq!(page.objects.len(), 1, "only the repository header");
+    }
+}
+
+#[tokio::test]
+async fn missing_and_newer_repositories_say_what_to_do() {
+    let storage = storage(Backend::Folder).await;
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("ferry.db");
+    let error = Engine::open(Arc::clone(&storage.store), keys(), &db, config())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(error, SyncError::NoRepository));
+
+    init(&*storage.store).await;
+    let name = format!("{ROOT}repo");
+    let mut bytes = storage.store.get(&name).await.unwrap();
+    bytes[3] = 9; // a future format version
+    storage.store.put(&name, bytes).await.unwrap();
+    let error = Engine::open(Arc::clone(&storage.store), keys(), &db, config())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        error.to_string().to_lowercase().contains("upgrade"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn storage_failing_30_percent_of_requests_still_converges() {
+    for backend in [Backend::Folder, Backend::S3] {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        // One in three requests fails, before or after reaching the server.
+        let flaky: Arc<dyn Store> = Arc::new(Instrumented::new(Arc::clone(&storage.store), 3));
+        let mut devices = Vec::new();
+        for _ in 0..3 {
+            devices.push(Device::open(Arc::clone(&storage.store)).await);
+        }
+        for device in &mut devices {
+            let Device { engine, home } =
+                std::mem::replace(device, Device::open(Arc::clone(&storage.store)).await);
+            drop(engine);
+            let engine = Engine::open(
+                Arc::clone(&flaky),
+                keys(),
+                &home.path().join("ferry.db"),
+                config(),
+            )
+            .await
+            .unwrap();
+            *device = Device { engine, home };
+        }
+        let mut failures = 0;
+        for round in 0..30 {
+            for (d, device) in devices.iter_mut().enumerate() {
+                device.copy(&format!("round {round} device {d}"));
+                if device.engine.sync().await.is_err() {
+                    failures += 1;
+                }
+            }
+        }
+        // Keep syncing until every device has everything: failures only delay.
+        let mut rounds = 0;
+        loop {
+            for device in devices.iter_mut() {
+                let _ = device.engine.sync().await;
+            }
+            rounds += 1;
+            let done = devices
+                .iter()
+                .all(|d| d.engine.status().unwrap().pending_ops == 0 && d.texts().len() == 90);
+            if done {
+                break;
+            }
+            assert!(rounds < 100, "{backend:?}: no convergence");
+        }
+        assert_converged(&devices);
+        assert!(failures > 0, "the wrapper failed nothing");
+        for device in &devices {
+            assert!(device.engine.status().unwrap().quarantined.is_empty());
+        }
+    }
+}
+
+/// Writes `bytes` at an object name directly, as hostile or broken storage would.
+async fn plant(store: &dyn Store, name: &ObjectName, bytes: Vec<u8>) {
+    store.put(&format!("{ROOT}{name}"), bytes).await.unwrap();
+}
+
+async fn fetch_raw(store: &dyn Store, name: &ObjectName) -> Vec<u8> {
+    store.get(&format!("{ROOT}{name}")).await.unwrap()
+}
+
+#[tokio::test]
+async fn hostile_objects_are_quarantined_and_other_devices_still_apply() {
+    let storage = storage(Backend::Folder).await;
+    let store = &*storage.store;
+    init(store).await;
+    let mut victim = Device::open(Arc::clone(&storage.store)).await;
+    let mut honest = Device::open(Arc::clone(&storage.store)).await;
+    for n in 1..=6 {
+        victim.copy(&format!("victim {n}"));
+        victim.engine.upload().await.unwrap();
+    }
+    honest.copy("honest data");
+    honest.engine.upload().await.unwrap();
+    let tag = keys().names.device_tag(&victim.engine.device());
+    let log = |seq| ObjectName::Log { device: tag, seq };
+
+    // Segment 2: one bit flipped. (3..6 are then stuck behind it; tested separately below.)
+    let mut flipped = fetch_raw(store, &log(2)).await;
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    plant(store, &log(2), flipped).await;
+    // Garbage under head/ and log/ is ignored.
+    store
+        .put(&format!("{ROOT}head/not-a-device/xyz"), b"junk".to_vec())
+        .await
+        .unwrap();
+    store
+        .put(&format!("{ROOT}log/garbage"), b"junk".to_vec())
+        .await
+        .unwrap();
+
+    let mut reader = Device::open(Arc::clone(&storage.store)).await;
+    let report = reader.engine.fetch().await.unwrap();
+    assert_eq!(report.quarantined, 1);
+    assert_eq!(reader.texts(), ["honest data", "victim 1"]);
+    let status = reader.engine.status().unwrap();
+    assert_eq!(status.quarantined.len(), 1);
+    let (name, reason) = &status.quarantined[0];
+    assert!(name.ends_with(&format!("{tag}/0000000000000002")), "{name}");
+    assert!(
+        reason.contains("authentic") || reason.contains("tamper"),
+        "{reason}"
+    );
+    let logged = reader.engine.transfers(20).unwrap();
+    assert!(logged.iter().any(|t| t.outcome == "quarantined"));
+    // A quarantined object is not fetched again on every poll.
+    let again = reader.engine.fetch().await.unwrap();
+    assert_eq!(again.quarantined, 0);
+}
+
+#[tokio::test]
+async fn each_kind_of_broken_segment_gets_its_reason() {
+    let storage = storage(Backend::Folder).await;
+    let store = &*storage.store;
+    init(store).await;
+    let mut writer = Device::open(Arc::clone(&storage.store)).await;
+    for n in 1..=3 {
+        writer.copy(&format!("clip {n}"));
+        writer.engine.upload().await.unwrap();
+    }
+    let device = writer.engine.device();
+    let tag = keys().names.device_tag(&device);
+    let log = |seq| ObjectName::Log { device: tag, seq };
+    let original = fetch_raw(store, &log(1)).await;
+    let second = fetch_raw(store, &log(2)).await;
+
+    let foreign = other_keys()
+        .data
+        .seal_object(
+            &log(1),
+            &Segment {
+                device,
+                seq: 1,
+                first_op: 1,
+                ops: vec![RawOp(vec![1, 2, 3])],
+            },
+        )
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let wrong_ops = keys()
+        .data
+        .seal_object(
+            &log(1),
+            &Segment {
+                device,
+                seq: 1,
+                first_op: 1,
+                ops: vec![RawOp(vec![0xFF; 5])],
+            },
+        )
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let stranger = keys()
+        .data
+        .seal_object(
+            &log(1),
+            &Segment {
+                device: DeviceId([7; 16]),
+                seq: 1,
+                first_op: 1,
+                ops: vec![],
+            },
+        )
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", original[..original.len() / 2].to_vec(), ""),
+        ("empty", Vec::new(), ""),
+        ("swapped with segment 2", second.clone(), ""),
+        ("sealed by another key", foreign, "key"),
+        ("undecodable operation", wrong_ops, "operation 0"),
+        (
+            "another device's segment under this name",
+            stranger,
+            "device",
+        ),
+    ];
+    for (what, bytes, needle) in cases {
+        plant(store, &log(1), bytes).await;
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        let report = reader.engine.fetch().await.unwrap();
+        assert_eq!(report.quarantined, 1, "{what}");
+        assert!(reader.texts().is_empty(), "{what}: nothing applied");
+        let (_, reason) = &reader.engine.status().unwrap().quarantined[0];
+        assert!(reason.contains(needle), "{what}: {reason}");
+    }
+    // Restored, the segment applies and the stream continues.
+    plant(store, &log(1), original).await;
+    let mut reader = Device::open(Arc::clone(&storage.store)).await;
+    reader.engine.fetch().await.unwrap();
+    assert_eq!(reader.texts(), ["clip 1", "clip 2", "clip 3"]);
+}
+
+#[tokio::test]
+async fn an_old_head_replayed_after_a_newer_one_changes_nothing() {
+    let storage = storage(Backend::Folder).await;
+    let store = &*storage.store;
+    init(store).await;
+    let mut writer = Device::open(Arc::clone(&storage.store)).await;
+    writer.copy("one");
+    writer.engine.upload().await.unwrap();
+    let tag = keys().names.device_tag(&writer.engine.device());
+    let head_1 = fetch_raw(
+        store,
+        &ObjectName::Head {
+            device: tag,
+            seq: 1,
+        },
+    )
+    .await;
+    writer.copy("two");
+    writer.engine.upload().await.unwrap();
+    let mut reader = Device::open(Arc::clone(&storage.store)).await;
+    reader.engine.fetch().await.unwrap();
+    // The storage now serves the old head beside (or instead of) the new one.
+    plant(
+        store,
+        &ObjectName::Head {
+            device: tag,
+            seq: 1,
+        },
+        head_1,
+    )
+    .await;
+    store
+        .delete(&format!(
+            "{ROOT}{}",
+            ObjectName::Head {
+                device: tag,
+                seq: 2
+            }
+        ))
+        .await
+        .unwrap();
+    let report = reader.engine.fetch().await.unwrap();
+    assert_eq!(report.segments, 0);
+    assert_eq!(reader.texts(), ["one", "two"]);
+    assert_eq!(reader.engine.status().unwrap().peers[0].seq, 2);
+}
+
+#[tokio::test]
+async fn a_segment_already_uploaded_with_other_bytes_is_reported_not_overwritten() {
+    let storage = storage(Backend::Folder).await;
+    let store = &*storage.store;
+    init(store).await;
+    let mut writer = Device::open(Arc::clone(&storage.store)).await;
+    let tag = keys().names.device_tag(&writer.engine.device());
+    // Someone else wrote this device's next segment name first.
+    let name = ObjectName::Log {
+        device: tag,
+        seq: 1,
+    };
+    plant(store, &name, b"not ours".to_vec()).await;
+    writer.copy("mine");
+    let error = writer.engine.upload().await.unwrap_err();
+    assert!(matches!(error, SyncError::Divergent { .. }), "{error}");
+    assert_eq!(fetch_raw(store, &name).await, b"not ours");
+    let status = writer.engine.status().unwrap();
+    assert_eq!(status.pending_segments, 1, "kept, not lost");
+    assert!(status.recent_errors[0].contains("upload failed"));
+}
