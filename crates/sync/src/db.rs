@@ -112,6 +112,13 @@ pub(crate) struct CursorRow {
     pub(crate) ops: u64,
 }
 
+impl CursorRow {
+    /// The further of two cursors.
+    pub(crate) fn max_with(self, other: CursorRow) -> CursorRow {
+        if other.seq > self.seq { other } else { self }
+    }
+}
+
 pub(crate) struct Db {
     conn: Connection,
 }
@@ -172,6 +179,19 @@ impl Db {
             params![key, value],
         )?;
         Ok(())
+    }
+
+    /// A number kept in `meta` (0 when never set).
+    pub(crate) fn number(&self, key: &str) -> Result<u64, SyncError> {
+        Ok(self
+            .meta(key)?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes))
+    }
+
+    /// Sets a number kept in `meta`.
+    pub(crate) fn set_number(&self, key: &str, value: u64) -> Result<(), SyncError> {
+        self.set_meta(key, &value.to_le_bytes())
     }
 
     /// This device's id, made on first use; and binds the database to `key_id`.
@@ -397,6 +417,43 @@ impl Db {
              ON CONFLICT (tag) DO UPDATE SET seq = excluded.seq, ops = excluded.ops",
             params![tag.0, device.0, to_i64(cursor.seq), to_i64(cursor.ops)],
         )?;
+        insert_transfer(&tx, transfer)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores the state after merging another device's snapshot: the new checkpoint, the
+    /// cursors it moves forward, the text of its clips, and the transfer.
+    pub(crate) fn apply_snapshot(
+        &mut self,
+        state: &State,
+        cursors: &[(DeviceTag, DeviceId, CursorRow)],
+        texts: &[(ClipId, String)],
+        transfer: &Transfer,
+    ) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO checkpoint (id, state) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+            [state.encode()],
+        )?;
+        // Other devices' operations are in the new checkpoint; this device's own stay until
+        // uploaded (applying them again changes nothing).
+        tx.execute(
+            "DELETE FROM ops WHERE device NOT IN (SELECT value FROM meta WHERE key = 'device_id')",
+            [],
+        )?;
+        for (tag, device, cursor) in cursors {
+            tx.execute(
+                "INSERT INTO cursors (tag, device, seq, ops) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tag) DO UPDATE SET
+                     seq = max(seq, excluded.seq), ops = max(ops, excluded.ops)",
+                params![tag.0, device.0, to_i64(cursor.seq), to_i64(cursor.ops)],
+            )?;
+        }
+        for (clip, text) in texts {
+            index_text(&tx, *clip, text)?;
+        }
         insert_transfer(&tx, transfer)?;
         tx.commit()?;
         Ok(())

@@ -21,8 +21,10 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferry_core::{Action, ClipId, Op, Replica, State};
+use ferry_protocol::names::{ROOT, SNAP_PREFIX};
 use ferry_protocol::{
-    DeviceId, DeviceTag, Head, Keys, NamesKey, ObjectName, RawOp, RelayHint, Segment,
+    Cursor, DeviceId, DeviceTag, Head, Keys, NamesKey, ObjectName, RawOp, RelayHint, Segment,
+    Snapshot,
 };
 use ferry_store::{RetryPolicy, Store, StoreError};
 use tracing::{debug, warn};
@@ -40,6 +42,8 @@ pub struct EngineConfig {
     pub max_segment_ops: usize,
     /// Fold operations into the local checkpoint once this many are stored.
     pub checkpoint_every: u64,
+    /// Write a snapshot (and delete the own segments it covers) after this many own operations.
+    pub snapshot_every: u64,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +52,7 @@ impl Default for EngineConfig {
             retry: RetryPolicy::DEFAULT,
             max_segment_ops: 1000,
             checkpoint_every: 20_000,
+            snapshot_every: 5_000,
         }
     }
 }
@@ -117,6 +122,16 @@ pub struct Status {
 }
 
 const RECENT_ERRORS: usize = 10;
+
+/// Keys of the numbers kept in the database's `meta` table.
+mod meta {
+    /// This device's newest snapshot.
+    pub(super) const SNAPSHOT_SEQ: &str = "snapshot_seq";
+    /// This device's operation counter at that snapshot.
+    pub(super) const SNAPSHOT_OPS: &str = "snapshot_ops";
+    /// This device's segments up to here are deleted (covered by its snapshot).
+    pub(super) const COMPACTED_TO: &str = "compacted_to";
+}
 
 /// One device's sync engine over one repository.
 pub struct Engine {
@@ -221,9 +236,111 @@ impl Engine {
                 self.push(segment, report).await?;
             }
             if !self.reserve_next()? {
-                return Ok(());
+                return self.compact_if_due().await;
             }
         }
+    }
+
+    /// Writes a snapshot of the merged state once enough own operations have gone out since
+    /// the last one, then deletes this device's segments and older snapshots it covers.
+    async fn compact_if_due(&mut self) -> Result<(), SyncError> {
+        let last_seq = self.db.last_seq()?;
+        let (pending_segments, pending_ops) = self.db.pending_counts(self.device)?;
+        let own_ops = self.replica.state().seen(&self.device);
+        let due = self.db.number(meta::SNAPSHOT_OPS)? + self.config.snapshot_every;
+        // Only when everything recorded is uploaded: the snapshot then holds exactly what its
+        // version vector says.
+        if last_seq == 0 || pending_segments + pending_ops > 0 || own_ops < due {
+            return Ok(());
+        }
+        let mut version_vector = vec![Cursor {
+            device: self.device,
+            seq: last_seq,
+            ops: own_ops,
+        }];
+        for (_, device, cursor) in self.db.cursors()? {
+            version_vector.push(Cursor {
+                device,
+                seq: cursor.seq,
+                ops: cursor.ops,
+            });
+        }
+        let snapshot = Snapshot {
+            device: self.device,
+            seq: last_seq,
+            version_vector,
+            state: self.replica.state().encode(),
+        };
+        let name = ObjectName::Snap {
+            device: self.tag,
+            seq: last_seq,
+        };
+        let sealed = self.keys.data.seal_object(&name, &snapshot)?;
+        let snap_path = path(&name);
+        self.put_once(&snap_path, sealed.as_bytes(), false).await?;
+        self.db.set_number(meta::SNAPSHOT_SEQ, last_seq)?;
+        self.db.set_number(meta::SNAPSHOT_OPS, own_ops)?;
+        self.db.log(&Transfer {
+            at_ms: now_ms(),
+            direction: "up".into(),
+            kind: "snapshot".into(),
+            device: Some(self.tag.to_string()),
+            name: Some(snap_path),
+            ops: own_ops,
+            bytes: sealed.as_bytes().len() as u64,
+            outcome: "ok".into(),
+            detail: None,
+        })?;
+
+        // Compaction: only this device's own objects, never another's.
+        let store = Arc::clone(&self.store);
+        let retry = self.config.retry;
+        for seq in self.db.number(meta::COMPACTED_TO)? + 1..=last_seq {
+            let segment = path(&ObjectName::Log {
+                device: self.tag,
+                seq,
+            });
+            retry.run(|| store.delete(&segment)).await?;
+        }
+        self.db.set_number(meta::COMPACTED_TO, last_seq)?;
+        for (old, _) in self.list_snapshots(self.tag).await? {
+            if old < last_seq {
+                let old = path(&ObjectName::Snap {
+                    device: self.tag,
+                    seq: old,
+                });
+                retry.run(|| store.delete(&old)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The snapshots stored for the device of `tag`, oldest first, with their store paths.
+    async fn list_snapshots(&self, tag: DeviceTag) -> Result<Vec<(u64, String)>, SyncError> {
+        let prefix = format!("{ROOT}{SNAP_PREFIX}{tag}/");
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let store = &self.store;
+            let page = self
+                .config
+                .retry
+                .run(|| store.list(&prefix, after.as_deref(), ferry_store::MAX_PAGE))
+                .await?;
+            for object in &page.objects {
+                if let Some(ObjectName::Snap { device, seq }) = parse(&object.name)
+                    && device == tag
+                {
+                    found.push((seq, object.name.clone()));
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        found.sort();
+        Ok(found)
     }
 
     /// Reserves the next segment from pending operations; false when nothing is pending.
@@ -244,12 +361,13 @@ impl Engine {
             device: self.tag,
             seq,
         };
+        let snapshot = self.db.number(meta::SNAPSHOT_SEQ)?;
         let head = Head {
             device: self.device,
             seq,
             ops: last_op,
-            first_seq: 1,
-            snapshot: None,
+            first_seq: self.db.number(meta::COMPACTED_TO)? + 1,
+            snapshot: (snapshot > 0).then_some(snapshot),
         };
         let head_name = ObjectName::Head {
             device: self.tag,
@@ -418,6 +536,12 @@ impl Engine {
         report: &mut FetchReport,
     ) -> Result<(), SyncError> {
         let mut cursor = self.db.cursor(&tag)?;
+        if cursor.seq == 0 && until > 0 {
+            // A device never seen: start from its newest snapshot when it has one.
+            if let Some(advanced) = self.load_snapshot(tag, cursor, report).await? {
+                cursor = advanced;
+            }
+        }
         while cursor.seq < until {
             let seq = cursor.seq + 1;
             let name = ObjectName::Log { device: tag, seq };
@@ -429,8 +553,13 @@ impl Engine {
             let bytes = match self.config.retry.run(|| store.get(&store_path)).await {
                 Ok(bytes) => bytes,
                 Err(StoreError::NotFound { .. }) => {
-                    // A head names a segment that is not there: deleted by hand, or a replayed
-                    // head from a compacted past. Nothing to apply; the next poll looks again.
+                    // Compacted away: the device's snapshot covers it.
+                    if let Some(advanced) = self.load_snapshot(tag, cursor, report).await? {
+                        cursor = advanced;
+                        continue;
+                    }
+                    // A head names a segment that is not there and no snapshot covers it:
+                    // deleted by hand, or a replayed head. The next poll looks again.
                     self.note(format!(
                         "{store_path} is missing although a head names it; waiting for it"
                     ));
@@ -452,25 +581,126 @@ impl Engine {
                     cursor = new_cursor;
                 }
                 Err(reason) => {
-                    warn!(name = %store_path, %reason, "quarantined");
-                    let transfer = Transfer {
-                        at_ms: now_ms(),
-                        direction: "down".into(),
-                        kind: "segment".into(),
-                        device: Some(tag.to_string()),
-                        name: Some(store_path.clone()),
-                        ops: 0,
-                        bytes: bytes.len() as u64,
-                        outcome: "quarantined".into(),
-                        detail: Some(reason.clone()),
-                    };
-                    self.db.quarantine(&store_path, &reason, &transfer)?;
+                    self.quarantine(&tag, &store_path, "segment", &reason, bytes.len())?;
                     report.quarantined += 1;
                     return Ok(());
                 }
             }
         }
         Ok(())
+    }
+
+    /// Loads the newest snapshot of the device of `tag` if it goes past `cursor`, merging it.
+    /// Returns the device's new cursor, or `None` when no usable snapshot helps.
+    async fn load_snapshot(
+        &mut self,
+        tag: DeviceTag,
+        cursor: CursorRow,
+        report: &mut FetchReport,
+    ) -> Result<Option<CursorRow>, SyncError> {
+        let Some((seq, store_path)) = self.list_snapshots(tag).await?.pop() else {
+            return Ok(None);
+        };
+        if seq <= cursor.seq || self.db.is_quarantined(&store_path)? {
+            return Ok(None);
+        }
+        let store = &self.store;
+        let bytes = match self.config.retry.run(|| store.get(&store_path)).await {
+            Ok(bytes) => bytes,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let name = ObjectName::Snap { device: tag, seq };
+        let opened = self
+            .keys
+            .data
+            .open_object::<Snapshot>(&name, &bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|snapshot| {
+                if self.keys.names.device_tag(&snapshot.device) != tag || snapshot.seq != seq {
+                    return Err("the snapshot's device or seq does not match its name".into());
+                }
+                let state = State::decode(&snapshot.state).map_err(|e| e.to_string())?;
+                Ok((snapshot, state))
+            });
+        let (snapshot, state) = match opened {
+            Ok(opened) => opened,
+            Err(reason) => {
+                self.quarantine(&tag, &store_path, "snapshot", &reason, bytes.len())?;
+                report.quarantined += 1;
+                return Ok(None);
+            }
+        };
+        let cursors: Vec<(DeviceTag, DeviceId, CursorRow)> = snapshot
+            .version_vector
+            .iter()
+            .filter(|c| c.device != self.device)
+            .map(|c| {
+                let row = CursorRow {
+                    seq: c.seq,
+                    ops: c.ops,
+                };
+                (self.keys.names.device_tag(&c.device), c.device, row)
+            })
+            .collect();
+        let Some(advanced) = cursors.iter().find(|(t, _, _)| *t == tag).map(|c| c.2) else {
+            let reason = "the snapshot's version vector does not include its own device";
+            self.quarantine(&tag, &store_path, "snapshot", reason, bytes.len())?;
+            report.quarantined += 1;
+            return Ok(None);
+        };
+        self.replica.merge(state);
+        let texts: Vec<(ClipId, String)> = self
+            .replica
+            .state()
+            .history(None, usize::MAX)
+            .into_iter()
+            .filter_map(|clip| clip.content.text().map(|t| (clip.id, t.to_owned())))
+            .collect();
+        let transfer = Transfer {
+            at_ms: now_ms(),
+            direction: "down".into(),
+            kind: "snapshot".into(),
+            device: Some(tag.to_string()),
+            name: Some(store_path),
+            ops: advanced.ops,
+            bytes: bytes.len() as u64,
+            outcome: "ok".into(),
+            detail: None,
+        };
+        let stored = self
+            .db
+            .apply_snapshot(self.replica.state(), &cursors, &texts, &transfer);
+        if let Err(error) = stored {
+            self.replica = Replica::with_state(self.device, self.db.load_state()?);
+            return Err(error);
+        }
+        report.segments += 1;
+        report.bytes += bytes.len() as u64;
+        Ok(Some(self.db.cursor(&tag)?.max_with(advanced)))
+    }
+
+    fn quarantine(
+        &mut self,
+        tag: &DeviceTag,
+        store_path: &str,
+        kind: &str,
+        reason: &str,
+        bytes: usize,
+    ) -> Result<(), SyncError> {
+        warn!(name = %store_path, %reason, "quarantined");
+        let transfer = Transfer {
+            at_ms: now_ms(),
+            direction: "down".into(),
+            kind: kind.into(),
+            device: Some(tag.to_string()),
+            name: Some(store_path.to_owned()),
+            ops: 0,
+            bytes: bytes as u64,
+            outcome: "quarantined".into(),
+            detail: Some(reason.to_owned()),
+        };
+        self.db.quarantine(store_path, reason, &transfer)
     }
 
     /// Opens and checks a segment; the error is the quarantine reason.

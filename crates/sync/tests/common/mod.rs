@@ -103,8 +103,12 @@ pub struct Device {
 
 impl Device {
     pub async fn open(store: Arc<dyn Store>) -> Device {
+        Device::open_with(store, config()).await
+    }
+
+    pub async fn open_with(store: Arc<dyn Store>, config: EngineConfig) -> Device {
         let home = tempfile::tempdir().unwrap();
-        let engine = Engine::open(store, keys(), &home.path().join("ferry.db"), config())
+        let engine = Engine::open(store, keys(), &home.path().join("ferry.db"), config)
             .await
             .unwrap();
         Device { engine, home }
