@@ -323,6 +323,16 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Operations not yet in a segment: how many, and their encoded bytes.
+    pub(crate) fn pending_size(&self, device: DeviceId) -> Result<(u64, u64), SyncError> {
+        let (count, bytes): (i64, Option<i64>) = self.conn.query_row(
+            "SELECT count(*), sum(length(op)) FROM ops WHERE device = ?1 AND seq IS NULL",
+            [device.0],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        Ok((to_u64(count), bytes.map_or(0, to_u64)))
+    }
+
     /// Segments reserved but not uploaded, and operations not yet in a segment.
     pub(crate) fn pending_counts(&self, device: DeviceId) -> Result<(u64, u64), SyncError> {
         let segments: i64 = self.conn.query_row(

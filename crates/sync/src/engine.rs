@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ferry_core::{Action, ClipId, Op, Replica, State};
+use ferry_core::{Action, ClipContent, ClipId, Op, Replica, State};
 use ferry_protocol::names::{ROOT, SNAP_PREFIX};
 use ferry_protocol::{
     Cursor, DeviceId, DeviceTag, Head, Keys, NamesKey, ObjectName, RawOp, RelayHint, Segment,
@@ -31,6 +31,7 @@ use tracing::{debug, warn};
 
 use crate::db::{CursorRow, Db, Transfer};
 use crate::names::{heads_prefix, parse, path};
+use crate::policy::{Direction, Filters};
 use crate::{SyncError, repo};
 
 /// How the engine batches and keeps its database small.
@@ -44,6 +45,10 @@ pub struct EngineConfig {
     pub checkpoint_every: u64,
     /// Write a snapshot (and delete the own segments it covers) after this many own operations.
     pub snapshot_every: u64,
+    /// Which way data flows.
+    pub direction: Direction,
+    /// Which clips are recorded at all.
+    pub filters: Filters,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +58,8 @@ impl Default for EngineConfig {
             max_segment_ops: 1000,
             checkpoint_every: 20_000,
             snapshot_every: 5_000,
+            direction: Direction::Both,
+            filters: Filters::default(),
         }
     }
 }
@@ -81,6 +88,26 @@ pub struct FetchReport {
     pub bytes: u64,
     /// Objects newly quarantined.
     pub quarantined: u64,
+}
+
+/// One object a sync would move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// Its store path.
+    pub name: String,
+    /// Operations it carries (uploads; 0 where unknown before reading it).
+    pub ops: u64,
+    /// Its size in bytes (for new segments: the operations' size before sealing).
+    pub bytes: u64,
+}
+
+/// What a sync would move, computed without moving anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DryRun {
+    /// Segments to write.
+    pub upload: Vec<Planned>,
+    /// Segments and snapshots to read.
+    pub download: Vec<Planned>,
 }
 
 /// Where this device stands with another.
@@ -211,6 +238,27 @@ impl Engine {
         Ok(op)
     }
 
+    /// Records a copy of `content`, unless the filters refuse it: then nothing is recorded,
+    /// the transfer log says why (without quoting the content), and `None` is returned.
+    pub fn copy(&mut self, content: ClipContent) -> Result<Option<Op>, SyncError> {
+        if let Some(reason) = self.config.filters.refuses(&content) {
+            self.db.log(&Transfer {
+                at_ms: now_ms(),
+                direction: "local".into(),
+                kind: "filter".into(),
+                device: Some(self.tag.to_string()),
+                name: None,
+                ops: 0,
+                bytes: content.size(),
+                outcome: "skipped".into(),
+                detail: Some(reason),
+            })?;
+            return Ok(None);
+        }
+        self.record(|replica, names, now| replica.copy(names, content, now))
+            .map(Some)
+    }
+
     /// Clips whose text holds every word of `query`, best match first.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<ClipId>, SyncError> {
         self.db.search(query, limit)
@@ -225,6 +273,9 @@ impl Engine {
     /// outage), then new segments of the pending operations.
     pub async fn upload(&mut self) -> Result<UploadReport, SyncError> {
         let mut report = UploadReport::default();
+        if !self.config.direction.sends() {
+            return Ok(report);
+        }
         let result = self.upload_all(&mut report).await;
         self.finish(&result, true);
         result.map(|()| report)
@@ -464,6 +515,9 @@ impl Engine {
     /// Polls: one LIST of `head/`, then the segments of every device that moved.
     pub async fn fetch(&mut self) -> Result<FetchReport, SyncError> {
         let mut report = FetchReport::default();
+        if !self.config.direction.receives() {
+            return Ok(report);
+        }
         let result = self.fetch_all(&mut report).await;
         self.finish(&result, false);
         result.map(|()| report)
@@ -480,6 +534,9 @@ impl Engine {
     /// Fetches what a relay hint announces (and any segment of that device before it).
     pub async fn fetch_hint(&mut self, hint: RelayHint) -> Result<FetchReport, SyncError> {
         let mut report = FetchReport::default();
+        if !self.config.direction.receives() {
+            return Ok(report);
+        }
         let result = async {
             if hint.device != self.tag {
                 self.fetch_device(hint.device, hint.seq, &mut report)
@@ -490,6 +547,110 @@ impl Engine {
         .await;
         self.finish(&result, false);
         result.map(|()| report)
+    }
+
+    /// What a sync would move now, without changing anything here or in storage (it reads:
+    /// one LIST of `head/`, and a LIST per device with something to fetch).
+    pub async fn dry_run(&self) -> Result<DryRun, SyncError> {
+        let mut plan = DryRun::default();
+        if self.config.direction.sends() {
+            let reserved = self.db.unuploaded()?;
+            let mut next = self.db.last_seq()? + 1;
+            for segment in &reserved {
+                plan.upload.push(Planned {
+                    name: path(&ObjectName::Log {
+                        device: self.tag,
+                        seq: segment.seq,
+                    }),
+                    ops: segment.last_op + 1 - segment.first_op,
+                    bytes: (segment.sealed.len() + segment.head.len()) as u64,
+                });
+            }
+            let (mut ops, bytes) = self.db.pending_size(self.device)?;
+            let per_op = bytes.checked_div(ops).unwrap_or(0);
+            let batch = self.config.max_segment_ops.max(1) as u64;
+            while ops > 0 {
+                let take = ops.min(batch);
+                plan.upload.push(Planned {
+                    name: path(&ObjectName::Log {
+                        device: self.tag,
+                        seq: next,
+                    }),
+                    ops: take,
+                    bytes: take * per_op,
+                });
+                ops -= take;
+                next += 1;
+            }
+        }
+        if self.config.direction.receives() {
+            for (tag, head) in self.list_heads_readonly().await? {
+                let cursor = self.db.cursor(&tag)?;
+                if head <= cursor.seq {
+                    continue;
+                }
+                let stored = self.list_objects(&format!("{ROOT}log/{tag}/")).await?;
+                for seq in cursor.seq + 1..=head {
+                    let name = path(&ObjectName::Log { device: tag, seq });
+                    match stored.iter().find(|(n, _)| *n == name) {
+                        Some((_, size)) => plan.download.push(Planned {
+                            name,
+                            ops: 0,
+                            bytes: *size,
+                        }),
+                        None => {
+                            // Compacted: the device's newest snapshot stands in for it.
+                            if let Some((_, snapshot)) = self.list_snapshots(tag).await?.pop() {
+                                let size = self
+                                    .list_objects(&snapshot)
+                                    .await?
+                                    .first()
+                                    .map_or(0, |(_, s)| *s);
+                                plan.download.push(Planned {
+                                    name: snapshot,
+                                    ops: 0,
+                                    bytes: size,
+                                });
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    async fn list_heads_readonly(&self) -> Result<BTreeMap<DeviceTag, u64>, SyncError> {
+        let mut heads = BTreeMap::new();
+        for (name, _) in self.list_objects(&heads_prefix()).await? {
+            if let Some(ObjectName::Head { device, seq }) = parse(&name)
+                && device != self.tag
+            {
+                let newest = heads.entry(device).or_insert(seq);
+                *newest = (*newest).max(seq);
+            }
+        }
+        Ok(heads)
+    }
+
+    /// Every object under `prefix` with its size.
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<(String, u64)>, SyncError> {
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let store = &self.store;
+            let page = self
+                .config
+                .retry
+                .run(|| store.list(prefix, after.as_deref(), ferry_store::MAX_PAGE))
+                .await?;
+            found.extend(page.objects.into_iter().map(|o| (o.name, o.size)));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(found),
+            }
+        }
     }
 
     /// Uploads, then fetches.

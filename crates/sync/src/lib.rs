@@ -24,8 +24,12 @@ mod db;
 mod engine;
 mod error;
 mod names;
+mod policy;
 pub mod repo;
 
 pub use db::Transfer;
-pub use engine::{Engine, EngineConfig, FetchReport, PeerStatus, Status, UploadReport};
+pub use engine::{
+    DryRun, Engine, EngineConfig, FetchReport, PeerStatus, Planned, Status, UploadReport,
+};
 pub use error::SyncError;
+pub use policy::{Direction, Filters};

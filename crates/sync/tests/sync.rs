@@ -654,3 +654,132 @@ async fn a_new_device_starts_from_snapshots_and_the_tail_in_few_requests() {
         assert!(writers[last].engine.state().encode() == writers[0].engine.state().encode());
     }
 }
+
+#[tokio::test]
+async fn send_only_and_receive_only_devices_keep_to_their_direction() {
+    let storage = storage(Backend::Folder).await;
+    init(&*storage.store).await;
+    let with = |direction| {
+        let mut config = config();
+        config.direction = direction;
+        config
+    };
+    let mut sender = Device::open_with(
+        Arc::clone(&storage.store),
+        with(ferry_sync::Direction::SendOnly),
+    )
+    .await;
+    let mut receiver = Device::open_with(
+        Arc::clone(&storage.store),
+        with(ferry_sync::Direction::ReceiveOnly),
+    )
+    .await;
+    let mut both = Device::open(Arc::clone(&storage.store)).await;
+    sender.copy("from the sender");
+    receiver.copy("stays on the receiver");
+    both.copy("from both");
+    for _ in 0..2 {
+        for device in [&mut sender, &mut receiver, &mut both] {
+            device.engine.sync().await.unwrap();
+        }
+    }
+    assert_eq!(sender.texts(), ["from the sender"]);
+    assert_eq!(
+        receiver.texts(),
+        ["from both", "from the sender", "stays on the receiver"]
+    );
+    assert_eq!(both.texts(), ["from both", "from the sender"]);
+    assert_eq!(receiver.engine.status().unwrap().pending_ops, 1);
+    let tag = keys().names.device_tag(&receiver.engine.device());
+    assert!(
+        names_under(&*storage.store, &format!("log/{tag}/"))
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn filtered_clips_are_never_recorded_or_uploaded_and_the_log_says_why() {
+    let storage = storage(Backend::Folder).await;
+    init(&*storage.store).await;
+    let mut strict = config();
+    strict.filters.max_item_bytes = Some(40);
+    strict.filters.exclude = vec![regex::Regex::new(r"^\d{4} \d{4} \d{4} \d{4}$").unwrap()];
+    let mut a = Device::open_with(Arc::clone(&storage.store), strict).await;
+    let text = |t: &str| ClipContent::Text(t.to_owned());
+    assert!(
+        a.engine
+            .copy(text("4111 1111 1111 1111"))
+            .unwrap()
+            .is_none()
+    );
+    assert!(a.engine.copy(text(&"long ".repeat(20))).unwrap().is_none());
+    assert!(a.engine.copy(text("fine")).unwrap().is_some());
+    let report = a.engine.upload().await.unwrap();
+    assert_eq!(report.ops, 1);
+    assert_eq!(a.texts(), ["fine"]);
+    let skipped: Vec<_> = a
+        .engine
+        .transfers(10)
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.kind == "filter")
+        .collect();
+    assert_eq!(skipped.len(), 2);
+    for line in &skipped {
+        let detail = line.detail.as_deref().unwrap();
+        assert!(
+            !detail.contains("4111"),
+            "the log quotes the clip: {detail}"
+        );
+    }
+    assert!(
+        skipped
+            .iter()
+            .any(|t| t.detail.as_deref().unwrap().contains("exclusion"))
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|t| t.detail.as_deref().unwrap().contains("maximum"))
+    );
+
+    let mut b = Device::open(Arc::clone(&storage.store)).await;
+    b.engine.fetch().await.unwrap();
+    assert_eq!(b.texts(), ["fine"]);
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_what_would_move_and_changes_nothing() {
+    let storage = storage(Backend::Folder).await;
+    init(&*storage.store).await;
+    let counted = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));
+    let store: Arc<dyn Store> = counted.clone();
+    let mut small = config();
+    small.max_segment_ops = 2;
+    let mut a = Device::open_with(Arc::clone(&store), small).await;
+    let mut b = Device::open(Arc::clone(&store)).await;
+    for n in 0..3 {
+        a.copy(&format!("clip {n}"));
+    }
+    counted.counts.take();
+    let plan = a.engine.dry_run().await.unwrap();
+    let ops: Vec<u64> = plan.upload.iter().map(|p| p.ops).collect();
+    assert_eq!(ops, [2, 1]);
+    assert!(plan.upload[0].name.ends_with("/0000000000000001"));
+    let [put, _, _, delete] = counted.counts.take();
+    assert_eq!((put, delete), (0, 0), "a dry run writes nothing");
+    assert_eq!(a.engine.status().unwrap().pending_ops, 3);
+
+    a.engine.upload().await.unwrap();
+    let plan = b.engine.dry_run().await.unwrap();
+    assert_eq!(plan.download.len(), 2);
+    assert!(plan.download.iter().all(|p| p.bytes > 0));
+    assert!(b.texts().is_empty(), "nothing applied by a dry run");
+    b.engine.fetch().await.unwrap();
+    assert_eq!(b.texts().len(), 3);
+    assert_eq!(
+        b.engine.dry_run().await.unwrap(),
+        ferry_sync::DryRun::default()
+    );
+}
