@@ -606,16 +606,19 @@ fn insert_op(tx: &Transaction<'_>, op: &Op, seq: Option<u64>) -> Result<(), Sync
     Ok(())
 }
 
-/// The FTS row id of a clip: its first 8 bytes. Re-indexing a clip replaces its row.
+/// The FTS row id of a clip: its first 8 bytes. A clip's content never changes (its id is a
+/// hash of it), so a clip indexed once stays indexed as it is.
 fn index_text(tx: &Transaction<'_>, clip: ClipId, text: &str) -> Result<(), SyncError> {
     let mut first = [0u8; 8];
     first.copy_from_slice(&clip.0[..8]);
     let rowid = i64::from_le_bytes(first);
-    tx.execute("DELETE FROM clip_text WHERE rowid = ?1", [rowid])?;
-    tx.execute(
-        "INSERT INTO clip_text (rowid, clip, body) VALUES (?1, ?2, ?3)",
-        params![rowid, clip.0, text],
-    )?;
+    let indexed = tx
+        .prepare_cached("SELECT 1 FROM clip_text WHERE rowid = ?1")?
+        .exists([rowid])?;
+    if !indexed {
+        tx.prepare_cached("INSERT INTO clip_text (rowid, clip, body) VALUES (?1, ?2, ?3)")?
+            .execute(params![rowid, clip.0, text])?;
+    }
     Ok(())
 }
 

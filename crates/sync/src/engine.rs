@@ -810,14 +810,13 @@ impl Engine {
             report.quarantined += 1;
             return Ok(None);
         };
-        self.replica.merge(state);
-        let texts: Vec<(ClipId, String)> = self
-            .replica
-            .state()
+        // Index the snapshot's clips (those already here are indexed again, harmlessly).
+        let texts: Vec<(ClipId, String)> = state
             .history(None, usize::MAX)
             .into_iter()
             .filter_map(|clip| clip.content.text().map(|t| (clip.id, t.to_owned())))
             .collect();
+        self.replica.merge(state);
         let transfer = Transfer {
             at_ms: now_ms(),
             direction: "down".into(),
