@@ -17,7 +17,6 @@ use ferry_store::s3::Timeouts;
 use ferry_sync::{Engine, EngineConfig};
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unreachable_pub)]
 mod common;
 
 use common::{Device, Instrumented, init, keys, servers, storage};
