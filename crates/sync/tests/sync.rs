@@ -6,8 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    BACKENDS, Backend, Device, FAST_RETRY, Instrumented, Rng, config, init, keys, other_keys,
-    storage,
+    BACKENDS, Device, FAST_RETRY, Instrumented, Rng, config, init, keys, other_keys, storage,
 };
 use ferry_core::ClipContent;
 use ferry_protocol::names::ROOT;
@@ -79,138 +78,148 @@ async fn devices_converge_after_random_interleavings_on_every_backend() {
 
 #[tokio::test]
 async fn a_clip_costs_two_puts_to_send_one_get_to_receive_and_an_idle_poll_one_list() {
-    let storage = storage(Backend::Folder).await;
-    init(&*storage.store).await;
-    let counted = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));
-    let store: Arc<dyn Store> = counted.clone();
-    let mut sender = Device::open(Arc::clone(&store)).await;
-    let mut receiver = Device::open(Arc::clone(&store)).await;
-    counted.counts.take();
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        let counted = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));
+        let store: Arc<dyn Store> = counted.clone();
+        let mut sender = Device::open(Arc::clone(&store)).await;
+        let mut receiver = Device::open(Arc::clone(&store)).await;
+        counted.counts.take();
 
-    sender.copy("first");
-    sender.engine.upload().await.unwrap();
-    let [put, get, list, delete] = counted.counts.take();
-    assert_eq!((put, get, list, delete), (2, 0, 0, 0), "first clip sent");
+        sender.copy("first");
+        sender.engine.upload().await.unwrap();
+        let [put, get, list, delete] = counted.counts.take();
+        assert_eq!((put, get, list, delete), (2, 0, 0, 0), "first clip sent");
 
-    sender.copy("second");
-    let report = sender.engine.upload().await.unwrap();
-    assert_eq!(report.hints.len(), 1);
-    let [put, get, list, delete] = counted.counts.take();
-    assert_eq!(
-        (put, get, list, delete),
-        (2, 0, 0, 1),
-        "later clips replace the head"
-    );
+        sender.copy("second");
+        let report = sender.engine.upload().await.unwrap();
+        assert_eq!(report.hints.len(), 1);
+        let [put, get, list, delete] = counted.counts.take();
+        assert_eq!(
+            (put, get, list, delete),
+            (2, 0, 0, 1),
+            "later clips replace the head"
+        );
 
-    // Receiving through a poll: one LIST, then one GET per new segment (and, for a device never
-    // seen before, one LIST of its snapshots, once).
-    receiver.engine.fetch().await.unwrap();
-    let [put, get, list, _] = counted.counts.take();
-    assert_eq!((put, get, list), (0, 2, 2));
+        // Receiving through a poll: one LIST, then one GET per new segment (and, for a device never
+        // seen before, one LIST of its snapshots, once).
+        receiver.engine.fetch().await.unwrap();
+        let [put, get, list, _] = counted.counts.take();
+        assert_eq!((put, get, list), (0, 2, 2));
 
-    // Through a relay hint: exactly one GET.
-    sender.copy("third");
-    let hint = sender.engine.upload().await.unwrap().hints[0];
-    counted.counts.take();
-    let report = receiver.engine.fetch_hint(hint).await.unwrap();
-    assert_eq!(report.segments, 1);
-    assert_eq!(counted.counts.take(), [0, 1, 0, 0]);
+        // Through a relay hint: exactly one GET.
+        sender.copy("third");
+        let hint = sender.engine.upload().await.unwrap().hints[0];
+        counted.counts.take();
+        let report = receiver.engine.fetch_hint(hint).await.unwrap();
+        assert_eq!(report.segments, 1);
+        assert_eq!(counted.counts.take(), [0, 1, 0, 0]);
 
-    // An idle poll: one LIST, nothing else.
-    receiver.engine.fetch().await.unwrap();
-    assert_eq!(counted.counts.take(), [0, 0, 1, 0]);
-    assert_eq!(receiver.texts(), ["first", "second", "third"]);
+        // An idle poll: one LIST, nothing else.
+        receiver.engine.fetch().await.unwrap();
+        assert_eq!(counted.counts.take(), [0, 0, 1, 0]);
+        assert_eq!(receiver.texts(), ["first", "second", "third"]);
+    }
 }
 
 #[tokio::test]
 async fn recorded_operations_survive_a_restart_and_go_out_after_it() {
-    let storage = storage(Backend::Folder).await;
-    init(&*storage.store).await;
-    let mut a = Device::open(Arc::clone(&storage.store)).await;
-    let device = a.engine.device();
-    a.copy("kept across restarts");
-    let mut a = a.reopen(Arc::clone(&storage.store)).await;
-    assert_eq!(a.engine.device(), device, "the device keeps its id");
-    assert_eq!(a.texts(), ["kept across restarts"]);
-    assert_eq!(a.engine.status().unwrap().pending_ops, 1);
-    a.engine.upload().await.unwrap();
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        let mut a = Device::open(Arc::clone(&storage.store)).await;
+        let device = a.engine.device();
+        a.copy("kept across restarts");
+        let mut a = a.reopen(Arc::clone(&storage.store)).await;
+        assert_eq!(a.engine.device(), device, "the device keeps its id");
+        assert_eq!(a.texts(), ["kept across restarts"]);
+        assert_eq!(a.engine.status().unwrap().pending_ops, 1);
+        a.engine.upload().await.unwrap();
 
-    let mut b = Device::open(Arc::clone(&storage.store)).await;
-    b.engine.fetch().await.unwrap();
-    assert_eq!(b.texts(), ["kept across restarts"]);
-    // And the receiver's applied state survives its restart too, without fetching again.
-    let b = b.reopen(Arc::clone(&storage.store)).await;
-    assert_eq!(b.texts(), ["kept across restarts"]);
-    assert_eq!(b.engine.status().unwrap().peers[0].seq, 1);
+        let mut b = Device::open(Arc::clone(&storage.store)).await;
+        b.engine.fetch().await.unwrap();
+        assert_eq!(b.texts(), ["kept across restarts"]);
+        // And the receiver's applied state survives its restart too, without fetching again.
+        let b = b.reopen(Arc::clone(&storage.store)).await;
+        assert_eq!(b.texts(), ["kept across restarts"]);
+        assert_eq!(b.engine.status().unwrap().peers[0].seq, 1);
+    }
 }
 
 #[tokio::test]
 async fn state_is_rebuilt_from_checkpoints() {
-    let storage = storage(Backend::Folder).await;
-    init(&*storage.store).await;
-    let home = tempfile::tempdir().unwrap();
-    let db = home.path().join("ferry.db");
-    let mut small = config();
-    small.checkpoint_every = 5;
-    small.max_segment_ops = 3;
-    let mut a = Device::open(Arc::clone(&storage.store)).await;
-    let mut b = Engine::open(Arc::clone(&storage.store), keys(), &db, small.clone())
-        .await
-        .unwrap();
-    for n in 0..20 {
-        a.copy(&format!("clip {n}"));
-        b.record(|r, names, now| r.copy(names, ClipContent::Text(format!("b {n}")), now))
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        let home = tempfile::tempdir().unwrap();
+        let db = home.path().join("ferry.db");
+        let mut small = config();
+        small.checkpoint_every = 5;
+        small.max_segment_ops = 3;
+        let mut a = Device::open(Arc::clone(&storage.store)).await;
+        let mut b = Engine::open(Arc::clone(&storage.store), keys(), &db, small.clone())
+            .await
             .unwrap();
+        for n in 0..20 {
+            a.copy(&format!("clip {n}"));
+            b.record(|r, names, now| r.copy(names, ClipContent::Text(format!("b {n}")), now))
+                .unwrap();
+        }
+        a.engine.upload().await.unwrap();
+        b.sync().await.unwrap();
+        assert_eq!(b.status().unwrap().last_seq, 7, "20 ops in segments of 3");
+        let before = b.state().encode();
+        drop(b);
+        let b = Engine::open(Arc::clone(&storage.store), keys(), &db, small)
+            .await
+            .unwrap();
+        assert!(b.state().encode() == before);
     }
-    a.engine.upload().await.unwrap();
-    b.sync().await.unwrap();
-    assert_eq!(b.status().unwrap().last_seq, 7, "20 ops in segments of 3");
-    let before = b.state().encode();
-    drop(b);
-    let b = Engine::open(Arc::clone(&storage.store), keys(), &db, small)
-        .await
-        .unwrap();
-    assert!(b.state().encode() == before);
 }
 
 #[tokio::test]
 async fn history_search_finds_words_local_and_remote() {
-    let storage = storage(Backend::Folder).await;
-    init(&*storage.store).await;
-    let mut a = Device::open(Arc::clone(&storage.store)).await;
-    let mut b = Device::open(Arc::clone(&storage.store)).await;
-    a.copy("the quick brown fox");
-    b.copy("lazy dogs sleep");
-    a.engine.sync().await.unwrap();
-    b.engine.sync().await.unwrap();
-    assert_eq!(b.engine.search("quick fox", 10).unwrap().len(), 1);
-    assert_eq!(b.engine.search("dogs", 10).unwrap().len(), 1);
-    assert!(b.engine.search("cat", 10).unwrap().is_empty());
-    // Input is words, never query syntax.
-    assert!(
-        b.engine
-            .search("\"unbalanced AND (", 10)
-            .unwrap()
-            .is_empty()
-    );
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        let mut a = Device::open(Arc::clone(&storage.store)).await;
+        let mut b = Device::open(Arc::clone(&storage.store)).await;
+        a.copy("the quick brown fox");
+        b.copy("lazy dogs sleep");
+        a.engine.sync().await.unwrap();
+        b.engine.sync().await.unwrap();
+        assert_eq!(b.engine.search("quick fox", 10).unwrap().len(), 1);
+        assert_eq!(b.engine.search("dogs", 10).unwrap().len(), 1);
+        assert!(b.engine.search("cat", 10).unwrap().is_empty());
+        // Input is words, never query syntax.
+        assert!(
+            b.engine
+                .search("\"unbalanced AND (", 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
 
 #[tokio::test]
 async fn init_refuses_an_existing_repository() {
-    let storage = storage(Backend::Folder).await;
-    init(&*storage.store).await;
-    let error = repo::init(&*storage.store, &other_keys(), None, &FAST_RETRY)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, SyncError::RepositoryExists { .. }),
-        "{error}"
-    );
-    assert!(error.to_string().contains("ferry join"));
-    // The first repository is intact.
-    repo::open(&*storage.store, &keys(), &FAST_RETRY)
-        .await
-        .unwrap();
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        let error = repo::init(&*storage.store, &other_keys(), None, &FAST_RETRY)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, SyncError::RepositoryExists { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("ferry join"));
+        // The first repository is intact.
+        repo::open(&*storage.store, &keys(), &FAST_RETRY)
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]
@@ -236,33 +245,35 @@ async fn a_wrong_key_is_named_and_nothing_is_written() {
 
 #[tokio::test]
 async fn missing_and_newer_repositories_say_what_to_do() {
-    let storage = storage(Backend::Folder).await;
-    let home = tempfile::tempdir().unwrap();
-    let db = home.path().join("ferry.db");
-    let error = Engine::open(Arc::clone(&storage.store), keys(), &db, config())
-        .await
-        .err()
-        .unwrap();
-    assert!(matches!(error, SyncError::NoRepository));
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        let home = tempfile::tempdir().unwrap();
+        let db = home.path().join("ferry.db");
+        let error = Engine::open(Arc::clone(&storage.store), keys(), &db, config())
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(error, SyncError::NoRepository));
 
-    init(&*storage.store).await;
-    let name = format!("{ROOT}repo");
-    let mut bytes = storage.store.get(&name).await.unwrap();
-    bytes[3] = 9; // a future format version
-    storage.store.put(&name, bytes).await.unwrap();
-    let error = Engine::open(Arc::clone(&storage.store), keys(), &db, config())
-        .await
-        .err()
-        .unwrap();
-    assert!(
-        error.to_string().to_lowercase().contains("upgrade"),
-        "{error}"
-    );
+        init(&*storage.store).await;
+        let name = format!("{ROOT}repo");
+        let mut bytes = storage.store.get(&name).await.unwrap();
+        bytes[3] = 9; // a future format version
+        storage.store.put(&name, bytes).await.unwrap();
+        let error = Engine::open(Arc::clone(&storage.store), keys(), &db, config())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            error.to_string().to_lowercase().contains("upgrade"),
+            "{error}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn storage_failing_30_percent_of_requests_still_converges() {
-    for backend in [Backend::Folder, Backend::S3] {
+    for backend in BACKENDS {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         // One in three requests fails, before or after reaching the server.
@@ -328,207 +339,215 @@ async fn fetch_raw(store: &dyn Store, name: &ObjectName) -> Vec<u8> {
 
 #[tokio::test]
 async fn hostile_objects_are_quarantined_and_other_devices_still_apply() {
-    let storage = storage(Backend::Folder).await;
-    let store = &*storage.store;
-    init(store).await;
-    let mut victim = Device::open(Arc::clone(&storage.store)).await;
-    let mut honest = Device::open(Arc::clone(&storage.store)).await;
-    for n in 1..=6 {
-        victim.copy(&format!("victim {n}"));
-        victim.engine.upload().await.unwrap();
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut victim = Device::open(Arc::clone(&storage.store)).await;
+        let mut honest = Device::open(Arc::clone(&storage.store)).await;
+        for n in 1..=6 {
+            victim.copy(&format!("victim {n}"));
+            victim.engine.upload().await.unwrap();
+        }
+        honest.copy("honest data");
+        honest.engine.upload().await.unwrap();
+        let tag = keys().names.device_tag(&victim.engine.device());
+        let log = |seq| ObjectName::Log { device: tag, seq };
+
+        // Segment 2: one bit flipped. (3..6 are then stuck behind it; tested separately below.)
+        let mut flipped = fetch_raw(store, &log(2)).await;
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        plant(store, &log(2), flipped).await;
+        // Garbage under head/ and log/ is ignored.
+        store
+            .put(&format!("{ROOT}head/not-a-device/xyz"), b"junk".to_vec())
+            .await
+            .unwrap();
+        store
+            .put(&format!("{ROOT}log/garbage"), b"junk".to_vec())
+            .await
+            .unwrap();
+
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        let report = reader.engine.fetch().await.unwrap();
+        assert_eq!(report.quarantined, 1);
+        assert_eq!(reader.texts(), ["honest data", "victim 1"]);
+        let status = reader.engine.status().unwrap();
+        assert_eq!(status.quarantined.len(), 1);
+        let (name, reason) = &status.quarantined[0];
+        assert!(name.ends_with(&format!("{tag}/0000000000000002")), "{name}");
+        assert!(
+            reason.contains("authentic") || reason.contains("tamper"),
+            "{reason}"
+        );
+        let logged = reader.engine.transfers(20).unwrap();
+        assert!(logged.iter().any(|t| t.outcome == "quarantined"));
+        // A quarantined object is not fetched again on every poll.
+        let again = reader.engine.fetch().await.unwrap();
+        assert_eq!(again.quarantined, 0);
     }
-    honest.copy("honest data");
-    honest.engine.upload().await.unwrap();
-    let tag = keys().names.device_tag(&victim.engine.device());
-    let log = |seq| ObjectName::Log { device: tag, seq };
-
-    // Segment 2: one bit flipped. (3..6 are then stuck behind it; tested separately below.)
-    let mut flipped = fetch_raw(store, &log(2)).await;
-    let last = flipped.len() - 1;
-    flipped[last] ^= 1;
-    plant(store, &log(2), flipped).await;
-    // Garbage under head/ and log/ is ignored.
-    store
-        .put(&format!("{ROOT}head/not-a-device/xyz"), b"junk".to_vec())
-        .await
-        .unwrap();
-    store
-        .put(&format!("{ROOT}log/garbage"), b"junk".to_vec())
-        .await
-        .unwrap();
-
-    let mut reader = Device::open(Arc::clone(&storage.store)).await;
-    let report = reader.engine.fetch().await.unwrap();
-    assert_eq!(report.quarantined, 1);
-    assert_eq!(reader.texts(), ["honest data", "victim 1"]);
-    let status = reader.engine.status().unwrap();
-    assert_eq!(status.quarantined.len(), 1);
-    let (name, reason) = &status.quarantined[0];
-    assert!(name.ends_with(&format!("{tag}/0000000000000002")), "{name}");
-    assert!(
-        reason.contains("authentic") || reason.contains("tamper"),
-        "{reason}"
-    );
-    let logged = reader.engine.transfers(20).unwrap();
-    assert!(logged.iter().any(|t| t.outcome == "quarantined"));
-    // A quarantined object is not fetched again on every poll.
-    let again = reader.engine.fetch().await.unwrap();
-    assert_eq!(again.quarantined, 0);
 }
 
 #[tokio::test]
 async fn each_kind_of_broken_segment_gets_its_reason() {
-    let storage = storage(Backend::Folder).await;
-    let store = &*storage.store;
-    init(store).await;
-    let mut writer = Device::open(Arc::clone(&storage.store)).await;
-    for n in 1..=3 {
-        writer.copy(&format!("clip {n}"));
-        writer.engine.upload().await.unwrap();
-    }
-    let device = writer.engine.device();
-    let tag = keys().names.device_tag(&device);
-    let log = |seq| ObjectName::Log { device: tag, seq };
-    let original = fetch_raw(store, &log(1)).await;
-    let second = fetch_raw(store, &log(2)).await;
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut writer = Device::open(Arc::clone(&storage.store)).await;
+        for n in 1..=3 {
+            writer.copy(&format!("clip {n}"));
+            writer.engine.upload().await.unwrap();
+        }
+        let device = writer.engine.device();
+        let tag = keys().names.device_tag(&device);
+        let log = |seq| ObjectName::Log { device: tag, seq };
+        let original = fetch_raw(store, &log(1)).await;
+        let second = fetch_raw(store, &log(2)).await;
 
-    let foreign = other_keys()
-        .data
-        .seal_object(
-            &log(1),
-            &Segment {
-                device,
-                seq: 1,
-                first_op: 1,
-                ops: vec![RawOp(vec![1, 2, 3])],
-            },
-        )
-        .unwrap()
-        .as_bytes()
-        .to_vec();
-    let wrong_ops = keys()
-        .data
-        .seal_object(
-            &log(1),
-            &Segment {
-                device,
-                seq: 1,
-                first_op: 1,
-                ops: vec![RawOp(vec![0xFF; 5])],
-            },
-        )
-        .unwrap()
-        .as_bytes()
-        .to_vec();
-    let stranger = keys()
-        .data
-        .seal_object(
-            &log(1),
-            &Segment {
-                device: DeviceId([7; 16]),
-                seq: 1,
-                first_op: 1,
-                ops: vec![],
-            },
-        )
-        .unwrap()
-        .as_bytes()
-        .to_vec();
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("truncated", original[..original.len() / 2].to_vec(), ""),
-        ("empty", Vec::new(), ""),
-        ("swapped with segment 2", second.clone(), ""),
-        ("sealed by another key", foreign, "key"),
-        ("undecodable operation", wrong_ops, "operation 0"),
-        (
-            "another device's segment under this name",
-            stranger,
-            "device",
-        ),
-    ];
-    for (what, bytes, needle) in cases {
-        plant(store, &log(1), bytes).await;
+        let foreign = other_keys()
+            .data
+            .seal_object(
+                &log(1),
+                &Segment {
+                    device,
+                    seq: 1,
+                    first_op: 1,
+                    ops: vec![RawOp(vec![1, 2, 3])],
+                },
+            )
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        let wrong_ops = keys()
+            .data
+            .seal_object(
+                &log(1),
+                &Segment {
+                    device,
+                    seq: 1,
+                    first_op: 1,
+                    ops: vec![RawOp(vec![0xFF; 5])],
+                },
+            )
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        let stranger = keys()
+            .data
+            .seal_object(
+                &log(1),
+                &Segment {
+                    device: DeviceId([7; 16]),
+                    seq: 1,
+                    first_op: 1,
+                    ops: vec![],
+                },
+            )
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("truncated", original[..original.len() / 2].to_vec(), ""),
+            ("empty", Vec::new(), ""),
+            ("swapped with segment 2", second.clone(), ""),
+            ("sealed by another key", foreign, "key"),
+            ("undecodable operation", wrong_ops, "operation 0"),
+            (
+                "another device's segment under this name",
+                stranger,
+                "device",
+            ),
+        ];
+        for (what, bytes, needle) in cases {
+            plant(store, &log(1), bytes).await;
+            let mut reader = Device::open(Arc::clone(&storage.store)).await;
+            let report = reader.engine.fetch().await.unwrap();
+            assert_eq!(report.quarantined, 1, "{what}");
+            assert!(reader.texts().is_empty(), "{what}: nothing applied");
+            let (_, reason) = &reader.engine.status().unwrap().quarantined[0];
+            assert!(reason.contains(needle), "{what}: {reason}");
+        }
+        // Restored, the segment applies and the stream continues.
+        plant(store, &log(1), original).await;
         let mut reader = Device::open(Arc::clone(&storage.store)).await;
-        let report = reader.engine.fetch().await.unwrap();
-        assert_eq!(report.quarantined, 1, "{what}");
-        assert!(reader.texts().is_empty(), "{what}: nothing applied");
-        let (_, reason) = &reader.engine.status().unwrap().quarantined[0];
-        assert!(reason.contains(needle), "{what}: {reason}");
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts(), ["clip 1", "clip 2", "clip 3"]);
     }
-    // Restored, the segment applies and the stream continues.
-    plant(store, &log(1), original).await;
-    let mut reader = Device::open(Arc::clone(&storage.store)).await;
-    reader.engine.fetch().await.unwrap();
-    assert_eq!(reader.texts(), ["clip 1", "clip 2", "clip 3"]);
 }
 
 #[tokio::test]
 async fn an_old_head_replayed_after_a_newer_one_changes_nothing() {
-    let storage = storage(Backend::Folder).await;
-    let store = &*storage.store;
-    init(store).await;
-    let mut writer = Device::open(Arc::clone(&storage.store)).await;
-    writer.copy("one");
-    writer.engine.upload().await.unwrap();
-    let tag = keys().names.device_tag(&writer.engine.device());
-    let head_1 = fetch_raw(
-        store,
-        &ObjectName::Head {
-            device: tag,
-            seq: 1,
-        },
-    )
-    .await;
-    writer.copy("two");
-    writer.engine.upload().await.unwrap();
-    let mut reader = Device::open(Arc::clone(&storage.store)).await;
-    reader.engine.fetch().await.unwrap();
-    // The storage now serves the old head beside (or instead of) the new one.
-    plant(
-        store,
-        &ObjectName::Head {
-            device: tag,
-            seq: 1,
-        },
-        head_1,
-    )
-    .await;
-    store
-        .delete(&format!(
-            "{ROOT}{}",
-            ObjectName::Head {
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut writer = Device::open(Arc::clone(&storage.store)).await;
+        writer.copy("one");
+        writer.engine.upload().await.unwrap();
+        let tag = keys().names.device_tag(&writer.engine.device());
+        let head_1 = fetch_raw(
+            store,
+            &ObjectName::Head {
                 device: tag,
-                seq: 2
-            }
-        ))
-        .await
-        .unwrap();
-    let report = reader.engine.fetch().await.unwrap();
-    assert_eq!(report.segments, 0);
-    assert_eq!(reader.texts(), ["one", "two"]);
-    assert_eq!(reader.engine.status().unwrap().peers[0].seq, 2);
+                seq: 1,
+            },
+        )
+        .await;
+        writer.copy("two");
+        writer.engine.upload().await.unwrap();
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        reader.engine.fetch().await.unwrap();
+        // The storage now serves the old head beside (or instead of) the new one.
+        plant(
+            store,
+            &ObjectName::Head {
+                device: tag,
+                seq: 1,
+            },
+            head_1,
+        )
+        .await;
+        store
+            .delete(&format!(
+                "{ROOT}{}",
+                ObjectName::Head {
+                    device: tag,
+                    seq: 2
+                }
+            ))
+            .await
+            .unwrap();
+        let report = reader.engine.fetch().await.unwrap();
+        assert_eq!(report.segments, 0);
+        assert_eq!(reader.texts(), ["one", "two"]);
+        assert_eq!(reader.engine.status().unwrap().peers[0].seq, 2);
+    }
 }
 
 #[tokio::test]
 async fn a_segment_already_uploaded_with_other_bytes_is_reported_not_overwritten() {
-    let storage = storage(Backend::Folder).await;
-    let store = &*storage.store;
-    init(store).await;
-    let mut writer = Device::open(Arc::clone(&storage.store)).await;
-    let tag = keys().names.device_tag(&writer.engine.device());
-    // Someone else wrote this device's next segment name first.
-    let name = ObjectName::Log {
-        device: tag,
-        seq: 1,
-    };
-    plant(store, &name, b"not ours".to_vec()).await;
-    writer.copy("mine");
-    let error = writer.engine.upload().await.unwrap_err();
-    assert!(matches!(error, SyncError::Divergent { .. }), "{error}");
-    assert_eq!(fetch_raw(store, &name).await, b"not ours");
-    let status = writer.engine.status().unwrap();
-    assert_eq!(status.pending_segments, 1, "kept, not lost");
-    assert!(status.recent_errors[0].contains("upload failed"));
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut writer = Device::open(Arc::clone(&storage.store)).await;
+        let tag = keys().names.device_tag(&writer.engine.device());
+        // Someone else wrote this device's next segment name first.
+        let name = ObjectName::Log {
+            device: tag,
+            seq: 1,
+        };
+        plant(store, &name, b"not ours".to_vec()).await;
+        writer.copy("mine");
+        let error = writer.engine.upload().await.unwrap_err();
+        assert!(matches!(error, SyncError::Divergent { .. }), "{error}");
+        assert_eq!(fetch_raw(store, &name).await, b"not ours");
+        let status = writer.engine.status().unwrap();
+        assert_eq!(status.pending_segments, 1, "kept, not lost");
+        assert!(status.recent_errors[0].contains("upload failed"));
+    }
 }
 
 fn compacting() -> ferry_sync::EngineConfig {
@@ -657,129 +676,136 @@ async fn a_new_device_starts_from_snapshots_and_the_tail_in_few_requests() {
 
 #[tokio::test]
 async fn send_only_and_receive_only_devices_keep_to_their_direction() {
-    let storage = storage(Backend::Folder).await;
-    init(&*storage.store).await;
-    let with = |direction| {
-        let mut config = config();
-        config.direction = direction;
-        config
-    };
-    let mut sender = Device::open_with(
-        Arc::clone(&storage.store),
-        with(ferry_sync::Direction::SendOnly),
-    )
-    .await;
-    let mut receiver = Device::open_with(
-        Arc::clone(&storage.store),
-        with(ferry_sync::Direction::ReceiveOnly),
-    )
-    .await;
-    let mut both = Device::open(Arc::clone(&storage.store)).await;
-    sender.copy("from the sender");
-    receiver.copy("stays on the receiver");
-    both.copy("from both");
-    for _ in 0..2 {
-        for device in [&mut sender, &mut receiver, &mut both] {
-            device.engine.sync().await.unwrap();
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        let with = |direction| {
+            let mut config = config();
+            config.direction = direction;
+            config
+        };
+        let mut sender = Device::open_with(
+            Arc::clone(&storage.store),
+            with(ferry_sync::Direction::SendOnly),
+        )
+        .await;
+        let mut receiver = Device::open_with(
+            Arc::clone(&storage.store),
+            with(ferry_sync::Direction::ReceiveOnly),
+        )
+        .await;
+        let mut both = Device::open(Arc::clone(&storage.store)).await;
+        sender.copy("from the sender");
+        receiver.copy("stays on the receiver");
+        both.copy("from both");
+        for _ in 0..2 {
+            for device in [&mut sender, &mut receiver, &mut both] {
+                device.engine.sync().await.unwrap();
+            }
         }
+        assert_eq!(sender.texts(), ["from the sender"]);
+        assert_eq!(
+            receiver.texts(),
+            ["from both", "from the sender", "stays on the receiver"]
+        );
+        assert_eq!(both.texts(), ["from both", "from the sender"]);
+        assert_eq!(receiver.engine.status().unwrap().pending_ops, 1);
+        let tag = keys().names.device_tag(&receiver.engine.device());
+        assert!(
+            names_under(&*storage.store, &format!("log/{tag}/"))
+                .await
+                .is_empty()
+        );
     }
-    assert_eq!(sender.texts(), ["from the sender"]);
-    assert_eq!(
-        receiver.texts(),
-        ["from both", "from the sender", "stays on the receiver"]
-    );
-    assert_eq!(both.texts(), ["from both", "from the sender"]);
-    assert_eq!(receiver.engine.status().unwrap().pending_ops, 1);
-    let tag = keys().names.device_tag(&receiver.engine.device());
-    assert!(
-        names_under(&*storage.store, &format!("log/{tag}/"))
-            .await
-            .is_empty()
-    );
 }
 
 #[tokio::test]
 async fn filtered_clips_are_never_recorded_or_uploaded_and_the_log_says_why() {
-    let storage = storage(Backend::Folder).await;
-    init(&*storage.store).await;
-    let mut strict = config();
-    strict.filters.max_item_bytes = Some(40);
-    strict.filters.exclude = vec![regex::Regex::new(r"^\d{4} \d{4} \d{4} \d{4}$").unwrap()];
-    let mut a = Device::open_with(Arc::clone(&storage.store), strict).await;
-    let text = |t: &str| ClipContent::Text(t.to_owned());
-    assert!(
-        a.engine
-            .copy(text("4111 1111 1111 1111"))
-            .unwrap()
-            .is_none()
-    );
-    assert!(a.engine.copy(text(&"long ".repeat(20))).unwrap().is_none());
-    assert!(a.engine.copy(text("fine")).unwrap().is_some());
-    let report = a.engine.upload().await.unwrap();
-    assert_eq!(report.ops, 1);
-    assert_eq!(a.texts(), ["fine"]);
-    let skipped: Vec<_> = a
-        .engine
-        .transfers(10)
-        .unwrap()
-        .into_iter()
-        .filter(|t| t.kind == "filter")
-        .collect();
-    assert_eq!(skipped.len(), 2);
-    for line in &skipped {
-        let detail = line.detail.as_deref().unwrap();
+    let card = regex::Regex::new(r"^\d{4} \d{4} \d{4} \d{4}$").unwrap();
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        let mut strict = config();
+        strict.filters.max_item_bytes = Some(40);
+        strict.filters.exclude = vec![card.clone()];
+        let mut a = Device::open_with(Arc::clone(&storage.store), strict).await;
+        let text = |t: &str| ClipContent::Text(t.to_owned());
         assert!(
-            !detail.contains("4111"),
-            "the log quotes the clip: {detail}"
+            a.engine
+                .copy(text("4111 1111 1111 1111"))
+                .unwrap()
+                .is_none()
         );
-    }
-    assert!(
-        skipped
-            .iter()
-            .any(|t| t.detail.as_deref().unwrap().contains("exclusion"))
-    );
-    assert!(
-        skipped
-            .iter()
-            .any(|t| t.detail.as_deref().unwrap().contains("maximum"))
-    );
+        assert!(a.engine.copy(text(&"long ".repeat(20))).unwrap().is_none());
+        assert!(a.engine.copy(text("fine")).unwrap().is_some());
+        let report = a.engine.upload().await.unwrap();
+        assert_eq!(report.ops, 1);
+        assert_eq!(a.texts(), ["fine"]);
+        let skipped: Vec<_> = a
+            .engine
+            .transfers(10)
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.kind == "filter")
+            .collect();
+        assert_eq!(skipped.len(), 2);
+        for line in &skipped {
+            let detail = line.detail.as_deref().unwrap();
+            assert!(
+                !detail.contains("4111"),
+                "the log quotes the clip: {detail}"
+            );
+        }
+        assert!(
+            skipped
+                .iter()
+                .any(|t| t.detail.as_deref().unwrap().contains("exclusion"))
+        );
+        assert!(
+            skipped
+                .iter()
+                .any(|t| t.detail.as_deref().unwrap().contains("maximum"))
+        );
 
-    let mut b = Device::open(Arc::clone(&storage.store)).await;
-    b.engine.fetch().await.unwrap();
-    assert_eq!(b.texts(), ["fine"]);
+        let mut b = Device::open(Arc::clone(&storage.store)).await;
+        b.engine.fetch().await.unwrap();
+        assert_eq!(b.texts(), ["fine"]);
+    }
 }
 
 #[tokio::test]
 async fn a_dry_run_reports_what_would_move_and_changes_nothing() {
-    let storage = storage(Backend::Folder).await;
-    init(&*storage.store).await;
-    let counted = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));
-    let store: Arc<dyn Store> = counted.clone();
-    let mut small = config();
-    small.max_segment_ops = 2;
-    let mut a = Device::open_with(Arc::clone(&store), small).await;
-    let mut b = Device::open(Arc::clone(&store)).await;
-    for n in 0..3 {
-        a.copy(&format!("clip {n}"));
-    }
-    counted.counts.take();
-    let plan = a.engine.dry_run().await.unwrap();
-    let ops: Vec<u64> = plan.upload.iter().map(|p| p.ops).collect();
-    assert_eq!(ops, [2, 1]);
-    assert!(plan.upload[0].name.ends_with("/0000000000000001"));
-    let [put, _, _, delete] = counted.counts.take();
-    assert_eq!((put, delete), (0, 0), "a dry run writes nothing");
-    assert_eq!(a.engine.status().unwrap().pending_ops, 3);
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        let counted = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));
+        let store: Arc<dyn Store> = counted.clone();
+        let mut small = config();
+        small.max_segment_ops = 2;
+        let mut a = Device::open_with(Arc::clone(&store), small).await;
+        let mut b = Device::open(Arc::clone(&store)).await;
+        for n in 0..3 {
+            a.copy(&format!("clip {n}"));
+        }
+        counted.counts.take();
+        let plan = a.engine.dry_run().await.unwrap();
+        let ops: Vec<u64> = plan.upload.iter().map(|p| p.ops).collect();
+        assert_eq!(ops, [2, 1]);
+        assert!(plan.upload[0].name.ends_with("/0000000000000001"));
+        let [put, _, _, delete] = counted.counts.take();
+        assert_eq!((put, delete), (0, 0), "a dry run writes nothing");
+        assert_eq!(a.engine.status().unwrap().pending_ops, 3);
 
-    a.engine.upload().await.unwrap();
-    let plan = b.engine.dry_run().await.unwrap();
-    assert_eq!(plan.download.len(), 2);
-    assert!(plan.download.iter().all(|p| p.bytes > 0));
-    assert!(b.texts().is_empty(), "nothing applied by a dry run");
-    b.engine.fetch().await.unwrap();
-    assert_eq!(b.texts().len(), 3);
-    assert_eq!(
-        b.engine.dry_run().await.unwrap(),
-        ferry_sync::DryRun::default()
-    );
+        a.engine.upload().await.unwrap();
+        let plan = b.engine.dry_run().await.unwrap();
+        assert_eq!(plan.download.len(), 2);
+        assert!(plan.download.iter().all(|p| p.bytes > 0));
+        assert!(b.texts().is_empty(), "nothing applied by a dry run");
+        b.engine.fetch().await.unwrap();
+        assert_eq!(b.texts().len(), 3);
+        assert_eq!(
+            b.engine.dry_run().await.unwrap(),
+            ferry_sync::DryRun::default()
+        );
+    }
 }
