@@ -432,14 +432,14 @@ impl Db {
         Ok(())
     }
 
-    /// Stores the state after merging another device's snapshot: the new checkpoint, the
-    /// cursors it moves forward, the text of its clips, and the transfer.
+    /// Stores the state after merging other devices' snapshots: the new checkpoint, the
+    /// cursors they move forward, the text of their clips, and the transfers.
     pub(crate) fn apply_snapshot(
         &mut self,
         state: &State,
         cursors: &[(DeviceTag, DeviceId, CursorRow)],
         texts: &[(ClipId, String)],
-        transfer: &Transfer,
+        transfers: &[Transfer],
     ) -> Result<(), SyncError> {
         let tx = self.conn.transaction()?;
         tx.execute(
@@ -464,7 +464,9 @@ impl Db {
         for (clip, text) in texts {
             index_text(&tx, *clip, text)?;
         }
-        insert_transfer(&tx, transfer)?;
+        for transfer in transfers {
+            insert_transfer(&tx, transfer)?;
+        }
         tx.commit()?;
         Ok(())
     }

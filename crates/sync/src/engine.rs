@@ -150,6 +150,14 @@ pub struct Status {
 
 const RECENT_ERRORS: usize = 10;
 
+/// A snapshot read and checked, not yet merged.
+struct LoadedSnapshot {
+    state: State,
+    cursors: Vec<(DeviceTag, DeviceId, CursorRow)>,
+    advanced: CursorRow,
+    transfer: Transfer,
+}
+
 /// Keys of the numbers kept in the database's `meta` table.
 mod meta {
     /// This device's newest snapshot.
@@ -525,8 +533,22 @@ impl Engine {
 
     async fn fetch_all(&mut self, report: &mut FetchReport) -> Result<(), SyncError> {
         let heads = self.list_heads().await?;
+        // Devices never seen start from their snapshots: read them all, then merge and store
+        // them as one checkpoint (a cold start writes the merged state once, not per device).
+        let mut loaded = Vec::new();
+        for &tag in heads.keys() {
+            let cursor = self.db.cursor(&tag)?;
+            if cursor.seq == 0
+                && let Some(snapshot) = self.read_snapshot(tag, cursor, report).await?
+            {
+                loaded.push(snapshot);
+            }
+        }
+        if !loaded.is_empty() {
+            self.merge_snapshots(loaded)?;
+        }
         for (tag, seq) in heads {
-            self.fetch_device(tag, seq, report).await?;
+            self.fetch_device(tag, seq, false, report).await?;
         }
         self.maybe_checkpoint()
     }
@@ -539,7 +561,7 @@ impl Engine {
         }
         let result = async {
             if hint.device != self.tag {
-                self.fetch_device(hint.device, hint.seq, &mut report)
+                self.fetch_device(hint.device, hint.seq, true, &mut report)
                     .await?;
             }
             self.maybe_checkpoint()
@@ -689,15 +711,17 @@ impl Engine {
         }
     }
 
-    /// Applies the device's segments after its cursor up to `until`, in order.
+    /// Applies the device's segments after its cursor up to `until`, in order; a device never
+    /// seen starts from its snapshot when `snapshot_first`.
     async fn fetch_device(
         &mut self,
         tag: DeviceTag,
         until: u64,
+        snapshot_first: bool,
         report: &mut FetchReport,
     ) -> Result<(), SyncError> {
         let mut cursor = self.db.cursor(&tag)?;
-        if cursor.seq == 0 && until > 0 {
+        if snapshot_first && cursor.seq == 0 && until > 0 {
             // A device never seen: start from its newest snapshot when it has one.
             if let Some(advanced) = self.load_snapshot(tag, cursor, report).await? {
                 cursor = advanced;
@@ -759,6 +783,22 @@ impl Engine {
         cursor: CursorRow,
         report: &mut FetchReport,
     ) -> Result<Option<CursorRow>, SyncError> {
+        let Some(loaded) = self.read_snapshot(tag, cursor, report).await? else {
+            return Ok(None);
+        };
+        let advanced = loaded.advanced;
+        self.merge_snapshots(vec![loaded])?;
+        Ok(Some(self.db.cursor(&tag)?.max_with(advanced)))
+    }
+
+    /// Reads, opens and checks the newest snapshot of the device of `tag` if it goes past
+    /// `cursor`. A broken one is quarantined and gives `None`.
+    async fn read_snapshot(
+        &mut self,
+        tag: DeviceTag,
+        cursor: CursorRow,
+        report: &mut FetchReport,
+    ) -> Result<Option<LoadedSnapshot>, SyncError> {
         let Some((seq, store_path)) = self.list_snapshots(tag).await?.pop() else {
             return Ok(None);
         };
@@ -810,13 +850,8 @@ impl Engine {
             report.quarantined += 1;
             return Ok(None);
         };
-        // Index the snapshot's clips (those already here are indexed again, harmlessly).
-        let texts: Vec<(ClipId, String)> = state
-            .history(None, usize::MAX)
-            .into_iter()
-            .filter_map(|clip| clip.content.text().map(|t| (clip.id, t.to_owned())))
-            .collect();
-        self.replica.merge(state);
+        report.segments += 1;
+        report.bytes += bytes.len() as u64;
         let transfer = Transfer {
             at_ms: now_ms(),
             direction: "down".into(),
@@ -828,16 +863,41 @@ impl Engine {
             outcome: "ok".into(),
             detail: None,
         };
+        Ok(Some(LoadedSnapshot {
+            state,
+            cursors,
+            advanced,
+            transfer,
+        }))
+    }
+
+    /// Merges snapshots into the state and stores the result as one new checkpoint, with the
+    /// cursors they move forward, in one transaction.
+    fn merge_snapshots(&mut self, loaded: Vec<LoadedSnapshot>) -> Result<(), SyncError> {
+        let mut cursors = Vec::new();
+        let mut texts: Vec<(ClipId, String)> = Vec::new();
+        let mut transfers = Vec::new();
+        for snapshot in loaded {
+            // Index the snapshot's clips (those already indexed are skipped).
+            texts.extend(
+                snapshot
+                    .state
+                    .history(None, usize::MAX)
+                    .into_iter()
+                    .filter_map(|clip| clip.content.text().map(|t| (clip.id, t.to_owned()))),
+            );
+            self.replica.merge(snapshot.state);
+            cursors.extend(snapshot.cursors);
+            transfers.push(snapshot.transfer);
+        }
         let stored = self
             .db
-            .apply_snapshot(self.replica.state(), &cursors, &texts, &transfer);
+            .apply_snapshot(self.replica.state(), &cursors, &texts, &transfers);
         if let Err(error) = stored {
             self.replica = Replica::with_state(self.device, self.db.load_state()?);
             return Err(error);
         }
-        report.segments += 1;
-        report.bytes += bytes.len() as u64;
-        Ok(Some(self.db.cursor(&tag)?.max_with(advanced)))
+        Ok(())
     }
 
     fn quarantine(
