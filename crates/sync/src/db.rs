@@ -11,7 +11,7 @@
 //! | `cursors` | per other device: the last segment applied and its operation counter |
 //! | `transfers` | the transfer log: every upload, download, quarantine and failure |
 //! | `quarantine` | objects that failed to open or decode, with the reason |
-//! | `clip_text` | FTS5 index over clip text, for history search |
+//! | `clip_text`, `clip_rows` | contentless FTS5 index over clip text, for history search, and its row → clip map |
 //!
 //! Every change is one transaction; `record` commits before it returns.
 
@@ -69,7 +69,8 @@ const MIGRATIONS: &[&str] = &[
          at INTEGER NOT NULL,
          reason TEXT NOT NULL
      );
-     CREATE VIRTUAL TABLE clip_text USING fts5(clip UNINDEXED, body);",
+     CREATE TABLE clip_rows (rowid INTEGER PRIMARY KEY, clip BLOB NOT NULL);
+     CREATE VIRTUAL TABLE clip_text USING fts5(body, content = '', detail = none);",
 ];
 
 /// One line of the transfer log.
@@ -461,7 +462,11 @@ impl Db {
                 params![tag.0, device.0, to_i64(cursor.seq), to_i64(cursor.ops)],
             )?;
         }
-        for (clip, text) in texts {
+        // In row order: appends to the index's b-trees instead of random inserts.
+        let mut ordered: Vec<&(ClipId, String)> = texts.iter().collect();
+        ordered.sort_unstable_by_key(|(clip, _)| text_rowid(*clip));
+        ordered.dedup_by_key(|(clip, _)| *clip);
+        for (clip, text) in ordered {
             index_text(&tx, *clip, text)?;
         }
         for transfer in transfers {
@@ -565,7 +570,8 @@ impl Db {
     /// Clips whose text matches the FTS5 query `query`, best first.
     pub(crate) fn search(&self, query: &str, limit: usize) -> Result<Vec<ClipId>, SyncError> {
         let mut statement = self.conn.prepare(
-            "SELECT clip FROM clip_text WHERE clip_text MATCH ?1 ORDER BY rank LIMIT ?2",
+            "SELECT clip_rows.clip FROM clip_text JOIN clip_rows ON clip_rows.rowid = clip_text.rowid
+             WHERE clip_text MATCH ?1 ORDER BY clip_text.rank LIMIT ?2",
         )?;
         let rows = statement.query_map(params![fts_query(query), to_i64(limit as u64)], |row| {
             row.get::<_, Vec<u8>>(0)
@@ -608,18 +614,25 @@ fn insert_op(tx: &Transaction<'_>, op: &Op, seq: Option<u64>) -> Result<(), Sync
     Ok(())
 }
 
-/// The FTS row id of a clip: its first 8 bytes. A clip's content never changes (its id is a
-/// hash of it), so a clip indexed once stays indexed as it is.
-fn index_text(tx: &Transaction<'_>, clip: ClipId, text: &str) -> Result<(), SyncError> {
+/// The search index's row id of a clip: its first 8 bytes (a keyed hash: collisions are
+/// negligible).
+fn text_rowid(clip: ClipId) -> i64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&clip.0[..8]);
-    let rowid = i64::from_le_bytes(first);
-    let indexed = tx
-        .prepare_cached("SELECT 1 FROM clip_text WHERE rowid = ?1")?
-        .exists([rowid])?;
-    if !indexed {
-        tx.prepare_cached("INSERT INTO clip_text (rowid, clip, body) VALUES (?1, ?2, ?3)")?
-            .execute(params![rowid, clip.0, text])?;
+    i64::from_be_bytes(first)
+}
+
+/// Indexes a clip's text. A clip's content never changes (its id is a hash of it), so a clip
+/// indexed once stays indexed as it is. The index is contentless: the text itself lives in the
+/// state; `clip_rows` maps row ids back to clip ids.
+fn index_text(tx: &Transaction<'_>, clip: ClipId, text: &str) -> Result<(), SyncError> {
+    let rowid = text_rowid(clip);
+    let new = tx
+        .prepare_cached("INSERT OR IGNORE INTO clip_rows (rowid, clip) VALUES (?1, ?2)")?
+        .execute(params![rowid, clip.0])?;
+    if new == 1 {
+        tx.prepare_cached("INSERT INTO clip_text (rowid, body) VALUES (?1, ?2)")?
+            .execute(params![rowid, text])?;
     }
     Ok(())
 }
