@@ -11,6 +11,8 @@
 //! | `cursors` | per other device: the last segment applied and its operation counter |
 //! | `transfers` | the transfer log: every upload, download, quarantine and failure |
 //! | `quarantine` | objects that failed to open or decode, with the reason |
+//! | `blobs` | large content (images, files) by blob id: this device's own, and others' once fetched |
+//! | `blob_chunks` | chunks of a blob being downloaded, so an interrupted download resumes |
 //! | `clip_text`, `clip_rows` | contentless FTS5 index over clip text, for history search, and its row → clip map |
 //!
 //! Every change is one transaction; `record` commits before it returns.
@@ -18,7 +20,7 @@
 use std::path::Path;
 
 use ferry_core::{ClipId, Op, State};
-use ferry_protocol::{DeviceId, DeviceTag, KeyId};
+use ferry_protocol::{BlobId, DeviceId, DeviceTag, KeyId};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::SyncError;
@@ -68,6 +70,18 @@ const MIGRATIONS: &[&str] = &[
          name TEXT PRIMARY KEY,
          at INTEGER NOT NULL,
          reason TEXT NOT NULL
+     );
+     CREATE TABLE blobs (
+         id BLOB PRIMARY KEY,
+         data BLOB NOT NULL,
+         uploaded INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE TABLE blob_chunks (
+         id BLOB NOT NULL,
+         idx INTEGER NOT NULL,
+         count INTEGER NOT NULL,
+         data BLOB NOT NULL,
+         PRIMARY KEY (id, idx)
      );
      CREATE TABLE clip_rows (rowid INTEGER PRIMARY KEY, clip BLOB NOT NULL);
      CREATE VIRTUAL TABLE clip_text USING fts5(body, content = '', detail = none);",
@@ -244,14 +258,22 @@ impl Db {
         Ok(state)
     }
 
-    /// Stores one of this device's operations (durably, when this returns).
+    /// Stores one of this device's operations (durably, when this returns), with the large
+    /// content it refers to.
     pub(crate) fn record(
         &mut self,
         op: &Op,
         text: Option<(ClipId, &str)>,
+        blob: Option<(BlobId, &[u8])>,
     ) -> Result<(), SyncError> {
         let tx = self.conn.transaction()?;
         insert_op(&tx, op, None)?;
+        if let Some((id, data)) = blob {
+            tx.execute(
+                "INSERT OR IGNORE INTO blobs (id, data, uploaded) VALUES (?1, ?2, 0)",
+                params![id.0, data],
+            )?;
+        }
         if let Some((clip, text)) = text {
             index_text(&tx, clip, text)?;
         }
@@ -563,6 +585,96 @@ impl Db {
                  (SELECT seq FROM segments WHERE uploaded_at IS NOT NULL)",
             [device.0],
         )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Blobs of this device's not yet uploaded.
+    pub(crate) fn blobs_to_upload(&self) -> Result<Vec<BlobId>, SyncError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id FROM blobs WHERE uploaded = 0 ORDER BY rowid")?;
+        let rows = statement.query_map([], |row| row.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Ok(id) = <[u8; 32]>::try_from(row?) {
+                out.push(BlobId(id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A blob held here.
+    pub(crate) fn blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, SyncError> {
+        Ok(self
+            .conn
+            .query_row("SELECT data FROM blobs WHERE id = ?1", [id.0], |row| {
+                row.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Marks a blob uploaded.
+    pub(crate) fn blob_uploaded(&self, id: &BlobId, transfer: &Transfer) -> Result<(), SyncError> {
+        self.conn
+            .execute("UPDATE blobs SET uploaded = 1 WHERE id = ?1", [id.0])?;
+        self.log(transfer)
+    }
+
+    /// The chunks of a blob already downloaded: their indexes and the chunk count they gave.
+    pub(crate) fn chunks_held(&self, id: &BlobId) -> Result<Vec<(u32, u32)>, SyncError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT idx, count FROM blob_chunks WHERE id = ?1 ORDER BY idx")?;
+        let rows = statement.query_map([id.0], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Keeps one downloaded chunk.
+    pub(crate) fn keep_chunk(
+        &self,
+        id: &BlobId,
+        index: u32,
+        count: u32,
+        data: &[u8],
+    ) -> Result<(), SyncError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO blob_chunks (id, idx, count, data) VALUES (?1, ?2, ?3, ?4)",
+            params![id.0, index, count, data],
+        )?;
+        Ok(())
+    }
+
+    /// The downloaded chunks joined in order.
+    pub(crate) fn joined_chunks(&self, id: &BlobId) -> Result<Vec<u8>, SyncError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT data FROM blob_chunks WHERE id = ?1 ORDER BY idx")?;
+        let mut rows = statement.query([id.0])?;
+        let mut data = Vec::new();
+        while let Some(row) = rows.next()? {
+            data.extend_from_slice(&row.get::<_, Vec<u8>>(0)?);
+        }
+        Ok(data)
+    }
+
+    /// Stores a complete downloaded blob and drops its chunks; or, when it failed its check,
+    /// only drops the chunks.
+    pub(crate) fn finish_blob(
+        &mut self,
+        id: &BlobId,
+        data: Option<&[u8]>,
+        transfer: &Transfer,
+    ) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        if let Some(data) = data {
+            tx.execute(
+                "INSERT OR IGNORE INTO blobs (id, data, uploaded) VALUES (?1, ?2, 1)",
+                params![id.0, data],
+            )?;
+        }
+        tx.execute("DELETE FROM blob_chunks WHERE id = ?1", [id.0])?;
+        insert_transfer(&tx, transfer)?;
         tx.commit()?;
         Ok(())
     }

@@ -20,11 +20,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ferry_core::{Action, ClipContent, ClipId, Op, Replica, State};
+use ferry_core::{Action, Body, ClipContent, ClipId, Op, Replica, State};
 use ferry_protocol::names::{ROOT, SNAP_PREFIX};
 use ferry_protocol::{
-    Cursor, DeviceId, DeviceTag, Head, Keys, NamesKey, ObjectName, RawOp, RelayHint, Segment,
-    Snapshot,
+    BlobChunk, BlobId, Cursor, DeviceId, DeviceTag, Head, Keys, NamesKey, ObjectName, RawOp,
+    RelayHint, Segment, Snapshot,
 };
 use ferry_store::{RetryPolicy, Store, StoreError};
 use tracing::{debug, warn};
@@ -49,6 +49,13 @@ pub struct EngineConfig {
     pub direction: Direction,
     /// Which clips are recorded at all.
     pub filters: Filters,
+    /// Images and files larger than this go to `blob/` as chunks, outside the segment.
+    pub blob_threshold: u64,
+    /// Bytes per blob chunk (at most 4 MiB).
+    pub blob_chunk: usize,
+    /// Others' blobs up to this size are fetched with their segment; larger ones when asked
+    /// for ([`Engine::blob`]).
+    pub eager_blob_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +67,9 @@ impl Default for EngineConfig {
             snapshot_every: 5_000,
             direction: Direction::Both,
             filters: Filters::default(),
+            blob_threshold: 64 * 1024,
+            blob_chunk: 1024 * 1024,
+            eager_blob_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -180,6 +190,8 @@ pub struct Engine {
     last_upload: Option<SystemTime>,
     last_fetch: Option<SystemTime>,
     recent_errors: VecDeque<String>,
+    /// Blobs of clips applied in this fetch, to fetch at its end.
+    wanted_blobs: Vec<BlobId>,
 }
 
 fn now_ms() -> u64 {
@@ -219,6 +231,7 @@ impl Engine {
             last_upload: None,
             last_fetch: None,
             recent_errors: VecDeque::new(),
+            wanted_blobs: Vec::new(),
         })
     }
 
@@ -237,8 +250,16 @@ impl Engine {
         &mut self,
         make: impl FnOnce(&mut Replica, &NamesKey, u64) -> Op,
     ) -> Result<Op, SyncError> {
+        self.record_with(make, None)
+    }
+
+    fn record_with(
+        &mut self,
+        make: impl FnOnce(&mut Replica, &NamesKey, u64) -> Op,
+        blob: Option<(BlobId, &[u8])>,
+    ) -> Result<Op, SyncError> {
         let op = make(&mut self.replica, &self.keys.names, now_ms());
-        if let Err(error) = self.db.record(&op, clip_text(&op)) {
+        if let Err(error) = self.db.record(&op, clip_text(&op), blob) {
             // The operation is not stored: forget it in memory too.
             self.replica = Replica::with_state(self.device, self.db.load_state()?);
             return Err(error);
@@ -263,8 +284,162 @@ impl Engine {
             })?;
             return Ok(None);
         }
-        self.record(|replica, names, now| replica.copy(names, content, now))
-            .map(Some)
+        // Large images and files travel as blobs: the operation carries the blob's id.
+        let mut content = content;
+        let mut blob = None;
+        if let ClipContent::Image { body, .. } | ClipContent::File { body, .. } = &mut content
+            && let Body::Inline(bytes) = body
+            && bytes.len() as u64 > self.config.blob_threshold
+        {
+            let data = std::mem::take(bytes);
+            let id = self.keys.names.blob_id(&data);
+            *body = Body::Blob {
+                id,
+                len: data.len() as u64,
+            };
+            blob = Some((id, data));
+        }
+        let blob_ref = blob.as_ref().map(|(id, data)| (*id, data.as_slice()));
+        self.record_with(
+            |replica, names, now| replica.copy(names, content, now),
+            blob_ref,
+        )
+        .map(Some)
+    }
+
+    /// The bytes of a blob: from the local database, or downloaded (resuming from the chunks
+    /// already held) and kept.
+    pub async fn blob(&mut self, id: BlobId) -> Result<Vec<u8>, SyncError> {
+        if let Some(data) = self.db.blob(&id)? {
+            return Ok(data);
+        }
+        let held = self.db.chunks_held(&id)?;
+        let mut count = held.first().map(|(_, count)| *count);
+        let mut index = 0u32;
+        let mut bytes_read = 0u64;
+        loop {
+            if let Some(count) = count
+                && index >= count
+            {
+                break;
+            }
+            if held.iter().any(|(i, _)| *i == index) {
+                index += 1;
+                continue;
+            }
+            let name = ObjectName::Blob {
+                blob: id,
+                chunk: index,
+            };
+            let store_path = path(&name);
+            let store = &self.store;
+            let bytes = self.config.retry.run(|| store.get(&store_path)).await?;
+            bytes_read += bytes.len() as u64;
+            let chunk: BlobChunk = match self.keys.data.open_object(&name, &bytes) {
+                Ok(chunk) => chunk,
+                Err(error) => return Err(self.broken_blob(&id, &store_path, error.to_string())),
+            };
+            let expected = count.unwrap_or(chunk.count);
+            if chunk.blob != id || chunk.index != index || chunk.count != expected || expected == 0
+            {
+                let reason = "the chunk does not belong at this place of this blob".to_owned();
+                return Err(self.broken_blob(&id, &store_path, reason));
+            }
+            count = Some(expected);
+            self.db.keep_chunk(&id, index, expected, &chunk.data)?;
+            index += 1;
+        }
+        let data = self.db.joined_chunks(&id)?;
+        let name = path(&ObjectName::Blob { blob: id, chunk: 0 });
+        if self.keys.names.blob_id(&data) != id {
+            let reason = "the joined chunks do not hash to the blob's id".to_owned();
+            return Err(self.broken_blob(&id, &name, reason));
+        }
+        let transfer = Transfer {
+            at_ms: now_ms(),
+            direction: "down".into(),
+            kind: "blob".into(),
+            device: None,
+            name: Some(name),
+            ops: 0,
+            bytes: bytes_read,
+            outcome: "ok".into(),
+            detail: None,
+        };
+        self.db.finish_blob(&id, Some(&data), &transfer)?;
+        Ok(data)
+    }
+
+    /// Drops a broken blob's chunks, logs why, and gives the error to return.
+    fn broken_blob(&mut self, id: &BlobId, name: &str, reason: String) -> SyncError {
+        let transfer = Transfer {
+            at_ms: now_ms(),
+            direction: "down".into(),
+            kind: "blob".into(),
+            device: None,
+            name: Some(name.to_owned()),
+            ops: 0,
+            bytes: 0,
+            outcome: "failed".into(),
+            detail: Some(reason.clone()),
+        };
+        if let Err(error) = self.db.finish_blob(id, None, &transfer) {
+            return error;
+        }
+        self.note(format!("{name}: {reason}"));
+        SyncError::BrokenBlob {
+            name: name.to_owned(),
+            reason,
+        }
+    }
+
+    /// Uploads this device's blobs not yet in storage, chunk by chunk (write-once: a chunk
+    /// already there is the same content, whatever its bytes).
+    async fn upload_blobs(&mut self, report: &mut UploadReport) -> Result<(), SyncError> {
+        let chunk_len = self.config.blob_chunk.clamp(1, BlobChunk::MAX_DATA);
+        for id in self.db.blobs_to_upload()? {
+            let Some(data) = self.db.blob(&id)? else {
+                continue;
+            };
+            let count = data.len().div_ceil(chunk_len).max(1);
+            let count = u32::try_from(count).unwrap_or(u32::MAX);
+            let mut bytes = 0u64;
+            for index in 0..count {
+                let start = index as usize * chunk_len;
+                let end = (start + chunk_len).min(data.len());
+                let name = ObjectName::Blob {
+                    blob: id,
+                    chunk: index,
+                };
+                let chunk = BlobChunk {
+                    blob: id,
+                    index,
+                    count,
+                    total_len: data.len() as u64,
+                    data: data[start..end].to_vec(),
+                };
+                let sealed = self.keys.data.seal_object(&name, &chunk)?;
+                bytes += sealed.as_bytes().len() as u64;
+                self.put_once(&path(&name), sealed.as_bytes(), false)
+                    .await?;
+            }
+            self.db.blob_uploaded(
+                &id,
+                &Transfer {
+                    at_ms: now_ms(),
+                    direction: "up".into(),
+                    kind: "blob".into(),
+                    device: Some(self.tag.to_string()),
+                    name: Some(path(&ObjectName::Blob { blob: id, chunk: 0 })),
+                    ops: 0,
+                    bytes,
+                    outcome: "ok".into(),
+                    detail: None,
+                },
+            )?;
+            report.bytes += bytes;
+        }
+        Ok(())
     }
 
     /// Clips whose text holds every word of `query`, best match first.
@@ -290,6 +465,8 @@ impl Engine {
     }
 
     async fn upload_all(&mut self, report: &mut UploadReport) -> Result<(), SyncError> {
+        // Blobs first: a segment never refers to a blob that is not in storage yet.
+        self.upload_blobs(report).await?;
         loop {
             for segment in self.db.unuploaded()? {
                 self.push(segment, report).await?;
@@ -550,7 +727,18 @@ impl Engine {
         for (tag, seq) in heads {
             self.fetch_device(tag, seq, false, report).await?;
         }
+        self.fetch_wanted_blobs().await;
         self.maybe_checkpoint()
+    }
+
+    /// Fetches the blobs of newly applied clips that are small enough to fetch eagerly. A blob
+    /// that fails is noted in the status and fetched again when asked for.
+    async fn fetch_wanted_blobs(&mut self) {
+        for id in std::mem::take(&mut self.wanted_blobs) {
+            if let Err(error) = self.blob(id).await {
+                self.note(format!("blob {id}: {error}"));
+            }
+        }
     }
 
     /// Fetches what a relay hint announces (and any segment of that device before it).
@@ -564,6 +752,7 @@ impl Engine {
                 self.fetch_device(hint.device, hint.seq, true, &mut report)
                     .await?;
             }
+            self.fetch_wanted_blobs().await;
             self.maybe_checkpoint()
         }
         .await;
@@ -754,6 +943,23 @@ impl Engine {
             };
             match self.open_segment(&name, &tag, cursor, &bytes) {
                 Ok((segment, ops)) => {
+                    let eager = self.config.eager_blob_bytes;
+                    self.wanted_blobs
+                        .extend(ops.iter().filter_map(|op| match &op.action {
+                            Action::Copy {
+                                content:
+                                    ClipContent::Image {
+                                        body: Body::Blob { id, len },
+                                        ..
+                                    }
+                                    | ClipContent::File {
+                                        body: Body::Blob { id, len },
+                                        ..
+                                    },
+                                ..
+                            } if *len <= eager => Some(*id),
+                            _ => None,
+                        }));
                     let count = ops.len() as u64;
                     let new_cursor = CursorRow {
                         seq,

@@ -66,6 +66,17 @@ pub enum SyncError {
         /// The storage's key id.
         repository: KeyId,
     },
+    /// A blob's chunks do not open or do not fit together.
+    #[error(
+        "the large content stored at {name} is damaged ({reason}); the device that copied it can \
+         copy it again"
+    )]
+    BrokenBlob {
+        /// The chunk's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A segment this device wrote earlier is in storage with other bytes than it recorded.
     #[error(
         "the storage holds {name} with other bytes than this device wrote; another installation \

@@ -11,6 +11,10 @@
 //!            ─▶ open, check, apply (one transaction per segment) or quarantine
 //! ```
 //!
+//! Images and files above a threshold travel as sealed chunks under `blob/<id>/`, uploaded before
+//! the segment that names them; others fetch them with the segment (up to a size) or on demand
+//! ([`Engine::blob`]), resuming from the chunks they already hold.
+//!
 //! Every object is written once and never overwritten, by the one device that owns its name,
 //! so no backend needs locking or conditional overwrites. The relay and the LAN are wired in by
 //! the caller: [`Engine::upload`] returns the hints to publish and [`Engine::fetch_hint`] takes
