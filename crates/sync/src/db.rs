@@ -234,18 +234,33 @@ impl Db {
         Ok(device)
     }
 
-    /// The merged state: the checkpoint, then every operation after it.
-    pub(crate) fn load_state(&self) -> Result<State, SyncError> {
+    /// This device's local-only actor: the id under which it records data outside its sync
+    /// scope. Its operations are never uploaded.
+    pub(crate) fn local_identity(&self) -> Result<DeviceId, SyncError> {
+        if let Some(bytes) = self.meta("local_id")?
+            && let Ok(id) = <[u8; 16]>::try_from(bytes.as_slice())
+        {
+            return Ok(DeviceId(id));
+        }
+        let local = DeviceId::generate()?;
+        self.set_meta("local_id", &local.0)?;
+        Ok(local)
+    }
+
+    /// The merged state (the checkpoint, then every operation after it) and the local-only
+    /// state (the operations of `local`).
+    pub(crate) fn load_state(&self, local: DeviceId) -> Result<(State, State), SyncError> {
         let checkpoint: Option<Vec<u8>> = self
             .conn
             .query_row("SELECT state FROM checkpoint WHERE id = 1", [], |row| {
                 row.get(0)
             })
             .optional()?;
-        let mut state = match checkpoint {
+        let mut shared = match checkpoint {
             Some(bytes) => State::decode(&bytes).map_err(corrupt)?,
             None => State::new(),
         };
+        let mut own = State::new();
         let mut statement = self
             .conn
             .prepare("SELECT op FROM ops ORDER BY device, counter")?;
@@ -253,9 +268,14 @@ impl Db {
         while let Some(row) = rows.next()? {
             let bytes: Vec<u8> = row.get(0)?;
             let op = Op::decode(&bytes).map_err(corrupt)?;
+            let state = if op.device() == local {
+                &mut own
+            } else {
+                &mut shared
+            };
             state.apply(op).map_err(corrupt)?;
         }
-        Ok(state)
+        Ok((shared, own))
     }
 
     /// Stores one of this device's operations (durably, when this returns), with the large
@@ -473,7 +493,8 @@ impl Db {
         // Other devices' operations are in the new checkpoint; this device's own stay until
         // uploaded (applying them again changes nothing).
         tx.execute(
-            "DELETE FROM ops WHERE device NOT IN (SELECT value FROM meta WHERE key = 'device_id')",
+            "DELETE FROM ops WHERE device NOT IN
+                 (SELECT value FROM meta WHERE key IN ('device_id', 'local_id'))",
             [],
         )?;
         for (tag, device, cursor) in cursors {
@@ -571,7 +592,8 @@ impl Db {
     }
 
     /// Replaces the checkpoint with `state` and drops the operations it holds, except this
-    /// device's operations that are not uploaded yet.
+    /// device's operations that are not uploaded yet (and its local-only ones, which the
+    /// checkpoint does not hold).
     pub(crate) fn checkpoint(&mut self, state: &State, device: DeviceId) -> Result<(), SyncError> {
         let tx = self.conn.transaction()?;
         tx.execute(
@@ -579,7 +601,12 @@ impl Db {
              ON CONFLICT (id) DO UPDATE SET state = excluded.state",
             [state.encode()],
         )?;
-        tx.execute("DELETE FROM ops WHERE device != ?1", [device.0])?;
+        // Local-only operations are not in the checkpoint: they stay.
+        tx.execute(
+            "DELETE FROM ops WHERE device != ?1 AND device NOT IN
+                 (SELECT value FROM meta WHERE key = 'local_id')",
+            [device.0],
+        )?;
         tx.execute(
             "DELETE FROM ops WHERE device = ?1 AND seq IN
                  (SELECT seq FROM segments WHERE uploaded_at IS NOT NULL)",

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ferry_core::{Action, Body, ClipContent, ClipId, Op, Replica, State};
+use ferry_core::{Action, Body, ClipContent, ClipId, DataKind, Op, Replica, Scope, State};
 use ferry_protocol::names::{ROOT, SNAP_PREFIX};
 use ferry_protocol::{
     BlobChunk, BlobId, Cursor, DeviceId, DeviceTag, Head, Keys, NamesKey, ObjectName, RawOp,
@@ -49,6 +49,9 @@ pub struct EngineConfig {
     pub direction: Direction,
     /// Which clips are recorded at all.
     pub filters: Filters,
+    /// Which kinds of data sync. Changes to the others are kept on this device only, and
+    /// other devices' changes to them do not show here (see [`Engine::state_for`]).
+    pub scope: Scope,
     /// Images and files larger than this go to `blob/` as chunks, outside the segment.
     pub blob_threshold: u64,
     /// Bytes per blob chunk (at most 4 MiB).
@@ -67,6 +70,7 @@ impl Default for EngineConfig {
             snapshot_every: 5_000,
             direction: Direction::Both,
             filters: Filters::default(),
+            scope: Scope::ALL,
             blob_threshold: 64 * 1024,
             blob_chunk: 1024 * 1024,
             eager_blob_bytes: 8 * 1024 * 1024,
@@ -185,7 +189,10 @@ pub struct Engine {
     device: DeviceId,
     tag: DeviceTag,
     db: Db,
+    /// The merged, synced state.
     replica: Replica,
+    /// This device's local-only data: what it records outside its sync scope.
+    local: Replica,
     config: EngineConfig,
     last_upload: Option<SystemTime>,
     last_fetch: Option<SystemTime>,
@@ -219,10 +226,12 @@ impl Engine {
         let header = repo::open(&*store, &keys, &config.retry).await?;
         let db = Db::open(database)?;
         let device = db.identity(header.key_id)?;
-        let state = db.load_state()?;
+        let local = db.local_identity()?;
+        let (state, local_state) = db.load_state(local)?;
         Ok(Engine {
             tag: keys.names.device_tag(&device),
             replica: Replica::with_state(device, state),
+            local: Replica::with_state(local, local_state),
             store,
             keys,
             device,
@@ -245,23 +254,53 @@ impl Engine {
         self.replica.state()
     }
 
+    /// The state to show for `kind`: the merged state when `kind` syncs, otherwise this
+    /// device's local-only state.
+    pub fn state_for(&self, kind: DataKind) -> &State {
+        if self.config.scope.includes_kind(kind) {
+            self.replica.state()
+        } else {
+            self.local.state()
+        }
+    }
+
+    /// Reloads both states from the database, after a write that failed.
+    fn reload(&mut self) -> Result<(), SyncError> {
+        let (state, local) = self.db.load_state(self.local.device())?;
+        self.replica = Replica::with_state(self.device, state);
+        self.local = Replica::with_state(self.local.device(), local);
+        Ok(())
+    }
+
     /// Makes an operation with `make` and stores it durably before returning it.
+    /// `kind` is the kind of data the operation changes: outside the sync scope it is made by
+    /// this device's local-only actor and never leaves the device.
     pub fn record(
         &mut self,
+        kind: DataKind,
         make: impl FnOnce(&mut Replica, &NamesKey, u64) -> Op,
     ) -> Result<Op, SyncError> {
-        self.record_with(make, None)
+        self.record_with(kind, make, None)
     }
 
     fn record_with(
         &mut self,
+        kind: DataKind,
         make: impl FnOnce(&mut Replica, &NamesKey, u64) -> Op,
         blob: Option<(BlobId, &[u8])>,
     ) -> Result<Op, SyncError> {
-        let op = make(&mut self.replica, &self.keys.names, now_ms());
+        let replica = if self.config.scope.includes_kind(kind) {
+            &mut self.replica
+        } else {
+            &mut self.local
+        };
+        let op = make(replica, &self.keys.names, now_ms());
+        if op.data_kind() != kind {
+            warn!(?kind, made = ?op.data_kind(), "an operation was recorded under another kind");
+        }
         if let Err(error) = self.db.record(&op, clip_text(&op), blob) {
             // The operation is not stored: forget it in memory too.
-            self.replica = Replica::with_state(self.device, self.db.load_state()?);
+            self.reload()?;
             return Err(error);
         }
         Ok(op)
@@ -301,6 +340,7 @@ impl Engine {
         }
         let blob_ref = blob.as_ref().map(|(id, data)| (*id, data.as_slice()));
         self.record_with(
+            DataKind::Clips,
             |replica, names, now| replica.copy(names, content, now),
             blob_ref,
         )
@@ -1100,7 +1140,7 @@ impl Engine {
             .db
             .apply_snapshot(self.replica.state(), &cursors, &texts, &transfers);
         if let Err(error) = stored {
-            self.replica = Replica::with_state(self.device, self.db.load_state()?);
+            self.reload()?;
             return Err(error);
         }
         Ok(())

@@ -20,6 +20,11 @@
 //! the caller: [`Engine::upload`] returns the hints to publish and [`Engine::fetch_hint`] takes
 //! the ones received.
 //!
+//! Scope: data of a kind this device does not sync (say, its settings) is recorded by a second,
+//! local-only actor into a separate state that never leaves the device, so the shared log has
+//! no gaps and snapshots hold only shared data; [`Engine::state_for`] gives the state to show
+//! for each kind.
+//!
 //! What it does not do: watch the clipboard, hold secrets, or talk to the relay itself.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Device, Rng, init, keys};
-use ferry_core::ClipContent;
+use ferry_core::{ClipContent, DataKind};
 use ferry_protocol::ObjectName;
 use ferry_protocol::names::ROOT;
 use ferry_store::{FolderStore, Store};
@@ -47,7 +47,9 @@ async fn crash_child() {
     for i in 0.. {
         let text = format!("run {run} clip {i}");
         engine
-            .record(|r, names, now| r.copy(names, ClipContent::Text(text.clone()), now))
+            .record(DataKind::Clips, |r, names, now| {
+                r.copy(names, ClipContent::Text(text.clone()), now)
+            })
             .unwrap();
         println!("recorded {text}");
         if i % 3 == 2 {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::{
     BACKENDS, Device, FAST_RETRY, Instrumented, Rng, config, init, keys, other_keys, storage,
 };
-use ferry_core::ClipContent;
+use ferry_core::{ClipContent, DataKind, Strategy};
 use ferry_protocol::names::ROOT;
 use ferry_protocol::{DeviceId, Error as ProtocolError, ObjectName, RawOp, Segment};
 use ferry_store::Store;
@@ -52,7 +52,9 @@ async fn devices_converge_after_random_interleavings_on_every_backend() {
                     let name = format!("alias{}", rng.below(3));
                     devices[d]
                         .engine
-                        .record(|r, _, now| r.set_alias(name, Some(format!("v{step}")), now))
+                        .record(DataKind::Aliases, |r, _, now| {
+                            r.set_alias(name, Some(format!("v{step}")), now)
+                        })
                         .unwrap();
                 }
                 4 => {
@@ -163,8 +165,10 @@ async fn state_is_rebuilt_from_checkpoints() {
             .unwrap();
         for n in 0..20 {
             a.copy(&format!("clip {n}"));
-            b.record(|r, names, now| r.copy(names, ClipContent::Text(format!("b {n}")), now))
-                .unwrap();
+            b.record(DataKind::Clips, |r, names, now| {
+                r.copy(names, ClipContent::Text(format!("b {n}")), now)
+            })
+            .unwrap();
         }
         a.engine.upload().await.unwrap();
         b.sync().await.unwrap();
@@ -806,6 +810,93 @@ async fn a_dry_run_reports_what_would_move_and_changes_nothing() {
         assert_eq!(
             b.engine.dry_run().await.unwrap(),
             ferry_sync::DryRun::default()
+        );
+    }
+}
+
+#[tokio::test]
+async fn data_outside_the_scope_stays_on_the_device_and_others_changes_to_it_do_not_show() {
+    for backend in BACKENDS {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        let mut narrow = config();
+        narrow.scope = ferry_core::Scope {
+            clips: true,
+            collections: true,
+            aliases: false,
+            settings: false,
+        };
+        let mut private = Device::open_with(Arc::clone(&storage.store), narrow.clone()).await;
+        let mut shared = Device::open(Arc::clone(&storage.store)).await;
+        let set = |device: &mut Device, kind: DataKind, key: &str, value: &str| {
+            let (key, value) = (key.to_owned(), value.to_owned());
+            device
+                .engine
+                .record(kind, move |r, _, now| match kind {
+                    DataKind::Settings => r.set_setting(key, Some(value), now),
+                    _ => r.set_alias(key, Some(value), now),
+                })
+                .unwrap();
+        };
+        set(&mut private, DataKind::Settings, "theme", "dark");
+        set(&mut private, DataKind::Aliases, "sig", "private signature");
+        set(&mut shared, DataKind::Aliases, "sig", "shared signature");
+        private.copy("a clip syncs");
+        shared.copy("so does this one");
+        for _ in 0..2 {
+            private.engine.sync().await.unwrap();
+            shared.engine.sync().await.unwrap();
+        }
+        // Clips (in scope) sync both ways.
+        assert_eq!(private.texts(), shared.texts());
+        assert_eq!(private.texts().len(), 2);
+        // Out of scope: the private device keeps its own values, the other sees none of them.
+        let any = DeviceId([0; 16]);
+        let alias = |state: &ferry_core::State| -> Vec<String> {
+            state
+                .alias("sig", Strategy::KeepBoth, any)
+                .map(|resolved| {
+                    resolved
+                        .values
+                        .iter()
+                        .filter_map(|v| v.value.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            alias(private.engine.state_for(DataKind::Aliases)),
+            ["private signature"]
+        );
+        assert_eq!(
+            alias(shared.engine.state_for(DataKind::Aliases)),
+            ["shared signature"]
+        );
+        let theme = |state: &ferry_core::State| {
+            state
+                .setting("theme", Strategy::KeepBoth, any)
+                .and_then(|r| r.value().map(str::to_owned))
+        };
+        assert_eq!(theme(shared.engine.state()), None);
+        assert_eq!(
+            theme(private.engine.state_for(DataKind::Settings)).as_deref(),
+            Some("dark")
+        );
+        // Nothing local-only is pending upload, and it survives a restart.
+        assert_eq!(private.engine.status().unwrap().pending_ops, 0);
+        let Device { engine, home } = private;
+        drop(engine);
+        let engine = Engine::open(
+            Arc::clone(&storage.store),
+            keys(),
+            &home.path().join("ferry.db"),
+            narrow,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            alias(engine.state_for(DataKind::Aliases)),
+            ["private signature"]
         );
     }
 }

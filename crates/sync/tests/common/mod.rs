@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry_core::{ClipContent, Op, Replica};
+use ferry_core::{ClipContent, DataKind, Op, Replica};
 use ferry_protocol::{Keys, NamesKey, SyncKey};
 use ferry_store::s3::Timeouts;
 use ferry_store::{FolderStore, ListPage, RetryPolicy, S3Store, Store, StoreError, WebDavStore};
@@ -125,9 +125,12 @@ impl Device {
 
     pub fn copy(&mut self, text: &str) -> Op {
         self.engine
-            .record(|replica: &mut Replica, names: &NamesKey, now| {
-                replica.copy(names, ClipContent::Text(text.to_owned()), now)
-            })
+            .record(
+                DataKind::Clips,
+                |replica: &mut Replica, names: &NamesKey, now| {
+                    replica.copy(names, ClipContent::Text(text.to_owned()), now)
+                },
+            )
             .unwrap()
     }
 
