@@ -1,10 +1,11 @@
-//! Crash safety: a writer process is killed with SIGKILL at random moments while it records and
-//! syncs, restarted, and killed again, 50 times. Afterwards nothing it reported as recorded is
+//! Crash safety, on each backend: a writer process is killed with SIGKILL at random moments
+//! while it records and syncs, restarted, and killed again, 50 times. Afterwards nothing it reported as recorded is
 //! missing, no operation is duplicated, and no segment was ever written twice with different
 //! bytes (the engine refuses that with `SyncError::Divergent`, which would end a child with
 //! exit code 3).
 //!
-//! The child is this same test binary, running the ignored test `crash_child`.
+//! The child is this same test binary, running the ignored test `crash_child`; the S3 and
+//! WebDAV servers run in the parent, on 127.0.0.1, and outlive every child.
 
 mod common;
 
@@ -14,11 +15,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Device, Rng, init, keys};
+use common::{BACKENDS, Backend, Device, Rng, init, keys, servers};
 use ferry_core::{ClipContent, DataKind};
 use ferry_protocol::ObjectName;
 use ferry_protocol::names::ROOT;
-use ferry_store::{FolderStore, Store};
+use ferry_store::s3::Timeouts;
+use ferry_store::url::StoreUrl;
+use ferry_store::{FolderStore, S3Store, Store, WebDavStore};
 use ferry_sync::{Engine, EngineConfig, SyncError};
 
 const RUNS: u64 = 50;
@@ -31,6 +34,26 @@ fn child_config() -> EngineConfig {
     config
 }
 
+/// The store a URL names, with the test servers' credentials.
+fn open_store(url: &str) -> Arc<dyn Store> {
+    match StoreUrl::parse(url).unwrap() {
+        StoreUrl::Folder(path) => Arc::new(FolderStore::open(path).unwrap()),
+        StoreUrl::S3(location) => Arc::new(S3Store::new(
+            &location,
+            servers::credentials(),
+            Timeouts::default(),
+        )),
+        StoreUrl::WebDav(location) => Arc::new(
+            WebDavStore::new(
+                &location,
+                Some(servers::dav_credentials()),
+                Timeouts::default(),
+            )
+            .unwrap(),
+        ),
+    }
+}
+
 /// The writer: records numbered clips and syncs, printing each clip once `record` returned.
 #[tokio::test]
 #[ignore = "run by crash_safety as a child process"]
@@ -40,7 +63,8 @@ async fn crash_child() {
     };
     let run: u64 = std::env::var("FERRY_CRASH_RUN").unwrap().parse().unwrap();
     let dir = Path::new(&dir);
-    let store: Arc<dyn Store> = Arc::new(FolderStore::open(dir.join("repo")).unwrap());
+    let url = std::env::var("FERRY_CRASH_STORE").unwrap();
+    let store = open_store(&url);
     let mut engine = Engine::open(store, keys(), &dir.join("writer.db"), child_config())
         .await
         .unwrap();
@@ -67,11 +91,44 @@ async fn crash_child() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_safety_under_sigkill() {
+    for backend in BACKENDS {
+        // The servers run here; the children reach them on 127.0.0.1.
+        let (_server, url) = match backend {
+            Backend::Folder => {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("repo");
+                FolderStore::create(&path).unwrap();
+                (Server::Folder(dir), StoreUrl::Folder(path).to_string())
+            }
+            Backend::S3 => {
+                let (running, location) = servers::s3().await;
+                (Server::Running(running), StoreUrl::S3(location).to_string())
+            }
+            Backend::WebDav => {
+                let (running, location) = servers::webdav(0).await;
+                (
+                    Server::Running(running),
+                    StoreUrl::WebDav(location).to_string(),
+                )
+            }
+        };
+        crash_safety_on(backend, &url).await;
+    }
+}
+
+/// Keeps a backend alive for the length of a run.
+#[allow(dead_code)]
+enum Server {
+    Folder(tempfile::TempDir),
+    Running(servers::Running),
+}
+
+async fn crash_safety_on(backend: Backend, url: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(FolderStore::create(dir.path().join("repo")).unwrap());
+    let store = open_store(url);
     init(&*store).await;
     let recorded = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut rng = Rng(0xC0FF_EE00_D15E_A5E5);
+    let mut rng = Rng(0xC0FF_EE00_D15E_A5E5 ^ backend as u64);
     let exe = std::env::current_exe().unwrap();
     for run in 0..RUNS {
         let mut child = Command::new(&exe)
@@ -83,6 +140,7 @@ async fn crash_safety_under_sigkill() {
                 "--test-threads=1",
             ])
             .env("FERRY_CRASH_DIR", dir.path())
+            .env("FERRY_CRASH_STORE", url)
             .env("FERRY_CRASH_RUN", run.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -98,7 +156,7 @@ async fn crash_safety_under_sigkill() {
             }
         });
         // Let it start, then kill it somewhere in its stream of records and syncs.
-        std::thread::sleep(Duration::from_millis(40 + rng.below(200)));
+        tokio::time::sleep(Duration::from_millis(40 + rng.below(200))).await;
         let early = child.try_wait().unwrap();
         if early.is_none() {
             child.kill().unwrap();
@@ -114,7 +172,7 @@ async fn crash_safety_under_sigkill() {
                 .unwrap()
                 .read_to_string(&mut stderr)
                 .unwrap();
-            panic!("run {run}: the writer ended by itself ({status}): {stderr}");
+            panic!("{backend:?} run {run}: the writer ended by itself ({status}): {stderr}");
         }
         assert!(!status.success());
     }
@@ -157,7 +215,7 @@ async fn crash_safety_under_sigkill() {
     );
     assert!(reader.engine.status().unwrap().quarantined.is_empty());
     eprintln!(
-        "{} clips reported recorded, {} present, writer at segment {}",
+        "{backend:?}: {} clips reported recorded, {} present, writer at segment {}",
         recorded.len(),
         present.len(),
         status.last_seq
