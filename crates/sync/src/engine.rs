@@ -594,27 +594,15 @@ impl Engine {
     /// The snapshots stored for the device of `tag`, oldest first, with their store paths.
     async fn list_snapshots(&self, tag: DeviceTag) -> Result<Vec<(u64, String)>, SyncError> {
         let prefix = format!("{ROOT}{SNAP_PREFIX}{tag}/");
-        let mut found = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let store = &self.store;
-            let page = self
-                .config
-                .retry
-                .run(|| store.list(&prefix, after.as_deref(), ferry_store::MAX_PAGE))
-                .await?;
-            for object in &page.objects {
-                if let Some(ObjectName::Snap { device, seq }) = parse(&object.name)
-                    && device == tag
-                {
-                    found.push((seq, object.name.clone()));
-                }
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+        let mut found: Vec<(u64, String)> = self
+            .list_objects(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|(name, _)| match parse(&name) {
+                Some(ObjectName::Snap { device, seq }) if device == tag => Some((seq, name)),
+                _ => None,
+            })
+            .collect();
         found.sort();
         Ok(found)
     }
@@ -835,7 +823,7 @@ impl Engine {
             }
         }
         if self.config.direction.receives() {
-            for (tag, head) in self.list_heads_readonly().await? {
+            for (tag, head) in self.list_heads().await? {
                 let cursor = self.db.cursor(&tag)?;
                 if head <= cursor.seq {
                     continue;
@@ -872,19 +860,6 @@ impl Engine {
         Ok(plan)
     }
 
-    async fn list_heads_readonly(&self) -> Result<BTreeMap<DeviceTag, u64>, SyncError> {
-        let mut heads = BTreeMap::new();
-        for (name, _) in self.list_objects(&heads_prefix()).await? {
-            if let Some(ObjectName::Head { device, seq }) = parse(&name)
-                && device != self.tag
-            {
-                let newest = heads.entry(device).or_insert(seq);
-                *newest = (*newest).max(seq);
-            }
-        }
-        Ok(heads)
-    }
-
     /// Every object under `prefix` with its size.
     async fn list_objects(&self, prefix: &str) -> Result<Vec<(String, u64)>, SyncError> {
         let mut found = Vec::new();
@@ -912,32 +887,19 @@ impl Engine {
     }
 
     /// The newest head seq of every other device, from the names alone.
-    async fn list_heads(&mut self) -> Result<BTreeMap<DeviceTag, u64>, SyncError> {
-        let prefix = heads_prefix();
+    async fn list_heads(&self) -> Result<BTreeMap<DeviceTag, u64>, SyncError> {
         let mut heads = BTreeMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let store = &self.store;
-            let page = self
-                .config
-                .retry
-                .run(|| store.list(&prefix, after.as_deref(), ferry_store::MAX_PAGE))
-                .await?;
-            for object in &page.objects {
-                match parse(&object.name) {
-                    Some(ObjectName::Head { device, seq }) if device != self.tag => {
-                        let newest = heads.entry(device).or_insert(seq);
-                        *newest = (*newest).max(seq);
-                    }
-                    Some(ObjectName::Head { .. }) => {}
-                    _ => debug!(name = %object.name, "ignoring a stray object under head/"),
+        for (name, _) in self.list_objects(&heads_prefix()).await? {
+            match parse(&name) {
+                Some(ObjectName::Head { device, seq }) if device != self.tag => {
+                    let newest = heads.entry(device).or_insert(seq);
+                    *newest = (*newest).max(seq);
                 }
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(heads),
+                Some(ObjectName::Head { .. }) => {}
+                _ => debug!(%name, "ignoring a stray object under head/"),
             }
         }
+        Ok(heads)
     }
 
     /// Applies the device's segments after its cursor up to `until`, in order; a device never
