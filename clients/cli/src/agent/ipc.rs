@@ -1,0 +1,196 @@
+//! The agent's socket: commands on the device's data run in the agent while it holds the
+//! database, and their output travels back.
+//!
+//! ```text
+//! request:  one JSON line {"command": DataCommand, "json": bool}
+//! reply:    one JSON line {"code", "error", "stderr", "stdout_len"}, then stdout_len bytes
+//! ```
+//!
+//! The socket sits in the Ferry home (mode 0700), so only the user reaches it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use crate::cli::DataCommand;
+use crate::error::Failure;
+use crate::home::Home;
+
+/// How long a command may take in the agent (a paste may fetch first).
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Largest request line accepted.
+const MAX_REQUEST: u64 = 64 * 1024 * 1024;
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    command: DataCommand,
+    json: bool,
+}
+
+/// What the agent answered.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Reply {
+    pub(crate) code: u8,
+    pub(crate) error: String,
+    pub(crate) stderr: String,
+    #[serde(skip)]
+    pub(crate) stdout: Vec<u8>,
+    stdout_len: u64,
+}
+
+impl Reply {
+    pub(crate) fn new(result: Result<(), Failure>, stdout: Vec<u8>, stderr: String) -> Reply {
+        let (code, error) = match result {
+            Ok(()) => (0, String::new()),
+            Err(failure) => (failure.code, failure.message),
+        };
+        Reply {
+            code,
+            error,
+            stderr,
+            stdout_len: stdout.len() as u64,
+            stdout,
+        }
+    }
+}
+
+/// A command for the agent's loop, with where to send the answer.
+pub(crate) struct Job {
+    pub(crate) command: DataCommand,
+    pub(crate) json: bool,
+    pub(crate) reply: oneshot::Sender<Reply>,
+}
+
+/// Sends `command` to the agent of `home`; `None` when no agent listens.
+pub(crate) async fn send(
+    home: &Home,
+    command: &DataCommand,
+    json: bool,
+) -> Result<Option<Reply>, Failure> {
+    let stream = match UnixStream::connect(home.socket()).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            debug!(%error, "no agent answers");
+            return Ok(None);
+        }
+    };
+    let failed = |e: std::io::Error| {
+        Failure::new(format!(
+            "the agent did not answer ({e}); see its log, or stop it and try again"
+        ))
+    };
+    let exchange = async {
+        let (read, mut write) = stream.into_split();
+        let mut line = serde_json::to_vec(&Request {
+            command: command.clone(),
+            json,
+        })
+        .map_err(|e| failed(std::io::Error::other(e)))?;
+        line.push(b'\n');
+        write.write_all(&line).await.map_err(failed)?;
+        write.shutdown().await.map_err(failed)?;
+        let mut read = BufReader::new(read);
+        let mut header = String::new();
+        read.read_line(&mut header).await.map_err(failed)?;
+        let mut reply: Reply =
+            serde_json::from_str(&header).map_err(|e| failed(std::io::Error::other(e)))?;
+        let mut stdout = Vec::new();
+        read.take(reply.stdout_len)
+            .read_to_end(&mut stdout)
+            .await
+            .map_err(failed)?;
+        reply.stdout = stdout;
+        Ok(Some(reply))
+    };
+    tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .map_err(|_| Failure::new("the agent did not answer within 2 minutes; see its log"))?
+}
+
+/// Listens on the home's socket and hands each command to the loop through `jobs`.
+pub(crate) fn listen(home: &Home, jobs: mpsc::Sender<Job>) -> Result<(), Failure> {
+    let path = home.socket();
+    // Whoever holds the lock owns the socket: an old one is from an agent that died.
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(|e| {
+        Failure::new(format!(
+            "the agent's socket {} could not be made: {e}",
+            path.display()
+        ))
+    })?;
+    restrict(&path);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let jobs = jobs.clone();
+            tokio::spawn(async move {
+                if let Err(error) = serve(stream, jobs).await {
+                    debug!(%error, "a command on the agent's socket failed");
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+fn restrict(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+async fn serve(stream: UnixStream, jobs: mpsc::Sender<Job>) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = Vec::new();
+    BufReader::new(read)
+        .take(MAX_REQUEST)
+        .read_until(b'\n', &mut line)
+        .await?;
+    let reply = match serde_json::from_slice::<Request>(&line) {
+        Ok(request) => {
+            let (tx, rx) = oneshot::channel();
+            let job = Job {
+                command: request.command,
+                json: request.json,
+                reply: tx,
+            };
+            if jobs.send(job).await.is_err() {
+                Reply::new(
+                    Err(Failure::new("the agent is stopping; try again")),
+                    Vec::new(),
+                    String::new(),
+                )
+            } else {
+                rx.await.unwrap_or_else(|_| {
+                    Reply::new(
+                        Err(Failure::new("the agent stopped before answering")),
+                        Vec::new(),
+                        String::new(),
+                    )
+                })
+            }
+        }
+        Err(error) => Reply::new(
+            Err(Failure::usage(format!(
+                "the agent could not read the command ({error}): use the same Ferry version for both"
+            ))),
+            Vec::new(),
+            String::new(),
+        ),
+    };
+    let mut header = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+    header.push(b'\n');
+    write.write_all(&header).await?;
+    write.write_all(&reply.stdout).await?;
+    write.shutdown().await
+}

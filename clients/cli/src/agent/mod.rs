@@ -1,0 +1,483 @@
+//! The background agent: one loop that owns the engine and reacts to everything.
+//!
+//! ```text
+//! clipboard watcher ─ copy ─▶ filters ─▶ engine.copy ─▶ (20 ms later) upload ─▶ relay hints
+//! relay hint / folder event / poll tick ─▶ fetch ─▶ newest clip from another device
+//!                                                    ─▶ placed on this clipboard
+//! agent socket ─▶ ferry copy / paste / history … run here, answered there
+//! SIGTERM / SIGINT ─▶ last upload (bounded) ─▶ exit
+//! ```
+//!
+//! No echo: a clip this agent placed is not recorded again when the watcher sees it, so two
+//! agents never bounce a clip between them.
+
+pub(crate) mod ipc;
+mod watch;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_clipboard::{Clip, Observed, WatchConfig, Watcher, Writer};
+use ferry_core::{Body, ClipContent, ClipId, DataKind};
+use ferry_protocol::TopicId;
+use ferry_relay_client::{ClientConfig, Delivery, RelayClient};
+use ferry_store::url::StoreUrl;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::data::{self, Output};
+use crate::device::{self, Device};
+use crate::error::Failure;
+use crate::home::Home;
+use crate::setup::{self, KeySource, Setup};
+
+/// Copies closer together than this go out in one segment.
+const UPLOAD_DEBOUNCE: Duration = Duration::from_millis(20);
+/// The first wait before retrying a failed upload; it doubles up to the poll interval.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+/// How long the last upload may take at shutdown.
+const SHUTDOWN_UPLOAD: Duration = Duration::from_secs(10);
+/// How often the retention policy (trash age, history length) is applied.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
+    if ipc::send(&home, &crate::cli::DataCommand::Status, true)
+        .await?
+        .is_some()
+    {
+        return Err(Failure::new(format!(
+            "an agent is already running for {}; stop it first (`ferry service status`)",
+            home.data.display()
+        )));
+    }
+    let config = match config.store() {
+        Some(_) => config,
+        None => first_run(&home, config).await?,
+    };
+    let lock = device::lock(&home, Duration::from_secs(30))?;
+    let device = Device::open(home, config, lock).await?;
+    Agent::start(device)?.run().await
+}
+
+/// With no configuration: a repository in the embedded default folder, then run.
+async fn first_run(home: &Home, config: Config) -> Result<Config, Failure> {
+    let folder = home.default_store();
+    println!(
+        "No Ferry configuration was found: setting this device up on a repository in {}.",
+        folder.display()
+    );
+    let setup = Setup {
+        store: format!("file://{}", folder.display()),
+        relay: config.relay().map(str::to_owned),
+        name: None,
+        key: KeySource::New,
+    };
+    setup::setup(home.clone(), config, setup, false).await?;
+    println!();
+    println!(
+        "To use a bucket or WebDAV server instead, stop the agent and run `ferry init --store URL`."
+    );
+    println!();
+    Config::load(None, &home.config, &[])
+}
+
+struct Agent {
+    device: Device,
+    topic: TopicId,
+    relay: Option<(RelayClient, mpsc::Receiver<Delivery>)>,
+    clips: Option<mpsc::Receiver<Observed>>,
+    folder: Option<mpsc::Receiver<()>>,
+    jobs: mpsc::Receiver<ipc::Job>,
+    writer: Option<Arc<Mutex<Writer>>>,
+    /// Keeps the folder watcher alive.
+    _folder_watcher: Option<notify::RecommendedWatcher>,
+    /// Keeps the clipboard watcher's thread reachable.
+    _watcher: Option<Watcher>,
+    /// The clip this agent placed last: not recorded when the watcher sees it.
+    placed: Option<Clip>,
+    /// The clip recorded last: a repeated event for it is ignored.
+    recorded: Option<Clip>,
+    /// The newest remote clip already placed (or seen), kept across restarts.
+    applied: Option<ClipId>,
+    upload_at: Option<Instant>,
+    retry: Duration,
+    /// When the retention policy ran last.
+    retained_at: Option<Instant>,
+}
+
+impl Agent {
+    fn start(device: Device) -> Result<Agent, Failure> {
+        let (job_tx, jobs) = mpsc::channel(16);
+        ipc::listen(&device.home, job_tx)?;
+        let topic = device.keys.relay.group_topic();
+        let relay = match device.config.relay() {
+            Some(url) => {
+                let started = RelayClient::start(ClientConfig::new(url)).map_err(|e| {
+                    Failure::new(format!("the relay URL `{url}` does not work: {e}"))
+                })?;
+                started
+                    .0
+                    .subscribe(topic)
+                    .map_err(|e| Failure::new(e.to_string()))?;
+                info!(relay = url, "relay: subscribed");
+                Some(started)
+            }
+            None => {
+                info!(every = ?device.config.poll_interval(), "no relay: polling");
+                None
+            }
+        };
+        let (folder, folder_watcher) = match device.config.store().map(device::parse_store) {
+            Some(Ok(StoreUrl::Folder(path))) => {
+                let tag = device.engine.status()?.tag.to_string();
+                match watch::folder(&path, tag) {
+                    Ok((watcher, rx)) => (Some(rx), Some(watcher)),
+                    Err(error) => {
+                        warn!(%error, "the repository folder cannot be watched: polling");
+                        (None, None)
+                    }
+                }
+            }
+            _ => (None, None),
+        };
+        let (clips, watcher, writer) = if device.config.flag("clipboard.watch")
+            || device.config.flag("clipboard.apply_remote")
+        {
+            start_clipboard(&device)
+        } else {
+            (None, None, None)
+        };
+        let applied = std::fs::read_to_string(device.home.applied_file())
+            .ok()
+            .map(|text| text.trim().to_owned());
+        let applied = applied.and_then(|hex| {
+            device
+                .engine
+                .state_for(DataKind::Clips)
+                .history(None, usize::MAX)
+                .into_iter()
+                .find(|v| v.id.to_string() == hex)
+                .map(|v| v.id)
+        });
+        Ok(Agent {
+            device,
+            topic,
+            relay,
+            clips,
+            folder,
+            jobs,
+            writer,
+            _folder_watcher: folder_watcher,
+            _watcher: watcher,
+            placed: None,
+            recorded: None,
+            applied,
+            upload_at: Some(Instant::now()),
+            retry: RETRY_FIRST,
+            retained_at: None,
+        })
+    }
+
+    async fn run(mut self) -> Result<(), Failure> {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| Failure::new(format!("could not listen for SIGTERM: {e}")))?;
+        let mut poll = tokio::time::interval(self.device.config.poll_interval());
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        info!(device = %self.device.engine.device(), "agent running");
+        loop {
+            let upload_at = self.upload_at;
+            tokio::select! {
+                _ = terminate.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                Some(observed) = recv(&mut self.clips) => self.observed(observed),
+                Some(delivery) = recv_relay(&mut self.relay) => self.hint(delivery).await,
+                Some(()) = recv(&mut self.folder) => self.fetch().await,
+                _ = poll.tick() => {
+                    self.fetch().await;
+                    self.retention();
+                }
+                Some(job) = self.jobs.recv() => self.job(job).await,
+                () = sleep_until(upload_at), if upload_at.is_some() => self.upload().await,
+            }
+        }
+        info!("stopping: uploading what is pending");
+        match tokio::time::timeout(SHUTDOWN_UPLOAD, self.device.engine.upload()).await {
+            Ok(Ok(report)) => self.publish(&report.hints),
+            Ok(Err(error)) => {
+                warn!(%error, "the last upload failed; it is retried at the next start")
+            }
+            Err(_) => warn!("the last upload timed out; it is retried at the next start"),
+        }
+        let _ = std::fs::remove_file(self.device.home.socket());
+        Ok(())
+    }
+
+    fn observed(&mut self, observed: Observed) {
+        let clip = match observed {
+            Observed::Clip(clip) => clip,
+            Observed::Secret => {
+                info!("a password manager marked the copied content as secret: not recorded");
+                return;
+            }
+            Observed::TooLarge { bytes } => {
+                info!(
+                    bytes,
+                    "the copied content is over clipboard.max_bytes: not recorded"
+                );
+                return;
+            }
+        };
+        if self.placed.as_ref() == Some(&clip) || self.recorded.as_ref() == Some(&clip) {
+            return;
+        }
+        if !self.device.config.flag("clipboard.watch") {
+            return;
+        }
+        let content = match &clip {
+            Clip::Text(text) => ClipContent::Text(text.clone()),
+            Clip::Png(png) => ClipContent::Image {
+                mime: "image/png".into(),
+                body: Body::Inline(png.clone()),
+            },
+        };
+        match self.device.engine.copy(content) {
+            Ok(Some(_)) => {
+                self.recorded = Some(clip);
+                self.placed = None;
+                self.upload_soon();
+            }
+            Ok(None) => info!("a copy was filtered out (see `ferry log --kind filter`)"),
+            Err(error) => warn!(%error, "a copy could not be recorded"),
+        }
+    }
+
+    fn upload_soon(&mut self) {
+        let at = Instant::now() + UPLOAD_DEBOUNCE;
+        if self.upload_at.is_none_or(|due| due > at) {
+            self.upload_at = Some(at);
+        }
+    }
+
+    async fn upload(&mut self) {
+        self.upload_at = None;
+        match self.device.engine.upload().await {
+            Ok(report) => {
+                self.retry = RETRY_FIRST;
+                self.publish(&report.hints);
+            }
+            Err(error) => {
+                warn!(%error, retry_in = ?self.retry, "upload failed");
+                self.upload_at = Some(Instant::now() + self.retry);
+                self.retry =
+                    (self.retry * 2).min(self.device.config.poll_interval().max(RETRY_FIRST));
+            }
+        }
+    }
+
+    fn publish(&self, hints: &[ferry_protocol::RelayHint]) {
+        let Some((client, _)) = &self.relay else {
+            return;
+        };
+        for hint in hints {
+            match self.device.keys.relay.seal_hint(&self.topic, hint) {
+                Ok(sealed) => {
+                    if let Err(error) = client.publish(self.topic, sealed.into_bytes()) {
+                        warn!(%error, "a hint could not be published");
+                    }
+                }
+                Err(error) => warn!(%error, "a hint could not be sealed"),
+            }
+        }
+    }
+
+    async fn hint(&mut self, delivery: Delivery) {
+        let hint = match self
+            .device
+            .keys
+            .relay
+            .open_hint(&delivery.topic, &delivery.data)
+        {
+            Ok(hint) => hint,
+            Err(error) => {
+                warn!(%error, "ignored a relay message that does not open with this key");
+                return;
+            }
+        };
+        match self.device.engine.fetch_hint(hint).await {
+            Ok(_) => self.apply_newest().await,
+            Err(error) => warn!(%error, "fetch after a hint failed"),
+        }
+    }
+
+    async fn fetch(&mut self) {
+        match self.device.engine.fetch().await {
+            Ok(_) => self.apply_newest().await,
+            Err(error) => warn!(%error, "fetch failed"),
+        }
+        if self
+            .device
+            .engine
+            .status()
+            .is_ok_and(|s| s.pending_ops > 0 || s.pending_segments > 0)
+            && self.upload_at.is_none()
+        {
+            self.upload_soon();
+        }
+    }
+
+    /// Places the newest clip on this clipboard when another device copied it last.
+    async fn apply_newest(&mut self) {
+        if !self.device.config.flag("clipboard.apply_remote") {
+            return;
+        }
+        let Some(writer) = self.writer.clone() else {
+            return;
+        };
+        let me = self.device.engine.device();
+        let (id, content) = {
+            let state = self.device.engine.state_for(DataKind::Clips);
+            let Some(newest) = state.newest() else { return };
+            if newest.last_used.device == me || self.applied == Some(newest.id) {
+                return;
+            }
+            (newest.id, newest.content.clone())
+        };
+        self.applied = Some(id);
+        let _ = std::fs::write(self.device.home.applied_file(), id.to_string());
+        let clip = match content {
+            ClipContent::Text(text) | ClipContent::RichText { plain: text, .. } => Clip::Text(text),
+            ClipContent::Image { mime, body } if mime == "image/png" => match body {
+                Body::Inline(bytes) => Clip::Png(bytes),
+                Body::Blob { id, .. } => match self.device.engine.blob(id).await {
+                    Ok(bytes) => Clip::Png(bytes),
+                    Err(error) => {
+                        warn!(%error, "the newest image could not be fetched");
+                        return;
+                    }
+                },
+            },
+            _ => return,
+        };
+        self.placed = Some(clip.clone());
+        let placed = tokio::task::spawn_blocking(move || {
+            writer
+                .lock()
+                .map_err(|_| "the clipboard writer failed earlier".to_owned())?
+                .set(&clip)
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        match placed {
+            Ok(Ok(())) => info!(clip = %id, "placed the newest clip from another device"),
+            Ok(Err(error)) => warn!(%error, "the clip could not be placed on the clipboard"),
+            Err(error) => warn!(%error, "the clipboard writer stopped"),
+        }
+    }
+
+    /// Purges what the retention policy says is due, as ordinary purge operations that every
+    /// device agrees on.
+    fn retention(&mut self) {
+        if self
+            .retained_at
+            .is_some_and(|at| at.elapsed() < RETENTION_EVERY)
+        {
+            return;
+        }
+        self.retained_at = Some(Instant::now());
+        let policy = self.device.config.retention();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let due = self
+            .device
+            .engine
+            .state_for(DataKind::Clips)
+            .due_for_purge(&policy, now);
+        if due.is_empty() {
+            return;
+        }
+        for clip in &due {
+            if let Err(error) = self
+                .device
+                .engine
+                .record(DataKind::Clips, |r, _, now| r.purge(*clip, now))
+            {
+                warn!(%error, "retention: a purge could not be recorded");
+                return;
+            }
+        }
+        info!(clips = due.len(), "retention: purged clips past the policy");
+        self.upload_soon();
+    }
+
+    async fn job(&mut self, job: ipc::Job) {
+        let mut out = Output::default();
+        let result = data::execute(&mut self.device, job.command, job.json, &mut out).await;
+        if let Ok(true) = result {
+            self.upload_at = Some(Instant::now());
+        }
+        let _ = job
+            .reply
+            .send(ipc::Reply::new(result.map(drop), out.stdout, out.stderr));
+    }
+}
+
+/// The watcher's copies, the watcher, and the writer: each absent where the clipboard is.
+type ClipboardParts = (
+    Option<mpsc::Receiver<Observed>>,
+    Option<Watcher>,
+    Option<Arc<Mutex<Writer>>>,
+);
+
+/// Starts the clipboard watcher and writer; without a clipboard the agent syncs only.
+fn start_clipboard(device: &Device) -> ClipboardParts {
+    let writer = match Writer::open() {
+        Ok(writer) => Arc::new(Mutex::new(writer)),
+        Err(error) => {
+            warn!("{error}");
+            return (None, None, None);
+        }
+    };
+    let (tx, rx) = mpsc::channel(16);
+    let config = WatchConfig {
+        max_bytes: device.config.max_bytes(),
+        ..WatchConfig::default()
+    };
+    match Watcher::start(config, move |observed| tx.blocking_send(observed).is_ok()) {
+        Ok(watcher) => {
+            info!(mode = ?watcher.mode(), "watching the clipboard");
+            (Some(rx), Some(watcher), Some(writer))
+        }
+        Err(error) => {
+            warn!("{error}");
+            (None, None, Some(writer))
+        }
+    }
+}
+
+async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_relay(
+    relay: &mut Option<(RelayClient, mpsc::Receiver<Delivery>)>,
+) -> Option<Delivery> {
+    match relay {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,341 @@
+//! The command line: every command, flag and argument.
+//!
+//! Commands that read or change the device's data ([`DataCommand`]) travel to a running agent
+//! over its socket when there is one, so they are plain data (serde) with paths made absolute
+//! and standard input already read.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// Ferry keeps your clipboard in step across your devices, end-to-end encrypted, through storage
+/// you own.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Global {
+    /// Keep all of this device's state (config, database, file secrets) in DIR.
+    #[arg(long, global = true, env = "FERRY_HOME", value_name = "DIR")]
+    pub(crate) home: Option<PathBuf>,
+    /// The user config file (default: config.toml under the Ferry home, or
+    /// $XDG_CONFIG_HOME/ferry/config.toml).
+    #[arg(long, global = true, env = "FERRY_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// An administrator's read-only base config, below the user's.
+    #[arg(long, global = true, env = "FERRY_BASE_CONFIG", value_name = "FILE")]
+    pub(crate) base_config: Option<PathBuf>,
+    /// Where secrets live: the OS keychain, or a 0600 file under the Ferry home.
+    #[arg(long, global = true, value_enum, value_name = "STORE")]
+    pub(crate) secret_store: Option<SecretStoreChoice>,
+    /// Print data as JSON.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+/// Where secrets live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SecretStoreChoice {
+    /// The OS keychain (Secret Service, macOS Keychain, Windows Credential Manager).
+    Keychain,
+    /// A private file under the Ferry home.
+    File,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a new repository and set this device up on it.
+    Init(InitArgs),
+    /// Set this device up on an existing repository.
+    Join(JoinArgs),
+    /// Run the background agent in the foreground (the service runs this).
+    Agent,
+    /// Check the setup step by step, and say what to fix.
+    Doctor,
+    /// Install or remove the background service.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
+    /// Show or export the recovery code.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+    #[command(flatten)]
+    Data(DataCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// Where to keep the repository: file:///path, s3://bucket/prefix?region=…,
+    /// webdav+https://user@host/path.
+    #[arg(long, value_name = "URL")]
+    pub(crate) store: String,
+    /// The relay that tells devices about new data, e.g. wss://relay.example.org.
+    #[arg(long, value_name = "WS_URL")]
+    pub(crate) relay: Option<String>,
+    /// Derive the key from a passphrase (read from FERRY_PASSPHRASE, or the first line of
+    /// standard input) instead of a random key.
+    #[arg(long)]
+    pub(crate) passphrase: bool,
+    /// This device's name, as other devices show it.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JoinArgs {
+    /// The repository's storage URL.
+    #[arg(long, value_name = "URL")]
+    pub(crate) store: String,
+    /// The recovery code printed by `ferry init`.
+    #[arg(long, value_name = "CODE", required_unless_present = "passphrase")]
+    pub(crate) recovery_code: Option<String>,
+    /// Derive the key from the repository's passphrase (FERRY_PASSPHRASE or standard input).
+    #[arg(long, conflicts_with = "recovery_code")]
+    pub(crate) passphrase: bool,
+    /// The relay, e.g. wss://relay.example.org.
+    #[arg(long, value_name = "WS_URL")]
+    pub(crate) relay: Option<String>,
+    /// This device's name, as other devices show it.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServiceAction {
+    /// Install and start the agent as a user service (systemd on Linux, launchd on macOS).
+    Install,
+    /// Stop and remove the service.
+    Uninstall,
+    /// Whether the service is installed and running.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyAction {
+    /// Print the recovery code (anyone holding it can read all your data).
+    Show {
+        /// Confirm that the code may be printed.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Write the recovery code to a private (0600) file.
+    Export {
+        /// The file to create.
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+/// Commands on the device's data: run by the agent when it runs, else here.
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub(crate) enum DataCommand {
+    /// Record a clip (TEXT, standard input, a file or an image) and sync it now.
+    Copy(CopyArgs),
+    /// Print a clip (the newest by default) after a quick fetch.
+    Paste(PasteArgs),
+    /// List clips, newest first: id, age, device, preview (tab-separated).
+    History(HistoryArgs),
+    /// Pin a clip to the top.
+    Pin {
+        /// The clip's id (or a unique prefix of it).
+        id: String,
+    },
+    /// Unpin a clip.
+    Unpin {
+        /// The clip's id (or a unique prefix of it).
+        id: String,
+    },
+    /// Move a clip to the trash.
+    Rm {
+        /// The clip's id (or a unique prefix of it).
+        id: String,
+    },
+    /// List the trash.
+    Trash,
+    /// Bring a clip back from the trash.
+    Restore {
+        /// The clip's id (or a unique prefix of it).
+        id: String,
+    },
+    /// Collections of clips.
+    Collection {
+        #[command(subcommand)]
+        action: CollectionAction,
+    },
+    /// Aliases: named snippets.
+    Alias {
+        #[command(subcommand)]
+        action: AliasAction,
+    },
+    /// Settings: this device's (config files, environment) and the synced ones.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Upload what is pending and fetch what is new.
+    Sync {
+        /// Show what would move, and move nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// This device, its peers, pending work and problems.
+    Status,
+    /// The transfer log, newest first.
+    Log(LogArgs),
+}
+
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub(crate) struct CopyArgs {
+    /// The text (standard input when absent).
+    pub(crate) text: Option<String>,
+    /// Copy a small file.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["text", "image"])]
+    pub(crate) file: Option<PathBuf>,
+    /// Copy a PNG image.
+    #[arg(long, value_name = "PATH.png", conflicts_with = "text")]
+    pub(crate) image: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub(crate) struct PasteArgs {
+    /// The clip's id or a unique prefix (the newest when absent).
+    pub(crate) id: Option<String>,
+    /// Do not fetch first.
+    #[arg(long)]
+    pub(crate) offline: bool,
+    /// Write the content to this file (needed for images and files).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub(crate) struct HistoryArgs {
+    /// Only clips whose text matches these words.
+    #[arg(long, value_name = "Q")]
+    pub(crate) search: Option<String>,
+    /// At most this many clips.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: usize,
+}
+
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub(crate) struct LogArgs {
+    /// Only transfers with this device (its tag or a prefix).
+    #[arg(long, value_name = "D")]
+    pub(crate) device: Option<String>,
+    /// Only this kind: segment, head, snapshot, blob, listing, filter…
+    #[arg(long, value_name = "K")]
+    pub(crate) kind: Option<String>,
+    /// Only lines containing this text.
+    #[arg(long, value_name = "Q")]
+    pub(crate) search: Option<String>,
+    /// At most this many lines.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: usize,
+}
+
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub(crate) enum CollectionAction {
+    /// List collections.
+    Ls,
+    /// Create a collection.
+    Create {
+        /// Its name.
+        name: String,
+    },
+    /// Show a collection's clips.
+    Show {
+        /// Its name.
+        name: String,
+    },
+    /// Add a clip.
+    Add {
+        /// The collection's name.
+        name: String,
+        /// The clip's id or prefix.
+        id: String,
+    },
+    /// Remove a clip.
+    Remove {
+        /// The collection's name.
+        name: String,
+        /// The clip's id or prefix.
+        id: String,
+    },
+    /// Rename a collection.
+    Rename {
+        /// Its name.
+        name: String,
+        /// The new name.
+        new_name: String,
+    },
+    /// Delete a collection (its clips stay in the history).
+    Rm {
+        /// Its name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub(crate) enum AliasAction {
+    /// Set an alias.
+    Set {
+        /// Its name.
+        name: String,
+        /// Its text.
+        value: String,
+    },
+    /// Print an alias's text.
+    Get {
+        /// Its name.
+        name: String,
+    },
+    /// List aliases.
+    Ls,
+    /// Remove an alias.
+    Rm {
+        /// Its name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub(crate) enum ConfigAction {
+    /// Print a setting's value and where it comes from.
+    Get {
+        /// The key, e.g. sync.poll_interval.
+        key: String,
+    },
+    /// Set a setting: in this device's config file, or for every device with --synced.
+    Set {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Set it for all devices (only keys marked synced).
+        #[arg(long)]
+        synced: bool,
+    },
+    /// Remove a setting from this device's config file (or the synced settings).
+    Unset {
+        /// The key.
+        key: String,
+        /// Remove the synced value.
+        #[arg(long)]
+        synced: bool,
+    },
+    /// List every setting with its value and source.
+    Ls,
+}

@@ -1,0 +1,268 @@
+//! Opening this device's side: its secrets, its storage, its sync key and its engine.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::DataKind;
+use ferry_protocol::{Keys, SyncKey};
+use ferry_secrets::{Secret, Secrets};
+use ferry_store::s3::Timeouts;
+use ferry_store::url::StoreUrl;
+use ferry_store::{FolderStore, S3Credentials, S3Store, Store, WebDavCredentials, WebDavStore};
+use ferry_sync::{Engine, EngineConfig};
+
+use crate::config::Config;
+use crate::error::Failure;
+use crate::home::Home;
+
+/// The setting under which each device's name is synced (`device/<id>`).
+pub(crate) const DEVICE_NAME_PREFIX: &str = "device/";
+
+/// The secret store the config chose.
+pub(crate) fn secrets(home: &Home, config: &Config) -> Secrets {
+    match config.secret_store() {
+        "file" => Secrets::file(home.secrets_file()),
+        _ => Secrets::keychain(home.data.display().to_string()),
+    }
+}
+
+/// The warning shown whenever secrets are written to the file store.
+pub(crate) fn file_store_warning(secrets: &Secrets) -> Option<String> {
+    match secrets.backend() {
+        ferry_secrets::Backend::File(path) => Some(format!(
+            "warning: the sync key and storage credentials are kept in {} (mode 0600), not in \
+             an OS keychain: anyone who can read that file can read all your Ferry data",
+            path.display()
+        )),
+        ferry_secrets::Backend::Keychain => None,
+    }
+}
+
+/// The sync key: `FERRY_KEY` (a recovery code), else the secret store.
+pub(crate) fn sync_key(secrets: &Secrets) -> Result<SyncKey, Failure> {
+    let code = match std::env::var("FERRY_KEY") {
+        Ok(code) => zeroize::Zeroizing::new(code),
+        Err(_) => secrets.get(Secret::SyncKey)?.ok_or_else(|| {
+            Failure::new(format!(
+                "this device has no sync key in {}; set it up with `ferry join --store URL \
+                 --recovery-code CODE` (or pass --secret-store to say where the key is)",
+                secrets.describe()
+            ))
+        })?,
+    };
+    SyncKey::from_recovery_code(&code).map_err(|e| {
+        Failure::new(format!(
+            "the stored sync key is not a valid recovery code ({e}); run `ferry join` again"
+        ))
+    })
+}
+
+/// Parses a store URL, with the fix in the message.
+pub(crate) fn parse_store(url: &str) -> Result<StoreUrl, Failure> {
+    StoreUrl::parse(url).map_err(|e| Failure::usage(format!("bad store URL `{url}`: {e}")))
+}
+
+/// Timeouts for every storage request of the command line and the agent.
+const TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(5),
+    request: Duration::from_secs(60),
+};
+
+/// Opens the storage at `url`, with credentials from the environment or the secret store.
+pub(crate) fn open_store(
+    url: &StoreUrl,
+    config: &Config,
+    secrets: &Secrets,
+    create_folder: bool,
+) -> Result<Arc<dyn Store>, Failure> {
+    Ok(match url {
+        StoreUrl::Folder(path) if create_folder => Arc::new(FolderStore::create(path)?),
+        StoreUrl::Folder(path) => Arc::new(FolderStore::open(path)?),
+        StoreUrl::S3(location) => {
+            let credentials = s3_credentials(config, secrets)?;
+            Arc::new(S3Store::new(location, credentials, TIMEOUTS))
+        }
+        StoreUrl::WebDav(location) => {
+            let credentials = match &location.user {
+                Some(user) => Some(WebDavCredentials {
+                    user: user.clone(),
+                    password: webdav_password(secrets)?,
+                    digest: false,
+                }),
+                None => None,
+            };
+            Arc::new(WebDavStore::new(location, credentials, TIMEOUTS)?)
+        }
+    })
+}
+
+fn s3_credentials(config: &Config, secrets: &Secrets) -> Result<S3Credentials, Failure> {
+    let missing = || {
+        Failure::new(
+            "the S3 credentials are missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+             (`ferry init` and `ferry join` keep them for this device)",
+        )
+    };
+    let access_key_id = std::env::var("AWS_ACCESS_KEY_ID")
+        .ok()
+        .or_else(|| config.s3_access_key_id().map(str::to_owned))
+        .ok_or_else(missing)?;
+    let secret_access_key = match std::env::var("AWS_SECRET_ACCESS_KEY") {
+        Ok(secret) => secret,
+        Err(_) => secrets
+            .get(Secret::S3SecretKey)?
+            .map(|s| s.to_string())
+            .ok_or_else(missing)?,
+    };
+    Ok(S3Credentials {
+        access_key_id,
+        secret_access_key,
+    })
+}
+
+fn webdav_password(secrets: &Secrets) -> Result<String, Failure> {
+    match std::env::var("FERRY_WEBDAV_PASSWORD") {
+        Ok(password) => Ok(password),
+        Err(_) => secrets
+            .get(Secret::WebDavPassword)?
+            .map(|s| s.to_string())
+            .ok_or_else(|| {
+                Failure::new(
+                    "the WebDAV password is missing: set FERRY_WEBDAV_PASSWORD (`ferry init` and \
+                     `ferry join` keep it for this device)",
+                )
+            }),
+    }
+}
+
+/// Keeps the storage credentials found in the environment, so the agent finds them later.
+pub(crate) fn keep_credentials(url: &StoreUrl, secrets: &Secrets) -> Result<(), Failure> {
+    match url {
+        StoreUrl::S3(_) => {
+            if let Ok(secret) = std::env::var("AWS_SECRET_ACCESS_KEY") {
+                secrets.set(Secret::S3SecretKey, &secret)?;
+            }
+        }
+        StoreUrl::WebDav(_) => {
+            if let Ok(password) = std::env::var("FERRY_WEBDAV_PASSWORD") {
+                secrets.set(Secret::WebDavPassword, &password)?;
+            }
+        }
+        StoreUrl::Folder(_) => {}
+    }
+    Ok(())
+}
+
+/// The engine's settings from the config.
+pub(crate) fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig {
+        direction: config.direction(),
+        filters: config.filters(),
+        scope: config.scope(),
+        ..EngineConfig::default()
+    }
+}
+
+/// This device, opened: the engine over its repository and the settings in force.
+pub(crate) struct Device {
+    pub(crate) engine: Engine,
+    pub(crate) keys: Keys,
+    pub(crate) config: Config,
+    pub(crate) home: Home,
+    /// Held while the database is open here.
+    _lock: File,
+}
+
+impl Device {
+    /// Opens this device's engine; the caller holds the home's lock in `lock`.
+    pub(crate) async fn open(
+        home: Home,
+        mut config: Config,
+        lock: File,
+    ) -> Result<Device, Failure> {
+        let Some(url) = config.store() else {
+            return Err(Failure::new(format!(
+                "this device is not set up (no store in {}); create a repository with `ferry \
+                 init --store URL`, or join one with `ferry join --store URL --recovery-code CODE`",
+                config.user_file.display()
+            )));
+        };
+        let url = parse_store(url)?;
+        let secrets = secrets(&home, &config);
+        let keys = sync_key(&secrets)?.keys();
+        let store = open_store(&url, &config, &secrets, false)?;
+        let engine = Engine::open(
+            store,
+            keys.clone(),
+            &home.database(),
+            engine_config(&config),
+        )
+        .await?;
+        let synced: Vec<(String, String)> = engine
+            .state_for(DataKind::Settings)
+            .settings(config.strategy(), engine.device())
+            .into_iter()
+            .filter_map(|(key, resolved)| Some((key.to_owned(), resolved.value()?.to_owned())))
+            .collect();
+        config.with_synced(&synced);
+        Ok(Device {
+            engine,
+            keys,
+            config,
+            home,
+            _lock: lock,
+        })
+    }
+
+    /// The names devices gave themselves, by device id.
+    pub(crate) fn device_name(&self, device: &ferry_protocol::DeviceId) -> String {
+        let key = format!("{DEVICE_NAME_PREFIX}{device}");
+        self.engine
+            .state_for(DataKind::Settings)
+            .setting(&key, ferry_core::Strategy::Latest, self.engine.device())
+            .and_then(|r| r.value().map(str::to_owned))
+            .unwrap_or_else(|| device.to_string()[..8].to_owned())
+    }
+}
+
+/// Takes the home's lock without waiting; `None` when someone holds it.
+pub(crate) fn try_lock(home: &Home) -> Result<Option<File>, Failure> {
+    home.create()?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(home.lock_file())
+        .map_err(|e| {
+            Failure::new(format!(
+                "{} could not be opened: {e}",
+                home.lock_file().display()
+            ))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Failure::new(format!(
+            "{} could not be locked: {e}",
+            home.lock_file().display()
+        ))),
+    }
+}
+
+/// Takes the home's lock, waiting up to `wait` for another command to finish.
+pub(crate) fn lock(home: &Home, wait: Duration) -> Result<File, Failure> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Some(file) = try_lock(home)? {
+            return Ok(file);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Failure::new(format!(
+                "another Ferry command holds {} and did not finish within {wait:?}; try again",
+                home.lock_file().display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,162 @@
+//! `ferry doctor`: the troubleshooting checklist, in order, each line saying ok or what to do.
+
+use std::time::Duration;
+
+use ferry_relay_client::{ClientConfig, RelayClient, State};
+use ferry_store::RetryPolicy;
+use ferry_sync::repo;
+use serde_json::json;
+
+use crate::cli::DataCommand;
+use crate::config::Config;
+use crate::device;
+use crate::error::Failure;
+use crate::home::Home;
+
+struct Check {
+    name: &'static str,
+    result: Result<String, String>,
+}
+
+pub(crate) async fn run(home: &Home, config: &Config, json: bool) -> Result<(), Failure> {
+    let checks = checks(home, config).await;
+    let failed = checks.iter().filter(|c| c.result.is_err()).count();
+    if json {
+        let rows: Vec<_> = checks
+            .iter()
+            .map(|c| match &c.result {
+                Ok(detail) => json!({ "check": c.name, "ok": true, "detail": detail }),
+                Err(detail) => json!({ "check": c.name, "ok": false, "detail": detail }),
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+    } else {
+        for check in &checks {
+            match &check.result {
+                Ok(detail) => println!("ok    {}: {detail}", check.name),
+                Err(detail) => println!("FAIL  {}: {detail}", check.name),
+            }
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(Failure::new(format!(
+            "{n} of {} checks failed",
+            checks.len()
+        ))),
+    }
+}
+
+async fn checks(home: &Home, config: &Config) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut push = |name, result| checks.push(Check { name, result });
+    let Some(url_text) = config.store() else {
+        push(
+            "config",
+            Err(format!(
+                "no store is set in {}: run `ferry init --store URL` or `ferry join`",
+                config.user_file.display()
+            )),
+        );
+        return checks;
+    };
+    push(
+        "config",
+        Ok(format!(
+            "store {url_text} (from {})",
+            config.user_file.display()
+        )),
+    );
+    let secrets = device::secrets(home, config);
+    let key = match device::sync_key(&secrets) {
+        Ok(key) => {
+            push(
+                "secrets",
+                Ok(format!("the sync key is in {}", secrets.describe())),
+            );
+            Some(key)
+        }
+        Err(failure) => {
+            push("secrets", Err(failure.message));
+            None
+        }
+    };
+    let store = device::parse_store(url_text)
+        .and_then(|url| device::open_store(&url, config, &secrets, false));
+    match store {
+        Err(failure) => push("storage", Err(failure.message)),
+        Ok(store) => {
+            let probe = tokio::time::timeout(Duration::from_secs(30), store.probe()).await;
+            match probe {
+                Err(_) => push("storage", Err("the storage did not answer within 30 s: check the URL, the network and the server".into())),
+                Ok(report) => {
+                    for (name, result) in [
+                        ("storage: list", &report.list),
+                        ("storage: write", &report.write),
+                        ("storage: read", &report.read),
+                        ("storage: delete", &report.delete),
+                    ] {
+                        push(name, result.clone().map(|()| "allowed".into()).map_err(|e| e.to_string()));
+                    }
+                    if let Some(key) = &key {
+                        let opened = repo::open(&*store, &key.keys(), &RetryPolicy::DEFAULT).await;
+                        push("key", opened.map(|header| format!("opens the repository (key {})", header.key_id)).map_err(|e| e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    match config.relay() {
+        None => push(
+            "relay",
+            Ok("none configured: devices poll every ".to_owned()
+                + &format!("{:?}", config.poll_interval())),
+        ),
+        Some(url) => push("relay", relay(url).await),
+    }
+    push(
+        "clipboard",
+        match ferry_clipboard::Writer::open() {
+            Ok(_) => Ok("available".into()),
+            Err(error) => Err(error.to_string()),
+        },
+    );
+    push(
+        "agent",
+        match crate::agent::ipc::send(home, &DataCommand::Status, true).await {
+            Ok(Some(_)) => Ok("running".into()),
+            Ok(None) => {
+                Err("not running: start it with `ferry agent` or `ferry service install`".into())
+            }
+            Err(failure) => Err(failure.message),
+        },
+    );
+    checks
+}
+
+async fn relay(url: &str) -> Result<String, String> {
+    let (client, _deliveries) = RelayClient::start(ClientConfig::new(url))
+        .map_err(|e| format!("the relay URL does not work: {e}"))?;
+    let mut status = client.watch();
+    let connected = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if status.borrow().state == State::Connected {
+                return;
+            }
+            if status.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    match connected {
+        Ok(()) if client.status().state == State::Connected => Ok(format!("connected to {url}")),
+        _ => Err(format!(
+            "{url} did not accept a connection within 5 s ({}); check the URL and that the relay runs; sync still works by polling",
+            client
+                .status()
+                .last_error
+                .unwrap_or_else(|| "no answer".into())
+        )),
+    }
+}

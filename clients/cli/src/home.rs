@@ -1,0 +1,87 @@
+//! Where a device keeps its state: one folder (`--home` / `FERRY_HOME`) for everything, or the
+//! XDG folders by default.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::Failure;
+
+/// The files of one device.
+#[derive(Debug, Clone)]
+pub(crate) struct Home {
+    /// The folder holding the database, the lock, the agent's socket and the file secrets.
+    pub(crate) data: PathBuf,
+    /// The user config file.
+    pub(crate) config: PathBuf,
+}
+
+impl Home {
+    /// `home` when given, else `$XDG_DATA_HOME/ferry` and `$XDG_CONFIG_HOME/ferry/config.toml`.
+    pub(crate) fn locate(home: Option<&Path>, config: Option<&Path>) -> Result<Home, Failure> {
+        let (data, default_config) = match home {
+            Some(home) => (home.to_owned(), home.join("config.toml")),
+            None => {
+                let user_home = std::env::var_os("HOME").map(PathBuf::from);
+                let xdg = |var: &str, fallback: &str| {
+                    std::env::var_os(var)
+                        .map(PathBuf::from)
+                        .filter(|p| p.is_absolute())
+                        .or_else(|| user_home.as_ref().map(|h| h.join(fallback)))
+                };
+                let data = xdg("XDG_DATA_HOME", ".local/share").ok_or_else(|| {
+                    Failure::new("neither HOME nor XDG_DATA_HOME is set: pass --home DIR")
+                })?;
+                let config_dir = xdg("XDG_CONFIG_HOME", ".config").ok_or_else(|| {
+                    Failure::new("neither HOME nor XDG_CONFIG_HOME is set: pass --home DIR")
+                })?;
+                (data.join("ferry"), config_dir.join("ferry/config.toml"))
+            }
+        };
+        Ok(Home {
+            data,
+            config: config.map(Path::to_owned).unwrap_or(default_config),
+        })
+    }
+
+    /// Creates the data folder, private to the user.
+    pub(crate) fn create(&self) -> Result<(), Failure> {
+        fs::create_dir_all(&self.data).map_err(|e| {
+            Failure::new(format!("{} could not be created: {e}", self.data.display()))
+        })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&self.data, fs::Permissions::from_mode(0o700));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn database(&self) -> PathBuf {
+        self.data.join("ferry.db")
+    }
+
+    pub(crate) fn secrets_file(&self) -> PathBuf {
+        self.data.join("secrets.json")
+    }
+
+    /// Held by whoever has the database open: the agent for its whole run, a command for its
+    /// own.
+    pub(crate) fn lock_file(&self) -> PathBuf {
+        self.data.join("ferry.lock")
+    }
+
+    /// Where a running agent takes commands.
+    pub(crate) fn socket(&self) -> PathBuf {
+        self.data.join("agent.sock")
+    }
+
+    /// The embedded default repository: a folder beside the database.
+    pub(crate) fn default_store(&self) -> PathBuf {
+        self.data.join("store")
+    }
+
+    /// The last remote clip the agent placed or saw, so a restart does not place it again.
+    pub(crate) fn applied_file(&self) -> PathBuf {
+        self.data.join("applied-clip")
+    }
+}

@@ -1,0 +1,167 @@
+//! `ferry`: the command-line client and the background agent.
+//!
+//! ```text
+//! main ─▶ cli (clap) ─▶ config layers + home
+//!   init / join / key / doctor / service      run here
+//!   agent                                     the long-running loop (agent/)
+//!   copy, paste, history, … (DataCommand)     run here under the home's lock, or, when an
+//!                                             agent holds it, sent to the agent's socket
+//! ```
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage error.
+
+mod agent;
+mod cli;
+mod config;
+mod data;
+mod device;
+mod doctor;
+mod error;
+mod home;
+mod service;
+mod setup;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, ConfigAction, DataCommand};
+use crate::config::Config;
+use crate::data::Output;
+use crate::device::Device;
+use crate::error::Failure;
+use crate::home::Home;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = std::env::var("FERRY_LOG").unwrap_or_else(|_| match cli.command {
+        Command::Agent => "info".into(),
+        _ => "warn".into(),
+    });
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_max_level(level.parse().unwrap_or(tracing::Level::WARN))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ferry: could not start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("ferry: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let global = cli.global;
+    let home = Home::locate(global.home.as_deref(), global.config.as_deref())?;
+    let mut flags = Vec::new();
+    if let Some(choice) = global.secret_store {
+        let name = match choice {
+            cli::SecretStoreChoice::Keychain => "keychain",
+            cli::SecretStoreChoice::File => "file",
+        };
+        flags.push(("secret_store", name.to_owned()));
+    }
+    let config = Config::load(global.base_config.as_deref(), &home.config, &flags)?;
+    match cli.command {
+        Command::Init(args) => print_setup(
+            setup::setup(home, config, args.into(), global.json).await?,
+            global.json,
+        ),
+        Command::Join(args) => print_setup(
+            setup::setup(home, config, args.into(), global.json).await?,
+            global.json,
+        ),
+        Command::Key { action } => setup::key(&home, &config, action),
+        Command::Agent => agent::run(home, config).await,
+        Command::Doctor => doctor::run(&home, &config, global.json).await,
+        Command::Service { action } => service::run(&home, action, global.home.is_some()),
+        Command::Data(command) => data_command(home, config, command, global.json).await,
+    }
+}
+
+fn print_setup(result: serde_json::Value, json: bool) -> Result<(), Failure> {
+    if json {
+        println!("{result}");
+    }
+    Ok(())
+}
+
+/// Runs a data command here, or in the agent when one holds the home.
+async fn data_command(
+    home: Home,
+    config: Config,
+    mut command: DataCommand,
+    json: bool,
+) -> Result<(), Failure> {
+    // Settings in files need neither the engine nor the agent.
+    if let DataCommand::Config { action } = &command
+        && (matches!(
+            action,
+            ConfigAction::Set { synced: false, .. } | ConfigAction::Unset { synced: false, .. }
+        ) || config.store().is_none())
+    {
+        let mut out = Output::default();
+        setup::local_config(&config, action.clone(), json, &mut out)?;
+        return emit(out);
+    }
+    data::prepare(&mut command)?;
+    let lock = match device::try_lock(&home)? {
+        Some(lock) => lock,
+        None => match agent::ipc::send(&home, &command, json).await {
+            Ok(Some(reply)) => {
+                emit(Output {
+                    stdout: reply.stdout,
+                    stderr: reply.stderr,
+                })?;
+                return match reply.code {
+                    0 => Ok(()),
+                    code => Err(Failure {
+                        message: reply.error,
+                        code,
+                    }),
+                };
+            }
+            // No agent answers: another command holds the lock; wait for it.
+            Ok(None) => device::lock(&home, Duration::from_secs(30))?,
+            Err(failure) => return Err(failure),
+        },
+    };
+    let mut device = Device::open(home, config, lock).await?;
+    let mut out = Output::default();
+    let result = data::execute(&mut device, command, json, &mut out).await;
+    if let Ok(true) = result {
+        // Sync it now if storage is reachable; it stays queued otherwise.
+        if let Err(error) = device.engine.upload().await {
+            out.stderr.push_str(&format!(
+                "recorded on this device; the upload failed and is retried later: {error}\n"
+            ));
+        }
+    }
+    emit(out)?;
+    result.map(drop)
+}
+
+fn emit(out: Output) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(&out.stdout)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::new(format!("could not write the output: {e}")))?;
+    eprint!("{}", out.stderr);
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! `ferry-clipboard` is the agent's hand on the desktop clipboard: it watches for copies, reads
+//! what was copied (text, or an image as PNG), and places clips from other devices.
+//!
+//! ```text
+//! Watcher::start(config, on_change)
+//!   X11 with XFixes: a thread sleeps until the clipboard's owner changes, then reads TARGETS
+//!                    and the best target itself (INCR transfers included)
+//!   otherwise:       a thread polls through arboard every `poll_interval` (≤ 250 ms)
+//!   ─▶ Observed::Clip(text | PNG) | Observed::Secret | Observed::TooLarge
+//! Writer::set(clip)  places a clip with arboard, which keeps serving it (X11 clipboards live
+//!                    in the owner's process) until something else is copied
+//! ```
+//!
+//! Content that a password manager marks as secret (the `x-kde-passwordManagerHint` target
+//! with the value `secret`) is reported as [`Observed::Secret`], never read. Content over
+//! [`WatchConfig::max_bytes`] is reported by size only.
+//!
+//! What it does not do: decide what to record or apply (echo suppression, filters): that is
+//! the agent's.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod image;
+mod x11;
+
+use std::borrow::Cow;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+pub use image::{Rgba, decode_png, encode_png};
+
+/// What a clip on the clipboard holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Clip {
+    /// Text.
+    Text(String),
+    /// An image, as PNG bytes.
+    Png(Vec<u8>),
+}
+
+/// What the watcher saw after a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// A clip to record.
+    Clip(Clip),
+    /// A password manager marked the content as secret: it was not read.
+    Secret,
+    /// The content is larger than the limit: it was not kept.
+    TooLarge {
+        /// Bytes seen before reading stopped.
+        bytes: u64,
+    },
+}
+
+/// How the watcher reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchConfig {
+    /// Content larger than this is reported by size only.
+    pub max_bytes: u64,
+    /// How often to look when the platform gives no change events.
+    pub poll_interval: Duration,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            max_bytes: 16 * 1024 * 1024,
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// How the watcher learns of copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// XFixes selection events: no work between copies.
+    Events,
+    /// Reading the clipboard at an interval.
+    Polling,
+}
+
+/// Why the clipboard cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClipboardError {
+    /// No display to connect to.
+    #[error(
+        "no clipboard is available ({0}); the agent syncs without one (set DISPLAY to use the \
+         desktop's clipboard)"
+    )]
+    NoDisplay(String),
+    /// The X server lacks the XFixes extension.
+    #[error("the X server offers no clipboard events ({0})")]
+    NoEvents(String),
+    /// An X request failed.
+    #[error("the X server failed a clipboard request: {0}")]
+    X11(String),
+    /// The clipboard's owner did not answer.
+    #[error("the program that owns the clipboard did not answer within {0:?}")]
+    Timeout(Duration),
+    /// arboard failed.
+    #[error("the clipboard failed: {0}")]
+    Arboard(String),
+    /// An image is not a PNG this crate can read.
+    #[error("the image could not be converted: {0}")]
+    BadImage(String),
+}
+
+/// A running watcher. The thread ends when `on_change` returns `false` after a copy, or when
+/// the display goes away.
+pub struct Watcher {
+    mode: Mode,
+    thread: JoinHandle<()>,
+}
+
+impl Watcher {
+    /// Starts watching the clipboard of `DISPLAY` and calls `on_change` (on the watcher's own
+    /// thread) after each copy.
+    pub fn start(
+        config: WatchConfig,
+        on_change: impl FnMut(Observed) -> bool + Send + 'static,
+    ) -> Result<Watcher, ClipboardError> {
+        match x11::X11Watcher::connect(None, config) {
+            Ok(watcher) => Ok(Watcher {
+                mode: Mode::Events,
+                thread: spawn("ferry-clipboard-watch", move || watcher.run(on_change))?,
+            }),
+            Err(ClipboardError::NoEvents(detail)) => {
+                warn!(%detail, "no clipboard events here: polling the clipboard instead");
+                Watcher::poll(config, on_change)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Starts watching by reading the clipboard every `config.poll_interval`.
+    pub fn poll(
+        config: WatchConfig,
+        mut on_change: impl FnMut(Observed) -> bool + Send + 'static,
+    ) -> Result<Watcher, ClipboardError> {
+        let mut clipboard = arboard::Clipboard::new().map_err(no_display)?;
+        let thread = spawn("ferry-clipboard-poll", move || {
+            let mut last: Option<Observed> = read_arboard(&mut clipboard, &config);
+            loop {
+                thread::sleep(config.poll_interval);
+                let now = read_arboard(&mut clipboard, &config);
+                if now.is_some() && now != last {
+                    last = now.clone();
+                    if let Some(observed) = now
+                        && !on_change(observed)
+                    {
+                        return;
+                    }
+                }
+            }
+        })?;
+        Ok(Watcher {
+            mode: Mode::Polling,
+            thread,
+        })
+    }
+
+    /// How it learns of copies.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Whether the watcher thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+}
+
+fn spawn(
+    name: &str,
+    run: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, ClipboardError> {
+    thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(run)
+        .map_err(|e| ClipboardError::Arboard(format!("could not start a thread: {e}")))
+}
+
+fn no_display(error: arboard::Error) -> ClipboardError {
+    match error {
+        arboard::Error::ClipboardNotSupported => {
+            ClipboardError::NoDisplay("this platform has no clipboard arboard supports".into())
+        }
+        other => ClipboardError::NoDisplay(other.to_string()),
+    }
+}
+
+fn read_arboard(clipboard: &mut arboard::Clipboard, config: &WatchConfig) -> Option<Observed> {
+    if let Ok(text) = clipboard.get_text() {
+        return Some(if text.len() as u64 > config.max_bytes {
+            Observed::TooLarge {
+                bytes: text.len() as u64,
+            }
+        } else {
+            Observed::Clip(Clip::Text(text))
+        });
+    }
+    let image = clipboard.get_image().ok()?;
+    if image.bytes.len() as u64 > config.max_bytes {
+        return Some(Observed::TooLarge {
+            bytes: image.bytes.len() as u64,
+        });
+    }
+    let rgba = Rgba {
+        width: u32::try_from(image.width).ok()?,
+        height: u32::try_from(image.height).ok()?,
+        pixels: image.bytes.into_owned(),
+    };
+    match encode_png(&rgba) {
+        Ok(png) => Some(Observed::Clip(Clip::Png(png))),
+        Err(error) => {
+            debug!(%error, "could not encode the clipboard image");
+            None
+        }
+    }
+}
+
+/// Places clips on the clipboard and keeps serving the last one until something else is
+/// copied. Keep one alive for as long as clips should stay available.
+pub struct Writer {
+    clipboard: arboard::Clipboard,
+}
+
+impl Writer {
+    /// Opens the clipboard of `DISPLAY`.
+    pub fn open() -> Result<Writer, ClipboardError> {
+        Ok(Writer {
+            clipboard: arboard::Clipboard::new().map_err(no_display)?,
+        })
+    }
+
+    /// Places `clip`. Returns at once: arboard serves it from its own thread.
+    pub fn set(&mut self, clip: &Clip) -> Result<(), ClipboardError> {
+        let result = match clip {
+            Clip::Text(text) => self.clipboard.set_text(text.as_str()),
+            Clip::Png(png) => {
+                let image = decode_png(png)?;
+                self.clipboard.set_image(arboard::ImageData {
+                    width: image.width as usize,
+                    height: image.height as usize,
+                    bytes: Cow::Owned(image.pixels),
+                })
+            }
+        };
+        result.map_err(|e| ClipboardError::Arboard(e.to_string()))
+    }
+}
