@@ -9,7 +9,9 @@ use ferry_protocol::{Keys, SyncKey};
 use ferry_secrets::{Secret, Secrets};
 use ferry_store::s3::Timeouts;
 use ferry_store::url::StoreUrl;
-use ferry_store::{FolderStore, S3Credentials, S3Store, Store, WebDavCredentials, WebDavStore};
+use ferry_store::{
+    FolderStore, RetryPolicy, S3Credentials, S3Store, Store, WebDavCredentials, WebDavStore,
+};
 use ferry_sync::{Engine, EngineConfig};
 
 use crate::config::Config;
@@ -154,9 +156,18 @@ pub(crate) fn keep_credentials(url: &StoreUrl, secrets: &Secrets) -> Result<(), 
     Ok(())
 }
 
-/// The engine's settings from the config.
-pub(crate) fn engine_config(config: &Config) -> EngineConfig {
+/// Retries for a command someone waits on: a few quick tries, then say what failed.
+pub(crate) const INTERACTIVE: RetryPolicy = RetryPolicy {
+    first_delay: Duration::from_millis(200),
+    max_delay: Duration::from_secs(1),
+    deadline: Duration::from_secs(3),
+    max_attempts: 3,
+};
+
+/// The engine's settings from the config, with `retry` for storage requests.
+pub(crate) fn engine_config(config: &Config, retry: RetryPolicy) -> EngineConfig {
     EngineConfig {
+        retry,
         direction: config.direction(),
         filters: config.filters(),
         scope: config.scope(),
@@ -175,11 +186,13 @@ pub(crate) struct Device {
 }
 
 impl Device {
-    /// Opens this device's engine; the caller holds the home's lock in `lock`.
+    /// Opens this device's engine, retrying storage requests by `retry`; the caller holds the
+    /// home's lock in `lock`.
     pub(crate) async fn open(
         home: Home,
         mut config: Config,
         lock: File,
+        retry: RetryPolicy,
     ) -> Result<Device, Failure> {
         let Some(url) = config.store() else {
             return Err(Failure::new(format!(
@@ -196,7 +209,7 @@ impl Device {
             store,
             keys.clone(),
             &home.database(),
-            engine_config(&config),
+            engine_config(&config, retry),
         )
         .await?;
         let synced: Vec<(String, String)> = engine

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(level.parse().unwrap_or(tracing::Level::WARN))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -141,8 +142,21 @@ async fn data_command(
             Err(failure) => return Err(failure),
         },
     };
-    let mut device = Device::open(home, config, lock).await?;
+    let mut device = Device::open(home, config, lock, device::INTERACTIVE).await?;
     let mut out = Output::default();
+    // Without an agent keeping this device current, look for news first (one listing).
+    let fetch_first = !matches!(
+        command,
+        DataCommand::Copy(_)
+            | DataCommand::Paste(_)
+            | DataCommand::Sync { .. }
+            | DataCommand::Log(_)
+    );
+    if fetch_first && let Err(error) = device.engine.fetch().await {
+        out.stderr.push_str(&format!(
+            "warning: could not fetch new data ({error}); showing what this device has\n"
+        ));
+    }
     let result = data::execute(&mut device, command, json, &mut out).await;
     if let Ok(true) = result {
         // Sync it now if storage is reachable; it stays queued otherwise.

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use ferry_protocol::{KdfParams, SyncKey};
 use ferry_secrets::Secret;
-use ferry_store::RetryPolicy;
 use ferry_store::url::StoreUrl;
 use ferry_sync::repo;
 use serde_json::{Value, json};
@@ -109,15 +108,12 @@ pub(crate) async fn setup(
     }
     let url = device::parse_store(&setup.store)?;
     let secrets = device::secrets(&home, &config);
-    if !config.secret_store_chosen()
-        && matches!(secrets.backend(), ferry_secrets::Backend::Keychain)
-    {
-        // Fail before touching the storage when the keychain cannot hold the key.
-        secrets.get(Secret::SyncKey)?;
-    }
+    // Fail before touching the storage when the secret store cannot hold the key: a repository
+    // made with a key that could not be kept would be lost.
+    secrets.get(Secret::SyncKey)?;
     let creating = matches!(setup.key, KeySource::New | KeySource::NewPassphrase);
     let store = device::open_store(&url, &config, &secrets, creating)?;
-    let retry = RetryPolicy::DEFAULT;
+    let retry = device::INTERACTIVE;
     let (key, created) = match setup.key {
         KeySource::New => {
             let key = SyncKey::generate()?;
@@ -173,7 +169,7 @@ pub(crate) async fn setup(
     }
     let config = Config::load(None, user, &[])?;
     let lock = device::lock(&home, Duration::from_secs(30))?;
-    let mut device = Device::open(home, config, lock).await?;
+    let mut device = Device::open(home, config, lock, device::INTERACTIVE).await?;
     name_device(&mut device, &name)?;
     if let Err(error) = device.engine.sync().await {
         eprintln!("warning: the first sync failed ({error}); it is retried later");

@@ -21,6 +21,7 @@ use ferry_clipboard::{Clip, Observed, WatchConfig, Watcher, Writer};
 use ferry_core::{Body, ClipContent, ClipId, DataKind};
 use ferry_protocol::TopicId;
 use ferry_relay_client::{ClientConfig, Delivery, RelayClient};
+use ferry_store::RetryPolicy;
 use ferry_store::url::StoreUrl;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -58,7 +59,7 @@ pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
         None => first_run(&home, config).await?,
     };
     let lock = device::lock(&home, Duration::from_secs(30))?;
-    let device = Device::open(home, config, lock).await?;
+    let device = Device::open(home, config, lock, RetryPolicy::DEFAULT).await?;
     Agent::start(device)?.run().await
 }
 

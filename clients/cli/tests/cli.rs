@@ -1,0 +1,512 @@
+//! The `ferry` command line, run as a real process against real storage servers on 127.0.0.1:
+//! every command's happy path, and the main errors with their exact messages.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{BACKENDS, Backend, Device, Running, eventually, storage};
+
+/// One command and what it must do.
+struct Case {
+    name: &'static str,
+    /// Run after `ferry init` on a folder repository (else on a fresh home).
+    set_up: bool,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    code: i32,
+    /// The whole of stderr; `{home}` stands for the device's home.
+    stderr: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "no config",
+        set_up: false,
+        args: &["history"],
+        env: &[],
+        code: 1,
+        stderr: "ferry: this device is not set up (no store in {home}/config.toml); create a \
+                 repository with `ferry init --store URL`, or join one with `ferry join --store \
+                 URL --recovery-code CODE`\n",
+    },
+    Case {
+        name: "bad store URL",
+        set_up: false,
+        args: &["init", "--store", "ftp://host/x"],
+        env: &[],
+        code: 2,
+        stderr: "ferry: bad store URL `ftp://host/x`: the storage settings do not work: unknown \
+                 store kind `ftp:`: use file://, s3:// or webdav+https://\n",
+    },
+    Case {
+        name: "missing S3 credentials",
+        set_up: false,
+        args: &[
+            "init",
+            "--store",
+            "s3://bucket/p?endpoint=http://127.0.0.1:9&region=us-east-1",
+        ],
+        env: &[],
+        code: 1,
+        stderr: "ferry: the S3 credentials are missing: set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY (`ferry init` and `ferry join` keep them for this device)\n",
+    },
+    Case {
+        name: "no keychain and no choice",
+        set_up: false,
+        args: &[
+            "--secret-store",
+            "keychain",
+            "init",
+            "--store",
+            "file://{home}/repo",
+        ],
+        env: &[("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")],
+        code: 1,
+        stderr: "ferry: the OS keychain is not available (No default store has been set, so \
+                 cannot search or create entries); start or unlock it (on Linux a Secret Service \
+                 such as GNOME Keyring or KeePassXC), or keep the secrets in a 0600 file under \
+                 the Ferry home with `--secret-store file` (or FERRY_SECRET_STORE=file)\n",
+    },
+    Case {
+        name: "init twice",
+        set_up: true,
+        args: &["init", "--store", "file:///tmp/elsewhere"],
+        env: &[],
+        code: 1,
+        stderr: "ferry: this device is already set up with the store {store} (in \
+                 {home}/config.toml); use another --home for a second repository\n",
+    },
+    Case {
+        name: "empty history",
+        set_up: true,
+        args: &["paste", "--offline"],
+        env: &[],
+        code: 1,
+        stderr: "ferry: the history is empty: copy something first\n",
+    },
+    Case {
+        name: "not a clip id",
+        set_up: true,
+        args: &["pin", "zz"],
+        env: &[],
+        code: 2,
+        stderr: "ferry: `zz` is not a clip id: give at least 4 hex digits as `ferry history` shows\n",
+    },
+    Case {
+        name: "unknown clip",
+        set_up: true,
+        args: &["rm", "abcd"],
+        env: &[],
+        code: 1,
+        stderr: "ferry: no clip has an id starting with abcd; `ferry history` lists them\n",
+    },
+    Case {
+        name: "key show needs confirmation",
+        set_up: true,
+        args: &["key", "show"],
+        env: &[],
+        code: 2,
+        stderr: "ferry: the recovery code opens all your data: print it with `ferry key show \
+                 --yes` when no one can see your screen, or write it to a file with `ferry key \
+                 export --output FILE`\n",
+    },
+    Case {
+        name: "bad setting value",
+        set_up: true,
+        args: &["config", "set", "sync.poll_interval", "often"],
+        env: &[],
+        code: 2,
+        stderr: "ferry: `sync.poll_interval` must be a duration like 500ms, 30s or 5m, not \
+                 `often` (how often to look for new data when no relay or folder event says so)\n",
+    },
+    Case {
+        name: "unknown setting",
+        set_up: true,
+        args: &["config", "get", "sync.pol_interval"],
+        env: &[],
+        code: 2,
+        stderr: "ferry: there is no setting `sync.pol_interval`; `ferry config ls` lists them all\n",
+    },
+    Case {
+        name: "per-device setting cannot be synced",
+        set_up: true,
+        args: &["config", "set", "--synced", "sync.direction", "send_only"],
+        env: &[],
+        code: 2,
+        stderr: "ferry: `sync.direction` is set per device, not synced: drop --synced\n",
+    },
+    Case {
+        name: "usage error",
+        set_up: true,
+        args: &["copy", "--frobnicate"],
+        env: &[],
+        code: 2,
+        stderr: "",
+    },
+];
+
+#[test]
+fn commands_fail_with_exact_messages() {
+    for case in CASES {
+        let device = Device::new();
+        let store = device.home().join("repo");
+        let store_url = format!("file://{}", store.display());
+        if case.set_up {
+            device
+                .run(&["init", "--store", &store_url, "--name", "one"])
+                .ok();
+        }
+        let env: Vec<(&'static str, String)> = case
+            .env
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .collect();
+        let home = device.home().display().to_string();
+        let args: Vec<String> = case
+            .args
+            .iter()
+            .map(|a| a.replace("{home}", &home))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ran = device.run_full(&args, None, &env);
+        assert_eq!(ran.code, case.code, "{}: {}", case.name, ran.stderr);
+        if case.code == 2 && case.stderr.is_empty() {
+            assert!(
+                ran.stderr.contains("Usage:"),
+                "{}: {}",
+                case.name,
+                ran.stderr
+            );
+            continue;
+        }
+        let expected = case
+            .stderr
+            .replace("{home}", &device.home().display().to_string())
+            .replace("{store}", &store_url);
+        // Lines about the file secret store come before the failure in init cases.
+        let failure: String = ran
+            .stderr
+            .lines()
+            .filter(|line| line.starts_with("ferry: "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_eq!(failure, expected, "{}", case.name);
+        if !case.set_up {
+            assert!(
+                !store.exists(),
+                "{}: a failed init wrote a repository",
+                case.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_wrong_recovery_code_fails_and_writes_nothing() {
+    let storage = storage(Backend::Folder);
+    let owner = Device::new();
+    owner.init(&storage, "owner");
+    let stranger = Device::new();
+    let other = storage_other_code();
+    let ran = stranger.join(&storage, &other, "stranger");
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains("this repository was written with key")
+            && ran
+                .stderr
+                .contains("join it with its recovery code or passphrase"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        stranger.files(),
+        Vec::<String>::new(),
+        "a failed join wrote files"
+    );
+    // A recovery code with a typo is caught by its checksum.
+    let mut typo = other.clone();
+    typo.replace_range(0..1, if typo.starts_with('A') { "B" } else { "A" });
+    let ran = stranger.join(&storage, &typo, "stranger");
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert_eq!(stranger.files(), Vec::<String>::new());
+}
+
+/// A valid recovery code of another repository.
+fn storage_other_code() -> String {
+    let elsewhere = storage(Backend::Folder);
+    Device::new().init(&elsewhere, "elsewhere")
+}
+
+#[test]
+fn unreachable_storage_and_wrong_credentials_are_named() {
+    let device = Device::new()
+        .with("AWS_ACCESS_KEY_ID", "AKIDFERRYTEST")
+        .with("AWS_SECRET_ACCESS_KEY", "not-the-secret");
+    let s3 = storage(Backend::S3);
+    let ran = device.run(&["init", "--store", &s3.url]);
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains("refused the credentials"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        !ran.stderr.contains("not-the-secret"),
+        "a secret was printed"
+    );
+    assert_eq!(device.files(), Vec::<String>::new());
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("webdav+http://me@127.0.0.1:{port}/dav");
+    let ran = device
+        .with("FERRY_WEBDAV_PASSWORD", "pw")
+        .run(&["init", "--store", &url]);
+    assert_eq!(ran.code, 1);
+    assert!(ran.stderr.contains("Connection refused"), "{}", ran.stderr);
+}
+
+#[test]
+fn two_devices_share_clips_aliases_and_settings_on_every_backend() {
+    for backend in BACKENDS {
+        let storage = storage(backend);
+        let a = Device::new();
+        let b = Device::new();
+        let code = a.init(&storage, "alpha");
+        b.join(&storage, &code, "beta").ok();
+
+        // Text through standard input and as an argument.
+        let id = a
+            .run_with_input(&["copy"], Some(b"first line\nsecond line\n"))
+            .ok()
+            .stdout
+            .trim()
+            .to_owned();
+        assert_eq!(
+            b.run(&["paste"]).ok().stdout,
+            "first line\nsecond line\n",
+            "{backend:?}"
+        );
+        a.run(&["copy", "second clip"]).ok();
+        let history = b.run(&["history"]).ok().stdout;
+        let lines: Vec<&str> = history.lines().collect();
+        assert_eq!(lines.len(), 2, "{backend:?}: {history}");
+        let fields: Vec<&str> = lines[0].split('\t').collect();
+        assert_eq!(fields[2..], ["alpha", "second clip"], "{backend:?}");
+        assert!(
+            lines[1].ends_with("\talpha\tfirst line second line"),
+            "{history}"
+        );
+
+        // Flags, trash and search, made on B and seen on A.
+        b.run(&["pin", &id[..8]]).ok();
+        b.run(&["rm", &id[..8]]).ok();
+        assert!(a.run(&["history"]).ok().stdout.lines().count() == 1);
+        assert!(a.run(&["trash"]).ok().stdout.contains("first line"));
+        a.run(&["restore", &id[..8]]).ok();
+        let found = b.run(&["history", "--search", "second"]).ok().stdout;
+        assert_eq!(found.lines().count(), 2, "{found}");
+        b.run(&["sync"]).ok();
+
+        // Aliases, collections and synced settings.
+        a.run(&["alias", "set", "sig", "Best,\nA"]).ok();
+        assert_eq!(b.run(&["alias", "get", "sig"]).ok().stdout, "Best,\nA");
+        b.run(&["sync"]).ok();
+        b.run(&["collection", "create", "work"]).ok();
+        b.run(&["collection", "add", "work", &id[..8]]).ok();
+        a.run(&["sync"]).ok();
+        assert!(
+            a.run(&["collection", "show", "work"])
+                .ok()
+                .stdout
+                .contains("first line")
+        );
+        a.run(&["config", "set", "--synced", "clipboard.max_bytes", "1MiB"])
+            .ok();
+        b.run(&["sync"]).ok();
+        let got = b
+            .run(&["--json", "config", "get", "clipboard.max_bytes"])
+            .ok()
+            .stdout;
+        let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+        assert_eq!(got["value"], "1MiB");
+        assert_eq!(got["source"], "synced");
+
+        // An image through a blob, written to a file on the other side.
+        let image = ferry_png(300, 200);
+        let path = a.home().join("picture.png");
+        std::fs::write(&path, &image).unwrap();
+        a.run(&["copy", "--image", path.to_str().unwrap()]).ok();
+        let ran = b.run(&["paste"]);
+        assert_eq!(ran.code, 1);
+        assert!(
+            ran.stderr.contains("write it to a file with --output PATH"),
+            "{}",
+            ran.stderr
+        );
+        let out = b.home().join("out.png");
+        b.run(&["paste", "--output", out.to_str().unwrap()]).ok();
+        assert_eq!(std::fs::read(&out).unwrap(), image, "{backend:?}");
+
+        // Status, log and a dry run say where things stand.
+        let status: serde_json::Value =
+            serde_json::from_str(&b.run(&["--json", "status"]).ok().stdout).unwrap();
+        assert_eq!(status["device_name"], "beta");
+        assert_eq!(status["peers"][0]["name"], "alpha");
+        assert_eq!(status["pending_ops"], 0);
+        assert!(
+            a.run(&["log", "--kind", "segment"])
+                .ok()
+                .stdout
+                .contains("\tup\tsegment\t")
+        );
+        a.run(&["copy", "not yet"]).ok();
+        b.run(&["sync", "--dry-run"]).ok();
+    }
+}
+
+/// A PNG of noise, large enough to go out as a blob.
+fn ferry_png(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().unwrap();
+    let mut state = 0x2545_f491_u32;
+    let pixels: Vec<u8> = (0..width * height * 4)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect();
+    writer.write_image_data(&pixels).unwrap();
+    writer.finish().unwrap();
+    out
+}
+
+#[test]
+fn commands_run_in_the_agent_while_it_holds_the_database() {
+    let storage = storage(Backend::Folder);
+    let a = Device::new();
+    let b = Device::new();
+    let code = a.init(&storage, "alpha");
+    b.join(&storage, &code, "beta").ok();
+    // Headless: no DISPLAY, so the agent syncs only, with one warning.
+    let log = a.home().join("agent.log");
+    let mut agent = a.command(&["agent"]);
+    agent.stderr(std::fs::File::create(&log).unwrap());
+    let mut agent = Running(agent.spawn().unwrap());
+    eventually(Duration::from_secs(20), "the agent's socket", || {
+        a.home().join("agent.sock").exists().then_some(())
+    });
+    a.run(&["copy", "through the agent"]).ok();
+    assert!(
+        a.run(&["history"])
+            .ok()
+            .stdout
+            .contains("through the agent")
+    );
+    // A second agent on the same home refuses to start.
+    let second = a.run(&["agent"]);
+    assert_eq!(second.code, 1);
+    assert!(
+        second.stderr.contains("an agent is already running"),
+        "{}",
+        second.stderr
+    );
+    // The agent uploaded it: B sees it.
+    assert_eq!(b.run(&["paste"]).ok().stdout, "through the agent");
+    // SIGTERM: a clean stop.
+    let pid = agent.0.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = agent.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("no clipboard is available").count(),
+        1,
+        "{text}"
+    );
+    assert!(!a.home().join("agent.sock").exists());
+    // Without the agent, commands run here again.
+    assert!(
+        a.run(&["history"])
+            .ok()
+            .stdout
+            .contains("through the agent")
+    );
+}
+
+#[test]
+fn key_export_is_private_and_config_layers_show_their_source() {
+    let device = Device::new();
+    let storage = storage(Backend::Folder);
+    let code = device.init(&storage, "one");
+    assert_eq!(
+        device.run(&["key", "show", "--yes"]).ok().stdout.trim(),
+        code
+    );
+    let file = device.home().join("key.txt");
+    device
+        .run(&["key", "export", "--output", file.to_str().unwrap()])
+        .ok();
+    assert!(std::fs::read_to_string(&file).unwrap().contains(&code));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // The recovery code never lands in the config file.
+    let config = std::fs::read_to_string(device.home().join("config.toml")).unwrap();
+    assert!(!config.contains(&code[..10]), "{config}");
+
+    let base = device.home().join("base.toml");
+    std::fs::write(
+        &base,
+        "[sync]\npoll_interval = \"1m\"\nconflict = \"keep_both\"\n",
+    )
+    .unwrap();
+    let base_arg = base.to_str().unwrap();
+    device
+        .run(&["config", "set", "sync.poll_interval", "10s"])
+        .ok();
+    let get = |key: &str, extra: &[(&'static str, String)]| {
+        let out = device
+            .run_full(
+                &["--base-config", base_arg, "--json", "config", "get", key],
+                None,
+                extra,
+            )
+            .ok()
+            .stdout;
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (
+            value["value"].as_str().unwrap().to_owned(),
+            value["source"].as_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(get("sync.poll_interval", &[]).0, "10s");
+    assert_eq!(
+        get("sync.conflict", &[]),
+        ("keep_both".into(), format!("base config {base_arg}"))
+    );
+    let env = [("FERRY_SYNC_POLL_INTERVAL", "2s".to_owned())];
+    assert_eq!(
+        get("sync.poll_interval", &env),
+        ("2s".into(), "environment FERRY_SYNC_POLL_INTERVAL".into())
+    );
+    let listing = device.run(&["config", "ls"]).ok().stdout;
+    assert!(
+        listing.contains("# this device") && listing.contains("# synced (--synced)"),
+        "{listing}"
+    );
+}

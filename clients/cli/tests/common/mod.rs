@@ -1,0 +1,268 @@
+//! Shared helpers: device homes that run the real `ferry` binary, and the storage backends with
+//! their servers on 127.0.0.1.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The in-process S3 and WebDAV servers of ferry-store's conformance suite.
+#[path = "../../../../crates/store/tests/conformance/servers.rs"]
+pub mod servers;
+
+pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+/// Which storage a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Folder,
+    S3,
+    WebDav,
+}
+
+pub const BACKENDS: [Backend; 3] = [Backend::Folder, Backend::S3, Backend::WebDav];
+
+/// A repository location, and what keeps its server running.
+pub struct Storage {
+    pub url: String,
+    /// Credentials the device needs in its environment at init/join.
+    pub env: Vec<(&'static str, String)>,
+    _server: Option<servers::Running>,
+    _folder: Option<tempfile::TempDir>,
+    /// Runs the servers' tasks while the test thread runs commands.
+    pub runtime: tokio::runtime::Runtime,
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub fn storage(backend: Backend) -> Storage {
+    let runtime = runtime();
+    match backend {
+        Backend::Folder => {
+            let folder = tempfile::tempdir().unwrap();
+            Storage {
+                url: format!("file://{}", folder.path().join("repo").display()),
+                env: Vec::new(),
+                _server: None,
+                _folder: Some(folder),
+                runtime,
+            }
+        }
+        Backend::S3 => {
+            let (server, location) = runtime.block_on(servers::s3());
+            Storage {
+                url: format!(
+                    "s3://{}/{}?endpoint={}&region={}&path_style=true",
+                    location.bucket, location.prefix, location.endpoint, location.region
+                ),
+                env: vec![
+                    ("AWS_ACCESS_KEY_ID", servers::ACCESS_KEY.into()),
+                    ("AWS_SECRET_ACCESS_KEY", servers::SECRET_KEY.into()),
+                ],
+                _server: Some(server),
+                _folder: None,
+                runtime,
+            }
+        }
+        Backend::WebDav => {
+            let (server, location) = runtime.block_on(servers::webdav(0));
+            let url = location.url.replacen(
+                "http://",
+                &format!("webdav+http://{}@", servers::DAV_USER),
+                1,
+            );
+            Storage {
+                url,
+                env: vec![("FERRY_WEBDAV_PASSWORD", servers::DAV_PASSWORD.into())],
+                _server: Some(server),
+                _folder: None,
+                runtime,
+            }
+        }
+    }
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stdout_bytes: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Ran {
+    fn from(output: Output) -> Ran {
+        Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stdout_bytes: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with the output unless the command succeeded.
+    pub fn ok(self) -> Ran {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// One device: a Ferry home with file secrets, and its environment.
+pub struct Device {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl Device {
+    pub fn new() -> Device {
+        Device {
+            dir: tempfile::tempdir().unwrap(),
+            env: vec![("FERRY_SECRET_STORE", "file".into())],
+        }
+    }
+
+    pub fn home(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Device {
+        self.env.push((key, value.into()));
+        self
+    }
+
+    /// `ferry --home HOME args…`, with a clean environment apart from this device's.
+    pub fn command(&self, args: &[&str]) -> Command {
+        self.command_with(args, &[])
+    }
+
+    /// [`Device::command`] with `extra` variables.
+    pub fn command_with(&self, args: &[&str], extra: &[(&'static str, String)]) -> Command {
+        let mut command = Command::new(FERRY);
+        command.arg("--home").arg(self.home()).args(args);
+        command.env_clear();
+        for var in ["PATH", "HOME", "TMPDIR"] {
+            if let Some(value) = std::env::var_os(var) {
+                command.env(var, value);
+            }
+        }
+        command.env("FERRY_LOG", "info");
+        for (key, value) in self.env.iter().chain(extra) {
+            command.env(key, value);
+        }
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Ran {
+        self.run_full(args, None, &[])
+    }
+
+    pub fn run_with_input(&self, args: &[&str], input: Option<&[u8]>) -> Ran {
+        self.run_full(args, input, &[])
+    }
+
+    pub fn run_full(
+        &self,
+        args: &[&str],
+        input: Option<&[u8]>,
+        extra: &[(&'static str, String)],
+    ) -> Ran {
+        let mut command = self.command_with(args, extra);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(input) = input {
+            stdin.write_all(input).unwrap();
+        }
+        drop(stdin);
+        Ran::from(child.wait_with_output().unwrap())
+    }
+
+    /// `ferry init` on `storage`; returns the recovery code.
+    pub fn init(&self, storage: &Storage, name: &str) -> String {
+        let ran = self
+            .run_full(
+                &["--json", "init", "--store", &storage.url, "--name", name],
+                None,
+                &storage.env,
+            )
+            .ok();
+        let json: serde_json::Value = serde_json::from_str(ran.stdout.trim()).unwrap();
+        json["recovery_code"].as_str().unwrap().to_owned()
+    }
+
+    /// `ferry join` on `storage` with `code`.
+    pub fn join(&self, storage: &Storage, code: &str, name: &str) -> Ran {
+        self.run_full(
+            &[
+                "join",
+                "--store",
+                &storage.url,
+                "--recovery-code",
+                code,
+                "--name",
+                name,
+            ],
+            None,
+            &storage.env,
+        )
+    }
+
+    /// The files in the home, for "nothing was written" checks.
+    pub fn files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.home())
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+/// Waits until `check` returns `Some`, or panics after `limit` naming `what`.
+pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn path_of(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
