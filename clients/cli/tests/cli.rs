@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BACKENDS, Backend, Device, Running, eventually, storage};
+use common::{BACKENDS, Backend, Device, Running, eventually, noise_png, storage};
 
 /// One command and what it must do.
 struct Case {
@@ -336,7 +336,7 @@ fn two_devices_share_clips_aliases_and_settings_on_every_backend() {
         assert_eq!(got["source"], "synced");
 
         // An image through a blob, written to a file on the other side.
-        let image = ferry_png(300, 200);
+        let image = noise_png(300, 200);
         let path = a.home().join("picture.png");
         std::fs::write(&path, &image).unwrap();
         a.run(&["copy", "--image", path.to_str().unwrap()]).ok();
@@ -366,27 +366,6 @@ fn two_devices_share_clips_aliases_and_settings_on_every_backend() {
         a.run(&["copy", "not yet"]).ok();
         b.run(&["sync", "--dry-run"]).ok();
     }
-}
-
-/// A PNG of noise, large enough to go out as a blob.
-fn ferry_png(width: u32, height: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, width, height);
-    encoder.set_color(png::ColorType::Rgba);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().unwrap();
-    let mut state = 0x2545_f491_u32;
-    let pixels: Vec<u8> = (0..width * height * 4)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect();
-    writer.write_image_data(&pixels).unwrap();
-    writer.finish().unwrap();
-    out
 }
 
 #[test]

@@ -232,7 +232,11 @@ impl Agent {
                 return;
             }
         };
-        if self.placed.as_ref() == Some(&clip) || self.recorded.as_ref() == Some(&clip) {
+        if [&self.placed, &self.recorded]
+            .into_iter()
+            .flatten()
+            .any(|known| same_clip(known, &clip))
+        {
             return;
         }
         if !self.device.config.flag("clipboard.watch") {
@@ -424,6 +428,23 @@ impl Agent {
         let _ = job
             .reply
             .send(ipc::Reply::new(result.map(drop), out.stdout, out.stderr));
+    }
+}
+
+/// Whether two clips hold the same content. Images compare by pixels: the clipboard writer
+/// re-encodes the PNG it serves, so the watcher reads other bytes back than were placed.
+fn same_clip(a: &Clip, b: &Clip) -> bool {
+    match (a, b) {
+        (Clip::Png(x), Clip::Png(y)) if x != y => {
+            match (
+                ferry_clipboard::decode_png(x),
+                ferry_clipboard::decode_png(y),
+            ) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => false,
+            }
+        }
+        _ => a == b,
     }
 }
 

@@ -266,3 +266,167 @@ impl Drop for Running {
 pub fn path_of(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(name)
 }
+
+/// Whether a program is on PATH. Under CI a missing one is a failure, elsewhere the caller
+/// skips (scripts/test.sh installs them).
+pub fn have(program: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    if !found && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{program} is missing: scripts/test.sh installs it (apt-get install xvfb xclip)");
+    }
+    if !found {
+        eprintln!("skipping: {program} is not installed (scripts/test.sh installs it)");
+    }
+    found
+}
+
+/// An Xvfb display of its own, stopped on drop.
+pub struct Display {
+    pub name: String,
+    _server: Running,
+}
+
+impl Display {
+    pub fn start() -> Display {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-noreset",
+                "-nolisten",
+                "tcp",
+                "-screen",
+                "0",
+                "640x480x24",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let name = format!(":{}", line.trim());
+        assert!(name.len() > 1, "Xvfb did not say which display it took");
+        Display {
+            name,
+            _server: Running(child),
+        }
+    }
+
+    fn xclip(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("xclip");
+        command
+            .env("DISPLAY", &self.name)
+            .args(["-selection", "clipboard"])
+            .args(args);
+        command
+    }
+
+    /// Copies `bytes` as `target` with xclip, which serves it until something else is copied.
+    pub fn copy(&self, target: &str, bytes: &[u8]) -> Running {
+        let mut child = self
+            .xclip(&["-t", target, "-i", "-quiet"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        Running(child)
+    }
+
+    /// What the clipboard holds as `target`, if anything.
+    pub fn paste(&self, target: &str) -> Option<Vec<u8>> {
+        let output = self
+            .xclip(&["-t", target, "-o"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        output.status.success().then_some(output.stdout)
+    }
+}
+
+/// Starts `device`'s agent on `display` (headless when `None`), logging to `agent.log` in its
+/// home, and waits for its socket.
+pub fn start_agent(
+    device: &Device,
+    display: Option<&Display>,
+    extra: &[(&'static str, String)],
+) -> Running {
+    let _ = std::fs::remove_file(device.home().join("agent.sock"));
+    let mut command = device.command_with(&["agent"], extra);
+    if let Some(display) = display {
+        command.env("DISPLAY", &display.name);
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(device.home().join("agent.log"))
+        .unwrap();
+    command.stdout(log.try_clone().unwrap()).stderr(log);
+    let agent = Running(command.spawn().unwrap());
+    eventually(Duration::from_secs(30), "the agent's socket", || {
+        device.home().join("agent.sock").exists().then_some(())
+    });
+    agent
+}
+
+/// Stops an agent with SIGTERM and waits for it.
+pub fn stop_agent(mut agent: Running) {
+    let pid = agent.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = agent.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "the agent did not stop cleanly: {status:?}"
+    );
+}
+
+/// The agent's log so far.
+pub fn agent_log(device: &Device) -> String {
+    std::fs::read_to_string(device.home().join("agent.log")).unwrap_or_default()
+}
+
+/// A PNG of noise (noise does not compress, so 300 × 200 goes out as a blob).
+pub fn noise_png(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().unwrap();
+    let mut state = 0x2545_f491_u32 ^ width ^ (height << 16);
+    let pixels: Vec<u8> = (0..width * height * 4)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect();
+    writer.write_image_data(&pixels).unwrap();
+    writer.finish().unwrap();
+    out
+}
+
+/// A PNG's pixels as 8-bit RGBA, whatever its encoding.
+pub fn pixels(png: &[u8]) -> (u32, u32, Vec<u8>) {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(png));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    buffer.truncate(info.buffer_size());
+    let rgba = match info.color_type {
+        png::ColorType::Rgba => buffer,
+        png::ColorType::Rgb => buffer
+            .chunks(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect(),
+        other => panic!("unexpected colour type {other:?}"),
+    };
+    (info.width, info.height, rgba)
+}
