@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the test suite needs: a C compiler for the crates that build C (aws-lc-sys,
-# the bundled SQLite later), and openssl to make the relay's test certificates. Later suites add
-# the Xvfb clipboard and its helpers.
-packages=(gcc libc6-dev openssl)
+# the bundled SQLite), openssl to make the relay's test certificates, and an X server without a
+# screen plus xclip for the clipboard tests (two Xvfb displays are two desktops).
+packages=(gcc libc6-dev openssl xvfb xclip)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -29,10 +29,31 @@ fi
 
 cargo test --workspace --locked
 
-# README's first command, end to end, in a throwaway folder: create a repository, append twice.
-demo=$(mktemp -d)
-trap 'rm -rf "$demo"' EXIT
-cargo run --quiet --locked -p ferry-protocol --example folder_repo -- "$demo" "first" >/dev/null
-cargo run --quiet --locked -p ferry-protocol --example folder_repo -- "$demo" "second" \
-    | grep -q 'second' || { echo "the folder repository example did not read its data back" >&2; exit 1; }
-echo "folder repository example: ok"
+# README's first command, end to end, in a throwaway home: the first run sets the device up on
+# the embedded default (a folder repository and a local relay), then the agent takes commands.
+home=$(mktemp -d)
+log="$home/run.log"
+relay_port=$((20000 + RANDOM % 20000))
+FERRY_HOME="$home" FERRY_SECRET_STORE=file FERRY_BUILD=debug FERRY_LOCAL_RELAY="127.0.0.1:$relay_port" \
+    scripts/run.sh >"$log" 2>&1 &
+run_pid=$!
+cleanup() {
+    kill -TERM "$run_pid" 2>/dev/null || true
+    wait "$run_pid" 2>/dev/null || true
+    rm -rf "$home"
+}
+trap cleanup EXIT
+ferry="${CARGO_TARGET_DIR:-target}/debug/ferry"
+for _ in $(seq 600); do
+    grep -q "agent running" "$log" 2>/dev/null && break
+    kill -0 "$run_pid" 2>/dev/null || { cat "$log" >&2; echo "scripts/run.sh stopped early" >&2; exit 1; }
+    sleep 0.5
+done
+grep -q "Recovery code" "$log" || { cat "$log" >&2; echo "the first run printed no recovery code" >&2; exit 1; }
+FERRY_HOME="$home" "$ferry" copy "through the agent" >/dev/null
+[[ $(FERRY_HOME="$home" "$ferry" paste) == "through the agent" ]] \
+    || { cat "$log" >&2; echo "the agent did not keep the clip" >&2; exit 1; }
+kill -TERM "$run_pid"
+wait "$run_pid" || { cat "$log" >&2; echo "the agent did not stop cleanly" >&2; exit 1; }
+grep -q "stopping: uploading what is pending" "$log"
+echo "scripts/run.sh (first run on the embedded default): ok"

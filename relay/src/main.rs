@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_max_level(log_level())
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Each connection is a file descriptor: allow as many as the system lets this process have.
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
