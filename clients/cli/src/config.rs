@@ -45,6 +45,9 @@ pub(crate) struct Key {
     pub(crate) help: &'static str,
 }
 
+/// The shortest poll interval: ten listings a second.
+const MIN_POLL: Duration = Duration::from_millis(100);
+
 const DIRECTIONS: &[&str] = &["both", "send_only", "receive_only"];
 const STRATEGIES: &[&str] = &["latest", "keep_both", "local_wins", "remote_wins"];
 const SECRET_STORES: &[&str] = &["keychain", "file"];
@@ -121,6 +124,14 @@ pub(crate) const KEYS: &[Key] = &[
         default: Some("true"),
         synced: false,
         help: "record what is copied on this device",
+    },
+    Key {
+        name: "clipboard.poll",
+        ty: Type::Bool,
+        default: Some("false"),
+        synced: false,
+        help: "read the clipboard every 250 ms instead of waiting for change events (for \
+               desktops whose events do not reach Ferry)",
     },
     Key {
         name: "clipboard.apply_remote",
@@ -480,9 +491,10 @@ pub(crate) fn check(key: &Key, value: &str) -> Result<(), Failure> {
             "true" | "false" => Ok(()),
             _ => Err(bad("true or false")),
         },
-        Type::Duration => parse_duration(value)
-            .map(|_| ())
-            .map_err(|_| bad("a duration like 500ms, 30s or 5m")),
+        Type::Duration => match parse_duration(value) {
+            Ok(duration) if duration >= MIN_POLL => Ok(()),
+            _ => Err(bad("a duration of at least 100ms, like 500ms, 30s or 5m")),
+        },
         Type::Bytes => parse_bytes(value)
             .map(|_| ())
             .map_err(|_| bad("a size like 512KiB or 16MiB")),

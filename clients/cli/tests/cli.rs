@@ -118,8 +118,8 @@ const CASES: &[Case] = &[
         args: &["config", "set", "sync.poll_interval", "often"],
         env: &[],
         code: 2,
-        stderr: "ferry: `sync.poll_interval` must be a duration like 500ms, 30s or 5m, not \
-                 `often` (how often to look for new data when no relay or folder event says so)\n",
+        stderr: "ferry: `sync.poll_interval` must be a duration of at least 100ms, like 500ms, \
+                 30s or 5m, not `often` (how often to look for new data when no relay or folder event says so)\n",
     },
     Case {
         name: "unknown setting",

@@ -171,7 +171,7 @@ fn clips_cross_between_two_desktops_through_s3_and_the_relay() {
 }
 
 #[test]
-fn a_shared_folder_needs_no_relay() {
+fn a_shared_folder_needs_no_relay_and_polling_reads_the_clipboard() {
     if !have("Xvfb") || !have("xclip") {
         return;
     }
@@ -184,7 +184,15 @@ fn a_shared_folder_needs_no_relay() {
     // Polling every minute: the folder watcher is what makes it fast.
     let slow_poll = [("FERRY_SYNC_POLL_INTERVAL", "60s".to_owned())];
     let agent_a = start_agent(&a, Some(&desk_a), &slow_poll);
-    let agent_b = start_agent(&b, Some(&desk_b), &slow_poll);
+    // B reads its clipboard by polling, as on desktops whose change events do not reach Ferry.
+    let mut polling = slow_poll.to_vec();
+    polling.push(("FERRY_CLIPBOARD_POLL", "true".to_owned()));
+    let agent_b = start_agent(&b, Some(&desk_b), &polling);
+    assert!(
+        agent_log(&b).contains("watching the clipboard mode=Polling"),
+        "{}",
+        agent_log(&b)
+    );
     let _owner = desk_a.copy(TEXT, b"over the folder");
     arrives(&desk_b, "over the folder");
     // And back the other way.

@@ -122,7 +122,16 @@ impl Watcher {
         config: WatchConfig,
         on_change: impl FnMut(Observed) -> bool + Send + 'static,
     ) -> Result<Watcher, ClipboardError> {
-        match x11::X11Watcher::connect(None, config) {
+        Watcher::start_on(None, config, on_change)
+    }
+
+    /// [`Watcher::start`] on the X display `display` (`DISPLAY` when `None`).
+    pub fn start_on(
+        display: Option<&str>,
+        config: WatchConfig,
+        on_change: impl FnMut(Observed) -> bool + Send + 'static,
+    ) -> Result<Watcher, ClipboardError> {
+        match x11::X11Watcher::connect(display, config) {
             Ok(watcher) => Ok(Watcher {
                 mode: Mode::Events,
                 thread: spawn("ferry-clipboard-watch", move || watcher.run(on_change))?,

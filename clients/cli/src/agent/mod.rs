@@ -469,7 +469,13 @@ fn start_clipboard(device: &Device) -> ClipboardParts {
         max_bytes: device.config.max_bytes(),
         ..WatchConfig::default()
     };
-    match Watcher::start(config, move |observed| tx.blocking_send(observed).is_ok()) {
+    let on_change = move |observed| tx.blocking_send(observed).is_ok();
+    let started = if device.config.flag("clipboard.poll") {
+        Watcher::poll(config, on_change)
+    } else {
+        Watcher::start(config, on_change)
+    };
+    match started {
         Ok(watcher) => {
             info!(mode = ?watcher.mode(), "watching the clipboard");
             (Some(rx), Some(watcher), Some(writer))
