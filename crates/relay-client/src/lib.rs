@@ -54,6 +54,12 @@ pub struct ClientConfig {
     pub max_backoff: Duration,
     /// Messages held for the application before further ones are dropped.
     pub delivery_queue: usize,
+    /// Publishes per second the client sends at most, below the relay's per-connection limit
+    /// (10 a second by default). Faster publishes wait, and only the newest per topic is kept:
+    /// a hint names the newest segment, which covers the ones before it.
+    pub publish_rate: f64,
+    /// Publishes the client may send at once before `publish_rate` applies.
+    pub publish_burst: f64,
 }
 
 impl ClientConfig {
@@ -69,6 +75,8 @@ impl ClientConfig {
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(60),
             delivery_queue: 64,
+            publish_rate: 8.0,
+            publish_burst: 16.0,
         }
     }
 }

@@ -79,8 +79,54 @@ pub(crate) struct Worker {
 #[derive(Default)]
 struct Wanted {
     topics: BTreeSet<TopicId>,
-    /// Publishes made while disconnected: the newest per topic.
+    /// Publishes not sent yet (disconnected, or over the publish rate): the newest per topic.
     unsent: BTreeMap<TopicId, Vec<u8>>,
+}
+
+/// Paces publishes: `burst` at once, then `rate` a second.
+struct Pace {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pace {
+    fn new(config: &ClientConfig) -> Pace {
+        let rate = config.publish_rate.max(0.1);
+        let burst = config.publish_burst.max(1.0);
+        Pace {
+            rate,
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+    }
+
+    /// Takes a token if one is there.
+    fn take(&mut self) -> bool {
+        self.refill();
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the next token is there.
+    fn next(&mut self) -> Instant {
+        self.refill();
+        let missing = (1.0 - self.tokens).max(0.0);
+        self.at + Duration::from_secs_f64(missing / self.rate)
+    }
 }
 
 impl Wanted {
@@ -214,6 +260,7 @@ impl Worker {
         self.set_state(State::Connected, None);
 
         let config = self.config.clone();
+        let mut pace = Pace::new(&config);
         let mut last_heard = Instant::now();
         let mut pinged = false;
         loop {
@@ -222,7 +269,17 @@ impl Worker {
             } else {
                 last_heard + config.ping_interval
             };
+            let next_publish = pace.next();
             tokio::select! {
+                () = sleep_until(next_publish), if !wanted.unsent.is_empty() => {
+                    if let Some((topic, data)) = wanted.unsent.pop_first() {
+                        pace.take();
+                        let request = Request::Publish { topic, data, reference: None };
+                        if let Err(error) = self.send(socket, request).await {
+                            return Ended::Lost(error);
+                        }
+                    }
+                }
                 command = self.commands.recv() => {
                     let request = match command {
                         None => return Ended::Stopped,
@@ -239,6 +296,12 @@ impl Worker {
                             Request::Unsubscribe { topic, reference: None }
                         }
                         Some(Command::Publish(topic, data)) => {
+                            if !wanted.unsent.is_empty() || !pace.take() {
+                                // Over the rate: keep the newest for this topic, sent when a
+                                // token is there.
+                                wanted.unsent.insert(topic, data);
+                                continue;
+                            }
                             Request::Publish { topic, data, reference: None }
                         }
                     };

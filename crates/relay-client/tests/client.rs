@@ -306,3 +306,37 @@ async fn wss_works_with_the_relays_own_ca_and_fails_without_it() {
     assert!(error.to_lowercase().contains("certificate"), "{error}");
     assert_ne!(stranger.status().state, State::Connected);
 }
+
+#[tokio::test]
+async fn a_burst_of_publishes_is_paced_under_the_relay_limit_and_the_newest_arrives() {
+    let relay = relay_on("127.0.0.1:0", Config::default()).await;
+    let (sender, _) = RelayClient::start(quick(&relay.url())).unwrap();
+    let (receiver, mut deliveries) = RelayClient::start(quick(&relay.url())).unwrap();
+    receiver.subscribe(topic(9)).unwrap();
+    connected(&sender).await;
+    connected(&receiver).await;
+    publish_until_received(&sender, &mut deliveries, topic(9), b"ready").await;
+    // Five times the relay's rate, for a second: the client paces and keeps the newest.
+    for i in 0..50u32 {
+        sender
+            .publish(topic(9), format!("hint {i}").into_bytes())
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let newest = timeout(WAIT, async {
+        loop {
+            let delivery = deliveries.recv().await.unwrap();
+            if delivery.data == b"hint 49" {
+                return delivery;
+            }
+        }
+    })
+    .await
+    .expect("the newest publish arrived");
+    assert_eq!(newest.topic, topic(9));
+    assert!(
+        sender.status().last_error.is_none(),
+        "{:?}",
+        sender.status()
+    );
+}

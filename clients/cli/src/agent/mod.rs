@@ -25,7 +25,7 @@ use ferry_store::RetryPolicy;
 use ferry_store::url::StoreUrl;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::data::{self, Output};
@@ -250,7 +250,8 @@ impl Agent {
             },
         };
         match self.device.engine.copy(content) {
-            Ok(Some(_)) => {
+            Ok(Some(op)) => {
+                debug!(counter = op.counter, "recorded a copy");
                 self.recorded = Some(clip);
                 self.placed = None;
                 self.upload_soon();
@@ -271,6 +272,7 @@ impl Agent {
         self.upload_at = None;
         match self.device.engine.upload().await {
             Ok(report) => {
+                debug!(segments = report.segments, "uploaded");
                 self.retry = RETRY_FIRST;
                 self.publish(&report.hints);
             }
@@ -312,6 +314,7 @@ impl Agent {
                 return;
             }
         };
+        debug!(seq = hint.seq, "hint");
         match self.device.engine.fetch_hint(hint).await {
             Ok(_) => self.apply_newest().await,
             Err(error) => warn!(%error, "fetch after a hint failed"),
