@@ -16,7 +16,6 @@
 //! `--idle-secs`: CPU time from /proc (user + system) and resident memory.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::sync::mpsc;
