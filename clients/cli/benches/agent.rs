@@ -339,6 +339,17 @@ fn idle(history: usize, secs: u64) {
     let pair = pair(Backend::S3, true);
     fill(&pair.a, &pair.storage, history);
     let desk = Display::start();
+    // The first start folds the filled operations into the checkpoint; the figures are of the
+    // starts after it, as every later day of an agent's life is.
+    let first = start_agent(&pair.a, Some(&desk), &[]);
+    std::thread::sleep(Duration::from_secs(10));
+    let (_, rss, peak) = usage(first.0.id());
+    println!(
+        "first start after recording {history} clips: RSS {:.1} MiB (peak {:.1} MiB)",
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    stop_agent(first);
     for (mode, extra) in [("events", "false"), ("polling", "true")] {
         let env = [("FERRY_CLIPBOARD_POLL", extra.to_owned())];
         let agent = start_agent(&pair.a, Some(&desk), &env);
