@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the test suite needs: a C compiler for the crates that build C (aws-lc-sys,
 # the bundled SQLite), openssl to make the relay's test certificates, and an X server without a
-# screen plus xclip for the clipboard tests (two Xvfb displays are two desktops).
-packages=(gcc libc6-dev openssl xvfb xclip)
+# screen plus xclip for the clipboard tests (two Xvfb displays are two desktops), and a D-Bus
+# session with gnome-keyring's Secret Service for the keychain tests.
+packages=(gcc libc6-dev openssl xvfb xclip dbus gnome-keyring)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -28,6 +29,11 @@ if ((${#missing[@]})); then
 fi
 
 cargo test --workspace --locked
+
+# The OS keychain, for real: gnome-keyring's Secret Service on a private D-Bus session, unlocked
+# with a throwaway password.
+dbus-run-session -- sh -c 'echo -n ci | gnome-keyring-daemon --unlock --components=secrets >/dev/null &&
+    cargo test --locked -p ferry-secrets -p ferry --test keychain --test cli -- --ignored keychain'
 
 # README's first command, end to end, in a throwaway home: the first run sets the device up on
 # the embedded default (a folder repository and a local relay), then the agent takes commands.

@@ -1,119 +1,262 @@
 //! `ferry service`: run the agent as a user service — a systemd user unit on Linux, a launchd
 //! agent on macOS.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::cli::ServiceAction;
 use crate::error::Failure;
 use crate::home::Home;
 
+/// The service manager of this platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Manager {
+    /// systemd, as the user's manager (`systemctl --user`).
+    Systemd,
+    /// launchd, as a per-user agent (`launchctl`).
+    Launchd,
+}
+
 const UNIT: &str = "ferry.service";
+const LABEL: &str = "org.ferry.agent";
 
-fn unit_path() -> Result<PathBuf, Failure> {
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .ok_or_else(|| Failure::new("HOME is not set: cannot find the user's service folder"))?;
-    Ok(config.join("systemd/user").join(UNIT))
-}
-
-/// The unit: the agent of this home, restarted if it fails.
-fn unit(home: &Home, explicit_home: bool) -> Result<String, Failure> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Failure::new(format!("the path of this program is unknown: {e}")))?;
-    let mut exec = format!("{} agent", exe.display());
-    if explicit_home {
-        exec = format!("{} --home {} agent", exe.display(), home.data.display());
+impl Manager {
+    fn here() -> Manager {
+        if cfg!(target_os = "macos") {
+            Manager::Launchd
+        } else {
+            Manager::Systemd
+        }
     }
-    Ok(format!(
-        "[Unit]\n\
-         Description=Ferry clipboard sync agent\n\
-         After=graphical-session.target network-online.target\n\
-         PartOf=graphical-session.target\n\
-         \n\
-         [Service]\n\
-         ExecStart={exec}\n\
-         Restart=on-failure\n\
-         RestartSec=5\n\
-         \n\
-         [Install]\n\
-         WantedBy=default.target\n"
-    ))
-}
 
-fn systemctl(args: &[&str]) -> Result<String, Failure> {
-    let output = Command::new("systemctl")
-        .arg("--user")
-        .args(args)
-        .output()
-        .map_err(|e| {
+    /// Where the service file goes.
+    fn path(self) -> Result<PathBuf, Failure> {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let missing = || Failure::new("HOME is not set: cannot find the user's service folder");
+        Ok(match self {
+            Manager::Systemd => std::env::var_os("XDG_CONFIG_HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .or_else(|| home.map(|h| h.join(".config")))
+                .ok_or_else(missing)?
+                .join("systemd/user")
+                .join(UNIT),
+            Manager::Launchd => home
+                .ok_or_else(missing)?
+                .join("Library/LaunchAgents")
+                .join(format!("{LABEL}.plist")),
+        })
+    }
+
+    /// The service file: the agent of this home, restarted when it fails.
+    fn file(self, program: &[String]) -> String {
+        match self {
+            Manager::Systemd => {
+                let exec: Vec<String> = program.iter().map(|a| systemd_quote(a)).collect();
+                format!(
+                    "[Unit]\n\
+                     Description=Ferry clipboard sync agent\n\
+                     After=graphical-session.target network-online.target\n\
+                     PartOf=graphical-session.target\n\
+                     \n\
+                     [Service]\n\
+                     ExecStart={}\n\
+                     Restart=on-failure\n\
+                     RestartSec=5\n\
+                     \n\
+                     [Install]\n\
+                     WantedBy=default.target\n",
+                    exec.join(" ")
+                )
+            }
+            Manager::Launchd => {
+                let arguments: String = program
+                    .iter()
+                    .map(|a| format!("        <string>{}</string>\n", xml_escape(a)))
+                    .collect();
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+                     <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \
+                     \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
+                     <plist version=\"1.0\">\n\
+                     <dict>\n    <key>Label</key>\n    <string>{LABEL}</string>\n\
+                     \x20   <key>ProgramArguments</key>\n    <array>\n{arguments}    </array>\n\
+                     \x20   <key>RunAtLoad</key>\n    <true/>\n\
+                     \x20   <key>KeepAlive</key>\n    <dict>\n        <key>SuccessfulExit</key>\n        <false/>\n    </dict>\n\
+                     </dict>\n</plist>\n"
+                )
+            }
+        }
+    }
+
+    fn control(self, args: &[&str]) -> Result<String, Failure> {
+        let (program, full): (&str, Vec<&str>) = match self {
+            Manager::Systemd => ("systemctl", [&["--user"][..], args].concat()),
+            Manager::Launchd => ("launchctl", args.to_vec()),
+        };
+        let output = Command::new(program).args(&full).output().map_err(|e| {
             Failure::new(format!(
-                "systemctl could not be run ({e}); start the agent another way, e.g. `ferry agent` \
-                 from your session's autostart"
+                "{program} could not be run ({e}); start `ferry agent` from your session's \
+                 autostart instead"
             ))
         })?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    if output.status.success() || args.first() == Some(&"status") {
-        Ok(text)
-    } else {
-        Err(Failure::new(format!(
-            "systemctl --user {} failed: {}",
-            args.join(" "),
-            text.trim()
-        )))
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        if output.status.success() {
+            Ok(text)
+        } else {
+            Err(Failure::new(format!(
+                "`{program} {}` failed: {}",
+                full.join(" "),
+                text.trim()
+            )))
+        }
     }
+}
+
+/// Quotes an argument for systemd's ExecStart.
+fn systemd_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:=+@".contains(c))
+    {
+        return arg.to_owned();
+    }
+    let escaped = arg
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%");
+    format!("\"{escaped}\"")
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `ferry [--home DIR] agent`, with this program's absolute path.
+fn program(home: &Home, explicit_home: bool) -> Result<Vec<String>, Failure> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new(format!("the path of this program is unknown: {e}")))?;
+    let mut program = vec![exe.display().to_string()];
+    if explicit_home {
+        program.extend(["--home".to_owned(), home.data.display().to_string()]);
+    }
+    program.push("agent".to_owned());
+    Ok(program)
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Failure> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Failure::new(format!("{} could not be created: {e}", parent.display())))?;
+    }
+    std::fs::write(path, text)
+        .map_err(|e| Failure::new(format!("{} could not be written: {e}", path.display())))
 }
 
 pub(crate) fn run(home: &Home, action: ServiceAction, explicit_home: bool) -> Result<(), Failure> {
-    if cfg!(target_os = "macos") {
-        return Err(Failure::new(
-            "on macOS, add a launchd agent running `ferry agent` (~/Library/LaunchAgents); \
-             `ferry service` manages systemd user units",
-        ));
-    }
-    let path = unit_path()?;
+    let manager = Manager::here();
+    let path = manager.path()?;
+    let path_text = path.display().to_string();
     match action {
         ServiceAction::Install => {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    Failure::new(format!("{} could not be created: {e}", parent.display()))
-                })?;
-            }
-            std::fs::write(&path, unit(home, explicit_home)?).map_err(|e| {
-                Failure::new(format!("{} could not be written: {e}", path.display()))
+            write(&path, &manager.file(&program(home, explicit_home)?))?;
+            println!("wrote {path_text}");
+            let started = match manager {
+                Manager::Systemd => manager
+                    .control(&["daemon-reload"])
+                    .and_then(|_| manager.control(&["enable", "--now", UNIT])),
+                Manager::Launchd => manager.control(&["load", "-w", &path_text]),
+            };
+            started.map_err(|failure| {
+                Failure::new(format!(
+                    "{}; the service file is in place: it starts at the next login, or run \
+                     `ferry agent` now",
+                    failure.message
+                ))
             })?;
-            println!("wrote {}", path.display());
-            systemctl(&["daemon-reload"])?;
-            systemctl(&["enable", "--now", UNIT])?;
             println!("the agent runs now and at every login (`ferry service status`)");
-            Ok(())
         }
         ServiceAction::Uninstall => {
-            if path.exists() {
-                let _ = systemctl(&["disable", "--now", UNIT]);
-                std::fs::remove_file(&path).map_err(|e| {
-                    Failure::new(format!("{} could not be removed: {e}", path.display()))
-                })?;
-                let _ = systemctl(&["daemon-reload"]);
-                println!("removed {}", path.display());
-            } else {
-                println!(
-                    "no service is installed ({} does not exist)",
-                    path.display()
-                );
+            if !path.exists() {
+                println!("no service is installed ({path_text} does not exist)");
+                return Ok(());
             }
-            Ok(())
+            // Stopping may fail when it was not running; the file goes either way.
+            let _ = match manager {
+                Manager::Systemd => manager.control(&["disable", "--now", UNIT]),
+                Manager::Launchd => manager.control(&["unload", "-w", &path_text]),
+            };
+            std::fs::remove_file(&path)
+                .map_err(|e| Failure::new(format!("{path_text} could not be removed: {e}")))?;
+            if manager == Manager::Systemd {
+                let _ = manager.control(&["daemon-reload"]);
+            }
+            println!("removed {path_text}");
         }
         ServiceAction::Status => {
             if !path.exists() {
                 println!("not installed (install with `ferry service install`)");
                 return Ok(());
             }
-            println!("installed: {}", path.display());
-            print!("{}", systemctl(&["status", "--no-pager", UNIT])?);
-            Ok(())
+            println!("installed: {path_text}");
+            let state = match manager {
+                Manager::Systemd => manager.control(&["is-active", UNIT]),
+                Manager::Launchd => manager.control(&["list", LABEL]).map(|_| "loaded".into()),
+            };
+            match state {
+                Ok(state) => println!("state: {}", state.trim()),
+                Err(failure) => println!("state: not running ({})", failure.message),
+            }
         }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn program() -> Vec<String> {
+        [
+            "/opt/my ferry/ferry",
+            "--home",
+            "/home/me/.ferry & co",
+            "agent",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    #[test]
+    fn the_systemd_unit_quotes_paths_with_spaces() {
+        let unit = Manager::Systemd.file(&program());
+        assert!(
+            unit.contains(
+                "ExecStart=\"/opt/my ferry/ferry\" --home \"/home/me/.ferry & co\" agent\n"
+            ),
+            "{unit}"
+        );
+        assert!(unit.contains("Restart=on-failure"));
+    }
+
+    #[test]
+    fn the_launchd_plist_escapes_its_arguments() {
+        let plist = Manager::Launchd.file(&program());
+        assert!(
+            plist.contains("<string>/home/me/.ferry &amp; co</string>"),
+            "{plist}"
+        );
+        assert!(
+            plist.contains("<key>Label</key>\n    <string>org.ferry.agent</string>"),
+            "{plist}"
+        );
+        assert!(
+            plist.contains("<key>RunAtLoad</key>\n    <true/>"),
+            "{plist}"
+        );
     }
 }

@@ -134,6 +134,14 @@ impl Device {
         }
     }
 
+    /// A device that keeps its secrets in the OS keychain (the default).
+    pub fn with_keychain() -> Device {
+        Device {
+            dir: tempfile::tempdir().unwrap(),
+            env: Vec::new(),
+        }
+    }
+
     pub fn home(&self) -> &Path {
         self.dir.path()
     }
@@ -153,7 +161,7 @@ impl Device {
         let mut command = Command::new(FERRY);
         command.arg("--home").arg(self.home()).args(args);
         command.env_clear();
-        for var in ["PATH", "HOME", "TMPDIR"] {
+        for var in ["PATH", "HOME", "TMPDIR", "DBUS_SESSION_BUS_ADDRESS"] {
             if let Some(value) = std::env::var_os(var) {
                 command.env(var, value);
             }
