@@ -462,15 +462,18 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
                         other => other.to_string(),
                     })
                     .collect::<Vec<_>>()
-                    .join(","),
+                    // Newlines, so that items may hold commas (a{1,3} in a pattern).
+                    .join("\n"),
             )),
             other => out.push((full, other.to_string())),
         }
     }
 }
 
+/// Items of a list setting: one a line (from a TOML array), else separated by commas.
 fn list(text: &str) -> Vec<String> {
-    text.split(',')
+    let separator = if text.contains('\n') { '\n' } else { ',' };
+    text.split(separator)
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
@@ -667,6 +670,24 @@ mod tests {
         fs::write(&user, "[sync]\npoll_interval = \"often\"\n").unwrap();
         let error = Config::load(None, &user, &[]).unwrap_err();
         assert!(error.message.contains("a duration"), "{}", error.message);
+    }
+
+    #[test]
+    fn list_items_from_a_toml_array_may_hold_commas() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("config.toml");
+        fs::write(&user, "[clipboard]\nexclude = [\"^x{1,3}$\", \"token\"]\n").unwrap();
+        let config = Config::load(None, &user, &[]).unwrap();
+        let filters = config.filters();
+        assert_eq!(filters.exclude.len(), 2);
+        assert!(filters.exclude[0].is_match("xx"));
+        let env = Config::load(
+            None,
+            &dir.path().join("none.toml"),
+            &[("clipboard.exclude", "a,b".into())],
+        )
+        .unwrap();
+        assert_eq!(env.filters().exclude.len(), 2);
     }
 
     #[test]

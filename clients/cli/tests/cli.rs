@@ -633,3 +633,85 @@ fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
         ran.stdout
     );
 }
+
+/// Every command's happy path on one device, in order, as data: the arguments, then text the
+/// output must hold (`{id}` is the first clip's id prefix).
+const HAPPY_PATH: &[(&[&str], &str)] = &[
+    (&["copy", "alpha text"], ""),
+    (&["copy", "beta text"], ""),
+    (&["history", "--limit", "1"], "beta text"),
+    (&["pin", "{id}"], ""),
+    (&["--json", "history"], "\"pinned\":true"),
+    (&["unpin", "{id}"], ""),
+    (&["--json", "history"], "\"pinned\":false"),
+    (&["rm", "{id}"], ""),
+    (&["trash"], "alpha text"),
+    (&["restore", "{id}"], ""),
+    (&["history", "--search", "alpha"], "alpha text"),
+    (&["collection", "create", "work"], ""),
+    (&["collection", "add", "work", "{id}"], ""),
+    (&["collection", "ls"], "work\t1 clips"),
+    (&["collection", "rename", "work", "job"], ""),
+    (&["collection", "show", "job"], "alpha text"),
+    (&["collection", "remove", "job", "{id}"], ""),
+    (&["collection", "ls"], "job\t0 clips"),
+    (&["collection", "rm", "job"], ""),
+    (&["alias", "set", "addr", "1 Main St"], ""),
+    (&["alias", "ls"], "addr\t1 Main St"),
+    (&["alias", "get", "addr"], "1 Main St"),
+    (&["alias", "rm", "addr"], ""),
+    (&["config", "set", "clipboard.exclude", "^secret-"], ""),
+    (&["config", "get", "clipboard.exclude"], "^secret-"),
+    (&["config", "unset", "clipboard.exclude"], ""),
+    (
+        &["config", "set", "--synced", "retention.trash_days", "7"],
+        "",
+    ),
+    (
+        &["--json", "config", "get", "retention.trash_days"],
+        "\"source\":\"synced\"",
+    ),
+    (&["config", "unset", "--synced", "retention.trash_days"], ""),
+    (&["config", "ls"], "sync.poll_interval = \"30s\"\t(default)"),
+    (&["sync", "--dry-run"], "nothing to sync"),
+    (&["sync"], "uploaded 0 segments"),
+    (&["status"], "clips     2"),
+    (&["log", "--search", "ok", "--limit", "1"], "\tok"),
+    (
+        &["--json", "log", "--kind", "segment", "--limit", "1"],
+        "\"direction\":\"up\"",
+    ),
+    (&["paste"], "beta text"),
+];
+
+#[test]
+fn every_command_has_a_happy_path() {
+    let storage = storage(Backend::Folder);
+    let device = Device::new();
+    device.init(&storage, "solo");
+    let mut id = String::new();
+    for (args, expected) in HAPPY_PATH {
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "{id}" { id.as_str() } else { a })
+            .collect();
+        let ran = device.run(&args);
+        assert_eq!(ran.code, 0, "{args:?}: {}", ran.stderr);
+        assert!(ran.stdout.contains(expected), "{args:?}: {}", ran.stdout);
+        if id.is_empty() && args == ["copy", "alpha text"] {
+            id = ran.stdout.trim()[..8].to_owned();
+        }
+    }
+    // A clip that the synced exclusion pattern refuses is not recorded, and says why.
+    device
+        .run(&["config", "set", "--synced", "clipboard.exclude", "^secret-"])
+        .ok();
+    let ran = device.run(&["copy", "secret-token-123"]);
+    assert_eq!(ran.code, 1);
+    assert!(ran.stderr.contains("not recorded"), "{}", ran.stderr);
+    assert!(
+        !ran.stderr.contains("token-123"),
+        "the refused text was quoted: {}",
+        ran.stderr
+    );
+}
