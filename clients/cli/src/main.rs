@@ -162,7 +162,8 @@ async fn data_command(
         // Sync it now if storage is reachable; it stays queued otherwise.
         if let Err(error) = device.engine.upload().await {
             out.stderr.push_str(&format!(
-                "recorded on this device; the upload failed and is retried later: {error}\n"
+                "recorded on this device; it goes out with the next `ferry sync` or the agent \
+                 (the upload failed: {error})\n"
             ));
         }
     }

@@ -715,3 +715,62 @@ fn every_command_has_a_happy_path() {
         ran.stderr
     );
 }
+
+#[test]
+fn a_copy_while_the_storage_is_unreachable_is_queued_and_sent_later() {
+    let storage = storage(Backend::S3);
+    let a = Device::new();
+    let b = Device::new();
+    let code = a.init(&storage, "alpha");
+    b.join(&storage, &code, "beta").ok();
+    // The same bucket, but nothing answers on that port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let endpoint = storage
+        .url
+        .split("endpoint=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let offline = storage
+        .url
+        .replace(endpoint, &format!("http://127.0.0.1:{port}"));
+    let env = [("FERRY_STORE", offline)];
+    let ran = a.run_full(&["copy", "written offline"], None, &env);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("recorded on this device; it goes out with the next `ferry sync`"),
+        "{}",
+        ran.stderr
+    );
+    let history = a.run_full(&["history"], None, &env);
+    assert!(
+        history.stdout.contains("written offline"),
+        "{}",
+        history.stdout
+    );
+    assert!(
+        history.stderr.contains("could not fetch new data"),
+        "{}",
+        history.stderr
+    );
+    assert!(b.run(&["history"]).ok().stdout.is_empty());
+    // Back online: the next sync sends it.
+    a.run(&["sync"]).ok();
+    assert_eq!(b.run(&["paste"]).ok().stdout, "written offline");
+    // A device that never opened the repository does not start offline.
+    let c = Device::new();
+    let offline = &env[0].1;
+    let ran = c.run_full(
+        &["join", "--store", offline, "--recovery-code", &code],
+        None,
+        &storage.env,
+    );
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains("Connection refused"), "{}", ran.stderr);
+    assert_eq!(c.files(), Vec::<String>::new());
+}

@@ -210,6 +210,14 @@ impl Db {
     }
 
     /// This device's id, made on first use; and binds the database to `key_id`.
+    /// The key id of the repository this database belongs to, once it has opened one.
+    pub(crate) fn key_id(&self) -> Result<Option<KeyId>, SyncError> {
+        Ok(self
+            .meta("key_id")?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map(KeyId))
+    }
+
     pub(crate) fn identity(&self, key_id: KeyId) -> Result<DeviceId, SyncError> {
         match self.meta("key_id")? {
             Some(stored) if stored != key_id.0 => {

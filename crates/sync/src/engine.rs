@@ -216,16 +216,35 @@ fn clip_text(op: &Op) -> Option<(ClipId, &str)> {
 
 impl Engine {
     /// Opens the repository in `store` with `keys` (checking the key before anything else) and
-    /// the local database at `database` (created on first use, with a new device id).
+    /// the local database at `database` (created on first use, with a new device id). When the
+    /// storage cannot be reached, a database that opened this repository with these keys before
+    /// opens anyway: recording works offline and syncing resumes when the storage answers.
     pub async fn open(
         store: Arc<dyn Store>,
         keys: Keys,
         database: &Path,
         config: EngineConfig,
     ) -> Result<Engine, SyncError> {
-        let header = repo::open(&*store, &keys, &config.retry).await?;
-        let db = Db::open(database)?;
-        let device = db.identity(header.key_id)?;
+        let known = database.exists();
+        let db;
+        let key_id = match repo::open(&*store, &keys, &config.retry).await {
+            Ok(header) => {
+                db = Db::open(database)?;
+                header.key_id
+            }
+            // Offline: a device that opened this repository with this key before starts anyway,
+            // records locally, and syncs once the storage answers.
+            Err(error) if error.is_transient() && known => {
+                db = Db::open(database)?;
+                if db.key_id()? != Some(keys.id) {
+                    return Err(error);
+                }
+                warn!(%error, "the storage is unreachable: working offline until it answers");
+                keys.id
+            }
+            Err(error) => return Err(error),
+        };
+        let device = db.identity(key_id)?;
         let local = db.local_identity()?;
         let (state, local_state) = db.load_state(local)?;
         Ok(Engine {
