@@ -40,6 +40,14 @@ const UPLOAD_DEBOUNCE: Duration = Duration::from_millis(20);
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 /// How long the last upload may take at shutdown.
 const SHUTDOWN_UPLOAD: Duration = Duration::from_secs(10);
+/// Storage retries within one step; the loop itself tries again later (uploads back off, fetches
+/// come with the next poll or hint), so a step gives up after seconds, not a minute.
+const RETRY: RetryPolicy = RetryPolicy {
+    first_delay: Duration::from_millis(200),
+    max_delay: Duration::from_secs(2),
+    deadline: Duration::from_secs(10),
+    max_attempts: 5,
+};
 /// How often the retention policy (trash age, history length) is applied.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
@@ -59,7 +67,7 @@ pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
         None => first_run(&home, config).await?,
     };
     let lock = device::lock(&home, Duration::from_secs(30))?;
-    let device = Device::open(home, config, lock, RetryPolicy::DEFAULT).await?;
+    let device = Device::open(home, config, lock, RETRY).await?;
     Agent::start(device)?.run().await
 }
 
