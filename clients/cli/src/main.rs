@@ -26,6 +26,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use ferry_relay_client::{ClientConfig, RelayClient};
 
 use crate::cli::{Cli, Command, ConfigAction, DataCommand};
 use crate::config::Config;
@@ -160,15 +161,36 @@ async fn data_command(
     let result = data::execute(&mut device, command, json, &mut out).await;
     if let Ok(true) = result {
         // Sync it now if storage is reachable; it stays queued otherwise.
-        if let Err(error) = device.engine.upload().await {
-            out.stderr.push_str(&format!(
-                "recorded on this device; it goes out with the next `ferry sync` or the agent \
+        match device.engine.upload().await {
+            Ok(report) => announce(&device, &report.hints).await,
+            Err(error) => {
+                out.stderr.push_str(&format!(
+                    "recorded on this device; it goes out with the next `ferry sync` or the agent \
                  (the upload failed: {error})\n"
-            ));
+                ));
+            }
         }
     }
     emit(out)?;
     result.map(drop)
+}
+
+/// Tells the other devices through the relay that a new segment is there, so their agents
+/// fetch it now rather than at their next poll. The newest hint covers the ones before it.
+async fn announce(device: &Device, hints: &[ferry_protocol::RelayHint]) {
+    let (Some(url), Some(hint)) = (device.config.relay(), hints.last()) else {
+        return;
+    };
+    let Ok((client, _)) = RelayClient::start(ClientConfig::new(url)) else {
+        return;
+    };
+    let topic = device.keys.relay.group_topic();
+    if let Ok(sealed) = device.keys.relay.seal_hint(&topic, hint) {
+        let _ = client.publish(topic, sealed.into_bytes());
+        if !client.flush(Duration::from_secs(2)).await {
+            tracing::info!("the relay did not answer: other devices see this at their next poll");
+        }
+    }
 }
 
 fn emit(out: Output) -> Result<(), Failure> {

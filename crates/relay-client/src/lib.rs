@@ -165,6 +165,8 @@ enum Command {
     Subscribe(TopicId),
     Unsubscribe(TopicId),
     Publish(TopicId, Vec<u8>),
+    /// Answer once every earlier publish is written to the relay.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// A running connection to a relay. Dropping it closes the connection and stops its task.
@@ -231,6 +233,17 @@ impl RelayClient {
             return Err(ClientError::TooLarge(data.len()));
         }
         self.send(Command::Publish(topic, data))
+    }
+
+    /// Waits until every earlier publish has been written to the relay, at most `limit`
+    /// (connecting first if need be). True when they all went out: a short-lived program calls
+    /// this before it exits.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.commands.send(Command::Flush(done)).await.is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(limit, written).await, Ok(Ok(())))
     }
 
     /// The connection state now.

@@ -81,6 +81,8 @@ struct Wanted {
     topics: BTreeSet<TopicId>,
     /// Publishes not sent yet (disconnected, or over the publish rate): the newest per topic.
     unsent: BTreeMap<TopicId, Vec<u8>>,
+    /// Flushes waiting for `unsent` to go out.
+    flushes: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Paces publishes: `burst` at once, then `rate` a second.
@@ -143,8 +145,18 @@ impl Wanted {
             Some(Command::Publish(topic, data)) => {
                 self.unsent.insert(topic, data);
             }
+            Some(Command::Flush(done)) => self.flushes.push(done),
         }
         true
+    }
+
+    /// Answers the flushes once nothing is left to send.
+    fn settle(&mut self) {
+        if self.unsent.is_empty() {
+            for done in self.flushes.drain(..) {
+                let _ = done.send(());
+            }
+        }
     }
 }
 
@@ -257,6 +269,7 @@ impl Worker {
                 return Ended::Lost(error);
             }
         }
+        wanted.settle();
         self.set_state(State::Connected, None);
 
         let config = self.config.clone();
@@ -279,6 +292,7 @@ impl Worker {
                             return Ended::Lost(error);
                         }
                     }
+                    wanted.settle();
                 }
                 command = self.commands.recv() => {
                     let request = match command {
@@ -294,6 +308,11 @@ impl Worker {
                                 continue;
                             }
                             Request::Unsubscribe { topic, reference: None }
+                        }
+                        Some(Command::Flush(done)) => {
+                            wanted.flushes.push(done);
+                            wanted.settle();
+                            continue;
                         }
                         Some(Command::Publish(topic, data)) => {
                             if !wanted.unsent.is_empty() || !pace.take() {

@@ -339,4 +339,24 @@ async fn a_burst_of_publishes_is_paced_under_the_relay_limit_and_the_newest_arri
         "{:?}",
         sender.status()
     );
+    assert!(sender.flush(WAIT).await, "everything was written");
+}
+
+#[tokio::test]
+async fn flush_waits_for_the_connection_and_gives_up_at_its_limit() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let (client, _) = RelayClient::start(quick(&format!("ws://{address}"))).unwrap();
+    client.publish(topic(4), b"held".to_vec()).unwrap();
+    assert!(!client.flush(Duration::from_millis(300)).await);
+    // Once a relay answers there, the held publish goes out and the flush returns.
+    let relay = relay_on(&address.to_string(), Config::default()).await;
+    let (receiver, mut deliveries) = RelayClient::start(quick(&relay.url())).unwrap();
+    receiver.subscribe(topic(4)).unwrap();
+    connected(&receiver).await;
+    client.publish(topic(4), b"after".to_vec()).unwrap();
+    assert!(client.flush(WAIT).await);
+    let delivery = timeout(WAIT, deliveries.recv()).await.unwrap().unwrap();
+    assert_eq!(delivery.data, b"after");
 }
