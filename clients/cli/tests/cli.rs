@@ -826,3 +826,71 @@ fn a_copy_from_the_command_line_reaches_a_running_agent_through_the_relay() {
     });
     common::stop_agent(agent);
 }
+
+#[test]
+fn a_passphrase_makes_the_key_and_a_wrong_one_writes_nothing() {
+    let storage = storage(Backend::Folder);
+    let a = Device::new().with("FERRY_PASSPHRASE", "correct horse battery staple");
+    let ran = a
+        .run(&[
+            "--json",
+            "init",
+            "--store",
+            &storage.url,
+            "--passphrase",
+            "--name",
+            "alpha",
+        ])
+        .ok();
+    let json: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert!(json["recovery_code"].is_string(), "{json}");
+    a.run(&["copy", "behind a passphrase"]).ok();
+
+    // The passphrase read from standard input, as a person types it.
+    let b = Device::new();
+    let ran = b.run_with_input(
+        &[
+            "join",
+            "--store",
+            &storage.url,
+            "--passphrase",
+            "--name",
+            "beta",
+        ],
+        Some(b"correct horse battery staple\n"),
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(b.run(&["paste"]).ok().stdout, "behind a passphrase");
+    // Both derived the same key: the same recovery code.
+    assert_eq!(
+        a.run(&["key", "show", "--yes"]).ok().stdout,
+        b.run(&["key", "show", "--yes"]).ok().stdout
+    );
+
+    let c = Device::new().with("FERRY_PASSPHRASE", "correct horse battery stapler");
+    let ran = c.run(&["join", "--store", &storage.url, "--passphrase"]);
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains("this repository was written with key"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(c.files(), Vec::<String>::new());
+    // A repository made from a random key cannot be joined with a passphrase.
+    let (_dir, other) = storage_other_repository();
+    let ran = c.run(&["join", "--store", &other, "--passphrase"]);
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains("was not made from a passphrase"),
+        "{}",
+        ran.stderr
+    );
+}
+
+/// Another folder repository made with a random key: its folder (removed on drop) and URL.
+fn storage_other_repository() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("repo").display());
+    Device::new().run(&["init", "--store", &url]).ok();
+    (dir, url)
+}
