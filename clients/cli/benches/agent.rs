@@ -21,11 +21,10 @@ mod common;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Device, Display, Storage, start_agent, stop_agent, storage};
+use common::{Backend, Device, Display, Storage, pair, start_agent, stop_agent};
 use ferry_clipboard::{Clip, Observed, WatchConfig, Watcher};
 use ferry_core::ClipContent;
 use ferry_protocol::SyncKey;
-use ferry_relay::{Config, RunningRelay};
 use ferry_store::s3::Timeouts;
 use ferry_store::{FolderStore, S3Store, Store};
 use ferry_sync::{Engine, EngineConfig};
@@ -96,58 +95,6 @@ enum Scenario {
     RelayS3,
     RelayFolder,
     PollS3,
-}
-
-/// Two set-up devices on one repository, and what keeps their servers running.
-struct Pair {
-    storage: Storage,
-    relay: Option<RunningRelay>,
-    a: Device,
-    b: Device,
-}
-
-fn pair(backend: Backend, with_relay: bool) -> Pair {
-    let storage = storage(backend);
-    let relay = with_relay.then(|| {
-        storage
-            .runtime
-            .block_on(RunningRelay::start(Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..Config::default()
-            }))
-            .unwrap()
-    });
-    let a = Device::new();
-    let b = Device::new();
-    let mut init = vec!["--json", "init", "--store", &storage.url, "--name", "alpha"];
-    let url = relay.as_ref().map(RunningRelay::url);
-    if let Some(url) = &url {
-        init.extend(["--relay", url]);
-    }
-    let ran = a.run_full(&init, None, &storage.env).ok();
-    let code = serde_json::from_str::<serde_json::Value>(&ran.stdout).unwrap()["recovery_code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut join = vec![
-        "join",
-        "--store",
-        &storage.url,
-        "--recovery-code",
-        &code,
-        "--name",
-        "beta",
-    ];
-    if let Some(url) = &url {
-        join.extend(["--relay", url]);
-    }
-    b.run_full(&join, None, &storage.env).ok();
-    Pair {
-        storage,
-        relay,
-        a,
-        b,
-    }
 }
 
 /// Texts that appear on a display's clipboard, with when.

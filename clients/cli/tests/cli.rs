@@ -777,44 +777,12 @@ fn a_copy_while_the_storage_is_unreachable_is_queued_and_sent_later() {
 
 #[test]
 fn a_copy_from_the_command_line_reaches_a_running_agent_through_the_relay() {
-    let storage = storage(Backend::S3);
-    let relay = storage
-        .runtime
-        .block_on(ferry_relay::RunningRelay::start(ferry_relay::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ferry_relay::Config::default()
-        }))
-        .unwrap();
-    let url = relay.url();
-    let a = Device::new();
-    let b = Device::new();
-    let ran = a
-        .run_full(
-            &["--json", "init", "--store", &storage.url, "--relay", &url],
-            None,
-            &storage.env,
-        )
-        .ok();
-    let code: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
-    let code = code["recovery_code"].as_str().unwrap();
-    b.run_full(
-        &[
-            "join",
-            "--store",
-            &storage.url,
-            "--recovery-code",
-            code,
-            "--relay",
-            &url,
-        ],
-        None,
-        &storage.env,
-    )
-    .ok();
+    let pair = common::pair(Backend::S3, true);
+    let (a, b) = (&pair.a, &pair.b);
     // B polls only every minute: what arrives sooner came by the relay.
-    let agent = common::start_agent(&b, None, &[("FERRY_SYNC_POLL_INTERVAL", "60s".into())]);
+    let agent = common::start_agent(b, None, &[("FERRY_SYNC_POLL_INTERVAL", "60s".into())]);
     eventually(Duration::from_secs(10), "B's agent on the relay", || {
-        common::agent_log(&b)
+        common::agent_log(b)
             .contains("relay: subscribed")
             .then_some(())
     });

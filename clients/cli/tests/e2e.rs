@@ -7,10 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Backend, Device, Display, agent_log, eventually, have, noise_png, pixels, start_agent,
-    stop_agent, storage,
+    Backend, Device, Display, agent_log, eventually, have, noise_png, pair, pixels, start_agent,
+    stop_agent,
 };
-use ferry_relay::{Config, RunningRelay};
 
 const TEXT: &str = "UTF8_STRING";
 const PNG: &str = "image/png";
@@ -47,59 +46,15 @@ fn clips_cross_between_two_desktops_through_s3_and_the_relay() {
     if !have("Xvfb") || !have("xclip") {
         return;
     }
-    let storage = storage(Backend::S3);
-    let relay = storage
-        .runtime
-        .block_on(RunningRelay::start(Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Config::default()
-        }))
-        .unwrap();
-    let relay_url = relay.url();
+    let mut pair = pair(Backend::S3, true);
+    let relay = pair.relay.take().unwrap();
+    let (a, b) = (&pair.a, &pair.b);
     let (desk_a, desk_b) = (Display::start(), Display::start());
-    let a = Device::new();
-    let b = Device::new();
-    let ran = a
-        .run_full(
-            &[
-                "--json",
-                "init",
-                "--store",
-                &storage.url,
-                "--name",
-                "alpha",
-                "--relay",
-                &relay_url,
-            ],
-            None,
-            &storage.env,
-        )
-        .ok();
-    let code = serde_json::from_str::<serde_json::Value>(&ran.stdout).unwrap()["recovery_code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    b.run_full(
-        &[
-            "join",
-            "--store",
-            &storage.url,
-            "--recovery-code",
-            &code,
-            "--name",
-            "beta",
-            "--relay",
-            &relay_url,
-        ],
-        None,
-        &storage.env,
-    )
-    .ok();
     // Polling is slow here on purpose (a minute): what arrives fast came through the relay.
     let slow_poll = [("FERRY_SYNC_POLL_INTERVAL", "60s".to_owned())];
-    let agent_a = start_agent(&a, Some(&desk_a), &slow_poll);
-    let mut agent_b = start_agent(&b, Some(&desk_b), &slow_poll);
-    let b_segments = own_segments(&b);
+    let agent_a = start_agent(a, Some(&desk_a), &slow_poll);
+    let mut agent_b = start_agent(b, Some(&desk_b), &slow_poll);
+    let b_segments = own_segments(b);
 
     // Text: copied with xclip on A, read with xclip on B.
     let started = Instant::now();
@@ -130,41 +85,41 @@ fn clips_cross_between_two_desktops_through_s3_and_the_relay() {
             .unwrap(),
     );
     eventually(WAIT, "A's agent to see the secret", || {
-        agent_log(&a)
+        agent_log(a)
             .contains("marked the copied content as secret")
             .then_some(())
     });
     let _owner = desk_a.copy(TEXT, b"after the secret");
     arrives(&desk_b, "after the secret");
-    for device in [&a, &b] {
+    for device in [a, b] {
         let texts = history_texts(device);
         assert!(!texts.iter().any(|t| t.contains("hunter2")), "{texts:?}");
         assert!(texts.contains(&"after the secret".to_owned()), "{texts:?}");
     }
 
     // No echo: B placed three clips and recorded none of them.
-    assert_eq!(own_segments(&b), b_segments, "B recorded what it placed");
+    assert_eq!(own_segments(b), b_segments, "B recorded what it placed");
 
     // A clip copied while B's agent is stopped arrives when it starts.
     stop_agent(agent_b);
     let _owner = desk_a.copy(TEXT, b"while B was away");
     eventually(WAIT, "A's upload", || {
-        history_texts(&a)
+        history_texts(a)
             .contains(&"while B was away".to_owned())
             .then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
-    agent_b = start_agent(&b, Some(&desk_b), &slow_poll);
+    agent_b = start_agent(b, Some(&desk_b), &slow_poll);
     arrives(&desk_b, "while B was away");
 
     // With the relay gone, clips still arrive by polling.
-    storage.runtime.block_on(relay.stop()).unwrap();
+    pair.storage.runtime.block_on(relay.stop()).unwrap();
     stop_agent(agent_b);
     let fast_poll = [("FERRY_SYNC_POLL_INTERVAL", "500ms".to_owned())];
-    agent_b = start_agent(&b, Some(&desk_b), &fast_poll);
+    agent_b = start_agent(b, Some(&desk_b), &fast_poll);
     let _owner = desk_a.copy(TEXT, b"no relay now");
     arrives(&desk_b, "no relay now");
-    assert_eq!(own_segments(&b), b_segments, "B recorded what it placed");
+    assert_eq!(own_segments(b), b_segments, "B recorded what it placed");
 
     stop_agent(agent_b);
     stop_agent(agent_a);
@@ -175,23 +130,20 @@ fn a_shared_folder_needs_no_relay_and_polling_reads_the_clipboard() {
     if !have("Xvfb") || !have("xclip") {
         return;
     }
-    let storage = storage(Backend::Folder);
+    let pair = pair(Backend::Folder, false);
+    let (a, b) = (&pair.a, &pair.b);
     let (desk_a, desk_b) = (Display::start(), Display::start());
-    let a = Device::new();
-    let b = Device::new();
-    let code = a.init(&storage, "alpha");
-    b.join(&storage, &code, "beta").ok();
     // Polling every minute: the folder watcher is what makes it fast.
     let slow_poll = [("FERRY_SYNC_POLL_INTERVAL", "60s".to_owned())];
-    let agent_a = start_agent(&a, Some(&desk_a), &slow_poll);
+    let agent_a = start_agent(a, Some(&desk_a), &slow_poll);
     // B reads its clipboard by polling, as on desktops whose change events do not reach Ferry.
     let mut polling = slow_poll.to_vec();
     polling.push(("FERRY_CLIPBOARD_POLL", "true".to_owned()));
-    let agent_b = start_agent(&b, Some(&desk_b), &polling);
+    let agent_b = start_agent(b, Some(&desk_b), &polling);
     assert!(
-        agent_log(&b).contains("watching the clipboard mode=Polling"),
+        agent_log(b).contains("watching the clipboard mode=Polling"),
         "{}",
-        agent_log(&b)
+        agent_log(b)
     );
     let _owner = desk_a.copy(TEXT, b"over the folder");
     arrives(&desk_b, "over the folder");

@@ -203,32 +203,42 @@ impl Device {
 
     /// `ferry init` on `storage`; returns the recovery code.
     pub fn init(&self, storage: &Storage, name: &str) -> String {
-        let ran = self
-            .run_full(
-                &["--json", "init", "--store", &storage.url, "--name", name],
-                None,
-                &storage.env,
-            )
-            .ok();
+        self.init_with_relay(storage, name, None)
+    }
+
+    /// `ferry init` on `storage`, with `relay` when given; returns the recovery code.
+    pub fn init_with_relay(&self, storage: &Storage, name: &str, relay: Option<&str>) -> String {
+        let mut args = vec!["--json", "init", "--store", &storage.url, "--name", name];
+        args.extend(relay.iter().flat_map(|url| ["--relay", url]));
+        let ran = self.run_full(&args, None, &storage.env).ok();
         let json: serde_json::Value = serde_json::from_str(ran.stdout.trim()).unwrap();
         json["recovery_code"].as_str().unwrap().to_owned()
     }
 
     /// `ferry join` on `storage` with `code`.
     pub fn join(&self, storage: &Storage, code: &str, name: &str) -> Ran {
-        self.run_full(
-            &[
-                "join",
-                "--store",
-                &storage.url,
-                "--recovery-code",
-                code,
-                "--name",
-                name,
-            ],
-            None,
-            &storage.env,
-        )
+        self.join_with_relay(storage, code, name, None)
+    }
+
+    /// `ferry join` on `storage` with `code`, and `relay` when given.
+    pub fn join_with_relay(
+        &self,
+        storage: &Storage,
+        code: &str,
+        name: &str,
+        relay: Option<&str>,
+    ) -> Ran {
+        let mut args = vec![
+            "join",
+            "--store",
+            &storage.url,
+            "--recovery-code",
+            code,
+            "--name",
+            name,
+        ];
+        args.extend(relay.iter().flat_map(|url| ["--relay", url]));
+        self.run_full(&args, None, &storage.env)
     }
 
     /// The files in the home, for "nothing was written" checks.
@@ -243,6 +253,41 @@ impl Device {
             .unwrap_or_default();
         names.sort();
         names
+    }
+}
+
+/// Two devices on one repository: `a` ("alpha") made it, `b` ("beta") joined; with a relay on
+/// 127.0.0.1 when asked for.
+pub struct Pair {
+    pub storage: Storage,
+    pub relay: Option<ferry_relay::RunningRelay>,
+    pub a: Device,
+    pub b: Device,
+    pub code: String,
+}
+
+pub fn pair(backend: Backend, with_relay: bool) -> Pair {
+    let storage = storage(backend);
+    let relay = with_relay.then(|| {
+        storage
+            .runtime
+            .block_on(ferry_relay::RunningRelay::start(ferry_relay::Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..ferry_relay::Config::default()
+            }))
+            .unwrap()
+    });
+    let url = relay.as_ref().map(ferry_relay::RunningRelay::url);
+    let (a, b) = (Device::new(), Device::new());
+    let code = a.init_with_relay(&storage, "alpha", url.as_deref());
+    b.join_with_relay(&storage, &code, "beta", url.as_deref())
+        .ok();
+    Pair {
+        storage,
+        relay,
+        a,
+        b,
+        code,
     }
 }
 
