@@ -495,8 +495,7 @@ fn alias(
                 .engine
                 .state_for(kind)
                 .alias(&name, strategy, me)
-                .and_then(|r| r.value().map(drop))
-                .is_none()
+                .is_none_or(|r| r.value().is_none())
             {
                 return Err(Failure::new(format!("there is no alias `{name}`")));
             }
