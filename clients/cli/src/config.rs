@@ -673,6 +673,50 @@ mod tests {
     }
 
     #[test]
+    fn broken_files_are_named_with_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("config.toml");
+        for (text, expected) in [
+            ("store = \"unterminated\n", "is not valid TOML"),
+            ("[sync\npoll_interval = \"1s\"\n", "is not valid TOML"),
+            (
+                "[clipboard]\napply_remote = \"maybe\"\n",
+                "must be true or false",
+            ),
+            ("[clipboard]\nmax_bytes = \"lots\"\n", "must be a size"),
+            (
+                "[sync]\nscope = [\"clips\", \"passwords\"]\n",
+                "must be a list of clips",
+            ),
+            (
+                "[clipboard]\nexclude = [\"(unclosed\"]\n",
+                "valid regular expressions",
+            ),
+            ("\u{feff}\u{0}\u{7}", "is not valid TOML"),
+        ] {
+            fs::write(&user, text).unwrap();
+            let error = Config::load(None, &user, &[]).unwrap_err();
+            assert!(
+                error.message.contains(expected),
+                "{text:?}: {}",
+                error.message
+            );
+            assert!(
+                error.message.contains(&user.display().to_string()),
+                "{}",
+                error.message
+            );
+        }
+        let missing = dir.path().join("base-that-is-not-there.toml");
+        let error = Config::load(Some(&missing), &user, &[]).unwrap_err();
+        assert!(
+            error.message.contains("FERRY_BASE_CONFIG"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
     fn list_items_from_a_toml_array_may_hold_commas() {
         let dir = tempfile::tempdir().unwrap();
         let user = dir.path().join("config.toml");

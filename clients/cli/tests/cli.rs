@@ -390,6 +390,35 @@ fn commands_run_in_the_agent_while_it_holds_the_database() {
             .stdout
             .contains("through the agent")
     );
+    // Garbage on the agent's socket gets a usage error back, and the agent carries on.
+    {
+        use std::io::{BufRead, Write};
+        let mut socket =
+            std::os::unix::net::UnixStream::connect(a.home().join("agent.sock")).unwrap();
+        socket
+            .write_all(b"{\"command\": \"rm -rf /\"}\n\xff\xfe")
+            .unwrap();
+        socket.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut header = String::new();
+        std::io::BufReader::new(socket)
+            .read_line(&mut header)
+            .unwrap();
+        let reply: serde_json::Value = serde_json::from_str(&header).unwrap();
+        assert_eq!(reply["code"], 2, "{header}");
+        assert!(
+            reply["error"]
+                .as_str()
+                .unwrap()
+                .contains("could not read the command"),
+            "{header}"
+        );
+    }
+    assert!(
+        a.run(&["history"])
+            .ok()
+            .stdout
+            .contains("through the agent")
+    );
     // A second agent on the same home refuses to start.
     let second = a.run(&["agent"]);
     assert_eq!(second.code, 1);
