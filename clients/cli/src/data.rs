@@ -181,9 +181,26 @@ fn copy(
     Ok(true)
 }
 
+/// A whole clip id from its 32 hex digits.
+pub(crate) fn parse_clip_id(hex: &str) -> Option<ClipId> {
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (byte, pair) in id.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(ClipId(id))
+}
+
 /// Finds a clip (in the history or the trash) by id or unique prefix.
 fn find(device: &Device, prefix: &str) -> Result<ClipId, Failure> {
     let prefix = prefix.to_ascii_lowercase();
+    if let Some(id) = parse_clip_id(&prefix)
+        && device.engine.state_for(DataKind::Clips).clip(&id).is_some()
+    {
+        return Ok(id);
+    }
     if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(Failure::usage(format!(
             "`{prefix}` is not a clip id: give at least 4 hex digits as `ferry history` shows"
@@ -778,4 +795,25 @@ pub(crate) fn name_device(device: &mut Device, name: &str) -> Result<(), SyncErr
             r.set_setting(key, Some(name), now)
         })
         .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_ids_parse_back_from_their_hex_and_nothing_else_does() {
+        let id = ClipId([0xab; 16]);
+        assert_eq!(parse_clip_id(&id.to_string()), Some(id));
+        for bad in [
+            "",
+            "ab",
+            &"a".repeat(31),
+            &"g".repeat(32),
+            &"é".repeat(16),
+            &"a".repeat(33),
+        ] {
+            assert_eq!(parse_clip_id(bad), None, "{bad}");
+        }
+    }
 }

@@ -161,16 +161,7 @@ impl Agent {
         };
         let applied = std::fs::read_to_string(device.home.applied_file())
             .ok()
-            .map(|text| text.trim().to_owned());
-        let applied = applied.and_then(|hex| {
-            device
-                .engine
-                .state_for(DataKind::Clips)
-                .history(None, usize::MAX)
-                .into_iter()
-                .find(|v| v.id.to_string() == hex)
-                .map(|v| v.id)
-        });
+            .and_then(|text| data::parse_clip_id(text.trim()));
         Ok(Agent {
             device,
             topic,
