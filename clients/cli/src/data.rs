@@ -126,10 +126,7 @@ fn content_from(args: CopyArgs) -> Result<ClipContent, Failure> {
                 path.display()
             )));
         }
-        return Ok(ClipContent::Image {
-            mime: "image/png".into(),
-            body: Body::Inline(bytes),
-        });
+        return Ok(ClipContent::image("image/png", Body::Inline(bytes)));
     }
     if let Some(path) = args.file {
         let bytes = read(&path)?;
@@ -137,11 +134,11 @@ fn content_from(args: CopyArgs) -> Result<ClipContent, Failure> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
-        return Ok(ClipContent::File {
-            mime: mime_of(&name).into(),
-            name,
-            body: Body::Inline(bytes),
-        });
+        return Ok(ClipContent::file(
+            name.clone(),
+            mime_of(&name),
+            Body::Inline(bytes),
+        ));
     }
     Ok(ClipContent::Text(args.text.unwrap_or_default()))
 }
@@ -264,13 +261,11 @@ async fn paste(device: &mut Device, args: PasteArgs, out: &mut Output) -> Result
         .clip(&id)
         .map(|view| view.content.clone())
         .ok_or_else(|| Failure::new(format!("clip {id} has no content on this device")))?;
-    let bytes = match &content {
-        ClipContent::Text(text) => text.clone().into_bytes(),
-        ClipContent::RichText { plain, .. } => plain.clone().into_bytes(),
-        ClipContent::Image { body, .. } | ClipContent::File { body, .. } => match body {
-            Body::Inline(bytes) => bytes.clone(),
-            Body::Blob { id, .. } => device.engine.blob(*id).await?,
-        },
+    let bytes = match content.body() {
+        Some(Body::Inline(bytes)) => bytes.clone(),
+        Some(Body::Blob { id, .. }) => device.engine.blob(*id).await?,
+        // Text, or the plain form of rich text.
+        None => content.text().unwrap_or_default().as_bytes().to_vec(),
     };
     match args.output {
         Some(path) => std::fs::write(&path, &bytes)
@@ -290,19 +285,22 @@ async fn paste(device: &mut Device, args: PasteArgs, out: &mut Output) -> Result
 fn describe(content: &ClipContent) -> String {
     match content {
         ClipContent::Text(_) => "text".into(),
-        ClipContent::RichText { .. } => "rich text".into(),
-        ClipContent::Image { mime, .. } => format!("an image ({mime})"),
-        ClipContent::File { name, .. } => format!("the file {name}"),
+        ClipContent::RichText(_) => "rich text".into(),
+        ClipContent::Image(image) => format!("an image ({})", image.mime),
+        ClipContent::File(file) => format!("the file {}", file.name),
     }
 }
 
 /// One line of preview: the first line of text, or what the content is.
 fn preview(content: &ClipContent) -> String {
     let text = match content {
-        ClipContent::Text(text) | ClipContent::RichText { plain: text, .. } => text,
-        ClipContent::Image { mime, body } => return format!("[{mime}, {}]", size(body.len())),
-        ClipContent::File { name, body, .. } => {
-            return format!("[file {name}, {}]", size(body.len()));
+        ClipContent::Text(text) => text,
+        ClipContent::RichText(rich) => &rich.plain,
+        ClipContent::Image(image) => {
+            return format!("[{}, {}]", image.mime, size(image.body.len()));
+        }
+        ClipContent::File(file) => {
+            return format!("[file {}, {}]", file.name, size(file.body.len()));
         }
     };
     let mut line: String = text

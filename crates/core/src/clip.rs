@@ -75,33 +75,49 @@ impl Body {
 }
 
 /// The immutable content of a clip.
+///
+/// Text is by far the most common kind, so it is held inline and the rarer kinds are boxed:
+/// the enum stays 24 bytes, which a history of 100,000 text clips feels as 7 MB less memory.
+/// (Boxing changes nothing on the wire: a variant holding a struct encodes as its fields.)
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ClipContent {
     /// Plain text.
     Text(String),
     /// Rich text (HTML) with its plain-text fallback.
-    RichText {
-        /// The HTML.
-        html: String,
-        /// What to paste where rich text is not accepted.
-        plain: String,
-    },
+    RichText(Box<RichText>),
     /// An image.
-    Image {
-        /// Its media type, for example `image/png`.
-        mime: String,
-        /// The image bytes.
-        body: Body,
-    },
+    Image(Box<Image>),
     /// A small file.
-    File {
-        /// Its file name.
-        name: String,
-        /// Its media type.
-        mime: String,
-        /// The file bytes.
-        body: Body,
-    },
+    File(Box<FileClip>),
+}
+
+/// Rich text (HTML) with its plain-text fallback.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RichText {
+    /// The HTML.
+    pub html: String,
+    /// What to paste where rich text is not accepted.
+    pub plain: String,
+}
+
+/// An image.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Image {
+    /// Its media type, for example `image/png`.
+    pub mime: String,
+    /// The image bytes.
+    pub body: Body,
+}
+
+/// A small file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileClip {
+    /// Its file name.
+    pub name: String,
+    /// Its media type.
+    pub mime: String,
+    /// The file bytes.
+    pub body: Body,
 }
 
 /// The kinds of clip content, for filters and display.
@@ -118,13 +134,56 @@ pub enum ContentKind {
 }
 
 impl ClipContent {
+    /// Rich text with its plain-text fallback.
+    pub fn rich_text(html: impl Into<String>, plain: impl Into<String>) -> ClipContent {
+        ClipContent::RichText(Box::new(RichText {
+            html: html.into(),
+            plain: plain.into(),
+        }))
+    }
+
+    /// An image of media type `mime`.
+    pub fn image(mime: impl Into<String>, body: Body) -> ClipContent {
+        ClipContent::Image(Box::new(Image {
+            mime: mime.into(),
+            body,
+        }))
+    }
+
+    /// A file called `name`, of media type `mime`.
+    pub fn file(name: impl Into<String>, mime: impl Into<String>, body: Body) -> ClipContent {
+        ClipContent::File(Box::new(FileClip {
+            name: name.into(),
+            mime: mime.into(),
+            body,
+        }))
+    }
+
+    /// The bytes of an image or file.
+    pub fn body(&self) -> Option<&Body> {
+        match self {
+            ClipContent::Image(image) => Some(&image.body),
+            ClipContent::File(file) => Some(&file.body),
+            ClipContent::Text(_) | ClipContent::RichText(_) => None,
+        }
+    }
+
+    /// The bytes of an image or file, to change.
+    pub fn body_mut(&mut self) -> Option<&mut Body> {
+        match self {
+            ClipContent::Image(image) => Some(&mut image.body),
+            ClipContent::File(file) => Some(&mut file.body),
+            ClipContent::Text(_) | ClipContent::RichText(_) => None,
+        }
+    }
+
     /// Its kind.
     pub fn kind(&self) -> ContentKind {
         match self {
             ClipContent::Text(_) => ContentKind::Text,
-            ClipContent::RichText { .. } => ContentKind::RichText,
-            ClipContent::Image { .. } => ContentKind::Image,
-            ClipContent::File { .. } => ContentKind::File,
+            ClipContent::RichText(_) => ContentKind::RichText,
+            ClipContent::Image(_) => ContentKind::Image,
+            ClipContent::File(_) => ContentKind::File,
         }
     }
 
@@ -132,8 +191,9 @@ impl ClipContent {
     pub fn size(&self) -> u64 {
         match self {
             ClipContent::Text(text) => text.len() as u64,
-            ClipContent::RichText { html, plain } => (html.len() + plain.len()) as u64,
-            ClipContent::Image { body, .. } | ClipContent::File { body, .. } => body.len(),
+            ClipContent::RichText(rich) => (rich.html.len() + rich.plain.len()) as u64,
+            ClipContent::Image(image) => image.body.len(),
+            ClipContent::File(file) => file.body.len(),
         }
     }
 
@@ -141,9 +201,9 @@ impl ClipContent {
     pub fn text(&self) -> Option<&str> {
         match self {
             ClipContent::Text(text) => Some(text),
-            ClipContent::RichText { plain, .. } => Some(plain),
-            ClipContent::File { name, .. } => Some(name),
-            ClipContent::Image { .. } => None,
+            ClipContent::RichText(rich) => Some(&rich.plain),
+            ClipContent::File(file) => Some(&file.name),
+            ClipContent::Image(_) => None,
         }
     }
 }

@@ -47,7 +47,7 @@ pub mod replica;
 pub mod retention;
 pub mod state;
 
-pub use clip::{Body, ClipContent, ClipId, CollectionId, ContentKind};
+pub use clip::{Body, ClipContent, ClipId, CollectionId, ContentKind, FileClip, Image, RichText};
 pub use error::CoreError;
 pub use ferry_protocol::DeviceId;
 pub use hlc::{Hlc, HlcClock};

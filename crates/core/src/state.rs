@@ -14,12 +14,14 @@
 //! - aliases and settings are multi-value registers (`crdts::MVReg`) so concurrent writes are all
 //!   kept, then shown by a [`Strategy`](crate::Strategy).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, RandomState};
 
 use serde::{Deserialize, Serialize};
 
 use crdts::{CmRDT, CvRDT, Dot, LWWReg, VClock};
 use ferry_protocol::DeviceId;
+use hashbrown::HashTable;
 
 use crate::canonical::{Members, Register};
 use crate::clip::{ClipContent, ClipId, CollectionId};
@@ -178,17 +180,42 @@ fn min_opt(a: Option<Hlc>, b: Option<Hlc>) -> Option<Hlc> {
 
 /// Every clip record, kept in a vector in arrival order and found through a hash index; sorted
 /// by id only to encode.
+///
+/// The index holds only slots (4 bytes a clip, not the 20 of an id-to-slot map): the ids live
+/// once, in the vector, and the index compares through it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Clips {
-    index: HashMap<ClipId, u32>,
+    index: HashTable<u32>,
+    hasher: RandomState,
     entries: Vec<(ClipId, ClipEntry)>,
 }
 
 impl Clips {
-    pub(crate) fn get(&self, id: &ClipId) -> Option<&ClipEntry> {
+    fn with_entries(entries: Vec<(ClipId, ClipEntry)>) -> Clips {
+        let hasher = RandomState::new();
+        let mut index = HashTable::with_capacity(entries.len());
+        for (slot, (id, _)) in entries.iter().enumerate() {
+            index.insert_unique(hasher.hash_one(id), slot as u32, |&slot| {
+                hasher.hash_one(entries[slot as usize].0)
+            });
+        }
+        Clips {
+            index,
+            hasher,
+            entries,
+        }
+    }
+
+    fn find(&self, id: &ClipId) -> Option<u32> {
         self.index
-            .get(id)
-            .map(|&slot| &self.entries[slot as usize].1)
+            .find(self.hasher.hash_one(id), |&slot| {
+                self.entries[slot as usize].0 == *id
+            })
+            .copied()
+    }
+
+    pub(crate) fn get(&self, id: &ClipId) -> Option<&ClipEntry> {
+        self.find(id).map(|slot| &self.entries[slot as usize].1)
     }
 
     pub(crate) fn at(&self, slot: u32) -> (ClipId, &ClipEntry) {
@@ -198,11 +225,19 @@ impl Clips {
 
     /// The slot of `id`, with an empty record if it is new.
     fn slot(&mut self, id: ClipId) -> u32 {
-        let next = self.entries.len() as u32;
-        let slot = *self.index.entry(id).or_insert(next);
-        if slot == next {
-            self.entries.push((id, ClipEntry::default()));
+        if let Some(slot) = self.find(&id) {
+            return slot;
         }
+        let Clips {
+            index,
+            hasher,
+            entries,
+        } = self;
+        let slot = entries.len() as u32;
+        entries.push((id, ClipEntry::default()));
+        index.insert_unique(hasher.hash_one(id), slot, |&slot| {
+            hasher.hash_one(entries[slot as usize].0)
+        });
         slot
     }
 
@@ -224,7 +259,7 @@ impl Clips {
 
 impl PartialEq for Clips {
     fn eq(&self, other: &Self) -> bool {
-        self.index.len() == other.index.len() && self.sorted() == other.sorted()
+        self.entries.len() == other.entries.len() && self.sorted() == other.sorted()
     }
 }
 
@@ -266,11 +301,7 @@ impl<'de> serde::de::Visitor<'de> for ClipsVisitor {
             entries.reverse();
         }
         entries.shrink_to_fit();
-        let mut index = HashMap::with_capacity(entries.len());
-        for (slot, (id, _)) in entries.iter().enumerate() {
-            index.insert(*id, slot as u32);
-        }
-        Ok(Clips { index, entries })
+        Ok(Clips::with_entries(entries))
     }
 }
 

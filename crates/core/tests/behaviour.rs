@@ -434,19 +434,16 @@ fn scope_tells_which_operations_sync() {
 
 #[test]
 fn content_kinds_and_sizes() {
-    let image = ClipContent::Image {
-        mime: "image/png".into(),
-        body: Body::Blob {
+    let image = ClipContent::image(
+        "image/png",
+        Body::Blob {
             id: ferry_protocol::BlobId([1; 32]),
             len: 5_000_000,
         },
-    };
+    );
     assert_eq!(image.size(), 5_000_000);
     assert_eq!(image.text(), None);
-    let rich = ClipContent::RichText {
-        html: "<b>x</b>".into(),
-        plain: "x".into(),
-    };
+    let rich = ClipContent::rich_text("<b>x</b>", "x");
     assert_eq!(rich.text(), Some("x"));
     assert_eq!(rich.size(), 9);
     let names = names();

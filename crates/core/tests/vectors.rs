@@ -17,32 +17,25 @@ fn every_kind_of_operation() -> (Vec<Op>, State) {
     let mut ops = Vec::new();
     ops.push(a.copy(&names, ClipContent::Text("hello".into()), T0));
     let clip = a.state().newest().unwrap().id;
+    ops.push(a.copy(&names, ClipContent::rich_text("<b>hi</b>", "hi"), T0 + 1));
     ops.push(a.copy(
         &names,
-        ClipContent::RichText {
-            html: "<b>hi</b>".into(),
-            plain: "hi".into(),
-        },
-        T0 + 1,
-    ));
-    ops.push(a.copy(
-        &names,
-        ClipContent::Image {
-            mime: "image/png".into(),
-            body: Body::Blob {
+        ClipContent::image(
+            "image/png",
+            Body::Blob {
                 id: BlobId([0xbb; 32]),
                 len: 123_456,
             },
-        },
+        ),
         T0 + 2,
     ));
     ops.push(a.copy(
         &names,
-        ClipContent::File {
-            name: "notes.txt".into(),
-            mime: "text/plain".into(),
-            body: Body::Inline(b"file body".to_vec()),
-        },
+        ClipContent::file(
+            "notes.txt",
+            "text/plain",
+            Body::Inline(b"file body".to_vec()),
+        ),
         T0 + 3,
     ));
     ops.push(a.set_pinned(clip, true, T0 + 4));

@@ -345,7 +345,7 @@ impl Engine {
         // Large images and files travel as blobs: the operation carries the blob's id.
         let mut content = content;
         let mut blob = None;
-        if let ClipContent::Image { body, .. } | ClipContent::File { body, .. } = &mut content
+        if let Some(body) = content.body_mut()
             && let Body::Inline(bytes) = body
             && bytes.len() as u64 > self.config.blob_threshold
         {
@@ -967,18 +967,10 @@ impl Engine {
                     let eager = self.config.eager_blob_bytes;
                     self.wanted_blobs
                         .extend(ops.iter().filter_map(|op| match &op.action {
-                            Action::Copy {
-                                content:
-                                    ClipContent::Image {
-                                        body: Body::Blob { id, len },
-                                        ..
-                                    }
-                                    | ClipContent::File {
-                                        body: Body::Blob { id, len },
-                                        ..
-                                    },
-                                ..
-                            } if *len <= eager => Some(*id),
+                            Action::Copy { content, .. } => match content.body()? {
+                                Body::Blob { id, len } if *len <= eager => Some(*id),
+                                _ => None,
+                            },
                             _ => None,
                         }));
                     let count = ops.len() as u64;

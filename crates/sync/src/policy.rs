@@ -88,10 +88,7 @@ mod tests {
                 .unwrap()
                 .contains("maximum")
         );
-        let html = ClipContent::RichText {
-            html: "<b>x</b>".into(),
-            plain: "x".into(),
-        };
+        let html = ClipContent::rich_text("<b>x</b>", "x");
         assert!(filters.refuses(&html).unwrap().contains("RichText"));
     }
 }

@@ -33,21 +33,14 @@ fn image(len: usize, seed: u8) -> Vec<u8> {
 fn copy_image(device: &mut Device, bytes: Vec<u8>) -> BlobId {
     let op = device
         .engine
-        .copy(ClipContent::Image {
-            mime: "image/png".into(),
-            body: Body::Inline(bytes),
-        })
+        .copy(ClipContent::image("image/png", Body::Inline(bytes)))
         .unwrap()
         .unwrap();
     match op.action {
         ferry_core::Action::Copy {
-            content:
-                ClipContent::Image {
-                    body: Body::Blob { id, .. },
-                    ..
-                },
+            content: ClipContent::Image(image),
             ..
-        } => id,
+        } if let Body::Blob { id, .. } = image.body => id,
         other => panic!("not stored as a blob: {other:?}"),
     }
 }
@@ -109,21 +102,18 @@ async fn large_images_travel_as_chunks_and_arrive_whole() {
         // Small images stay inside the segment.
         let small = sender
             .engine
-            .copy(ClipContent::Image {
-                mime: "image/png".into(),
-                body: Body::Inline(image(1000, 1)),
-            })
+            .copy(ClipContent::image(
+                "image/png",
+                Body::Inline(image(1000, 1)),
+            ))
             .unwrap()
             .unwrap();
         assert!(matches!(
             small.action,
             ferry_core::Action::Copy {
-                content: ClipContent::Image {
-                    body: Body::Inline(_),
-                    ..
-                },
+                content: ClipContent::Image(ref image),
                 ..
-            }
+            } if matches!(image.body, Body::Inline(_))
         ));
     }
 }

@@ -243,10 +243,7 @@ impl Agent {
         }
         let content = match &clip {
             Clip::Text(text) => ClipContent::Text(text.clone()),
-            Clip::Png(png) => ClipContent::Image {
-                mime: "image/png".into(),
-                body: Body::Inline(png.clone()),
-            },
+            Clip::Png(png) => ClipContent::image("image/png", Body::Inline(png.clone())),
         };
         match self.device.engine.copy(content) {
             Ok(Some(op)) => {
@@ -356,8 +353,9 @@ impl Agent {
         self.applied = Some(id);
         let _ = std::fs::write(self.device.home.applied_file(), id.to_string());
         let clip = match content {
-            ClipContent::Text(text) | ClipContent::RichText { plain: text, .. } => Clip::Text(text),
-            ClipContent::Image { mime, body } if mime == "image/png" => match body {
+            ClipContent::Text(text) => Clip::Text(text),
+            ClipContent::RichText(rich) => Clip::Text(rich.plain),
+            ClipContent::Image(image) if image.mime == "image/png" => match image.body {
                 Body::Inline(bytes) => Clip::Png(bytes),
                 Body::Blob { id, .. } => match self.device.engine.blob(id).await {
                     Ok(bytes) => Clip::Png(bytes),
