@@ -275,6 +275,9 @@ impl<'de> Deserialize<'de> for Clips {
     }
 }
 
+/// The most clip records reserved ahead of decoding them.
+const MAX_RESERVED_CLIPS: usize = 1 << 21;
+
 /// Reads the map of clips straight into the slots, with no map in between: a state of 100k
 /// clips decodes into what it keeps, not twice that with half left as heap fragments.
 struct ClipsVisitor;
@@ -287,7 +290,11 @@ impl<'de> serde::de::Visitor<'de> for ClipsVisitor {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Clips, A::Error> {
-        let mut entries: Vec<(ClipId, ClipEntry)> = Vec::new();
+        // Reserved at the declared length, so a large state does not leave the halves of a
+        // growing vector behind; capped, so a hostile length only reserves address space that
+        // is never touched.
+        let declared = map.size_hint().unwrap_or(0).min(MAX_RESERVED_CLIPS);
+        let mut entries: Vec<(ClipId, ClipEntry)> = Vec::with_capacity(declared);
         let mut sorted = true;
         while let Some((id, entry)) = map.next_entry::<ClipId, ClipEntry>()? {
             sorted &= entries.last().is_none_or(|(last, _)| *last < id);

@@ -258,14 +258,15 @@ impl Db {
     /// The merged state (the checkpoint, then every operation after it) and the local-only
     /// state (the operations of `local`).
     pub(crate) fn load_state(&self, local: DeviceId) -> Result<(State, State), SyncError> {
-        let checkpoint: Option<Vec<u8>> = self
+        // Decoded from SQLite's own copy of the value: a large checkpoint is not copied twice.
+        let checkpoint = self
             .conn
             .query_row("SELECT state FROM checkpoint WHERE id = 1", [], |row| {
-                row.get(0)
+                Ok(State::decode(row.get_ref(0)?.as_blob()?))
             })
             .optional()?;
         let mut shared = match checkpoint {
-            Some(bytes) => State::decode(&bytes).map_err(corrupt)?,
+            Some(decoded) => decoded.map_err(corrupt)?,
             None => State::new(),
         };
         let mut own = State::new();
