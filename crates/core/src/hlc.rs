@@ -53,6 +53,12 @@ impl Hlc {
         self.time >> LOGICAL_BITS
     }
 
+    /// Wall-clock milliseconds and logical counter as one integer, ordered as the stamps are
+    /// (before the device).
+    pub(crate) fn packed_time(&self) -> u64 {
+        self.time
+    }
+
     /// The count of events within that millisecond, or while the wall clock lagged.
     pub fn logical(&self) -> u16 {
         (self.time & ((1 << LOGICAL_BITS) - 1)) as u16

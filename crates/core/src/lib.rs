@@ -40,6 +40,7 @@
 mod canonical;
 pub mod clip;
 pub mod error;
+mod history;
 pub mod hlc;
 pub mod op;
 pub mod query;

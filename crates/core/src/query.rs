@@ -1,7 +1,6 @@
 //! Reading the state: history, clips, collections, aliases, settings, trash, counts.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,7 +137,7 @@ fn view(id: ClipId, entry: &ClipEntry) -> Option<ClipView<'_>> {
 impl State {
     /// Clips with content, newest first, trash included.
     fn by_last_use(&self) -> impl Iterator<Item = ClipView<'_>> + '_ {
-        self.history.iter().rev().filter_map(|&(_, slot)| {
+        self.history.newest_first(None).filter_map(|slot| {
             let (id, entry) = self.data.clips.at(slot);
             view(id, entry)
         })
@@ -154,14 +153,9 @@ impl State {
     pub fn history(&self, after: Option<HistoryCursor>, limit: usize) -> Vec<ClipView<'_>> {
         // Every copy has its own stamp, so no two clips share a last-use time: the page starts
         // strictly below the cursor's.
-        let upper = match after {
-            Some(cursor) => Bound::Excluded((cursor.0, 0)),
-            None => Bound::Unbounded,
-        };
         self.history
-            .range((Bound::Unbounded, upper))
-            .rev()
-            .filter_map(|&(_, slot)| {
+            .newest_first(after.map(|cursor| cursor.0))
+            .filter_map(|slot| {
                 let (id, entry) = self.data.clips.at(slot);
                 view(id, entry)
             })

@@ -14,7 +14,7 @@
 //! - aliases and settings are multi-value registers (`crdts::MVReg`) so concurrent writes are all
 //!   kept, then shown by a [`Strategy`](crate::Strategy).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,7 @@ use hashbrown::HashTable;
 use crate::canonical::{Members, Register};
 use crate::clip::{ClipContent, ClipId, CollectionId};
 use crate::error::{CoreError, decode_exact};
+use crate::history::History;
 use crate::hlc::Hlc;
 use crate::op::{Action, Op};
 
@@ -364,7 +365,7 @@ pub(crate) struct Data {
 pub struct State {
     pub(crate) data: Data,
     /// Slots of the clips with content, by last use: derived, rebuilt on decode.
-    pub(crate) history: BTreeSet<(Hlc, u32)>,
+    pub(crate) history: History,
 }
 
 impl PartialEq for State {
@@ -481,14 +482,14 @@ impl State {
     /// Reads a state written by [`encode`](Self::encode).
     pub fn decode(bytes: &[u8]) -> Result<State, CoreError> {
         let data: Data = decode_exact("state", bytes)?;
-        let history = data
-            .clips
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, c))| c.content.is_some())
-            .map(|(slot, (_, c))| (c.last_used, slot as u32))
-            .collect();
+        let history = History::build(
+            data.clips
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, c))| c.content.is_some())
+                .map(|(slot, (_, c))| (c.last_used, slot as u32)),
+        );
         Ok(State { data, history })
     }
 
@@ -501,11 +502,11 @@ impl State {
         change(entry);
         let after = key(entry);
         if before != after {
-            if let Some(key) = before {
-                self.history.remove(&key);
+            if let Some((at, slot)) = before {
+                self.history.remove(at, slot);
             }
-            if let Some(key) = after {
-                self.history.insert(key);
+            if let Some((at, slot)) = after {
+                self.history.insert(at, slot);
             }
         }
     }
