@@ -1,14 +1,15 @@
 //! End to end with real parts: two Xvfb displays are two desktops, `xclip` is the other
 //! program, and two `ferry agent` processes sync through a real S3-compatible server and a real
-//! relay (or a shared folder), all on 127.0.0.1.
+//! relay (or a shared folder), all on 127.0.0.1. The same on Wayland: two headless sway
+//! compositors, with `wl-copy` and `wl-paste` as the other programs.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{
-    Backend, Device, Display, agent_log, eventually, have, noise_png, pair, pixels, start_agent,
-    stop_agent,
+    Backend, Device, Display, Wayland, agent_log, eventually, have, noise_png, pair, pixels,
+    start_agent, stop_agent,
 };
 
 const TEXT: &str = "UTF8_STRING";
@@ -150,6 +151,55 @@ fn a_shared_folder_needs_no_relay_and_polling_reads_the_clipboard() {
     // And back the other way.
     let _owner = desk_b.copy(TEXT, b"and back");
     arrives(&desk_a, "and back");
+    stop_agent(agent_a);
+    stop_agent(agent_b);
+}
+
+#[test]
+fn clips_cross_between_two_wayland_desktops() {
+    if !have("sway") || !have("wl-copy") || !have("wl-paste") {
+        return;
+    }
+    let pair = pair(Backend::Folder, false);
+    let (a, b) = (&pair.a, &pair.b);
+    let (desk_a, desk_b) = (Wayland::start(), Wayland::start());
+    let with = |desk: &Wayland| {
+        let mut env = desk.env();
+        env.push(("FERRY_SYNC_POLL_INTERVAL", "60s".to_owned()));
+        env
+    };
+    let agent_a = start_agent(a, None, &with(&desk_a));
+    let agent_b = start_agent(b, None, &with(&desk_b));
+    for device in [a, b] {
+        assert!(
+            agent_log(device).contains("watching the clipboard mode=Events"),
+            "{}",
+            agent_log(device)
+        );
+    }
+    let b_segments = own_segments(b);
+    let wayland_text = "text/plain;charset=utf-8";
+    let arrives_on = |desk: &Wayland, text: &str| {
+        eventually(WAIT, &format!("`{text}` on a Wayland desktop"), || {
+            (desk.paste(wayland_text)? == text.as_bytes()).then_some(())
+        });
+    };
+
+    let _owner = desk_a.copy(wayland_text, "hello from Wayland A".as_bytes());
+    arrives_on(&desk_b, "hello from Wayland A");
+
+    let image = noise_png(160, 90);
+    let _owner = desk_a.copy(PNG, &image);
+    let want = pixels(&image);
+    eventually(WAIT, "the image on Wayland B", || {
+        let got = desk_b.paste(PNG)?;
+        (pixels(&got) == want).then_some(())
+    });
+    // B placed two clips and recorded neither.
+    assert_eq!(own_segments(b), b_segments, "B recorded what it placed");
+
+    let _owner = desk_b.copy(wayland_text, "and back from B".as_bytes());
+    arrives_on(&desk_a, "and back from B");
     stop_agent(agent_a);
     stop_agent(agent_b);
 }

@@ -3,12 +3,15 @@
 //!
 //! ```text
 //! Watcher::start(config, on_change)
+//!   Wayland with data-control: a thread sleeps until the compositor announces a new
+//!                    selection, then reads the best of its types through a pipe
 //!   X11 with XFixes: a thread sleeps until the clipboard's owner changes, then reads TARGETS
 //!                    and the best target itself (INCR transfers included)
 //!   otherwise:       a thread polls through arboard every `poll_interval` (≤ 250 ms)
 //!   ─▶ Observed::Clip(text | PNG) | Observed::Secret | Observed::TooLarge
-//! Writer::set(clip)  places a clip with arboard, which keeps serving it (X11 clipboards live
-//!                    in the owner's process) until something else is copied
+//! Writer::set(clip)  places a clip with arboard (data-control on Wayland, X11 otherwise),
+//!                    which keeps serving it (clipboards live in the owner's process) until
+//!                    something else is copied
 //! ```
 //!
 //! Content that a password manager marks as secret (the `x-kde-passwordManagerHint` target
@@ -21,6 +24,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod image;
+mod wayland;
 mod x11;
 
 use std::borrow::Cow;
@@ -75,7 +79,7 @@ impl Default for WatchConfig {
 /// How the watcher learns of copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// XFixes selection events: no work between copies.
+    /// Selection events (Wayland data-control, X11 XFixes): no work between copies.
     Events,
     /// Reading the clipboard at an interval.
     Polling,
@@ -97,6 +101,9 @@ pub enum ClipboardError {
     /// An X request failed.
     #[error("the X server failed a clipboard request: {0}")]
     X11(String),
+    /// A Wayland request failed.
+    #[error("the Wayland compositor failed a clipboard request: {0}")]
+    Wayland(String),
     /// The clipboard's owner did not answer.
     #[error("the program that owns the clipboard did not answer within {0:?}")]
     Timeout(Duration),
@@ -116,8 +123,9 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Starts watching the clipboard of `DISPLAY` and calls `on_change` (on the watcher's own
-    /// thread) after each copy.
+    /// Starts watching the desktop's clipboard and calls `on_change` (on the watcher's own
+    /// thread) after each copy: the Wayland compositor's of `WAYLAND_DISPLAY` when it offers
+    /// data-control, else the X server's of `DISPLAY` (XWayland included), else by polling.
     pub fn start(
         config: WatchConfig,
         on_change: impl FnMut(Observed) -> bool + Send + 'static,
@@ -125,12 +133,25 @@ impl Watcher {
         Watcher::start_on(None, config, on_change)
     }
 
-    /// [`Watcher::start`] on the X display `display` (`DISPLAY` when `None`).
+    /// [`Watcher::start`] on the X display `display`; with `None`, on the desktop of the
+    /// environment (`WAYLAND_DISPLAY`, then `DISPLAY`).
     pub fn start_on(
         display: Option<&str>,
         config: WatchConfig,
         on_change: impl FnMut(Observed) -> bool + Send + 'static,
     ) -> Result<Watcher, ClipboardError> {
+        if display.is_none() && std::env::var_os("WAYLAND_DISPLAY").is_some() {
+            match wayland::WaylandWatcher::connect(config) {
+                Ok(watcher) => {
+                    return Ok(Watcher {
+                        mode: Mode::Events,
+                        thread: spawn("ferry-clipboard-watch", move || watcher.run(on_change))?,
+                    });
+                }
+                // GNOME offers no data-control: its clipboard is reachable through XWayland.
+                Err(error) => debug!(%error, "no Wayland clipboard events: trying X11"),
+            }
+        }
         match x11::X11Watcher::connect(display, config) {
             Ok(watcher) => Ok(Watcher {
                 mode: Mode::Events,

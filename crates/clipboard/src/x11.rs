@@ -20,11 +20,11 @@ use x11rb::rust_connection::RustConnection;
 use crate::{Clip, ClipboardError, Observed, WatchConfig};
 
 /// How long the clipboard's owner has to answer one request.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Password managers (KeePassXC, KDE's) offer this target, with the value `secret`, next to a
 /// password they copy.
-const SECRET_HINT: &str = "x-kde-passwordManagerHint";
+pub(crate) const SECRET_HINT: &str = "x-kde-passwordManagerHint";
 
 struct Atoms {
     clipboard: Atom,

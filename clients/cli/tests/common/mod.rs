@@ -403,6 +403,102 @@ impl Display {
     }
 }
 
+/// A Wayland desktop of its own: sway on its headless backend, in a runtime directory of its
+/// own, stopped on drop. sway refuses to run as root, so under root it runs as `nobody`.
+pub struct Wayland {
+    runtime: tempfile::TempDir,
+    socket: String,
+    _server: Running,
+}
+
+impl Wayland {
+    pub fn start() -> Wayland {
+        let runtime = tempfile::tempdir().unwrap();
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let mut command = if root {
+            let chown = Command::new("chown")
+                .args(["nobody:nogroup"])
+                .arg(runtime.path())
+                .status()
+                .unwrap();
+            assert!(chown.success());
+            let mut command = Command::new("setpriv");
+            command.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "sway"]);
+            command
+        } else {
+            Command::new("sway")
+        };
+        command
+            .args(["-c", "/dev/null"])
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env("HOME", runtime.path())
+            .env("WLR_BACKENDS", "headless")
+            .env("WLR_LIBINPUT_NO_DEVICES", "1")
+            .env("WLR_RENDERER", "pixman")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let server = Running(command.spawn().expect("sway starts"));
+        let socket = eventually(Duration::from_secs(15), "sway's socket", || {
+            std::fs::read_dir(runtime.path())
+                .ok()?
+                .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                .find(|name| name.starts_with("wayland-") && !name.ends_with(".lock"))
+        });
+        Wayland {
+            runtime,
+            socket,
+            _server: server,
+        }
+    }
+
+    /// What a program needs in its environment to use this desktop (and no X display).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "XDG_RUNTIME_DIR",
+                self.runtime.path().display().to_string(),
+            ),
+            ("WAYLAND_DISPLAY", self.socket.clone()),
+        ]
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command.envs(self.env()).env_remove("DISPLAY");
+        command
+    }
+
+    /// Copies `bytes` as `mime` with wl-copy, which serves it until something else is copied.
+    pub fn copy(&self, mime: &str, bytes: &[u8]) -> Running {
+        let mut child = self
+            .command("wl-copy")
+            .args(["--foreground", "--type", mime])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        Running(child)
+    }
+
+    /// What the clipboard holds as `mime`, if anything.
+    pub fn paste(&self, mime: &str) -> Option<Vec<u8>> {
+        let output = self
+            .command("wl-paste")
+            .args(["--no-newline", "--type", mime])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        output.status.success().then_some(output.stdout)
+    }
+}
+
 /// Starts `device`'s agent on `display` (headless when `None`), logging to `agent.log` in its
 /// home, and waits for its socket.
 pub fn start_agent(

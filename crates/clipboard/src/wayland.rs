@@ -1,0 +1,272 @@
+//! Clipboard events on Wayland, through the data-control protocol (`zwlr_data_control_v1`,
+//! offered by wlroots compositors such as sway, and by KDE): the compositor announces each new
+//! selection with the types it is offered in, and the watcher reads the one it wants through a
+//! pipe. GNOME does not offer data-control; there the X11 watcher works through XWayland.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::sync::mpsc;
+use std::thread;
+
+use tracing::{debug, warn};
+use wayland_client::backend::ObjectId;
+use wayland_client::globals::{GlobalListContents, registry_queue_init};
+use wayland_client::protocol::{wl_registry, wl_seat::WlSeat};
+use wayland_client::{Connection, Dispatch, EventQueue, Proxy, QueueHandle, event_created_child};
+use wayland_protocols_wlr::data_control::v1::client::zwlr_data_control_device_v1::{
+    self, ZwlrDataControlDeviceV1,
+};
+use wayland_protocols_wlr::data_control::v1::client::zwlr_data_control_manager_v1::ZwlrDataControlManagerV1;
+use wayland_protocols_wlr::data_control::v1::client::zwlr_data_control_offer_v1::{
+    self, ZwlrDataControlOfferV1,
+};
+
+use crate::x11::{ANSWER_TIMEOUT, SECRET_HINT};
+use crate::{Clip, ClipboardError, Observed, WatchConfig};
+
+/// Text types, best first: what wl-copy, browsers and toolkits offer.
+const TEXT_TYPES: [&str; 3] = ["text/plain;charset=utf-8", "UTF8_STRING", "text/plain"];
+const PNG: &str = "image/png";
+
+/// What the compositor told the watcher so far.
+#[derive(Default)]
+struct Events {
+    /// Types of each offer the compositor introduced, until it is selected or replaced.
+    offers: HashMap<ObjectId, (ZwlrDataControlOfferV1, Vec<String>)>,
+    /// The newest clipboard selection not yet handled (`Some(None)`: the clipboard was cleared).
+    selection: Option<Option<ZwlrDataControlOfferV1>>,
+    /// The compositor withdrew the data-control device.
+    finished: bool,
+}
+
+pub(crate) struct WaylandWatcher {
+    conn: Connection,
+    queue: EventQueue<Events>,
+    events: Events,
+    config: WatchConfig,
+}
+
+fn wayland_error(error: impl std::fmt::Display) -> ClipboardError {
+    ClipboardError::Wayland(error.to_string())
+}
+
+impl WaylandWatcher {
+    /// Connects to the compositor of `WAYLAND_DISPLAY` and subscribes to the clipboard of its
+    /// first seat. A compositor without data-control is [`ClipboardError::NoEvents`].
+    pub(crate) fn connect(config: WatchConfig) -> Result<WaylandWatcher, ClipboardError> {
+        let conn = Connection::connect_to_env()
+            .map_err(|e| ClipboardError::NoDisplay(format!("no Wayland compositor: {e}")))?;
+        let (globals, mut queue) = registry_queue_init::<Events>(&conn).map_err(wayland_error)?;
+        let handle = queue.handle();
+        let seat: WlSeat = globals
+            .bind(&handle, 1..=8, ())
+            .map_err(|e| ClipboardError::NoEvents(format!("the compositor has no seat: {e}")))?;
+        let manager: ZwlrDataControlManagerV1 =
+            globals.bind(&handle, 1..=2, ()).map_err(|_| {
+                ClipboardError::NoEvents(
+                    "the Wayland compositor does not offer data-control (zwlr_data_control_v1)"
+                        .into(),
+                )
+            })?;
+        manager.get_data_device(&seat, &handle, ());
+        let mut events = Events::default();
+        // The first selection is what was on the clipboard before: not a copy.
+        queue.roundtrip(&mut events).map_err(wayland_error)?;
+        events.selection = None;
+        Ok(WaylandWatcher {
+            conn,
+            queue,
+            events,
+            config,
+        })
+    }
+
+    /// Waits for copies and hands each to `on_change` until it returns `false` or the
+    /// compositor goes away.
+    pub(crate) fn run(mut self, mut on_change: impl FnMut(Observed) -> bool) {
+        loop {
+            if let Err(error) = self.queue.blocking_dispatch(&mut self.events) {
+                warn!(%error, "the Wayland compositor went away: no more clipboard events");
+                return;
+            }
+            if self.events.finished {
+                warn!("the Wayland compositor withdrew clipboard events");
+                return;
+            }
+            let Some(selection) = self.events.selection.take() else {
+                continue;
+            };
+            let current = selection.map(|offer| {
+                let types = self
+                    .events
+                    .offers
+                    .remove(&offer.id())
+                    .map(|(_, types)| types)
+                    .unwrap_or_default();
+                (offer, types)
+            });
+            // Offers never selected (or selected only as the primary selection) are done with.
+            for (_, (offer, _)) in self.events.offers.drain() {
+                offer.destroy();
+            }
+            let Some((offer, types)) = current else {
+                continue;
+            };
+            let read = self.read(&offer, &types);
+            offer.destroy();
+            match read {
+                Ok(Some(observed)) => {
+                    if !on_change(observed) {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => debug!(%error, "could not read the new clipboard content"),
+            }
+        }
+    }
+
+    /// Reads an offer: `None` when it holds no type clips hold.
+    fn read(
+        &self,
+        offer: &ZwlrDataControlOfferV1,
+        types: &[String],
+    ) -> Result<Option<Observed>, ClipboardError> {
+        let offers = |wanted: &str| types.iter().any(|t| t == wanted);
+        if offers(SECRET_HINT) {
+            // Treat the hint as secret unless it clearly says otherwise.
+            let hint = self.receive(offer, SECRET_HINT, 64).ok();
+            if hint
+                .as_ref()
+                .is_none_or(|(value, _)| value.trim_ascii() == b"secret")
+            {
+                return Ok(Some(Observed::Secret));
+            }
+        }
+        let (kind, is_text) = match TEXT_TYPES.into_iter().find(|t| offers(t)) {
+            Some(kind) => (kind, true),
+            None if offers(PNG) => (PNG, false),
+            None => return Ok(None),
+        };
+        let (bytes, total) = self.receive(offer, kind, self.config.max_bytes)?;
+        if total > self.config.max_bytes {
+            return Ok(Some(Observed::TooLarge { bytes: total }));
+        }
+        Ok(Some(Observed::Clip(if is_text {
+            Clip::Text(String::from_utf8_lossy(&bytes).into_owned())
+        } else {
+            Clip::Png(bytes)
+        })))
+    }
+
+    /// Asks the owner for the content as `kind` and reads it from a pipe: at most `limit`
+    /// bytes are kept, and the count goes on to the end (or a byte past the limit).
+    fn receive(
+        &self,
+        offer: &ZwlrDataControlOfferV1,
+        kind: &str,
+        limit: u64,
+    ) -> Result<(Vec<u8>, u64), ClipboardError> {
+        let (reader, writer) = std::io::pipe().map_err(wayland_error)?;
+        offer.receive(kind.to_owned(), writer.as_fd());
+        self.conn.flush().map_err(wayland_error)?;
+        drop(writer);
+        // The owner writes from its own process; a reader thread lets a silent owner time out
+        // without holding the watcher.
+        let (sender, answer) = mpsc::channel();
+        thread::Builder::new()
+            .name("ferry-clipboard-read".into())
+            .spawn(move || {
+                let mut bytes = Vec::new();
+                let kept = reader.take(limit.saturating_add(1)).read_to_end(&mut bytes);
+                let _ = sender.send(kept.map(|n| (bytes, n as u64)));
+            })
+            .map_err(wayland_error)?;
+        match answer.recv_timeout(ANSWER_TIMEOUT) {
+            Ok(Ok((mut bytes, total))) => {
+                bytes.truncate(limit as usize);
+                Ok((bytes, total))
+            }
+            Ok(Err(error)) => Err(wayland_error(error)),
+            Err(_) => Err(ClipboardError::Timeout(ANSWER_TIMEOUT)),
+        }
+    }
+}
+
+impl Dispatch<wl_registry::WlRegistry, GlobalListContents> for Events {
+    fn event(
+        _: &mut Self,
+        _: &wl_registry::WlRegistry,
+        _: wl_registry::Event,
+        _: &GlobalListContents,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+impl Dispatch<WlSeat, ()> for Events {
+    fn event(
+        _: &mut Self,
+        _: &WlSeat,
+        _: <WlSeat as Proxy>::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+impl Dispatch<ZwlrDataControlManagerV1, ()> for Events {
+    fn event(
+        _: &mut Self,
+        _: &ZwlrDataControlManagerV1,
+        _: <ZwlrDataControlManagerV1 as Proxy>::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+    }
+}
+
+impl Dispatch<ZwlrDataControlDeviceV1, ()> for Events {
+    fn event(
+        events: &mut Self,
+        _: &ZwlrDataControlDeviceV1,
+        event: zwlr_data_control_device_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match event {
+            zwlr_data_control_device_v1::Event::DataOffer { id } => {
+                events.offers.insert(id.id(), (id, Vec::new()));
+            }
+            zwlr_data_control_device_v1::Event::Selection { id } => events.selection = Some(id),
+            zwlr_data_control_device_v1::Event::Finished => events.finished = true,
+            _ => {}
+        }
+    }
+
+    event_created_child!(Events, ZwlrDataControlDeviceV1, [
+        zwlr_data_control_device_v1::EVT_DATA_OFFER_OPCODE => (ZwlrDataControlOfferV1, ()),
+    ]);
+}
+
+impl Dispatch<ZwlrDataControlOfferV1, ()> for Events {
+    fn event(
+        events: &mut Self,
+        offer: &ZwlrDataControlOfferV1,
+        event: zwlr_data_control_offer_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let zwlr_data_control_offer_v1::Event::Offer { mime_type } = event
+            && let Some((_, types)) = events.offers.get_mut(&offer.id())
+        {
+            types.push(mime_type);
+        }
+    }
+}
