@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the test suite needs: a C compiler for the crates that build C (aws-lc-sys,
 # the bundled SQLite), openssl to make the relay's test certificates, and an X server without a
-# screen plus xclip for the clipboard tests (two Xvfb displays are two desktops), and a D-Bus
-# session with gnome-keyring's Secret Service for the keychain tests.
-packages=(gcc libc6-dev openssl xvfb xclip dbus gnome-keyring)
+# screen plus xclip for the clipboard tests (two Xvfb displays are two desktops), the same on
+# Wayland with sway's headless backend and wl-clipboard, and a D-Bus session with gnome-keyring's
+# Secret Service for the keychain tests.
+packages=(gcc libc6-dev openssl xvfb xclip sway wl-clipboard dbus gnome-keyring)
 
 missing=()
 for package in "${packages[@]}"; do

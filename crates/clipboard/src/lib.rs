@@ -91,8 +91,8 @@ pub enum Mode {
 pub enum ClipboardError {
     /// No display to connect to.
     #[error(
-        "no clipboard is available ({0}); the agent syncs without one (set DISPLAY to use the \
-         desktop's clipboard)"
+        "no clipboard is available ({0}); the agent syncs without one (set WAYLAND_DISPLAY or \
+         DISPLAY to use the desktop's clipboard)"
     )]
     NoDisplay(String),
     /// The X server lacks the XFixes extension.

@@ -62,13 +62,11 @@ impl WaylandWatcher {
         let seat: WlSeat = globals
             .bind(&handle, 1..=8, ())
             .map_err(|e| ClipboardError::NoEvents(format!("the compositor has no seat: {e}")))?;
-        let manager: ZwlrDataControlManagerV1 =
-            globals.bind(&handle, 1..=2, ()).map_err(|_| {
-                ClipboardError::NoEvents(
-                    "the Wayland compositor does not offer data-control (zwlr_data_control_v1)"
-                        .into(),
-                )
-            })?;
+        let manager: ZwlrDataControlManagerV1 = globals.bind(&handle, 1..=2, ()).map_err(|_| {
+            ClipboardError::NoEvents(
+                "the Wayland compositor does not offer data-control (zwlr_data_control_v1)".into(),
+            )
+        })?;
         manager.get_data_device(&seat, &handle, ());
         let mut events = Events::default();
         // The first selection is what was on the clipboard before: not a copy.

@@ -326,7 +326,7 @@ pub fn have(program: &str) -> bool {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
     if !found && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{program} is missing: scripts/test.sh installs it (apt-get install xvfb xclip)");
+        panic!("{program} is missing: scripts/test.sh installs it (see its package list)");
     }
     if !found {
         eprintln!("skipping: {program} is not installed (scripts/test.sh installs it)");
@@ -426,7 +426,12 @@ impl Wayland {
                 .unwrap();
             assert!(chown.success());
             let mut command = Command::new("setpriv");
-            command.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "sway"]);
+            command.args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "sway",
+            ]);
             command
         } else {
             Command::new("sway")
@@ -459,10 +464,7 @@ impl Wayland {
     /// What a program needs in its environment to use this desktop (and no X display).
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
-            (
-                "XDG_RUNTIME_DIR",
-                self.runtime.path().display().to_string(),
-            ),
+            ("XDG_RUNTIME_DIR", self.runtime.path().display().to_string()),
             ("WAYLAND_DISPLAY", self.socket.clone()),
         ]
     }
