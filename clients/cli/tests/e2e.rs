@@ -36,6 +36,15 @@ fn history_texts(device: &Device) -> Vec<String> {
         .collect()
 }
 
+/// Waits for the agent of `device` to say it watches the clipboard in `mode` (it opens its
+/// socket before it starts watching).
+fn watching(device: &Device, mode: &str) {
+    let line = format!("watching the clipboard mode={mode}");
+    eventually(WAIT, &line, || {
+        agent_log(device).contains(&line).then_some(())
+    });
+}
+
 fn arrives(display: &Display, text: &str) {
     eventually(WAIT, &format!("`{text}` on {}", display.name), || {
         (display.paste(TEXT)? == text.as_bytes()).then_some(())
@@ -141,11 +150,7 @@ fn a_shared_folder_needs_no_relay_and_polling_reads_the_clipboard() {
     let mut polling = slow_poll.to_vec();
     polling.push(("FERRY_CLIPBOARD_POLL", "true".to_owned()));
     let agent_b = start_agent(b, Some(&desk_b), &polling);
-    assert!(
-        agent_log(b).contains("watching the clipboard mode=Polling"),
-        "{}",
-        agent_log(b)
-    );
+    watching(b, "Polling");
     let _owner = desk_a.copy(TEXT, b"over the folder");
     arrives(&desk_b, "over the folder");
     // And back the other way.
@@ -171,11 +176,7 @@ fn clips_cross_between_two_wayland_desktops() {
     let agent_a = start_agent(a, None, &with(&desk_a));
     let agent_b = start_agent(b, None, &with(&desk_b));
     for device in [a, b] {
-        assert!(
-            agent_log(device).contains("watching the clipboard mode=Events"),
-            "{}",
-            agent_log(device)
-        );
+        watching(device, "Events");
     }
     let b_segments = own_segments(b);
     let wayland_text = "text/plain;charset=utf-8";
@@ -195,7 +196,29 @@ fn clips_cross_between_two_wayland_desktops() {
         let got = desk_b.paste(PNG)?;
         (pixels(&got) == want).then_some(())
     });
-    // B placed two clips and recorded neither.
+    // A password manager's secret never leaves A; the next ordinary copy does.
+    let _secret = common::Running(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "secret_owner", "--nocapture"])
+            .env_remove("DISPLAY")
+            .envs(desk_a.env())
+            .env("FERRY_TEST_SECRET", "hunter2-wayland-secret")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually(WAIT, "A's agent to see the secret", || {
+        agent_log(a)
+            .contains("marked the copied content as secret")
+            .then_some(())
+    });
+    let _owner = desk_a.copy(wayland_text, "after the Wayland secret".as_bytes());
+    arrives_on(&desk_b, "after the Wayland secret");
+    for device in [a, b] {
+        let texts = history_texts(device);
+        assert!(!texts.iter().any(|t| t.contains("hunter2")), "{texts:?}");
+    }
+    // B placed three clips and recorded none.
     assert_eq!(own_segments(b), b_segments, "B recorded what it placed");
 
     let _owner = desk_b.copy(wayland_text, "and back from B".as_bytes());
@@ -204,20 +227,22 @@ fn clips_cross_between_two_wayland_desktops() {
     stop_agent(agent_b);
 }
 
-/// The password manager of the secret test: offers text with the
+/// The password manager of the secret tests: offers text with the
 /// `x-kde-passwordManagerHint: secret` target, and serves it until replaced.
 #[test]
-#[ignore = "run by clips_cross_between_two_desktops_through_s3_and_the_relay as its clipboard owner"]
+#[ignore = "run by the end-to-end tests as their password manager"]
 fn secret_owner() {
     use arboard::SetExtLinux;
     let Ok(secret) = std::env::var("FERRY_TEST_SECRET") else {
         return;
     };
+    // Serves the clipboard (on X11, or on Wayland when its environment names a compositor)
+    // until something else is copied.
     let mut clipboard = arboard::Clipboard::new().unwrap();
     clipboard
         .set()
         .exclude_from_history()
-        .wait_until(Instant::now() + Duration::from_secs(30))
+        .wait()
         .text(secret)
         .unwrap();
 }
