@@ -13,7 +13,8 @@
 //! fastest interval (100 ms) with no relay. Copies follow each other at most five a second.
 //!
 //! Idle: an agent with a history of `--history` clips, after it settled, left alone for
-//! `--idle-secs`: CPU time from /proc (user + system) and resident memory.
+//! `--idle-secs`: CPU time from /proc (user + system) and resident memory; on X11 with events,
+//! on X11 by polling, and (where sway is installed) on a headless Wayland compositor.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -21,7 +22,7 @@ mod common;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Device, Display, Storage, pair, start_agent, stop_agent};
+use common::{Backend, Device, Display, Storage, Wayland, have, pair, start_agent, stop_agent};
 use ferry_clipboard::{Clip, Observed, WatchConfig, Watcher};
 use ferry_core::ClipContent;
 use ferry_protocol::SyncKey;
@@ -297,9 +298,22 @@ fn idle(history: usize, secs: u64) {
         peak as f64 / 1024.0
     );
     stop_agent(first);
-    for (mode, extra) in [("events", "false"), ("polling", "true")] {
-        let env = [("FERRY_CLIPBOARD_POLL", extra.to_owned())];
-        let agent = start_agent(&pair.a, Some(&desk), &env);
+    // On X11 with events and by polling, then on a Wayland compositor (sway) with events.
+    let wayland = have("sway").then(Wayland::start);
+    let mut modes = vec![("X11 events", false), ("X11 polling", true)];
+    if wayland.is_some() {
+        modes.push(("Wayland events", false));
+    }
+    for (mode, poll) in modes {
+        let mut env = vec![("FERRY_CLIPBOARD_POLL", poll.to_string())];
+        let x11 = match (&wayland, mode.starts_with("Wayland")) {
+            (Some(wayland), true) => {
+                env.extend(wayland.env());
+                None
+            }
+            _ => Some(&desk),
+        };
+        let agent = start_agent(&pair.a, x11, &env);
         let pid = agent.0.id();
         // Let it settle: open, first fetch, relay connection.
         std::thread::sleep(Duration::from_secs(10));
