@@ -85,20 +85,7 @@ fn clips_cross_between_two_desktops_through_s3_and_the_relay() {
     });
 
     // A password manager's secret never leaves A; the next ordinary copy does.
-    let _secret = common::Running(
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "secret_owner", "--nocapture"])
-            .env("DISPLAY", &desk_a.name)
-            .env("FERRY_TEST_SECRET", "hunter2-very-secret")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    eventually(WAIT, "A's agent to see the secret", || {
-        agent_log(a)
-            .contains("marked the copied content as secret")
-            .then_some(())
-    });
+    let _secret = password_manager(a, &[("DISPLAY", desk_a.name.clone())]);
     let _owner = desk_a.copy(TEXT, b"after the secret");
     arrives(&desk_b, "after the secret");
     for device in [a, b] {
@@ -197,21 +184,7 @@ fn clips_cross_between_two_wayland_desktops() {
         (pixels(&got) == want).then_some(())
     });
     // A password manager's secret never leaves A; the next ordinary copy does.
-    let _secret = common::Running(
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "secret_owner", "--nocapture"])
-            .env_remove("DISPLAY")
-            .envs(desk_a.env())
-            .env("FERRY_TEST_SECRET", "hunter2-wayland-secret")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    eventually(WAIT, "A's agent to see the secret", || {
-        agent_log(a)
-            .contains("marked the copied content as secret")
-            .then_some(())
-    });
+    let _secret = password_manager(a, &desk_a.env());
     let _owner = desk_a.copy(wayland_text, "after the Wayland secret".as_bytes());
     arrives_on(&desk_b, "after the Wayland secret");
     for device in [a, b] {
@@ -225,6 +198,28 @@ fn clips_cross_between_two_wayland_desktops() {
     arrives_on(&desk_a, "and back from B");
     stop_agent(agent_a);
     stop_agent(agent_b);
+}
+
+/// Puts a secret marked by a password manager on the clipboard of the desktop that `env` names
+/// (through [`secret_owner`] in a child process), and waits for `device`'s agent to see it.
+fn password_manager(device: &Device, env: &[(&str, String)]) -> common::Running {
+    let owner = common::Running(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "secret_owner", "--nocapture"])
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("FERRY_TEST_SECRET", "hunter2-very-secret")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually(WAIT, "the agent to see the secret", || {
+        agent_log(device)
+            .contains("marked the copied content as secret")
+            .then_some(())
+    });
+    owner
 }
 
 /// The password manager of the secret tests: offers text with the

@@ -381,25 +381,12 @@ impl Display {
 
     /// Copies `bytes` as `target` with xclip, which serves it until something else is copied.
     pub fn copy(&self, target: &str, bytes: &[u8]) -> Running {
-        let mut child = self
-            .xclip(&["-t", target, "-i", "-quiet"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(bytes).unwrap();
-        Running(child)
+        serve(self.xclip(&["-t", target, "-i", "-quiet"]), bytes)
     }
 
     /// What the clipboard holds as `target`, if anything.
     pub fn paste(&self, target: &str) -> Option<Vec<u8>> {
-        let output = self
-            .xclip(&["-t", target, "-o"])
-            .stderr(Stdio::null())
-            .output()
-            .ok()?;
-        output.status.success().then_some(output.stdout)
+        read_out(self.xclip(&["-t", target, "-o"]))
     }
 }
 
@@ -477,28 +464,35 @@ impl Wayland {
 
     /// Copies `bytes` as `mime` with wl-copy, which serves it until something else is copied.
     pub fn copy(&self, mime: &str, bytes: &[u8]) -> Running {
-        let mut child = self
-            .command("wl-copy")
-            .args(["--foreground", "--type", mime])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(bytes).unwrap();
-        Running(child)
+        let mut command = self.command("wl-copy");
+        command.args(["--foreground", "--type", mime]);
+        serve(command, bytes)
     }
 
     /// What the clipboard holds as `mime`, if anything.
     pub fn paste(&self, mime: &str) -> Option<Vec<u8>> {
-        let output = self
-            .command("wl-paste")
-            .args(["--no-newline", "--type", mime])
-            .stderr(Stdio::null())
-            .output()
-            .ok()?;
-        output.status.success().then_some(output.stdout)
+        let mut command = self.command("wl-paste");
+        command.args(["--no-newline", "--type", mime]);
+        read_out(command)
     }
+}
+
+/// Starts a clipboard tool that reads `bytes` on its standard input and serves them.
+fn serve(mut command: Command, bytes: &[u8]) -> Running {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    Running(child)
+}
+
+/// The standard output of a clipboard tool that succeeded.
+fn read_out(mut command: Command) -> Option<Vec<u8>> {
+    let output = command.stderr(Stdio::null()).output().ok()?;
+    output.status.success().then_some(output.stdout)
 }
 
 /// Starts `device`'s agent on `display` (headless when `None`), logging to `agent.log` in its
