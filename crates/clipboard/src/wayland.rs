@@ -3,14 +3,12 @@
 //! selection with the types it is offered in, and the watcher reads the one it wants through a
 //! pipe. GNOME does not offer data-control; there the X11 watcher works through XWayland.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::sync::mpsc;
 use std::thread;
 
 use tracing::{debug, warn};
-use wayland_client::backend::ObjectId;
 use wayland_client::globals::{GlobalListContents, registry_queue_init};
 use wayland_client::protocol::{wl_registry, wl_seat::WlSeat};
 use wayland_client::{Connection, Dispatch, EventQueue, Proxy, QueueHandle, event_created_child};
@@ -32,8 +30,9 @@ const PNG: &str = "image/png";
 /// What the compositor told the watcher so far.
 #[derive(Default)]
 struct Events {
-    /// Types of each offer the compositor introduced, until it is selected or replaced.
-    offers: HashMap<ObjectId, (ZwlrDataControlOfferV1, Vec<String>)>,
+    /// Offers the compositor introduced, oldest first, with their types, until they are
+    /// selected or overtaken by a newer selection.
+    offers: Vec<(ZwlrDataControlOfferV1, Vec<String>)>,
     /// The newest clipboard selection not yet handled (`Some(None)`: the clipboard was cleared).
     selection: Option<Option<ZwlrDataControlOfferV1>>,
     /// The compositor withdrew the data-control device.
@@ -95,21 +94,21 @@ impl WaylandWatcher {
             let Some(selection) = self.events.selection.take() else {
                 continue;
             };
-            let current = selection.map(|offer| {
-                let types = self
-                    .events
-                    .offers
-                    .remove(&offer.id())
-                    .map(|(_, types)| types)
-                    .unwrap_or_default();
-                (offer, types)
-            });
-            // Offers never selected (or selected only as the primary selection) are done with.
-            for (_, (offer, _)) in self.events.offers.drain() {
-                offer.destroy();
-            }
-            let Some((offer, types)) = current else {
+            let Some(offer) = selection else {
                 continue;
+            };
+            // Offers introduced before this one were never selected (or only as the primary
+            // selection): they are done with. Later ones may be about to be.
+            let position = self.events.offers.iter().position(|(o, _)| *o == offer);
+            let types = match position {
+                Some(position) => {
+                    let (_, types) = self.events.offers.remove(position);
+                    for (stale, _) in self.events.offers.drain(..position) {
+                        stale.destroy();
+                    }
+                    types
+                }
+                None => Vec::new(),
             };
             let read = self.read(&offer, &types);
             offer.destroy();
@@ -239,7 +238,7 @@ impl Dispatch<ZwlrDataControlDeviceV1, ()> for Events {
     ) {
         match event {
             zwlr_data_control_device_v1::Event::DataOffer { id } => {
-                events.offers.insert(id.id(), (id, Vec::new()));
+                events.offers.push((id, Vec::new()));
             }
             zwlr_data_control_device_v1::Event::Selection { id } => events.selection = Some(id),
             zwlr_data_control_device_v1::Event::Finished => events.finished = true,
@@ -262,7 +261,7 @@ impl Dispatch<ZwlrDataControlOfferV1, ()> for Events {
         _: &QueueHandle<Self>,
     ) {
         if let zwlr_data_control_offer_v1::Event::Offer { mime_type } = event
-            && let Some((_, types)) = events.offers.get_mut(&offer.id())
+            && let Some((_, types)) = events.offers.iter_mut().find(|(o, _)| o == offer)
         {
             types.push(mime_type);
         }
