@@ -160,7 +160,10 @@ fn clips_cross_between_two_wayland_desktops() {
         env.push(("FERRY_SYNC_POLL_INTERVAL", "60s".to_owned()));
         env
     };
-    let agent_a = start_agent(a, None, &with(&desk_a));
+    // A keeps clips up to 256 KiB, to see the limit hold on a pipe that carries more.
+    let mut env_a = with(&desk_a);
+    env_a.push(("FERRY_CLIPBOARD_MAX_BYTES", "262144".to_owned()));
+    let agent_a = start_agent(a, None, &env_a);
     let agent_b = start_agent(b, None, &with(&desk_b));
     for device in [a, b] {
         watching(device, "Events");
@@ -191,7 +194,21 @@ fn clips_cross_between_two_wayland_desktops() {
         let texts = history_texts(device);
         assert!(!texts.iter().any(|t| t.contains("hunter2")), "{texts:?}");
     }
-    // B placed three clips and recorded none.
+
+    // Over the size limit: seen, counted, not recorded; the next small copy is.
+    let _owner = desk_a.copy(wayland_text, "x".repeat(1_000_000).as_bytes());
+    eventually(WAIT, "A's agent to refuse the large copy", || {
+        agent_log(a)
+            .contains("over clipboard.max_bytes: not recorded")
+            .then_some(())
+    });
+    let _owner = desk_a.copy(wayland_text, "small again".as_bytes());
+    arrives_on(&desk_b, "small again");
+    for device in [a, b] {
+        let texts = history_texts(device);
+        assert!(!texts.iter().any(|t| t.starts_with("xxxx")), "{texts:?}");
+    }
+    // B placed four clips and recorded none.
     assert_eq!(own_segments(b), b_segments, "B recorded what it placed");
 
     let _owner = desk_b.copy(wayland_text, "and back from B".as_bytes());
