@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 # Debian packages the test suite needs: a C compiler for the crates that build C (aws-lc-sys,
 # the bundled SQLite), openssl to make the relay's test certificates, and an X server without a
 # screen plus xclip for the clipboard tests (two Xvfb displays are two desktops), the same on
-# Wayland with sway's headless backend and wl-clipboard, and a D-Bus session with gnome-keyring's
-# Secret Service for the keychain tests.
-packages=(gcc libc6-dev openssl xvfb xclip sway wl-clipboard dbus gnome-keyring)
+# Wayland with sway's headless backend and wl-clipboard, a D-Bus session with gnome-keyring's
+# Secret Service for the keychain tests, nginx with its WebDAV modules as a second real WebDAV
+# server, and tmux as the terminal a person types secrets into.
+packages=(gcc libc6-dev openssl xvfb xclip sway wl-clipboard dbus gnome-keyring
+    nginx-light libnginx-mod-http-dav-ext tmux)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -56,7 +58,10 @@ for _ in $(seq 600); do
     kill -0 "$run_pid" 2>/dev/null || { cat "$log" >&2; echo "scripts/run.sh stopped early" >&2; exit 1; }
     sleep 0.5
 done
-grep -q "Recovery code" "$log" || { cat "$log" >&2; echo "the first run printed no recovery code" >&2; exit 1; }
+# With its output in a log, the first run says how to see the recovery code, and never prints it.
+grep -q "ferry key show --yes" "$log" || { cat "$log" >&2; echo "the first run did not say how to see the recovery code" >&2; exit 1; }
+code=$(FERRY_HOME="$home" FERRY_SECRET_STORE=file "$ferry" key show --yes)
+if grep -qF "$code" "$log"; then echo "the first run printed the recovery code into its log" >&2; exit 1; fi
 FERRY_HOME="$home" "$ferry" copy "through the agent" >/dev/null
 [[ $(FERRY_HOME="$home" "$ferry" paste) == "through the agent" ]] \
     || { cat "$log" >&2; echo "the agent did not keep the clip" >&2; exit 1; }

@@ -1,8 +1,15 @@
 //! What devices say through the relay: topic ids and sealed hints.
 //!
-//! A device group meets on one topic, a 32-byte id derived from the relay key: the relay sees
-//! an unguessable value that links to nothing. After an upload a device publishes a hint on that
-//! topic, sealed with the relay key under the logical name `relay/<topic hex>`:
+//! A device group meets on a topic, a 32-byte id derived from the relay key: the relay sees an
+//! unguessable value that links to nothing. The topic changes every [`TOPIC_WINDOW`] seconds of
+//! Unix time, so that a relay operator cannot follow a person's addresses over months under one
+//! identifier. A device publishes on the topic of the window its clock is in, and listens on that
+//! one and, within [`TOPIC_MARGIN`] of a boundary, on the neighbouring window's too, so that
+//! clocks that disagree by up to the margin still meet. The relay knows nothing of windows: to
+//! it, devices just subscribe and unsubscribe.
+//!
+//! After an upload a device publishes a hint on its topic, sealed with the relay key under the
+//! logical name `relay/<topic hex>`:
 //!
 //! ```text
 //! hint plaintext = postcard(RelayHint { device: DeviceTag, seq: u64 })
@@ -82,10 +89,47 @@ impl Payload for RelayHint {
     const KIND: Kind = Kind::RelayHint;
 }
 
+/// Seconds of Unix time during which devices meet on one topic: a day.
+pub const TOPIC_WINDOW: u64 = 86_400;
+
+/// How near a window's boundary a device also listens on the neighbouring window's topic: an
+/// hour, the clock difference between two devices that still meet at once.
+pub const TOPIC_MARGIN: u64 = 3_600;
+
+/// The Unix time after `now` (seconds) at which the topics to listen on change: a margin's edge
+/// around a window's boundary (at the boundary itself the two topics stay).
+pub fn next_topic_change(now: u64) -> u64 {
+    let start = now - now % TOPIC_WINDOW;
+    if now < start + TOPIC_MARGIN {
+        start + TOPIC_MARGIN
+    } else if now < start + TOPIC_WINDOW - TOPIC_MARGIN {
+        start + TOPIC_WINDOW - TOPIC_MARGIN
+    } else {
+        start + TOPIC_WINDOW + TOPIC_MARGIN
+    }
+}
+
 impl RelayKey {
-    /// The topic on which all devices of this sync key meet.
-    pub fn group_topic(&self) -> TopicId {
-        TopicId(self.0.mac(b"relay-topic", &[b"group"]))
+    /// The topic of window `window` (Unix time divided by [`TOPIC_WINDOW`]).
+    pub fn window_topic(&self, window: u64) -> TopicId {
+        TopicId(self.0.mac(b"relay-topic", &[&window.to_be_bytes()]))
+    }
+
+    /// The topic to publish on at Unix time `now` (seconds).
+    pub fn publish_topic(&self, now: u64) -> TopicId {
+        self.window_topic(now / TOPIC_WINDOW)
+    }
+
+    /// The topics to listen on at Unix time `now`: the window's own, and within
+    /// [`TOPIC_MARGIN`] of a boundary the neighbour's. One or two topics, in window order.
+    pub fn listen_topics(&self, now: u64) -> Vec<TopicId> {
+        let mut windows = vec![
+            now.saturating_sub(TOPIC_MARGIN) / TOPIC_WINDOW,
+            now / TOPIC_WINDOW,
+            now.saturating_add(TOPIC_MARGIN) / TOPIC_WINDOW,
+        ];
+        windows.dedup();
+        windows.into_iter().map(|w| self.window_topic(w)).collect()
     }
 
     /// Seals a hint for publishing on `topic`.
@@ -125,4 +169,64 @@ impl RelayKey {
 
 fn hint_name(topic: &TopicId) -> String {
     format!("relay/{topic}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SyncKey;
+
+    fn key() -> RelayKey {
+        SyncKey::from_bytes([7; 32]).keys().relay
+    }
+
+    #[test]
+    fn devices_whose_clocks_differ_by_the_margin_meet() {
+        let relay = key();
+        let day = 20_000 * TOPIC_WINDOW;
+        for now in [
+            day,
+            day + 1,
+            day + TOPIC_MARGIN - 1,
+            day + TOPIC_MARGIN,
+            day + TOPIC_WINDOW / 2,
+            day + TOPIC_WINDOW - TOPIC_MARGIN,
+            day + TOPIC_WINDOW - 1,
+        ] {
+            for skew in [0, 1, TOPIC_MARGIN / 2, TOPIC_MARGIN] {
+                for sender in [now - skew, now + skew] {
+                    let topic = relay.publish_topic(sender);
+                    assert!(
+                        relay.listen_topics(now).contains(&topic),
+                        "sent at {sender}, listening at {now}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_topic_away_from_boundaries_two_near_them() {
+        let relay = key();
+        let day = 20_000 * TOPIC_WINDOW;
+        assert_eq!(relay.listen_topics(day + TOPIC_WINDOW / 2).len(), 1);
+        assert_eq!(relay.listen_topics(day + 10).len(), 2);
+        assert_eq!(relay.listen_topics(day + TOPIC_WINDOW - 10).len(), 2);
+        assert_ne!(relay.publish_topic(day), relay.publish_topic(day - 1));
+        assert_eq!(relay.publish_topic(day), relay.publish_topic(day + 1));
+    }
+
+    #[test]
+    fn the_listened_topics_change_only_at_the_announced_times() {
+        let relay = key();
+        let mut now = 20_000 * TOPIC_WINDOW - 2 * TOPIC_MARGIN;
+        let end = now + 3 * TOPIC_WINDOW;
+        while now < end {
+            let next = next_topic_change(now);
+            assert!(next > now);
+            assert_eq!(relay.listen_topics(now), relay.listen_topics(next - 1));
+            assert_ne!(relay.listen_topics(now), relay.listen_topics(next), "{now}");
+            now = next;
+        }
+    }
 }

@@ -360,7 +360,7 @@ fn a_tampered_public_header_is_detected() {
 #[test]
 fn hints_are_bound_to_their_topic_and_size() {
     let k = keys(1);
-    let topic = k.relay.group_topic();
+    let topic = k.relay.window_topic(20_000);
     let hint = RelayHint {
         device: k.names.device_tag(&DeviceId([1; 16])),
         seq: 9,
@@ -369,6 +369,12 @@ fn hints_are_bound_to_their_topic_and_size() {
     assert!(sealed.as_bytes().len() <= 512);
     assert_eq!(k.relay.open_hint(&topic, sealed.as_bytes()).unwrap(), hint);
 
+    // Replayed under another window's topic, it does not open.
+    let tomorrow = k.relay.window_topic(20_001);
+    assert_eq!(
+        k.relay.open_hint(&tomorrow, sealed.as_bytes()).unwrap_err(),
+        Error::AuthenticationFailed
+    );
     let elsewhere = TopicId([0; 32]);
     assert_eq!(
         k.relay

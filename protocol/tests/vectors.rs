@@ -75,7 +75,8 @@ fn key_schedule() {
                 "names": hex::encode(keys.names.expose_bytes()),
                 "relay": hex::encode(keys.relay.expose_bytes()),
                 "lan": hex::encode(keys.lan.expose_bytes()),
-                "group_topic": keys.relay.group_topic().to_string(),
+                "window_topic_0": keys.relay.window_topic(0).to_string(),
+                "window_topic_20000": keys.relay.window_topic(20_000).to_string(),
                 "lan_discovery_tag_period_0": hex::encode(keys.lan.discovery_tag(0)),
                 "lan_discovery_tag_period_493000": hex::encode(keys.lan.discovery_tag(493_000)),
                 "lan_transport_psk": hex::encode(*keys.lan.transport_psk()),
@@ -355,7 +356,7 @@ fn repository_headers() {
 #[test]
 fn relay_hints() {
     let keys = sync_key(0x5a).keys();
-    let topic = keys.relay.group_topic();
+    let topic = keys.relay.window_topic(20_000);
     let device = keys.names.device_tag(&DeviceId([0x11; 16]));
     let hint = RelayHint { device, seq: 7 };
     let sealed = keys
@@ -366,6 +367,7 @@ fn relay_hints() {
         "relay.json",
         json!({
             "sync_key": hex::encode(sync_key(0x5a).expose_bytes()),
+            "window": 20_000,
             "topic": topic.to_string(),
             "hint": {
                 "kind": Kind::RelayHint as u8,

@@ -27,9 +27,12 @@ use crate::limits::{AddressGuard, AddressKey, TokenBucket};
 use crate::metrics::{Budget, Closed, Metrics, Rejected};
 
 /// Serves one accepted connection until it closes or the relay stops.
+/// `address` is the connection's place under its address's cap, taken at accept (`None` behind
+/// a proxy, where it is taken from the forwarded address after the request head).
 pub(crate) async fn serve<S>(
     stream: S,
     peer: SocketAddr,
+    address: Option<AddressGuard>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) where
@@ -37,7 +40,7 @@ pub(crate) async fn serve<S>(
 {
     // The handshake's buffers are freed before the session starts: only the session's state
     // stays with an idle connection.
-    let Some((mut ws, address)) = handshake(stream, peer, &shared).await else {
+    let Some((mut ws, address)) = handshake(stream, peer, address, &shared).await else {
         return;
     };
     let config = &shared.config;
@@ -69,6 +72,7 @@ pub(crate) async fn serve<S>(
 async fn handshake<S>(
     mut stream: S,
     peer: SocketAddr,
+    address: Option<AddressGuard>,
     shared: &Shared,
 ) -> Option<(WebSocketStream<S>, AddressGuard)>
 where
@@ -97,7 +101,8 @@ where
                 Some(forwarded) if config.behind_proxy => forwarded,
                 _ => peer.ip(),
             };
-            if let Some(address) = shared.addresses.admit(AddressKey::from(ip)) {
+            let address = address.or_else(|| shared.addresses.admit(AddressKey::from(ip)));
+            if let Some(address) = address {
                 let upgraded = http::switching_protocols(&accept);
                 let written = timeout(config.write_timeout, stream.write_all(&upgraded)).await;
                 if !matches!(written, Ok(Ok(()))) {
@@ -113,8 +118,7 @@ where
                 return Some((ws, address));
             }
             shared.metrics.rejected(Rejected::AddressLimit);
-            let body = "too many connections from your address; close some and retry\n";
-            plain(429, body)
+            http::too_many_connections()
         }
         Route::Health => plain(200, "ok\n"),
         Route::Metrics => {
@@ -188,7 +192,11 @@ impl Session<'_> {
                     last_heard = TokioInstant::now();
                     match frame {
                         None => return None,
-                        Some(Ok(message)) => self.receive(message),
+                        Some(Ok(message)) => {
+                            if let Some(end) = self.receive(message) {
+                                return Some(end);
+                            }
+                        }
                         Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
                             self.shared.metrics.rejected(Rejected::TooLarge);
                             self.shared.metrics.closed(Closed::TooLarge);
@@ -230,17 +238,51 @@ impl Session<'_> {
         }
     }
 
-    /// Handles one frame from the client; answers go through the client's own queue.
-    fn receive(&mut self, message: Message) {
+    /// Takes one frame from the connection's budget, then the address's; `None` when either is
+    /// spent.
+    fn over_budget(&mut self) -> Option<Budget> {
+        let now = Instant::now();
+        let config = &self.shared.config;
+        if !self.bucket.take(config.rate, config.burst, now) {
+            Some(Budget::Connection)
+        } else if !self.address.take(now) {
+            Some(Budget::Address)
+        } else {
+            None
+        }
+    }
+
+    /// Handles one frame from the client; answers go through the client's own queue. Returns
+    /// how to end the session when the frame ends it.
+    fn receive(&mut self, message: Message) -> Option<(CloseCode, &'static str)> {
         let metrics = &self.shared.metrics;
         let text = match &message {
             Message::Text(text) => Some(text.as_str()),
             Message::Binary(_) => None,
-            // Pings are answered by the WebSocket layer; pongs and closes need nothing here.
-            _ => return,
+            // Pings and pongs count against the budgets like requests. The WebSocket layer has
+            // answered a ping already, so a client that pings faster than its budget allows is
+            // closed rather than answered again and again.
+            Message::Ping(_) | Message::Pong(_) => {
+                Metrics::add(&metrics.bytes_in, message.len() as u64);
+                if let Some(budget) = self.over_budget() {
+                    metrics.rate_limited(budget);
+                    metrics.closed(Closed::ControlFlood);
+                    return Some((CloseCode::Policy, "pinging too fast"));
+                }
+                return None;
+            }
+            Message::Close(_) | Message::Frame(_) => return None,
         };
+        self.request(text, message.len());
+        None
+    }
+
+    /// Handles a text or binary frame of `len` bytes (`None` for binary).
+    fn request(&mut self, text: Option<&str>, len: usize) {
+        let metrics = &self.shared.metrics;
+        let config = &self.shared.config;
         Metrics::add(&metrics.messages_in, 1);
-        Metrics::add(&metrics.bytes_in, message.len() as u64);
+        Metrics::add(&metrics.bytes_in, len as u64);
         let request = match text {
             Some(text) => Request::parse(text),
             None => Err(Rejection {
@@ -258,16 +300,7 @@ impl Session<'_> {
             Err(rejection) => rejection.reference,
         };
 
-        let now = Instant::now();
-        let config = &self.shared.config;
-        let budget = if !self.bucket.take(config.rate, config.burst, now) {
-            Some(Budget::Connection)
-        } else if !self.address.take(now) {
-            Some(Budget::Address)
-        } else {
-            None
-        };
-        if let Some(budget) = budget {
+        if let Some(budget) = self.over_budget() {
             metrics.rate_limited(budget);
             if !self.limited || reference.is_some() {
                 let message = match budget {

@@ -150,6 +150,15 @@ pub(crate) fn switching_protocols(accept: &str) -> Vec<u8> {
 }
 
 /// A complete answer after which the relay closes the connection.
+/// The answer to a connection over its address's cap.
+pub(crate) fn too_many_connections() -> Vec<u8> {
+    response(
+        429,
+        "text/plain; charset=utf-8",
+        "too many connections from your address; close some and retry\n",
+    )
+}
+
 pub(crate) fn response(status: u16, content_type: &str, body: &str) -> Vec<u8> {
     let reason = match status {
         200 => "OK",

@@ -46,7 +46,7 @@ use tracing::{info, warn};
 pub use config::{Config, SlowConsumer};
 
 use hub::Hub;
-use limits::Addresses;
+use limits::{AddressGuard, AddressKey, Addresses};
 use metrics::{Metrics, Rejected};
 
 /// Bytes the WebSocket layer keeps for reading; it grows to fit a larger frame (a `pub` is about
@@ -164,7 +164,28 @@ async fn serve(
                         continue;
                     }
                 };
-                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                // Counted per address from the first byte, so idle sockets from one address
+                // cannot take the slots other addresses need. Behind a proxy every connection
+                // comes from the proxy: the client's address is read from the request head.
+                let address = if shared.config.behind_proxy {
+                    None
+                } else {
+                    match shared.addresses.admit(AddressKey::from(peer.ip())) {
+                        Some(guard) => Some(guard),
+                        None => {
+                            shared.metrics.rejected(Rejected::AddressLimit);
+                            let _ = stream.try_write(&http::too_many_connections());
+                            continue;
+                        }
+                    }
+                };
+                let others = address.as_ref().map_or(0, AddressGuard::others);
+                let total = shared.config.max_connections;
+                let slot = match limits::may_take_slot(others, slots.available_permits(), total) {
+                    true => Arc::clone(&slots).try_acquire_owned().ok(),
+                    false => None,
+                };
+                let Some(slot) = slot else {
                     shared.metrics.rejected(Rejected::ConnectionLimit);
                     let busy = http::response(503, "text/plain", "the relay is full; retry later\n");
                     let _ = stream.try_write(&busy);
@@ -176,10 +197,12 @@ async fn serve(
                 let tls = tls.clone();
                 connections.spawn(async move {
                     match tls {
-                        None => connection::serve(stream, peer, shared, stopped).await,
+                        None => connection::serve(stream, peer, address, shared, stopped).await,
                         // Boxed: a TLS session is several KiB, and an unboxed branch would make
                         // every plain connection's task that large too.
-                        Some(tls) => Box::pin(serve_tls(tls, stream, peer, shared, stopped)).await,
+                        Some(tls) => {
+                            Box::pin(serve_tls(tls, stream, peer, address, shared, stopped)).await
+                        }
                     }
                     drop(slot);
                 });
@@ -205,12 +228,13 @@ async fn serve_tls(
     tls: tokio_rustls::TlsAcceptor,
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
+    address: Option<AddressGuard>,
     shared: Arc<Shared>,
     stopped: watch::Receiver<bool>,
 ) {
     let handshake = tokio::time::timeout(shared.config.handshake_timeout, tls.accept(stream));
     match handshake.await {
-        Ok(Ok(stream)) => connection::serve(stream, peer, shared, stopped).await,
+        Ok(Ok(stream)) => connection::serve(stream, peer, address, shared, stopped).await,
         Ok(Err(_)) => shared.metrics.rejected(Rejected::BadRequest),
         Err(_) => shared.metrics.rejected(Rejected::HandshakeTimeout),
     }

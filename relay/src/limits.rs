@@ -89,10 +89,12 @@ impl Addresses {
         if entry.connections >= self.max_connections {
             return None;
         }
+        let others = entry.connections;
         entry.connections += 1;
         Some(AddressGuard {
             addresses: Arc::clone(self),
             key,
+            others,
         })
     }
 
@@ -118,9 +120,23 @@ impl Addresses {
 pub(crate) struct AddressGuard {
     addresses: Arc<Addresses>,
     key: AddressKey,
+    /// Connections the address held already when this one was admitted.
+    others: u32,
+}
+
+/// Whether a connection may take one of the relay's `free` slots out of `total`. The last tenth
+/// is kept for addresses that hold no connection yet: however many addresses crowd the relay up
+/// to their own caps, a new one still gets in.
+pub(crate) fn may_take_slot(others: u32, free: usize, total: usize) -> bool {
+    free > 0 && (others == 0 || free > total / 10)
 }
 
 impl AddressGuard {
+    /// Connections the address held already when this one was admitted.
+    pub(crate) fn others(&self) -> u32 {
+        self.others
+    }
+
     /// Takes one message from the address's budget.
     pub(crate) fn take(&self, now: Instant) -> bool {
         self.addresses.take(self.key, now)
@@ -162,6 +178,31 @@ mod tests {
         let c = addresses.admit(key).unwrap();
         drop((b, c));
         assert!(addresses.entries.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_last_slots_are_kept_for_new_addresses() {
+        // (connections the address holds, free slots, total): may it take one?
+        let cases = [
+            ((0, 1, 100), true),
+            ((3, 1, 100), false),
+            ((3, 10, 100), false),
+            ((3, 11, 100), true),
+            ((0, 0, 100), false),
+            ((1, 1, 4), true),
+        ];
+        for ((others, free, total), allowed) in cases {
+            assert_eq!(
+                may_take_slot(others, free, total),
+                allowed,
+                "{others} {free} {total}"
+            );
+        }
+        let addresses = Addresses::new(4, 1.0, 1.0);
+        let key = AddressKey::from(IpAddr::from([10, 0, 0, 1]));
+        let first = addresses.admit(key).unwrap();
+        let second = addresses.admit(key).unwrap();
+        assert_eq!((first.others(), second.others()), (0, 1));
     }
 
     #[test]

@@ -53,14 +53,17 @@ pub(crate) enum Closed {
     SlowConsumer,
     WriteTimeout,
     TooLarge,
+    /// Pings or pongs past the rate limits.
+    ControlFlood,
 }
 
 impl Closed {
-    const ALL: [Closed; 4] = [
+    const ALL: [Closed; 5] = [
         Closed::Idle,
         Closed::SlowConsumer,
         Closed::WriteTimeout,
         Closed::TooLarge,
+        Closed::ControlFlood,
     ];
 
     fn label(self) -> &'static str {
@@ -69,6 +72,7 @@ impl Closed {
             Closed::SlowConsumer => "slow_consumer",
             Closed::WriteTimeout => "write_timeout",
             Closed::TooLarge => "too_large",
+            Closed::ControlFlood => "control_flood",
         }
     }
 }

@@ -422,6 +422,113 @@ async fn connections_per_address_and_in_total_are_capped() {
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
 }
 
+/// Regression: the per-address cap applied only after the handshake, so idle sockets from one
+/// address filled the relay and a real client from another address got 503.
+#[tokio::test]
+async fn idle_sockets_from_one_address_leave_room_for_other_addresses() {
+    let relay = relay(Config {
+        max_connections: 20,
+        max_connections_per_ip: 4,
+        ..Config::default()
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(tcp_from(loopback(20), &relay).await);
+    }
+    // Past its cap, the address is told so at once.
+    let mut answer = String::new();
+    timeout(WAIT, idle[19].read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    // Another address connects and works.
+    let mut other = Peer::connect_from(loopback(21), &relay).await;
+    other.subscribe(topic(1)).await;
+    let (_, metrics) = http_get(&relay, "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "ferry_relay_rejections_total{reason=\"ip_connection_limit\"}"
+        ),
+        16
+    );
+}
+
+/// The last tenth of the slots is kept for addresses that hold no connection yet.
+#[tokio::test]
+async fn the_last_slots_are_kept_for_new_addresses() {
+    let relay = relay(Config {
+        max_connections: 10,
+        max_connections_per_ip: 10,
+        ..Config::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..9 {
+        held.push(Peer::connect_from(loopback(22), &relay).await);
+    }
+    // The tenth slot is not for the address that holds nine.
+    let refused = client_async(relay.url(), tcp_from(loopback(22), &relay).await).await;
+    let error = refused.unwrap_err().to_string();
+    assert!(error.contains("503"), "{error}");
+    let _newcomer = Peer::connect_from(loopback(23), &relay).await;
+}
+
+/// Regression: pings went around the rate limits (20,000 pings got 20,000 pongs).
+#[tokio::test]
+async fn pings_count_against_the_rate_limits() {
+    let relay = relay(Config {
+        rate: 10.0,
+        burst: 20.0,
+        ..Config::default()
+    })
+    .await;
+    let mut flooder = Peer::connect_from(loopback(24), &relay).await;
+    let mut sent = 0;
+    for _ in 0..2_000 {
+        if flooder
+            .ws
+            .feed(Message::Ping(Default::default()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent += 1;
+    }
+    let _ = flooder.ws.flush().await;
+    let mut pongs = 0;
+    let code = loop {
+        match timeout(WAIT, flooder.ws.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Pong(_))) => pongs += 1,
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break None,
+        }
+    };
+    assert!(sent > 100, "{sent} pings sent");
+    // The burst, and what the rate refilled while they were read.
+    assert!(pongs <= 25, "{pongs} pongs for {sent} pings");
+    // The close frame, unless the unread pings made the close a reset.
+    assert!(matches!(code, Some(CloseCode::Policy) | None), "{code:?}");
+    let (_, metrics) = http_get(&relay, "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "ferry_relay_closed_total{reason=\"control_flood\"}"
+        ),
+        1
+    );
+    // Another client is unaffected.
+    let mut other = Peer::connect_from(loopback(25), &relay).await;
+    other.subscribe(topic(2)).await;
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_handshake_is_dropped() {
     let relay = relay(Config {

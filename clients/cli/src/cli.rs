@@ -84,8 +84,9 @@ pub(crate) struct InitArgs {
     /// The relay that tells devices about new data, e.g. wss://relay.example.org.
     #[arg(long, value_name = "WS_URL")]
     pub(crate) relay: Option<String>,
-    /// Derive the key from a passphrase (read from FERRY_PASSPHRASE, or the first line of
-    /// standard input) instead of a random key.
+    /// Derive the key from a passphrase instead of a random key. It is asked for (twice, not
+    /// echoed) on a terminal, else read from FERRY_PASSPHRASE or the first line of standard
+    /// input; at least 8 characters.
     #[arg(long)]
     pub(crate) passphrase: bool,
     /// This device's name, as other devices show it.
@@ -98,10 +99,14 @@ pub(crate) struct JoinArgs {
     /// The repository's storage URL.
     #[arg(long, value_name = "URL")]
     pub(crate) store: String,
-    /// The recovery code printed by `ferry init`.
-    #[arg(long, value_name = "CODE", required_unless_present = "passphrase")]
+    /// The recovery code printed by `ferry init`. Better left out: it is then asked for
+    /// without echo on a terminal (or read from the first line of standard input), whereas an
+    /// argument is visible to every local user while the command runs and stays in the shell's
+    /// history.
+    #[arg(long, value_name = "CODE")]
     pub(crate) recovery_code: Option<String>,
-    /// Derive the key from the repository's passphrase (FERRY_PASSPHRASE or standard input).
+    /// Derive the key from the repository's passphrase: asked for without echo on a terminal,
+    /// else read from FERRY_PASSPHRASE or the first line of standard input.
     #[arg(long, conflicts_with = "recovery_code")]
     pub(crate) passphrase: bool,
     /// The relay, e.g. wss://relay.example.org.

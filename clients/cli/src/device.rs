@@ -47,15 +47,20 @@ pub(crate) fn sync_key(secrets: &Secrets) -> Result<SyncKey, Failure> {
         Ok(code) => zeroize::Zeroizing::new(code),
         Err(_) => secrets.get(Secret::SyncKey)?.ok_or_else(|| {
             Failure::new(format!(
-                "this device has no sync key in {}; set it up with `ferry join --store URL \
-                 --recovery-code CODE` (or pass --secret-store to say where the key is)",
+                "this device has no sync key in {}; set it up with `ferry join --store URL` \
+                 (or pass --secret-store to say where the key is)",
                 secrets.describe()
             ))
         })?,
     };
-    SyncKey::from_recovery_code(&code).map_err(|e| {
+    // The error is not quoted: it would name a character of the key.
+    SyncKey::from_recovery_code(&code).map_err(|_| {
         Failure::new(format!(
-            "the stored sync key is not a valid recovery code ({e}); run `ferry join` again"
+            "the sync key in {} is not a valid recovery code; run `ferry join` again",
+            match std::env::var_os("FERRY_KEY") {
+                Some(_) => "FERRY_KEY".to_owned(),
+                None => secrets.describe(),
+            }
         ))
     })
 }
@@ -71,7 +76,10 @@ const TIMEOUTS: Timeouts = Timeouts {
     request: Duration::from_secs(60),
 };
 
-/// Opens the storage at `url`, with credentials from the environment or the secret store.
+/// Opens the storage at `url`. Its credentials are the ones saved for this device; the
+/// environment's (`AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, `FERRY_WEBDAV_PASSWORD`) are
+/// used only where none are saved: by `init` and `join`, which save them. So variables set for
+/// another program never replace this device's credentials, and a refusal names which were used.
 pub(crate) fn open_store(
     url: &StoreUrl,
     config: &Config,
@@ -82,59 +90,70 @@ pub(crate) fn open_store(
         StoreUrl::Folder(path) if create_folder => Arc::new(FolderStore::create(path)?),
         StoreUrl::Folder(path) => Arc::new(FolderStore::open(path)?),
         StoreUrl::S3(location) => {
-            let credentials = s3_credentials(config, secrets)?;
-            Arc::new(S3Store::new(location, credentials, TIMEOUTS))
+            let (credentials, origin) = s3_credentials(config, secrets)?;
+            Arc::new(S3Store::new(location, credentials, TIMEOUTS).with_credentials_origin(origin))
         }
-        StoreUrl::WebDav(location) => {
-            let credentials = match &location.user {
-                Some(user) => Some(WebDavCredentials {
+        StoreUrl::WebDav(location) => match &location.user {
+            Some(user) => {
+                let (password, origin) = webdav_password(secrets)?;
+                let credentials = WebDavCredentials {
                     user: user.clone(),
-                    password: webdav_password(secrets)?,
-                    digest: false,
-                }),
-                None => None,
-            };
-            Arc::new(WebDavStore::new(location, credentials, TIMEOUTS)?)
-        }
+                    password,
+                };
+                Arc::new(
+                    WebDavStore::new(location, Some(credentials), TIMEOUTS)?
+                        .with_credentials_origin(origin),
+                )
+            }
+            None => Arc::new(WebDavStore::new(location, None, TIMEOUTS)?),
+        },
     })
 }
 
-fn s3_credentials(config: &Config, secrets: &Secrets) -> Result<S3Credentials, Failure> {
-    let missing = || {
-        Failure::new(
+/// Where the credentials in use came from, as a refusal names it.
+const SAVED: &str = "saved for this device by `ferry init` or `ferry join`";
+
+fn s3_credentials(
+    config: &Config,
+    secrets: &Secrets,
+) -> Result<(S3Credentials, &'static str), Failure> {
+    let saved_id = config.s3_access_key_id();
+    let saved_secret = secrets.get(Secret::S3SecretKey)?;
+    if let (Some(id), Some(secret)) = (saved_id, &saved_secret) {
+        let credentials = S3Credentials {
+            access_key_id: id.to_owned(),
+            secret_access_key: secret.to_string(),
+        };
+        return Ok((credentials, SAVED));
+    }
+    match (
+        std::env::var("AWS_ACCESS_KEY_ID"),
+        std::env::var("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        (Ok(access_key_id), Ok(secret_access_key)) => Ok((
+            S3Credentials {
+                access_key_id,
+                secret_access_key,
+            },
+            "from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
+        )),
+        _ => Err(Failure::new(
             "the S3 credentials are missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
              (`ferry init` and `ferry join` keep them for this device)",
-        )
-    };
-    let access_key_id = std::env::var("AWS_ACCESS_KEY_ID")
-        .ok()
-        .or_else(|| config.s3_access_key_id().map(str::to_owned))
-        .ok_or_else(missing)?;
-    let secret_access_key = match std::env::var("AWS_SECRET_ACCESS_KEY") {
-        Ok(secret) => secret,
-        Err(_) => secrets
-            .get(Secret::S3SecretKey)?
-            .map(|s| s.to_string())
-            .ok_or_else(missing)?,
-    };
-    Ok(S3Credentials {
-        access_key_id,
-        secret_access_key,
-    })
+        )),
+    }
 }
 
-fn webdav_password(secrets: &Secrets) -> Result<String, Failure> {
+fn webdav_password(secrets: &Secrets) -> Result<(String, &'static str), Failure> {
+    if let Some(password) = secrets.get(Secret::WebDavPassword)? {
+        return Ok((password.to_string(), SAVED));
+    }
     match std::env::var("FERRY_WEBDAV_PASSWORD") {
-        Ok(password) => Ok(password),
-        Err(_) => secrets
-            .get(Secret::WebDavPassword)?
-            .map(|s| s.to_string())
-            .ok_or_else(|| {
-                Failure::new(
-                    "the WebDAV password is missing: set FERRY_WEBDAV_PASSWORD (`ferry init` and \
-                     `ferry join` keep it for this device)",
-                )
-            }),
+        Ok(password) => Ok((password, "from FERRY_WEBDAV_PASSWORD in the environment")),
+        Err(_) => Err(Failure::new(
+            "the WebDAV password is missing: set FERRY_WEBDAV_PASSWORD (`ferry init` and `ferry \
+             join` keep it for this device)",
+        )),
     }
 }
 
@@ -197,7 +216,7 @@ impl Device {
         let Some(url) = config.store() else {
             return Err(Failure::new(format!(
                 "this device is not set up (no store in {}); create a repository with `ferry \
-                 init --store URL`, or join one with `ferry join --store URL --recovery-code CODE`",
+                 init --store URL`, or join one with `ferry join --store URL`",
                 config.user_file.display()
             )));
         };

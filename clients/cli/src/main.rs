@@ -18,6 +18,7 @@ mod device;
 mod doctor;
 mod error;
 mod home;
+mod prompt;
 mod service;
 mod setup;
 
@@ -184,7 +185,7 @@ async fn announce(device: &Device, hints: &[ferry_protocol::RelayHint]) {
     let Ok((client, _)) = RelayClient::start(ClientConfig::new(url)) else {
         return;
     };
-    let topic = device.keys.relay.group_topic();
+    let topic = device.keys.relay.publish_topic(agent::unix_now());
     if let Ok(sealed) = device.keys.relay.seal_hint(&topic, hint) {
         let _ = client.publish(topic, sealed.into_bytes());
         if !client.flush(Duration::from_secs(2)).await {

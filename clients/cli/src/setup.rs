@@ -15,6 +15,7 @@ use crate::data::{Output, name_device};
 use crate::device::{self, Device};
 use crate::error::Failure;
 use crate::home::Home;
+use crate::prompt;
 
 /// How a new device is being set up.
 pub(crate) struct Setup {
@@ -22,6 +23,17 @@ pub(crate) struct Setup {
     pub(crate) relay: Option<String>,
     pub(crate) name: Option<String>,
     pub(crate) key: KeySource,
+    pub(crate) code: ShowCode,
+}
+
+/// Whether a new repository's recovery code is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShowCode {
+    /// Printed once, for the person who ran the command.
+    Print,
+    /// Not printed (the output goes to a log, such as the journal of a service); the person is
+    /// told how to see it.
+    Withhold,
 }
 
 pub(crate) enum KeySource {
@@ -29,8 +41,10 @@ pub(crate) enum KeySource {
     New,
     /// A new key from a passphrase.
     NewPassphrase,
-    /// The repository's key, from its recovery code.
+    /// The repository's key, from the recovery code given as an argument.
     RecoveryCode(String),
+    /// The repository's key, from a recovery code asked for (or read from standard input).
+    AskRecoveryCode,
     /// The repository's key, from its passphrase.
     Passphrase,
 }
@@ -46,6 +60,7 @@ impl From<InitArgs> for Setup {
             } else {
                 KeySource::New
             },
+            code: ShowCode::Print,
         }
     }
 }
@@ -56,30 +71,14 @@ impl From<JoinArgs> for Setup {
             store: args.store,
             relay: args.relay,
             name: args.name,
-            key: match args.recovery_code {
-                Some(code) => KeySource::RecoveryCode(code),
-                None => KeySource::Passphrase,
+            key: match (args.recovery_code, args.passphrase) {
+                (Some(code), _) => KeySource::RecoveryCode(code),
+                (None, true) => KeySource::Passphrase,
+                (None, false) => KeySource::AskRecoveryCode,
             },
+            code: ShowCode::Print,
         }
     }
-}
-
-fn read_passphrase() -> Result<zeroize::Zeroizing<String>, Failure> {
-    if let Ok(passphrase) = std::env::var("FERRY_PASSPHRASE") {
-        return Ok(zeroize::Zeroizing::new(passphrase));
-    }
-    eprint!("passphrase: ");
-    let mut line = zeroize::Zeroizing::new(String::new());
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| Failure::new(format!("the passphrase could not be read: {e}")))?;
-    let passphrase = line.trim_end_matches(['\r', '\n']).to_owned();
-    if passphrase.chars().count() < 8 {
-        return Err(Failure::usage(
-            "the passphrase must have at least 8 characters",
-        ));
-    }
-    Ok(zeroize::Zeroizing::new(passphrase))
 }
 
 fn default_name() -> String {
@@ -89,6 +88,11 @@ fn default_name() -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "device".to_owned())
+}
+
+fn recovery_key(code: &str) -> Result<SyncKey, Failure> {
+    SyncKey::from_recovery_code(code)
+        .map_err(|e| Failure::usage(format!("that recovery code is not valid: {e}")))
 }
 
 /// Sets this device up on a new or existing repository. Nothing is written on this device
@@ -114,6 +118,10 @@ pub(crate) async fn setup(
     let creating = matches!(setup.key, KeySource::New | KeySource::NewPassphrase);
     let store = device::open_store(&url, &config, &secrets, creating)?;
     let retry = device::INTERACTIVE;
+    if creating {
+        // A new repository may name a folder that does not exist yet (WebDAV): make it.
+        retry.run(|| store.create_root()).await?;
+    }
     let (key, created) = match setup.key {
         KeySource::New => {
             let key = SyncKey::generate()?;
@@ -122,13 +130,18 @@ pub(crate) async fn setup(
         }
         KeySource::NewPassphrase => {
             let params = KdfParams::generate()?;
-            let key = SyncKey::from_passphrase(&read_passphrase()?, &params)?;
+            let key = SyncKey::from_passphrase(&prompt::new_passphrase()?, &params)?;
             repo::init(&*store, &key.keys(), Some(params), &retry).await?;
             (key, true)
         }
         KeySource::RecoveryCode(code) => {
-            let key = SyncKey::from_recovery_code(&code)
-                .map_err(|e| Failure::usage(format!("that recovery code is not valid: {e}")))?;
+            let key = recovery_key(&code)?;
+            repo::open(&*store, &key.keys(), &retry).await?;
+            (key, false)
+        }
+        KeySource::AskRecoveryCode => {
+            let code = prompt::secret("Recovery code: ", "the recovery code")?;
+            let key = recovery_key(&code)?;
             repo::open(&*store, &key.keys(), &retry).await?;
             (key, false)
         }
@@ -140,7 +153,7 @@ pub(crate) async fn setup(
                      --recovery-code",
                 )
             })?;
-            let key = SyncKey::from_passphrase(&read_passphrase()?, &params)?;
+            let key = SyncKey::from_passphrase(&prompt::passphrase()?, &params)?;
             repo::open(&*store, &key.keys(), &retry).await?;
             (key, false)
         }
@@ -182,30 +195,47 @@ pub(crate) async fn setup(
         "created": created,
     });
     if !json {
-        if created {
-            println!("Created a Ferry repository at {}.", setup.store);
-            println!();
-            println!("Recovery code (shown once; save it in your password manager or on paper):");
-            println!();
-            println!("    {}", code.expose());
-            println!();
-            println!(
-                "Anyone with this code can read your clips; without it a lost device cannot be"
-            );
-            println!("replaced. Add another device with:");
-            println!();
-            println!(
-                "    ferry join --store {} --recovery-code <CODE>",
-                setup.store
-            );
-        } else {
-            println!(
+        match (created, setup.code) {
+            (true, ShowCode::Print) => print_new_repository(&setup.store, code.expose()),
+            (true, ShowCode::Withhold) => {
+                println!("Created a Ferry repository at {}.", setup.store);
+                println!();
+                println!(
+                    "Its recovery code is not printed here, where a log would keep it. Show it \
+                     with `ferry key show --yes` in a terminal and save it in your password \
+                     manager or on paper: without it a lost device cannot be replaced."
+                );
+            }
+            (false, _) => println!(
                 "This device ({name}) joined the repository at {}.",
                 setup.store
-            );
+            ),
         }
     }
     Ok(result)
+}
+
+fn print_new_repository(store: &str, code: &str) {
+    println!("Created a Ferry repository at {store}.");
+    println!();
+    println!("Recovery code (shown once; save it in your password manager or on paper):");
+    println!();
+    println!("    {code}");
+    println!();
+    println!("Anyone with this code can read your clips; without it a lost device cannot be");
+    println!("replaced. Add another device with (it asks for the code):");
+    println!();
+    println!("    ferry join --store {}", shell_quote(store));
+}
+
+/// `text` as one shell word: as it is when every character is safe, else in single quotes.
+fn shell_quote(text: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// `ferry key show|export`.
@@ -318,4 +348,24 @@ pub(crate) fn local_config(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn store_urls_are_quoted_for_the_shell() {
+        for (url, quoted) in [
+            ("file:///home/me/ferry", "file:///home/me/ferry"),
+            (
+                "s3://b/p?endpoint=http://h:9&region=x",
+                "'s3://b/p?endpoint=http://h:9&region=x'",
+            ),
+            ("file:///it's here", r"'file:///it'\''s here'"),
+            ("", "''"),
+        ] {
+            assert_eq!(shell_quote(url), quoted);
+        }
+    }
 }

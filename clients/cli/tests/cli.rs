@@ -28,7 +28,7 @@ const CASES: &[Case] = &[
         code: 1,
         stderr: "ferry: this device is not set up (no store in {home}/config.toml); create a \
                  repository with `ferry init --store URL`, or join one with `ferry join --store \
-                 URL --recovery-code CODE`\n",
+                 URL`\n",
     },
     Case {
         name: "bad store URL",

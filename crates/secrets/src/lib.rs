@@ -276,9 +276,20 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, SecretsError> {
     check_private(path)?;
     serde_json::from_slice(&bytes).map_err(|error| SecretsError::FileDamaged {
         path: path.to_owned(),
-        // serde_json's messages name a line and column, never the content.
-        detail: error.to_string(),
+        detail: damage(&error),
     })
+}
+
+/// What is wrong with the file, in words that never quote it: serde_json's own messages do
+/// ("invalid type: string \"…\"", "invalid value: integer `…`"), and the file holds secrets.
+fn damage(error: &serde_json::Error) -> String {
+    let what = match error.classify() {
+        serde_json::error::Category::Io => "it could not be read",
+        serde_json::error::Category::Syntax => "it is not JSON",
+        serde_json::error::Category::Eof => "it ends too early",
+        serde_json::error::Category::Data => "it is not a map of secret names to text",
+    };
+    format!("{what}, at line {} column {}", error.line(), error.column())
 }
 
 #[cfg(unix)]
@@ -307,7 +318,8 @@ fn check_private(_path: &Path) -> Result<(), SecretsError> {
     Ok(())
 }
 
-/// Writes the whole file: a private temporary file beside it, synced, then renamed over it.
+/// Writes the whole file: a new private temporary file beside it (a random name, created
+/// exclusively with mode 0600, so nothing already there is reused), synced, then renamed over it.
 fn write_file(path: &Path, values: &BTreeMap<String, String>) -> Result<(), SecretsError> {
     let failed = |error: io::Error| SecretsError::File {
         path: path.to_owned(),
@@ -316,21 +328,24 @@ fn write_file(path: &Path, values: &BTreeMap<String, String>) -> Result<(), Secr
     };
     let json =
         Zeroizing::new(serde_json::to_vec_pretty(values).map_err(|e| failed(io::Error::other(e)))?);
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(failed)?;
-    }
-    let temporary = path.with_extension("tmp");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(parent).map_err(failed)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".secrets-").suffix(".tmp");
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o600));
     }
-    let mut file = options.open(&temporary).map_err(failed)?;
-    file.write_all(&json).map_err(failed)?;
-    file.sync_all().map_err(failed)?;
-    fs::rename(&temporary, path).map_err(failed)
+    // Removed on drop if anything below fails.
+    let mut temporary = builder.tempfile_in(parent).map_err(failed)?;
+    temporary.write_all(&json).map_err(failed)?;
+    temporary.as_file().sync_all().map_err(failed)?;
+    temporary.persist(path).map_err(|e| failed(e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -383,20 +398,65 @@ mod tests {
 
     #[test]
     fn a_damaged_file_is_named_without_its_content() {
+        // Cut short, a bare string (a code pasted over the file), a value of the wrong type, a
+        // list: serde_json's own messages quote the last three.
+        let cases: [&[u8]; 5] = [
+            b"{\"sync-key\": \"ABCD-very-secret",
+            b"\"ABCD1-very-secret-EFGH2\"",
+            b"{\"sync-key\": 424242424242}",
+            b"{\"sync-key\": {\"very-secret\": 1}}",
+            b"[\"very-secret\"]",
+        ];
+        for content in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("secrets.json");
+            fs::write(&path, content).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            let error = Secrets::file(&path).get(Secret::SyncKey).unwrap_err();
+            let message = error.to_string();
+            assert!(
+                matches!(error, SecretsError::FileDamaged { .. }),
+                "{message}"
+            );
+            assert!(
+                !message.contains("very-secret") && !message.contains("424242"),
+                "{message}"
+            );
+            assert!(message.contains("at line 1 column"), "{message}");
+        }
+    }
+
+    /// A temporary file someone left (or planted) where an older version wrote its own is never
+    /// reused: its mode would become the secrets file's.
+    #[cfg(unix)]
+    #[test]
+    fn a_leftover_temporary_file_does_not_leak_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secrets.json");
-        fs::write(&path, b"{\"sync-key\": \"ABCD-very-secret").unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        }
-        let error = Secrets::file(&path).get(Secret::SyncKey).unwrap_err();
-        let message = error.to_string();
-        assert!(
-            matches!(error, SecretsError::FileDamaged { .. }),
-            "{message}"
+        let planted = dir.path().join("secrets.tmp");
+        fs::write(&planted, b"").unwrap();
+        fs::set_permissions(&planted, fs::Permissions::from_mode(0o666)).unwrap();
+        Secrets::file(&path)
+            .set(Secret::SyncKey, "very-secret-value")
+            .unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            fs::read(&planted).unwrap(),
+            b"",
+            "the planted file was used"
         );
-        assert!(!message.contains("very-secret"), "{message}");
+        // Nothing else is left beside the file.
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["secrets.json", "secrets.tmp"]);
     }
 }

@@ -7,15 +7,15 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum StoreError {
     /// The credentials were refused.
-    #[error(
-        "{backend} refused the credentials ({detail}): check the access key and secret (or user \
-         and password) stored for this device, e.g. with `ferry doctor`"
-    )]
+    #[error("{backend} refused the credentials ({detail}): check {credentials}")]
     Unauthorized {
         /// Which storage.
         backend: &'static str,
         /// What the server said.
         detail: String,
+        /// Which credentials were refused and where they came from, never the secret itself:
+        /// "the access key …WXYZ and its secret (saved for this device)".
+        credentials: String,
     },
 
     /// The credentials were accepted but lack a permission.
@@ -61,6 +61,19 @@ pub enum StoreError {
         detail: String,
     },
 
+    /// The server failed on its side (HTTP 5xx). It may pass, so it is retried; when it does
+    /// not, the server's own log says why.
+    #[error(
+        "{backend} failed to handle the request ({detail}); if this goes on, the server's error \
+         log says why"
+    )]
+    ServerFailed {
+        /// Which storage.
+        backend: &'static str,
+        /// What the server said.
+        detail: String,
+    },
+
     /// The storage settings cannot work: a bad URL, a missing bucket or folder.
     #[error("the storage settings do not work: {0}")]
     Misconfigured(String),
@@ -71,7 +84,9 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            StoreError::Throttled { .. } | StoreError::Transient { .. }
+            StoreError::Throttled { .. }
+                | StoreError::Transient { .. }
+                | StoreError::ServerFailed { .. }
         )
     }
 }

@@ -117,6 +117,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Deletes an object. Deleting one that is not there is not an error.
     async fn delete(&self, name: &str) -> Result<(), StoreError>;
 
+    /// Makes the place the store lives in where the storage has folders and it is missing (for
+    /// a new repository: a WebDAV collection and its missing parents). Buckets are never made:
+    /// an S3 store does nothing here, and a folder store is made when opened with
+    /// [`FolderStore::create`].
+    async fn create_root(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Checks that listing, writing, reading and deleting are allowed, with a short-lived
     /// object under `ferry/probe/`.
     async fn probe(&self) -> ProbeReport {

@@ -130,6 +130,10 @@ impl<S: Store> Store for Limited<S> {
         self.inner.delete(name).await
     }
 
+    async fn create_root(&self) -> Result<(), StoreError> {
+        self.inner.create_root().await
+    }
+
     async fn probe(&self) -> ProbeReport {
         self.inner.probe().await
     }

@@ -59,6 +59,13 @@ impl fmt::Debug for S3Credentials {
     }
 }
 
+/// An access key id as errors show it: its last four characters, enough to tell two keys apart.
+fn key_hint(access_key_id: &str) -> String {
+    let chars: Vec<char> = access_key_id.chars().collect();
+    let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+    format!("…{tail}")
+}
+
 /// Timeouts of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -84,6 +91,8 @@ pub struct S3Store {
     /// Empty, or the user's prefix with a trailing `/`.
     prefix: String,
     endpoint: String,
+    /// The credentials, as a refusal names them.
+    credentials: String,
 }
 
 impl fmt::Debug for S3Store {
@@ -99,6 +108,10 @@ impl fmt::Debug for S3Store {
 impl S3Store {
     /// A store for `location`, signing with `credentials`.
     pub fn new(location: &S3Location, credentials: S3Credentials, timeouts: Timeouts) -> Self {
+        let named = format!(
+            "the access key {} and its secret",
+            key_hint(&credentials.access_key_id)
+        );
         let credentials = Credentials::new(
             credentials.access_key_id,
             credentials.secret_access_key,
@@ -132,7 +145,15 @@ impl S3Store {
             bucket: location.bucket.clone(),
             prefix,
             endpoint: location.endpoint.clone(),
+            credentials: named,
         }
+    }
+
+    /// Says where the credentials came from ("saved for this device", "from
+    /// AWS_ACCESS_KEY_ID…"), so that a refusal names the place to fix them.
+    pub fn with_credentials_origin(mut self, origin: &str) -> Self {
+        self.credentials = format!("{} ({origin})", self.credentials);
+        self
     }
 
     fn key(&self, name: &str) -> String {
@@ -207,10 +228,14 @@ impl S3Store {
                 self.bucket, self.endpoint
             )),
             (_, "NoSuchKey") | (Some(404), _) => StoreError::NotFound { name: name.into() },
-            (_, "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken")
+            (
+                _,
+                "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "NotSignedUp",
+            )
             | (Some(401), _) => StoreError::Unauthorized {
                 backend: BACKEND,
                 detail,
+                credentials: self.credentials.clone(),
             },
             (_, "PreconditionFailed") | (Some(412), _) => {
                 StoreError::AlreadyExists { name: name.into() }

@@ -1,12 +1,17 @@
-//! A repository in a WebDAV collection (Nextcloud, ownCloud, Apache mod_dav, nginx, rclone…),
-//! through `reqwest_dav`.
+//! A repository in a WebDAV collection (Nextcloud, ownCloud, Apache mod_dav, nginx, rclone…).
 //!
 //! Objects are files under the collection the URL names; folders are made with MKCOL the first
 //! time something is written into them (and remembered, so it costs one request per folder and
-//! process). Write-once puts send `If-None-Match: *`. Listings are PROPFIND with depth 1, folder
-//! by folder below the prefix, sorted and paged here, because servers neither sort nor page.
-//! Status codes are read directly rather than through the library's error decoding, which prints
-//! parse errors to standard output and cannot tell a 404 from other failures.
+//! process). A new repository may name a collection that does not exist yet:
+//! [`Store::create_root`] makes each missing level. Write-once puts send `If-None-Match: *`, and
+//! every body goes with its `Content-Length` (nginx refuses a PUT without one). Listings are
+//! PROPFIND with depth 1, folder by folder below the prefix, sorted and paged here, because
+//! servers neither sort nor page.
+//!
+//! The login is negotiated: the first request goes without credentials, and the server's
+//! `WWW-Authenticate` challenge chooses Digest (preferred: the password never crosses the wire)
+//! or Basic; a Digest server's fresh nonce (a stale one, or a restart) is taken up the same way.
+//! Requests are made here with `reqwest`; `reqwest_dav` is used only to read PROPFIND answers.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -16,10 +21,10 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use digest_auth::{AuthContext, HttpMethod, WwwAuthenticateHeader};
 use reqwest_dav::list_cmd::ListMultiStatus;
-use reqwest_dav::re_exports::reqwest::{self, Method, Response, StatusCode, header};
+use reqwest_dav::re_exports::reqwest::{self, Method, Response, StatusCode, Url, header};
 use reqwest_dav::re_exports::serde_xml_rs;
-use reqwest_dav::{Auth, ClientBuilder};
 
 use crate::error::error_chain;
 use crate::s3::Timeouts;
@@ -29,15 +34,24 @@ use crate::{ListPage, ObjectMeta, Store, StoreError, page};
 
 const BACKEND: &str = "the WebDAV server";
 
-/// A user and password for the server.
+/// A user and password for the server. Whether they go as Digest or Basic is the server's
+/// choice, read from its challenge.
 #[derive(Clone)]
 pub struct WebDavCredentials {
     /// The user name.
     pub user: String,
     /// The password (or app password).
     pub password: String,
-    /// Use HTTP Digest authentication instead of Basic.
-    pub digest: bool,
+}
+
+/// How requests are authenticated, as learned from the server's challenges.
+enum Scheme {
+    /// Nothing learned yet: requests go without credentials until the server asks for them.
+    Unasked,
+    /// The server asked for Basic.
+    Basic,
+    /// The server asked for Digest with this challenge (nonce, realm, qop…).
+    Digest(Box<WwwAuthenticateHeader>),
 }
 
 impl fmt::Debug for WebDavCredentials {
@@ -50,12 +64,18 @@ impl fmt::Debug for WebDavCredentials {
 
 /// A store in a WebDAV collection.
 pub struct WebDavStore {
-    client: reqwest_dav::Client,
+    http: reqwest::Client,
+    /// The collection's URL, ending in `/`.
+    root: Url,
     url: String,
     /// The URL path of the collection, ending in `/`, as it appears in PROPFIND hrefs.
     root_path: String,
+    login: Option<WebDavCredentials>,
+    scheme: Mutex<Scheme>,
     /// Folders known to exist.
     folders: Mutex<HashSet<String>>,
+    /// The login, as a refusal names it.
+    credentials: String,
 }
 
 impl fmt::Debug for WebDavStore {
@@ -66,6 +86,9 @@ impl fmt::Debug for WebDavStore {
     }
 }
 
+/// A request's body: sent with its length, and again as it was if the server asks to log in.
+type Body = Option<Bytes>;
+
 impl WebDavStore {
     /// A store for `location`; `credentials` when the server asks for a login.
     pub fn new(
@@ -73,30 +96,47 @@ impl WebDavStore {
         credentials: Option<WebDavCredentials>,
         timeouts: Timeouts,
     ) -> Result<Self, StoreError> {
-        let agent = reqwest::Client::builder()
+        let http = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
             .build()
             .map_err(|e| StoreError::Misconfigured(format!("HTTP client: {e}")))?;
-        let auth = match credentials {
-            None => Auth::Anonymous,
-            Some(c) if c.digest => Auth::Digest(c.user, c.password),
-            Some(c) => Auth::Basic(c.user, c.password),
-        };
-        let client = ClientBuilder::new()
-            .set_host(location.url.clone())
-            .set_agent(agent)
-            .set_auth(auth)
-            .build()
-            .map_err(|e| StoreError::Misconfigured(format!("WebDAV client: {e:?}")))?;
-        let root_path = reqwest::Url::parse(&location.url)
-            .map(|u| u.path().to_owned())
+        let mut root = Url::parse(&location.url)
             .map_err(|e| StoreError::Misconfigured(format!("`{}`: {e}", location.url)))?;
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        let named = match &credentials {
+            Some(login) => format!("the password of the user `{}`", login.user),
+            None => "the store URL: the server asks for a login, so put the user in it \
+                     (webdav+https://user@host/…) and give the password"
+                .to_owned(),
+        };
         Ok(WebDavStore {
-            client,
+            http,
+            root_path: root.path().to_owned(),
+            root,
             url: location.url.clone(),
-            root_path,
+            login: credentials,
+            scheme: Mutex::new(Scheme::Unasked),
             folders: Mutex::new(HashSet::new()),
+            credentials: named,
+        })
+    }
+
+    /// Says where the password came from ("saved for this device", "from
+    /// FERRY_WEBDAV_PASSWORD"), so that a refusal names the place to fix it.
+    pub fn with_credentials_origin(mut self, origin: &str) -> Self {
+        if self.login.is_some() {
+            self.credentials = format!("{} ({origin})", self.credentials);
+        }
+        self
+    }
+
+    /// The URL of `name` below the collection.
+    fn at(&self, name: &str) -> Result<Url, StoreError> {
+        self.root.join(name).map_err(|e| {
+            StoreError::Misconfigured(format!("`{name}` is not a name below {}: {e}", self.url))
         })
     }
 
@@ -104,17 +144,139 @@ impl WebDavStore {
         &self,
         method: Method,
         path: &str,
-        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<Response, StoreError> {
-        let request =
-            self.client
-                .start_request(method, path)
-                .await
-                .map_err(|e| StoreError::Transient {
-                    backend: BACKEND,
-                    detail: format!("{e:?}"),
+        self.send_to(method, self.at(path)?, None, build).await
+    }
+
+    /// Sends one request, and once more when the server answers with a challenge that teaches
+    /// something new (the scheme to use, or a fresh Digest nonce).
+    async fn send_to(
+        &self,
+        method: Method,
+        url: Url,
+        body: Body,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Response, StoreError> {
+        let mut answered_challenge = false;
+        loop {
+            let mut request = build(self.http.request(method.clone(), url.clone()));
+            if let Some(body) = &body {
+                request = request
+                    .header(header::CONTENT_LENGTH, body.len())
+                    .body(body.clone());
+            }
+            let request = self.authorize(request, &method, &url)?;
+            let response = request.send().await.map_err(request_error)?;
+            if response.status() == StatusCode::UNAUTHORIZED
+                && !answered_challenge
+                && self.learn(&response)
+            {
+                answered_challenge = true;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Adds the login the server asked for, if it asked.
+    fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+        method: &Method,
+        url: &Url,
+    ) -> Result<reqwest::RequestBuilder, StoreError> {
+        let Some(login) = &self.login else {
+            return Ok(request);
+        };
+        let mut scheme = self
+            .scheme
+            .lock()
+            .map_err(|_| StoreError::Misconfigured("the WebDAV login state is broken".into()))?;
+        Ok(match &mut *scheme {
+            Scheme::Unasked => request,
+            Scheme::Basic => request.basic_auth(&login.user, Some(&login.password)),
+            Scheme::Digest(challenge) => {
+                let mut uri = url.path().to_owned();
+                if let Some(query) = url.query() {
+                    uri = format!("{uri}?{query}");
+                }
+                let mut context = AuthContext::new(&login.user, &login.password, uri);
+                context.method = HttpMethod::from(method.as_str().to_owned());
+                let answer = challenge.respond(&context).map_err(|e| {
+                    StoreError::Misconfigured(format!(
+                        "{BACKEND}'s Digest challenge cannot be answered: {e}"
+                    ))
                 })?;
-        build(request).send().await.map_err(request_error)
+                request.header(header::AUTHORIZATION, answer.to_header_string())
+            }
+        })
+    }
+
+    /// Reads a 401's challenges. True when they change how the next request authenticates, so
+    /// that sending it again can succeed.
+    fn learn(&self, response: &Response) -> bool {
+        if self.login.is_none() {
+            return false;
+        }
+        let challenges: Vec<&str> = response
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let starts = |text: &str, scheme: &str| {
+            text.trim_start()
+                .get(..scheme.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+        };
+        let Ok(mut scheme) = self.scheme.lock() else {
+            return false;
+        };
+        if let Some(digest) = challenges.iter().find(|c| starts(c, "Digest")) {
+            return match digest_auth::parse(digest) {
+                Ok(challenge) => {
+                    let fresh = match &*scheme {
+                        Scheme::Digest(known) => known.nonce != challenge.nonce,
+                        _ => true,
+                    };
+                    *scheme = Scheme::Digest(Box::new(challenge));
+                    fresh
+                }
+                Err(_) => false,
+            };
+        }
+        // Basic asked for by name, or a challenge this client does not speak: Basic is the one
+        // scheme left to try.
+        match *scheme {
+            Scheme::Basic => false,
+            _ => {
+                *scheme = Scheme::Basic;
+                true
+            }
+        }
+    }
+
+    /// Whether the collection at `url` exists: PROPFIND at depth 0.
+    async fn collection_exists(&self, url: &Url) -> Result<bool, StoreError> {
+        let response = self
+            .send_to(
+                Method::from_bytes(b"PROPFIND").expect("PROPFIND is a method"),
+                url.clone(),
+                Some(Bytes::from_static(PROPFIND_BODY.as_bytes())),
+                |r| {
+                    r.header("Depth", "0")
+                        .header(header::CONTENT_TYPE, "application/xml; charset=utf-8")
+                },
+            )
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND | StatusCode::CONFLICT => Ok(false),
+            StatusCode::UNAUTHORIZED => Err(self.classify(&response, url.path())),
+            // Listed, or there but not listable by this user, or not a DAV resource (a
+            // server's front page above the DAV root): in every case not for Ferry to make.
+            _ => Ok(true),
+        }
     }
 
     /// Makes the folders above `name` that are not known to exist, top down.
@@ -139,7 +301,10 @@ impl WebDavStore {
                 s if s.is_success() || s == StatusCode::METHOD_NOT_ALLOWED => {
                     self.remember(&folder);
                 }
-                _ => return Err(classify(response, &folder).await),
+                // The parent is missing: only the collection itself can be, as the levels
+                // below it are made top down.
+                StatusCode::CONFLICT => return Err(self.missing_root()),
+                _ => return Err(self.classify(&response, &folder)),
             }
         }
         Ok(())
@@ -164,15 +329,21 @@ impl WebDavStore {
         }
     }
 
+    fn missing_root(&self) -> StoreError {
+        StoreError::Misconfigured(format!(
+            "the WebDAV folder {} does not exist: create it on the server, or fix the store URL",
+            self.url
+        ))
+    }
+
     async fn upload(&self, name: &str, bytes: Vec<u8>, once: bool) -> Result<(), StoreError> {
         let body = Bytes::from(bytes);
+        let url = self.at(name)?;
         self.make_folders(name).await?;
         for attempt in 0..2 {
             let response = self
-                .send(Method::PUT, name, |r| {
-                    let r = r
-                        .header(header::CONTENT_TYPE, "application/octet-stream")
-                        .body(body.clone());
+                .send_to(Method::PUT, url.clone(), Some(body.clone()), |r| {
+                    let r = r.header(header::CONTENT_TYPE, "application/octet-stream");
                     if once {
                         r.header(header::IF_NONE_MATCH, "*")
                     } else {
@@ -190,7 +361,7 @@ impl WebDavStore {
                 self.make_folders(name).await?;
                 continue;
             }
-            return Err(classify(response, name).await);
+            return Err(self.classify(&response, name));
         }
         Err(StoreError::Transient {
             backend: BACKEND,
@@ -205,27 +376,21 @@ impl WebDavStore {
         let mut pending = vec![folder];
         while let Some(folder) = pending.pop() {
             let response = self
-                .send(
+                .send_to(
                     Method::from_bytes(b"PROPFIND").expect("PROPFIND is a method"),
-                    &folder,
+                    self.at(&folder)?,
+                    Some(Bytes::from_static(PROPFIND_BODY.as_bytes())),
                     |r| {
                         r.header("Depth", "1")
                             .header(header::CONTENT_TYPE, "application/xml; charset=utf-8")
-                            .body(PROPFIND_BODY)
                     },
                 )
                 .await?;
             match response.status() {
                 StatusCode::MULTI_STATUS => {}
                 StatusCode::NOT_FOUND if !folder.is_empty() => continue,
-                StatusCode::NOT_FOUND => {
-                    return Err(StoreError::Misconfigured(format!(
-                        "the WebDAV folder {} does not exist: create it on the server, or fix \
-                         the store URL",
-                        self.url
-                    )));
-                }
-                _ => return Err(classify(response, &folder).await),
+                StatusCode::NOT_FOUND | StatusCode::CONFLICT => return Err(self.missing_root()),
+                _ => return Err(self.classify(&response, &folder)),
             }
             let text = response.text().await.map_err(request_error)?;
             let listing: ListMultiStatus =
@@ -294,8 +459,14 @@ fn request_error(error: reqwest::Error) -> StoreError {
     }
 }
 
-/// Sorts a failed response into the classes the sync engine acts on.
-async fn classify(response: Response, name: &str) -> StoreError {
+impl WebDavStore {
+    /// Sorts a failed response into the classes the sync engine acts on.
+    fn classify(&self, response: &Response, name: &str) -> StoreError {
+        classify(response, name, &self.credentials)
+    }
+}
+
+fn classify(response: &Response, name: &str, credentials: &str) -> StoreError {
     let status = response.status();
     let retry_after = response
         .headers()
@@ -308,6 +479,7 @@ async fn classify(response: Response, name: &str) -> StoreError {
         StatusCode::UNAUTHORIZED => StoreError::Unauthorized {
             backend: BACKEND,
             detail,
+            credentials: credentials.to_owned(),
         },
         StatusCode::FORBIDDEN => StoreError::Forbidden {
             backend: BACKEND,
@@ -330,6 +502,10 @@ async fn classify(response: Response, name: &str) -> StoreError {
             backend: BACKEND,
             retry_after,
         },
+        s if s.is_server_error() => StoreError::ServerFailed {
+            backend: BACKEND,
+            detail,
+        },
         _ => StoreError::Transient {
             backend: BACKEND,
             detail,
@@ -339,6 +515,35 @@ async fn classify(response: Response, name: &str) -> StoreError {
 
 #[async_trait]
 impl Store for WebDavStore {
+    async fn create_root(&self) -> Result<(), StoreError> {
+        // From the collection up, find the levels that are missing, then make them top down.
+        let mut missing = Vec::new();
+        let mut level = self.root.clone();
+        while !self.collection_exists(&level).await? {
+            missing.push(level.clone());
+            match level.join("..") {
+                Ok(parent) if parent.path() != level.path() => level = parent,
+                _ => break,
+            }
+        }
+        for level in missing.into_iter().rev() {
+            let response = self
+                .send_to(
+                    Method::from_bytes(b"MKCOL").expect("MKCOL is a method"),
+                    level.clone(),
+                    None,
+                    |r| r,
+                )
+                .await?;
+            let status = response.status();
+            if !(status.is_success() || status == StatusCode::METHOD_NOT_ALLOWED) {
+                return Err(self.classify(&response, level.path()));
+            }
+        }
+        self.remember("");
+        Ok(())
+    }
+
     async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.upload(name, bytes, true).await
     }
@@ -350,7 +555,7 @@ impl Store for WebDavStore {
     async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         let response = self.send(Method::GET, name, |r| r).await?;
         if !response.status().is_success() {
-            return Err(classify(response, name).await);
+            return Err(self.classify(&response, name));
         }
         Ok(response.bytes().await.map_err(request_error)?.to_vec())
     }
@@ -361,7 +566,7 @@ impl Store for WebDavStore {
         }
         let wanted = format!("bytes={}-{}", range.start, range.end - 1);
         let response = self
-            .send(Method::GET, name, |r| r.header(header::RANGE, wanted))
+            .send(Method::GET, name, |r| r.header(header::RANGE, &wanted))
             .await?;
         match response.status() {
             StatusCode::PARTIAL_CONTENT => {
@@ -375,7 +580,7 @@ impl Store for WebDavStore {
                 Ok(all[start as usize..end as usize].to_vec())
             }
             StatusCode::RANGE_NOT_SATISFIABLE => Ok(Vec::new()),
-            _ => Err(classify(response, name).await),
+            _ => Err(self.classify(&response, name)),
         }
     }
 
@@ -397,7 +602,7 @@ impl Store for WebDavStore {
         let response = self.send(Method::DELETE, name, |r| r).await?;
         match response.status() {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(classify(response, name).await),
+            _ => Err(self.classify(&response, name)),
         }
     }
 }

@@ -48,7 +48,7 @@ pub async fn open(
     let name = path(&ObjectName::Repo);
     let bytes = match retry.run(|| store.get(&name)).await {
         Ok(bytes) => bytes,
-        Err(StoreError::NotFound { .. }) => return Err(SyncError::NoRepository),
+        Err(StoreError::NotFound { .. }) => return Err(no_repository(store, retry).await),
         Err(error) => return Err(error.into()),
     };
     let header = RepoHeader::from_bytes(&bytes)?;
@@ -62,7 +62,17 @@ pub async fn header(store: &dyn Store, retry: &RetryPolicy) -> Result<RepoHeader
     let name = path(&ObjectName::Repo);
     match retry.run(|| store.get(&name)).await {
         Ok(bytes) => Ok(RepoHeader::from_bytes(&bytes)?),
-        Err(StoreError::NotFound { .. }) => Err(SyncError::NoRepository),
+        Err(StoreError::NotFound { .. }) => Err(no_repository(store, retry).await),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// Why there is no header: the place the store names may itself be missing (a WebDAV folder
+/// that was never made answers a read of any name below it with 404 too), which is the more
+/// useful thing to say.
+async fn no_repository(store: &dyn Store, retry: &RetryPolicy) -> SyncError {
+    match retry.run(|| store.list("", None, 1)).await {
+        Err(missing @ StoreError::Misconfigured(_)) => missing.into(),
+        _ => SyncError::NoRepository,
     }
 }

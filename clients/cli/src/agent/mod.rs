@@ -32,7 +32,7 @@ use crate::data::{self, Output};
 use crate::device::{self, Device};
 use crate::error::Failure;
 use crate::home::Home;
-use crate::setup::{self, KeySource, Setup};
+use crate::setup::{self, KeySource, Setup, ShowCode};
 
 /// Copies closer together than this go out in one segment.
 const UPLOAD_DEBOUNCE: Duration = Duration::from_millis(20);
@@ -50,6 +50,20 @@ const RETRY: RetryPolicy = RetryPolicy {
 };
 /// How often the retention policy (trash age, history length) is applied.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Seconds of Unix time now, the clock relay topics rotate by.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// When the relay topics to listen on change next.
+fn topics_change() -> Instant {
+    let now = unix_now();
+    let next = ferry_protocol::relay::next_topic_change(now);
+    Instant::now() + Duration::from_secs(next.saturating_sub(now))
+}
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
@@ -83,6 +97,12 @@ async fn first_run(home: &Home, config: Config) -> Result<Config, Failure> {
         relay: config.relay().map(str::to_owned),
         name: None,
         key: KeySource::New,
+        // Run as a service, standard output goes to the journal, which must not keep the code.
+        code: if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            ShowCode::Print
+        } else {
+            ShowCode::Withhold
+        },
     };
     setup::setup(home.clone(), config, setup, false).await?;
     println!();
@@ -95,7 +115,10 @@ async fn first_run(home: &Home, config: Config) -> Result<Config, Failure> {
 
 struct Agent {
     device: Device,
-    topic: TopicId,
+    /// The relay topics listened on now (they rotate daily; see `ferry_protocol::relay`).
+    topics: Vec<TopicId>,
+    /// When they change next.
+    topics_change: Instant,
     relay: Option<(RelayClient, mpsc::Receiver<Delivery>)>,
     clips: Option<mpsc::Receiver<Observed>>,
     folder: Option<mpsc::Receiver<()>>,
@@ -121,16 +144,18 @@ impl Agent {
     fn start(device: Device) -> Result<Agent, Failure> {
         let (job_tx, jobs) = mpsc::channel(16);
         ipc::listen(&device.home, job_tx)?;
-        let topic = device.keys.relay.group_topic();
+        let topics = device.keys.relay.listen_topics(unix_now());
         let relay = match device.config.relay() {
             Some(url) => {
                 let started = RelayClient::start(ClientConfig::new(url)).map_err(|e| {
                     Failure::new(format!("the relay URL `{url}` does not work: {e}"))
                 })?;
-                started
-                    .0
-                    .subscribe(topic)
-                    .map_err(|e| Failure::new(e.to_string()))?;
+                for topic in &topics {
+                    started
+                        .0
+                        .subscribe(*topic)
+                        .map_err(|e| Failure::new(e.to_string()))?;
+                }
                 info!(relay = url, "relay: subscribed");
                 Some(started)
             }
@@ -164,7 +189,8 @@ impl Agent {
             .and_then(|text| data::parse_clip_id(text.trim()));
         Ok(Agent {
             device,
-            topic,
+            topics_change: topics_change(),
+            topics,
             relay,
             clips,
             folder,
@@ -199,7 +225,10 @@ impl Agent {
                 _ = poll.tick() => {
                     self.fetch().await;
                     self.retention();
+                    // Also here: a suspended machine's timers run late.
+                    self.rotate_topics();
                 }
+                () = tokio::time::sleep_until(self.topics_change) => self.rotate_topics(),
                 Some(job) = self.jobs.recv() => self.job(job).await,
                 () = sleep_until(upload_at), if upload_at.is_some() => self.upload().await,
             }
@@ -281,14 +310,38 @@ impl Agent {
         }
     }
 
+    /// Listens on the topics of the time now: subscribes to the new ones, leaves the old ones.
+    fn rotate_topics(&mut self) {
+        self.topics_change = topics_change();
+        let topics = self.device.keys.relay.listen_topics(unix_now());
+        if topics == self.topics {
+            return;
+        }
+        if let Some((client, _)) = &self.relay {
+            for topic in topics.iter().filter(|t| !self.topics.contains(t)) {
+                if let Err(error) = client.subscribe(*topic) {
+                    warn!(%error, "could not subscribe to the relay's new topic");
+                }
+            }
+            for topic in self.topics.iter().filter(|t| !topics.contains(t)) {
+                if let Err(error) = client.unsubscribe(*topic) {
+                    warn!(%error, "could not leave the relay's old topic");
+                }
+            }
+            debug!("relay: topics rotated");
+        }
+        self.topics = topics;
+    }
+
     fn publish(&self, hints: &[ferry_protocol::RelayHint]) {
         let Some((client, _)) = &self.relay else {
             return;
         };
+        let topic = self.device.keys.relay.publish_topic(unix_now());
         for hint in hints {
-            match self.device.keys.relay.seal_hint(&self.topic, hint) {
+            match self.device.keys.relay.seal_hint(&topic, hint) {
                 Ok(sealed) => {
-                    if let Err(error) = client.publish(self.topic, sealed.into_bytes()) {
+                    if let Err(error) = client.publish(topic, sealed.into_bytes()) {
                         warn!(%error, "a hint could not be published");
                     }
                 }

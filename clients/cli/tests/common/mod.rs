@@ -73,20 +73,34 @@ pub fn storage(backend: Backend) -> Storage {
             }
         }
         Backend::WebDav => {
-            let (server, location) = runtime.block_on(servers::webdav(0));
-            let url = location.url.replacen(
-                "http://",
-                &format!("webdav+http://{}@", servers::DAV_USER),
-                1,
-            );
-            Storage {
-                url,
-                env: vec![("FERRY_WEBDAV_PASSWORD", servers::DAV_PASSWORD.into())],
-                _server: Some(server),
-                _folder: None,
-                runtime,
-            }
+            let server = runtime.block_on(servers::webdav(0));
+            webdav_storage(runtime, server)
         }
+    }
+}
+
+/// A WebDAV server that accepts only Digest logins.
+pub fn digest_webdav() -> Storage {
+    let runtime = runtime();
+    let server = runtime.block_on(servers::webdav_digest());
+    webdav_storage(runtime, server)
+}
+
+fn webdav_storage(
+    runtime: tokio::runtime::Runtime,
+    (server, location): (servers::Running, ferry_store::url::WebDavLocation),
+) -> Storage {
+    let url = location.url.replacen(
+        "http://",
+        &format!("webdav+http://{}@", servers::DAV_USER),
+        1,
+    );
+    Storage {
+        url,
+        env: vec![("FERRY_WEBDAV_PASSWORD", servers::DAV_PASSWORD.into())],
+        _server: Some(server),
+        _folder: None,
+        runtime,
     }
 }
 

@@ -156,18 +156,66 @@ pub(crate) const DAV_PASSWORD: &str = "dav-test-password";
 /// `Basic base64("ferry:dav-test-password")`.
 const DAV_AUTHORIZATION: &str = "Basic ZmVycnk6ZGF2LXRlc3QtcGFzc3dvcmQ=";
 
+/// How the in-process WebDAV server wants its clients to log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DavLogin {
+    Basic,
+    /// Digest only (RFC 7616 with MD5 and qop=auth); a Basic login is refused.
+    Digest,
+}
+
+/// The nonce of the Digest server; a new one every [`NONCE_USES`] requests, as servers rotate
+/// them.
+const NONCE_USES: usize = 25;
+
 /// A WebDAV server (dav-server on a local folder) behind Basic authentication, holding the
 /// collection `users/me/`; the first `failures` requests get `503 Service Unavailable`.
 pub(crate) async fn webdav(failures: usize) -> (Running, WebDavLocation) {
-    start_webdav(failures, false).await
+    start_webdav(failures, false, DavLogin::Basic).await
 }
 
 /// [`webdav`], but every PROPFIND is answered `207` with a body that is not XML.
 pub(crate) async fn webdav_with_broken_listings() -> (Running, WebDavLocation) {
-    start_webdav(0, true).await
+    start_webdav(0, true, DavLogin::Basic).await
 }
 
-async fn start_webdav(failures: usize, broken_listings: bool) -> (Running, WebDavLocation) {
+/// [`webdav`], behind Digest authentication only, with a nonce that goes stale.
+pub(crate) async fn webdav_digest() -> (Running, WebDavLocation) {
+    start_webdav(0, false, DavLogin::Digest).await
+}
+
+/// Whether `request` carries a Digest login for [`DAV_USER`] with [`DAV_PASSWORD`] under `nonce`.
+fn digest_authorized(request: &http::Request<hyper::body::Incoming>, nonce: &str) -> bool {
+    let Some(value) = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Ok(sent) = digest_auth::AuthorizationHeader::parse(value) else {
+        return false;
+    };
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    if sent.username != DAV_USER || sent.nonce != nonce || sent.uri != path {
+        return false;
+    }
+    let mut context = digest_auth::AuthContext::new(DAV_USER, DAV_PASSWORD, path);
+    context.method = digest_auth::HttpMethod::from(request.method().as_str().to_owned());
+    let mut expected = sent.clone();
+    expected.digest(&context);
+    expected.response == sent.response
+}
+
+async fn start_webdav(
+    failures: usize,
+    broken_listings: bool,
+    login: DavLogin,
+) -> (Running, WebDavLocation) {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("users/me")).unwrap();
     let handler = dav_server::DavHandler::builder()
@@ -180,6 +228,7 @@ async fn start_webdav(failures: usize, broken_listings: bool) -> (Running, WebDa
         .locksystem(dav_server::fakels::FakeLs::new())
         .build_handler();
     let failures_left = Arc::new(AtomicUsize::new(failures));
+    let requests = Arc::new(AtomicUsize::new(0));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -187,17 +236,34 @@ async fn start_webdav(failures: usize, broken_listings: bool) -> (Running, WebDa
             let _ = socket.set_nodelay(true);
             let handler = handler.clone();
             let failures_left = failures_left.clone();
+            let requests = requests.clone();
             let service =
                 hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let handler = handler.clone();
                     let fail = failures_left
                         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                         .is_ok();
+                    let nonce = format!(
+                        "ferry-nonce-{}",
+                        requests.fetch_add(1, Ordering::SeqCst) / NONCE_USES
+                    );
                     async move {
-                        let authorized = request
-                            .headers()
-                            .get(http::header::AUTHORIZATION)
-                            .is_some_and(|v| v.as_bytes() == DAV_AUTHORIZATION.as_bytes());
+                        let (authorized, challenge) = match login {
+                            DavLogin::Basic => (
+                                request
+                                    .headers()
+                                    .get(http::header::AUTHORIZATION)
+                                    .is_some_and(|v| v.as_bytes() == DAV_AUTHORIZATION.as_bytes()),
+                                "Basic realm=\"ferry\"".to_owned(),
+                            ),
+                            DavLogin::Digest => (
+                                digest_authorized(&request, &nonce),
+                                format!(
+                                    "Digest realm=\"ferry\", qop=\"auth\", algorithm=MD5, \
+                                     nonce=\"{nonce}\", opaque=\"ferry-opaque\""
+                                ),
+                            ),
+                        };
                         let refuse = |status: http::StatusCode| {
                             let mut response = http::Response::new(dav_server::body::Body::from(
                                 status.canonical_reason().unwrap_or("").to_owned(),
@@ -206,7 +272,7 @@ async fn start_webdav(failures: usize, broken_listings: bool) -> (Running, WebDa
                             if status == http::StatusCode::UNAUTHORIZED {
                                 response.headers_mut().insert(
                                     http::header::WWW_AUTHENTICATE,
-                                    http::HeaderValue::from_static("Basic realm=\"ferry\""),
+                                    http::HeaderValue::from_str(&challenge).unwrap(),
                                 );
                             }
                             Ok::<_, std::convert::Infallible>(response)
@@ -241,10 +307,131 @@ async fn start_webdav(failures: usize, broken_listings: bool) -> (Running, WebDa
     (Running { task, _root: root }, location)
 }
 
+/// nginx with its WebDAV modules (`dav_methods` and the dav-ext module's PROPFIND), serving a
+/// folder behind Basic authentication, as one process (no master, so it keeps the user that
+/// started it and stops with a kill) on 127.0.0.1; stopped on drop.
+/// `None` (the caller skips) when nginx is not installed, outside CI; under CI=true a missing
+/// nginx is a failure (scripts/test.sh installs it).
+pub(crate) fn nginx() -> Option<(Process, WebDavLocation)> {
+    const MODULE: &str = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so";
+    let installed =
+        std::path::Path::new("/usr/sbin/nginx").exists() && std::path::Path::new(MODULE).exists();
+    if !installed {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "nginx and its dav-ext module are missing: scripts/test.sh installs them"
+        );
+        eprintln!("skipping: nginx is not installed (scripts/test.sh installs it)");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("users/me")).unwrap();
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    let hash = std::process::Command::new("openssl")
+        .args(["passwd", "-apr1", DAV_PASSWORD])
+        .output()
+        .expect("the openssl command is needed (scripts/test.sh installs it)");
+    assert!(hash.status.success());
+    let hash = String::from_utf8(hash.stdout).unwrap();
+    std::fs::write(
+        dir.path().join("htpasswd"),
+        format!("{DAV_USER}:{}\n", hash.trim()),
+    )
+    .unwrap();
+    // nginx cannot listen on port 0: take a free port, and try again if another process took
+    // it first.
+    for _ in 0..10 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let prefix = dir.path().display();
+        let config = format!(
+            "load_module {MODULE};
+daemon off;
+master_process off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/tmp;
+  proxy_temp_path {prefix}/tmp;
+  fastcgi_temp_path {prefix}/tmp;
+  uwsgi_temp_path {prefix}/tmp;
+  scgi_temp_path {prefix}/tmp;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    client_max_body_size 0;
+    location / {{
+      auth_basic ferry;
+      auth_basic_user_file {prefix}/htpasswd;
+      dav_methods PUT DELETE MKCOL COPY MOVE;
+      dav_ext_methods PROPFIND OPTIONS;
+      dav_access user:rw;
+    }}
+  }}
+}}
+",
+            root = root.display(),
+        );
+        let config_path = dir.path().join("nginx.conf");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = std::process::Command::new("/usr/sbin/nginx")
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        // Ready once it accepts connections; gone if the port was taken.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let ready = loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break true;
+            }
+            if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        if !ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            continue;
+        }
+        let location = WebDavLocation {
+            url: format!("http://127.0.0.1:{port}/users/me/"),
+            user: Some(DAV_USER.into()),
+        };
+        return Some((Process { child, _dir: dir }, location));
+    }
+    panic!("nginx did not start: see its error log");
+}
+
+/// A server running as its own process, killed on drop.
+pub(crate) struct Process {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub(crate) fn dav_credentials() -> WebDavCredentials {
     WebDavCredentials {
         user: DAV_USER.into(),
         password: DAV_PASSWORD.into(),
-        digest: false,
     }
 }

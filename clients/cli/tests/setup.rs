@@ -1,0 +1,314 @@
+//! Setting a device up as a person and an administrator would: secrets typed at a prompt or
+//! piped, never taken from where others can read them; storage credentials and folders; the
+//! first run of the agent as a service. Each test pins a problem found by running Ferry for real.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Backend, Device, eventually, storage};
+
+/// The recovery code of a fresh repository on a folder, and the folder's URL.
+fn repository() -> (common::Storage, String) {
+    let storage = storage(Backend::Folder);
+    let code = Device::new().init(&storage, "owner");
+    (storage, code)
+}
+
+#[test]
+fn join_reads_the_recovery_code_from_standard_input_and_never_needs_it_as_an_argument() {
+    let (storage, code) = repository();
+    let device = Device::new();
+    let ran = device.run_with_input(
+        &["join", "--store", &storage.url, "--name", "piped"],
+        Some(format!("{code}\n").as_bytes()),
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        !ran.stdout.contains(&code) && !ran.stderr.contains(&code),
+        "{ran:?}"
+    );
+
+    // Nothing on standard input: a usage error, and nothing written.
+    let empty = Device::new();
+    let ran = empty.run_with_input(&["join", "--store", &storage.url], Some(b""));
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert_eq!(
+        ran.stderr,
+        "ferry: no recovery code was given: type it at the prompt, or give it as the first line \
+         of standard input\n"
+    );
+    assert_eq!(empty.files(), Vec::<String>::new());
+
+    // The help says why the prompt is better than the argument.
+    let help = Device::new().run(&["join", "--help"]).ok().stdout;
+    assert!(help.contains("stays in the shell's history"), "{help}");
+}
+
+#[test]
+fn join_asks_for_the_recovery_code_on_a_terminal_without_echoing_it() {
+    if !common::have("tmux") {
+        return;
+    }
+    let (storage, code) = repository();
+    let device = Device::new();
+    let terminal = Terminal::start(&format!(
+        "FERRY_SECRET_STORE=file {} --home {} join --store {} --name typed",
+        common::FERRY,
+        device.home().display(),
+        storage.url
+    ));
+    terminal.wait_for("Recovery code:");
+    terminal.type_line(&code);
+    let screen = terminal.wait_for("exit status");
+    assert!(screen.contains("exit status 0"), "{screen}");
+    assert!(screen.contains("joined the repository"), "{screen}");
+    assert!(
+        !screen.contains(&code[..10]),
+        "the code was echoed:\n{screen}"
+    );
+}
+
+#[test]
+fn init_asks_for_a_new_passphrase_twice_on_a_terminal() {
+    if !common::have("tmux") {
+        return;
+    }
+    let storage = storage(Backend::Folder);
+    let device = Device::new();
+    let terminal = Terminal::start(&format!(
+        "FERRY_SECRET_STORE=file {} --home {} init --passphrase --store {}",
+        common::FERRY,
+        device.home().display(),
+        storage.url
+    ));
+    terminal.wait_for("New passphrase:");
+    terminal.type_line("correct horse battery");
+    terminal.wait_for("The same passphrase again:");
+    terminal.type_line("correct horse battery!");
+    let screen = terminal.wait_for("exit status");
+    assert!(screen.contains("the two passphrases differ"), "{screen}");
+    assert!(screen.contains("exit status 2"), "{screen}");
+    assert!(!screen.contains("correct horse"), "echoed:\n{screen}");
+    assert_eq!(device.files(), Vec::<String>::new());
+}
+
+#[test]
+fn a_new_passphrase_has_eight_characters_however_it_is_given() {
+    let storage = storage(Backend::Folder);
+    let expected = "ferry: the passphrase must have at least 8 characters (a recovery code, the \
+                    default without --passphrase, is stronger than any passphrase)\n";
+    let device = Device::new();
+    let args = ["init", "--store", &storage.url, "--passphrase"];
+    let from_env = device.run_full(&args, None, &[("FERRY_PASSPHRASE", "short".into())]);
+    let from_stdin = device.run_with_input(&args, Some(b"short\n"));
+    for ran in [from_env, from_stdin] {
+        assert_eq!(ran.code, 2, "{}", ran.stderr);
+        assert_eq!(ran.stderr, expected);
+    }
+    assert_eq!(device.files(), Vec::<String>::new());
+    let ran = Device::new().run_full(&args, None, &[("FERRY_PASSPHRASE", "eight ch".into())]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+}
+
+/// Regression: a secrets file damaged into a bare string made the error quote it, that is, print
+/// the whole recovery code (into the journal, under the agent).
+#[test]
+fn a_damaged_secrets_file_is_reported_without_its_content() {
+    let storage = storage(Backend::Folder);
+    let device = Device::new();
+    let code = device.init(&storage, "one");
+    let secrets = device.home().join("secrets.json");
+    std::fs::write(&secrets, format!("\"{code}\"")).unwrap();
+    let ran = device.run(&["paste", "--offline"]);
+    assert_eq!(ran.code, 1);
+    assert!(ran.stderr.contains("is damaged"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains(&code[..10]), "{}", ran.stderr);
+}
+
+/// Regression: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` set for another program replaced
+/// the keys saved for the device, and the refusal blamed the saved ones.
+#[test]
+fn saved_s3_credentials_win_over_the_environment_and_a_refusal_names_its_source() {
+    let storage = storage(Backend::S3);
+    let device = Device::new();
+    device.init(&storage, "one");
+    device.run(&["copy", "kept"]).ok();
+    let elsewhere = [
+        ("AWS_ACCESS_KEY_ID", "AKIDANOTHERSERVICE".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "another-service-secret".to_owned()),
+    ];
+    let ran = device.run_full(&["paste"], None, &elsewhere);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.stdout, "kept");
+
+    // A wrong secret saved for the device is named as the saved one.
+    let path = device.home().join("secrets.json");
+    let mut saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    saved["s3-secret-access-key"] = "not-the-secret".into();
+    std::fs::write(&path, saved.to_string()).unwrap();
+    let ran = device.run_full(&["sync"], None, &elsewhere);
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains(
+            "check the access key …TEST and its secret (saved for this device by `ferry init` \
+             or `ferry join`)"
+        ),
+        "{}",
+        ran.stderr
+    );
+
+    // On a new device, the environment's are the ones used, and named so.
+    let stranger = Device::new();
+    let ran = stranger.run_full(&["init", "--store", &storage.url], None, &elsewhere);
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains(
+            "check the access key …VICE and its secret (from AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY in the environment)"
+        ),
+        "{}",
+        ran.stderr
+    );
+    for secret in ["not-the-secret", "another-service-secret"] {
+        assert!(!ran.stderr.contains(secret));
+    }
+}
+
+/// Regression: `init` on a WebDAV folder that did not exist failed on every server with "HTTP
+/// 409 Conflict; retrying may help", and `join` said there was no repository.
+#[test]
+fn init_makes_missing_webdav_folders_and_join_says_a_folder_is_missing() {
+    let storage = storage(Backend::WebDav);
+    let nested = format!("{}new/nested/ferry", storage.url);
+    let a = Device::new();
+    let ran = a.run_full(
+        &["--json", "init", "--store", &nested, "--name", "alpha"],
+        None,
+        &storage.env,
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let json: serde_json::Value = serde_json::from_str(ran.stdout.trim()).unwrap();
+    let code = json["recovery_code"].as_str().unwrap();
+    a.run(&["copy", "in a new folder"]).ok();
+    let b = Device::new();
+    let ran = b.run_full(
+        &["join", "--store", &nested, "--recovery-code", code],
+        None,
+        &storage.env,
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(b.run(&["paste"]).ok().stdout, "in a new folder");
+
+    let missing = format!("{}absent/ferry", storage.url);
+    let c = Device::new();
+    let ran = c.run_full(
+        &["join", "--store", &missing, "--recovery-code", code],
+        None,
+        &storage.env,
+    );
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains("absent/ferry") && ran.stderr.contains("does not exist"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(c.files(), Vec::<String>::new());
+}
+
+/// Regression: the command line always sent Basic logins, so a Digest-only server refused the
+/// right password.
+#[test]
+fn a_digest_only_webdav_server_is_used_from_the_command_line() {
+    let storage = common::digest_webdav();
+    let a = Device::new();
+    let code = a.init(&storage, "alpha");
+    a.run(&["copy", "over digest"]).ok();
+    let b = Device::new();
+    b.join(&storage, &code, "beta").ok();
+    assert_eq!(b.run(&["paste"]).ok().stdout, "over digest");
+}
+
+/// Regression: run as a service before any `init`, the agent set the device up and printed the
+/// recovery code into the journal.
+#[test]
+fn the_agents_first_run_without_a_terminal_keeps_the_code_out_of_its_log() {
+    let device = Device::new();
+    let agent = common::start_agent(&device, None, &[]);
+    eventually(Duration::from_secs(30), "the agent to run", || {
+        common::agent_log(&device)
+            .contains("agent running")
+            .then_some(())
+    });
+    let code = device
+        .run(&["key", "show", "--yes"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let log = common::agent_log(&device);
+    assert!(!log.contains(&code[..10]), "{log}");
+    assert!(log.contains("ferry key show --yes"), "{log}");
+    common::stop_agent(agent);
+}
+
+/// A terminal of its own in tmux (a server on a socket of its own), removed on drop.
+struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    /// Runs `command` in a shell in a new terminal; the shell says its exit status after it.
+    fn start(command: &str) -> Terminal {
+        let socket = format!("ferry-test-{}-{:x}", std::process::id(), rand_suffix());
+        let script = format!("{command}; echo \"exit status $?\"; sleep 60");
+        let status = Command::new("tmux")
+            .args(["-L", &socket, "new-session", "-d", "-x", "200", "-y", "40"])
+            .arg(script)
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux started");
+        Terminal { socket }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let output = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-J"])
+    }
+
+    /// Waits until the screen shows `text`; returns the screen.
+    fn wait_for(&self, text: &str) -> String {
+        eventually(Duration::from_secs(30), text, || {
+            let screen = self.screen();
+            screen.contains(text).then_some(screen)
+        })
+    }
+
+    fn type_line(&self, text: &str) {
+        self.tmux(&["send-keys", "-l", text]);
+        self.tmux(&["send-keys", "Enter"]);
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
