@@ -639,6 +639,18 @@ fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
         ran.stdout
     );
     assert_eq!(ran.stderr.trim(), "ferry: 3 of 10 checks failed");
+    // Every check ends its line, the last one too, so the summary never runs into it.
+    assert!(ran.stdout.ends_with("\n"), "{:?}", ran.stdout);
+
+    // With the agent running, its check is the last line and is whole.
+    let agent = common::start_agent(&device, None, &[]);
+    let ran = device.run(&["doctor"]);
+    assert!(
+        ran.stdout.ends_with("ok    agent: running\n"),
+        "{:?}",
+        ran.stdout
+    );
+    common::stop_agent(agent);
 
     // With the key of another repository, the key check says so.
     let other = Device::new();
