@@ -257,19 +257,23 @@ impl WebDavStore {
         }
     }
 
-    /// Whether the collection at `url` exists: PROPFIND at depth 0.
+    /// PROPFIND of `url` at `depth` ("0": the resource itself, "1": and its members).
+    async fn propfind(&self, url: Url, depth: &'static str) -> Result<Response, StoreError> {
+        self.send_to(
+            Method::from_bytes(b"PROPFIND").expect("PROPFIND is a method"),
+            url,
+            Some(Bytes::from_static(PROPFIND_BODY.as_bytes())),
+            |r| {
+                r.header("Depth", depth)
+                    .header(header::CONTENT_TYPE, "application/xml; charset=utf-8")
+            },
+        )
+        .await
+    }
+
+    /// Whether the collection at `url` exists.
     async fn collection_exists(&self, url: &Url) -> Result<bool, StoreError> {
-        let response = self
-            .send_to(
-                Method::from_bytes(b"PROPFIND").expect("PROPFIND is a method"),
-                url.clone(),
-                Some(Bytes::from_static(PROPFIND_BODY.as_bytes())),
-                |r| {
-                    r.header("Depth", "0")
-                        .header(header::CONTENT_TYPE, "application/xml; charset=utf-8")
-                },
-            )
-            .await?;
+        let response = self.propfind(url.clone(), "0").await?;
         match response.status() {
             StatusCode::NOT_FOUND | StatusCode::CONFLICT => Ok(false),
             StatusCode::UNAUTHORIZED => Err(self.classify(&response, url.path())),
@@ -375,17 +379,7 @@ impl WebDavStore {
         let mut found = Vec::new();
         let mut pending = vec![folder];
         while let Some(folder) = pending.pop() {
-            let response = self
-                .send_to(
-                    Method::from_bytes(b"PROPFIND").expect("PROPFIND is a method"),
-                    self.at(&folder)?,
-                    Some(Bytes::from_static(PROPFIND_BODY.as_bytes())),
-                    |r| {
-                        r.header("Depth", "1")
-                            .header(header::CONTENT_TYPE, "application/xml; charset=utf-8")
-                    },
-                )
-                .await?;
+            let response = self.propfind(self.at(&folder)?, "1").await?;
             match response.status() {
                 StatusCode::MULTI_STATUS => {}
                 StatusCode::NOT_FOUND if !folder.is_empty() => continue,
