@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
@@ -44,6 +45,59 @@ fn join_reads_the_recovery_code_from_standard_input_and_never_needs_it_as_an_arg
     // The help says why the prompt is better than the argument.
     let help = Device::new().run(&["join", "--help"]).ok().stdout;
     assert!(help.contains("stays in the shell's history"), "{help}");
+}
+
+/// Regression: the `join` command `init` prints was not quoted, so a store URL with `&` (as S3
+/// URLs have) broke when pasted into a shell.
+#[test]
+fn the_join_command_init_prints_can_be_pasted_into_a_shell() {
+    let storage = storage(Backend::S3);
+    assert!(storage.url.contains('&'), "{}", storage.url);
+    let owner = Device::new();
+    let ran = owner.run_full(&["init", "--store", &storage.url], None, &storage.env);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let line = ran
+        .stdout
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("ferry join "))
+        .unwrap_or_else(|| panic!("no join command in\n{}", ran.stdout));
+    let code = ran
+        .stdout
+        .lines()
+        .map(str::trim)
+        .find(|line| line.len() == 77 && line.matches('-').count() == 12)
+        .unwrap()
+        .to_owned();
+    // As pasted into a shell, with the device's home and the credentials in its environment.
+    let device = Device::new();
+    let pasted = line.replacen(
+        "ferry",
+        &format!("{} --home {}", common::FERRY, device.home().display()),
+        1,
+    );
+    let ferry = device.command_with(&[], &storage.env);
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg(&pasted).env_clear();
+    for (key, value) in ferry.get_envs() {
+        if let Some(value) = value {
+            shell.env(key, value);
+        }
+    }
+    let mut child = shell
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{code}").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{pasted}\n{stderr}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("joined the repository"),
+        "{stderr}"
+    );
 }
 
 #[test]
