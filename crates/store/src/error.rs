@@ -102,3 +102,22 @@ pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server's own failure is retried, but once the retries are spent its message points at
+    /// the server, not at another try.
+    #[test]
+    fn a_server_failure_is_retried_and_named_as_the_servers() {
+        let error = StoreError::ServerFailed {
+            backend: "the WebDAV server",
+            detail: "HTTP 500 Internal Server Error".into(),
+        };
+        assert!(error.is_transient());
+        let message = error.to_string();
+        assert!(!message.contains("retrying may help"), "{message}");
+        assert!(message.contains("the server's error log"), "{message}");
+    }
+}

@@ -246,6 +246,10 @@ impl S3Store {
                     retry_after,
                 }
             }
+            (Some(500..=599), _) => StoreError::ServerFailed {
+                backend: BACKEND,
+                detail,
+            },
             (_, "AccessDenied" | "AllAccessDisabled" | "AccountProblem") | (Some(403), _) => {
                 StoreError::Forbidden {
                     backend: BACKEND,
