@@ -311,26 +311,35 @@ impl Agent {
     }
 
     /// Listens on the topics of the time now: subscribes to the new ones, leaves the old ones.
+    /// A request the relay client could not take is tried again at the next poll.
     fn rotate_topics(&mut self) {
         self.topics_change = topics_change();
-        let topics = self.device.keys.relay.listen_topics(unix_now());
-        if topics == self.topics {
+        let wanted = self.device.keys.relay.listen_topics(unix_now());
+        if wanted == self.topics {
             return;
         }
-        if let Some((client, _)) = &self.relay {
-            for topic in topics.iter().filter(|t| !self.topics.contains(t)) {
-                if let Err(error) = client.subscribe(*topic) {
-                    warn!(%error, "could not subscribe to the relay's new topic");
-                }
+        let Some((client, _)) = &self.relay else {
+            self.topics = wanted;
+            return;
+        };
+        let mut held = Vec::new();
+        for topic in &wanted {
+            if self.topics.contains(topic) {
+                held.push(*topic);
+            } else if let Err(error) = client.subscribe(*topic) {
+                warn!(%error, "could not subscribe to the relay's new topic");
+            } else {
+                held.push(*topic);
             }
-            for topic in self.topics.iter().filter(|t| !topics.contains(t)) {
-                if let Err(error) = client.unsubscribe(*topic) {
-                    warn!(%error, "could not leave the relay's old topic");
-                }
-            }
-            debug!("relay: topics rotated");
         }
-        self.topics = topics;
+        for topic in self.topics.iter().filter(|t| !wanted.contains(t)) {
+            if let Err(error) = client.unsubscribe(*topic) {
+                warn!(%error, "could not leave the relay's old topic");
+                held.push(*topic);
+            }
+        }
+        debug!("relay: topics rotated");
+        self.topics = held;
     }
 
     fn publish(&self, hints: &[ferry_protocol::RelayHint]) {
