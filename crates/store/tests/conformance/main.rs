@@ -254,6 +254,38 @@ async fn webdav_digest_login_is_negotiated_and_a_stale_nonce_renewed() {
     assert!(!message.contains("not-the-password"), "{message}");
 }
 
+/// A hostile or broken server's challenges never panic or loop: each ends in a typed refusal.
+#[tokio::test]
+async fn webdav_broken_challenges_are_refusals() {
+    for challenge in [
+        "Digest",
+        "Digest realm=\"x\", qop=\"bogus\", nonce=\"n\"",
+        "Digest realm=\"x\", algorithm=ROT13, nonce=\"n\"",
+        "Digest realm=\"unterminated, nonce=\"",
+        "Basic",
+        "Negotiate abcdef",
+        "Digest ,,,=,=\",nonce",
+    ] {
+        let (_server, location) = servers::webdav_refusing(challenge).await;
+        let store = WebDavStore::new(
+            &location,
+            Some(servers::dav_credentials()),
+            Timeouts::default(),
+        )
+        .unwrap();
+        let err = store.get("ferry/v1/repo").await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Unauthorized { .. } | StoreError::Misconfigured(_)
+            ),
+            "{challenge}: {err:?}"
+        );
+        assert!(!err.to_string().contains(servers::DAV_PASSWORD));
+        assert!(!err.is_transient(), "{challenge}");
+    }
+}
+
 /// A new repository may name folders that do not exist yet: each missing level is made, on the
 /// in-process server and on nginx; the levels that exist are left alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

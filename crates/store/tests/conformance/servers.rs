@@ -162,6 +162,8 @@ pub(crate) enum DavLogin {
     Basic,
     /// Digest only (RFC 7616 with MD5 and qop=auth); a Basic login is refused.
     Digest,
+    /// A hostile server: every request is refused with `challenge`.
+    Refusing(&'static str),
 }
 
 /// The nonce of the Digest server; a new one every [`NONCE_USES`] requests, as servers rotate
@@ -182,6 +184,11 @@ pub(crate) async fn webdav_with_broken_listings() -> (Running, WebDavLocation) {
 /// [`webdav`], behind Digest authentication only, with a nonce that goes stale.
 pub(crate) async fn webdav_digest() -> (Running, WebDavLocation) {
     start_webdav(0, false, DavLogin::Digest).await
+}
+
+/// [`webdav`], refusing every request with the `WWW-Authenticate` value `challenge`.
+pub(crate) async fn webdav_refusing(challenge: &'static str) -> (Running, WebDavLocation) {
+    start_webdav(0, false, DavLogin::Refusing(challenge)).await
 }
 
 /// Whether `request` carries a Digest login for [`DAV_USER`] with [`DAV_PASSWORD`] under `nonce`.
@@ -263,6 +270,7 @@ async fn start_webdav(
                                      nonce=\"{nonce}\", opaque=\"ferry-opaque\""
                                 ),
                             ),
+                            DavLogin::Refusing(challenge) => (false, challenge.to_owned()),
                         };
                         let refuse = |status: http::StatusCode| {
                             let mut response = http::Response::new(dav_server::body::Body::from(
