@@ -59,6 +59,7 @@ fn clips_cross_between_two_desktops_through_s3_and_the_relay() {
     let mut pair = pair(Backend::S3, true);
     let relay = pair.relay.take().unwrap();
     let (a, b) = (&pair.a, &pair.b);
+    let _logs = common::LogsOnFailure(vec![a, b]);
     let (desk_a, desk_b) = (Display::start(), Display::start());
     // Polling is slow here on purpose (a minute): what arrives fast came through the relay.
     let slow_poll = [("FERRY_SYNC_POLL_INTERVAL", "60s".to_owned())];
@@ -129,6 +130,7 @@ fn a_shared_folder_needs_no_relay_and_polling_reads_the_clipboard() {
     }
     let pair = pair(Backend::Folder, false);
     let (a, b) = (&pair.a, &pair.b);
+    let _logs = common::LogsOnFailure(vec![a, b]);
     let (desk_a, desk_b) = (Display::start(), Display::start());
     // Polling every minute: the folder watcher is what makes it fast.
     let slow_poll = [("FERRY_SYNC_POLL_INTERVAL", "60s".to_owned())];
@@ -154,6 +156,7 @@ fn clips_cross_between_two_wayland_desktops() {
     }
     let pair = pair(Backend::Folder, false);
     let (a, b) = (&pair.a, &pair.b);
+    let _logs = common::LogsOnFailure(vec![a, b]);
     let (desk_a, desk_b) = (Wayland::start(), Wayland::start());
     let with = |desk: &Wayland| {
         let mut env = desk.env();

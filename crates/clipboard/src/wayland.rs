@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use std::sync::mpsc;
 use std::thread;
 
-use tracing::{debug, warn};
+use tracing::{info, warn};
 use wayland_client::globals::{GlobalListContents, registry_queue_init};
 use wayland_client::protocol::{wl_registry, wl_seat::WlSeat};
 use wayland_client::{Connection, Dispatch, EventQueue, Proxy, QueueHandle, event_created_child};
@@ -119,7 +119,10 @@ impl WaylandWatcher {
                     }
                 }
                 Ok(None) => {}
-                Err(error) => debug!(%error, "could not read the new clipboard content"),
+                Err(error) => info!(
+                    %error,
+                    "a copy could not be read from the program that owns it: not recorded"
+                ),
             }
         }
     }

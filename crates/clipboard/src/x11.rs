@@ -8,7 +8,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, warn};
+use tracing::{info, warn};
 use x11rb::connection::Connection;
 use x11rb::protocol::Event;
 use x11rb::protocol::xfixes::{ConnectionExt as _, SelectionEventMask};
@@ -142,7 +142,10 @@ impl X11Watcher {
                     }
                 }
                 Ok(None) => {}
-                Err(error) => debug!(%error, "could not read the new clipboard content"),
+                Err(error) => info!(
+                    %error,
+                    "a copy could not be read from the program that owns it: not recorded"
+                ),
             }
         }
     }

@@ -545,6 +545,25 @@ pub fn stop_agent(mut agent: Running) {
     );
 }
 
+/// Prints the agents' logs of `devices` if the test fails while it lives (declare it after the
+/// devices, so that it runs before their homes are removed): a failure on a loaded CI machine
+/// then says what each agent did.
+pub struct LogsOnFailure<'a>(pub Vec<&'a Device>);
+
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (n, device) in self.0.iter().enumerate() {
+                eprintln!(
+                    "--- agent log of device {n} ({}):\n{}",
+                    device.home().display(),
+                    agent_log(device)
+                );
+            }
+        }
+    }
+}
+
 /// The agent's log so far.
 pub fn agent_log(device: &Device) -> String {
     std::fs::read_to_string(device.home().join("agent.log")).unwrap_or_default()
