@@ -236,6 +236,8 @@ impl Store for FolderStore {
 }
 
 /// Collects the files below `root/dir` whose names start with `prefix`, skipping hidden entries.
+/// An entry deleted between the folder's read and its own (another device replacing its head)
+/// is left out, not an error: the listing is of the moment it was read.
 fn walk(root: &Path, dir: &str, prefix: &str, out: &mut Vec<ObjectMeta>) -> io::Result<()> {
     let entries = match fs::read_dir(root.join(dir)) {
         Ok(entries) => entries,
@@ -251,14 +253,22 @@ fn walk(root: &Path, dir: &str, prefix: &str, out: &mut Vec<ObjectMeta>) -> io::
             continue;
         }
         let name = format!("{dir}{file_name}");
-        let kind = entry.file_type()?;
+        let kind = match entry.file_type() {
+            Ok(kind) => kind,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         if kind.is_dir() {
             let sub = format!("{name}/");
             if sub.starts_with(prefix) || prefix.starts_with(&sub) {
                 walk(root, &sub, prefix, out)?;
             }
         } else if name.starts_with(prefix) {
-            let meta = entry.metadata()?;
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             out.push(ObjectMeta {
                 name,
                 size: meta.len(),

@@ -52,6 +52,36 @@ async fn folder_leftovers_of_a_crash_are_ignored() {
     assert_eq!(names, ["ferry/v1/repo"]);
 }
 
+/// Regression: a listing failed with "no object named `…/head/`" when another device deleted
+/// its previous head between the folder's read and the file's stat, so a fetch failed and the
+/// news waited for the next poll. Objects that vanish mid-listing are simply not listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_listing_while_another_device_replaces_its_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FolderStore::open(dir.path()).unwrap());
+    let writer = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            for seq in 1..=2_000u32 {
+                let name = |seq: u32| format!("ferry/v1/head/device/{seq:016}");
+                store.put_new(&name(seq), vec![1; 64]).await.unwrap();
+                if seq > 1 {
+                    store.delete(&name(seq - 1)).await.unwrap();
+                }
+            }
+        })
+    };
+    let mut listings = 0;
+    while !writer.is_finished() {
+        let page = store.list("ferry/v1/head/", None, 1_000).await;
+        let page = page.unwrap_or_else(|e| panic!("listing {listings} failed: {e}"));
+        assert!(page.objects.len() <= 2, "{:?}", page.objects);
+        listings += 1;
+    }
+    writer.await.unwrap();
+    assert!(listings > 10, "only {listings} listings ran");
+}
+
 #[tokio::test]
 async fn folder_refuses_names_that_leave_the_root() {
     let dir = tempfile::tempdir().unwrap();
