@@ -246,14 +246,16 @@ impl WebDavStore {
                 Err(_) => false,
             };
         }
-        // Basic asked for by name, or a challenge this client does not speak: Basic is the one
-        // scheme left to try.
+        // Basic only where it is asked for by name (or the server names no scheme at all): the
+        // password is not sent to a server that asked for something else.
+        let basic = challenges.is_empty() || challenges.iter().any(|c| starts(c, "Basic"));
         match *scheme {
             Scheme::Basic => false,
-            _ => {
+            _ if basic => {
                 *scheme = Scheme::Basic;
                 true
             }
+            _ => false,
         }
     }
 
