@@ -240,9 +240,10 @@ pub(crate) struct LogArgs {
     /// Only transfers with this device (its tag or a prefix).
     #[arg(long, value_name = "D")]
     pub(crate) device: Option<String>,
-    /// Only this kind: segment, head, snapshot, blob, listing, filter…
+    /// Only this kind: segment, snapshot, blob, filter (a copy refused), upload or fetch (a
+    /// failed pass).
     #[arg(long, value_name = "K")]
-    pub(crate) kind: Option<String>,
+    pub(crate) kind: Option<ferry_sync::transfer::Kind>,
     /// Only lines containing this text.
     #[arg(long, value_name = "Q")]
     pub(crate) search: Option<String>,

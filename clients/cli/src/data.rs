@@ -734,7 +734,7 @@ fn log(device: &Device, args: LogArgs, json: bool, out: &mut Output) -> Result<(
             t.device
                 .as_ref()
                 .is_some_and(|td| td.starts_with(d.as_str()))
-        }) && args.kind.as_ref().is_none_or(|k| &t.kind == k)
+        }) && args.kind.is_none_or(|k| t.kind == k)
             && args.search.as_ref().is_none_or(|q| {
                 [
                     t.name.as_deref(),
@@ -754,18 +754,7 @@ fn log(device: &Device, args: LogArgs, json: bool, out: &mut Output) -> Result<(
         .take(args.limit)
         .collect();
     if json {
-        out.json(&Value::Array(
-            transfers
-                .iter()
-                .map(|t| {
-                    json!({
-                        "at_ms": t.at_ms, "direction": t.direction, "kind": t.kind,
-                        "device": t.device, "name": t.name, "ops": t.ops, "bytes": t.bytes,
-                        "outcome": t.outcome, "detail": t.detail,
-                    })
-                })
-                .collect(),
-        ));
+        out.json(&json!(transfers));
         return Ok(());
     }
     for t in transfers {

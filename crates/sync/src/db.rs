@@ -4,26 +4,30 @@
 //!
 //! | table | what |
 //! | --- | --- |
-//! | `meta` | this device's id and the key id of its repository |
+//! | `meta` | this device's ids, the key id of its repository, and where its snapshots and compaction stand (see [`Meta`]) |
 //! | `ops` | operations not yet folded into the checkpoint: this device's own (with the segment that carries them, once reserved) and other devices' |
 //! | `checkpoint` | the encoded merged state as of some moment; state = checkpoint + `ops` |
-//! | `segments` | this device's segments: sealed bytes kept from reservation until uploaded, so a retry after a crash writes the very same bytes |
+//! | `segments` | this device's segments: sealed segment and head bytes kept from reservation until uploaded, so a retry after a crash writes the very same bytes |
 //! | `cursors` | per other device: the last segment applied and its operation counter |
-//! | `transfers` | the transfer log: every upload, download, quarantine and failure |
+//! | `transfers` | the transfer log (see [`Transfer`]): every upload, download, quarantine, refused copy and failed pass |
 //! | `quarantine` | objects that failed to open or decode, with the reason |
 //! | `blobs` | large content (images, files) by blob id: this device's own, and others' once fetched |
 //! | `blob_chunks` | chunks of a blob being downloaded, so an interrupted download resumes |
 //! | `clip_text`, `clip_rows` | contentless FTS5 index over clip text, for history search, and its row → clip map |
 //!
-//! Every change is one transaction; `record` commits before it returns.
+//! Every change is one transaction; `record` commits before it returns. A row that does not
+//! decode is reported as [`SyncError::LocalState`], never skipped.
 
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::str::FromStr;
 
 use ferry_core::{ClipId, Op, State};
 use ferry_protocol::{BlobId, DeviceId, DeviceTag, KeyId};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::SyncError;
+use crate::transfer::Transfer;
 
 /// The newest schema this build knows. Each step in [`MIGRATIONS`] moves one version up.
 const SCHEMA_VERSION: i64 = 1;
@@ -87,27 +91,34 @@ const MIGRATIONS: &[&str] = &[
      CREATE VIRTUAL TABLE clip_text USING fts5(body, content = '', detail = none);",
 ];
 
-/// One line of the transfer log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transfer {
-    /// When, in milliseconds since the Unix epoch.
-    pub at_ms: u64,
-    /// `up`, `down` or `local`.
-    pub direction: String,
-    /// What moved: `segment`, `head`, `listing`, `filter`, ...
-    pub kind: String,
-    /// The other device's tag, for downloads.
-    pub device: Option<String>,
-    /// The object's name.
-    pub name: Option<String>,
-    /// Operations carried.
-    pub ops: u64,
-    /// Bytes moved.
-    pub bytes: u64,
-    /// `ok`, `failed`, `quarantined` or `skipped`.
-    pub outcome: String,
-    /// Why, when it did not go well.
-    pub detail: Option<String>,
+/// The values kept in the `meta` table, each under its own key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Meta {
+    /// The key id of the repository this database belongs to.
+    KeyId,
+    /// This device's id, made on first use.
+    DeviceId,
+    /// This device's local-only actor (see [`Db::local_identity`]).
+    LocalId,
+    /// This device's newest snapshot.
+    SnapshotSeq,
+    /// This device's operation counter at that snapshot.
+    SnapshotOps,
+    /// This device's segments up to here are deleted (covered by its snapshot).
+    CompactedTo,
+}
+
+impl Meta {
+    fn key(self) -> &'static str {
+        match self {
+            Meta::KeyId => "key_id",
+            Meta::DeviceId => "device_id",
+            Meta::LocalId => "local_id",
+            Meta::SnapshotSeq => "snapshot_seq",
+            Meta::SnapshotOps => "snapshot_ops",
+            Meta::CompactedTo => "compacted_to",
+        }
+    }
 }
 
 /// A segment of this device's, as reserved.
@@ -120,18 +131,23 @@ pub(crate) struct SegmentRow {
     pub(crate) head: Vec<u8>,
 }
 
+impl SegmentRow {
+    /// Operations it carries.
+    pub(crate) fn ops(&self) -> u64 {
+        self.last_op + 1 - self.first_op
+    }
+
+    /// Its sealed bytes, segment and head.
+    pub(crate) fn size(&self) -> u64 {
+        (self.sealed.len() + self.head.len()) as u64
+    }
+}
+
 /// Where this device stands with another device's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CursorRow {
     pub(crate) seq: u64,
     pub(crate) ops: u64,
-}
-
-impl CursorRow {
-    /// The further of two cursors.
-    pub(crate) fn max_with(self, other: CursorRow) -> CursorRow {
-        if other.seq > self.seq { other } else { self }
-    }
 }
 
 pub(crate) struct Db {
@@ -144,6 +160,24 @@ fn to_i64(value: u64) -> i64 {
 
 fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
+}
+
+/// A fixed-size id read from a row; any other length is damage, named by `what`.
+fn fixed<const N: usize>(bytes: Vec<u8>, what: &str) -> Result<[u8; N], SyncError> {
+    let len = bytes.len();
+    <[u8; N]>::try_from(bytes).map_err(|_| SyncError::LocalState {
+        detail: format!("{what} is {len} bytes long, not {N}"),
+    })
+}
+
+/// A word of the transfer log read from a row.
+fn word<T: FromStr>(text: String) -> Result<T, SyncError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|error: T::Err| SyncError::LocalState {
+        detail: format!("the transfer log: {error}"),
+    })
 }
 
 impl Db {
@@ -178,81 +212,70 @@ impl Db {
         Ok(())
     }
 
-    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, SyncError> {
+    fn meta(&self, key: Meta) -> Result<Option<Vec<u8>>, SyncError> {
         Ok(self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [key.key()],
+                |row| row.get(0),
+            )
             .optional()?)
     }
 
-    fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), SyncError> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
-        Ok(())
+    fn set_meta(&self, key: Meta, value: &[u8]) -> Result<(), SyncError> {
+        set_meta(&self.conn, key, value)
     }
 
     /// A number kept in `meta` (0 when never set).
-    pub(crate) fn number(&self, key: &str) -> Result<u64, SyncError> {
-        Ok(self
-            .meta(key)?
-            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
-            .map_or(0, u64::from_le_bytes))
+    pub(crate) fn number(&self, key: Meta) -> Result<u64, SyncError> {
+        match self.meta(key)? {
+            Some(bytes) => Ok(u64::from_le_bytes(fixed(bytes, key.key())?)),
+            None => Ok(0),
+        }
     }
 
     /// Sets a number kept in `meta`.
-    pub(crate) fn set_number(&self, key: &str, value: u64) -> Result<(), SyncError> {
+    pub(crate) fn set_number(&self, key: Meta, value: u64) -> Result<(), SyncError> {
         self.set_meta(key, &value.to_le_bytes())
     }
 
-    /// This device's id, made on first use; and binds the database to `key_id`.
     /// The key id of the repository this database belongs to, once it has opened one.
     pub(crate) fn key_id(&self) -> Result<Option<KeyId>, SyncError> {
-        Ok(self
-            .meta("key_id")?
-            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
-            .map(KeyId))
+        self.meta(Meta::KeyId)?
+            .map(|bytes| fixed(bytes, Meta::KeyId.key()).map(KeyId))
+            .transpose()
     }
 
+    /// This device's id, made on first use; and binds the database to `key_id`.
     pub(crate) fn identity(&self, key_id: KeyId) -> Result<DeviceId, SyncError> {
-        match self.meta("key_id")? {
-            Some(stored) if stored != key_id.0 => {
-                let mut database = [0u8; 8];
-                let n = stored.len().min(8);
-                database[..n].copy_from_slice(&stored[..n]);
+        match self.key_id()? {
+            Some(database) if database != key_id => {
                 return Err(SyncError::OtherRepository {
-                    database: KeyId(database),
+                    database,
                     repository: key_id,
                 });
             }
             Some(_) => {}
-            None => self.set_meta("key_id", &key_id.0)?,
+            None => self.set_meta(Meta::KeyId, &key_id.0)?,
         }
-        if let Some(bytes) = self.meta("device_id")?
-            && let Ok(id) = <[u8; 16]>::try_from(bytes.as_slice())
-        {
-            return Ok(DeviceId(id));
-        }
-        let device = DeviceId::generate()?;
-        self.set_meta("device_id", &device.0)?;
-        Ok(device)
+        self.actor(Meta::DeviceId)
     }
 
     /// This device's local-only actor: the id under which it records data outside its sync
     /// scope. Its operations are never uploaded.
     pub(crate) fn local_identity(&self) -> Result<DeviceId, SyncError> {
-        if let Some(bytes) = self.meta("local_id")?
-            && let Ok(id) = <[u8; 16]>::try_from(bytes.as_slice())
-        {
-            return Ok(DeviceId(id));
+        self.actor(Meta::LocalId)
+    }
+
+    /// The device id kept under `key`, made on first use.
+    fn actor(&self, key: Meta) -> Result<DeviceId, SyncError> {
+        if let Some(bytes) = self.meta(key)? {
+            return Ok(DeviceId(fixed(bytes, key.key())?));
         }
-        let local = DeviceId::generate()?;
-        self.set_meta("local_id", &local.0)?;
-        Ok(local)
+        let id = DeviceId::generate()?;
+        self.set_meta(key, &id.0)?;
+        Ok(id)
     }
 
     /// The merged state (the checkpoint, then every operation after it) and the local-only
@@ -314,13 +337,13 @@ impl Db {
     pub(crate) fn pending(
         &self,
         device: DeviceId,
-        limit: usize,
+        limit: u64,
     ) -> Result<Vec<(u64, Vec<u8>)>, SyncError> {
         let mut statement = self.conn.prepare(
             "SELECT counter, op FROM ops WHERE device = ?1 AND seq IS NULL
              ORDER BY counter LIMIT ?2",
         )?;
-        let rows = statement.query_map(params![device.0, to_i64(limit as u64)], |row| {
+        let rows = statement.query_map(params![device.0, to_i64(limit)], |row| {
             Ok((to_u64(row.get(0)?), row.get(1)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -334,24 +357,17 @@ impl Db {
         Ok(seq.map_or(0, to_u64))
     }
 
-    /// Reserves segment `seq` for the operations `first_op..=last_op`, with its sealed bytes.
-    pub(crate) fn reserve(
-        &mut self,
-        device: DeviceId,
-        seq: u64,
-        first_op: u64,
-        last_op: u64,
-        sealed: &[u8],
-        head: &[u8],
-    ) -> Result<(), SyncError> {
+    /// Reserves a segment of `device`'s operations `first_op..=last_op`, with its sealed bytes.
+    pub(crate) fn reserve(&mut self, device: DeviceId, row: &SegmentRow) -> Result<(), SyncError> {
+        let (seq, first_op, last_op) = (to_i64(row.seq), to_i64(row.first_op), to_i64(row.last_op));
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO segments (seq, first_op, last_op, sealed, head) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![to_i64(seq), to_i64(first_op), to_i64(last_op), sealed, head],
+            params![seq, first_op, last_op, row.sealed, row.head],
         )?;
         tx.execute(
             "UPDATE ops SET seq = ?1 WHERE device = ?2 AND counter BETWEEN ?3 AND ?4",
-            params![to_i64(seq), device.0, to_i64(first_op), to_i64(last_op)],
+            params![seq, device.0, first_op, last_op],
         )?;
         tx.commit()?;
         Ok(())
@@ -401,16 +417,11 @@ impl Db {
     }
 
     /// Marks segment `seq` uploaded and drops its sealed bytes.
-    pub(crate) fn uploaded(
-        &mut self,
-        seq: u64,
-        at_ms: u64,
-        transfer: &Transfer,
-    ) -> Result<(), SyncError> {
+    pub(crate) fn uploaded(&mut self, seq: u64, transfer: &Transfer) -> Result<(), SyncError> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE segments SET uploaded_at = ?2, sealed = NULL, head = NULL WHERE seq = ?1",
-            params![to_i64(seq), to_i64(at_ms)],
+            params![to_i64(seq), to_i64(transfer.at_ms)],
         )?;
         insert_transfer(&tx, transfer)?;
         tx.commit()?;
@@ -448,10 +459,9 @@ impl Db {
         let mut out = Vec::new();
         for row in rows {
             let (tag, device, seq, ops) = row?;
-            if let (Ok(tag), Ok(device)) = (<[u8; 16]>::try_from(tag), <[u8; 16]>::try_from(device))
-            {
-                out.push((DeviceTag(tag), DeviceId(device), CursorRow { seq, ops }));
-            }
+            let tag = DeviceTag(fixed(tag, "a cursor's device tag")?);
+            let device = DeviceId(fixed(device, "a cursor's device id")?);
+            out.push((tag, device, CursorRow { seq, ops }));
         }
         Ok(out)
     }
@@ -494,17 +504,12 @@ impl Db {
         transfers: &[Transfer],
     ) -> Result<(), SyncError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO checkpoint (id, state) VALUES (1, ?1)
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-            [state.encode()],
-        )?;
+        write_checkpoint(&tx, state)?;
         // Other devices' operations are in the new checkpoint; this device's own stay until
         // uploaded (applying them again changes nothing).
         tx.execute(
-            "DELETE FROM ops WHERE device NOT IN
-                 (SELECT value FROM meta WHERE key IN ('device_id', 'local_id'))",
-            [],
+            "DELETE FROM ops WHERE device NOT IN (SELECT value FROM meta WHERE key IN (?1, ?2))",
+            [Meta::DeviceId.key(), Meta::LocalId.key()],
         )?;
         for (tag, device, cursor) in cursors {
             tx.execute(
@@ -533,26 +538,43 @@ impl Db {
         insert_transfer(&self.conn, transfer)
     }
 
+    /// Records this device's snapshot at `seq`, made at operation `ops`, as written.
+    pub(crate) fn snapshot_written(
+        &mut self,
+        seq: u64,
+        ops: u64,
+        transfer: &Transfer,
+    ) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        set_meta(&tx, Meta::SnapshotSeq, &seq.to_le_bytes())?;
+        set_meta(&tx, Meta::SnapshotOps, &ops.to_le_bytes())?;
+        insert_transfer(&tx, transfer)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The newest `limit` lines of the transfer log, newest first.
     pub(crate) fn transfers(&self, limit: usize) -> Result<Vec<Transfer>, SyncError> {
         let mut statement = self.conn.prepare(
             "SELECT at, direction, kind, device, name, ops, bytes, outcome, detail
              FROM transfers ORDER BY id DESC LIMIT ?1",
         )?;
-        let rows = statement.query_map([to_i64(limit as u64)], |row| {
-            Ok(Transfer {
+        let mut rows = statement.query([to_i64(limit as u64)])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Transfer {
                 at_ms: to_u64(row.get(0)?),
-                direction: row.get(1)?,
-                kind: row.get(2)?,
+                direction: word(row.get(1)?)?,
+                kind: word(row.get(2)?)?,
                 device: row.get(3)?,
                 name: row.get(4)?,
                 ops: to_u64(row.get(5)?),
                 bytes: to_u64(row.get(6)?),
-                outcome: row.get(7)?,
+                outcome: word(row.get(7)?)?,
                 detail: row.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            });
+        }
+        Ok(out)
     }
 
     /// Quarantines `name` with `reason`, logging it.
@@ -572,15 +594,11 @@ impl Db {
         Ok(())
     }
 
-    /// Whether `name` is quarantined.
-    pub(crate) fn is_quarantined(&self, name: &str) -> Result<bool, SyncError> {
-        Ok(self
-            .conn
-            .query_row("SELECT 1 FROM quarantine WHERE name = ?1", [name], |_| {
-                Ok(())
-            })
-            .optional()?
-            .is_some())
+    /// The names of every quarantined object.
+    pub(crate) fn quarantined_names(&self) -> Result<BTreeSet<String>, SyncError> {
+        let mut statement = self.conn.prepare("SELECT name FROM quarantine")?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every quarantined object with its reason.
@@ -605,16 +623,12 @@ impl Db {
     /// checkpoint does not hold).
     pub(crate) fn checkpoint(&mut self, state: &State, device: DeviceId) -> Result<(), SyncError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO checkpoint (id, state) VALUES (1, ?1)
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-            [state.encode()],
-        )?;
+        write_checkpoint(&tx, state)?;
         // Local-only operations are not in the checkpoint: they stay.
         tx.execute(
             "DELETE FROM ops WHERE device != ?1 AND device NOT IN
-                 (SELECT value FROM meta WHERE key = 'local_id')",
-            [device.0],
+                 (SELECT value FROM meta WHERE key = ?2)",
+            params![device.0, Meta::LocalId.key()],
         )?;
         tx.execute(
             "DELETE FROM ops WHERE device = ?1 AND seq IN
@@ -633,9 +647,7 @@ impl Db {
         let rows = statement.query_map([], |row| row.get::<_, Vec<u8>>(0))?;
         let mut out = Vec::new();
         for row in rows {
-            if let Ok(id) = <[u8; 32]>::try_from(row?) {
-                out.push(BlobId(id));
-            }
+            out.push(BlobId(fixed(row?, "a blob id")?));
         }
         Ok(out)
     }
@@ -726,9 +738,7 @@ impl Db {
         })?;
         let mut out = Vec::new();
         for row in rows {
-            if let Ok(id) = <[u8; 16]>::try_from(row?) {
-                out.push(ClipId(id));
-            }
+            out.push(ClipId(fixed(row?, "a clip id in the search index")?));
         }
         Ok(out)
     }
@@ -785,19 +795,38 @@ fn index_text(tx: &Transaction<'_>, clip: ClipId, text: &str) -> Result<(), Sync
     Ok(())
 }
 
+fn set_meta(conn: &Connection, key: Meta, value: &[u8]) -> Result<(), SyncError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key.key(), value],
+    )?;
+    Ok(())
+}
+
+/// Replaces the checkpoint with `state`.
+fn write_checkpoint(tx: &Transaction<'_>, state: &State) -> Result<(), SyncError> {
+    tx.execute(
+        "INSERT INTO checkpoint (id, state) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+        [state.encode()],
+    )?;
+    Ok(())
+}
+
 fn insert_transfer(conn: &Connection, t: &Transfer) -> Result<(), SyncError> {
     conn.execute(
         "INSERT INTO transfers (at, direction, kind, device, name, ops, bytes, outcome, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             to_i64(t.at_ms),
-            t.direction,
-            t.kind,
+            t.direction.as_str(),
+            t.kind.as_str(),
             t.device,
             t.name,
             to_i64(t.ops),
             to_i64(t.bytes),
-            t.outcome,
+            t.outcome.as_str(),
             t.detail
         ],
     )?;

@@ -32,13 +32,14 @@
 mod db;
 mod engine;
 mod error;
-mod names;
 mod policy;
+mod remote;
 pub mod repo;
+pub mod transfer;
 
-pub use db::Transfer;
 pub use engine::{
     DryRun, Engine, EngineConfig, FetchReport, PeerStatus, Planned, Status, UploadReport,
 };
 pub use error::SyncError;
 pub use policy::{Direction, Filters};
+pub use transfer::Transfer;

@@ -4,7 +4,7 @@ use ferry_protocol::{KdfParams, Keys, ObjectName, RepoHeader};
 use ferry_store::{RetryPolicy, Store, StoreError};
 
 use crate::SyncError;
-use crate::names::path;
+use crate::remote::path;
 
 /// Creates a repository: writes the public header with its sealed key check, once. Refuses when
 /// a repository (or anything at its name) is already there.

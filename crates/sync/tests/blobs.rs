@@ -11,6 +11,7 @@ use ferry_core::{Body, ClipContent};
 use ferry_protocol::names::ROOT;
 use ferry_protocol::{BlobId, ObjectName};
 use ferry_store::Store;
+use ferry_sync::transfer::{Kind, Outcome};
 use ferry_sync::{EngineConfig, SyncError};
 
 const CHUNK: usize = 64 * 1024;
@@ -196,6 +197,6 @@ async fn a_damaged_or_swapped_chunk_is_refused_with_its_name() {
             .transfers(20)
             .unwrap()
             .iter()
-            .any(|t| t.kind == "blob" && t.outcome == "failed")
+            .any(|t| t.kind == Kind::Blob && t.outcome == Outcome::Failed)
     );
 }

@@ -12,6 +12,7 @@ use ferry_core::{ClipContent, DataKind, Strategy};
 use ferry_protocol::names::ROOT;
 use ferry_protocol::{DeviceId, Error as ProtocolError, ObjectName, RawOp, Segment};
 use ferry_store::Store;
+use ferry_sync::transfer::{Direction, Kind, Outcome};
 use ferry_sync::{Engine, SyncError, repo};
 
 async fn sync_all(devices: &mut [Device]) {
@@ -386,7 +387,7 @@ async fn hostile_objects_are_quarantined_and_other_devices_still_apply() {
             "{reason}"
         );
         let logged = reader.engine.transfers(20).unwrap();
-        assert!(logged.iter().any(|t| t.outcome == "quarantined"));
+        assert!(logged.iter().any(|t| t.outcome == Outcome::Quarantined));
         // A quarantined object is not fetched again on every poll.
         let again = reader.engine.fetch().await.unwrap();
         assert_eq!(again.quarantined, 0);
@@ -623,7 +624,7 @@ async fn an_offline_device_catches_up_from_snapshots_after_others_compacted() {
         assert!(
             transfers
                 .iter()
-                .any(|t| t.kind == "snapshot" && t.direction == "down"),
+                .any(|t| t.kind == Kind::Snapshot && t.direction == Direction::Down),
             "{backend:?}: caught up without a snapshot?"
         );
         assert!(devices[2].engine.status().unwrap().quarantined.is_empty());
@@ -666,7 +667,7 @@ async fn a_new_device_starts_from_snapshots_and_the_tail_in_few_requests() {
         assert_eq!(fresh.texts().len(), 121, "{backend:?}");
         let transfers = fresh.engine.transfers(100).unwrap();
         assert!(
-            transfers.iter().any(|t| t.kind == "snapshot"),
+            transfers.iter().any(|t| t.kind == Kind::Snapshot),
             "{backend:?}"
         );
         writers.push(fresh);
@@ -750,7 +751,7 @@ async fn filtered_clips_are_never_recorded_or_uploaded_and_the_log_says_why() {
             .transfers(10)
             .unwrap()
             .into_iter()
-            .filter(|t| t.kind == "filter")
+            .filter(|t| t.kind == Kind::Filter)
             .collect();
         assert_eq!(skipped.len(), 2);
         for line in &skipped {

@@ -1,0 +1,418 @@
+//! The engine: record locally, upload own segments, fetch and apply others'.
+//!
+//! Upload of one segment, every step safe to repeat after a crash:
+//!
+//! ```text
+//! reserve (one transaction): seq, the ops it carries, sealed segment + head bytes
+//! PUT log/<tag>/<seq>   (write-once; "already there" → compare bytes)
+//! PUT head/<tag>/<seq>  (write-once)
+//! DELETE head/<tag>/<seq-1>
+//! mark uploaded (+ transfer log) → hint (tag, seq) for the relay
+//! ```
+//!
+//! Fetch: LIST `head/` (the names carry tag and seq: nothing else is read for an idle poll),
+//! then for each other device whose head is past its cursor, GET the missing segments in order
+//! and apply each in one transaction. An object that does not open or decode is quarantined;
+//! that device's stream waits, the others go on.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use ferry_core::{Action, Body, ClipContent, ClipId, DataKind, Op, Replica, Scope, State};
+use ferry_protocol::{BlobId, DeviceId, DeviceTag, Keys, NamesKey, RelayHint};
+use ferry_store::{RetryPolicy, Store};
+use tracing::warn;
+
+use crate::db::Db;
+use crate::policy::{Direction, Filters};
+use crate::remote::Remote;
+use crate::transfer::{self, Kind, Outcome, Transfer, now_ms};
+use crate::{SyncError, repo};
+
+mod blobs;
+mod fetch;
+pub(crate) mod plan;
+mod snapshot;
+mod upload;
+
+/// How the engine batches and keeps its database small.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Retries for storage requests.
+    pub retry: RetryPolicy,
+    /// Most operations in one segment.
+    pub max_segment_ops: usize,
+    /// Fold operations into the local checkpoint once this many are stored.
+    pub checkpoint_every: u64,
+    /// Write a snapshot (and delete the own segments it covers) after this many own operations.
+    pub snapshot_every: u64,
+    /// Which way data flows.
+    pub direction: Direction,
+    /// Which clips are recorded at all.
+    pub filters: Filters,
+    /// Which kinds of data sync. Changes to the others are kept on this device only, and
+    /// other devices' changes to them do not show here (see [`Engine::state_for`]).
+    pub scope: Scope,
+    /// Images and files larger than this go to `blob/` as chunks, outside the segment.
+    pub blob_threshold: u64,
+    /// Bytes per blob chunk (at most 4 MiB).
+    pub blob_chunk: usize,
+    /// Others' blobs up to this size are fetched with their segment; larger ones when asked
+    /// for ([`Engine::blob`]).
+    pub eager_blob_bytes: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            retry: RetryPolicy::DEFAULT,
+            max_segment_ops: 1000,
+            checkpoint_every: 20_000,
+            snapshot_every: 5_000,
+            direction: Direction::Both,
+            filters: Filters::default(),
+            scope: Scope::ALL,
+            blob_threshold: 64 * 1024,
+            blob_chunk: 1024 * 1024,
+            eager_blob_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadReport {
+    /// Segments written.
+    pub segments: u64,
+    /// Operations they carried.
+    pub ops: u64,
+    /// Bytes written (segments and heads).
+    pub bytes: u64,
+    /// A hint per segment, for the relay.
+    pub hints: Vec<RelayHint>,
+}
+
+/// What a fetch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchReport {
+    /// Segments applied.
+    pub segments: u64,
+    /// Operations in them.
+    pub ops: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Objects newly quarantined.
+    pub quarantined: u64,
+}
+
+/// One object a sync would move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// Its store path.
+    pub name: String,
+    /// Operations it carries (uploads; 0 where unknown before reading it).
+    pub ops: u64,
+    /// Its size in bytes (for new segments: the operations' size before sealing).
+    pub bytes: u64,
+}
+
+/// What a sync would move, computed without moving anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DryRun {
+    /// Segments to write.
+    pub upload: Vec<Planned>,
+    /// Segments and snapshots to read.
+    pub download: Vec<Planned>,
+}
+
+/// Where this device stands with another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The other device's id.
+    pub device: DeviceId,
+    /// Its tag in object names.
+    pub tag: DeviceTag,
+    /// Its last segment applied here.
+    pub seq: u64,
+    /// Its operation counter at that segment.
+    pub ops: u64,
+}
+
+/// Everything `ferry status` shows about sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// This device.
+    pub device: DeviceId,
+    /// Its tag in object names.
+    pub tag: DeviceTag,
+    /// Operations recorded and not yet in an uploaded segment.
+    pub pending_ops: u64,
+    /// Segments reserved and not yet uploaded.
+    pub pending_segments: u64,
+    /// This device's newest segment.
+    pub last_seq: u64,
+    /// The last upload that succeeded.
+    pub last_upload: Option<SystemTime>,
+    /// The last fetch that succeeded.
+    pub last_fetch: Option<SystemTime>,
+    /// Other devices and how far this one has applied them.
+    pub peers: Vec<PeerStatus>,
+    /// Quarantined objects with the reason.
+    pub quarantined: Vec<(String, String)>,
+    /// The most recent failures, newest last.
+    pub recent_errors: Vec<String>,
+}
+
+const RECENT_ERRORS: usize = 10;
+
+/// One device's sync engine over one repository.
+pub struct Engine {
+    remote: Remote,
+    keys: Keys,
+    device: DeviceId,
+    tag: DeviceTag,
+    db: Db,
+    /// The merged, synced state.
+    replica: Replica,
+    /// This device's local-only data: what it records outside its sync scope.
+    local: Replica,
+    config: EngineConfig,
+    last_upload: Option<SystemTime>,
+    last_fetch: Option<SystemTime>,
+    recent_errors: VecDeque<String>,
+    /// Blobs of clips applied in this fetch, to fetch at its end.
+    wanted_blobs: Vec<BlobId>,
+}
+
+/// Which pass of a sync ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Upload,
+    Fetch,
+}
+
+fn clip_text(op: &Op) -> Option<(ClipId, &str)> {
+    match &op.action {
+        Action::Copy { clip, content } => content.text().map(|text| (*clip, text)),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// Opens the repository in `store` with `keys` (checking the key before anything else) and
+    /// the local database at `database` (created on first use, with a new device id). When the
+    /// storage cannot be reached, a database that opened this repository with these keys before
+    /// opens anyway: recording works offline and syncing resumes when the storage answers.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        keys: Keys,
+        database: &Path,
+        config: EngineConfig,
+    ) -> Result<Engine, SyncError> {
+        let known = database.exists();
+        let db;
+        let key_id = match repo::open(&*store, &keys, &config.retry).await {
+            Ok(header) => {
+                db = Db::open(database)?;
+                header.key_id
+            }
+            // Offline: a device that opened this repository with this key before starts anyway,
+            // records locally, and syncs once the storage answers.
+            Err(error) if error.is_transient() && known => {
+                db = Db::open(database)?;
+                if db.key_id()? != Some(keys.id) {
+                    return Err(error);
+                }
+                warn!(%error, "the storage is unreachable: working offline until it answers");
+                keys.id
+            }
+            Err(error) => return Err(error),
+        };
+        let device = db.identity(key_id)?;
+        let local = db.local_identity()?;
+        let (state, local_state) = db.load_state(local)?;
+        Ok(Engine {
+            tag: keys.names.device_tag(&device),
+            replica: Replica::with_state(device, state),
+            local: Replica::with_state(local, local_state),
+            remote: Remote::new(store, config.retry),
+            keys,
+            device,
+            db,
+            config,
+            last_upload: None,
+            last_fetch: None,
+            recent_errors: VecDeque::new(),
+            wanted_blobs: Vec::new(),
+        })
+    }
+
+    /// This device's id.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The merged state.
+    pub fn state(&self) -> &State {
+        self.replica.state()
+    }
+
+    /// The state to show for `kind`: the merged state when `kind` syncs, otherwise this
+    /// device's local-only state.
+    pub fn state_for(&self, kind: DataKind) -> &State {
+        if self.config.scope.includes_kind(kind) {
+            self.replica.state()
+        } else {
+            self.local.state()
+        }
+    }
+
+    /// Reloads both states from the database, after a write that failed.
+    fn reload(&mut self) -> Result<(), SyncError> {
+        let (state, local) = self.db.load_state(self.local.device())?;
+        self.replica = Replica::with_state(self.device, state);
+        self.local = Replica::with_state(self.local.device(), local);
+        Ok(())
+    }
+
+    /// Makes an operation with `make` and stores it durably before returning it.
+    /// `kind` is the kind of data the operation changes: outside the sync scope it is made by
+    /// this device's local-only actor and never leaves the device.
+    pub fn record(
+        &mut self,
+        kind: DataKind,
+        make: impl FnOnce(&mut Replica, &NamesKey, u64) -> Op,
+    ) -> Result<Op, SyncError> {
+        self.record_with(kind, make, None)
+    }
+
+    fn record_with(
+        &mut self,
+        kind: DataKind,
+        make: impl FnOnce(&mut Replica, &NamesKey, u64) -> Op,
+        blob: Option<(BlobId, &[u8])>,
+    ) -> Result<Op, SyncError> {
+        let replica = if self.config.scope.includes_kind(kind) {
+            &mut self.replica
+        } else {
+            &mut self.local
+        };
+        let op = make(replica, &self.keys.names, now_ms());
+        if op.data_kind() != kind {
+            warn!(?kind, made = ?op.data_kind(), "an operation was recorded under another kind");
+        }
+        if let Err(error) = self.db.record(&op, clip_text(&op), blob) {
+            // The operation is not stored: forget it in memory too.
+            self.reload()?;
+            return Err(error);
+        }
+        Ok(op)
+    }
+
+    /// Records a copy of `content`, unless the filters refuse it: then nothing is recorded,
+    /// the transfer log says why (without quoting the content), and `None` is returned.
+    pub fn copy(&mut self, content: ClipContent) -> Result<Option<Op>, SyncError> {
+        if let Some(reason) = self.config.filters.refuses(&content) {
+            let refused = Transfer::new(transfer::Direction::Local, Kind::Filter, Outcome::Skipped)
+                .device(&self.tag)
+                .bytes(content.size())
+                .detail(reason);
+            self.db.log(&refused)?;
+            return Ok(None);
+        }
+        // Large images and files travel as blobs: the operation carries the blob's id.
+        let mut content = content;
+        let mut blob = None;
+        if let Some(body) = content.body_mut()
+            && let Body::Inline(bytes) = body
+            && bytes.len() as u64 > self.config.blob_threshold
+        {
+            let data = std::mem::take(bytes);
+            let id = self.keys.names.blob_id(&data);
+            *body = Body::Blob {
+                id,
+                len: data.len() as u64,
+            };
+            blob = Some((id, data));
+        }
+        let blob_ref = blob.as_ref().map(|(id, data)| (*id, data.as_slice()));
+        self.record_with(
+            DataKind::Clips,
+            |replica, names, now| replica.copy(names, content, now),
+            blob_ref,
+        )
+        .map(Some)
+    }
+
+    /// Clips whose text holds every word of `query`, best match first.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<ClipId>, SyncError> {
+        self.db.search(query, limit)
+    }
+
+    /// The newest `limit` lines of the transfer log.
+    pub fn transfers(&self, limit: usize) -> Result<Vec<Transfer>, SyncError> {
+        self.db.transfers(limit)
+    }
+
+    /// Uploads, then fetches.
+    pub async fn sync(&mut self) -> Result<(UploadReport, FetchReport), SyncError> {
+        let upload = self.upload().await?;
+        let fetch = self.fetch().await?;
+        Ok((upload, fetch))
+    }
+
+    /// Records the outcome of an upload or fetch for the status.
+    fn finish(&mut self, result: &Result<(), SyncError>, pass: Pass) {
+        let error = match (result, pass) {
+            (Ok(()), Pass::Upload) => return self.last_upload = Some(SystemTime::now()),
+            (Ok(()), Pass::Fetch) => return self.last_fetch = Some(SystemTime::now()),
+            (Err(error), _) => error,
+        };
+        let (direction, kind, what) = match pass {
+            Pass::Upload => (transfer::Direction::Up, Kind::Upload, "upload"),
+            Pass::Fetch => (transfer::Direction::Down, Kind::Fetch, "fetch"),
+        };
+        let failed = Transfer::new(direction, kind, Outcome::Failed).detail(error.to_string());
+        if let Err(log_error) = self.db.log(&failed) {
+            warn!(error = %log_error, "the transfer log could not be written");
+        }
+        self.note(format!("{what} failed: {error}"));
+    }
+
+    fn note(&mut self, message: String) {
+        if self.recent_errors.len() == RECENT_ERRORS {
+            self.recent_errors.pop_front();
+        }
+        self.recent_errors.push_back(message);
+    }
+
+    /// Where sync stands.
+    pub fn status(&self) -> Result<Status, SyncError> {
+        let (pending_segments, pending_ops) = self.db.pending_counts(self.device)?;
+        let peers = self
+            .db
+            .cursors()?
+            .into_iter()
+            .map(|(tag, device, cursor)| PeerStatus {
+                device,
+                tag,
+                seq: cursor.seq,
+                ops: cursor.ops,
+            })
+            .collect();
+        Ok(Status {
+            device: self.device,
+            tag: self.tag,
+            pending_ops,
+            pending_segments,
+            last_seq: self.db.last_seq()?,
+            last_upload: self.last_upload,
+            last_fetch: self.last_fetch,
+            peers,
+            quarantined: self.db.quarantined()?,
+            recent_errors: self.recent_errors.iter().cloned().collect(),
+        })
+    }
+}

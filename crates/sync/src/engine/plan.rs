@@ -1,0 +1,298 @@
+//! Deciding apart from doing: what an upload writes and what a fetch reads, from what is known,
+//! with no I/O. [`Engine::upload`](super::Engine::upload) and the fetches execute these plans;
+//! [`Engine::dry_run`](super::Engine::dry_run) renders them, so the two cannot drift apart.
+
+use std::collections::BTreeSet;
+
+use ferry_protocol::{DeviceTag, ObjectName};
+
+/// One segment an upload writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Write {
+    /// Its seq in this device's log.
+    pub(crate) seq: u64,
+    /// Operations it carries.
+    pub(crate) ops: u64,
+    /// Sealed size when reserved; otherwise the operations' encoded size.
+    pub(crate) bytes: u64,
+    /// Whether it is sealed already (reserved by an upload that did not finish).
+    pub(crate) source: Source,
+}
+
+/// Where a planned segment's bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// Sealed and kept earlier: written as they are.
+    Reserved,
+    /// Pending operations, sealed when the upload reaches them.
+    Pending,
+}
+
+/// This device's unsent work.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Outbox {
+    /// Segments reserved and not uploaded, oldest first: (seq, operations, sealed bytes).
+    pub(crate) reserved: Vec<(u64, u64, u64)>,
+    /// Operations not yet in a segment.
+    pub(crate) pending_ops: u64,
+    /// Their encoded size.
+    pub(crate) pending_bytes: u64,
+    /// This device's newest segment (reserved or uploaded).
+    pub(crate) last_seq: u64,
+    /// Most operations in one segment.
+    pub(crate) batch: u64,
+}
+
+/// The segments an upload writes, in order: the reserved ones, then the pending operations in
+/// batches.
+pub(crate) fn upload(outbox: &Outbox) -> Vec<Write> {
+    let mut writes: Vec<Write> = outbox
+        .reserved
+        .iter()
+        .map(|&(seq, ops, bytes)| Write {
+            seq,
+            ops,
+            bytes,
+            source: Source::Reserved,
+        })
+        .collect();
+    let batch = outbox.batch.max(1);
+    let per_op = outbox
+        .pending_bytes
+        .checked_div(outbox.pending_ops)
+        .unwrap_or(0);
+    let mut left = outbox.pending_ops;
+    let mut seq = outbox.last_seq;
+    while left > 0 {
+        let ops = left.min(batch);
+        seq += 1;
+        writes.push(Write {
+            seq,
+            ops,
+            bytes: ops * per_op,
+            source: Source::Pending,
+        });
+        left -= ops;
+    }
+    writes
+}
+
+/// What is known of another device's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Peer {
+    /// Its tag.
+    pub(crate) tag: DeviceTag,
+    /// Its newest head seq.
+    pub(crate) head: u64,
+    /// Its last segment applied here (0: never seen).
+    pub(crate) applied: u64,
+    /// Its newest snapshot, where one was listed.
+    pub(crate) snapshot: Option<u64>,
+    /// Its segments known not to be stored (compacted away or deleted).
+    pub(crate) missing: BTreeSet<u64>,
+}
+
+impl Peer {
+    /// A device known only by its head and how far it is applied here.
+    pub(crate) fn new(tag: DeviceTag, head: u64, applied: u64) -> Peer {
+        Peer {
+            tag,
+            head,
+            applied,
+            snapshot: None,
+            missing: BTreeSet::new(),
+        }
+    }
+}
+
+/// One object a fetch reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// The device's snapshot at this seq: its state up to there, in one object.
+    Snapshot(u64),
+    /// The device's segment at this seq.
+    Segment(u64),
+}
+
+/// Why a device's stream stops short of its head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The segment is not stored and no snapshot covers it: the next poll looks again.
+    Missing(u64),
+    /// The segment is quarantined: the stream waits for it (forever, unless it is replaced).
+    Quarantined(u64),
+}
+
+/// The reads that bring one device up to its head, in order, and where they stop short.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PeerPlan {
+    /// What to read.
+    pub(crate) reads: Vec<Read>,
+    /// Why the reads end before the head, if they do.
+    pub(crate) stop: Option<Stop>,
+}
+
+impl PeerPlan {
+    /// The snapshot the plan starts with, if it starts with one.
+    pub(crate) fn leading_snapshot(&self) -> Option<u64> {
+        match self.reads.first() {
+            Some(Read::Snapshot(seq)) => Some(*seq),
+            _ => None,
+        }
+    }
+}
+
+/// The reads for one device. A device never seen starts from its newest snapshot; a segment
+/// known to be missing, or quarantined, is skipped through the snapshot when it covers it
+/// (the device compacted past it); a quarantined object is never read again.
+pub(crate) fn fetch(peer: &Peer, quarantined: &BTreeSet<String>) -> PeerPlan {
+    let is_quarantined = |name: ObjectName| quarantined.contains(&crate::remote::path(&name));
+    let device = peer.tag;
+    let usable_snapshot = peer
+        .snapshot
+        .filter(|&seq| !is_quarantined(ObjectName::Snap { device, seq }));
+    let mut plan = PeerPlan::default();
+    let mut at = peer.applied;
+    while at < peer.head {
+        let next = at + 1;
+        let blocked = if peer.missing.contains(&next) {
+            Some(Stop::Missing(next))
+        } else if is_quarantined(ObjectName::Log { device, seq: next }) {
+            Some(Stop::Quarantined(next))
+        } else {
+            None
+        };
+        if (at == 0 || blocked.is_some())
+            && let Some(seq) = usable_snapshot.filter(|&seq| seq > at)
+        {
+            plan.reads.push(Read::Snapshot(seq));
+            at = seq;
+            continue;
+        }
+        if blocked.is_some() {
+            plan.stop = blocked;
+            break;
+        }
+        plan.reads.push(Read::Segment(next));
+        at = next;
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TAG: DeviceTag = DeviceTag([7; 16]);
+
+    fn peer(head: u64, applied: u64, snapshot: Option<u64>, missing: &[u64]) -> Peer {
+        Peer {
+            tag: TAG,
+            head,
+            applied,
+            snapshot,
+            missing: missing.iter().copied().collect(),
+        }
+    }
+
+    fn quarantined(names: &[ObjectName]) -> BTreeSet<String> {
+        names.iter().map(crate::remote::path).collect()
+    }
+
+    use Read::{Segment, Snapshot};
+
+    /// A case: its name, the device as known, the quarantined names, the reads, the stop.
+    type Case<'a> = (
+        &'a str,
+        Peer,
+        &'a BTreeSet<String>,
+        &'a [Read],
+        Option<Stop>,
+    );
+
+    #[test]
+    fn fetch_plans_by_case() {
+        let none = BTreeSet::new();
+        let snap_5 = quarantined(&[ObjectName::Snap {
+            device: TAG,
+            seq: 5,
+        }]);
+        let log_3 = quarantined(&[ObjectName::Log {
+            device: TAG,
+            seq: 3,
+        }]);
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            ("up to date", peer(4, 4, None, &[]), &none, &[], None),
+            ("ahead of an old head (a replay)", peer(2, 4, None, &[]), &none, &[], None),
+            ("never seen, no snapshot", peer(3, 0, None, &[]), &none,
+                &[Segment(1), Segment(2), Segment(3)], None),
+            ("never seen, with a snapshot", peer(7, 0, Some(5), &[]), &none,
+                &[Snapshot(5), Segment(6), Segment(7)], None),
+            ("never seen, snapshot at the head", peer(5, 0, Some(5), &[1, 2, 3, 4, 5]), &none,
+                &[Snapshot(5)], None),
+            ("behind", peer(6, 4, Some(2), &[]), &none, &[Segment(5), Segment(6)], None),
+            ("behind a compaction", peer(8, 2, Some(6), &[3, 4, 5, 6]), &none,
+                &[Snapshot(6), Segment(7), Segment(8)], None),
+            ("compacted past a snapshot not listed", peer(8, 2, None, &[3]), &none,
+                &[], Some(Stop::Missing(3))),
+            ("a gap the snapshot does not cover", peer(9, 0, Some(4), &[1, 2, 3, 4, 6]), &none,
+                &[Snapshot(4), Segment(5)], Some(Stop::Missing(6))),
+            ("a gap mid-stream, covered", peer(9, 1, Some(7), &[3]), &none,
+                &[Segment(2), Snapshot(7), Segment(8), Segment(9)], None),
+            ("a quarantined snapshot", peer(6, 0, Some(5), &[]), &snap_5,
+                &[Segment(1), Segment(2), Segment(3), Segment(4), Segment(5), Segment(6)], None),
+            ("a quarantined snapshot, segments gone", peer(6, 0, Some(5), &[1]), &snap_5,
+                &[], Some(Stop::Missing(1))),
+            ("a quarantined segment", peer(5, 1, None, &[]), &log_3,
+                &[Segment(2)], Some(Stop::Quarantined(3))),
+            ("a quarantined segment a snapshot covers", peer(6, 2, Some(4), &[]), &log_3,
+                &[Snapshot(4), Segment(5), Segment(6)], None),
+            ("a snapshot older than the cursor", peer(5, 3, Some(2), &[]), &none,
+                &[Segment(4), Segment(5)], None),
+        ];
+        for (case, peer, quarantined, reads, stop) in cases {
+            let plan = fetch(peer, quarantined);
+            assert_eq!(plan.reads, *reads, "{case}");
+            assert_eq!(plan.stop, *stop, "{case}");
+        }
+    }
+
+    #[test]
+    fn upload_plans_by_case() {
+        let outbox = |reserved: &[(u64, u64, u64)], ops, bytes, last_seq, batch| Outbox {
+            reserved: reserved.to_vec(),
+            pending_ops: ops,
+            pending_bytes: bytes,
+            last_seq,
+            batch,
+        };
+        let write = |seq, ops, bytes, source| Write {
+            seq,
+            ops,
+            bytes,
+            source,
+        };
+        #[rustfmt::skip]
+        let cases: &[(&str, Outbox, Vec<Write>)] = &[
+            ("nothing to send", outbox(&[], 0, 0, 4, 10), vec![]),
+            ("one batch", outbox(&[], 3, 300, 0, 10), vec![write(1, 3, 300, Source::Pending)]),
+            ("batches", outbox(&[], 25, 2500, 2, 10), vec![
+                write(3, 10, 1000, Source::Pending),
+                write(4, 10, 1000, Source::Pending),
+                write(5, 5, 500, Source::Pending),
+            ]),
+            ("reserved first", outbox(&[(3, 2, 900)], 1, 40, 3, 10), vec![
+                write(3, 2, 900, Source::Reserved),
+                write(4, 1, 40, Source::Pending),
+            ]),
+            ("a zero batch takes one at a time", outbox(&[], 2, 20, 0, 0), vec![
+                write(1, 1, 10, Source::Pending),
+                write(2, 1, 10, Source::Pending),
+            ]),
+        ];
+        for (case, outbox, writes) in cases {
+            assert_eq!(upload(outbox), *writes, "{case}");
+        }
+    }
+}

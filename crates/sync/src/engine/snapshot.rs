@@ -1,0 +1,193 @@
+//! Snapshots: writing this device's (and then deleting the segments it covers), and reading
+//! other devices' to start from.
+
+use ferry_core::{ClipId, State};
+use ferry_protocol::{Cursor, DeviceId, DeviceTag, ObjectName, Snapshot};
+use ferry_store::StoreError;
+
+use super::{Engine, FetchReport};
+use crate::SyncError;
+use crate::db::{CursorRow, Meta};
+use crate::remote::IfPresent;
+use crate::transfer::{Direction, Kind, Outcome, Transfer};
+
+/// A snapshot read and checked, not yet merged.
+pub(super) struct LoadedSnapshot {
+    state: State,
+    tag: DeviceTag,
+    device: DeviceId,
+    /// Where its device's stream stands once it is merged.
+    advanced: CursorRow,
+    transfer: Transfer,
+}
+
+impl Engine {
+    /// Writes a snapshot of the merged state once enough own operations have gone out since
+    /// the last one, then deletes this device's segments and older snapshots it covers.
+    pub(super) async fn compact_if_due(&mut self) -> Result<(), SyncError> {
+        let last_seq = self.db.last_seq()?;
+        let (pending_segments, pending_ops) = self.db.pending_counts(self.device)?;
+        let own_ops = self.replica.state().seen(&self.device);
+        let due = self.db.number(Meta::SnapshotOps)? + self.config.snapshot_every;
+        // Only when everything recorded is uploaded: the snapshot then holds exactly what its
+        // version vector says.
+        if last_seq == 0 || pending_segments + pending_ops > 0 || own_ops < due {
+            return Ok(());
+        }
+        let own = Cursor {
+            device: self.device,
+            seq: last_seq,
+            ops: own_ops,
+        };
+        let others = self
+            .db
+            .cursors()?
+            .into_iter()
+            .map(|(_, device, cursor)| Cursor {
+                device,
+                seq: cursor.seq,
+                ops: cursor.ops,
+            });
+        let snapshot = Snapshot {
+            device: self.device,
+            seq: last_seq,
+            version_vector: std::iter::once(own).chain(others).collect(),
+            state: self.replica.state().encode(),
+        };
+        let name = ObjectName::Snap {
+            device: self.tag,
+            seq: last_seq,
+        };
+        let sealed = self.keys.data.seal_object(&name, &snapshot)?;
+        self.remote
+            .put_once(&name, sealed.as_bytes(), IfPresent::Keep)
+            .await?;
+        let sent = Transfer::new(Direction::Up, Kind::Snapshot, Outcome::Ok)
+            .device(&self.tag)
+            .object(&name)
+            .ops(own_ops)
+            .bytes(sealed.as_bytes().len() as u64);
+        self.db.snapshot_written(last_seq, own_ops, &sent)?;
+
+        // Compaction: only this device's own objects, never another's.
+        for seq in self.db.number(Meta::CompactedTo)? + 1..=last_seq {
+            self.remote.delete(&self.log_name(seq)).await?;
+        }
+        self.db.set_number(Meta::CompactedTo, last_seq)?;
+        for &old in self.remote.snapshots(self.tag).await?.keys() {
+            if old < last_seq {
+                let device = self.tag;
+                self.remote
+                    .delete(&ObjectName::Snap { device, seq: old })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads, opens and checks the snapshot `seq` of the device of `tag`. A broken one is
+    /// quarantined; a broken or vanished one gives `None`.
+    pub(super) async fn read_snapshot(
+        &mut self,
+        tag: DeviceTag,
+        seq: u64,
+        report: &mut FetchReport,
+    ) -> Result<Option<LoadedSnapshot>, SyncError> {
+        let name = ObjectName::Snap { device: tag, seq };
+        let bytes = match self.remote.get(&name).await {
+            Ok(bytes) => bytes,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let opened = self.open_snapshot(&name, tag, seq, &bytes);
+        let (snapshot, state, advanced) = match opened {
+            Ok(opened) => opened,
+            Err(reason) => {
+                self.quarantine(&name, &reason, bytes.len())?;
+                report.quarantined += 1;
+                return Ok(None);
+            }
+        };
+        report.segments += 1;
+        report.bytes += bytes.len() as u64;
+        let transfer = Transfer::new(Direction::Down, Kind::Snapshot, Outcome::Ok)
+            .device(&tag)
+            .object(&name)
+            .ops(advanced.ops)
+            .bytes(bytes.len() as u64);
+        Ok(Some(LoadedSnapshot {
+            state,
+            tag,
+            device: snapshot.device,
+            advanced,
+            transfer,
+        }))
+    }
+
+    /// Opens and checks a snapshot; the error is the quarantine reason.
+    fn open_snapshot(
+        &self,
+        name: &ObjectName,
+        tag: DeviceTag,
+        seq: u64,
+        bytes: &[u8],
+    ) -> Result<(Snapshot, State, CursorRow), String> {
+        let snapshot: Snapshot = self
+            .keys
+            .data
+            .open_object(name, bytes)
+            .map_err(|e| e.to_string())?;
+        if self.keys.names.device_tag(&snapshot.device) != tag || snapshot.seq != seq {
+            return Err("the snapshot's device or seq does not match its name".into());
+        }
+        let Some(own) = snapshot
+            .version_vector
+            .iter()
+            .find(|cursor| cursor.device == snapshot.device)
+        else {
+            return Err("the snapshot's version vector does not include its own device".into());
+        };
+        if own.seq != seq {
+            return Err(format!(
+                "the snapshot's version vector puts its own device at seq {}, not {seq}",
+                own.seq
+            ));
+        }
+        let advanced = CursorRow { seq, ops: own.ops };
+        let state = State::decode(&snapshot.state).map_err(|e| e.to_string())?;
+        Ok((snapshot, state, advanced))
+    }
+
+    /// Merges snapshots into the state and stores the result as one new checkpoint, with the
+    /// cursors they move forward, in one transaction. Each snapshot moves only its own
+    /// device's cursor: the plan that chose it then knows exactly where that stream goes on.
+    pub(super) fn merge_snapshots(&mut self, loaded: Vec<LoadedSnapshot>) -> Result<(), SyncError> {
+        if loaded.is_empty() {
+            return Ok(());
+        }
+        let mut cursors = Vec::new();
+        let mut texts: Vec<(ClipId, String)> = Vec::new();
+        let mut transfers = Vec::new();
+        for snapshot in loaded {
+            // Index the snapshot's clips (those already indexed are skipped).
+            texts.extend(
+                snapshot
+                    .state
+                    .history(None, usize::MAX)
+                    .into_iter()
+                    .filter_map(|clip| clip.content.text().map(|t| (clip.id, t.to_owned()))),
+            );
+            self.replica.merge(snapshot.state);
+            cursors.push((snapshot.tag, snapshot.device, snapshot.advanced));
+            transfers.push(snapshot.transfer);
+        }
+        let stored = self
+            .db
+            .apply_snapshot(self.replica.state(), &cursors, &texts, &transfers);
+        if let Err(error) = stored {
+            self.reload()?;
+            return Err(error);
+        }
+        Ok(())
+    }
+}

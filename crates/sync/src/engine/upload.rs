@@ -1,0 +1,162 @@
+//! Upload: this device's pending operations go out as sealed segments, each step safe to repeat
+//! after a crash.
+//!
+//! ```text
+//! reserve (one transaction): seq, the ops it carries, sealed segment + head bytes
+//! PUT log/<tag>/<seq>   (write-once; "already there" → compare bytes)
+//! PUT head/<tag>/<seq>  (write-once)
+//! DELETE head/<tag>/<seq-1>
+//! mark uploaded (+ transfer log) → hint (tag, seq) for the relay
+//! ```
+
+use ferry_protocol::{Head, ObjectName, RawOp, RelayHint, Segment};
+
+use super::plan::{self, Outbox, Source};
+use super::{Engine, Pass, UploadReport};
+use crate::SyncError;
+use crate::db::{Meta, SegmentRow};
+use crate::remote::IfPresent;
+use crate::transfer::{Direction, Kind, Outcome, Transfer};
+
+impl Engine {
+    /// Uploads everything pending: first segments reserved earlier (after a crash or an
+    /// outage), then new segments of the pending operations.
+    pub async fn upload(&mut self) -> Result<UploadReport, SyncError> {
+        let mut report = UploadReport::default();
+        if !self.config.direction.sends() {
+            return Ok(report);
+        }
+        let result = self.upload_all(&mut report).await;
+        self.finish(&result, Pass::Upload);
+        result.map(|()| report)
+    }
+
+    /// What is waiting to go out.
+    pub(super) fn outbox(&self) -> Result<Outbox, SyncError> {
+        let (pending_ops, pending_bytes) = self.db.pending_size(self.device)?;
+        Ok(Outbox {
+            reserved: self
+                .db
+                .unuploaded()?
+                .iter()
+                .map(|row| (row.seq, row.ops(), row.size()))
+                .collect(),
+            pending_ops,
+            pending_bytes,
+            last_seq: self.db.last_seq()?,
+            batch: self.batch(),
+        })
+    }
+
+    /// Most operations in one segment.
+    fn batch(&self) -> u64 {
+        self.config.max_segment_ops.max(1) as u64
+    }
+
+    async fn upload_all(&mut self, report: &mut UploadReport) -> Result<(), SyncError> {
+        // Blobs first: a segment never refers to a blob that is not in storage yet.
+        self.upload_blobs(report).await?;
+        let mut reserved = self.db.unuploaded()?.into_iter();
+        for write in plan::upload(&self.outbox()?) {
+            let segment = match write.source {
+                Source::Reserved => reserved.next(),
+                Source::Pending => self.reserve_next()?,
+            };
+            let Some(segment) = segment.filter(|segment| segment.seq == write.seq) else {
+                return Err(SyncError::LocalState {
+                    detail: format!("segment {} is not where the outbox put it", write.seq),
+                });
+            };
+            self.push(segment, report).await?;
+        }
+        self.compact_if_due().await
+    }
+
+    /// Reserves the next segment from pending operations; `None` when nothing is pending.
+    fn reserve_next(&mut self) -> Result<Option<SegmentRow>, SyncError> {
+        let pending = self.db.pending(self.device, self.batch())?;
+        let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
+            return Ok(None);
+        };
+        let (first_op, last_op) = (first.0, last.0);
+        let seq = self.db.last_seq()? + 1;
+        let segment = Segment {
+            device: self.device,
+            seq,
+            first_op,
+            ops: pending.into_iter().map(|(_, op)| RawOp(op)).collect(),
+        };
+        let snapshot = self.db.number(Meta::SnapshotSeq)?;
+        let head = Head {
+            device: self.device,
+            seq,
+            ops: last_op,
+            first_seq: self.db.number(Meta::CompactedTo)? + 1,
+            snapshot: (snapshot > 0).then_some(snapshot),
+        };
+        let row = SegmentRow {
+            seq,
+            first_op,
+            last_op,
+            sealed: self
+                .keys
+                .data
+                .seal_object(&self.log_name(seq), &segment)?
+                .into_bytes(),
+            head: self
+                .keys
+                .data
+                .seal_object(&self.head_name(seq), &head)?
+                .into_bytes(),
+        };
+        self.db.reserve(self.device, &row)?;
+        Ok(Some(row))
+    }
+
+    pub(super) fn log_name(&self, seq: u64) -> ObjectName {
+        ObjectName::Log {
+            device: self.tag,
+            seq,
+        }
+    }
+
+    fn head_name(&self, seq: u64) -> ObjectName {
+        ObjectName::Head {
+            device: self.tag,
+            seq,
+        }
+    }
+
+    async fn push(
+        &mut self,
+        segment: SegmentRow,
+        report: &mut UploadReport,
+    ) -> Result<(), SyncError> {
+        let seq = segment.seq;
+        let log = self.log_name(seq);
+        self.remote
+            .put_once(&log, &segment.sealed, IfPresent::SameBytes)
+            .await?;
+        self.remote
+            .put_once(&self.head_name(seq), &segment.head, IfPresent::Keep)
+            .await?;
+        if seq > 1 {
+            self.remote.delete(&self.head_name(seq - 1)).await?;
+        }
+        let (ops, bytes) = (segment.ops(), segment.size());
+        let sent = Transfer::new(Direction::Up, Kind::Segment, Outcome::Ok)
+            .device(&self.tag)
+            .object(&log)
+            .ops(ops)
+            .bytes(bytes);
+        self.db.uploaded(seq, &sent)?;
+        report.segments += 1;
+        report.ops += ops;
+        report.bytes += bytes;
+        report.hints.push(RelayHint {
+            device: self.tag,
+            seq,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! The repository in storage, spoken to by object name: every request goes through the
+//! retry policy, and every store path is made here, below the repository root.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ferry_protocol::names::{HEAD_PREFIX, ROOT, SNAP_PREFIX};
+use ferry_protocol::{DeviceTag, ObjectName};
+use ferry_store::{RetryPolicy, Store, StoreError};
+use tracing::debug;
+
+use crate::SyncError;
+
+/// The store path of an object.
+pub(crate) fn path(name: &ObjectName) -> String {
+    format!("{ROOT}{name}")
+}
+
+/// Parses a store path back into an object name; `None` for anything that is not one.
+fn parse(path: &str) -> Option<ObjectName> {
+    path.strip_prefix(ROOT)?.parse().ok()
+}
+
+/// What a write-once PUT accepts when the name already holds bytes (a retry after a crash or
+/// a lost answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IfPresent {
+    /// The stored bytes must be these very bytes (segments: sealed once, kept until uploaded).
+    SameBytes,
+    /// Whatever is there stands (objects sealed again with the same content, or content-named).
+    Keep,
+}
+
+/// The store and the retry policy, together.
+pub(crate) struct Remote {
+    store: Arc<dyn Store>,
+    retry: RetryPolicy,
+}
+
+impl Remote {
+    pub(crate) fn new(store: Arc<dyn Store>, retry: RetryPolicy) -> Remote {
+        Remote { store, retry }
+    }
+
+    /// The object's bytes.
+    pub(crate) async fn get(&self, name: &ObjectName) -> Result<Vec<u8>, StoreError> {
+        let path = path(name);
+        self.retry.run(|| self.store.get(&path)).await
+    }
+
+    /// Deletes the object (deleting what is not there succeeds).
+    pub(crate) async fn delete(&self, name: &ObjectName) -> Result<(), StoreError> {
+        let path = path(name);
+        self.retry.run(|| self.store.delete(&path)).await
+    }
+
+    /// Writes `bytes` at `name` once; what is already there is judged by `if_present`.
+    pub(crate) async fn put_once(
+        &self,
+        name: &ObjectName,
+        bytes: &[u8],
+        if_present: IfPresent,
+    ) -> Result<(), SyncError> {
+        let path = path(name);
+        match self
+            .retry
+            .run(|| self.store.put_new(&path, bytes.to_vec()))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(StoreError::AlreadyExists { .. }) if if_present == IfPresent::Keep => Ok(()),
+            Err(StoreError::AlreadyExists { .. }) => {
+                if self.get(name).await? == bytes {
+                    Ok(())
+                } else {
+                    Err(SyncError::Divergent { name: path })
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Every object whose path starts with `prefix` (below the root), with its size; names
+    /// that are not Ferry's are left out.
+    async fn list(&self, prefix: &str) -> Result<Vec<(ObjectName, u64)>, StoreError> {
+        let prefix = format!("{ROOT}{prefix}");
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .retry
+                .run(|| {
+                    self.store
+                        .list(&prefix, after.as_deref(), ferry_store::MAX_PAGE)
+                })
+                .await?;
+            for object in page.objects {
+                match parse(&object.name) {
+                    Some(name) => found.push((name, object.size)),
+                    None => debug!(name = %object.name, "ignoring a stray object"),
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(found),
+            }
+        }
+    }
+
+    /// The newest head of every device, from the names alone (one LIST for an idle poll).
+    pub(crate) async fn heads(&self) -> Result<BTreeMap<DeviceTag, u64>, StoreError> {
+        let mut heads = BTreeMap::new();
+        for (name, _) in self.list(HEAD_PREFIX).await? {
+            match name {
+                ObjectName::Head { device, seq } => {
+                    let newest = heads.entry(device).or_insert(seq);
+                    *newest = (*newest).max(seq);
+                }
+                other => debug!(name = %other, "ignoring a stray object under head/"),
+            }
+        }
+        Ok(heads)
+    }
+
+    /// The segments stored for the device of `tag`: seq → size.
+    pub(crate) async fn segments(&self, tag: DeviceTag) -> Result<BTreeMap<u64, u64>, StoreError> {
+        Ok(self
+            .list(&ObjectName::log_prefix(&tag))
+            .await?
+            .into_iter()
+            .filter_map(|(name, size)| match name {
+                ObjectName::Log { device, seq } if device == tag => Some((seq, size)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The snapshots stored for the device of `tag`: seq → size.
+    pub(crate) async fn snapshots(&self, tag: DeviceTag) -> Result<BTreeMap<u64, u64>, StoreError> {
+        Ok(self
+            .list(&format!("{SNAP_PREFIX}{tag}/"))
+            .await?
+            .into_iter()
+            .filter_map(|(name, size)| match name {
+                ObjectName::Snap { device, seq } if device == tag => Some((seq, size)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The seq of the newest snapshot of the device of `tag`, if it has one.
+    pub(crate) async fn newest_snapshot(&self, tag: DeviceTag) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .snapshots(tag)
+            .await?
+            .last_key_value()
+            .map(|(seq, _)| *seq))
+    }
+}
