@@ -6,8 +6,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
+
+use crate::config::SecretStore;
 
 /// Ferry keeps your clipboard in step across your devices, end-to-end encrypted, through storage
 /// you own.
@@ -33,22 +35,13 @@ pub(crate) struct Global {
     /// An administrator's read-only base config, below the user's.
     #[arg(long, global = true, env = "FERRY_BASE_CONFIG", value_name = "FILE")]
     pub(crate) base_config: Option<PathBuf>,
-    /// Where secrets live: the OS keychain, or a 0600 file under the Ferry home.
-    #[arg(long, global = true, value_enum, value_name = "STORE")]
-    pub(crate) secret_store: Option<SecretStoreChoice>,
+    /// Where secrets live: keychain (the OS keychain) or file (a 0600 file under the Ferry
+    /// home).
+    #[arg(long, global = true, value_name = "STORE")]
+    pub(crate) secret_store: Option<SecretStore>,
     /// Print data as JSON.
     #[arg(long, global = true)]
     pub(crate) json: bool,
-}
-
-/// Where secrets live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum SecretStoreChoice {
-    /// The OS keychain (Secret Service, macOS Keychain, Windows Credential Manager).
-    Keychain,
-    /// A private file under the Ferry home.
-    File,
 }
 
 #[derive(Debug, Subcommand)]

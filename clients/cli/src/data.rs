@@ -163,7 +163,7 @@ fn copy(
     out: &mut Output,
 ) -> Result<Changed, Failure> {
     let content = content_from(args)?;
-    if let Some(reason) = device.config.filters().refuses(&content) {
+    if let Some(reason) = device.config.settings.filters().refuses(&content) {
         return Err(Failure::new(format!(
             "not recorded: {reason} (see `ferry config ls` for the clipboard filters)"
         )));
@@ -496,7 +496,7 @@ fn alias(
     out: &mut Output,
 ) -> Result<Changed, Failure> {
     let kind = DataKind::Aliases;
-    let strategy = device.config.strategy();
+    let strategy = device.config.settings.conflict;
     let me = device.engine.device();
     match action {
         AliasAction::Set { name, value } => {
@@ -660,8 +660,20 @@ fn time_ms(time: Option<SystemTime>) -> Option<u64> {
 fn status(device: &Device, json: bool, out: &mut Output) -> Result<(), Failure> {
     let status = device.engine.status()?;
     let stats = device.engine.state_for(DataKind::Clips).stats();
-    let store = device.config.store().unwrap_or("").to_owned();
-    let relay = device.config.relay().unwrap_or("").to_owned();
+    let store = device
+        .config
+        .settings
+        .store
+        .as_deref()
+        .unwrap_or("")
+        .to_owned();
+    let relay = device
+        .config
+        .settings
+        .relay
+        .as_deref()
+        .unwrap_or("")
+        .to_owned();
     if json {
         out.json(&json!({
             "device": status.device.to_string(),

@@ -12,9 +12,9 @@ use ferry_store::url::StoreUrl;
 use ferry_store::{
     FolderStore, RetryPolicy, S3Credentials, S3Store, Store, WebDavCredentials, WebDavStore,
 };
-use ferry_sync::{Engine, EngineConfig};
+use ferry_sync::Engine;
 
-use crate::config::Config;
+use crate::config::{Config, SecretStore};
 use crate::error::Failure;
 use crate::home::Home;
 
@@ -23,9 +23,9 @@ pub(crate) const DEVICE_NAME_PREFIX: &str = "device/";
 
 /// The secret store the config chose.
 pub(crate) fn secrets(home: &Home, config: &Config) -> Secrets {
-    match config.secret_store() {
-        "file" => Secrets::file(home.secrets_file()),
-        _ => Secrets::keychain(home.data.display().to_string()),
+    match config.settings.secret_store {
+        SecretStore::File => Secrets::file(home.secrets_file()),
+        SecretStore::Keychain => Secrets::keychain(home.data.display().to_string()),
     }
 }
 
@@ -117,7 +117,7 @@ fn s3_credentials(
     config: &Config,
     secrets: &Secrets,
 ) -> Result<(S3Credentials, &'static str), Failure> {
-    let saved_id = config.s3_access_key_id();
+    let saved_id = config.settings.s3_access_key_id.as_deref();
     let saved_secret = secrets.get(Secret::S3SecretKey)?;
     if let (Some(id), Some(secret)) = (saved_id, &saved_secret) {
         let credentials = S3Credentials {
@@ -183,17 +183,6 @@ pub(crate) const INTERACTIVE: RetryPolicy = RetryPolicy {
     max_attempts: 3,
 };
 
-/// The engine's settings from the config, with `retry` for storage requests.
-pub(crate) fn engine_config(config: &Config, retry: RetryPolicy) -> EngineConfig {
-    EngineConfig {
-        retry,
-        direction: config.direction(),
-        filters: config.filters(),
-        scope: config.scope(),
-        ..EngineConfig::default()
-    }
-}
-
 /// This device, opened: the engine over its repository and the settings in force.
 pub(crate) struct Device {
     pub(crate) engine: Engine,
@@ -213,7 +202,7 @@ impl Device {
         lock: File,
         retry: RetryPolicy,
     ) -> Result<Device, Failure> {
-        let Some(url) = config.store() else {
+        let Some(url) = config.settings.store.as_deref() else {
             return Err(Failure::new(format!(
                 "this device is not set up (no store in {}); create a repository with `ferry \
                  init --store URL`, or join one with `ferry join --store URL`",
@@ -224,20 +213,22 @@ impl Device {
         let secrets = secrets(&home, &config);
         let keys = sync_key(&secrets)?.keys();
         let store = open_store(&url, &config, &secrets, false)?;
-        let engine = Engine::open(
+        let mut engine = Engine::open(
             store,
             keys.clone(),
             &home.database(),
-            engine_config(&config, retry),
+            config.settings.engine(retry),
         )
         .await?;
         let synced: Vec<(String, String)> = engine
             .state_for(DataKind::Settings)
-            .settings(config.strategy(), engine.device())
+            .settings(config.settings.conflict, engine.device())
             .into_iter()
             .filter_map(|(key, resolved)| Some((key.to_owned(), resolved.value()?.to_owned())))
             .collect();
         config.with_synced(&synced);
+        // Synced settings may filter clips too.
+        engine.set_filters(config.settings.filters());
         Ok(Device {
             engine,
             keys,

@@ -50,7 +50,7 @@ pub(crate) async fn run(home: &Home, config: &Config, json: bool) -> Result<(), 
 async fn checks(home: &Home, config: &Config) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut push = |name, result| checks.push(Check { name, result });
-    let Some(url_text) = config.store() else {
+    let Some(url_text) = config.settings.store.as_deref() else {
         push(
             "config",
             Err(format!(
@@ -106,11 +106,11 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
             }
         }
     }
-    match config.relay() {
+    match config.settings.relay.as_deref() {
         None => push(
             "relay",
             Ok("none configured: devices poll every ".to_owned()
-                + &format!("{:?}", config.poll_interval())),
+                + &format!("{:?}", config.settings.poll_interval)),
         ),
         Some(url) => push("relay", relay(url).await),
     }

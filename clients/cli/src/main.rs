@@ -73,11 +73,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let home = Home::locate(global.home.as_deref(), global.config.as_deref())?;
     let mut flags = Vec::new();
     if let Some(choice) = global.secret_store {
-        let name = match choice {
-            cli::SecretStoreChoice::Keychain => "keychain",
-            cli::SecretStoreChoice::File => "file",
-        };
-        flags.push(("secret_store", name.to_owned()));
+        flags.push(("secret_store", choice.to_string()));
     }
     let config = Config::load(global.base_config.as_deref(), &home.config, &flags)?;
     match cli.command {
@@ -116,7 +112,7 @@ async fn data_command(
         && (matches!(
             action,
             ConfigAction::Set { synced: false, .. } | ConfigAction::Unset { synced: false, .. }
-        ) || config.store().is_none())
+        ) || config.settings.store.as_deref().is_none())
     {
         let mut out = Output::default();
         setup::local_config(&config, action.clone(), json, &mut out)?;
@@ -179,7 +175,7 @@ async fn data_command(
 /// Tells the other devices through the relay that a new segment is there, so their agents
 /// fetch it now rather than at their next poll. The newest hint covers the ones before it.
 async fn announce(device: &Device, hints: &[ferry_protocol::RelayHint]) {
-    let (Some(url), Some(hint)) = (device.config.relay(), hints.last()) else {
+    let (Some(url), Some(hint)) = (device.config.settings.relay.as_deref(), hints.last()) else {
         return;
     };
     let Ok((client, _)) = RelayClient::start(ClientConfig::new(url)) else {

@@ -103,7 +103,7 @@ pub(crate) async fn setup(
     setup: Setup,
     json: bool,
 ) -> Result<Value, Failure> {
-    if let Some(existing) = config.store() {
+    if let Some(existing) = config.settings.store.as_deref() {
         return Err(Failure::new(format!(
             "this device is already set up with the store {existing} (in {}); use another \
              --home for a second repository",
@@ -168,11 +168,15 @@ pub(crate) async fn setup(
     }
     let name = setup
         .name
-        .or_else(|| config.device_name().map(str::to_owned))
+        .or_else(|| config.settings.device_name.as_deref().map(str::to_owned))
         .unwrap_or_else(default_name);
     config::write_user(user, "device_name", Some(&name))?;
     if config.secret_store_chosen() {
-        config::write_user(user, "secret_store", Some(config.secret_store()))?;
+        config::write_user(
+            user,
+            "secret_store",
+            Some(config.settings.secret_store.as_str()),
+        )?;
     }
     if let (StoreUrl::S3(_), Ok(id)) = (&url, std::env::var("AWS_ACCESS_KEY_ID")) {
         config::write_user(user, "s3.access_key_id", Some(&id))?;
@@ -254,7 +258,7 @@ pub(crate) fn key(home: &Home, config: &Config, action: KeyAction) -> Result<(),
         KeyAction::Export { output } => {
             let text = format!(
                 "Ferry recovery code for the repository at {} (key {}):\n\n    {}\n",
-                config.store().unwrap_or("?"),
+                config.settings.store.as_deref().unwrap_or("?"),
                 key.key_id(),
                 key.recovery_code().expose()
             );

@@ -133,6 +133,13 @@ pub enum ContentKind {
     File,
 }
 
+crate::spelled!(pub ContentKind, "kind of clip", {
+    Text = "text",
+    RichText = "rich_text",
+    Image = "image",
+    File = "file",
+});
+
 impl ClipContent {
     /// Rich text with its plain-text fallback.
     pub fn rich_text(html: impl Into<String>, plain: impl Into<String>) -> ClipContent {

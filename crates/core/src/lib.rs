@@ -46,6 +46,7 @@ pub mod op;
 pub mod query;
 pub mod replica;
 pub mod retention;
+pub mod spelling;
 pub mod state;
 
 pub use clip::{Body, ClipContent, ClipId, CollectionId, ContentKind, FileClip, Image, RichText};
@@ -56,4 +57,5 @@ pub use op::{Action, DataKind, Op, Scope, Versioned};
 pub use query::{ClipView, CollectionView, HistoryCursor, Resolution, Resolved, Stats, Strategy};
 pub use replica::Replica;
 pub use retention::Retention;
+pub use spelling::UnknownWord;
 pub use state::{Applied, State};

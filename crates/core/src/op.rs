@@ -174,6 +174,13 @@ pub enum DataKind {
     Settings,
 }
 
+crate::spelled!(pub DataKind, "kind of data", {
+    Clips = "clips",
+    Collections = "collections",
+    Aliases = "aliases",
+    Settings = "settings",
+});
+
 /// Which kinds of data a device syncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scope {

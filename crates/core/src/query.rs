@@ -75,6 +75,13 @@ pub enum Strategy {
     RemoteWins,
 }
 
+crate::spelled!(pub Strategy, "conflict strategy", {
+    Latest = "latest",
+    KeepBoth = "keep_both",
+    LocalWins = "local_wins",
+    RemoteWins = "remote_wins",
+});
+
 /// The strategy for each kind of register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Resolution {

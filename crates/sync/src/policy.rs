@@ -15,6 +15,12 @@ pub enum Direction {
     ReceiveOnly,
 }
 
+ferry_core::spelled!(pub Direction, "sync direction", {
+    Both = "both",
+    SendOnly = "send_only",
+    ReceiveOnly = "receive_only",
+});
+
 impl Direction {
     /// Whether this device uploads.
     pub fn sends(self) -> bool {
@@ -53,7 +59,7 @@ impl Filters {
         if let Some(kinds) = &self.kinds
             && !kinds.contains(&content.kind())
         {
-            return Some(format!("{:?} clips are not synced", content.kind()));
+            return Some(format!("{} clips are not synced", content.kind()));
         }
         if let Some(text) = content.text()
             && let Some(pattern) = self.exclude.iter().find(|p| p.is_match(text))

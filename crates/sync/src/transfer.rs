@@ -1,7 +1,5 @@
 //! The transfer log: one line per object moved, refused or quarantined, and per failed pass.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferry_protocol::{DeviceTag, ObjectName};
@@ -16,103 +14,71 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Spells each variant of a unit enum once: `Display`, `FromStr`, serde and the list of all.
-macro_rules! spelled {
-    ($(#[$doc:meta])* $name:ident ($what:literal) { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vdoc])* #[serde(rename = $text)] $variant,)+
-        }
-
-        impl $name {
-            /// Every value, in the order written.
-            pub const ALL: &[$name] = &[$($name::$variant),+];
-
-            /// How the value is spelled in the log, on the command line and in JSON.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownValue;
-
-            fn from_str(text: &str) -> Result<Self, UnknownValue> {
-                $name::ALL
-                    .iter()
-                    .copied()
-                    .find(|value| value.as_str() == text)
-                    .ok_or_else(|| UnknownValue {
-                        what: $what,
-                        found: text.to_owned(),
-                        expected: $name::ALL.iter().map(|v| v.as_str()).collect(),
-                    })
-            }
-        }
-    };
+/// Which way a transfer went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From this device to the storage.
+    Up,
+    /// From the storage to this device.
+    Down,
+    /// On this device only (a copy the filters refused).
+    Local,
 }
 
-spelled! {
-    /// Which way a transfer went.
-    Direction ("direction") {
-        /// From this device to the storage.
-        Up = "up",
-        /// From the storage to this device.
-        Down = "down",
-        /// On this device only (a copy the filters refused).
-        Local = "local",
-    }
+ferry_core::spelled!(pub Direction, "transfer direction", {
+    Up = "up",
+    Down = "down",
+    Local = "local",
+});
+
+/// What a transfer moved, or which pass failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A segment of operations.
+    Segment,
+    /// A snapshot of the merged state.
+    Snapshot,
+    /// Large content, in chunks.
+    Blob,
+    /// A copy the filters kept from being recorded.
+    Filter,
+    /// An upload pass (logged when it fails).
+    Upload,
+    /// A fetch pass (logged when it fails).
+    Fetch,
 }
 
-spelled! {
-    /// What a transfer moved, or which pass failed.
-    Kind ("kind") {
-        /// A segment of operations.
-        Segment = "segment",
-        /// A snapshot of the merged state.
-        Snapshot = "snapshot",
-        /// Large content, in chunks.
-        Blob = "blob",
-        /// A copy the filters kept from being recorded.
-        Filter = "filter",
-        /// An upload pass (logged when it fails).
-        Upload = "upload",
-        /// A fetch pass (logged when it fails).
-        Fetch = "fetch",
-    }
+ferry_core::spelled!(pub Kind, "transfer kind", {
+    Segment = "segment",
+    Snapshot = "snapshot",
+    Blob = "blob",
+    Filter = "filter",
+    Upload = "upload",
+    Fetch = "fetch",
+});
+
+/// How a transfer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Moved and applied.
+    Ok,
+    /// Did not complete; the next pass tries again.
+    Failed,
+    /// Read, but did not open or check: set aside, never applied.
+    Quarantined,
+    /// Refused on purpose (by a filter).
+    Skipped,
 }
 
-spelled! {
-    /// How a transfer ended.
-    Outcome ("outcome") {
-        /// Moved and applied.
-        Ok = "ok",
-        /// Did not complete; the next pass tries again.
-        Failed = "failed",
-        /// Read, but did not open or check: set aside, never applied.
-        Quarantined = "quarantined",
-        /// Refused on purpose (by a filter).
-        Skipped = "skipped",
-    }
-}
-
-/// A word that is not one of an enum's spellings.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{found:?} is not a transfer {what}; expected one of: {}", expected.join(", "))]
-pub struct UnknownValue {
-    what: &'static str,
-    found: String,
-    expected: Vec<&'static str>,
-}
+ferry_core::spelled!(pub Outcome, "transfer outcome", {
+    Ok = "ok",
+    Failed = "failed",
+    Quarantined = "quarantined",
+    Skipped = "skipped",
+});
 
 /// One line of the transfer log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -205,7 +171,7 @@ mod tests {
     fn an_unknown_word_names_the_choices() {
         let error = "listing".parse::<Kind>().unwrap_err().to_string();
         assert!(
-            error.contains("\"listing\" is not a transfer kind"),
+            error.contains("`listing` is not a transfer kind"),
             "{error}"
         );
         assert!(error.contains("segment, snapshot, blob, filter, upload, fetch"));
@@ -213,6 +179,9 @@ mod tests {
 
     #[test]
     fn json_uses_the_log_spelling() {
+        for kind in Kind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
         let line = Transfer::new(Direction::Down, Kind::Snapshot, Outcome::Quarantined);
         let json = serde_json::to_value(&line).unwrap();
         assert_eq!(json["direction"], "down");

@@ -76,7 +76,7 @@ pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
             home.data.display()
         )));
     }
-    let config = match config.store() {
+    let config = match config.settings.store.as_deref() {
         Some(_) => config,
         None => first_run(&home, config).await?,
     };
@@ -94,7 +94,7 @@ async fn first_run(home: &Home, config: Config) -> Result<Config, Failure> {
     );
     let setup = Setup {
         store: format!("file://{}", folder.display()),
-        relay: config.relay().map(str::to_owned),
+        relay: config.settings.relay.as_deref().map(str::to_owned),
         name: None,
         key: KeySource::New,
         // Run as a service, standard output goes to the journal, which must not keep the code.
@@ -145,7 +145,7 @@ impl Agent {
         let (job_tx, jobs) = mpsc::channel(16);
         ipc::listen(&device.home, job_tx)?;
         let topics = device.keys.relay.listen_topics(unix_now());
-        let relay = match device.config.relay() {
+        let relay = match device.config.settings.relay.as_deref() {
             Some(url) => {
                 let started = RelayClient::start(ClientConfig::new(url)).map_err(|e| {
                     Failure::new(format!("the relay URL `{url}` does not work: {e}"))
@@ -160,11 +160,17 @@ impl Agent {
                 Some(started)
             }
             None => {
-                info!(every = ?device.config.poll_interval(), "no relay: polling");
+                info!(every = ?device.config.settings.poll_interval, "no relay: polling");
                 None
             }
         };
-        let (folder, folder_watcher) = match device.config.store().map(device::parse_store) {
+        let (folder, folder_watcher) = match device
+            .config
+            .settings
+            .store
+            .as_deref()
+            .map(device::parse_store)
+        {
             Some(Ok(StoreUrl::Folder(path))) => {
                 let tag = device.engine.status()?.tag.to_string();
                 match watch::folder(&path, tag) {
@@ -177,13 +183,12 @@ impl Agent {
             }
             _ => (None, None),
         };
-        let (clips, watcher, writer) = if device.config.flag("clipboard.watch")
-            || device.config.flag("clipboard.apply_remote")
-        {
-            start_clipboard(&device)
-        } else {
-            (None, None, None)
-        };
+        let (clips, watcher, writer) =
+            if device.config.settings.watch_clipboard || device.config.settings.apply_remote {
+                start_clipboard(&device)
+            } else {
+                (None, None, None)
+            };
         let applied = std::fs::read_to_string(device.home.applied_file())
             .ok()
             .and_then(|text| data::parse_clip_id(text.trim()));
@@ -211,7 +216,7 @@ impl Agent {
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .map_err(|e| Failure::new(format!("could not listen for SIGTERM: {e}")))?;
-        let mut poll = tokio::time::interval(self.device.config.poll_interval());
+        let mut poll = tokio::time::interval(self.device.config.settings.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         info!(device = %self.device.engine.device(), "agent running");
         loop {
@@ -267,7 +272,7 @@ impl Agent {
         {
             return;
         }
-        if !self.device.config.flag("clipboard.watch") {
+        if !self.device.config.settings.watch_clipboard {
             return;
         }
         let content = match &clip {
@@ -304,8 +309,8 @@ impl Agent {
             Err(error) => {
                 warn!(%error, retry_in = ?self.retry, "upload failed");
                 self.upload_at = Some(Instant::now() + self.retry);
-                self.retry =
-                    (self.retry * 2).min(self.device.config.poll_interval().max(RETRY_FIRST));
+                self.retry = (self.retry * 2)
+                    .min(self.device.config.settings.poll_interval.max(RETRY_FIRST));
             }
         }
     }
@@ -397,7 +402,7 @@ impl Agent {
 
     /// Places the newest clip on this clipboard when another device copied it last.
     async fn apply_newest(&mut self) {
-        if !self.device.config.flag("clipboard.apply_remote") {
+        if !self.device.config.settings.apply_remote {
             return;
         }
         let Some(writer) = self.writer.clone() else {
@@ -455,7 +460,7 @@ impl Agent {
             return;
         }
         self.retained_at = Some(Instant::now());
-        let policy = self.device.config.retention();
+        let policy = self.device.config.settings.retention;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -528,11 +533,11 @@ fn start_clipboard(device: &Device) -> ClipboardParts {
     };
     let (tx, rx) = mpsc::channel(16);
     let config = WatchConfig {
-        max_bytes: device.config.max_bytes(),
+        max_bytes: device.config.settings.max_bytes,
         ..WatchConfig::default()
     };
     let on_change = move |observed| tx.blocking_send(observed).is_ok();
-    let started = if device.config.flag("clipboard.poll") {
+    let started = if device.config.settings.poll_clipboard {
         Watcher::poll(config, on_change)
     } else {
         Watcher::start(config, on_change)

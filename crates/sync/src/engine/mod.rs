@@ -269,6 +269,12 @@ impl Engine {
         }
     }
 
+    /// Replaces the filters clips must pass to be recorded (synced settings may change them
+    /// once the engine is open).
+    pub fn set_filters(&mut self, filters: Filters) {
+        self.config.filters = filters;
+    }
+
     /// Reloads both states from the database, after a write that failed.
     fn reload(&mut self) -> Result<(), SyncError> {
         let (state, local) = self.db.load_state(self.local.device())?;

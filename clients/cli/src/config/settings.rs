@@ -1,0 +1,432 @@
+//! Every setting, typed: each key's default, what it may be synced as, and the one parser that
+//! turns its text into a field of [`Settings`].
+
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use ferry_core::{ContentKind, DataKind, Retention, Scope, Strategy};
+use ferry_store::RetryPolicy;
+use ferry_sync::{Direction, EngineConfig, Filters};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// Where secrets live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SecretStore {
+    /// The OS keychain (Secret Service, macOS Keychain, Windows Credential Manager).
+    #[default]
+    Keychain,
+    /// A private file under the Ferry home.
+    File,
+}
+
+ferry_core::spelled!(pub(crate) SecretStore, "secret store", {
+    Keychain = "keychain",
+    File = "file",
+});
+
+/// The settings in force, parsed once when the layers are loaded.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Settings {
+    pub(crate) store: Option<String>,
+    pub(crate) relay: Option<String>,
+    pub(crate) device_name: Option<String>,
+    pub(crate) secret_store: SecretStore,
+    pub(crate) s3_access_key_id: Option<String>,
+    pub(crate) poll_interval: Duration,
+    pub(crate) direction: Direction,
+    pub(crate) scope: Scope,
+    pub(crate) conflict: Strategy,
+    pub(crate) watch_clipboard: bool,
+    pub(crate) poll_clipboard: bool,
+    pub(crate) apply_remote: bool,
+    pub(crate) max_bytes: u64,
+    pub(crate) exclude: Vec<Regex>,
+    pub(crate) kinds: Vec<ContentKind>,
+    pub(crate) retention: Retention,
+}
+
+impl Settings {
+    /// The built-in defaults of every key.
+    pub(crate) fn defaults() -> Settings {
+        let mut settings = Settings::default();
+        for key in KEYS {
+            if let Some(default) = key.default {
+                // Every default parses (tested below).
+                let _ = (key.set)(&mut settings, default);
+            }
+        }
+        settings
+    }
+
+    /// The filters clips must pass to be recorded.
+    pub(crate) fn filters(&self) -> Filters {
+        Filters {
+            max_item_bytes: Some(self.max_bytes),
+            exclude: self.exclude.clone(),
+            kinds: Some(self.kinds.clone()),
+        }
+    }
+
+    /// The engine's settings, with `retry` for storage requests.
+    pub(crate) fn engine(&self, retry: RetryPolicy) -> EngineConfig {
+        EngineConfig {
+            retry,
+            direction: self.direction,
+            filters: self.filters(),
+            scope: self.scope,
+            ..EngineConfig::default()
+        }
+    }
+}
+
+/// What a value must be, when it is not: said after "`key` must be …".
+type Expected = String;
+
+/// One known setting.
+pub(crate) struct Key {
+    pub(crate) name: &'static str,
+    pub(crate) default: Option<&'static str>,
+    /// May be set for all devices (`ferry config set --synced`).
+    pub(crate) synced: bool,
+    pub(crate) help: &'static str,
+    /// Parses a value into its field of the settings.
+    set: fn(&mut Settings, &str) -> Result<(), Expected>,
+}
+
+impl Key {
+    /// Parses `value` into this key's field of `settings`.
+    pub(crate) fn set(&self, settings: &mut Settings, value: &str) -> Result<(), Expected> {
+        (self.set)(settings, value)
+    }
+}
+
+/// The shortest poll interval: ten listings a second.
+const MIN_POLL: Duration = Duration::from_millis(100);
+/// The longest: once a day.
+const MAX_POLL: Duration = Duration::from_secs(24 * 3600);
+
+/// Every setting.
+pub(crate) const KEYS: &[Key] = &[
+    Key {
+        name: "store",
+        default: None,
+        synced: false,
+        help: "where the repository is: file:///…, s3://bucket/prefix?…, webdav+https://user@host/…",
+        set: |s, v| {
+            s.store = text(v);
+            Ok(())
+        },
+    },
+    Key {
+        name: "relay",
+        default: None,
+        synced: false,
+        help: "the relay's URL (wss://…); empty for none",
+        set: |s, v| {
+            s.relay = text(v);
+            Ok(())
+        },
+    },
+    Key {
+        name: "device_name",
+        default: None,
+        synced: false,
+        help: "this device's name, as other devices show it",
+        set: |s, v| {
+            s.device_name = text(v);
+            Ok(())
+        },
+    },
+    Key {
+        name: "secret_store",
+        default: Some("keychain"),
+        synced: false,
+        help: "where secrets live: the OS keychain, or a 0600 file under the Ferry home",
+        set: |s, v| {
+            s.secret_store = word(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "s3.access_key_id",
+        default: None,
+        synced: false,
+        help: "the S3 access key id (its secret is in the secret store or AWS_SECRET_ACCESS_KEY)",
+        set: |s, v| {
+            s.s3_access_key_id = text(v);
+            Ok(())
+        },
+    },
+    Key {
+        name: "sync.poll_interval",
+        default: Some("30s"),
+        synced: true,
+        help: "how often to look for new data when no relay or folder event says so",
+        set: |s, v| {
+            s.poll_interval = poll_interval(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "sync.direction",
+        default: Some("both"),
+        synced: false,
+        help: "both, send_only or receive_only",
+        set: |s, v| {
+            s.direction = word(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "sync.scope",
+        default: Some("clips,collections,aliases,settings"),
+        synced: false,
+        help: "which kinds of data sync; the others stay on this device",
+        set: |s, v| {
+            let kinds: Vec<DataKind> = words(v)?;
+            s.scope = Scope {
+                clips: kinds.contains(&DataKind::Clips),
+                collections: kinds.contains(&DataKind::Collections),
+                aliases: kinds.contains(&DataKind::Aliases),
+                settings: kinds.contains(&DataKind::Settings),
+            };
+            Ok(())
+        },
+    },
+    Key {
+        name: "sync.conflict",
+        default: Some("latest"),
+        synced: true,
+        help: "how concurrent edits of one alias or setting show: latest, keep_both, local_wins, remote_wins",
+        set: |s, v| {
+            s.conflict = word(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "clipboard.watch",
+        default: Some("true"),
+        synced: false,
+        help: "record what is copied on this device",
+        set: |s, v| {
+            s.watch_clipboard = boolean(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "clipboard.poll",
+        default: Some("false"),
+        synced: false,
+        help: "read the clipboard every 250 ms instead of waiting for change events (for \
+               desktops whose events do not reach Ferry)",
+        set: |s, v| {
+            s.poll_clipboard = boolean(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "clipboard.apply_remote",
+        default: Some("true"),
+        synced: true,
+        help: "put the newest clip from another device on this clipboard",
+        set: |s, v| {
+            s.apply_remote = boolean(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "clipboard.max_bytes",
+        default: Some("16MiB"),
+        synced: true,
+        help: "clips larger than this are not recorded",
+        set: |s, v| {
+            s.max_bytes = size(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "clipboard.exclude",
+        default: Some(""),
+        synced: true,
+        help: "regular expressions: text matching any is not recorded",
+        set: |s, v| {
+            s.exclude = list(v)
+                .map(Regex::new)
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("a list of valid regular expressions ({e})"))?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "clipboard.kinds",
+        default: Some("text,rich_text,image,file"),
+        synced: true,
+        help: "which kinds of clip are recorded",
+        set: |s, v| {
+            s.kinds = words(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "retention.trash_days",
+        default: Some("30"),
+        synced: true,
+        help: "days a deleted clip stays in the trash",
+        set: |s, v| {
+            let days = count(v)?;
+            let ms = days
+                .checked_mul(24 * 3_600_000)
+                .ok_or("at most 100000 days")?;
+            s.retention.trash_ms = (days > 0).then_some(ms);
+            Ok(())
+        },
+    },
+    Key {
+        name: "retention.max_history",
+        default: Some("0"),
+        synced: true,
+        help: "most clips kept in the history (0: no limit); pinned and favourite clips stay",
+        set: |s, v| {
+            let most = usize::try_from(count(v)?).map_err(|_| "a smaller number")?;
+            s.retention.max_history = (most > 0).then_some(most);
+            Ok(())
+        },
+    },
+];
+
+/// A text value; empty is none.
+fn text(value: &str) -> Option<String> {
+    Some(value.to_owned()).filter(|value| !value.is_empty())
+}
+
+fn boolean(value: &str) -> Result<bool, Expected> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("true or false".into()),
+    }
+}
+
+fn count(value: &str) -> Result<u64, Expected> {
+    value.parse().map_err(|_| "a whole number".into())
+}
+
+/// The largest size a setting takes: beyond it, a typo is likelier than intent (and the parser
+/// reads through a float, which saturates instead of failing).
+const MAX_SIZE: u64 = 1 << 40;
+
+fn size(value: &str) -> Result<u64, Expected> {
+    value
+        .parse::<ByteSize>()
+        .ok()
+        .map(|size| size.as_u64())
+        .filter(|&size| size <= MAX_SIZE)
+        .ok_or_else(|| "a size up to 1TiB, like 512KiB or 16MiB".into())
+}
+
+fn poll_interval(value: &str) -> Result<Duration, Expected> {
+    humantime::parse_duration(value)
+        .ok()
+        .filter(|interval| (MIN_POLL..=MAX_POLL).contains(interval))
+        .ok_or_else(|| "a duration from 100ms to 24h, like 500ms, 30s or 5m".into())
+}
+
+/// One of an enum's words.
+fn word<T: std::str::FromStr<Err = ferry_core::UnknownWord>>(value: &str) -> Result<T, Expected> {
+    value
+        .parse()
+        .map_err(|e: ferry_core::UnknownWord| format!("one of {}", e.expected.join(", ")))
+}
+
+/// A list of an enum's words.
+fn words<T: std::str::FromStr<Err = ferry_core::UnknownWord>>(
+    value: &str,
+) -> Result<Vec<T>, Expected> {
+    list(value)
+        .map(|item| {
+            item.parse().map_err(|e: ferry_core::UnknownWord| {
+                format!("a list of {}", e.expected.join(", "))
+            })
+        })
+        .collect()
+}
+
+/// Items of a list setting: one a line (from a TOML array), else separated by commas.
+fn list(text: &str) -> impl Iterator<Item = &str> {
+    let separator = if text.contains('\n') { '\n' } else { ',' };
+    text.split(separator)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(key: &str, value: &str) -> Result<Settings, Expected> {
+        let mut settings = Settings::defaults();
+        let key = KEYS.iter().find(|k| k.name == key).unwrap();
+        key.set(&mut settings, value).map(|()| settings)
+    }
+
+    #[test]
+    fn every_default_parses() {
+        for key in KEYS {
+            if let Some(default) = key.default {
+                assert!(
+                    key.set(&mut Settings::default(), default).is_ok(),
+                    "{}",
+                    key.name
+                );
+            }
+        }
+        let settings = Settings::defaults();
+        assert_eq!(settings.poll_interval, Duration::from_secs(30));
+        assert_eq!(settings.max_bytes, 16 << 20);
+        assert_eq!(settings.scope, Scope::ALL);
+        assert_eq!(settings.kinds.len(), 4);
+        assert!(settings.watch_clipboard && settings.apply_remote && !settings.poll_clipboard);
+    }
+
+    #[test]
+    fn durations_and_sizes_parse_and_absurd_ones_are_refused() {
+        let interval = |v| parsed("sync.poll_interval", v).map(|s| s.poll_interval);
+        assert_eq!(interval("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(interval("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(interval("1h 30m"), Ok(Duration::from_secs(5400)));
+        for bad in [
+            "5",
+            "ms",
+            "10ms",
+            "2d",
+            "9999999999999999h",
+            "99999999999999999999s",
+        ] {
+            assert!(interval(bad).is_err(), "{bad}");
+        }
+        let bytes = |v| parsed("clipboard.max_bytes", v).map(|s| s.max_bytes);
+        assert_eq!(bytes("16MiB"), Ok(16 << 20));
+        assert_eq!(bytes("512"), Ok(512));
+        assert_eq!(bytes("1 KB"), Ok(1000));
+        for bad in ["12 apples", "99999999999999999999GiB", "-1"] {
+            assert!(bytes(bad).is_err(), "{bad}");
+        }
+        assert!(parsed("retention.trash_days", &u64::MAX.to_string()).is_err());
+    }
+
+    #[test]
+    fn words_are_the_enums_spellings() {
+        let settings = parsed("clipboard.kinds", "rich_text, image").unwrap();
+        assert_eq!(settings.kinds, [ContentKind::RichText, ContentKind::Image]);
+        let error = parsed("sync.direction", "sideways").unwrap_err();
+        assert_eq!(error, "one of both, send_only, receive_only");
+        let error = parsed("sync.scope", "clips,passwords").unwrap_err();
+        assert_eq!(error, "a list of clips, collections, aliases, settings");
+        assert_eq!(
+            parsed("secret_store", "file").unwrap().secret_store,
+            SecretStore::File
+        );
+    }
+}
