@@ -92,17 +92,7 @@ impl fmt::Debug for SyncKey {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KeyId(pub [u8; 8]);
 
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyId({self})")
-    }
-}
+crate::hex_id!(KeyId, 8);
 
 /// The secret part shared by all sub-key types.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]

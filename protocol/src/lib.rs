@@ -24,6 +24,7 @@
 
 pub mod envelope;
 pub mod error;
+pub mod hex_id;
 pub mod keys;
 pub mod names;
 pub mod objects;

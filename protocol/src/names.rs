@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::Kind;
 use crate::error::Error;
+use crate::hex_id::parse_hex;
 use crate::keys::{NamesKey, fill_random};
 
 /// The folder, below the user's prefix, that holds a version 1 repository.
@@ -59,38 +60,9 @@ pub struct DeviceTag(pub [u8; 16]);
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct BlobId(pub [u8; 32]);
 
-macro_rules! hex_id {
-    ($name:ident, $len:expr) => {
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&hex::encode(self.0))
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!(stringify!($name), "({})"), self)
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = Error;
-
-            fn from_str(s: &str) -> Result<Self, Error> {
-                parse_hex::<$len>(s)
-                    .map($name)
-                    .ok_or_else(|| Error::BadName {
-                        name: s.to_owned(),
-                        reason: concat!("expected ", stringify!($len), " bytes as lowercase hex"),
-                    })
-            }
-        }
-    };
-}
-
-hex_id!(DeviceId, 16);
-hex_id!(DeviceTag, 16);
-hex_id!(BlobId, 32);
+crate::hex_id!(DeviceId, 16);
+crate::hex_id!(DeviceTag, 16);
+crate::hex_id!(BlobId, 32);
 
 impl NamesKey {
     /// The tag under which `device` writes its objects.
@@ -239,16 +211,6 @@ impl FromStr for ObjectName {
             _ => Err(bad("unknown folder (expected log, head, snap or blob)")),
         }
     }
-}
-
-/// Exactly `2 * N` lowercase hex digits.
-fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    let mut out = [0u8; N];
-    hex::decode_to_slice(s, &mut out).ok()?;
-    Some(out)
 }
 
 #[cfg(test)]

@@ -22,9 +22,6 @@
 
 pub mod wire;
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::{self, Kind, Sealed};
@@ -37,34 +34,7 @@ use crate::objects::Payload;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicId(pub [u8; 32]);
 
-impl fmt::Display for TopicId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for TopicId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TopicId({self})")
-    }
-}
-
-impl FromStr for TopicId {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        let mut out = [0u8; 32];
-        let lower = s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if lower && hex::decode_to_slice(s, &mut out).is_ok() {
-            Ok(TopicId(out))
-        } else {
-            Err(Error::BadName {
-                name: s.chars().take(100).collect(),
-                reason: "a topic is 64 lowercase hex digits",
-            })
-        }
-    }
-}
+crate::hex_id!(TopicId, 32);
 
 /// "Device `device` has written segment `seq`."
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use ferry_store::{
 use ferry_sync::Engine;
 
 use crate::config::{Config, SecretStore};
-use crate::error::Failure;
+use crate::error::{Failure, file_error};
 use crate::home::Home;
 
 /// The setting under which each device's name is synced (`device/<id>`).
@@ -238,6 +238,16 @@ impl Device {
         })
     }
 
+    /// Records this device's name as a synced setting, so other devices show it.
+    pub(crate) fn set_name(&mut self, name: &str) -> Result<(), Failure> {
+        let key = format!("{DEVICE_NAME_PREFIX}{}", self.engine.device());
+        let name = name.to_owned();
+        self.engine.record(DataKind::Settings, |r, _, now| {
+            r.set_setting(key, Some(name), now)
+        })?;
+        Ok(())
+    }
+
     /// The names devices gave themselves, by device id.
     pub(crate) fn device_name(&self, device: &ferry_protocol::DeviceId) -> String {
         let key = format!("{DEVICE_NAME_PREFIX}{device}");
@@ -257,19 +267,11 @@ pub(crate) fn try_lock(home: &Home) -> Result<Option<File>, Failure> {
         .truncate(false)
         .write(true)
         .open(home.lock_file())
-        .map_err(|e| {
-            Failure::new(format!(
-                "{} could not be opened: {e}",
-                home.lock_file().display()
-            ))
-        })?;
+        .map_err(file_error(&home.lock_file(), "opened"))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(Failure::new(format!(
-            "{} could not be locked: {e}",
-            home.lock_file().display()
-        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(file_error(&home.lock_file(), "locked")(e)),
     }
 }
 

@@ -1,6 +1,8 @@
 //! A command's failure: the message a person reads, and the exit code.
 
 use std::fmt;
+use std::io;
+use std::path::Path;
 
 use ferry_secrets::SecretsError;
 use ferry_store::StoreError;
@@ -59,4 +61,10 @@ impl From<ferry_protocol::Error> for Failure {
     fn from(error: ferry_protocol::Error) -> Failure {
         Failure::new(error.to_string())
     }
+}
+
+/// The failure of a file operation, naming the file: `<path> could not be <done>: <error>`.
+pub(crate) fn file_error(path: &Path, done: &'static str) -> impl FnOnce(io::Error) -> Failure {
+    let path = path.display().to_string();
+    move |error| Failure::new(format!("{path} could not be {done}: {error}"))
 }

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::Failure;
+use crate::error::{Failure, file_error};
 
 /// The files of one device.
 #[derive(Debug, Clone)]
@@ -45,9 +45,7 @@ impl Home {
 
     /// Creates the data folder, private to the user.
     pub(crate) fn create(&self) -> Result<(), Failure> {
-        fs::create_dir_all(&self.data).map_err(|e| {
-            Failure::new(format!("{} could not be created: {e}", self.data.display()))
-        })?;
+        fs::create_dir_all(&self.data).map_err(file_error(&self.data, "created"))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -2,39 +2,35 @@
 //!
 //! ```text
 //! main ─▶ cli (clap) ─▶ config layers + home
-//!   init / join / key / doctor / service      run here
+//!   init / join / key / doctor / service      run here (commands/)
 //!   agent                                     the long-running loop (agent/)
 //!   copy, paste, history, … (DataCommand)     run here under the home's lock, or, when an
 //!                                             agent holds it, sent to the agent's socket
+//!   every answer                              one report, as text or --json (output)
 //! ```
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error.
 
 mod agent;
 mod cli;
+mod commands;
 mod config;
-mod data;
 mod device;
-mod doctor;
 mod error;
 mod home;
+mod output;
 mod prompt;
-mod service;
-mod setup;
 
-use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use ferry_relay_client::{ClientConfig, RelayClient};
 
-use crate::cli::{Cli, Command, ConfigAction, DataCommand};
+use crate::cli::{Cli, Command};
+use crate::commands::setup;
 use crate::config::Config;
-use crate::data::Output;
-use crate::device::Device;
 use crate::error::Failure;
 use crate::home::Home;
+use crate::output::Output;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -76,126 +72,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         flags.push(("secret_store", choice.to_string()));
     }
     let config = Config::load(global.base_config.as_deref(), &home.config, &flags)?;
-    match cli.command {
-        Command::Init(args) => print_setup(
-            setup::setup(home, config, args.into(), global.json).await?,
-            global.json,
-        ),
-        Command::Join(args) => print_setup(
-            setup::setup(home, config, args.into(), global.json).await?,
-            global.json,
-        ),
-        Command::Key { action } => setup::key(&home, &config, action),
+    let mut out = Output::new(global.json);
+    let result = match cli.command {
+        Command::Init(args) => setup::setup(home, config, args.into())
+            .await
+            .map(|done| out.report(&done)),
+        Command::Join(args) => setup::setup(home, config, args.into())
+            .await
+            .map(|done| out.report(&done)),
+        Command::Key { action } => commands::key::run(&home, &config, action, &mut out),
         Command::Agent => agent::run(home, config).await,
-        Command::Doctor => doctor::run(&home, &config, global.json).await,
-        Command::Service { action } => service::run(&home, action, global.home.is_some()),
-        Command::Data(command) => data_command(home, config, command, global.json).await,
-    }
-}
-
-fn print_setup(result: serde_json::Value, json: bool) -> Result<(), Failure> {
-    if json {
-        println!("{result}");
-    }
-    Ok(())
-}
-
-/// Runs a data command here, or in the agent when one holds the home.
-async fn data_command(
-    home: Home,
-    config: Config,
-    mut command: DataCommand,
-    json: bool,
-) -> Result<(), Failure> {
-    // Settings in files need neither the engine nor the agent.
-    if let DataCommand::Config { action } = &command
-        && (matches!(
-            action,
-            ConfigAction::Set { synced: false, .. } | ConfigAction::Unset { synced: false, .. }
-        ) || config.settings.store.as_deref().is_none())
-    {
-        let mut out = Output::default();
-        setup::local_config(&config, action.clone(), json, &mut out)?;
-        return emit(out);
-    }
-    data::prepare(&mut command)?;
-    let lock = match device::try_lock(&home)? {
-        Some(lock) => lock,
-        None => match agent::ipc::send(&home, &command, json).await {
-            Ok(Some(reply)) => {
-                emit(Output {
-                    stdout: reply.stdout,
-                    stderr: reply.stderr,
-                })?;
-                return match reply.code {
-                    0 => Ok(()),
-                    code => Err(Failure {
-                        message: reply.error,
-                        code,
-                    }),
-                };
-            }
-            // No agent answers: another command holds the lock; wait for it.
-            Ok(None) => device::lock(&home, Duration::from_secs(30))?,
-            Err(failure) => return Err(failure),
-        },
-    };
-    let mut device = Device::open(home, config, lock, device::INTERACTIVE).await?;
-    let mut out = Output::default();
-    // Without an agent keeping this device current, look for news first (one listing).
-    let fetch_first = !matches!(
-        command,
-        DataCommand::Copy(_)
-            | DataCommand::Paste(_)
-            | DataCommand::Sync { .. }
-            | DataCommand::Log(_)
-    );
-    if fetch_first && let Err(error) = device.engine.fetch().await {
-        out.stderr.push_str(&format!(
-            "warning: could not fetch new data ({error}); showing what this device has\n"
-        ));
-    }
-    let result = data::execute(&mut device, command, json, &mut out).await;
-    if let Ok(true) = result {
-        // Sync it now if storage is reachable; it stays queued otherwise.
-        match device.engine.upload().await {
-            Ok(report) => announce(&device, &report.hints).await,
-            Err(error) => {
-                out.stderr.push_str(&format!(
-                    "recorded on this device; it goes out with the next `ferry sync` or the agent \
-                 (the upload failed: {error})\n"
-                ));
-            }
+        Command::Doctor => commands::doctor::run(&home, &config, &mut out).await,
+        Command::Service { action } => {
+            commands::service::run(&home, action, global.home.is_some(), &mut out)
         }
-    }
-    emit(out)?;
-    result.map(drop)
-}
-
-/// Tells the other devices through the relay that a new segment is there, so their agents
-/// fetch it now rather than at their next poll. The newest hint covers the ones before it.
-async fn announce(device: &Device, hints: &[ferry_protocol::RelayHint]) {
-    let (Some(url), Some(hint)) = (device.config.settings.relay.as_deref(), hints.last()) else {
-        return;
+        Command::Data(command) => commands::run_data(home, config, command, &mut out).await,
     };
-    let Ok((client, _)) = RelayClient::start(ClientConfig::new(url)) else {
-        return;
-    };
-    let topic = device.keys.relay.publish_topic(agent::unix_now());
-    if let Ok(sealed) = device.keys.relay.seal_hint(&topic, hint) {
-        let _ = client.publish(topic, sealed.into_bytes());
-        if !client.flush(Duration::from_secs(2)).await {
-            tracing::info!("the relay did not answer: other devices see this at their next poll");
-        }
-    }
-}
-
-fn emit(out: Output) -> Result<(), Failure> {
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(&out.stdout)
-        .and_then(|()| stdout.flush())
-        .map_err(|e| Failure::new(format!("could not write the output: {e}")))?;
-    eprint!("{}", out.stderr);
-    Ok(())
+    // What was printed before a failure is shown too (doctor's checklist, a fetch warning).
+    out.emit()?;
+    result
 }

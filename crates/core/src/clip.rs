@@ -1,7 +1,5 @@
 //! What a clip holds, and the ids of clips and collections.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use ferry_protocol::{BlobId, NamesKey};
@@ -23,27 +21,8 @@ impl ClipId {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct CollectionId(pub [u8; 16]);
 
-macro_rules! hex_display {
-    ($name:ident) => {
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                for byte in self.0 {
-                    write!(f, "{byte:02x}")?;
-                }
-                Ok(())
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!(stringify!($name), "({})"), self)
-            }
-        }
-    };
-}
-
-hex_display!(ClipId);
-hex_display!(CollectionId);
+ferry_protocol::hex_id!(ClipId, 16);
+ferry_protocol::hex_id!(CollectionId, 16);
 
 /// Bytes held in the operation itself, or in a blob stored beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

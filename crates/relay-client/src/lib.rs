@@ -126,7 +126,7 @@ impl ClientError {
 pub enum State {
     /// Dialling the relay.
     Connecting,
-    /// Connected and subscribed.
+    /// Connected, and the relay has confirmed every subscription.
     Connected,
     /// Not connected; the next attempt is after `retry_in` (from `Status::since`).
     Waiting {

@@ -250,14 +250,18 @@ impl Worker {
     }
 
     async fn session_inner(&mut self, socket: &mut Socket, wanted: &mut Wanted) -> Ended {
-        for topic in wanted.topics.clone() {
+        // The subscriptions carry references: the session counts as connected once the relay
+        // has answered every one of them.
+        let mut unconfirmed = BTreeSet::new();
+        for (reference, topic) in (1..).zip(wanted.topics.clone()) {
             let request = Request::Subscribe {
                 topic,
-                reference: None,
+                reference: Some(reference),
             };
             if let Err(error) = self.send(socket, request).await {
                 return Ended::Lost(error);
             }
+            unconfirmed.insert(reference);
         }
         while let Some((topic, data)) = wanted.unsent.pop_first() {
             let request = Request::Publish {
@@ -270,7 +274,9 @@ impl Worker {
             }
         }
         wanted.settle();
-        self.set_state(State::Connected, None);
+        if unconfirmed.is_empty() {
+            self.set_state(State::Connected, None);
+        }
 
         let config = self.config.clone();
         let mut pace = Pace::new(&config);
@@ -336,7 +342,14 @@ impl Worker {
                         Some(Err(error)) => {
                             return Ended::Lost(format!("the relay connection failed: {error}"));
                         }
-                        Some(Ok(Message::Text(text))) => self.receive(&text),
+                        Some(Ok(Message::Text(text))) => {
+                            let answered = self.receive(&text);
+                            if answered.is_some_and(|r| unconfirmed.remove(&r))
+                                && unconfirmed.is_empty()
+                            {
+                                self.set_state(State::Connected, None);
+                            }
+                        }
                         Some(Ok(Message::Close(frame))) => {
                             let reason = frame
                                 .map(|f| format!("{} ({})", f.reason, u16::from(f.code)))
@@ -363,22 +376,33 @@ impl Worker {
         }
     }
 
-    fn receive(&self, text: &str) {
+    /// Takes one event; gives the reference of the request it answers, if any.
+    fn receive(&self, text: &str) -> Option<u64> {
         match Event::parse(text) {
             Ok(Event::Message { topic, data }) => {
                 if self.deliveries.try_send(Delivery { topic, data }).is_err() {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
+                None
             }
-            Ok(Event::Error { code, message, .. }) => {
+            Ok(Event::Error {
+                code,
+                message,
+                reference,
+            }) => {
                 warn!(%code, %message, "the relay refused a request");
                 self.status.send_modify(|status| {
                     status.last_error =
                         Some(format!("the relay refused a request: {message} ({code})"));
                 });
+                reference
             }
-            Ok(Event::Ok { .. } | Event::Unknown) => {}
-            Err(error) => debug!(%error, "ignoring a malformed relay event"),
+            Ok(Event::Ok { reference }) => Some(reference),
+            Ok(Event::Unknown) => None,
+            Err(error) => {
+                debug!(%error, "ignoring a malformed relay event");
+                None
+            }
         }
     }
 }

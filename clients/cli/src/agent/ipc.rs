@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
-use tracing::debug;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
 
 use crate::cli::DataCommand;
 use crate::error::Failure;
@@ -113,8 +114,13 @@ pub(crate) async fn send(
         .map_err(|_| Failure::new("the agent did not answer within 2 minutes; see its log"))?
 }
 
-/// Listens on the home's socket and hands each command to the loop through `jobs`.
-pub(crate) fn listen(home: &Home, jobs: mpsc::Sender<Job>) -> Result<(), Failure> {
+/// The first wait after a failed accept (out of file descriptors, say); it doubles up to
+/// [`ACCEPT_BACKOFF_MAX`] while accepting keeps failing.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Binds the home's socket (replacing one left by an agent that died).
+pub(crate) fn bind(home: &Home) -> Result<UnixListener, Failure> {
     let path = home.socket();
     // Whoever holds the lock owns the socket: an old one is from an agent that died.
     let _ = std::fs::remove_file(&path);
@@ -125,20 +131,33 @@ pub(crate) fn listen(home: &Home, jobs: mpsc::Sender<Job>) -> Result<(), Failure
         ))
     })?;
     restrict(&path);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let jobs = jobs.clone();
-            tokio::spawn(async move {
-                if let Err(error) = serve(stream, jobs).await {
-                    debug!(%error, "a command on the agent's socket failed");
-                }
-            });
+    Ok(listener)
+}
+
+/// Accepts connections on `listener` and hands each command to the agent's loop through
+/// `jobs`, until the task running it is dropped (with the connections it serves).
+pub(crate) async fn accept(listener: UnixListener, jobs: mpsc::Sender<Job>) {
+    let mut connections = JoinSet::new();
+    let mut backoff = ACCEPT_BACKOFF;
+    loop {
+        while connections.try_join_next().is_some() {}
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = ACCEPT_BACKOFF;
+                let jobs = jobs.clone();
+                connections.spawn(async move {
+                    if let Err(error) = serve(stream, jobs).await {
+                        debug!(%error, "a command on the agent's socket failed");
+                    }
+                });
+            }
+            Err(error) => {
+                warn!(%error, retry_in = ?backoff, "the agent's socket could not accept");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
         }
-    });
-    Ok(())
+    }
 }
 
 fn restrict(path: &Path) {

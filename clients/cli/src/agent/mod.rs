@@ -20,19 +20,23 @@ use std::time::Duration;
 use ferry_clipboard::{Clip, Observed, WatchConfig, Watcher, Writer};
 use ferry_core::{Body, ClipContent, ClipId, DataKind};
 use ferry_protocol::TopicId;
-use ferry_relay_client::{ClientConfig, Delivery, RelayClient};
+use ferry_relay_client::{
+    ClientConfig, Delivery, RelayClient, State as RelayState, Status as RelayStatus,
+};
 use ferry_store::RetryPolicy;
 use ferry_store::url::StoreUrl;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch as state};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::commands::setup::{self, KeySource, Setup, ShowCode};
+use crate::commands::{self, Changed};
 use crate::config::Config;
-use crate::data::{self, Output};
 use crate::device::{self, Device};
 use crate::error::Failure;
 use crate::home::Home;
-use crate::setup::{self, KeySource, Setup, ShowCode};
+use crate::output::Output;
 
 /// Copies closer together than this go out in one segment.
 const UPLOAD_DEBOUNCE: Duration = Duration::from_millis(20);
@@ -104,7 +108,8 @@ async fn first_run(home: &Home, config: Config) -> Result<Config, Failure> {
             ShowCode::Withhold
         },
     };
-    setup::setup(home.clone(), config, setup, false).await?;
+    let done = setup::setup(home.clone(), config, setup).await?;
+    print!("{done}");
     println!();
     println!(
         "To use a bucket or WebDAV server instead, stop the agent and run `ferry init --store URL`."
@@ -120,6 +125,11 @@ struct Agent {
     /// When they change next.
     topics_change: Instant,
     relay: Option<(RelayClient, mpsc::Receiver<Delivery>)>,
+    /// The relay connection's state, to say when the relay confirms the subscriptions.
+    relay_state: Option<state::Receiver<RelayStatus>>,
+    /// Tasks that live as long as the agent: the socket's accept loop and its connections,
+    /// stopped before the agent's last upload.
+    tasks: JoinSet<()>,
     clips: Option<mpsc::Receiver<Observed>>,
     folder: Option<mpsc::Receiver<()>>,
     jobs: mpsc::Receiver<ipc::Job>,
@@ -143,7 +153,8 @@ struct Agent {
 impl Agent {
     fn start(device: Device) -> Result<Agent, Failure> {
         let (job_tx, jobs) = mpsc::channel(16);
-        ipc::listen(&device.home, job_tx)?;
+        let mut tasks = JoinSet::new();
+        tasks.spawn(ipc::accept(ipc::bind(&device.home)?, job_tx));
         let topics = device.keys.relay.listen_topics(unix_now());
         let relay = match device.config.settings.relay.as_deref() {
             Some(url) => {
@@ -156,7 +167,7 @@ impl Agent {
                         .subscribe(*topic)
                         .map_err(|e| Failure::new(e.to_string()))?;
                 }
-                info!(relay = url, "relay: subscribed");
+                info!(relay = url, "relay: connecting");
                 Some(started)
             }
             None => {
@@ -191,12 +202,14 @@ impl Agent {
             };
         let applied = std::fs::read_to_string(device.home.applied_file())
             .ok()
-            .and_then(|text| data::parse_clip_id(text.trim()));
+            .and_then(|text| text.trim().parse::<ferry_core::ClipId>().ok());
         Ok(Agent {
             device,
             topics_change: topics_change(),
             topics,
+            relay_state: relay.as_ref().map(|(client, _)| client.watch()),
             relay,
+            tasks,
             clips,
             folder,
             jobs,
@@ -226,6 +239,7 @@ impl Agent {
                 _ = tokio::signal::ctrl_c() => break,
                 Some(observed) = recv(&mut self.clips) => self.observed(observed),
                 Some(delivery) = recv_relay(&mut self.relay) => self.hint(delivery).await,
+                Some(status) = relay_changed(&mut self.relay_state) => relay_news(&status),
                 Some(()) = recv(&mut self.folder) => self.fetch().await,
                 _ = poll.tick() => {
                     self.fetch().await;
@@ -238,6 +252,8 @@ impl Agent {
                 () = sleep_until(upload_at), if upload_at.is_some() => self.upload().await,
             }
         }
+        // No more commands from the socket: what they recorded goes out below.
+        self.tasks.shutdown().await;
         info!("stopping: uploading what is pending");
         match tokio::time::timeout(SHUTDOWN_UPLOAD, self.device.engine.upload()).await {
             Ok(Ok(report)) => self.publish(&report.hints),
@@ -487,9 +503,9 @@ impl Agent {
     }
 
     async fn job(&mut self, job: ipc::Job) {
-        let mut out = Output::default();
-        let result = data::execute(&mut self.device, job.command, job.json, &mut out).await;
-        if let Ok(true) = result {
+        let mut out = Output::new(job.json);
+        let result = commands::execute(&mut self.device, job.command, &mut out).await;
+        if let Ok(Changed::Yes) = result {
             self.upload_at = Some(Instant::now());
         }
         let _ = job
@@ -567,6 +583,31 @@ async fn recv_relay(
     match relay {
         Some((_, rx)) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The relay connection's next change of state.
+async fn relay_changed(state: &mut Option<state::Receiver<RelayStatus>>) -> Option<RelayStatus> {
+    if let Some(rx) = state
+        && rx.changed().await.is_ok()
+    {
+        return Some(rx.borrow_and_update().clone());
+    }
+    // No relay, or its client stopped: nothing more to say.
+    *state = None;
+    std::future::pending().await
+}
+
+/// Says how the relay connection changed.
+fn relay_news(status: &RelayStatus) {
+    match &status.state {
+        RelayState::Connected => info!(connections = status.connections, "relay: subscribed"),
+        RelayState::Waiting { retry_in } => info!(
+            ?retry_in,
+            error = status.last_error.as_deref().unwrap_or(""),
+            "relay: not connected; polling until it answers"
+        ),
+        RelayState::Connecting | RelayState::Stopped => {}
     }
 }
 

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub(crate) use settings::{KEYS, Key, SecretStore, Settings};
 
-use crate::error::Failure;
+use crate::error::{Failure, file_error};
 
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +226,7 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
 pub(crate) fn write_user(path: &Path, key: &str, value: Option<&str>) -> Result<(), Failure> {
     let mut table: toml::Table = if path.exists() {
         fs::read_to_string(path)
-            .map_err(|e| Failure::new(format!("{} could not be read: {e}", path.display())))?
+            .map_err(file_error(path, "read"))?
             .parse()
             .map_err(|e: toml::de::Error| {
                 Failure::new(format!(
@@ -264,15 +264,14 @@ pub(crate) fn write_user(path: &Path, key: &str, value: Option<&str>) -> Result<
         }
     }
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)
-            .map_err(|e| Failure::new(format!("{} could not be created: {e}", parent.display())))?;
+        fs::create_dir_all(parent).map_err(file_error(parent, "created"))?;
     }
     let text = toml::to_string(&table)
         .map_err(|e| Failure::new(format!("the config could not be written: {e}")))?;
     let temporary = path.with_extension("toml.tmp");
     fs::write(&temporary, text)
         .and_then(|()| fs::rename(&temporary, path))
-        .map_err(|e| Failure::new(format!("{} could not be written: {e}", path.display())))
+        .map_err(file_error(path, "written"))
 }
 
 #[cfg(test)]

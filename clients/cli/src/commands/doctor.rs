@@ -1,49 +1,73 @@
 //! `ferry doctor`: the troubleshooting checklist, in order, each line saying ok or what to do.
 
+use std::fmt;
 use std::time::Duration;
 
 use ferry_relay_client::{ClientConfig, RelayClient, State};
 use ferry_store::RetryPolicy;
 use ferry_sync::repo;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::cli::DataCommand;
 use crate::config::Config;
 use crate::device;
 use crate::error::Failure;
 use crate::home::Home;
+use crate::output::{Lines, Output};
 
 struct Check {
     name: &'static str,
     result: Result<String, String>,
 }
 
-pub(crate) async fn run(home: &Home, config: &Config, json: bool) -> Result<(), Failure> {
-    let checks = checks(home, config).await;
-    let failed = checks.iter().filter(|c| c.result.is_err()).count();
-    if json {
-        let rows: Vec<_> = checks
-            .iter()
-            .map(|c| match &c.result {
-                Ok(detail) => json!({ "check": c.name, "ok": true, "detail": detail }),
-                Err(detail) => json!({ "check": c.name, "ok": false, "detail": detail }),
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(rows));
-    } else {
-        for check in &checks {
-            match &check.result {
-                Ok(detail) => println!("ok    {}: {detail}", check.name),
-                Err(detail) => println!("FAIL  {}: {detail}", check.name),
-            }
-        }
+/// The checklist's outcome.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Report(Vec<Row>);
+
+#[derive(Serialize)]
+struct Row {
+    check: &'static str,
+    ok: bool,
+    detail: String,
+}
+
+impl fmt::Display for Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mark = if self.ok { "ok  " } else { "FAIL" };
+        write!(f, "{mark}  {}: {}", self.check, self.detail)
     }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Lines(&self.0).fmt(f)
+    }
+}
+
+/// `ferry doctor`: fails when any check fails, after printing them all.
+pub(crate) async fn run(home: &Home, config: &Config, out: &mut Output) -> Result<(), Failure> {
+    let rows: Vec<Row> = checks(home, config)
+        .await
+        .into_iter()
+        .map(|check| {
+            let (ok, detail) = match check.result {
+                Ok(detail) => (true, detail),
+                Err(detail) => (false, detail),
+            };
+            Row {
+                check: check.name,
+                ok,
+                detail,
+            }
+        })
+        .collect();
+    let failed = rows.iter().filter(|row| !row.ok).count();
+    let total = rows.len();
+    out.report(&Report(rows));
     match failed {
         0 => Ok(()),
-        n => Err(Failure::new(format!(
-            "{n} of {} checks failed",
-            checks.len()
-        ))),
+        n => Err(Failure::new(format!("{n} of {total} checks failed"))),
     }
 }
 

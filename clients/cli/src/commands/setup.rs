@@ -1,17 +1,16 @@
-//! Setting a device up (`init`, `join`), its recovery code (`key`), and the settings that live
-//! in files (`config` without `--synced`).
+//! `ferry init` and `ferry join`: setting a device up on a new or an existing repository.
 
+use std::fmt;
 use std::time::Duration;
 
 use ferry_protocol::{KdfParams, SyncKey};
 use ferry_secrets::Secret;
 use ferry_store::url::StoreUrl;
 use ferry_sync::repo;
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use crate::cli::{ConfigAction, InitArgs, JoinArgs, KeyAction};
-use crate::config::{self, Config, KEYS};
-use crate::data::{Output, name_device};
+use crate::cli::{InitArgs, JoinArgs};
+use crate::config::{self, Config};
 use crate::device::{self, Device};
 use crate::error::Failure;
 use crate::home::Home;
@@ -97,12 +96,7 @@ fn recovery_key(code: &str) -> Result<SyncKey, Failure> {
 
 /// Sets this device up on a new or existing repository. Nothing is written on this device
 /// before the key is known to open the repository.
-pub(crate) async fn setup(
-    home: Home,
-    config: Config,
-    setup: Setup,
-    json: bool,
-) -> Result<Value, Failure> {
+pub(crate) async fn setup(home: Home, config: Config, setup: Setup) -> Result<SetUp, Failure> {
     if let Some(existing) = config.settings.store.as_deref() {
         return Err(Failure::new(format!(
             "this device is already set up with the store {existing} (in {}); use another \
@@ -187,49 +181,62 @@ pub(crate) async fn setup(
     let config = Config::load(None, user, &[])?;
     let lock = device::lock(&home, Duration::from_secs(30))?;
     let mut device = Device::open(home, config, lock, device::INTERACTIVE).await?;
-    name_device(&mut device, &name)?;
+    device.set_name(&name)?;
     if let Err(error) = device.engine.sync().await {
         eprintln!("warning: the first sync failed ({error}); it is retried later");
     }
-    let result = json!({
-        "recovery_code": if created { Some(code.expose()) } else { None },
-        "device_id": device.engine.device().to_string(),
-        "key_id": key.key_id().to_string(),
-        "store": setup.store,
-        "created": created,
-    });
-    if !json {
-        match (created, setup.code) {
-            (true, ShowCode::Print) => print_new_repository(&setup.store, code.expose()),
-            (true, ShowCode::Withhold) => {
-                println!("Created a Ferry repository at {}.", setup.store);
-                println!();
-                println!(
-                    "Its recovery code is not printed here, where a log would keep it. Show it \
-                     with `ferry key show --yes` in a terminal and save it in your password \
-                     manager or on paper: without it a lost device cannot be replaced."
-                );
-            }
-            (false, _) => println!(
-                "This device ({name}) joined the repository at {}.",
-                setup.store
+    Ok(SetUp {
+        recovery_code: (created && setup.code == ShowCode::Print).then(|| code.expose().to_owned()),
+        device_id: device.engine.device().to_string(),
+        key_id: key.key_id().to_string(),
+        store: setup.store,
+        created,
+        name,
+    })
+}
+
+/// What `init` or `join` did.
+#[derive(Serialize)]
+pub(crate) struct SetUp {
+    /// A new repository's recovery code, when it is to be shown.
+    recovery_code: Option<String>,
+    device_id: String,
+    key_id: String,
+    store: String,
+    /// A new repository (`init`), or one joined.
+    created: bool,
+    #[serde(skip)]
+    name: String,
+}
+
+impl fmt::Display for SetUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let store = &self.store;
+        match (self.created, &self.recovery_code) {
+            (true, Some(code)) => write!(
+                f,
+                "Created a Ferry repository at {store}.\n\n\
+                 Recovery code (shown once; save it in your password manager or on paper):\n\n\
+                 \x20   {code}\n\n\
+                 Anyone with this code can read your clips; without it a lost device cannot be\n\
+                 replaced. Add another device with (it asks for the code):\n\n\
+                 \x20   ferry join --store {}\n",
+                shell_quote(store)
+            ),
+            (true, None) => write!(
+                f,
+                "Created a Ferry repository at {store}.\n\n\
+                 Its recovery code is not printed here, where a log would keep it. Show it with \
+                 `ferry key show --yes` in a terminal and save it in your password manager or on \
+                 paper: without it a lost device cannot be replaced.\n"
+            ),
+            (false, _) => writeln!(
+                f,
+                "This device ({}) joined the repository at {store}.",
+                self.name
             ),
         }
     }
-    Ok(result)
-}
-
-fn print_new_repository(store: &str, code: &str) {
-    println!("Created a Ferry repository at {store}.");
-    println!();
-    println!("Recovery code (shown once; save it in your password manager or on paper):");
-    println!();
-    println!("    {code}");
-    println!();
-    println!("Anyone with this code can read your clips; without it a lost device cannot be");
-    println!("replaced. Add another device with (it asks for the code):");
-    println!();
-    println!("    ferry join --store {}", shell_quote(store));
 }
 
 /// `text` as one shell word: as it is when every character is safe, else in single quotes.
@@ -240,118 +247,6 @@ fn shell_quote(text: &str) -> String {
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))
     }
-}
-
-/// `ferry key show|export`.
-pub(crate) fn key(home: &Home, config: &Config, action: KeyAction) -> Result<(), Failure> {
-    let secrets = device::secrets(home, config);
-    let key = device::sync_key(&secrets)?;
-    match action {
-        KeyAction::Show { yes: false } => Err(Failure::usage(
-            "the recovery code opens all your data: print it with `ferry key show --yes` when no \
-             one can see your screen, or write it to a file with `ferry key export --output FILE`",
-        )),
-        KeyAction::Show { yes: true } => {
-            println!("{}", key.recovery_code().expose());
-            Ok(())
-        }
-        KeyAction::Export { output } => {
-            let text = format!(
-                "Ferry recovery code for the repository at {} (key {}):\n\n    {}\n",
-                config.settings.store.as_deref().unwrap_or("?"),
-                key.key_id(),
-                key.recovery_code().expose()
-            );
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options.open(&output).map_err(|e| {
-                Failure::new(format!("{} could not be created: {e}", output.display()))
-            })?;
-            std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| {
-                Failure::new(format!("{} could not be written: {e}", output.display()))
-            })?;
-            eprintln!(
-                "wrote the recovery code to {} (mode 0600)",
-                output.display()
-            );
-            Ok(())
-        }
-    }
-}
-
-/// `ferry config` on the file layers: get, set, unset, ls.
-pub(crate) fn local_config(
-    config: &Config,
-    action: ConfigAction,
-    json: bool,
-    out: &mut Output,
-) -> Result<(), Failure> {
-    match action {
-        ConfigAction::Get { key } => {
-            config::key(&key)?;
-            let (value, source) = config
-                .get(&key)
-                .ok_or_else(|| Failure::new(format!("`{key}` is not set")))?;
-            if json {
-                out.stdout.extend_from_slice(
-                    json!({ "key": key, "value": value, "source": source.to_string() })
-                        .to_string()
-                        .as_bytes(),
-                );
-                out.stdout.push(b'\n');
-            } else {
-                out.stdout
-                    .extend_from_slice(format!("{value}\n").as_bytes());
-            }
-        }
-        ConfigAction::Set { key, value, .. } => {
-            let spec = config::key(&key)?;
-            config::check(spec, &value)?;
-            config::write_user(&config.user_file, &key, Some(&value))?;
-        }
-        ConfigAction::Unset { key, .. } => {
-            config::key(&key)?;
-            config::write_user(&config.user_file, &key, None)?;
-        }
-        ConfigAction::Ls => {
-            let rows: Vec<(&str, String, String, bool)> = KEYS
-                .iter()
-                .map(|k| {
-                    let (value, source) = config
-                        .get(k.name)
-                        .map(|(v, s)| (v.clone(), s.to_string()))
-                        .unwrap_or_default();
-                    (k.name, value, source, k.synced)
-                })
-                .collect();
-            if json {
-                let value = Value::Array(
-                    rows.iter()
-                        .map(|(k, v, s, synced)| {
-                            json!({ "key": k, "value": v, "source": s, "syncable": synced })
-                        })
-                        .collect(),
-                );
-                out.stdout
-                    .extend_from_slice(format!("{value}\n").as_bytes());
-            } else {
-                for (scope, synced) in [("this device", false), ("synced (--synced)", true)] {
-                    out.stdout
-                        .extend_from_slice(format!("# {scope}\n").as_bytes());
-                    for (k, v, s, _) in rows.iter().filter(|r| r.3 == synced) {
-                        out.stdout
-                            .extend_from_slice(format!("{k} = {v:?}\t({s})\n").as_bytes());
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

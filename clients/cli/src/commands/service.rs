@@ -1,12 +1,16 @@
 //! `ferry service`: run the agent as a user service — a systemd user unit on Linux, a launchd
 //! agent on macOS.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde::Serialize;
+
 use crate::cli::ServiceAction;
-use crate::error::Failure;
+use crate::error::{Failure, file_error};
 use crate::home::Home;
+use crate::output::Output;
 
 /// The service manager of this platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,21 +154,47 @@ fn program(home: &Home, explicit_home: bool) -> Result<Vec<String>, Failure> {
 
 fn write(path: &Path, text: &str) -> Result<(), Failure> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Failure::new(format!("{} could not be created: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent).map_err(file_error(parent, "created"))?;
     }
-    std::fs::write(path, text)
-        .map_err(|e| Failure::new(format!("{} could not be written: {e}", path.display())))
+    std::fs::write(path, text).map_err(file_error(path, "written"))
 }
 
-pub(crate) fn run(home: &Home, action: ServiceAction, explicit_home: bool) -> Result<(), Failure> {
+/// Whether the service is installed, and its state.
+#[derive(Serialize)]
+struct Status {
+    path: String,
+    installed: bool,
+    /// What the service manager says (`active`, `loaded`, or why it is not running).
+    state: Option<String>,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.installed {
+            return writeln!(f, "not installed (install with `ferry service install`)");
+        }
+        writeln!(f, "installed: {}", self.path)?;
+        match &self.state {
+            Some(state) => writeln!(f, "state: {state}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `ferry service install|uninstall|status`; what it does is said on stderr as it goes.
+pub(crate) fn run(
+    home: &Home,
+    action: ServiceAction,
+    explicit_home: bool,
+    out: &mut Output,
+) -> Result<(), Failure> {
     let manager = Manager::here();
     let path = manager.path()?;
     let path_text = path.display().to_string();
     match action {
         ServiceAction::Install => {
             write(&path, &manager.file(&program(home, explicit_home)?))?;
-            println!("wrote {path_text}");
+            out.note(format!("wrote {path_text}"));
             let started = match manager {
                 Manager::Systemd => manager
                     .control(&["daemon-reload"])
@@ -178,11 +208,13 @@ pub(crate) fn run(home: &Home, action: ServiceAction, explicit_home: bool) -> Re
                     failure.message
                 ))
             })?;
-            println!("the agent runs now and at every login (`ferry service status`)");
+            out.note("the agent runs now and at every login (`ferry service status`)");
         }
         ServiceAction::Uninstall => {
             if !path.exists() {
-                println!("no service is installed ({path_text} does not exist)");
+                out.note(format!(
+                    "no service is installed ({path_text} does not exist)"
+                ));
                 return Ok(());
             }
             // Stopping may fail when it was not running; the file goes either way.
@@ -190,27 +222,29 @@ pub(crate) fn run(home: &Home, action: ServiceAction, explicit_home: bool) -> Re
                 Manager::Systemd => manager.control(&["disable", "--now", UNIT]),
                 Manager::Launchd => manager.control(&["unload", "-w", &path_text]),
             };
-            std::fs::remove_file(&path)
-                .map_err(|e| Failure::new(format!("{path_text} could not be removed: {e}")))?;
+            std::fs::remove_file(&path).map_err(file_error(&path, "removed"))?;
             if manager == Manager::Systemd {
                 let _ = manager.control(&["daemon-reload"]);
             }
-            println!("removed {path_text}");
+            out.note(format!("removed {path_text}"));
         }
         ServiceAction::Status => {
-            if !path.exists() {
-                println!("not installed (install with `ferry service install`)");
-                return Ok(());
-            }
-            println!("installed: {path_text}");
-            let state = match manager {
-                Manager::Systemd => manager.control(&["is-active", UNIT]),
-                Manager::Launchd => manager.control(&["list", LABEL]).map(|_| "loaded".into()),
-            };
-            match state {
-                Ok(state) => println!("state: {}", state.trim()),
-                Err(failure) => println!("state: not running ({})", failure.message),
-            }
+            let installed = path.exists();
+            let state = installed.then(|| {
+                let state = match manager {
+                    Manager::Systemd => manager.control(&["is-active", UNIT]),
+                    Manager::Launchd => manager.control(&["list", LABEL]).map(|_| "loaded".into()),
+                };
+                match state {
+                    Ok(state) => state.trim().to_owned(),
+                    Err(failure) => format!("not running ({})", failure.message),
+                }
+            });
+            out.report(&Status {
+                path: path_text,
+                installed,
+                state,
+            });
         }
     }
     Ok(())

@@ -1,0 +1,313 @@
+//! Clips: `copy`, `paste`, `history`, `pin`/`unpin`, `rm`/`restore`, `trash`.
+
+use std::fmt;
+use std::path::Path;
+
+use ferry_core::{Body, ClipContent, ClipId, ClipView, DataKind, Op, Replica};
+use serde::Serialize;
+
+use crate::cli::{CopyArgs, HistoryArgs, PasteArgs};
+use crate::device::Device;
+use crate::error::{Failure, file_error};
+use crate::output::{Lines, Output, age, size};
+
+/// A clip's id, as `copy` answers.
+#[derive(Serialize)]
+pub(crate) struct Copied {
+    id: String,
+}
+
+impl fmt::Display for Copied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.id)
+    }
+}
+
+/// One clip as `history`, `trash` and `collection show` list it.
+#[derive(Serialize)]
+pub(crate) struct Clip {
+    id: String,
+    kind: &'static str,
+    text: Option<String>,
+    preview: String,
+    bytes: u64,
+    device: String,
+    device_name: String,
+    first_copied_ms: u64,
+    last_used_ms: u64,
+    pinned: bool,
+    favourite: bool,
+    trashed_ms: Option<u64>,
+}
+
+impl Clip {
+    pub(crate) fn new(device: &Device, view: &ClipView<'_>) -> Clip {
+        Clip {
+            id: view.id.to_string(),
+            kind: view.content.kind().as_str(),
+            text: view.content.text().map(str::to_owned),
+            preview: preview(view.content),
+            bytes: view.content.size(),
+            device: view.source().to_string(),
+            device_name: device.device_name(&view.source()),
+            first_copied_ms: view.first.wall_ms(),
+            last_used_ms: view.last_used.wall_ms(),
+            pinned: view.pinned,
+            favourite: view.favourite,
+            trashed_ms: view.trashed_at.map(|t| t.wall_ms()),
+        }
+    }
+}
+
+impl fmt::Display for Clip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pin = if self.pinned { "*" } else { "" };
+        write!(
+            f,
+            "{}{pin}\t{}\t{}\t{}",
+            &self.id[..12],
+            age(self.last_used_ms),
+            self.device_name,
+            self.preview
+        )
+    }
+}
+
+/// A list of clips.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub(crate) struct Clips(Vec<Clip>);
+
+impl Clips {
+    pub(crate) fn new(device: &Device, views: &[ClipView<'_>]) -> Clips {
+        Clips(views.iter().map(|view| Clip::new(device, view)).collect())
+    }
+}
+
+impl fmt::Display for Clips {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Lines(&self.0).fmt(f)
+    }
+}
+
+/// Reads standard input for `copy` without TEXT, and makes paths absolute, so the command can
+/// run in another process (the agent).
+pub(crate) fn prepare_copy(args: &mut CopyArgs, cwd: &Path) -> Result<(), Failure> {
+    if args.text.is_none() && args.file.is_none() && args.image.is_none() {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .map_err(|e| Failure::new(format!("standard input could not be read: {e}")))?;
+        args.text = Some(String::from_utf8(bytes).map_err(|_| {
+            Failure::new("standard input is not UTF-8 text; copy binary data with --file PATH")
+        })?);
+    }
+    for path in [&mut args.file, &mut args.image].into_iter().flatten() {
+        *path = cwd.join(&*path);
+    }
+    Ok(())
+}
+
+fn content_from(args: CopyArgs) -> Result<ClipContent, Failure> {
+    let read = |path: &Path| std::fs::read(path).map_err(file_error(path, "read"));
+    if let Some(path) = args.image {
+        let bytes = read(&path)?;
+        if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            return Err(Failure::new(format!(
+                "{} is not a PNG image; copy other files with --file",
+                path.display()
+            )));
+        }
+        return Ok(ClipContent::image("image/png", Body::Inline(bytes)));
+    }
+    if let Some(path) = args.file {
+        let bytes = read(&path)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
+        let mime = mime_of(&name);
+        return Ok(ClipContent::file(name, mime, Body::Inline(bytes)));
+    }
+    Ok(ClipContent::Text(args.text.unwrap_or_default()))
+}
+
+fn mime_of(name: &str) -> &'static str {
+    let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match extension.as_deref() {
+        Some("txt" | "md") => "text/plain",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("pdf") => "application/pdf",
+        Some("json") => "application/json",
+        Some("html" | "htm") => "text/html",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `ferry copy`.
+pub(crate) fn copy(device: &mut Device, args: CopyArgs) -> Result<Copied, Failure> {
+    let content = content_from(args)?;
+    if let Some(reason) = device.config.settings.filters().refuses(&content) {
+        return Err(Failure::new(format!(
+            "not recorded: {reason} (see `ferry config ls` for the clipboard filters)"
+        )));
+    }
+    let id = ClipId::for_content(&device.keys.names, &content);
+    device.engine.copy(content)?;
+    Ok(Copied { id: id.to_string() })
+}
+
+/// Finds a clip (in the history or the trash) by id or unique prefix.
+pub(crate) fn find(device: &Device, prefix: &str) -> Result<ClipId, Failure> {
+    let prefix = prefix.to_ascii_lowercase();
+    let state = device.engine.state_for(DataKind::Clips);
+    if let Ok(id) = prefix.parse::<ClipId>()
+        && state.clip(&id).is_some()
+    {
+        return Ok(id);
+    }
+    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Failure::usage(format!(
+            "`{prefix}` is not a clip id: give at least 4 hex digits as `ferry history` shows"
+        )));
+    }
+    let mut found: Vec<ClipId> = state
+        .history(None, usize::MAX)
+        .into_iter()
+        .chain(state.trash())
+        .map(|view| view.id)
+        .filter(|id| id.to_string().starts_with(&prefix))
+        .collect();
+    found.dedup();
+    match found.as_slice() {
+        [id] => Ok(*id),
+        [] => Err(Failure::new(format!(
+            "no clip has an id starting with {prefix}; `ferry history` lists them"
+        ))),
+        _ => Err(Failure::usage(format!(
+            "{} clips have ids starting with {prefix}: give more digits",
+            found.len()
+        ))),
+    }
+}
+
+/// `ferry pin|unpin|rm|restore`: records `make` on the clip, and says so on stderr.
+pub(crate) fn mark(
+    device: &mut Device,
+    id: &str,
+    out: &mut Output,
+    make: impl FnOnce(&mut Replica, ClipId, u64) -> Op,
+) -> Result<(), Failure> {
+    let clip = find(device, id)?;
+    device
+        .engine
+        .record(DataKind::Clips, |replica, _, now| make(replica, clip, now))?;
+    out.note(format!("{clip}: done"));
+    Ok(())
+}
+
+/// `ferry paste`: the clip's bytes on stdout, or in a file.
+pub(crate) async fn paste(
+    device: &mut Device,
+    args: PasteArgs,
+    out: &mut Output,
+) -> Result<(), Failure> {
+    if !args.offline
+        && let Err(error) = device.engine.fetch().await
+    {
+        out.note(format!(
+            "warning: could not fetch new clips ({error}); showing what this device has"
+        ));
+    }
+    let state = device.engine.state_for(DataKind::Clips);
+    let id = match &args.id {
+        Some(prefix) => find(device, prefix)?,
+        None => state
+            .newest()
+            .map(|view| view.id)
+            .ok_or_else(|| Failure::new("the history is empty: copy something first"))?,
+    };
+    let content = state
+        .clip(&id)
+        .map(|view| view.content.clone())
+        .ok_or_else(|| Failure::new(format!("clip {id} has no content on this device")))?;
+    let bytes = match content.body() {
+        Some(Body::Inline(bytes)) => bytes.clone(),
+        Some(Body::Blob { id, .. }) => device.engine.blob(*id).await?,
+        // Text, or the plain form of rich text.
+        None => content.text().unwrap_or_default().as_bytes().to_vec(),
+    };
+    match args.output {
+        Some(path) => std::fs::write(&path, &bytes).map_err(file_error(&path, "written")),
+        None if content.text().is_none() => Err(Failure::new(format!(
+            "clip {id} is {} ({} bytes): write it to a file with --output PATH",
+            describe(&content),
+            bytes.len()
+        ))),
+        None => {
+            out.raw(&bytes);
+            Ok(())
+        }
+    }
+}
+
+/// `ferry paste` takes a path relative to where it was run.
+pub(crate) fn prepare_paste(args: &mut PasteArgs, cwd: &Path) {
+    if let Some(path) = &mut args.output {
+        *path = cwd.join(&*path);
+    }
+}
+
+/// `ferry history`.
+pub(crate) fn history(device: &Device, args: HistoryArgs) -> Result<Clips, Failure> {
+    let state = device.engine.state_for(DataKind::Clips);
+    let views: Vec<ClipView<'_>> = match &args.search {
+        Some(query) => device
+            .engine
+            .search(query, args.limit)?
+            .iter()
+            .filter_map(|id| state.clip(id))
+            .filter(|view| view.trashed_at.is_none())
+            .collect(),
+        None => state.history(None, args.limit),
+    };
+    Ok(Clips::new(device, &views))
+}
+
+/// `ferry trash`.
+pub(crate) fn trash(device: &Device) -> Clips {
+    Clips::new(device, &device.engine.state_for(DataKind::Clips).trash())
+}
+
+fn describe(content: &ClipContent) -> String {
+    match content {
+        ClipContent::Text(_) => "text".into(),
+        ClipContent::RichText(_) => "rich text".into(),
+        ClipContent::Image(image) => format!("an image ({})", image.mime),
+        ClipContent::File(file) => format!("the file {}", file.name),
+    }
+}
+
+/// One line of preview: the first line of text, or what the content is.
+fn preview(content: &ClipContent) -> String {
+    let text = match content {
+        ClipContent::Text(text) => text,
+        ClipContent::RichText(rich) => &rich.plain,
+        ClipContent::Image(image) => {
+            return format!("[{}, {}]", image.mime, size(image.body.len()));
+        }
+        ClipContent::File(file) => {
+            return format!("[file {}, {}]", file.name, size(file.body.len()));
+        }
+    };
+    let mut line: String = text
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(80)
+        .collect();
+    if text.trim().chars().count() > 80 {
+        line.push('…');
+    }
+    line
+}

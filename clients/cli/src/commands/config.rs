@@ -1,0 +1,151 @@
+//! `ferry config`: this device's settings (in its config file) and the synced ones (recorded
+//! like any other change, with `--synced`).
+
+use std::fmt;
+
+use ferry_core::DataKind;
+use serde::Serialize;
+
+use super::Changed;
+use crate::cli::ConfigAction;
+use crate::config::{self, Config, KEYS};
+use crate::device::Device;
+use crate::error::Failure;
+use crate::output::Output;
+
+/// A setting's value and where it came from.
+#[derive(Serialize)]
+struct Setting {
+    key: &'static str,
+    value: String,
+    source: String,
+    /// May be set for all devices (`--synced`).
+    syncable: bool,
+}
+
+/// `config get` prints the value alone.
+#[derive(Serialize)]
+struct Value {
+    key: &'static str,
+    value: String,
+    source: String,
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.value)
+    }
+}
+
+/// Every setting, the per-device ones first.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Settings(Vec<Setting>);
+
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (heading, synced) in [("this device", false), ("synced (--synced)", true)] {
+            writeln!(f, "# {heading}")?;
+            for setting in self.0.iter().filter(|s| s.syncable == synced) {
+                writeln!(
+                    f,
+                    "{} = {:?}\t({})",
+                    setting.key, setting.value, setting.source
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `action` runs on the file layers alone (no engine, no agent).
+pub(crate) fn is_local(action: &ConfigAction, config: &Config) -> bool {
+    matches!(
+        action,
+        ConfigAction::Set { synced: false, .. } | ConfigAction::Unset { synced: false, .. }
+    ) || config.settings.store.is_none()
+}
+
+/// `ferry config …` on the file layers (and the synced values already merged into `config`).
+pub(crate) fn local(
+    config: &Config,
+    action: ConfigAction,
+    out: &mut Output,
+) -> Result<(), Failure> {
+    match action {
+        ConfigAction::Get { key } => {
+            let key = config::key(&key)?;
+            let (value, source) = config
+                .get(key.name)
+                .ok_or_else(|| Failure::new(format!("`{}` is not set", key.name)))?;
+            out.report(&Value {
+                key: key.name,
+                value: value.clone(),
+                source: source.to_string(),
+            });
+        }
+        ConfigAction::Set { key, value, .. } => {
+            config::check(config::key(&key)?, &value)?;
+            config::write_user(&config.user_file, &key, Some(&value))?;
+        }
+        ConfigAction::Unset { key, .. } => {
+            config::key(&key)?;
+            config::write_user(&config.user_file, &key, None)?;
+        }
+        ConfigAction::Ls => {
+            let rows = KEYS
+                .iter()
+                .map(|key| {
+                    let (value, source) = config
+                        .get(key.name)
+                        .map(|(v, s)| (v.clone(), s.to_string()))
+                        .unwrap_or_default();
+                    Setting {
+                        key: key.name,
+                        value,
+                        source,
+                        syncable: key.synced,
+                    }
+                })
+                .collect();
+            out.report(&Settings(rows));
+        }
+    }
+    Ok(())
+}
+
+/// `ferry config …` with the engine open: `--synced` changes are recorded; the rest is local.
+pub(crate) fn run(
+    device: &mut Device,
+    action: ConfigAction,
+    out: &mut Output,
+) -> Result<Changed, Failure> {
+    let (key, value) = match action {
+        ConfigAction::Set {
+            key,
+            value,
+            synced: true,
+        } => {
+            let spec = config::key(&key)?;
+            if !spec.synced {
+                return Err(Failure::usage(format!(
+                    "`{key}` is set per device, not synced: drop --synced"
+                )));
+            }
+            config::check(spec, &value)?;
+            (key, Some(value))
+        }
+        ConfigAction::Unset { key, synced: true } => {
+            config::key(&key)?;
+            (key, None)
+        }
+        other => {
+            local(&device.config, other, out)?;
+            return Ok(Changed::No);
+        }
+    };
+    device.engine.record(DataKind::Settings, |r, _, now| {
+        r.set_setting(key, value, now)
+    })?;
+    Ok(Changed::Yes)
+}

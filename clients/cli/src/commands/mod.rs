@@ -1,0 +1,184 @@
+//! Every command, one file per group. Each answers with a report (see [`crate::output`]).
+//!
+//! ```text
+//! setup     init, join                 before a device exists
+//! key       key show|export            the recovery code
+//! doctor    doctor                     the troubleshooting checklist
+//! service   service install|…          the agent as a user service
+//! clip      copy, paste, history, pin, unpin, rm, restore, trash
+//! collection, alias, config            the rest of the device's data
+//! sync      sync, status, log          moving data, and what moved
+//! ```
+//!
+//! The commands on the device's data ([`DataCommand`]) run against an open engine: here, under
+//! the home's lock, when no agent runs; in the agent when one holds the database (they travel
+//! over its socket, see [`crate::agent::ipc`]).
+
+pub(crate) mod alias;
+pub(crate) mod clip;
+pub(crate) mod collection;
+pub(crate) mod config;
+pub(crate) mod doctor;
+pub(crate) mod key;
+pub(crate) mod service;
+pub(crate) mod setup;
+pub(crate) mod sync;
+
+use std::time::Duration;
+
+use ferry_relay_client::{ClientConfig, RelayClient};
+
+use crate::cli::DataCommand;
+use crate::config::Config;
+use crate::device::{self, Device};
+use crate::error::Failure;
+use crate::home::Home;
+use crate::output::Output;
+
+/// Whether a command changed data (so it goes out now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Changed {
+    Yes,
+    No,
+}
+
+/// Reads standard input and makes paths absolute, so the command can run in another process.
+pub(crate) fn prepare(command: &mut DataCommand) -> Result<(), Failure> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::new(format!("the current folder is unreadable: {e}")))?;
+    match command {
+        DataCommand::Copy(args) => clip::prepare_copy(args, &cwd),
+        DataCommand::Paste(args) => {
+            clip::prepare_paste(args, &cwd);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Runs one command on the open device.
+pub(crate) async fn execute(
+    device: &mut Device,
+    command: DataCommand,
+    out: &mut Output,
+) -> Result<Changed, Failure> {
+    let no_change = |result: Result<(), Failure>| result.map(|()| Changed::No);
+    match command {
+        DataCommand::Copy(args) => {
+            out.report(&clip::copy(device, args)?);
+            Ok(Changed::Yes)
+        }
+        DataCommand::Paste(args) => no_change(clip::paste(device, args, out).await),
+        DataCommand::History(args) => {
+            out.report(&clip::history(device, args)?);
+            Ok(Changed::No)
+        }
+        DataCommand::Trash => {
+            out.report(&clip::trash(device));
+            Ok(Changed::No)
+        }
+        DataCommand::Pin { id } => {
+            clip::mark(device, &id, out, |r, clip, now| {
+                r.set_pinned(clip, true, now)
+            })?;
+            Ok(Changed::Yes)
+        }
+        DataCommand::Unpin { id } => {
+            clip::mark(device, &id, out, |r, clip, now| {
+                r.set_pinned(clip, false, now)
+            })?;
+            Ok(Changed::Yes)
+        }
+        DataCommand::Rm { id } => {
+            clip::mark(device, &id, out, |r, clip, now| r.delete(clip, now))?;
+            Ok(Changed::Yes)
+        }
+        DataCommand::Restore { id } => {
+            clip::mark(device, &id, out, |r, clip, now| r.restore(clip, now))?;
+            Ok(Changed::Yes)
+        }
+        DataCommand::Collection { action } => collection::run(device, action, out),
+        DataCommand::Alias { action } => alias::run(device, action, out),
+        DataCommand::Config { action } => config::run(device, action, out),
+        DataCommand::Sync { dry_run } => no_change(sync::sync(device, dry_run, out).await),
+        DataCommand::Status => no_change(sync::status(device, out)),
+        DataCommand::Log(args) => no_change(sync::log(device, args, out)),
+    }
+}
+
+/// Runs a data command here, or in the agent when one holds the home.
+pub(crate) async fn run_data(
+    home: Home,
+    config: Config,
+    mut command: DataCommand,
+    out: &mut Output,
+) -> Result<(), Failure> {
+    // Settings in files need neither the engine nor the agent.
+    if let DataCommand::Config { action } = &command
+        && config::is_local(action, &config)
+    {
+        return config::local(&config, action.clone(), out);
+    }
+    prepare(&mut command)?;
+    let lock = match device::try_lock(&home)? {
+        Some(lock) => lock,
+        None => match crate::agent::ipc::send(&home, &command, out.json).await? {
+            Some(reply) => {
+                out.stdout = reply.stdout;
+                out.stderr = reply.stderr;
+                return match reply.code {
+                    0 => Ok(()),
+                    code => Err(Failure {
+                        message: reply.error,
+                        code,
+                    }),
+                };
+            }
+            // No agent answers: another command holds the lock; wait for it.
+            None => device::lock(&home, Duration::from_secs(30))?,
+        },
+    };
+    let mut device = Device::open(home, config, lock, device::INTERACTIVE).await?;
+    // Without an agent keeping this device current, look for news first (one listing).
+    let fetch_first = !matches!(
+        command,
+        DataCommand::Copy(_)
+            | DataCommand::Paste(_)
+            | DataCommand::Sync { .. }
+            | DataCommand::Log(_)
+    );
+    if fetch_first && let Err(error) = device.engine.fetch().await {
+        out.note(format!(
+            "warning: could not fetch new data ({error}); showing what this device has"
+        ));
+    }
+    if execute(&mut device, command, out).await? == Changed::Yes {
+        // Sync it now if storage is reachable; it stays queued otherwise.
+        match device.engine.upload().await {
+            Ok(report) => announce(&device, &report.hints).await,
+            Err(error) => out.note(format!(
+                "recorded on this device; it goes out with the next `ferry sync` or the agent \
+                 (the upload failed: {error})"
+            )),
+        }
+    }
+    Ok(())
+}
+
+/// Tells the other devices through the relay that a new segment is there, so their agents
+/// fetch it now rather than at their next poll. The newest hint covers the ones before it.
+async fn announce(device: &Device, hints: &[ferry_protocol::RelayHint]) {
+    let (Some(url), Some(hint)) = (device.config.settings.relay.as_deref(), hints.last()) else {
+        return;
+    };
+    let Ok((client, _)) = RelayClient::start(ClientConfig::new(url)) else {
+        return;
+    };
+    let topic = device.keys.relay.publish_topic(crate::agent::unix_now());
+    if let Ok(sealed) = device.keys.relay.seal_hint(&topic, hint) {
+        let _ = client.publish(topic, sealed.into_bytes());
+        if !client.flush(Duration::from_secs(2)).await {
+            tracing::info!("the relay did not answer: other devices see this at their next poll");
+        }
+    }
+}

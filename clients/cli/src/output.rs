@@ -1,0 +1,98 @@
+//! What commands print. Each command's answer is one report value that derives `Serialize` and
+//! implements `Display`: `--json` prints the first, plain output the second, so the two cannot
+//! say different things. Notes for the person (warnings, "done") go to stderr.
+
+use std::fmt;
+use std::io::Write as _;
+
+use serde::Serialize;
+
+use crate::error::Failure;
+
+/// A command's answer, as JSON or as text.
+pub(crate) trait Report: Serialize + fmt::Display {}
+
+impl<T: Serialize + fmt::Display> Report for T {}
+
+/// What a command printed, held until it is written here or sent back from the agent.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: String,
+    /// Print reports as JSON.
+    pub(crate) json: bool,
+}
+
+impl Output {
+    pub(crate) fn new(json: bool) -> Output {
+        Output {
+            json,
+            ..Output::default()
+        }
+    }
+
+    /// Prints a report: one JSON line, or its text as it is.
+    pub(crate) fn report(&mut self, report: &impl Report) {
+        if self.json {
+            // Serialising plain data to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut self.stdout, report);
+            self.stdout.push(b'\n');
+        } else {
+            let _ = write!(self.stdout, "{report}");
+        }
+    }
+
+    /// Prints bytes as they are (a pasted clip).
+    pub(crate) fn raw(&mut self, bytes: &[u8]) {
+        self.stdout.extend_from_slice(bytes);
+    }
+
+    /// Adds a line for the person on stderr.
+    pub(crate) fn note(&mut self, text: impl AsRef<str>) {
+        self.stderr.push_str(text.as_ref());
+        self.stderr.push('\n');
+    }
+
+    /// Writes it all out here.
+    pub(crate) fn emit(self) -> Result<(), Failure> {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(&self.stdout)
+            .and_then(|()| stdout.flush())
+            .map_err(|e| Failure::new(format!("could not write the output: {e}")))?;
+        eprint!("{}", self.stderr);
+        Ok(())
+    }
+}
+
+/// Writes each item of a list on its own line.
+pub(crate) struct Lines<'a, T>(pub(crate) &'a [T]);
+
+impl<T: fmt::Display> fmt::Display for Lines<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|item| writeln!(f, "{item}"))
+    }
+}
+
+/// A size for people: `512 B`, `1.5 KiB`, `3.2 MiB`.
+pub(crate) fn size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// How long ago a time in milliseconds since the epoch was: `5s`, `3m`, `2h`, `4d`.
+pub(crate) fn age(at_ms: u64) -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let seconds = now_ms.saturating_sub(at_ms) / 1000;
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
