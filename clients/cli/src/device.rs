@@ -9,9 +9,7 @@ use ferry_protocol::{Keys, SyncKey};
 use ferry_secrets::{Secret, Secrets};
 use ferry_store::s3::Timeouts;
 use ferry_store::url::StoreUrl;
-use ferry_store::{
-    FolderStore, RetryPolicy, S3Credentials, S3Store, Store, WebDavCredentials, WebDavStore,
-};
+use ferry_store::{Access, RetryPolicy, S3Credentials, Store};
 use ferry_sync::Engine;
 
 use crate::config::{Config, SecretStore};
@@ -86,28 +84,25 @@ pub(crate) fn open_store(
     secrets: &Secrets,
     create_folder: bool,
 ) -> Result<Arc<dyn Store>, Failure> {
-    Ok(match url {
-        StoreUrl::Folder(path) if create_folder => Arc::new(FolderStore::create(path)?),
-        StoreUrl::Folder(path) => Arc::new(FolderStore::open(path)?),
-        StoreUrl::S3(location) => {
+    let mut access = Access {
+        timeouts: TIMEOUTS,
+        create_folder,
+        ..Access::default()
+    };
+    match url {
+        StoreUrl::S3(_) => {
             let (credentials, origin) = s3_credentials(config, secrets)?;
-            Arc::new(S3Store::new(location, credentials, TIMEOUTS).with_credentials_origin(origin))
+            access.s3 = Some(credentials);
+            access.origin = Some(origin);
         }
-        StoreUrl::WebDav(location) => match &location.user {
-            Some(user) => {
-                let (password, origin) = webdav_password(secrets)?;
-                let credentials = WebDavCredentials {
-                    user: user.clone(),
-                    password,
-                };
-                Arc::new(
-                    WebDavStore::new(location, Some(credentials), TIMEOUTS)?
-                        .with_credentials_origin(origin),
-                )
-            }
-            None => Arc::new(WebDavStore::new(location, None, TIMEOUTS)?),
-        },
-    })
+        StoreUrl::WebDav(location) if location.user.is_some() => {
+            let (password, origin) = webdav_password(secrets)?;
+            access.webdav_password = Some(password);
+            access.origin = Some(origin);
+        }
+        StoreUrl::WebDav(_) | StoreUrl::Folder(_) => {}
+    }
+    Ok(ferry_store::open(url, access)?)
 }
 
 /// Where the credentials in use came from, as a refusal names it.

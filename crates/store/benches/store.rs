@@ -4,17 +4,14 @@
 //! `cargo bench -p ferry-store --bench store`
 //!
 //! Backends: the folder store on a temporary folder, and the S3 and WebDAV stores against the
-//! in-process servers of the conformance suite on 127.0.0.1.
+//! in-process servers of `ferry-test-kit` on 127.0.0.1.
 
 use std::time::{Duration, Instant};
 
 use ferry_store::s3::Timeouts;
 use ferry_store::{FolderStore, MAX_PAGE, S3Store, Store, WebDavStore};
 
-/// The same in-process servers the conformance suite uses.
-#[path = "../tests/conformance/servers.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod servers;
+use ferry_test_kit::servers;
 
 const SMALL: usize = 1024;
 const SAMPLES: usize = 2000;

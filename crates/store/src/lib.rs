@@ -8,13 +8,14 @@
 //! opaque ciphertext here: this crate never sees a key.
 //!
 //! ```text
-//! StoreUrl::parse("file:///…" | "s3://…" | "webdav+https://…") ─▶ open a backend ─▶ dyn Store
-//!   wrapped as needed: Limited (shared upload/download byte rates); RetryPolicy::run around calls
+//! StoreUrl::parse("file:///…" | "s3://…" | "webdav+https://…") ─▶ open(url, access) ─▶ dyn Store
+//!   RetryPolicy::run around each call
 //! ```
 //!
 //! Backends: [`folder::FolderStore`] (the embedded default; atomic writes, safe on a folder that
 //! another tool syncs), [`s3::S3Store`] (any S3-compatible bucket) and
-//! [`webdav::WebDavStore`] (any WebDAV server). Every backend passes the same conformance suite (`tests/conformance.rs`).
+//! [`webdav::WebDavStore`] (any WebDAV server). Every backend passes the same conformance suite
+//! (`tests/conformance/`), against real servers (`ferry-test-kit`).
 //!
 //! Errors are classified ([`StoreError`]) so that callers retry what can pass (timeouts,
 //! throttling, server errors) with [`RetryPolicy`], and tell the person what to fix otherwise.
@@ -23,7 +24,6 @@
 
 pub mod error;
 pub mod folder;
-pub mod limit;
 pub mod retry;
 pub mod s3;
 pub mod url;
@@ -31,17 +31,64 @@ pub mod webdav;
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 
 pub use error::StoreError;
 pub use folder::FolderStore;
-pub use limit::{Limited, RateLimit};
 pub use retry::RetryPolicy;
 pub use s3::{S3Credentials, S3Store};
 pub use url::StoreUrl;
 pub use webdav::{WebDavCredentials, WebDavStore};
+
+/// How to reach a store, beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The keys, for an `s3://` URL.
+    pub s3: Option<S3Credentials>,
+    /// The password of the URL's user, for a WebDAV URL that names one.
+    pub webdav_password: Option<String>,
+    /// Where the credentials came from, for a refusal to name ("from the environment").
+    pub origin: Option<&'static str>,
+    /// Timeouts of each network request.
+    pub timeouts: s3::Timeouts,
+    /// Make a folder store's folder when it is not there yet.
+    pub create_folder: bool,
+}
+
+/// Opens the backend `url` names, with `access`. An S3 URL without keys, or a WebDAV URL with a
+/// user but no password, is [`StoreError::Misconfigured`].
+pub fn open(url: &StoreUrl, access: Access) -> Result<Arc<dyn Store>, StoreError> {
+    let missing = |what: &str| StoreError::Misconfigured(format!("the {what} are missing"));
+    let origin = access.origin.unwrap_or("given");
+    Ok(match url {
+        StoreUrl::Folder(path) if access.create_folder => Arc::new(FolderStore::create(path)?),
+        StoreUrl::Folder(path) => Arc::new(FolderStore::open(path)?),
+        StoreUrl::S3(location) => {
+            let credentials = access.s3.ok_or_else(|| missing("S3 credentials"))?;
+            Arc::new(
+                S3Store::new(location, credentials, access.timeouts)
+                    .with_credentials_origin(origin),
+            )
+        }
+        StoreUrl::WebDav(location) => {
+            let login = match &location.user {
+                Some(user) => Some(WebDavCredentials {
+                    user: user.clone(),
+                    password: access
+                        .webdav_password
+                        .ok_or_else(|| missing("WebDAV password"))?,
+                }),
+                None => None,
+            };
+            Arc::new(
+                WebDavStore::new(location, login, access.timeouts)?.with_credentials_origin(origin),
+            )
+        }
+    })
+}
 
 /// The most names one [`Store::list`] call returns.
 pub const MAX_PAGE: usize = 1000;

@@ -95,6 +95,6 @@ mod tests {
                 .contains("maximum")
         );
         let html = ClipContent::rich_text("<b>x</b>", "x");
-        assert!(filters.refuses(&html).unwrap().contains("RichText"));
+        assert!(filters.refuses(&html).unwrap().contains("rich_text clips"));
     }
 }

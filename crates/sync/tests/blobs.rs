@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{BACKENDS, Device, Instrumented, config, init, storage};
+use common::{Device, Instrumented, config, init, per_backend, storage};
 use ferry_core::{Body, ClipContent};
 use ferry_protocol::names::ROOT;
 use ferry_protocol::{BlobId, ObjectName};
@@ -50,9 +50,9 @@ fn chunk_path(id: BlobId, chunk: u32) -> String {
     format!("{ROOT}{}", ObjectName::Blob { blob: id, chunk })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_images_travel_as_chunks_and_arrive_whole() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_images_travel_as_chunks_and_arrive_whole(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let counted = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));
@@ -119,9 +119,9 @@ async fn large_images_travel_as_chunks_and_arrive_whole() {
     }
 }
 
-#[tokio::test]
-async fn an_interrupted_download_resumes_from_the_last_good_chunk() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn an_interrupted_download_resumes_from_the_last_good_chunk(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let counted = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{BACKENDS, Backend, Device, Rng, init, keys, servers};
+use common::{Backend, Device, Rng, init, keys, per_backend, servers};
 use ferry_core::{ClipContent, DataKind};
 use ferry_protocol::ObjectName;
 use ferry_protocol::names::ROOT;
@@ -89,9 +89,9 @@ async fn crash_child() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_safety_under_sigkill() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn crash_safety_under_sigkill(backend) {
         // The servers run here; the children reach them on 127.0.0.1.
         let (_server, url) = match backend {
             Backend::Folder => {

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    BACKENDS, Device, FAST_RETRY, Instrumented, Rng, config, init, keys, other_keys, storage,
+    Device, FAST_RETRY, Instrumented, Rng, config, init, keys, other_keys, per_backend, storage,
 };
 use ferry_core::{ClipContent, DataKind, Strategy};
 use ferry_protocol::names::ROOT;
@@ -30,9 +30,9 @@ fn assert_converged(devices: &[Device]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn devices_converge_after_random_interleavings_on_every_backend() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn devices_converge_after_random_interleavings_on_every_backend(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let mut devices = Vec::new();
@@ -79,9 +79,9 @@ async fn devices_converge_after_random_interleavings_on_every_backend() {
     }
 }
 
-#[tokio::test]
-async fn a_clip_costs_two_puts_to_send_one_get_to_receive_and_an_idle_poll_one_list() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn a_clip_costs_two_puts_to_send_one_get_to_receive_and_an_idle_poll_one_list(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let counted = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));
@@ -126,9 +126,9 @@ async fn a_clip_costs_two_puts_to_send_one_get_to_receive_and_an_idle_poll_one_l
     }
 }
 
-#[tokio::test]
-async fn recorded_operations_survive_a_restart_and_go_out_after_it() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn recorded_operations_survive_a_restart_and_go_out_after_it(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let mut a = Device::open(Arc::clone(&storage.store)).await;
@@ -150,9 +150,9 @@ async fn recorded_operations_survive_a_restart_and_go_out_after_it() {
     }
 }
 
-#[tokio::test]
-async fn state_is_rebuilt_from_checkpoints() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn state_is_rebuilt_from_checkpoints(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let home = tempfile::tempdir().unwrap();
@@ -183,9 +183,9 @@ async fn state_is_rebuilt_from_checkpoints() {
     }
 }
 
-#[tokio::test]
-async fn history_search_finds_words_local_and_remote() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn history_search_finds_words_local_and_remote(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let mut a = Device::open(Arc::clone(&storage.store)).await;
@@ -207,9 +207,9 @@ async fn history_search_finds_words_local_and_remote() {
     }
 }
 
-#[tokio::test]
-async fn init_refuses_an_existing_repository() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn init_refuses_an_existing_repository(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let error = repo::init(&*storage.store, &other_keys(), None, &FAST_RETRY)
@@ -227,9 +227,9 @@ async fn init_refuses_an_existing_repository() {
     }
 }
 
-#[tokio::test]
-async fn a_wrong_key_is_named_and_nothing_is_written() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn a_wrong_key_is_named_and_nothing_is_written(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let home = tempfile::tempdir().unwrap();
@@ -248,9 +248,9 @@ async fn a_wrong_key_is_named_and_nothing_is_written() {
     }
 }
 
-#[tokio::test]
-async fn missing_and_newer_repositories_say_what_to_do() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn missing_and_newer_repositories_say_what_to_do(backend) {
         let storage = storage(backend).await;
         let home = tempfile::tempdir().unwrap();
         let db = home.path().join("ferry.db");
@@ -276,9 +276,9 @@ async fn missing_and_newer_repositories_say_what_to_do() {
     }
 }
 
-#[tokio::test]
-async fn storage_failing_30_percent_of_requests_still_converges() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn storage_failing_30_percent_of_requests_still_converges(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         // One in three requests fails, before or after reaching the server.
@@ -342,9 +342,9 @@ async fn fetch_raw(store: &dyn Store, name: &ObjectName) -> Vec<u8> {
     store.get(&format!("{ROOT}{name}")).await.unwrap()
 }
 
-#[tokio::test]
-async fn hostile_objects_are_quarantined_and_other_devices_still_apply() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn hostile_objects_are_quarantined_and_other_devices_still_apply(backend) {
         let storage = storage(backend).await;
         let store = &*storage.store;
         init(store).await;
@@ -394,9 +394,9 @@ async fn hostile_objects_are_quarantined_and_other_devices_still_apply() {
     }
 }
 
-#[tokio::test]
-async fn each_kind_of_broken_segment_gets_its_reason() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn each_kind_of_broken_segment_gets_its_reason(backend) {
         let storage = storage(backend).await;
         let store = &*storage.store;
         init(store).await;
@@ -454,15 +454,15 @@ async fn each_kind_of_broken_segment_gets_its_reason() {
             .as_bytes()
             .to_vec();
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-            ("truncated", original[..original.len() / 2].to_vec(), ""),
-            ("empty", Vec::new(), ""),
-            ("swapped with segment 2", second.clone(), ""),
-            ("sealed by another key", foreign, "key"),
-            ("undecodable operation", wrong_ops, "operation 0"),
+            ("truncated", original[..original.len() / 2].to_vec(), "is truncated"),
+            ("empty", Vec::new(), "truncated (0 bytes"),
+            ("swapped with segment 2", second.clone(), "moved from another name"),
+            ("sealed by another key", foreign, "written with key"),
+            ("undecodable operation", wrong_ops, "operation 0: operation:"),
             (
                 "another device's segment under this name",
                 stranger,
-                "device",
+                "the segment's device does not match its name",
             ),
         ];
         for (what, bytes, needle) in cases {
@@ -482,9 +482,9 @@ async fn each_kind_of_broken_segment_gets_its_reason() {
     }
 }
 
-#[tokio::test]
-async fn an_old_head_replayed_after_a_newer_one_changes_nothing() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn an_old_head_replayed_after_a_newer_one_changes_nothing(backend) {
         let storage = storage(backend).await;
         let store = &*storage.store;
         init(store).await;
@@ -531,9 +531,9 @@ async fn an_old_head_replayed_after_a_newer_one_changes_nothing() {
     }
 }
 
-#[tokio::test]
-async fn a_segment_already_uploaded_with_other_bytes_is_reported_not_overwritten() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn a_segment_already_uploaded_with_other_bytes_is_reported_not_overwritten(backend) {
         let storage = storage(backend).await;
         let store = &*storage.store;
         init(store).await;
@@ -578,9 +578,9 @@ async fn names_under(store: &dyn Store, prefix: &str) -> Vec<String> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_offline_device_catches_up_from_snapshots_after_others_compacted() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_offline_device_catches_up_from_snapshots_after_others_compacted(backend) {
         let storage = storage(backend).await;
         let store = &*storage.store;
         init(store).await;
@@ -631,9 +631,9 @@ async fn an_offline_device_catches_up_from_snapshots_after_others_compacted() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_device_starts_from_snapshots_and_the_tail_in_few_requests() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_device_starts_from_snapshots_and_the_tail_in_few_requests(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let mut writers = Vec::new();
@@ -679,9 +679,9 @@ async fn a_new_device_starts_from_snapshots_and_the_tail_in_few_requests() {
     }
 }
 
-#[tokio::test]
-async fn send_only_and_receive_only_devices_keep_to_their_direction() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn send_only_and_receive_only_devices_keep_to_their_direction(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let with = |direction| {
@@ -724,10 +724,10 @@ async fn send_only_and_receive_only_devices_keep_to_their_direction() {
     }
 }
 
-#[tokio::test]
-async fn filtered_clips_are_never_recorded_or_uploaded_and_the_log_says_why() {
-    let card = regex::Regex::new(r"^\d{4} \d{4} \d{4} \d{4}$").unwrap();
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn filtered_clips_are_never_recorded_or_uploaded_and_the_log_says_why(backend) {
+        let card = regex::Regex::new(r"^\d{4} \d{4} \d{4} \d{4}$").unwrap();
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let mut strict = config();
@@ -778,9 +778,9 @@ async fn filtered_clips_are_never_recorded_or_uploaded_and_the_log_says_why() {
     }
 }
 
-#[tokio::test]
-async fn a_dry_run_reports_what_would_move_and_changes_nothing() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn a_dry_run_reports_what_would_move_and_changes_nothing(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let counted = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));
@@ -815,9 +815,9 @@ async fn a_dry_run_reports_what_would_move_and_changes_nothing() {
     }
 }
 
-#[tokio::test]
-async fn data_outside_the_scope_stays_on_the_device_and_others_changes_to_it_do_not_show() {
-    for backend in BACKENDS {
+per_backend! {
+    #[tokio::test]
+    async fn data_outside_the_scope_stays_on_the_device_and_others_changes_to_it_do_not_show(backend) {
         let storage = storage(backend).await;
         init(&*storage.store).await;
         let mut narrow = config();

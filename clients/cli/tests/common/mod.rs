@@ -1,5 +1,5 @@
-//! Shared helpers: device homes that run the real `ferry` binary, and the storage backends with
-//! their servers on 127.0.0.1.
+//! Shared helpers: device homes that run the real `ferry` binary, the storage backends of
+//! `ferry-test-kit` as store URLs, and the X and Wayland clipboards.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -8,29 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The in-process S3 and WebDAV servers of ferry-store's conformance suite.
-#[path = "../../../../crates/store/tests/conformance/servers.rs"]
-pub mod servers;
+#[allow(unused_imports)]
+pub use ferry_test_kit::{BACKENDS, Backend, Served, servers};
 
 pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
-
-/// Which storage a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Folder,
-    S3,
-    WebDav,
-}
-
-pub const BACKENDS: [Backend; 3] = [Backend::Folder, Backend::S3, Backend::WebDav];
 
 /// A repository location, and what keeps its server running.
 pub struct Storage {
     pub url: String,
     /// Credentials the device needs in its environment at init/join.
     pub env: Vec<(&'static str, String)>,
-    _server: Option<servers::Running>,
-    _folder: Option<tempfile::TempDir>,
+    _served: Served,
     /// Runs the servers' tasks while the test thread runs commands.
     pub runtime: tokio::runtime::Runtime,
 }
@@ -45,61 +33,22 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 pub fn storage(backend: Backend) -> Storage {
     let runtime = runtime();
-    match backend {
-        Backend::Folder => {
-            let folder = tempfile::tempdir().unwrap();
-            Storage {
-                url: format!("file://{}", folder.path().join("repo").display()),
-                env: Vec::new(),
-                _server: None,
-                _folder: Some(folder),
-                runtime,
-            }
-        }
-        Backend::S3 => {
-            let (server, location) = runtime.block_on(servers::s3());
-            Storage {
-                url: format!(
-                    "s3://{}/{}?endpoint={}&region={}&path_style=true",
-                    location.bucket, location.prefix, location.endpoint, location.region
-                ),
-                env: vec![
-                    ("AWS_ACCESS_KEY_ID", servers::ACCESS_KEY.into()),
-                    ("AWS_SECRET_ACCESS_KEY", servers::SECRET_KEY.into()),
-                ],
-                _server: Some(server),
-                _folder: None,
-                runtime,
-            }
-        }
-        Backend::WebDav => {
-            let server = runtime.block_on(servers::webdav(0));
-            webdav_storage(runtime, server)
-        }
-    }
+    let served = runtime.block_on(Served::start(backend));
+    serving(runtime, served)
 }
 
 /// A WebDAV server that accepts only Digest logins.
 pub fn digest_webdav() -> Storage {
     let runtime = runtime();
-    let server = runtime.block_on(servers::webdav_digest());
-    webdav_storage(runtime, server)
+    let served = Served::webdav(runtime.block_on(servers::webdav_digest()));
+    serving(runtime, served)
 }
 
-fn webdav_storage(
-    runtime: tokio::runtime::Runtime,
-    (server, location): (servers::Running, ferry_store::url::WebDavLocation),
-) -> Storage {
-    let url = location.url.replacen(
-        "http://",
-        &format!("webdav+http://{}@", servers::DAV_USER),
-        1,
-    );
+fn serving(runtime: tokio::runtime::Runtime, served: Served) -> Storage {
     Storage {
-        url,
-        env: vec![("FERRY_WEBDAV_PASSWORD", servers::DAV_PASSWORD.into())],
-        _server: Some(server),
-        _folder: None,
+        url: served.url.to_string(),
+        env: served.env(),
+        _served: served,
         runtime,
     }
 }

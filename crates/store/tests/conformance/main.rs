@@ -3,7 +3,7 @@
 //! `suite::run_all` takes any [`Store`] opened on an empty root. Each backend gets one test here
 //! that starts what it needs and runs the whole suite against it.
 
-mod servers;
+use ferry_test_kit::servers;
 mod suite;
 
 use std::sync::Arc;

@@ -10,65 +10,23 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferry_core::{ClipContent, DataKind, Op, Replica};
 use ferry_protocol::{Keys, NamesKey, SyncKey};
-use ferry_store::s3::Timeouts;
-use ferry_store::{FolderStore, ListPage, RetryPolicy, S3Store, Store, StoreError, WebDavStore};
+use ferry_store::{ListPage, RetryPolicy, Store, StoreError};
 use ferry_sync::{Engine, EngineConfig, repo};
 
-/// The in-process S3 and WebDAV servers of ferry-store's conformance suite.
-#[path = "../../../store/tests/conformance/servers.rs"]
-pub mod servers;
+#[allow(unused_imports)]
+pub use ferry_test_kit::{BACKENDS, Backend, Served, per_backend, servers};
 
-/// Which storage a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Folder,
-    S3,
-    WebDav,
-}
-
-pub const BACKENDS: [Backend; 3] = [Backend::Folder, Backend::S3, Backend::WebDav];
-
-/// A running backend: the store, and whatever keeps its server alive.
+/// A running backend and the store opened on it.
 pub struct Storage {
     pub store: Arc<dyn Store>,
-    _server: Option<servers::Running>,
-    _folder: Option<tempfile::TempDir>,
+    _served: Served,
 }
 
 pub async fn storage(backend: Backend) -> Storage {
-    match backend {
-        Backend::Folder => {
-            let folder = tempfile::tempdir().unwrap();
-            let store = FolderStore::create(folder.path().join("repo")).unwrap();
-            Storage {
-                store: Arc::new(store),
-                _server: None,
-                _folder: Some(folder),
-            }
-        }
-        Backend::S3 => {
-            let (server, location) = servers::s3().await;
-            let store = S3Store::new(&location, servers::credentials(), Timeouts::default());
-            Storage {
-                store: Arc::new(store),
-                _server: Some(server),
-                _folder: None,
-            }
-        }
-        Backend::WebDav => {
-            let (server, location) = servers::webdav(0).await;
-            let store = WebDavStore::new(
-                &location,
-                Some(servers::dav_credentials()),
-                Timeouts::default(),
-            )
-            .unwrap();
-            Storage {
-                store: Arc::new(store),
-                _server: Some(server),
-                _folder: None,
-            }
-        }
+    let served = Served::start(backend).await;
+    Storage {
+        store: served.open(),
+        _served: served,
     }
 }
 

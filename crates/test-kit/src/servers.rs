@@ -1,4 +1,5 @@
-//! Real servers for the suite, started in this process on 127.0.0.1 and stopped on drop.
+//! Real storage servers, started in this process (or as a child process) on 127.0.0.1 and
+//! stopped on drop.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +13,7 @@ use ferry_store::url::{Provider, S3Location, WebDavLocation};
 use ferry_store::{S3Credentials, WebDavCredentials};
 
 /// Aborts a server task when dropped.
-pub(crate) struct Running {
+pub struct Running {
     task: JoinHandle<()>,
     _root: tempfile::TempDir,
 }
@@ -23,22 +24,25 @@ impl Drop for Running {
     }
 }
 
-pub(crate) const ACCESS_KEY: &str = "AKIDFERRYTEST";
-pub(crate) const SECRET_KEY: &str = "ferry-test-secret-key";
-pub(crate) const BUCKET: &str = "ferry-test";
+/// The S3 server's access key id.
+pub const ACCESS_KEY: &str = "AKIDFERRYTEST";
+/// Its secret.
+pub const SECRET_KEY: &str = "ferry-test-secret-key";
+/// The bucket it holds.
+pub const BUCKET: &str = "ferry-test";
 
 /// An S3 server (s3s-fs, which checks SigV4 signatures) with the bucket [`BUCKET`].
-pub(crate) async fn s3() -> (Running, S3Location) {
+pub async fn s3() -> (Running, S3Location) {
     s3_failing_first(0).await
 }
 
 /// [`s3`], but the first `failures` requests get `503 Slow Down`.
-pub(crate) async fn s3_failing_first(failures: usize) -> (Running, S3Location) {
+pub async fn s3_failing_first(failures: usize) -> (Running, S3Location) {
     start_s3(failures, &[]).await
 }
 
 /// [`s3`], but the operations named (`PutObject`, `ListObjectsV2`…) are denied.
-pub(crate) async fn s3_denying(operations: &'static [&'static str]) -> (Running, S3Location) {
+pub async fn s3_denying(operations: &'static [&'static str]) -> (Running, S3Location) {
     start_s3(0, operations).await
 }
 
@@ -130,7 +134,8 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Flaky {
     }
 }
 
-pub(crate) fn credentials() -> S3Credentials {
+/// The S3 server's credentials.
+pub fn credentials() -> S3Credentials {
     S3Credentials {
         access_key_id: ACCESS_KEY.into(),
         secret_access_key: SECRET_KEY.into(),
@@ -138,7 +143,7 @@ pub(crate) fn credentials() -> S3Credentials {
 }
 
 /// A server that accepts connections and never answers.
-pub(crate) async fn silent() -> (Running, String) {
+pub async fn silent() -> (Running, String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -151,14 +156,17 @@ pub(crate) async fn silent() -> (Running, String) {
     (Running { task, _root: root }, format!("http://{addr}"))
 }
 
-pub(crate) const DAV_USER: &str = "ferry";
-pub(crate) const DAV_PASSWORD: &str = "dav-test-password";
+/// The WebDAV server's user.
+pub const DAV_USER: &str = "ferry";
+/// Its password.
+pub const DAV_PASSWORD: &str = "dav-test-password";
 /// `Basic base64("ferry:dav-test-password")`.
 const DAV_AUTHORIZATION: &str = "Basic ZmVycnk6ZGF2LXRlc3QtcGFzc3dvcmQ=";
 
 /// How the in-process WebDAV server wants its clients to log in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DavLogin {
+pub enum DavLogin {
+    /// Basic only.
     Basic,
     /// Digest only (RFC 7616 with MD5 and qop=auth); a Basic login is refused.
     Digest,
@@ -172,22 +180,22 @@ const NONCE_USES: usize = 25;
 
 /// A WebDAV server (dav-server on a local folder) behind Basic authentication, holding the
 /// collection `users/me/`; the first `failures` requests get `503 Service Unavailable`.
-pub(crate) async fn webdav(failures: usize) -> (Running, WebDavLocation) {
+pub async fn webdav(failures: usize) -> (Running, WebDavLocation) {
     start_webdav(failures, false, DavLogin::Basic).await
 }
 
 /// [`webdav`], but every PROPFIND is answered `207` with a body that is not XML.
-pub(crate) async fn webdav_with_broken_listings() -> (Running, WebDavLocation) {
+pub async fn webdav_with_broken_listings() -> (Running, WebDavLocation) {
     start_webdav(0, true, DavLogin::Basic).await
 }
 
 /// [`webdav`], behind Digest authentication only, with a nonce that goes stale.
-pub(crate) async fn webdav_digest() -> (Running, WebDavLocation) {
+pub async fn webdav_digest() -> (Running, WebDavLocation) {
     start_webdav(0, false, DavLogin::Digest).await
 }
 
 /// [`webdav`], refusing every request with the `WWW-Authenticate` value `challenge`.
-pub(crate) async fn webdav_refusing(challenge: &'static str) -> (Running, WebDavLocation) {
+pub async fn webdav_refusing(challenge: &'static str) -> (Running, WebDavLocation) {
     start_webdav(0, false, DavLogin::Refusing(challenge)).await
 }
 
@@ -320,7 +328,7 @@ async fn start_webdav(
 /// started it and stops with a kill) on 127.0.0.1; stopped on drop.
 /// `None` (the caller skips) when nginx is not installed, outside CI; under CI=true a missing
 /// nginx is a failure (scripts/test.sh installs it).
-pub(crate) fn nginx() -> Option<(Process, WebDavLocation)> {
+pub fn nginx() -> Option<(Process, WebDavLocation)> {
     const MODULE: &str = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so";
     let installed =
         std::path::Path::new("/usr/sbin/nginx").exists() && std::path::Path::new(MODULE).exists();
@@ -425,7 +433,7 @@ http {{
 }
 
 /// A server running as its own process, killed on drop.
-pub(crate) struct Process {
+pub struct Process {
     child: std::process::Child,
     _dir: tempfile::TempDir,
 }
@@ -437,7 +445,8 @@ impl Drop for Process {
     }
 }
 
-pub(crate) fn dav_credentials() -> WebDavCredentials {
+/// The WebDAV server's credentials.
+pub fn dav_credentials() -> WebDavCredentials {
     WebDavCredentials {
         user: DAV_USER.into(),
         password: DAV_PASSWORD.into(),
