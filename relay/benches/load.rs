@@ -43,49 +43,34 @@ type Ws = WebSocketStream<TcpStream>;
 /// The size of a sealed relay hint.
 const HINT_LEN: usize = 309;
 
+/// The relay's load figures.
+#[derive(clap::Parser)]
 struct Options {
+    /// Idle connections held, one run per number.
+    #[arg(long, value_delimiter = ',', default_value = "10000,19000")]
     idle: Vec<usize>,
+    /// How long the fan-out and latency phases run.
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Publishing devices in the fan-out phase.
+    #[arg(long, default_value_t = 20)]
     publishers: usize,
+    /// Subscribers per publisher's topic.
+    #[arg(long, default_value_t = 50)]
     group: usize,
+    /// Publishes a second in the latency phase.
+    #[arg(long, default_value_t = 10_000)]
     rate: u64,
+    /// Which phases run: idle, fanout, latency.
+    #[arg(long, value_delimiter = ',', default_value = "idle,fanout,latency")]
     phases: Vec<String>,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn options() -> Options {
-    let mut options = Options {
-        idle: vec![10_000, 19_000],
-        seconds: 5,
-        publishers: 20,
-        group: 50,
-        rate: 10_000,
-        phases: vec!["idle".into(), "fanout".into(), "latency".into()],
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--idle" => {
-                options.idle = value
-                    .split(',')
-                    .map(|n| n.parse().expect("--idle N,N"))
-                    .collect();
-            }
-            "--seconds" => options.seconds = value.parse().expect("--seconds N"),
-            "--publishers" => options.publishers = value.parse().expect("--publishers N"),
-            "--group" => options.group = value.parse().expect("--group N"),
-            "--rate" => options.rate = value.parse().expect("--rate N"),
-            "--phases" => options.phases = value.split(',').map(str::to_owned).collect(),
-            // `cargo bench` passes --bench; ignore what is not ours.
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
-    options
+    <Options as clap::Parser>::parse()
 }
 
 /// The relay under test, in its own process.

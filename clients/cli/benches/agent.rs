@@ -30,40 +30,35 @@ use ferry_store::s3::Timeouts;
 use ferry_store::{FolderStore, S3Store, Store};
 use ferry_sync::{Engine, EngineConfig};
 
+/// The agent's end-to-end figures.
+#[derive(clap::Parser)]
 struct Options {
+    /// Which phases run: latency, idle.
+    #[arg(long, value_delimiter = ',', default_value = "latency,idle")]
     phases: Vec<String>,
+    /// Copies timed per latency scenario.
+    #[arg(long, default_value_t = 200)]
     copies: usize,
+    /// Clips in the history of the idle agent.
+    #[arg(long, default_value_t = 100_000)]
     history: usize,
+    /// How long the idle agent is watched.
+    #[arg(long, default_value_t = 60)]
     idle_secs: u64,
+    /// Which latency scenarios run.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "RelayS3,RelayFolder,PollS3"
+    )]
     scenarios: Vec<String>,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn options() -> Options {
-    let mut options = Options {
-        phases: vec!["latency".into(), "idle".into()],
-        copies: 200,
-        history: 100_000,
-        idle_secs: 60,
-        scenarios: vec!["RelayS3".into(), "RelayFolder".into(), "PollS3".into()],
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--phases" => options.phases = value.split(',').map(str::to_owned).collect(),
-            "--copies" => options.copies = value.parse().expect("--copies N"),
-            "--history" => options.history = value.parse().expect("--history N"),
-            "--idle-secs" => options.idle_secs = value.parse().expect("--idle-secs N"),
-            "--scenarios" => options.scenarios = value.split(',').map(str::to_owned).collect(),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
-    options
+    <Options as clap::Parser>::parse()
 }
 
 fn main() {

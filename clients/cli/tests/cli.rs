@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BACKENDS, Backend, Device, Running, eventually, noise_png, storage};
+use common::{Backend, Device, Running, eventually, noise_png, per_backend, storage};
 
 /// One command and what it must do.
 struct Case {
@@ -315,9 +315,9 @@ fn unreachable_storage_and_wrong_credentials_are_named() {
     assert!(ran.stderr.contains("Connection refused"), "{}", ran.stderr);
 }
 
-#[test]
-fn two_devices_share_clips_aliases_and_settings_on_every_backend() {
-    for backend in BACKENDS {
+per_backend! {
+    #[test]
+    fn two_devices_share_clips_aliases_and_settings_on_every_backend(backend) {
         let storage = storage(backend);
         let a = Device::new();
         let b = Device::new();

@@ -11,7 +11,7 @@ use std::thread;
 use tracing::{info, warn};
 use wayland_client::globals::{GlobalListContents, registry_queue_init};
 use wayland_client::protocol::{wl_registry, wl_seat::WlSeat};
-use wayland_client::{Connection, Dispatch, EventQueue, Proxy, QueueHandle, event_created_child};
+use wayland_client::{Connection, Dispatch, EventQueue, QueueHandle, event_created_child};
 use wayland_protocols_wlr::data_control::v1::client::zwlr_data_control_device_v1::{
     self, ZwlrDataControlDeviceV1,
 };
@@ -206,29 +206,9 @@ impl Dispatch<wl_registry::WlRegistry, GlobalListContents> for Events {
     }
 }
 
-impl Dispatch<WlSeat, ()> for Events {
-    fn event(
-        _: &mut Self,
-        _: &WlSeat,
-        _: <WlSeat as Proxy>::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
-
-impl Dispatch<ZwlrDataControlManagerV1, ()> for Events {
-    fn event(
-        _: &mut Self,
-        _: &ZwlrDataControlManagerV1,
-        _: <ZwlrDataControlManagerV1 as Proxy>::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
+// Neither the seat's events nor the manager's (it has none) matter here.
+wayland_client::delegate_noop!(Events: ignore WlSeat);
+wayland_client::delegate_noop!(Events: ignore ZwlrDataControlManagerV1);
 
 impl Dispatch<ZwlrDataControlDeviceV1, ()> for Events {
     fn event(

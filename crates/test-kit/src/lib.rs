@@ -111,8 +111,8 @@ impl Served {
 }
 
 /// One test case per backend: `per_backend! { #[tokio::test] async fn name(backend) { … } }`
-/// makes the module `name` with the cases `folder`, `s3` and `webdav`, each running the body
-/// with its [`Backend`] under the attributes given.
+/// (or `#[test] fn name(backend) { … }`) makes the module `name` with the cases `folder`, `s3`
+/// and `webdav`, each running the body with its [`Backend`] under the attributes given.
 #[macro_export]
 macro_rules! per_backend {
     ($(#[$attr:meta])* async fn $name:ident($backend:ident) $body:block $($rest:tt)*) => {
@@ -135,6 +135,31 @@ macro_rules! per_backend {
             $(#[$attr])*
             async fn webdav() {
                 case($crate::Backend::WebDav).await
+            }
+        }
+
+        $crate::per_backend! { $($rest)* }
+    };
+    ($(#[$attr:meta])* fn $name:ident($backend:ident) $body:block $($rest:tt)*) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn case($backend: $crate::Backend) $body
+
+            $(#[$attr])*
+            fn folder() {
+                case($crate::Backend::Folder)
+            }
+
+            $(#[$attr])*
+            fn s3() {
+                case($crate::Backend::S3)
+            }
+
+            $(#[$attr])*
+            fn webdav() {
+                case($crate::Backend::WebDav)
             }
         }
 

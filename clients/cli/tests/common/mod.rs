@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
-pub use ferry_test_kit::{BACKENDS, Backend, Served, servers};
+pub use ferry_test_kit::{BACKENDS, Backend, Served, per_backend, servers};
 
 pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
