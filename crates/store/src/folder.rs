@@ -10,8 +10,7 @@
 //! dot, is refused so nothing can escape the root or collide with temporary files.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::ops::Range;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -182,23 +181,6 @@ impl Store for FolderStore {
         let path = self.path(name)?;
         let name = name.to_owned();
         Self::blocking(move || fs::read(&path).map_err(|e| io_error(e, &name))).await
-    }
-
-    async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
-        let path = self.path(name)?;
-        let name = name.to_owned();
-        Self::blocking(move || {
-            let read = || -> io::Result<Vec<u8>> {
-                let mut file = File::open(&path)?;
-                file.seek(SeekFrom::Start(range.start))?;
-                let mut out = Vec::new();
-                file.take(range.end.saturating_sub(range.start))
-                    .read_to_end(&mut out)?;
-                Ok(out)
-            };
-            read().map_err(|e| io_error(e, &name))
-        })
-        .await
     }
 
     async fn list(

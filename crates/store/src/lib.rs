@@ -2,7 +2,7 @@
 //! [`Store`] trait that every kind of storage implements the same way.
 //!
 //! The sync engine asks for exactly what it needs: write an object once ([`Store::put_new`]),
-//! replace one ([`Store::put`]), read one whole or in part, list a prefix in name order a page
+//! replace one ([`Store::put`]: tools and tests only; Ferry writes each object once), read one, list a prefix in name order a page
 //! at a time, delete one, and [`Store::probe`] whether each of those is allowed. Names are the
 //! `ferry/v1/…` names of `ferry-protocol`, below the root the store was opened at. Objects are
 //! opaque ciphertext here: this crate never sees a key.
@@ -30,7 +30,6 @@ pub mod url;
 pub mod webdav;
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -148,9 +147,6 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Reads a whole object.
     async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
-
-    /// Reads `range` of an object (shorter at the end of the object).
-    async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError>;
 
     /// Lists objects whose names start with `prefix`, in name order, after `start_after`, at
     /// most `limit` (and at most [`MAX_PAGE`]) of them.

@@ -8,7 +8,6 @@
 //! [`RetryPolicy`](crate::RetryPolicy) across all backends alike; every attempt has a timeout.
 
 use std::fmt;
-use std::ops::Range;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -283,18 +282,6 @@ impl Store for S3Store {
 
     async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         self.download(name, None).await
-    }
-
-    async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
-        if range.start >= range.end {
-            return Ok(Vec::new());
-        }
-        let header = format!("bytes={}-{}", range.start, range.end - 1);
-        match self.download(name, Some(header)).await {
-            // A range that starts at or past the end is "not satisfiable": nothing to read.
-            Err(StoreError::Transient { detail, .. }) if detail.contains("416") => Ok(Vec::new()),
-            other => other,
-        }
     }
 
     async fn list(

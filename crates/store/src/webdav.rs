@@ -15,7 +15,6 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::ops::Range;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -554,30 +553,6 @@ impl Store for WebDavStore {
             return Err(self.classify(&response, name));
         }
         Ok(response.bytes().await.map_err(request_error)?.to_vec())
-    }
-
-    async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
-        if range.start >= range.end {
-            return Ok(Vec::new());
-        }
-        let wanted = format!("bytes={}-{}", range.start, range.end - 1);
-        let response = self
-            .send(Method::GET, name, |r| r.header(header::RANGE, &wanted))
-            .await?;
-        match response.status() {
-            StatusCode::PARTIAL_CONTENT => {
-                Ok(response.bytes().await.map_err(request_error)?.to_vec())
-            }
-            // The server ignored the range: cut it out here.
-            StatusCode::OK => {
-                let all = response.bytes().await.map_err(request_error)?;
-                let len = all.len() as u64;
-                let (start, end) = (range.start.min(len), range.end.min(len));
-                Ok(all[start as usize..end as usize].to_vec())
-            }
-            StatusCode::RANGE_NOT_SATISFIABLE => Ok(Vec::new()),
-            _ => Err(self.classify(&response, name)),
-        }
     }
 
     async fn list(

@@ -29,7 +29,6 @@ pub(crate) async fn run_all_with(store: &(dyn Store + 'static), write_once: Writ
     missing_objects(store).await;
     every_name_form_round_trips(store).await;
     empty_and_large_objects(store).await;
-    range_reads(store).await;
     listing_with_prefix_and_start_after(store).await;
     listing_pages_through_many_objects(store).await;
     probe_finds_every_permission(store).await;
@@ -72,10 +71,6 @@ async fn missing_objects(store: &dyn Store) {
     let err = store.get("ferry/v1/case3/none").await.unwrap_err();
     assert!(matches!(&err, StoreError::NotFound { name } if name == "ferry/v1/case3/none"));
     assert!(!err.is_transient());
-    assert!(matches!(
-        store.get_range("ferry/v1/case3/none", 0..10).await,
-        Err(StoreError::NotFound { .. })
-    ));
     store.delete("ferry/v1/case3/none").await.unwrap();
     let page = store.list("ferry/v1/case3/", None, 10).await.unwrap();
     assert!(page.objects.is_empty() && page.next.is_none());
@@ -152,22 +147,6 @@ async fn empty_and_large_objects(store: &dyn Store) {
     );
     store.delete("ferry/v1/case5/big").await.unwrap();
     store.delete("ferry/v1/case5/empty").await.unwrap();
-}
-
-async fn range_reads(store: &dyn Store) {
-    let name = "ferry/v1/case6/ranged";
-    let data: Vec<u8> = (0..=255).collect();
-    store.put_new(name, data.clone()).await.unwrap();
-    assert_eq!(store.get_range(name, 0..10).await.unwrap(), &data[..10]);
-    assert_eq!(
-        store.get_range(name, 100..200).await.unwrap(),
-        &data[100..200]
-    );
-    assert_eq!(
-        store.get_range(name, 250..1000).await.unwrap(),
-        &data[250..]
-    );
-    store.delete(name).await.unwrap();
 }
 
 async fn listing_with_prefix_and_start_after(store: &dyn Store) {

@@ -207,15 +207,6 @@ impl Store for Instrumented {
         faulty!(self, self.inner.get(name).await)
     }
 
-    async fn get_range(
-        &self,
-        name: &str,
-        range: std::ops::Range<u64>,
-    ) -> Result<Vec<u8>, StoreError> {
-        self.counts.get.fetch_add(1, Ordering::Relaxed);
-        faulty!(self, self.inner.get_range(name, range.clone()).await)
-    }
-
     async fn list(
         &self,
         prefix: &str,
