@@ -1,0 +1,103 @@
+//! The transfer log and the quarantine.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use rusqlite::{Connection, params};
+
+use super::{Db, to_i64, to_u64};
+use crate::SyncError;
+use crate::transfer::Transfer;
+
+impl Db {
+    /// Adds a line to the transfer log.
+    pub(crate) fn log(&self, transfer: &Transfer) -> Result<(), SyncError> {
+        insert_transfer(&self.conn, transfer)
+    }
+
+    /// The newest `limit` lines of the transfer log, newest first.
+    pub(crate) fn transfers(&self, limit: usize) -> Result<Vec<Transfer>, SyncError> {
+        let mut statement = self.conn.prepare(
+            "SELECT at, direction, kind, device, name, ops, bytes, outcome, detail
+             FROM transfers ORDER BY id DESC LIMIT ?1",
+        )?;
+        let mut rows = statement.query([to_i64(limit as u64)])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Transfer {
+                at_ms: to_u64(row.get(0)?),
+                direction: word(row.get(1)?)?,
+                kind: word(row.get(2)?)?,
+                device: row.get(3)?,
+                name: row.get(4)?,
+                ops: to_u64(row.get(5)?),
+                bytes: to_u64(row.get(6)?),
+                outcome: word(row.get(7)?)?,
+                detail: row.get(8)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Quarantines `name` with `reason`, logging it.
+    pub(crate) fn quarantine(
+        &mut self,
+        name: &str,
+        reason: &str,
+        transfer: &Transfer,
+    ) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO quarantine (name, at, reason) VALUES (?1, ?2, ?3)",
+            params![name, to_i64(transfer.at_ms), reason],
+        )?;
+        insert_transfer(&tx, transfer)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The names of every quarantined object.
+    pub(crate) fn quarantined_names(&self) -> Result<BTreeSet<String>, SyncError> {
+        let mut statement = self.conn.prepare("SELECT name FROM quarantine")?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every quarantined object with its reason.
+    pub(crate) fn quarantined(&self) -> Result<Vec<(String, String)>, SyncError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT name, reason FROM quarantine ORDER BY at, name")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// A word of the transfer log read from a row.
+pub(super) fn word<T: FromStr>(text: String) -> Result<T, SyncError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|error: T::Err| SyncError::LocalState {
+        detail: format!("the transfer log: {error}"),
+    })
+}
+
+pub(super) fn insert_transfer(conn: &Connection, t: &Transfer) -> Result<(), SyncError> {
+    conn.execute(
+        "INSERT INTO transfers (at, direction, kind, device, name, ops, bytes, outcome, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            to_i64(t.at_ms),
+            t.direction.as_str(),
+            t.kind.as_str(),
+            t.device,
+            t.name,
+            to_i64(t.ops),
+            to_i64(t.bytes),
+            t.outcome.as_str(),
+            t.detail
+        ],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! This device's own work: operations recorded, segments reserved and uploaded, snapshots written.
+
+use ferry_core::{ClipId, Op};
+use ferry_protocol::{BlobId, DeviceId};
+use rusqlite::params;
+
+use super::{
+    Db, Meta, SegmentRow, index_text, insert_op, insert_transfer, set_meta, to_i64, to_u64,
+};
+use crate::SyncError;
+use crate::transfer::Transfer;
+
+impl Db {
+    /// Stores one of this device's operations (durably, when this returns), with the large
+    /// content it refers to.
+    pub(crate) fn record(
+        &mut self,
+        op: &Op,
+        text: Option<(ClipId, &str)>,
+        blob: Option<(BlobId, &[u8])>,
+    ) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        insert_op(&tx, op, None)?;
+        if let Some((id, data)) = blob {
+            tx.execute(
+                "INSERT OR IGNORE INTO blobs (id, data, uploaded) VALUES (?1, ?2, 0)",
+                params![id.0, data],
+            )?;
+        }
+        if let Some((clip, text)) = text {
+            index_text(&tx, clip, text)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// This device's operations not yet in a segment, oldest first.
+    pub(crate) fn pending(
+        &self,
+        device: DeviceId,
+        limit: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, SyncError> {
+        let mut statement = self.conn.prepare(
+            "SELECT counter, op FROM ops WHERE device = ?1 AND seq IS NULL
+             ORDER BY counter LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![device.0, to_i64(limit)], |row| {
+            Ok((to_u64(row.get(0)?), row.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// This device's newest segment number (0 before the first).
+    pub(crate) fn last_seq(&self) -> Result<u64, SyncError> {
+        let seq: Option<i64> = self
+            .conn
+            .query_row("SELECT max(seq) FROM segments", [], |row| row.get(0))?;
+        Ok(seq.map_or(0, to_u64))
+    }
+
+    /// Reserves a segment of `device`'s operations `first_op..=last_op`, with its sealed bytes.
+    pub(crate) fn reserve(&mut self, device: DeviceId, row: &SegmentRow) -> Result<(), SyncError> {
+        let (seq, first_op, last_op) = (to_i64(row.seq), to_i64(row.first_op), to_i64(row.last_op));
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO segments (seq, first_op, last_op, sealed, head) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![seq, first_op, last_op, row.sealed, row.head],
+        )?;
+        tx.execute(
+            "UPDATE ops SET seq = ?1 WHERE device = ?2 AND counter BETWEEN ?3 AND ?4",
+            params![seq, device.0, first_op, last_op],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Reserved segments not yet confirmed uploaded, oldest first.
+    pub(crate) fn unuploaded(&self) -> Result<Vec<SegmentRow>, SyncError> {
+        let mut statement = self.conn.prepare(
+            "SELECT seq, first_op, last_op, sealed, head FROM segments
+             WHERE uploaded_at IS NULL ORDER BY seq",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(SegmentRow {
+                seq: to_u64(row.get(0)?),
+                first_op: to_u64(row.get(1)?),
+                last_op: to_u64(row.get(2)?),
+                sealed: row.get(3)?,
+                head: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Operations not yet in a segment: how many, and their encoded bytes.
+    pub(crate) fn pending_size(&self, device: DeviceId) -> Result<(u64, u64), SyncError> {
+        let (count, bytes): (i64, Option<i64>) = self.conn.query_row(
+            "SELECT count(*), sum(length(op)) FROM ops WHERE device = ?1 AND seq IS NULL",
+            [device.0],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        Ok((to_u64(count), bytes.map_or(0, to_u64)))
+    }
+
+    /// Segments reserved but not uploaded, and operations not yet in a segment.
+    pub(crate) fn pending_counts(&self, device: DeviceId) -> Result<(u64, u64), SyncError> {
+        let segments: i64 = self.conn.query_row(
+            "SELECT count(*) FROM segments WHERE uploaded_at IS NULL",
+            [],
+            |row| row.get(0),
+        )?;
+        let ops: i64 = self.conn.query_row(
+            "SELECT count(*) FROM ops WHERE device = ?1 AND seq IS NULL",
+            [device.0],
+            |row| row.get(0),
+        )?;
+        Ok((to_u64(segments), to_u64(ops)))
+    }
+
+    /// Marks segment `seq` uploaded and drops its sealed bytes.
+    pub(crate) fn uploaded(&mut self, seq: u64, transfer: &Transfer) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE segments SET uploaded_at = ?2, sealed = NULL, head = NULL WHERE seq = ?1",
+            params![to_i64(seq), to_i64(transfer.at_ms)],
+        )?;
+        insert_transfer(&tx, transfer)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records this device's snapshot at `seq`, made at operation `ops`, as written.
+    pub(crate) fn snapshot_written(
+        &mut self,
+        seq: u64,
+        ops: u64,
+        transfer: &Transfer,
+    ) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        set_meta(&tx, Meta::SnapshotSeq, &seq.to_le_bytes())?;
+        set_meta(&tx, Meta::SnapshotOps, &ops.to_le_bytes())?;
+        insert_transfer(&tx, transfer)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
