@@ -36,7 +36,7 @@ cargo test --workspace --locked
 # The OS keychain, for real: gnome-keyring's Secret Service on a private D-Bus session, unlocked
 # with a throwaway password.
 dbus-run-session -- sh -c 'echo -n ci | gnome-keyring-daemon --unlock --components=secrets >/dev/null &&
-    cargo test --locked -p ferry-secrets -p ferry --test keychain --test cli -- --ignored keychain'
+    cargo test --locked -p ferry-secrets -p ferry --test keychain --test admin -- --ignored keychain'
 
 # README's first command, end to end, in a throwaway home: the first run sets the device up on
 # the embedded default (a folder repository and a local relay), then the agent takes commands.

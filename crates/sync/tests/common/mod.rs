@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_core::{ClipContent, DataKind, Op, Replica};
+use ferry_protocol::names::ROOT;
 use ferry_protocol::{Keys, NamesKey, SyncKey};
 use ferry_store::{ListPage, RetryPolicy, Store, StoreError};
 use ferry_sync::{Engine, EngineConfig, repo};
@@ -102,6 +103,40 @@ impl Device {
             .collect();
         texts.sort();
         texts
+    }
+}
+
+/// Syncs every device twice over, so that each has what the others had.
+pub async fn sync_all(devices: &mut [Device]) {
+    for _ in 0..2 {
+        for device in devices.iter_mut() {
+            device.engine.sync().await.unwrap();
+        }
+    }
+}
+
+/// Every device holds the same state.
+pub fn assert_converged(devices: &[Device]) {
+    let first = devices[0].engine.state().encode();
+    for device in &devices[1..] {
+        assert!(device.engine.state().encode() == first, "states differ");
+    }
+}
+
+/// The names stored under `prefix` (below the repository root).
+pub async fn names_under(store: &dyn Store, prefix: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list(&format!("{ROOT}{prefix}"), after.as_deref(), 1000)
+            .await
+            .unwrap();
+        names.extend(page.objects.into_iter().map(|o| o.name));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return names,
+        }
     }
 }
 

@@ -1,0 +1,228 @@
+//! The device's upkeep from the command line: the recovery code's export, where secrets live,
+//! the user service, and `ferry doctor`'s checklist.
+
+mod common;
+
+use common::{Backend, Device, storage};
+
+#[test]
+fn key_export_is_private_and_config_layers_show_their_source() {
+    let device = Device::new();
+    let storage = storage(Backend::Folder);
+    let code = device.init(&storage, "one");
+    assert_eq!(
+        device.run(&["key", "show", "--yes"]).ok().stdout.trim(),
+        code
+    );
+    let file = device.home().join("key.txt");
+    device
+        .run(&["key", "export", "--output", file.to_str().unwrap()])
+        .ok();
+    assert!(std::fs::read_to_string(&file).unwrap().contains(&code));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // The recovery code never lands in the config file.
+    let config = std::fs::read_to_string(device.home().join("config.toml")).unwrap();
+    assert!(!config.contains(&code[..10]), "{config}");
+
+    let base = device.home().join("base.toml");
+    std::fs::write(
+        &base,
+        "[sync]\npoll_interval = \"1m\"\nconflict = \"keep_both\"\n",
+    )
+    .unwrap();
+    let base_arg = base.to_str().unwrap();
+    device
+        .run(&["config", "set", "sync.poll_interval", "10s"])
+        .ok();
+    let get = |key: &str, extra: &[(&'static str, String)]| {
+        let out = device
+            .run_full(
+                &["--base-config", base_arg, "--json", "config", "get", key],
+                None,
+                extra,
+            )
+            .ok()
+            .stdout;
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (
+            value["value"].as_str().unwrap().to_owned(),
+            value["source"].as_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(get("sync.poll_interval", &[]).0, "10s");
+    assert_eq!(
+        get("sync.conflict", &[]),
+        ("keep_both".into(), format!("base config {base_arg}"))
+    );
+    let env = [("FERRY_SYNC_POLL_INTERVAL", "2s".to_owned())];
+    assert_eq!(
+        get("sync.poll_interval", &env),
+        ("2s".into(), "environment FERRY_SYNC_POLL_INTERVAL".into())
+    );
+    let listing = device.run(&["config", "ls"]).ok().stdout;
+    assert!(
+        listing.contains("# this device") && listing.contains("# synced (--synced)"),
+        "{listing}"
+    );
+}
+
+#[test]
+#[ignore = "needs a Secret Service: scripts/test.sh runs it under dbus-run-session with gnome-keyring"]
+fn secrets_live_in_the_keychain_by_default() {
+    let storage = storage(Backend::S3);
+    let a = Device::with_keychain();
+    let b = Device::with_keychain();
+    let code = a.init(&storage, "alpha");
+    b.join(&storage, &code, "beta").ok();
+    for device in [&a, &b] {
+        assert!(!device.home().join("secrets.json").exists());
+        let config = std::fs::read_to_string(device.home().join("config.toml")).unwrap();
+        assert!(!config.contains(common::servers::SECRET_KEY), "{config}");
+        assert!(!config.contains(&code[..10]), "{config}");
+    }
+    // No credentials in the environment now: the S3 secret and the key come from the keychain.
+    a.run(&["copy", "kept in the keychain"]).ok();
+    assert_eq!(b.run(&["paste"]).ok().stdout, "kept in the keychain");
+    assert_eq!(a.run(&["key", "show", "--yes"]).ok().stdout.trim(), code);
+    let doctor = a.run(&["doctor"]);
+    assert!(
+        doctor
+            .stdout
+            .contains("ok    secrets: the sync key is in the OS keychain"),
+        "{}",
+        doctor.stdout
+    );
+}
+
+#[test]
+fn service_install_writes_the_unit_and_says_when_systemd_is_out_of_reach() {
+    let device = Device::new();
+    let config = device.home().join("xdg-config");
+    let empty_path = device.home().join("no-programs");
+    std::fs::create_dir_all(&empty_path).unwrap();
+    // No systemctl on PATH: nothing on this machine is touched.
+    let env = [
+        ("XDG_CONFIG_HOME", config.display().to_string()),
+        ("PATH", empty_path.display().to_string()),
+    ];
+    let ran = device.run_full(&["service", "install"], None, &env);
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains("systemctl could not be run")
+            && ran.stderr.contains("the service file is in place"),
+        "{}",
+        ran.stderr
+    );
+    let unit = std::fs::read_to_string(config.join("systemd/user/ferry.service")).unwrap();
+    let exec = format!(
+        "ExecStart={} --home {} agent\n",
+        common::FERRY,
+        device.home().display()
+    );
+    assert!(unit.contains(&exec), "{unit}");
+    let status = device.run_full(&["service", "status"], None, &env).ok();
+    assert!(
+        status.stdout.starts_with("installed: "),
+        "{}",
+        status.stdout
+    );
+    device.run_full(&["service", "uninstall"], None, &env).ok();
+    assert!(!config.join("systemd/user/ferry.service").exists());
+}
+
+#[test]
+fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
+    let storage = storage(Backend::Folder);
+    let device = Device::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = format!("ws://{}", closed.local_addr().unwrap());
+    drop(closed);
+    device
+        .run(&[
+            "init",
+            "--store",
+            &storage.url,
+            "--name",
+            "one",
+            "--relay",
+            &relay,
+        ])
+        .ok();
+    let ran = device.run(&["doctor"]);
+    assert_eq!(ran.code, 1, "{}", ran.stdout);
+    let checks: Vec<(&str, &str)> = ran
+        .stdout
+        .lines()
+        .map(|line| {
+            let (state, rest) = line.split_once(char::is_whitespace).unwrap();
+            (state, rest.trim_start().split(':').next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("ok", "config"),
+            ("ok", "secrets"),
+            ("ok", "storage"),
+            ("ok", "storage"),
+            ("ok", "storage"),
+            ("ok", "storage"),
+            ("ok", "key"),
+            ("FAIL", "relay"),
+            ("FAIL", "clipboard"),
+            ("FAIL", "agent"),
+        ],
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("sync still works by polling"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("start it with `ferry agent`"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(ran.stderr.trim(), "ferry: 3 of 10 checks failed");
+    // Every check ends its line, the last one too, so the summary never runs into it.
+    assert!(ran.stdout.ends_with("\n"), "{:?}", ran.stdout);
+
+    // With the agent running, its check is the last line and is whole.
+    let agent = common::start_agent(&device, None, &[]);
+    let ran = device.run(&["doctor"]);
+    assert!(
+        ran.stdout.ends_with("ok    agent: running\n"),
+        "{:?}",
+        ran.stdout
+    );
+    common::stop_agent(agent);
+
+    // With the key of another repository, the key check says so.
+    let other = Device::new();
+    other
+        .run(&[
+            "init",
+            "--store",
+            &format!("{}-other", storage.url),
+            "--name",
+            "x",
+        ])
+        .ok();
+    let foreign: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(other.home().join("secrets.json")).unwrap()).unwrap();
+    let code = foreign["sync-key"].as_str().unwrap().to_owned();
+    let ran = device.run_full(&["doctor"], None, &[("FERRY_KEY", code)]);
+    assert!(
+        ran.stdout
+            .contains("FAIL  key: this repository was written with key"),
+        "{}",
+        ran.stdout
+    );
+}

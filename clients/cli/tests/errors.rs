@@ -1,0 +1,314 @@
+//! The `ferry` command line's failures, run as a real process: each main error with its exact
+//! message and exit code, and nothing written when a setup fails.
+
+mod common;
+
+use common::{Backend, Device, storage};
+
+/// One command and what it must do.
+struct Case {
+    name: &'static str,
+    /// Run after `ferry init` on a folder repository (else on a fresh home).
+    set_up: bool,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    code: i32,
+    /// What stderr says.
+    stderr: Says,
+}
+
+/// What a failing command must print.
+enum Says {
+    /// Exactly these `ferry:` lines; `{home}` stands for the device's home, `{store}` for the
+    /// folder repository's URL.
+    Exactly(&'static str),
+    /// clap's usage text (only that it is usage is checked, not its words).
+    Usage,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "no config",
+        set_up: false,
+        args: &["history"],
+        env: &[],
+        code: 1,
+        stderr: Says::Exactly(
+            "ferry: this device is not set up (no store in {home}/config.toml); create a \
+                 repository with `ferry init --store URL`, or join one with `ferry join --store \
+                 URL`\n",
+        ),
+    },
+    Case {
+        name: "bad store URL",
+        set_up: false,
+        args: &["init", "--store", "ftp://host/x"],
+        env: &[],
+        code: 2,
+        stderr: Says::Exactly(
+            "ferry: bad store URL `ftp://host/x`: the storage settings do not work: unknown \
+                 store kind `ftp:`: use file://, s3:// or webdav+https://\n",
+        ),
+    },
+    Case {
+        name: "missing S3 credentials",
+        set_up: false,
+        args: &[
+            "init",
+            "--store",
+            "s3://bucket/p?endpoint=http://127.0.0.1:9&region=us-east-1",
+        ],
+        env: &[],
+        code: 1,
+        stderr: Says::Exactly(
+            "ferry: the S3 credentials are missing: set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY (`ferry init` and `ferry join` keep them for this device)\n",
+        ),
+    },
+    Case {
+        name: "no keychain and no choice",
+        set_up: false,
+        args: &[
+            "--secret-store",
+            "keychain",
+            "init",
+            "--store",
+            "file://{home}/repo",
+        ],
+        env: &[("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")],
+        code: 1,
+        stderr: Says::Exactly(
+            "ferry: the OS keychain is not available (No default store has been set, so \
+                 cannot search or create entries); start or unlock it (on Linux a Secret Service \
+                 such as GNOME Keyring or KeePassXC), or keep the secrets in a 0600 file under \
+                 the Ferry home with `--secret-store file` (or FERRY_SECRET_STORE=file)\n",
+        ),
+    },
+    Case {
+        name: "init twice",
+        set_up: true,
+        args: &["init", "--store", "file:///tmp/elsewhere"],
+        env: &[],
+        code: 1,
+        stderr: Says::Exactly(
+            "ferry: this device is already set up with the store {store} (in \
+                 {home}/config.toml); use another --home for a second repository\n",
+        ),
+    },
+    Case {
+        name: "empty history",
+        set_up: true,
+        args: &["paste", "--offline"],
+        env: &[],
+        code: 1,
+        stderr: Says::Exactly("ferry: the history is empty: copy something first\n"),
+    },
+    Case {
+        name: "not a clip id",
+        set_up: true,
+        args: &["pin", "zz"],
+        env: &[],
+        code: 2,
+        stderr: Says::Exactly(
+            "ferry: `zz` is not a clip id: give at least 4 hex digits as `ferry history` shows\n",
+        ),
+    },
+    Case {
+        name: "unknown clip",
+        set_up: true,
+        args: &["rm", "abcd"],
+        env: &[],
+        code: 1,
+        stderr: Says::Exactly(
+            "ferry: no clip has an id starting with abcd; `ferry history` lists them\n",
+        ),
+    },
+    Case {
+        name: "key show needs confirmation",
+        set_up: true,
+        args: &["key", "show"],
+        env: &[],
+        code: 2,
+        stderr: Says::Exactly(
+            "ferry: the recovery code opens all your data: print it with `ferry key show \
+                 --yes` when no one can see your screen, or write it to a file with `ferry key \
+                 export --output FILE`\n",
+        ),
+    },
+    Case {
+        name: "bad setting value",
+        set_up: true,
+        args: &["config", "set", "sync.poll_interval", "often"],
+        env: &[],
+        code: 2,
+        stderr: Says::Exactly(
+            "ferry: `sync.poll_interval` must be a duration from 100ms to 24h, like 500ms, 30s or \
+             5m, not `often` (how often to look for new data when no relay or folder event says \
+             so)\n",
+        ),
+    },
+    Case {
+        name: "a setting too large for any clock",
+        set_up: true,
+        args: &["status"],
+        env: &[("FERRY_SYNC_POLL_INTERVAL", "9999999999999999h")],
+        code: 2,
+        stderr: Says::Exactly(
+            "ferry: `sync.poll_interval` must be a duration from 100ms to 24h, like 500ms, 30s or \
+             5m, not `9999999999999999h` (how often to look for new data when no relay or folder \
+             event says so, from the environment FERRY_SYNC_POLL_INTERVAL)\n",
+        ),
+    },
+    Case {
+        name: "unknown setting",
+        set_up: true,
+        args: &["config", "get", "sync.pol_interval"],
+        env: &[],
+        code: 2,
+        stderr: Says::Exactly(
+            "ferry: there is no setting `sync.pol_interval`; `ferry config ls` lists them all\n",
+        ),
+    },
+    Case {
+        name: "per-device setting cannot be synced",
+        set_up: true,
+        args: &["config", "set", "--synced", "sync.direction", "send_only"],
+        env: &[],
+        code: 2,
+        stderr: Says::Exactly(
+            "ferry: `sync.direction` is set per device, not synced: drop --synced\n",
+        ),
+    },
+    Case {
+        name: "usage error",
+        set_up: true,
+        args: &["copy", "--frobnicate"],
+        env: &[],
+        code: 2,
+        stderr: Says::Usage,
+    },
+];
+
+#[test]
+fn commands_fail_with_exact_messages() {
+    for case in CASES {
+        let device = Device::new();
+        let store = device.home().join("repo");
+        let store_url = format!("file://{}", store.display());
+        if case.set_up {
+            device
+                .run(&["init", "--store", &store_url, "--name", "one"])
+                .ok();
+        }
+        let env: Vec<(&'static str, String)> = case
+            .env
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .collect();
+        let home = device.home().display().to_string();
+        let args: Vec<String> = case
+            .args
+            .iter()
+            .map(|a| a.replace("{home}", &home))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ran = device.run_full(&args, None, &env);
+        assert_eq!(ran.code, case.code, "{}: {}", case.name, ran.stderr);
+        let expected = match case.stderr {
+            Says::Usage => {
+                assert!(
+                    ran.stderr.contains("Usage:"),
+                    "{}: {}",
+                    case.name,
+                    ran.stderr
+                );
+                continue;
+            }
+            Says::Exactly(expected) => expected,
+        };
+        let expected = expected
+            .replace("{home}", &device.home().display().to_string())
+            .replace("{store}", &store_url);
+        // Lines about the file secret store come before the failure in init cases.
+        let failure: String = ran
+            .stderr
+            .lines()
+            .filter(|line| line.starts_with("ferry: "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_eq!(failure, expected, "{}", case.name);
+        if !case.set_up {
+            assert!(
+                !store.exists(),
+                "{}: a failed init wrote a repository",
+                case.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_wrong_recovery_code_fails_and_writes_nothing() {
+    let storage = storage(Backend::Folder);
+    let owner = Device::new();
+    owner.init(&storage, "owner");
+    let stranger = Device::new();
+    let other = storage_other_code();
+    let ran = stranger.join(&storage, &other, "stranger");
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains("this repository was written with key")
+            && ran
+                .stderr
+                .contains("join it with its recovery code or passphrase"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        stranger.files(),
+        Vec::<String>::new(),
+        "a failed join wrote files"
+    );
+    // A recovery code with a typo is caught by its checksum.
+    let mut typo = other.clone();
+    typo.replace_range(0..1, if typo.starts_with('A') { "B" } else { "A" });
+    let ran = stranger.join(&storage, &typo, "stranger");
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert_eq!(stranger.files(), Vec::<String>::new());
+}
+
+/// A valid recovery code of another repository.
+fn storage_other_code() -> String {
+    let elsewhere = storage(Backend::Folder);
+    Device::new().init(&elsewhere, "elsewhere")
+}
+
+#[test]
+fn unreachable_storage_and_wrong_credentials_are_named() {
+    let device = Device::new()
+        .with("AWS_ACCESS_KEY_ID", "AKIDFERRYTEST")
+        .with("AWS_SECRET_ACCESS_KEY", "not-the-secret");
+    let s3 = storage(Backend::S3);
+    let ran = device.run(&["init", "--store", &s3.url]);
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains("refused the credentials"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        !ran.stderr.contains("not-the-secret"),
+        "a secret was printed"
+    );
+    assert_eq!(device.files(), Vec::<String>::new());
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("webdav+http://me@127.0.0.1:{port}/dav");
+    let ran = device
+        .with("FERRY_WEBDAV_PASSWORD", "pw")
+        .run(&["init", "--store", &url]);
+    assert_eq!(ran.code, 1);
+    assert!(ran.stderr.contains("Connection refused"), "{}", ran.stderr);
+}

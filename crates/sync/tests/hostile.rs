@@ -1,0 +1,276 @@
+//! Storage that fails or lies: requests failing at random, objects flipped, truncated, swapped,
+//! sealed with another key or replayed. Each is quarantined with its reason, or retried, and
+//! nothing already applied is lost.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{
+    Device, Instrumented, assert_converged, config, init, keys, other_keys, per_backend, storage,
+};
+use ferry_protocol::names::ROOT;
+use ferry_protocol::{DeviceId, ObjectName, RawOp, Segment};
+use ferry_store::Store;
+use ferry_sync::transfer::Outcome;
+use ferry_sync::{Engine, SyncError};
+
+per_backend! {
+    #[tokio::test]
+    async fn storage_failing_30_percent_of_requests_still_converges(backend) {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        // One in three requests fails, before or after reaching the server.
+        let flaky: Arc<dyn Store> = Arc::new(Instrumented::new(Arc::clone(&storage.store), 3));
+        let mut devices = Vec::new();
+        for _ in 0..3 {
+            devices.push(Device::open(Arc::clone(&storage.store)).await);
+        }
+        for device in &mut devices {
+            let Device { engine, home } =
+                std::mem::replace(device, Device::open(Arc::clone(&storage.store)).await);
+            drop(engine);
+            let engine = Engine::open(
+                Arc::clone(&flaky),
+                keys(),
+                &home.path().join("ferry.db"),
+                config(),
+            )
+            .await
+            .unwrap();
+            *device = Device { engine, home };
+        }
+        let mut failures = 0;
+        for round in 0..30 {
+            for (d, device) in devices.iter_mut().enumerate() {
+                device.copy(&format!("round {round} device {d}"));
+                if device.engine.sync().await.is_err() {
+                    failures += 1;
+                }
+            }
+        }
+        // Keep syncing until every device has everything: failures only delay.
+        let mut rounds = 0;
+        loop {
+            for device in devices.iter_mut() {
+                let _ = device.engine.sync().await;
+            }
+            rounds += 1;
+            let done = devices
+                .iter()
+                .all(|d| d.engine.status().unwrap().pending_ops == 0 && d.texts().len() == 90);
+            if done {
+                break;
+            }
+            assert!(rounds < 100, "{backend:?}: no convergence");
+        }
+        assert_converged(&devices);
+        assert!(failures > 0, "the wrapper failed nothing");
+        for device in &devices {
+            assert!(device.engine.status().unwrap().quarantined.is_empty());
+        }
+    }
+}
+
+/// Writes `bytes` at an object name directly, as hostile or broken storage would.
+async fn plant(store: &dyn Store, name: &ObjectName, bytes: Vec<u8>) {
+    store.put(&format!("{ROOT}{name}"), bytes).await.unwrap();
+}
+
+/// `segment` sealed under `name` with `keys`, as a writer with those keys would store it.
+fn sealed(keys: &ferry_protocol::Keys, name: &ObjectName, segment: Segment) -> Vec<u8> {
+    keys.data.seal_object(name, &segment).unwrap().into_bytes()
+}
+
+async fn fetch_raw(store: &dyn Store, name: &ObjectName) -> Vec<u8> {
+    store.get(&format!("{ROOT}{name}")).await.unwrap()
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn hostile_objects_are_quarantined_and_other_devices_still_apply(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut victim = Device::open(Arc::clone(&storage.store)).await;
+        let mut honest = Device::open(Arc::clone(&storage.store)).await;
+        for n in 1..=6 {
+            victim.copy(&format!("victim {n}"));
+            victim.engine.upload().await.unwrap();
+        }
+        honest.copy("honest data");
+        honest.engine.upload().await.unwrap();
+        let tag = keys().names.device_tag(&victim.engine.device());
+        let log = |seq| ObjectName::Log { device: tag, seq };
+
+        // Segment 2: one bit flipped. (3..6 are then stuck behind it; tested separately below.)
+        let mut flipped = fetch_raw(store, &log(2)).await;
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        plant(store, &log(2), flipped).await;
+        // Garbage under head/ and log/ is ignored.
+        store
+            .put(&format!("{ROOT}head/not-a-device/xyz"), b"junk".to_vec())
+            .await
+            .unwrap();
+        store
+            .put(&format!("{ROOT}log/garbage"), b"junk".to_vec())
+            .await
+            .unwrap();
+
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        let report = reader.engine.fetch().await.unwrap();
+        assert_eq!(report.quarantined, 1);
+        assert_eq!(reader.texts(), ["honest data", "victim 1"]);
+        let status = reader.engine.status().unwrap();
+        assert_eq!(status.quarantined.len(), 1);
+        let (name, reason) = &status.quarantined[0];
+        assert!(name.ends_with(&format!("{tag}/0000000000000002")), "{name}");
+        assert!(
+            reason.contains("authentic") || reason.contains("tamper"),
+            "{reason}"
+        );
+        let logged = reader.engine.transfers(20).unwrap();
+        assert!(logged.iter().any(|t| t.outcome == Outcome::Quarantined));
+        // A quarantined object is not fetched again on every poll.
+        let again = reader.engine.fetch().await.unwrap();
+        assert_eq!(again.quarantined, 0);
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn each_kind_of_broken_segment_gets_its_reason(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut writer = Device::open(Arc::clone(&storage.store)).await;
+        for n in 1..=3 {
+            writer.copy(&format!("clip {n}"));
+            writer.engine.upload().await.unwrap();
+        }
+        let device = writer.engine.device();
+        let tag = keys().names.device_tag(&device);
+        let log = |seq| ObjectName::Log { device: tag, seq };
+        let original = fetch_raw(store, &log(1)).await;
+        let second = fetch_raw(store, &log(2)).await;
+
+        let foreign = sealed(&other_keys(), &log(1), Segment {
+                    device,
+                    seq: 1,
+                    first_op: 1,
+                    ops: vec![RawOp(vec![1, 2, 3])],
+                });
+        let wrong_ops = sealed(&keys(), &log(1), Segment {
+                    device,
+                    seq: 1,
+                    first_op: 1,
+                    ops: vec![RawOp(vec![0xFF; 5])],
+                });
+        let stranger = sealed(&keys(), &log(1), Segment {
+                    device: DeviceId([7; 16]),
+                    seq: 1,
+                    first_op: 1,
+                    ops: vec![],
+                });
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("truncated", original[..original.len() / 2].to_vec(), "is truncated"),
+            ("empty", Vec::new(), "truncated (0 bytes"),
+            ("swapped with segment 2", second.clone(), "moved from another name"),
+            ("sealed by another key", foreign, "written with key"),
+            ("undecodable operation", wrong_ops, "operation 0: operation:"),
+            (
+                "another device's segment under this name",
+                stranger,
+                "the segment's device does not match its name",
+            ),
+        ];
+        for (what, bytes, needle) in cases {
+            plant(store, &log(1), bytes).await;
+            let mut reader = Device::open(Arc::clone(&storage.store)).await;
+            let report = reader.engine.fetch().await.unwrap();
+            assert_eq!(report.quarantined, 1, "{what}");
+            assert!(reader.texts().is_empty(), "{what}: nothing applied");
+            let (_, reason) = &reader.engine.status().unwrap().quarantined[0];
+            assert!(reason.contains(needle), "{what}: {reason}");
+        }
+        // Restored, the segment applies and the stream continues.
+        plant(store, &log(1), original).await;
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts(), ["clip 1", "clip 2", "clip 3"]);
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn an_old_head_replayed_after_a_newer_one_changes_nothing(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut writer = Device::open(Arc::clone(&storage.store)).await;
+        writer.copy("one");
+        writer.engine.upload().await.unwrap();
+        let tag = keys().names.device_tag(&writer.engine.device());
+        let head_1 = fetch_raw(
+            store,
+            &ObjectName::Head {
+                device: tag,
+                seq: 1,
+            },
+        )
+        .await;
+        writer.copy("two");
+        writer.engine.upload().await.unwrap();
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        reader.engine.fetch().await.unwrap();
+        // The storage now serves the old head beside (or instead of) the new one.
+        plant(
+            store,
+            &ObjectName::Head {
+                device: tag,
+                seq: 1,
+            },
+            head_1,
+        )
+        .await;
+        store
+            .delete(&format!(
+                "{ROOT}{}",
+                ObjectName::Head {
+                    device: tag,
+                    seq: 2
+                }
+            ))
+            .await
+            .unwrap();
+        let report = reader.engine.fetch().await.unwrap();
+        assert_eq!(report.segments, 0);
+        assert_eq!(reader.texts(), ["one", "two"]);
+        assert_eq!(reader.engine.status().unwrap().peers[0].seq, 2);
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn a_segment_already_uploaded_with_other_bytes_is_reported_not_overwritten(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut writer = Device::open(Arc::clone(&storage.store)).await;
+        let tag = keys().names.device_tag(&writer.engine.device());
+        // Someone else wrote this device's next segment name first.
+        let name = ObjectName::Log {
+            device: tag,
+            seq: 1,
+        };
+        plant(store, &name, b"not ours".to_vec()).await;
+        writer.copy("mine");
+        let error = writer.engine.upload().await.unwrap_err();
+        assert!(matches!(error, SyncError::Divergent { .. }), "{error}");
+        assert_eq!(fetch_raw(store, &name).await, b"not ours");
+        let status = writer.engine.status().unwrap();
+        assert_eq!(status.pending_segments, 1, "kept, not lost");
+        assert!(status.recent_errors[0].contains("upload failed"));
+    }
+}
