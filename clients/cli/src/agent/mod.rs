@@ -10,25 +10,32 @@
 //!
 //! No echo: a clip this agent placed is not recorded again when the watcher sees it, so two
 //! agents never bounce a clip between them.
+//!
+//! Here: the loop, uploads, fetches, retention and commands; `clipboard` (copies seen, clips
+//! placed), `relay` (topics, hints, the connection's state), `ipc` (the socket), `watch` (a
+//! shared folder's events).
 
+mod clipboard;
 pub(crate) mod ipc;
+mod relay;
 mod watch;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferry_clipboard::{Clip, Observed, WatchConfig, Watcher, Writer};
-use ferry_core::{Body, ClipContent, ClipId, DataKind};
+use ferry_clipboard::{Clip, Observed, Watcher, Writer};
+use ferry_core::{ClipId, DataKind};
 use ferry_protocol::TopicId;
-use ferry_relay_client::{
-    ClientConfig, Delivery, RelayClient, State as RelayState, Status as RelayStatus,
-};
+use ferry_relay_client::{ClientConfig, Delivery, RelayClient, Status as RelayStatus};
 use ferry_store::RetryPolicy;
 use ferry_store::url::StoreUrl;
 use tokio::sync::{mpsc, watch as state};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+
+use clipboard::start_clipboard;
+use relay::{recv_relay, relay_changed, relay_news, topics_change};
 
 use crate::commands::setup::{self, KeySource, Setup, ShowCode};
 use crate::commands::{self, Changed};
@@ -60,13 +67,6 @@ pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// When the relay topics to listen on change next.
-fn topics_change() -> Instant {
-    let now = unix_now();
-    let next = ferry_protocol::relay::next_topic_change(now);
-    Instant::now() + Duration::from_secs(next.saturating_sub(now))
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -266,47 +266,6 @@ impl Agent {
         Ok(())
     }
 
-    fn observed(&mut self, observed: Observed) {
-        let clip = match observed {
-            Observed::Clip(clip) => clip,
-            Observed::Secret => {
-                info!("a password manager marked the copied content as secret: not recorded");
-                return;
-            }
-            Observed::TooLarge { bytes } => {
-                info!(
-                    bytes,
-                    "the copied content is over clipboard.max_bytes: not recorded"
-                );
-                return;
-            }
-        };
-        if [&self.placed, &self.recorded]
-            .into_iter()
-            .flatten()
-            .any(|known| same_clip(known, &clip))
-        {
-            return;
-        }
-        if !self.device.config.settings.watch_clipboard {
-            return;
-        }
-        let content = match &clip {
-            Clip::Text(text) => ClipContent::Text(text.clone()),
-            Clip::Png(png) => ClipContent::image("image/png", Body::Inline(png.clone())),
-        };
-        match self.device.engine.copy(content) {
-            Ok(Some(op)) => {
-                debug!(counter = op.counter, "recorded a copy");
-                self.recorded = Some(clip);
-                self.placed = None;
-                self.upload_soon();
-            }
-            Ok(None) => info!("a copy was filtered out (see `ferry log --kind filter`)"),
-            Err(error) => warn!(%error, "a copy could not be recorded"),
-        }
-    }
-
     fn upload_soon(&mut self) {
         let at = Instant::now() + UPLOAD_DEBOUNCE;
         if self.upload_at.is_none_or(|due| due > at) {
@@ -331,75 +290,6 @@ impl Agent {
         }
     }
 
-    /// Listens on the topics of the time now: subscribes to the new ones, leaves the old ones.
-    /// A request the relay client could not take is tried again at the next poll.
-    fn rotate_topics(&mut self) {
-        self.topics_change = topics_change();
-        let wanted = self.device.keys.relay.listen_topics(unix_now());
-        if wanted == self.topics {
-            return;
-        }
-        let Some((client, _)) = &self.relay else {
-            self.topics = wanted;
-            return;
-        };
-        let mut held = Vec::new();
-        for topic in &wanted {
-            if self.topics.contains(topic) {
-                held.push(*topic);
-            } else if let Err(error) = client.subscribe(*topic) {
-                warn!(%error, "could not subscribe to the relay's new topic");
-            } else {
-                held.push(*topic);
-            }
-        }
-        for topic in self.topics.iter().filter(|t| !wanted.contains(t)) {
-            if let Err(error) = client.unsubscribe(*topic) {
-                warn!(%error, "could not leave the relay's old topic");
-                held.push(*topic);
-            }
-        }
-        debug!("relay: topics rotated");
-        self.topics = held;
-    }
-
-    fn publish(&self, hints: &[ferry_protocol::RelayHint]) {
-        let Some((client, _)) = &self.relay else {
-            return;
-        };
-        let topic = self.device.keys.relay.publish_topic(unix_now());
-        for hint in hints {
-            match self.device.keys.relay.seal_hint(&topic, hint) {
-                Ok(sealed) => {
-                    if let Err(error) = client.publish(topic, sealed.into_bytes()) {
-                        warn!(%error, "a hint could not be published");
-                    }
-                }
-                Err(error) => warn!(%error, "a hint could not be sealed"),
-            }
-        }
-    }
-
-    async fn hint(&mut self, delivery: Delivery) {
-        let hint = match self
-            .device
-            .keys
-            .relay
-            .open_hint(&delivery.topic, &delivery.data)
-        {
-            Ok(hint) => hint,
-            Err(error) => {
-                warn!(%error, "ignored a relay message that does not open with this key");
-                return;
-            }
-        };
-        debug!(seq = hint.seq, "hint");
-        match self.device.engine.fetch_hint(hint).await {
-            Ok(_) => self.apply_newest().await,
-            Err(error) => warn!(%error, "fetch after a hint failed"),
-        }
-    }
-
     async fn fetch(&mut self) {
         match self.device.engine.fetch().await {
             Ok(_) => self.apply_newest().await,
@@ -413,56 +303,6 @@ impl Agent {
             && self.upload_at.is_none()
         {
             self.upload_soon();
-        }
-    }
-
-    /// Places the newest clip on this clipboard when another device copied it last.
-    async fn apply_newest(&mut self) {
-        if !self.device.config.settings.apply_remote {
-            return;
-        }
-        let Some(writer) = self.writer.clone() else {
-            return;
-        };
-        let me = self.device.engine.device();
-        let (id, content) = {
-            let state = self.device.engine.state_for(DataKind::Clips);
-            let Some(newest) = state.newest() else { return };
-            if newest.last_used.device == me || self.applied == Some(newest.id) {
-                return;
-            }
-            (newest.id, newest.content.clone())
-        };
-        self.applied = Some(id);
-        let _ = std::fs::write(self.device.home.applied_file(), id.to_string());
-        let clip = match content {
-            ClipContent::Text(text) => Clip::Text(text),
-            ClipContent::RichText(rich) => Clip::Text(rich.plain),
-            ClipContent::Image(image) if image.mime == "image/png" => match image.body {
-                Body::Inline(bytes) => Clip::Png(bytes),
-                Body::Blob { id, .. } => match self.device.engine.blob(id).await {
-                    Ok(bytes) => Clip::Png(bytes),
-                    Err(error) => {
-                        warn!(%error, "the newest image could not be fetched");
-                        return;
-                    }
-                },
-            },
-            _ => return,
-        };
-        self.placed = Some(clip.clone());
-        let placed = tokio::task::spawn_blocking(move || {
-            writer
-                .lock()
-                .map_err(|_| "the clipboard writer failed earlier".to_owned())?
-                .set(&clip)
-                .map_err(|e| e.to_string())
-        })
-        .await;
-        match placed {
-            Ok(Ok(())) => info!(clip = %id, "placed the newest clip from another device"),
-            Ok(Err(error)) => warn!(%error, "the clip could not be placed on the clipboard"),
-            Err(error) => warn!(%error, "the clipboard writer stopped"),
         }
     }
 
@@ -514,23 +354,6 @@ impl Agent {
     }
 }
 
-/// Whether two clips hold the same content. Images compare by pixels: the clipboard writer
-/// re-encodes the PNG it serves, so the watcher reads other bytes back than were placed.
-fn same_clip(a: &Clip, b: &Clip) -> bool {
-    match (a, b) {
-        (Clip::Png(x), Clip::Png(y)) if x != y => {
-            match (
-                ferry_clipboard::decode_png(x),
-                ferry_clipboard::decode_png(y),
-            ) {
-                (Ok(x), Ok(y)) => x == y,
-                _ => false,
-            }
-        }
-        _ => a == b,
-    }
-}
-
 /// The watcher's copies, the watcher, and the writer: each absent where the clipboard is.
 type ClipboardParts = (
     Option<mpsc::Receiver<Observed>>,
@@ -538,76 +361,10 @@ type ClipboardParts = (
     Option<Arc<Mutex<Writer>>>,
 );
 
-/// Starts the clipboard watcher and writer; without a clipboard the agent syncs only.
-fn start_clipboard(device: &Device) -> ClipboardParts {
-    let writer = match Writer::open() {
-        Ok(writer) => Arc::new(Mutex::new(writer)),
-        Err(error) => {
-            warn!("{error}");
-            return (None, None, None);
-        }
-    };
-    let (tx, rx) = mpsc::channel(16);
-    let config = WatchConfig {
-        max_bytes: device.config.settings.max_bytes,
-        ..WatchConfig::default()
-    };
-    let on_change = move |observed| tx.blocking_send(observed).is_ok();
-    let started = if device.config.settings.poll_clipboard {
-        Watcher::poll(config, on_change)
-    } else {
-        Watcher::start(config, on_change)
-    };
-    match started {
-        Ok(watcher) => {
-            info!(mode = ?watcher.mode(), "watching the clipboard");
-            (Some(rx), Some(watcher), Some(writer))
-        }
-        Err(error) => {
-            warn!("{error}");
-            (None, None, Some(writer))
-        }
-    }
-}
-
 async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-async fn recv_relay(
-    relay: &mut Option<(RelayClient, mpsc::Receiver<Delivery>)>,
-) -> Option<Delivery> {
-    match relay {
-        Some((_, rx)) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The relay connection's next change of state.
-async fn relay_changed(state: &mut Option<state::Receiver<RelayStatus>>) -> Option<RelayStatus> {
-    if let Some(rx) = state
-        && rx.changed().await.is_ok()
-    {
-        return Some(rx.borrow_and_update().clone());
-    }
-    // No relay, or its client stopped: nothing more to say.
-    *state = None;
-    std::future::pending().await
-}
-
-/// Says how the relay connection changed.
-fn relay_news(status: &RelayStatus) {
-    match &status.state {
-        RelayState::Connected => info!(connections = status.connections, "relay: subscribed"),
-        RelayState::Waiting { retry_in } => info!(
-            ?retry_in,
-            error = status.last_error.as_deref().unwrap_or(""),
-            "relay: not connected; polling until it answers"
-        ),
-        RelayState::Connecting | RelayState::Stopped => {}
     }
 }
 
