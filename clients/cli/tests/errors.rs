@@ -312,3 +312,23 @@ fn unreachable_storage_and_wrong_credentials_are_named() {
     assert_eq!(ran.code, 1);
     assert!(ran.stderr.contains("Connection refused"), "{}", ran.stderr);
 }
+
+#[test]
+fn an_unknown_word_is_refused_with_the_choices() {
+    let device = Device::new();
+    for (args, expected) in [
+        (
+            &["log", "--kind", "listing"][..],
+            "`listing` is not a transfer kind; expected one of: segment, snapshot, blob, filter, \
+             upload, fetch",
+        ),
+        (
+            &["--secret-store", "vault", "status"][..],
+            "`vault` is not a secret store; expected one of: keychain, file",
+        ),
+    ] {
+        let ran = device.run_full(args, None, &[]);
+        assert_eq!(ran.code, 2, "{args:?}: {}", ran.stderr);
+        assert!(ran.stderr.contains(expected), "{args:?}: {}", ran.stderr);
+    }
+}
