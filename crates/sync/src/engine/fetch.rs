@@ -306,7 +306,7 @@ impl Engine {
     pub async fn dry_run(&self) -> Result<DryRun, SyncError> {
         let mut dry_run = DryRun::default();
         if self.config.direction.sends() {
-            for write in plan::upload(&self.outbox()?) {
+            for write in plan::upload(&self.outbox(&self.db.unuploaded()?)?) {
                 dry_run.upload.push(Planned {
                     name: path(&self.log_name(write.seq)),
                     ops: write.ops,

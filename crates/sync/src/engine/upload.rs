@@ -31,13 +31,12 @@ impl Engine {
         result.map(|()| report)
     }
 
-    /// What is waiting to go out.
-    pub(super) fn outbox(&self) -> Result<Outbox, SyncError> {
+    /// What is waiting to go out, with the segments already `reserved` (read once: their
+    /// sealed bytes are what an upload writes).
+    pub(super) fn outbox(&self, reserved: &[SegmentRow]) -> Result<Outbox, SyncError> {
         let (pending_ops, pending_bytes) = self.db.pending_size(self.device)?;
         Ok(Outbox {
-            reserved: self
-                .db
-                .unuploaded()?
+            reserved: reserved
                 .iter()
                 .map(|row| (row.seq, row.ops(), row.size()))
                 .collect(),
@@ -56,8 +55,10 @@ impl Engine {
     async fn upload_all(&mut self, report: &mut UploadReport) -> Result<(), SyncError> {
         // Blobs first: a segment never refers to a blob that is not in storage yet.
         self.upload_blobs(report).await?;
-        let mut reserved = self.db.unuploaded()?.into_iter();
-        for write in plan::upload(&self.outbox()?) {
+        let reserved = self.db.unuploaded()?;
+        let outbox = self.outbox(&reserved)?;
+        let mut reserved = reserved.into_iter();
+        for write in plan::upload(&outbox) {
             let segment = match write.source {
                 Source::Reserved => reserved.next(),
                 Source::Pending => self.reserve_next()?,
