@@ -35,12 +35,16 @@ impl KdfParams {
     pub const DEFAULT_ITERATIONS: u32 = 3;
     /// Default parallelism.
     pub const DEFAULT_PARALLELISM: u32 = 1;
-    /// Largest memory cost accepted from a header: 1 GiB.
-    pub const MAX_MEMORY_KIB: u32 = 1024 * 1024;
+    /// Largest memory cost accepted from a header: 256 MiB, four times the default.
+    pub const MAX_MEMORY_KIB: u32 = 256 * 1024;
     /// Largest number of passes accepted from a header.
-    pub const MAX_ITERATIONS: u32 = 64;
+    pub const MAX_ITERATIONS: u32 = 8;
     /// Largest parallelism accepted from a header.
-    pub const MAX_PARALLELISM: u32 = 16;
+    pub const MAX_PARALLELISM: u32 = 4;
+    /// Largest work (memory cost times passes, in KiB) accepted from a header: four times the
+    /// default's, so a hostile header costs a joining device at most about a second.
+    pub const MAX_WORK_KIB: u64 =
+        4 * Self::DEFAULT_MEMORY_KIB as u64 * Self::DEFAULT_ITERATIONS as u64;
 
     /// Default costs with a fresh random salt, for a new repository.
     pub fn generate() -> Result<Self, Error> {
@@ -54,17 +58,23 @@ impl KdfParams {
         })
     }
 
-    /// Checks that the costs are within the accepted bounds.
+    /// Checks that the costs are within the accepted bounds: what a real device chooses, with
+    /// room to grow, and nothing that makes a joining device spend long or much memory.
     pub fn validate(&self) -> Result<(), Error> {
         if self.parallelism == 0 || self.parallelism > Self::MAX_PARALLELISM {
-            return Err(Error::BadKdfParams("parallelism must be 1 to 16"));
+            return Err(Error::BadKdfParams("parallelism must be 1 to 4"));
         }
         if self.iterations == 0 || self.iterations > Self::MAX_ITERATIONS {
-            return Err(Error::BadKdfParams("iterations must be 1 to 64"));
+            return Err(Error::BadKdfParams("iterations must be 1 to 8"));
         }
         if self.memory_kib < 8 * self.parallelism || self.memory_kib > Self::MAX_MEMORY_KIB {
             return Err(Error::BadKdfParams(
-                "memory must be 8 KiB per lane to 1 GiB",
+                "memory must be 8 KiB per lane to 256 MiB",
+            ));
+        }
+        if u64::from(self.memory_kib) * u64::from(self.iterations) > Self::MAX_WORK_KIB {
+            return Err(Error::BadKdfParams(
+                "memory times iterations must be at most 768 MiB, four times the default",
             ));
         }
         Ok(())
@@ -151,6 +161,18 @@ mod tests {
             SyncKey::from_passphrase("x", &p),
             Err(Error::BadKdfParams(_))
         ));
+        // Each bound alone is fine, together they are too much work.
+        let mut p = cheap(1);
+        p.memory_kib = KdfParams::MAX_MEMORY_KIB;
+        p.iterations = KdfParams::MAX_ITERATIONS;
+        assert_eq!(
+            p.validate(),
+            Err(Error::BadKdfParams(
+                "memory times iterations must be at most 768 MiB, four times the default"
+            ))
+        );
+        p.iterations = 3;
+        p.validate().unwrap();
         assert_eq!(
             SyncKey::from_passphrase("", &cheap(1)).unwrap_err(),
             Error::EmptyPassphrase

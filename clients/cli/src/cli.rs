@@ -187,6 +187,9 @@ pub(crate) enum DataCommand {
         /// Show what would move, and move nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Try every quarantined object again now, without waiting for its next try.
+        #[arg(long, conflicts_with = "dry_run")]
+        retry_quarantined: bool,
     },
     /// This device, its peers, pending work and problems.
     Status,

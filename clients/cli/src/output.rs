@@ -85,11 +85,23 @@ pub(crate) fn size(bytes: u64) -> String {
 
 /// How long ago a time in milliseconds since the epoch was: `5s`, `3m`, `2h`, `4d`.
 pub(crate) fn age(at_ms: u64) -> String {
-    let now_ms = std::time::SystemTime::now()
+    span(now_ms().saturating_sub(at_ms))
+}
+
+/// How long until a time in milliseconds since the epoch: `5s`, `3m`, … (`0s` once it passed).
+pub(crate) fn until(at_ms: u64) -> String {
+    span(at_ms.saturating_sub(now_ms()))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let seconds = now_ms.saturating_sub(at_ms) / 1000;
-    match seconds {
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A span of milliseconds in its largest whole unit: `5s`, `3m`, `2h`, `4d`.
+fn span(ms: u64) -> String {
+    match ms / 1000 {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m", s / 60),
         s if s < 86_400 => format!("{}h", s / 3600),

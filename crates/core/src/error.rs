@@ -20,6 +20,13 @@ pub enum CoreError {
         got: u64,
     },
 
+    /// An operation of a kind this build does not know: written by a newer Ferry.
+    #[error("operation kind {action} is newer than this Ferry: upgrade Ferry to read it")]
+    NewerAction {
+        /// The kind's index in the encoding.
+        action: u32,
+    },
+
     /// Bytes that do not decode as an operation or a state.
     #[error("{0} does not decode: it was written by a faulty or newer Ferry (upgrade this device)")]
     Malformed(String),

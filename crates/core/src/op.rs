@@ -5,8 +5,8 @@
 //! with postcard and carried as one opaque entry of a `ferry-protocol` segment, so the encoding
 //! here is part of the wire format (pinned by `tests/vectors/ops.json`): a change to it is a format
 //! change. New actions are added at the end of [`Action`] and never reorder the existing ones; a
-//! build that meets an action it does not know reports it as [`CoreError::Malformed`] and stops
-//! applying that device's operations until it is upgraded, rather than skip and lose it.
+//! build that meets an action it does not know reports it as [`CoreError::NewerAction`] and
+//! stops applying that device's operations until it is upgraded, rather than skip and lose it.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,8 +39,21 @@ impl Op {
         postcard::to_allocvec(self).expect("postcard encodes every operation")
     }
 
-    /// Decodes one operation, refusing trailing bytes.
+    /// Decodes one operation, refusing trailing bytes. An operation of a kind added after this
+    /// build is [`CoreError::NewerAction`], not malformed: a newer Ferry reads it.
     pub fn decode(bytes: &[u8]) -> Result<Op, CoreError> {
+        Op::decode_known(bytes, Action::KINDS)
+    }
+
+    /// Decodes one operation as a build that knows only the first `kinds` kinds of [`Action`]
+    /// would: how an older Ferry sees a newer one's operations.
+    pub fn decode_known(bytes: &[u8], kinds: u32) -> Result<Op, CoreError> {
+        // The encoding starts with the counter, the stamp and the action's index.
+        if let Ok(((_, _, action), _)) = postcard::take_from_bytes::<(u64, Hlc, u32)>(bytes)
+            && action >= kinds.min(Action::KINDS)
+        {
+            return Err(CoreError::NewerAction { action });
+        }
         decode_exact("operation", bytes)
     }
 
@@ -142,6 +155,9 @@ pub enum Action {
 }
 
 impl Action {
+    /// How many kinds of action this build knows: the encoded index of each is below this.
+    pub const KINDS: u32 = 12;
+
     /// Which kind of data it changes.
     pub fn data_kind(&self) -> DataKind {
         match self {

@@ -1,8 +1,8 @@
 //! What a person sees: dedupe, trash, purge, retention, collections, conflicts, clock skew.
 
 use ferry_core::{
-    Applied, Body, ClipContent, ClipId, CoreError, DataKind, DeviceId, Op, Replica, Retention,
-    Scope, State, Strategy,
+    Action, Applied, Body, ClipContent, ClipId, CoreError, DataKind, DeviceId, Op, Replica,
+    Retention, Scope, State, Strategy,
 };
 use ferry_protocol::{NamesKey, SyncKey};
 
@@ -455,6 +455,24 @@ fn content_kinds_and_sizes() {
 }
 
 #[test]
+fn an_older_build_sees_the_newest_action_as_newer_not_broken() {
+    let mut a = device(1);
+    // Setting is the last kind of action: its index is the highest this build knows.
+    let newest = a
+        .set_setting("theme".into(), Some("dark".into()), T0)
+        .encode();
+    let last = Action::KINDS - 1;
+    assert_eq!(
+        Op::decode_known(&newest, last),
+        Err(CoreError::NewerAction { action: last })
+    );
+    assert!(Op::decode_known(&newest, Action::KINDS).is_ok());
+    let copy = a.copy(&names(), text("x"), T0 + 1).encode();
+    assert!(Op::decode_known(&copy, 1).is_ok(), "Copy is the first kind");
+    assert!(Op::decode_known(&copy, 0).is_err());
+}
+
+#[test]
 fn broken_bytes_do_not_decode() {
     let names = names();
     let mut a = device(1);
@@ -477,6 +495,7 @@ fn broken_bytes_do_not_decode() {
     assert_eq!(bytes[at], 0, "Copy is action 0");
     unknown_action[at] = 99;
     let err = Op::decode(&unknown_action).unwrap_err();
+    assert_eq!(err, CoreError::NewerAction { action: 99 });
     assert!(err.to_string().contains("upgrade"), "{err}");
 
     let state = a.state().encode();

@@ -89,6 +89,19 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// Whether the failure concerns the one object or listing asked for, so that others may
+    /// still be read: anything but refused credentials, unusable settings and local failures.
+    pub fn is_about_one_object(&self) -> bool {
+        match self {
+            SyncError::Store(error) => !matches!(
+                error,
+                StoreError::Unauthorized { .. } | StoreError::Misconfigured(_)
+            ),
+            SyncError::Protocol(_) | SyncError::BrokenBlob { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Whether retrying later can help (the storage was unreachable or busy).
     pub fn is_transient(&self) -> bool {
         match self {

@@ -38,7 +38,8 @@ pub mod repo;
 pub mod transfer;
 
 pub use engine::{
-    DryRun, Engine, EngineConfig, FetchReport, PeerStatus, Planned, Status, UploadReport,
+    DeviceFailure, DryRun, Engine, EngineConfig, FetchReport, PeerStatus, Planned, Quarantined,
+    Retry, Status, UploadReport,
 };
 pub use error::SyncError;
 pub use policy::{Direction, Filters};

@@ -124,15 +124,18 @@ per_backend! {
         assert_eq!(reader.texts(), ["honest data", "victim 1"]);
         let status = reader.engine.status().unwrap();
         assert_eq!(status.quarantined.len(), 1);
-        let (name, reason) = &status.quarantined[0];
+        let quarantined = &status.quarantined[0];
+        let (name, reason) = (&quarantined.name, &quarantined.reason);
         assert!(name.ends_with(&format!("{tag}/0000000000000002")), "{name}");
         assert!(
             reason.contains("authentic") || reason.contains("tamper"),
             "{reason}"
         );
+        assert_eq!(quarantined.tag, Some(tag));
+        assert_eq!(quarantined.device, Some(victim.engine.device()));
         let logged = reader.engine.transfers(20).unwrap();
         assert!(logged.iter().any(|t| t.outcome == Outcome::Quarantined));
-        // A quarantined object is not fetched again on every poll.
+        // A quarantined object is not fetched again on every poll, only when due.
         let again = reader.engine.fetch().await.unwrap();
         assert_eq!(again.quarantined, 0);
     }
@@ -191,7 +194,7 @@ per_backend! {
             let report = reader.engine.fetch().await.unwrap();
             assert_eq!(report.quarantined, 1, "{what}");
             assert!(reader.texts().is_empty(), "{what}: nothing applied");
-            let (_, reason) = &reader.engine.status().unwrap().quarantined[0];
+            let reason = &reader.engine.status().unwrap().quarantined[0].reason;
             assert!(reason.contains(needle), "{what}: {reason}");
         }
         // Restored, the segment applies and the stream continues.

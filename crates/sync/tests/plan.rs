@@ -1,6 +1,6 @@
 //! A dry run and the sync after it agree: on random repository states (devices behind, never
-//! seen, compacted past, with quarantined objects, with unsent work), every object the dry run
-//! names is an object the sync moves, and nothing else moves.
+//! seen, compacted past, with quarantined objects waiting or due, with unsent work), every
+//! object the dry run names is an object the sync moves, and nothing else moves.
 
 mod common;
 
@@ -71,7 +71,9 @@ async fn a_dry_run_names_exactly_what_the_sync_after_it_moves() {
             writers.push(Device::open_with(Arc::clone(&storage.store), small()).await);
         }
         let mut observer = Device::open_with(Arc::clone(&storage.store), small()).await;
-        let mut damaged = false;
+        // Damaged objects with their right bytes: served right again before the final dry run,
+        // since a dry run cannot know whether an object due for another try opens this time.
+        let mut damaged = std::collections::BTreeMap::new();
         for step in 0..60 {
             let w = rng.below(3) as usize;
             match rng.below(10) {
@@ -90,7 +92,7 @@ async fn a_dry_run_names_exactly_what_the_sync_after_it_moves() {
                     // are damaged before reading them: once there are some, the new device
                     // has read them.)
                     observer = Device::open_with(Arc::clone(&storage.store), small()).await;
-                    if damaged {
+                    if !damaged.is_empty() {
                         observer.engine.sync().await.unwrap();
                     }
                 }
@@ -102,11 +104,11 @@ async fn a_dry_run_names_exactly_what_the_sync_after_it_moves() {
                     if seq > 0
                         && let Ok(mut bytes) = store.get(&path).await
                     {
+                        damaged.entry(path.clone()).or_insert_with(|| bytes.clone());
                         let last = bytes.len() - 1;
                         bytes[last] ^= 1;
                         store.put(&path, bytes).await.unwrap();
                         observer.engine.sync().await.unwrap();
-                        damaged = true;
                     }
                 }
                 _ => {
@@ -116,6 +118,11 @@ async fn a_dry_run_names_exactly_what_the_sync_after_it_moves() {
             }
         }
 
+        for (path, bytes) in damaged {
+            if store.get(&path).await.is_ok() {
+                store.put(&path, bytes).await.unwrap();
+            }
+        }
         let dry_run = observer.engine.dry_run().await.unwrap();
         let before = observer.engine.transfers(usize::MAX).unwrap().len();
         observer.engine.sync().await.unwrap();

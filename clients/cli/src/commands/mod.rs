@@ -100,7 +100,10 @@ pub(crate) async fn execute(
         DataCommand::Collection { action } => collection::run(device, action, out),
         DataCommand::Alias { action } => alias::run(device, action, out),
         DataCommand::Config { action } => config::run(device, action, out),
-        DataCommand::Sync { dry_run } => no_change(sync::sync(device, dry_run, out).await),
+        DataCommand::Sync {
+            dry_run,
+            retry_quarantined,
+        } => no_change(sync::sync(device, dry_run, retry_quarantined, out).await),
         DataCommand::Status => no_change(sync::status(device, out)),
         DataCommand::Log(args) => no_change(sync::log(device, args, out)),
     }

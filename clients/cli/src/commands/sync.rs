@@ -4,13 +4,14 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferry_core::DataKind;
-use ferry_sync::{DryRun, FetchReport, Planned, Transfer, UploadReport};
+use ferry_protocol::{DeviceId, DeviceTag};
+use ferry_sync::{DryRun, FetchReport, Planned, Retry, Transfer, UploadReport};
 use serde::Serialize;
 
 use crate::cli::LogArgs;
 use crate::device::Device;
 use crate::error::Failure;
-use crate::output::{Lines, Output, age, size};
+use crate::output::{Lines, Output, age, size, until};
 
 /// What a sync moved.
 #[derive(Serialize)]
@@ -84,10 +85,12 @@ impl fmt::Display for Plan {
     }
 }
 
-/// `ferry sync [--dry-run]`.
+/// `ferry sync [--dry-run | --retry-quarantined]`. Devices whose data could not be read are
+/// named in the failure, after the others were fetched.
 pub(crate) async fn sync(
     device: &mut Device,
     dry_run: bool,
+    retry_quarantined: bool,
     out: &mut Output,
 ) -> Result<(), Failure> {
     if dry_run {
@@ -97,6 +100,10 @@ pub(crate) async fn sync(
             download: download.into_iter().map(Object::from).collect(),
         });
         return Ok(());
+    }
+    if retry_quarantined {
+        let due = device.engine.retry_quarantined()?;
+        out.note(format!("trying {due} quarantined objects again"));
     }
     let (up, down): (UploadReport, FetchReport) = device.engine.sync().await?;
     out.report(&Synced {
@@ -113,7 +120,30 @@ pub(crate) async fn sync(
             quarantined: Some(down.quarantined),
         },
     });
-    Ok(())
+    if down.failed.is_empty() {
+        return Ok(());
+    }
+    let failed: Vec<String> = down
+        .failed
+        .iter()
+        .map(|f| {
+            let name = peer_name(device, f.device.as_ref(), Some(&f.tag));
+            format!("could not fetch from {name}: {}", f.error)
+        })
+        .collect();
+    Err(Failure::new(format!(
+        "{}\nthe other devices were fetched; the next sync tries again",
+        failed.join("\n")
+    )))
+}
+
+/// How a device is named to the person: its name once known, else the start of its tag.
+fn peer_name(device: &Device, id: Option<&DeviceId>, tag: Option<&DeviceTag>) -> String {
+    match (id, tag) {
+        (Some(id), _) => device.device_name(id),
+        (None, Some(tag)) => format!("device {}", &tag.to_string()[..8]),
+        (None, None) => "an unknown device".to_owned(),
+    }
 }
 
 /// Where this device stands.
@@ -146,7 +176,37 @@ struct Peer {
 #[derive(Serialize)]
 struct Quarantined {
     name: String,
+    device: String,
     reason: String,
+    since_ms: u64,
+    attempts: u32,
+    /// When it is tried again; absent when it waits for an upgrade of Ferry.
+    retry_at_ms: Option<u64>,
+    /// Operations that need a newer Ferry (0: the object is damaged).
+    newer_ops: u64,
+}
+
+impl fmt::Display for Quarantined {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.retry_at_ms {
+            None => write!(
+                f,
+                "upgrade   upgrade Ferry to read {} operations from {} ({})",
+                self.newer_ops, self.device, self.name
+            ),
+            Some(at) => write!(
+                f,
+                "damaged   {} from {}: {} (since {} ago, {} tries; next try in {}, or now with \
+                 `ferry sync --retry-quarantined`)",
+                self.name,
+                self.device,
+                self.reason,
+                age(self.since_ms),
+                self.attempts,
+                until(at)
+            ),
+        }
+    }
 }
 
 impl fmt::Display for Status {
@@ -171,7 +231,7 @@ impl fmt::Display for Status {
             )?;
         }
         for q in &self.quarantined {
-            writeln!(f, "damaged   {}: {}", q.name, q.reason)?;
+            writeln!(f, "{q}")?;
         }
         for error in &self.recent_errors {
             writeln!(f, "error     {error}")?;
@@ -214,7 +274,21 @@ pub(crate) fn status(device: &Device, out: &mut Output) -> Result<(), Failure> {
         quarantined: status
             .quarantined
             .into_iter()
-            .map(|(name, reason)| Quarantined { name, reason })
+            .map(|q| Quarantined {
+                device: peer_name(device, q.device.as_ref(), q.tag.as_ref()),
+                since_ms: time_ms(Some(q.since)).unwrap_or(0),
+                attempts: q.attempts,
+                retry_at_ms: match q.retry {
+                    Retry::At(at) => time_ms(Some(at)),
+                    Retry::AfterUpgrade { .. } => None,
+                },
+                newer_ops: match q.retry {
+                    Retry::At(_) => 0,
+                    Retry::AfterUpgrade { ops } => ops,
+                },
+                reason: q.reason,
+                name: q.name,
+            })
             .collect(),
         recent_errors: status.recent_errors,
     });

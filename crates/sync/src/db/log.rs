@@ -1,6 +1,5 @@
-//! The transfer log and the quarantine.
+//! The transfer log.
 
-use std::collections::BTreeSet;
 use std::str::FromStr;
 
 use rusqlite::{Connection, params};
@@ -37,39 +36,6 @@ impl Db {
             });
         }
         Ok(out)
-    }
-
-    /// Quarantines `name` with `reason`, logging it.
-    pub(crate) fn quarantine(
-        &mut self,
-        name: &str,
-        reason: &str,
-        transfer: &Transfer,
-    ) -> Result<(), SyncError> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT OR IGNORE INTO quarantine (name, at, reason) VALUES (?1, ?2, ?3)",
-            params![name, to_i64(transfer.at_ms), reason],
-        )?;
-        insert_transfer(&tx, transfer)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// The names of every quarantined object.
-    pub(crate) fn quarantined_names(&self) -> Result<BTreeSet<String>, SyncError> {
-        let mut statement = self.conn.prepare("SELECT name FROM quarantine")?;
-        let rows = statement.query_map([], |row| row.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Every quarantined object with its reason.
-    pub(crate) fn quarantined(&self) -> Result<Vec<(String, String)>, SyncError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT name, reason FROM quarantine ORDER BY at, name")?;
-        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 

@@ -30,6 +30,21 @@ impl Db {
         Ok(row.unwrap_or(CursorRow { seq: 0, ops: 0 }))
     }
 
+    /// The id of the device of `tag`, once this device has applied anything of it.
+    pub(crate) fn device_of(&self, tag: &DeviceTag) -> Result<Option<DeviceId>, SyncError> {
+        let device: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT device FROM cursors WHERE tag = ?1",
+                [tag.0],
+                |row| row.get(0),
+            )
+            .optional()?;
+        device
+            .map(|id| fixed(id, "a cursor's device id").map(DeviceId))
+            .transpose()
+    }
+
     /// Every other device this one has applied segments from.
     pub(crate) fn cursors(&self) -> Result<Vec<(DeviceTag, DeviceId, CursorRow)>, SyncError> {
         let mut statement = self

@@ -10,7 +10,7 @@
 //! | `segments` | this device's segments: sealed segment and head bytes kept from reservation until uploaded, so a retry after a crash writes the very same bytes |
 //! | `cursors` | per other device: the last segment applied and its operation counter |
 //! | `transfers` | the transfer log (see [`crate::Transfer`]): every upload, download, quarantine, refused copy and failed pass |
-//! | `quarantine` | objects that failed to open or decode, with the reason |
+//! | `quarantine` | objects set aside: they did not open, or need a newer Ferry; with the reason, when to try again, and (for the latter) their bytes |
 //! | `blobs` | large content (images, files) by blob id: this device's own, and others' once fetched |
 //! | `blob_chunks` | chunks of a blob being downloaded, so an interrupted download resumes |
 //! | `clip_text`, `clip_rows` | contentless FTS5 index over clip text, for history search, and its row → clip map |
@@ -19,7 +19,8 @@
 //! decode is reported as [`SyncError::LocalState`], never skipped.
 //!
 //! Here: the schema, the `meta` values and the merged state's loading. This device's own work
-//! is in `outbox`, other devices' in `merge`, the transfer log and the quarantine in `log`,
+//! is in `outbox`, other devices' in `merge`, the transfer log in `log`, the quarantine in
+//! `quarantine`,
 //! large content in `blobs`, the history's index in `search`.
 
 use std::path::Path;
@@ -34,13 +35,15 @@ mod blobs;
 mod log;
 mod merge;
 mod outbox;
+mod quarantine;
 mod search;
 
 use log::insert_transfer;
+pub(crate) use quarantine::{QuarantineRow, SetAside};
 use search::{index_text, text_rowid};
 
 /// The newest schema this build knows. Each step in [`MIGRATIONS`] moves one version up.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -99,6 +102,14 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE TABLE clip_rows (rowid INTEGER PRIMARY KEY, clip BLOB NOT NULL);
      CREATE VIRTUAL TABLE clip_text USING fts5(body, content = '', detail = none);",
+    // 1 → 2: quarantined objects are tried again (rows from before are due at once).
+    "ALTER TABLE quarantine ADD COLUMN device BLOB;
+     ALTER TABLE quarantine ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+     ALTER TABLE quarantine ADD COLUMN retry_at INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE quarantine ADD COLUMN head INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE quarantine ADD COLUMN newer_ops INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE quarantine ADD COLUMN kinds INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE quarantine ADD COLUMN sealed BLOB;",
 ];
 
 /// The values kept in the `meta` table, each under its own key.

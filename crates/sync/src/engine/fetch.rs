@@ -1,28 +1,32 @@
 //! Fetch: LIST `head/` (the names carry tag and seq: nothing else is read for an idle poll),
 //! plan the reads that bring every other device up to its head, and execute them: each segment
 //! opened, checked and applied in one transaction. An object that does not open or decode is
-//! quarantined; that device's stream waits, the others go on. A dry run renders the same plan.
+//! quarantined and that device's stream waits for it (see `quarantine`); an object or listing
+//! that cannot be read fails that device for this pass. Either way the other devices go on.
+//! A dry run renders the same plan.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use ferry_core::{Action, Body, ClipId, Op};
+use ferry_core::{Action, Body, ClipId, CoreError, Op};
 use ferry_protocol::{DeviceId, DeviceTag, ObjectName, RelayHint, Segment};
 use ferry_store::StoreError;
 use tracing::warn;
 
 use super::plan::{self, Peer, Read, Stop};
-use super::{DryRun, Engine, FetchReport, Pass, Planned, clip_text};
+use super::quarantine::Refusal;
+use super::{DeviceFailure, DryRun, Engine, FetchReport, Pass, Planned, clip_text};
 use crate::SyncError;
 use crate::db::CursorRow;
 use crate::remote::path;
 use crate::transfer::{Direction, Kind, Outcome, Transfer};
 
-/// What reading one segment came to.
-enum Fetched {
-    Applied,
+/// What reading one object came to.
+pub(super) enum Fetched<T> {
+    /// Read and checked.
+    Read(T),
     /// Not in storage.
     Missing,
-    /// Read, and did not open or check.
+    /// Read, and set aside.
     Quarantined,
 }
 
@@ -30,13 +34,9 @@ impl Engine {
     /// Polls: one LIST of `head/`, then the segments of every device that moved.
     pub async fn fetch(&mut self) -> Result<FetchReport, SyncError> {
         self.fetch_pass(async |engine: &mut Engine, report: &mut FetchReport| {
-            let mut peers = Vec::new();
-            for (tag, head) in engine.remote.heads().await? {
-                if tag != engine.tag {
-                    peers.push(engine.peer(tag, head).await?);
-                }
-            }
-            engine.catch_up(peers, report).await
+            let mut heads = engine.remote.heads().await?;
+            heads.remove(&engine.tag);
+            engine.catch_up(&heads, report).await
         })
         .await
     }
@@ -47,8 +47,8 @@ impl Engine {
             if hint.device == engine.tag {
                 return Ok(());
             }
-            let peer = engine.peer(hint.device, hint.seq).await?;
-            engine.catch_up(vec![peer], report).await
+            let heads = BTreeMap::from([(hint.device, hint.seq)]);
+            engine.catch_up(&heads, report).await
         })
         .await
     }
@@ -74,69 +74,159 @@ impl Engine {
     }
 
     /// What is known of the device of `tag` before reading anything of it: its head, how far
-    /// it is applied, and (for a device never seen) its newest snapshot.
-    async fn peer(&self, tag: DeviceTag, head: u64) -> Result<Peer, SyncError> {
+    /// it is applied, and (for a device never seen) its newest snapshot, unless its stream waits
+    /// for a quarantined first segment (`held`): that was looked for when it was set aside.
+    async fn peer(
+        &self,
+        tag: DeviceTag,
+        head: u64,
+        held: &BTreeSet<String>,
+    ) -> Result<Peer, SyncError> {
         let mut peer = Peer::new(tag, head, self.db.cursor(&tag)?.seq);
-        if peer.applied == 0 {
+        let first = path(&ObjectName::Log {
+            device: tag,
+            seq: 1,
+        });
+        if peer.applied == 0 && !held.contains(&first) {
             peer.snapshot = self.remote.newest_snapshot(tag).await?;
         }
         Ok(peer)
     }
 
-    /// Brings `peers` up to their heads: the snapshots their plans start with first, merged
-    /// as one checkpoint (a cold start writes the merged state once, not per device), then
-    /// each device's segments.
+    /// Brings every device of `heads` up to its head: the snapshots their plans start with
+    /// first, merged as one checkpoint (a cold start writes the merged state once, not per
+    /// device), then each device's segments. A device whose objects cannot be read is reported
+    /// in `report.failed`, and the others go on.
     async fn catch_up(
         &mut self,
-        mut peers: Vec<Peer>,
+        heads: &BTreeMap<DeviceTag, u64>,
         report: &mut FetchReport,
     ) -> Result<(), SyncError> {
-        let quarantined = self.db.quarantined_names()?;
-        let mut loaded = Vec::new();
-        for peer in &mut peers {
-            if let Some(seq) = plan::fetch(peer, &quarantined).leading_snapshot() {
-                loaded.extend(self.read_snapshot(peer.tag, seq, report).await?);
-                peer.snapshot = None;
+        let mut held = self.held(heads)?;
+        let mut peers = Vec::new();
+        for (&tag, &head) in heads {
+            match self.peer(tag, head, &held).await {
+                Ok(peer) => peers.push(peer),
+                Err(error) => self.device_failed(tag, error, report)?,
             }
         }
+        let mut loaded = Vec::new();
+        let mut ready = Vec::new();
+        for mut peer in peers {
+            if let Some(seq) = plan::fetch(&peer, &held).leading_snapshot() {
+                match self.read_snapshot(peer.tag, seq, peer.head, report).await {
+                    Ok(Fetched::Read(snapshot)) => loaded.push(snapshot),
+                    Ok(Fetched::Quarantined) => {
+                        held.insert(path(&ObjectName::Snap {
+                            device: peer.tag,
+                            seq,
+                        }));
+                    }
+                    Ok(Fetched::Missing) => {}
+                    Err(error) => {
+                        self.device_failed(peer.tag, error, report)?;
+                        continue;
+                    }
+                }
+                peer.snapshot = None;
+            }
+            ready.push(peer);
+        }
         self.merge_snapshots(loaded)?;
-        for peer in peers {
-            self.catch_up_device(peer, report).await?;
+        for peer in ready {
+            let tag = peer.tag;
+            if let Err(error) = self.catch_up_device(peer, &mut held, report).await {
+                self.device_failed(tag, error, report)?;
+            }
         }
         Ok(())
     }
 
+    /// Reports that the device of `tag` could not be fetched in this pass, when `error` is about
+    /// that device's objects; any other error ends the pass.
+    fn device_failed(
+        &mut self,
+        tag: DeviceTag,
+        error: SyncError,
+        report: &mut FetchReport,
+    ) -> Result<(), SyncError> {
+        if !error.is_about_one_object() {
+            return Err(error);
+        }
+        let error = error.to_string();
+        warn!(device = %tag, %error, "fetching a device failed");
+        let failed = Transfer::new(Direction::Down, Kind::Fetch, Outcome::Failed)
+            .device(&tag)
+            .detail(&error);
+        self.db.log(&failed)?;
+        self.note(format!("fetching from device {tag} failed: {error}"));
+        report.failed.push(DeviceFailure {
+            tag,
+            device: self.db.device_of(&tag)?,
+            error,
+        });
+        Ok(())
+    }
+
     /// Executes one device's plan, planning again when storage says something the plan did
-    /// not know (a segment compacted away).
+    /// not know (a segment compacted away, or one that does not open). `held` are the objects
+    /// not to read in this pass.
     async fn catch_up_device(
         &mut self,
         mut peer: Peer,
+        held: &mut BTreeSet<String>,
         report: &mut FetchReport,
     ) -> Result<(), SyncError> {
+        // Looking for a snapshot that covers a gap is worth a LIST only when this pass found
+        // the gap; a stream waiting since an earlier pass was looked at then.
         let mut snapshots_listed = peer.applied == 0;
+        let mut stopped_here = false;
         'plan: loop {
             peer.applied = self.db.cursor(&peer.tag)?.seq;
-            let plan = plan::fetch(&peer, &self.db.quarantined_names()?);
+            let plan = plan::fetch(&peer, held);
             for read in plan.reads {
-                match read {
+                let name = match read {
+                    Read::Snapshot(seq) => ObjectName::Snap {
+                        device: peer.tag,
+                        seq,
+                    },
+                    Read::Segment(seq) => ObjectName::Log {
+                        device: peer.tag,
+                        seq,
+                    },
+                };
+                // Here only when the read did not move the stream on: quarantined or missing.
+                let quarantined = match read {
                     Read::Snapshot(seq) => {
                         // Used once: read or not, the next plan starts from the cursor.
                         peer.snapshot = None;
-                        let loaded = self.read_snapshot(peer.tag, seq, report).await?;
-                        self.merge_snapshots(loaded.into_iter().collect())?;
-                        continue 'plan;
-                    }
-                    Read::Segment(seq) => match self.fetch_segment(peer.tag, seq, report).await? {
-                        Fetched::Applied => {}
-                        Fetched::Quarantined => continue 'plan,
-                        Fetched::Missing => {
-                            peer.missing.insert(seq);
-                            continue 'plan;
+                        match self.read_snapshot(peer.tag, seq, peer.head, report).await? {
+                            Fetched::Read(loaded) => {
+                                self.merge_snapshots(vec![loaded])?;
+                                continue 'plan;
+                            }
+                            fetched => matches!(fetched, Fetched::Quarantined),
                         }
-                    },
+                    }
+                    Read::Segment(seq) => {
+                        let fetched = self.fetch_segment(peer.tag, seq, peer.head, report);
+                        match fetched.await? {
+                            Fetched::Read(()) => continue,
+                            Fetched::Missing => {
+                                peer.missing.insert(seq);
+                                false
+                            }
+                            Fetched::Quarantined => true,
+                        }
+                    }
+                };
+                if quarantined {
+                    held.insert(path(&name));
                 }
+                stopped_here = true;
+                continue 'plan;
             }
-            if plan.stop.is_some() && !snapshots_listed {
+            if plan.stop.is_some() && stopped_here && !snapshots_listed {
                 // Stuck behind a missing or quarantined segment: a snapshot may cover it.
                 peer.snapshot = self.remote.newest_snapshot(peer.tag).await?;
                 snapshots_listed = true;
@@ -157,24 +247,30 @@ impl Engine {
         }
     }
 
-    /// Reads, opens, checks and applies the segment `seq` of the device of `tag`.
+    /// Reads, opens, checks and applies the segment `seq` of the device of `tag`, whose newest
+    /// head is `head`. A segment kept because it needed a newer Ferry is taken from here.
     async fn fetch_segment(
         &mut self,
         tag: DeviceTag,
         seq: u64,
+        head: u64,
         report: &mut FetchReport,
-    ) -> Result<Fetched, SyncError> {
+    ) -> Result<Fetched<()>, SyncError> {
         let name = ObjectName::Log { device: tag, seq };
-        let bytes = match self.remote.get(&name).await {
-            Ok(bytes) => bytes,
-            Err(StoreError::NotFound { .. }) => return Ok(Fetched::Missing),
-            Err(error) => return Err(error.into()),
+        let store_path = path(&name);
+        let (bytes, kept) = match self.db.kept_bytes(&store_path)? {
+            Some(bytes) => (bytes, true),
+            None => match self.remote.get(&name).await {
+                Ok(bytes) => (bytes, false),
+                Err(StoreError::NotFound { .. }) => return Ok(Fetched::Missing),
+                Err(error) => return Err(error.into()),
+            },
         };
         let cursor = self.db.cursor(&tag)?;
         let (segment, ops) = match self.open_segment(&name, &tag, cursor, &bytes) {
             Ok(opened) => opened,
-            Err(reason) => {
-                self.quarantine(&name, &reason, bytes.len())?;
+            Err(refusal) => {
+                self.quarantine(&name, &refusal, &bytes, head)?;
                 report.quarantined += 1;
                 return Ok(Fetched::Quarantined);
             }
@@ -193,78 +289,72 @@ impl Engine {
             seq,
             ops: cursor.ops + count,
         };
-        let received = Transfer::new(Direction::Down, Kind::Segment, Outcome::Ok)
+        let mut received = Transfer::new(Direction::Down, Kind::Segment, Outcome::Ok)
             .device(&tag)
             .object(&name)
             .ops(count)
             .bytes(bytes.len() as u64);
+        if kept {
+            received = received.detail("kept until this build could read it");
+        }
         self.apply_segment(&tag, segment.device, advanced, ops, &received)?;
+        self.db.release(&store_path)?;
         report.segments += 1;
         report.ops += count;
         report.bytes += bytes.len() as u64;
-        Ok(Fetched::Applied)
+        Ok(Fetched::Read(()))
     }
 
-    /// Sets an object that did not open aside, logging why.
-    pub(super) fn quarantine(
-        &mut self,
-        name: &ObjectName,
-        reason: &str,
-        bytes: usize,
-    ) -> Result<(), SyncError> {
-        let store_path = path(name);
-        warn!(name = %store_path, %reason, "quarantined");
-        let kind = match name {
-            ObjectName::Snap { .. } => Kind::Snapshot,
-            ObjectName::Blob { .. } => Kind::Blob,
-            _ => Kind::Segment,
-        };
-        let mut set_aside = Transfer::new(Direction::Down, kind, Outcome::Quarantined)
-            .object(name)
-            .bytes(bytes as u64)
-            .detail(reason);
-        if let ObjectName::Log { device, .. } | ObjectName::Snap { device, .. } = name {
-            set_aside = set_aside.device(device);
-        }
-        self.db.quarantine(&store_path, reason, &set_aside)
-    }
-
-    /// Opens and checks a segment; the error is the quarantine reason.
+    /// Opens and checks a segment.
     fn open_segment(
         &self,
         name: &ObjectName,
         tag: &DeviceTag,
         cursor: CursorRow,
         bytes: &[u8],
-    ) -> Result<(Segment, Vec<Op>), String> {
+    ) -> Result<(Segment, Vec<Op>), Refusal> {
+        let damaged = |reason: String| Refusal::Damaged(reason);
         let segment: Segment = self
             .keys
             .data
             .open_object(name, bytes)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| damaged(e.to_string()))?;
         if self.keys.names.device_tag(&segment.device) != *tag {
-            return Err("the segment's device does not match its name".into());
+            return Err(damaged(
+                "the segment's device does not match its name".into(),
+            ));
         }
         let expected_seq = cursor.seq + 1;
         if segment.seq != expected_seq || segment.first_op != cursor.ops + 1 {
-            return Err(format!(
+            return Err(damaged(format!(
                 "the segment claims seq {} from operation {}, expected seq {expected_seq} from \
                  operation {}",
                 segment.seq,
                 segment.first_op,
                 cursor.ops + 1
-            ));
+            )));
         }
         let mut ops = Vec::with_capacity(segment.ops.len());
+        let mut newer = 0u64;
         for (i, raw) in segment.ops.iter().enumerate() {
-            let op = Op::decode(&raw.0).map_err(|e| format!("operation {i}: {e}"))?;
+            let op = match Op::decode_known(&raw.0, self.config.known_actions) {
+                Ok(op) => op,
+                Err(CoreError::NewerAction { .. }) => {
+                    newer += 1;
+                    continue;
+                }
+                Err(error) => return Err(damaged(format!("operation {i}: {error}"))),
+            };
             let expected = segment.first_op + i as u64;
             if op.device() != segment.device || op.counter != expected {
-                return Err(format!(
+                return Err(damaged(format!(
                     "operation {i} is not operation {expected} of the segment's device"
-                ));
+                )));
             }
             ops.push(op);
+        }
+        if newer > 0 {
+            return Err(Refusal::Newer { ops: newer });
         }
         Ok((segment, ops))
     }
@@ -317,10 +407,12 @@ impl Engine {
         if !self.config.direction.receives() {
             return Ok(dry_run);
         }
-        let quarantined = self.db.quarantined_names()?;
-        for (tag, head) in self.remote.heads().await? {
+        let mut heads = self.remote.heads().await?;
+        heads.remove(&self.tag);
+        let held = self.held(&heads)?;
+        for (tag, head) in heads {
             let applied = self.db.cursor(&tag)?.seq;
-            if tag == self.tag || head <= applied {
+            if head <= applied {
                 continue;
             }
             let mut peer = Peer::new(tag, head, applied);
@@ -330,7 +422,7 @@ impl Engine {
                 .collect::<BTreeSet<u64>>();
             let snapshots = self.remote.snapshots(tag).await?;
             peer.snapshot = snapshots.last_key_value().map(|(seq, _)| *seq);
-            for read in plan::fetch(&peer, &quarantined).reads {
+            for read in plan::fetch(&peer, &held).reads {
                 let (name, size) = match read {
                     Read::Snapshot(seq) => {
                         (ObjectName::Snap { device: tag, seq }, snapshots.get(&seq))

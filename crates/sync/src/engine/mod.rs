@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use ferry_core::{Action, Body, ClipContent, ClipId, DataKind, Op, Replica, Scope, State};
 use ferry_protocol::{BlobId, DeviceId, DeviceTag, Keys, NamesKey, RelayHint};
@@ -31,9 +31,12 @@ use crate::remote::Remote;
 use crate::transfer::{self, Kind, Outcome, Transfer, now_ms};
 use crate::{SyncError, repo};
 
+pub use quarantine::{Quarantined, Retry};
+
 mod blobs;
 mod fetch;
 pub(crate) mod plan;
+mod quarantine;
 mod snapshot;
 mod upload;
 
@@ -62,6 +65,13 @@ pub struct EngineConfig {
     /// Others' blobs up to this size are fetched with their segment; larger ones when asked
     /// for ([`Engine::blob`]).
     pub eager_blob_bytes: u64,
+    /// How long after a damaged object is quarantined it is first tried again; each failure
+    /// doubles the wait, up to an hour.
+    pub quarantine_retry: Duration,
+    /// How many kinds of operation this build reads: all it knows ([`Action::KINDS`]). Only a
+    /// test sets fewer, to play an older build meeting a newer one's operations.
+    #[doc(hidden)]
+    pub known_actions: u32,
 }
 
 impl Default for EngineConfig {
@@ -77,6 +87,8 @@ impl Default for EngineConfig {
             blob_threshold: 64 * 1024,
             blob_chunk: 1024 * 1024,
             eager_blob_bytes: 8 * 1024 * 1024,
+            quarantine_retry: Duration::from_secs(60),
+            known_actions: Action::KINDS,
         }
     }
 }
@@ -105,6 +117,20 @@ pub struct FetchReport {
     pub bytes: u64,
     /// Objects newly quarantined.
     pub quarantined: u64,
+    /// Devices whose objects or listings could not be read in this pass (the others were
+    /// fetched): each with why.
+    pub failed: Vec<DeviceFailure>,
+}
+
+/// A device whose data could not be fetched in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceFailure {
+    /// Its tag.
+    pub tag: DeviceTag,
+    /// Its id, once this device has applied anything of it.
+    pub device: Option<DeviceId>,
+    /// What failed.
+    pub error: String,
 }
 
 /// One object a sync would move.
@@ -159,8 +185,8 @@ pub struct Status {
     pub last_fetch: Option<SystemTime>,
     /// Other devices and how far this one has applied them.
     pub peers: Vec<PeerStatus>,
-    /// Quarantined objects with the reason.
-    pub quarantined: Vec<(String, String)>,
+    /// Quarantined objects, oldest first.
+    pub quarantined: Vec<Quarantined>,
     /// The most recent failures, newest last.
     pub recent_errors: Vec<String>,
 }
@@ -231,6 +257,7 @@ impl Engine {
             Err(error) => return Err(error),
         };
         let device = db.identity(key_id)?;
+        db.retry_after_upgrade(config.known_actions)?;
         let local = db.local_identity()?;
         let (state, local_state) = db.load_state(local)?;
         Ok(Engine {
@@ -417,7 +444,7 @@ impl Engine {
             last_upload: self.last_upload,
             last_fetch: self.last_fetch,
             peers,
-            quarantined: self.db.quarantined()?,
+            quarantined: self.quarantine_status()?,
             recent_errors: self.recent_errors.iter().cloned().collect(),
         })
     }

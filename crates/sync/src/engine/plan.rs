@@ -119,7 +119,7 @@ pub(crate) enum Read {
 pub(crate) enum Stop {
     /// The segment is not stored and no snapshot covers it: the next poll looks again.
     Missing(u64),
-    /// The segment is quarantined: the stream waits for it (forever, unless it is replaced).
+    /// The segment is quarantined and not due for another try: the stream waits for it.
     Quarantined(u64),
 }
 
@@ -143,10 +143,11 @@ impl PeerPlan {
 }
 
 /// The reads for one device. A device never seen starts from its newest snapshot; a segment
-/// known to be missing, or quarantined, is skipped through the snapshot when it covers it
-/// (the device compacted past it); a quarantined object is never read again.
-pub(crate) fn fetch(peer: &Peer, quarantined: &BTreeSet<String>) -> PeerPlan {
-    let is_quarantined = |name: ObjectName| quarantined.contains(&crate::remote::path(&name));
+/// known to be missing, or held in quarantine, is skipped through the snapshot when it covers
+/// it (the device compacted past it); `held` (store paths) are the quarantined objects not to
+/// read now.
+pub(crate) fn fetch(peer: &Peer, held: &BTreeSet<String>) -> PeerPlan {
+    let is_quarantined = |name: ObjectName| held.contains(&crate::remote::path(&name));
     let device = peer.tag;
     let usable_snapshot = peer
         .snapshot

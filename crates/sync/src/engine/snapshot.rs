@@ -5,10 +5,12 @@ use ferry_core::{ClipId, State};
 use ferry_protocol::{Cursor, DeviceId, DeviceTag, ObjectName, Snapshot};
 use ferry_store::StoreError;
 
+use super::fetch::Fetched;
+use super::quarantine::Refusal;
 use super::{Engine, FetchReport};
 use crate::SyncError;
 use crate::db::{CursorRow, Meta};
-use crate::remote::IfPresent;
+use crate::remote::{IfPresent, path};
 use crate::transfer::{Direction, Kind, Outcome, Transfer};
 
 /// A snapshot read and checked, not yet merged.
@@ -85,29 +87,31 @@ impl Engine {
         Ok(())
     }
 
-    /// Reads, opens and checks the snapshot `seq` of the device of `tag`. A broken one is
-    /// quarantined; a broken or vanished one gives `None`.
+    /// Reads, opens and checks the snapshot `seq` of the device of `tag`, whose newest head is
+    /// `head`. A broken one is quarantined.
     pub(super) async fn read_snapshot(
         &mut self,
         tag: DeviceTag,
         seq: u64,
+        head: u64,
         report: &mut FetchReport,
-    ) -> Result<Option<LoadedSnapshot>, SyncError> {
+    ) -> Result<Fetched<LoadedSnapshot>, SyncError> {
         let name = ObjectName::Snap { device: tag, seq };
         let bytes = match self.remote.get(&name).await {
             Ok(bytes) => bytes,
-            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(StoreError::NotFound { .. }) => return Ok(Fetched::Missing),
             Err(error) => return Err(error.into()),
         };
         let opened = self.open_snapshot(&name, tag, seq, &bytes);
         let (snapshot, state, advanced) = match opened {
             Ok(opened) => opened,
             Err(reason) => {
-                self.quarantine(&name, &reason, bytes.len())?;
+                self.quarantine(&name, &Refusal::Damaged(reason), &bytes, head)?;
                 report.quarantined += 1;
-                return Ok(None);
+                return Ok(Fetched::Quarantined);
             }
         };
+        self.db.release(&path(&name))?;
         report.segments += 1;
         report.bytes += bytes.len() as u64;
         let transfer = Transfer::new(Direction::Down, Kind::Snapshot, Outcome::Ok)
@@ -115,7 +119,7 @@ impl Engine {
             .object(&name)
             .ops(advanced.ops)
             .bytes(bytes.len() as u64);
-        Ok(Some(LoadedSnapshot {
+        Ok(Fetched::Read(LoadedSnapshot {
             state,
             tag,
             device: snapshot.device,

@@ -3,8 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -74,9 +74,13 @@ impl Device {
     }
 
     pub async fn reopen(self, store: Arc<dyn Store>) -> Device {
+        self.reopen_with(store, config()).await
+    }
+
+    pub async fn reopen_with(self, store: Arc<dyn Store>, config: EngineConfig) -> Device {
         let Device { engine, home } = self;
         drop(engine);
-        let engine = Engine::open(store, keys(), &home.path().join("ferry.db"), config())
+        let engine = Engine::open(store, keys(), &home.path().join("ferry.db"), config)
             .await
             .unwrap();
         Device { engine, home }
@@ -167,10 +171,13 @@ impl Counts {
 
 /// Wraps a real store: counts every request, and fails one in `fail_one_in` of them (0: none)
 /// with a transient error, before or after the real request (an answer lost on the way back).
+/// Reads and listings of names under a `denied` prefix fail every time, as a server failing
+/// on one object does.
 pub struct Instrumented {
     pub inner: Arc<dyn Store>,
     pub counts: Arc<Counts>,
     pub fail_one_in: u64,
+    pub denied: Mutex<Vec<String>>,
     seed: AtomicUsize,
 }
 
@@ -186,8 +193,35 @@ impl Instrumented {
             inner,
             counts: Arc::new(Counts::default()),
             fail_one_in,
+            denied: Mutex::new(Vec::new()),
             seed: AtomicUsize::new(0x9E37_79B9),
         }
+    }
+
+    /// Fails every read and listing of names below `prefix` (under the repository root).
+    pub fn deny(&self, prefix: &str) {
+        self.denied.lock().unwrap().push(format!("{ROOT}{prefix}"));
+    }
+
+    /// Serves everything again.
+    pub fn allow_all(&self) {
+        self.denied.lock().unwrap().clear();
+    }
+
+    fn refuse(&self, name: &str) -> Result<(), StoreError> {
+        if self
+            .denied
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
+            return Err(StoreError::ServerFailed {
+                backend: "test",
+                detail: format!("HTTP 500 on {name}"),
+            });
+        }
+        Ok(())
     }
 
     /// Decides this request's fate: None = go through; Some(true) = fail before, Some(false) =
@@ -239,6 +273,7 @@ impl Store for Instrumented {
 
     async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         self.counts.get.fetch_add(1, Ordering::Relaxed);
+        self.refuse(name)?;
         faulty!(self, self.inner.get(name).await)
     }
 
@@ -249,6 +284,7 @@ impl Store for Instrumented {
         limit: usize,
     ) -> Result<ListPage, StoreError> {
         self.counts.list.fetch_add(1, Ordering::Relaxed);
+        self.refuse(prefix)?;
         faulty!(self, self.inner.list(prefix, start_after, limit).await)
     }
 

@@ -1,0 +1,181 @@
+//! The quarantine as the fetch uses it: an object that does not open is set aside and its
+//! device's stream waits, but never for good. A damaged object is tried again after a delay that
+//! doubles with each failure (up to an hour), and at once when its device's head moves on (the
+//! writer may have uploaded it again) or when the person asks; one that holds operations this
+//! build cannot read keeps its bytes locally and is applied by the first build that can.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ferry_protocol::{DeviceId, DeviceTag, ObjectName};
+use tracing::warn;
+
+use super::Engine;
+use crate::SyncError;
+use crate::db::{QuarantineRow, SetAside};
+use crate::remote::path;
+use crate::transfer::{Direction, Kind, Outcome, Transfer, now_ms};
+
+/// The longest wait between two tries of a damaged object.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
+
+/// An object set aside, as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Its store path.
+    pub name: String,
+    /// The device whose stream waits for it, where known.
+    pub tag: Option<DeviceTag>,
+    /// That device's id, once this device has applied anything of it.
+    pub device: Option<DeviceId>,
+    /// Why it was set aside.
+    pub reason: String,
+    /// When it was first set aside.
+    pub since: SystemTime,
+    /// How many times it failed.
+    pub attempts: u32,
+    /// When it is tried again.
+    pub retry: Retry,
+}
+
+/// When a quarantined object is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// On the first fetch after this moment (or sooner, when its device's head moves on).
+    At(SystemTime),
+    /// Once Ferry is upgraded: it holds this many operations of a kind this build cannot read.
+    AfterUpgrade {
+        /// How many.
+        ops: u64,
+    },
+}
+
+/// Why an object read from storage was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// It did not open or check: the reason.
+    Damaged(String),
+    /// It opened, and holds operations of a kind added after this build.
+    Newer {
+        /// How many of its operations this build cannot read.
+        ops: u64,
+    },
+}
+
+impl Refusal {
+    fn reason(&self) -> String {
+        match self {
+            Refusal::Damaged(reason) => reason.clone(),
+            Refusal::Newer { ops } => format!(
+                "{ops} operations were written by a newer Ferry: upgrade Ferry on this device to \
+                 read them (they are kept until then)"
+            ),
+        }
+    }
+}
+
+fn time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl Engine {
+    /// Sets `name` aside for `refusal`, logging it; `head` is its device's newest head now.
+    pub(super) fn quarantine(
+        &mut self,
+        name: &ObjectName,
+        refusal: &Refusal,
+        bytes: &[u8],
+        head: u64,
+    ) -> Result<(), SyncError> {
+        let store_path = path(name);
+        let reason = refusal.reason();
+        warn!(name = %store_path, %reason, "quarantined");
+        let (kind, device) = match name {
+            ObjectName::Snap { device, .. } => (Kind::Snapshot, Some(*device)),
+            ObjectName::Log { device, .. } | ObjectName::Head { device, .. } => {
+                (Kind::Segment, Some(*device))
+            }
+            ObjectName::Blob { .. } | ObjectName::Repo => (Kind::Blob, None),
+        };
+        let mut set_aside = Transfer::new(Direction::Down, kind, Outcome::Quarantined)
+            .object(name)
+            .bytes(bytes.len() as u64)
+            .detail(&reason);
+        if let Some(device) = &device {
+            set_aside = set_aside.device(device);
+        }
+        let newer = match refusal {
+            Refusal::Newer { ops } => Some((*ops, self.config.known_actions, bytes)),
+            Refusal::Damaged(_) => None,
+        };
+        let object = SetAside {
+            name: &store_path,
+            device,
+            reason: &reason,
+            head,
+            newer,
+        };
+        let first = self.config.quarantine_retry;
+        let delay_ms = |attempts: u32| {
+            let doubled = first.saturating_mul(1 << attempts.saturating_sub(1).min(20));
+            doubled.min(MAX_RETRY_DELAY.max(first)).as_millis() as u64
+        };
+        self.db.set_aside(&object, delay_ms, &set_aside)
+    }
+
+    /// The quarantined objects not to read in this fetch, given the devices' newest `heads`:
+    /// those not yet due, unless their device's head moved on since they were set aside.
+    pub(super) fn held(
+        &self,
+        heads: &BTreeMap<DeviceTag, u64>,
+    ) -> Result<BTreeSet<String>, SyncError> {
+        let now = now_ms();
+        let head_moved = |row: &QuarantineRow| {
+            row.newer_ops == 0
+                && row
+                    .device
+                    .and_then(|tag| heads.get(&tag))
+                    .is_some_and(|&head| head > row.head)
+        };
+        Ok(self
+            .db
+            .quarantined()?
+            .into_iter()
+            .filter(|row| row.retry_at_ms.is_none_or(|at| at > now) && !head_moved(row))
+            .map(|row| row.name)
+            .collect())
+    }
+
+    /// Makes every quarantined object due, so the next fetch tries them all again (those that
+    /// need a newer Ferry only once it is upgraded). Returns how many are due.
+    pub fn retry_quarantined(&mut self) -> Result<usize, SyncError> {
+        self.db.retry_quarantined(self.config.known_actions)
+    }
+
+    /// The quarantined objects, oldest first.
+    pub(super) fn quarantine_status(&self) -> Result<Vec<Quarantined>, SyncError> {
+        let devices: BTreeMap<DeviceTag, DeviceId> = self
+            .db
+            .cursors()?
+            .into_iter()
+            .map(|(tag, device, _)| (tag, device))
+            .collect();
+        Ok(self
+            .db
+            .quarantined()?
+            .into_iter()
+            .map(|row| Quarantined {
+                device: row.device.and_then(|tag| devices.get(&tag).copied()),
+                tag: row.device,
+                retry: match row.retry_at_ms {
+                    Some(at) => Retry::At(time(at)),
+                    None => Retry::AfterUpgrade { ops: row.newer_ops },
+                },
+                since: time(row.since_ms),
+                attempts: row.attempts,
+                reason: row.reason,
+                name: row.name,
+            })
+            .collect())
+    }
+}

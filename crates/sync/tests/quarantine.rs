@@ -1,0 +1,222 @@
+//! A fault is never forever: a quarantined object is tried again (after a delay, at once when
+//! its device moves on, or when asked), an operation from a newer Ferry waits for an upgrade
+//! and then applies, and one device that cannot be read does not stop the others.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Device, Instrumented, config, init, keys, per_backend, storage};
+use ferry_core::{Action, DataKind, Replica};
+use ferry_protocol::ObjectName;
+use ferry_protocol::names::ROOT;
+use ferry_store::Store;
+use ferry_sync::{EngineConfig, Retry};
+
+/// Tries a quarantined object again on every fetch.
+fn retry_at_once() -> EngineConfig {
+    EngineConfig {
+        quarantine_retry: Duration::ZERO,
+        ..config()
+    }
+}
+
+async fn raw(store: &dyn Store, name: &ObjectName) -> Vec<u8> {
+    store.get(&format!("{ROOT}{name}")).await.unwrap()
+}
+
+async fn plant(store: &dyn Store, name: &ObjectName, bytes: Vec<u8>) {
+    store.put(&format!("{ROOT}{name}"), bytes).await.unwrap();
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn a_flipped_bit_served_right_again_is_recovered_by_itself(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut writer = Device::open(Arc::clone(&storage.store)).await;
+        for n in 1..=3 {
+            writer.copy(&format!("clip {n}"));
+            writer.engine.upload().await.unwrap();
+        }
+        let tag = keys().names.device_tag(&writer.engine.device());
+        let second = ObjectName::Log { device: tag, seq: 2 };
+        let original = raw(store, &second).await;
+        let mut flipped = original.clone();
+        flipped[60] ^= 0x10;
+        plant(store, &second, flipped).await;
+
+        let mut reader = Device::open_with(Arc::clone(&storage.store), retry_at_once()).await;
+        assert_eq!(reader.engine.fetch().await.unwrap().quarantined, 1);
+        assert_eq!(reader.texts(), ["clip 1"]);
+        // Still broken: tried again, set aside again, with one more attempt counted.
+        assert_eq!(reader.engine.fetch().await.unwrap().quarantined, 1);
+        let status = reader.engine.status().unwrap();
+        assert_eq!(status.quarantined.len(), 1);
+        assert_eq!(status.quarantined[0].attempts, 2);
+
+        plant(store, &second, original).await;
+        let report = reader.engine.fetch().await.unwrap();
+        assert_eq!((report.quarantined, report.segments), (0, 2));
+        assert_eq!(reader.texts(), ["clip 1", "clip 2", "clip 3"]);
+        assert!(reader.engine.status().unwrap().quarantined.is_empty());
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn a_quarantined_segment_waits_its_turn_unless_its_device_moves_on(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let counted = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));
+        let mut writer = Device::open(Arc::clone(&storage.store)).await;
+        writer.copy("clip 1");
+        writer.engine.upload().await.unwrap();
+        let tag = keys().names.device_tag(&writer.engine.device());
+        let first = ObjectName::Log { device: tag, seq: 1 };
+        let original = raw(store, &first).await;
+        plant(store, &first, original[..original.len() - 1].to_vec()).await;
+
+        // The default: the first retry is a minute away.
+        let mut reader = Device::open(counted.clone()).await;
+        assert_eq!(reader.engine.fetch().await.unwrap().quarantined, 1);
+        let status = reader.engine.status().unwrap();
+        let Retry::At(next) = status.quarantined[0].retry else {
+            panic!("a damaged object is retried at a time");
+        };
+        assert!(next > std::time::SystemTime::now() + Duration::from_secs(30));
+
+        // Restored, but not due: an idle poll costs one LIST and reads nothing.
+        plant(store, &first, original).await;
+        counted.counts.take();
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(counted.counts.take(), [0, 0, 1, 0]);
+        assert!(reader.texts().is_empty());
+
+        // The writer moves on (it may have stored the object again): tried at once.
+        writer.copy("clip 2");
+        writer.engine.upload().await.unwrap();
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts(), ["clip 1", "clip 2"]);
+        assert!(reader.engine.status().unwrap().quarantined.is_empty());
+
+        // And when asked, at once too.
+        let third = ObjectName::Log { device: tag, seq: 3 };
+        writer.copy("clip 3");
+        writer.engine.upload().await.unwrap();
+        let good = raw(store, &third).await;
+        plant(store, &third, b"FRY".to_vec()).await;
+        assert_eq!(reader.engine.fetch().await.unwrap().quarantined, 1);
+        plant(store, &third, good).await;
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts().len(), 2, "not due yet");
+        assert_eq!(reader.engine.retry_quarantined().unwrap(), 1);
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts(), ["clip 1", "clip 2", "clip 3"]);
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn an_operation_from_a_newer_ferry_is_kept_and_applied_after_an_upgrade(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut newer = Device::open(Arc::clone(&storage.store)).await;
+        let mut other = Device::open(Arc::clone(&storage.store)).await;
+        newer.copy("before");
+        newer.engine.upload().await.unwrap();
+        // Settings are the newest kind of operation: an older build does not know them.
+        newer
+            .engine
+            .record(DataKind::Settings, |replica: &mut Replica, _, now| {
+                replica.set_setting("theme".into(), Some("dark".into()), now)
+            })
+            .unwrap();
+        newer.engine.upload().await.unwrap();
+        newer.copy("after");
+        newer.engine.upload().await.unwrap();
+        other.copy("from another device");
+        other.engine.upload().await.unwrap();
+
+        let older = EngineConfig {
+            known_actions: Action::KINDS - 1,
+            ..config()
+        };
+        let mut reader = Device::open_with(Arc::clone(&storage.store), older.clone()).await;
+        let report = reader.engine.fetch().await.unwrap();
+        assert_eq!(report.quarantined, 1);
+        assert_eq!(reader.texts(), ["before", "from another device"]);
+        let status = reader.engine.status().unwrap();
+        let kept = &status.quarantined[0];
+        assert_eq!(kept.retry, Retry::AfterUpgrade { ops: 1 });
+        assert!(kept.reason.contains("upgrade Ferry"), "{}", kept.reason);
+
+        // The storage loses it; the reader kept it. The same build, opened again, still waits.
+        let tag = keys().names.device_tag(&newer.engine.device());
+        store
+            .delete(&format!("{ROOT}{}", ObjectName::Log { device: tag, seq: 2 }))
+            .await
+            .unwrap();
+        let mut reader = reader.reopen_with(Arc::clone(&storage.store), older).await;
+        assert_eq!(reader.engine.fetch().await.unwrap().quarantined, 0);
+        assert_eq!(reader.engine.retry_quarantined().unwrap(), 0);
+        assert_eq!(reader.texts().len(), 2);
+
+        // Upgraded: the kept segment applies, then the rest of the stream.
+        let mut reader = reader.reopen(Arc::clone(&storage.store)).await;
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts(), ["after", "before", "from another device"]);
+        let theme = reader.engine.state().setting(
+            "theme",
+            ferry_core::Strategy::Latest,
+            reader.engine.device(),
+        );
+        assert_eq!(theme.and_then(|r| r.value().map(str::to_owned)).as_deref(), Some("dark"));
+        assert!(reader.engine.status().unwrap().quarantined.is_empty());
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn a_device_that_cannot_be_read_does_not_stop_the_others(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let failing = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));
+        let mut writers = Vec::new();
+        for n in 0..3 {
+            let mut writer = Device::open(Arc::clone(&storage.store)).await;
+            writer.copy(&format!("writer {n}"));
+            writer.engine.upload().await.unwrap();
+            writers.push(writer);
+        }
+        // Devices are fetched in tag order: fail the first one's segments, and the listing
+        // of the second one's snapshots (read first for a device never seen).
+        let mut tags: Vec<_> = writers
+            .iter()
+            .map(|w| keys().names.device_tag(&w.engine.device()))
+            .collect();
+        tags.sort();
+        failing.deny(&format!("log/{}/", tags[0]));
+        failing.deny(&format!("snap/{}/", tags[1]));
+
+        let mut reader = Device::open(failing.clone()).await;
+        let report = reader.engine.fetch().await.unwrap();
+        let mut failed: Vec<_> = report.failed.iter().map(|f| f.tag).collect();
+        failed.sort();
+        assert_eq!(failed, [tags[0], tags[1]]);
+        assert!(report.failed.iter().all(|f| f.error.contains("HTTP 500")), "{:?}", report.failed);
+        assert_eq!(reader.texts().len(), 1, "the third device was fetched");
+        let notes = reader.engine.status().unwrap().recent_errors;
+        assert_eq!(notes.len(), 2, "{notes:?}");
+
+        failing.allow_all();
+        let report = reader.engine.fetch().await.unwrap();
+        assert!(report.failed.is_empty());
+        assert_eq!(reader.texts(), ["writer 0", "writer 1", "writer 2"]);
+    }
+}
