@@ -135,6 +135,40 @@ fn service_install_writes_the_unit_and_says_when_systemd_is_out_of_reach() {
     assert!(!config.join("systemd/user/ferry.service").exists());
 }
 
+/// A server that replaces an object a write-once put names (nginx ignores `If-None-Match`)
+/// passes with a warning that says what it allows.
+#[test]
+fn doctor_warns_when_the_server_ignores_conditional_writes() {
+    let Some(storage) = common::nginx_webdav() else {
+        return;
+    };
+    let device = Device::new();
+    let args = ["init", "--store", &storage.url, "--name", "one"];
+    device.run_full(&args, None, &storage.env).ok();
+    let ran = device.run(&["doctor"]);
+    let line = ran
+        .stdout
+        .lines()
+        .find(|line| line.contains("write-once"))
+        .unwrap_or_else(|| panic!("{}", ran.stdout));
+    assert!(
+        line.starts_with("warn  storage: write-once: the server ignores If-None-Match"),
+        "{line}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&device.run(&["--json", "doctor"]).stdout).unwrap();
+    let row = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["check"] == "storage: write-once")
+        .unwrap();
+    assert_eq!(
+        (row["ok"].as_bool(), row["warning"].as_bool()),
+        (Some(true), Some(true))
+    );
+}
+
 #[test]
 fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
     let storage = storage(Backend::Folder);
@@ -172,6 +206,7 @@ fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
             ("ok", "storage"),
             ("ok", "storage"),
             ("ok", "storage"),
+            ("ok", "storage"),
             ("ok", "key"),
             ("FAIL", "relay"),
             ("FAIL", "clipboard"),
@@ -190,7 +225,13 @@ fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
         "{}",
         ran.stdout
     );
-    assert_eq!(ran.stderr.trim(), "ferry: 3 of 10 checks failed");
+    assert_eq!(ran.stderr.trim(), "ferry: 3 of 11 checks failed");
+    assert!(
+        ran.stdout
+            .contains("ok    storage: write-once: an existing object is never replaced"),
+        "{}",
+        ran.stdout
+    );
     // Every check ends its line, the last one too, so the summary never runs into it.
     assert!(ran.stdout.ends_with("\n"), "{:?}", ran.stdout);
 

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use ferry_store::s3::Timeouts;
-use ferry_store::{FolderStore, MAX_PAGE, S3Store, Store, WebDavStore};
+use ferry_store::{ANY_SIZE, FolderStore, MAX_PAGE, S3Store, Store, WebDavStore};
 
 use ferry_test_kit::servers;
 
@@ -47,7 +47,7 @@ async fn measure(backend: &str, store: &dyn Store) {
     for i in 0..SAMPLES {
         let started = Instant::now();
         store
-            .get(&format!("ferry/v1/bench/small/{i:06}"))
+            .get(&format!("ferry/v1/bench/small/{i:06}"), ANY_SIZE)
             .await
             .expect("get");
         gets.push(started.elapsed());
@@ -85,7 +85,10 @@ async fn measure(backend: &str, store: &dyn Store) {
         .expect("put big");
     let up = started.elapsed();
     let started = Instant::now();
-    let back = store.get("ferry/v1/bench/big").await.expect("get big");
+    let back = store
+        .get("ferry/v1/bench/big", ANY_SIZE)
+        .await
+        .expect("get big");
     let down = started.elapsed();
     assert_eq!(back.len(), BIG);
     let rate = |d: Duration| BIG as f64 / d.as_secs_f64() / 1e6;

@@ -74,12 +74,45 @@ pub enum StoreError {
         detail: String,
     },
 
+    /// An object larger than the reader accepts for its name, refused before it was read.
+    #[error(
+        "`{name}` is {size} bytes, more than the {limit} an object there may have: it was not \
+         read (it is damaged, or not Ferry's)"
+    )]
+    TooLarge {
+        /// Its name.
+        name: String,
+        /// Its size, as far as it was seen.
+        size: u64,
+        /// The most the reader accepts.
+        limit: u64,
+    },
+
+    /// Something other than a stored object sits at an object's name (in a folder: a FIFO, a
+    /// folder, a link, a device), refused without reading it.
+    #[error("`{name}` is {what}, not a stored object: it was not read; remove it")]
+    NotAnObject {
+        /// Its name.
+        name: String,
+        /// What it is: "a FIFO", "a folder"…
+        what: &'static str,
+    },
+
     /// The storage settings cannot work: a bad URL, a missing bucket or folder.
     #[error("the storage settings do not work: {0}")]
     Misconfigured(String),
 }
 
 impl StoreError {
+    /// Whether the object asked for was refused for what it is (too large, not a stored
+    /// object), not for how the storage answered: reading it again gives the same.
+    pub fn is_bad_object(&self) -> bool {
+        matches!(
+            self,
+            StoreError::TooLarge { .. } | StoreError::NotAnObject { .. }
+        )
+    }
+
     /// Whether trying again (after a pause) can succeed.
     pub fn is_transient(&self) -> bool {
         matches!(

@@ -8,10 +8,15 @@
 //! temporary file, which listings ignore. Names map to paths one to one (`ferry/v1/log/…` is
 //! `<root>/ferry/v1/log/…`); a name with an empty, `.` or `..` part, or a part starting with a
 //! dot, is refused so nothing can escape the root or collide with temporary files.
+//!
+//! Reads open only regular files, without following a link and without blocking on a FIFO, and
+//! check the size on the open file before reading it; every call has a timeout, so a hung
+//! network mount makes a call fail rather than the device stall.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -23,14 +28,22 @@ const BACKEND: &str = "the folder";
 #[derive(Debug, Clone)]
 pub struct FolderStore {
     root: PathBuf,
+    /// How long one call may take.
+    timeout: Duration,
 }
+
+/// How long one call may take unless [`FolderStore::with_timeout`] says otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl FolderStore {
     /// Opens a store in an existing folder.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         match fs::metadata(&root) {
-            Ok(meta) if meta.is_dir() => Ok(FolderStore { root }),
+            Ok(meta) if meta.is_dir() => Ok(FolderStore {
+                root,
+                timeout: DEFAULT_TIMEOUT,
+            }),
             Ok(_) => Err(StoreError::Misconfigured(format!(
                 "{} is a file, not a folder: point the store URL at a folder",
                 root.display()
@@ -52,6 +65,12 @@ impl FolderStore {
         FolderStore::open(root)
     }
 
+    /// Sets how long one call may take (a folder on a network mount can hang).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// The folder.
     pub fn root(&self) -> &Path {
         &self.root
@@ -62,15 +81,26 @@ impl FolderStore {
         Ok(self.root.join(name))
     }
 
+    /// Runs `f` on the blocking pool, giving up on it after the timeout.
     async fn blocking<T: Send + 'static>(
+        &self,
         f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| StoreError::Transient {
+        let task = tokio::task::spawn_blocking(f);
+        match tokio::time::timeout(self.timeout, task).await {
+            Ok(done) => done.map_err(|e| StoreError::Transient {
                 backend: BACKEND,
                 detail: format!("worker task failed: {e}"),
-            })?
+            })?,
+            Err(_) => Err(StoreError::Transient {
+                backend: BACKEND,
+                detail: format!(
+                    "{} did not answer within {:?}",
+                    self.root.display(),
+                    self.timeout
+                ),
+            }),
+        }
     }
 }
 
@@ -110,6 +140,89 @@ fn io_error(e: io::Error, name: &str) -> StoreError {
     }
 }
 
+/// Reads the regular file at `path` (the object `name`) if it holds at most `limit` bytes.
+fn read_file(path: &Path, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+    let not_an_object = |what| StoreError::NotAnObject {
+        name: name.to_owned(),
+        what,
+    };
+    let mut file = match open_no_follow(path) {
+        Ok(file) => file,
+        Err(e) if is_symlink_refusal(&e, path) => return Err(not_an_object("a symbolic link")),
+        Err(e) => return Err(io_error(e, name)),
+    };
+    // Checked on the open file: nothing can be swapped in between.
+    let meta = file.metadata().map_err(|e| io_error(e, name))?;
+    if !meta.is_file() {
+        return Err(not_an_object(describe(&meta.file_type())));
+    }
+    let too_large = |size| StoreError::TooLarge {
+        name: name.to_owned(),
+        size,
+        limit,
+    };
+    if meta.len() > limit {
+        return Err(too_large(meta.len()));
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    (&mut file)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| io_error(e, name))?;
+    if out.len() as u64 > limit {
+        // It grew while being read.
+        return Err(too_large(out.len() as u64));
+    }
+    Ok(out)
+}
+
+/// Opens `path` for reading without following a final symbolic link and without waiting for a
+/// writer when it is a FIFO.
+#[cfg(unix)]
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    if fs::symlink_metadata(path)?.file_type().is_symlink() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    File::open(path)
+}
+
+/// Whether opening `path` failed because it is a symbolic link.
+fn is_symlink_refusal(error: &io::Error, path: &Path) -> bool {
+    error.kind() != io::ErrorKind::NotFound
+        && fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink())
+}
+
+/// What a file that is not a regular file is, for a refusal.
+fn describe(kind: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_dir() {
+        "a folder"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// Writes `bytes` to a new hidden file beside `target` and flushes it.
 fn write_temp(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     let dir = target.parent().unwrap_or(Path::new("."));
@@ -146,7 +259,7 @@ impl Store for FolderStore {
     async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let target = self.path(name)?;
         let name = name.to_owned();
-        Self::blocking(move || {
+        self.blocking(move || {
             let temp = write_temp(&target, &bytes).map_err(|e| io_error(e, &name))?;
             // A hard link never replaces an existing file. Where links are not supported,
             // check and rename: devices never write each other's names, so no race remains.
@@ -166,7 +279,7 @@ impl Store for FolderStore {
     async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let target = self.path(name)?;
         let name = name.to_owned();
-        Self::blocking(move || {
+        self.blocking(move || {
             let temp = write_temp(&target, &bytes).map_err(|e| io_error(e, &name))?;
             if let Err(e) = fs::rename(&temp, &target) {
                 let _ = fs::remove_file(&temp);
@@ -177,10 +290,10 @@ impl Store for FolderStore {
         .await
     }
 
-    async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+    async fn get(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
         let path = self.path(name)?;
         let name = name.to_owned();
-        Self::blocking(move || fs::read(&path).map_err(|e| io_error(e, &name))).await
+        self.blocking(move || read_file(&path, &name, limit)).await
     }
 
     async fn list(
@@ -192,7 +305,7 @@ impl Store for FolderStore {
         let root = self.root.clone();
         let prefix = prefix.to_owned();
         let start_after = start_after.map(str::to_owned);
-        Self::blocking(move || {
+        self.blocking(move || {
             // Walk only the deepest folder the prefix names.
             let base = match prefix.rfind('/') {
                 Some(i) => &prefix[..=i],
@@ -208,7 +321,7 @@ impl Store for FolderStore {
     async fn delete(&self, name: &str) -> Result<(), StoreError> {
         let path = self.path(name)?;
         let name = name.to_owned();
-        Self::blocking(move || match fs::remove_file(&path) {
+        self.blocking(move || match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_error(e, &name)),

@@ -63,8 +63,13 @@ pub fn open(url: &StoreUrl, access: Access) -> Result<Arc<dyn Store>, StoreError
     let missing = |what: &str| StoreError::Misconfigured(format!("the {what} are missing"));
     let origin = access.origin.unwrap_or("given");
     Ok(match url {
-        StoreUrl::Folder(path) if access.create_folder => Arc::new(FolderStore::create(path)?),
-        StoreUrl::Folder(path) => Arc::new(FolderStore::open(path)?),
+        StoreUrl::Folder(path) => {
+            let store = match access.create_folder {
+                true => FolderStore::create(path)?,
+                false => FolderStore::open(path)?,
+            };
+            Arc::new(store.with_timeout(access.timeouts.request))
+        }
         StoreUrl::S3(location) => {
             let credentials = access.s3.ok_or_else(|| missing("S3 credentials"))?;
             Arc::new(
@@ -91,6 +96,63 @@ pub fn open(url: &StoreUrl, access: Access) -> Result<Arc<dyn Store>, StoreError
 
 /// The most names one [`Store::list`] call returns.
 pub const MAX_PAGE: usize = 1000;
+
+/// A [`Store::get`] limit that accepts any size: for tools and tests that read what they wrote.
+pub const ANY_SIZE: u64 = u64::MAX;
+
+/// An object's body being read into memory, refused as soon as it goes past a limit.
+pub(crate) struct Bounded<'a> {
+    name: &'a str,
+    limit: u64,
+    out: Vec<u8>,
+}
+
+impl<'a> Bounded<'a> {
+    /// Starts reading the object `name`, whose server announced `expected` bytes (refused at
+    /// once when that is over `limit`).
+    pub(crate) fn start(
+        name: &'a str,
+        limit: u64,
+        expected: Option<u64>,
+    ) -> Result<Bounded<'a>, StoreError> {
+        let bounded = Bounded {
+            name,
+            limit,
+            out: Vec::new(),
+        };
+        match expected {
+            Some(size) if size > limit => Err(bounded.too_large(size)),
+            Some(size) => Ok(Bounded {
+                out: Vec::with_capacity(size as usize),
+                ..bounded
+            }),
+            None => Ok(bounded),
+        }
+    }
+
+    /// Takes the next chunk of the body.
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        let size = self.out.len() as u64 + chunk.len() as u64;
+        if size > self.limit {
+            return Err(self.too_large(size));
+        }
+        self.out.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// The whole body.
+    pub(crate) fn finish(self) -> Vec<u8> {
+        self.out
+    }
+
+    fn too_large(&self, size: u64) -> StoreError {
+        StoreError::TooLarge {
+            name: self.name.to_owned(),
+            size,
+            limit: self.limit,
+        }
+    }
+}
 
 /// What a listing says of one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +187,10 @@ pub struct ProbeReport {
     pub read: Result<(), StoreError>,
     /// Deleting.
     pub delete: Result<(), StoreError>,
+    /// Whether a write-once put over an existing object is refused (`If-None-Match: *`):
+    /// `None` when it could not be tried. A server that replaces the object instead lets
+    /// anyone with write access overwrite a device's next object without being refused.
+    pub write_once: Option<bool>,
 }
 
 impl ProbeReport {
@@ -145,8 +211,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// never a mix.
     async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
 
-    /// Reads a whole object.
-    async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+    /// Reads a whole object of at most `limit` bytes. A larger one is [`StoreError::TooLarge`]
+    /// and is not read (its size is checked first where the storage says it, and the read stops
+    /// at `limit` where it does not); anything but a stored object is
+    /// [`StoreError::NotAnObject`]. Every read has a timeout.
+    async fn get(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError>;
 
     /// Lists objects whose names start with `prefix`, in name order, after `start_after`, at
     /// most `limit` (and at most [`MAX_PAGE`]) of them.
@@ -168,8 +237,8 @@ pub trait Store: Send + Sync + fmt::Debug {
         Ok(())
     }
 
-    /// Checks that listing, writing, reading and deleting are allowed, with a short-lived
-    /// object under `ferry/probe/`.
+    /// Checks that listing, writing, reading and deleting are allowed, and whether write-once
+    /// puts are enforced, with a short-lived object under `ferry/probe/`.
     async fn probe(&self) -> ProbeReport {
         let name = match probe_name() {
             Ok(name) => name,
@@ -179,13 +248,14 @@ pub trait Store: Send + Sync + fmt::Debug {
                     write: Err(e.clone()),
                     read: Err(e.clone()),
                     delete: Err(e),
+                    write_once: None,
                 };
             }
         };
         let list = self.list("ferry/", None, 1).await.map(|_| ());
         let write = self.put_new(&name, b"ferry probe".to_vec()).await;
         let read = match &write {
-            Ok(()) => self.get(&name).await.and_then(|bytes| {
+            Ok(()) => self.get(&name, 64).await.and_then(|bytes| {
                 if bytes == b"ferry probe" {
                     Ok(())
                 } else {
@@ -197,6 +267,14 @@ pub trait Store: Send + Sync + fmt::Debug {
             }),
             Err(e) => Err(e.clone()),
         };
+        let write_once = match &write {
+            Ok(()) => match self.put_new(&name, b"ferry probe again".to_vec()).await {
+                Ok(()) => Some(false),
+                Err(StoreError::AlreadyExists { .. }) => Some(true),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
         let delete = match &write {
             Ok(()) => self.delete(&name).await,
             Err(e) => Err(e.clone()),
@@ -206,6 +284,7 @@ pub trait Store: Send + Sync + fmt::Debug {
             write,
             read,
             delete,
+            write_once,
         }
     }
 }

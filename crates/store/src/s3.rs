@@ -92,6 +92,8 @@ pub struct S3Store {
     endpoint: String,
     /// The credentials, as a refusal names them.
     credentials: String,
+    /// How long a whole request may take, body included.
+    request_timeout: Duration,
 }
 
 impl fmt::Debug for S3Store {
@@ -145,6 +147,7 @@ impl S3Store {
             prefix,
             endpoint: location.endpoint.clone(),
             credentials: named,
+            request_timeout: timeouts.request,
         }
     }
 
@@ -176,25 +179,39 @@ impl S3Store {
             .map_err(|e| self.classify(e, name))
     }
 
-    async fn download(&self, name: &str, range: Option<String>) -> Result<Vec<u8>, StoreError> {
+    /// Reads an object of at most `limit` bytes: refused on its announced length, or as soon
+    /// as its body goes past `limit`; the body must arrive within the request timeout.
+    async fn download(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
         let output = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(self.key(name))
-            .set_range(range)
             .send()
             .await
             .map_err(|e| self.classify(e, name))?;
-        let body = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Transient {
+        let expected = output.content_length().and_then(|n| u64::try_from(n).ok());
+        let mut bounded = crate::Bounded::start(name, limit, expected)?;
+        let mut body = output.body;
+        let read = async {
+            while let Some(chunk) = body.try_next().await.map_err(|e| StoreError::Transient {
                 backend: BACKEND,
                 detail: format!("reading the body of {name}: {e}"),
-            })?;
-        Ok(body.into_bytes().to_vec())
+            })? {
+                bounded.push(&chunk)?;
+            }
+            Ok::<(), StoreError>(())
+        };
+        tokio::time::timeout(self.request_timeout, read)
+            .await
+            .map_err(|_| StoreError::Transient {
+                backend: BACKEND,
+                detail: format!(
+                    "the body of {name} did not arrive within {:?}",
+                    self.request_timeout
+                ),
+            })??;
+        Ok(bounded.finish())
     }
 
     /// Sorts an SDK error into the classes the sync engine acts on.
@@ -280,8 +297,8 @@ impl Store for S3Store {
         self.upload(name, bytes, false).await
     }
 
-    async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        self.download(name, None).await
+    async fn get(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        self.download(name, limit).await
     }
 
     async fn list(

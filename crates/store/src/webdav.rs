@@ -547,12 +547,17 @@ impl Store for WebDavStore {
         self.upload(name, bytes, false).await
     }
 
-    async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        let response = self.send(Method::GET, name, |r| r).await?;
+    async fn get(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        let mut response = self.send(Method::GET, name, |r| r).await?;
         if !response.status().is_success() {
             return Err(self.classify(&response, name));
         }
-        Ok(response.bytes().await.map_err(request_error)?.to_vec())
+        // The client's request timeout covers the body too.
+        let mut bounded = crate::Bounded::start(name, limit, response.content_length())?;
+        while let Some(chunk) = response.chunk().await.map_err(request_error)? {
+            bounded.push(&chunk)?;
+        }
+        Ok(bounded.finish())
     }
 
     async fn list(

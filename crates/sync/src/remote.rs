@@ -42,10 +42,12 @@ impl Remote {
         Remote { store, retry }
     }
 
-    /// The object's bytes.
+    /// The object's bytes, if it is no larger than an object of its kind may be (SPEC §2):
+    /// a larger one is not read.
     pub(crate) async fn get(&self, name: &ObjectName) -> Result<Vec<u8>, StoreError> {
         let path = path(name);
-        self.retry.run(|| self.store.get(&path)).await
+        let limit = name.kind().max_sealed() as u64;
+        self.retry.run(|| self.store.get(&path, limit)).await
     }
 
     /// Deletes the object (deleting what is not there succeeds).

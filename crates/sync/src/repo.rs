@@ -6,6 +6,11 @@ use ferry_store::{RetryPolicy, Store, StoreError};
 use crate::SyncError;
 use crate::remote::path;
 
+/// The most bytes read at the header's name.
+fn header_limit() -> u64 {
+    ObjectName::Repo.kind().max_sealed() as u64
+}
+
 /// Creates a repository: writes the public header with its sealed key check, once. Refuses when
 /// a repository (or anything at its name) is already there.
 pub async fn init(
@@ -15,7 +20,7 @@ pub async fn init(
     retry: &RetryPolicy,
 ) -> Result<RepoHeader, SyncError> {
     let name = path(&ObjectName::Repo);
-    match retry.run(|| store.get(&name)).await {
+    match retry.run(|| store.get(&name, header_limit())).await {
         Ok(bytes) => return Err(exists(&bytes)),
         Err(StoreError::NotFound { .. }) => {}
         Err(error) => return Err(error.into()),
@@ -24,7 +29,7 @@ pub async fn init(
     match retry.run(|| store.put_new(&name, header.to_bytes())).await {
         Ok(()) => Ok(header),
         Err(StoreError::AlreadyExists { .. }) => {
-            let bytes = retry.run(|| store.get(&name)).await?;
+            let bytes = retry.run(|| store.get(&name, header_limit())).await?;
             Err(exists(&bytes))
         }
         Err(error) => Err(error.into()),
@@ -46,7 +51,7 @@ pub async fn open(
     retry: &RetryPolicy,
 ) -> Result<RepoHeader, SyncError> {
     let name = path(&ObjectName::Repo);
-    let bytes = match retry.run(|| store.get(&name)).await {
+    let bytes = match retry.run(|| store.get(&name, header_limit())).await {
         Ok(bytes) => bytes,
         Err(StoreError::NotFound { .. }) => return Err(no_repository(store, retry).await),
         Err(error) => return Err(error.into()),
@@ -60,7 +65,7 @@ pub async fn open(
 /// repository uses (for joining with a passphrase).
 pub async fn header(store: &dyn Store, retry: &RetryPolicy) -> Result<RepoHeader, SyncError> {
     let name = path(&ObjectName::Repo);
-    match retry.run(|| store.get(&name)).await {
+    match retry.run(|| store.get(&name, header_limit())).await {
         Ok(bytes) => Ok(RepoHeader::from_bytes(&bytes)?),
         Err(StoreError::NotFound { .. }) => Err(no_repository(store, retry).await),
         Err(error) => Err(error.into()),

@@ -10,7 +10,7 @@ use common::{Device, Instrumented, config, init, per_backend, storage};
 use ferry_core::{Body, ClipContent};
 use ferry_protocol::names::ROOT;
 use ferry_protocol::{BlobId, ObjectName};
-use ferry_store::Store;
+use ferry_store::{ANY_SIZE, Store};
 use ferry_sync::transfer::{Kind, Outcome};
 use ferry_sync::{EngineConfig, SyncError};
 
@@ -134,7 +134,7 @@ per_backend! {
         receiver.engine.fetch().await.unwrap();
 
         // Chunk 3 is unreachable for now: the download stops there, keeping chunks 0..3.
-        let third = storage.store.get(&chunk_path(id, 3)).await.unwrap();
+        let third = storage.store.get(&chunk_path(id, 3), ANY_SIZE).await.unwrap();
         storage.store.delete(&chunk_path(id, 3)).await.unwrap();
         let error = receiver.engine.blob(id).await.unwrap_err();
         assert!(matches!(error, SyncError::Store(_)), "{backend:?}: {error}");
@@ -162,7 +162,11 @@ async fn a_damaged_or_swapped_chunk_is_refused_with_its_name() {
     let mut receiver = Device::open_with(Arc::clone(&storage.store), blobby(0)).await;
     receiver.engine.fetch().await.unwrap();
     // A bit flipped in chunk 1.
-    let mut damaged = storage.store.get(&chunk_path(first, 1)).await.unwrap();
+    let mut damaged = storage
+        .store
+        .get(&chunk_path(first, 1), ANY_SIZE)
+        .await
+        .unwrap();
     damaged[50] ^= 0x10;
     storage
         .store
@@ -175,7 +179,11 @@ async fn a_damaged_or_swapped_chunk_is_refused_with_its_name() {
         "{error}"
     );
     // Another blob's chunk at this name does not open either (the name is sealed in).
-    let foreign = storage.store.get(&chunk_path(second, 0)).await.unwrap();
+    let foreign = storage
+        .store
+        .get(&chunk_path(second, 0), ANY_SIZE)
+        .await
+        .unwrap();
     storage
         .store
         .put(&chunk_path(first, 0), foreign)

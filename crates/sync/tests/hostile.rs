@@ -7,11 +7,12 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    Device, Instrumented, assert_converged, config, init, keys, other_keys, per_backend, storage,
+    Backend, Device, Instrumented, assert_converged, config, init, keys, other_keys, per_backend,
+    storage,
 };
 use ferry_protocol::names::ROOT;
 use ferry_protocol::{DeviceId, ObjectName, RawOp, Segment};
-use ferry_store::Store;
+use ferry_store::{ANY_SIZE, Store};
 use ferry_sync::transfer::Outcome;
 use ferry_sync::{Engine, SyncError};
 
@@ -83,7 +84,7 @@ fn sealed(keys: &ferry_protocol::Keys, name: &ObjectName, segment: Segment) -> V
 }
 
 async fn fetch_raw(store: &dyn Store, name: &ObjectName) -> Vec<u8> {
-    store.get(&format!("{ROOT}{name}")).await.unwrap()
+    store.get(&format!("{ROOT}{name}"), ANY_SIZE).await.unwrap()
 }
 
 per_backend! {
@@ -275,5 +276,108 @@ per_backend! {
         let status = writer.engine.status().unwrap();
         assert_eq!(status.pending_segments, 1, "kept, not lost");
         assert!(status.recent_errors[0].contains("upload failed"));
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn a_huge_object_or_a_fifo_is_refused_without_reading_or_hanging(backend) {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        let mut writers = Vec::new();
+        for n in 0..3 {
+            let mut writer = Device::open(Arc::clone(&storage.store)).await;
+            writer.copy(&format!("writer {n}"));
+            writer.engine.upload().await.unwrap();
+            writers.push(writer);
+        }
+        let file = |w: &Device| {
+            let tag = keys().names.device_tag(&w.engine.device());
+            storage
+                .served
+                .files()
+                .join(format!("{ROOT}{}", ObjectName::Log { device: tag, seq: 1 }))
+        };
+        // Behind the protocol's back: a 2 GiB (sparse) file and a FIFO at segment names.
+        let huge = std::fs::File::create(file(&writers[0])).unwrap();
+        huge.set_len(2 << 30).unwrap();
+        drop(huge);
+        std::fs::remove_file(file(&writers[1])).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(file(&writers[1]))
+            .status()
+            .unwrap();
+        assert!(made.success());
+
+        // Short timeouts: a server stuck on the FIFO fails the request instead of hanging.
+        let access = ferry_store::Access {
+            timeouts: ferry_store::s3::Timeouts {
+                connect: std::time::Duration::from_secs(2),
+                request: std::time::Duration::from_secs(2),
+            },
+            ..storage.served.access.clone()
+        };
+        let store = ferry_store::open(&storage.served.url, access).unwrap();
+        let mut reader = Device::open(store).await;
+        let report = reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts(), ["writer 2"], "{backend:?}: {report:?}");
+        let status = reader.engine.status().unwrap();
+        let huge_reason = status
+            .quarantined
+            .iter()
+            .find(|q| q.name.ends_with(&file(&writers[0]).file_name().unwrap().to_string_lossy().to_string()) && q.reason.contains("2147483648 bytes"));
+        assert!(huge_reason.is_some(), "{backend:?}: {:?}", status.quarantined);
+        // The FIFO: refused as what it is where the folder is read directly; a server that
+        // tries to serve it fails or times out, and that device waits for the next pass.
+        let fifo_tag = keys().names.device_tag(&writers[1].engine.device());
+        let refused = status.quarantined.iter().any(|q| q.tag == Some(fifo_tag))
+            || report.failed.iter().any(|f| f.tag == fifo_tag);
+        assert!(refused, "{backend:?}: {report:?} {:?}", status.quarantined);
+        // A server thread blocked opening the FIFO would hold the runtime's shutdown: a writer
+        // that comes and goes releases it.
+        let fifo = file(&writers[1]);
+        std::thread::spawn(move || drop(std::fs::OpenOptions::new().write(true).open(fifo)));
+        if backend == Backend::Folder {
+            let fifo = status.quarantined.iter().find(|q| q.tag == Some(fifo_tag)).unwrap();
+            assert!(fifo.reason.contains("is a FIFO, not a stored object"), "{}", fifo.reason);
+        }
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn planted_head_names_are_looked_at_once_then_wait(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut writer = Device::open(Arc::clone(&storage.store)).await;
+        writer.copy("real");
+        writer.engine.upload().await.unwrap();
+        // Well-formed names of devices that never wrote anything.
+        for n in 1..=3u8 {
+            let planted = ObjectName::Head {
+                device: ferry_protocol::DeviceTag([n; 16]),
+                seq: 9,
+            };
+            plant(store, &planted, b"FRY".to_vec()).await;
+        }
+        let counted = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));
+        let mut reader = Device::open(counted.clone()).await;
+        counted.counts.take();
+        let report = reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts(), ["real"]);
+        assert_eq!(report.quarantined, 3);
+        let [_, gets, lists, _] = counted.counts.take();
+        // Each planted name: one LIST of its snapshots and one GET of its first segment.
+        assert!(gets <= 4 && lists <= 5, "{gets} GETs, {lists} LISTs");
+        let status = reader.engine.status().unwrap();
+        assert_eq!(status.quarantined.len(), 3);
+        assert!(status.quarantined[0].name.contains("/head/"), "{:?}", status.quarantined);
+        assert!(status.quarantined[0].reason.contains("stray or planted"));
+        assert!(status.recent_errors.is_empty(), "{:?}", status.recent_errors);
+        // The next poll: one LIST, nothing else, nothing reported again.
+        let again = reader.engine.fetch().await.unwrap();
+        assert_eq!(again.quarantined, 0);
+        assert_eq!(counted.counts.take(), [0, 0, 1, 0]);
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use common::{Backend, Device, Rng, init, keys, storage};
 use ferry_protocol::ObjectName;
 use ferry_protocol::names::ROOT;
+use ferry_store::ANY_SIZE;
 use ferry_sync::transfer::{Direction, Kind, Outcome};
 use ferry_sync::{DryRun, EngineConfig, Transfer};
 
@@ -102,7 +103,7 @@ async fn a_dry_run_names_exactly_what_the_sync_after_it_moves() {
                     let seq = writers[w].engine.status().unwrap().last_seq;
                     let path = format!("{ROOT}{}", ObjectName::Log { device: tag, seq });
                     if seq > 0
-                        && let Ok(mut bytes) = store.get(&path).await
+                        && let Ok(mut bytes) = store.get(&path, ANY_SIZE).await
                     {
                         damaged.entry(path.clone()).or_insert_with(|| bytes.clone());
                         let last = bytes.len() - 1;
@@ -119,7 +120,7 @@ async fn a_dry_run_names_exactly_what_the_sync_after_it_moves() {
         }
 
         for (path, bytes) in damaged {
-            if store.get(&path).await.is_ok() {
+            if store.get(&path, ANY_SIZE).await.is_ok() {
                 store.put(&path, bytes).await.unwrap();
             }
         }

@@ -11,7 +11,7 @@ use common::{Device, Instrumented, config, init, keys, per_backend, storage};
 use ferry_core::{Action, DataKind, Replica};
 use ferry_protocol::ObjectName;
 use ferry_protocol::names::ROOT;
-use ferry_store::Store;
+use ferry_store::{ANY_SIZE, Store};
 use ferry_sync::{EngineConfig, Retry};
 
 /// Tries a quarantined object again on every fetch.
@@ -23,7 +23,7 @@ fn retry_at_once() -> EngineConfig {
 }
 
 async fn raw(store: &dyn Store, name: &ObjectName) -> Vec<u8> {
-    store.get(&format!("{ROOT}{name}")).await.unwrap()
+    store.get(&format!("{ROOT}{name}"), ANY_SIZE).await.unwrap()
 }
 
 async fn plant(store: &dyn Store, name: &ObjectName, bytes: Vec<u8>) {

@@ -12,7 +12,7 @@ use common::{
 use ferry_core::{ClipContent, DataKind, Strategy};
 use ferry_protocol::names::ROOT;
 use ferry_protocol::{DeviceId, Error as ProtocolError};
-use ferry_store::Store;
+use ferry_store::{ANY_SIZE, Store};
 use ferry_sync::transfer::Kind;
 use ferry_sync::{Engine, SyncError, repo};
 
@@ -248,7 +248,7 @@ per_backend! {
 
         init(&*storage.store).await;
         let name = format!("{ROOT}repo");
-        let mut bytes = storage.store.get(&name).await.unwrap();
+        let mut bytes = storage.store.get(&name, ANY_SIZE).await.unwrap();
         bytes[3] = 9; // a future format version
         storage.store.put(&name, bytes).await.unwrap();
         let error = Engine::open(Arc::clone(&storage.store), keys(), &db, config())

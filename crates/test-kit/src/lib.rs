@@ -33,6 +33,7 @@ pub const BACKENDS: [Backend; 3] = [Backend::Folder, Backend::S3, Backend::WebDa
 #[allow(dead_code)]
 enum Guard {
     Server(servers::Running),
+    Process(servers::Process),
     Folder(tempfile::TempDir),
 }
 
@@ -85,6 +86,34 @@ impl Served {
             },
             _guard: Guard::Server(server),
         }
+    }
+
+    /// The folder on this machine where the server keeps the store's objects, name for name
+    /// (`<files>/ferry/v1/…`): what a hostile provider edits behind the protocol's back.
+    pub fn files(&self) -> std::path::PathBuf {
+        match (&self.url, &self._guard) {
+            (StoreUrl::Folder(path), _) => path.clone(),
+            (StoreUrl::S3(location), Guard::Server(server)) => {
+                server.root().join(&location.bucket).join(&location.prefix)
+            }
+            (StoreUrl::WebDav(_), Guard::Server(server)) => server.root().join("users/me"),
+            (StoreUrl::WebDav(_), Guard::Process(process)) => process.root().join("users/me"),
+            _ => unreachable!("a served store has its server or folder"),
+        }
+    }
+
+    /// nginx's WebDAV ([`servers::nginx`]), which ignores `If-None-Match`; `None` where nginx is
+    /// not installed (outside CI).
+    pub fn nginx() -> Option<Served> {
+        let (process, location) = servers::nginx()?;
+        Some(Served {
+            url: StoreUrl::WebDav(location),
+            access: Access {
+                webdav_password: Some(servers::DAV_PASSWORD.into()),
+                ..Access::default()
+            },
+            _guard: Guard::Process(process),
+        })
     }
 
     /// The store, opened as Ferry opens it (the folder made on first use).

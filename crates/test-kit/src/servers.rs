@@ -15,7 +15,14 @@ use ferry_store::{S3Credentials, WebDavCredentials};
 /// Aborts a server task when dropped.
 pub struct Running {
     task: JoinHandle<()>,
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
+}
+
+impl Running {
+    /// The folder the server keeps its files in.
+    pub fn root(&self) -> &std::path::Path {
+        self.root.path()
+    }
 }
 
 impl Drop for Running {
@@ -80,7 +87,7 @@ async fn start_s3(failures: usize, denied: &'static [&'static str]) -> (Running,
         region: "us-east-1".into(),
         path_style: true,
     };
-    (Running { task, _root: root }, location)
+    (Running { task, root }, location)
 }
 
 /// Access control that denies some operations to everyone, as a bucket policy would.
@@ -153,7 +160,7 @@ pub async fn silent() -> (Running, String) {
         }
     });
     let root = tempfile::tempdir().unwrap();
-    (Running { task, _root: root }, format!("http://{addr}"))
+    (Running { task, root }, format!("http://{addr}"))
 }
 
 /// The WebDAV server's user.
@@ -320,7 +327,7 @@ async fn start_webdav(
         url: format!("http://{addr}/users/me/"),
         user: Some(DAV_USER.into()),
     };
-    (Running { task, _root: root }, location)
+    (Running { task, root }, location)
 }
 
 /// nginx with its WebDAV modules (`dav_methods` and the dav-ext module's PROPFIND), serving a
@@ -427,7 +434,7 @@ http {{
             url: format!("http://127.0.0.1:{port}/users/me/"),
             user: Some(DAV_USER.into()),
         };
-        return Some((Process { child, _dir: dir }, location));
+        return Some((Process { child, dir }, location));
     }
     panic!("nginx did not start: see its error log");
 }
@@ -435,7 +442,14 @@ http {{
 /// A server running as its own process, killed on drop.
 pub struct Process {
     child: std::process::Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl Process {
+    /// The folder it serves.
+    pub fn root(&self) -> std::path::PathBuf {
+        self.dir.path().join("root")
+    }
 }
 
 impl Drop for Process {

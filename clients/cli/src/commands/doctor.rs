@@ -18,6 +18,31 @@ use crate::output::{Lines, Output};
 struct Check {
     name: &'static str,
     result: Result<String, String>,
+    /// Passed, with something to know (shown as a warning).
+    warning: bool,
+}
+
+/// The checks made so far, in order.
+#[derive(Default)]
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn add(&mut self, name: &'static str, result: Result<String, String>) {
+        self.0.push(Check {
+            name,
+            result,
+            warning: false,
+        });
+    }
+
+    /// A check that passed with something to know.
+    fn warn(&mut self, name: &'static str, detail: String) {
+        self.0.push(Check {
+            name,
+            result: Ok(detail),
+            warning: true,
+        });
+    }
 }
 
 /// The checklist's outcome.
@@ -29,12 +54,17 @@ struct Report(Vec<Row>);
 struct Row {
     check: &'static str,
     ok: bool,
+    warning: bool,
     detail: String,
 }
 
 impl fmt::Display for Row {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mark = if self.ok { "ok  " } else { "FAIL" };
+        let mark = match (self.ok, self.warning) {
+            (true, false) => "ok  ",
+            (true, true) => "warn",
+            (false, _) => "FAIL",
+        };
         write!(f, "{mark}  {}: {}", self.check, self.detail)
     }
 }
@@ -58,6 +88,7 @@ pub(crate) async fn run(home: &Home, config: &Config, out: &mut Output) -> Resul
             Row {
                 check: check.name,
                 ok,
+                warning: check.warning,
                 detail,
             }
         })
@@ -72,19 +103,18 @@ pub(crate) async fn run(home: &Home, config: &Config, out: &mut Output) -> Resul
 }
 
 async fn checks(home: &Home, config: &Config) -> Vec<Check> {
-    let mut checks = Vec::new();
-    let mut push = |name, result| checks.push(Check { name, result });
+    let mut checks = Checks::default();
     let Some(url_text) = config.settings.store.as_deref() else {
-        push(
+        checks.add(
             "config",
             Err(format!(
                 "no store is set in {}: run `ferry init --store URL` or `ferry join`",
                 config.user_file.display()
             )),
         );
-        return checks;
+        return checks.0;
     };
-    push(
+    checks.add(
         "config",
         Ok(format!(
             "store {url_text} (from {})",
@@ -94,25 +124,25 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
     let secrets = device::secrets(home, config);
     let key = match device::sync_key(&secrets) {
         Ok(key) => {
-            push(
+            checks.add(
                 "secrets",
                 Ok(format!("the sync key is in {}", secrets.describe())),
             );
             Some(key)
         }
         Err(failure) => {
-            push("secrets", Err(failure.message));
+            checks.add("secrets", Err(failure.message));
             None
         }
     };
     let store = device::parse_store(url_text)
         .and_then(|url| device::open_store(&url, config, &secrets, false));
     match store {
-        Err(failure) => push("storage", Err(failure.message)),
+        Err(failure) => checks.add("storage", Err(failure.message)),
         Ok(store) => {
             let probe = tokio::time::timeout(Duration::from_secs(30), store.probe()).await;
             match probe {
-                Err(_) => push("storage", Err("the storage did not answer within 30 s: check the URL, the network and the server".into())),
+                Err(_) => checks.add("storage", Err("the storage did not answer within 30 s: check the URL, the network and the server".into())),
                 Ok(report) => {
                     for (name, result) in [
                         ("storage: list", &report.list),
@@ -120,32 +150,37 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
                         ("storage: read", &report.read),
                         ("storage: delete", &report.delete),
                     ] {
-                        push(name, result.clone().map(|()| "allowed".into()).map_err(|e| e.to_string()));
+                        checks.add(name, result.clone().map(|()| "allowed".into()).map_err(|e| e.to_string()));
+                    }
+                    match report.write_once {
+                        Some(true) => checks.add("storage: write-once", Ok("an existing object is never replaced".into())),
+                        Some(false) => checks.warn("storage: write-once", "the server ignores If-None-Match and replaces existing objects: anyone with write access to the storage can overwrite an object before a device writes it; prefer a server that honours conditional writes".into()),
+                        None => {}
                     }
                     if let Some(key) = &key {
                         let opened = repo::open(&*store, &key.keys(), &RetryPolicy::DEFAULT).await;
-                        push("key", opened.map(|header| format!("opens the repository (key {})", header.key_id)).map_err(|e| e.to_string()));
+                        checks.add("key", opened.map(|header| format!("opens the repository (key {})", header.key_id)).map_err(|e| e.to_string()));
                     }
                 }
             }
         }
     }
     match config.settings.relay.as_deref() {
-        None => push(
+        None => checks.add(
             "relay",
             Ok("none configured: devices poll every ".to_owned()
                 + &format!("{:?}", config.settings.poll_interval)),
         ),
-        Some(url) => push("relay", relay(url).await),
+        Some(url) => checks.add("relay", relay(url).await),
     }
-    push(
+    checks.add(
         "clipboard",
         match ferry_clipboard::Writer::open() {
             Ok(_) => Ok("available".into()),
             Err(error) => Err(error.to_string()),
         },
     );
-    push(
+    checks.add(
         "agent",
         match crate::agent::ipc::send(home, &DataCommand::Status, true).await {
             Ok(Some(_)) => Ok("running".into()),
@@ -155,7 +190,7 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
             Err(failure) => Err(failure.message),
         },
     );
-    checks
+    checks.0
 }
 
 async fn relay(url: &str) -> Result<String, String> {

@@ -44,6 +44,13 @@ pub fn digest_webdav() -> Storage {
     serving(runtime, served)
 }
 
+/// nginx's WebDAV, which ignores conditional writes; `None` where it is not installed.
+pub fn nginx_webdav() -> Option<Storage> {
+    let runtime = runtime();
+    let served = Served::nginx()?;
+    Some(serving(runtime, served))
+}
+
 fn serving(runtime: tokio::runtime::Runtime, served: Served) -> Storage {
     Storage {
         url: served.url.to_string(),

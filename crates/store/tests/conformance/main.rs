@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use ferry_store::s3::Timeouts;
 use ferry_store::{
-    FolderStore, RetryPolicy, S3Credentials, S3Store, Store, StoreError, WebDavCredentials,
-    WebDavStore,
+    ANY_SIZE, FolderStore, RetryPolicy, S3Credentials, S3Store, Store, StoreError,
+    WebDavCredentials, WebDavStore,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,6 +82,52 @@ async fn folder_listing_while_another_device_replaces_its_head() {
     assert!(listings > 10, "only {listings} listings ran");
 }
 
+/// What is not a stored object is refused without being read: a FIFO (which would block a
+/// reader until some writer came), a folder, a symbolic link; and a 2 GiB file on its size.
+#[tokio::test]
+async fn folder_reads_only_regular_files_within_their_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FolderStore::open(dir.path()).unwrap();
+    let objects = dir.path().join("ferry/v1/log/dev");
+    std::fs::create_dir_all(objects.join("folder")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(objects.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::write(objects.join("target"), b"secret elsewhere").unwrap();
+    std::os::unix::fs::symlink(objects.join("target"), objects.join("link")).unwrap();
+    let huge = std::fs::File::create(objects.join("huge")).unwrap();
+    huge.set_len(2 << 30).unwrap();
+    for (name, what) in [
+        ("fifo", "a FIFO"),
+        ("folder", "a folder"),
+        ("link", "a symbolic link"),
+    ] {
+        let name = format!("ferry/v1/log/dev/{name}");
+        assert_eq!(
+            store.get(&name, ANY_SIZE).await.unwrap_err(),
+            StoreError::NotAnObject {
+                name: name.clone(),
+                what
+            }
+        );
+    }
+    let refused = store
+        .get("ferry/v1/log/dev/huge", 16 << 20)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::TooLarge { size, .. } if size == 2 << 30),
+        "{refused:?}"
+    );
+    // Its size, from the file, not from reading it (a read would stop after the limit).
+    assert!(
+        refused.to_string().contains("2147483648 bytes"),
+        "{refused}"
+    );
+}
+
 #[tokio::test]
 async fn folder_refuses_names_that_leave_the_root() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,7 +172,7 @@ async fn s3_wrong_credentials_are_unauthorized() {
         secret_access_key: "x".into(),
     };
     let store = S3Store::new(&location, unknown, Timeouts::default());
-    let err = store.get("ferry/v1/repo").await.unwrap_err();
+    let err = store.get("ferry/v1/repo", ANY_SIZE).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -159,7 +205,7 @@ async fn s3_a_server_that_hangs_times_out_as_transient() {
     };
     let store = S3Store::new(&location, servers::credentials(), timeouts);
     let started = std::time::Instant::now();
-    let err = store.get("ferry/v1/repo").await.unwrap_err();
+    let err = store.get("ferry/v1/repo", ANY_SIZE).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -274,7 +320,7 @@ async fn webdav_digest_login_is_negotiated_and_a_stale_nonce_renewed() {
     let store = WebDavStore::new(&location, Some(wrong), Timeouts::default())
         .unwrap()
         .with_credentials_origin("from the test");
-    let err = store.get("ferry/v1/repo").await.unwrap_err();
+    let err = store.get("ferry/v1/repo", ANY_SIZE).await.unwrap_err();
     assert!(matches!(err, StoreError::Unauthorized { .. }), "{err:?}");
     let message = err.to_string();
     assert!(
@@ -303,7 +349,7 @@ async fn webdav_broken_challenges_are_refusals() {
             Timeouts::default(),
         )
         .unwrap();
-        let err = store.get("ferry/v1/repo").await.unwrap_err();
+        let err = store.get("ferry/v1/repo", ANY_SIZE).await.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -340,7 +386,7 @@ async fn webdav_create_root_makes_each_missing_level() {
         store.create_root().await.unwrap();
         store.create_root().await.unwrap();
         store.put_new("ferry/v1/repo", Vec::new()).await.unwrap();
-        assert_eq!(store.get("ferry/v1/repo").await.unwrap(), b"");
+        assert_eq!(store.get("ferry/v1/repo", ANY_SIZE).await.unwrap(), b"");
         let page = store.list("", None, 10).await.unwrap();
         assert_eq!(page.objects.len(), 1, "{}", base.url);
     }
@@ -354,7 +400,7 @@ async fn webdav_wrong_password_is_unauthorized() {
         ..servers::dav_credentials()
     };
     let store = WebDavStore::new(&location, Some(wrong), Timeouts::default()).unwrap();
-    let err = store.get("ferry/v1/repo").await.unwrap_err();
+    let err = store.get("ferry/v1/repo", ANY_SIZE).await.unwrap_err();
     assert!(matches!(err, StoreError::Unauthorized { .. }), "{err:?}");
     assert!(!err.to_string().contains("not-the-password"));
     let anonymous = WebDavStore::new(&location, None, Timeouts::default()).unwrap();
@@ -379,7 +425,7 @@ async fn webdav_a_broken_listing_is_a_typed_error() {
     );
     // Objects themselves still work.
     store.put_new("ferry/v1/repo", b"x".to_vec()).await.unwrap();
-    assert_eq!(store.get("ferry/v1/repo").await.unwrap(), b"x");
+    assert_eq!(store.get("ferry/v1/repo", ANY_SIZE).await.unwrap(), b"x");
 }
 
 #[tokio::test]
@@ -410,7 +456,7 @@ async fn webdav_a_server_that_hangs_times_out_as_transient() {
     };
     let store = WebDavStore::new(&location, Some(servers::dav_credentials()), timeouts).unwrap();
     let started = std::time::Instant::now();
-    let err = store.get("ferry/v1/repo").await.unwrap_err();
+    let err = store.get("ferry/v1/repo", ANY_SIZE).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -436,7 +482,10 @@ async fn webdav_a_server_failing_twice_then_answering_is_retried_to_success() {
     .await
     .unwrap();
     assert_eq!(attempts, 3);
-    assert_eq!(store.get("ferry/v1/repo").await.unwrap(), b"header");
+    assert_eq!(
+        store.get("ferry/v1/repo", ANY_SIZE).await.unwrap(),
+        b"header"
+    );
 }
 
 /// A fresh folder name for a run against a shared external server.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ferry_protocol::{BlobId, DeviceId, ObjectName, SyncKey};
-use ferry_store::{MAX_PAGE, Store, StoreError};
+use ferry_store::{ANY_SIZE, MAX_PAGE, Store, StoreError};
 
 /// Whether the server honours `If-None-Match: *` on a PUT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +27,12 @@ pub(crate) async fn run_all_with(store: &(dyn Store + 'static), write_once: Writ
         write_once_objects_are_never_replaced(store).await;
     }
     missing_objects(store).await;
+    reads_are_bounded(store).await;
     every_name_form_round_trips(store).await;
     empty_and_large_objects(store).await;
     listing_with_prefix_and_start_after(store).await;
     listing_pages_through_many_objects(store).await;
-    probe_finds_every_permission(store).await;
+    probe_finds_every_permission(store, write_once).await;
 }
 
 /// Runs the case that needs to share the store between tasks.
@@ -42,18 +43,18 @@ pub(crate) async fn run_concurrent(store: Arc<dyn Store>) {
 async fn put_get_overwrite_delete(store: &dyn Store) {
     let name = "ferry/v1/case1/object";
     store.put(name, b"first".to_vec()).await.unwrap();
-    assert_eq!(store.get(name).await.unwrap(), b"first");
+    assert_eq!(store.get(name, ANY_SIZE).await.unwrap(), b"first");
     store.put(name, b"second, longer".to_vec()).await.unwrap();
-    assert_eq!(store.get(name).await.unwrap(), b"second, longer");
+    assert_eq!(store.get(name, ANY_SIZE).await.unwrap(), b"second, longer");
     store.put(name, b"3".to_vec()).await.unwrap();
     assert_eq!(
-        store.get(name).await.unwrap(),
+        store.get(name, ANY_SIZE).await.unwrap(),
         b"3",
         "a shorter overwrite leaves no tail"
     );
     store.delete(name).await.unwrap();
     assert!(matches!(
-        store.get(name).await,
+        store.get(name, ANY_SIZE).await,
         Err(StoreError::NotFound { .. })
     ));
 }
@@ -63,12 +64,15 @@ async fn write_once_objects_are_never_replaced(store: &dyn Store) {
     store.put_new(name, b"original".to_vec()).await.unwrap();
     let err = store.put_new(name, b"intruder".to_vec()).await.unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
-    assert_eq!(store.get(name).await.unwrap(), b"original");
+    assert_eq!(store.get(name, ANY_SIZE).await.unwrap(), b"original");
     store.delete(name).await.unwrap();
 }
 
 async fn missing_objects(store: &dyn Store) {
-    let err = store.get("ferry/v1/case3/none").await.unwrap_err();
+    let err = store
+        .get("ferry/v1/case3/none", ANY_SIZE)
+        .await
+        .unwrap_err();
     assert!(matches!(&err, StoreError::NotFound { name } if name == "ferry/v1/case3/none"));
     assert!(!err.is_transient());
     store.delete("ferry/v1/case3/none").await.unwrap();
@@ -110,7 +114,7 @@ async fn every_name_form_round_trips(store: &dyn Store) {
     assert_eq!(listed, sorted);
     for (i, name) in names.iter().enumerate() {
         assert_eq!(
-            store.get(name).await.unwrap(),
+            store.get(name, ANY_SIZE).await.unwrap(),
             vec![i as u8; i + 1],
             "{name}"
         );
@@ -120,18 +124,39 @@ async fn every_name_form_round_trips(store: &dyn Store) {
     }
 }
 
+/// A read refuses an object larger than its limit, without returning any of it.
+async fn reads_are_bounded(store: &dyn Store) {
+    let name = "ferry/v1/case-bounded/object";
+    store.put_new(name, vec![7; 1000]).await.unwrap();
+    assert_eq!(store.get(name, 1000).await.unwrap(), vec![7; 1000]);
+    let refused = store.get(name, 999).await.unwrap_err();
+    assert_eq!(
+        refused,
+        StoreError::TooLarge {
+            name: name.into(),
+            size: 1000,
+            limit: 999
+        }
+    );
+    assert!(refused.is_bad_object() && !refused.is_transient());
+    store.delete(name).await.unwrap();
+}
+
 async fn empty_and_large_objects(store: &dyn Store) {
     store
         .put_new("ferry/v1/case5/empty", Vec::new())
         .await
         .unwrap();
-    assert_eq!(store.get("ferry/v1/case5/empty").await.unwrap(), b"");
+    assert_eq!(
+        store.get("ferry/v1/case5/empty", ANY_SIZE).await.unwrap(),
+        b""
+    );
     let big: Vec<u8> = (0..16 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     store
         .put_new("ferry/v1/case5/big", big.clone())
         .await
         .unwrap();
-    assert!(store.get("ferry/v1/case5/big").await.unwrap() == big);
+    assert!(store.get("ferry/v1/case5/big", ANY_SIZE).await.unwrap() == big);
     let page = store.list("ferry/v1/case5/", None, 10).await.unwrap();
     let sizes: Vec<_> = page
         .objects
@@ -224,9 +249,16 @@ async fn listing_pages_through_many_objects(store: &dyn Store) {
     }
 }
 
-async fn probe_finds_every_permission(store: &dyn Store) {
+/// The probe finds every permission, and whether the server refuses a write-once put over an
+/// existing object (what `ferry doctor` warns about when it does not).
+async fn probe_finds_every_permission(store: &dyn Store, write_once: WriteOnce) {
     let report = store.probe().await;
     assert!(report.is_ok(), "{report:?}");
+    assert_eq!(
+        report.write_once,
+        Some(write_once == WriteOnce::Enforced),
+        "{report:?}"
+    );
     let leftovers = store.list("ferry/probe/", None, 10).await.unwrap();
     assert!(
         leftovers.objects.is_empty(),
@@ -255,7 +287,7 @@ async fn concurrent_puts(store: Arc<dyn Store>) {
     assert_eq!(page.objects.len(), 64);
     for (i, meta) in page.objects.iter().enumerate() {
         assert_eq!(meta.size, 4000);
-        let bytes = store.get(&meta.name).await.unwrap();
+        let bytes = store.get(&meta.name, ANY_SIZE).await.unwrap();
         assert_eq!(bytes, (i as u32).to_be_bytes().repeat(1000));
     }
     for name in names {

@@ -20,6 +20,10 @@ use crate::db::CursorRow;
 use crate::remote::path;
 use crate::transfer::{Direction, Kind, Outcome, Transfer};
 
+/// The most devices never seen before that one fetch pass looks at; the others wait for the
+/// next pass.
+const MAX_UNKNOWN_DEVICES: usize = 64;
+
 /// What reading one object came to.
 pub(super) enum Fetched<T> {
     /// Read and checked.
@@ -104,7 +108,23 @@ impl Engine {
     ) -> Result<(), SyncError> {
         let mut held = self.held(heads)?;
         let mut peers = Vec::new();
+        let mut unknown = 0;
         for (&tag, &head) in heads {
+            if held.contains(&path(&ObjectName::Head {
+                device: tag,
+                seq: head,
+            })) {
+                // A head that named nothing readable: it waits its turn like any object.
+                continue;
+            }
+            if self.db.cursor(&tag)?.seq == 0 {
+                // Devices never seen cost a LIST and a GET each: a bounded number per pass, so
+                // that names planted by the thousand cannot make one poll expensive.
+                unknown += 1;
+                if unknown > MAX_UNKNOWN_DEVICES {
+                    continue;
+                }
+            }
             match self.peer(tag, head, &held).await {
                 Ok(peer) => peers.push(peer),
                 Err(error) => self.device_failed(tag, error, report)?,
@@ -232,16 +252,34 @@ impl Engine {
                 snapshots_listed = true;
                 continue 'plan;
             }
-            if let Some(Stop::Missing(seq)) = plan.stop {
-                // A head names a segment that is not there and no snapshot covers it: deleted
-                // by hand, or a replayed head. The next poll looks again.
-                let name = path(&ObjectName::Log {
-                    device: peer.tag,
-                    seq,
-                });
-                self.note(format!(
-                    "{name} is missing although a head names it; waiting for it"
-                ));
+            match plan.stop {
+                Some(Stop::Missing(_)) if peer.applied == 0 => {
+                    // Nothing of this device is readable: its head is stray or planted. Set
+                    // aside, it costs nothing until it is due or the head moves on.
+                    let head = ObjectName::Head {
+                        device: peer.tag,
+                        seq: peer.head,
+                    };
+                    let reason = Refusal::Damaged(
+                        "no segment or snapshot of this device is in storage: the head is stray \
+                         or planted"
+                            .into(),
+                    );
+                    self.quarantine(&head, &reason, &[], peer.head)?;
+                    report.quarantined += 1;
+                }
+                Some(Stop::Missing(seq)) => {
+                    // A head names a segment that is not there and no snapshot covers it:
+                    // deleted by hand, or lost. The next poll looks again.
+                    let name = path(&ObjectName::Log {
+                        device: peer.tag,
+                        seq,
+                    });
+                    self.note(format!(
+                        "{name} is missing although a head names it; waiting for it"
+                    ));
+                }
+                _ => {}
             }
             return Ok(());
         }
@@ -263,6 +301,12 @@ impl Engine {
             None => match self.remote.get(&name).await {
                 Ok(bytes) => (bytes, false),
                 Err(StoreError::NotFound { .. }) => return Ok(Fetched::Missing),
+                Err(error) if error.is_bad_object() => {
+                    let refusal = Refusal::Damaged(error.to_string());
+                    self.quarantine(&name, &refusal, &[], head)?;
+                    report.quarantined += 1;
+                    return Ok(Fetched::Quarantined);
+                }
                 Err(error) => return Err(error.into()),
             },
         };

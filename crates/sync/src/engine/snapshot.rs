@@ -97,12 +97,16 @@ impl Engine {
         report: &mut FetchReport,
     ) -> Result<Fetched<LoadedSnapshot>, SyncError> {
         let name = ObjectName::Snap { device: tag, seq };
-        let bytes = match self.remote.get(&name).await {
-            Ok(bytes) => bytes,
+        let read = match self.remote.get(&name).await {
+            Ok(bytes) => Ok(bytes),
             Err(StoreError::NotFound { .. }) => return Ok(Fetched::Missing),
+            Err(error) if error.is_bad_object() => Err(error.to_string()),
             Err(error) => return Err(error.into()),
         };
-        let opened = self.open_snapshot(&name, tag, seq, &bytes);
+        let (opened, bytes) = match read {
+            Ok(bytes) => (self.open_snapshot(&name, tag, seq, &bytes), bytes),
+            Err(reason) => (Err(reason), Vec::new()),
+        };
         let (snapshot, state, advanced) = match opened {
             Ok(opened) => opened,
             Err(reason) => {

@@ -20,14 +20,14 @@ pub use ferry_test_kit::{BACKENDS, Backend, Served, per_backend, servers};
 /// A running backend and the store opened on it.
 pub struct Storage {
     pub store: Arc<dyn Store>,
-    _served: Served,
+    pub served: Served,
 }
 
 pub async fn storage(backend: Backend) -> Storage {
     let served = Served::start(backend).await;
     Storage {
         store: served.open(),
-        _served: served,
+        served,
     }
 }
 
@@ -271,10 +271,10 @@ impl Store for Instrumented {
         faulty!(self, self.inner.put(name, bytes.clone()).await)
     }
 
-    async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+    async fn get(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
         self.counts.get.fetch_add(1, Ordering::Relaxed);
         self.refuse(name)?;
-        faulty!(self, self.inner.get(name).await)
+        faulty!(self, self.inner.get(name, limit).await)
     }
 
     async fn list(
