@@ -1,7 +1,7 @@
 //! The repository in storage, spoken to by object name: every request goes through the
 //! retry policy, and every store path is made here, below the repository root.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ferry_protocol::names::{HEAD_PREFIX, ROOT, SNAP_PREFIX};
@@ -150,12 +150,8 @@ impl Remote {
             .collect())
     }
 
-    /// The seq of the newest snapshot of the device of `tag`, if it has one.
-    pub(crate) async fn newest_snapshot(&self, tag: DeviceTag) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .snapshots(tag)
-            .await?
-            .last_key_value()
-            .map(|(seq, _)| *seq))
+    /// The seqs of the snapshots stored for the device of `tag`.
+    pub(crate) async fn snapshot_seqs(&self, tag: DeviceTag) -> Result<BTreeSet<u64>, StoreError> {
+        Ok(self.snapshots(tag).await?.into_keys().collect())
     }
 }

@@ -381,3 +381,43 @@ per_backend! {
         assert_eq!(counted.counts.take(), [0, 0, 1, 0]);
     }
 }
+
+per_backend! {
+    #[tokio::test]
+    async fn a_junk_snapshot_name_never_hides_the_real_snapshot(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let compacting = ferry_sync::EngineConfig {
+            snapshot_every: 4,
+            max_segment_ops: 1,
+            ..config()
+        };
+        let mut writer = Device::open_with(Arc::clone(&storage.store), compacting).await;
+        for n in 1..=6 {
+            writer.copy(&format!("clip {n}"));
+            writer.engine.upload().await.unwrap();
+        }
+        let tag = keys().names.device_tag(&writer.engine.device());
+        let prefix = format!("snap/{tag}/");
+        let real = common::names_under(store, &prefix).await;
+        assert_eq!(real.len(), 1, "{real:?}");
+        let snap = |seq| ObjectName::Snap { device: tag, seq };
+        // Junk newer than the real snapshot: one below the head, one far beyond it.
+        plant(store, &snap(5), b"FRY junk".to_vec()).await;
+        plant(store, &snap(u64::MAX >> 4), b"FRY junk".to_vec()).await;
+
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        let report = reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts().len(), 6, "{report:?}");
+        let quarantined: Vec<String> = reader
+            .engine
+            .status()
+            .unwrap()
+            .quarantined
+            .into_iter()
+            .map(|q| q.name)
+            .collect();
+        assert_eq!(quarantined, [format!("{ROOT}{}", snap(5))], "the one beyond the head is not read");
+    }
+}

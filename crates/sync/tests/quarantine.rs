@@ -1,6 +1,7 @@
 //! A fault is never forever: a quarantined object is tried again (after a delay, at once when
 //! its device moves on, or when asked), an operation from a newer Ferry waits for an upgrade
-//! and then applies, and one device that cannot be read does not stop the others.
+//! and then applies, one device that cannot be read does not stop the others, and a segment the
+//! storage lost is put back by its writer.
 
 mod common;
 
@@ -218,5 +219,61 @@ per_backend! {
         let report = reader.engine.fetch().await.unwrap();
         assert!(report.failed.is_empty());
         assert_eq!(reader.texts(), ["writer 0", "writer 1", "writer 2"]);
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn a_segment_the_storage_lost_is_put_back_by_its_writer(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut writer = Device::open(Arc::clone(&storage.store)).await;
+        for n in 1..=3 {
+            writer.copy(&format!("clip {n}"));
+            writer.engine.upload().await.unwrap();
+        }
+        let tag = keys().names.device_tag(&writer.engine.device());
+        let log = |seq| ObjectName::Log { device: tag, seq };
+        let head = ObjectName::Head { device: tag, seq: 3 };
+        let second = raw(store, &log(2)).await;
+        let (third, third_head) = (raw(store, &log(3)).await, raw(store, &head).await);
+
+        // Segment 2 lost, the head still there: readers stall behind it.
+        let delete = |name: ObjectName| async move {
+            store.delete(&format!("{ROOT}{name}")).await.unwrap();
+        };
+        delete(log(2)).await;
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts(), ["clip 1"]);
+
+        // The writer's periodic check (made due here) puts the very same bytes back.
+        let due = EngineConfig {
+            check_own_every: Duration::ZERO,
+            ..config()
+        };
+        let mut writer = writer.reopen_with(Arc::clone(&storage.store), due).await;
+        writer.engine.fetch().await.unwrap();
+        assert_eq!(raw(store, &log(2)).await, second);
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts(), ["clip 1", "clip 2", "clip 3"]);
+
+        // The newest segment and its head lost: seen in the very next poll's head listing,
+        // whatever the period of the check.
+        let mut writer = writer.reopen(Arc::clone(&storage.store)).await;
+        delete(log(3)).await;
+        delete(head).await;
+        writer.engine.fetch().await.unwrap();
+        assert_eq!(raw(store, &log(3)).await, third);
+        assert_eq!(raw(store, &head).await, third_head);
+        let put_back = writer
+            .engine
+            .transfers(10)
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.detail.as_deref().is_some_and(|d| d.contains("had lost it")))
+            .count();
+        assert_eq!(put_back, 3, "segment 2, then segment 3 and its head");
     }
 }

@@ -7,7 +7,7 @@
 //! | `meta` | this device's ids, the key id of its repository, and where its snapshots and compaction stand (see [`Meta`]) |
 //! | `ops` | operations not yet folded into the checkpoint: this device's own (with the segment that carries them, once reserved) and other devices' |
 //! | `checkpoint` | the encoded merged state as of some moment; state = checkpoint + `ops` |
-//! | `segments` | this device's segments: sealed segment and head bytes kept from reservation until uploaded, so a retry after a crash writes the very same bytes |
+//! | `segments` | this device's segments: sealed segment and head bytes kept from reservation until a snapshot in storage covers them, so a retry after a crash, or a repair after storage lost one, writes the very same bytes |
 //! | `cursors` | per other device: the last segment applied and its operation counter |
 //! | `transfers` | the transfer log (see [`crate::Transfer`]): every upload, download, quarantine, refused copy and failed pass |
 //! | `quarantine` | objects set aside: they did not open, or need a newer Ferry; with the reason, when to try again, and (for the latter) their bytes |
@@ -127,6 +127,8 @@ pub(crate) enum Meta {
     SnapshotOps,
     /// This device's segments up to here are deleted (covered by its snapshot).
     CompactedTo,
+    /// When this device last checked that storage still holds its own segments (ms).
+    CheckedOwnAt,
 }
 
 impl Meta {
@@ -138,6 +140,7 @@ impl Meta {
             Meta::SnapshotSeq => "snapshot_seq",
             Meta::SnapshotOps => "snapshot_ops",
             Meta::CompactedTo => "compacted_to",
+            Meta::CheckedOwnAt => "checked_own_at",
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use ferry_core::{ClipId, Op};
 use ferry_protocol::{BlobId, DeviceId};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{
     Db, Meta, SegmentRow, index_text, insert_op, insert_transfer, set_meta, to_i64, to_u64,
@@ -80,15 +80,7 @@ impl Db {
             "SELECT seq, first_op, last_op, sealed, head FROM segments
              WHERE uploaded_at IS NULL ORDER BY seq",
         )?;
-        let rows = statement.query_map([], |row| {
-            Ok(SegmentRow {
-                seq: to_u64(row.get(0)?),
-                first_op: to_u64(row.get(1)?),
-                last_op: to_u64(row.get(2)?),
-                sealed: row.get(3)?,
-                head: row.get(4)?,
-            })
-        })?;
+        let rows = statement.query_map([], segment_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -117,11 +109,12 @@ impl Db {
         Ok((to_u64(segments), to_u64(ops)))
     }
 
-    /// Marks segment `seq` uploaded and drops its sealed bytes.
+    /// Marks segment `seq` uploaded. Its sealed bytes stay until a snapshot covers it, so that
+    /// storage that loses it gets the very same bytes again.
     pub(crate) fn uploaded(&mut self, seq: u64, transfer: &Transfer) -> Result<(), SyncError> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "UPDATE segments SET uploaded_at = ?2, sealed = NULL, head = NULL WHERE seq = ?1",
+            "UPDATE segments SET uploaded_at = ?2 WHERE seq = ?1",
             params![to_i64(seq), to_i64(transfer.at_ms)],
         )?;
         insert_transfer(&tx, transfer)?;
@@ -129,7 +122,32 @@ impl Db {
         Ok(())
     }
 
-    /// Records this device's snapshot at `seq`, made at operation `ops`, as written.
+    /// This device's newest uploaded segment (0 before the first).
+    pub(crate) fn last_uploaded(&self) -> Result<u64, SyncError> {
+        let seq: Option<i64> = self.conn.query_row(
+            "SELECT max(seq) FROM segments WHERE uploaded_at IS NOT NULL",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(seq.map_or(0, to_u64))
+    }
+
+    /// The uploaded segment `seq`, if its sealed bytes are still kept.
+    pub(crate) fn kept_segment(&self, seq: u64) -> Result<Option<SegmentRow>, SyncError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq, first_op, last_op, sealed, head FROM segments
+                 WHERE seq = ?1 AND uploaded_at IS NOT NULL
+                   AND sealed IS NOT NULL AND head IS NOT NULL",
+                [to_i64(seq)],
+                segment_row,
+            )
+            .optional()?)
+    }
+
+    /// Records that a snapshot at `seq`, with this device's operation counter `ops`, is in
+    /// storage: the segments it covers need no kept bytes any more.
     pub(crate) fn snapshot_written(
         &mut self,
         seq: u64,
@@ -139,8 +157,24 @@ impl Db {
         let tx = self.conn.transaction()?;
         set_meta(&tx, Meta::SnapshotSeq, &seq.to_le_bytes())?;
         set_meta(&tx, Meta::SnapshotOps, &ops.to_le_bytes())?;
+        tx.execute(
+            "UPDATE segments SET sealed = NULL, head = NULL
+             WHERE seq <= ?1 AND uploaded_at IS NOT NULL",
+            [to_i64(seq)],
+        )?;
         insert_transfer(&tx, transfer)?;
         tx.commit()?;
         Ok(())
     }
+}
+
+/// A `segments` row selected as (seq, first_op, last_op, sealed, head).
+fn segment_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentRow> {
+    Ok(SegmentRow {
+        seq: to_u64(row.get(0)?),
+        first_op: to_u64(row.get(1)?),
+        last_op: to_u64(row.get(2)?),
+        sealed: row.get(3)?,
+        head: row.get(4)?,
+    })
 }

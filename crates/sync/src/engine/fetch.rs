@@ -39,6 +39,11 @@ impl Engine {
     pub async fn fetch(&mut self) -> Result<FetchReport, SyncError> {
         self.fetch_pass(async |engine: &mut Engine, report: &mut FetchReport| {
             let mut heads = engine.remote.heads().await?;
+            if let Err(error) = engine.repair_own(&heads).await {
+                engine.note(format!(
+                    "checking this device's own objects failed: {error}"
+                ));
+            }
             heads.remove(&engine.tag);
             engine.catch_up(&heads, report).await
         })
@@ -92,7 +97,7 @@ impl Engine {
             seq: 1,
         });
         if peer.applied == 0 && !held.contains(&first) {
-            peer.snapshot = self.remote.newest_snapshot(tag).await?;
+            peer.snapshots = self.remote.snapshot_seqs(tag).await?;
         }
         Ok(peer)
     }
@@ -148,7 +153,7 @@ impl Engine {
                         continue;
                     }
                 }
-                peer.snapshot = None;
+                peer.snapshots.remove(&seq);
             }
             ready.push(peer);
         }
@@ -218,8 +223,8 @@ impl Engine {
                 // Here only when the read did not move the stream on: quarantined or missing.
                 let quarantined = match read {
                     Read::Snapshot(seq) => {
-                        // Used once: read or not, the next plan starts from the cursor.
-                        peer.snapshot = None;
+                        // Read once: whatever came of it, the next plan does not choose it.
+                        peer.snapshots.remove(&seq);
                         match self.read_snapshot(peer.tag, seq, peer.head, report).await? {
                             Fetched::Read(loaded) => {
                                 self.merge_snapshots(vec![loaded])?;
@@ -248,7 +253,7 @@ impl Engine {
             }
             if plan.stop.is_some() && stopped_here && !snapshots_listed {
                 // Stuck behind a missing or quarantined segment: a snapshot may cover it.
-                peer.snapshot = self.remote.newest_snapshot(peer.tag).await?;
+                peer.snapshots = self.remote.snapshot_seqs(peer.tag).await?;
                 snapshots_listed = true;
                 continue 'plan;
             }
@@ -465,7 +470,7 @@ impl Engine {
                 .filter(|seq| !segments.contains_key(seq))
                 .collect::<BTreeSet<u64>>();
             let snapshots = self.remote.snapshots(tag).await?;
-            peer.snapshot = snapshots.last_key_value().map(|(seq, _)| *seq);
+            peer.snapshots = snapshots.keys().copied().collect();
             for read in plan::fetch(&peer, &held).reads {
                 let (name, size) = match read {
                     Read::Snapshot(seq) => {

@@ -37,6 +37,7 @@ mod blobs;
 mod fetch;
 pub(crate) mod plan;
 mod quarantine;
+mod repair;
 mod snapshot;
 mod upload;
 
@@ -68,6 +69,9 @@ pub struct EngineConfig {
     /// How long after a damaged object is quarantined it is first tried again; each failure
     /// doubles the wait, up to an hour.
     pub quarantine_retry: Duration,
+    /// How often a device checks (with one LIST) that storage still holds its own uploaded
+    /// segments; it checks at once when its own head is missing from a poll's listing.
+    pub check_own_every: Duration,
     /// How many kinds of operation this build reads: all it knows ([`Action::KINDS`]). Only a
     /// test sets fewer, to play an older build meeting a newer one's operations.
     #[doc(hidden)]
@@ -88,6 +92,7 @@ impl Default for EngineConfig {
             blob_chunk: 1024 * 1024,
             eager_blob_bytes: 8 * 1024 * 1024,
             quarantine_retry: Duration::from_secs(60),
+            check_own_every: Duration::from_secs(3600),
             known_actions: Action::KINDS,
         }
     }

@@ -86,8 +86,9 @@ pub(crate) struct Peer {
     pub(crate) head: u64,
     /// Its last segment applied here (0: never seen).
     pub(crate) applied: u64,
-    /// Its newest snapshot, where one was listed.
-    pub(crate) snapshot: Option<u64>,
+    /// Its snapshots, where they were listed: the newest usable one is read (a name that does
+    /// not open, or lies beyond the head, never hides an older real one).
+    pub(crate) snapshots: BTreeSet<u64>,
     /// Its segments known not to be stored (compacted away or deleted).
     pub(crate) missing: BTreeSet<u64>,
 }
@@ -99,7 +100,7 @@ impl Peer {
             tag,
             head,
             applied,
-            snapshot: None,
+            snapshots: BTreeSet::new(),
             missing: BTreeSet::new(),
         }
     }
@@ -149,9 +150,14 @@ impl PeerPlan {
 pub(crate) fn fetch(peer: &Peer, held: &BTreeSet<String>) -> PeerPlan {
     let is_quarantined = |name: ObjectName| held.contains(&crate::remote::path(&name));
     let device = peer.tag;
+    // A writer snapshots at a segment it has uploaded, under a head it has written: a
+    // snapshot beyond the newest head is not one of its.
     let usable_snapshot = peer
-        .snapshot
-        .filter(|&seq| !is_quarantined(ObjectName::Snap { device, seq }));
+        .snapshots
+        .iter()
+        .rev()
+        .copied()
+        .find(|&seq| seq <= peer.head && !is_quarantined(ObjectName::Snap { device, seq }));
     let mut plan = PeerPlan::default();
     let mut at = peer.applied;
     while at < peer.head {
@@ -187,11 +193,15 @@ mod tests {
     const TAG: DeviceTag = DeviceTag([7; 16]);
 
     fn peer(head: u64, applied: u64, snapshot: Option<u64>, missing: &[u64]) -> Peer {
+        peer_with(head, applied, snapshot.as_slice(), missing)
+    }
+
+    fn peer_with(head: u64, applied: u64, snapshots: &[u64], missing: &[u64]) -> Peer {
         Peer {
             tag: TAG,
             head,
             applied,
-            snapshot,
+            snapshots: snapshots.iter().copied().collect(),
             missing: missing.iter().copied().collect(),
         }
     }
@@ -251,6 +261,10 @@ mod tests {
                 &[Snapshot(4), Segment(5), Segment(6)], None),
             ("a snapshot older than the cursor", peer(5, 3, Some(2), &[]), &none,
                 &[Segment(4), Segment(5)], None),
+            ("a junk snapshot name beyond the head", peer_with(7, 0, &[5, 9], &[]), &none,
+                &[Snapshot(5), Segment(6), Segment(7)], None),
+            ("the newest snapshot quarantined, an older one real", peer_with(6, 0, &[4, 5], &[1]),
+                &snap_5, &[Snapshot(4), Segment(5), Segment(6)], None),
         ];
         for (case, peer, quarantined, reads, stop) in cases {
             let plan = fetch(peer, quarantined);

@@ -121,7 +121,7 @@ impl Engine {
         }
     }
 
-    fn head_name(&self, seq: u64) -> ObjectName {
+    pub(super) fn head_name(&self, seq: u64) -> ObjectName {
         ObjectName::Head {
             device: self.tag,
             seq,
