@@ -251,7 +251,24 @@ per_backend! {
         let report = reader.engine.fetch().await.unwrap();
         assert_eq!(report.segments, 0);
         assert_eq!(reader.texts(), ["one", "two"]);
-        assert_eq!(reader.engine.status().unwrap().peers[0].seq, 2);
+        let status = reader.engine.status().unwrap();
+        assert_eq!(status.peers[0].seq, 2);
+        // Said once, in the status and the transfer log; not again on the next poll.
+        let said = format!("the storage served an older state of device {tag} (segment 1, this \
+                            device already had 2)");
+        assert!(status.recent_errors.iter().any(|e| e.starts_with(&said)), "{:?}", status.recent_errors);
+        let logged = |reader: &Device| {
+            reader
+                .engine
+                .transfers(20)
+                .unwrap()
+                .iter()
+                .filter(|t| t.detail.as_deref().is_some_and(|d| d.starts_with(&said)))
+                .count()
+        };
+        assert_eq!(logged(&reader), 1);
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(logged(&reader), 1);
     }
 }
 

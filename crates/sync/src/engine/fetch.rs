@@ -45,6 +45,9 @@ impl Engine {
                 ));
             }
             heads.remove(&engine.tag);
+            for (&tag, &head) in &heads {
+                engine.check_not_rolled_back(tag, head)?;
+            }
             engine.catch_up(&heads, report).await
         })
         .await
@@ -164,6 +167,29 @@ impl Engine {
                 self.device_failed(tag, error, report)?;
             }
         }
+        Ok(())
+    }
+
+    /// Says so, once per older head seen, when the storage lists an older head of the device of
+    /// `tag` than the segment this device has applied: it lost or rolled back data (a relay
+    /// hint, which may be replayed, is not checked). The newer
+    /// state is kept (nothing older is ever applied over it).
+    fn check_not_rolled_back(&mut self, tag: DeviceTag, head: u64) -> Result<(), SyncError> {
+        let applied = self.db.cursor(&tag)?.seq;
+        if head >= applied || self.rolled_back.get(&tag) == Some(&head) {
+            return Ok(());
+        }
+        self.rolled_back.insert(tag, head);
+        let said = format!(
+            "the storage served an older state of device {tag} (segment {head}, this device \
+             already had {applied}): it lost or rolled back data; the newer state is kept"
+        );
+        warn!("{said}");
+        let logged = Transfer::new(Direction::Down, Kind::Fetch, Outcome::Skipped)
+            .device(&tag)
+            .detail(&said);
+        self.db.log(&logged)?;
+        self.note(said);
         Ok(())
     }
 

@@ -15,7 +15,7 @@
 //! and apply each in one transaction. An object that does not open or decode is quarantined;
 //! that device's stream waits, the others go on.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -215,6 +215,8 @@ pub struct Engine {
     recent_errors: VecDeque<String>,
     /// Blobs of clips applied in this fetch, to fetch at its end.
     wanted_blobs: Vec<BlobId>,
+    /// Per device, the older head the storage served last (said once, not on every poll).
+    rolled_back: HashMap<DeviceTag, u64>,
 }
 
 /// Which pass of a sync ended.
@@ -278,6 +280,7 @@ impl Engine {
             last_fetch: None,
             recent_errors: VecDeque::new(),
             wanted_blobs: Vec::new(),
+            rolled_back: HashMap::new(),
         })
     }
 
