@@ -17,7 +17,7 @@ pub(crate) fn path(name: &ObjectName) -> String {
 }
 
 /// Parses a store path back into an object name; `None` for anything that is not one.
-fn parse(path: &str) -> Option<ObjectName> {
+pub(crate) fn parse(path: &str) -> Option<ObjectName> {
     path.strip_prefix(ROOT)?.parse().ok()
 }
 

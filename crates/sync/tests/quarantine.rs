@@ -277,3 +277,38 @@ per_backend! {
         assert_eq!(put_back, 3, "segment 2, then segment 3 and its head");
     }
 }
+
+per_backend! {
+    #[tokio::test]
+    async fn a_quarantined_segment_a_snapshot_covers_leaves_the_quarantine(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let compacting = EngineConfig {
+            snapshot_every: 4,
+            max_segment_ops: 1,
+            ..config()
+        };
+        let mut writer = Device::open_with(Arc::clone(&storage.store), compacting).await;
+        for n in 1..=2 {
+            writer.copy(&format!("clip {n}"));
+            writer.engine.upload().await.unwrap();
+        }
+        let tag = keys().names.device_tag(&writer.engine.device());
+        let second = ObjectName::Log { device: tag, seq: 2 };
+        let mut flipped = raw(store, &second).await;
+        flipped[50] ^= 1;
+        plant(store, &second, flipped).await;
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        assert_eq!(reader.engine.fetch().await.unwrap().quarantined, 1);
+
+        // The writer goes on and compacts: its snapshot covers segment 2, which is deleted.
+        for n in 3..=5 {
+            writer.copy(&format!("clip {n}"));
+            writer.engine.upload().await.unwrap();
+        }
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts().len(), 5);
+        assert!(reader.engine.status().unwrap().quarantined.is_empty());
+    }
+}

@@ -77,6 +77,7 @@ impl Engine {
         }
         let result = async {
             catch_up(self, &mut report).await?;
+            self.release_passed()?;
             self.fetch_wanted_blobs().await;
             self.maybe_checkpoint()
         }
@@ -171,9 +172,9 @@ impl Engine {
     }
 
     /// Says so, once per older head seen, when the storage lists an older head of the device of
-    /// `tag` than the segment this device has applied: it lost or rolled back data (a relay
-    /// hint, which may be replayed, is not checked). The newer
-    /// state is kept (nothing older is ever applied over it).
+    /// `tag` than the segment this device has applied: it lost or rolled back data. The newer
+    /// state is kept (nothing older is ever applied over it). Relay hints, which may be
+    /// replayed, are not checked.
     fn check_not_rolled_back(&mut self, tag: DeviceTag, head: u64) -> Result<(), SyncError> {
         let applied = self.db.cursor(&tag)?.seq;
         if head >= applied || self.rolled_back.get(&tag) == Some(&head) {

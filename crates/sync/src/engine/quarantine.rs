@@ -13,7 +13,7 @@ use tracing::warn;
 use super::Engine;
 use crate::SyncError;
 use crate::db::{QuarantineRow, SetAside};
-use crate::remote::path;
+use crate::remote::{parse, path};
 use crate::transfer::{Direction, Kind, Outcome, Transfer, now_ms};
 
 /// The longest wait between two tries of a damaged object.
@@ -144,6 +144,27 @@ impl Engine {
             .filter(|row| row.retry_at_ms.is_none_or(|at| at > now) && !head_moved(row))
             .map(|row| row.name)
             .collect())
+    }
+
+    /// Takes out of the quarantine what no stream waits for any more: objects at or below where
+    /// their device now stands (a snapshot covered them), and stray heads of a device since
+    /// read.
+    pub(super) fn release_passed(&mut self) -> Result<(), SyncError> {
+        for row in self.db.quarantined()? {
+            let (Some(tag), Some(name)) = (row.device, parse(&row.name)) else {
+                continue;
+            };
+            let applied = self.db.cursor(&tag)?.seq;
+            let passed = match name {
+                ObjectName::Log { seq, .. } | ObjectName::Snap { seq, .. } => seq <= applied,
+                ObjectName::Head { .. } => applied > 0,
+                ObjectName::Blob { .. } | ObjectName::Repo => false,
+            };
+            if passed {
+                self.db.release(&row.name)?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes every quarantined object due, so the next fetch tries them all again (those that
