@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use common::{
     Backend, Device, Instrumented, assert_converged, config, init, keys, other_keys, per_backend,
-    storage,
+    plant, raw, storage,
 };
 use ferry_protocol::names::ROOT;
 use ferry_protocol::{DeviceId, ObjectName, RawOp, Segment};
-use ferry_store::{ANY_SIZE, Store};
+use ferry_store::Store;
 use ferry_sync::transfer::Outcome;
 use ferry_sync::{Engine, SyncError};
 
@@ -73,18 +73,9 @@ per_backend! {
     }
 }
 
-/// Writes `bytes` at an object name directly, as hostile or broken storage would.
-async fn plant(store: &dyn Store, name: &ObjectName, bytes: Vec<u8>) {
-    store.put(&format!("{ROOT}{name}"), bytes).await.unwrap();
-}
-
 /// `segment` sealed under `name` with `keys`, as a writer with those keys would store it.
 fn sealed(keys: &ferry_protocol::Keys, name: &ObjectName, segment: Segment) -> Vec<u8> {
     keys.data.seal_object(name, &segment).unwrap().into_bytes()
-}
-
-async fn fetch_raw(store: &dyn Store, name: &ObjectName) -> Vec<u8> {
-    store.get(&format!("{ROOT}{name}"), ANY_SIZE).await.unwrap()
 }
 
 per_backend! {
@@ -105,7 +96,7 @@ per_backend! {
         let log = |seq| ObjectName::Log { device: tag, seq };
 
         // Segment 2: one bit flipped. (3..6 are then stuck behind it; tested separately below.)
-        let mut flipped = fetch_raw(store, &log(2)).await;
+        let mut flipped = raw(store, &log(2)).await;
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
         plant(store, &log(2), flipped).await;
@@ -149,15 +140,12 @@ per_backend! {
         let store = &*storage.store;
         init(store).await;
         let mut writer = Device::open(Arc::clone(&storage.store)).await;
-        for n in 1..=3 {
-            writer.copy(&format!("clip {n}"));
-            writer.engine.upload().await.unwrap();
-        }
+        writer.upload_clips(1..=3).await;
         let device = writer.engine.device();
         let tag = keys().names.device_tag(&device);
         let log = |seq| ObjectName::Log { device: tag, seq };
-        let original = fetch_raw(store, &log(1)).await;
-        let second = fetch_raw(store, &log(2)).await;
+        let original = raw(store, &log(1)).await;
+        let second = raw(store, &log(2)).await;
 
         let foreign = sealed(&other_keys(), &log(1), Segment {
                     device,
@@ -216,7 +204,7 @@ per_backend! {
         writer.copy("one");
         writer.engine.upload().await.unwrap();
         let tag = keys().names.device_tag(&writer.engine.device());
-        let head_1 = fetch_raw(
+        let head_1 = raw(
             store,
             &ObjectName::Head {
                 device: tag,
@@ -289,7 +277,7 @@ per_backend! {
         writer.copy("mine");
         let error = writer.engine.upload().await.unwrap_err();
         assert!(matches!(error, SyncError::Divergent { .. }), "{error}");
-        assert_eq!(fetch_raw(store, &name).await, b"not ours");
+        assert_eq!(raw(store, &name).await, b"not ours");
         let status = writer.engine.status().unwrap();
         assert_eq!(status.pending_segments, 1, "kept, not lost");
         assert!(status.recent_errors[0].contains("upload failed"));
@@ -411,10 +399,7 @@ per_backend! {
             ..config()
         };
         let mut writer = Device::open_with(Arc::clone(&storage.store), compacting).await;
-        for n in 1..=6 {
-            writer.copy(&format!("clip {n}"));
-            writer.engine.upload().await.unwrap();
-        }
+        writer.upload_clips(1..=6).await;
         let tag = keys().names.device_tag(&writer.engine.device());
         let prefix = format!("snap/{tag}/");
         let real = common::names_under(store, &prefix).await;

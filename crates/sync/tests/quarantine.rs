@@ -8,11 +8,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Device, Instrumented, config, init, keys, per_backend, storage};
+use common::{Device, Instrumented, config, init, keys, per_backend, plant, raw, storage};
 use ferry_core::{Action, DataKind, Replica};
 use ferry_protocol::ObjectName;
 use ferry_protocol::names::ROOT;
-use ferry_store::{ANY_SIZE, Store};
 use ferry_sync::{EngineConfig, Retry};
 
 /// Tries a quarantined object again on every fetch.
@@ -23,14 +22,6 @@ fn retry_at_once() -> EngineConfig {
     }
 }
 
-async fn raw(store: &dyn Store, name: &ObjectName) -> Vec<u8> {
-    store.get(&format!("{ROOT}{name}"), ANY_SIZE).await.unwrap()
-}
-
-async fn plant(store: &dyn Store, name: &ObjectName, bytes: Vec<u8>) {
-    store.put(&format!("{ROOT}{name}"), bytes).await.unwrap();
-}
-
 per_backend! {
     #[tokio::test]
     async fn a_flipped_bit_served_right_again_is_recovered_by_itself(backend) {
@@ -38,10 +29,7 @@ per_backend! {
         let store = &*storage.store;
         init(store).await;
         let mut writer = Device::open(Arc::clone(&storage.store)).await;
-        for n in 1..=3 {
-            writer.copy(&format!("clip {n}"));
-            writer.engine.upload().await.unwrap();
-        }
+        writer.upload_clips(1..=3).await;
         let tag = keys().names.device_tag(&writer.engine.device());
         let second = ObjectName::Log { device: tag, seq: 2 };
         let original = raw(store, &second).await;
@@ -229,10 +217,7 @@ per_backend! {
         let store = &*storage.store;
         init(store).await;
         let mut writer = Device::open(Arc::clone(&storage.store)).await;
-        for n in 1..=3 {
-            writer.copy(&format!("clip {n}"));
-            writer.engine.upload().await.unwrap();
-        }
+        writer.upload_clips(1..=3).await;
         let tag = keys().names.device_tag(&writer.engine.device());
         let log = |seq| ObjectName::Log { device: tag, seq };
         let head = ObjectName::Head { device: tag, seq: 3 };
@@ -290,10 +275,7 @@ per_backend! {
             ..config()
         };
         let mut writer = Device::open_with(Arc::clone(&storage.store), compacting).await;
-        for n in 1..=2 {
-            writer.copy(&format!("clip {n}"));
-            writer.engine.upload().await.unwrap();
-        }
+        writer.upload_clips(1..=2).await;
         let tag = keys().names.device_tag(&writer.engine.device());
         let second = ObjectName::Log { device: tag, seq: 2 };
         let mut flipped = raw(store, &second).await;

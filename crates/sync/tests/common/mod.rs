@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferry_core::{ClipContent, DataKind, Op, Replica};
 use ferry_protocol::names::ROOT;
-use ferry_protocol::{Keys, NamesKey, SyncKey};
+use ferry_protocol::{Keys, NamesKey, ObjectName, SyncKey};
 use ferry_store::{ListPage, RetryPolicy, Store, StoreError};
 use ferry_sync::{Engine, EngineConfig, repo};
 
@@ -97,6 +97,14 @@ impl Device {
             .unwrap()
     }
 
+    /// Copies "clip {n}" for each `n` of `clips`, uploading each in its own segment.
+    pub async fn upload_clips(&mut self, clips: std::ops::RangeInclusive<u32>) {
+        for n in clips {
+            self.copy(&format!("clip {n}"));
+            self.engine.upload().await.unwrap();
+        }
+    }
+
     pub fn texts(&self) -> Vec<String> {
         let mut texts: Vec<String> = self
             .engine
@@ -142,6 +150,19 @@ pub async fn names_under(store: &dyn Store, prefix: &str) -> Vec<String> {
             None => return names,
         }
     }
+}
+
+/// Writes `bytes` at an object name directly, as hostile or broken storage would.
+pub async fn plant(store: &dyn Store, name: &ObjectName, bytes: Vec<u8>) {
+    store.put(&format!("{ROOT}{name}"), bytes).await.unwrap();
+}
+
+/// The bytes stored at an object name, read directly.
+pub async fn raw(store: &dyn Store, name: &ObjectName) -> Vec<u8> {
+    store
+        .get(&format!("{ROOT}{name}"), ferry_store::ANY_SIZE)
+        .await
+        .unwrap()
 }
 
 /// Creates the repository in `store`.
