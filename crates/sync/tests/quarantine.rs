@@ -294,3 +294,25 @@ per_backend! {
         assert!(reader.engine.status().unwrap().quarantined.is_empty());
     }
 }
+
+per_backend! {
+    #[tokio::test]
+    async fn a_device_that_only_sends_puts_back_what_storage_lost_too(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let sender = EngineConfig {
+            direction: ferry_sync::Direction::SendOnly,
+            check_own_every: Duration::ZERO,
+            ..config()
+        };
+        let mut writer = Device::open_with(Arc::clone(&storage.store), sender).await;
+        writer.upload_clips(1..=2).await;
+        let tag = keys().names.device_tag(&writer.engine.device());
+        let first = ObjectName::Log { device: tag, seq: 1 };
+        let bytes = raw(store, &first).await;
+        store.delete(&format!("{ROOT}{first}")).await.unwrap();
+        writer.engine.fetch().await.unwrap();
+        assert_eq!(raw(store, &first).await, bytes);
+    }
+}

@@ -37,6 +37,14 @@ pub(super) enum Fetched<T> {
 impl Engine {
     /// Polls: one LIST of `head/`, then the segments of every device that moved.
     pub async fn fetch(&mut self) -> Result<FetchReport, SyncError> {
+        if !self.config.direction.receives() {
+            // Nothing to take in; what storage lost of this device's is still put back.
+            if self.own_check_due()? {
+                let heads = self.remote.heads().await?;
+                self.repair_own(&heads).await?;
+            }
+            return Ok(FetchReport::default());
+        }
         self.fetch_pass(async |engine: &mut Engine, report: &mut FetchReport| {
             let mut heads = engine.remote.heads().await?;
             if let Err(error) = engine.repair_own(&heads).await {

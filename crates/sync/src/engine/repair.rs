@@ -4,7 +4,8 @@
 //!
 //! The check costs nothing on most polls: the poll's LIST of `head/` shows this device's own
 //! head, and a head missing or behind sends the device to list its segments at once. Otherwise
-//! it lists them once per `check_own_every`.
+//! it lists them once per `check_own_every`. A device that only sends, and so never polls,
+//! lists the heads and its segments once per that period.
 
 use std::collections::BTreeMap;
 
@@ -29,9 +30,7 @@ impl Engine {
             return Ok(());
         }
         let head_lost = heads.get(&self.tag).is_none_or(|&head| head < uploaded);
-        let checked = self.db.number(Meta::CheckedOwnAt)?;
-        let every = self.config.check_own_every.as_millis() as u64;
-        if !head_lost && now_ms() < checked.saturating_add(every) {
+        if !head_lost && !self.own_check_due()? {
             return Ok(());
         }
         let stored = self.remote.segments(self.tag).await?;
@@ -61,6 +60,13 @@ impl Engine {
             }
         }
         self.db.set_number(Meta::CheckedOwnAt, now_ms())
+    }
+
+    /// Whether the periodic check of this device's own segments is due.
+    pub(super) fn own_check_due(&self) -> Result<bool, SyncError> {
+        let checked = self.db.number(Meta::CheckedOwnAt)?;
+        let every = self.config.check_own_every.as_millis() as u64;
+        Ok(now_ms() >= checked.saturating_add(every))
     }
 
     /// Logs that `name`, lost by the storage, was put back.
