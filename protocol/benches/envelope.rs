@@ -41,6 +41,15 @@ fn argon2id(c: &mut Criterion) {
     group.bench_function("argon2id_m64MiB_t3_p1", |b| {
         b.iter(|| SyncKey::from_passphrase(black_box("correct horse battery staple"), &params))
     });
+    // The most work a repository header may ask of a joining device.
+    let most = KdfParams {
+        memory_kib: KdfParams::MAX_MEMORY_KIB,
+        iterations: (KdfParams::MAX_WORK_KIB / u64::from(KdfParams::MAX_MEMORY_KIB)) as u32,
+        ..params
+    };
+    group.bench_function("argon2id_most_accepted_m256MiB_t3_p1", |b| {
+        b.iter(|| SyncKey::from_passphrase(black_box("correct horse battery staple"), &most))
+    });
     group.finish();
 }
 
