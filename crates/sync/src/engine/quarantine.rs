@@ -90,12 +90,14 @@ impl Engine {
         let store_path = path(name);
         let reason = refusal.reason();
         warn!(name = %store_path, %reason, "quarantined");
+        // Only a device's stream is quarantined: its segments, snapshots and heads.
         let (kind, device) = match name {
             ObjectName::Snap { device, .. } => (Kind::Snapshot, Some(*device)),
             ObjectName::Log { device, .. } | ObjectName::Head { device, .. } => {
                 (Kind::Segment, Some(*device))
             }
-            ObjectName::Blob { .. } | ObjectName::Repo => (Kind::Blob, None),
+            ObjectName::Blob { .. } => (Kind::Blob, None),
+            ObjectName::Repo => (Kind::Fetch, None),
         };
         let mut set_aside = Transfer::new(Direction::Down, kind, Outcome::Quarantined)
             .object(name)
