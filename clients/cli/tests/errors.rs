@@ -187,6 +187,14 @@ const CASES: &[Case] = &[
         code: 2,
         stderr: Says::Usage,
     },
+    Case {
+        name: "a dry run cannot retry quarantined objects",
+        set_up: true,
+        args: &["sync", "--dry-run", "--retry-quarantined"],
+        env: &[],
+        code: 2,
+        stderr: Says::Usage,
+    },
 ];
 
 #[test]
