@@ -5,10 +5,11 @@
 //! ```
 //!
 //! The first run creates `FOLDER/ferry/v1/repo` with a new sync key, prints its recovery code and
-//! keeps the key in `FOLDER/device/sync-key` (mode 0600; the agent keeps it in the OS keychain).
-//! Every run then appends one segment carrying TEXT under this folder's device, moves the
-//! device's head forward, and reads the whole repository back: it opens every object with the
-//! key, and reports anything that does not open and why. The folder defaults to `.ferry-demo`.
+//! keeps the key and this folder's device identity in `FOLDER/device/` (mode 0600; the agent keeps
+//! them in the OS keychain). Every run then appends one segment carrying TEXT, signed by this
+//! folder's device, moves the device's head forward, and reads the whole repository back: it
+//! opens every object with the key, checks this device's signatures, and reports anything that
+//! does not open and why. The folder defaults to `.ferry-demo`.
 
 use std::fs;
 use std::io::Write;
@@ -17,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ferry_protocol::names::{HEAD_PREFIX, LOG_PREFIX, ROOT};
-use ferry_protocol::{DeviceId, Head, Keys, ObjectName, RawOp, RepoHeader, Segment, SyncKey};
+use ferry_protocol::{
+    DeviceId, DeviceKeys, Head, Identity, Keys, ObjectName, RawOp, RepoHeader, Segment, SyncKey,
+};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -41,43 +44,59 @@ fn run(folder: &Path, text: &str) -> Result<()> {
     fs::create_dir_all(&device_dir)?;
 
     let key_path = device_dir.join("sync-key");
+    let identity_path = device_dir.join("identity");
     let repo_path = root.join("repo");
-    let (key, device) = if repo_path.exists() {
+    let (key, device, identity) = if repo_path.exists() {
         let bytes: [u8; 32] = fs::read(&key_path)?
             .try_into()
             .map_err(|_| "the key file is not 32 bytes")?;
         let device = fs::read_to_string(device_dir.join("device-id"))?
             .trim()
             .parse()?;
-        (SyncKey::from_bytes(bytes), device)
+        let identity = Identity::from_hex(&fs::read_to_string(&identity_path)?)?;
+        (SyncKey::from_bytes(bytes), device, identity)
     } else {
         let key = SyncKey::generate()?;
         let device = DeviceId::generate()?;
+        let identity = Identity::generate()?;
         let header = RepoHeader::create(&key.keys(), None)?;
         write_new(&repo_path, &header.to_bytes())?;
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&key_path)?
-            .write_all(key.expose_bytes())?;
+        write_secret(&key_path, key.expose_bytes())?;
+        write_secret(&identity_path, identity.to_hex().as_bytes())?;
         fs::write(device_dir.join("device-id"), device.to_string())?;
         println!("created a repository in {}", folder.display());
         println!("recovery code (the key itself: keep it safe, it is shown once):");
         println!("  {}", key.recovery_code().expose());
-        (key, device)
+        (key, device, identity)
     };
     let keys = key.keys();
     let header = RepoHeader::from_bytes(&fs::read(&repo_path)?)?;
     header.verify(&keys)?;
     println!("repository key {} verified", header.key_id);
 
-    append(&root, &keys, device, text)?;
-    read_back(&root, &keys)
+    append(&root, &keys, device, &identity, text)?;
+    read_back(&root, &keys, device, &identity.public())
+}
+
+/// Writes a secret to a new file only its owner can read.
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)?;
+    Ok(())
 }
 
 /// Appends one segment and moves the head: PUT segment, PUT new head, DELETE old head.
-fn append(root: &Path, keys: &Keys, device: DeviceId, text: &str) -> Result<()> {
+fn append(
+    root: &Path,
+    keys: &Keys,
+    device: DeviceId,
+    identity: &Identity,
+    text: &str,
+) -> Result<()> {
     let tag = keys.names.device_tag(&device);
     let previous = latest_head(root, keys, &tag.to_string())?;
     let (seq, first_op) = previous
@@ -92,7 +111,7 @@ fn append(root: &Path, keys: &Keys, device: DeviceId, text: &str) -> Result<()> 
     let log = ObjectName::Log { device: tag, seq };
     write_new(
         &root.join(log.to_string()),
-        keys.data.seal_object(&log, &segment)?.as_bytes(),
+        keys.data.seal_signed(&log, &segment, identity)?.as_bytes(),
     )?;
     let head = Head {
         device,
@@ -104,7 +123,9 @@ fn append(root: &Path, keys: &Keys, device: DeviceId, text: &str) -> Result<()> 
     let head_name = ObjectName::Head { device: tag, seq };
     write_new(
         &root.join(head_name.to_string()),
-        keys.data.seal_object(&head_name, &head)?.as_bytes(),
+        keys.data
+            .seal_signed(&head_name, &head, identity)?
+            .as_bytes(),
     )?;
     if let Some((old, _)) = previous {
         fs::remove_file(root.join(old.to_string()))?;
@@ -128,12 +149,14 @@ fn latest_head(root: &Path, keys: &Keys, tag: &str) -> Result<Option<(ObjectName
     let Some(name) = newest else { return Ok(None) };
     let head = keys
         .data
-        .open_object(&name, &fs::read(root.join(name.to_string()))?)?;
+        .open_signed(&name, &fs::read(root.join(name.to_string()))?)?
+        .value;
     Ok(Some((name, head)))
 }
 
-/// Opens every segment in the repository and prints what each device wrote.
-fn read_back(root: &Path, keys: &Keys) -> Result<()> {
+/// Opens every segment in the repository and prints what each device wrote. This folder knows
+/// only its own device's keys: a segment in its name must carry its signature.
+fn read_back(root: &Path, keys: &Keys, device: DeviceId, own: &DeviceKeys) -> Result<()> {
     let log_dir = root.join(LOG_PREFIX);
     let mut names = Vec::new();
     for device in fs::read_dir(&log_dir)? {
@@ -152,7 +175,11 @@ fn read_back(root: &Path, keys: &Keys) -> Result<()> {
     for rel in names {
         let opened = rel.parse::<ObjectName>().and_then(|name| {
             let bytes = fs::read(root.join(&rel)).unwrap_or_default();
-            keys.data.open_object::<Segment>(&name, &bytes)
+            let claimed = keys.data.open_signed::<Segment>(&name, &bytes)?;
+            if claimed.value.device == device {
+                claimed.verify(own)?;
+            }
+            Ok(claimed.value)
         });
         match opened {
             Ok(segment) => {

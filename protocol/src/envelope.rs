@@ -3,7 +3,7 @@
 //! ```text
 //! offset  len  field
 //! 0       3    magic "FRY"
-//! 3       1    format version (1)
+//! 3       1    format version (2; version 1 is still read)
 //! 4       1    kind (see `Kind`)
 //! 5       8    key id of the sync key
 //! 13      24   nonce (random)
@@ -34,7 +34,10 @@ use crate::keys::{DataKey, KeyId, SubKey, fill_random};
 /// The first three bytes of every Ferry object.
 pub const MAGIC: [u8; 3] = *b"FRY";
 /// The format version this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
+/// The oldest format version this build reads: version 1 differs only in that segments, heads
+/// and snapshots carry no signature.
+pub const OLDEST_VERSION: u8 = 1;
 /// Length of the nonce.
 pub const NONCE_LEN: usize = 24;
 /// Length of the envelope header.
@@ -176,7 +179,7 @@ pub(crate) fn check_prefix(bytes: &[u8]) -> Result<(), Error> {
         });
     }
     let version = bytes[3];
-    if version != FORMAT_VERSION {
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(Error::UnsupportedVersion {
             found: version,
             supported: FORMAT_VERSION,
@@ -220,6 +223,7 @@ impl fmt::Debug for Sealed {
 /// An opened object: the plaintext, wiped from memory when dropped.
 pub struct Opened {
     kind: Kind,
+    version: u8,
     plaintext: Plaintext,
 }
 
@@ -241,6 +245,11 @@ impl Opened {
     /// The kind of object it was.
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// The format version it was written in.
+    pub fn version(&self) -> u8 {
+        self.version
     }
 
     /// The plaintext.
@@ -277,6 +286,18 @@ impl DataKey {
     ) -> Result<Sealed, Error> {
         seal(&self.0, kind, name, plaintext, nonce)
     }
+
+    /// Seals as format version 1 did (the same envelope, another version byte), for tests of
+    /// how objects written before version 2 are read. Never for real objects.
+    #[cfg(feature = "test-vectors")]
+    pub fn seal_as_version_1(
+        &self,
+        kind: Kind,
+        name: &str,
+        plaintext: &[u8],
+    ) -> Result<Sealed, Error> {
+        seal_version(&self.0, kind, name, plaintext, random_nonce()?, 1)
+    }
 }
 
 pub(crate) fn random_nonce() -> Result<[u8; NONCE_LEN], Error> {
@@ -292,6 +313,17 @@ pub(crate) fn seal(
     plaintext: &[u8],
     nonce: [u8; NONCE_LEN],
 ) -> Result<Sealed, Error> {
+    seal_version(key, kind, name, plaintext, nonce, FORMAT_VERSION)
+}
+
+fn seal_version(
+    key: &SubKey,
+    kind: Kind,
+    name: &str,
+    plaintext: &[u8],
+    nonce: [u8; NONCE_LEN],
+    version: u8,
+) -> Result<Sealed, Error> {
     if plaintext.len() > kind.max_plaintext() {
         return Err(Error::Oversized {
             what: kind.name(),
@@ -300,7 +332,7 @@ pub(crate) fn seal(
         });
     }
     let header = Header {
-        version: FORMAT_VERSION,
+        version,
         kind,
         key_id: key.id,
         nonce,
@@ -375,7 +407,11 @@ pub(crate) fn open(key: &SubKey, kind: Kind, name: &str, bytes: &[u8]) -> Result
             detail: "padding has no end marker".into(),
         })?;
     plaintext.0.truncate(end);
-    Ok(Opened { kind, plaintext })
+    Ok(Opened {
+        kind,
+        version: header.version,
+        plaintext,
+    })
 }
 
 fn cipher(key: &SubKey) -> XChaCha20Poly1305 {

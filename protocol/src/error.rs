@@ -99,6 +99,20 @@ pub enum Error {
         max: usize,
     },
 
+    /// An object of a kind its writer signs carries no signature (format version 1).
+    #[error(
+        "the object is not signed: it was written by a Ferry older than format version 2, or by \
+         someone who holds the sync key and poses as its device; it is not used"
+    )]
+    NotSigned,
+
+    /// The signature does not match the keys the object's device registered.
+    #[error(
+        "the object's signature does not match its device's registered key: someone who holds \
+         the sync key wrote it in that device's name (forged); it is not used"
+    )]
+    BadSignature,
+
     /// Authenticated bytes that do not decode as the expected payload.
     #[error("the {what} is malformed ({detail}): it was written by a faulty or newer Ferry")]
     Malformed {

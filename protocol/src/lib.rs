@@ -1,6 +1,7 @@
 //! `ferry-protocol` fixes every byte that leaves a Ferry device.
 //!
-//! It holds the keys and how they are derived ([`keys`], [`recovery`], [`passphrase`]), the
+//! It holds the keys and how they are derived ([`keys`], [`recovery`], [`passphrase`]), each
+//! device's own signing keys ([`identity`]), the
 //! envelope that seals every object and message ([`envelope`]), the objects of the repository
 //! and their names ([`objects`], [`names`]), and the hints sent through the relay ([`relay`]).
 //! `protocol/SPEC.md` describes the same formats byte by byte for other implementations, and
@@ -10,11 +11,12 @@
 //!
 //! ```text
 //! SyncKey ──keys()──▶ Keys { data, names, relay, lan, id }
-//! operations ─▶ Segment ─▶ DataKey::seal_object(ObjectName::Log{..}) ─▶ Sealed bytes ─▶ storage
+//! operations ─▶ Segment ─▶ DataKey::seal_signed(ObjectName::Log{..}, identity) ─▶ Sealed ─▶ storage
 //! (device, seq) ─▶ RelayHint ─▶ RelayKey::seal_hint(topic) ─▶ Sealed bytes ─▶ relay
 //! ```
 //!
-//! and back again on a reading device with `open_object` / `open_hint`, which return a typed
+//! and back again on a reading device with `open_signed` (then `Claimed::verify` against the
+//! writer's registered keys) / `open_hint`, which return a typed
 //! [`Error`] for every way the bytes can be wrong and never panic.
 //!
 //! What it does not do: any I/O, any async, any clock reading. It knows nothing of what an
@@ -25,6 +27,7 @@
 pub mod envelope;
 pub mod error;
 pub mod hex_id;
+pub mod identity;
 pub mod keys;
 pub mod names;
 pub mod objects;
@@ -34,10 +37,11 @@ pub mod relay;
 
 pub use envelope::{FORMAT_VERSION, Header, Kind, Opened, Sealed};
 pub use error::{Error, RecoveryCodeError};
+pub use identity::{Claimed, DeviceKeys, Identity};
 pub use keys::{DataKey, KeyId, Keys, LanKey, NamesKey, RelayKey, SyncKey};
 pub use names::{BlobId, DeviceId, DeviceTag, ObjectName};
 pub use objects::{
-    BlobChunk, Cursor, Head, KeyCheck, Payload, RawOp, RepoHeader, Segment, Snapshot,
+    BlobChunk, Cursor, Head, KeyCheck, Payload, Plain, RawOp, RepoHeader, Segment, Signed, Snapshot,
 };
 pub use passphrase::KdfParams;
 pub use recovery::RecoveryCode;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{self, Kind, NONCE_LEN, Sealed};
 use crate::error::Error;
+use crate::identity::{self, Claimed, Identity, SIGNATURE_LEN};
 use crate::keys::{DataKey, KeyId, Keys, fill_random};
 use crate::names::{BlobId, DeviceId, ObjectName};
 use crate::passphrase::KdfParams;
@@ -49,23 +50,89 @@ fn decode_exact<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, Erro
     Ok(value)
 }
 
+/// A payload sealed with the sync key alone: whoever holds the key may have written it. Blob
+/// chunks are named by a keyed hash of their content, and the key check is part of the header.
+pub trait Plain: Payload {}
+
+/// A payload its writer signs with its identity (segments, heads and snapshots): it names its
+/// device, and readers check the signature against that device's registered keys.
+pub trait Signed: Payload {
+    /// The device that claims to have written it.
+    fn writer(&self) -> DeviceId;
+}
+
 impl DataKey {
     /// Seals a payload stored under `name`.
-    pub fn seal_object<T: Payload>(&self, name: &ObjectName, value: &T) -> Result<Sealed, Error> {
+    pub fn seal_object<T: Plain>(&self, name: &ObjectName, value: &T) -> Result<Sealed, Error> {
         check_name(name, T::KIND)?;
         self.seal(T::KIND, &name.to_string(), &value.encode())
     }
 
     /// Opens and decodes the payload stored under `name`.
-    pub fn open_object<T: Payload>(&self, name: &ObjectName, bytes: &[u8]) -> Result<T, Error> {
+    pub fn open_object<T: Plain>(&self, name: &ObjectName, bytes: &[u8]) -> Result<T, Error> {
         check_name(name, T::KIND)?;
         let opened = self.open(T::KIND, &name.to_string(), bytes)?;
         T::decode(opened.as_bytes())
     }
 
+    /// Signs a payload with `identity` and seals it with its signature, to be stored under
+    /// `name`.
+    pub fn seal_signed<T: Signed>(
+        &self,
+        name: &ObjectName,
+        value: &T,
+        identity: &Identity,
+    ) -> Result<Sealed, Error> {
+        self.seal_signed_with(name, value, identity, envelope::random_nonce()?)
+    }
+
+    /// Opens the payload stored under `name`. It is not yet trusted: check who wrote it with
+    /// [`Claimed::verify`] against the keys of [`Signed::writer`].
+    pub fn open_signed<T: Signed>(
+        &self,
+        name: &ObjectName,
+        bytes: &[u8],
+    ) -> Result<Claimed<T>, Error> {
+        check_name(name, T::KIND)?;
+        let name = name.to_string();
+        let opened = self.open(T::KIND, &name, bytes)?;
+        let plaintext = opened.as_bytes();
+        if opened.version() == 1 {
+            return Ok(Claimed::unsigned(T::decode(plaintext)?));
+        }
+        let Some(split) = plaintext.len().checked_sub(SIGNATURE_LEN) else {
+            return Err(Error::Malformed {
+                what: T::KIND.name(),
+                detail: "it is too short to hold its signature".into(),
+            });
+        };
+        let (payload, signature) = plaintext.split_at(split);
+        let value = T::decode(payload)?;
+        let digest = identity::signed_digest(self.0.id, &name, payload);
+        let signature = signature
+            .try_into()
+            .expect("split at the signature's length");
+        Ok(Claimed::signed(value, signature, digest))
+    }
+
+    fn seal_signed_with<T: Signed>(
+        &self,
+        name: &ObjectName,
+        value: &T,
+        identity: &Identity,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<Sealed, Error> {
+        check_name(name, T::KIND)?;
+        let name = name.to_string();
+        let mut plaintext = value.encode();
+        let digest = identity::signed_digest(self.0.id, &name, &plaintext);
+        plaintext.extend_from_slice(&identity.sign(&digest));
+        envelope::seal(&self.0, T::KIND, &name, &plaintext, nonce)
+    }
+
     /// Seals a payload with a chosen nonce, for test vectors only.
     #[cfg(feature = "test-vectors")]
-    pub fn seal_object_with_nonce<T: Payload>(
+    pub fn seal_object_with_nonce<T: Plain>(
         &self,
         name: &ObjectName,
         value: &T,
@@ -73,6 +140,18 @@ impl DataKey {
     ) -> Result<Sealed, Error> {
         check_name(name, T::KIND)?;
         self.seal_with_nonce(T::KIND, &name.to_string(), &value.encode(), nonce)
+    }
+
+    /// Signs and seals a payload with a chosen nonce, for test vectors only.
+    #[cfg(feature = "test-vectors")]
+    pub fn seal_signed_with_nonce<T: Signed>(
+        &self,
+        name: &ObjectName,
+        value: &T,
+        identity: &Identity,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<Sealed, Error> {
+        self.seal_signed_with(name, value, identity, nonce)
     }
 }
 
@@ -110,6 +189,12 @@ impl Payload for Segment {
     const KIND: Kind = Kind::Segment;
 }
 
+impl Signed for Segment {
+    fn writer(&self) -> DeviceId {
+        self.device
+    }
+}
+
 /// `head/<device>/<seq>`: where a device's log stands. Readers take the highest per device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
@@ -127,6 +212,12 @@ pub struct Head {
 
 impl Payload for Head {
     const KIND: Kind = Kind::Head;
+}
+
+impl Signed for Head {
+    fn writer(&self) -> DeviceId {
+        self.device
+    }
 }
 
 /// How far a snapshot has seen one device's log.
@@ -158,6 +249,12 @@ impl Payload for Snapshot {
     const KIND: Kind = Kind::Snapshot;
 }
 
+impl Signed for Snapshot {
+    fn writer(&self) -> DeviceId {
+        self.device
+    }
+}
+
 /// `blob/<blob>/<chunk>`: one piece of a large payload (an image, a small file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobChunk {
@@ -183,6 +280,8 @@ impl Payload for BlobChunk {
     const KIND: Kind = Kind::BlobChunk;
 }
 
+impl Plain for BlobChunk {}
+
 /// The plaintext of the key check: proof, for a device that holds a key, that it is this
 /// repository's key and that the public header fields are the ones written with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +293,8 @@ pub struct KeyCheck {
 impl Payload for KeyCheck {
     const KIND: Kind = Kind::KeyCheck;
 }
+
+impl Plain for KeyCheck {}
 
 /// `repo`: the public repository header, written once by `init`.
 #[derive(Debug, Clone, PartialEq, Eq)]

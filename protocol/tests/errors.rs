@@ -2,9 +2,13 @@
 
 use ferry_protocol::envelope::{HEADER_LEN, TAG_LEN};
 use ferry_protocol::{
-    DeviceId, Error, Head, KdfParams, Keys, Kind, ObjectName, RawOp, RelayHint, RepoHeader,
-    Segment, SyncKey, TopicId,
+    DeviceId, Error, Head, Identity, KdfParams, Keys, Kind, ObjectName, RawOp, RelayHint,
+    RepoHeader, Segment, SyncKey, TopicId,
 };
+
+fn identity() -> Identity {
+    Identity::from_secret_bytes(&[7; Identity::SECRET_LEN])
+}
 
 fn keys(seed: u8) -> Keys {
     SyncKey::from_bytes([seed; 32]).keys()
@@ -28,7 +32,10 @@ fn log_name(keys: &Keys, seq: u64) -> ObjectName {
 
 fn sealed_segment(keys: &Keys) -> (ObjectName, Vec<u8>) {
     let name = log_name(keys, 3);
-    let sealed = keys.data.seal_object(&name, &segment()).unwrap();
+    let sealed = keys
+        .data
+        .seal_signed(&name, &segment(), &identity())
+        .unwrap();
     (name, sealed.into_bytes())
 }
 
@@ -47,7 +54,7 @@ fn truncated_objects() {
     ] {
         let err = k
             .data
-            .open_object::<Segment>(&name, &bytes[..len])
+            .open_signed::<Segment>(&name, &bytes[..len])
             .unwrap_err();
         assert!(
             matches!(err, Error::Truncated { got, .. } if got == len),
@@ -60,10 +67,14 @@ fn truncated_objects() {
         ops: vec![RawOp(vec![7; 700])],
         ..segment()
     };
-    let bytes = k.data.seal_object(&name, &long).unwrap().into_bytes();
+    let bytes = k
+        .data
+        .seal_signed(&name, &long, &identity())
+        .unwrap()
+        .into_bytes();
     let err = k
         .data
-        .open_object::<Segment>(&name, &bytes[..bytes.len() - 1])
+        .open_signed::<Segment>(&name, &bytes[..bytes.len() - 1])
         .unwrap_err();
     assert_eq!(
         err,
@@ -80,13 +91,13 @@ fn extended_objects() {
     let (name, mut bytes) = sealed_segment(&k);
     bytes.push(0);
     assert!(matches!(
-        k.data.open_object::<Segment>(&name, &bytes),
+        k.data.open_signed::<Segment>(&name, &bytes),
         Err(Error::BadLength { .. })
     ));
     // Extended by a whole padding step: the length is plausible, the tag is not.
     bytes.extend_from_slice(&[0; 255]);
     assert_eq!(
-        k.data.open_object::<Segment>(&name, &bytes).unwrap_err(),
+        k.data.open_signed::<Segment>(&name, &bytes).unwrap_err(),
         Error::AuthenticationFailed
     );
 }
@@ -103,7 +114,7 @@ fn foreign_bytes_are_not_ferry_objects() {
         b"{\"json\": true}",
         &[0u8; 400],
     ] {
-        let err = k.data.open_object::<Segment>(&name, junk).unwrap_err();
+        let err = k.data.open_signed::<Segment>(&name, junk).unwrap_err();
         if junk.is_empty() || junk.starts_with(b"F") {
             assert!(matches!(err, Error::Truncated { .. }), "{junk:?}: {err:?}");
         } else {
@@ -117,18 +128,23 @@ fn foreign_bytes_are_not_ferry_objects() {
 fn future_and_unknown_versions() {
     let k = keys(1);
     let (name, mut bytes) = sealed_segment(&k);
-    bytes[3] = 2;
-    let err = k.data.open_object::<Segment>(&name, &bytes).unwrap_err();
+    bytes[3] = 3;
+    let err = k.data.open_signed::<Segment>(&name, &bytes).unwrap_err();
     assert_eq!(
         err,
         Error::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         }
     );
     assert!(err.to_string().contains("upgrade Ferry"), "{err}");
+    // Storage cannot pass a signed object off as an unsigned one of version 1: the version
+    // byte is authenticated.
+    bytes[3] = 1;
+    let err = k.data.open_signed::<Segment>(&name, &bytes).unwrap_err();
+    assert_eq!(err, Error::AuthenticationFailed);
     bytes[3] = 0;
-    let err = k.data.open_object::<Segment>(&name, &bytes).unwrap_err();
+    let err = k.data.open_signed::<Segment>(&name, &bytes).unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
 }
 
@@ -137,7 +153,7 @@ fn unknown_and_wrong_kinds() {
     let k = keys(1);
     let (name, mut bytes) = sealed_segment(&k);
     bytes[4] = 99;
-    let err = k.data.open_object::<Segment>(&name, &bytes).unwrap_err();
+    let err = k.data.open_signed::<Segment>(&name, &bytes).unwrap_err();
     assert_eq!(err, Error::UnknownKind(99));
     assert!(err.to_string().contains("newer Ferry"));
 
@@ -152,10 +168,10 @@ fn unknown_and_wrong_kinds() {
         first_seq: 1,
         snapshot: None,
     };
-    let sealed = k.data.seal_object(&head_name, &head).unwrap();
+    let sealed = k.data.seal_signed(&head_name, &head, &identity()).unwrap();
     let err = k
         .data
-        .open_object::<Segment>(&name, sealed.as_bytes())
+        .open_signed::<Segment>(&name, sealed.as_bytes())
         .unwrap_err();
     assert_eq!(
         err,
@@ -170,7 +186,7 @@ fn unknown_and_wrong_kinds() {
     );
     // A payload type that does not belong under the name is refused before sealing.
     assert!(matches!(
-        k.data.seal_object(&name, &head),
+        k.data.seal_signed(&name, &head, &identity()),
         Err(Error::WrongKind { .. })
     ));
 }
@@ -182,7 +198,7 @@ fn wrong_key_names_both_keys_and_the_fix() {
     let (name, bytes) = sealed_segment(&writer);
     let err = reader
         .data
-        .open_object::<Segment>(&name, &bytes)
+        .open_signed::<Segment>(&name, &bytes)
         .unwrap_err();
     assert_eq!(
         err,
@@ -206,7 +222,7 @@ fn a_foreign_key_behind_a_forged_key_id_fails_authentication() {
     assert_eq!(
         reader
             .data
-            .open_object::<Segment>(&name, &bytes)
+            .open_signed::<Segment>(&name, &bytes)
             .unwrap_err(),
         Error::AuthenticationFailed
     );
@@ -219,14 +235,14 @@ fn tampered_and_moved_objects_fail_authentication() {
     for position in [13, 30, HEADER_LEN, HEADER_LEN + 100, bytes.len() - 1] {
         let mut tampered = bytes.clone();
         tampered[position] ^= 0x01;
-        let err = k.data.open_object::<Segment>(&name, &tampered).unwrap_err();
+        let err = k.data.open_signed::<Segment>(&name, &tampered).unwrap_err();
         assert_eq!(err, Error::AuthenticationFailed, "byte {position}");
         assert!(err.to_string().contains("tampered"));
     }
     // The same bytes under another name (a replayed or swapped object) do not open.
     let other = log_name(&k, 4);
     assert_eq!(
-        k.data.open_object::<Segment>(&other, &bytes).unwrap_err(),
+        k.data.open_signed::<Segment>(&other, &bytes).unwrap_err(),
         Error::AuthenticationFailed
     );
 }
@@ -235,9 +251,13 @@ fn tampered_and_moved_objects_fail_authentication() {
 fn oversized_input_is_refused_unread() {
     let k = keys(1);
     let name = log_name(&k, 1);
-    let mut huge = k.data.seal_object(&name, &segment()).unwrap().into_bytes();
+    let mut huge = k
+        .data
+        .seal_signed(&name, &segment(), &identity())
+        .unwrap()
+        .into_bytes();
     huge.resize(Kind::Segment.max_sealed() + 1, 0);
-    let err = k.data.open_object::<Segment>(&name, &huge).unwrap_err();
+    let err = k.data.open_signed::<Segment>(&name, &huge).unwrap_err();
     assert!(matches!(
         err,
         Error::Oversized {
@@ -251,7 +271,7 @@ fn oversized_input_is_refused_unread() {
         ..segment()
     };
     assert!(matches!(
-        k.data.seal_object(&name, &too_many_ops),
+        k.data.seal_signed(&name, &too_many_ops, &identity()),
         Err(Error::Oversized { .. })
     ));
 }
@@ -266,7 +286,7 @@ fn authenticated_garbage_is_malformed() {
         .unwrap();
     let err = k
         .data
-        .open_object::<Segment>(&name, sealed.as_bytes())
+        .open_signed::<Segment>(&name, sealed.as_bytes())
         .unwrap_err();
     assert!(
         matches!(
@@ -281,13 +301,14 @@ fn authenticated_garbage_is_malformed() {
 
     let mut encoded = ferry_protocol::Payload::encode(&segment());
     encoded.push(0);
+    encoded.extend_from_slice(&[0; 64]);
     let sealed = k
         .data
         .seal(Kind::Segment, &name.to_string(), &encoded)
         .unwrap();
     let err = k
         .data
-        .open_object::<Segment>(&name, sealed.as_bytes())
+        .open_signed::<Segment>(&name, sealed.as_bytes())
         .unwrap_err();
     assert!(err.to_string().contains("trailing"), "{err}");
 }
@@ -422,7 +443,7 @@ fn secrets_stay_out_of_debug_output_and_errors() {
     let (name, bytes) = sealed_segment(&all);
     let err = keys(2)
         .data
-        .open_object::<Segment>(&name, &bytes)
+        .open_signed::<Segment>(&name, &bytes)
         .unwrap_err();
     assert!(!format!("{err} {err:?}").contains(&secret_hex));
 }
@@ -432,4 +453,54 @@ fn no_protocol_error_is_transient_but_the_rng() {
     assert!(!Error::AuthenticationFailed.is_transient());
     assert!(!Error::BadMagic.is_transient());
     assert!(Error::Random("x".into()).is_transient());
+}
+
+#[test]
+fn a_signature_by_another_key_is_forged_and_a_missing_one_is_unsigned() {
+    let k = keys(1);
+    let (name, bytes) = sealed_segment(&k);
+    let opened = k.data.open_signed::<Segment>(&name, &bytes).unwrap();
+    opened.verify(&identity().public()).unwrap();
+    let thief = Identity::from_secret_bytes(&[8; Identity::SECRET_LEN]);
+    let err = opened.verify(&thief.public()).unwrap_err();
+    assert_eq!(err, Error::BadSignature);
+    assert!(err.to_string().contains("forged"), "{err}");
+
+    // A key holder re-sealing the same payload with a made-up signature.
+    let mut plaintext = ferry_protocol::Payload::encode(&segment());
+    plaintext.extend_from_slice(&[0x5a; 64]);
+    let resealed = k
+        .data
+        .seal(Kind::Segment, &name.to_string(), &plaintext)
+        .unwrap();
+    let opened = k
+        .data
+        .open_signed::<Segment>(&name, resealed.as_bytes())
+        .unwrap();
+    assert_eq!(
+        opened.verify(&identity().public()),
+        Err(Error::BadSignature)
+    );
+
+    // The signature covers the name: the writer's own signature under another seq fails.
+    let other = log_name(&k, 9);
+    let mut moved = ferry_protocol::Payload::encode(&segment());
+    let signed = k
+        .data
+        .open(Kind::Segment, &name.to_string(), &bytes)
+        .unwrap();
+    moved.extend_from_slice(&signed.as_bytes()[moved.len()..]);
+    let resealed = k
+        .data
+        .seal(Kind::Segment, &other.to_string(), &moved)
+        .unwrap();
+    let opened = k
+        .data
+        .open_signed::<Segment>(&other, resealed.as_bytes())
+        .unwrap();
+    assert_eq!(
+        opened.verify(&identity().public()),
+        Err(Error::BadSignature)
+    );
+    assert!(Error::NotSigned.to_string().contains("not signed"));
 }

@@ -1,9 +1,9 @@
 //! Property tests: every format round-trips, and no mutation of a sealed object opens.
 
-use ferry_protocol::objects::Payload;
+use ferry_protocol::objects::{Payload, Plain, Signed};
 use ferry_protocol::{
-    BlobChunk, BlobId, Cursor, DeviceId, DeviceTag, Head, Header, Keys, Kind, ObjectName, RawOp,
-    RelayHint, RepoHeader, Segment, Snapshot, SyncKey, TopicId,
+    BlobChunk, BlobId, Cursor, DeviceId, DeviceTag, Head, Header, Identity, Keys, Kind, ObjectName,
+    RawOp, RelayHint, RepoHeader, Segment, Snapshot, SyncKey, TopicId,
 };
 use proptest::prelude::*;
 
@@ -107,7 +107,7 @@ fn blob_chunk() -> impl Strategy<Value = BlobChunk> {
         })
 }
 
-fn round_trip<T: Payload + PartialEq + std::fmt::Debug>(name: ObjectName, value: T) {
+fn round_trip<T: Plain + PartialEq + std::fmt::Debug>(name: ObjectName, value: T) {
     let keys = keys();
     let sealed = keys.data.seal_object(&name, &value).unwrap();
     assert_eq!(
@@ -116,6 +116,19 @@ fn round_trip<T: Payload + PartialEq + std::fmt::Debug>(name: ObjectName, value:
             .unwrap(),
         value
     );
+    assert_eq!(T::decode(&value.encode()).unwrap(), value);
+}
+
+fn signed_round_trip<T: Signed + PartialEq + std::fmt::Debug>(name: ObjectName, value: T) {
+    let keys = keys();
+    let identity = Identity::from_secret_bytes(&[3; Identity::SECRET_LEN]);
+    let sealed = keys.data.seal_signed(&name, &value, &identity).unwrap();
+    let opened = keys
+        .data
+        .open_signed::<T>(&name, sealed.as_bytes())
+        .unwrap();
+    opened.verify(&identity.public()).unwrap();
+    assert_eq!(opened.value, value);
     assert_eq!(T::decode(&value.encode()).unwrap(), value);
 }
 
@@ -128,17 +141,17 @@ fn assert_rejected(keys: &Keys, kind: Kind, name: &str, bytes: &[u8]) {
 proptest! {
     #[test]
     fn segments_round_trip(seg in segment(), tag in device_tag()) {
-        round_trip(ObjectName::Log { device: tag, seq: seg.seq }, seg);
+        signed_round_trip(ObjectName::Log { device: tag, seq: seg.seq }, seg);
     }
 
     #[test]
     fn heads_round_trip(h in head(), tag in device_tag()) {
-        round_trip(ObjectName::Head { device: tag, seq: h.seq }, h);
+        signed_round_trip(ObjectName::Head { device: tag, seq: h.seq }, h);
     }
 
     #[test]
     fn snapshots_round_trip(s in snapshot(), tag in device_tag()) {
-        round_trip(ObjectName::Snap { device: tag, seq: s.seq }, s);
+        signed_round_trip(ObjectName::Snap { device: tag, seq: s.seq }, s);
     }
 
     #[test]

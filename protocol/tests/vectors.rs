@@ -10,10 +10,10 @@
 
 use std::path::PathBuf;
 
-use ferry_protocol::objects::Payload;
+use ferry_protocol::objects::{Payload, Plain, Signed};
 use ferry_protocol::{
-    BlobChunk, BlobId, Cursor, DeviceId, Head, KdfParams, Kind, ObjectName, RawOp, RelayHint,
-    RepoHeader, Segment, Snapshot, SyncKey,
+    BlobChunk, BlobId, Cursor, DeviceId, Head, Identity, KdfParams, Kind, ObjectName, RawOp,
+    RelayHint, RepoHeader, Segment, Snapshot, SyncKey,
 };
 use serde_json::{Value, json};
 
@@ -191,8 +191,17 @@ fn names() {
     }
 }
 
+/// The writer's identity in the vectors.
+fn identity() -> Identity {
+    let mut secret = [0u8; Identity::SECRET_LEN];
+    for (i, b) in secret.iter_mut().enumerate() {
+        *b = 0x77u8.wrapping_add(i as u8);
+    }
+    Identity::from_secret_bytes(&secret)
+}
+
 /// A sealed payload: its inputs, its plaintext encoding and its sealed bytes.
-fn sealed_case<T: Payload>(name: &ObjectName, value: &T, fields: Value, nonce_seed: u8) -> Value {
+fn sealed_case<T: Plain>(name: &ObjectName, value: &T, fields: Value, nonce_seed: u8) -> Value {
     let keys = sync_key(0x5a).keys();
     let sealed = keys
         .data
@@ -203,6 +212,32 @@ fn sealed_case<T: Payload>(name: &ObjectName, value: &T, fields: Value, nonce_se
         "name": name.to_string(),
         "fields": fields,
         "plaintext": hex::encode(value.encode()),
+        "nonce": hex::encode(nonce(nonce_seed)),
+        "sealed": hex::encode(sealed.as_bytes()),
+    })
+}
+
+/// A signed and sealed payload: as [`sealed_case`], with the payload's encoding and its
+/// signature (the plaintext is the two together).
+fn signed_case<T: Signed>(name: &ObjectName, value: &T, fields: Value, nonce_seed: u8) -> Value {
+    let keys = sync_key(0x5a).keys();
+    let sealed = keys
+        .data
+        .seal_signed_with_nonce(name, value, &identity(), nonce(nonce_seed))
+        .unwrap();
+    let opened = keys
+        .data
+        .open(T::KIND, &name.to_string(), sealed.as_bytes())
+        .unwrap();
+    let plaintext = opened.as_bytes();
+    let payload = value.encode();
+    json!({
+        "kind": T::KIND as u8,
+        "name": name.to_string(),
+        "fields": fields,
+        "payload": hex::encode(&payload),
+        "signature": hex::encode(&plaintext[payload.len()..]),
+        "plaintext": hex::encode(plaintext),
         "nonce": hex::encode(nonce(nonce_seed)),
         "sealed": hex::encode(sealed.as_bytes()),
     })
@@ -278,16 +313,23 @@ fn sealed_objects() {
         blob: chunk.blob,
         chunk: 0,
     };
+    let writer = identity();
     let cases = json!({
         "sync_key": hex::encode(sync_key(0x5a).expose_bytes()),
-        "segment": sealed_case(&log_name, &segment, json!({
+        "identity": {
+            "secret": hex::encode(writer.to_secret_bytes().as_slice()),
+            "sign_public": hex::encode(writer.public().sign),
+            "seal_public": hex::encode(writer.public().seal),
+            "fingerprint": writer.public().fingerprint(),
+        },
+        "segment": signed_case(&log_name, &segment, json!({
             "device": segment.device.to_string(), "seq": 7, "first_op": 40,
             "ops": segment.ops.iter().map(|o| hex::encode(&o.0)).collect::<Vec<_>>(),
         }), 1),
-        "head": sealed_case(&head_name, &head, json!({
+        "head": signed_case(&head_name, &head, json!({
             "device": head.device.to_string(), "seq": 7, "ops": 42, "first_seq": 5, "snapshot": 4,
         }), 2),
-        "snapshot": sealed_case(&snap_name, &snapshot, json!({
+        "snapshot": signed_case(&snap_name, &snapshot, json!({
             "device": snapshot.device.to_string(), "seq": 4,
             "version_vector": snapshot.version_vector.iter()
                 .map(|c| json!({"device": c.device.to_string(), "seq": c.seq, "ops": c.ops}))
@@ -301,19 +343,67 @@ fn sealed_objects() {
     });
     check("objects.json", cases);
 
+    let writer = writer.public();
+    let stranger = Identity::from_secret_bytes(&[1; Identity::SECRET_LEN]).public();
     let file = committed("objects.json");
-    let open = |case: &Value| -> (ObjectName, Vec<u8>) {
-        let name = case["name"].as_str().unwrap().parse().unwrap();
-        (name, unhex(&case["sealed"]))
-    };
-    let (n, b) = open(&file["segment"]);
-    assert_eq!(keys.data.open_object::<Segment>(&n, &b).unwrap(), segment);
-    let (n, b) = open(&file["head"]);
-    assert_eq!(keys.data.open_object::<Head>(&n, &b).unwrap(), head);
-    let (n, b) = open(&file["snapshot"]);
-    assert_eq!(keys.data.open_object::<Snapshot>(&n, &b).unwrap(), snapshot);
-    let (n, b) = open(&file["blob_chunk"]);
+    let (n, b) = named(&file["segment"]);
+    let opened = keys.data.open_signed::<Segment>(&n, &b).unwrap();
+    opened.verify(&writer).unwrap();
+    assert!(opened.verify(&stranger).is_err());
+    assert_eq!(opened.value, segment);
+    let (n, b) = named(&file["head"]);
+    let opened = keys.data.open_signed::<Head>(&n, &b).unwrap();
+    opened.verify(&writer).unwrap();
+    assert_eq!(opened.value, head);
+    let (n, b) = named(&file["snapshot"]);
+    let opened = keys.data.open_signed::<Snapshot>(&n, &b).unwrap();
+    opened.verify(&writer).unwrap();
+    assert_eq!(opened.value, snapshot);
+    let (n, b) = named(&file["blob_chunk"]);
     assert_eq!(keys.data.open_object::<BlobChunk>(&n, &b).unwrap(), chunk);
+}
+
+fn named(case: &Value) -> (ObjectName, Vec<u8>) {
+    let name = case["name"].as_str().unwrap().parse().unwrap();
+    (name, unhex(&case["sealed"]))
+}
+
+/// Objects, headers and hints of format version 1 (written before objects were signed) still
+/// open; their segments, heads and snapshots carry no signature.
+#[test]
+fn version_1_still_reads() {
+    let keys = sync_key(0x5a).keys();
+    let (segment, head, snapshot, chunk) = objects();
+    let file = committed("objects-v1.json");
+    let (n, b) = named(&file["segment"]);
+    assert_eq!(b[3], 1);
+    let opened = keys.data.open_signed::<Segment>(&n, &b).unwrap();
+    assert!(!opened.is_signed());
+    assert!(opened.verify(&identity().public()).is_err());
+    assert_eq!(opened.value, segment);
+    let (n, b) = named(&file["head"]);
+    assert_eq!(keys.data.open_signed::<Head>(&n, &b).unwrap().value, head);
+    let (n, b) = named(&file["snapshot"]);
+    assert_eq!(
+        keys.data.open_signed::<Snapshot>(&n, &b).unwrap().value,
+        snapshot
+    );
+    let (n, b) = named(&file["blob_chunk"]);
+    assert_eq!(keys.data.open_object::<BlobChunk>(&n, &b).unwrap(), chunk);
+
+    let file = committed("repo-v1.json");
+    for which in ["generated_key", "passphrase_key"] {
+        let header = RepoHeader::from_bytes(&unhex(&file[which]["bytes"])).unwrap();
+        header.verify(&keys).unwrap();
+    }
+
+    let file = committed("relay-v1.json");
+    let topic = keys.relay.window_topic(20_000);
+    let hint = keys
+        .relay
+        .open_hint(&topic, &unhex(&file["hint"]["sealed"]))
+        .unwrap();
+    assert_eq!(hint.seq, 7);
 }
 
 #[test]

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use common::{Backend, Device, Display, Storage, Wayland, have, pair, start_agent, stop_agent};
 use ferry_clipboard::{Clip, Observed, WatchConfig, Watcher};
 use ferry_core::ClipContent;
-use ferry_protocol::SyncKey;
+use ferry_protocol::{Identity, SyncKey};
 use ferry_store::s3::Timeouts;
 use ferry_store::{FolderStore, S3Store, Store};
 use ferry_sync::{Engine, EngineConfig};
@@ -203,6 +203,7 @@ fn fill(device: &Device, storage: &Storage, clips: usize) {
         serde_json::from_slice(&std::fs::read(device.home().join("secrets.json")).unwrap())
             .unwrap();
     let key = SyncKey::from_recovery_code(secrets["sync-key"].as_str().unwrap()).unwrap();
+    let identity = Identity::from_hex(secrets["device-identity"].as_str().unwrap()).unwrap();
     let store: std::sync::Arc<dyn Store> = if storage.url.starts_with("s3://") {
         let ferry_store::url::StoreUrl::S3(location) =
             ferry_store::url::StoreUrl::parse(&storage.url).unwrap()
@@ -221,6 +222,7 @@ fn fill(device: &Device, storage: &Storage, clips: usize) {
         let mut engine = Engine::open(
             store,
             key.keys(),
+            identity,
             &device.home().join("ferry.db"),
             EngineConfig::default(),
         )

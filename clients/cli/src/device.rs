@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::DataKind;
-use ferry_protocol::{Keys, SyncKey};
+use ferry_protocol::{Identity, Keys, SyncKey};
 use ferry_secrets::{Secret, Secrets};
 use ferry_store::s3::Timeouts;
 use ferry_store::url::StoreUrl;
@@ -61,6 +61,29 @@ pub(crate) fn sync_key(secrets: &Secrets) -> Result<SyncKey, Failure> {
             }
         ))
     })
+}
+
+/// This device's identity from the secret store; one is made and kept there the first time
+/// (a device set up before identities existed gets its own at its next start).
+pub(crate) fn identity(secrets: &Secrets) -> Result<Identity, Failure> {
+    match secrets.get(Secret::DeviceIdentity)? {
+        // The error is not quoted: it would show part of the secret.
+        Some(text) => Identity::from_hex(&text).map_err(|_| {
+            Failure::new(format!(
+                "this device's identity key in {} is damaged; join the repository again with \
+                 `ferry join` (the device gets a new identity)",
+                secrets.describe()
+            ))
+        }),
+        None => new_identity(secrets),
+    }
+}
+
+/// Makes a new identity for this device and keeps it in the secret store.
+pub(crate) fn new_identity(secrets: &Secrets) -> Result<Identity, Failure> {
+    let identity = Identity::generate()?;
+    secrets.set(Secret::DeviceIdentity, &identity.to_hex())?;
+    Ok(identity)
 }
 
 /// Parses a store URL, with the fix in the message.
@@ -207,10 +230,12 @@ impl Device {
         let url = parse_store(url)?;
         let secrets = secrets(&home, &config);
         let keys = sync_key(&secrets)?.keys();
+        let identity = identity(&secrets)?;
         let store = open_store(&url, &config, &secrets, false)?;
         let mut engine = Engine::open(
             store,
             keys.clone(),
+            identity,
             &home.database(),
             config.settings.engine(retry),
         )

@@ -27,6 +27,15 @@ pub enum CoreError {
         action: u32,
     },
 
+    /// A state encoded in a format version this build does not know.
+    #[error(
+        "the state is in format version {format}, which this Ferry does not read: upgrade Ferry"
+    )]
+    UnknownFormat {
+        /// The version.
+        format: u8,
+    },
+
     /// Bytes that do not decode as an operation or a state.
     #[error("{0} does not decode: it was written by a faulty or newer Ferry (upgrade this device)")]
     Malformed(String),

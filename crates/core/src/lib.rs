@@ -30,6 +30,7 @@
 //! | collection members | `crdts::Orswot` | adding and removing clips concurrently must keep the add and remove only what the remover saw |
 //! | collection name | `crdts::LWWReg` | a rename replaces the name |
 //! | aliases, settings | `crdts::MVReg` per key | concurrent edits are both kept, then shown by the chosen [`Strategy`] |
+//! | device roster | one entry per device id, the earliest registration wins | a device id has one set of keys; a later claim to it never replaces the first |
 //!
 //! What it does not do: any I/O, any async, any reading of the clock (times are passed in), any
 //! encryption (operations travel inside `ferry-protocol` segments), any filtering by sync scope
@@ -46,6 +47,7 @@ pub mod op;
 pub mod query;
 pub mod replica;
 pub mod retention;
+pub mod roster;
 pub mod spelling;
 pub mod state;
 
@@ -57,5 +59,6 @@ pub use op::{Action, DataKind, Op, Scope, Versioned};
 pub use query::{ClipView, CollectionView, HistoryCursor, Resolution, Resolved, Stats, Strategy};
 pub use replica::Replica;
 pub use retention::Retention;
+pub use roster::DeviceEntry;
 pub use spelling::UnknownWord;
 pub use state::{Applied, State};

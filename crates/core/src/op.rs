@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crdts::{mvreg, orswot};
-use ferry_protocol::DeviceId;
+use ferry_protocol::{DeviceId, DeviceKeys};
 
 use crate::clip::{ClipContent, ClipId, CollectionId};
 use crate::error::{CoreError, decode_exact};
@@ -57,8 +57,8 @@ impl Op {
         decode_exact("operation", bytes)
     }
 
-    /// Which kind of data it changes.
-    pub fn data_kind(&self) -> DataKind {
+    /// Which kind of data it changes; `None` for the device roster, which always syncs.
+    pub fn data_kind(&self) -> Option<DataKind> {
         self.action.data_kind()
     }
 }
@@ -152,15 +152,27 @@ pub enum Action {
         /// The register write.
         op: mvreg::Op<Versioned, DeviceId>,
     },
+    /// Registers a device in the roster with its public keys (format version 2). A device
+    /// registers itself in its own log; the sync engine refuses one that registers another
+    /// device or a known device with other keys.
+    RegisterDevice {
+        /// The device.
+        device: DeviceId,
+        /// The name it gave itself.
+        name: String,
+        /// Its public keys.
+        keys: DeviceKeys,
+    },
 }
 
 impl Action {
     /// How many kinds of action this build knows: the encoded index of each is below this.
-    pub const KINDS: u32 = 12;
+    pub const KINDS: u32 = 13;
 
-    /// Which kind of data it changes.
-    pub fn data_kind(&self) -> DataKind {
-        match self {
+    /// Which kind of data it changes; `None` for the device roster, which is not a person's
+    /// data to choose: it always syncs, since readers need it to check who wrote what.
+    pub fn data_kind(&self) -> Option<DataKind> {
+        Some(match self {
             Action::Copy { .. }
             | Action::SetPinned { .. }
             | Action::SetFavourite { .. }
@@ -173,7 +185,8 @@ impl Action {
             | Action::CollectionMembers { .. } => DataKind::Collections,
             Action::Alias { .. } => DataKind::Aliases,
             Action::Setting { .. } => DataKind::Settings,
-        }
+            Action::RegisterDevice { .. } => return None,
+        })
     }
 }
 
@@ -229,9 +242,9 @@ impl Scope {
         }
     }
 
-    /// Whether this operation is in scope.
+    /// Whether this operation is in scope (the roster always is).
     pub fn includes(&self, op: &Op) -> bool {
-        self.includes_kind(op.data_kind())
+        op.data_kind().is_none_or(|kind| self.includes_kind(kind))
     }
 }
 

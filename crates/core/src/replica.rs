@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crdts::{MVReg, Orswot, mvreg};
-use ferry_protocol::{DeviceId, NamesKey};
+use ferry_protocol::{DeviceId, DeviceKeys, NamesKey};
 
 use crate::canonical::Register;
 use crate::clip::{ClipContent, ClipId, CollectionId};
@@ -89,6 +89,12 @@ impl Replica {
     /// [`copy`](Self::copy) with an id computed elsewhere.
     pub fn copy_as(&mut self, clip: ClipId, content: ClipContent, now_ms: u64) -> Op {
         self.make(now_ms, |_, _| Action::Copy { clip, content })
+    }
+
+    /// Registers this device in the roster with its public keys and name.
+    pub fn register(&mut self, name: String, keys: DeviceKeys, now_ms: u64) -> Op {
+        let device = self.device();
+        self.make(now_ms, |_, _| Action::RegisterDevice { device, name, keys })
     }
 
     /// Pins or unpins a clip.

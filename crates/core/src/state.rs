@@ -12,7 +12,9 @@
 //! - collection members are an observed-remove set (`crdts::Orswot`): an add concurrent with a
 //!   remove wins, and removes only remove what their writer had seen; names are LWW registers;
 //! - aliases and settings are multi-value registers (`crdts::MVReg`) so concurrent writes are all
-//!   kept, then shown by a [`Strategy`](crate::Strategy).
+//!   kept, then shown by a [`Strategy`](crate::Strategy);
+//! - the device roster keeps one entry per device id, the earliest registration (see
+//!   [`roster`](crate::roster)).
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
@@ -20,7 +22,7 @@ use std::hash::{BuildHasher, RandomState};
 use serde::{Deserialize, Serialize};
 
 use crdts::{CmRDT, CvRDT, Dot, LWWReg, VClock};
-use ferry_protocol::DeviceId;
+use ferry_protocol::{DeviceId, FORMAT_VERSION};
 use hashbrown::HashTable;
 
 use crate::canonical::{Members, Register};
@@ -29,6 +31,7 @@ use crate::error::{CoreError, decode_exact};
 use crate::history::History;
 use crate::hlc::Hlc;
 use crate::op::{Action, Op};
+use crate::roster::{DeviceEntry, Roster};
 
 /// What became of an applied operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -358,6 +361,33 @@ pub(crate) struct Data {
     pub(crate) collections: BTreeMap<CollectionId, CollectionEntry>,
     pub(crate) aliases: BTreeMap<String, Register>,
     pub(crate) settings: BTreeMap<String, Register>,
+    /// Added in format version 2.
+    pub(crate) devices: Roster,
+}
+
+/// The replicated fields as format version 1 encoded them: before the roster.
+#[derive(Deserialize)]
+struct DataV1 {
+    seen: VClock<DeviceId>,
+    latest: Hlc,
+    clips: Clips,
+    collections: BTreeMap<CollectionId, CollectionEntry>,
+    aliases: BTreeMap<String, Register>,
+    settings: BTreeMap<String, Register>,
+}
+
+impl From<DataV1> for Data {
+    fn from(old: DataV1) -> Data {
+        Data {
+            seen: old.seen,
+            latest: old.latest,
+            clips: old.clips,
+            collections: old.collections,
+            aliases: old.aliases,
+            settings: old.settings,
+            devices: Roster::default(),
+        }
+    }
 }
 
 /// The whole replicated state of one repository, as one device knows it.
@@ -450,6 +480,16 @@ impl State {
             }
             Action::Alias { name, op } => self.data.aliases.entry(name).or_default().apply(op),
             Action::Setting { key, op } => self.data.settings.entry(key).or_default().apply(op),
+            Action::RegisterDevice { device, name, keys } => {
+                self.data.devices.register(
+                    device,
+                    DeviceEntry {
+                        name,
+                        keys,
+                        added: hlc,
+                    },
+                );
+            }
         }
         Ok(Applied::New)
     }
@@ -472,6 +512,17 @@ impl State {
         for (key, register) in data.settings {
             self.data.settings.entry(key).or_default().merge(register);
         }
+        self.data.devices.merge(data.devices);
+    }
+
+    /// The roster entry of `device`, if it is registered.
+    pub fn device(&self, device: &DeviceId) -> Option<&DeviceEntry> {
+        self.data.devices.get(device)
+    }
+
+    /// Every registered device, by id.
+    pub fn devices(&self) -> impl Iterator<Item = (&DeviceId, &DeviceEntry)> {
+        self.data.devices.iter()
     }
 
     /// The canonical encoding: equal states give equal bytes. This is what a snapshot carries.
@@ -481,7 +532,17 @@ impl State {
 
     /// Reads a state written by [`encode`](Self::encode).
     pub fn decode(bytes: &[u8]) -> Result<State, CoreError> {
-        let data: Data = decode_exact("state", bytes)?;
+        State::decode_format(bytes, FORMAT_VERSION)
+    }
+
+    /// Reads a state encoded in format version `format` (1 had no roster); a version this
+    /// build does not know is refused.
+    pub fn decode_format(bytes: &[u8], format: u8) -> Result<State, CoreError> {
+        let data: Data = match format {
+            1 => decode_exact::<DataV1>("state", bytes)?.into(),
+            FORMAT_VERSION => decode_exact("state", bytes)?,
+            _ => return Err(CoreError::UnknownFormat { format }),
+        };
         let history = History::build(
             data.clips
                 .entries

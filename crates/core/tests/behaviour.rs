@@ -415,10 +415,10 @@ fn scope_tells_which_operations_sync() {
     let alias = a.set_alias("n".into(), Some("v".into()), T0 + 1);
     let setting = a.set_setting("k".into(), Some("v".into()), T0 + 2);
     let (_, collection) = a.create_collection("c".into(), T0 + 3);
-    assert_eq!(copy.data_kind(), DataKind::Clips);
-    assert_eq!(alias.data_kind(), DataKind::Aliases);
-    assert_eq!(setting.data_kind(), DataKind::Settings);
-    assert_eq!(collection.data_kind(), DataKind::Collections);
+    assert_eq!(copy.data_kind(), Some(DataKind::Clips));
+    assert_eq!(alias.data_kind(), Some(DataKind::Aliases));
+    assert_eq!(setting.data_kind(), Some(DataKind::Settings));
+    assert_eq!(collection.data_kind(), Some(DataKind::Collections));
     let clips_only = Scope {
         clips: true,
         collections: false,
@@ -430,6 +430,11 @@ fn scope_tells_which_operations_sync() {
     assert!(!clips_only.includes(&setting));
     assert!(!clips_only.includes(&collection));
     assert!(Scope::default().includes(&setting));
+    // The roster is no person's data to leave out: it always syncs.
+    let identity = ferry_protocol::Identity::from_secret_bytes(&[5; 64]);
+    let registration = a.register("laptop".into(), identity.public(), T0 + 4);
+    assert_eq!(registration.data_kind(), None);
+    assert!(clips_only.includes(&registration));
 }
 
 #[test]
@@ -457,10 +462,9 @@ fn content_kinds_and_sizes() {
 #[test]
 fn an_older_build_sees_the_newest_action_as_newer_not_broken() {
     let mut a = device(1);
-    // Setting is the last kind of action: its index is the highest this build knows.
-    let newest = a
-        .set_setting("theme".into(), Some("dark".into()), T0)
-        .encode();
+    // RegisterDevice is the last kind of action: its index is the highest this build knows.
+    let identity = ferry_protocol::Identity::from_secret_bytes(&[5; 64]);
+    let newest = a.register("laptop".into(), identity.public(), T0).encode();
     let last = Action::KINDS - 1;
     assert_eq!(
         Op::decode_known(&newest, last),
@@ -502,4 +506,42 @@ fn broken_bytes_do_not_decode() {
     assert_eq!(State::decode(&state).unwrap().encode(), state);
     assert!(State::decode(&state[..state.len() - 1]).is_err());
     assert!(State::decode(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff").is_err());
+}
+
+#[test]
+fn the_roster_keeps_one_entry_per_device_whatever_the_order() {
+    let keys = |seed: u8| ferry_protocol::Identity::from_secret_bytes(&[seed; 64]).public();
+    let mut real = device(1);
+    let first = real.register("laptop".into(), keys(5), T0);
+    // A replica of the same device id that registers again, later, with other keys.
+    let mut again = Replica::new(real.device());
+    again.apply(first.clone()).unwrap();
+    let later = again.register("thief".into(), keys(6), T0 + 10);
+    let mut state = State::new();
+    state.apply(first.clone()).unwrap();
+    state.apply(later).unwrap();
+    let entry = state.device(&real.device()).unwrap();
+    assert_eq!((entry.name.as_str(), entry.keys), ("laptop", keys(5)));
+    assert_eq!(entry.added_by(), real.device());
+
+    // Another device's claim to the same id: both orders keep the same entry.
+    let mut other = device(2);
+    let mut claim = other.register("other".into(), keys(7), T0 + 5);
+    claim.action = Action::RegisterDevice {
+        device: real.device(),
+        name: "claim".into(),
+        keys: keys(7),
+    };
+    let mut one = State::new();
+    one.apply(first.clone()).unwrap();
+    one.apply(claim.clone()).unwrap();
+    let mut two = State::new();
+    two.apply(claim).unwrap();
+    two.apply(first).unwrap();
+    assert_eq!(one, two);
+    assert_eq!(one.encode(), two.encode());
+    let mut merged = State::new();
+    merged.merge(two);
+    merged.merge(real.state().clone());
+    assert_eq!(merged, one);
 }

@@ -18,6 +18,7 @@ const POOL: usize = 6;
 
 #[derive(Debug, Clone)]
 enum Local {
+    Register(u8),
     Copy(usize),
     Pin(usize, bool),
     Favourite(usize, bool),
@@ -75,6 +76,7 @@ fn local() -> impl Strategy<Value = Local> {
         2 => (0..3usize, prop::option::of(0..4usize)).prop_map(|(n, v)| Local::Alias(n, v)),
         2 => (0..3usize, prop::option::of(0..4usize)).prop_map(|(n, v)| Local::Setting(n, v)),
         1 => Just(Local::Retention),
+        1 => (0..3u8).prop_map(Local::Register),
     ]
 }
 
@@ -218,6 +220,11 @@ impl World {
             }
             Local::Setting(n, v) => {
                 vec![r.set_setting(format!("s{n}"), v.map(|v| format!("{v}")), now)]
+            }
+            // Registering again with other keys: the roster must still agree everywhere.
+            Local::Register(seed) => {
+                let keys = ferry_protocol::Identity::from_secret_bytes(&[seed; 64]).public();
+                vec![r.register(format!("device {seed}"), keys, now)]
             }
             Local::Retention => r.retention(
                 &Retention {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use ferry_core::{Body, ClipContent, DeviceId, Op, Replica, State};
-use ferry_protocol::{BlobId, SyncKey};
+use ferry_protocol::{BlobId, Identity, SyncKey};
 use serde_json::{Value, json};
 
 const T0: u64 = 1_800_000_000_000;
@@ -52,6 +52,8 @@ fn every_kind_of_operation() -> (Vec<Op>, State) {
     ops.push(a.set_alias("sig".into(), None, T0 + 14));
     ops.push(a.set_setting("poll_interval".into(), Some("60".into()), T0 + 15));
     ops.push(a.purge(clip, T0 + 16));
+    let identity = Identity::from_secret_bytes(&[0x77; Identity::SECRET_LEN]);
+    ops.push(a.register("laptop".into(), identity.public(), T0 + 17));
     (ops, a.into_state())
 }
 
@@ -84,4 +86,22 @@ fn operations_and_state_encode_as_committed() {
     }
     let bytes = hex::decode(file["state"].as_str().unwrap()).unwrap();
     assert_eq!(State::decode(&bytes).unwrap(), state);
+}
+
+/// Operations and a state of format version 1 (before the roster) still decode.
+#[test]
+fn version_1_operations_and_state_still_decode() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/ops-v1.json");
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut replayed = State::new();
+    for case in file["operations"].as_array().unwrap() {
+        let bytes = hex::decode(case["encoded"].as_str().unwrap()).unwrap();
+        replayed.apply(Op::decode(&bytes).unwrap()).unwrap();
+    }
+    let bytes = hex::decode(file["state"].as_str().unwrap()).unwrap();
+    let state = State::decode_format(&bytes, 1).unwrap();
+    assert_eq!(state, replayed);
+    assert_eq!(state.devices().count(), 0);
+    assert!(State::decode(&bytes).is_err());
+    assert!(State::decode_format(&bytes, 9).is_err());
 }

@@ -34,11 +34,18 @@ pub enum Secret {
     S3SecretKey,
     /// The WebDAV password.
     WebDavPassword,
+    /// This device's identity: the private keys it signs with and others seal to.
+    DeviceIdentity,
 }
 
 impl Secret {
     /// Every secret, for listing and removal.
-    pub const ALL: [Secret; 3] = [Secret::SyncKey, Secret::S3SecretKey, Secret::WebDavPassword];
+    pub const ALL: [Secret; 4] = [
+        Secret::SyncKey,
+        Secret::S3SecretKey,
+        Secret::WebDavPassword,
+        Secret::DeviceIdentity,
+    ];
 
     /// Its name in the keychain and in the file.
     pub fn name(self) -> &'static str {
@@ -46,6 +53,7 @@ impl Secret {
             Secret::SyncKey => "sync-key",
             Secret::S3SecretKey => "s3-secret-access-key",
             Secret::WebDavPassword => "webdav-password",
+            Secret::DeviceIdentity => "device-identity",
         }
     }
 }
@@ -56,6 +64,7 @@ impl fmt::Display for Secret {
             Secret::SyncKey => "the sync key",
             Secret::S3SecretKey => "the S3 secret access key",
             Secret::WebDavPassword => "the WebDAV password",
+            Secret::DeviceIdentity => "this device's identity key",
         })
     }
 }

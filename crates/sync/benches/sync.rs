@@ -19,7 +19,7 @@ use ferry_sync::{Engine, EngineConfig};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{Device, Instrumented, init, keys, servers, storage};
+use common::{Device, Instrumented, identity_for, init, keys, servers, storage};
 
 fn text(device: usize, n: usize) -> ClipContent {
     ClipContent::Text(format!(
@@ -101,6 +101,7 @@ async fn cold_start(clips: usize) {
         let engine = Engine::open(
             Arc::clone(&store),
             keys(),
+            identity_for(&home.path().join("ferry.db")),
             &home.path().join("ferry.db"),
             config.clone(),
         )
@@ -153,6 +154,7 @@ async fn cold_start(clips: usize) {
     let mut fresh = Engine::open(
         fresh_store,
         keys(),
+        identity_for(&home.path().join("ferry.db")),
         &home.path().join("ferry.db"),
         common::config(),
     )

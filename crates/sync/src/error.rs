@@ -77,6 +77,19 @@ pub enum SyncError {
         /// What is wrong.
         reason: String,
     },
+    /// This device is registered in the roster with other keys than the identity it was given.
+    #[error(
+        "this device is registered with the identity key {registered}, but its secret store \
+         holds {found}: the identity it signs with was lost or replaced, so other devices would \
+         take what it writes for forgeries; join the repository again with `ferry join` (it \
+         becomes a new device) or restore the original identity"
+    )]
+    IdentityChanged {
+        /// Fingerprint of the registered keys.
+        registered: String,
+        /// Fingerprint of the keys given.
+        found: String,
+    },
     /// A segment this device wrote earlier is in storage with other bytes than it recorded.
     #[error(
         "the storage holds {name} with other bytes than this device wrote; another installation \

@@ -111,6 +111,8 @@ per_backend! {
             transfers.iter().any(|t| t.kind == Kind::Snapshot),
             "{backend:?}"
         );
+        // Its first upload registers it in the roster, and the others take that in.
+        fresh.engine.upload().await.unwrap();
         writers.push(fresh);
         let last = writers.len() - 1;
         writers[0].engine.fetch().await.unwrap();

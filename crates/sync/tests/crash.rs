@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Backend, Device, Rng, init, keys, per_backend, servers};
+use common::{Backend, Device, Rng, identity_for, init, keys, per_backend, servers};
 use ferry_core::{ClipContent, DataKind};
 use ferry_protocol::ObjectName;
 use ferry_protocol::names::ROOT;
@@ -65,9 +65,15 @@ async fn crash_child() {
     let dir = Path::new(&dir);
     let url = std::env::var("FERRY_CRASH_STORE").unwrap();
     let store = open_store(&url);
-    let mut engine = Engine::open(store, keys(), &dir.join("writer.db"), child_config())
-        .await
-        .unwrap();
+    let mut engine = Engine::open(
+        store,
+        keys(),
+        identity_for(&dir.join("writer.db")),
+        &dir.join("writer.db"),
+        child_config(),
+    )
+    .await
+    .unwrap();
     for i in 0.. {
         let text = format!("run {run} clip {i}");
         engine
@@ -182,6 +188,7 @@ async fn crash_safety_on(backend: Backend, url: &str) {
     let mut writer = Engine::open(
         Arc::clone(&store),
         keys(),
+        identity_for(&dir.path().join("writer.db")),
         &dir.path().join("writer.db"),
         child_config(),
     )
@@ -206,11 +213,12 @@ async fn crash_safety_on(backend: Backend, url: &str) {
     let mut unique = present.clone();
     unique.dedup();
     assert_eq!(unique.len(), present.len(), "a clip appears twice");
-    // Every operation the writer made is there exactly once: its counter equals the clips.
+    // Every operation the writer made is there exactly once: its counter equals the clips and
+    // its registration in the roster.
     let writer_ops = reader.engine.state().seen(&writer.device());
     assert_eq!(
         writer_ops,
-        present.len() as u64,
+        present.len() as u64 + 1,
         "operations lost or duplicated"
     );
     assert!(reader.engine.status().unwrap().quarantined.is_empty());

@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    Backend, Device, Instrumented, assert_converged, config, init, keys, other_keys, per_backend,
-    plant, raw, storage,
+    Backend, Device, Instrumented, assert_converged, config, identity_for, init, keys, other_keys,
+    per_backend, plant, raw, storage,
 };
 use ferry_protocol::names::ROOT;
 use ferry_protocol::{DeviceId, ObjectName, RawOp, Segment};
@@ -32,11 +32,12 @@ per_backend! {
                 std::mem::replace(device, Device::open(Arc::clone(&storage.store)).await);
             drop(engine);
             let engine = Engine::open(
-                Arc::clone(&flaky),
-                keys(),
-                &home.path().join("ferry.db"),
-                config(),
-            )
+    Arc::clone(&flaky),
+    keys(),
+    identity_for(&home.path().join("ferry.db")),
+    &home.path().join("ferry.db"),
+    config(),
+)
             .await
             .unwrap();
             *device = Device { engine, home };
@@ -73,9 +74,14 @@ per_backend! {
     }
 }
 
-/// `segment` sealed under `name` with `keys`, as a writer with those keys would store it.
+/// `segment` sealed under `name` with `keys` and signed by some device, as a writer with those
+/// keys would store it.
 fn sealed(keys: &ferry_protocol::Keys, name: &ObjectName, segment: Segment) -> Vec<u8> {
-    keys.data.seal_object(name, &segment).unwrap().into_bytes()
+    let identity = ferry_protocol::Identity::generate().unwrap();
+    keys.data
+        .seal_signed(name, &segment, &identity)
+        .unwrap()
+        .into_bytes()
 }
 
 per_backend! {

@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    Device, FAST_RETRY, Instrumented, Rng, assert_converged, config, init, keys, names_under,
-    other_keys, per_backend, storage, sync_all,
+    Device, FAST_RETRY, Instrumented, Rng, assert_converged, config, identity_for, init, keys,
+    names_under, other_keys, per_backend, storage, sync_all,
 };
 use ferry_core::{ClipContent, DataKind, Strategy};
 use ferry_protocol::names::ROOT;
@@ -123,7 +123,8 @@ per_backend! {
         let mut a = a.reopen(Arc::clone(&storage.store)).await;
         assert_eq!(a.engine.device(), device, "the device keeps its id");
         assert_eq!(a.texts(), ["kept across restarts"]);
-        assert_eq!(a.engine.status().unwrap().pending_ops, 1);
+        // The clip and the device's registration in the roster.
+        assert_eq!(a.engine.status().unwrap().pending_ops, 2);
         a.engine.upload().await.unwrap();
 
         let mut b = Device::open(Arc::clone(&storage.store)).await;
@@ -147,7 +148,13 @@ per_backend! {
         small.checkpoint_every = 5;
         small.max_segment_ops = 3;
         let mut a = Device::open(Arc::clone(&storage.store)).await;
-        let mut b = Engine::open(Arc::clone(&storage.store), keys(), &db, small.clone())
+        let mut b = Engine::open(
+    Arc::clone(&storage.store),
+    keys(),
+    identity_for(&db),
+    &db,
+    small.clone(),
+)
             .await
             .unwrap();
         for n in 0..20 {
@@ -162,7 +169,13 @@ per_backend! {
         assert_eq!(b.status().unwrap().last_seq, 7, "20 ops in segments of 3");
         let before = b.state().encode();
         drop(b);
-        let b = Engine::open(Arc::clone(&storage.store), keys(), &db, small)
+        let b = Engine::open(
+    Arc::clone(&storage.store),
+    keys(),
+    identity_for(&db),
+    &db,
+    small,
+)
             .await
             .unwrap();
         assert!(b.state().encode() == before);
@@ -220,7 +233,13 @@ per_backend! {
         init(&*storage.store).await;
         let home = tempfile::tempdir().unwrap();
         let db = home.path().join("ferry.db");
-        let error = Engine::open(Arc::clone(&storage.store), other_keys(), &db, config())
+        let error = Engine::open(
+    Arc::clone(&storage.store),
+    other_keys(),
+    identity_for(&db),
+    &db,
+    config(),
+)
             .await
             .err()
             .unwrap();
@@ -240,7 +259,13 @@ per_backend! {
         let storage = storage(backend).await;
         let home = tempfile::tempdir().unwrap();
         let db = home.path().join("ferry.db");
-        let error = Engine::open(Arc::clone(&storage.store), keys(), &db, config())
+        let error = Engine::open(
+    Arc::clone(&storage.store),
+    keys(),
+    identity_for(&db),
+    &db,
+    config(),
+)
             .await
             .err()
             .unwrap();
@@ -251,7 +276,13 @@ per_backend! {
         let mut bytes = storage.store.get(&name, ANY_SIZE).await.unwrap();
         bytes[3] = 9; // a future format version
         storage.store.put(&name, bytes).await.unwrap();
-        let error = Engine::open(Arc::clone(&storage.store), keys(), &db, config())
+        let error = Engine::open(
+    Arc::clone(&storage.store),
+    keys(),
+    identity_for(&db),
+    &db,
+    config(),
+)
             .await
             .err()
             .unwrap();
@@ -327,7 +358,7 @@ per_backend! {
         assert!(a.engine.copy(text(&"long ".repeat(20))).unwrap().is_none());
         assert!(a.engine.copy(text("fine")).unwrap().is_some());
         let report = a.engine.upload().await.unwrap();
-        assert_eq!(report.ops, 1);
+        assert_eq!(report.ops, 2, "the registration and one clip");
         assert_eq!(a.texts(), ["fine"]);
         let skipped: Vec<_> = a
             .engine
@@ -378,11 +409,11 @@ per_backend! {
         counted.counts.take();
         let plan = a.engine.dry_run().await.unwrap();
         let ops: Vec<u64> = plan.upload.iter().map(|p| p.ops).collect();
-        assert_eq!(ops, [2, 1]);
+        assert_eq!(ops, [2, 2], "the registration and three clips");
         assert!(plan.upload[0].name.ends_with("/0000000000000001"));
         let [put, _, _, delete] = counted.counts.take();
         assert_eq!((put, delete), (0, 0), "a dry run writes nothing");
-        assert_eq!(a.engine.status().unwrap().pending_ops, 3);
+        assert_eq!(a.engine.status().unwrap().pending_ops, 4);
 
         a.engine.upload().await.unwrap();
         let plan = b.engine.dry_run().await.unwrap();
@@ -391,6 +422,8 @@ per_backend! {
         assert!(b.texts().is_empty(), "nothing applied by a dry run");
         b.engine.fetch().await.unwrap();
         assert_eq!(b.texts().len(), 3);
+        // Once its own registration is out too, nothing is left to move.
+        b.engine.upload().await.unwrap();
         assert_eq!(
             b.engine.dry_run().await.unwrap(),
             ferry_sync::DryRun::default()
@@ -471,11 +504,12 @@ per_backend! {
         let Device { engine, home } = private;
         drop(engine);
         let engine = Engine::open(
-            Arc::clone(&storage.store),
-            keys(),
-            &home.path().join("ferry.db"),
-            narrow,
-        )
+    Arc::clone(&storage.store),
+    keys(),
+    identity_for(&home.path().join("ferry.db")),
+    &home.path().join("ferry.db"),
+    narrow,
+)
         .await
         .unwrap();
         assert_eq!(

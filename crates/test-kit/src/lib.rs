@@ -1,7 +1,8 @@
 //! `ferry-test-kit`: what Ferry's tests and benchmarks share. Real storage servers on 127.0.0.1
 //! ([`servers`]), the list of backends every storage test runs on ([`Backend`]), a running
 //! backend with what it takes to open it ([`Served`]), and [`per_backend!`], which makes one
-//! test case per backend so that one failing backend does not hide the others.
+//! test case per backend so that one failing backend does not hide the others; and
+//! [`identity_for`], a device identity that stays the same each time a test opens a database.
 //!
 //! Never a mock: the S3 server checks SigV4 signatures, the WebDAV server speaks the protocol
 //! over real sockets, and the folder is a real folder.
@@ -10,10 +11,26 @@
 
 pub mod servers;
 
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::Path;
 use std::sync::Arc;
 
+use ferry_protocol::Identity;
 use ferry_store::url::{S3Location, StoreUrl, WebDavLocation};
 use ferry_store::{Access, Store};
+
+/// The identity of the device whose database is at `database`: made from the path, so a test
+/// that opens the same database again (or in a child process) signs as the same device, and
+/// each database is a device of its own. Never for real devices: their identities are random.
+pub fn identity_for(database: &Path) -> Identity {
+    let mut secret = [0u8; Identity::SECRET_LEN];
+    for (i, chunk) in secret.chunks_mut(8).enumerate() {
+        let mut hasher = DefaultHasher::new();
+        (database, i).hash(&mut hasher);
+        chunk.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    Identity::from_secret_bytes(&secret)
+}
 
 /// A kind of storage a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

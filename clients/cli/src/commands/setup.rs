@@ -154,6 +154,8 @@ pub(crate) async fn setup(home: Home, config: Config, setup: Setup) -> Result<Se
     };
     let code = key.recovery_code();
     secrets.set(Secret::SyncKey, code.expose())?;
+    // A new device: a new identity, whatever an earlier setup left in the secret store.
+    device::new_identity(&secrets)?;
     device::keep_credentials(&url, &secrets)?;
     let user = &config.user_file;
     config::write_user(user, "store", Some(&setup.store))?;

@@ -76,6 +76,7 @@ impl Settings {
             direction: self.direction,
             filters: self.filters(),
             scope: self.scope,
+            device_name: self.device_name.clone().unwrap_or_default(),
             ..EngineConfig::default()
         }
     }

@@ -43,7 +43,7 @@ pub(crate) use quarantine::{QuarantineRow, SetAside};
 use search::{index_text, text_rowid};
 
 /// The newest schema this build knows. Each step in [`MIGRATIONS`] moves one version up.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -110,6 +110,8 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE quarantine ADD COLUMN newer_ops INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE quarantine ADD COLUMN kinds INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE quarantine ADD COLUMN sealed BLOB;",
+    // 2 → 3: the checkpoint says which format version encoded it (1 had no device roster).
+    "ALTER TABLE checkpoint ADD COLUMN format INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// The values kept in the `meta` table, each under its own key.
@@ -298,9 +300,14 @@ impl Db {
         // Decoded from SQLite's own copy of the value: a large checkpoint is not copied twice.
         let checkpoint = self
             .conn
-            .query_row("SELECT state FROM checkpoint WHERE id = 1", [], |row| {
-                Ok(State::decode(row.get_ref(0)?.as_blob()?))
-            })
+            .query_row(
+                "SELECT state, format FROM checkpoint WHERE id = 1",
+                [],
+                |row| {
+                    let format = u8::try_from(row.get::<_, i64>(1)?).unwrap_or(u8::MAX);
+                    Ok(State::decode_format(row.get_ref(0)?.as_blob()?, format))
+                },
+            )
             .optional()?;
         let mut shared = match checkpoint {
             Some(decoded) => decoded.map_err(corrupt)?,
@@ -356,9 +363,9 @@ pub(super) fn set_meta(conn: &Connection, key: Meta, value: &[u8]) -> Result<(),
 /// Replaces the checkpoint with `state`.
 pub(super) fn write_checkpoint(tx: &Transaction<'_>, state: &State) -> Result<(), SyncError> {
     tx.execute(
-        "INSERT INTO checkpoint (id, state) VALUES (1, ?1)
-         ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-        [state.encode()],
+        "INSERT INTO checkpoint (id, state, format) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state, format = excluded.format",
+        params![state.encode(), ferry_protocol::FORMAT_VERSION],
     )?;
     Ok(())
 }

@@ -12,6 +12,7 @@ use ferry_protocol::{DeviceId, DeviceTag, ObjectName, RelayHint, Segment};
 use ferry_store::StoreError;
 use tracing::warn;
 
+use super::authors;
 use super::plan::{self, Peer, Read, Stop};
 use super::quarantine::Refusal;
 use super::{DeviceFailure, DryRun, Engine, FetchReport, Pass, Planned, clip_text};
@@ -398,11 +399,12 @@ impl Engine {
         bytes: &[u8],
     ) -> Result<(Segment, Vec<Op>), Refusal> {
         let damaged = |reason: String| Refusal::Damaged(reason);
-        let segment: Segment = self
+        let claimed = self
             .keys
             .data
-            .open_object(name, bytes)
+            .open_signed::<Segment>(name, bytes)
             .map_err(|e| damaged(e.to_string()))?;
+        let segment = &claimed.value;
         if self.keys.names.device_tag(&segment.device) != *tag {
             return Err(damaged(
                 "the segment's device does not match its name".into(),
@@ -437,9 +439,12 @@ impl Engine {
             }
             ops.push(op);
         }
+        let registers = authors::registered_by(segment.device, &ops)?;
+        self.check_author(&claimed, segment.device, registers)?;
         if newer > 0 {
             return Err(Refusal::Newer { ops: newer });
         }
+        let segment = claimed.value;
         Ok((segment, ops))
     }
 

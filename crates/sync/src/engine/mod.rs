@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ferry_core::{Action, Body, ClipContent, ClipId, DataKind, Op, Replica, Scope, State};
-use ferry_protocol::{BlobId, DeviceId, DeviceTag, Keys, NamesKey, RelayHint};
+use ferry_protocol::{BlobId, DeviceId, DeviceTag, Identity, Keys, NamesKey, RelayHint};
 use ferry_store::{RetryPolicy, Store};
 use tracing::warn;
 
@@ -33,6 +33,7 @@ use crate::{SyncError, repo};
 
 pub use quarantine::{Quarantined, Retry};
 
+mod authors;
 mod blobs;
 mod fetch;
 pub(crate) mod plan;
@@ -72,6 +73,8 @@ pub struct EngineConfig {
     /// How often a device checks (with one LIST) that storage still holds its own uploaded
     /// segments; it checks at once when its own head is missing from a poll's listing.
     pub check_own_every: Duration,
+    /// The name this device registers in the roster with, the first time it sends.
+    pub device_name: String,
     /// How many kinds of operation this build reads: all it knows ([`Action::KINDS`]). Only a
     /// test sets fewer, to play an older build meeting a newer one's operations.
     #[doc(hidden)]
@@ -93,6 +96,7 @@ impl Default for EngineConfig {
             eager_blob_bytes: 8 * 1024 * 1024,
             quarantine_retry: Duration::from_secs(60),
             check_own_every: Duration::from_secs(3600),
+            device_name: String::new(),
             known_actions: Action::KINDS,
         }
     }
@@ -202,6 +206,8 @@ const RECENT_ERRORS: usize = 10;
 pub struct Engine {
     remote: Remote,
     keys: Keys,
+    /// This device's signing keys: every segment, head and snapshot it writes is signed.
+    identity: Identity,
     device: DeviceId,
     tag: DeviceTag,
     db: Db,
@@ -238,9 +244,14 @@ impl Engine {
     /// the local database at `database` (created on first use, with a new device id). When the
     /// storage cannot be reached, a database that opened this repository with these keys before
     /// opens anyway: recording works offline and syncing resumes when the storage answers.
+    ///
+    /// `identity` is this device's own key pair. A device that sends registers its public keys
+    /// in the roster the first time (its next segment carries the registration); one that is
+    /// registered with other keys is refused with [`SyncError::IdentityChanged`].
     pub async fn open(
         store: Arc<dyn Store>,
         keys: Keys,
+        identity: Identity,
         database: &Path,
         config: EngineConfig,
     ) -> Result<Engine, SyncError> {
@@ -267,12 +278,13 @@ impl Engine {
         db.retry_after_upgrade(config.known_actions)?;
         let local = db.local_identity()?;
         let (state, local_state) = db.load_state(local)?;
-        Ok(Engine {
+        let mut engine = Engine {
             tag: keys.names.device_tag(&device),
             replica: Replica::with_state(device, state),
             local: Replica::with_state(local, local_state),
             remote: Remote::new(store, config.retry),
             keys,
+            identity,
             device,
             db,
             config,
@@ -281,7 +293,30 @@ impl Engine {
             recent_errors: VecDeque::new(),
             wanted_blobs: Vec::new(),
             rolled_back: HashMap::new(),
-        })
+        };
+        engine.register()?;
+        Ok(engine)
+    }
+
+    /// Registers this device's public keys in the roster if it sends and is not registered
+    /// yet; refuses an identity other than the registered one.
+    fn register(&mut self) -> Result<(), SyncError> {
+        let public = self.identity.public();
+        match self.replica.state().device(&self.device) {
+            Some(entry) if entry.keys == public => Ok(()),
+            Some(entry) => Err(SyncError::IdentityChanged {
+                registered: entry.keys.fingerprint(),
+                found: public.fingerprint(),
+            }),
+            None if !self.config.direction.sends() => Ok(()),
+            None => {
+                let name = self.config.device_name.clone();
+                let register =
+                    |replica: &mut Replica, _: &NamesKey, now| replica.register(name, public, now);
+                self.record_with(None, register, None)?;
+                Ok(())
+            }
+        }
     }
 
     /// This device's id.
@@ -326,16 +361,17 @@ impl Engine {
         kind: DataKind,
         make: impl FnOnce(&mut Replica, &NamesKey, u64) -> Op,
     ) -> Result<Op, SyncError> {
-        self.record_with(kind, make, None)
+        self.record_with(Some(kind), make, None)
     }
 
+    /// Records an operation of `kind` (`None`: the roster, which always syncs).
     fn record_with(
         &mut self,
-        kind: DataKind,
+        kind: Option<DataKind>,
         make: impl FnOnce(&mut Replica, &NamesKey, u64) -> Op,
         blob: Option<(BlobId, &[u8])>,
     ) -> Result<Op, SyncError> {
-        let replica = if self.config.scope.includes_kind(kind) {
+        let replica = if kind.is_none_or(|kind| self.config.scope.includes_kind(kind)) {
             &mut self.replica
         } else {
             &mut self.local
@@ -380,7 +416,7 @@ impl Engine {
         }
         let blob_ref = blob.as_ref().map(|(id, data)| (*id, data.as_slice()));
         self.record_with(
-            DataKind::Clips,
+            Some(DataKind::Clips),
             |replica, names, now| replica.copy(names, content, now),
             blob_ref,
         )

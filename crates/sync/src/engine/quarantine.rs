@@ -55,6 +55,8 @@ pub enum Retry {
 pub(super) enum Refusal {
     /// It did not open or check: the reason.
     Damaged(String),
+    /// It opened, but its device did not write it: why.
+    Forged(String),
     /// It opened, and holds operations of a kind added after this build.
     Newer {
         /// How many of its operations this build cannot read.
@@ -66,6 +68,7 @@ impl Refusal {
     fn reason(&self) -> String {
         match self {
             Refusal::Damaged(reason) => reason.clone(),
+            Refusal::Forged(reason) => format!("forged: {reason}"),
             Refusal::Newer { ops } => format!(
                 "{ops} operations were written by a newer Ferry: upgrade Ferry on this device to \
                  read them (they are kept until then)"
@@ -108,7 +111,7 @@ impl Engine {
         }
         let newer = match refusal {
             Refusal::Newer { ops } => Some((*ops, self.config.known_actions, bytes)),
-            Refusal::Damaged(_) => None,
+            Refusal::Damaged(_) | Refusal::Forged(_) => None,
         };
         let object = SetAside {
             name: &store_path,

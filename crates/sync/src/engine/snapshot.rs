@@ -60,7 +60,10 @@ impl Engine {
             device: self.tag,
             seq: last_seq,
         };
-        let sealed = self.keys.data.seal_object(&name, &snapshot)?;
+        let sealed = self
+            .keys
+            .data
+            .seal_signed(&name, &snapshot, &self.identity)?;
         self.remote
             .put_once(&name, sealed.as_bytes(), IfPresent::Keep)
             .await?;
@@ -105,12 +108,12 @@ impl Engine {
         };
         let (opened, bytes) = match read {
             Ok(bytes) => (self.open_snapshot(&name, tag, seq, &bytes), bytes),
-            Err(reason) => (Err(reason), Vec::new()),
+            Err(reason) => (Err(Refusal::Damaged(reason)), Vec::new()),
         };
         let (snapshot, state, advanced) = match opened {
             Ok(opened) => opened,
-            Err(reason) => {
-                self.quarantine(&name, &Refusal::Damaged(reason), &bytes, head)?;
+            Err(refusal) => {
+                self.quarantine(&name, &refusal, &bytes, head)?;
                 report.quarantined += 1;
                 return Ok(Fetched::Quarantined);
             }
@@ -132,38 +135,48 @@ impl Engine {
         }))
     }
 
-    /// Opens and checks a snapshot; the error is the quarantine reason.
+    /// Opens and checks a snapshot, and who wrote it.
     fn open_snapshot(
         &self,
         name: &ObjectName,
         tag: DeviceTag,
         seq: u64,
         bytes: &[u8],
-    ) -> Result<(Snapshot, State, CursorRow), String> {
-        let snapshot: Snapshot = self
+    ) -> Result<(Snapshot, State, CursorRow), Refusal> {
+        let damaged = |reason: String| Refusal::Damaged(reason);
+        let claimed = self
             .keys
             .data
-            .open_object(name, bytes)
-            .map_err(|e| e.to_string())?;
+            .open_signed::<Snapshot>(name, bytes)
+            .map_err(|e| damaged(e.to_string()))?;
+        let snapshot = &claimed.value;
         if self.keys.names.device_tag(&snapshot.device) != tag || snapshot.seq != seq {
-            return Err("the snapshot's device or seq does not match its name".into());
+            return Err(damaged(
+                "the snapshot's device or seq does not match its name".into(),
+            ));
         }
         let Some(own) = snapshot
             .version_vector
             .iter()
             .find(|cursor| cursor.device == snapshot.device)
         else {
-            return Err("the snapshot's version vector does not include its own device".into());
+            return Err(damaged(
+                "the snapshot's version vector does not include its own device".into(),
+            ));
         };
         if own.seq != seq {
-            return Err(format!(
+            return Err(damaged(format!(
                 "the snapshot's version vector puts its own device at seq {}, not {seq}",
                 own.seq
-            ));
+            )));
         }
         let advanced = CursorRow { seq, ops: own.ops };
-        let state = State::decode(&snapshot.state).map_err(|e| e.to_string())?;
-        Ok((snapshot, state, advanced))
+        let state = State::decode_format(&snapshot.state, claimed.format())
+            .map_err(|e| damaged(e.to_string()))?;
+        let registers = state.device(&snapshot.device).map(|entry| entry.keys);
+        self.check_author(&claimed, snapshot.device, registers)?;
+        self.check_roster(&state)?;
+        Ok((claimed.value, state, advanced))
     }
 
     /// Merges snapshots into the state and stores the result as one new checkpoint, with the

@@ -102,12 +102,12 @@ impl Engine {
             sealed: self
                 .keys
                 .data
-                .seal_object(&self.log_name(seq), &segment)?
+                .seal_signed(&self.log_name(seq), &segment, &self.identity)?
                 .into_bytes(),
             head: self
                 .keys
                 .data
-                .seal_object(&self.head_name(seq), &head)?
+                .seal_signed(&self.head_name(seq), &head, &self.identity)?
                 .into_bytes(),
         };
         self.db.reserve(self.device, &row)?;

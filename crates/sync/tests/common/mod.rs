@@ -15,7 +15,7 @@ use ferry_store::{ListPage, RetryPolicy, Store, StoreError};
 use ferry_sync::{Engine, EngineConfig, repo};
 
 #[allow(unused_imports)]
-pub use ferry_test_kit::{BACKENDS, Backend, Served, per_backend, servers};
+pub use ferry_test_kit::{BACKENDS, Backend, Served, identity_for, per_backend, servers};
 
 /// A running backend and the store opened on it.
 pub struct Storage {
@@ -65,11 +65,19 @@ impl Device {
         Device::open_with(store, config()).await
     }
 
+    /// A new device. Its registration in the roster is its first operation, pending until its
+    /// first upload.
     pub async fn open_with(store: Arc<dyn Store>, config: EngineConfig) -> Device {
         let home = tempfile::tempdir().unwrap();
-        let engine = Engine::open(store, keys(), &home.path().join("ferry.db"), config)
-            .await
-            .unwrap();
+        let engine = Engine::open(
+            store,
+            keys(),
+            identity_for(&home.path().join("ferry.db")),
+            &home.path().join("ferry.db"),
+            config,
+        )
+        .await
+        .unwrap();
         Device { engine, home }
     }
 
@@ -80,9 +88,15 @@ impl Device {
     pub async fn reopen_with(self, store: Arc<dyn Store>, config: EngineConfig) -> Device {
         let Device { engine, home } = self;
         drop(engine);
-        let engine = Engine::open(store, keys(), &home.path().join("ferry.db"), config)
-            .await
-            .unwrap();
+        let engine = Engine::open(
+            store,
+            keys(),
+            identity_for(&home.path().join("ferry.db")),
+            &home.path().join("ferry.db"),
+            config,
+        )
+        .await
+        .unwrap();
         Device { engine, home }
     }
 
