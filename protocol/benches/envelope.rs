@@ -1,11 +1,14 @@
-//! Envelope and key-derivation costs: seal and open at typical clip sizes, and Argon2id.
+//! Envelope and key-derivation costs: seal and open at typical clip sizes, what signing adds to
+//! a segment (sign and seal, open and verify), and Argon2id.
 //!
 //! `cargo bench -p ferry-protocol --bench envelope`
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ferry_protocol::{KdfParams, Kind, SyncKey};
+use ferry_protocol::{
+    DeviceId, DeviceTag, Identity, KdfParams, Kind, ObjectName, RawOp, Segment, SyncKey,
+};
 
 fn seal_open(c: &mut Criterion) {
     let keys = SyncKey::from_bytes([7; 32]).keys();
@@ -25,6 +28,71 @@ fn seal_open(c: &mut Criterion) {
                     .unwrap()
             })
         });
+    }
+    group.finish();
+}
+
+/// A segment of one clip of `size` bytes, as a device writes it: sealed alone (as format 1
+/// did) or signed and sealed; then opened alone, or opened and verified.
+fn signed_segments(c: &mut Criterion) {
+    let keys = SyncKey::from_bytes([7; 32]).keys();
+    let identity = Identity::from_secret_bytes(&[9; Identity::SECRET_LEN]);
+    let public = identity.public();
+    let name = ObjectName::Log {
+        device: DeviceTag([1; 16]),
+        seq: 1,
+    };
+    let mut group = c.benchmark_group("segment");
+    for size in [64usize, 4 * 1024, 1024 * 1024] {
+        let segment = Segment {
+            device: DeviceId([2; 16]),
+            seq: 1,
+            first_op: 1,
+            ops: vec![RawOp(vec![0x5a; size])],
+        };
+        let encoded = ferry_protocol::Payload::encode(&segment);
+        let logical = name.to_string();
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::new("seal_unsigned", size), &encoded, |b, p| {
+            b.iter(|| {
+                keys.data
+                    .seal(Kind::Segment, &logical, black_box(p))
+                    .unwrap()
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("sign_and_seal", size), &segment, |b, s| {
+            b.iter(|| {
+                keys.data
+                    .seal_signed(&name, black_box(s), &identity)
+                    .unwrap()
+            })
+        });
+        let sealed = keys.data.seal_signed(&name, &segment, &identity).unwrap();
+        group.bench_with_input(
+            BenchmarkId::new("open_and_verify", size),
+            &sealed,
+            |b, s| {
+                b.iter(|| {
+                    let claimed = keys
+                        .data
+                        .open_signed::<Segment>(&name, black_box(s.as_bytes()))
+                        .unwrap();
+                    claimed.verify(&public).unwrap();
+                    claimed
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("open_unverified", size),
+            &sealed,
+            |b, s| {
+                b.iter(|| {
+                    keys.data
+                        .open_signed::<Segment>(&name, black_box(s.as_bytes()))
+                        .unwrap()
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -53,5 +121,5 @@ fn argon2id(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, seal_open, argon2id);
+criterion_group!(benches, seal_open, signed_segments, argon2id);
 criterion_main!(benches);

@@ -193,6 +193,8 @@ pub(crate) enum DataCommand {
     },
     /// This device, its peers, pending work and problems.
     Status,
+    /// The devices of this repository: their keys, who added them, how far this one read them.
+    Devices,
     /// The transfer log, newest first.
     Log(LogArgs),
 }

@@ -208,6 +208,7 @@ fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
             ("ok", "storage"),
             ("ok", "storage"),
             ("ok", "key"),
+            ("ok", "devices"),
             ("FAIL", "relay"),
             ("FAIL", "clipboard"),
             ("FAIL", "agent"),
@@ -225,7 +226,7 @@ fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
         "{}",
         ran.stdout
     );
-    assert_eq!(ran.stderr.trim(), "ferry: 3 of 11 checks failed");
+    assert_eq!(ran.stderr.trim(), "ferry: 3 of 12 checks failed");
     assert!(
         ran.stdout
             .contains("ok    storage: write-once: an existing object is never replaced"),
@@ -266,4 +267,60 @@ fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
         "{}",
         ran.stdout
     );
+}
+
+/// `ferry devices` lists the roster with each device's key; a device that joined with the
+/// sync key alone is flagged by `status` and `doctor`, and the identity stays in the secret
+/// store, never in the config.
+#[test]
+fn the_roster_lists_every_device_and_flags_those_that_joined_with_the_key_alone() {
+    let pair = common::pair(Backend::Folder, false);
+    let (a, b) = (&pair.a, &pair.b);
+    a.run(&["sync"]).ok();
+    let listed: serde_json::Value =
+        serde_json::from_str(&a.run(&["--json", "devices"]).ok().stdout).unwrap();
+    let members = listed.as_array().unwrap();
+    assert_eq!(members.len(), 2, "{listed}");
+    let alpha = &members[0];
+    assert_eq!(
+        (alpha["name"].as_str(), alpha["this_device"].as_bool()),
+        (Some("alpha"), Some(true))
+    );
+    assert_eq!(
+        alpha["unpaired"], false,
+        "the device that made the repository"
+    );
+    let beta = &members[1];
+    assert_eq!(beta["name"], "beta");
+    assert_eq!(beta["unpaired"], true);
+    assert_eq!(beta["registered"], true);
+    let fingerprint = beta["fingerprint"].as_str().unwrap();
+    assert_eq!(fingerprint.len(), 19, "{fingerprint}");
+
+    // B sees the same key for itself as A has registered for it.
+    let own: serde_json::Value =
+        serde_json::from_str(&b.run(&["--json", "devices"]).ok().stdout).unwrap();
+    assert_eq!(own[0]["fingerprint"].as_str(), Some(fingerprint));
+    let plain = a.run(&["devices"]).ok().stdout;
+    assert!(plain.starts_with("* alpha"), "{plain}");
+    assert!(plain.contains(&format!("key {fingerprint}")), "{plain}");
+
+    let status = a.run(&["status"]).ok().stdout;
+    assert!(
+        status.contains("unpaired  beta joined with the sync key"),
+        "{status}"
+    );
+    let doctor = a.run(&["doctor"]).stdout;
+    let line = doctor
+        .lines()
+        .find(|line| line.contains("devices:"))
+        .unwrap_or_else(|| panic!("{doctor}"));
+    assert!(line.starts_with("warn  devices: beta joined"), "{line}");
+    assert!(doctor.contains("this device's identity (key "), "{doctor}");
+
+    let config = std::fs::read_to_string(b.home().join("config.toml")).unwrap();
+    assert!(!config.contains("identity"), "{config}");
+    let secrets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.home().join("secrets.json")).unwrap()).unwrap();
+    assert_eq!(secrets["device-identity"].as_str().map(str::len), Some(128));
 }

@@ -9,6 +9,7 @@ use ferry_sync::repo;
 use serde::Serialize;
 
 use crate::cli::DataCommand;
+use crate::commands;
 use crate::config::Config;
 use crate::device;
 use crate::error::Failure;
@@ -124,9 +125,25 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
     let secrets = device::secrets(home, config);
     let key = match device::sync_key(&secrets) {
         Ok(key) => {
+            let identity = match secrets.get(ferry_secrets::Secret::DeviceIdentity) {
+                Ok(Some(text)) => match ferry_protocol::Identity::from_hex(&text) {
+                    Ok(identity) => Ok(format!(
+                        ", and this device's identity (key {})",
+                        identity.public().fingerprint()
+                    )),
+                    Err(_) => Err(
+                        "this device's identity key is damaged: join the repository again with \
+                         `ferry join`"
+                            .to_owned(),
+                    ),
+                },
+                Ok(None) => Ok("; this device's identity is made at its next start".to_owned()),
+                Err(error) => Err(error.to_string()),
+            };
             checks.add(
                 "secrets",
-                Ok(format!("the sync key is in {}", secrets.describe())),
+                identity
+                    .map(|identity| format!("the sync key is in {}{identity}", secrets.describe())),
             );
             Some(key)
         }
@@ -159,7 +176,11 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
                     }
                     if let Some(key) = &key {
                         let opened = repo::open(&*store, &key.keys(), &RetryPolicy::DEFAULT).await;
+                        let opened_fine = opened.is_ok();
                         checks.add("key", opened.map(|header| format!("opens the repository (key {})", header.key_id)).map_err(|e| e.to_string()));
+                        if opened_fine {
+                            devices(home, config, &mut checks).await;
+                        }
                     }
                 }
             }
@@ -191,6 +212,57 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
         },
     );
     checks.0
+}
+
+/// The roster as `ferry devices` shows it (through the agent when it runs): every device should
+/// be one somebody added.
+async fn devices(home: &Home, config: &Config, checks: &mut Checks) {
+    let mut out = Output::new(true);
+    let listed = commands::run_data(home.clone(), config.clone(), DataCommand::Devices, &mut out)
+        .await
+        .map_err(|failure| failure.message)
+        .and_then(|()| {
+            serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+                .map_err(|e| format!("the device list did not read back: {e}"))
+        });
+    let members = match listed {
+        Ok(members) => members,
+        Err(error) => return checks.add("devices", Err(error)),
+    };
+    let names = |flag: &str, wanted: bool| -> Vec<String> {
+        members
+            .iter()
+            .filter(|m| m[flag].as_bool() == Some(wanted) && m["this_device"] != true)
+            .filter_map(|m| m["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (unpaired, unregistered) = (names("unpaired", true), names("registered", false));
+    if !unpaired.is_empty() {
+        checks.warn(
+            "devices",
+            format!(
+                "{} joined with the sync key alone, not added by a device already here: if \
+                 nobody you know set it up, the key is loose; see `ferry devices`",
+                unpaired.join(", ")
+            ),
+        );
+    } else if !unregistered.is_empty() {
+        checks.warn(
+            "devices",
+            format!(
+                "{} runs an older Ferry and does not sign what it writes: upgrade it",
+                unregistered.join(", ")
+            ),
+        );
+    } else {
+        checks.add(
+            "devices",
+            Ok(format!(
+                "{} devices, each signs what it writes",
+                members.len()
+            )),
+        );
+    }
 }
 
 async fn relay(url: &str) -> Result<String, String> {

@@ -18,6 +18,7 @@ pub(crate) mod alias;
 pub(crate) mod clip;
 pub(crate) mod collection;
 pub(crate) mod config;
+pub(crate) mod devices;
 pub(crate) mod doctor;
 pub(crate) mod key;
 pub(crate) mod service;
@@ -105,6 +106,7 @@ pub(crate) async fn execute(
             retry_quarantined,
         } => no_change(sync::sync(device, dry_run, retry_quarantined, out).await),
         DataCommand::Status => no_change(sync::status(device, out)),
+        DataCommand::Devices => no_change(devices::list(device, out)),
         DataCommand::Log(args) => no_change(sync::log(device, args, out)),
     }
 }

@@ -9,6 +9,7 @@ use ferry_sync::{DryRun, FetchReport, Planned, Retry, Transfer, UploadReport};
 use serde::Serialize;
 
 use crate::cli::LogArgs;
+use crate::commands::devices;
 use crate::device::Device;
 use crate::error::Failure;
 use crate::output::{Lines, Output, age, size, until};
@@ -161,6 +162,8 @@ struct Status {
     last_upload_ms: Option<u64>,
     last_fetch_ms: Option<u64>,
     peers: Vec<Peer>,
+    /// Devices that joined with the sync key alone, not added by a device already there.
+    unpaired: Vec<String>,
     quarantined: Vec<Quarantined>,
     recent_errors: Vec<String>,
 }
@@ -182,8 +185,10 @@ struct Quarantined {
     attempts: u32,
     /// When it is tried again; absent when it waits for an upgrade of Ferry.
     retry_at_ms: Option<u64>,
-    /// Operations that need a newer Ferry (0: the object is damaged).
+    /// Operations that need a newer Ferry (0: the object is damaged or forged).
     newer_ops: u64,
+    /// It opened, but was not written by the device it names.
+    forged: bool,
 }
 
 impl fmt::Display for Quarantined {
@@ -196,8 +201,9 @@ impl fmt::Display for Quarantined {
             ),
             Some(at) => write!(
                 f,
-                "damaged   {} from {}: {} (since {} ago, {} tries; next try in {}, or now with \
+                "{}   {} from {}: {} (since {} ago, {} tries; next try in {}, or now with \
                  `ferry sync --retry-quarantined`)",
+                if self.forged { "forged " } else { "damaged" },
                 self.name,
                 self.device,
                 self.reason,
@@ -230,6 +236,13 @@ impl fmt::Display for Status {
                 p.name, p.seq, p.ops
             )?;
         }
+        for name in &self.unpaired {
+            writeln!(
+                f,
+                "unpaired  {name} joined with the sync key, not added by a known device: if \
+                 nobody here added it, a copy of the key is loose (see `ferry devices`)"
+            )?;
+        }
         for q in &self.quarantined {
             writeln!(f, "{q}")?;
         }
@@ -248,6 +261,7 @@ fn time_ms(time: Option<SystemTime>) -> Option<u64> {
 /// `ferry status`.
 pub(crate) fn status(device: &Device, out: &mut Output) -> Result<(), Failure> {
     let status = device.engine.status()?;
+    let roster = devices::roster(device)?;
     let settings = &device.config.settings;
     out.report(&Status {
         device: status.device.to_string(),
@@ -271,10 +285,12 @@ pub(crate) fn status(device: &Device, out: &mut Output) -> Result<(), Failure> {
                 ops: p.ops,
             })
             .collect(),
+        unpaired: roster.unpaired().map(str::to_owned).collect(),
         quarantined: status
             .quarantined
             .into_iter()
             .map(|q| Quarantined {
+                forged: q.is_forged(),
                 device: peer_name(device, q.device.as_ref(), q.tag.as_ref()),
                 since_ms: time_ms(Some(q.since)).unwrap_or(0),
                 attempts: q.attempts,

@@ -38,6 +38,16 @@ pub struct Quarantined {
     pub retry: Retry,
 }
 
+impl Quarantined {
+    /// Whether it opened but was not written by the device it names.
+    pub fn is_forged(&self) -> bool {
+        self.reason.starts_with(FORGED)
+    }
+}
+
+/// How the reason of a forged object starts.
+const FORGED: &str = "forged: ";
+
 /// When a quarantined object is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -68,7 +78,7 @@ impl Refusal {
     fn reason(&self) -> String {
         match self {
             Refusal::Damaged(reason) => reason.clone(),
-            Refusal::Forged(reason) => format!("forged: {reason}"),
+            Refusal::Forged(reason) => format!("{FORGED}{reason}"),
             Refusal::Newer { ops } => format!(
                 "{ops} operations were written by a newer Ferry: upgrade Ferry on this device to \
                  read them (they are kept until then)"
