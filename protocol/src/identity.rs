@@ -9,18 +9,21 @@
 //! replicated device roster (`ferry-core`), where every reader looks them up.
 //!
 //! ```text
-//! digest    = SHA-256("ferry/v2/signed" ‖ 0x00 ‖ key id ‖ name ‖ 0x00 ‖ payload)
+//! digest    = BLAKE2b-256("ferry/v2/signed" ‖ 0x00 ‖ key id ‖ name ‖ 0x00 ‖ payload)
 //! signature = Ed25519(signing key, digest)          64 bytes, after the payload, inside the seal
 //! ```
 //!
 //! The signature is inside the ciphertext, so the storage cannot tell which key signed what.
 //! The key id and the name in the digest tie a signature to one repository and one object name.
+//! The digest is BLAKE2b rather than SHA-256: without SHA instructions in the processor it is
+//! about four times faster, and a snapshot of 100k clips is megabytes.
 
 use std::fmt;
 
+use blake2::Blake2b256;
+use blake2::digest::Digest;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
@@ -116,10 +119,10 @@ pub struct DeviceKeys {
 }
 
 impl DeviceKeys {
-    /// A short form for people to compare: the first 8 bytes of the SHA-256 of both keys, as
-    /// four groups of four hex digits.
+    /// A short form for people to compare: the first 8 bytes of the BLAKE2b-256 of both keys,
+    /// as four groups of four hex digits.
     pub fn fingerprint(&self) -> String {
-        let digest = Sha256::new()
+        let digest = Blake2b256::new()
             .chain_update(self.sign)
             .chain_update(self.seal)
             .finalize();
@@ -149,7 +152,7 @@ impl fmt::Debug for DeviceKeys {
 
 /// What a writer signs for the object stored under `name` in the repository of `key_id`.
 pub(crate) fn signed_digest(key_id: KeyId, name: &str, payload: &[u8]) -> [u8; 32] {
-    Sha256::new()
+    Blake2b256::new()
         .chain_update(SIGNED_LABEL)
         .chain_update([0])
         .chain_update(key_id.0)

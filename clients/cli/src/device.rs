@@ -75,15 +75,12 @@ pub(crate) fn identity(secrets: &Secrets) -> Result<Identity, Failure> {
                 secrets.describe()
             ))
         }),
-        None => new_identity(secrets),
+        None => {
+            let identity = Identity::generate()?;
+            secrets.set(Secret::DeviceIdentity, &identity.to_hex())?;
+            Ok(identity)
+        }
     }
-}
-
-/// Makes a new identity for this device and keeps it in the secret store.
-pub(crate) fn new_identity(secrets: &Secrets) -> Result<Identity, Failure> {
-    let identity = Identity::generate()?;
-    secrets.set(Secret::DeviceIdentity, &identity.to_hex())?;
-    Ok(identity)
 }
 
 /// Parses a store URL, with the fix in the message.

