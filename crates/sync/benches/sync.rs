@@ -14,12 +14,12 @@ use std::time::Instant;
 use ferry_core::ClipContent;
 use ferry_store::Store;
 use ferry_store::s3::Timeouts;
-use ferry_sync::{Engine, EngineConfig};
+use ferry_sync::EngineConfig;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{Device, Instrumented, identity_for, init, keys, servers, storage};
+use common::{Device, Instrumented, engine_at, init, servers, storage};
 
 fn text(device: usize, n: usize) -> ClipContent {
     ClipContent::Text(format!(
@@ -98,10 +98,8 @@ async fn cold_start(clips: usize) {
     let homes: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut writers = Vec::new();
     for home in &homes {
-        let engine = Engine::open(
+        let engine = engine_at(
             Arc::clone(&store),
-            keys(),
-            identity_for(&home.path().join("ferry.db")),
             &home.path().join("ferry.db"),
             config.clone(),
         )
@@ -151,15 +149,9 @@ async fn cold_start(clips: usize) {
     let fresh_store: Arc<dyn Store> = counted.clone();
     let home = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut fresh = Engine::open(
-        fresh_store,
-        keys(),
-        identity_for(&home.path().join("ferry.db")),
-        &home.path().join("ferry.db"),
-        common::config(),
-    )
-    .await
-    .unwrap();
+    let mut fresh = engine_at(fresh_store, &home.path().join("ferry.db"), common::config())
+        .await
+        .unwrap();
     let report = fresh.fetch().await.unwrap();
     let elapsed = started.elapsed().as_secs_f64();
     let [put, get, list, delete] = counted.counts.take();

@@ -15,14 +15,14 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Backend, Device, Rng, identity_for, init, keys, per_backend, servers};
+use common::{Backend, Device, Rng, engine_at, init, keys, per_backend, servers};
 use ferry_core::{ClipContent, DataKind};
 use ferry_protocol::ObjectName;
 use ferry_protocol::names::ROOT;
 use ferry_store::s3::Timeouts;
 use ferry_store::url::StoreUrl;
 use ferry_store::{FolderStore, S3Store, Store, WebDavStore};
-use ferry_sync::{Engine, EngineConfig, SyncError};
+use ferry_sync::{EngineConfig, SyncError};
 
 const RUNS: u64 = 50;
 
@@ -65,15 +65,9 @@ async fn crash_child() {
     let dir = Path::new(&dir);
     let url = std::env::var("FERRY_CRASH_STORE").unwrap();
     let store = open_store(&url);
-    let mut engine = Engine::open(
-        store,
-        keys(),
-        identity_for(&dir.join("writer.db")),
-        &dir.join("writer.db"),
-        child_config(),
-    )
-    .await
-    .unwrap();
+    let mut engine = engine_at(store, &dir.join("writer.db"), child_config())
+        .await
+        .unwrap();
     for i in 0.. {
         let text = format!("run {run} clip {i}");
         engine
@@ -185,10 +179,8 @@ async fn crash_safety_on(backend: Backend, url: &str) {
 
     // The writer, started once more, uploads everything it holds: a segment reserved before a
     // kill goes out with the very bytes reserved (Divergent otherwise).
-    let mut writer = Engine::open(
+    let mut writer = engine_at(
         Arc::clone(&store),
-        keys(),
-        identity_for(&dir.path().join("writer.db")),
         &dir.path().join("writer.db"),
         child_config(),
     )

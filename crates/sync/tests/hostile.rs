@@ -7,14 +7,14 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    Backend, Device, Instrumented, assert_converged, config, identity_for, init, keys, other_keys,
+    Backend, Device, Instrumented, assert_converged, config, engine_at, init, keys, other_keys,
     per_backend, plant, raw, storage,
 };
 use ferry_protocol::names::ROOT;
 use ferry_protocol::{DeviceId, ObjectName, RawOp, Segment};
 use ferry_store::Store;
+use ferry_sync::SyncError;
 use ferry_sync::transfer::Outcome;
-use ferry_sync::{Engine, SyncError};
 
 per_backend! {
     #[tokio::test]
@@ -31,14 +31,8 @@ per_backend! {
             let Device { engine, home } =
                 std::mem::replace(device, Device::open(Arc::clone(&storage.store)).await);
             drop(engine);
-            let engine = Engine::open(
-    Arc::clone(&flaky),
-    keys(),
-    identity_for(&home.path().join("ferry.db")),
-    &home.path().join("ferry.db"),
-    config(),
-)
-            .await
+            let engine = engine_at(Arc::clone(&flaky), &home.path().join("ferry.db"), config())
+.await
             .unwrap();
             *device = Device { engine, home };
         }

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Device, identity_for, init, keys, per_backend, plant, storage};
+use common::{Device, init, keys, per_backend, plant, storage};
 use ferry_core::{Action, ClipContent, Op, Replica, State};
 use ferry_protocol::{
     Cursor, DeviceId, Head, Identity, Kind, ObjectName, Payload, RawOp, Segment, Snapshot,
@@ -142,13 +142,13 @@ per_backend! {
         let why = reason(&reader);
         assert!(why.contains("again with another key"), "{backend:?}: {why}");
         let entry = reader.engine.state().device(&device).unwrap().clone();
-        assert_eq!(entry.keys, identity_for(&laptop.home.path().join("ferry.db")).public());
+        assert_eq!(entry.keys, laptop.identity().public());
 
         // In the thief's own device's name (phone, whose key it also holds): a device
         // registers only itself.
         let mut claim = next_copy(&phone, "unused");
         claim.action = stolen;
-        Thief { identity: identity_for(&phone.home.path().join("ferry.db")) }
+        Thief { identity: phone.identity() }
             .write(store, phone.engine.device(), 2, &[claim])
             .await;
         let mut reader = Device::open(Arc::clone(&storage.store)).await;
@@ -180,7 +180,7 @@ per_backend! {
         // The thief, holding phone's keys, "compacts" phone: a snapshot at seq 2 whose state
         // gives laptop the thief's key, and a head at 2 with no segment 2.
         let thief = Thief::new();
-        let phone_identity = identity_for(&phone.home.path().join("ferry.db"));
+        let phone_identity = phone.identity();
         let mut state = phone.engine.state().clone();
         let mut other = Replica::new(DeviceId([0xee; 16]));
         let mut claim = other.register("x".into(), thief.identity.public(), 1);
@@ -209,9 +209,8 @@ per_backend! {
         reader.engine.fetch().await.unwrap();
         let why = reason(&reader);
         assert!(why.contains("another key"), "{backend:?}: {why}");
-        let laptop_keys = identity_for(&laptop.home.path().join("ferry.db")).public();
+        let laptop_keys = laptop.identity().public();
         assert_eq!(reader.engine.state().device(&laptop.engine.device()).unwrap().keys, laptop_keys);
-        let _ = thief;
     }
 }
 
@@ -289,10 +288,7 @@ async fn a_device_registers_when_it_first_sends() {
     );
     let sender = listener.reopen(Arc::clone(&storage.store)).await;
     let entry = sender.engine.state().device(&device).unwrap();
-    assert_eq!(
-        entry.keys,
-        identity_for(&sender.home.path().join("ferry.db")).public()
-    );
+    assert_eq!(entry.keys, sender.identity().public());
     assert_eq!(entry.added_by(), device);
     assert_eq!(sender.engine.status().unwrap().pending_ops, 1);
 }

@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    Device, FAST_RETRY, Instrumented, Rng, assert_converged, config, identity_for, init, keys,
-    names_under, other_keys, per_backend, storage, sync_all,
+    Device, FAST_RETRY, Instrumented, Rng, assert_converged, config, engine_at, identity_for, init,
+    keys, names_under, other_keys, per_backend, storage, sync_all,
 };
 use ferry_core::{ClipContent, DataKind, Strategy};
 use ferry_protocol::names::ROOT;
@@ -148,14 +148,8 @@ per_backend! {
         small.checkpoint_every = 5;
         small.max_segment_ops = 3;
         let mut a = Device::open(Arc::clone(&storage.store)).await;
-        let mut b = Engine::open(
-    Arc::clone(&storage.store),
-    keys(),
-    identity_for(&db),
-    &db,
-    small.clone(),
-)
-            .await
+        let mut b = engine_at(Arc::clone(&storage.store), &db, small.clone())
+.await
             .unwrap();
         for n in 0..20 {
             a.copy(&format!("clip {n}"));
@@ -169,14 +163,8 @@ per_backend! {
         assert_eq!(b.status().unwrap().last_seq, 7, "20 ops in segments of 3");
         let before = b.state().encode();
         drop(b);
-        let b = Engine::open(
-    Arc::clone(&storage.store),
-    keys(),
-    identity_for(&db),
-    &db,
-    small,
-)
-            .await
+        let b = engine_at(Arc::clone(&storage.store), &db, small)
+.await
             .unwrap();
         assert!(b.state().encode() == before);
     }
@@ -259,14 +247,8 @@ per_backend! {
         let storage = storage(backend).await;
         let home = tempfile::tempdir().unwrap();
         let db = home.path().join("ferry.db");
-        let error = Engine::open(
-    Arc::clone(&storage.store),
-    keys(),
-    identity_for(&db),
-    &db,
-    config(),
-)
-            .await
+        let error = engine_at(Arc::clone(&storage.store), &db, config())
+.await
             .err()
             .unwrap();
         assert!(matches!(error, SyncError::NoRepository));
@@ -276,14 +258,8 @@ per_backend! {
         let mut bytes = storage.store.get(&name, ANY_SIZE).await.unwrap();
         bytes[3] = 9; // a future format version
         storage.store.put(&name, bytes).await.unwrap();
-        let error = Engine::open(
-    Arc::clone(&storage.store),
-    keys(),
-    identity_for(&db),
-    &db,
-    config(),
-)
-            .await
+        let error = engine_at(Arc::clone(&storage.store), &db, config())
+.await
             .err()
             .unwrap();
         assert!(
@@ -503,14 +479,8 @@ per_backend! {
         assert_eq!(private.engine.status().unwrap().pending_ops, 0);
         let Device { engine, home } = private;
         drop(engine);
-        let engine = Engine::open(
-    Arc::clone(&storage.store),
-    keys(),
-    identity_for(&home.path().join("ferry.db")),
-    &home.path().join("ferry.db"),
-    narrow,
-)
-        .await
+        let engine = engine_at(Arc::clone(&storage.store), &home.path().join("ferry.db"), narrow)
+.await
         .unwrap();
         assert_eq!(
             alias(engine.state_for(DataKind::Aliases)),

@@ -54,6 +54,16 @@ pub fn config() -> EngineConfig {
     }
 }
 
+/// The engine of the device whose database is at `database`, with the test key and that
+/// device's identity.
+pub async fn engine_at(
+    store: Arc<dyn Store>,
+    database: &std::path::Path,
+    config: EngineConfig,
+) -> Result<Engine, ferry_sync::SyncError> {
+    Engine::open(store, keys(), identity_for(database), database, config).await
+}
+
 /// A device: its engine and its home folder.
 pub struct Device {
     pub engine: Engine,
@@ -69,15 +79,9 @@ impl Device {
     /// first upload.
     pub async fn open_with(store: Arc<dyn Store>, config: EngineConfig) -> Device {
         let home = tempfile::tempdir().unwrap();
-        let engine = Engine::open(
-            store,
-            keys(),
-            identity_for(&home.path().join("ferry.db")),
-            &home.path().join("ferry.db"),
-            config,
-        )
-        .await
-        .unwrap();
+        let engine = engine_at(store, &home.path().join("ferry.db"), config)
+            .await
+            .unwrap();
         Device { engine, home }
     }
 
@@ -88,16 +92,15 @@ impl Device {
     pub async fn reopen_with(self, store: Arc<dyn Store>, config: EngineConfig) -> Device {
         let Device { engine, home } = self;
         drop(engine);
-        let engine = Engine::open(
-            store,
-            keys(),
-            identity_for(&home.path().join("ferry.db")),
-            &home.path().join("ferry.db"),
-            config,
-        )
-        .await
-        .unwrap();
+        let engine = engine_at(store, &home.path().join("ferry.db"), config)
+            .await
+            .unwrap();
         Device { engine, home }
+    }
+
+    /// The identity this device signs with.
+    pub fn identity(&self) -> ferry_protocol::Identity {
+        identity_for(&self.home.path().join("ferry.db"))
     }
 
     pub fn copy(&mut self, text: &str) -> Op {
