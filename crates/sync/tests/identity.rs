@@ -317,3 +317,57 @@ async fn a_device_opened_with_another_identity_than_it_registered_is_refused() {
     );
     assert!(error.to_string().contains("ferry join"), "{error}");
 }
+
+per_backend! {
+    #[tokio::test]
+    async fn a_new_device_believes_a_devices_own_snapshot_about_its_key(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let compacting = EngineConfig {
+            snapshot_every: 10,
+            max_segment_ops: 4,
+            ..common::config()
+        };
+        let mut laptop = Device::open_with(Arc::clone(&storage.store), compacting).await;
+        laptop.upload_clips(1..=12).await;
+        let mut phone = Device::open(Arc::clone(&storage.store)).await;
+        phone.upload_clips(100..=100).await;
+
+        // Holding phone's identity, the thief writes phone's snapshot with a roster that gives
+        // laptop its own key, dated before laptop registered.
+        let mut claim = Replica::new(DeviceId([0xee; 16])).register("x".into(), phone.identity().public(), 1);
+        claim.action = Action::RegisterDevice {
+            device: laptop.engine.device(),
+            name: "laptop".into(),
+            keys: Identity::generate().unwrap().public(),
+        };
+        let mut forged = State::new();
+        forged.apply(claim).unwrap();
+        let mut state = phone.engine.state().clone();
+        state.merge(forged);
+        let device = phone.engine.device();
+        let ops = phone.engine.state().seen(&device);
+        let snapshot = Snapshot {
+            device,
+            seq: 1,
+            version_vector: vec![Cursor { device, seq: 1, ops }],
+            state: state.encode(),
+        };
+        let name = ObjectName::Snap { device: keys().names.device_tag(&device), seq: 1 };
+        let sealed = keys().data.seal_signed(&name, &snapshot, &phone.identity()).unwrap();
+        plant(store, &name, sealed.into_bytes()).await;
+
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        reader.engine.fetch().await.unwrap();
+        // Set aside (and let go once phone's own segment carried its stream past it).
+        let refused = reader.engine.transfers(50).unwrap().into_iter().find(|t| {
+            t.outcome == ferry_sync::transfer::Outcome::Quarantined
+        });
+        let why = refused.and_then(|t| t.detail).unwrap_or_default();
+        assert!(why.contains("than that device's own snapshot registers"), "{backend:?}: {why}");
+        let entry = reader.engine.state().device(&laptop.engine.device()).unwrap();
+        assert_eq!(entry.keys, laptop.identity().public());
+        assert_eq!(reader.texts().len(), 13, "laptop's clips, verified, and phone's own");
+    }
+}

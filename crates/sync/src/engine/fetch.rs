@@ -170,6 +170,8 @@ impl Engine {
             }
             ready.push(peer);
         }
+        let (loaded, refused) = self.agree_on_roster(loaded, report)?;
+        held.extend(refused.iter().map(path));
         self.merge_snapshots(loaded)?;
         for peer in ready {
             let tag = peer.tag;

@@ -1,8 +1,10 @@
 //! Snapshots: writing this device's (and then deleting the segments it covers), and reading
 //! other devices' to start from.
 
+use std::collections::BTreeMap;
+
 use ferry_core::{ClipId, State};
-use ferry_protocol::{Cursor, DeviceId, DeviceTag, ObjectName, Snapshot};
+use ferry_protocol::{Cursor, DeviceId, DeviceKeys, DeviceTag, ObjectName, Snapshot};
 use ferry_store::StoreError;
 
 use super::fetch::Fetched;
@@ -20,7 +22,19 @@ pub(super) struct LoadedSnapshot {
     device: DeviceId,
     /// Where its device's stream stands once it is merged.
     advanced: CursorRow,
+    /// Its device's newest head when it was read.
+    head: u64,
     transfer: Transfer,
+}
+
+impl LoadedSnapshot {
+    /// Its name.
+    pub(super) fn name(&self) -> ObjectName {
+        ObjectName::Snap {
+            device: self.tag,
+            seq: self.advanced.seq,
+        }
+    }
 }
 
 impl Engine {
@@ -131,6 +145,7 @@ impl Engine {
             tag,
             device: snapshot.device,
             advanced,
+            head,
             transfer,
         }))
     }
@@ -177,6 +192,42 @@ impl Engine {
         self.check_author(&claimed, snapshot.device, registers)?;
         self.check_roster(&state)?;
         Ok((claimed.value, state, advanced))
+    }
+
+    /// Of snapshots read together (a device starting from storage), sets aside those whose
+    /// roster gives a device other keys than that device's own snapshot registers for itself:
+    /// a device's own signed word about its keys outranks anyone else's. The others are
+    /// returned to be merged.
+    pub(super) fn agree_on_roster(
+        &mut self,
+        loaded: Vec<LoadedSnapshot>,
+        report: &mut FetchReport,
+    ) -> Result<(Vec<LoadedSnapshot>, Vec<ObjectName>), SyncError> {
+        let own: BTreeMap<DeviceId, DeviceKeys> = loaded
+            .iter()
+            .filter_map(|s| Some((s.device, s.state.device(&s.device)?.keys)))
+            .collect();
+        let (mut agreed, mut refused) = (Vec::new(), Vec::new());
+        for snapshot in loaded {
+            let contradicted = snapshot.state.devices().find(|(device, entry)| {
+                **device != snapshot.device
+                    && own.get(device).is_some_and(|keys| *keys != entry.keys)
+            });
+            let Some((device, entry)) = contradicted else {
+                agreed.push(snapshot);
+                continue;
+            };
+            let refusal = Refusal::Forged(format!(
+                "it gives {} another key ({}) than that device's own snapshot registers",
+                self.who(device),
+                entry.keys.fingerprint()
+            ));
+            let name = snapshot.name();
+            self.quarantine(&name, &refusal, &[], snapshot.head)?;
+            report.quarantined += 1;
+            refused.push(name);
+        }
+        Ok((agreed, refused))
     }
 
     /// Merges snapshots into the state and stores the result as one new checkpoint, with the
