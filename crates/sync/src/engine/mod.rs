@@ -12,8 +12,9 @@
 //!
 //! Fetch: LIST `head/` (the names carry tag and seq: nothing else is read for an idle poll),
 //! then for each other device whose head is past its cursor, GET the missing segments in order
-//! and apply each in one transaction. An object that does not open or decode is quarantined;
-//! that device's stream waits, the others go on.
+//! and apply each in one transaction. An object that does not open or decode, or that its device
+//! did not sign (checked against the device roster: `authors`), is quarantined; that device's
+//! stream waits, the others go on.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
