@@ -301,8 +301,16 @@ fn the_roster_lists_every_device_and_flags_those_that_joined_with_the_key_alone(
     let own: serde_json::Value =
         serde_json::from_str(&b.run(&["--json", "devices"]).ok().stdout).unwrap();
     assert_eq!(own[0]["fingerprint"].as_str(), Some(fingerprint));
+    assert_eq!(beta["last_seq"], 1, "{listed}");
+    let seen = beta["last_seen_ms"].as_u64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(seen <= now && now - seen < 600_000, "{seen} {now}");
     let plain = a.run(&["devices"]).ok().stdout;
     assert!(plain.starts_with("* alpha"), "{plain}");
+    assert!(plain.contains("last heard "), "{plain}");
     assert!(plain.contains(&format!("key {fingerprint}")), "{plain}");
 
     let status = a.run(&["status"]).ok().stdout;

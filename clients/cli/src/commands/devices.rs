@@ -1,10 +1,12 @@
 //! `ferry devices`: the roster. Every device that signs what it writes, the fingerprint of its
-//! keys, who added it and when, and how far this device has read it; devices that never
+//! keys, who added it and when, how far this device has read it and when it last heard from it
+//! (its newest segment received here); devices that never
 //! registered (an older Ferry) are listed too, since nothing tells their objects from a
 //! forgery.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::UNIX_EPOCH;
 
 use ferry_core::DeviceEntry;
 use ferry_protocol::DeviceId;
@@ -36,6 +38,8 @@ pub(crate) struct Member {
     unpaired: bool,
     /// Its newest segment applied on this device (from its head).
     last_seq: Option<u64>,
+    /// When its newest segment or snapshot was received here.
+    last_seen_ms: Option<u64>,
 }
 
 impl fmt::Display for Member {
@@ -61,10 +65,17 @@ impl fmt::Display for Member {
         if self.unpaired {
             write!(f, "\tjoined with the sync key, not added by a known device")?;
         }
-        match self.last_seq {
-            Some(seq) => write!(f, "\tread up to segment {seq}"),
-            None if self.this_device => Ok(()),
-            None => write!(f, "\tnothing read yet"),
+        match (self.last_seq, self.last_seen_ms) {
+            (Some(seq), Some(seen)) => {
+                write!(
+                    f,
+                    "\tread up to segment {seq}, last heard {} ago",
+                    age(seen)
+                )
+            }
+            (Some(seq), None) => write!(f, "\tread up to segment {seq}"),
+            (None, _) if self.this_device => Ok(()),
+            (None, _) => write!(f, "\tnothing read yet"),
         }
     }
 }
@@ -89,13 +100,15 @@ impl Roster {
 pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
     let state = device.engine.state();
     let own = device.engine.device();
-    let read: BTreeMap<DeviceId, u64> = device
-        .engine
-        .status()?
-        .peers
-        .into_iter()
-        .map(|peer| (peer.device, peer.seq))
-        .collect();
+    let mut read: BTreeMap<DeviceId, (u64, Option<u64>)> = BTreeMap::new();
+    for peer in device.engine.status()?.peers {
+        let seen = device.engine.last_received(&peer.tag)?;
+        let seen_ms = seen.and_then(|at| at.duration_since(UNIX_EPOCH).ok());
+        read.insert(
+            peer.device,
+            (peer.seq, seen_ms.map(|d| d.as_millis() as u64)),
+        );
+    }
     let anchor = first_registered(state.devices());
     let mut members: Vec<Member> = state
         .devices()
@@ -108,10 +121,11 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
             added_ms: Some(entry.added.wall_ms()),
             added_by: Some(device.device_name(&entry.added_by())),
             unpaired: entry.added_by() == *id && Some(*id) != anchor,
-            last_seq: read.get(id).copied(),
+            last_seq: read.get(id).map(|(seq, _)| *seq),
+            last_seen_ms: read.get(id).and_then(|(_, seen)| *seen),
         })
         .collect();
-    for (id, seq) in &read {
+    for (id, (seq, seen)) in &read {
         if state.device(id).is_none() {
             members.push(Member {
                 device: id.to_string(),
@@ -123,6 +137,7 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
                 added_by: None,
                 unpaired: false,
                 last_seq: Some(*seq),
+                last_seen_ms: *seen,
             });
         }
     }

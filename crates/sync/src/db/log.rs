@@ -4,14 +4,34 @@ use std::str::FromStr;
 
 use rusqlite::{Connection, params};
 
+use ferry_protocol::DeviceTag;
+
 use super::{Db, to_i64, to_u64};
 use crate::SyncError;
-use crate::transfer::Transfer;
+use crate::transfer::{Direction, Kind, Outcome, Transfer};
 
 impl Db {
     /// Adds a line to the transfer log.
     pub(crate) fn log(&self, transfer: &Transfer) -> Result<(), SyncError> {
         insert_transfer(&self.conn, transfer)
+    }
+
+    /// When the device of `tag` was last heard from: the newest segment or snapshot of it
+    /// received here, as the transfer log has it.
+    pub(crate) fn last_received(&self, tag: &DeviceTag) -> Result<Option<u64>, SyncError> {
+        let at: Option<i64> = self.conn.query_row(
+            "SELECT MAX(at) FROM transfers
+             WHERE device = ?1 AND direction = ?2 AND outcome = ?3 AND kind IN (?4, ?5)",
+            params![
+                tag.to_string(),
+                Direction::Down.as_str(),
+                Outcome::Ok.as_str(),
+                Kind::Segment.as_str(),
+                Kind::Snapshot.as_str()
+            ],
+            |row| row.get(0),
+        )?;
+        Ok(at.map(to_u64))
     }
 
     /// The newest `limit` lines of the transfer log, newest first.

@@ -466,6 +466,15 @@ impl Engine {
         self.recent_errors.push_back(message);
     }
 
+    /// When the device of `tag` was last heard from: the newest of its segments or snapshots
+    /// received here.
+    pub fn last_received(&self, tag: &DeviceTag) -> Result<Option<SystemTime>, SyncError> {
+        Ok(self
+            .db
+            .last_received(tag)?
+            .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)))
+    }
+
     /// Where sync stands.
     pub fn status(&self) -> Result<Status, SyncError> {
         let (pending_segments, pending_ops) = self.db.pending_counts(self.device)?;
