@@ -30,14 +30,10 @@ impl Thief {
     /// Writes segment `seq` of `device` holding `ops`, and a head naming it.
     async fn write(&self, store: &dyn Store, device: DeviceId, seq: u64, ops: &[Op]) {
         let tag = keys().names.device_tag(&device);
-        let segment = Segment {
-            device,
-            seq,
-            first_op: ops[0].counter,
-            ops: ops.iter().map(|op| RawOp(op.encode())).collect(),
-        };
         let log = ObjectName::Log { device: tag, seq };
-        let sealed = keys().data.seal_signed(&log, &segment, &self.identity);
+        let sealed = keys()
+            .data
+            .seal_signed(&log, &segment(device, seq, ops), &self.identity);
         plant(store, &log, sealed.unwrap().into_bytes()).await;
         self.head(store, device, seq, ops.last().unwrap().counter)
             .await;
@@ -55,6 +51,16 @@ impl Thief {
         };
         let sealed = keys().data.seal_signed(&name, &head, &self.identity);
         plant(store, &name, sealed.unwrap().into_bytes()).await;
+    }
+}
+
+/// Segment `seq` of `device`, carrying `ops`.
+fn segment(device: DeviceId, seq: u64, ops: &[Op]) -> Segment {
+    Segment {
+        device,
+        seq,
+        first_op: ops[0].counter,
+        ops: ops.iter().map(|op| RawOp(op.encode())).collect(),
     }
 }
 
@@ -224,16 +230,11 @@ per_backend! {
         let device = DeviceId([0x0d; 16]);
         let tag = keys().names.device_tag(&device);
         let version_1 = |seq: u64, ops: &[Op]| {
-            let segment = Segment {
-                device,
-                seq,
-                first_op: ops[0].counter,
-                ops: ops.iter().map(|op| RawOp(op.encode())).collect(),
-            };
+            let plaintext = segment(device, seq, ops).encode();
             let name = ObjectName::Log { device: tag, seq };
             let sealed = keys()
                 .data
-                .seal_as_version_1(Kind::Segment, &name.to_string(), &segment.encode())
+                .seal_as_version_1(Kind::Segment, &name.to_string(), &plaintext)
                 .unwrap();
             (name, sealed.into_bytes())
         };
