@@ -82,6 +82,31 @@ impl Remote {
         }
     }
 
+    /// Writes `bytes` at `name` once. `None` when they are stored (now, or by an earlier try);
+    /// otherwise what the name already holds, for the caller to judge (empty when it cannot be
+    /// read as an object of its kind: too large, or not a file).
+    pub(crate) async fn put_or_read(
+        &self,
+        name: &ObjectName,
+        bytes: &[u8],
+    ) -> Result<Option<Vec<u8>>, SyncError> {
+        let path = path(name);
+        match self
+            .retry
+            .run(|| self.store.put_new(&path, bytes.to_vec()))
+            .await
+        {
+            Ok(()) => Ok(None),
+            Err(StoreError::AlreadyExists { .. }) => match self.get(name).await {
+                Ok(found) if found == bytes => Ok(None),
+                Ok(found) => Ok(Some(found)),
+                Err(error) if error.is_bad_object() => Ok(Some(Vec::new())),
+                Err(error) => Err(error.into()),
+            },
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Every object whose path starts with `prefix` (below the root), with its size; names
     /// that are not Ferry's are left out.
     async fn list(&self, prefix: &str) -> Result<Vec<(ObjectName, u64)>, StoreError> {

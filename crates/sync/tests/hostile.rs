@@ -262,22 +262,77 @@ per_backend! {
 
 per_backend! {
     #[tokio::test]
-    async fn a_segment_already_uploaded_with_other_bytes_is_reported_not_overwritten(backend) {
+    async fn a_device_whose_next_names_are_taken_keeps_uploading_and_readers_get_everything(backend) {
         let storage = storage(backend).await;
         let store = &*storage.store;
         init(store).await;
         let mut writer = Device::open(Arc::clone(&storage.store)).await;
-        let tag = keys().names.device_tag(&writer.engine.device());
-        // Someone else wrote this device's next segment name first.
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        let device = writer.engine.device();
+        let tag = keys().names.device_tag(&device);
+        let log = |seq| ObjectName::Log { device: tag, seq };
+        // Junk at its first name; at its third, a segment in its name that another holder of
+        // the key signed.
+        plant(store, &log(1), b"not ours".to_vec()).await;
+        let forged = Segment { device, seq: 3, first_op: 1, ops: vec![] };
+        plant(store, &log(3), sealed(&keys(), &log(3), forged)).await;
+        writer.copy("one");
+        writer.engine.sync().await.unwrap();
+        writer.copy("two");
+        writer.engine.sync().await.unwrap();
+        let status = writer.engine.status().unwrap();
+        assert_eq!(status.pending_ops + status.pending_segments, 0, "everything went out");
+        assert_eq!(raw(store, &log(1)).await, b"not ours", "nothing of theirs overwritten");
+        let skipped: Vec<_> = writer
+            .engine
+            .transfers(20)
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.outcome == Outcome::Skipped)
+            .filter_map(|t| t.name)
+            .collect();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(skipped[0].ends_with(&format!("{tag}/0000000000000003")), "{skipped:?}");
+
+        let (_, fetched) = reader.engine.sync().await.unwrap();
+        assert_eq!(reader.texts(), ["one", "two"]);
+        assert_eq!(fetched.quarantined, 2, "the junk and the forgery, each read once");
+        let status = reader.engine.status().unwrap();
+        assert!(status.quarantined.is_empty(), "passed: {:?}", status.quarantined);
+        assert_eq!(status.peers[0].seq, 4);
+        // And the stream goes on from there.
+        writer.copy("three");
+        writer.engine.sync().await.unwrap();
+        reader.engine.sync().await.unwrap();
+        assert_eq!(reader.texts(), ["one", "three", "two"]);
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn a_next_name_holding_this_devices_own_signature_stops_the_upload(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut writer = Device::open(Arc::clone(&storage.store)).await;
+        let device = writer.engine.device();
         let name = ObjectName::Log {
-            device: tag,
+            device: keys().names.device_tag(&device),
             seq: 1,
         };
-        plant(store, &name, b"not ours".to_vec()).await;
+        // Another installation with this device's identity wrote its first segment.
+        let theirs = Segment { device, seq: 1, first_op: 1, ops: vec![] };
+        let bytes = keys()
+            .data
+            .seal_signed(&name, &theirs, &writer.identity())
+            .unwrap()
+            .into_bytes();
+        plant(store, &name, bytes.clone()).await;
         writer.copy("mine");
         let error = writer.engine.upload().await.unwrap_err();
         assert!(matches!(error, SyncError::Divergent { .. }), "{error}");
-        assert_eq!(raw(store, &name).await, b"not ours");
+        assert!(error.to_string().contains("another installation"), "{error}");
+        assert_eq!(raw(store, &name).await, bytes);
         let status = writer.engine.status().unwrap();
         assert_eq!(status.pending_segments, 1, "kept, not lost");
         assert!(status.recent_errors[0].contains("upload failed"));
@@ -373,8 +428,9 @@ per_backend! {
         assert_eq!(reader.texts(), ["real"]);
         assert_eq!(report.quarantined, 3);
         let [_, gets, lists, _] = counted.counts.take();
-        // Each planted name: one LIST of its snapshots and one GET of its first segment.
-        assert!(gets <= 4 && lists <= 5, "{gets} GETs, {lists} LISTs");
+        // Each planted name: a GET of its first segment, and a LIST of its snapshots and one
+        // of its segments (a device whose first name was taken starts at a later one).
+        assert!(gets <= 4 && lists <= 8, "{gets} GETs, {lists} LISTs");
         let status = reader.engine.status().unwrap();
         assert_eq!(status.quarantined.len(), 3);
         assert!(status.quarantined[0].name.contains("/head/"), "{:?}", status.quarantined);

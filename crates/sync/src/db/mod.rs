@@ -131,6 +131,9 @@ pub(crate) enum Meta {
     CompactedTo,
     /// When this device last checked that storage still holds its own segments (ms).
     CheckedOwnAt,
+    /// The newest segment name this device skipped because the storage held an object there
+    /// that it did not write.
+    SkippedSeq,
 }
 
 impl Meta {
@@ -143,6 +146,7 @@ impl Meta {
             Meta::SnapshotOps => "snapshot_ops",
             Meta::CompactedTo => "compacted_to",
             Meta::CheckedOwnAt => "checked_own_at",
+            Meta::SkippedSeq => "skipped_seq",
         }
     }
 }

@@ -50,12 +50,37 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// This device's newest segment number (0 before the first).
+    /// This device's newest segment number, reserved, uploaded or skipped (0 before the first).
     pub(crate) fn last_seq(&self) -> Result<u64, SyncError> {
         let seq: Option<i64> = self
             .conn
             .query_row("SELECT max(seq) FROM segments", [], |row| row.get(0))?;
-        Ok(seq.map_or(0, to_u64))
+        Ok(seq.map_or(0, to_u64).max(self.number(Meta::SkippedSeq)?))
+    }
+
+    /// Gives up the segment name `seq`, which the storage holds with an object this device did
+    /// not write: the segments reserved from there on were never written (an upload goes in
+    /// order), so their operations are pending again, to be sealed under the names after it.
+    pub(crate) fn skip(
+        &mut self,
+        device: DeviceId,
+        seq: u64,
+        transfer: &Transfer,
+    ) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE ops SET seq = NULL WHERE device = ?1 AND seq >= ?2
+               AND seq IN (SELECT seq FROM segments WHERE uploaded_at IS NULL)",
+            params![device.0, to_i64(seq)],
+        )?;
+        tx.execute(
+            "DELETE FROM segments WHERE seq >= ?1 AND uploaded_at IS NULL",
+            [to_i64(seq)],
+        )?;
+        set_meta(&tx, Meta::SkippedSeq, &seq.to_le_bytes())?;
+        insert_transfer(&tx, transfer)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Reserves a segment of `device`'s operations `first_op..=last_op`, with its sealed bytes.

@@ -25,6 +25,18 @@ use crate::transfer::{Direction, Kind, Outcome, Transfer};
 /// next pass.
 const MAX_UNKNOWN_DEVICES: usize = 64;
 
+/// The most segments one pass reads past a missing or quarantined one of a device, looking for
+/// the segment that follows on (a writer skips the names someone else took).
+const MAX_STEPS_OVER: usize = 16;
+
+/// Where a segment read and checked stands in its device's stream.
+enum Placed {
+    /// It followed on from what was applied, and is applied now.
+    Applied,
+    /// Operations before it are not applied yet: an earlier segment is still needed.
+    Ahead,
+}
+
 /// What reading one object came to.
 pub(super) enum Fetched<T> {
     /// Read and checked.
@@ -244,6 +256,8 @@ impl Engine {
         // the gap; a stream waiting since an earlier pass was looked at then.
         let mut snapshots_listed = peer.applied == 0;
         let mut stopped_here = false;
+        let mut segments_listed = false;
+        let mut steps_over = 0;
         'plan: loop {
             peer.applied = self.db.cursor(&peer.tag)?.seq;
             let plan = plan::fetch(&peer, held);
@@ -272,9 +286,18 @@ impl Engine {
                         }
                     }
                     Read::Segment(seq) => {
+                        if seq > peer.applied + 1 {
+                            steps_over += 1;
+                        }
                         let fetched = self.fetch_segment(peer.tag, seq, peer.head, report);
                         match fetched.await? {
-                            Fetched::Read(()) => continue,
+                            Fetched::Read(Placed::Applied) => continue,
+                            Fetched::Read(Placed::Ahead) => {
+                                // The gap is real: the stream waits for what it lacks.
+                                peer.stored = None;
+                                stopped_here = true;
+                                continue 'plan;
+                            }
                             Fetched::Missing => {
                                 peer.missing.insert(seq);
                                 false
@@ -286,6 +309,9 @@ impl Engine {
                 if quarantined {
                     held.insert(path(&name));
                 }
+                if steps_over >= MAX_STEPS_OVER {
+                    peer.stored = None;
+                }
                 stopped_here = true;
                 continue 'plan;
             }
@@ -293,6 +319,13 @@ impl Engine {
                 // Stuck behind a missing or quarantined segment: a snapshot may cover it.
                 peer.snapshots = self.remote.snapshot_seqs(peer.tag).await?;
                 snapshots_listed = true;
+                continue 'plan;
+            }
+            if plan.stop.is_some() && stopped_here && !segments_listed {
+                // Or its writer skipped that name (someone else took it) and a later segment
+                // follows on.
+                peer.stored = Some(self.remote.segments(peer.tag).await?.into_keys().collect());
+                segments_listed = true;
                 continue 'plan;
             }
             match plan.stop {
@@ -336,7 +369,7 @@ impl Engine {
         seq: u64,
         head: u64,
         report: &mut FetchReport,
-    ) -> Result<Fetched<()>, SyncError> {
+    ) -> Result<Fetched<Placed>, SyncError> {
         let name = ObjectName::Log { device: tag, seq };
         let store_path = path(&name);
         let (bytes, kept) = match self.db.kept_bytes(&store_path)? {
@@ -355,7 +388,8 @@ impl Engine {
         };
         let cursor = self.db.cursor(&tag)?;
         let (segment, ops) = match self.open_segment(&name, &tag, cursor, &bytes) {
-            Ok(opened) => opened,
+            Ok(Some(opened)) => opened,
+            Ok(None) => return Ok(Fetched::Read(Placed::Ahead)),
             Err(refusal) => {
                 self.quarantine(&name, &refusal, &bytes, head)?;
                 report.quarantined += 1;
@@ -372,9 +406,10 @@ impl Engine {
                 _ => None,
             }));
         let count = ops.len() as u64;
+        let last_op = (segment.first_op + segment.ops.len() as u64).saturating_sub(1);
         let advanced = CursorRow {
             seq,
-            ops: cursor.ops + count,
+            ops: cursor.ops.max(last_op),
         };
         let mut received = Transfer::new(Direction::Down, Kind::Segment, Outcome::Ok)
             .device(&tag)
@@ -389,17 +424,19 @@ impl Engine {
         report.segments += 1;
         report.ops += count;
         report.bytes += bytes.len() as u64;
-        Ok(Fetched::Read(()))
+        Ok(Fetched::Read(Placed::Applied))
     }
 
-    /// Opens and checks a segment.
+    /// Opens and checks a segment: `None` when it is its writer's, but operations before it
+    /// are not applied yet. Its operations already applied (a segment the writer sealed again
+    /// under a later name) are left out.
     fn open_segment(
         &self,
         name: &ObjectName,
         tag: &DeviceTag,
         cursor: CursorRow,
         bytes: &[u8],
-    ) -> Result<(Segment, Vec<Op>), Refusal> {
+    ) -> Result<Option<(Segment, Vec<Op>)>, Refusal> {
         let damaged = |reason: String| Refusal::Damaged(reason);
         let claimed = self
             .keys
@@ -412,14 +449,16 @@ impl Engine {
                 "the segment's device does not match its name".into(),
             ));
         }
-        let expected_seq = cursor.seq + 1;
-        if segment.seq != expected_seq || segment.first_op != cursor.ops + 1 {
+        if !matches!(name, ObjectName::Log { seq, .. } if *seq == segment.seq) {
             return Err(damaged(format!(
-                "the segment claims seq {} from operation {}, expected seq {expected_seq} from \
-                 operation {}",
-                segment.seq,
-                segment.first_op,
-                cursor.ops + 1
+                "the segment claims seq {}, which is not its name's",
+                segment.seq
+            )));
+        }
+        if segment.seq <= cursor.seq || segment.first_op == 0 {
+            return Err(damaged(format!(
+                "the segment claims seq {} from operation {}, but seq {} is applied already",
+                segment.seq, segment.first_op, cursor.seq
             )));
         }
         let mut ops = Vec::with_capacity(segment.ops.len());
@@ -446,8 +485,13 @@ impl Engine {
         if newer > 0 {
             return Err(Refusal::Newer { ops: newer });
         }
-        let segment = claimed.value;
-        Ok((segment, ops))
+        // A device's operations are counted without gaps, and the count is signed: a segment
+        // follows on when it starts at or before the next operation, whatever its seq.
+        if segment.first_op > cursor.ops + 1 {
+            return Ok(None);
+        }
+        ops.retain(|op| op.counter > cursor.ops);
+        Ok(Some((claimed.value, ops)))
     }
 
     fn apply_segment(

@@ -91,6 +91,10 @@ pub(crate) struct Peer {
     pub(crate) snapshots: BTreeSet<u64>,
     /// Its segments known not to be stored (compacted away or deleted).
     pub(crate) missing: BTreeSet<u64>,
+    /// Its segments as listed, once the stream stopped at a missing or quarantined one: a
+    /// writer skips a name that someone else took, so a later segment may follow on (readers
+    /// check its operation counter), and the plan reads the next listed one to find out.
+    pub(crate) stored: Option<BTreeSet<u64>>,
 }
 
 impl Peer {
@@ -102,6 +106,7 @@ impl Peer {
             applied,
             snapshots: BTreeSet::new(),
             missing: BTreeSet::new(),
+            stored: None,
         }
     }
 }
@@ -145,8 +150,8 @@ impl PeerPlan {
 
 /// The reads for one device. A device never seen starts from its newest snapshot; a segment
 /// known to be missing, or held in quarantine, is skipped through the snapshot when it covers
-/// it (the device compacted past it); `held` (store paths) are the quarantined objects not to
-/// read now.
+/// it (the device compacted past it), else stepped over to the next listed segment when the
+/// segments are listed; `held` (store paths) are the quarantined objects not to read now.
 pub(crate) fn fetch(peer: &Peer, held: &BTreeSet<String>) -> PeerPlan {
     let is_quarantined = |name: ObjectName| held.contains(&crate::remote::path(&name));
     let device = peer.tag;
@@ -177,6 +182,19 @@ pub(crate) fn fetch(peer: &Peer, held: &BTreeSet<String>) -> PeerPlan {
             continue;
         }
         if blocked.is_some() {
+            let readable = |&&seq: &&u64| {
+                !peer.missing.contains(&seq) && !is_quarantined(ObjectName::Log { device, seq })
+            };
+            if let Some(stored) = &peer.stored
+                && let Some(&after) = stored
+                    .range(next.saturating_add(1)..)
+                    .take_while(|&&seq| seq <= peer.head)
+                    .find(readable)
+            {
+                plan.reads.push(Read::Segment(after));
+                at = after;
+                continue;
+            }
             plan.stop = blocked;
             break;
         }
@@ -203,6 +221,14 @@ mod tests {
             applied,
             snapshots: snapshots.iter().copied().collect(),
             missing: missing.iter().copied().collect(),
+            stored: None,
+        }
+    }
+
+    fn listed(peer: Peer, stored: &[u64]) -> Peer {
+        Peer {
+            stored: Some(stored.iter().copied().collect()),
+            ..peer
         }
     }
 
@@ -265,11 +291,67 @@ mod tests {
                 &[Snapshot(5), Segment(6), Segment(7)], None),
             ("the newest snapshot quarantined, an older one real", peer_with(6, 0, &[4, 5], &[1]),
                 &snap_5, &[Snapshot(4), Segment(5), Segment(6)], None),
+            ("a quarantined segment, the segments listed", listed(peer(5, 1, None, &[]), &[2, 3, 4, 5]),
+                &log_3, &[Segment(2), Segment(4), Segment(5)], None),
+            ("a missing segment, the segments listed", listed(peer(5, 1, None, &[3]), &[2, 4, 5]),
+                &none, &[Segment(2), Segment(4), Segment(5)], None),
+            ("nothing listed after the gap", listed(peer(5, 1, None, &[3]), &[2, 6]),
+                &none, &[Segment(2)], Some(Stop::Missing(3))),
+            ("listed, but a snapshot covers the gap", listed(peer(6, 2, Some(4), &[]), &[3, 5, 6]),
+                &log_3, &[Snapshot(4), Segment(5), Segment(6)], None),
+            ("the head itself quarantined, listed", listed(peer(3, 2, None, &[]), &[3]),
+                &log_3, &[], Some(Stop::Quarantined(3))),
         ];
         for (case, peer, quarantined, reads, stop) in cases {
             let plan = fetch(peer, quarantined);
             assert_eq!(plan.reads, *reads, "{case}");
             assert_eq!(plan.stop, *stop, "{case}");
+        }
+    }
+
+    #[test]
+    fn every_small_plan_reads_forward_within_the_head_and_never_what_is_held() {
+        // Every combination for a device of up to 3 segments: snapshots, missing and held
+        // objects, and a listing or none.
+        let subsets =
+            |bits: u32| -> BTreeSet<u64> { (1..=3).filter(|s| bits & (1 << s) != 0).collect() };
+        for head in 0..=3 {
+            for applied in 0..=4 {
+                for (snaps, missing, held, stored) in (0..8u32 * 8 * 8 * 9)
+                    .map(|n| (n % 8 * 2, n / 8 % 8 * 2, n / 64 % 8 * 2, n / 512))
+                {
+                    let peer = Peer {
+                        stored: (stored < 8).then(|| subsets(stored * 2)),
+                        ..peer_with(
+                            head,
+                            applied,
+                            &Vec::from_iter(subsets(snaps)),
+                            &Vec::from_iter(subsets(missing)),
+                        )
+                    };
+                    let held: Vec<ObjectName> = subsets(held)
+                        .into_iter()
+                        .flat_map(|seq| {
+                            [
+                                ObjectName::Log { device: TAG, seq },
+                                ObjectName::Snap { device: TAG, seq },
+                            ]
+                        })
+                        .collect();
+                    let plan = fetch(&peer, &quarantined(&held));
+                    let mut at = applied;
+                    for read in &plan.reads {
+                        let (seq, name) = match *read {
+                            Snapshot(seq) => (seq, ObjectName::Snap { device: TAG, seq }),
+                            Segment(seq) => (seq, ObjectName::Log { device: TAG, seq }),
+                        };
+                        assert!(seq > at && seq <= head, "{peer:?}: {plan:?}");
+                        assert!(!held.contains(&name), "{peer:?}: {plan:?}");
+                        assert!(matches!(read, Snapshot(_)) || !peer.missing.contains(&seq));
+                        at = seq;
+                    }
+                }
+            }
         }
     }
 

@@ -5,18 +5,36 @@
 //! reserve (one transaction): seq, the ops it carries, sealed segment + head bytes
 //! PUT log/<tag>/<seq>   (write-once; "already there" → compare bytes)
 //! PUT head/<tag>/<seq>  (write-once)
-//! DELETE head/<tag>/<seq-1>
+//! DELETE head/<tag>/<previous seq>
 //! mark uploaded (+ transfer log) → hint (tag, seq) for the relay
 //! ```
+//!
+//! Anyone who can write to the storage can take a name first. A name that holds an object this
+//! device did not sign is skipped: its operations are sealed again under the next name, and
+//! readers, who follow a device by its operation counter, step over the taken one. Only an
+//! object that this device's own key signed with other bytes stops the upload: another
+//! installation is using this device's identity.
 
 use ferry_protocol::{Head, ObjectName, RawOp, RelayHint, Segment};
+use tracing::warn;
 
 use super::plan::{self, Outbox, Source};
 use super::{Engine, Pass, UploadReport};
 use crate::SyncError;
 use crate::db::{Meta, SegmentRow};
-use crate::remote::IfPresent;
+use crate::remote::{IfPresent, path};
 use crate::transfer::{Direction, Kind, Outcome, Transfer};
+
+/// The most taken names one upload steps over; the rest of its work waits for the next.
+const MAX_SKIPS: usize = 32;
+
+/// What pushing one segment came to.
+enum Pushed {
+    /// It is in storage, with its head.
+    Stored,
+    /// Its name holds an object this device did not write: it goes out under the next name.
+    Skipped,
+}
 
 impl Engine {
     /// Uploads everything pending: first segments reserved earlier (after a crash or an
@@ -55,20 +73,37 @@ impl Engine {
     async fn upload_all(&mut self, report: &mut UploadReport) -> Result<(), SyncError> {
         // Blobs first: a segment never refers to a blob that is not in storage yet.
         self.upload_blobs(report).await?;
-        let reserved = self.db.unuploaded()?;
-        let outbox = self.outbox(&reserved)?;
-        let mut reserved = reserved.into_iter();
-        for write in plan::upload(&outbox) {
-            let segment = match write.source {
-                Source::Reserved => reserved.next(),
-                Source::Pending => self.reserve_next()?,
-            };
-            let Some(segment) = segment.filter(|segment| segment.seq == write.seq) else {
-                return Err(SyncError::LocalState {
-                    detail: format!("segment {} is not where the outbox put it", write.seq),
-                });
-            };
-            self.push(segment, report).await?;
+        let mut skips = 0;
+        'plan: loop {
+            let reserved = self.db.unuploaded()?;
+            let outbox = self.outbox(&reserved)?;
+            let mut reserved = reserved.into_iter();
+            for write in plan::upload(&outbox) {
+                let segment = match write.source {
+                    Source::Reserved => reserved.next(),
+                    Source::Pending => self.reserve_next()?,
+                };
+                let Some(segment) = segment.filter(|segment| segment.seq == write.seq) else {
+                    return Err(SyncError::LocalState {
+                        detail: format!("segment {} is not where the outbox put it", write.seq),
+                    });
+                };
+                match self.push(segment, report).await? {
+                    Pushed::Stored => {}
+                    Pushed::Skipped if skips + 1 < MAX_SKIPS => {
+                        skips += 1;
+                        continue 'plan;
+                    }
+                    Pushed::Skipped => {
+                        self.note(format!(
+                            "the storage held {MAX_SKIPS} of this device's next segment names \
+                             with objects it did not write; the rest goes out on the next sync"
+                        ));
+                        return Ok(());
+                    }
+                }
+            }
+            break;
         }
         self.compact_if_due().await
     }
@@ -132,17 +167,19 @@ impl Engine {
         &mut self,
         segment: SegmentRow,
         report: &mut UploadReport,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Pushed, SyncError> {
         let seq = segment.seq;
         let log = self.log_name(seq);
-        self.remote
-            .put_once(&log, &segment.sealed, IfPresent::SameBytes)
-            .await?;
+        if let Some(found) = self.remote.put_or_read(&log, &segment.sealed).await? {
+            self.skip_taken(seq, &found)?;
+            return Ok(Pushed::Skipped);
+        }
+        let previous = self.db.last_uploaded()?;
         self.remote
             .put_once(&self.head_name(seq), &segment.head, IfPresent::Keep)
             .await?;
-        if seq > 1 {
-            self.remote.delete(&self.head_name(seq - 1)).await?;
+        if previous > 0 && previous < seq {
+            self.remote.delete(&self.head_name(previous)).await?;
         }
         let (ops, bytes) = (segment.ops(), segment.size());
         let sent = Transfer::new(Direction::Up, Kind::Segment, Outcome::Ok)
@@ -158,6 +195,38 @@ impl Engine {
             device: self.tag,
             seq,
         });
+        Ok(Pushed::Stored)
+    }
+
+    /// Gives up the segment name `seq`, which holds `found` rather than what this device
+    /// sealed for it, unless this device's own key signed what is there: then another
+    /// installation uses this device's identity, and nothing more is written.
+    fn skip_taken(&mut self, seq: u64, found: &[u8]) -> Result<(), SyncError> {
+        let log = &self.log_name(seq);
+        let name = path(log);
+        let own = self.identity.public();
+        let signed_here = self
+            .keys
+            .data
+            .open_signed::<Segment>(log, found)
+            .is_ok_and(|claimed| {
+                claimed.value.device == self.device && claimed.verify(&own).is_ok()
+            });
+        if signed_here {
+            return Err(SyncError::Divergent { name });
+        }
+        let said = format!(
+            "{name} holds an object this device did not write (planted by someone with write \
+             access to the storage): skipped, its operations go out under the next name"
+        );
+        warn!("{said}");
+        let skipped = Transfer::new(Direction::Up, Kind::Segment, Outcome::Skipped)
+            .device(&self.tag)
+            .object(log)
+            .bytes(found.len() as u64)
+            .detail(&said);
+        self.db.skip(self.device, seq, &skipped)?;
+        self.note(said);
         Ok(())
     }
 }
