@@ -241,22 +241,35 @@ per_backend! {
         assert_eq!(reader.texts(), ["one", "two"]);
         let status = reader.engine.status().unwrap();
         assert_eq!(status.peers[0].seq, 2);
-        // Said once, in the status and the transfer log; not again on the next poll.
-        let said = format!("the storage served an older state of device {tag} (segment 1, this \
-                            device already had 2)");
-        assert!(status.recent_errors.iter().any(|e| e.starts_with(&said)), "{:?}", status.recent_errors);
-        let logged = |reader: &Device| {
+        // The head was opened: its device signed it. Said once, in the status and the transfer
+        // log; not again on the next poll.
+        let said = |text: &str| {
+            text.starts_with("the storage served an older state of ")
+                && text.contains("(seq 1, already had 2)")
+        };
+        assert!(status.recent_errors.iter().any(|e| said(e)), "{:?}", status.recent_errors);
+        let logged = |reader: &Device, what: &dyn Fn(&str) -> bool| {
             reader
                 .engine
                 .transfers(20)
                 .unwrap()
                 .iter()
-                .filter(|t| t.detail.as_deref().is_some_and(|d| d.starts_with(&said)))
+                .filter(|t| t.detail.as_deref().is_some_and(what))
                 .count()
         };
-        assert_eq!(logged(&reader), 1);
+        assert_eq!(logged(&reader, &said), 1);
         reader.engine.fetch().await.unwrap();
-        assert_eq!(logged(&reader), 1);
+        assert_eq!(logged(&reader, &said), 1);
+
+        // A lower head that its device did not write is planted, not a rollback.
+        let head = |seq| ObjectName::Head { device: tag, seq };
+        store.delete(&format!("{ROOT}{}", head(1))).await.unwrap();
+        plant(store, &head(0), b"FRY junk".to_vec()).await;
+        reader.engine.fetch().await.unwrap();
+        let planted = |text: &str| text.contains("is not a head its device wrote");
+        assert_eq!(logged(&reader, &planted), 1);
+        assert_eq!(logged(&reader, &said), 1);
+        assert_eq!(reader.texts(), ["one", "two"]);
     }
 }
 

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_core::{Action, Body, ClipId, CoreError, Op};
-use ferry_protocol::{DeviceId, DeviceTag, ObjectName, RelayHint, Segment};
+use ferry_protocol::{DeviceId, DeviceTag, Head, ObjectName, RelayHint, Segment};
 use ferry_store::StoreError;
 use tracing::warn;
 
@@ -67,7 +67,7 @@ impl Engine {
             }
             heads.remove(&engine.tag);
             for (&tag, &head) in &heads {
-                engine.check_not_rolled_back(tag, head)?;
+                engine.check_not_rolled_back(tag, head).await?;
             }
             engine.catch_up(&heads, report).await
         })
@@ -195,26 +195,65 @@ impl Engine {
     }
 
     /// Says so, once per older head seen, when the storage lists an older head of the device of
-    /// `tag` than the segment this device has applied: it lost or rolled back data. The newer
-    /// state is kept (nothing older is ever applied over it). Relay hints, which may be
-    /// replayed, are not checked.
-    fn check_not_rolled_back(&mut self, tag: DeviceTag, head: u64) -> Result<(), SyncError> {
+    /// `tag` than the segment this device has applied. The head is opened first: one its
+    /// device signed means the storage lost or rolled back data; anything else was planted.
+    /// Either way the newer state is kept (nothing older is ever applied over it). Relay hints,
+    /// which may be replayed, are not checked.
+    async fn check_not_rolled_back(&mut self, tag: DeviceTag, head: u64) -> Result<(), SyncError> {
         let applied = self.db.cursor(&tag)?.seq;
         if head >= applied || self.rolled_back.get(&tag) == Some(&head) {
             return Ok(());
         }
+        let name = ObjectName::Head {
+            device: tag,
+            seq: head,
+        };
+        let bytes = match self.remote.get(&name).await {
+            Ok(bytes) => Ok(bytes),
+            Err(error) if error.is_bad_object() => Err(error.to_string()),
+            // Gone again, or not readable now: the next poll looks again.
+            Err(_) => return Ok(()),
+        };
         self.rolled_back.insert(tag, head);
-        let said = format!(
-            "the storage served an older state of device {tag} (segment {head}, this device \
-             already had {applied}): it lost or rolled back data; the newer state is kept"
-        );
+        let said = match bytes.and_then(|bytes| self.open_head(&name, &bytes)) {
+            Ok(writer) => format!(
+                "the storage served an older state of {} (seq {head}, already had {applied}): \
+                 it lost or rolled back data; the newer state is kept",
+                self.who(&writer)
+            ),
+            Err(reason) => format!(
+                "{} is not a head its device wrote ({reason}): planted, and ignored; the newer \
+                 state (seq {applied}) is kept",
+                path(&name)
+            ),
+        };
         warn!("{said}");
         let logged = Transfer::new(Direction::Down, Kind::Fetch, Outcome::Skipped)
             .device(&tag)
+            .object(&name)
             .detail(&said);
         self.db.log(&logged)?;
         self.note(said);
         Ok(())
+    }
+
+    /// Opens and checks the head stored under `name`: the device that signed it, or why it is
+    /// not a head of that name's device.
+    fn open_head(&self, name: &ObjectName, bytes: &[u8]) -> Result<DeviceId, String> {
+        let claimed = self
+            .keys
+            .data
+            .open_signed::<Head>(name, bytes)
+            .map_err(|error| error.to_string())?;
+        let head = &claimed.value;
+        let named = matches!(name, ObjectName::Head { device, seq }
+            if *device == self.keys.names.device_tag(&head.device) && *seq == head.seq);
+        if !named {
+            return Err("its device or seq is not its name's".into());
+        }
+        self.check_author(&claimed, head.device, None)
+            .map_err(|refusal| refusal.reason())?;
+        Ok(head.device)
     }
 
     /// Reports that the device of `tag` could not be fetched in this pass, when `error` is about

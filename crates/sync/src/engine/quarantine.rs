@@ -75,7 +75,7 @@ pub(super) enum Refusal {
 }
 
 impl Refusal {
-    fn reason(&self) -> String {
+    pub(super) fn reason(&self) -> String {
         match self {
             Refusal::Damaged(reason) => reason.clone(),
             Refusal::Forged(reason) => format!("{FORGED}{reason}"),
