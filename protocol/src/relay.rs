@@ -17,6 +17,9 @@
 //!
 //! A receiver opens it and fetches `log/<device>/<seq>`. Hints are advisory: a replayed,
 //! dropped or forged hint costs at most one needless fetch, and polling remains the fallback.
+//! A hint also tells the receiver how far its writer has written, beyond what the storage
+//! says: a receiver whose storage lists less says so. A hint of seq 0 is a roll call: a device
+//! that starts asks the others, and each answers with a hint of its newest segment.
 //!
 //! The frames a client and a relay exchange are in [`wire`].
 
@@ -46,6 +49,16 @@ pub struct RelayHint {
 }
 
 impl RelayHint {
+    /// The roll call of `device`: "everyone, say how far you have written".
+    pub fn roll_call(device: DeviceTag) -> RelayHint {
+        RelayHint { device, seq: 0 }
+    }
+
+    /// Whether this is a roll call rather than news of a segment.
+    pub fn is_roll_call(&self) -> bool {
+        self.seq == 0
+    }
+
     /// The segment this hint points at.
     pub fn segment(&self) -> ObjectName {
         ObjectName::Log {

@@ -38,8 +38,8 @@ pub mod repo;
 pub mod transfer;
 
 pub use engine::{
-    DeviceFailure, DryRun, Engine, EngineConfig, FetchReport, PeerStatus, Planned, Quarantined,
-    Retry, Status, UploadReport,
+    Behind, DeviceFailure, DryRun, Engine, EngineConfig, FetchReport, PeerStatus, Planned,
+    Quarantined, Retry, Status, UploadReport,
 };
 pub use error::SyncError;
 pub use policy::{Direction, Filters};

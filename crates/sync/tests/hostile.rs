@@ -496,3 +496,66 @@ per_backend! {
         assert!(reader.engine.status().unwrap().quarantined.is_empty());
     }
 }
+
+per_backend! {
+    #[tokio::test]
+    async fn a_storage_behind_what_a_device_announced_is_reported_until_it_catches_up(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut writer = Device::open(Arc::clone(&storage.store)).await;
+        let tag = keys().names.device_tag(&writer.engine.device());
+        let head = |seq| ObjectName::Head { device: tag, seq };
+        writer.upload_clips(1..=2).await;
+        let head_2 = raw(store, &head(2)).await;
+        writer.upload_clips(3..=3).await;
+        // The storage serves the state before the third clip to a device joining now.
+        store.delete(&format!("{ROOT}{}", head(3))).await.unwrap();
+        let log_3 = ObjectName::Log { device: tag, seq: 3 };
+        store.delete(&format!("{ROOT}{log_3}")).await.unwrap();
+        plant(store, &head(2), head_2).await;
+        let mut joining = Device::open(Arc::clone(&storage.store)).await;
+        joining.engine.fetch().await.unwrap();
+        assert_eq!(joining.texts(), ["clip 1", "clip 2"]);
+        assert!(joining.engine.behind().unwrap().is_empty(), "nothing announced yet");
+
+        // A roll call asks; the writer answers with its newest segment, over the relay.
+        let roll_call = joining.engine.roll_call();
+        assert!(roll_call.is_roll_call());
+        let report = writer.engine.fetch_hint(roll_call).await.unwrap();
+        assert_eq!(report.segments, 0, "a roll call fetches nothing");
+        let answer = writer.engine.roll_call_answer().unwrap().unwrap();
+        assert_eq!(answer.seq, 3);
+        joining.engine.fetch_hint(answer).await.unwrap();
+        let behind = joining.engine.behind().unwrap();
+        assert_eq!(behind.len(), 1, "{behind:?}");
+        assert_eq!((behind[0].announced, behind[0].applied), (3, 2));
+        // A poll says so, once.
+        let said = |device: &Device| {
+            device
+                .engine
+                .transfers(20)
+                .unwrap()
+                .iter()
+                .filter(|t| {
+                    t.detail
+                        .as_deref()
+                        .is_some_and(|d| d.contains("at seq 2, but") && d.contains("announced seq 3"))
+                })
+                .count()
+        };
+        joining.engine.fetch().await.unwrap();
+        joining.engine.fetch().await.unwrap();
+        assert_eq!(said(&joining), 1);
+        // A replayed older hint changes nothing.
+        let old = ferry_protocol::RelayHint { device: tag, seq: 1 };
+        joining.engine.fetch_hint(old).await.unwrap();
+        assert_eq!(joining.engine.behind().unwrap()[0].announced, 3);
+
+        // The writer puts back what the storage lost; the joining device catches up.
+        writer.engine.fetch().await.unwrap();
+        joining.engine.fetch().await.unwrap();
+        assert_eq!(joining.texts(), ["clip 1", "clip 2", "clip 3"]);
+        assert!(joining.engine.behind().unwrap().is_empty());
+    }
+}

@@ -45,6 +45,39 @@ impl Db {
             .transpose()
     }
 
+    /// Records that the device of `tag` announced its segment `seq` at `at_ms`; an older
+    /// announcement (a replay) changes nothing.
+    pub(crate) fn announce(&self, tag: &DeviceTag, seq: u64, at_ms: u64) -> Result<(), SyncError> {
+        self.conn.execute(
+            "INSERT INTO announced (tag, seq, at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tag) DO UPDATE SET seq = excluded.seq, at = excluded.at
+             WHERE excluded.seq > announced.seq",
+            params![tag.0, to_i64(seq), to_i64(at_ms)],
+        )?;
+        Ok(())
+    }
+
+    /// Every device's newest announced segment, with when it was announced (ms).
+    pub(crate) fn announced(&self) -> Result<Vec<(DeviceTag, u64, u64)>, SyncError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT tag, seq, at FROM announced ORDER BY tag")?;
+        let rows = statement.query_map([], |row| {
+            let tag: Vec<u8> = row.get(0)?;
+            Ok((tag, to_u64(row.get(1)?), to_u64(row.get(2)?)))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (tag, seq, at) = row?;
+            out.push((
+                DeviceTag(fixed(tag, "an announcement's device tag")?),
+                seq,
+                at,
+            ));
+        }
+        Ok(out)
+    }
+
     /// Every other device this one has applied segments from.
     pub(crate) fn cursors(&self) -> Result<Vec<(DeviceTag, DeviceId, CursorRow)>, SyncError> {
         let mut statement = self

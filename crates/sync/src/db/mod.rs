@@ -9,6 +9,7 @@
 //! | `checkpoint` | the encoded merged state as of some moment; state = checkpoint + `ops` |
 //! | `segments` | this device's segments: sealed segment and head bytes kept from reservation until a snapshot in storage covers them, so a retry after a crash, or a repair after storage lost one, writes the very same bytes |
 //! | `cursors` | per other device: the last segment applied and its operation counter |
+//! | `announced` | per other device: the newest segment it announced over the relay, and when |
 //! | `transfers` | the transfer log (see [`crate::Transfer`]): every upload, download, quarantine, refused copy and failed pass |
 //! | `quarantine` | objects set aside: they did not open, or need a newer Ferry; with the reason, when to try again, and (for the latter) their bytes |
 //! | `blobs` | large content (images, files) by blob id: this device's own, and others' once fetched |
@@ -43,7 +44,7 @@ pub(crate) use quarantine::{QuarantineRow, SetAside};
 use search::{index_text, text_rowid};
 
 /// The newest schema this build knows. Each step in [`MIGRATIONS`] moves one version up.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -112,6 +113,12 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE quarantine ADD COLUMN sealed BLOB;",
     // 2 → 3: the checkpoint says which format version encoded it (1 had no device roster).
     "ALTER TABLE checkpoint ADD COLUMN format INTEGER NOT NULL DEFAULT 1;",
+    // 3 → 4: what other devices announced over the relay, to tell when the storage is behind.
+    "CREATE TABLE announced (
+         tag BLOB PRIMARY KEY,
+         seq INTEGER NOT NULL,
+         at INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// The values kept in the `meta` table, each under its own key.

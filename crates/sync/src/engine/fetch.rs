@@ -69,15 +69,20 @@ impl Engine {
             for (&tag, &head) in &heads {
                 engine.check_not_rolled_back(tag, head).await?;
             }
+            engine.check_announced(&heads)?;
             engine.catch_up(&heads, report).await
         })
         .await
     }
 
-    /// Fetches what a relay hint announces (and any segment of that device before it).
+    /// Fetches what a relay hint announces (and any segment of that device before it), and
+    /// remembers how far its writer says it has written. A roll call fetches nothing.
     pub async fn fetch_hint(&mut self, hint: RelayHint) -> Result<FetchReport, SyncError> {
+        if self.config.direction.receives() {
+            self.remember_announced(&hint)?;
+        }
         self.fetch_pass(async |engine: &mut Engine, report: &mut FetchReport| {
-            if hint.device == engine.tag {
+            if hint.device == engine.tag || hint.is_roll_call() {
                 return Ok(());
             }
             let heads = BTreeMap::from([(hint.device, hint.seq)]);

@@ -32,11 +32,13 @@ use crate::remote::Remote;
 use crate::transfer::{self, Kind, Outcome, Transfer, now_ms};
 use crate::{SyncError, repo};
 
+pub use freshness::Behind;
 pub use quarantine::{Quarantined, Retry};
 
 mod authors;
 mod blobs;
 mod fetch;
+mod freshness;
 pub(crate) mod plan;
 mod quarantine;
 mod repair;
@@ -224,6 +226,8 @@ pub struct Engine {
     wanted_blobs: Vec<BlobId>,
     /// Per device, the older head the storage served last (said once, not on every poll).
     rolled_back: HashMap<DeviceTag, u64>,
+    /// Per device, the announcement the storage was last found behind (said once).
+    behind_said: HashMap<DeviceTag, u64>,
 }
 
 /// Which pass of a sync ended.
@@ -294,6 +298,7 @@ impl Engine {
             recent_errors: VecDeque::new(),
             wanted_blobs: Vec::new(),
             rolled_back: HashMap::new(),
+            behind_said: HashMap::new(),
         };
         engine.register()?;
         Ok(engine)
