@@ -366,3 +366,58 @@ fn rand_suffix() -> u64 {
         .unwrap()
         .as_nanos() as u64
 }
+
+#[test]
+fn a_device_joining_while_the_storage_serves_an_older_state_is_warned_by_the_roll_call() {
+    let storage = storage(Backend::S3);
+    let relay = common::relay(&storage);
+    let url = relay.url();
+    let a = Device::new();
+    let code = a.init_with_relay(&storage, "alpha", Some(&url));
+    let status = |device: &Device| -> serde_json::Value {
+        serde_json::from_str(&device.run(&["--json", "status"]).ok().stdout).unwrap()
+    };
+    let tag = status(&a)["tag"].as_str().unwrap().to_owned();
+    let root = storage.files().join("ferry/v1");
+    let name = |kind: &str, seq: u64| root.join(format!("{kind}/{tag}/{seq:016x}"));
+    a.run(&["copy", "one"]).ok();
+    a.run(&["sync"]).ok();
+    let seq = status(&a)["last_seq"].as_u64().unwrap();
+    let old_head = std::fs::read(name("head", seq)).unwrap();
+    a.run(&["copy", "two"]).ok();
+    a.run(&["sync"]).ok();
+    // The storage goes back to the state before "two": that segment and its head are gone,
+    // the head before it is back.
+    std::fs::remove_file(name("log", seq + 1)).unwrap();
+    std::fs::remove_file(name("head", seq + 1)).unwrap();
+    std::fs::write(name("head", seq), old_head).unwrap();
+
+    // Alpha's agent is up (sending only, so it does not look at the storage and put back what
+    // it lost): it answers the roll call of a device joining now.
+    let agent = common::start_agent(
+        &a,
+        None,
+        &[("FERRY_SYNC_DIRECTION", "send_only".to_owned())],
+    );
+    let b = Device::new();
+    let joined = b.join_with_relay(&storage, &code, "beta", Some(&url)).ok();
+    let warning = format!(
+        "warning: alpha announced segment {} over the relay",
+        seq + 1
+    );
+    assert!(joined.stderr.contains(&warning), "{}", joined.stderr);
+    assert!(joined.stderr.contains("it may be serving an older state"));
+    let shown = b.run(&["status"]).ok().stdout;
+    assert!(
+        shown.contains("behind    alpha announced segment"),
+        "{shown}"
+    );
+    let behind = &status(&b)["behind"][0];
+    assert_eq!(behind["applied"].as_u64(), Some(seq));
+    common::stop_agent(agent);
+
+    // Once alpha puts back what the storage lost, beta catches up and the warning goes.
+    a.run(&["sync"]).ok();
+    b.run(&["sync"]).ok();
+    assert_eq!(status(&b)["behind"].as_array().map(Vec::len), Some(0));
+}

@@ -148,6 +148,8 @@ struct Agent {
     retry: Duration,
     /// When the retention policy ran last.
     retained_at: Option<Instant>,
+    /// When this agent last answered a roll call.
+    answered_at: Option<Instant>,
 }
 
 impl Agent {
@@ -222,6 +224,7 @@ impl Agent {
             upload_at: Some(Instant::now()),
             retry: RETRY_FIRST,
             retained_at: None,
+            answered_at: None,
         })
     }
 
@@ -232,6 +235,7 @@ impl Agent {
         let mut poll = tokio::time::interval(self.device.config.settings.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         info!(device = %self.device.engine.device(), "agent running");
+        self.roll_call();
         loop {
             let upload_at = self.upload_at;
             tokio::select! {

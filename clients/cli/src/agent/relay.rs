@@ -3,12 +3,16 @@
 
 use std::time::Duration;
 
+use ferry_protocol::RelayHint;
 use ferry_relay_client::{Delivery, RelayClient, State as RelayState, Status as RelayStatus};
 use tokio::sync::{mpsc, watch as state};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{Agent, unix_now};
+
+/// The shortest time between two answers to roll calls.
+const ANSWER_EVERY: Duration = Duration::from_secs(1);
 
 /// When the relay topics to listen on change next.
 pub(super) fn topics_change() -> Instant {
@@ -50,7 +54,7 @@ impl Agent {
         self.topics = held;
     }
 
-    pub(super) fn publish(&self, hints: &[ferry_protocol::RelayHint]) {
+    pub(super) fn publish(&self, hints: &[RelayHint]) {
         let Some((client, _)) = &self.relay else {
             return;
         };
@@ -80,10 +84,43 @@ impl Agent {
                 return;
             }
         };
+        if hint.is_roll_call() {
+            self.answer_roll_call(hint);
+            return;
+        }
         debug!(seq = hint.seq, "hint");
         match self.device.engine.fetch_hint(hint).await {
             Ok(_) => self.apply_newest().await,
             Err(error) => warn!(%error, "fetch after a hint failed"),
+        }
+    }
+}
+
+impl Agent {
+    /// Asks the other devices how far they have written: a device that starts learns from
+    /// them, not only from the storage, where their logs end.
+    pub(super) fn roll_call(&self) {
+        self.publish(&[self.device.engine.roll_call()]);
+    }
+
+    /// Answers another device's roll call with this device's newest segment, at most once per
+    /// [`ANSWER_EVERY`] (a burst of roll calls gets one answer, which all of them hear).
+    fn answer_roll_call(&mut self, call: RelayHint) {
+        let own = self.device.engine.roll_call().device;
+        let recently = self
+            .answered_at
+            .is_some_and(|at| at.elapsed() < ANSWER_EVERY);
+        if call.device == own || recently {
+            return;
+        }
+        match self.device.engine.roll_call_answer() {
+            Ok(Some(answer)) => {
+                debug!(seq = answer.seq, "relay: answered a roll call");
+                self.publish(&[answer]);
+                self.answered_at = Some(Instant::now());
+            }
+            Ok(None) => {}
+            Err(error) => warn!(%error, "a roll call could not be answered"),
         }
     }
 }

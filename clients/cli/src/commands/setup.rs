@@ -10,6 +10,7 @@ use ferry_sync::repo;
 use serde::Serialize;
 
 use crate::cli::{InitArgs, JoinArgs};
+use crate::commands::sync::RollCall;
 use crate::config::{self, Config};
 use crate::device::{self, Device};
 use crate::error::Failure;
@@ -185,8 +186,20 @@ pub(crate) async fn setup(home: Home, config: Config, setup: Setup) -> Result<Se
     let lock = device::lock(&home, Duration::from_secs(30))?;
     let mut device = Device::open(home, config, lock, device::INTERACTIVE).await?;
     device.set_name(&name)?;
+    // A joining device asks the devices that are up how far they have written: storage that
+    // serves it an older state cannot tell it so itself.
+    let roll_call = if created {
+        None
+    } else {
+        RollCall::ask(&device).await
+    };
     if let Err(error) = device.engine.sync().await {
         eprintln!("warning: the first sync failed ({error}); it is retried later");
+    }
+    if let Some(roll_call) = roll_call {
+        for behind in roll_call.hear(&mut device).await? {
+            eprintln!("warning: {behind}");
+        }
     }
     Ok(SetUp {
         recovery_code: (created && setup.code == ShowCode::Print).then(|| code.expose().to_owned()),

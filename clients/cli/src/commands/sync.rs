@@ -1,12 +1,16 @@
 //! `ferry sync`, `ferry status`, `ferry log`: moving data, and what moved.
 
+use std::collections::HashSet;
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_core::DataKind;
 use ferry_protocol::{DeviceId, DeviceTag};
+use ferry_relay_client::{ClientConfig, Delivery, RelayClient};
 use ferry_sync::{DryRun, FetchReport, Planned, Retry, Transfer, UploadReport};
 use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout_at};
 
 use crate::cli::LogArgs;
 use crate::commands::devices;
@@ -164,8 +168,34 @@ struct Status {
     peers: Vec<Peer>,
     /// Devices that joined with the sync key alone, not added by a device already there.
     unpaired: Vec<String>,
+    /// Devices that announced more over the relay than the storage gave this device.
+    behind: Vec<Behind>,
     quarantined: Vec<Quarantined>,
     recent_errors: Vec<String>,
+}
+
+/// A device that announced more over the relay than the storage gave this one.
+#[derive(Serialize)]
+pub(crate) struct Behind {
+    device: String,
+    announced: u64,
+    applied: u64,
+    announced_ms: u64,
+}
+
+impl fmt::Display for Behind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} announced segment {} over the relay {} ago, but the storage has given this \
+             device segment {}: it may be serving an older state; the rest arrives when the \
+             storage has it",
+            self.device,
+            self.announced,
+            age(self.announced_ms),
+            self.applied
+        )
+    }
 }
 
 #[derive(Serialize)]
@@ -243,6 +273,9 @@ impl fmt::Display for Status {
                  nobody here added it, a copy of the key is loose (see `ferry devices`)"
             )?;
         }
+        for behind in &self.behind {
+            writeln!(f, "behind    {behind}")?;
+        }
         for q in &self.quarantined {
             writeln!(f, "{q}")?;
         }
@@ -286,6 +319,7 @@ pub(crate) fn status(device: &Device, out: &mut Output) -> Result<(), Failure> {
             })
             .collect(),
         unpaired: roster.unpaired().map(str::to_owned).collect(),
+        behind: behind(device)?,
         quarantined: status
             .quarantined
             .into_iter()
@@ -309,6 +343,90 @@ pub(crate) fn status(device: &Device, out: &mut Output) -> Result<(), Failure> {
         recent_errors: status.recent_errors,
     });
     Ok(())
+}
+
+/// The devices that announced more over the relay than the storage gave this one.
+pub(crate) fn behind(device: &Device) -> Result<Vec<Behind>, Failure> {
+    Ok(device
+        .engine
+        .behind()?
+        .into_iter()
+        .map(|b| Behind {
+            device: peer_name(device, b.device.as_ref(), Some(&b.tag)),
+            announced: b.announced,
+            applied: b.applied,
+            announced_ms: time_ms(Some(b.at)).unwrap_or(0),
+        })
+        .collect())
+}
+
+/// How long a roll call waits for the answers of the devices that are up.
+const ROLL_CALL_WAIT: Duration = Duration::from_millis(1500);
+
+/// A roll call over the relay: the other devices' agents answer with their newest segment, so
+/// that a device can tell when the storage gives it less (an older state) than they wrote.
+pub(crate) struct RollCall {
+    _client: RelayClient,
+    answers: mpsc::Receiver<Delivery>,
+    asked: Instant,
+}
+
+impl RollCall {
+    /// Asks, where a relay is set and takes the question; `None` otherwise.
+    pub(crate) async fn ask(device: &Device) -> Option<RollCall> {
+        let url = device.config.settings.relay.as_deref()?;
+        let (client, answers) = RelayClient::start(ClientConfig::new(url)).ok()?;
+        let now = crate::agent::unix_now();
+        for topic in device.keys.relay.listen_topics(now) {
+            client.subscribe(topic).ok()?;
+        }
+        let topic = device.keys.relay.publish_topic(now);
+        let call = device
+            .keys
+            .relay
+            .seal_hint(&topic, &device.engine.roll_call())
+            .ok()?;
+        client.publish(topic, call.into_bytes()).ok()?;
+        if !client.flush(Duration::from_secs(2)).await {
+            tracing::info!("the relay did not answer: no roll call");
+            return None;
+        }
+        Some(RollCall {
+            _client: client,
+            answers,
+            asked: Instant::now(),
+        })
+    }
+
+    /// Takes the answers, until every other device in the roster answered or
+    /// [`ROLL_CALL_WAIT`] passed, fetching what each announces; then says which devices the
+    /// storage gave less of than they announced.
+    pub(crate) async fn hear(mut self, device: &mut Device) -> Result<Vec<Behind>, Failure> {
+        let own = device.engine.device();
+        let others = device
+            .engine
+            .state()
+            .devices()
+            .filter(|(id, _)| **id != own)
+            .count();
+        let deadline = self.asked + ROLL_CALL_WAIT;
+        let mut heard = HashSet::new();
+        while heard.len() < others {
+            let Ok(Some(delivery)) = timeout_at(deadline, self.answers.recv()).await else {
+                break;
+            };
+            let Ok(hint) = device.keys.relay.open_hint(&delivery.topic, &delivery.data) else {
+                continue;
+            };
+            if hint.is_roll_call() || !heard.insert(hint.device) {
+                continue;
+            }
+            if let Err(error) = device.engine.fetch_hint(hint).await {
+                tracing::warn!(%error, "fetching what a roll call answer announced failed");
+            }
+        }
+        behind(device)
+    }
 }
 
 /// The transfer log, newest first.

@@ -51,6 +51,14 @@ pub fn nginx_webdav() -> Option<Storage> {
     Some(serving(runtime, served))
 }
 
+impl Storage {
+    /// Where the server keeps the objects on disk: the repository's files, to tamper with
+    /// behind the protocol's back.
+    pub fn files(&self) -> PathBuf {
+        self._served.files()
+    }
+}
+
 fn serving(runtime: tokio::runtime::Runtime, served: Served) -> Storage {
     Storage {
         url: served.url.to_string(),
@@ -226,6 +234,17 @@ impl Device {
     }
 }
 
+/// A relay on 127.0.0.1, run by the storage's runtime.
+pub fn relay(storage: &Storage) -> ferry_relay::RunningRelay {
+    storage
+        .runtime
+        .block_on(ferry_relay::RunningRelay::start(ferry_relay::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ferry_relay::Config::default()
+        }))
+        .unwrap()
+}
+
 /// Two devices on one repository: `a` ("alpha") made it, `b` ("beta") joined; with a relay on
 /// 127.0.0.1 when asked for.
 pub struct Pair {
@@ -238,15 +257,7 @@ pub struct Pair {
 
 pub fn pair(backend: Backend, with_relay: bool) -> Pair {
     let storage = storage(backend);
-    let relay = with_relay.then(|| {
-        storage
-            .runtime
-            .block_on(ferry_relay::RunningRelay::start(ferry_relay::Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..ferry_relay::Config::default()
-            }))
-            .unwrap()
-    });
+    let relay = with_relay.then(|| relay(&storage));
     let url = relay.as_ref().map(ferry_relay::RunningRelay::url);
     let (a, b) = (Device::new(), Device::new());
     let code = a.init_with_relay(&storage, "alpha", url.as_deref());
