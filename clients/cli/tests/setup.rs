@@ -399,11 +399,15 @@ fn a_device_joining_while_the_storage_serves_an_older_state_is_warned_by_the_rol
         None,
         &[("FERRY_SYNC_DIRECTION", "send_only".to_owned())],
     );
-    eventually(Duration::from_secs(10), "alpha's agent on the relay", || {
-        common::agent_log(&a)
-            .contains("relay: subscribed")
-            .then_some(())
-    });
+    eventually(
+        Duration::from_secs(10),
+        "alpha's agent on the relay",
+        || {
+            common::agent_log(&a)
+                .contains("relay: subscribed")
+                .then_some(())
+        },
+    );
     let b = Device::new();
     let joined = b.join_with_relay(&storage, &code, "beta", Some(&url)).ok();
     let warning = format!(

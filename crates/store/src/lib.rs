@@ -229,6 +229,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Deletes an object. Deleting one that is not there is not an error.
     async fn delete(&self, name: &str) -> Result<(), StoreError>;
 
+    /// Deletes objects in as few requests as the storage allows: one per [`MAX_PAGE`] names
+    /// where it deletes in batches (S3), else one each. Deleting one that is not there is not
+    /// an error.
+    async fn delete_many(&self, names: &[String]) -> Result<(), StoreError> {
+        for name in names {
+            self.delete(name).await?;
+        }
+        Ok(())
+    }
+
     /// Makes the place the store lives in where the storage has folders and it is missing (for
     /// a new repository: a WebDAV collection and its missing parents). Buckets are never made:
     /// an S3 store does nothing here, and a folder store is made when opened with

@@ -20,6 +20,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 use crate::error::error_chain;
 use crate::url::S3Location;
@@ -287,6 +288,25 @@ impl S3Store {
     }
 }
 
+/// Whether the server refused a `DeleteObjects` request as such (not implemented, or a
+/// checksum it wants), rather than for its credentials or the bucket.
+fn batch_not_taken<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    matches!(status, Some(400 | 405 | 411 | 501))
+        || matches!(
+            error.code(),
+            Some(
+                "NotImplemented"
+                    | "XNotImplemented"
+                    | "MissingContentMD5"
+                    | "InvalidDigest"
+                    | "BadDigest"
+                    | "MethodNotAllowed"
+                    | "InvalidRequest"
+            )
+        )
+}
+
 #[async_trait]
 impl Store for S3Store {
     async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
@@ -352,5 +372,60 @@ impl Store for S3Store {
                 StoreError::NotFound { .. } => Ok(()),
                 other => Err(other),
             })
+    }
+
+    /// One `DeleteObjects` request per [`MAX_PAGE`] names. A server that does not take the
+    /// batch request (some S3-compatible servers do not implement it, or want a checksum this
+    /// client does not send) gets one `DeleteObject` each.
+    async fn delete_many(&self, names: &[String]) -> Result<(), StoreError> {
+        for batch in names.chunks(MAX_PAGE) {
+            let objects = batch
+                .iter()
+                .map(|name| ObjectIdentifier::builder().key(self.key(name)).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Misconfigured(format!("a delete request: {e}")))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| StoreError::Misconfigured(format!("a delete request: {e}")))?;
+            let sent = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await;
+            match sent {
+                Ok(output) => {
+                    if let Some(refused) = output.errors().first() {
+                        let detail = format!(
+                            "`{}` was not deleted: {} {}",
+                            refused.key().unwrap_or_default(),
+                            refused.code().unwrap_or_default(),
+                            refused.message().unwrap_or_default()
+                        );
+                        return Err(match refused.code() {
+                            Some("AccessDenied") => StoreError::Forbidden {
+                                backend: BACKEND,
+                                detail,
+                                hint: FORBIDDEN_HINT,
+                            },
+                            _ => StoreError::Transient {
+                                backend: BACKEND,
+                                detail,
+                            },
+                        });
+                    }
+                }
+                Err(error) if batch_not_taken(&error) => {
+                    for name in batch {
+                        self.delete(name).await?;
+                    }
+                }
+                Err(error) => return Err(self.classify(error, &batch[0])),
+            }
+        }
+        Ok(())
     }
 }

@@ -56,6 +56,12 @@ impl Remote {
         self.retry.run(|| self.store.delete(&path)).await
     }
 
+    /// Deletes the objects in as few requests as the storage allows.
+    pub(crate) async fn delete_many(&self, names: &[ObjectName]) -> Result<(), StoreError> {
+        let paths: Vec<String> = names.iter().map(path).collect();
+        self.retry.run(|| self.store.delete_many(&paths)).await
+    }
+
     /// Writes `bytes` at `name` once; what is already there is judged by `if_present`.
     pub(crate) async fn put_once(
         &self,

@@ -87,8 +87,8 @@ per_backend! {
         let [put, get, list, delete] = counted.counts.take();
         assert_eq!(
             (put, get, list, delete),
-            (2, 0, 0, 1),
-            "later clips replace the head"
+            (2, 0, 0, 0),
+            "the older head waits to be deleted with others"
         );
 
         // Receiving through a poll: one LIST, then one GET per new segment (and, for a device never
@@ -109,6 +109,17 @@ per_backend! {
         receiver.engine.fetch().await.unwrap();
         assert_eq!(counted.counts.take(), [0, 0, 1, 0]);
         assert_eq!(receiver.texts(), ["first", "second", "third"]);
+
+        // Sixteen heads below the newest go in one batch (one request on S3), with the
+        // seventeenth clip: 34 PUTs and 1 DELETE for 17 clips.
+        sender.upload_clips(4..=17).await;
+        let [put, _, _, delete] = counted.counts.take();
+        assert_eq!((put, delete), (28, 1));
+        let tag = keys().names.device_tag(&sender.engine.device());
+        let heads = names_under(&*storage.store, &format!("head/{tag}/")).await;
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        receiver.engine.fetch().await.unwrap();
+        assert_eq!(receiver.texts().len(), 17);
     }
 }
 

@@ -272,6 +272,37 @@ async fn s3_probe_reports_each_missing_permission() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_deletes_many_in_one_batch_request() {
+    let names: Vec<String> = (0..3).map(|n| format!("ferry/v1/batch/{n}")).collect();
+    let left = async |store: &S3Store| {
+        store
+            .list("ferry/v1/batch/", None, 10)
+            .await
+            .unwrap()
+            .objects
+            .len()
+    };
+    // Single deletes refused: the batch request alone does the work.
+    let (_server, location) = servers::s3_denying(&["DeleteObject"]).await;
+    let store = S3Store::new(&location, servers::credentials(), Timeouts::default());
+    for name in &names {
+        store.put(name, b"x".to_vec()).await.unwrap();
+    }
+    store.delete_many(&names).await.unwrap();
+    assert_eq!(left(&store).await, 0);
+    // The batch request refused as not allowed: that is an answer, not a reason to go one by
+    // one, and it says which permission is missing.
+    let (_server, location) = servers::s3_denying(&["DeleteObjects"]).await;
+    let store = S3Store::new(&location, servers::credentials(), Timeouts::default());
+    for name in &names {
+        store.put(name, b"x".to_vec()).await.unwrap();
+    }
+    let error = store.delete_many(&names).await.unwrap_err();
+    assert!(matches!(error, StoreError::Forbidden { .. }), "{error:?}");
+    assert_eq!(left(&store).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webdav_backend() {
     let (_server, location) = servers::webdav(0).await;
     let store = WebDavStore::new(

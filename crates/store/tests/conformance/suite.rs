@@ -23,6 +23,7 @@ pub(crate) async fn run_all(store: &(dyn Store + 'static)) {
 /// [`run_all`], for a server that may not enforce write-once puts.
 pub(crate) async fn run_all_with(store: &(dyn Store + 'static), write_once: WriteOnce) {
     put_get_overwrite_delete(store).await;
+    deleting_many_at_once(store).await;
     if write_once == WriteOnce::Enforced {
         write_once_objects_are_never_replaced(store).await;
     }
@@ -57,6 +58,34 @@ async fn put_get_overwrite_delete(store: &dyn Store) {
         store.get(name, ANY_SIZE).await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+async fn deleting_many_at_once(store: &dyn Store) {
+    let names: Vec<String> = (0..5).map(|n| format!("ferry/v1/batch/{n}")).collect();
+    for name in &names {
+        store.put(name, name.as_bytes().to_vec()).await.unwrap();
+    }
+    // Three of them, and one that never existed.
+    let doomed = vec![
+        names[0].clone(),
+        names[2].clone(),
+        names[4].clone(),
+        "ferry/v1/batch/never".to_owned(),
+    ];
+    store.delete_many(&doomed).await.unwrap();
+    let left: Vec<String> = store
+        .list("ferry/v1/batch/", None, MAX_PAGE)
+        .await
+        .unwrap()
+        .objects
+        .into_iter()
+        .map(|object| object.name)
+        .collect();
+    assert_eq!(left, [names[1].clone(), names[3].clone()]);
+    store.delete_many(&[]).await.unwrap();
+    store.delete_many(&left).await.unwrap();
+    let page = store.list("ferry/v1/batch/", None, MAX_PAGE).await.unwrap();
+    assert!(page.objects.is_empty(), "{:?}", page.objects);
 }
 
 async fn write_once_objects_are_never_replaced(store: &dyn Store) {

@@ -141,6 +141,9 @@ pub(crate) enum Meta {
     /// The newest segment name this device skipped because the storage held an object there
     /// that it did not write.
     SkippedSeq,
+    /// This device's heads up to here are deleted (the ones above, up to its newest, wait to
+    /// be deleted in one batch).
+    HeadsPrunedTo,
 }
 
 impl Meta {
@@ -154,6 +157,7 @@ impl Meta {
             Meta::CompactedTo => "compacted_to",
             Meta::CheckedOwnAt => "checked_own_at",
             Meta::SkippedSeq => "skipped_seq",
+            Meta::HeadsPrunedTo => "heads_pruned_to",
         }
     }
 }
@@ -260,6 +264,13 @@ impl Db {
             Some(bytes) => Ok(u64::from_le_bytes(fixed(bytes, key.key())?)),
             None => Ok(0),
         }
+    }
+
+    /// A number kept in `meta`, or `None` when it was never set.
+    pub(crate) fn optional_number(&self, key: Meta) -> Result<Option<u64>, SyncError> {
+        self.meta(key)?
+            .map(|bytes| fixed(bytes, key.key()).map(u64::from_le_bytes))
+            .transpose()
     }
 
     /// Sets a number kept in `meta`.

@@ -93,6 +93,7 @@ impl Engine {
             self.remote.delete(&self.log_name(seq)).await?;
         }
         self.db.set_number(Meta::CompactedTo, last_seq)?;
+        self.prune_heads(last_seq, 1).await?;
         for &old in self.remote.snapshots(self.tag).await?.keys() {
             if old < last_seq {
                 let device = self.tag;

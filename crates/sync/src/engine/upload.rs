@@ -5,9 +5,12 @@
 //! reserve (one transaction): seq, the ops it carries, sealed segment + head bytes
 //! PUT log/<tag>/<seq>   (write-once; "already there" → compare bytes)
 //! PUT head/<tag>/<seq>  (write-once)
-//! DELETE head/<tag>/<previous seq>
 //! mark uploaded (+ transfer log) → hint (tag, seq) for the relay
+//! every STALE_HEADS segments: DELETE the heads below the newest, in one batch
 //! ```
+//!
+//! Two requests per segment: readers take the highest head of each device, so the older ones
+//! only cost a poll's listing a name each until the batch deletes them.
 //!
 //! Anyone who can write to the storage can take a name first. A name that holds an object this
 //! device did not sign is skipped: its operations are sealed again under the next name, and
@@ -27,6 +30,10 @@ use crate::transfer::{Direction, Kind, Outcome, Transfer};
 
 /// The most taken names one upload steps over; the rest of its work waits for the next.
 const MAX_SKIPS: usize = 32;
+
+/// How many heads below its newest a device leaves in storage before it deletes them, in one
+/// request where the storage deletes in batches.
+pub(super) const STALE_HEADS: u64 = 16;
 
 /// What pushing one segment came to.
 enum Pushed {
@@ -174,13 +181,15 @@ impl Engine {
             self.skip_taken(seq, &found)?;
             return Ok(Pushed::Skipped);
         }
-        let previous = self.db.last_uploaded()?;
+        if self.db.optional_number(Meta::HeadsPrunedTo)?.is_none() {
+            // A device from before heads were deleted in batches left only its newest.
+            let previous = self.db.last_uploaded()?;
+            self.db
+                .set_number(Meta::HeadsPrunedTo, previous.saturating_sub(1))?;
+        }
         self.remote
             .put_once(&self.head_name(seq), &segment.head, IfPresent::Keep)
             .await?;
-        if previous > 0 && previous < seq {
-            self.remote.delete(&self.head_name(previous)).await?;
-        }
         let (ops, bytes) = (segment.ops(), segment.size());
         let sent = Transfer::new(Direction::Up, Kind::Segment, Outcome::Ok)
             .device(&self.tag)
@@ -195,7 +204,32 @@ impl Engine {
             device: self.tag,
             seq,
         });
+        if let Err(error) = self.prune_heads(seq, STALE_HEADS).await {
+            warn!(%error, "this device's older heads could not be deleted");
+            self.note(format!(
+                "this device's older heads could not be deleted ({error}); tried again later"
+            ));
+        }
         Ok(Pushed::Stored)
+    }
+
+    /// Deletes this device's heads below `newest`, in one batch, once at least `at_least` of
+    /// them wait.
+    pub(super) async fn prune_heads(
+        &mut self,
+        newest: u64,
+        at_least: u64,
+    ) -> Result<(), SyncError> {
+        let pruned = self.db.number(Meta::HeadsPrunedTo)?;
+        let waiting = newest.saturating_sub(pruned + 1);
+        if waiting == 0 || waiting < at_least {
+            return Ok(());
+        }
+        let stale: Vec<ObjectName> = (pruned + 1..newest)
+            .map(|seq| self.head_name(seq))
+            .collect();
+        self.remote.delete_many(&stale).await?;
+        self.db.set_number(Meta::HeadsPrunedTo, newest - 1)
     }
 
     /// Gives up the segment name `seq`, which holds `found` rather than what this device

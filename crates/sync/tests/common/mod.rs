@@ -330,6 +330,12 @@ impl Store for Instrumented {
         self.counts.delete.fetch_add(1, Ordering::Relaxed);
         faulty!(self, self.inner.delete(name).await)
     }
+
+    /// One request, as on S3 (up to a thousand names).
+    async fn delete_many(&self, names: &[String]) -> Result<(), StoreError> {
+        self.counts.delete.fetch_add(1, Ordering::Relaxed);
+        faulty!(self, self.inner.delete_many(names).await)
+    }
 }
 
 /// A small deterministic random source for interleavings.
