@@ -6,7 +6,7 @@
 //! ```text
 //! record(op) ──(one transaction, durable)──▶ ops + clip_text index
 //! upload():  pending ops ─▶ reserve segment (sealed bytes kept) ─▶ PUT log/<tag>/<seq>
-//!            ─▶ PUT head/<tag>/<seq> ─▶ DELETE head/<tag>/<seq-1> ─▶ hint for the relay
+//!            ─▶ PUT head/<tag>/<seq> ─▶ hint for the relay (older heads: deleted in batches)
 //! fetch():   LIST head/ ─▶ for each device past its cursor: GET log/<tag>/<seq>…, in order
 //!            ─▶ open, check, apply (one transaction per segment) or quarantine
 //! ```

@@ -6,9 +6,11 @@
 //! reserve (one transaction): seq, the ops it carries, sealed segment + head bytes
 //! PUT log/<tag>/<seq>   (write-once; "already there" → compare bytes)
 //! PUT head/<tag>/<seq>  (write-once)
-//! DELETE head/<tag>/<seq-1>
 //! mark uploaded (+ transfer log) → hint (tag, seq) for the relay
 //! ```
+//!
+//! A name someone else took is skipped, and the heads below the newest are deleted in batches
+//! (see `upload`).
 //!
 //! Fetch: LIST `head/` (the names carry tag and seq: nothing else is read for an idle poll),
 //! then for each other device whose head is past its cursor, GET the missing segments in order
