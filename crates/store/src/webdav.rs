@@ -43,6 +43,20 @@ pub struct WebDavCredentials {
     pub password: String,
 }
 
+/// The most challenges one request answers: the first (how to log in) and a fresh nonce.
+const CHALLENGES: usize = 2;
+
+/// How one request was authenticated: what a 401 to it is judged against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sent {
+    /// Without credentials.
+    Unasked,
+    /// With Basic.
+    Basic,
+    /// With a Digest answer to this nonce.
+    Digest(String),
+}
+
 /// How requests are authenticated, as learned from the server's challenges.
 enum Scheme {
     /// Nothing learned yet: requests go without credentials until the server asks for them.
@@ -148,8 +162,9 @@ impl WebDavStore {
         self.send_to(method, self.at(path)?, None, build).await
     }
 
-    /// Sends one request, and once more when the server answers with a challenge that teaches
-    /// something new (the scheme to use, or a fresh Digest nonce).
+    /// Sends one request, and again when the server answers with a challenge that teaches
+    /// something new (the scheme to use, or a fresh Digest nonce): at most [`CHALLENGES`]
+    /// times, as the nonce may turn stale just as the first challenge is answered.
     async fn send_to(
         &self,
         method: Method,
@@ -157,7 +172,7 @@ impl WebDavStore {
         body: Body,
         build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<Response, StoreError> {
-        let mut answered_challenge = false;
+        let mut challenges = 0;
         loop {
             let mut request = build(self.http.request(method.clone(), url.clone()));
             if let Some(body) = &body {
@@ -165,36 +180,39 @@ impl WebDavStore {
                     .header(header::CONTENT_LENGTH, body.len())
                     .body(body.clone());
             }
-            let request = self.authorize(request, &method, &url)?;
+            let (request, sent) = self.authorize(request, &method, &url)?;
             let response = request.send().await.map_err(request_error)?;
             if response.status() == StatusCode::UNAUTHORIZED
-                && !answered_challenge
-                && self.learn(&response)
+                && challenges < CHALLENGES
+                && self.learn(&response, &sent)
             {
-                answered_challenge = true;
+                challenges += 1;
                 continue;
             }
             return Ok(response);
         }
     }
 
-    /// Adds the login the server asked for, if it asked.
+    /// Adds the login the server asked for, if it asked; says which.
     fn authorize(
         &self,
         request: reqwest::RequestBuilder,
         method: &Method,
         url: &Url,
-    ) -> Result<reqwest::RequestBuilder, StoreError> {
+    ) -> Result<(reqwest::RequestBuilder, Sent), StoreError> {
         let Some(login) = &self.login else {
-            return Ok(request);
+            return Ok((request, Sent::Unasked));
         };
         let mut scheme = self
             .scheme
             .lock()
             .map_err(|_| StoreError::Misconfigured("the WebDAV login state is broken".into()))?;
         Ok(match &mut *scheme {
-            Scheme::Unasked => request,
-            Scheme::Basic => request.basic_auth(&login.user, Some(&login.password)),
+            Scheme::Unasked => (request, Sent::Unasked),
+            Scheme::Basic => (
+                request.basic_auth(&login.user, Some(&login.password)),
+                Sent::Basic,
+            ),
             Scheme::Digest(challenge) => {
                 let mut uri = url.path().to_owned();
                 if let Some(query) = url.query() {
@@ -207,14 +225,19 @@ impl WebDavStore {
                         "{BACKEND}'s Digest challenge cannot be answered: {e}"
                     ))
                 })?;
-                request.header(header::AUTHORIZATION, answer.to_header_string())
+                (
+                    request.header(header::AUTHORIZATION, answer.to_header_string()),
+                    Sent::Digest(challenge.nonce.clone()),
+                )
             }
         })
     }
 
-    /// Reads a 401's challenges. True when they change how the next request authenticates, so
-    /// that sending it again can succeed.
-    fn learn(&self, response: &Response) -> bool {
+    /// Reads the challenges of a 401 to a request authenticated as `sent`. True when sending it
+    /// again would authenticate otherwise (another scheme, or a fresh Digest nonce), so it can
+    /// succeed. Judged against the request, not against what is known now: requests run
+    /// concurrently, and another may have learned the fresh nonce first.
+    fn learn(&self, response: &Response, sent: &Sent) -> bool {
         if self.login.is_none() {
             return false;
         }
@@ -235,11 +258,12 @@ impl WebDavStore {
         if let Some(digest) = challenges.iter().find(|c| starts(c, "Digest")) {
             return match digest_auth::parse(digest) {
                 Ok(challenge) => {
-                    let fresh = match &*scheme {
-                        Scheme::Digest(known) => known.nonce != challenge.nonce,
-                        _ => true,
-                    };
-                    *scheme = Scheme::Digest(Box::new(challenge));
+                    let fresh = *sent != Sent::Digest(challenge.nonce.clone());
+                    let known =
+                        matches!(&*scheme, Scheme::Digest(known) if known.nonce == challenge.nonce);
+                    if !known {
+                        *scheme = Scheme::Digest(Box::new(challenge));
+                    }
                     fresh
                 }
                 Err(_) => false,
@@ -248,14 +272,11 @@ impl WebDavStore {
         // Basic only where it is asked for by name (or the server names no scheme at all): the
         // password is not sent to a server that asked for something else.
         let basic = challenges.is_empty() || challenges.iter().any(|c| starts(c, "Basic"));
-        match *scheme {
-            Scheme::Basic => false,
-            _ if basic => {
-                *scheme = Scheme::Basic;
-                true
-            }
-            _ => false,
+        if !basic || *sent == Sent::Basic {
+            return false;
         }
+        *scheme = Scheme::Basic;
+        true
     }
 
     /// PROPFIND of `url` at `depth` ("0": the resource itself, "1": and its members).

@@ -361,6 +361,25 @@ async fn webdav_digest_login_is_negotiated_and_a_stale_nonce_renewed() {
     assert!(!message.contains("not-the-password"), "{message}");
 }
 
+/// A client's first request is refused twice when the nonce it learns turns stale at once (the
+/// server rotates it every so many requests): the second challenge is answered too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webdav_a_nonce_that_turns_stale_at_the_first_answer_is_renewed() {
+    let (_server, location) = servers::webdav_digest().await;
+    // Each new client costs two requests (refused, answered): over more clients than a nonce
+    // lasts requests, one of them answers a nonce that has just gone stale.
+    for _ in 0..30 {
+        let store = WebDavStore::new(
+            &location,
+            Some(servers::dav_credentials()),
+            Timeouts::default(),
+        )
+        .unwrap();
+        let listed = store.list("ferry/", None, 1).await;
+        assert!(listed.is_ok(), "{listed:?}");
+    }
+}
+
 /// A hostile or broken server's challenges never panic or loop: each ends in a typed refusal.
 #[tokio::test]
 async fn webdav_broken_challenges_are_refusals() {
