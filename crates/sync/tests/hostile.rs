@@ -165,8 +165,22 @@ per_backend! {
                     first_op: 1,
                     ops: vec![],
                 });
+        let misnumbered = sealed(&keys(), &log(1), Segment {
+                    device,
+                    seq: 5,
+                    first_op: 1,
+                    ops: vec![],
+                });
+        let from_zero = sealed(&keys(), &log(1), Segment {
+                    device,
+                    seq: 1,
+                    first_op: 0,
+                    ops: vec![],
+                });
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
             ("truncated", original[..original.len() / 2].to_vec(), "is truncated"),
+            ("another seq than its name's", misnumbered, "claims seq 5, which is not its name's"),
+            ("counting from 0", from_zero, "a device counts from 1"),
             ("empty", Vec::new(), "truncated (0 bytes"),
             ("swapped with segment 2", second.clone(), "moved from another name"),
             ("sealed by another key", foreign, "written with key"),

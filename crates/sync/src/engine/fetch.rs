@@ -499,11 +499,16 @@ impl Engine {
                 segment.seq
             )));
         }
-        if segment.seq <= cursor.seq || segment.first_op == 0 {
+        if segment.seq <= cursor.seq {
             return Err(damaged(format!(
-                "the segment claims seq {} from operation {}, but seq {} is applied already",
-                segment.seq, segment.first_op, cursor.seq
+                "the segment claims seq {}, but seq {} is applied already",
+                segment.seq, cursor.seq
             )));
+        }
+        if segment.first_op == 0 {
+            return Err(damaged(
+                "the segment claims to start at operation 0; a device counts from 1".into(),
+            ));
         }
         let mut ops = Vec::with_capacity(segment.ops.len());
         let mut newer = 0u64;
