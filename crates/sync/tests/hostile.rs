@@ -68,6 +68,17 @@ per_backend! {
     }
 }
 
+/// How many of the device's recent transfer log lines say `what`.
+fn logged(device: &Device, what: &dyn Fn(&str) -> bool) -> usize {
+    device
+        .engine
+        .transfers(20)
+        .unwrap()
+        .iter()
+        .filter(|t| t.detail.as_deref().is_some_and(what))
+        .count()
+}
+
 /// `segment` sealed under `name` with `keys` and signed by some device, as a writer with those
 /// keys would store it.
 fn sealed(keys: &ferry_protocol::Keys, name: &ObjectName, segment: Segment) -> Vec<u8> {
@@ -262,15 +273,6 @@ per_backend! {
                 && text.contains("(seq 1, already had 2)")
         };
         assert!(status.recent_errors.iter().any(|e| said(e)), "{:?}", status.recent_errors);
-        let logged = |reader: &Device, what: &dyn Fn(&str) -> bool| {
-            reader
-                .engine
-                .transfers(20)
-                .unwrap()
-                .iter()
-                .filter(|t| t.detail.as_deref().is_some_and(what))
-                .count()
-        };
         assert_eq!(logged(&reader, &said), 1);
         reader.engine.fetch().await.unwrap();
         assert_eq!(logged(&reader, &said), 1);
@@ -546,17 +548,7 @@ per_backend! {
         assert_eq!((behind[0].announced, behind[0].applied), (3, 2));
         // A poll says so, once.
         let said = |device: &Device| {
-            device
-                .engine
-                .transfers(20)
-                .unwrap()
-                .iter()
-                .filter(|t| {
-                    t.detail
-                        .as_deref()
-                        .is_some_and(|d| d.contains("at seq 2, but") && d.contains("announced seq 3"))
-                })
-                .count()
+            logged(device, &|d: &str| d.contains("at seq 2, but") && d.contains("announced seq 3"))
         };
         joining.engine.fetch().await.unwrap();
         joining.engine.fetch().await.unwrap();
