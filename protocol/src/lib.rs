@@ -3,7 +3,8 @@
 //! It holds the keys and how they are derived ([`keys`], [`recovery`], [`passphrase`]), each
 //! device's own signing keys ([`identity`]), the
 //! envelope that seals every object and message ([`envelope`]), the objects of the repository
-//! and their names ([`objects`], [`names`]), and the hints sent through the relay ([`relay`]).
+//! and their names ([`objects`], [`names`]), the hints sent through the relay ([`relay`]), and
+//! the exchange that pairs a new device with a one-time code ([`pairing`]).
 //! `protocol/SPEC.md` describes the same formats byte by byte for other implementations, and
 //! `protocol/tests/vectors/` pins them.
 //!
@@ -31,6 +32,7 @@ pub mod identity;
 pub mod keys;
 pub mod names;
 pub mod objects;
+pub mod pairing;
 pub mod passphrase;
 pub mod recovery;
 pub mod relay;

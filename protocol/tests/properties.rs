@@ -260,3 +260,46 @@ proptest! {
         let _ = RepoHeader::from_bytes(&input);
     }
 }
+
+proptest! {
+    #[test]
+    fn pairing_frames_decode_or_fail_without_panicking(data in bytes(600)) {
+        use ferry_protocol::pairing::Frame;
+        if let Ok(frame) = Frame::decode(&data) {
+            prop_assert_eq!(Frame::decode(&frame.encode()), Ok(frame));
+        }
+    }
+
+    #[test]
+    fn pairing_codes_parse_or_fail_without_panicking(text in ".{0,80}") {
+        use ferry_protocol::pairing::PairingCode;
+        if let Ok((code, _)) = PairingCode::parse(&text) {
+            prop_assert_eq!(PairingCode::parse(&code.to_string()).unwrap().0, code);
+        }
+    }
+
+    #[test]
+    fn a_session_takes_any_frames_without_panicking(
+        frames in proptest::collection::vec(bytes(520), 0..8),
+        flips in proptest::collection::vec(any::<(usize, u8)>(), 0..4),
+    ) {
+        use ferry_protocol::pairing::{PairingCode, Role, Session};
+        let code = PairingCode::from_parts(1, [2, 3]);
+        let mut offer = Session::new(Role::Offer, &code).unwrap();
+        let join = Session::new(Role::Join, &code).unwrap();
+        // Real frames first, some with bits flipped, then the arbitrary ones.
+        let mut inbox: Vec<Vec<u8>> = join.frames().to_vec();
+        for (at, bit) in flips {
+            if let Some(frame) = inbox.first_mut() {
+                let at = at % frame.len();
+                frame[at] ^= 1 << (bit % 8);
+            }
+        }
+        inbox.extend(frames);
+        for frame in inbox {
+            if offer.receive(&frame).is_err() {
+                break;
+            }
+        }
+    }
+}

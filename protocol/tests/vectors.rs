@@ -486,3 +486,164 @@ fn blob_ids_are_keyed_and_deterministic() {
     assert_ne!(a.blob_id(b"x"), b.blob_id(b"x"));
     assert_ne!(a.blob_id(b"x"), BlobId([0; 32]));
 }
+
+/// A reproducible random stream for the pairing vectors: SHA-256(seed ‖ counter as 8 bytes
+/// big-endian), block after block. SPAKE2 takes its scalar from the first 64 bytes
+/// (little-endian, reduced modulo the group order ℓ).
+struct Stream {
+    seed: &'static [u8],
+    counter: u64,
+    buffer: Vec<u8>,
+}
+
+impl Stream {
+    fn new(seed: &'static [u8]) -> Stream {
+        Stream {
+            seed,
+            counter: 0,
+            buffer: Vec::new(),
+        }
+    }
+}
+
+impl spake2::rand_core::TryRng for Stream {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut bytes = [0; 4];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut bytes = [0; 8];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn try_fill_bytes(&mut self, out: &mut [u8]) -> Result<(), Self::Error> {
+        use sha2::Digest;
+        for byte in out {
+            if self.buffer.is_empty() {
+                let mut hash = sha2::Sha256::new();
+                hash.update(self.seed);
+                hash.update(self.counter.to_be_bytes());
+                self.counter += 1;
+                self.buffer = hash.finalize().to_vec();
+                self.buffer.reverse();
+            }
+            *byte = self.buffer.pop().unwrap_or_default();
+        }
+        Ok(())
+    }
+}
+
+impl spake2::rand_core::TryCryptoRng for Stream {}
+
+/// The pairing exchange, frame by frame, for a fixed code, sides and random streams.
+#[test]
+fn pairing() {
+    use ferry_protocol::pairing::{
+        self, Bundle, Credentials, Message, Outcome, PairingCode, Reply, Role, Session,
+    };
+
+    let code = PairingCode::from_parts(417, [1247, 1936]);
+    let mut offer =
+        Session::with_rng(Role::Offer, &code, [0x0f; 8], Stream::new(b"offer")).unwrap();
+    let mut join = Session::with_rng(Role::Join, &code, [0x01; 8], Stream::new(b"join")).unwrap();
+    let bundle = Bundle {
+        sync_key: *sync_key(0x5a).expose_bytes(),
+        store: "s3://bucket/ferry?endpoint=http://127.0.0.1:9000&region=us-east-1".into(),
+        credentials: Credentials::S3 {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+        },
+        relay: Some("wss://relay.example.org".into()),
+        device: DeviceId([0x11; 16]),
+        name: "laptop".into(),
+    };
+    let reply = Reply {
+        device: DeviceId([0x22; 16]),
+        name: "desktop".into(),
+        keys: identity().public(),
+    };
+    let outcome = Outcome {
+        joined: true,
+        detail: String::new(),
+    };
+
+    let offer_pake = offer.frames()[0].clone();
+    let join_pake = join.frames()[0].clone();
+    offer.receive(&join_pake).unwrap();
+    let offer_confirm = offer.frames()[1].clone();
+    join.receive(&offer_pake).unwrap();
+    assert!(join.receive(&offer_confirm).unwrap().confirmed);
+    let join_confirm = join.frames()[1].clone();
+    join.send(&Message::Reply(reply.clone())).unwrap();
+    let reply_frames = join.frames()[2..].to_vec();
+    assert!(offer.receive(&join_confirm).unwrap().confirmed);
+    for frame in &reply_frames {
+        offer.receive(frame).unwrap();
+    }
+    offer.send(&Message::Bundle(bundle.clone())).unwrap();
+    let bundle_frames = offer.frames()[2..].to_vec();
+    let mut got = None;
+    for frame in &bundle_frames {
+        got = join.receive(frame).unwrap().message.or(got);
+    }
+    assert_eq!(got, Some(Message::Bundle(bundle.clone())));
+    join.send(&Message::Outcome(outcome.clone())).unwrap();
+    let outcome_frames = join.frames()[2 + reply_frames.len()..].to_vec();
+    assert_eq!(
+        offer.receive(&outcome_frames[0]).unwrap().message,
+        Some(Message::Outcome(outcome))
+    );
+    let frames = |list: &[Vec<u8>]| list.iter().map(hex::encode).collect::<Vec<_>>();
+    check(
+        "pairing.json",
+        json!({
+            "code": code.to_string(),
+            "spake2_identity": String::from_utf8_lossy(pairing::SPAKE_IDENTITY),
+            "topic": pairing::topic(code.nameplate()).to_string(),
+            "offer": { "side": "0f0f0f0f0f0f0f0f", "random_seed": "offer" },
+            "join": { "side": "0101010101010101", "random_seed": "join" },
+            "frames": {
+                "offer_pake": hex::encode(&offer_pake),
+                "join_pake": hex::encode(&join_pake),
+                "offer_confirm": hex::encode(&offer_confirm),
+                "join_confirm": hex::encode(&join_confirm),
+                "reply": frames(&reply_frames),
+                "bundle": frames(&bundle_frames),
+                "outcome": frames(&outcome_frames),
+            },
+        }),
+    );
+}
+
+/// SPAKE2 against an independent implementation: `tests/vectors/pairing_python.py` (the PyPI
+/// `spake2` package, pure Python) answered the join side's message of `pairing.json` and wrote
+/// its own message and the key it derived; the Rust side must derive the same key.
+#[test]
+fn spake2_agrees_with_the_python_implementation() {
+    use ferry_protocol::pairing::{PairingCode, SPAKE_IDENTITY};
+    use spake2::{Ed25519Group, Identity as SpakeIdentity, Password, Spake2};
+
+    let file = committed("pairing-python.json");
+    let code = PairingCode::from_parts(417, [1247, 1936]).to_string();
+    assert_eq!(file["password"], code.as_str());
+    assert_eq!(
+        file["identity"],
+        String::from_utf8_lossy(SPAKE_IDENTITY).as_ref()
+    );
+    let (rust, message) = Spake2::<Ed25519Group>::start_symmetric_with_rng(
+        &Password::new(code.as_bytes()),
+        &SpakeIdentity::new(SPAKE_IDENTITY),
+        Stream::new(b"join"),
+    );
+    assert_eq!(
+        hex::encode(&message),
+        file["rust_message"].as_str().unwrap()
+    );
+    let key = rust.finish(&unhex(&file["python_message"])).unwrap();
+    assert_eq!(hex::encode(key), file["python_key"].as_str().unwrap());
+}
