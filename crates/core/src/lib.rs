@@ -59,6 +59,6 @@ pub use op::{Action, DataKind, Op, Scope, Versioned};
 pub use query::{ClipView, CollectionView, HistoryCursor, Resolution, Resolved, Stats, Strategy};
 pub use replica::Replica;
 pub use retention::Retention;
-pub use roster::DeviceEntry;
+pub use roster::{DeviceEntry, PAIRED_PREFIX, Pairing};
 pub use spelling::UnknownWord;
 pub use state::{Applied, State};

@@ -97,6 +97,13 @@ impl Replica {
         self.make(now_ms, |_, _| Action::RegisterDevice { device, name, keys })
     }
 
+    /// Attests that this device paired `device` and received `keys` from it (see
+    /// [`crate::roster`]).
+    pub fn vouch(&mut self, device: DeviceId, keys: &DeviceKeys, now_ms: u64) -> Op {
+        let key = format!("{}{device}", crate::roster::PAIRED_PREFIX);
+        self.set_setting(key, Some(crate::roster::attestation(keys)), now_ms)
+    }
+
     /// Pins or unpins a clip.
     pub fn set_pinned(&mut self, clip: ClipId, pinned: bool, now_ms: u64) -> Op {
         self.make(now_ms, |_, _| Action::SetPinned { clip, pinned })

@@ -1,9 +1,20 @@
 //! The device roster: which devices belong to the repository, and the public keys each one
 //! signs with.
 //!
-//! A device registers itself with an operation in its own log ([`Action::RegisterDevice`]);
-//! later, pairing lets a known device register a new one. Readers look a writer's keys up here
-//! to check the signature of every segment, head and snapshot it writes.
+//! A device registers itself with an operation in its own log ([`Action::RegisterDevice`]).
+//! Readers look a writer's keys up here to check the signature of every segment, head and
+//! snapshot it writes.
+//!
+//! A device that pairs a new one attests the keys it received over the pairing channel, as
+//! the synced setting `paired/<new device id>` = the keys in hex ([`Replica::vouch`]). The
+//! attestation is signed like everything its writer writes, so "paired by laptop" cannot be
+//! forged without laptop's key. It never sets keys: those come only from each device's own
+//! log, read in order, so what a reader accepts does not depend on which device's log it
+//! reads first. [`State::paired_by`] shows an attestation only where its keys are the ones the
+//! device registered.
+//!
+//! [`Replica::vouch`]: crate::Replica::vouch
+//! [`State::paired_by`]: crate::State::paired_by
 //!
 //! One device id has one entry. Two registrations of the same id with different keys (one of
 //! them by someone posing as that device) cannot both stand: the first, by hybrid logical
@@ -18,6 +29,24 @@ use ferry_protocol::{DeviceId, DeviceKeys};
 use serde::{Deserialize, Serialize};
 
 use crate::hlc::Hlc;
+
+/// The synced setting under which a device attests the keys of a device it paired:
+/// `paired/<device id>`.
+pub const PAIRED_PREFIX: &str = "paired/";
+
+/// A device's attestation that it paired another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pairing {
+    /// The device that paired it.
+    pub by: DeviceId,
+    /// When.
+    pub at: Hlc,
+}
+
+/// The setting value of an attestation: both public keys in hex, signing key first.
+pub(crate) fn attestation(keys: &DeviceKeys) -> String {
+    format!("{}{}", hex::encode(keys.sign), hex::encode(keys.seal))
+}
 
 /// One device in the roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

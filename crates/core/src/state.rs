@@ -31,7 +31,7 @@ use crate::error::{CoreError, decode_exact};
 use crate::history::History;
 use crate::hlc::Hlc;
 use crate::op::{Action, Op};
-use crate::roster::{DeviceEntry, Roster};
+use crate::roster::{DeviceEntry, PAIRED_PREFIX, Pairing, Roster, attestation};
 
 /// What became of an applied operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -518,6 +518,27 @@ impl State {
     /// The roster entry of `device`, if it is registered.
     pub fn device(&self, device: &DeviceId) -> Option<&DeviceEntry> {
         self.data.devices.get(device)
+    }
+
+    /// Who paired `device`, when a registered device attested exactly the keys `device`
+    /// registered; the earliest such attestation.
+    pub fn paired_by(&self, device: &DeviceId) -> Option<Pairing> {
+        let entry = self.device(device)?;
+        let expected = attestation(&entry.keys);
+        let register = self
+            .data
+            .settings
+            .get(&format!("{PAIRED_PREFIX}{device}"))?;
+        register
+            .values()
+            .into_iter()
+            .filter(|v| v.value.as_deref() == Some(expected.as_str()))
+            .filter(|v| v.hlc.device != *device && self.device(&v.hlc.device).is_some())
+            .map(|v| Pairing {
+                by: v.hlc.device,
+                at: v.hlc,
+            })
+            .min_by_key(|p| p.at)
     }
 
     /// Every registered device, by id.

@@ -90,6 +90,17 @@ pub enum SyncError {
         /// Fingerprint of the keys given.
         found: String,
     },
+    /// A device being paired is registered already, with other keys.
+    #[error(
+        "device {device} is registered already, with the identity key {registered}: a device \
+         id is never reused; pair the new device again (it makes a new id)"
+    )]
+    DeviceTaken {
+        /// The device's short id.
+        device: String,
+        /// Fingerprint of the registered keys.
+        registered: String,
+    },
     /// A segment this device wrote earlier is in storage with other bytes than it recorded.
     #[error(
         "the storage holds {name} with other bytes than this device wrote; another installation \

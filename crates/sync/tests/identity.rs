@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Device, init, keys, per_backend, plant, storage};
+use common::{Device, config, engine_at, identity_for, init, keys, per_backend, plant, storage};
 use ferry_core::{Action, ClipContent, Op, Replica, State};
 use ferry_protocol::{
     Cursor, DeviceId, Head, Identity, Kind, ObjectName, Payload, RawOp, Segment, Snapshot,
@@ -370,5 +370,74 @@ per_backend! {
         let entry = reader.engine.state().device(&laptop.engine.device()).unwrap();
         assert_eq!(entry.keys, laptop.identity().public());
         assert_eq!(reader.texts().len(), 13, "laptop's clips, verified, and phone's own");
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn a_paired_device_shows_who_paired_it_on_every_device(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut laptop = Device::open(Arc::clone(&storage.store)).await;
+        laptop.upload_clips(1..=1).await;
+
+        // The new device's id and public keys, as the pairing channel carries them.
+        let home = tempfile::tempdir().unwrap();
+        let database = home.path().join("ferry.db");
+        let id = DeviceId::generate().unwrap();
+        let keys = identity_for(&database).public();
+        laptop.engine.vouch(id, keys).unwrap();
+        laptop.engine.upload().await.unwrap();
+
+        // It opens under that id, registers itself and writes.
+        let paired = EngineConfig { paired_as: Some(id), ..config() };
+        let engine = engine_at(Arc::clone(&storage.store), &database, paired).await.unwrap();
+        let mut desktop = Device { engine, home };
+        assert_eq!(desktop.engine.device(), id);
+        desktop.copy("from desktop");
+        desktop.engine.upload().await.unwrap();
+        laptop.engine.fetch().await.unwrap();
+        let other = Identity::generate().unwrap().public();
+        assert!(matches!(
+            laptop.engine.vouch(id, other),
+            Err(SyncError::DeviceTaken { .. })
+        ));
+
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        reader.engine.fetch().await.unwrap();
+        assert!(reader.engine.status().unwrap().quarantined.is_empty(), "{backend:?}");
+        let state = reader.engine.state();
+        assert_eq!(state.device(&id).unwrap().keys, keys);
+        assert_eq!(state.paired_by(&id).unwrap().by, laptop.engine.device(), "{backend:?}");
+        assert_eq!(state.paired_by(&laptop.engine.device()), None, "laptop made the repository");
+        assert!(reader.texts().contains(&"from desktop".to_owned()));
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn an_attestation_of_other_keys_or_by_a_stranger_pairs_nothing(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut laptop = Device::open(Arc::clone(&storage.store)).await;
+        laptop.upload_clips(1..=1).await;
+        let mut phone = Device::open(Arc::clone(&storage.store)).await;
+        phone.upload_clips(2..=2).await;
+
+        // laptop (which has not read phone's registration) attests keys phone did not
+        // register; a writer nobody registered attests phone's real keys.
+        let thief = Thief::new();
+        laptop.engine.vouch(phone.engine.device(), thief.identity.public()).unwrap();
+        laptop.engine.upload().await.unwrap();
+        let stranger = DeviceId::generate().unwrap();
+        let stranger_op =
+            Replica::new(stranger).vouch(phone.engine.device(), &phone.identity().public(), 1);
+        thief.write(store, stranger, 1, &[stranger_op]).await;
+
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.engine.state().paired_by(&phone.engine.device()), None, "{backend:?}");
     }
 }

@@ -286,7 +286,12 @@ impl Db {
     }
 
     /// This device's id, made on first use; and binds the database to `key_id`.
-    pub(crate) fn identity(&self, key_id: KeyId) -> Result<DeviceId, SyncError> {
+    /// This device's id in the repository `key_id`: `paired_as` or a random one the first time.
+    pub(crate) fn identity(
+        &self,
+        key_id: KeyId,
+        paired_as: Option<DeviceId>,
+    ) -> Result<DeviceId, SyncError> {
         match self.key_id()? {
             Some(database) if database != key_id => {
                 return Err(SyncError::OtherRepository {
@@ -296,6 +301,11 @@ impl Db {
             }
             Some(_) => {}
             None => self.set_meta(Meta::KeyId, &key_id.0)?,
+        }
+        if let Some(id) = paired_as
+            && self.meta(Meta::DeviceId)?.is_none()
+        {
+            self.set_meta(Meta::DeviceId, &id.0)?;
         }
         self.actor(Meta::DeviceId)
     }

@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ferry_core::{Action, Body, ClipContent, ClipId, DataKind, Op, Replica, Scope, State};
-use ferry_protocol::{BlobId, DeviceId, DeviceTag, Identity, Keys, NamesKey, RelayHint};
+use ferry_protocol::{
+    BlobId, DeviceId, DeviceKeys, DeviceTag, Identity, Keys, NamesKey, RelayHint,
+};
 use ferry_store::{RetryPolicy, Store};
 use tracing::warn;
 
@@ -80,6 +82,9 @@ pub struct EngineConfig {
     pub check_own_every: Duration,
     /// The name this device registers in the roster with, the first time it sends.
     pub device_name: String,
+    /// The id a new database takes instead of a random one: the id this device gave the
+    /// device that paired it, which attested it under that id.
+    pub paired_as: Option<DeviceId>,
     /// How many kinds of operation this build reads: all it knows ([`Action::KINDS`]). Only a
     /// test sets fewer, to play an older build meeting a newer one's operations.
     #[doc(hidden)]
@@ -102,6 +107,7 @@ impl Default for EngineConfig {
             quarantine_retry: Duration::from_secs(60),
             check_own_every: Duration::from_secs(3600),
             device_name: String::new(),
+            paired_as: None,
             known_actions: Action::KINDS,
         }
     }
@@ -281,7 +287,7 @@ impl Engine {
             }
             Err(error) => return Err(error),
         };
-        let device = db.identity(key_id)?;
+        let device = db.identity(key_id, config.paired_as)?;
         db.retry_after_upgrade(config.known_actions)?;
         let local = db.local_identity()?;
         let (state, local_state) = db.load_state(local)?;
@@ -304,6 +310,25 @@ impl Engine {
         };
         engine.register()?;
         Ok(engine)
+    }
+
+    /// Attests that this device paired `device`, which sent `keys` over the pairing channel
+    /// (see [`ferry_core::roster`]): every device then shows it as added by this one rather
+    /// than as having appeared with the sync key alone. A device registered with other keys
+    /// is refused.
+    pub fn vouch(&mut self, device: DeviceId, keys: DeviceKeys) -> Result<(), SyncError> {
+        if let Some(entry) = self.replica.state().device(&device)
+            && entry.keys != keys
+        {
+            return Err(SyncError::DeviceTaken {
+                device: device.to_string()[..8].to_owned(),
+                registered: entry.keys.fingerprint(),
+            });
+        }
+        self.record(DataKind::Settings, |replica, _, now| {
+            replica.vouch(device, &keys, now)
+        })?;
+        Ok(())
     }
 
     /// Registers this device's public keys in the roster if it sends and is not registered
