@@ -119,6 +119,25 @@ pub struct DeviceKeys {
 }
 
 impl DeviceKeys {
+    /// Both keys as 128 lowercase hex digits, the signing key first.
+    pub fn to_hex(&self) -> String {
+        format!("{}{}", hex::encode(self.sign), hex::encode(self.seal))
+    }
+
+    /// Reads [`to_hex`](Self::to_hex)'s form.
+    pub fn from_hex(text: &str) -> Result<DeviceKeys, Error> {
+        let mut bytes = [0u8; 64];
+        hex::decode_to_slice(text.trim(), &mut bytes).map_err(|_| Error::BadName {
+            name: "(device keys)".into(),
+            reason: "a device's public keys are 128 lowercase hex digits",
+        })?;
+        let (sign, seal) = bytes.split_at(32);
+        Ok(DeviceKeys {
+            sign: sign.try_into().unwrap_or_default(),
+            seal: seal.try_into().unwrap_or_default(),
+        })
+    }
+
     /// A short form for people to compare: the first 8 bytes of the BLAKE2b-256 of both keys,
     /// as four groups of four hex digits.
     pub fn fingerprint(&self) -> String {

@@ -48,8 +48,12 @@ pub(crate) struct Global {
 pub(crate) enum Command {
     /// Create a new repository and set this device up on it.
     Init(InitArgs),
-    /// Set this device up on an existing repository.
+    /// Set this device up on an existing repository: with the code another device shows
+    /// (`ferry pair` there), or offline with the recovery code and the storage settings.
     Join(JoinArgs),
+    /// Add a new device: show a one-time code to type into `ferry join` there. The key, the
+    /// storage settings and their credentials go to it sealed, through the relay.
+    Pair(PairArgs),
     /// Run the background agent in the foreground (the service runs this).
     Agent,
     /// Check the setup step by step, and say what to fix.
@@ -89,25 +93,48 @@ pub(crate) struct InitArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct JoinArgs {
-    /// The repository's storage URL.
+    /// The pairing code `ferry pair` shows on the other device. Better left out: it is then
+    /// asked for (or read from the first line of standard input), whereas an argument is
+    /// visible to every local user while the command runs.
+    #[arg(value_name = "CODE", conflicts_with_all = ["store", "recovery_code", "passphrase"])]
+    pub(crate) code: Option<String>,
+    /// Join offline, without pairing: the repository's storage URL (the key is then the
+    /// recovery code or the passphrase).
     #[arg(long, value_name = "URL")]
-    pub(crate) store: String,
-    /// The recovery code printed by `ferry init`. Better left out: it is then asked for
-    /// without echo on a terminal (or read from the first line of standard input), whereas an
-    /// argument is visible to every local user while the command runs and stays in the shell's
-    /// history.
-    #[arg(long, value_name = "CODE")]
+    pub(crate) store: Option<String>,
+    /// The recovery code printed by `ferry init` (with --store). Better left out: it is then
+    /// asked for without echo on a terminal (or read from the first line of standard input),
+    /// whereas an argument is visible to every local user while the command runs and stays in
+    /// the shell's history.
+    #[arg(long, value_name = "CODE", requires = "store")]
     pub(crate) recovery_code: Option<String>,
-    /// Derive the key from the repository's passphrase: asked for without echo on a terminal,
-    /// else read from FERRY_PASSPHRASE or the first line of standard input.
-    #[arg(long, conflicts_with = "recovery_code")]
+    /// Derive the key from the repository's passphrase (with --store): asked for without echo
+    /// on a terminal, else read from FERRY_PASSPHRASE or the first line of standard input.
+    #[arg(long, conflicts_with = "recovery_code", requires = "store")]
     pub(crate) passphrase: bool,
-    /// The relay, e.g. wss://relay.example.org.
+    /// The relay, e.g. wss://relay.example.org. When pairing, the relay the other device
+    /// shows (its QR code carries it); afterwards the one it uses.
     #[arg(long, value_name = "WS_URL")]
     pub(crate) relay: Option<String>,
     /// This device's name, as other devices show it.
     #[arg(long)]
     pub(crate) name: Option<String>,
+    /// How long to wait for the device that shows the code to answer.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub(crate) wait: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PairArgs {
+    /// How long the code stays valid.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub(crate) expires: std::time::Duration,
+    /// Do not draw the QR code (also FERRY_QR=0).
+    #[arg(long)]
+    pub(crate) no_qr: bool,
+    /// Pair through this relay rather than the configured one.
+    #[arg(long, value_name = "WS_URL")]
+    pub(crate) relay: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,9 +221,33 @@ pub(crate) enum DataCommand {
     /// This device, its peers, pending work and problems.
     Status,
     /// The devices of this repository: their keys, who added them, how far this one read them.
-    Devices,
+    Devices {
+        #[command(subcommand)]
+        action: Option<DevicesAction>,
+    },
     /// The transfer log, newest first.
     Log(LogArgs),
+}
+
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub(crate) enum DevicesAction {
+    /// Give a device another name, on every device.
+    Rename {
+        /// The device's id (or a unique prefix of it), or its current name.
+        device: String,
+        /// The new name.
+        name: String,
+    },
+    /// Attest a device this one paired (what `ferry pair` does once the code is confirmed).
+    #[command(hide = true)]
+    Vouch {
+        /// The paired device's id.
+        device: String,
+        /// Its name.
+        name: String,
+        /// Its public keys, as 128 hex digits (signing key, then sealing key).
+        keys: String,
+    },
 }
 
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]

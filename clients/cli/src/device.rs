@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::DataKind;
+use ferry_protocol::pairing::Credentials;
 use ferry_protocol::{Identity, Keys, SyncKey};
 use ferry_secrets::{Secret, Secrets};
 use ferry_store::s3::Timeouts;
 use ferry_store::url::StoreUrl;
 use ferry_store::{Access, RetryPolicy, S3Credentials, Store};
-use ferry_sync::Engine;
+use ferry_sync::{Engine, EngineConfig};
 
 use crate::config::{Config, SecretStore};
 use crate::error::{Failure, file_error};
@@ -125,6 +126,82 @@ pub(crate) fn open_store(
     Ok(ferry_store::open(url, access)?)
 }
 
+/// Opens the storage at `url` with credentials given outright: those a pairing device sent.
+pub(crate) fn open_store_with(
+    url: &StoreUrl,
+    credentials: &Credentials,
+) -> Result<Arc<dyn Store>, Failure> {
+    let mut access = Access {
+        timeouts: TIMEOUTS,
+        ..Access::default()
+    };
+    let origin = "sent by the device that paired this one";
+    match (url, credentials) {
+        (
+            StoreUrl::S3(_),
+            Credentials::S3 {
+                access_key_id,
+                secret_access_key,
+            },
+        ) => {
+            access.s3 = Some(S3Credentials {
+                access_key_id: access_key_id.clone(),
+                secret_access_key: secret_access_key.clone(),
+            });
+            access.origin = Some(origin);
+        }
+        (StoreUrl::WebDav(_), Credentials::WebDav { password }) => {
+            access.webdav_password = Some(password.clone());
+            access.origin = Some(origin);
+        }
+        (StoreUrl::S3(_), _) => {
+            return Err(Failure::new(
+                "the device that paired this one sent no S3 credentials: it keeps none itself; \
+                 set them up there, or join with `ferry join --store URL` and \
+                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+            ));
+        }
+        _ => {}
+    }
+    Ok(ferry_store::open(url, access)?)
+}
+
+/// The credentials this device uses for `url`, to send to a device it pairs.
+pub(crate) fn credentials_for(
+    url: &StoreUrl,
+    config: &Config,
+    secrets: &Secrets,
+) -> Result<Credentials, Failure> {
+    Ok(match url {
+        StoreUrl::S3(_) => {
+            let (credentials, _) = s3_credentials(config, secrets)?;
+            Credentials::S3 {
+                access_key_id: credentials.access_key_id,
+                secret_access_key: credentials.secret_access_key,
+            }
+        }
+        StoreUrl::WebDav(location) if location.user.is_some() => Credentials::WebDav {
+            password: webdav_password(secrets)?.0,
+        },
+        StoreUrl::WebDav(_) | StoreUrl::Folder(_) => Credentials::None,
+    })
+}
+
+/// Keeps credentials a pairing device sent (the S3 key id goes to the config by the caller).
+pub(crate) fn keep_given_credentials(
+    credentials: &Credentials,
+    secrets: &Secrets,
+) -> Result<(), Failure> {
+    match credentials {
+        Credentials::S3 {
+            secret_access_key, ..
+        } => secrets.set(Secret::S3SecretKey, secret_access_key)?,
+        Credentials::WebDav { password } => secrets.set(Secret::WebDavPassword, password)?,
+        Credentials::None => {}
+    }
+    Ok(())
+}
+
 /// Where the credentials in use came from, as a refusal names it.
 const SAVED: &str = "saved for this device by `ferry init` or `ferry join`";
 
@@ -213,9 +290,21 @@ impl Device {
     /// home's lock in `lock`.
     pub(crate) async fn open(
         home: Home,
+        config: Config,
+        lock: File,
+        retry: RetryPolicy,
+    ) -> Result<Device, Failure> {
+        Device::open_paired(home, config, lock, retry, None).await
+    }
+
+    /// [`open`](Self::open) for a device just paired: a new database takes the id `paired_as`,
+    /// under which the pairing device attested it.
+    pub(crate) async fn open_paired(
+        home: Home,
         mut config: Config,
         lock: File,
         retry: RetryPolicy,
+        paired_as: Option<ferry_protocol::DeviceId>,
     ) -> Result<Device, Failure> {
         let Some(url) = config.settings.store.as_deref() else {
             return Err(Failure::new(format!(
@@ -234,7 +323,10 @@ impl Device {
             keys.clone(),
             identity,
             &home.database(),
-            config.settings.engine(retry),
+            EngineConfig {
+                paired_as,
+                ..config.settings.engine(retry)
+            },
         )
         .await?;
         let synced: Vec<(String, String)> = engine
@@ -257,7 +349,16 @@ impl Device {
 
     /// Records this device's name as a synced setting, so other devices show it.
     pub(crate) fn set_name(&mut self, name: &str) -> Result<(), Failure> {
-        let key = format!("{DEVICE_NAME_PREFIX}{}", self.engine.device());
+        self.name_device(self.engine.device(), name)
+    }
+
+    /// Records `name` for the device `id` as the synced setting every device shows.
+    pub(crate) fn name_device(
+        &mut self,
+        id: ferry_protocol::DeviceId,
+        name: &str,
+    ) -> Result<(), Failure> {
+        let key = format!("{DEVICE_NAME_PREFIX}{id}");
         let name = name.to_owned();
         self.engine.record(DataKind::Settings, |r, _, now| {
             r.set_setting(key, Some(name), now)

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! main ─▶ cli (clap) ─▶ config layers + home
-//!   init / join / key / doctor / service      run here (commands/)
+//!   init / join / pair / key / doctor / service  run here (commands/)
 //!   agent                                     the long-running loop (agent/)
 //!   copy, paste, history, … (DataCommand)     run here under the home's lock, or, when an
 //!                                             agent holds it, sent to the agent's socket
@@ -77,9 +77,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Init(args) => setup::setup(home, config, args.into())
             .await
             .map(|done| out.report(&done)),
+        Command::Join(args) if args.store.is_none() => {
+            commands::pair::join(home, config, args, &mut out).await
+        }
         Command::Join(args) => setup::setup(home, config, args.into())
             .await
             .map(|done| out.report(&done)),
+        Command::Pair(args) => commands::pair::offer(home, config, args, global.json).await,
         Command::Key { action } => commands::key::run(&home, &config, action, &mut out),
         Command::Agent => agent::run(home, config).await,
         Command::Doctor => commands::doctor::run(&home, &config, &mut out).await,

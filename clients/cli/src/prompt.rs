@@ -45,6 +45,29 @@ pub(crate) fn secret(prompt: &str, what: &str) -> Result<Zeroizing<String>, Fail
     Ok(Zeroizing::new(trimmed.to_owned()))
 }
 
+/// Reads one line that need not be hidden (a one-time pairing code): asked for with `prompt`
+/// on a terminal, else the first line of standard input.
+pub(crate) fn line(prompt: &str, what: &str) -> Result<Zeroizing<String>, Failure> {
+    if interactive() {
+        eprint!("{prompt}");
+        let _ = std::io::Write::flush(&mut std::io::stderr());
+    }
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::new(format!("{what} could not be read: {e}")))?;
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
+        return Err(Failure::usage(format!(
+            "no {} was given: type it at the prompt, or give it as the first line of standard \
+             input",
+            what.trim_start_matches("the ")
+        )));
+    }
+    Ok(Zeroizing::new(trimmed.to_owned()))
+}
+
 /// The passphrase of a new repository: `FERRY_PASSPHRASE`, else asked for twice on a terminal,
 /// else the first line of standard input. Every way in must give at least
 /// [`MIN_PASSPHRASE`] characters.

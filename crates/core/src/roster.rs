@@ -45,7 +45,7 @@ pub struct Pairing {
 
 /// The setting value of an attestation: both public keys in hex, signing key first.
 pub(crate) fn attestation(keys: &DeviceKeys) -> String {
-    format!("{}{}", hex::encode(keys.sign), hex::encode(keys.seal))
+    keys.to_hex()
 }
 
 /// One device in the roster.

@@ -107,6 +107,7 @@ async fn first_run(home: &Home, config: Config) -> Result<Config, Failure> {
         } else {
             ShowCode::Withhold
         },
+        paired: None,
     };
     let done = setup::setup(home.clone(), config, setup).await?;
     print!("{done}");

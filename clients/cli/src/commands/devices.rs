@@ -1,17 +1,20 @@
 //! `ferry devices`: the roster. Every device that signs what it writes, the fingerprint of its
-//! keys, who added it and when, how far this device has read it and when it last heard from it
-//! (its newest segment received here); devices that never
+//! keys, who added it (the device that paired it) and when, how far this device has read it
+//! and when it last heard from it (its newest segment received here); devices that never
 //! registered (an older Ferry) are listed too, since nothing tells their objects from a
-//! forgery.
+//! forgery. `ferry devices rename` names a device on every device; `ferry pair` attests the
+//! device it paired through the hidden `vouch`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::UNIX_EPOCH;
 
 use ferry_core::DeviceEntry;
-use ferry_protocol::DeviceId;
+use ferry_protocol::{DeviceId, DeviceKeys};
 use serde::Serialize;
 
+use crate::cli::DevicesAction;
+use crate::commands::Changed;
 use crate::device::Device;
 use crate::error::Failure;
 use crate::output::{Lines, Output, age};
@@ -31,8 +34,10 @@ pub(crate) struct Member {
     /// Fingerprint of its public keys.
     fingerprint: Option<String>,
     added_ms: Option<u64>,
-    /// The device that added it: itself when it joined with the sync key alone.
+    /// The device that added it: the one that paired it, else itself.
     added_by: Option<String>,
+    /// The id of the device that paired it, when one did.
+    paired_by: Option<String>,
     /// It joined with the sync key alone rather than being added by a device already there:
     /// worth a look if nobody remembers adding it.
     unpaired: bool,
@@ -112,17 +117,22 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
     let anchor = first_registered(state.devices());
     let mut members: Vec<Member> = state
         .devices()
-        .map(|(id, entry)| Member {
-            device: id.to_string(),
-            name: device.device_name(id),
-            this_device: *id == own,
-            registered: true,
-            fingerprint: Some(entry.keys.fingerprint()),
-            added_ms: Some(entry.added.wall_ms()),
-            added_by: Some(device.device_name(&entry.added_by())),
-            unpaired: entry.added_by() == *id && Some(*id) != anchor,
-            last_seq: read.get(id).map(|(seq, _)| *seq),
-            last_seen_ms: read.get(id).and_then(|(_, seen)| *seen),
+        .map(|(id, entry)| {
+            let paired = state.paired_by(id);
+            let added_by = paired.as_ref().map_or(entry.added_by(), |p| p.by);
+            Member {
+                device: id.to_string(),
+                name: device.device_name(id),
+                this_device: *id == own,
+                registered: true,
+                fingerprint: Some(entry.keys.fingerprint()),
+                added_ms: Some(entry.added.wall_ms()),
+                added_by: Some(device.device_name(&added_by)),
+                paired_by: paired.map(|p| p.by.to_string()),
+                unpaired: added_by == *id && Some(*id) != anchor,
+                last_seq: read.get(id).map(|(seq, _)| *seq),
+                last_seen_ms: read.get(id).and_then(|(_, seen)| *seen),
+            }
         })
         .collect();
     for (id, (seq, seen)) in &read {
@@ -135,6 +145,7 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
                 fingerprint: None,
                 added_ms: None,
                 added_by: None,
+                paired_by: None,
                 unpaired: false,
                 last_seq: Some(*seq),
                 last_seen_ms: *seen,
@@ -154,8 +165,117 @@ fn first_registered<'a>(
         .map(|(id, _)| *id)
 }
 
-/// `ferry devices`.
-pub(crate) fn list(device: &Device, out: &mut Output) -> Result<(), Failure> {
-    out.report(&roster(device)?);
-    Ok(())
+/// `ferry devices [rename|vouch]`.
+pub(crate) fn run(
+    device: &mut Device,
+    action: Option<DevicesAction>,
+    out: &mut Output,
+) -> Result<Changed, Failure> {
+    match action {
+        None => {
+            out.report(&roster(device)?);
+            Ok(Changed::No)
+        }
+        Some(DevicesAction::Rename {
+            device: which,
+            name,
+        }) => {
+            let id = find(device, &which)?;
+            let name = checked_name(&name)?;
+            device.name_device(id, &name)?;
+            out.report(&Renamed {
+                device: id.to_string(),
+                name,
+            });
+            Ok(Changed::Yes)
+        }
+        Some(DevicesAction::Vouch {
+            device: paired,
+            name,
+            keys,
+        }) => {
+            let bad = |what: &str| Failure::usage(format!("vouch: {what}"));
+            let id: DeviceId = paired.parse().map_err(|_| bad("not a device id"))?;
+            let keys = DeviceKeys::from_hex(&keys).map_err(|e| bad(&e.to_string()))?;
+            device.engine.vouch(id, keys)?;
+            device.name_device(id, &checked_name(&name)?)?;
+            let own = device.engine.device();
+            out.report(&Vouched {
+                device_id: own.to_string(),
+                name: device.device_name(&own),
+            });
+            Ok(Changed::Yes)
+        }
+    }
+}
+
+/// A device named by a unique prefix of its id, or by its name.
+fn find(device: &Device, which: &str) -> Result<DeviceId, Failure> {
+    let roster = roster(device)?;
+    let by_name: Vec<&Member> = roster.0.iter().filter(|m| m.name == which).collect();
+    let by_id: Vec<&Member> = roster
+        .0
+        .iter()
+        .filter(|m| !which.is_empty() && m.device.starts_with(&which.to_lowercase()))
+        .collect();
+    let found = match (by_name.as_slice(), by_id.as_slice()) {
+        ([one], _) | ([], [one]) => one,
+        ([], []) => {
+            return Err(Failure::usage(format!(
+                "no device is named or numbered \"{which}\": `ferry devices` lists them"
+            )));
+        }
+        _ => {
+            return Err(Failure::usage(format!(
+                "\"{which}\" could be several devices: give more of its id (`ferry devices` \
+                 lists them)"
+            )));
+        }
+    };
+    found
+        .device
+        .parse()
+        .map_err(|_| Failure::new("the roster holds a malformed device id"))
+}
+
+/// A device name: not empty, one line, at most 64 characters.
+fn checked_name(name: &str) -> Result<String, Failure> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(Failure::usage(
+            "a device name is 1 to 64 characters on one line",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// What `ferry devices rename` did.
+#[derive(Serialize)]
+struct Renamed {
+    device: String,
+    name: String,
+}
+
+impl fmt::Display for Renamed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Device {} is now \"{}\".", &self.device[..8], self.name)
+    }
+}
+
+/// What a vouch did: which device attested (the one `ferry pair` runs on).
+#[derive(Serialize, serde::Deserialize)]
+pub(crate) struct Vouched {
+    pub(crate) device_id: String,
+    pub(crate) name: String,
+}
+
+impl fmt::Display for Vouched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} ({}) attested the paired device.",
+            self.name,
+            &self.device_id[..8]
+        )
+    }
 }

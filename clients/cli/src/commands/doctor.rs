@@ -218,13 +218,18 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
 /// be one somebody added.
 async fn devices(home: &Home, config: &Config, checks: &mut Checks) {
     let mut out = Output::new(true);
-    let listed = commands::run_data(home.clone(), config.clone(), DataCommand::Devices, &mut out)
-        .await
-        .map_err(|failure| failure.message)
-        .and_then(|()| {
-            serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
-                .map_err(|e| format!("the device list did not read back: {e}"))
-        });
+    let listed = commands::run_data(
+        home.clone(),
+        config.clone(),
+        DataCommand::Devices { action: None },
+        &mut out,
+    )
+    .await
+    .map_err(|failure| failure.message)
+    .and_then(|()| {
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .map_err(|e| format!("the device list did not read back: {e}"))
+    });
     let members = match listed {
         Ok(members) => members,
         Err(error) => return checks.add("devices", Err(error)),

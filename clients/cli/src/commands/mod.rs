@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! setup     init, join                 before a device exists
+//! pair      pair, join with a code     adding a device with a one-time code
 //! key       key show|export            the recovery code
 //! doctor    doctor                     the troubleshooting checklist
 //! service   service install|…          the agent as a user service
@@ -21,6 +22,7 @@ pub(crate) mod config;
 pub(crate) mod devices;
 pub(crate) mod doctor;
 pub(crate) mod key;
+pub(crate) mod pair;
 pub(crate) mod service;
 pub(crate) mod setup;
 pub(crate) mod sync;
@@ -29,7 +31,7 @@ use std::time::Duration;
 
 use ferry_relay_client::{ClientConfig, RelayClient};
 
-use crate::cli::DataCommand;
+use crate::cli::{DataCommand, DevicesAction};
 use crate::config::Config;
 use crate::device::{self, Device};
 use crate::error::Failure;
@@ -106,7 +108,7 @@ pub(crate) async fn execute(
             retry_quarantined,
         } => no_change(sync::sync(device, dry_run, retry_quarantined, out).await),
         DataCommand::Status => no_change(sync::status(device, out)),
-        DataCommand::Devices => no_change(devices::list(device, out)),
+        DataCommand::Devices { action } => devices::run(device, action, out),
         DataCommand::Log(args) => no_change(sync::log(device, args, out)),
     }
 }
@@ -151,6 +153,9 @@ pub(crate) async fn run_data(
             | DataCommand::Paste(_)
             | DataCommand::Sync { .. }
             | DataCommand::Log(_)
+            | DataCommand::Devices {
+                action: Some(DevicesAction::Vouch { .. })
+            }
     );
     if fetch_first && let Err(error) = device.engine.fetch().await {
         out.note(format!(

@@ -1,9 +1,11 @@
 //! `ferry init` and `ferry join`: setting a device up on a new or an existing repository.
+//! Pairing (`commands::pair`) ends here too, with what the other device sent.
 
 use std::fmt;
 use std::time::Duration;
 
-use ferry_protocol::{KdfParams, SyncKey};
+use ferry_protocol::pairing::Credentials;
+use ferry_protocol::{DeviceId, Identity, KdfParams, SyncKey};
 use ferry_secrets::Secret;
 use ferry_store::url::StoreUrl;
 use ferry_sync::repo;
@@ -24,6 +26,20 @@ pub(crate) struct Setup {
     pub(crate) name: Option<String>,
     pub(crate) key: KeySource,
     pub(crate) code: ShowCode,
+    /// Set when pairing: what the other device sent and this one made.
+    pub(crate) paired: Option<Paired>,
+}
+
+/// What pairing brings to a setup.
+pub(crate) struct Paired {
+    /// The storage credentials (instead of the environment's).
+    pub(crate) credentials: Credentials,
+    /// The identity whose public keys the other device attested.
+    pub(crate) identity: Identity,
+    /// The id this device gave itself, which the other device attested.
+    pub(crate) device: DeviceId,
+    /// The name of the device that paired this one.
+    pub(crate) by: String,
 }
 
 /// Whether a new repository's recovery code is printed.
@@ -47,6 +63,8 @@ pub(crate) enum KeySource {
     AskRecoveryCode,
     /// The repository's key, from its passphrase.
     Passphrase,
+    /// The repository's key, received by pairing.
+    Paired(SyncKey),
 }
 
 impl From<InitArgs> for Setup {
@@ -61,14 +79,16 @@ impl From<InitArgs> for Setup {
                 KeySource::New
             },
             code: ShowCode::Print,
+            paired: None,
         }
     }
 }
 
 impl From<JoinArgs> for Setup {
+    /// Joining offline, with `--store`.
     fn from(args: JoinArgs) -> Setup {
         Setup {
-            store: args.store,
+            store: args.store.unwrap_or_default(),
             relay: args.relay,
             name: args.name,
             key: match (args.recovery_code, args.passphrase) {
@@ -77,11 +97,12 @@ impl From<JoinArgs> for Setup {
                 (None, false) => KeySource::AskRecoveryCode,
             },
             code: ShowCode::Print,
+            paired: None,
         }
     }
 }
 
-fn default_name() -> String {
+pub(crate) fn default_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
@@ -95,9 +116,20 @@ fn recovery_key(code: &str) -> Result<SyncKey, Failure> {
         .map_err(|e| Failure::usage(format!("that recovery code is not valid: {e}")))
 }
 
-/// Sets this device up on a new or existing repository. Nothing is written on this device
-/// before the key is known to open the repository.
+/// Sets this device up on a new or existing repository, then syncs it for the first time.
 pub(crate) async fn setup(home: Home, config: Config, setup: Setup) -> Result<SetUp, Failure> {
+    let (device, done) = install(home, config, setup).await?;
+    first_sync(device, done).await
+}
+
+/// Sets this device up and opens it: the key, the settings and the secrets are kept and the
+/// database is made. Nothing is written on this device before the key is known to open the
+/// repository.
+pub(crate) async fn install(
+    home: Home,
+    config: Config,
+    setup: Setup,
+) -> Result<(Device, SetUp), Failure> {
     if let Some(existing) = config.settings.store.as_deref() {
         return Err(Failure::new(format!(
             "this device is already set up with the store {existing} (in {}); use another \
@@ -111,7 +143,10 @@ pub(crate) async fn setup(home: Home, config: Config, setup: Setup) -> Result<Se
     // made with a key that could not be kept would be lost.
     secrets.get(Secret::SyncKey)?;
     let creating = matches!(setup.key, KeySource::New | KeySource::NewPassphrase);
-    let store = device::open_store(&url, &config, &secrets, creating)?;
+    let store = match &setup.paired {
+        Some(paired) => device::open_store_with(&url, &paired.credentials)?,
+        None => device::open_store(&url, &config, &secrets, creating)?,
+    };
     let retry = device::INTERACTIVE;
     if creating {
         // A new repository may name a folder that does not exist yet (WebDAV): make it.
@@ -152,13 +187,25 @@ pub(crate) async fn setup(home: Home, config: Config, setup: Setup) -> Result<Se
             repo::open(&*store, &key.keys(), &retry).await?;
             (key, false)
         }
+        KeySource::Paired(key) => {
+            repo::open(&*store, &key.keys(), &retry).await?;
+            (key, false)
+        }
     };
     let code = key.recovery_code();
     secrets.set(Secret::SyncKey, code.expose())?;
-    // This device's identity, made now unless an earlier setup of this home left one (with
-    // the database that registered it).
-    device::identity(&secrets)?;
-    device::keep_credentials(&url, &secrets)?;
+    match &setup.paired {
+        Some(paired) => {
+            secrets.set(Secret::DeviceIdentity, &paired.identity.to_hex())?;
+            device::keep_given_credentials(&paired.credentials, &secrets)?;
+        }
+        None => {
+            // This device's identity, made now unless an earlier setup of this home left one
+            // (with the database that registered it).
+            device::identity(&secrets)?;
+            device::keep_credentials(&url, &secrets)?;
+        }
+    }
     let user = &config.user_file;
     config::write_user(user, "store", Some(&setup.store))?;
     if let Some(relay) = &setup.relay {
@@ -176,7 +223,15 @@ pub(crate) async fn setup(home: Home, config: Config, setup: Setup) -> Result<Se
             Some(config.settings.secret_store.as_str()),
         )?;
     }
-    if let (StoreUrl::S3(_), Ok(id)) = (&url, std::env::var("AWS_ACCESS_KEY_ID")) {
+    let access_key_id = match &setup.paired {
+        Some(Paired {
+            credentials: Credentials::S3 { access_key_id, .. },
+            ..
+        }) => Some(access_key_id.clone()),
+        Some(_) => None,
+        None => std::env::var("AWS_ACCESS_KEY_ID").ok(),
+    };
+    if let (StoreUrl::S3(_), Some(id)) = (&url, access_key_id) {
         config::write_user(user, "s3.access_key_id", Some(&id))?;
     }
     if let Some(warning) = device::file_store_warning(&secrets) {
@@ -184,11 +239,29 @@ pub(crate) async fn setup(home: Home, config: Config, setup: Setup) -> Result<Se
     }
     let config = Config::load(None, user, &[])?;
     let lock = device::lock(&home, Duration::from_secs(30))?;
-    let mut device = Device::open(home, config, lock, device::INTERACTIVE).await?;
+    let paired_as = setup.paired.as_ref().map(|p| p.device);
+    let mut device =
+        Device::open_paired(home, config, lock, device::INTERACTIVE, paired_as).await?;
     device.set_name(&name)?;
-    // A joining device asks the devices that are up how far they have written: storage that
-    // serves it an older state cannot tell it so itself.
-    let roll_call = if created {
+    let done = SetUp {
+        recovery_code: (created && setup.code == ShowCode::Print).then(|| code.expose().to_owned()),
+        device_id: device.engine.device().to_string(),
+        key_id: key.key_id().to_string(),
+        store: setup.store,
+        relay: setup.relay,
+        created,
+        name,
+        paired_by: setup.paired.map(|p| p.by),
+        clips: None,
+    };
+    Ok((device, done))
+}
+
+/// The first sync of a device just set up. A joining device first asks the devices that are
+/// up how far they have written: storage that serves it an older state cannot tell it so
+/// itself.
+pub(crate) async fn first_sync(mut device: Device, mut done: SetUp) -> Result<SetUp, Failure> {
+    let roll_call = if done.created {
         None
     } else {
         RollCall::ask(&device).await
@@ -201,14 +274,10 @@ pub(crate) async fn setup(home: Home, config: Config, setup: Setup) -> Result<Se
             eprintln!("warning: {behind}");
         }
     }
-    Ok(SetUp {
-        recovery_code: (created && setup.code == ShowCode::Print).then(|| code.expose().to_owned()),
-        device_id: device.engine.device().to_string(),
-        key_id: key.key_id().to_string(),
-        store: setup.store,
-        created,
-        name,
-    })
+    if !done.created {
+        done.clips = Some(device.engine.state().stats().clips);
+    }
+    Ok(done)
 }
 
 /// What `init` or `join` did.
@@ -219,10 +288,14 @@ pub(crate) struct SetUp {
     device_id: String,
     key_id: String,
     store: String,
+    relay: Option<String>,
     /// A new repository (`init`), or one joined.
     created: bool,
-    #[serde(skip)]
     name: String,
+    /// The device that paired this one, when it joined by pairing.
+    paired_by: Option<String>,
+    /// Clips in the history after the first sync of a joining device.
+    clips: Option<usize>,
 }
 
 impl fmt::Display for SetUp {
@@ -246,11 +319,28 @@ impl fmt::Display for SetUp {
                  `ferry key show --yes` in a terminal and save it in your password manager or on \
                  paper: without it a lost device cannot be replaced.\n"
             ),
-            (false, _) => writeln!(
-                f,
-                "This device ({}) joined the repository at {store}.",
-                self.name
-            ),
+            (false, _) => {
+                match &self.paired_by {
+                    Some(by) => writeln!(
+                        f,
+                        "Joined the repository with key {}… as \"{}\", paired by {by} (storage: \
+                         {store}, relay: {}).",
+                        &self.key_id[..4.min(self.key_id.len())],
+                        self.name,
+                        self.relay.as_deref().unwrap_or("none")
+                    )?,
+                    None => writeln!(
+                        f,
+                        "This device ({}) joined the repository at {store}.",
+                        self.name
+                    )?,
+                }
+                match self.clips {
+                    Some(1) => writeln!(f, "Fetched 1 clip."),
+                    Some(clips) => writeln!(f, "Fetched {clips} clips."),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }

@@ -1,0 +1,510 @@
+//! `ferry pair` and `ferry join` with a code: the two ends of pairing, moving the frames of a
+//! [`Session`] through the relay.
+//!
+//! ```text
+//! ferry pair (offer)                                   ferry join (join)
+//! code + QR shown ── person reads it ──▶ code typed
+//! Channel: subscribe H(nameplate), publish the session's frames, again every 2 s
+//! ◀──────────────── confirmation both ways ─────────────────▶
+//! Reply (id, name, keys) ◀──── attest it (`devices vouch`, here or in the agent)
+//! Bundle (key, storage, credentials, relay) ────▶ setup::install, then Outcome ──▶ "joined"
+//!                                                  first sync
+//! ```
+//!
+//! Whatever ends an attempt early (a wrong code, a crowd, expiry, a damaged frame) is told to
+//! the other side with an abort frame, and nothing is written on the joining device.
+
+use std::fmt;
+use std::io::{IsTerminal, Write as _};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ferry_protocol::pairing::{
+    self, AbortReason, Bundle, Message, Outcome, PairingCode, PairingError, Progress, Reply, Role,
+    Session,
+};
+use ferry_protocol::{DeviceId, Identity, SyncKey, TopicId};
+use ferry_relay_client::{ClientConfig, Delivery, RelayClient, State};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tracing::info;
+
+use crate::cli::{DataCommand, DevicesAction, JoinArgs, PairArgs};
+use crate::commands::devices::Vouched;
+use crate::commands::setup::{self, KeySource, Paired, SetUp, Setup, ShowCode};
+use crate::config::Config;
+use crate::device;
+use crate::error::Failure;
+use crate::home::Home;
+use crate::output::Output;
+use crate::prompt;
+
+/// How often a side publishes its frames again while waiting: the relay keeps no history.
+const REPUBLISH: Duration = Duration::from_secs(2);
+
+/// How long the exchange may take once the other side has answered.
+const EXCHANGE: Duration = Duration::from_secs(120);
+
+/// How long to wait for the relay to take the connection.
+const CONNECT: Duration = Duration::from_secs(10);
+
+/// How long a side waits for its last frames to reach the relay before it exits.
+const FLUSH: Duration = Duration::from_secs(2);
+
+/// One side's session, connected to the relay topic of its code.
+struct Channel {
+    client: RelayClient,
+    deliveries: mpsc::Receiver<Delivery>,
+    topic: TopicId,
+    session: Session,
+    /// How many of the session's frames were published.
+    published: usize,
+    next_republish: Instant,
+    /// Times this side published something new: with the answers, its relay round trips.
+    bursts: u32,
+}
+
+impl Channel {
+    async fn open(relay: &str, code: &PairingCode, role: Role) -> Result<Channel, Failure> {
+        let session = Session::new(role, code).map_err(failure)?;
+        let (client, deliveries) = RelayClient::start(ClientConfig {
+            connect_timeout: CONNECT,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            ..ClientConfig::new(relay)
+        })
+        .map_err(|e| Failure::usage(e.to_string()))?;
+        let topic = pairing::topic(code.nameplate());
+        client
+            .subscribe(topic)
+            .map_err(|e| Failure::new(e.to_string()))?;
+        // Publishing before the subscription is confirmed could miss an answer.
+        let mut status = client.watch();
+        let connected = timeout(CONNECT, status.wait_for(|s| s.state == State::Connected)).await;
+        if !matches!(connected, Ok(Ok(_))) {
+            let why = client
+                .status()
+                .last_error
+                .unwrap_or_else(|| "no answer".into());
+            return Err(Failure::new(format!(
+                "cannot reach the relay at {relay} ({why}); check the URL, or give another \
+                 with --relay"
+            )));
+        }
+        let mut channel = Channel {
+            client,
+            deliveries,
+            topic,
+            session,
+            published: 0,
+            next_republish: Instant::now() + REPUBLISH,
+            bursts: 0,
+        };
+        channel.publish_new()?;
+        Ok(channel)
+    }
+
+    /// Publishes the frames not published yet.
+    fn publish_new(&mut self) -> Result<(), Failure> {
+        let frames = &self.session.frames()[self.published..];
+        if frames.is_empty() {
+            return Ok(());
+        }
+        for frame in frames {
+            self.client
+                .publish(self.topic, frame.clone())
+                .map_err(|e| Failure::new(e.to_string()))?;
+        }
+        self.published = self.session.frames().len();
+        self.bursts += 1;
+        Ok(())
+    }
+
+    /// Publishes every frame again, for a side that may have missed them.
+    fn publish_all(&mut self) -> Result<(), Failure> {
+        for frame in self.session.frames() {
+            self.client
+                .publish(self.topic, frame.clone())
+                .map_err(|e| Failure::new(e.to_string()))?;
+        }
+        self.published = self.session.frames().len();
+        self.next_republish = Instant::now() + REPUBLISH;
+        Ok(())
+    }
+
+    /// Waits for the other side's next news, until `deadline` (then `None`). A frame that
+    /// ends the attempt is answered with an abort and returned as the failure.
+    async fn next(&mut self, deadline: Instant) -> Result<Option<Progress>, Failure> {
+        loop {
+            tokio::select! {
+                delivery = self.deliveries.recv() => {
+                    let Some(delivery) = delivery else {
+                        return Err(Failure::new("the relay connection stopped"));
+                    };
+                    if delivery.topic != self.topic {
+                        continue;
+                    }
+                    let progress = match self.session.receive(&delivery.data) {
+                        Ok(progress) => progress,
+                        Err(error) => return Err(self.fail(error).await),
+                    };
+                    if progress.send_now {
+                        self.publish_all()?;
+                    }
+                    return Ok(Some(progress));
+                }
+                () = sleep_until(self.next_republish) => self.publish_all()?,
+                () = sleep_until(deadline) => return Ok(None),
+            }
+        }
+    }
+
+    /// Seals `message` for the other side and publishes it.
+    fn send(&mut self, message: &Message) -> Result<(), Failure> {
+        self.session.send(message).map_err(failure)?;
+        self.publish_new()
+    }
+
+    /// Tells the other side this one gives up, and says why here.
+    async fn fail(&mut self, error: PairingError) -> Failure {
+        if let Some(reason) = error.abort_reason() {
+            self.abort(reason).await;
+        }
+        failure(error)
+    }
+
+    async fn abort(&mut self, reason: AbortReason) {
+        let _ = self.client.publish(self.topic, self.session.abort(reason));
+        self.client.flush(FLUSH).await;
+    }
+}
+
+fn failure(error: PairingError) -> Failure {
+    Failure::new(error.to_string())
+}
+
+/// What `ferry pair` says as it goes: text, or one JSON object a line (`--json`).
+struct Events {
+    json: bool,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Event<'a> {
+    Code {
+        code: String,
+        uri: &'a str,
+        expires_at: u64,
+    },
+    Answered,
+    Joined {
+        device_id: String,
+        name: &'a str,
+    },
+    Failed {
+        reason: &'a str,
+    },
+}
+
+impl Events {
+    fn say(&self, event: &Event<'_>, text: impl fmt::Display) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = if self.json {
+            serde_json::to_writer(&mut stdout, event)
+                .map_err(std::io::Error::other)
+                .and_then(|()| writeln!(stdout))
+        } else {
+            write!(stdout, "{text}")
+        };
+        let _ = stdout.flush();
+    }
+}
+
+/// `ferry pair`: shows a code, and sends what the device that types it needs.
+pub(crate) async fn offer(
+    home: Home,
+    config: Config,
+    args: PairArgs,
+    json: bool,
+) -> Result<(), Failure> {
+    let events = Events { json };
+    let result = run_offer(&home, &config, &args, &events).await;
+    if let Err(failure) = &result {
+        events.say(
+            &Event::Failed {
+                reason: &failure.message,
+            },
+            "",
+        );
+    }
+    result
+}
+
+async fn run_offer(
+    home: &Home,
+    config: &Config,
+    args: &PairArgs,
+    events: &Events,
+) -> Result<(), Failure> {
+    let Some(store) = config.settings.store.clone() else {
+        return Err(Failure::new(format!(
+            "this device is not set up (no store in {}): pair from a device that is, or create \
+             a repository here with `ferry init --store URL`",
+            config.user_file.display()
+        )));
+    };
+    let relay = relay_for_pairing(args.relay.as_deref(), None, config)?;
+    let url = device::parse_store(&store)?;
+    let secrets = device::secrets(home, config);
+    let key = device::sync_key(&secrets)?;
+    let credentials = device::credentials_for(&url, config, &secrets)?;
+
+    let code = PairingCode::generate()?;
+    let mut channel = Channel::open(&relay, &code, Role::Offer).await?;
+    let uri = code.uri(&relay);
+    let expires_at = SystemTime::now() + args.expires;
+    events.say(
+        &Event::Code {
+            code: code.to_string(),
+            uri: &uri,
+            expires_at: expires_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        },
+        format_args!(
+            "Pairing code: {code}     (expires in {}; one try)\n{}\
+             On the new device run `ferry join` and type the code (four letters of each word \
+             are enough).\nWaiting for the other device…\n",
+            humantime::format_duration(Duration::from_secs(args.expires.as_secs())),
+            qr(&uri, args.no_qr || events.json),
+        ),
+    );
+
+    let mut deadline = Instant::now() + args.expires;
+    let mut joining: Option<Reply> = None;
+    loop {
+        let progress = tokio::select! {
+            next = channel.next(deadline) => next?,
+            _ = tokio::signal::ctrl_c() => {
+                channel.abort(AbortReason::Cancelled).await;
+                return Err(Failure::new("pairing cancelled; the code is no longer valid"));
+            }
+        };
+        let Some(progress) = progress else {
+            return Err(match &joining {
+                None => {
+                    channel.abort(AbortReason::Expired).await;
+                    Failure::new("the code expired: run `ferry pair` again for a new one")
+                }
+                Some(reply) => Failure::new(format!(
+                    "{} received the settings but did not say whether it joined; see `ferry \
+                     devices` there",
+                    reply.name
+                )),
+            });
+        };
+        if progress.confirmed {
+            // The code is right: the exchange may outlive the code's time.
+            deadline = deadline.max(Instant::now() + EXCHANGE);
+            events.say(&Event::Answered, "The other device has the code…\n");
+        }
+        match progress.message {
+            Some(Message::Reply(reply)) => {
+                let by = vouch(home, config, &reply).await?;
+                let bundle = Bundle {
+                    sync_key: *key.expose_bytes(),
+                    store: store.clone(),
+                    credentials: credentials.clone(),
+                    relay: Some(config.settings.relay.clone().unwrap_or(relay.clone())),
+                    device: by.device_id.parse().unwrap_or(DeviceId([0; 16])),
+                    name: by.name,
+                };
+                channel.send(&Message::Bundle(bundle))?;
+                joining = Some(reply);
+            }
+            Some(Message::Outcome(outcome)) => {
+                let Some(reply) = joining else {
+                    return Err(Failure::new(
+                        "the other device answered before it was sent anything; run `ferry \
+                         pair` again",
+                    ));
+                };
+                if !outcome.joined {
+                    return Err(Failure::new(format!(
+                        "{} received the settings but could not use them: {}",
+                        reply.name, outcome.detail
+                    )));
+                }
+                let device_id = reply.device.to_string();
+                events.say(
+                    &Event::Joined {
+                        device_id: device_id.clone(),
+                        name: &reply.name,
+                    },
+                    format_args!(
+                        "{} joined (device {}…). It can now see your history.\n",
+                        reply.name,
+                        &device_id[..8]
+                    ),
+                );
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Attests the joining device on this one: here, or in the agent when one runs.
+async fn vouch(home: &Home, config: &Config, reply: &Reply) -> Result<Vouched, Failure> {
+    let command = DataCommand::Devices {
+        action: Some(DevicesAction::Vouch {
+            device: reply.device.to_string(),
+            name: reply.name.clone(),
+            keys: reply.keys.to_hex(),
+        }),
+    };
+    let mut out = Output::new(true);
+    super::run_data(home.clone(), config.clone(), command, &mut out).await?;
+    eprint!("{}", out.stderr);
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| Failure::new(format!("attesting the new device gave no answer: {e}")))
+}
+
+/// The relay to pair through: the one given, else the code's (from its QR text), else the
+/// configured one.
+fn relay_for_pairing(
+    given: Option<&str>,
+    from_code: Option<String>,
+    config: &Config,
+) -> Result<String, Failure> {
+    given
+        .map(str::to_owned)
+        .or(from_code)
+        .or_else(|| config.settings.relay.clone())
+        .ok_or_else(|| {
+            Failure::usage(
+                "no relay configured: give `--relay URL` (the relay the other device uses; its \
+                 QR code carries it)",
+            )
+        })
+}
+
+/// The QR code of `uri` for a terminal, or nothing.
+fn qr(uri: &str, off: bool) -> String {
+    if off || std::env::var("FERRY_QR").is_ok_and(|v| v == "0") || !std::io::stdout().is_terminal()
+    {
+        return String::new();
+    }
+    match qrcode::QrCode::new(uri.as_bytes()) {
+        Ok(code) => {
+            let drawn = code
+                .render::<qrcode::render::unicode::Dense1x2>()
+                .dark_color(qrcode::render::unicode::Dense1x2::Light)
+                .light_color(qrcode::render::unicode::Dense1x2::Dark)
+                .build();
+            format!("{drawn}\n")
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// `ferry join` with a code: receives the settings from the device that shows it.
+pub(crate) async fn join(
+    home: Home,
+    config: Config,
+    args: JoinArgs,
+    out: &mut Output,
+) -> Result<(), Failure> {
+    if let Some(existing) = config.settings.store.as_deref() {
+        return Err(Failure::new(format!(
+            "this device is already set up with the store {existing} (in {}); use another \
+             --home for a second repository",
+            config.user_file.display()
+        )));
+    }
+    let typed = match &args.code {
+        Some(code) => zeroize::Zeroizing::new(code.clone()),
+        None => prompt::line("Pairing code: ", "the pairing code")?,
+    };
+    let (code, relay_in_code) =
+        PairingCode::parse(&typed).map_err(|e| Failure::usage(e.to_string()))?;
+    let relay = relay_for_pairing(args.relay.as_deref(), relay_in_code, &config)?;
+    let started = Instant::now();
+    let identity = Identity::generate()?;
+    let device_id = DeviceId::generate()?;
+    let name = args
+        .name
+        .clone()
+        .or_else(|| config.settings.device_name.clone())
+        .unwrap_or_else(setup::default_name);
+
+    let mut channel = Channel::open(&relay, &code, Role::Join).await?;
+    if std::io::stderr().is_terminal() && !out.json {
+        eprintln!("Waiting for the device that shows the code…");
+    }
+    let mut deadline = started + args.wait;
+    let bundle = loop {
+        let Some(progress) = channel.next(deadline).await? else {
+            channel.abort(AbortReason::Cancelled).await;
+            return Err(Failure::new(if channel.session.answered() {
+                "the other device stopped answering; run `ferry pair` there again".to_owned()
+            } else {
+                format!(
+                    "no device answered the code within {}: it may have expired or been used \
+                     already, or the other device uses another relay than {relay}; run `ferry \
+                     pair` there again",
+                    humantime::format_duration(args.wait)
+                )
+            }));
+        };
+        if progress.confirmed {
+            deadline = Instant::now() + EXCHANGE;
+            channel.send(&Message::Reply(Reply {
+                device: device_id,
+                name: name.clone(),
+                keys: identity.public(),
+            }))?;
+        }
+        if let Some(Message::Bundle(bundle)) = progress.message {
+            break bundle;
+        }
+    };
+    let round_trips = channel.bursts;
+
+    let setup = Setup {
+        store: bundle.store.clone(),
+        relay: bundle.relay.clone().or(Some(relay)),
+        name: Some(name),
+        key: KeySource::Paired(SyncKey::from_bytes(bundle.sync_key)),
+        code: ShowCode::Print,
+        paired: Some(Paired {
+            credentials: bundle.credentials.clone(),
+            identity,
+            device: device_id,
+            by: bundle.name.clone(),
+        }),
+    };
+    let installed = setup::install(home, config, setup).await;
+    let outcome = match &installed {
+        Ok(_) => Outcome {
+            joined: true,
+            detail: String::new(),
+        },
+        Err(failure) => Outcome {
+            joined: false,
+            detail: failure.message.clone(),
+        },
+    };
+    // The outcome goes out whatever happened; the first sync needs no answer.
+    let told = channel.send(&Message::Outcome(outcome));
+    let (device, done) = installed?;
+    told?;
+    info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        round_trips, "paired: key installed and repository opened"
+    );
+    channel.client.flush(FLUSH).await;
+    let done: SetUp = setup::first_sync(device, done).await?;
+    out.report(&done);
+    Ok(())
+}
