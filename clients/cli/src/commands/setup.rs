@@ -308,7 +308,8 @@ impl fmt::Display for SetUp {
                  Recovery code (shown once; save it in your password manager or on paper):\n\n\
                  \x20   {code}\n\n\
                  Anyone with this code can read your clips; without it a lost device cannot be\n\
-                 replaced. Add another device with (it asks for the code):\n\n\
+                 replaced. Add another device with `ferry pair` here and `ferry join` there (they\n\
+                 meet through the relay), or offline, on the new device (it asks for the code):\n\n\
                  \x20   ferry join --store {}\n",
                 shell_quote(store)
             ),

@@ -1,0 +1,580 @@
+//! Pairing with real `ferry` processes and a real relay on 127.0.0.1: a new device joins with
+//! the code another shows, on every kind of store; a wrong, expired or crowded code ends the
+//! attempt on both sides with nothing written; a relay that drops, duplicates, reorders or
+//! flips frames never gets a wrong key installed; a spy on the topic learns nothing.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Device, Ran, Running, Storage, per_backend, relay, storage};
+use ferry_protocol::SyncKey;
+use ferry_protocol::pairing::{self, PairingCode, Role, Session};
+use ferry_protocol::relay::wire::{Event, Request};
+use ferry_relay_client::{ClientConfig, Delivery, RelayClient, State};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What `ferry --json pair` prints, line by line, as it happens.
+struct Offer {
+    process: Running,
+    events: mpsc::Receiver<Value>,
+    stderr: Arc<Mutex<String>>,
+    code: String,
+    uri: String,
+}
+
+impl Offer {
+    fn start(device: &Device, args: &[&str]) -> Offer {
+        let mut all = vec!["--json", "pair"];
+        all.extend(args);
+        let mut child = device
+            .command(&all)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let (sender, events) = mpsc::channel::<Value>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = sender.send(serde_json::from_str(&line).unwrap());
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let collected = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            collected.lock().unwrap().push_str(&text);
+        });
+        let first = events
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("`ferry pair` showed no code: {}", stderr.lock().unwrap()));
+        assert_eq!(first["event"], "code", "{first}");
+        Offer {
+            process: Running(child),
+            events,
+            stderr,
+            code: first["code"].as_str().unwrap().to_owned(),
+            uri: first["uri"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    fn parsed(&self) -> PairingCode {
+        PairingCode::parse(&self.code).unwrap().0
+    }
+
+    /// Waits for the process to end: its exit code, and the events after the code.
+    fn finish(mut self) -> (i32, Vec<Value>, String) {
+        let status = common::eventually(Duration::from_secs(30), "`ferry pair` to end", || {
+            self.process.0.try_wait().unwrap()
+        });
+        let events: Vec<Value> = self.events.try_iter().collect();
+        // The reader thread may still be writing the last line.
+        std::thread::sleep(Duration::from_millis(50));
+        let events = events.into_iter().chain(self.events.try_iter()).collect();
+        let stderr = self.stderr.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), events, stderr)
+    }
+}
+
+/// `ferry --json join` on `device`, typing `typed` on standard input.
+fn join(device: &Device, typed: &str, args: &[&str]) -> Ran {
+    let mut all = vec!["--json", "join", "--name", "desktop"];
+    all.extend(args);
+    device.run_with_input(&all, Some(format!("{typed}\n").as_bytes()))
+}
+
+/// A device set up on `storage` with `relay`: its `init --json` answer.
+fn laptop(storage: &Storage, relay: &str) -> (Device, Value) {
+    let device = Device::new();
+    let ran = device
+        .run_full(
+            &[
+                "--json",
+                "init",
+                "--store",
+                &storage.url,
+                "--relay",
+                relay,
+                "--name",
+                "laptop",
+            ],
+            None,
+            &storage.env,
+        )
+        .ok();
+    device.run(&["copy", "from laptop"]).ok();
+    (device, serde_json::from_str(ran.stdout.trim()).unwrap())
+}
+
+/// Nothing of a setup is on `device`: no config, no secrets, no database.
+fn untouched(device: &Device) {
+    let files = device.files();
+    for name in ["config.toml", "secrets.json", "ferry.db"] {
+        assert!(
+            !files.iter().any(|f| f == name),
+            "{name} was written: {files:?}"
+        );
+    }
+}
+
+/// Everything published on a topic, as a spy subscribed to it sees it.
+struct Spy {
+    _client: RelayClient,
+    deliveries: tokio::sync::mpsc::Receiver<Delivery>,
+}
+
+impl Spy {
+    fn start(storage: &Storage, relay: &str, nameplate: u16) -> Spy {
+        let _inside = storage.runtime.enter();
+        let (client, deliveries) = RelayClient::start(ClientConfig::new(relay)).unwrap();
+        client.subscribe(pairing::topic(nameplate)).unwrap();
+        let mut status = client.watch();
+        storage
+            .runtime
+            .block_on(status.wait_for(|s| s.state == State::Connected))
+            .unwrap();
+        Spy {
+            _client: client,
+            deliveries,
+        }
+    }
+
+    fn heard(&mut self) -> Vec<Vec<u8>> {
+        std::iter::from_fn(|| self.deliveries.try_recv().ok())
+            .map(|d| d.data)
+            .collect()
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+per_backend! {
+    #[test]
+    fn a_device_joins_with_the_code_another_shows(backend) {
+        let storage = storage(backend);
+        let relay = relay(&storage);
+        let (laptop, made) = laptop(&storage, &relay.url());
+        let offer = Offer::start(&laptop, &[]);
+        let mut spy = Spy::start(&storage, &relay.url(), offer.parsed().nameplate());
+
+        // The new device has nothing but the code: no storage settings, no credentials. It is
+        // typed short, with the relay from the QR code's text.
+        let desktop = Device::new();
+        let typed = offer.uri.replace(&offer.code, &offer.parsed().short());
+        let joined = join(&desktop, &typed, &[]).ok();
+        let answer: Value = serde_json::from_str(joined.stdout.trim()).unwrap();
+        assert_eq!(answer["key_id"], made["key_id"], "{backend:?}");
+        assert_eq!(answer["store"], storage.url.as_str());
+        assert_eq!(answer["relay"], relay.url().as_str());
+        assert!(joined.stderr.contains("paired: key installed"), "{}", joined.stderr);
+
+        let (code, events, stderr) = offer.finish();
+        assert_eq!(code, 0, "{stderr}");
+        let last = events.last().unwrap();
+        assert_eq!(last["event"], "joined", "{events:?}");
+        assert_eq!(last["name"], "desktop");
+        assert_eq!(last["device_id"], answer["device_id"]);
+
+        // It fetched the history, and syncs from now on with what it was sent.
+        assert_eq!(desktop.run(&["paste"]).ok().stdout, "from laptop");
+        desktop.run(&["copy", "from desktop"]).ok();
+        assert_eq!(laptop.run(&["paste"]).ok().stdout, "from desktop");
+
+        // Its secrets are in its secret store, never in its config.
+        let config = std::fs::read_to_string(desktop.home().join("config.toml")).unwrap();
+        let secrets = std::fs::read_to_string(desktop.home().join("secrets.json")).unwrap();
+        let recovery = made["recovery_code"].as_str().unwrap();
+        let key = SyncKey::from_recovery_code(recovery).unwrap();
+        let mut secret_values: Vec<&[u8]> = vec![recovery.as_bytes(), key.expose_bytes()];
+        for (name, value) in &storage.env {
+            if name.contains("SECRET") || name.contains("PASSWORD") {
+                assert!(secrets.contains(value.as_str()), "{name} was not kept");
+                secret_values.push(value.as_bytes());
+            }
+        }
+        assert!(secrets.contains(recovery));
+        for secret in &secret_values {
+            assert!(!contains(config.as_bytes(), secret), "a secret is in config.toml");
+        }
+
+        // The spy on the pairing topic saw frames, and none of the secrets or the words.
+        let heard = spy.heard();
+        assert!(heard.len() >= 4, "{backend:?}: the spy heard {} frames", heard.len());
+        let words: Vec<&str> = offer_words(&made, &typed);
+        for frame in &heard {
+            for secret in secret_values.iter().copied().chain(words.iter().map(|w| w.as_bytes())) {
+                assert!(!contains(frame, secret), "{backend:?}: a secret crossed the relay");
+            }
+        }
+
+        // Every device shows the new one as added by laptop.
+        for device in [&laptop, &desktop] {
+            let roster: Value =
+                serde_json::from_str(&device.run(&["--json", "devices"]).ok().stdout).unwrap();
+            let member = roster
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == "desktop")
+                .unwrap_or_else(|| panic!("{roster}"));
+            assert_eq!(member["added_by"], "laptop", "{roster}");
+            assert_eq!(member["unpaired"], false);
+        }
+    }
+}
+
+/// The words of the code in `typed` (a URI or a code).
+fn offer_words<'a>(_made: &Value, typed: &'a str) -> Vec<&'a str> {
+    let code = typed.trim_start_matches(pairing::URI_SCHEME);
+    let code = code.split('?').next().unwrap();
+    code.split('-').skip(1).filter(|w| w.len() >= 3).collect()
+}
+
+#[test]
+fn a_word_off_fails_on_both_sides_and_writes_nothing() {
+    let storage = storage(common::Backend::Folder);
+    let relay = relay(&storage);
+    let (laptop, _) = laptop(&storage, &relay.url());
+    let offer = Offer::start(&laptop, &[]);
+    let right = offer.parsed();
+    let [first, second] = right.words();
+    let wrong = PairingCode::from_parts(right.nameplate(), [first, (second + 1) % 2048]);
+
+    let desktop = Device::new();
+    let ran = join(&desktop, &wrong.to_string(), &["--relay", &relay.url()]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains("wrong code"), "{}", ran.stderr);
+    untouched(&desktop);
+
+    let (code, events, stderr) = offer.finish();
+    assert_eq!(code, 1, "{stderr}");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "failed", "{events:?}");
+    assert!(
+        last["reason"].as_str().unwrap().contains("wrong code"),
+        "{last}"
+    );
+
+    // The code was used up: the right one now finds nobody.
+    let again = join(
+        &desktop,
+        &right.to_string(),
+        &["--relay", &relay.url(), "--wait", "1s"],
+    );
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains("no device answered"),
+        "{}",
+        again.stderr
+    );
+    untouched(&desktop);
+}
+
+#[test]
+fn another_nameplate_or_an_expired_code_finds_nobody() {
+    let storage = storage(common::Backend::Folder);
+    let relay = relay(&storage);
+    let (laptop, _) = laptop(&storage, &relay.url());
+    let offer = Offer::start(&laptop, &["--expires", "3s"]);
+    let right = offer.parsed();
+    let elsewhere = PairingCode::from_parts((right.nameplate() + 1) % 1000, right.words());
+
+    let desktop = Device::new();
+    let ran = join(
+        &desktop,
+        &elsewhere.to_string(),
+        &["--relay", &relay.url(), "--wait", "1s"],
+    );
+    assert_eq!(ran.code, 1);
+    assert!(ran.stderr.contains("no device answered"), "{}", ran.stderr);
+    untouched(&desktop);
+
+    let (code, events, _) = offer.finish();
+    assert_eq!(code, 1);
+    let last = events.last().unwrap();
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the code expired"),
+        "{last}"
+    );
+    let late = join(
+        &desktop,
+        &right.to_string(),
+        &["--relay", &relay.url(), "--wait", "1s"],
+    );
+    assert_eq!(late.code, 1);
+    assert!(
+        late.stderr.contains("no device answered"),
+        "{}",
+        late.stderr
+    );
+    untouched(&desktop);
+}
+
+#[test]
+fn a_third_device_on_the_nameplate_is_a_crowd() {
+    let storage = storage(common::Backend::Folder);
+    let relay = relay(&storage);
+    let (laptop, _) = laptop(&storage, &relay.url());
+    let offer = Offer::start(&laptop, &[]);
+    let nameplate = offer.parsed().nameplate();
+
+    // Someone else speaks first on the nameplate, with a guess.
+    let guess = Session::new(Role::Join, &PairingCode::from_parts(nameplate, [1, 2])).unwrap();
+    let intruder = Spy::start(&storage, &relay.url(), nameplate);
+    intruder
+        ._client
+        .publish(pairing::topic(nameplate), guess.frames()[0].clone())
+        .unwrap();
+    storage
+        .runtime
+        .block_on(intruder._client.flush(Duration::from_secs(5)));
+
+    let desktop = Device::new();
+    let ran = join(
+        &desktop,
+        &offer.code,
+        &["--relay", &relay.url(), "--wait", "5s"],
+    );
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("crowded") || ran.stderr.contains("wrong code"),
+        "{}",
+        ran.stderr
+    );
+    untouched(&desktop);
+    let (code, events, _) = offer.finish();
+    assert_eq!(code, 1);
+    let reason = events.last().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("crowded") || reason.contains("wrong code"),
+        "{reason}"
+    );
+}
+
+/// What a tampering relay does to the frames it forwards to the joining device.
+#[derive(Debug, Clone, Copy)]
+enum Tamper {
+    /// Drops the nth.
+    Drop(usize),
+    /// Sends the nth twice.
+    Duplicate(usize),
+    /// Holds the nth back until after the next.
+    Reorder(usize),
+    /// Flips a bit of the nth.
+    Flip(usize),
+    /// Flips a bit of the first sealed frame (the settings).
+    FlipSealed,
+}
+
+/// A WebSocket proxy in front of `relay` that tampers with what goes down to its client.
+fn tampering_proxy(storage: &Storage, relay: String, tamper: Tamper) -> String {
+    let listener = storage
+        .runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    storage.runtime.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let relay = relay.clone();
+            tokio::spawn(async move {
+                let Ok(client) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let Ok((upstream, _)) = tokio_tungstenite::connect_async(relay.as_str()).await
+                else {
+                    return;
+                };
+                let (mut to_client, mut from_client) = client.split();
+                let (mut to_relay, mut from_relay) = upstream.split();
+                tokio::spawn(async move {
+                    while let Some(Ok(message)) = from_client.next().await {
+                        if let Message::Text(text) = &message
+                            && Request::parse(text).is_err()
+                        {
+                            continue;
+                        }
+                        if to_relay.send(message).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut seen = 0;
+                let mut held: Option<Message> = None;
+                let mut sealed_flipped = false;
+                while let Some(Ok(message)) = from_relay.next().await {
+                    let Message::Text(text) = &message else {
+                        continue;
+                    };
+                    let Ok(Event::Message { topic, mut data }) = Event::parse(text) else {
+                        let _ = to_client.send(message).await;
+                        continue;
+                    };
+                    let n = seen;
+                    seen += 1;
+                    let mut out = Vec::new();
+                    match tamper {
+                        Tamper::Drop(at) if at == n => {}
+                        Tamper::Duplicate(at) if at == n => {
+                            out.push(data.clone());
+                            out.push(data);
+                        }
+                        Tamper::Reorder(at) if at == n => {
+                            held = Some(Message::text(
+                                Event::Message { topic, data }.to_json().unwrap(),
+                            ));
+                        }
+                        Tamper::Flip(at) if at == n => {
+                            let last = data.len() - 1;
+                            data[last] ^= 0x10;
+                            out.push(data);
+                        }
+                        Tamper::FlipSealed if !sealed_flipped && data.get(1) == Some(&3) => {
+                            sealed_flipped = true;
+                            data[20] ^= 0x01;
+                            out.push(data);
+                        }
+                        _ => out.push(data),
+                    }
+                    for data in out {
+                        let json = Event::Message { topic, data }.to_json().unwrap();
+                        if to_client.send(Message::text(json)).await.is_err() {
+                            return;
+                        }
+                        if let Some(late) = held.take() {
+                            let _ = to_client.send(late).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    format!("ws://{address}/v1/ws")
+}
+
+#[test]
+fn a_relay_that_loses_repeats_or_reorders_frames_still_pairs() {
+    for tamper in [
+        Tamper::Drop(0),
+        Tamper::Drop(1),
+        Tamper::Duplicate(0),
+        Tamper::Duplicate(2),
+        Tamper::Reorder(0),
+        Tamper::Reorder(1),
+    ] {
+        let storage = storage(common::Backend::Folder);
+        let relay = relay(&storage);
+        let (laptop, made) = laptop(&storage, &relay.url());
+        let proxy = tampering_proxy(&storage, relay.url(), tamper);
+        let offer = Offer::start(&laptop, &[]);
+        let desktop = Device::new();
+        let ran = join(&desktop, &offer.code, &["--relay", &proxy]);
+        assert_eq!(ran.code, 0, "{tamper:?}: {}", ran.stderr);
+        let answer: Value = serde_json::from_str(ran.stdout.trim()).unwrap();
+        assert_eq!(answer["key_id"], made["key_id"], "{tamper:?}");
+        let (code, _, stderr) = offer.finish();
+        assert_eq!(code, 0, "{tamper:?}: {stderr}");
+        assert_eq!(desktop.run(&["paste"]).ok().stdout, "from laptop");
+    }
+}
+
+#[test]
+fn a_relay_that_flips_bits_ends_the_attempt_and_installs_nothing() {
+    for tamper in [Tamper::Flip(0), Tamper::Flip(1), Tamper::FlipSealed] {
+        let storage = storage(common::Backend::Folder);
+        let relay = relay(&storage);
+        let (laptop, _) = laptop(&storage, &relay.url());
+        let proxy = tampering_proxy(&storage, relay.url(), tamper);
+        let offer = Offer::start(&laptop, &["--expires", "20s"]);
+        let desktop = Device::new();
+        let ran = join(&desktop, &offer.code, &["--relay", &proxy]);
+        assert_eq!(ran.code, 1, "{tamper:?}: {}", ran.stdout);
+        assert!(
+            ran.stderr.contains("wrong code") || ran.stderr.contains("altered"),
+            "{tamper:?}: {}",
+            ran.stderr
+        );
+        untouched(&desktop);
+        let (code, events, _) = offer.finish();
+        assert_eq!(code, 1, "{tamper:?}: {events:?}");
+    }
+}
+
+#[test]
+fn a_renamed_device_shows_its_new_name_everywhere() {
+    let storage = storage(common::Backend::Folder);
+    let relay = relay(&storage);
+    let (laptop, _) = laptop(&storage, &relay.url());
+    let offer = Offer::start(&laptop, &[]);
+    let desktop = Device::new();
+    let joined = join(&desktop, &offer.uri, &[]).ok();
+    offer.finish();
+    let id: Value = serde_json::from_str(joined.stdout.trim()).unwrap();
+    let id = id["device_id"].as_str().unwrap();
+
+    laptop
+        .run(&["devices", "rename", &id[..6], "workstation"])
+        .ok();
+    let listed = desktop.run(&["devices"]).ok().stdout;
+    assert!(listed.contains("workstation"), "{listed}");
+    assert!(listed.contains("by laptop"), "{listed}");
+    let unknown = laptop.run(&["devices", "rename", "nosuchdevice", "x"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("no device is named"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[test]
+fn pairing_needs_a_relay_and_a_device_that_is_set_up() {
+    let nothing = Device::new();
+    let ran = nothing.run(&["pair"]);
+    assert_eq!(ran.code, 1);
+    assert!(ran.stderr.contains("not set up"), "{}", ran.stderr);
+
+    let storage = storage(common::Backend::Folder);
+    let laptop = Device::new();
+    laptop
+        .run_full(&["init", "--store", &storage.url], None, &storage.env)
+        .ok();
+    let ran = laptop.run(&["pair"]);
+    assert_eq!(ran.code, 2);
+    assert!(ran.stderr.contains("no relay configured"), "{}", ran.stderr);
+
+    let desktop = Device::new();
+    let ran = join(&desktop, "417-orbit-velvet", &[]);
+    assert_eq!(ran.code, 2);
+    assert!(ran.stderr.contains("no relay configured"), "{}", ran.stderr);
+    let ran = join(
+        &desktop,
+        "417-orbit-velvat",
+        &["--relay", "ws://127.0.0.1:9"],
+    );
+    assert_eq!(ran.code, 2);
+    assert!(
+        ran.stderr
+            .contains("\"velvat\" is not one of the pairing words"),
+        "{}",
+        ran.stderr
+    );
+    untouched(&desktop);
+}
