@@ -578,3 +578,27 @@ fn pairing_needs_a_relay_and_a_device_that_is_set_up() {
     );
     untouched(&desktop);
 }
+
+#[test]
+fn a_device_whose_agent_runs_pairs_through_it() {
+    let storage = storage(common::Backend::S3);
+    let relay = relay(&storage);
+    let (laptop, made) = laptop(&storage, &relay.url());
+    let agent = common::start_agent(&laptop, None, &[]);
+    let _logs = common::LogsOnFailure(vec![&laptop]);
+    let offer = Offer::start(&laptop, &["--no-qr"]);
+    let desktop = Device::new();
+    let joined = join(&desktop, &offer.uri, &[]).ok();
+    let answer: Value = serde_json::from_str(joined.stdout.trim()).unwrap();
+    assert_eq!(answer["key_id"], made["key_id"]);
+    let (code, _, stderr) = offer.finish();
+    assert_eq!(code, 0, "{stderr}");
+    // The agent holds the database: it recorded the attestation and sent it.
+    let listed = desktop.run(&["devices"]).ok().stdout;
+    assert!(
+        listed.contains("desktop") && listed.contains("by laptop"),
+        "{listed}"
+    );
+    assert_eq!(desktop.run(&["paste"]).ok().stdout, "from laptop");
+    common::stop_agent(agent);
+}
