@@ -599,6 +599,14 @@ fn a_device_whose_agent_runs_pairs_through_it() {
         listed.contains("desktop") && listed.contains("by laptop"),
         "{listed}"
     );
+    common::eventually(
+        Duration::from_secs(20),
+        "laptop to hear from desktop",
+        || {
+            let status = laptop.run(&["status"]).ok().stdout;
+            status.contains("desktop (paired by laptop)").then_some(())
+        },
+    );
     assert_eq!(desktop.run(&["paste"]).ok().stdout, "from laptop");
     common::stop_agent(agent);
 }

@@ -92,6 +92,14 @@ impl fmt::Display for Roster {
 }
 
 impl Roster {
+    /// The name of the device that paired `device` (an id), when one did.
+    pub(crate) fn paired_by(&self, device: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|m| m.device == device && m.paired_by.is_some())
+            .and_then(|m| m.added_by.as_deref())
+    }
+
     /// Devices that joined with the sync key alone, other than this one.
     pub(crate) fn unpaired(&self) -> impl Iterator<Item = &str> {
         self.0

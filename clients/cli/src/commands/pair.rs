@@ -309,14 +309,19 @@ async fn run_offer(
             events.say(&Event::Answered, "The other device has the code…\n");
         }
         match progress.message {
-            Some(Message::Reply(reply)) => {
+            Some(Message::Reply(mut reply)) => {
+                reply.name = printable(&reply.name);
                 let by = vouch(home, config, &reply).await?;
+                let device = by
+                    .device_id
+                    .parse()
+                    .map_err(|_| Failure::new("attesting the new device gave a malformed id"))?;
                 let bundle = Bundle {
                     sync_key: *key.expose_bytes(),
                     store: store.clone(),
                     credentials: credentials.clone(),
                     relay: Some(config.settings.relay.clone().unwrap_or(relay.clone())),
-                    device: by.device_id.parse().unwrap_or(DeviceId([0; 16])),
+                    device,
                     name: by.name,
                 };
                 channel.send(&Message::Bundle(bundle))?;
@@ -368,6 +373,22 @@ async fn vouch(home: &Home, config: &Config, reply: &Reply) -> Result<Vouched, F
     eprint!("{}", out.stderr);
     serde_json::from_slice(&out.stdout)
         .map_err(|e| Failure::new(format!("attesting the new device gave no answer: {e}")))
+}
+
+/// A device name from the other side, fit to show and keep: one line, at most 64 characters.
+fn printable(name: &str) -> String {
+    let name: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect::<String>()
+        .trim()
+        .to_owned();
+    if name.is_empty() {
+        "new device".to_owned()
+    } else {
+        name
+    }
 }
 
 /// The relay to pair through: the one given, else the code's (from its QR text), else the
@@ -481,7 +502,7 @@ pub(crate) async fn join(
             credentials: bundle.credentials.clone(),
             identity,
             device: device_id,
-            by: bundle.name.clone(),
+            by: printable(&bundle.name),
         }),
     };
     let installed = setup::install(home, config, setup).await;
@@ -507,4 +528,17 @@ pub(crate) async fn join(
     let done: SetUp = setup::first_sync(device, done).await?;
     out.report(&done);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn names_from_the_other_side_are_made_printable() {
+        assert_eq!(printable("desktop"), "desktop");
+        assert_eq!(printable(" evil\u{1b}[2Jname\n"), "evil[2Jname");
+        assert_eq!(printable("\n\t"), "new device");
+        assert_eq!(printable(&"x".repeat(100)).len(), 64);
+    }
 }

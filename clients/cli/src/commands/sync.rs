@@ -202,6 +202,8 @@ impl fmt::Display for Behind {
 struct Peer {
     device: String,
     name: String,
+    /// The name of the device that paired it, when one did.
+    paired_by: Option<String>,
     seq: u64,
     ops: u64,
 }
@@ -260,9 +262,14 @@ impl fmt::Display for Status {
             self.pending_ops, self.pending_segments
         )?;
         for p in &self.peers {
+            let paired = p
+                .paired_by
+                .as_ref()
+                .map(|by| format!(" (paired by {by})"))
+                .unwrap_or_default();
             writeln!(
                 f,
-                "peer      {}: segment {}, {} changes",
+                "peer      {}{paired}: segment {}, {} changes",
                 p.name, p.seq, p.ops
             )?;
         }
@@ -314,6 +321,7 @@ pub(crate) fn status(device: &Device, out: &mut Output) -> Result<(), Failure> {
             .map(|p| Peer {
                 device: p.device.to_string(),
                 name: device.device_name(&p.device),
+                paired_by: roster.paired_by(&p.device.to_string()).map(str::to_owned),
                 seq: p.seq,
                 ops: p.ops,
             })
