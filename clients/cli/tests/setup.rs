@@ -125,6 +125,59 @@ fn join_asks_for_the_recovery_code_on_a_terminal_without_echoing_it() {
 }
 
 #[test]
+fn pairing_on_two_terminals_draws_the_qr_code_and_asks_for_the_code() {
+    if !common::have("tmux") {
+        return;
+    }
+    let storage = storage(Backend::Folder);
+    let relay = common::relay(&storage);
+    let laptop = Device::new();
+    laptop.init_with_relay(&storage, "laptop", Some(&relay.url()));
+    laptop.run(&["copy", "typed on laptop"]).ok();
+    let shows = Terminal::start(&format!(
+        "FERRY_SECRET_STORE=file {} --home {} pair",
+        common::FERRY,
+        laptop.home().display(),
+    ));
+    let screen = shows.wait_for("Waiting for the other device");
+    assert!(
+        screen.contains('█') || screen.contains('▀'),
+        "no QR code:\n{screen}"
+    );
+    let code = screen
+        .lines()
+        .find_map(|line| line.strip_prefix("Pairing code: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no code on\n{screen}"))
+        .to_owned();
+    let short = ferry_protocol::pairing::PairingCode::parse(&code)
+        .unwrap()
+        .0
+        .short()
+        .to_uppercase();
+
+    let desktop = Device::new();
+    let types = Terminal::start(&format!(
+        "FERRY_SECRET_STORE=file {} --home {} join --relay {} --name desktop",
+        common::FERRY,
+        desktop.home().display(),
+        relay.url()
+    ));
+    types.wait_for("Pairing code:");
+    types.type_line(&short.replace('-', " "));
+    let screen = types.wait_for("exit status");
+    assert!(screen.contains("exit status 0"), "{screen}");
+    assert!(
+        screen.contains("as \"desktop\", paired by laptop"),
+        "{screen}"
+    );
+    assert!(screen.contains("Fetched 1 clip."), "{screen}");
+    let screen = shows.wait_for("exit status");
+    assert!(screen.contains("desktop joined"), "{screen}");
+    assert!(screen.contains("exit status 0"), "{screen}");
+}
+
+#[test]
 fn init_asks_for_a_new_passphrase_twice_on_a_terminal() {
     if !common::have("tmux") {
         return;

@@ -177,7 +177,7 @@ pub(crate) async fn run_data(
 
 /// Tells the other devices through the relay that a new segment is there, so their agents
 /// fetch it now rather than at their next poll. The newest hint covers the ones before it.
-async fn announce(device: &Device, hints: &[ferry_protocol::RelayHint]) {
+pub(crate) async fn announce(device: &Device, hints: &[ferry_protocol::RelayHint]) {
     let (Some(url), Some(hint)) = (device.config.settings.relay.as_deref(), hints.last()) else {
         return;
     };

@@ -266,8 +266,10 @@ pub(crate) async fn first_sync(mut device: Device, mut done: SetUp) -> Result<Se
     } else {
         RollCall::ask(&device).await
     };
-    if let Err(error) = device.engine.sync().await {
-        eprintln!("warning: the first sync failed ({error}); it is retried later");
+    match device.engine.sync().await {
+        // The other devices' agents fetch this device's first segment (its name, its keys) now.
+        Ok((upload, _)) => super::announce(&device, &upload.hints).await,
+        Err(error) => eprintln!("warning: the first sync failed ({error}); it is retried later"),
     }
     if let Some(roll_call) = roll_call {
         for behind in roll_call.hear(&mut device).await? {
