@@ -610,3 +610,31 @@ fn a_device_whose_agent_runs_pairs_through_it() {
     assert_eq!(desktop.run(&["paste"]).ok().stdout, "from laptop");
     common::stop_agent(agent);
 }
+
+#[test]
+fn ctrl_c_cancels_and_tells_the_other_side() {
+    let storage = storage(common::Backend::Folder);
+    let relay = relay(&storage);
+    let (laptop, _) = laptop(&storage, &relay.url());
+    let offer = Offer::start(&laptop, &[]);
+    let mut spy = Spy::start(&storage, &relay.url(), offer.parsed().nameplate());
+    let pid = offer.process.0.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let (code, events, _) = offer.finish();
+    assert_eq!(code, 1);
+    let reason = events.last().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reason.contains("pairing cancelled"), "{reason}");
+    // An abort frame (kind 4) saying "cancelled" (3) went out on the topic.
+    common::eventually(Duration::from_secs(10), "the abort frame", || {
+        spy.heard()
+            .iter()
+            .any(|f| f.get(1) == Some(&4) && f.last() == Some(&3))
+            .then_some(())
+    });
+}

@@ -159,6 +159,21 @@ impl Channel {
         }
     }
 
+    /// [`next`](Self::next), unless the person presses Ctrl-C first: the other side is then
+    /// told, and the code is used up.
+    async fn next_unless_cancelled(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<Option<Progress>, Failure> {
+        tokio::select! {
+            next = self.next(deadline) => next,
+            _ = tokio::signal::ctrl_c() => {
+                self.abort(AbortReason::Cancelled).await;
+                Err(Failure::new("pairing cancelled; the code is no longer valid"))
+            }
+        }
+    }
+
     /// Seals `message` for the other side and publishes it.
     fn send(&mut self, message: &Message) -> Result<(), Failure> {
         self.session.send(message).map_err(failure)?;
@@ -283,14 +298,7 @@ async fn run_offer(
     let mut deadline = Instant::now() + args.expires;
     let mut joining: Option<Reply> = None;
     loop {
-        let progress = tokio::select! {
-            next = channel.next(deadline) => next?,
-            _ = tokio::signal::ctrl_c() => {
-                channel.abort(AbortReason::Cancelled).await;
-                return Err(Failure::new("pairing cancelled; the code is no longer valid"));
-            }
-        };
-        let Some(progress) = progress else {
+        let Some(progress) = channel.next_unless_cancelled(deadline).await? else {
             return Err(match &joining {
                 None => {
                     channel.abort(AbortReason::Expired).await;
@@ -465,7 +473,7 @@ pub(crate) async fn join(
     }
     let mut deadline = started + args.wait;
     let bundle = loop {
-        let Some(progress) = channel.next(deadline).await? else {
+        let Some(progress) = channel.next_unless_cancelled(deadline).await? else {
             channel.abort(AbortReason::Cancelled).await;
             return Err(Failure::new(if channel.session.answered() {
                 "the other device stopped answering; run `ferry pair` there again".to_owned()
