@@ -127,6 +127,38 @@ fn untouched(device: &Device) {
     }
 }
 
+/// `ran` (a `ferry join` on `device`) failed with exit code `code`, saying one of `says`, and
+/// wrote nothing.
+fn refused(device: &Device, ran: &Ran, code: i32, says: &[&str]) {
+    assert_eq!(ran.code, code, "{}", ran.stderr);
+    assert!(
+        says.iter().any(|s| ran.stderr.contains(s)),
+        "{}",
+        ran.stderr
+    );
+    untouched(device);
+}
+
+/// `ferry join` of `code` through `relay` finds nobody within a second, and writes nothing.
+fn finds_nobody(device: &Device, code: &PairingCode, relay: &str) {
+    let ran = join(
+        device,
+        &code.to_string(),
+        &["--relay", relay, "--wait", "1s"],
+    );
+    refused(device, &ran, 1, &["no device answered"]);
+}
+
+/// `ferry pair` ended in failure, its last event saying one of `says`.
+fn ended(offer: Offer, says: &[&str]) {
+    let (code, events, stderr) = offer.finish();
+    assert_eq!(code, 1, "{stderr}");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "failed", "{events:?}");
+    let reason = last["reason"].as_str().unwrap();
+    assert!(says.iter().any(|s| reason.contains(s)), "{reason}");
+}
+
 /// Everything published on a topic, as a spy subscribed to it sees it.
 struct Spy {
     _client: RelayClient,
@@ -254,32 +286,10 @@ fn a_word_off_fails_on_both_sides_and_writes_nothing() {
 
     let desktop = Device::new();
     let ran = join(&desktop, &wrong.to_string(), &["--relay", &relay.url()]);
-    assert_eq!(ran.code, 1, "{}", ran.stderr);
-    assert!(ran.stderr.contains("wrong code"), "{}", ran.stderr);
-    untouched(&desktop);
-
-    let (code, events, stderr) = offer.finish();
-    assert_eq!(code, 1, "{stderr}");
-    let last = events.last().unwrap();
-    assert_eq!(last["event"], "failed", "{events:?}");
-    assert!(
-        last["reason"].as_str().unwrap().contains("wrong code"),
-        "{last}"
-    );
-
+    refused(&desktop, &ran, 1, &["wrong code"]);
+    ended(offer, &["wrong code"]);
     // The code was used up: the right one now finds nobody.
-    let again = join(
-        &desktop,
-        &right.to_string(),
-        &["--relay", &relay.url(), "--wait", "1s"],
-    );
-    assert_eq!(again.code, 1);
-    assert!(
-        again.stderr.contains("no device answered"),
-        "{}",
-        again.stderr
-    );
-    untouched(&desktop);
+    finds_nobody(&desktop, &right, &relay.url());
 }
 
 #[test]
@@ -292,37 +302,9 @@ fn another_nameplate_or_an_expired_code_finds_nobody() {
     let elsewhere = PairingCode::from_parts((right.nameplate() + 1) % 1000, right.words());
 
     let desktop = Device::new();
-    let ran = join(
-        &desktop,
-        &elsewhere.to_string(),
-        &["--relay", &relay.url(), "--wait", "1s"],
-    );
-    assert_eq!(ran.code, 1);
-    assert!(ran.stderr.contains("no device answered"), "{}", ran.stderr);
-    untouched(&desktop);
-
-    let (code, events, _) = offer.finish();
-    assert_eq!(code, 1);
-    let last = events.last().unwrap();
-    assert!(
-        last["reason"]
-            .as_str()
-            .unwrap()
-            .contains("the code expired"),
-        "{last}"
-    );
-    let late = join(
-        &desktop,
-        &right.to_string(),
-        &["--relay", &relay.url(), "--wait", "1s"],
-    );
-    assert_eq!(late.code, 1);
-    assert!(
-        late.stderr.contains("no device answered"),
-        "{}",
-        late.stderr
-    );
-    untouched(&desktop);
+    finds_nobody(&desktop, &elsewhere, &relay.url());
+    ended(offer, &["the code expired"]);
+    finds_nobody(&desktop, &right, &relay.url());
 }
 
 #[test]
@@ -350,23 +332,8 @@ fn a_third_device_on_the_nameplate_is_a_crowd() {
         &offer.code,
         &["--relay", &relay.url(), "--wait", "5s"],
     );
-    assert_eq!(ran.code, 1, "{}", ran.stderr);
-    assert!(
-        ran.stderr.contains("crowded") || ran.stderr.contains("wrong code"),
-        "{}",
-        ran.stderr
-    );
-    untouched(&desktop);
-    let (code, events, _) = offer.finish();
-    assert_eq!(code, 1);
-    let reason = events.last().unwrap()["reason"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        reason.contains("crowded") || reason.contains("wrong code"),
-        "{reason}"
-    );
+    refused(&desktop, &ran, 1, &["crowded", "wrong code"]);
+    ended(offer, &["crowded", "wrong code"]);
 }
 
 /// What a tampering relay does to the frames it forwards to the joining device.
@@ -505,13 +472,7 @@ fn a_relay_that_flips_bits_ends_the_attempt_and_installs_nothing() {
         let offer = Offer::start(&laptop, &["--expires", "20s"]);
         let desktop = Device::new();
         let ran = join(&desktop, &offer.code, &["--relay", &proxy]);
-        assert_eq!(ran.code, 1, "{tamper:?}: {}", ran.stdout);
-        assert!(
-            ran.stderr.contains("wrong code") || ran.stderr.contains("altered"),
-            "{tamper:?}: {}",
-            ran.stderr
-        );
-        untouched(&desktop);
+        refused(&desktop, &ran, 1, &["wrong code", "altered"]);
         let (code, events, _) = offer.finish();
         assert_eq!(code, 1, "{tamper:?}: {events:?}");
     }
@@ -562,21 +523,18 @@ fn pairing_needs_a_relay_and_a_device_that_is_set_up() {
 
     let desktop = Device::new();
     let ran = join(&desktop, "417-orbit-velvet", &[]);
-    assert_eq!(ran.code, 2);
-    assert!(ran.stderr.contains("no relay configured"), "{}", ran.stderr);
+    refused(&desktop, &ran, 2, &["no relay configured"]);
     let ran = join(
         &desktop,
         "417-orbit-velvat",
         &["--relay", "ws://127.0.0.1:9"],
     );
-    assert_eq!(ran.code, 2);
-    assert!(
-        ran.stderr
-            .contains("\"velvat\" is not one of the pairing words"),
-        "{}",
-        ran.stderr
+    refused(
+        &desktop,
+        &ran,
+        2,
+        &["\"velvat\" is not one of the pairing words"],
     );
-    untouched(&desktop);
 }
 
 #[test]
