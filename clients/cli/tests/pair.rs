@@ -161,7 +161,7 @@ fn ended(offer: Offer, says: &[&str]) {
 
 /// Everything published on a topic, as a spy subscribed to it sees it.
 struct Spy {
-    _client: RelayClient,
+    client: RelayClient,
     deliveries: tokio::sync::mpsc::Receiver<Delivery>,
 }
 
@@ -175,10 +175,7 @@ impl Spy {
             .runtime
             .block_on(status.wait_for(|s| s.state == State::Connected))
             .unwrap();
-        Spy {
-            _client: client,
-            deliveries,
-        }
+        Spy { client, deliveries }
     }
 
     fn heard(&mut self) -> Vec<Vec<u8>> {
@@ -319,12 +316,12 @@ fn a_third_device_on_the_nameplate_is_a_crowd() {
     let guess = Session::new(Role::Join, &PairingCode::from_parts(nameplate, [1, 2])).unwrap();
     let intruder = Spy::start(&storage, &relay.url(), nameplate);
     intruder
-        ._client
+        .client
         .publish(pairing::topic(nameplate), guess.frames()[0].clone())
         .unwrap();
     storage
         .runtime
-        .block_on(intruder._client.flush(Duration::from_secs(5)));
+        .block_on(intruder.client.flush(Duration::from_secs(5)));
 
     let desktop = Device::new();
     let ran = join(
@@ -369,10 +366,10 @@ fn tampering_proxy(storage: &Storage, relay: String, tamper: Tamper) -> String {
                 else {
                     return;
                 };
-                let (mut to_client, mut from_client) = client.split();
+                let (mut toclient, mut fromclient) = client.split();
                 let (mut to_relay, mut from_relay) = upstream.split();
                 tokio::spawn(async move {
-                    while let Some(Ok(message)) = from_client.next().await {
+                    while let Some(Ok(message)) = fromclient.next().await {
                         if let Message::Text(text) = &message
                             && Request::parse(text).is_err()
                         {
@@ -391,7 +388,7 @@ fn tampering_proxy(storage: &Storage, relay: String, tamper: Tamper) -> String {
                         continue;
                     };
                     let Ok(Event::Message { topic, mut data }) = Event::parse(text) else {
-                        let _ = to_client.send(message).await;
+                        let _ = toclient.send(message).await;
                         continue;
                     };
                     let n = seen;
@@ -422,11 +419,11 @@ fn tampering_proxy(storage: &Storage, relay: String, tamper: Tamper) -> String {
                     }
                     for data in out {
                         let json = Event::Message { topic, data }.to_json().unwrap();
-                        if to_client.send(Message::text(json)).await.is_err() {
+                        if toclient.send(Message::text(json)).await.is_err() {
                             return;
                         }
                         if let Some(late) = held.take() {
-                            let _ = to_client.send(late).await;
+                            let _ = toclient.send(late).await;
                         }
                     }
                 }
@@ -595,4 +592,53 @@ fn ctrl_c_cancels_and_tells_the_other_side() {
             .any(|f| f.get(1) == Some(&4) && f.last() == Some(&3))
             .then_some(())
     });
+}
+
+#[test]
+fn a_joiner_that_claims_a_known_device_is_refused_and_told() {
+    let storage = storage(common::Backend::Folder);
+    let relay = relay(&storage);
+    let (laptop, made) = laptop(&storage, &relay.url());
+    let offer = Offer::start(&laptop, &[]);
+    let code = offer.parsed();
+    let topic = pairing::topic(code.nameplate());
+
+    // A joiner with the right code, which then claims laptop's own device id with its keys.
+    let mut joiner = Session::new(Role::Join, &code).unwrap();
+    let mut spy = Spy::start(&storage, &relay.url(), code.nameplate());
+    let publish = |frames: &[Vec<u8>]| {
+        for frame in frames {
+            spy.client.publish(topic, frame.clone()).unwrap();
+        }
+    };
+    publish(joiner.frames());
+    let laptop_id: ferry_protocol::DeviceId = made["device_id"].as_str().unwrap().parse().unwrap();
+    let outcome = storage.runtime.block_on(async {
+        loop {
+            let delivery = tokio::time::timeout(Duration::from_secs(20), spy.deliveries.recv())
+                .await
+                .expect("the offering device went quiet")
+                .unwrap();
+            match joiner.receive(&delivery.data) {
+                Ok(progress) if progress.confirmed => {
+                    joiner
+                        .send(&pairing::Message::Reply(pairing::Reply {
+                            device: laptop_id,
+                            name: "impostor".into(),
+                            keys: ferry_protocol::Identity::generate().unwrap().public(),
+                        }))
+                        .unwrap();
+                    publish(joiner.frames());
+                }
+                Ok(progress) if progress.send_now => publish(joiner.frames()),
+                Ok(_) => {}
+                Err(error) => break error,
+            }
+        }
+    });
+    assert_eq!(
+        outcome,
+        pairing::PairingError::PeerAborted(pairing::AbortReason::Failed)
+    );
+    ended(offer, &["registered already"]);
 }

@@ -319,7 +319,14 @@ async fn run_offer(
         match progress.message {
             Some(Message::Reply(mut reply)) => {
                 reply.name = printable(&reply.name);
-                let by = vouch(home, config, &reply).await?;
+                let by = match vouch(home, config, &reply).await {
+                    Ok(by) => by,
+                    Err(failure) => {
+                        // Tell the other device rather than leave it waiting.
+                        channel.abort(AbortReason::Failed).await;
+                        return Err(failure);
+                    }
+                };
                 let device = by
                     .device_id
                     .parse()
