@@ -15,6 +15,7 @@ use common::{Device, Ran, Running, Storage, per_backend, relay, storage};
 use ferry_protocol::SyncKey;
 use ferry_protocol::pairing::{self, PairingCode, Role, Session};
 use ferry_protocol::relay::wire::{Event, Request};
+use ferry_relay::RunningRelay;
 use ferry_relay_client::{ClientConfig, Delivery, RelayClient, State};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -93,8 +94,11 @@ fn join(device: &Device, typed: &str, args: &[&str]) -> Ran {
     device.run_with_input(&all, Some(format!("{typed}\n").as_bytes()))
 }
 
-/// A device set up on `storage` with `relay`: its `init --json` answer.
-fn laptop(storage: &Storage, relay: &str) -> (Device, Value) {
+/// A repository on `backend` with a relay, and "laptop" set up on it with one clip: its
+/// `init --json` answer too.
+fn repository(backend: common::Backend) -> (Storage, RunningRelay, Device, Value) {
+    let storage = storage(backend);
+    let relay = relay(&storage);
     let device = Device::new();
     let ran = device
         .run_full(
@@ -104,7 +108,7 @@ fn laptop(storage: &Storage, relay: &str) -> (Device, Value) {
                 "--store",
                 &storage.url,
                 "--relay",
-                relay,
+                &relay.url(),
                 "--name",
                 "laptop",
             ],
@@ -113,7 +117,8 @@ fn laptop(storage: &Storage, relay: &str) -> (Device, Value) {
         )
         .ok();
     device.run(&["copy", "from laptop"]).ok();
-    (device, serde_json::from_str(ran.stdout.trim()).unwrap())
+    let made = serde_json::from_str(ran.stdout.trim()).unwrap();
+    (storage, relay, device, made)
 }
 
 /// Nothing of a setup is on `device`: no config, no secrets, no database.
@@ -192,9 +197,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 per_backend! {
     #[test]
     fn a_device_joins_with_the_code_another_shows(backend) {
-        let storage = storage(backend);
-        let relay = relay(&storage);
-        let (laptop, made) = laptop(&storage, &relay.url());
+        let (storage, relay, laptop, made) = repository(backend);
         let offer = Offer::start(&laptop, &[]);
         let mut spy = Spy::start(&storage, &relay.url(), offer.parsed().nameplate());
 
@@ -273,9 +276,7 @@ fn offer_words<'a>(_made: &Value, typed: &'a str) -> Vec<&'a str> {
 
 #[test]
 fn a_word_off_fails_on_both_sides_and_writes_nothing() {
-    let storage = storage(common::Backend::Folder);
-    let relay = relay(&storage);
-    let (laptop, _) = laptop(&storage, &relay.url());
+    let (_storage, relay, laptop, _) = repository(common::Backend::Folder);
     let offer = Offer::start(&laptop, &[]);
     let right = offer.parsed();
     let [first, second] = right.words();
@@ -291,9 +292,7 @@ fn a_word_off_fails_on_both_sides_and_writes_nothing() {
 
 #[test]
 fn another_nameplate_or_an_expired_code_finds_nobody() {
-    let storage = storage(common::Backend::Folder);
-    let relay = relay(&storage);
-    let (laptop, _) = laptop(&storage, &relay.url());
+    let (_storage, relay, laptop, _) = repository(common::Backend::Folder);
     let offer = Offer::start(&laptop, &["--expires", "3s"]);
     let right = offer.parsed();
     let elsewhere = PairingCode::from_parts((right.nameplate() + 1) % 1000, right.words());
@@ -306,9 +305,7 @@ fn another_nameplate_or_an_expired_code_finds_nobody() {
 
 #[test]
 fn a_third_device_on_the_nameplate_is_a_crowd() {
-    let storage = storage(common::Backend::Folder);
-    let relay = relay(&storage);
-    let (laptop, _) = laptop(&storage, &relay.url());
+    let (storage, relay, laptop, _) = repository(common::Backend::Folder);
     let offer = Offer::start(&laptop, &[]);
     let nameplate = offer.parsed().nameplate();
 
@@ -443,9 +440,7 @@ fn a_relay_that_loses_repeats_or_reorders_frames_still_pairs() {
         Tamper::Reorder(0),
         Tamper::Reorder(1),
     ] {
-        let storage = storage(common::Backend::Folder);
-        let relay = relay(&storage);
-        let (laptop, made) = laptop(&storage, &relay.url());
+        let (storage, relay, laptop, made) = repository(common::Backend::Folder);
         let proxy = tampering_proxy(&storage, relay.url(), tamper);
         let offer = Offer::start(&laptop, &[]);
         let desktop = Device::new();
@@ -462,9 +457,7 @@ fn a_relay_that_loses_repeats_or_reorders_frames_still_pairs() {
 #[test]
 fn a_relay_that_flips_bits_ends_the_attempt_and_installs_nothing() {
     for tamper in [Tamper::Flip(0), Tamper::Flip(1), Tamper::FlipSealed] {
-        let storage = storage(common::Backend::Folder);
-        let relay = relay(&storage);
-        let (laptop, _) = laptop(&storage, &relay.url());
+        let (storage, relay, laptop, _) = repository(common::Backend::Folder);
         let proxy = tampering_proxy(&storage, relay.url(), tamper);
         let offer = Offer::start(&laptop, &["--expires", "20s"]);
         let desktop = Device::new();
@@ -477,9 +470,7 @@ fn a_relay_that_flips_bits_ends_the_attempt_and_installs_nothing() {
 
 #[test]
 fn a_renamed_device_shows_its_new_name_everywhere() {
-    let storage = storage(common::Backend::Folder);
-    let relay = relay(&storage);
-    let (laptop, _) = laptop(&storage, &relay.url());
+    let (_storage, _relay, laptop, _) = repository(common::Backend::Folder);
     let offer = Offer::start(&laptop, &[]);
     let desktop = Device::new();
     let joined = join(&desktop, &offer.uri, &[]).ok();
@@ -536,9 +527,7 @@ fn pairing_needs_a_relay_and_a_device_that_is_set_up() {
 
 #[test]
 fn a_device_whose_agent_runs_pairs_through_it() {
-    let storage = storage(common::Backend::S3);
-    let relay = relay(&storage);
-    let (laptop, made) = laptop(&storage, &relay.url());
+    let (_storage, _relay, laptop, made) = repository(common::Backend::S3);
     let agent = common::start_agent(&laptop, None, &[]);
     let _logs = common::LogsOnFailure(vec![&laptop]);
     let offer = Offer::start(&laptop, &["--no-qr"]);
@@ -568,9 +557,7 @@ fn a_device_whose_agent_runs_pairs_through_it() {
 
 #[test]
 fn ctrl_c_cancels_and_tells_the_other_side() {
-    let storage = storage(common::Backend::Folder);
-    let relay = relay(&storage);
-    let (laptop, _) = laptop(&storage, &relay.url());
+    let (storage, relay, laptop, _) = repository(common::Backend::Folder);
     let offer = Offer::start(&laptop, &[]);
     let mut spy = Spy::start(&storage, &relay.url(), offer.parsed().nameplate());
     let pid = offer.process.0.id().to_string();
@@ -596,9 +583,7 @@ fn ctrl_c_cancels_and_tells_the_other_side() {
 
 #[test]
 fn a_joiner_that_claims_a_known_device_is_refused_and_told() {
-    let storage = storage(common::Backend::Folder);
-    let relay = relay(&storage);
-    let (laptop, made) = laptop(&storage, &relay.url());
+    let (storage, relay, laptop, made) = repository(common::Backend::Folder);
     let offer = Offer::start(&laptop, &[]);
     let code = offer.parsed();
     let topic = pairing::topic(code.nameplate());
