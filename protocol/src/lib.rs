@@ -3,8 +3,9 @@
 //! It holds the keys and how they are derived ([`keys`], [`recovery`], [`passphrase`]), each
 //! device's own signing keys ([`identity`]), the
 //! envelope that seals every object and message ([`envelope`]), the objects of the repository
-//! and their names ([`objects`], [`names`]), the hints sent through the relay ([`relay`]), and
-//! the exchange that pairs a new device with a one-time code ([`pairing`]).
+//! and their names ([`objects`], [`names`]), the hints sent through the relay ([`relay`]), what
+//! nearby devices say to each other directly ([`lan`]), and the exchange that pairs a new
+//! device with a one-time code ([`pairing`]).
 //! `protocol/SPEC.md` describes the same formats byte by byte for other implementations, and
 //! `protocol/tests/vectors/` pins them.
 //!
@@ -30,6 +31,7 @@ pub mod error;
 pub mod hex_id;
 pub mod identity;
 pub mod keys;
+pub mod lan;
 pub mod names;
 pub mod objects;
 pub mod pairing;

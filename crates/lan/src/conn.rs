@@ -1,0 +1,166 @@
+//! One connection to another device: the handshake, the hellos, then a reader that hands frames
+//! to the application and a writer that sends what it is given (and a ping when idle).
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use ferry_protocol::DeviceId;
+use ferry_protocol::lan::Frame;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use crate::noise::{self, Received, Side};
+use crate::supervisor::{Internal, Shared};
+use crate::{Event, LanError, Peer};
+
+/// How long one write may take before the connection is given up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sets up a connection on `stream` and, once both sides said hello, reports it to the
+/// supervisor and serves it. `dialed` is the address dialled, for a connection this device
+/// opened.
+pub(crate) async fn serve(
+    shared: Shared,
+    id: u64,
+    stream: TcpStream,
+    addr: SocketAddr,
+    dialed: Option<SocketAddr>,
+) {
+    let side = if dialed.is_some() {
+        Side::Dialer
+    } else {
+        Side::Listener
+    };
+    let (frames_tx, frames_rx) = mpsc::channel(shared.config.queue);
+    let opened = async {
+        let (mut sender, mut receiver) =
+            noise::handshake(stream, &shared.psk, side, shared.config.handshake_timeout).await?;
+        let hello = Frame::Hello {
+            device: shared.config.device,
+            port: shared.port,
+        };
+        sender.send(&hello).await?;
+        let theirs = tokio::time::timeout(shared.config.handshake_timeout, receiver.recv())
+            .await
+            .map_err(|_| LanError::TimedOut("the hello"))??;
+        let Received::Frame(Frame::Hello { device, port }) = theirs else {
+            return Err(LanError::Frame(ferry_protocol::lan::FrameError::Malformed(
+                "the first frame is not a hello",
+            )));
+        };
+        Ok((sender, receiver, device, port))
+    };
+    let (sender, receiver, device, port) = match opened.await {
+        Ok(opened) => opened,
+        Err(error) => {
+            match (&error, dialed) {
+                (LanError::Handshake, None) => {
+                    debug!(%addr, "a connection without this sync key was refused")
+                }
+                _ => debug!(%addr, %error, "a LAN connection could not be set up"),
+            }
+            let _ = shared.internal.send(Internal::Failed { id, dialed, error });
+            return;
+        }
+    };
+    let peer = Peer {
+        device,
+        addr,
+        listening: SocketAddr::new(addr.ip(), port),
+        dialed: dialed.is_some(),
+        since: SystemTime::now(),
+    };
+    if device == shared.config.device {
+        let _ = shared.internal.send(Internal::Failed {
+            id,
+            dialed,
+            error: LanError::Frame(ferry_protocol::lan::FrameError::Malformed(
+                "this device reached itself",
+            )),
+        });
+        return;
+    }
+    let mut halves = JoinSet::new();
+    halves.spawn(read(shared.clone(), receiver, device));
+    halves.spawn(write(shared.clone(), sender, frames_rx));
+    if shared
+        .internal
+        .send(Internal::Ready {
+            id,
+            peer,
+            frames: frames_tx,
+            dialed,
+        })
+        .is_err()
+    {
+        return;
+    }
+    // The first half to end ends the connection (dropping the other closes the socket).
+    let why = match halves.join_next().await {
+        Some(Ok(Err(error))) => error.to_string(),
+        _ => "closed".into(),
+    };
+    halves.abort_all();
+    let _ = shared.internal.send(Internal::Closed { id, device, why });
+}
+
+/// Hands the frames that arrive to the application, until the connection fails or goes silent.
+async fn read(
+    shared: Shared,
+    mut receiver: noise::Receiver,
+    from: DeviceId,
+) -> Result<(), LanError> {
+    loop {
+        let received = tokio::time::timeout(shared.config.idle_timeout, receiver.recv())
+            .await
+            .map_err(|_| LanError::TimedOut("waiting for the other device"))??;
+        match received {
+            Received::Frame(Frame::Ping) => {}
+            Received::Frame(Frame::Hello { .. }) => {
+                warn!(device = %from, "a second hello on a LAN connection was ignored");
+            }
+            Received::Frame(frame) => {
+                if shared
+                    .events
+                    .send(Event::Received { from, frame })
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
+            }
+            Received::Refused(error) => {
+                warn!(device = %from, %error, "a LAN frame was refused; the connection goes on");
+            }
+        }
+    }
+}
+
+/// Sends what the supervisor queues, and a ping after `ping_every` of silence. Ends when the
+/// supervisor drops the queue (the connection was replaced or the LAN stopped).
+async fn write(
+    shared: Shared,
+    mut sender: noise::Sender,
+    mut frames: mpsc::Receiver<Frame>,
+) -> Result<(), LanError> {
+    loop {
+        let frame = match tokio::time::timeout(shared.config.ping_every, frames.recv()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(()),
+            Err(_) => Frame::Ping,
+        };
+        let encoded = match frame.encode() {
+            Ok(encoded) => encoded,
+            Err(error) => {
+                // Too large for the LAN: it travels through storage only.
+                debug!(%error, ?frame, "a frame was not sent over the LAN");
+                continue;
+            }
+        };
+        tokio::time::timeout(WRITE_TIMEOUT, sender.send_encoded(&encoded))
+            .await
+            .map_err(|_| LanError::TimedOut("sending to the other device"))??;
+    }
+}

@@ -1,0 +1,251 @@
+//! `ferry-lan`: devices on one network find each other and pass sealed segments directly.
+//!
+//! [`Lan::start`] opens a TCP listener, announces it over mDNS under a name only devices with
+//! the same sync key recognise (`discovery`), dials the devices it finds and the fixed peers
+//! it was given, and keeps one encrypted connection per device (`supervisor`, `conn`): a Noise
+//! NNpsk0 channel keyed by the LAN transport PSK (`noise`). The application sends frames with
+//! [`Lan::send`] and receives [`Event`]s.
+//!
+//! ```text
+//! mDNS announce / browse ─▶ addresses ─┐
+//! lan.peers, remembered ───────────────┼─▶ supervisor ─ dial/accept ─▶ handshake ─▶ hello
+//! Lan::send(frame) ─▶ supervisor ─▶ per-peer queue ─▶ writer ─▶ Noise ─▶ TCP
+//! events ◀─ reader ◀─ Noise ◀─ TCP                       (one connection per device)
+//! ```
+//!
+//! What it does not do: open segments or trust them. Frames carry the same sealed objects as
+//! storage, and the receiver checks them exactly as it checks storage. The LAN is a faster
+//! path, never the only one: whatever it drops, the bucket still has.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod conn;
+mod discovery;
+mod error;
+mod noise;
+mod supervisor;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ferry_protocol::lan::{DEFAULT_PORT, Frame, PERIOD_SECS};
+use ferry_protocol::{DeviceId, LanKey};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use error::LanError;
+pub use ferry_protocol::lan;
+
+use supervisor::{Command, Shared};
+
+/// How a device takes part in its LAN.
+#[derive(Debug, Clone)]
+pub struct LanConfig {
+    /// This device's id, said in its hello.
+    pub device: DeviceId,
+    /// Where to listen (port 0: any free port).
+    pub listen: SocketAddr,
+    /// mDNS discovery, or `None` where multicast is blocked or unwanted.
+    pub discovery: Option<DiscoveryConfig>,
+    /// Peers to dial by `host:port`, where discovery cannot find them (`lan.peers`).
+    pub peers: Vec<String>,
+    /// Addresses where peers were reached before, dialled like `peers`.
+    pub remembered: Vec<SocketAddr>,
+    /// Time allowed for connecting, the handshake, and the hellos.
+    pub handshake_timeout: Duration,
+    /// An idle connection sends a ping this often.
+    pub ping_every: Duration,
+    /// A connection silent this long is closed.
+    pub idle_timeout: Duration,
+    /// How often fixed and remembered peers that are not connected are dialled again.
+    pub redial_every: Duration,
+    /// Frames queued for one peer before it counts as too slow and is disconnected.
+    pub queue: usize,
+}
+
+impl LanConfig {
+    /// Defaults for an agent: listen on every interface on [`DEFAULT_PORT`], discover by mDNS.
+    pub fn new(device: DeviceId) -> LanConfig {
+        LanConfig {
+            device,
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            discovery: Some(DiscoveryConfig::default()),
+            peers: Vec::new(),
+            remembered: Vec::new(),
+            handshake_timeout: Duration::from_secs(5),
+            ping_every: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            redial_every: Duration::from_secs(30),
+            queue: 256,
+        }
+    }
+}
+
+/// How mDNS discovery runs.
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    /// The mDNS port (5353; a test may use another so as not to meet the machine's own).
+    pub mdns_port: u16,
+    /// Announce and browse on the loopback interface only (tests on one machine).
+    pub loopback_only: bool,
+    /// How long one announced name lasts ([`PERIOD_SECS`]; tests shorten it to see names turn).
+    pub period: Duration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            mdns_port: 5353,
+            loopback_only: false,
+            period: Duration::from_secs(PERIOD_SECS),
+        }
+    }
+}
+
+/// A connected device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its device id, from its hello.
+    pub device: DeviceId,
+    /// The address of the connection's other end.
+    pub addr: SocketAddr,
+    /// Where it listens: where to dial it next time.
+    pub listening: SocketAddr,
+    /// Whether this device dialled it.
+    pub dialed: bool,
+    /// When the connection was made.
+    pub since: SystemTime,
+}
+
+/// What happens on the LAN.
+#[derive(Debug)]
+pub enum Event {
+    /// A device connected (or its connection was replaced): a good time to send it heads.
+    Connected(Peer),
+    /// A device sent a frame (heads or a segment; pings and hellos stay here).
+    Received {
+        /// Who sent it.
+        from: DeviceId,
+        /// What it sent.
+        frame: Frame,
+    },
+    /// A device's connection ended.
+    Disconnected {
+        /// Which device.
+        device: DeviceId,
+        /// Why.
+        why: String,
+    },
+}
+
+/// The LAN path of one device; dropping it closes every connection and stops announcing.
+pub struct Lan {
+    commands: mpsc::UnboundedSender<Command>,
+    peers: watch::Receiver<Vec<Peer>>,
+    local: SocketAddr,
+    supervisor: JoinHandle<()>,
+    discovery: Option<discovery::Discovery>,
+    discovery_error: Option<String>,
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        self.supervisor.abort();
+    }
+}
+
+impl Lan {
+    /// Starts listening, announcing and dialling, with `key` proving membership of the group.
+    /// Fails only when the port cannot be opened; discovery that cannot start is reported by
+    /// [`Lan::discovery_error`] and the fixed peers are still dialled.
+    pub async fn start(
+        config: LanConfig,
+        key: &LanKey,
+    ) -> Result<(Lan, mpsc::Receiver<Event>), LanError> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| LanError::Listen {
+                port: config.listen.port(),
+                source,
+            })?;
+        let local = listener.local_addr()?;
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::channel(config.queue.max(1));
+        let (peers_tx, peers) = watch::channel(Vec::new());
+        let (discovery, discovery_error) = match &config.discovery {
+            Some(discovery) => {
+                match discovery::start(discovery, key.clone(), local, internal_tx.clone()) {
+                    Ok(running) => (Some(running), None),
+                    Err(error) => {
+                        tracing::warn!(%error, "LAN: discovery is off");
+                        (None, Some(error.to_string()))
+                    }
+                }
+            }
+            None => (None, None),
+        };
+        let shared = Shared {
+            config: Arc::new(config),
+            psk: Arc::new(key.transport_psk()),
+            port: local.port(),
+            internal: internal_tx,
+            events: events_tx,
+        };
+        let supervisor = tokio::spawn(supervisor::run(
+            shared,
+            listener,
+            internal_rx,
+            commands_rx,
+            peers_tx,
+        ));
+        let lan = Lan {
+            commands,
+            peers,
+            local,
+            supervisor,
+            discovery,
+            discovery_error,
+        };
+        Ok((lan, events))
+    }
+
+    /// Queues `frame` for `to`, or for every connected device. A device that cannot keep up is
+    /// disconnected (and catches up when it reconnects).
+    pub fn send(&self, to: Option<DeviceId>, frame: Frame) {
+        let _ = self.commands.send(Command::Send { to, frame });
+    }
+
+    /// Dials `addr` now (unless it leads to a device connected already).
+    pub fn dial(&self, addr: SocketAddr) {
+        let _ = self.commands.send(Command::Dial(addr));
+    }
+
+    /// The devices connected now.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.peers.borrow().clone()
+    }
+
+    /// Waits until the set of connected devices changes.
+    pub async fn peers_changed(&mut self) -> Vec<Peer> {
+        let _ = self.peers.changed().await;
+        self.peers.borrow_and_update().clone()
+    }
+
+    /// The address this device listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Whether mDNS discovery runs.
+    pub fn discovering(&self) -> bool {
+        self.discovery.is_some()
+    }
+
+    /// Why discovery does not run, when it was asked for and could not start.
+    pub fn discovery_error(&self) -> Option<&str> {
+        self.discovery_error.as_deref()
+    }
+}

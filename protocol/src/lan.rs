@@ -1,0 +1,357 @@
+//! What two devices on one network say to each other: the mDNS instance names by which they
+//! recognise each other, the Noise parameters of their channel, and the frames it carries.
+//!
+//! ```text
+//! mDNS   _ferry._tcp.local.   instance = hex(nonce 8 ‖ HMAC(discovery tag, "lan-instance" ‖ 0 ‖ nonce)[..8])
+//! TCP    Noise_NNpsk0_25519_ChaChaPoly_SHA256, PSK = LanKey::transport_psk, prologue "ferry/v1/lan"
+//!        every Noise message: length (u16 BE) ‖ message
+//!        the plaintexts, joined, are a stream of frames: length (u32 BE) ‖ frame
+//! frame  0 kind  1 hello | 2 heads | 3 segment | 4 ping
+//!        hello:    device id (16) ‖ listening port (u16 BE)
+//!        heads:    count (u16 BE) ‖ count × (device tag 16 ‖ seq u64 BE)
+//!        segment:  device tag (16) ‖ seq (u64 BE) ‖ the sealed segment, exactly as in storage
+//!        ping:     (empty)
+//! ```
+//!
+//! A stranger on the network sees instance names that change every [`PERIOD_SECS`] and differ
+//! between devices of one group, so it learns that some Ferry device is there and nothing
+//! more. Decoding never panics: any other shape is a [`FrameError`].
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::keys::LanKey;
+use crate::names::{DeviceId, DeviceTag};
+
+/// The mDNS service type devices announce and browse.
+pub const SERVICE_TYPE: &str = "_ferry._tcp.local.";
+
+/// The TCP port a device listens on unless configured otherwise (open it in a firewall to let
+/// nearby devices connect).
+pub const DEFAULT_PORT: u16 = 47_291;
+
+/// How long one discovery tag lasts: a tag of period `p` is announced from `p × PERIOD_SECS`
+/// seconds of Unix time on.
+pub const PERIOD_SECS: u64 = 3600;
+
+/// The Noise protocol of the channel: both sides prove the PSK in one round trip, and every
+/// connection has its own ephemeral keys.
+pub const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_SHA256";
+
+/// Bound into the handshake: a device speaking another version of these frames fails it.
+pub const PROLOGUE: &[u8] = b"ferry/v1/lan";
+
+/// The largest Noise message (its length is a u16).
+pub const MAX_NOISE_MESSAGE: usize = u16::MAX as usize;
+
+/// The AEAD tag at the end of each Noise transport message.
+pub const NOISE_TAG_LEN: usize = 16;
+
+/// The most plaintext one Noise transport message carries.
+pub const MAX_NOISE_PAYLOAD: usize = MAX_NOISE_MESSAGE - NOISE_TAG_LEN;
+
+/// The largest frame: a segment bigger than this travels through storage only.
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// The most devices one heads frame lists.
+pub const MAX_HEADS: usize = 1024;
+
+/// Bytes in an instance name's nonce, and in its proof.
+const NONCE_LEN: usize = 8;
+const PROOF_LEN: usize = 8;
+
+/// The discovery period of Unix time `unix_secs`.
+pub fn period(unix_secs: u64) -> u64 {
+    unix_secs / PERIOD_SECS
+}
+
+impl LanKey {
+    /// The mDNS instance (and host) name a device announces in `period`: a fresh `nonce`
+    /// followed by a proof that the announcer holds this key. Two devices of one group
+    /// announce different names; only a device with the key can tell they belong together.
+    pub fn instance_name(&self, period: u64, nonce: [u8; NONCE_LEN]) -> String {
+        let mut name = [0u8; NONCE_LEN + PROOF_LEN];
+        name[..NONCE_LEN].copy_from_slice(&nonce);
+        name[NONCE_LEN..].copy_from_slice(&self.instance_proof(period, &nonce));
+        hex::encode(name)
+    }
+
+    /// Whether `name` was announced by a device with this key during the period before
+    /// `period`, that period itself or the one after (clocks differ).
+    pub fn recognises(&self, name: &str, period: u64) -> bool {
+        let Some(name) = name.get(..2 * (NONCE_LEN + PROOF_LEN)) else {
+            return false;
+        };
+        let mut bytes = [0u8; NONCE_LEN + PROOF_LEN];
+        if hex::decode_to_slice(name, &mut bytes).is_err() {
+            return false;
+        }
+        let (nonce, proof) = bytes.split_at(NONCE_LEN);
+        [period.saturating_sub(1), period, period.saturating_add(1)]
+            .into_iter()
+            .any(|p| self.instance_proof(p, nonce) == proof)
+    }
+
+    fn instance_proof(&self, period: u64, nonce: &[u8]) -> [u8; PROOF_LEN] {
+        let tag = self.discovery_tag(period);
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&tag).expect("HMAC takes any key length");
+        mac.update(b"lan-instance");
+        mac.update(&[0]);
+        mac.update(nonce);
+        let full = mac.finalize().into_bytes();
+        let mut proof = [0u8; PROOF_LEN];
+        proof.copy_from_slice(&full[..PROOF_LEN]);
+        proof
+    }
+}
+
+/// One frame between two connected devices.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// The first frame each side sends: who it is.
+    Hello {
+        /// The sender's device id.
+        device: DeviceId,
+        /// The TCP port it listens on: with the address it connected from, where to reach it
+        /// again.
+        port: u16,
+    },
+    /// How far the sender has each device's log: for its own, the newest segment it sealed;
+    /// for the others, the newest it applied.
+    Heads(Vec<(DeviceTag, u64)>),
+    /// One sealed segment, with the name it has (or will have) in storage.
+    Segment {
+        /// The writer's tag.
+        device: DeviceTag,
+        /// Its seq.
+        seq: u64,
+        /// The sealed bytes, exactly as stored.
+        sealed: Vec<u8>,
+    },
+    /// Keeps an idle connection known to be alive.
+    Ping,
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Frame::Hello { device, port } => f
+                .debug_struct("Hello")
+                .field("device", device)
+                .field("port", port)
+                .finish(),
+            Frame::Heads(heads) => f.debug_tuple("Heads").field(&heads.len()).finish(),
+            Frame::Segment {
+                device,
+                seq,
+                sealed,
+            } => f
+                .debug_struct("Segment")
+                .field("device", device)
+                .field("seq", seq)
+                .field("bytes", &sealed.len())
+                .finish(),
+            Frame::Ping => f.write_str("Ping"),
+        }
+    }
+}
+
+/// Why bytes are not a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Empty, cut short, with bytes left over, or of an unknown kind.
+    #[error("a LAN frame is malformed ({0})")]
+    Malformed(&'static str),
+    /// Larger than [`MAX_FRAME`], or listing more than [`MAX_HEADS`] devices.
+    #[error("a LAN frame is too large ({0})")]
+    TooLarge(&'static str),
+}
+
+const HELLO: u8 = 1;
+const HEADS: u8 = 2;
+const SEGMENT: u8 = 3;
+const PING: u8 = 4;
+
+impl Frame {
+    /// The frame's bytes (without the length prefix of the stream).
+    pub fn encode(&self) -> Result<Vec<u8>, FrameError> {
+        let mut out = Vec::new();
+        match self {
+            Frame::Hello { device, port } => {
+                out.push(HELLO);
+                out.extend_from_slice(&device.0);
+                out.extend_from_slice(&port.to_be_bytes());
+            }
+            Frame::Heads(heads) => {
+                let count = u16::try_from(heads.len())
+                    .ok()
+                    .filter(|&n| usize::from(n) <= MAX_HEADS)
+                    .ok_or(FrameError::TooLarge("more devices than a heads frame lists"))?;
+                out.reserve(3 + heads.len() * 24);
+                out.push(HEADS);
+                out.extend_from_slice(&count.to_be_bytes());
+                for (tag, seq) in heads {
+                    out.extend_from_slice(&tag.0);
+                    out.extend_from_slice(&seq.to_be_bytes());
+                }
+            }
+            Frame::Segment {
+                device,
+                seq,
+                sealed,
+            } => {
+                out.reserve(25 + sealed.len());
+                out.push(SEGMENT);
+                out.extend_from_slice(&device.0);
+                out.extend_from_slice(&seq.to_be_bytes());
+                out.extend_from_slice(sealed);
+            }
+            Frame::Ping => out.push(PING),
+        }
+        if out.len() > MAX_FRAME {
+            return Err(FrameError::TooLarge("a segment larger than a frame carries"));
+        }
+        Ok(out)
+    }
+
+    /// Reads one frame's bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
+        if bytes.len() > MAX_FRAME {
+            return Err(FrameError::TooLarge("longer than a frame may be"));
+        }
+        let (&kind, mut body) = bytes
+            .split_first()
+            .ok_or(FrameError::Malformed("empty"))?;
+        let frame = match kind {
+            HELLO => Frame::Hello {
+                device: DeviceId(take(&mut body, "hello")?),
+                port: u16::from_be_bytes(take(&mut body, "hello")?),
+            },
+            HEADS => {
+                let count = usize::from(u16::from_be_bytes(take(&mut body, "heads count")?));
+                if count > MAX_HEADS {
+                    return Err(FrameError::TooLarge("more devices than a heads frame lists"));
+                }
+                let mut heads = Vec::with_capacity(count.min(body.len() / 24));
+                for _ in 0..count {
+                    let tag = DeviceTag(take(&mut body, "heads entry")?);
+                    heads.push((tag, u64::from_be_bytes(take(&mut body, "heads entry")?)));
+                }
+                Frame::Heads(heads)
+            }
+            SEGMENT => {
+                let device = DeviceTag(take(&mut body, "segment")?);
+                let seq = u64::from_be_bytes(take(&mut body, "segment")?);
+                let sealed = std::mem::take(&mut body).to_vec();
+                if sealed.is_empty() {
+                    return Err(FrameError::Malformed("a segment frame without its segment"));
+                }
+                Frame::Segment {
+                    device,
+                    seq,
+                    sealed,
+                }
+            }
+            PING => Frame::Ping,
+            _ => return Err(FrameError::Malformed("unknown kind")),
+        };
+        if !body.is_empty() {
+            return Err(FrameError::Malformed("bytes after the frame"));
+        }
+        Ok(frame)
+    }
+}
+
+/// Takes the next `N` bytes of `body`.
+fn take<const N: usize>(body: &mut &[u8], what: &'static str) -> Result<[u8; N], FrameError> {
+    let (head, rest) = body
+        .split_first_chunk::<N>()
+        .ok_or(FrameError::Malformed(what))?;
+    *body = rest;
+    Ok(*head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SyncKey;
+
+    fn lan(seed: u8) -> LanKey {
+        SyncKey::from_bytes([seed; 32]).keys().lan
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let frames = [
+            Frame::Hello {
+                device: DeviceId([7; 16]),
+                port: 47_291,
+            },
+            Frame::Heads(vec![(DeviceTag([1; 16]), 3), (DeviceTag([2; 16]), u64::MAX)]),
+            Frame::Heads(Vec::new()),
+            Frame::Segment {
+                device: DeviceTag([9; 16]),
+                seq: 42,
+                sealed: vec![5; 300],
+            },
+            Frame::Ping,
+        ];
+        for frame in frames {
+            let bytes = frame.encode().unwrap();
+            assert_eq!(Frame::decode(&bytes).unwrap(), frame);
+            // A segment cut short is still a segment frame (its sealed bytes then fail to open).
+            let shortest = if matches!(frame, Frame::Segment { .. }) { 26 } else { bytes.len() };
+            for cut in 0..shortest {
+                assert!(Frame::decode(&bytes[..cut]).is_err(), "{frame:?} cut at {cut}");
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            if !matches!(frame, Frame::Segment { .. }) {
+                assert_eq!(
+                    Frame::decode(&longer),
+                    Err(FrameError::Malformed("bytes after the frame"))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_frame() {
+        assert_eq!(Frame::decode(&[]), Err(FrameError::Malformed("empty")));
+        assert_eq!(Frame::decode(&[9]), Err(FrameError::Malformed("unknown kind")));
+        let mut too_many = vec![HEADS];
+        too_many.extend_from_slice(&(MAX_HEADS as u16 + 1).to_be_bytes());
+        assert!(matches!(Frame::decode(&too_many), Err(FrameError::TooLarge(_))));
+        let mut no_segment = vec![SEGMENT];
+        no_segment.extend_from_slice(&[0; 24]);
+        assert!(matches!(Frame::decode(&no_segment), Err(FrameError::Malformed(_))));
+        let huge = Frame::Segment {
+            device: DeviceTag([0; 16]),
+            seq: 1,
+            sealed: vec![0; MAX_FRAME],
+        };
+        assert!(matches!(huge.encode(), Err(FrameError::TooLarge(_))));
+    }
+
+    #[test]
+    fn instance_names_are_recognised_only_with_the_key_and_near_their_period() {
+        let key = lan(1);
+        let name = key.instance_name(1000, [3; 8]);
+        assert_eq!(name.len(), 32);
+        for period in [999, 1000, 1001] {
+            assert!(key.recognises(&name, period), "period {period}");
+        }
+        assert!(!key.recognises(&name, 998));
+        assert!(!key.recognises(&name, 1002));
+        assert!(!lan(2).recognises(&name, 1000));
+        // Two devices of one group announce different, unlinkable names.
+        assert_ne!(name, key.instance_name(1000, [4; 8]));
+        assert_ne!(name[16..], key.instance_name(1000, [4; 8])[16..]);
+        for junk in ["", "zz", &name[..31], &"g".repeat(32)] {
+            assert!(!key.recognises(junk, 1000));
+        }
+        // mDNS may add a suffix to resolve a clash: the name is still recognised.
+        assert!(key.recognises(&format!("{name} (2)"), 1000));
+    }
+}
