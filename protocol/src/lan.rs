@@ -187,7 +187,9 @@ impl Frame {
                 let count = u16::try_from(heads.len())
                     .ok()
                     .filter(|&n| usize::from(n) <= MAX_HEADS)
-                    .ok_or(FrameError::TooLarge("more devices than a heads frame lists"))?;
+                    .ok_or(FrameError::TooLarge(
+                        "more devices than a heads frame lists",
+                    ))?;
                 out.reserve(3 + heads.len() * 24);
                 out.push(HEADS);
                 out.extend_from_slice(&count.to_be_bytes());
@@ -210,7 +212,9 @@ impl Frame {
             Frame::Ping => out.push(PING),
         }
         if out.len() > MAX_FRAME {
-            return Err(FrameError::TooLarge("a segment larger than a frame carries"));
+            return Err(FrameError::TooLarge(
+                "a segment larger than a frame carries",
+            ));
         }
         Ok(out)
     }
@@ -220,9 +224,7 @@ impl Frame {
         if bytes.len() > MAX_FRAME {
             return Err(FrameError::TooLarge("longer than a frame may be"));
         }
-        let (&kind, mut body) = bytes
-            .split_first()
-            .ok_or(FrameError::Malformed("empty"))?;
+        let (&kind, mut body) = bytes.split_first().ok_or(FrameError::Malformed("empty"))?;
         let frame = match kind {
             HELLO => Frame::Hello {
                 device: DeviceId(take(&mut body, "hello")?),
@@ -231,7 +233,9 @@ impl Frame {
             HEADS => {
                 let count = usize::from(u16::from_be_bytes(take(&mut body, "heads count")?));
                 if count > MAX_HEADS {
-                    return Err(FrameError::TooLarge("more devices than a heads frame lists"));
+                    return Err(FrameError::TooLarge(
+                        "more devices than a heads frame lists",
+                    ));
                 }
                 let mut heads = Vec::with_capacity(count.min(body.len() / 24));
                 for _ in 0..count {
@@ -288,7 +292,10 @@ mod tests {
                 device: DeviceId([7; 16]),
                 port: 47_291,
             },
-            Frame::Heads(vec![(DeviceTag([1; 16]), 3), (DeviceTag([2; 16]), u64::MAX)]),
+            Frame::Heads(vec![
+                (DeviceTag([1; 16]), 3),
+                (DeviceTag([2; 16]), u64::MAX),
+            ]),
             Frame::Heads(Vec::new()),
             Frame::Segment {
                 device: DeviceTag([9; 16]),
@@ -301,9 +308,16 @@ mod tests {
             let bytes = frame.encode().unwrap();
             assert_eq!(Frame::decode(&bytes).unwrap(), frame);
             // A segment cut short is still a segment frame (its sealed bytes then fail to open).
-            let shortest = if matches!(frame, Frame::Segment { .. }) { 26 } else { bytes.len() };
+            let shortest = if matches!(frame, Frame::Segment { .. }) {
+                26
+            } else {
+                bytes.len()
+            };
             for cut in 0..shortest {
-                assert!(Frame::decode(&bytes[..cut]).is_err(), "{frame:?} cut at {cut}");
+                assert!(
+                    Frame::decode(&bytes[..cut]).is_err(),
+                    "{frame:?} cut at {cut}"
+                );
             }
             let mut longer = bytes.clone();
             longer.push(0);
@@ -319,13 +333,22 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_frame() {
         assert_eq!(Frame::decode(&[]), Err(FrameError::Malformed("empty")));
-        assert_eq!(Frame::decode(&[9]), Err(FrameError::Malformed("unknown kind")));
+        assert_eq!(
+            Frame::decode(&[9]),
+            Err(FrameError::Malformed("unknown kind"))
+        );
         let mut too_many = vec![HEADS];
         too_many.extend_from_slice(&(MAX_HEADS as u16 + 1).to_be_bytes());
-        assert!(matches!(Frame::decode(&too_many), Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            Frame::decode(&too_many),
+            Err(FrameError::TooLarge(_))
+        ));
         let mut no_segment = vec![SEGMENT];
         no_segment.extend_from_slice(&[0; 24]);
-        assert!(matches!(Frame::decode(&no_segment), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            Frame::decode(&no_segment),
+            Err(FrameError::Malformed(_))
+        ));
         let huge = Frame::Segment {
             device: DeviceTag([0; 16]),
             seq: 1,

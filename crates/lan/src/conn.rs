@@ -97,8 +97,15 @@ pub(crate) async fn serve(
     {
         return;
     }
-    // The first half to end ends the connection (dropping the other closes the socket).
+    // A half that fails ends the connection (dropping the other closes the socket). A writer
+    // that ends because the connection was replaced has sent what was queued and closed its
+    // side; the reader takes what the other device still sends until it closes too.
     let why = match halves.join_next().await {
+        Some(Ok(Ok(Half::Replaced))) => {
+            let drained = tokio::time::timeout(shared.config.handshake_timeout, halves.join_next());
+            let _ = drained.await;
+            "replaced by another connection".into()
+        }
         Some(Ok(Err(error))) => error.to_string(),
         _ => "closed".into(),
     };
@@ -106,12 +113,20 @@ pub(crate) async fn serve(
     let _ = shared.internal.send(Internal::Closed { id, device, why });
 }
 
+/// How a half of a connection ended well.
+enum Half {
+    /// The other device closed the connection, or the application stopped listening.
+    Ended,
+    /// The supervisor dropped the queue: this connection gave way to another.
+    Replaced,
+}
+
 /// Hands the frames that arrive to the application, until the connection fails or goes silent.
 async fn read(
     shared: Shared,
     mut receiver: noise::Receiver,
     from: DeviceId,
-) -> Result<(), LanError> {
+) -> Result<Half, LanError> {
     loop {
         let received = tokio::time::timeout(shared.config.idle_timeout, receiver.recv())
             .await
@@ -128,7 +143,7 @@ async fn read(
                     .await
                     .is_err()
                 {
-                    return Ok(());
+                    return Ok(Half::Ended);
                 }
             }
             Received::Refused(error) => {
@@ -144,11 +159,14 @@ async fn write(
     shared: Shared,
     mut sender: noise::Sender,
     mut frames: mpsc::Receiver<Frame>,
-) -> Result<(), LanError> {
+) -> Result<Half, LanError> {
     loop {
         let frame = match tokio::time::timeout(shared.config.ping_every, frames.recv()).await {
             Ok(Some(frame)) => frame,
-            Ok(None) => return Ok(()),
+            Ok(None) => {
+                sender.close().await;
+                return Ok(Half::Replaced);
+            }
             Err(_) => Frame::Ping,
         };
         let encoded = match frame.encode() {

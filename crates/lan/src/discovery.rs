@@ -19,6 +19,9 @@ use tracing::{debug, warn};
 use crate::supervisor::Internal;
 use crate::{DiscoveryConfig, LanError};
 
+/// How long the device with the larger name waits before it dials one it found.
+const DIAL_BACK: Duration = Duration::from_secs(1);
+
 /// The running discovery: stops when dropped.
 pub(crate) struct Discovery {
     daemon: ServiceDaemon,
@@ -72,9 +75,16 @@ pub(crate) fn start(
                             continue;
                         }
                         debug!(instance, "LAN: found a device of this group");
+                        // Both devices find each other: the one with the smaller name dials,
+                        // the other only if no connection came from there meanwhile.
+                        let wait = if current.as_str() < instance {
+                            Duration::ZERO
+                        } else {
+                            DIAL_BACK
+                        };
                         for ip in service.get_addresses_v4() {
                             let addr = SocketAddr::new(ip.into(), service.port);
-                            let _ = internal.send(Internal::Dial(addr));
+                            let _ = internal.send(Internal::Dial { addr, wait });
                         }
                     }
                     Ok(_) => {}
@@ -134,10 +144,24 @@ impl Announcer {
         let no_properties = None::<std::collections::HashMap<String, String>>;
         let ip = self.listen.ip();
         let info = if ip.is_unspecified() {
-            ServiceInfo::new(SERVICE_TYPE, &instance, &host, (), self.listen.port(), no_properties)
-                .map(ServiceInfo::enable_addr_auto)
+            ServiceInfo::new(
+                SERVICE_TYPE,
+                &instance,
+                &host,
+                (),
+                self.listen.port(),
+                no_properties,
+            )
+            .map(ServiceInfo::enable_addr_auto)
         } else {
-            ServiceInfo::new(SERVICE_TYPE, &instance, &host, ip, self.listen.port(), no_properties)
+            ServiceInfo::new(
+                SERVICE_TYPE,
+                &instance,
+                &host,
+                ip,
+                self.listen.port(),
+                no_properties,
+            )
         }
         .map_err(|e| LanError::Discovery(e.to_string()))?;
         self.daemon

@@ -164,12 +164,13 @@ impl Lan {
         config: LanConfig,
         key: &LanKey,
     ) -> Result<(Lan, mpsc::Receiver<Event>), LanError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| LanError::Listen {
-                port: config.listen.port(),
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| LanError::Listen {
+                    port: config.listen.port(),
+                    source,
+                })?;
         let local = listener.local_addr()?;
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let (commands, commands_rx) = mpsc::unbounded_channel();

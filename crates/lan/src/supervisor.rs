@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_protocol::DeviceId;
 use ferry_protocol::lan::Frame;
@@ -35,8 +36,9 @@ pub(crate) struct Shared {
 
 /// What connection tasks and discovery tell the supervisor.
 pub(crate) enum Internal {
-    /// An address worth dialling (found by discovery, or resolved from `lan.peers`).
-    Dial(SocketAddr),
+    /// An address worth dialling (found by discovery, or resolved from `lan.peers`), after
+    /// `wait` unless a connection from there came meanwhile.
+    Dial { addr: SocketAddr, wait: Duration },
     /// A connection said hello and is ready for frames.
     Ready {
         id: u64,
@@ -51,7 +53,11 @@ pub(crate) enum Internal {
         error: LanError,
     },
     /// A ready connection ended.
-    Closed { id: u64, device: DeviceId, why: String },
+    Closed {
+        id: u64,
+        device: DeviceId,
+        why: String,
+    },
 }
 
 /// What the application asks for.
@@ -108,7 +114,7 @@ pub(crate) async fn run(
                 Ok((stream, addr)) => supervisor.accepted(stream, addr),
                 Err(error) => {
                     warn!(%error, "accepting a LAN connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
             Some(message) = internal.recv() => supervisor.internal(message).await,
@@ -192,7 +198,8 @@ impl Supervisor {
                 match tokio::net::lookup_host(peer.as_str()).await {
                     Ok(addrs) => {
                         for addr in addrs {
-                            let _ = internal.send(Internal::Dial(addr));
+                            let wait = Duration::ZERO;
+                            let _ = internal.send(Internal::Dial { addr, wait });
                         }
                     }
                     Err(error) => debug!(%peer, %error, "a LAN peer's name did not resolve"),
@@ -203,7 +210,15 @@ impl Supervisor {
 
     async fn internal(&mut self, message: Internal) {
         match message {
-            Internal::Dial(addr) => self.dial(addr),
+            Internal::Dial { addr, wait } if wait.is_zero() => self.dial(addr),
+            Internal::Dial { addr, wait } => {
+                let internal = self.shared.internal.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    let wait = Duration::ZERO;
+                    let _ = internal.send(Internal::Dial { addr, wait });
+                });
+            }
             Internal::Failed { id, dialed, error } => {
                 self.opening.remove(&id);
                 if let Some(addr) = dialed {

@@ -26,6 +26,8 @@ use zeroize::Zeroizing;
 use crate::LanError;
 
 mod primitives;
+#[cfg(test)]
+mod tests;
 
 /// The sending half of a channel.
 pub(crate) struct Sender {
@@ -127,11 +129,22 @@ impl Sender {
         self.send_encoded(&frame.encode()?).await
     }
 
+    /// Closes this direction of the connection: the other side reads what was sent, then
+    /// the end.
+    pub(crate) async fn close(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+
     /// Sends the bytes of one frame.
     pub(crate) async fn send_encoded(&mut self, body: &[u8]) -> Result<(), LanError> {
         let mut plain = Vec::with_capacity(4 + body.len());
         plain.extend_from_slice(&(body.len() as u32).to_be_bytes());
         plain.extend_from_slice(body);
+        self.send_plain(&plain).await
+    }
+
+    /// Sends `plain` as the next bytes of the stream of frames.
+    async fn send_plain(&mut self, plain: &[u8]) -> Result<(), LanError> {
         let mut wire = Vec::with_capacity(plain.len() + plain.len() / MAX_NOISE_PAYLOAD * 18 + 18);
         let mut message = vec![0u8; MAX_NOISE_MESSAGE];
         for chunk in plain.chunks(MAX_NOISE_PAYLOAD) {
@@ -161,7 +174,11 @@ impl Receiver {
     /// The next frame. An error means the channel is over.
     pub(crate) async fn recv(&mut self) -> Result<Received, LanError> {
         loop {
-            if let Some(len) = self.pending.first_chunk::<4>().map(|l| u32::from_be_bytes(*l)) {
+            if let Some(len) = self
+                .pending
+                .first_chunk::<4>()
+                .map(|l| u32::from_be_bytes(*l))
+            {
                 let len = len as usize;
                 if len > MAX_FRAME {
                     return Err(FrameError::TooLarge("longer than a frame may be").into());

@@ -26,7 +26,8 @@ impl CryptoResolver for Primitives {
     }
 
     fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
-        matches!(choice, HashChoice::SHA256).then(|| Box::new(Sha256Hash::default()) as Box<dyn Hash>)
+        matches!(choice, HashChoice::SHA256)
+            .then(|| Box::new(Sha256Hash::default()) as Box<dyn Hash>)
     }
 
     fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {

@@ -1,0 +1,236 @@
+//! The channel against a hostile network: a proxy between the two ends reads each Noise
+//! message (their lengths are in the clear) and alters, replays, drops or cuts them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_protocol::lan::{Frame, FrameError, MAX_FRAME};
+use ferry_protocol::{DeviceTag, SyncKey};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use zeroize::Zeroizing;
+
+use super::{Received, Receiver, Sender, Side, handshake};
+use crate::LanError;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn psk(seed: u8) -> Zeroizing<[u8; 32]> {
+    SyncKey::from_bytes([seed; 32]).keys().lan.transport_psk()
+}
+
+/// What the proxy does with the dialer's `n`th message (0 is the handshake's first).
+type Tamper = Arc<dyn Fn(usize, Vec<u8>) -> Vec<Vec<u8>> + Send + Sync>;
+
+/// Forwards messages from `from` to `to`, passing each through `tamper`.
+async fn forward<R, W>(mut from: R, mut to: W, tamper: Tamper)
+where
+    R: AsyncReadExt + Unpin,
+    W: AsyncWriteExt + Unpin,
+{
+    for n in 0.. {
+        let Ok(len) = from.read_u16().await else {
+            return;
+        };
+        let mut message = vec![0u8; usize::from(len)];
+        if from.read_exact(&mut message).await.is_err() {
+            return;
+        }
+        let mut whole = len.to_be_bytes().to_vec();
+        whole.extend_from_slice(&message);
+        for out in tamper(n, whole) {
+            if out.is_empty() {
+                // Cut: the connection ends here.
+                return;
+            }
+            if to.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+type Ends = Result<(Sender, Receiver), LanError>;
+
+/// A dialer and a listener with the PSKs of `dialer` and `listener`, joined through a proxy
+/// that tampers with what the dialer sends. Returns both ends' handshakes.
+async fn pair(dialer: u8, listener: u8, tamper: Tamper) -> (Ends, Ends) {
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (server_addr, proxy_addr) = (server.local_addr().unwrap(), proxy.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (inbound, _) = proxy.accept().await.unwrap();
+        let outbound = TcpStream::connect(server_addr).await.unwrap();
+        let (in_read, mut in_write) = inbound.into_split();
+        let (mut out_read, out_write) = outbound.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut out_read, &mut in_write).await;
+        });
+        forward(in_read, out_write, tamper).await;
+    });
+    let (listener_psk, dialer_psk) = (psk(listener), psk(dialer));
+    let listening = tokio::spawn(async move {
+        let (stream, _) = server.accept().await.unwrap();
+        handshake(stream, &listener_psk, Side::Listener, TIMEOUT).await
+    });
+    let stream = TcpStream::connect(proxy_addr).await.unwrap();
+    let dialed = handshake(stream, &dialer_psk, Side::Dialer, TIMEOUT).await;
+    (dialed, listening.await.unwrap())
+}
+
+fn untouched() -> Tamper {
+    Arc::new(|_, message| vec![message])
+}
+
+fn segment(len: usize) -> Frame {
+    Frame::Segment {
+        device: DeviceTag([4; 16]),
+        seq: 9,
+        sealed: (0..len).map(|i| i as u8).collect(),
+    }
+}
+
+async fn next(receiver: &mut Receiver) -> Result<Received, LanError> {
+    tokio::time::timeout(TIMEOUT, receiver.recv())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn frames_of_every_size_cross_in_order_both_ways() {
+    let (dialed, listening) = pair(1, 1, untouched()).await;
+    let ((mut dialer, mut from_listener), (mut listener, mut from_dialer)) =
+        (dialed.unwrap(), listening.unwrap());
+    // One frame spans many Noise messages; small ones share one.
+    let frames = [segment(1), segment(200_000), Frame::Ping, segment(65_515)];
+    for frame in &frames {
+        dialer.send(frame).await.unwrap();
+        listener.send(frame).await.unwrap();
+    }
+    for frame in &frames {
+        for receiver in [&mut from_dialer, &mut from_listener] {
+            match next(receiver).await.unwrap() {
+                Received::Frame(got) => assert_eq!(&got, frame),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stranger_fails_at_the_first_message_and_hears_nothing() {
+    let (dialed, listening) = pair(2, 1, untouched()).await;
+    let (listening, dialed) = (listening.err(), dialed.err());
+    assert!(
+        matches!(listening, Some(LanError::Handshake)),
+        "{listening:?}"
+    );
+    // The listener closed without a word: the stranger's first read found the end of the
+    // stream, not one byte.
+    assert!(
+        matches!(&dialed, Some(LanError::Closed(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+        "{dialed:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_altered_message_closes_the_channel() {
+    let flip: Tamper = Arc::new(|n, mut message| {
+        if n == 2 {
+            let last = message.len() - 1;
+            message[last] ^= 1;
+        }
+        vec![message]
+    });
+    let (dialed, listening) = pair(1, 1, flip).await;
+    let ((mut dialer, _), (_, mut from_dialer)) = (dialed.unwrap(), listening.unwrap());
+    dialer.send(&Frame::Ping).await.unwrap();
+    dialer.send(&Frame::Ping).await.unwrap();
+    assert!(matches!(
+        next(&mut from_dialer).await,
+        Ok(Received::Frame(Frame::Ping))
+    ));
+    assert!(matches!(
+        next(&mut from_dialer).await,
+        Err(LanError::Tampered)
+    ));
+}
+
+#[tokio::test]
+async fn a_replayed_message_is_refused() {
+    let replay: Tamper = Arc::new(|n, message| {
+        if n == 1 {
+            vec![message.clone(), message]
+        } else {
+            vec![message]
+        }
+    });
+    let (dialed, listening) = pair(1, 1, replay).await;
+    let ((mut dialer, _), (_, mut from_dialer)) = (dialed.unwrap(), listening.unwrap());
+    dialer.send(&segment(10)).await.unwrap();
+    assert!(matches!(
+        next(&mut from_dialer).await,
+        Ok(Received::Frame(_))
+    ));
+    assert!(matches!(
+        next(&mut from_dialer).await,
+        Err(LanError::Tampered)
+    ));
+}
+
+#[tokio::test]
+async fn a_message_cut_short_ends_the_channel_cleanly() {
+    let cut: Tamper = Arc::new(|n, message| {
+        if n == 1 {
+            vec![message[..message.len() / 2].to_vec(), Vec::new()]
+        } else {
+            vec![message]
+        }
+    });
+    let (dialed, listening) = pair(1, 1, cut).await;
+    let ((mut dialer, _), (_, mut from_dialer)) = (dialed.unwrap(), listening.unwrap());
+    dialer.send(&segment(1000)).await.unwrap();
+    assert!(matches!(
+        next(&mut from_dialer).await,
+        Err(LanError::Closed(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_frame_that_does_not_decode_is_refused_and_the_channel_goes_on() {
+    let (dialed, listening) = pair(1, 1, untouched()).await;
+    let ((mut dialer, _), (_, mut from_dialer)) = (dialed.unwrap(), listening.unwrap());
+    dialer.send_encoded(&[9, 9, 9]).await.unwrap();
+    dialer.send_encoded(&[]).await.unwrap();
+    dialer.send(&Frame::Ping).await.unwrap();
+    assert!(matches!(
+        next(&mut from_dialer).await,
+        Ok(Received::Refused(FrameError::Malformed("unknown kind")))
+    ));
+    assert!(matches!(
+        next(&mut from_dialer).await,
+        Ok(Received::Refused(FrameError::Malformed("empty")))
+    ));
+    assert!(matches!(
+        next(&mut from_dialer).await,
+        Ok(Received::Frame(Frame::Ping))
+    ));
+}
+
+#[tokio::test]
+async fn a_frame_announced_larger_than_allowed_ends_the_channel_before_it_is_read() {
+    let (dialed, listening) = pair(1, 1, untouched()).await;
+    let ((mut dialer, _), (_, mut from_dialer)) = (dialed.unwrap(), listening.unwrap());
+    let claimed = (MAX_FRAME as u32 + 1).to_be_bytes();
+    dialer.send_plain(&claimed).await.unwrap();
+    assert!(matches!(
+        next(&mut from_dialer).await,
+        Err(LanError::Frame(FrameError::TooLarge(_)))
+    ));
+    // And a frame too large to send is refused before anything is written.
+    let huge = segment(MAX_FRAME);
+    assert!(matches!(
+        dialer.send(&huge).await,
+        Err(LanError::Frame(FrameError::TooLarge(_)))
+    ));
+}

@@ -1,0 +1,221 @@
+//! Whole LAN endpoints on 127.0.0.1: discovery by mDNS on the loopback interface (on a port of
+//! each test's own, so tests do not meet each other or the machine's mDNS), connections,
+//! frames, strangers, and names that turn.
+
+use std::time::Duration;
+
+use ferry_lan::lan::Frame;
+use ferry_lan::{DiscoveryConfig, Event, Lan, LanConfig, Peer};
+use ferry_protocol::{DeviceId, DeviceTag, LanKey, SyncKey};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn key(seed: u8) -> LanKey {
+    SyncKey::from_bytes([seed; 32]).keys().lan
+}
+
+/// A UDP port no one uses now, for one test's mDNS.
+fn mdns_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(device: u8, mdns: Option<u16>) -> LanConfig {
+    let mut config = LanConfig::new(DeviceId([device; 16]));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.discovery = mdns.map(|mdns_port| DiscoveryConfig {
+        mdns_port,
+        loopback_only: true,
+        ..DiscoveryConfig::default()
+    });
+    config
+}
+
+async fn start(config: LanConfig, key: &LanKey) -> (Lan, mpsc::Receiver<Event>) {
+    Lan::start(config, key).await.unwrap()
+}
+
+/// The next event, within [`WAIT`].
+async fn event(events: &mut mpsc::Receiver<Event>) -> Event {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("no LAN event came")
+        .expect("the LAN stopped")
+}
+
+/// Waits until `lan` is connected to exactly `devices`.
+async fn connected_to(lan: &mut Lan, devices: &[u8]) -> Vec<Peer> {
+    let wanted: Vec<DeviceId> = devices.iter().map(|&d| DeviceId([d; 16])).collect();
+    tokio::time::timeout(WAIT, async {
+        let mut peers = lan.peers();
+        loop {
+            if peers.iter().map(|p| p.device).collect::<Vec<_>>() == wanted {
+                return peers;
+            }
+            peers = lan.peers_changed().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not connected to {wanted:?}: {:?}", lan.peers()))
+}
+
+fn segment(seq: u64) -> Frame {
+    Frame::Segment {
+        device: DeviceTag([1; 16]),
+        seq,
+        sealed: vec![seq as u8; 100],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_of_one_group_find_each_other_and_pass_frames_in_order() {
+    let mdns = Some(mdns_port());
+    let (mut a, mut a_events) = start(config(1, mdns), &key(1)).await;
+    let (mut b, mut b_events) = start(config(2, mdns), &key(1)).await;
+    assert!(a.discovering() && b.discovering());
+    let peer = &connected_to(&mut a, &[2]).await[0];
+    assert_eq!(peer.listening, b.local_addr());
+    connected_to(&mut b, &[1]).await;
+    assert!(
+        matches!(event(&mut a_events).await, Event::Connected(p) if p.device == DeviceId([2; 16]))
+    );
+    assert!(
+        matches!(event(&mut b_events).await, Event::Connected(p) if p.device == DeviceId([1; 16]))
+    );
+    for seq in 1..=100 {
+        a.send(None, segment(seq));
+    }
+    b.send(
+        Some(DeviceId([1; 16])),
+        Frame::Heads(vec![(DeviceTag([1; 16]), 7)]),
+    );
+    for seq in 1..=100 {
+        match event(&mut b_events).await {
+            Event::Received { from, frame } => {
+                assert_eq!(from, DeviceId([1; 16]));
+                assert_eq!(frame, segment(seq));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    match event(&mut a_events).await {
+        Event::Received { frame, .. } => {
+            assert_eq!(frame, Frame::Heads(vec![(DeviceTag([1; 16]), 7)]))
+        }
+        other => panic!("{other:?}"),
+    }
+    // One going away is reported to the other.
+    drop(b);
+    match event(&mut a_events).await {
+        Event::Disconnected { device, .. } => assert_eq!(device, DeviceId([2; 16])),
+        other => panic!("{other:?}"),
+    }
+    assert!(a.peers().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_with_another_key_neither_connects_nor_learns_anything() {
+    let mdns = Some(mdns_port());
+    let (mut a, mut a_events) = start(config(1, mdns), &key(1)).await;
+    let (mut b, _b_events) = start(config(2, mdns), &key(1)).await;
+    // The stranger browses the same network and also dials the group directly.
+    let mut stranger_config = config(3, mdns);
+    stranger_config.peers = vec![a.local_addr().to_string(), b.local_addr().to_string()];
+    stranger_config.redial_every = Duration::from_millis(100);
+    let (stranger, mut stranger_events) = start(stranger_config, &key(2)).await;
+    connected_to(&mut a, &[2]).await;
+    connected_to(&mut b, &[1]).await;
+    assert!(matches!(event(&mut a_events).await, Event::Connected(_)));
+    a.send(None, segment(1));
+    // Long enough for the stranger's discovery and several of its dials.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(stranger.peers().is_empty());
+    assert!(
+        stranger_events.try_recv().is_err(),
+        "the stranger received something"
+    );
+    assert_eq!(a.peers().len(), 1);
+    assert_eq!(b.peers().len(), 1);
+    assert!(
+        a_events.try_recv().is_err(),
+        "the stranger's attempts reached the application"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_discovery_off_fixed_peers_still_connect() {
+    let (mut a, _a_events) = start(config(1, None), &key(1)).await;
+    assert!(!a.discovering());
+    let mut b_config = config(2, None);
+    b_config.peers = vec![format!("localhost:{}", a.local_addr().port())];
+    let (mut b, _b_events) = start(b_config, &key(1)).await;
+    connected_to(&mut a, &[2]).await;
+    let peer = &connected_to(&mut b, &[1]).await[0];
+    assert!(peer.dialed);
+}
+
+/// Waits until `lan` has one peer, over a connection it `dialed` (or not).
+async fn settled(lan: &mut Lan, dialed: bool) -> Peer {
+    tokio::time::timeout(WAIT, async {
+        let mut peers = lan.peers();
+        loop {
+            if let [peer] = peers.as_slice()
+                && peer.dialed == dialed
+            {
+                return peer.clone();
+            }
+            peers = lan.peers_changed().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never settled: {:?}", lan.peers()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_dialling_each_other_keep_one_connection() {
+    let (mut a, _a_events) = start(config(1, None), &key(1)).await;
+    let (mut b, _b_events) = start(config(2, None), &key(1)).await;
+    // Both dial, repeatedly, and both keep the connection the smaller id (1) dialled.
+    for _ in 0..5 {
+        a.dial(b.local_addr());
+        b.dial(a.local_addr());
+    }
+    let kept = settled(&mut a, true).await;
+    settled(&mut b, false).await;
+    for _ in 0..5 {
+        a.dial(b.local_addr());
+        b.dial(a.local_addr());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.peers(), vec![kept.clone()]);
+    assert!(kept.dialed);
+    assert_eq!(b.peers().len(), 1);
+    assert!(!b.peers()[0].dialed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_turn_mid_session_and_newcomers_still_find_the_group() {
+    let mdns = Some(mdns_port());
+    let turning = |device| {
+        let mut config = config(device, mdns);
+        if let Some(discovery) = &mut config.discovery {
+            discovery.period = Duration::from_secs(1);
+        }
+        config
+    };
+    let (mut a, _a_events) = start(turning(1), &key(1)).await;
+    let (_b, _b_events) = start(turning(2), &key(1)).await;
+    connected_to(&mut a, &[2]).await;
+    // Two turns of the name: both re-announce under new names.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let before = a.peers();
+    let (mut c, _c_events) = start(turning(3), &key(1)).await;
+    connected_to(&mut c, &[1, 2]).await;
+    // The connection made before the newcomer came lives on.
+    let after = connected_to(&mut a, &[2, 3]).await;
+    assert_eq!(after[0], before[0]);
+}
