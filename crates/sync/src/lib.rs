@@ -18,7 +18,8 @@
 //! Every object is written once and never overwritten, by the one device that owns its name,
 //! so no backend needs locking or conditional overwrites. The relay and the LAN are wired in by
 //! the caller: [`Engine::upload`] returns the hints to publish and [`Engine::fetch_hint`] takes
-//! the ones received.
+//! the ones received; [`Engine::seal_pending`] gives the segments to pass to nearby devices and
+//! [`Engine::receive`] takes theirs.
 //!
 //! Scope: data of a kind this device does not sync (say, its settings) is recorded by a second,
 //! local-only actor into a separate state that never leaves the device, so the shared log has
@@ -38,8 +39,8 @@ pub mod repo;
 pub mod transfer;
 
 pub use engine::{
-    Behind, DeviceFailure, DryRun, Engine, EngineConfig, FetchReport, PeerStatus, Planned,
-    Quarantined, Retry, Status, UploadReport,
+    Behind, DeviceFailure, DryRun, Engine, EngineConfig, FetchReport, NearbySegment, PeerStatus,
+    Planned, Quarantined, Received, Retry, Status, UploadReport,
 };
 pub use error::SyncError;
 pub use policy::{Direction, Filters};

@@ -24,12 +24,15 @@ pub enum Direction {
     Down,
     /// On this device only (a copy the filters refused).
     Local,
+    /// From a device on the same network, directly.
+    Nearby,
 }
 
 ferry_core::spelled!(pub Direction, "transfer direction", {
     Up = "up",
     Down = "down",
     Local = "local",
+    Nearby = "nearby",
 });
 
 /// What a transfer moved, or which pass failed.

@@ -171,6 +171,22 @@ impl Db {
             .optional()?)
     }
 
+    /// Up to `limit` of this device's segments after `seq` whose sealed bytes are kept
+    /// (uploaded or not), oldest first.
+    pub(crate) fn kept_segments_after(
+        &self,
+        seq: u64,
+        limit: u64,
+    ) -> Result<Vec<SegmentRow>, SyncError> {
+        let mut statement = self.conn.prepare(
+            "SELECT seq, first_op, last_op, sealed, head FROM segments
+             WHERE seq > ?1 AND sealed IS NOT NULL AND head IS NOT NULL
+             ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![to_i64(seq), to_i64(limit)], segment_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Records that a snapshot at `seq`, with this device's operation counter `ops`, is in
     /// storage: the segments it covers need no kept bytes any more.
     pub(crate) fn snapshot_written(

@@ -206,7 +206,15 @@ impl Engine {
     /// which may be replayed, are not checked.
     async fn check_not_rolled_back(&mut self, tag: DeviceTag, head: u64) -> Result<(), SyncError> {
         let applied = self.db.cursor(&tag)?.seq;
-        if head >= applied || self.rolled_back.get(&tag) == Some(&head) {
+        if head >= applied {
+            self.ahead_of_storage.remove(&tag);
+            return Ok(());
+        }
+        let late = self
+            .ahead_of_storage
+            .get(&tag)
+            .is_some_and(|&from| head >= from);
+        if late || self.rolled_back.get(&tag) == Some(&head) {
             return Ok(());
         }
         let name = ObjectName::Head {
@@ -440,30 +448,13 @@ impl Engine {
                 return Ok(Fetched::Quarantined);
             }
         };
-        let eager = self.config.eager_blob_bytes;
-        self.wanted_blobs
-            .extend(ops.iter().filter_map(|op| match &op.action {
-                Action::Copy { content, .. } => match content.body()? {
-                    Body::Blob { id, len } if *len <= eager => Some(*id),
-                    _ => None,
-                },
-                _ => None,
-            }));
-        let count = ops.len() as u64;
-        let last_op = (segment.first_op + segment.ops.len() as u64).saturating_sub(1);
-        let advanced = CursorRow {
-            seq,
-            ops: cursor.ops.max(last_op),
-        };
         let mut received = Transfer::new(Direction::Down, Kind::Segment, Outcome::Ok)
-            .device(&tag)
             .object(&name)
-            .ops(count)
             .bytes(bytes.len() as u64);
         if kept {
             received = received.detail("kept until this build could read it");
         }
-        self.apply_segment(&tag, segment.device, advanced, ops, &received)?;
+        let count = self.take_segment(tag, cursor, &segment, ops, received)?;
         self.db.release(&store_path)?;
         report.segments += 1;
         report.ops += count;
@@ -474,7 +465,7 @@ impl Engine {
     /// Opens and checks a segment: `None` when it is its writer's, but operations before it
     /// are not applied yet. Its operations already applied (a segment the writer sealed again
     /// under a later name) are left out.
-    fn open_segment(
+    pub(super) fn open_segment(
         &self,
         name: &ObjectName,
         tag: &DeviceTag,
@@ -543,6 +534,37 @@ impl Engine {
         Ok(Some((claimed.value, ops)))
     }
 
+    /// Applies the operations `ops` of `segment`, opened and checked, from the device of `tag`
+    /// whose cursor was `cursor`, and logs `received`; asks for the blobs it names. Returns
+    /// how many operations it applied.
+    pub(super) fn take_segment(
+        &mut self,
+        tag: DeviceTag,
+        cursor: CursorRow,
+        segment: &Segment,
+        ops: Vec<Op>,
+        received: Transfer,
+    ) -> Result<u64, SyncError> {
+        let eager = self.config.eager_blob_bytes;
+        self.wanted_blobs
+            .extend(ops.iter().filter_map(|op| match &op.action {
+                Action::Copy { content, .. } => match content.body()? {
+                    Body::Blob { id, len } if *len <= eager => Some(*id),
+                    _ => None,
+                },
+                _ => None,
+            }));
+        let count = ops.len() as u64;
+        let last_op = (segment.first_op + segment.ops.len() as u64).saturating_sub(1);
+        let advanced = CursorRow {
+            seq: segment.seq,
+            ops: cursor.ops.max(last_op),
+        };
+        let received = received.device(&tag).ops(count);
+        self.apply_segment(&tag, segment.device, advanced, ops, &received)?;
+        Ok(count)
+    }
+
     fn apply_segment(
         &mut self,
         tag: &DeviceTag,
@@ -567,7 +589,7 @@ impl Engine {
         Ok(())
     }
 
-    fn maybe_checkpoint(&mut self) -> Result<(), SyncError> {
+    pub(super) fn maybe_checkpoint(&mut self) -> Result<(), SyncError> {
         if self.db.ops_since_checkpoint()? >= self.config.checkpoint_every {
             self.db.checkpoint(self.replica.state(), self.device)?;
         }

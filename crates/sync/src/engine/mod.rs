@@ -37,12 +37,14 @@ use crate::transfer::{self, Kind, Outcome, Transfer, now_ms};
 use crate::{SyncError, repo};
 
 pub use freshness::Behind;
+pub use nearby::{NearbySegment, Received};
 pub use quarantine::{Quarantined, Retry};
 
 mod authors;
 mod blobs;
 mod fetch;
 mod freshness;
+mod nearby;
 pub(crate) mod plan;
 mod quarantine;
 mod repair;
@@ -236,6 +238,9 @@ pub struct Engine {
     rolled_back: HashMap<DeviceTag, u64>,
     /// Per device, the announcement the storage was last found behind (said once).
     behind_said: HashMap<DeviceTag, u64>,
+    /// Per device with segments applied from a nearby device that storage may not hold yet:
+    /// its cursor before them. A head in storage from there on is late, not rolled back.
+    ahead_of_storage: HashMap<DeviceTag, u64>,
 }
 
 /// Which pass of a sync ended.
@@ -307,6 +312,7 @@ impl Engine {
             wanted_blobs: Vec::new(),
             rolled_back: HashMap::new(),
             behind_said: HashMap::new(),
+            ahead_of_storage: HashMap::new(),
         };
         engine.register()?;
         Ok(engine)

@@ -116,7 +116,7 @@ impl Engine {
     }
 
     /// Reserves the next segment from pending operations; `None` when nothing is pending.
-    fn reserve_next(&mut self) -> Result<Option<SegmentRow>, SyncError> {
+    pub(super) fn reserve_next(&mut self) -> Result<Option<SegmentRow>, SyncError> {
         let pending = self.db.pending(self.device, self.batch())?;
         let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
             return Ok(None);
