@@ -281,8 +281,49 @@ pub(crate) struct Device {
     pub(crate) keys: Keys,
     pub(crate) config: Config,
     pub(crate) home: Home,
+    /// The LAN path, as the agent runs it (`None` outside the agent).
+    pub(crate) nearby: Option<Nearby>,
     /// Held while the database is open here.
     _lock: File,
+}
+
+/// What the agent's LAN path is doing, for `ferry status`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Nearby {
+    /// `lan.enabled`.
+    pub(crate) enabled: bool,
+    /// Where it listens.
+    pub(crate) listening: Option<std::net::SocketAddr>,
+    /// Whether mDNS discovery runs.
+    pub(crate) discovering: bool,
+    /// Why it (or its discovery) does not run.
+    pub(crate) error: Option<String>,
+    /// The devices connected now.
+    pub(crate) peers: Vec<ferry_protocol::DeviceId>,
+}
+
+impl Nearby {
+    pub(crate) fn off() -> Nearby {
+        Nearby::default()
+    }
+
+    pub(crate) fn running(lan: &ferry_lan::Lan) -> Nearby {
+        Nearby {
+            enabled: true,
+            listening: Some(lan.local_addr()),
+            discovering: lan.discovering(),
+            error: lan.discovery_error().map(str::to_owned),
+            peers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn failed(error: String) -> Nearby {
+        Nearby {
+            enabled: true,
+            error: Some(error),
+            ..Nearby::default()
+        }
+    }
 }
 
 impl Device {
@@ -343,6 +384,7 @@ impl Device {
             keys,
             config,
             home,
+            nearby: None,
             _lock: lock,
         })
     }

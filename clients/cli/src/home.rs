@@ -82,4 +82,9 @@ impl Home {
     pub(crate) fn applied_file(&self) -> PathBuf {
         self.data.join("applied-clip")
     }
+
+    /// Where nearby devices were reached, newest first, one address a line.
+    pub(crate) fn lan_peers_file(&self) -> PathBuf {
+        self.data.join("lan-peers")
+    }
 }

@@ -1,8 +1,11 @@
 //! The background agent: one loop that owns the engine and reacts to everything.
 //!
 //! ```text
-//! clipboard watcher ─ copy ─▶ filters ─▶ engine.copy ─▶ (20 ms later) upload ─▶ relay hints
-//! relay hint / folder event / poll tick ─▶ fetch ─▶ newest clip from another device
+//! clipboard watcher ─ copy ─▶ filters ─▶ engine.copy ─▶ sealed ─▶ nearby devices (LAN), at once
+//!                                                  └─▶ upload (at once after a quiet spell,
+//!                                                      batched within 20 ms) ─▶ relay hints
+//! relay hint / folder event / poll tick ─▶ fetch ─┐
+//! nearby device's segment ─▶ receive ─────────────┴─▶ newest clip from another device
 //!                                                    ─▶ placed on this clipboard
 //! agent socket ─▶ ferry copy / paste / history … run here, answered there
 //! SIGTERM / SIGINT ─▶ last upload (bounded) ─▶ exit
@@ -12,11 +15,12 @@
 //! agents never bounce a clip between them.
 //!
 //! Here: the loop, uploads, fetches, retention and commands; `clipboard` (copies seen, clips
-//! placed), `relay` (topics, hints, the connection's state), `ipc` (the socket), `watch` (a
-//! shared folder's events).
+//! placed), `relay` (topics, hints, the connection's state), `lan` (nearby devices), `ipc` (the
+//! socket), `watch` (a shared folder's events).
 
 mod clipboard;
 pub(crate) mod ipc;
+mod lan;
 mod relay;
 mod watch;
 
@@ -35,6 +39,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use clipboard::start_clipboard;
+use lan::recv_lan;
 use relay::{recv_relay, relay_changed, relay_news, topics_change};
 
 use crate::commands::setup::{self, KeySource, Setup, ShowCode};
@@ -45,7 +50,8 @@ use crate::error::Failure;
 use crate::home::Home;
 use crate::output::Output;
 
-/// Copies closer together than this go out in one segment.
+/// Copies closer together than this go out in one segment (the first after a quiet spell goes
+/// at once).
 const UPLOAD_DEBOUNCE: Duration = Duration::from_millis(20);
 /// The first wait before retrying a failed upload; it doubles up to the poll interval.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -86,7 +92,7 @@ pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
     };
     let lock = device::lock(&home, Duration::from_secs(30))?;
     let device = Device::open(home, config, lock, RETRY).await?;
-    Agent::start(device)?.run().await
+    Agent::start(device).await?.run().await
 }
 
 /// With no configuration: a repository in the embedded default folder, then run.
@@ -126,6 +132,8 @@ struct Agent {
     /// When they change next.
     topics_change: Instant,
     relay: Option<(RelayClient, mpsc::Receiver<Delivery>)>,
+    /// The LAN path and its events, where `lan.enabled`.
+    lan: Option<(ferry_lan::Lan, mpsc::Receiver<ferry_lan::Event>)>,
     /// The relay connection's state, to say when the relay confirms the subscriptions.
     relay_state: Option<state::Receiver<RelayStatus>>,
     /// Tasks that live as long as the agent: the socket's accept loop and its connections,
@@ -146,6 +154,8 @@ struct Agent {
     /// The newest remote clip already placed (or seen), kept across restarts.
     applied: Option<ClipId>,
     upload_at: Option<Instant>,
+    /// When the last upload began: a copy within [`UPLOAD_DEBOUNCE`] of it waits to be batched.
+    uploaded_at: Option<Instant>,
     retry: Duration,
     /// When the retention policy ran last.
     retained_at: Option<Instant>,
@@ -154,7 +164,8 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(device: Device) -> Result<Agent, Failure> {
+    async fn start(mut device: Device) -> Result<Agent, Failure> {
+        let lan = lan::start(&mut device).await;
         let (job_tx, jobs) = mpsc::channel(16);
         let mut tasks = JoinSet::new();
         tasks.spawn(ipc::accept(ipc::bind(&device.home)?, job_tx));
@@ -212,6 +223,7 @@ impl Agent {
             topics,
             relay_state: relay.as_ref().map(|(client, _)| client.watch()),
             relay,
+            lan,
             tasks,
             clips,
             folder,
@@ -223,6 +235,7 @@ impl Agent {
             recorded: None,
             applied,
             upload_at: Some(Instant::now()),
+            uploaded_at: None,
             retry: RETRY_FIRST,
             retained_at: None,
             answered_at: None,
@@ -245,6 +258,7 @@ impl Agent {
                 Some(observed) = recv(&mut self.clips) => self.observed(observed),
                 Some(delivery) = recv_relay(&mut self.relay) => self.hint(delivery).await,
                 Some(status) = relay_changed(&mut self.relay_state) => relay_news(&status),
+                Some(event) = recv_lan(&mut self.lan) => self.nearby(event).await,
                 Some(()) = recv(&mut self.folder) => self.fetch().await,
                 _ = poll.tick() => {
                     self.fetch().await;
@@ -271,8 +285,16 @@ impl Agent {
         Ok(())
     }
 
+    /// Sends what was recorded to nearby devices now, and schedules its upload: at once after
+    /// a quiet spell, with the copies that follow within [`UPLOAD_DEBOUNCE`] of the last upload
+    /// batched.
     fn upload_soon(&mut self) {
-        let at = Instant::now() + UPLOAD_DEBOUNCE;
+        self.share();
+        let now = Instant::now();
+        let at = match self.uploaded_at {
+            Some(last) if now < last + UPLOAD_DEBOUNCE => last + UPLOAD_DEBOUNCE,
+            _ => now,
+        };
         if self.upload_at.is_none_or(|due| due > at) {
             self.upload_at = Some(at);
         }
@@ -280,6 +302,7 @@ impl Agent {
 
     async fn upload(&mut self) {
         self.upload_at = None;
+        self.uploaded_at = Some(Instant::now());
         match self.device.engine.upload().await {
             Ok(report) => {
                 debug!(segments = report.segments, "uploaded");
@@ -351,6 +374,7 @@ impl Agent {
         let mut out = Output::new(job.json);
         let result = commands::execute(&mut self.device, job.command, &mut out).await;
         if let Ok(Changed::Yes) = result {
+            self.share();
             self.upload_at = Some(Instant::now());
         }
         let _ = job

@@ -159,6 +159,8 @@ struct Status {
     tag: String,
     store: String,
     relay: String,
+    /// The LAN path, while the agent runs it.
+    lan: Option<Lan>,
     clips: usize,
     pending_ops: u64,
     pending_segments: u64,
@@ -195,6 +197,53 @@ impl fmt::Display for Behind {
             age(self.announced_ms),
             self.applied
         )
+    }
+}
+
+/// The agent's LAN path.
+#[derive(Serialize)]
+struct Lan {
+    enabled: bool,
+    listening: Option<String>,
+    discovering: bool,
+    error: Option<String>,
+    /// The names of the devices connected now.
+    peers: Vec<String>,
+    /// How many `lan.peers` are set.
+    fixed_peers: usize,
+}
+
+impl fmt::Display for Lan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let on = self
+            .listening
+            .as_deref()
+            .map(|addr| format!(" (listening on {addr})"))
+            .unwrap_or_default();
+        match (&self.listening, self.peers.as_slice()) {
+            _ if !self.enabled => write!(f, "off (lan.enabled = false)")?,
+            (None, _) => write!(f, "off: {}", self.error.as_deref().unwrap_or("not started"))?,
+            (Some(_), []) if self.discovering => write!(
+                f,
+                "no peers found{on}: multicast may be blocked on this network; see lan.peers"
+            )?,
+            (Some(_), []) => write!(
+                f,
+                "no peers connected{on}: discovery is off and {} lan.peers are set",
+                self.fixed_peers
+            )?,
+            (Some(_), peers) => write!(
+                f,
+                "{} peer{} connected ({}){on}",
+                peers.len(),
+                if peers.len() == 1 { "" } else { "s" },
+                peers.join(", ")
+            )?,
+        }
+        if let (Some(_), Some(error)) = (&self.listening, &self.error) {
+            write!(f, "; discovery is off: {error}")?;
+        }
+        Ok(())
     }
 }
 
@@ -255,6 +304,9 @@ impl fmt::Display for Status {
             "" => writeln!(f, "relay     none (polling)")?,
             relay => writeln!(f, "relay     {relay}")?,
         }
+        if let Some(lan) = &self.lan {
+            writeln!(f, "lan       {lan}")?;
+        }
         writeln!(f, "clips     {}", self.clips)?;
         writeln!(
             f,
@@ -309,6 +361,14 @@ pub(crate) fn status(device: &Device, out: &mut Output) -> Result<(), Failure> {
         tag: status.tag.to_string(),
         store: settings.store.clone().unwrap_or_default(),
         relay: settings.relay.clone().unwrap_or_default(),
+        lan: device.nearby.as_ref().map(|nearby| Lan {
+            enabled: nearby.enabled,
+            listening: nearby.listening.map(|addr| addr.to_string()),
+            discovering: nearby.discovering,
+            error: nearby.error.clone(),
+            peers: nearby.peers.iter().map(|d| device.device_name(d)).collect(),
+            fixed_peers: settings.lan_peers.len(),
+        }),
         clips: device.engine.state_for(DataKind::Clips).stats().clips,
         pending_ops: status.pending_ops,
         pending_segments: status.pending_segments,

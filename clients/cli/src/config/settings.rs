@@ -45,6 +45,10 @@ pub(crate) struct Settings {
     pub(crate) exclude: Vec<Regex>,
     pub(crate) kinds: Vec<ContentKind>,
     pub(crate) retention: Retention,
+    pub(crate) lan_enabled: bool,
+    pub(crate) lan_port: u16,
+    pub(crate) lan_discovery: bool,
+    pub(crate) lan_peers: Vec<String>,
 }
 
 impl Settings {
@@ -267,6 +271,56 @@ pub(crate) const KEYS: &[Key] = &[
         help: "which kinds of clip are recorded",
         set: |s, v| {
             s.kinds = words(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "lan.enabled",
+        default: Some("true"),
+        synced: true,
+        help: "pass clips directly to this person's devices on the same network",
+        set: |s, v| {
+            s.lan_enabled = boolean(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "lan.port",
+        default: Some("47291"),
+        synced: false,
+        help: "the TCP port nearby devices connect to (open it in the firewall); 0 for any",
+        set: |s, v| {
+            s.lan_port = v
+                .trim()
+                .parse()
+                .map_err(|_| "a port number from 0 to 65535".to_owned())?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "lan.discovery",
+        default: Some("true"),
+        synced: false,
+        help: "find nearby devices by mDNS (announcing only a name that changes every hour)",
+        set: |s, v| {
+            s.lan_discovery = boolean(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "lan.peers",
+        default: Some(""),
+        synced: false,
+        help: "host:port of devices to connect to where multicast is blocked (AP isolation, VLANs)",
+        set: |s, v| {
+            s.lan_peers = list(v)
+                .map(|peer| match peer.rsplit_once(':') {
+                    Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                        Ok(peer.to_owned())
+                    }
+                    _ => Err(format!("a list of host:port (`{peer}` is not)")),
+                })
+                .collect::<Result<_, _>>()?;
             Ok(())
         },
     },

@@ -110,6 +110,7 @@ impl Device {
             dir: tempfile::tempdir().unwrap(),
             env: vec![("FERRY_SECRET_STORE", "file".into())],
         }
+        .on_loopback()
     }
 
     /// A device that keeps its secrets in the OS keychain (the default).
@@ -118,6 +119,14 @@ impl Device {
             dir: tempfile::tempdir().unwrap(),
             env: Vec::new(),
         }
+        .on_loopback()
+    }
+
+    /// Tests talk to nothing beyond this machine: no mDNS on its network, and the LAN path on
+    /// a free port (a test connects agents through `lan.peers`).
+    fn on_loopback(self) -> Device {
+        self.with("FERRY_LAN_DISCOVERY", "false")
+            .with("FERRY_LAN_PORT", "0")
     }
 
     pub fn home(&self) -> &Path {

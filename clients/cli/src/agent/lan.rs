@@ -1,0 +1,158 @@
+//! The agent and its nearby devices: the LAN path started from the settings; what this device
+//! records, sealed and sent to connected devices at once; heads on connect; their segments
+//! applied (and placed on the clipboard) as they arrive.
+
+use std::net::SocketAddr;
+
+use ferry_lan::lan::Frame;
+use ferry_lan::{DiscoveryConfig, Event, Lan, LanConfig};
+use ferry_sync::{NearbySegment, Received};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::Agent;
+use crate::device::{Device, Nearby};
+
+/// How many peer addresses are remembered for networks where discovery does not work.
+const REMEMBERED: usize = 16;
+
+/// Starts the LAN path when `lan.enabled`; a port that cannot be opened is said and the agent
+/// goes on without it (storage and relay carry everything).
+pub(super) async fn start(device: &mut Device) -> Option<(Lan, mpsc::Receiver<Event>)> {
+    let settings = &device.config.settings;
+    if !settings.lan_enabled {
+        device.nearby = Some(Nearby::off());
+        return None;
+    }
+    let mut config = LanConfig::new(device.engine.device());
+    config.listen.set_port(settings.lan_port);
+    config.discovery = settings.lan_discovery.then(DiscoveryConfig::default);
+    config.peers = settings.lan_peers.clone();
+    config.remembered = remembered(device);
+    match Lan::start(config, &device.keys.lan).await {
+        Ok((lan, events)) => {
+            info!(addr = %lan.local_addr(), discovery = lan.discovering(), "LAN: listening");
+            device.nearby = Some(Nearby::running(&lan));
+            Some((lan, events))
+        }
+        Err(error) => {
+            warn!(%error, "LAN: off");
+            device.nearby = Some(Nearby::failed(error.to_string()));
+            None
+        }
+    }
+}
+
+/// Where peers were reached before.
+fn remembered(device: &Device) -> Vec<SocketAddr> {
+    std::fs::read_to_string(device.home.lan_peers_file())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
+impl Agent {
+    /// Seals what is pending and sends it to every connected device, when there is one
+    /// (otherwise the upload batches it as always).
+    pub(super) fn share(&mut self) {
+        let Some((lan, _)) = &self.lan else {
+            return;
+        };
+        if lan.peers().is_empty() {
+            return;
+        }
+        match self.device.engine.seal_pending() {
+            Ok(sealed) => {
+                for segment in sealed {
+                    lan.send(None, segment_frame(segment));
+                }
+            }
+            Err(error) => warn!(%error, "LAN: what was recorded could not be sealed"),
+        }
+    }
+
+    /// Reacts to what happened on the LAN.
+    pub(super) async fn nearby(&mut self, event: Event) {
+        let Some((lan, _)) = &self.lan else {
+            return;
+        };
+        match event {
+            Event::Connected(peer) => {
+                match self.device.engine.heads() {
+                    Ok(heads) => lan.send(Some(peer.device), Frame::Heads(heads)),
+                    Err(error) => warn!(%error, "LAN: heads could not be read"),
+                }
+                self.remember(peer.listening);
+            }
+            Event::Received {
+                from,
+                frame: Frame::Heads(heads),
+            } => match self.device.engine.segments_for(&heads) {
+                Ok(lacking) => {
+                    for segment in lacking {
+                        lan.send(Some(from), segment_frame(segment));
+                    }
+                }
+                Err(error) => warn!(%error, "LAN: what a peer lacks could not be read"),
+            },
+            Event::Received {
+                frame:
+                    Frame::Segment {
+                        device,
+                        seq,
+                        sealed,
+                    },
+                ..
+            } => {
+                let segment = NearbySegment {
+                    device,
+                    seq,
+                    sealed,
+                };
+                match self.device.engine.receive(segment) {
+                    Ok(Received::Applied { ops }) => {
+                        debug!(seq, ops, "LAN: applied a segment");
+                        self.apply_newest().await;
+                    }
+                    Ok(other) => debug!(seq, ?other, "LAN: a segment was not applied"),
+                    Err(error) => warn!(%error, "LAN: a segment could not be applied"),
+                }
+            }
+            Event::Received { frame, .. } => debug!(?frame, "LAN: ignored a frame"),
+            Event::Disconnected { .. } => {}
+        }
+        if let Some((lan, _)) = &self.lan
+            && let Some(nearby) = &mut self.device.nearby
+        {
+            nearby.peers = lan.peers().into_iter().map(|p| p.device).collect();
+        }
+    }
+
+    /// Keeps `addr` first among the remembered peer addresses.
+    fn remember(&self, addr: SocketAddr) {
+        let mut known = remembered(&self.device);
+        known.retain(|a| *a != addr);
+        known.insert(0, addr);
+        known.truncate(REMEMBERED);
+        let text: String = known.iter().map(|a| format!("{a}\n")).collect();
+        if let Err(error) = std::fs::write(self.device.home.lan_peers_file(), text) {
+            debug!(%error, "LAN: a peer's address could not be remembered");
+        }
+    }
+}
+
+fn segment_frame(segment: NearbySegment) -> Frame {
+    Frame::Segment {
+        device: segment.device,
+        seq: segment.seq,
+        sealed: segment.sealed,
+    }
+}
+
+pub(super) async fn recv_lan(lan: &mut Option<(Lan, mpsc::Receiver<Event>)>) -> Option<Event> {
+    match lan {
+        Some((_, events)) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
