@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 
+use ferry_protocol::lan::Frame;
 use ferry_protocol::objects::{Payload, Plain, Signed};
 use ferry_protocol::{
     BlobChunk, BlobId, Cursor, DeviceId, Head, Identity, KdfParams, Kind, ObjectName, RawOp,
@@ -646,4 +647,58 @@ fn spake2_agrees_with_the_python_implementation() {
     );
     let key = rust.finish(&unhex(&file["python_message"])).unwrap();
     assert_eq!(hex::encode(key), file["python_key"].as_str().unwrap());
+}
+
+#[test]
+fn lan() {
+    let keys = sync_key(1).keys();
+    let period = ferry_protocol::lan::period(1_795_850_000);
+    let names: Vec<Value> = [[0u8; 8], [0xA7; 8]]
+        .into_iter()
+        .map(|nonce| {
+            json!({
+                "period": period,
+                "nonce": hex::encode(nonce),
+                "discovery_tag": hex::encode(keys.lan.discovery_tag(period)),
+                "instance_name": keys.lan.instance_name(period, nonce),
+            })
+        })
+        .collect();
+    let tag = keys.names.device_tag(&DeviceId([0x11; 16]));
+    let frames: Vec<Value> = [
+        Frame::Hello {
+            device: DeviceId([0x11; 16]),
+            port: ferry_protocol::lan::DEFAULT_PORT,
+        },
+        Frame::Heads(vec![(tag, 7), (ferry_protocol::DeviceTag([0x22; 16]), 1)]),
+        Frame::Segment {
+            device: tag,
+            seq: 7,
+            sealed: b"sealed segment bytes".to_vec(),
+        },
+        Frame::Ping,
+    ]
+    .iter()
+    .map(|frame| {
+        let bytes = frame.encode().unwrap();
+        assert_eq!(&Frame::decode(&bytes).unwrap(), frame);
+        json!({ "frame": format!("{frame:?}"), "bytes": hex::encode(bytes) })
+    })
+    .collect();
+    for case in &names {
+        let name = case["instance_name"].as_str().unwrap();
+        assert!(keys.lan.recognises(name, period));
+        assert!(!sync_key(2).keys().lan.recognises(name, period));
+    }
+    check(
+        "lan.json",
+        json!({
+            "sync_key": hex::encode(sync_key(1).expose_bytes()),
+            "transport_psk": hex::encode(*keys.lan.transport_psk()),
+            "noise": ferry_protocol::lan::NOISE_PARAMS,
+            "prologue": String::from_utf8_lossy(ferry_protocol::lan::PROLOGUE),
+            "instance_names": names,
+            "frames": frames,
+        }),
+    );
 }
