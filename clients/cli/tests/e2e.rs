@@ -16,19 +16,14 @@ const TEXT: &str = "UTF8_STRING";
 const PNG: &str = "image/png";
 const WAIT: Duration = Duration::from_secs(15);
 
-fn json(device: &Device, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    serde_json::from_str(&device.run(&all).ok().stdout).unwrap()
-}
-
 /// Segments this device has written: it grows only when the device records something.
 fn own_segments(device: &Device) -> u64 {
-    json(device, &["status"])["last_seq"].as_u64().unwrap()
+    device.json(&["status"])["last_seq"].as_u64().unwrap()
 }
 
 fn history_texts(device: &Device) -> Vec<String> {
-    json(device, &["history"])
+    device
+        .json(&["history"])
         .as_array()
         .unwrap()
         .iter()

@@ -7,18 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    Backend, Device, Display, LogsOnFailure, eventually, have, pair, start_agent, stop_agent,
-};
+use common::{Backend, Display, LogsOnFailure, eventually, have, pair, start_agent, stop_agent};
 
 const TEXT: &str = "UTF8_STRING";
 const WAIT: Duration = Duration::from_secs(15);
-
-fn json(device: &Device, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    serde_json::from_str(&device.run(&all).ok().stdout).unwrap()
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -50,7 +42,7 @@ fn a_copy_crosses_to_a_nearby_desktop_over_the_lan_once() {
         &[slow_poll, ("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"))],
     );
     eventually(WAIT, "the agents connected over the LAN", || {
-        let lan = json(b, &["status"])["lan"].clone();
+        let lan = b.json(&["status"])["lan"].clone();
         (lan["peers"] == serde_json::json!(["alpha"])).then_some(())
     });
     let status = a.run(&["status"]).ok().stdout;
@@ -66,7 +58,7 @@ fn a_copy_crosses_to_a_nearby_desktop_over_the_lan_once() {
 
     // The bucket is still the durable copy: once B polls it, the clip is there once.
     b.run(&["sync"]).ok();
-    let texts: Vec<serde_json::Value> = json(b, &["history"]).as_array().unwrap().clone();
+    let texts: Vec<serde_json::Value> = b.json(&["history"]).as_array().unwrap().clone();
     let copies = texts
         .iter()
         .filter(|clip| clip["text"] == "across the desk")

@@ -160,6 +160,13 @@ impl Device {
         command
     }
 
+    /// `ferry --json args…`, which must succeed, parsed.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.run(&all).ok().stdout).unwrap()
+    }
+
     pub fn run(&self, args: &[&str]) -> Ran {
         self.run_full(args, None, &[])
     }
