@@ -10,7 +10,9 @@
 //! Latency: a copy made with xclip on desktop A, timed from the moment A's clipboard changes
 //! (an XFixes event seen by this harness) to the moment B's clipboard holds the same text
 //! (another XFixes event), for (a) relay + S3, (b) relay + folder, (c) S3 polled at the
-//! fastest interval (100 ms) with no relay. Copies follow each other at most five a second.
+//! fastest interval (100 ms) with no relay, (d) the LAN path alone: S3 polled once an hour, no
+//! relay, B connected to A through `lan.peers` on 127.0.0.1. Copies follow each other at most
+//! five a second.
 //!
 //! Idle: an agent with a history of `--history` clips, after it settled, left alone for
 //! `--idle-secs`: CPU time from /proc (user + system) and resident memory; on X11 with events,
@@ -49,7 +51,7 @@ struct Options {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "RelayS3,RelayFolder,PollS3"
+        default_value = "RelayS3,RelayFolder,PollS3,LanOnly"
     )]
     scenarios: Vec<String>,
     /// Passed by `cargo bench`.
@@ -70,7 +72,12 @@ fn main() {
         );
     }
     if options.phases.iter().any(|p| p == "latency") {
-        for scenario in [Scenario::RelayS3, Scenario::RelayFolder, Scenario::PollS3] {
+        for scenario in [
+            Scenario::RelayS3,
+            Scenario::RelayFolder,
+            Scenario::PollS3,
+            Scenario::LanOnly,
+        ] {
             let name = format!("{scenario:?}");
             if options
                 .scenarios
@@ -91,6 +98,7 @@ enum Scenario {
     RelayS3,
     RelayFolder,
     PollS3,
+    LanOnly,
 }
 
 /// Texts that appear on a display's clipboard, with when.
@@ -127,6 +135,7 @@ fn latency(scenario: Scenario, copies: usize) {
         Scenario::RelayS3 => (Backend::S3, true, "30s"),
         Scenario::RelayFolder => (Backend::Folder, true, "30s"),
         Scenario::PollS3 => (Backend::S3, false, "100ms"),
+        Scenario::LanOnly => (Backend::S3, false, "1h"),
     };
     let pair = pair(backend, with_relay);
     let (desk_a, desk_b) = (Display::start(), Display::start());
@@ -137,8 +146,24 @@ fn latency(scenario: Scenario, copies: usize) {
             std::env::var("FERRY_LOG").unwrap_or_else(|_| "info".into()),
         ),
     ];
-    let agent_a = start_agent(&pair.a, Some(&desk_a), &env);
-    let agent_b = start_agent(&pair.b, Some(&desk_b), &env);
+    let (mut env_a, mut env_b) = (env.to_vec(), env.to_vec());
+    if let Scenario::LanOnly = scenario {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        env_a.push(("FERRY_LAN_PORT", port.to_string()));
+        env_b.push(("FERRY_LAN_PEERS", format!("127.0.0.1:{port}")));
+    }
+    let agent_a = start_agent(&pair.a, Some(&desk_a), &env_a);
+    let agent_b = start_agent(&pair.b, Some(&desk_b), &env_b);
+    if let Scenario::LanOnly = scenario {
+        common::eventually(Duration::from_secs(15), "B connected to A", || {
+            let peers = pair.b.json(&["status"])["lan"]["peers"].clone();
+            (peers.as_array()?.len() == 1).then_some(())
+        });
+    }
     let (_watch_a, seen_a) = watch(&desk_a);
     let (_watch_b, seen_b) = watch(&desk_b);
     let mut samples = Vec::with_capacity(copies);

@@ -82,21 +82,20 @@ pub(crate) async fn serve(
         });
         return;
     }
+    // Ready goes to the supervisor before any frame of this connection reaches the
+    // application, so that what the application answers finds the connection registered.
+    let ready = Internal::Ready {
+        id,
+        peer,
+        frames: frames_tx,
+        dialed,
+    };
+    if shared.internal.send(ready).is_err() {
+        return;
+    }
     let mut halves = JoinSet::new();
     halves.spawn(read(shared.clone(), receiver, device));
     halves.spawn(write(shared.clone(), sender, frames_rx));
-    if shared
-        .internal
-        .send(Internal::Ready {
-            id,
-            peer,
-            frames: frames_tx,
-            dialed,
-        })
-        .is_err()
-    {
-        return;
-    }
     // A half that fails ends the connection (dropping the other closes the socket). A writer
     // that ends because the connection was replaced has sent what was queued and closed its
     // side; the reader takes what the other device still sends until it closes too.

@@ -109,7 +109,11 @@ pub(crate) async fn run(
         peers,
     };
     loop {
+        // Connection news before the application's commands: a frame it answers was read on a
+        // connection whose readiness is queued already.
         tokio::select! {
+            biased;
+            Some(message) = internal.recv() => supervisor.internal(message).await,
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => supervisor.accepted(stream, addr),
                 Err(error) => {
@@ -117,7 +121,6 @@ pub(crate) async fn run(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(message) = internal.recv() => supervisor.internal(message).await,
             command = commands.recv() => match command {
                 Some(Command::Send { to, frame }) => supervisor.send(to, frame).await,
                 Some(Command::Dial(addr)) => supervisor.dial(addr),

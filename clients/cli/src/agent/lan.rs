@@ -97,13 +97,13 @@ impl Agent {
                 Err(error) => warn!(%error, "LAN: what a peer lacks could not be read"),
             },
             Event::Received {
+                from,
                 frame:
                     Frame::Segment {
                         device,
                         seq,
                         sealed,
                     },
-                ..
             } => {
                 let segment = NearbySegment {
                     device,
@@ -114,6 +114,18 @@ impl Agent {
                     Ok(Received::Applied { ops }) => {
                         debug!(seq, ops, "LAN: applied a segment");
                         self.apply_newest().await;
+                    }
+                    Ok(Received::Ahead) => {
+                        // Something before it went missing (a connection replaced mid-way):
+                        // saying how far this device is brings it.
+                        debug!(
+                            seq,
+                            "LAN: a segment ahead of a gap; asking for what is missing"
+                        );
+                        match self.device.engine.heads() {
+                            Ok(heads) => lan.send(Some(from), Frame::Heads(heads)),
+                            Err(error) => warn!(%error, "LAN: heads could not be read"),
+                        }
                     }
                     Ok(other) => debug!(seq, ?other, "LAN: a segment was not applied"),
                     Err(error) => warn!(%error, "LAN: a segment could not be applied"),
