@@ -148,11 +148,7 @@ fn latency(scenario: Scenario, copies: usize) {
     ];
     let (mut env_a, mut env_b) = (env.to_vec(), env.to_vec());
     if let Scenario::LanOnly = scenario {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         env_a.push(("FERRY_LAN_PORT", port.to_string()));
         env_b.push(("FERRY_LAN_PEERS", format!("127.0.0.1:{port}")));
     }

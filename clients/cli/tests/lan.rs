@@ -7,18 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Display, LogsOnFailure, eventually, have, pair, start_agent, stop_agent};
+use common::{
+    Backend, Display, LogsOnFailure, eventually, free_port, have, pair, start_agent, stop_agent,
+};
 
 const TEXT: &str = "UTF8_STRING";
 const WAIT: Duration = Duration::from_secs(15);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn a_copy_crosses_to_a_nearby_desktop_over_the_lan_once() {

@@ -484,4 +484,32 @@ mod tests {
             SecretStore::File
         );
     }
+
+    #[test]
+    fn lan_settings_take_ports_and_host_port_lists_and_refuse_the_rest() {
+        let defaults = Settings::defaults();
+        assert!(defaults.lan_enabled && defaults.lan_discovery);
+        assert_eq!(defaults.lan_port, ferry_lan::lan::DEFAULT_PORT);
+        assert!(defaults.lan_peers.is_empty());
+        let settings = parsed("lan.peers", "192.168.1.20:47291, desk.local:9000").unwrap();
+        assert_eq!(
+            settings.lan_peers,
+            ["192.168.1.20:47291", "desk.local:9000"]
+        );
+        for bad in ["desk.local", ":47291", "desk:port", "desk:70000"] {
+            let error = parsed("lan.peers", bad).unwrap_err();
+            assert!(
+                error.contains("host:port") && error.contains(bad),
+                "{error}"
+            );
+        }
+        for bad in ["-1", "65536", "http"] {
+            assert_eq!(
+                parsed("lan.port", bad).unwrap_err(),
+                "a port number from 0 to 65535"
+            );
+        }
+        assert_eq!(parsed("lan.port", "0").unwrap().lan_port, 0);
+        assert!(parsed("lan.enabled", "perhaps").is_err());
+    }
 }

@@ -288,6 +288,15 @@ pub fn pair(backend: Backend, with_relay: bool) -> Pair {
     }
 }
 
+/// A TCP port on 127.0.0.1 that no one listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Waits until `check` returns `Some`, or panics after `limit` naming `what`.
 pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
