@@ -11,9 +11,11 @@ cd "$(dirname "$0")/.."
 # screen plus xclip for the clipboard tests (two Xvfb displays are two desktops), the same on
 # Wayland with sway's headless backend and wl-clipboard, a D-Bus session with gnome-keyring's
 # Secret Service for the keychain tests, nginx with its WebDAV modules as a second real WebDAV
-# server, and tmux as the terminal a person types secrets into.
+# server, tmux as the terminal a person types secrets into, and iproute2 and socat for the
+# nearby-device tests, which run agents in network namespaces on a LAN of their own (and
+# forward the storage into them when it "comes back").
 packages=(gcc libc6-dev openssl xvfb xclip sway wl-clipboard dbus gnome-keyring
-    nginx-light libnginx-mod-http-dav-ext tmux)
+    nginx-light libnginx-mod-http-dav-ext tmux iproute2 socat)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -1,14 +1,18 @@
-//! Nearby devices end to end: two agents on two Xvfb desktops share an S3 repository but no
-//! relay, and poll it once an hour; what crosses in seconds crossed over the LAN path, which
-//! the second agent reaches through `lan.peers` on 127.0.0.1 (the tests never use mDNS on the
-//! machine's network).
+//! Nearby devices end to end, with real agents on Xvfb desktops. On 127.0.0.1: two agents
+//! share an S3 repository but no relay and poll it once an hour, so what crosses in seconds
+//! crossed over the LAN path (reached through `lan.peers`). In network namespaces on a LAN of
+//! their own (root only; `scripts/test.sh` runs them in CI): agents find each other by mDNS
+//! while the storage and relay are out of reach, a stranger's agent gets nothing, and where
+//! the network passes no multicast `lan.peers` and remembered addresses connect them. mDNS
+//! never runs on the machine's own network.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{
-    Backend, Display, LogsOnFailure, eventually, free_port, have, pair, start_agent, stop_agent,
+    Backend, Display, LogsOnFailure, eventually, free_port, have, netns, pair, start_agent,
+    start_agent_in, stop_agent,
 };
 
 const TEXT: &str = "UTF8_STRING";
@@ -58,6 +62,164 @@ fn a_copy_crosses_to_a_nearby_desktop_over_the_lan_once() {
         .filter(|clip| clip["text"] == "across the desk")
         .count();
     assert_eq!(copies, 1, "{texts:?}");
+    stop_agent(agent_b);
+    stop_agent(agent_a);
+}
+
+/// The texts in `device`'s history, as many times as each is there.
+fn history(device: &common::Device) -> Vec<String> {
+    let clips = device.json(&["history"]);
+    let texts = clips.as_array().unwrap().iter();
+    texts
+        .filter_map(|clip| clip["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The names of the devices `device`'s agent is connected to over the LAN.
+fn lan_peers(device: &common::Device) -> serde_json::Value {
+    device.json(&["status"])["lan"]["peers"].clone()
+}
+
+/// Agents in network namespaces of their own, on a LAN of their own, find each other by mDNS
+/// and pass clips while the storage and the relay (on the machine's 127.0.0.1) are out of their
+/// reach; a stranger's agent on the same LAN, with another key, gets nothing. Then the storage
+/// comes back and both devices converge on it, each clip once.
+#[test]
+fn clips_cross_the_lan_with_storage_and_relay_down_then_converge_on_storage() {
+    if !have("Xvfb") || !have("xclip") {
+        return;
+    }
+    let Some(network) = netns::Network::create(3) else {
+        return;
+    };
+    let (host_a, host_b, host_c) = (network.host(0), network.host(1), network.host(2));
+    let pair = pair(Backend::S3, true);
+    let (a, b) = (&pair.a, &pair.b);
+    // Someone else's Ferry, on its own repository.
+    let other = common::storage(Backend::S3);
+    let c = common::Device::new();
+    c.init(&other, "stranger");
+    let _logs = LogsOnFailure(vec![a, b, &c]);
+    let (desk_a, desk_b, desk_c) = (Display::start(), Display::start(), Display::start());
+    // mDNS on the namespaces' LAN, at the default port; the storage is polled once an hour.
+    let env = |peers: Option<std::net::Ipv4Addr>| {
+        let mut env = vec![
+            ("FERRY_LAN_DISCOVERY", "true".to_owned()),
+            ("FERRY_LAN_PORT", "47291".to_owned()),
+            ("FERRY_SYNC_POLL_INTERVAL", "1h".to_owned()),
+        ];
+        env.extend(peers.map(|ip| ("FERRY_LAN_PEERS", format!("{ip}:47291"))));
+        env
+    };
+    let agent_a = start_agent_in(Some(host_a), a, Some(&desk_a), &env(None));
+    let agent_b = start_agent_in(Some(host_b), b, Some(&desk_b), &env(None));
+    // The stranger finds no name it recognises, so it is told A's address outright.
+    let agent_c = start_agent_in(Some(host_c), &c, Some(&desk_c), &env(Some(host_a.addr())));
+    eventually(WAIT, "A and B found each other", || {
+        (lan_peers(a) == serde_json::json!(["beta"])
+            && lan_peers(b) == serde_json::json!(["alpha"]))
+        .then_some(())
+    });
+
+    let _owner_a = desk_a.copy(TEXT, b"from alpha, offline");
+    eventually(WAIT, "A's clip on B's desktop", || {
+        (desk_b.paste(TEXT)? == b"from alpha, offline").then_some(())
+    });
+    let _owner_b = desk_b.copy(TEXT, b"from beta, offline");
+    eventually(WAIT, "B's clip on A's desktop", || {
+        (desk_a.paste(TEXT)? == b"from beta, offline").then_some(())
+    });
+    let doctor = a.run(&["doctor"]).stdout;
+    assert!(
+        doctor.contains("ok    lan: 1 peer connected (beta), listening on 0.0.0.0:47291"),
+        "{doctor}"
+    );
+
+    // The stranger tried A and was refused at the handshake; it holds nothing of theirs, and
+    // they list only each other.
+    eventually(WAIT, "the stranger refused by A", || {
+        let log = common::agent_log(&c);
+        log.contains("hung up at the LAN handshake").then_some(())
+    });
+    assert_eq!(lan_peers(&c), serde_json::json!([]));
+    assert!(history(&c).is_empty(), "{:?}", history(&c));
+    let pasted = desk_c.paste(TEXT).unwrap_or_default();
+    assert!(!pasted.starts_with(b"from "), "{pasted:?}");
+    assert_eq!(lan_peers(a), serde_json::json!(["beta"]));
+    assert_eq!(lan_peers(b), serde_json::json!(["alpha"]));
+
+    // Each kept its own clip for the storage.
+    for device in [a, b] {
+        assert!(device.json(&["status"])["pending_segments"].as_u64() >= Some(1));
+    }
+    let files = tempfile::tempdir().unwrap();
+    let _back_a = host_a.forward(pair.storage.port(), files.path());
+    let _back_b = host_b.forward(pair.storage.port(), files.path());
+    for device in [a, b, a] {
+        device.run(&["sync"]).ok();
+    }
+    for device in [a, b] {
+        let mut texts = history(device);
+        texts.sort();
+        assert_eq!(texts, ["from alpha, offline", "from beta, offline"]);
+        let status = device.json(&["status"]);
+        assert_eq!(status["pending_segments"], 0, "{status}");
+        assert_eq!(status["pending_ops"], 0, "{status}");
+    }
+    stop_agent(agent_c);
+    stop_agent(agent_b);
+    stop_agent(agent_a);
+}
+
+/// On a network that passes no multicast, discovery finds nothing and says so; a device told
+/// the other's address in `lan.peers` (with discovery off) connects all the same, and after a
+/// restart without it the two meet again at the addresses they remembered.
+#[test]
+fn where_multicast_is_blocked_lan_peers_connect_and_are_remembered() {
+    if !have("Xvfb") || !have("xclip") {
+        return;
+    }
+    let Some(network) = netns::Network::create(2) else {
+        return;
+    };
+    network.block_multicast();
+    let (host_a, host_b) = (network.host(0), network.host(1));
+    let pair = pair(Backend::S3, false);
+    let (a, b) = (&pair.a, &pair.b);
+    let _logs = LogsOnFailure(vec![a, b]);
+    let (desk_a, desk_b) = (Display::start(), Display::start());
+    let port = ("FERRY_LAN_PORT", "47291".to_owned());
+    let env_a = [("FERRY_LAN_DISCOVERY", "true".to_owned()), port.clone()];
+    let agent_a = start_agent_in(Some(host_a), a, Some(&desk_a), &env_a);
+    let status = a.run(&["status"]).ok().stdout;
+    assert!(
+        status.contains(
+            "lan       no peers found (listening on 0.0.0.0:47291): multicast may be blocked on \
+             this network; see lan.peers"
+        ),
+        "{status}"
+    );
+
+    let peers = ("FERRY_LAN_PEERS", format!("{}:47291", host_a.addr()));
+    let agent_b = start_agent_in(Some(host_b), b, Some(&desk_b), &[port.clone(), peers]);
+    eventually(WAIT, "B connected to A through lan.peers", || {
+        (lan_peers(a) == serde_json::json!(["beta"])).then_some(())
+    });
+    let _owner = desk_a.copy(TEXT, b"through lan.peers");
+    eventually(WAIT, "the clip on B's desktop", || {
+        (desk_b.paste(TEXT)? == b"through lan.peers").then_some(())
+    });
+
+    // Restarted with neither discovery nor lan.peers, B dials where it reached A before.
+    stop_agent(agent_b);
+    let agent_b = start_agent_in(Some(host_b), b, Some(&desk_b), &[port]);
+    eventually(WAIT, "B connected to A at the remembered address", || {
+        (lan_peers(b) == serde_json::json!(["alpha"])).then_some(())
+    });
+    let _owner = desk_a.copy(TEXT, b"remembered");
+    eventually(WAIT, "the next clip on B's desktop", || {
+        (desk_b.paste(TEXT)? == b"remembered").then_some(())
+    });
     stop_agent(agent_b);
     stop_agent(agent_a);
 }

@@ -26,6 +26,13 @@ pub enum LanError {
     /// The other side does not hold this sync key (or is not Ferry).
     #[error("the device at the other end does not hold this sync key: the LAN handshake failed")]
     Handshake,
+    /// The device dialled hung up on this one's first handshake message without a word, as
+    /// a Ferry device does when that message was not sealed with its key.
+    #[error(
+        "the device at the other end hung up at the LAN handshake: it holds another sync key \
+         (someone else's Ferry) or runs another version of Ferry"
+    )]
+    Refused,
     /// A message did not decrypt after the handshake: altered in transit.
     #[error("a message on a LAN connection did not decrypt (altered in transit); it was closed")]
     Tampered,

@@ -226,8 +226,9 @@ impl Supervisor {
                 self.opening.remove(&id);
                 if let Some(addr) = dialed {
                     self.dialing.remove(&addr);
-                    if matches!(error, LanError::Handshake) && self.said_wrong_key.insert(addr) {
-                        warn!(%addr, "{error}: is it another person's Ferry?");
+                    let foreign = matches!(error, LanError::Handshake | LanError::Refused);
+                    if foreign && self.said_wrong_key.insert(addr) {
+                        warn!(%addr, "LAN: {error}");
                     }
                 }
             }

@@ -42,6 +42,10 @@ impl Remote {
         Remote { store, retry }
     }
 
+    pub(crate) fn set_retry(&mut self, retry: RetryPolicy) {
+        self.retry = retry;
+    }
+
     /// The object's bytes, if it is no larger than an object of its kind may be (SPEC §2):
     /// a larger one is not read.
     pub(crate) async fn get(&self, name: &ObjectName) -> Result<Vec<u8>, StoreError> {

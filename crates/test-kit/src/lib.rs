@@ -2,13 +2,15 @@
 //! ([`servers`]), the list of backends every storage test runs on ([`Backend`]), a running
 //! backend with what it takes to open it ([`Served`]), and [`per_backend!`], which makes one
 //! test case per backend so that one failing backend does not hide the others; and
-//! [`identity_for`], a device identity that stays the same each time a test opens a database.
+//! [`identity_for`], a device identity that stays the same each time a test opens a database;
+//! and a LAN of network namespaces for the tests of nearby devices ([`netns`]).
 //!
 //! Never a mock: the S3 server checks SigV4 signatures, the WebDAV server speaks the protocol
 //! over real sockets, and the folder is a real folder.
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod netns;
 pub mod servers;
 
 use std::hash::{DefaultHasher, Hash, Hasher};

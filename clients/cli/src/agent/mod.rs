@@ -33,6 +33,7 @@ use ferry_protocol::TopicId;
 use ferry_relay_client::{ClientConfig, Delivery, RelayClient, Status as RelayStatus};
 use ferry_store::RetryPolicy;
 use ferry_store::url::StoreUrl;
+use ferry_sync::SyncError;
 use tokio::sync::{mpsc, watch as state};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -157,6 +158,10 @@ struct Agent {
     /// When the last upload began: a copy within [`UPLOAD_DEBOUNCE`] of it waits to be batched.
     uploaded_at: Option<Instant>,
     retry: Duration,
+    /// Whether the storage was unreachable at the last pass: then each request tries once and
+    /// the upload backoff alone decides when the next pass goes, so that a pass never holds
+    /// up the clipboard and the LAN for long.
+    offline: bool,
     /// When the retention policy ran last.
     retained_at: Option<Instant>,
     /// When this agent last answered a roll call.
@@ -237,6 +242,7 @@ impl Agent {
             upload_at: Some(Instant::now()),
             uploaded_at: None,
             retry: RETRY_FIRST,
+            offline: false,
             retained_at: None,
             answered_at: None,
         })
@@ -290,6 +296,9 @@ impl Agent {
     /// batched.
     fn upload_soon(&mut self) {
         self.share();
+        if self.offline && self.upload_at.is_some() {
+            return;
+        }
         let now = Instant::now();
         let at = match self.uploaded_at {
             Some(last) if now < last + UPLOAD_DEBOUNCE => last + UPLOAD_DEBOUNCE,
@@ -303,7 +312,12 @@ impl Agent {
     async fn upload(&mut self) {
         self.upload_at = None;
         self.uploaded_at = Some(Instant::now());
-        match self.device.engine.upload().await {
+        let result = self.device.engine.upload().await;
+        // An upload with nothing to send may not have asked the storage anything.
+        if result.as_ref().is_ok_and(|report| report.segments > 0) || result.is_err() {
+            self.storage_answered(result.as_ref().err());
+        }
+        match result {
             Ok(report) => {
                 debug!(segments = report.segments, "uploaded");
                 self.retry = RETRY_FIRST;
@@ -319,7 +333,9 @@ impl Agent {
     }
 
     async fn fetch(&mut self) {
-        match self.device.engine.fetch().await {
+        let result = self.device.engine.fetch().await;
+        self.storage_answered(result.as_ref().err());
+        match result {
             Ok(_) => self.apply_newest().await,
             Err(error) => warn!(%error, "fetch failed"),
         }
@@ -331,6 +347,26 @@ impl Agent {
             && self.upload_at.is_none()
         {
             self.upload_soon();
+        }
+    }
+
+    /// Follows whether the storage answers: while it does not, each request tries once (the
+    /// passes themselves are retried, uploads with backoff, fetches at each poll or hint).
+    fn storage_answered(&mut self, error: Option<&SyncError>) {
+        let offline = error.is_some_and(SyncError::is_transient);
+        if offline == self.offline {
+            return;
+        }
+        self.offline = offline;
+        if offline {
+            warn!(
+                "the storage is unreachable: clips are kept here and go to nearby devices; \
+                 what is pending is uploaded once it answers"
+            );
+            self.device.engine.set_retry(RetryPolicy::NEVER);
+        } else {
+            info!("the storage answers again");
+            self.device.engine.set_retry(RETRY);
         }
     }
 

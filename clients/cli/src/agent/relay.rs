@@ -89,7 +89,9 @@ impl Agent {
             return;
         }
         debug!(seq = hint.seq, "hint");
-        match self.device.engine.fetch_hint(hint).await {
+        let result = self.device.engine.fetch_hint(hint).await;
+        self.storage_answered(result.as_ref().err());
+        match result {
             Ok(_) => self.apply_newest().await,
             Err(error) => warn!(%error, "fetch after a hint failed"),
         }

@@ -8,8 +8,10 @@ use ferry_store::RetryPolicy;
 use ferry_sync::repo;
 use serde::Serialize;
 
+use crate::agent::ipc::Reply;
 use crate::cli::DataCommand;
 use crate::commands;
+use crate::commands::sync::Lan;
 use crate::config::Config;
 use crate::device;
 use crate::error::Failure;
@@ -201,17 +203,45 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
             Err(error) => Err(error.to_string()),
         },
     );
+    let status = crate::agent::ipc::send(home, &DataCommand::Status, true).await;
     checks.add(
         "agent",
-        match crate::agent::ipc::send(home, &DataCommand::Status, true).await {
+        match &status {
             Ok(Some(_)) => Ok("running".into()),
             Ok(None) => {
                 Err("not running: start it with `ferry agent` or `ferry service install`".into())
             }
-            Err(failure) => Err(failure.message),
+            Err(failure) => Err(failure.message.clone()),
         },
     );
+    lan(status.ok().flatten().as_ref(), config, &mut checks);
     checks.0
+}
+
+/// The LAN path as the agent runs it (from the agent's `status`): the nearby devices connected,
+/// or why there are none.
+fn lan(status: Option<&Reply>, config: &Config, checks: &mut Checks) {
+    if !config.settings.lan_enabled {
+        return checks.add("lan", Ok("off (lan.enabled = false)".into()));
+    }
+    let Some(status) = status else {
+        return checks.warn(
+            "lan",
+            "not checked: the agent runs the LAN path, and it is not running".into(),
+        );
+    };
+    let lan = serde_json::from_slice::<serde_json::Value>(&status.stdout)
+        .ok()
+        .and_then(|status| serde_json::from_value::<Lan>(status["lan"].clone()).ok());
+    match lan {
+        None => checks.add(
+            "lan",
+            Err("the agent did not say how its LAN path is".into()),
+        ),
+        Some(lan) if !lan.running() => checks.add("lan", Err(lan.to_string())),
+        Some(lan) if lan.peers.is_empty() => checks.warn("lan", lan.to_string()),
+        Some(lan) => checks.add("lan", Ok(lan.to_string())),
+    }
 }
 
 /// The roster as `ferry devices` shows it (through the agent when it runs): every device should

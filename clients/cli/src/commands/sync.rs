@@ -8,7 +8,7 @@ use ferry_core::DataKind;
 use ferry_protocol::{DeviceId, DeviceTag};
 use ferry_relay_client::{ClientConfig, Delivery, RelayClient};
 use ferry_sync::{DryRun, FetchReport, Planned, Retry, Transfer, UploadReport};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
@@ -200,17 +200,24 @@ impl fmt::Display for Behind {
     }
 }
 
-/// The agent's LAN path.
-#[derive(Serialize)]
-struct Lan {
+/// The agent's LAN path (read back by `ferry doctor` from the agent's status).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Lan {
     enabled: bool,
     listening: Option<String>,
     discovering: bool,
     error: Option<String>,
     /// The names of the devices connected now.
-    peers: Vec<String>,
+    pub(crate) peers: Vec<String>,
     /// How many `lan.peers` are set.
     fixed_peers: usize,
+}
+
+impl Lan {
+    /// Whether it listens.
+    pub(crate) fn running(&self) -> bool {
+        self.listening.is_some()
+    }
 }
 
 impl fmt::Display for Lan {
@@ -232,9 +239,9 @@ impl fmt::Display for Lan {
                 "no peers connected{on}: discovery is off and {} lan.peers are set",
                 self.fixed_peers
             )?,
-            (Some(_), peers) => write!(
+            (Some(addr), peers) => write!(
                 f,
-                "{} peer{} connected ({}){on}",
+                "{} peer{} connected ({}), listening on {addr}",
                 peers.len(),
                 if peers.len() == 1 { "" } else { "s" },
                 peers.join(", ")

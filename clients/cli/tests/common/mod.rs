@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
-pub use ferry_test_kit::{BACKENDS, Backend, Served, per_backend, servers};
+pub use ferry_test_kit::{BACKENDS, Backend, Served, netns, per_backend, servers};
 
 pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
@@ -52,6 +52,23 @@ pub fn nginx_webdav() -> Option<Storage> {
 }
 
 impl Storage {
+    /// The port the storage server listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        let endpoint = match &self._served.url {
+            ferry_store::url::StoreUrl::S3(location) => location.endpoint.clone(),
+            ferry_store::url::StoreUrl::WebDav(location) => location.url.clone(),
+            ferry_store::url::StoreUrl::Folder(_) => panic!("a folder has no port"),
+        };
+        let authority = endpoint.split("://").nth(1).unwrap().split('/').next();
+        authority
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
     /// Where the server keeps the objects on disk: the repository's files, to tamper with
     /// behind the protocol's back.
     pub fn files(&self) -> PathBuf {
@@ -145,7 +162,20 @@ impl Device {
 
     /// [`Device::command`] with `extra` variables.
     pub fn command_with(&self, args: &[&str], extra: &[(&'static str, String)]) -> Command {
-        let mut command = Command::new(FERRY);
+        self.command_in(None, args, extra)
+    }
+
+    /// [`Device::command_with`], run inside `host`'s network namespace when given.
+    pub fn command_in(
+        &self,
+        host: Option<&netns::Host>,
+        args: &[&str],
+        extra: &[(&'static str, String)],
+    ) -> Command {
+        let mut command = match host {
+            Some(host) => host.command(FERRY),
+            None => Command::new(FERRY),
+        };
         command.arg("--home").arg(self.home()).args(args);
         command.env_clear();
         for var in ["PATH", "HOME", "TMPDIR", "DBUS_SESSION_BUS_ADDRESS"] {
@@ -508,8 +538,18 @@ pub fn start_agent(
     display: Option<&Display>,
     extra: &[(&'static str, String)],
 ) -> Running {
+    start_agent_in(None, device, display, extra)
+}
+
+/// [`start_agent`] inside `host`'s network namespace when given.
+pub fn start_agent_in(
+    host: Option<&netns::Host>,
+    device: &Device,
+    display: Option<&Display>,
+    extra: &[(&'static str, String)],
+) -> Running {
     let _ = std::fs::remove_file(device.home().join("agent.sock"));
-    let mut command = device.command_with(&["agent"], extra);
+    let mut command = device.command_in(host, &["agent"], extra);
     if let Some(display) = display {
         command.env("DISPLAY", &display.name);
     }

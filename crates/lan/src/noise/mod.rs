@@ -11,6 +11,7 @@
 //! word. A message that does not decrypt ends the connection (the stream cannot be trusted
 //! after it); an authentic frame that does not decode is refused and the connection goes on.
 
+use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,7 +82,19 @@ pub(crate) async fn handshake(
                     .write_message(&[], &mut message)
                     .map_err(LanError::noise)?;
                 write_message(&mut stream, &message[..len]).await?;
-                let reply = read_message(&mut stream).await?;
+                let reply = read_message(&mut stream)
+                    .await
+                    .map_err(|error| match error {
+                        LanError::Closed(e)
+                            if matches!(
+                                e.kind(),
+                                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
+                            ) =>
+                        {
+                            LanError::Refused
+                        }
+                        other => other,
+                    })?;
                 state
                     .read_message(&reply, &mut payload)
                     .map_err(|_| LanError::Handshake)?;

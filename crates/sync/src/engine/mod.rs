@@ -358,6 +358,12 @@ impl Engine {
         }
     }
 
+    /// How storage requests are retried from now on: a caller that retries whole passes itself
+    /// (an agent while the storage is unreachable) makes each request try once.
+    pub fn set_retry(&mut self, retry: RetryPolicy) {
+        self.remote.set_retry(retry);
+    }
+
     /// This device's id.
     pub fn device(&self) -> DeviceId {
         self.device
