@@ -5,14 +5,25 @@
 //! cargo bench -p ferry --bench agent                          # everything below
 //! cargo bench -p ferry --bench agent -- --phases latency --copies 200 --scenarios RelayS3
 //! cargo bench -p ferry --bench agent -- --phases idle --history 100000 --idle-secs 60
+//! cargo bench -p ferry --bench agent -- --phases latency --scenarios LanVeth    # as root
+//! cargo bench -p ferry --bench agent -- --phases discovery,idle-lan             # as root
 //! ```
 //!
 //! Latency: a copy made with xclip on desktop A, timed from the moment A's clipboard changes
 //! (an XFixes event seen by this harness) to the moment B's clipboard holds the same text
 //! (another XFixes event), for (a) relay + S3, (b) relay + folder, (c) S3 polled at the
 //! fastest interval (100 ms) with no relay, (d) the LAN path alone: S3 polled once an hour, no
-//! relay, B connected to A through `lan.peers` on 127.0.0.1. Copies follow each other at most
+//! relay, B connected to A through `lan.peers` on 127.0.0.1, (e) the LAN path between two
+//! network namespaces joined by veth pairs and a bridge, the agents finding each other by
+//! mDNS, with the storage and the relay out of their reach. Copies follow each other at most
 //! five a second.
+//!
+//! Discovery (root): in those namespaces, from the start of agent B's process (A running) to
+//! B's log saying a peer connected, with no address remembered, over `--trials` starts.
+//!
+//! Idle LAN (root): what the LAN path adds to an idle agent with one connected peer: agent A in
+//! a namespace, the storage and relay forwarded in, watched for `--idle-secs` with
+//! `lan.enabled = false` and then with the LAN on and B connected.
 //!
 //! Idle: an agent with a history of `--history` clips, after it settled, left alone for
 //! `--idle-secs`: CPU time from /proc (user + system) and resident memory; on X11 with events,
@@ -22,9 +33,12 @@
 mod common;
 
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use common::{Backend, Device, Display, Storage, Wayland, have, pair, start_agent, stop_agent};
+use common::{
+    Backend, Device, Display, Storage, Wayland, have, netns, pair, start_agent, start_agent_in,
+    stop_agent,
+};
 use ferry_clipboard::{Clip, Observed, WatchConfig, Watcher};
 use ferry_core::ClipContent;
 use ferry_protocol::{Identity, SyncKey};
@@ -35,9 +49,13 @@ use ferry_sync::{Engine, EngineConfig};
 /// The agent's end-to-end figures.
 #[derive(clap::Parser)]
 struct Options {
-    /// Which phases run: latency, idle.
+    /// Which phases run: latency, idle, discovery, idle-lan (the last two, and the LanVeth
+    /// scenario, make network namespaces: root only).
     #[arg(long, value_delimiter = ',', default_value = "latency,idle")]
     phases: Vec<String>,
+    /// Agent starts timed by the discovery phase.
+    #[arg(long, default_value_t = 20)]
+    trials: usize,
     /// Copies timed per latency scenario.
     #[arg(long, default_value_t = 200)]
     copies: usize,
@@ -47,7 +65,7 @@ struct Options {
     /// How long the idle agent is watched.
     #[arg(long, default_value_t = 60)]
     idle_secs: u64,
-    /// Which latency scenarios run.
+    /// Which latency scenarios run (also LanVeth, root only).
     #[arg(
         long,
         value_delimiter = ',',
@@ -77,6 +95,7 @@ fn main() {
             Scenario::RelayFolder,
             Scenario::PollS3,
             Scenario::LanOnly,
+            Scenario::LanVeth,
         ] {
             let name = format!("{scenario:?}");
             if options
@@ -91,6 +110,25 @@ fn main() {
     if options.phases.iter().any(|p| p == "idle") {
         idle(options.history, options.idle_secs);
     }
+    if options.phases.iter().any(|p| p == "discovery") {
+        discovery(options.trials);
+    }
+    if options.phases.iter().any(|p| p == "idle-lan") {
+        idle_lan(options.idle_secs);
+    }
+}
+
+/// Two hosts on a LAN of network namespaces, for the root-only figures.
+fn network() -> netns::Network {
+    netns::Network::create(2).expect("this figure takes network namespaces: run it as root")
+}
+
+/// What an agent in a namespace needs to find its peers by mDNS at the default port.
+fn on_the_lan() -> Vec<(&'static str, String)> {
+    vec![
+        ("FERRY_LAN_DISCOVERY", "true".to_owned()),
+        ("FERRY_LAN_PORT", "47291".to_owned()),
+    ]
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +137,7 @@ enum Scenario {
     RelayFolder,
     PollS3,
     LanOnly,
+    LanVeth,
 }
 
 /// Texts that appear on a display's clipboard, with when.
@@ -136,6 +175,13 @@ fn latency(scenario: Scenario, copies: usize) {
         Scenario::RelayFolder => (Backend::Folder, true, "30s"),
         Scenario::PollS3 => (Backend::S3, false, "100ms"),
         Scenario::LanOnly => (Backend::S3, false, "1h"),
+        // The relay and the storage exist, on this machine's 127.0.0.1, out of the agents' reach.
+        Scenario::LanVeth => (Backend::S3, true, "1h"),
+    };
+    let network = matches!(scenario, Scenario::LanVeth).then(network);
+    let hosts = match &network {
+        Some(network) => [Some(network.host(0)), Some(network.host(1))],
+        None => [None, None],
     };
     let pair = pair(backend, with_relay);
     let (desk_a, desk_b) = (Display::start(), Display::start());
@@ -147,14 +193,21 @@ fn latency(scenario: Scenario, copies: usize) {
         ),
     ];
     let (mut env_a, mut env_b) = (env.to_vec(), env.to_vec());
-    if let Scenario::LanOnly = scenario {
-        let port = common::free_port();
-        env_a.push(("FERRY_LAN_PORT", port.to_string()));
-        env_b.push(("FERRY_LAN_PEERS", format!("127.0.0.1:{port}")));
+    match scenario {
+        Scenario::LanOnly => {
+            let port = common::free_port();
+            env_a.push(("FERRY_LAN_PORT", port.to_string()));
+            env_b.push(("FERRY_LAN_PEERS", format!("127.0.0.1:{port}")));
+        }
+        Scenario::LanVeth => {
+            env_a.extend(on_the_lan());
+            env_b.extend(on_the_lan());
+        }
+        _ => {}
     }
-    let agent_a = start_agent(&pair.a, Some(&desk_a), &env_a);
-    let agent_b = start_agent(&pair.b, Some(&desk_b), &env_b);
-    if let Scenario::LanOnly = scenario {
+    let agent_a = start_agent_in(hosts[0], &pair.a, Some(&desk_a), &env_a);
+    let agent_b = start_agent_in(hosts[1], &pair.b, Some(&desk_b), &env_b);
+    if let Scenario::LanOnly | Scenario::LanVeth = scenario {
         common::eventually(Duration::from_secs(15), "B connected to A", || {
             let peers = pair.b.json(&["status"])["lan"]["peers"].clone();
             (peers.as_array()?.len() == 1).then_some(())
@@ -301,6 +354,18 @@ fn usage(pid: u32) -> (f64, u64, u64) {
     (ticks as f64 / per_second, kib("VmRSS:"), kib("VmHWM:"))
 }
 
+/// An agent's share of a core over `secs` once it settled (open, first fetch, connections),
+/// with its resident and peak resident KiB at the end.
+fn left_alone(pid: u32, secs: u64) -> (f64, u64, u64) {
+    std::thread::sleep(Duration::from_secs(10));
+    let (cpu0, _, _) = usage(pid);
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let (cpu1, rss, peak) = usage(pid);
+    let share = (cpu1 - cpu0) / started.elapsed().as_secs_f64() * 100.0;
+    (share, rss, peak)
+}
+
 fn idle(history: usize, secs: u64) {
     let pair = pair(Backend::S3, true);
     fill(&pair.a, &pair.storage, history);
@@ -332,14 +397,7 @@ fn idle(history: usize, secs: u64) {
             _ => Some(&desk),
         };
         let agent = start_agent(&pair.a, x11, &env);
-        let pid = agent.0.id();
-        // Let it settle: open, first fetch, relay connection.
-        std::thread::sleep(Duration::from_secs(10));
-        let (cpu0, _, _) = usage(pid);
-        let started = Instant::now();
-        std::thread::sleep(Duration::from_secs(secs));
-        let (cpu1, rss, peak) = usage(pid);
-        let share = (cpu1 - cpu0) / started.elapsed().as_secs_f64() * 100.0;
+        let (share, rss, peak) = left_alone(agent.0.id(), secs);
         println!(
             "idle ({mode}, {history} clips, S3 + relay, poll every 30 s): CPU {share:.3} % of a core over {secs} s, RSS {:.1} MiB (peak {:.1} MiB)",
             rss as f64 / 1024.0,
@@ -347,6 +405,95 @@ fn idle(history: usize, secs: u64) {
         );
         stop_agent(agent);
     }
+    if let Some(relay) = pair.relay {
+        pair.storage.runtime.block_on(relay.stop()).unwrap();
+    }
+}
+
+/// When `device`'s agent log first says `what`, by the log's own clock.
+fn logged_at(device: &Device, what: &str) -> Option<SystemTime> {
+    let log = common::agent_log(device);
+    let line = log.lines().find(|line| line.contains(what))?;
+    humantime::parse_rfc3339(line.split_whitespace().next()?).ok()
+}
+
+/// The median and the slowest of `samples`, in milliseconds.
+fn median_and_max(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let median = samples.get(samples.len() / 2).copied().unwrap_or_default();
+    (ms(median), ms(samples.last().copied().unwrap_or_default()))
+}
+
+fn discovery(trials: usize) {
+    let network = network();
+    let (host_a, host_b) = (network.host(0), network.host(1));
+    let pair = pair(Backend::S3, false);
+    let (desk_a, desk_b) = (Display::start(), Display::start());
+    let (mut from_start, mut from_listening) = (Vec::new(), Vec::new());
+    for _ in 0..trials {
+        // Nothing remembered: only mDNS brings them together.
+        for device in [&pair.a, &pair.b] {
+            let _ = std::fs::remove_file(device.home().join("lan-peers"));
+            let _ = std::fs::remove_file(device.home().join("agent.log"));
+        }
+        let agent_a = start_agent_in(Some(host_a), &pair.a, Some(&desk_a), &on_the_lan());
+        let started = SystemTime::now();
+        let agent_b = start_agent_in(Some(host_b), &pair.b, Some(&desk_b), &on_the_lan());
+        let connected = common::eventually(Duration::from_secs(30), "B connected", || {
+            logged_at(&pair.b, "LAN: a peer connected")
+        });
+        let listening = logged_at(&pair.b, "LAN: listening").unwrap();
+        from_start.push(connected.duration_since(started).unwrap_or_default());
+        from_listening.push(connected.duration_since(listening).unwrap_or_default());
+        stop_agent(agent_b);
+        stop_agent(agent_a);
+    }
+    let (start_median, start_max) = median_and_max(&mut from_start);
+    let (listen_median, listen_max) = median_and_max(&mut from_listening);
+    println!(
+        "discovery over veth ({trials} starts, storage out of reach): from B's start to a \
+         connected peer median {start_median:.0} ms, max {start_max:.0} ms; from B's LAN \
+         listening median {listen_median:.0} ms, max {listen_max:.0} ms"
+    );
+}
+
+fn idle_lan(secs: u64) {
+    let network = network();
+    let (host_a, host_b) = (network.host(0), network.host(1));
+    let pair = pair(Backend::S3, true);
+    let relay_port = pair.relay.as_ref().unwrap().local_addr().port();
+    let sockets = tempfile::tempdir().unwrap();
+    let _forwards: Vec<netns::Forward> = [host_a, host_b]
+        .into_iter()
+        .flat_map(|host| {
+            [pair.storage.port(), relay_port].map(|port| host.forward(port, sockets.path()))
+        })
+        .collect();
+    let (desk_a, desk_b) = (Display::start(), Display::start());
+    let off = [("FERRY_LAN_ENABLED", "false".to_owned())];
+    let agent = start_agent_in(Some(host_a), &pair.a, Some(&desk_a), &off);
+    let (off_share, off_rss, _) = left_alone(agent.0.id(), secs);
+    stop_agent(agent);
+    let agent_b = start_agent_in(Some(host_b), &pair.b, Some(&desk_b), &on_the_lan());
+    let agent_a = start_agent_in(Some(host_a), &pair.a, Some(&desk_a), &on_the_lan());
+    common::eventually(Duration::from_secs(30), "A connected to B", || {
+        let peers = pair.a.json(&["status"])["lan"]["peers"].clone();
+        (peers.as_array()?.len() == 1).then_some(())
+    });
+    let (on_share, on_rss, _) = left_alone(agent_a.0.id(), secs);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "idle over {secs} s (S3 + relay, X11 events): LAN off CPU {off_share:.3} %, RSS \
+         {:.1} MiB; LAN on (mDNS, one peer connected) CPU {on_share:.3} %, RSS {:.1} MiB; \
+         the LAN adds {:.3} % CPU and {:.2} MiB",
+        mib(off_rss),
+        mib(on_rss),
+        on_share - off_share,
+        mib(on_rss) - mib(off_rss),
+    );
+    stop_agent(agent_a);
+    stop_agent(agent_b);
     if let Some(relay) = pair.relay {
         pair.storage.runtime.block_on(relay.stop()).unwrap();
     }

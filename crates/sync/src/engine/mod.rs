@@ -260,8 +260,9 @@ fn clip_text(op: &Op) -> Option<(ClipId, &str)> {
 impl Engine {
     /// Opens the repository in `store` with `keys` (checking the key before anything else) and
     /// the local database at `database` (created on first use, with a new device id). When the
-    /// storage cannot be reached, a database that opened this repository with these keys before
-    /// opens anyway: recording works offline and syncing resumes when the storage answers.
+    /// storage cannot be reached (at the first try), a database that opened this repository
+    /// with these keys before opens anyway: recording works offline and syncing resumes when
+    /// the storage answers.
     ///
     /// `identity` is this device's own key pair. A device that sends registers its public keys
     /// in the roster the first time (its next segment carries the registration); one that is
@@ -274,8 +275,15 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Engine, SyncError> {
         let known = database.exists();
+        // A device that opened the repository before asks once: unreachable storage means
+        // working offline at once, and the passes that follow retry by the policy.
+        let retry = if known {
+            RetryPolicy::NEVER
+        } else {
+            config.retry
+        };
         let db;
-        let key_id = match repo::open(&*store, &keys, &config.retry).await {
+        let key_id = match repo::open(&*store, &keys, &retry).await {
             Ok(header) => {
                 db = Db::open(database)?;
                 header.key_id
