@@ -6,11 +6,13 @@
 //! TCP    Noise_NNpsk0_25519_ChaChaPoly_SHA256, PSK = LanKey::transport_psk, prologue "ferry/v1/lan"
 //!        every Noise message: length (u16 BE) ‖ message
 //!        the plaintexts, joined, are a stream of frames: length (u32 BE) ‖ frame
-//! frame  0 kind  1 hello | 2 heads | 3 segment | 4 ping
+//! frame  0 kind  1 hello | 2 heads | 3 segment | 4 ping | 5 want | 6 chunk
 //!        hello:    device id (16) ‖ listening port (u16 BE)
 //!        heads:    count (u16 BE) ‖ count × (device tag 16 ‖ seq u64 BE)
 //!        segment:  device tag (16) ‖ seq (u64 BE) ‖ the sealed segment, exactly as in storage
 //!        ping:     (empty)
+//!        want:     blob id (32)
+//!        chunk:    blob id (32) ‖ chunk index (u32 BE) ‖ the sealed chunk, as in storage
 //! ```
 //!
 //! A stranger on the network sees instance names that change every [`PERIOD_SECS`] and differ
@@ -21,7 +23,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::keys::LanKey;
-use crate::names::{DeviceId, DeviceTag};
+use crate::names::{BlobId, DeviceId, DeviceTag};
 
 /// The mDNS service type devices announce and browse.
 pub const SERVICE_TYPE: &str = "_ferry._tcp.local.";
@@ -131,6 +133,20 @@ pub enum Frame {
     },
     /// Keeps an idle connection known to be alive.
     Ping,
+    /// Asks for every chunk of a blob that a segment from the other side named.
+    Want {
+        /// The blob.
+        blob: BlobId,
+    },
+    /// One sealed chunk of a blob, with the name it has in storage.
+    Chunk {
+        /// The blob.
+        blob: BlobId,
+        /// The chunk's index.
+        chunk: u32,
+        /// The sealed bytes, as stored under that name.
+        sealed: Vec<u8>,
+    },
 }
 
 impl std::fmt::Debug for Frame {
@@ -153,6 +169,17 @@ impl std::fmt::Debug for Frame {
                 .field("bytes", &sealed.len())
                 .finish(),
             Frame::Ping => f.write_str("Ping"),
+            Frame::Want { blob } => f.debug_struct("Want").field("blob", blob).finish(),
+            Frame::Chunk {
+                blob,
+                chunk,
+                sealed,
+            } => f
+                .debug_struct("Chunk")
+                .field("blob", blob)
+                .field("chunk", chunk)
+                .field("bytes", &sealed.len())
+                .finish(),
         }
     }
 }
@@ -172,6 +199,8 @@ const HELLO: u8 = 1;
 const HEADS: u8 = 2;
 const SEGMENT: u8 = 3;
 const PING: u8 = 4;
+const WANT: u8 = 5;
+const CHUNK: u8 = 6;
 
 impl Frame {
     /// The frame's bytes (without the length prefix of the stream).
@@ -210,10 +239,25 @@ impl Frame {
                 out.extend_from_slice(sealed);
             }
             Frame::Ping => out.push(PING),
+            Frame::Want { blob } => {
+                out.push(WANT);
+                out.extend_from_slice(&blob.0);
+            }
+            Frame::Chunk {
+                blob,
+                chunk,
+                sealed,
+            } => {
+                out.reserve(37 + sealed.len());
+                out.push(CHUNK);
+                out.extend_from_slice(&blob.0);
+                out.extend_from_slice(&chunk.to_be_bytes());
+                out.extend_from_slice(sealed);
+            }
         }
         if out.len() > MAX_FRAME {
             return Err(FrameError::TooLarge(
-                "a segment larger than a frame carries",
+                "an object larger than a frame carries",
             ));
         }
         Ok(out)
@@ -258,6 +302,22 @@ impl Frame {
                 }
             }
             PING => Frame::Ping,
+            WANT => Frame::Want {
+                blob: BlobId(take(&mut body, "want")?),
+            },
+            CHUNK => {
+                let blob = BlobId(take(&mut body, "chunk")?);
+                let chunk = u32::from_be_bytes(take(&mut body, "chunk")?);
+                let sealed = std::mem::take(&mut body).to_vec();
+                if sealed.is_empty() {
+                    return Err(FrameError::Malformed("a chunk frame without its chunk"));
+                }
+                Frame::Chunk {
+                    blob,
+                    chunk,
+                    sealed,
+                }
+            }
             _ => return Err(FrameError::Malformed("unknown kind")),
         };
         if !body.is_empty() {
@@ -303,15 +363,23 @@ mod tests {
                 sealed: vec![5; 300],
             },
             Frame::Ping,
+            Frame::Want {
+                blob: BlobId([4; 32]),
+            },
+            Frame::Chunk {
+                blob: BlobId([4; 32]),
+                chunk: 7,
+                sealed: vec![6; 90],
+            },
         ];
         for frame in frames {
             let bytes = frame.encode().unwrap();
             assert_eq!(Frame::decode(&bytes).unwrap(), frame);
-            // A segment cut short is still a segment frame (its sealed bytes then fail to open).
-            let shortest = if matches!(frame, Frame::Segment { .. }) {
-                26
-            } else {
-                bytes.len()
+            // A segment or chunk cut short is still one (its sealed bytes then fail to open).
+            let shortest = match frame {
+                Frame::Segment { .. } => 26,
+                Frame::Chunk { .. } => 38,
+                _ => bytes.len(),
             };
             for cut in 0..shortest {
                 assert!(
@@ -321,7 +389,7 @@ mod tests {
             }
             let mut longer = bytes.clone();
             longer.push(0);
-            if !matches!(frame, Frame::Segment { .. }) {
+            if !matches!(frame, Frame::Segment { .. } | Frame::Chunk { .. }) {
                 assert_eq!(
                     Frame::decode(&longer),
                     Err(FrameError::Malformed("bytes after the frame"))

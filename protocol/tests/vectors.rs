@@ -677,6 +677,14 @@ fn lan() {
             sealed: b"sealed segment bytes".to_vec(),
         },
         Frame::Ping,
+        Frame::Want {
+            blob: ferry_protocol::BlobId([0x33; 32]),
+        },
+        Frame::Chunk {
+            blob: ferry_protocol::BlobId([0x33; 32]),
+            chunk: 2,
+            sealed: b"sealed chunk bytes".to_vec(),
+        },
     ]
     .iter()
     .map(|frame| {

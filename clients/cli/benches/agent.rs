@@ -486,11 +486,11 @@ fn idle_lan(secs: u64) {
     println!(
         "idle over {secs} s (S3 + relay, X11 events): LAN off CPU {off_share:.3} %, RSS \
          {:.1} MiB; LAN on (mDNS, one peer connected) CPU {on_share:.3} %, RSS {:.1} MiB; \
-         the LAN adds {:.3} % CPU and {:.2} MiB",
+         the LAN adds {:.3} % CPU and {} KiB",
         mib(off_rss),
         mib(on_rss),
         on_share - off_share,
-        mib(on_rss) - mib(off_rss),
+        on_rss as i64 - off_rss as i64,
     );
     stop_agent(agent_a);
     stop_agent(agent_b);

@@ -39,8 +39,8 @@ pub mod repo;
 pub mod transfer;
 
 pub use engine::{
-    Behind, DeviceFailure, DryRun, Engine, EngineConfig, FetchReport, NearbySegment, PeerStatus,
-    Planned, Quarantined, Received, Retry, Status, UploadReport,
+    Behind, ChunkReceived, DeviceFailure, DryRun, Engine, EngineConfig, FetchReport, NearbyChunk,
+    NearbySegment, PeerStatus, Planned, Quarantined, Received, Retry, Status, UploadReport,
 };
 pub use error::SyncError;
 pub use policy::{Direction, Filters};

@@ -1,14 +1,16 @@
 //! Segments passed directly between devices: applied at once, checked exactly as from storage,
-//! and never applied twice when storage serves them later.
+//! and never applied twice when storage serves them later; the images they name, asked of the
+//! sender and taken chunk by chunk with the same checks.
 
 mod common;
 
 use std::sync::Arc;
 
-use common::{Device, init, keys, other_keys, per_backend, raw, storage};
-use ferry_protocol::{Identity, ObjectName, Segment};
-use ferry_sync::transfer::{Direction, Outcome};
-use ferry_sync::{NearbySegment, Received};
+use common::{Device, config, init, keys, other_keys, per_backend, raw, storage};
+use ferry_core::{Body, ClipContent};
+use ferry_protocol::{BlobChunk, Identity, ObjectName, Segment};
+use ferry_sync::transfer::{Direction, Kind, Outcome};
+use ferry_sync::{ChunkReceived, NearbyChunk, NearbySegment, Received};
 
 /// The one segment `device` seals for what it recorded since the last.
 fn seal_one(device: &mut Device) -> NearbySegment {
@@ -36,7 +38,10 @@ per_backend! {
         // B has never heard of A: A's first segment carries its registration.
         a.copy("over the desk");
         let segment = seal_one(&mut a);
-        assert_eq!(b.engine.receive(segment.clone()).unwrap(), Received::Applied { ops: 2 });
+        assert_eq!(
+            b.engine.receive(segment.clone()).unwrap(),
+            Received::Applied { ops: 2, blobs: Vec::new() }
+        );
         assert_eq!(b.texts(), ["over the desk"]);
         let log = b.engine.transfers(10).unwrap();
         assert!(log.iter().any(|t| t.direction == Direction::Nearby && t.outcome == Outcome::Ok));
@@ -69,7 +74,10 @@ async fn altered_cut_foreign_misnamed_and_forged_segments_are_refused_and_nothin
     let first = seal_one(&mut a);
     assert_eq!(
         b.engine.receive(first.clone()).unwrap(),
-        Received::Applied { ops: 2 }
+        Received::Applied {
+            ops: 2,
+            blobs: Vec::new()
+        }
     );
     a.copy("second");
     let second = seal_one(&mut a);
@@ -131,7 +139,10 @@ async fn altered_cut_foreign_misnamed_and_forged_segments_are_refused_and_nothin
     assert_eq!(b.texts(), ["first", "mine"]);
     assert_eq!(
         b.engine.receive(second).unwrap(),
-        Received::Applied { ops: 1 }
+        Received::Applied {
+            ops: 1,
+            blobs: Vec::new()
+        }
     );
     assert_eq!(b.texts(), ["first", "mine", "second"]);
     let status = b.engine.status().unwrap();
@@ -183,4 +194,78 @@ async fn a_segment_ahead_waits_and_heads_bring_what_is_missing_in_order() {
     // A's heads name its own newest segment.
     let tag = sealed[0].device;
     assert!(a.engine.heads().unwrap().contains(&(tag, 3)));
+}
+
+/// An image copied on `device`, big enough to go as three chunks.
+fn copy_image(device: &mut Device, bytes: &[u8]) {
+    device
+        .engine
+        .copy(ClipContent::image("image/png", Body::Inline(bytes.to_vec())))
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_image_from_a_nearby_device_is_asked_for_and_arrives_chunk_by_chunk() {
+    let storage = storage(common::Backend::Folder).await;
+    init(&*storage.store).await;
+    let mut blobby = config();
+    blobby.blob_threshold = 16 * 1024;
+    blobby.blob_chunk = 16 * 1024;
+    let mut a = Device::open_with(Arc::clone(&storage.store), blobby.clone()).await;
+    let mut b = Device::open_with(Arc::clone(&storage.store), blobby).await;
+    let image: Vec<u8> = (0..40 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    copy_image(&mut a, &image);
+    // Nothing went to storage: B has only what A hands it.
+    let Received::Applied { blobs, .. } = b.engine.receive(seal_one(&mut a)).unwrap() else {
+        panic!("not applied");
+    };
+    let [blob] = blobs[..] else {
+        panic!("{blobs:?}")
+    };
+    let chunks = a.engine.blob_chunks(blob).unwrap();
+    assert_eq!(chunks.len(), 3);
+    assert!(b.engine.blob_chunks(blob).unwrap().is_empty(), "B does not hold it yet");
+
+    // Altered, foreign-key and misplaced chunks are refused, and what was held of the blob
+    // is dropped; the genuine chunks then still make it whole.
+    let mut altered = chunks[0].clone();
+    altered.sealed[40] ^= 1;
+    let refused = |received: ChunkReceived| {
+        assert!(matches!(received, ChunkReceived::Refused(_)), "{received:?}");
+    };
+    refused(b.engine.receive_chunk(altered).unwrap());
+    let name = ObjectName::Blob { blob, chunk: 1 };
+    let opened: BlobChunk = keys().data.open_object(&name, &chunks[1].sealed).unwrap();
+    let foreign = other_keys().data.seal_object(&name, &opened).unwrap();
+    refused(
+        b.engine
+            .receive_chunk(NearbyChunk {
+                sealed: foreign.into_bytes(),
+                ..chunks[1].clone()
+            })
+            .unwrap(),
+    );
+    // Chunk 1's bytes offered as chunk 2: its name is bound into the seal.
+    let misplaced = NearbyChunk {
+        index: 2,
+        ..chunks[1].clone()
+    };
+    assert_eq!(b.engine.receive_chunk(chunks[0].clone()).unwrap(), ChunkReceived::Kept);
+    refused(b.engine.receive_chunk(misplaced).unwrap());
+
+    for (n, chunk) in chunks.iter().enumerate() {
+        let expected = if n == 2 { ChunkReceived::Complete } else { ChunkReceived::Kept };
+        assert_eq!(b.engine.receive_chunk(chunk.clone()).unwrap(), expected);
+    }
+    assert_eq!(b.engine.blob(blob).await.unwrap(), image);
+    // Replayed once whole: nothing to do.
+    assert_eq!(b.engine.receive_chunk(chunks[0].clone()).unwrap(), ChunkReceived::Already);
+    let log = b.engine.transfers(20).unwrap();
+    assert!(log.iter().any(|t| t.direction == Direction::Nearby
+        && t.kind == Kind::Blob
+        && t.outcome == Outcome::Ok));
+    assert!(log.iter().any(|t| t.direction == Direction::Nearby
+        && t.kind == Kind::Blob
+        && t.outcome == Outcome::Failed));
 }

@@ -70,8 +70,6 @@ impl Agent {
             }
             (newest.id, newest.content.clone())
         };
-        self.applied = Some(id);
-        let _ = std::fs::write(self.device.home.applied_file(), id.to_string());
         let clip = match content {
             ClipContent::Text(text) => Clip::Text(text),
             ClipContent::RichText(rich) => Clip::Text(rich.plain),
@@ -87,6 +85,10 @@ impl Agent {
             },
             _ => return,
         };
+        // Only now: an image not fetched yet (storage out of reach) is tried again with the
+        // next fetch, or when it arrives from a nearby device.
+        self.applied = Some(id);
+        let _ = std::fs::write(self.device.home.applied_file(), id.to_string());
         self.placed = Some(clip.clone());
         let placed = tokio::task::spawn_blocking(move || {
             writer

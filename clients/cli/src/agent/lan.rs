@@ -1,12 +1,13 @@
 //! The agent and its nearby devices: the LAN path started from the settings; what this device
 //! records, sealed and sent to connected devices at once; heads on connect; their segments
-//! applied (and placed on the clipboard) as they arrive.
+//! applied (and placed on the clipboard) as they arrive, with the images they name asked of
+//! the sender and placed when whole.
 
 use std::net::SocketAddr;
 
 use ferry_lan::lan::Frame;
 use ferry_lan::{DiscoveryConfig, Event, Lan, LanConfig};
-use ferry_sync::{NearbySegment, Received};
+use ferry_sync::{ChunkReceived, NearbyChunk, NearbySegment, Received};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -111,9 +112,17 @@ impl Agent {
                     sealed,
                 };
                 match self.device.engine.receive(segment) {
-                    Ok(Received::Applied { ops }) => {
+                    Ok(Received::Applied { ops, blobs }) if blobs.is_empty() => {
                         debug!(seq, ops, "LAN: applied a segment");
                         self.apply_newest().await;
+                    }
+                    Ok(Received::Applied { ops, blobs }) => {
+                        // Its images come from the sender too; the newest clip is placed
+                        // when they are whole.
+                        debug!(seq, ops, blobs = blobs.len(), "LAN: applied a segment");
+                        for blob in blobs {
+                            lan.send(Some(from), Frame::Want { blob });
+                        }
                     }
                     Ok(Received::Ahead) => {
                         // Something before it went missing (a connection replaced mid-way):
@@ -129,6 +138,46 @@ impl Agent {
                     }
                     Ok(other) => debug!(seq, ?other, "LAN: a segment was not applied"),
                     Err(error) => warn!(%error, "LAN: a segment could not be applied"),
+                }
+            }
+            Event::Received {
+                from,
+                frame: Frame::Want { blob },
+            } => match self.device.engine.blob_chunks(blob) {
+                Ok(chunks) => {
+                    for chunk in chunks {
+                        lan.send(
+                            Some(from),
+                            Frame::Chunk {
+                                blob,
+                                chunk: chunk.index,
+                                sealed: chunk.sealed,
+                            },
+                        );
+                    }
+                }
+                Err(error) => warn!(%error, "LAN: a blob a peer asked for could not be read"),
+            },
+            Event::Received {
+                frame: Frame::Chunk {
+                    blob,
+                    chunk,
+                    sealed,
+                },
+                ..
+            } => {
+                let chunk = NearbyChunk {
+                    blob,
+                    index: chunk,
+                    sealed,
+                };
+                match self.device.engine.receive_chunk(chunk) {
+                    Ok(ChunkReceived::Complete) => {
+                        debug!(%blob, "LAN: a blob arrived whole");
+                        self.apply_newest().await;
+                    }
+                    Ok(other) => debug!(%blob, ?other, "LAN: a blob chunk"),
+                    Err(error) => warn!(%error, "LAN: a blob chunk could not be kept"),
                 }
             }
             Event::Received { frame, .. } => debug!(?frame, "LAN: ignored a frame"),

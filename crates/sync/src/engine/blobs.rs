@@ -31,27 +31,55 @@ impl Engine {
             };
             let bytes = self.remote.get(&name).await?;
             bytes_read += bytes.len() as u64;
-            let chunk: BlobChunk = match self.keys.data.open_object(&name, &bytes) {
-                Ok(chunk) => chunk,
-                Err(error) => return Err(self.broken_blob(&id, &name, error.to_string())),
-            };
-            let expected = count.unwrap_or(chunk.count);
-            if chunk.blob != id || chunk.index != index || chunk.count != expected || expected == 0
-            {
-                let reason = "the chunk does not belong at this place of this blob".to_owned();
-                return Err(self.broken_blob(&id, &name, reason));
-            }
-            count = Some(expected);
-            self.db.keep_chunk(&id, index, expected, &chunk.data)?;
+            let chunk = self.take_chunk(&name, count, &bytes, Direction::Down)?;
+            count = Some(chunk.count);
             index += 1;
         }
+        self.join_blob(id, bytes_read, Direction::Down)
+    }
+
+    /// Opens the sealed chunk `bytes` read under `name` and keeps it, when it is the chunk that
+    /// belongs there, of a blob of `count` chunks where that is known already; otherwise drops
+    /// what is held of the blob and says why.
+    pub(super) fn take_chunk(
+        &mut self,
+        name: &ObjectName,
+        count: Option<u32>,
+        bytes: &[u8],
+        direction: Direction,
+    ) -> Result<BlobChunk, SyncError> {
+        let ObjectName::Blob { blob: id, chunk: index } = *name else {
+            return Err(SyncError::LocalState {
+                detail: "a blob chunk was read under another kind of name".into(),
+            });
+        };
+        let chunk: BlobChunk = match self.keys.data.open_object(name, bytes) {
+            Ok(chunk) => chunk,
+            Err(error) => return Err(self.broken_blob(&id, name, error.to_string(), direction)),
+        };
+        let expected = count.unwrap_or(chunk.count);
+        if chunk.blob != id || chunk.index != index || chunk.count != expected || expected == 0 {
+            let reason = "the chunk does not belong at this place of this blob".to_owned();
+            return Err(self.broken_blob(&id, name, reason, direction));
+        }
+        self.db.keep_chunk(&id, index, expected, &chunk.data)?;
+        Ok(chunk)
+    }
+
+    /// Joins a blob's chunks, all held, checks them against its id, and keeps the blob.
+    pub(super) fn join_blob(
+        &mut self,
+        id: BlobId,
+        bytes_read: u64,
+        direction: Direction,
+    ) -> Result<Vec<u8>, SyncError> {
         let data = self.db.joined_chunks(&id)?;
         let first = ObjectName::Blob { blob: id, chunk: 0 };
         if self.keys.names.blob_id(&data) != id {
             let reason = "the joined chunks do not hash to the blob's id".to_owned();
-            return Err(self.broken_blob(&id, &first, reason));
+            return Err(self.broken_blob(&id, &first, reason, direction));
         }
-        let received = Transfer::new(Direction::Down, Kind::Blob, Outcome::Ok)
+        let received = Transfer::new(direction, Kind::Blob, Outcome::Ok)
             .object(&first)
             .bytes(bytes_read);
         self.db.finish_blob(&id, Some(&data), &received)?;
@@ -59,8 +87,14 @@ impl Engine {
     }
 
     /// Drops a broken blob's chunks, logs why, and gives the error to return.
-    fn broken_blob(&mut self, id: &BlobId, name: &ObjectName, reason: String) -> SyncError {
-        let failed = Transfer::new(Direction::Down, Kind::Blob, Outcome::Failed)
+    fn broken_blob(
+        &mut self,
+        id: &BlobId,
+        name: &ObjectName,
+        reason: String,
+        direction: Direction,
+    ) -> SyncError {
+        let failed = Transfer::new(direction, Kind::Blob, Outcome::Failed)
             .object(name)
             .detail(reason.clone());
         if let Err(error) = self.db.finish_blob(id, None, &failed) {
@@ -71,39 +105,55 @@ impl Engine {
         SyncError::BrokenBlob { name, reason }
     }
 
+    /// How many chunks a blob of `len` bytes is cut into, and how long each is (the last
+    /// may be shorter).
+    pub(super) fn chunking(&self, len: usize) -> (u32, usize) {
+        let chunk_len = self.config.blob_chunk.clamp(1, BlobChunk::MAX_DATA);
+        let count = len.div_ceil(chunk_len).max(1);
+        (u32::try_from(count).unwrap_or(u32::MAX), chunk_len)
+    }
+
+    /// Chunk `index` of the blob `id` holding `data`, sealed under its name.
+    pub(super) fn seal_chunk(
+        &self,
+        id: BlobId,
+        data: &[u8],
+        index: u32,
+    ) -> Result<(ObjectName, Vec<u8>), SyncError> {
+        let (count, chunk_len) = self.chunking(data.len());
+        let start = (index as usize * chunk_len).min(data.len());
+        let end = (start + chunk_len).min(data.len());
+        let name = ObjectName::Blob {
+            blob: id,
+            chunk: index,
+        };
+        let chunk = BlobChunk {
+            blob: id,
+            index,
+            count,
+            total_len: data.len() as u64,
+            data: data[start..end].to_vec(),
+        };
+        let sealed = self.keys.data.seal_object(&name, &chunk)?;
+        Ok((name, sealed.into_bytes()))
+    }
+
     /// Uploads this device's blobs not yet in storage, chunk by chunk (write-once: a chunk
     /// already there is the same content, whatever its bytes).
     pub(super) async fn upload_blobs(
         &mut self,
         report: &mut UploadReport,
     ) -> Result<(), SyncError> {
-        let chunk_len = self.config.blob_chunk.clamp(1, BlobChunk::MAX_DATA);
         for id in self.db.blobs_to_upload()? {
             let Some(data) = self.db.blob(&id)? else {
                 continue;
             };
-            let count = data.len().div_ceil(chunk_len).max(1);
-            let count = u32::try_from(count).unwrap_or(u32::MAX);
+            let (count, _) = self.chunking(data.len());
             let mut bytes = 0u64;
             for index in 0..count {
-                let start = index as usize * chunk_len;
-                let end = (start + chunk_len).min(data.len());
-                let name = ObjectName::Blob {
-                    blob: id,
-                    chunk: index,
-                };
-                let chunk = BlobChunk {
-                    blob: id,
-                    index,
-                    count,
-                    total_len: data.len() as u64,
-                    data: data[start..end].to_vec(),
-                };
-                let sealed = self.keys.data.seal_object(&name, &chunk)?;
-                bytes += sealed.as_bytes().len() as u64;
-                self.remote
-                    .put_once(&name, sealed.as_bytes(), IfPresent::Keep)
-                    .await?;
+                let (name, sealed) = self.seal_chunk(id, &data, index)?;
+                bytes += sealed.len() as u64;
+                self.remote.put_once(&name, &sealed, IfPresent::Keep).await?;
             }
             let sent = Transfer::new(Direction::Up, Kind::Blob, Outcome::Ok)
                 .device(&self.tag)

@@ -37,7 +37,7 @@ use crate::transfer::{self, Kind, Outcome, Transfer, now_ms};
 use crate::{SyncError, repo};
 
 pub use freshness::Behind;
-pub use nearby::{NearbySegment, Received};
+pub use nearby::{ChunkReceived, NearbyChunk, NearbySegment, Received};
 pub use quarantine::{Quarantined, Retry};
 
 mod authors;

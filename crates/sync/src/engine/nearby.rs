@@ -5,13 +5,17 @@
 //!                ─▶ to connected devices at once, and to storage with the next upload
 //! on connect: heads() ─▶ the other device ─▶ segments_for(its heads) ─▶ what it lacks
 //! reader:   receive(segment) ─▶ opened and checked as from storage ─▶ applied
+//!           └▶ the blobs it names that are not here ─▶ asked of the sender
+//! sender:   blob_chunks(blob) ─▶ each chunk sealed under its storage name
+//! reader:   receive_chunk(chunk) ─▶ opened and checked as from storage ─▶ kept; the last
+//!           one joins the blob, checked against its id
 //! ```
 //!
 //! A device sends only the segments it wrote; the others' come from them or from storage.
 //! Storage stays the durable copy: each device uploads its own segments as always, and a
 //! segment applied from a nearby device is not applied again when storage serves it.
 
-use ferry_protocol::{DeviceTag, ObjectName};
+use ferry_protocol::{BlobId, DeviceTag, ObjectName};
 use tracing::warn;
 
 use super::Engine;
@@ -33,6 +37,18 @@ pub struct NearbySegment {
     pub sealed: Vec<u8>,
 }
 
+/// One sealed blob chunk between nearby devices: its blob, its index, and its bytes sealed
+/// under its storage name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NearbyChunk {
+    /// The blob.
+    pub blob: BlobId,
+    /// The chunk's index.
+    pub index: u32,
+    /// Its sealed bytes.
+    pub sealed: Vec<u8>,
+}
+
 /// What became of a segment a nearby device sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
@@ -40,6 +56,9 @@ pub enum Received {
     Applied {
         /// Operations applied.
         ops: u64,
+        /// Blobs they name, small enough to fetch at once, that this device does not hold:
+        /// to ask of the sender.
+        blobs: Vec<BlobId>,
     },
     /// Applied before (from storage or another connection): nothing to do.
     Already,
@@ -148,6 +167,81 @@ impl Engine {
         self.ahead_of_storage.entry(tag).or_insert(cursor.seq);
         let ops = self.take_segment(tag, cursor, &opened, ops, received)?;
         self.maybe_checkpoint()?;
-        Ok(Received::Applied { ops })
+        // Asked of the sender; storage serves any the sender does not send when it is asked.
+        let mut blobs = Vec::new();
+        for id in std::mem::take(&mut self.wanted_blobs) {
+            if self.db.blob(&id)?.is_none() && !blobs.contains(&id) {
+                blobs.push(id);
+            }
+        }
+        Ok(Received::Applied { ops, blobs })
     }
+
+    /// Every chunk of a blob this device holds, sealed under its storage name, for a nearby
+    /// device that asked; empty when the blob is not here (whole).
+    pub fn blob_chunks(&self, id: BlobId) -> Result<Vec<NearbyChunk>, SyncError> {
+        let Some(data) = self.db.blob(&id)? else {
+            return Ok(Vec::new());
+        };
+        let (count, _) = self.chunking(data.len());
+        (0..count)
+            .map(|index| {
+                let (_, sealed) = self.seal_chunk(id, &data, index)?;
+                Ok(NearbyChunk {
+                    blob: id,
+                    index,
+                    sealed,
+                })
+            })
+            .collect()
+    }
+
+    /// Opens, checks and keeps a blob chunk a nearby device sent, exactly as one read from
+    /// storage; the last one missing joins the blob, which must hash to its id. A chunk that
+    /// fails drops what is held of that blob (storage serves it whole later).
+    pub fn receive_chunk(&mut self, chunk: NearbyChunk) -> Result<ChunkReceived, SyncError> {
+        let id = chunk.blob;
+        if self.db.blob(&id)?.is_some() {
+            return Ok(ChunkReceived::Already);
+        }
+        let held = self.db.chunks_held(&id)?;
+        if held.iter().any(|(index, _)| *index == chunk.index) {
+            return Ok(ChunkReceived::Already);
+        }
+        let name = ObjectName::Blob {
+            blob: id,
+            chunk: chunk.index,
+        };
+        let count = held.first().map(|(_, count)| *count);
+        let taken = match self.take_chunk(&name, count, &chunk.sealed, Direction::Nearby) {
+            Ok(taken) => taken,
+            Err(SyncError::BrokenBlob { reason, .. }) => {
+                warn!(blob = %id, index = chunk.index, %reason, "a nearby device's blob chunk was refused");
+                return Ok(ChunkReceived::Refused(reason));
+            }
+            Err(error) => return Err(error),
+        };
+        if held.len() as u64 + 1 < u64::from(taken.count) {
+            return Ok(ChunkReceived::Kept);
+        }
+        match self.join_blob(id, taken.total_len, Direction::Nearby) {
+            Ok(_) => Ok(ChunkReceived::Complete),
+            Err(SyncError::BrokenBlob { reason, .. }) => Ok(ChunkReceived::Refused(reason)),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// What became of a blob chunk a nearby device sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkReceived {
+    /// Kept; more of its blob is to come.
+    Kept,
+    /// It was the last one missing: the blob is whole and kept.
+    Complete,
+    /// The blob, or this chunk of it, is here already.
+    Already,
+    /// It did not open or check, or the blob it completed did not match its id: why. What was
+    /// held of that blob is dropped.
+    Refused(String),
 }
