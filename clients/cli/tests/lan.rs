@@ -81,8 +81,8 @@ fn lan_peers(device: &common::Device) -> serde_json::Value {
 }
 
 /// Agents in network namespaces of their own, on a LAN of their own, find each other by mDNS
-/// and pass clips while the storage and the relay (on the machine's 127.0.0.1) are out of their
-/// reach; a stranger's agent on the same LAN, with another key, gets nothing. Then the storage
+/// and pass clips (texts, and an image as a blob) while the storage and the relay (on the
+/// machine's 127.0.0.1) are out of their reach; a stranger's agent on the same LAN, with another key, gets nothing. Then the storage
 /// comes back and both devices converge on it, each clip once.
 #[test]
 fn clips_cross_the_lan_with_storage_and_relay_down_then_converge_on_storage() {
@@ -128,6 +128,14 @@ fn clips_cross_the_lan_with_storage_and_relay_down_then_converge_on_storage() {
     let _owner_b = desk_b.copy(TEXT, b"from beta, offline");
     eventually(WAIT, "B's clip on A's desktop", || {
         (desk_a.paste(TEXT)? == b"from beta, offline").then_some(())
+    });
+    // An image is a blob: B asks A for its chunks.
+    let png = common::noise_png(300, 200);
+    let _owner_a = desk_a.copy("image/png", &png);
+    eventually(WAIT, "A's image on B's desktop", || {
+        let pasted = desk_b.paste("image/png")?;
+        let is_png = pasted.starts_with(b"\x89PNG");
+        (is_png && common::pixels(&pasted) == common::pixels(&png)).then_some(())
     });
     let doctor = a.run(&["doctor"]).stdout;
     assert!(

@@ -200,7 +200,10 @@ async fn a_segment_ahead_waits_and_heads_bring_what_is_missing_in_order() {
 fn copy_image(device: &mut Device, bytes: &[u8]) {
     device
         .engine
-        .copy(ClipContent::image("image/png", Body::Inline(bytes.to_vec())))
+        .copy(ClipContent::image(
+            "image/png",
+            Body::Inline(bytes.to_vec()),
+        ))
         .unwrap()
         .unwrap();
 }
@@ -225,14 +228,20 @@ async fn an_image_from_a_nearby_device_is_asked_for_and_arrives_chunk_by_chunk()
     };
     let chunks = a.engine.blob_chunks(blob).unwrap();
     assert_eq!(chunks.len(), 3);
-    assert!(b.engine.blob_chunks(blob).unwrap().is_empty(), "B does not hold it yet");
+    assert!(
+        b.engine.blob_chunks(blob).unwrap().is_empty(),
+        "B does not hold it yet"
+    );
 
     // Altered, foreign-key and misplaced chunks are refused, and what was held of the blob
     // is dropped; the genuine chunks then still make it whole.
     let mut altered = chunks[0].clone();
     altered.sealed[40] ^= 1;
     let refused = |received: ChunkReceived| {
-        assert!(matches!(received, ChunkReceived::Refused(_)), "{received:?}");
+        assert!(
+            matches!(received, ChunkReceived::Refused(_)),
+            "{received:?}"
+        );
     };
     refused(b.engine.receive_chunk(altered).unwrap());
     let name = ObjectName::Blob { blob, chunk: 1 };
@@ -251,16 +260,26 @@ async fn an_image_from_a_nearby_device_is_asked_for_and_arrives_chunk_by_chunk()
         index: 2,
         ..chunks[1].clone()
     };
-    assert_eq!(b.engine.receive_chunk(chunks[0].clone()).unwrap(), ChunkReceived::Kept);
+    assert_eq!(
+        b.engine.receive_chunk(chunks[0].clone()).unwrap(),
+        ChunkReceived::Kept
+    );
     refused(b.engine.receive_chunk(misplaced).unwrap());
 
     for (n, chunk) in chunks.iter().enumerate() {
-        let expected = if n == 2 { ChunkReceived::Complete } else { ChunkReceived::Kept };
+        let expected = if n == 2 {
+            ChunkReceived::Complete
+        } else {
+            ChunkReceived::Kept
+        };
         assert_eq!(b.engine.receive_chunk(chunk.clone()).unwrap(), expected);
     }
     assert_eq!(b.engine.blob(blob).await.unwrap(), image);
     // Replayed once whole: nothing to do.
-    assert_eq!(b.engine.receive_chunk(chunks[0].clone()).unwrap(), ChunkReceived::Already);
+    assert_eq!(
+        b.engine.receive_chunk(chunks[0].clone()).unwrap(),
+        ChunkReceived::Already
+    );
     let log = b.engine.transfers(20).unwrap();
     assert!(log.iter().any(|t| t.direction == Direction::Nearby
         && t.kind == Kind::Blob

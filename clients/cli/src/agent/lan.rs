@@ -159,11 +159,12 @@ impl Agent {
                 Err(error) => warn!(%error, "LAN: a blob a peer asked for could not be read"),
             },
             Event::Received {
-                frame: Frame::Chunk {
-                    blob,
-                    chunk,
-                    sealed,
-                },
+                frame:
+                    Frame::Chunk {
+                        blob,
+                        chunk,
+                        sealed,
+                    },
                 ..
             } => {
                 let chunk = NearbyChunk {

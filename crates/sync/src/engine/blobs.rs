@@ -48,7 +48,11 @@ impl Engine {
         bytes: &[u8],
         direction: Direction,
     ) -> Result<BlobChunk, SyncError> {
-        let ObjectName::Blob { blob: id, chunk: index } = *name else {
+        let ObjectName::Blob {
+            blob: id,
+            chunk: index,
+        } = *name
+        else {
             return Err(SyncError::LocalState {
                 detail: "a blob chunk was read under another kind of name".into(),
             });
@@ -153,7 +157,9 @@ impl Engine {
             for index in 0..count {
                 let (name, sealed) = self.seal_chunk(id, &data, index)?;
                 bytes += sealed.len() as u64;
-                self.remote.put_once(&name, &sealed, IfPresent::Keep).await?;
+                self.remote
+                    .put_once(&name, &sealed, IfPresent::Keep)
+                    .await?;
             }
             let sent = Transfer::new(Direction::Up, Kind::Blob, Outcome::Ok)
                 .device(&self.tag)
