@@ -212,6 +212,7 @@ fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
             ("FAIL", "relay"),
             ("FAIL", "clipboard"),
             ("FAIL", "agent"),
+            ("warn", "lan"),
         ],
         "{}",
         ran.stdout
@@ -226,7 +227,13 @@ fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
         "{}",
         ran.stdout
     );
-    assert_eq!(ran.stderr.trim(), "ferry: 3 of 12 checks failed");
+    assert!(
+        ran.stdout
+            .contains("warn  lan: not checked: the agent runs the LAN path, and it is not running"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(ran.stderr.trim(), "ferry: 3 of 13 checks failed");
     assert!(
         ran.stdout
             .contains("ok    storage: write-once: an existing object is never replaced"),
@@ -236,11 +243,18 @@ fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
     // Every check ends its line, the last one too, so the summary never runs into it.
     assert!(ran.stdout.ends_with("\n"), "{:?}", ran.stdout);
 
-    // With the agent running, its check is the last line and is whole.
+    // With the agent running, its check and then the LAN's are the last lines, whole.
     let agent = common::start_agent(&device, None, &[]);
     let ran = device.run(&["doctor"]);
     assert!(
-        ran.stdout.ends_with("ok    agent: running\n"),
+        ran.stdout.contains("\nok    agent: running\n"),
+        "{:?}",
+        ran.stdout
+    );
+    let lan = ran.stdout.lines().last().unwrap();
+    assert!(
+        lan.starts_with("warn  lan: no peers connected (listening on 0.0.0.0:")
+            && lan.ends_with("discovery is off and 0 lan.peers are set"),
         "{:?}",
         ran.stdout
     );
