@@ -55,6 +55,16 @@ pub(crate) enum Side {
     Listener,
 }
 
+/// The handshake of the channel, before its side is chosen: Ferry's own primitives, the
+/// prologue, and the PSK at position 0.
+fn builder(psk: &[u8; 32]) -> Result<Builder<'_>, LanError> {
+    let params = NOISE_PARAMS.parse().map_err(LanError::noise)?;
+    Builder::with_resolver(params, Box::new(primitives::Primitives))
+        .prologue(PROLOGUE)
+        .and_then(|b| b.psk(0, psk))
+        .map_err(LanError::noise)
+}
+
 /// Runs the handshake on `stream` within `timeout`.
 pub(crate) async fn handshake(
     mut stream: TcpStream,
@@ -63,11 +73,7 @@ pub(crate) async fn handshake(
     timeout: Duration,
 ) -> Result<(Sender, Receiver), LanError> {
     let _ = stream.set_nodelay(true);
-    let params = NOISE_PARAMS.parse().map_err(LanError::noise)?;
-    let builder = Builder::with_resolver(params, Box::new(primitives::Primitives))
-        .prologue(PROLOGUE)
-        .and_then(|b| b.psk(0, psk))
-        .map_err(LanError::noise)?;
+    let builder = builder(psk)?;
     let mut state = match side {
         Side::Dialer => builder.build_initiator(),
         Side::Listener => builder.build_responder(),

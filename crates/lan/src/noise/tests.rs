@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use zeroize::Zeroizing;
 
-use super::{Received, Receiver, Sender, Side, handshake};
+use super::{Received, Receiver, Sender, Side, builder, handshake};
 use crate::LanError;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -230,4 +230,71 @@ async fn a_frame_announced_larger_than_allowed_ends_the_channel_before_it_is_rea
         dialer.send(&huge).await,
         Err(LanError::Frame(FrameError::TooLarge(_)))
     ));
+}
+
+/// The handshake and the first transport message each way, byte for byte as an independent
+/// Noise implementation made them (`protocol/tests/vectors/lan_noise_python.py`, with the
+/// PyPI `noiseprotocol` package) from the PSK and prologue of `lan.json`, with the same fixed
+/// ephemeral keys.
+#[test]
+fn the_handshake_matches_an_independent_implementation() {
+    let vectors =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../protocol/tests/vectors");
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(vectors.join(name)).unwrap()).unwrap()
+    };
+    let (lan, python) = (read("lan.json"), read("lan-noise-python.json"));
+    let bytes = |value: &serde_json::Value| hex::decode(value.as_str().unwrap()).unwrap();
+    let psk: [u8; 32] = bytes(&lan["transport_psk"]).try_into().unwrap();
+    assert_eq!(lan["noise"], ferry_protocol::lan::NOISE_PARAMS);
+    let (initiator_key, responder_key) = (
+        bytes(&python["initiator_ephemeral"]),
+        bytes(&python["responder_ephemeral"]),
+    );
+    let mut initiator = builder(&psk)
+        .unwrap()
+        .fixed_ephemeral_key_for_testing_only(&initiator_key)
+        .build_initiator()
+        .unwrap();
+    let mut responder = builder(&psk)
+        .unwrap()
+        .fixed_ephemeral_key_for_testing_only(&responder_key)
+        .build_responder()
+        .unwrap();
+    let (mut message, mut payload) = ([0u8; 256], [0u8; 256]);
+    let len = initiator.write_message(&[], &mut message).unwrap();
+    assert_eq!(message[..len], bytes(&python["message_1"]));
+    assert_eq!(
+        responder
+            .read_message(&message[..len], &mut payload)
+            .unwrap(),
+        0
+    );
+    let len = responder.write_message(&[], &mut message).unwrap();
+    assert_eq!(message[..len], bytes(&python["message_2"]));
+    assert_eq!(
+        initiator
+            .read_message(&message[..len], &mut payload)
+            .unwrap(),
+        0
+    );
+
+    // The first plaintext of the stream: a ping frame behind its length.
+    let plain = bytes(&python["transport_plaintext"]);
+    let ping = Frame::Ping.encode().unwrap();
+    assert_eq!(
+        plain,
+        [&(ping.len() as u32).to_be_bytes()[..], &ping].concat()
+    );
+    let initiator = initiator.into_stateless_transport_mode().unwrap();
+    let responder = responder.into_stateless_transport_mode().unwrap();
+    for (from, to, expected) in [
+        (&initiator, &responder, "initiator_transport_0"),
+        (&responder, &initiator, "responder_transport_0"),
+    ] {
+        let len = from.write_message(0, &plain, &mut message).unwrap();
+        assert_eq!(message[..len], bytes(&python[expected]), "{expected}");
+        let read = to.read_message(0, &message[..len], &mut payload).unwrap();
+        assert_eq!(payload[..read], plain);
+    }
 }
