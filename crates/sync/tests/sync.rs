@@ -499,3 +499,31 @@ per_backend! {
         );
     }
 }
+
+/// A device that opened the repository before opens at once when the storage fails, after one
+/// request and no retries, and says it opened offline; a new device cannot open without it.
+#[tokio::test]
+async fn a_known_device_opens_offline_after_one_request() {
+    let storage = storage(common::Backend::Folder).await;
+    init(&*storage.store).await;
+    let Device { engine, home } = Device::open(Arc::clone(&storage.store)).await;
+    assert!(!engine.opened_offline());
+    drop(engine);
+    // Every request fails, as when the network is down.
+    let down = Arc::new(Instrumented::new(Arc::clone(&storage.store), 1));
+    let store: Arc<dyn Store> = down.clone();
+    down.counts.take();
+    let engine = engine_at(Arc::clone(&store), &home.path().join("ferry.db"), config())
+        .await
+        .unwrap();
+    assert!(engine.opened_offline());
+    assert_eq!(down.counts.take().iter().sum::<u64>(), 1);
+    drop(engine);
+
+    let new = tempfile::tempdir().unwrap();
+    let error = engine_at(store, &new.path().join("ferry.db"), config())
+        .await
+        .err()
+        .expect("a new device needs the storage to open");
+    assert!(error.is_transient(), "{error}");
+}

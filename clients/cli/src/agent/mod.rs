@@ -219,6 +219,11 @@ impl Agent {
             } else {
                 (None, None, None)
             };
+        // Opened without the storage: its passes try each request once from the start.
+        let offline = device.engine.opened_offline();
+        if offline {
+            device.engine.set_retry(RetryPolicy::NEVER);
+        }
         let applied = std::fs::read_to_string(device.home.applied_file())
             .ok()
             .and_then(|text| text.trim().parse::<ferry_core::ClipId>().ok());
@@ -242,7 +247,7 @@ impl Agent {
             upload_at: Some(Instant::now()),
             uploaded_at: None,
             retry: RETRY_FIRST,
-            offline: false,
+            offline,
             retained_at: None,
             answered_at: None,
         })

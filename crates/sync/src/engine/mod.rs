@@ -241,6 +241,8 @@ pub struct Engine {
     /// Per device with segments applied from a nearby device that storage may not hold yet:
     /// its cursor before them. A head in storage from there on is late, not rolled back.
     ahead_of_storage: HashMap<DeviceTag, u64>,
+    /// Whether the storage did not answer when the engine opened.
+    opened_offline: bool,
 }
 
 /// Which pass of a sync ended.
@@ -283,6 +285,7 @@ impl Engine {
             config.retry
         };
         let db;
+        let mut opened_offline = false;
         let key_id = match repo::open(&*store, &keys, &retry).await {
             Ok(header) => {
                 db = Db::open(database)?;
@@ -296,6 +299,7 @@ impl Engine {
                     return Err(error);
                 }
                 warn!(%error, "the storage is unreachable: working offline until it answers");
+                opened_offline = true;
                 keys.id
             }
             Err(error) => return Err(error),
@@ -321,6 +325,7 @@ impl Engine {
             rolled_back: HashMap::new(),
             behind_said: HashMap::new(),
             ahead_of_storage: HashMap::new(),
+            opened_offline,
         };
         engine.register()?;
         Ok(engine)
@@ -370,6 +375,11 @@ impl Engine {
     /// (an agent while the storage is unreachable) makes each request try once.
     pub fn set_retry(&mut self, retry: RetryPolicy) {
         self.remote.set_retry(retry);
+    }
+
+    /// Whether the storage did not answer when the engine opened (it opened offline).
+    pub fn opened_offline(&self) -> bool {
+        self.opened_offline
     }
 
     /// This device's id.
