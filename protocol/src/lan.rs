@@ -291,10 +291,7 @@ impl Frame {
             SEGMENT => {
                 let device = DeviceTag(take(&mut body, "segment")?);
                 let seq = u64::from_be_bytes(take(&mut body, "segment")?);
-                let sealed = std::mem::take(&mut body).to_vec();
-                if sealed.is_empty() {
-                    return Err(FrameError::Malformed("a segment frame without its segment"));
-                }
+                let sealed = sealed_rest(&mut body, "a segment frame without its segment")?;
                 Frame::Segment {
                     device,
                     seq,
@@ -308,10 +305,7 @@ impl Frame {
             CHUNK => {
                 let blob = BlobId(take(&mut body, "chunk")?);
                 let chunk = u32::from_be_bytes(take(&mut body, "chunk")?);
-                let sealed = std::mem::take(&mut body).to_vec();
-                if sealed.is_empty() {
-                    return Err(FrameError::Malformed("a chunk frame without its chunk"));
-                }
+                let sealed = sealed_rest(&mut body, "a chunk frame without its chunk")?;
                 Frame::Chunk {
                     blob,
                     chunk,
@@ -325,6 +319,15 @@ impl Frame {
         }
         Ok(frame)
     }
+}
+
+/// Takes the rest of `body`: a sealed object, which is never empty (`missing` says so).
+fn sealed_rest(body: &mut &[u8], missing: &'static str) -> Result<Vec<u8>, FrameError> {
+    let sealed = std::mem::take(body);
+    if sealed.is_empty() {
+        return Err(FrameError::Malformed(missing));
+    }
+    Ok(sealed.to_vec())
 }
 
 /// Takes the next `N` bytes of `body`.
