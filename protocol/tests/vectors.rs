@@ -606,6 +606,7 @@ fn pairing() {
             "code": code.to_string(),
             "spake2_identity": String::from_utf8_lossy(pairing::SPAKE_IDENTITY),
             "topic": pairing::topic(code.nameplate()).to_string(),
+            "lan_instance": pairing::lan_instance(code.nameplate()),
             "offer": { "side": "0f0f0f0f0f0f0f0f", "random_seed": "offer" },
             "join": { "side": "0101010101010101", "random_seed": "join" },
             "frames": {

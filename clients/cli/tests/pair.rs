@@ -1,7 +1,8 @@
 //! Pairing with real `ferry` processes and a real relay on 127.0.0.1: a new device joins with
 //! the code another shows, on every kind of store; a wrong, expired or crowded code ends the
 //! attempt on both sides with nothing written; a relay that drops, duplicates, reorders or
-//! flips frames never gets a wrong key installed; a spy on the topic learns nothing.
+//! flips frames never gets a wrong key installed; a spy on the topic learns nothing. Then
+//! pairing on a LAN of network namespaces, with no relay or one out of reach.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Device, Ran, Running, Storage, per_backend, relay, storage};
+use common::{Device, Ran, Running, Storage, netns, per_backend, relay, storage};
 use ferry_protocol::SyncKey;
 use ferry_protocol::pairing::{self, PairingCode, Role, Session};
 use ferry_protocol::relay::wire::{Event, Request};
@@ -32,10 +33,20 @@ struct Offer {
 
 impl Offer {
     fn start(device: &Device, args: &[&str]) -> Offer {
+        Offer::start_in(None, device, args, &[])
+    }
+
+    /// [`Offer::start`] inside `host`'s network namespace when given, with `extra` variables.
+    fn start_in(
+        host: Option<&netns::Host>,
+        device: &Device,
+        args: &[&str],
+        extra: &[(&'static str, String)],
+    ) -> Offer {
         let mut all = vec!["--json", "pair"];
         all.extend(args);
         let mut child = device
-            .command(&all)
+            .command_in(host, &all, extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -626,4 +637,95 @@ fn a_joiner_that_claims_a_known_device_is_refused_and_told() {
         pairing::PairingError::PeerAborted(pairing::AbortReason::Failed)
     );
     ended(offer, &["registered already"]);
+}
+
+/// `ferry --json join` inside `host`, typing `typed`, with mDNS on the namespaces' LAN.
+fn join_on_lan(host: &netns::Host, device: &Device, typed: &str) -> Ran {
+    device.run_in(
+        Some(host),
+        &["--json", "join", "--name", "desktop", "--wait", "20s"],
+        Some(format!("{typed}\n").as_bytes()),
+        &on_lan(),
+    )
+}
+
+/// Discovery on, at the default mDNS port: inside test namespaces only.
+fn on_lan() -> Vec<(&'static str, String)> {
+    vec![("FERRY_LAN_DISCOVERY", "true".to_owned())]
+}
+
+/// Two machines on a LAN of their own, with no relay anywhere: the code shown on one is typed
+/// on the other, and they meet by mDNS. A word off ends both sides there as it does on a
+/// relay, with nothing written; the next code works, and the new device syncs through the
+/// folder store both see.
+#[test]
+fn with_no_relay_two_devices_pair_on_their_lan() {
+    let Some(network) = netns::Network::create(2) else {
+        return;
+    };
+    let (host_a, host_b) = (network.host(0), network.host(1));
+    let storage = storage(common::Backend::Folder);
+    let laptop = Device::new();
+    let made: Value = serde_json::from_str(
+        laptop
+            .run(&[
+                "--json",
+                "init",
+                "--store",
+                &storage.url,
+                "--name",
+                "laptop",
+            ])
+            .ok()
+            .stdout
+            .trim(),
+    )
+    .unwrap();
+    laptop.run(&["copy", "from laptop"]).ok();
+    let desktop = Device::new();
+
+    let offer = Offer::start_in(Some(host_a), &laptop, &["--no-qr"], &on_lan());
+    // No relay: the QR code's text is the code alone.
+    assert_eq!(offer.uri, format!("ferry-pair:{}", offer.code));
+    let right = offer.parsed();
+    let [first, second] = right.words();
+    let wrong = PairingCode::from_parts(right.nameplate(), [first, (second + 1) % 2048]);
+    let ran = join_on_lan(host_b, &desktop, &wrong.to_string());
+    refused(&desktop, &ran, 1, &["wrong code"]);
+    ended(offer, &["wrong code"]);
+
+    let offer = Offer::start_in(Some(host_a), &laptop, &["--no-qr"], &on_lan());
+    let joined = join_on_lan(host_b, &desktop, &offer.parsed().short()).ok();
+    let answer: Value = serde_json::from_str(joined.stdout.trim()).unwrap();
+    assert_eq!(answer["key_id"], made["key_id"]);
+    assert_eq!(answer["store"], storage.url.as_str());
+    assert_eq!(answer["relay"], Value::Null);
+    let (code, events, stderr) = offer.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(events.last().unwrap()["event"], "joined", "{events:?}");
+    assert_eq!(desktop.run(&["paste"]).ok().stdout, "from laptop");
+    desktop.run(&["copy", "from desktop"]).ok();
+    assert_eq!(laptop.run(&["paste"]).ok().stdout, "from desktop");
+}
+
+/// A relay configured but out of reach (on the machine's 127.0.0.1, which the namespaces do
+/// not see) does not stop two devices on one LAN: they pair there, and the new device is given
+/// the relay for later.
+#[test]
+fn a_relay_out_of_reach_does_not_stop_pairing_on_the_lan() {
+    let Some(network) = netns::Network::create(2) else {
+        return;
+    };
+    let (host_a, host_b) = (network.host(0), network.host(1));
+    let (_storage, relay, laptop, made) = repository(common::Backend::Folder);
+    let desktop = Device::new();
+    let offer = Offer::start_in(Some(host_a), &laptop, &["--no-qr"], &on_lan());
+    assert!(offer.uri.contains("?relay="), "{}", offer.uri);
+    let joined = join_on_lan(host_b, &desktop, &offer.uri).ok();
+    let answer: Value = serde_json::from_str(joined.stdout.trim()).unwrap();
+    assert_eq!(answer["key_id"], made["key_id"]);
+    assert_eq!(answer["relay"], relay.url().as_str());
+    let (code, _, stderr) = offer.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(desktop.run(&["paste"]).ok().stdout, "from laptop");
 }

@@ -47,13 +47,7 @@ pub(crate) fn start(
     internal: mpsc::UnboundedSender<Internal>,
 ) -> Result<Discovery, LanError> {
     let failed = |error: mdns_sd::Error| LanError::Discovery(error.to_string());
-    let daemon = ServiceDaemon::new_with_port(config.mdns_port).map_err(failed)?;
-    if config.loopback_only {
-        daemon.disable_interface(IfKind::All).map_err(failed)?;
-        daemon
-            .enable_interface(IfKind::LoopbackV4)
-            .map_err(failed)?;
-    }
+    let daemon = daemon(config.mdns_port, config.loopback_only)?;
     let browse = daemon.browse(SERVICE_TYPE).map_err(failed)?;
     let period_secs = config.period.as_secs().max(1);
     let announcer = Announcer {
@@ -104,6 +98,19 @@ pub(crate) fn start(
         }
     });
     Ok(Discovery { daemon, task })
+}
+
+/// An mDNS daemon on `port`, on every interface or on the loopback one only.
+pub(crate) fn daemon(port: u16, loopback_only: bool) -> Result<ServiceDaemon, LanError> {
+    let failed = |error: mdns_sd::Error| LanError::Discovery(error.to_string());
+    let daemon = ServiceDaemon::new_with_port(port).map_err(failed)?;
+    if loopback_only {
+        daemon.disable_interface(IfKind::All).map_err(failed)?;
+        daemon
+            .enable_interface(IfKind::LoopbackV4)
+            .map_err(failed)?;
+    }
+    Ok(daemon)
 }
 
 struct Announcer {

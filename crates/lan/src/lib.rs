@@ -13,6 +13,9 @@
 //! events ◀─ reader ◀─ Noise ◀─ TCP                       (one connection per device)
 //! ```
 //!
+//! [`Meeting`] is the other use of the LAN: two devices pairing without a relay meet at a
+//! place named after the code's nameplate and pass the pairing frames over one connection.
+//!
 //! What it does not do: open segments or trust them. Frames carry the same sealed objects as
 //! storage, and the receiver checks them exactly as it checks storage. The LAN is a faster
 //! path, never the only one: whatever it drops, the bucket still has.
@@ -22,6 +25,7 @@
 mod conn;
 mod discovery;
 mod error;
+mod meeting;
 mod noise;
 mod supervisor;
 
@@ -37,6 +41,7 @@ use tokio::task::JoinHandle;
 
 pub use error::LanError;
 pub use ferry_protocol::lan;
+pub use meeting::{FIRST_FRAME, Meeting, MeetingConfig};
 
 use supervisor::{Command, Shared};
 

@@ -149,9 +149,13 @@ impl PairingCode {
         Ok((code, relay))
     }
 
-    /// The text a QR code holds: `ferry-pair:<code>?relay=<url>`.
-    pub fn uri(&self, relay: &str) -> String {
-        format!("{URI_SCHEME}{self}?relay={}", escape(relay))
+    /// The text a QR code holds: `ferry-pair:<code>?relay=<url>`, or `ferry-pair:<code>` to
+    /// pair on the LAN alone.
+    pub fn uri(&self, relay: Option<&str>) -> String {
+        match relay {
+            Some(relay) => format!("{URI_SCHEME}{self}?relay={}", escape(relay)),
+            None => format!("{URI_SCHEME}{self}"),
+        }
     }
 }
 
@@ -280,11 +284,13 @@ mod tests {
         ] {
             assert_eq!(PairingCode::parse(typed), Ok((code, None)), "{typed}");
         }
-        let uri = code.uri("ws://127.0.0.1:9/a b&c");
+        let uri = code.uri(Some("ws://127.0.0.1:9/a b&c"));
         assert_eq!(
             PairingCode::parse(&uri),
             Ok((code, Some("ws://127.0.0.1:9/a b&c".to_owned())))
         );
+        assert_eq!(code.uri(None), "ferry-pair:417-orbit-velvet");
+        assert_eq!(PairingCode::parse(&code.uri(None)), Ok((code, None)));
     }
 
     #[test]

@@ -31,7 +31,9 @@
 //! ```
 //!
 //! [`Session`] is the whole exchange without any I/O: frames in, frames and messages out. The
-//! command line moves its frames through the relay; the tests move them through a hostile one.
+//! command line moves its frames through the relay, or over one TCP connection on the LAN
+//! where the two devices meet by mDNS ([`LAN_SERVICE_TYPE`], [`lan_instance`]); the tests
+//! move them through hostile ones.
 
 mod code;
 mod frame;
@@ -73,6 +75,17 @@ pub fn topic(nameplate: u16) -> TopicId {
     hash.update([0]);
     hash.update(format!("{:03}", nameplate % 1000).as_bytes());
     TopicId(hash.finalize().into())
+}
+
+/// The mDNS service type under which a device that shows a code waits on its network, for
+/// pairing without a relay.
+pub const LAN_SERVICE_TYPE: &str = "_ferry-pair._tcp.local.";
+
+/// The mDNS instance name (and host name, before `.local.`) of the meeting place of
+/// `nameplate` on a LAN: the first 8 bytes of its [`topic`] in lowercase hex. Like the topic,
+/// it names the nameplate and nothing else.
+pub fn lan_instance(nameplate: u16) -> String {
+    hex::encode(&topic(nameplate).0[..8])
 }
 
 /// Why a pairing attempt ended. Every variant ends it: a code is used once.

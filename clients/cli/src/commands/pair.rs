@@ -1,23 +1,28 @@
 //! `ferry pair` and `ferry join` with a code: the two ends of pairing, moving the frames of a
-//! [`Session`] through the relay.
+//! [`Session`] through the relay, over the LAN, or both, whichever answers first.
 //!
 //! ```text
 //! ferry pair (offer)                                   ferry join (join)
 //! code + QR shown ── person reads it ──▶ code typed
-//! Channel: subscribe H(nameplate), publish the session's frames, again every 2 s
+//! Channel: relay topic H(nameplate), republished every 2 s ┐ both when both are on;
+//!          LAN meeting place by mDNS, one TCP connection   ┘ frames from either count
 //! ◀──────────────── confirmation both ways ─────────────────▶
 //! Reply (id, name, keys) ◀──── attest it (`devices vouch`, here or in the agent)
 //! Bundle (key, storage, credentials, relay) ────▶ setup::install, then Outcome ──▶ "joined"
 //!                                                  first sync
 //! ```
 //!
-//! Whatever ends an attempt early (a wrong code, a crowd, expiry, a damaged frame) is told to
-//! the other side with an abort frame, and nothing is written on the joining device.
+//! The relay is the one given, configured, or carried by the code; the LAN is used wherever
+//! mDNS discovery is on (`lan.enabled`, `lan.discovery`), so that two devices on one network
+//! pair with no relay at all, or with one that cannot be reached. Whatever ends an attempt early
+//! (a wrong code, a crowd, expiry, a damaged frame) is told to the other side with an abort
+//! frame, and nothing is written on the joining device.
 
 use std::fmt;
 use std::io::{IsTerminal, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ferry_lan::{Meeting, MeetingConfig};
 use ferry_protocol::pairing::{
     self, AbortReason, Bundle, Message, Outcome, PairingCode, PairingError, Progress, Reply, Role,
     Session,
@@ -27,7 +32,7 @@ use ferry_relay_client::{ClientConfig, Delivery, RelayClient, State};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::cli::{DataCommand, DevicesAction, JoinArgs, PairArgs};
 use crate::commands::devices::Vouched;
@@ -48,53 +53,180 @@ const EXCHANGE: Duration = Duration::from_secs(120);
 /// How long to wait for the relay to take the connection.
 const CONNECT: Duration = Duration::from_secs(10);
 
-/// How long a side waits for its last frames to reach the relay before it exits.
+/// How long a side waits for its last frames to go out before it exits.
 const FLUSH: Duration = Duration::from_secs(2);
 
-/// One side's session, connected to the relay topic of its code.
-struct Channel {
+/// Where a side looks for the other: a relay, the LAN, or both.
+struct Paths {
+    relay: Option<String>,
+    lan: Option<MeetingConfig>,
+}
+
+impl Paths {
+    /// The relay to pair through (the one given, else the code's, else the configured one)
+    /// and the LAN where discovery is on; at least one of them.
+    fn choose(
+        given: Option<&str>,
+        from_code: Option<String>,
+        config: &Config,
+    ) -> Result<Paths, Failure> {
+        let relay = given
+            .map(str::to_owned)
+            .or(from_code)
+            .or_else(|| config.settings.relay.clone());
+        let settings = &config.settings;
+        let lan = (settings.lan_enabled && settings.lan_discovery).then(MeetingConfig::default);
+        if relay.is_none() && lan.is_none() {
+            return Err(Failure::usage(
+                "no relay configured, and LAN discovery is off (`lan.enabled` or \
+                 `lan.discovery` is false): give `--relay URL` (the relay the other device \
+                 uses; its QR code carries it), or turn discovery on to pair on this network",
+            ));
+        }
+        Ok(Paths { relay, lan })
+    }
+
+    /// Where the other device should be, for messages: "through the relay at X and on this
+    /// network".
+    fn described(&self) -> String {
+        match (&self.relay, &self.lan) {
+            (Some(relay), Some(_)) => format!("through the relay at {relay} and on this network"),
+            (Some(relay), None) => format!("through the relay at {relay}"),
+            (None, _) => "on this network (no relay is configured)".to_owned(),
+        }
+    }
+}
+
+/// A relay topic carrying the session's frames.
+struct RelayPath {
+    url: String,
     client: RelayClient,
     deliveries: mpsc::Receiver<Delivery>,
     topic: TopicId,
-    session: Session,
-    /// How many of the session's frames were published.
-    published: usize,
-    next_republish: Instant,
-    /// Times this side published something new: with the answers, its relay round trips.
-    bursts: u32,
+    /// Until when the relay may take to connect before the person is told it cannot be
+    /// reached (`None` once connected or told).
+    connect_by: Option<Instant>,
 }
 
-impl Channel {
-    async fn open(relay: &str, code: &PairingCode, role: Role) -> Result<Channel, Failure> {
-        let session = Session::new(role, code).map_err(failure)?;
+impl RelayPath {
+    async fn open(url: &str, code: &PairingCode, wait: bool) -> Result<RelayPath, Failure> {
         let (client, deliveries) = RelayClient::start(ClientConfig {
             connect_timeout: CONNECT,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
-            ..ClientConfig::new(relay)
+            ..ClientConfig::new(url)
         })
         .map_err(|e| Failure::usage(e.to_string()))?;
         let topic = pairing::topic(code.nameplate());
+        // Subscribing goes before any publish on the one connection, so no answer is missed.
         client
             .subscribe(topic)
             .map_err(|e| Failure::new(e.to_string()))?;
-        // Publishing before the subscription is confirmed could miss an answer.
-        let mut status = client.watch();
-        let connected = timeout(CONNECT, status.wait_for(|s| s.state == State::Connected)).await;
-        if !matches!(connected, Ok(Ok(_))) {
-            let why = client
-                .status()
-                .last_error
-                .unwrap_or_else(|| "no answer".into());
-            return Err(Failure::new(format!(
-                "cannot reach the relay at {relay} ({why}); check the URL, or give another \
-                 with --relay"
-            )));
-        }
-        let mut channel = Channel {
+        let path = RelayPath {
+            url: url.to_owned(),
             client,
             deliveries,
             topic,
+            connect_by: Some(Instant::now() + CONNECT),
+        };
+        if wait {
+            let mut status = path.client.watch();
+            let connected =
+                timeout(CONNECT, status.wait_for(|s| s.state == State::Connected)).await;
+            if !matches!(connected, Ok(Ok(_))) {
+                return Err(Failure::new(format!(
+                    "cannot reach the relay at {url} ({}); check the URL, or give another \
+                     with --relay",
+                    path.unreachable_because()
+                )));
+            }
+        }
+        Ok(path)
+    }
+
+    fn unreachable_because(&self) -> String {
+        self.client
+            .status()
+            .last_error
+            .unwrap_or_else(|| "no answer".into())
+    }
+
+    fn publish(&self, frame: Vec<u8>) -> Result<(), Failure> {
+        self.client
+            .publish(self.topic, frame)
+            .map_err(|e| Failure::new(e.to_string()))
+    }
+}
+
+/// The LAN meeting place carrying the session's frames.
+struct LanPath {
+    meeting: Meeting,
+    frames: mpsc::Receiver<Vec<u8>>,
+}
+
+impl LanPath {
+    async fn open(
+        config: &MeetingConfig,
+        code: &PairingCode,
+        role: Role,
+    ) -> Result<LanPath, ferry_lan::LanError> {
+        let (meeting, frames) = match role {
+            Role::Offer => Meeting::host(code.nameplate(), config).await?,
+            Role::Join => Meeting::seek(code.nameplate(), config)?,
+        };
+        Ok(LanPath { meeting, frames })
+    }
+}
+
+/// What a side heard while it waited.
+enum Heard {
+    Frame(Vec<u8>),
+    RelayStopped,
+    LanStopped,
+    Republish,
+    RelayLate,
+    Deadline,
+}
+
+/// One side's session, on the relay topic of its code, its LAN meeting place, or both.
+struct Channel {
+    relay: Option<RelayPath>,
+    lan: Option<LanPath>,
+    session: Session,
+    /// How many of the session's frames were published.
+    published: usize,
+    next_republish: Instant,
+    /// Times this side published something new: with the answers, its round trips.
+    bursts: u32,
+}
+
+impl Channel {
+    async fn open(paths: &Paths, code: &PairingCode, role: Role) -> Result<Channel, Failure> {
+        let session = Session::new(role, code).map_err(failure)?;
+        let lan = match &paths.lan {
+            Some(config) => match LanPath::open(config, code, role).await {
+                Ok(lan) => Some(lan),
+                Err(error) if paths.relay.is_some() => {
+                    warn!(%error, "pairing goes through the relay only");
+                    None
+                }
+                Err(error) => {
+                    return Err(Failure::new(format!(
+                        "cannot pair on this network: {error}; give `--relay URL` to pair \
+                         through a relay"
+                    )));
+                }
+            },
+            None => None,
+        };
+        // With the LAN as well, a relay that cannot be reached is said, not fatal.
+        let relay = match &paths.relay {
+            Some(url) => Some(RelayPath::open(url, code, lan.is_none()).await?),
+            None => None,
+        };
+        let mut channel = Channel {
+            relay,
+            lan,
             session,
             published: 0,
             next_republish: Instant::now() + REPUBLISH,
@@ -104,57 +236,110 @@ impl Channel {
         Ok(channel)
     }
 
-    /// Publishes the frames not published yet.
+    /// Publishes the frames not published yet, on every path.
     fn publish_new(&mut self) -> Result<(), Failure> {
         let frames = &self.session.frames()[self.published..];
         if frames.is_empty() {
             return Ok(());
         }
         for frame in frames {
-            self.client
-                .publish(self.topic, frame.clone())
-                .map_err(|e| Failure::new(e.to_string()))?;
+            if let Some(relay) = &self.relay {
+                relay.publish(frame.clone())?;
+            }
+            if let Some(lan) = &self.lan {
+                lan.meeting.send(frame.clone());
+            }
         }
         self.published = self.session.frames().len();
         self.bursts += 1;
         Ok(())
     }
 
-    /// Publishes every frame again, for a side that may have missed them.
+    /// Publishes the new frames on every path, and the others again on the relay, for a side
+    /// that may have missed them (a LAN connection is given every frame when it opens).
     fn publish_all(&mut self) -> Result<(), Failure> {
-        for frame in self.session.frames() {
-            self.client
-                .publish(self.topic, frame.clone())
-                .map_err(|e| Failure::new(e.to_string()))?;
+        if let Some(relay) = &self.relay {
+            for frame in &self.session.frames()[..self.published] {
+                relay.publish(frame.clone())?;
+            }
         }
-        self.published = self.session.frames().len();
+        self.publish_new()?;
         self.next_republish = Instant::now() + REPUBLISH;
         Ok(())
+    }
+
+    /// The next thing heard on either path, or a timer.
+    async fn hear(&mut self, deadline: Instant) -> Heard {
+        let relay_late = self.relay.as_ref().and_then(|r| r.connect_by);
+        tokio::select! {
+            delivery = recv_relay(self.relay.as_mut()) => match delivery {
+                Some(delivery) => Heard::Frame(delivery.data),
+                None => Heard::RelayStopped,
+            },
+            frame = recv_lan(self.lan.as_mut()) => match frame {
+                Some(frame) => Heard::Frame(frame),
+                None => Heard::LanStopped,
+            },
+            () = sleep_until(self.next_republish), if self.relay.is_some() => Heard::Republish,
+            () = sleep_until(relay_late.unwrap_or(deadline)), if relay_late.is_some() => {
+                Heard::RelayLate
+            }
+            () = sleep_until(deadline) => Heard::Deadline,
+        }
     }
 
     /// Waits for the other side's next news, until `deadline` (then `None`). A frame that
     /// ends the attempt is answered with an abort and returned as the failure.
     async fn next(&mut self, deadline: Instant) -> Result<Option<Progress>, Failure> {
         loop {
-            tokio::select! {
-                delivery = self.deliveries.recv() => {
-                    let Some(delivery) = delivery else {
-                        return Err(Failure::new("the relay connection stopped"));
-                    };
-                    if delivery.topic != self.topic {
-                        continue;
-                    }
-                    let progress = match self.session.receive(&delivery.data) {
-                        Ok(progress) => progress,
-                        Err(error) => return Err(self.fail(error).await),
-                    };
-                    if progress.send_now {
-                        self.publish_all()?;
-                    }
-                    return Ok(Some(progress));
+            let frame = match self.hear(deadline).await {
+                Heard::Frame(frame) => frame,
+                Heard::RelayStopped if self.lan.is_some() => {
+                    self.relay = None;
+                    continue;
                 }
-                () = sleep_until(self.next_republish) => self.publish_all()?,
-                () = sleep_until(deadline) => return Ok(None),
+                Heard::RelayStopped => return Err(Failure::new("the relay connection stopped")),
+                Heard::LanStopped if self.relay.is_some() => {
+                    self.lan = None;
+                    continue;
+                }
+                Heard::LanStopped => return Err(Failure::new("pairing on this network stopped")),
+                Heard::Republish => {
+                    self.publish_all()?;
+                    continue;
+                }
+                Heard::RelayLate => {
+                    self.relay_late();
+                    continue;
+                }
+                Heard::Deadline => return Ok(None),
+            };
+            let progress = match self.session.receive(&frame) {
+                Ok(progress) => progress,
+                Err(error) => return Err(self.fail(error).await),
+            };
+            if progress.send_now {
+                self.publish_all()?;
+            }
+            return Ok(Some(progress));
+        }
+    }
+
+    /// Says once that the relay has not answered, when the LAN may still carry the pairing.
+    fn relay_late(&mut self) {
+        let Some(relay) = &mut self.relay else {
+            return;
+        };
+        relay.connect_by = None;
+        if relay.client.status().state != State::Connected {
+            let note = format!(
+                "cannot reach the relay at {} ({}); still waiting on this network",
+                relay.url,
+                relay.unreachable_because()
+            );
+            warn!("{note}");
+            if std::io::stderr().is_terminal() {
+                eprintln!("{note}");
             }
         }
     }
@@ -189,8 +374,48 @@ impl Channel {
     }
 
     async fn abort(&mut self, reason: AbortReason) {
-        let _ = self.client.publish(self.topic, self.session.abort(reason));
-        self.client.flush(FLUSH).await;
+        let frame = self.session.abort(reason);
+        if let Some(relay) = &self.relay {
+            let _ = relay.publish(frame.clone());
+        }
+        if let Some(lan) = &self.lan {
+            lan.meeting.send(frame);
+        }
+        self.flush().await;
+    }
+
+    /// Waits, at most [`FLUSH`], for what was published to go out on every path.
+    async fn flush(&self) {
+        let relay = async {
+            if let Some(relay) = &self.relay {
+                relay.client.flush(FLUSH).await;
+            }
+        };
+        let lan = async {
+            if let Some(lan) = &self.lan {
+                lan.meeting.flush(FLUSH).await;
+            }
+        };
+        tokio::join!(relay, lan);
+    }
+}
+
+async fn recv_relay(relay: Option<&mut RelayPath>) -> Option<Delivery> {
+    let Some(relay) = relay else {
+        return std::future::pending().await;
+    };
+    loop {
+        let delivery = relay.deliveries.recv().await?;
+        if delivery.topic == relay.topic {
+            return Some(delivery);
+        }
+    }
+}
+
+async fn recv_lan(lan: Option<&mut LanPath>) -> Option<Vec<u8>> {
+    match lan {
+        Some(lan) => lan.frames.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -268,15 +493,15 @@ async fn run_offer(
             config.user_file.display()
         )));
     };
-    let relay = relay_for_pairing(args.relay.as_deref(), None, config)?;
+    let paths = Paths::choose(args.relay.as_deref(), None, config)?;
     let url = device::parse_store(&store)?;
     let secrets = device::secrets(home, config);
     let key = device::sync_key(&secrets)?;
     let credentials = device::credentials_for(&url, config, &secrets)?;
 
     let code = PairingCode::generate()?;
-    let mut channel = Channel::open(&relay, &code, Role::Offer).await?;
-    let uri = code.uri(&relay);
+    let mut channel = Channel::open(&paths, &code, Role::Offer).await?;
+    let uri = code.uri(paths.relay.as_deref());
     let expires_at = SystemTime::now() + args.expires;
     events.say(
         &Event::Code {
@@ -289,9 +514,10 @@ async fn run_offer(
         format_args!(
             "Pairing code: {code}     (expires in {}; one try)\n{}\
              On the new device run `ferry join` and type the code (four letters of each word \
-             are enough).\nWaiting for the other device…\n",
+             are enough).\nWaiting for the other device {}…\n",
             humantime::format_duration(Duration::from_secs(args.expires.as_secs())),
             qr(&uri, args.no_qr || events.json),
+            paths.described(),
         ),
     );
 
@@ -335,7 +561,7 @@ async fn run_offer(
                     sync_key: *key.expose_bytes(),
                     store: store.clone(),
                     credentials: credentials.clone(),
-                    relay: Some(config.settings.relay.clone().unwrap_or(relay.clone())),
+                    relay: config.settings.relay.clone().or(paths.relay.clone()),
                     device,
                     name: by.name,
                 };
@@ -406,25 +632,6 @@ fn printable(name: &str) -> String {
     }
 }
 
-/// The relay to pair through: the one given, else the code's (from its QR text), else the
-/// configured one.
-fn relay_for_pairing(
-    given: Option<&str>,
-    from_code: Option<String>,
-    config: &Config,
-) -> Result<String, Failure> {
-    given
-        .map(str::to_owned)
-        .or(from_code)
-        .or_else(|| config.settings.relay.clone())
-        .ok_or_else(|| {
-            Failure::usage(
-                "no relay configured: give `--relay URL` (the relay the other device uses; its \
-                 QR code carries it)",
-            )
-        })
-}
-
 /// The QR code of `uri` for a terminal, or nothing.
 fn qr(uri: &str, off: bool) -> String {
     if off || std::env::var("FERRY_QR").is_ok_and(|v| v == "0") || !std::io::stdout().is_terminal()
@@ -464,7 +671,7 @@ pub(crate) async fn join(
     };
     let (code, relay_in_code) =
         PairingCode::parse(&typed).map_err(|e| Failure::usage(e.to_string()))?;
-    let relay = relay_for_pairing(args.relay.as_deref(), relay_in_code, &config)?;
+    let paths = Paths::choose(args.relay.as_deref(), relay_in_code, &config)?;
     let started = Instant::now();
     let identity = Identity::generate()?;
     let device_id = DeviceId::generate()?;
@@ -474,7 +681,7 @@ pub(crate) async fn join(
         .or_else(|| config.settings.device_name.clone())
         .unwrap_or_else(setup::default_name);
 
-    let mut channel = Channel::open(&relay, &code, Role::Join).await?;
+    let mut channel = Channel::open(&paths, &code, Role::Join).await?;
     if std::io::stderr().is_terminal() && !out.json {
         eprintln!("Waiting for the device that shows the code…");
     }
@@ -486,10 +693,11 @@ pub(crate) async fn join(
                 "the other device stopped answering; run `ferry pair` there again".to_owned()
             } else {
                 format!(
-                    "no device answered the code within {}: it may have expired or been used \
-                     already, or the other device uses another relay than {relay}; run `ferry \
-                     pair` there again",
-                    humantime::format_duration(args.wait)
+                    "no device answered the code within {} ({}): it may have expired or been \
+                     used already, or the other device is elsewhere (another relay, another \
+                     network); run `ferry pair` there again",
+                    humantime::format_duration(args.wait),
+                    paths.described(),
                 )
             }));
         };
@@ -509,7 +717,7 @@ pub(crate) async fn join(
 
     let setup = Setup {
         store: bundle.store.clone(),
-        relay: bundle.relay.clone().or(Some(relay)),
+        relay: bundle.relay.clone().or(paths.relay.clone()),
         name: Some(name),
         key: KeySource::Paired(SyncKey::from_bytes(bundle.sync_key)),
         code: ShowCode::Print,
@@ -539,7 +747,7 @@ pub(crate) async fn join(
         elapsed_ms = started.elapsed().as_millis() as u64,
         round_trips, "paired: key installed and repository opened"
     );
-    channel.client.flush(FLUSH).await;
+    channel.flush().await;
     let done: SetUp = setup::first_sync(device, done).await?;
     out.report(&done);
     Ok(())

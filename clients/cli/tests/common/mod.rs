@@ -211,7 +211,18 @@ impl Device {
         input: Option<&[u8]>,
         extra: &[(&'static str, String)],
     ) -> Ran {
-        let mut command = self.command_with(args, extra);
+        self.run_in(None, args, input, extra)
+    }
+
+    /// [`Device::run_full`], inside `host`'s network namespace when given.
+    pub fn run_in(
+        &self,
+        host: Option<&netns::Host>,
+        args: &[&str],
+        input: Option<&[u8]>,
+        extra: &[(&'static str, String)],
+    ) -> Ran {
+        let mut command = self.command_in(host, args, extra);
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -1,0 +1,497 @@
+//! Pairing on the LAN: the device that shows a code waits at a meeting place named after the
+//! code's nameplate ([`Meeting::host`]); the device that types the code finds it by mDNS and
+//! connects ([`Meeting::seek`]); the pairing frames then travel over that TCP connection as
+//! they would over the nameplate's relay topic.
+//!
+//! ```text
+//! host: listen on a free port, announce <lan_instance(nameplate)>._ferry-pair._tcp.local.
+//! seek: browse _ferry-pair._tcp.local. ─▶ that instance ─▶ connect
+//! both: [len u16 BE ‖ pairing frame]*  (every frame sent so far, then each new one)
+//! ```
+//!
+//! The frames protect themselves (SPAKE2, key confirmation, sealing), so the connection adds no
+//! encryption of its own: it is a relay topic with the two devices on it. Like a topic, the
+//! place is open to anyone on the network. A connection that sends anything but pairing frames
+//! (of any version, so that the session can say which device to upgrade), or nothing within
+//! [`FIRST_FRAME`], is closed before the session sees it; one that sends well-formed frames with
+//! a wrong code gets the one guess a relay would give it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_protocol::pairing::{self, LAN_SERVICE_TYPE};
+use ferry_protocol::relay::wire::MAX_DATA;
+use mdns_sd::{ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::debug;
+
+use crate::LanError;
+use crate::discovery::daemon;
+
+/// How long a new connection has to send its first well-formed frame.
+pub const FIRST_FRAME: Duration = Duration::from_secs(5);
+
+/// How many connections the host keeps at once; more are closed as they come.
+const MAX_CONNECTIONS: usize = 8;
+
+/// How long one connection attempt of the seeking side may take.
+const CONNECT: Duration = Duration::from_secs(3);
+
+/// How often the seeking side tries the addresses of a place it found before it gives up on
+/// that announcement.
+const ATTEMPTS: u32 = 5;
+
+/// How long one write may take before the connection is given up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the meeting runs mDNS.
+#[derive(Debug, Clone)]
+pub struct MeetingConfig {
+    /// The mDNS port (5353; a test may use another so as not to meet the machine's own).
+    pub mdns_port: u16,
+    /// Announce, browse and listen on the loopback interface only (tests on one machine).
+    pub loopback_only: bool,
+}
+
+impl Default for MeetingConfig {
+    fn default() -> Self {
+        MeetingConfig {
+            mdns_port: 5353,
+            loopback_only: false,
+        }
+    }
+}
+
+/// One side of a pairing meeting on the LAN: stops announcing or browsing and closes its
+/// connections when dropped.
+pub struct Meeting {
+    commands: mpsc::UnboundedSender<Command>,
+    task: JoinHandle<()>,
+    daemon: ServiceDaemon,
+    local: Option<SocketAddr>,
+}
+
+impl Drop for Meeting {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = self.daemon.shutdown();
+    }
+}
+
+enum Command {
+    Send(Arc<[u8]>),
+    Flush(oneshot::Sender<()>),
+}
+
+impl Meeting {
+    /// Waits at the meeting place of `nameplate`: listens on a free port and announces it.
+    /// Frames from whoever connects arrive on the receiver.
+    pub async fn host(
+        nameplate: u16,
+        config: &MeetingConfig,
+    ) -> Result<(Meeting, mpsc::Receiver<Vec<u8>>), LanError> {
+        let ip = if config.loopback_only {
+            Ipv4Addr::LOCALHOST
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        };
+        let listener = TcpListener::bind((ip, 0))
+            .await
+            .map_err(|source| LanError::Listen { port: 0, source })?;
+        let local = listener.local_addr()?;
+        let daemon = daemon(config.mdns_port, config.loopback_only)?;
+        let instance = pairing::lan_instance(nameplate);
+        let host = format!("{instance}.local.");
+        let no_properties = None::<HashMap<String, String>>;
+        let info = if config.loopback_only {
+            ServiceInfo::new(
+                LAN_SERVICE_TYPE,
+                &instance,
+                &host,
+                IpAddr::from(ip),
+                local.port(),
+                no_properties,
+            )
+        } else {
+            ServiceInfo::new(
+                LAN_SERVICE_TYPE,
+                &instance,
+                &host,
+                (),
+                local.port(),
+                no_properties,
+            )
+            .map(ServiceInfo::enable_addr_auto)
+        };
+        let mut info = info.map_err(discovery_failed)?;
+        // As for the devices' own names (SPEC §10.1): no probing. A second place of the same
+        // nameplate on the network is a crowd, which the session ends anyway.
+        info.set_requires_probe(false);
+        daemon.register(info).map_err(discovery_failed)?;
+        let (hub, frames) = Hub::new();
+        let commands = hub.commands.clone();
+        let task = tokio::spawn(hub.run(Some(listener), None));
+        let meeting = Meeting {
+            commands,
+            task,
+            daemon,
+            local: Some(local),
+        };
+        Ok((meeting, frames))
+    }
+
+    /// Looks for the meeting place of `nameplate` and connects to it (to each, should the
+    /// network hold more than one). Frames from there arrive on the receiver.
+    pub fn seek(
+        nameplate: u16,
+        config: &MeetingConfig,
+    ) -> Result<(Meeting, mpsc::Receiver<Vec<u8>>), LanError> {
+        let daemon = daemon(config.mdns_port, config.loopback_only)?;
+        let browse = Browse {
+            events: daemon.browse(LAN_SERVICE_TYPE).map_err(discovery_failed)?,
+            instance: pairing::lan_instance(nameplate),
+        };
+        let (hub, frames) = Hub::new();
+        let commands = hub.commands.clone();
+        let task = tokio::spawn(hub.run(None, Some(browse)));
+        let meeting = Meeting {
+            commands,
+            task,
+            daemon,
+            local: None,
+        };
+        Ok((meeting, frames))
+    }
+
+    /// Sends `frame` on every connection, and on every one made later (first, with the frames
+    /// sent before it).
+    pub fn send(&self, frame: Vec<u8>) {
+        let _ = self.commands.send(Command::Send(frame.into()));
+    }
+
+    /// Waits until every frame sent so far has been written to every connection, at most
+    /// `limit`. True when they all went out: a short-lived program calls this before it exits.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let (done, written) = oneshot::channel();
+        if self.commands.send(Command::Flush(done)).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(limit, written).await, Ok(Ok(())))
+    }
+
+    /// Where the host listens (`None` for the seeking side).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+}
+
+fn discovery_failed(error: mdns_sd::Error) -> LanError {
+    LanError::Discovery(error.to_string())
+}
+
+/// What the seeking side browses for.
+struct Browse {
+    events: mdns_sd::Receiver<ServiceEvent>,
+    instance: String,
+}
+
+enum Internal {
+    /// A place was found and reached (or, with `None`, could not be).
+    Reached {
+        fullname: String,
+        stream: Option<TcpStream>,
+    },
+    Closed(u64),
+}
+
+enum Write {
+    Frame(Arc<[u8]>),
+    Flushed(oneshot::Sender<()>),
+}
+
+/// The frames sent so far and the connections they go to.
+struct Hub {
+    commands: mpsc::UnboundedSender<Command>,
+    commands_rx: mpsc::UnboundedReceiver<Command>,
+    internal: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    frames: mpsc::Sender<Vec<u8>>,
+    sent: Vec<Arc<[u8]>>,
+    connections: HashMap<u64, mpsc::UnboundedSender<Write>>,
+    next_id: u64,
+    /// Places found by the seeking side: reached, or being reached.
+    found: HashMap<String, bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Hub {
+    fn new() -> (Hub, mpsc::Receiver<Vec<u8>>) {
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (internal, internal_rx) = mpsc::unbounded_channel();
+        let (frames, frames_rx) = mpsc::channel(64);
+        let hub = Hub {
+            commands,
+            commands_rx,
+            internal,
+            internal_rx,
+            frames,
+            sent: Vec::new(),
+            connections: HashMap::new(),
+            next_id: 0,
+            found: HashMap::new(),
+            tasks: JoinSet::new(),
+        };
+        (hub, frames_rx)
+    }
+
+    async fn run(mut self, listener: Option<TcpListener>, mut browse: Option<Browse>) {
+        let mut browsing = browse.is_some();
+        loop {
+            tokio::select! {
+                command = self.commands_rx.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => return,
+                },
+                Some(internal) = self.internal_rx.recv() => self.internal(internal),
+                accepted = accept(listener.as_ref()) => match accepted {
+                    Ok((stream, addr)) => self.serve(stream, addr),
+                    Err(error) => debug!(%error, "pairing on the LAN: accept failed"),
+                },
+                found = found(browse.as_mut()), if browsing => match found {
+                    Some(service) => self.reach(&service),
+                    // The mDNS daemon stopped: no more places will be found.
+                    None => browsing = false,
+                },
+                Some(_) = self.tasks.join_next() => {}
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Send(frame) => {
+                for connection in self.connections.values() {
+                    let _ = connection.send(Write::Frame(Arc::clone(&frame)));
+                }
+                self.sent.push(frame);
+            }
+            Command::Flush(done) => {
+                let waits: Vec<oneshot::Receiver<()>> = self
+                    .connections
+                    .values()
+                    .filter_map(|connection| {
+                        let (flushed, wait) = oneshot::channel();
+                        connection.send(Write::Flushed(flushed)).ok().map(|()| wait)
+                    })
+                    .collect();
+                self.tasks.spawn(async move {
+                    for wait in waits {
+                        let _ = wait.await;
+                    }
+                    let _ = done.send(());
+                });
+            }
+        }
+    }
+
+    fn internal(&mut self, internal: Internal) {
+        match internal {
+            Internal::Reached {
+                fullname,
+                stream: Some(stream),
+            } => {
+                let addr = stream
+                    .peer_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                self.found.insert(fullname, true);
+                self.serve(stream, addr);
+            }
+            Internal::Reached {
+                fullname,
+                stream: None,
+            } => {
+                // Tried again when it is announced again.
+                self.found.remove(&fullname);
+            }
+            Internal::Closed(id) => {
+                self.connections.remove(&id);
+            }
+        }
+    }
+
+    /// Starts trying the addresses of a place the seeking side found.
+    fn reach(&mut self, service: &ResolvedService) {
+        if self.found.contains_key(&service.fullname) {
+            return;
+        }
+        let addrs: Vec<SocketAddr> = service
+            .get_addresses_v4()
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip.into(), service.port))
+            .collect();
+        // The IPv6 answer may come first; the place resolves again when its IPv4 one does.
+        if addrs.is_empty() {
+            return;
+        }
+        debug!(?addrs, "pairing on the LAN: found the meeting place");
+        self.found.insert(service.fullname.clone(), false);
+        let internal = self.internal.clone();
+        let fullname = service.fullname.clone();
+        self.tasks.spawn(async move {
+            let stream = connect(&addrs).await;
+            let _ = internal.send(Internal::Reached { fullname, stream });
+        });
+    }
+
+    /// Serves a new connection: every frame sent so far goes out first.
+    fn serve(&mut self, stream: TcpStream, addr: SocketAddr) {
+        if self.connections.len() >= MAX_CONNECTIONS {
+            debug!(%addr, "pairing on the LAN: too many connections, one refused");
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        debug!(%addr, "pairing on the LAN: connected");
+        let id = self.next_id;
+        self.next_id += 1;
+        let (writes, writes_rx) = mpsc::unbounded_channel();
+        for frame in &self.sent {
+            let _ = writes.send(Write::Frame(Arc::clone(frame)));
+        }
+        self.connections.insert(id, writes);
+        let frames = self.frames.clone();
+        let internal = self.internal.clone();
+        self.tasks.spawn(async move {
+            let (reader, writer) = stream.into_split();
+            let why = tokio::select! {
+                why = read(reader, frames) => why,
+                why = write(writer, writes_rx) => why,
+            };
+            debug!(%addr, why, "pairing on the LAN: a connection closed");
+            let _ = internal.send(Internal::Closed(id));
+        });
+    }
+}
+
+/// A future that never completes, of a type any branch can take.
+async fn idle() -> std::convert::Infallible {
+    std::future::pending().await
+}
+
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => match idle().await {},
+    }
+}
+
+/// The next place of the wanted instance the seeking side found; `None` when mDNS stopped.
+async fn found(browse: Option<&mut Browse>) -> Option<Box<ResolvedService>> {
+    let Browse { events, instance } = browse?;
+    loop {
+        match events.recv_async().await {
+            Ok(ServiceEvent::ServiceResolved(service)) => {
+                let name = service
+                    .fullname
+                    .strip_suffix(LAN_SERVICE_TYPE)
+                    .unwrap_or_default();
+                // An mDNS stack may add a suffix to resolve a clash: a second place of the
+                // nameplate is still that nameplate's (and a crowd).
+                if name.starts_with(instance.as_str()) {
+                    return Some(service);
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The first of `addrs` that takes a connection, trying them all a few times.
+async fn connect(addrs: &[SocketAddr]) -> Option<TcpStream> {
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+        }
+        for addr in addrs {
+            match tokio::time::timeout(CONNECT, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => return Some(stream),
+                Ok(Err(error)) => debug!(%addr, %error, "pairing on the LAN: cannot connect"),
+                Err(_) => debug!(%addr, "pairing on the LAN: connecting took too long"),
+            }
+        }
+    }
+    None
+}
+
+/// Hands each well-formed frame to the session; returns why the connection ended.
+async fn read(mut reader: OwnedReadHalf, frames: mpsc::Sender<Vec<u8>>) -> &'static str {
+    let mut first = true;
+    loop {
+        let frame = async {
+            let len = usize::from(reader.read_u16().await.ok()?);
+            if len == 0 || len > MAX_DATA {
+                return Some(Err("a frame length out of bounds"));
+            }
+            let mut frame = vec![0; len];
+            reader.read_exact(&mut frame).await.ok()?;
+            Some(Ok(frame))
+        };
+        let frame = if first {
+            match tokio::time::timeout(FIRST_FRAME, frame).await {
+                Ok(frame) => frame,
+                Err(_) => return "no frame in time",
+            }
+        } else {
+            frame.await
+        };
+        let frame = match frame {
+            None => return "closed by the other side",
+            Some(Err(why)) => return why,
+            Some(Ok(frame)) => frame,
+        };
+        // A frame of another version goes on: the session says which device to upgrade.
+        if let Err(error) = pairing::Frame::decode(&frame)
+            && !matches!(error, pairing::PairingError::Version { .. })
+        {
+            return "not a pairing frame";
+        }
+        first = false;
+        if frames.send(frame).await.is_err() {
+            return "the session ended";
+        }
+    }
+}
+
+/// Writes what it is given; returns why the connection ended.
+async fn write(
+    mut writer: OwnedWriteHalf,
+    mut writes: mpsc::UnboundedReceiver<Write>,
+) -> &'static str {
+    while let Some(write) = writes.recv().await {
+        match write {
+            Write::Frame(frame) => {
+                let Ok(len) = u16::try_from(frame.len()) else {
+                    continue;
+                };
+                let mut bytes = Vec::with_capacity(2 + frame.len());
+                bytes.extend_from_slice(&len.to_be_bytes());
+                bytes.extend_from_slice(&frame);
+                match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&bytes)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return "a write failed",
+                    Err(_) => return "a write took too long",
+                }
+            }
+            Write::Flushed(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+    "the meeting ended"
+}
