@@ -639,19 +639,26 @@ fn a_joiner_that_claims_a_known_device_is_refused_and_told() {
     ended(offer, &["registered already"]);
 }
 
-/// `ferry --json join` inside `host`, typing `typed`, with mDNS on the namespaces' LAN.
+/// `ferry --json join` inside `host`, typing `typed`, with mDNS on the namespaces' LAN (and a
+/// log that says where it met the other device).
 fn join_on_lan(host: &netns::Host, device: &Device, typed: &str) -> Ran {
+    let mut env = on_lan();
+    env.push(("FERRY_LOG", "debug".to_owned()));
     device.run_in(
         Some(host),
         &["--json", "join", "--name", "desktop", "--wait", "20s"],
         Some(format!("{typed}\n").as_bytes()),
-        &on_lan(),
+        &env,
     )
 }
 
-/// Discovery on, at the default mDNS port: inside test namespaces only.
+/// Discovery on, at the default mDNS port, and the default LAN ports (pairing on 47292):
+/// inside test namespaces only.
 fn on_lan() -> Vec<(&'static str, String)> {
-    vec![("FERRY_LAN_DISCOVERY", "true".to_owned())]
+    vec![
+        ("FERRY_LAN_DISCOVERY", "true".to_owned()),
+        ("FERRY_LAN_PORT", "47291".to_owned()),
+    ]
 }
 
 /// Two machines on a LAN of their own, with no relay anywhere: the code shown on one is typed
@@ -696,6 +703,9 @@ fn with_no_relay_two_devices_pair_on_their_lan() {
 
     let offer = Offer::start_in(Some(host_a), &laptop, &["--no-qr"], &on_lan());
     let joined = join_on_lan(host_b, &desktop, &offer.parsed().short()).ok();
+    // At the documented port, for firewalls.
+    let place = format!("connected addr={}:47292", host_a.addr());
+    assert!(joined.stderr.contains(&place), "{}", joined.stderr);
     let answer: Value = serde_json::from_str(joined.stdout.trim()).unwrap();
     assert_eq!(answer["key_id"], made["key_id"]);
     assert_eq!(answer["store"], storage.url.as_str());

@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 
 pub use error::LanError;
 pub use ferry_protocol::lan;
-pub use meeting::{FIRST_FRAME, Meeting, MeetingConfig};
+pub use meeting::{FIRST_FRAME, Meeting, MeetingConfig, PAIRING_PORT};
 
 use supervisor::{Command, Shared};
 

@@ -21,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_protocol::lan::DEFAULT_PORT;
 use ferry_protocol::pairing::{self, LAN_SERVICE_TYPE};
 use ferry_protocol::relay::wire::MAX_DATA;
 use mdns_sd::{ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
@@ -33,6 +34,9 @@ use tracing::debug;
 
 use crate::LanError;
 use crate::discovery::daemon;
+
+/// The port a device that shows a code listens on by default: the one after the agent's.
+pub const PAIRING_PORT: u16 = DEFAULT_PORT + 1;
 
 /// How long a new connection has to send its first well-formed frame.
 pub const FIRST_FRAME: Duration = Duration::from_secs(5);
@@ -50,9 +54,12 @@ const ATTEMPTS: u32 = 5;
 /// How long one write may take before the connection is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where the meeting runs mDNS.
+/// Where the meeting listens and runs mDNS.
 #[derive(Debug, Clone)]
 pub struct MeetingConfig {
+    /// The port the host listens on, for firewalls ([`PAIRING_PORT`]); a free one when it is
+    /// taken, or 0.
+    pub port: u16,
     /// The mDNS port (5353; a test may use another so as not to meet the machine's own).
     pub mdns_port: u16,
     /// Announce, browse and listen on the loopback interface only (tests on one machine).
@@ -62,6 +69,7 @@ pub struct MeetingConfig {
 impl Default for MeetingConfig {
     fn default() -> Self {
         MeetingConfig {
+            port: PAIRING_PORT,
             mdns_port: 5353,
             loopback_only: false,
         }
@@ -90,7 +98,8 @@ enum Command {
 }
 
 impl Meeting {
-    /// Waits at the meeting place of `nameplate`: listens on a free port and announces it.
+    /// Waits at the meeting place of `nameplate`: listens on the configured port (or a free
+    /// one) and announces it.
     /// Frames from whoever connects arrive on the receiver.
     pub async fn host(
         nameplate: u16,
@@ -101,9 +110,14 @@ impl Meeting {
         } else {
             Ipv4Addr::UNSPECIFIED
         };
-        let listener = TcpListener::bind((ip, 0))
-            .await
-            .map_err(|source| LanError::Listen { port: 0, source })?;
+        let listener = match TcpListener::bind((ip, config.port)).await {
+            Ok(listener) => listener,
+            // Another pairing on this machine, or another program: any port will do, where
+            // the firewall lets it in.
+            Err(_) => TcpListener::bind((ip, 0))
+                .await
+                .map_err(|source| LanError::Listen { port: 0, source })?,
+        };
         let local = listener.local_addr()?;
         let daemon = daemon(config.mdns_port, config.loopback_only)?;
         let instance = pairing::lan_instance(nameplate);

@@ -19,6 +19,7 @@ fn config() -> MeetingConfig {
         .unwrap()
         .port();
     MeetingConfig {
+        port: 0,
         mdns_port,
         loopback_only: true,
     }

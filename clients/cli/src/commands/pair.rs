@@ -75,7 +75,14 @@ impl Paths {
             .or(from_code)
             .or_else(|| config.settings.relay.clone());
         let settings = &config.settings;
-        let lan = (settings.lan_enabled && settings.lan_discovery).then(MeetingConfig::default);
+        // The port after the agent's (a free one where the agent's is free-floating too).
+        let lan = (settings.lan_enabled && settings.lan_discovery).then(|| MeetingConfig {
+            port: match settings.lan_port {
+                0 => 0,
+                port => port.saturating_add(1),
+            },
+            ..MeetingConfig::default()
+        });
         if relay.is_none() && lan.is_none() {
             return Err(Failure::usage(
                 "no relay configured, and LAN discovery is off (`lan.enabled` or \
