@@ -1,15 +1,18 @@
 //! How long pairing takes, with real parts: a relay and a repository on 127.0.0.1, and two
 //! `ferry` processes (built with the bench profile) per pairing, `ferry pair` on a device that
-//! is set up and `ferry join` on a new one.
+//! is set up and `ferry join` on a new one. With `--path lan` there is no relay: the two run in
+//! two network namespaces on a LAN of their own (root only) and meet there by mDNS, on a folder
+//! store both see.
 //!
 //! ```text
 //! cargo bench -p ferry --bench pairing                                # 50 pairings, S3
 //! cargo bench -p ferry --bench pairing -- --pairings 200 --store folder
+//! cargo bench -p ferry --bench pairing -- --path lan
 //! ```
 //!
 //! The figure is the joining device's own: from the moment it has the code (before it dials
-//! the relay) to the moment the key is installed and the repository opened, the first fetch
-//! excluded, as `ferry join` logs it, with the relay round trips it waited for.
+//! the relay or browses) to the moment the key is installed and the repository opened, the
+//! first fetch excluded, as `ferry join` logs it, with the round trips it waited for.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -18,7 +21,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Device, relay, storage};
+use common::{Backend, Device, netns, relay, storage};
 
 /// The pairing figures.
 #[derive(clap::Parser)]
@@ -26,47 +29,53 @@ struct Options {
     /// Pairings timed.
     #[arg(long, default_value_t = 50)]
     pairings: usize,
-    /// The repository's store: s3, webdav or folder.
+    /// The repository's store: s3, webdav or folder (always folder on the LAN).
     #[arg(long, default_value = "s3")]
     store: String,
+    /// Where the devices meet: relay, or lan (two network namespaces, no relay).
+    #[arg(long, default_value = "relay")]
+    path: String,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
 }
 
 fn main() {
-    let options = <Options as clap::Parser>::parse();
+    let mut options = <Options as clap::Parser>::parse();
+    let on_lan = options.path == "lan";
+    let network = on_lan.then(|| netns::Network::create(2).expect("--path lan needs root"));
+    let hosts = network.as_ref().map(|n| (n.host(0), n.host(1)));
+    if on_lan {
+        options.store = "folder".into();
+    }
     let backend = match options.store.as_str() {
         "folder" => Backend::Folder,
         "webdav" => Backend::WebDav,
         _ => Backend::S3,
     };
     let storage = storage(backend);
-    let relay = relay(&storage);
+    let relay = (!on_lan).then(|| relay(&storage));
+    let relay_url = relay.as_ref().map(|r| r.url());
     let laptop = Device::new();
-    laptop
-        .run_full(
-            &[
-                "init",
-                "--store",
-                &storage.url,
-                "--relay",
-                &relay.url(),
-                "--name",
-                "laptop",
-            ],
-            None,
-            &storage.env,
-        )
-        .ok();
+    let mut init = vec!["init", "--store", &storage.url, "--name", "laptop"];
+    init.extend(relay_url.iter().flat_map(|url| ["--relay", url.as_str()]));
+    laptop.run_full(&init, None, &storage.env).ok();
     laptop.run(&["copy", "history"]).ok();
 
     let mut joins = Vec::new();
     let mut whole = Vec::new();
     let mut trips = Vec::new();
+    let env: Vec<(&'static str, String)> = if on_lan {
+        vec![
+            ("FERRY_LAN_DISCOVERY", "true".into()),
+            ("FERRY_LAN_PORT", "47291".into()),
+        ]
+    } else {
+        Vec::new()
+    };
     for _ in 0..options.pairings {
         let mut offer = laptop
-            .command(&["--json", "pair"])
+            .command_in(hosts.map(|h| h.0), &["--json", "pair"], &env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -79,10 +88,14 @@ fn main() {
 
         let desktop = Device::new();
         let started = Instant::now();
+        let mut join = vec!["join"];
+        join.extend(relay_url.iter().flat_map(|url| ["--relay", url.as_str()]));
         let ran = desktop
-            .run_with_input(
-                &["join", "--relay", &relay.url()],
+            .run_in(
+                hosts.map(|h| h.1),
+                &join,
                 Some(format!("{code}\n").as_bytes()),
+                &env,
             )
             .ok();
         whole.push(started.elapsed());
@@ -106,8 +119,13 @@ fn main() {
     whole.sort();
     trips.sort();
     let at = |list: &[Duration], q: f64| list[((list.len() - 1) as f64 * q).round() as usize];
+    let path = if on_lan {
+        "on a LAN of two network namespaces, no relay"
+    } else {
+        "over a relay on 127.0.0.1"
+    };
     println!(
-        "pairing over a relay on 127.0.0.1, {} store, {} pairings:",
+        "pairing {path}, {} store, {} pairings:",
         options.store, options.pairings
     );
     println!(
@@ -117,7 +135,7 @@ fn main() {
         joins.last().unwrap()
     );
     println!(
-        "  relay round trips: min {}, max {}",
+        "  round trips: min {}, max {}",
         trips.first().unwrap(),
         trips.last().unwrap()
     );

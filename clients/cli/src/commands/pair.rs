@@ -99,7 +99,7 @@ impl Paths {
         match (&self.relay, &self.lan) {
             (Some(relay), Some(_)) => format!("through the relay at {relay} and on this network"),
             (Some(relay), None) => format!("through the relay at {relay}"),
-            (None, _) => "on this network (no relay is configured)".to_owned(),
+            (None, _) => "on this network, with no relay configured".to_owned(),
         }
     }
 }
