@@ -87,6 +87,12 @@ fn main() {
         let code = first["code"].as_str().unwrap().to_owned();
 
         let desktop = Device::new();
+        if on_lan {
+            // A person takes longer than this to type the code; a machine that does not waits
+            // out mDNS's one-second pause between multicasts of a record (RFC 6762 §6), the
+            // place's announcement having just gone out.
+            std::thread::sleep(Duration::from_secs(1));
+        }
         let started = Instant::now();
         let mut join = vec!["join"];
         join.extend(relay_url.iter().flat_map(|url| ["--relay", url.as_str()]));

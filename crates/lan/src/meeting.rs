@@ -17,14 +17,15 @@
 //! a wrong code gets the one guess a relay would give it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_protocol::lan::DEFAULT_PORT;
 use ferry_protocol::pairing::{self, LAN_SERVICE_TYPE};
 use ferry_protocol::relay::wire::MAX_DATA;
-use mdns_sd::{ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
+use mdns_sd::{ResolvedService, ScopedIp, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -105,19 +106,7 @@ impl Meeting {
         nameplate: u16,
         config: &MeetingConfig,
     ) -> Result<(Meeting, mpsc::Receiver<Vec<u8>>), LanError> {
-        let ip = if config.loopback_only {
-            Ipv4Addr::LOCALHOST
-        } else {
-            Ipv4Addr::UNSPECIFIED
-        };
-        let listener = match TcpListener::bind((ip, config.port)).await {
-            Ok(listener) => listener,
-            // Another pairing on this machine, or another program: any port will do, where
-            // the firewall lets it in.
-            Err(_) => TcpListener::bind((ip, 0))
-                .await
-                .map_err(|source| LanError::Listen { port: 0, source })?,
-        };
+        let listener = listen(config).await?;
         let local = listener.local_addr()?;
         let daemon = daemon(config.mdns_port, config.loopback_only)?;
         let instance = pairing::lan_instance(nameplate);
@@ -128,7 +117,7 @@ impl Meeting {
                 LAN_SERVICE_TYPE,
                 &instance,
                 &host,
-                IpAddr::from(ip),
+                IpAddr::from(Ipv4Addr::LOCALHOST),
                 local.port(),
                 no_properties,
             )
@@ -205,6 +194,42 @@ impl Meeting {
     }
 }
 
+/// The host's listener: on the loopback interface for tests; else on every address, IPv6 and
+/// IPv4 alike where the machine has IPv6 (the seeker dials whichever address mDNS gives first),
+/// IPv4 alone where it has not. On the configured port, or any free one when it is taken
+/// (another pairing on this machine, or another program).
+async fn listen(config: &MeetingConfig) -> Result<TcpListener, LanError> {
+    let mut last = None;
+    for port in [config.port, 0] {
+        let bound = if config.loopback_only {
+            TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await
+        } else {
+            match dual_stack(port) {
+                Ok(listener) => Ok(listener),
+                Err(_) => TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).await,
+            }
+        };
+        match bound {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(LanError::Listen {
+        port: config.port,
+        source: last.unwrap_or_else(|| std::io::Error::other("no address to listen on")),
+    })
+}
+
+/// A listener on `[::]:port` that takes IPv4 connections too, whatever the system's default.
+fn dual_stack(port: u16) -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v6()?;
+    // The connections of a pairing that just ended may still linger on the port.
+    socket.set_reuseaddr(true)?;
+    socket2::SockRef::from(&socket).set_only_v6(false)?;
+    socket.bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))?;
+    socket.listen(16)
+}
+
 fn discovery_failed(error: mdns_sd::Error) -> LanError {
     LanError::Discovery(error.to_string())
 }
@@ -215,8 +240,15 @@ struct Browse {
     instance: String,
 }
 
+/// A place the seeking side found: the addresses it tried, and whether one answered.
+#[derive(Default)]
+struct Place {
+    tried: HashSet<SocketAddr>,
+    connected: bool,
+}
+
 enum Internal {
-    /// A place was found and reached (or, with `None`, could not be).
+    /// Some addresses of a place were tried: the connection one of them took, if any.
     Reached {
         fullname: String,
         stream: Option<TcpStream>,
@@ -239,8 +271,8 @@ struct Hub {
     sent: Vec<Arc<[u8]>>,
     connections: HashMap<u64, mpsc::UnboundedSender<Write>>,
     next_id: u64,
-    /// Places found by the seeking side: reached, or being reached.
-    found: HashMap<String, bool>,
+    /// Places found by the seeking side, by full name.
+    found: HashMap<String, Place>,
     tasks: JoinSet<()>,
 }
 
@@ -320,19 +352,17 @@ impl Hub {
                 fullname,
                 stream: Some(stream),
             } => {
-                let addr = stream
-                    .peer_addr()
-                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                self.found.insert(fullname, true);
-                self.serve(stream, addr);
+                let place = self.found.entry(fullname).or_default();
+                // Another address of the place may have answered first.
+                if !place.connected {
+                    place.connected = true;
+                    let addr = stream
+                        .peer_addr()
+                        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    self.serve(stream, addr);
+                }
             }
-            Internal::Reached {
-                fullname,
-                stream: None,
-            } => {
-                // Tried again when it is announced again.
-                self.found.remove(&fullname);
-            }
+            Internal::Reached { .. } => {}
             Internal::Closed(id) => {
                 self.connections.remove(&id);
             }
@@ -340,21 +370,23 @@ impl Hub {
     }
 
     /// Starts trying the addresses of a place the seeking side found.
+    /// Addresses a place resolves to arrive in parts (mDNS often answers with the IPv6 one
+    /// first): each new one is tried until one answers.
     fn reach(&mut self, service: &ResolvedService) {
-        if self.found.contains_key(&service.fullname) {
+        let place = self.found.entry(service.fullname.clone()).or_default();
+        if place.connected {
             return;
         }
         let addrs: Vec<SocketAddr> = service
-            .get_addresses_v4()
-            .into_iter()
-            .map(|ip| SocketAddr::new(ip.into(), service.port))
+            .get_addresses()
+            .iter()
+            .filter_map(|ip| socket_addr(ip, service.port))
+            .filter(|addr| place.tried.insert(*addr))
             .collect();
-        // The IPv6 answer may come first; the place resolves again when its IPv4 one does.
         if addrs.is_empty() {
             return;
         }
         debug!(?addrs, "pairing on the LAN: found the meeting place");
-        self.found.insert(service.fullname.clone(), false);
         let internal = self.internal.clone();
         let fullname = service.fullname.clone();
         self.tasks.spawn(async move {
@@ -423,6 +455,27 @@ async fn found(browse: Option<&mut Browse>) -> Option<Box<ResolvedService>> {
             Ok(_) => {}
             Err(_) => return None,
         }
+    }
+}
+
+/// Where to dial an address mDNS gave: an IPv6 link-local one on the interface it came from.
+fn socket_addr(ip: &ScopedIp, port: u16) -> Option<SocketAddr> {
+    match ip {
+        ScopedIp::V4(v4) => Some(SocketAddr::new((*v4.addr()).into(), port)),
+        ScopedIp::V6(v6) => {
+            let scope = if v6.addr().is_unicast_link_local() {
+                v6.scope_id().index
+            } else {
+                0
+            };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                *v6.addr(),
+                port,
+                0,
+                scope,
+            )))
+        }
+        _ => None,
     }
 }
 
