@@ -137,8 +137,7 @@ impl Meeting {
         // nameplate on the network is a crowd, which the session ends anyway.
         info.set_requires_probe(false);
         daemon.register(info).map_err(discovery_failed)?;
-        let (hub, frames) = Hub::new();
-        let commands = hub.commands.clone();
+        let (hub, commands, frames) = Hub::new();
         let task = tokio::spawn(hub.run(Some(listener), None));
         let meeting = Meeting {
             commands,
@@ -160,8 +159,7 @@ impl Meeting {
             events: daemon.browse(LAN_SERVICE_TYPE).map_err(discovery_failed)?,
             instance: pairing::lan_instance(nameplate),
         };
-        let (hub, frames) = Hub::new();
-        let commands = hub.commands.clone();
+        let (hub, commands, frames) = Hub::new();
         let task = tokio::spawn(hub.run(None, Some(browse)));
         let meeting = Meeting {
             commands,
@@ -263,7 +261,6 @@ enum Write {
 
 /// The frames sent so far and the connections they go to.
 struct Hub {
-    commands: mpsc::UnboundedSender<Command>,
     commands_rx: mpsc::UnboundedReceiver<Command>,
     internal: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
@@ -277,12 +274,13 @@ struct Hub {
 }
 
 impl Hub {
-    fn new() -> (Hub, mpsc::Receiver<Vec<u8>>) {
+    /// A hub, the sender of its commands (it stops when that is dropped), and the receiver of
+    /// the frames its connections bring.
+    fn new() -> (Hub, mpsc::UnboundedSender<Command>, mpsc::Receiver<Vec<u8>>) {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (internal, internal_rx) = mpsc::unbounded_channel();
         let (frames, frames_rx) = mpsc::channel(64);
         let hub = Hub {
-            commands,
             commands_rx,
             internal,
             internal_rx,
@@ -293,7 +291,7 @@ impl Hub {
             found: HashMap::new(),
             tasks: JoinSet::new(),
         };
-        (hub, frames_rx)
+        (hub, commands, frames_rx)
     }
 
     async fn run(mut self, listener: Option<TcpListener>, mut browse: Option<Browse>) {
@@ -307,7 +305,11 @@ impl Hub {
                 Some(internal) = self.internal_rx.recv() => self.internal(internal),
                 accepted = accept(listener.as_ref()) => match accepted {
                     Ok((stream, addr)) => self.serve(stream, addr),
-                    Err(error) => debug!(%error, "pairing on the LAN: accept failed"),
+                    Err(error) => {
+                        // Out of file descriptors and the like: let connections close first.
+                        debug!(%error, "pairing on the LAN: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 },
                 found = found(browse.as_mut()), if browsing => match found {
                     Some(service) => self.reach(&service),
