@@ -134,7 +134,8 @@ impl RelayPath {
             client,
             deliveries,
             topic,
-            connect_by: Some(Instant::now() + CONNECT),
+            // Only worth saying when the LAN may still carry the pairing (not waited for).
+            connect_by: (!wait).then(|| Instant::now() + CONNECT),
         };
         if wait {
             let mut status = path.client.watch();
