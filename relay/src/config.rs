@@ -1,7 +1,9 @@
 //! Every setting of the relay, in one place: flags, their `FERRY_RELAY_*` variables, defaults.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -27,7 +29,9 @@ pub enum SlowConsumer {
         small sealed hints; the relay forwards each hint to the topic's other subscribers. It keeps \
         nothing on disk, no history and no accounts, and sees only opaque bytes.\n\n\
         Endpoints: GET /v1/ws (WebSocket), GET /healthz, GET /metrics (Prometheus text).\n\
-        Durations take a unit: 500ms, 10s, 5m, 1h."
+        Durations take a unit: 500ms, 10s, 5m, 1h.\n\n\
+        Several relays behind one load balancer share publishes through a broker (--broker): \
+        Redis or NATS. The broker's password is read from FERRY_RELAY_BROKER_PASSWORD only."
 )]
 pub struct Config {
     /// Address to listen on. Port 0 picks a free port; the address is printed as
@@ -110,6 +114,120 @@ pub struct Config {
     /// The PEM private key for --tls-cert.
     #[arg(long, env = "FERRY_RELAY_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Share publishes with other relay instances through this broker:
+    /// redis://HOST:PORT, rediss://HOST:PORT (TLS), nats://HOST:PORT or tls://HOST:PORT.
+    /// A user name may be in the URL; the password never is (FERRY_RELAY_BROKER_PASSWORD).
+    #[arg(long, env = "FERRY_RELAY_BROKER", value_name = "URL", value_parser = BrokerUrlParser)]
+    pub broker: Option<BrokerUrl>,
+
+    /// Broker channel names start with this: relays with different namespaces on one broker
+    /// do not hear each other.
+    #[arg(long, env = "FERRY_RELAY_BROKER_NAMESPACE", default_value = defaults::BROKER_NAMESPACE)]
+    pub broker_namespace: String,
+
+    /// Publishes waiting for the broker; past this the oldest is dropped (and counted).
+    #[arg(long, env = "FERRY_RELAY_BROKER_QUEUE", default_value_t = defaults::BROKER_QUEUE)]
+    pub broker_queue: usize,
+
+    /// A PEM file of CA certificates to trust for the broker's TLS, besides the system's.
+    #[arg(long, env = "FERRY_RELAY_BROKER_CA", value_name = "PEM")]
+    pub broker_ca: Option<PathBuf>,
+
+    /// A NATS credentials file (.creds: user JWT and NKey seed) for the broker.
+    #[arg(long, env = "FERRY_RELAY_BROKER_CREDENTIALS", value_name = "FILE")]
+    pub broker_credentials: Option<PathBuf>,
+
+    /// The broker's password or token. Never a flag (a command line is visible to every user
+    /// of the machine): `ferry-relay` reads it from FERRY_RELAY_BROKER_PASSWORD.
+    #[arg(skip)]
+    pub broker_password: Option<Secret>,
+}
+
+/// A pub/sub engine that relay instances share publishes through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerUrl {
+    /// `redis://` or `rediss://` (TLS).
+    Redis(String),
+    /// `nats://` or `tls://` (TLS).
+    Nats(String),
+}
+
+impl BrokerUrl {
+    /// The URL as given (it holds no password).
+    pub fn as_str(&self) -> &str {
+        match self {
+            BrokerUrl::Redis(url) | BrokerUrl::Nats(url) => url,
+        }
+    }
+}
+
+impl FromStr for BrokerUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        // The messages never repeat the URL: a mistyped one may still hold a password.
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+            "that is not a broker URL: write redis://HOST:PORT or nats://HOST:PORT".to_owned()
+        })?;
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && userinfo.contains(':')
+        {
+            return Err(
+                "the broker URL holds a password, which every user of this machine can \
+                 read on a command line: remove it from the URL and set FERRY_RELAY_BROKER_PASSWORD"
+                    .into(),
+            );
+        }
+        if authority.rsplit('@').next().is_none_or(str::is_empty) {
+            return Err("the broker URL names no host".into());
+        }
+        match scheme {
+            "redis" | "rediss" => Ok(BrokerUrl::Redis(text.into())),
+            "nats" | "tls" => Ok(BrokerUrl::Nats(text.into())),
+            other => Err(format!(
+                "unknown broker \"{other}://\": use redis://, rediss://, nats:// or tls://"
+            )),
+        }
+    }
+}
+
+/// Parses `--broker` with errors that do not quote the value (clap's own would, password and
+/// all).
+#[derive(Clone)]
+struct BrokerUrlParser;
+
+impl clap::builder::TypedValueParser for BrokerUrlParser {
+    type Value = BrokerUrl;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<BrokerUrl, clap::Error> {
+        let refuse = |message: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid --broker: {message}\n"),
+            )
+            .with_cmd(command)
+        };
+        let text = value.to_str().ok_or_else(|| refuse("not UTF-8"))?;
+        text.parse().map_err(|message: String| refuse(&message))
+    }
+}
+
+/// A password that never shows in `Debug` output, logs or errors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// The defaults, shared by the flags and by [`Config::default`].
@@ -132,6 +250,10 @@ pub mod defaults {
     pub const BURST_PER_IP: f64 = 200.0;
     /// Messages queued per connection.
     pub const SEND_QUEUE: usize = 64;
+    /// The start of every broker channel name.
+    pub const BROKER_NAMESPACE: &str = "ferry-relay";
+    /// Publishes waiting for the broker.
+    pub const BROKER_QUEUE: usize = 4096;
 }
 
 impl Default for Config {
@@ -155,6 +277,12 @@ impl Default for Config {
             behind_proxy: false,
             tls_cert: None,
             tls_key: None,
+            broker: None,
+            broker_namespace: defaults::BROKER_NAMESPACE.into(),
+            broker_queue: defaults::BROKER_QUEUE,
+            broker_ca: None,
+            broker_credentials: None,
+            broker_password: None,
         }
     }
 }
@@ -194,6 +322,44 @@ mod tests {
         for bad in ["", "10", "s", "1.5s", "10d", "99999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn broker_urls_name_their_engine_and_never_a_password() {
+        assert_eq!(
+            "redis://cache:6379/2".parse(),
+            Ok(BrokerUrl::Redis("redis://cache:6379/2".into()))
+        );
+        assert!(matches!(
+            "rediss://relay@cache".parse(),
+            Ok(BrokerUrl::Redis(_))
+        ));
+        assert!(matches!(
+            "nats://[::1]:4222".parse(),
+            Ok(BrokerUrl::Nats(_))
+        ));
+        assert!(matches!(
+            "tls://nats.example:4222".parse(),
+            Ok(BrokerUrl::Nats(_))
+        ));
+        let password = "redis://user:hunter2@cache:6379".parse::<BrokerUrl>();
+        assert!(
+            password
+                .unwrap_err()
+                .contains("FERRY_RELAY_BROKER_PASSWORD")
+        );
+        assert!(":pw@cache".parse::<BrokerUrl>().is_err());
+        for bad in [
+            "",
+            "cache:6379",
+            "http://cache",
+            "redis://",
+            "nats://user@/x",
+        ] {
+            assert!(bad.parse::<BrokerUrl>().is_err(), "{bad}");
+        }
+        let secret = Secret("hunter2".into());
+        assert!(!format!("{secret:?}").contains("hunter2"));
     }
 
     #[test]

@@ -120,7 +120,9 @@ where
             shared.metrics.rejected(Rejected::AddressLimit);
             http::too_many_connections()
         }
-        Route::Health => plain(200, "ok\n"),
+        Route::Health if shared.metrics.broker.healthy() => plain(200, "ok\n"),
+        // Still 200: an instance without its broker serves its own devices.
+        Route::Health => plain(200, "degraded: broker unreachable\n"),
         Route::Metrics => {
             let body = shared.metrics.render();
             http::response(200, "text/plain; version=0.0.4", &body)
@@ -358,17 +360,7 @@ impl Session<'_> {
                 data,
                 reference,
             }) => {
-                let event = Event::Message { topic, data };
-                if let Some(json) = event.to_json() {
-                    let size = json.len() as u64;
-                    let fanout = self
-                        .shared
-                        .hub
-                        .publish(&topic, self.id, &Message::text(json));
-                    Metrics::add(&metrics.messages_out, fanout.delivered);
-                    Metrics::add(&metrics.bytes_out, fanout.delivered * size);
-                    Metrics::add(&metrics.dropped, fanout.dropped);
-                }
+                self.shared.publish(&topic, self.id, &data);
                 self.acknowledge(reference);
             }
         }

@@ -22,24 +22,27 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-#[derive(Default)]
-struct Queue {
-    messages: VecDeque<Message>,
+struct Queue<T> {
+    messages: VecDeque<T>,
     overflowed: bool,
 }
 
-/// Messages waiting to be written to one connection.
-pub(crate) struct Outbox {
-    queue: Mutex<Queue>,
+/// Messages waiting to be written to one connection (or, for the broker, publishes waiting to
+/// be sent to the other instances).
+pub(crate) struct Outbox<T = Message> {
+    queue: Mutex<Queue<T>>,
     ready: Notify,
     capacity: usize,
     policy: SlowConsumer,
 }
 
-impl Outbox {
+impl<T> Outbox<T> {
     pub(crate) fn new(capacity: usize, policy: SlowConsumer) -> Arc<Self> {
         Arc::new(Outbox {
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue {
+                messages: VecDeque::new(),
+                overflowed: false,
+            }),
             ready: Notify::new(),
             capacity: capacity.max(1),
             policy,
@@ -48,7 +51,7 @@ impl Outbox {
 
     /// Queues `message`; returns false when a message was dropped to make room or the queue
     /// overflowed.
-    pub(crate) fn push(&self, message: Message) -> bool {
+    pub(crate) fn push(&self, message: T) -> bool {
         let fitted = {
             let mut queue = lock(&self.queue);
             if queue.overflowed {
@@ -78,7 +81,7 @@ impl Outbox {
     }
 
     /// Takes everything queued. `Err` when the queue overflowed under the disconnect policy.
-    pub(crate) fn take(&self) -> Result<VecDeque<Message>, ()> {
+    pub(crate) fn take(&self) -> Result<VecDeque<T>, ()> {
         let mut queue = lock(&self.queue);
         if queue.overflowed {
             return Err(());

@@ -16,12 +16,16 @@
 //! total and per address, topics per connection, message size, message rate per connection and
 //! per address, handshake and idle time, queued messages per connection.
 //!
+//! Several instances behind one load balancer share publishes through a broker (Redis or NATS,
+//! [`broker`]); without one, an instance is complete on its own.
+//!
 //! What it does not do: store anything (no disk, no history, no accounts), read payloads, or
 //! guarantee delivery. Sync never depends on the relay: a device that misses a hint finds the
 //! data on its next poll.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod broker;
 pub mod config;
 mod connection;
 mod http;
@@ -43,11 +47,15 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{info, warn};
 
-pub use config::{Config, SlowConsumer};
+pub use config::{BrokerUrl, Config, Secret, SlowConsumer};
 
-use hub::Hub;
+use broker::{Broker, Engines};
+use ferry_protocol::TopicId;
+use ferry_protocol::relay::wire::Event;
+use hub::{ConnectionId, Hub};
 use limits::{AddressGuard, AddressKey, Addresses};
 use metrics::{Metrics, Rejected};
+use tokio_tungstenite::tungstenite::Message;
 
 /// Bytes the WebSocket layer keeps for reading; it grows to fit a larger frame (a `pub` is about
 /// 800 bytes) and idle connections keep only this. 4096 costs 3.8 KiB more per idle connection
@@ -71,6 +79,9 @@ pub enum RelayError {
         /// What went wrong.
         detail: String,
     },
+    /// The broker settings cannot be used.
+    #[error("cannot use the broker: {0}")]
+    Broker(String),
     /// The listening socket failed.
     #[error("the listening socket failed: {0}")]
     Io(#[from] io::Error),
@@ -83,12 +94,38 @@ pub(crate) struct Shared {
     hub: Hub,
     metrics: Arc<Metrics>,
     addresses: Arc<Addresses>,
+    broker: Option<Broker>,
     next_id: AtomicU64,
 }
 
 impl Shared {
     fn next_connection(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Hands `data` to every subscriber of `topic` on this instance but `from`.
+    fn deliver(&self, topic: &TopicId, from: ConnectionId, data: &[u8]) {
+        let event = Event::Message {
+            topic: *topic,
+            data: data.to_vec(),
+        };
+        let Some(json) = event.to_json() else {
+            return;
+        };
+        let size = json.len() as u64;
+        let fanout = self.hub.publish(topic, from, &Message::text(json));
+        let metrics = &self.metrics;
+        Metrics::add(&metrics.messages_out, fanout.delivered);
+        Metrics::add(&metrics.bytes_out, fanout.delivered * size);
+        Metrics::add(&metrics.dropped, fanout.dropped);
+    }
+
+    /// A client's publish: to this instance's subscribers, then to the other instances.
+    fn publish(&self, topic: &TopicId, from: ConnectionId, data: &[u8]) {
+        self.deliver(topic, from, data);
+        if let Some(broker) = &self.broker {
+            broker.publish(topic, data);
+        }
     }
 }
 
@@ -103,10 +140,11 @@ pub async fn run(
     serve(listener, config, tls, shutdown).await
 }
 
-/// Checks that the settings can be served (today: that the TLS files load), so that a binary can
-/// refuse to start before it binds.
+/// Checks that the settings can be served (the TLS files load, the broker's files read), so that
+/// a binary can refuse to start before it binds.
 pub fn check(config: &Config) -> Result<(), RelayError> {
-    tls_acceptor(config).map(drop)
+    tls_acceptor(config)?;
+    Engines::from_config(config).map(drop)
 }
 
 fn tls_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, RelayError> {
@@ -123,6 +161,10 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
     let metrics = Arc::new(Metrics::default());
+    let engine = Engines::from_config(&config)?;
+    let broker = engine
+        .as_ref()
+        .map(|_| Broker::new(&config, Arc::clone(&metrics)));
     let ws = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
@@ -138,9 +180,11 @@ async fn serve(
             config.burst_per_ip,
         ),
         metrics,
+        broker,
         next_id: AtomicU64::new(0),
         config,
     });
+    let driver = engine.map(|engine| AbortOnDrop(engine.spawn(Arc::clone(&shared))));
     let slots = Arc::new(Semaphore::new(shared.config.max_connections));
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -221,7 +265,18 @@ async fn serve(
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
         connections.shutdown().await;
     }
+    drop(driver);
     Ok(())
+}
+
+/// A task that stops when its handle is dropped (the broker driver ends with the relay, also
+/// when the relay's own task is aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn serve_tls(

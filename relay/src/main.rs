@@ -3,11 +3,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferry_relay::Config;
+use ferry_relay::{Config, Secret};
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let mut config = Config::parse();
+    // Read from the environment only: a command line is visible to every user of the machine.
+    config.broker_password = std::env::var("FERRY_RELAY_BROKER_PASSWORD")
+        .ok()
+        .filter(|password| !password.is_empty())
+        .map(Secret);
     tracing_subscriber::fmt()
         .with_max_level(log_level())
         .with_writer(std::io::stderr)

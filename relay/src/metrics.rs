@@ -2,7 +2,7 @@
 //! address.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Why the relay refused something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,70 @@ pub(crate) enum Budget {
     Address,
 }
 
+/// Why a publish between instances was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BrokerDrop {
+    /// The queue to the broker was full: the oldest publish made room.
+    QueueFull,
+    /// There was no broker connection to send it on.
+    Unreachable,
+    /// A broker message that is not an envelope.
+    Malformed,
+    /// A broker message longer than any envelope.
+    Oversized,
+}
+
+impl BrokerDrop {
+    const ALL: [BrokerDrop; 4] = [
+        BrokerDrop::QueueFull,
+        BrokerDrop::Unreachable,
+        BrokerDrop::Malformed,
+        BrokerDrop::Oversized,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            BrokerDrop::QueueFull => "queue_full",
+            BrokerDrop::Unreachable => "unreachable",
+            BrokerDrop::Malformed => "malformed",
+            BrokerDrop::Oversized => "oversized",
+        }
+    }
+}
+
+/// The broker's counters; shown only when the relay has a broker.
+#[derive(Default)]
+pub(crate) struct BrokerMetrics {
+    configured: AtomicBool,
+    connected: AtomicBool,
+    pub(crate) connects: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
+    pub(crate) published: AtomicU64,
+    pub(crate) received: AtomicU64,
+    dropped: [AtomicU64; BrokerDrop::ALL.len()],
+}
+
+impl BrokerMetrics {
+    pub(crate) fn configure(&self) {
+        self.configured.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+    }
+
+    /// False when a broker is configured and this instance is not connected to it.
+    pub(crate) fn healthy(&self) -> bool {
+        !self.configured.load(Ordering::Relaxed) || self.connected.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn dropped(&self, why: BrokerDrop, n: u64) {
+        if n > 0 {
+            Metrics::add(&self.dropped[why as usize], n);
+        }
+    }
+}
+
 /// The relay's counters and gauges.
 #[derive(Default)]
 pub(crate) struct Metrics {
@@ -99,6 +163,7 @@ pub(crate) struct Metrics {
     rejected: [AtomicU64; Rejected::ALL.len()],
     closed: [AtomicU64; Closed::ALL.len()],
     rate_limited: [AtomicU64; 2],
+    pub(crate) broker: BrokerMetrics,
 }
 
 impl Metrics {
@@ -128,11 +193,7 @@ impl Metrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(out, "# HELP ferry_relay_{name} {help}");
-            let _ = writeln!(out, "# TYPE ferry_relay_{name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "ferry_relay_{name}{labels} {value}");
-            }
+            write_metric(&mut out, name, kind, help, samples);
         };
         metric(
             "connections",
@@ -188,21 +249,12 @@ impl Metrics {
             "Messages dropped because a subscriber's send queue was full.",
             &[("", get(&self.dropped))],
         );
-        let rejected: Vec<(String, u64)> = Rejected::ALL
-            .iter()
-            .map(|r| {
-                (
-                    format!("{{reason=\"{}\"}}", r.label()),
-                    get(&self.rejected[*r as usize]),
-                )
-            })
-            .collect();
-        let rejected: Vec<(&str, u64)> = rejected.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        let rejected = by_reason(Rejected::ALL.map(Rejected::label), &self.rejected);
         metric(
             "rejections_total",
             "counter",
             "Frames and connections refused, by reason.",
-            &rejected,
+            &samples(&rejected),
         );
         metric(
             "rate_limited_total",
@@ -219,22 +271,77 @@ impl Metrics {
                 ),
             ],
         );
-        let closed: Vec<(String, u64)> = Closed::ALL
-            .iter()
-            .map(|c| {
-                (
-                    format!("{{reason=\"{}\"}}", c.label()),
-                    get(&self.closed[*c as usize]),
-                )
-            })
-            .collect();
-        let closed: Vec<(&str, u64)> = closed.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        let closed = by_reason(Closed::ALL.map(Closed::label), &self.closed);
         metric(
             "closed_total",
             "counter",
             "Connections the relay closed, by reason.",
-            &closed,
+            &samples(&closed),
         );
+        let broker = &self.broker;
+        if broker.configured.load(Ordering::Relaxed) {
+            metric(
+                "broker_connected",
+                "gauge",
+                "1 while this instance is connected to its broker, else 0.",
+                &[("", u64::from(broker.connected.load(Ordering::Relaxed)))],
+            );
+            metric(
+                "broker_connects_total",
+                "counter",
+                "Connections made to the broker (the first and every reconnection).",
+                &[("", get(&broker.connects))],
+            );
+            metric(
+                "broker_connect_failures_total",
+                "counter",
+                "Attempts to connect to the broker that failed (the log says why).",
+                &[("", get(&broker.connect_failures))],
+            );
+            metric(
+                "broker_published_total",
+                "counter",
+                "Publishes sent to the other instances through the broker.",
+                &[("", get(&broker.published))],
+            );
+            metric(
+                "broker_received_total",
+                "counter",
+                "Publishes received from other instances through the broker.",
+                &[("", get(&broker.received))],
+            );
+            let dropped = by_reason(BrokerDrop::ALL.map(BrokerDrop::label), &broker.dropped);
+            metric(
+                "broker_dropped_total",
+                "counter",
+                "Publishes between instances dropped, by reason.",
+                &samples(&dropped),
+            );
+        }
         out
     }
+}
+
+fn write_metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP ferry_relay_{name} {help}");
+    let _ = writeln!(out, "# TYPE ferry_relay_{name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "ferry_relay_{name}{labels} {value}");
+    }
+}
+
+/// One `{reason="..."}` sample per label, read from the counter at the same index.
+fn by_reason<const N: usize>(labels: [&str; N], counters: &[AtomicU64; N]) -> Vec<(String, u64)> {
+    labels
+        .iter()
+        .zip(counters)
+        .map(|(label, counter)| {
+            let value = counter.load(Ordering::Relaxed);
+            (format!("{{reason=\"{label}\"}}"), value)
+        })
+        .collect()
+}
+
+fn samples(labelled: &[(String, u64)]) -> Vec<(&str, u64)> {
+    labelled.iter().map(|(l, v)| (l.as_str(), *v)).collect()
 }

@@ -6,13 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ferry_protocol::relay::wire::{ErrorCode, Event, MAX_DATA, Request};
+use ferry_protocol::relay::wire::{ErrorCode, Event, Request};
 use ferry_relay::{Config, RunningRelay};
-use futures_util::SinkExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::client_async;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 #[tokio::test]
@@ -82,78 +80,7 @@ async fn each_bad_request_gets_its_error_code_and_the_connection_stays() {
         ..Config::default()
     })
     .await;
-    let mut peer = Peer::connect(&relay).await;
-
-    peer.send_text("{not json").await;
-    assert_eq!(peer.error().await, (ErrorCode::BadFrame, None));
-
-    peer.send_text(r#"{"type":"sub","topic":"nope","ref":3}"#)
-        .await;
-    assert_eq!(peer.error().await, (ErrorCode::BadFrame, Some(3)));
-
-    peer.send_text(r#"{"type":"hello","ref":4,"extra":true}"#)
-        .await;
-    assert_eq!(peer.error().await, (ErrorCode::UnknownType, Some(4)));
-
-    peer.send(Request::Publish {
-        topic: topic(1),
-        data: vec![0; MAX_DATA + 1],
-        reference: Some(5),
-    })
-    .await;
-    assert_eq!(peer.error().await, (ErrorCode::TooLarge, Some(5)));
-
-    peer.ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
-    assert_eq!(peer.error().await, (ErrorCode::BadFrame, None));
-
-    peer.subscribe(topic(1)).await;
-    peer.subscribe(topic(2)).await;
-    peer.subscribe(topic(2)).await; // already held: not counted twice
-    peer.send(Request::Subscribe {
-        topic: topic(3),
-        reference: Some(6),
-    })
-    .await;
-    assert_eq!(peer.error().await, (ErrorCode::TooManyTopics, Some(6)));
-
-    // Unknown fields are ignored, and the connection still works after every refusal.
-    let mut other = Peer::connect(&relay).await;
-    other.subscribe(topic(2)).await;
-    let json = format!(
-        r#"{{"type":"pub","topic":"{}","data":"AQI=","future":{{"x":1}}}}"#,
-        topic(2)
-    );
-    peer.send_text(&json).await;
-    assert_eq!(
-        other.event().await,
-        Event::Message {
-            topic: topic(2),
-            data: vec![1, 2]
-        }
-    );
-
-    let (_, metrics) = http_get(&relay, "/metrics").await;
-    assert_eq!(
-        metric(
-            &metrics,
-            "ferry_relay_rejections_total{reason=\"bad_frame\"}"
-        ),
-        3
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            "ferry_relay_rejections_total{reason=\"unknown_type\"}"
-        ),
-        1
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            "ferry_relay_rejections_total{reason=\"too_many_topics\"}"
-        ),
-        1
-    );
+    refuses_each_bad_request(&relay, 1).await;
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ferry_protocol::TopicId;
-use ferry_protocol::relay::wire::{ErrorCode, Event, Request};
+use ferry_protocol::relay::wire::{ErrorCode, Event, MAX_DATA, Request};
 use ferry_relay::{Config, RunningRelay};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -146,4 +146,81 @@ pub fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+}
+
+/// SPEC §8.2's refusals, each with its code, on a relay configured with `max_topics: 2`; the
+/// connection keeps working after every one. Uses topics `first`, `first + 1` and `first + 2`.
+pub async fn refuses_each_bad_request(relay: &RunningRelay, first: u8) {
+    let mut peer = Peer::connect(relay).await;
+
+    peer.send_text("{not json").await;
+    assert_eq!(peer.error().await, (ErrorCode::BadFrame, None));
+
+    peer.send_text(r#"{"type":"sub","topic":"nope","ref":3}"#)
+        .await;
+    assert_eq!(peer.error().await, (ErrorCode::BadFrame, Some(3)));
+
+    peer.send_text(r#"{"type":"hello","ref":4,"extra":true}"#)
+        .await;
+    assert_eq!(peer.error().await, (ErrorCode::UnknownType, Some(4)));
+
+    peer.send(Request::Publish {
+        topic: topic(first),
+        data: vec![0; MAX_DATA + 1],
+        reference: Some(5),
+    })
+    .await;
+    assert_eq!(peer.error().await, (ErrorCode::TooLarge, Some(5)));
+
+    peer.ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(peer.error().await, (ErrorCode::BadFrame, None));
+
+    peer.subscribe(topic(first)).await;
+    peer.subscribe(topic(first + 1)).await;
+    peer.subscribe(topic(first + 1)).await; // already held: not counted twice
+    peer.send(Request::Subscribe {
+        topic: topic(first + 2),
+        reference: Some(6),
+    })
+    .await;
+    assert_eq!(peer.error().await, (ErrorCode::TooManyTopics, Some(6)));
+
+    // Unknown fields are ignored, and the connection still works after every refusal.
+    let mut other = Peer::connect(relay).await;
+    other.subscribe(topic(first + 1)).await;
+    let json = format!(
+        r#"{{"type":"pub","topic":"{}","data":"AQI=","future":{{"x":1}}}}"#,
+        topic(first + 1)
+    );
+    peer.send_text(&json).await;
+    assert_eq!(
+        other.event().await,
+        Event::Message {
+            topic: topic(first + 1),
+            data: vec![1, 2]
+        }
+    );
+
+    let (_, metrics) = http_get(relay, "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "ferry_relay_rejections_total{reason=\"bad_frame\"}"
+        ),
+        3
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "ferry_relay_rejections_total{reason=\"unknown_type\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "ferry_relay_rejections_total{reason=\"too_many_topics\"}"
+        ),
+        1
+    );
 }

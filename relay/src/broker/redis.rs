@@ -1,0 +1,154 @@
+//! The Redis engine: `PUBLISH` on one connection, `SUBSCRIBE` to every partition on another
+//! (a subscribed Redis connection takes no other commands).
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::{AsyncConnectionConfig, Client, ErrorKind, IntoConnectionInfo, RedisError};
+
+use super::{BrokerError, CONNECT_TIMEOUT, Engine, Link, Outgoing, PUBLISH_TIMEOUT};
+use crate::RelayError;
+use crate::config::{Config, Secret};
+
+pub(crate) struct Redis {
+    client: Client,
+    /// HOST:PORT, for messages.
+    server: String,
+    channels: Arc<[String]>,
+}
+
+impl Redis {
+    pub(crate) fn new(
+        url: &str,
+        config: &Config,
+        channels: Vec<String>,
+    ) -> Result<Redis, RelayError> {
+        let refuse = |detail: String| RelayError::Broker(detail);
+        let mut info = url
+            .into_connection_info()
+            .map_err(|error| refuse(format!("{url} is not a Redis URL: {error}")))?;
+        let server = info.addr().to_string();
+        if let Some(Secret(password)) = &config.broker_password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+        let client = match &config.broker_ca {
+            None => Client::open(info),
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|error| {
+                    refuse(format!(
+                        "cannot read the broker CA file {}: {error} (--broker-ca)",
+                        path.display()
+                    ))
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                };
+                Client::build_with_tls(info, certificates)
+            }
+        }
+        .map_err(|error| refuse(format!("cannot use {url}: {error}")))?;
+        Ok(Redis {
+            client,
+            server,
+            channels: channels.into(),
+        })
+    }
+
+    /// Says what went wrong and what to do about it; never repeats the password.
+    fn explain(&self, doing: &str, error: &RedisError) -> BrokerError {
+        let server = &self.server;
+        let fix = match error.kind() {
+            ErrorKind::AuthenticationFailed => {
+                "the server refused the credentials: set FERRY_RELAY_BROKER_PASSWORD (and the \
+                 user name in --broker) to what the server expects"
+            }
+            _ if error.code() == Some("NOAUTH") => {
+                "the server wants a password: set FERRY_RELAY_BROKER_PASSWORD"
+            }
+            _ if error.is_connection_refusal() => {
+                "nothing listens there: check --broker and that redis-server runs"
+            }
+            _ => "check --broker and the server's log",
+        };
+        BrokerError(format!(
+            "Redis at {server}: {doing} failed ({error}); {fix}"
+        ))
+    }
+}
+
+pub(crate) struct RedisLink {
+    channels: Arc<[String]>,
+    publisher: MultiplexedConnection,
+    sink: PubSubSink,
+    messages: PubSubStream,
+}
+
+impl Engine for Redis {
+    type Link = RedisLink;
+
+    async fn connect(&self) -> Result<RedisLink, BrokerError> {
+        let mut pubsub = self
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(|error| self.explain("connecting", &error))?;
+        pubsub
+            .subscribe(&*self.channels)
+            .await
+            .map_err(|error| self.explain("subscribing", &error))?;
+        let (sink, messages) = pubsub.split();
+        let settings = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(PUBLISH_TIMEOUT));
+        let publisher = self
+            .client
+            .get_multiplexed_async_connection_with_config(&settings)
+            .await
+            .map_err(|error| self.explain("connecting", &error))?;
+        Ok(RedisLink {
+            channels: Arc::clone(&self.channels),
+            publisher,
+            sink,
+            messages,
+        })
+    }
+}
+
+impl Link for RedisLink {
+    async fn publish(&mut self, batch: &[Outgoing]) -> Result<(), BrokerError> {
+        let mut pipeline = redis::pipe();
+        for outgoing in batch {
+            pipeline
+                .cmd("PUBLISH")
+                .arg(&self.channels[outgoing.partition])
+                .arg(&outgoing.envelope)
+                .ignore();
+        }
+        pipeline
+            .query_async::<()>(&mut self.publisher)
+            .await
+            .map_err(|error| BrokerError(format!("Redis PUBLISH failed: {error}")))
+    }
+
+    async fn next(&mut self) -> Result<Vec<u8>, BrokerError> {
+        match self.messages.next().await {
+            Some(message) => Ok(message.get_payload_bytes().to_vec()),
+            None => Err(BrokerError(
+                "the Redis subscription connection closed".into(),
+            )),
+        }
+    }
+
+    async fn ping(&mut self) -> Result<(), BrokerError> {
+        let lost = |error: RedisError| BrokerError(format!("Redis PING failed: {error}"));
+        self.sink.ping::<String>().await.map_err(lost)?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.publisher)
+            .await
+            .map_err(lost)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,473 @@
+//! Relay instances sharing publishes through a real broker: `redis-server` and `nats-server`,
+//! each started by its test on a free loopback port and stopped when the test ends.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ferry_protocol::TopicId;
+use ferry_protocol::relay::wire::Event;
+use ferry_relay::{BrokerUrl, Config, RunningRelay, Secret};
+
+/// How long a broker gets to start, and an instance to see it come or go.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Redis,
+    Nats,
+}
+
+/// A broker server process on 127.0.0.1.
+struct Server {
+    kind: Kind,
+    port: u16,
+    password: Option<String>,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(kind: Kind) -> Server {
+        Server::start_with(kind, None)
+    }
+
+    /// A server that wants `password` (Redis: `requirepass`; NATS: user "ferry").
+    fn start_with(kind: Kind, password: Option<&str>) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let mut server = Server {
+            kind,
+            port,
+            password: password.map(str::to_owned),
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        server.run();
+        server
+    }
+
+    fn run(&mut self) {
+        let port = self.port.to_string();
+        let mut command = match self.kind {
+            Kind::Redis => {
+                let mut command = Command::new(program("redis-server"));
+                command.args(["--bind", "127.0.0.1", "--port", &port, "--save", ""]);
+                command
+                    .args(["--appendonly", "no", "--dir"])
+                    .arg(self.dir.path());
+                if let Some(password) = &self.password {
+                    command.args(["--requirepass", password]);
+                }
+                command
+            }
+            Kind::Nats => {
+                let mut command = Command::new(program("nats-server"));
+                command.args(["-a", "127.0.0.1", "-p", &port]);
+                if let Some(password) = &self.password {
+                    command.args(["--user", "ferry", "--pass", password]);
+                }
+                command
+            }
+        };
+        let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.path().join("server.log"));
+                panic!("{:?} did not start: {exited:?}\n{log:?}", self.kind);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills the server at once, as a crash would.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port.
+    fn restart(&mut self) {
+        self.kill();
+        self.run();
+    }
+
+    fn url(&self) -> BrokerUrl {
+        let port = self.port;
+        match (self.kind, &self.password) {
+            (Kind::Redis, _) => BrokerUrl::Redis(format!("redis://127.0.0.1:{port}")),
+            (Kind::Nats, None) => BrokerUrl::Nats(format!("nats://127.0.0.1:{port}")),
+            (Kind::Nats, Some(_)) => BrokerUrl::Nats(format!("nats://ferry@127.0.0.1:{port}")),
+        }
+    }
+
+    /// Publishes raw bytes on the broker channel of `partition`, as a stranger with access to
+    /// the broker could.
+    async fn inject(&self, partition: usize, bytes: &[u8]) {
+        let port = self.port;
+        match self.kind {
+            Kind::Redis => {
+                let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+                let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+                redis::cmd("PUBLISH")
+                    .arg(format!("ferry-relay:v1:{partition:02}"))
+                    .arg(bytes)
+                    .query_async::<u64>(&mut connection)
+                    .await
+                    .unwrap();
+            }
+            Kind::Nats => {
+                let client = async_nats::connect(format!("127.0.0.1:{port}"))
+                    .await
+                    .unwrap();
+                let subject = format!("ferry-relay.v1.{partition:02}");
+                client
+                    .publish(subject, bytes.to_vec().into())
+                    .await
+                    .unwrap();
+                client.flush().await.unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The server program: on PATH, or where Debian installs it (`nats-server` is in /usr/sbin).
+fn program(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed; scripts/test.sh installs it"))
+}
+
+/// Limits wide enough for a test to publish in bursts.
+fn roomy() -> Config {
+    Config {
+        rate: 1e6,
+        burst: 1e6,
+        rate_per_ip: 1e6,
+        burst_per_ip: 1e6,
+        send_queue: 4096,
+        ..Config::default()
+    }
+}
+
+/// A relay instance on `server`, once it is connected to it.
+async fn instance(server: &Server, config: Config) -> RunningRelay {
+    let relay = relay(Config {
+        broker: Some(server.url()),
+        broker_password: server.password.clone().map(Secret),
+        ..config
+    })
+    .await;
+    settles(&relay, "ferry_relay_broker_connected", 1).await;
+    relay
+}
+
+/// Waits until the metric `name` reads `value`.
+async fn settles(relay: &RunningRelay, name: &str, value: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, text) = http_get(relay, "/metrics").await;
+        let now = metric(&text, name);
+        if now == value {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} stayed {now}, not {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn reads(relay: &RunningRelay, name: &str) -> u64 {
+    let (_, text) = http_get(relay, "/metrics").await;
+    metric(&text, name)
+}
+
+fn message(topic: TopicId, data: &[u8]) -> Event {
+    Event::Message {
+        topic,
+        data: data.to_vec(),
+    }
+}
+
+async fn each_subscriber_on_each_instance_gets_a_publish_once(kind: Kind) {
+    let server = Server::start(kind);
+    let one = instance(&server, roomy()).await;
+    let two = instance(&server, roomy()).await;
+    let mut publisher = Peer::connect(&one).await;
+    let mut near = Peer::connect(&one).await;
+    let mut far = Peer::connect(&two).await;
+    let mut elsewhere = Peer::connect(&two).await;
+    for peer in [&mut publisher, &mut near, &mut far] {
+        peer.subscribe(topic(1)).await;
+    }
+    elsewhere.subscribe(topic(2)).await;
+
+    publisher.publish(topic(1), b"hint").await;
+    assert_eq!(near.event().await, message(topic(1), b"hint"));
+    assert_eq!(far.event().await, message(topic(1), b"hint"));
+    far.publish(topic(1), b"back").await;
+    assert_eq!(publisher.event().await, message(topic(1), b"back"));
+    assert_eq!(near.event().await, message(topic(1), b"back"));
+    for peer in [&mut publisher, &mut near, &mut far, &mut elsewhere] {
+        peer.quiet().await;
+    }
+
+    for relay in [&one, &two] {
+        assert_eq!(reads(relay, "ferry_relay_broker_published_total").await, 1);
+        assert_eq!(reads(relay, "ferry_relay_broker_received_total").await, 1);
+    }
+    let (status, health) = http_get(&two, "/healthz").await;
+    assert_eq!((status, health.as_str()), (200, "ok\n"));
+}
+
+async fn a_thousand_publishes_arrive_complete_and_in_order(kind: Kind) {
+    let server = Server::start(kind);
+    let one = instance(&server, roomy()).await;
+    let two = instance(&server, roomy()).await;
+    let topics: Vec<TopicId> = (1..=10).map(topic).collect();
+    let mut publisher = Peer::connect(&one).await;
+    let mut readers = [Peer::connect(&one).await, Peer::connect(&two).await];
+    for reader in &mut readers {
+        for topic in &topics {
+            reader.subscribe(*topic).await;
+        }
+    }
+
+    let sent: Vec<Event> = (0..1000u32)
+        .map(|n| message(topics[n as usize % 10], &n.to_be_bytes()))
+        .collect();
+    for event in &sent {
+        let Event::Message { topic, data } = event else {
+            unreachable!()
+        };
+        publisher.publish(*topic, data).await;
+    }
+    for reader in &mut readers {
+        for (n, expected) in sent.iter().enumerate() {
+            assert_eq!(&reader.event().await, expected, "message {n}");
+        }
+        reader.quiet().await;
+    }
+    assert_eq!(reads(&two, "ferry_relay_broker_received_total").await, 1000);
+}
+
+async fn without_its_broker_an_instance_serves_its_own_devices(kind: Kind) {
+    let mut server = Server::start(kind);
+    let one = instance(&server, roomy()).await;
+    let two = instance(&server, roomy()).await;
+    let mut publisher = Peer::connect(&one).await;
+    let mut near = Peer::connect(&one).await;
+    let mut far = Peer::connect(&two).await;
+    near.subscribe(topic(1)).await;
+    far.subscribe(topic(1)).await;
+
+    server.kill();
+    settles(&one, "ferry_relay_broker_connected", 0).await;
+    settles(&two, "ferry_relay_broker_connected", 0).await;
+    let (status, health) = http_get(&one, "/healthz").await;
+    assert_eq!(
+        (status, health.as_str()),
+        (200, "degraded: broker unreachable\n")
+    );
+    publisher.publish(topic(1), b"local").await;
+    assert_eq!(near.event().await, message(topic(1), b"local"));
+    far.quiet().await;
+    let unreachable = "ferry_relay_broker_dropped_total{reason=\"unreachable\"}";
+    settles(&one, unreachable, 1).await;
+
+    server.restart();
+    settles(&one, "ferry_relay_broker_connected", 1).await;
+    settles(&two, "ferry_relay_broker_connected", 1).await;
+    assert_eq!(reads(&one, "ferry_relay_broker_connects_total").await, 2);
+    publisher.publish(topic(1), b"again").await;
+    assert_eq!(near.event().await, message(topic(1), b"again"));
+    assert_eq!(far.event().await, message(topic(1), b"again"));
+    let (_, health) = http_get(&one, "/healthz").await;
+    assert_eq!(health, "ok\n");
+}
+
+async fn garbage_on_a_broker_channel_is_counted_and_dropped(kind: Kind) {
+    let server = Server::start(kind);
+    let one = instance(&server, roomy()).await;
+    let two = instance(&server, roomy()).await;
+    let mut near = Peer::connect(&one).await;
+    let mut far = Peer::connect(&two).await;
+    near.subscribe(topic(1)).await;
+    far.subscribe(topic(1)).await;
+
+    let stranger = [0xab; 16];
+    let envelope =
+        |version: u8, data: &[u8]| [&[version][..], &stranger, &topic(1).0, data].concat();
+    server.inject(0, b"garbage").await;
+    server.inject(1, &envelope(2, b"from the future")).await;
+    server.inject(1, &envelope(1, &[7; 2000])).await;
+    for relay in [&one, &two] {
+        settles(
+            relay,
+            "ferry_relay_broker_dropped_total{reason=\"malformed\"}",
+            2,
+        )
+        .await;
+        settles(
+            relay,
+            "ferry_relay_broker_dropped_total{reason=\"oversized\"}",
+            1,
+        )
+        .await;
+    }
+    near.quiet().await;
+    far.quiet().await;
+
+    // A well-formed envelope is delivered whoever sent it: topics, not the broker, keep devices
+    // apart, and what a device receives is only a hint to go and look.
+    server.inject(1, &envelope(1, b"hint")).await;
+    assert_eq!(near.event().await, message(topic(1), b"hint"));
+    assert_eq!(far.event().await, message(topic(1), b"hint"));
+    let mut publisher = Peer::connect(&one).await;
+    publisher.publish(topic(1), b"still works").await;
+    assert_eq!(far.event().await, message(topic(1), b"still works"));
+}
+
+async fn every_instance_keeps_the_relay_contract(kind: Kind) {
+    let server = Server::start(kind);
+    let config = || Config {
+        max_topics: 2,
+        ..Config::default()
+    };
+    let one = instance(&server, config()).await;
+    let two = instance(&server, config()).await;
+    // Each on topics of its own: a publish from the first run may still be on its way to the
+    // second instance when the second run starts.
+    refuses_each_bad_request(&one, 1).await;
+    refuses_each_bad_request(&two, 11).await;
+}
+
+/// Runs `ferry-relay` on `server` with `password` in its environment; returns what it logged
+/// up to and including the first line about the broker being unreachable.
+fn refused_by(server: &Server, password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-relay"))
+        .args(["--listen", "127.0.0.1:0", "--broker", server.url().as_str()])
+        .env("FERRY_RELAY_BROKER_PASSWORD", password)
+        .env("FERRY_RELAY_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, logged) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut log = String::new();
+    loop {
+        let line = logged
+            .recv_timeout(PATIENCE)
+            .expect("no word about the broker");
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("broker unreachable") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    log
+}
+
+async fn wrong_credentials_say_what_to_set_and_never_echo_the_password(kind: Kind) {
+    let server = Server::start_with(kind, Some("the-right-one"));
+    let log = refused_by(&server, "not-the-right-one");
+    assert!(log.contains("FERRY_RELAY_BROKER_PASSWORD"), "{log}");
+    assert!(!log.contains("not-the-right-one"), "{log}");
+
+    // In-process, the same refusal shows on /metrics and /healthz, and local delivery goes on.
+    let refused = relay(Config {
+        broker: Some(server.url()),
+        broker_password: Some(Secret("not-the-right-one".into())),
+        ..roomy()
+    })
+    .await;
+    settles(&refused, "ferry_relay_broker_connect_failures_total", 2).await;
+    assert_eq!(reads(&refused, "ferry_relay_broker_connected").await, 0);
+    let (_, health) = http_get(&refused, "/healthz").await;
+    assert_eq!(health, "degraded: broker unreachable\n");
+
+    let one = instance(&server, roomy()).await;
+    let two = instance(&server, roomy()).await;
+    let mut publisher = Peer::connect(&one).await;
+    let mut far = Peer::connect(&two).await;
+    far.subscribe(topic(3)).await;
+    publisher.publish(topic(3), b"authorised").await;
+    assert_eq!(far.event().await, message(topic(3), b"authorised"));
+}
+
+macro_rules! for_each_broker {
+    ($($scenario:ident),* $(,)?) => {
+        mod redis_broker {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::Kind::Redis).await;
+            })*
+        }
+        mod nats_broker {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::Kind::Nats).await;
+            })*
+        }
+    };
+}
+
+for_each_broker!(
+    each_subscriber_on_each_instance_gets_a_publish_once,
+    a_thousand_publishes_arrive_complete_and_in_order,
+    without_its_broker_an_instance_serves_its_own_devices,
+    garbage_on_a_broker_channel_is_counted_and_dropped,
+    every_instance_keeps_the_relay_contract,
+    wrong_credentials_say_what_to_set_and_never_echo_the_password,
+);
+
+#[test]
+fn a_password_in_the_broker_url_is_refused_before_start() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry-relay"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--broker", "redis://relay:hunter2@127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("FERRY_RELAY_BROKER_PASSWORD"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
