@@ -137,7 +137,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
     let tls = tls_acceptor(&config)?;
-    serve(listener, config, tls, shutdown).await
+    let engine = Engines::from_config(&config)?;
+    serve(listener, config, tls, engine, shutdown).await
 }
 
 /// Checks that the settings can be served (the TLS files load, the broker's files read), so that
@@ -158,10 +159,10 @@ async fn serve(
     listener: TcpListener,
     config: Config,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    engine: Option<Engines>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
     let metrics = Arc::new(Metrics::default());
-    let engine = Engines::from_config(&config)?;
     let broker = engine
         .as_ref()
         .map(|_| Broker::new(&config, Arc::clone(&metrics)));
@@ -308,11 +309,12 @@ impl RunningRelay {
     /// Binds `config.listen` (port 0 picks a free port) and starts serving.
     pub async fn start(config: Config) -> Result<RunningRelay, RelayError> {
         let tls = tls_acceptor(&config)?;
+        let engine = Engines::from_config(&config)?;
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let secure = tls.is_some();
-        let task = tokio::spawn(serve(listener, config, tls, async move {
+        let task = tokio::spawn(serve(listener, config, tls, engine, async move {
             let _ = stopped.await;
         }));
         Ok(RunningRelay {

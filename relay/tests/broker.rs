@@ -29,27 +29,32 @@ struct Server {
     kind: Kind,
     port: u16,
     password: Option<String>,
+    /// The CA, certificate and key when the server speaks TLS only.
+    tls: Option<[PathBuf; 3]>,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
 
 impl Server {
     fn start(kind: Kind) -> Server {
-        Server::start_with(kind, None)
+        Server::start_with(kind, None, false)
     }
 
-    /// A server that wants `password` (Redis: `requirepass`; NATS: user "ferry").
-    fn start_with(kind: Kind, password: Option<&str>) -> Server {
+    /// A server that wants `password` (Redis: `requirepass`; NATS: user "ferry"), and speaks
+    /// only TLS with a certificate from a CA of its own when `tls`.
+    fn start_with(kind: Kind, password: Option<&str>, tls: bool) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .unwrap()
             .port();
+        let dir = tempfile::tempdir().unwrap();
         let mut server = Server {
             kind,
             port,
             password: password.map(str::to_owned),
+            tls: tls.then(|| ferry_test_kit::tls::certificates(dir.path())),
             child: None,
-            dir: tempfile::tempdir().unwrap(),
+            dir,
         };
         server.run();
         server
@@ -60,7 +65,25 @@ impl Server {
         let mut command = match self.kind {
             Kind::Redis => {
                 let mut command = Command::new(program("redis-server"));
-                command.args(["--bind", "127.0.0.1", "--port", &port, "--save", ""]);
+                command.args(["--bind", "127.0.0.1", "--save", ""]);
+                match &self.tls {
+                    None => command.args(["--port", &port]),
+                    Some([ca, cert, key]) => command
+                        .args([
+                            "--port",
+                            "0",
+                            "--tls-port",
+                            &port,
+                            "--tls-auth-clients",
+                            "no",
+                        ])
+                        .arg("--tls-ca-cert-file")
+                        .arg(ca)
+                        .arg("--tls-cert-file")
+                        .arg(cert)
+                        .arg("--tls-key-file")
+                        .arg(key),
+                };
                 command
                     .args(["--appendonly", "no", "--dir"])
                     .arg(self.dir.path());
@@ -72,6 +95,10 @@ impl Server {
             Kind::Nats => {
                 let mut command = Command::new(program("nats-server"));
                 command.args(["-a", "127.0.0.1", "-p", &port]);
+                if let Some([_, cert, key]) = &self.tls {
+                    command.args(["--tls", "--tlscert"]).arg(cert);
+                    command.arg("--tlskey").arg(key);
+                }
                 if let Some(password) = &self.password {
                     command.args(["--user", "ferry", "--pass", password]);
                 }
@@ -113,10 +140,15 @@ impl Server {
 
     fn url(&self) -> BrokerUrl {
         let port = self.port;
-        match (self.kind, &self.password) {
-            (Kind::Redis, _) => BrokerUrl::Redis(format!("redis://127.0.0.1:{port}")),
-            (Kind::Nats, None) => BrokerUrl::Nats(format!("nats://127.0.0.1:{port}")),
-            (Kind::Nats, Some(_)) => BrokerUrl::Nats(format!("nats://ferry@127.0.0.1:{port}")),
+        let user = match (self.kind, &self.password) {
+            (Kind::Nats, Some(_)) => "ferry@",
+            _ => "",
+        };
+        match (self.kind, self.tls.is_some()) {
+            (Kind::Redis, false) => BrokerUrl::Redis(format!("redis://127.0.0.1:{port}")),
+            (Kind::Redis, true) => BrokerUrl::Redis(format!("rediss://127.0.0.1:{port}")),
+            (Kind::Nats, false) => BrokerUrl::Nats(format!("nats://{user}127.0.0.1:{port}")),
+            (Kind::Nats, true) => BrokerUrl::Nats(format!("tls://{user}127.0.0.1:{port}")),
         }
     }
 
@@ -183,6 +215,7 @@ async fn instance(server: &Server, config: Config) -> RunningRelay {
     let relay = relay(Config {
         broker: Some(server.url()),
         broker_password: server.password.clone().map(Secret),
+        broker_ca: server.tls.as_ref().map(|[ca, ..]| ca.clone()),
         ..config
     })
     .await;
@@ -407,7 +440,7 @@ fn refused_by(server: &Server, password: &str) -> String {
 }
 
 async fn wrong_credentials_say_what_to_set_and_never_echo_the_password(kind: Kind) {
-    let server = Server::start_with(kind, Some("the-right-one"));
+    let server = Server::start_with(kind, Some("the-right-one"), false);
     let log = refused_by(&server, "not-the-right-one");
     assert!(log.contains("FERRY_RELAY_BROKER_PASSWORD"), "{log}");
     assert!(!log.contains("not-the-right-one"), "{log}");
@@ -431,6 +464,21 @@ async fn wrong_credentials_say_what_to_set_and_never_echo_the_password(kind: Kin
     far.subscribe(topic(3)).await;
     publisher.publish(topic(3), b"authorised").await;
     assert_eq!(far.event().await, message(topic(3), b"authorised"));
+}
+
+async fn over_tls_the_broker_is_trusted_through_its_ca(kind: Kind) {
+    let server = Server::start_with(kind, None, true);
+    let one = instance(&server, roomy()).await;
+    let two = instance(&server, roomy()).await;
+    let mut publisher = Peer::connect(&one).await;
+    let mut far = Peer::connect(&two).await;
+    far.subscribe(topic(4)).await;
+    publisher.publish(topic(4), b"sealed twice").await;
+    assert_eq!(far.event().await, message(topic(4), b"sealed twice"));
+
+    // Without the CA the certificate is not trusted, and the log says what to give.
+    let log = refused_by(&server, "");
+    assert!(log.contains("--broker-ca"), "{log}");
 }
 
 macro_rules! for_each_broker {
@@ -457,6 +505,7 @@ for_each_broker!(
     garbage_on_a_broker_channel_is_counted_and_dropped,
     every_instance_keeps_the_relay_contract,
     wrong_credentials_say_what_to_set_and_never_echo_the_password,
+    over_tls_the_broker_is_trusted_through_its_ca,
 );
 
 #[test]
@@ -470,4 +519,33 @@ fn a_password_in_the_broker_url_is_refused_before_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("FERRY_RELAY_BROKER_PASSWORD"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[tokio::test]
+async fn unreadable_broker_files_stop_the_relay_before_it_starts() {
+    let missing = PathBuf::from("/nonexistent/ferry-relay/broker.pem");
+    for (broker, ca, credentials, flag) in [
+        ("rediss://127.0.0.1:1", Some(&missing), None, "--broker-ca"),
+        ("tls://127.0.0.1:1", Some(&missing), None, "--broker-ca"),
+        (
+            "nats://127.0.0.1:1",
+            None,
+            Some(&missing),
+            "--broker-credentials",
+        ),
+    ] {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            broker: Some(broker.parse().unwrap()),
+            broker_ca: ca.cloned(),
+            broker_credentials: credentials.cloned(),
+            ..Config::default()
+        };
+        let refused = RunningRelay::start(config).await;
+        let message = refused.err().expect("started without its file").to_string();
+        assert!(
+            message.contains(flag) && message.contains("broker.pem"),
+            "{message}"
+        );
+    }
 }

@@ -225,59 +225,10 @@ async fn dropping_the_client_closes_its_connection() {
     panic!("the relay still counts the connection");
 }
 
-/// A test CA and a relay certificate for 127.0.0.1 signed by it, made with the `openssl` command
-/// (installed by scripts/test.sh). Returns (CA, relay certificate, relay key).
-fn certificates(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
-    let path = |name: &str| dir.join(name);
-    let openssl = |args: &[&str]| {
-        let status = std::process::Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args(["-nodes", "-days", "1"])
-            .args(args)
-            .current_dir(dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("the openssl command is needed (scripts/test.sh installs it)");
-        assert!(status.success(), "openssl {args:?}");
-    };
-    openssl(&[
-        "-subj",
-        "/CN=ferry test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "-subj",
-        "/CN=ferry test relay",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-keyout",
-        "relay.key",
-        "-out",
-        "relay.pem",
-    ]);
-    [path("ca.pem"), path("relay.pem"), path("relay.key")]
-}
-
 #[tokio::test]
 async fn wss_works_with_the_relays_own_ca_and_fails_without_it() {
     let dir = tempfile::tempdir().unwrap();
-    let [ca, cert, key] = certificates(dir.path());
+    let [ca, cert, key] = ferry_test_kit::tls::certificates(dir.path());
     let relay = relay_on(
         "127.0.0.1:0",
         Config {

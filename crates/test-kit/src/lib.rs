@@ -3,7 +3,8 @@
 //! backend with what it takes to open it ([`Served`]), and [`per_backend!`], which makes one
 //! test case per backend so that one failing backend does not hide the others; and
 //! [`identity_for`], a device identity that stays the same each time a test opens a database;
-//! and a LAN of network namespaces for the tests of nearby devices ([`netns`]).
+//! a LAN of network namespaces for the tests of nearby devices ([`netns`]); and certificates
+//! for TLS servers ([`tls`]).
 //!
 //! Never a mock: the S3 server checks SigV4 signatures, the WebDAV server speaks the protocol
 //! over real sockets, and the folder is a real folder.
@@ -12,6 +13,7 @@
 
 pub mod netns;
 pub mod servers;
+pub mod tls;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;

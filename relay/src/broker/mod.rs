@@ -47,6 +47,15 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(4);
 
+/// What to do when the broker's TLS certificate is not trusted.
+const UNTRUSTED: &str =
+    "TLS failed: check the server's certificate, or give the CA that signed it with --broker-ca";
+
+/// Whether an engine's error is about the server's certificate.
+fn untrusted(error: &impl std::fmt::Display) -> bool {
+    error.to_string().contains("certificate")
+}
+
 /// Why the broker could not be reached or was lost; the message names the cause and the fix.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -10,7 +10,9 @@ use async_nats::{Client, ConnectErrorKind, ConnectOptions, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{BrokerError, CONNECT_TIMEOUT, Engine, Link, Outgoing, PING_INTERVAL};
+use super::{
+    BrokerError, CONNECT_TIMEOUT, Engine, Link, Outgoing, PING_INTERVAL, UNTRUSTED, untrusted,
+};
 use crate::RelayError;
 use crate::config::{Config, Secret};
 
@@ -119,9 +121,8 @@ impl Engine for Nats {
                     "the server refused the credentials: check FERRY_RELAY_BROKER_PASSWORD, \
                      the user in --broker, or --broker-credentials"
                 }
-                ConnectErrorKind::Tls => {
-                    "TLS failed: check the server's certificate, or give its CA with --broker-ca"
-                }
+                ConnectErrorKind::Tls => UNTRUSTED,
+                _ if untrusted(&error) => UNTRUSTED,
                 _ => "check --broker and that nats-server runs",
             };
             BrokerError(format!("NATS at {url}: connecting failed ({error}); {fix}"))

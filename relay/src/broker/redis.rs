@@ -7,7 +7,9 @@ use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{AsyncConnectionConfig, Client, ErrorKind, IntoConnectionInfo, RedisError};
 
-use super::{BrokerError, CONNECT_TIMEOUT, Engine, Link, Outgoing, PUBLISH_TIMEOUT};
+use super::{
+    BrokerError, CONNECT_TIMEOUT, Engine, Link, Outgoing, PUBLISH_TIMEOUT, UNTRUSTED, untrusted,
+};
 use crate::RelayError;
 use crate::config::{Config, Secret};
 
@@ -68,6 +70,7 @@ impl Redis {
             _ if error.code() == Some("NOAUTH") => {
                 "the server wants a password: set FERRY_RELAY_BROKER_PASSWORD"
             }
+            _ if untrusted(error) => UNTRUSTED,
             _ if error.is_connection_refusal() => {
                 "nothing listens there: check --broker and that redis-server runs"
             }
