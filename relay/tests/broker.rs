@@ -4,9 +4,8 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -14,188 +13,42 @@ use common::*;
 use ferry_protocol::TopicId;
 use ferry_protocol::relay::wire::Event;
 use ferry_relay::{BrokerUrl, Config, RunningRelay, Secret};
+use ferry_test_kit::brokers::{Broker as Server, Kind};
 
-/// How long a broker gets to start, and an instance to see it come or go.
+/// How long an instance gets to see its broker come or go.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Redis,
-    Nats,
-}
-
-/// A broker server process on 127.0.0.1.
-struct Server {
-    kind: Kind,
-    port: u16,
-    password: Option<String>,
-    /// The CA, certificate and key when the server speaks TLS only.
-    tls: Option<[PathBuf; 3]>,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(kind: Kind) -> Server {
-        Server::start_with(kind, None, false)
-    }
-
-    /// A server that wants `password` (Redis: `requirepass`; NATS: user "ferry"), and speaks
-    /// only TLS with a certificate from a CA of its own when `tls`.
-    fn start_with(kind: Kind, password: Option<&str>, tls: bool) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let mut server = Server {
-            kind,
-            port,
-            password: password.map(str::to_owned),
-            tls: tls.then(|| ferry_test_kit::tls::certificates(dir.path())),
-            child: None,
-            dir,
-        };
-        server.run();
-        server
-    }
-
-    fn run(&mut self) {
-        let port = self.port.to_string();
-        let mut command = match self.kind {
-            Kind::Redis => {
-                let mut command = Command::new(program("redis-server"));
-                command.args(["--bind", "127.0.0.1", "--save", ""]);
-                match &self.tls {
-                    None => command.args(["--port", &port]),
-                    Some([ca, cert, key]) => command
-                        .args([
-                            "--port",
-                            "0",
-                            "--tls-port",
-                            &port,
-                            "--tls-auth-clients",
-                            "no",
-                        ])
-                        .arg("--tls-ca-cert-file")
-                        .arg(ca)
-                        .arg("--tls-cert-file")
-                        .arg(cert)
-                        .arg("--tls-key-file")
-                        .arg(key),
-                };
-                command
-                    .args(["--appendonly", "no", "--dir"])
-                    .arg(self.dir.path());
-                if let Some(password) = &self.password {
-                    command.args(["--requirepass", password]);
-                }
-                command
-            }
-            Kind::Nats => {
-                let mut command = Command::new(program("nats-server"));
-                command.args(["-a", "127.0.0.1", "-p", &port]);
-                if let Some([_, cert, key]) = &self.tls {
-                    command.args(["--tls", "--tlscert"]).arg(cert);
-                    command.arg("--tlskey").arg(key);
-                }
-                if let Some(password) = &self.password {
-                    command.args(["--user", "ferry", "--pass", password]);
-                }
-                command
-            }
-        };
-        let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + PATIENCE;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
-            if exited.is_some() || Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.path().join("server.log"));
-                panic!("{:?} did not start: {exited:?}\n{log:?}", self.kind);
-            }
-            std::thread::sleep(Duration::from_millis(10));
+/// Publishes raw bytes on the broker channel of `partition`, as a stranger with access to
+/// the broker could.
+async fn inject(server: &Server, partition: usize, bytes: &[u8]) {
+    let port = server.port();
+    match server.kind() {
+        Kind::Redis => {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            redis::cmd("PUBLISH")
+                .arg(format!("ferry-relay:v1:{partition:02}"))
+                .arg(bytes)
+                .query_async::<u64>(&mut connection)
+                .await
+                .unwrap();
         }
-    }
-
-    /// Kills the server at once, as a crash would.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the server again on the same port.
-    fn restart(&mut self) {
-        self.kill();
-        self.run();
-    }
-
-    fn url(&self) -> BrokerUrl {
-        let port = self.port;
-        let user = match (self.kind, &self.password) {
-            (Kind::Nats, Some(_)) => "ferry@",
-            _ => "",
-        };
-        match (self.kind, self.tls.is_some()) {
-            (Kind::Redis, false) => BrokerUrl::Redis(format!("redis://127.0.0.1:{port}")),
-            (Kind::Redis, true) => BrokerUrl::Redis(format!("rediss://127.0.0.1:{port}")),
-            (Kind::Nats, false) => BrokerUrl::Nats(format!("nats://{user}127.0.0.1:{port}")),
-            (Kind::Nats, true) => BrokerUrl::Nats(format!("tls://{user}127.0.0.1:{port}")),
-        }
-    }
-
-    /// Publishes raw bytes on the broker channel of `partition`, as a stranger with access to
-    /// the broker could.
-    async fn inject(&self, partition: usize, bytes: &[u8]) {
-        let port = self.port;
-        match self.kind {
-            Kind::Redis => {
-                let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-                let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-                redis::cmd("PUBLISH")
-                    .arg(format!("ferry-relay:v1:{partition:02}"))
-                    .arg(bytes)
-                    .query_async::<u64>(&mut connection)
-                    .await
-                    .unwrap();
-            }
-            Kind::Nats => {
-                let client = async_nats::connect(format!("127.0.0.1:{port}"))
-                    .await
-                    .unwrap();
-                let subject = format!("ferry-relay.v1.{partition:02}");
-                client
-                    .publish(subject, bytes.to_vec().into())
-                    .await
-                    .unwrap();
-                client.flush().await.unwrap();
-            }
+        Kind::Nats => {
+            let client = async_nats::connect(format!("127.0.0.1:{port}"))
+                .await
+                .unwrap();
+            let subject = format!("ferry-relay.v1.{partition:02}");
+            client
+                .publish(subject, bytes.to_vec().into())
+                .await
+                .unwrap();
+            client.flush().await.unwrap();
         }
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The server program: on PATH, or where Debian installs it (`nats-server` is in /usr/sbin).
-fn program(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/bin".into()])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("{name} is not installed; scripts/test.sh installs it"))
+fn url(server: &Server) -> BrokerUrl {
+    server.url().parse().unwrap()
 }
 
 /// Limits wide enough for a test to publish in bursts.
@@ -213,9 +66,9 @@ fn roomy() -> Config {
 /// A relay instance on `server`, once it is connected to it.
 async fn instance(server: &Server, config: Config) -> RunningRelay {
     let relay = relay(Config {
-        broker: Some(server.url()),
-        broker_password: server.password.clone().map(Secret),
-        broker_ca: server.tls.as_ref().map(|[ca, ..]| ca.clone()),
+        broker: Some(url(server)),
+        broker_password: server.password().map(|p| Secret(p.into())),
+        broker_ca: server.ca().map(Into::into),
         ..config
     })
     .await;
@@ -361,9 +214,9 @@ async fn garbage_on_a_broker_channel_is_counted_and_dropped(kind: Kind) {
     let stranger = [0xab; 16];
     let envelope =
         |version: u8, data: &[u8]| [&[version][..], &stranger, &topic(1).0, data].concat();
-    server.inject(0, b"garbage").await;
-    server.inject(1, &envelope(2, b"from the future")).await;
-    server.inject(1, &envelope(1, &[7; 2000])).await;
+    inject(&server, 0, b"garbage").await;
+    inject(&server, 1, &envelope(2, b"from the future")).await;
+    inject(&server, 1, &envelope(1, &[7; 2000])).await;
     for relay in [&one, &two] {
         settles(
             relay,
@@ -383,7 +236,7 @@ async fn garbage_on_a_broker_channel_is_counted_and_dropped(kind: Kind) {
 
     // A well-formed envelope is delivered whoever sent it: topics, not the broker, keep devices
     // apart, and what a device receives is only a hint to go and look.
-    server.inject(1, &envelope(1, b"hint")).await;
+    inject(&server, 1, &envelope(1, b"hint")).await;
     assert_eq!(near.event().await, message(topic(1), b"hint"));
     assert_eq!(far.event().await, message(topic(1), b"hint"));
     let mut publisher = Peer::connect(&one).await;
@@ -409,7 +262,7 @@ async fn every_instance_keeps_the_relay_contract(kind: Kind) {
 /// up to and including the first line about the broker being unreachable.
 fn refused_by(server: &Server, password: &str) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-relay"))
-        .args(["--listen", "127.0.0.1:0", "--broker", server.url().as_str()])
+        .args(["--listen", "127.0.0.1:0", "--broker", &server.url()])
         .env("FERRY_RELAY_BROKER_PASSWORD", password)
         .env("FERRY_RELAY_LOG", "info")
         .stdout(Stdio::null())
@@ -447,7 +300,7 @@ async fn wrong_credentials_say_what_to_set_and_never_echo_the_password(kind: Kin
 
     // In-process, the same refusal shows on /metrics and /healthz, and local delivery goes on.
     let refused = relay(Config {
-        broker: Some(server.url()),
+        broker: Some(url(&server)),
         broker_password: Some(Secret("not-the-right-one".into())),
         ..roomy()
     })

@@ -3,14 +3,16 @@
 //! backend with what it takes to open it ([`Served`]), and [`per_backend!`], which makes one
 //! test case per backend so that one failing backend does not hide the others; and
 //! [`identity_for`], a device identity that stays the same each time a test opens a database;
-//! a LAN of network namespaces for the tests of nearby devices ([`netns`]); and certificates
-//! for TLS servers ([`tls`]).
+//! a LAN of network namespaces for the tests of nearby devices ([`netns`]); certificates for TLS
+//! servers ([`tls`]); and the pub/sub brokers relay instances share publishes through
+//! ([`brokers`]).
 //!
 //! Never a mock: the S3 server checks SigV4 signatures, the WebDAV server speaks the protocol
 //! over real sockets, and the folder is a real folder.
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod brokers;
 pub mod netns;
 pub mod servers;
 pub mod tls;
