@@ -5,12 +5,18 @@
 //!    devices of different people), above the RSS of the started, empty relay;
 //! 2. fan-out throughput: `--publishers` connections publishing as fast as the relay takes them
 //!    to topics of `--group` subscribers each, counted where the subscribers receive;
-//! 3. hop latency (publish sent to message received) p50/p99/max at `--rate` messages per
-//!    second spread over pairs of devices.
+//! 3. hop latency (publish sent to message received) p50/p99/max at each of `--rates` messages
+//!    per second spread over pairs of devices, with the servers' CPU time per delivery.
+//!
+//! With `--brokers redis,nats` the idle and latency phases also run scaled out: two relay
+//! processes share publishes through a `redis-server` or `nats-server` started for the run; in
+//! the latency phase every sender is on one instance and its partner on the other, so each hop
+//! crosses the broker, and the CPU time is the sum over both relays and the broker.
 //!
 //! ```text
 //! cargo bench -p ferry-relay --bench load -- [--idle 10000,19000] [--seconds 5]
-//!     [--publishers 20] [--group 50] [--rate 10000] [--phases idle,fanout,latency]
+//!     [--publishers 20] [--group 50] [--rates 1000,10000] [--phases idle,fanout,latency]
+//!     [--brokers none,redis,nats]
 //! ```
 //!
 //! Clients and relay share the machine, so the throughput figures include the harness's own
@@ -21,7 +27,7 @@
 //! `FERRY_RELAY_BENCH_WRAP="valgrind --tool=massif --massif-out-file=/tmp/relay.massif"` to see
 //! where its memory goes (the relay is stopped with SIGTERM so that such tools write their report).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -30,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use ferry_protocol::TopicId;
 use ferry_protocol::relay::wire::{Event, Request};
+use ferry_test_kit::brokers::{Broker, Kind};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
@@ -58,12 +65,16 @@ struct Options {
     /// Subscribers per publisher's topic.
     #[arg(long, default_value_t = 50)]
     group: usize,
-    /// Publishes a second in the latency phase.
-    #[arg(long, default_value_t = 10_000)]
-    rate: u64,
+    /// Publishes a second in the latency phase, one run per number.
+    #[arg(long, value_delimiter = ',', default_value = "10000")]
+    rates: Vec<u64>,
     /// Which phases run: idle, fanout, latency.
     #[arg(long, value_delimiter = ',', default_value = "idle,fanout,latency")]
     phases: Vec<String>,
+    /// Run the idle and latency phases on one relay (none), or on two sharing a broker (redis,
+    /// nats).
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    brokers: Vec<String>,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -80,7 +91,8 @@ struct Relay {
 }
 
 impl Relay {
-    fn start() -> Relay {
+    /// A relay process; with `broker`, once it is connected to it.
+    fn start(broker: Option<&Broker>) -> Relay {
         let mut command = match std::env::var("FERRY_RELAY_BENCH_WRAP") {
             Ok(wrap) => {
                 let mut parts = wrap.split_whitespace();
@@ -90,6 +102,9 @@ impl Relay {
             }
             Err(_) => Command::new(env!("CARGO_BIN_EXE_ferry-relay")),
         };
+        if let Some(broker) = broker {
+            command.args(["--broker", &broker.url()]);
+        }
         let mut child = command
             .args([
                 "--listen",
@@ -125,7 +140,32 @@ impl Relay {
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        Relay { child, address }
+        let relay = Relay { child, address };
+        if broker.is_some() {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !relay
+                .metrics()
+                .contains("\nferry_relay_broker_connected 1\n")
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the relay did not reach its broker"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        relay
+    }
+
+    /// The relay's `/metrics` text.
+    fn metrics(&self) -> String {
+        let mut stream = std::net::TcpStream::connect(self.address).expect("connect");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: relay\r\n\r\n")
+            .expect("request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("response");
+        response
     }
 
     fn rss_kib(&self) -> u64 {
@@ -140,6 +180,40 @@ impl Relay {
 
     fn url(&self) -> String {
         format!("ws://{}/v1/ws", self.address)
+    }
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat` (clock ticks
+/// of 10 ms, Linux's USER_HZ).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields[i].parse::<u64>().expect("ticks");
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// The broker a phase runs on, started for it: `None` for a single relay.
+fn broker(name: &str) -> Option<Broker> {
+    match name {
+        "none" => None,
+        "redis" => Some(Broker::start(Kind::Redis)),
+        "nats" => Some(Broker::start(Kind::Nats)),
+        other => panic!("unknown broker {other}: use none, redis or nats"),
+    }
+}
+
+/// How a run is set up, for its report lines.
+fn setup(broker: Option<&Broker>) -> String {
+    match broker {
+        None => "1 relay".into(),
+        Some(broker) => format!("2 relays + {:?}", broker.kind()),
     }
 }
 
@@ -230,10 +304,11 @@ async fn settle_rss(relay: &Relay) -> u64 {
     relay.rss_kib()
 }
 
-async fn idle_memory(options: &Options) {
-    let relay = Relay::start();
+async fn idle_memory(options: &Options, broker: Option<&Broker>) {
+    let relay = Relay::start(broker);
+    let setup = setup(broker);
     let baseline = settle_rss(&relay).await;
-    println!("idle subscribers: empty relay RSS {baseline} KiB");
+    println!("idle subscribers [{setup}]: empty relay RSS {baseline} KiB");
     let mut held = Vec::new();
     for &target in &options.idle {
         let started = Instant::now();
@@ -242,8 +317,8 @@ async fn idle_memory(options: &Options) {
         let rss = settle_rss(&relay).await;
         let per = (rss.saturating_sub(baseline) as f64 * 1024.0) / held.len() as f64;
         println!(
-            "idle subscribers: {:>6} connections, relay RSS {rss} KiB, {per:.0} B per connection \
-             above the empty relay (opened in {:.1} s)",
+            "idle subscribers [{setup}]: {:>6} connections, relay RSS {rss} KiB, {per:.0} B per \
+             connection above the empty relay (opened in {:.1} s)",
             held.len(),
             started.elapsed().as_secs_f64()
         );
@@ -252,7 +327,7 @@ async fn idle_memory(options: &Options) {
 
 /// Publishers push as fast as the relay takes frames; every subscriber counts what it gets.
 async fn fanout(options: &Options) {
-    let relay = Relay::start();
+    let relay = Relay::start(None);
     let url = relay.url();
     let received = Arc::new(AtomicU64::new(0));
     let mut readers = JoinSet::new();
@@ -315,19 +390,24 @@ async fn fanout(options: &Options) {
     readers.abort_all();
 }
 
-/// Pairs of devices; each publish carries its send time; the partner measures the hop.
-async fn latency(options: &Options) {
-    let relay = Relay::start();
-    let url = relay.url();
+/// Pairs of devices; each publish carries its send time; the partner measures the hop. With a
+/// broker, partners are on different instances.
+async fn latency(rate: u64, seconds: u64, broker: Option<&Broker>) {
+    let near = Relay::start(broker);
+    let other = broker.map(|broker| Relay::start(Some(broker)));
+    let relays: Vec<&Relay> = std::iter::once(&near).chain(&other).collect();
+    let mut servers: Vec<u32> = relays.iter().map(|relay| relay.child.id()).collect();
+    servers.extend(broker.and_then(Broker::pid));
+    let far = other.as_ref().unwrap_or(&near);
     let pairs = 100usize;
     let origin = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let mut readers = JoinSet::new();
     let mut senders = Vec::new();
     for pair in 0..pairs {
-        let mut reader = connect(&url, relay.address, 2 * pair).await;
+        let mut reader = connect(&far.url(), far.address, 2 * pair).await;
         subscribe(&mut reader, topic(2_000_000 + pair as u64)).await;
-        let mut sender = connect(&url, relay.address, 2 * pair + 1).await;
+        let mut sender = connect(&near.url(), near.address, 2 * pair + 1).await;
         subscribe(&mut sender, topic(2_000_000 + pair as u64)).await;
         senders.push(sender);
         let tx = tx.clone();
@@ -342,8 +422,10 @@ async fn latency(options: &Options) {
         });
     }
     drop(tx);
-    let total = options.rate * options.seconds;
-    let interval = Duration::from_secs_f64(1.0 / options.rate as f64);
+    let total = rate * seconds;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let cpu = || servers.iter().map(|pid| cpu_seconds(*pid)).sum::<f64>();
+    let cpu_before = cpu();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
@@ -370,18 +452,39 @@ async fn latency(options: &Options) {
             _ => break,
         }
     }
+    let cpu_spent = cpu() - cpu_before;
     readers.abort_all();
+    let drops: Vec<String> = relays
+        .iter()
+        .flat_map(|relay| {
+            relay
+                .metrics()
+                .lines()
+                .filter(|line| line.contains("dropped_total") && !line.starts_with('#'))
+                .filter(|line| !line.ends_with(" 0"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !drops.is_empty() {
+        println!("latency [{}]: drops: {}", setup(broker), drops.join(", "));
+    }
     samples.sort_unstable();
     let pick = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    let delivered = samples.len() as f64;
     println!(
-        "latency: {} msgs at {:.0} msgs/s over {pairs} pairs, {} received: p50 {} us, p99 {} us, \
-         max {} us",
+        "latency [{}]: {} msgs at {:.0} msgs/s over {pairs} pairs, {} received: p50 {} us, \
+         p99 {} us, max {} us; server CPU {cpu_spent:.2} s = {:.0} deliveries per CPU-second \
+         ({:.1} us each)",
+        setup(broker),
         total,
         achieved,
         samples.len(),
         pick(0.50),
         pick(0.99),
-        samples.last().copied().unwrap_or(0)
+        samples.last().copied().unwrap_or(0),
+        delivered / cpu_spent,
+        cpu_spent * 1e6 / delivered
     );
 }
 
@@ -397,13 +500,19 @@ fn main() {
     runtime.block_on(async {
         let run = |phase: &str| options.phases.iter().any(|p| p == phase);
         if run("idle") {
-            idle_memory(&options).await;
+            for name in &options.brokers {
+                idle_memory(&options, broker(name).as_ref()).await;
+            }
         }
         if run("fanout") {
             fanout(&options).await;
         }
         if run("latency") {
-            latency(&options).await;
+            for name in &options.brokers {
+                for &rate in &options.rates {
+                    latency(rate, options.seconds, broker(name).as_ref()).await;
+                }
+            }
         }
     });
 }

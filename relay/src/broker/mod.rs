@@ -338,6 +338,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_test_kit::brokers::{Broker as TestBroker, Kind};
 
     #[test]
     fn backoff_grows_to_its_ceiling_with_jitter() {
@@ -370,5 +371,65 @@ mod tests {
     #[test]
     fn instances_differ() {
         assert_ne!(instance_id(), instance_id());
+    }
+
+    /// Every engine's link against its real server: a ping before and after traffic, and a
+    /// publish read back on the channel it went to.
+    async fn a_link_publishes_reads_and_pings(kind: Kind) {
+        let server = TestBroker::start(kind);
+        let config = Config {
+            broker: Some(server.url().parse().unwrap()),
+            ..Config::default()
+        };
+        let (publisher, reader) = match Engines::from_config(&config).unwrap() {
+            Some(Engines::Redis(engine)) => {
+                exchange(
+                    engine.connect().await.unwrap(),
+                    engine.connect().await.unwrap(),
+                )
+                .await
+            }
+            Some(Engines::Nats(engine)) => {
+                exchange(
+                    engine.connect().await.unwrap(),
+                    engine.connect().await.unwrap(),
+                )
+                .await
+            }
+            None => unreachable!(),
+        };
+        assert_eq!(publisher, reader);
+    }
+
+    async fn exchange<L: Link>(mut publisher: L, mut reader: L) -> (Vec<u8>, Vec<u8>) {
+        for link in [&mut publisher, &mut reader] {
+            link.ping().await.unwrap();
+        }
+        let sent = Envelope {
+            origin: [1; 16],
+            topic: TopicId([200; 32]),
+            data: b"hint",
+        }
+        .encode();
+        let outgoing = Outgoing {
+            partition: envelope::partition(&TopicId([200; 32])),
+            envelope: sent.clone(),
+        };
+        publisher.publish(&[outgoing]).await.unwrap();
+        let read = timeout(Duration::from_secs(5), reader.next()).await;
+        for link in [&mut publisher, &mut reader] {
+            link.ping().await.unwrap();
+        }
+        (sent, read.unwrap().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_redis_link_publishes_reads_and_pings() {
+        a_link_publishes_reads_and_pings(Kind::Redis).await;
+    }
+
+    #[tokio::test]
+    async fn a_nats_link_publishes_reads_and_pings() {
+        a_link_publishes_reads_and_pings(Kind::Nats).await;
     }
 }

@@ -5,13 +5,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_nats::connection::State;
+use async_nats::client::RequestErrorKind;
 use async_nats::{Client, ConnectErrorKind, ConnectOptions, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{
-    BrokerError, CONNECT_TIMEOUT, Engine, Link, Outgoing, PING_INTERVAL, UNTRUSTED, untrusted,
+    BrokerError, CONNECT_TIMEOUT, Engine, Link, Outgoing, PING_INTERVAL, PING_TIMEOUT, UNTRUSTED,
+    untrusted,
 };
 use crate::RelayError;
 use crate::config::{Config, Secret};
@@ -25,6 +26,9 @@ pub(crate) struct Nats {
     credentials: Option<PathBuf>,
     subjects: Vec<String>,
     wildcard: String,
+    /// A subject outside the partitions that nobody answers: a request there comes back as "no
+    /// responders" from the server itself, a round trip.
+    probe: String,
 }
 
 impl Nats {
@@ -53,6 +57,7 @@ impl Nats {
             .and_then(|first| first.rsplit_once('.'))
             .map(|(prefix, _)| format!("{prefix}.*"))
             .unwrap_or_default();
+        let probe = format!("{}.probe", config.broker_namespace);
         Ok(Nats {
             url: format!("{scheme}://{host}"),
             user,
@@ -61,6 +66,7 @@ impl Nats {
             credentials: config.broker_credentials.clone(),
             subjects,
             wildcard,
+            probe,
         })
     }
 
@@ -69,6 +75,7 @@ impl Nats {
             .name("ferry-relay")
             .no_echo()
             .connection_timeout(CONNECT_TIMEOUT)
+            .request_timeout(Some(PING_TIMEOUT))
             .ping_interval(PING_INTERVAL)
             // One quick retry inside the client; after that the subscription ends and the
             // driver reconnects with its own jittered backoff.
@@ -108,6 +115,7 @@ pub(crate) struct NatsLink {
     client: Client,
     messages: Subscriber,
     subjects: Vec<String>,
+    probe: String,
 }
 
 impl Engine for Nats {
@@ -131,11 +139,16 @@ impl Engine for Nats {
             .subscribe(self.wildcard.clone())
             .await
             .map_err(|error| BrokerError(format!("NATS at {url}: subscribing failed ({error})")))?;
-        Ok(NatsLink {
+        let mut link = NatsLink {
             client,
             messages,
             subjects: self.subjects.clone(),
-        })
+            probe: self.probe.clone(),
+        };
+        // The server handles a connection's commands in order: once the probe is answered, the
+        // subscription is in place and the instance may say it is connected.
+        link.ping().await?;
+        Ok(link)
     }
 }
 
@@ -160,11 +173,12 @@ impl Link for NatsLink {
     }
 
     async fn ping(&mut self) -> Result<(), BrokerError> {
-        // The client pings the server itself (every PING_INTERVAL) and drops a connection that
-        // stops answering; this reads what it found.
-        match self.client.connection_state() {
-            State::Connected => Ok(()),
-            state => Err(BrokerError(format!("the NATS connection is {state:?}"))),
+        let probe = self.client.request(self.probe.clone(), Bytes::new()).await;
+        match probe {
+            Err(error) if error.kind() != RequestErrorKind::NoResponders => {
+                Err(BrokerError(format!("NATS did not answer a probe: {error}")))
+            }
+            _ => Ok(()),
         }
     }
 }

@@ -146,10 +146,11 @@ impl Link for RedisLink {
     }
 
     async fn ping(&mut self) -> Result<(), BrokerError> {
+        // Any answer will do: a subscribed connection answers PING with ["pong", ""].
         let lost = |error: RedisError| BrokerError(format!("Redis PING failed: {error}"));
-        self.sink.ping::<String>().await.map_err(lost)?;
+        self.sink.ping::<redis::Value>().await.map_err(lost)?;
         redis::cmd("PING")
-            .query_async::<String>(&mut self.publisher)
+            .query_async::<redis::Value>(&mut self.publisher)
             .await
             .map_err(lost)?;
         Ok(())
