@@ -424,7 +424,12 @@ async fn latency(rate: u64, seconds: u64, broker: Option<&Broker>) {
     drop(tx);
     let total = rate * seconds;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let cpu = || servers.iter().map(|pid| cpu_seconds(*pid)).sum::<f64>();
+    let cpu = || {
+        servers
+            .iter()
+            .map(|pid| cpu_seconds(*pid))
+            .collect::<Vec<f64>>()
+    };
     let cpu_before = cpu();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -452,7 +457,8 @@ async fn latency(rate: u64, seconds: u64, broker: Option<&Broker>) {
             _ => break,
         }
     }
-    let cpu_spent = cpu() - cpu_before;
+    let each: Vec<f64> = cpu().iter().zip(&cpu_before).map(|(a, b)| a - b).collect();
+    let cpu_spent: f64 = each.iter().sum();
     readers.abort_all();
     let drops: Vec<String> = relays
         .iter()
@@ -474,8 +480,8 @@ async fn latency(rate: u64, seconds: u64, broker: Option<&Broker>) {
     let delivered = samples.len() as f64;
     println!(
         "latency [{}]: {} msgs at {:.0} msgs/s over {pairs} pairs, {} received: p50 {} us, \
-         p99 {} us, max {} us; server CPU {cpu_spent:.2} s = {:.0} deliveries per CPU-second \
-         ({:.1} us each)",
+         p99 {} us, max {} us; server CPU {cpu_spent:.2} s {each:.2?} = {:.0} deliveries per \
+         CPU-second ({:.1} us each)",
         setup(broker),
         total,
         achieved,

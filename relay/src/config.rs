@@ -130,7 +130,13 @@ pub struct Config {
     #[arg(long, env = "FERRY_RELAY_BROKER_QUEUE", default_value_t = defaults::BROKER_QUEUE)]
     pub broker_queue: usize,
 
-    /// A PEM file of CA certificates to trust for the broker's TLS, besides the system's.
+    /// How long the broker may take to answer (a connection, a publish, a ping). A quiet broker
+    /// connection is pinged every two of these; one that does not answer in time is dropped
+    /// and made again.
+    #[arg(long, env = "FERRY_RELAY_BROKER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub broker_timeout: Duration,
+
+    /// A PEM file of CA certificates that signed the broker's TLS certificate.
     #[arg(long, env = "FERRY_RELAY_BROKER_CA", value_name = "PEM")]
     pub broker_ca: Option<PathBuf>,
 
@@ -280,6 +286,7 @@ impl Default for Config {
             broker: None,
             broker_namespace: defaults::BROKER_NAMESPACE.into(),
             broker_queue: defaults::BROKER_QUEUE,
+            broker_timeout: Duration::from_secs(5),
             broker_ca: None,
             broker_credentials: None,
             broker_password: None,

@@ -202,6 +202,36 @@ async fn without_its_broker_an_instance_serves_its_own_devices(kind: Kind) {
     assert_eq!(health, "ok\n");
 }
 
+async fn a_broker_that_hangs_is_dropped_and_taken_back(kind: Kind) {
+    let server = Server::start(kind);
+    let quick = || Config {
+        broker_timeout: Duration::from_millis(300),
+        ..roomy()
+    };
+    let one = instance(&server, quick()).await;
+    let two = instance(&server, quick()).await;
+    let mut publisher = Peer::connect(&one).await;
+    let mut near = Peer::connect(&one).await;
+    let mut far = Peer::connect(&two).await;
+    near.subscribe(topic(1)).await;
+    far.subscribe(topic(1)).await;
+
+    server.pause();
+    settles(&one, "ferry_relay_broker_connected", 0).await;
+    settles(&two, "ferry_relay_broker_connected", 0).await;
+    publisher.publish(topic(1), b"while it hangs").await;
+    assert_eq!(near.event().await, message(topic(1), b"while it hangs"));
+    far.quiet().await;
+    let (_, health) = http_get(&two, "/healthz").await;
+    assert_eq!(health, "degraded: broker unreachable\n");
+
+    server.resume();
+    settles(&one, "ferry_relay_broker_connected", 1).await;
+    settles(&two, "ferry_relay_broker_connected", 1).await;
+    publisher.publish(topic(1), b"back").await;
+    assert_eq!(far.event().await, message(topic(1), b"back"));
+}
+
 async fn garbage_on_a_broker_channel_is_counted_and_dropped(kind: Kind) {
     let server = Server::start(kind);
     let one = instance(&server, roomy()).await;
@@ -355,6 +385,7 @@ for_each_broker!(
     each_subscriber_on_each_instance_gets_a_publish_once,
     a_thousand_publishes_arrive_complete_and_in_order,
     without_its_broker_an_instance_serves_its_own_devices,
+    a_broker_that_hangs_is_dropped_and_taken_back,
     garbage_on_a_broker_channel_is_counted_and_dropped,
     every_instance_keeps_the_relay_contract,
     wrong_credentials_say_what_to_set_and_never_echo_the_password,

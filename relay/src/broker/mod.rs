@@ -36,13 +36,6 @@ use envelope::{Envelope, InstanceId, Unreadable};
 /// came through the broker: no local connection has it, so every local subscriber receives it.
 const REMOTE: ConnectionId = ConnectionId::MAX;
 
-/// How long connecting (and subscribing) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a batch of publishes may take to reach the broker.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often a quiet broker connection is checked, and how long the check may take.
-const PING_INTERVAL: Duration = Duration::from_secs(10);
-const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first and the longest wait between connection attempts (each is jittered).
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(4);
@@ -220,15 +213,16 @@ async fn drive<E: Engine>(engine: E, shared: Arc<Shared>) {
         return;
     };
     let metrics = &broker.metrics.broker;
+    let patience = shared.config.broker_timeout;
     let mut backoff = Backoff::default();
     let mut reachable = true;
     loop {
         let connect = async {
-            match timeout(CONNECT_TIMEOUT, engine.connect()).await {
+            match timeout(patience, engine.connect()).await {
                 Ok(result) => result,
                 Err(_) => Err(BrokerError(format!(
-                    "the broker did not answer within {CONNECT_TIMEOUT:?}; check --broker \
-                     and that the broker is running"
+                    "the broker did not answer within {patience:?} (--broker-timeout); check \
+                     --broker and that the broker is running"
                 ))),
             }
         };
@@ -273,7 +267,8 @@ async fn drive<E: Engine>(engine: E, shared: Arc<Shared>) {
 /// Relays publishes both ways over one connection until it fails.
 async fn session<L: Link>(link: &mut L, shared: &Shared, broker: &Broker) -> BrokerError {
     let metrics = &broker.metrics.broker;
-    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let patience = shared.config.broker_timeout;
+    let mut ping = tokio::time::interval(patience * 2);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.reset();
     loop {
@@ -285,7 +280,7 @@ async fn session<L: Link>(link: &mut L, shared: &Shared, broker: &Broker) -> Bro
                 }
                 let batch = batch.make_contiguous();
                 let count = batch.len() as u64;
-                match timeout(PUBLISH_TIMEOUT, link.publish(batch)).await {
+                match timeout(patience, link.publish(batch)).await {
                     Ok(Ok(())) => Metrics::add(&metrics.published, count),
                     Ok(Err(error)) => {
                         metrics.dropped(BrokerDrop::Unreachable, count);
@@ -294,7 +289,7 @@ async fn session<L: Link>(link: &mut L, shared: &Shared, broker: &Broker) -> Bro
                     Err(_) => {
                         metrics.dropped(BrokerDrop::Unreachable, count);
                         return BrokerError(format!(
-                            "the broker took over {PUBLISH_TIMEOUT:?} to take a publish"
+                            "the broker took over {patience:?} to take a publish"
                         ));
                     }
                 }
@@ -303,12 +298,12 @@ async fn session<L: Link>(link: &mut L, shared: &Shared, broker: &Broker) -> Bro
                 Ok(bytes) => broker.receive(shared, &bytes),
                 Err(error) => return error,
             },
-            _ = ping.tick() => match timeout(PING_TIMEOUT, link.ping()).await {
+            _ = ping.tick() => match timeout(patience, link.ping()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => return error,
                 Err(_) => {
                     return BrokerError(format!(
-                        "the broker did not answer a ping within {PING_TIMEOUT:?}"
+                        "the broker did not answer a ping within {patience:?}"
                     ));
                 }
             },

@@ -10,10 +10,7 @@ use async_nats::{Client, ConnectErrorKind, ConnectOptions, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{
-    BrokerError, CONNECT_TIMEOUT, Engine, Link, Outgoing, PING_INTERVAL, PING_TIMEOUT, UNTRUSTED,
-    untrusted,
-};
+use super::{BrokerError, Engine, Link, Outgoing, UNTRUSTED, untrusted};
 use crate::RelayError;
 use crate::config::{Config, Secret};
 
@@ -29,6 +26,7 @@ pub(crate) struct Nats {
     /// A subject outside the partitions that nobody answers: a request there comes back as "no
     /// responders" from the server itself, a round trip.
     probe: String,
+    patience: Duration,
 }
 
 impl Nats {
@@ -67,6 +65,7 @@ impl Nats {
             subjects,
             wildcard,
             probe,
+            patience: config.broker_timeout,
         })
     }
 
@@ -74,9 +73,9 @@ impl Nats {
         let mut options = ConnectOptions::new()
             .name("ferry-relay")
             .no_echo()
-            .connection_timeout(CONNECT_TIMEOUT)
-            .request_timeout(Some(PING_TIMEOUT))
-            .ping_interval(PING_INTERVAL)
+            .connection_timeout(self.patience)
+            .request_timeout(Some(self.patience))
+            .ping_interval(self.patience * 2)
             // One quick retry inside the client; after that the subscription ends and the
             // driver reconnects with its own jittered backoff.
             .max_reconnects(1)

@@ -2,14 +2,13 @@
 //! (a subscribed Redis connection takes no other commands).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{AsyncConnectionConfig, Client, ErrorKind, IntoConnectionInfo, RedisError};
 
-use super::{
-    BrokerError, CONNECT_TIMEOUT, Engine, Link, Outgoing, PUBLISH_TIMEOUT, UNTRUSTED, untrusted,
-};
+use super::{BrokerError, Engine, Link, Outgoing, UNTRUSTED, untrusted};
 use crate::RelayError;
 use crate::config::{Config, Secret};
 
@@ -18,6 +17,7 @@ pub(crate) struct Redis {
     /// HOST:PORT, for messages.
     server: String,
     channels: Arc<[String]>,
+    patience: Duration,
 }
 
 impl Redis {
@@ -56,6 +56,7 @@ impl Redis {
             client,
             server,
             channels: channels.into(),
+            patience: config.broker_timeout,
         })
     }
 
@@ -104,8 +105,8 @@ impl Engine for Redis {
             .map_err(|error| self.explain("subscribing", &error))?;
         let (sink, messages) = pubsub.split();
         let settings = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(PUBLISH_TIMEOUT));
+            .set_connection_timeout(Some(self.patience))
+            .set_response_timeout(Some(self.patience));
         let publisher = self
             .client
             .get_multiplexed_async_connection_with_config(&settings)
