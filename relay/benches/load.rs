@@ -210,10 +210,14 @@ fn broker(name: &str) -> Option<Broker> {
 }
 
 /// How a run is set up, for its report lines.
-fn setup(broker: Option<&Broker>) -> String {
+fn setup(relays: usize, broker: Option<&Broker>) -> String {
+    let relays = match relays {
+        1 => "1 relay".to_owned(),
+        n => format!("{n} relays"),
+    };
     match broker {
-        None => "1 relay".into(),
-        Some(broker) => format!("2 relays + {:?}", broker.kind()),
+        None => relays,
+        Some(broker) => format!("{relays} + {:?}", broker.kind()),
     }
 }
 
@@ -306,7 +310,7 @@ async fn settle_rss(relay: &Relay) -> u64 {
 
 async fn idle_memory(options: &Options, broker: Option<&Broker>) {
     let relay = Relay::start(broker);
-    let setup = setup(broker);
+    let setup = setup(1, broker);
     let baseline = settle_rss(&relay).await;
     println!("idle subscribers [{setup}]: empty relay RSS {baseline} KiB");
     let mut held = Vec::new();
@@ -473,7 +477,7 @@ async fn latency(rate: u64, seconds: u64, broker: Option<&Broker>) {
         })
         .collect();
     if !drops.is_empty() {
-        println!("latency [{}]: drops: {}", setup(broker), drops.join(", "));
+        println!("latency [{}]: drops: {}", setup(relays.len(), broker), drops.join(", "));
     }
     samples.sort_unstable();
     let pick = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
@@ -482,7 +486,7 @@ async fn latency(rate: u64, seconds: u64, broker: Option<&Broker>) {
         "latency [{}]: {} msgs at {:.0} msgs/s over {pairs} pairs, {} received: p50 {} us, \
          p99 {} us, max {} us; server CPU {cpu_spent:.2} s {each:.2?} = {:.0} deliveries per \
          CPU-second ({:.1} us each)",
-        setup(broker),
+        setup(relays.len(), broker),
         total,
         achieved,
         samples.len(),
