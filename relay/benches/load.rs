@@ -477,7 +477,11 @@ async fn latency(rate: u64, seconds: u64, broker: Option<&Broker>) {
         })
         .collect();
     if !drops.is_empty() {
-        println!("latency [{}]: drops: {}", setup(relays.len(), broker), drops.join(", "));
+        println!(
+            "latency [{}]: drops: {}",
+            setup(relays.len(), broker),
+            drops.join(", ")
+        );
     }
     samples.sort_unstable();
     let pick = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];

@@ -16,6 +16,7 @@ mod envelope;
 mod nats;
 mod redis;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -182,8 +183,8 @@ impl Broker {
         }
     }
 
-    /// Drops what is queued, as it arrives, while there is no broker to take it.
-    async fn discard(&self) {
+    /// Drops what is queued, as it arrives, while there is no broker to take it. Never ends.
+    async fn discard(&self) -> Infallible {
         loop {
             self.queue.wait().await;
             let dropped = self.queue.take().map_or(0, |batch| batch.len());
@@ -228,7 +229,7 @@ async fn drive<E: Engine>(engine: E, shared: Arc<Shared>) {
         };
         let connected = tokio::select! {
             connected = connect => connected,
-            () = broker.discard() => unreachable!("discarding never ends"),
+            never = broker.discard() => match never {},
         };
         match connected {
             Ok(mut link) => {
@@ -259,7 +260,7 @@ async fn drive<E: Engine>(engine: E, shared: Arc<Shared>) {
         }
         tokio::select! {
             () = sleep(backoff.next()) => {}
-            () = broker.discard() => unreachable!("discarding never ends"),
+            never = broker.discard() => match never {},
         }
     }
 }
