@@ -327,6 +327,8 @@ async fn wrong_credentials_say_what_to_set_and_never_echo_the_password(kind: Kin
     let log = refused_by(&server, "not-the-right-one");
     assert!(log.contains("FERRY_RELAY_BROKER_PASSWORD"), "{log}");
     assert!(!log.contains("not-the-right-one"), "{log}");
+    let log = refused_by(&server, "");
+    assert!(log.contains("FERRY_RELAY_BROKER_PASSWORD"), "{log}");
 
     // In-process, the same refusal shows on /metrics and /healthz, and local delivery goes on.
     let refused = relay(Config {

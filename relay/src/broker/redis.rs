@@ -63,19 +63,22 @@ impl Redis {
     /// Says what went wrong and what to do about it; never repeats the password.
     fn explain(&self, doing: &str, error: &RedisError) -> BrokerError {
         let server = &self.server;
-        let fix = match error.kind() {
-            ErrorKind::AuthenticationFailed => {
-                "the server refused the credentials: set FERRY_RELAY_BROKER_PASSWORD (and the \
-                 user name in --broker) to what the server expects"
-            }
-            _ if error.code() == Some("NOAUTH") => {
-                "the server wants a password: set FERRY_RELAY_BROKER_PASSWORD"
-            }
-            _ if untrusted(error) => UNTRUSTED,
-            _ if error.is_connection_refusal() => {
-                "nothing listens there: check --broker and that redis-server runs"
-            }
-            _ => "check --broker and the server's log",
+        // A refused AUTH is AuthenticationFailed, a refused HELLO ... AUTH is WRONGPASS; without a
+        // password a server answers NOAUTH, or refuses a long command (64 channels) as an
+        // "unauthenticated multibulk".
+        let refused =
+            error.kind() == ErrorKind::AuthenticationFailed || error.code() == Some("WRONGPASS");
+        let fix = if refused {
+            "the server refused the credentials: set FERRY_RELAY_BROKER_PASSWORD (and the user \
+             name in --broker) to what the server expects"
+        } else if error.code() == Some("NOAUTH") || error.to_string().contains("unauthenticated") {
+            "the server wants a password: set FERRY_RELAY_BROKER_PASSWORD"
+        } else if untrusted(error) {
+            UNTRUSTED
+        } else if error.is_connection_refusal() {
+            "nothing listens there: check --broker and that redis-server runs"
+        } else {
+            "check --broker and the server's log"
         };
         BrokerError(format!(
             "Redis at {server}: {doing} failed ({error}); {fix}"
