@@ -14,6 +14,8 @@ use ferry_protocol::TopicId;
 use ferry_protocol::relay::wire::Event;
 use ferry_relay::{BrokerUrl, Config, RunningRelay, Secret};
 use ferry_test_kit::brokers::{Broker as Server, Kind};
+use nkeys::KeyPair;
+use serde_json::json;
 
 /// How long an instance gets to see its broker come or go.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -405,6 +407,87 @@ fn a_password_in_the_broker_url_is_refused_before_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("FERRY_RELAY_BROKER_PASSWORD"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// A JWT as NATS issues them: `claims` about `subject`, signed by `issuer`.
+fn jwt(issuer: &KeyPair, subject: &str, kind: &str, mut nats: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    nats["type"] = kind.into();
+    nats["version"] = 2.into();
+    let claims = serde_json::json!({
+        "jti": format!("ferry-test-{subject}"),
+        "iat": 1_700_000_000,
+        "iss": issuer.public_key(),
+        "name": kind,
+        "sub": subject,
+        "nats": nats,
+    });
+    let header = encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let signed = format!("{header}.{}", encode(claims.to_string().as_bytes()));
+    let signature = encode(&issuer.sign(signed.as_bytes()).unwrap());
+    format!("{signed}.{signature}")
+}
+
+/// A `.creds` file for `user`, whose JWT `account` signed.
+fn credentials(account: &KeyPair, user: &KeyPair) -> String {
+    let unlimited =
+        serde_json::json!({"pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1});
+    let jwt = jwt(account, &user.public_key(), "user", unlimited);
+    let seed = user.seed().unwrap();
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    )
+}
+
+#[tokio::test]
+async fn a_nats_credentials_file_signs_each_instance_in() {
+    let operator = KeyPair::new_operator();
+    let account = KeyPair::new_account();
+    let operator_jwt = jwt(&operator, &operator.public_key(), "operator", json!({}));
+    let limits = json!({"limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1,
+        "exports": -1, "wildcards": true, "conn": -1, "leaf": -1}});
+    let account_jwt = jwt(&operator, &account.public_key(), "account", limits);
+    let server = Server::nats_with_config(&format!(
+        "operator: \"{operator_jwt}\"\nresolver: MEMORY\n\
+         resolver_preload: {{ {}: \"{account_jwt}\" }}\n",
+        account.public_key()
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let signed = dir.path().join("relay.creds");
+    std::fs::write(&signed, credentials(&account, &KeyPair::new_user())).unwrap();
+    let stranger = dir.path().join("stranger.creds");
+    std::fs::write(
+        &stranger,
+        credentials(&KeyPair::new_account(), &KeyPair::new_user()),
+    )
+    .unwrap();
+
+    let with = |creds: &PathBuf| Config {
+        broker_credentials: Some(creds.clone()),
+        ..roomy()
+    };
+    let one = instance(&server, with(&signed)).await;
+    let two = instance(&server, with(&signed)).await;
+    let mut publisher = Peer::connect(&one).await;
+    let mut far = Peer::connect(&two).await;
+    far.subscribe(topic(5)).await;
+    publisher.publish(topic(5), b"signed in").await;
+    assert_eq!(far.event().await, message(topic(5), b"signed in"));
+
+    // Without credentials, or as a user of an account the operator never signed, a relay is
+    // refused and stays out.
+    for credentials in [None, Some(stranger)] {
+        let refused = relay(Config {
+            broker: Some(url(&server)),
+            broker_credentials: credentials,
+            ..roomy()
+        })
+        .await;
+        settles(&refused, "ferry_relay_broker_connect_failures_total", 2).await;
+        assert_eq!(reads(&refused, "ferry_relay_broker_connected").await, 0);
+    }
 }
 
 #[tokio::test]

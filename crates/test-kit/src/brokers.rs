@@ -25,6 +25,8 @@ pub struct Broker {
     password: Option<String>,
     /// The CA, certificate and key when the server speaks TLS only.
     tls: Option<[PathBuf; 3]>,
+    /// A configuration file for the server.
+    config: Option<PathBuf>,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
@@ -38,16 +40,31 @@ impl Broker {
     /// A broker that wants `password` (Redis: `requirepass`; NATS: user "ferry"), and speaks
     /// only TLS with a certificate from a CA of its own when `tls`.
     pub fn start_with(kind: Kind, password: Option<&str>, tls: bool) -> Broker {
+        Broker::launch(kind, password, tls, None)
+    }
+
+    /// A `nats-server` that reads `config` (its address and port still come from flags).
+    pub fn nats_with_config(config: &str) -> Broker {
+        Broker::launch(Kind::Nats, None, false, Some(config))
+    }
+
+    fn launch(kind: Kind, password: Option<&str>, tls: bool, config: Option<&str>) -> Broker {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
+        let config = config.map(|text| {
+            let path = dir.path().join("server.conf");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
         let mut broker = Broker {
             kind,
             port,
             password: password.map(str::to_owned),
             tls: tls.then(|| crate::tls::certificates(dir.path())),
+            config,
             child: None,
             dir,
         };
@@ -89,6 +106,9 @@ impl Broker {
             }
             Kind::Nats => {
                 let mut command = Command::new(program("nats-server"));
+                if let Some(config) = &self.config {
+                    command.arg("-c").arg(config);
+                }
                 command.args(["-a", "127.0.0.1", "-p", &port]);
                 if let Some([_, cert, key]) = &self.tls {
                     command.args(["--tls", "--tlscert"]).arg(cert);
