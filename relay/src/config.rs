@@ -144,6 +144,10 @@ pub struct Config {
     #[arg(long, env = "FERRY_RELAY_BROKER_CREDENTIALS", value_name = "FILE")]
     pub broker_credentials: Option<PathBuf>,
 
+    /// Print ferry-relay's manual page (roff) and exit: `ferry-relay --man-page > ferry-relay.1`.
+    #[arg(long, exclusive = true)]
+    pub man_page: bool,
+
     /// The broker's password or token. Never a flag (a command line is visible to every user
     /// of the machine): `ferry-relay` reads it from FERRY_RELAY_BROKER_PASSWORD.
     #[arg(skip)]
@@ -289,6 +293,7 @@ impl Default for Config {
             broker_timeout: Duration::from_secs(5),
             broker_ca: None,
             broker_credentials: None,
+            man_page: false,
             broker_password: None,
         }
     }

@@ -8,6 +8,16 @@ use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let mut config = Config::parse();
+    if config.man_page {
+        let page = clap_mangen::Man::new(<Config as clap::CommandFactory>::command());
+        return match page.render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("ferry-relay: cannot write the manual page: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // Read from the environment only: a command line is visible to every user of the machine.
     config.broker_password = std::env::var("FERRY_RELAY_BROKER_PASSWORD")
         .ok()

@@ -222,3 +222,21 @@ async fn a_relay_with_an_unusable_certificate_does_not_start() {
         "{message}"
     );
 }
+
+#[test]
+fn the_manual_page_comes_from_the_flags() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry-relay"))
+        .arg("--man-page")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let page = String::from_utf8(output.stdout).unwrap();
+    assert!(page.contains(".TH ferry-relay 1"), "{page}");
+    for flag in [
+        "\\-\\-broker",
+        "\\-\\-max\\-connections",
+        "FERRY_RELAY_BROKER",
+    ] {
+        assert!(page.contains(flag), "{flag} missing from the page");
+    }
+}

@@ -68,6 +68,17 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell); README
+    /// says where each shell looks for it.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (ferry.1 and one per command) into DIR.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        output: PathBuf,
+    },
     #[command(flatten)]
     Data(DataCommand),
 }

@@ -66,13 +66,25 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let global = cli.global;
+    // The command line describing itself needs no home and no config.
+    let mut out = Output::new(global.json);
+    match &cli.command {
+        Command::Completions { shell } => {
+            commands::manual::completions(*shell, &mut out);
+            return out.emit();
+        }
+        Command::Man { output } => {
+            commands::manual::man_pages(output, &mut out)?;
+            return out.emit();
+        }
+        _ => {}
+    }
     let home = Home::locate(global.home.as_deref(), global.config.as_deref())?;
     let mut flags = Vec::new();
     if let Some(choice) = global.secret_store {
         flags.push(("secret_store", choice.to_string()));
     }
     let config = Config::load(global.base_config.as_deref(), &home.config, &flags)?;
-    let mut out = Output::new(global.json);
     let result = match cli.command {
         Command::Init(args) => setup::setup(home, config, args.into())
             .await
@@ -91,6 +103,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             commands::service::run(&home, action, global.home.is_some(), &mut out)
         }
         Command::Data(command) => commands::run_data(home, config, command, &mut out).await,
+        Command::Completions { .. } | Command::Man { .. } => Ok(()),
     };
     // What was printed before a failure is shown too (doctor's checklist, a fetch warning).
     out.emit()?;

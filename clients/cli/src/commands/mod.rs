@@ -9,6 +9,7 @@
 //! clip      copy, paste, history, pin, unpin, rm, restore, trash
 //! collection, alias, config            the rest of the device's data
 //! sync      sync, status, log          moving data, and what moved
+//! manual    completions, man           the command line describing itself
 //! ```
 //!
 //! The commands on the device's data ([`DataCommand`]) run against an open engine: here, under
@@ -22,6 +23,7 @@ pub(crate) mod config;
 pub(crate) mod devices;
 pub(crate) mod doctor;
 pub(crate) mod key;
+pub(crate) mod manual;
 pub(crate) mod pair;
 pub(crate) mod service;
 pub(crate) mod setup;
