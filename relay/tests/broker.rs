@@ -78,6 +78,33 @@ async fn instance(server: &Server, config: Config) -> RunningRelay {
     relay
 }
 
+/// Two instances on one broker: a publisher and a subscriber (`near`) on the first, a
+/// subscriber (`far`) on the second, both subscribed to `topic`.
+struct Cluster {
+    one: RunningRelay,
+    two: RunningRelay,
+    publisher: Peer,
+    near: Peer,
+    far: Peer,
+}
+
+async fn cluster(server: &Server, config: Config, topic: TopicId) -> Cluster {
+    let one = instance(server, config.clone()).await;
+    let two = instance(server, config).await;
+    let publisher = Peer::connect(&one).await;
+    let mut near = Peer::connect(&one).await;
+    let mut far = Peer::connect(&two).await;
+    near.subscribe(topic).await;
+    far.subscribe(topic).await;
+    Cluster {
+        one,
+        two,
+        publisher,
+        near,
+        far,
+    }
+}
+
 /// Waits until the metric `name` reads `value`.
 async fn settles(relay: &RunningRelay, name: &str, value: u64) {
     let deadline = Instant::now() + PATIENCE;
@@ -171,13 +198,13 @@ async fn a_thousand_publishes_arrive_complete_and_in_order(kind: Kind) {
 
 async fn without_its_broker_an_instance_serves_its_own_devices(kind: Kind) {
     let mut server = Server::start(kind);
-    let one = instance(&server, roomy()).await;
-    let two = instance(&server, roomy()).await;
-    let mut publisher = Peer::connect(&one).await;
-    let mut near = Peer::connect(&one).await;
-    let mut far = Peer::connect(&two).await;
-    near.subscribe(topic(1)).await;
-    far.subscribe(topic(1)).await;
+    let Cluster {
+        one,
+        two,
+        mut publisher,
+        mut near,
+        mut far,
+    } = cluster(&server, roomy(), topic(1)).await;
 
     server.kill();
     settles(&one, "ferry_relay_broker_connected", 0).await;
@@ -206,17 +233,17 @@ async fn without_its_broker_an_instance_serves_its_own_devices(kind: Kind) {
 
 async fn a_broker_that_hangs_is_dropped_and_taken_back(kind: Kind) {
     let server = Server::start(kind);
-    let quick = || Config {
+    let quick = Config {
         broker_timeout: Duration::from_millis(300),
         ..roomy()
     };
-    let one = instance(&server, quick()).await;
-    let two = instance(&server, quick()).await;
-    let mut publisher = Peer::connect(&one).await;
-    let mut near = Peer::connect(&one).await;
-    let mut far = Peer::connect(&two).await;
-    near.subscribe(topic(1)).await;
-    far.subscribe(topic(1)).await;
+    let Cluster {
+        one,
+        two,
+        mut publisher,
+        mut near,
+        mut far,
+    } = cluster(&server, quick, topic(1)).await;
 
     server.pause();
     settles(&one, "ferry_relay_broker_connected", 0).await;
@@ -236,12 +263,13 @@ async fn a_broker_that_hangs_is_dropped_and_taken_back(kind: Kind) {
 
 async fn garbage_on_a_broker_channel_is_counted_and_dropped(kind: Kind) {
     let server = Server::start(kind);
-    let one = instance(&server, roomy()).await;
-    let two = instance(&server, roomy()).await;
-    let mut near = Peer::connect(&one).await;
-    let mut far = Peer::connect(&two).await;
-    near.subscribe(topic(1)).await;
-    far.subscribe(topic(1)).await;
+    let Cluster {
+        one,
+        two,
+        mut publisher,
+        mut near,
+        mut far,
+    } = cluster(&server, roomy(), topic(1)).await;
 
     let stranger = [0xab; 16];
     let envelope =
@@ -271,7 +299,6 @@ async fn garbage_on_a_broker_channel_is_counted_and_dropped(kind: Kind) {
     inject(&server, 1, &envelope(1, b"hint")).await;
     assert_eq!(near.event().await, message(topic(1), b"hint"));
     assert_eq!(far.event().await, message(topic(1), b"hint"));
-    let mut publisher = Peer::connect(&one).await;
     publisher.publish(topic(1), b"still works").await;
     assert_eq!(far.event().await, message(topic(1), b"still works"));
 }
@@ -344,22 +371,28 @@ async fn wrong_credentials_say_what_to_set_and_never_echo_the_password(kind: Kin
     let (_, health) = http_get(&refused, "/healthz").await;
     assert_eq!(health, "degraded: broker unreachable\n");
 
-    let one = instance(&server, roomy()).await;
-    let two = instance(&server, roomy()).await;
-    let mut publisher = Peer::connect(&one).await;
-    let mut far = Peer::connect(&two).await;
-    far.subscribe(topic(3)).await;
+    let Cluster {
+        // Held: dropping a relay stops it.
+        one: _one,
+        two: _two,
+        mut publisher,
+        mut far,
+        ..
+    } = cluster(&server, roomy(), topic(3)).await;
     publisher.publish(topic(3), b"authorised").await;
     assert_eq!(far.event().await, message(topic(3), b"authorised"));
 }
 
 async fn over_tls_the_broker_is_trusted_through_its_ca(kind: Kind) {
     let server = Server::start_with(kind, None, true);
-    let one = instance(&server, roomy()).await;
-    let two = instance(&server, roomy()).await;
-    let mut publisher = Peer::connect(&one).await;
-    let mut far = Peer::connect(&two).await;
-    far.subscribe(topic(4)).await;
+    let Cluster {
+        // Held: dropping a relay stops it.
+        one: _one,
+        two: _two,
+        mut publisher,
+        mut far,
+        ..
+    } = cluster(&server, roomy(), topic(4)).await;
     publisher.publish(topic(4), b"sealed twice").await;
     assert_eq!(far.event().await, message(topic(4), b"sealed twice"));
 
@@ -468,11 +501,14 @@ async fn a_nats_credentials_file_signs_each_instance_in() {
         broker_credentials: Some(creds.clone()),
         ..roomy()
     };
-    let one = instance(&server, with(&signed)).await;
-    let two = instance(&server, with(&signed)).await;
-    let mut publisher = Peer::connect(&one).await;
-    let mut far = Peer::connect(&two).await;
-    far.subscribe(topic(5)).await;
+    let Cluster {
+        // Held: dropping a relay stops it.
+        one: _one,
+        two: _two,
+        mut publisher,
+        mut far,
+        ..
+    } = cluster(&server, with(&signed), topic(5)).await;
     publisher.publish(topic(5), b"signed in").await;
     assert_eq!(far.event().await, message(topic(5), b"signed in"));
 
