@@ -360,7 +360,7 @@ impl Session<'_> {
                 data,
                 reference,
             }) => {
-                self.shared.publish(&topic, self.id, &data);
+                self.shared.publish(&topic, self.id, data);
                 self.acknowledge(reference);
             }
         }

@@ -104,10 +104,10 @@ impl Shared {
     }
 
     /// Hands `data` to every subscriber of `topic` on this instance but `from`.
-    fn deliver(&self, topic: &TopicId, from: ConnectionId, data: &[u8]) {
+    fn deliver(&self, topic: &TopicId, from: ConnectionId, data: Vec<u8>) {
         let event = Event::Message {
             topic: *topic,
-            data: data.to_vec(),
+            data,
         };
         let Some(json) = event.to_json() else {
             return;
@@ -120,12 +120,12 @@ impl Shared {
         Metrics::add(&metrics.dropped, fanout.dropped);
     }
 
-    /// A client's publish: to this instance's subscribers, then to the other instances.
-    fn publish(&self, topic: &TopicId, from: ConnectionId, data: &[u8]) {
-        self.deliver(topic, from, data);
+    /// A client's publish: to the other instances, and to this instance's subscribers.
+    fn publish(&self, topic: &TopicId, from: ConnectionId, data: Vec<u8>) {
         if let Some(broker) = &self.broker {
-            broker.publish(topic, data);
+            broker.publish(topic, &data);
         }
+        self.deliver(topic, from, data);
     }
 }
 

@@ -168,7 +168,7 @@ impl Broker {
             Ok(envelope) if envelope.origin == self.origin => {}
             Ok(envelope) => {
                 Metrics::add(&self.metrics.broker.received, 1);
-                shared.deliver(&envelope.topic, REMOTE, envelope.data);
+                shared.deliver(&envelope.topic, REMOTE, envelope.data.to_vec());
             }
             Err(unreadable) => {
                 debug!(bytes = bytes.len(), ?unreadable, "dropped a broker message");
