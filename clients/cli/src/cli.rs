@@ -238,6 +238,15 @@ pub(crate) enum DataCommand {
     },
     /// The transfer log, newest first.
     Log(LogArgs),
+    /// Pause sync on this device: copies are not recorded, nothing is uploaded or fetched,
+    /// until `ferry resume` or the end of --for. It outlasts an agent restart.
+    Pause {
+        /// Resume by itself after this long, e.g. 30m, 1h, 2h30m.
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+    },
+    /// Resume sync: what is pending goes out, and new clips are fetched.
+    Resume,
 }
 
 #[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]

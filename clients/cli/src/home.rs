@@ -83,6 +83,11 @@ impl Home {
         self.data.join("applied-clip")
     }
 
+    /// Whether sync is paused, and until when (`ferry pause`).
+    pub(crate) fn pause_file(&self) -> PathBuf {
+        self.data.join("paused.json")
+    }
+
     /// Where nearby devices were reached, newest first, one address a line.
     pub(crate) fn lan_peers_file(&self) -> PathBuf {
         self.data.join("lan-peers")

@@ -37,6 +37,10 @@ impl Agent {
         if !self.device.config.settings.watch_clipboard {
             return;
         }
+        if self.paused.is_some() {
+            info!("sync is paused: a copy was not recorded");
+            return;
+        }
         let content = match &clip {
             Clip::Text(text) => ClipContent::Text(text.clone()),
             Clip::Png(png) => ClipContent::image("image/png", Body::Inline(png.clone())),

@@ -73,18 +73,39 @@ impl Agent {
         }
     }
 
-    /// Reacts to what happened on the LAN.
+    /// Tells every connected device how far this one is, so each sends what it lacks (after
+    /// a pause).
+    pub(super) fn greet_nearby(&self) {
+        let Some((lan, _)) = &self.lan else {
+            return;
+        };
+        if lan.peers().is_empty() {
+            return;
+        }
+        match self.device.engine.heads() {
+            Ok(heads) => lan.send(None, Frame::Heads(heads)),
+            Err(error) => warn!(%error, "LAN: heads could not be read"),
+        }
+    }
+
+    /// Reacts to what happened on the LAN; while sync is paused, only to connections coming
+    /// and going.
     pub(super) async fn nearby(&mut self, event: Event) {
         let Some((lan, _)) = &self.lan else {
             return;
         };
         match event {
             Event::Connected(peer) => {
-                match self.device.engine.heads() {
-                    Ok(heads) => lan.send(Some(peer.device), Frame::Heads(heads)),
-                    Err(error) => warn!(%error, "LAN: heads could not be read"),
+                if self.paused.is_none() {
+                    match self.device.engine.heads() {
+                        Ok(heads) => lan.send(Some(peer.device), Frame::Heads(heads)),
+                        Err(error) => warn!(%error, "LAN: heads could not be read"),
+                    }
                 }
                 self.remember(peer.listening);
+            }
+            Event::Received { .. } if self.paused.is_some() => {
+                debug!("LAN: sync is paused: a frame was ignored");
             }
             Event::Received {
                 from,

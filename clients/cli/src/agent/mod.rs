@@ -8,6 +8,7 @@
 //! nearby device's segment ─▶ receive ─────────────┴─▶ newest clip from another device
 //!                                                    ─▶ placed on this clipboard
 //! agent socket ─▶ ferry copy / paste / history … run here, answered there
+//! ferry pause ─▶ no copies recorded, no uploads, fetches or nearby exchange until resumed
 //! SIGTERM / SIGINT ─▶ last upload (bounded) ─▶ exit
 //! ```
 //!
@@ -43,6 +44,7 @@ use clipboard::start_clipboard;
 use lan::recv_lan;
 use relay::{recv_relay, relay_changed, relay_news, topics_change};
 
+use crate::commands::pause::Pause;
 use crate::commands::setup::{self, KeySource, Setup, ShowCode};
 use crate::commands::{self, Changed};
 use crate::config::Config;
@@ -166,6 +168,8 @@ struct Agent {
     retained_at: Option<Instant>,
     /// When this agent last answered a roll call.
     answered_at: Option<Instant>,
+    /// Sync paused (`ferry pause`): copies are not recorded; nothing goes out or comes in.
+    paused: Option<Pause>,
 }
 
 impl Agent {
@@ -224,6 +228,10 @@ impl Agent {
         if offline {
             device.engine.set_retry(RetryPolicy::NEVER);
         }
+        let paused = Pause::current(&device.home);
+        if let Some(paused) = paused {
+            info!("sync is {paused}: copies are not recorded, nothing is uploaded or fetched");
+        }
         let applied = std::fs::read_to_string(device.home.applied_file())
             .ok()
             .and_then(|text| text.trim().parse::<ferry_core::ClipId>().ok());
@@ -250,6 +258,7 @@ impl Agent {
             offline,
             retained_at: None,
             answered_at: None,
+            paused,
         })
     }
 
@@ -260,30 +269,52 @@ impl Agent {
         let mut poll = tokio::time::interval(self.device.config.settings.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         info!(device = %self.device.engine.device(), "agent running");
-        self.roll_call();
+        if self.paused.is_none() {
+            self.roll_call();
+        }
         loop {
-            let upload_at = self.upload_at;
+            let upload_at = self.upload_at.filter(|_| self.paused.is_none());
+            let resume_at = self
+                .paused
+                .and_then(|paused| paused.left())
+                .map(|left| Instant::now() + left);
             tokio::select! {
                 _ = terminate.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
                 Some(observed) = recv(&mut self.clips) => self.observed(observed),
-                Some(delivery) = recv_relay(&mut self.relay) => self.hint(delivery).await,
+                Some(delivery) = recv_relay(&mut self.relay) => match self.paused {
+                    None => self.hint(delivery).await,
+                    Some(_) => info!("sync is paused: a relay hint was ignored"),
+                },
                 Some(status) = relay_changed(&mut self.relay_state) => relay_news(&status),
                 Some(event) = recv_lan(&mut self.lan) => self.nearby(event).await,
-                Some(()) = recv(&mut self.folder) => self.fetch().await,
+                Some(()) = recv(&mut self.folder) => {
+                    if self.paused.is_none() {
+                        self.fetch().await;
+                    }
+                }
                 _ = poll.tick() => {
-                    self.fetch().await;
-                    self.retention();
                     // Also here: a suspended machine's timers run late.
+                    self.follow_pause().await;
+                    if self.paused.is_none() {
+                        self.fetch().await;
+                    }
+                    self.retention();
                     self.rotate_topics();
                 }
                 () = tokio::time::sleep_until(self.topics_change) => self.rotate_topics(),
                 Some(job) = self.jobs.recv() => self.job(job).await,
                 () = sleep_until(upload_at), if upload_at.is_some() => self.upload().await,
+                () = sleep_until(resume_at), if resume_at.is_some() => self.follow_pause().await,
             }
         }
         // No more commands from the socket: what they recorded goes out below.
         self.tasks.shutdown().await;
+        if self.paused.is_some() {
+            info!("stopping; sync is paused: what is pending goes out after `ferry resume`");
+            let _ = std::fs::remove_file(self.device.home.socket());
+            return Ok(());
+        }
         info!("stopping: uploading what is pending");
         match tokio::time::timeout(SHUTDOWN_UPLOAD, self.device.engine.upload()).await {
             Ok(Ok(report)) => self.publish(&report.hints),
@@ -300,6 +331,10 @@ impl Agent {
     /// a quiet spell, with the copies that follow within [`UPLOAD_DEBOUNCE`] of the last upload
     /// batched.
     fn upload_soon(&mut self) {
+        if self.paused.is_some() {
+            // It goes out on resume.
+            return;
+        }
         self.share();
         if self.offline && self.upload_at.is_some() {
             return;
@@ -415,12 +450,36 @@ impl Agent {
         let mut out = Output::new(job.json);
         let result = commands::execute(&mut self.device, job.command, &mut out).await;
         if let Ok(Changed::Yes) = result {
-            self.share();
+            if self.paused.is_none() {
+                self.share();
+            }
             self.upload_at = Some(Instant::now());
         }
         let _ = job
             .reply
             .send(ipc::Reply::new(result.map(drop), out.stdout, out.stderr));
+        // `ferry pause` and `ferry resume` come this way.
+        self.follow_pause().await;
+    }
+
+    /// Follows the pause file: a pause that began stops the traffic; one that ended (resumed,
+    /// or its time ran out) brings what was held back: news fetched, nearby devices told how
+    /// far this one is, and what is pending sent.
+    async fn follow_pause(&mut self) {
+        let now = Pause::current(&self.device.home);
+        let was = std::mem::replace(&mut self.paused, now);
+        match (was, now) {
+            (None, Some(paused)) => {
+                info!("sync is {paused}: copies are not recorded, nothing is uploaded or fetched")
+            }
+            (Some(_), None) => {
+                info!("sync resumed");
+                self.fetch().await;
+                self.greet_nearby();
+                self.upload_soon();
+            }
+            _ => {}
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use ferry_core::{Body, ClipContent, ClipId, ClipView, DataKind, Op, Replica};
 use serde::Serialize;
 
 use crate::cli::{CopyArgs, HistoryArgs, PasteArgs};
+use crate::commands::pause::Pause;
 use crate::device::Device;
 use crate::error::{Failure, file_error};
 use crate::output::{Lines, Output, age, size};
@@ -212,7 +213,9 @@ pub(crate) async fn paste(
     args: PasteArgs,
     out: &mut Output,
 ) -> Result<(), Failure> {
+    // While sync is paused, what this device has is what is shown.
     if !args.offline
+        && Pause::current(&device.home).is_none()
         && let Err(error) = device.engine.fetch().await
     {
         out.note(format!(

@@ -9,6 +9,7 @@
 //! clip      copy, paste, history, pin, unpin, rm, restore, trash
 //! collection, alias, config            the rest of the device's data
 //! sync      sync, status, log          moving data, and what moved
+//! pause     pause, resume              holding sync back for a while
 //! manual    completions, man           the command line describing itself
 //! ```
 //!
@@ -25,6 +26,7 @@ pub(crate) mod doctor;
 pub(crate) mod key;
 pub(crate) mod manual;
 pub(crate) mod pair;
+pub(crate) mod pause;
 pub(crate) mod service;
 pub(crate) mod setup;
 pub(crate) mod sync;
@@ -68,7 +70,7 @@ pub(crate) async fn execute(
     out: &mut Output,
 ) -> Result<Changed, Failure> {
     let no_change = |result: Result<(), Failure>| result.map(|()| Changed::No);
-    match command {
+    let changed = match command {
         DataCommand::Copy(args) => {
             out.report(&clip::copy(device, args)?);
             Ok(Changed::Yes)
@@ -112,7 +114,17 @@ pub(crate) async fn execute(
         DataCommand::Status => no_change(sync::status(device, out)),
         DataCommand::Devices { action } => devices::run(device, action, out),
         DataCommand::Log(args) => no_change(sync::log(device, args, out)),
+        DataCommand::Pause { duration } => no_change(pause::pause(&device.home, duration, out)),
+        DataCommand::Resume => no_change(pause::resume(&device.home, out)),
+    }?;
+    if changed == Changed::Yes
+        && let Some(paused) = pause::Pause::current(&device.home)
+    {
+        out.note(format!(
+            "sync is {paused}: this is kept on this device and goes out on resume"
+        ));
     }
+    Ok(changed)
 }
 
 /// Runs a data command here, or in the agent when one holds the home.
@@ -147,24 +159,32 @@ pub(crate) async fn run_data(
             None => device::lock(&home, Duration::from_secs(30))?,
         },
     };
+    // Pausing needs neither the engine nor the storage (which may be why sync is paused).
+    match command {
+        DataCommand::Pause { duration } => return pause::pause(&home, duration, out),
+        DataCommand::Resume => return pause::resume(&home, out),
+        _ => {}
+    }
+    let paused = pause::Pause::current(&home).is_some();
     let mut device = Device::open(home, config, lock, device::INTERACTIVE).await?;
     // Without an agent keeping this device current, look for news first (one listing).
-    let fetch_first = !matches!(
-        command,
-        DataCommand::Copy(_)
-            | DataCommand::Paste(_)
-            | DataCommand::Sync { .. }
-            | DataCommand::Log(_)
-            | DataCommand::Devices {
-                action: Some(DevicesAction::Vouch { .. })
-            }
-    );
+    let fetch_first = !paused
+        && !matches!(
+            command,
+            DataCommand::Copy(_)
+                | DataCommand::Paste(_)
+                | DataCommand::Sync { .. }
+                | DataCommand::Log(_)
+                | DataCommand::Devices {
+                    action: Some(DevicesAction::Vouch { .. })
+                }
+        );
     if fetch_first && let Err(error) = device.engine.fetch().await {
         out.note(format!(
             "warning: could not fetch new data ({error}); showing what this device has"
         ));
     }
-    if execute(&mut device, command, out).await? == Changed::Yes {
+    if execute(&mut device, command, out).await? == Changed::Yes && !paused {
         // Sync it now if storage is reachable; it stays queued otherwise.
         match device.engine.upload().await {
             Ok(report) => announce(&device, &report.hints).await,

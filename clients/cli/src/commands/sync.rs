@@ -14,6 +14,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::cli::LogArgs;
 use crate::commands::devices;
+use crate::commands::pause::Pause;
 use crate::device::Device;
 use crate::error::Failure;
 use crate::output::{Lines, Output, age, size, until};
@@ -106,6 +107,12 @@ pub(crate) async fn sync(
         });
         return Ok(());
     }
+    if let Some(paused) = Pause::current(&device.home) {
+        return Err(Failure::new(format!(
+            "sync is {paused} on this device: `ferry resume` first (`ferry sync --dry-run` \
+             shows what would move)"
+        )));
+    }
     if retry_quarantined {
         let due = device.engine.retry_quarantined()?;
         out.note(format!("trying {due} quarantined objects again"));
@@ -159,6 +166,8 @@ struct Status {
     tag: String,
     store: String,
     relay: String,
+    /// Whether sync is paused (`ferry pause`), and until when.
+    paused: Option<Pause>,
     /// The LAN path, while the agent runs it.
     lan: Option<Lan>,
     clips: usize,
@@ -311,6 +320,9 @@ impl fmt::Display for Status {
             "" => writeln!(f, "relay     none (polling)")?,
             relay => writeln!(f, "relay     {relay}")?,
         }
+        if let Some(paused) = &self.paused {
+            writeln!(f, "sync      {paused}")?;
+        }
         if let Some(lan) = &self.lan {
             writeln!(f, "lan       {lan}")?;
         }
@@ -368,6 +380,7 @@ pub(crate) fn status(device: &Device, out: &mut Output) -> Result<(), Failure> {
         tag: status.tag.to_string(),
         store: settings.store.clone().unwrap_or_default(),
         relay: settings.relay.clone().unwrap_or_default(),
+        paused: Pause::current(&device.home),
         lan: device.nearby.as_ref().map(|nearby| Lan {
             enabled: nearby.enabled,
             listening: nearby.listening.map(|addr| addr.to_string()),
