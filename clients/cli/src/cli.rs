@@ -68,6 +68,17 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// Pick a clip from the history in a full-screen list, searched as you type, and place it
+    /// on the clipboard (Enter), pin it (p), or move it to the trash (d).
+    Pick(PickArgs),
+    /// Serve a clip read from standard input on the clipboard until something else is copied
+    /// (what `ferry pick` leaves running when no agent does).
+    #[command(hide = true)]
+    ServeClip {
+        /// The clip is a PNG image (else UTF-8 text).
+        #[arg(long)]
+        png: bool,
+    },
     /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell); README
     /// says where each shell looks for it.
     Completions {
@@ -133,6 +144,16 @@ pub(crate) struct JoinArgs {
     /// How long to wait for the device that shows the code to answer.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub(crate) wait: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PickArgs {
+    /// Print the chosen clip instead of placing it on the clipboard (for scripts).
+    #[arg(long)]
+    pub(crate) print: bool,
+    /// Start with this search.
+    #[arg(long, value_name = "Q")]
+    pub(crate) query: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +268,19 @@ pub(crate) enum DataCommand {
     },
     /// Resume sync: what is pending goes out, and new clips are fetched.
     Resume,
+    /// The picker's search: clips matching QUERY as typed, for `ferry pick`.
+    #[command(hide = true)]
+    Matches {
+        query: String,
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+    },
+    /// Copy clip ID again and place it on the clipboard (what Enter in `ferry pick` does).
+    #[command(hide = true)]
+    Place {
+        /// The clip's id (or a unique prefix of it).
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]

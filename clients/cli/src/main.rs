@@ -3,6 +3,7 @@
 //! ```text
 //! main ─▶ cli (clap) ─▶ config layers + home
 //!   init / join / pair / key / doctor / service  run here (commands/)
+//!   pick                                      a full-screen picker over the data commands
 //!   agent                                     the long-running loop (agent/)
 //!   copy, paste, history, … (DataCommand)     run here under the home's lock, or, when an
 //!                                             agent holds it, sent to the agent's socket
@@ -77,6 +78,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             commands::manual::man_pages(output, &mut out)?;
             return out.emit();
         }
+        Command::ServeClip { png } => return commands::pick::serve_clip(*png),
         _ => {}
     }
     let home = Home::locate(global.home.as_deref(), global.config.as_deref())?;
@@ -102,8 +104,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Service { action } => {
             commands::service::run(&home, action, global.home.is_some(), &mut out)
         }
+        Command::Pick(args) => commands::pick::run(home, config, args, &mut out).await,
         Command::Data(command) => commands::run_data(home, config, command, &mut out).await,
-        Command::Completions { .. } | Command::Man { .. } => Ok(()),
+        Command::Completions { .. } | Command::Man { .. } | Command::ServeClip { .. } => Ok(()),
     };
     // What was printed before a failure is shown too (doctor's checklist, a fetch warning).
     out.emit()?;

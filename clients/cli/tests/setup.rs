@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Backend, Device, eventually, storage};
+use common::{Backend, Device, Terminal, eventually, storage};
 
 /// The recovery code of a fresh repository on a folder, and the folder's URL.
 fn repository() -> (common::Storage, String) {
@@ -359,65 +359,6 @@ fn the_agents_first_run_without_a_terminal_keeps_the_code_out_of_its_log() {
     assert!(!log.contains(&code[..10]), "{log}");
     assert!(log.contains("ferry key show --yes"), "{log}");
     common::stop_agent(agent);
-}
-
-/// A terminal of its own in tmux (a server on a socket of its own), removed on drop.
-struct Terminal {
-    socket: String,
-}
-
-impl Terminal {
-    /// Runs `command` in a shell in a new terminal; the shell says its exit status after it.
-    fn start(command: &str) -> Terminal {
-        let socket = format!("ferry-test-{}-{:x}", std::process::id(), rand_suffix());
-        let script = format!("{command}; echo \"exit status $?\"; sleep 60");
-        let status = Command::new("tmux")
-            .args(["-L", &socket, "new-session", "-d", "-x", "200", "-y", "40"])
-            .arg(script)
-            .status()
-            .unwrap();
-        assert!(status.success(), "tmux started");
-        Terminal { socket }
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let output = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.tmux(&["capture-pane", "-p", "-J"])
-    }
-
-    /// Waits until the screen shows `text`; returns the screen.
-    fn wait_for(&self, text: &str) -> String {
-        eventually(Duration::from_secs(30), text, || {
-            let screen = self.screen();
-            screen.contains(text).then_some(screen)
-        })
-    }
-
-    fn type_line(&self, text: &str) {
-        self.tmux(&["send-keys", "-l", text]);
-        self.tmux(&["send-keys", "Enter"]);
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]);
-    }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //!                    and the best target itself (INCR transfers included)
 //!   otherwise:       a thread polls through arboard every `poll_interval` (≤ 250 ms)
 //!   ─▶ Observed::Clip(text | PNG) | Observed::Secret | Observed::TooLarge
+//! serve(clip)        places a clip and serves it until something else is copied
 //! Writer::set(clip)  places a clip with arboard (data-control on Wayland, X11 otherwise),
 //!                    which keeps serving it (clipboards live in the owner's process) until
 //!                    something else is copied
@@ -42,6 +43,20 @@ pub enum Clip {
     Text(String),
     /// An image, as PNG bytes.
     Png(Vec<u8>),
+}
+
+impl Clip {
+    /// Whether two clips hold the same content. Images compare by pixels: a clipboard writer
+    /// re-encodes the PNG it serves, so other bytes are read back than were placed.
+    pub fn same_content(&self, other: &Clip) -> bool {
+        match (self, other) {
+            (Clip::Png(x), Clip::Png(y)) if x != y => match (decode_png(x), decode_png(y)) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => false,
+            },
+            _ => self == other,
+        }
+    }
 }
 
 /// What the watcher saw after a copy.
@@ -250,6 +265,28 @@ fn read_arboard(clipboard: &mut arboard::Clipboard, config: &WatchConfig) -> Opt
             None
         }
     }
+}
+
+/// Places `clip`, calls `placed`, and serves it until something else is copied or the display
+/// goes away: for a process that places one clip and then has nothing else to do (on X11 and
+/// Wayland a clipboard lives in its owner's process).
+pub fn serve(clip: &Clip, placed: impl FnOnce()) -> Result<(), ClipboardError> {
+    let (replaced, wait) = std::sync::mpsc::channel();
+    let ours = clip.clone();
+    // Watching first: the copy that replaces this clip cannot come unseen between the two.
+    let _watcher = Watcher::start(WatchConfig::default(), move |observed| {
+        let still_ours = matches!(&observed, Observed::Clip(now) if now.same_content(&ours));
+        if !still_ours {
+            let _ = replaced.send(());
+        }
+        still_ours
+    })?;
+    let mut writer = Writer::open()?;
+    writer.set(clip)?;
+    placed();
+    // Also returns when the watcher ends with the display.
+    let _ = wait.recv();
+    Ok(())
 }
 
 /// Places clips on the clipboard and keeps serving the last one until something else is

@@ -202,7 +202,68 @@ per_backend! {
                 .unwrap()
                 .is_empty()
         );
+        // As typed, the last word is the start of one; whole words stay whole.
+        assert!(b.engine.search("qui", 10).unwrap().is_empty());
+        assert_eq!(b.engine.search_as_typed("qui", 10).unwrap().len(), 1);
+        assert_eq!(b.engine.search_as_typed("brown qu", 10).unwrap().len(), 1);
+        assert!(b.engine.search_as_typed("bro qu", 10).unwrap().is_empty());
+        assert!(b.engine.search_as_typed("(* AND", 10).unwrap().is_empty());
+        assert!(b.engine.search_as_typed("   ", 10).unwrap().is_empty());
     }
+}
+
+/// The texts of the clips a search as typed finds, in its order.
+fn found(device: &Device, query: &str) -> Vec<String> {
+    let state = device.engine.state_for(DataKind::Clips);
+    device
+        .engine
+        .search_as_typed(query, 10)
+        .unwrap()
+        .iter()
+        .filter_map(|id| Some(state.clip(id)?.content.text()?.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn search_finds_the_last_copied_first_here_from_others_and_after_an_upgrade() {
+    let storage = storage(common::Backend::Folder).await;
+    init(&*storage.store).await;
+    let mut a = Device::open(Arc::clone(&storage.store)).await;
+    let mut b = Device::open(Arc::clone(&storage.store)).await;
+    for text in ["note one", "note two", "note three"] {
+        a.copy(text);
+    }
+    assert_eq!(found(&a, "not"), ["note three", "note two", "note one"]);
+    // Copied again, a clip moves up, here and on the device that fetches it.
+    a.copy("note one");
+    assert_eq!(found(&a, "note"), ["note one", "note three", "note two"]);
+    a.engine.upload().await.unwrap();
+    b.engine.fetch().await.unwrap();
+    assert_eq!(found(&b, "no"), ["note one", "note three", "note two"]);
+    b.copy("note two");
+    assert_eq!(found(&b, "n"), ["note two", "note one", "note three"]);
+
+    // A database from before the ordered index (schema 4: rows by hash, no prefix index) is
+    // indexed again from its state when it opens, in the order of last copy.
+    let db = b.home.path().join("ferry.db");
+    drop(b.engine);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "DROP TABLE clip_text;
+         DROP TABLE clip_rows;
+         CREATE TABLE clip_rows (rowid INTEGER PRIMARY KEY, clip BLOB NOT NULL);
+         CREATE VIRTUAL TABLE clip_text USING fts5(body, content = '', detail = none);
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
+    drop(conn);
+    let b = Device {
+        engine: engine_at(Arc::clone(&storage.store), &db, config())
+            .await
+            .unwrap(),
+        home: b.home,
+    };
+    assert_eq!(found(&b, "no"), ["note two", "note one", "note three"]);
 }
 
 per_backend! {

@@ -1,5 +1,5 @@
 //! The agent and the desktop clipboard: copies seen become clips; the newest clip from
-//! another device is placed.
+//! another device is placed, and so is the clip `ferry pick` chose.
 
 use std::sync::{Arc, Mutex};
 
@@ -9,7 +9,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{Agent, ClipboardParts};
+use crate::commands::clip;
 use crate::device::Device;
+use crate::error::Failure;
 
 impl Agent {
     pub(super) fn observed(&mut self, observed: Observed) {
@@ -30,7 +32,7 @@ impl Agent {
         if [&self.placed, &self.recorded]
             .into_iter()
             .flatten()
-            .any(|known| same_clip(known, &clip))
+            .any(|known| known.same_content(&clip))
         {
             return;
         }
@@ -74,56 +76,50 @@ impl Agent {
             }
             (newest.id, newest.content.clone())
         };
-        let clip = match content {
-            ClipContent::Text(text) => Clip::Text(text),
-            ClipContent::RichText(rich) => Clip::Text(rich.plain),
-            ClipContent::Image(image) if image.mime == "image/png" => match image.body {
-                Body::Inline(bytes) => Clip::Png(bytes),
-                Body::Blob { id, .. } => match self.device.engine.blob(id).await {
-                    Ok(bytes) => Clip::Png(bytes),
-                    Err(error) => {
-                        warn!(%error, "the newest image could not be fetched");
-                        return;
-                    }
-                },
-            },
-            _ => return,
+        let clip = match clip::clipboard_content(&mut self.device, content).await {
+            Ok(Some(clip)) => clip,
+            Ok(None) => return,
+            Err(error) => {
+                warn!(%error, "the newest image could not be fetched");
+                return;
+            }
         };
         // Only now: an image not fetched yet (storage out of reach) is tried again with the
         // next fetch, or when it arrives from a nearby device.
         self.applied = Some(id);
         let _ = std::fs::write(self.device.home.applied_file(), id.to_string());
+        match self.place(writer, clip).await {
+            Ok(()) => info!(clip = %id, "placed the newest clip from another device"),
+            Err(error) => warn!(%error, "the clip could not be placed on the clipboard"),
+        }
+    }
+
+    /// Places clip `id` (a prefix) that `ferry pick` chose on this clipboard.
+    pub(super) async fn place_chosen(&mut self, id: &str) -> Result<(), Failure> {
+        let writer = self.writer.clone().ok_or_else(|| {
+            Failure::new(
+                "the agent has no clipboard (it started without DISPLAY or WAYLAND_DISPLAY): \
+                 use `ferry pick --print`",
+            )
+        })?;
+        let clip = clip::clipboard_clip(&mut self.device, id).await?;
+        self.place(writer, clip)
+            .await
+            .map_err(|error| Failure::new(format!("the clip could not be placed: {error}")))
+    }
+
+    /// Places `clip`, which the watcher then does not record again.
+    async fn place(&mut self, writer: Arc<Mutex<Writer>>, clip: Clip) -> Result<(), String> {
         self.placed = Some(clip.clone());
-        let placed = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             writer
                 .lock()
                 .map_err(|_| "the clipboard writer failed earlier".to_owned())?
                 .set(&clip)
                 .map_err(|e| e.to_string())
         })
-        .await;
-        match placed {
-            Ok(Ok(())) => info!(clip = %id, "placed the newest clip from another device"),
-            Ok(Err(error)) => warn!(%error, "the clip could not be placed on the clipboard"),
-            Err(error) => warn!(%error, "the clipboard writer stopped"),
-        }
-    }
-}
-
-/// Whether two clips hold the same content. Images compare by pixels: the clipboard writer
-/// re-encodes the PNG it serves, so the watcher reads other bytes back than were placed.
-pub(super) fn same_clip(a: &Clip, b: &Clip) -> bool {
-    match (a, b) {
-        (Clip::Png(x), Clip::Png(y)) if x != y => {
-            match (
-                ferry_clipboard::decode_png(x),
-                ferry_clipboard::decode_png(y),
-            ) {
-                (Ok(x), Ok(y)) => x == y,
-                _ => false,
-            }
-        }
-        _ => a == b,
+        .await
+        .map_err(|_| "the clipboard writer stopped".to_owned())?
     }
 }
 

@@ -8,6 +8,7 @@
 //! nearby device's segment ─▶ receive ─────────────┴─▶ newest clip from another device
 //!                                                    ─▶ placed on this clipboard
 //! agent socket ─▶ ferry copy / paste / history … run here, answered there
+//!                 (a clip chosen in `ferry pick` placed on this clipboard)
 //! ferry pause ─▶ no copies recorded, no uploads, fetches or nearby exchange until resumed
 //! SIGTERM / SIGINT ─▶ last upload (bounded) ─▶ exit
 //! ```
@@ -44,6 +45,7 @@ use clipboard::start_clipboard;
 use lan::recv_lan;
 use relay::{recv_relay, relay_changed, relay_news, topics_change};
 
+use crate::cli::DataCommand;
 use crate::commands::pause::Pause;
 use crate::commands::setup::{self, KeySource, Setup, ShowCode};
 use crate::commands::{self, Changed};
@@ -448,7 +450,15 @@ impl Agent {
 
     async fn job(&mut self, job: ipc::Job) {
         let mut out = Output::new(job.json);
-        let result = commands::execute(&mut self.device, job.command, &mut out).await;
+        // A clip `ferry pick` chose goes on this clipboard first; copied again only once there.
+        let placed = match &job.command {
+            DataCommand::Place { id } => self.place_chosen(id).await,
+            _ => Ok(()),
+        };
+        let result = match placed {
+            Ok(()) => commands::execute(&mut self.device, job.command, &mut out).await,
+            Err(failure) => Err(failure),
+        };
         if let Ok(Changed::Yes) = result {
             if self.paused.is_none() {
                 self.share();

@@ -277,6 +277,61 @@ pub(crate) fn history(device: &Device, args: HistoryArgs) -> Result<Clips, Failu
     Ok(Clips::new(device, &views))
 }
 
+/// Copies clip `id` (or a unique prefix) again: it moves to the top of the history on every
+/// device. What choosing it in `ferry pick` records.
+pub(crate) fn reuse(device: &mut Device, prefix: &str) -> Result<Copied, Failure> {
+    let id = find(device, prefix)?;
+    let content = device
+        .engine
+        .state_for(DataKind::Clips)
+        .clip(&id)
+        .map(|view| view.content.clone())
+        .ok_or_else(|| Failure::new(format!("clip {id} has no content on this device")))?;
+    device
+        .engine
+        .record(DataKind::Clips, |r, names, now| r.copy(names, content, now))?;
+    Ok(Copied { id: id.to_string() })
+}
+
+/// Clip `id` (or a unique prefix) as the clipboard takes it; see [`clipboard_content`].
+pub(crate) async fn clipboard_clip(
+    device: &mut Device,
+    prefix: &str,
+) -> Result<ferry_clipboard::Clip, Failure> {
+    let id = find(device, prefix)?;
+    let content = device
+        .engine
+        .state_for(DataKind::Clips)
+        .clip(&id)
+        .map(|view| view.content.clone())
+        .ok_or_else(|| Failure::new(format!("clip {id} has no content on this device")))?;
+    let what = describe(&content);
+    clipboard_content(device, content).await?.ok_or_else(|| {
+        Failure::new(format!(
+            "clip {id} is {what}: the clipboard takes text and PNG images; save it with \
+             `ferry paste {id} --output PATH`"
+        ))
+    })
+}
+
+/// Content as the clipboard takes it: text (rich text as its plain form), or a PNG image
+/// (fetched when only its blob's id is here); `None` for what a clipboard does not hold.
+pub(crate) async fn clipboard_content(
+    device: &mut Device,
+    content: ClipContent,
+) -> Result<Option<ferry_clipboard::Clip>, Failure> {
+    use ferry_clipboard::Clip;
+    Ok(Some(match content {
+        ClipContent::Text(text) => Clip::Text(text),
+        ClipContent::RichText(rich) => Clip::Text(rich.plain),
+        ClipContent::Image(image) if image.mime == "image/png" => match image.body {
+            Body::Inline(bytes) => Clip::Png(bytes),
+            Body::Blob { id, .. } => Clip::Png(device.engine.blob(id).await?),
+        },
+        _ => return Ok(None),
+    }))
+}
+
 /// `ferry trash`.
 pub(crate) fn trash(device: &Device) -> Clips {
     Clips::new(device, &device.engine.state_for(DataKind::Clips).trash())
@@ -292,7 +347,7 @@ fn describe(content: &ClipContent) -> String {
 }
 
 /// One line of preview: the first line of text, or what the content is.
-fn preview(content: &ClipContent) -> String {
+pub(crate) fn preview(content: &ClipContent) -> String {
     let text = match content {
         ClipContent::Text(text) => text,
         ClipContent::RichText(rich) => &rich.plain,

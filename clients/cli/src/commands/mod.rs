@@ -10,6 +10,7 @@
 //! collection, alias, config            the rest of the device's data
 //! sync      sync, status, log          moving data, and what moved
 //! pause     pause, resume              holding sync back for a while
+//! pick      pick                       the history in a full-screen picker
 //! manual    completions, man           the command line describing itself
 //! ```
 //!
@@ -27,6 +28,7 @@ pub(crate) mod key;
 pub(crate) mod manual;
 pub(crate) mod pair;
 pub(crate) mod pause;
+pub(crate) mod pick;
 pub(crate) mod service;
 pub(crate) mod setup;
 pub(crate) mod sync;
@@ -116,6 +118,14 @@ pub(crate) async fn execute(
         DataCommand::Log(args) => no_change(sync::log(device, args, out)),
         DataCommand::Pause { duration } => no_change(pause::pause(&device.home, duration, out)),
         DataCommand::Resume => no_change(pause::resume(&device.home, out)),
+        DataCommand::Matches { query, limit } => {
+            out.report(&pick::matches(device, &query, limit)?);
+            Ok(Changed::No)
+        }
+        DataCommand::Place { id } => {
+            out.report(&clip::reuse(device, &id)?);
+            Ok(Changed::Yes)
+        }
     }?;
     if changed == Changed::Yes
         && let Some(paused) = pause::Pause::current(&device.home)
@@ -184,17 +194,26 @@ pub(crate) async fn run_data(
             "warning: could not fetch new data ({error}); showing what this device has"
         ));
     }
-    if execute(&mut device, command, out).await? == Changed::Yes && !paused {
-        // Sync it now if storage is reachable; it stays queued otherwise.
-        match device.engine.upload().await {
-            Ok(report) => announce(&device, &report.hints).await,
-            Err(error) => out.note(format!(
-                "recorded on this device; it goes out with the next `ferry sync` or the agent \
-                 (the upload failed: {error})"
-            )),
-        }
+    if execute(&mut device, command, out).await? == Changed::Yes {
+        send_now(&mut device, out).await;
     }
     Ok(())
+}
+
+/// Sends what a command recorded now, when no agent runs: uploaded if the storage answers
+/// (and announced on the relay), else kept for the next `ferry sync` or the agent; while sync
+/// is paused, kept until it resumes.
+pub(crate) async fn send_now(device: &mut Device, out: &mut Output) {
+    if pause::Pause::current(&device.home).is_some() {
+        return;
+    }
+    match device.engine.upload().await {
+        Ok(report) => announce(device, &report.hints).await,
+        Err(error) => out.note(format!(
+            "recorded on this device; it goes out with the next `ferry sync` or the agent \
+             (the upload failed: {error})"
+        )),
+    }
 }
 
 /// Tells the other devices through the relay that a new segment is there, so their agents

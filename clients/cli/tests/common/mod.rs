@@ -190,6 +190,21 @@ impl Device {
         command
     }
 
+    /// The shell command line that runs `ferry --home HOME args…` with this device's
+    /// variables (for a terminal in tmux); `args` are quoted.
+    pub fn shell_line(&self, args: &[&str]) -> String {
+        let mut line: Vec<String> = self
+            .env
+            .iter()
+            .map(|(key, value)| format!("{key}={}", quote(value)))
+            .collect();
+        line.push(FERRY.to_owned());
+        line.push("--home".to_owned());
+        line.push(quote(&self.home().display().to_string()));
+        line.extend(args.iter().map(|arg| quote(arg)));
+        line.join(" ")
+    }
+
     /// `ferry --json args…`, which must succeed, parsed.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["--json"];
@@ -327,6 +342,11 @@ pub fn pair(backend: Backend, with_relay: bool) -> Pair {
         b,
         code,
     }
+}
+
+/// `text` quoted for a POSIX shell.
+pub fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// A TCP port on 127.0.0.1 that no one listens on now.
@@ -650,4 +670,75 @@ pub fn pixels(png: &[u8]) -> (u32, u32, Vec<u8>) {
         other => panic!("unexpected colour type {other:?}"),
     };
     (info.width, info.height, rgba)
+}
+
+/// A terminal of its own in tmux (a server on a socket of its own), removed on drop.
+pub struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    /// Runs `command` in a shell in a new terminal; the shell says its exit status after it.
+    pub fn start(command: &str) -> Terminal {
+        let socket = format!("ferry-test-{}-{:x}", std::process::id(), rand_suffix());
+        let script = format!("{command}; echo \"exit status $?\"; sleep 60");
+        let status = Command::new("tmux")
+            .args(["-L", &socket, "new-session", "-d", "-x", "200", "-y", "40"])
+            .arg(script)
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux started");
+        Terminal { socket }
+    }
+
+    pub fn tmux(&self, args: &[&str]) -> String {
+        let output = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-J"])
+    }
+
+    /// Waits until the screen shows `text`; returns the screen.
+    pub fn wait_for(&self, text: &str) -> String {
+        eventually(Duration::from_secs(30), text, || {
+            let screen = self.screen();
+            screen.contains(text).then_some(screen)
+        })
+    }
+
+    /// Types `text` as it is, without Enter.
+    pub fn type_text(&self, text: &str) {
+        self.tmux(&["send-keys", "-l", text]);
+    }
+
+    /// Presses keys by tmux's names: `Enter`, `Tab`, `Escape`, `C-p`, `Down`…
+    pub fn press(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    pub fn type_line(&self, text: &str) {
+        self.tmux(&["send-keys", "-l", text]);
+        self.tmux(&["send-keys", "Enter"]);
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }

@@ -5,7 +5,7 @@ use ferry_protocol::{DeviceId, DeviceTag};
 use rusqlite::{OptionalExtension, params};
 
 use super::{
-    CursorRow, Db, Meta, fixed, index_text, insert_op, insert_transfer, text_rowid, to_i64, to_u64,
+    CursorRow, Db, Meta, Seen, fixed, index_text, insert_op, insert_transfer, to_i64, to_u64,
     write_checkpoint,
 };
 use crate::SyncError;
@@ -114,7 +114,7 @@ impl Db {
             insert_op(&tx, op, None)?;
         }
         for (clip, text) in texts {
-            index_text(&tx, *clip, text)?;
+            index_text(&tx, *clip, text, Seen::Now)?;
         }
         tx.execute(
             "INSERT INTO cursors (tag, device, seq, ops) VALUES (?1, ?2, ?3, ?4)
@@ -151,12 +151,9 @@ impl Db {
                 params![tag.0, device.0, to_i64(cursor.seq), to_i64(cursor.ops)],
             )?;
         }
-        // In row order: appends to the index's b-trees instead of random inserts.
-        let mut ordered: Vec<&(ClipId, String)> = texts.iter().collect();
-        ordered.sort_unstable_by_key(|(clip, _)| text_rowid(*clip));
-        ordered.dedup_by_key(|(clip, _)| *clip);
-        for (clip, text) in ordered {
-            index_text(&tx, *clip, text)?;
+        // Oldest first (the caller's order): the rows keep the order of last copy.
+        for (clip, text) in texts {
+            index_text(&tx, *clip, text, Seen::Before)?;
         }
         for transfer in transfers {
             insert_transfer(&tx, transfer)?;

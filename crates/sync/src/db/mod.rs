@@ -39,12 +39,14 @@ mod outbox;
 mod quarantine;
 mod search;
 
+pub(crate) use search::Words;
+
 use log::insert_transfer;
 pub(crate) use quarantine::{QuarantineRow, SetAside};
-use search::{index_text, text_rowid};
+use search::{Seen, index_text};
 
 /// The newest schema this build knows. Each step in [`MIGRATIONS`] moves one version up.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -119,6 +121,14 @@ const MIGRATIONS: &[&str] = &[
          seq INTEGER NOT NULL,
          at INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 4 → 5: the search index in the order clips were last copied, with prefix indexes; it is
+    // built again from the state when the engine opens (see `Db::index_history`).
+    "DROP TABLE clip_text;
+     DROP TABLE clip_rows;
+     CREATE TABLE clip_rows (rowid INTEGER PRIMARY KEY, clip BLOB NOT NULL UNIQUE);
+     CREATE VIRTUAL TABLE clip_text USING fts5(
+         body, content = '', detail = none, prefix = '1 2 3'
+     );",
 ];
 
 /// The values kept in the `meta` table, each under its own key.

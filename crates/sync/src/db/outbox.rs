@@ -5,7 +5,7 @@ use ferry_protocol::{BlobId, DeviceId};
 use rusqlite::{OptionalExtension, params};
 
 use super::{
-    Db, Meta, SegmentRow, index_text, insert_op, insert_transfer, set_meta, to_i64, to_u64,
+    Db, Meta, Seen, SegmentRow, index_text, insert_op, insert_transfer, set_meta, to_i64, to_u64,
 };
 use crate::SyncError;
 use crate::transfer::Transfer;
@@ -28,7 +28,7 @@ impl Db {
             )?;
         }
         if let Some((clip, text)) = text {
-            index_text(&tx, clip, text)?;
+            index_text(&tx, clip, text, Seen::Now)?;
         }
         tx.commit()?;
         Ok(())

@@ -30,7 +30,7 @@ use ferry_protocol::{
 use ferry_store::{RetryPolicy, Store};
 use tracing::warn;
 
-use crate::db::Db;
+use crate::db::{Db, Words};
 use crate::policy::{Direction, Filters};
 use crate::remote::Remote;
 use crate::transfer::{self, Kind, Outcome, Transfer, now_ms};
@@ -284,7 +284,7 @@ impl Engine {
         } else {
             config.retry
         };
-        let db;
+        let mut db;
         let mut opened_offline = false;
         let key_id = match repo::open(&*store, &keys, &retry).await {
             Ok(header) => {
@@ -308,6 +308,7 @@ impl Engine {
         db.retry_after_upgrade(config.known_actions)?;
         let local = db.local_identity()?;
         let (state, local_state) = db.load_state(local)?;
+        db.index_history(&state)?;
         let mut engine = Engine {
             tag: keys.names.device_tag(&device),
             replica: Replica::with_state(device, state),
@@ -488,7 +489,13 @@ impl Engine {
 
     /// Clips whose text holds every word of `query`, best match first.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<ClipId>, SyncError> {
-        self.db.search(query, limit)
+        self.db.search(query, Words::Whole, limit)
+    }
+
+    /// [`Engine::search`] for a query still being typed: its last word matches the start of a
+    /// word (`hel` finds `hello`).
+    pub fn search_as_typed(&self, query: &str, limit: usize) -> Result<Vec<ClipId>, SyncError> {
+        self.db.search(query, Words::LastUnfinished, limit)
     }
 
     /// The newest `limit` lines of the transfer log.

@@ -242,7 +242,7 @@ impl Engine {
         let mut texts: Vec<(ClipId, String)> = Vec::new();
         let mut transfers = Vec::new();
         for snapshot in loaded {
-            // Index the snapshot's clips (those already indexed are skipped).
+            // Index the snapshot's clips (those already indexed keep their place).
             texts.extend(
                 snapshot
                     .state
@@ -254,6 +254,10 @@ impl Engine {
             cursors.push((snapshot.tag, snapshot.device, snapshot.advanced));
             transfers.push(snapshot.transfer);
         }
+        // Oldest first by the merged history, so the index's rows follow the order of last copy.
+        let merged = self.replica.state();
+        texts.sort_by_cached_key(|(clip, _)| merged.clip(clip).map(|view| view.last_used));
+        texts.dedup_by_key(|(clip, _)| *clip);
         let stored = self
             .db
             .apply_snapshot(self.replica.state(), &cursors, &texts, &transfers);

@@ -1,0 +1,304 @@
+//! `ferry pick`: the history in a full-screen picker, searched as you type.
+//!
+//! ```text
+//! terminal keys (a thread) ─▶ Picker::key (view) ─▶ search again / move / pin / trash / choose
+//!                                     │
+//!                         Source: the agent's socket, or the device opened here
+//!                                     │
+//! chosen ─▶ on the clipboard: by the agent (it serves it), or by a `ferry serve-clip` process
+//!           left running until something else is copied; with --print, on standard output
+//! ```
+//!
+//! The screen is drawn on the terminal itself (`/dev/tty`), so `ferry pick --print | …` works.
+//! Each keystroke is one search of the history's index (see `BENCHMARKS.md` for its cost at
+//! 100k clips); keys typed faster than the answers come are taken together.
+
+mod source;
+mod view;
+
+use std::cmp::Reverse;
+use std::fmt;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use ferry_core::{ClipContent, ClipView, DataKind};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::cli::{DataCommand, PasteArgs, PickArgs};
+use crate::config::Config;
+use crate::device::Device;
+use crate::error::Failure;
+use crate::home::Home;
+use crate::output::{Output, age};
+
+use source::Source;
+use view::{Action, Picker, Screen};
+
+/// How much of a clip's text the preview shows.
+const PREVIEW_CHARS: usize = 4096;
+
+/// One clip as the picker lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    /// The first line of text, or what the content is.
+    pub(crate) preview: String,
+    /// The start of the text, for the preview pane.
+    pub(crate) text: Option<String>,
+    pub(crate) bytes: u64,
+    /// A file's name.
+    pub(crate) name: Option<String>,
+    pub(crate) device_name: String,
+    pub(crate) last_used_ms: u64,
+    pub(crate) pinned: bool,
+}
+
+impl Entry {
+    fn new(device: &Device, view: &ClipView<'_>) -> Entry {
+        Entry {
+            id: view.id.to_string(),
+            kind: view.content.kind().as_str().to_owned(),
+            preview: super::clip::preview(view.content),
+            text: view
+                .content
+                .text()
+                .map(|text| text.chars().take(PREVIEW_CHARS).collect()),
+            bytes: view.content.size(),
+            name: match view.content {
+                ClipContent::File(file) => Some(file.name.clone()),
+                _ => None,
+            },
+            device_name: device.device_name(&view.source()),
+            last_used_ms: view.last_used.wall_ms(),
+            pinned: view.pinned,
+        }
+    }
+}
+
+/// What one search found: the clips to list, and how many the history holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Matches {
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) clips: usize,
+}
+
+impl fmt::Display for Matches {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for entry in &self.entries {
+            writeln!(
+                f,
+                "{}\t{}\t{}\t{}",
+                &entry.id[..12.min(entry.id.len())],
+                age(entry.last_used_ms),
+                entry.device_name,
+                entry.preview
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The clips matching `query` as it is typed (its last word a prefix), the last used first; with
+/// no words, the pinned clips and then the newest. At most `limit`.
+pub(crate) fn matches(device: &Device, query: &str, limit: usize) -> Result<Matches, Failure> {
+    let state = device.engine.state_for(DataKind::Clips);
+    let views: Vec<ClipView<'_>> = if query.trim().is_empty() {
+        let mut views = state.pinned();
+        views.truncate(limit);
+        let room = limit - views.len();
+        views.extend(
+            state
+                .history(None, limit)
+                .into_iter()
+                .filter(|view| !view.pinned)
+                .take(room),
+        );
+        views
+    } else {
+        let mut views: Vec<ClipView<'_>> = device
+            .engine
+            .search_as_typed(query, limit)?
+            .iter()
+            .filter_map(|id| state.clip(id))
+            .filter(|view| view.trashed_at.is_none())
+            .collect();
+        views.sort_by_key(|view| Reverse(view.last_used));
+        views
+    };
+    Ok(Matches {
+        entries: views.iter().map(|view| Entry::new(device, view)).collect(),
+        clips: state.stats().clips,
+    })
+}
+
+/// `ferry pick [--print] [--query Q]`.
+pub(crate) async fn run(
+    home: Home,
+    config: Config,
+    args: PickArgs,
+    out: &mut Output,
+) -> Result<(), Failure> {
+    let mut screen = Screen::open().map_err(|e| {
+        Failure::new(format!(
+            "ferry pick needs a terminal ({e}); in scripts, `ferry history` lists one clip a \
+             line for fzf, rofi or dmenu"
+        ))
+    })?;
+    let mut source = match Source::open(home, config).await {
+        Ok(source) => source,
+        Err(failure) => {
+            screen.close();
+            return Err(failure);
+        }
+    };
+    let chosen = pick(&mut screen, &mut source, args.query.unwrap_or_default()).await;
+    screen.close();
+    let Some(id) = chosen? else {
+        return Ok(());
+    };
+    if args.print {
+        let stdout = source
+            .run(DataCommand::Paste(PasteArgs {
+                id: Some(id),
+                offline: true,
+                output: None,
+            }))
+            .await?;
+        out.raw(&stdout);
+        return Ok(());
+    }
+    if let Some(device) = source.device() {
+        // No agent serves the clipboard: a process of its own does.
+        serve_detached(device, &id).await?;
+    }
+    // Copied again: it moves to the top of the history, on every device.
+    source.run(DataCommand::Place { id: id.clone() }).await?;
+    out.note(format!(
+        "clip {} is on the clipboard",
+        &id[..12.min(id.len())]
+    ));
+    Ok(())
+}
+
+/// The picker's loop: keys in, searches out, until a clip is chosen (its id) or Esc.
+async fn pick(
+    screen: &mut Screen,
+    source: &mut Source,
+    query: String,
+) -> Result<Option<String>, Failure> {
+    let mut picker = Picker::new(query, source.is_agent());
+    picker.show(source.matches(&picker.query).await?);
+    let (keys_tx, mut keys) = mpsc::unbounded_channel();
+    view::read_keys(keys_tx);
+    loop {
+        screen.draw(&mut picker)?;
+        let Some(first) = keys.recv().await else {
+            return Ok(None);
+        };
+        // Keys typed while the last search ran are taken together: one search for them all.
+        let mut pending = vec![first];
+        while let Ok(more) = keys.try_recv() {
+            pending.push(more);
+        }
+        let mut search = false;
+        for key in pending {
+            match picker.key(key) {
+                Action::Nothing => {}
+                Action::Search => search = true,
+                Action::Quit => return Ok(None),
+                Action::Choose(id) => return Ok(Some(id)),
+                Action::Pin(id, pinned) => {
+                    let command = match pinned {
+                        true => DataCommand::Pin { id },
+                        false => DataCommand::Unpin { id },
+                    };
+                    picker.said(
+                        source.run(command).await.err(),
+                        if pinned { "pinned" } else { "unpinned" },
+                    );
+                    search = true;
+                }
+                Action::Trash(id) => {
+                    picker.said(
+                        source.run(DataCommand::Rm { id }).await.err(),
+                        "moved to the trash",
+                    );
+                    search = true;
+                }
+            }
+        }
+        if search {
+            match source.matches(&picker.query).await {
+                Ok(found) => picker.show(found),
+                Err(failure) => picker.said(Some(failure), ""),
+            }
+        }
+    }
+}
+
+/// Places clip `id` on the clipboard through a `ferry serve-clip` process that serves it until
+/// something else is copied (on X11 and Wayland a clipboard lives in its owner's process), and
+/// returns once it is there.
+async fn serve_detached(device: &mut Device, id: &str) -> Result<(), Failure> {
+    let clip = super::clip::clipboard_clip(device, id).await?;
+    let (flag, bytes) = match &clip {
+        ferry_clipboard::Clip::Text(text) => (None, text.as_bytes()),
+        ferry_clipboard::Clip::Png(png) => (Some("--png"), png.as_slice()),
+    };
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new(format!("could not find the ferry program: {e}")))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("serve-clip")
+        .args(flag)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
+        .spawn()
+        .map_err(|e| Failure::new(format!("could not start `ferry serve-clip`: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(bytes)
+            .map_err(|e| Failure::new(format!("could not hand the clip over: {e}")))?;
+    }
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = BufReader::new(stdout).read_line(&mut line);
+    }
+    if line.trim() == "placed" {
+        return Ok(());
+    }
+    let mut why = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut why);
+    }
+    let _ = child.wait();
+    Err(Failure::new(format!(
+        "the clip could not be placed on the clipboard: {}",
+        why.trim().trim_start_matches("ferry: ")
+    )))
+}
+
+/// `ferry serve-clip [--png]`: places the clip read from standard input on the clipboard, says
+/// `placed`, and serves it until something else is copied.
+pub(crate) fn serve_clip(png: bool) -> Result<(), Failure> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+        .map_err(|e| Failure::new(format!("standard input could not be read: {e}")))?;
+    let clip = match png {
+        true => ferry_clipboard::Clip::Png(bytes),
+        false => ferry_clipboard::Clip::Text(
+            String::from_utf8(bytes).map_err(|_| Failure::new("the text is not UTF-8"))?,
+        ),
+    };
+    ferry_clipboard::serve(&clip, || {
+        println!("placed");
+        let _ = std::io::stdout().flush();
+    })
+    .map_err(|e| Failure::new(e.to_string()))
+}

@@ -1,0 +1,194 @@
+//! `ferry pick` in a real terminal: tmux runs it, `send-keys` types a query and keys,
+//! `capture-pane` reads the screen, and xclip on an Xvfb display reads what was placed: through
+//! a running agent, and without one (a `ferry serve-clip` process serves the clip until
+//! something else is copied).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{
+    Backend, Device, Display, Terminal, eventually, have, start_agent, stop_agent, storage,
+};
+
+const TEXT: &str = "UTF8_STRING";
+const WAIT: Duration = Duration::from_secs(20);
+
+const CLIPS: &[&str] = &[
+    "the quarterly report is due friday",
+    "ssh deploy@build.example.org",
+    "second draft of the letter",
+    "pick me from the list",
+];
+
+/// A device with a few clips in a folder repository.
+fn device_with_clips() -> (common::Storage, Device) {
+    let storage = storage(Backend::Folder);
+    let device = Device::new();
+    device.init(&storage, "desk");
+    for text in CLIPS {
+        device.run(&["copy", text]).ok();
+    }
+    (storage, device)
+}
+
+fn newest(device: &Device) -> String {
+    device.json(&["history"])[0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The processes serving a clip on `display` (`ferry serve-clip` with that DISPLAY).
+fn servers_on(display: &Display) -> Vec<u32> {
+    let wanted = format!("DISPLAY={}", display.name);
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let proc = Path::new("/proc").join(pid.to_string());
+            let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
+            let environ = std::fs::read(proc.join("environ")).unwrap_or_default();
+            cmdline.split(|b| *b == 0).any(|arg| arg == b"serve-clip")
+                && environ
+                    .split(|b| *b == 0)
+                    .any(|var| var == wanted.as_bytes())
+        })
+        .collect()
+}
+
+#[test]
+fn a_query_and_enter_place_the_clip_through_the_agent() {
+    if !have("tmux") || !have("Xvfb") || !have("xclip") {
+        return;
+    }
+    let (_storage, device) = device_with_clips();
+    let _logs = common::LogsOnFailure(vec![&device]);
+    let desk = Display::start();
+    let agent = start_agent(&device, Some(&desk), &[]);
+    let terminal = Terminal::start(&device.shell_line(&["pick"]));
+    let screen = terminal.wait_for("of 4 clips");
+    for text in CLIPS {
+        assert!(screen.contains(text), "{screen}");
+    }
+    assert!(screen.contains("Esc quit"), "{screen}");
+    // Searched as typed: "dra" is the start of a word.
+    terminal.type_text("dra");
+    let screen = terminal.wait_for("1 of 4 clips");
+    assert!(screen.contains("second draft of the letter"), "{screen}");
+    assert!(!screen.contains("pick me from the list"), "{screen}");
+    terminal.press(&["Enter"]);
+    let screen = terminal.wait_for("exit status");
+    assert!(screen.contains("exit status 0"), "{screen}");
+    eventually(WAIT, "the chosen clip on the clipboard", || {
+        (desk.paste(TEXT)? == b"second draft of the letter").then_some(())
+    });
+    // Chosen, it is the newest clip again, and the agent did not record it twice.
+    assert_eq!(newest(&device), "second draft of the letter");
+    assert_eq!(device.json(&["history"]).as_array().unwrap().len(), 4);
+    stop_agent(agent);
+}
+
+#[test]
+fn without_an_agent_a_process_serves_the_clip_until_something_else_is_copied() {
+    if !have("tmux") || !have("Xvfb") || !have("xclip") {
+        return;
+    }
+    let (_storage, device) = device_with_clips();
+    let desk = Display::start();
+    let line = format!("DISPLAY={} {}", desk.name, device.shell_line(&["pick"]));
+    let terminal = Terminal::start(&line);
+    terminal.wait_for("4 of 4 clips (no agent)");
+    terminal.type_text("ssh");
+    terminal.wait_for("1 of 4 clips");
+    terminal.press(&["Enter"]);
+    let screen = terminal.wait_for("exit status");
+    assert!(screen.contains("exit status 0"), "{screen}");
+    assert!(screen.contains("is on the clipboard"), "{screen}");
+    // The picker has exited; the clip is still there.
+    assert_eq!(
+        desk.paste(TEXT).as_deref(),
+        Some(&b"ssh deploy@build.example.org"[..])
+    );
+    assert_eq!(newest(&device), "ssh deploy@build.example.org");
+    assert_eq!(servers_on(&desk).len(), 1);
+    // Another program's copy ends it.
+    let _owner = desk.copy(TEXT, b"copied by someone else");
+    eventually(WAIT, "the serving process to end", || {
+        servers_on(&desk).is_empty().then_some(())
+    });
+}
+
+#[test]
+fn print_pin_and_trash_from_the_list() {
+    if !have("tmux") {
+        return;
+    }
+    let (_storage, device) = device_with_clips();
+    let out = device.home().join("chosen.txt");
+    let line = format!(
+        "{} > {}",
+        device.shell_line(&["pick", "--print"]),
+        common::quote(&out.display().to_string())
+    );
+    let terminal = Terminal::start(&line);
+    terminal.wait_for("4 of 4 clips");
+    // Tab gives letters to the list: p pins the selected clip (the newest), d trashes the next.
+    terminal.press(&["Tab"]);
+    terminal.wait_for("p pin");
+    terminal.press(&["p"]);
+    terminal.wait_for("pinned");
+    terminal.press(&["j", "d"]);
+    terminal.wait_for("moved to the trash");
+    terminal.wait_for("3 of 3 clips");
+    // Back to the search line: the query finds the quarterly report, Enter prints it.
+    terminal.press(&["/"]);
+    terminal.type_text("quarter");
+    terminal.wait_for("1 of 3 clips");
+    terminal.press(&["Enter"]);
+    let screen = terminal.wait_for("exit status");
+    assert!(screen.contains("exit status 0"), "{screen}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "the quarterly report is due friday"
+    );
+    let history = device.json(&["history"]);
+    let pinned: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|clip| clip["pinned"] == true)
+        .map(|clip| clip["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(pinned, ["pick me from the list"]);
+    let trash = device.json(&["trash"]);
+    assert_eq!(trash[0]["text"], "second draft of the letter");
+
+    // Esc leaves without printing or placing anything.
+    std::fs::remove_file(&out).unwrap();
+    let terminal = Terminal::start(&line);
+    terminal.wait_for("3 of 3 clips");
+    terminal.press(&["Escape"]);
+    let screen = terminal.wait_for("exit status");
+    assert!(screen.contains("exit status 0"), "{screen}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+}
+
+#[test]
+fn without_a_terminal_the_picker_says_what_to_use_instead() {
+    let (_storage, device) = device_with_clips();
+    // A new session has no controlling terminal.
+    let ran = std::process::Command::new("setsid")
+        .arg("-w")
+        .arg("sh")
+        .arg("-c")
+        .arg(device.shell_line(&["pick"]))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ferry pick needs a terminal"), "{stderr}");
+    assert!(stderr.contains("ferry history"), "{stderr}");
+}
