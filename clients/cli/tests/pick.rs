@@ -40,6 +40,16 @@ fn newest(device: &Device) -> String {
         .to_owned()
 }
 
+/// Waits until the screen shows all of `wanted` and none of `absent` (a frame is drawn top to
+/// bottom, so a capture may catch one half drawn); returns it.
+fn shows(terminal: &Terminal, wanted: &[&str], absent: &[&str]) -> String {
+    eventually(WAIT, &format!("{wanted:?} without {absent:?}"), || {
+        let screen = terminal.screen();
+        (wanted.iter().all(|w| screen.contains(w)) && !absent.iter().any(|a| screen.contains(a)))
+            .then_some(screen)
+    })
+}
+
 /// The processes serving a clip on `display` (`ferry serve-clip` with that DISPLAY).
 fn servers_on(display: &Display) -> Vec<u32> {
     let wanted = format!("DISPLAY={}", display.name);
@@ -68,16 +78,16 @@ fn a_query_and_enter_place_the_clip_through_the_agent() {
     let desk = Display::start();
     let agent = start_agent(&device, Some(&desk), &[]);
     let terminal = Terminal::start(&device.shell_line(&["pick"]));
-    let screen = terminal.wait_for("of 4 clips");
-    for text in CLIPS {
-        assert!(screen.contains(text), "{screen}");
-    }
-    assert!(screen.contains("Esc quit"), "{screen}");
+    let mut all = vec!["4 of 4 clips", "Esc quit"];
+    all.extend_from_slice(CLIPS);
+    shows(&terminal, &all, &[]);
     // Searched as typed: "dra" is the start of a word.
     terminal.type_text("dra");
-    let screen = terminal.wait_for("1 of 4 clips");
-    assert!(screen.contains("second draft of the letter"), "{screen}");
-    assert!(!screen.contains("pick me from the list"), "{screen}");
+    shows(
+        &terminal,
+        &["1 of 4 clips", "second draft of the letter"],
+        &["pick me from the list", "ssh deploy"],
+    );
     terminal.press(&["Enter"]);
     let screen = terminal.wait_for("exit status");
     assert!(screen.contains("exit status 0"), "{screen}");
@@ -99,9 +109,13 @@ fn without_an_agent_a_process_serves_the_clip_until_something_else_is_copied() {
     let desk = Display::start();
     let line = format!("DISPLAY={} {}", desk.name, device.shell_line(&["pick"]));
     let terminal = Terminal::start(&line);
-    terminal.wait_for("4 of 4 clips (no agent)");
+    shows(&terminal, &["4 of 4 clips (no agent)", "Esc quit"], &[]);
     terminal.type_text("ssh");
-    terminal.wait_for("1 of 4 clips");
+    shows(
+        &terminal,
+        &["1 of 4 clips", "ssh deploy@build.example.org"],
+        &["second draft"],
+    );
     terminal.press(&["Enter"]);
     let screen = terminal.wait_for("exit status");
     assert!(screen.contains("exit status 0"), "{screen}");
@@ -133,19 +147,26 @@ fn print_pin_and_trash_from_the_list() {
         common::quote(&out.display().to_string())
     );
     let terminal = Terminal::start(&line);
-    terminal.wait_for("4 of 4 clips");
+    shows(&terminal, &["4 of 4 clips", "Esc quit"], &[]);
     // Tab gives letters to the list: p pins the selected clip (the newest), d trashes the next.
     terminal.press(&["Tab"]);
-    terminal.wait_for("p pin");
+    shows(&terminal, &["p pin"], &[]);
     terminal.press(&["p"]);
-    terminal.wait_for("pinned");
+    shows(&terminal, &["pinned"], &[]);
     terminal.press(&["j", "d"]);
-    terminal.wait_for("moved to the trash");
-    terminal.wait_for("3 of 3 clips");
+    shows(
+        &terminal,
+        &["moved to the trash", "3 of 3 clips"],
+        &["second draft"],
+    );
     // Back to the search line: the query finds the quarterly report, Enter prints it.
     terminal.press(&["/"]);
     terminal.type_text("quarter");
-    terminal.wait_for("1 of 3 clips");
+    shows(
+        &terminal,
+        &["1 of 3 clips", "the quarterly report"],
+        &["pick me from"],
+    );
     terminal.press(&["Enter"]);
     let screen = terminal.wait_for("exit status");
     assert!(screen.contains("exit status 0"), "{screen}");
@@ -168,7 +189,7 @@ fn print_pin_and_trash_from_the_list() {
     // Esc leaves without printing or placing anything.
     std::fs::remove_file(&out).unwrap();
     let terminal = Terminal::start(&line);
-    terminal.wait_for("3 of 3 clips");
+    shows(&terminal, &["3 of 3 clips", "Esc quit"], &[]);
     terminal.press(&["Escape"]);
     let screen = terminal.wait_for("exit status");
     assert!(screen.contains("exit status 0"), "{screen}");
