@@ -18,11 +18,12 @@
 //!
 //! Here: the loop, uploads, fetches, retention and commands; `clipboard` (copies seen, clips
 //! placed), `relay` (topics, hints, the connection's state), `lan` (nearby devices), `ipc` (the
-//! socket), `watch` (a shared folder's events).
+//! socket), `watch` (a shared folder's events), `notify` (desktop notifications).
 
 mod clipboard;
 pub(crate) mod ipc;
 mod lan;
+mod notify;
 mod relay;
 mod watch;
 
@@ -149,7 +150,7 @@ struct Agent {
     jobs: mpsc::Receiver<ipc::Job>,
     writer: Option<Arc<Mutex<Writer>>>,
     /// Keeps the folder watcher alive.
-    _folder_watcher: Option<notify::RecommendedWatcher>,
+    _folder_watcher: Option<::notify::RecommendedWatcher>,
     /// Keeps the clipboard watcher's thread reachable.
     _watcher: Option<Watcher>,
     /// The clip this agent placed last: not recorded when the watcher sees it.
@@ -172,6 +173,7 @@ struct Agent {
     answered_at: Option<Instant>,
     /// Sync paused (`ferry pause`): copies are not recorded; nothing goes out or comes in.
     paused: Option<Pause>,
+    notifier: notify::Notifier,
 }
 
 impl Agent {
@@ -238,6 +240,7 @@ impl Agent {
             .ok()
             .and_then(|text| text.trim().parse::<ferry_core::ClipId>().ok());
         Ok(Agent {
+            notifier: notify::Notifier::new(&device),
             device,
             topics_change: topics_change(),
             topics,
@@ -395,6 +398,10 @@ impl Agent {
     /// Follows whether the storage answers: while it does not, each request tries once (the
     /// passes themselves are retried, uploads with backoff, fetches at each poll or hint).
     fn storage_answered(&mut self, error: Option<&SyncError>) {
+        self.notifier.pass(error);
+        if error.is_none() {
+            self.notifier.news(&self.device);
+        }
         let offline = error.is_some_and(SyncError::is_transient);
         if offline == self.offline {
             return;

@@ -49,6 +49,8 @@ pub(crate) struct Settings {
     pub(crate) lan_port: u16,
     pub(crate) lan_discovery: bool,
     pub(crate) lan_peers: Vec<String>,
+    pub(crate) notify_enabled: bool,
+    pub(crate) notify_after: Duration,
 }
 
 impl Settings {
@@ -111,6 +113,9 @@ impl Key {
 const MIN_POLL: Duration = Duration::from_millis(100);
 /// The longest: once a day.
 const MAX_POLL: Duration = Duration::from_secs(24 * 3600);
+
+/// The shortest wait before saying the storage keeps failing.
+const MIN_NOTIFY_AFTER: Duration = Duration::from_secs(1);
 
 /// Every setting.
 pub(crate) const KEYS: &[Key] = &[
@@ -321,6 +326,30 @@ pub(crate) const KEYS: &[Key] = &[
                     _ => Err(format!("a list of host:port (`{peer}` is not)")),
                 })
                 .collect::<Result<_, _>>()?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "notify.enabled",
+        default: Some("true"),
+        synced: true,
+        help: "desktop notifications when something needs the person: storage failing, \
+               credentials refused, a new device, damaged objects (never a clip's content)",
+        set: |s, v| {
+            s.notify_enabled = boolean(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "notify.after",
+        default: Some("5m"),
+        synced: true,
+        help: "how long the storage must keep failing before a notification says so",
+        set: |s, v| {
+            s.notify_after = humantime::parse_duration(v)
+                .ok()
+                .filter(|after| (MIN_NOTIFY_AFTER..=MAX_POLL).contains(after))
+                .ok_or("a duration from 1s to 24h, like 30s, 5m or 1h")?;
             Ok(())
         },
     },
