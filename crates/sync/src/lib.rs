@@ -11,9 +11,12 @@
 //!            ─▶ open, check, apply (one transaction per segment) or quarantine
 //! ```
 //!
-//! Images and files above a threshold travel as sealed chunks under `blob/<id>/`, uploaded before
-//! the segment that names them; others fetch them with the segment (up to a size) or on demand
-//! ([`Engine::blob`]), resuming from the chunks they already hold.
+//! Images and files above a threshold travel as sealed chunks under `blob/<id>/`, uploaded after
+//! the segment that names them (a copy is never held behind a large upload); others fetch them
+//! with the segment (up to a size) or on demand ([`Engine::blob`]), resuming from the chunks
+//! they already hold, and try again later where a chunk is not there yet. Large content keeps to
+//! a byte rate where one is set ([`Throttle`]), and an agent moves it in steps between its other
+//! work ([`Engine::large_step`]).
 //!
 //! Every object is written once and never overwritten, by the one device that owns its name,
 //! so no backend needs locking or conditional overwrites. The relay and the LAN are wired in by
@@ -36,12 +39,15 @@ mod error;
 mod policy;
 mod remote;
 pub mod repo;
+mod throttle;
 pub mod transfer;
 
 pub use engine::{
-    Behind, ChunkReceived, DeviceFailure, DryRun, Engine, EngineConfig, FetchReport, NearbyChunk,
-    NearbySegment, PeerStatus, Planned, Quarantined, Received, Retry, Status, UploadReport,
+    Behind, ChunkReceived, DeviceFailure, DryRun, Engine, EngineConfig, FetchReport, LargeStep,
+    NearbyChunk, NearbySegment, PeerStatus, Planned, Quarantined, Received, Retry, Status,
+    UploadReport,
 };
 pub use error::SyncError;
 pub use policy::{Direction, Filters};
+pub use throttle::Throttle;
 pub use transfer::Transfer;

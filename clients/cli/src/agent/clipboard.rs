@@ -76,6 +76,16 @@ impl Agent {
             }
             (newest.id, newest.content.clone())
         };
+        // An image not here yet comes in steps, at the traffic limit; it is placed when whole
+        // (if it is still the newest).
+        if let ClipContent::Image(image) = &content
+            && let Body::Blob { id: blob, .. } = image.body
+            && !self.device.engine.holds_blob(blob).unwrap_or(false)
+        {
+            self.device.engine.want_blob(blob);
+            self.large_soon();
+            return;
+        }
         let clip = match clip::clipboard_content(&mut self.device, content).await {
             Ok(Some(clip)) => clip,
             Ok(None) => return,

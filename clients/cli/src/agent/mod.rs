@@ -4,6 +4,8 @@
 //! clipboard watcher ─ copy ─▶ filters ─▶ engine.copy ─▶ sealed ─▶ nearby devices (LAN), at once
 //!                                                  └─▶ upload (at once after a quiet spell,
 //!                                                      batched within 20 ms) ─▶ relay hints
+//! images and files (blob chunks) ─▶ a step at a time between everything else, at the traffic
+//!                                   limit: a copy never waits behind them
 //! relay hint / folder event / poll tick ─▶ fetch ─┐
 //! nearby device's segment ─▶ receive ─────────────┴─▶ newest clip from another device
 //!                                                    ─▶ placed on this clipboard
@@ -36,7 +38,7 @@ use ferry_protocol::TopicId;
 use ferry_relay_client::{ClientConfig, Delivery, RelayClient, Status as RelayStatus};
 use ferry_store::RetryPolicy;
 use ferry_store::url::StoreUrl;
-use ferry_sync::SyncError;
+use ferry_sync::{LargeStep, SyncError};
 use tokio::sync::{mpsc, watch as state};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -160,6 +162,8 @@ struct Agent {
     /// The newest remote clip already placed (or seen), kept across restarts.
     applied: Option<ClipId>,
     upload_at: Option<Instant>,
+    /// When the next chunk of large content moves (see [`ferry_sync::Engine::large_step`]).
+    large_at: Option<Instant>,
     /// When the last upload began: a copy within [`UPLOAD_DEBOUNCE`] of it waits to be batched.
     uploaded_at: Option<Instant>,
     retry: Duration,
@@ -228,6 +232,8 @@ impl Agent {
                 (None, None, None)
             };
         // Opened without the storage: its passes try each request once from the start.
+        // Images and files move between everything else (see `large_step`).
+        device.engine.set_large_in_steps(true);
         let offline = device.engine.opened_offline();
         if offline {
             device.engine.set_retry(RetryPolicy::NEVER);
@@ -258,6 +264,7 @@ impl Agent {
             recorded: None,
             applied,
             upload_at: Some(Instant::now()),
+            large_at: Some(Instant::now()),
             uploaded_at: None,
             retry: RETRY_FIRST,
             offline,
@@ -279,6 +286,7 @@ impl Agent {
         }
         loop {
             let upload_at = self.upload_at.filter(|_| self.paused.is_none());
+            let large_at = self.large_at.filter(|_| self.paused.is_none());
             let resume_at = self
                 .paused
                 .and_then(|paused| paused.left())
@@ -310,6 +318,7 @@ impl Agent {
                 () = tokio::time::sleep_until(self.topics_change) => self.rotate_topics(),
                 Some(job) = self.jobs.recv() => self.job(job).await,
                 () = sleep_until(upload_at), if upload_at.is_some() => self.upload().await,
+                () = sleep_until(large_at), if large_at.is_some() => self.large_step().await,
                 () = sleep_until(resume_at), if resume_at.is_some() => self.follow_pause().await,
             }
         }
@@ -367,6 +376,7 @@ impl Agent {
                 debug!(segments = report.segments, "uploaded");
                 self.retry = RETRY_FIRST;
                 self.publish(&report.hints);
+                self.large_soon();
             }
             Err(error) => {
                 warn!(%error, retry_in = ?self.retry, "upload failed");
@@ -381,7 +391,10 @@ impl Agent {
         let result = self.device.engine.fetch().await;
         self.storage_answered(result.as_ref().err());
         match result {
-            Ok(_) => self.apply_newest().await,
+            Ok(_) => {
+                self.apply_newest().await;
+                self.large_soon();
+            }
             Err(error) => warn!(%error, "fetch failed"),
         }
         if self
@@ -392,6 +405,43 @@ impl Agent {
             && self.upload_at.is_none()
         {
             self.upload_soon();
+        }
+    }
+
+    /// Moves large content a step now, unless a step is due sooner.
+    pub(super) fn large_soon(&mut self) {
+        let now = Instant::now();
+        if self.large_at.is_none_or(|at| at > now) {
+            self.large_at = Some(now);
+        }
+    }
+
+    /// Moves one chunk of an image or file, when its turn has come, and says when the next
+    /// goes. A blob of this device's whole in storage is announced again, so that devices
+    /// that looked for it too early look again.
+    async fn large_step(&mut self) {
+        self.large_at = None;
+        match self.device.engine.large_step().await {
+            Ok(LargeStep::Idle) => {}
+            Ok(LargeStep::Wait(at)) => self.large_at = Some(at),
+            Ok(LargeStep::Moved) => self.large_soon(),
+            Ok(LargeStep::Uploaded(blob)) => {
+                debug!(%blob, "a blob is whole in storage");
+                if let Ok(Some(newest)) = self.device.engine.roll_call_answer() {
+                    self.publish(&[newest]);
+                }
+                self.large_soon();
+            }
+            Ok(LargeStep::Arrived(blob)) => {
+                debug!(%blob, "a blob arrived");
+                self.apply_newest().await;
+                self.large_soon();
+            }
+            Err(error) => {
+                warn!(%error, retry_in = ?self.retry, "an image or file could not be moved");
+                self.storage_answered(Some(&error));
+                self.large_at = Some(Instant::now() + self.retry);
+            }
         }
     }
 

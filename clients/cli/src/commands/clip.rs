@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::Path;
 
 use ferry_core::{Body, ClipContent, ClipId, ClipView, DataKind, Op, Replica};
+use ferry_store::StoreError;
+use ferry_sync::SyncError;
 use serde::Serialize;
 
 use crate::cli::{CopyArgs, HistoryArgs, PasteArgs};
@@ -153,8 +155,15 @@ pub(crate) fn copy(device: &mut Device, args: CopyArgs) -> Result<Copied, Failur
             "not recorded: {reason} (see `ferry config ls` for the clipboard filters)"
         )));
     }
-    let id = ClipId::for_content(&device.keys.names, &content);
-    device.engine.copy(content)?;
+    let fallback = ClipId::for_content(&device.keys.names, &content);
+    // The recorded clip's id: large content is named by its blob, not by its bytes.
+    let id = match device.engine.copy(content)? {
+        Some(Op {
+            action: ferry_core::Action::Copy { clip, .. },
+            ..
+        }) => clip,
+        _ => fallback,
+    };
     Ok(Copied { id: id.to_string() })
 }
 
@@ -236,7 +245,17 @@ pub(crate) async fn paste(
         .ok_or_else(|| Failure::new(format!("clip {id} has no content on this device")))?;
     let bytes = match content.body() {
         Some(Body::Inline(bytes)) => bytes.clone(),
-        Some(Body::Blob { id, .. }) => device.engine.blob(*id).await?,
+        Some(Body::Blob { id: blob, len }) => match device.engine.blob(*blob).await {
+            Ok(bytes) => bytes,
+            Err(SyncError::Store(StoreError::NotFound { .. })) => {
+                return Err(Failure::new(format!(
+                    "clip {id} ({}) is still on its way: the device that copied it is \
+                     uploading it; try again shortly",
+                    size(*len)
+                )));
+            }
+            Err(error) => return Err(error.into()),
+        },
         // Text, or the plain form of rich text.
         None => content.text().unwrap_or_default().as_bytes().to_vec(),
     };

@@ -1,12 +1,13 @@
 //! Every setting, typed: each key's default, what it may be synced as, and the one parser that
 //! turns its text into a field of [`Settings`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytesize::ByteSize;
 use ferry_core::{ContentKind, DataKind, Retention, Scope, Strategy};
 use ferry_store::RetryPolicy;
-use ferry_sync::{Direction, EngineConfig, Filters};
+use ferry_sync::{Direction, EngineConfig, Filters, Throttle};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,10 @@ pub(crate) struct Settings {
     pub(crate) secret_store: SecretStore,
     pub(crate) s3_access_key_id: Option<String>,
     pub(crate) poll_interval: Duration,
+    /// Bytes a second for large content going out; `None`: no limit.
+    pub(crate) upload_limit: Option<u64>,
+    /// The same coming in.
+    pub(crate) download_limit: Option<u64>,
     pub(crate) direction: Direction,
     pub(crate) scope: Scope,
     pub(crate) conflict: Strategy,
@@ -83,6 +88,10 @@ impl Settings {
             filters: self.filters(),
             scope: self.scope,
             device_name: self.device_name.clone().unwrap_or_default(),
+            upload_limit: self.upload_limit.map(|rate| Arc::new(Throttle::new(rate))),
+            download_limit: self
+                .download_limit
+                .map(|rate| Arc::new(Throttle::new(rate))),
             ..EngineConfig::default()
         }
     }
@@ -176,6 +185,28 @@ pub(crate) const KEYS: &[Key] = &[
         help: "how often to look for new data when no relay or folder event says so",
         set: |s, v| {
             s.poll_interval = poll_interval(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "sync.upload_limit",
+        default: Some("0"),
+        synced: false,
+        help: "the most bytes a second that images, files and snapshots go out at, like \
+               512KiB/s; 0 for no limit (a copy's text is never held by it)",
+        set: |s, v| {
+            s.upload_limit = rate(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "sync.download_limit",
+        default: Some("0"),
+        synced: false,
+        help: "the most bytes a second that images, files and snapshots come in at, like \
+               2MiB/s; 0 for no limit",
+        set: |s, v| {
+            s.download_limit = rate(v)?;
             Ok(())
         },
     },
@@ -410,6 +441,20 @@ fn size(value: &str) -> Result<u64, Expected> {
         .ok_or_else(|| "a size up to 1TiB, like 512KiB or 16MiB".into())
 }
 
+/// The slowest limit: below it, a 16 MiB image would take longer than a day.
+const MIN_RATE: u64 = 1024;
+
+/// A byte rate, like `512KiB/s` or `2MiB/s` (`/s` may be left out); `0` is no limit.
+fn rate(value: &str) -> Result<Option<u64>, Expected> {
+    let expected = || "0 or a rate from 1KiB/s to 1TiB/s, like 512KiB/s or 2MiB/s".to_owned();
+    let amount = value.trim().strip_suffix("/s").unwrap_or(value.trim());
+    match size(amount) {
+        Ok(0) => Ok(None),
+        Ok(bytes) if bytes >= MIN_RATE => Ok(Some(bytes)),
+        _ => Err(expected()),
+    }
+}
+
 fn poll_interval(value: &str) -> Result<Duration, Expected> {
     humantime::parse_duration(value)
         .ok()
@@ -498,6 +543,37 @@ mod tests {
             assert!(bytes(bad).is_err(), "{bad}");
         }
         assert!(parsed("retention.trash_days", &u64::MAX.to_string()).is_err());
+    }
+
+    #[test]
+    fn traffic_limits_are_rates_or_nothing() {
+        let up = |v| parsed("sync.upload_limit", v).map(|s| s.upload_limit);
+        assert_eq!(up("0"), Ok(None));
+        assert_eq!(up("512KiB/s"), Ok(Some(512 * 1024)));
+        assert_eq!(up("2MiB/s"), Ok(Some(2 * 1024 * 1024)));
+        assert_eq!(up("2MiB"), Ok(Some(2 * 1024 * 1024)));
+        let down = |v| parsed("sync.download_limit", v).map(|s| s.download_limit);
+        assert_eq!(down("1 MB/s"), Ok(Some(1_000_000)));
+        for bad in ["fast", "-1", "10B/s", "2MiB/h", "/s", "2PiB/s"] {
+            let error = up(bad).unwrap_err();
+            assert!(error.contains("like 512KiB/s"), "{bad}: {error}");
+        }
+        let defaults = Settings::defaults();
+        assert_eq!(
+            (defaults.upload_limit, defaults.download_limit),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn notifications_wait_a_sensible_while() {
+        let after = |v| parsed("notify.after", v).map(|s| s.notify_after);
+        assert_eq!(after("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(Settings::defaults().notify_after, Duration::from_secs(300));
+        assert!(Settings::defaults().notify_enabled);
+        for bad in ["0s", "500ms", "2d", "soon"] {
+            assert!(after(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -38,6 +38,15 @@ impl Db {
         self.log(transfer)
     }
 
+    /// Whether blob `id` is held whole.
+    pub(crate) fn holds_blob(&self, id: &BlobId) -> Result<bool, SyncError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM blobs WHERE id = ?1)",
+            [id.0],
+            |row| row.get(0),
+        )?)
+    }
+
     /// The chunks of a blob already downloaded: their indexes and the chunk count they gave.
     pub(crate) fn chunks_held(&self, id: &BlobId) -> Result<Vec<(u32, u32)>, SyncError> {
         let mut statement = self

@@ -1,8 +1,9 @@
 //! Blobs: images and files above a threshold travel as sealed chunks under `blob/<id>/`,
-//! uploaded before the segment that names them, and fetched with the segment (up to a size) or
-//! on demand, resuming from the chunks already held.
+//! uploaded after the segment that names them, and fetched with the segment (up to a size) or
+//! on demand, resuming from the chunks already held; each chunk keeps to the traffic limit.
 
 use ferry_protocol::{BlobChunk, BlobId, ObjectName};
+use ferry_store::StoreError;
 
 use super::{Engine, UploadReport};
 use crate::SyncError;
@@ -11,31 +12,51 @@ use crate::transfer::{Direction, Kind, Outcome, Transfer};
 
 impl Engine {
     /// The bytes of a blob: from the local database, or downloaded (resuming from the chunks
-    /// already held) and kept.
+    /// already held, at the download limit where one is set) and kept.
     pub async fn blob(&mut self, id: BlobId) -> Result<Vec<u8>, SyncError> {
         if let Some(data) = self.db.blob(&id)? {
             return Ok(data);
         }
-        let held = self.db.chunks_held(&id)?;
-        let mut count = held.first().map(|(_, count)| *count);
-        let mut index = 0u32;
-        let mut bytes_read = 0u64;
-        while count.is_none_or(|count| index < count) {
-            if held.iter().any(|(i, _)| *i == index) {
-                index += 1;
-                continue;
+        loop {
+            let whole = self.read_next_chunk(id).await?;
+            // Each chunk has its time at the limit before the next goes (or the blob is done).
+            if let Some(limit) = &self.config.download_limit {
+                tokio::time::sleep_until(limit.free_at()).await;
             }
+            if let Some(data) = whole {
+                return Ok(data);
+            }
+        }
+    }
+
+    /// Downloads the first chunk of blob `id` this device lacks and keeps it (counted against
+    /// the download limit); when that makes the blob whole, joins it and returns its bytes.
+    pub(super) async fn read_next_chunk(
+        &mut self,
+        id: BlobId,
+    ) -> Result<Option<Vec<u8>>, SyncError> {
+        let held = self.db.chunks_held(&id)?;
+        let count = held.first().map(|(_, count)| *count);
+        let index = (0..)
+            .find(|i| !held.iter().any(|(held, _)| held == i))
+            .unwrap_or(0);
+        if count.is_none_or(|count| index < count) {
             let name = ObjectName::Blob {
                 blob: id,
                 chunk: index,
             };
             let bytes = self.remote.get(&name).await?;
-            bytes_read += bytes.len() as u64;
+            if let Some(limit) = &self.config.download_limit {
+                limit.charge(bytes.len() as u64);
+            }
+            *self.large.read.entry(id).or_default() += bytes.len() as u64;
             let chunk = self.take_chunk(&name, count, &bytes, Direction::Down)?;
-            count = Some(chunk.count);
-            index += 1;
+            if index + 1 < chunk.count {
+                return Ok(None);
+            }
         }
-        self.join_blob(id, bytes_read, Direction::Down)
+        let read = self.large.read.remove(&id).unwrap_or(0);
+        self.join_blob(id, read, Direction::Down).map(Some)
     }
 
     /// Opens the sealed chunk `bytes` read under `name` and keeps it, when it is the chunk that
@@ -142,42 +163,88 @@ impl Engine {
         Ok((name, sealed.into_bytes()))
     }
 
-    /// Uploads this device's blobs not yet in storage, chunk by chunk (write-once: a chunk
-    /// already there is the same content, whatever its bytes).
+    /// Uploads this device's blobs not yet in storage, chunk by chunk, each when the upload
+    /// limit gives it its turn.
     pub(super) async fn upload_blobs(
         &mut self,
         report: &mut UploadReport,
     ) -> Result<(), SyncError> {
         for id in self.db.blobs_to_upload()? {
-            let Some(data) = self.db.blob(&id)? else {
-                continue;
-            };
-            let (count, _) = self.chunking(data.len());
-            let mut bytes = 0u64;
-            for index in 0..count {
-                let (name, sealed) = self.seal_chunk(id, &data, index)?;
-                bytes += sealed.len() as u64;
-                self.remote
-                    .put_once(&name, &sealed, IfPresent::Keep)
-                    .await?;
+            while let Some(sent) = self.send_next_chunk(id, true).await? {
+                report.bytes += sent.bytes;
+                if sent.whole {
+                    break;
+                }
             }
-            let sent = Transfer::new(Direction::Up, Kind::Blob, Outcome::Ok)
-                .device(&self.tag)
-                .object(&ObjectName::Blob { blob: id, chunk: 0 })
-                .bytes(bytes);
-            self.db.blob_uploaded(&id, &sent)?;
-            report.bytes += bytes;
         }
         Ok(())
     }
 
+    /// Writes the next chunk of this device's blob `id` (write-once: a chunk already there is
+    /// the same content, whatever its bytes); the last marks the blob uploaded. Under an upload
+    /// limit it waits for the chunk's turn when `wait`, else answers `None` until it comes
+    /// (the turn is kept: the next call goes when it is due).
+    pub(super) async fn send_next_chunk(
+        &mut self,
+        id: BlobId,
+        wait: bool,
+    ) -> Result<Option<Sent>, SyncError> {
+        let Some(data) = self.db.blob(&id)? else {
+            return Ok(None);
+        };
+        let (count, _) = self.chunking(data.len());
+        let index = self.large.sent.get(&id).map_or(0, |(next, _)| *next);
+        let (name, sealed) = self.seal_chunk(id, &data, index)?;
+        if let Some(limit) = &self.config.upload_limit {
+            let turn = *self
+                .large
+                .turn
+                .get_or_insert_with(|| limit.charge(sealed.len() as u64));
+            if wait {
+                tokio::time::sleep_until(turn).await;
+            } else if turn > tokio::time::Instant::now() {
+                return Ok(None);
+            }
+            self.large.turn = None;
+        }
+        self.remote
+            .put_once(&name, &sealed, IfPresent::Keep)
+            .await?;
+        let bytes = sealed.len() as u64;
+        let total = self.large.sent.get(&id).map_or(0, |(_, total)| *total) + bytes;
+        if index + 1 < count {
+            self.large.sent.insert(id, (index + 1, total));
+            return Ok(Some(Sent {
+                bytes,
+                whole: false,
+            }));
+        }
+        self.large.sent.remove(&id);
+        let sent = Transfer::new(Direction::Up, Kind::Blob, Outcome::Ok)
+            .device(&self.tag)
+            .object(&ObjectName::Blob { blob: id, chunk: 0 })
+            .bytes(total);
+        self.db.blob_uploaded(&id, &sent)?;
+        Ok(Some(Sent { bytes, whole: true }))
+    }
+
     /// Fetches the blobs of newly applied clips that are small enough to fetch eagerly. A blob
-    /// that fails is noted in the status and fetched again when asked for.
+    /// not in storage yet (its writer sends segments before blobs) is fetched when asked for;
+    /// one that fails otherwise is noted in the status, and fetched again when asked for.
     pub(super) async fn fetch_wanted_blobs(&mut self) {
         for id in std::mem::take(&mut self.wanted_blobs) {
-            if let Err(error) = self.blob(id).await {
-                self.note(format!("blob {id}: {error}"));
+            match self.blob(id).await {
+                Ok(_) => {}
+                Err(SyncError::Store(StoreError::NotFound { .. })) => {}
+                Err(error) => self.note(format!("blob {id}: {error}")),
             }
         }
     }
+}
+
+/// One chunk written.
+pub(super) struct Sent {
+    pub(super) bytes: u64,
+    /// It was the blob's last.
+    pub(super) whole: bool,
 }

@@ -104,7 +104,9 @@ impl Engine {
         let result = async {
             catch_up(self, &mut report).await?;
             self.release_passed()?;
-            self.fetch_wanted_blobs().await;
+            if !self.config.large_in_steps {
+                self.fetch_wanted_blobs().await;
+            }
             self.maybe_checkpoint()
         }
         .await;

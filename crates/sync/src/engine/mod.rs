@@ -33,10 +33,12 @@ use tracing::warn;
 use crate::db::{Db, Words};
 use crate::policy::{Direction, Filters};
 use crate::remote::Remote;
+use crate::throttle::Throttle;
 use crate::transfer::{self, Kind, Outcome, Transfer, now_ms};
 use crate::{SyncError, repo};
 
 pub use freshness::Behind;
+pub use large::LargeStep;
 pub use nearby::{ChunkReceived, NearbyChunk, NearbySegment, Received};
 pub use quarantine::{Quarantined, Retry};
 
@@ -44,6 +46,7 @@ mod authors;
 mod blobs;
 mod fetch;
 mod freshness;
+mod large;
 mod nearby;
 pub(crate) mod plan;
 mod quarantine;
@@ -91,6 +94,15 @@ pub struct EngineConfig {
     /// test sets fewer, to play an older build meeting a newer one's operations.
     #[doc(hidden)]
     pub known_actions: u32,
+    /// Traffic control for large content going out (blob chunks, snapshots); `None`: none.
+    /// Segments and heads are never held by it.
+    pub upload_limit: Option<Arc<Throttle>>,
+    /// Traffic control for large content coming in.
+    pub download_limit: Option<Arc<Throttle>>,
+    /// Large content moves in [`Engine::large_step`]s that the caller runs between its other
+    /// work, instead of inside uploads and fetches (this device's blobs going out, others'
+    /// blobs fetched with their segments): an agent then never holds a copy behind an image.
+    pub large_in_steps: bool,
 }
 
 impl Default for EngineConfig {
@@ -111,6 +123,9 @@ impl Default for EngineConfig {
             device_name: String::new(),
             paired_as: None,
             known_actions: Action::KINDS,
+            upload_limit: None,
+            download_limit: None,
+            large_in_steps: false,
         }
     }
 }
@@ -243,6 +258,8 @@ pub struct Engine {
     ahead_of_storage: HashMap<DeviceTag, u64>,
     /// Whether the storage did not answer when the engine opened.
     opened_offline: bool,
+    /// Large content on its way, a step at a time (see [`EngineConfig::large_in_steps`]).
+    large: large::InFlight,
 }
 
 /// Which pass of a sync ended.
@@ -326,6 +343,7 @@ impl Engine {
             rolled_back: HashMap::new(),
             behind_said: HashMap::new(),
             ahead_of_storage: HashMap::new(),
+            large: large::InFlight::default(),
             opened_offline,
         };
         engine.register()?;
@@ -376,6 +394,12 @@ impl Engine {
     /// (an agent while the storage is unreachable) makes each request try once.
     pub fn set_retry(&mut self, retry: RetryPolicy) {
         self.remote.set_retry(retry);
+    }
+
+    /// Whether large content moves in [`Engine::large_step`]s from now on (see
+    /// [`EngineConfig::large_in_steps`]).
+    pub fn set_large_in_steps(&mut self, in_steps: bool) {
+        self.config.large_in_steps = in_steps;
     }
 
     /// Whether the storage did not answer when the engine opened (it opened offline).

@@ -78,6 +78,9 @@ impl Engine {
             .keys
             .data
             .seal_signed(&name, &snapshot, &self.identity)?;
+        if let Some(limit) = &self.config.upload_limit {
+            tokio::time::sleep_until(limit.charge(sealed.as_bytes().len() as u64)).await;
+        }
         self.remote
             .put_once(&name, sealed.as_bytes(), IfPresent::Keep)
             .await?;
@@ -115,7 +118,14 @@ impl Engine {
         report: &mut FetchReport,
     ) -> Result<Fetched<LoadedSnapshot>, SyncError> {
         let name = ObjectName::Snap { device: tag, seq };
-        let read = match self.remote.get(&name).await {
+        if let Some(limit) = &self.config.download_limit {
+            tokio::time::sleep_until(limit.free_at()).await;
+        }
+        let got = self.remote.get(&name).await;
+        if let (Some(limit), Ok(bytes)) = (&self.config.download_limit, &got) {
+            limit.charge(bytes.len() as u64);
+        }
+        let read = match got {
             Ok(bytes) => Ok(bytes),
             Err(StoreError::NotFound { .. }) => return Ok(Fetched::Missing),
             Err(error) if error.is_bad_object() => Err(error.to_string()),

@@ -6,6 +6,7 @@
 //! PUT log/<tag>/<seq>   (write-once; "already there" → compare bytes)
 //! PUT head/<tag>/<seq>  (write-once)
 //! mark uploaded (+ transfer log) → hint (tag, seq) for the relay
+//! then the blobs those segments name, chunk by chunk (or in steps: see `large`)
 //! every STALE_HEADS segments: DELETE the heads below the newest, in one batch
 //! ```
 //!
@@ -78,8 +79,6 @@ impl Engine {
     }
 
     async fn upload_all(&mut self, report: &mut UploadReport) -> Result<(), SyncError> {
-        // Blobs first: a segment never refers to a blob that is not in storage yet.
-        self.upload_blobs(report).await?;
         let mut skips = 0;
         'plan: loop {
             let reserved = self.db.unuploaded()?;
@@ -111,6 +110,11 @@ impl Engine {
                 }
             }
             break;
+        }
+        // Segments first, so a copy is never held behind a large upload; the blobs they name
+        // follow (readers that find a chunk missing look again later), here or in steps.
+        if !self.config.large_in_steps {
+            self.upload_blobs(report).await?;
         }
         self.compact_if_due().await
     }

@@ -256,10 +256,9 @@ impl Picker {
         }
         let keys = match self.focus {
             Focus::Search => {
-                "type to search · ↑↓ select · Enter place · Ctrl-P pin · Ctrl-D trash · \
-                 Tab list keys · Esc quit"
+                "type to search · ↑↓ · Enter place · ^P pin · ^D trash · Tab list · Esc quit"
             }
-            Focus::List => "j/k select · Enter place · p pin · d trash · / search · q/Esc quit",
+            Focus::List => "j/k · Enter place · p pin · d trash · / search · q/Esc quit",
         };
         Line::styled(keys, Style::new().add_modifier(Modifier::DIM))
     }
