@@ -275,6 +275,10 @@ pub(crate) enum DataCommand {
         #[arg(long, default_value_t = 200)]
         limit: usize,
     },
+    /// How far the agent is with this device's images and files going out (what `ferry copy`
+    /// draws its progress bar from while the agent uploads).
+    #[command(hide = true)]
+    Uploading,
     /// Copy clip ID again and place it on the clipboard (what Enter in `ferry pick` does).
     #[command(hide = true)]
     Place {

@@ -20,6 +20,7 @@ mod device;
 mod error;
 mod home;
 mod output;
+mod progress;
 mod prompt;
 
 use std::process::ExitCode;

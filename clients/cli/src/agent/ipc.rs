@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! request:  one JSON line {"command": DataCommand, "json": bool}
+//! progress: while an image or file moves for it, JSON lines {"progress": {…}}
 //! reply:    one JSON line {"code", "error", "stderr", "stdout_len"}, then stdout_len bytes
 //! ```
 //!
@@ -18,11 +19,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use ferry_sync::transfer::Direction;
+use ferry_sync::{Progress, ProgressFn};
+
 use crate::cli::DataCommand;
 use crate::error::Failure;
 use crate::home::Home;
 
-/// How long a command may take in the agent (a paste may fetch first).
+/// How long the agent may stay silent on a command (a paste may fetch first; a large one
+/// says how far it is as it goes).
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Largest request line accepted.
@@ -66,6 +71,49 @@ pub(crate) struct Job {
     pub(crate) command: DataCommand,
     pub(crate) json: bool,
     pub(crate) reply: oneshot::Sender<Reply>,
+    /// How far an image or file moving for the command is.
+    pub(crate) progress: mpsc::UnboundedSender<Progress>,
+}
+
+/// A progress line, as it travels.
+#[derive(Serialize, Deserialize)]
+struct ProgressLine {
+    progress: Moved,
+}
+
+/// [`Progress`] on the wire.
+#[derive(Serialize, Deserialize)]
+struct Moved {
+    blob: ferry_protocol::BlobId,
+    up: bool,
+    done: u64,
+    total: u64,
+}
+
+impl From<&Progress> for Moved {
+    fn from(progress: &Progress) -> Moved {
+        Moved {
+            blob: progress.blob,
+            up: progress.direction == Direction::Up,
+            done: progress.done,
+            total: progress.total,
+        }
+    }
+}
+
+impl From<Moved> for Progress {
+    fn from(moved: Moved) -> Progress {
+        Progress {
+            blob: moved.blob,
+            direction: if moved.up {
+                Direction::Up
+            } else {
+                Direction::Down
+            },
+            done: moved.done,
+            total: moved.total,
+        }
+    }
 }
 
 /// Sends `command` to the agent of `home`; `None` when no agent listens.
@@ -73,6 +121,16 @@ pub(crate) async fn send(
     home: &Home,
     command: &DataCommand,
     json: bool,
+) -> Result<Option<Reply>, Failure> {
+    send_watching(home, command, json, None).await
+}
+
+/// [`send`], telling `progress` how far the images or files moving for the command are.
+pub(crate) async fn send_watching(
+    home: &Home,
+    command: &DataCommand,
+    json: bool,
+    progress: Option<ProgressFn>,
 ) -> Result<Option<Reply>, Failure> {
     let stream = match UnixStream::connect(home.socket()).await {
         Ok(stream) => stream,
@@ -86,32 +144,45 @@ pub(crate) async fn send(
             "the agent did not answer ({e}); see its log, or stop it and try again"
         ))
     };
-    let exchange = async {
-        let (read, mut write) = stream.into_split();
-        let mut line = serde_json::to_vec(&Request {
-            command: command.clone(),
-            json,
-        })
-        .map_err(|e| failed(std::io::Error::other(e)))?;
-        line.push(b'\n');
-        write.write_all(&line).await.map_err(failed)?;
-        write.shutdown().await.map_err(failed)?;
-        let mut read = BufReader::new(read);
+    let silent = || Failure::new("the agent did not answer within 2 minutes; see its log");
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(&Request {
+        command: command.clone(),
+        json,
+    })
+    .map_err(|e| failed(std::io::Error::other(e)))?;
+    line.push(b'\n');
+    write.write_all(&line).await.map_err(failed)?;
+    write.shutdown().await.map_err(failed)?;
+    let mut read = BufReader::new(read);
+    let mut reply: Reply = loop {
         let mut header = String::new();
-        read.read_line(&mut header).await.map_err(failed)?;
-        let mut reply: Reply =
-            serde_json::from_str(&header).map_err(|e| failed(std::io::Error::other(e)))?;
-        let mut stdout = Vec::new();
-        read.take(reply.stdout_len)
-            .read_to_end(&mut stdout)
+        tokio::time::timeout(TIMEOUT, read.read_line(&mut header))
             .await
+            .map_err(|_| silent())?
             .map_err(failed)?;
-        reply.stdout = stdout;
-        Ok(Some(reply))
+        match serde_json::from_str::<ProgressLine>(&header) {
+            Ok(line) => {
+                if let Some(progress) = &progress {
+                    progress(&line.progress.into());
+                }
+            }
+            Err(_) => {
+                break serde_json::from_str(&header)
+                    .map_err(|e| failed(std::io::Error::other(e)))?;
+            }
+        }
     };
-    tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .map_err(|_| Failure::new("the agent did not answer within 2 minutes; see its log"))?
+    let mut stdout = Vec::new();
+    tokio::time::timeout(
+        TIMEOUT,
+        (&mut read).take(reply.stdout_len).read_to_end(&mut stdout),
+    )
+    .await
+    .map_err(|_| silent())?
+    .map_err(failed)?;
+    reply.stdout = stdout;
+    Ok(Some(reply))
 }
 
 /// The first wait after a failed accept (out of file descriptors, say); it doubles up to
@@ -177,11 +248,13 @@ async fn serve(stream: UnixStream, jobs: mpsc::Sender<Job>) -> std::io::Result<(
         .await?;
     let reply = match serde_json::from_slice::<Request>(&line) {
         Ok(request) => {
-            let (tx, rx) = oneshot::channel();
+            let (tx, mut rx) = oneshot::channel();
+            let (progress, mut moved) = mpsc::unbounded_channel();
             let job = Job {
                 command: request.command,
                 json: request.json,
                 reply: tx,
+                progress,
             };
             if jobs.send(job).await.is_err() {
                 Reply::new(
@@ -190,13 +263,25 @@ async fn serve(stream: UnixStream, jobs: mpsc::Sender<Job>) -> std::io::Result<(
                     String::new(),
                 )
             } else {
-                rx.await.unwrap_or_else(|_| {
-                    Reply::new(
-                        Err(Failure::new("the agent stopped before answering")),
-                        Vec::new(),
-                        String::new(),
-                    )
-                })
+                loop {
+                    tokio::select! {
+                        reply = &mut rx => break reply.unwrap_or_else(|_| {
+                            Reply::new(
+                                Err(Failure::new("the agent stopped before answering")),
+                                Vec::new(),
+                                String::new(),
+                            )
+                        }),
+                        Some(progress) = moved.recv() => {
+                            let mut line = serde_json::to_vec(&ProgressLine {
+                                progress: Moved::from(&progress),
+                            })
+                            .map_err(std::io::Error::other)?;
+                            line.push(b'\n');
+                            write.write_all(&line).await?;
+                        }
+                    }
+                }
             }
         }
         Err(error) => Reply::new(

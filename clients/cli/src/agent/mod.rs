@@ -177,6 +177,8 @@ struct Agent {
     answered_at: Option<Instant>,
     /// Sync paused (`ferry pause`): copies are not recorded; nothing goes out or comes in.
     paused: Option<Pause>,
+    /// How far images and files are, as the engine tells it.
+    moving: Arc<Mutex<OnTheWay>>,
     notifier: notify::Notifier,
 }
 
@@ -234,6 +236,15 @@ impl Agent {
         // Opened without the storage: its passes try each request once from the start.
         // Images and files move between everything else (see `large_step`).
         device.engine.set_large_in_steps(true);
+        let moving = Arc::new(Mutex::new(OnTheWay::default()));
+        let told = Arc::clone(&moving);
+        device
+            .engine
+            .on_progress(Some(Arc::new(move |progress: &ferry_sync::Progress| {
+                told.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .tell(progress);
+            })));
         let offline = device.engine.opened_offline();
         if offline {
             device.engine.set_retry(RetryPolicy::NEVER);
@@ -247,6 +258,7 @@ impl Agent {
             .and_then(|text| text.trim().parse::<ferry_core::ClipId>().ok());
         Ok(Agent {
             notifier: notify::Notifier::new(&device),
+            moving,
             device,
             topics_change: topics_change(),
             topics,
@@ -512,10 +524,14 @@ impl Agent {
             DataCommand::Place { id } => self.place_chosen(id).await,
             _ => Ok(()),
         };
-        let result = match placed {
-            Ok(()) => commands::execute(&mut self.device, job.command, &mut out).await,
-            Err(failure) => Err(failure),
+        // Images and files moving for the command say how far they are, to the command.
+        self.moving.lock().unwrap_or_else(|p| p.into_inner()).job = Some(job.progress.clone());
+        let result = match (placed, job.command) {
+            (Err(failure), _) => Err(failure),
+            (Ok(()), DataCommand::Uploading) => self.uploading(&mut out),
+            (Ok(()), command) => commands::execute(&mut self.device, command, &mut out).await,
         };
+        self.moving.lock().unwrap_or_else(|p| p.into_inner()).job = None;
         if let Ok(Changed::Yes) = result {
             if self.paused.is_none() {
                 self.share();
@@ -527,6 +543,16 @@ impl Agent {
             .send(ipc::Reply::new(result.map(drop), out.stdout, out.stderr));
         // `ferry pause` and `ferry resume` come this way.
         self.follow_pause().await;
+    }
+
+    /// How far this device's images and files going out are (`ferry copy` follows it).
+    fn uploading(&mut self, out: &mut Output) -> Result<Changed, Failure> {
+        let moving = self.moving.lock().unwrap_or_else(|p| p.into_inner()).up;
+        out.report(&crate::progress::Uploading {
+            pending: self.device.engine.blobs_pending()?,
+            moving,
+        });
+        Ok(Changed::No)
     }
 
     /// Follows the pause file: a pause that began stops the traffic; one that ended (resumed,
@@ -546,6 +572,30 @@ impl Agent {
                 self.upload_soon();
             }
             _ => {}
+        }
+    }
+}
+
+/// What the engine says of images and files on their way.
+#[derive(Default)]
+struct OnTheWay {
+    /// The last of this device's going out.
+    up: Option<crate::progress::Moving>,
+    /// The command being run, told of what moves for it.
+    job: Option<mpsc::UnboundedSender<ferry_sync::Progress>>,
+}
+
+impl OnTheWay {
+    fn tell(&mut self, progress: &ferry_sync::Progress) {
+        if progress.direction == ferry_sync::transfer::Direction::Up {
+            self.up = Some(crate::progress::Moving {
+                blob: progress.blob,
+                done: progress.done,
+                total: progress.total,
+            });
+        }
+        if let Some(job) = &self.job {
+            let _ = job.send(*progress);
         }
     }
 }

@@ -122,6 +122,11 @@ pub(crate) async fn execute(
             out.report(&pick::matches(device, &query, limit)?);
             Ok(Changed::No)
         }
+        DataCommand::Uploading => {
+            // Without an agent nothing goes out in the background: a command uploads its own.
+            out.report(&crate::progress::Uploading::default());
+            Ok(Changed::No)
+        }
         DataCommand::Place { id } => {
             out.report(&clip::reuse(device, &id)?);
             Ok(Changed::Yes)
@@ -151,19 +156,28 @@ pub(crate) async fn run_data(
         return config::local(&config, action.clone(), out);
     }
     prepare(&mut command)?;
+    let meter = crate::progress::meter(out.json);
     let lock = match device::try_lock(&home)? {
         Some(lock) => lock,
-        None => match crate::agent::ipc::send(&home, &command, out.json).await? {
+        None => match crate::agent::ipc::send_watching(&home, &command, out.json, meter.clone())
+            .await?
+        {
             Some(reply) => {
                 out.stdout = reply.stdout;
                 out.stderr = reply.stderr;
-                return match reply.code {
-                    0 => Ok(()),
-                    code => Err(Failure {
+                if reply.code != 0 {
+                    return Err(Failure {
                         message: reply.error,
-                        code,
-                    }),
-                };
+                        code: reply.code,
+                    });
+                }
+                // A large file or image goes out from the agent: the bar follows it there.
+                if let (DataCommand::Copy(args), Some(meter)) = (&command, &meter)
+                    && (args.file.is_some() || args.image.is_some())
+                {
+                    crate::progress::follow_agent(&home, meter).await;
+                }
+                return Ok(());
             }
             // No agent answers: another command holds the lock; wait for it.
             None => device::lock(&home, Duration::from_secs(30))?,
@@ -177,6 +191,7 @@ pub(crate) async fn run_data(
     }
     let paused = pause::Pause::current(&home).is_some();
     let mut device = Device::open(home, config, lock, device::INTERACTIVE).await?;
+    device.engine.on_progress(meter);
     // Without an agent keeping this device current, look for news first (one listing).
     let fetch_first = !paused
         && !matches!(

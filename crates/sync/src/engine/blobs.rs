@@ -49,13 +49,18 @@ impl Engine {
             if let Some(limit) = &self.config.download_limit {
                 limit.charge(bytes.len() as u64);
             }
-            *self.large.read.entry(id).or_default() += bytes.len() as u64;
             let chunk = self.take_chunk(&name, count, &bytes, Direction::Down)?;
+            // Chunks are cut alike, so the ones held tell how far the blob is (a download that
+            // resumes starts where it stopped).
+            let chunk_len = chunk.total_len.div_ceil(u64::from(chunk.count));
+            *self.large.read.entry(id).or_default() += bytes.len() as u64;
+            let done = (held.len() as u64 + 1) * chunk_len;
+            self.large.tell(id, Direction::Down, done, chunk.total_len);
             if index + 1 < chunk.count {
                 return Ok(None);
             }
         }
-        let read = self.large.read.remove(&id).unwrap_or(0);
+        let read = self.large.read.remove(&id).unwrap_or_default();
         self.join_blob(id, read, Direction::Down).map(Some)
     }
 
@@ -212,6 +217,9 @@ impl Engine {
             .await?;
         let bytes = sealed.len() as u64;
         let total = self.large.sent.get(&id).map_or(0, |(_, total)| *total) + bytes;
+        let (_, chunk_len) = self.chunking(data.len());
+        let done = (u64::from(index) + 1) * chunk_len as u64;
+        self.large.tell(id, Direction::Up, done, data.len() as u64);
         if index + 1 < count {
             self.large.sent.insert(id, (index + 1, total));
             return Ok(Some(Sent {

@@ -3,6 +3,7 @@
 //! between its other work, so a copy (a small segment) never waits behind an image.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ferry_protocol::BlobId;
 use ferry_store::StoreError;
@@ -10,9 +11,10 @@ use tokio::time::Instant;
 
 use super::Engine;
 use crate::SyncError;
+use crate::transfer::Direction;
 
 /// What is on its way, between steps.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct InFlight {
     /// Per blob going out: the next chunk, and the bytes written so far.
     pub(super) sent: HashMap<BlobId, (u32, u64)>,
@@ -20,7 +22,39 @@ pub(super) struct InFlight {
     pub(super) read: HashMap<BlobId, u64>,
     /// When the next chunk going out has its turn, once the limit gave it one.
     pub(super) turn: Option<Instant>,
+    /// Who is told how far blobs are.
+    pub(super) progress: Option<ProgressFn>,
 }
+
+impl InFlight {
+    /// Tells the observer, if there is one, that `done` of `total` bytes of `blob` are there.
+    pub(super) fn tell(&self, blob: BlobId, direction: Direction, done: u64, total: u64) {
+        if let Some(progress) = &self.progress {
+            progress(&Progress {
+                blob,
+                direction,
+                done: done.min(total),
+                total,
+            });
+        }
+    }
+}
+
+/// How far a blob going out or coming in is, in bytes of its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Which blob.
+    pub blob: BlobId,
+    /// Up (to the storage) or down.
+    pub direction: Direction,
+    /// Bytes there (a download that resumes starts past zero).
+    pub done: u64,
+    /// The blob's length.
+    pub total: u64,
+}
+
+/// Told of every chunk of a blob that moves (see [`Engine::on_progress`]).
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// What one [`Engine::large_step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +116,16 @@ impl Engine {
                 Err(error)
             }
         }
+    }
+
+    /// Tells `progress` of every chunk of a blob that moves from now on (`None`: no one).
+    pub fn on_progress(&mut self, progress: Option<ProgressFn>) {
+        self.large.progress = progress;
+    }
+
+    /// Whether blobs of this device's are still to go out.
+    pub fn blobs_pending(&self) -> Result<bool, SyncError> {
+        Ok(!self.db.blobs_to_upload()?.is_empty())
     }
 
     /// Whether this device holds blob `id` whole.

@@ -38,7 +38,7 @@ use crate::transfer::{self, Kind, Outcome, Transfer, now_ms};
 use crate::{SyncError, repo};
 
 pub use freshness::Behind;
-pub use large::LargeStep;
+pub use large::{LargeStep, Progress, ProgressFn};
 pub use nearby::{ChunkReceived, NearbyChunk, NearbySegment, Received};
 pub use quarantine::{Quarantined, Retry};
 
