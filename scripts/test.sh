@@ -14,10 +14,10 @@ cd "$(dirname "$0")/.."
 # server, tmux as the terminal a person types secrets into, and iproute2 and socat for the
 # nearby-device tests, which run agents in network namespaces on a LAN of their own (and
 # forward the storage into them when it "comes back"), the two brokers relay instances
-# share publishes through (Redis and NATS), and dunst, a notification daemon that prints what
-# the agent tells the desktop.
+# share publishes through (Redis and NATS), dunst, a notification daemon that prints what the
+# agent tells the desktop, and weston, a Wayland compositor without data-control (as GNOME).
 packages=(gcc libc6-dev openssl xvfb xclip sway wl-clipboard dbus gnome-keyring
-    nginx-light libnginx-mod-http-dav-ext tmux iproute2 socat redis-server nats-server dunst)
+    nginx-light libnginx-mod-http-dav-ext tmux iproute2 socat redis-server nats-server dunst weston)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -166,6 +166,8 @@ fn clips_cross_between_two_wayland_desktops() {
     for device in [a, b] {
         watching(device, "Events");
     }
+    // sway 1.7 offers zwlr_data_control_v1 (ext_data_control_v1 came with wlroots 0.19).
+    assert!(agent_log(b).contains("source=Wayland data-control events (zwlr_data_control_v1)"));
     let b_segments = own_segments(b);
     let wayland_text = "text/plain;charset=utf-8";
     let arrives_on = |desk: &Wayland, text: &str| {
@@ -213,6 +215,46 @@ fn clips_cross_between_two_wayland_desktops() {
     arrives_on(&desk_a, "and back from B");
     stop_agent(agent_a);
     stop_agent(agent_b);
+}
+
+#[test]
+fn doctor_says_how_copies_are_seen_on_each_desktop() {
+    if !have("sway") || !have("weston") || !have("Xvfb") {
+        return;
+    }
+    let storage = common::storage(Backend::Folder);
+    let device = Device::new();
+    device.init(&storage, "desk");
+    let clipboard_line = |env: &[(&'static str, String)]| {
+        let doctor = device.run_full(&["doctor"], None, env);
+        doctor
+            .stdout
+            .lines()
+            .find(|line| line.contains("clipboard"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let sway = Wayland::start();
+    let line = clipboard_line(&sway.env());
+    assert!(
+        line.contains("copies are seen through Wayland data-control events (zwlr_data_control_v1)"),
+        "{line}"
+    );
+    let x = Display::start();
+    let line = clipboard_line(&[("DISPLAY", x.name.clone())]);
+    assert!(line.contains("X11 selection events (XFixes)"), "{line}");
+    // A compositor without data-control, as GNOME: the events come through its X server.
+    let weston = Wayland::weston();
+    let mut env = weston.env();
+    env.push(("DISPLAY", x.name.clone()));
+    let line = clipboard_line(&env);
+    assert!(
+        line.contains(
+            "X11 selection events through XWayland (the Wayland compositor offers neither \
+             ext_data_control_v1 nor zwlr_data_control_v1, as on GNOME)"
+        ),
+        "{line}"
+    );
 }
 
 /// Puts a secret marked by a password manager on the clipboard of the desktop that `env` names

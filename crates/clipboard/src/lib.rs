@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! Watcher::start(config, on_change)
-//!   Wayland with data-control: a thread sleeps until the compositor announces a new
-//!                    selection, then reads the best of its types through a pipe
+//!   Wayland with data-control (ext_data_control_v1, else zwlr_data_control_v1): a thread
+//!                    sleeps until the compositor announces a new selection, then reads the
+//!                    best of its types through a pipe
 //!   X11 with XFixes: a thread sleeps until the clipboard's owner changes, then reads TARGETS
 //!                    and the best target itself (INCR transfers included)
 //!   otherwise:       a thread polls through arboard every `poll_interval` (≤ 250 ms)
+//! Watcher::source() / probe()  which of these, and why (what `ferry doctor` says)
 //!   ─▶ Observed::Clip(text | PNG) | Observed::Secret | Observed::TooLarge
 //! serve(clip)        places a clip and serves it until something else is copied
 //! Writer::set(clip)  places a clip with arboard (data-control on Wayland, X11 otherwise),
@@ -100,6 +102,48 @@ pub enum Mode {
     Polling,
 }
 
+/// How the watcher learns of copies, and why: what `ferry doctor` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Wayland's standard data-control protocol, `ext_data_control_v1`.
+    ExtDataControl,
+    /// wlroots' data-control protocol, `zwlr_data_control_v1`.
+    WlrDataControl,
+    /// X11 selection events (XFixes); with the reason when a Wayland compositor was there but
+    /// offered no data-control (GNOME), so the events come through XWayland.
+    XFixes {
+        /// Why Wayland's own events are not used.
+        instead_of_wayland: Option<String>,
+    },
+    /// Reading the clipboard at an interval, and why no events are used.
+    Polling {
+        /// What offered no events.
+        why: String,
+    },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::ExtDataControl => {
+                f.write_str("Wayland data-control events (ext_data_control_v1)")
+            }
+            Source::WlrDataControl => {
+                f.write_str("Wayland data-control events (zwlr_data_control_v1)")
+            }
+            Source::XFixes {
+                instead_of_wayland: None,
+            } => f.write_str("X11 selection events (XFixes)"),
+            Source::XFixes {
+                instead_of_wayland: Some(why),
+            } => {
+                write!(f, "X11 selection events through XWayland ({why})")
+            }
+            Source::Polling { why } => write!(f, "polling every 250 ms ({why})"),
+        }
+    }
+}
+
 /// Why the clipboard cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -133,7 +177,7 @@ pub enum ClipboardError {
 /// A running watcher. The thread ends when `on_change` returns `false` after a copy, or when
 /// the display goes away.
 pub struct Watcher {
-    mode: Mode,
+    source: Source,
     thread: JoinHandle<()>,
 }
 
@@ -155,29 +199,32 @@ impl Watcher {
         config: WatchConfig,
         on_change: impl FnMut(Observed) -> bool + Send + 'static,
     ) -> Result<Watcher, ClipboardError> {
-        if display.is_none() && std::env::var_os("WAYLAND_DISPLAY").is_some() {
-            match wayland::WaylandWatcher::connect(config) {
-                Ok(watcher) => {
-                    return Ok(Watcher {
-                        mode: Mode::Events,
-                        thread: spawn("ferry-clipboard-watch", move || watcher.run(on_change))?,
-                    });
-                }
-                // GNOME offers no data-control: its clipboard is reachable through XWayland.
-                Err(error) => debug!(%error, "no Wayland clipboard events: trying X11"),
-            }
-        }
-        match x11::X11Watcher::connect(display, config) {
-            Ok(watcher) => Ok(Watcher {
-                mode: Mode::Events,
+        match Connected::to(display, config)? {
+            Connected::Wayland(watcher) => Ok(Watcher {
+                source: watcher.source(),
                 thread: spawn("ferry-clipboard-watch", move || watcher.run(on_change))?,
             }),
-            Err(ClipboardError::NoEvents(detail)) => {
-                warn!(%detail, "no clipboard events here: polling the clipboard instead");
-                Watcher::poll(config, on_change)
+            Connected::X11(watcher, instead_of_wayland) => Ok(Watcher {
+                source: Source::XFixes { instead_of_wayland },
+                thread: spawn("ferry-clipboard-watch", move || watcher.run(on_change))?,
+            }),
+            Connected::Neither(why) => {
+                warn!(%why, "no clipboard events here: polling the clipboard instead");
+                let mut watcher = Watcher::poll(config, on_change)?;
+                watcher.source = Source::Polling { why };
+                Ok(watcher)
             }
-            Err(error) => Err(error),
         }
+    }
+
+    /// How [`Watcher::start`] would learn of copies here, without watching: what `ferry
+    /// doctor` says.
+    pub fn probe() -> Result<Source, ClipboardError> {
+        Ok(match Connected::to(None, WatchConfig::default())? {
+            Connected::Wayland(watcher) => watcher.source(),
+            Connected::X11(_, instead_of_wayland) => Source::XFixes { instead_of_wayland },
+            Connected::Neither(why) => Source::Polling { why },
+        })
     }
 
     /// Starts watching by reading the clipboard every `config.poll_interval`.
@@ -202,19 +249,68 @@ impl Watcher {
             }
         })?;
         Ok(Watcher {
-            mode: Mode::Polling,
+            source: Source::Polling {
+                why: "asked for with clipboard.poll".into(),
+            },
             thread,
         })
     }
 
     /// How it learns of copies.
     pub fn mode(&self) -> Mode {
-        self.mode
+        match self.source {
+            Source::Polling { .. } => Mode::Polling,
+            _ => Mode::Events,
+        }
+    }
+
+    /// Which events it listens to, or why it polls.
+    pub fn source(&self) -> &Source {
+        &self.source
     }
 
     /// Whether the watcher thread has ended.
     pub fn is_finished(&self) -> bool {
         self.thread.is_finished()
+    }
+}
+
+/// A connection to the desktop that gives clipboard events, or why none does.
+enum Connected {
+    Wayland(wayland::WaylandWatcher),
+    /// With why Wayland's own events are not used, where a compositor was there.
+    X11(Box<x11::X11Watcher>, Option<String>),
+    Neither(String),
+}
+
+impl Connected {
+    /// The compositor of `WAYLAND_DISPLAY` when it offers data-control, else the X server of
+    /// `display` (or `DISPLAY`: XWayland included).
+    fn to(display: Option<&str>, config: WatchConfig) -> Result<Connected, ClipboardError> {
+        let mut instead_of_wayland = None;
+        if display.is_none() && std::env::var_os("WAYLAND_DISPLAY").is_some() {
+            match wayland::WaylandWatcher::connect(config) {
+                Ok(watcher) => return Ok(Connected::Wayland(watcher)),
+                // GNOME offers no data-control: its clipboard is reachable through XWayland.
+                Err(error) => {
+                    debug!(%error, "no Wayland clipboard events: trying X11");
+                    instead_of_wayland = Some(match error {
+                        ClipboardError::NoEvents(why) | ClipboardError::NoDisplay(why) => why,
+                        other => other.to_string(),
+                    });
+                }
+            }
+        }
+        match x11::X11Watcher::connect(display, config) {
+            Ok(watcher) => Ok(Connected::X11(Box::new(watcher), instead_of_wayland)),
+            Err(ClipboardError::NoEvents(detail)) => {
+                Ok(Connected::Neither(match instead_of_wayland {
+                    Some(wayland) => format!("{wayland}; and {detail}"),
+                    None => detail,
+                }))
+            }
+            Err(error) => Err(error),
+        }
     }
 }
 

@@ -1,10 +1,12 @@
-//! Clipboard events on Wayland, through the data-control protocol (`zwlr_data_control_v1`,
-//! offered by wlroots compositors such as sway, and by KDE): the compositor announces each new
-//! selection with the types it is offered in, and the watcher reads the one it wants through a
-//! pipe. GNOME does not offer data-control; there the X11 watcher works through XWayland.
+//! Clipboard events on Wayland, through a data-control protocol: `ext_data_control_v1` (the
+//! standard one, offered by newer KDE Plasma, sway and other wlroots compositors) where the
+//! compositor offers it, else `zwlr_data_control_v1` (older wlroots compositors and KDE). The
+//! compositor announces each new selection with the types it is offered in, and the watcher
+//! reads the one it wants through a pipe. The two protocols have the same shape: one watcher
+//! speaks both ([`Offer`]). GNOME offers neither; there the X11 watcher works through XWayland.
 
 use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::mpsc;
 use std::thread;
 
@@ -12,6 +14,13 @@ use tracing::{info, warn};
 use wayland_client::globals::{GlobalListContents, registry_queue_init};
 use wayland_client::protocol::{wl_registry, wl_seat::WlSeat};
 use wayland_client::{Connection, Dispatch, EventQueue, QueueHandle, event_created_child};
+use wayland_protocols::ext::data_control::v1::client::ext_data_control_device_v1::{
+    self, ExtDataControlDeviceV1,
+};
+use wayland_protocols::ext::data_control::v1::client::ext_data_control_manager_v1::ExtDataControlManagerV1;
+use wayland_protocols::ext::data_control::v1::client::ext_data_control_offer_v1::{
+    self, ExtDataControlOfferV1,
+};
 use wayland_protocols_wlr::data_control::v1::client::zwlr_data_control_device_v1::{
     self, ZwlrDataControlDeviceV1,
 };
@@ -21,22 +30,58 @@ use wayland_protocols_wlr::data_control::v1::client::zwlr_data_control_offer_v1:
 };
 
 use crate::x11::{ANSWER_TIMEOUT, SECRET_HINT};
-use crate::{Clip, ClipboardError, Observed, WatchConfig};
+use crate::{Clip, ClipboardError, Observed, Source, WatchConfig};
 
 /// Text types, best first: what wl-copy, browsers and toolkits offer.
 const TEXT_TYPES: [&str; 3] = ["text/plain;charset=utf-8", "UTF8_STRING", "text/plain"];
 const PNG: &str = "image/png";
+
+/// A selection the compositor offers, in either protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Offer {
+    Ext(ExtDataControlOfferV1),
+    Wlr(ZwlrDataControlOfferV1),
+}
+
+impl Offer {
+    /// Asks the owner to write the content as `kind` into `fd`.
+    fn receive(&self, kind: String, fd: BorrowedFd<'_>) {
+        match self {
+            Offer::Ext(offer) => offer.receive(kind, fd),
+            Offer::Wlr(offer) => offer.receive(kind, fd),
+        }
+    }
+
+    fn destroy(&self) {
+        match self {
+            Offer::Ext(offer) => offer.destroy(),
+            Offer::Wlr(offer) => offer.destroy(),
+        }
+    }
+}
 
 /// What the compositor told the watcher so far.
 #[derive(Default)]
 struct Events {
     /// Offers the compositor introduced, oldest first, with their types, until they are
     /// selected or overtaken by a newer selection.
-    offers: Vec<(ZwlrDataControlOfferV1, Vec<String>)>,
+    offers: Vec<(Offer, Vec<String>)>,
     /// The newest clipboard selection not yet handled (`Some(None)`: the clipboard was cleared).
-    selection: Option<Option<ZwlrDataControlOfferV1>>,
+    selection: Option<Option<Offer>>,
     /// The compositor withdrew the data-control device.
     finished: bool,
+}
+
+impl Events {
+    fn offered(&mut self, offer: Offer) {
+        self.offers.push((offer, Vec::new()));
+    }
+
+    fn type_offered(&mut self, offer: &Offer, kind: String) {
+        if let Some((_, types)) = self.offers.iter_mut().find(|(o, _)| o == offer) {
+            types.push(kind);
+        }
+    }
 }
 
 pub(crate) struct WaylandWatcher {
@@ -44,6 +89,7 @@ pub(crate) struct WaylandWatcher {
     queue: EventQueue<Events>,
     events: Events,
     config: WatchConfig,
+    source: Source,
 }
 
 fn wayland_error(error: impl std::fmt::Display) -> ClipboardError {
@@ -52,21 +98,42 @@ fn wayland_error(error: impl std::fmt::Display) -> ClipboardError {
 
 impl WaylandWatcher {
     /// Connects to the compositor of `WAYLAND_DISPLAY` and subscribes to the clipboard of its
-    /// first seat. A compositor without data-control is [`ClipboardError::NoEvents`].
+    /// first seat, through `ext_data_control_v1` where it is offered, else
+    /// `zwlr_data_control_v1`. A compositor with neither is [`ClipboardError::NoEvents`].
     pub(crate) fn connect(config: WatchConfig) -> Result<WaylandWatcher, ClipboardError> {
         let conn = Connection::connect_to_env()
             .map_err(|e| ClipboardError::NoDisplay(format!("no Wayland compositor: {e}")))?;
         let (globals, mut queue) = registry_queue_init::<Events>(&conn).map_err(wayland_error)?;
         let handle = queue.handle();
+        // Which protocol first: without one the seat does not matter (GNOME has a seat, and no
+        // data-control).
+        let offered = |interface: &str| {
+            globals
+                .contents()
+                .with_list(|list| list.iter().any(|global| global.interface == interface))
+        };
+        let ext = offered("ext_data_control_manager_v1");
+        if !ext && !offered("zwlr_data_control_manager_v1") {
+            return Err(ClipboardError::NoEvents(
+                "the Wayland compositor offers neither ext_data_control_v1 nor \
+                 zwlr_data_control_v1, as on GNOME"
+                    .into(),
+            ));
+        }
         let seat: WlSeat = globals
             .bind(&handle, 1..=8, ())
             .map_err(|e| ClipboardError::NoEvents(format!("the compositor has no seat: {e}")))?;
-        let manager: ZwlrDataControlManagerV1 = globals.bind(&handle, 1..=2, ()).map_err(|_| {
-            ClipboardError::NoEvents(
-                "the Wayland compositor does not offer data-control (zwlr_data_control_v1)".into(),
-            )
-        })?;
-        manager.get_data_device(&seat, &handle, ());
+        let source = if ext {
+            let manager: ExtDataControlManagerV1 =
+                globals.bind(&handle, 1..=1, ()).map_err(wayland_error)?;
+            manager.get_data_device(&seat, &handle, ());
+            Source::ExtDataControl
+        } else {
+            let manager: ZwlrDataControlManagerV1 =
+                globals.bind(&handle, 1..=2, ()).map_err(wayland_error)?;
+            manager.get_data_device(&seat, &handle, ());
+            Source::WlrDataControl
+        };
         let mut events = Events::default();
         // The first selection is what was on the clipboard before: not a copy.
         queue.roundtrip(&mut events).map_err(wayland_error)?;
@@ -76,7 +143,13 @@ impl WaylandWatcher {
             queue,
             events,
             config,
+            source,
         })
+    }
+
+    /// Which protocol it speaks.
+    pub(crate) fn source(&self) -> Source {
+        self.source.clone()
     }
 
     /// Waits for copies and hands each to `on_change` until it returns `false` or the
@@ -128,11 +201,7 @@ impl WaylandWatcher {
     }
 
     /// Reads an offer: `None` when it holds no type clips hold.
-    fn read(
-        &self,
-        offer: &ZwlrDataControlOfferV1,
-        types: &[String],
-    ) -> Result<Option<Observed>, ClipboardError> {
+    fn read(&self, offer: &Offer, types: &[String]) -> Result<Option<Observed>, ClipboardError> {
         let offers = |wanted: &str| types.iter().any(|t| t == wanted);
         if offers(SECRET_HINT) {
             // Treat the hint as secret unless it clearly says otherwise.
@@ -164,7 +233,7 @@ impl WaylandWatcher {
     /// bytes are kept, and the count goes on to the end (or a byte past the limit).
     fn receive(
         &self,
-        offer: &ZwlrDataControlOfferV1,
+        offer: &Offer,
         kind: &str,
         limit: u64,
     ) -> Result<(Vec<u8>, u64), ClipboardError> {
@@ -206,9 +275,49 @@ impl Dispatch<wl_registry::WlRegistry, GlobalListContents> for Events {
     }
 }
 
-// Neither the seat's events nor the manager's (it has none) matter here.
+// Neither the seat's events nor the managers' (they have none) matter here.
 wayland_client::delegate_noop!(Events: ignore WlSeat);
+wayland_client::delegate_noop!(Events: ignore ExtDataControlManagerV1);
 wayland_client::delegate_noop!(Events: ignore ZwlrDataControlManagerV1);
+
+impl Dispatch<ExtDataControlDeviceV1, ()> for Events {
+    fn event(
+        events: &mut Self,
+        _: &ExtDataControlDeviceV1,
+        event: ext_data_control_device_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        match event {
+            ext_data_control_device_v1::Event::DataOffer { id } => events.offered(Offer::Ext(id)),
+            ext_data_control_device_v1::Event::Selection { id } => {
+                events.selection = Some(id.map(Offer::Ext));
+            }
+            ext_data_control_device_v1::Event::Finished => events.finished = true,
+            _ => {}
+        }
+    }
+
+    event_created_child!(Events, ExtDataControlDeviceV1, [
+        ext_data_control_device_v1::EVT_DATA_OFFER_OPCODE => (ExtDataControlOfferV1, ()),
+    ]);
+}
+
+impl Dispatch<ExtDataControlOfferV1, ()> for Events {
+    fn event(
+        events: &mut Self,
+        offer: &ExtDataControlOfferV1,
+        event: ext_data_control_offer_v1::Event,
+        _: &(),
+        _: &Connection,
+        _: &QueueHandle<Self>,
+    ) {
+        if let ext_data_control_offer_v1::Event::Offer { mime_type } = event {
+            events.type_offered(&Offer::Ext(offer.clone()), mime_type);
+        }
+    }
+}
 
 impl Dispatch<ZwlrDataControlDeviceV1, ()> for Events {
     fn event(
@@ -220,10 +329,10 @@ impl Dispatch<ZwlrDataControlDeviceV1, ()> for Events {
         _: &QueueHandle<Self>,
     ) {
         match event {
-            zwlr_data_control_device_v1::Event::DataOffer { id } => {
-                events.offers.push((id, Vec::new()));
+            zwlr_data_control_device_v1::Event::DataOffer { id } => events.offered(Offer::Wlr(id)),
+            zwlr_data_control_device_v1::Event::Selection { id } => {
+                events.selection = Some(id.map(Offer::Wlr));
             }
-            zwlr_data_control_device_v1::Event::Selection { id } => events.selection = Some(id),
             zwlr_data_control_device_v1::Event::Finished => events.finished = true,
             _ => {}
         }
@@ -243,10 +352,8 @@ impl Dispatch<ZwlrDataControlOfferV1, ()> for Events {
         _: &Connection,
         _: &QueueHandle<Self>,
     ) {
-        if let zwlr_data_control_offer_v1::Event::Offer { mime_type } = event
-            && let Some((_, types)) = events.offers.iter_mut().find(|(o, _)| o == offer)
-        {
-            types.push(mime_type);
+        if let zwlr_data_control_offer_v1::Event::Offer { mime_type } = event {
+            events.type_offered(&Offer::Wlr(offer.clone()), mime_type);
         }
     }
 }

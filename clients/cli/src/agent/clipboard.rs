@@ -155,7 +155,7 @@ pub(super) fn start_clipboard(device: &Device) -> ClipboardParts {
     };
     match started {
         Ok(watcher) => {
-            info!(mode = ?watcher.mode(), "watching the clipboard");
+            info!(mode = ?watcher.mode(), source = %watcher.source(), "watching the clipboard");
             (Some(rx), Some(watcher), Some(writer))
         }
         Err(error) => {

@@ -198,8 +198,8 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
     }
     checks.add(
         "clipboard",
-        match ferry_clipboard::Writer::open() {
-            Ok(_) => Ok("available".into()),
+        match ferry_clipboard::Writer::open().and_then(|_| ferry_clipboard::Watcher::probe()) {
+            Ok(source) => Ok(format!("available; copies are seen through {source}")),
             Err(error) => Err(error.to_string()),
         },
     );

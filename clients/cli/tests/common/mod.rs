@@ -515,6 +515,33 @@ impl Wayland {
         }
     }
 
+    /// Weston on its headless backend: a compositor that offers no data-control, as GNOME
+    /// does not.
+    pub fn weston() -> Wayland {
+        let runtime = tempfile::tempdir().unwrap();
+        let socket = "wayland-weston".to_owned();
+        let server = Running(
+            Command::new("weston")
+                .args(["--backend=headless-backend.so", "--idle-time=0"])
+                .arg(format!("--socket={socket}"))
+                .env("XDG_RUNTIME_DIR", runtime.path())
+                .env_remove("DISPLAY")
+                .env_remove("WAYLAND_DISPLAY")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("weston starts"),
+        );
+        eventually(Duration::from_secs(15), "weston's socket", || {
+            runtime.path().join(&socket).exists().then_some(())
+        });
+        Wayland {
+            runtime,
+            socket,
+            _server: server,
+        }
+    }
+
     /// What a program needs in its environment to use this desktop (and no X display).
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
