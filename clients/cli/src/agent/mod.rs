@@ -233,7 +233,6 @@ impl Agent {
             } else {
                 (None, None, None)
             };
-        // Opened without the storage: its passes try each request once from the start.
         // Images and files move between everything else (see `large_step`).
         device.engine.set_large_in_steps(true);
         let moving = Arc::new(Mutex::new(OnTheWay::default()));
@@ -245,6 +244,7 @@ impl Agent {
                     .unwrap_or_else(|p| p.into_inner())
                     .tell(progress);
             })));
+        // Opened without the storage: its passes try each request once from the start.
         let offline = device.engine.opened_offline();
         if offline {
             device.engine.set_retry(RetryPolicy::NEVER);
