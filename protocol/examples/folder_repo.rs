@@ -13,7 +13,6 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -78,14 +77,14 @@ fn run(folder: &Path, text: &str) -> Result<()> {
     read_back(&root, &keys, device, &identity.public())
 }
 
-/// Writes a secret to a new file only its owner can read.
+/// Writes a secret to a new file only its owner can read (on Windows, the user's profile
+/// folders are private already).
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?
-        .write_all(bytes)?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)?;
     Ok(())
 }
 

@@ -79,19 +79,32 @@ fn log_level() -> tracing::Level {
         .unwrap_or(tracing::Level::INFO)
 }
 
+/// Ctrl-C, or a service manager's stop: SIGTERM on Unix; Ctrl-Break, the console closing or
+/// the system shutting down on Windows.
 async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let terminate = async {
+    #[cfg(unix)]
+    let stop = async {
+        use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                terminate.recv().await;
-            }
+            Ok(mut terminate) => terminate.recv().await,
             Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(windows)]
+    let stop = async {
+        use tokio::signal::windows::{ctrl_break, ctrl_close, ctrl_shutdown};
+        match (ctrl_break(), ctrl_close(), ctrl_shutdown()) {
+            (Ok(mut brk), Ok(mut close), Ok(mut shutdown)) => tokio::select! {
+                _ = brk.recv() => {}
+                _ = close.recv() => {}
+                _ = shutdown.recv() => {}
+            },
+            _ => std::future::pending().await,
         }
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+        _ = stop => {}
     }
     tracing::info!("shutdown requested");
 }

@@ -268,6 +268,9 @@ pub(crate) enum DataCommand {
     },
     /// Resume sync: what is pending goes out, and new clips are fetched.
     Resume,
+    /// Stop the running agent; it sends what is pending first (a service manager restarts it
+    /// at the next login).
+    Stop,
     /// The picker's search: clips matching QUERY as typed, for `ferry pick`.
     #[command(hide = true)]
     Matches {

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Device, Running, eventually, noise_png, per_backend, storage};
+use common::{Backend, Device, eventually, noise_png, per_backend, storage};
 
 per_backend! {
     #[test]
@@ -117,12 +117,7 @@ fn commands_run_in_the_agent_while_it_holds_the_database() {
     b.join(&storage, &code, "beta").ok();
     // Headless: no DISPLAY, so the agent syncs only, with one warning.
     let log = a.home().join("agent.log");
-    let mut agent = a.command(&["agent"]);
-    agent.stderr(std::fs::File::create(&log).unwrap());
-    let mut agent = Running(agent.spawn().unwrap());
-    eventually(Duration::from_secs(20), "the agent's socket", || {
-        a.home().join("agent.sock").exists().then_some(())
-    });
+    let agent = common::start_agent(&a, None, &[]);
     a.run(&["copy", "through the agent"]).ok();
     assert!(
         a.run(&["history"])
@@ -133,12 +128,10 @@ fn commands_run_in_the_agent_while_it_holds_the_database() {
     // Garbage on the agent's socket gets a usage error back, and the agent carries on.
     {
         use std::io::{BufRead, Write};
-        let mut socket =
-            std::os::unix::net::UnixStream::connect(a.home().join("agent.sock")).unwrap();
+        let mut socket = common::connect_agent(&a);
         socket
             .write_all(b"{\"command\": \"rm -rf /\"}\n\xff\xfe")
             .unwrap();
-        socket.shutdown(std::net::Shutdown::Write).unwrap();
         let mut header = String::new();
         std::io::BufReader::new(socket)
             .read_line(&mut header)
@@ -170,13 +163,7 @@ fn commands_run_in_the_agent_while_it_holds_the_database() {
     // The agent uploaded it: B sees it.
     assert_eq!(b.run(&["paste"]).ok().stdout, "through the agent");
     // SIGTERM: a clean stop.
-    let pid = agent.0.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let status = agent.0.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    common::stop_agent(agent);
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         text.matches("no clipboard is available").count(),
@@ -456,4 +443,29 @@ fn storage_other_repository() -> (tempfile::TempDir, String) {
     let url = format!("file://{}", dir.path().join("repo").display());
     Device::new().run(&["init", "--store", &url]).ok();
     (dir, url)
+}
+
+/// `ferry stop` (how the agent is stopped where there are no signals, as on Windows): the
+/// agent answers, sends what is pending, and exits cleanly; with no agent it says so.
+#[test]
+fn ferry_stop_stops_the_agent_after_it_sends_what_is_pending() {
+    let storage = storage(Backend::Folder);
+    let a = Device::new();
+    let b = Device::new();
+    let code = a.init(&storage, "alpha");
+    b.join(&storage, &code, "beta").ok();
+    let agent = common::start_agent(&a, None, &[]);
+    a.run(&["copy", "just before the stop"]).ok();
+    common::stop_agent_with_command(&a, agent);
+    let log = common::agent_log(&a);
+    assert!(log.contains("asked to stop"), "{log}");
+    assert!(log.contains("stopping: uploading what is pending"), "{log}");
+    assert!(!a.home().join("agent.sock").exists());
+    assert_eq!(b.run(&["paste"]).ok().stdout, "just before the stop");
+    let again = a.run(&["stop"]).ok();
+    assert!(
+        again.stderr.contains("no agent is running"),
+        "{}",
+        again.stderr
+    );
 }

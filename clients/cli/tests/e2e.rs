@@ -3,6 +3,9 @@
 //! relay (or a shared folder), all on 127.0.0.1. The same on Wayland: two headless sway
 //! compositors, with `wl-copy` and `wl-paste` as the other programs.
 
+// The desktops these tests start (Xvfb, sway, weston) are those of Linux and the BSDs.
+#![cfg(all(unix, not(target_os = "macos")))]
+
 mod common;
 
 use std::time::{Duration, Instant};

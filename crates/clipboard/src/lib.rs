@@ -3,38 +3,58 @@
 //!
 //! ```text
 //! Watcher::start(config, on_change)
-//!   Wayland with data-control (ext_data_control_v1, else zwlr_data_control_v1): a thread
+//!   Linux and the BSDs (free_desktop/):
+//!     Wayland with data-control (ext_data_control_v1, else zwlr_data_control_v1): a thread
 //!                    sleeps until the compositor announces a new selection, then reads the
 //!                    best of its types through a pipe
-//!   X11 with XFixes: a thread sleeps until the clipboard's owner changes, then reads TARGETS
+//!     X11 with XFixes: a thread sleeps until the clipboard's owner changes, then reads TARGETS
 //!                    and the best target itself (INCR transfers included)
-//!   otherwise:       a thread polls through arboard every `poll_interval` (≤ 250 ms)
+//!     otherwise:     a thread polls through arboard every `poll_interval` (≤ 250 ms)
+//!   Windows (windows.rs): a thread with a message-only window sleeps until the clipboard
+//!                    format listener (AddClipboardFormatListener) posts an update
+//!   macOS (macos.rs): a thread reads the pasteboard's change count (an integer) every
+//!                    `poll_interval`, and the content only when it changed
 //! Watcher::source() / probe()  which of these, and why (what `ferry doctor` says)
 //!   ─▶ Observed::Clip(text | PNG) | Observed::Secret | Observed::TooLarge
 //! serve(clip)        places a clip and serves it until something else is copied
-//! Writer::set(clip)  places a clip with arboard (data-control on Wayland, X11 otherwise),
-//!                    which keeps serving it (clipboards live in the owner's process) until
-//!                    something else is copied
+//! Writer::set(clip)  places a clip with arboard (data-control on Wayland, X11 otherwise, the
+//!                    system clipboard on Windows and macOS), which on X11 and Wayland keeps
+//!                    serving it (clipboards live in the owner's process) until something
+//!                    else is copied
 //! ```
 //!
-//! Content that a password manager marks as secret (the `x-kde-passwordManagerHint` target
-//! with the value `secret`) is reported as [`Observed::Secret`], never read. Content over
-//! [`WatchConfig::max_bytes`] is reported by size only.
+//! Content that a password manager marks as secret is reported as [`Observed::Secret`], never
+//! read: the `x-kde-passwordManagerHint` target with the value `secret` (X11, Wayland); the
+//! `ExcludeClipboardContentFromMonitorProcessing` format, or `CanIncludeInClipboardHistory` or
+//! `CanUploadToCloudClipboard` set to 0 (Windows); the `org.nspasteboard.ConcealedType` or
+//! `TransientType` types (macOS). Content over [`WatchConfig::max_bytes`] is reported by size
+//! only.
 //!
 //! What it does not do: decide what to record or apply (echo suppression, filters): that is
 //! the agent's.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+#[cfg(all(unix, not(target_os = "macos")))]
+mod free_desktop;
 mod image;
-mod wayland;
-mod x11;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(windows)]
+mod windows;
+
+#[cfg(all(unix, not(target_os = "macos")))]
+use free_desktop as platform;
+#[cfg(target_os = "macos")]
+use macos as platform;
+#[cfg(windows)]
+use windows as platform;
 
 use std::borrow::Cow;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use tracing::{debug, warn};
+use tracing::debug;
 
 pub use image::{Rgba, decode_png, encode_png};
 
@@ -96,7 +116,8 @@ impl Default for WatchConfig {
 /// How the watcher learns of copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Selection events (Wayland data-control, X11 XFixes): no work between copies.
+    /// Clipboard events (Wayland data-control, X11 XFixes, Windows' format listener): no work
+    /// between copies.
     Events,
     /// Reading the clipboard at an interval.
     Polling,
@@ -115,6 +136,10 @@ pub enum Source {
         /// Why Wayland's own events are not used.
         instead_of_wayland: Option<String>,
     },
+    /// Windows' clipboard format listener (`AddClipboardFormatListener`).
+    FormatListener,
+    /// macOS's pasteboard change count, read at an interval (macOS sends no clipboard events).
+    ChangeCount,
     /// Reading the clipboard at an interval, and why no events are used.
     Polling {
         /// What offered no events.
@@ -139,6 +164,13 @@ impl std::fmt::Display for Source {
             } => {
                 write!(f, "X11 selection events through XWayland ({why})")
             }
+            Source::FormatListener => {
+                f.write_str("Windows clipboard events (AddClipboardFormatListener)")
+            }
+            Source::ChangeCount => f.write_str(
+                "the pasteboard's change count, read every 250 ms (macOS sends no clipboard \
+                 events; the content is read only when it changed)",
+            ),
             Source::Polling { why } => write!(f, "polling every 250 ms ({why})"),
         }
     }
@@ -183,8 +215,10 @@ pub struct Watcher {
 
 impl Watcher {
     /// Starts watching the desktop's clipboard and calls `on_change` (on the watcher's own
-    /// thread) after each copy: the Wayland compositor's of `WAYLAND_DISPLAY` when it offers
-    /// data-control, else the X server's of `DISPLAY` (XWayland included), else by polling.
+    /// thread) after each copy: on Linux and the BSDs the Wayland compositor's of
+    /// `WAYLAND_DISPLAY` when it offers data-control, else the X server's of `DISPLAY`
+    /// (XWayland included), else by polling; on Windows the clipboard format listener; on
+    /// macOS the pasteboard's change count.
     pub fn start(
         config: WatchConfig,
         on_change: impl FnMut(Observed) -> bool + Send + 'static,
@@ -193,38 +227,20 @@ impl Watcher {
     }
 
     /// [`Watcher::start`] on the X display `display`; with `None`, on the desktop of the
-    /// environment (`WAYLAND_DISPLAY`, then `DISPLAY`).
+    /// environment (`WAYLAND_DISPLAY`, then `DISPLAY`). Windows and macOS have one clipboard
+    /// and no display names: there `display` is ignored.
     pub fn start_on(
         display: Option<&str>,
         config: WatchConfig,
         on_change: impl FnMut(Observed) -> bool + Send + 'static,
     ) -> Result<Watcher, ClipboardError> {
-        match Connected::to(display, config)? {
-            Connected::Wayland(watcher) => Ok(Watcher {
-                source: watcher.source(),
-                thread: spawn("ferry-clipboard-watch", move || watcher.run(on_change))?,
-            }),
-            Connected::X11(watcher, instead_of_wayland) => Ok(Watcher {
-                source: Source::XFixes { instead_of_wayland },
-                thread: spawn("ferry-clipboard-watch", move || watcher.run(on_change))?,
-            }),
-            Connected::Neither(why) => {
-                warn!(%why, "no clipboard events here: polling the clipboard instead");
-                let mut watcher = Watcher::poll(config, on_change)?;
-                watcher.source = Source::Polling { why };
-                Ok(watcher)
-            }
-        }
+        platform::start(display, config, on_change)
     }
 
     /// How [`Watcher::start`] would learn of copies here, without watching: what `ferry
     /// doctor` says.
     pub fn probe() -> Result<Source, ClipboardError> {
-        Ok(match Connected::to(None, WatchConfig::default())? {
-            Connected::Wayland(watcher) => watcher.source(),
-            Connected::X11(_, instead_of_wayland) => Source::XFixes { instead_of_wayland },
-            Connected::Neither(why) => Source::Polling { why },
-        })
+        platform::probe()
     }
 
     /// Starts watching by reading the clipboard every `config.poll_interval`.
@@ -259,7 +275,7 @@ impl Watcher {
     /// How it learns of copies.
     pub fn mode(&self) -> Mode {
         match self.source {
-            Source::Polling { .. } => Mode::Polling,
+            Source::Polling { .. } | Source::ChangeCount => Mode::Polling,
             _ => Mode::Events,
         }
     }
@@ -272,45 +288,6 @@ impl Watcher {
     /// Whether the watcher thread has ended.
     pub fn is_finished(&self) -> bool {
         self.thread.is_finished()
-    }
-}
-
-/// A connection to the desktop that gives clipboard events, or why none does.
-enum Connected {
-    Wayland(wayland::WaylandWatcher),
-    /// With why Wayland's own events are not used, where a compositor was there.
-    X11(Box<x11::X11Watcher>, Option<String>),
-    Neither(String),
-}
-
-impl Connected {
-    /// The compositor of `WAYLAND_DISPLAY` when it offers data-control, else the X server of
-    /// `display` (or `DISPLAY`: XWayland included).
-    fn to(display: Option<&str>, config: WatchConfig) -> Result<Connected, ClipboardError> {
-        let mut instead_of_wayland = None;
-        if display.is_none() && std::env::var_os("WAYLAND_DISPLAY").is_some() {
-            match wayland::WaylandWatcher::connect(config) {
-                Ok(watcher) => return Ok(Connected::Wayland(watcher)),
-                // GNOME offers no data-control: its clipboard is reachable through XWayland.
-                Err(error) => {
-                    debug!(%error, "no Wayland clipboard events: trying X11");
-                    instead_of_wayland = Some(match error {
-                        ClipboardError::NoEvents(why) | ClipboardError::NoDisplay(why) => why,
-                        other => other.to_string(),
-                    });
-                }
-            }
-        }
-        match x11::X11Watcher::connect(display, config) {
-            Ok(watcher) => Ok(Connected::X11(Box::new(watcher), instead_of_wayland)),
-            Err(ClipboardError::NoEvents(detail)) => {
-                Ok(Connected::Neither(match instead_of_wayland {
-                    Some(wayland) => format!("{wayland}; and {detail}"),
-                    None => detail,
-                }))
-            }
-            Err(error) => Err(error),
-        }
     }
 }
 

@@ -7,14 +7,13 @@
 //! reply:    one JSON line {"code", "error", "stderr", "stdout_len"}, then stdout_len bytes
 //! ```
 //!
-//! The socket sits in the Ferry home (mode 0700), so only the user reaches it.
+//! The socket sits in the Ferry home (mode 0700), so only the user reaches it; on Windows it
+//! is a named pipe (see [`super::socket`]).
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
@@ -22,6 +21,7 @@ use tracing::{debug, warn};
 use ferry_sync::transfer::Direction;
 use ferry_sync::{Progress, ProgressFn};
 
+use super::socket::{self, Listener};
 use crate::cli::DataCommand;
 use crate::error::Failure;
 use crate::home::Home;
@@ -73,6 +73,9 @@ pub(crate) struct Job {
     pub(crate) reply: oneshot::Sender<Reply>,
     /// How far an image or file moving for the command is.
     pub(crate) progress: mpsc::UnboundedSender<Progress>,
+    /// Ends once the reply was written out (or could not be): an agent told to stop waits
+    /// for it, so that `ferry stop` hears back.
+    pub(crate) delivered: oneshot::Receiver<()>,
 }
 
 /// A progress line, as it travels.
@@ -132,7 +135,7 @@ pub(crate) async fn send_watching(
     json: bool,
     progress: Option<ProgressFn>,
 ) -> Result<Option<Reply>, Failure> {
-    let stream = match UnixStream::connect(home.socket()).await {
+    let stream = match socket::connect(home).await {
         Ok(stream) => stream,
         Err(error) => {
             debug!(%error, "no agent answers");
@@ -145,7 +148,7 @@ pub(crate) async fn send_watching(
         ))
     };
     let silent = || Failure::new("the agent did not answer within 2 minutes; see its log");
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tokio::io::split(stream);
     let mut line = serde_json::to_vec(&Request {
         command: command.clone(),
         json,
@@ -190,30 +193,15 @@ pub(crate) async fn send_watching(
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// Binds the home's socket (replacing one left by an agent that died).
-pub(crate) fn bind(home: &Home) -> Result<UnixListener, Failure> {
-    let path = home.socket();
-    // Whoever holds the lock owns the socket: an old one is from an agent that died.
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).map_err(|e| {
-        Failure::new(format!(
-            "the agent's socket {} could not be made: {e}",
-            path.display()
-        ))
-    })?;
-    restrict(&path);
-    Ok(listener)
-}
-
 /// Accepts connections on `listener` and hands each command to the agent's loop through
 /// `jobs`, until the task running it is dropped (with the connections it serves).
-pub(crate) async fn accept(listener: UnixListener, jobs: mpsc::Sender<Job>) {
+pub(crate) async fn accept(mut listener: Listener, jobs: mpsc::Sender<Job>) {
     let mut connections = JoinSet::new();
     let mut backoff = ACCEPT_BACKOFF;
     loop {
         while connections.try_join_next().is_some() {}
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok(stream) => {
                 backoff = ACCEPT_BACKOFF;
                 let jobs = jobs.clone();
                 connections.spawn(async move {
@@ -231,16 +219,10 @@ pub(crate) async fn accept(listener: UnixListener, jobs: mpsc::Sender<Job>) {
     }
 }
 
-fn restrict(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
-}
-
-async fn serve(stream: UnixStream, jobs: mpsc::Sender<Job>) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
+async fn serve(stream: impl socket::Stream, jobs: mpsc::Sender<Job>) -> std::io::Result<()> {
+    // Dropped when this returns, reply written or not.
+    let (_delivered, delivered_rx) = oneshot::channel::<()>();
+    let (read, mut write) = tokio::io::split(stream);
     let mut line = Vec::new();
     BufReader::new(read)
         .take(MAX_REQUEST)
@@ -255,6 +237,7 @@ async fn serve(stream: UnixStream, jobs: mpsc::Sender<Job>) -> std::io::Result<(
                 json: request.json,
                 reply: tx,
                 progress,
+                delivered: delivered_rx,
             };
             if jobs.send(job).await.is_err() {
                 Reply::new(

@@ -27,6 +27,7 @@ pub(crate) mod ipc;
 mod lan;
 mod notify;
 mod relay;
+mod socket;
 mod watch;
 
 use std::sync::{Arc, Mutex};
@@ -180,6 +181,8 @@ struct Agent {
     /// How far images and files are, as the engine tells it.
     moving: Arc<Mutex<OnTheWay>>,
     notifier: notify::Notifier,
+    /// `ferry stop` asked the agent to stop.
+    stopping: bool,
 }
 
 impl Agent {
@@ -187,7 +190,7 @@ impl Agent {
         let lan = lan::start(&mut device).await;
         let (job_tx, jobs) = mpsc::channel(16);
         let mut tasks = JoinSet::new();
-        tasks.spawn(ipc::accept(ipc::bind(&device.home)?, job_tx));
+        tasks.spawn(ipc::accept(socket::Listener::bind(&device.home)?, job_tx));
         let topics = device.keys.relay.listen_topics(unix_now());
         let relay = match device.config.settings.relay.as_deref() {
             Some(url) => {
@@ -283,13 +286,13 @@ impl Agent {
             retained_at: None,
             answered_at: None,
             paused,
+            stopping: false,
         })
     }
 
     async fn run(mut self) -> Result<(), Failure> {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(|e| Failure::new(format!("could not listen for SIGTERM: {e}")))?;
+        let stop = stop_requested()?;
+        tokio::pin!(stop);
         let mut poll = tokio::time::interval(self.device.config.settings.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         info!(device = %self.device.engine.device(), "agent running");
@@ -304,8 +307,7 @@ impl Agent {
                 .and_then(|paused| paused.left())
                 .map(|left| Instant::now() + left);
             tokio::select! {
-                _ = terminate.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
+                () = &mut stop => break,
                 Some(observed) = recv(&mut self.clips) => self.observed(observed),
                 Some(delivery) = recv_relay(&mut self.relay) => match self.paused {
                     None => self.hint(delivery).await,
@@ -328,7 +330,13 @@ impl Agent {
                     self.rotate_topics();
                 }
                 () = tokio::time::sleep_until(self.topics_change) => self.rotate_topics(),
-                Some(job) = self.jobs.recv() => self.job(job).await,
+                Some(job) = self.jobs.recv() => {
+                    self.job(job).await;
+                    if self.stopping {
+                        info!("asked to stop (`ferry stop`)");
+                        break;
+                    }
+                }
                 () = sleep_until(upload_at), if upload_at.is_some() => self.upload().await,
                 () = sleep_until(large_at), if large_at.is_some() => self.large_step().await,
                 () = sleep_until(resume_at), if resume_at.is_some() => self.follow_pause().await,
@@ -528,6 +536,11 @@ impl Agent {
         self.moving.lock().unwrap_or_else(|p| p.into_inner()).job = Some(job.progress.clone());
         let result = match (placed, job.command) {
             (Err(failure), _) => Err(failure),
+            (Ok(()), DataCommand::Stop) => {
+                out.note("the agent stops once it has sent what is pending");
+                self.stopping = true;
+                Ok(Changed::No)
+            }
             (Ok(()), DataCommand::Uploading) => self.uploading(&mut out),
             (Ok(()), command) => commands::execute(&mut self.device, command, &mut out).await,
         };
@@ -541,6 +554,9 @@ impl Agent {
         let _ = job
             .reply
             .send(ipc::Reply::new(result.map(drop), out.stdout, out.stderr));
+        if self.stopping {
+            let _ = tokio::time::timeout(Duration::from_secs(2), job.delivered).await;
+        }
         // `ferry pause` and `ferry resume` come this way.
         self.follow_pause().await;
     }
@@ -619,4 +635,42 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Ctrl-C, or a service manager's stop: SIGTERM on Unix; Ctrl-Break, the console closing, the
+/// user logging off or the system shutting down on Windows.
+fn stop_requested() -> Result<impl Future<Output = ()>, Failure> {
+    let cannot = |e: std::io::Error| Failure::new(format!("could not listen for a stop: {e}"));
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(cannot)?;
+    #[cfg(unix)]
+    let stopped = async move {
+        terminate.recv().await;
+    };
+    #[cfg(windows)]
+    let (mut brk, mut close, mut logoff, mut shutdown) = {
+        use tokio::signal::windows::{ctrl_break, ctrl_close, ctrl_logoff, ctrl_shutdown};
+        (
+            ctrl_break().map_err(cannot)?,
+            ctrl_close().map_err(cannot)?,
+            ctrl_logoff().map_err(cannot)?,
+            ctrl_shutdown().map_err(cannot)?,
+        )
+    };
+    #[cfg(windows)]
+    let stopped = async move {
+        tokio::select! {
+            _ = brk.recv() => {}
+            _ = close.recv() => {}
+            _ = logoff.recv() => {}
+            _ = shutdown.recv() => {}
+        }
+    };
+    Ok(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = stopped => {}
+        }
+    })
 }

@@ -122,6 +122,10 @@ pub(crate) async fn execute(
             out.report(&pick::matches(device, &query, limit)?);
             Ok(Changed::No)
         }
+        DataCommand::Stop => {
+            out.note(NO_AGENT);
+            Ok(Changed::No)
+        }
         DataCommand::Uploading => {
             // Without an agent nothing goes out in the background: a command uploads its own.
             out.report(&crate::progress::Uploading::default());
@@ -141,6 +145,9 @@ pub(crate) async fn execute(
     }
     Ok(changed)
 }
+
+/// What `ferry stop` says when it finds nothing to stop.
+const NO_AGENT: &str = "no agent is running for this home";
 
 /// Runs a data command here, or in the agent when one holds the home.
 pub(crate) async fn run_data(
@@ -187,6 +194,10 @@ pub(crate) async fn run_data(
     match command {
         DataCommand::Pause { duration } => return pause::pause(&home, duration, out),
         DataCommand::Resume => return pause::resume(&home, out),
+        DataCommand::Stop => {
+            out.note(NO_AGENT);
+            return Ok(());
+        }
         _ => {}
     }
     let paused = pause::Pause::current(&home).is_some();

@@ -618,21 +618,82 @@ pub fn start_agent_in(
         .unwrap();
     command.stdout(log.try_clone().unwrap()).stderr(log);
     let agent = Running(command.spawn().unwrap());
+    #[cfg(windows)]
+    AGENT_HOMES
+        .lock()
+        .unwrap()
+        .push((agent.0.id(), device.home().to_owned()));
     eventually(Duration::from_secs(30), "the agent's socket", || {
         device.home().join("agent.sock").exists().then_some(())
     });
     agent
 }
 
-/// Stops an agent with SIGTERM and waits for it.
-pub fn stop_agent(mut agent: Running) {
-    let pid = agent.0.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+/// Stops an agent as a service manager would and waits for it: SIGTERM on Unix; on Windows,
+/// which has no signals to send another console's process, `ferry stop` on its home.
+pub fn stop_agent(agent: Running) {
+    #[cfg(unix)]
+    {
+        let pid = agent.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    }
+    #[cfg(windows)]
+    {
+        let homes = AGENT_HOMES.lock().unwrap();
+        let (_, home) = homes
+            .iter()
+            .find(|(pid, _)| *pid == agent.0.id())
+            .expect("an agent start_agent started");
+        let stopped = Command::new(FERRY)
+            .arg("--home")
+            .arg(home)
+            .arg("stop")
+            .output()
+            .unwrap();
+        assert!(stopped.status.success(), "{stopped:?}");
+    }
+    stopped_cleanly(agent);
+}
+
+/// The homes of the agents [`start_agent_in`] started, by process id: how [`stop_agent`]
+/// reaches one on Windows.
+#[cfg(windows)]
+static AGENT_HOMES: std::sync::Mutex<Vec<(u32, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
+/// Stops `device`'s agent with `ferry stop` and waits for it.
+pub fn stop_agent_with_command(device: &Device, agent: Running) {
+    let stopped = device.run(&["stop"]).ok();
+    assert!(
+        stopped.stderr.contains("the agent stops"),
+        "{}",
+        stopped.stderr
+    );
+    stopped_cleanly(agent);
+}
+
+fn stopped_cleanly(mut agent: Running) {
     let status = agent.0.wait().unwrap();
     assert!(
         status.success(),
         "the agent did not stop cleanly: {status:?}"
     );
+}
+
+/// A raw connection to `device`'s agent: its Unix socket, or on Windows the named pipe that
+/// its home names.
+pub fn connect_agent(device: &Device) -> impl std::io::Read + std::io::Write {
+    let socket = device.home().join("agent.sock");
+    #[cfg(unix)]
+    return std::os::unix::net::UnixStream::connect(socket).unwrap();
+    #[cfg(windows)]
+    {
+        let pipe = std::fs::read_to_string(socket).unwrap();
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(pipe.trim())
+            .unwrap()
+    }
 }
 
 /// Prints the agents' logs of `devices` if the test fails while it lives (declare it after the

@@ -29,7 +29,7 @@ use wayland_protocols_wlr::data_control::v1::client::zwlr_data_control_offer_v1:
     self, ZwlrDataControlOfferV1,
 };
 
-use crate::x11::{ANSWER_TIMEOUT, SECRET_HINT};
+use super::x11::{ANSWER_TIMEOUT, SECRET_HINT};
 use crate::{Clip, ClipboardError, Observed, Source, WatchConfig};
 
 /// Text types, best first: what wl-copy, browsers and toolkits offer.
