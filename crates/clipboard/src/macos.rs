@@ -7,7 +7,7 @@
 use std::thread;
 
 use objc2_app_kit::NSPasteboard;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::{ClipboardError, Observed, Source, WatchConfig, Watcher, read_arboard, spawn};
 
@@ -34,7 +34,6 @@ pub(crate) fn start(
         };
         let pasteboard = NSPasteboard::generalPasteboard();
         let mut seen = pasteboard.changeCount();
-        info!("watching the pasteboard's change count");
         loop {
             thread::sleep(config.poll_interval);
             let count = pasteboard.changeCount();

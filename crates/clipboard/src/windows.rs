@@ -7,7 +7,7 @@
 
 use clipboard_win::formats::{CF_DIB, CF_DIBV5, CF_UNICODETEXT};
 use clipboard_win::{Monitor, raw};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::{ClipboardError, Observed, Source, WatchConfig, Watcher, read_arboard, spawn};
 
@@ -48,7 +48,6 @@ pub(crate) fn start(
                 return;
             }
         };
-        info!("watching the clipboard (format listener)");
         loop {
             match monitor.recv() {
                 Ok(true) => {}

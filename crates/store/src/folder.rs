@@ -149,6 +149,7 @@ fn read_file(path: &Path, name: &str, limit: u64) -> Result<Vec<u8>, StoreError>
     let mut file = match open_no_follow(path) {
         Ok(file) => file,
         Err(e) if is_symlink_refusal(&e, path) => return Err(not_an_object("a symbolic link")),
+        Err(e) if e.kind() == io::ErrorKind::IsADirectory => return Err(not_an_object("a folder")),
         Err(e) => return Err(io_error(e, name)),
     };
     // Checked on the open file: nothing can be swapped in between.
@@ -189,8 +190,13 @@ fn open_no_follow(path: &Path) -> io::Result<File> {
 
 #[cfg(not(unix))]
 fn open_no_follow(path: &Path) -> io::Result<File> {
-    if fs::symlink_metadata(path)?.file_type().is_symlink() {
+    let kind = fs::symlink_metadata(path)?.file_type();
+    if kind.is_symlink() {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // Windows opens no folder as a file ("access denied"): say what it is instead.
+    if kind.is_dir() {
+        return Err(io::Error::from(io::ErrorKind::IsADirectory));
     }
     File::open(path)
 }
@@ -249,9 +255,14 @@ fn write_temp(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     }
 }
 
-/// Flushes a directory entry change to disk.
+/// Flushes a directory entry change to disk. (Windows opens no folder as a file, and NTFS
+/// journals the rename itself.)
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 #[async_trait]

@@ -197,7 +197,8 @@ impl StoreUrl {
     /// Parses a store URL.
     pub fn parse(text: &str) -> Result<StoreUrl, StoreError> {
         let text = text.trim();
-        if text.starts_with('/') {
+        // A bare absolute path: `/srv/ferry`, or on Windows `C:\Users\me\Ferry`.
+        if text.starts_with('/') || std::path::Path::new(text).is_absolute() {
             return Ok(StoreUrl::Folder(PathBuf::from(text)));
         }
         let url = Url::parse(text).map_err(|e| {
@@ -421,7 +422,11 @@ pub(crate) fn percent_decode(text: &str) -> String {
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreUrl::Folder(path) => write!(f, "file://{}", path.display()),
+            // Windows paths as file:///C:/Users/…; elsewhere the path as it is.
+            StoreUrl::Folder(path) => match Url::from_file_path(path) {
+                Ok(url) if cfg!(windows) => write!(f, "{url}"),
+                _ => write!(f, "file://{}", path.display()),
+            },
             StoreUrl::S3(s3) => write!(
                 f,
                 "s3://{}/{}?endpoint={}&region={}&path_style={}",
@@ -454,6 +459,16 @@ mod tests {
     }
 
     #[test]
+    #[cfg(windows)]
+    fn windows_folders() {
+        let folder = StoreUrl::Folder(r"C:\Users\me\My Ferry".into());
+        assert_eq!(folder.to_string(), "file:///C:/Users/me/My%20Ferry");
+        assert_eq!(StoreUrl::parse(&folder.to_string()).unwrap(), folder);
+        assert_eq!(StoreUrl::parse(r"C:\Users\me\My Ferry").unwrap(), folder);
+    }
+
+    #[test]
+    #[cfg(unix)]
     fn folders() {
         assert_eq!(
             StoreUrl::parse("file:///home/me/ferry").unwrap(),
@@ -592,8 +607,13 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
+        let folder = if cfg!(windows) {
+            "file:///C:/srv/ferry"
+        } else {
+            "file:///srv/ferry"
+        };
         for text in [
-            "file:///srv/ferry",
+            folder,
             "s3://bucket/pre?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true",
             "webdav+https://me@dav.example/ferry/",
         ] {

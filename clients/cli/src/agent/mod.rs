@@ -112,7 +112,7 @@ async fn first_run(home: &Home, config: Config) -> Result<Config, Failure> {
         folder.display()
     );
     let setup = Setup {
-        store: format!("file://{}", folder.display()),
+        store: StoreUrl::Folder(folder).to_string(),
         relay: config.settings.relay.as_deref().map(str::to_owned),
         name: None,
         key: KeySource::New,

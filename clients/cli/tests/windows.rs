@@ -1,0 +1,62 @@
+//! The agent on Windows' own clipboard: this test program, itself a Windows program (run under
+//! Wine by scripts/test.sh), copies with arboard as any other program would; the agent's format
+//! listener sees each copy and records it, and content marked as excluded (the formats password
+//! managers set: ExcludeClipboardContentFromMonitorProcessing, CanIncludeInClipboardHistory and
+//! CanUploadToCloudClipboard set to 0) is never recorded.
+
+#![cfg(windows)]
+
+mod common;
+
+use std::time::Duration;
+
+use arboard::SetExtWindows;
+use common::{Backend, Device, eventually, start_agent, stop_agent, storage};
+
+fn history(device: &Device) -> String {
+    device.run(&["history"]).ok().stdout
+}
+
+#[test]
+fn the_format_listener_records_copies_and_skips_what_is_excluded() {
+    let storage = storage(Backend::Folder);
+    let device = Device::new();
+    device.init(&storage, "windows");
+    let agent = start_agent(&device, None, &[]);
+    let log = || common::agent_log(&device);
+    eventually(Duration::from_secs(30), "the clipboard watcher", || {
+        log().contains("AddClipboardFormatListener").then_some(())
+    });
+    let mut clipboard = arboard::Clipboard::new().unwrap();
+
+    clipboard.set_text("copied in another program").unwrap();
+    eventually(Duration::from_secs(30), "the copy in the history", || {
+        history(&device)
+            .contains("copied in another program")
+            .then_some(())
+    });
+
+    // Each way a password manager keeps content out, then a plain copy after them: once it is
+    // recorded, the excluded ones had their turn before it.
+    for n in 0..3 {
+        let set = clipboard.set();
+        let set = match n {
+            0 => set.exclude_from_monitoring(),
+            1 => set.exclude_from_history(),
+            _ => set.exclude_from_cloud(),
+        };
+        set.text(format!("password {n}")).unwrap();
+        eventually(Duration::from_secs(30), "the secret to be seen", || {
+            (log().matches("marked the copied content as secret").count() > n).then_some(())
+        });
+    }
+    clipboard.set_text("after the secrets").unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the copy after the secrets",
+        || history(&device).contains("after the secrets").then_some(()),
+    );
+    let history = history(&device);
+    assert!(!history.contains("password"), "{history}");
+    stop_agent(agent);
+}
