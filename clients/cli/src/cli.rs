@@ -171,7 +171,8 @@ pub(crate) struct PairArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ServiceAction {
-    /// Install and start the agent as a user service (systemd on Linux, launchd on macOS).
+    /// Install and start the agent as a user service (systemd on Linux, launchd on macOS, the
+    /// per-user Run key on Windows).
     Install,
     /// Stop and remove the service.
     Uninstall,

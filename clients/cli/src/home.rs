@@ -1,10 +1,52 @@
 //! Where a device keeps its state: one folder (`--home` / `FERRY_HOME`) for everything, or the
-//! XDG folders by default.
+//! platform's folders by default (XDG on Linux and the BSDs, AppData on Windows, Application
+//! Support on macOS).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Failure, file_error};
+
+/// The data folder and the config file where a home is not given.
+#[cfg(windows)]
+fn platform_folders() -> Result<(PathBuf, PathBuf), Failure> {
+    let folder = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|p| p.join("Ferry"))
+            .ok_or_else(|| Failure::new(format!("{var} is not set: pass --home DIR")))
+    };
+    Ok((
+        folder("LOCALAPPDATA")?,
+        folder("APPDATA")?.join("config.toml"),
+    ))
+}
+
+#[cfg(target_os = "macos")]
+fn platform_folders() -> Result<(PathBuf, PathBuf), Failure> {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .ok_or_else(|| Failure::new("HOME is not set: pass --home DIR"))?;
+    let folder = home.join("Library/Application Support/Ferry");
+    Ok((folder.clone(), folder.join("config.toml")))
+}
+
+#[cfg(not(any(windows, target_os = "macos")))]
+fn platform_folders() -> Result<(PathBuf, PathBuf), Failure> {
+    let user_home = std::env::var_os("HOME").map(PathBuf::from);
+    let xdg = |var: &str, fallback: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| user_home.as_ref().map(|h| h.join(fallback)))
+    };
+    let data = xdg("XDG_DATA_HOME", ".local/share")
+        .ok_or_else(|| Failure::new("neither HOME nor XDG_DATA_HOME is set: pass --home DIR"))?;
+    let config_dir = xdg("XDG_CONFIG_HOME", ".config")
+        .ok_or_else(|| Failure::new("neither HOME nor XDG_CONFIG_HOME is set: pass --home DIR"))?;
+    Ok((data.join("ferry"), config_dir.join("ferry/config.toml")))
+}
 
 /// The files of one device.
 #[derive(Debug, Clone)]
@@ -16,26 +58,14 @@ pub(crate) struct Home {
 }
 
 impl Home {
-    /// `home` when given, else `$XDG_DATA_HOME/ferry` and `$XDG_CONFIG_HOME/ferry/config.toml`.
+    /// `home` when given, else the platform's folders: `$XDG_DATA_HOME/ferry` and
+    /// `$XDG_CONFIG_HOME/ferry/config.toml` on Linux and the BSDs, `%LOCALAPPDATA%\Ferry` (the
+    /// database stays with the machine) and `%APPDATA%\Ferry\config.toml` on Windows,
+    /// `~/Library/Application Support/Ferry` on macOS.
     pub(crate) fn locate(home: Option<&Path>, config: Option<&Path>) -> Result<Home, Failure> {
         let (data, default_config) = match home {
             Some(home) => (home.to_owned(), home.join("config.toml")),
-            None => {
-                let user_home = std::env::var_os("HOME").map(PathBuf::from);
-                let xdg = |var: &str, fallback: &str| {
-                    std::env::var_os(var)
-                        .map(PathBuf::from)
-                        .filter(|p| p.is_absolute())
-                        .or_else(|| user_home.as_ref().map(|h| h.join(fallback)))
-                };
-                let data = xdg("XDG_DATA_HOME", ".local/share").ok_or_else(|| {
-                    Failure::new("neither HOME nor XDG_DATA_HOME is set: pass --home DIR")
-                })?;
-                let config_dir = xdg("XDG_CONFIG_HOME", ".config").ok_or_else(|| {
-                    Failure::new("neither HOME nor XDG_CONFIG_HOME is set: pass --home DIR")
-                })?;
-                (data.join("ferry"), config_dir.join("ferry/config.toml"))
-            }
+            None => platform_folders()?,
         };
         Ok(Home {
             data,
@@ -68,7 +98,7 @@ impl Home {
         self.data.join("ferry.lock")
     }
 
-    /// Where a running agent takes commands.
+    /// Where a running agent takes commands: its socket, or on Windows a file naming its pipe.
     pub(crate) fn socket(&self) -> PathBuf {
         self.data.join("agent.sock")
     }

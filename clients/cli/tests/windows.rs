@@ -60,3 +60,53 @@ fn the_format_listener_records_copies_and_skips_what_is_excluded() {
     assert!(!history.contains("password"), "{history}");
     stop_agent(agent);
 }
+
+/// `ferry service` on Windows: an entry in the user's Run key starts the agent at logon with no
+/// console window (conhost --headless); install starts it now too, status sees it run, and
+/// uninstall stops it and removes the entry.
+#[test]
+fn the_service_is_a_run_key_entry_that_starts_and_stops_the_agent() {
+    let storage = storage(Backend::Folder);
+    let device = Device::new();
+    device.init(&storage, "windows");
+    let query = || {
+        std::process::Command::new("reg")
+            .args([
+                "query",
+                r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run",
+                "/v",
+                "Ferry",
+            ])
+            .output()
+            .unwrap()
+    };
+    // The agent it starts inherits the handles Windows lets a child inherit, a pipe among
+    // them: its output goes to a file, as in a console, or the read would wait for the agent.
+    let said = device.home().join("install.txt");
+    let file = std::fs::File::create(&said).unwrap();
+    let installed = device
+        .command(&["service", "install"])
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .status()
+        .unwrap();
+    let said = std::fs::read_to_string(&said).unwrap();
+    assert!(installed.success() && said.contains("runs now"), "{said}");
+    let entry = String::from_utf8_lossy(&query().stdout).into_owned();
+    assert!(entry.contains("conhost.exe --headless"), "{entry}");
+    assert!(entry.contains("ferry.exe"), "{entry}");
+    assert!(entry.trim_end().ends_with(" agent"), "{entry}");
+    eventually(Duration::from_secs(30), "the agent to run", || {
+        let status = device.run(&["service", "status"]).ok().stdout;
+        status.contains("state: running").then_some(())
+    });
+
+    let removed = device.run(&["service", "uninstall"]).ok();
+    assert!(removed.stderr.contains("removed"), "{}", removed.stderr);
+    assert!(!query().status.success());
+    eventually(Duration::from_secs(30), "the agent to stop", || {
+        (!device.home().join("agent.sock").exists()).then_some(())
+    });
+    let status = device.run(&["service", "status"]).ok().stdout;
+    assert!(status.contains("not installed"), "{status}");
+}

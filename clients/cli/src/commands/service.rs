@@ -1,5 +1,6 @@
 //! `ferry service`: run the agent as a user service — a systemd user unit on Linux, a launchd
-//! agent on macOS.
+//! agent on macOS, an entry in the user's Run key on Windows (started at logon, without a
+//! console window, and stopped with `ferry stop`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,9 @@ enum Manager {
 
 const UNIT: &str = "ferry.service";
 const LABEL: &str = "org.ferry.agent";
+/// The Run key, and the value that holds the agent's command line.
+const RUN_KEY: &str = r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run";
+const RUN_VALUE: &str = "Ferry";
 
 impl Manager {
     fn here() -> Manager {
@@ -94,27 +98,31 @@ impl Manager {
     }
 
     fn control(self, args: &[&str]) -> Result<String, Failure> {
-        let (program, full): (&str, Vec<&str>) = match self {
-            Manager::Systemd => ("systemctl", [&["--user"][..], args].concat()),
-            Manager::Launchd => ("launchctl", args.to_vec()),
-        };
-        let output = Command::new(program).args(&full).output().map_err(|e| {
-            Failure::new(format!(
-                "{program} could not be run ({e}); start `ferry agent` from your session's \
-                 autostart instead"
-            ))
-        })?;
-        let text = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        if output.status.success() {
-            Ok(text)
-        } else {
-            Err(Failure::new(format!(
-                "`{program} {}` failed: {}",
-                full.join(" "),
-                text.trim()
-            )))
+        match self {
+            Manager::Systemd => control("systemctl", &[&["--user"][..], args].concat()),
+            Manager::Launchd => control("launchctl", args),
         }
+    }
+}
+
+/// Runs a service manager's command; its output, or why it failed.
+fn control(program: &str, args: &[&str]) -> Result<String, Failure> {
+    let output = Command::new(program).args(args).output().map_err(|e| {
+        Failure::new(format!(
+            "{program} could not be run ({e}); start `ferry agent` from your session's \
+             autostart instead"
+        ))
+    })?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(Failure::new(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            text.trim()
+        )))
     }
 }
 
@@ -132,6 +140,31 @@ fn systemd_quote(arg: &str) -> String {
         .replace('"', "\\\"")
         .replace('%', "%%");
     format!("\"{escaped}\"")
+}
+
+/// Quotes an argument for a Windows command line (as `CommandLineToArgvW` splits it).
+fn windows_quote(arg: &str) -> String {
+    if !arg.is_empty() && !arg.contains([' ', '\t', '"']) {
+        return arg.to_owned();
+    }
+    let mut quoted = String::from('"');
+    let mut backslashes = 0;
+    for c in arg.chars() {
+        match c {
+            '\\' => backslashes += 1,
+            // Backslashes before a quote are doubled, and the quote escaped.
+            '"' => {
+                quoted.extend(std::iter::repeat_n('\\', backslashes + 1));
+                backslashes = 0;
+            }
+            _ => backslashes = 0,
+        }
+        quoted.push(c);
+    }
+    // So are those before the closing quote.
+    quoted.extend(std::iter::repeat_n('\\', backslashes));
+    quoted.push('"');
+    quoted
 }
 
 fn xml_escape(text: &str) -> String {
@@ -188,6 +221,9 @@ pub(crate) fn run(
     explicit_home: bool,
     out: &mut Output,
 ) -> Result<(), Failure> {
+    if cfg!(windows) {
+        return run_key(home, action, explicit_home, out);
+    }
     let manager = Manager::here();
     let path = manager.path()?;
     let path_text = path.display().to_string();
@@ -250,6 +286,98 @@ pub(crate) fn run(
     Ok(())
 }
 
+/// `ferry service` on Windows: the Run key's value, written and removed with `reg`; the
+/// agent started now without a console window, and stopped with `ferry stop`.
+fn run_key(
+    home: &Home,
+    action: ServiceAction,
+    explicit_home: bool,
+    out: &mut Output,
+) -> Result<(), Failure> {
+    let entry = format!(r"{RUN_KEY}\{RUN_VALUE}");
+    let installed = || control("reg", &["query", RUN_KEY, "/v", RUN_VALUE]).is_ok();
+    let running = || matches!(crate::device::try_lock(home), Ok(None));
+    let program = program(home, explicit_home)?;
+    match action {
+        ServiceAction::Install => {
+            let line = run_key_line(&program);
+            control(
+                "reg",
+                &[
+                    "add", RUN_KEY, "/v", RUN_VALUE, "/t", "REG_SZ", "/d", &line, "/f",
+                ],
+            )?;
+            out.note(format!("wrote {entry}: {line}"));
+            if !running() {
+                start_unseen(&program)?;
+            }
+            out.note("the agent runs now and at every logon (`ferry service status`)");
+        }
+        ServiceAction::Uninstall => {
+            if !installed() {
+                out.note(format!("no service is installed ({entry} does not exist)"));
+                return Ok(());
+            }
+            if running() {
+                let mut stop = program;
+                stop.pop();
+                let _ = Command::new(&stop[0]).args(&stop[1..]).arg("stop").output();
+            }
+            control("reg", &["delete", RUN_KEY, "/v", RUN_VALUE, "/f"])?;
+            out.note(format!("removed {entry}"));
+        }
+        ServiceAction::Status => {
+            let installed = installed();
+            let state = installed.then(|| match running() {
+                true => "running".to_owned(),
+                false => "not running (it starts at the next logon, or now with `ferry agent`)"
+                    .to_owned(),
+            });
+            out.report(&Status {
+                path: entry,
+                installed,
+                state,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The Run key's command line: conhost without a window runs the console program unseen.
+fn run_key_line(program: &[String]) -> String {
+    let root = std::env::var("SystemRoot").unwrap_or_else(|_| r"C:\Windows".into());
+    let conhost = format!(r"{root}\System32\conhost.exe");
+    [conhost.as_str(), "--headless"]
+        .into_iter()
+        .chain(program.iter().map(String::as_str))
+        .map(windows_quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Starts `program` (the agent) detached from this console, with no window of its own.
+fn start_unseen(program: &[String]) -> Result<(), Failure> {
+    let mut command = Command::new(&program[0]);
+    command
+        .args(&program[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+        command.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+    }
+    command.spawn().map(drop).map_err(|e| {
+        Failure::new(format!(
+            "the agent could not be started ({e}); it starts at the next logon, or run \
+             `ferry agent` now"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +403,31 @@ mod tests {
             "{unit}"
         );
         assert!(unit.contains("Restart=on-failure"));
+    }
+
+    #[test]
+    fn the_run_key_line_quotes_as_windows_splits_it() {
+        let quoted = [
+            (
+                r"C:\Program Files\ferry.exe",
+                r#""C:\Program Files\ferry.exe""#,
+            ),
+            ("agent", "agent"),
+            ("", r#""""#),
+            (r#"say "hi""#, r#""say \"hi\"""#),
+            (r#"a\"b"#, r#""a\\\"b""#),
+            (r"C:\My Ferry\", r#""C:\My Ferry\\""#),
+        ];
+        for (arg, expected) in quoted {
+            assert_eq!(windows_quote(arg), expected, "{arg}");
+        }
+        let line = run_key_line(&program());
+        assert!(
+            line.ends_with(
+                r#"conhost.exe --headless "/opt/my ferry/ferry" --home "/home/me/.ferry & co" agent"#
+            ),
+            "{line}"
+        );
     }
 
     #[test]
