@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 # for the Windows build, the MinGW-w64 cross compiler and Wine to run its tests.
 packages=(gcc libc6-dev openssl xvfb xclip sway wl-clipboard dbus gnome-keyring
     nginx-light libnginx-mod-http-dav-ext tmux iproute2 socat redis-server nats-server dunst weston
-    gcc-mingw-w64-x86-64 wine64)
+    gcc-mingw-w64-x86-64 wine64 curl)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -64,6 +64,27 @@ CARGO_INCREMENTAL=0 cargo test --locked --target x86_64-pc-windows-gnu \
     -p ferry-relay-client -p ferry-secrets -p ferry-lan -p ferry-clipboard -- "${windows_skips[@]}"
 CARGO_INCREMENTAL=0 cargo test --locked --target x86_64-pc-windows-gnu -p ferry \
     --test cli --test windows -- "${windows_skips[@]}"
+# Windows' Credential Manager, as Wine implements its API.
+CARGO_INCREMENTAL=0 cargo test --locked --target x86_64-pc-windows-gnu -p ferry-secrets \
+    --test keychain -- --ignored keychain
+# ferry-relay.exe serves and stops on Ctrl-C (Wine turns SIGINT into the console's Ctrl-C).
+CARGO_INCREMENTAL=0 cargo build --locked --target x86_64-pc-windows-gnu -p ferry-relay
+relay_exe="${CARGO_TARGET_DIR:-target}/x86_64-pc-windows-gnu/debug/ferry-relay.exe"
+relay_log=$(mktemp)
+win_port=$((20000 + RANDOM % 20000))
+scripts/wine/run "$relay_exe" --listen "127.0.0.1:$win_port" >"$relay_log" 2>&1 &
+win_relay=$!
+for _ in $(seq 120); do
+    [[ $(curl -s "http://127.0.0.1:$win_port/healthz" 2>/dev/null) == ok ]] && break
+    kill -0 "$win_relay" 2>/dev/null || { cat "$relay_log" >&2; echo "ferry-relay.exe stopped early" >&2; exit 1; }
+    sleep 0.5
+done
+[[ $(curl -s "http://127.0.0.1:$win_port/healthz") == ok ]] || { cat "$relay_log" >&2; exit 1; }
+kill -INT "$win_relay"
+wait "$win_relay" || true
+grep -q "shutting down" "$relay_log" || { cat "$relay_log" >&2; echo "ferry-relay.exe did not stop on Ctrl-C" >&2; exit 1; }
+rm -f "$relay_log"
+echo "ferry-relay.exe under Wine: serves /healthz, stops on Ctrl-C: ok"
 
 # The OS keychain, for real: gnome-keyring's Secret Service on a private D-Bus session, unlocked
 # with a throwaway password.

@@ -22,6 +22,14 @@ fn the_format_listener_records_copies_and_skips_what_is_excluded() {
     let storage = storage(Backend::Folder);
     let device = Device::new();
     device.init(&storage, "windows");
+    // doctor names the watcher before the agent runs.
+    let doctor = device.run(&["doctor"]).stdout;
+    assert!(
+        doctor.contains(
+            "copies are seen through Windows clipboard events (AddClipboardFormatListener)"
+        ),
+        "{doctor}"
+    );
     let agent = start_agent(&device, None, &[]);
     let log = || common::agent_log(&device);
     eventually(Duration::from_secs(30), "the clipboard watcher", || {
