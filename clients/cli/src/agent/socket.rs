@@ -1,7 +1,9 @@
 //! Where the agent takes commands, per platform: a Unix socket in the Ferry home (the folder is
-//! the user's alone, the socket mode 0600), or on Windows a named pipe whose name carries 128
-//! random bits and is written in the home: another user can neither find it nor take the name
-//! ahead of the agent. [`super::ipc`] speaks the same protocol over both.
+//! the user's alone, the socket mode 0600), or on Windows a named pipe. A pipe's default
+//! security lets other users open it for reading only, so they cannot send a command; its name
+//! carries 128 random bits and is written in the home, and the agent creates it as the first
+//! instance, so nobody can take the name ahead of it. [`super::ipc`] speaks the same protocol
+//! over both.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
