@@ -8,10 +8,14 @@
 
 mod common;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use arboard::SetExtWindows;
 use common::{Backend, Device, eventually, start_agent, stop_agent, storage};
+
+/// One clipboard for the whole test program: the tests that copy take turns.
+static CLIPBOARD: Mutex<()> = Mutex::new(());
 
 fn history(device: &Device) -> String {
     device.run(&["history"]).ok().stdout
@@ -19,6 +23,7 @@ fn history(device: &Device) -> String {
 
 #[test]
 fn the_format_listener_records_copies_and_skips_what_is_excluded() {
+    let _turn = CLIPBOARD.lock().unwrap_or_else(|p| p.into_inner());
     let storage = storage(Backend::Folder);
     let device = Device::new();
     device.init(&storage, "windows");
@@ -117,4 +122,17 @@ fn the_service_is_a_run_key_entry_that_starts_and_stops_the_agent() {
     });
     let status = device.run(&["service", "status"]).ok().stdout;
     assert!(status.contains("not installed"), "{status}");
+}
+
+/// What `ferry pick` leaves behind without an agent: Windows keeps a placed clip after its
+/// program ends, so `ferry serve-clip` places it and exits at once.
+#[test]
+fn a_clip_placed_without_an_agent_stays_once_its_program_ends() {
+    let _turn = CLIPBOARD.lock().unwrap_or_else(|p| p.into_inner());
+    let device = Device::new();
+    device
+        .run_with_input(&["serve-clip"], Some("placed by ferry, ü".as_bytes()))
+        .ok();
+    let text = arboard::Clipboard::new().unwrap().get_text().unwrap();
+    assert_eq!(text, "placed by ferry, ü");
 }

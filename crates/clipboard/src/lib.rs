@@ -342,8 +342,14 @@ fn read_arboard(clipboard: &mut arboard::Clipboard, config: &WatchConfig) -> Opt
 
 /// Places `clip`, calls `placed`, and serves it until something else is copied or the display
 /// goes away: for a process that places one clip and then has nothing else to do (on X11 and
-/// Wayland a clipboard lives in its owner's process).
+/// Wayland a clipboard lives in its owner's process). Windows and macOS keep what was placed
+/// after its program ends: there it returns once the clip is placed.
 pub fn serve(clip: &Clip, placed: impl FnOnce()) -> Result<(), ClipboardError> {
+    if cfg!(any(windows, target_os = "macos")) {
+        Writer::open()?.set(clip)?;
+        placed();
+        return Ok(());
+    }
     let (replaced, wait) = std::sync::mpsc::channel();
     let ours = clip.clone();
     // Watching first: the copy that replaces this clip cannot come unseen between the two.
