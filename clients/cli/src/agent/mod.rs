@@ -637,8 +637,8 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Ctrl-C, or a service manager's stop: SIGTERM on Unix; Ctrl-Break, the console closing, the
-/// user logging off or the system shutting down on Windows.
+/// Ctrl-C, or a service manager's stop: SIGTERM on Unix; Ctrl-Break, the console closing, and
+/// (where Windows tells a program, as it tells services) logoff and shutdown on Windows.
 fn stop_requested() -> Result<impl Future<Output = ()>, Failure> {
     let cannot = |e: std::io::Error| Failure::new(format!("could not listen for a stop: {e}"));
     #[cfg(unix)]
