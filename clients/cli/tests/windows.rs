@@ -35,6 +35,7 @@ fn the_format_listener_records_copies_and_skips_what_is_excluded() {
         ),
         "{doctor}"
     );
+    let _logs = common::LogsOnFailure(vec![&device]);
     let agent = start_agent(&device, None, &[]);
     let log = || common::agent_log(&device);
     eventually(Duration::from_secs(30), "the clipboard watcher", || {
@@ -79,6 +80,8 @@ fn the_format_listener_records_copies_and_skips_what_is_excluded() {
 /// uninstall stops it and removes the entry.
 #[test]
 fn the_service_is_a_run_key_entry_that_starts_and_stops_the_agent() {
+    // Its agent watches the clipboard too.
+    let _turn = CLIPBOARD.lock().unwrap_or_else(|p| p.into_inner());
     let storage = storage(Backend::Folder);
     let device = Device::new();
     device.init(&storage, "windows");
@@ -122,17 +125,4 @@ fn the_service_is_a_run_key_entry_that_starts_and_stops_the_agent() {
     });
     let status = device.run(&["service", "status"]).ok().stdout;
     assert!(status.contains("not installed"), "{status}");
-}
-
-/// What `ferry pick` leaves behind without an agent: Windows keeps a placed clip after its
-/// program ends, so `ferry serve-clip` places it and exits at once.
-#[test]
-fn a_clip_placed_without_an_agent_stays_once_its_program_ends() {
-    let _turn = CLIPBOARD.lock().unwrap_or_else(|p| p.into_inner());
-    let device = Device::new();
-    device
-        .run_with_input(&["serve-clip"], Some("placed by ferry, ü".as_bytes()))
-        .ok();
-    let text = arboard::Clipboard::new().unwrap().get_text().unwrap();
-    assert_eq!(text, "placed by ferry, ü");
 }

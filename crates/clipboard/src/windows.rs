@@ -7,7 +7,7 @@
 
 use clipboard_win::formats::{CF_DIB, CF_DIBV5, CF_UNICODETEXT};
 use clipboard_win::{Monitor, raw};
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::{ClipboardError, Observed, Source, WatchConfig, Watcher, read_arboard, spawn};
 
@@ -92,8 +92,9 @@ fn read(clipboard: &mut arboard::Clipboard, config: &WatchConfig) -> Option<Obse
     match inspect(config) {
         Ok(Some(observed)) => return Some(observed),
         Ok(None) => {}
+        // Unread rather than read without knowing whether it is kept out.
         Err(error) => {
-            debug!(%error, "could not open the clipboard to look at its formats");
+            warn!(%error, "could not open the clipboard to look at its formats: copy not recorded");
             return None;
         }
     }
@@ -111,8 +112,9 @@ fn inspect(config: &WatchConfig) -> Result<Option<Observed>, clipboard_win::Erro
     {
         return Ok(Some(Observed::Secret));
     }
-    // Reading a format needs the clipboard open; it is closed when `_open` goes.
-    let _open = clipboard_win::Clipboard::new_attempts(10)?;
+    // Reading a format needs the clipboard open, and another clipboard tool may have it open
+    // as well just after a copy: tried for up to a second (every 5 ms). Closed when `_open` goes.
+    let _open = clipboard_win::Clipboard::new_attempts(200)?;
     for id in ALLOW_FLAGS.iter().filter_map(|name| format(name)) {
         let mut flag = [0xffu8; 4];
         if raw::is_format_avail(id) && raw::get(id, &mut flag)? == 4 && flag == [0; 4] {
