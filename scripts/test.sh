@@ -47,16 +47,15 @@ cargo clippy --locked --workspace --all-targets --target x86_64-pc-windows-gnu -
 cargo clippy --locked --target x86_64-apple-darwin \
     -p ferry-protocol -p ferry-core -p ferry-clipboard -p ferry-secrets -p ferry-lan -- -D warnings
 # Not run under Wine, and why: the Redis and NATS brokers, nginx, openssl (which makes the test
-# certificates) and mkfifo are Linux programs a Windows test cannot start; the SIGKILL crash
-# test against S3 and WebDAV kills children sooner than Wine starts them; and the in-process
+# certificates) and mkfifo are Linux programs a Windows test cannot start; and the in-process
 # WebDAV test server (dav-server on a local folder) answers 500 to concurrent writes into new
-# collections under Wine, so the WebDAV conformance and CLI cases stay with Linux. The CLI
+# collections under Wine, so the WebDAV conformance, crash and CLI cases stay with Linux. The CLI
 # tests run here are those on a folder, S3 or the relay without a Linux desktop (cli.rs), and
 # the agent on Windows' own clipboard (windows.rs); the rest start Xvfb, sway, tmux, dunst or
 # network namespaces.
 windows_skips=(--skip nats --skip redis --skip nginx --skip webdav_create_root
     --skip wss_works_with_the_relays_own_ca --skip a_huge_object_or_a_fifo
-    --skip crash_safety_under_sigkill::s3 --skip crash_safety_under_sigkill::webdav
+    --skip crash_safety_under_sigkill::webdav
     --skip webdav_backend --skip every_backend::webdav)
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$PWD/scripts/wine/run"
 CARGO_INCREMENTAL=0 cargo test --locked --target x86_64-pc-windows-gnu \
