@@ -50,9 +50,9 @@ cargo clippy --locked --target x86_64-apple-darwin \
 # certificates) and mkfifo are Linux programs a Windows test cannot start; and the in-process
 # WebDAV test server (dav-server on a local folder) answers 500 to concurrent writes into new
 # collections under Wine, so the WebDAV conformance, crash and CLI cases stay with Linux. The CLI
-# tests run here are those on a folder, S3 or the relay without a Linux desktop (cli.rs), and
-# the agent on Windows' own clipboard (windows.rs); the rest start Xvfb, sway, tmux, dunst or
-# network namespaces.
+# tests run here are its unit tests, those on a folder, S3 or the relay without a Linux desktop
+# (cli.rs), and the agent on Windows' own clipboard (windows.rs); the rest start Xvfb, sway,
+# tmux, dunst or network namespaces.
 windows_skips=(--skip nats --skip redis --skip nginx --skip webdav_create_root
     --skip wss_works_with_the_relays_own_ca --skip a_huge_object_or_a_fifo
     --skip crash_safety_under_sigkill::webdav
@@ -62,7 +62,7 @@ CARGO_INCREMENTAL=0 cargo test --locked --target x86_64-pc-windows-gnu \
     -p ferry-protocol -p ferry-core -p ferry-store -p ferry-sync -p ferry-relay \
     -p ferry-relay-client -p ferry-secrets -p ferry-lan -p ferry-clipboard -- "${windows_skips[@]}"
 CARGO_INCREMENTAL=0 cargo test --locked --target x86_64-pc-windows-gnu -p ferry \
-    --test cli --test windows -- "${windows_skips[@]}"
+    --bin ferry --test cli --test windows -- "${windows_skips[@]}"
 # Windows' Credential Manager, as Wine implements its API.
 CARGO_INCREMENTAL=0 cargo test --locked --target x86_64-pc-windows-gnu -p ferry-secrets \
     --test keychain -- --ignored keychain

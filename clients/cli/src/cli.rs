@@ -55,7 +55,7 @@ pub(crate) enum Command {
     /// storage settings and their credentials go to it sealed, through the relay.
     Pair(PairArgs),
     /// Run the background agent in the foreground (the service runs this).
-    Agent,
+    Agent(AgentArgs),
     /// Check the setup step by step, and say what to fix.
     Doctor,
     /// Install or remove the background service.
@@ -144,6 +144,14 @@ pub(crate) struct JoinArgs {
     /// How long to wait for the device that shows the code to answer.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub(crate) wait: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// Write the log to this file instead of standard error; past 1 MiB it becomes FILE.1 and
+    /// a new one starts (the service on Windows and macOS logs to agent.log in the home).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

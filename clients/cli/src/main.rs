@@ -19,6 +19,7 @@ mod config;
 mod device;
 mod error;
 mod home;
+mod log;
 mod output;
 mod progress;
 mod prompt;
@@ -36,16 +37,15 @@ use crate::output::Output;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = std::env::var("FERRY_LOG").unwrap_or_else(|_| match cli.command {
-        Command::Agent => "info".into(),
-        _ => "warn".into(),
-    });
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_max_level(level.parse().unwrap_or(tracing::Level::WARN))
-        .init();
+    let (default_level, log_file) = match &cli.command {
+        Command::Agent(args) => (tracing::Level::INFO, args.log_file.as_deref()),
+        _ => (tracing::Level::WARN, None),
+    };
+    let level = std::env::var("FERRY_LOG")
+        .ok()
+        .and_then(|level| level.parse().ok())
+        .unwrap_or(default_level);
+    log::init(level, log_file);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -100,7 +100,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .map(|done| out.report(&done)),
         Command::Pair(args) => commands::pair::offer(home, config, args, global.json).await,
         Command::Key { action } => commands::key::run(&home, &config, action, &mut out),
-        Command::Agent => agent::run(home, config).await,
+        Command::Agent(_) => agent::run(home, config).await,
         Command::Doctor => commands::doctor::run(&home, &config, &mut out).await,
         Command::Service { action } => {
             commands::service::run(&home, action, global.home.is_some(), &mut out)

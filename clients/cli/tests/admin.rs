@@ -127,7 +127,10 @@ fn service_install_writes_the_unit_and_says_when_systemd_is_out_of_reach() {
     assert!(unit.contains(&exec), "{unit}");
     let status = device.run_full(&["service", "status"], None, &env).ok();
     assert!(
-        status.stdout.starts_with("installed: "),
+        status.stdout.starts_with("installed: ")
+            && status
+                .stdout
+                .contains("log: journalctl --user -u ferry.service"),
         "{}",
         status.stdout
     );

@@ -473,3 +473,44 @@ fn ferry_stop_stops_the_agent_after_it_sends_what_is_pending() {
         again.stderr
     );
 }
+
+/// `ferry agent --log-file` (what the service runs on Windows and macOS, where nothing keeps a
+/// service's standard error): the agent's lines go to that file, plain, and none to stderr.
+#[test]
+fn the_agent_logs_to_the_file_it_is_given() {
+    let storage = storage(Backend::Folder);
+    let a = Device::new();
+    a.init(&storage, "alpha");
+    let log = a.home().join("logs").join("agent.log");
+    let _ = std::fs::remove_file(a.home().join("agent.sock"));
+    let mut command = a.command(&["agent", "--log-file", log.to_str().unwrap()]);
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut agent = common::Running(child);
+    eventually(Duration::from_secs(30), "the agent's socket", || {
+        a.home().join("agent.sock").exists().then_some(())
+    });
+    a.run(&["copy", "a line the log never holds"]).ok();
+    let stopped = a.run(&["stop"]).ok();
+    assert!(
+        stopped.stderr.contains("the agent stops"),
+        "{}",
+        stopped.stderr
+    );
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut agent.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(agent.0.wait().unwrap().success());
+    assert_eq!(stderr, "");
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("agent running"), "{text}");
+    assert!(
+        text.contains("stopping: uploading what is pending"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "colour codes in a file: {text}");
+    assert!(!text.contains("a line the log never holds"), "{text}");
+}

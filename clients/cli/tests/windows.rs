@@ -111,10 +111,26 @@ fn the_service_is_a_run_key_entry_that_starts_and_stops_the_agent() {
     let entry = String::from_utf8_lossy(&query().stdout).into_owned();
     assert!(entry.contains("conhost.exe --headless"), "{entry}");
     assert!(entry.contains("ferry.exe"), "{entry}");
-    assert!(entry.trim_end().ends_with(" agent"), "{entry}");
+    // Nothing keeps a Run-key program's standard error: the agent logs to a file in the home.
+    let log = device.home().join("agent.log");
+    assert!(
+        entry
+            .trim_end()
+            .ends_with(&format!(" agent --log-file {}", log.display())),
+        "{entry}"
+    );
     eventually(Duration::from_secs(30), "the agent to run", || {
         let status = device.run(&["service", "status"]).ok().stdout;
         status.contains("state: running").then_some(())
+    });
+    let status = device.run(&["service", "status"]).ok().stdout;
+    assert!(
+        status.contains(&format!("log: {}", log.display())),
+        "{status}"
+    );
+    eventually(Duration::from_secs(30), "the agent's log", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("agent running").then_some(())
     });
 
     let removed = device.run(&["service", "uninstall"]).ok();

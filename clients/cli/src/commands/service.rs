@@ -1,6 +1,7 @@
 //! `ferry service`: run the agent as a user service — a systemd user unit on Linux, a launchd
 //! agent on macOS, an entry in the user's Run key on Windows (started at logon, without a
-//! console window, and stopped with `ferry stop`).
+//! console window, and stopped with `ferry stop`). Where no journal keeps the service's
+//! standard error (Windows, macOS), its agent logs to `agent.log` in the home.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -173,16 +174,39 @@ fn xml_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// `ferry [--home DIR] agent`, with this program's absolute path.
-fn program(home: &Home, explicit_home: bool) -> Result<Vec<String>, Failure> {
+/// `ferry [--home DIR]`, with this program's absolute path.
+fn ferry(home: &Home, explicit_home: bool) -> Result<Vec<String>, Failure> {
     let exe = std::env::current_exe()
         .map_err(|e| Failure::new(format!("the path of this program is unknown: {e}")))?;
     let mut program = vec![exe.display().to_string()];
     if explicit_home {
         program.extend(["--home".to_owned(), home.data.display().to_string()]);
     }
-    program.push("agent".to_owned());
     Ok(program)
+}
+
+/// The agent's command line, as the service runs it.
+fn agent(home: &Home, explicit_home: bool) -> Result<Vec<String>, Failure> {
+    let mut program = ferry(home, explicit_home)?;
+    program.push("agent".to_owned());
+    if let Some(log) = log_file(home) {
+        program.extend(["--log-file".to_owned(), log.display().to_string()]);
+    }
+    Ok(program)
+}
+
+/// Where the service's agent logs. Nothing keeps a Run-key program's or a launchd agent's
+/// standard error, so there it is a file in the home; systemd keeps it in the journal.
+fn log_file(home: &Home) -> Option<PathBuf> {
+    (cfg!(windows) || cfg!(target_os = "macos")).then(|| home.data.join("agent.log"))
+}
+
+/// How to read the service's log, for `ferry service status`.
+fn log_place(home: &Home) -> String {
+    match log_file(home) {
+        Some(path) => path.display().to_string(),
+        None => format!("journalctl --user -u {UNIT}"),
+    }
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Failure> {
@@ -199,6 +223,8 @@ struct Status {
     installed: bool,
     /// What the service manager says (`active`, `loaded`, or why it is not running).
     state: Option<String>,
+    /// Where its agent's log is read: a file, or the command that shows it.
+    log: Option<String>,
 }
 
 impl fmt::Display for Status {
@@ -207,8 +233,11 @@ impl fmt::Display for Status {
             return writeln!(f, "not installed (install with `ferry service install`)");
         }
         writeln!(f, "installed: {}", self.path)?;
-        match &self.state {
-            Some(state) => writeln!(f, "state: {state}"),
+        if let Some(state) = &self.state {
+            writeln!(f, "state: {state}")?;
+        }
+        match &self.log {
+            Some(log) => writeln!(f, "log: {log}"),
             None => Ok(()),
         }
     }
@@ -229,7 +258,7 @@ pub(crate) fn run(
     let path_text = path.display().to_string();
     match action {
         ServiceAction::Install => {
-            write(&path, &manager.file(&program(home, explicit_home)?))?;
+            write(&path, &manager.file(&agent(home, explicit_home)?))?;
             out.note(format!("wrote {path_text}"));
             let started = match manager {
                 Manager::Systemd => manager
@@ -280,6 +309,7 @@ pub(crate) fn run(
                 path: path_text,
                 installed,
                 state,
+                log: installed.then(|| log_place(home)),
             });
         }
     }
@@ -297,7 +327,7 @@ fn run_key(
     let entry = format!(r"{RUN_KEY}\{RUN_VALUE}");
     let installed = || control("reg", &["query", RUN_KEY, "/v", RUN_VALUE]).is_ok();
     let running = || matches!(crate::device::try_lock(home), Ok(None));
-    let program = program(home, explicit_home)?;
+    let program = agent(home, explicit_home)?;
     match action {
         ServiceAction::Install => {
             let line = run_key_line(&program);
@@ -319,9 +349,11 @@ fn run_key(
                 return Ok(());
             }
             if running() {
-                let mut stop = program;
-                stop.pop();
-                let _ = Command::new(&stop[0]).args(&stop[1..]).arg("stop").output();
+                let ferry = ferry(home, explicit_home)?;
+                let _ = Command::new(&ferry[0])
+                    .args(&ferry[1..])
+                    .arg("stop")
+                    .output();
             }
             control("reg", &["delete", RUN_KEY, "/v", RUN_VALUE, "/f"])?;
             out.note(format!("removed {entry}"));
@@ -337,6 +369,7 @@ fn run_key(
                 path: entry,
                 installed,
                 state,
+                log: installed.then(|| log_place(home)),
             });
         }
     }
