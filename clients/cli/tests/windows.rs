@@ -142,3 +142,31 @@ fn the_service_is_a_run_key_entry_that_starts_and_stops_the_agent() {
     let status = device.run(&["service", "status"]).ok().stdout;
     assert!(status.contains("not installed"), "{status}");
 }
+
+/// The file that names the agent's pipe, overwritten with another pipe's name: a command says so
+/// at once rather than wait for the database the agent holds.
+#[test]
+fn a_pipe_name_that_is_not_ferrys_is_refused_at_once() {
+    let _turn = CLIPBOARD.lock().unwrap_or_else(|p| p.into_inner());
+    let storage = storage(Backend::Folder);
+    let device = Device::new();
+    device.init(&storage, "windows");
+    let _logs = common::LogsOnFailure(vec![&device]);
+    let agent = start_agent(&device, None, &[]);
+    let file = device.home().join("agent.sock");
+    let name = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, r"\\.\pipe\somebody-else").unwrap();
+
+    // Not "another Ferry command holds …", after 30 s of waiting for the lock.
+    let ran = device.run(&["history"]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("cannot lead to the agent")
+            && ran.stderr.contains("not a Ferry agent's"),
+        "{}",
+        ran.stderr
+    );
+
+    std::fs::write(&file, name).unwrap();
+    stop_agent(agent);
+}

@@ -137,6 +137,14 @@ pub(crate) async fn send_watching(
 ) -> Result<Option<Reply>, Failure> {
     let stream = match socket::connect(home).await {
         Ok(stream) => stream,
+        // Only something other than Ferry writes that: waiting for the lock would not help.
+        Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(Failure::new(format!(
+                "{} cannot lead to the agent ({error}); end the running agent and start \
+                 it again: it writes the file anew",
+                home.socket().display()
+            )));
+        }
         Err(error) => {
             debug!(%error, "no agent answers");
             return Ok(None);

@@ -114,7 +114,10 @@ mod windows {
         let name = std::fs::read_to_string(home.socket())?;
         let name = name.trim();
         if !name.starts_with(r"\\.\pipe\ferry-agent-") {
-            return Err(io::Error::other("the agent's pipe name is not Ferry's"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "it names a pipe that is not a Ferry agent's",
+            ));
         }
         let mut busy = 0;
         loop {
