@@ -58,6 +58,8 @@ windows_skips=(--skip nats --skip redis --skip nginx --skip webdav_create_root
     --skip crash_safety_under_sigkill::webdav
     --skip webdav_backend --skip every_backend::webdav)
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$PWD/scripts/wine/run"
+scripts/wine/run --start-server
+trap 'scripts/wine/run --stop-server' EXIT
 CARGO_INCREMENTAL=0 cargo test --locked --target x86_64-pc-windows-gnu \
     -p ferry-protocol -p ferry-core -p ferry-store -p ferry-sync -p ferry-relay \
     -p ferry-relay-client -p ferry-secrets -p ferry-lan -p ferry-clipboard -- "${windows_skips[@]}"
@@ -84,6 +86,8 @@ wait "$win_relay" || true
 grep -q "shutting down" "$relay_log" || { cat "$relay_log" >&2; echo "ferry-relay.exe did not stop on Ctrl-C" >&2; exit 1; }
 rm -f "$relay_log"
 echo "ferry-relay.exe under Wine: serves /healthz, stops on Ctrl-C: ok"
+scripts/wine/run --stop-server
+trap - EXIT
 
 # The OS keychain, for real: gnome-keyring's Secret Service on a private D-Bus session, unlocked
 # with a throwaway password.
