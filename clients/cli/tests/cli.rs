@@ -482,11 +482,13 @@ fn the_agent_logs_to_the_file_it_is_given() {
     let a = Device::new();
     a.init(&storage, "alpha");
     let log = a.home().join("logs").join("agent.log");
+    // A file, not a pipe: on Windows another test's child may inherit a pipe's end and hold it.
+    let stderr_file = a.home().join("agent-stderr.txt");
     let _ = std::fs::remove_file(a.home().join("agent.sock"));
     let mut command = a.command(&["agent", "--log-file", log.to_str().unwrap()]);
     let child = command
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_file).unwrap())
         .spawn()
         .unwrap();
     let mut agent = common::Running(child);
@@ -500,9 +502,8 @@ fn the_agent_logs_to_the_file_it_is_given() {
         "{}",
         stopped.stderr
     );
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut agent.0.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(agent.0.wait().unwrap().success());
+    let stderr = std::fs::read_to_string(&stderr_file).unwrap();
     assert_eq!(stderr, "");
 
     let text = std::fs::read_to_string(&log).unwrap();
@@ -513,4 +514,39 @@ fn the_agent_logs_to_the_file_it_is_given() {
     );
     assert!(!text.contains('\u{1b}'), "colour codes in a file: {text}");
     assert!(!text.contains("a line the log never holds"), "{text}");
+}
+
+/// A log file that cannot be made (its folder is a file): the agent says so on stderr, logs
+/// there instead, and runs as usual.
+#[test]
+fn an_agent_whose_log_file_cannot_be_made_logs_to_stderr_and_says_why() {
+    let storage = storage(Backend::Folder);
+    let a = Device::new();
+    a.init(&storage, "alpha");
+    let blocker = a.home().join("not-a-folder");
+    std::fs::write(&blocker, "a file where the log's folder would go").unwrap();
+    let log = blocker.join("agent.log");
+    let stderr_file = a.home().join("agent-stderr.txt");
+    let _ = std::fs::remove_file(a.home().join("agent.sock"));
+    let mut command = a.command(&["agent", "--log-file", log.to_str().unwrap()]);
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_file).unwrap())
+        .spawn()
+        .unwrap();
+    let mut agent = common::Running(child);
+    eventually(Duration::from_secs(30), "the agent's socket", || {
+        a.home().join("agent.sock").exists().then_some(())
+    });
+    a.run(&["stop"]).ok();
+    assert!(agent.0.wait().unwrap().success());
+    let stderr = std::fs::read_to_string(&stderr_file).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "the log file {} could not be opened",
+            log.display()
+        )) && stderr.contains("logging to standard error instead")
+            && stderr.contains("agent running"),
+        "{stderr}"
+    );
 }
