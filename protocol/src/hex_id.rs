@@ -41,6 +41,18 @@ macro_rules! hex_id {
             }
         }
 
+        impl $name {
+            /// The first 8 hex digits: how people are shown an id in running text.
+            pub fn short(&self) -> ::std::string::String {
+                use ::core::fmt::Write as _;
+                let mut short = ::std::string::String::with_capacity(8);
+                for byte in &self.0[..4] {
+                    let _ = write!(short, "{byte:02x}");
+                }
+                short
+            }
+        }
+
         impl ::core::str::FromStr for $name {
             type Err = $crate::Error;
 

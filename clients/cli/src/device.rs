@@ -4,7 +4,7 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_core::DataKind;
+use ferry_core::{ClipContent, ClipId, DataKind};
 use ferry_protocol::pairing::Credentials;
 use ferry_protocol::{Identity, Keys, SyncKey};
 use ferry_secrets::{Secret, Secrets};
@@ -89,6 +89,14 @@ pub(crate) fn parse_store(url: &str) -> Result<StoreUrl, Failure> {
     StoreUrl::parse(url).map_err(|e| Failure::usage(format!("bad store URL `{url}`: {e}")))
 }
 
+/// Whether a folder repository's folder is made when it does not exist: for a new repository
+/// only (an existing one that is missing is an error to report, not an empty folder to make).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CreateFolder {
+    Yes,
+    No,
+}
+
 /// Timeouts for every storage request of the command line and the agent.
 const TIMEOUTS: Timeouts = Timeouts {
     connect: Duration::from_secs(5),
@@ -103,11 +111,11 @@ pub(crate) fn open_store(
     url: &StoreUrl,
     config: &Config,
     secrets: &Secrets,
-    create_folder: bool,
+    folder: CreateFolder,
 ) -> Result<Arc<dyn Store>, Failure> {
     let mut access = Access {
         timeouts: TIMEOUTS,
-        create_folder,
+        create_folder: folder == CreateFolder::Yes,
         ..Access::default()
     };
     match url {
@@ -281,13 +289,18 @@ pub(crate) struct Device {
     pub(crate) keys: Keys,
     pub(crate) config: Config,
     pub(crate) home: Home,
-    /// The LAN path, as the agent runs it (`None` outside the agent).
-    pub(crate) nearby: Option<Nearby>,
     /// Held while the database is open here.
     _lock: File,
 }
 
-/// What the agent's LAN path is doing, for `ferry status`.
+/// Whether a command changed data (so it goes out now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Changed {
+    Yes,
+    No,
+}
+
+/// What the agent's LAN path is doing: the agent tells the commands it runs, for `ferry status`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Nearby {
     /// `lan.enabled`.
@@ -358,7 +371,7 @@ impl Device {
         let secrets = secrets(&home, &config);
         let keys = sync_key(&secrets)?.keys();
         let identity = identity(&secrets)?;
-        let store = open_store(&url, &config, &secrets, false)?;
+        let store = open_store(&url, &config, &secrets, CreateFolder::No)?;
         let mut engine = Engine::open(
             store,
             keys.clone(),
@@ -384,9 +397,14 @@ impl Device {
             keys,
             config,
             home,
-            nearby: None,
             _lock: lock,
         })
+    }
+
+    /// Tells the other devices through the relay, when one is set, that new segments are
+    /// there (the newest hint covers the ones before it), for a command that then exits.
+    pub(crate) async fn announce(&self, hints: &[ferry_protocol::RelayHint]) {
+        crate::relay::announce_once(self.config.settings.relay.as_deref(), &self.keys, hints).await;
     }
 
     /// Records this device's name as a synced setting, so other devices show it.
@@ -408,6 +426,49 @@ impl Device {
         Ok(())
     }
 
+    /// Finds a clip (in the history or the trash) by id or unique prefix.
+    pub(crate) fn find_clip(&self, prefix: &str) -> Result<ClipId, Failure> {
+        let prefix = prefix.to_ascii_lowercase();
+        let state = self.engine.state_for(DataKind::Clips);
+        if let Ok(id) = prefix.parse::<ClipId>()
+            && state.clip(&id).is_some()
+        {
+            return Ok(id);
+        }
+        if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Failure::usage(format!(
+                "`{prefix}` is not a clip id: give at least 4 hex digits as `ferry history` shows"
+            )));
+        }
+        let mut found: Vec<ClipId> = state
+            .history(None, usize::MAX)
+            .into_iter()
+            .chain(state.trash())
+            .map(|view| view.id)
+            .filter(|id| id.to_string().starts_with(&prefix))
+            .collect();
+        found.dedup();
+        match found.as_slice() {
+            [id] => Ok(*id),
+            [] => Err(Failure::new(format!(
+                "no clip has an id starting with {prefix}; `ferry history` lists them"
+            ))),
+            _ => Err(Failure::usage(format!(
+                "{} clips have ids starting with {prefix}: give more digits",
+                found.len()
+            ))),
+        }
+    }
+
+    /// The content of clip `id`, when this device holds it.
+    pub(crate) fn clip_content(&self, id: &ClipId) -> Result<ClipContent, Failure> {
+        self.engine
+            .state_for(DataKind::Clips)
+            .clip(id)
+            .map(|view| view.content.clone())
+            .ok_or_else(|| Failure::new(format!("clip {id} has no content on this device")))
+    }
+
     /// The names devices gave themselves, by device id.
     pub(crate) fn device_name(&self, device: &ferry_protocol::DeviceId) -> String {
         let key = format!("{DEVICE_NAME_PREFIX}{device}");
@@ -415,7 +476,7 @@ impl Device {
             .state_for(DataKind::Settings)
             .setting(&key, ferry_core::Strategy::Latest, self.engine.device())
             .and_then(|r| r.value().map(str::to_owned))
-            .unwrap_or_else(|| device.to_string()[..8].to_owned())
+            .unwrap_or_else(|| device.short())
     }
 }
 

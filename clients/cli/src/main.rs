@@ -4,25 +4,40 @@
 //! main ─▶ cli (clap) ─▶ config layers + home
 //!   init / join / pair / key / doctor / service  run here (commands/)
 //!   pick                                      a full-screen picker over the data commands
-//!   agent                                     the long-running loop (agent/)
+//!   agent                                     the first run's setup (commands/agent.rs), then
+//!                                             the long-running loop (agent/)
 //!   copy, paste, history, … (DataCommand)     run here under the home's lock, or, when an
 //!                                             agent holds it, sent to the agent's socket
 //!   every answer                              one report, as text or --json (output)
+//! ```
+//!
+//! Layers point one way:
+//!
+//! ```text
+//! main ─▶ commands ─▶ agent ─┐      the agent runs the data commands it is handed
+//!            │               ▼      (`agent::Execute`), never importing `commands`
+//!            └──────▶ shared: device (the open engine), relay (hints), ipc (the socket's
+//!                     wire and client), clipboard (clip ⇄ clipboard), pause, progress,
+//!                     config, home, output, prompt, error, log, cli (the parsed command line)
 //! ```
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error.
 
 mod agent;
 mod cli;
+mod clipboard;
 mod commands;
 mod config;
 mod device;
 mod error;
 mod home;
+mod ipc;
 mod log;
 mod output;
+mod pause;
 mod progress;
 mod prompt;
+mod relay;
 
 use std::process::ExitCode;
 
@@ -89,18 +104,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     let config = Config::load(global.base_config.as_deref(), &home.config, &flags)?;
     let result = match cli.command {
-        Command::Init(args) => setup::setup(home, config, args.into())
+        Command::Init(args) => setup::setup(home, config, args.into(), &mut out)
             .await
             .map(|done| out.report(&done)),
         Command::Join(args) if args.store.is_none() => {
             commands::pair::join(home, config, args, &mut out).await
         }
-        Command::Join(args) => setup::setup(home, config, args.into())
+        Command::Join(args) => setup::setup(home, config, args.into(), &mut out)
             .await
             .map(|done| out.report(&done)),
         Command::Pair(args) => commands::pair::offer(home, config, args, global.json).await,
         Command::Key { action } => commands::key::run(&home, &config, action, &mut out),
-        Command::Agent(_) => agent::run(home, config).await,
+        Command::Agent(_) => commands::agent::run(home, config).await,
         Command::Doctor => commands::doctor::run(&home, &config, &mut out).await,
         Command::Service { action } => {
             commands::service::run(&home, action, global.home.is_some(), &mut out)

@@ -108,3 +108,56 @@ fn span(ms: u64) -> String {
         s => format!("{}d", s / 86_400),
     }
 }
+
+/// Serde for values written in reports as their text form (`Display` and `FromStr`), as ids
+/// are: `#[serde(with = "as_text")]`.
+pub(crate) mod as_text {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub(crate) fn serialize<T: Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub(crate) fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        String::deserialize(d)?.parse().map_err(de::Error::custom)
+    }
+}
+
+/// Reports printed as they happen: the one exception to one report per command, for `ferry
+/// pair`, whose code must show before the other device answers. Each is one JSON line with
+/// `--json`, else its text, written out at once.
+pub(crate) struct Events {
+    json: bool,
+}
+
+impl Events {
+    pub(crate) fn new(json: bool) -> Events {
+        Events { json }
+    }
+
+    /// Whether they are printed as JSON.
+    pub(crate) fn json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints `event`, as JSON or as `text`.
+    pub(crate) fn say(&self, event: &impl Serialize, text: impl fmt::Display) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = if self.json {
+            serde_json::to_writer(&mut stdout, event)
+                .map_err(std::io::Error::other)
+                .and_then(|()| writeln!(stdout))
+        } else {
+            write!(stdout, "{text}")
+        };
+        let _ = stdout.flush();
+    }
+}

@@ -14,9 +14,9 @@ use ferry_sync::{Progress, ProgressFn};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::ipc;
 use crate::cli::DataCommand;
 use crate::home::Home;
+use crate::ipc::{self, Format};
 use crate::output::size;
 
 /// How far the agent is with this device's large content going out.
@@ -56,7 +56,7 @@ impl fmt::Display for Uploading {
 pub(crate) async fn follow_agent(home: &Home, meter: &ProgressFn) {
     loop {
         tokio::time::sleep(FOLLOW_EVERY).await;
-        let Ok(Some(reply)) = ipc::send(home, &DataCommand::Uploading, true).await else {
+        let Ok(Some(reply)) = ipc::send(home, &DataCommand::Uploading, Format::Json).await else {
             return;
         };
         let Ok(uploading) = serde_json::from_slice::<Uploading>(&reply.stdout) else {

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{Agent, ClipboardParts};
-use crate::commands::clip;
+use crate::clipboard;
 use crate::device::Device;
 use crate::error::Failure;
 
@@ -43,11 +43,7 @@ impl Agent {
             info!("sync is paused: a copy was not recorded");
             return;
         }
-        let content = match &clip {
-            Clip::Text(text) => ClipContent::Text(text.clone()),
-            Clip::Png(png) => ClipContent::image("image/png", Body::Inline(png.clone())),
-        };
-        match self.device.engine.copy(content) {
+        match self.device.engine.copy(clipboard::content(&clip)) {
             Ok(Some(op)) => {
                 debug!(counter = op.counter, "recorded a copy");
                 self.recorded = Some(clip);
@@ -86,7 +82,7 @@ impl Agent {
             self.large_soon();
             return;
         }
-        let clip = match clip::clipboard_content(&mut self.device, content).await {
+        let clip = match clipboard::clip(&mut self.device, content).await {
             Ok(Some(clip)) => clip,
             Ok(None) => return,
             Err(error) => {
@@ -112,7 +108,7 @@ impl Agent {
                  use `ferry pick --print`",
             )
         })?;
-        let clip = clip::clipboard_clip(&mut self.device, id).await?;
+        let clip = clipboard::chosen(&mut self.device, id).await?;
         self.place(writer, clip)
             .await
             .map_err(|error| Failure::new(format!("the clip could not be placed: {error}")))

@@ -17,13 +17,12 @@ use crate::device::{Device, Nearby};
 /// How many peer addresses are remembered for networks where discovery does not work.
 const REMEMBERED: usize = 16;
 
-/// Starts the LAN path when `lan.enabled`; a port that cannot be opened is said and the agent
-/// goes on without it (storage and relay carry everything).
-pub(super) async fn start(device: &mut Device) -> Option<(Lan, mpsc::Receiver<Event>)> {
+/// Starts the LAN path when `lan.enabled`, and says how it runs; a port that cannot be opened
+/// is said and the agent goes on without it (storage and relay carry everything).
+pub(super) async fn start(device: &Device) -> (Option<(Lan, mpsc::Receiver<Event>)>, Nearby) {
     let settings = &device.config.settings;
     if !settings.lan_enabled {
-        device.nearby = Some(Nearby::off());
-        return None;
+        return (None, Nearby::off());
     }
     let mut config = LanConfig::new(device.engine.device());
     config.listen.set_port(settings.lan_port);
@@ -33,13 +32,12 @@ pub(super) async fn start(device: &mut Device) -> Option<(Lan, mpsc::Receiver<Ev
     match Lan::start(config, &device.keys.lan).await {
         Ok((lan, events)) => {
             info!(addr = %lan.local_addr(), discovery = lan.discovering(), "LAN: listening");
-            device.nearby = Some(Nearby::running(&lan));
-            Some((lan, events))
+            let nearby = Nearby::running(&lan);
+            (Some((lan, events)), nearby)
         }
         Err(error) => {
             warn!(%error, "LAN: off");
-            device.nearby = Some(Nearby::failed(error.to_string()));
-            None
+            (None, Nearby::failed(error.to_string()))
         }
     }
 }
@@ -205,10 +203,8 @@ impl Agent {
             Event::Received { frame, .. } => debug!(?frame, "LAN: ignored a frame"),
             Event::Disconnected { .. } => {}
         }
-        if let Some((lan, _)) = &self.lan
-            && let Some(nearby) = &mut self.device.nearby
-        {
-            nearby.peers = lan.peers().into_iter().map(|p| p.device).collect();
+        if let Some((lan, _)) = &self.lan {
+            self.nearby.peers = lan.peers().into_iter().map(|p| p.device).collect();
         }
     }
 

@@ -18,46 +18,47 @@
 //! No echo: a clip this agent placed is not recorded again when the watcher sees it, so two
 //! agents never bounce a clip between them.
 //!
-//! Here: the loop, uploads, fetches, retention and commands; `clipboard` (copies seen, clips
-//! placed), `relay` (topics, hints, the connection's state), `lan` (nearby devices), `ipc` (the
-//! socket), `watch` (a shared folder's events), `notify` (desktop notifications).
+//! Here: the loop and the commands; `transfer` (uploads, fetches, large content, retention),
+//! `clipboard` (copies seen, clips placed), `relay` (hints heard and answered, the connection's state), `lan` (nearby
+//! devices), `serve` (the socket's end), `watch` (a shared folder's events), `notify` (desktop
+//! notifications). The agent stands on the layer the commands share (device, relay hints,
+//! socket wire, clipboard conversion) and never on the commands: those it runs come as an
+//! [`Execute`].
 
 mod clipboard;
-pub(crate) mod ipc;
 mod lan;
 mod notify;
 mod relay;
-mod socket;
+mod serve;
+mod transfer;
 mod watch;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_clipboard::{Clip, Observed, Watcher, Writer};
-use ferry_core::{ClipId, DataKind};
-use ferry_protocol::TopicId;
-use ferry_relay_client::{ClientConfig, Delivery, RelayClient, Status as RelayStatus};
+use ferry_core::ClipId;
+use ferry_relay_client::Status as RelayStatus;
 use ferry_store::RetryPolicy;
 use ferry_store::url::StoreUrl;
-use ferry_sync::{LargeStep, SyncError};
 use tokio::sync::{mpsc, watch as state};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use clipboard::start_clipboard;
 use lan::recv_lan;
-use relay::{recv_relay, relay_changed, relay_news, topics_change};
+use relay::{next_hint, relay_changed, relay_news};
 
 use crate::cli::DataCommand;
-use crate::commands::pause::Pause;
-use crate::commands::setup::{self, KeySource, Setup, ShowCode};
-use crate::commands::{self, Changed};
-use crate::config::Config;
-use crate::device::{self, Device};
+use crate::device::{self, Changed, Device, Nearby};
 use crate::error::Failure;
-use crate::home::Home;
+use crate::ipc::{Reply, socket};
 use crate::output::Output;
+use crate::pause::Pause;
+use crate::relay::Hints;
 
 /// Copies closer together than this go out in one segment (the first after a quiet spell goes
 /// at once).
@@ -68,81 +69,39 @@ const RETRY_FIRST: Duration = Duration::from_secs(2);
 const SHUTDOWN_UPLOAD: Duration = Duration::from_secs(10);
 /// Storage retries within one step; the loop itself tries again later (uploads back off, fetches
 /// come with the next poll or hint), so a step gives up after seconds, not a minute.
-const RETRY: RetryPolicy = RetryPolicy {
+pub(crate) const RETRY: RetryPolicy = RetryPolicy {
     first_delay: Duration::from_millis(200),
     max_delay: Duration::from_secs(2),
     deadline: Duration::from_secs(10),
     max_attempts: 5,
 };
-/// How often the retention policy (trash age, history length) is applied.
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
-/// Seconds of Unix time now, the clock relay topics rotate by.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+/// Runs a data command that came over the socket, with the agent's LAN path for `ferry
+/// status`: `commands::execute`, handed down by `ferry agent`, so that the agent never
+/// depends on the commands above it.
+pub(crate) type Execute =
+    for<'a> fn(
+        &'a mut Device,
+        DataCommand,
+        &'a mut Output,
+        &'a Nearby,
+    ) -> Pin<Box<dyn Future<Output = Result<Changed, Failure>> + 'a>>;
 
-/// Runs the agent until SIGTERM or SIGINT.
-pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
-    if ipc::send(&home, &crate::cli::DataCommand::Status, true)
-        .await?
-        .is_some()
-    {
-        return Err(Failure::new(format!(
-            "an agent is already running for {}; stop it first (`ferry service status`)",
-            home.data.display()
-        )));
-    }
-    let config = match config.settings.store.as_deref() {
-        Some(_) => config,
-        None => first_run(&home, config).await?,
-    };
-    let lock = device::lock(&home, Duration::from_secs(30))?;
-    let device = Device::open(home, config, lock, RETRY).await?;
-    Agent::start(device).await?.run().await
-}
-
-/// With no configuration: a repository in the embedded default folder, then run.
-async fn first_run(home: &Home, config: Config) -> Result<Config, Failure> {
-    let folder = home.default_store();
-    println!(
-        "No Ferry configuration was found: setting this device up on a repository in {}.",
-        folder.display()
-    );
-    let setup = Setup {
-        store: StoreUrl::Folder(folder).to_string(),
-        relay: config.settings.relay.as_deref().map(str::to_owned),
-        name: None,
-        key: KeySource::New,
-        // Run as a service, standard output goes to the journal, which must not keep the code.
-        code: if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-            ShowCode::Print
-        } else {
-            ShowCode::Withhold
-        },
-        paired: None,
-    };
-    let done = setup::setup(home.clone(), config, setup).await?;
-    print!("{done}");
-    println!();
-    println!(
-        "To use a bucket or WebDAV server instead, stop the agent and run `ferry init --store URL`."
-    );
-    println!();
-    Config::load(None, &home.config, &[])
+/// Runs the agent on the open `device` until SIGTERM, SIGINT or `ferry stop`.
+pub(crate) async fn run(device: Device, execute: Execute) -> Result<(), Failure> {
+    Agent::start(device, execute).await?.run().await
 }
 
 struct Agent {
     device: Device,
-    /// The relay topics listened on now (they rotate daily; see `ferry_protocol::relay`).
-    topics: Vec<TopicId>,
-    /// When they change next.
-    topics_change: Instant,
-    relay: Option<(RelayClient, mpsc::Receiver<Delivery>)>,
+    /// The data commands that come over the socket.
+    execute: Execute,
+    /// The relay, where one is set: hints announced and heard.
+    relay: Option<Hints>,
     /// The LAN path and its events, where `lan.enabled`.
     lan: Option<(ferry_lan::Lan, mpsc::Receiver<ferry_lan::Event>)>,
+    /// What the LAN path is doing, for `ferry status`.
+    nearby: Nearby,
     /// The relay connection's state, to say when the relay confirms the subscriptions.
     relay_state: Option<state::Receiver<RelayStatus>>,
     /// Tasks that live as long as the agent: the socket's accept loop and its connections,
@@ -150,7 +109,7 @@ struct Agent {
     tasks: JoinSet<()>,
     clips: Option<mpsc::Receiver<Observed>>,
     folder: Option<mpsc::Receiver<()>>,
-    jobs: mpsc::Receiver<ipc::Job>,
+    jobs: mpsc::Receiver<serve::Job>,
     writer: Option<Arc<Mutex<Writer>>>,
     /// Keeps the folder watcher alive.
     _folder_watcher: Option<::notify::RecommendedWatcher>,
@@ -186,25 +145,16 @@ struct Agent {
 }
 
 impl Agent {
-    async fn start(mut device: Device) -> Result<Agent, Failure> {
-        let lan = lan::start(&mut device).await;
+    async fn start(mut device: Device, execute: Execute) -> Result<Agent, Failure> {
+        let (lan, nearby) = lan::start(&device).await;
         let (job_tx, jobs) = mpsc::channel(16);
         let mut tasks = JoinSet::new();
-        tasks.spawn(ipc::accept(socket::Listener::bind(&device.home)?, job_tx));
-        let topics = device.keys.relay.listen_topics(unix_now());
+        tasks.spawn(serve::accept(socket::Listener::bind(&device.home)?, job_tx));
         let relay = match device.config.settings.relay.as_deref() {
             Some(url) => {
-                let started = RelayClient::start(ClientConfig::new(url)).map_err(|e| {
-                    Failure::new(format!("the relay URL `{url}` does not work: {e}"))
-                })?;
-                for topic in &topics {
-                    started
-                        .0
-                        .subscribe(*topic)
-                        .map_err(|e| Failure::new(e.to_string()))?;
-                }
+                let hints = Hints::listen(url, &device.keys)?;
                 info!(relay = url, "relay: connecting");
-                Some(started)
+                Some(hints)
             }
             None => {
                 info!(every = ?device.config.settings.poll_interval, "no relay: polling");
@@ -263,11 +213,11 @@ impl Agent {
             notifier: notify::Notifier::new(&device),
             moving,
             device,
-            topics_change: topics_change(),
-            topics,
-            relay_state: relay.as_ref().map(|(client, _)| client.watch()),
+            execute,
+            relay_state: relay.as_ref().map(Hints::watch),
             relay,
             lan,
+            nearby,
             tasks,
             clips,
             folder,
@@ -302,6 +252,7 @@ impl Agent {
         loop {
             let upload_at = self.upload_at.filter(|_| self.paused.is_none());
             let large_at = self.large_at.filter(|_| self.paused.is_none());
+            let topics_change = self.relay.as_ref().map(Hints::topics_change);
             let resume_at = self
                 .paused
                 .and_then(|paused| paused.left())
@@ -309,8 +260,8 @@ impl Agent {
             tokio::select! {
                 () = &mut stop => break,
                 Some(observed) = recv(&mut self.clips) => self.observed(observed),
-                Some(delivery) = recv_relay(&mut self.relay) => match self.paused {
-                    None => self.hint(delivery).await,
+                Some(hint) = next_hint(&mut self.relay) => match self.paused {
+                    None => self.hint(hint).await,
                     Some(_) => info!("sync is paused: a relay hint was ignored"),
                 },
                 Some(status) = relay_changed(&mut self.relay_state) => relay_news(&status),
@@ -329,7 +280,7 @@ impl Agent {
                     self.retention();
                     self.rotate_topics();
                 }
-                () = tokio::time::sleep_until(self.topics_change) => self.rotate_topics(),
+                () = sleep_until(topics_change), if topics_change.is_some() => self.rotate_topics(),
                 Some(job) = self.jobs.recv() => {
                     self.job(job).await;
                     if self.stopping {
@@ -361,171 +312,7 @@ impl Agent {
         Ok(())
     }
 
-    /// Sends what was recorded to nearby devices now, and schedules its upload: at once after
-    /// a quiet spell, with the copies that follow within [`UPLOAD_DEBOUNCE`] of the last upload
-    /// batched.
-    fn upload_soon(&mut self) {
-        if self.paused.is_some() {
-            // It goes out on resume.
-            return;
-        }
-        self.share();
-        if self.offline && self.upload_at.is_some() {
-            return;
-        }
-        let now = Instant::now();
-        let at = match self.uploaded_at {
-            Some(last) if now < last + UPLOAD_DEBOUNCE => last + UPLOAD_DEBOUNCE,
-            _ => now,
-        };
-        if self.upload_at.is_none_or(|due| due > at) {
-            self.upload_at = Some(at);
-        }
-    }
-
-    async fn upload(&mut self) {
-        self.upload_at = None;
-        self.uploaded_at = Some(Instant::now());
-        let result = self.device.engine.upload().await;
-        // An upload with nothing to send may not have asked the storage anything.
-        if result.as_ref().is_ok_and(|report| report.segments > 0) || result.is_err() {
-            self.storage_answered(result.as_ref().err());
-        }
-        match result {
-            Ok(report) => {
-                debug!(segments = report.segments, "uploaded");
-                self.retry = RETRY_FIRST;
-                self.publish(&report.hints);
-                self.large_soon();
-            }
-            Err(error) => {
-                warn!(%error, retry_in = ?self.retry, "upload failed");
-                self.upload_at = Some(Instant::now() + self.retry);
-                self.retry = (self.retry * 2)
-                    .min(self.device.config.settings.poll_interval.max(RETRY_FIRST));
-            }
-        }
-    }
-
-    async fn fetch(&mut self) {
-        let result = self.device.engine.fetch().await;
-        self.storage_answered(result.as_ref().err());
-        match result {
-            Ok(_) => {
-                self.apply_newest().await;
-                self.large_soon();
-            }
-            Err(error) => warn!(%error, "fetch failed"),
-        }
-        if self
-            .device
-            .engine
-            .status()
-            .is_ok_and(|s| s.pending_ops > 0 || s.pending_segments > 0)
-            && self.upload_at.is_none()
-        {
-            self.upload_soon();
-        }
-    }
-
-    /// Moves large content a step now, unless a step is due sooner.
-    pub(super) fn large_soon(&mut self) {
-        let now = Instant::now();
-        if self.large_at.is_none_or(|at| at > now) {
-            self.large_at = Some(now);
-        }
-    }
-
-    /// Moves one chunk of an image or file, when its turn has come, and says when the next
-    /// goes. A blob of this device's whole in storage is announced again, so that devices
-    /// that looked for it too early look again.
-    async fn large_step(&mut self) {
-        self.large_at = None;
-        match self.device.engine.large_step().await {
-            Ok(LargeStep::Idle) => {}
-            Ok(LargeStep::Wait(at)) => self.large_at = Some(at),
-            Ok(LargeStep::Moved) => self.large_soon(),
-            Ok(LargeStep::Uploaded(blob)) => {
-                debug!(%blob, "a blob is whole in storage");
-                if let Ok(Some(newest)) = self.device.engine.roll_call_answer() {
-                    self.publish(&[newest]);
-                }
-                self.large_soon();
-            }
-            Ok(LargeStep::Arrived(blob)) => {
-                debug!(%blob, "a blob arrived");
-                self.apply_newest().await;
-                self.large_soon();
-            }
-            Err(error) => {
-                warn!(%error, retry_in = ?self.retry, "an image or file could not be moved");
-                self.storage_answered(Some(&error));
-                self.large_at = Some(Instant::now() + self.retry);
-            }
-        }
-    }
-
-    /// Follows whether the storage answers: while it does not, each request tries once (the
-    /// passes themselves are retried, uploads with backoff, fetches at each poll or hint).
-    fn storage_answered(&mut self, error: Option<&SyncError>) {
-        self.notifier.pass(error);
-        if error.is_none() {
-            self.notifier.news(&self.device);
-        }
-        let offline = error.is_some_and(SyncError::is_transient);
-        if offline == self.offline {
-            return;
-        }
-        self.offline = offline;
-        if offline {
-            warn!(
-                "the storage is unreachable: clips are kept here and go to nearby devices; \
-                 what is pending is uploaded once it answers"
-            );
-            self.device.engine.set_retry(RetryPolicy::NEVER);
-        } else {
-            info!("the storage answers again");
-            self.device.engine.set_retry(RETRY);
-        }
-    }
-
-    /// Purges what the retention policy says is due, as ordinary purge operations that every
-    /// device agrees on.
-    fn retention(&mut self) {
-        if self
-            .retained_at
-            .is_some_and(|at| at.elapsed() < RETENTION_EVERY)
-        {
-            return;
-        }
-        self.retained_at = Some(Instant::now());
-        let policy = self.device.config.settings.retention;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let due = self
-            .device
-            .engine
-            .state_for(DataKind::Clips)
-            .due_for_purge(&policy, now);
-        if due.is_empty() {
-            return;
-        }
-        for clip in &due {
-            if let Err(error) = self
-                .device
-                .engine
-                .record(DataKind::Clips, |r, _, now| r.purge(*clip, now))
-            {
-                warn!(%error, "retention: a purge could not be recorded");
-                return;
-            }
-        }
-        info!(clips = due.len(), "retention: purged clips past the policy");
-        self.upload_soon();
-    }
-
-    async fn job(&mut self, job: ipc::Job) {
+    async fn job(&mut self, job: serve::Job) {
         let mut out = Output::new(job.json);
         // A clip `ferry pick` chose goes on this clipboard first; copied again only once there.
         let placed = match &job.command {
@@ -542,7 +329,9 @@ impl Agent {
                 Ok(Changed::No)
             }
             (Ok(()), DataCommand::Uploading) => self.uploading(&mut out),
-            (Ok(()), command) => commands::execute(&mut self.device, command, &mut out).await,
+            (Ok(()), command) => {
+                (self.execute)(&mut self.device, command, &mut out, &self.nearby).await
+            }
         };
         self.moving.lock().unwrap_or_else(|p| p.into_inner()).job = None;
         if let Ok(Changed::Yes) = result {
@@ -553,7 +342,7 @@ impl Agent {
         }
         let _ = job
             .reply
-            .send(ipc::Reply::new(result.map(drop), out.stdout, out.stderr));
+            .send(Reply::new(result.map(drop), out.stdout, out.stderr));
         if self.stopping {
             let _ = tokio::time::timeout(Duration::from_secs(2), job.delivered).await;
         }

@@ -1,89 +1,38 @@
-//! The agent and its relay: the daily topics, hints published after an upload and taken as
-//! they arrive, and what the connection says.
+//! The agent and its relay: hints published after an upload and taken as they arrive, roll
+//! calls answered, and what the connection says (the sealing and the topics are
+//! [`crate::relay::Hints`]).
 
 use std::time::Duration;
 
 use ferry_protocol::RelayHint;
-use ferry_relay_client::{Delivery, RelayClient, State as RelayState, Status as RelayStatus};
-use tokio::sync::{mpsc, watch as state};
+use ferry_relay_client::{State as RelayState, Status as RelayStatus};
+use tokio::sync::watch as state;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{Agent, unix_now};
+use super::Agent;
+use crate::relay::Hints;
 
 /// The shortest time between two answers to roll calls.
 const ANSWER_EVERY: Duration = Duration::from_secs(1);
 
-/// When the relay topics to listen on change next.
-pub(super) fn topics_change() -> Instant {
-    let now = unix_now();
-    let next = ferry_protocol::relay::next_topic_change(now);
-    Instant::now() + Duration::from_secs(next.saturating_sub(now))
-}
-
 impl Agent {
-    /// Listens on the topics of the time now: subscribes to the new ones, leaves the old ones.
-    /// A request the relay client could not take is tried again at the next poll.
+    /// Follows the relay topics as they rotate; a subscription the relay client could not
+    /// take is tried again at the next poll.
     pub(super) fn rotate_topics(&mut self) {
-        self.topics_change = topics_change();
-        let wanted = self.device.keys.relay.listen_topics(unix_now());
-        if wanted == self.topics {
-            return;
+        if let Some(hints) = &mut self.relay {
+            hints.rotate();
         }
-        let Some((client, _)) = &self.relay else {
-            self.topics = wanted;
-            return;
-        };
-        let mut held = Vec::new();
-        for topic in &wanted {
-            if self.topics.contains(topic) {
-                held.push(*topic);
-            } else if let Err(error) = client.subscribe(*topic) {
-                warn!(%error, "could not subscribe to the relay's new topic");
-            } else {
-                held.push(*topic);
-            }
-        }
-        for topic in self.topics.iter().filter(|t| !wanted.contains(t)) {
-            if let Err(error) = client.unsubscribe(*topic) {
-                warn!(%error, "could not leave the relay's old topic");
-                held.push(*topic);
-            }
-        }
-        debug!("relay: topics rotated");
-        self.topics = held;
     }
 
+    /// Announces `hints` on the relay, where there is one.
     pub(super) fn publish(&self, hints: &[RelayHint]) {
-        let Some((client, _)) = &self.relay else {
-            return;
-        };
-        let topic = self.device.keys.relay.publish_topic(unix_now());
-        for hint in hints {
-            match self.device.keys.relay.seal_hint(&topic, hint) {
-                Ok(sealed) => {
-                    if let Err(error) = client.publish(topic, sealed.into_bytes()) {
-                        warn!(%error, "a hint could not be published");
-                    }
-                }
-                Err(error) => warn!(%error, "a hint could not be sealed"),
-            }
+        if let Some(relay) = &self.relay {
+            relay.announce(hints);
         }
     }
 
-    pub(super) async fn hint(&mut self, delivery: Delivery) {
-        let hint = match self
-            .device
-            .keys
-            .relay
-            .open_hint(&delivery.topic, &delivery.data)
-        {
-            Ok(hint) => hint,
-            Err(error) => {
-                warn!(%error, "ignored a relay message that does not open with this key");
-                return;
-            }
-        };
+    pub(super) async fn hint(&mut self, hint: RelayHint) {
         if hint.is_roll_call() {
             self.answer_roll_call(hint);
             return;
@@ -127,11 +76,10 @@ impl Agent {
     }
 }
 
-pub(super) async fn recv_relay(
-    relay: &mut Option<(RelayClient, mpsc::Receiver<Delivery>)>,
-) -> Option<Delivery> {
+/// The next hint heard on the relay, where there is one.
+pub(super) async fn next_hint(relay: &mut Option<Hints>) -> Option<RelayHint> {
     match relay {
-        Some((_, rx)) => rx.recv().await,
+        Some(hints) => hints.next().await,
         None => std::future::pending().await,
     }
 }

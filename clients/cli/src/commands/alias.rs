@@ -5,9 +5,8 @@ use std::fmt;
 use ferry_core::DataKind;
 use serde::Serialize;
 
-use super::Changed;
 use crate::cli::AliasAction;
-use crate::device::Device;
+use crate::device::{Changed, Device};
 use crate::error::Failure;
 use crate::output::{Lines, Output};
 

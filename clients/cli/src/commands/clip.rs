@@ -9,10 +9,11 @@ use ferry_sync::SyncError;
 use serde::Serialize;
 
 use crate::cli::{CopyArgs, HistoryArgs, PasteArgs};
-use crate::commands::pause::Pause;
+use crate::clipboard::describe;
 use crate::device::Device;
 use crate::error::{Failure, file_error};
 use crate::output::{Lines, Output, age, size};
+use crate::pause::Pause;
 
 /// A clip's id, as `copy` answers.
 #[derive(Serialize)]
@@ -167,40 +168,6 @@ pub(crate) fn copy(device: &mut Device, args: CopyArgs) -> Result<Copied, Failur
     Ok(Copied { id: id.to_string() })
 }
 
-/// Finds a clip (in the history or the trash) by id or unique prefix.
-pub(crate) fn find(device: &Device, prefix: &str) -> Result<ClipId, Failure> {
-    let prefix = prefix.to_ascii_lowercase();
-    let state = device.engine.state_for(DataKind::Clips);
-    if let Ok(id) = prefix.parse::<ClipId>()
-        && state.clip(&id).is_some()
-    {
-        return Ok(id);
-    }
-    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(Failure::usage(format!(
-            "`{prefix}` is not a clip id: give at least 4 hex digits as `ferry history` shows"
-        )));
-    }
-    let mut found: Vec<ClipId> = state
-        .history(None, usize::MAX)
-        .into_iter()
-        .chain(state.trash())
-        .map(|view| view.id)
-        .filter(|id| id.to_string().starts_with(&prefix))
-        .collect();
-    found.dedup();
-    match found.as_slice() {
-        [id] => Ok(*id),
-        [] => Err(Failure::new(format!(
-            "no clip has an id starting with {prefix}; `ferry history` lists them"
-        ))),
-        _ => Err(Failure::usage(format!(
-            "{} clips have ids starting with {prefix}: give more digits",
-            found.len()
-        ))),
-    }
-}
-
 /// `ferry pin|unpin|rm|restore`: records `make` on the clip, and says so on stderr.
 pub(crate) fn mark(
     device: &mut Device,
@@ -208,7 +175,7 @@ pub(crate) fn mark(
     out: &mut Output,
     make: impl FnOnce(&mut Replica, ClipId, u64) -> Op,
 ) -> Result<(), Failure> {
-    let clip = find(device, id)?;
+    let clip = device.find_clip(id)?;
     device
         .engine
         .record(DataKind::Clips, |replica, _, now| make(replica, clip, now))?;
@@ -233,7 +200,7 @@ pub(crate) async fn paste(
     }
     let state = device.engine.state_for(DataKind::Clips);
     let id = match &args.id {
-        Some(prefix) => find(device, prefix)?,
+        Some(prefix) => device.find_clip(prefix)?,
         None => state
             .newest()
             .map(|view| view.id)
@@ -299,70 +266,17 @@ pub(crate) fn history(device: &Device, args: HistoryArgs) -> Result<Clips, Failu
 /// Copies clip `id` (or a unique prefix) again: it moves to the top of the history on every
 /// device. What choosing it in `ferry pick` records.
 pub(crate) fn reuse(device: &mut Device, prefix: &str) -> Result<Copied, Failure> {
-    let id = find(device, prefix)?;
-    let content = device
-        .engine
-        .state_for(DataKind::Clips)
-        .clip(&id)
-        .map(|view| view.content.clone())
-        .ok_or_else(|| Failure::new(format!("clip {id} has no content on this device")))?;
+    let id = device.find_clip(prefix)?;
+    let content = device.clip_content(&id)?;
     device
         .engine
         .record(DataKind::Clips, |r, names, now| r.copy(names, content, now))?;
     Ok(Copied { id: id.to_string() })
 }
 
-/// Clip `id` (or a unique prefix) as the clipboard takes it; see [`clipboard_content`].
-pub(crate) async fn clipboard_clip(
-    device: &mut Device,
-    prefix: &str,
-) -> Result<ferry_clipboard::Clip, Failure> {
-    let id = find(device, prefix)?;
-    let content = device
-        .engine
-        .state_for(DataKind::Clips)
-        .clip(&id)
-        .map(|view| view.content.clone())
-        .ok_or_else(|| Failure::new(format!("clip {id} has no content on this device")))?;
-    let what = describe(&content);
-    clipboard_content(device, content).await?.ok_or_else(|| {
-        Failure::new(format!(
-            "clip {id} is {what}: the clipboard takes text and PNG images; save it with \
-             `ferry paste {id} --output PATH`"
-        ))
-    })
-}
-
-/// Content as the clipboard takes it: text (rich text as its plain form), or a PNG image
-/// (fetched when only its blob's id is here); `None` for what a clipboard does not hold.
-pub(crate) async fn clipboard_content(
-    device: &mut Device,
-    content: ClipContent,
-) -> Result<Option<ferry_clipboard::Clip>, Failure> {
-    use ferry_clipboard::Clip;
-    Ok(Some(match content {
-        ClipContent::Text(text) => Clip::Text(text),
-        ClipContent::RichText(rich) => Clip::Text(rich.plain),
-        ClipContent::Image(image) if image.mime == "image/png" => match image.body {
-            Body::Inline(bytes) => Clip::Png(bytes),
-            Body::Blob { id, .. } => Clip::Png(device.engine.blob(id).await?),
-        },
-        _ => return Ok(None),
-    }))
-}
-
 /// `ferry trash`.
 pub(crate) fn trash(device: &Device) -> Clips {
     Clips::new(device, &device.engine.state_for(DataKind::Clips).trash())
-}
-
-fn describe(content: &ClipContent) -> String {
-    match content {
-        ClipContent::Text(_) => "text".into(),
-        ClipContent::RichText(_) => "rich text".into(),
-        ClipContent::Image(image) => format!("an image ({})", image.mime),
-        ClipContent::File(file) => format!("the file {}", file.name),
-    }
 }
 
 /// One line of preview: the first line of text, or what the content is.

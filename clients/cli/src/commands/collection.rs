@@ -5,10 +5,9 @@ use std::fmt;
 use ferry_core::{CollectionId, DataKind};
 use serde::Serialize;
 
-use super::Changed;
-use super::clip::{Clips, find};
+use super::clip::Clips;
 use crate::cli::CollectionAction;
-use crate::device::Device;
+use crate::device::{Changed, Device};
 use crate::error::Failure;
 use crate::output::{Lines, Output};
 
@@ -101,7 +100,7 @@ pub(crate) fn run(
         }
         CollectionAction::Add { name, id } => {
             let collection = find_collection(device, &name)?;
-            let clip = find(device, &id)?;
+            let clip = device.find_clip(&id)?;
             device.engine.record(kind, |replica, _, now| {
                 replica.add_to_collection(collection, clip, now)
             })?;
@@ -109,7 +108,7 @@ pub(crate) fn run(
         }
         CollectionAction::Remove { name, id } => {
             let collection = find_collection(device, &name)?;
-            let clip = find(device, &id)?;
+            let clip = device.find_clip(&id)?;
             device.engine.record(kind, |replica, _, now| {
                 replica.remove_from_collection(collection, clip, now)
             })?;

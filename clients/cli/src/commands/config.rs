@@ -6,10 +6,9 @@ use std::fmt;
 use ferry_core::DataKind;
 use serde::Serialize;
 
-use super::Changed;
 use crate::cli::ConfigAction;
 use crate::config::{self, Config, KEYS};
-use crate::device::Device;
+use crate::device::{Changed, Device};
 use crate::error::Failure;
 use crate::output::Output;
 

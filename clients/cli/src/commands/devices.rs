@@ -14,10 +14,9 @@ use ferry_protocol::{DeviceId, DeviceKeys};
 use serde::Serialize;
 
 use crate::cli::DevicesAction;
-use crate::commands::Changed;
-use crate::device::Device;
+use crate::device::{Changed, Device};
 use crate::error::Failure;
-use crate::output::{Lines, Output, age};
+use crate::output::{Lines, Output, age, as_text};
 
 /// The roster as this device knows it.
 #[derive(Serialize)]
@@ -26,7 +25,8 @@ pub(crate) struct Roster(Vec<Member>);
 
 #[derive(Serialize)]
 pub(crate) struct Member {
-    device: String,
+    #[serde(with = "as_text")]
+    device: DeviceId,
     name: String,
     this_device: bool,
     /// Whether it registered its keys (devices of an older Ferry did not).
@@ -49,7 +49,7 @@ pub(crate) struct Member {
 
 impl fmt::Display for Member {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let short = &self.device[..8];
+        let short = self.device.short();
         let mark = if self.this_device { "*" } else { " " };
         write!(f, "{mark} {}\t{short}", self.name)?;
         match (&self.fingerprint, self.added_ms) {
@@ -92,11 +92,11 @@ impl fmt::Display for Roster {
 }
 
 impl Roster {
-    /// The name of the device that paired `device` (an id), when one did.
-    pub(crate) fn paired_by(&self, device: &str) -> Option<&str> {
+    /// The name of the device that paired `device`, when one did.
+    pub(crate) fn paired_by(&self, device: &DeviceId) -> Option<&str> {
         self.0
             .iter()
-            .find(|m| m.device == device && m.paired_by.is_some())
+            .find(|m| m.device == *device && m.paired_by.is_some())
             .and_then(|m| m.added_by.as_deref())
     }
 
@@ -129,7 +129,7 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
             let paired = state.paired_by(id);
             let added_by = paired.as_ref().map_or(entry.added_by(), |p| p.by);
             Member {
-                device: id.to_string(),
+                device: *id,
                 name: device.device_name(id),
                 this_device: *id == own,
                 registered: true,
@@ -146,7 +146,7 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
     for (id, (seq, seen)) in &read {
         if state.device(id).is_none() {
             members.push(Member {
-                device: id.to_string(),
+                device: *id,
                 name: device.device_name(id),
                 this_device: false,
                 registered: false,
@@ -191,10 +191,7 @@ pub(crate) fn run(
             let id = find(device, &which)?;
             let name = checked_name(&name)?;
             device.name_device(id, &name)?;
-            out.report(&Renamed {
-                device: id.to_string(),
-                name,
-            });
+            out.report(&Renamed { device: id, name });
             Ok(Changed::Yes)
         }
         Some(DevicesAction::Vouch {
@@ -205,16 +202,26 @@ pub(crate) fn run(
             let bad = |what: &str| Failure::usage(format!("vouch: {what}"));
             let id: DeviceId = paired.parse().map_err(|_| bad("not a device id"))?;
             let keys = DeviceKeys::from_hex(&keys).map_err(|e| bad(&e.to_string()))?;
-            device.engine.vouch(id, keys)?;
-            device.name_device(id, &checked_name(&name)?)?;
-            let own = device.engine.device();
-            out.report(&Vouched {
-                device_id: own.to_string(),
-                name: device.device_name(&own),
-            });
+            out.report(&vouch(device, id, keys, &name)?);
             Ok(Changed::Yes)
         }
     }
+}
+
+/// Attests the device `id` that this one paired, with its public `keys`, under `name`.
+pub(crate) fn vouch(
+    device: &mut Device,
+    id: DeviceId,
+    keys: DeviceKeys,
+    name: &str,
+) -> Result<Vouched, Failure> {
+    device.engine.vouch(id, keys)?;
+    device.name_device(id, &checked_name(name)?)?;
+    let own = device.engine.device();
+    Ok(Vouched {
+        device_id: own,
+        name: device.device_name(&own),
+    })
 }
 
 /// A device named by a unique prefix of its id, or by its name.
@@ -224,7 +231,7 @@ fn find(device: &Device, which: &str) -> Result<DeviceId, Failure> {
     let by_id: Vec<&Member> = roster
         .0
         .iter()
-        .filter(|m| !which.is_empty() && m.device.starts_with(&which.to_lowercase()))
+        .filter(|m| !which.is_empty() && m.device.to_string().starts_with(&which.to_lowercase()))
         .collect();
     let found = match (by_name.as_slice(), by_id.as_slice()) {
         ([one], _) | ([], [one]) => one,
@@ -240,10 +247,7 @@ fn find(device: &Device, which: &str) -> Result<DeviceId, Failure> {
             )));
         }
     };
-    found
-        .device
-        .parse()
-        .map_err(|_| Failure::new("the roster holds a malformed device id"))
+    Ok(found.device)
 }
 
 /// A device name: not empty, one line, at most 64 characters.
@@ -260,20 +264,27 @@ fn checked_name(name: &str) -> Result<String, Failure> {
 /// What `ferry devices rename` did.
 #[derive(Serialize)]
 struct Renamed {
-    device: String,
+    #[serde(with = "as_text")]
+    device: DeviceId,
     name: String,
 }
 
 impl fmt::Display for Renamed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Device {} is now \"{}\".", &self.device[..8], self.name)
+        writeln!(
+            f,
+            "Device {} is now \"{}\".",
+            self.device.short(),
+            self.name
+        )
     }
 }
 
 /// What a vouch did: which device attested (the one `ferry pair` runs on).
 #[derive(Serialize, serde::Deserialize)]
 pub(crate) struct Vouched {
-    pub(crate) device_id: String,
+    #[serde(with = "as_text")]
+    pub(crate) device_id: DeviceId,
     pub(crate) name: String,
 }
 
@@ -283,7 +294,7 @@ impl fmt::Display for Vouched {
             f,
             "{} ({}) attested the paired device.",
             self.name,
-            &self.device_id[..8]
+            self.device_id.short()
         )
     }
 }

@@ -8,7 +8,6 @@ use ferry_store::RetryPolicy;
 use ferry_sync::repo;
 use serde::Serialize;
 
-use crate::agent::ipc::Reply;
 use crate::cli::DataCommand;
 use crate::commands;
 use crate::commands::sync::Lan;
@@ -16,6 +15,7 @@ use crate::config::Config;
 use crate::device;
 use crate::error::Failure;
 use crate::home::Home;
+use crate::ipc::{self, Format, Reply};
 use crate::output::{Lines, Output};
 
 struct Check {
@@ -155,7 +155,7 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
         }
     };
     let store = device::parse_store(url_text)
-        .and_then(|url| device::open_store(&url, config, &secrets, false));
+        .and_then(|url| device::open_store(&url, config, &secrets, device::CreateFolder::No));
     match store {
         Err(failure) => checks.add("storage", Err(failure.message)),
         Ok(store) => {
@@ -203,7 +203,7 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
             Err(error) => Err(error.to_string()),
         },
     );
-    let status = crate::agent::ipc::send(home, &DataCommand::Status, true).await;
+    let status = ipc::send(home, &DataCommand::Status, Format::Json).await;
     checks.add(
         "agent",
         match &status {

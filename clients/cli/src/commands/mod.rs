@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! setup     init, join                 before a device exists
+//! agent     agent                      the first run's setup, then the agent's loop
 //! pair      pair, join with a code     adding a device with a one-time code
 //! key       key show|export            the recovery code
 //! doctor    doctor                     the troubleshooting checklist
@@ -10,14 +11,17 @@
 //! collection, alias, config            the rest of the device's data
 //! sync      sync, status, log          moving data, and what moved
 //! pause     pause, resume              holding sync back for a while
+//! devices   devices [rename]           the roster
+//! stop      stop                       (below) asks a running agent to stop
 //! pick      pick                       the history in a full-screen picker
 //! manual    completions, man           the command line describing itself
 //! ```
 //!
 //! The commands on the device's data ([`DataCommand`]) run against an open engine: here, under
 //! the home's lock, when no agent runs; in the agent when one holds the database (they travel
-//! over its socket, see [`crate::agent::ipc`]).
+//! over its socket, see [`crate::ipc`]; the agent runs them through [`execute_in_agent`]).
 
+pub(crate) mod agent;
 pub(crate) mod alias;
 pub(crate) mod clip;
 pub(crate) mod collection;
@@ -35,21 +39,17 @@ pub(crate) mod sync;
 
 use std::time::Duration;
 
-use ferry_relay_client::{ClientConfig, RelayClient};
+use std::future::Future;
+use std::pin::Pin;
 
 use crate::cli::{DataCommand, DevicesAction};
 use crate::config::Config;
-use crate::device::{self, Device};
+use crate::device::{self, Changed, Device, Nearby};
 use crate::error::Failure;
 use crate::home::Home;
+use crate::ipc::{self, Format};
 use crate::output::Output;
-
-/// Whether a command changed data (so it goes out now).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Changed {
-    Yes,
-    No,
-}
+use crate::pause::Pause;
 
 /// Reads standard input and makes paths absolute, so the command can run in another process.
 pub(crate) fn prepare(command: &mut DataCommand) -> Result<(), Failure> {
@@ -65,11 +65,22 @@ pub(crate) fn prepare(command: &mut DataCommand) -> Result<(), Failure> {
     }
 }
 
-/// Runs one command on the open device.
+/// [`execute`] as the agent takes it (see `crate::agent::Execute`).
+pub(crate) fn execute_in_agent<'a>(
+    device: &'a mut Device,
+    command: DataCommand,
+    out: &'a mut Output,
+    nearby: &'a Nearby,
+) -> Pin<Box<dyn Future<Output = Result<Changed, Failure>> + 'a>> {
+    Box::pin(execute(device, command, out, Some(nearby)))
+}
+
+/// Runs one command on the open device; `nearby` is the LAN path when the agent runs it.
 pub(crate) async fn execute(
     device: &mut Device,
     command: DataCommand,
     out: &mut Output,
+    nearby: Option<&Nearby>,
 ) -> Result<Changed, Failure> {
     let no_change = |result: Result<(), Failure>| result.map(|()| Changed::No);
     let changed = match command {
@@ -113,7 +124,7 @@ pub(crate) async fn execute(
             dry_run,
             retry_quarantined,
         } => no_change(sync::sync(device, dry_run, retry_quarantined, out).await),
-        DataCommand::Status => no_change(sync::status(device, out)),
+        DataCommand::Status => no_change(sync::status(device, nearby, out)),
         DataCommand::Devices { action } => devices::run(device, action, out),
         DataCommand::Log(args) => no_change(sync::log(device, args, out)),
         DataCommand::Pause { duration } => no_change(pause::pause(&device.home, duration, out)),
@@ -137,7 +148,7 @@ pub(crate) async fn execute(
         }
     }?;
     if changed == Changed::Yes
-        && let Some(paused) = pause::Pause::current(&device.home)
+        && let Some(paused) = Pause::current(&device.home)
     {
         out.note(format!(
             "sync is {paused}: this is kept on this device and goes out on resume"
@@ -166,29 +177,29 @@ pub(crate) async fn run_data(
     let meter = crate::progress::meter(out.json);
     let lock = match device::try_lock(&home)? {
         Some(lock) => lock,
-        None => match crate::agent::ipc::send_watching(&home, &command, out.json, meter.clone())
-            .await?
-        {
-            Some(reply) => {
-                out.stdout = reply.stdout;
-                out.stderr = reply.stderr;
-                if reply.code != 0 {
-                    return Err(Failure {
-                        message: reply.error,
-                        code: reply.code,
-                    });
+        None => {
+            match ipc::send_watching(&home, &command, Format::of(out.json), meter.clone()).await? {
+                Some(reply) => {
+                    out.stdout = reply.stdout;
+                    out.stderr = reply.stderr;
+                    if reply.code != 0 {
+                        return Err(Failure {
+                            message: reply.error,
+                            code: reply.code,
+                        });
+                    }
+                    // A large file or image goes out from the agent: the bar follows it there.
+                    if let (DataCommand::Copy(args), Some(meter)) = (&command, &meter)
+                        && (args.file.is_some() || args.image.is_some())
+                    {
+                        crate::progress::follow_agent(&home, meter).await;
+                    }
+                    return Ok(());
                 }
-                // A large file or image goes out from the agent: the bar follows it there.
-                if let (DataCommand::Copy(args), Some(meter)) = (&command, &meter)
-                    && (args.file.is_some() || args.image.is_some())
-                {
-                    crate::progress::follow_agent(&home, meter).await;
-                }
-                return Ok(());
+                // No agent answers: another command holds the lock; wait for it.
+                None => device::lock(&home, Duration::from_secs(30))?,
             }
-            // No agent answers: another command holds the lock; wait for it.
-            None => device::lock(&home, Duration::from_secs(30))?,
-        },
+        }
     };
     // Pausing needs neither the engine nor the storage (which may be why sync is paused).
     match command {
@@ -200,7 +211,7 @@ pub(crate) async fn run_data(
         }
         _ => {}
     }
-    let paused = pause::Pause::current(&home).is_some();
+    let paused = Pause::current(&home).is_some();
     let mut device = Device::open(home, config, lock, device::INTERACTIVE).await?;
     device.engine.on_progress(meter);
     // Without an agent keeping this device current, look for news first (one listing).
@@ -220,7 +231,7 @@ pub(crate) async fn run_data(
             "warning: could not fetch new data ({error}); showing what this device has"
         ));
     }
-    if execute(&mut device, command, out).await? == Changed::Yes {
+    if execute(&mut device, command, out, None).await? == Changed::Yes {
         send_now(&mut device, out).await;
     }
     Ok(())
@@ -230,32 +241,14 @@ pub(crate) async fn run_data(
 /// (and announced on the relay), else kept for the next `ferry sync` or the agent; while sync
 /// is paused, kept until it resumes.
 pub(crate) async fn send_now(device: &mut Device, out: &mut Output) {
-    if pause::Pause::current(&device.home).is_some() {
+    if Pause::current(&device.home).is_some() {
         return;
     }
     match device.engine.upload().await {
-        Ok(report) => announce(device, &report.hints).await,
+        Ok(report) => device.announce(&report.hints).await,
         Err(error) => out.note(format!(
             "recorded on this device; it goes out with the next `ferry sync` or the agent \
              (the upload failed: {error})"
         )),
-    }
-}
-
-/// Tells the other devices through the relay that a new segment is there, so their agents
-/// fetch it now rather than at their next poll. The newest hint covers the ones before it.
-pub(crate) async fn announce(device: &Device, hints: &[ferry_protocol::RelayHint]) {
-    let (Some(url), Some(hint)) = (device.config.settings.relay.as_deref(), hints.last()) else {
-        return;
-    };
-    let Ok((client, _)) = RelayClient::start(ClientConfig::new(url)) else {
-        return;
-    };
-    let topic = device.keys.relay.publish_topic(crate::agent::unix_now());
-    if let Ok(sealed) = device.keys.relay.seal_hint(&topic, hint) {
-        let _ = client.publish(topic, sealed.into_bytes());
-        if !client.flush(Duration::from_secs(2)).await {
-            tracing::info!("the relay did not answer: other devices see this at their next poll");
-        }
     }
 }

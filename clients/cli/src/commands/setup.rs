@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use ferry_protocol::pairing::Credentials;
 use ferry_protocol::{DeviceId, Identity, KdfParams, SyncKey};
-use ferry_secrets::Secret;
+use ferry_secrets::{Secret, Secrets};
+use ferry_store::Store;
 use ferry_store::url::StoreUrl;
 use ferry_sync::repo;
 use serde::Serialize;
@@ -14,9 +15,10 @@ use serde::Serialize;
 use crate::cli::{InitArgs, JoinArgs};
 use crate::commands::sync::RollCall;
 use crate::config::{self, Config};
-use crate::device::{self, Device};
+use crate::device::{self, CreateFolder, Device};
 use crate::error::Failure;
 use crate::home::Home;
+use crate::output::Output;
 use crate::prompt;
 
 /// How a new device is being set up.
@@ -111,15 +113,32 @@ pub(crate) fn default_name() -> String {
         .unwrap_or_else(|| "device".to_owned())
 }
 
+/// Refuses a device that is already set up: one home holds one repository.
+pub(crate) fn not_set_up(config: &Config) -> Result<(), Failure> {
+    match config.settings.store.as_deref() {
+        Some(existing) => Err(Failure::new(format!(
+            "this device is already set up with the store {existing} (in {}); use another \
+             --home for a second repository",
+            config.user_file.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn recovery_key(code: &str) -> Result<SyncKey, Failure> {
     SyncKey::from_recovery_code(code)
         .map_err(|e| Failure::usage(format!("that recovery code is not valid: {e}")))
 }
 
 /// Sets this device up on a new or existing repository, then syncs it for the first time.
-pub(crate) async fn setup(home: Home, config: Config, setup: Setup) -> Result<SetUp, Failure> {
-    let (device, done) = install(home, config, setup).await?;
-    first_sync(device, done).await
+pub(crate) async fn setup(
+    home: Home,
+    config: Config,
+    setup: Setup,
+    out: &mut Output,
+) -> Result<SetUp, Failure> {
+    let (device, done) = install(home, config, setup, out).await?;
+    first_sync(device, done, out).await
 }
 
 /// Sets this device up and opens it: the key, the settings and the secrets are kept and the
@@ -129,14 +148,9 @@ pub(crate) async fn install(
     home: Home,
     config: Config,
     setup: Setup,
+    out: &mut Output,
 ) -> Result<(Device, SetUp), Failure> {
-    if let Some(existing) = config.settings.store.as_deref() {
-        return Err(Failure::new(format!(
-            "this device is already set up with the store {existing} (in {}); use another \
-             --home for a second repository",
-            config.user_file.display()
-        )));
-    }
+    not_set_up(&config)?;
     let url = device::parse_store(&setup.store)?;
     let secrets = device::secrets(&home, &config);
     // Fail before touching the storage when the secret store cannot hold the key: a repository
@@ -145,99 +159,30 @@ pub(crate) async fn install(
     let creating = matches!(setup.key, KeySource::New | KeySource::NewPassphrase);
     let store = match &setup.paired {
         Some(paired) => device::open_store_with(&url, &paired.credentials)?,
-        None => device::open_store(&url, &config, &secrets, creating)?,
-    };
-    let retry = device::INTERACTIVE;
-    if creating {
-        // A new repository may name a folder that does not exist yet (WebDAV): make it.
-        retry.run(|| store.create_root()).await?;
-    }
-    let (key, created) = match setup.key {
-        KeySource::New => {
-            let key = SyncKey::generate()?;
-            repo::init(&*store, &key.keys(), None, &retry).await?;
-            (key, true)
-        }
-        KeySource::NewPassphrase => {
-            let params = KdfParams::generate()?;
-            let key = SyncKey::from_passphrase(&prompt::new_passphrase()?, &params)?;
-            repo::init(&*store, &key.keys(), Some(params), &retry).await?;
-            (key, true)
-        }
-        KeySource::RecoveryCode(code) => {
-            let key = recovery_key(&code)?;
-            repo::open(&*store, &key.keys(), &retry).await?;
-            (key, false)
-        }
-        KeySource::AskRecoveryCode => {
-            let code = prompt::secret("Recovery code: ", "the recovery code")?;
-            let key = recovery_key(&code)?;
-            repo::open(&*store, &key.keys(), &retry).await?;
-            (key, false)
-        }
-        KeySource::Passphrase => {
-            let header = repo::header(&*store, &retry).await?;
-            let params = header.kdf.ok_or_else(|| {
-                Failure::new(
-                    "this repository's key was not made from a passphrase: join it with \
-                     --recovery-code",
-                )
-            })?;
-            let key = SyncKey::from_passphrase(&prompt::passphrase()?, &params)?;
-            repo::open(&*store, &key.keys(), &retry).await?;
-            (key, false)
-        }
-        KeySource::Paired(key) => {
-            repo::open(&*store, &key.keys(), &retry).await?;
-            (key, false)
-        }
-    };
-    let code = key.recovery_code();
-    secrets.set(Secret::SyncKey, code.expose())?;
-    match &setup.paired {
-        Some(paired) => {
-            secrets.set(Secret::DeviceIdentity, &paired.identity.to_hex())?;
-            device::keep_given_credentials(&paired.credentials, &secrets)?;
-        }
         None => {
-            // This device's identity, made now unless an earlier setup of this home left one
-            // (with the database that registered it).
-            device::identity(&secrets)?;
-            device::keep_credentials(&url, &secrets)?;
+            let folder = if creating {
+                CreateFolder::Yes
+            } else {
+                CreateFolder::No
+            };
+            device::open_store(&url, &config, &secrets, folder)?
         }
-    }
-    let user = &config.user_file;
-    config::write_user(user, "store", Some(&setup.store))?;
-    if let Some(relay) = &setup.relay {
-        config::write_user(user, "relay", Some(relay))?;
-    }
-    let name = setup
-        .name
-        .or_else(|| config.settings.device_name.as_deref().map(str::to_owned))
-        .unwrap_or_else(default_name);
-    config::write_user(user, "device_name", Some(&name))?;
-    if config.secret_store_chosen() {
-        config::write_user(
-            user,
-            "secret_store",
-            Some(config.settings.secret_store.as_str()),
-        )?;
-    }
-    let access_key_id = match &setup.paired {
-        Some(Paired {
-            credentials: Credentials::S3 { access_key_id, .. },
-            ..
-        }) => Some(access_key_id.clone()),
-        Some(_) => None,
-        None => std::env::var("AWS_ACCESS_KEY_ID").ok(),
     };
-    if let (StoreUrl::S3(_), Some(id)) = (&url, access_key_id) {
-        config::write_user(user, "s3.access_key_id", Some(&id))?;
-    }
+    let (key, created) = derive_key(&*store, setup.key).await?;
+    let code = key.recovery_code();
+    keep_secrets(&secrets, code.expose(), setup.paired.as_ref(), &url)?;
+    let name = remember(
+        &config,
+        &setup.store,
+        setup.relay.as_deref(),
+        setup.name,
+        setup.paired.as_ref(),
+        &url,
+    )?;
     if let Some(warning) = device::file_store_warning(&secrets) {
-        eprintln!("{warning}");
+        out.note(warning);
     }
-    let config = Config::load(None, user, &[])?;
+    let config = Config::load(None, &config.user_file, &[])?;
     let lock = device::lock(&home, Duration::from_secs(30))?;
     let paired_as = setup.paired.as_ref().map(|p| p.device);
     let mut device =
@@ -257,10 +202,118 @@ pub(crate) async fn install(
     Ok((device, done))
 }
 
+/// The repository's key from `source`: a new one (the repository is made with it), or the
+/// existing repository's (which it must open); and whether the repository is new.
+async fn derive_key(store: &dyn Store, source: KeySource) -> Result<(SyncKey, bool), Failure> {
+    let retry = device::INTERACTIVE;
+    let open = |key: SyncKey| async move {
+        repo::open(store, &key.keys(), &retry).await?;
+        Ok::<_, Failure>((key, false))
+    };
+    match source {
+        KeySource::New => {
+            // A new repository may name a folder that does not exist yet (WebDAV): make it.
+            retry.run(|| store.create_root()).await?;
+            let key = SyncKey::generate()?;
+            repo::init(store, &key.keys(), None, &retry).await?;
+            Ok((key, true))
+        }
+        KeySource::NewPassphrase => {
+            retry.run(|| store.create_root()).await?;
+            let params = KdfParams::generate()?;
+            let key = SyncKey::from_passphrase(&prompt::new_passphrase()?, &params)?;
+            repo::init(store, &key.keys(), Some(params), &retry).await?;
+            Ok((key, true))
+        }
+        KeySource::RecoveryCode(code) => open(recovery_key(&code)?).await,
+        KeySource::AskRecoveryCode => {
+            let code = prompt::secret("Recovery code: ", "the recovery code")?;
+            open(recovery_key(&code)?).await
+        }
+        KeySource::Passphrase => {
+            let header = repo::header(store, &retry).await?;
+            let params = header.kdf.ok_or_else(|| {
+                Failure::new(
+                    "this repository's key was not made from a passphrase: join it with \
+                     --recovery-code",
+                )
+            })?;
+            open(SyncKey::from_passphrase(&prompt::passphrase()?, &params)?).await
+        }
+        KeySource::Paired(key) => open(key).await,
+    }
+}
+
+/// Keeps the sync key (as its recovery `code`), this device's identity and the storage
+/// credentials in the secret store.
+fn keep_secrets(
+    secrets: &Secrets,
+    code: &str,
+    paired: Option<&Paired>,
+    url: &StoreUrl,
+) -> Result<(), Failure> {
+    secrets.set(Secret::SyncKey, code)?;
+    match paired {
+        Some(paired) => {
+            secrets.set(Secret::DeviceIdentity, &paired.identity.to_hex())?;
+            device::keep_given_credentials(&paired.credentials, secrets)
+        }
+        None => {
+            // This device's identity, made now unless an earlier setup of this home left one
+            // (with the database that registered it).
+            device::identity(secrets)?;
+            device::keep_credentials(url, secrets)
+        }
+    }
+}
+
+/// Writes the settings of the setup to the user's config file; returns the device's name.
+fn remember(
+    config: &Config,
+    store: &str,
+    relay: Option<&str>,
+    name: Option<String>,
+    paired: Option<&Paired>,
+    url: &StoreUrl,
+) -> Result<String, Failure> {
+    let user = &config.user_file;
+    config::write_user(user, "store", Some(store))?;
+    if let Some(relay) = relay {
+        config::write_user(user, "relay", Some(relay))?;
+    }
+    let name = name
+        .or_else(|| config.settings.device_name.clone())
+        .unwrap_or_else(default_name);
+    config::write_user(user, "device_name", Some(&name))?;
+    if config.secret_store_chosen() {
+        config::write_user(
+            user,
+            "secret_store",
+            Some(config.settings.secret_store.as_str()),
+        )?;
+    }
+    let access_key_id = match paired {
+        Some(Paired {
+            credentials: Credentials::S3 { access_key_id, .. },
+            ..
+        }) => Some(access_key_id.clone()),
+        Some(_) => None,
+        None => std::env::var("AWS_ACCESS_KEY_ID").ok(),
+    };
+    if let (StoreUrl::S3(_), Some(id)) = (url, access_key_id) {
+        config::write_user(user, "s3.access_key_id", Some(&id))?;
+    }
+    Ok(name)
+}
+
 /// The first sync of a device just set up. A joining device first asks the devices that are
 /// up how far they have written: storage that serves it an older state cannot tell it so
 /// itself.
-pub(crate) async fn first_sync(mut device: Device, mut done: SetUp) -> Result<SetUp, Failure> {
+pub(crate) async fn first_sync(
+    mut device: Device,
+    mut done: SetUp,
+    out: &mut Output,
+) -> Result<SetUp, Failure> {
     let roll_call = if done.created {
         None
     } else {
@@ -268,12 +321,14 @@ pub(crate) async fn first_sync(mut device: Device, mut done: SetUp) -> Result<Se
     };
     match device.engine.sync().await {
         // The other devices' agents fetch this device's first segment (its name, its keys) now.
-        Ok((upload, _)) => super::announce(&device, &upload.hints).await,
-        Err(error) => eprintln!("warning: the first sync failed ({error}); it is retried later"),
+        Ok((upload, _)) => device.announce(&upload.hints).await,
+        Err(error) => out.note(format!(
+            "warning: the first sync failed ({error}); it is retried later"
+        )),
     }
     if let Some(roll_call) = roll_call {
         for behind in roll_call.hear(&mut device).await? {
-            eprintln!("warning: {behind}");
+            out.note(format!("warning: {behind}"));
         }
     }
     if !done.created {

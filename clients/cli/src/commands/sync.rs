@@ -6,18 +6,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_core::DataKind;
 use ferry_protocol::{DeviceId, DeviceTag};
-use ferry_relay_client::{ClientConfig, Delivery, RelayClient};
 use ferry_sync::{DryRun, FetchReport, Planned, Retry, Transfer, UploadReport};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
 use crate::cli::LogArgs;
 use crate::commands::devices;
-use crate::commands::pause::Pause;
-use crate::device::Device;
+use crate::device::{Device, Nearby};
 use crate::error::Failure;
 use crate::output::{Lines, Output, age, size, until};
+use crate::pause::Pause;
+use crate::relay::Hints;
 
 /// What a sync moved.
 #[derive(Serialize)]
@@ -153,7 +152,7 @@ pub(crate) async fn sync(
 fn peer_name(device: &Device, id: Option<&DeviceId>, tag: Option<&DeviceTag>) -> String {
     match (id, tag) {
         (Some(id), _) => device.device_name(id),
-        (None, Some(tag)) => format!("device {}", &tag.to_string()[..8]),
+        (None, Some(tag)) => format!("device {}", tag.short()),
         (None, None) => "an unknown device".to_owned(),
     }
 }
@@ -369,8 +368,12 @@ fn time_ms(time: Option<SystemTime>) -> Option<u64> {
         .map(|d| d.as_millis() as u64)
 }
 
-/// `ferry status`.
-pub(crate) fn status(device: &Device, out: &mut Output) -> Result<(), Failure> {
+/// `ferry status`; `nearby` is the LAN path when the agent runs the command.
+pub(crate) fn status(
+    device: &Device,
+    nearby: Option<&Nearby>,
+    out: &mut Output,
+) -> Result<(), Failure> {
     let status = device.engine.status()?;
     let roster = devices::roster(device)?;
     let settings = &device.config.settings;
@@ -381,7 +384,7 @@ pub(crate) fn status(device: &Device, out: &mut Output) -> Result<(), Failure> {
         store: settings.store.clone().unwrap_or_default(),
         relay: settings.relay.clone().unwrap_or_default(),
         paused: Pause::current(&device.home),
-        lan: device.nearby.as_ref().map(|nearby| Lan {
+        lan: nearby.map(|nearby| Lan {
             enabled: nearby.enabled,
             listening: nearby.listening.map(|addr| addr.to_string()),
             discovering: nearby.discovering,
@@ -401,7 +404,7 @@ pub(crate) fn status(device: &Device, out: &mut Output) -> Result<(), Failure> {
             .map(|p| Peer {
                 device: p.device.to_string(),
                 name: device.device_name(&p.device),
-                paired_by: roster.paired_by(&p.device.to_string()).map(str::to_owned),
+                paired_by: roster.paired_by(&p.device).map(str::to_owned),
                 seq: p.seq,
                 ops: p.ops,
             })
@@ -454,8 +457,7 @@ const ROLL_CALL_WAIT: Duration = Duration::from_millis(1500);
 /// A roll call over the relay: the other devices' agents answer with their newest segment, so
 /// that a device can tell when the storage gives it less (an older state) than they wrote.
 pub(crate) struct RollCall {
-    _client: RelayClient,
-    answers: mpsc::Receiver<Delivery>,
+    hints: Hints,
     asked: Instant,
 }
 
@@ -463,25 +465,14 @@ impl RollCall {
     /// Asks, where a relay is set and takes the question; `None` otherwise.
     pub(crate) async fn ask(device: &Device) -> Option<RollCall> {
         let url = device.config.settings.relay.as_deref()?;
-        let (client, answers) = RelayClient::start(ClientConfig::new(url)).ok()?;
-        let now = crate::agent::unix_now();
-        for topic in device.keys.relay.listen_topics(now) {
-            client.subscribe(topic).ok()?;
-        }
-        let topic = device.keys.relay.publish_topic(now);
-        let call = device
-            .keys
-            .relay
-            .seal_hint(&topic, &device.engine.roll_call())
-            .ok()?;
-        client.publish(topic, call.into_bytes()).ok()?;
-        if !client.flush(Duration::from_secs(2)).await {
+        let hints = Hints::listen(url, &device.keys).ok()?;
+        hints.announce(&[device.engine.roll_call()]);
+        if !hints.flush(Duration::from_secs(2)).await {
             tracing::info!("the relay did not answer: no roll call");
             return None;
         }
         Some(RollCall {
-            _client: client,
-            answers,
+            hints,
             asked: Instant::now(),
         })
     }
@@ -500,11 +491,8 @@ impl RollCall {
         let deadline = self.asked + ROLL_CALL_WAIT;
         let mut heard = HashSet::new();
         while heard.len() < others {
-            let Ok(Some(delivery)) = timeout_at(deadline, self.answers.recv()).await else {
+            let Ok(Some(hint)) = timeout_at(deadline, self.hints.next()).await else {
                 break;
-            };
-            let Ok(hint) = device.keys.relay.open_hint(&delivery.topic, &delivery.data) else {
-                continue;
             };
             if hint.is_roll_call() || !heard.insert(hint.device) {
                 continue;

@@ -25,7 +25,7 @@ pub(super) fn registered_by(writer: DeviceId, ops: &[Op]) -> Result<Option<Devic
             if *device != writer {
                 return Err(Refusal::Forged(format!(
                     "it registers another device ({}): a device registers only itself",
-                    short(device)
+                    device.short()
                 )));
             }
             claimed = Some(*keys);
@@ -34,16 +34,12 @@ pub(super) fn registered_by(writer: DeviceId, ops: &[Op]) -> Result<Option<Devic
     Ok(claimed)
 }
 
-fn short(device: &DeviceId) -> String {
-    device.to_string()[..8].to_owned()
-}
-
 impl Engine {
     /// How the roster names `device` in messages: its registered name, else its short id.
     pub(super) fn who(&self, device: &DeviceId) -> String {
         match self.replica.state().device(device) {
             Some(entry) if !entry.name.is_empty() => entry.name.clone(),
-            _ => format!("device {}", short(device)),
+            _ => format!("device {}", device.short()),
         }
     }
 

@@ -359,7 +359,7 @@ impl Engine {
             && entry.keys != keys
         {
             return Err(SyncError::DeviceTaken {
-                device: device.to_string()[..8].to_owned(),
+                device: device.short(),
                 registered: entry.keys.fingerprint(),
             });
         }

@@ -242,7 +242,7 @@ async fn pick(
 /// something else is copied (on X11 and Wayland a clipboard lives in its owner's process), and
 /// returns once it is there.
 async fn serve_detached(device: &mut Device, id: &str) -> Result<(), Failure> {
-    let clip = super::clip::clipboard_clip(device, id).await?;
+    let clip = crate::clipboard::chosen(device, id).await?;
     let (flag, bytes) = match &clip {
         ferry_clipboard::Clip::Text(text) => (None, text.as_bytes()),
         ferry_clipboard::Clip::Png(png) => (Some("--png"), png.as_slice()),

@@ -5,13 +5,14 @@
 use std::time::Duration;
 
 use crate::cli::DataCommand;
-use crate::commands::pause::Pause;
-use crate::commands::{self, Changed};
+use crate::commands;
 use crate::config::Config;
-use crate::device::{self, Device};
+use crate::device::{self, Changed, Device};
 use crate::error::Failure;
 use crate::home::Home;
+use crate::ipc::{self, Format};
 use crate::output::Output;
+use crate::pause::Pause;
 
 use super::Matches;
 
@@ -31,7 +32,7 @@ impl Source {
     pub(super) async fn open(home: Home, config: Config) -> Result<Source, Failure> {
         let lock = match device::try_lock(&home)? {
             Some(lock) => lock,
-            None => match crate::agent::ipc::send(&home, &DataCommand::Status, true).await? {
+            None => match ipc::send(&home, &DataCommand::Status, Format::Json).await? {
                 Some(_) => return Ok(Source::Agent(home)),
                 // Another command holds the lock: wait for it.
                 None => device::lock(&home, Duration::from_secs(30))?,
@@ -54,20 +55,12 @@ impl Source {
     pub(super) async fn run(&mut self, command: DataCommand) -> Result<Vec<u8>, Failure> {
         let mut out = Output::new(true);
         match self {
-            Source::Agent(home) => {
-                let reply = crate::agent::ipc::send(home, &command, true)
-                    .await?
-                    .ok_or_else(|| Failure::new("the agent stopped while the picker was open"))?;
-                if reply.code != 0 {
-                    return Err(Failure {
-                        message: reply.error,
-                        code: reply.code,
-                    });
-                }
-                Ok(reply.stdout)
-            }
+            Source::Agent(home) => ipc::send(home, &command, Format::Json)
+                .await?
+                .ok_or_else(|| Failure::new("the agent stopped while the picker was open"))?
+                .result(),
             Source::Here(device) => {
-                if commands::execute(device, command, &mut out).await? == Changed::Yes {
+                if commands::execute(device, command, &mut out, None).await? == Changed::Yes {
                     commands::send_now(device, &mut out).await;
                 }
                 Ok(out.stdout)

@@ -2,7 +2,7 @@
 //! the user's alone, the socket mode 0600), or on Windows a named pipe. A pipe's default
 //! security lets other users open it for reading only, so they cannot send a command; its name
 //! carries 128 random bits and is written in the home, and the agent creates it as the first
-//! instance, so nobody can take the name ahead of it. [`super::ipc`] speaks the same protocol
+//! instance, so nobody can take the name ahead of it. [`super`] speaks the same protocol
 //! over both.
 
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -1,5 +1,6 @@
-//! The agent's socket: commands on the device's data run in the agent while it holds the
-//! database, and their output travels back.
+//! The agent's socket, both ends: commands on the device's data run in the agent while it holds
+//! the database, and their output travels back. The client half is here; the agent serves the
+//! socket (`agent::serve`) with the same types.
 //!
 //! ```text
 //! request:  one JSON line {"command": DataCommand, "json": bool}
@@ -8,20 +9,19 @@
 //! ```
 //!
 //! The socket sits in the Ferry home (mode 0700), so only the user reaches it; on Windows it
-//! is a named pipe (see [`super::socket`]).
+//! is a named pipe (see [`socket`]).
+
+pub(crate) mod socket;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use ferry_sync::transfer::Direction;
 use ferry_sync::{Progress, ProgressFn};
 
-use super::socket::{self, Listener};
 use crate::cli::DataCommand;
 use crate::error::Failure;
 use crate::home::Home;
@@ -31,12 +31,14 @@ use crate::home::Home;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Largest request line accepted.
-const MAX_REQUEST: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_REQUEST: u64 = 64 * 1024 * 1024;
 
+/// A command for the agent, as it travels.
 #[derive(Serialize, Deserialize)]
-struct Request {
-    command: DataCommand,
-    json: bool,
+pub(crate) struct Request {
+    pub(crate) command: DataCommand,
+    /// Whether the command's report is wanted as JSON.
+    pub(crate) json: bool,
 }
 
 /// What the agent answered.
@@ -64,29 +66,33 @@ impl Reply {
             stdout,
         }
     }
-}
 
-/// A command for the agent's loop, with where to send the answer.
-pub(crate) struct Job {
-    pub(crate) command: DataCommand,
-    pub(crate) json: bool,
-    pub(crate) reply: oneshot::Sender<Reply>,
-    /// How far an image or file moving for the command is.
-    pub(crate) progress: mpsc::UnboundedSender<Progress>,
-    /// Ends once the reply was written out (or could not be): an agent told to stop waits
-    /// for it, so that `ferry stop` hears back.
-    pub(crate) delivered: oneshot::Receiver<()>,
+    /// A reply that only says why the command did not run.
+    pub(crate) fn failed(failure: Failure) -> Reply {
+        Reply::new(Err(failure), Vec::new(), String::new())
+    }
+
+    /// The command's result: what it printed, or its failure.
+    pub(crate) fn result(self) -> Result<Vec<u8>, Failure> {
+        match self.code {
+            0 => Ok(self.stdout),
+            code => Err(Failure {
+                message: self.error,
+                code,
+            }),
+        }
+    }
 }
 
 /// A progress line, as it travels.
 #[derive(Serialize, Deserialize)]
-struct ProgressLine {
-    progress: Moved,
+pub(crate) struct ProgressLine {
+    pub(crate) progress: Moved,
 }
 
 /// [`Progress`] on the wire.
 #[derive(Serialize, Deserialize)]
-struct Moved {
+pub(crate) struct Moved {
     blob: ferry_protocol::BlobId,
     up: bool,
     done: u64,
@@ -119,20 +125,33 @@ impl From<Moved> for Progress {
     }
 }
 
+/// How a command's report is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Text,
+    Json,
+}
+
+impl Format {
+    pub(crate) fn of(json: bool) -> Format {
+        if json { Format::Json } else { Format::Text }
+    }
+}
+
 /// Sends `command` to the agent of `home`; `None` when no agent listens.
 pub(crate) async fn send(
     home: &Home,
     command: &DataCommand,
-    json: bool,
+    format: Format,
 ) -> Result<Option<Reply>, Failure> {
-    send_watching(home, command, json, None).await
+    send_watching(home, command, format, None).await
 }
 
 /// [`send`], telling `progress` how far the images or files moving for the command are.
 pub(crate) async fn send_watching(
     home: &Home,
     command: &DataCommand,
-    json: bool,
+    format: Format,
     progress: Option<ProgressFn>,
 ) -> Result<Option<Reply>, Failure> {
     let stream = match socket::connect(home).await {
@@ -159,7 +178,7 @@ pub(crate) async fn send_watching(
     let (read, mut write) = tokio::io::split(stream);
     let mut line = serde_json::to_vec(&Request {
         command: command.clone(),
-        json,
+        json: format == Format::Json,
     })
     .map_err(|e| failed(std::io::Error::other(e)))?;
     line.push(b'\n');
@@ -194,98 +213,4 @@ pub(crate) async fn send_watching(
     .map_err(failed)?;
     reply.stdout = stdout;
     Ok(Some(reply))
-}
-
-/// The first wait after a failed accept (out of file descriptors, say); it doubles up to
-/// [`ACCEPT_BACKOFF_MAX`] while accepting keeps failing.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// Accepts connections on `listener` and hands each command to the agent's loop through
-/// `jobs`, until the task running it is dropped (with the connections it serves).
-pub(crate) async fn accept(mut listener: Listener, jobs: mpsc::Sender<Job>) {
-    let mut connections = JoinSet::new();
-    let mut backoff = ACCEPT_BACKOFF;
-    loop {
-        while connections.try_join_next().is_some() {}
-        match listener.accept().await {
-            Ok(stream) => {
-                backoff = ACCEPT_BACKOFF;
-                let jobs = jobs.clone();
-                connections.spawn(async move {
-                    if let Err(error) = serve(stream, jobs).await {
-                        debug!(%error, "a command on the agent's socket failed");
-                    }
-                });
-            }
-            Err(error) => {
-                warn!(%error, retry_in = ?backoff, "the agent's socket could not accept");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-            }
-        }
-    }
-}
-
-async fn serve(stream: impl socket::Stream, jobs: mpsc::Sender<Job>) -> std::io::Result<()> {
-    // Dropped when this returns, reply written or not.
-    let (_delivered, delivered_rx) = oneshot::channel::<()>();
-    let (read, mut write) = tokio::io::split(stream);
-    let mut line = Vec::new();
-    BufReader::new(read)
-        .take(MAX_REQUEST)
-        .read_until(b'\n', &mut line)
-        .await?;
-    let reply = match serde_json::from_slice::<Request>(&line) {
-        Ok(request) => {
-            let (tx, mut rx) = oneshot::channel();
-            let (progress, mut moved) = mpsc::unbounded_channel();
-            let job = Job {
-                command: request.command,
-                json: request.json,
-                reply: tx,
-                progress,
-                delivered: delivered_rx,
-            };
-            if jobs.send(job).await.is_err() {
-                Reply::new(
-                    Err(Failure::new("the agent is stopping; try again")),
-                    Vec::new(),
-                    String::new(),
-                )
-            } else {
-                loop {
-                    tokio::select! {
-                        reply = &mut rx => break reply.unwrap_or_else(|_| {
-                            Reply::new(
-                                Err(Failure::new("the agent stopped before answering")),
-                                Vec::new(),
-                                String::new(),
-                            )
-                        }),
-                        Some(progress) = moved.recv() => {
-                            let mut line = serde_json::to_vec(&ProgressLine {
-                                progress: Moved::from(&progress),
-                            })
-                            .map_err(std::io::Error::other)?;
-                            line.push(b'\n');
-                            write.write_all(&line).await?;
-                        }
-                    }
-                }
-            }
-        }
-        Err(error) => Reply::new(
-            Err(Failure::usage(format!(
-                "the agent could not read the command ({error}): use the same Ferry version for both"
-            ))),
-            Vec::new(),
-            String::new(),
-        ),
-    };
-    let mut header = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
-    header.push(b'\n');
-    write.write_all(&header).await?;
-    write.write_all(&reply.stdout).await?;
-    write.shutdown().await
 }

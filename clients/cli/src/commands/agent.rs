@@ -1,0 +1,71 @@
+//! `ferry agent`: on the first run with no configuration, sets this device up on the embedded
+//! default (a repository in a folder in the home); then hands the device to the agent's loop
+//! ([`crate::agent`]) with the data commands it runs for `ferry` over its socket.
+
+use std::time::Duration;
+
+use ferry_store::url::StoreUrl;
+
+use super::setup::{self, KeySource, Setup, ShowCode};
+use crate::agent::{self, RETRY};
+use crate::cli::DataCommand;
+use crate::config::Config;
+use crate::device::{self, Device};
+use crate::error::Failure;
+use crate::home::Home;
+use crate::ipc::{self, Format};
+use crate::output::Output;
+
+/// Runs the agent until it is told to stop.
+pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
+    if ipc::send(&home, &DataCommand::Status, Format::Json)
+        .await?
+        .is_some()
+    {
+        return Err(Failure::new(format!(
+            "an agent is already running for {}; stop it first (`ferry service status`)",
+            home.data.display()
+        )));
+    }
+    let config = match config.settings.store.as_deref() {
+        Some(_) => config,
+        None => first_run(&home, config).await?,
+    };
+    let lock = device::lock(&home, Duration::from_secs(30))?;
+    let device = Device::open(home, config, lock, RETRY).await?;
+    agent::run(device, super::execute_in_agent).await
+}
+
+/// With no configuration: a repository in the embedded default folder, then run.
+async fn first_run(home: &Home, config: Config) -> Result<Config, Failure> {
+    let folder = home.default_store();
+    println!(
+        "No Ferry configuration was found: setting this device up on a repository in {}.",
+        folder.display()
+    );
+    let setup = Setup {
+        store: StoreUrl::Folder(folder).to_string(),
+        relay: config.settings.relay.as_deref().map(str::to_owned),
+        name: None,
+        key: KeySource::New,
+        // Run as a service, standard output goes to the journal, which must not keep the code.
+        code: if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            ShowCode::Print
+        } else {
+            ShowCode::Withhold
+        },
+        paired: None,
+    };
+    let mut out = Output::new(false);
+    let done = setup::setup(home.clone(), config, setup, &mut out).await;
+    if let Ok(done) = &done {
+        out.report(done);
+        out.raw(
+            b"\nTo use a bucket or WebDAV server instead, stop the agent and run \
+              `ferry init --store URL`.\n\n",
+        );
+    }
+    out.emit()?;
+    done?;
+    Config::load(None, &home.config, &[])
+}

@@ -1,0 +1,114 @@
+//! `ferry join` with a code: receives the settings from the device that shows it.
+
+use std::io::IsTerminal;
+
+use ferry_protocol::pairing::{AbortReason, Message, Outcome, PairingCode, Reply, Role};
+use ferry_protocol::{DeviceId, Identity, SyncKey};
+use tokio::time::Instant;
+use tracing::info;
+
+use super::channel::{Channel, EXCHANGE, Paths};
+use super::printable;
+use crate::cli::JoinArgs;
+use crate::commands::setup::{self, KeySource, Paired, SetUp, Setup, ShowCode};
+use crate::config::Config;
+use crate::error::Failure;
+use crate::home::Home;
+use crate::output::Output;
+use crate::prompt;
+
+/// `ferry join` with a code: receives the settings from the device that shows it.
+pub(crate) async fn join(
+    home: Home,
+    config: Config,
+    args: JoinArgs,
+    out: &mut Output,
+) -> Result<(), Failure> {
+    setup::not_set_up(&config)?;
+    let typed = match &args.code {
+        Some(code) => zeroize::Zeroizing::new(code.clone()),
+        None => prompt::line("Pairing code: ", "the pairing code")?,
+    };
+    let (code, relay_in_code) =
+        PairingCode::parse(&typed).map_err(|e| Failure::usage(e.to_string()))?;
+    let paths = Paths::choose(args.relay.as_deref(), relay_in_code, &config)?;
+    let started = Instant::now();
+    let identity = Identity::generate()?;
+    let device_id = DeviceId::generate()?;
+    let name = args
+        .name
+        .clone()
+        .or_else(|| config.settings.device_name.clone())
+        .unwrap_or_else(setup::default_name);
+
+    let mut channel = Channel::open(&paths, &code, Role::Join).await?;
+    if std::io::stderr().is_terminal() && !out.json {
+        eprintln!("Waiting for the device that shows the code…");
+    }
+    let mut deadline = started + args.wait;
+    let bundle = loop {
+        let Some(progress) = channel.next_unless_cancelled(deadline).await? else {
+            channel.abort(AbortReason::Cancelled).await;
+            return Err(Failure::new(if channel.session.answered() {
+                "the other device stopped answering; run `ferry pair` there again".to_owned()
+            } else {
+                format!(
+                    "no device answered the code within {} ({}): it may have expired or been \
+                     used already, or the other device is elsewhere (another relay, another \
+                     network); run `ferry pair` there again",
+                    humantime::format_duration(args.wait),
+                    paths.described(),
+                )
+            }));
+        };
+        if progress.confirmed {
+            deadline = Instant::now() + EXCHANGE;
+            channel.send(&Message::Reply(Reply {
+                device: device_id,
+                name: name.clone(),
+                keys: identity.public(),
+            }))?;
+        }
+        if let Some(Message::Bundle(bundle)) = progress.message {
+            break bundle;
+        }
+    };
+    let round_trips = channel.bursts;
+
+    let setup = Setup {
+        store: bundle.store.clone(),
+        relay: bundle.relay.clone().or(paths.relay.clone()),
+        name: Some(name),
+        key: KeySource::Paired(SyncKey::from_bytes(bundle.sync_key)),
+        code: ShowCode::Print,
+        paired: Some(Paired {
+            credentials: bundle.credentials.clone(),
+            identity,
+            device: device_id,
+            by: printable(&bundle.name),
+        }),
+    };
+    let installed = setup::install(home, config, setup, out).await;
+    let outcome = match &installed {
+        Ok(_) => Outcome {
+            joined: true,
+            detail: String::new(),
+        },
+        Err(failure) => Outcome {
+            joined: false,
+            detail: failure.message.clone(),
+        },
+    };
+    // The outcome goes out whatever happened; the first sync needs no answer.
+    let told = channel.send(&Message::Outcome(outcome));
+    let (device, done) = installed?;
+    told?;
+    info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        round_trips, "paired: key installed and repository opened"
+    );
+    channel.flush().await;
+    let done: SetUp = setup::first_sync(device, done, out).await?;
+    out.report(&done);
+    Ok(())
+}

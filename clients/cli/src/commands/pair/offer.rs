@@ -1,0 +1,227 @@
+//! `ferry pair`: shows a code, attests the device that types it, and sends it what it needs.
+
+use std::io::IsTerminal;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ferry_protocol::DeviceId;
+use ferry_protocol::pairing::{AbortReason, Bundle, Message, PairingCode, Reply, Role};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::channel::{Channel, EXCHANGE, Paths};
+use super::printable;
+use crate::cli::{DataCommand, DevicesAction, PairArgs};
+use crate::commands::devices::{self, Vouched};
+use crate::config::Config;
+use crate::device::{self, Device};
+use crate::error::Failure;
+use crate::home::Home;
+use crate::ipc::{self, Format};
+use crate::output::{Events, Output, as_text};
+
+/// What `ferry pair` says as it goes.
+#[derive(Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Event<'a> {
+    Code {
+        code: String,
+        uri: &'a str,
+        expires_at: u64,
+    },
+    Answered,
+    Joined {
+        #[serde(with = "as_text")]
+        device_id: DeviceId,
+        name: &'a str,
+    },
+    Failed {
+        reason: &'a str,
+    },
+}
+
+/// `ferry pair`: shows a code, and sends what the device that types it needs.
+pub(crate) async fn offer(
+    home: Home,
+    config: Config,
+    args: PairArgs,
+    json: bool,
+) -> Result<(), Failure> {
+    let events = Events::new(json);
+    let result = run_offer(&home, &config, &args, &events).await;
+    if let Err(failure) = &result {
+        events.say(
+            &Event::Failed {
+                reason: &failure.message,
+            },
+            "",
+        );
+    }
+    result
+}
+
+async fn run_offer(
+    home: &Home,
+    config: &Config,
+    args: &PairArgs,
+    events: &Events,
+) -> Result<(), Failure> {
+    let Some(store) = config.settings.store.clone() else {
+        return Err(Failure::new(format!(
+            "this device is not set up (no store in {}): pair from a device that is, or create \
+             a repository here with `ferry init --store URL`",
+            config.user_file.display()
+        )));
+    };
+    let paths = Paths::choose(args.relay.as_deref(), None, config)?;
+    let url = device::parse_store(&store)?;
+    let secrets = device::secrets(home, config);
+    let key = device::sync_key(&secrets)?;
+    let credentials = device::credentials_for(&url, config, &secrets)?;
+
+    let code = PairingCode::generate()?;
+    let mut channel = Channel::open(&paths, &code, Role::Offer).await?;
+    let uri = code.uri(paths.relay.as_deref());
+    let expires_at = SystemTime::now() + args.expires;
+    events.say(
+        &Event::Code {
+            code: code.to_string(),
+            uri: &uri,
+            expires_at: expires_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        },
+        format_args!(
+            "Pairing code: {code}     (expires in {}; one try)\n{}\
+             On the new device run `ferry join` and type the code (four letters of each word \
+             are enough).\nWaiting for the other device {}…\n",
+            humantime::format_duration(Duration::from_secs(args.expires.as_secs())),
+            qr(&uri, args.no_qr || events.json()),
+            paths.described(),
+        ),
+    );
+
+    let mut deadline = Instant::now() + args.expires;
+    let mut joining: Option<Reply> = None;
+    loop {
+        let Some(progress) = channel.next_unless_cancelled(deadline).await? else {
+            return Err(match &joining {
+                None => {
+                    channel.abort(AbortReason::Expired).await;
+                    Failure::new("the code expired: run `ferry pair` again for a new one")
+                }
+                Some(reply) => Failure::new(format!(
+                    "{} received the settings but did not say whether it joined; see `ferry \
+                     devices` there",
+                    reply.name
+                )),
+            });
+        };
+        if progress.confirmed {
+            // The code is right: the exchange may outlive the code's time.
+            deadline = deadline.max(Instant::now() + EXCHANGE);
+            events.say(&Event::Answered, "The other device has the code…\n");
+        }
+        match progress.message {
+            Some(Message::Reply(mut reply)) => {
+                reply.name = printable(&reply.name);
+                let by = match vouch(home, config, &reply).await {
+                    Ok(by) => by,
+                    Err(failure) => {
+                        // Tell the other device rather than leave it waiting.
+                        channel.abort(AbortReason::Failed).await;
+                        return Err(failure);
+                    }
+                };
+                let bundle = Bundle {
+                    sync_key: *key.expose_bytes(),
+                    store: store.clone(),
+                    credentials: credentials.clone(),
+                    relay: config.settings.relay.clone().or(paths.relay.clone()),
+                    device: by.device_id,
+                    name: by.name,
+                };
+                channel.send(&Message::Bundle(bundle))?;
+                joining = Some(reply);
+            }
+            Some(Message::Outcome(outcome)) => {
+                let Some(reply) = joining else {
+                    return Err(Failure::new(
+                        "the other device answered before it was sent anything; run `ferry \
+                         pair` again",
+                    ));
+                };
+                if !outcome.joined {
+                    return Err(Failure::new(format!(
+                        "{} received the settings but could not use them: {}",
+                        reply.name, outcome.detail
+                    )));
+                }
+                events.say(
+                    &Event::Joined {
+                        device_id: reply.device,
+                        name: &reply.name,
+                    },
+                    format_args!(
+                        "{} joined (device {}…). It can now see your history.\n",
+                        reply.name,
+                        reply.device.short()
+                    ),
+                );
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Attests the joining device: on this device opened here, or in the agent when one holds it.
+async fn vouch(home: &Home, config: &Config, reply: &Reply) -> Result<Vouched, Failure> {
+    let lock = match device::try_lock(home)? {
+        Some(lock) => lock,
+        None => {
+            let command = DataCommand::Devices {
+                action: Some(DevicesAction::Vouch {
+                    device: reply.device.to_string(),
+                    name: reply.name.clone(),
+                    keys: reply.keys.to_hex(),
+                }),
+            };
+            match ipc::send(home, &command, Format::Json).await? {
+                Some(answer) => {
+                    eprint!("{}", answer.stderr);
+                    let stdout = answer.result()?;
+                    return serde_json::from_slice(&stdout).map_err(|e| {
+                        Failure::new(format!("the agent answered the attestation oddly: {e}"))
+                    });
+                }
+                // Another command holds the lock: wait for it.
+                None => device::lock(home, Duration::from_secs(30))?,
+            }
+        }
+    };
+    let mut device = Device::open(home.clone(), config.clone(), lock, device::INTERACTIVE).await?;
+    let vouched = devices::vouch(&mut device, reply.device, reply.keys, &reply.name)?;
+    let mut out = Output::new(false);
+    crate::commands::send_now(&mut device, &mut out).await;
+    eprint!("{}", out.stderr);
+    Ok(vouched)
+}
+
+/// The QR code of `uri` for a terminal, or nothing.
+fn qr(uri: &str, off: bool) -> String {
+    if off || std::env::var("FERRY_QR").is_ok_and(|v| v == "0") || !std::io::stdout().is_terminal()
+    {
+        return String::new();
+    }
+    match qrcode::QrCode::new(uri.as_bytes()) {
+        Ok(code) => {
+            let drawn = code
+                .render::<qrcode::render::unicode::Dense1x2>()
+                .dark_color(qrcode::render::unicode::Dense1x2::Light)
+                .light_color(qrcode::render::unicode::Dense1x2::Dark)
+                .build();
+            format!("{drawn}\n")
+        }
+        Err(_) => String::new(),
+    }
+}

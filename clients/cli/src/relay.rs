@@ -1,0 +1,260 @@
+//! This device on its relay: a connection on a few topics ([`Topics`]), and the hints sealed
+//! and opened on them ([`Hints`]), in one place for all who use them.
+//!
+//! ```text
+//! agent          Hints::listen ─ announce after each upload, roll call at start,
+//!                                next() → fetch what a hint names, rotate() daily
+//! a command      Hints::speak  ─ announce what it uploaded, flush, gone
+//! first sync     Hints::listen ─ roll call, then next() until the others answered
+//! pairing        Topics        ─ the pairing session's frames on the code's topic
+//! ```
+//!
+//! Hints go on the topic of the time now; a device listens on the topics around it (see
+//! `ferry_protocol::relay`), so that two clocks a little apart still meet.
+
+use std::time::Duration;
+
+use ferry_protocol::{Keys, RelayHint, TopicId};
+use ferry_relay_client::{ClientConfig, ClientError, Delivery, RelayClient, State, Status};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::error::Failure;
+
+/// Seconds of Unix time now, the clock relay topics rotate by.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A relay connection and the topics heard on it.
+pub(crate) struct Topics {
+    url: String,
+    client: RelayClient,
+    deliveries: mpsc::Receiver<Delivery>,
+    heard: Vec<TopicId>,
+}
+
+impl Topics {
+    /// Connects (in the background) as `config` says, hearing nothing yet. The error says
+    /// what is wrong with the URL.
+    pub(crate) fn start(config: ClientConfig) -> Result<Topics, ClientError> {
+        let url = config.url.clone();
+        let (client, deliveries) = RelayClient::start(config)?;
+        Ok(Topics {
+            url,
+            client,
+            deliveries,
+            heard: Vec::new(),
+        })
+    }
+
+    /// The relay's URL, as configured.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Hears `topic` too. Subscribing goes before any publish on the one connection, so an
+    /// answer to what is published next is not missed.
+    pub(crate) fn hear(&mut self, topic: TopicId) -> Result<(), Failure> {
+        self.client
+            .subscribe(topic)
+            .map_err(|e| Failure::new(format!("the relay client stopped: {e}")))?;
+        self.heard.push(topic);
+        Ok(())
+    }
+
+    /// Stops hearing `topic`.
+    fn leave(&mut self, topic: TopicId) -> Result<(), Failure> {
+        self.client
+            .unsubscribe(topic)
+            .map_err(|e| Failure::new(format!("the relay client stopped: {e}")))?;
+        self.heard.retain(|t| *t != topic);
+        Ok(())
+    }
+
+    /// Publishes `data` on `topic` (held for the next connection while there is none).
+    pub(crate) fn publish(&self, topic: TopicId, data: Vec<u8>) -> Result<(), Failure> {
+        self.client
+            .publish(topic, data)
+            .map_err(|e| Failure::new(format!("the relay did not take a message: {e}")))
+    }
+
+    /// Waits, at most `within`, for what was published to go out; true when it did.
+    pub(crate) async fn flush(&self, within: Duration) -> bool {
+        self.client.flush(within).await
+    }
+
+    /// The next message on a topic heard; `None` once the client stopped.
+    pub(crate) async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            let delivery = self.deliveries.recv().await?;
+            if self.heard.contains(&delivery.topic) {
+                return Some(delivery);
+            }
+        }
+    }
+
+    /// Waits, at most `within`, for the relay to take the connection; else says why it did not.
+    pub(crate) async fn connected(&self, within: Duration) -> Result<(), String> {
+        let mut status = self.client.watch();
+        match tokio::time::timeout(within, status.wait_for(|s| s.state == State::Connected)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(self.unreachable_because()),
+        }
+    }
+
+    /// Whether the relay holds the connection now.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.client.status().state == State::Connected
+    }
+
+    /// Why the relay cannot be reached, as the client last heard.
+    pub(crate) fn unreachable_because(&self) -> String {
+        self.client
+            .status()
+            .last_error
+            .unwrap_or_else(|| "no answer".into())
+    }
+
+    /// Every change of the connection's state.
+    pub(crate) fn watch(&self) -> watch::Receiver<Status> {
+        self.client.watch()
+    }
+}
+
+/// This device's hints on its relay: sealed with the repository's relay key on the topic of
+/// the time now, and opened as they arrive on the topics around it.
+pub(crate) struct Hints {
+    topics: Topics,
+    keys: Keys,
+    /// Whether it listens (and so follows the topics as they rotate).
+    listening: bool,
+    /// When the topics to listen on change next.
+    topics_change: Instant,
+}
+
+impl Hints {
+    /// Connects to the relay at `url` to announce only, as a command that uploaded does.
+    pub(crate) fn speak(url: &str, keys: &Keys) -> Result<Hints, Failure> {
+        Hints::start(ClientConfig::new(url), keys, false)
+    }
+
+    /// Connects to the relay at `url` and listens on the topics of the time now.
+    pub(crate) fn listen(url: &str, keys: &Keys) -> Result<Hints, Failure> {
+        Hints::start(ClientConfig::new(url), keys, true)
+    }
+
+    fn start(config: ClientConfig, keys: &Keys, listening: bool) -> Result<Hints, Failure> {
+        let mut topics = Topics::start(config).map_err(|e| Failure::new(e.to_string()))?;
+        if listening {
+            for topic in keys.relay.listen_topics(unix_now()) {
+                topics.hear(topic)?;
+            }
+        }
+        Ok(Hints {
+            topics,
+            keys: keys.clone(),
+            listening,
+            topics_change: next_topic_change(),
+        })
+    }
+
+    /// Tells the other devices of `hints`, sealed, on the topic of the time now. Where one
+    /// cannot go, the devices see it at their next poll; that is logged, not failed.
+    pub(crate) fn announce(&self, hints: &[RelayHint]) {
+        let topic = self.keys.relay.publish_topic(unix_now());
+        for hint in hints {
+            let sent = match self.keys.relay.seal_hint(&topic, hint) {
+                Ok(sealed) => self.topics.publish(topic, sealed.into_bytes()),
+                Err(error) => Err(Failure::new(format!("a hint could not be sealed: {error}"))),
+            };
+            if let Err(failure) = sent {
+                warn!(error = %failure.message, "a hint was not published");
+            }
+        }
+    }
+
+    /// Waits, at most `within`, for what was announced to go out; true when it did.
+    pub(crate) async fn flush(&self, within: Duration) -> bool {
+        self.topics.flush(within).await
+    }
+
+    /// The next hint that opens with this repository's key (others are logged and skipped);
+    /// `None` once the client stopped.
+    pub(crate) async fn next(&mut self) -> Option<RelayHint> {
+        loop {
+            let delivery = self.topics.next().await?;
+            match self.keys.relay.open_hint(&delivery.topic, &delivery.data) {
+                Ok(hint) => return Some(hint),
+                Err(error) => {
+                    warn!(%error, "ignored a relay message that does not open with this key")
+                }
+            }
+        }
+    }
+
+    /// When the topics to listen on change next: call [`rotate`](Self::rotate) then.
+    pub(crate) fn topics_change(&self) -> Instant {
+        self.topics_change
+    }
+
+    /// Listens on the topics of the time now: hears the new ones, leaves the old ones. A
+    /// request the relay client could not take is tried again at the next rotation.
+    pub(crate) fn rotate(&mut self) {
+        self.topics_change = next_topic_change();
+        if !self.listening {
+            return;
+        }
+        let wanted = self.keys.relay.listen_topics(unix_now());
+        let new: Vec<TopicId> = (wanted.iter())
+            .filter(|t| !self.topics.heard.contains(t))
+            .copied()
+            .collect();
+        for topic in new {
+            if let Err(failure) = self.topics.hear(topic) {
+                warn!(error = %failure.message, "could not subscribe to the relay's new topic");
+            }
+        }
+        let old: Vec<TopicId> = (self.topics.heard.iter())
+            .filter(|t| !wanted.contains(t))
+            .copied()
+            .collect();
+        for topic in old {
+            if let Err(failure) = self.topics.leave(topic) {
+                warn!(error = %failure.message, "could not leave the relay's old topic");
+            }
+        }
+        debug!("relay: topics rotated");
+    }
+
+    /// Every change of the connection's state.
+    pub(crate) fn watch(&self) -> watch::Receiver<Status> {
+        self.topics.watch()
+    }
+}
+
+/// When the topics to listen on change next, on the clock of this process.
+fn next_topic_change() -> Instant {
+    let now = unix_now();
+    let next = ferry_protocol::relay::next_topic_change(now);
+    Instant::now() + Duration::from_secs(next.saturating_sub(now))
+}
+
+/// Tells the devices on the relay at `relay` (when one is set) of the newest of `hints` (it
+/// covers the ones before it), so their agents fetch now rather than at their next poll; for a
+/// command that uploaded and then exits.
+pub(crate) async fn announce_once(relay: Option<&str>, keys: &Keys, hints: &[RelayHint]) {
+    let (Some(url), Some(hint)) = (relay, hints.last()) else {
+        return;
+    };
+    let Ok(speaker) = Hints::speak(url, keys) else {
+        return;
+    };
+    speaker.announce(std::slice::from_ref(hint));
+    if !speaker.flush(Duration::from_secs(2)).await {
+        tracing::info!("the relay did not answer: other devices see this at their next poll");
+    }
+}
