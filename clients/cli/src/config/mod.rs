@@ -14,6 +14,7 @@
 //! Secrets are never settings.
 
 mod settings;
+mod values;
 
 use std::collections::BTreeMap;
 use std::fmt;

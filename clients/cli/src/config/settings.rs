@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytesize::ByteSize;
 use ferry_core::{ContentKind, DataKind, Retention, Scope, Strategy};
 use ferry_store::RetryPolicy;
 use ferry_sync::{Direction, EngineConfig, Filters, Throttle};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+
+use super::values::{boolean, count, list, poll_interval, rate, size, text, word, words};
 
 /// Where secrets live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -98,7 +99,7 @@ impl Settings {
 }
 
 /// What a value must be, when it is not: said after "`key` must be …".
-type Expected = String;
+pub(super) type Expected = String;
 
 /// One known setting.
 pub(crate) struct Key {
@@ -119,9 +120,9 @@ impl Key {
 }
 
 /// The shortest poll interval: ten listings a second.
-const MIN_POLL: Duration = Duration::from_millis(100);
+pub(super) const MIN_POLL: Duration = Duration::from_millis(100);
 /// The longest: once a day.
-const MAX_POLL: Duration = Duration::from_secs(24 * 3600);
+pub(super) const MAX_POLL: Duration = Duration::from_secs(24 * 3600);
 
 /// The shortest wait before saying the storage keeps failing.
 const MIN_NOTIFY_AFTER: Duration = Duration::from_secs(1);
@@ -410,85 +411,6 @@ pub(crate) const KEYS: &[Key] = &[
         },
     },
 ];
-
-/// A text value; empty is none.
-fn text(value: &str) -> Option<String> {
-    Some(value.to_owned()).filter(|value| !value.is_empty())
-}
-
-fn boolean(value: &str) -> Result<bool, Expected> {
-    match value {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err("true or false".into()),
-    }
-}
-
-fn count(value: &str) -> Result<u64, Expected> {
-    value.parse().map_err(|_| "a whole number".into())
-}
-
-/// The largest size a setting takes: beyond it, a typo is likelier than intent (and the parser
-/// reads through a float, which saturates instead of failing).
-const MAX_SIZE: u64 = 1 << 40;
-
-fn size(value: &str) -> Result<u64, Expected> {
-    value
-        .parse::<ByteSize>()
-        .ok()
-        .map(|size| size.as_u64())
-        .filter(|&size| size <= MAX_SIZE)
-        .ok_or_else(|| "a size up to 1TiB, like 512KiB or 16MiB".into())
-}
-
-/// The slowest limit: below it, a 16 MiB image would take longer than a day.
-const MIN_RATE: u64 = 1024;
-
-/// A byte rate, like `512KiB/s` or `2MiB/s` (`/s` may be left out); `0` is no limit.
-fn rate(value: &str) -> Result<Option<u64>, Expected> {
-    let expected = || "0 or a rate from 1KiB/s to 1TiB/s, like 512KiB/s or 2MiB/s".to_owned();
-    let amount = value.trim().strip_suffix("/s").unwrap_or(value.trim());
-    match size(amount) {
-        Ok(0) => Ok(None),
-        Ok(bytes) if bytes >= MIN_RATE => Ok(Some(bytes)),
-        _ => Err(expected()),
-    }
-}
-
-fn poll_interval(value: &str) -> Result<Duration, Expected> {
-    humantime::parse_duration(value)
-        .ok()
-        .filter(|interval| (MIN_POLL..=MAX_POLL).contains(interval))
-        .ok_or_else(|| "a duration from 100ms to 24h, like 500ms, 30s or 5m".into())
-}
-
-/// One of an enum's words.
-fn word<T: std::str::FromStr<Err = ferry_core::UnknownWord>>(value: &str) -> Result<T, Expected> {
-    value
-        .parse()
-        .map_err(|e: ferry_core::UnknownWord| format!("one of {}", e.expected.join(", ")))
-}
-
-/// A list of an enum's words.
-fn words<T: std::str::FromStr<Err = ferry_core::UnknownWord>>(
-    value: &str,
-) -> Result<Vec<T>, Expected> {
-    list(value)
-        .map(|item| {
-            item.parse().map_err(|e: ferry_core::UnknownWord| {
-                format!("a list of {}", e.expected.join(", "))
-            })
-        })
-        .collect()
-}
-
-/// Items of a list setting: one a line (from a TOML array), else separated by commas.
-fn list(text: &str) -> impl Iterator<Item = &str> {
-    let separator = if text.contains('\n') { '\n' } else { ',' };
-    text.split(separator)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
 
 #[cfg(test)]
 mod tests {

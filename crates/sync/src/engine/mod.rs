@@ -14,7 +14,8 @@
 //!
 //! Fetch: LIST `head/` (the names carry tag and seq: nothing else is read for an idle poll),
 //! then for each other device whose head is past its cursor, GET the missing segments in order
-//! and apply each in one transaction. An object that does not open or decode, or that its device
+//! and apply each in one transaction (`fetch` plans and follows each device, `segment` takes
+//! one segment in). An object that does not open or decode, or that its device
 //! did not sign (checked against the device roster: `authors`), is quarantined; that device's
 //! stream waits, the others go on.
 
@@ -51,6 +52,7 @@ mod nearby;
 pub(crate) mod plan;
 mod quarantine;
 mod repair;
+mod segment;
 mod snapshot;
 mod upload;
 

@@ -8,9 +8,7 @@
 //! PROPFIND with depth 1, folder by folder below the prefix, sorted and paged here, because
 //! servers neither sort nor page.
 //!
-//! The login is negotiated: the first request goes without credentials, and the server's
-//! `WWW-Authenticate` challenge chooses Digest (preferred: the password never crosses the wire)
-//! or Basic; a Digest server's fresh nonce (a stale one, or a restart) is taken up the same way.
+//! The login is negotiated as the server asks (`login`).
 //! Requests are made here with `reqwest`; `reqwest_dav` is used only to read PROPFIND answers.
 
 use std::collections::HashSet;
@@ -20,7 +18,6 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use digest_auth::{AuthContext, HttpMethod, WwwAuthenticateHeader};
 use reqwest_dav::list_cmd::ListMultiStatus;
 use reqwest_dav::re_exports::reqwest::{self, Method, Response, StatusCode, Url, header};
 use reqwest_dav::re_exports::serde_xml_rs;
@@ -31,49 +28,12 @@ use crate::url::WebDavLocation;
 use crate::url::percent_decode;
 use crate::{ListPage, ObjectMeta, Store, StoreError, page};
 
+mod login;
+
+pub use login::WebDavCredentials;
+use login::{CHALLENGES, Login};
+
 const BACKEND: &str = "the WebDAV server";
-
-/// A user and password for the server. Whether they go as Digest or Basic is the server's
-/// choice, read from its challenge.
-#[derive(Clone)]
-pub struct WebDavCredentials {
-    /// The user name.
-    pub user: String,
-    /// The password (or app password).
-    pub password: String,
-}
-
-/// The most challenges one request answers: the first (how to log in) and a fresh nonce.
-const CHALLENGES: usize = 2;
-
-/// How one request was authenticated: what a 401 to it is judged against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Sent {
-    /// Without credentials.
-    Unasked,
-    /// With Basic.
-    Basic,
-    /// With a Digest answer to this nonce.
-    Digest(String),
-}
-
-/// How requests are authenticated, as learned from the server's challenges.
-enum Scheme {
-    /// Nothing learned yet: requests go without credentials until the server asks for them.
-    Unasked,
-    /// The server asked for Basic.
-    Basic,
-    /// The server asked for Digest with this challenge (nonce, realm, qop…).
-    Digest(Box<WwwAuthenticateHeader>),
-}
-
-impl fmt::Debug for WebDavCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebDavCredentials")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
-    }
-}
 
 /// A store in a WebDAV collection.
 pub struct WebDavStore {
@@ -83,8 +43,7 @@ pub struct WebDavStore {
     url: String,
     /// The URL path of the collection, ending in `/`, as it appears in PROPFIND hrefs.
     root_path: String,
-    login: Option<WebDavCredentials>,
-    scheme: Mutex<Scheme>,
+    login: Login,
     /// Folders known to exist.
     folders: Mutex<HashSet<String>>,
     /// The login, as a refusal names it.
@@ -130,8 +89,7 @@ impl WebDavStore {
             root_path: root.path().to_owned(),
             root,
             url: location.url.clone(),
-            login: credentials,
-            scheme: Mutex::new(Scheme::Unasked),
+            login: Login::new(credentials),
             folders: Mutex::new(HashSet::new()),
             credentials: named,
         })
@@ -140,7 +98,7 @@ impl WebDavStore {
     /// Says where the password came from ("saved for this device", "from
     /// FERRY_WEBDAV_PASSWORD"), so that a refusal names the place to fix it.
     pub fn with_credentials_origin(mut self, origin: &str) -> Self {
-        if self.login.is_some() {
+        if self.login.given() {
             self.credentials = format!("{} ({origin})", self.credentials);
         }
         self
@@ -180,103 +138,17 @@ impl WebDavStore {
                     .header(header::CONTENT_LENGTH, body.len())
                     .body(body.clone());
             }
-            let (request, sent) = self.authorize(request, &method, &url)?;
+            let (request, sent) = self.login.authorize(request, &method, &url)?;
             let response = request.send().await.map_err(request_error)?;
             if response.status() == StatusCode::UNAUTHORIZED
                 && challenges < CHALLENGES
-                && self.learn(&response, &sent)
+                && self.login.learn(&response, &sent)
             {
                 challenges += 1;
                 continue;
             }
             return Ok(response);
         }
-    }
-
-    /// Adds the login the server asked for, if it asked; says which.
-    fn authorize(
-        &self,
-        request: reqwest::RequestBuilder,
-        method: &Method,
-        url: &Url,
-    ) -> Result<(reqwest::RequestBuilder, Sent), StoreError> {
-        let Some(login) = &self.login else {
-            return Ok((request, Sent::Unasked));
-        };
-        let mut scheme = self
-            .scheme
-            .lock()
-            .map_err(|_| StoreError::Misconfigured("the WebDAV login state is broken".into()))?;
-        Ok(match &mut *scheme {
-            Scheme::Unasked => (request, Sent::Unasked),
-            Scheme::Basic => (
-                request.basic_auth(&login.user, Some(&login.password)),
-                Sent::Basic,
-            ),
-            Scheme::Digest(challenge) => {
-                let mut uri = url.path().to_owned();
-                if let Some(query) = url.query() {
-                    uri = format!("{uri}?{query}");
-                }
-                let mut context = AuthContext::new(&login.user, &login.password, uri);
-                context.method = HttpMethod::from(method.as_str().to_owned());
-                let answer = challenge.respond(&context).map_err(|e| {
-                    StoreError::Misconfigured(format!(
-                        "{BACKEND}'s Digest challenge cannot be answered: {e}"
-                    ))
-                })?;
-                (
-                    request.header(header::AUTHORIZATION, answer.to_header_string()),
-                    Sent::Digest(challenge.nonce.clone()),
-                )
-            }
-        })
-    }
-
-    /// Reads the challenges of a 401 to a request authenticated as `sent`. True when sending it
-    /// again would authenticate otherwise (another scheme, or a fresh Digest nonce), so it can
-    /// succeed. Judged against the request, not against what is known now: requests run
-    /// concurrently, and another may have learned the fresh nonce first.
-    fn learn(&self, response: &Response, sent: &Sent) -> bool {
-        if self.login.is_none() {
-            return false;
-        }
-        let challenges: Vec<&str> = response
-            .headers()
-            .get_all(header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let starts = |text: &str, scheme: &str| {
-            text.trim_start()
-                .get(..scheme.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
-        };
-        let Ok(mut scheme) = self.scheme.lock() else {
-            return false;
-        };
-        if let Some(digest) = challenges.iter().find(|c| starts(c, "Digest")) {
-            return match digest_auth::parse(digest) {
-                Ok(challenge) => {
-                    let fresh = *sent != Sent::Digest(challenge.nonce.clone());
-                    let known =
-                        matches!(&*scheme, Scheme::Digest(known) if known.nonce == challenge.nonce);
-                    if !known {
-                        *scheme = Scheme::Digest(Box::new(challenge));
-                    }
-                    fresh
-                }
-                Err(_) => false,
-            };
-        }
-        // Basic only where it is asked for by name (or the server names no scheme at all): the
-        // password is not sent to a server that asked for something else.
-        let basic = challenges.is_empty() || challenges.iter().any(|c| starts(c, "Basic"));
-        if !basic || *sent == Sent::Basic {
-            return false;
-        }
-        *scheme = Scheme::Basic;
-        true
     }
 
     /// PROPFIND of `url` at `depth` ("0": the resource itself, "1": and its members).

@@ -20,6 +20,11 @@ use url::Url;
 
 use crate::StoreError;
 
+mod provider;
+
+use provider::Preset;
+pub use provider::Provider;
+
 /// Where a repository is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
@@ -57,137 +62,6 @@ pub struct WebDavLocation {
     /// The user name, if the URL names one.
     pub user: Option<String>,
 }
-
-/// S3-compatible providers with a preset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Provider {
-    /// Amazon S3.
-    Aws,
-    /// Backblaze B2.
-    Backblaze,
-    /// Cloudflare R2.
-    Cloudflare,
-    /// Wasabi.
-    Wasabi,
-    /// MinIO (self-hosted: give the endpoint).
-    Minio,
-    /// Storj (S3 gateway).
-    Storj,
-    /// DigitalOcean Spaces.
-    DigitalOcean,
-    /// Linode (Akamai) Object Storage.
-    Linode,
-    /// Vultr Object Storage.
-    Vultr,
-    /// Scaleway Object Storage.
-    Scaleway,
-    /// iDrive e2 (give the endpoint shown in its console).
-    IDrive,
-    /// Any other S3-compatible server (give the endpoint).
-    Generic,
-}
-
-/// How a provider's endpoint and region are found.
-struct Preset {
-    provider: Provider,
-    /// The names accepted for `provider=`.
-    names: &'static [&'static str],
-    /// The endpoint, with `{region}` and `{account}` filled in; `None`: the URL must give one.
-    endpoint: Option<&'static str>,
-    /// The region used when the URL gives none; `None`: the URL must give one.
-    region: Option<&'static str>,
-    /// Whether buckets are addressed in the path by default.
-    path_style: bool,
-}
-
-/// The presets, from each provider's documentation of its S3 endpoint.
-const PRESETS: &[Preset] = &[
-    Preset {
-        provider: Provider::Aws,
-        names: &["aws", "s3", "amazon"],
-        endpoint: Some("https://s3.{region}.amazonaws.com"),
-        region: Some("us-east-1"),
-        path_style: false,
-    },
-    Preset {
-        provider: Provider::Backblaze,
-        names: &["b2", "backblaze"],
-        endpoint: Some("https://s3.{region}.backblazeb2.com"),
-        region: None,
-        path_style: true,
-    },
-    Preset {
-        provider: Provider::Cloudflare,
-        names: &["r2", "cloudflare"],
-        endpoint: Some("https://{account}.r2.cloudflarestorage.com"),
-        region: Some("auto"),
-        path_style: true,
-    },
-    Preset {
-        provider: Provider::Wasabi,
-        names: &["wasabi"],
-        endpoint: Some("https://s3.{region}.wasabisys.com"),
-        region: Some("us-east-1"),
-        path_style: true,
-    },
-    Preset {
-        provider: Provider::Minio,
-        names: &["minio"],
-        endpoint: None,
-        region: Some("us-east-1"),
-        path_style: true,
-    },
-    Preset {
-        provider: Provider::Storj,
-        names: &["storj"],
-        endpoint: Some("https://gateway.storjshare.io"),
-        region: Some("us1"),
-        path_style: true,
-    },
-    Preset {
-        provider: Provider::DigitalOcean,
-        names: &["digitalocean", "do", "spaces"],
-        endpoint: Some("https://{region}.digitaloceanspaces.com"),
-        region: None,
-        path_style: false,
-    },
-    Preset {
-        provider: Provider::Linode,
-        names: &["linode", "akamai"],
-        endpoint: Some("https://{region}.linodeobjects.com"),
-        region: None,
-        path_style: false,
-    },
-    Preset {
-        provider: Provider::Vultr,
-        names: &["vultr"],
-        endpoint: Some("https://{region}.vultrobjects.com"),
-        region: None,
-        path_style: true,
-    },
-    Preset {
-        provider: Provider::Scaleway,
-        names: &["scaleway", "scw"],
-        endpoint: Some("https://s3.{region}.scw.cloud"),
-        region: Some("fr-par"),
-        path_style: false,
-    },
-    Preset {
-        provider: Provider::IDrive,
-        names: &["idrive", "idrive-e2", "e2"],
-        endpoint: None,
-        region: Some("us-east-1"),
-        path_style: true,
-    },
-    Preset {
-        provider: Provider::Generic,
-        names: &["generic", "custom"],
-        endpoint: None,
-        region: Some("us-east-1"),
-        path_style: true,
-    },
-];
 
 fn bad(message: impl Into<String>) -> StoreError {
     StoreError::Misconfigured(message.into())
@@ -281,18 +155,14 @@ fn parse_s3(url: &Url) -> Result<S3Location, StoreError> {
     }
 
     let preset = match (&provider_name, &endpoint) {
-        (Some(name), _) => PRESETS
-            .iter()
-            .find(|p| p.names.contains(&name.to_ascii_lowercase().as_str()))
-            .ok_or_else(|| {
-                let known: Vec<_> = PRESETS.iter().map(|p| p.names[0]).collect();
-                bad(format!(
-                    "unknown provider `{name}`: known are {}",
-                    known.join(", ")
-                ))
-            })?,
-        (None, Some(_)) => preset_of(Provider::Generic),
-        (None, None) => preset_of(Provider::Aws),
+        (Some(name), _) => Preset::named(name).ok_or_else(|| {
+            bad(format!(
+                "unknown provider `{name}`: known are {}",
+                Preset::names().join(", ")
+            ))
+        })?,
+        (None, Some(_)) => Preset::of(Provider::Generic),
+        (None, None) => Preset::of(Provider::Aws),
     };
     let region = match (region, preset.region) {
         (Some(region), _) => region,
@@ -339,13 +209,6 @@ fn parse_s3(url: &Url) -> Result<S3Location, StoreError> {
         region,
         path_style: path_style.unwrap_or(preset.path_style),
     })
-}
-
-fn preset_of(provider: Provider) -> &'static Preset {
-    PRESETS
-        .iter()
-        .find(|p| p.provider == provider)
-        .unwrap_or(&PRESETS[0])
 }
 
 /// Bucket names as S3 defines them: 3 to 63 lowercase letters, digits, dots and hyphens,
