@@ -49,7 +49,7 @@ use tracing::{info, warn};
 
 pub use config::{BrokerUrl, Config, Secret, SlowConsumer};
 
-use broker::{Broker, Engines};
+use broker::{AnyBackend, Broker};
 use ferry_protocol::TopicId;
 use ferry_protocol::relay::wire::Event;
 use hub::{ConnectionId, Hub};
@@ -137,15 +137,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
     let tls = tls_acceptor(&config)?;
-    let engine = Engines::from_config(&config)?;
-    serve(listener, config, tls, engine, shutdown).await
+    let backend = AnyBackend::from_config(&config)?;
+    serve(listener, config, tls, backend, shutdown).await
 }
 
 /// Checks that the settings can be served (the TLS files load, the broker's files read), so that
 /// a binary can refuse to start before it binds.
 pub fn check(config: &Config) -> Result<(), RelayError> {
     tls_acceptor(config)?;
-    Engines::from_config(config).map(drop)
+    AnyBackend::from_config(config).map(drop)
 }
 
 fn tls_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, RelayError> {
@@ -159,11 +159,11 @@ async fn serve(
     listener: TcpListener,
     config: Config,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    engine: Option<Engines>,
+    backend: Option<AnyBackend>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
     let metrics = Arc::new(Metrics::default());
-    let broker = engine
+    let broker = backend
         .as_ref()
         .map(|_| Broker::new(&config, Arc::clone(&metrics)));
     let ws = WebSocketConfig::default()
@@ -185,7 +185,7 @@ async fn serve(
         next_id: AtomicU64::new(0),
         config,
     });
-    let driver = engine.map(|engine| AbortOnDrop(engine.spawn(Arc::clone(&shared))));
+    let driver = backend.map(|backend| AbortOnDrop(backend.spawn(Arc::clone(&shared))));
     let slots = Arc::new(Semaphore::new(shared.config.max_connections));
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -309,12 +309,12 @@ impl RunningRelay {
     /// Binds `config.listen` (port 0 picks a free port) and starts serving.
     pub async fn start(config: Config) -> Result<RunningRelay, RelayError> {
         let tls = tls_acceptor(&config)?;
-        let engine = Engines::from_config(&config)?;
+        let backend = AnyBackend::from_config(&config)?;
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let secure = tls.is_some();
-        let task = tokio::spawn(serve(listener, config, tls, engine, async move {
+        let task = tokio::spawn(serve(listener, config, tls, backend, async move {
             let _ = stopped.await;
         }));
         Ok(RunningRelay {

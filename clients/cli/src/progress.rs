@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_protocol::BlobId;
-use ferry_sync::transfer::Direction;
+use ferry_sync::transfer::Route;
 use ferry_sync::{Progress, ProgressFn};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -65,7 +65,7 @@ pub(crate) async fn follow_agent(home: &Home, meter: &ProgressFn) {
         if let Some(moving) = uploading.moving {
             meter(&Progress {
                 blob: moving.blob,
-                direction: Direction::Up,
+                direction: Route::Up,
                 done: if uploading.pending {
                     moving.done
                 } else {

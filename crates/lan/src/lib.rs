@@ -33,14 +33,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ferry_protocol::lan::{DEFAULT_PORT, Frame, PERIOD_SECS};
+use ferry_protocol::lan::PERIOD_SECS;
 use ferry_protocol::{DeviceId, LanKey};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use error::LanError;
-pub use ferry_protocol::lan;
+pub use ferry_protocol::lan::{DEFAULT_PORT, Frame};
 pub use meeting::{FIRST_FRAME, Meeting, MeetingConfig, PAIRING_PORT};
 
 use supervisor::{Command, Shared};

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ferry_lan::lan::Frame;
+use ferry_lan::Frame;
 use ferry_lan::{DiscoveryConfig, Event, Lan, LanConfig, Peer};
 use ferry_protocol::{DeviceId, DeviceTag, LanKey, SyncKey};
 use tokio::sync::mpsc;

@@ -331,3 +331,11 @@ fn probe_name() -> Result<String, StoreError> {
     let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
     Ok(format!("ferry/probe/{hex}"))
 }
+
+/// How a backend writes an object: once (refused when the name is taken), or over whatever is
+/// there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    Once,
+    Replace,
+}

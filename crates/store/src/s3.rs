@@ -24,7 +24,7 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 use crate::error::error_chain;
 use crate::url::S3Location;
-use crate::{ListPage, MAX_PAGE, ObjectMeta, Store, StoreError};
+use crate::{ListPage, MAX_PAGE, ObjectMeta, Store, StoreError, Write};
 
 const BACKEND: &str = "the S3 server";
 
@@ -163,14 +163,14 @@ impl S3Store {
         format!("{}{name}", self.prefix)
     }
 
-    async fn upload(&self, name: &str, bytes: Vec<u8>, once: bool) -> Result<(), StoreError> {
+    async fn upload(&self, name: &str, bytes: Vec<u8>, write: Write) -> Result<(), StoreError> {
         let mut request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(self.key(name))
             .body(ByteStream::from(bytes));
-        if once {
+        if write == Write::Once {
             request = request.if_none_match("*");
         }
         request
@@ -310,11 +310,11 @@ fn batch_not_taken<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -
 #[async_trait]
 impl Store for S3Store {
     async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        self.upload(name, bytes, true).await
+        self.upload(name, bytes, Write::Once).await
     }
 
     async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        self.upload(name, bytes, false).await
+        self.upload(name, bytes, Write::Replace).await
     }
 
     async fn get(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {

@@ -14,10 +14,11 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Which way a transfer went.
+/// Which way a transfer went: up to the storage, down from it, only here, or from a nearby
+/// device. (Not the sync policy's [`Direction`](crate::Direction), which says what may go at all.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Direction {
+pub enum Route {
     /// From this device to the storage.
     Up,
     /// From the storage to this device.
@@ -28,7 +29,7 @@ pub enum Direction {
     Nearby,
 }
 
-ferry_core::spelled!(pub Direction, "transfer direction", {
+ferry_core::spelled!(pub Route, "transfer direction", {
     Up = "up",
     Down = "down",
     Local = "local",
@@ -89,7 +90,7 @@ pub struct Transfer {
     /// When, in milliseconds since the Unix epoch.
     pub at_ms: u64,
     /// Which way it went.
-    pub direction: Direction,
+    pub direction: Route,
     /// What moved.
     pub kind: Kind,
     /// The device whose object it was (hex tag), where there is one.
@@ -108,7 +109,7 @@ pub struct Transfer {
 
 impl Transfer {
     /// A line stamped now, with no object, device or counts yet.
-    pub(crate) fn new(direction: Direction, kind: Kind, outcome: Outcome) -> Transfer {
+    pub(crate) fn new(direction: Route, kind: Kind, outcome: Outcome) -> Transfer {
         Transfer {
             at_ms: now_ms(),
             direction,
@@ -165,8 +166,8 @@ mod tests {
         for outcome in Outcome::ALL {
             assert_eq!(outcome.as_str().parse::<Outcome>(), Ok(*outcome));
         }
-        for direction in Direction::ALL {
-            assert_eq!(direction.as_str().parse::<Direction>(), Ok(*direction));
+        for direction in Route::ALL {
+            assert_eq!(direction.as_str().parse::<Route>(), Ok(*direction));
         }
     }
 
@@ -185,7 +186,7 @@ mod tests {
         for kind in Kind::ALL {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
         }
-        let line = Transfer::new(Direction::Down, Kind::Snapshot, Outcome::Quarantined);
+        let line = Transfer::new(Route::Down, Kind::Snapshot, Outcome::Quarantined);
         let json = serde_json::to_value(&line).unwrap();
         assert_eq!(json["direction"], "down");
         assert_eq!(json["kind"], "snapshot");

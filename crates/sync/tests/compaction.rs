@@ -10,7 +10,7 @@ use common::{
     sync_all,
 };
 use ferry_store::Store;
-use ferry_sync::transfer::{Direction, Kind};
+use ferry_sync::transfer::{Kind, Route};
 
 fn compacting() -> ferry_sync::EngineConfig {
     let mut config = config();
@@ -65,7 +65,7 @@ per_backend! {
         assert!(
             transfers
                 .iter()
-                .any(|t| t.kind == Kind::Snapshot && t.direction == Direction::Down),
+                .any(|t| t.kind == Kind::Snapshot && t.direction == Route::Down),
             "{backend:?}: caught up without a snapshot?"
         );
         assert!(devices[2].engine.status().unwrap().quarantined.is_empty());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::{Device, config, init, keys, other_keys, per_backend, raw, storage};
 use ferry_core::{Body, ClipContent};
 use ferry_protocol::{BlobChunk, Identity, ObjectName, Segment};
-use ferry_sync::transfer::{Direction, Kind, Outcome};
+use ferry_sync::transfer::{Kind, Outcome, Route};
 use ferry_sync::{ChunkReceived, NearbyChunk, NearbySegment, Received};
 
 /// The one segment `device` seals for what it recorded since the last.
@@ -44,7 +44,7 @@ per_backend! {
         );
         assert_eq!(b.texts(), ["over the desk"]);
         let log = b.engine.transfers(10).unwrap();
-        assert!(log.iter().any(|t| t.direction == Direction::Nearby && t.outcome == Outcome::Ok));
+        assert!(log.iter().any(|t| t.direction == Route::Nearby && t.outcome == Outcome::Ok));
 
         // Storage does not have it yet: polling it is not a rollback, and fetches nothing.
         b.engine.fetch().await.unwrap();
@@ -152,7 +152,7 @@ async fn altered_cut_foreign_misnamed_and_forged_segments_are_refused_and_nothin
         .transfers(50)
         .unwrap()
         .into_iter()
-        .filter(|t| t.direction == Direction::Nearby && t.outcome == Outcome::Failed)
+        .filter(|t| t.direction == Route::Nearby && t.outcome == Outcome::Failed)
         .count();
     assert_eq!(refusals, 5);
 }
@@ -281,10 +281,12 @@ async fn an_image_from_a_nearby_device_is_asked_for_and_arrives_chunk_by_chunk()
         ChunkReceived::Already
     );
     let log = b.engine.transfers(20).unwrap();
-    assert!(log.iter().any(|t| t.direction == Direction::Nearby
-        && t.kind == Kind::Blob
-        && t.outcome == Outcome::Ok));
-    assert!(log.iter().any(|t| t.direction == Direction::Nearby
+    assert!(
+        log.iter().any(|t| t.direction == Route::Nearby
+            && t.kind == Kind::Blob
+            && t.outcome == Outcome::Ok)
+    );
+    assert!(log.iter().any(|t| t.direction == Route::Nearby
         && t.kind == Kind::Blob
         && t.outcome == Outcome::Failed));
 }

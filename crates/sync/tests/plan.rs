@@ -10,7 +10,7 @@ use common::{Backend, Device, Rng, init, keys, storage};
 use ferry_protocol::ObjectName;
 use ferry_protocol::names::ROOT;
 use ferry_store::ANY_SIZE;
-use ferry_sync::transfer::{Direction, Kind, Outcome};
+use ferry_sync::transfer::{Kind, Outcome, Route};
 use ferry_sync::{DryRun, EngineConfig, Transfer};
 
 fn small() -> EngineConfig {
@@ -45,12 +45,12 @@ fn moved(lines: &[Transfer]) -> (Moves, Moves) {
     let name = |t: &Transfer| t.name.clone().unwrap_or_default();
     let mut up: Vec<_> = lines
         .iter()
-        .filter(|t| t.direction == Direction::Up && t.kind == Kind::Segment)
+        .filter(|t| t.direction == Route::Up && t.kind == Kind::Segment)
         .map(|t| (name(t), t.ops))
         .collect();
     let mut down: Vec<_> = lines
         .iter()
-        .filter(|t| t.direction == Direction::Down)
+        .filter(|t| t.direction == Route::Down)
         .filter(|t| matches!(t.kind, Kind::Segment | Kind::Snapshot))
         .filter(|t| matches!(t.outcome, Outcome::Ok | Outcome::Quarantined))
         .map(|t| (name(t), t.bytes))

@@ -1,9 +1,9 @@
-//! Scale-out: relay instances share publishes through a pub/sub engine, Redis or NATS.
+//! Scale-out: relay instances share publishes through a pub/sub backend, Redis or NATS.
 //!
 //! ```text
 //! client pub ─▶ Hub (this instance's subscribers)
-//!            └▶ Broker::publish ─▶ bounded queue (drop-oldest) ─▶ driver ─▶ engine channel
-//! engine (every partition) ─▶ driver ─▶ Envelope::decode ─▶ not ours ─▶ Hub (every subscriber)
+//!            └▶ Broker::publish ─▶ bounded queue (drop-oldest) ─▶ driver ─▶ backend channel
+//! backend (every partition) ─▶ driver ─▶ Envelope::decode ─▶ not ours ─▶ Hub (every subscriber)
 //! ```
 //!
 //! The topic space is split into a fixed set of channels ([`envelope::PARTITIONS`]) that every
@@ -45,7 +45,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(4);
 const UNTRUSTED: &str =
     "TLS failed: check the server's certificate, or give the CA that signed it with --broker-ca";
 
-/// Whether an engine's error is about the server's certificate.
+/// Whether a backend's error is about the server's certificate.
 fn untrusted(error: &impl std::fmt::Display) -> bool {
     error.to_string().contains("certificate")
 }
@@ -61,8 +61,8 @@ pub(crate) struct Outgoing {
     pub(crate) envelope: Vec<u8>,
 }
 
-/// A pub/sub engine the relay can share publishes through.
-pub(crate) trait Engine: Send + Sync + 'static {
+/// A pub/sub backend the relay can share publishes through.
+pub(crate) trait Backend: Send + Sync + 'static {
     /// One live connection.
     type Link: Link;
 
@@ -85,33 +85,35 @@ pub(crate) trait Link: Send {
     fn ping(&mut self) -> impl Future<Output = Result<(), BrokerError>> + Send;
 }
 
-/// The engine a relay was configured with.
-pub(crate) enum Engines {
+/// The backend a relay was configured with.
+pub(crate) enum AnyBackend {
     Redis(redis::Redis),
     Nats(nats::Nats),
 }
 
-impl Engines {
-    /// The engine for `config.broker`, or `None` without one. Fails when a file it needs (a CA,
+impl AnyBackend {
+    /// The backend for `config.broker`, or `None` without one. Fails when a file it needs (a CA,
     /// NATS credentials) cannot be read, so a relay refuses to start rather than run alone.
-    pub(crate) fn from_config(config: &Config) -> Result<Option<Engines>, RelayError> {
+    pub(crate) fn from_config(config: &Config) -> Result<Option<AnyBackend>, RelayError> {
         let names = |separator| channel_names(&config.broker_namespace, separator);
         Ok(match &config.broker {
             None => None,
-            Some(BrokerUrl::Redis(url)) => {
-                Some(Engines::Redis(redis::Redis::new(url, config, names(':'))?))
-            }
+            Some(BrokerUrl::Redis(url)) => Some(AnyBackend::Redis(redis::Redis::new(
+                url,
+                config,
+                names(':'),
+            )?)),
             Some(BrokerUrl::Nats(url)) => {
-                Some(Engines::Nats(nats::Nats::new(url, config, names('.'))?))
+                Some(AnyBackend::Nats(nats::Nats::new(url, config, names('.'))?))
             }
         })
     }
 
-    /// Starts the driver for this engine.
+    /// Starts the driver for this backend.
     pub(crate) fn spawn(self, shared: Arc<Shared>) -> JoinHandle<()> {
         match self {
-            Engines::Redis(engine) => tokio::spawn(drive(engine, shared)),
-            Engines::Nats(engine) => tokio::spawn(drive(engine, shared)),
+            AnyBackend::Redis(backend) => tokio::spawn(drive(backend, shared)),
+            AnyBackend::Nats(backend) => tokio::spawn(drive(backend, shared)),
         }
     }
 }
@@ -209,7 +211,7 @@ fn instance_id() -> InstanceId {
 }
 
 /// Keeps this instance connected to the broker for the life of the relay.
-async fn drive<E: Engine>(engine: E, shared: Arc<Shared>) {
+async fn drive<B: Backend>(backend: B, shared: Arc<Shared>) {
     let Some(broker) = &shared.broker else {
         return;
     };
@@ -219,7 +221,7 @@ async fn drive<E: Engine>(engine: E, shared: Arc<Shared>) {
     let mut reachable = true;
     loop {
         let connect = async {
-            match timeout(patience, engine.connect()).await {
+            match timeout(patience, backend.connect()).await {
                 Ok(result) => result,
                 Err(_) => Err(BrokerError(format!(
                     "the broker did not answer within {patience:?} (--broker-timeout); check \
@@ -369,7 +371,7 @@ mod tests {
         assert_ne!(instance_id(), instance_id());
     }
 
-    /// Every engine's link against its real server: a ping before and after traffic, and a
+    /// Every backend's link against its real server: a ping before and after traffic, and a
     /// publish read back on the channel it went to.
     async fn a_link_publishes_reads_and_pings(kind: Kind) {
         let server = TestBroker::start(kind);
@@ -377,18 +379,18 @@ mod tests {
             broker: Some(server.url().parse().unwrap()),
             ..Config::default()
         };
-        let (publisher, reader) = match Engines::from_config(&config).unwrap() {
-            Some(Engines::Redis(engine)) => {
+        let (publisher, reader) = match AnyBackend::from_config(&config).unwrap() {
+            Some(AnyBackend::Redis(backend)) => {
                 exchange(
-                    engine.connect().await.unwrap(),
-                    engine.connect().await.unwrap(),
+                    backend.connect().await.unwrap(),
+                    backend.connect().await.unwrap(),
                 )
                 .await
             }
-            Some(Engines::Nats(engine)) => {
+            Some(AnyBackend::Nats(backend)) => {
                 exchange(
-                    engine.connect().await.unwrap(),
-                    engine.connect().await.unwrap(),
+                    backend.connect().await.unwrap(),
+                    backend.connect().await.unwrap(),
                 )
                 .await
             }

@@ -1,4 +1,4 @@
-//! The NATS engine: one connection that publishes on each partition's subject and subscribes to
+//! The NATS backend: one connection that publishes on each partition's subject and subscribes to
 //! all of them with one wildcard. The server sends an instance none of its own publishes
 //! (`no_echo`).
 
@@ -10,7 +10,7 @@ use async_nats::{Client, ConnectErrorKind, ConnectOptions, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{BrokerError, Engine, Link, Outgoing, UNTRUSTED, untrusted};
+use super::{Backend, BrokerError, Link, Outgoing, UNTRUSTED, untrusted};
 use crate::RelayError;
 use crate::config::{Config, Secret};
 
@@ -117,7 +117,7 @@ pub(crate) struct NatsLink {
     probe: String,
 }
 
-impl Engine for Nats {
+impl Backend for Nats {
     type Link = NatsLink;
 
     async fn connect(&self) -> Result<NatsLink, BrokerError> {

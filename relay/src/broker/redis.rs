@@ -1,4 +1,4 @@
-//! The Redis engine: `PUBLISH` on one connection, `SUBSCRIBE` to every partition on another
+//! The Redis backend: `PUBLISH` on one connection, `SUBSCRIBE` to every partition on another
 //! (a subscribed Redis connection takes no other commands).
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{AsyncConnectionConfig, Client, ErrorKind, IntoConnectionInfo, RedisError};
 
-use super::{BrokerError, Engine, Link, Outgoing, UNTRUSTED, untrusted};
+use super::{Backend, BrokerError, Link, Outgoing, UNTRUSTED, untrusted};
 use crate::RelayError;
 use crate::config::{Config, Secret};
 
@@ -93,7 +93,7 @@ pub(crate) struct RedisLink {
     messages: PubSubStream,
 }
 
-impl Engine for Redis {
+impl Backend for Redis {
     type Link = RedisLink;
 
     async fn connect(&self) -> Result<RedisLink, BrokerError> {

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use ferry_lan::lan::Frame;
+use ferry_lan::Frame;
 use ferry_lan::{DiscoveryConfig, Event, Lan, LanConfig};
 use ferry_sync::{ChunkReceived, NearbyChunk, NearbySegment, Received};
 use tokio::sync::mpsc;

@@ -392,7 +392,7 @@ struct OnTheWay {
 
 impl OnTheWay {
     fn tell(&mut self, progress: &ferry_sync::Progress) {
-        if progress.direction == ferry_sync::transfer::Direction::Up {
+        if progress.direction == ferry_sync::transfer::Route::Up {
             self.up = Some(crate::progress::Moving {
                 blob: progress.blob,
                 done: progress.done,

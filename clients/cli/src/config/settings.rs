@@ -516,7 +516,7 @@ mod tests {
     fn lan_settings_take_ports_and_host_port_lists_and_refuse_the_rest() {
         let defaults = Settings::defaults();
         assert!(defaults.lan_enabled && defaults.lan_discovery);
-        assert_eq!(defaults.lan_port, ferry_lan::lan::DEFAULT_PORT);
+        assert_eq!(defaults.lan_port, ferry_lan::DEFAULT_PORT);
         assert!(defaults.lan_peers.is_empty());
         let settings = parsed("lan.peers", "192.168.1.20:47291, desk.local:9000").unwrap();
         assert_eq!(

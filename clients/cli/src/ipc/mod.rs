@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tracing::debug;
 
-use ferry_sync::transfer::Direction;
+use ferry_sync::transfer::Route;
 use ferry_sync::{Progress, ProgressFn};
 
 use crate::cli::DataCommand;
@@ -103,7 +103,7 @@ impl From<&Progress> for Moved {
     fn from(progress: &Progress) -> Moved {
         Moved {
             blob: progress.blob,
-            up: progress.direction == Direction::Up,
+            up: progress.direction == Route::Up,
             done: progress.done,
             total: progress.total,
         }
@@ -114,11 +114,7 @@ impl From<Moved> for Progress {
     fn from(moved: Moved) -> Progress {
         Progress {
             blob: moved.blob,
-            direction: if moved.up {
-                Direction::Up
-            } else {
-                Direction::Down
-            },
+            direction: if moved.up { Route::Up } else { Route::Down },
             done: moved.done,
             total: moved.total,
         }

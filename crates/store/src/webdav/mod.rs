@@ -26,7 +26,7 @@ use crate::error::error_chain;
 use crate::s3::Timeouts;
 use crate::url::WebDavLocation;
 use crate::url::percent_decode;
-use crate::{ListPage, ObjectMeta, Store, StoreError, page};
+use crate::{ListPage, ObjectMeta, Store, StoreError, Write, page};
 
 mod login;
 
@@ -234,7 +234,7 @@ impl WebDavStore {
         ))
     }
 
-    async fn upload(&self, name: &str, bytes: Vec<u8>, once: bool) -> Result<(), StoreError> {
+    async fn upload(&self, name: &str, bytes: Vec<u8>, write: Write) -> Result<(), StoreError> {
         let body = Bytes::from(bytes);
         let url = self.at(name)?;
         self.make_folders(name).await?;
@@ -242,7 +242,7 @@ impl WebDavStore {
             let response = self
                 .send_to(Method::PUT, url.clone(), Some(body.clone()), |r| {
                     let r = r.header(header::CONTENT_TYPE, "application/octet-stream");
-                    if once {
+                    if write == Write::Once {
                         r.header(header::IF_NONE_MATCH, "*")
                     } else {
                         r
@@ -433,11 +433,11 @@ impl Store for WebDavStore {
     }
 
     async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        self.upload(name, bytes, true).await
+        self.upload(name, bytes, Write::Once).await
     }
 
     async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        self.upload(name, bytes, false).await
+        self.upload(name, bytes, Write::Replace).await
     }
 
     async fn get(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {

@@ -8,7 +8,7 @@ use ferry_protocol::DeviceTag;
 
 use super::{Db, to_i64, to_u64};
 use crate::SyncError;
-use crate::transfer::{Direction, Kind, Outcome, Transfer};
+use crate::transfer::{Kind, Outcome, Route, Transfer};
 
 impl Db {
     /// Adds a line to the transfer log.
@@ -24,7 +24,7 @@ impl Db {
              WHERE device = ?1 AND direction = ?2 AND outcome = ?3 AND kind IN (?4, ?5)",
             params![
                 tag.to_string(),
-                Direction::Down.as_str(),
+                Route::Down.as_str(),
                 Outcome::Ok.as_str(),
                 Kind::Segment.as_str(),
                 Kind::Snapshot.as_str()

@@ -5,7 +5,7 @@ use ferry_protocol::{DeviceId, DeviceTag};
 use rusqlite::{OptionalExtension, params};
 
 use super::{
-    CursorRow, Db, Meta, Seen, fixed, index_text, insert_op, insert_transfer, to_i64, to_u64,
+    Db, Meta, Position, Seen, fixed, index_text, insert_op, insert_transfer, to_i64, to_u64,
     write_checkpoint,
 };
 use crate::SyncError;
@@ -13,21 +13,21 @@ use crate::transfer::Transfer;
 
 impl Db {
     /// Where this device stands with the device of `tag`.
-    pub(crate) fn cursor(&self, tag: &DeviceTag) -> Result<CursorRow, SyncError> {
+    pub(crate) fn cursor(&self, tag: &DeviceTag) -> Result<Position, SyncError> {
         let row = self
             .conn
             .query_row(
                 "SELECT seq, ops FROM cursors WHERE tag = ?1",
                 [tag.0],
                 |row| {
-                    Ok(CursorRow {
+                    Ok(Position {
                         seq: to_u64(row.get(0)?),
                         ops: to_u64(row.get(1)?),
                     })
                 },
             )
             .optional()?;
-        Ok(row.unwrap_or(CursorRow { seq: 0, ops: 0 }))
+        Ok(row.unwrap_or(Position { seq: 0, ops: 0 }))
     }
 
     /// The id of the device of `tag`, once this device has applied anything of it.
@@ -79,7 +79,7 @@ impl Db {
     }
 
     /// Every other device this one has applied segments from.
-    pub(crate) fn cursors(&self) -> Result<Vec<(DeviceTag, DeviceId, CursorRow)>, SyncError> {
+    pub(crate) fn cursors(&self) -> Result<Vec<(DeviceTag, DeviceId, Position)>, SyncError> {
         let mut statement = self
             .conn
             .prepare("SELECT tag, device, seq, ops FROM cursors ORDER BY tag")?;
@@ -93,7 +93,7 @@ impl Db {
             let (tag, device, seq, ops) = row?;
             let tag = DeviceTag(fixed(tag, "a cursor's device tag")?);
             let device = DeviceId(fixed(device, "a cursor's device id")?);
-            out.push((tag, device, CursorRow { seq, ops }));
+            out.push((tag, device, Position { seq, ops }));
         }
         Ok(out)
     }
@@ -104,7 +104,7 @@ impl Db {
         &mut self,
         tag: &DeviceTag,
         device: DeviceId,
-        cursor: CursorRow,
+        cursor: Position,
         ops: &[Op],
         texts: &[(ClipId, String)],
         transfer: &Transfer,
@@ -131,7 +131,7 @@ impl Db {
     pub(crate) fn apply_snapshot(
         &mut self,
         state: &State,
-        cursors: &[(DeviceTag, DeviceId, CursorRow)],
+        cursors: &[(DeviceTag, DeviceId, Position)],
         texts: &[(ClipId, String)],
         transfers: &[Transfer],
     ) -> Result<(), SyncError> {

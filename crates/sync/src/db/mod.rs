@@ -196,7 +196,7 @@ impl SegmentRow {
 
 /// Where this device stands with another device's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CursorRow {
+pub(crate) struct Position {
     pub(crate) seq: u64,
     pub(crate) ops: u64,
 }

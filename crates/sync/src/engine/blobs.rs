@@ -8,7 +8,7 @@ use ferry_store::StoreError;
 use super::{Engine, UploadReport};
 use crate::SyncError;
 use crate::remote::{IfPresent, path};
-use crate::transfer::{Direction, Kind, Outcome, Transfer};
+use crate::transfer::{Kind, Outcome, Route, Transfer};
 
 impl Engine {
     /// The bytes of a blob: from the local database, or downloaded (resuming from the chunks
@@ -49,19 +49,19 @@ impl Engine {
             if let Some(limit) = &self.config.download_limit {
                 limit.charge(bytes.len() as u64);
             }
-            let chunk = self.take_chunk(&name, count, &bytes, Direction::Down)?;
+            let chunk = self.take_chunk(&name, count, &bytes, Route::Down)?;
             // Chunks are cut alike, so the ones held tell how far the blob is (a download that
             // resumes starts where it stopped).
             let chunk_len = chunk.total_len.div_ceil(u64::from(chunk.count));
             *self.large.read.entry(id).or_default() += bytes.len() as u64;
             let done = (held.len() as u64 + 1) * chunk_len;
-            self.large.tell(id, Direction::Down, done, chunk.total_len);
+            self.large.tell(id, Route::Down, done, chunk.total_len);
             if index + 1 < chunk.count {
                 return Ok(None);
             }
         }
         let read = self.large.read.remove(&id).unwrap_or_default();
-        self.join_blob(id, read, Direction::Down).map(Some)
+        self.join_blob(id, read, Route::Down).map(Some)
     }
 
     /// Opens the sealed chunk `bytes` read under `name` and keeps it, when it is the chunk that
@@ -72,7 +72,7 @@ impl Engine {
         name: &ObjectName,
         count: Option<u32>,
         bytes: &[u8],
-        direction: Direction,
+        direction: Route,
     ) -> Result<BlobChunk, SyncError> {
         let ObjectName::Blob {
             blob: id,
@@ -101,7 +101,7 @@ impl Engine {
         &mut self,
         id: BlobId,
         bytes_read: u64,
-        direction: Direction,
+        direction: Route,
     ) -> Result<Vec<u8>, SyncError> {
         let data = self.db.joined_chunks(&id)?;
         let first = ObjectName::Blob { blob: id, chunk: 0 };
@@ -122,7 +122,7 @@ impl Engine {
         id: &BlobId,
         name: &ObjectName,
         reason: String,
-        direction: Direction,
+        direction: Route,
     ) -> SyncError {
         let failed = Transfer::new(direction, Kind::Blob, Outcome::Failed)
             .object(name)
@@ -219,7 +219,7 @@ impl Engine {
         let total = self.large.sent.get(&id).map_or(0, |(_, total)| *total) + bytes;
         let (_, chunk_len) = self.chunking(data.len());
         let done = (u64::from(index) + 1) * chunk_len as u64;
-        self.large.tell(id, Direction::Up, done, data.len() as u64);
+        self.large.tell(id, Route::Up, done, data.len() as u64);
         if index + 1 < count {
             self.large.sent.insert(id, (index + 1, total));
             return Ok(Some(Sent {
@@ -228,7 +228,7 @@ impl Engine {
             }));
         }
         self.large.sent.remove(&id);
-        let sent = Transfer::new(Direction::Up, Kind::Blob, Outcome::Ok)
+        let sent = Transfer::new(Route::Up, Kind::Blob, Outcome::Ok)
             .device(&self.tag)
             .object(&ObjectName::Blob { blob: id, chunk: 0 })
             .bytes(total);

@@ -15,7 +15,7 @@ use super::quarantine::Refusal;
 use super::{DeviceFailure, DryRun, Engine, FetchReport, Pass, Planned};
 use crate::SyncError;
 use crate::remote::path;
-use crate::transfer::{Direction, Kind, Outcome, Transfer};
+use crate::transfer::{Kind, Outcome, Route, Transfer};
 
 /// The most devices never seen before that one fetch pass looks at; the others wait for the
 /// next pass.
@@ -239,7 +239,7 @@ impl Engine {
             ),
         };
         warn!("{said}");
-        let logged = Transfer::new(Direction::Down, Kind::Fetch, Outcome::Skipped)
+        let logged = Transfer::new(Route::Down, Kind::Fetch, Outcome::Skipped)
             .device(&tag)
             .object(&name)
             .detail(&said);
@@ -280,7 +280,7 @@ impl Engine {
         }
         let error = error.to_string();
         warn!(device = %tag, %error, "fetching a device failed");
-        let failed = Transfer::new(Direction::Down, Kind::Fetch, Outcome::Failed)
+        let failed = Transfer::new(Route::Down, Kind::Fetch, Outcome::Failed)
             .device(&tag)
             .detail(&error);
         self.db.log(&failed)?;

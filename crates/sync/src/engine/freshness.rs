@@ -12,7 +12,7 @@ use tracing::warn;
 
 use super::Engine;
 use crate::SyncError;
-use crate::transfer::{Direction, Kind, Outcome, Transfer, now_ms};
+use crate::transfer::{Kind, Outcome, Route, Transfer, now_ms};
 
 /// A device that announced more than this device has of it from the storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,7 @@ impl Engine {
                  device takes the rest once the storage has it"
             );
             warn!("{said}");
-            let logged = Transfer::new(Direction::Down, Kind::Fetch, Outcome::Skipped)
+            let logged = Transfer::new(Route::Down, Kind::Fetch, Outcome::Skipped)
                 .device(&tag)
                 .detail(&said);
             self.db.log(&logged)?;

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::Engine;
 use crate::SyncError;
-use crate::transfer::Direction;
+use crate::transfer::Route;
 
 /// What is on its way, between steps.
 #[derive(Default)]
@@ -28,7 +28,7 @@ pub(super) struct InFlight {
 
 impl InFlight {
     /// Tells the observer, if there is one, that `done` of `total` bytes of `blob` are there.
-    pub(super) fn tell(&self, blob: BlobId, direction: Direction, done: u64, total: u64) {
+    pub(super) fn tell(&self, blob: BlobId, direction: Route, done: u64, total: u64) {
         if let Some(progress) = &self.progress {
             progress(&Progress {
                 blob,
@@ -46,7 +46,7 @@ pub struct Progress {
     /// Which blob.
     pub blob: BlobId,
     /// Up (to the storage) or down.
-    pub direction: Direction,
+    pub direction: Route,
     /// Bytes there (a download that resumes starts past zero).
     pub done: u64,
     /// The blob's length.

@@ -482,7 +482,7 @@ impl Engine {
     /// the transfer log says why (without quoting the content), and `None` is returned.
     pub fn copy(&mut self, content: ClipContent) -> Result<Option<Op>, SyncError> {
         if let Some(reason) = self.config.filters.refuses(&content) {
-            let refused = Transfer::new(transfer::Direction::Local, Kind::Filter, Outcome::Skipped)
+            let refused = Transfer::new(transfer::Route::Local, Kind::Filter, Outcome::Skipped)
                 .device(&self.tag)
                 .bytes(content.size())
                 .detail(reason);
@@ -544,8 +544,8 @@ impl Engine {
             (Err(error), _) => error,
         };
         let (direction, kind, what) = match pass {
-            Pass::Upload => (transfer::Direction::Up, Kind::Upload, "upload"),
-            Pass::Fetch => (transfer::Direction::Down, Kind::Fetch, "fetch"),
+            Pass::Upload => (transfer::Route::Up, Kind::Upload, "upload"),
+            Pass::Fetch => (transfer::Route::Down, Kind::Fetch, "fetch"),
         };
         let failed = Transfer::new(direction, kind, Outcome::Failed).detail(error.to_string());
         if let Err(log_error) = self.db.log(&failed) {

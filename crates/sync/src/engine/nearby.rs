@@ -20,7 +20,7 @@ use tracing::warn;
 
 use super::Engine;
 use crate::SyncError;
-use crate::transfer::{Direction, Kind, Outcome, Transfer};
+use crate::transfer::{Kind, Outcome, Route, Transfer};
 
 /// The most segments sent to a device that lacks them; storage has the rest.
 const MAX_SENT: u64 = 256;
@@ -148,7 +148,7 @@ impl Engine {
             Err(refusal) => {
                 let reason = refusal.reason();
                 warn!(device = %tag, seq = segment.seq, %reason, "a nearby device's segment was refused");
-                let refused = Transfer::new(Direction::Nearby, Kind::Segment, Outcome::Failed)
+                let refused = Transfer::new(Route::Nearby, Kind::Segment, Outcome::Failed)
                     .device(&tag)
                     .object(&name)
                     .bytes(bytes)
@@ -160,7 +160,7 @@ impl Engine {
                 return Ok(Received::Refused(reason));
             }
         };
-        let received = Transfer::new(Direction::Nearby, Kind::Segment, Outcome::Ok)
+        let received = Transfer::new(Route::Nearby, Kind::Segment, Outcome::Ok)
             .object(&name)
             .bytes(bytes);
         // Storage may not have it yet: until it does, its older head there is no rollback.
@@ -213,7 +213,7 @@ impl Engine {
             chunk: chunk.index,
         };
         let count = held.first().map(|(_, count)| *count);
-        let taken = match self.take_chunk(&name, count, &chunk.sealed, Direction::Nearby) {
+        let taken = match self.take_chunk(&name, count, &chunk.sealed, Route::Nearby) {
             Ok(taken) => taken,
             Err(SyncError::BrokenBlob { reason, .. }) => {
                 warn!(blob = %id, index = chunk.index, %reason, "a nearby device's blob chunk was refused");
@@ -224,7 +224,7 @@ impl Engine {
         if held.len() as u64 + 1 < u64::from(taken.count) {
             return Ok(ChunkReceived::Kept);
         }
-        match self.join_blob(id, taken.total_len, Direction::Nearby) {
+        match self.join_blob(id, taken.total_len, Route::Nearby) {
             Ok(_) => Ok(ChunkReceived::Complete),
             Err(SyncError::BrokenBlob { reason, .. }) => Ok(ChunkReceived::Refused(reason)),
             Err(error) => Err(error),

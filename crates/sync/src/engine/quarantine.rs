@@ -14,7 +14,7 @@ use super::Engine;
 use crate::SyncError;
 use crate::db::{QuarantineRow, SetAside};
 use crate::remote::{parse, path};
-use crate::transfer::{Direction, Kind, Outcome, Transfer, now_ms};
+use crate::transfer::{Kind, Outcome, Route, Transfer, now_ms};
 
 /// The longest wait between two tries of a damaged object.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
@@ -112,7 +112,7 @@ impl Engine {
             ObjectName::Blob { .. } => (Kind::Blob, None),
             ObjectName::Repo => (Kind::Fetch, None),
         };
-        let mut set_aside = Transfer::new(Direction::Down, kind, Outcome::Quarantined)
+        let mut set_aside = Transfer::new(Route::Down, kind, Outcome::Quarantined)
             .object(name)
             .bytes(bytes.len() as u64)
             .detail(&reason);

@@ -16,7 +16,7 @@ use super::Engine;
 use crate::SyncError;
 use crate::db::Meta;
 use crate::remote::{IfPresent, path};
-use crate::transfer::{Direction, Kind, Outcome, Transfer, now_ms};
+use crate::transfer::{Kind, Outcome, Route, Transfer, now_ms};
 
 impl Engine {
     /// Checks this device's own objects against a poll's `heads` (its own among them), and
@@ -72,7 +72,7 @@ impl Engine {
     /// Logs that `name`, lost by the storage, was put back.
     fn repaired(&mut self, name: &str, bytes: usize) -> Result<(), SyncError> {
         warn!(%name, "the storage lost an object of this device's: put back");
-        let put_back = Transfer::new(Direction::Up, Kind::Segment, Outcome::Ok)
+        let put_back = Transfer::new(Route::Up, Kind::Segment, Outcome::Ok)
             .device(&self.tag)
             .bytes(bytes as u64)
             .detail(format!("{name}: the storage had lost it; put back"));

@@ -12,9 +12,9 @@ use super::fetch::{Fetched, Placed};
 use super::quarantine::Refusal;
 use super::{Engine, FetchReport, clip_text};
 use crate::SyncError;
-use crate::db::CursorRow;
+use crate::db::Position;
 use crate::remote::path;
-use crate::transfer::{Direction, Kind, Outcome, Transfer};
+use crate::transfer::{Kind, Outcome, Route, Transfer};
 
 impl Engine {
     /// Reads, opens, checks and applies the segment `seq` of the device of `tag`, whose newest
@@ -52,7 +52,7 @@ impl Engine {
                 return Ok(Fetched::Quarantined);
             }
         };
-        let mut received = Transfer::new(Direction::Down, Kind::Segment, Outcome::Ok)
+        let mut received = Transfer::new(Route::Down, Kind::Segment, Outcome::Ok)
             .object(&name)
             .bytes(bytes.len() as u64);
         if kept {
@@ -73,7 +73,7 @@ impl Engine {
         &self,
         name: &ObjectName,
         tag: &DeviceTag,
-        cursor: CursorRow,
+        cursor: Position,
         bytes: &[u8],
     ) -> Result<Option<(Segment, Vec<Op>)>, Refusal> {
         let damaged = |reason: String| Refusal::Damaged(reason);
@@ -144,7 +144,7 @@ impl Engine {
     pub(super) fn take_segment(
         &mut self,
         tag: DeviceTag,
-        cursor: CursorRow,
+        cursor: Position,
         segment: &Segment,
         ops: Vec<Op>,
         received: Transfer,
@@ -160,7 +160,7 @@ impl Engine {
             }));
         let count = ops.len() as u64;
         let last_op = (segment.first_op + segment.ops.len() as u64).saturating_sub(1);
-        let advanced = CursorRow {
+        let advanced = Position {
             seq: segment.seq,
             ops: cursor.ops.max(last_op),
         };
@@ -175,7 +175,7 @@ impl Engine {
         &mut self,
         tag: &DeviceTag,
         device: DeviceId,
-        cursor: CursorRow,
+        cursor: Position,
         ops: Vec<Op>,
         received: &Transfer,
     ) -> Result<(), SyncError> {

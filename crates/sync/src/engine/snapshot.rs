@@ -11,9 +11,9 @@ use super::fetch::Fetched;
 use super::quarantine::Refusal;
 use super::{Engine, FetchReport};
 use crate::SyncError;
-use crate::db::{CursorRow, Meta};
+use crate::db::{Meta, Position};
 use crate::remote::{IfPresent, path};
-use crate::transfer::{Direction, Kind, Outcome, Transfer};
+use crate::transfer::{Kind, Outcome, Route, Transfer};
 
 /// A snapshot read and checked, not yet merged.
 pub(super) struct LoadedSnapshot {
@@ -21,7 +21,7 @@ pub(super) struct LoadedSnapshot {
     tag: DeviceTag,
     device: DeviceId,
     /// Where its device's stream stands once it is merged.
-    advanced: CursorRow,
+    advanced: Position,
     /// Its device's newest head when it was read.
     head: u64,
     transfer: Transfer,
@@ -84,7 +84,7 @@ impl Engine {
         self.remote
             .put_once(&name, sealed.as_bytes(), IfPresent::Keep)
             .await?;
-        let sent = Transfer::new(Direction::Up, Kind::Snapshot, Outcome::Ok)
+        let sent = Transfer::new(Route::Up, Kind::Snapshot, Outcome::Ok)
             .device(&self.tag)
             .object(&name)
             .ops(own_ops)
@@ -146,7 +146,7 @@ impl Engine {
         self.db.release(&path(&name))?;
         report.segments += 1;
         report.bytes += bytes.len() as u64;
-        let transfer = Transfer::new(Direction::Down, Kind::Snapshot, Outcome::Ok)
+        let transfer = Transfer::new(Route::Down, Kind::Snapshot, Outcome::Ok)
             .device(&tag)
             .object(&name)
             .ops(advanced.ops)
@@ -168,7 +168,7 @@ impl Engine {
         tag: DeviceTag,
         seq: u64,
         bytes: &[u8],
-    ) -> Result<(Snapshot, State, CursorRow), Refusal> {
+    ) -> Result<(Snapshot, State, Position), Refusal> {
         let damaged = |reason: String| Refusal::Damaged(reason);
         let claimed = self
             .keys
@@ -196,7 +196,7 @@ impl Engine {
                 own.seq
             )));
         }
-        let advanced = CursorRow { seq, ops: own.ops };
+        let advanced = Position { seq, ops: own.ops };
         let state = State::decode_format(&snapshot.state, claimed.format())
             .map_err(|e| damaged(e.to_string()))?;
         let registers = state.device(&snapshot.device).map(|entry| entry.keys);

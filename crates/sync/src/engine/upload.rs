@@ -27,7 +27,7 @@ use super::{Engine, Pass, UploadReport};
 use crate::SyncError;
 use crate::db::{Meta, SegmentRow};
 use crate::remote::{IfPresent, path};
-use crate::transfer::{Direction, Kind, Outcome, Transfer};
+use crate::transfer::{Kind, Outcome, Route, Transfer};
 
 /// The most taken names one upload steps over; the rest of its work waits for the next.
 const MAX_SKIPS: usize = 32;
@@ -195,7 +195,7 @@ impl Engine {
             .put_once(&self.head_name(seq), &segment.head, IfPresent::Keep)
             .await?;
         let (ops, bytes) = (segment.ops(), segment.size());
-        let sent = Transfer::new(Direction::Up, Kind::Segment, Outcome::Ok)
+        let sent = Transfer::new(Route::Up, Kind::Segment, Outcome::Ok)
             .device(&self.tag)
             .object(&log)
             .ops(ops)
@@ -258,7 +258,7 @@ impl Engine {
              access to the storage): skipped, its operations go out under the next name"
         );
         warn!("{said}");
-        let skipped = Transfer::new(Direction::Up, Kind::Segment, Outcome::Skipped)
+        let skipped = Transfer::new(Route::Up, Kind::Segment, Outcome::Skipped)
             .device(&self.tag)
             .object(log)
             .bytes(found.len() as u64)

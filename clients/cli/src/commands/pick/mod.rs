@@ -209,14 +209,14 @@ async fn pick(
                 Action::Search => search = true,
                 Action::Quit => return Ok(None),
                 Action::Choose(id) => return Ok(Some(id)),
-                Action::Pin(id, pinned) => {
-                    let command = match pinned {
-                        true => DataCommand::Pin { id },
-                        false => DataCommand::Unpin { id },
-                    };
+                Action::Pin(id) => {
+                    picker.said(source.run(DataCommand::Pin { id }).await.err(), "pinned");
+                    search = true;
+                }
+                Action::Unpin(id) => {
                     picker.said(
-                        source.run(command).await.err(),
-                        if pinned { "pinned" } else { "unpinned" },
+                        source.run(DataCommand::Unpin { id }).await.err(),
+                        "unpinned",
                     );
                     search = true;
                 }

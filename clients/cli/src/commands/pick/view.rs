@@ -28,8 +28,10 @@ pub(super) enum Action {
     Quit,
     /// Place (or print) this clip.
     Choose(String),
-    /// Pin (`true`) or unpin this clip.
-    Pin(String, bool),
+    /// Pin this clip.
+    Pin(String),
+    /// Unpin this clip.
+    Unpin(String),
     Trash(String),
 }
 
@@ -110,7 +112,10 @@ impl Picker {
             (KeyCode::Char('c'), _) if ctrl => Action::Quit,
             (KeyCode::Enter, _) => current.map_or(Action::Nothing, |(id, _)| Action::Choose(id)),
             (KeyCode::Char('p'), focus) if ctrl || focus == Focus::List => {
-                current.map_or(Action::Nothing, |(id, pinned)| Action::Pin(id, !pinned))
+                current.map_or(Action::Nothing, |(id, pinned)| match pinned {
+                    true => Action::Unpin(id),
+                    false => Action::Pin(id),
+                })
             }
             (KeyCode::Char('d'), focus) if ctrl || focus == Focus::List => {
                 current.map_or(Action::Nothing, |(id, _)| Action::Trash(id))
@@ -367,7 +372,7 @@ mod tests {
         assert_eq!(picker.key(press(KeyCode::Tab)), Action::Nothing);
         assert_eq!(
             picker.key(press(KeyCode::Char('p'))),
-            Action::Pin("aa".into(), false)
+            Action::Unpin("aa".into())
         );
         assert_eq!(picker.key(press(KeyCode::Char('j'))), Action::Nothing);
         assert_eq!(
@@ -383,7 +388,7 @@ mod tests {
     fn control_keys_act_while_searching() {
         let mut picker = picker();
         assert_eq!(picker.key(press(KeyCode::Down)), Action::Nothing);
-        assert_eq!(picker.key(ctrl('p')), Action::Pin("bb".into(), true));
+        assert_eq!(picker.key(ctrl('p')), Action::Pin("bb".into()));
         assert_eq!(picker.key(ctrl('d')), Action::Trash("bb".into()));
         assert_eq!(
             picker.key(press(KeyCode::Enter)),
