@@ -303,6 +303,47 @@ fn every_command_has_a_happy_path() {
     );
 }
 
+/// The machine's name as the system itself states it: the kernel's host name on Linux, the
+/// computer name Windows puts in every process's environment (NetBIOS: upper case, at most 15
+/// characters).
+fn machine_name() -> String {
+    if cfg!(windows) {
+        std::env::var("COMPUTERNAME").expect("Windows names the computer in COMPUTERNAME")
+    } else {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .expect("the kernel names the host")
+            .trim()
+            .to_owned()
+    }
+}
+
+#[test]
+fn a_device_set_up_without_a_name_is_named_after_the_machine() {
+    let storage = storage(Backend::Folder);
+    let device = Device::new();
+    let ran = device
+        .run_full(
+            &["--json", "init", "--store", &storage.url],
+            None,
+            &storage.env,
+        )
+        .ok();
+    let answer: serde_json::Value = serde_json::from_str(ran.stdout.trim()).unwrap();
+    let name = answer["name"].as_str().unwrap().to_owned();
+    let machine = machine_name();
+    assert_ne!(name, "device", "the machine's name was not found");
+    let netbios = |text: &str| {
+        text.to_ascii_uppercase()
+            .chars()
+            .take(15)
+            .collect::<String>()
+    };
+    assert_eq!(netbios(&name), netbios(&machine), "{name} on {machine}");
+    // Every device shows it.
+    let status = device.json(&["status"]);
+    assert_eq!(status["device_name"], name.as_str());
+}
+
 #[test]
 fn a_copy_while_the_storage_is_unreachable_is_queued_and_sent_later() {
     let storage = storage(Backend::S3);

@@ -104,12 +104,14 @@ impl From<JoinArgs> for Setup {
     }
 }
 
+/// A device's name when none is given: the machine's (its host name, as the system reports it
+/// on every platform), else "device".
 pub(crate) fn default_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
+    gethostname::gethostname()
+        .into_string()
         .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "device".to_owned())
 }
 
