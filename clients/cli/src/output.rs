@@ -76,11 +76,7 @@ impl<T: fmt::Display> fmt::Display for Lines<'_, T> {
 
 /// A size for people: `512 B`, `1.5 KiB`, `3.2 MiB`.
 pub(crate) fn size(bytes: u64) -> String {
-    match bytes {
-        b if b < 1024 => format!("{b} B"),
-        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
-    }
+    bytesize::ByteSize::b(bytes).display().iec().to_string()
 }
 
 /// How long ago a time in milliseconds since the epoch was: `5s`, `3m`, `2h`, `4d`.
@@ -159,5 +155,23 @@ impl Events {
             write!(stdout, "{text}")
         };
         let _ = stdout.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size;
+
+    #[test]
+    fn sizes_are_written_in_binary_units() {
+        for (bytes, shown) in [
+            (0, "0 B"),
+            (512, "512 B"),
+            (1536, "1.5 KiB"),
+            (3 * 1024 * 1024 + 200 * 1024, "3.2 MiB"),
+            (5 << 30, "5.0 GiB"),
+        ] {
+            assert_eq!(size(bytes), shown);
+        }
     }
 }

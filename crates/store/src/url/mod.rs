@@ -263,23 +263,9 @@ fn parse_webdav(url: &Url) -> Result<WebDavLocation, StoreError> {
 
 /// Decodes `%xx` escapes (in user names with `@` or `:`, and in WebDAV hrefs).
 pub(crate) fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 impl fmt::Display for StoreUrl {
@@ -309,6 +295,16 @@ impl fmt::Display for StoreUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_decode_anywhere_and_bad_ones_stay() {
+        assert_eq!(percent_decode("me%40home"), "me@home");
+        assert_eq!(percent_decode("ends%41"), "endsA");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%C3%A9t%C3%A9"), "été");
+        assert_eq!(percent_decode("%FF"), "\u{FFFD}");
+    }
 
     fn s3(text: &str) -> S3Location {
         match StoreUrl::parse(text).unwrap() {
