@@ -123,3 +123,24 @@ impl Home {
         self.data.join("lan-peers")
     }
 }
+
+/// Writes `bytes` to `path` whole or not at all: into a new temporary file beside it (a random
+/// name, created exclusively), synced, then renamed over it. A reader sees the old file or the
+/// new one, never half of one, even across a crash.
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(parent).map_err(file_error(parent, "created"))?;
+    let written = tempfile::Builder::new()
+        .prefix(".ferry-")
+        .suffix(".tmp")
+        .tempfile_in(parent)
+        .and_then(|mut temporary| {
+            std::io::Write::write_all(&mut temporary, bytes)?;
+            temporary.as_file().sync_all()?;
+            temporary.persist(path).map_err(|e| e.error)
+        });
+    written.map(drop).map_err(file_error(path, "written"))
+}

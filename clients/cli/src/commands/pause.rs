@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Failure, file_error};
-use crate::home::Home;
+use crate::home::{Home, write_whole};
 use crate::output::Output;
 use crate::pause::{Pause, now_ms};
 
@@ -62,12 +62,10 @@ pub(crate) fn pause(
     let pause = Pause {
         until_ms: duration.map(|d| now_ms().saturating_add(d.as_millis() as u64)),
     };
-    let path = home.pause_file();
-    let temporary = path.with_extension("json.tmp");
-    // Written aside and renamed: a reader never sees half of it.
-    std::fs::write(&temporary, serde_json::to_vec(&pause).unwrap_or_default())
-        .map_err(file_error(&temporary, "written"))?;
-    std::fs::rename(&temporary, &path).map_err(file_error(&path, "written"))?;
+    write_whole(
+        &home.pause_file(),
+        &serde_json::to_vec(&pause).unwrap_or_default(),
+    )?;
     out.report(&State {
         paused: true,
         until_ms: pause.until_ms,

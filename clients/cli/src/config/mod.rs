@@ -264,15 +264,9 @@ pub(crate) fn write_user(path: &Path, key: &str, value: Option<&str>) -> Result<
             current.remove(last);
         }
     }
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(file_error(parent, "created"))?;
-    }
     let text = toml::to_string(&table)
         .map_err(|e| Failure::new(format!("the config could not be written: {e}")))?;
-    let temporary = path.with_extension("toml.tmp");
-    fs::write(&temporary, text)
-        .and_then(|()| fs::rename(&temporary, path))
-        .map_err(file_error(path, "written"))
+    crate::home::write_whole(path, text.as_bytes())
 }
 
 #[cfg(test)]
