@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ::http::StatusCode;
 use ferry_protocol::TopicId;
 use ferry_protocol::relay::wire::{ErrorCode, Event, Rejection, Request};
 use futures_util::{SinkExt, StreamExt};
@@ -83,7 +84,11 @@ where
         Ok(Ok(head)) => head,
         Ok(Err(http::HeadError::Malformed)) => {
             shared.metrics.rejected(Rejected::BadRequest);
-            let response = http::response(400, "text/plain", "not an HTTP request\n");
+            let response = http::response(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                "not an HTTP request\n",
+            );
             answer(&mut stream, shared, response).await;
             return None;
         }
@@ -120,12 +125,12 @@ where
             shared.metrics.rejected(Rejected::AddressLimit);
             http::too_many_connections()
         }
-        Route::Health if shared.metrics.broker.healthy() => plain(200, "ok\n"),
+        Route::Health if shared.metrics.broker.healthy() => plain(StatusCode::OK, "ok\n"),
         // Still 200: an instance without its broker serves its own devices.
-        Route::Health => plain(200, "degraded: broker unreachable\n"),
+        Route::Health => plain(StatusCode::OK, "degraded: broker unreachable\n"),
         Route::Metrics => {
             let body = shared.metrics.render();
-            http::response(200, "text/plain; version=0.0.4", &body)
+            http::response(StatusCode::OK, "text/plain; version=0.0.4", &body)
         }
         Route::Refuse { status, reason } => {
             shared.metrics.rejected(Rejected::BadRequest);

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use ::http::StatusCode;
 use ferry_protocol::relay::wire::WS_PATH;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -23,7 +24,7 @@ pub(crate) enum Route {
     Metrics,
     /// Anything else: answer with this status and reason, then close.
     Refuse {
-        status: u16,
+        status: StatusCode,
         reason: &'static str,
     },
 }
@@ -105,12 +106,12 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
             let key = header("sec-websocket-key").next();
             if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
                 Route::Refuse {
-                    status: 426,
+                    status: StatusCode::UPGRADE_REQUIRED,
                     reason: "this endpoint speaks WebSocket only",
                 }
             } else if !header("sec-websocket-version").any(|v| v.trim() == "13") {
                 Route::Refuse {
-                    status: 426,
+                    status: StatusCode::UPGRADE_REQUIRED,
                     reason: "WebSocket version 13 is required",
                 }
             } else if let Some(key) = key {
@@ -119,17 +120,17 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
                 }
             } else {
                 Route::Refuse {
-                    status: 400,
+                    status: StatusCode::BAD_REQUEST,
                     reason: "the upgrade has no Sec-WebSocket-Key",
                 }
             }
         }
         (Some("GET"), _) => Route::Refuse {
-            status: 404,
+            status: StatusCode::NOT_FOUND,
             reason: "the relay serves /v1/ws, /healthz and /metrics",
         },
         _ => Route::Refuse {
-            status: 405,
+            status: StatusCode::METHOD_NOT_ALLOWED,
             reason: "the relay answers GET only",
         },
     };
@@ -149,29 +150,19 @@ pub(crate) fn switching_protocols(accept: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A complete answer after which the relay closes the connection.
 /// The answer to a connection over its address's cap.
 pub(crate) fn too_many_connections() -> Vec<u8> {
     response(
-        429,
+        StatusCode::TOO_MANY_REQUESTS,
         "text/plain; charset=utf-8",
         "too many connections from your address; close some and retry\n",
     )
 }
 
-pub(crate) fn response(status: u16, content_type: &str, body: &str) -> Vec<u8> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        _ => "Service Unavailable",
-    };
+/// A complete answer after which the relay closes the connection.
+pub(crate) fn response(status: StatusCode, content_type: &str, body: &str) -> Vec<u8> {
     format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
@@ -217,15 +208,24 @@ mod tests {
         assert_eq!(route("GET /metrics?x=1 HTTP/1.1\r\n\r\n"), Route::Metrics);
         assert!(matches!(
             route("GET /v1/ws HTTP/1.1\r\n\r\n"),
-            Route::Refuse { status: 426, .. }
+            Route::Refuse {
+                status: StatusCode::UPGRADE_REQUIRED,
+                ..
+            }
         ));
         assert!(matches!(
             route("GET / HTTP/1.1\r\n\r\n"),
-            Route::Refuse { status: 404, .. }
+            Route::Refuse {
+                status: StatusCode::NOT_FOUND,
+                ..
+            }
         ));
         assert!(matches!(
             route("POST /v1/ws HTTP/1.1\r\n\r\n"),
-            Route::Refuse { status: 405, .. }
+            Route::Refuse {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                ..
+            }
         ));
         assert!(parse(b"\x16\x03\x01 TLS hello").is_err());
     }

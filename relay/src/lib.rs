@@ -41,6 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ::http::StatusCode;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -232,7 +233,7 @@ async fn serve(
                 };
                 let Some(slot) = slot else {
                     shared.metrics.rejected(Rejected::ConnectionLimit);
-                    let busy = http::response(503, "text/plain", "the relay is full; retry later\n");
+                    let busy = http::response(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "the relay is full; retry later\n");
                     let _ = stream.try_write(&busy);
                     continue;
                 };

@@ -188,160 +188,228 @@ impl Metrics {
         self.rejected(Rejected::RateLimited);
     }
 
-    /// The Prometheus text exposition of every counter.
+    /// The Prometheus text exposition of every counter: the table [`SHOWN`], then [`BROKER`]
+    /// where the relay has a broker.
     pub(crate) fn render(&self) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::with_capacity(2048);
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-            write_metric(&mut out, name, kind, help, samples);
-        };
-        metric(
-            "connections",
-            "gauge",
-            "WebSocket connections open now.",
-            &[("", get(&self.connections))],
-        );
-        metric(
-            "connections_total",
-            "counter",
-            "WebSocket connections accepted.",
-            &[("", get(&self.connections_total))],
-        );
-        metric(
-            "topics",
-            "gauge",
-            "Topics with at least one subscriber.",
-            &[("", get(&self.topics))],
-        );
-        metric(
-            "subscriptions",
-            "gauge",
-            "Subscriptions, over all topics and connections.",
-            &[("", get(&self.subscriptions))],
-        );
-        metric(
-            "messages_in_total",
-            "counter",
-            "Frames received from clients.",
-            &[("", get(&self.messages_in))],
-        );
-        metric(
-            "messages_out_total",
-            "counter",
-            "Messages delivered to subscribers.",
-            &[("", get(&self.messages_out))],
-        );
-        metric(
-            "bytes_in_total",
-            "counter",
-            "Payload bytes of frames received.",
-            &[("", get(&self.bytes_in))],
-        );
-        metric(
-            "bytes_out_total",
-            "counter",
-            "Payload bytes of messages delivered.",
-            &[("", get(&self.bytes_out))],
-        );
-        metric(
-            "dropped_total",
-            "counter",
-            "Messages dropped because a subscriber's send queue was full.",
-            &[("", get(&self.dropped))],
-        );
-        let rejected = by_reason(Rejected::ALL.map(Rejected::label), &self.rejected);
-        metric(
-            "rejections_total",
-            "counter",
-            "Frames and connections refused, by reason.",
-            &samples(&rejected),
-        );
-        metric(
-            "rate_limited_total",
-            "counter",
-            "Messages refused for exceeding a rate limit, by budget.",
-            &[
-                (
-                    "{budget=\"connection\"}",
-                    get(&self.rate_limited[Budget::Connection as usize]),
-                ),
-                (
-                    "{budget=\"ip\"}",
-                    get(&self.rate_limited[Budget::Address as usize]),
-                ),
-            ],
-        );
-        let closed = by_reason(Closed::ALL.map(Closed::label), &self.closed);
-        metric(
-            "closed_total",
-            "counter",
-            "Connections the relay closed, by reason.",
-            &samples(&closed),
-        );
-        let broker = &self.broker;
-        if broker.configured.load(Ordering::Relaxed) {
-            metric(
-                "broker_connected",
-                "gauge",
-                "1 while this instance is connected to its broker, else 0.",
-                &[("", u64::from(broker.connected.load(Ordering::Relaxed)))],
+        let broker = self.broker.configured.load(Ordering::Relaxed);
+        let shown = SHOWN.iter().chain(BROKER.iter().filter(|_| broker));
+        for metric in shown {
+            let _ = writeln!(out, "# HELP ferry_relay_{} {}", metric.name, metric.help);
+            let _ = writeln!(
+                out,
+                "# TYPE ferry_relay_{} {}",
+                metric.name,
+                metric.kind.as_str()
             );
-            metric(
-                "broker_connects_total",
-                "counter",
-                "Connections made to the broker (the first and every reconnection).",
-                &[("", get(&broker.connects))],
-            );
-            metric(
-                "broker_connect_failures_total",
-                "counter",
-                "Attempts to connect to the broker that failed (the log says why).",
-                &[("", get(&broker.connect_failures))],
-            );
-            metric(
-                "broker_published_total",
-                "counter",
-                "Publishes sent to the other instances through the broker.",
-                &[("", get(&broker.published))],
-            );
-            metric(
-                "broker_received_total",
-                "counter",
-                "Publishes received from other instances through the broker.",
-                &[("", get(&broker.received))],
-            );
-            let dropped = by_reason(BrokerDrop::ALL.map(BrokerDrop::label), &broker.dropped);
-            metric(
-                "broker_dropped_total",
-                "counter",
-                "Publishes between instances dropped, by reason.",
-                &samples(&dropped),
-            );
+            for (labels, value) in (metric.samples)(self) {
+                let _ = writeln!(out, "ferry_relay_{}{labels} {value}", metric.name);
+            }
         }
         out
     }
 }
 
-fn write_metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
-    let _ = writeln!(out, "# HELP ferry_relay_{name} {help}");
-    let _ = writeln!(out, "# TYPE ferry_relay_{name} {kind}");
-    for (labels, value) in samples {
-        let _ = writeln!(out, "ferry_relay_{name}{labels} {value}");
+/// A Prometheus metric type.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Gauge,
+    Counter,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+        }
     }
 }
 
-/// One `{reason="..."}` sample per label, read from the counter at the same index.
-fn by_reason<const N: usize>(labels: [&str; N], counters: &[AtomicU64; N]) -> Vec<(String, u64)> {
+/// One metric of `/metrics`: its name after `ferry_relay_`, type, help, and how its samples
+/// (labels, value) are read.
+struct Shown {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    samples: fn(&Metrics) -> Vec<(String, u64)>,
+}
+
+/// The relay's own metrics.
+const SHOWN: &[Shown] = &[
+    Shown {
+        name: "connections",
+        kind: Kind::Gauge,
+        help: "WebSocket connections open now.",
+        samples: |m| one(&m.connections),
+    },
+    Shown {
+        name: "connections_total",
+        kind: Kind::Counter,
+        help: "WebSocket connections accepted.",
+        samples: |m| one(&m.connections_total),
+    },
+    Shown {
+        name: "topics",
+        kind: Kind::Gauge,
+        help: "Topics with at least one subscriber.",
+        samples: |m| one(&m.topics),
+    },
+    Shown {
+        name: "subscriptions",
+        kind: Kind::Gauge,
+        help: "Subscriptions, over all topics and connections.",
+        samples: |m| one(&m.subscriptions),
+    },
+    Shown {
+        name: "messages_in_total",
+        kind: Kind::Counter,
+        help: "Frames received from clients.",
+        samples: |m| one(&m.messages_in),
+    },
+    Shown {
+        name: "messages_out_total",
+        kind: Kind::Counter,
+        help: "Messages delivered to subscribers.",
+        samples: |m| one(&m.messages_out),
+    },
+    Shown {
+        name: "bytes_in_total",
+        kind: Kind::Counter,
+        help: "Payload bytes of frames received.",
+        samples: |m| one(&m.bytes_in),
+    },
+    Shown {
+        name: "bytes_out_total",
+        kind: Kind::Counter,
+        help: "Payload bytes of messages delivered.",
+        samples: |m| one(&m.bytes_out),
+    },
+    Shown {
+        name: "dropped_total",
+        kind: Kind::Counter,
+        help: "Messages dropped because a subscriber's send queue was full.",
+        samples: |m| one(&m.dropped),
+    },
+    Shown {
+        name: "rejections_total",
+        kind: Kind::Counter,
+        help: "Frames and connections refused, by reason.",
+        samples: |m| labelled("reason", Rejected::ALL.map(Rejected::label), &m.rejected),
+    },
+    Shown {
+        name: "rate_limited_total",
+        kind: Kind::Counter,
+        help: "Messages refused for exceeding a rate limit, by budget.",
+        samples: |m| labelled("budget", ["connection", "ip"], &m.rate_limited),
+    },
+    Shown {
+        name: "closed_total",
+        kind: Kind::Counter,
+        help: "Connections the relay closed, by reason.",
+        samples: |m| labelled("reason", Closed::ALL.map(Closed::label), &m.closed),
+    },
+];
+
+/// The broker's metrics, shown only when the relay has a broker.
+const BROKER: &[Shown] = &[
+    Shown {
+        name: "broker_connected",
+        kind: Kind::Gauge,
+        help: "1 while this instance is connected to its broker, else 0.",
+        samples: |m| {
+            vec![(
+                String::new(),
+                u64::from(m.broker.connected.load(Ordering::Relaxed)),
+            )]
+        },
+    },
+    Shown {
+        name: "broker_connects_total",
+        kind: Kind::Counter,
+        help: "Connections made to the broker (the first and every reconnection).",
+        samples: |m| one(&m.broker.connects),
+    },
+    Shown {
+        name: "broker_connect_failures_total",
+        kind: Kind::Counter,
+        help: "Attempts to connect to the broker that failed (the log says why).",
+        samples: |m| one(&m.broker.connect_failures),
+    },
+    Shown {
+        name: "broker_published_total",
+        kind: Kind::Counter,
+        help: "Publishes sent to the other instances through the broker.",
+        samples: |m| one(&m.broker.published),
+    },
+    Shown {
+        name: "broker_received_total",
+        kind: Kind::Counter,
+        help: "Publishes received from other instances through the broker.",
+        samples: |m| one(&m.broker.received),
+    },
+    Shown {
+        name: "broker_dropped_total",
+        kind: Kind::Counter,
+        help: "Publishes between instances dropped, by reason.",
+        samples: |m| {
+            labelled(
+                "reason",
+                BrokerDrop::ALL.map(BrokerDrop::label),
+                &m.broker.dropped,
+            )
+        },
+    },
+];
+
+/// The one unlabelled sample of `counter`.
+fn one(counter: &AtomicU64) -> Vec<(String, u64)> {
+    vec![(String::new(), counter.load(Ordering::Relaxed))]
+}
+
+/// One `{name="label"}` sample per label, read from the counter at the same index.
+fn labelled<const N: usize>(
+    name: &str,
+    labels: [&str; N],
+    counters: &[AtomicU64; N],
+) -> Vec<(String, u64)> {
     labels
         .iter()
         .zip(counters)
         .map(|(label, counter)| {
             let value = counter.load(Ordering::Relaxed);
-            (format!("{{reason=\"{label}\"}}"), value)
+            (format!("{{{name}=\"{label}\"}}"), value)
         })
         .collect()
 }
 
-fn samples(labelled: &[(String, u64)]) -> Vec<(&str, u64)> {
-    labelled.iter().map(|(l, v)| (l.as_str(), *v)).collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_has_help_type_and_samples_and_the_broker_shows_when_configured() {
+        let metrics = Metrics::default();
+        metrics.rejected(Rejected::TooLarge);
+        metrics.rate_limited(Budget::Address);
+        let text = metrics.render();
+        for line in [
+            "# HELP ferry_relay_connections WebSocket connections open now.",
+            "# TYPE ferry_relay_connections gauge",
+            "ferry_relay_connections 0",
+            "ferry_relay_rejections_total{reason=\"too_large\"} 1",
+            "ferry_relay_rejections_total{reason=\"rate_limited\"} 1",
+            "ferry_relay_rate_limited_total{budget=\"connection\"} 0",
+            "ferry_relay_rate_limited_total{budget=\"ip\"} 1",
+            "ferry_relay_closed_total{reason=\"control_flood\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(!text.contains("broker"), "{text}");
+        metrics.broker.configure();
+        metrics.broker.dropped(BrokerDrop::Oversized, 2);
+        let text = metrics.render();
+        assert!(text.contains("ferry_relay_broker_connected 0\n"), "{text}");
+        assert!(text.contains("ferry_relay_broker_dropped_total{reason=\"oversized\"} 2\n"));
+    }
 }
