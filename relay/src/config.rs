@@ -29,7 +29,7 @@ pub enum SlowConsumer {
         small sealed hints; the relay forwards each hint to the topic's other subscribers. It keeps \
         nothing on disk, no history and no accounts, and sees only opaque bytes.\n\n\
         Endpoints: GET /v1/ws (WebSocket), GET /healthz, GET /metrics (Prometheus text).\n\
-        Durations take a unit: 500ms, 10s, 5m, 1h.\n\n\
+        Durations take a unit: 500ms, 10s, 5m, 1h, 1h 30m.\n\n\
         Several relays behind one load balancer share publishes through a broker (--broker): \
         Redis or NATS. The broker's password is read from FERRY_RELAY_BROKER_PASSWORD only."
 )]
@@ -74,19 +74,19 @@ pub struct Config {
     pub burst_per_ip: f64,
 
     /// Time a client has to finish the TLS and WebSocket handshakes.
-    #[arg(long, env = "FERRY_RELAY_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "FERRY_RELAY_HANDSHAKE_TIMEOUT", default_value = defaults::HANDSHAKE_TIMEOUT, value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
 
     /// The relay pings a connection that has been silent this long.
-    #[arg(long, env = "FERRY_RELAY_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "FERRY_RELAY_PING_INTERVAL", default_value = defaults::PING_INTERVAL, value_parser = humantime::parse_duration)]
     pub ping_interval: Duration,
 
     /// A connection silent this long (no message, no pong) is closed.
-    #[arg(long, env = "FERRY_RELAY_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
+    #[arg(long, env = "FERRY_RELAY_IDLE_TIMEOUT", default_value = defaults::IDLE_TIMEOUT, value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
     /// A write to a client that takes longer than this closes the connection.
-    #[arg(long, env = "FERRY_RELAY_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "FERRY_RELAY_WRITE_TIMEOUT", default_value = defaults::WRITE_TIMEOUT, value_parser = humantime::parse_duration)]
     pub write_timeout: Duration,
 
     /// Messages queued for one connection before the slow-consumer policy applies.
@@ -133,7 +133,7 @@ pub struct Config {
     /// How long the broker may take to answer (a connection, a publish, a ping). A quiet broker
     /// connection is pinged every two of these; one that does not answer in time is dropped
     /// and made again.
-    #[arg(long, env = "FERRY_RELAY_BROKER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "FERRY_RELAY_BROKER_TIMEOUT", default_value = defaults::BROKER_TIMEOUT, value_parser = humantime::parse_duration)]
     pub broker_timeout: Duration,
 
     /// A PEM file of CA certificates that signed the broker's TLS certificate.
@@ -264,6 +264,16 @@ pub mod defaults {
     pub const BROKER_NAMESPACE: &str = "ferry-relay";
     /// Publishes waiting for the broker.
     pub const BROKER_QUEUE: usize = 4096;
+    /// Time for the TLS and WebSocket handshakes.
+    pub const HANDSHAKE_TIMEOUT: &str = "10s";
+    /// Silence before the relay pings a connection.
+    pub const PING_INTERVAL: &str = "30s";
+    /// Silence before a connection is closed.
+    pub const IDLE_TIMEOUT: &str = "75s";
+    /// Time for one write to a client.
+    pub const WRITE_TIMEOUT: &str = "10s";
+    /// Time the broker may take to answer.
+    pub const BROKER_TIMEOUT: &str = "5s";
 }
 
 impl Default for Config {
@@ -278,10 +288,10 @@ impl Default for Config {
             burst: defaults::BURST,
             rate_per_ip: defaults::RATE_PER_IP,
             burst_per_ip: defaults::BURST_PER_IP,
-            handshake_timeout: Duration::from_secs(10),
-            ping_interval: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(75),
-            write_timeout: Duration::from_secs(10),
+            handshake_timeout: duration(defaults::HANDSHAKE_TIMEOUT),
+            ping_interval: duration(defaults::PING_INTERVAL),
+            idle_timeout: duration(defaults::IDLE_TIMEOUT),
+            write_timeout: duration(defaults::WRITE_TIMEOUT),
             send_queue: defaults::SEND_QUEUE,
             slow_consumer: SlowConsumer::DropOldest,
             behind_proxy: false,
@@ -290,7 +300,7 @@ impl Default for Config {
             broker: None,
             broker_namespace: defaults::BROKER_NAMESPACE.into(),
             broker_queue: defaults::BROKER_QUEUE,
-            broker_timeout: Duration::from_secs(5),
+            broker_timeout: duration(defaults::BROKER_TIMEOUT),
             broker_ca: None,
             broker_credentials: None,
             man_page: false,
@@ -299,26 +309,10 @@ impl Default for Config {
     }
 }
 
-/// Parses `500ms`, `10s`, `5m` or `1h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("\"{text}\" needs a unit: ms, s, m or h (for example 10s)"))?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("\"{text}\" does not start with a whole number"))?;
-    let millis = match unit {
-        "ms" => Some(number),
-        "s" => number.checked_mul(1000),
-        "m" => number.checked_mul(60_000),
-        "h" => number.checked_mul(3_600_000),
-        _ => return Err(format!("unknown unit \"{unit}\": use ms, s, m or h")),
-    };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("\"{text}\" is too long"))
+/// A default duration, as the flags state it.
+fn duration(text: &str) -> Duration {
+    // The defaults are constants that a test parses.
+    humantime::parse_duration(text).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -326,13 +320,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "10", "s", "1.5s", "10d", "99999999999999999999h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+    fn durations_take_a_unit() {
+        let parse = |text: &str| {
+            Config::try_parse_from(["ferry-relay", "--idle-timeout", text]).map(|c| c.idle_timeout)
+        };
+        assert_eq!(parse("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse("1.5s").unwrap(), Duration::from_millis(1500));
+        for bad in ["", "10", "s", "10 parsecs", "99999999999999999999h"] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 
@@ -378,5 +375,6 @@ mod tests {
     fn flag_defaults_match_config_default() {
         let parsed = Config::try_parse_from(["ferry-relay"]).unwrap();
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+        assert_eq!(parsed.idle_timeout, Duration::from_secs(75));
     }
 }
