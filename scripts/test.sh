@@ -38,6 +38,11 @@ if ((${#missing[@]})); then
 fi
 
 cargo test --workspace --locked
+# The relay library alone, as a program embedding it builds it: without the binary's
+# dependencies and the brokers, then with each broker.
+for features in "" "redis" "nats"; do
+    cargo clippy --locked -p ferry-relay --lib --no-default-features --features "$features" -- -D warnings
+done
 
 # Windows and macOS. The code for both is checked here on every run: Windows fully (clippy on
 # every target, then the tests that need no desktop of Linux run under Wine), macOS for the

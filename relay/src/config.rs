@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+#[cfg(feature = "cli")]
 use clap::{Parser, ValueEnum};
 
 /// What to do with a connection that reads its messages slower than they arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(ValueEnum))]
 pub enum SlowConsumer {
     /// Drop the oldest queued message to make room (the client misses a ping, not the data:
     /// it still finds the data on its next poll).
@@ -19,12 +21,15 @@ pub enum SlowConsumer {
 }
 
 /// The relay's settings. Every limit has a flag and an environment variable.
-#[derive(Debug, Clone, Parser)]
-#[command(
-    name = "ferry-relay",
-    version,
-    about = "Ferry's relay: tells a person's devices that new data is ready.",
-    long_about = "Ferry's relay: tells a person's devices that new data is ready.\n\n\
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(Parser))]
+#[cfg_attr(
+    feature = "cli",
+    command(
+        name = "ferry-relay",
+        version,
+        about = "Ferry's relay: tells a person's devices that new data is ready.",
+        long_about = "Ferry's relay: tells a person's devices that new data is ready.\n\n\
         An anonymous WebSocket pub/sub server. Devices subscribe to unguessable topics and publish \
         small sealed hints; the relay forwards each hint to the topic's other subscribers. It keeps \
         nothing on disk, no history and no accounts, and sees only opaque bytes.\n\n\
@@ -32,125 +37,141 @@ pub enum SlowConsumer {
         Durations take a unit: 500ms, 10s, 5m, 1h, 1h 30m.\n\n\
         Several relays behind one load balancer share publishes through a broker (--broker): \
         Redis or NATS. The broker's password is read from FERRY_RELAY_BROKER_PASSWORD only."
+    )
 )]
 pub struct Config {
     /// Address to listen on. Port 0 picks a free port; the address is printed as
     /// "listening on ADDR:PORT".
-    #[arg(long, env = "FERRY_RELAY_LISTEN", default_value = "127.0.0.1:8787")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_LISTEN", default_value = defaults::LISTEN))]
     pub listen: SocketAddr,
 
     /// Most connections open at once; more are refused with HTTP 503.
-    #[arg(long, env = "FERRY_RELAY_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS))]
     pub max_connections: usize,
 
     /// Most connections from one address (an IPv4 address, or an IPv6 /64); more are refused
     /// with HTTP 429.
-    #[arg(long, env = "FERRY_RELAY_MAX_CONNECTIONS_PER_IP", default_value_t = defaults::MAX_CONNECTIONS_PER_IP)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_MAX_CONNECTIONS_PER_IP", default_value_t = defaults::MAX_CONNECTIONS_PER_IP))]
     pub max_connections_per_ip: u32,
 
     /// Most topics one connection may subscribe to.
-    #[arg(long, env = "FERRY_RELAY_MAX_TOPICS", default_value_t = defaults::MAX_TOPICS)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_MAX_TOPICS", default_value_t = defaults::MAX_TOPICS))]
     pub max_topics: usize,
 
     /// Largest WebSocket message accepted, in bytes. A published payload is at most 512 bytes
     /// whatever this says; a larger message gets "too_large" and the connection is closed.
-    #[arg(long, env = "FERRY_RELAY_MAX_MESSAGE_SIZE", default_value_t = defaults::MAX_MESSAGE_SIZE)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_MAX_MESSAGE_SIZE", default_value_t = defaults::MAX_MESSAGE_SIZE))]
     pub max_message_size: usize,
 
     /// Messages per second one connection may send (sustained).
-    #[arg(long, env = "FERRY_RELAY_RATE", default_value_t = defaults::RATE)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_RATE", default_value_t = defaults::RATE))]
     pub rate: f64,
 
     /// Messages one connection may send in a burst.
-    #[arg(long, env = "FERRY_RELAY_BURST", default_value_t = defaults::BURST)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_BURST", default_value_t = defaults::BURST))]
     pub burst: f64,
 
     /// Messages per second all connections of one address may send together (sustained).
-    #[arg(long, env = "FERRY_RELAY_RATE_PER_IP", default_value_t = defaults::RATE_PER_IP)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_RATE_PER_IP", default_value_t = defaults::RATE_PER_IP))]
     pub rate_per_ip: f64,
 
     /// Messages all connections of one address may send in a burst.
-    #[arg(long, env = "FERRY_RELAY_BURST_PER_IP", default_value_t = defaults::BURST_PER_IP)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_BURST_PER_IP", default_value_t = defaults::BURST_PER_IP))]
     pub burst_per_ip: f64,
 
     /// Time a client has to finish the TLS and WebSocket handshakes.
-    #[arg(long, env = "FERRY_RELAY_HANDSHAKE_TIMEOUT", default_value = defaults::HANDSHAKE_TIMEOUT, value_parser = humantime::parse_duration)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_HANDSHAKE_TIMEOUT", default_value = defaults::HANDSHAKE_TIMEOUT, value_parser = humantime::parse_duration))]
     pub handshake_timeout: Duration,
 
     /// The relay pings a connection that has been silent this long.
-    #[arg(long, env = "FERRY_RELAY_PING_INTERVAL", default_value = defaults::PING_INTERVAL, value_parser = humantime::parse_duration)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_PING_INTERVAL", default_value = defaults::PING_INTERVAL, value_parser = humantime::parse_duration))]
     pub ping_interval: Duration,
 
     /// A connection silent this long (no message, no pong) is closed.
-    #[arg(long, env = "FERRY_RELAY_IDLE_TIMEOUT", default_value = defaults::IDLE_TIMEOUT, value_parser = humantime::parse_duration)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_IDLE_TIMEOUT", default_value = defaults::IDLE_TIMEOUT, value_parser = humantime::parse_duration))]
     pub idle_timeout: Duration,
 
     /// A write to a client that takes longer than this closes the connection.
-    #[arg(long, env = "FERRY_RELAY_WRITE_TIMEOUT", default_value = defaults::WRITE_TIMEOUT, value_parser = humantime::parse_duration)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_WRITE_TIMEOUT", default_value = defaults::WRITE_TIMEOUT, value_parser = humantime::parse_duration))]
     pub write_timeout: Duration,
 
     /// Messages queued for one connection before the slow-consumer policy applies.
-    #[arg(long, env = "FERRY_RELAY_SEND_QUEUE", default_value_t = defaults::SEND_QUEUE)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_SEND_QUEUE", default_value_t = defaults::SEND_QUEUE))]
     pub send_queue: usize,
 
     /// What to do when a connection's send queue is full.
-    #[arg(
-        long,
-        env = "FERRY_RELAY_SLOW_CONSUMER",
-        value_enum,
-        default_value = "drop-oldest"
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "FERRY_RELAY_SLOW_CONSUMER",
+            value_enum,
+            default_value = "drop-oldest"
+        )
     )]
     pub slow_consumer: SlowConsumer,
 
     /// Take the client address from the last X-Forwarded-For entry. Only behind a reverse proxy
     /// that sets it: otherwise clients choose their own address and escape the per-IP limits.
-    #[arg(long, env = "FERRY_RELAY_BEHIND_PROXY")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_BEHIND_PROXY"))]
     pub behind_proxy: bool,
 
     /// Serve TLS (wss://) with this PEM certificate chain. Needs --tls-key.
-    #[arg(long, env = "FERRY_RELAY_TLS_CERT", requires = "tls_key")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "FERRY_RELAY_TLS_CERT", requires = "tls_key")
+    )]
     pub tls_cert: Option<PathBuf>,
 
     /// The PEM private key for --tls-cert.
-    #[arg(long, env = "FERRY_RELAY_TLS_KEY", requires = "tls_cert")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "FERRY_RELAY_TLS_KEY", requires = "tls_cert")
+    )]
     pub tls_key: Option<PathBuf>,
 
     /// Share publishes with other relay instances through this broker:
     /// redis://HOST:PORT, rediss://HOST:PORT (TLS), nats://HOST:PORT or tls://HOST:PORT.
     /// A user name may be in the URL; the password never is (FERRY_RELAY_BROKER_PASSWORD).
-    #[arg(long, env = "FERRY_RELAY_BROKER", value_name = "URL", value_parser = BrokerUrlParser)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_BROKER", value_name = "URL", value_parser = BrokerUrlParser))]
     pub broker: Option<BrokerUrl>,
 
     /// Broker channel names start with this: relays with different namespaces on one broker
     /// do not hear each other.
-    #[arg(long, env = "FERRY_RELAY_BROKER_NAMESPACE", default_value = defaults::BROKER_NAMESPACE)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_BROKER_NAMESPACE", default_value = defaults::BROKER_NAMESPACE))]
     pub broker_namespace: String,
 
     /// Publishes waiting for the broker; past this the oldest is dropped (and counted).
-    #[arg(long, env = "FERRY_RELAY_BROKER_QUEUE", default_value_t = defaults::BROKER_QUEUE)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_BROKER_QUEUE", default_value_t = defaults::BROKER_QUEUE))]
     pub broker_queue: usize,
 
     /// How long the broker may take to answer (a connection, a publish, a ping). A quiet broker
     /// connection is pinged every two of these; one that does not answer in time is dropped
     /// and made again.
-    #[arg(long, env = "FERRY_RELAY_BROKER_TIMEOUT", default_value = defaults::BROKER_TIMEOUT, value_parser = humantime::parse_duration)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_BROKER_TIMEOUT", default_value = defaults::BROKER_TIMEOUT, value_parser = humantime::parse_duration))]
     pub broker_timeout: Duration,
 
     /// A PEM file of CA certificates that signed the broker's TLS certificate.
-    #[arg(long, env = "FERRY_RELAY_BROKER_CA", value_name = "PEM")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "FERRY_RELAY_BROKER_CA", value_name = "PEM")
+    )]
     pub broker_ca: Option<PathBuf>,
 
     /// A NATS credentials file (.creds: user JWT and NKey seed) for the broker.
-    #[arg(long, env = "FERRY_RELAY_BROKER_CREDENTIALS", value_name = "FILE")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "FERRY_RELAY_BROKER_CREDENTIALS", value_name = "FILE")
+    )]
     pub broker_credentials: Option<PathBuf>,
 
     /// Print ferry-relay's manual page (roff) and exit: `ferry-relay --man-page > ferry-relay.1`.
-    #[arg(long, exclusive = true)]
+    #[cfg_attr(feature = "cli", arg(long, exclusive = true))]
     pub man_page: bool,
 
     /// The broker's password or token. Never a flag (a command line is visible to every user
     /// of the machine): `ferry-relay` reads it from FERRY_RELAY_BROKER_PASSWORD.
-    #[arg(skip)]
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub broker_password: Option<Secret>,
 }
 
@@ -206,9 +227,11 @@ impl FromStr for BrokerUrl {
 
 /// Parses `--broker` with errors that do not quote the value (clap's own would, password and
 /// all).
+#[cfg(feature = "cli")]
 #[derive(Clone)]
 struct BrokerUrlParser;
 
+#[cfg(feature = "cli")]
 impl clap::builder::TypedValueParser for BrokerUrlParser {
     type Value = BrokerUrl;
 
@@ -242,6 +265,8 @@ impl fmt::Debug for Secret {
 
 /// The defaults, shared by the flags and by [`Config::default`].
 pub mod defaults {
+    /// The address listened on: this machine only, the port devices are told by default.
+    pub const LISTEN: &str = "127.0.0.1:8787";
     /// Connections open at once.
     pub const MAX_CONNECTIONS: usize = 20_000;
     /// Connections per address.
@@ -279,7 +304,9 @@ pub mod defaults {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            listen: defaults::LISTEN
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8787))),
             max_connections: defaults::MAX_CONNECTIONS,
             max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
             max_topics: defaults::MAX_TOPICS,
@@ -320,6 +347,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "cli")]
     fn durations_take_a_unit() {
         let parse = |text: &str| {
             Config::try_parse_from(["ferry-relay", "--idle-timeout", text]).map(|c| c.idle_timeout)
@@ -372,6 +400,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "cli")]
     fn flag_defaults_match_config_default() {
         let parsed = Config::try_parse_from(["ferry-relay"]).unwrap();
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));

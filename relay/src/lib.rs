@@ -19,6 +19,10 @@
 //! Several instances behind one load balancer share publishes through a broker (Redis or NATS,
 //! [`broker`]); without one, an instance is complete on its own.
 //!
+//! Features (all on by default): `cli`, what the `ferry-relay` binary alone needs (flags through
+//! clap, its manual page, logs on stderr, the open-file limit); `redis` and `nats`, the brokers.
+//! A program that embeds [`run`] with neither turns them off (`default-features = false`).
+//!
 //! What it does not do: store anything (no disk, no history, no accounts), read payloads, or
 //! guarantee delivery. Sync never depends on the relay: a device that misses a hint finds the
 //! data on its next poll.

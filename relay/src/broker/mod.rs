@@ -12,8 +12,17 @@
 //! While the broker is unreachable each instance keeps serving its own devices, publishes for
 //! the others are dropped (and counted), and the driver reconnects with jittered backoff.
 
+// A relay built without a backend (the `redis` and `nats` features) leaves parts of the driver
+// unused.
+#![cfg_attr(
+    not(all(feature = "redis", feature = "nats")),
+    allow(dead_code, unused_variables)
+)]
+
 mod envelope;
+#[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "redis")]
 mod redis;
 
 use std::convert::Infallible;
@@ -87,7 +96,9 @@ pub(crate) trait Link: Send {
 
 /// The backend a relay was configured with.
 pub(crate) enum AnyBackend {
+    #[cfg(feature = "redis")]
     Redis(redis::Redis),
+    #[cfg(feature = "nats")]
     Nats(nats::Nats),
 }
 
@@ -98,24 +109,41 @@ impl AnyBackend {
         let names = |separator| channel_names(&config.broker_namespace, separator);
         Ok(match &config.broker {
             None => None,
+            #[cfg(feature = "redis")]
             Some(BrokerUrl::Redis(url)) => Some(AnyBackend::Redis(redis::Redis::new(
                 url,
                 config,
                 names(':'),
             )?)),
+            #[cfg(not(feature = "redis"))]
+            Some(BrokerUrl::Redis(_)) => return Err(left_out("Redis", "redis")),
+            #[cfg(feature = "nats")]
             Some(BrokerUrl::Nats(url)) => {
                 Some(AnyBackend::Nats(nats::Nats::new(url, config, names('.'))?))
             }
+            #[cfg(not(feature = "nats"))]
+            Some(BrokerUrl::Nats(_)) => return Err(left_out("NATS", "nats")),
         })
     }
 
     /// Starts the driver for this backend.
     pub(crate) fn spawn(self, shared: Arc<Shared>) -> JoinHandle<()> {
         match self {
+            #[cfg(feature = "redis")]
             AnyBackend::Redis(backend) => tokio::spawn(drive(backend, shared)),
+            #[cfg(feature = "nats")]
             AnyBackend::Nats(backend) => tokio::spawn(drive(backend, shared)),
         }
     }
+}
+
+/// The refusal of a broker whose backend this relay was built without.
+#[cfg(not(all(feature = "redis", feature = "nats")))]
+fn left_out(broker: &str, feature: &str) -> RelayError {
+    RelayError::Broker(format!(
+        "this ferry-relay was built without {broker} (the `{feature}` feature of the ferry-relay \
+         crate): build it with that feature, or choose the other broker"
+    ))
 }
 
 /// The channel of each partition: `NAMESPACE{separator}v1{separator}NN`.
@@ -336,6 +364,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(feature = "redis", feature = "nats"))]
     use ferry_test_kit::brokers::{Broker as TestBroker, Kind};
 
     #[test]
@@ -373,6 +402,7 @@ mod tests {
 
     /// Every backend's link against its real server: a ping before and after traffic, and a
     /// publish read back on the channel it went to.
+    #[cfg(all(feature = "redis", feature = "nats"))]
     async fn a_link_publishes_reads_and_pings(kind: Kind) {
         let server = TestBroker::start(kind);
         let config = Config {
@@ -399,6 +429,7 @@ mod tests {
         assert_eq!(publisher, reader);
     }
 
+    #[cfg(all(feature = "redis", feature = "nats"))]
     async fn exchange<L: Link>(mut publisher: L, mut reader: L) -> (Vec<u8>, Vec<u8>) {
         for link in [&mut publisher, &mut reader] {
             link.ping().await.unwrap();
@@ -422,11 +453,13 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg(all(feature = "redis", feature = "nats"))]
     async fn a_redis_link_publishes_reads_and_pings() {
         a_link_publishes_reads_and_pings(Kind::Redis).await;
     }
 
     #[tokio::test]
+    #[cfg(all(feature = "redis", feature = "nats"))]
     async fn a_nats_link_publishes_reads_and_pings() {
         a_link_publishes_reads_and_pings(Kind::Nats).await;
     }
