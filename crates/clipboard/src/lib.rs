@@ -9,7 +9,7 @@
 //!                    best of its types through a pipe
 //!     X11 with XFixes: a thread sleeps until the clipboard's owner changes, then reads TARGETS
 //!                    and the best target itself (INCR transfers included)
-//!     otherwise:     a thread polls through arboard every `poll_interval` (≤ 250 ms)
+//!     otherwise:     a thread polls through arboard every `poll_interval` (250 ms unless set)
 //!   Windows (windows.rs): a thread with a message-only window sleeps until the clipboard
 //!                    format listener (AddClipboardFormatListener) posts an update
 //!   macOS (macos.rs): a thread reads the pasteboard's change count (an integer) every
@@ -139,9 +139,14 @@ pub enum Source {
     /// Windows' clipboard format listener (`AddClipboardFormatListener`).
     FormatListener,
     /// macOS's pasteboard change count, read at an interval (macOS sends no clipboard events).
-    ChangeCount,
+    ChangeCount {
+        /// The interval.
+        every: Duration,
+    },
     /// Reading the clipboard at an interval, and why no events are used.
     Polling {
+        /// The interval.
+        every: Duration,
         /// What offered no events.
         why: String,
     },
@@ -167,11 +172,12 @@ impl std::fmt::Display for Source {
             Source::FormatListener => {
                 f.write_str("Windows clipboard events (AddClipboardFormatListener)")
             }
-            Source::ChangeCount => f.write_str(
-                "the pasteboard's change count, read every 250 ms (macOS sends no clipboard \
+            Source::ChangeCount { every } => write!(
+                f,
+                "the pasteboard's change count, read every {every:?} (macOS sends no clipboard \
                  events; the content is read only when it changed)",
             ),
-            Source::Polling { why } => write!(f, "polling every 250 ms ({why})"),
+            Source::Polling { every, why } => write!(f, "polling every {every:?} ({why})"),
         }
     }
 }
@@ -249,6 +255,7 @@ impl Watcher {
         mut on_change: impl FnMut(Observed) -> bool + Send + 'static,
     ) -> Result<Watcher, ClipboardError> {
         let mut clipboard = arboard::Clipboard::new().map_err(no_display)?;
+        let every = config.poll_interval;
         let thread = spawn("ferry-clipboard-poll", move || {
             let mut last: Option<Observed> = read_arboard(&mut clipboard, &config);
             loop {
@@ -266,6 +273,7 @@ impl Watcher {
         })?;
         Ok(Watcher {
             source: Source::Polling {
+                every,
                 why: "asked for with clipboard.poll".into(),
             },
             thread,
@@ -275,7 +283,7 @@ impl Watcher {
     /// How it learns of copies.
     pub fn mode(&self) -> Mode {
         match self.source {
-            Source::Polling { .. } | Source::ChangeCount => Mode::Polling,
+            Source::Polling { .. } | Source::ChangeCount { .. } => Mode::Polling,
             _ => Mode::Events,
         }
     }

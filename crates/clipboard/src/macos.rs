@@ -24,6 +24,7 @@ pub(crate) fn start(
     config: WatchConfig,
     mut on_change: impl FnMut(Observed) -> bool + Send + 'static,
 ) -> Result<Watcher, ClipboardError> {
+    let every = config.poll_interval;
     let thread = spawn("ferry-clipboard-watch", move || {
         let mut clipboard = match arboard::Clipboard::new() {
             Ok(clipboard) => clipboard,
@@ -53,14 +54,16 @@ pub(crate) fn start(
         }
     })?;
     Ok(Watcher {
-        source: Source::ChangeCount,
+        source: Source::ChangeCount { every },
         thread,
     })
 }
 
 /// The change count is always there to read.
 pub(crate) fn probe() -> Result<Source, ClipboardError> {
-    Ok(Source::ChangeCount)
+    Ok(Source::ChangeCount {
+        every: WatchConfig::default().poll_interval,
+    })
 }
 
 /// Whether the current content is marked as not to be kept.

@@ -26,8 +26,9 @@ pub(crate) fn start(
         }),
         Connected::Neither(why) => {
             warn!(%why, "no clipboard events here: polling the clipboard instead");
+            let every = config.poll_interval;
             let mut watcher = Watcher::poll(config, on_change)?;
-            watcher.source = Source::Polling { why };
+            watcher.source = Source::Polling { every, why };
             Ok(watcher)
         }
     }
@@ -38,7 +39,10 @@ pub(crate) fn probe() -> Result<Source, ClipboardError> {
     Ok(match Connected::to(None, WatchConfig::default())? {
         Connected::Wayland(watcher) => watcher.source(),
         Connected::X11(_, instead_of_wayland) => Source::XFixes { instead_of_wayland },
-        Connected::Neither(why) => Source::Polling { why },
+        Connected::Neither(why) => Source::Polling {
+            every: WatchConfig::default().poll_interval,
+            why,
+        },
     })
 }
 
