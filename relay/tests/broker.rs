@@ -7,13 +7,14 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use ferry_protocol::TopicId;
 use ferry_protocol::relay::wire::Event;
 use ferry_relay::{BrokerUrl, Config, RunningRelay, Secret};
 use ferry_test_kit::brokers::{Broker as Server, Kind};
+use ferry_test_kit::eventually_async;
 use nkeys::KeyPair;
 use serde_json::json;
 
@@ -107,19 +108,11 @@ async fn cluster(server: &Server, config: Config, topic: TopicId) -> Cluster {
 
 /// Waits until the metric `name` reads `value`.
 async fn settles(relay: &RunningRelay, name: &str, value: u64) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    eventually_async(PATIENCE, &format!("{name} to read {value}"), || async {
         let (_, text) = http_get(relay, "/metrics").await;
-        let now = metric(&text, name);
-        if now == value {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} stayed {now}, not {value}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (metric(&text, name) == value).then_some(())
+    })
+    .await;
 }
 
 async fn reads(relay: &RunningRelay, name: &str) -> u64 {

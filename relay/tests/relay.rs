@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::*;
 use ferry_protocol::relay::wire::{ErrorCode, Event, Request};
 use ferry_relay::{Config, RunningRelay};
+use ferry_test_kit::eventually_async;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::client_async;
@@ -132,17 +133,16 @@ async fn healthz_and_metrics_answer_over_http() {
     assert!(!metrics.contains(&topic(1).to_string()));
 
     drop(b);
-    let mut gone = false;
-    for _ in 0..50 {
-        let (_, metrics) = http_get(&relay, "/metrics").await;
-        if metric(&metrics, "ferry_relay_subscriptions") == 1 {
-            assert_eq!(metric(&metrics, "ferry_relay_topics"), 1);
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(gone, "a closed connection's subscriptions are removed");
+    let metrics = eventually_async(
+        Duration::from_secs(5),
+        "a closed connection's subscriptions to be removed",
+        || async {
+            let (_, metrics) = http_get(&relay, "/metrics").await;
+            (metric(&metrics, "ferry_relay_subscriptions") == 1).then_some(metrics)
+        },
+    )
+    .await;
+    assert_eq!(metric(&metrics, "ferry_relay_topics"), 1);
 
     assert_eq!(http_get(&relay, "/other").await.0, 404);
     assert_eq!(http_get(&relay, "/v1/ws").await.0, 426);

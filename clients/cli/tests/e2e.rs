@@ -24,16 +24,6 @@ fn own_segments(device: &Device) -> u64 {
     device.json(&["status"])["last_seq"].as_u64().unwrap()
 }
 
-fn history_texts(device: &Device) -> Vec<String> {
-    device
-        .json(&["history"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|clip| clip["text"].as_str().map(str::to_owned))
-        .collect()
-}
-
 /// Waits for the agent of `device` to say it watches the clipboard in `mode` (it opens its
 /// socket before it starts watching).
 fn watching(device: &Device, mode: &str) {
@@ -88,7 +78,7 @@ fn clips_cross_between_two_desktops_through_s3_and_the_relay() {
     let _owner = desk_a.copy(TEXT, b"after the secret");
     arrives(&desk_b, "after the secret");
     for device in [a, b] {
-        let texts = history_texts(device);
+        let texts = device.history_texts();
         assert!(!texts.iter().any(|t| t.contains("hunter2")), "{texts:?}");
         assert!(texts.contains(&"after the secret".to_owned()), "{texts:?}");
     }
@@ -100,7 +90,7 @@ fn clips_cross_between_two_desktops_through_s3_and_the_relay() {
     stop_agent(agent_b);
     let _owner = desk_a.copy(TEXT, b"while B was away");
     eventually(WAIT, "A's upload", || {
-        history_texts(a)
+        a.history_texts()
             .contains(&"while B was away".to_owned())
             .then_some(())
     });
@@ -194,7 +184,7 @@ fn clips_cross_between_two_wayland_desktops() {
     let _owner = desk_a.copy(wayland_text, "after the Wayland secret".as_bytes());
     arrives_on(&desk_b, "after the Wayland secret");
     for device in [a, b] {
-        let texts = history_texts(device);
+        let texts = device.history_texts();
         assert!(!texts.iter().any(|t| t.contains("hunter2")), "{texts:?}");
     }
 
@@ -208,7 +198,7 @@ fn clips_cross_between_two_wayland_desktops() {
     let _owner = desk_a.copy(wayland_text, "small again".as_bytes());
     arrives_on(&desk_b, "small again");
     for device in [a, b] {
-        let texts = history_texts(device);
+        let texts = device.history_texts();
         assert!(!texts.iter().any(|t| t.starts_with("xxxx")), "{texts:?}");
     }
     // B placed four clips and recorded none.

@@ -14,16 +14,6 @@ use common::{
 const TEXT: &str = "UTF8_STRING";
 const WAIT: Duration = Duration::from_secs(15);
 
-fn history_texts(device: &Device) -> Vec<String> {
-    device
-        .json(&["history"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|clip| clip["text"].as_str().map(str::to_owned))
-        .collect()
-}
-
 /// Waits until `device`'s agent log holds `line` more than `seen` times; returns the new count.
 fn logged(device: &Device, line: &str, seen: usize) -> usize {
     eventually(WAIT, line, || {
@@ -37,7 +27,7 @@ fn copied_on_a(a: &Device, desk_a: &Display, text: &str) -> common::Running {
     let owner = desk_a.copy(TEXT, text.as_bytes());
     eventually(WAIT, "A's upload", || {
         let status = a.json(&["status"]);
-        (history_texts(a).contains(&text.to_owned()) && status["pending_segments"] == 0)
+        (a.history_texts().contains(&text.to_owned()) && status["pending_segments"] == 0)
             .then_some(())
     });
     owner
@@ -97,7 +87,8 @@ fn a_paused_device_neither_records_nor_receives_until_it_resumes() {
     let _owner = copied_on_a(a, &desk_a, "from A after B restarted");
     logged(b, "sync is paused: a relay hint was ignored", hints);
     assert!(
-        !history_texts(b).contains(&"from A after B restarted".to_owned()),
+        !b.history_texts()
+            .contains(&"from A after B restarted".to_owned()),
         "a paused agent fetched"
     );
 
@@ -125,7 +116,7 @@ fn a_paused_device_neither_records_nor_receives_until_it_resumes() {
 
     // What B copied while paused was never recorded anywhere.
     for device in [a, b] {
-        let texts = history_texts(device);
+        let texts = device.history_texts();
         assert!(
             !texts.contains(&"copied on B while paused".to_owned()),
             "{texts:?}"
@@ -153,7 +144,7 @@ fn without_an_agent_a_paused_device_keeps_what_it_records() {
     assert_eq!(b.json(&["status"])["pending_ops"], 1);
     // A copy of A's is not fetched by B's commands either.
     a.run(&["copy", "from A"]).ok();
-    assert!(!history_texts(b).contains(&"from A".to_owned()));
+    assert!(!b.history_texts().contains(&"from A".to_owned()));
     let paste = b.run(&["paste"]).ok();
     assert_eq!(paste.stdout, "kept on B");
 
@@ -162,6 +153,6 @@ fn without_an_agent_a_paused_device_keeps_what_it_records() {
     assert!(b.run(&["resume"]).ok().stdout.contains("Sync resumed"));
     assert!(b.run(&["resume"]).ok().stdout.contains("not paused"));
     b.run(&["sync"]).ok();
-    assert!(history_texts(a).contains(&"kept on B".to_owned()));
-    assert!(history_texts(b).contains(&"from A".to_owned()));
+    assert!(a.history_texts().contains(&"kept on B".to_owned()));
+    assert!(b.history_texts().contains(&"from A".to_owned()));
 }

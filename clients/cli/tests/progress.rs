@@ -7,21 +7,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Device, Terminal, eventually, have, pair, quote, start_agent, stop_agent};
+use common::{
+    Backend, Device, Rng, Terminal, eventually, have, pair, quote, start_agent, stop_agent,
+};
 
 const MIB: usize = 1024 * 1024;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    Rng::new(0x9e37_79b9_7f4a_7c15).bytes(len)
 }
 
 /// Runs `args` on `device` in a terminal of its own, with `env` set.

@@ -7,31 +7,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Backend, Device, eventually, pair, start_agent, stop_agent};
+use common::{Backend, Device, Rng, eventually, pair, start_agent, stop_agent};
 
 const MIB: usize = 1024 * 1024;
 
 /// Random bytes (xorshift), so nothing compresses or pads them away.
 fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-fn texts(device: &Device) -> Vec<String> {
-    device
-        .json(&["history"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|clip| clip["text"].as_str().map(str::to_owned))
-        .collect()
+    Rng::new(0x2545_f491_4f6c_dd1d).bytes(len)
 }
 
 /// Whether `device` logged its blob as uploaded whole.
@@ -74,7 +56,7 @@ fn a_large_file_keeps_to_the_limit_and_a_copy_does_not_wait_behind_it() {
 
     // The text reaches B through the relay while the file is still on its way.
     eventually(Duration::from_secs(30), "the text on B", || {
-        texts(b)
+        b.history_texts()
             .contains(&"typed while the file goes out".to_owned())
             .then_some(())
     });

@@ -8,24 +8,9 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, criterion_group};
 use ferry_core::{ClipContent, ClipId, CollectionId, DeviceId, Op, Replica, State};
 use ferry_protocol::{NamesKey, SyncKey};
+use ferry_test_kit::random::Rng;
 
 const T0: u64 = 1_800_000_000_000;
-
-/// A small deterministic generator (xorshift64*), so every run measures the same operations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn names() -> NamesKey {
     SyncKey::from_bytes([3; 32]).keys().names
@@ -47,7 +32,7 @@ fn clip_text(rng: &mut Rng, n: u64) -> ClipContent {
 /// 3 % restores, 2 % purges, 8 % collection changes, 7 % alias and setting writes.
 fn realistic_ops(total: usize) -> Vec<Op> {
     let names = names();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut replicas: Vec<Replica> = (1..=4).map(|i| Replica::new(DeviceId([i; 16]))).collect();
     let mut copied: Vec<ClipId> = Vec::new();
     let mut collections: Vec<CollectionId> = Vec::new();
@@ -60,7 +45,7 @@ fn realistic_ops(total: usize) -> Vec<Op> {
         let pick = |rng: &mut Rng, ids: &Vec<ClipId>| ids[rng.below(ids.len() as u64) as usize];
         let op = if roll < 60 || copied.is_empty() {
             let content = if rng.below(10) == 0 && n > 0 {
-                clip_text(&mut Rng(rng.below(n) + 1), 0)
+                clip_text(&mut Rng::new(rng.below(n) + 1), 0)
             } else {
                 n += 1;
                 clip_text(&mut rng, n)
@@ -109,7 +94,7 @@ fn realistic_ops(total: usize) -> Vec<Op> {
 
 /// A state of `clips` text clips copied by one device.
 fn state_with_clips(device: u8, clips: u64, salt: u64) -> State {
-    let mut rng = Rng(0x1234_5678 ^ salt);
+    let mut rng = Rng::new(0x1234_5678 ^ salt);
     let mut replica = Replica::new(DeviceId([device; 16]));
     let names = names();
     for i in 0..clips {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use ferry_protocol::TopicId;
 use ferry_relay::{Config, RunningRelay};
 use ferry_relay_client::{ClientConfig, ClientError, Delivery, RelayClient, State};
+use ferry_test_kit::eventually_async;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -51,13 +52,10 @@ async fn metric(relay: &RunningRelay, name: &str) -> u64 {
 /// Waits until the relay's counter `name` is at least `value` (the relay counts a frame once
 /// its task has read it, a moment after the client wrote it).
 async fn metric_reaches(relay: &RunningRelay, name: &str, value: u64) {
-    for _ in 0..500 {
-        if metric(relay, name).await >= value {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{name} never reached {value}");
+    eventually_async(WAIT, &format!("{name} to reach {value}"), || async {
+        (metric(relay, name).await >= value).then_some(())
+    })
+    .await;
 }
 
 async fn connected(client: &RelayClient) {
@@ -216,13 +214,10 @@ async fn dropping_the_client_closes_its_connection() {
     let (client, _rx) = RelayClient::start(quick(&relay.url())).unwrap();
     connected(&client).await;
     drop(client);
-    for _ in 0..100 {
-        if metric(&relay, "ferry_relay_connections").await == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the relay still counts the connection");
+    eventually_async(WAIT, "the relay to count the connection gone", || async {
+        (metric(&relay, "ferry_relay_connections").await == 0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

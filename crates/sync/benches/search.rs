@@ -14,6 +14,7 @@ use criterion::{Criterion, criterion_group};
 use ferry_core::{ClipContent, ClipView, DataKind};
 use ferry_store::Store;
 use ferry_sync::{Engine, EngineConfig};
+use ferry_test_kit::random::Rng;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -69,25 +70,13 @@ const WORDS: &[&str] = &[
     "hotel",
 ];
 
-/// A small deterministic generator (xorshift64*), so every run measures the same history.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
-    }
-}
-
 /// A clip of 3 to 30 words and a number, like most copied text.
 fn clip(rng: &mut Rng, n: usize) -> ClipContent {
-    let words = 3 + rng.below(28);
+    let words = 3 + rng.index(28);
     let mut text = format!("#{n}");
     for _ in 0..words {
         text.push(' ');
-        text.push_str(WORDS[rng.below(WORDS.len())]);
+        text.push_str(WORDS[rng.index(WORDS.len())]);
     }
     ClipContent::Text(text)
 }
@@ -109,7 +98,7 @@ async fn history(clips: usize) -> (Engine, Vec<tempfile::TempDir>) {
     )
     .await
     .unwrap();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     for n in 0..clips {
         let op = writer.copy(clip(&mut rng, n)).unwrap().unwrap();
         if n % 10 == 0 {

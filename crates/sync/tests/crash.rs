@@ -128,7 +128,7 @@ async fn crash_safety_on(backend: Backend, url: &str) {
     let store = open_store(url);
     init(&*store).await;
     let recorded = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut rng = Rng(0xC0FF_EE00_D15E_A5E5 ^ backend as u64);
+    let mut rng = Rng::new(0xC0FF_EE00_D15E_A5E5 ^ backend as u64);
     let exe = std::env::current_exe().unwrap();
     for run in 0..RUNS {
         let mut child = Command::new(&exe)

@@ -66,7 +66,7 @@ async fn a_dry_run_names_exactly_what_the_sync_after_it_moves() {
         let storage = storage(Backend::Folder).await;
         let store = &*storage.store;
         init(store).await;
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut writers = Vec::new();
         for _ in 0..3 {
             writers.push(Device::open_with(Arc::clone(&storage.store), small()).await);

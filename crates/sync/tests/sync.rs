@@ -25,7 +25,7 @@ per_backend! {
         for _ in 0..3 {
             devices.push(Device::open(Arc::clone(&storage.store)).await);
         }
-        let mut rng = Rng(0x1234_5678 ^ backend as u64);
+        let mut rng = Rng::new(0x1234_5678 ^ backend as u64);
         let mut expected = Vec::new();
         for step in 0..60 {
             let d = rng.below(3) as usize;

@@ -4,8 +4,9 @@
 //! test case per backend so that one failing backend does not hide the others; and
 //! [`identity_for`], a device identity that stays the same each time a test opens a database;
 //! a LAN of network namespaces for the tests of nearby devices ([`netns`]); certificates for TLS
-//! servers ([`tls`]); and the pub/sub brokers relay instances share publishes through
-//! ([`brokers`]).
+//! servers ([`tls`]); the pub/sub brokers relay instances share publishes through
+//! ([`brokers`]); a deterministic random generator ([`random::Rng`]); and waiting for what a
+//! test caused ([`eventually`], [`eventually_async`]) instead of sleeping.
 //!
 //! Never a mock: the S3 server checks SigV4 signatures, the WebDAV server speaks the protocol
 //! over real sockets, and the folder is a real folder.
@@ -14,8 +15,12 @@
 
 pub mod brokers;
 pub mod netns;
+pub mod random;
 pub mod servers;
 pub mod tls;
+mod wait;
+
+pub use wait::{eventually, eventually_async};
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;

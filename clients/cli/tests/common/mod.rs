@@ -6,10 +6,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[allow(unused_imports)]
-pub use ferry_test_kit::{BACKENDS, Backend, Served, netns, per_backend, servers};
+pub use ferry_test_kit::random::Rng;
+#[allow(unused_imports)]
+pub use ferry_test_kit::{BACKENDS, Backend, Served, eventually, netns, per_backend, servers};
 
 pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
@@ -251,6 +253,16 @@ impl Device {
         Ran::from(child.wait_with_output().unwrap())
     }
 
+    /// The texts in this device's history, newest first.
+    pub fn history_texts(&self) -> Vec<String> {
+        self.json(&["history"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|clip| clip["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// `ferry init` on `storage`; returns the recovery code.
     pub fn init(&self, storage: &Storage, name: &str) -> String {
         self.init_with_relay(storage, name, None)
@@ -356,21 +368,6 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Waits until `check` returns `Some`, or panics after `limit` naming `what`.
-pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A child process killed when dropped.
@@ -727,15 +724,8 @@ pub fn noise_png(width: u32, height: u32) -> Vec<u8> {
     encoder.set_color(png::ColorType::Rgba);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().unwrap();
-    let mut state = 0x2545_f491_u32 ^ width ^ (height << 16);
-    let pixels: Vec<u8> = (0..width * height * 4)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect();
+    let seed = 0x2545_f491 ^ u64::from(width) ^ (u64::from(height) << 16);
+    let pixels = Rng::new(seed).bytes((width * height * 4) as usize);
     writer.write_image_data(&pixels).unwrap();
     writer.finish().unwrap();
     out

@@ -3,7 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -216,7 +216,7 @@ pub struct Instrumented {
     pub counts: Arc<Counts>,
     pub fail_one_in: u64,
     pub denied: Mutex<Vec<String>>,
-    seed: AtomicUsize,
+    rng: Mutex<Rng>,
 }
 
 impl std::fmt::Debug for Instrumented {
@@ -232,7 +232,7 @@ impl Instrumented {
             counts: Arc::new(Counts::default()),
             fail_one_in,
             denied: Mutex::new(Vec::new()),
-            seed: AtomicUsize::new(0x9E37_79B9),
+            rng: Mutex::new(Rng::new(0x9E37_79B9)),
         }
     }
 
@@ -268,11 +268,7 @@ impl Instrumented {
         if self.fail_one_in == 0 {
             return None;
         }
-        let mut x = self.seed.load(Ordering::Relaxed) as u64;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.seed.store(x as usize, Ordering::Relaxed);
+        let x = self.rng.lock().unwrap().next_u64();
         x.is_multiple_of(self.fail_one_in).then_some(x & 0x100 == 0)
     }
 
@@ -339,13 +335,4 @@ impl Store for Instrumented {
 }
 
 /// A small deterministic random source for interleavings.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
+pub use ferry_test_kit::random::Rng;
