@@ -89,12 +89,11 @@ fn clips_cross_between_two_desktops_through_s3_and_the_relay() {
     // A clip copied while B's agent is stopped arrives when it starts.
     stop_agent(agent_b);
     let _owner = desk_a.copy(TEXT, b"while B was away");
+    // Uploaded, not only recorded: B, polling slowly, finds it when it starts.
     eventually(WAIT, "A's upload", || {
-        a.history_texts()
-            .contains(&"while B was away".to_owned())
-            .then_some(())
+        let recorded = a.history_texts().contains(&"while B was away".to_owned());
+        (recorded && a.json(&["status"])["pending_segments"] == 0).then_some(())
     });
-    std::thread::sleep(Duration::from_millis(500));
     agent_b = start_agent(b, Some(&desk_b), &slow_poll);
     arrives(&desk_b, "while B was away");
 

@@ -25,6 +25,8 @@ use tokio_tungstenite::tungstenite::Message;
 /// What `ferry --json pair` prints, line by line, as it happens.
 struct Offer {
     process: Running,
+    /// Reads the events from the process's standard output until it ends.
+    reader: std::thread::JoinHandle<()>,
     events: mpsc::Receiver<Value>,
     stderr: Arc<Mutex<String>>,
     code: String,
@@ -55,7 +57,7 @@ impl Offer {
         let stdout = child.stdout.take().unwrap();
         let mut err = child.stderr.take().unwrap();
         let (sender, events) = mpsc::channel::<Value>();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = sender.send(serde_json::from_str(&line).unwrap());
             }
@@ -73,6 +75,7 @@ impl Offer {
         assert_eq!(first["event"], "code", "{first}");
         Offer {
             process: Running(child),
+            reader,
             events,
             stderr,
             code: first["code"].as_str().unwrap().to_owned(),
@@ -89,10 +92,9 @@ impl Offer {
         let status = common::eventually(Duration::from_secs(30), "`ferry pair` to end", || {
             self.process.0.try_wait().unwrap()
         });
-        let events: Vec<Value> = self.events.try_iter().collect();
-        // The reader thread may still be writing the last line.
-        std::thread::sleep(Duration::from_millis(50));
-        let events = events.into_iter().chain(self.events.try_iter()).collect();
+        // The process's output ended with it: the reader has read every line once it ends.
+        self.reader.join().unwrap();
+        let events = self.events.try_iter().collect();
         let stderr = self.stderr.lock().unwrap().clone();
         (status.code().unwrap_or(-1), events, stderr)
     }

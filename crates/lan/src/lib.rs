@@ -31,6 +31,7 @@ mod supervisor;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use ferry_protocol::lan::PERIOD_SECS;
@@ -153,6 +154,7 @@ pub struct Lan {
     supervisor: JoinHandle<()>,
     discovery: Option<discovery::Discovery>,
     discovery_error: Option<String>,
+    refused: Arc<AtomicU64>,
 }
 
 impl Drop for Lan {
@@ -193,12 +195,14 @@ impl Lan {
             }
             None => (None, None),
         };
+        let refused = Arc::new(AtomicU64::new(0));
         let shared = Shared {
             config: Arc::new(config),
             psk: Arc::new(key.transport_psk()),
             port: local.port(),
             internal: internal_tx,
             events: events_tx,
+            refused: Arc::clone(&refused),
         };
         let supervisor = tokio::spawn(supervisor::run(
             shared,
@@ -214,6 +218,7 @@ impl Lan {
             supervisor,
             discovery,
             discovery_error,
+            refused,
         };
         Ok((lan, events))
     }
@@ -253,5 +258,11 @@ impl Lan {
     /// Why discovery does not run, when it was asked for and could not start.
     pub fn discovery_error(&self) -> Option<&str> {
         self.discovery_error.as_deref()
+    }
+
+    /// How many connections, made here or to here, were refused because the other end did
+    /// not prove the group's key: strangers, or devices of another repository.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ferry_protocol::DeviceId;
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) port: u16,
     pub(crate) internal: mpsc::UnboundedSender<Internal>,
     pub(crate) events: mpsc::Sender<Event>,
+    /// Connections, either way, refused because the other end did not prove the group's key.
+    pub(crate) refused: Arc<AtomicU64>,
 }
 
 /// What connection tasks and discovery tell the supervisor.
@@ -224,9 +227,12 @@ impl Supervisor {
             }
             Internal::Failed { id, dialed, error } => {
                 self.opening.remove(&id);
+                let foreign = matches!(error, LanError::Handshake | LanError::Refused);
+                if foreign {
+                    self.shared.refused.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Some(addr) = dialed {
                     self.dialing.remove(&addr);
-                    let foreign = matches!(error, LanError::Handshake | LanError::Refused);
                     if foreign && self.said_wrong_key.insert(addr) {
                         warn!(%addr, "LAN: {error}");
                     }

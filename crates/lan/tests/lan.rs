@@ -7,6 +7,7 @@ use std::time::Duration;
 use ferry_lan::Frame;
 use ferry_lan::{DiscoveryConfig, Event, Lan, LanConfig, Peer};
 use ferry_protocol::{DeviceId, DeviceTag, LanKey, SyncKey};
+use ferry_test_kit::eventually_async;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -45,6 +46,18 @@ async fn event(events: &mut mpsc::Receiver<Event>) -> Event {
         .await
         .expect("no LAN event came")
         .expect("the LAN stopped")
+}
+
+/// Waits for the segment frame `seq` among `events`.
+async fn received(events: &mut mpsc::Receiver<Event>, seq: u64) {
+    let wanted = segment(seq);
+    loop {
+        if let Event::Received { frame, .. } = event(events).await
+            && frame == wanted
+        {
+            return;
+        }
+    }
 }
 
 /// Waits until `lan` is connected to exactly `devices`.
@@ -131,8 +144,11 @@ async fn a_stranger_with_another_key_neither_connects_nor_learns_anything() {
     connected_to(&mut b, &[1]).await;
     assert!(matches!(event(&mut a_events).await, Event::Connected(_)));
     a.send(None, segment(1));
-    // Long enough for the stranger's discovery and several of its dials.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The stranger tried both, and both refused it: only then does its silence say anything.
+    eventually_async(WAIT, "both devices to refuse the stranger", || async {
+        (a.refused() > 0 && b.refused() > 0 && stranger.refused() > 0).then_some(())
+    })
+    .await;
     assert!(stranger.peers().is_empty());
     assert!(
         stranger_events.try_recv().is_err(),
@@ -177,8 +193,8 @@ async fn settled(lan: &mut Lan, dialed: bool) -> Peer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_devices_dialling_each_other_keep_one_connection() {
-    let (mut a, _a_events) = start(config(1, None), &key(1)).await;
-    let (mut b, _b_events) = start(config(2, None), &key(1)).await;
+    let (mut a, mut a_events) = start(config(1, None), &key(1)).await;
+    let (mut b, mut b_events) = start(config(2, None), &key(1)).await;
     // Both dial, repeatedly, and both keep the connection the smaller id (1) dialled.
     for _ in 0..5 {
         a.dial(b.local_addr());
@@ -190,7 +206,12 @@ async fn two_devices_dialling_each_other_keep_one_connection() {
         a.dial(b.local_addr());
         b.dial(a.local_addr());
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each side handles its commands in order: a frame sent after the dials and received on
+    // the other side means the dials were handled (and found the device connected).
+    a.send(None, segment(7));
+    b.send(None, segment(8));
+    received(&mut b_events, 7).await;
+    received(&mut a_events, 8).await;
     assert_eq!(a.peers(), vec![kept.clone()]);
     assert!(kept.dialed);
     assert_eq!(b.peers().len(), 1);
