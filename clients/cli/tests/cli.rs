@@ -517,25 +517,35 @@ fn ferry_stop_stops_the_agent_after_it_sends_what_is_pending() {
 
 /// `ferry agent --log-file` (what the service runs on Windows and macOS, where nothing keeps a
 /// service's standard error): the agent's lines go to that file, plain, and none to stderr.
+/// Starts `device`'s agent with `--log-file log` and its standard error in a file (not a pipe:
+/// on Windows another test's child may inherit a pipe's end and hold it); returns when its
+/// socket is there, with the file.
+fn agent_logging_to(
+    device: &Device,
+    log: &std::path::Path,
+) -> (common::Running, std::path::PathBuf) {
+    let stderr_file = device.home().join("agent-stderr.txt");
+    let _ = std::fs::remove_file(device.home().join("agent.sock"));
+    let mut command = device.command(&["agent", "--log-file", log.to_str().unwrap()]);
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_file).unwrap())
+        .spawn()
+        .unwrap();
+    let agent = common::Running(child);
+    eventually(Duration::from_secs(30), "the agent's socket", || {
+        device.home().join("agent.sock").exists().then_some(())
+    });
+    (agent, stderr_file)
+}
+
 #[test]
 fn the_agent_logs_to_the_file_it_is_given() {
     let storage = storage(Backend::Folder);
     let a = Device::new();
     a.init(&storage, "alpha");
     let log = a.home().join("logs").join("agent.log");
-    // A file, not a pipe: on Windows another test's child may inherit a pipe's end and hold it.
-    let stderr_file = a.home().join("agent-stderr.txt");
-    let _ = std::fs::remove_file(a.home().join("agent.sock"));
-    let mut command = a.command(&["agent", "--log-file", log.to_str().unwrap()]);
-    let child = command
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&stderr_file).unwrap())
-        .spawn()
-        .unwrap();
-    let mut agent = common::Running(child);
-    eventually(Duration::from_secs(30), "the agent's socket", || {
-        a.home().join("agent.sock").exists().then_some(())
-    });
+    let (mut agent, stderr_file) = agent_logging_to(&a, &log);
     a.run(&["copy", "a line the log never holds"]).ok();
     let stopped = a.run(&["stop"]).ok();
     assert!(
@@ -567,18 +577,7 @@ fn an_agent_whose_log_file_cannot_be_made_logs_to_stderr_and_says_why() {
     let blocker = a.home().join("not-a-folder");
     std::fs::write(&blocker, "a file where the log's folder would go").unwrap();
     let log = blocker.join("agent.log");
-    let stderr_file = a.home().join("agent-stderr.txt");
-    let _ = std::fs::remove_file(a.home().join("agent.sock"));
-    let mut command = a.command(&["agent", "--log-file", log.to_str().unwrap()]);
-    let child = command
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&stderr_file).unwrap())
-        .spawn()
-        .unwrap();
-    let mut agent = common::Running(child);
-    eventually(Duration::from_secs(30), "the agent's socket", || {
-        a.home().join("agent.sock").exists().then_some(())
-    });
+    let (mut agent, stderr_file) = agent_logging_to(&a, &log);
     a.run(&["stop"]).ok();
     assert!(agent.0.wait().unwrap().success());
     let stderr = std::fs::read_to_string(&stderr_file).unwrap();
