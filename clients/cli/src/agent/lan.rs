@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 
-use ferry_lan::Frame;
-use ferry_lan::{DiscoveryConfig, Event, Lan, LanConfig};
+use ferry_lan::{DiscoveryConfig, Event, Frame, Lan, LanConfig};
+use ferry_protocol::{BlobId, DeviceId};
 use ferry_sync::{ChunkReceived, NearbyChunk, NearbySegment, Received};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -130,53 +130,12 @@ impl Agent {
                     seq,
                     sealed,
                 };
-                match self.device.engine.receive(segment) {
-                    Ok(Received::Applied { ops, blobs }) if blobs.is_empty() => {
-                        debug!(seq, ops, "LAN: applied a segment");
-                        self.apply_newest().await;
-                    }
-                    Ok(Received::Applied { ops, blobs }) => {
-                        // Its images come from the sender too; the newest clip is placed
-                        // when they are whole.
-                        debug!(seq, ops, blobs = blobs.len(), "LAN: applied a segment");
-                        for blob in blobs {
-                            lan.send(Some(from), Frame::Want { blob });
-                        }
-                    }
-                    Ok(Received::Ahead) => {
-                        // Something before it went missing (a connection replaced mid-way):
-                        // saying how far this device is brings it.
-                        debug!(
-                            seq,
-                            "LAN: a segment ahead of a gap; asking for what is missing"
-                        );
-                        match self.device.engine.heads() {
-                            Ok(heads) => lan.send(Some(from), Frame::Heads(heads)),
-                            Err(error) => warn!(%error, "LAN: heads could not be read"),
-                        }
-                    }
-                    Ok(other) => debug!(seq, ?other, "LAN: a segment was not applied"),
-                    Err(error) => warn!(%error, "LAN: a segment could not be applied"),
-                }
+                self.nearby_segment(from, segment).await;
             }
             Event::Received {
                 from,
                 frame: Frame::Want { blob },
-            } => match self.device.engine.blob_chunks(blob) {
-                Ok(chunks) => {
-                    for chunk in chunks {
-                        lan.send(
-                            Some(from),
-                            Frame::Chunk {
-                                blob,
-                                chunk: chunk.index,
-                                sealed: chunk.sealed,
-                            },
-                        );
-                    }
-                }
-                Err(error) => warn!(%error, "LAN: a blob a peer asked for could not be read"),
-            },
+            } => self.send_blob(lan, from, blob),
             Event::Received {
                 frame:
                     Frame::Chunk {
@@ -191,20 +150,85 @@ impl Agent {
                     index: chunk,
                     sealed,
                 };
-                match self.device.engine.receive_chunk(chunk) {
-                    Ok(ChunkReceived::Complete) => {
-                        debug!(%blob, "LAN: a blob arrived whole");
-                        self.apply_newest().await;
-                    }
-                    Ok(other) => debug!(%blob, ?other, "LAN: a blob chunk"),
-                    Err(error) => warn!(%error, "LAN: a blob chunk could not be kept"),
-                }
+                self.nearby_chunk(chunk).await;
             }
             Event::Received { frame, .. } => debug!(?frame, "LAN: ignored a frame"),
             Event::Disconnected { .. } => {}
         }
         if let Some((lan, _)) = &self.lan {
             self.nearby.peers = lan.peers().into_iter().map(|p| p.device).collect();
+        }
+    }
+
+    /// Applies a segment `from` a connected device sent; asks it for the images the segment
+    /// names, or for what is missing before it.
+    async fn nearby_segment(&mut self, from: DeviceId, segment: NearbySegment) {
+        let seq = segment.seq;
+        let received = self.device.engine.receive(segment);
+        let Some((lan, _)) = &self.lan else {
+            return;
+        };
+        match received {
+            Ok(Received::Applied { ops, blobs }) if blobs.is_empty() => {
+                debug!(seq, ops, "LAN: applied a segment");
+                self.apply_newest().await;
+            }
+            Ok(Received::Applied { ops, blobs }) => {
+                // Its images come from the sender too; the newest clip is placed when they
+                // are whole.
+                debug!(seq, ops, blobs = blobs.len(), "LAN: applied a segment");
+                for blob in blobs {
+                    lan.send(Some(from), Frame::Want { blob });
+                }
+            }
+            Ok(Received::Ahead) => {
+                // Something before it went missing (a connection replaced mid-way): saying
+                // how far this device is brings it.
+                debug!(
+                    seq,
+                    "LAN: a segment ahead of a gap; asking for what is missing"
+                );
+                match self.device.engine.heads() {
+                    Ok(heads) => lan.send(Some(from), Frame::Heads(heads)),
+                    Err(error) => warn!(%error, "LAN: heads could not be read"),
+                }
+            }
+            Ok(other) => debug!(seq, ?other, "LAN: a segment was not applied"),
+            Err(error) => warn!(%error, "LAN: a segment could not be applied"),
+        }
+    }
+
+    /// Sends the chunks of `blob`, which the connected device `to` asked for.
+    fn send_blob(&self, lan: &Lan, to: DeviceId, blob: BlobId) {
+        match self.device.engine.blob_chunks(blob) {
+            Ok(chunks) => {
+                for chunk in chunks {
+                    let (chunk, sealed) = (chunk.index, chunk.sealed);
+                    lan.send(
+                        Some(to),
+                        Frame::Chunk {
+                            blob,
+                            chunk,
+                            sealed,
+                        },
+                    );
+                }
+            }
+            Err(error) => warn!(%error, "LAN: a blob a peer asked for could not be read"),
+        }
+    }
+
+    /// Keeps a chunk of an image a connected device sent; places the newest clip once an
+    /// image is whole.
+    async fn nearby_chunk(&mut self, chunk: NearbyChunk) {
+        let blob = chunk.blob;
+        match self.device.engine.receive_chunk(chunk) {
+            Ok(ChunkReceived::Complete) => {
+                debug!(%blob, "LAN: a blob arrived whole");
+                self.apply_newest().await;
+            }
+            Ok(other) => debug!(%blob, ?other, "LAN: a blob chunk"),
+            Err(error) => warn!(%error, "LAN: a blob chunk could not be kept"),
         }
     }
 

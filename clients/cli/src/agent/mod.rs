@@ -42,7 +42,6 @@ use ferry_clipboard::{Clip, Observed, Watcher, Writer};
 use ferry_core::ClipId;
 use ferry_relay_client::Status as RelayStatus;
 use ferry_store::RetryPolicy;
-use ferry_store::url::StoreUrl;
 use tokio::sync::{mpsc, watch as state};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -53,7 +52,7 @@ use lan::recv_lan;
 use relay::{next_hint, relay_changed, relay_news};
 
 use crate::cli::DataCommand;
-use crate::device::{self, Changed, Device, Nearby};
+use crate::device::{Changed, Device, Nearby};
 use crate::error::Failure;
 use crate::ipc::{Reply, socket};
 use crate::output::Output;
@@ -161,25 +160,7 @@ impl Agent {
                 None
             }
         };
-        let (folder, folder_watcher) = match device
-            .config
-            .settings
-            .store
-            .as_deref()
-            .map(device::parse_store)
-        {
-            Some(Ok(StoreUrl::Folder(path))) => {
-                let tag = device.engine.status()?.tag.to_string();
-                match watch::folder(&path, tag) {
-                    Ok((watcher, rx)) => (Some(rx), Some(watcher)),
-                    Err(error) => {
-                        warn!(%error, "the repository folder cannot be watched: polling");
-                        (None, None)
-                    }
-                }
-            }
-            _ => (None, None),
-        };
+        let (folder_watcher, folder) = watch::repository(&device)?.unzip();
         let (clips, watcher, writer) =
             if device.config.settings.watch_clipboard || device.config.settings.apply_remote {
                 start_clipboard(&device)

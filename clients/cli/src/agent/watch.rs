@@ -3,15 +3,42 @@
 
 use std::path::Path;
 
+use ferry_store::url::StoreUrl;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::device::{self, Device};
+use crate::error::Failure;
+
+/// A watched repository folder: the watcher, kept alive, and its news.
+pub(super) type Watched = (notify::RecommendedWatcher, mpsc::Receiver<()>);
+
+/// Watches `device`'s repository when it is a folder; `None` for other storage, or a folder
+/// that cannot be watched (said, and polled as any storage).
+pub(super) fn repository(device: &Device) -> Result<Option<Watched>, Failure> {
+    let store = device
+        .config
+        .settings
+        .store
+        .as_deref()
+        .map(device::parse_store);
+    let Some(Ok(StoreUrl::Folder(path))) = store else {
+        return Ok(None);
+    };
+    let tag = device.engine.status()?.tag.to_string();
+    match folder(&path, tag) {
+        Ok(watched) => Ok(Some(watched)),
+        Err(error) => {
+            warn!(%error, "the repository folder cannot be watched: polling");
+            Ok(None)
+        }
+    }
+}
 
 /// Watches `root` for new heads of devices other than `own_tag`; each burst of them sends one
 /// `()` (the channel holds one, so a burst is one fetch).
-pub(crate) fn folder(
-    root: &Path,
-    own_tag: String,
-) -> notify::Result<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
+fn folder(root: &Path, own_tag: String) -> notify::Result<Watched> {
     let (tx, rx) = mpsc::channel(1);
     let heads = format!(
         "/{}{}",

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use ferry_protocol::SyncKey;
 use ferry_relay_client::{ClientConfig, RelayClient, State};
+use ferry_secrets::Secrets;
 use ferry_store::RetryPolicy;
 use ferry_sync::repo;
 use serde::Serialize;
@@ -125,69 +127,8 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
         )),
     );
     let secrets = device::secrets(home, config);
-    let key = match device::sync_key(&secrets) {
-        Ok(key) => {
-            let identity = match secrets.get(ferry_secrets::Secret::DeviceIdentity) {
-                Ok(Some(text)) => match ferry_protocol::Identity::from_hex(&text) {
-                    Ok(identity) => Ok(format!(
-                        ", and this device's identity (key {})",
-                        identity.public().fingerprint()
-                    )),
-                    Err(_) => Err(
-                        "this device's identity key is damaged: join the repository again with \
-                         `ferry join`"
-                            .to_owned(),
-                    ),
-                },
-                Ok(None) => Ok("; this device's identity is made at its next start".to_owned()),
-                Err(error) => Err(error.to_string()),
-            };
-            checks.add(
-                "secrets",
-                identity
-                    .map(|identity| format!("the sync key is in {}{identity}", secrets.describe())),
-            );
-            Some(key)
-        }
-        Err(failure) => {
-            checks.add("secrets", Err(failure.message));
-            None
-        }
-    };
-    let store = device::parse_store(url_text)
-        .and_then(|url| device::open_store(&url, config, &secrets, device::CreateFolder::No));
-    match store {
-        Err(failure) => checks.add("storage", Err(failure.message)),
-        Ok(store) => {
-            let probe = tokio::time::timeout(Duration::from_secs(30), store.probe()).await;
-            match probe {
-                Err(_) => checks.add("storage", Err("the storage did not answer within 30 s: check the URL, the network and the server".into())),
-                Ok(report) => {
-                    for (name, result) in [
-                        ("storage: list", &report.list),
-                        ("storage: write", &report.write),
-                        ("storage: read", &report.read),
-                        ("storage: delete", &report.delete),
-                    ] {
-                        checks.add(name, result.clone().map(|()| "allowed".into()).map_err(|e| e.to_string()));
-                    }
-                    match report.write_once {
-                        Some(true) => checks.add("storage: write-once", Ok("an existing object is never replaced".into())),
-                        Some(false) => checks.warn("storage: write-once", "the server ignores If-None-Match and replaces existing objects: anyone with write access to the storage can overwrite an object before a device writes it; prefer a server that honours conditional writes".into()),
-                        None => {}
-                    }
-                    if let Some(key) = &key {
-                        let opened = repo::open(&*store, &key.keys(), &RetryPolicy::DEFAULT).await;
-                        let opened_fine = opened.is_ok();
-                        checks.add("key", opened.map(|header| format!("opens the repository (key {})", header.key_id)).map_err(|e| e.to_string()));
-                        if opened_fine {
-                            devices(home, config, &mut checks).await;
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let key = secrets_found(&secrets, &mut checks);
+    storage(home, config, url_text, &secrets, key.as_ref(), &mut checks).await;
     match config.settings.relay.as_deref() {
         None => checks.add(
             "relay",
@@ -216,6 +157,85 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
     );
     lan(status.ok().flatten().as_ref(), config, &mut checks);
     checks.0
+}
+
+/// The sync key and this device's identity, as the secret store holds them.
+fn secrets_found(secrets: &Secrets, checks: &mut Checks) -> Option<SyncKey> {
+    match device::sync_key(secrets) {
+        Ok(key) => {
+            let identity = match secrets.get(ferry_secrets::Secret::DeviceIdentity) {
+                Ok(Some(text)) => match ferry_protocol::Identity::from_hex(&text) {
+                    Ok(identity) => Ok(format!(
+                        ", and this device's identity (key {})",
+                        identity.public().fingerprint()
+                    )),
+                    Err(_) => Err(
+                        "this device's identity key is damaged: join the repository again with \
+                         `ferry join`"
+                            .to_owned(),
+                    ),
+                },
+                Ok(None) => Ok("; this device's identity is made at its next start".to_owned()),
+                Err(error) => Err(error.to_string()),
+            };
+            checks.add(
+                "secrets",
+                identity
+                    .map(|identity| format!("the sync key is in {}{identity}", secrets.describe())),
+            );
+            Some(key)
+        }
+        Err(failure) => {
+            checks.add("secrets", Err(failure.message));
+            None
+        }
+    }
+}
+
+/// Whether the storage lets this device list, write, read and delete, honours write-once, and
+/// opens with the key; then the roster.
+async fn storage(
+    home: &Home,
+    config: &Config,
+    url_text: &str,
+    secrets: &Secrets,
+    key: Option<&SyncKey>,
+    checks: &mut Checks,
+) {
+    let store = device::parse_store(url_text)
+        .and_then(|url| device::open_store(&url, config, secrets, device::CreateFolder::No));
+    match store {
+        Err(failure) => checks.add("storage", Err(failure.message)),
+        Ok(store) => {
+            let probe = tokio::time::timeout(Duration::from_secs(30), store.probe()).await;
+            match probe {
+                Err(_) => checks.add("storage", Err("the storage did not answer within 30 s: check the URL, the network and the server".into())),
+                Ok(report) => {
+                    for (name, result) in [
+                        ("storage: list", &report.list),
+                        ("storage: write", &report.write),
+                        ("storage: read", &report.read),
+                        ("storage: delete", &report.delete),
+                    ] {
+                        checks.add(name, result.clone().map(|()| "allowed".into()).map_err(|e| e.to_string()));
+                    }
+                    match report.write_once {
+                        Some(true) => checks.add("storage: write-once", Ok("an existing object is never replaced".into())),
+                        Some(false) => checks.warn("storage: write-once", "the server ignores If-None-Match and replaces existing objects: anyone with write access to the storage can overwrite an object before a device writes it; prefer a server that honours conditional writes".into()),
+                        None => {}
+                    }
+                    if let Some(key) = key {
+                        let opened = repo::open(&*store, &key.keys(), &RetryPolicy::DEFAULT).await;
+                        let opened_fine = opened.is_ok();
+                        checks.add("key", opened.map(|header| format!("opens the repository (key {})", header.key_id)).map_err(|e| e.to_string()));
+                        if opened_fine {
+                            devices(home, config, checks).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The LAN path as the agent runs it (from the agent's `status`): the nearby devices connected,

@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 
-use ferry_protocol::pairing::{AbortReason, Message, Outcome, PairingCode, Reply, Role};
+use ferry_protocol::pairing::{AbortReason, Bundle, Message, Outcome, PairingCode, Reply, Role};
 use ferry_protocol::{DeviceId, Identity, SyncKey};
 use tokio::time::Instant;
 use tracing::info;
@@ -33,58 +33,35 @@ pub(crate) async fn join(
         PairingCode::parse(&typed).map_err(|e| Failure::usage(e.to_string()))?;
     let paths = Paths::choose(args.relay.as_deref(), relay_in_code, &config)?;
     let started = Instant::now();
+    // Who this device will be: what the other device attests.
     let identity = Identity::generate()?;
-    let device_id = DeviceId::generate()?;
-    let name = args
-        .name
-        .clone()
-        .or_else(|| config.settings.device_name.clone())
-        .unwrap_or_else(setup::default_name);
+    let joining = Reply {
+        device: DeviceId::generate()?,
+        name: args
+            .name
+            .clone()
+            .or_else(|| config.settings.device_name.clone())
+            .unwrap_or_else(setup::default_name),
+        keys: identity.public(),
+    };
 
     let mut channel = Channel::open(&paths, &code, Role::Join).await?;
     if std::io::stderr().is_terminal() && !out.json {
         eprintln!("Waiting for the device that shows the code…");
     }
-    let mut deadline = started + args.wait;
-    let bundle = loop {
-        let Some(progress) = channel.next_unless_cancelled(deadline).await? else {
-            channel.abort(AbortReason::Cancelled).await;
-            return Err(Failure::new(if channel.session.answered() {
-                "the other device stopped answering; run `ferry pair` there again".to_owned()
-            } else {
-                format!(
-                    "no device answered the code within {} ({}): it may have expired or been \
-                     used already, or the other device is elsewhere (another relay, another \
-                     network); run `ferry pair` there again",
-                    humantime::format_duration(args.wait),
-                    paths.described(),
-                )
-            }));
-        };
-        if progress.confirmed {
-            deadline = Instant::now() + EXCHANGE;
-            channel.send(&Message::Reply(Reply {
-                device: device_id,
-                name: name.clone(),
-                keys: identity.public(),
-            }))?;
-        }
-        if let Some(Message::Bundle(bundle)) = progress.message {
-            break bundle;
-        }
-    };
+    let bundle = receive(&mut channel, &joining, started + args.wait, &args, &paths).await?;
     let round_trips = channel.bursts;
 
     let setup = Setup {
         store: bundle.store.clone(),
         relay: bundle.relay.clone().or(paths.relay.clone()),
-        name: Some(name),
+        name: Some(joining.name),
         key: KeySource::Paired(SyncKey::from_bytes(bundle.sync_key)),
         code: ShowCode::Print,
         paired: Some(Paired {
             credentials: bundle.credentials.clone(),
             identity,
-            device: device_id,
+            device: joining.device,
             by: printable(&bundle.name),
         }),
     };
@@ -111,4 +88,38 @@ pub(crate) async fn join(
     let done: SetUp = setup::first_sync(device, done, out).await?;
     out.report(&done);
     Ok(())
+}
+
+/// Answers the device that shows the code with `joining` once the code is confirmed, and
+/// waits for what it sends, until `deadline` (pushed back once the code is confirmed).
+async fn receive(
+    channel: &mut Channel,
+    joining: &Reply,
+    mut deadline: Instant,
+    args: &JoinArgs,
+    paths: &Paths,
+) -> Result<Bundle, Failure> {
+    loop {
+        let Some(progress) = channel.next_unless_cancelled(deadline).await? else {
+            channel.abort(AbortReason::Cancelled).await;
+            return Err(Failure::new(if channel.session.answered() {
+                "the other device stopped answering; run `ferry pair` there again".to_owned()
+            } else {
+                format!(
+                    "no device answered the code within {} ({}): it may have expired or been \
+                     used already, or the other device is elsewhere (another relay, another \
+                     network); run `ferry pair` there again",
+                    humantime::format_duration(args.wait),
+                    paths.described(),
+                )
+            }));
+        };
+        if progress.confirmed {
+            deadline = Instant::now() + EXCHANGE;
+            channel.send(&Message::Reply(joining.clone()))?;
+        }
+        if let Some(Message::Bundle(bundle)) = progress.message {
+            return Ok(bundle);
+        }
+    }
 }

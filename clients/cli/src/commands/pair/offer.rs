@@ -3,8 +3,10 @@
 use std::io::IsTerminal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ferry_protocol::DeviceId;
-use ferry_protocol::pairing::{AbortReason, Bundle, Message, PairingCode, Reply, Role};
+use ferry_protocol::pairing::{
+    AbortReason, Bundle, Credentials, Message, Outcome, PairingCode, Reply, Role,
+};
+use ferry_protocol::{DeviceId, SyncKey};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -65,41 +67,11 @@ async fn run_offer(
     args: &PairArgs,
     events: &Events,
 ) -> Result<(), Failure> {
-    let Some(store) = config.settings.store.clone() else {
-        return Err(Failure::new(format!(
-            "this device is not set up (no store in {}): pair from a device that is, or create \
-             a repository here with `ferry init --store URL`",
-            config.user_file.display()
-        )));
-    };
     let paths = Paths::choose(args.relay.as_deref(), None, config)?;
-    let url = device::parse_store(&store)?;
-    let secrets = device::secrets(home, config);
-    let key = device::sync_key(&secrets)?;
-    let credentials = device::credentials_for(&url, config, &secrets)?;
-
+    let sent = Sent::gather(home, config, &paths)?;
     let code = PairingCode::generate()?;
     let mut channel = Channel::open(&paths, &code, Role::Offer).await?;
-    let uri = code.uri(paths.relay.as_deref());
-    let expires_at = SystemTime::now() + args.expires;
-    events.say(
-        &Event::Code {
-            code: code.to_string(),
-            uri: &uri,
-            expires_at: expires_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        },
-        format_args!(
-            "Pairing code: {code}     (expires in {}; one try)\n{}\
-             On the new device run `ferry join` and type the code (four letters of each word \
-             are enough).\nWaiting for the other device {}…\n",
-            humantime::format_duration(Duration::from_secs(args.expires.as_secs())),
-            qr(&uri, args.no_qr || events.json()),
-            paths.described(),
-        ),
-    );
-
+    show_code(events, &code, args, &paths);
     let mut deadline = Instant::now() + args.expires;
     let mut joining: Option<Reply> = None;
     loop {
@@ -132,46 +104,105 @@ async fn run_offer(
                         return Err(failure);
                     }
                 };
-                let bundle = Bundle {
-                    sync_key: *key.expose_bytes(),
-                    store: store.clone(),
-                    credentials: credentials.clone(),
-                    relay: config.settings.relay.clone().or(paths.relay.clone()),
-                    device: by.device_id,
-                    name: by.name,
-                };
-                channel.send(&Message::Bundle(bundle))?;
+                channel.send(&Message::Bundle(sent.bundle(by)))?;
                 joining = Some(reply);
             }
-            Some(Message::Outcome(outcome)) => {
-                let Some(reply) = joining else {
-                    return Err(Failure::new(
-                        "the other device answered before it was sent anything; run `ferry \
-                         pair` again",
-                    ));
-                };
-                if !outcome.joined {
-                    return Err(Failure::new(format!(
-                        "{} received the settings but could not use them: {}",
-                        reply.name, outcome.detail
-                    )));
-                }
-                events.say(
-                    &Event::Joined {
-                        device_id: reply.device,
-                        name: &reply.name,
-                    },
-                    format_args!(
-                        "{} joined (device {}…). It can now see your history.\n",
-                        reply.name,
-                        reply.device.short()
-                    ),
-                );
-                return Ok(());
-            }
+            Some(Message::Outcome(outcome)) => return joined(events, joining, &outcome),
             _ => {}
         }
     }
+}
+
+/// What the new device is sent: the sync key, the storage and its credentials, the relay.
+struct Sent {
+    key: SyncKey,
+    store: String,
+    credentials: Credentials,
+    relay: Option<String>,
+}
+
+impl Sent {
+    /// Gathers it from this device's settings and secrets, before any code is shown: a device
+    /// that could not send it fails here, not after the other side typed the code.
+    fn gather(home: &Home, config: &Config, paths: &Paths) -> Result<Sent, Failure> {
+        let Some(store) = config.settings.store.clone() else {
+            return Err(Failure::new(format!(
+                "this device is not set up (no store in {}): pair from a device that is, or \
+                 create a repository here with `ferry init --store URL`",
+                config.user_file.display()
+            )));
+        };
+        let url = device::parse_store(&store)?;
+        let secrets = device::secrets(home, config);
+        Ok(Sent {
+            key: device::sync_key(&secrets)?,
+            credentials: device::credentials_for(&url, config, &secrets)?,
+            store,
+            relay: config.settings.relay.clone().or(paths.relay.clone()),
+        })
+    }
+
+    /// The bundle for the device `by` attested.
+    fn bundle(&self, by: Vouched) -> Bundle {
+        Bundle {
+            sync_key: *self.key.expose_bytes(),
+            store: self.store.clone(),
+            credentials: self.credentials.clone(),
+            relay: self.relay.clone(),
+            device: by.device_id,
+            name: by.name,
+        }
+    }
+}
+
+/// Shows the code, its QR code on a terminal, and what to do with it.
+fn show_code(events: &Events, code: &PairingCode, args: &PairArgs, paths: &Paths) {
+    let uri = code.uri(paths.relay.as_deref());
+    let expires_at = SystemTime::now() + args.expires;
+    events.say(
+        &Event::Code {
+            code: code.to_string(),
+            uri: &uri,
+            expires_at: expires_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        },
+        format_args!(
+            "Pairing code: {code}     (expires in {}; one try)\n{}\
+             On the new device run `ferry join` and type the code (four letters of each word \
+             are enough).\nWaiting for the other device {}…\n",
+            humantime::format_duration(Duration::from_secs(args.expires.as_secs())),
+            qr(&uri, args.no_qr || events.json()),
+            paths.described(),
+        ),
+    );
+}
+
+/// What the joining device's outcome means here: it joined, or why it could not.
+fn joined(events: &Events, joining: Option<Reply>, outcome: &Outcome) -> Result<(), Failure> {
+    let Some(reply) = joining else {
+        return Err(Failure::new(
+            "the other device answered before it was sent anything; run `ferry pair` again",
+        ));
+    };
+    if !outcome.joined {
+        return Err(Failure::new(format!(
+            "{} received the settings but could not use them: {}",
+            reply.name, outcome.detail
+        )));
+    }
+    events.say(
+        &Event::Joined {
+            device_id: reply.device,
+            name: &reply.name,
+        },
+        format_args!(
+            "{} joined (device {}…). It can now see your history.\n",
+            reply.name,
+            reply.device.short()
+        ),
+    );
+    Ok(())
 }
 
 /// Attests the joining device: on this device opened here, or in the agent when one holds it.
