@@ -115,6 +115,45 @@ fn parse_file(url: &Url) -> Result<StoreUrl, StoreError> {
         .map_err(|()| bad(format!("`{url}` is not a folder path")))
 }
 
+/// The settings an `s3://` URL's query may give.
+#[derive(Default)]
+struct S3Settings {
+    provider: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    account: Option<String>,
+    path_style: Option<bool>,
+}
+
+impl S3Settings {
+    fn from_query(url: &Url) -> Result<S3Settings, StoreError> {
+        let mut settings = S3Settings::default();
+        for (key, value) in url.query_pairs() {
+            let value = value.into_owned();
+            match key.as_ref() {
+                "provider" => settings.provider = Some(value),
+                "endpoint" => settings.endpoint = Some(value),
+                "region" => settings.region = Some(value),
+                "account" => settings.account = Some(value),
+                "path_style" => {
+                    settings.path_style = Some(match value.as_str() {
+                        "true" | "1" | "yes" => true,
+                        "false" | "0" | "no" => false,
+                        _ => return Err(bad(format!("path_style={value}: use true or false"))),
+                    })
+                }
+                other => {
+                    return Err(bad(format!(
+                        "unknown setting `{other}` in the s3:// URL: the settings are provider, \
+                         endpoint, region, account and path_style"
+                    )));
+                }
+            }
+        }
+        Ok(settings)
+    }
+}
+
 fn parse_s3(url: &Url) -> Result<S3Location, StoreError> {
     if !url.username().is_empty() {
         return Err(bad(
@@ -126,33 +165,13 @@ fn parse_s3(url: &Url) -> Result<S3Location, StoreError> {
     check_bucket(&bucket)?;
     let prefix = url.path().trim_matches('/').to_owned();
 
-    let mut provider_name = None;
-    let mut endpoint = None;
-    let mut region = None;
-    let mut account = None;
-    let mut path_style = None;
-    for (key, value) in url.query_pairs() {
-        let value = value.into_owned();
-        match key.as_ref() {
-            "provider" => provider_name = Some(value),
-            "endpoint" => endpoint = Some(value),
-            "region" => region = Some(value),
-            "account" => account = Some(value),
-            "path_style" => {
-                path_style = Some(match value.as_str() {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    _ => return Err(bad(format!("path_style={value}: use true or false"))),
-                })
-            }
-            other => {
-                return Err(bad(format!(
-                    "unknown setting `{other}` in the s3:// URL: the settings are provider, \
-                     endpoint, region, account and path_style"
-                )));
-            }
-        }
-    }
+    let S3Settings {
+        provider: provider_name,
+        endpoint,
+        region,
+        account,
+        path_style,
+    } = S3Settings::from_query(url)?;
 
     let preset = match (&provider_name, &endpoint) {
         (Some(name), _) => Preset::named(name).ok_or_else(|| {

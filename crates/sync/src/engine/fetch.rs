@@ -25,6 +25,14 @@ const MAX_UNKNOWN_DEVICES: usize = 64;
 /// the segment that follows on (a writer skips the names someone else took).
 const MAX_STEPS_OVER: usize = 16;
 
+/// The object a planned read reads.
+fn object(read: Read, device: DeviceTag) -> ObjectName {
+    match read {
+        Read::Snapshot(seq) => ObjectName::Snap { device, seq },
+        Read::Segment(seq) => ObjectName::Log { device, seq },
+    }
+}
+
 /// Where a segment read and checked stands in its device's stream.
 pub(super) enum Placed {
     /// It followed on from what was applied, and is applied now.
@@ -312,16 +320,7 @@ impl Engine {
             peer.applied = self.db.cursor(&peer.tag)?.seq;
             let plan = plan::fetch(&peer, held);
             for read in plan.reads {
-                let name = match read {
-                    Read::Snapshot(seq) => ObjectName::Snap {
-                        device: peer.tag,
-                        seq,
-                    },
-                    Read::Segment(seq) => ObjectName::Log {
-                        device: peer.tag,
-                        seq,
-                    },
-                };
+                let name = object(read, peer.tag);
                 // Here only when the read did not move the stream on: quarantined or missing.
                 let quarantined = match read {
                     Read::Snapshot(seq) => {
@@ -378,37 +377,47 @@ impl Engine {
                 segments_listed = true;
                 continue 'plan;
             }
-            match plan.stop {
-                Some(Stop::Missing(_)) if peer.applied == 0 => {
-                    // Nothing of this device is readable: its head is stray or planted. Set
-                    // aside, it costs nothing until it is due or the head moves on.
-                    let head = ObjectName::Head {
-                        device: peer.tag,
-                        seq: peer.head,
-                    };
-                    let reason = Refusal::Damaged(
-                        "no segment or snapshot of this device is in storage: the head is stray \
-                         or planted"
-                            .into(),
-                    );
-                    self.quarantine(&head, &reason, &[], peer.head)?;
-                    report.quarantined += 1;
-                }
-                Some(Stop::Missing(seq)) => {
-                    // A head names a segment that is not there and no snapshot covers it:
-                    // deleted by hand, or lost. The next poll looks again.
-                    let name = path(&ObjectName::Log {
-                        device: peer.tag,
-                        seq,
-                    });
-                    self.note(format!(
-                        "{name} is missing although a head names it; waiting for it"
-                    ));
-                }
-                _ => {}
-            }
-            return Ok(());
+            return self.stopped(&peer, plan.stop, report);
         }
+    }
+
+    /// Says what a device's stream stopped at, once nothing more can be read of it in this pass.
+    fn stopped(
+        &mut self,
+        peer: &Peer,
+        stop: Option<Stop>,
+        report: &mut FetchReport,
+    ) -> Result<(), SyncError> {
+        match stop {
+            Some(Stop::Missing(_)) if peer.applied == 0 => {
+                // Nothing of this device is readable: its head is stray or planted. Set
+                // aside, it costs nothing until it is due or the head moves on.
+                let head = ObjectName::Head {
+                    device: peer.tag,
+                    seq: peer.head,
+                };
+                let reason = Refusal::Damaged(
+                    "no segment or snapshot of this device is in storage: the head is stray \
+                     or planted"
+                        .into(),
+                );
+                self.quarantine(&head, &reason, &[], peer.head)?;
+                report.quarantined += 1;
+            }
+            Some(Stop::Missing(seq)) => {
+                // A head names a segment that is not there and no snapshot covers it:
+                // deleted by hand, or lost. The next poll looks again.
+                let name = path(&ObjectName::Log {
+                    device: peer.tag,
+                    seq,
+                });
+                self.note(format!(
+                    "{name} is missing although a head names it; waiting for it"
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     pub(super) fn maybe_checkpoint(&mut self) -> Result<(), SyncError> {
