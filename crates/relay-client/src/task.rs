@@ -57,6 +57,54 @@ pub(crate) fn tls_config(ca_file: Option<&Path>) -> Result<Arc<TlsConfig>, Clien
     Ok(Arc::new(config))
 }
 
+/// What a command of the application comes to on a live connection.
+enum Asked {
+    /// A request to send now.
+    Send(Request),
+    /// Nothing to send now (already so, held back by the rate, or a flush to answer later).
+    Nothing,
+    /// The application dropped the client.
+    Stop,
+}
+
+/// Takes `command` into `wanted`: what is subscribed, what waits, who waits for a flush.
+fn asked(command: Option<Command>, wanted: &mut Wanted, pace: &mut Pace) -> Asked {
+    match command {
+        None => Asked::Stop,
+        Some(Command::Subscribe(topic)) => match wanted.topics.insert(topic) {
+            true => Asked::Send(Request::Subscribe {
+                topic,
+                reference: None,
+            }),
+            false => Asked::Nothing,
+        },
+        Some(Command::Unsubscribe(topic)) => match wanted.topics.remove(&topic) {
+            true => Asked::Send(Request::Unsubscribe {
+                topic,
+                reference: None,
+            }),
+            false => Asked::Nothing,
+        },
+        Some(Command::Flush(done)) => {
+            wanted.flushes.push(done);
+            wanted.settle();
+            Asked::Nothing
+        }
+        Some(Command::Publish(topic, data)) => {
+            if !wanted.unsent.is_empty() || !pace.take() {
+                // Over the rate: keep the newest for this topic, sent when a token is there.
+                wanted.unsent.insert(topic, data);
+                return Asked::Nothing;
+            }
+            Asked::Send(Request::Publish {
+                topic,
+                data,
+                reference: None,
+            })
+        }
+    }
+}
+
 /// Why a session ended.
 enum Ended {
     /// The client was dropped.
@@ -250,33 +298,10 @@ impl Worker {
     }
 
     async fn session_inner(&mut self, socket: &mut Socket, wanted: &mut Wanted) -> Ended {
-        // The subscriptions carry references: the session counts as connected once the relay
-        // has answered every one of them.
-        let mut unconfirmed = BTreeSet::new();
-        for (reference, topic) in (1..).zip(wanted.topics.clone()) {
-            let request = Request::Subscribe {
-                topic,
-                reference: Some(reference),
-            };
-            if let Err(error) = self.send(socket, request).await {
-                return Ended::Lost(error);
-            }
-            unconfirmed.insert(reference);
-        }
-        while let Some((topic, data)) = wanted.unsent.pop_first() {
-            let request = Request::Publish {
-                topic,
-                data,
-                reference: None,
-            };
-            if let Err(error) = self.send(socket, request).await {
-                return Ended::Lost(error);
-            }
-        }
-        wanted.settle();
-        if unconfirmed.is_empty() {
-            self.set_state(State::Connected, None);
-        }
+        let mut unconfirmed = match self.resume(socket, wanted).await {
+            Ok(unconfirmed) => unconfirmed,
+            Err(error) => return Ended::Lost(error),
+        };
 
         let config = self.config.clone();
         let mut pace = Pace::new(&config);
@@ -301,34 +326,10 @@ impl Worker {
                     wanted.settle();
                 }
                 command = self.commands.recv() => {
-                    let request = match command {
-                        None => return Ended::Stopped,
-                        Some(Command::Subscribe(topic)) => {
-                            if !wanted.topics.insert(topic) {
-                                continue;
-                            }
-                            Request::Subscribe { topic, reference: None }
-                        }
-                        Some(Command::Unsubscribe(topic)) => {
-                            if !wanted.topics.remove(&topic) {
-                                continue;
-                            }
-                            Request::Unsubscribe { topic, reference: None }
-                        }
-                        Some(Command::Flush(done)) => {
-                            wanted.flushes.push(done);
-                            wanted.settle();
-                            continue;
-                        }
-                        Some(Command::Publish(topic, data)) => {
-                            if !wanted.unsent.is_empty() || !pace.take() {
-                                // Over the rate: keep the newest for this topic, sent when a
-                                // token is there.
-                                wanted.unsent.insert(topic, data);
-                                continue;
-                            }
-                            Request::Publish { topic, data, reference: None }
-                        }
+                    let request = match asked(command, wanted, &mut pace) {
+                        Asked::Send(request) => request,
+                        Asked::Nothing => continue,
+                        Asked::Stop => return Ended::Stopped,
                     };
                     if let Err(error) = self.send(socket, request).await {
                         return Ended::Lost(error);
@@ -374,6 +375,38 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Asks a new connection for what the client wants: every topic subscribed (with
+    /// references, returned: the session counts as connected once the relay has answered each),
+    /// and what waited to be published.
+    async fn resume(
+        &mut self,
+        socket: &mut Socket,
+        wanted: &mut Wanted,
+    ) -> Result<BTreeSet<u64>, String> {
+        let mut unconfirmed = BTreeSet::new();
+        for (reference, topic) in (1..).zip(wanted.topics.clone()) {
+            let request = Request::Subscribe {
+                topic,
+                reference: Some(reference),
+            };
+            self.send(socket, request).await?;
+            unconfirmed.insert(reference);
+        }
+        while let Some((topic, data)) = wanted.unsent.pop_first() {
+            let request = Request::Publish {
+                topic,
+                data,
+                reference: None,
+            };
+            self.send(socket, request).await?;
+        }
+        wanted.settle();
+        if unconfirmed.is_empty() {
+            self.set_state(State::Connected, None);
+        }
+        Ok(unconfirmed)
     }
 
     /// Takes one event; gives the reference of the request it answers, if any.
