@@ -67,8 +67,8 @@ async fn run_offer(
     args: &PairArgs,
     events: &Events,
 ) -> Result<(), Failure> {
+    let sent = Sent::gather(home, config)?;
     let paths = Paths::choose(args.relay.as_deref(), None, config)?;
-    let sent = Sent::gather(home, config, &paths)?;
     let code = PairingCode::generate()?;
     let mut channel = Channel::open(&paths, &code, Role::Offer).await?;
     show_code(events, &code, args, &paths);
@@ -104,7 +104,7 @@ async fn run_offer(
                         return Err(failure);
                     }
                 };
-                channel.send(&Message::Bundle(sent.bundle(by)))?;
+                channel.send(&Message::Bundle(sent.bundle(by, &paths)))?;
                 joining = Some(reply);
             }
             Some(Message::Outcome(outcome)) => return joined(events, joining, &outcome),
@@ -113,18 +113,19 @@ async fn run_offer(
     }
 }
 
-/// What the new device is sent: the sync key, the storage and its credentials, the relay.
+/// What the new device is sent: the sync key, the storage and its credentials.
 struct Sent {
     key: SyncKey,
     store: String,
     credentials: Credentials,
+    /// The relay this device uses, if any.
     relay: Option<String>,
 }
 
 impl Sent {
     /// Gathers it from this device's settings and secrets, before any code is shown: a device
     /// that could not send it fails here, not after the other side typed the code.
-    fn gather(home: &Home, config: &Config, paths: &Paths) -> Result<Sent, Failure> {
+    fn gather(home: &Home, config: &Config) -> Result<Sent, Failure> {
         let Some(store) = config.settings.store.clone() else {
             return Err(Failure::new(format!(
                 "this device is not set up (no store in {}): pair from a device that is, or \
@@ -138,17 +139,18 @@ impl Sent {
             key: device::sync_key(&secrets)?,
             credentials: device::credentials_for(&url, config, &secrets)?,
             store,
-            relay: config.settings.relay.clone().or(paths.relay.clone()),
+            relay: config.settings.relay.clone(),
         })
     }
 
-    /// The bundle for the device `by` attested.
-    fn bundle(&self, by: Vouched) -> Bundle {
+    /// The bundle for the device `by` attested: the relay is this device's, else the one it
+    /// pairs through.
+    fn bundle(&self, by: Vouched, paths: &Paths) -> Bundle {
         Bundle {
             sync_key: *self.key.expose_bytes(),
             store: self.store.clone(),
             credentials: self.credentials.clone(),
-            relay: self.relay.clone(),
+            relay: self.relay.clone().or(paths.relay.clone()),
             device: by.device_id,
             name: by.name,
         }
