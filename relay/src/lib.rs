@@ -40,14 +40,15 @@ mod tls;
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ::http::StatusCode;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{info, warn};
@@ -104,6 +105,32 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// What the connections of a relay with `config` share; `brokered` when it shares
+    /// publishes with other instances.
+    fn new(config: Config, brokered: bool) -> Shared {
+        let metrics = Arc::new(Metrics::default());
+        let broker = brokered.then(|| Broker::new(&config, Arc::clone(&metrics)));
+        let ws = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0)
+            .max_write_buffer_size(64 * 1024)
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(config.max_message_size));
+        Shared {
+            ws,
+            hub: Hub::new(Arc::clone(&metrics)),
+            addresses: Addresses::new(
+                config.max_connections_per_ip,
+                config.rate_per_ip,
+                config.burst_per_ip,
+            ),
+            metrics,
+            broker,
+            next_id: AtomicU64::new(0),
+            config,
+        }
+    }
+
     fn next_connection(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -167,29 +194,7 @@ async fn serve(
     backend: Option<AnyBackend>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
-    let metrics = Arc::new(Metrics::default());
-    let broker = backend
-        .as_ref()
-        .map(|_| Broker::new(&config, Arc::clone(&metrics)));
-    let ws = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_write_buffer_size(64 * 1024)
-        .max_message_size(Some(config.max_message_size))
-        .max_frame_size(Some(config.max_message_size));
-    let shared = Arc::new(Shared {
-        ws,
-        hub: Hub::new(Arc::clone(&metrics)),
-        addresses: Addresses::new(
-            config.max_connections_per_ip,
-            config.rate_per_ip,
-            config.burst_per_ip,
-        ),
-        metrics,
-        broker,
-        next_id: AtomicU64::new(0),
-        config,
-    });
+    let shared = Arc::new(Shared::new(config, backend.is_some()));
     let driver = backend.map(|backend| AbortOnDrop(backend.spawn(Arc::clone(&shared))));
     let slots = Arc::new(Semaphore::new(shared.config.max_connections));
     let (stop, stopped) = watch::channel(false);
@@ -214,31 +219,7 @@ async fn serve(
                         continue;
                     }
                 };
-                // Counted per address from the first byte, so idle sockets from one address
-                // cannot take the slots other addresses need. Behind a proxy every connection
-                // comes from the proxy: the client's address is read from the request head.
-                let address = if shared.config.behind_proxy {
-                    None
-                } else {
-                    match shared.addresses.admit(AddressKey::from(peer.ip())) {
-                        Some(guard) => Some(guard),
-                        None => {
-                            shared.metrics.rejected(Rejected::AddressLimit);
-                            let _ = stream.try_write(&http::too_many_connections());
-                            continue;
-                        }
-                    }
-                };
-                let others = address.as_ref().map_or(0, AddressGuard::others);
-                let total = shared.config.max_connections;
-                let slot = match limits::may_take_slot(others, slots.available_permits(), total) {
-                    true => Arc::clone(&slots).try_acquire_owned().ok(),
-                    false => None,
-                };
-                let Some(slot) = slot else {
-                    shared.metrics.rejected(Rejected::ConnectionLimit);
-                    let busy = http::response(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "the relay is full; retry later\n");
-                    let _ = stream.try_write(&busy);
+                let Some((address, slot)) = admit(&shared, &slots, &stream, peer) else {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
@@ -273,6 +254,48 @@ async fn serve(
     }
     drop(driver);
     Ok(())
+}
+
+/// Admits a connection from `peer`: within its address's cap, and with a slot of the relay's
+/// own (one not left to the addresses that use few); else answers it with the refusal, counted.
+fn admit(
+    shared: &Shared,
+    slots: &Arc<Semaphore>,
+    stream: &TcpStream,
+    peer: SocketAddr,
+) -> Option<(Option<AddressGuard>, OwnedSemaphorePermit)> {
+    // Counted per address from the first byte, so idle sockets from one address cannot take
+    // the slots other addresses need. Behind a proxy every connection comes from the proxy: the
+    // client's address is read from the request head.
+    let address = if shared.config.behind_proxy {
+        None
+    } else {
+        match shared.addresses.admit(AddressKey::from(peer.ip())) {
+            Some(guard) => Some(guard),
+            None => {
+                shared.metrics.rejected(Rejected::AddressLimit);
+                let _ = stream.try_write(&http::too_many_connections());
+                return None;
+            }
+        }
+    };
+    let others = address.as_ref().map_or(0, AddressGuard::others);
+    let total = shared.config.max_connections;
+    let slot = match limits::may_take_slot(others, slots.available_permits(), total) {
+        true => Arc::clone(slots).try_acquire_owned().ok(),
+        false => None,
+    };
+    let Some(slot) = slot else {
+        shared.metrics.rejected(Rejected::ConnectionLimit);
+        let busy = http::response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "the relay is full; retry later\n",
+        );
+        let _ = stream.try_write(&busy);
+        return None;
+    };
+    Some((address, slot))
 }
 
 /// A task that stops when its handle is dropped (the broker driver ends with the relay, also
