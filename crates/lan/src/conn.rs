@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::noise::{self, Received, Side};
+use crate::noise::{self, Received, Receiver, Sender, Side};
 use crate::supervisor::{Internal, Shared};
 use crate::{Event, LanError, Peer};
 
@@ -34,25 +34,7 @@ pub(crate) async fn serve(
         Side::Listener
     };
     let (frames_tx, frames_rx) = mpsc::channel(shared.config.queue);
-    let opened = async {
-        let (mut sender, mut receiver) =
-            noise::handshake(stream, &shared.psk, side, shared.config.handshake_timeout).await?;
-        let hello = Frame::Hello {
-            device: shared.config.device,
-            port: shared.port,
-        };
-        sender.send(&hello).await?;
-        let theirs = tokio::time::timeout(shared.config.handshake_timeout, receiver.recv())
-            .await
-            .map_err(|_| LanError::TimedOut("the hello"))??;
-        let Received::Frame(Frame::Hello { device, port }) = theirs else {
-            return Err(LanError::Frame(ferry_protocol::lan::FrameError::Malformed(
-                "the first frame is not a hello",
-            )));
-        };
-        Ok((sender, receiver, device, port))
-    };
-    let (sender, receiver, device, port) = match opened.await {
+    let (sender, receiver, device, port) = match open(&shared, stream, side).await {
         Ok(opened) => opened,
         Err(error) => {
             match (&error, dialed) {
@@ -110,6 +92,30 @@ pub(crate) async fn serve(
     };
     halves.abort_all();
     let _ = shared.internal.send(Internal::Closed { id, device, why });
+}
+
+/// The Noise handshake, then each side's hello: the other device's id and listening port.
+async fn open(
+    shared: &Shared,
+    stream: TcpStream,
+    side: Side,
+) -> Result<(Sender, Receiver, DeviceId, u16), LanError> {
+    let (mut sender, mut receiver) =
+        noise::handshake(stream, &shared.psk, side, shared.config.handshake_timeout).await?;
+    let hello = Frame::Hello {
+        device: shared.config.device,
+        port: shared.port,
+    };
+    sender.send(&hello).await?;
+    let theirs = tokio::time::timeout(shared.config.handshake_timeout, receiver.recv())
+        .await
+        .map_err(|_| LanError::TimedOut("the hello"))??;
+    let Received::Frame(Frame::Hello { device, port }) = theirs else {
+        return Err(LanError::Frame(ferry_protocol::lan::FrameError::Malformed(
+            "the first frame is not a hello",
+        )));
+    };
+    Ok((sender, receiver, device, port))
 }
 
 /// How a half of a connection ended well.
