@@ -287,7 +287,6 @@ impl Session<'_> {
     /// Handles a text or binary frame of `len` bytes (`None` for binary).
     fn request(&mut self, text: Option<&str>, len: usize) {
         let metrics = &self.shared.metrics;
-        let config = &self.shared.config;
         Metrics::add(&metrics.messages_in, 1);
         Metrics::add(&metrics.bytes_in, len as u64);
         let request = match text {
@@ -334,25 +333,7 @@ impl Session<'_> {
                 });
                 self.reply(rejection.to_event());
             }
-            Ok(Request::Subscribe { topic, reference }) => {
-                if !self.topics.contains(&topic) {
-                    if self.topics.len() >= config.max_topics {
-                        metrics.rejected(Rejected::TooManyTopics);
-                        self.reply(Event::Error {
-                            code: ErrorCode::TooManyTopics,
-                            message: format!(
-                                "a connection may hold at most {} topics; unsubscribe first",
-                                config.max_topics
-                            ),
-                            reference,
-                        });
-                        return;
-                    }
-                    self.shared.hub.subscribe(topic, self.id, &self.outbox);
-                    self.topics.push(topic);
-                }
-                self.acknowledge(reference);
-            }
+            Ok(Request::Subscribe { topic, reference }) => self.subscribe(topic, reference),
             Ok(Request::Unsubscribe { topic, reference }) => {
                 if let Some(index) = self.topics.iter().position(|t| *t == topic) {
                     self.topics.swap_remove(index);
@@ -369,6 +350,27 @@ impl Session<'_> {
                 self.acknowledge(reference);
             }
         }
+    }
+
+    /// Subscribes this connection to `topic`, within its cap of topics.
+    fn subscribe(&mut self, topic: TopicId, reference: Option<u64>) {
+        let max_topics = self.shared.config.max_topics;
+        if !self.topics.contains(&topic) {
+            if self.topics.len() >= max_topics {
+                self.shared.metrics.rejected(Rejected::TooManyTopics);
+                self.reply(Event::Error {
+                    code: ErrorCode::TooManyTopics,
+                    message: format!(
+                        "a connection may hold at most {max_topics} topics; unsubscribe first"
+                    ),
+                    reference,
+                });
+                return;
+            }
+            self.shared.hub.subscribe(topic, self.id, &self.outbox);
+            self.topics.push(topic);
+        }
+        self.acknowledge(reference);
     }
 
     fn acknowledge(&self, reference: Option<u64>) {
