@@ -9,7 +9,7 @@ use common::{
     Device, FAST_RETRY, Instrumented, Rng, assert_converged, config, engine_at, identity_for, init,
     keys, names_under, other_keys, per_backend, storage, sync_all,
 };
-use ferry_core::{ClipContent, DataKind, Strategy};
+use ferry_core::{ClipContent, ClipId, DataKind, Strategy};
 use ferry_protocol::names::ROOT;
 use ferry_protocol::{DeviceId, Error as ProtocolError};
 use ferry_store::{ANY_SIZE, Store};
@@ -192,9 +192,10 @@ per_backend! {
         b.copy("lazy dogs sleep");
         a.engine.sync().await.unwrap();
         b.engine.sync().await.unwrap();
-        assert_eq!(b.engine.search("quick fox", 10).unwrap().len(), 1);
-        assert_eq!(b.engine.search("dogs", 10).unwrap().len(), 1);
-        assert!(b.engine.search("cat", 10).unwrap().is_empty());
+        let search = |query: &str| texts(&b, &b.engine.search(query, 10).unwrap());
+        assert_eq!(search("quick fox"), ["the quick brown fox"]);
+        assert_eq!(search("dogs"), ["lazy dogs sleep"]);
+        assert!(search("cat").is_empty());
         // Input is words, never query syntax.
         assert!(
             b.engine
@@ -203,23 +204,25 @@ per_backend! {
                 .is_empty()
         );
         // As typed, the last word is the start of one; whole words stay whole.
-        assert!(b.engine.search("qui", 10).unwrap().is_empty());
-        assert_eq!(b.engine.search_as_typed("qui", 10).unwrap().len(), 1);
-        assert_eq!(b.engine.search_as_typed("brown qu", 10).unwrap().len(), 1);
-        assert!(b.engine.search_as_typed("bro qu", 10).unwrap().is_empty());
-        assert!(b.engine.search_as_typed("(* AND", 10).unwrap().is_empty());
-        assert!(b.engine.search_as_typed("   ", 10).unwrap().is_empty());
+        assert!(search("qui").is_empty());
+        assert_eq!(found(&b, "qui"), ["the quick brown fox"]);
+        assert_eq!(found(&b, "brown qu"), ["the quick brown fox"]);
+        assert_eq!(found(&b, "la"), ["lazy dogs sleep"]);
+        assert!(found(&b, "bro qu").is_empty());
+        assert!(found(&b, "(* AND").is_empty());
+        assert!(found(&b, "   ").is_empty());
     }
 }
 
 /// The texts of the clips a search as typed finds, in its order.
 fn found(device: &Device, query: &str) -> Vec<String> {
+    texts(device, &device.engine.search_as_typed(query, 10).unwrap())
+}
+
+/// The texts of the clips `ids`, in their order.
+fn texts(device: &Device, ids: &[ClipId]) -> Vec<String> {
     let state = device.engine.state_for(DataKind::Clips);
-    device
-        .engine
-        .search_as_typed(query, 10)
-        .unwrap()
-        .iter()
+    ids.iter()
         .filter_map(|id| Some(state.clip(id)?.content.text()?.to_owned()))
         .collect()
 }

@@ -5,7 +5,8 @@
 //! [`identity_for`], a device identity that stays the same each time a test opens a database;
 //! a LAN of network namespaces for the tests of nearby devices ([`netns`]); certificates for TLS
 //! servers ([`tls`]); the pub/sub brokers relay instances share publishes through
-//! ([`brokers`]); a deterministic random generator ([`random::Rng`]); and waiting for what a
+//! ([`brokers`]); the failures every storage backend must report alike ([`failures`]); a
+//! deterministic random generator ([`random::Rng`]); and waiting for what a
 //! test caused ([`eventually`], [`eventually_async`]) instead of sleeping.
 //!
 //! Never a mock: the S3 server checks SigV4 signatures, the WebDAV server speaks the protocol
@@ -14,6 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod brokers;
+pub mod failures;
 pub mod netns;
 pub mod random;
 pub mod servers;

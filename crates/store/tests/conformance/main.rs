@@ -1,18 +1,21 @@
 //! The conformance suite: one story every backend must tell the same way.
 //!
 //! `suite::run_all` takes any [`Store`] opened on an empty root. Each backend gets one test here
-//! that starts what it needs and runs the whole suite against it.
+//! that starts what it needs and runs the whole suite against it; the failures every backend
+//! must report alike are told once (`ferry_test_kit::failures`), each backend making them its
+//! own way.
 
-use ferry_test_kit::servers;
 mod suite;
+
+use ferry_test_kit::{failures, servers};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_store::s3::Timeouts;
 use ferry_store::{
-    ANY_SIZE, FolderStore, RetryPolicy, S3Credentials, S3Store, Store, StoreError,
-    WebDavCredentials, WebDavStore,
+    ANY_SIZE, FolderStore, S3Credentials, S3Store, Store, StoreError, WebDavCredentials,
+    WebDavStore,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,10 +168,7 @@ async fn s3_wrong_credentials_are_unauthorized() {
         secret_access_key: "not-the-secret".into(),
     };
     let store = S3Store::new(&location, wrong, Timeouts::default());
-    let err = store.list("ferry/", None, 10).await.unwrap_err();
-    assert!(matches!(err, StoreError::Unauthorized { .. }), "{err:?}");
-    assert!(!err.is_transient());
-    assert!(!err.to_string().contains("not-the-secret"));
+    failures::wrong_credentials_are_unauthorized(&store, "not-the-secret").await;
     let unknown = S3Credentials {
         access_key_id: "AKIDUNKNOWN".into(),
         secret_access_key: "x".into(),
@@ -189,11 +189,7 @@ async fn s3_missing_bucket_is_misconfigured() {
     let (_server, mut location) = servers::s3().await;
     location.bucket = "no-such-bucket".into();
     let store = S3Store::new(&location, servers::credentials(), Timeouts::default());
-    let err = store.list("ferry/", None, 10).await.unwrap_err();
-    assert!(matches!(err, StoreError::Misconfigured(_)), "{err:?}");
-    assert!(err.to_string().contains("no-such-bucket"), "{err}");
-    let report = store.probe().await;
-    assert!(!report.is_ok());
+    failures::a_missing_root_is_misconfigured(&store, "no-such-bucket").await;
 }
 
 #[tokio::test]
@@ -206,10 +202,7 @@ async fn s3_a_server_that_hangs_times_out_as_transient() {
         request: Duration::from_millis(500),
     };
     let store = S3Store::new(&location, servers::credentials(), timeouts);
-    let started = std::time::Instant::now();
-    let err = store.get("ferry/v1/repo", ANY_SIZE).await.unwrap_err();
-    assert!(err.is_transient(), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    failures::a_server_that_hangs_times_out_as_transient(&store).await;
 }
 
 #[tokio::test]
@@ -222,10 +215,7 @@ async fn s3_a_server_failing_twice_then_answering_is_retried_to_success() {
         matches!(err, StoreError::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(1)),
         "the server's Retry-After is kept: {err:?}"
     );
-    let fast = RetryPolicy {
-        first_delay: Duration::from_millis(10),
-        ..RetryPolicy::DEFAULT
-    };
+    let fast = failures::fast_retry();
     let mut attempts = 0;
     let page = fast
         .run(|| {
@@ -452,9 +442,7 @@ async fn webdav_wrong_password_is_unauthorized() {
         ..servers::dav_credentials()
     };
     let store = WebDavStore::new(&location, Some(wrong), Timeouts::default()).unwrap();
-    let err = store.get("ferry/v1/repo", ANY_SIZE).await.unwrap_err();
-    assert!(matches!(err, StoreError::Unauthorized { .. }), "{err:?}");
-    assert!(!err.to_string().contains("not-the-password"));
+    failures::wrong_credentials_are_unauthorized(&store, "not-the-password").await;
     let anonymous = WebDavStore::new(&location, None, Timeouts::default()).unwrap();
     let err = anonymous.list("ferry/", None, 10).await.unwrap_err();
     assert!(matches!(err, StoreError::Unauthorized { .. }), "{err:?}");
@@ -490,9 +478,7 @@ async fn webdav_missing_collection_is_misconfigured() {
         Timeouts::default(),
     )
     .unwrap();
-    let err = store.list("", None, 10).await.unwrap_err();
-    assert!(matches!(err, StoreError::Misconfigured(_)), "{err:?}");
-    assert!(err.to_string().contains("users/nobody"), "{err}");
+    failures::a_missing_root_is_misconfigured(&store, "users/nobody").await;
 }
 
 #[tokio::test]
@@ -507,10 +493,7 @@ async fn webdav_a_server_that_hangs_times_out_as_transient() {
         request: Duration::from_millis(500),
     };
     let store = WebDavStore::new(&location, Some(servers::dav_credentials()), timeouts).unwrap();
-    let started = std::time::Instant::now();
-    let err = store.get("ferry/v1/repo", ANY_SIZE).await.unwrap_err();
-    assert!(err.is_transient(), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    failures::a_server_that_hangs_times_out_as_transient(&store).await;
 }
 
 #[tokio::test]
@@ -522,10 +505,7 @@ async fn webdav_a_server_failing_twice_then_answering_is_retried_to_success() {
         Timeouts::default(),
     )
     .unwrap();
-    let fast = RetryPolicy {
-        first_delay: Duration::from_millis(10),
-        ..RetryPolicy::DEFAULT
-    };
+    let fast = failures::fast_retry();
     let mut attempts = 0;
     fast.run(|| {
         attempts += 1;
