@@ -61,7 +61,7 @@ impl Topics {
     pub(crate) fn hear(&mut self, topic: TopicId) -> Result<(), Failure> {
         self.client
             .subscribe(topic)
-            .map_err(|e| Failure::new(format!("the relay client stopped: {e}")))?;
+            .map_err(|e| Failure::new(e.to_string()))?;
         self.heard.push(topic);
         Ok(())
     }
@@ -70,7 +70,7 @@ impl Topics {
     fn leave(&mut self, topic: TopicId) -> Result<(), Failure> {
         self.client
             .unsubscribe(topic)
-            .map_err(|e| Failure::new(format!("the relay client stopped: {e}")))?;
+            .map_err(|e| Failure::new(e.to_string()))?;
         self.heard.retain(|t| *t != topic);
         Ok(())
     }
@@ -87,11 +87,17 @@ impl Topics {
         self.client.flush(within).await
     }
 
-    /// The next message on a topic heard; `None` once the client stopped.
+    /// The next message, on whichever topic (one left a moment ago may still bring one);
+    /// `None` once the client stopped.
     pub(crate) async fn next(&mut self) -> Option<Delivery> {
+        self.deliveries.recv().await
+    }
+
+    /// The next message on `topic`; `None` once the client stopped.
+    pub(crate) async fn next_on(&mut self, topic: TopicId) -> Option<Delivery> {
         loop {
             let delivery = self.deliveries.recv().await?;
-            if self.heard.contains(&delivery.topic) {
+            if delivery.topic == topic {
                 return Some(delivery);
             }
         }
@@ -148,7 +154,9 @@ impl Hints {
     }
 
     fn start(config: ClientConfig, keys: &Keys, listening: bool) -> Result<Hints, Failure> {
-        let mut topics = Topics::start(config).map_err(|e| Failure::new(e.to_string()))?;
+        let url = config.url.clone();
+        let mut topics = Topics::start(config)
+            .map_err(|e| Failure::new(format!("the relay URL `{url}` does not work: {e}")))?;
         if listening {
             for topic in keys.relay.listen_topics(unix_now()) {
                 topics.hear(topic)?;
@@ -162,10 +170,12 @@ impl Hints {
         })
     }
 
-    /// Tells the other devices of `hints`, sealed, on the topic of the time now. Where one
-    /// cannot go, the devices see it at their next poll; that is logged, not failed.
-    pub(crate) fn announce(&self, hints: &[RelayHint]) {
+    /// Tells the other devices of `hints`, sealed, on the topic of the time now; false when
+    /// one could not be handed to the relay client. The devices then see it at their next
+    /// poll: that is logged, not failed.
+    pub(crate) fn announce(&self, hints: &[RelayHint]) -> bool {
         let topic = self.keys.relay.publish_topic(unix_now());
+        let mut all = true;
         for hint in hints {
             let sent = match self.keys.relay.seal_hint(&topic, hint) {
                 Ok(sealed) => self.topics.publish(topic, sealed.into_bytes()),
@@ -173,8 +183,10 @@ impl Hints {
             };
             if let Err(failure) = sent {
                 warn!(error = %failure.message, "a hint was not published");
+                all = false;
             }
         }
+        all
     }
 
     /// Waits, at most `within`, for what was announced to go out; true when it did.
@@ -253,8 +265,8 @@ pub(crate) async fn announce_once(relay: Option<&str>, keys: &Keys, hints: &[Rel
     let Ok(speaker) = Hints::speak(url, keys) else {
         return;
     };
-    speaker.announce(std::slice::from_ref(hint));
-    if !speaker.flush(Duration::from_secs(2)).await {
+    if speaker.announce(std::slice::from_ref(hint)) && !speaker.flush(Duration::from_secs(2)).await
+    {
         tracing::info!("the relay did not answer: other devices see this at their next poll");
     }
 }

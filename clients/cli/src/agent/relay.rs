@@ -28,6 +28,7 @@ impl Agent {
     /// Announces `hints` on the relay, where there is one.
     pub(super) fn publish(&self, hints: &[RelayHint]) {
         if let Some(relay) = &self.relay {
+            // What does not go out is logged there; the others see it at their next poll.
             relay.announce(hints);
         }
     }

@@ -147,14 +147,19 @@ pub(crate) async fn execute(
             Ok(Changed::Yes)
         }
     }?;
-    if changed == Changed::Yes
-        && let Some(paused) = Pause::current(&device.home)
-    {
+    if changed == Changed::Yes {
+        held_while_paused(device, out);
+    }
+    Ok(changed)
+}
+
+/// Says, while sync is paused, that what a command recorded stays here until it resumes.
+pub(crate) fn held_while_paused(device: &Device, out: &mut Output) {
+    if let Some(paused) = Pause::current(&device.home) {
         out.note(format!(
             "sync is {paused}: this is kept on this device and goes out on resume"
         ));
     }
-    Ok(changed)
 }
 
 /// What `ferry stop` says when it finds nothing to stop.

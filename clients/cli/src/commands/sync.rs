@@ -466,7 +466,9 @@ impl RollCall {
     pub(crate) async fn ask(device: &Device) -> Option<RollCall> {
         let url = device.config.settings.relay.as_deref()?;
         let hints = Hints::listen(url, &device.keys).ok()?;
-        hints.announce(&[device.engine.roll_call()]);
+        if !hints.announce(&[device.engine.roll_call()]) {
+            return None;
+        }
         if !hints.flush(Duration::from_secs(2)).await {
             tracing::info!("the relay did not answer: no roll call");
             return None;

@@ -385,7 +385,7 @@ impl Channel {
 
 async fn recv_relay(relay: Option<&mut RelayPath>) -> Option<Delivery> {
     match relay {
-        Some(relay) => relay.topics.next().await,
+        Some(relay) => relay.topics.next_on(relay.topic).await,
         None => std::future::pending().await,
     }
 }

@@ -67,8 +67,15 @@ async fn run_offer(
     args: &PairArgs,
     events: &Events,
 ) -> Result<(), Failure> {
-    let sent = Sent::gather(home, config)?;
+    let Some(store) = config.settings.store.clone() else {
+        return Err(Failure::new(format!(
+            "this device is not set up (no store in {}): pair from a device that is, or create \
+             a repository here with `ferry init --store URL`",
+            config.user_file.display()
+        )));
+    };
     let paths = Paths::choose(args.relay.as_deref(), None, config)?;
+    let sent = Sent::gather(home, config, store)?;
     let code = PairingCode::generate()?;
     let mut channel = Channel::open(&paths, &code, Role::Offer).await?;
     show_code(events, &code, args, &paths);
@@ -123,16 +130,10 @@ struct Sent {
 }
 
 impl Sent {
-    /// Gathers it from this device's settings and secrets, before any code is shown: a device
-    /// that could not send it fails here, not after the other side typed the code.
-    fn gather(home: &Home, config: &Config) -> Result<Sent, Failure> {
-        let Some(store) = config.settings.store.clone() else {
-            return Err(Failure::new(format!(
-                "this device is not set up (no store in {}): pair from a device that is, or \
-                 create a repository here with `ferry init --store URL`",
-                config.user_file.display()
-            )));
-        };
+    /// Gathers it from this device's settings and secrets for its `store`, before any code is
+    /// shown: a device that could not send it fails here, not after the other side typed the
+    /// code.
+    fn gather(home: &Home, config: &Config, store: String) -> Result<Sent, Failure> {
         let url = device::parse_store(&store)?;
         let secrets = device::secrets(home, config);
         Ok(Sent {
@@ -235,6 +236,7 @@ async fn vouch(home: &Home, config: &Config, reply: &Reply) -> Result<Vouched, F
     let mut device = Device::open(home.clone(), config.clone(), lock, device::INTERACTIVE).await?;
     let vouched = devices::vouch(&mut device, reply.device, reply.keys, &reply.name)?;
     let mut out = Output::new(false);
+    crate::commands::held_while_paused(&device, &mut out);
     crate::commands::send_now(&mut device, &mut out).await;
     eprint!("{}", out.stderr);
     Ok(vouched)
