@@ -76,6 +76,42 @@ async fn connected_to(lan: &mut Lan, devices: &[u8]) -> Vec<Peer> {
     .unwrap_or_else(|_| panic!("not connected to {wanted:?}: {:?}", lan.peers()))
 }
 
+/// An mDNS browser on the test's own port, listening as the devices announce themselves.
+fn watch_names(
+    port: u16,
+) -> (
+    mdns_sd::ServiceDaemon,
+    mdns_sd::Receiver<mdns_sd::ServiceEvent>,
+) {
+    let daemon = mdns_sd::ServiceDaemon::new_with_port(port).unwrap();
+    daemon.disable_interface(mdns_sd::IfKind::All).unwrap();
+    daemon
+        .enable_interface(mdns_sd::IfKind::LoopbackV4)
+        .unwrap();
+    let browse = daemon.browse(ferry_protocol::lan::SERVICE_TYPE).unwrap();
+    (daemon, browse)
+}
+
+/// Waits until `count` different names have been announced on the browser's port.
+async fn names_announced(
+    (_daemon, browse): &(
+        mdns_sd::ServiceDaemon,
+        mdns_sd::Receiver<mdns_sd::ServiceEvent>,
+    ),
+    count: usize,
+) {
+    let mut seen = std::collections::HashSet::new();
+    tokio::time::timeout(WAIT, async {
+        while seen.len() < count {
+            if let Ok(mdns_sd::ServiceEvent::ServiceResolved(service)) = browse.recv_async().await {
+                seen.insert(service.fullname.clone());
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} names were announced: {seen:?}", seen.len()));
+}
+
 fn segment(seq: u64) -> Frame {
     Frame::Segment {
         device: DeviceTag([1; 16]),
@@ -228,11 +264,12 @@ async fn names_turn_mid_session_and_newcomers_still_find_the_group() {
         }
         config
     };
+    let names = watch_names(mdns.unwrap());
     let (mut a, _a_events) = start(turning(1), &key(1)).await;
     let (_b, _b_events) = start(turning(2), &key(1)).await;
     connected_to(&mut a, &[2]).await;
-    // Two turns of the name: both re-announce under new names.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Two turns of the name: each device has announced three names.
+    names_announced(&names, 6).await;
     let before = a.peers();
     let (mut c, _c_events) = start(turning(3), &key(1)).await;
     connected_to(&mut c, &[1, 2]).await;

@@ -32,6 +32,24 @@ pub async fn a_server_that_hangs_times_out_as_transient(store: &dyn Store) {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// A server that fails the first two requests and then answers: a transient failure each
+/// time, retried until the object is stored (three attempts), and then readable.
+pub async fn a_server_failing_twice_is_retried_to_success(store: &dyn Store) {
+    let mut attempts = 0;
+    fast_retry()
+        .run(|| {
+            attempts += 1;
+            store.put_new("ferry/v1/repo", b"header".to_vec())
+        })
+        .await
+        .unwrap();
+    assert_eq!(attempts, 3, "two failures, then success");
+    assert_eq!(
+        store.get("ferry/v1/repo", ANY_SIZE).await.unwrap(),
+        b"header"
+    );
+}
+
 /// Retries quick enough for a test.
 pub fn fast_retry() -> RetryPolicy {
     RetryPolicy {

@@ -256,66 +256,30 @@ async fn start_webdav(
     let task = tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
             let _ = socket.set_nodelay(true);
-            let handler = handler.clone();
-            let failures_left = failures_left.clone();
-            let requests = requests.clone();
-            let service =
-                hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let handler = handler.clone();
-                    let fail = failures_left
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                        .is_ok();
-                    let nonce = format!(
-                        "ferry-nonce-{}",
-                        requests.fetch_add(1, Ordering::SeqCst) / NONCE_USES
-                    );
-                    async move {
-                        let (authorized, challenge) = match login {
-                            DavLogin::Basic => (
-                                request
-                                    .headers()
-                                    .get(http::header::AUTHORIZATION)
-                                    .is_some_and(|v| v.as_bytes() == DAV_AUTHORIZATION.as_bytes()),
-                                "Basic realm=\"ferry\"".to_owned(),
-                            ),
-                            DavLogin::Digest => (
-                                digest_authorized(&request, &nonce),
-                                format!(
-                                    "Digest realm=\"ferry\", qop=\"auth\", algorithm=MD5, \
-                                     nonce=\"{nonce}\", opaque=\"ferry-opaque\""
-                                ),
-                            ),
-                            DavLogin::Refusing(challenge) => (false, challenge.to_owned()),
-                        };
-                        let refuse = |status: http::StatusCode| {
-                            let mut response = http::Response::new(dav_server::body::Body::from(
-                                status.canonical_reason().unwrap_or("").to_owned(),
-                            ));
-                            *response.status_mut() = status;
-                            if status == http::StatusCode::UNAUTHORIZED {
-                                response.headers_mut().insert(
-                                    http::header::WWW_AUTHENTICATE,
-                                    http::HeaderValue::from_str(&challenge).unwrap(),
-                                );
-                            }
-                            Ok::<_, std::convert::Infallible>(response)
-                        };
-                        if fail {
-                            return refuse(http::StatusCode::SERVICE_UNAVAILABLE);
-                        }
-                        if !authorized {
-                            return refuse(http::StatusCode::UNAUTHORIZED);
-                        }
-                        if broken_listings && request.method().as_str() == "PROPFIND" {
-                            let mut response = http::Response::new(dav_server::body::Body::from(
-                                "<multistatus><response><href>/users/me/x</hr",
-                            ));
-                            *response.status_mut() = http::StatusCode::MULTI_STATUS;
-                            return Ok(response);
-                        }
-                        Ok(handler.handle(request).await)
-                    }
-                });
+            let (handler, failures_left, requests) =
+                (handler.clone(), failures_left.clone(), requests.clone());
+            let service = hyper::service::service_fn(move |request| {
+                let fail = failures_left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                let nonce = format!(
+                    "ferry-nonce-{}",
+                    requests.fetch_add(1, Ordering::SeqCst) / NONCE_USES
+                );
+                let trouble = if fail {
+                    Some(http::StatusCode::SERVICE_UNAVAILABLE)
+                } else {
+                    None
+                };
+                dav_answer(
+                    handler.clone(),
+                    request,
+                    login,
+                    nonce,
+                    trouble,
+                    broken_listings,
+                )
+            });
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
@@ -330,15 +294,71 @@ async fn start_webdav(
     (Running { task, root }, location)
 }
 
+/// The test WebDAV server's answer to one request: `trouble` when the server is set to fail
+/// it, `401` with `login`'s challenge when the request is not logged in, a listing that is not
+/// XML when `broken_listings`, and otherwise what dav-server does.
+async fn dav_answer(
+    handler: dav_server::DavHandler,
+    request: http::Request<hyper::body::Incoming>,
+    login: DavLogin,
+    nonce: String,
+    trouble: Option<http::StatusCode>,
+    broken_listings: bool,
+) -> Result<http::Response<dav_server::body::Body>, std::convert::Infallible> {
+    let (authorized, challenge) = match login {
+        DavLogin::Basic => (
+            request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .is_some_and(|v| v.as_bytes() == DAV_AUTHORIZATION.as_bytes()),
+            "Basic realm=\"ferry\"".to_owned(),
+        ),
+        DavLogin::Digest => (
+            digest_authorized(&request, &nonce),
+            format!(
+                "Digest realm=\"ferry\", qop=\"auth\", algorithm=MD5, \
+                 nonce=\"{nonce}\", opaque=\"ferry-opaque\""
+            ),
+        ),
+        DavLogin::Refusing(challenge) => (false, challenge.to_owned()),
+    };
+    let respond = |status: http::StatusCode, body: String| {
+        let mut response = http::Response::new(dav_server::body::Body::from(body));
+        *response.status_mut() = status;
+        if status == http::StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_str(&challenge).unwrap(),
+            );
+        }
+        Ok(response)
+    };
+    let refuse = |status: http::StatusCode| {
+        respond(status, status.canonical_reason().unwrap_or("").to_owned())
+    };
+    if let Some(status) = trouble {
+        return refuse(status);
+    }
+    if !authorized {
+        return refuse(http::StatusCode::UNAUTHORIZED);
+    }
+    if broken_listings && request.method().as_str() == "PROPFIND" {
+        return respond(
+            http::StatusCode::MULTI_STATUS,
+            "<multistatus><response><href>/users/me/x</hr".to_owned(),
+        );
+    }
+    Ok(handler.handle(request).await)
+}
+
 /// nginx with its WebDAV modules (`dav_methods` and the dav-ext module's PROPFIND), serving a
 /// folder behind Basic authentication, as one process (no master, so it keeps the user that
 /// started it and stops with a kill) on 127.0.0.1; stopped on drop.
 /// `None` (the caller skips) when nginx is not installed, outside CI; under CI=true a missing
 /// nginx is a failure (scripts/test.sh installs it).
 pub fn nginx() -> Option<(Process, WebDavLocation)> {
-    const MODULE: &str = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so";
-    let installed =
-        std::path::Path::new("/usr/sbin/nginx").exists() && std::path::Path::new(MODULE).exists();
+    let installed = std::path::Path::new("/usr/sbin/nginx").exists()
+        && std::path::Path::new(NGINX_DAV_MODULE).exists();
     if !installed {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -348,8 +368,7 @@ pub fn nginx() -> Option<(Process, WebDavLocation)> {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("users/me")).unwrap();
+    std::fs::create_dir_all(dir.path().join("root/users/me")).unwrap();
     std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
     let hash = std::process::Command::new("openssl")
         .args(["passwd", "-apr1", DAV_PASSWORD])
@@ -370,9 +389,25 @@ pub fn nginx() -> Option<(Process, WebDavLocation)> {
             .local_addr()
             .unwrap()
             .port();
-        let prefix = dir.path().display();
-        let config = format!(
-            "load_module {MODULE};
+        if let Some(child) = start_nginx(dir.path(), port) {
+            let location = WebDavLocation {
+                url: format!("http://127.0.0.1:{port}/users/me/"),
+                user: Some(DAV_USER.into()),
+            };
+            return Some((Process { child, dir }, location));
+        }
+    }
+    panic!("nginx did not start: see its error log");
+}
+
+/// The nginx module that answers PROPFIND.
+const NGINX_DAV_MODULE: &str = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so";
+
+/// nginx serving `{prefix}/root` on `port`, once it accepts connections; `None` when it stopped
+/// (the port was taken) or did not come up within ten seconds.
+fn start_nginx(prefix: &std::path::Path, port: u16) -> Option<std::process::Child> {
+    let config = format!(
+        "load_module {NGINX_DAV_MODULE};
 daemon off;
 master_process off;
 pid {prefix}/nginx.pid;
@@ -387,7 +422,7 @@ http {{
   scgi_temp_path {prefix}/tmp;
   server {{
     listen 127.0.0.1:{port};
-    root {root};
+    root {prefix}/root;
     client_max_body_size 0;
     location / {{
       auth_basic ferry;
@@ -399,44 +434,33 @@ http {{
   }}
 }}
 ",
-            root = root.display(),
-        );
-        let config_path = dir.path().join("nginx.conf");
-        std::fs::write(&config_path, config).unwrap();
-        let mut child = std::process::Command::new("/usr/sbin/nginx")
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&config_path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nginx starts");
-        // Ready once it accepts connections; gone if the port was taken.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let ready = loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break true;
-            }
-            if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
-                break false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        };
-        if !ready {
+        prefix = prefix.display(),
+    );
+    let config_path = prefix.join("nginx.conf");
+    std::fs::write(&config_path, config).unwrap();
+    let mut child = std::process::Command::new("/usr/sbin/nginx")
+        .arg("-e")
+        .arg(prefix.join("error.log"))
+        .arg("-p")
+        .arg(prefix)
+        .arg("-c")
+        .arg(&config_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(child);
+        }
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            continue;
+            return None;
         }
-        let location = WebDavLocation {
-            url: format!("http://127.0.0.1:{port}/users/me/"),
-            user: Some(DAV_USER.into()),
-        };
-        return Some((Process { child, dir }, location));
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    panic!("nginx did not start: see its error log");
 }
 
 /// A server running as its own process, killed on drop.

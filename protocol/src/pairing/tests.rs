@@ -155,22 +155,12 @@ fn duplicated_and_reordered_frames_still_pair() {
 #[test]
 fn dropped_frames_are_made_up_by_publishing_again() {
     let mut run = Run::new(&code());
-    let mut state = 0x9e37_79b9_u32;
+    let mut rng = ferry_test_kit::random::Rng::new(0x9e37_79b9);
     // Half the frames are lost, at random; the standing frames go out again each round, as
     // the command line republishes them.
     for _ in 0..20 {
-        run.run(|batch| {
-            batch
-                .into_iter()
-                .filter(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 17;
-                    state ^= state << 5;
-                    state.is_multiple_of(2)
-                })
-                .collect()
-        })
-        .unwrap();
+        run.run(|batch| batch.into_iter().filter(|_| rng.below(2) == 0).collect())
+            .unwrap();
         if run.done() {
             break;
         }
