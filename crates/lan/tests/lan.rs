@@ -256,15 +256,15 @@ async fn two_devices_dialling_each_other_keep_one_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_turn_mid_session_and_newcomers_still_find_the_group() {
-    let mdns = Some(mdns_port());
+    let port = mdns_port();
     let turning = |device| {
-        let mut config = config(device, mdns);
+        let mut config = config(device, Some(port));
         if let Some(discovery) = &mut config.discovery {
             discovery.period = Duration::from_secs(1);
         }
         config
     };
-    let names = watch_names(mdns.unwrap());
+    let names = watch_names(port);
     let (mut a, _a_events) = start(turning(1), &key(1)).await;
     let (_b, _b_events) = start(turning(2), &key(1)).await;
     connected_to(&mut a, &[2]).await;
