@@ -6,14 +6,20 @@
 //! TCP    Noise_NNpsk0_25519_ChaChaPoly_SHA256, PSK = LanKey::transport_psk, prologue "ferry/v1/lan"
 //!        every Noise message: length (u16 BE) ‖ message
 //!        the plaintexts, joined, are a stream of frames: length (u32 BE) ‖ frame
-//! frame  0 kind  1 hello | 2 heads | 3 segment | 4 ping | 5 want | 6 chunk
+//! frame  0 kind  1 hello | 2 heads | 3 segment | 4 ping | 5 want | 6 chunk | 7 ask | 8 answer | 9 unanswered
 //!        hello:    device id (16) ‖ listening port (u16 BE)
 //!        heads:    count (u16 BE) ‖ count × (device tag 16 ‖ seq u64 BE)
 //!        segment:  device tag (16) ‖ seq (u64 BE) ‖ the sealed segment, exactly as in storage
 //!        ping:     (empty)
 //!        want:     blob id (32)
 //!        chunk:    blob id (32) ‖ chunk index (u32 BE) ‖ the sealed chunk, as in storage
+//!        ask:      call (u32 BE) ‖ more (u8: 0 | 1) ‖ part of a question (at most MAX_PART)
+//!        answer:   call (u32 BE) ‖ more (u8: 0 | 1) ‖ part of the answer (at most MAX_PART)
+//!        unanswered: call (u32 BE) ‖ why (u8: 1 too large | 2 busy | 3 nothing to answer with)
 //! ```
+//!
+//! Asks and answers carry the questions devices put to the one that holds a folder repository
+//! ([`crate::held`]), split in parts so that a large object never holds up the other frames.
 //!
 //! A stranger on the network sees instance names that change every [`PERIOD_SECS`] and differ
 //! between devices of one group, so it learns that some Ferry device is there and nothing
@@ -57,6 +63,9 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 
 /// The most devices one heads frame lists.
 pub const MAX_HEADS: usize = 1024;
+
+/// The most bytes of a question or answer one ask or answer frame carries.
+pub const MAX_PART: usize = 1024 * 1024;
 
 /// Bytes in an instance name's nonce, and in its proof.
 const NONCE_LEN: usize = 8;
@@ -147,6 +156,54 @@ pub enum Frame {
         /// The sealed bytes, as stored under that name.
         sealed: Vec<u8>,
     },
+    /// Part of a question to the other device; the parts of one call, joined in order, are
+    /// the question.
+    Ask {
+        /// The call, chosen by the asker: its answer carries the same number.
+        call: u32,
+        /// Whether more parts follow.
+        more: bool,
+        /// At most [`MAX_PART`] bytes.
+        part: Vec<u8>,
+    },
+    /// Part of the answer to the call the other device made.
+    Answer {
+        /// The asker's call.
+        call: u32,
+        /// Whether more parts follow.
+        more: bool,
+        /// At most [`MAX_PART`] bytes.
+        part: Vec<u8>,
+    },
+    /// The call will have no answer, and why.
+    Unanswered {
+        /// The asker's call.
+        call: u32,
+        /// Why not.
+        why: Unanswered,
+    },
+}
+
+/// Why a call goes unanswered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The question, or the answer, is larger than the other side takes.
+    TooLarge = 1,
+    /// The other device is answering as many calls as it takes; ask again later.
+    Busy = 2,
+    /// The other device has nothing to answer such questions with (it holds no repository).
+    NotHeld = 3,
+}
+
+impl Unanswered {
+    fn from_byte(byte: u8) -> Result<Unanswered, FrameError> {
+        Ok(match byte {
+            1 => Unanswered::TooLarge,
+            2 => Unanswered::Busy,
+            3 => Unanswered::NotHeld,
+            _ => return Err(FrameError::Malformed("unknown reason for no answer")),
+        })
+    }
 }
 
 impl std::fmt::Debug for Frame {
@@ -180,6 +237,23 @@ impl std::fmt::Debug for Frame {
                 .field("chunk", chunk)
                 .field("bytes", &sealed.len())
                 .finish(),
+            Frame::Ask { call, more, part } => f
+                .debug_struct("Ask")
+                .field("call", call)
+                .field("more", more)
+                .field("bytes", &part.len())
+                .finish(),
+            Frame::Answer { call, more, part } => f
+                .debug_struct("Answer")
+                .field("call", call)
+                .field("more", more)
+                .field("bytes", &part.len())
+                .finish(),
+            Frame::Unanswered { call, why } => f
+                .debug_struct("Unanswered")
+                .field("call", call)
+                .field("why", why)
+                .finish(),
         }
     }
 }
@@ -201,6 +275,9 @@ const SEGMENT: u8 = 3;
 const PING: u8 = 4;
 const WANT: u8 = 5;
 const CHUNK: u8 = 6;
+const ASK: u8 = 7;
+const ANSWER: u8 = 8;
+const UNANSWERED: u8 = 9;
 
 impl Frame {
     /// The frame's bytes (without the length prefix of the stream).
@@ -253,6 +330,25 @@ impl Frame {
                 out.extend_from_slice(&blob.0);
                 out.extend_from_slice(&chunk.to_be_bytes());
                 out.extend_from_slice(sealed);
+            }
+            Frame::Ask { call, more, part } | Frame::Answer { call, more, part } => {
+                if part.len() > MAX_PART {
+                    return Err(FrameError::TooLarge("a part larger than a call's part"));
+                }
+                out.reserve(6 + part.len());
+                out.push(if matches!(self, Frame::Ask { .. }) {
+                    ASK
+                } else {
+                    ANSWER
+                });
+                out.extend_from_slice(&call.to_be_bytes());
+                out.push(u8::from(*more));
+                out.extend_from_slice(part);
+            }
+            Frame::Unanswered { call, why } => {
+                out.push(UNANSWERED);
+                out.extend_from_slice(&call.to_be_bytes());
+                out.push(*why as u8);
             }
         }
         if out.len() > MAX_FRAME {
@@ -312,6 +408,30 @@ impl Frame {
                     sealed,
                 }
             }
+            ASK | ANSWER => {
+                let call = u32::from_be_bytes(take(&mut body, "call")?);
+                let more = match take::<1>(&mut body, "call")? {
+                    [0] => false,
+                    [1] => true,
+                    _ => {
+                        return Err(FrameError::Malformed(
+                            "a call's part is neither last nor not",
+                        ));
+                    }
+                };
+                if body.len() > MAX_PART {
+                    return Err(FrameError::TooLarge("a part larger than a call's part"));
+                }
+                let part = std::mem::take(&mut body).to_vec();
+                match kind {
+                    ASK => Frame::Ask { call, more, part },
+                    _ => Frame::Answer { call, more, part },
+                }
+            }
+            UNANSWERED => Frame::Unanswered {
+                call: u32::from_be_bytes(take(&mut body, "unanswered")?),
+                why: Unanswered::from_byte(take::<1>(&mut body, "unanswered")?[0])?,
+            },
             _ => return Err(FrameError::Malformed("unknown kind")),
         };
         if !body.is_empty() {
@@ -374,6 +494,20 @@ mod tests {
                 chunk: 7,
                 sealed: vec![6; 90],
             },
+            Frame::Ask {
+                call: 3,
+                more: true,
+                part: vec![1; 20],
+            },
+            Frame::Answer {
+                call: u32::MAX,
+                more: false,
+                part: Vec::new(),
+            },
+            Frame::Unanswered {
+                call: 9,
+                why: Unanswered::Busy,
+            },
         ];
         for frame in frames {
             let bytes = frame.encode().unwrap();
@@ -382,6 +516,7 @@ mod tests {
             let shortest = match frame {
                 Frame::Segment { .. } => 26,
                 Frame::Chunk { .. } => 38,
+                Frame::Ask { .. } | Frame::Answer { .. } => 6,
                 _ => bytes.len(),
             };
             for cut in 0..shortest {
@@ -392,7 +527,13 @@ mod tests {
             }
             let mut longer = bytes.clone();
             longer.push(0);
-            if !matches!(frame, Frame::Segment { .. } | Frame::Chunk { .. }) {
+            if !matches!(
+                frame,
+                Frame::Segment { .. }
+                    | Frame::Chunk { .. }
+                    | Frame::Ask { .. }
+                    | Frame::Answer { .. }
+            ) {
                 assert_eq!(
                     Frame::decode(&longer),
                     Err(FrameError::Malformed("bytes after the frame"))
@@ -405,7 +546,7 @@ mod tests {
     fn refuses_what_is_not_a_frame() {
         assert_eq!(Frame::decode(&[]), Err(FrameError::Malformed("empty")));
         assert_eq!(
-            Frame::decode(&[9]),
+            Frame::decode(&[10]),
             Err(FrameError::Malformed("unknown kind"))
         );
         let mut too_many = vec![HEADS];
@@ -426,6 +567,21 @@ mod tests {
             sealed: vec![0; MAX_FRAME],
         };
         assert!(matches!(huge.encode(), Err(FrameError::TooLarge(_))));
+        let big_part = Frame::Ask {
+            call: 1,
+            more: false,
+            part: vec![0; MAX_PART + 1],
+        };
+        assert!(matches!(big_part.encode(), Err(FrameError::TooLarge(_))));
+        let mut big_part = vec![ANSWER, 0, 0, 0, 1, 0];
+        big_part.resize(6 + MAX_PART + 1, 0);
+        assert!(matches!(
+            Frame::decode(&big_part),
+            Err(FrameError::TooLarge(_))
+        ));
+        for bad in [vec![ASK, 0, 0, 0, 1, 2], vec![UNANSWERED, 0, 0, 0, 1, 4]] {
+            assert!(matches!(Frame::decode(&bad), Err(FrameError::Malformed(_))));
+        }
     }
 
     #[test]

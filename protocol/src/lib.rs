@@ -4,7 +4,8 @@
 //! device's own signing keys ([`identity`]), the
 //! envelope that seals every object and message ([`envelope`]), the objects of the repository
 //! and their names ([`objects`], [`names`]), the hints sent through the relay ([`relay`]), what
-//! nearby devices say to each other directly ([`lan`]), and the exchange that pairs a new
+//! nearby devices say to each other directly ([`lan`]) and what they ask the device that holds
+//! a folder repository ([`held`]), and the exchange that pairs a new
 //! device with a one-time code ([`pairing`]).
 //! `protocol/SPEC.md` describes the same formats byte by byte for other implementations, and
 //! `protocol/tests/vectors/` pins them.
@@ -28,6 +29,7 @@
 
 pub mod envelope;
 pub mod error;
+pub mod held;
 pub mod hex_id;
 pub mod identity;
 pub mod keys;

@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 
+use ferry_protocol::held;
 use ferry_protocol::lan::Frame;
 use ferry_protocol::objects::{Payload, Plain, Signed};
 use ferry_protocol::{
@@ -685,6 +686,43 @@ fn lan() {
             blob: ferry_protocol::BlobId([0x33; 32]),
             chunk: 2,
             sealed: b"sealed chunk bytes".to_vec(),
+        },
+        Frame::Ask {
+            call: 5,
+            more: false,
+            part: held::Question::Get {
+                name: "ferry/v1/repo".into(),
+                limit: 4096,
+            }
+            .encode(),
+        },
+        Frame::Answer {
+            call: 5,
+            more: false,
+            part: held::Reply::Object(b"sealed header".to_vec()).encode(),
+        },
+        Frame::Ask {
+            call: 6,
+            more: false,
+            part: held::Question::List {
+                prefix: "ferry/v1/head/".into(),
+                start_after: None,
+                limit: held::MAX_LISTED,
+            }
+            .encode(),
+        },
+        Frame::Answer {
+            call: 6,
+            more: false,
+            part: held::Reply::Page {
+                objects: vec![("ferry/v1/head/aa/7".into(), 300)],
+                next: None,
+            }
+            .encode(),
+        },
+        Frame::Unanswered {
+            call: 7,
+            why: ferry_protocol::lan::Unanswered::Busy,
         },
     ]
     .iter()

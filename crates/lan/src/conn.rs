@@ -11,12 +11,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use crate::calls::{Joined, Questions};
 use crate::noise::{self, Received, Receiver, Sender, Side};
 use crate::supervisor::{Internal, Shared};
 use crate::{Event, LanError, Peer};
 
 /// How long one write may take before the connection is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Parts of calls queued for one connection: a caller waits for room (1 MiB each).
+const PARTS_QUEUE: usize = 4;
 
 /// Sets up a connection on `stream` and, once both sides said hello, reports it to the
 /// supervisor and serves it. `dialed` is the address dialled, for a connection this device
@@ -34,6 +38,7 @@ pub(crate) async fn serve(
         Side::Listener
     };
     let (frames_tx, frames_rx) = mpsc::channel(shared.config.queue);
+    let (parts_tx, parts_rx) = mpsc::channel(PARTS_QUEUE);
     let (sender, receiver, device, port) = match open(&shared, stream, side).await {
         Ok(opened) => opened,
         Err(error) => {
@@ -70,6 +75,7 @@ pub(crate) async fn serve(
         id,
         peer,
         frames: frames_tx,
+        parts: parts_tx,
         dialed,
     };
     if shared.internal.send(ready).is_err() {
@@ -77,7 +83,7 @@ pub(crate) async fn serve(
     }
     let mut halves = JoinSet::new();
     halves.spawn(read(shared.clone(), receiver, device));
-    halves.spawn(write(shared.clone(), sender, frames_rx));
+    halves.spawn(write(shared.clone(), sender, frames_rx, parts_rx));
     // A half that fails ends the connection (dropping the other closes the socket). A writer
     // that ends because the connection was replaced has sent what was queued and closed its
     // side; the reader takes what the other device still sends until it closes too.
@@ -132,6 +138,7 @@ async fn read(
     mut receiver: noise::Receiver,
     from: DeviceId,
 ) -> Result<Half, LanError> {
+    let mut questions = Questions::default();
     loop {
         let received = tokio::time::timeout(shared.config.idle_timeout, receiver.recv())
             .await
@@ -140,6 +147,33 @@ async fn read(
             Received::Frame(Frame::Ping) => {}
             Received::Frame(Frame::Hello { .. }) => {
                 warn!(device = %from, "a second hello on a LAN connection was ignored");
+            }
+            Received::Frame(Frame::Answer { call, more, part }) => {
+                shared.calls.answer_part(from, call, more, &part);
+            }
+            Received::Frame(Frame::Unanswered { call, why }) => {
+                shared.calls.unanswered(from, call, why);
+            }
+            Received::Frame(Frame::Ask { call, more, part }) => {
+                let max = shared.config.max_question;
+                let event = match questions.part(call, more, part, max) {
+                    Joined::Partial => continue,
+                    Joined::Whole(question) => Event::Asked {
+                        from,
+                        call,
+                        question,
+                    },
+                    Joined::Refused(why) => {
+                        debug!(device = %from, call, ?why, "a LAN call was refused");
+                        if let Some(link) = shared.calls.link(from) {
+                            let _ = link.try_send(Frame::Unanswered { call, why });
+                        }
+                        continue;
+                    }
+                };
+                if shared.events.send(event).await.is_err() {
+                    return Ok(Half::Ended);
+                }
             }
             Received::Frame(frame) => {
                 if shared
@@ -158,21 +192,27 @@ async fn read(
     }
 }
 
-/// Sends what the supervisor queues, and a ping after `ping_every` of silence. Ends when the
-/// supervisor drops the queue (the connection was replaced or the LAN stopped).
+/// Sends what the supervisor queues, then the parts of calls when nothing else waits, and a
+/// ping after `ping_every` of silence. Ends when the supervisor drops the queue (the
+/// connection was replaced or the LAN stopped).
 async fn write(
     shared: Shared,
     mut sender: noise::Sender,
     mut frames: mpsc::Receiver<Frame>,
+    mut parts: mpsc::Receiver<Frame>,
 ) -> Result<Half, LanError> {
     loop {
-        let frame = match tokio::time::timeout(shared.config.ping_every, frames.recv()).await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => {
-                sender.close().await;
-                return Ok(Half::Replaced);
-            }
-            Err(_) => Frame::Ping,
+        let frame = tokio::select! {
+            biased;
+            frame = frames.recv() => match frame {
+                Some(frame) => frame,
+                None => {
+                    sender.close().await;
+                    return Ok(Half::Replaced);
+                }
+            },
+            Some(part) = parts.recv() => part,
+            () = tokio::time::sleep(shared.config.ping_every) => Frame::Ping,
         };
         let encoded = match frame.encode() {
             Ok(encoded) => encoded,

@@ -13,6 +13,9 @@
 //! events ◀─ reader ◀─ Noise ◀─ TCP                       (one connection per device)
 //! ```
 //!
+//! [`Calls`] ask a connected device a question and wait for its whole answer: how the devices
+//! of a folder repository reach the device that holds it (`ferry_protocol::held`).
+//!
 //! [`Meeting`] is the other use of the LAN: two devices pairing without a relay meet at a
 //! place named after the code's nameplate and pass the pairing frames over one connection.
 //!
@@ -22,6 +25,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod calls;
 mod conn;
 mod discovery;
 mod error;
@@ -40,8 +44,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use calls::{CallError, Calls};
 pub use error::LanError;
-pub use ferry_protocol::lan::{DEFAULT_PORT, Frame};
+pub use ferry_protocol::lan::{DEFAULT_PORT, Frame, Unanswered};
 pub use meeting::{FIRST_FRAME, Meeting, MeetingConfig, PAIRING_PORT};
 
 use supervisor::{Command, Shared};
@@ -69,6 +74,9 @@ pub struct LanConfig {
     pub redial_every: Duration,
     /// Frames queued for one peer before it counts as too slow and is disconnected.
     pub queue: usize,
+    /// The largest question this device takes from a peer's call ([`Event::Asked`]); zero
+    /// (the default) refuses every call: only a device that holds a repository answers.
+    pub max_question: usize,
 }
 
 impl LanConfig {
@@ -85,6 +93,7 @@ impl LanConfig {
             idle_timeout: Duration::from_secs(75),
             redial_every: Duration::from_secs(30),
             queue: 256,
+            max_question: 0,
         }
     }
 }
@@ -137,6 +146,16 @@ pub enum Event {
         /// What it sent.
         frame: Frame,
     },
+    /// A device asked a question (see [`Calls`]): answer it with [`Calls::answer`] or
+    /// [`Calls::refuse`].
+    Asked {
+        /// Who asked.
+        from: DeviceId,
+        /// Its call, to answer.
+        call: u32,
+        /// The whole question, at most [`LanConfig::max_question`] bytes.
+        question: Vec<u8>,
+    },
     /// A device's connection ended.
     Disconnected {
         /// Which device.
@@ -155,6 +174,7 @@ pub struct Lan {
     discovery: Option<discovery::Discovery>,
     discovery_error: Option<String>,
     refused: Arc<AtomicU64>,
+    calls: Calls,
 }
 
 impl Drop for Lan {
@@ -196,7 +216,11 @@ impl Lan {
             None => (None, None),
         };
         let refused = Arc::new(AtomicU64::new(0));
+        let calls = Calls {
+            table: Arc::default(),
+        };
         let shared = Shared {
+            calls: Arc::clone(&calls.table),
             config: Arc::new(config),
             psk: Arc::new(key.transport_psk()),
             port: local.port(),
@@ -219,6 +243,7 @@ impl Lan {
             discovery,
             discovery_error,
             refused,
+            calls,
         };
         Ok((lan, events))
     }
@@ -258,6 +283,11 @@ impl Lan {
     /// Why discovery does not run, when it was asked for and could not start.
     pub fn discovery_error(&self) -> Option<&str> {
         self.discovery_error.as_deref()
+    }
+
+    /// Asks and answers connected devices (a repository held by a device is reached this way).
+    pub fn calls(&self) -> Calls {
+        self.calls.clone()
     }
 
     /// How many connections, made here or to here, were refused because the other end did

@@ -19,7 +19,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
-use crate::{Event, LanConfig, LanError, Peer, conn};
+use crate::{Event, LanConfig, LanError, Peer, calls, conn};
 
 /// The most connections that may be in their handshake at once; more are refused at once.
 const MAX_OPENING: usize = 32;
@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) events: mpsc::Sender<Event>,
     /// Connections, either way, refused because the other end did not prove the group's key.
     pub(crate) refused: Arc<AtomicU64>,
+    /// Calls waiting for answers, and where to send parts.
+    pub(crate) calls: Arc<calls::Table>,
 }
 
 /// What connection tasks and discovery tell the supervisor.
@@ -47,6 +49,7 @@ pub(crate) enum Internal {
         id: u64,
         peer: Peer,
         frames: mpsc::Sender<Frame>,
+        parts: mpsc::Sender<Frame>,
         dialed: Option<SocketAddr>,
     },
     /// A connection could not be set up.
@@ -75,6 +78,8 @@ struct Connection {
     id: u64,
     peer: Peer,
     frames: mpsc::Sender<Frame>,
+    /// Parts of calls, sent when no frame waits.
+    parts: mpsc::Sender<Frame>,
 }
 
 struct Supervisor {
@@ -242,6 +247,7 @@ impl Supervisor {
                 id,
                 peer,
                 frames,
+                parts,
                 dialed,
             } => {
                 self.opening.remove(&id);
@@ -249,7 +255,13 @@ impl Supervisor {
                     self.dialing.remove(&addr);
                     self.reached.insert(addr, peer.device);
                 }
-                self.ready(Connection { id, peer, frames }).await;
+                let connection = Connection {
+                    id,
+                    peer,
+                    frames,
+                    parts,
+                };
+                self.ready(connection).await;
             }
             Internal::Closed { id, device, why } => {
                 if self.connections.get(&device).is_some_and(|c| c.id == id) {
@@ -312,9 +324,16 @@ impl Supervisor {
         }
     }
 
+    /// Tells the application and the calls who is connected now.
     fn publish(&self) {
         let mut peers: Vec<Peer> = self.connections.values().map(|c| c.peer.clone()).collect();
         peers.sort_by_key(|p| p.device);
         self.peers.send_replace(peers);
+        let links = self
+            .connections
+            .iter()
+            .map(|(device, c)| (*device, c.parts.clone()))
+            .collect();
+        self.shared.calls.connected(links);
     }
 }

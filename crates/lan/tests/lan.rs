@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ferry_lan::Frame;
-use ferry_lan::{DiscoveryConfig, Event, Lan, LanConfig, Peer};
+use ferry_lan::{CallError, DiscoveryConfig, Event, Lan, LanConfig, Peer, Unanswered};
 use ferry_protocol::{DeviceId, DeviceTag, LanKey, SyncKey};
 use ferry_test_kit::eventually_async;
 use tokio::sync::mpsc;
@@ -276,4 +276,121 @@ async fn names_turn_mid_session_and_newcomers_still_find_the_group() {
     // The connection made before the newcomer came lives on.
     let after = connected_to(&mut a, &[2, 3]).await;
     assert_eq!(after[0], before[0]);
+}
+
+/// Two devices connected by a dial, without mDNS; `b` answers calls of up to `max_question`.
+async fn two_connected(
+    max_question: usize,
+) -> ((Lan, mpsc::Receiver<Event>), (Lan, mpsc::Receiver<Event>)) {
+    let (mut a, a_events) = start(config(1, None), &key(1)).await;
+    let mut b_config = config(2, None);
+    b_config.max_question = max_question;
+    let (mut b, b_events) = start(b_config, &key(1)).await;
+    a.dial(b.local_addr());
+    connected_to(&mut a, &[2]).await;
+    connected_to(&mut b, &[1]).await;
+    ((a, a_events), (b, b_events))
+}
+
+/// The next question `events` brings, past connections and frames.
+async fn asked(events: &mut mpsc::Receiver<Event>) -> (DeviceId, u32, Vec<u8>) {
+    loop {
+        if let Event::Asked {
+            from,
+            call,
+            question,
+        } = event(events).await
+        {
+            return (from, call, question);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_carries_questions_and_answers_larger_than_a_frame_without_holding_up_frames() {
+    let ((a, mut a_events), (b, mut b_events)) = two_connected(8 << 20).await;
+    let question = ferry_test_kit::random::Rng::new(7).bytes(3 << 20);
+    let answer = ferry_test_kit::random::Rng::new(8).bytes(20 << 20);
+    let calls = a.calls();
+    let asking = tokio::spawn({
+        let question = question.clone();
+        async move {
+            calls
+                .ask(DeviceId([2; 16]), &question, 21 << 20, WAIT)
+                .await
+        }
+    });
+    let (from, call, got) = asked(&mut b_events).await;
+    assert_eq!((from, got == question), (DeviceId([1; 16]), true));
+    let answering = tokio::spawn({
+        let (calls, answer) = (b.calls(), answer.clone());
+        async move { calls.answer(from, call, &answer).await }
+    });
+    // A frame sent while the answer is on its way goes ahead of the answer's parts.
+    b.send(Some(from), segment(1));
+    received(&mut a_events, 1).await;
+    assert!(
+        !asking.is_finished(),
+        "the segment came after the whole answer"
+    );
+    answering.await.unwrap().unwrap();
+    assert_eq!(asking.await.unwrap().unwrap(), answer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_cannot_be_answered_say_why() {
+    let ((a, _a_events), (b, mut b_events)) = two_connected(1 << 20).await;
+    let calls = a.calls();
+    let b_id = DeviceId([2; 16]);
+    // Not connected.
+    assert_eq!(
+        calls.ask(DeviceId([9; 16]), b"q", 100, WAIT).await,
+        Err(CallError::NotConnected)
+    );
+    // A question larger than b takes: refused at once, and b hears nothing of it.
+    let big = vec![0; (1 << 20) + 1];
+    assert_eq!(
+        calls.ask(b_id, &big, 100, WAIT).await,
+        Err(CallError::Unanswered(Unanswered::TooLarge))
+    );
+    // A device that takes no questions.
+    assert_eq!(
+        b.calls().ask(DeviceId([1; 16]), b"q", 100, WAIT).await,
+        Err(CallError::Unanswered(Unanswered::NotHeld))
+    );
+    // An answer larger than the asker takes.
+    let asking = tokio::spawn({
+        let calls = calls.clone();
+        async move { calls.ask(b_id, b"small", 10, WAIT).await }
+    });
+    let (from, call, question) = asked(&mut b_events).await;
+    assert_eq!(question, b"small");
+    b.calls().answer(from, call, &[1; 11]).await.unwrap();
+    assert_eq!(asking.await.unwrap(), Err(CallError::TooLarge(10)));
+    // b refuses.
+    let asking = tokio::spawn({
+        let calls = calls.clone();
+        async move { calls.ask(b_id, b"again", 10, WAIT).await }
+    });
+    let (from, call, _) = asked(&mut b_events).await;
+    b.calls().refuse(from, call, Unanswered::Busy).await;
+    assert_eq!(
+        asking.await.unwrap(),
+        Err(CallError::Unanswered(Unanswered::Busy))
+    );
+    // b never answers: the asker gives up at its timeout.
+    let short = Duration::from_millis(300);
+    assert_eq!(
+        calls.ask(b_id, b"silence", 10, short).await,
+        Err(CallError::TimedOut(short))
+    );
+    let _ = asked(&mut b_events).await;
+    // b goes away mid-call.
+    let asking = tokio::spawn({
+        let calls = calls.clone();
+        async move { calls.ask(b_id, b"last", 10, WAIT).await }
+    });
+    let _ = asked(&mut b_events).await;
+    drop(b);
+    assert_eq!(asking.await.unwrap(), Err(CallError::Disconnected));
 }

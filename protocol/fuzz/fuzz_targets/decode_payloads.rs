@@ -1,6 +1,7 @@
-//! Any bytes given to each payload decoder: an error, or a value that encodes back to them.
+//! Any bytes given to each payload decoder (and the held repository's questions and replies): an error, or a value that encodes back to them.
 #![no_main]
 
+use ferry_protocol::held;
 use ferry_protocol::objects::Payload;
 use ferry_protocol::{BlobChunk, Head, KeyCheck, RelayHint, Segment, Snapshot};
 use libfuzzer_sys::fuzz_target;
@@ -20,4 +21,10 @@ fuzz_target!(|data: &[u8]| {
     check::<BlobChunk>(data);
     check::<RelayHint>(data);
     check::<KeyCheck>(data);
+    if let Ok(question) = held::Question::decode(data) {
+        assert!(held::Question::decode(&question.encode()).is_ok());
+    }
+    if let Ok(reply) = held::Reply::decode(data) {
+        assert!(held::Reply::decode(&reply.encode()).is_ok());
+    }
 });
