@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use ferry_lan::{DiscoveryConfig, Event, Frame, Lan, LanConfig};
+use ferry_lan::{DiscoveryConfig, Event, Frame, Lan, LanConfig, Unanswered};
 use ferry_protocol::{BlobId, DeviceId};
 use ferry_sync::{ChunkReceived, NearbyChunk, NearbySegment, Received};
 use tokio::sync::mpsc;
@@ -153,6 +153,12 @@ impl Agent {
                 self.nearby_chunk(chunk).await;
             }
             Event::Received { frame, .. } => debug!(?frame, "LAN: ignored a frame"),
+            Event::Asked { from, call, .. } => {
+                // This device holds no repository for others: the LAN refuses their calls
+                // before they get here (`max_question` is zero).
+                let calls = lan.calls();
+                tokio::spawn(async move { calls.refuse(from, call, Unanswered::NotHeld).await });
+            }
             Event::Disconnected { .. } => {}
         }
         if let Some((lan, _)) = &self.lan {
