@@ -89,6 +89,9 @@ pub enum Refusal {
         /// Its size.
         size: u64,
     },
+    /// Something other than a stored object sits at that name (in the holder's folder: a FIFO,
+    /// a folder, a link).
+    NotAnObject,
     /// Not something a holder does (a name outside the repository, or an operation it does
     /// not offer).
     Denied(String),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::{ClipContent, ClipId, DataKind};
+use ferry_lan::{DiscoveryConfig, LanConfig};
 use ferry_protocol::pairing::Credentials;
 use ferry_protocol::{Identity, Keys, SyncKey};
 use ferry_secrets::{Secret, Secrets};
@@ -15,6 +16,7 @@ use ferry_sync::{Engine, EngineConfig};
 
 use crate::config::{Config, SecretStore};
 use crate::error::{Failure, file_error};
+use crate::held::{HeldStore, Line, Role};
 use crate::home::Home;
 
 /// The setting under which each device's name is synced (`device/<id>`).
@@ -107,12 +109,14 @@ const TIMEOUTS: Timeouts = Timeouts {
 /// environment's (`AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, `FERRY_WEBDAV_PASSWORD`) are
 /// used only where none are saved: by `init` and `join`, which save them. So variables set for
 /// another program never replace this device's credentials, and a refusal names which were used.
+/// A repository another device holds is reached through the line of the returned role, which
+/// has no LAN yet.
 pub(crate) fn open_store(
     url: &StoreUrl,
     config: &Config,
     secrets: &Secrets,
     folder: CreateFolder,
-) -> Result<Arc<dyn Store>, Failure> {
+) -> Result<(Arc<dyn Store>, Role), Failure> {
     let mut access = Access {
         timeouts: TIMEOUTS,
         create_folder: folder == CreateFolder::Yes,
@@ -129,16 +133,65 @@ pub(crate) fn open_store(
             access.webdav_password = Some(password);
             access.origin = Some(origin);
         }
-        StoreUrl::WebDav(_) | StoreUrl::Folder(_) => {}
+        StoreUrl::WebDav(_) | StoreUrl::Folder(_) | StoreUrl::Held(_) => {}
     }
-    Ok(ferry_store::open(url, access)?)
+    opened(url, access)
+}
+
+/// The store `url` names, with `access`, and what this device has to do with a repository
+/// held on the LAN.
+fn opened(url: &StoreUrl, access: Access) -> Result<(Arc<dyn Store>, Role), Failure> {
+    if let StoreUrl::Held(holder) = url {
+        let holder = holder
+            .parse()
+            .map_err(|_| Failure::usage(format!("bad store URL `{url}`: not a device id")))?;
+        let line = Line::new(holder);
+        let store = Arc::new(HeldStore::new(line.clone(), access.timeouts));
+        return Ok((store, Role::Reaches(line)));
+    }
+    let store = ferry_store::open(url, access)?;
+    let role = match url {
+        StoreUrl::Folder(_) => Role::Holds(Arc::clone(&store)),
+        _ => Role::Neither,
+    };
+    Ok((store, role))
+}
+
+/// The LAN settings of this device, as the agent runs its LAN path.
+pub(crate) fn lan_config(
+    home: &Home,
+    config: &Config,
+    device: ferry_protocol::DeviceId,
+) -> LanConfig {
+    let settings = &config.settings;
+    let mut lan = LanConfig::new(device);
+    lan.listen.set_port(settings.lan_port);
+    lan.discovery = settings.lan_discovery.then(DiscoveryConfig::default);
+    lan.peers = settings.lan_peers.clone();
+    lan.remembered = std::fs::read_to_string(home.lan_peers_file())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect();
+    lan
+}
+
+/// How long a command waits for the device holding its repository to be found on the LAN.
+const HOLDER_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Starts a LAN of this command's own to reach the holder, when `role` says one is needed.
+pub(crate) async fn reach_holder(role: &Role, home: &Home, config: &Config, keys: &Keys) {
+    if let Role::Reaches(line) = role {
+        let lan = lan_config(home, config, ferry_protocol::DeviceId([0; 16]));
+        line.start_own(lan, &keys.lan, HOLDER_PATIENCE).await;
+    }
 }
 
 /// Opens the storage at `url` with credentials given outright: those a pairing device sent.
 pub(crate) fn open_store_with(
     url: &StoreUrl,
     credentials: &Credentials,
-) -> Result<Arc<dyn Store>, Failure> {
+) -> Result<(Arc<dyn Store>, Role), Failure> {
     let mut access = Access {
         timeouts: TIMEOUTS,
         ..Access::default()
@@ -171,7 +224,7 @@ pub(crate) fn open_store_with(
         }
         _ => {}
     }
-    Ok(ferry_store::open(url, access)?)
+    opened(url, access)
 }
 
 /// The credentials this device uses for `url`, to send to a device it pairs.
@@ -191,7 +244,7 @@ pub(crate) fn credentials_for(
         StoreUrl::WebDav(location) if location.user.is_some() => Credentials::WebDav {
             password: webdav_password(secrets)?.0,
         },
-        StoreUrl::WebDav(_) | StoreUrl::Folder(_) => Credentials::None,
+        StoreUrl::WebDav(_) | StoreUrl::Folder(_) | StoreUrl::Held(_) => Credentials::None,
     })
 }
 
@@ -270,7 +323,7 @@ pub(crate) fn keep_credentials(url: &StoreUrl, secrets: &Secrets) -> Result<(), 
                 secrets.set(Secret::WebDavPassword, &password)?;
             }
         }
-        StoreUrl::Folder(_) => {}
+        StoreUrl::Folder(_) | StoreUrl::Held(_) => {}
     }
     Ok(())
 }
@@ -283,12 +336,23 @@ pub(crate) const INTERACTIVE: RetryPolicy = RetryPolicy {
     max_attempts: 3,
 };
 
+/// Which LAN reaches a repository another device holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// One of the command's own, started when the device is opened.
+    OwnLan,
+    /// The agent's, given when it starts.
+    AgentLan,
+}
+
 /// This device, opened: the engine over its repository and the settings in force.
 pub(crate) struct Device {
     pub(crate) engine: Engine,
     pub(crate) keys: Keys,
     pub(crate) config: Config,
     pub(crate) home: Home,
+    /// Whether it holds its repository for the others, or reaches it through the holder.
+    pub(crate) held: Role,
     /// Held while the database is open here.
     _lock: File,
 }
@@ -341,7 +405,8 @@ impl Nearby {
 
 impl Device {
     /// Opens this device's engine, retrying storage requests by `retry`; the caller holds the
-    /// home's lock in `lock`.
+    /// home's lock in `lock`. A repository another device holds is reached through a LAN of
+    /// this command's own.
     pub(crate) async fn open(
         home: Home,
         config: Config,
@@ -351,14 +416,36 @@ impl Device {
         Device::open_paired(home, config, lock, retry, None).await
     }
 
+    /// [`open`](Self::open) for the agent: a repository another device holds is reached
+    /// through the agent's LAN once it runs ([`Line::attach`]).
+    pub(crate) async fn open_in_agent(
+        home: Home,
+        config: Config,
+        lock: File,
+        retry: RetryPolicy,
+    ) -> Result<Device, Failure> {
+        Device::open_with(home, config, lock, retry, None, Reach::AgentLan).await
+    }
+
     /// [`open`](Self::open) for a device just paired: a new database takes the id `paired_as`,
     /// under which the pairing device attested it.
     pub(crate) async fn open_paired(
+        home: Home,
+        config: Config,
+        lock: File,
+        retry: RetryPolicy,
+        paired_as: Option<ferry_protocol::DeviceId>,
+    ) -> Result<Device, Failure> {
+        Device::open_with(home, config, lock, retry, paired_as, Reach::OwnLan).await
+    }
+
+    async fn open_with(
         home: Home,
         mut config: Config,
         lock: File,
         retry: RetryPolicy,
         paired_as: Option<ferry_protocol::DeviceId>,
+        reach: Reach,
     ) -> Result<Device, Failure> {
         let Some(url) = config.settings.store.as_deref() else {
             return Err(Failure::new(format!(
@@ -371,7 +458,10 @@ impl Device {
         let secrets = secrets(&home, &config);
         let keys = sync_key(&secrets)?.keys();
         let identity = identity(&secrets)?;
-        let store = open_store(&url, &config, &secrets, CreateFolder::No)?;
+        let (store, held) = open_store(&url, &config, &secrets, CreateFolder::No)?;
+        if reach == Reach::OwnLan {
+            reach_holder(&held, &home, &config, &keys).await;
+        }
         let mut engine = Engine::open(
             store,
             keys.clone(),
@@ -397,6 +487,7 @@ impl Device {
             keys,
             config,
             home,
+            held,
             _lock: lock,
         })
     }

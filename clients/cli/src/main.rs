@@ -16,8 +16,8 @@
 //! ```text
 //! main ─▶ commands ─▶ agent ─┐      the agent runs the data commands it is handed
 //!            │               ▼      (`agent::Execute`), never importing `commands`
-//!            └──────▶ shared: device (the open engine), relay (hints), ipc (the socket's
-//!                     wire and client), clipboard (clip ⇄ clipboard), pause, progress,
+//!            └──────▶ shared: device (the open engine), relay (hints), held (a repository
+//!                     held on the LAN), ipc (the socket's wire and client), clipboard (clip ⇄ clipboard), pause, progress,
 //!                     config, home, output, prompt, error, log, cli (the parsed command line)
 //! ```
 //!
@@ -30,6 +30,7 @@ mod commands;
 mod config;
 mod device;
 mod error;
+mod held;
 mod home;
 mod ipc;
 mod log;

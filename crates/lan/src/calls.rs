@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ferry_protocol::DeviceId;
 use ferry_protocol::lan::{Frame, MAX_PART, Unanswered};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// How many questions one connection may have half-sent at once.
 pub(crate) const MAX_OPEN_QUESTIONS: usize = 8;
@@ -56,12 +56,24 @@ struct Waiting {
 }
 
 /// What the LAN's handle and its connections share about calls.
-#[derive(Default)]
 pub(crate) struct Table {
     next: AtomicU32,
     waiting: Mutex<HashMap<u32, Waiting>>,
     /// The parts queue of each connected device's connection.
     links: Mutex<HashMap<DeviceId, mpsc::Sender<Frame>>>,
+    /// Bumped whenever the connections change.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table {
+            next: AtomicU32::new(0),
+            waiting: Mutex::default(),
+            links: Mutex::default(),
+            changes: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Table {
@@ -79,6 +91,7 @@ impl Table {
             }
         }
         *lock(&self.links) = links;
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// A part of the answer to `call`, from `from`.
@@ -143,6 +156,27 @@ impl Drop for Pending<'_> {
 }
 
 impl Calls {
+    /// Whether `device` is connected now.
+    pub fn is_connected(&self, device: DeviceId) -> bool {
+        self.table.link(device).is_some()
+    }
+
+    /// Waits up to `timeout` for `device` to be connected; whether it is.
+    pub async fn wait_for(&self, device: DeviceId, timeout: Duration) -> bool {
+        let mut changes = self.table.changes.subscribe();
+        let connected = async {
+            loop {
+                if self.is_connected(device) {
+                    return;
+                }
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, connected).await.is_ok()
+    }
+
     /// Asks `to` `question` and waits for its whole answer, of at most `limit` bytes, for at
     /// most `timeout` in all.
     pub async fn ask(

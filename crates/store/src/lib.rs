@@ -91,6 +91,12 @@ pub fn open(url: &StoreUrl, access: Access) -> Result<Arc<dyn Store>, StoreError
                 WebDavStore::new(location, login, access.timeouts)?.with_credentials_origin(origin),
             )
         }
+        StoreUrl::Held(device) => {
+            return Err(StoreError::Misconfigured(format!(
+                "the repository held by device {device} is reached over the LAN, by a program \
+                 that runs it"
+            )));
+        }
     })
 }
 

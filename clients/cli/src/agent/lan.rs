@@ -5,33 +5,40 @@
 
 use std::net::SocketAddr;
 
-use ferry_lan::{DiscoveryConfig, Event, Frame, Lan, LanConfig, Unanswered};
+use std::sync::Arc;
+
+use ferry_lan::{Calls, Event, Frame, Lan, Unanswered};
 use ferry_protocol::{BlobId, DeviceId};
 use ferry_sync::{ChunkReceived, NearbyChunk, NearbySegment, Received};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Agent;
-use crate::device::{Device, Nearby};
+use crate::device::{self, Device, Nearby};
+use crate::held::{self, Role};
 
 /// How many peer addresses are remembered for networks where discovery does not work.
 const REMEMBERED: usize = 16;
 
 /// Starts the LAN path when `lan.enabled`, and says how it runs; a port that cannot be opened
-/// is said and the agent goes on without it (storage and relay carry everything).
+/// is said and the agent goes on without it (storage and relay carry everything). A device
+/// holding its repository in a folder answers the others' calls; one whose repository another
+/// device holds reaches it through this LAN.
 pub(super) async fn start(device: &Device) -> (Option<(Lan, mpsc::Receiver<Event>)>, Nearby) {
     let settings = &device.config.settings;
     if !settings.lan_enabled {
         return (None, Nearby::off());
     }
-    let mut config = LanConfig::new(device.engine.device());
-    config.listen.set_port(settings.lan_port);
-    config.discovery = settings.lan_discovery.then(DiscoveryConfig::default);
-    config.peers = settings.lan_peers.clone();
-    config.remembered = remembered(device);
+    let mut config = device::lan_config(&device.home, &device.config, device.engine.device());
+    if let Role::Holds(_) = device.held {
+        config.max_question = ferry_protocol::held::max_question();
+    }
     match Lan::start(config, &device.keys.lan).await {
         Ok((lan, events)) => {
             info!(addr = %lan.local_addr(), discovery = lan.discovering(), "LAN: listening");
+            if let Role::Reaches(line) = &device.held {
+                line.attach(lan.calls());
+            }
             let nearby = Nearby::running(&lan);
             (Some((lan, events)), nearby)
         }
@@ -44,12 +51,11 @@ pub(super) async fn start(device: &Device) -> (Option<(Lan, mpsc::Receiver<Event
 
 /// Where peers were reached before.
 fn remembered(device: &Device) -> Vec<SocketAddr> {
-    std::fs::read_to_string(device.home.lan_peers_file())
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .collect()
+    device::lan_config(&device.home, &device.config, device.engine.device()).remembered
 }
+
+/// How many calls of other devices the holder answers at once.
+pub(super) const ANSWERING: usize = 8;
 
 impl Agent {
     /// Seals what is pending and sends it to every connected device, when there is one
@@ -101,6 +107,13 @@ impl Agent {
                     }
                 }
                 self.remember(peer.listening);
+                let holder = matches!(&self.device.held, Role::Reaches(line) if line.holder() == peer.device);
+                if holder && self.paused.is_none() {
+                    info!("LAN: the device holding the repository is here: syncing");
+                    self.offline = false;
+                    self.fetch().await;
+                    self.upload_at = Some(tokio::time::Instant::now());
+                }
             }
             Event::Received { .. } if self.paused.is_some() => {
                 debug!("LAN: sync is paused: a frame was ignored");
@@ -153,17 +166,37 @@ impl Agent {
                 self.nearby_chunk(chunk).await;
             }
             Event::Received { frame, .. } => debug!(?frame, "LAN: ignored a frame"),
-            Event::Asked { from, call, .. } => {
-                // This device holds no repository for others: the LAN refuses their calls
-                // before they get here (`max_question` is zero).
-                let calls = lan.calls();
-                tokio::spawn(async move { calls.refuse(from, call, Unanswered::NotHeld).await });
-            }
+            Event::Asked {
+                from,
+                call,
+                question,
+            } => self.answer(lan.calls(), from, call, question),
             Event::Disconnected { .. } => {}
         }
         if let Some((lan, _)) = &self.lan {
             self.nearby.peers = lan.peers().into_iter().map(|p| p.device).collect();
         }
+    }
+
+    /// Answers a call of another device of the repository from this device's folder, beside
+    /// everything else (at most [`ANSWERING`] at once; more are told to ask again).
+    fn answer(&self, calls: Calls, from: DeviceId, call: u32, question: Vec<u8>) {
+        let Role::Holds(store) = &self.device.held else {
+            tokio::spawn(async move { calls.refuse(from, call, Unanswered::NotHeld).await });
+            return;
+        };
+        let Ok(permit) = Arc::clone(&self.answering).try_acquire_owned() else {
+            tokio::spawn(async move { calls.refuse(from, call, Unanswered::Busy).await });
+            return;
+        };
+        let store = Arc::clone(store);
+        tokio::spawn(async move {
+            let reply = held::answer(&*store, &question).await;
+            if let Err(error) = calls.answer(from, call, &reply.encode()).await {
+                debug!(%error, device = %from.short(), "LAN: an answer did not go out");
+            }
+            drop(permit);
+        });
     }
 
     /// Applies a segment `from` a connected device sent; asks it for the images the segment

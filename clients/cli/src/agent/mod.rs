@@ -101,6 +101,9 @@ struct Agent {
     lan: Option<(ferry_lan::Lan, mpsc::Receiver<ferry_lan::Event>)>,
     /// What the LAN path is doing, for `ferry status`.
     nearby: Nearby,
+    /// Room for the calls of other devices this device answers as the holder of their
+    /// repository.
+    answering: Arc<tokio::sync::Semaphore>,
     /// The relay connection's state, to say when the relay confirms the subscriptions.
     relay_state: Option<state::Receiver<RelayStatus>>,
     /// Tasks that live as long as the agent: the socket's accept loop and its connections,
@@ -199,6 +202,7 @@ impl Agent {
             relay,
             lan,
             nearby,
+            answering: Arc::new(tokio::sync::Semaphore::new(lan::ANSWERING)),
             tasks,
             clips,
             folder,

@@ -32,7 +32,7 @@ pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
         None => first_run(&home, config).await?,
     };
     let lock = device::lock(&home, Duration::from_secs(30))?;
-    let device = Device::open(home, config, lock, RETRY).await?;
+    let device = Device::open_in_agent(home, config, lock, RETRY).await?;
     agent::run(device, super::execute_in_agent).await
 }
 

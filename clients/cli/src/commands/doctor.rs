@@ -204,6 +204,13 @@ async fn storage(
 ) {
     let store = device::parse_store(url_text)
         .and_then(|url| device::open_store(&url, config, secrets, device::CreateFolder::No));
+    let store = match (store, key) {
+        (Ok((store, held)), Some(key)) => {
+            device::reach_holder(&held, home, config, &key.keys()).await;
+            Ok(store)
+        }
+        (store, _) => store.map(|(store, _)| store),
+    };
     match store {
         Err(failure) => checks.add("storage", Err(failure.message)),
         Ok(store) => {

@@ -17,6 +17,7 @@ use crate::commands::sync::RollCall;
 use crate::config::{self, Config};
 use crate::device::{self, CreateFolder, Device};
 use crate::error::Failure;
+use crate::held::Role;
 use crate::home::Home;
 use crate::output::Output;
 use crate::prompt;
@@ -159,7 +160,7 @@ pub(crate) async fn install(
     // made with a key that could not be kept would be lost.
     secrets.get(Secret::SyncKey)?;
     let creating = matches!(setup.key, KeySource::New | KeySource::NewPassphrase);
-    let store = match &setup.paired {
+    let (store, held) = match &setup.paired {
         Some(paired) => device::open_store_with(&url, &paired.credentials)?,
         None => {
             let folder = if creating {
@@ -170,7 +171,12 @@ pub(crate) async fn install(
             device::open_store(&url, &config, &secrets, folder)?
         }
     };
-    let (key, created) = derive_key(&*store, setup.key).await?;
+    let holder = Holder {
+        role: &held,
+        home: &home,
+        config: &config,
+    };
+    let (key, created) = derive_key(&*store, setup.key, holder).await?;
     let code = key.recovery_code();
     keep_secrets(&secrets, code.expose(), setup.paired.as_ref(), &url)?;
     let name = remember(
@@ -204,14 +210,41 @@ pub(crate) async fn install(
     Ok((device, done))
 }
 
+/// What reaching a repository another device holds takes: the key first (its LAN is keyed
+/// by it), then a LAN of this command's own.
+#[derive(Clone, Copy)]
+struct Holder<'a> {
+    role: &'a Role,
+    home: &'a Home,
+    config: &'a Config,
+}
+
 /// The repository's key from `source`: a new one (the repository is made with it), or the
 /// existing repository's (which it must open); and whether the repository is new.
-async fn derive_key(store: &dyn Store, source: KeySource) -> Result<(SyncKey, bool), Failure> {
+async fn derive_key(
+    store: &dyn Store,
+    source: KeySource,
+    holder: Holder<'_>,
+) -> Result<(SyncKey, bool), Failure> {
     let retry = device::INTERACTIVE;
     let open = |key: SyncKey| async move {
-        repo::open(store, &key.keys(), &retry).await?;
+        let keys = key.keys();
+        device::reach_holder(holder.role, holder.home, holder.config, &keys).await;
+        repo::open(store, &keys, &retry).await?;
         Ok::<_, Failure>((key, false))
     };
+    if let Role::Reaches(line) = holder.role
+        && !matches!(
+            source,
+            KeySource::Paired(_) | KeySource::RecoveryCode(_) | KeySource::AskRecoveryCode
+        )
+    {
+        return Err(Failure::usage(format!(
+            "lan://{} is a repository another device holds: join it with `ferry pair` on that \
+             device and `ferry join` here, or with --recovery-code",
+            line.holder()
+        )));
+    }
     match source {
         KeySource::New => {
             // A new repository may name a folder that does not exist yet (WebDAV): make it.

@@ -14,6 +14,7 @@ use crate::cli::LogArgs;
 use crate::commands::devices;
 use crate::device::{Device, Nearby};
 use crate::error::Failure;
+use crate::held::Role;
 use crate::output::{Lines, Output, age, size, until};
 use crate::pause::Pause;
 use crate::relay::Hints;
@@ -169,6 +170,9 @@ struct Status {
     paused: Option<Pause>,
     /// The LAN path, while the agent runs it.
     lan: Option<Lan>,
+    /// A repository held on the LAN: by whom and whether it answers, or whom this device
+    /// serves it to.
+    held: Option<String>,
     clips: usize,
     pending_ops: u64,
     pending_segments: u64,
@@ -325,6 +329,9 @@ impl fmt::Display for Status {
         if let Some(lan) = &self.lan {
             writeln!(f, "lan       {lan}")?;
         }
+        if let Some(held) = &self.held {
+            writeln!(f, "storage   {held}")?;
+        }
         writeln!(f, "clips     {}", self.clips)?;
         writeln!(
             f,
@@ -392,6 +399,7 @@ pub(crate) fn status(
             peers: nearby.peers.iter().map(|d| device.device_name(d)).collect(),
             fixed_peers: settings.lan_peers.len(),
         }),
+        held: held(device, nearby),
         clips: device.engine.state_for(DataKind::Clips).stats().clips,
         pending_ops: status.pending_ops,
         pending_segments: status.pending_segments,
@@ -434,6 +442,32 @@ pub(crate) fn status(
         recent_errors: status.recent_errors,
     });
     Ok(())
+}
+
+/// Who holds a repository held on the LAN and whether it answers (`held by laptop, reached on
+/// the LAN (connected)`), or whom this device serves it to while its agent runs.
+fn held(device: &Device, nearby: Option<&Nearby>) -> Option<String> {
+    match &device.held {
+        Role::Reaches(line) => {
+            let holder = device.device_name(&line.holder());
+            let state = match line.reachable() {
+                Ok(()) => "connected".to_owned(),
+                Err(since) => {
+                    let since = chrono::DateTime::<chrono::Local>::from(since);
+                    format!("not reachable since {}", since.format("%H:%M"))
+                }
+            };
+            Some(format!("held by {holder}, reached on the LAN ({state})"))
+        }
+        Role::Holds(_) => {
+            let peers = nearby?.peers.len();
+            let devices = if peers == 1 { "device" } else { "devices" };
+            Some(format!(
+                "serving this repository to {peers} {devices} on the LAN"
+            ))
+        }
+        Role::Neither => None,
+    }
 }
 
 /// The devices that announced more over the relay than the storage gave this one.

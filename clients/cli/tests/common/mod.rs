@@ -59,7 +59,9 @@ impl Storage {
         let endpoint = match &self._served.url {
             ferry_store::url::StoreUrl::S3(location) => location.endpoint.clone(),
             ferry_store::url::StoreUrl::WebDav(location) => location.url.clone(),
-            ferry_store::url::StoreUrl::Folder(_) => panic!("a folder has no port"),
+            ferry_store::url::StoreUrl::Folder(_) | ferry_store::url::StoreUrl::Held(_) => {
+                panic!("a folder has no port")
+            }
         };
         let authority = endpoint.split("://").nth(1).unwrap().split('/').next();
         authority

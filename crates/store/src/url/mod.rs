@@ -7,6 +7,7 @@
 //! s3://bucket?provider=r2&account=<account id>     a provider preset (see `Provider`)
 //! webdav+https://user@host/remote.php/dav/files/me/ferry
 //! webdav+http://user@localhost:8080/ferry          plain HTTP only on this machine
+//! lan://<device id>                                the folder repository of that device, on the LAN
 //! ```
 //!
 //! A URL never carries a secret: one with a password or key in it is refused with a message
@@ -34,6 +35,10 @@ pub enum StoreUrl {
     S3(S3Location),
     /// A WebDAV collection.
     WebDav(WebDavLocation),
+    /// The folder repository of another device, reached over the LAN (that device serves it:
+    /// `ferry_protocol::held`), by its device id: 32 lowercase hex digits. Opened by the
+    /// application, which runs the LAN, not by [`crate::open`].
+    Held(String),
 }
 
 /// An S3 bucket and the settings to reach it.
@@ -90,12 +95,13 @@ impl StoreUrl {
         }
         match url.scheme() {
             "file" => parse_file(&url),
+            "lan" => parse_held(&url),
             "s3" => parse_s3(&url).map(StoreUrl::S3),
             "webdav+https" | "webdav+http" | "webdavs" | "webdav" => {
                 parse_webdav(&url).map(StoreUrl::WebDav)
             }
             other => Err(bad(format!(
-                "unknown store kind `{other}:`: use file://, s3:// or webdav+https://"
+                "unknown store kind `{other}:`: use file://, s3://, webdav+https:// or lan://"
             ))),
         }
     }
@@ -113,6 +119,18 @@ fn parse_file(url: &Url) -> Result<StoreUrl, StoreError> {
     url.to_file_path()
         .map(StoreUrl::Folder)
         .map_err(|()| bad(format!("`{url}` is not a folder path")))
+}
+
+fn parse_held(url: &Url) -> Result<StoreUrl, StoreError> {
+    let id = url.host_str().unwrap_or("").to_ascii_lowercase();
+    let plain = url.path().trim_matches('/').is_empty() && url.query().is_none();
+    match id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && plain {
+        true => Ok(StoreUrl::Held(id)),
+        false => Err(bad(format!(
+            "`{url}` does not name a device: a lan:// URL is lan:// and the 32 hex digits of \
+             the device id that holds the repository (`ferry devices` shows them)"
+        ))),
+    }
 }
 
 /// The settings an `s3://` URL's query may give.
@@ -307,6 +325,7 @@ impl fmt::Display for StoreUrl {
                     None => write!(f, "webdav+{scheme}://{rest}"),
                 }
             }
+            StoreUrl::Held(device) => write!(f, "lan://{device}"),
         }
     }
 }
@@ -323,6 +342,29 @@ mod tests {
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
         assert_eq!(percent_decode("%C3%A9t%C3%A9"), "été");
         assert_eq!(percent_decode("%FF"), "\u{FFFD}");
+    }
+
+    #[test]
+    fn a_held_repository_is_named_by_its_holders_device_id() {
+        let id = "00112233445566778899aabbccddeeff";
+        let url = StoreUrl::parse(&format!("lan://{id}")).unwrap();
+        assert_eq!(url, StoreUrl::Held(id.into()));
+        assert_eq!(url.to_string(), format!("lan://{id}"));
+        assert_eq!(StoreUrl::parse(&url.to_string()).unwrap(), url);
+        for bad in [
+            "lan://",
+            "lan://laptop",
+            "lan://0011",
+            "lan://00112233445566778899aabbccddeefg",
+            &format!("lan://{id}/folder"),
+            &format!("lan://{id}?x=1"),
+        ] {
+            assert!(
+                err(bad).contains("does not name a device"),
+                "{bad}: {}",
+                err(bad)
+            );
+        }
     }
 
     fn s3(text: &str) -> S3Location {

@@ -7,6 +7,7 @@ use ferry_protocol::pairing::{
     AbortReason, Bundle, Credentials, Message, Outcome, PairingCode, Reply, Role,
 };
 use ferry_protocol::{DeviceId, SyncKey};
+use ferry_store::url::StoreUrl;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -127,6 +128,9 @@ struct Sent {
     credentials: Credentials,
     /// The relay this device uses, if any.
     relay: Option<String>,
+    /// Whether the repository is in this device's folder: the others reach it through this
+    /// device.
+    held_here: bool,
 }
 
 impl Sent {
@@ -139,23 +143,45 @@ impl Sent {
         Ok(Sent {
             key: device::sync_key(&secrets)?,
             credentials: device::credentials_for(&url, config, &secrets)?,
+            held_here: matches!(url, StoreUrl::Folder(_)),
             store,
             relay: config.settings.relay.clone(),
         })
     }
 
     /// The bundle for the device `by` attested: the relay is this device's, else the one it
-    /// pairs through.
+    /// pairs through. A repository in this device's folder is sent as held by this device
+    /// (`lan://…`), without a relay that only this machine reaches.
     fn bundle(&self, by: Vouched, paths: &Paths) -> Bundle {
+        let (store, relay) = match self.held_here {
+            true => (
+                StoreUrl::Held(by.device_id.to_string()).to_string(),
+                self.relay.clone().filter(|url| !on_this_machine(url)),
+            ),
+            false => (self.store.clone(), self.relay.clone()),
+        };
         Bundle {
             sync_key: *self.key.expose_bytes(),
-            store: self.store.clone(),
+            store,
             credentials: self.credentials.clone(),
-            relay: self.relay.clone().or(paths.relay.clone()),
+            relay: relay.or(paths.relay.clone()),
             device: by.device_id,
             name: by.name,
         }
     }
+}
+
+/// Whether a relay URL names this machine (a loopback address or `localhost`).
+fn on_this_machine(relay: &str) -> bool {
+    let host = url::Url::parse(relay)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Shows the code, its QR code on a terminal, and what to do with it.

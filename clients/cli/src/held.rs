@@ -1,0 +1,412 @@
+//! A folder repository held by one device and reached by the others over the LAN
+//! (`ferry_protocol::held`, SPEC §10.5).
+//!
+//! On a device whose store URL is `lan://<holder>`, [`HeldStore`] is its storage: each request
+//! is a call to the holder through a [`Line`], the agent's LAN once it runs, or a LAN of the
+//! command's own. On the holder, [`answer`] does what a call asks with its own folder store,
+//! within the bounds any storage has.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use ferry_lan::{CallError, Calls, Lan, LanConfig, Unanswered};
+use ferry_protocol::DeviceId;
+use ferry_protocol::held::{self, Question, Refusal, Reply};
+use ferry_store::s3::Timeouts;
+use ferry_store::{ListPage, ObjectMeta, Store, StoreError};
+use tracing::debug;
+
+/// How the device holding the repository is named in storage errors.
+const BACKEND: &str = "the device holding the repository";
+
+/// What a device has to do with a repository held on the LAN.
+#[derive(Clone)]
+pub(crate) enum Role {
+    /// Its storage is a folder of its own, which it serves to the others.
+    Holds(Arc<dyn Store>),
+    /// Its storage is another device's folder, reached through this line.
+    Reaches(Line),
+    /// Neither: its storage is a bucket or a WebDAV server.
+    Neither,
+}
+
+/// The way to the holder: the LAN calls go through, and how the holder answered lately.
+#[derive(Clone)]
+pub(crate) struct Line {
+    holder: DeviceId,
+    state: Arc<Mutex<LineState>>,
+}
+
+struct LineState {
+    calls: Option<Calls>,
+    /// A LAN of this command's own, kept running while the line lives.
+    own: Option<Lan>,
+    /// How long a call waits for the holder to connect (a LAN just started is still finding it).
+    patience: Duration,
+    /// Since when the holder has not answered, while it does not.
+    unreachable_since: Option<SystemTime>,
+}
+
+impl Line {
+    /// A line to `holder`, with no LAN yet: calls fail as unreachable until one is given.
+    pub(crate) fn new(holder: DeviceId) -> Line {
+        let state = LineState {
+            calls: None,
+            own: None,
+            patience: Duration::ZERO,
+            unreachable_since: None,
+        };
+        Line {
+            holder,
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, LineState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The device holding the repository.
+    pub(crate) fn holder(&self) -> DeviceId {
+        self.holder
+    }
+
+    /// Calls go through the agent's LAN from now on.
+    pub(crate) fn attach(&self, calls: Calls) {
+        self.state().calls = Some(calls);
+    }
+
+    /// Calls go through a LAN of this command's own, started here under a passing device id
+    /// (the agent's connection, if it runs, stays the one the holder keeps for this device);
+    /// the first call waits up to `patience` for the holder to be found.
+    pub(crate) async fn start_own(
+        &self,
+        mut config: LanConfig,
+        key: &ferry_protocol::LanKey,
+        patience: Duration,
+    ) {
+        config.device = DeviceId::generate().unwrap_or(config.device);
+        config.listen.set_port(0);
+        match Lan::start(config, key).await {
+            Ok((lan, mut events)) => {
+                // Nothing this command does reads what peers send; only calls matter.
+                tokio::spawn(async move { while events.recv().await.is_some() {} });
+                let mut state = self.state();
+                state.calls = Some(lan.calls());
+                state.own = Some(lan);
+                state.patience = patience;
+            }
+            Err(error) => debug!(%error, "the LAN to reach the holder did not start"),
+        }
+    }
+
+    /// Whether the holder answers: `Err(since)` while it has not.
+    pub(crate) fn reachable(&self) -> Result<(), SystemTime> {
+        let state = self.state();
+        let connected = state
+            .calls
+            .as_ref()
+            .is_some_and(|calls| calls.is_connected(self.holder));
+        match (connected, state.unreachable_since) {
+            (true, _) => Ok(()),
+            (false, Some(since)) => Err(since),
+            (false, None) => Err(SystemTime::now()),
+        }
+    }
+
+    fn went(&self, answered: bool) {
+        let mut state = self.state();
+        match answered {
+            true => state.unreachable_since = None,
+            false => {
+                state.unreachable_since.get_or_insert_with(SystemTime::now);
+            }
+        }
+    }
+}
+
+/// The storage of a device whose repository another device holds.
+pub(crate) struct HeldStore {
+    line: Line,
+    timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for HeldStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HeldStore(lan://{})", self.line.holder)
+    }
+}
+
+impl HeldStore {
+    pub(crate) fn new(line: Line, timeouts: Timeouts) -> HeldStore {
+        HeldStore { line, timeouts }
+    }
+
+    /// Asks the holder `question`, taking an answer for a read of at most `limit` bytes.
+    async fn ask(&self, question: Question, limit: u64) -> Result<Reply, StoreError> {
+        let holder = self.line.holder;
+        let (calls, patience) = {
+            let state = self.line.state();
+            (state.calls.clone(), state.patience)
+        };
+        let unreachable = |detail: String| StoreError::Transient {
+            backend: BACKEND,
+            detail,
+        };
+        let Some(calls) = calls else {
+            self.line.went(false);
+            return Err(unreachable(format!(
+                "device {} is on the LAN only, and the LAN is not running here",
+                holder.short()
+            )));
+        };
+        if !calls.wait_for(holder, patience).await {
+            self.line.went(false);
+            return Err(unreachable(format!(
+                "device {} is not connected on the LAN",
+                holder.short()
+            )));
+        }
+        let asked = calls
+            .ask(
+                holder,
+                &question.encode(),
+                held::max_reply(limit),
+                self.timeouts.request,
+            )
+            .await;
+        let bytes = match asked {
+            Ok(bytes) => bytes,
+            Err(CallError::Unanswered(Unanswered::NotHeld)) => {
+                self.line.went(true);
+                return Err(StoreError::Misconfigured(format!(
+                    "device {} does not hold this repository any more (its storage is no longer \
+                     a folder, or it left): join again from a device that has one",
+                    holder.short()
+                )));
+            }
+            Err(CallError::Unanswered(Unanswered::Busy)) => {
+                self.line.went(true);
+                return Err(StoreError::Throttled {
+                    backend: BACKEND,
+                    retry_after: None,
+                });
+            }
+            Err(error) => {
+                self.line.went(false);
+                return Err(unreachable(format!("device {}: {error}", holder.short())));
+            }
+        };
+        self.line.went(true);
+        Reply::decode(&bytes).map_err(|error| unreachable(error.to_string()))
+    }
+}
+
+/// A reply the question does not take.
+fn unexpected(reply: &Reply) -> StoreError {
+    let what = match reply {
+        Reply::Done => "done",
+        Reply::Object(_) => "an object",
+        Reply::Page { .. } => "a listing",
+        Reply::Refused(_) => "a refusal",
+    };
+    StoreError::Transient {
+        backend: BACKEND,
+        detail: format!("it answered {what} to another question"),
+    }
+}
+
+/// A refusal as the storage error it stands for.
+fn refused(refusal: Refusal, name: &str, limit: u64) -> StoreError {
+    let name = name.to_owned();
+    match refusal {
+        Refusal::NotFound => StoreError::NotFound { name },
+        Refusal::AlreadyExists => StoreError::AlreadyExists { name },
+        Refusal::TooLarge { size } => StoreError::TooLarge { name, size, limit },
+        Refusal::NotAnObject => StoreError::NotAnObject {
+            name,
+            what: "something other than a stored object in the holder's folder",
+        },
+        Refusal::Denied(detail) => StoreError::Forbidden {
+            backend: BACKEND,
+            detail,
+            hint: "it serves only the objects of a Ferry repository",
+        },
+        Refusal::Failed(detail) => StoreError::ServerFailed {
+            backend: BACKEND,
+            detail,
+        },
+    }
+}
+
+#[async_trait]
+impl Store for HeldStore {
+    async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        match self
+            .ask(
+                Question::PutNew {
+                    name: name.clone(),
+                    bytes,
+                },
+                0,
+            )
+            .await?
+        {
+            Reply::Done => Ok(()),
+            Reply::Refused(refusal) => Err(refused(refusal, &name, 0)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn put(&self, name: &str, _bytes: Vec<u8>) -> Result<(), StoreError> {
+        Err(refused(
+            Refusal::Denied("a held repository offers no replacing write".into()),
+            name,
+            0,
+        ))
+    }
+
+    async fn get(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        let question = Question::Get {
+            name: name.to_owned(),
+            limit,
+        };
+        match self.ask(question, limit).await? {
+            Reply::Object(bytes) if bytes.len() as u64 <= limit => Ok(bytes),
+            Reply::Object(bytes) => Err(StoreError::TooLarge {
+                name: name.to_owned(),
+                size: bytes.len() as u64,
+                limit,
+            }),
+            Reply::Refused(refusal) => Err(refused(refusal, name, limit)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, StoreError> {
+        let limit = limit.clamp(1, held::MAX_LISTED as usize);
+        let question = Question::List {
+            prefix: prefix.to_owned(),
+            start_after: start_after.map(str::to_owned),
+            limit: limit as u32,
+        };
+        match self.ask(question, 0).await? {
+            Reply::Page { objects, next } => {
+                let listed = objects.len() <= limit
+                    && objects.iter().all(|(name, _)| name.starts_with(prefix))
+                    && objects.windows(2).all(|w| w[0].0 < w[1].0)
+                    && objects.first().is_none_or(|(name, _)| {
+                        start_after.is_none_or(|after| name.as_str() > after)
+                    });
+                if !listed {
+                    return Err(StoreError::Transient {
+                        backend: BACKEND,
+                        detail: "its listing is out of order, too long or off the prefix".into(),
+                    });
+                }
+                let objects = objects
+                    .into_iter()
+                    .map(|(name, size)| ObjectMeta {
+                        name,
+                        size,
+                        etag: None,
+                        modified: None,
+                    })
+                    .collect();
+                Ok(ListPage { objects, next })
+            }
+            Reply::Refused(refusal) => Err(refused(refusal, prefix, 0)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.delete_many(&[name.to_owned()]).await
+    }
+
+    async fn delete_many(&self, names: &[String]) -> Result<(), StoreError> {
+        for batch in names.chunks(held::MAX_LISTED as usize) {
+            let question = Question::Delete {
+                names: batch.to_vec(),
+            };
+            match self.ask(question, 0).await? {
+                Reply::Done => {}
+                Reply::Refused(refusal) => {
+                    return Err(refused(refusal, batch.first().map_or("", |n| n), 0));
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a held repository serves `name`: the objects of a Ferry repository only.
+fn served(name: &str) -> bool {
+    name.starts_with("ferry/") || name.is_empty()
+}
+
+/// The holder's answer to `question`, asked by another device of the repository, from
+/// `store` (its own folder).
+pub(crate) async fn answer(store: &dyn Store, question: &[u8]) -> Reply {
+    let question = match Question::decode(question) {
+        Ok(question) => question,
+        Err(error) => return Reply::Refused(Refusal::Denied(error.to_string())),
+    };
+    let outside = |name: &str| {
+        Reply::Refused(Refusal::Denied(format!(
+            "`{}` is not an object of a Ferry repository",
+            name.escape_debug()
+        )))
+    };
+    let result = match question {
+        Question::PutNew { name, .. } if !served(&name) || name.is_empty() => {
+            return outside(&name);
+        }
+        Question::PutNew { name, bytes } => store.put_new(&name, bytes).await.map(|()| Reply::Done),
+        Question::Get { name, .. } if !served(&name) || name.is_empty() => return outside(&name),
+        Question::Get { name, limit } => {
+            let limit = limit.min(held::max_question() as u64);
+            store.get(&name, limit).await.map(Reply::Object)
+        }
+        Question::List { prefix, .. } if !served(&prefix) => return outside(&prefix),
+        Question::List {
+            prefix,
+            start_after,
+            limit,
+        } => {
+            let limit = limit.clamp(1, held::MAX_LISTED) as usize;
+            store
+                .list(&prefix, start_after.as_deref(), limit)
+                .await
+                .map(|page| Reply::Page {
+                    objects: page.objects.into_iter().map(|o| (o.name, o.size)).collect(),
+                    next: page.next,
+                })
+        }
+        Question::Delete { names } => match names.iter().find(|n| !served(n) || n.is_empty()) {
+            Some(name) => return outside(name),
+            None => store.delete_many(&names).await.map(|()| Reply::Done),
+        },
+    };
+    result.unwrap_or_else(|error| Reply::Refused(refusal(error)))
+}
+
+/// A storage error of the holder's folder, as the asker hears it.
+fn refusal(error: StoreError) -> Refusal {
+    match error {
+        StoreError::NotFound { .. } => Refusal::NotFound,
+        StoreError::AlreadyExists { .. } => Refusal::AlreadyExists,
+        StoreError::TooLarge { size, .. } => Refusal::TooLarge { size },
+        StoreError::NotAnObject { .. } => Refusal::NotAnObject,
+        StoreError::Misconfigured(detail) => Refusal::Denied(detail),
+        other => Refusal::Failed(other.to_string()),
+    }
+}

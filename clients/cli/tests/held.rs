@@ -1,0 +1,143 @@
+//! A folder repository held by one device and reached by another over the LAN, with real
+//! `ferry` processes on 127.0.0.1: a device paired with the holder is given `lan://<holder>`,
+//! fills its history from the holder, and copies go both ways through the holder's folder;
+//! while the holder is away the other records and queues, and catches up when it is back.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{
+    Backend, Device, LogsOnFailure, eventually, free_port, relay, start_agent, stop_agent, storage,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The devices whose logs are in the folder repository at `folder`.
+fn writers(folder: &Path) -> usize {
+    std::fs::read_dir(folder.join("ferry/v1/log"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+/// `ferry pair` on `holder` and `ferry join` on `joiner` through `relay`, both ending well.
+fn pair(holder: &Device, joiner: &Device, relay: &str) {
+    let mut offer = holder
+        .command(&["--json", "pair", "--no-qr"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(offer.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let code = first["code"].as_str().unwrap().to_owned();
+    let joined = joiner.run_with_input(
+        &["--json", "join", "--relay", relay, "--name", "desktop"],
+        Some(format!("{code}\n").as_bytes()),
+    );
+    joined.ok();
+    // The rest of the offer's events, until it ends.
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = offer.wait().unwrap();
+    assert!(status.success(), "ferry pair failed: {rest:?}");
+}
+
+#[test]
+fn a_device_joins_a_folder_repository_through_the_device_that_holds_it() {
+    let storage = storage(Backend::Folder);
+    let relay = relay(&storage);
+    let port = free_port();
+    let laptop = Device::new().with("FERRY_LAN_PORT", port.to_string());
+    let made = laptop
+        .run_full(
+            &[
+                "--json",
+                "init",
+                "--store",
+                &storage.url,
+                "--relay",
+                &relay.url(),
+                "--name",
+                "laptop",
+            ],
+            None,
+            &storage.env,
+        )
+        .ok();
+    let made: serde_json::Value = serde_json::from_str(made.stdout.trim()).unwrap();
+    let holder = made["device_id"].as_str().unwrap().to_owned();
+    laptop.run(&["copy", "before pairing"]).ok();
+    let agent_a = start_agent(&laptop, None, &[]);
+
+    let desktop = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
+    let _logs = LogsOnFailure(vec![&laptop, &desktop]);
+    pair(&laptop, &desktop, &relay.url());
+
+    // The joiner was given the holder, not the folder, and its history came from there.
+    let config = std::fs::read_to_string(desktop.home().join("config.toml")).unwrap();
+    assert!(config.contains(&format!("lan://{holder}")), "{config}");
+    assert_eq!(desktop.history_texts(), ["before pairing"]);
+
+    // Copies go both ways, and the desktop's are stored in the laptop's folder.
+    let agent_b = start_agent(&desktop, None, &[]);
+    let status = desktop.json(&["status"]);
+    assert!(
+        status["held"]
+            .as_str()
+            .is_some_and(|held| held.starts_with("held by laptop")),
+        "{status}"
+    );
+    desktop.run(&["copy", "from the desktop"]).ok();
+    eventually(WAIT, "the desktop's copy on the laptop", || {
+        laptop
+            .history_texts()
+            .contains(&"from the desktop".to_owned())
+            .then_some(())
+    });
+    let folder = storage.files();
+    eventually(WAIT, "the desktop's log in the laptop's folder", || {
+        (writers(&folder) == 2).then_some(())
+    });
+    laptop.run(&["copy", "from the laptop"]).ok();
+    eventually(WAIT, "the laptop's copy on the desktop", || {
+        desktop
+            .history_texts()
+            .contains(&"from the laptop".to_owned())
+            .then_some(())
+    });
+
+    // The holder goes away: the desktop records and queues, and says so.
+    stop_agent(agent_a);
+    desktop.run(&["copy", "while the laptop is away"]).ok();
+    assert!(
+        desktop
+            .history_texts()
+            .contains(&"while the laptop is away".to_owned())
+    );
+    eventually(WAIT, "the desktop to see the holder gone", || {
+        let status = desktop.json(&["status"]);
+        status["held"]
+            .as_str()
+            .is_some_and(|held| held.contains("not reachable since"))
+            .then_some(())
+    });
+
+    // Back: what the desktop queued reaches the laptop and its folder.
+    let agent_a = start_agent(&laptop, None, &[]);
+    eventually(WAIT, "the queued copy on the laptop", || {
+        laptop
+            .history_texts()
+            .contains(&"while the laptop is away".to_owned())
+            .then_some(())
+    });
+    eventually(WAIT, "nothing pending on the desktop", || {
+        let status = desktop.json(&["status"]);
+        (status["pending_ops"] == 0 && status["pending_segments"] == 0).then_some(())
+    });
+    stop_agent(agent_b);
+    stop_agent(agent_a);
+}
