@@ -146,7 +146,7 @@ fn opened(url: &StoreUrl, access: Access) -> Result<(Arc<dyn Store>, Role), Fail
             .parse()
             .map_err(|_| Failure::usage(format!("bad store URL `{url}`: not a device id")))?;
         let line = Line::new(holder);
-        let store = Arc::new(HeldStore::new(line.clone(), access.timeouts));
+        let store = Arc::new(HeldStore::new(line.clone()));
         return Ok((store, Role::Reaches(line)));
     }
     let store = ferry_store::open(url, access)?;

@@ -13,9 +13,13 @@ use async_trait::async_trait;
 use ferry_lan::{CallError, Calls, Lan, LanConfig, Unanswered};
 use ferry_protocol::DeviceId;
 use ferry_protocol::held::{self, Question, Refusal, Reply};
-use ferry_store::s3::Timeouts;
 use ferry_store::{ListPage, ObjectMeta, Store, StoreError};
 use tracing::debug;
+
+/// How long either side waits for the next part of a call before giving the other up: long
+/// enough for the holder to read the largest object from its disk, short enough that a
+/// holder that stops answering holds nothing up for long.
+pub(crate) const SILENCE: Duration = Duration::from_secs(10);
 
 /// How the device holding the repository is named in storage errors.
 const BACKEND: &str = "the device holding the repository";
@@ -129,7 +133,6 @@ impl Line {
 /// The storage of a device whose repository another device holds.
 pub(crate) struct HeldStore {
     line: Line,
-    timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for HeldStore {
@@ -139,8 +142,8 @@ impl std::fmt::Debug for HeldStore {
 }
 
 impl HeldStore {
-    pub(crate) fn new(line: Line, timeouts: Timeouts) -> HeldStore {
-        HeldStore { line, timeouts }
+    pub(crate) fn new(line: Line) -> HeldStore {
+        HeldStore { line }
     }
 
     /// Asks the holder `question`, taking an answer for a read of at most `limit` bytes.
@@ -169,12 +172,7 @@ impl HeldStore {
             )));
         }
         let asked = calls
-            .ask(
-                holder,
-                &question.encode(),
-                held::max_reply(limit),
-                self.timeouts.request,
-            )
+            .ask(holder, &question.encode(), held::max_reply(limit), SILENCE)
             .await;
         let bytes = match asked {
             Ok(bytes) => bytes,

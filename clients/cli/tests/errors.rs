@@ -47,7 +47,7 @@ const CASES: &[Case] = &[
         code: 2,
         stderr: Says::Exactly(
             "ferry: bad store URL `ftp://host/x`: the storage settings do not work: unknown \
-                 store kind `ftp:`: use file://, s3:// or webdav+https://\n",
+                 store kind `ftp:`: use file://, s3://, webdav+https:// or lan://\n",
         ),
     },
     Case {

@@ -28,8 +28,8 @@ pub enum CallError {
     /// Its connection ended before the whole answer came.
     #[error("its connection ended before it answered")]
     Disconnected,
-    /// The whole answer did not come in time.
-    #[error("it did not answer within {0:?}")]
+    /// Nothing of the answer came for a while.
+    #[error("it went silent for {0:?} without answering")]
     TimedOut(Duration),
     /// The answer went past what the asker takes.
     #[error("its answer was larger than {0} bytes")]
@@ -52,6 +52,8 @@ struct Waiting {
     to: DeviceId,
     got: Vec<u8>,
     limit: usize,
+    /// Parts heard so far: an answer still coming is not given up on.
+    heard: Arc<AtomicU32>,
     done: oneshot::Sender<Result<Vec<u8>, CallError>>,
 }
 
@@ -109,6 +111,7 @@ impl Table {
             return;
         }
         w.got.extend_from_slice(part);
+        w.heard.fetch_add(1, Ordering::Relaxed);
         if !more && let Some(w) = waiting.remove(&call) {
             let _ = w.done.send(Ok(w.got));
         }
@@ -177,22 +180,26 @@ impl Calls {
         tokio::time::timeout(timeout, connected).await.is_ok()
     }
 
-    /// Asks `to` `question` and waits for its whole answer, of at most `limit` bytes, for at
-    /// most `timeout` in all.
+    /// Asks `to` `question` and waits for its whole answer, of at most `limit` bytes, as long
+    /// as the question goes out and parts of the answer come with no gap of `silence`: a
+    /// large answer takes the time it needs, a device that stops answering is given up on
+    /// after `silence`.
     pub async fn ask(
         &self,
         to: DeviceId,
         question: &[u8],
         limit: usize,
-        timeout: Duration,
+        silence: Duration,
     ) -> Result<Vec<u8>, CallError> {
         let link = self.table.link(to).ok_or(CallError::NotConnected)?;
         let call = self.table.next.fetch_add(1, Ordering::Relaxed);
-        let (done, answer) = oneshot::channel();
+        let (done, mut answer) = oneshot::channel();
+        let heard = Arc::new(AtomicU32::new(0));
         let waiting = Waiting {
             to,
             got: Vec::new(),
             limit,
+            heard: Arc::clone(&heard),
             done,
         };
         lock(&self.table.waiting).insert(call, waiting);
@@ -200,24 +207,38 @@ impl Calls {
             table: &self.table,
             call,
         };
-        let exchange = async {
-            send_parts(&link, question, |more, part| Frame::Ask {
-                call,
-                more,
-                part,
-            })
-            .await?;
-            answer.await.unwrap_or(Err(CallError::Disconnected))
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .unwrap_or(Err(CallError::TimedOut(timeout)))
+        send_parts(&link, question, silence, |more, part| Frame::Ask {
+            call,
+            more,
+            part,
+        })
+        .await?;
+        let mut parts = 0;
+        loop {
+            match tokio::time::timeout(silence, &mut answer).await {
+                Ok(answered) => return answered.unwrap_or(Err(CallError::Disconnected)),
+                Err(_) => {
+                    let now = heard.load(Ordering::Relaxed);
+                    if now == parts {
+                        return Err(CallError::TimedOut(silence));
+                    }
+                    parts = now;
+                }
+            }
+        }
     }
 
-    /// Sends `to` the answer to its `call`.
-    pub async fn answer(&self, to: DeviceId, call: u32, answer: &[u8]) -> Result<(), CallError> {
+    /// Sends `to` the answer to its `call`, giving up when the connection takes no part for
+    /// `silence`.
+    pub async fn answer(
+        &self,
+        to: DeviceId,
+        call: u32,
+        answer: &[u8],
+        silence: Duration,
+    ) -> Result<(), CallError> {
         let link = self.table.link(to).ok_or(CallError::NotConnected)?;
-        send_parts(&link, answer, |more, part| Frame::Answer {
+        send_parts(&link, answer, silence, |more, part| Frame::Answer {
             call,
             more,
             part,
@@ -233,10 +254,12 @@ impl Calls {
     }
 }
 
-/// Sends `whole` in parts (one, empty, for nothing), each made into a frame by `frame`.
+/// Sends `whole` in parts (one, empty, for nothing), each made into a frame by `frame`; a part
+/// the connection does not take within `silence` ends it.
 async fn send_parts(
     link: &mpsc::Sender<Frame>,
     whole: &[u8],
+    silence: Duration,
     frame: impl Fn(bool, Vec<u8>) -> Frame,
 ) -> Result<(), CallError> {
     let count = whole.len().div_ceil(MAX_PART).max(1);
@@ -246,9 +269,11 @@ async fn send_parts(
         .enumerate()
     {
         let more = index + 1 < count;
-        link.send(frame(more, part.to_vec()))
-            .await
-            .map_err(|_| CallError::Disconnected)?;
+        match tokio::time::timeout(silence, link.send(frame(more, part.to_vec()))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(CallError::Disconnected),
+            Err(_) => return Err(CallError::TimedOut(silence)),
+        }
     }
     Ok(())
 }

@@ -324,7 +324,7 @@ async fn a_call_carries_questions_and_answers_larger_than_a_frame_without_holdin
     assert_eq!((from, got == question), (DeviceId([1; 16]), true));
     let answering = tokio::spawn({
         let (calls, answer) = (b.calls(), answer.clone());
-        async move { calls.answer(from, call, &answer).await }
+        async move { calls.answer(from, call, &answer, WAIT).await }
     });
     // A frame sent while the answer is on its way goes ahead of the answer's parts.
     b.send(Some(from), segment(1));
@@ -365,7 +365,7 @@ async fn calls_that_cannot_be_answered_say_why() {
     });
     let (from, call, question) = asked(&mut b_events).await;
     assert_eq!(question, b"small");
-    b.calls().answer(from, call, &[1; 11]).await.unwrap();
+    b.calls().answer(from, call, &[1; 11], WAIT).await.unwrap();
     assert_eq!(asking.await.unwrap(), Err(CallError::TooLarge(10)));
     // b refuses.
     let asking = tokio::spawn({

@@ -192,7 +192,10 @@ impl Agent {
         let store = Arc::clone(store);
         tokio::spawn(async move {
             let reply = held::answer(&*store, &question).await;
-            if let Err(error) = calls.answer(from, call, &reply.encode()).await {
+            if let Err(error) = calls
+                .answer(from, call, &reply.encode(), held::SILENCE)
+                .await
+            {
                 debug!(%error, device = %from.short(), "LAN: an answer did not go out");
             }
             drop(permit);
