@@ -129,7 +129,7 @@ fn pairing_on_two_terminals_draws_the_qr_code_and_asks_for_the_code() {
     if !common::have("tmux") {
         return;
     }
-    let storage = storage(Backend::Folder);
+    let storage = storage(Backend::S3);
     let relay = common::relay(&storage);
     let laptop = Device::new();
     laptop.init_with_relay(&storage, "laptop", Some(&relay.url()));

@@ -308,6 +308,15 @@ impl Channel {
         }
     }
 
+    /// Whether what the other side publishes reaches this side now: the relay took the
+    /// connection, or (with no relay) the LAN meeting runs.
+    pub(super) fn listening(&self) -> bool {
+        match &self.relay {
+            Some(relay) => relay.topics.is_connected(),
+            None => self.lan.is_some(),
+        }
+    }
+
     /// Says once that the relay has not answered, when the LAN may still carry the pairing.
     fn relay_late(&mut self) {
         let Some(relay) = &mut self.relay else {

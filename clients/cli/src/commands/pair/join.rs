@@ -1,6 +1,7 @@
 //! `ferry join` with a code: receives the settings from the device that shows it.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use ferry_protocol::pairing::{AbortReason, Bundle, Message, Outcome, PairingCode, Reply, Role};
 use ferry_protocol::{DeviceId, Identity, SyncKey};
@@ -90,6 +91,9 @@ pub(crate) async fn join(
     Ok(())
 }
 
+/// How long a joining device hears nothing from a code before it says nobody holds it.
+const NOBODY: Duration = Duration::from_millis(4500);
+
 /// Answers the device that shows the code with `joining` once the code is confirmed, and
 /// waits for what it sends, until `deadline` (pushed back once the code is confirmed).
 async fn receive(
@@ -99,8 +103,31 @@ async fn receive(
     args: &JoinArgs,
     paths: &Paths,
 ) -> Result<Bundle, Failure> {
+    // The device showing the code publishes every two seconds: silence for longer, on a path
+    // that works, means nobody holds the code any more.
+    let mut quiet_by = Instant::now() + NOBODY;
     loop {
-        let Some(progress) = channel.next_unless_cancelled(deadline).await? else {
+        let waiting_for_first = !channel.session.answered();
+        let until = match waiting_for_first {
+            true => deadline.min(quiet_by),
+            false => deadline,
+        };
+        let Some(progress) = channel.next_unless_cancelled(until).await? else {
+            if waiting_for_first && Instant::now() < deadline {
+                if !channel.listening() {
+                    // The relay has not taken the connection yet: silence says nothing.
+                    quiet_by = Instant::now() + NOBODY;
+                    continue;
+                }
+                channel.abort(AbortReason::Cancelled).await;
+                return Err(Failure::new(format!(
+                    "no device answered the code within {} ({}): nobody shows it any more (it \
+                     expired, was cancelled, or its `ferry pair` ended) or the other device is \
+                     elsewhere (another relay, another network); run `ferry pair` there again",
+                    humantime::format_duration(NOBODY),
+                    paths.described(),
+                )));
+            }
             channel.abort(AbortReason::Cancelled).await;
             return Err(Failure::new(if channel.session.answered() {
                 "the other device stopped answering; run `ferry pair` there again".to_owned()

@@ -77,6 +77,9 @@ async fn run_offer(
     };
     let paths = Paths::choose(args.relay.as_deref(), None, config)?;
     let sent = Sent::gather(home, config, store)?;
+    if sent.held_here {
+        serving(home, config).await?;
+    }
     let code = PairingCode::generate()?;
     let mut channel = Channel::open(&paths, &code, Role::Offer).await?;
     show_code(events, &code, args, &paths);
@@ -169,6 +172,28 @@ impl Sent {
             name: by.name,
         }
     }
+}
+
+/// Whether this device's agent serves its folder repository on the LAN, as the new device
+/// will need from its first sync on; said before any code is shown.
+async fn serving(home: &Home, config: &Config) -> Result<(), Failure> {
+    let store = config.settings.store.as_deref().unwrap_or_default();
+    let why = if !config.settings.lan_enabled {
+        "the LAN path is off here (lan.enabled = false): turn it on with `ferry config set \
+         lan.enabled true`, start the agent,"
+    } else if ipc::send(home, &DataCommand::Status, Format::Json)
+        .await?
+        .is_none()
+    {
+        "its agent is not running: start it (`ferry agent`, or `ferry service install` to start \
+         it at each login)"
+    } else {
+        return Ok(());
+    };
+    Err(Failure::new(format!(
+        "this device holds the repository in a folder ({store}), and the new device reaches it \
+         through this device's agent on the LAN, but {why} and pair again"
+    )))
 }
 
 /// Whether a relay URL names this machine (a loopback address or `localhost`).
