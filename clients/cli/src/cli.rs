@@ -54,6 +54,10 @@ pub(crate) enum Command {
     /// Add a new device: show a one-time code to type into `ferry join` there. The key, the
     /// storage settings and their credentials go to it sealed, through the relay.
     Pair(PairArgs),
+    /// Leave the repository: this device forgets its keys, credentials, storage and relay
+    /// settings and database (the history exported or dropped), and the others show it as
+    /// left. `ferry init` or `ferry join` set it up again.
+    Leave(LeaveArgs),
     /// Run the background agent in the foreground (the service runs this).
     Agent(AgentArgs),
     /// Check the setup step by step, and say what to fix.
@@ -92,6 +96,20 @@ pub(crate) enum Command {
     },
     #[command(flatten)]
     Data(DataCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LeaveArgs {
+    /// Keep this device's history in FILE (a new JSON file, as `ferry history --json` lists
+    /// it) before leaving.
+    #[arg(long, value_name = "FILE", conflicts_with = "drop_history")]
+    pub(crate) export: Option<PathBuf>,
+    /// Drop this device's history.
+    #[arg(long)]
+    pub(crate) drop_history: bool,
+    /// Leave even though this device holds the repository that others reach through it.
+    #[arg(long)]
+    pub(crate) yes: bool,
 }
 
 #[derive(Debug, Args)]

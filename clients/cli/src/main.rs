@@ -117,6 +117,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Pair(args) => commands::pair::offer(home, config, args, global.json).await,
         Command::Key { action } => commands::key::run(&home, &config, action, &mut out),
         Command::Agent(_) => commands::agent::run(home, config).await,
+        Command::Leave(args) => commands::leave::run(home, config, args, &mut out).await,
         Command::Doctor => commands::doctor::run(&home, &config, &mut out).await,
         Command::Service { action } => {
             commands::service::run(&home, action, global.home.is_some(), &mut out)

@@ -57,13 +57,10 @@ async fn first_run(home: &Home, config: Config) -> Result<Config, Failure> {
         paired: None,
     };
     let mut out = Output::new(false);
-    let done = setup::setup(home.clone(), config, setup, &mut out).await;
-    if let Ok(done) = &done {
-        out.report(done);
-        out.raw(
-            b"\nTo use a bucket or WebDAV server instead, stop the agent and run \
-              `ferry init --store URL`.\n\n",
-        );
+    let mut done = setup::setup(home.clone(), config, setup, &mut out).await;
+    if let Ok(done) = &mut done {
+        done.agent_starts = true;
+        out.report(&*done);
     }
     out.emit()?;
     done?;

@@ -45,6 +45,8 @@ pub(crate) struct Member {
     last_seq: Option<u64>,
     /// When its newest segment or snapshot was received here.
     last_seen_ms: Option<u64>,
+    /// When it left the repository (`ferry leave` there), if it did.
+    left_ms: Option<u64>,
 }
 
 impl fmt::Display for Member {
@@ -69,6 +71,9 @@ impl fmt::Display for Member {
         }
         if self.unpaired {
             write!(f, "\tjoined with the sync key, not added by a known device")?;
+        }
+        if let Some(left) = self.left_ms {
+            return write!(f, "\tleft {} ago", age(left));
         }
         match (self.last_seq, self.last_seen_ms) {
             (Some(seq), Some(seen)) => {
@@ -140,6 +145,7 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
                 unpaired: added_by == *id && Some(*id) != anchor,
                 last_seq: read.get(id).map(|(seq, _)| *seq),
                 last_seen_ms: read.get(id).and_then(|(_, seen)| *seen),
+                left_ms: left(device, id),
             }
         })
         .collect();
@@ -157,11 +163,23 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
                 unpaired: false,
                 last_seq: Some(*seq),
                 last_seen_ms: *seen,
+                left_ms: left(device, id),
             });
         }
     }
     members.sort_by(|a, b| (!a.this_device, &a.name).cmp(&(!b.this_device, &b.name)));
     Ok(Roster(members))
+}
+
+/// When `id` left the repository: the synced setting `left/<id>` that `ferry leave` writes
+/// there.
+fn left(device: &Device, id: &DeviceId) -> Option<u64> {
+    let key = format!("{}{id}", crate::commands::leave::LEFT_PREFIX);
+    device
+        .engine
+        .state_for(ferry_core::DataKind::Settings)
+        .setting(&key, ferry_core::Strategy::Latest, device.engine.device())
+        .and_then(|resolved| resolved.value()?.parse().ok())
 }
 
 /// The device registered first: the one that made the repository, which nobody could add.

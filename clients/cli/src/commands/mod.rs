@@ -5,6 +5,7 @@
 //! agent     agent                      the first run's setup, then the agent's loop
 //! pair      pair, join with a code     adding a device with a one-time code
 //! key       key show|export            the recovery code
+//! leave     leave                      this device forgets its repository
 //! doctor    doctor                     the troubleshooting checklist
 //! service   service install|…          the agent as a user service
 //! clip      copy, paste, history, pin, unpin, rm, restore, trash
@@ -29,6 +30,7 @@ pub(crate) mod config;
 pub(crate) mod devices;
 pub(crate) mod doctor;
 pub(crate) mod key;
+pub(crate) mod leave;
 pub(crate) mod manual;
 pub(crate) mod pair;
 pub(crate) mod pause;

@@ -120,8 +120,8 @@ pub(crate) fn default_name() -> String {
 pub(crate) fn not_set_up(config: &Config) -> Result<(), Failure> {
     match config.settings.store.as_deref() {
         Some(existing) => Err(Failure::new(format!(
-            "this device is already set up with the store {existing} (in {}); use another \
-             --home for a second repository",
+            "this device is already set up with the store {existing} (in {}): leave it first \
+             with `ferry leave`, or use another --home for a second repository",
             config.user_file.display()
         ))),
         None => Ok(()),
@@ -176,6 +176,7 @@ pub(crate) async fn install(
         home: &home,
         config: &config,
     };
+    let passphrase = matches!(setup.key, KeySource::NewPassphrase | KeySource::Passphrase);
     let (key, created) = derive_key(&*store, setup.key, holder).await?;
     let code = key.recovery_code();
     keep_secrets(&secrets, code.expose(), setup.paired.as_ref(), &url)?;
@@ -196,6 +197,14 @@ pub(crate) async fn install(
     let mut device =
         Device::open_paired(home, config, lock, device::INTERACTIVE, paired_as).await?;
     device.set_name(&name)?;
+    let holds = matches!(device.held, Role::Holds(_));
+    let join = created.then(|| {
+        let store = match holds {
+            true => StoreUrl::Held(device.engine.device().to_string()).to_string(),
+            false => setup.store.clone(),
+        };
+        join_line(&store, setup.relay.as_deref(), passphrase && !holds)
+    });
     let done = SetUp {
         recovery_code: (created && setup.code == ShowCode::Print).then(|| code.expose().to_owned()),
         device_id: device.engine.device().to_string(),
@@ -203,6 +212,9 @@ pub(crate) async fn install(
         store: setup.store,
         relay: setup.relay,
         created,
+        holds,
+        join,
+        agent_starts: false,
         name,
         paired_by: setup.paired.map(|p| p.by),
         clips: None,
@@ -383,6 +395,14 @@ pub(crate) struct SetUp {
     relay: Option<String>,
     /// A new repository (`init`), or one joined.
     created: bool,
+    /// Whether this device holds the repository in its folder for the others.
+    holds: bool,
+    /// For a new repository, the command that joins it from another device (with its recovery
+    /// code, or its passphrase).
+    join: Option<String>,
+    /// Whether the agent starts right after (its first run), so there is no next step to say.
+    #[serde(skip)]
+    pub(crate) agent_starts: bool,
     name: String,
     /// The device that paired this one, when it joined by pairing.
     paired_by: Option<String>,
@@ -393,49 +413,102 @@ pub(crate) struct SetUp {
 impl fmt::Display for SetUp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let store = &self.store;
-        match (self.created, &self.recovery_code) {
-            (true, Some(code)) => write!(
+        if !self.created {
+            return self.joined(f);
+        }
+        writeln!(f, "Created a Ferry repository at {store}.\n")?;
+        match &self.recovery_code {
+            Some(code) => write!(
                 f,
-                "Created a Ferry repository at {store}.\n\n\
-                 Recovery code (shown once; save it in your password manager or on paper):\n\n\
+                "Recovery code (shown once; save it in your password manager or on paper):\n\n\
                  \x20   {code}\n\n\
                  Anyone with this code can read your clips; without it a lost device cannot be\n\
-                 replaced. Add another device with `ferry pair` here and `ferry join` there (they\n\
-                 meet through the relay), or offline, on the new device (it asks for the code):\n\n\
-                 \x20   ferry join --store {}\n",
-                shell_quote(store)
-            ),
-            (true, None) => write!(
+                 replaced.\n\n"
+            )?,
+            None => write!(
                 f,
-                "Created a Ferry repository at {store}.\n\n\
-                 Its recovery code is not printed here, where a log would keep it. Show it with \
+                "Its recovery code is not printed here, where a log would keep it. Show it with \
                  `ferry key show --yes` in a terminal and save it in your password manager or on \
-                 paper: without it a lost device cannot be replaced.\n"
-            ),
-            (false, _) => {
-                match &self.paired_by {
-                    Some(by) => writeln!(
-                        f,
-                        "Joined the repository with key {}… as \"{}\", paired by {by} (storage: \
-                         {store}, relay: {}).",
-                        &self.key_id[..4.min(self.key_id.len())],
-                        self.name,
-                        self.relay.as_deref().unwrap_or("none")
-                    )?,
-                    None => writeln!(
-                        f,
-                        "This device ({}) joined the repository at {store}.",
-                        self.name
-                    )?,
-                }
-                match self.clips {
-                    Some(1) => writeln!(f, "Fetched 1 clip."),
-                    Some(clips) => writeln!(f, "Fetched {clips} clips."),
-                    None => Ok(()),
-                }
+                 paper: without it a lost device cannot be replaced.\n\n"
+            )?,
+        }
+        if self.holds {
+            write!(
+                f,
+                "This device holds the repository: your other machines on this network reach it\n\
+                 through this device while its agent runs, with no cloud and no server. To reach\n\
+                 it from anywhere, keep it in a bucket or on a WebDAV server instead (README,\n\
+                 \"Storage of your own\").\n\n"
+            )?;
+        }
+        let meet = match &self.relay {
+            Some(relay) if !crate::relay::on_this_machine(relay) => {
+                format!("they meet through the relay at {relay}")
             }
+            _ => "they meet on this network".to_owned(),
+        };
+        writeln!(
+            f,
+            "Add a device: run `ferry pair` here and `ferry join` there ({meet})."
+        )?;
+        if let Some(join) = &self.join {
+            let with = match join.contains("--passphrase") {
+                true => "the passphrase",
+                false => "the recovery code",
+            };
+            write!(
+                f,
+                "Or, on the new device (it asks for {with}):\n\n\x20   {join}\n"
+            )?;
+        }
+        match self.agent_starts {
+            true => writeln!(f),
+            false => writeln!(
+                f,
+                "\nNext: start the agent with `ferry agent`, or `ferry service install` to start \
+                 it at each login."
+            ),
         }
     }
+}
+
+impl SetUp {
+    /// What a device that joined says.
+    fn joined(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let store = &self.store;
+        match &self.paired_by {
+            Some(by) => writeln!(
+                f,
+                "Joined the repository with key {}… as \"{}\", paired by {by} (storage: \
+                 {store}, relay: {}).",
+                &self.key_id[..4.min(self.key_id.len())],
+                self.name,
+                self.relay.as_deref().unwrap_or("none")
+            )?,
+            None => writeln!(
+                f,
+                "This device ({}) joined the repository at {store}.",
+                self.name
+            )?,
+        }
+        match self.clips {
+            Some(1) => writeln!(f, "Fetched 1 clip."),
+            Some(clips) => writeln!(f, "Fetched {clips} clips."),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The command that joins the repository at `store` from another device, ready to paste.
+fn join_line(store: &str, relay: Option<&str>, passphrase: bool) -> String {
+    let mut line = format!("ferry join --store {}", shell_quote(store));
+    if let Some(relay) = relay {
+        line.push_str(&format!(" --relay {}", shell_quote(relay)));
+    }
+    if passphrase {
+        line.push_str(" --passphrase");
+    }
+    line
 }
 
 /// `text` as one shell word: as it is when every character is safe, else in single quotes.

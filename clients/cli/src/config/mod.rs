@@ -262,6 +262,8 @@ pub(crate) fn write_user(path: &Path, key: &str, value: Option<&str>) -> Result<
         }
         None => {
             current.remove(last);
+            // A table the removal emptied goes too (`[s3]` once its key id is gone).
+            table.retain(|_, value| !matches!(value, toml::Value::Table(t) if t.is_empty()));
         }
     }
     let text = toml::to_string(&table)

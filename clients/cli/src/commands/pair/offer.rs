@@ -21,6 +21,7 @@ use crate::error::Failure;
 use crate::home::Home;
 use crate::ipc::{self, Format};
 use crate::output::{Events, Output, as_text};
+use crate::relay;
 
 /// What `ferry pair` says as it goes.
 #[derive(Serialize)]
@@ -156,18 +157,19 @@ impl Sent {
     /// pairs through. A repository in this device's folder is sent as held by this device
     /// (`lan://…`), without a relay that only this machine reaches.
     fn bundle(&self, by: Vouched, paths: &Paths) -> Bundle {
+        let relay = self.relay.clone().or(paths.relay.clone());
         let (store, relay) = match self.held_here {
             true => (
                 StoreUrl::Held(by.device_id.to_string()).to_string(),
-                self.relay.clone().filter(|url| !on_this_machine(url)),
+                relay.filter(|url| !relay::on_this_machine(url)),
             ),
-            false => (self.store.clone(), self.relay.clone()),
+            false => (self.store.clone(), relay),
         };
         Bundle {
             sync_key: *self.key.expose_bytes(),
             store,
             credentials: self.credentials.clone(),
-            relay: relay.or(paths.relay.clone()),
+            relay,
             device: by.device_id,
             name: by.name,
         }
@@ -196,22 +198,14 @@ async fn serving(home: &Home, config: &Config) -> Result<(), Failure> {
     )))
 }
 
-/// Whether a relay URL names this machine (a loopback address or `localhost`).
-fn on_this_machine(relay: &str) -> bool {
-    let host = url::Url::parse(relay)
-        .ok()
-        .and_then(|url| url.host_str().map(str::to_owned))
-        .unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Shows the code, its QR code on a terminal, and what to do with it.
+/// Shows the code, its QR code on a terminal, and what to do with it: the command for the new
+/// device names the relay, unless only this machine reaches it (the LAN carries the pairing).
 fn show_code(events: &Events, code: &PairingCode, args: &PairArgs, paths: &Paths) {
     let uri = code.uri(paths.relay.as_deref());
+    let join = match paths.relay.as_deref() {
+        Some(url) if !relay::on_this_machine(url) => format!("ferry join --relay {url}"),
+        _ => "ferry join".to_owned(),
+    };
     let expires_at = SystemTime::now() + args.expires;
     events.say(
         &Event::Code {
@@ -223,7 +217,7 @@ fn show_code(events: &Events, code: &PairingCode, args: &PairArgs, paths: &Paths
         },
         format_args!(
             "Pairing code: {code}     (expires in {}; one try)\n{}\
-             On the new device run `ferry join` and type the code (four letters of each word \
+             On the new device run `{join}` and type the code (four letters of each word \
              are enough).\nWaiting for the other device {}…\n",
             humantime::format_duration(Duration::from_secs(args.expires.as_secs())),
             qr(&uri, args.no_qr || events.json()),
