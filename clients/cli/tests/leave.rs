@@ -48,7 +48,9 @@ fn a_device_leaves_keeping_its_history_and_joins_again() {
     assert!(!secrets.contains(&code), "the recovery code stayed");
     let config = std::fs::read_to_string(desktop.home().join("config.toml")).unwrap();
     assert!(
-        !config.lines().any(|l| l.starts_with("store") || l.starts_with("relay")),
+        !config
+            .lines()
+            .any(|l| l.starts_with("store") || l.starts_with("relay")),
         "{config}"
     );
     let status = desktop.run(&["status"]);
