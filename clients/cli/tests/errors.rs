@@ -92,7 +92,8 @@ const CASES: &[Case] = &[
         code: 1,
         stderr: Says::Exactly(
             "ferry: this device is already set up with the store {store} (in \
-                 {home}/config.toml); use another --home for a second repository\n",
+                 {home}/config.toml): leave it first with `ferry leave`, or use another --home for a second \
+                 repository\n",
         ),
     },
     Case {
