@@ -164,7 +164,27 @@ fn pairing_on_two_terminals_draws_the_qr_code_and_asks_for_the_code() {
         relay.url()
     ));
     types.wait_for("Pairing code:");
-    types.type_line(&short.replace('-', " "));
+    let parts: Vec<&str> = short.split('-').collect();
+    // A word off the list is asked for again: nothing was used up.
+    types.type_line(&format!("{} ZZZZ {}", parts[0], parts[2]));
+    common::eventually(
+        std::time::Duration::from_secs(30),
+        "the code asked again",
+        || (types.screen().matches("Pairing code:").count() == 2).then_some(()),
+    );
+    // Tab completes a word from the four letters that name it (and puts the hyphen).
+    types.type_text(&format!("{} {}", parts[0], parts[1]));
+    types.press(&["Tab"]);
+    types.type_text(parts[2]);
+    types.press(&["Tab"]);
+    let [first, _] = ferry_protocol::pairing::PairingCode::parse(&code)
+        .unwrap()
+        .0
+        .words();
+    let first = ferry_protocol::pairing::word(first);
+    let typed = parts[1];
+    types.wait_for(&format!("{} {typed}{}-", parts[0], &first[typed.len()..]));
+    types.press(&["Enter"]);
     let screen = types.wait_for("exit status");
     assert!(screen.contains("exit status 0"), "{screen}");
     assert!(
@@ -359,6 +379,41 @@ fn the_agents_first_run_without_a_terminal_keeps_the_code_out_of_its_log() {
     assert!(!log.contains(&code[..10]), "{log}");
     assert!(log.contains("ferry key show --yes"), "{log}");
     common::stop_agent(agent);
+}
+
+/// A D-Bus session nobody answers: no OS keychain, as on a fresh server.
+const NO_KEYCHAIN: &str = "unix:path=/nonexistent/ferry-test-bus";
+
+#[test]
+fn the_agents_first_run_on_a_machine_without_a_keychain_keeps_the_secrets_in_a_file() {
+    let device = Device::with_keychain().with("DBUS_SESSION_BUS_ADDRESS", NO_KEYCHAIN);
+    let agent = common::start_agent(&device, None, &[]);
+    eventually(Duration::from_secs(30), "the agent to run", || {
+        common::agent_log(&device)
+            .contains("agent running")
+            .then_some(())
+    });
+    let log = common::agent_log(&device);
+    assert!(log.contains("No OS keychain answers here"), "{log}");
+    let config = std::fs::read_to_string(device.home().join("config.toml")).unwrap();
+    assert!(config.contains("secret_store = \"file\""), "{config}");
+    // Later commands find the key there without being told.
+    device.run(&["key", "show", "--yes"]).ok();
+    common::stop_agent(agent);
+}
+
+#[test]
+fn a_joiner_without_a_usable_secret_store_is_refused_before_the_code_is_used() {
+    let desktop = Device::with_keychain().with("DBUS_SESSION_BUS_ADDRESS", NO_KEYCHAIN);
+    // The relay is nowhere: reaching for it would mean the code was taken.
+    let ran = desktop.run_with_input(
+        &["join", "--relay", "ws://127.0.0.1:9/v1/ws"],
+        Some(b"417-orbit-velvet\n"),
+    );
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains("keychain"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("--secret-store file"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("relay"), "{}", ran.stderr);
 }
 
 #[test]

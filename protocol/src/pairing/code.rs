@@ -33,6 +33,12 @@ pub fn word(index: u16) -> &'static str {
         .unwrap_or_default()
 }
 
+/// The one word that starts with `typed` (any case), for completing a word as it is typed;
+/// `None` when no word or more than one does.
+pub fn complete(typed: &str) -> Option<&'static str> {
+    lookup(typed).ok().map(word)
+}
+
 /// A pairing code.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PairingCode {
@@ -260,6 +266,11 @@ mod tests {
             "2f5eed53a4727b4bf8880d8f3f199efc90e58503646d9ff8eff3a2ed3b24dbda"
         );
         assert_eq!(ENGLISH.lines().count(), WORDS);
+        assert_eq!(complete("orbi"), Some("orbit"));
+        assert_eq!(complete("VELV"), Some("velvet"));
+        assert_eq!(complete("ab"), None, "more than one word");
+        assert_eq!(complete("zzzz"), None);
+        assert_eq!(complete(""), None);
         let mut prefixes: Vec<String> = ENGLISH
             .lines()
             .map(|w| w.chars().take(4).collect())

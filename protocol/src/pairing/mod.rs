@@ -48,7 +48,7 @@ use sha2::{Digest, Sha256};
 use spake2::{Ed25519Group, Identity as SpakeIdentity, Password, Spake2};
 use zeroize::Zeroizing;
 
-pub use code::{CodeError, PairingCode, URI_SCHEME, WORDS, word};
+pub use code::{CodeError, PairingCode, URI_SCHEME, WORDS, complete, word};
 pub use error::PairingError;
 pub use frame::{
     AbortReason, Body, CHUNK, CONFIRM_LEN, Frame, HEADER_LEN, MAX_CHUNKS, PAKE_LEN, Role,

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use ferry_secrets::{Secret, SecretsError};
 use ferry_store::url::StoreUrl;
 
 use super::setup::{self, KeySource, Setup, ShowCode};
@@ -36,6 +37,28 @@ pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
     agent::run(device, super::execute_in_agent).await
 }
 
+/// The secret store of the first run: the OS keychain when it answers or was chosen; else (a
+/// machine with no desktop session, as a fresh server) a 0600 file in the home, said and kept
+/// in the config, so that the first command of the README works anywhere.
+fn keychain_or_file(home: &Home, config: Config) -> Result<Config, Failure> {
+    if config.secret_store_chosen() {
+        return Ok(config);
+    }
+    match device::secrets(home, &config).get(Secret::SyncKey) {
+        Err(SecretsError::KeychainUnavailable { detail }) => {
+            println!(
+                "No OS keychain answers here ({detail}): the secrets go to a file in {} \
+                 (mode 0600) instead; to use a keychain later, leave and set up again with \
+                 --secret-store keychain.",
+                home.data.display()
+            );
+            crate::config::write_user(&config.user_file, "secret_store", Some("file"))?;
+            Config::load(None, &config.user_file, &[])
+        }
+        _ => Ok(config),
+    }
+}
+
 /// With no configuration: a repository in the embedded default folder, then run.
 async fn first_run(home: &Home, config: Config) -> Result<Config, Failure> {
     let folder = home.default_store();
@@ -43,6 +66,7 @@ async fn first_run(home: &Home, config: Config) -> Result<Config, Failure> {
         "No Ferry configuration was found: setting this device up on a repository in {}.",
         folder.display()
     );
+    let config = keychain_or_file(home, config)?;
     let setup = Setup {
         store: StoreUrl::Folder(folder).to_string(),
         relay: config.settings.relay.as_deref().map(str::to_owned),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use ferry_protocol::pairing::{AbortReason, Bundle, Message, Outcome, PairingCode, Reply, Role};
 use ferry_protocol::{DeviceId, Identity, SyncKey};
+use ferry_secrets::Secret;
 use tokio::time::Instant;
 use tracing::info;
 
@@ -13,6 +14,7 @@ use super::printable;
 use crate::cli::JoinArgs;
 use crate::commands::setup::{self, KeySource, Paired, SetUp, Setup, ShowCode};
 use crate::config::Config;
+use crate::device;
 use crate::error::Failure;
 use crate::home::Home;
 use crate::output::Output;
@@ -26,12 +28,10 @@ pub(crate) async fn join(
     out: &mut Output,
 ) -> Result<(), Failure> {
     setup::not_set_up(&config)?;
-    let typed = match &args.code {
-        Some(code) => zeroize::Zeroizing::new(code.clone()),
-        None => prompt::line("Pairing code: ", "the pairing code")?,
-    };
-    let (code, relay_in_code) =
-        PairingCode::parse(&typed).map_err(|e| Failure::usage(e.to_string()))?;
+    // Before the code is asked for: a secret store that cannot keep the key would use the code
+    // up for nothing.
+    device::secrets(&home, &config).get(Secret::SyncKey)?;
+    let (code, relay_in_code) = read_code(&args)?;
     let paths = Paths::choose(args.relay.as_deref(), relay_in_code, &config)?;
     let started = Instant::now();
     // Who this device will be: what the other device attests.
@@ -89,6 +89,24 @@ pub(crate) async fn join(
     let done: SetUp = setup::first_sync(device, done, out).await?;
     out.report(&done);
     Ok(())
+}
+
+/// The code: from the arguments, else asked for; on a terminal a code that is not one (a word
+/// off the list, a digit missing) is asked for again, since nothing was used up yet.
+fn read_code(args: &JoinArgs) -> Result<(PairingCode, Option<String>), Failure> {
+    if let Some(code) = &args.code {
+        return PairingCode::parse(code).map_err(|e| Failure::usage(e.to_string()));
+    }
+    loop {
+        let typed = prompt::code("Pairing code: ")?;
+        match PairingCode::parse(&typed) {
+            Ok(parsed) => return Ok(parsed),
+            Err(error) if prompt::interactive() => {
+                eprintln!("{error}; type the code again (nothing was used up).");
+            }
+            Err(error) => return Err(Failure::usage(error.to_string())),
+        }
+    }
 }
 
 /// How long a joining device hears nothing from a code before it says nobody holds it.
