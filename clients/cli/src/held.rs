@@ -76,9 +76,21 @@ impl Line {
         self.holder
     }
 
-    /// Calls go through the agent's LAN from now on.
+    /// Calls go through the agent's LAN from now on; the holder counts as away from now
+    /// until it answers.
     pub(crate) fn attach(&self, calls: Calls) {
-        self.state().calls = Some(calls);
+        let mut state = self.state();
+        state.calls = Some(calls);
+        state.unreachable_since.get_or_insert_with(SystemTime::now);
+    }
+
+    /// Whether the holder is not connected now: asking it would only fail.
+    pub(crate) fn away(&self) -> bool {
+        let state = self.state();
+        !state
+            .calls
+            .as_ref()
+            .is_some_and(|calls| calls.is_connected(self.holder))
     }
 
     /// Calls go through a LAN of this command's own, started here under a passing device id
@@ -117,6 +129,11 @@ impl Line {
             (false, Some(since)) => Err(since),
             (false, None) => Err(SystemTime::now()),
         }
+    }
+
+    /// The holder's connection ended: away from now.
+    pub(crate) fn lost(&self) {
+        self.went(false);
     }
 
     fn went(&self, answered: bool) {

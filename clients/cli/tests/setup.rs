@@ -56,12 +56,6 @@ fn the_join_command_init_prints_can_be_pasted_into_a_shell() {
     let owner = Device::new();
     let ran = owner.run_full(&["init", "--store", &storage.url], None, &storage.env);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
-    let line = ran
-        .stdout
-        .lines()
-        .map(str::trim)
-        .find(|line| line.starts_with("ferry join "))
-        .unwrap_or_else(|| panic!("no join command in\n{}", ran.stdout));
     let code = ran
         .stdout
         .lines()
@@ -69,14 +63,35 @@ fn the_join_command_init_prints_can_be_pasted_into_a_shell() {
         .find(|line| line.len() == 77 && line.matches('-').count() == 12)
         .unwrap()
         .to_owned();
-    // As pasted into a shell, with the device's home and the credentials in its environment.
+    assert!(
+        ran.stdout.contains("Next: start the agent"),
+        "{}",
+        ran.stdout
+    );
     let device = Device::new();
+    let joined = paste_join_line(&ran.stdout, &device, &storage.env, &code);
+    assert!(joined.contains("joined the repository"), "{joined}");
+}
+
+/// Runs the `ferry join` line that `printed` shows as pasted into a shell, with `device`'s
+/// home and `env`, typing `typed`; what it printed.
+fn paste_join_line(
+    printed: &str,
+    device: &Device,
+    env: &[(&'static str, String)],
+    typed: &str,
+) -> String {
+    let line = printed
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("ferry join "))
+        .unwrap_or_else(|| panic!("no join command in\n{printed}"));
     let pasted = line.replacen(
         "ferry",
         &format!("{} --home {}", common::FERRY, device.home().display()),
         1,
     );
-    let ferry = device.command_with(&[], &storage.env);
+    let ferry = device.command_with(&[], env);
     let mut shell = Command::new("sh");
     shell.arg("-c").arg(&pasted).env_clear();
     for (key, value) in ferry.get_envs() {
@@ -90,14 +105,62 @@ fn the_join_command_init_prints_can_be_pasted_into_a_shell() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{code}").unwrap();
+    writeln!(child.stdin.take().unwrap(), "{typed}").unwrap();
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{pasted}\n{stderr}");
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains("joined the repository"),
-        "{stderr}"
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A passphrase repository with a relay: the line `init` prints asks for the passphrase and
+/// names the relay, so the new device hears copies at once rather than at its next poll.
+#[test]
+fn the_join_line_of_a_passphrase_repository_brings_its_relay_along() {
+    let storage = storage(Backend::S3);
+    let relay = common::relay(&storage);
+    let owner = Device::new();
+    let mut env = storage.env.clone();
+    env.push(("FERRY_PASSPHRASE", "correct horse battery".to_owned()));
+    let ran = owner.run_full(
+        &[
+            "init",
+            "--store",
+            &storage.url,
+            "--relay",
+            &relay.url(),
+            "--passphrase",
+        ],
+        None,
+        &env,
     );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let device = Device::new();
+    let joined = paste_join_line(&ran.stdout, &device, &storage.env, "correct horse battery");
+    assert!(joined.contains("joined the repository"), "{joined}");
+    let status = device.json(&["status"]);
+    assert_eq!(status["relay"], relay.url().as_str(), "{status}");
+    // Polls a minute apart: a copy that arrives sooner came by the relay.
+    let slow = [("FERRY_SYNC_POLL_INTERVAL", "60s".to_owned())];
+    let agent_owner = common::start_agent(&owner, None, &slow);
+    let agent_device = common::start_agent(&device, None, &slow);
+    eventually(Duration::from_secs(20), "the relay subscriptions", || {
+        common::agent_log(&device)
+            .contains("relay: subscribed")
+            .then_some(())
+    });
+    owner.run(&["copy", "through the relay"]).ok();
+    eventually(
+        Duration::from_secs(30),
+        "the copy on the new device",
+        || {
+            device
+                .history_texts()
+                .contains(&"through the relay".to_owned())
+                .then_some(())
+        },
+    );
+    common::stop_agent(agent_device);
+    common::stop_agent(agent_owner);
 }
 
 #[test]

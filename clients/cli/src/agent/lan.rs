@@ -58,6 +58,15 @@ fn remembered(device: &Device) -> Vec<SocketAddr> {
 pub(super) const ANSWERING: usize = 8;
 
 impl Agent {
+    /// Whether this device's repository is held by a device that is not connected now: its
+    /// passes wait for the holder's connection, which starts them, rather than fail.
+    pub(super) fn holder_away(&self) -> bool {
+        match &self.device.held {
+            Role::Reaches(line) => line.away(),
+            _ => false,
+        }
+    }
+
     /// Seals what is pending and sends it to every connected device, when there is one
     /// (otherwise the upload batches it as always).
     pub(super) fn share(&mut self) {
@@ -113,6 +122,7 @@ impl Agent {
                     self.offline = false;
                     self.fetch().await;
                     self.upload_at = Some(tokio::time::Instant::now());
+                    self.large_at = Some(tokio::time::Instant::now());
                 }
             }
             Event::Received { .. } if self.paused.is_some() => {
@@ -171,7 +181,16 @@ impl Agent {
                 call,
                 question,
             } => self.answer(lan.calls(), from, call, question),
-            Event::Disconnected { .. } => {}
+            Event::Disconnected { device, .. } => {
+                if let Role::Reaches(line) = &self.device.held
+                    && line.holder() == device
+                {
+                    info!(
+                        "LAN: the device holding the repository went away: recording and queueing"
+                    );
+                    line.lost();
+                }
+            }
         }
         if let Some((lan, _)) = &self.lan {
             self.nearby.peers = lan.peers().into_iter().map(|p| p.device).collect();

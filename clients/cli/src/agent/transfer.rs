@@ -40,6 +40,10 @@ impl Agent {
 
     pub(super) async fn upload(&mut self) {
         self.upload_at = None;
+        if self.holder_away() {
+            // It goes out when the holder connects (see `nearby`).
+            return;
+        }
         self.uploaded_at = Some(Instant::now());
         let result = self.device.engine.upload().await;
         // An upload with nothing to send may not have asked the storage anything.
@@ -63,6 +67,9 @@ impl Agent {
     }
 
     pub(super) async fn fetch(&mut self) {
+        if self.holder_away() {
+            return;
+        }
         let result = self.device.engine.fetch().await;
         self.storage_answered(result.as_ref().err());
         match result {
@@ -96,6 +103,9 @@ impl Agent {
     /// that looked for it too early look again.
     pub(super) async fn large_step(&mut self) {
         self.large_at = None;
+        if self.holder_away() {
+            return;
+        }
         match self.device.engine.large_step().await {
             Ok(LargeStep::Idle) => {}
             Ok(LargeStep::Wait(at)) => self.large_at = Some(at),

@@ -198,12 +198,18 @@ pub(crate) async fn install(
         Device::open_paired(home, config, lock, device::INTERACTIVE, paired_as).await?;
     device.set_name(&name)?;
     let holds = matches!(device.held, Role::Holds(_));
-    let join = created.then(|| {
-        let store = match holds {
-            true => StoreUrl::Held(device.engine.device().to_string()).to_string(),
-            false => setup.store.clone(),
-        };
-        join_line(&store, setup.relay.as_deref(), passphrase && !holds)
+    // A folder repository is joined through this device, from another machine: a relay only
+    // this machine reaches is no use there.
+    let join = created.then(|| match holds {
+        true => join_line(
+            &StoreUrl::Held(device.engine.device().to_string()).to_string(),
+            setup
+                .relay
+                .as_deref()
+                .filter(|url| !crate::relay::on_this_machine(url)),
+            false,
+        ),
+        false => join_line(&setup.store, setup.relay.as_deref(), passphrase),
     });
     let done = SetUp {
         recovery_code: (created && setup.code == ShowCode::Print).then(|| code.expose().to_owned()),
