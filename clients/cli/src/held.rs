@@ -84,6 +84,18 @@ impl Line {
         state.unreachable_since.get_or_insert_with(SystemTime::now);
     }
 
+    /// Waits, as long as the line's patience, for the holder to connect; whether it did.
+    pub(crate) async fn wait_for_holder(&self) -> bool {
+        let (calls, patience) = {
+            let state = self.state();
+            (state.calls.clone(), state.patience)
+        };
+        match calls {
+            Some(calls) => calls.wait_for(self.holder, patience).await,
+            None => false,
+        }
+    }
+
     /// Whether the holder is not connected now: asking it would only fail.
     pub(crate) fn away(&self) -> bool {
         let state = self.state();

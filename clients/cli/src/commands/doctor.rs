@@ -16,6 +16,7 @@ use crate::commands::sync::Lan;
 use crate::config::Config;
 use crate::device;
 use crate::error::Failure;
+use crate::held::{Line, Role};
 use crate::home::Home;
 use crate::ipc::{self, Format, Reply};
 use crate::output::{Lines, Output};
@@ -207,6 +208,11 @@ async fn storage(
     let store = match (store, key) {
         (Ok((store, held)), Some(key)) => {
             device::reach_holder(&held, home, config, &key.keys()).await;
+            if let Role::Reaches(line) = &held
+                && !holder(line, checks).await
+            {
+                return;
+            }
             Ok(store)
         }
         (store, _) => store.map(|(store, _)| store),
@@ -243,6 +249,28 @@ async fn storage(
             }
         }
     }
+}
+
+/// Whether the device holding the repository answers on the LAN, said either way.
+async fn holder(line: &Line, checks: &mut Checks) -> bool {
+    let holder = line.holder().short();
+    // The line's own LAN needs a moment to find the holder.
+    let reached = line.wait_for_holder().await;
+    match reached {
+        true => checks.add(
+            "storage",
+            Ok(format!("held by device {holder}, reached on the LAN")),
+        ),
+        false => checks.add(
+            "storage",
+            Err(format!(
+                "held by device {holder}, which is not reachable on the LAN: its agent must run \
+                 (on that machine: `ferry agent` or `ferry service install`), both machines must \
+                 be on one network, and where multicast does not pass, lan.peers must name it"
+            )),
+        ),
+    }
+    reached
 }
 
 /// The LAN path as the agent runs it (from the agent's `status`): the nearby devices connected,
