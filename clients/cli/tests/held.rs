@@ -1,7 +1,8 @@
 //! A folder repository held by one device and reached by another over the LAN, with real
 //! `ferry` processes on 127.0.0.1: a device paired with the holder is given `lan://<holder>`,
 //! fills its history from the holder, and copies go both ways through the holder's folder;
-//! while the holder is away the other records and queues, and catches up when it is back.
+//! a third device paired by the second reaches the holder too; while the holder is away the
+//! others record and queue, and catch up when it is back.
 
 mod common;
 
@@ -23,9 +24,10 @@ fn writers(folder: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// `ferry pair` on `holder` and `ferry join` on `joiner` through `relay`, both ending well.
-fn pair(holder: &Device, joiner: &Device, relay: &str) {
-    let mut offer = holder
+/// `ferry pair` on `device` and `ferry join` on `joiner` (named `name`) through `relay`, both
+/// ending well.
+fn pair(device: &Device, joiner: &Device, relay: &str, name: &str) {
+    let mut offer = device
         .command(&["--json", "pair", "--no-qr"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -36,7 +38,7 @@ fn pair(holder: &Device, joiner: &Device, relay: &str) {
     let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     let code = first["code"].as_str().unwrap().to_owned();
     let joined = joiner.run_with_input(
-        &["--json", "join", "--relay", relay, "--name", "desktop"],
+        &["--json", "join", "--relay", relay, "--name", name],
         Some(format!("{code}\n").as_bytes()),
     );
     joined.ok();
@@ -75,7 +77,7 @@ fn a_device_joins_a_folder_repository_through_the_device_that_holds_it() {
 
     let desktop = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
     let _logs = LogsOnFailure(vec![&laptop, &desktop]);
-    pair(&laptop, &desktop, &relay.url());
+    pair(&laptop, &desktop, &relay.url(), "desktop");
 
     // The joiner was given the holder, not the folder, and its history came from there.
     let config = std::fs::read_to_string(desktop.home().join("config.toml")).unwrap();
@@ -108,6 +110,27 @@ fn a_device_joins_a_folder_repository_through_the_device_that_holds_it() {
             .history_texts()
             .contains(&"from the laptop".to_owned())
             .then_some(())
+    });
+
+    // A third device joins through the desktop's pairing: it too reaches the laptop.
+    let phone = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
+    pair(&desktop, &phone, &relay.url(), "phone");
+    let config = std::fs::read_to_string(phone.home().join("config.toml")).unwrap();
+    assert!(config.contains(&format!("lan://{holder}")), "{config}");
+    assert!(
+        phone
+            .history_texts()
+            .contains(&"from the laptop".to_owned())
+    );
+    phone.run(&["copy", "from the phone"]).ok();
+    eventually(WAIT, "the phone's copy on the laptop", || {
+        laptop
+            .history_texts()
+            .contains(&"from the phone".to_owned())
+            .then_some(())
+    });
+    eventually(WAIT, "the phone's log in the laptop's folder", || {
+        (writers(&folder) == 3).then_some(())
     });
 
     // The holder goes away: the desktop records and queues, and says so.
