@@ -7,6 +7,8 @@
 //! cargo bench -p ferry --bench agent -- --phases idle --history 100000 --idle-secs 60
 //! cargo bench -p ferry --bench agent -- --phases latency --scenarios LanVeth    # as root
 //! cargo bench -p ferry --bench agent -- --phases discovery,idle-lan             # as root
+//! cargo bench -p ferry --bench agent -- --phases latency --scenarios Held
+//! cargo bench -p ferry --bench agent -- --phases held-join --history 100000
 //! ```
 //!
 //! Latency: a copy made with xclip on desktop A, timed from the moment A's clipboard changes
@@ -15,8 +17,13 @@
 //! fastest interval (100 ms) with no relay, (d) the LAN path alone: S3 polled once an hour, no
 //! relay, B connected to A through `lan.peers` on 127.0.0.1, (e) the LAN path between two
 //! network namespaces joined by veth pairs and a bridge, the agents finding each other by
-//! mDNS, with the storage and the relay out of their reach. Copies follow each other at most
-//! five a second.
+//! mDNS, with the storage and the relay out of their reach, (f) the default setup: A holds a
+//! folder repository and serves it on the LAN, B joined it as `lan://A` and reaches it through
+//! `lan.peers` on 127.0.0.1, no relay. Copies follow each other at most five a second.
+//!
+//! Held join: A holds a folder repository of `--history` clips and its agent runs; B pairs with
+//! it through a relay on 127.0.0.1 and reaches the repository through A: from the code typed
+//! on B to `ferry join` done with the whole history there.
 //!
 //! Discovery (root): in those namespaces, from the start of agent B's process (A running) to
 //! B's log saying a peer connected, with no address remembered, over `--trials` starts.
@@ -49,8 +56,8 @@ use ferry_sync::{Engine, EngineConfig};
 /// The agent's end-to-end figures.
 #[derive(clap::Parser)]
 struct Options {
-    /// Which phases run: latency, idle, discovery, idle-lan (the last two, and the LanVeth
-    /// scenario, make network namespaces: root only).
+    /// Which phases run: latency, idle, discovery, idle-lan, held-join (discovery and
+    /// idle-lan, and the LanVeth scenario, make network namespaces: root only).
     #[arg(long, value_delimiter = ',', default_value = "latency,idle")]
     phases: Vec<String>,
     /// Agent starts timed by the discovery phase.
@@ -65,7 +72,7 @@ struct Options {
     /// How long the idle agent is watched.
     #[arg(long, default_value_t = 60)]
     idle_secs: u64,
-    /// Which latency scenarios run (also LanVeth, root only).
+    /// Which latency scenarios run (also LanVeth, root only, and Held).
     #[arg(
         long,
         value_delimiter = ',',
@@ -96,6 +103,7 @@ fn main() {
             Scenario::PollS3,
             Scenario::LanOnly,
             Scenario::LanVeth,
+            Scenario::Held,
         ] {
             let name = format!("{scenario:?}");
             if options
@@ -115,6 +123,9 @@ fn main() {
     }
     if options.phases.iter().any(|p| p == "idle-lan") {
         idle_lan(options.idle_secs);
+    }
+    if options.phases.iter().any(|p| p == "held-join") {
+        held_join(options.history);
     }
 }
 
@@ -138,6 +149,7 @@ enum Scenario {
     PollS3,
     LanOnly,
     LanVeth,
+    Held,
 }
 
 /// Texts that appear on a display's clipboard, with when.
@@ -177,14 +189,21 @@ fn latency(scenario: Scenario, copies: usize) {
         Scenario::LanOnly => (Backend::S3, false, "1h"),
         // The relay and the storage exist, on this machine's 127.0.0.1, out of the agents' reach.
         Scenario::LanVeth => (Backend::S3, true, "1h"),
+        Scenario::Held => (Backend::Folder, false, "30s"),
     };
     let network = matches!(scenario, Scenario::LanVeth).then(network);
     let hosts = match &network {
         Some(network) => [Some(network.host(0)), Some(network.host(1))],
         None => [None, None],
     };
-    let pair = pair(backend, with_relay);
     let (desk_a, desk_b) = (Display::start(), Display::start());
+    let (pair, held_agent) = match scenario {
+        Scenario::Held => {
+            let (pair, agent) = held_pair(&desk_a, poll);
+            (pair, Some(agent))
+        }
+        _ => (pair(backend, with_relay), None),
+    };
     let env = [
         ("FERRY_SYNC_POLL_INTERVAL", poll.to_owned()),
         (
@@ -205,9 +224,12 @@ fn latency(scenario: Scenario, copies: usize) {
         }
         _ => {}
     }
-    let agent_a = start_agent_in(hosts[0], &pair.a, Some(&desk_a), &env_a);
+    let agent_a = match held_agent {
+        Some(agent) => agent,
+        None => start_agent_in(hosts[0], &pair.a, Some(&desk_a), &env_a),
+    };
     let agent_b = start_agent_in(hosts[1], &pair.b, Some(&desk_b), &env_b);
-    if let Scenario::LanOnly | Scenario::LanVeth = scenario {
+    if let Scenario::LanOnly | Scenario::LanVeth | Scenario::Held = scenario {
         common::eventually(Duration::from_secs(15), "B connected to A", || {
             let peers = pair.b.json(&["status"])["lan"]["peers"].clone();
             (peers.as_array()?.len() == 1).then_some(())
@@ -269,6 +291,80 @@ fn latency(scenario: Scenario, copies: usize) {
     if let Some(relay) = pair.relay {
         pair.storage.runtime.block_on(relay.stop()).unwrap();
     }
+}
+
+/// The default setup: A holds a folder repository (its agent running on display `desk_a`,
+/// polling every `poll`), B joined it as `lan://A`, reaching A through `lan.peers`.
+fn held_pair(desk_a: &Display, poll: &str) -> (common::Pair, common::Running) {
+    let storage = common::storage(Backend::Folder);
+    let port = common::free_port();
+    let a = Device::new().with("FERRY_LAN_PORT", port.to_string());
+    let code = a.init(&storage, "alpha");
+    let agent = start_agent(
+        &a,
+        Some(desk_a),
+        &[("FERRY_SYNC_POLL_INTERVAL", poll.to_owned())],
+    );
+    let b = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
+    let holder = a.json(&["status"])["device"].as_str().unwrap().to_owned();
+    b.run_with_input(
+        &[
+            "join",
+            "--store",
+            &format!("lan://{holder}"),
+            "--name",
+            "beta",
+        ],
+        Some(format!("{code}\n").as_bytes()),
+    )
+    .ok();
+    let pair = common::Pair {
+        storage,
+        relay: None,
+        a,
+        b,
+        code,
+    };
+    (pair, agent)
+}
+
+/// Joining the default setup from another device: the code typed on B to its history whole.
+fn held_join(clips: usize) {
+    let storage = common::storage(Backend::Folder);
+    let relay = common::relay(&storage);
+    let port = common::free_port();
+    let a = Device::new().with("FERRY_LAN_PORT", port.to_string());
+    a.init(&storage, "alpha");
+    fill(&a, &storage, clips);
+    let agent = start_agent(&a, None, &[]);
+    let b = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
+    let mut offer = a
+        .command(&["--json", "pair", "--no-qr", "--relay", &relay.url()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(offer.stdout.take().unwrap()));
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let code = first["code"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let joined = b
+        .run_with_input(
+            &["--json", "join", "--relay", &relay.url(), "--name", "beta"],
+            Some(format!("{code}\n").as_bytes()),
+        )
+        .ok();
+    let took = started.elapsed();
+    let joined: serde_json::Value = serde_json::from_str(joined.stdout.trim()).unwrap();
+    let _ = offer.wait();
+    println!(
+        "held join: {} clips on B {:.2} s after the code was typed",
+        joined["clips"],
+        took.as_secs_f64()
+    );
+    stop_agent(agent);
+    storage.runtime.block_on(relay.stop()).unwrap();
 }
 
 /// Fills `device`'s database with `clips` clips (and uploads them) through the engine itself.
