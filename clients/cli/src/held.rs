@@ -21,6 +21,10 @@ use tracing::debug;
 /// holder that stops answering holds nothing up for long.
 pub(crate) const SILENCE: Duration = Duration::from_secs(10);
 
+/// The longest one call may take however its answer trickles in: the largest object at a
+/// slow LAN's pace.
+const LONGEST_CALL: Duration = Duration::from_secs(300);
+
 /// How the device holding the repository is named in storage errors.
 const BACKEND: &str = "the device holding the repository";
 
@@ -200,16 +204,21 @@ impl HeldStore {
                 holder.short()
             )));
         }
-        let asked = calls
-            .ask(holder, &question.encode(), held::max_reply(limit), SILENCE)
-            .await;
+        let asked = tokio::time::timeout(
+            LONGEST_CALL,
+            calls.ask(holder, &question.encode(), held::max_reply(limit), SILENCE),
+        )
+        .await
+        .unwrap_or(Err(CallError::TimedOut(LONGEST_CALL)));
         let bytes = match asked {
             Ok(bytes) => bytes,
             Err(CallError::Unanswered(Unanswered::NotHeld)) => {
-                self.line.went(true);
-                return Err(StoreError::Misconfigured(format!(
+                // Unreachable for now, not a broken setting: this device still opens, works
+                // offline, and can leave.
+                self.line.went(false);
+                return Err(unreachable(format!(
                     "device {} does not hold this repository any more (its storage is no longer \
-                     a folder, or it left): join again from a device that has one",
+                     a folder, or it left): set this device up on another repository",
                     holder.short()
                 )));
             }
@@ -244,6 +253,15 @@ fn unexpected(reply: &Reply) -> StoreError {
     }
 }
 
+/// What a holder says, as it may be shown: printable characters only, and not too many.
+fn said(detail: String) -> String {
+    detail
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(300)
+        .collect()
+}
+
 /// A refusal as the storage error it stands for.
 fn refused(refusal: Refusal, name: &str, limit: u64) -> StoreError {
     let name = name.to_owned();
@@ -257,12 +275,12 @@ fn refused(refusal: Refusal, name: &str, limit: u64) -> StoreError {
         },
         Refusal::Denied(detail) => StoreError::Forbidden {
             backend: BACKEND,
-            detail,
+            detail: said(detail),
             hint: "it serves only the objects of a Ferry repository",
         },
         Refusal::Failed(detail) => StoreError::ServerFailed {
             backend: BACKEND,
-            detail,
+            detail: said(detail),
         },
     }
 }
@@ -326,7 +344,13 @@ impl Store for HeldStore {
         };
         match self.ask(question, 0).await? {
             Reply::Page { objects, next } => {
-                let listed = objects.len() <= limit
+                // A next page starts after this one's last name, or there is none.
+                let continues = match &next {
+                    None => true,
+                    Some(next) => objects.last().is_some_and(|(last, _)| last == next),
+                };
+                let listed = continues
+                    && objects.len() <= limit
                     && objects.iter().all(|(name, _)| name.starts_with(prefix))
                     && objects.windows(2).all(|w| w[0].0 < w[1].0)
                     && objects.first().is_none_or(|(name, _)| {
@@ -335,7 +359,9 @@ impl Store for HeldStore {
                 if !listed {
                     return Err(StoreError::Transient {
                         backend: BACKEND,
-                        detail: "its listing is out of order, too long or off the prefix".into(),
+                        detail: "its listing is out of order, too long, off the prefix or \
+                                 continues elsewhere"
+                            .into(),
                     });
                 }
                 let objects = objects
@@ -375,9 +401,14 @@ impl Store for HeldStore {
     }
 }
 
-/// Whether a held repository serves `name`: the objects of a Ferry repository only.
+/// Whether a held repository serves `name` (or lists under it): the objects of a Ferry
+/// repository only, under `ferry/`, with no part that climbs out (the folder store refuses
+/// those too).
 fn served(name: &str) -> bool {
-    name.starts_with("ferry/") || name.is_empty()
+    name.starts_with("ferry/")
+        && !name
+            .split('/')
+            .any(|part| part == ".." || part == "." || part.contains('\\'))
 }
 
 /// The holder's answer to `question`, asked by another device of the repository, from
@@ -394,11 +425,11 @@ pub(crate) async fn answer(store: &dyn Store, question: &[u8]) -> Reply {
         )))
     };
     let result = match question {
-        Question::PutNew { name, .. } if !served(&name) || name.is_empty() => {
+        Question::PutNew { name, .. } if !served(&name) => {
             return outside(&name);
         }
         Question::PutNew { name, bytes } => store.put_new(&name, bytes).await.map(|()| Reply::Done),
-        Question::Get { name, .. } if !served(&name) || name.is_empty() => return outside(&name),
+        Question::Get { name, .. } if !served(&name) => return outside(&name),
         Question::Get { name, limit } => {
             let limit = limit.min(held::max_question() as u64);
             store.get(&name, limit).await.map(Reply::Object)
@@ -418,7 +449,7 @@ pub(crate) async fn answer(store: &dyn Store, question: &[u8]) -> Reply {
                     next: page.next,
                 })
         }
-        Question::Delete { names } => match names.iter().find(|n| !served(n) || n.is_empty()) {
+        Question::Delete { names } => match names.iter().find(|n| !served(n)) {
             Some(name) => return outside(name),
             None => store.delete_many(&names).await.map(|()| Reply::Done),
         },
@@ -435,5 +466,93 @@ fn refusal(error: StoreError) -> Refusal {
         StoreError::NotAnObject { .. } => Refusal::NotAnObject,
         StoreError::Misconfigured(detail) => Refusal::Denied(detail),
         other => Refusal::Failed(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the holder answers `question` from a folder repository with one object in it,
+    /// beside a folder of someone else's files.
+    async fn asked(question: Question) -> Reply {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
+        std::fs::write(dir.path().join("elsewhere/diary"), b"private").unwrap();
+        let store = ferry_store::FolderStore::create(dir.path().join("repo")).unwrap();
+        store
+            .put_new("ferry/v1/repo", b"header".to_vec())
+            .await
+            .unwrap();
+        answer(&store, &question.encode()).await
+    }
+
+    fn denied(reply: &Reply) -> bool {
+        matches!(reply, Reply::Refused(Refusal::Denied(_)))
+    }
+
+    #[tokio::test]
+    async fn the_holder_serves_its_repository_and_nothing_beside_it() {
+        let list = |prefix: &str| Question::List {
+            prefix: prefix.into(),
+            start_after: None,
+            limit: 10,
+        };
+        let get = |name: &str| Question::Get {
+            name: name.into(),
+            limit: 100,
+        };
+        assert_eq!(
+            asked(get("ferry/v1/repo")).await,
+            Reply::Object(b"header".to_vec())
+        );
+        match asked(list("ferry/")).await {
+            Reply::Page { objects, next } => {
+                assert_eq!(objects, [("ferry/v1/repo".to_owned(), 6)]);
+                assert_eq!(next, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        for prefix in [
+            "",
+            "../",
+            "ferry/../../",
+            "ferry/../../elsewhere/",
+            "ferry/./",
+        ] {
+            assert!(denied(&asked(list(prefix)).await), "{prefix:?}");
+        }
+        for name in [
+            "repo",
+            "../elsewhere/diary",
+            "ferry/../../elsewhere/diary",
+            "",
+        ] {
+            assert!(denied(&asked(get(name)).await), "{name:?}");
+            let put = Question::PutNew {
+                name: name.into(),
+                bytes: b"x".to_vec(),
+            };
+            assert!(denied(&asked(put).await), "{name:?}");
+            let delete = Question::Delete {
+                names: vec!["ferry/v1/repo".into(), name.into()],
+            };
+            assert!(denied(&asked(delete).await), "{name:?}");
+        }
+        assert!(denied(&answer_bytes(b"not a question").await));
+    }
+
+    async fn answer_bytes(bytes: &[u8]) -> Reply {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ferry_store::FolderStore::create(dir.path().join("repo")).unwrap();
+        answer(&store, bytes).await
+    }
+
+    #[test]
+    fn what_a_holder_says_is_shown_without_control_characters() {
+        let shown = said("disk \u{1b}[2Jfull\n".repeat(100));
+        assert!(!shown.chars().any(char::is_control));
+        assert!(shown.starts_with("disk [2Jfull"));
+        assert_eq!(shown.chars().count(), 300);
     }
 }

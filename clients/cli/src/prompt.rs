@@ -136,8 +136,10 @@ fn edit_code(prompt: &str) -> std::io::Result<Option<String>> {
 /// starts so, and a hyphen after a first word.
 fn completion(text: &str) -> String {
     let start = text
-        .rfind(|c: char| c == '-' || c == '_' || c.is_whitespace())
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|(_, c)| *c == '-' || *c == '_' || c.is_whitespace())
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let last = &text[start..];
     let Some(word) = ferry_protocol::pairing::complete(last) else {
         return String::new();
@@ -216,5 +218,10 @@ mod tests {
         assert_eq!(completion("41"), "");
         assert_eq!(completion(""), "");
         assert_eq!(completion("417-orbit-velvet"), "");
+        assert_eq!(
+            completion("417\u{a0}orb"),
+            "it-",
+            "a no-break space pasted in"
+        );
     }
 }

@@ -23,6 +23,8 @@ enum Lie {
     Oversized,
     /// Takes every question and never answers.
     Silent,
+    /// Answers with empty parts that say more follows, every two seconds, forever.
+    Trickle,
 }
 
 /// A fake holder serving `folder` on 127.0.0.1 with the LAN key of `code`, lying by `lie`;
@@ -42,6 +44,8 @@ fn fake_holder(
     let (lan, mut events) = runtime.block_on(Lan::start(config, &key)).unwrap();
     let port = lan.local_addr().port();
     let store: Arc<dyn Store> = Arc::new(FolderStore::open(folder).unwrap());
+    let lan = Arc::new(lan);
+    let lan_frames = Arc::clone(&lan);
     runtime.spawn(async move {
         let calls = lan.calls();
         while let Some(event) = events.recv().await {
@@ -53,6 +57,23 @@ fn fake_holder(
             else {
                 continue;
             };
+            if lie == Lie::Trickle {
+                let (calls, to) = (lan_frames.clone(), from);
+                tokio::spawn(async move {
+                    for _ in 0..60 {
+                        calls.send(
+                            Some(to),
+                            ferry_lan::Frame::Answer {
+                                call,
+                                more: true,
+                                part: Vec::new(),
+                            },
+                        );
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                });
+                continue;
+            }
             let reply = match (lie, Question::decode(&question).unwrap()) {
                 (Lie::Silent, _) => continue,
                 (Lie::Oversized, Question::Get { .. }) => Reply::Object(vec![7; 8 << 20]),
@@ -168,8 +189,14 @@ fn a_holder_answering_more_than_was_asked_is_refused_unread() {
 }
 
 #[test]
-fn a_silent_holder_ends_a_command_within_seconds() {
-    let (_storage, desktop, code, holder) = lied_to(Lie::Silent);
+fn a_silent_or_trickling_holder_ends_a_command_within_seconds() {
+    for lie in [Lie::Silent, Lie::Trickle] {
+        silence_ends_the_command(lie);
+    }
+}
+
+fn silence_ends_the_command(lie: Lie) {
+    let (_storage, desktop, code, holder) = lied_to(lie);
     let started = Instant::now();
     let ran = join(&desktop, holder, &code);
     assert_eq!(ran.code, 1, "{}", ran.stderr);

@@ -8,7 +8,7 @@
 //! it said it takes, the reader of a connection the questions it reassembles.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,8 +52,9 @@ struct Waiting {
     to: DeviceId,
     got: Vec<u8>,
     limit: usize,
-    /// Parts heard so far: an answer still coming is not given up on.
-    heard: Arc<AtomicU32>,
+    /// Bytes of the answer heard so far: an answer still coming is not given up on (empty
+    /// parts do not count: a trickle of them is silence).
+    heard: Arc<AtomicU64>,
     done: oneshot::Sender<Result<Vec<u8>, CallError>>,
 }
 
@@ -69,8 +70,12 @@ pub(crate) struct Table {
 
 impl Default for Table {
     fn default() -> Table {
+        // A random first call: a device that restarts does not take an answer meant for the
+        // calls of its previous run.
+        let mut first = [0; 4];
+        let _ = getrandom::fill(&mut first);
         Table {
-            next: AtomicU32::new(0),
+            next: AtomicU32::new(u32::from_le_bytes(first)),
             waiting: Mutex::default(),
             links: Mutex::default(),
             changes: watch::Sender::new(0),
@@ -111,7 +116,7 @@ impl Table {
             return;
         }
         w.got.extend_from_slice(part);
-        w.heard.fetch_add(1, Ordering::Relaxed);
+        w.heard.fetch_add(part.len() as u64, Ordering::Relaxed);
         if !more && let Some(w) = waiting.remove(&call) {
             let _ = w.done.send(Ok(w.got));
         }
@@ -194,7 +199,7 @@ impl Calls {
         let link = self.table.link(to).ok_or(CallError::NotConnected)?;
         let call = self.table.next.fetch_add(1, Ordering::Relaxed);
         let (done, mut answer) = oneshot::channel();
-        let heard = Arc::new(AtomicU32::new(0));
+        let heard = Arc::new(AtomicU64::new(0));
         let waiting = Waiting {
             to,
             got: Vec::new(),
@@ -246,10 +251,11 @@ impl Calls {
         .await
     }
 
-    /// Tells `to` that its `call` will have no answer.
-    pub async fn refuse(&self, to: DeviceId, call: u32, why: Unanswered) {
+    /// Tells `to` that its `call` will have no answer, if its connection has room now (a
+    /// refusal never waits: the asker gives up on its own after its silence).
+    pub fn refuse(&self, to: DeviceId, call: u32, why: Unanswered) {
         if let Some(link) = self.table.link(to) {
-            let _ = link.send(Frame::Unanswered { call, why }).await;
+            let _ = link.try_send(Frame::Unanswered { call, why });
         }
     }
 }
@@ -306,12 +312,16 @@ impl Questions {
             }
             return Joined::Partial;
         }
+        let open_bytes: usize = self.open.values().map(Vec::len).sum();
         let why = if max == 0 {
             Some(Unanswered::NotHeld)
-        } else if !self.open.contains_key(&call) && self.open.len() >= MAX_OPEN_QUESTIONS {
-            Some(Unanswered::Busy)
         } else if self.open.get(&call).map_or(0, Vec::len) + part.len() > max {
             Some(Unanswered::TooLarge)
+        } else if !self.open.contains_key(&call) && self.open.len() >= MAX_OPEN_QUESTIONS
+            || open_bytes + part.len() > max
+        {
+            // At most one largest question's worth is held half-joined per connection.
+            Some(Unanswered::Busy)
         } else {
             None
         };

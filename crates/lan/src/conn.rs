@@ -171,18 +171,28 @@ async fn read(
                         continue;
                     }
                 };
-                if shared.events.send(event).await.is_err() {
-                    return Ok(Half::Ended);
+                match shared.events.try_send(event) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(Event::Asked { call, .. })) => {
+                        if let Some(link) = shared.calls.link(from) {
+                            let why = ferry_protocol::lan::Unanswered::Busy;
+                            let _ = link.try_send(Frame::Unanswered { call, why });
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Ok(Half::Ended),
                 }
             }
             Received::Frame(frame) => {
-                if shared
-                    .events
-                    .send(Event::Received { from, frame })
-                    .await
-                    .is_err()
-                {
-                    return Ok(Half::Ended);
+                // Never waiting on the application: the answers to its own calls come on this
+                // connection, maybe while it waits for one. A frame it has no room for is
+                // dropped; storage, or the next heads, bring what it carried.
+                match shared.events.try_send(Event::Received { from, frame }) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        debug!(device = %from, "LAN: the application is busy: a frame was dropped");
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Ok(Half::Ended),
                 }
             }
             Received::Refused(error) => {

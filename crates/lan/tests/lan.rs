@@ -373,7 +373,7 @@ async fn calls_that_cannot_be_answered_say_why() {
         async move { calls.ask(b_id, b"again", 10, WAIT).await }
     });
     let (from, call, _) = asked(&mut b_events).await;
-    b.calls().refuse(from, call, Unanswered::Busy).await;
+    b.calls().refuse(from, call, Unanswered::Busy);
     assert_eq!(
         asking.await.unwrap(),
         Err(CallError::Unanswered(Unanswered::Busy))

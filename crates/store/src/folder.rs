@@ -105,6 +105,27 @@ impl FolderStore {
 }
 
 /// Refuses names that could leave the root or clash with temporary files.
+/// A listing's prefix stays below the root: its folders are names as [`check_name`] takes them
+/// (the part after the last `/` is the start of a name, and may be empty).
+fn check_prefix(prefix: &str) -> Result<(), StoreError> {
+    let folders = match prefix.rfind('/') {
+        Some(i) => &prefix[..i],
+        None => return Ok(()),
+    };
+    let last = &prefix[folders.len() + 1..];
+    if folders.is_empty()
+        || check_name(folders).is_err()
+        || last.starts_with('.')
+        || last.contains('\\')
+    {
+        return Err(StoreError::Misconfigured(format!(
+            "`{}` is not a valid listing prefix (empty, `.`-led or `..` parts are refused)",
+            prefix.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
 fn check_name(name: &str) -> Result<(), StoreError> {
     let bad = name.is_empty()
         || name.contains('\0')
@@ -313,6 +334,7 @@ impl Store for FolderStore {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<ListPage, StoreError> {
+        check_prefix(prefix)?;
         let root = self.root.clone();
         let prefix = prefix.to_owned();
         let start_after = start_after.map(str::to_owned);
@@ -408,6 +430,28 @@ mod tests {
         }
         for good in ["repo", "ferry/v1/log/ab/0000000000000001", "a-b_c.d"] {
             assert!(check_name(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listing_never_climbs_out_of_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("outside/secret")).unwrap();
+        std::fs::write(dir.path().join("outside/secret/file"), b"x").unwrap();
+        let store = FolderStore::create(dir.path().join("root")).unwrap();
+        for bad in [
+            "../outside/",
+            "ferry/../../outside/",
+            "/etc/",
+            "a//b/",
+            "ferry/.x/",
+            "ferry/..",
+        ] {
+            assert!(store.list(bad, None, 10).await.is_err(), "{bad:?}");
+        }
+        for good in ["", "ferry/", "ferry/v1/head/", "fer", ".."] {
+            let page = store.list(good, None, 10).await.unwrap();
+            assert!(page.objects.is_empty(), "{good:?}");
         }
     }
 }

@@ -27,13 +27,28 @@ const REMEMBERED: usize = 16;
 pub(super) async fn start(device: &Device) -> (Option<(Lan, mpsc::Receiver<Event>)>, Nearby) {
     let settings = &device.config.settings;
     if !settings.lan_enabled {
+        if let Role::Reaches(line) = &device.held {
+            warn!(
+                holder = %line.holder().short(),
+                "this device's repository is held by another device on the LAN, and the LAN \
+                 path is off (lan.enabled = false): nothing syncs until it is on"
+            );
+        }
         return (None, Nearby::off());
     }
     let mut config = device::lan_config(&device.home, &device.config, device.engine.device());
     if let Role::Holds(_) = device.held {
         config.max_question = ferry_protocol::held::max_question();
     }
-    match Lan::start(config, &device.keys.lan).await {
+    let started = Lan::start(config, &device.keys.lan).await;
+    if let (Err(_), Role::Reaches(line)) = (&started, &device.held) {
+        warn!(
+            holder = %line.holder().short(),
+            "this device's repository is held by another device on the LAN, and the LAN path \
+             did not start: nothing syncs until it does"
+        );
+    }
+    match started {
         Ok((lan, events)) => {
             info!(addr = %lan.local_addr(), discovery = lan.discovering(), "LAN: listening");
             if let Role::Reaches(line) = &device.held {
@@ -115,7 +130,11 @@ impl Agent {
                         Err(error) => warn!(%error, "LAN: heads could not be read"),
                     }
                 }
-                self.remember(peer.listening);
+                // Devices of the roster only: a command reaching the holder connects for a moment
+                // under a passing id, from a port nobody will listen on again.
+                if self.device.engine.state().device(&peer.device).is_some() {
+                    self.remember(peer.listening);
+                }
                 let holder = matches!(&self.device.held, Role::Reaches(line) if line.holder() == peer.device);
                 if holder && self.paused.is_none() {
                     info!("LAN: the device holding the repository is here: syncing");
@@ -201,11 +220,11 @@ impl Agent {
     /// everything else (at most [`ANSWERING`] at once; more are told to ask again).
     fn answer(&self, calls: Calls, from: DeviceId, call: u32, question: Vec<u8>) {
         let Role::Holds(store) = &self.device.held else {
-            tokio::spawn(async move { calls.refuse(from, call, Unanswered::NotHeld).await });
+            calls.refuse(from, call, Unanswered::NotHeld);
             return;
         };
         let Ok(permit) = Arc::clone(&self.answering).try_acquire_owned() else {
-            tokio::spawn(async move { calls.refuse(from, call, Unanswered::Busy).await });
+            calls.refuse(from, call, Unanswered::Busy);
             return;
         };
         let store = Arc::clone(store);

@@ -64,8 +64,9 @@ impl fmt::Display for Left {
         if let Some(folder) = &self.kept_folder {
             writeln!(
                 f,
-                "The repository itself stays in {}; the devices that reached it through this one \
-                 cannot sync until it runs an agent on it again.",
+                "The repository itself stays in {}. The devices that reached it through this one \
+                 keep their history but cannot sync with it any more: set them up on another \
+                 repository (`ferry leave` there, then `ferry init` or `ferry join`).",
                 folder.display()
             )?;
         }

@@ -450,6 +450,12 @@ fn held(device: &Device, nearby: Option<&Nearby>) -> Option<String> {
     match &device.held {
         Role::Reaches(line) => {
             let holder = device.device_name(&line.holder());
+            if nearby.is_some_and(|nearby| !nearby.enabled) {
+                return Some(format!(
+                    "held by {holder} on the LAN, and the LAN path is off here (lan.enabled = \
+                     false): nothing syncs until it is on"
+                ));
+            }
             let state = match line.reachable() {
                 Ok(()) => "connected".to_owned(),
                 Err(since) => {
@@ -460,7 +466,12 @@ fn held(device: &Device, nearby: Option<&Nearby>) -> Option<String> {
             Some(format!("held by {holder}, reached on the LAN ({state})"))
         }
         Role::Holds(_) => {
-            let peers = nearby?.peers.len();
+            let state = device.engine.state();
+            let peers = nearby?
+                .peers
+                .iter()
+                .filter(|peer| state.device(peer).is_some())
+                .count();
             let devices = if peers == 1 { "device" } else { "devices" };
             Some(format!(
                 "serving this repository to {peers} {devices} on the LAN"

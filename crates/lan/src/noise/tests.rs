@@ -197,7 +197,7 @@ async fn a_message_cut_short_ends_the_channel_cleanly() {
 async fn a_frame_that_does_not_decode_is_refused_and_the_channel_goes_on() {
     let (dialed, listening) = pair(1, 1, untouched()).await;
     let ((mut dialer, _), (_, mut from_dialer)) = (dialed.unwrap(), listening.unwrap());
-    dialer.send_encoded(&[9, 9, 9]).await.unwrap();
+    dialer.send_encoded(&[200, 9, 9]).await.unwrap();
     dialer.send_encoded(&[]).await.unwrap();
     dialer.send(&Frame::Ping).await.unwrap();
     assert!(matches!(

@@ -112,6 +112,9 @@ fn read_code(args: &JoinArgs) -> Result<(PairingCode, Option<String>), Failure> 
 /// How long a joining device hears nothing from a code before it says nobody holds it.
 const NOBODY: Duration = Duration::from_millis(4500);
 
+/// [`NOBODY`] with no relay: the meeting place on the LAN is found first.
+const NOBODY_ON_THE_LAN: Duration = Duration::from_secs(10);
+
 /// Answers the device that shows the code with `joining` once the code is confirmed, and
 /// waits for what it sends, until `deadline` (pushed back once the code is confirmed).
 async fn receive(
@@ -123,7 +126,12 @@ async fn receive(
 ) -> Result<Bundle, Failure> {
     // The device showing the code publishes every two seconds: silence for longer, on a path
     // that works, means nobody holds the code any more.
-    let mut quiet_by = Instant::now() + NOBODY;
+    // On the LAN alone, finding the other device by mDNS takes part of that time.
+    let nobody = match paths.relay {
+        Some(_) => NOBODY,
+        None => NOBODY_ON_THE_LAN,
+    };
+    let mut quiet_by = Instant::now() + nobody;
     loop {
         let waiting_for_first = !channel.session.answered();
         let until = match waiting_for_first {
@@ -134,7 +142,7 @@ async fn receive(
             if waiting_for_first && Instant::now() < deadline {
                 if !channel.listening() {
                     // The relay has not taken the connection yet: silence says nothing.
-                    quiet_by = Instant::now() + NOBODY;
+                    quiet_by = Instant::now() + nobody;
                     continue;
                 }
                 channel.abort(AbortReason::Cancelled).await;
@@ -142,7 +150,7 @@ async fn receive(
                     "no device answered the code within {} ({}): nobody shows it any more (it \
                      expired, was cancelled, or its `ferry pair` ended) or the other device is \
                      elsewhere (another relay, another network); run `ferry pair` there again",
-                    humantime::format_duration(NOBODY),
+                    humantime::format_duration(nobody),
                     paths.described(),
                 )));
             }
