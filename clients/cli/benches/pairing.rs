@@ -40,6 +40,9 @@ struct Options {
     bench: bool,
 }
 
+/// Variables given to a `ferry` process.
+type Env = Vec<(&'static str, String)>;
+
 fn main() {
     let mut options = <Options as clap::Parser>::parse();
     let on_lan = options.path == "lan";
@@ -65,14 +68,22 @@ fn main() {
     let mut joins = Vec::new();
     let mut whole = Vec::new();
     let mut trips = Vec::new();
-    let env: Vec<(&'static str, String)> = if on_lan {
-        vec![
+    let (env, holder_env): (Env, Env) = if on_lan {
+        let lan = vec![
             ("FERRY_LAN_DISCOVERY", "true".into()),
             ("FERRY_LAN_PORT", "47291".into()),
-        ]
+        ];
+        (lan.clone(), lan)
     } else {
-        Vec::new()
+        let port = common::free_port();
+        (
+            vec![("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"))],
+            vec![("FERRY_LAN_PORT", port.to_string())],
+        )
     };
+    // A folder repository is reached through its holder's agent: it runs throughout.
+    let holder = (backend == Backend::Folder)
+        .then(|| common::start_agent_in(hosts.map(|h| h.0), &laptop, None, &holder_env));
     for _ in 0..options.pairings {
         let mut offer = laptop
             .command_in(hosts.map(|h| h.0), &["--json", "pair"], &env)
@@ -120,6 +131,9 @@ fn main() {
         joins.push(Duration::from_millis(field("elapsed_ms")));
         trips.push(field("round_trips"));
         assert!(offer.wait().unwrap().success());
+    }
+    if let Some(agent) = holder {
+        common::stop_agent(agent);
     }
     joins.sort();
     whole.sort();

@@ -283,3 +283,31 @@ pub(crate) fn on_this_machine(relay: &str) -> bool {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
+
+/// Whether the relay at `url` takes a TCP connection now (within three seconds). A relay out
+/// of reach is worth saying when it is set, though devices only poll until it answers.
+pub(crate) fn reachable(url: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let url = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let host = url.host_str().ok_or("no host")?;
+    let port = url.port_or_known_default().ok_or("no port")?;
+    let addrs = (host.trim_start_matches('[').trim_end_matches(']'), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{host} does not resolve: {e}"))?;
+    let mut last = format!("{host} has no address");
+    for addr in addrs {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// The warning for a relay set that does not answer now.
+pub(crate) fn unreachable_warning(url: &str, why: &str) -> String {
+    format!(
+        "warning: the relay at {url} cannot be reached now ({why}); devices poll the storage \
+         until it answers (check the URL, and that the relay runs)"
+    )
+}

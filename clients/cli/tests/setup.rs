@@ -542,3 +542,54 @@ fn a_device_joining_while_the_storage_serves_an_older_state_is_warned_by_the_rol
     b.run(&["sync"]).ok();
     assert_eq!(status(&b)["behind"].as_array().map(Vec::len), Some(0));
 }
+
+/// A relay URL is checked where it is set: a ws:// or wss:// URL with a host, or refused
+/// before anything is written; one that does not answer now is said, and kept.
+#[test]
+fn a_relay_is_checked_where_it_is_set() {
+    let storage = storage(Backend::Folder);
+    let device = Device::new();
+    for bad in ["http://relay.example.org", "relay.example.org", "wss://"] {
+        let ran = device.run_full(
+            &["init", "--store", &storage.url, "--relay", bad],
+            None,
+            &storage.env,
+        );
+        assert_eq!(ran.code, 2, "{bad}: {}", ran.stderr);
+        assert!(ran.stderr.contains("ws:// or wss://"), "{}", ran.stderr);
+        assert!(!device.home().join("config.toml").exists());
+    }
+    // Nothing listens on port 9 of this machine.
+    let ran = device
+        .run_full(
+            &[
+                "init",
+                "--store",
+                &storage.url,
+                "--relay",
+                "ws://127.0.0.1:9",
+            ],
+            None,
+            &storage.env,
+        )
+        .ok();
+    assert!(
+        ran.stderr.contains("cannot be reached now"),
+        "{}",
+        ran.stderr
+    );
+    let set = device.run(&["config", "set", "relay", "ftp://x"]);
+    assert_eq!(set.code, 2, "{}", set.stderr);
+    let set = device
+        .run(&["config", "set", "relay", "ws://127.0.0.1:9/v1/ws"])
+        .ok();
+    assert!(
+        set.stderr.contains("cannot be reached now"),
+        "{}",
+        set.stderr
+    );
+    assert_eq!(
+        device.run(&["config", "get", "relay"]).ok().stdout.trim(),
+        "ws://127.0.0.1:9/v1/ws"
+    );
+}

@@ -86,6 +86,12 @@ pub(crate) fn local(
         ConfigAction::Set { key, value, .. } => {
             config::check(config::key(&key)?, &value)?;
             config::write_user(&config.user_file, &key, Some(&value))?;
+            if key == "relay"
+                && !value.is_empty()
+                && let Err(why) = crate::relay::reachable(&value)
+            {
+                out.note(crate::relay::unreachable_warning(&value, &why));
+            }
         }
         ConfigAction::Unset { key, .. } => {
             config::key(&key)?;

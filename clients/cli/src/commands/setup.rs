@@ -155,6 +155,14 @@ pub(crate) async fn install(
 ) -> Result<(Device, SetUp), Failure> {
     not_set_up(&config)?;
     let url = device::parse_store(&setup.store)?;
+    if let Some(relay) = &setup.relay {
+        config::check(config::key("relay")?, relay)?;
+        if setup.paired.is_none()
+            && let Err(why) = crate::relay::reachable(relay)
+        {
+            out.note(crate::relay::unreachable_warning(relay, &why));
+        }
+    }
     let secrets = device::secrets(&home, &config);
     // Fail before touching the storage when the secret store cannot hold the key: a repository
     // made with a key that could not be kept would be lost.

@@ -10,7 +10,7 @@ use ferry_sync::{Direction, EngineConfig, Filters, Throttle};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::values::{boolean, count, list, poll_interval, rate, size, text, word, words};
+use super::values::{boolean, count, list, poll_interval, rate, relay, size, text, word, words};
 
 /// Where secrets live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -145,7 +145,7 @@ pub(crate) const KEYS: &[Key] = &[
         synced: false,
         help: "the relay's URL (wss://…); empty for none",
         set: |s, v| {
-            s.relay = text(v);
+            s.relay = relay(v)?;
             Ok(())
         },
     },

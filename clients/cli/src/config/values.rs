@@ -12,6 +12,20 @@ pub(super) fn text(value: &str) -> Option<String> {
     Some(value.to_owned()).filter(|value| !value.is_empty())
 }
 
+/// A relay URL: `ws://` or `wss://` and a host; empty for none.
+pub(super) fn relay(value: &str) -> Result<Option<String>, Expected> {
+    let Some(value) = text(value) else {
+        return Ok(None);
+    };
+    let expected = || "a ws:// or wss:// URL with a host (wss://relay.example.org), or empty";
+    let url = url::Url::parse(&value).map_err(|_| expected())?;
+    let host = url.host_str().is_some_and(|host| !host.is_empty());
+    match (url.scheme(), host) {
+        ("ws" | "wss", true) => Ok(Some(value)),
+        _ => Err(expected().into()),
+    }
+}
+
 pub(super) fn boolean(value: &str) -> Result<bool, Expected> {
     match value {
         "true" => Ok(true),
