@@ -324,16 +324,17 @@ impl Supervisor {
         }
     }
 
-    /// Tells the application and the calls who is connected now.
+    /// Tells the calls, then the application, who is connected now: a device the application
+    /// sees connected can be called at once.
     fn publish(&self) {
-        let mut peers: Vec<Peer> = self.connections.values().map(|c| c.peer.clone()).collect();
-        peers.sort_by_key(|p| p.device);
-        self.peers.send_replace(peers);
         let links = self
             .connections
             .iter()
             .map(|(device, c)| (*device, c.parts.clone()))
             .collect();
         self.shared.calls.connected(links);
+        let mut peers: Vec<Peer> = self.connections.values().map(|c| c.peer.clone()).collect();
+        peers.sort_by_key(|p| p.device);
+        self.peers.send_replace(peers);
     }
 }
