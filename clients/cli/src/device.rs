@@ -176,17 +176,6 @@ pub(crate) fn lan_config(
     lan
 }
 
-/// How long a command waits for the device holding its repository to be found on the LAN.
-const HOLDER_PATIENCE: Duration = Duration::from_secs(5);
-
-/// Starts a LAN of this command's own to reach the holder, when `role` says one is needed.
-pub(crate) async fn reach_holder(role: &Role, home: &Home, config: &Config, keys: &Keys) {
-    if let Role::Reaches(line) = role {
-        let lan = lan_config(home, config, ferry_protocol::DeviceId([0; 16]));
-        line.start_own(lan, &keys.lan, HOLDER_PATIENCE).await;
-    }
-}
-
 /// Opens the storage at `url` with credentials given outright: those a pairing device sent.
 pub(crate) fn open_store_with(
     url: &StoreUrl,
@@ -460,7 +449,7 @@ impl Device {
         let identity = identity(&secrets)?;
         let (store, held) = open_store(&url, &config, &secrets, CreateFolder::No)?;
         if reach == Reach::OwnLan {
-            reach_holder(&held, &home, &config, &keys).await;
+            crate::held::reach(&held, &home, &config, &keys).await;
         }
         let mut engine = Engine::open(
             store,

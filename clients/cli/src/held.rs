@@ -11,10 +11,13 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use ferry_lan::{CallError, Calls, Lan, LanConfig, Unanswered};
-use ferry_protocol::DeviceId;
 use ferry_protocol::held::{self, Question, Refusal, Reply};
+use ferry_protocol::{DeviceId, Keys};
 use ferry_store::{ListPage, ObjectMeta, Store, StoreError};
 use tracing::debug;
+
+use crate::config::Config;
+use crate::home::Home;
 
 /// How long either side waits for the next part of a call before giving the other up: long
 /// enough for the holder to read the largest object from its disk, short enough that a
@@ -160,6 +163,57 @@ impl Line {
                 state.unreachable_since.get_or_insert_with(SystemTime::now);
             }
         }
+    }
+}
+
+/// How long a command waits for the device holding its repository to be found on the LAN.
+const HOLDER_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Starts a LAN of this command's own to reach the holder, when `role` says one is needed.
+pub(crate) async fn reach(role: &Role, home: &Home, config: &Config, keys: &Keys) {
+    if let Role::Reaches(line) = role {
+        let lan = crate::device::lan_config(home, config, ferry_protocol::DeviceId([0; 16]));
+        line.start_own(lan, &keys.lan, HOLDER_PATIENCE).await;
+    }
+}
+
+/// Who holds a repository held on the LAN and whether it answers (`held by laptop, reached on
+/// the LAN (connected)`), or whom this device serves it to while its agent runs.
+pub(crate) fn status(
+    device: &crate::device::Device,
+    nearby: Option<&crate::device::Nearby>,
+) -> Option<String> {
+    match &device.held {
+        Role::Reaches(line) => {
+            let holder = device.device_name(&line.holder());
+            if nearby.is_some_and(|nearby| !nearby.enabled) {
+                return Some(format!(
+                    "held by {holder} on the LAN, and the LAN path is off here (lan.enabled = \
+                     false): nothing syncs until it is on"
+                ));
+            }
+            let state = match line.reachable() {
+                Ok(()) => "connected".to_owned(),
+                Err(since) => {
+                    let since = chrono::DateTime::<chrono::Local>::from(since);
+                    format!("not reachable since {}", since.format("%H:%M"))
+                }
+            };
+            Some(format!("held by {holder}, reached on the LAN ({state})"))
+        }
+        Role::Holds(_) => {
+            let state = device.engine.state();
+            let peers = nearby?
+                .peers
+                .iter()
+                .filter(|peer| state.device(peer).is_some())
+                .count();
+            let devices = if peers == 1 { "device" } else { "devices" };
+            Some(format!(
+                "serving this repository to {peers} {devices} on the LAN"
+            ))
+        }
+        Role::Neither => None,
     }
 }
 
@@ -470,89 +524,4 @@ fn refusal(error: StoreError) -> Refusal {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What the holder answers `question` from a folder repository with one object in it,
-    /// beside a folder of someone else's files.
-    async fn asked(question: Question) -> Reply {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
-        std::fs::write(dir.path().join("elsewhere/diary"), b"private").unwrap();
-        let store = ferry_store::FolderStore::create(dir.path().join("repo")).unwrap();
-        store
-            .put_new("ferry/v1/repo", b"header".to_vec())
-            .await
-            .unwrap();
-        answer(&store, &question.encode()).await
-    }
-
-    fn denied(reply: &Reply) -> bool {
-        matches!(reply, Reply::Refused(Refusal::Denied(_)))
-    }
-
-    #[tokio::test]
-    async fn the_holder_serves_its_repository_and_nothing_beside_it() {
-        let list = |prefix: &str| Question::List {
-            prefix: prefix.into(),
-            start_after: None,
-            limit: 10,
-        };
-        let get = |name: &str| Question::Get {
-            name: name.into(),
-            limit: 100,
-        };
-        assert_eq!(
-            asked(get("ferry/v1/repo")).await,
-            Reply::Object(b"header".to_vec())
-        );
-        match asked(list("ferry/")).await {
-            Reply::Page { objects, next } => {
-                assert_eq!(objects, [("ferry/v1/repo".to_owned(), 6)]);
-                assert_eq!(next, None);
-            }
-            other => panic!("{other:?}"),
-        }
-        for prefix in [
-            "",
-            "../",
-            "ferry/../../",
-            "ferry/../../elsewhere/",
-            "ferry/./",
-        ] {
-            assert!(denied(&asked(list(prefix)).await), "{prefix:?}");
-        }
-        for name in [
-            "repo",
-            "../elsewhere/diary",
-            "ferry/../../elsewhere/diary",
-            "",
-        ] {
-            assert!(denied(&asked(get(name)).await), "{name:?}");
-            let put = Question::PutNew {
-                name: name.into(),
-                bytes: b"x".to_vec(),
-            };
-            assert!(denied(&asked(put).await), "{name:?}");
-            let delete = Question::Delete {
-                names: vec!["ferry/v1/repo".into(), name.into()],
-            };
-            assert!(denied(&asked(delete).await), "{name:?}");
-        }
-        assert!(denied(&answer_bytes(b"not a question").await));
-    }
-
-    async fn answer_bytes(bytes: &[u8]) -> Reply {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ferry_store::FolderStore::create(dir.path().join("repo")).unwrap();
-        answer(&store, bytes).await
-    }
-
-    #[test]
-    fn what_a_holder_says_is_shown_without_control_characters() {
-        let shown = said("disk \u{1b}[2Jfull\n".repeat(100));
-        assert!(!shown.chars().any(char::is_control));
-        assert!(shown.starts_with("disk [2Jfull"));
-        assert_eq!(shown.chars().count(), 300);
-    }
-}
+mod tests;

@@ -123,27 +123,7 @@ impl Agent {
             return;
         };
         match event {
-            Event::Connected(peer) => {
-                if self.paused.is_none() {
-                    match self.device.engine.heads() {
-                        Ok(heads) => lan.send(Some(peer.device), Frame::Heads(heads)),
-                        Err(error) => warn!(%error, "LAN: heads could not be read"),
-                    }
-                }
-                // Devices of the roster only: a command reaching the holder connects for a moment
-                // under a passing id, from a port nobody will listen on again.
-                if self.device.engine.state().device(&peer.device).is_some() {
-                    self.remember(peer.listening);
-                }
-                let holder = matches!(&self.device.held, Role::Reaches(line) if line.holder() == peer.device);
-                if holder && self.paused.is_none() {
-                    info!("LAN: the device holding the repository is here: syncing");
-                    self.offline = false;
-                    self.fetch().await;
-                    self.upload_at = Some(tokio::time::Instant::now());
-                    self.large_at = Some(tokio::time::Instant::now());
-                }
-            }
+            Event::Connected(peer) => self.connected(peer).await,
             Event::Received { .. } if self.paused.is_some() => {
                 debug!("LAN: sync is paused: a frame was ignored");
             }
@@ -200,19 +180,48 @@ impl Agent {
                 call,
                 question,
             } => self.answer(lan.calls(), from, call, question),
-            Event::Disconnected { device, .. } => {
-                if let Role::Reaches(line) = &self.device.held
-                    && line.holder() == device
-                {
-                    info!(
-                        "LAN: the device holding the repository went away: recording and queueing"
-                    );
-                    line.lost();
-                }
-            }
+            Event::Disconnected { device, .. } => self.disconnected(device),
         }
         if let Some((lan, _)) = &self.lan {
             self.nearby.peers = lan.peers().into_iter().map(|p| p.device).collect();
+        }
+    }
+
+    /// A device connected: it is told how far this one is and remembered; the device holding
+    /// this device's repository starts a pass at once.
+    async fn connected(&mut self, peer: ferry_lan::Peer) {
+        let Some((lan, _)) = &self.lan else {
+            return;
+        };
+        if self.paused.is_none() {
+            match self.device.engine.heads() {
+                Ok(heads) => lan.send(Some(peer.device), Frame::Heads(heads)),
+                Err(error) => warn!(%error, "LAN: heads could not be read"),
+            }
+        }
+        // Devices of the roster only: a command reaching the holder connects for a moment
+        // under a passing id, from a port nobody will listen on again.
+        if self.device.engine.state().device(&peer.device).is_some() {
+            self.remember(peer.listening);
+        }
+        let holder =
+            matches!(&self.device.held, Role::Reaches(line) if line.holder() == peer.device);
+        if holder && self.paused.is_none() {
+            info!("LAN: the device holding the repository is here: syncing");
+            self.offline = false;
+            self.fetch().await;
+            self.upload_at = Some(tokio::time::Instant::now());
+            self.large_at = Some(tokio::time::Instant::now());
+        }
+    }
+
+    /// A device's connection ended: when it holds this device's repository, it is away.
+    fn disconnected(&self, device: DeviceId) {
+        if let Role::Reaches(line) = &self.device.held
+            && line.holder() == device
+        {
+            info!("LAN: the device holding the repository went away: recording and queueing");
+            line.lost();
         }
     }
 

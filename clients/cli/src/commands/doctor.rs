@@ -207,7 +207,7 @@ async fn storage(
         .and_then(|url| device::open_store(&url, config, secrets, device::CreateFolder::No));
     let store = match (store, key) {
         (Ok((store, held)), Some(key)) => {
-            device::reach_holder(&held, home, config, &key.keys()).await;
+            crate::held::reach(&held, home, config, &key.keys()).await;
             if let Role::Reaches(line) = &held
                 && !holder(line, checks).await
             {

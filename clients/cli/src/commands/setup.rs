@@ -255,7 +255,7 @@ async fn derive_key(
     let retry = device::INTERACTIVE;
     let open = |key: SyncKey| async move {
         let keys = key.keys();
-        device::reach_holder(holder.role, holder.home, holder.config, &keys).await;
+        crate::held::reach(holder.role, holder.home, holder.config, &keys).await;
         repo::open(store, &keys, &retry).await?;
         Ok::<_, Failure>((key, false))
     };

@@ -14,7 +14,6 @@ use crate::cli::LogArgs;
 use crate::commands::devices;
 use crate::device::{Device, Nearby};
 use crate::error::Failure;
-use crate::held::Role;
 use crate::output::{Lines, Output, age, size, until};
 use crate::pause::Pause;
 use crate::relay::Hints;
@@ -399,7 +398,7 @@ pub(crate) fn status(
             peers: nearby.peers.iter().map(|d| device.device_name(d)).collect(),
             fixed_peers: settings.lan_peers.len(),
         }),
-        held: held(device, nearby),
+        held: crate::held::status(device, nearby),
         clips: device.engine.state_for(DataKind::Clips).stats().clips,
         pending_ops: status.pending_ops,
         pending_segments: status.pending_segments,
@@ -442,43 +441,6 @@ pub(crate) fn status(
         recent_errors: status.recent_errors,
     });
     Ok(())
-}
-
-/// Who holds a repository held on the LAN and whether it answers (`held by laptop, reached on
-/// the LAN (connected)`), or whom this device serves it to while its agent runs.
-fn held(device: &Device, nearby: Option<&Nearby>) -> Option<String> {
-    match &device.held {
-        Role::Reaches(line) => {
-            let holder = device.device_name(&line.holder());
-            if nearby.is_some_and(|nearby| !nearby.enabled) {
-                return Some(format!(
-                    "held by {holder} on the LAN, and the LAN path is off here (lan.enabled = \
-                     false): nothing syncs until it is on"
-                ));
-            }
-            let state = match line.reachable() {
-                Ok(()) => "connected".to_owned(),
-                Err(since) => {
-                    let since = chrono::DateTime::<chrono::Local>::from(since);
-                    format!("not reachable since {}", since.format("%H:%M"))
-                }
-            };
-            Some(format!("held by {holder}, reached on the LAN ({state})"))
-        }
-        Role::Holds(_) => {
-            let state = device.engine.state();
-            let peers = nearby?
-                .peers
-                .iter()
-                .filter(|peer| state.device(peer).is_some())
-                .count();
-            let devices = if peers == 1 { "device" } else { "devices" };
-            Some(format!(
-                "serving this repository to {peers} {devices} on the LAN"
-            ))
-        }
-        Role::Neither => None,
-    }
 }
 
 /// The devices that announced more over the relay than the storage gave this one.
