@@ -43,8 +43,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{
-    Backend, Device, Display, Storage, Wayland, have, netns, pair, start_agent, start_agent_in,
-    stop_agent,
+    Backend, Device, Display, Offer, Storage, Wayland, have, netns, pair, start_agent,
+    start_agent_in, stop_agent,
 };
 use ferry_clipboard::{Clip, Observed, WatchConfig, Watcher};
 use ferry_core::ClipContent;
@@ -338,16 +338,8 @@ fn held_join(clips: usize) {
     fill(&a, &storage, clips);
     let agent = start_agent(&a, None, &[]);
     let b = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
-    let mut offer = a
-        .command(&["--json", "pair", "--no-qr", "--relay", &relay.url()])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(offer.stdout.take().unwrap()));
-    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    let code = first["code"].as_str().unwrap().to_owned();
+    let offer = Offer::start(&a, &["--no-qr", "--relay", &relay.url()]);
+    let code = offer.code.clone();
     let started = Instant::now();
     let joined = b
         .run_with_input(
@@ -357,7 +349,8 @@ fn held_join(clips: usize) {
         .ok();
     let took = started.elapsed();
     let joined: serde_json::Value = serde_json::from_str(joined.stdout.trim()).unwrap();
-    let _ = offer.wait();
+    let (status, _, stderr) = offer.finish();
+    assert_eq!(status, 0, "{stderr}");
     println!(
         "held join: {} clips on B {:.2} s after the code was typed",
         joined["clips"],

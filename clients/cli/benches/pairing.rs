@@ -17,11 +17,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Device, netns, relay, storage};
+use common::{Backend, Device, Offer, netns, relay, storage};
 
 /// The pairing figures.
 #[derive(clap::Parser)]
@@ -85,17 +83,8 @@ fn main() {
     let holder = (backend == Backend::Folder)
         .then(|| common::start_agent_in(hosts.map(|h| h.0), &laptop, None, &holder_env));
     for _ in 0..options.pairings {
-        let mut offer = laptop
-            .command_in(hosts.map(|h| h.0), &["--json", "pair"], &env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(offer.stdout.take().unwrap()).lines();
-        let first: serde_json::Value =
-            serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-        let code = first["code"].as_str().unwrap().to_owned();
+        let offer = Offer::start_in(hosts.map(|h| h.0), &laptop, &[], &env);
+        let code = offer.code.clone();
 
         let desktop = Device::new();
         if on_lan {
@@ -130,7 +119,8 @@ fn main() {
         };
         joins.push(Duration::from_millis(field("elapsed_ms")));
         trips.push(field("round_trips"));
-        assert!(offer.wait().unwrap().success());
+        let (status, _, stderr) = offer.finish();
+        assert_eq!(status, 0, "{stderr}");
     }
     if let Some(agent) = holder {
         common::stop_agent(agent);

@@ -18,6 +18,7 @@ use tracing::debug;
 
 use crate::config::Config;
 use crate::home::Home;
+use crate::output::sanitized;
 
 /// How long either side waits for the next part of a call before giving the other up: long
 /// enough for the holder to read the largest object from its disk, short enough that a
@@ -307,15 +308,6 @@ fn unexpected(reply: &Reply) -> StoreError {
     }
 }
 
-/// What a holder says, as it may be shown: printable characters only, and not too many.
-fn said(detail: String) -> String {
-    detail
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(300)
-        .collect()
-}
-
 /// A refusal as the storage error it stands for.
 fn refused(refusal: Refusal, name: &str, limit: u64) -> StoreError {
     let name = name.to_owned();
@@ -329,12 +321,12 @@ fn refused(refusal: Refusal, name: &str, limit: u64) -> StoreError {
         },
         Refusal::Denied(detail) => StoreError::Forbidden {
             backend: BACKEND,
-            detail: said(detail),
+            detail: sanitized(&detail, 300),
             hint: "it serves only the objects of a Ferry repository",
         },
         Refusal::Failed(detail) => StoreError::ServerFailed {
             backend: BACKEND,
-            detail: said(detail),
+            detail: sanitized(&detail, 300),
         },
     }
 }

@@ -158,9 +158,26 @@ impl Events {
     }
 }
 
+/// Text another device or a server sent, as it may be shown: no control characters (a
+/// terminal's escapes), at most `limit` characters.
+pub(crate) fn sanitized(text: &str, limit: usize) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(limit)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::size;
+    use super::{sanitized, size};
+
+    #[test]
+    fn text_from_elsewhere_is_shown_without_control_characters() {
+        let shown = sanitized(&"disk \u{1b}[2Jfull\n".repeat(100), 300);
+        assert!(!shown.chars().any(char::is_control));
+        assert!(shown.starts_with("disk [2Jfull"));
+        assert_eq!(shown.chars().count(), 300);
+    }
 
     #[test]
     fn sizes_are_written_in_binary_units() {

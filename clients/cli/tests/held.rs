@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{
-    Backend, Device, LogsOnFailure, eventually, free_port, relay, start_agent, stop_agent, storage,
+    Backend, Device, LogsOnFailure, Offer, eventually, free_port, relay, start_agent, stop_agent,
+    storage,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -27,25 +26,15 @@ fn writers(folder: &Path) -> usize {
 /// `ferry pair` on `device` and `ferry join` on `joiner` (named `name`) through `relay`, both
 /// ending well.
 fn pair(device: &Device, joiner: &Device, relay: &str, name: &str) {
-    let mut offer = device
-        .command(&["--json", "pair", "--no-qr"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(offer.stdout.take().unwrap()).lines();
-    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    let code = first["code"].as_str().unwrap().to_owned();
-    let joined = joiner.run_with_input(
-        &["--json", "join", "--relay", relay, "--name", name],
-        Some(format!("{code}\n").as_bytes()),
-    );
-    joined.ok();
-    // The rest of the offer's events, until it ends.
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = offer.wait().unwrap();
-    assert!(status.success(), "ferry pair failed: {rest:?}");
+    let offer = Offer::start(device, &["--no-qr"]);
+    joiner
+        .run_with_input(
+            &["--json", "join", "--relay", relay, "--name", name],
+            Some(format!("{}\n", offer.code).as_bytes()),
+        )
+        .ok();
+    let (status, events, stderr) = offer.finish();
+    assert_eq!(status, 0, "ferry pair failed: {events:?}\n{stderr}");
 }
 
 #[test]

@@ -6,13 +6,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::Stdio;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Device, Ran, Running, Storage, netns, per_backend, relay, storage};
+use common::{Device, Offer, Ran, Running, Storage, netns, per_backend, relay, storage};
 use ferry_protocol::SyncKey;
 use ferry_protocol::pairing::{self, PairingCode, Role, Session};
 use ferry_protocol::relay::wire::{Event, Request};
@@ -21,84 +17,6 @@ use ferry_relay_client::{ClientConfig, Delivery, RelayClient, State};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-
-/// What `ferry --json pair` prints, line by line, as it happens.
-struct Offer {
-    process: Running,
-    /// Reads the events from the process's standard output until it ends.
-    reader: std::thread::JoinHandle<()>,
-    events: mpsc::Receiver<Value>,
-    stderr: Arc<Mutex<String>>,
-    code: String,
-    uri: String,
-}
-
-impl Offer {
-    fn start(device: &Device, args: &[&str]) -> Offer {
-        Offer::start_in(None, device, args, &[])
-    }
-
-    /// [`Offer::start`] inside `host`'s network namespace when given, with `extra` variables.
-    fn start_in(
-        host: Option<&netns::Host>,
-        device: &Device,
-        args: &[&str],
-        extra: &[(&'static str, String)],
-    ) -> Offer {
-        let mut all = vec!["--json", "pair"];
-        all.extend(args);
-        let mut child = device
-            .command_in(host, &all, extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let (sender, events) = mpsc::channel::<Value>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = sender.send(serde_json::from_str(&line).unwrap());
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let collected = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = err.read_to_string(&mut text);
-            collected.lock().unwrap().push_str(&text);
-        });
-        let first = events
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("`ferry pair` showed no code: {}", stderr.lock().unwrap()));
-        assert_eq!(first["event"], "code", "{first}");
-        Offer {
-            process: Running(child),
-            reader,
-            events,
-            stderr,
-            code: first["code"].as_str().unwrap().to_owned(),
-            uri: first["uri"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    fn parsed(&self) -> PairingCode {
-        PairingCode::parse(&self.code).unwrap().0
-    }
-
-    /// Waits for the process to end: its exit code, and the events after the code.
-    fn finish(mut self) -> (i32, Vec<Value>, String) {
-        let status = common::eventually(Duration::from_secs(30), "`ferry pair` to end", || {
-            self.process.0.try_wait().unwrap()
-        });
-        // The process's output ended with it: the reader has read every line once it ends.
-        self.reader.join().unwrap();
-        let events = self.events.try_iter().collect();
-        let stderr = self.stderr.lock().unwrap().clone();
-        (status.code().unwrap_or(-1), events, stderr)
-    }
-}
 
 /// `ferry --json join` on `device`, typing `typed` on standard input.
 fn join(device: &Device, typed: &str, args: &[&str]) -> Ran {
@@ -802,8 +720,22 @@ fn a_relay_out_of_reach_does_not_stop_pairing_on_the_lan() {
     let answer: Value = serde_json::from_str(joined.stdout.trim()).unwrap();
     assert_eq!(answer["key_id"], made["key_id"]);
     assert_eq!(answer["relay"], relay.url().as_str());
-    let (code, _, stderr) = offer.finish();
+    // The desktop cannot use the relay it was given: it says so, and so does the laptop.
+    let warned = format!(
+        "the relay at {} cannot be reached from this device",
+        relay.url()
+    );
+    assert!(joined.stderr.contains(&warned), "{}", joined.stderr);
+    let (code, events, stderr) = offer.finish();
     assert_eq!(code, 0, "{stderr}");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "joined", "{events:?}");
+    assert!(
+        last["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains(&warned)),
+        "{last}"
+    );
     let pasted = desktop
         .run_in(Some(host_b), &["paste"], None, &on_lan())
         .ok();

@@ -126,6 +126,28 @@ impl Host {
         command
     }
 
+    /// [`Host::command`] on a machine that also has a disk of its own: each of `hidden` (the
+    /// folders of another machine) is covered by an empty tmpfs in the program's mount
+    /// namespace, so nothing there can be read or written from it.
+    pub fn command_hiding(
+        &self,
+        program: impl AsRef<std::ffi::OsStr>,
+        hidden: &[&Path],
+    ) -> Command {
+        let mut command = self.command("unshare");
+        command.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            r#"while [ "$1" != -- ]; do mount -t tmpfs ferry-hidden "$1" || exit 125; shift; done; shift; exec "$@""#,
+            "sh",
+        ]);
+        command.args(hidden).arg("--").arg(program);
+        command
+    }
+
     /// Makes `127.0.0.1:port` inside this host reach `127.0.0.1:port` of the machine (a server
     /// the test runs there) until the returned forwarder is dropped: two `socat`s joined by a
     /// Unix socket in `dir`, since only the filesystem is shared.

@@ -151,7 +151,6 @@ impl Agent {
         let (lan, nearby) = lan::start(&device).await;
         let (job_tx, jobs) = mpsc::channel(16);
         let mut tasks = JoinSet::new();
-        tasks.spawn(serve::accept(socket::Listener::bind(&device.home)?, job_tx));
         let relay = match device.config.settings.relay.as_deref() {
             Some(url) => {
                 let hints = Hints::listen(url, &device.keys)?;
@@ -170,6 +169,9 @@ impl Agent {
             } else {
                 (None, None, None)
             };
+        // The socket last: whoever finds it finds the agent watching the clipboard (a copy
+        // made before the watcher starts is taken as already there, and not recorded).
+        tasks.spawn(serve::accept(socket::Listener::bind(&device.home)?, job_tx));
         // Images and files move between everything else (see `large_step`).
         device.engine.set_large_in_steps(true);
         let moving = Arc::new(Mutex::new(OnTheWay::default()));

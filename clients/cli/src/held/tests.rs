@@ -76,11 +76,3 @@ async fn answer_bytes(bytes: &[u8]) -> Reply {
     let store = ferry_store::FolderStore::create(dir.path().join("repo")).unwrap();
     answer(&store, bytes).await
 }
-
-#[test]
-fn what_a_holder_says_is_shown_without_control_characters() {
-    let shown = said("disk \u{1b}[2Jfull\n".repeat(100));
-    assert!(!shown.chars().any(char::is_control));
-    assert!(shown.starts_with("disk [2Jfull"));
-    assert_eq!(shown.chars().count(), 300);
-}

@@ -13,6 +13,10 @@ pub use ferry_test_kit::random::Rng;
 #[allow(unused_imports)]
 pub use ferry_test_kit::{BACKENDS, Backend, Served, eventually, netns, per_backend, servers};
 
+mod offer;
+#[allow(unused_imports)]
+pub use offer::Offer;
+
 pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
 /// A repository location, and what keeps its server running.
@@ -123,6 +127,9 @@ impl Ran {
 pub struct Device {
     pub dir: tempfile::TempDir,
     pub env: Vec<(&'static str, String)>,
+    /// Folders this device's machine cannot see when it runs in a network namespace (another
+    /// machine's home): covered by an empty tmpfs there.
+    pub hidden: Vec<PathBuf>,
 }
 
 impl Device {
@@ -130,6 +137,7 @@ impl Device {
         Device {
             dir: tempfile::tempdir().unwrap(),
             env: vec![("FERRY_SECRET_STORE", "file".into())],
+            hidden: Vec::new(),
         }
         .on_loopback()
     }
@@ -139,6 +147,7 @@ impl Device {
         Device {
             dir: tempfile::tempdir().unwrap(),
             env: Vec::new(),
+            hidden: Vec::new(),
         }
         .on_loopback()
     }
@@ -152,6 +161,13 @@ impl Device {
 
     pub fn home(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// This device on a machine of its own, which cannot see `other`'s home (when it runs in
+    /// a network namespace).
+    pub fn apart_from(mut self, other: &Device) -> Device {
+        self.hidden.push(other.home().to_owned());
+        self
     }
 
     pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Device {
@@ -176,7 +192,9 @@ impl Device {
         args: &[&str],
         extra: &[(&'static str, String)],
     ) -> Command {
+        let hidden: Vec<&Path> = self.hidden.iter().map(PathBuf::as_path).collect();
         let mut command = match host {
+            Some(host) if !hidden.is_empty() => host.command_hiding(FERRY, &hidden),
             Some(host) => host.command(FERRY),
             None => Command::new(FERRY),
         };

@@ -104,13 +104,16 @@ impl X11Watcher {
             &CreateWindowAux::new().event_mask(EventMask::PROPERTY_CHANGE),
         )
         .map_err(x11_error)?;
+        // Checked: a round trip, so that the server watches for new owners before this
+        // returns, and a copy made after it is never missed.
         conn.xfixes_select_selection_input(
             window,
             atoms.clipboard,
             SelectionEventMask::SET_SELECTION_OWNER,
         )
+        .map_err(x11_error)?
+        .check()
         .map_err(x11_error)?;
-        conn.flush().map_err(x11_error)?;
         Ok(X11Watcher {
             conn,
             window,

@@ -317,6 +317,12 @@ impl Channel {
         }
     }
 
+    /// The relay this side is connected to now, if any: one known to be reachable from here.
+    pub(super) fn relay_connected(&self) -> Option<&str> {
+        let relay = self.relay.as_ref()?;
+        relay.topics.is_connected().then(|| relay.topics.url())
+    }
+
     /// Says once that the relay has not answered, when the LAN may still carry the pairing.
     fn relay_late(&mut self) {
         let Some(relay) = &mut self.relay else {

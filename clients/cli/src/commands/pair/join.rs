@@ -52,10 +52,12 @@ pub(crate) async fn join(
     }
     let bundle = receive(&mut channel, &joining, started + args.wait, &args, &paths).await?;
     let round_trips = channel.bursts;
+    let relay_connected = channel.relay_connected().map(str::to_owned);
 
+    let relay = bundle.relay.clone().or(paths.relay.clone());
     let setup = Setup {
         store: bundle.store.clone(),
-        relay: bundle.relay.clone().or(paths.relay.clone()),
+        relay: relay.clone(),
         name: Some(joining.name),
         key: KeySource::Paired(SyncKey::from_bytes(bundle.sync_key)),
         code: ShowCode::Print,
@@ -70,7 +72,13 @@ pub(crate) async fn join(
     let outcome = match &installed {
         Ok(_) => Outcome {
             joined: true,
-            detail: String::new(),
+            detail: match unreachable_relay(relay.as_deref(), relay_connected.as_deref()).await {
+                Some(warning) => {
+                    out.note(format!("warning: {warning}"));
+                    warning
+                }
+                None => String::new(),
+            },
         },
         Err(failure) => Outcome {
             joined: false,
@@ -89,6 +97,23 @@ pub(crate) async fn join(
     let done: SetUp = setup::first_sync(device, done, out).await?;
     out.report(&done);
     Ok(())
+}
+
+/// Why the relay this device was given cannot be used from here, when it cannot: a device
+/// that cannot reach it still syncs, at each poll instead of at once, and both sides say so.
+/// The relay this device is connected to for pairing was reached already.
+async fn unreachable_relay(relay: Option<&str>, connected: Option<&str>) -> Option<String> {
+    let url = relay.filter(|url| Some(*url) != connected)?.to_owned();
+    let checked = url.clone();
+    let why = tokio::task::spawn_blocking(move || crate::relay::reachable(&checked))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+        .err()?;
+    Some(format!(
+        "the relay at {url} cannot be reached from this device ({why}); it syncs at each poll \
+         of the storage instead of at once: check that the relay runs and is reachable from \
+         here, or set another with `ferry config set relay URL`"
+    ))
 }
 
 /// The code: from the arguments, else asked for; on a terminal a code that is not one (a word

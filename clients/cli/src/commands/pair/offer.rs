@@ -20,7 +20,7 @@ use crate::device::{self, Device};
 use crate::error::Failure;
 use crate::home::Home;
 use crate::ipc::{self, Format};
-use crate::output::{Events, Output, as_text};
+use crate::output::{Events, Output, as_text, sanitized};
 use crate::relay;
 
 /// What `ferry pair` says as it goes.
@@ -37,6 +37,9 @@ enum Event<'a> {
         #[serde(with = "as_text")]
         device_id: DeviceId,
         name: &'a str,
+        /// What the new device could not do but joined anyway (reach the relay).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warning: Option<&'a str>,
     },
     Failed {
         reason: &'a str,
@@ -236,18 +239,25 @@ fn joined(events: &Events, joining: Option<Reply>, outcome: &Outcome) -> Result<
     if !outcome.joined {
         return Err(Failure::new(format!(
             "{} received the settings but could not use them: {}",
-            reply.name, outcome.detail
+            reply.name,
+            sanitized(&outcome.detail, 600)
         )));
     }
+    let warning = (!outcome.detail.is_empty()).then(|| sanitized(&outcome.detail, 600));
     events.say(
         &Event::Joined {
             device_id: reply.device,
             name: &reply.name,
+            warning: warning.as_deref(),
         },
         format_args!(
-            "{} joined (device {}…). It can now see your history.\n",
+            "{} joined (device {}…). It can now see your history.\n{}",
             reply.name,
-            reply.device.short()
+            reply.device.short(),
+            match &warning {
+                Some(warning) => format!("warning: {}: {warning}\n", reply.name),
+                None => String::new(),
+            }
         ),
     );
     Ok(())
