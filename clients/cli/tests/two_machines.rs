@@ -5,7 +5,8 @@
 //! code `ferry pair` shows; copies go both ways between the two clipboards through the first
 //! machine; with the first machine's agent stopped the second records and queues, and what it
 //! queued reaches the first machine's folder once it is back; a third machine joins through the
-//! second's pairing and reaches the first.
+//! second's pairing and reaches the first. And a device that joins a shared folder without
+//! being told of the relay uses the repository's, which `ferry init --relay` recorded.
 
 mod common;
 
@@ -247,4 +248,82 @@ fn the_default_setup_reaches_a_second_and_a_third_machine() {
     });
     stop_agent(agent_b);
     stop_agent(agent_a);
+}
+
+/// The repository's relay, served on the LAN by the first machine, is recorded by `init` for
+/// all: a device that joins the shared folder with the recovery code alone (no `--relay`)
+/// uses it, and `doctor` says where it came from.
+#[test]
+fn a_device_that_joins_without_the_relay_uses_the_repositorys() {
+    let Some(network) = netns::Network::create(2) else {
+        return;
+    };
+    let (a, b) = (network.host(0), network.host(1));
+    let runtime = common::runtime();
+    let relay = runtime
+        .block_on(ferry_relay::RunningRelay::start(ferry_relay::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ferry_relay::Config::default()
+        }))
+        .unwrap();
+    let sockets = tempfile::tempdir().unwrap();
+    let port = relay.local_addr().port();
+    let _relay_on_lan = a.serve_on_lan(port, sockets.path());
+    let url = format!("ws://{}:{port}", a.addr());
+    let shared = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", shared.path().display());
+
+    let owner = Device::new();
+    let made = owner
+        .run_in(
+            Some(a),
+            &[
+                "init", "--store", &store, "--relay", &url, "--name", "owner",
+            ],
+            None,
+            &[],
+        )
+        .ok();
+    let code = made
+        .stdout
+        .lines()
+        .map(str::trim)
+        .find(|line| line.len() == 77 && line.matches('-').count() == 12)
+        .unwrap_or_else(|| panic!("no recovery code in {}", made.stdout))
+        .to_owned();
+    let device = Device::new();
+    let _logs = LogsOnFailure(vec![&owner, &device]);
+    device
+        .run_in(
+            Some(b),
+            &["join", "--store", &store, "--name", "other"],
+            Some(format!("{code}\n").as_bytes()),
+            &[],
+        )
+        .ok();
+    let config = std::fs::read_to_string(device.home().join("config.toml")).unwrap();
+    assert!(!config.contains("relay"), "{config}");
+
+    let doctor = device.run_in(Some(b), &["--json", "doctor"], None, &[]);
+    let rows: Vec<Value> = serde_json::from_str(doctor.stdout.trim())
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", doctor.stdout, doctor.stderr));
+    let row = rows.iter().find(|row| row["check"] == "relay").unwrap();
+    assert_eq!(row["ok"], true, "{row}");
+    assert_eq!(
+        row["detail"],
+        format!("connected to {url} (the repository's relay, synced)").as_str()
+    );
+    let status = device
+        .run_in(Some(b), &["--json", "status"], None, &[])
+        .ok();
+    let status: Value = serde_json::from_str(status.stdout.trim()).unwrap();
+    assert_eq!(status["relay"], url.as_str(), "{status}");
+    let agent = start_agent_in(Some(b), &device, None, &[]);
+    eventually(WAIT, "the new device on the repository's relay", || {
+        let log = agent_log(&device);
+        (log.contains(&format!("relay: connecting relay=\"{url}"))
+            && log.contains("relay: subscribed"))
+        .then_some(())
+    });
+    stop_agent(agent);
 }

@@ -152,7 +152,17 @@ impl Host {
     /// the test runs there) until the returned forwarder is dropped: two `socat`s joined by a
     /// Unix socket in `dir`, since only the filesystem is shared.
     pub fn forward(&self, port: u16, dir: &Path) -> Forward {
-        let socket = dir.join(format!("forward-{}-{port}.sock", self.addr));
+        self.forward_at(Ipv4Addr::LOCALHOST, port, dir)
+    }
+
+    /// [`Host::forward`] at this host's address on the bridge: the machine's server, as one
+    /// this host serves to the whole LAN at `addr():port`.
+    pub fn serve_on_lan(&self, port: u16, dir: &Path) -> Forward {
+        self.forward_at(self.addr, port, dir)
+    }
+
+    fn forward_at(&self, at: Ipv4Addr, port: u16, dir: &Path) -> Forward {
+        let socket = dir.join(format!("forward-{}-{at}-{port}.sock", self.addr));
         let _ = std::fs::remove_file(&socket);
         let outside = spawn(Command::new("socat").args([
             format!("UNIX-LISTEN:{},fork", socket.display()),
@@ -164,14 +174,14 @@ impl Host {
             std::thread::sleep(Duration::from_millis(10));
         }
         let inside = spawn(self.command("socat").args([
-            format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"),
+            format!("TCP-LISTEN:{port},bind={at},reuseaddr,fork"),
             format!("UNIX-CONNECT:{}", socket.display()),
         ]));
         // Listening once a connection from inside is accepted.
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self
             .command("socat")
-            .args(["-u", "/dev/null", &format!("TCP:127.0.0.1:{port}")])
+            .args(["-u", "/dev/null", &format!("TCP:{at}:{port}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()

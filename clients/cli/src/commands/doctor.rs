@@ -10,7 +10,7 @@ use ferry_store::RetryPolicy;
 use ferry_sync::repo;
 use serde::Serialize;
 
-use crate::cli::DataCommand;
+use crate::cli::{ConfigAction, DataCommand};
 use crate::commands;
 use crate::commands::sync::Lan;
 use crate::config::Config;
@@ -130,13 +130,21 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
     let secrets = device::secrets(home, config);
     let key = secrets_found(&secrets, &mut checks);
     storage(home, config, url_text, &secrets, key.as_ref(), &mut checks).await;
-    match config.settings.relay.as_deref() {
+    match used_relay(home, config).await {
         None => checks.add(
             "relay",
-            Ok("none configured: devices poll every ".to_owned()
-                + &format!("{:?}", config.settings.poll_interval)),
+            Ok(format!(
+                "none configured: this device polls the storage every {:?}",
+                config.settings.poll_interval
+            )),
         ),
-        Some(url) => checks.add("relay", relay(url).await),
+        Some((url, false)) => checks.add("relay", relay(&url).await),
+        Some((url, true)) => checks.add(
+            "relay",
+            relay(&url)
+                .await
+                .map(|said| format!("{said} (the repository's relay, synced)")),
+        ),
     }
     checks.add(
         "clipboard",
@@ -353,6 +361,26 @@ async fn devices(home: &Home, config: &Config, checks: &mut Checks) {
             )),
         );
     }
+}
+
+/// The relay this device uses, and whether it is the repository's synced one rather than
+/// its own setting (read through the agent, or the database).
+async fn used_relay(home: &Home, config: &Config) -> Option<(String, bool)> {
+    if let Some(url) = &config.settings.relay {
+        return Some((url.clone(), false));
+    }
+    let mut out = Output::new(true);
+    let get = DataCommand::Config {
+        action: ConfigAction::Get {
+            key: "relay".to_owned(),
+        },
+    };
+    commands::run_data(home.clone(), config.clone(), get, &mut out)
+        .await
+        .ok()?;
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let url = got["value"].as_str().filter(|url| !url.is_empty())?;
+    Some((url.to_owned(), got["source"] == "synced"))
 }
 
 async fn relay(url: &str) -> Result<String, String> {

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use ferry_core::DataKind;
 use ferry_protocol::pairing::Credentials;
 use ferry_protocol::{DeviceId, Identity, KdfParams, SyncKey};
 use ferry_secrets::{Secret, Secrets};
@@ -205,6 +206,16 @@ pub(crate) async fn install(
     let mut device =
         Device::open_paired(home, config, lock, device::INTERACTIVE, paired_as).await?;
     device.set_name(&name)?;
+    if created
+        && let Some(relay) = setup.relay.as_deref()
+        && !crate::relay::on_this_machine(relay)
+    {
+        // The repository's relay, for a device that joins without being told of it.
+        let relay = relay.to_owned();
+        device.engine.record(DataKind::Settings, |r, _, now| {
+            r.set_setting("relay".to_owned(), Some(relay), now)
+        })?;
+    }
     let holds = matches!(device.held, Role::Holds(_));
     // A folder repository is joined through this device, from another machine: a relay only
     // this machine reaches is no use there.

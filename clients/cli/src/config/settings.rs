@@ -142,8 +142,10 @@ pub(crate) const KEYS: &[Key] = &[
     Key {
         name: "relay",
         default: None,
-        synced: false,
-        help: "the relay's URL (wss://…); empty for none",
+        synced: true,
+        help: "the relay's URL (ws:// or wss://); empty for none. The synced value is the \
+               repository's (`ferry init --relay` records it): it serves every device that has \
+               none of its own",
         set: |s, v| {
             s.relay = relay(v)?;
             Ok(())
