@@ -137,3 +137,28 @@ fn the_device_holding_a_folder_repository_leaves_only_when_told_twice() {
     // The repository itself is still there.
     assert!(storage.files().join("ferry/v1/repo").exists());
 }
+
+/// On a terminal, `ferry leave` asks what happens to the history: a path typed there is where
+/// it goes.
+#[test]
+fn on_a_terminal_leave_asks_where_the_history_goes() {
+    if !common::have("tmux") {
+        return;
+    }
+    let (_storage, laptop, desktop, _code) = two_devices();
+    let kept = desktop.home().join("typed.json");
+    let terminal = common::Terminal::start(&desktop.shell_line(&["leave"]));
+    terminal.wait_for("Keep this device's history (1 clip)?");
+    terminal.type_line(kept.to_str().unwrap());
+    let screen = terminal.wait_for("exit status");
+    assert!(screen.contains("exit status 0"), "{screen}");
+    assert!(
+        screen.contains("This device left the repository"),
+        "{screen}"
+    );
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    assert_eq!(kept.as_array().unwrap().len(), 1, "{kept}");
+    let listed = laptop.run(&["devices"]).ok().stdout;
+    let line = listed.lines().find(|l| l.contains("desktop")).unwrap();
+    assert!(line.contains("left"), "{listed}");
+}

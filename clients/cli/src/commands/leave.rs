@@ -50,8 +50,13 @@ impl fmt::Display for Left {
             self.store
         )?;
         match &self.exported_to {
-            Some(path) => writeln!(f, "Its {} clips are in {}.", self.clips, path.display())?,
-            None => writeln!(f, "Its history of {} clips was dropped.", self.clips)?,
+            Some(path) => writeln!(
+                f,
+                "Its history ({}) is in {}.",
+                counted(self.clips),
+                path.display()
+            )?,
+            None => writeln!(f, "Its history ({}) was dropped.", counted(self.clips))?,
         }
         match self.told_the_others {
             true => writeln!(f, "The other devices show it as left.")?,
@@ -157,8 +162,9 @@ fn history(args: &LeaveArgs, home: &Home, clips: usize) -> Result<History, Failu
         .join(format!("ferry-history-{date}.json"));
     let answer = prompt::line(
         &format!(
-            "Keep this device's {clips} clips? They are exported to {} (Enter), to another \
-             file (type its path), or dropped (type `drop`): ",
+            "Keep this device's history ({})? It is exported to {} (Enter), to another file \
+             (type its path), or dropped (type `drop`): ",
+            counted(clips),
             suggested.display()
         ),
         "the answer",
@@ -168,6 +174,14 @@ fn history(args: &LeaveArgs, home: &Home, clips: usize) -> Result<History, Failu
         "drop" => History::Drop,
         path => History::Export(PathBuf::from(path)),
     })
+}
+
+/// `n` clips, in words.
+fn counted(clips: usize) -> String {
+    match clips {
+        1 => "1 clip".to_owned(),
+        n => format!("{n} clips"),
+    }
 }
 
 /// The folder of a repository this device holds, once the person knows the others lose their

@@ -804,10 +804,18 @@ impl Terminal {
 
     /// Waits until the screen shows `text`; returns the screen.
     pub fn wait_for(&self, text: &str) -> String {
-        eventually(Duration::from_secs(30), text, || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
             let screen = self.screen();
-            screen.contains(text).then_some(screen)
-        })
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after 30s waiting for {text:?} on the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Types `text` as it is, without Enter.
