@@ -118,7 +118,8 @@ pub(crate) struct InitArgs {
     /// webdav+https://user@host/path.
     #[arg(long, value_name = "URL")]
     pub(crate) store: String,
-    /// The relay that tells devices about new data, e.g. wss://relay.example.org.
+    /// The relay that tells devices about new data, e.g. wss://relay.example.org; recorded as
+    /// the repository's relay (a synced setting), which devices without one of their own use.
     #[arg(long, value_name = "WS_URL")]
     pub(crate) relay: Option<String>,
     /// Derive the key from a passphrase instead of a random key. It is asked for (twice, not

@@ -271,19 +271,6 @@ pub(crate) async fn announce_once(relay: Option<&str>, keys: &Keys, hints: &[Rel
     }
 }
 
-/// Whether a relay URL names this machine (a loopback address or `localhost`).
-pub(crate) fn on_this_machine(relay: &str) -> bool {
-    let host = url::Url::parse(relay)
-        .ok()
-        .and_then(|url| url.host_str().map(str::to_owned))
-        .unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Whether the relay at `url` takes a TCP connection now (within three seconds). A relay out
 /// of reach is worth saying when it is set, though devices only poll until it answers.
 pub(crate) fn reachable(url: &str) -> Result<(), String> {

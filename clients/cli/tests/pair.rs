@@ -742,3 +742,50 @@ fn a_relay_out_of_reach_does_not_stop_pairing_on_the_lan() {
     assert_eq!(pasted.stdout, "from laptop");
     common::stop_agent(agent);
 }
+
+/// A new device that cannot reach the storage it is given (here: on another machine of the
+/// LAN, which sees the relay but not the S3 server) says why, writes nothing, and tells the
+/// device that shows the code, which ends at once with that reason rather than at the code's
+/// expiry.
+#[test]
+fn a_joiner_that_cannot_reach_the_storage_ends_both_sides_with_its_reason() {
+    let Some(network) = netns::Network::create(1) else {
+        return;
+    };
+    let host = network.host(0);
+    let (_storage, relay, laptop, _made) = repository(common::Backend::S3);
+    let sockets = tempfile::tempdir().unwrap();
+    let _relay_in = host.forward(relay.local_addr().port(), sockets.path());
+    let desktop = Device::new();
+    let offer = Offer::start(&laptop, &["--no-qr"]);
+    let started = std::time::Instant::now();
+    let ran = desktop.run_in(
+        Some(host),
+        &[
+            "--json",
+            "join",
+            "--name",
+            "desktop",
+            "--relay",
+            &relay.url(),
+        ],
+        Some(format!("{}\n", offer.code).as_bytes()),
+        &[],
+    );
+    refused(&desktop, &ran, 1, &["the S3 server did not answer"]);
+    let (code, events, stderr) = offer.finish();
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{events:?} {stderr}");
+    let reason = events.last().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.starts_with("desktop received the settings but could not use them: "),
+        "{reason}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "both sides ended after {took:?}"
+    );
+}

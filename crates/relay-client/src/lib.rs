@@ -274,8 +274,9 @@ impl Drop for RelayClient {
     }
 }
 
-/// Checks a relay URL and gives the WebSocket endpoint it names.
-fn endpoint(text: &str) -> Result<Url, ClientError> {
+/// Checks a relay URL and gives the WebSocket endpoint it names: `ws://` or `wss://`, a host,
+/// no user name or password; the default path when it has none.
+pub fn endpoint(text: &str) -> Result<Url, ClientError> {
     let bad = |reason| ClientError::BadUrl {
         url: text.split('@').next_back().unwrap_or_default().to_owned(),
         reason,

@@ -63,7 +63,9 @@ pub struct Reply {
 pub struct Outcome {
     /// It opened the repository and keeps the settings.
     pub joined: bool,
-    /// What went wrong when it did not (never a secret).
+    /// What went wrong when it did not; when it did, what it could not do all the same (reach
+    /// the relay it was given), or empty. Never a secret; shown after control characters are
+    /// taken out.
     pub detail: String,
 }
 

@@ -152,11 +152,18 @@ impl Agent {
         let (job_tx, jobs) = mpsc::channel(16);
         let mut tasks = JoinSet::new();
         let relay = match device.config.settings.relay.as_deref() {
-            Some(url) => {
-                let hints = Hints::listen(url, &device.keys)?;
-                info!(relay = url, "relay: connecting");
-                Some(hints)
-            }
+            // A relay that cannot be used (a synced value this build refuses) costs the
+            // agent its hints, not its run.
+            Some(url) => match Hints::listen(url, &device.keys) {
+                Ok(hints) => {
+                    info!(relay = url, "relay: connecting");
+                    Some(hints)
+                }
+                Err(failure) => {
+                    warn!(error = %failure.message, "relay: not used; polling instead");
+                    None
+                }
+            },
             None => {
                 info!(every = ?device.config.settings.poll_interval, "no relay: polling");
                 None
@@ -169,8 +176,8 @@ impl Agent {
             } else {
                 (None, None, None)
             };
-        // The socket last: whoever finds it finds the agent watching the clipboard (a copy
-        // made before the watcher starts is taken as already there, and not recorded).
+        // The socket last: whoever finds it finds the clipboard watcher started (a copy made
+        // before the watcher looks is taken as already there, and not recorded).
         tasks.spawn(serve::accept(socket::Listener::bind(&device.home)?, job_tx));
         // Images and files move between everything else (see `large_step`).
         device.engine.set_large_in_steps(true);

@@ -138,6 +138,13 @@ pub(crate) fn run(
                 )));
             }
             config::check(spec, &value)?;
+            if key == "relay" && config::on_this_machine(&value) {
+                return Err(Failure::usage(format!(
+                    "{value} names the machine it is read on: the other devices would each \
+                     look for a relay on themselves; set it for this device alone (drop \
+                     --synced), or give an address the others reach"
+                )));
+            }
             (key, Some(value))
         }
         ConfigAction::Unset { key, synced: true } => {

@@ -131,20 +131,22 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
     let key = secrets_found(&secrets, &mut checks);
     storage(home, config, url_text, &secrets, key.as_ref(), &mut checks).await;
     match used_relay(home, config).await {
-        None => checks.add(
+        Err(why) => checks.warn(
+            "relay",
+            format!("the repository's relay setting could not be read: {why}"),
+        ),
+        Ok(None) => checks.add(
             "relay",
             Ok(format!(
                 "none configured: this device polls the storage every {:?}",
                 config.settings.poll_interval
             )),
         ),
-        Some((url, false)) => checks.add("relay", relay(&url).await),
-        Some((url, true)) => checks.add(
-            "relay",
-            relay(&url)
-                .await
-                .map(|said| format!("{said} (the repository's relay, synced)")),
-        ),
+        Ok(Some((url, false))) => checks.add("relay", relay(&url).await),
+        Ok(Some((url, true))) => {
+            let synced = |said: String| format!("{said} (the repository's relay, synced)");
+            checks.add("relay", relay(&url).await.map(synced).map_err(synced));
+        }
     }
     checks.add(
         "clipboard",
@@ -365,22 +367,26 @@ async fn devices(home: &Home, config: &Config, checks: &mut Checks) {
 
 /// The relay this device uses, and whether it is the repository's synced one rather than
 /// its own setting (read through the agent, or the database).
-async fn used_relay(home: &Home, config: &Config) -> Option<(String, bool)> {
+async fn used_relay(home: &Home, config: &Config) -> Result<Option<(String, bool)>, String> {
     if let Some(url) = &config.settings.relay {
-        return Some((url.clone(), false));
+        return Ok(Some((url.clone(), false)));
     }
     let mut out = Output::new(true);
-    let get = DataCommand::Config {
-        action: ConfigAction::Get {
-            key: "relay".to_owned(),
-        },
+    let list = DataCommand::Config {
+        action: ConfigAction::Ls,
     };
-    commands::run_data(home.clone(), config.clone(), get, &mut out)
+    commands::run_data(home.clone(), config.clone(), list, &mut out)
         .await
-        .ok()?;
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let url = got["value"].as_str().filter(|url| !url.is_empty())?;
-    Some((url.to_owned(), got["source"] == "synced"))
+        .map_err(|failure| failure.message)?;
+    let settings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("the settings did not read back: {e}"))?;
+    Ok(settings
+        .iter()
+        .find(|setting| setting["key"] == "relay")
+        .and_then(|relay| {
+            let url = relay["value"].as_str().filter(|url| !url.is_empty())?;
+            Some((url.to_owned(), relay["source"] == "synced"))
+        }))
 }
 
 async fn relay(url: &str) -> Result<String, String> {

@@ -208,7 +208,7 @@ pub(crate) async fn install(
     device.set_name(&name)?;
     if created
         && let Some(relay) = setup.relay.as_deref()
-        && !crate::relay::on_this_machine(relay)
+        && !crate::config::on_this_machine(relay)
     {
         // The repository's relay, for a device that joins without being told of it.
         let relay = relay.to_owned();
@@ -225,7 +225,7 @@ pub(crate) async fn install(
             setup
                 .relay
                 .as_deref()
-                .filter(|url| !crate::relay::on_this_machine(url)),
+                .filter(|url| !crate::config::on_this_machine(url)),
             false,
         ),
         false => join_line(&setup.store, setup.relay.as_deref(), passphrase),
@@ -467,7 +467,7 @@ impl fmt::Display for SetUp {
             )?;
         }
         let meet = match &self.relay {
-            Some(relay) if !crate::relay::on_this_machine(relay) => {
+            Some(relay) if !crate::config::on_this_machine(relay) => {
                 format!("they meet through the relay at {relay}")
             }
             _ => "they meet on this network".to_owned(),

@@ -22,6 +22,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub(crate) use settings::{KEYS, Key, SecretStore, Settings};
+pub(crate) use values::on_this_machine;
 
 use crate::error::{Failure, file_error};
 
@@ -79,9 +80,23 @@ fn refused(key: &Key, value: &str, expected: &str, source: Option<&Source>) -> F
         .map(|s| format!(", from the {s}"))
         .unwrap_or_default();
     Failure::usage(format!(
-        "`{}` must be {expected}, not `{value}` ({}{from})",
-        key.name, key.help
+        "`{}` must be {expected}, not `{}` ({}{from})",
+        key.name,
+        without_password(value),
+        key.help
     ))
+}
+
+/// `value` as it may be shown: a URL's user name and password replaced by `…`.
+fn without_password(value: &str) -> String {
+    match url::Url::parse(value) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("…");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        _ => value.to_owned(),
+    }
 }
 
 impl Config {
@@ -129,12 +144,16 @@ impl Config {
     }
 
     /// Puts the synced settings under the file, environment and flag layers. A synced value
-    /// this build cannot read (set by a newer Ferry) is left out.
+    /// this build cannot read (set by a newer Ferry) is left out, and so is a synced relay on
+    /// "this machine", which would be each reader's own loopback.
     pub(crate) fn with_synced(&mut self, synced: &[(String, String)]) {
         for (name, value) in synced {
             let Some(key) = KEYS.iter().find(|k| k.synced && k.name == name) else {
                 continue;
             };
+            if key.name == "relay" && on_this_machine(value) {
+                continue;
+            }
             let lower = matches!(self.values.get(key.name), None | Some((_, Source::Default)));
             if lower && key.set(&mut self.settings, value).is_ok() {
                 self.values
@@ -276,6 +295,34 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn the_repositorys_relay_serves_a_device_without_one_unless_it_is_a_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("user.toml");
+        for (synced, used) in [
+            ("wss://relay.example.org", Some("wss://relay.example.org")),
+            ("ws://127.0.0.1:8787", None),
+            ("ws://[::ffff:127.0.0.1]:8787", None),
+            ("ws://0.0.0.0:8787", None),
+            ("ws://LOCALHOST.:8787", None),
+            ("ws://relay.localhost", None),
+            ("wss://user:secret@relay.example.org", None),
+        ] {
+            let mut config = Config::load(None, &user, &[]).unwrap();
+            config.with_synced(&[("relay".into(), synced.into())]);
+            assert_eq!(config.settings.relay.as_deref(), used, "{synced}");
+        }
+        // A device's own relay, even none, wins.
+        fs::write(&user, "relay = \"\"\n").unwrap();
+        let mut config = Config::load(None, &user, &[]).unwrap();
+        config.with_synced(&[("relay".into(), "wss://relay.example.org".into())]);
+        assert_eq!(config.settings.relay, None);
+        let refused = Config::load(None, &user, &[("relay", "wss://u:p@relay.example".into())]);
+        let message = refused.unwrap_err().message;
+        assert!(message.contains("user name or password"), "{message}");
+        assert!(!message.contains(":p@"), "{message}");
+    }
 
     #[test]
     fn layers_apply_in_order_and_typos_are_named() {

@@ -12,18 +12,41 @@ pub(super) fn text(value: &str) -> Option<String> {
     Some(value.to_owned()).filter(|value| !value.is_empty())
 }
 
-/// A relay URL: `ws://` or `wss://` and a host; empty for none.
+/// A relay URL as the relay client takes it (`ws://` or `wss://`, a host, no user name or
+/// password); empty for none.
 pub(super) fn relay(value: &str) -> Result<Option<String>, Expected> {
     let Some(value) = text(value) else {
         return Ok(None);
     };
-    let expected = || "a ws:// or wss:// URL with a host (wss://relay.example.org), or empty";
-    let url = url::Url::parse(&value).map_err(|_| expected())?;
-    let host = url.host_str().is_some_and(|host| !host.is_empty());
-    match (url.scheme(), host) {
-        ("ws" | "wss", true) => Ok(Some(value)),
-        _ => Err(expected().into()),
+    match ferry_relay_client::endpoint(&value) {
+        Ok(_) => Ok(Some(value)),
+        Err(ferry_relay_client::ClientError::BadUrl { reason, .. }) => Err(format!(
+            "a ws:// or wss:// URL with a host (wss://relay.example.org), or empty: this one \
+             {reason}"
+        )),
+        Err(other) => Err(other.to_string()),
     }
+}
+
+/// Whether a relay URL names the machine it is read on (a loopback or unspecified address, or
+/// `localhost`): such a relay is no use to another machine.
+pub(crate) fn on_this_machine(relay: &str) -> bool {
+    let host = url::Url::parse(relay)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = host.strip_suffix('.').unwrap_or(host);
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+            let ip = match ip {
+                std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+                v4 => v4,
+            };
+            ip.is_loopback() || ip.is_unspecified()
+        })
 }
 
 pub(super) fn boolean(value: &str) -> Result<bool, Expected> {

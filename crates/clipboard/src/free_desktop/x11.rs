@@ -113,7 +113,7 @@ impl X11Watcher {
         )
         .map_err(x11_error)?
         .check()
-        .map_err(x11_error)?;
+        .map_err(|e| ClipboardError::NoEvents(e.to_string()))?;
         Ok(X11Watcher {
             conn,
             window,

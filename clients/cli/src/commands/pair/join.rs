@@ -87,7 +87,14 @@ pub(crate) async fn join(
     };
     // The outcome goes out whatever happened; the first sync needs no answer.
     let told = channel.send(&Message::Outcome(outcome));
-    let (device, done) = installed?;
+    let (device, done) = match installed {
+        Ok(installed) => installed,
+        Err(failure) => {
+            // Out before this command ends: the other side ends with this device's reason.
+            channel.flush().await;
+            return Err(failure);
+        }
+    };
     told?;
     info!(
         elapsed_ms = started.elapsed().as_millis() as u64,

@@ -15,13 +15,12 @@ use super::channel::{Channel, EXCHANGE, Paths};
 use super::printable;
 use crate::cli::{DataCommand, DevicesAction, PairArgs};
 use crate::commands::devices::{self, Vouched};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::device::{self, Device};
 use crate::error::Failure;
 use crate::home::Home;
 use crate::ipc::{self, Format};
 use crate::output::{Events, Output, as_text, sanitized};
-use crate::relay;
 
 /// What `ferry pair` says as it goes.
 #[derive(Serialize)]
@@ -164,7 +163,7 @@ impl Sent {
         let (store, relay) = match self.held_here {
             true => (
                 StoreUrl::Held(by.device_id.to_string()).to_string(),
-                relay.filter(|url| !relay::on_this_machine(url)),
+                relay.filter(|url| !config::on_this_machine(url)),
             ),
             false => (self.store.clone(), relay),
         };
@@ -206,7 +205,7 @@ async fn serving(home: &Home, config: &Config) -> Result<(), Failure> {
 fn show_code(events: &Events, code: &PairingCode, args: &PairArgs, paths: &Paths) {
     let uri = code.uri(paths.relay.as_deref());
     let join = match paths.relay.as_deref() {
-        Some(url) if !relay::on_this_machine(url) => format!("ferry join --relay {url}"),
+        Some(url) if !config::on_this_machine(url) => format!("ferry join --relay {url}"),
         _ => "ferry join".to_owned(),
     };
     let expires_at = SystemTime::now() + args.expires;
@@ -243,7 +242,7 @@ fn joined(events: &Events, joining: Option<Reply>, outcome: &Outcome) -> Result<
             sanitized(&outcome.detail, 600)
         )));
     }
-    let warning = (!outcome.detail.is_empty()).then(|| sanitized(&outcome.detail, 600));
+    let warning = Some(sanitized(&outcome.detail, 600)).filter(|said| !said.trim().is_empty());
     events.say(
         &Event::Joined {
             device_id: reply.device,
@@ -251,15 +250,16 @@ fn joined(events: &Events, joining: Option<Reply>, outcome: &Outcome) -> Result<
             warning: warning.as_deref(),
         },
         format_args!(
-            "{} joined (device {}…). It can now see your history.\n{}",
+            "{} joined (device {}…). It can now see your history.\n",
             reply.name,
             reply.device.short(),
-            match &warning {
-                Some(warning) => format!("warning: {}: {warning}\n", reply.name),
-                None => String::new(),
-            }
         ),
     );
+    if let Some(warning) = &warning
+        && !events.json()
+    {
+        eprintln!("warning: {} says: {warning}", reply.name);
+    }
     Ok(())
 }
 
