@@ -252,7 +252,8 @@ fn the_default_setup_reaches_a_second_and_a_third_machine() {
 
 /// The repository's relay, served on the LAN by the first machine, is recorded by `init` for
 /// all: a device that joins the shared folder with the recovery code alone (no `--relay`)
-/// uses it, and `doctor` says where it came from.
+/// uses it, and `doctor` says where it came from; devices given it keep no copy of their own,
+/// and `ferry pair` uses it.
 #[test]
 fn a_device_that_joins_without_the_relay_uses_the_repositorys() {
     let Some(network) = netns::Network::create(2) else {
@@ -325,5 +326,37 @@ fn a_device_that_joins_without_the_relay_uses_the_repositorys() {
             && log.contains("relay: subscribed"))
         .then_some(())
     });
+    stop_agent(agent);
+
+    // The device that made the repository left the relay to it too, and pairs through it: the
+    // code names it, and the new device keeps no relay of its own either.
+    let config = std::fs::read_to_string(owner.home().join("config.toml")).unwrap();
+    assert!(!config.contains("relay"), "{config}");
+    // (It holds the folder, as far as it knows, so its agent serves it to the new device.)
+    let agent = start_agent_in(Some(a), &owner, None, &on_lan());
+    let phone = Device::new();
+    let offer = Offer::start_in(Some(a), &owner, &["--no-qr"], &on_lan());
+    assert!(
+        offer.uri.ends_with(&format!("?relay={url}")),
+        "{}",
+        offer.uri
+    );
+    phone
+        .run_in(
+            Some(b),
+            &["join", "--name", "phone"],
+            Some(format!("{}\n", offer.uri).as_bytes()),
+            &on_lan(),
+        )
+        .ok();
+    let (status, events, stderr) = offer.finish();
+    assert_eq!(status, 0, "{events:?}\n{stderr}");
+    let config = std::fs::read_to_string(phone.home().join("config.toml")).unwrap();
+    assert!(!config.contains("relay"), "{config}");
+    let status = phone
+        .run_in(Some(b), &["--json", "status"], None, &on_lan())
+        .ok();
+    let status: Value = serde_json::from_str(status.stdout.trim()).unwrap();
+    assert_eq!(status["relay"], url.as_str(), "{status}");
     stop_agent(agent);
 }

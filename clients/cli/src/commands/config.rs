@@ -6,10 +6,12 @@ use std::fmt;
 use ferry_core::DataKind;
 use serde::Serialize;
 
-use crate::cli::ConfigAction;
+use crate::cli::{ConfigAction, DataCommand};
+use crate::commands;
 use crate::config::{self, Config, KEYS};
 use crate::device::{Changed, Device};
 use crate::error::Failure;
+use crate::home::Home;
 use crate::output::Output;
 
 /// A setting's value and where it came from.
@@ -117,6 +119,31 @@ pub(crate) fn local(
         }
     }
     Ok(())
+}
+
+/// The relay this device uses, and whether it is the repository's (synced) rather than its
+/// own: the config files' when they name one, else read through the agent or the database.
+pub(crate) async fn relay_in_use(
+    home: &Home,
+    config: &Config,
+) -> Result<Option<(String, bool)>, Failure> {
+    if let Some(url) = &config.settings.relay {
+        return Ok(Some((url.clone(), false)));
+    }
+    let mut out = Output::new(true);
+    let list = DataCommand::Config {
+        action: ConfigAction::Ls,
+    };
+    commands::run_data(home.clone(), config.clone(), list, &mut out).await?;
+    let settings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Failure::new(format!("the settings did not read back: {e}")))?;
+    Ok(settings
+        .iter()
+        .find(|setting| setting["key"] == "relay")
+        .and_then(|relay| {
+            let url = relay["value"].as_str().filter(|url| !url.is_empty())?;
+            Some((url.to_owned(), relay["source"] == "synced"))
+        }))
 }
 
 /// `ferry config …` with the engine open: `--synced` changes are recorded; the rest is local.

@@ -10,7 +10,7 @@ use ferry_store::RetryPolicy;
 use ferry_sync::repo;
 use serde::Serialize;
 
-use crate::cli::{ConfigAction, DataCommand};
+use crate::cli::DataCommand;
 use crate::commands;
 use crate::commands::sync::Lan;
 use crate::config::Config;
@@ -130,10 +130,13 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
     let secrets = device::secrets(home, config);
     let key = secrets_found(&secrets, &mut checks);
     storage(home, config, url_text, &secrets, key.as_ref(), &mut checks).await;
-    match used_relay(home, config).await {
+    match commands::config::relay_in_use(home, config).await {
         Err(why) => checks.warn(
             "relay",
-            format!("the repository's relay setting could not be read: {why}"),
+            format!(
+                "the repository's relay setting could not be read: {}",
+                why.message
+            ),
         ),
         Ok(None) => checks.add(
             "relay",
@@ -363,30 +366,6 @@ async fn devices(home: &Home, config: &Config, checks: &mut Checks) {
             )),
         );
     }
-}
-
-/// The relay this device uses, and whether it is the repository's synced one rather than
-/// its own setting (read through the agent, or the database).
-async fn used_relay(home: &Home, config: &Config) -> Result<Option<(String, bool)>, String> {
-    if let Some(url) = &config.settings.relay {
-        return Ok(Some((url.clone(), false)));
-    }
-    let mut out = Output::new(true);
-    let list = DataCommand::Config {
-        action: ConfigAction::Ls,
-    };
-    commands::run_data(home.clone(), config.clone(), list, &mut out)
-        .await
-        .map_err(|failure| failure.message)?;
-    let settings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("the settings did not read back: {e}"))?;
-    Ok(settings
-        .iter()
-        .find(|setting| setting["key"] == "relay")
-        .and_then(|relay| {
-            let url = relay["value"].as_str().filter(|url| !url.is_empty())?;
-            Some((url.to_owned(), relay["source"] == "synced"))
-        }))
 }
 
 async fn relay(url: &str) -> Result<String, String> {

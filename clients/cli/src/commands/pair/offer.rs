@@ -78,6 +78,14 @@ async fn run_offer(
             config.user_file.display()
         )));
     };
+    // The repository's relay when this device has none of its own.
+    let mut config = config.clone();
+    if config.settings.relay.is_none()
+        && let Ok(Some((relay, _))) = crate::commands::config::relay_in_use(home, &config).await
+    {
+        config.settings.relay = Some(relay);
+    }
+    let config = &config;
     let paths = Paths::choose(args.relay.as_deref(), None, config)?;
     let sent = Sent::gather(home, config, store)?;
     if sent.held_here {
