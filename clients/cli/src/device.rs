@@ -584,11 +584,16 @@ pub(crate) fn lock(home: &Home, wait: Duration) -> Result<File, Failure> {
             return Ok(file);
         }
         if std::time::Instant::now() >= deadline {
-            return Err(Failure::new(format!(
-                "another Ferry command holds {} and did not finish within {wait:?}; try again",
-                home.lock_file().display()
-            )));
+            return Err(held_too_long(home, wait));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Another command held this device's lock for all of `wait`.
+pub(crate) fn held_too_long(home: &Home, wait: Duration) -> Failure {
+    Failure::new(format!(
+        "another Ferry command holds {} and did not finish within {wait:?}; try again",
+        home.lock_file().display()
+    ))
 }

@@ -168,6 +168,10 @@ pub(crate) fn held_while_paused(device: &Device, out: &mut Output) {
 const NO_AGENT: &str = "no agent is running for this home";
 
 /// Runs a data command here, or in the agent when one holds the home.
+/// How long a data command waits for another command (or a starting agent) to let go of the
+/// device.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
 pub(crate) async fn run_data(
     home: Home,
     config: Config,
@@ -182,31 +186,36 @@ pub(crate) async fn run_data(
     }
     prepare(&mut command)?;
     let meter = crate::progress::meter(out.json);
-    let lock = match device::try_lock(&home)? {
-        Some(lock) => lock,
-        None => {
-            match ipc::send_watching(&home, &command, Format::of(out.json), meter.clone()).await? {
-                Some(reply) => {
-                    out.stdout = reply.stdout;
-                    out.stderr = reply.stderr;
-                    if reply.code != 0 {
-                        return Err(Failure {
-                            message: reply.error,
-                            code: reply.code,
-                        });
-                    }
-                    // A large file or image goes out from the agent: the bar follows it there.
-                    if let (DataCommand::Copy(args), Some(meter)) = (&command, &meter)
-                        && (args.file.is_some() || args.image.is_some())
-                    {
-                        crate::progress::follow_agent(&home, meter).await;
-                    }
-                    return Ok(());
-                }
-                // No agent answers: another command holds the lock; wait for it.
-                None => device::lock(&home, Duration::from_secs(30))?,
-            }
+    // The lock is free, or an agent answers on its socket; else another command (or an
+    // agent still starting, which opens its socket last) holds the lock: wait for either.
+    let waited = std::time::Instant::now();
+    let lock = loop {
+        if let Some(lock) = device::try_lock(&home)? {
+            break lock;
         }
+        if let Some(reply) =
+            ipc::send_watching(&home, &command, Format::of(out.json), meter.clone()).await?
+        {
+            out.stdout = reply.stdout;
+            out.stderr = reply.stderr;
+            if reply.code != 0 {
+                return Err(Failure {
+                    message: reply.error,
+                    code: reply.code,
+                });
+            }
+            // A large file or image goes out from the agent: the bar follows it there.
+            if let (DataCommand::Copy(args), Some(meter)) = (&command, &meter)
+                && (args.file.is_some() || args.image.is_some())
+            {
+                crate::progress::follow_agent(&home, meter).await;
+            }
+            return Ok(());
+        }
+        if waited.elapsed() >= LOCK_WAIT {
+            return Err(device::held_too_long(&home, LOCK_WAIT));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     // Pausing needs neither the engine nor the storage (which may be why sync is paused).
     match command {
