@@ -66,6 +66,47 @@ fn a_copy_crosses_to_a_nearby_desktop_over_the_lan_once() {
     stop_agent(agent_a);
 }
 
+/// Two devices connected to a third alone (as devices reaching a repository through the
+/// device that holds it are): what one copies reaches the other through the third at once,
+/// not at its next poll of the storage.
+#[test]
+fn a_segment_is_passed_on_to_the_devices_connected_to_the_one_that_got_it() {
+    let pair = pair(Backend::S3, false);
+    let (a, b) = (&pair.a, &pair.b);
+    let c = common::Device::new();
+    c.join_with_relay(&pair.storage, &pair.code, "gamma", None)
+        .ok();
+    let _logs = LogsOnFailure(vec![a, b, &c]);
+    let port = free_port();
+    let slow_poll = ("FERRY_SYNC_POLL_INTERVAL", "1h".to_owned());
+    let through_a = ("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
+    let agent_a = start_agent(
+        a,
+        None,
+        &[slow_poll.clone(), ("FERRY_LAN_PORT", port.to_string())],
+    );
+    let agent_b = start_agent(b, None, &[slow_poll.clone(), through_a.clone()]);
+    let agent_c = start_agent(&c, None, &[slow_poll, through_a]);
+    eventually(WAIT, "B and C connected to A alone", || {
+        let peers = lan_peers(a);
+        let both = peers.as_array()?.len() == 2;
+        (both
+            && lan_peers(b) == serde_json::json!(["alpha"])
+            && lan_peers(&c) == serde_json::json!(["alpha"]))
+        .then_some(())
+    });
+    b.run(&["copy", "from beta, through alpha"]).ok();
+    eventually(WAIT, "B's copy on C", || {
+        history(&c)
+            .contains(&"from beta, through alpha".to_owned())
+            .then_some(())
+    });
+    assert_eq!(lan_peers(&c), serde_json::json!(["alpha"]));
+    stop_agent(agent_c);
+    stop_agent(agent_b);
+    stop_agent(agent_a);
+}
+
 /// The texts in `device`'s history, as many times as each is there.
 fn history(device: &common::Device) -> Vec<String> {
     let clips = device.json(&["history"]);

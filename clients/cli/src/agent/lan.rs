@@ -253,6 +253,11 @@ impl Agent {
     /// names, or for what is missing before it.
     async fn nearby_segment(&mut self, from: DeviceId, segment: NearbySegment) {
         let seq = segment.seq;
+        let onward = Frame::Segment {
+            device: segment.device,
+            seq,
+            sealed: segment.sealed.clone(),
+        };
         let received = self.device.engine.receive(segment);
         let Some((lan, _)) = &self.lan else {
             return;
@@ -260,6 +265,13 @@ impl Agent {
         match received {
             Ok(Received::Applied { ops, blobs }) if blobs.is_empty() => {
                 debug!(seq, ops, "LAN: applied a segment");
+                // On to the other connected devices, new to this one as it may be to them: a
+                // device connected to this one alone (one that reaches the repository through
+                // it) hears of it at once. A device that has it already applies nothing and
+                // passes nothing on.
+                for peer in lan.peers().into_iter().filter(|peer| peer.device != from) {
+                    lan.send(Some(peer.device), onward.clone());
+                }
                 self.apply_newest().await;
             }
             Ok(Received::Applied { ops, blobs }) => {
