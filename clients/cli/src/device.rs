@@ -353,6 +353,16 @@ pub(crate) enum Changed {
     No,
 }
 
+/// The synced settings as this device resolves them now, key and value.
+pub(crate) fn synced_settings(engine: &Engine, config: &Config) -> Vec<(String, String)> {
+    engine
+        .state_for(DataKind::Settings)
+        .settings(config.settings.conflict, engine.device())
+        .into_iter()
+        .filter_map(|(key, resolved)| Some((key.to_owned(), resolved.value()?.to_owned())))
+        .collect()
+}
+
 /// What the agent's LAN path is doing: the agent tells the commands it runs, for `ferry status`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Nearby {
@@ -462,13 +472,7 @@ impl Device {
             },
         )
         .await?;
-        let synced: Vec<(String, String)> = engine
-            .state_for(DataKind::Settings)
-            .settings(config.settings.conflict, engine.device())
-            .into_iter()
-            .filter_map(|(key, resolved)| Some((key.to_owned(), resolved.value()?.to_owned())))
-            .collect();
-        config.with_synced(&synced);
+        config.with_synced(&synced_settings(&engine, &config));
         // Synced settings may filter clips too.
         engine.set_filters(config.settings.filters());
         Ok(Device {

@@ -272,6 +272,7 @@ impl Agent {
                 for peer in lan.peers().into_iter().filter(|peer| peer.device != from) {
                     lan.send(Some(peer.device), onward.clone());
                 }
+                self.follow_synced_settings();
                 self.apply_newest().await;
             }
             Ok(Received::Applied { ops, blobs }) => {
@@ -281,6 +282,7 @@ impl Agent {
                 for blob in blobs {
                     lan.send(Some(from), Frame::Want { blob });
                 }
+                self.follow_synced_settings();
             }
             Ok(Received::Ahead) => {
                 // Something before it went missing (a connection replaced mid-way): saying

@@ -30,6 +30,7 @@ mod lan;
 mod notify;
 mod relay;
 mod serve;
+mod settings;
 mod transfer;
 mod watch;
 
@@ -51,7 +52,8 @@ use clipboard::start_clipboard;
 use lan::recv_lan;
 use relay::{next_hint, relay_changed, relay_news};
 
-use crate::cli::DataCommand;
+use crate::cli::{ConfigAction, DataCommand};
+use crate::config::Applies;
 use crate::device::{Changed, Device, Nearby};
 use crate::error::Failure;
 use crate::ipc::{Reply, socket};
@@ -144,6 +146,8 @@ struct Agent {
     notifier: notify::Notifier,
     /// `ferry stop` asked the agent to stop.
     stopping: bool,
+    /// The synced settings in force: when a merge changes them, they are applied.
+    synced_seen: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -151,24 +155,7 @@ impl Agent {
         let (lan, nearby) = lan::start(&device).await;
         let (job_tx, jobs) = mpsc::channel(16);
         let mut tasks = JoinSet::new();
-        let relay = match device.config.settings.relay.as_deref() {
-            // A relay that cannot be used (a synced value this build refuses) costs the
-            // agent its hints, not its run.
-            Some(url) => match Hints::listen(url, &device.keys) {
-                Ok(hints) => {
-                    info!(relay = url, "relay: connecting");
-                    Some(hints)
-                }
-                Err(failure) => {
-                    warn!(error = %failure.message, "relay: not used; polling instead");
-                    None
-                }
-            },
-            None => {
-                info!(every = ?device.config.settings.poll_interval, "no relay: polling");
-                None
-            }
-        };
+        let relay = relay::listen(&device);
         let (folder_watcher, folder) = watch::repository(&device)?.unzip();
         let (clips, watcher, writer) =
             if device.config.settings.watch_clipboard || device.config.settings.apply_remote {
@@ -202,6 +189,7 @@ impl Agent {
         let applied = std::fs::read_to_string(device.home.applied_file())
             .ok()
             .and_then(|text| text.trim().parse::<ferry_core::ClipId>().ok());
+        let synced_seen = crate::device::synced_settings(&device.engine, &device.config);
         Ok(Agent {
             notifier: notify::Notifier::new(&device),
             moving,
@@ -231,6 +219,7 @@ impl Agent {
             answered_at: None,
             paused,
             stopping: false,
+            synced_seen,
         })
     }
 
@@ -244,6 +233,11 @@ impl Agent {
             self.roll_call();
         }
         loop {
+            let every = self.device.config.settings.poll_interval;
+            if poll.period() != every {
+                poll = tokio::time::interval_at(Instant::now() + every, every);
+                poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            }
             let upload_at = self.upload_at.filter(|_| self.paused.is_none());
             let large_at = self.large_at.filter(|_| self.paused.is_none());
             let topics_change = self.relay.as_ref().map(Hints::topics_change);
@@ -315,6 +309,15 @@ impl Agent {
         };
         // Images and files moving for the command say how far they are, to the command.
         self.moving.lock().unwrap_or_else(|p| p.into_inner()).job = Some(job.progress.clone());
+        let setting = match &job.command {
+            DataCommand::Config { action } => match action {
+                ConfigAction::Set { key, synced, .. } | ConfigAction::Unset { key, synced } => {
+                    Some((key.clone(), *synced))
+                }
+                ConfigAction::Get { .. } | ConfigAction::Ls => None,
+            },
+            _ => None,
+        };
         let result = match (placed, job.command) {
             (Err(failure), _) => Err(failure),
             (Ok(()), DataCommand::Stop) => {
@@ -328,6 +331,18 @@ impl Agent {
             }
         };
         self.moving.lock().unwrap_or_else(|p| p.into_inner()).job = None;
+        // A setting changed here is in force before the next copy is recorded.
+        let result = match (result, setting) {
+            (Ok(changed), Some((key, synced))) => self.reread_settings().map(|applied| {
+                let applies = match applied.at_restart.contains(&key.as_str()) {
+                    true => Applies::AtRestart,
+                    false => Applies::Now,
+                };
+                out.report(&self.device.config.now(&key, synced, applies));
+                changed
+            }),
+            (result, _) => result,
+        };
         if let Ok(Changed::Yes) = result {
             if self.paused.is_none() {
                 self.share();

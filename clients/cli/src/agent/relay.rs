@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::Agent;
+use crate::device::Device;
 use crate::relay::Hints;
 
 /// The shortest time between two answers to roll calls.
@@ -42,7 +43,10 @@ impl Agent {
         let result = self.device.engine.fetch_hint(hint).await;
         self.storage_answered(result.as_ref().err());
         match result {
-            Ok(_) => self.apply_newest().await,
+            Ok(_) => {
+                self.follow_synced_settings();
+                self.apply_newest().await;
+            }
             Err(error) => warn!(%error, "fetch after a hint failed"),
         }
     }
@@ -109,5 +113,24 @@ pub(super) fn relay_news(status: &RelayStatus) {
             "relay: not connected; polling until it answers"
         ),
         RelayState::Connecting | RelayState::Stopped => {}
+    }
+}
+
+/// The relay's hints for `device`, where a relay is set. One that cannot be used (a synced
+/// value this build refuses) costs the agent its hints, not its run.
+pub(super) fn listen(device: &Device) -> Option<Hints> {
+    let Some(url) = device.config.settings.relay.as_deref() else {
+        info!(every = ?device.config.settings.poll_interval, "no relay: polling");
+        return None;
+    };
+    match Hints::listen(url, &device.keys) {
+        Ok(hints) => {
+            info!(relay = url, "relay: connecting");
+            Some(hints)
+        }
+        Err(failure) => {
+            warn!(error = %failure.message, "relay: not used; polling instead");
+            None
+        }
     }
 }

@@ -74,6 +74,7 @@ impl Agent {
         self.storage_answered(result.as_ref().err());
         match result {
             Ok(_) => {
+                self.follow_synced_settings();
                 self.apply_newest().await;
                 self.large_soon();
             }

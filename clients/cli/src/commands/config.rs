@@ -59,6 +59,16 @@ impl fmt::Display for Settings {
     }
 }
 
+/// The key `action` changes, when it changes one, and whether in the synced settings.
+pub(crate) fn changes(action: &ConfigAction) -> Option<(&str, bool)> {
+    match action {
+        ConfigAction::Set { key, synced, .. } | ConfigAction::Unset { key, synced } => {
+            Some((key, *synced))
+        }
+        ConfigAction::Get { .. } | ConfigAction::Ls => None,
+    }
+}
+
 /// Whether `action` runs on the file layers alone (no engine, no agent).
 pub(crate) fn is_local(action: &ConfigAction, config: &Config) -> bool {
     matches!(

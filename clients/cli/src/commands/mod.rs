@@ -45,7 +45,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::cli::{DataCommand, DevicesAction};
-use crate::config::Config;
+use crate::config::{Applies, Config};
 use crate::device::{self, Changed, Device, Nearby};
 use crate::error::Failure;
 use crate::home::Home;
@@ -167,22 +167,29 @@ pub(crate) fn held_while_paused(device: &Device, out: &mut Output) {
 /// What `ferry stop` says when it finds nothing to stop.
 const NO_AGENT: &str = "no agent is running for this home";
 
-/// Runs a data command here, or in the agent when one holds the home.
 /// How long a data command waits for another command (or a starting agent) to let go of the
 /// device.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 
+/// Runs a data command here, or in the agent when one holds the home.
 pub(crate) async fn run_data(
     home: Home,
     config: Config,
     mut command: DataCommand,
     out: &mut Output,
 ) -> Result<(), Failure> {
-    // Settings in files need neither the engine nor the agent.
+    // Settings in files need neither the engine nor an agent, when none runs: a running agent
+    // writes them itself and takes them up at once.
     if let DataCommand::Config { action } = &command
         && config::is_local(action, &config)
+        && (config.settings.store.is_none() || device::try_lock(&home)?.is_some())
     {
-        return config::local(&config, action.clone(), out);
+        config::local(&config, action.clone(), out)?;
+        if let Some((key, synced)) = config::changes(action) {
+            let now = config.reread(&[])?;
+            out.report(&now.now(key, synced, Applies::WhenTheAgentStarts));
+        }
+        return Ok(());
     }
     prepare(&mut command)?;
     let meter = crate::progress::meter(out.json);
@@ -247,8 +254,19 @@ pub(crate) async fn run_data(
             "warning: could not fetch new data ({error}); showing what this device has"
         ));
     }
+    let setting = match &command {
+        DataCommand::Config { action } => {
+            config::changes(action).map(|(key, synced)| (key.to_owned(), synced))
+        }
+        _ => None,
+    };
     if execute(&mut device, command, out, None).await? == Changed::Yes {
         send_now(&mut device, out).await;
+    }
+    if let Some((key, synced)) = setting {
+        let values = device::synced_settings(&device.engine, &device.config);
+        let now = device.config.reread(&values)?;
+        out.report(&now.now(&key, synced, Applies::WhenTheAgentStarts));
     }
     Ok(())
 }

@@ -13,6 +13,7 @@
 //! bad value is an error that names the layer and the key, and the rest of Ferry reads fields.
 //! Secrets are never settings.
 
+mod now;
 mod settings;
 mod values;
 
@@ -21,6 +22,7 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+pub(crate) use now::Applies;
 pub(crate) use settings::{KEYS, Key, SecretStore, Settings};
 pub(crate) use values::on_this_machine;
 
@@ -58,6 +60,9 @@ pub(crate) struct Config {
     pub(crate) settings: Settings,
     /// The user config file, where `ferry config set` writes.
     pub(crate) user_file: PathBuf,
+    /// The base config file and the flags it was loaded with, to read it again.
+    base_file: Option<PathBuf>,
+    flags: Vec<(&'static str, String)>,
 }
 
 pub(crate) fn key(name: &str) -> Result<&'static Key, Failure> {
@@ -111,6 +116,8 @@ impl Config {
             values: BTreeMap::new(),
             settings: Settings::defaults(),
             user_file: user.to_owned(),
+            base_file: base.map(Path::to_owned),
+            flags: flags.to_vec(),
         };
         for key in KEYS {
             if let Some(default) = key.default {
@@ -202,6 +209,25 @@ impl Config {
     /// A setting's text and source.
     pub(crate) fn get(&self, name: &str) -> Option<&(String, Source)> {
         self.values.get(name)
+    }
+
+    /// The layers read again (files, environment, flags), with `synced` under them: what a
+    /// running agent applies after a setting changed.
+    pub(crate) fn reread(&self, synced: &[(String, String)]) -> Result<Config, Failure> {
+        let mut config = Config::load(self.base_file.as_deref(), &self.user_file, &self.flags)?;
+        config.with_synced(synced);
+        Ok(config)
+    }
+
+    /// The keys whose values differ between this config and `other`.
+    pub(crate) fn changed_from(&self, other: &Config) -> Vec<&'static str> {
+        KEYS.iter()
+            .map(|key| key.name)
+            .filter(|name| {
+                let value = |config: &Config| config.get(name).map(|(value, _)| value.clone());
+                value(self) != value(other)
+            })
+            .collect()
     }
 
     /// Whether the secret store was chosen anywhere but the default.
