@@ -101,6 +101,25 @@ fn a_segment_is_passed_on_to_the_devices_connected_to_the_one_that_got_it() {
             .contains(&"from beta, through alpha".to_owned())
             .then_some(())
     });
+    // An image (its segment names a blob) is passed on as well, so the text after it is not
+    // stuck behind a gap at C.
+    let image = common::noise_png(300, 200);
+    let path = b.home().join("picture.png");
+    std::fs::write(&path, &image).unwrap();
+    b.run(&["copy", "--image", path.to_str().unwrap()]).ok();
+    b.run(&["copy", "after the image"]).ok();
+    eventually(WAIT, "B's image and the text after it on C", || {
+        let clips = c.json(&["history"]);
+        let kinds: Vec<&str> = clips
+            .as_array()?
+            .iter()
+            .filter_map(|clip| clip["kind"].as_str())
+            .collect();
+        (kinds.first() == Some(&"text")
+            && kinds.get(1) == Some(&"image")
+            && history(&c).first()? == "after the image")
+            .then_some(())
+    });
     assert_eq!(lan_peers(&c), serde_json::json!(["alpha"]));
     stop_agent(agent_c);
     stop_agent(agent_b);

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_lan::{Calls, Event, Frame, Lan, Unanswered};
 use ferry_protocol::{BlobId, DeviceId};
@@ -249,44 +250,64 @@ impl Agent {
         });
     }
 
-    /// Applies a segment `from` a connected device sent; asks it for the images the segment
-    /// names, or for what is missing before it.
+    /// Applies a segment `from` a connected device sent, and passes it on to the others; asks
+    /// the sender for the images the segment names, or for what is missing before it.
     async fn nearby_segment(&mut self, from: DeviceId, segment: NearbySegment) {
-        let seq = segment.seq;
-        let onward = Frame::Segment {
-            device: segment.device,
+        let (seq, writer) = (segment.seq, segment.device);
+        let names = &self.device.keys.names;
+        let wrote_it = |device: &DeviceId| names.device_tag(device) == writer;
+        let from_writer = wrote_it(&from);
+        // The devices it may be new to: connected, neither its sender nor its writer. A
+        // device connected to this one alone (one that reaches the repository through it)
+        // then has it at once; one that has it already applies nothing and passes nothing on.
+        let onward: Vec<DeviceId> = match &self.lan {
+            Some((lan, _)) => lan
+                .peers()
+                .into_iter()
+                .map(|peer| peer.device)
+                .filter(|device| *device != from && !wrote_it(device))
+                .collect(),
+            None => Vec::new(),
+        };
+        let frame = (!onward.is_empty()).then(|| Frame::Segment {
+            device: writer,
             seq,
             sealed: segment.sealed.clone(),
-        };
+        });
         let received = self.device.engine.receive(segment);
         let Some((lan, _)) = &self.lan else {
             return;
         };
+        let pass_on = || {
+            if let Some(frame) = &frame {
+                for device in &onward {
+                    lan.send(Some(*device), frame.clone());
+                }
+            }
+        };
         match received {
             Ok(Received::Applied { ops, blobs }) if blobs.is_empty() => {
                 debug!(seq, ops, "LAN: applied a segment");
-                // On to the other connected devices, new to this one as it may be to them: a
-                // device connected to this one alone (one that reaches the repository through
-                // it) hears of it at once. A device that has it already applies nothing and
-                // passes nothing on.
-                for peer in lan.peers().into_iter().filter(|peer| peer.device != from) {
-                    lan.send(Some(peer.device), onward.clone());
-                }
+                pass_on();
                 self.follow_synced_settings();
                 self.apply_newest().await;
             }
             Ok(Received::Applied { ops, blobs }) => {
                 // Its images come from the sender too; the newest clip is placed when they
-                // are whole.
+                // are whole. A device it is passed on to asks this one, which sends what it
+                // holds whole; storage has the rest.
                 debug!(seq, ops, blobs = blobs.len(), "LAN: applied a segment");
                 for blob in blobs {
                     lan.send(Some(from), Frame::Want { blob });
                 }
+                pass_on();
                 self.follow_synced_settings();
             }
             Ok(Received::Ahead) => {
-                // Something before it went missing (a connection replaced mid-way): saying
-                // how far this device is brings it.
+                // Something before it went missing (a connection replaced mid-way, or it was
+                // passed on by a device that had not the ones before): the writer, told how
+                // far this device is, sends them; a device passing it on sends only its own,
+                // so storage fills the gap then.
                 debug!(
                     seq,
                     "LAN: a segment ahead of a gap; asking for what is missing"
@@ -294,6 +315,13 @@ impl Agent {
                 match self.device.engine.heads() {
                     Ok(heads) => lan.send(Some(from), Frame::Heads(heads)),
                     Err(error) => warn!(%error, "LAN: heads could not be read"),
+                }
+                let due = self
+                    .gap_fetched_at
+                    .is_none_or(|at| at.elapsed() >= GAP_FETCH);
+                if !from_writer && due {
+                    self.gap_fetched_at = Some(tokio::time::Instant::now());
+                    self.fetch().await;
                 }
             }
             Ok(other) => debug!(seq, ?other, "LAN: a segment was not applied"),
@@ -355,6 +383,9 @@ fn segment_frame(segment: NearbySegment) -> Frame {
         sealed: segment.sealed,
     }
 }
+
+/// The least time between two fetches for a gap in segments passed on by another device.
+const GAP_FETCH: Duration = Duration::from_secs(2);
 
 pub(super) async fn recv_lan(lan: &mut Option<(Lan, mpsc::Receiver<Event>)>) -> Option<Event> {
     match lan {

@@ -148,6 +148,8 @@ struct Agent {
     stopping: bool,
     /// The synced settings in force: when a merge changes them, they are applied.
     synced_seen: Vec<(String, String)>,
+    /// When a gap in segments passed on over the LAN last sent this agent to storage.
+    gap_fetched_at: Option<Instant>,
 }
 
 impl Agent {
@@ -220,6 +222,7 @@ impl Agent {
             paused,
             stopping: false,
             synced_seen,
+            gap_fetched_at: None,
         })
     }
 

@@ -406,24 +406,30 @@ pub(crate) async fn first_sync(
     if !done.created {
         done.clips = Some(device.engine.state().stats().clips);
     }
-    leave_relay_to_the_repository(&device)?;
+    if let Err(failure) = leave_relay_to_the_repository(&device) {
+        out.note(format!(
+            "warning: this device keeps its own copy of the repository's relay ({})",
+            failure.message
+        ));
+    }
     Ok(done)
 }
 
-/// A relay in this device's config file that is the repository's own (the synced one) is left
-/// to the repository: changing it there (`ferry config set --synced relay`) then moves this
-/// device too. A relay of its own stays.
+/// The relay this device was set up with, in its config file, when it is the repository's own
+/// (the synced one) is left to the repository: changing it there (`ferry config set --synced
+/// relay`) then moves this device too. A relay on this machine, or another one, stays.
 fn leave_relay_to_the_repository(device: &Device) -> Result<(), Failure> {
     let Some((mine, config::Source::User(_))) = device.config.get("relay") else {
         return Ok(());
     };
-    let state = device.engine.state_for(DataKind::Settings);
-    let settings = state.settings(device.config.settings.conflict, device.engine.device());
-    let synced = settings
-        .into_iter()
-        .find(|(key, _)| *key == "relay")
-        .and_then(|(_, resolved)| resolved.value().map(str::to_owned));
-    if synced.as_deref() == Some(mine.as_str()) {
+    if config::on_this_machine(mine) {
+        return Ok(());
+    }
+    let synced = device::synced_settings(&device.engine, &device.config);
+    if synced
+        .iter()
+        .any(|(key, value)| key == "relay" && value == mine)
+    {
         config::write_user(&device.config.user_file, "relay", None)?;
     }
     Ok(())

@@ -10,6 +10,7 @@ use ferry_protocol::{DeviceId, SyncKey};
 use ferry_store::url::StoreUrl;
 use serde::Serialize;
 use tokio::time::Instant;
+use tracing::warn;
 
 use super::channel::{Channel, EXCHANGE, Paths};
 use super::printable;
@@ -80,10 +81,14 @@ async fn run_offer(
     };
     // The repository's relay when this device has none of its own.
     let mut config = config.clone();
-    if config.settings.relay.is_none()
-        && let Ok(Some((relay, _))) = crate::commands::config::relay_in_use(home, &config).await
-    {
-        config.settings.relay = Some(relay);
+    if config.settings.relay.is_none() {
+        match crate::commands::config::relay_in_use(home, &config).await {
+            Ok(relay) => config.settings.relay = relay.map(|(url, _)| url),
+            Err(failure) => warn!(
+                error = %failure.message,
+                "the repository's relay could not be read: pairing without it"
+            ),
+        }
     }
     let config = &config;
     let paths = Paths::choose(args.relay.as_deref(), None, config)?;
