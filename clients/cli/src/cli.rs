@@ -358,9 +358,14 @@ pub(crate) struct PasteArgs {
     /// Do not fetch first.
     #[arg(long)]
     pub(crate) offline: bool,
-    /// Write the content to this file (needed for images and files).
+    /// Write the content to this file (images and files go to a terminal no other way).
     #[arg(long, value_name = "PATH")]
     pub(crate) output: Option<PathBuf>,
+    /// Whether standard output is a terminal, where bytes that are not text are refused (set
+    /// by the command, which may run in the agent).
+    #[arg(skip)]
+    #[serde(default)]
+    pub(crate) to_terminal: bool,
 }
 
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]

@@ -35,7 +35,8 @@ per_backend! {
         let lines: Vec<&str> = history.lines().collect();
         assert_eq!(lines.len(), 2, "{backend:?}: {history}");
         let fields: Vec<&str> = lines[0].split('\t').collect();
-        assert_eq!(fields[2..], ["alpha", "second clip"], "{backend:?}");
+        assert_eq!(fields[1], "", "not pinned: {history}");
+        assert_eq!(fields[3..], ["alpha", "second clip"], "{backend:?}");
         assert!(
             lines[1].ends_with("\talpha\tfirst line second line"),
             "{history}"
@@ -80,13 +81,9 @@ per_backend! {
         let path = a.home().join("picture.png");
         std::fs::write(&path, &image).unwrap();
         a.run(&["copy", "--image", path.to_str().unwrap()]).ok();
-        let ran = b.run(&["paste"]);
-        assert_eq!(ran.code, 1);
-        assert!(
-            ran.stderr.contains("write it to a file with --output PATH"),
-            "{}",
-            ran.stderr
-        );
+        // Down a pipe the bytes go as they are (on a terminal they are refused: see
+        // `binary_clips_are_refused_on_a_terminal`).
+        assert_eq!(b.run(&["paste"]).ok().stdout_bytes, image);
         let out = b.home().join("out.png");
         b.run(&["paste", "--output", out.to_str().unwrap()]).ok();
         assert_eq!(std::fs::read(&out).unwrap(), image, "{backend:?}");
@@ -588,5 +585,53 @@ fn an_agent_whose_log_file_cannot_be_made_logs_to_stderr_and_says_why() {
         )) && stderr.contains("logging to standard error instead")
             && stderr.contains("agent running"),
         "{stderr}"
+    );
+}
+
+/// The README's pipeline, as written there, on a history with a pinned clip: the first column
+/// is an id whatever the marks.
+#[test]
+fn the_readme_pipeline_pastes_a_pinned_clip() {
+    let pair = common::pair(Backend::Folder, false);
+    let a = &pair.a;
+    a.run(&["copy", "ssh deploy@prod.example.org"]).ok();
+    a.run(&["copy", "something else"]).ok();
+    let id = a.json(&["history"])[1]["id"].as_str().unwrap().to_owned();
+    a.run(&["pin", &id[..8]]).ok();
+    let line = a.run(&["history"]).ok().stdout;
+    assert!(line.contains(&format!("{}\t*\t", &id[..12])), "{line}");
+    let home = common::quote(&a.home().display().to_string());
+    let ferry = format!("{} --home {home}", common::FERRY);
+    let pipeline = format!("{ferry} history | grep ssh | cut -f1 | xargs {ferry} paste");
+    let ran = std::process::Command::new("sh")
+        .args(["-c", &pipeline])
+        .envs(a.env.iter().map(|(key, value)| (key, value)))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert!(ran.status.success(), "{pipeline}\n{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout),
+        "ssh deploy@prod.example.org"
+    );
+}
+
+/// On a terminal, an image or a file is refused with the way to get it; text is shown.
+#[test]
+fn binary_clips_are_refused_on_a_terminal() {
+    if !common::have("tmux") {
+        return;
+    }
+    let pair = common::pair(Backend::Folder, false);
+    let a = &pair.a;
+    let path = a.home().join("picture.png");
+    std::fs::write(&path, noise_png(40, 30)).unwrap();
+    a.run(&["copy", "--image", path.to_str().unwrap()]).ok();
+    let terminal = common::Terminal::start(&a.shell_line(&["paste"]));
+    let screen = terminal.wait_for("exit status");
+    assert!(screen.contains("exit status 1"), "{screen}");
+    assert!(
+        screen.contains("write it to a file with --output PATH, or send it down a pipe"),
+        "{screen}"
     );
 }

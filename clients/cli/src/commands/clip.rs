@@ -65,10 +65,11 @@ impl Clip {
 
 impl fmt::Display for Clip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The pin mark in a column of its own: the first column stays an id for `cut -f1`.
         let pin = if self.pinned { "*" } else { "" };
         write!(
             f,
-            "{}{pin}\t{}\t{}\t{}",
+            "{}\t{pin}\t{}\t{}\t{}",
             &self.id[..12],
             age(self.last_used_ms),
             self.device_name,
@@ -226,12 +227,14 @@ pub(crate) async fn paste(
         // Text, or the plain form of rich text.
         None => content.text().unwrap_or_default().as_bytes().to_vec(),
     };
+    let binary = matches!(content, ClipContent::Image(_) | ClipContent::File(_));
     match args.output {
         Some(path) => std::fs::write(&path, &bytes).map_err(file_error(&path, "written")),
-        None if content.text().is_none() => Err(Failure::new(format!(
-            "clip {id} is {} ({} bytes): write it to a file with --output PATH",
+        None if binary && args.to_terminal => Err(Failure::new(format!(
+            "clip {id} is {} ({}), not text to show here: write it to a file with --output \
+             PATH, or send it down a pipe",
             describe(&content),
-            bytes.len()
+            size(bytes.len() as u64)
         ))),
         None => {
             out.raw(&bytes);
@@ -242,6 +245,7 @@ pub(crate) async fn paste(
 
 /// `ferry paste` takes a path relative to where it was run.
 pub(crate) fn prepare_paste(args: &mut PasteArgs, cwd: &Path) {
+    args.to_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     if let Some(path) = &mut args.output {
         *path = cwd.join(&*path);
     }

@@ -164,6 +164,7 @@ pub(crate) async fn run(
                 id: Some(id),
                 offline: true,
                 output: None,
+                to_terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
             }))
             .await?;
         out.raw(&stdout);
