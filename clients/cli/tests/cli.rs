@@ -589,7 +589,8 @@ fn an_agent_whose_log_file_cannot_be_made_logs_to_stderr_and_says_why() {
 }
 
 /// The README's pipeline, as written there, on a history with a pinned clip: the first column
-/// is an id whatever the marks.
+/// is an id whatever the marks. (A POSIX shell's pipeline: not run under Wine.)
+#[cfg(unix)]
 #[test]
 fn the_readme_pipeline_pastes_a_pinned_clip() {
     let pair = common::pair(Backend::Folder, false);
@@ -617,6 +618,8 @@ fn the_readme_pipeline_pastes_a_pinned_clip() {
 }
 
 /// On a terminal, an image or a file is refused with the way to get it; text is shown.
+/// (A tmux terminal: not run under Wine.)
+#[cfg(unix)]
 #[test]
 fn binary_clips_are_refused_on_a_terminal() {
     if !common::have("tmux") {
