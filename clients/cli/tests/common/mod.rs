@@ -264,7 +264,7 @@ impl Device {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap();
+        let mut child = spawn(&mut command);
         let mut stdin = child.stdin.take().unwrap();
         if let Some(input) = input {
             stdin.write_all(input).unwrap();
@@ -388,6 +388,27 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Starts `command`. Under Wine, process creation now and then fails with Windows' "internal
+/// error" (1359) before the program runs at all; that is tried again, a few times.
+pub fn spawn(command: &mut Command) -> Child {
+    const WINE_INTERNAL_ERROR: i32 = 1359;
+    let mut tries = 0;
+    loop {
+        match command.spawn() {
+            Ok(child) => return child,
+            Err(error)
+                if cfg!(windows)
+                    && error.raw_os_error() == Some(WINE_INTERNAL_ERROR)
+                    && tries < 3 =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => panic!("{command:?} did not start: {error}"),
+        }
+    }
 }
 
 /// A child process killed when dropped.
@@ -634,7 +655,7 @@ pub fn start_agent_in(
         .open(device.home().join("agent.log"))
         .unwrap();
     command.stdout(log.try_clone().unwrap()).stderr(log);
-    let agent = Running(command.spawn().unwrap());
+    let agent = Running(spawn(&mut command));
     #[cfg(windows)]
     AGENT_HOMES
         .lock()
