@@ -123,12 +123,7 @@ fn the_default_setup_reaches_a_second_and_a_third_machine() {
     // The laptop, as scripts/run.sh starts it: a relay on its own 127.0.0.1, then the agent,
     // which sets the device up on the first run.
     let runtime = common::runtime();
-    let relay = runtime
-        .block_on(ferry_relay::RunningRelay::start(ferry_relay::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ferry_relay::Config::default()
-        }))
-        .unwrap();
+    let relay = common::relay_on(&runtime);
     let sockets = tempfile::tempdir().unwrap();
     let _relay_on_a = laptop
         .host
@@ -261,12 +256,7 @@ fn a_device_that_joins_without_the_relay_uses_the_repositorys() {
     };
     let (a, b) = (network.host(0), network.host(1));
     let runtime = common::runtime();
-    let relay = runtime
-        .block_on(ferry_relay::RunningRelay::start(ferry_relay::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ferry_relay::Config::default()
-        }))
-        .unwrap();
+    let relay = common::relay_on(&runtime);
     let sockets = tempfile::tempdir().unwrap();
     let port = relay.local_addr().port();
     let _relay_on_lan = a.serve_on_lan(port, sockets.path());

@@ -340,8 +340,12 @@ impl Device {
 
 /// A relay on 127.0.0.1, run by the storage's runtime.
 pub fn relay(storage: &Storage) -> ferry_relay::RunningRelay {
-    storage
-        .runtime
+    relay_on(&storage.runtime)
+}
+
+/// A relay on 127.0.0.1, run by `runtime`.
+pub fn relay_on(runtime: &tokio::runtime::Runtime) -> ferry_relay::RunningRelay {
+    runtime
         .block_on(ferry_relay::RunningRelay::start(ferry_relay::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             ..ferry_relay::Config::default()
