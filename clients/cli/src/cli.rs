@@ -380,7 +380,7 @@ pub(crate) struct HistoryArgs {
 
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub(crate) struct LogArgs {
-    /// Only transfers with this device (its tag or a prefix).
+    /// Only transfers with this device: its name or id as `ferry devices` shows them.
     #[arg(long, value_name = "D")]
     pub(crate) device: Option<String>,
     /// Only this kind: segment, snapshot, blob, filter (a copy refused), upload or fetch (a

@@ -98,8 +98,22 @@ per_backend! {
             a.run(&["log", "--kind", "segment"])
                 .ok()
                 .stdout
-                .contains("\tup\tsegment\t")
+                .contains("\tup\tsegment\talpha\t")
         );
+        // `--device` takes a device's name or id as `ferry devices` shows them; rows name it.
+        let alpha_id = b.json(&["devices"])[1]["device"].as_str().unwrap().to_owned();
+        for which in ["alpha", &alpha_id[..6]] {
+            let from_alpha = b.run(&["log", "--device", which]).ok().stdout;
+            assert!(!from_alpha.is_empty(), "{which}");
+            assert!(
+                from_alpha.lines().all(|l| l.contains("\tdown\t")
+                    && l.split('\t').nth(3) == Some("alpha")),
+                "{which}: {from_alpha}"
+            );
+        }
+        let nobody = b.run(&["log", "--device", "gamma"]);
+        assert_eq!(nobody.code, 2, "{nobody:?}");
+        assert!(nobody.stderr.contains("no device is named or numbered \"gamma\""));
         a.run(&["copy", "not yet"]).ok();
         b.run(&["sync", "--dry-run"]).ok();
     }
@@ -292,10 +306,29 @@ fn every_command_has_a_happy_path() {
         .ok();
     let ran = device.run(&["copy", "secret-token-123"]);
     assert_eq!(ran.code, 1);
-    assert!(ran.stderr.contains("not recorded"), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("not recorded: matches the clipboard.exclude pattern ^secret-"),
+        "{}",
+        ran.stderr
+    );
     assert!(
         !ran.stderr.contains("token-123"),
         "the refused text was quoted: {}",
+        ran.stderr
+    );
+    // Over the size limit, in sizes people read, naming the setting.
+    device
+        .run(&["config", "set", "clipboard.max_bytes", "1KiB"])
+        .ok();
+    let ran = device.run(&["copy", &"y".repeat(2000)]);
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains(
+            "not recorded: 2.0 KiB is over clipboard.max_bytes (1.0 KiB): raise it to sync \
+             copies this large"
+        ),
+        "{}",
         ran.stderr
     );
 }

@@ -83,6 +83,16 @@ fn clips_cross_between_two_desktops_through_s3_and_the_relay() {
         assert!(texts.contains(&"after the secret".to_owned()), "{texts:?}");
     }
 
+    // A copy over clipboard.max_bytes (16 MiB unless set) is not recorded, and
+    // `ferry log --kind filter` says so in sizes people read, naming the setting.
+    let _owner = desk_a.copy(TEXT, &vec![b'x'; 20_000_000]);
+    skipped(
+        a,
+        "\tover clipboard.max_bytes (16.0 MiB): raise it to sync copies this large",
+    );
+    let _owner = desk_a.copy(TEXT, b"after the large copy");
+    arrives(&desk_b, "after the large copy");
+
     // No echo: B placed three clips and recorded none of them.
     assert_eq!(own_segments(b), b_segments, "B recorded what it placed");
 
@@ -187,13 +197,10 @@ fn clips_cross_between_two_wayland_desktops() {
         assert!(!texts.iter().any(|t| t.contains("hunter2")), "{texts:?}");
     }
 
-    // Over the size limit: seen, counted, not recorded; the next small copy is.
+    // Over the size limit: seen, not recorded, and said where people look; the next small
+    // copy is recorded.
     let _owner = desk_a.copy(wayland_text, "x".repeat(1_000_000).as_bytes());
-    eventually(WAIT, "A's agent to refuse the large copy", || {
-        agent_log(a)
-            .contains("over clipboard.max_bytes: not recorded")
-            .then_some(())
-    });
+    skipped(a, "over clipboard.max_bytes (256.0 KiB)");
     let _owner = desk_a.copy(wayland_text, "small again".as_bytes());
     arrives_on(&desk_b, "small again");
     for device in [a, b] {
@@ -263,12 +270,18 @@ fn password_manager(device: &Device, env: &[(&str, String)]) -> common::Running 
             .spawn()
             .unwrap(),
     );
-    eventually(WAIT, "the agent to see the secret", || {
-        agent_log(device)
-            .contains("marked the copied content as secret")
+    skipped(device, "a password manager marked it as secret");
+    owner
+}
+
+/// Waits for `ferry log --kind filter` on `device` to say that a copy was skipped for `reason`.
+fn skipped(device: &Device, reason: &str) {
+    eventually(WAIT, reason, || {
+        let log = device.run(&["log", "--kind", "filter"]).ok().stdout;
+        log.lines()
+            .any(|line| line.contains("local\tfilter") && line.contains(reason))
             .then_some(())
     });
-    owner
 }
 
 /// The password manager of the secret tests: offers text with the

@@ -48,6 +48,6 @@ pub use engine::{
     Retry, Status, UploadReport,
 };
 pub use error::SyncError;
-pub use policy::{Direction, Filters};
+pub use policy::{Direction, Filters, Refusal};
 pub use throttle::Throttle;
 pub use transfer::Transfer;

@@ -1,5 +1,8 @@
 //! What a device sends and takes: its sync direction and the filters clips must pass.
 
+use std::fmt;
+
+use bytesize::ByteSize;
 use ferry_core::{ClipContent, ContentKind};
 use regex::Regex;
 
@@ -45,31 +48,88 @@ pub struct Filters {
 }
 
 impl Filters {
-    /// Why `content` is filtered out, or `None` when it passes. The reason never quotes the
-    /// content.
-    pub fn refuses(&self, content: &ClipContent) -> Option<String> {
+    /// Why `content` is filtered out, or `None` when it passes.
+    pub fn refuses(&self, content: &ClipContent) -> Option<Refusal> {
+        let bytes = content.size();
         if let Some(max) = self.max_item_bytes
-            && content.size() > max
+            && bytes > max
         {
-            return Some(format!(
-                "{} bytes, over the maximum item size of {max} bytes",
-                content.size()
-            ));
+            return Some(Refusal::TooLarge {
+                bytes: Some(bytes),
+                max,
+            });
         }
         if let Some(kinds) = &self.kinds
             && !kinds.contains(&content.kind())
         {
-            return Some(format!("{} clips are not synced", content.kind()));
+            return Some(Refusal::Kind(content.kind()));
         }
         if let Some(text) = content.text()
             && let Some(pattern) = self.exclude.iter().find(|p| p.is_match(text))
         {
-            return Some(format!(
-                "matches the exclusion pattern {}",
-                pattern.as_str()
-            ));
+            return Some(Refusal::Excluded(pattern.as_str().to_owned()));
         }
         None
+    }
+}
+
+/// Why a copy was not recorded. Said in the words of the setting that decided, and never
+/// quoting the content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Larger than `clipboard.max_bytes`.
+    TooLarge {
+        /// The copy's size, when known (a clipboard stops reading at the limit).
+        bytes: Option<u64>,
+        /// The limit.
+        max: u64,
+    },
+    /// Of a kind `clipboard.kinds` leaves out.
+    Kind(ContentKind),
+    /// Text matching this pattern of `clipboard.exclude`.
+    Excluded(String),
+    /// A password manager marked it as secret.
+    Secret,
+    /// Sync is paused on this device.
+    Paused,
+}
+
+impl Refusal {
+    /// The size of the copy refused, where known (else 0).
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Refusal::TooLarge {
+                bytes: Some(bytes), ..
+            } => *bytes,
+            _ => 0,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let size = |bytes: u64| ByteSize::b(bytes).display().iec().to_string();
+        match self {
+            Refusal::TooLarge { bytes, max } => {
+                if let Some(bytes) = bytes {
+                    write!(f, "{} is ", size(*bytes))?;
+                }
+                write!(
+                    f,
+                    "over clipboard.max_bytes ({}): raise it to sync copies this large",
+                    size(*max)
+                )
+            }
+            Refusal::Kind(kind) => write!(
+                f,
+                "{kind} copies are left out by clipboard.kinds: add {kind} there to sync them"
+            ),
+            Refusal::Excluded(pattern) => {
+                write!(f, "matches the clipboard.exclude pattern {pattern}")
+            }
+            Refusal::Secret => f.write_str("a password manager marked it as secret"),
+            Refusal::Paused => f.write_str("sync is paused on this device (`ferry resume`)"),
+        }
     }
 }
 
@@ -85,16 +145,19 @@ mod tests {
             kinds: Some(vec![ContentKind::Text]),
         };
         let text = |t: &str| ClipContent::Text(t.to_owned());
-        assert_eq!(filters.refuses(&text("hello")), None);
-        let secret = filters.refuses(&text("1234-5678")).unwrap();
-        assert!(secret.contains("exclusion") && !secret.contains("1234-5678"));
-        assert!(
-            filters
-                .refuses(&text("a long clip here"))
-                .unwrap()
-                .contains("maximum")
+        let refused = |content: &ClipContent| filters.refuses(content).map(|r| r.to_string());
+        assert_eq!(refused(&text("hello")), None);
+        let secret = refused(&text("1234-5678")).unwrap();
+        assert!(secret.contains("clipboard.exclude") && !secret.contains("1234-5678"));
+        assert_eq!(
+            refused(&text("a long clip here")).unwrap(),
+            "16 B is over clipboard.max_bytes (10 B): raise it to sync copies this large"
         );
         let html = ClipContent::rich_text("<b>x</b>", "x");
-        assert!(filters.refuses(&html).unwrap().contains("rich_text clips"));
+        assert!(
+            refused(&html)
+                .unwrap()
+                .starts_with("rich_text copies are left out by clipboard.kinds")
+        );
     }
 }

@@ -429,12 +429,12 @@ per_backend! {
         assert!(
             skipped
                 .iter()
-                .any(|t| t.detail.as_deref().unwrap().contains("exclusion"))
+                .any(|t| t.detail.as_deref().unwrap().contains("matches the clipboard.exclude pattern"))
         );
         assert!(
             skipped
                 .iter()
-                .any(|t| t.detail.as_deref().unwrap().contains("maximum"))
+                .any(|t| t.detail.as_deref().unwrap().contains("B is over clipboard.max_bytes ("))
         );
 
         let mut b = Device::open(Arc::clone(&storage.store)).await;

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use ferry_clipboard::{Clip, Observed, WatchConfig, Watcher, Writer};
 use ferry_core::{Body, ClipContent, DataKind};
+use ferry_sync::Refusal;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -17,16 +18,11 @@ impl Agent {
     pub(super) fn observed(&mut self, observed: Observed) {
         let clip = match observed {
             Observed::Clip(clip) => clip,
-            Observed::Secret => {
-                info!("a password manager marked the copied content as secret: not recorded");
-                return;
-            }
-            Observed::TooLarge { bytes } => {
-                info!(
-                    bytes,
-                    "the copied content is over clipboard.max_bytes: not recorded"
-                );
-                return;
+            Observed::Secret => return self.skipped(Refusal::Secret),
+            // The clipboard stopped reading at the limit: the size is not known.
+            Observed::TooLarge { .. } => {
+                let max = self.device.config.settings.max_bytes;
+                return self.skipped(Refusal::TooLarge { bytes: None, max });
             }
         };
         if [&self.placed, &self.recorded]
@@ -40,8 +36,7 @@ impl Agent {
             return;
         }
         if self.paused.is_some() {
-            info!("sync is paused: a copy was not recorded");
-            return;
+            return self.skipped(Refusal::Paused);
         }
         match self.device.engine.copy(clipboard::content(&clip)) {
             Ok(Some(op)) => {
@@ -50,8 +45,16 @@ impl Agent {
                 self.placed = None;
                 self.upload_soon();
             }
-            Ok(None) => info!("a copy was filtered out (see `ferry log --kind filter`)"),
+            Ok(None) => info!("a copy was not recorded (`ferry log --kind filter` says why)"),
             Err(error) => warn!(%error, "a copy could not be recorded"),
+        }
+    }
+
+    /// A copy not recorded: said in the agent's log and in the transfer log, never quoting it.
+    fn skipped(&mut self, refusal: Refusal) {
+        info!("a copy was not recorded: {refusal}");
+        if let Err(error) = self.device.engine.skipped(&refusal) {
+            warn!(%error, "the transfer log could not say so");
         }
     }
 

@@ -154,7 +154,7 @@ pub(crate) fn copy(device: &mut Device, args: CopyArgs) -> Result<Copied, Failur
     let content = content_from(args)?;
     if let Some(reason) = device.config.settings.filters().refuses(&content) {
         return Err(Failure::new(format!(
-            "not recorded: {reason} (see `ferry config ls` for the clipboard filters)"
+            "not recorded: {reason} (`ferry config ls` lists the clipboard settings)"
         )));
     }
     let fallback = ClipId::for_content(&device.keys.names, &content);

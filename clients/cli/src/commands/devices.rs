@@ -105,6 +105,11 @@ impl Roster {
             .and_then(|m| m.added_by.as_deref())
     }
 
+    /// Each device's id and name.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = (&DeviceId, &str)> {
+        self.0.iter().map(|m| (&m.device, m.name.as_str()))
+    }
+
     /// Devices that joined with the sync key alone, other than this one.
     pub(crate) fn unpaired(&self) -> impl Iterator<Item = &str> {
         self.0
@@ -243,7 +248,7 @@ pub(crate) fn vouch(
 }
 
 /// A device named by a unique prefix of its id, or by its name.
-fn find(device: &Device, which: &str) -> Result<DeviceId, Failure> {
+pub(crate) fn find(device: &Device, which: &str) -> Result<DeviceId, Failure> {
     let roster = roster(device)?;
     let by_name: Vec<&Member> = roster.0.iter().filter(|m| m.name == which).collect();
     let by_id: Vec<&Member> = roster

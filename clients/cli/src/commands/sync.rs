@@ -1,6 +1,6 @@
 //! `ferry sync`, `ferry status`, `ferry log`: moving data, and what moved.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -519,22 +519,32 @@ impl RollCall {
 #[serde(transparent)]
 struct Log(Vec<Line>);
 
+/// A line of the transfer log, with the name of the device it concerns.
 #[derive(Serialize)]
-#[serde(transparent)]
-struct Line(Transfer);
+struct Line {
+    #[serde(flatten)]
+    transfer: Transfer,
+    device_name: Option<String>,
+}
 
+/// `age  direction  kind  device  size  outcome  object  [detail]`, tab-separated; `-` where
+/// there is no device, size or object.
 impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = &self.0;
+        let t = &self.transfer;
         write!(
             f,
-            "{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             age(t.at_ms),
             t.direction,
             t.kind,
-            t.name.as_deref().unwrap_or_default(),
-            size(t.bytes),
-            t.outcome
+            self.device_name.as_deref().unwrap_or("-"),
+            match t.bytes {
+                0 => "-".to_owned(),
+                bytes => size(bytes),
+            },
+            t.outcome,
+            t.name.as_deref().unwrap_or("-"),
         )?;
         match &t.detail {
             Some(detail) => write!(f, "\t{detail}"),
@@ -554,12 +564,16 @@ const LOG_WINDOW: usize = 100_000;
 
 /// `ferry log`.
 pub(crate) fn log(device: &Device, args: LogArgs, out: &mut Output) -> Result<(), Failure> {
+    let names = transfer_names(device)?;
+    let wanted = args
+        .device
+        .as_deref()
+        .map(|which| wanted_tag(device, &names, which))
+        .transpose()?;
     let matches = |t: &Transfer| {
-        let device_matches = args.device.as_deref().is_none_or(|wanted| {
-            t.device
-                .as_deref()
-                .is_some_and(|tag| tag.starts_with(wanted))
-        });
+        let device_matches = wanted
+            .as_deref()
+            .is_none_or(|wanted| t.device.as_deref() == Some(wanted));
         let text_matches = args.search.as_deref().is_none_or(|query| {
             [
                 t.name.as_deref(),
@@ -578,8 +592,42 @@ pub(crate) fn log(device: &Device, args: LogArgs, out: &mut Output) -> Result<()
         .into_iter()
         .filter(matches)
         .take(args.limit)
-        .map(Line)
+        .map(|transfer| Line {
+            device_name: transfer.device.as_ref().map(|tag| match names.get(tag) {
+                Some(name) => name.clone(),
+                None => format!("device {}", &tag[..tag.len().min(8)]),
+            }),
+            transfer,
+        })
         .collect();
     out.report(&Log(lines));
     Ok(())
+}
+
+/// The names of the devices in the roster, by the tag that names their objects (as the
+/// transfer log records them).
+fn transfer_names(device: &Device) -> Result<HashMap<String, String>, Failure> {
+    Ok(devices::roster(device)?
+        .ids()
+        .map(|(id, name)| (device.engine.tag_of(id).to_string(), name.to_owned()))
+        .collect())
+}
+
+/// The tag of the device that `ferry log --device` names: by its name or id as `ferry
+/// devices` shows them, or by the start of its tag in object names.
+fn wanted_tag(
+    device: &Device,
+    names: &HashMap<String, String>,
+    which: &str,
+) -> Result<String, Failure> {
+    let named = devices::find(device, which);
+    if let Ok(id) = named {
+        return Ok(device.engine.tag_of(&id).to_string());
+    }
+    let prefix = which.to_lowercase();
+    let mut tags = names.keys().filter(|tag| tag.starts_with(&prefix));
+    match (tags.next(), tags.next()) {
+        (Some(tag), None) => Ok(tag.clone()),
+        _ => named.map(|id| device.engine.tag_of(&id).to_string()),
+    }
 }

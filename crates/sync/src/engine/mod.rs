@@ -32,7 +32,7 @@ use ferry_store::{RetryPolicy, Store};
 use tracing::warn;
 
 use crate::db::{Db, Words};
-use crate::policy::{Direction, Filters};
+use crate::policy::{Direction, Filters, Refusal};
 use crate::remote::Remote;
 use crate::throttle::Throttle;
 use crate::transfer::{self, Kind, Outcome, Transfer, now_ms};
@@ -409,6 +409,11 @@ impl Engine {
         self.opened_offline
     }
 
+    /// The tag that names `device`'s objects in the storage.
+    pub fn tag_of(&self, device: &DeviceId) -> DeviceTag {
+        self.keys.names.device_tag(device)
+    }
+
     /// This device's id.
     pub fn device(&self) -> DeviceId {
         self.device
@@ -454,6 +459,16 @@ impl Engine {
         self.record_with(Some(kind), make, None)
     }
 
+    /// Notes in the transfer log that a copy was not recorded, and why (`ferry log --kind
+    /// filter`): for the filters here, and for what the clipboard itself refused.
+    pub fn skipped(&mut self, refusal: &Refusal) -> Result<(), SyncError> {
+        let line = Transfer::new(transfer::Route::Local, Kind::Filter, Outcome::Skipped)
+            .device(&self.tag)
+            .bytes(refusal.bytes())
+            .detail(refusal.to_string());
+        self.db.log(&line)
+    }
+
     /// Records an operation of `kind` (`None`: the roster, which always syncs).
     fn record_with(
         &mut self,
@@ -481,12 +496,8 @@ impl Engine {
     /// Records a copy of `content`, unless the filters refuse it: then nothing is recorded,
     /// the transfer log says why (without quoting the content), and `None` is returned.
     pub fn copy(&mut self, content: ClipContent) -> Result<Option<Op>, SyncError> {
-        if let Some(reason) = self.config.filters.refuses(&content) {
-            let refused = Transfer::new(transfer::Route::Local, Kind::Filter, Outcome::Skipped)
-                .device(&self.tag)
-                .bytes(content.size())
-                .detail(reason);
-            self.db.log(&refused)?;
+        if let Some(refusal) = self.config.filters.refuses(&content) {
+            self.skipped(&refusal)?;
             return Ok(None);
         }
         // Large images and files travel as blobs: the operation carries the blob's id.
