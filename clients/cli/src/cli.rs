@@ -42,6 +42,10 @@ pub(crate) struct Global {
     /// Print data as JSON.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Print no confirmation line when a command changes something (what was asked for,
+    /// warnings and errors still show).
+    #[arg(long, short, global = true)]
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -349,6 +353,14 @@ pub(crate) struct CopyArgs {
     /// Copy a PNG image.
     #[arg(long, value_name = "PATH.png", conflicts_with = "text")]
     pub(crate) image: Option<PathBuf>,
+    /// Record it only: do not also put it on this device's clipboard.
+    #[arg(long)]
+    pub(crate) no_place: bool,
+    /// Whether to put it on this device's clipboard: unless --no-place, when there is one
+    /// (set by the command, which may run in the agent).
+    #[arg(skip)]
+    #[serde(default)]
+    pub(crate) place: bool,
 }
 
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]

@@ -510,6 +510,27 @@ impl Device {
         Ok(())
     }
 
+    /// Keeps this device's `device_name` setting in step with the name the repository gives
+    /// it (a `ferry devices rename` made here or on another device), so that the setting
+    /// never shows, nor a later setup brings back, an old name.
+    pub(crate) fn follow_own_name(&mut self) -> Result<(), Failure> {
+        let key = format!("{DEVICE_NAME_PREFIX}{}", self.engine.device());
+        let Some(name) = self
+            .engine
+            .state_for(DataKind::Settings)
+            .setting(&key, ferry_core::Strategy::Latest, self.engine.device())
+            .and_then(|r| r.value().map(str::to_owned))
+        else {
+            return Ok(());
+        };
+        if self.config.settings.device_name.as_deref() == Some(name.as_str()) {
+            return Ok(());
+        }
+        crate::config::write_user(&self.config.user_file, "device_name", Some(&name))?;
+        self.config.settings.device_name = Some(name);
+        Ok(())
+    }
+
     /// Finds a clip (in the history or the trash) by id or unique prefix.
     pub(crate) fn find_clip(&self, prefix: &str) -> Result<ClipId, Failure> {
         let prefix = prefix.to_ascii_lowercase();

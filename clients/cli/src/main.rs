@@ -85,7 +85,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     let global = cli.global;
     // The command line describing itself needs no home and no config.
-    let mut out = Output::new(global.json);
+    let mut out = Output::new(global.json).quietly(global.quiet);
     match &cli.command {
         Command::Completions { shell } => {
             commands::manual::completions(*shell, &mut out);

@@ -1,6 +1,7 @@
 //! What commands print. Each command's answer is one report value that derives `Serialize` and
 //! implements `Display`: `--json` prints the first, plain output the second, so the two cannot
-//! say different things. Notes for the person (warnings, "done") go to stderr.
+//! say different things. A command that changes something confirms it in one line on stdout
+//! ([`Output::done`], which `--quiet` drops); notes for the person (warnings) go to stderr.
 
 use std::fmt;
 use std::io::Write as _;
@@ -21,6 +22,8 @@ pub(crate) struct Output {
     pub(crate) stderr: String,
     /// Print reports as JSON.
     pub(crate) json: bool,
+    /// Leave out the confirmation lines of commands that change something.
+    pub(crate) quiet: bool,
 }
 
 impl Output {
@@ -39,6 +42,20 @@ impl Output {
             self.stdout.push(b'\n');
         } else {
             let _ = write!(self.stdout, "{report}");
+        }
+    }
+
+    /// Leaves out confirmation lines (`--quiet`), when `quiet`.
+    pub(crate) fn quietly(mut self, quiet: bool) -> Output {
+        self.quiet = quiet;
+        self
+    }
+
+    /// Confirms a change: a report like any other, left out by `--quiet` unless it is asked
+    /// for as JSON.
+    pub(crate) fn done(&mut self, report: &impl Report) {
+        if self.json || !self.quiet {
+            self.report(report);
         }
     }
 
@@ -65,12 +82,50 @@ impl Output {
     }
 }
 
+/// The confirmation of a change to the device's data: one line for the person, and for
+/// scripts what was done to what (`{"done": "pinned", "what": "<clip id>"}`).
+#[derive(Serialize)]
+pub(crate) struct Done {
+    done: &'static str,
+    what: String,
+    #[serde(skip)]
+    line: String,
+}
+
+impl Done {
+    pub(crate) fn new(
+        done: &'static str,
+        what: impl fmt::Display,
+        line: impl Into<String>,
+    ) -> Done {
+        Done {
+            done,
+            what: what.to_string(),
+            line: line.into(),
+        }
+    }
+}
+
+impl fmt::Display for Done {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.line)
+    }
+}
+
 /// Writes each item of a list on its own line.
 pub(crate) struct Lines<'a, T>(pub(crate) &'a [T]);
 
 impl<T: fmt::Display> fmt::Display for Lines<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|item| writeln!(f, "{item}"))
+    }
+}
+
+/// `n` clips, in words: `1 clip`, `2 clips`.
+pub(crate) fn clips(n: usize) -> String {
+    match n {
+        1 => "1 clip".to_owned(),
+        n => format!("{n} clips"),
     }
 }
 

@@ -203,9 +203,11 @@ enum Expect {
     Shows(&'static str),
     /// Output without this text (what a removal removed).
     Omits(&'static str),
+    /// Exactly this output, and nothing on stderr.
+    Prints(&'static str),
 }
 
-use Expect::{Omits, Shows, Succeeds};
+use Expect::{Omits, Prints, Shows, Succeeds};
 
 /// Every command's happy path on one device, in order, as data: the arguments, then what the
 /// output must hold (`{id}` is the first clip's id prefix).
@@ -213,29 +215,58 @@ const HAPPY_PATH: &[(&[&str], Expect)] = &[
     (&["copy", "alpha text"], Succeeds),
     (&["copy", "beta text"], Succeeds),
     (&["history", "--limit", "1"], Shows("beta text")),
-    (&["pin", "{id}"], Succeeds),
+    (&["pin", "{id}"], Shows("Pinned clip {id}.")),
     (&["--json", "history"], Shows("\"pinned\":true")),
     (&["--json", "history"], Shows("\"kind\":\"text\"")),
-    (&["unpin", "{id}"], Succeeds),
+    (&["unpin", "{id}"], Shows("Unpinned clip {id}.")),
     (&["--json", "history"], Shows("\"pinned\":false")),
-    (&["rm", "{id}"], Succeeds),
+    (
+        &["rm", "{id}"],
+        Shows("Moved clip {id} to the trash (`ferry restore {id}` brings it back)."),
+    ),
     (&["history"], Omits("alpha text")),
     (&["trash"], Shows("alpha text")),
-    (&["restore", "{id}"], Succeeds),
+    (&["restore", "{id}"], Shows("Restored clip {id}.")),
     (&["history", "--search", "alpha"], Shows("alpha text")),
-    (&["collection", "create", "work"], Succeeds),
-    (&["collection", "add", "work", "{id}"], Succeeds),
-    (&["collection", "ls"], Shows("work\t1 clips")),
-    (&["collection", "rename", "work", "job"], Succeeds),
+    (
+        &["collection", "create", "work"],
+        Shows("Collection work created."),
+    ),
+    (
+        &["collection", "add", "work", "{id}"],
+        Shows("Added clip {id} to work."),
+    ),
+    (&["collection", "ls"], Shows("work\t1 clip\n")),
+    (
+        &["collection", "rename", "work", "job"],
+        Shows("Collection work is now job."),
+    ),
     (&["collection", "show", "job"], Shows("alpha text")),
-    (&["collection", "remove", "job", "{id}"], Succeeds),
+    (
+        &["collection", "remove", "job", "{id}"],
+        Shows("Took clip {id} out of job (it stays in the history)."),
+    ),
     (&["collection", "ls"], Shows("job\t0 clips")),
-    (&["collection", "rm", "job"], Succeeds),
+    (
+        &["collection", "rm", "job"],
+        Shows("Collection job deleted (its clips stay in the history)."),
+    ),
     (&["collection", "ls"], Omits("job")),
-    (&["alias", "set", "addr", "1 Main St"], Succeeds),
+    (
+        &["alias", "set", "addr", "1 Main St"],
+        Shows("Alias addr set."),
+    ),
+    (
+        &["--quiet", "alias", "set", "addr", "1 Main St"],
+        Prints(""),
+    ),
+    (
+        &["--json", "-q", "alias", "set", "addr", "1 Main St"],
+        Prints("{\"done\":\"alias set\",\"what\":\"addr\"}\n"),
+    ),
     (&["alias", "ls"], Shows("addr\t1 Main St")),
     (&["alias", "get", "addr"], Shows("1 Main St")),
-    (&["alias", "rm", "addr"], Succeeds),
+    (&["alias", "rm", "addr"], Shows("Alias addr removed.")),
     (&["alias", "ls"], Omits("addr")),
     (
         &["config", "set", "clipboard.exclude", "^secret-"],
@@ -291,10 +322,16 @@ fn every_command_has_a_happy_path() {
             .collect();
         let ran = device.run(&args);
         assert_eq!(ran.code, 0, "{args:?}: {}", ran.stderr);
+        let with_id = |text: &str| text.replace("{id}", &id);
         match expected {
             Succeeds => {}
-            Shows(text) => assert!(ran.stdout.contains(text), "{args:?}: {}", ran.stdout),
+            Shows(text) => assert!(
+                ran.stdout.contains(&with_id(text)),
+                "{args:?}: {}",
+                ran.stdout
+            ),
             Omits(text) => assert!(!ran.stdout.contains(text), "{args:?}: {}", ran.stdout),
+            Prints(text) => assert_eq!((ran.stdout.as_str(), ran.stderr.as_str()), (*text, "")),
         }
         if id.is_empty() && args == ["copy", "alpha text"] {
             id = ran.stdout.trim()[..8].to_owned();

@@ -121,6 +121,44 @@ fn clips_cross_between_two_desktops_through_s3_and_the_relay() {
 }
 
 #[test]
+fn ferry_copy_puts_the_text_on_this_clipboard_too() {
+    if !have("Xvfb") || !have("xclip") {
+        return;
+    }
+    let storage = common::storage(Backend::Folder);
+    let device = Device::new();
+    device.init(&storage, "desk");
+    let _logs = common::LogsOnFailure(vec![&device]);
+    let desk = Display::start();
+    let display = [("DISPLAY", desk.name.clone())];
+    let copy = |args: &[&str]| {
+        let ran = device.run_full(args, None, &display).ok();
+        assert_eq!(ran.stderr, "", "{args:?}");
+    };
+
+    // No agent: a `ferry serve-clip` process of its own serves it until the next copy.
+    copy(&["copy", "placed by ferry copy"]);
+    arrives(&desk, "placed by ferry copy");
+    copy(&["copy", "--no-place", "recorded only"]);
+    assert_eq!(desk.paste(TEXT).unwrap(), b"placed by ferry copy");
+    assert!(device.history_texts().contains(&"recorded only".to_owned()));
+
+    // With an agent on this desktop, the agent places it.
+    let agent = start_agent(&device, Some(&desk), &[]);
+    watching(&device, "Events");
+    copy(&["copy", "placed by the agent"]);
+    arrives(&desk, "placed by the agent");
+    let image = noise_png(40, 30);
+    let path = device.home().join("small.png");
+    std::fs::write(&path, &image).unwrap();
+    copy(&["copy", "--image", path.to_str().unwrap()]);
+    eventually(WAIT, "the image on the clipboard", || {
+        (pixels(&desk.paste(PNG)?) == pixels(&image)).then_some(())
+    });
+    stop_agent(agent);
+}
+
+#[test]
 fn a_shared_folder_needs_no_relay_and_polling_reads_the_clipboard() {
     if !have("Xvfb") || !have("xclip") {
         return;

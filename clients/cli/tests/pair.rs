@@ -444,6 +444,14 @@ fn a_renamed_device_shows_its_new_name_everywhere() {
     let listed = desktop.run(&["devices"]).ok().stdout;
     assert!(listed.contains("workstation"), "{listed}");
     assert!(listed.contains("by laptop"), "{listed}");
+    // The renamed device's own setting follows, as it does on the device that renamed itself.
+    let own = desktop.json(&["config", "get", "device_name"]);
+    assert_eq!(own["value"], "workstation", "{own}");
+    laptop
+        .run(&["devices", "rename", "laptop", "notebook"])
+        .ok();
+    let own = laptop.json(&["config", "get", "device_name"]);
+    assert_eq!(own["value"], "notebook", "{own}");
     let unknown = laptop.run(&["devices", "rename", "nosuchdevice", "x"]);
     assert_eq!(unknown.code, 2);
     assert!(

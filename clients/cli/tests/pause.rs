@@ -63,7 +63,16 @@ fn a_paused_device_neither_records_nor_receives_until_it_resumes() {
 
     // B's own copy is not recorded.
     let _owner = desk_b.copy(TEXT, b"copied on B while paused");
-    logged(b, "sync is paused: a copy was not recorded", 0);
+    logged(
+        b,
+        "a copy was not recorded: sync is paused on this device",
+        0,
+    );
+    let skipped = b.run(&["log", "--kind", "filter"]).ok().stdout;
+    assert!(
+        skipped.contains("\tskipped\t-\tsync is paused on this device (`ferry resume`)"),
+        "{skipped}"
+    );
     // A's copy is announced to B, which ignores it.
     let _owner = copied_on_a(a, &desk_a, "from A while B is paused");
     let hints = logged(b, "sync is paused: a relay hint was ignored", 0);

@@ -13,6 +13,7 @@ use super::{Agent, ClipboardParts};
 use crate::clipboard;
 use crate::device::Device;
 use crate::error::Failure;
+use crate::output::Output;
 
 impl Agent {
     pub(super) fn observed(&mut self, observed: Observed) {
@@ -115,6 +116,29 @@ impl Agent {
         self.place(writer, clip)
             .await
             .map_err(|error| Failure::new(format!("the clip could not be placed: {error}")))
+    }
+
+    /// Places what `ferry copy` recorded on this clipboard too, or says why it could not.
+    pub(super) async fn place_copied(
+        &mut self,
+        clip: Result<Option<Clip>, Failure>,
+        out: &mut Output,
+    ) {
+        let placed = match (clip, self.writer.clone()) {
+            (Ok(None), _) => return,
+            (Err(failure), _) => Err(failure.message),
+            (Ok(Some(_)), None) => Err("the clip could not be placed on the clipboard: the \
+                                        agent has no clipboard (it started without DISPLAY or \
+                                        WAYLAND_DISPLAY; `ferry doctor` says more)"
+                .to_owned()),
+            (Ok(Some(clip)), Some(writer)) => self
+                .place(writer, clip)
+                .await
+                .map_err(|why| format!("the clip could not be placed on the clipboard: {why}")),
+        };
+        if let Err(why) = placed {
+            out.note(format!("warning: recorded; {why}"));
+        }
     }
 
     /// Places `clip`, which the watcher then does not record again.

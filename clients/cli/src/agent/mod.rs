@@ -304,11 +304,16 @@ impl Agent {
     }
 
     async fn job(&mut self, job: serve::Job) {
-        let mut out = Output::new(job.json);
+        let mut out = Output::new(job.json).quietly(job.quiet);
         // A clip `ferry pick` chose goes on this clipboard first; copied again only once there.
         let placed = match &job.command {
             DataCommand::Place { id } => self.place_chosen(id).await,
             _ => Ok(()),
+        };
+        // What `ferry copy` records goes on this clipboard too, once recorded.
+        let copied = match &job.command {
+            DataCommand::Copy(args) if args.place => Some(crate::clipboard::of_copy(args)),
+            _ => None,
         };
         // Images and files moving for the command say how far they are, to the command.
         self.moving.lock().unwrap_or_else(|p| p.into_inner()).job = Some(job.progress.clone());
@@ -334,6 +339,9 @@ impl Agent {
             }
         };
         self.moving.lock().unwrap_or_else(|p| p.into_inner()).job = None;
+        if let (Ok(_), Some(clip)) = (&result, copied) {
+            self.place_copied(clip, &mut out).await;
+        }
         // A setting changed here is in force before the next copy is recorded.
         let result = match (result, setting) {
             (Ok(changed), Some((key, synced))) => self.reread_settings().map(|applied| {
@@ -341,7 +349,7 @@ impl Agent {
                     true => Applies::AtRestart,
                     false => Applies::Now,
                 };
-                out.report(&self.device.config.now(&key, synced, applies));
+                out.done(&self.device.config.now(&key, synced, applies));
                 changed
             }),
             (result, _) => result,

@@ -19,6 +19,7 @@ use crate::ipc::{MAX_REQUEST, Moved, ProgressLine, Reply, Request};
 pub(crate) struct Job {
     pub(crate) command: DataCommand,
     pub(crate) json: bool,
+    pub(crate) quiet: bool,
     pub(crate) reply: oneshot::Sender<Reply>,
     /// How far an image or file moving for the command is.
     pub(crate) progress: mpsc::UnboundedSender<Progress>,
@@ -74,6 +75,7 @@ async fn serve(stream: impl socket::Stream, jobs: mpsc::Sender<Job>) -> std::io:
             let job = Job {
                 command: request.command,
                 json: request.json,
+                quiet: request.quiet,
                 reply: tx,
                 progress,
                 delivered: delivered_rx,

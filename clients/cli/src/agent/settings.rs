@@ -83,6 +83,9 @@ impl Agent {
         if synced == self.synced_seen {
             return;
         }
+        if let Err(failure) = self.device.follow_own_name() {
+            warn!(error = %failure.message, "this device's new name could not be written");
+        }
         if let Err(failure) = self.reread_settings() {
             warn!(error = %failure.message, "the settings could not be read again");
         }

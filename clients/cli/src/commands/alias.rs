@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::cli::AliasAction;
 use crate::device::{Changed, Device};
 use crate::error::Failure;
-use crate::output::{Lines, Output};
+use crate::output::{Done, Lines, Output};
 
 /// An alias and its value.
 #[derive(Serialize)]
@@ -90,18 +90,23 @@ pub(crate) fn run(
             Ok(Changed::No)
         }
         AliasAction::Set { name, value } => {
+            let line = format!("Alias {name} set.");
+            let done = Done::new("alias set", &name, line);
             device.engine.record(kind, |replica, _, now| {
                 replica.set_alias(name, Some(value), now)
             })?;
+            out.done(&done);
             Ok(Changed::Yes)
         }
         AliasAction::Rm { name } => {
             if value(&name).is_none() {
                 return Err(Failure::new(format!("there is no alias `{name}`")));
             }
+            let done = Done::new("alias removed", &name, format!("Alias {name} removed."));
             device
                 .engine
                 .record(kind, |replica, _, now| replica.set_alias(name, None, now))?;
+            out.done(&done);
             Ok(Changed::Yes)
         }
     }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::Path;
 
-use ferry_core::{Body, ClipContent, ClipId, ClipView, DataKind, Op, Replica};
+use ferry_core::{Body, ClipContent, ClipId, ClipView, DataKind, Op};
 use ferry_store::StoreError;
 use ferry_sync::SyncError;
 use serde::Serialize;
@@ -12,7 +12,7 @@ use crate::cli::{CopyArgs, HistoryArgs, PasteArgs};
 use crate::clipboard::describe;
 use crate::device::Device;
 use crate::error::{Failure, file_error};
-use crate::output::{Lines, Output, age, size};
+use crate::output::{Done, Lines, Output, age, size};
 use crate::pause::Pause;
 
 /// A clip's id, as `copy` answers.
@@ -109,6 +109,7 @@ pub(crate) fn prepare_copy(args: &mut CopyArgs, cwd: &Path) -> Result<(), Failur
     for path in [&mut args.file, &mut args.image].into_iter().flatten() {
         *path = cwd.join(&*path);
     }
+    args.place = !args.no_place && crate::clipboard::display_here();
     Ok(())
 }
 
@@ -169,18 +170,42 @@ pub(crate) fn copy(device: &mut Device, args: CopyArgs) -> Result<Copied, Failur
     Ok(Copied { id: id.to_string() })
 }
 
-/// `ferry pin|unpin|rm|restore`: records `make` on the clip, and says so on stderr.
+/// What `ferry pin|unpin|rm|restore` does to a clip.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Mark {
+    Pin,
+    Unpin,
+    Rm,
+    Restore,
+}
+
+/// `ferry pin|unpin|rm|restore`: records the mark on the clip, and confirms it.
 pub(crate) fn mark(
     device: &mut Device,
     id: &str,
+    mark: Mark,
     out: &mut Output,
-    make: impl FnOnce(&mut Replica, ClipId, u64) -> Op,
 ) -> Result<(), Failure> {
     let clip = device.find_clip(id)?;
     device
         .engine
-        .record(DataKind::Clips, |replica, _, now| make(replica, clip, now))?;
-    out.note(format!("{clip}: done"));
+        .record(DataKind::Clips, |replica, _, now| match mark {
+            Mark::Pin => replica.set_pinned(clip, true, now),
+            Mark::Unpin => replica.set_pinned(clip, false, now),
+            Mark::Rm => replica.delete(clip, now),
+            Mark::Restore => replica.restore(clip, now),
+        })?;
+    let short = clip.short();
+    out.done(&match mark {
+        Mark::Pin => Done::new("pinned", clip, format!("Pinned clip {short}.")),
+        Mark::Unpin => Done::new("unpinned", clip, format!("Unpinned clip {short}.")),
+        Mark::Rm => Done::new(
+            "trashed",
+            clip,
+            format!("Moved clip {short} to the trash (`ferry restore {short}` brings it back)."),
+        ),
+        Mark::Restore => Done::new("restored", clip, format!("Restored clip {short}.")),
+    });
     Ok(())
 }
 

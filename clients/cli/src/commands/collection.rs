@@ -9,7 +9,7 @@ use super::clip::Clips;
 use crate::cli::CollectionAction;
 use crate::device::{Changed, Device};
 use crate::error::Failure;
-use crate::output::{Lines, Output};
+use crate::output::{Done, Lines, Output, clips};
 
 /// One collection as `collection ls` lists it.
 #[derive(Serialize)]
@@ -21,7 +21,7 @@ struct Collection {
 
 impl fmt::Display for Collection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}\t{} clips", self.name, self.clips)
+        write!(f, "{}\t{}", self.name, clips(self.clips))
     }
 }
 
@@ -93,9 +93,15 @@ pub(crate) fn run(
                     "a collection named `{name}` exists already"
                 )));
             }
+            let done = Done::new(
+                "collection created",
+                &name,
+                format!("Collection {name} created."),
+            );
             device.engine.record(kind, |replica, _, now| {
                 replica.create_collection(name, now).1
             })?;
+            out.done(&done);
             Ok(Changed::Yes)
         }
         CollectionAction::Add { name, id } => {
@@ -104,6 +110,8 @@ pub(crate) fn run(
             device.engine.record(kind, |replica, _, now| {
                 replica.add_to_collection(collection, clip, now)
             })?;
+            let line = format!("Added clip {} to {name}.", clip.short());
+            out.done(&Done::new("added", clip, line));
             Ok(Changed::Yes)
         }
         CollectionAction::Remove { name, id } => {
@@ -112,13 +120,21 @@ pub(crate) fn run(
             device.engine.record(kind, |replica, _, now| {
                 replica.remove_from_collection(collection, clip, now)
             })?;
+            let line = format!(
+                "Took clip {} out of {name} (it stays in the history).",
+                clip.short()
+            );
+            out.done(&Done::new("removed", clip, line));
             Ok(Changed::Yes)
         }
         CollectionAction::Rename { name, new_name } => {
             let collection = find_collection(device, &name)?;
+            let line = format!("Collection {name} is now {new_name}.");
+            let done = Done::new("collection renamed", &new_name, line);
             device.engine.record(kind, |replica, _, now| {
                 replica.rename_collection(collection, new_name, now)
             })?;
+            out.done(&done);
             Ok(Changed::Yes)
         }
         CollectionAction::Rm { name } => {
@@ -126,6 +142,8 @@ pub(crate) fn run(
             device.engine.record(kind, |replica, _, now| {
                 replica.delete_collection(collection, now)
             })?;
+            let line = format!("Collection {name} deleted (its clips stay in the history).");
+            out.done(&Done::new("collection deleted", &name, line));
             Ok(Changed::Yes)
         }
     }

@@ -214,7 +214,8 @@ pub(crate) fn run(
             let id = find(device, &which)?;
             let name = checked_name(&name)?;
             device.name_device(id, &name)?;
-            out.report(&Renamed { device: id, name });
+            device.follow_own_name()?;
+            out.done(&Renamed { device: id, name });
             Ok(Changed::Yes)
         }
         Some(DevicesAction::Vouch {

@@ -19,7 +19,7 @@ use crate::error::{Failure, file_error};
 use crate::held::Role;
 use crate::home::Home;
 use crate::ipc::{self, Format};
-use crate::output::Output;
+use crate::output::{Output, clips};
 use crate::pause::now_ms;
 use crate::prompt;
 
@@ -53,10 +53,10 @@ impl fmt::Display for Left {
             Some(path) => writeln!(
                 f,
                 "Its history ({}) is in {}.",
-                counted(self.clips),
+                clips(self.clips),
                 path.display()
             )?,
-            None => writeln!(f, "Its history ({}) was dropped.", counted(self.clips))?,
+            None => writeln!(f, "Its history ({}) was dropped.", clips(self.clips))?,
         }
         match self.told_the_others {
             true => writeln!(f, "The other devices show it as left.")?,
@@ -164,7 +164,7 @@ fn history(args: &LeaveArgs, home: &Home, clips: usize) -> Result<History, Failu
         &format!(
             "Keep this device's history ({})? It is exported to {} (Enter), to another file \
              (type its path), or dropped (type `drop`): ",
-            counted(clips),
+            crate::output::clips(clips),
             suggested.display()
         ),
         "the answer",
@@ -174,14 +174,6 @@ fn history(args: &LeaveArgs, home: &Home, clips: usize) -> Result<History, Failu
         "drop" => History::Drop,
         path => History::Export(PathBuf::from(path)),
     })
-}
-
-/// `n` clips, in words.
-fn counted(clips: usize) -> String {
-    match clips {
-        1 => "1 clip".to_owned(),
-        n => format!("{n} clips"),
-    }
 }
 
 /// The folder of a repository this device holds, once the person knows the others lose their

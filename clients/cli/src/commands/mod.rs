@@ -45,6 +45,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::cli::{DataCommand, DevicesAction};
+use crate::commands::clip::Mark;
 use crate::config::{Applies, Config};
 use crate::device::{self, Changed, Device, Nearby};
 use crate::error::Failure;
@@ -85,6 +86,9 @@ pub(crate) async fn execute(
     nearby: Option<&Nearby>,
 ) -> Result<Changed, Failure> {
     let no_change = |result: Result<(), Failure>| result.map(|()| Changed::No);
+    let mark = |device: &mut Device, id: &str, mark: Mark, out: &mut Output| {
+        clip::mark(device, id, mark, out).map(|()| Changed::Yes)
+    };
     let changed = match command {
         DataCommand::Copy(args) => {
             out.report(&clip::copy(device, args)?);
@@ -99,26 +103,10 @@ pub(crate) async fn execute(
             out.report(&clip::trash(device));
             Ok(Changed::No)
         }
-        DataCommand::Pin { id } => {
-            clip::mark(device, &id, out, |r, clip, now| {
-                r.set_pinned(clip, true, now)
-            })?;
-            Ok(Changed::Yes)
-        }
-        DataCommand::Unpin { id } => {
-            clip::mark(device, &id, out, |r, clip, now| {
-                r.set_pinned(clip, false, now)
-            })?;
-            Ok(Changed::Yes)
-        }
-        DataCommand::Rm { id } => {
-            clip::mark(device, &id, out, |r, clip, now| r.delete(clip, now))?;
-            Ok(Changed::Yes)
-        }
-        DataCommand::Restore { id } => {
-            clip::mark(device, &id, out, |r, clip, now| r.restore(clip, now))?;
-            Ok(Changed::Yes)
-        }
+        DataCommand::Pin { id } => mark(device, &id, Mark::Pin, out),
+        DataCommand::Unpin { id } => mark(device, &id, Mark::Unpin, out),
+        DataCommand::Rm { id } => mark(device, &id, Mark::Rm, out),
+        DataCommand::Restore { id } => mark(device, &id, Mark::Restore, out),
         DataCommand::Collection { action } => collection::run(device, action, out),
         DataCommand::Alias { action } => alias::run(device, action, out),
         DataCommand::Config { action } => config::run(device, action, out),
@@ -187,7 +175,7 @@ pub(crate) async fn run_data(
         config::local(&config, action.clone(), out)?;
         if let Some((key, synced)) = config::changes(action) {
             let now = config.reread(&[])?;
-            out.report(&now.now(key, synced, Applies::WhenTheAgentStarts));
+            out.done(&now.now(key, synced, Applies::WhenTheAgentStarts));
         }
         return Ok(());
     }
@@ -201,7 +189,7 @@ pub(crate) async fn run_data(
             break lock;
         }
         if let Some(reply) =
-            ipc::send_watching(&home, &command, Format::of(out.json), meter.clone()).await?
+            ipc::send_watching(&home, &command, Format::of(out), meter.clone()).await?
         {
             out.stdout = reply.stdout;
             out.stderr = reply.stderr;
@@ -260,13 +248,31 @@ pub(crate) async fn run_data(
         }
         _ => None,
     };
-    if execute(&mut device, command, out, None).await? == Changed::Yes {
+    // What `ferry copy` records goes on this clipboard too, once recorded.
+    let copied = match &command {
+        DataCommand::Copy(args) if args.place => Some(crate::clipboard::of_copy(args)),
+        _ => None,
+    };
+    let changed = execute(&mut device, command, out, None).await?;
+    // A rename fetched (or made) just now.
+    if let Err(failure) = device.follow_own_name() {
+        out.note(format!("warning: {}", failure.message));
+    }
+    if let Some(clip) = copied
+        && let Err(failure) = clip.and_then(|clip| match clip {
+            Some(clip) => crate::clipboard::place_detached(&clip),
+            None => Ok(()),
+        })
+    {
+        out.note(format!("warning: recorded; {}", failure.message));
+    }
+    if changed == Changed::Yes {
         send_now(&mut device, out).await;
     }
     if let Some((key, synced)) = setting {
         let values = device::synced_settings(&device.engine, &device.config);
         let now = device.config.reread(&values)?;
-        out.report(&now.now(&key, synced, Applies::WhenTheAgentStarts));
+        out.done(&now.now(&key, synced, Applies::WhenTheAgentStarts));
     }
     Ok(())
 }

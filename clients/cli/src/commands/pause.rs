@@ -66,7 +66,7 @@ pub(crate) fn pause(
         &home.pause_file(),
         &serde_json::to_vec(&pause).unwrap_or_default(),
     )?;
-    out.report(&State {
+    out.done(&State {
         paused: true,
         until_ms: pause.until_ms,
         was_paused,
@@ -83,7 +83,7 @@ pub(crate) fn resume(home: &Home, out: &mut Output) -> Result<(), Failure> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => return Err(file_error(&path, "removed")(error)),
     }
-    out.report(&State {
+    out.done(&State {
         paused: false,
         until_ms: None,
         was_paused,

@@ -3,7 +3,7 @@
 //! socket (`agent::serve`) with the same types.
 //!
 //! ```text
-//! request:  one JSON line {"command": DataCommand, "json": bool}
+//! request:  one JSON line {"command": DataCommand, "json": bool, "quiet": bool}
 //! progress: while an image or file moves for it, JSON lines {"progress": {…}}
 //! reply:    one JSON line {"code", "error", "stderr", "stdout_len"}, then stdout_len bytes
 //! ```
@@ -39,6 +39,9 @@ pub(crate) struct Request {
     pub(crate) command: DataCommand,
     /// Whether the command's report is wanted as JSON.
     pub(crate) json: bool,
+    /// Whether confirmation lines are left out (`--quiet`).
+    #[serde(default)]
+    pub(crate) quiet: bool,
 }
 
 /// What the agent answered.
@@ -125,12 +128,19 @@ impl From<Moved> for Progress {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
     Text,
+    /// Text, without confirmation lines (`--quiet`).
+    Quiet,
     Json,
 }
 
 impl Format {
-    pub(crate) fn of(json: bool) -> Format {
-        if json { Format::Json } else { Format::Text }
+    /// The format `out` prints in.
+    pub(crate) fn of(out: &crate::output::Output) -> Format {
+        match (out.json, out.quiet) {
+            (true, _) => Format::Json,
+            (false, true) => Format::Quiet,
+            (false, false) => Format::Text,
+        }
     }
 }
 
@@ -175,6 +185,7 @@ pub(crate) async fn send_watching(
     let mut line = serde_json::to_vec(&Request {
         command: command.clone(),
         json: format == Format::Json,
+        quiet: format == Format::Quiet,
     })
     .map_err(|e| failed(std::io::Error::other(e)))?;
     line.push(b'\n');

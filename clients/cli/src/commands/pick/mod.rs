@@ -18,8 +18,7 @@ mod view;
 
 use std::cmp::Reverse;
 use std::fmt;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 
 use ferry_core::{ClipContent, ClipView, DataKind};
 use serde::{Deserialize, Serialize};
@@ -172,7 +171,7 @@ pub(crate) async fn run(
     }
     if let Some(device) = source.device() {
         // No agent serves the clipboard: a process of its own does.
-        serve_detached(device, &id).await?;
+        crate::clipboard::place_detached(&crate::clipboard::chosen(device, &id).await?)?;
     }
     // Copied again: it moves to the top of the history, on every device.
     source.run(DataCommand::Place { id: id.clone() }).await?;
@@ -237,52 +236,6 @@ async fn pick(
             }
         }
     }
-}
-
-/// Places clip `id` on the clipboard through a `ferry serve-clip` process that serves it until
-/// something else is copied (on X11 and Wayland a clipboard lives in its owner's process), and
-/// returns once it is there.
-async fn serve_detached(device: &mut Device, id: &str) -> Result<(), Failure> {
-    let clip = crate::clipboard::chosen(device, id).await?;
-    let (flag, bytes) = match &clip {
-        ferry_clipboard::Clip::Text(text) => (None, text.as_bytes()),
-        ferry_clipboard::Clip::Png(png) => (Some("--png"), png.as_slice()),
-    };
-    let exe = std::env::current_exe()
-        .map_err(|e| Failure::new(format!("could not find the ferry program: {e}")))?;
-    let mut command = Command::new(exe);
-    command
-        .arg("serve-clip")
-        .args(flag)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command
-        .spawn()
-        .map_err(|e| Failure::new(format!("could not start `ferry serve-clip`: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(bytes)
-            .map_err(|e| Failure::new(format!("could not hand the clip over: {e}")))?;
-    }
-    let mut line = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        let _ = BufReader::new(stdout).read_line(&mut line);
-    }
-    if line.trim() == "placed" {
-        return Ok(());
-    }
-    let mut why = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut why);
-    }
-    let _ = child.wait();
-    Err(Failure::new(format!(
-        "the clip could not be placed on the clipboard: {}",
-        why.trim().trim_start_matches("ferry: ")
-    )))
 }
 
 /// `ferry serve-clip [--png]`: places the clip read from standard input on the clipboard, says
