@@ -140,7 +140,14 @@ fn ferry_copy_puts_the_text_on_this_clipboard_too() {
     copy(&["copy", "placed by ferry copy"]);
     arrives(&desk, "placed by ferry copy");
     copy(&["copy", "--no-place", "recorded only"]);
+    device
+        .run(&["config", "set", "clipboard.place_copies", "false"])
+        .ok();
+    copy(&["copy", "recorded only, by the setting"]);
     assert_eq!(desk.paste(TEXT).unwrap(), b"placed by ferry copy");
+    device
+        .run(&["config", "unset", "clipboard.place_copies"])
+        .ok();
     assert!(device.history_texts().contains(&"recorded only".to_owned()));
 
     // With an agent on this desktop, the agent places it.

@@ -97,7 +97,7 @@ impl fmt::Display for Clips {
 
 /// Reads standard input for `copy` without TEXT, and makes paths absolute, so the command can
 /// run in another process (the agent).
-pub(crate) fn prepare_copy(args: &mut CopyArgs, cwd: &Path) -> Result<(), Failure> {
+pub(crate) fn prepare_copy(args: &mut CopyArgs, cwd: &Path, place: bool) -> Result<(), Failure> {
     if args.text.is_none() && args.file.is_none() && args.image.is_none() {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
@@ -109,7 +109,7 @@ pub(crate) fn prepare_copy(args: &mut CopyArgs, cwd: &Path) -> Result<(), Failur
     for path in [&mut args.file, &mut args.image].into_iter().flatten() {
         *path = cwd.join(&*path);
     }
-    args.place = !args.no_place && crate::clipboard::display_here();
+    args.place = place && !args.no_place && crate::clipboard::display_here();
     Ok(())
 }
 

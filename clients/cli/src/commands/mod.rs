@@ -55,11 +55,11 @@ use crate::output::Output;
 use crate::pause::Pause;
 
 /// Reads standard input and makes paths absolute, so the command can run in another process.
-pub(crate) fn prepare(command: &mut DataCommand) -> Result<(), Failure> {
+pub(crate) fn prepare(command: &mut DataCommand, config: &Config) -> Result<(), Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| Failure::new(format!("the current folder is unreadable: {e}")))?;
     match command {
-        DataCommand::Copy(args) => clip::prepare_copy(args, &cwd),
+        DataCommand::Copy(args) => clip::prepare_copy(args, &cwd, config.settings.place_copies),
         DataCommand::Paste(args) => {
             clip::prepare_paste(args, &cwd);
             Ok(())
@@ -179,7 +179,7 @@ pub(crate) async fn run_data(
         }
         return Ok(());
     }
-    prepare(&mut command)?;
+    prepare(&mut command, &config)?;
     let meter = crate::progress::meter(out.json);
     // The lock is free, or an agent answers on its socket; else another command (or an
     // agent still starting, which opens its socket last) holds the lock: wait for either.

@@ -47,6 +47,8 @@ pub(crate) struct Settings {
     pub(crate) watch_clipboard: bool,
     pub(crate) poll_clipboard: bool,
     pub(crate) apply_remote: bool,
+    /// `ferry copy` also places what it records on this clipboard (unless `--no-place`).
+    pub(crate) place_copies: bool,
     pub(crate) max_bytes: u64,
     pub(crate) exclude: Vec<Regex>,
     pub(crate) kinds: Vec<ContentKind>,
@@ -277,6 +279,16 @@ pub(crate) const KEYS: &[Key] = &[
         help: "put the newest clip from another device on this clipboard",
         set: |s, v| {
             s.apply_remote = boolean(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "clipboard.place_copies",
+        default: Some("true"),
+        synced: false,
+        help: "`ferry copy` also puts what it records on this clipboard",
+        set: |s, v| {
+            s.place_copies = boolean(v)?;
             Ok(())
         },
     },

@@ -154,9 +154,17 @@ impl Device {
 
     /// Tests talk to nothing beyond this machine: no mDNS on its network, and the LAN path on
     /// a free port (a test connects agents through `lan.peers`).
+    ///
+    /// Under Wine, every test program shares one clipboard: there `ferry copy` leaves it
+    /// alone, or the agents of other tests would record what this one copies.
     fn on_loopback(self) -> Device {
-        self.with("FERRY_LAN_DISCOVERY", "false")
-            .with("FERRY_LAN_PORT", "0")
+        let device = self
+            .with("FERRY_LAN_DISCOVERY", "false")
+            .with("FERRY_LAN_PORT", "0");
+        match cfg!(windows) {
+            true => device.with("FERRY_CLIPBOARD_PLACE_COPIES", "false"),
+            false => device,
+        }
     }
 
     pub fn home(&self) -> &Path {
