@@ -363,6 +363,15 @@ pub(crate) fn synced_settings(engine: &Engine, config: &Config) -> Vec<(String, 
         .collect()
 }
 
+/// What only a running agent knows, told to the commands it runs (for `ferry status` and
+/// `ferry doctor`): that it runs, what its LAN path does, and how its relay connection stands.
+#[derive(Debug, Clone)]
+pub(crate) struct InAgent {
+    pub(crate) nearby: Nearby,
+    /// The relay connection, while the agent keeps one.
+    pub(crate) relay: Option<ferry_relay_client::Status>,
+}
+
 /// What the agent's LAN path is doing: the agent tells the commands it runs, for `ferry status`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Nearby {

@@ -121,11 +121,11 @@ impl<T: fmt::Display> fmt::Display for Lines<'_, T> {
     }
 }
 
-/// `n` clips, in words: `1 clip`, `2 clips`.
-pub(crate) fn clips(n: usize) -> String {
-    match n {
-        1 => "1 clip".to_owned(),
-        n => format!("{n} clips"),
+/// `n` things, in words: `1 clip`, `2 clips`, `0 changes`.
+pub(crate) fn counted(n: impl Into<u64>, noun: &str) -> String {
+    match n.into() {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
     }
 }
 

@@ -44,8 +44,8 @@ pub mod transfer;
 
 pub use engine::{
     Behind, ChunkReceived, DeviceFailure, DryRun, Engine, EngineConfig, FetchReport, LargeStep,
-    NearbyChunk, NearbySegment, PeerStatus, Planned, Progress, ProgressFn, Quarantined, Received,
-    Retry, Status, UploadReport,
+    NearbyChunk, NearbySegment, PeerStatus, Planned, Problem, Progress, ProgressFn, Quarantined,
+    Received, Retry, Status, StorageHealth, UploadReport,
 };
 pub use error::SyncError;
 pub use policy::{Direction, Filters, Refusal};

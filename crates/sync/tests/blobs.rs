@@ -198,7 +198,7 @@ async fn a_damaged_or_swapped_chunk_is_refused_with_its_name() {
         receiver.engine.blob(second).await.unwrap(),
         image(3 * CHUNK, 2)
     );
-    assert!(!receiver.engine.status().unwrap().recent_errors.is_empty());
+    assert!(!receiver.engine.status().unwrap().problems.is_empty());
     assert!(
         receiver
             .engine

@@ -272,7 +272,7 @@ per_backend! {
             text.starts_with("the storage served an older state of ")
                 && text.contains("(seq 1, already had 2)")
         };
-        assert!(status.recent_errors.iter().any(|e| said(e)), "{:?}", status.recent_errors);
+        assert!(status.problems.iter().any(|p| said(&p.message)), "{:?}", status.problems);
         assert_eq!(logged(&reader, &said), 1);
         reader.engine.fetch().await.unwrap();
         assert_eq!(logged(&reader, &said), 1);
@@ -364,7 +364,8 @@ per_backend! {
         assert_eq!(raw(store, &name).await, bytes);
         let status = writer.engine.status().unwrap();
         assert_eq!(status.pending_segments, 1, "kept, not lost");
-        assert!(status.recent_errors[0].contains("upload failed"));
+        assert!(status.problems[0].message.contains("upload failed"));
+        assert_eq!(status.problems[0].resolved, None);
     }
 }
 
@@ -464,7 +465,7 @@ per_backend! {
         assert_eq!(status.quarantined.len(), 3);
         assert!(status.quarantined[0].name.contains("/head/"), "{:?}", status.quarantined);
         assert!(status.quarantined[0].reason.contains("stray or planted"));
-        assert!(status.recent_errors.is_empty(), "{:?}", status.recent_errors);
+        assert!(status.problems.is_empty(), "{:?}", status.problems);
         // The next poll: one LIST, nothing else, nothing reported again.
         let again = reader.engine.fetch().await.unwrap();
         assert_eq!(again.quarantined, 0);

@@ -48,7 +48,7 @@ per_backend! {
 
         // Storage does not have it yet: polling it is not a rollback, and fetches nothing.
         b.engine.fetch().await.unwrap();
-        assert!(b.engine.status().unwrap().recent_errors.is_empty());
+        assert!(b.engine.status().unwrap().problems.is_empty());
 
         // A uploads the very bytes it sent; B's next poll finds nothing new to apply.
         a.engine.upload().await.unwrap();
@@ -59,7 +59,7 @@ per_backend! {
         assert_eq!(b.texts(), ["over the desk"]);
         assert_eq!(b.engine.receive(segment).unwrap(), Received::Already);
         let status = b.engine.status().unwrap();
-        assert!(status.recent_errors.is_empty(), "{:?}", status.recent_errors);
+        assert!(status.problems.is_empty(), "{:?}", status.problems);
         assert_eq!(b.engine.state().history(None, 10).len(), 1);
     }
 }

@@ -187,12 +187,17 @@ per_backend! {
         assert_eq!(failed, [tags[0], tags[1]]);
         assert!(report.failed.iter().all(|f| f.error.contains("HTTP 500")), "{:?}", report.failed);
         assert_eq!(reader.texts().len(), 1, "the third device was fetched");
-        let notes = reader.engine.status().unwrap().recent_errors;
-        assert_eq!(notes.len(), 2, "{notes:?}");
+        let problems = reader.engine.status().unwrap().problems;
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems.iter().all(|p| p.resolved.is_none()), "{problems:?}");
 
         failing.allow_all();
         let report = reader.engine.fetch().await.unwrap();
         assert!(report.failed.is_empty());
+        // Each device read again: its problem is resolved, and kept with its time.
+        let problems = reader.engine.status().unwrap().problems;
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems.iter().all(|p| p.resolved.is_some()), "{problems:?}");
         assert_eq!(reader.texts(), ["writer 0", "writer 1", "writer 2"]);
     }
 }

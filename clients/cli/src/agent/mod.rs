@@ -54,7 +54,7 @@ use relay::{next_hint, relay_changed, relay_news};
 
 use crate::cli::{ConfigAction, DataCommand};
 use crate::config::Applies;
-use crate::device::{Changed, Device, Nearby};
+use crate::device::{Changed, Device, InAgent, Nearby};
 use crate::error::Failure;
 use crate::ipc::{Reply, socket};
 use crate::output::Output;
@@ -77,15 +77,15 @@ pub(crate) const RETRY: RetryPolicy = RetryPolicy {
     max_attempts: 5,
 };
 
-/// Runs a data command that came over the socket, with the agent's LAN path for `ferry
-/// status`: `commands::execute`, handed down by `ferry agent`, so that the agent never
+/// Runs a data command that came over the socket, with what only the agent knows (for `ferry
+/// status`): `commands::execute`, handed down by `ferry agent`, so that the agent never
 /// depends on the commands above it.
 pub(crate) type Execute =
     for<'a> fn(
         &'a mut Device,
         DataCommand,
         &'a mut Output,
-        &'a Nearby,
+        &'a InAgent,
     ) -> Pin<Box<dyn Future<Output = Result<Changed, Failure>> + 'a>>;
 
 /// Runs the agent on the open `device` until SIGTERM, SIGINT or `ferry stop`.
@@ -335,7 +335,14 @@ impl Agent {
             }
             (Ok(()), DataCommand::Uploading) => self.uploading(&mut out),
             (Ok(()), command) => {
-                (self.execute)(&mut self.device, command, &mut out, &self.nearby).await
+                let here = InAgent {
+                    nearby: self.nearby.clone(),
+                    relay: self
+                        .relay_state
+                        .as_ref()
+                        .map(|state| state.borrow().clone()),
+                };
+                (self.execute)(&mut self.device, command, &mut out, &here).await
             }
         };
         self.moving.lock().unwrap_or_else(|p| p.into_inner()).job = None;

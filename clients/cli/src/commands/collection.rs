@@ -9,7 +9,7 @@ use super::clip::Clips;
 use crate::cli::CollectionAction;
 use crate::device::{Changed, Device};
 use crate::error::Failure;
-use crate::output::{Done, Lines, Output, clips};
+use crate::output::{Done, Lines, Output, counted};
 
 /// One collection as `collection ls` lists it.
 #[derive(Serialize)]
@@ -21,7 +21,7 @@ struct Collection {
 
 impl fmt::Display for Collection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}\t{}", self.name, clips(self.clips))
+        write!(f, "{}\t{}", self.name, counted(self.clips as u64, "clip"))
     }
 }
 

@@ -19,7 +19,7 @@ use crate::error::{Failure, file_error};
 use crate::held::Role;
 use crate::home::Home;
 use crate::ipc::{self, Format};
-use crate::output::{Output, clips};
+use crate::output::{Output, counted};
 use crate::pause::now_ms;
 use crate::prompt;
 
@@ -53,10 +53,14 @@ impl fmt::Display for Left {
             Some(path) => writeln!(
                 f,
                 "Its history ({}) is in {}.",
-                clips(self.clips),
+                counted(self.clips as u64, "clip"),
                 path.display()
             )?,
-            None => writeln!(f, "Its history ({}) was dropped.", clips(self.clips))?,
+            None => writeln!(
+                f,
+                "Its history ({}) was dropped.",
+                counted(self.clips as u64, "clip")
+            )?,
         }
         match self.told_the_others {
             true => writeln!(f, "The other devices show it as left.")?,
@@ -164,7 +168,7 @@ fn history(args: &LeaveArgs, home: &Home, clips: usize) -> Result<History, Failu
         &format!(
             "Keep this device's history ({})? It is exported to {} (Enter), to another file \
              (type its path), or dropped (type `drop`): ",
-            crate::output::clips(clips),
+            counted(clips as u64, "clip"),
             suggested.display()
         ),
         "the answer",

@@ -47,7 +47,7 @@ use std::pin::Pin;
 use crate::cli::{DataCommand, DevicesAction};
 use crate::commands::clip::Mark;
 use crate::config::{Applies, Config};
-use crate::device::{self, Changed, Device, Nearby};
+use crate::device::{self, Changed, Device, InAgent};
 use crate::error::Failure;
 use crate::home::Home;
 use crate::ipc::{self, Format};
@@ -73,17 +73,17 @@ pub(crate) fn execute_in_agent<'a>(
     device: &'a mut Device,
     command: DataCommand,
     out: &'a mut Output,
-    nearby: &'a Nearby,
+    agent: &'a InAgent,
 ) -> Pin<Box<dyn Future<Output = Result<Changed, Failure>> + 'a>> {
-    Box::pin(execute(device, command, out, Some(nearby)))
+    Box::pin(execute(device, command, out, Some(agent)))
 }
 
-/// Runs one command on the open device; `nearby` is the LAN path when the agent runs it.
+/// Runs one command on the open device; `agent` says what the agent knows when it runs it.
 pub(crate) async fn execute(
     device: &mut Device,
     command: DataCommand,
     out: &mut Output,
-    nearby: Option<&Nearby>,
+    agent: Option<&InAgent>,
 ) -> Result<Changed, Failure> {
     let no_change = |result: Result<(), Failure>| result.map(|()| Changed::No);
     let mark = |device: &mut Device, id: &str, mark: Mark, out: &mut Output| {
@@ -114,7 +114,7 @@ pub(crate) async fn execute(
             dry_run,
             retry_quarantined,
         } => no_change(sync::sync(device, dry_run, retry_quarantined, out).await),
-        DataCommand::Status => no_change(sync::status(device, nearby, out)),
+        DataCommand::Status => no_change(sync::status(device, agent, out)),
         DataCommand::Devices { action } => devices::run(device, action, out),
         DataCommand::Log(args) => no_change(sync::log(device, args, out)),
         DataCommand::Pause { duration } => no_change(pause::pause(&device.home, duration, out)),

@@ -12,9 +12,9 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::cli::LogArgs;
 use crate::commands::devices;
-use crate::device::{Device, Nearby};
+use crate::device::{Device, InAgent};
 use crate::error::Failure;
-use crate::output::{Lines, Output, age, size, until};
+use crate::output::{Lines, Output, age, counted, size, until};
 use crate::pause::Pause;
 use crate::relay::Hints;
 
@@ -163,8 +163,14 @@ struct Status {
     device: String,
     device_name: String,
     tag: String,
+    /// Whether the agent runs (the status came from it).
+    agent: Agent,
     store: String,
+    /// Whether the storage answered the last upload or fetch, and since when.
+    storage: Option<Storage>,
     relay: String,
+    /// How the agent's relay connection stands, while the agent runs and a relay is set.
+    relay_state: Option<RelayState>,
     /// Whether sync is paused (`ferry pause`), and until when.
     paused: Option<Pause>,
     /// The LAN path, while the agent runs it.
@@ -184,7 +190,58 @@ struct Status {
     /// Devices that announced more over the relay than the storage gave this device.
     behind: Vec<Behind>,
     quarantined: Vec<Quarantined>,
-    recent_errors: Vec<String>,
+    /// Recent problems, oldest first; each resolved once its cause is gone.
+    problems: Vec<Problem>,
+}
+
+/// The agent, as `ferry status` sees it.
+#[derive(Serialize)]
+struct Agent {
+    running: bool,
+    pid: Option<u32>,
+}
+
+/// Whether the storage answers.
+#[derive(Serialize)]
+struct Storage {
+    answering: bool,
+    since_ms: u64,
+    error: Option<String>,
+}
+
+/// How the agent's relay connection stands.
+#[derive(Serialize)]
+struct RelayState {
+    /// `connected`, `connecting`, `waiting` (for the next attempt) or `stopped`.
+    state: &'static str,
+    since_ms: u64,
+    /// The last failure, while not connected.
+    error: Option<String>,
+    /// When it tries again, while waiting.
+    retry_at_ms: Option<u64>,
+}
+
+/// A problem, with its time and, once its cause is gone, when it was resolved.
+#[derive(Serialize)]
+struct Problem {
+    at_ms: u64,
+    message: String,
+    resolved_ms: Option<u64>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.resolved_ms {
+            None => write!(f, "error     {} ago: {}", age(self.at_ms), self.message),
+            Some(resolved) => write!(
+                f,
+                "resolved  {} ago: {} (fine again for {})",
+                age(self.at_ms),
+                self.message,
+                age(resolved)
+            ),
+        }
+    }
 }
 
 /// A device that announced more over the relay than the storage gave this one.
@@ -317,10 +374,71 @@ impl fmt::Display for Quarantined {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "device    {} ({})", self.device_name, self.device)?;
-        writeln!(f, "store     {}", self.store)?;
-        match self.relay.as_str() {
-            "" => writeln!(f, "relay     none (polling)")?,
-            relay => writeln!(f, "relay     {relay}")?,
+        match self.agent.pid {
+            Some(pid) if self.agent.running => writeln!(f, "agent     running (pid {pid})")?,
+            _ => writeln!(
+                f,
+                "agent     not running: copies are not recorded and nothing syncs in the \
+                 background; start it with `ferry agent` (or `ferry service install`)"
+            )?,
+        }
+        write!(f, "store     {}", self.store)?;
+        let last = [
+            ("upload", self.last_upload_ms),
+            ("fetch", self.last_fetch_ms),
+        ]
+        .map(|(what, at)| match at {
+            Some(at) => format!("last {what} {} ago", age(at)),
+            None => format!("no {what} yet"),
+        })
+        .join(", ");
+        // The agent has watched the storage for a while; a command has just asked it once.
+        let since = |storage: &Storage| match self.agent.running {
+            true => format!(" for {}", age(storage.since_ms)),
+            false => " just now".to_owned(),
+        };
+        match &self.storage {
+            None => writeln!(f)?,
+            Some(storage) if storage.answering => {
+                writeln!(f, ": answering{}; {last}", since(storage))?
+            }
+            Some(storage) => {
+                writeln!(
+                    f,
+                    ": failing{}: {}",
+                    since(storage),
+                    storage.error.as_deref().unwrap_or("no answer")
+                )?;
+                writeln!(f, "          what is recorded waits on this device; {last}")?;
+            }
+        }
+        match (self.relay.as_str(), &self.relay_state) {
+            ("", _) => writeln!(f, "relay     none (polling)")?,
+            (relay, _) if !self.agent.running => writeln!(
+                f,
+                "relay     {relay} (the agent listens to it while it runs)"
+            )?,
+            (relay, None) => writeln!(
+                f,
+                "relay     {relay}: not used by the agent (its log and `ferry doctor` say why); \
+                 polling instead"
+            )?,
+            (relay, Some(state)) => {
+                let since = age(state.since_ms);
+                match state.state {
+                    "connected" => writeln!(f, "relay     {relay}: connected for {since}")?,
+                    "connecting" => writeln!(f, "relay     {relay}: connecting for {since}")?,
+                    _ => writeln!(
+                        f,
+                        "relay     {relay}: not connected for {since} ({}){}; polling meanwhile",
+                        state.error.as_deref().unwrap_or("stopped"),
+                        state
+                            .retry_at_ms
+                            .map(|at| format!(", next try in {}", until(at)))
+                            .unwrap_or_default()
+                    )?,
+                }
+            }
         }
         if let Some(paused) = &self.paused {
             writeln!(f, "sync      {paused}")?;
@@ -334,8 +452,9 @@ impl fmt::Display for Status {
         writeln!(f, "clips     {}", self.clips)?;
         writeln!(
             f,
-            "pending   {} changes, {} segments",
-            self.pending_ops, self.pending_segments
+            "pending   {}, {}",
+            counted(self.pending_ops, "change"),
+            counted(self.pending_segments, "segment")
         )?;
         for p in &self.peers {
             let paired = p
@@ -345,8 +464,10 @@ impl fmt::Display for Status {
                 .unwrap_or_default();
             writeln!(
                 f,
-                "peer      {}{paired}: segment {}, {} changes",
-                p.name, p.seq, p.ops
+                "peer      {}{paired}: segment {}, {}",
+                p.name,
+                p.seq,
+                counted(p.ops, "change")
             )?;
         }
         for name in &self.unpaired {
@@ -362,8 +483,8 @@ impl fmt::Display for Status {
         for q in &self.quarantined {
             writeln!(f, "{q}")?;
         }
-        for error in &self.recent_errors {
-            writeln!(f, "error     {error}")?;
+        for problem in &self.problems {
+            writeln!(f, "{problem}")?;
         }
         Ok(())
     }
@@ -374,21 +495,34 @@ fn time_ms(time: Option<SystemTime>) -> Option<u64> {
         .map(|d| d.as_millis() as u64)
 }
 
-/// `ferry status`; `nearby` is the LAN path when the agent runs the command.
+/// `ferry status`; `agent` says what the agent knows when it runs the command.
 pub(crate) fn status(
     device: &Device,
-    nearby: Option<&Nearby>,
+    agent: Option<&InAgent>,
     out: &mut Output,
 ) -> Result<(), Failure> {
     let status = device.engine.status()?;
     let roster = devices::roster(device)?;
     let settings = &device.config.settings;
+    let nearby = agent.map(|agent| &agent.nearby);
     out.report(&Status {
         device: status.device.to_string(),
         device_name: device.device_name(&status.device),
         tag: status.tag.to_string(),
+        agent: Agent {
+            running: agent.is_some(),
+            pid: agent.map(|_| std::process::id()),
+        },
         store: settings.store.clone().unwrap_or_default(),
+        storage: status.storage.map(|storage| Storage {
+            answering: storage.answering,
+            since_ms: time_ms(Some(storage.since)).unwrap_or(0),
+            error: storage.error,
+        }),
         relay: settings.relay.clone().unwrap_or_default(),
+        relay_state: agent
+            .and_then(|agent| agent.relay.as_ref())
+            .map(relay_state),
         paused: Pause::current(&device.home),
         lan: nearby.map(|nearby| Lan {
             enabled: nearby.enabled,
@@ -438,9 +572,38 @@ pub(crate) fn status(
                 name: q.name,
             })
             .collect(),
-        recent_errors: status.recent_errors,
+        problems: status
+            .problems
+            .into_iter()
+            .map(|p| Problem {
+                at_ms: time_ms(Some(p.at)).unwrap_or(0),
+                message: p.message,
+                resolved_ms: time_ms(p.resolved),
+            })
+            .collect(),
     });
     Ok(())
+}
+
+/// The relay connection's state as `ferry status` says it.
+fn relay_state(status: &ferry_relay_client::Status) -> RelayState {
+    use ferry_relay_client::State;
+    let since_ms = time_ms(Some(status.since)).unwrap_or(0);
+    let (state, retry_at_ms) = match status.state {
+        State::Connected => ("connected", None),
+        State::Connecting => ("connecting", None),
+        State::Waiting { retry_in } => ("waiting", Some(since_ms + retry_in.as_millis() as u64)),
+        State::Stopped => ("stopped", None),
+    };
+    RelayState {
+        state,
+        since_ms,
+        error: match state {
+            "connected" => None,
+            _ => status.last_error.clone(),
+        },
+        retry_at_ms,
+    }
 }
 
 /// The devices that announced more over the relay than the storage gave this one.

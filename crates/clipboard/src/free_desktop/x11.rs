@@ -73,6 +73,8 @@ pub(crate) struct X11Watcher {
     config: WatchConfig,
     /// A newer copy happened while reading the last one.
     again: bool,
+    /// Properties left to owners that were still sending (see `abandon_property`).
+    abandoned: u32,
 }
 
 impl X11Watcher {
@@ -120,6 +122,7 @@ impl X11Watcher {
             atoms,
             config,
             again: false,
+            abandoned: 0,
         })
     }
 
@@ -251,7 +254,10 @@ impl X11Watcher {
                     }
                     bytes.extend_from_slice(&piece.value);
                     if bytes.len() as u64 > self.config.max_bytes {
-                        // Stop reading; the owner times out on its own.
+                        // Stop reading; the owner times out on its own. It writes its next
+                        // piece into the property as soon as it is deleted (as the next
+                        // conversion would), so answers go to a new property from now on.
+                        self.abandon_property()?;
                         return Ok(Converted::TooLarge(bytes.len() as u64));
                     }
                     deadline = Instant::now() + ANSWER_TIMEOUT;
@@ -259,6 +265,20 @@ impl X11Watcher {
                 _ => {}
             }
         }
+    }
+
+    /// Takes a new property for answers, leaving the current one to an owner still sending.
+    fn abandon_property(&mut self) -> Result<(), ClipboardError> {
+        self.abandoned += 1;
+        let name = format!("FERRY_CLIPBOARD_{}", self.abandoned);
+        self.atoms.property = self
+            .conn
+            .intern_atom(false, name.as_bytes())
+            .map_err(x11_error)?
+            .reply()
+            .map_err(x11_error)?
+            .atom;
+        Ok(())
     }
 
     fn take_property(&self) -> Result<x11rb::protocol::xproto::GetPropertyReply, ClipboardError> {

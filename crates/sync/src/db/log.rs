@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use ferry_protocol::DeviceTag;
 
@@ -31,6 +31,20 @@ impl Db {
             ],
             |row| row.get(0),
         )?;
+        Ok(at.map(to_u64))
+    }
+
+    /// When this device last sent something to the storage, as the transfer log has it.
+    pub(crate) fn last_sent(&self) -> Result<Option<u64>, SyncError> {
+        let at: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT at FROM transfers WHERE direction = ?1 AND outcome = ?2
+                 ORDER BY id DESC LIMIT 1",
+                params![Route::Up.as_str(), Outcome::Ok.as_str()],
+                |row| row.get(0),
+            )
+            .optional()?;
         Ok(at.map(to_u64))
     }
 

@@ -115,6 +115,10 @@ impl Engine {
         }
         .await;
         self.finish(&result, Pass::Fetch);
+        if result.is_ok() {
+            let failed: Vec<DeviceTag> = report.failed.iter().map(|f| f.tag).collect();
+            self.health.devices_read(&failed);
+        }
         result.map(|()| report)
     }
 
@@ -292,7 +296,10 @@ impl Engine {
             .device(&tag)
             .detail(&error);
         self.db.log(&failed)?;
-        self.note(format!("fetching from device {tag} failed: {error}"));
+        self.health.note(
+            super::health::Cause::Device(tag),
+            format!("fetching from device {tag} failed: {error}"),
+        );
         report.failed.push(DeviceFailure {
             tag,
             device: self.db.device_of(&tag)?,

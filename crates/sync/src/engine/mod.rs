@@ -19,7 +19,7 @@
 //! did not sign (checked against the device roster: `authors`), is quarantined; that device's
 //! stream waits, the others go on.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -37,6 +37,8 @@ use crate::remote::Remote;
 use crate::throttle::Throttle;
 use crate::transfer::{self, Kind, Outcome, Transfer, now_ms};
 use crate::{SyncError, repo};
+use health::{Cause, Health};
+pub use health::{Problem, StorageHealth};
 
 pub use freshness::Behind;
 pub use large::{LargeStep, Progress, ProgressFn};
@@ -47,6 +49,7 @@ mod authors;
 mod blobs;
 mod fetch;
 mod freshness;
+mod health;
 mod large;
 mod nearby;
 pub(crate) mod plan;
@@ -218,19 +221,20 @@ pub struct Status {
     pub pending_segments: u64,
     /// This device's newest segment.
     pub last_seq: u64,
-    /// The last upload that succeeded.
+    /// The last upload that sent something (by this run of the engine or an earlier one).
     pub last_upload: Option<SystemTime>,
-    /// The last fetch that succeeded.
+    /// The last fetch that succeeded, since the engine opened.
     pub last_fetch: Option<SystemTime>,
     /// Other devices and how far this one has applied them.
     pub peers: Vec<PeerStatus>,
     /// Quarantined objects, oldest first.
     pub quarantined: Vec<Quarantined>,
-    /// The most recent failures, newest last.
-    pub recent_errors: Vec<String>,
+    /// The recent problems, oldest first, each resolved once its cause is gone.
+    pub problems: Vec<Problem>,
+    /// Whether the storage answered the last upload or fetch, and since when (`None` before
+    /// either ran).
+    pub storage: Option<StorageHealth>,
 }
-
-const RECENT_ERRORS: usize = 10;
 
 /// One device's sync engine over one repository.
 pub struct Engine {
@@ -248,7 +252,8 @@ pub struct Engine {
     config: EngineConfig,
     last_upload: Option<SystemTime>,
     last_fetch: Option<SystemTime>,
-    recent_errors: VecDeque<String>,
+    /// Recent problems and the storage's health.
+    health: Health,
     /// Blobs of clips applied in this fetch, to fetch at its end.
     wanted_blobs: Vec<BlobId>,
     /// Per device, the older head the storage served last (said once, not on every poll).
@@ -328,6 +333,10 @@ impl Engine {
         let local = db.local_identity()?;
         let (state, local_state) = db.load_state(local)?;
         db.index_history(&state)?;
+        // Uploads of earlier runs count: the status says when this device last sent anything.
+        let last_upload = db
+            .last_sent()?
+            .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
         let mut engine = Engine {
             tag: keys.names.device_tag(&device),
             replica: Replica::with_state(device, state),
@@ -338,9 +347,9 @@ impl Engine {
             device,
             db,
             config,
-            last_upload: None,
+            last_upload,
             last_fetch: None,
-            recent_errors: VecDeque::new(),
+            health: Health::default(),
             wanted_blobs: Vec::new(),
             rolled_back: HashMap::new(),
             behind_said: HashMap::new(),
@@ -549,27 +558,26 @@ impl Engine {
 
     /// Records the outcome of an upload or fetch for the status.
     fn finish(&mut self, result: &Result<(), SyncError>, pass: Pass) {
+        self.health.pass(pass, result.as_ref().err());
         let error = match (result, pass) {
             (Ok(()), Pass::Upload) => return self.last_upload = Some(SystemTime::now()),
             (Ok(()), Pass::Fetch) => return self.last_fetch = Some(SystemTime::now()),
             (Err(error), _) => error,
         };
-        let (direction, kind, what) = match pass {
-            Pass::Upload => (transfer::Route::Up, Kind::Upload, "upload"),
-            Pass::Fetch => (transfer::Route::Down, Kind::Fetch, "fetch"),
+        let (direction, kind, what, cause) = match pass {
+            Pass::Upload => (transfer::Route::Up, Kind::Upload, "upload", Cause::Upload),
+            Pass::Fetch => (transfer::Route::Down, Kind::Fetch, "fetch", Cause::Fetch),
         };
         let failed = Transfer::new(direction, kind, Outcome::Failed).detail(error.to_string());
         if let Err(log_error) = self.db.log(&failed) {
             warn!(error = %log_error, "the transfer log could not be written");
         }
-        self.note(format!("{what} failed: {error}"));
+        self.health.note(cause, format!("{what} failed: {error}"));
     }
 
+    /// Notes a problem that stands until newer ones push it out.
     fn note(&mut self, message: String) {
-        if self.recent_errors.len() == RECENT_ERRORS {
-            self.recent_errors.pop_front();
-        }
-        self.recent_errors.push_back(message);
+        self.health.note(Cause::Standing, message);
     }
 
     /// When the device of `tag` was last heard from: the newest of its segments or snapshots
@@ -605,7 +613,8 @@ impl Engine {
             last_fetch: self.last_fetch,
             peers,
             quarantined: self.quarantine_status()?,
-            recent_errors: self.recent_errors.iter().cloned().collect(),
+            problems: self.health.problems(),
+            storage: self.health.storage(),
         })
     }
 }
