@@ -167,7 +167,9 @@ fn commands_run_in_the_agent_while_it_holds_the_database() {
     let second = a.run(&["agent"]);
     assert_eq!(second.code, 1);
     assert!(
-        second.stderr.contains("an agent is already running"),
+        second.stderr.contains("an agent is already running for ")
+            && second.stderr.contains(&format!("(pid {})", agent.0.id()))
+            && second.stderr.contains("`ferry stop` first"),
         "{}",
         second.stderr
     );
@@ -533,7 +535,9 @@ fn a_passphrase_makes_the_key_and_a_wrong_one_writes_nothing() {
     let ran = c.run(&["join", "--store", &storage.url, "--passphrase"]);
     assert_eq!(ran.code, 1);
     assert!(
-        ran.stderr.contains("this repository was written with key"),
+        ran.stderr
+            .contains("that passphrase does not open this repository (it gives key ")
+            && ran.stderr.contains("Type it again (case and spaces count)"),
         "{}",
         ran.stderr
     );

@@ -137,6 +137,17 @@ const CASES: &[Case] = &[
         ),
     },
     Case {
+        name: "key of a device not set up",
+        set_up: false,
+        args: &["key", "show", "--yes"],
+        env: &[],
+        code: 1,
+        stderr: Says::Exactly(
+            "ferry: this device is not set up, so it has no key: `ferry init` makes a repository \
+             and its key, `ferry join` joins one\n",
+        ),
+    },
+    Case {
         name: "bad setting value",
         set_up: true,
         args: &["config", "set", "sync.poll_interval", "often"],
@@ -266,10 +277,11 @@ fn a_wrong_recovery_code_fails_and_writes_nothing() {
     let ran = stranger.join(&storage, &other, "stranger");
     assert_eq!(ran.code, 1);
     assert!(
-        ran.stderr.contains("this repository was written with key")
+        ran.stderr
+            .contains("that recovery code does not open this repository (it gives key ")
             && ran
                 .stderr
-                .contains("join it with its recovery code or passphrase"),
+                .contains("`ferry key show --yes` on a device already in it"),
         "{}",
         ran.stderr
     );
@@ -319,7 +331,13 @@ fn unreachable_storage_and_wrong_credentials_are_named() {
         .with("FERRY_WEBDAV_PASSWORD", "pw")
         .run(&["init", "--store", &url]);
     assert_eq!(ran.code, 1);
-    assert!(ran.stderr.contains("Connection refused"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(&format!(
+            "the WebDAV server at http://127.0.0.1:{port} cannot be reached (Connection refused"
+        )),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]

@@ -52,6 +52,21 @@ pub enum StoreError {
         retry_after: Option<Duration>,
     },
 
+    /// The server could not be reached at all: nothing listens there, the name does not
+    /// resolve, the network is down, or it did not answer in time. It may pass.
+    #[error(
+        "{backend} at {endpoint} cannot be reached ({reason}): check that it runs and that this \
+         machine reaches it (address, port, network)"
+    )]
+    Unreachable {
+        /// Which storage.
+        backend: &'static str,
+        /// Where it was looked for: scheme, host and port (never a login).
+        endpoint: String,
+        /// What the operating system or the connection said.
+        reason: String,
+    },
+
     /// A failure that may pass: a timeout, a reset connection, a server error.
     #[error("{backend} did not answer properly ({detail}); retrying may help")]
     Transient {
@@ -118,10 +133,21 @@ impl StoreError {
         matches!(
             self,
             StoreError::Throttled { .. }
+                | StoreError::Unreachable { .. }
                 | StoreError::Transient { .. }
                 | StoreError::ServerFailed { .. }
         )
     }
+}
+
+/// The innermost cause of an error: what the operating system or the connection said
+/// (`Connection refused (os error 111)`), without the layers above it.
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 /// An error and its sources, on one line.

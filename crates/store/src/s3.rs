@@ -22,7 +22,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
-use crate::error::error_chain;
+use crate::error::{error_chain, root_cause};
 use crate::url::S3Location;
 use crate::{ListPage, MAX_PAGE, ObjectMeta, Store, StoreError, Write};
 
@@ -220,6 +220,21 @@ impl S3Store {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
+        // No answer at all: where, and what the system said, not the SDK's layers.
+        if matches!(
+            error,
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
+        ) {
+            let reason = match &error {
+                SdkError::TimeoutError(_) => "no answer in time".to_owned(),
+                _ => root_cause(&error),
+            };
+            return StoreError::Unreachable {
+                backend: BACKEND,
+                endpoint: self.endpoint.clone(),
+                reason,
+            };
+        }
         let status = error.raw_response().map(|r| r.status().as_u16());
         let retry_after = error
             .raw_response()

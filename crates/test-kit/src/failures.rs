@@ -23,6 +23,30 @@ pub async fn a_missing_root_is_misconfigured(store: &dyn Store, missing: &str) {
     assert!(!store.probe().await.is_ok());
 }
 
+/// Nothing listens at `endpoint`: unreachable, worth a retry, said with the endpoint and the
+/// system's reason, not the HTTP client's layers.
+pub async fn nothing_listening_is_unreachable(store: &dyn Store, endpoint: &str) {
+    let err = store.get("ferry/v1/repo", ANY_SIZE).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
+    assert!(err.is_transient());
+    let said = err.to_string();
+    assert!(
+        said.contains(&format!(
+            "at {endpoint} cannot be reached (Connection refused"
+        )),
+        "{said}"
+    );
+    for layer in ["dispatch failure", "client error", "tcp connect error"] {
+        assert!(!said.contains(layer), "{said}");
+    }
+}
+
+/// A port on 127.0.0.1 that nothing listens on now.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 /// A server that accepts and never answers (the store's request timeout is short): a transient
 /// failure, within seconds.
 pub async fn a_server_that_hangs_times_out_as_transient(store: &dyn Store) {

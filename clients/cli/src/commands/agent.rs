@@ -19,12 +19,15 @@ use crate::output::Output;
 
 /// Runs the agent until it is told to stop.
 pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
-    if ipc::send(&home, &DataCommand::Status, Format::Json)
-        .await?
-        .is_some()
-    {
+    if let Some(reply) = ipc::send(&home, &DataCommand::Status, Format::Json).await? {
+        let status: serde_json::Value = serde_json::from_slice(&reply.stdout).unwrap_or_default();
+        let pid = status["agent"]["pid"]
+            .as_u64()
+            .map(|pid| format!(" (pid {pid})"))
+            .unwrap_or_default();
         return Err(Failure::new(format!(
-            "an agent is already running for {}; stop it first (`ferry service status`)",
+            "an agent is already running for {}{pid}: there is nothing to start; to start it \
+             anew, `ferry stop` first",
             home.data.display()
         )));
     }

@@ -31,6 +31,12 @@ pub(crate) fn run(
     action: KeyAction,
     out: &mut Output,
 ) -> Result<(), Failure> {
+    if config.settings.store.is_none() {
+        return Err(Failure::new(
+            "this device is not set up, so it has no key: `ferry init` makes a repository and \
+             its key, `ferry join` joins one",
+        ));
+    }
     let secrets = device::secrets(home, config);
     let key = device::sync_key(&secrets)?;
     match action {

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use ferry_core::DataKind;
 use ferry_protocol::pairing::Credentials;
-use ferry_protocol::{DeviceId, Identity, KdfParams, SyncKey};
+use ferry_protocol::{DeviceId, Identity, KdfParams, KeyId, SyncKey};
 use ferry_secrets::{Secret, Secrets};
 use ferry_store::Store;
 use ferry_store::url::StoreUrl;
-use ferry_sync::repo;
+use ferry_sync::{SyncError, repo};
 use serde::Serialize;
 
 use crate::cli::{InitArgs, JoinArgs};
@@ -264,11 +264,21 @@ async fn derive_key(
     holder: Holder<'_>,
 ) -> Result<(SyncKey, bool), Failure> {
     let retry = device::INTERACTIVE;
+    let given = match source {
+        KeySource::Passphrase => Given::Passphrase,
+        KeySource::RecoveryCode(_) | KeySource::AskRecoveryCode => Given::RecoveryCode,
+        _ => Given::Pairing,
+    };
     let open = |key: SyncKey| async move {
         let keys = key.keys();
         crate::held::reach(holder.role, holder.home, holder.config, &keys).await;
-        repo::open(store, &keys, &retry).await?;
-        Ok::<_, Failure>((key, false))
+        match repo::open(store, &keys, &retry).await {
+            Ok(_) => Ok((key, false)),
+            Err(SyncError::Protocol(ferry_protocol::Error::WrongKey { object, device })) => {
+                Err(wrong_key(given, object, device))
+            }
+            Err(error) => Err(error.into()),
+        }
     };
     if let Role::Reaches(line) = holder.role
         && !matches!(
@@ -314,6 +324,35 @@ async fn derive_key(
         }
         KeySource::Paired(key) => open(key).await,
     }
+}
+
+/// How a key to open a repository with came.
+#[derive(Clone, Copy)]
+enum Given {
+    Passphrase,
+    RecoveryCode,
+    Pairing,
+}
+
+/// A key that does not open the repository, said for how it was given.
+fn wrong_key(given: Given, repository: KeyId, from_it: KeyId) -> Failure {
+    let keys = format!("it gives key {from_it}, the repository's is {repository}");
+    Failure::new(match given {
+        Given::Passphrase => format!(
+            "that passphrase does not open this repository ({keys}). Type it again (case and \
+             spaces count), join with the recovery code instead (`ferry key show --yes` on a \
+             device already in it shows it), or add this device with `ferry pair` there"
+        ),
+        Given::RecoveryCode => format!(
+            "that recovery code does not open this repository ({keys}). Check it against \
+             `ferry key show --yes` on a device already in it, or add this device with \
+             `ferry pair` there"
+        ),
+        Given::Pairing => format!(
+            "the key the other device sent does not open this repository ({keys}): that \
+             device's storage setting names another repository; check its `ferry status`"
+        ),
+    })
 }
 
 /// Keeps the sync key (as its recovery `code`), this device's identity and the storage

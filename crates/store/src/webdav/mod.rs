@@ -22,7 +22,7 @@ use reqwest_dav::list_cmd::ListMultiStatus;
 use reqwest_dav::re_exports::reqwest::{self, Method, Response, StatusCode, Url, header};
 use reqwest_dav::re_exports::serde_xml_rs;
 
-use crate::error::error_chain;
+use crate::error::{error_chain, root_cause};
 use crate::s3::Timeouts;
 use crate::url::WebDavLocation;
 use crate::url::percent_decode;
@@ -339,6 +339,18 @@ const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 fn request_error(error: reqwest::Error) -> StoreError {
     if error.is_builder() {
         StoreError::Misconfigured(format!("the WebDAV request could not be made: {error}"))
+    } else if let Some(url) = error.url()
+        && (error.is_connect() || (error.is_timeout() && !error.is_body()))
+    {
+        // No answer at all: where (the origin carries no login), and what the system said.
+        StoreError::Unreachable {
+            backend: BACKEND,
+            endpoint: url.origin().ascii_serialization(),
+            reason: match error.is_timeout() {
+                true => "no answer in time".to_owned(),
+                false => root_cause(&error),
+            },
+        }
     } else {
         StoreError::Transient {
             backend: BACKEND,

@@ -185,6 +185,14 @@ async fn s3_wrong_credentials_are_unauthorized() {
 }
 
 #[tokio::test]
+async fn s3_nothing_listening_is_unreachable() {
+    let (_server, mut location) = servers::s3().await;
+    location.endpoint = format!("http://127.0.0.1:{}", failures::closed_port());
+    let store = S3Store::new(&location, servers::credentials(), Timeouts::default());
+    failures::nothing_listening_is_unreachable(&store, &location.endpoint).await;
+}
+
+#[tokio::test]
 async fn s3_missing_bucket_is_misconfigured() {
     let (_server, mut location) = servers::s3().await;
     location.bucket = "no-such-bucket".into();
@@ -293,6 +301,22 @@ async fn s3_deletes_many_in_one_batch_request() {
     let error = store.delete_many(&names).await.unwrap_err();
     assert!(matches!(error, StoreError::Forbidden { .. }), "{error:?}");
     assert_eq!(left(&store).await, 3);
+}
+
+#[tokio::test]
+async fn webdav_nothing_listening_is_unreachable() {
+    let endpoint = format!("http://127.0.0.1:{}", failures::closed_port());
+    let location = ferry_store::url::WebDavLocation {
+        url: format!("{endpoint}/dav/"),
+        user: Some("me".into()),
+    };
+    let store = WebDavStore::new(
+        &location,
+        Some(servers::dav_credentials()),
+        Timeouts::default(),
+    )
+    .unwrap();
+    failures::nothing_listening_is_unreachable(&store, &endpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
