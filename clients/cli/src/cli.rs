@@ -371,8 +371,13 @@ pub(crate) struct PasteArgs {
     #[arg(long)]
     pub(crate) offline: bool,
     /// Write the content to this file (images and files go to a terminal no other way).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "place")]
     pub(crate) output: Option<PathBuf>,
+    /// Put clip ID on this clipboard instead, and make it the newest clip on every device (as
+    /// Enter does in `ferry pick`).
+    #[arg(long, requires = "id")]
+    #[serde(default)]
+    pub(crate) place: bool,
     /// Whether standard output is a terminal, where bytes that are not text are refused (set
     /// by the command, which may run in the agent).
     #[arg(skip)]

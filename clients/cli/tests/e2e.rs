@@ -165,6 +165,68 @@ fn ferry_copy_puts_the_text_on_this_clipboard_too() {
     stop_agent(agent);
 }
 
+/// The README's pipelines end by placing the chosen clip: `ferry history | … | cut -f1 |
+/// xargs ferry paste --place`, with a pinned clip, without an agent and with one.
+#[test]
+fn the_readme_pipeline_places_the_chosen_clip() {
+    if !have("Xvfb") || !have("xclip") {
+        return;
+    }
+    let storage = common::storage(Backend::Folder);
+    let device = Device::new();
+    device.init(&storage, "desk");
+    let _logs = common::LogsOnFailure(vec![&device]);
+    let desk = Display::start();
+    let display = [("DISPLAY", desk.name.clone())];
+    for text in [
+        "ssh deploy@prod.example.org",
+        "psql -h db.example.org",
+        "something else",
+    ] {
+        device
+            .run_full(&["copy", "--no-place", text], None, &display)
+            .ok();
+    }
+    let id = device.json(&["history"])[2]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    device.run(&["pin", &id[..8]]).ok();
+    let home = common::quote(&device.home().display().to_string());
+    let ferry = format!("{} --home {home}", common::FERRY);
+    let pipeline = |word: &str| {
+        format!("{ferry} history | grep {word} | cut -f1 | xargs {ferry} paste --place")
+    };
+    let run = |word: &str| {
+        let ran = std::process::Command::new("sh")
+            .args(["-c", &pipeline(word)])
+            .envs(device.env.iter().map(|(key, value)| (key, value)))
+            .envs(display.iter().map(|(key, value)| (key, value)))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&ran.stderr).into_owned();
+        assert!(ran.status.success(), "{}\n{stderr}", pipeline(word));
+        String::from_utf8_lossy(&ran.stdout).into_owned()
+    };
+
+    // No agent: a `ferry serve-clip` process serves it; it is the newest clip now.
+    let said = run("ssh");
+    assert_eq!(
+        said,
+        format!("Placed clip {} on the clipboard.\n", &id[..8])
+    );
+    arrives(&desk, "ssh deploy@prod.example.org");
+    assert_eq!(device.history_texts()[0], "ssh deploy@prod.example.org");
+
+    // With the agent, the agent places it.
+    let agent = start_agent(&device, Some(&desk), &[]);
+    watching(&device, "Events");
+    run("psql");
+    arrives(&desk, "psql -h db.example.org");
+    assert_eq!(device.history_texts()[0], "psql -h db.example.org");
+    stop_agent(agent);
+}
+
 #[test]
 fn a_shared_folder_needs_no_relay_and_polling_reads_the_clipboard() {
     if !have("Xvfb") || !have("xclip") {

@@ -780,7 +780,12 @@ fn a_joiner_that_cannot_reach_the_storage_ends_both_sides_with_its_reason() {
         Some(format!("{}\n", offer.code).as_bytes()),
         &[],
     );
-    refused(&desktop, &ran, 1, &["cannot be reached (Connection refused"]);
+    refused(
+        &desktop,
+        &ran,
+        1,
+        &["cannot be reached (Connection refused"],
+    );
     let (code, events, stderr) = offer.finish();
     let took = started.elapsed();
     assert_eq!(code, 1, "{events:?} {stderr}");

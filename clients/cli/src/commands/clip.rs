@@ -294,13 +294,13 @@ pub(crate) fn history(device: &Device, args: HistoryArgs) -> Result<Clips, Failu
 
 /// Copies clip `id` (or a unique prefix) again: it moves to the top of the history on every
 /// device. What choosing it in `ferry pick` records.
-pub(crate) fn reuse(device: &mut Device, prefix: &str) -> Result<Copied, Failure> {
+pub(crate) fn reuse(device: &mut Device, prefix: &str) -> Result<ClipId, Failure> {
     let id = device.find_clip(prefix)?;
     let content = device.clip_content(&id)?;
     device
         .engine
         .record(DataKind::Clips, |r, names, now| r.copy(names, content, now))?;
-    Ok(Copied { id: id.to_string() })
+    Ok(id)
 }
 
 /// `ferry trash`.

@@ -361,8 +361,8 @@ async fn devices(home: &Home, config: &Config, checks: &mut Checks) {
         checks.add(
             "devices",
             Ok(format!(
-                "{} devices, each signs what it writes",
-                members.len()
+                "{}, each signs what it writes",
+                crate::output::counted(members.len() as u64, "device")
             )),
         );
     }

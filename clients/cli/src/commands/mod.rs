@@ -44,14 +44,14 @@ use std::time::Duration;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::cli::{DataCommand, DevicesAction};
+use crate::cli::{DataCommand, DevicesAction, PasteArgs};
 use crate::commands::clip::Mark;
 use crate::config::{Applies, Config};
 use crate::device::{self, Changed, Device, InAgent};
 use crate::error::Failure;
 use crate::home::Home;
 use crate::ipc::{self, Format};
-use crate::output::Output;
+use crate::output::{Done, Output};
 use crate::pause::Pause;
 
 /// Reads standard input and makes paths absolute, so the command can run in another process.
@@ -60,6 +60,15 @@ pub(crate) fn prepare(command: &mut DataCommand, config: &Config) -> Result<(), 
         .map_err(|e| Failure::new(format!("the current folder is unreadable: {e}")))?;
     match command {
         DataCommand::Copy(args) => clip::prepare_copy(args, &cwd, config.settings.place_copies),
+        // Placing is what `ferry pick` does with the clip it chose.
+        DataCommand::Paste(PasteArgs {
+            id: Some(id),
+            place: true,
+            ..
+        }) => {
+            *command = DataCommand::Place { id: id.clone() };
+            Ok(())
+        }
         DataCommand::Paste(args) => {
             clip::prepare_paste(args, &cwd);
             Ok(())
@@ -133,7 +142,9 @@ pub(crate) async fn execute(
             Ok(Changed::No)
         }
         DataCommand::Place { id } => {
-            out.report(&clip::reuse(device, &id)?);
+            let id = clip::reuse(device, &id)?;
+            let line = format!("Placed clip {} on the clipboard.", id.short());
+            out.done(&Done::new("placed", id, line));
             Ok(Changed::Yes)
         }
     }?;
@@ -253,6 +264,10 @@ pub(crate) async fn run_data(
         DataCommand::Copy(args) if args.place => Some(crate::clipboard::of_copy(args)),
         _ => None,
     };
+    // No agent serves the clipboard: a process of its own does.
+    if let DataCommand::Place { id } = &command {
+        crate::clipboard::place_detached(&crate::clipboard::chosen(&mut device, id).await?)?;
+    }
     let changed = execute(&mut device, command, out, None).await?;
     // A rename fetched (or made) just now.
     if let Err(failure) = device.follow_own_name() {

@@ -163,6 +163,7 @@ pub(crate) async fn run(
                 id: Some(id),
                 offline: true,
                 output: None,
+                place: false,
                 to_terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
             }))
             .await?;
