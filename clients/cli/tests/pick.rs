@@ -81,8 +81,8 @@ fn a_query_and_enter_place_the_clip_through_the_agent() {
     let mut all = vec!["4 of 4 clips", "Esc quit"];
     all.extend_from_slice(CLIPS);
     shows(&terminal, &all, &[]);
-    // Searched as typed: "dra" is the start of a word.
-    terminal.type_text("dra");
+    // Matched as fzf does: the letters of each word in order, gaps allowed.
+    terminal.type_text("scnd drft");
     shows(
         &terminal,
         &["1 of 4 clips", "second draft of the letter"],
@@ -110,7 +110,8 @@ fn without_an_agent_a_process_serves_the_clip_until_something_else_is_copied() {
     let line = format!("DISPLAY={} {}", desk.name, device.shell_line(&["pick"]));
     let terminal = Terminal::start(&line);
     shows(&terminal, &["4 of 4 clips (no agent)", "Esc quit"], &[]);
-    terminal.type_text("ssh");
+    // Anywhere in a clip, not only at a word's start.
+    terminal.type_text("ample");
     shows(
         &terminal,
         &["1 of 4 clips", "ssh deploy@build.example.org"],
@@ -194,6 +195,43 @@ fn print_pin_and_trash_from_the_list() {
     let screen = terminal.wait_for("exit status");
     assert!(screen.contains("exit status 0"), "{screen}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+}
+
+#[test]
+fn aliases_are_listed_and_chosen_like_clips() {
+    if !have("tmux") {
+        return;
+    }
+    let (_storage, device) = device_with_clips();
+    device
+        .run(&["alias", "set", "sig", "Best regards,\nAlex"])
+        .ok();
+    let out = device.home().join("chosen.txt");
+    let line = format!(
+        "{} > {}",
+        device.shell_line(&["pick", "--print"]),
+        common::quote(&out.display().to_string())
+    );
+    let terminal = Terminal::start(&line);
+    // Listed first, before the clips; found by its value as by its name.
+    shows(
+        &terminal,
+        &["1 alias, 4 of 4 clips", "sig: Best regards,"],
+        &[],
+    );
+    terminal.type_text("regrds");
+    shows(
+        &terminal,
+        &["1 alias, 0 of 4 clips", "sig: Best regards,"],
+        &[],
+    );
+    terminal.press(&["Enter"]);
+    let screen = terminal.wait_for("exit status");
+    assert!(screen.contains("exit status 0"), "{screen}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "Best regards,\nAlex"
+    );
 }
 
 #[test]

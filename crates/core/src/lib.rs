@@ -41,6 +41,7 @@
 mod canonical;
 pub mod clip;
 pub mod error;
+mod find;
 mod history;
 pub mod hlc;
 pub mod op;

@@ -10,13 +10,13 @@
 //! ```
 //!
 //! The screen is drawn on the terminal itself (`/dev/tty`), so `ferry pick --print | …` works.
-//! Each keystroke is one search of the history's index (see `BENCHMARKS.md` for its cost at
-//! 100k clips); keys typed faster than the answers come are taken together.
+//! Each keystroke is one fuzzy search of the aliases and the history, as fzf ranks (see
+//! `BENCHMARKS.md` for its cost at 100k clips); keys typed faster than the answers come are taken
+//! together. An alias chosen goes on the clipboard like a clip.
 
 mod source;
 mod view;
 
-use std::cmp::Reverse;
 use std::fmt;
 use std::io::Write;
 
@@ -24,7 +24,7 @@ use ferry_core::{ClipContent, ClipView, DataKind};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::cli::{DataCommand, PasteArgs, PickArgs};
+use crate::cli::{AliasAction, CopyArgs, DataCommand, PasteArgs, PickArgs};
 use crate::config::Config;
 use crate::device::Device;
 use crate::error::Failure;
@@ -54,7 +54,31 @@ pub(crate) struct Entry {
     pub(crate) pinned: bool,
 }
 
+/// How the picker names an alias among the clips: `alias:NAME`.
+const ALIAS: &str = "alias:";
+
 impl Entry {
+    /// An alias, listed as the picker lists clips.
+    fn alias(name: &str, value: String) -> Entry {
+        let first_line = value.lines().next().unwrap_or_default();
+        Entry {
+            id: format!("{ALIAS}{name}"),
+            kind: "alias".to_owned(),
+            preview: format!("{name}: {first_line}"),
+            bytes: value.len() as u64,
+            text: Some(value.chars().take(PREVIEW_CHARS).collect()),
+            name: None,
+            device_name: String::new(),
+            last_used_ms: 0,
+            pinned: false,
+        }
+    }
+
+    /// Whether this is an alias rather than a clip.
+    pub(crate) fn is_alias(&self) -> bool {
+        self.id.starts_with(ALIAS)
+    }
+
     fn new(device: &Device, view: &ClipView<'_>) -> Entry {
         Entry {
             id: view.id.to_string(),
@@ -99,9 +123,22 @@ impl fmt::Display for Matches {
     }
 }
 
-/// The clips matching `query` as it is typed (its last word a prefix), the last used first; with
-/// no words, the pinned clips and then the newest. At most `limit`.
+/// What `query` finds, as fzf would (see `State::find`): the aliases it matches first, then
+/// the clips, best first; with no words, the aliases, the pinned clips and then the newest. At
+/// most `limit`.
 pub(crate) fn matches(device: &Device, query: &str, limit: usize) -> Result<Matches, Failure> {
+    let me = device.engine.device();
+    let aliases = device.engine.state_for(DataKind::Aliases).find_aliases(
+        query,
+        device.config.settings.conflict,
+        me,
+    );
+    let mut entries: Vec<Entry> = aliases
+        .into_iter()
+        .take(limit)
+        .map(|(name, value)| Entry::alias(name, value))
+        .collect();
+    let limit = limit - entries.len();
     let state = device.engine.state_for(DataKind::Clips);
     let views: Vec<ClipView<'_>> = if query.trim().is_empty() {
         let mut views = state.pinned();
@@ -116,18 +153,11 @@ pub(crate) fn matches(device: &Device, query: &str, limit: usize) -> Result<Matc
         );
         views
     } else {
-        let mut views: Vec<ClipView<'_>> = device
-            .engine
-            .search_as_typed(query, limit)?
-            .iter()
-            .filter_map(|id| state.clip(id))
-            .filter(|view| view.trashed_at.is_none())
-            .collect();
-        views.sort_by_key(|view| Reverse(view.last_used));
-        views
+        state.find(query, limit)
     };
+    entries.extend(views.iter().map(|view| Entry::new(device, view)));
     Ok(Matches {
-        entries: views.iter().map(|view| Entry::new(device, view)).collect(),
+        entries,
         clips: state.stats().clips,
     })
 }
@@ -157,6 +187,9 @@ pub(crate) async fn run(
     let Some(id) = chosen? else {
         return Ok(());
     };
+    if let Some(name) = id.strip_prefix(ALIAS) {
+        return place_alias(&mut source, name, args.print, out).await;
+    }
     if args.print {
         let stdout = source
             .run(DataCommand::Paste(PasteArgs {
@@ -180,6 +213,43 @@ pub(crate) async fn run(
         "clip {} is on the clipboard",
         &id[..12.min(id.len())]
     ));
+    Ok(())
+}
+
+/// Puts the value of alias `name` on the clipboard (through the agent, or a process of its
+/// own) and records it as a copy; or prints it.
+async fn place_alias(
+    source: &mut Source,
+    name: &str,
+    print: bool,
+    out: &mut Output,
+) -> Result<(), Failure> {
+    let get = DataCommand::Alias {
+        action: AliasAction::Get {
+            name: name.to_owned(),
+        },
+    };
+    let alias: serde_json::Value = serde_json::from_slice(&source.run(get).await?)
+        .map_err(|e| Failure::new(format!("the alias came back oddly: {e}")))?;
+    let value = alias["value"].as_str().unwrap_or_default().to_owned();
+    if print {
+        out.raw(value.as_bytes());
+        return Ok(());
+    }
+    // With the agent, it places what it records; without one, a process of its own serves it.
+    let by_agent = source.device().is_none();
+    if !by_agent {
+        crate::clipboard::place_detached(&ferry_clipboard::Clip::Text(value.clone()))?;
+    }
+    let copy = CopyArgs {
+        text: Some(value),
+        file: None,
+        image: None,
+        no_place: !by_agent,
+        place: by_agent,
+    };
+    source.run(DataCommand::Copy(copy)).await?;
+    out.note(format!("alias {name} is on the clipboard"));
     Ok(())
 }
 

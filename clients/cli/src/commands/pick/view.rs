@@ -172,9 +172,14 @@ impl Picker {
     }
 
     fn draw_search(&self, frame: &mut Frame<'_>, area: Rect) {
+        let aliases = self.found.entries.iter().filter(|e| e.is_alias()).count();
         let count = format!(
-            "{} of {} clips{}",
-            self.found.entries.len(),
+            "{}{} of {} clips{}",
+            match aliases {
+                0 => String::new(),
+                n => format!("{}, ", crate::output::counted(n as u64, "alias")),
+            },
+            self.found.entries.len() - aliases,
             self.found.clips,
             if self.through_agent {
                 ""
@@ -208,10 +213,14 @@ impl Picker {
             .entries
             .iter()
             .map(|entry| {
+                let when = match entry.is_alias() {
+                    true => String::new(),
+                    false => age(entry.last_used_ms),
+                };
                 ListItem::new(format!(
                     "{} {:>3} {:<10.10} {:<5.5} {}",
                     if entry.pinned { "*" } else { " " },
-                    age(entry.last_used_ms),
+                    when,
                     entry.device_name,
                     entry.kind,
                     entry.preview
@@ -235,13 +244,16 @@ impl Picker {
             frame.render_widget(Block::bordered().title(" Preview "), area);
             return;
         };
-        let title = format!(
-            " {}, {}, from {}, {} ago ",
-            entry.kind,
-            size(entry.bytes),
-            entry.device_name,
-            age(entry.last_used_ms)
-        );
+        let title = match entry.is_alias() {
+            true => format!(" {}, {} ", entry.kind, size(entry.bytes)),
+            false => format!(
+                " {}, {}, from {}, {} ago ",
+                entry.kind,
+                size(entry.bytes),
+                entry.device_name,
+                age(entry.last_used_ms)
+            ),
+        };
         let body = match (&entry.text, &entry.name) {
             (Some(text), _) => text.clone(),
             (None, Some(name)) => format!("File {name}, {}", size(entry.bytes)),
