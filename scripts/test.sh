@@ -130,3 +130,23 @@ kill -TERM "$run_pid"
 wait "$run_pid" || { cat "$log" >&2; echo "the agent did not stop cleanly" >&2; exit 1; }
 grep -q "stopping: uploading what is pending" "$log"
 echo "scripts/run.sh (first run on the embedded default): ok"
+
+# README's install, into a throwaway prefix (a debug build in this run's target folder): both
+# programs run from there, the completions and manual pages are in place, and the service unit
+# that the build folder's ferry writes starts the installed one. PATH holds nothing else, so no
+# systemctl is reached and nothing on this machine is enabled.
+prefix=$(mktemp -d)
+FERRY_BUILD=debug scripts/install.sh --prefix "$prefix" >"$prefix/said.txt"
+"$prefix/bin/ferry" --version >/dev/null
+"$prefix/bin/ferry-relay" --version >/dev/null
+for file in share/bash-completion/completions/ferry share/zsh/site-functions/_ferry \
+    share/fish/vendor_completions.d/ferry.fish share/man/man1/ferry.1 share/man/man1/ferry-relay.1; do
+    [[ -s $prefix/$file ]] || { echo "scripts/install.sh did not write $file" >&2; exit 1; }
+done
+grep -q "is not on PATH" "$prefix/said.txt" || { cat "$prefix/said.txt" >&2; exit 1; }
+XDG_CONFIG_HOME="$prefix/config" PATH="$prefix/bin" \
+    "$ferry" --home "$prefix/home" service install 2>"$prefix/service.txt" || true
+grep -q "^ExecStart=$prefix/bin/ferry --home" "$prefix/config/systemd/user/ferry.service" \
+    || { cat "$prefix/service.txt" >&2; echo "the service does not start the installed ferry" >&2; exit 1; }
+rm -rf "$prefix"
+echo "scripts/install.sh (programs, completions, manual pages; the service starts them): ok"

@@ -118,6 +118,13 @@ fn service_install_writes_the_unit_and_says_when_systemd_is_out_of_reach() {
         "{}",
         ran.stderr
     );
+    // This ferry is the one cargo built: said, since `cargo clean` would take it away.
+    assert!(
+        ran.stderr.contains("in a build folder that `cargo clean`")
+            && ran.stderr.contains("scripts/install.sh"),
+        "{}",
+        ran.stderr
+    );
     let unit = std::fs::read_to_string(config.join("systemd/user/ferry.service")).unwrap();
     let exec = format!(
         "ExecStart={} --home {} agent\n",
@@ -125,6 +132,34 @@ fn service_install_writes_the_unit_and_says_when_systemd_is_out_of_reach() {
         device.home().display()
     );
     assert!(unit.contains(&exec), "{unit}");
+    // An installed ferry on PATH is the one the service starts.
+    let installed = device.home().join("installed");
+    std::fs::create_dir_all(&installed).unwrap();
+    std::fs::write(installed.join("ferry"), "#!/bin/sh\n").unwrap();
+    let env = [
+        env[0].clone(),
+        (
+            "PATH",
+            format!("{}:{}", empty_path.display(), installed.display()),
+        ),
+    ];
+    let ran = device.run_full(&["service", "install"], None, &env);
+    assert!(
+        ran.stderr.contains(&format!(
+            "the service starts the installed {}",
+            installed.join("ferry").display()
+        )),
+        "{}",
+        ran.stderr
+    );
+    let unit = std::fs::read_to_string(config.join("systemd/user/ferry.service")).unwrap();
+    assert!(
+        unit.contains(&format!(
+            "ExecStart={} --home",
+            installed.join("ferry").display()
+        )),
+        "{unit}"
+    );
     let status = device.run_full(&["service", "status"], None, &env).ok();
     assert!(
         status.stdout.starts_with("installed: ")

@@ -15,9 +15,15 @@ use crate::state::State;
 /// How much of a clip's text is searched: its start, where what people look for is.
 const SEARCHED_BYTES: usize = 1024;
 
+/// How many matches, newest first, are ranked: a query that matches most of a long history
+/// (one letter, a common word) is ranked among its newest matches, so that a keystroke stays
+/// within a frame (see `BENCHMARKS.md`); a rarer one is looked for in the whole history.
+const RANKED: usize = 5_000;
+
 impl State {
     /// The clips of the history (not the trash) that `query` finds, best first, at most
-    /// `limit`. An empty query finds nothing: the picker lists the history then.
+    /// `limit`, ranked among the newest [`RANKED`] matches. An empty query finds nothing: the
+    /// picker lists the history then.
     pub fn find(&self, query: &str, limit: usize) -> Vec<ClipView<'_>> {
         let pattern = Pattern::parse(query, CaseMatching::Smart, Normalization::Smart);
         if pattern.atoms.is_empty() || limit == 0 {
@@ -25,6 +31,7 @@ impl State {
         }
         let mut matcher = Matcher::new(Config::DEFAULT);
         let mut buffer = Vec::new();
+        let needles = needles(&pattern);
         // Newest first: among equal scores, the earlier found is the more recent.
         let mut found: Vec<(u32, usize, ClipView<'_>)> = self
             .history(None, usize::MAX)
@@ -32,9 +39,15 @@ impl State {
             .enumerate()
             .filter_map(|(rank, view)| {
                 let haystack = Utf32Str::new(searched(view.content), &mut buffer);
+                if let Utf32Str::Ascii(bytes) = haystack
+                    && !needles.iter().all(|needle| in_order(bytes, needle))
+                {
+                    return None;
+                }
                 let score = pattern.score(haystack, &mut matcher)?;
                 Some((score, rank, view))
             })
+            .take(RANKED.max(limit))
             .collect();
         let best = |a: &(u32, usize, ClipView<'_>), b: &(u32, usize, ClipView<'_>)| {
             b.0.cmp(&a.0).then(a.1.cmp(&b.1))
@@ -77,6 +90,41 @@ impl State {
         found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.0.cmp(b.1.0)));
         found.into_iter().map(|(_, alias)| alias).collect()
     }
+}
+
+/// The letters each word of the query needs, in order and lowercased: every kind of match
+/// (fuzzy, exact, prefix, suffix) needs them. Words that must not match, and those beyond
+/// ASCII (which the matcher compares after normalising), are left to the matcher.
+fn needles(pattern: &Pattern) -> Vec<Vec<u8>> {
+    pattern
+        .atoms
+        .iter()
+        .filter(|atom| !atom.negative)
+        .filter_map(|atom| match atom.needle_text() {
+            Utf32Str::Ascii(bytes) => Some(bytes.to_ascii_lowercase()),
+            Utf32Str::Unicode(chars) => chars
+                .iter()
+                .map(|c| c.is_ascii().then(|| (*c as u8).to_ascii_lowercase()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Whether an ASCII `haystack` holds the letters of `needle` in order, in either case: what a
+/// match needs, checked far faster than the matcher scores one.
+fn in_order(haystack: &[u8], needle: &[u8]) -> bool {
+    let mut rest = haystack;
+    for &letter in needle {
+        let found = match letter.is_ascii_lowercase() {
+            true => memchr::memchr2(letter, letter.to_ascii_uppercase(), rest),
+            false => memchr::memchr(letter, rest),
+        };
+        match found {
+            Some(at) => rest = &rest[at + 1..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// What of a clip is searched: the start of its text, a file's name, an image's type.
@@ -167,6 +215,18 @@ mod tests {
         assert_eq!(names("regards"), ["sig"]);
         assert_eq!(names("main"), ["addr"]);
         assert!(names("zzz").is_empty());
+    }
+
+    #[test]
+    fn the_quick_check_agrees_with_the_matcher() {
+        let replica = replica(&["Deploy to PROD", "déploiement", "nothing here"]);
+        // Case and accents are the matcher's business: the quick check never hides a match.
+        assert_eq!(found(&replica, "prod"), ["Deploy to PROD"]);
+        assert_eq!(found(&replica, "PROD"), ["Deploy to PROD"]);
+        assert_eq!(found(&replica, "deploi"), ["déploiement"]);
+        assert_eq!(found(&replica, "!nothing prod"), ["Deploy to PROD"]);
+        assert!(super::in_order(b"ssh deploy", b"dply"));
+        assert!(!super::in_order(b"ssh deploy", b"ylpd"));
     }
 
     #[test]

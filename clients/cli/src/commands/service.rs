@@ -174,10 +174,50 @@ fn xml_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// `ferry [--home DIR]`, with this program's absolute path.
-fn ferry(home: &Home, explicit_home: bool) -> Result<Vec<String>, Failure> {
+/// This program, as a service should start it: an installed `ferry` (the first on PATH)
+/// rather than one in a cargo build folder, which `cargo clean` or the next build empties;
+/// with what to say about the choice.
+fn program() -> Result<(PathBuf, Option<String>), Failure> {
     let exe = std::env::current_exe()
         .map_err(|e| Failure::new(format!("the path of this program is unknown: {e}")))?;
+    // Cargo keeps its fingerprints beside what it builds.
+    let built = exe
+        .parent()
+        .is_some_and(|folder| folder.join(".fingerprint").is_dir());
+    if !built {
+        return Ok((exe, None));
+    }
+    let name = format!("ferry{}", std::env::consts::EXE_SUFFIX);
+    let installed = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|folder| folder.join(&name))
+        .find(|candidate| candidate.is_file());
+    let same = |a: &Path, b: &Path| a.canonicalize().ok() == b.canonicalize().ok();
+    Ok(match installed {
+        Some(installed) if !same(&installed, &exe) => {
+            let said = format!(
+                "the service starts the installed {}, not this build's {}",
+                installed.display(),
+                exe.display()
+            );
+            (installed, Some(said))
+        }
+        _ => {
+            let said = format!(
+                "warning: the service starts {}, in a build folder that `cargo clean` or the \
+                 next build empties: install Ferry (`scripts/install.sh`), then run `ferry \
+                 service install` again",
+                exe.display()
+            );
+            (exe, Some(said))
+        }
+    })
+}
+
+/// `ferry [--home DIR]`, with the program's absolute path (see [`program`]).
+fn ferry(home: &Home, explicit_home: bool) -> Result<Vec<String>, Failure> {
+    let (exe, _) = program()?;
     let mut program = vec![exe.display().to_string()];
     if explicit_home {
         program.extend(["--home".to_owned(), home.data.display().to_string()]);
@@ -258,6 +298,9 @@ pub(crate) fn run(
     let path_text = path.display().to_string();
     match action {
         ServiceAction::Install => {
+            if let (_, Some(said)) = program()? {
+                out.note(said);
+            }
             write(&path, &manager.file(&agent(home, explicit_home)?))?;
             out.note(format!("wrote {path_text}"));
             let started = match manager {
@@ -330,6 +373,9 @@ fn run_key(
     let program = agent(home, explicit_home)?;
     match action {
         ServiceAction::Install => {
+            if let (_, Some(said)) = self::program()? {
+                out.note(said);
+            }
             let line = run_key_line(&program);
             control(
                 "reg",
