@@ -29,29 +29,34 @@ impl State {
         if pattern.atoms.is_empty() || limit == 0 {
             return Vec::new();
         }
-        let mut matcher = Matcher::new(Config::DEFAULT);
-        let mut buffer = Vec::new();
         let needles = needles(&pattern);
-        // Newest first: among equal scores, the earlier found is the more recent.
-        let mut found: Vec<(u32, usize, ClipView<'_>)> = self
-            .history(None, usize::MAX)
-            .into_iter()
-            .enumerate()
-            .filter_map(|(rank, view)| {
-                let haystack = Utf32Str::new(searched(view.content), &mut buffer);
-                if let Utf32Str::Ascii(bytes) = haystack
-                    && !needles.iter().all(|needle| in_order(bytes, needle))
-                {
-                    return None;
-                }
-                let score = pattern.score(haystack, &mut matcher)?;
-                Some((score, rank, view))
-            })
-            .take(RANKED.max(limit))
-            .collect();
-        let best = |a: &(u32, usize, ClipView<'_>), b: &(u32, usize, ClipView<'_>)| {
-            b.0.cmp(&a.0).then(a.1.cmp(&b.1))
-        };
+        let history = self.history(None, usize::MAX);
+        let wanted = RANKED.max(limit);
+        // Newest first, a block per core at a time, until enough matches are found; the rank
+        // in the history breaks ties (the lower, the more recent).
+        let mut found: Vec<Found<'_>> = Vec::new();
+        for (pair, blocks) in history.chunks(2 * BLOCK).enumerate() {
+            let (newer, older) = blocks.split_at(BLOCK.min(blocks.len()));
+            let first = pair * 2 * BLOCK;
+            let (newer, older) = match older.is_empty() || cfg!(target_family = "wasm") {
+                true => (
+                    matches(&pattern, &needles, newer, first),
+                    matches(&pattern, &needles, older, first + BLOCK),
+                ),
+                false => std::thread::scope(|threads| {
+                    let older = threads.spawn(|| matches(&pattern, &needles, older, first + BLOCK));
+                    let newer = matches(&pattern, &needles, newer, first);
+                    (newer, older.join().unwrap_or_default())
+                }),
+            };
+            found.extend(newer);
+            found.extend(older);
+            if found.len() >= wanted {
+                found.truncate(wanted);
+                break;
+            }
+        }
+        let best = |a: &Found<'_>, b: &Found<'_>| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
         if found.len() > limit {
             found.select_nth_unstable_by(limit - 1, best);
             found.truncate(limit);
@@ -90,6 +95,37 @@ impl State {
         found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.0.cmp(b.1.0)));
         found.into_iter().map(|(_, alias)| alias).collect()
     }
+}
+
+/// A clip found: its score, its rank in the history (newest first) and the clip.
+type Found<'a> = (u32, usize, ClipView<'a>);
+
+/// How many clips one core looks at in a go.
+const BLOCK: usize = 4096;
+
+/// The clips of `views` (ranked from `first` on) that `pattern` matches, with their scores.
+fn matches<'a>(
+    pattern: &Pattern,
+    needles: &[Vec<u8>],
+    views: &[ClipView<'a>],
+    first: usize,
+) -> Vec<Found<'a>> {
+    let mut matcher = Matcher::new(Config::DEFAULT);
+    let mut buffer = Vec::new();
+    views
+        .iter()
+        .enumerate()
+        .filter_map(|(n, view)| {
+            let haystack = Utf32Str::new(searched(view.content), &mut buffer);
+            if let Utf32Str::Ascii(bytes) = haystack
+                && !needles.iter().all(|needle| in_order(bytes, needle))
+            {
+                return None;
+            }
+            let score = pattern.score(haystack, &mut matcher)?;
+            Some((score, first + n, *view))
+        })
+        .collect()
 }
 
 /// The letters each word of the query needs, in order and lowercased: every kind of match
