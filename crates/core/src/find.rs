@@ -18,7 +18,7 @@ const SEARCHED_BYTES: usize = 1024;
 /// How many matches, newest first, are ranked: a query that matches most of a long history
 /// (one letter, a common word) is ranked among its newest matches, so that a keystroke stays
 /// within a frame (see `BENCHMARKS.md`); a rarer one is looked for in the whole history.
-const RANKED: usize = 5_000;
+const RANKED: usize = 2_000;
 
 impl State {
     /// The clips of the history (not the trash) that `query` finds, best first, at most
