@@ -8,7 +8,6 @@
 # PATH on most desktops) and /usr/local for root. FERRY_BUILD=debug builds without
 # optimisations (quick, for trying things out); CARGO_TARGET_DIR, when set, is reused.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 prefix=
 while [[ $# -gt 0 ]]; do
@@ -22,6 +21,11 @@ done
 if [[ -z $prefix ]]; then
     if [[ $(id -u) == 0 ]]; then prefix=/usr/local; else prefix=$HOME/.local; fi
 fi
+# Folders given relative to where the script was started from stay so after the cd below.
+mkdir -p "$prefix"
+prefix=$(cd "$prefix" && pwd)
+[[ -n ${CARGO_TARGET_DIR:-} ]] && mkdir -p "$CARGO_TARGET_DIR" && CARGO_TARGET_DIR=$(cd "$CARGO_TARGET_DIR" && pwd)
+cd "$(dirname "$0")/.."
 
 flags=(--locked --force --quiet --root "$prefix")
 [[ ${FERRY_BUILD:-release} == debug ]] && flags+=(--debug)

@@ -136,6 +136,7 @@ echo "scripts/run.sh (first run on the embedded default): ok"
 # that the build folder's ferry writes starts the installed one. PATH holds nothing else, so no
 # systemctl is reached and nothing on this machine is enabled.
 prefix=$(mktemp -d)
+trap 'cleanup; rm -rf "$prefix"' EXIT
 FERRY_BUILD=debug scripts/install.sh --prefix "$prefix" >"$prefix/said.txt"
 "$prefix/bin/ferry" --version >/dev/null
 "$prefix/bin/ferry-relay" --version >/dev/null
@@ -146,7 +147,7 @@ done
 grep -q "is not on PATH" "$prefix/said.txt" || { cat "$prefix/said.txt" >&2; exit 1; }
 XDG_CONFIG_HOME="$prefix/config" PATH="$prefix/bin" \
     "$ferry" --home "$prefix/home" service install 2>"$prefix/service.txt" || true
-grep -q "^ExecStart=$prefix/bin/ferry --home" "$prefix/config/systemd/user/ferry.service" \
+grep -qF "ExecStart=$prefix/bin/ferry --home" "$prefix/config/systemd/user/ferry.service" \
     || { cat "$prefix/service.txt" >&2; echo "the service does not start the installed ferry" >&2; exit 1; }
 rm -rf "$prefix"
 echo "scripts/install.sh (programs, completions, manual pages; the service starts them): ok"

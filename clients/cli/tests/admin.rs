@@ -136,6 +136,12 @@ fn service_install_writes_the_unit_and_says_when_systemd_is_out_of_reach() {
     let installed = device.home().join("installed");
     std::fs::create_dir_all(&installed).unwrap();
     std::fs::write(installed.join("ferry"), "#!/bin/sh\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let runnable = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(installed.join("ferry"), runnable).unwrap();
+    }
     let env = [
         env[0].clone(),
         (

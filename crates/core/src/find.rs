@@ -32,7 +32,7 @@ impl State {
         let needles = needles(&pattern);
         let history = self.history(None, usize::MAX);
         let wanted = RANKED.max(limit);
-        // Newest first, a block per core at a time, until enough matches are found; the rank
+        // Newest first, two blocks at a time (one per thread), until enough matches are found; the rank
         // in the history breaks ties (the lower, the more recent).
         let mut found: Vec<Found<'_>> = Vec::new();
         for (pair, blocks) in history.chunks(2 * BLOCK).enumerate() {
@@ -46,7 +46,10 @@ impl State {
                 false => std::thread::scope(|threads| {
                     let older = threads.spawn(|| matches(&pattern, &needles, older, first + BLOCK));
                     let newer = matches(&pattern, &needles, newer, first);
-                    (newer, older.join().unwrap_or_default())
+                    let older = older
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    (newer, older)
                 }),
             };
             found.extend(newer);

@@ -100,7 +100,7 @@ pub struct S3Store {
 impl fmt::Debug for S3Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("S3Store")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &origin(&self.endpoint))
             .field("bucket", &self.bucket)
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
@@ -220,19 +220,13 @@ impl S3Store {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        // No answer at all: where, and what the system said, not the SDK's layers.
-        if matches!(
-            error,
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
-        ) {
-            let reason = match &error {
-                SdkError::TimeoutError(_) => "no answer in time".to_owned(),
-                _ => root_cause(&error),
-            };
+        // No connection at all: where (scheme, host and port only), and what the system
+        // said, not the SDK's layers. (A request that times out midway did reach it.)
+        if let SdkError::DispatchFailure(_) = error {
             return StoreError::Unreachable {
                 backend: BACKEND,
-                endpoint: self.endpoint.clone(),
-                reason,
+                endpoint: origin(&self.endpoint),
+                reason: root_cause(&error),
             };
         }
         let status = error.raw_response().map(|r| r.status().as_u16());
@@ -257,7 +251,8 @@ impl S3Store {
             (_, "NoSuchBucket") => StoreError::Misconfigured(format!(
                 "the bucket `{}` does not exist at {}: create it, or fix the bucket name, \
                  region or endpoint in the store URL",
-                self.bucket, self.endpoint
+                self.bucket,
+                origin(&self.endpoint)
             )),
             (_, "NoSuchKey") | (Some(404), _) => StoreError::NotFound { name: name.into() },
             (
@@ -442,5 +437,13 @@ impl Store for S3Store {
             }
         }
         Ok(())
+    }
+}
+
+/// An endpoint as messages name it: scheme, host and port, never a login or a query.
+fn origin(endpoint: &str) -> String {
+    match url::Url::parse(endpoint) {
+        Ok(url) => url.origin().ascii_serialization(),
+        Err(_) => "the endpoint in the store URL".to_owned(),
     }
 }

@@ -119,7 +119,9 @@ impl SyncError {
         match self {
             SyncError::Store(error) => !matches!(
                 error,
-                StoreError::Unauthorized { .. } | StoreError::Misconfigured(_)
+                StoreError::Unauthorized { .. }
+                    | StoreError::Misconfigured(_)
+                    | StoreError::Unreachable { .. }
             ),
             SyncError::Protocol(_) | SyncError::BrokenBlob { .. } => true,
             _ => false,

@@ -2,7 +2,8 @@
 //! retry policy, and every store path is made here, below the repository root.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use ferry_protocol::names::{HEAD_PREFIX, ROOT, SNAP_PREFIX};
 use ferry_protocol::{DeviceTag, ObjectName};
@@ -10,6 +11,7 @@ use ferry_store::{RetryPolicy, Store, StoreError};
 use tracing::debug;
 
 use crate::SyncError;
+use crate::engine::StorageHealth;
 
 /// The store path of an object.
 pub(crate) fn path(name: &ObjectName) -> String {
@@ -35,11 +37,50 @@ pub(crate) enum IfPresent {
 pub(crate) struct Remote {
     store: Arc<dyn Store>,
     retry: RetryPolicy,
+    /// Whether the storage answered its last request, and since when.
+    health: Mutex<Option<StorageHealth>>,
 }
 
 impl Remote {
     pub(crate) fn new(store: Arc<dyn Store>, retry: RetryPolicy) -> Remote {
-        Remote { store, retry }
+        Remote {
+            store,
+            retry,
+            health: Mutex::new(None),
+        }
+    }
+
+    /// Whether the storage answered its last request (`None` before the first).
+    pub(crate) fn health(&self) -> Option<StorageHealth> {
+        self.health.lock().map_or(None, |health| health.clone())
+    }
+
+    /// Notes how the storage answered a request (after its retries). An answer that refuses
+    /// (not found, not allowed, already there) is an answer; no connection, a timeout or a
+    /// server failing is not.
+    fn seen<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        let failure = match &result {
+            Err(
+                error @ (StoreError::Unreachable { .. }
+                | StoreError::Transient { .. }
+                | StoreError::ServerFailed { .. }),
+            ) => Some(error.to_string()),
+            _ => None,
+        };
+        if let Ok(mut health) = self.health.lock() {
+            let answering = failure.is_none();
+            match health.as_mut() {
+                Some(now) if now.answering == answering => now.error = failure,
+                _ => {
+                    *health = Some(StorageHealth {
+                        answering,
+                        since: SystemTime::now(),
+                        error: failure,
+                    })
+                }
+            }
+        }
+        result
     }
 
     pub(crate) fn set_retry(&mut self, retry: RetryPolicy) {
@@ -51,19 +92,19 @@ impl Remote {
     pub(crate) async fn get(&self, name: &ObjectName) -> Result<Vec<u8>, StoreError> {
         let path = path(name);
         let limit = name.kind().max_sealed() as u64;
-        self.retry.run(|| self.store.get(&path, limit)).await
+        self.seen(self.retry.run(|| self.store.get(&path, limit)).await)
     }
 
     /// Deletes the object (deleting what is not there succeeds).
     pub(crate) async fn delete(&self, name: &ObjectName) -> Result<(), StoreError> {
         let path = path(name);
-        self.retry.run(|| self.store.delete(&path)).await
+        self.seen(self.retry.run(|| self.store.delete(&path)).await)
     }
 
     /// Deletes the objects in as few requests as the storage allows.
     pub(crate) async fn delete_many(&self, names: &[ObjectName]) -> Result<(), StoreError> {
         let paths: Vec<String> = names.iter().map(path).collect();
-        self.retry.run(|| self.store.delete_many(&paths)).await
+        self.seen(self.retry.run(|| self.store.delete_many(&paths)).await)
     }
 
     /// Writes `bytes` at `name` once; what is already there is judged by `if_present`.
@@ -74,11 +115,11 @@ impl Remote {
         if_present: IfPresent,
     ) -> Result<(), SyncError> {
         let path = path(name);
-        match self
-            .retry
-            .run(|| self.store.put_new(&path, bytes.to_vec()))
-            .await
-        {
+        match self.seen(
+            self.retry
+                .run(|| self.store.put_new(&path, bytes.to_vec()))
+                .await,
+        ) {
             Ok(()) => Ok(()),
             Err(StoreError::AlreadyExists { .. }) if if_present == IfPresent::Keep => Ok(()),
             Err(StoreError::AlreadyExists { .. }) => {
@@ -101,11 +142,11 @@ impl Remote {
         bytes: &[u8],
     ) -> Result<Option<Vec<u8>>, SyncError> {
         let path = path(name);
-        match self
-            .retry
-            .run(|| self.store.put_new(&path, bytes.to_vec()))
-            .await
-        {
+        match self.seen(
+            self.retry
+                .run(|| self.store.put_new(&path, bytes.to_vec()))
+                .await,
+        ) {
             Ok(()) => Ok(None),
             Err(StoreError::AlreadyExists { .. }) => match self.get(name).await {
                 Ok(found) if found == bytes => Ok(None),
@@ -124,13 +165,14 @@ impl Remote {
         let mut found = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self
-                .retry
-                .run(|| {
-                    self.store
-                        .list(&prefix, after.as_deref(), ferry_store::MAX_PAGE)
-                })
-                .await?;
+            let page = self.seen(
+                self.retry
+                    .run(|| {
+                        self.store
+                            .list(&prefix, after.as_deref(), ferry_store::MAX_PAGE)
+                    })
+                    .await,
+            )?;
             for object in page.objects {
                 match parse(&object.name) {
                     Some(name) => found.push((name, object.size)),

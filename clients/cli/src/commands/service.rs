@@ -191,8 +191,9 @@ fn program() -> Result<(PathBuf, Option<String>), Failure> {
     let installed = std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
+        .filter(|folder| folder.is_absolute())
         .map(|folder| folder.join(&name))
-        .find(|candidate| candidate.is_file());
+        .find(|candidate| runnable(candidate));
     let same = |a: &Path, b: &Path| a.canonicalize().ok() == b.canonicalize().ok();
     Ok(match installed {
         Some(installed) if !same(&installed, &exe) => {
@@ -213,6 +214,19 @@ fn program() -> Result<(PathBuf, Option<String>), Failure> {
             (exe, Some(said))
         }
     })
+}
+
+/// Whether `path` is a file this user may run.
+fn runnable(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        path.is_file()
+    }
 }
 
 /// `ferry [--home DIR]`, with the program's absolute path (see [`program`]).

@@ -398,7 +398,7 @@ impl fmt::Display for Status {
             false => " just now".to_owned(),
         };
         match &self.storage {
-            None => writeln!(f)?,
+            None => writeln!(f, "; {last}")?,
             Some(storage) if storage.answering => {
                 writeln!(f, ": answering{}; {last}", since(storage))?
             }
@@ -758,7 +758,7 @@ pub(crate) fn log(device: &Device, args: LogArgs, out: &mut Output) -> Result<()
         .map(|transfer| Line {
             device_name: transfer.device.as_ref().map(|tag| match names.get(tag) {
                 Some(name) => name.clone(),
-                None => format!("device {}", &tag[..tag.len().min(8)]),
+                None => format!("device {}", tag.chars().take(8).collect::<String>()),
             }),
             transfer,
         })
@@ -787,10 +787,29 @@ fn wanted_tag(
     if let Ok(id) = named {
         return Ok(device.engine.tag_of(&id).to_string());
     }
-    let prefix = which.to_lowercase();
-    let mut tags = names.keys().filter(|tag| tag.starts_with(&prefix));
-    match (tags.next(), tags.next()) {
-        (Some(tag), None) => Ok(tag.clone()),
-        _ => named.map(|id| device.engine.tag_of(&id).to_string()),
+    // By the start of its tag: a device in the roster, or one known only by its objects (as
+    // the log names it, `device 1a2b3c4d`).
+    let prefix = which.trim_start_matches("device ").to_lowercase();
+    let mut tags: Vec<String> = names
+        .keys()
+        .cloned()
+        .chain(
+            device
+                .engine
+                .transfers(LOG_WINDOW)?
+                .into_iter()
+                .filter_map(|t| t.device),
+        )
+        .filter(|tag| !prefix.is_empty() && tag.starts_with(&prefix))
+        .collect();
+    tags.sort();
+    tags.dedup();
+    match tags.as_slice() {
+        [tag] => Ok(tag.clone()),
+        [] => named.map(|id| device.engine.tag_of(&id).to_string()),
+        _ => Err(Failure::usage(format!(
+            "\"{which}\" could be several devices: give more of its id (`ferry devices` lists \
+             them)"
+        ))),
     }
 }

@@ -267,9 +267,11 @@ impl X11Watcher {
         }
     }
 
-    /// Takes a new property for answers, leaving the current one to an owner still sending.
+    /// Takes another property for answers, leaving the current one to an owner still sending
+    /// (it times out long before the names come round again; X never frees an atom, so there
+    /// are only a few).
     fn abandon_property(&mut self) -> Result<(), ClipboardError> {
-        self.abandoned += 1;
+        self.abandoned = (self.abandoned + 1) % 4;
         let name = format!("FERRY_CLIPBOARD_{}", self.abandoned);
         self.atoms.property = self
             .conn

@@ -340,16 +340,13 @@ fn request_error(error: reqwest::Error) -> StoreError {
     if error.is_builder() {
         StoreError::Misconfigured(format!("the WebDAV request could not be made: {error}"))
     } else if let Some(url) = error.url()
-        && (error.is_connect() || (error.is_timeout() && !error.is_body()))
+        && error.is_connect()
     {
-        // No answer at all: where (the origin carries no login), and what the system said.
+        // No connection at all: where (the origin carries no login), and what the system said.
         StoreError::Unreachable {
             backend: BACKEND,
             endpoint: url.origin().ascii_serialization(),
-            reason: match error.is_timeout() {
-                true => "no answer in time".to_owned(),
-                false => root_cause(&error),
-            },
+            reason: root_cause(&error),
         }
     } else {
         StoreError::Transient {

@@ -1,6 +1,6 @@
 //! How sync has been going, for `ferry status`: the recent problems, each with its time and,
-//! once its cause is gone (the next upload or fetch went through), when it was resolved; and
-//! whether the storage answers, since when.
+//! once its cause is gone (the next upload or fetch went through), when it was resolved.
+//! Whether the storage answers is noted where its requests are made (`Remote`).
 
 use std::collections::VecDeque;
 use std::time::SystemTime;
@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use ferry_protocol::DeviceTag;
 
 use super::Pass;
-use crate::SyncError;
 
 /// How many problems are kept, resolved or not.
 const KEPT: usize = 10;
@@ -38,7 +37,7 @@ pub(super) enum Cause {
     Standing,
 }
 
-/// Whether the storage answered the last upload or fetch.
+/// Whether the storage answered its last request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageHealth {
     /// It answered.
@@ -49,11 +48,10 @@ pub struct StorageHealth {
     pub error: Option<String>,
 }
 
-/// The problems and the storage's health, as the engine saw them since it opened.
+/// The problems the engine saw since it opened.
 #[derive(Debug, Default)]
 pub(super) struct Health {
     problems: VecDeque<Problem>,
-    storage: Option<StorageHealth>,
 }
 
 impl Health {
@@ -85,37 +83,13 @@ impl Health {
         });
     }
 
-    /// A pass ended: went through, or failed with `error`.
-    pub(super) fn pass(&mut self, pass: Pass, error: Option<&SyncError>) {
-        let now = SystemTime::now();
-        match error {
-            None => {
-                let cleared = match pass {
-                    Pass::Upload => Cause::Upload,
-                    Pass::Fetch => Cause::Fetch,
-                };
-                self.resolve(|cause| cause == cleared, now);
-                if self.storage.as_ref().is_none_or(|s| !s.answering) {
-                    self.storage = Some(StorageHealth {
-                        answering: true,
-                        since: now,
-                        error: None,
-                    });
-                }
-            }
-            // Only the storage's own failures say whether it answers.
-            Some(SyncError::Store(error)) => match &mut self.storage {
-                Some(storage) if !storage.answering => storage.error = Some(error.to_string()),
-                _ => {
-                    self.storage = Some(StorageHealth {
-                        answering: false,
-                        since: now,
-                        error: Some(error.to_string()),
-                    })
-                }
-            },
-            Some(_) => {}
-        }
+    /// A pass went through: the problems it had are resolved.
+    pub(super) fn passed(&mut self, pass: Pass) {
+        let cleared = match pass {
+            Pass::Upload => Cause::Upload,
+            Pass::Fetch => Cause::Fetch,
+        };
+        self.resolve(|cause| cause == cleared, SystemTime::now());
     }
 
     /// A fetch went through, reading every device but those in `failed`.
@@ -138,45 +112,26 @@ impl Health {
     pub(super) fn problems(&self) -> Vec<Problem> {
         self.problems.iter().cloned().collect()
     }
-
-    /// The storage's health, once a pass said it.
-    pub(super) fn storage(&self) -> Option<StorageHealth> {
-        self.storage.clone()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_store::StoreError;
-
-    fn unreachable() -> SyncError {
-        SyncError::Store(StoreError::Transient {
-            backend: "S3",
-            detail: "connection refused".into(),
-        })
-    }
 
     #[test]
     fn a_problem_is_resolved_by_the_pass_that_failed_going_through() {
         let mut health = Health::default();
-        health.pass(Pass::Upload, Some(&unreachable()));
         health.note(Cause::Upload, "upload failed".into());
         health.note(Cause::Fetch, "fetch failed".into());
         health.note(Cause::Standing, "a planted object".into());
-        let storage = health.storage().unwrap();
-        assert!(!storage.answering);
-        assert!(storage.error.unwrap().contains("connection refused"));
-
-        health.pass(Pass::Upload, None);
+        health.passed(Pass::Upload);
         let resolved: Vec<bool> = health
             .problems()
             .iter()
             .map(|p| p.resolved.is_some())
             .collect();
         assert_eq!(resolved, [true, false, false]);
-        assert!(health.storage().unwrap().answering);
-        health.pass(Pass::Fetch, None);
+        health.passed(Pass::Fetch);
         assert!(health.problems()[1].resolved.is_some());
         assert!(health.problems()[2].resolved.is_none(), "standing");
     }
@@ -187,7 +142,7 @@ mod tests {
         health.note(Cause::Upload, "upload failed".into());
         health.note(Cause::Upload, "upload failed".into());
         assert_eq!(health.problems().len(), 1);
-        health.pass(Pass::Upload, None);
+        health.passed(Pass::Upload);
         for n in 0..KEPT {
             health.note(Cause::Standing, format!("standing {n}"));
         }

@@ -231,8 +231,8 @@ pub struct Status {
     pub quarantined: Vec<Quarantined>,
     /// The recent problems, oldest first, each resolved once its cause is gone.
     pub problems: Vec<Problem>,
-    /// Whether the storage answered the last upload or fetch, and since when (`None` before
-    /// either ran).
+    /// Whether the storage answered its last request, and since when (`None` before the
+    /// first).
     pub storage: Option<StorageHealth>,
 }
 
@@ -558,7 +558,9 @@ impl Engine {
 
     /// Records the outcome of an upload or fetch for the status.
     fn finish(&mut self, result: &Result<(), SyncError>, pass: Pass) {
-        self.health.pass(pass, result.as_ref().err());
+        if result.is_ok() {
+            self.health.passed(pass);
+        }
         let error = match (result, pass) {
             (Ok(()), Pass::Upload) => return self.last_upload = Some(SystemTime::now()),
             (Ok(()), Pass::Fetch) => return self.last_fetch = Some(SystemTime::now()),
@@ -614,7 +616,7 @@ impl Engine {
             peers,
             quarantined: self.quarantine_status()?,
             problems: self.health.problems(),
-            storage: self.health.storage(),
+            storage: self.remote.health(),
         })
     }
 }
