@@ -120,16 +120,21 @@ fn clips_cross_between_two_desktops_through_s3_and_the_relay() {
     stop_agent(agent_a);
 }
 
+/// One device on a folder repository, and an Xvfb desktop (no agent yet).
+fn device_on_a_desktop() -> (common::Storage, Device, Display) {
+    let storage = common::storage(Backend::Folder);
+    let device = Device::new();
+    device.init(&storage, "desk");
+    (storage, device, Display::start())
+}
+
 #[test]
 fn ferry_copy_puts_the_text_on_this_clipboard_too() {
     if !have("Xvfb") || !have("xclip") {
         return;
     }
-    let storage = common::storage(Backend::Folder);
-    let device = Device::new();
-    device.init(&storage, "desk");
+    let (_storage, device, desk) = device_on_a_desktop();
     let _logs = common::LogsOnFailure(vec![&device]);
-    let desk = Display::start();
     let display = [("DISPLAY", desk.name.clone())];
     let copy = |args: &[&str]| {
         let ran = device.run_full(args, None, &display).ok();
@@ -172,11 +177,8 @@ fn the_readme_pipeline_places_the_chosen_clip() {
     if !have("Xvfb") || !have("xclip") {
         return;
     }
-    let storage = common::storage(Backend::Folder);
-    let device = Device::new();
-    device.init(&storage, "desk");
+    let (_storage, device, desk) = device_on_a_desktop();
     let _logs = common::LogsOnFailure(vec![&device]);
-    let desk = Display::start();
     let display = [("DISPLAY", desk.name.clone())];
     for text in [
         "ssh deploy@prod.example.org",

@@ -50,6 +50,17 @@ fn shows(terminal: &Terminal, wanted: &[&str], absent: &[&str]) -> String {
     })
 }
 
+/// The shell line that runs `ferry pick --print` into a file, and that file.
+fn printing(device: &Device) -> (String, std::path::PathBuf) {
+    let out = device.home().join("chosen.txt");
+    let line = format!(
+        "{} > {}",
+        device.shell_line(&["pick", "--print"]),
+        common::quote(&out.display().to_string())
+    );
+    (line, out)
+}
+
 /// The processes serving a clip on `display` (`ferry serve-clip` with that DISPLAY).
 fn servers_on(display: &Display) -> Vec<u32> {
     let wanted = format!("DISPLAY={}", display.name);
@@ -141,12 +152,7 @@ fn print_pin_and_trash_from_the_list() {
         return;
     }
     let (_storage, device) = device_with_clips();
-    let out = device.home().join("chosen.txt");
-    let line = format!(
-        "{} > {}",
-        device.shell_line(&["pick", "--print"]),
-        common::quote(&out.display().to_string())
-    );
+    let (line, out) = printing(&device);
     let terminal = Terminal::start(&line);
     shows(&terminal, &["4 of 4 clips", "Esc quit"], &[]);
     // Tab gives letters to the list: p pins the selected clip (the newest), d trashes the next.
@@ -206,12 +212,7 @@ fn aliases_are_listed_and_chosen_like_clips() {
     device
         .run(&["alias", "set", "sig", "Best regards,\nAlex"])
         .ok();
-    let out = device.home().join("chosen.txt");
-    let line = format!(
-        "{} > {}",
-        device.shell_line(&["pick", "--print"]),
-        common::quote(&out.display().to_string())
-    );
+    let (line, out) = printing(&device);
     let terminal = Terminal::start(&line);
     // Listed first, before the clips; found by its value as by its name.
     shows(
