@@ -16,10 +16,11 @@ cd "$(dirname "$0")/.."
 # forward the storage into them when it "comes back"), the two brokers relay instances
 # share publishes through (Redis and NATS), dunst, a notification daemon that prints what the
 # agent tells the desktop, and weston, a Wayland compositor without data-control (as GNOME);
-# for the Windows build, the MinGW-w64 cross compiler and Wine to run its tests.
+# for the Windows build, the MinGW-w64 cross compiler and Wine to run its tests; adduser (which
+# the relay's package needs) and systemd's unit checker, for the package test.
 packages=(gcc libc6-dev openssl xvfb xclip sway wl-clipboard dbus gnome-keyring
     nginx-light libnginx-mod-http-dav-ext tmux iproute2 socat redis-server nats-server dunst weston
-    gcc-mingw-w64-x86-64 wine64 curl)
+    gcc-mingw-w64-x86-64 wine64 curl adduser systemd)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -151,3 +152,66 @@ grep -qF "ExecStart=$prefix/bin/ferry --home" "$prefix/config/systemd/user/ferry
     || { cat "$prefix/service.txt" >&2; echo "the service does not start the installed ferry" >&2; exit 1; }
 rm -rf "$prefix"
 echo "scripts/install.sh (programs, completions, manual pages; the service starts them): ok"
+
+# The Debian packages (scripts/deb.sh; the quick profile builds in minutes), installed with
+# dpkg -i: ferry runs from PATH, with its completions, manual pages and user unit; ferry-relay's
+# system unit is valid, its user exists, and the unit starts the relay as that user with its
+# settings file. Without systemd as the first process (a container) the unit is started as
+# systemd would start it: its User, EnvironmentFile and ExecStart, read from the installed unit,
+# on a port of this test's (as a drop-in would set it). Both packages are purged after.
+if [[ $(id -u) != 0 ]]; then
+    [[ ${CI:-} == true ]] && { echo "the package test needs root" >&2; exit 1; }
+    echo "scripts/deb.sh: not tested (dpkg -i needs root)"
+    exit 0
+fi
+scripts/deb.sh --profile quick >/dev/null
+debs=${CARGO_TARGET_DIR:-target}/debian
+relay_log=$(mktemp)
+relay_pid=
+purge() {
+    [[ -n $relay_pid ]] && { kill -TERM "$relay_pid" 2>/dev/null; wait "$relay_pid" 2>/dev/null; }
+    dpkg --purge ferry ferry-relay >/dev/null 2>&1 || true
+    rm -f "$relay_log"
+}
+trap purge EXIT
+dpkg -i "$debs"/ferry_*.deb "$debs"/ferry-relay_*.deb >/dev/null 2>"$relay_log" \
+    || { cat "$relay_log" >&2; echo "dpkg -i failed" >&2; exit 1; }
+[[ $(command -v ferry) == /usr/bin/ferry ]] || { echo "ferry is not on PATH after dpkg -i" >&2; exit 1; }
+ferry --version >/dev/null
+ferry-relay --version >/dev/null
+for file in /usr/share/bash-completion/completions/ferry /usr/share/zsh/vendor-completions/_ferry \
+    /usr/share/fish/vendor_completions.d/ferry.fish /usr/lib/systemd/user/ferry.service \
+    /usr/lib/systemd/system/ferry-relay.service /etc/default/ferry-relay; do
+    [[ -s $file ]] || { echo "the packages did not install $file" >&2; exit 1; }
+done
+# Manual pages are checked in the packages: some images tell dpkg not to unpack them.
+contents=$(dpkg-deb -c "$debs"/ferry_*.deb; dpkg-deb -c "$debs"/ferry-relay_*.deb)
+for page in ferry.1.gz ferry-copy.1.gz ferry-relay.1.gz; do
+    grep -q "usr/share/man/man1/$page" <<<"$contents" || { echo "the packages lack $page" >&2; exit 1; }
+done
+systemd-analyze verify --man=no /usr/lib/systemd/system/ferry-relay.service \
+    /usr/lib/systemd/user/ferry.service
+unit=/usr/lib/systemd/system/ferry-relay.service
+user=$(sed -n 's/^User=//p' "$unit")
+settings=$(sed -n 's/^EnvironmentFile=-\{0,1\}//p' "$unit")
+exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
+getent passwd "$user" >/dev/null || { echo "the package did not create the $user user" >&2; exit 1; }
+port=$((20000 + RANDOM % 20000))
+(
+    set -a
+    # shellcheck source=/dev/null
+    . "$settings"
+    FERRY_RELAY_LISTEN=127.0.0.1:$port
+    # shellcheck disable=SC2086
+    exec setpriv --reuid="$user" --regid="$user" --init-groups -- $exec_start
+) >"$relay_log" 2>&1 &
+relay_pid=$!
+for _ in $(seq 100); do
+    [[ $(curl -s "http://127.0.0.1:$port/healthz" 2>/dev/null) == ok ]] && break
+    sleep 0.1
+done
+[[ $(curl -s "http://127.0.0.1:$port/healthz") == ok ]] \
+    || { cat "$relay_log" >&2; echo "the relay's unit did not start it" >&2; exit 1; }
+[[ $(stat -c %U "/proc/$relay_pid") == "$user" ]] \
+    || { echo "the relay runs as $(stat -c %U "/proc/$relay_pid"), not $user" >&2; exit 1; }
+echo "scripts/deb.sh (packages install; ferry runs from PATH; the relay's unit starts it as $user): ok"

@@ -498,6 +498,15 @@ mod tests {
         assert!(unit.contains("Restart=on-failure"));
     }
 
+    /// The Debian package's user unit is the one `ferry service install` writes for the
+    /// packaged program, so either way of starting the agent starts the same thing.
+    #[test]
+    fn the_packaged_user_unit_is_the_one_service_install_writes() {
+        let packaged = include_str!("../../debian/ferry.service");
+        let written = Manager::Systemd.file(&["/usr/bin/ferry".to_owned(), "agent".to_owned()]);
+        assert_eq!(packaged, written);
+    }
+
     #[test]
     fn the_run_key_line_quotes_as_windows_splits_it() {
         let quoted = [
