@@ -324,20 +324,32 @@ pub(crate) enum DataCommand {
 
 #[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub(crate) enum DevicesAction {
-    /// Give a device another name, on every device.
+    /// Name this device, on every device; or give another device a label that only this
+    /// device shows (a device names itself). Its own name again takes the label away.
     Rename {
         /// The device's id (or a unique prefix of it), or its current name.
         device: String,
         /// The new name.
         name: String,
     },
+    /// Vouch for a device: shows its key's fingerprint and asks to confirm, then every device
+    /// counts it as added by this one (made from a device whose own membership holds).
+    Vouch {
+        /// The device's id (or a unique prefix of it), or its name.
+        device: String,
+        /// Vouch without asking, for the fingerprint `ferry devices` shows.
+        #[arg(long)]
+        yes: bool,
+        /// The fingerprint confirmed (set by the command once asked).
+        #[arg(skip)]
+        #[serde(default)]
+        fingerprint: Option<String>,
+    },
     /// Attest a device this one paired (what `ferry pair` does once the code is confirmed).
     #[command(hide = true)]
-    Vouch {
+    Attest {
         /// The paired device's id.
         device: String,
-        /// Its name.
-        name: String,
         /// Its public keys, as 128 hex digits (signing key, then sealing key).
         keys: String,
     },

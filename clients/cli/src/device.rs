@@ -4,7 +4,7 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_core::{ClipContent, ClipId, DataKind};
+use ferry_core::{ClipContent, ClipId, DataKind, NAME_PREFIX};
 use ferry_lan::{DiscoveryConfig, LanConfig};
 use ferry_protocol::pairing::Credentials;
 use ferry_protocol::{Identity, Keys, SyncKey};
@@ -18,9 +18,7 @@ use crate::config::{Config, SecretStore};
 use crate::error::{Failure, file_error};
 use crate::held::{HeldStore, Line, Role};
 use crate::home::Home;
-
-/// The setting under which each device's name is synced (`device/<id>`).
-pub(crate) const DEVICE_NAME_PREFIX: &str = "device/";
+use crate::names::Labels;
 
 /// The secret store the config chose.
 pub(crate) fn secrets(home: &Home, config: &Config) -> Secrets {
@@ -342,6 +340,8 @@ pub(crate) struct Device {
     pub(crate) home: Home,
     /// Whether it holds its repository for the others, or reaches it through the holder.
     pub(crate) held: Role,
+    /// What this device calls other devices.
+    pub(crate) labels: Labels,
     /// Held while the database is open here.
     _lock: File,
 }
@@ -488,6 +488,7 @@ impl Device {
             engine,
             keys,
             config,
+            labels: Labels::load(&home)?,
             home,
             held,
             _lock: lock,
@@ -500,18 +501,10 @@ impl Device {
         crate::relay::announce_once(self.config.settings.relay.as_deref(), &self.keys, hints).await;
     }
 
-    /// Records this device's name as a synced setting, so other devices show it.
+    /// Records this device's name as a synced setting, so other devices show it (only a
+    /// device names itself: see `ferry_core::roster`).
     pub(crate) fn set_name(&mut self, name: &str) -> Result<(), Failure> {
-        self.name_device(self.engine.device(), name)
-    }
-
-    /// Records `name` for the device `id` as the synced setting every device shows.
-    pub(crate) fn name_device(
-        &mut self,
-        id: ferry_protocol::DeviceId,
-        name: &str,
-    ) -> Result<(), Failure> {
-        let key = format!("{DEVICE_NAME_PREFIX}{id}");
+        let key = format!("{NAME_PREFIX}{}", self.engine.device());
         let name = name.to_owned();
         self.engine.record(DataKind::Settings, |r, _, now| {
             r.set_setting(key, Some(name), now)
@@ -519,17 +512,11 @@ impl Device {
         Ok(())
     }
 
-    /// Keeps this device's `device_name` setting in step with the name the repository gives
-    /// it (a `ferry devices rename` made here or on another device), so that the setting
+    /// Keeps this device's `device_name` setting in step with the name it gave itself (a
+    /// `ferry devices rename` made here, or by the agent for a command), so that the setting
     /// never shows, nor a later setup brings back, an old name.
     pub(crate) fn follow_own_name(&mut self) -> Result<(), Failure> {
-        let key = format!("{DEVICE_NAME_PREFIX}{}", self.engine.device());
-        let Some(name) = self
-            .engine
-            .state_for(DataKind::Settings)
-            .setting(&key, ferry_core::Strategy::Latest, self.engine.device())
-            .and_then(|r| r.value().map(str::to_owned))
-        else {
+        let Some(name) = self.engine.state().own_name(&self.engine.device()) else {
             return Ok(());
         };
         if self.config.settings.device_name.as_deref() == Some(name.as_str()) {
@@ -583,14 +570,19 @@ impl Device {
             .ok_or_else(|| Failure::new(format!("clip {id} has no content on this device")))
     }
 
-    /// The names devices gave themselves, by device id.
+    /// What this device calls `device` (see [`crate::names`]).
     pub(crate) fn device_name(&self, device: &ferry_protocol::DeviceId) -> String {
-        let key = format!("{DEVICE_NAME_PREFIX}{device}");
-        self.engine
-            .state_for(DataKind::Settings)
-            .setting(&key, ferry_core::Strategy::Latest, self.engine.device())
-            .and_then(|r| r.value().map(str::to_owned))
+        self.device_names([*device])
+            .remove(device)
             .unwrap_or_else(|| device.short())
+    }
+
+    /// What this device calls each registered device and each of `others`.
+    pub(crate) fn device_names(
+        &self,
+        others: impl IntoIterator<Item = ferry_protocol::DeviceId>,
+    ) -> std::collections::BTreeMap<ferry_protocol::DeviceId, String> {
+        crate::names::names(self.engine.state(), &self.labels, others)
     }
 }
 

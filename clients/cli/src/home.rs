@@ -122,6 +122,11 @@ impl Home {
     pub(crate) fn lan_peers_file(&self) -> PathBuf {
         self.data.join("lan-peers")
     }
+
+    /// What this device calls other devices (`ferry devices rename`), never synced.
+    pub(crate) fn labels_file(&self) -> PathBuf {
+        self.data.join("labels.json")
+    }
 }
 
 /// Writes `bytes` to `path` whole or not at all: into a new temporary file beside it (a random

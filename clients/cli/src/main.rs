@@ -18,7 +18,8 @@
 //!            │               ▼      (`agent::Execute`), never importing `commands`
 //!            └──────▶ shared: device (the open engine), relay (hints), held (a repository
 //!                     held on the LAN), ipc (the socket's wire and client), clipboard (clip ⇄ clipboard), pause, progress,
-//!                     config, home, output, prompt, error, log, cli (the parsed command line)
+//!                     names (what devices are called here), config, home, output, prompt,
+//!                     error, log, cli (the parsed command line)
 //! ```
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error.
@@ -34,6 +35,7 @@ mod held;
 mod home;
 mod ipc;
 mod log;
+mod names;
 mod output;
 mod pause;
 mod progress;

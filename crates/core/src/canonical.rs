@@ -88,6 +88,22 @@ impl Register {
         values.sort_by_key(|v| v.hlc);
         values
     }
+
+    /// The newest of the concurrent values that `keep` accepts.
+    pub(crate) fn latest_where(&self, keep: impl Fn(&Versioned) -> bool) -> Option<Versioned> {
+        self.values().into_iter().rev().find(|v| keep(v))
+    }
+
+    /// Drops the values that `keep` refuses (with the clocks they were written under).
+    pub(crate) fn retain(&mut self, keep: impl Fn(&Versioned) -> bool) {
+        let Ok(mut fields) = mirror::<_, MvRegFields>(&self.0) else {
+            return;
+        };
+        fields.vals.retain(|(_, value)| keep(value));
+        if let Ok(register) = mirror(&fields) {
+            self.0 = register;
+        }
+    }
 }
 
 impl Serialize for Register {

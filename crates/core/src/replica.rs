@@ -97,10 +97,10 @@ impl Replica {
         self.make(now_ms, |_, _| Action::RegisterDevice { device, name, keys })
     }
 
-    /// Attests that this device paired `device` and received `keys` from it (see
-    /// [`crate::roster`]).
+    /// Attests that `device` has the public `keys` (this device paired it and received them,
+    /// or its user compared their fingerprint); see [`crate::roster`].
     pub fn vouch(&mut self, device: DeviceId, keys: &DeviceKeys, now_ms: u64) -> Op {
-        let key = format!("{}{device}", crate::roster::PAIRED_PREFIX);
+        let key = crate::roster::attestation_key(&device, &self.device());
         self.set_setting(key, Some(crate::roster::attestation(keys)), now_ms)
     }
 

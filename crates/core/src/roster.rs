@@ -1,20 +1,28 @@
-//! The device roster: which devices belong to the repository, and the public keys each one
-//! signs with.
+//! The device roster: which devices belong to the repository, the public keys each one signs
+//! with, the name each gives itself, and who vouched for whom.
 //!
 //! A device registers itself with an operation in its own log ([`Action::RegisterDevice`]).
 //! Readers look a writer's keys up here to check the signature of every segment, head and
 //! snapshot it writes.
 //!
-//! A device that pairs a new one attests the keys it received over the pairing channel, as
-//! the synced setting `paired/<new device id>` = the keys in hex ([`Replica::vouch`]). The
-//! attestation is signed like everything its writer writes, so "paired by laptop" cannot be
-//! forged without laptop's key. It never sets keys: those come only from each device's own
-//! log, read in order, so what a reader accepts does not depend on which device's log it
-//! reads first. [`State::paired_by`] shows an attestation only where its keys are the ones the
-//! device registered.
+//! **Names.** A device names itself: the synced setting `device/<its id>` ([`NAME_PREFIX`]),
+//! written in its own log, signed like everything it writes. A write of that setting by any
+//! other device is ignored where it is applied, on every replica alike ([`owner_of`]), so a
+//! lost device cannot give itself another's name nor take one away; [`State::own_name`] is
+//! the name a device gave itself. What other devices call it is their own, local business.
+//!
+//! **Attestations.** A device that pairs a new one attests the keys it received over the
+//! pairing channel, as the synced setting `paired/<new device id>/<its own id>` = the keys in
+//! hex ([`Replica::vouch`]); only the attesting device may write it. It never sets keys: those
+//! come only from each device's own log, read in order, so what a reader accepts does not
+//! depend on which device's log it reads first. An attestation counts only when its writer's
+//! own membership does: [`State::memberships`] follows attestations from the repository's first
+//! device (which nobody could add), so devices that joined with a stolen sync key and vouch for
+//! each other stay unattested, and so does a device attested by one of them.
 //!
 //! [`Replica::vouch`]: crate::Replica::vouch
-//! [`State::paired_by`]: crate::State::paired_by
+//! [`State::own_name`]: crate::State::own_name
+//! [`State::memberships`]: crate::State::memberships
 //!
 //! One device id has one entry. Two registrations of the same id with different keys (one of
 //! them by someone posing as that device) cannot both stand: the first, by hybrid logical
@@ -30,17 +38,57 @@ use serde::{Deserialize, Serialize};
 
 use crate::hlc::Hlc;
 
-/// The synced setting under which a device attests the keys of a device it paired:
-/// `paired/<device id>`.
+/// The synced setting under which a device attests the keys of another:
+/// `paired/<device id>/<attesting device id>` (`paired/<device id>` alone before names and
+/// attestations were each their writer's own).
 pub const PAIRED_PREFIX: &str = "paired/";
 
-/// A device's attestation that it paired another.
+/// The synced setting under which a device names itself: `device/<its id>`.
+pub const NAME_PREFIX: &str = "device/";
+
+/// The device whose word the setting `key` is, when only that device may write it: a device's
+/// name is its own, an attestation its attester's. Writes of it by any other device are
+/// ignored.
+pub fn owner_of(key: &str) -> Option<DeviceId> {
+    if let Some(device) = key.strip_prefix(NAME_PREFIX) {
+        return device.parse().ok();
+    }
+    let (_, attester) = key.strip_prefix(PAIRED_PREFIX)?.split_once('/')?;
+    attester.parse().ok()
+}
+
+/// The setting under which `by` attests `device`.
+pub(crate) fn attestation_key(device: &DeviceId, by: &DeviceId) -> String {
+    format!("{PAIRED_PREFIX}{device}/{by}")
+}
+
+/// A device's attestation of another's keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pairing {
-    /// The device that paired it.
+    /// The device that attested it.
     pub by: DeviceId,
     /// When.
     pub at: Hlc,
+}
+
+/// Whether a device belongs, as the attestations a reader holds say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// The repository's first device, which nobody could add.
+    First,
+    /// Attested by a device whose own membership holds: a chain back to the first device.
+    Attested(Pairing),
+    /// Attested only by devices whose own membership does not hold (the earliest of them).
+    Unchained(Pairing),
+    /// Attested by nobody: it joined with the sync key alone.
+    Unattested,
+}
+
+impl Membership {
+    /// Whether the chain of attestations back to the first device holds.
+    pub fn holds(&self) -> bool {
+        matches!(self, Membership::First | Membership::Attested(_))
+    }
 }
 
 /// The setting value of an attestation: both public keys in hex, signing key first.

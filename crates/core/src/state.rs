@@ -21,7 +21,7 @@ use std::hash::{BuildHasher, RandomState};
 
 use serde::{Deserialize, Serialize};
 
-use crdts::{CmRDT, CvRDT, Dot, LWWReg, VClock};
+use crdts::{CmRDT, CvRDT, Dot, LWWReg, VClock, mvreg};
 use ferry_protocol::{DeviceId, FORMAT_VERSION};
 use hashbrown::HashTable;
 
@@ -30,8 +30,10 @@ use crate::clip::{ClipContent, ClipId, CollectionId};
 use crate::error::{CoreError, decode_exact};
 use crate::history::History;
 use crate::hlc::Hlc;
-use crate::op::{Action, Op};
-use crate::roster::{DeviceEntry, PAIRED_PREFIX, Pairing, Roster, attestation};
+use crate::op::{Action, Op, Versioned};
+use crate::roster::{
+    DeviceEntry, Membership, NAME_PREFIX, PAIRED_PREFIX, Pairing, Roster, attestation, owner_of,
+};
 
 /// What became of an applied operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +174,17 @@ fn earliest(a: Hlc, b: Hlc) -> Hlc {
         (true, _) => b,
         (_, true) => a,
         _ => a.min(b),
+    }
+}
+
+/// A register write as the operation carrying it made it: its value is stamped with the
+/// operation's time and device, whatever the write itself claims, so that a value is always
+/// its writer's (a segment's operations are checked to be its signer's).
+fn written_at(op: mvreg::Op<Versioned, DeviceId>, hlc: Hlc) -> mvreg::Op<Versioned, DeviceId> {
+    let mvreg::Op::Put { clock, val } = op;
+    mvreg::Op::Put {
+        clock,
+        val: Versioned { hlc, ..val },
     }
 }
 
@@ -478,8 +491,20 @@ impl State {
                 let entry = self.data.collections.entry(collection).or_default();
                 entry.members.apply(op);
             }
-            Action::Alias { name, op } => self.data.aliases.entry(name).or_default().apply(op),
-            Action::Setting { key, op } => self.data.settings.entry(key).or_default().apply(op),
+            Action::Alias { name, op } => self
+                .data
+                .aliases
+                .entry(name)
+                .or_default()
+                .apply(written_at(op, hlc)),
+            // A device's name and its attestations are its own word: anyone else's is ignored.
+            Action::Setting { key, .. } if owner_of(&key).is_some_and(|owner| owner != device) => {}
+            Action::Setting { key, op } => self
+                .data
+                .settings
+                .entry(key)
+                .or_default()
+                .apply(written_at(op, hlc)),
             Action::RegisterDevice { device, name, keys } => {
                 self.data.devices.register(
                     device,
@@ -509,7 +534,10 @@ impl State {
         for (name, register) in data.aliases {
             self.data.aliases.entry(name).or_default().merge(register);
         }
-        for (key, register) in data.settings {
+        for (key, mut register) in data.settings {
+            if let Some(owner) = owner_of(&key) {
+                register.retain(|value| value.hlc.device == owner);
+            }
             self.data.settings.entry(key).or_default().merge(register);
         }
         self.data.devices.merge(data.devices);
@@ -520,25 +548,95 @@ impl State {
         self.data.devices.get(device)
     }
 
-    /// Who paired `device`, when a registered device attested exactly the keys `device`
-    /// registered; the earliest such attestation.
-    pub fn paired_by(&self, device: &DeviceId) -> Option<Pairing> {
-        let entry = self.device(device)?;
-        let expected = attestation(&entry.keys);
-        let register = self
+    /// The name `device` gave itself: its newest own `device/<id>` setting, else the name it
+    /// registered with (see [`crate::roster`]); `None` for an unregistered device that never
+    /// named itself, or an empty name.
+    pub fn own_name(&self, device: &DeviceId) -> Option<String> {
+        let named = self
             .data
             .settings
-            .get(&format!("{PAIRED_PREFIX}{device}"))?;
-        register
-            .values()
-            .into_iter()
+            .get(&format!("{NAME_PREFIX}{device}"))
+            .and_then(|register| register.latest_where(|v| v.hlc.device == *device))
+            .and_then(|v| v.value);
+        named
+            .or_else(|| self.device(device).map(|entry| entry.name.clone()))
+            .filter(|name| !name.is_empty())
+    }
+
+    /// The attestations of `device`'s registered keys by other registered devices, earliest
+    /// first.
+    fn attestations(&self, device: &DeviceId) -> Vec<Pairing> {
+        let Some(entry) = self.device(device) else {
+            return Vec::new();
+        };
+        let expected = attestation(&entry.keys);
+        let own = format!("{PAIRED_PREFIX}{device}");
+        let mut found: Vec<Pairing> = self
+            .data
+            .settings
+            .range(own.clone()..)
+            .take_while(|(key, _)| key.starts_with(&own))
+            // `paired/<id>` as it was first written (by anyone), or `paired/<id>/<by>`.
+            .filter(|(key, _)| key.len() == own.len() || key[own.len()..].starts_with('/'))
+            .flat_map(|(key, register)| {
+                let owner = owner_of(key);
+                register
+                    .values()
+                    .into_iter()
+                    .filter(move |v| owner.is_none_or(|owner| owner == v.hlc.device))
+            })
             .filter(|v| v.value.as_deref() == Some(expected.as_str()))
             .filter(|v| v.hlc.device != *device && self.device(&v.hlc.device).is_some())
             .map(|v| Pairing {
                 by: v.hlc.device,
                 at: v.hlc,
             })
-            .min_by_key(|p| p.at)
+            .collect();
+        found.sort_by_key(|pairing| pairing.at);
+        found.dedup_by_key(|pairing| pairing.by);
+        found
+    }
+
+    /// Each registered device's membership, seen from `first`, the repository's first device:
+    /// attestations count only along a chain from it (see [`crate::roster`]).
+    pub fn memberships(&self, first: Option<DeviceId>) -> BTreeMap<DeviceId, Membership> {
+        let attested: BTreeMap<DeviceId, Vec<Pairing>> = self
+            .devices()
+            .map(|(id, _)| (*id, self.attestations(id)))
+            .collect();
+        let mut holds: BTreeMap<DeviceId, Membership> = BTreeMap::new();
+        if let Some(first) = first.filter(|first| self.device(first).is_some()) {
+            holds.insert(first, Membership::First);
+        }
+        // Each pass adds the devices attested by one that holds; a chain is at most as long
+        // as the roster.
+        loop {
+            let mut added = false;
+            for (device, pairings) in &attested {
+                if holds.contains_key(device) {
+                    continue;
+                }
+                if let Some(pairing) = pairings
+                    .iter()
+                    .find(|p| holds.get(&p.by).is_some_and(Membership::holds))
+                {
+                    holds.insert(*device, Membership::Attested(pairing.clone()));
+                    added = true;
+                }
+            }
+            if !added {
+                break;
+            }
+        }
+        for (device, pairings) in attested {
+            holds
+                .entry(device)
+                .or_insert_with(|| match pairings.first() {
+                    Some(pairing) => Membership::Unchained(pairing.clone()),
+                    None => Membership::Unattested,
+                });
+        }
+        holds
     }
 
     /// Every registered device, by id.

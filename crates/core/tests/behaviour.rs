@@ -545,3 +545,108 @@ fn the_roster_keeps_one_entry_per_device_whatever_the_order() {
     merged.merge(real.state().clone());
     assert_eq!(merged, one);
 }
+
+fn identity_keys(seed: u8) -> ferry_protocol::DeviceKeys {
+    ferry_protocol::Identity::from_secret_bytes(&[seed; 64]).public()
+}
+
+/// Replicas that registered, each with keys of its own, and have each other's registrations.
+fn roster(n: u8) -> Vec<Replica> {
+    let mut replicas: Vec<Replica> = (1..=n).map(device).collect();
+    let mut ops = Vec::new();
+    for (i, replica) in replicas.iter_mut().enumerate() {
+        let name = format!("device {}", i + 1);
+        ops.push(replica.register(name, identity_keys(i as u8 + 1), T0 + i as u64));
+    }
+    for replica in &mut replicas {
+        for op in &ops {
+            replica.apply(op.clone()).unwrap();
+        }
+    }
+    replicas
+}
+
+#[test]
+fn only_a_device_names_itself_and_a_write_claiming_another_writer_is_its_writers() {
+    let mut r = roster(3);
+    let (laptop, phone) = (r[0].device(), r[1].device());
+    let named = r[0].set_setting(format!("device/{laptop}"), Some("laptop".into()), T0 + 10);
+    deliver(&mut r[2], std::slice::from_ref(&named));
+    // The lost phone, which has read the laptop's name, takes it and gives the laptop another
+    // (a write that would replace the laptop's own).
+    deliver(&mut r[1], &[named]);
+    let ops = [
+        r[1].set_setting(
+            format!("device/{laptop}"),
+            Some("old tablet".into()),
+            T0 + 20,
+        ),
+        r[1].set_setting(format!("device/{phone}"), Some("laptop".into()), T0 + 21),
+    ];
+    deliver(&mut r[2], &ops);
+    let state = r[2].state();
+    assert_eq!(state.own_name(&laptop).as_deref(), Some("laptop"));
+    assert_eq!(state.own_name(&phone).as_deref(), Some("laptop"));
+    assert_eq!(
+        state.own_name(&r[2].device()).as_deref(),
+        Some("device 3"),
+        "its registration"
+    );
+
+    // A write whose value claims the laptop wrote it is the phone's, and so counts for
+    // nothing under a key only the laptop may write.
+    let reader = r[2].device();
+    let mut forged = r[1].set_setting(format!("paired/{reader}"), Some("x".into()), T0 + 30);
+    if let Action::Setting {
+        op: crdts::mvreg::Op::Put { val, .. },
+        ..
+    } = &mut forged.action
+    {
+        val.hlc.device = laptop;
+    }
+    deliver(&mut r[2], &[forged]);
+    let register = r[2]
+        .state()
+        .setting(&format!("paired/{reader}"), Strategy::Latest, laptop)
+        .unwrap();
+    assert_eq!(register.values[0].hlc.device, phone);
+}
+
+#[test]
+fn an_attestation_counts_only_along_a_chain_from_the_first_device() {
+    use ferry_core::Membership;
+    let mut r = roster(6);
+    let ids: Vec<DeviceId> = r.iter().map(Replica::device).collect();
+    let keys = |i: usize| identity_keys(i as u8 + 1);
+    let mut ops = vec![
+        // 1 (first) vouches for 2, and 2 for 3.
+        r[0].vouch(ids[1], &keys(1), T0 + 10),
+        r[1].vouch(ids[2], &keys(2), T0 + 11),
+        // 4 and 5 joined with the key alone and vouch for each other; 6 for itself.
+        r[3].vouch(ids[4], &keys(4), T0 + 12),
+        r[4].vouch(ids[3], &keys(3), T0 + 13),
+        r[5].vouch(ids[5], &keys(5), T0 + 14),
+    ];
+    // 2 also vouches for keys 6 never registered.
+    ops.push(r[1].vouch(ids[5], &keys(0), T0 + 15));
+    let mut state = r[0].state().clone();
+    for op in &ops {
+        state.apply(op.clone()).unwrap();
+    }
+    let held = state.memberships(Some(ids[0]));
+    assert_eq!(held[&ids[0]], Membership::First);
+    assert!(matches!(&held[&ids[1]], Membership::Attested(p) if p.by == ids[0]));
+    assert!(matches!(&held[&ids[2]], Membership::Attested(p) if p.by == ids[1]));
+    assert!(matches!(&held[&ids[3]], Membership::Unchained(p) if p.by == ids[4]));
+    assert!(matches!(&held[&ids[4]], Membership::Unchained(p) if p.by == ids[3]));
+    assert_eq!(held[&ids[5]], Membership::Unattested);
+    assert!(!held[&ids[3]].holds() && held[&ids[2]].holds());
+
+    // Once a device of the chain vouches for 4, 4's word counts too, and so 5 holds.
+    state.apply(r[2].vouch(ids[3], &keys(3), T0 + 20)).unwrap();
+    let held = state.memberships(Some(ids[0]));
+    assert!(matches!(&held[&ids[3]], Membership::Attested(p) if p.by == ids[2]));
+    assert!(matches!(&held[&ids[4]], Membership::Attested(p) if p.by == ids[3]));
+    // Without a first device nothing holds.
+    assert!(state.memberships(None).values().all(|m| !m.holds()));
+}

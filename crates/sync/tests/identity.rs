@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{Device, config, engine_at, identity_for, init, keys, per_backend, plant, storage};
-use ferry_core::{Action, ClipContent, Op, Replica, State};
+use ferry_core::{Action, ClipContent, Membership, Op, Replica, State};
 use ferry_protocol::{
     Cursor, DeviceId, Head, Identity, Kind, ObjectName, Payload, RawOp, Segment, Snapshot,
 };
@@ -409,8 +409,12 @@ per_backend! {
         assert!(reader.engine.status().unwrap().quarantined.is_empty(), "{backend:?}");
         let state = reader.engine.state();
         assert_eq!(state.device(&id).unwrap().keys, keys);
-        assert_eq!(state.paired_by(&id).unwrap().by, laptop.engine.device(), "{backend:?}");
-        assert_eq!(state.paired_by(&laptop.engine.device()), None, "laptop made the repository");
+        let held = reader.engine.memberships().unwrap();
+        assert!(
+            matches!(&held[&id], Membership::Attested(p) if p.by == laptop.engine.device()),
+            "{backend:?}: {held:?}"
+        );
+        assert_eq!(held[&laptop.engine.device()], Membership::First, "laptop made the repository");
         assert!(reader.texts().contains(&"from desktop".to_owned()));
     }
 }
@@ -438,6 +442,7 @@ per_backend! {
 
         let mut reader = Device::open(Arc::clone(&storage.store)).await;
         reader.engine.fetch().await.unwrap();
-        assert_eq!(reader.engine.state().paired_by(&phone.engine.device()), None, "{backend:?}");
+        let held = reader.engine.memberships().unwrap();
+        assert_eq!(held[&phone.engine.device()], Membership::Unattested, "{backend:?}");
     }
 }

@@ -98,15 +98,17 @@ impl Notifier {
         let devices: BTreeSet<DeviceId> =
             device.engine.state().devices().map(|(id, _)| *id).collect();
         if let Some(known) = self.devices.replace(devices.clone()) {
+            let memberships = device.engine.memberships().unwrap_or_default();
             for id in devices.difference(&known) {
-                let state = device.engine.state();
-                let body = match (state.paired_by(id), state.device(id)) {
-                    (Some(paired), _) => {
+                let body = match memberships.get(id) {
+                    Some(ferry_core::Membership::Attested(paired)) => {
                         format!("Added by {}.", device.device_name(&paired.by))
                     }
-                    (None, Some(entry)) if entry.added_by() != *id => {
-                        format!("Added by {}.", device.device_name(&entry.added_by()))
-                    }
+                    Some(ferry_core::Membership::Unchained(paired)) => format!(
+                        "Vouched for only by {}, whose own membership does not hold: if \
+                         nobody here added it, a copy of the key is loose (see `ferry devices`).",
+                        device.device_name(&paired.by)
+                    ),
                     _ => "It joined with the sync key alone, not added by a known device: if \
                           nobody here added it, a copy of the key is loose (see `ferry devices`)."
                         .to_owned(),

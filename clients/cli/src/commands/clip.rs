@@ -1,9 +1,10 @@
 //! Clips: `copy`, `paste`, `history`, `pin`/`unpin`, `rm`/`restore`, `trash`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use ferry_core::{Body, ClipContent, ClipId, ClipView, DataKind, Op};
+use ferry_core::{Body, ClipContent, ClipId, ClipView, DataKind, DeviceId, Op};
 use ferry_store::StoreError;
 use ferry_sync::SyncError;
 use serde::Serialize;
@@ -45,7 +46,8 @@ pub(crate) struct Clip {
 }
 
 impl Clip {
-    pub(crate) fn new(device: &Device, view: &ClipView<'_>) -> Clip {
+    /// `view`, with its device as `names` (what this device calls each) says.
+    fn new(names: &BTreeMap<DeviceId, String>, view: &ClipView<'_>) -> Clip {
         Clip {
             id: view.id.to_string(),
             kind: view.content.kind().as_str(),
@@ -53,7 +55,10 @@ impl Clip {
             preview: preview(view.content),
             bytes: view.content.size(),
             device: view.source().to_string(),
-            device_name: device.device_name(&view.source()),
+            device_name: names
+                .get(&view.source())
+                .cloned()
+                .unwrap_or_else(|| view.source().short()),
             first_copied_ms: view.first.wall_ms(),
             last_used_ms: view.last_used.wall_ms(),
             pinned: view.pinned,
@@ -85,7 +90,8 @@ pub(crate) struct Clips(Vec<Clip>);
 
 impl Clips {
     pub(crate) fn new(device: &Device, views: &[ClipView<'_>]) -> Clips {
-        Clips(views.iter().map(|view| Clip::new(device, view)).collect())
+        let names = device.device_names(views.iter().map(ClipView::source));
+        Clips(views.iter().map(|view| Clip::new(&names, view)).collect())
     }
 }
 

@@ -1,22 +1,27 @@
 //! `ferry devices`: the roster. Every device that signs what it writes, the fingerprint of its
-//! keys, who added it (the device that paired it) and when, how far this device has read it
-//! and when it last heard from it (its newest segment received here); devices that never
-//! registered (an older Ferry) are listed too, since nothing tells their objects from a
-//! forgery. `ferry devices rename` names a device on every device; `ferry pair` attests the
-//! device it paired through the hidden `vouch`.
+//! keys, who vouched for it (the device that paired it, or one whose user compared its
+//! fingerprint) and whether that chain leads back to the repository's first device, how far
+//! this device has read it and when it last heard from it (its newest segment received here);
+//! devices that never registered (an older Ferry) are listed too, since nothing tells their
+//! objects from a forgery. `ferry devices rename` names this device everywhere, or labels
+//! another here; `ferry devices vouch` attests a device after its fingerprint is confirmed;
+//! `ferry pair` attests the device it paired through the hidden `attest`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::UNIX_EPOCH;
 
-use ferry_core::DeviceEntry;
+use ferry_core::Membership;
 use ferry_protocol::{DeviceId, DeviceKeys};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::cli::DevicesAction;
+use crate::cli::{DataCommand, DevicesAction};
+use crate::config::Config;
 use crate::device::{Changed, Device};
 use crate::error::Failure;
-use crate::output::{Lines, Output, age, as_text};
+use crate::home::Home;
+use crate::output::{Done, Lines, Output, age, as_text};
+use crate::prompt;
 
 /// The roster as this device knows it.
 #[derive(Serialize)]
@@ -34,12 +39,15 @@ pub(crate) struct Member {
     /// Fingerprint of its public keys.
     fingerprint: Option<String>,
     added_ms: Option<u64>,
-    /// The device that added it: the one that paired it, else itself.
+    /// The device that vouched for it (paired it), else itself.
     added_by: Option<String>,
-    /// The id of the device that paired it, when one did.
+    /// The id of the device that vouched for it, when one did.
     paired_by: Option<String>,
-    /// It joined with the sync key alone rather than being added by a device already there:
-    /// worth a look if nobody remembers adding it.
+    /// `first` (the repository's first device), `attested` (vouched for by a device whose own
+    /// membership holds), `unchained` (vouched for only by devices whose membership does not
+    /// hold), `unattested` (it joined with the sync key alone) or `unregistered`.
+    membership: &'static str,
+    /// Its membership does not hold: worth a look if nobody remembers adding it.
     unpaired: bool,
     /// Its newest segment applied on this device (from its head).
     last_seq: Option<u64>,
@@ -63,14 +71,16 @@ impl fmt::Display for Member {
                 "\tnot registered (an older Ferry: its objects are not signed)"
             )?,
         }
-        if let Some(by) = &self.added_by
-            && !self.unpaired
-            && by != &self.name
-        {
-            write!(f, " by {by}")?;
-        }
-        if self.unpaired {
-            write!(f, "\tjoined with the sync key, not added by a known device")?;
+        let by = self.added_by.as_deref().unwrap_or("?");
+        match self.membership {
+            "first" => write!(f, ", the repository's first device")?,
+            "attested" if by != self.name => write!(f, " by {by}")?,
+            "unchained" => write!(
+                f,
+                "\tvouched for only by {by}, whose own membership does not hold"
+            )?,
+            "unattested" => write!(f, "\tjoined with the sync key, not added by a known device")?,
+            _ => {}
         }
         if let Some(left) = self.left_ms {
             return write!(f, "\tleft {} ago", age(left));
@@ -97,11 +107,12 @@ impl fmt::Display for Roster {
 }
 
 impl Roster {
-    /// The name of the device that paired `device`, when one did.
+    /// The name of the device that vouched for `device`, when one whose own membership holds
+    /// did.
     pub(crate) fn paired_by(&self, device: &DeviceId) -> Option<&str> {
         self.0
             .iter()
-            .find(|m| m.device == *device && m.paired_by.is_some())
+            .find(|m| m.device == *device && m.membership == "attested")
             .and_then(|m| m.added_by.as_deref())
     }
 
@@ -110,7 +121,8 @@ impl Roster {
         self.0.iter().map(|m| (&m.device, m.name.as_str()))
     }
 
-    /// Devices that joined with the sync key alone, other than this one.
+    /// Devices whose membership does not hold (they joined with the sync key alone, or only
+    /// such devices vouched for them), other than this one.
     pub(crate) fn unpaired(&self) -> impl Iterator<Item = &str> {
         self.0
             .iter()
@@ -132,22 +144,34 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
             (peer.seq, seen_ms.map(|d| d.as_millis() as u64)),
         );
     }
-    let anchor = first_registered(state.devices());
+    let names = device.device_names(read.keys().copied());
+    let name = |id: &DeviceId| names.get(id).cloned().unwrap_or_else(|| id.short());
+    let memberships = device.engine.memberships()?;
     let mut members: Vec<Member> = state
         .devices()
         .map(|(id, entry)| {
-            let paired = state.paired_by(id);
-            let added_by = paired.as_ref().map_or(entry.added_by(), |p| p.by);
+            let membership = memberships.get(id).unwrap_or(&Membership::Unattested);
+            let pairing = match membership {
+                Membership::Attested(p) | Membership::Unchained(p) => Some(p),
+                Membership::First | Membership::Unattested => None,
+            };
+            let added_by = pairing.map_or(entry.added_by(), |p| p.by);
             Member {
                 device: *id,
-                name: device.device_name(id),
+                name: name(id),
                 this_device: *id == own,
                 registered: true,
                 fingerprint: Some(entry.keys.fingerprint()),
                 added_ms: Some(entry.added.wall_ms()),
-                added_by: Some(device.device_name(&added_by)),
-                paired_by: paired.map(|p| p.by.to_string()),
-                unpaired: added_by == *id && Some(*id) != anchor,
+                added_by: Some(name(&added_by)),
+                paired_by: pairing.map(|p| p.by.to_string()),
+                membership: match membership {
+                    Membership::First => "first",
+                    Membership::Attested(_) => "attested",
+                    Membership::Unchained(_) => "unchained",
+                    Membership::Unattested => "unattested",
+                },
+                unpaired: !membership.holds(),
                 last_seq: read.get(id).map(|(seq, _)| *seq),
                 last_seen_ms: read.get(id).and_then(|(_, seen)| *seen),
                 left_ms: left(device, id),
@@ -158,13 +182,14 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
         if state.device(id).is_none() {
             members.push(Member {
                 device: *id,
-                name: device.device_name(id),
+                name: name(id),
                 this_device: false,
                 registered: false,
                 fingerprint: None,
                 added_ms: None,
                 added_by: None,
                 paired_by: None,
+                membership: "unregistered",
                 unpaired: false,
                 last_seq: Some(*seq),
                 last_seen_ms: *seen,
@@ -187,15 +212,6 @@ fn left(device: &Device, id: &DeviceId) -> Option<u64> {
         .and_then(|resolved| resolved.value()?.parse().ok())
 }
 
-/// The device registered first: the one that made the repository, which nobody could add.
-fn first_registered<'a>(
-    entries: impl Iterator<Item = (&'a DeviceId, &'a DeviceEntry)>,
-) -> Option<DeviceId> {
-    entries
-        .min_by_key(|(_, entry)| entry.added)
-        .map(|(id, _)| *id)
-}
-
 /// `ferry devices [rename|vouch]`.
 pub(crate) fn run(
     device: &mut Device,
@@ -213,34 +229,192 @@ pub(crate) fn run(
         }) => {
             let id = find(device, &which)?;
             let name = checked_name(&name)?;
-            device.name_device(id, &name)?;
-            device.follow_own_name()?;
-            out.done(&Renamed { device: id, name });
+            out.done(&rename(device, id, name)?);
             Ok(Changed::Yes)
         }
         Some(DevicesAction::Vouch {
+            device: which,
+            yes,
+            fingerprint,
+        }) => {
+            let candidate = candidate(device, &which)?;
+            match fingerprint {
+                Some(confirmed) if confirmed == candidate.fingerprint => {}
+                Some(confirmed) => {
+                    return Err(Failure::new(format!(
+                        "{} now has the key fingerprint {}, not the {confirmed} you confirmed: \
+                         nothing was vouched for; run `ferry devices vouch` again",
+                        candidate.name, candidate.fingerprint
+                    )));
+                }
+                None if yes => {}
+                None => {
+                    // Asked through the socket without the confirmation the command makes:
+                    // say what would be confirmed.
+                    out.report(&candidate);
+                    return Ok(Changed::No);
+                }
+            }
+            let entry = device.engine.state().device(&candidate.device).cloned();
+            let keys = entry
+                .map(|e| e.keys)
+                .ok_or_else(|| unregistered(&candidate.name))?;
+            device.engine.vouch(candidate.device, keys)?;
+            let own = device.engine.device();
+            let line = format!(
+                "Vouched for {} ({}, key {}): every device now counts it as added by {}.",
+                candidate.name,
+                candidate.device.short(),
+                candidate.fingerprint,
+                device.device_name(&own)
+            );
+            out.done(&Done::new("vouched", candidate.device, line));
+            Ok(Changed::Yes)
+        }
+        Some(DevicesAction::Attest {
             device: paired,
-            name,
             keys,
         }) => {
-            let bad = |what: &str| Failure::usage(format!("vouch: {what}"));
+            let bad = |what: &str| Failure::usage(format!("attest: {what}"));
             let id: DeviceId = paired.parse().map_err(|_| bad("not a device id"))?;
             let keys = DeviceKeys::from_hex(&keys).map_err(|e| bad(&e.to_string()))?;
-            out.report(&vouch(device, id, keys, &name)?);
+            out.report(&attest(device, id, keys)?);
             Ok(Changed::Yes)
         }
     }
 }
 
-/// Attests the device `id` that this one paired, with its public `keys`, under `name`.
-pub(crate) fn vouch(
+/// Names this device everywhere, or labels another one here.
+fn rename(device: &mut Device, id: DeviceId, name: String) -> Result<Renamed, Failure> {
+    if id == device.engine.device() {
+        device.set_name(&name)?;
+        device.follow_own_name()?;
+        return Ok(Renamed {
+            device: id,
+            name,
+            label: false,
+        });
+    }
+    // Its own name again takes the label away.
+    let own = device.engine.state().own_name(&id);
+    let label = (own.as_deref() != Some(name.as_str())).then(|| name.clone());
+    let labelled = label.is_some();
+    device.labels.set(id, label)?;
+    Ok(Renamed {
+        device: id,
+        name: device.device_name(&id),
+        label: labelled,
+    })
+}
+
+/// The device `which` names, as `ferry devices vouch` would vouch for it: refused when it is
+/// this device, unregistered, or when this device's own membership does not hold (its word
+/// would not count).
+fn candidate(device: &Device, which: &str) -> Result<Candidate, Failure> {
+    let id = find(device, which)?;
+    let name = device.device_name(&id);
+    let own = device.engine.device();
+    if id == own {
+        return Err(Failure::usage(
+            "a device cannot vouch for itself: run `ferry devices vouch` on a device already \
+             added, naming this one",
+        ));
+    }
+    let entry = device
+        .engine
+        .state()
+        .device(&id)
+        .ok_or_else(|| unregistered(&name))?;
+    let memberships = device.engine.memberships()?;
+    if !memberships.get(&own).is_some_and(Membership::holds) {
+        return Err(Failure::new(format!(
+            "this device's own membership does not hold (`ferry devices` says why), so its \
+             word would not count: vouch for {name} from a device that does, or have one vouch \
+             for this device first"
+        )));
+    }
+    Ok(Candidate {
+        device: id,
+        name,
+        fingerprint: entry.keys.fingerprint(),
+    })
+}
+
+fn unregistered(name: &str) -> Failure {
+    Failure::new(format!(
+        "{name} never registered its keys (an older Ferry): there is nothing to vouch for until \
+         it runs this version"
+    ))
+}
+
+/// Asks, on a terminal, whether to vouch for the device `ferry devices vouch` names, showing
+/// its fingerprint; the command then carries the fingerprint confirmed, which must still be
+/// the device's when it runs (here, or in the agent).
+pub(crate) async fn confirm_vouch(
+    home: &Home,
+    config: &Config,
+    command: &mut DataCommand,
+) -> Result<(), Failure> {
+    let DataCommand::Devices {
+        action:
+            Some(DevicesAction::Vouch {
+                device: which,
+                yes: false,
+                fingerprint: fingerprint @ None,
+            }),
+    } = command
+    else {
+        return Ok(());
+    };
+    if !prompt::interactive() {
+        return Err(Failure::usage(
+            "`ferry devices vouch` shows the device's key fingerprint and asks to confirm it: \
+             run it on a terminal, or add --yes once you compared the fingerprint `ferry \
+             devices` shows with the one `ferry doctor` shows on that device",
+        ));
+    }
+    let ask = DataCommand::Devices {
+        action: Some(DevicesAction::Vouch {
+            device: which.clone(),
+            yes: false,
+            fingerprint: None,
+        }),
+    };
+    let mut answer = Output::new(true);
+    Box::pin(super::run_data(
+        home.clone(),
+        config.clone(),
+        ask,
+        &mut answer,
+    ))
+    .await?;
+    eprint!("{}", answer.stderr);
+    let candidate: Candidate = serde_json::from_slice(&answer.stdout)
+        .map_err(|e| Failure::new(format!("the device to vouch for came back oddly: {e}")))?;
+    let question = format!(
+        "{} ({}) has the key fingerprint {}.\n`ferry doctor` on that device shows its own: vouch \
+         only if the two are the same.\nVouch for {}? [y/N] ",
+        candidate.name,
+        candidate.device.short(),
+        candidate.fingerprint,
+        candidate.name
+    );
+    match prompt::line(&question, "the answer")?.trim() {
+        "y" | "Y" | "yes" => {
+            *fingerprint = Some(candidate.fingerprint);
+            Ok(())
+        }
+        _ => Err(Failure::new("nothing was vouched for")),
+    }
+}
+
+/// Attests the device `id` that this one paired, with its public `keys`.
+pub(crate) fn attest(
     device: &mut Device,
     id: DeviceId,
     keys: DeviceKeys,
-    name: &str,
 ) -> Result<Vouched, Failure> {
     device.engine.vouch(id, keys)?;
-    device.name_device(id, &checked_name(name)?)?;
     let own = device.engine.device();
     Ok(Vouched {
         device_id: own,
@@ -291,21 +465,51 @@ struct Renamed {
     #[serde(with = "as_text")]
     device: DeviceId,
     name: String,
+    /// A label only this device shows (another device was renamed), rather than this device's
+    /// name on every device.
+    label: bool,
 }
 
 impl fmt::Display for Renamed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let short = self.device.short();
+        if self.label {
+            writeln!(
+                f,
+                "Device {short} is now \"{}\" here: a device names itself, so this label stays \
+                 on this device (renaming it to its own name takes the label away).",
+                self.name
+            )
+        } else {
+            writeln!(f, "Device {short} is now \"{}\".", self.name)
+        }
+    }
+}
+
+/// The device `ferry devices vouch` would vouch for, and the fingerprint to confirm.
+#[derive(Serialize, Deserialize)]
+struct Candidate {
+    #[serde(with = "as_text")]
+    device: DeviceId,
+    name: String,
+    fingerprint: String,
+}
+
+impl fmt::Display for Candidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "Device {} is now \"{}\".",
+            "{} ({}) has the key fingerprint {}: confirm it with --yes once `ferry doctor` on \
+             that device shows the same",
+            self.name,
             self.device.short(),
-            self.name
+            self.fingerprint
         )
     }
 }
 
-/// What a vouch did: which device attested (the one `ferry pair` runs on).
-#[derive(Serialize, serde::Deserialize)]
+/// What an attestation did: which device attested (the one `ferry pair` runs on).
+#[derive(Serialize, Deserialize)]
 pub(crate) struct Vouched {
     #[serde(with = "as_text")]
     pub(crate) device_id: DeviceId,

@@ -344,8 +344,9 @@ async fn devices(home: &Home, config: &Config, checks: &mut Checks) {
         checks.warn(
             "devices",
             format!(
-                "{} joined with the sync key alone, not added by a device already here: if \
-                 nobody you know set it up, the key is loose; see `ferry devices`",
+                "{} joined with the sync key alone, not added by a known device: if nobody \
+                 you know set it up, the key is loose; if it is yours, `ferry devices vouch` \
+                 says so (see `ferry devices`)",
                 unpaired.join(", ")
             ),
         );

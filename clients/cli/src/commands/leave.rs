@@ -257,6 +257,7 @@ fn forget(home: &Home, config: &Config) -> Result<(), Failure> {
         home.applied_file(),
         home.pause_file(),
         home.lan_peers_file(),
+        home.labels_file(),
         home.socket(),
     ];
     for suffix in ["-wal", "-shm"] {

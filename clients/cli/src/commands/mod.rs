@@ -191,6 +191,7 @@ pub(crate) async fn run_data(
         return Ok(());
     }
     prepare(&mut command, &config)?;
+    devices::confirm_vouch(&home, &config, &mut command).await?;
     let meter = crate::progress::meter(out.json);
     // The lock is free, or an agent answers on its socket; else another command (or an
     // agent still starting, which opens its socket last) holds the lock: wait for either.
@@ -245,7 +246,7 @@ pub(crate) async fn run_data(
                 | DataCommand::Sync { .. }
                 | DataCommand::Log(_)
                 | DataCommand::Devices {
-                    action: Some(DevicesAction::Vouch { .. })
+                    action: Some(DevicesAction::Attest { .. })
                 }
         );
     if fetch_first && let Err(error) = device.engine.fetch().await {

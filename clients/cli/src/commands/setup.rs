@@ -206,6 +206,9 @@ pub(crate) async fn install(
     let mut device =
         Device::open_paired(home, config, lock, device::INTERACTIVE, paired_as).await?;
     device.set_name(&name)?;
+    if created {
+        device.engine.founded()?;
+    }
     if created
         && let Some(relay) = setup.relay.as_deref()
         && !crate::config::on_this_machine(relay)

@@ -473,8 +473,9 @@ impl fmt::Display for Status {
         for name in &self.unpaired {
             writeln!(
                 f,
-                "unpaired  {name} joined with the sync key, not added by a known device: if \
-                 nobody here added it, a copy of the key is loose (see `ferry devices`)"
+                "unpaired  {name} was not added by a known device (it joined with the sync \
+                 key): if nobody here added it, a copy of the key is loose; if it is yours, \
+                 `ferry devices vouch {name}` says so"
             )?;
         }
         for behind in &self.behind {

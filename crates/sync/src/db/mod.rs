@@ -154,6 +154,9 @@ pub(crate) enum Meta {
     /// This device's heads up to here are deleted (the ones above, up to its newest, wait to
     /// be deleted in one batch).
     HeadsPrunedTo,
+    /// The repository's first device, as this device first saw it (see
+    /// [`crate::Engine::first_device`]).
+    FirstDevice,
 }
 
 impl Meta {
@@ -168,6 +171,7 @@ impl Meta {
             Meta::CheckedOwnAt => "checked_own_at",
             Meta::SkippedSeq => "skipped_seq",
             Meta::HeadsPrunedTo => "heads_pruned_to",
+            Meta::FirstDevice => "first_device",
         }
     }
 }
@@ -324,6 +328,18 @@ impl Db {
     /// scope. Its operations are never uploaded.
     pub(crate) fn local_identity(&self) -> Result<DeviceId, SyncError> {
         self.actor(Meta::LocalId)
+    }
+
+    /// The repository's first device, once pinned.
+    pub(crate) fn first_device(&self) -> Result<Option<DeviceId>, SyncError> {
+        self.meta(Meta::FirstDevice)?
+            .map(|bytes| Ok(DeviceId(fixed(bytes, Meta::FirstDevice.key())?)))
+            .transpose()
+    }
+
+    /// Pins the repository's first device.
+    pub(crate) fn pin_first_device(&self, device: DeviceId) -> Result<(), SyncError> {
+        self.set_meta(Meta::FirstDevice, &device.0)
     }
 
     /// The device id kept under `key`, made on first use.

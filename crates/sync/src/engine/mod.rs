@@ -19,12 +19,14 @@
 //! did not sign (checked against the device roster: `authors`), is quarantined; that device's
 //! stream waits, the others go on.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ferry_core::{Action, Body, ClipContent, ClipId, DataKind, Op, Replica, Scope, State};
+use ferry_core::{
+    Action, Body, ClipContent, ClipId, DataKind, Membership, Op, Replica, Scope, State,
+};
 use ferry_protocol::{
     BlobId, DeviceId, DeviceKeys, DeviceTag, Identity, Keys, NamesKey, RelayHint,
 };
@@ -361,10 +363,10 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Attests that this device paired `device`, which sent `keys` over the pairing channel
-    /// (see [`ferry_core::roster`]): every device then shows it as added by this one rather
-    /// than as having appeared with the sync key alone. A device registered with other keys
-    /// is refused.
+    /// Attests that `device` has the public `keys`: this device paired it and received them
+    /// over the pairing channel, or its user compared their fingerprint (see
+    /// [`ferry_core::roster`]). It counts for the other devices only while this device's own
+    /// membership holds; a device registered with other keys is refused.
     pub fn vouch(&mut self, device: DeviceId, keys: DeviceKeys) -> Result<(), SyncError> {
         if let Some(entry) = self.replica.state().device(&device)
             && entry.keys != keys
@@ -378,6 +380,38 @@ impl Engine {
             replica.vouch(device, &keys, now)
         })?;
         Ok(())
+    }
+
+    /// The repository's first device, which nobody could add and from which attestations
+    /// count. It is the earliest registration this device has seen, pinned the first time
+    /// the roster holds another device besides it: a registration made later with a time
+    /// set in the past (by a client that lies about its clock) does not displace it.
+    pub fn first_device(&self) -> Result<Option<DeviceId>, SyncError> {
+        if let Some(first) = self.db.first_device()? {
+            return Ok(Some(first));
+        }
+        let state = self.replica.state();
+        let earliest = state
+            .devices()
+            .min_by_key(|(_, entry)| (entry.added, entry.keys))
+            .map(|(id, _)| *id);
+        if let Some(first) = earliest
+            && state.devices().count() > 1
+        {
+            self.db.pin_first_device(first)?;
+        }
+        Ok(earliest)
+    }
+
+    /// Records that this device made the repository: it is the first device.
+    pub fn founded(&self) -> Result<(), SyncError> {
+        self.db.pin_first_device(self.device)
+    }
+
+    /// Each registered device's membership: whether a chain of attestations leads to it from
+    /// the repository's first device.
+    pub fn memberships(&self) -> Result<BTreeMap<DeviceId, Membership>, SyncError> {
+        Ok(self.replica.state().memberships(self.first_device()?))
     }
 
     /// Registers this device's public keys in the roster if it sends and is not registered

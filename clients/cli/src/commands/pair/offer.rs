@@ -282,9 +282,8 @@ async fn vouch(home: &Home, config: &Config, reply: &Reply) -> Result<Vouched, F
         Some(lock) => lock,
         None => {
             let command = DataCommand::Devices {
-                action: Some(DevicesAction::Vouch {
+                action: Some(DevicesAction::Attest {
                     device: reply.device.to_string(),
-                    name: reply.name.clone(),
                     keys: reply.keys.to_hex(),
                 }),
             };
@@ -302,7 +301,7 @@ async fn vouch(home: &Home, config: &Config, reply: &Reply) -> Result<Vouched, F
         }
     };
     let mut device = Device::open(home.clone(), config.clone(), lock, device::INTERACTIVE).await?;
-    let vouched = devices::vouch(&mut device, reply.device, reply.keys, &reply.name)?;
+    let vouched = devices::attest(&mut device, reply.device, reply.keys)?;
     let mut out = Output::new(false);
     crate::commands::held_while_paused(&device, &mut out);
     crate::commands::send_now(&mut device, &mut out).await;

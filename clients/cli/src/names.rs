@@ -1,0 +1,108 @@
+//! What this device calls each device: the name that device gave itself (only a device names
+//! itself, see `ferry_core::roster`), unless this device gave it a label of its own (`ferry
+//! devices rename` of another device), which never leaves this device. No two devices show
+//! under one name: the later registered one is "laptop (2)".
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use ferry_core::State;
+use ferry_protocol::DeviceId;
+
+use crate::error::{Failure, file_error};
+use crate::home::{Home, write_whole};
+
+/// The labels this device gave other devices, kept in `labels.json` in the home.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Labels {
+    path: PathBuf,
+    by_device: BTreeMap<DeviceId, String>,
+}
+
+impl Labels {
+    /// The home's labels; none when the file is not there.
+    pub(crate) fn load(home: &Home) -> Result<Labels, Failure> {
+        let path = home.labels_file();
+        let by_device = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let read: BTreeMap<String, String> =
+                    serde_json::from_slice(&bytes).map_err(|e| {
+                        Failure::new(format!(
+                            "{} is damaged ({e}): remove it, and the labels `ferry devices \
+                             rename` gave other devices are forgotten",
+                            path.display()
+                        ))
+                    })?;
+                read.into_iter()
+                    .filter_map(|(id, label)| Some((id.parse().ok()?, label)))
+                    .collect()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(file_error(&path, "read")(e)),
+        };
+        Ok(Labels { path, by_device })
+    }
+
+    /// The label of `device`, if this device gave it one.
+    pub(crate) fn get(&self, device: &DeviceId) -> Option<&str> {
+        self.by_device.get(device).map(String::as_str)
+    }
+
+    /// Labels `device` (or takes its label away), on disk at once.
+    pub(crate) fn set(&mut self, device: DeviceId, label: Option<String>) -> Result<(), Failure> {
+        let mut next = self.by_device.clone();
+        match label {
+            Some(label) => next.insert(device, label),
+            None => next.remove(&device),
+        };
+        let text: BTreeMap<String, &String> = next
+            .iter()
+            .map(|(id, label)| (id.to_string(), label))
+            .collect();
+        let json = serde_json::to_vec_pretty(&text).expect("a map of strings encodes");
+        write_whole(&self.path, &json)?;
+        self.by_device = next;
+        Ok(())
+    }
+}
+
+/// What each device is called here: every registered device of `state` and each of `others`
+/// (devices known only by their objects), by label, else the name it gave itself, else its
+/// short id; made unique in the order the devices registered.
+pub(crate) fn names(
+    state: &State,
+    labels: &Labels,
+    others: impl IntoIterator<Item = DeviceId>,
+) -> BTreeMap<DeviceId, String> {
+    let mut devices: Vec<(Option<ferry_core::Hlc>, DeviceId)> = state
+        .devices()
+        .map(|(id, entry)| (Some(entry.added), *id))
+        .collect();
+    let registered: BTreeSet<DeviceId> = devices.iter().map(|(_, id)| *id).collect();
+    devices.extend(
+        others
+            .into_iter()
+            .filter(|id| !registered.contains(id))
+            .map(|id| (None, id)),
+    );
+    // Registered devices by the time they registered; the others after them.
+    devices.sort_by_key(|(added, id)| (added.is_none(), *added, *id));
+    devices.dedup_by_key(|(_, id)| *id);
+    let mut taken = BTreeSet::new();
+    let mut names = BTreeMap::new();
+    for (_, id) in devices {
+        let base = labels
+            .get(&id)
+            .map(str::to_owned)
+            .or_else(|| state.own_name(&id))
+            .unwrap_or_else(|| id.short());
+        let mut name = base.clone();
+        let mut n = 1;
+        while !taken.insert(name.clone()) {
+            n += 1;
+            name = format!("{base} ({n})");
+        }
+        names.insert(id, name);
+    }
+    names
+}
