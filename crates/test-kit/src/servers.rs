@@ -188,22 +188,38 @@ const NONCE_USES: usize = 25;
 /// A WebDAV server (dav-server on a local folder) behind Basic authentication, holding the
 /// collection `users/me/`; the first `failures` requests get `503 Service Unavailable`.
 pub async fn webdav(failures: usize) -> (Running, WebDavLocation) {
-    start_webdav(failures, false, DavLogin::Basic).await
+    start_webdav(failures, Quirk::None, DavLogin::Basic).await
 }
 
 /// [`webdav`], but every PROPFIND is answered `207` with a body that is not XML.
 pub async fn webdav_with_broken_listings() -> (Running, WebDavLocation) {
-    start_webdav(0, true, DavLogin::Basic).await
+    start_webdav(0, Quirk::BrokenListings, DavLogin::Basic).await
+}
+
+/// [`webdav`], but every MKCOL that makes its folder is answered `403`, as Apache answers the
+/// writer that loses a race to make a folder another writer is making.
+pub async fn webdav_losing_folder_races() -> (Running, WebDavLocation) {
+    start_webdav(0, Quirk::FolderRaceLost, DavLogin::Basic).await
 }
 
 /// [`webdav`], behind Digest authentication only, with a nonce that goes stale.
 pub async fn webdav_digest() -> (Running, WebDavLocation) {
-    start_webdav(0, false, DavLogin::Digest).await
+    start_webdav(0, Quirk::None, DavLogin::Digest).await
 }
 
 /// [`webdav`], refusing every request with the `WWW-Authenticate` value `challenge`.
 pub async fn webdav_refusing(challenge: &'static str) -> (Running, WebDavLocation) {
-    start_webdav(0, false, DavLogin::Refusing(challenge)).await
+    start_webdav(0, Quirk::None, DavLogin::Refusing(challenge)).await
+}
+
+/// How the test WebDAV server departs from what dav-server does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quirk {
+    None,
+    /// Every PROPFIND answered with a body that is not XML.
+    BrokenListings,
+    /// Every MKCOL answered `403`, after the folder was made.
+    FolderRaceLost,
 }
 
 /// Whether `request` carries a Digest login for [`DAV_USER`] with [`DAV_PASSWORD`] under `nonce`.
@@ -233,11 +249,7 @@ fn digest_authorized(request: &http::Request<hyper::body::Incoming>, nonce: &str
     expected.response == sent.response
 }
 
-async fn start_webdav(
-    failures: usize,
-    broken_listings: bool,
-    login: DavLogin,
-) -> (Running, WebDavLocation) {
+async fn start_webdav(failures: usize, quirk: Quirk, login: DavLogin) -> (Running, WebDavLocation) {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("users/me")).unwrap();
     let handler = dav_server::DavHandler::builder()
@@ -271,14 +283,7 @@ async fn start_webdav(
                 } else {
                     None
                 };
-                dav_answer(
-                    handler.clone(),
-                    request,
-                    login,
-                    nonce,
-                    trouble,
-                    broken_listings,
-                )
+                dav_answer(handler.clone(), request, login, nonce, trouble, quirk)
             });
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -295,15 +300,15 @@ async fn start_webdav(
 }
 
 /// The test WebDAV server's answer to one request: `trouble` when the server is set to fail
-/// it, `401` with `login`'s challenge when the request is not logged in, a listing that is not
-/// XML when `broken_listings`, and otherwise what dav-server does.
+/// it, `401` with `login`'s challenge when the request is not logged in, what `quirk` changes,
+/// and otherwise what dav-server does.
 async fn dav_answer(
     handler: dav_server::DavHandler,
     request: http::Request<hyper::body::Incoming>,
     login: DavLogin,
     nonce: String,
     trouble: Option<http::StatusCode>,
-    broken_listings: bool,
+    quirk: Quirk,
 ) -> Result<http::Response<dav_server::body::Body>, std::convert::Infallible> {
     let (authorized, challenge) = match login {
         DavLogin::Basic => (
@@ -342,13 +347,18 @@ async fn dav_answer(
     if !authorized {
         return refuse(http::StatusCode::UNAUTHORIZED);
     }
-    if broken_listings && request.method().as_str() == "PROPFIND" {
+    let method = request.method().as_str().to_owned();
+    if quirk == Quirk::BrokenListings && method == "PROPFIND" {
         return respond(
             http::StatusCode::MULTI_STATUS,
             "<multistatus><response><href>/users/me/x</hr".to_owned(),
         );
     }
-    Ok(handler.handle(request).await)
+    let answer = handler.handle(request).await;
+    if quirk == Quirk::FolderRaceLost && method == "MKCOL" {
+        return refuse(http::StatusCode::FORBIDDEN);
+    }
+    Ok(answer)
 }
 
 /// nginx with its WebDAV modules (`dav_methods` and the dav-ext module's PROPFIND), serving a

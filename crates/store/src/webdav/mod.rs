@@ -86,7 +86,10 @@ impl WebDavStore {
         };
         Ok(WebDavStore {
             http,
-            root_path: root.path().to_owned(),
+            // Decoded, as the hrefs of a listing are before they are compared with it: a
+            // folder named with a space or an accent is listed in whichever encoding the
+            // server chose.
+            root_path: percent_decode(root.path()),
             root,
             url: location.url.clone(),
             login: Login::new(credentials),
@@ -165,6 +168,13 @@ impl WebDavStore {
         .await
     }
 
+    /// Whether the collection at `url` answers a listing: it is there, whatever a MKCOL
+    /// that lost a race to make it said.
+    async fn listed(&self, url: &Url) -> Result<bool, StoreError> {
+        let response = self.propfind(url.clone(), "0").await?;
+        Ok(response.status() == StatusCode::MULTI_STATUS)
+    }
+
     /// Whether the collection at `url` exists.
     async fn collection_exists(&self, url: &Url) -> Result<bool, StoreError> {
         let response = self.propfind(url.clone(), "0").await?;
@@ -202,6 +212,14 @@ impl WebDavStore {
                 // The parent is missing: only the collection itself can be, as the levels
                 // below it are made top down.
                 StatusCode::CONFLICT => return Err(self.missing_root()),
+                // Another writer made the same folder at the same moment, and the server
+                // says so with an error of its own (403 on Apache, 500 on WsgiDAV): the
+                // folder is there all the same.
+                StatusCode::FORBIDDEN | StatusCode::INTERNAL_SERVER_ERROR
+                    if self.listed(&self.at(&folder)?).await? =>
+                {
+                    self.remember(&folder);
+                }
                 _ => return Err(self.classify(&response, &folder)),
             }
         }
@@ -433,7 +451,11 @@ impl Store for WebDavStore {
                 )
                 .await?;
             let status = response.status();
-            if !(status.is_success() || status == StatusCode::METHOD_NOT_ALLOWED) {
+            let raced = matches!(
+                status,
+                StatusCode::FORBIDDEN | StatusCode::INTERNAL_SERVER_ERROR
+            ) && self.listed(&level).await?;
+            if !(status.is_success() || status == StatusCode::METHOD_NOT_ALLOWED || raced) {
                 return Err(self.classify(&response, level.path()));
             }
         }

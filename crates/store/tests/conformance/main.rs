@@ -429,6 +429,60 @@ async fn webdav_broken_challenges_are_refusals() {
     }
 }
 
+/// A collection whose path has a space and a letter outside ASCII (as Nextcloud folders often
+/// have), on the in-process server and on nginx: every case of the suite holds there, as the
+/// server's listings encode such paths in whichever way they choose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webdav_a_root_with_a_space_and_an_accent_holds_every_case() {
+    let (_dav, dav) = servers::webdav(0).await;
+    let nginx = servers::nginx();
+    let mut locations = vec![(dav, suite::WriteOnce::Enforced)];
+    locations.extend(
+        nginx
+            .as_ref()
+            .map(|(_, location)| (location.clone(), suite::WriteOnce::Ignored)),
+    );
+    for (base, write_once) in locations {
+        let location = ferry_store::url::WebDavLocation {
+            url: format!("{}my%20folder/%C3%9Cbersicht/", base.url),
+            user: base.user.clone(),
+        };
+        let store = WebDavStore::new(
+            &location,
+            Some(servers::dav_credentials()),
+            Timeouts::default(),
+        )
+        .unwrap();
+        store.create_root().await.unwrap();
+        suite::run_all_with(&store, write_once).await;
+        suite::run_concurrent(Arc::new(store)).await;
+    }
+}
+
+/// A server that answers a MKCOL with an error although the folder is there (another writer
+/// made it at the same moment: Apache answers 403, WsgiDAV 500): the write goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webdav_a_folder_another_writer_made_first_is_used() {
+    let (_server, base) = servers::webdav_losing_folder_races().await;
+    let location = ferry_store::url::WebDavLocation {
+        url: format!("{}new/ferry/", base.url),
+        user: base.user.clone(),
+    };
+    let store = WebDavStore::new(
+        &location,
+        Some(servers::dav_credentials()),
+        Timeouts::default(),
+    )
+    .unwrap();
+    store.create_root().await.unwrap();
+    store
+        .put_new("ferry/v1/log/abc/1", b"segment".to_vec())
+        .await
+        .unwrap();
+    let page = store.list("ferry/v1/log/", None, 10).await.unwrap();
+    assert_eq!(page.objects.len(), 1);
+}
+
 /// A new repository may name folders that do not exist yet: each missing level is made, on the
 /// in-process server and on nginx; the levels that exist are left alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
