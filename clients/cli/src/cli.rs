@@ -345,6 +345,13 @@ pub(crate) enum DevicesAction {
         #[serde(default)]
         fingerprint: Option<String>,
     },
+    /// The device `vouch` would vouch for, and its key's fingerprint (what `vouch` asks to
+    /// confirm).
+    #[command(hide = true)]
+    Candidate {
+        /// The device's id (or a unique prefix of it), or its name.
+        device: String,
+    },
     /// Attest a device this one paired (what `ferry pair` does once the code is confirmed).
     #[command(hide = true)]
     Attest {

@@ -582,7 +582,16 @@ impl Device {
         &self,
         others: impl IntoIterator<Item = ferry_protocol::DeviceId>,
     ) -> std::collections::BTreeMap<ferry_protocol::DeviceId, String> {
-        crate::names::names(self.engine.state(), &self.labels, others)
+        // Without the memberships (the database could not say), no device is preferred.
+        let holds = self
+            .engine
+            .memberships()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, membership)| membership.holds())
+            .map(|(id, _)| id)
+            .collect();
+        crate::names::names(self.engine.state(), &self.labels, &holds, others)
     }
 }
 

@@ -67,11 +67,14 @@ impl Labels {
 }
 
 /// What each device is called here: every registered device of `state` and each of `others`
-/// (devices known only by their objects), by label, else the name it gave itself, else its
-/// short id; made unique in the order the devices registered.
+/// (devices known only by their objects), by label, else the name it gave itself (cleaned of
+/// anything that could pass for other text on a terminal), else its short id; made unique
+/// with the plain name going, in order, to a device labelled here, a device whose membership
+/// holds (`holds`), then the others, each group in the order they registered.
 pub(crate) fn names(
     state: &State,
     labels: &Labels,
+    holds: &BTreeSet<DeviceId>,
     others: impl IntoIterator<Item = DeviceId>,
 ) -> BTreeMap<DeviceId, String> {
     let mut devices: Vec<(Option<ferry_core::Hlc>, DeviceId)> = state
@@ -85,8 +88,19 @@ pub(crate) fn names(
             .filter(|id| !registered.contains(id))
             .map(|id| (None, id)),
     );
-    // Registered devices by the time they registered; the others after them.
-    devices.sort_by_key(|(added, id)| (added.is_none(), *added, *id));
+    devices.sort_by_key(|(added, id)| {
+        let rank = match (
+            labels.get(id).is_some(),
+            holds.contains(id),
+            added.is_some(),
+        ) {
+            (true, _, _) => 0,
+            (false, true, _) => 1,
+            (false, false, true) => 2,
+            (false, false, false) => 3,
+        };
+        (rank, *added, *id)
+    });
     devices.dedup_by_key(|(_, id)| *id);
     let mut taken = BTreeSet::new();
     let mut names = BTreeMap::new();
@@ -94,15 +108,44 @@ pub(crate) fn names(
         let base = labels
             .get(&id)
             .map(str::to_owned)
-            .or_else(|| state.own_name(&id))
+            .or_else(|| state.own_name(&id).map(|name| shown(&name)))
+            .filter(|name| !name.is_empty())
             .unwrap_or_else(|| id.short());
         let mut name = base.clone();
         let mut n = 1;
-        while !taken.insert(name.clone()) {
+        while !taken.insert(name.to_lowercase()) {
             n += 1;
             name = format!("{base} ({n})");
         }
         names.insert(id, name);
     }
     names
+}
+
+/// A name another device chose, as it may be shown: one line of at most 64 characters,
+/// without control characters, nor the invisible ones that reorder or hide text.
+fn shown(name: &str) -> String {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    name.chars()
+        .filter(|c| !invisible(*c))
+        .take(64)
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_shows_without_what_could_pass_for_other_text() {
+        assert_eq!(shown("lap\ttop\n\u{1b}[2J"), "laptop[2J");
+        assert_eq!(shown("\u{202e}pot\u{200b}pal "), "potpal");
+        assert_eq!(shown(&"x".repeat(100)).len(), 64);
+    }
 }

@@ -121,6 +121,19 @@ impl<T: fmt::Display> fmt::Display for Lines<'_, T> {
     }
 }
 
+/// `word` as a POSIX shell reads it back: as it is when it is plain, else in single quotes.
+pub(crate) fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 /// `n` things, in words: `1 clip`, `2 clips`, `0 changes`.
 pub(crate) fn counted(n: impl Into<u64>, noun: &str) -> String {
     match n.into() {

@@ -406,12 +406,24 @@ fn the_roster_lists_every_device_and_flags_those_that_joined_with_the_key_alone(
     );
     let itself = a.run(&["devices", "vouch", "alpha", "--yes"]);
     assert_eq!(itself.code, 2, "{}", itself.stderr);
-    // alpha, the first device, vouches for beta once its fingerprint is compared.
-    let vouched = a.run(&["devices", "vouch", "beta", "--yes"]).ok().stdout;
-    assert!(
-        vouched.starts_with("Vouched for beta (") && vouched.contains(fingerprint),
-        "{vouched}"
-    );
+    // alpha, the first device, vouches for beta once its fingerprint is compared: asked on a
+    // terminal, "no" changes nothing, "y" vouches.
+    for (answer, said) in [
+        ("n", "nothing was vouched for"),
+        ("y", "Vouched for beta ("),
+    ] {
+        let terminal = common::Terminal::start(&a.shell_line(&["devices", "vouch", "beta"]));
+        let asked = terminal.wait_for("Vouch for beta? [y/N]");
+        assert!(
+            asked.contains(&format!("has the key fingerprint {fingerprint}")),
+            "{asked}"
+        );
+        terminal.type_line(answer);
+        let screen = terminal.wait_for("exit status");
+        assert!(screen.contains(said), "{screen}");
+        let unpaired = a.json(&["devices"])[1]["unpaired"].as_bool();
+        assert_eq!(unpaired, Some(answer == "n"), "{screen}");
+    }
     for device in [a, b] {
         device.run(&["sync"]).ok();
         let listed = device.json(&["devices"]);

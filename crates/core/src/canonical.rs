@@ -94,15 +94,14 @@ impl Register {
         self.values().into_iter().rev().find(|v| keep(v))
     }
 
-    /// Drops the values that `keep` refuses (with the clocks they were written under).
+    /// Drops the values that `keep` refuses (with the clocks they were written under); all of
+    /// them, should the register not read back.
     pub(crate) fn retain(&mut self, keep: impl Fn(&Versioned) -> bool) {
-        let Ok(mut fields) = mirror::<_, MvRegFields>(&self.0) else {
-            return;
-        };
-        fields.vals.retain(|(_, value)| keep(value));
-        if let Ok(register) = mirror(&fields) {
-            self.0 = register;
-        }
+        let kept = mirror::<_, MvRegFields>(&self.0).and_then(|mut fields| {
+            fields.vals.retain(|(_, value)| keep(value));
+            mirror(&fields)
+        });
+        self.0 = kept.unwrap_or_default();
     }
 }
 

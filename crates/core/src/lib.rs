@@ -60,6 +60,8 @@ pub use op::{Action, DataKind, Op, Scope, Versioned};
 pub use query::{ClipView, CollectionView, HistoryCursor, Resolution, Resolved, Stats, Strategy};
 pub use replica::Replica;
 pub use retention::Retention;
-pub use roster::{DeviceEntry, Membership, NAME_PREFIX, PAIRED_PREFIX, Pairing, owner_of};
+pub use roster::{
+    DeviceEntry, LEFT_PREFIX, Membership, NAME_PREFIX, PAIRED_PREFIX, Pairing, owner_of,
+};
 pub use spelling::UnknownWord;
 pub use state::{Applied, State};

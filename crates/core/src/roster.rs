@@ -46,11 +46,17 @@ pub const PAIRED_PREFIX: &str = "paired/";
 /// The synced setting under which a device names itself: `device/<its id>`.
 pub const NAME_PREFIX: &str = "device/";
 
+/// The synced setting under which a device says it left the repository: `left/<its id>`.
+pub const LEFT_PREFIX: &str = "left/";
+
 /// The device whose word the setting `key` is, when only that device may write it: a device's
-/// name is its own, an attestation its attester's. Writes of it by any other device are
+/// name and its leaving are its own, an attestation its attester's. Writes of it by any other device are
 /// ignored.
 pub fn owner_of(key: &str) -> Option<DeviceId> {
-    if let Some(device) = key.strip_prefix(NAME_PREFIX) {
+    if let Some(device) = key
+        .strip_prefix(NAME_PREFIX)
+        .or_else(|| key.strip_prefix(LEFT_PREFIX))
+    {
         return device.parse().ok();
     }
     let (_, attester) = key.strip_prefix(PAIRED_PREFIX)?.split_once('/')?;

@@ -543,6 +543,27 @@ impl State {
         self.data.devices.merge(data.devices);
     }
 
+    /// Keeps, of the names and attestations in this state (a snapshot `writer` signed), only
+    /// `writer`'s own: a snapshot is its writer's word, and only for what is its to say.
+    /// Everyone else's come from their own segments and snapshots.
+    pub fn keep_writers_word(&mut self, writer: DeviceId) {
+        self.data
+            .settings
+            .retain(|key, register| match owner_of(key) {
+                Some(owner) if owner != writer => false,
+                Some(owner) => {
+                    register.retain(|value| value.hlc.device == owner);
+                    true
+                }
+                // Attestations as they were first written, by anyone: the writer's only.
+                None if key.starts_with(PAIRED_PREFIX) => {
+                    register.retain(|value| value.hlc.device == writer);
+                    true
+                }
+                None => true,
+            });
+    }
+
     /// The roster entry of `device`, if it is registered.
     pub fn device(&self, device: &DeviceId) -> Option<&DeviceEntry> {
         self.data.devices.get(device)

@@ -650,3 +650,45 @@ fn an_attestation_counts_only_along_a_chain_from_the_first_device() {
     // Without a first device nothing holds.
     assert!(state.memberships(None).values().all(|m| !m.holds()));
 }
+
+#[test]
+fn a_snapshot_carries_only_its_writers_own_names_and_attestations() {
+    let mut r = roster(3);
+    let (laptop, phone, desk) = (r[0].device(), r[1].device(), r[2].device());
+    let ops = [
+        r[0].set_setting(format!("device/{laptop}"), Some("laptop".into()), T0 + 10),
+        r[0].vouch(desk, &identity_keys(3), T0 + 11),
+        r[0].set_setting(
+            format!("paired/{phone}"),
+            Some(identity_keys(2).to_hex()),
+            T0 + 12,
+        ),
+        r[0].set_setting("theme".into(), Some("dark".into()), T0 + 13),
+    ];
+    deliver(&mut r[1], &ops);
+    r[1].set_setting(format!("device/{phone}"), Some("phone".into()), T0 + 14);
+    // What the phone's snapshot holds, as another device merges it.
+    let mut snapshot = r[1].state().clone();
+    snapshot.keep_writers_word(phone);
+    let mut reader = State::new();
+    reader.merge(snapshot);
+    assert_eq!(reader.own_name(&phone).as_deref(), Some("phone"));
+    assert_eq!(
+        reader.own_name(&laptop).as_deref(),
+        Some("device 1"),
+        "its registration"
+    );
+    let held = reader.memberships(Some(laptop));
+    assert_eq!(held[&desk], ferry_core::Membership::Unattested);
+    assert_eq!(held[&phone], ferry_core::Membership::Unattested);
+    let theme = reader.setting("theme", Strategy::Latest, laptop).unwrap();
+    assert_eq!(theme.value(), Some("dark"), "other settings are everyone's");
+    // The laptop's own snapshot brings its word.
+    let mut own = r[0].state().clone();
+    own.keep_writers_word(laptop);
+    reader.merge(own);
+    assert_eq!(reader.own_name(&laptop).as_deref(), Some("laptop"));
+    let held = reader.memberships(Some(laptop));
+    assert!(matches!(&held[&desk], ferry_core::Membership::Attested(p) if p.by == laptop));
+    assert!(matches!(&held[&phone], ferry_core::Membership::Attested(p) if p.by == laptop));
+}

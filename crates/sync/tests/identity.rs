@@ -446,3 +446,37 @@ per_backend! {
         assert_eq!(held[&phone.engine.device()], Membership::Unattested, "{backend:?}");
     }
 }
+
+per_backend! {
+    #[tokio::test]
+    async fn a_registration_backdated_later_does_not_displace_the_first_device(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut laptop = Device::open(Arc::clone(&storage.store)).await;
+        laptop.engine.founded().unwrap();
+        laptop.upload_clips(1..=1).await;
+        let mut desk = Device::open(Arc::clone(&storage.store)).await;
+        // Before it has read anything, a joining device does not take itself for the first.
+        assert_eq!(desk.engine.first_device().unwrap(), None, "{backend:?}");
+        desk.engine.fetch().await.unwrap();
+        assert_eq!(desk.engine.first_device().unwrap(), Some(laptop.engine.device()));
+
+        // A key holder registers a device with a time in 1970, and vouches for another.
+        let thief = Thief::new();
+        let (stolen, puppet) = (DeviceId::generate().unwrap(), DeviceId::generate().unwrap());
+        let mut replica = Replica::new(stolen);
+        let ops = [
+            replica.register("laptop".into(), thief.identity.public(), 1),
+            replica.vouch(puppet, &Identity::generate().unwrap().public(), 2),
+        ];
+        thief.write(store, stolen, 1, &ops).await;
+        let first = laptop.engine.device();
+        for device in [&mut laptop, &mut desk] {
+            device.engine.fetch().await.unwrap();
+            assert_eq!(device.engine.first_device().unwrap(), Some(first), "{backend:?}");
+            let held = device.engine.memberships().unwrap();
+            assert_eq!(held[&stolen], Membership::Unattested, "{backend:?}: {held:?}");
+        }
+    }
+}

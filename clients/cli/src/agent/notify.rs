@@ -98,7 +98,15 @@ impl Notifier {
         let devices: BTreeSet<DeviceId> =
             device.engine.state().devices().map(|(id, _)| *id).collect();
         if let Some(known) = self.devices.replace(devices.clone()) {
-            let memberships = device.engine.memberships().unwrap_or_default();
+            let memberships = match device.engine.memberships() {
+                Ok(memberships) => memberships,
+                Err(error) => {
+                    // Said at the next news, once the database answers: never a false alarm.
+                    debug!(%error, "notifications: the memberships could not be read");
+                    self.devices = Some(known);
+                    return;
+                }
+            };
             for id in devices.difference(&known) {
                 let body = match memberships.get(id) {
                     Some(ferry_core::Membership::Attested(paired)) => {

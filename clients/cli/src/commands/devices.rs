@@ -204,7 +204,7 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
 /// When `id` left the repository: the synced setting `left/<id>` that `ferry leave` writes
 /// there.
 fn left(device: &Device, id: &DeviceId) -> Option<u64> {
-    let key = format!("{}{id}", crate::commands::leave::LEFT_PREFIX);
+    let key = format!("{}{id}", ferry_core::LEFT_PREFIX);
     device
         .engine
         .state_for(ferry_core::DataKind::Settings)
@@ -249,10 +249,10 @@ pub(crate) fn run(
                 }
                 None if yes => {}
                 None => {
-                    // Asked through the socket without the confirmation the command makes:
-                    // say what would be confirmed.
-                    out.report(&candidate);
-                    return Ok(Changed::No);
+                    return Err(Failure::usage(
+                        "`ferry devices vouch` needs the fingerprint confirmed: on a terminal it \
+                         asks, otherwise add --yes",
+                    ));
                 }
             }
             let entry = device.engine.state().device(&candidate.device).cloned();
@@ -270,6 +270,10 @@ pub(crate) fn run(
             );
             out.done(&Done::new("vouched", candidate.device, line));
             Ok(Changed::Yes)
+        }
+        Some(DevicesAction::Candidate { device: which }) => {
+            out.report(&candidate(device, &which)?);
+            Ok(Changed::No)
         }
         Some(DevicesAction::Attest {
             device: paired,
@@ -374,10 +378,8 @@ pub(crate) async fn confirm_vouch(
         ));
     }
     let ask = DataCommand::Devices {
-        action: Some(DevicesAction::Vouch {
+        action: Some(DevicesAction::Candidate {
             device: which.clone(),
-            yes: false,
-            fingerprint: None,
         }),
     };
     let mut answer = Output::new(true);
@@ -401,6 +403,8 @@ pub(crate) async fn confirm_vouch(
     );
     match prompt::line(&question, "the answer")?.trim() {
         "y" | "Y" | "yes" => {
+            // The very device confirmed, whatever names change meanwhile.
+            *which = candidate.device.to_string();
             *fingerprint = Some(candidate.fingerprint);
             Ok(())
         }
@@ -431,8 +435,11 @@ pub(crate) fn find(device: &Device, which: &str) -> Result<DeviceId, Failure> {
         .iter()
         .filter(|m| !which.is_empty() && m.device.to_string().starts_with(&which.to_lowercase()))
         .collect();
+    // A name that is also another device's id prefix names neither: a device could otherwise
+    // take a name that reads as another's id.
     let found = match (by_name.as_slice(), by_id.as_slice()) {
-        ([one], _) | ([], [one]) => one,
+        ([one], []) | ([], [one]) => one,
+        ([named], [numbered]) if named.device == numbered.device => named,
         ([], []) => {
             return Err(Failure::usage(format!(
                 "no device is named or numbered \"{which}\": `ferry devices` lists them"
@@ -448,12 +455,18 @@ pub(crate) fn find(device: &Device, which: &str) -> Result<DeviceId, Failure> {
     Ok(found.device)
 }
 
-/// A device name: not empty, one line, at most 64 characters.
+/// A device name: not empty, one line, at most 64 characters, not digits alone (which would
+/// read as a device id).
 fn checked_name(name: &str) -> Result<String, Failure> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(Failure::usage(
             "a device name is 1 to 64 characters on one line",
+        ));
+    }
+    if name.len() >= 4 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Failure::usage(
+            "a device name of hex digits alone would read as a device id: add a letter past f",
         ));
     }
     Ok(name.to_owned())

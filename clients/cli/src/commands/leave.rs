@@ -23,9 +23,6 @@ use crate::output::{Output, counted};
 use crate::pause::now_ms;
 use crate::prompt;
 
-/// The synced setting by which a device says it left: `left/<device id>` = when (ms).
-pub(crate) const LEFT_PREFIX: &str = "left/";
-
 /// What `ferry leave` did.
 #[derive(Serialize)]
 pub(crate) struct Left {
@@ -220,7 +217,8 @@ fn export(device: &Device, path: &Path) -> Result<(), Failure> {
 
 /// Records that this device left and sends it; whether the storage took it.
 async fn tell_the_others(device: &mut Device) -> bool {
-    let key = format!("{LEFT_PREFIX}{}", device.engine.device());
+    // `left/<device id>` = when (ms); only the device itself may say so.
+    let key = format!("{}{}", ferry_core::LEFT_PREFIX, device.engine.device());
     let at = now_ms().to_string();
     let recorded = device.engine.record(DataKind::Settings, |r, _, now| {
         r.set_setting(key, Some(at), now)

@@ -473,9 +473,10 @@ impl fmt::Display for Status {
         for name in &self.unpaired {
             writeln!(
                 f,
-                "unpaired  {name} was not added by a known device (it joined with the sync \
-                 key): if nobody here added it, a copy of the key is loose; if it is yours, \
-                 `ferry devices vouch {name}` says so"
+                "unpaired  {name} was not added by a known device: if nobody here added it, a \
+                 copy of the key is loose; if it is yours, `ferry devices vouch {}` on a device \
+                 already added says so",
+                crate::output::shell_word(name)
             )?;
         }
         for behind in &self.behind {

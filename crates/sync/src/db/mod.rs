@@ -46,7 +46,7 @@ pub(crate) use quarantine::{QuarantineRow, SetAside};
 use search::{Seen, index_text};
 
 /// The newest schema this build knows. Each step in [`MIGRATIONS`] moves one version up.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -129,6 +129,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE VIRTUAL TABLE clip_text USING fts5(
          body, content = '', detail = none, prefix = '1 2 3'
      );",
+    // 5 → 6: a database that holds data from before the repository's first device was pinned
+    // (see `Engine::first_device`) may be that device's own.
+    "INSERT INTO meta (key, value)
+         SELECT 'roster_before_pinning', x'01'
+         WHERE EXISTS (SELECT 1 FROM ops) OR EXISTS (SELECT 1 FROM checkpoint);",
 ];
 
 /// The values kept in the `meta` table, each under its own key.
@@ -157,6 +162,9 @@ pub(crate) enum Meta {
     /// The repository's first device, as this device first saw it (see
     /// [`crate::Engine::first_device`]).
     FirstDevice,
+    /// Set when the database held data before the first device was pinned: this device may
+    /// be it.
+    RosterBeforePinning,
 }
 
 impl Meta {
@@ -172,6 +180,7 @@ impl Meta {
             Meta::SkippedSeq => "skipped_seq",
             Meta::HeadsPrunedTo => "heads_pruned_to",
             Meta::FirstDevice => "first_device",
+            Meta::RosterBeforePinning => "roster_before_pinning",
         }
     }
 }
@@ -335,6 +344,11 @@ impl Db {
         self.meta(Meta::FirstDevice)?
             .map(|bytes| Ok(DeviceId(fixed(bytes, Meta::FirstDevice.key())?)))
             .transpose()
+    }
+
+    /// Whether the database held data before the first device was pinned.
+    pub(crate) fn roster_before_pinning(&self) -> Result<bool, SyncError> {
+        Ok(self.meta(Meta::RosterBeforePinning)?.is_some())
     }
 
     /// Pins the repository's first device.

@@ -118,6 +118,13 @@ impl Engine {
         if result.is_ok() {
             let failed: Vec<DeviceTag> = report.failed.iter().map(|f| f.tag).collect();
             self.health.devices_read(&failed);
+            // The roster as it stands once every device was read: the first device is pinned
+            // from it, before later registrations can claim an earlier time.
+            if failed.is_empty()
+                && let Err(error) = self.first_device()
+            {
+                tracing::warn!(%error, "the repository's first device could not be kept");
+            }
         }
         result.map(|()| report)
     }

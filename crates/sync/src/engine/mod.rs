@@ -383,20 +383,27 @@ impl Engine {
     }
 
     /// The repository's first device, which nobody could add and from which attestations
-    /// count. It is the earliest registration this device has seen, pinned the first time
-    /// the roster holds another device besides it: a registration made later with a time
-    /// set in the past (by a client that lies about its clock) does not displace it.
+    /// count. The device that made the repository pins itself ([`Engine::founded`]); any other
+    /// pins the earliest registration of another device it sees, the first time it sees one,
+    /// so that a registration made later with a time set in the past (by a client that lies
+    /// about its clock) does not displace it. A device never takes itself for the first one
+    /// unless it made the repository, whatever its clock said when it registered (a joining
+    /// device registers before it has read anything), or its database is from before the
+    /// first device was pinned (then it may have made it).
     pub fn first_device(&self) -> Result<Option<DeviceId>, SyncError> {
         if let Some(first) = self.db.first_device()? {
             return Ok(Some(first));
         }
+        let may_be_first = self.db.roster_before_pinning()?;
         let state = self.replica.state();
         let earliest = state
             .devices()
+            .filter(|(id, _)| may_be_first || **id != self.device)
             .min_by_key(|(_, entry)| (entry.added, entry.keys))
             .map(|(id, _)| *id);
+        let others = state.devices().any(|(id, _)| *id != self.device);
         if let Some(first) = earliest
-            && state.devices().count() > 1
+            && others
         {
             self.db.pin_first_device(first)?;
         }

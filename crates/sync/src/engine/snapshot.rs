@@ -260,7 +260,9 @@ impl Engine {
                     .into_iter()
                     .filter_map(|clip| clip.content.text().map(|t| (clip.id, t.to_owned()))),
             );
-            self.replica.merge(snapshot.state);
+            let mut state = snapshot.state;
+            state.keep_writers_word(snapshot.device);
+            self.replica.merge(state);
             cursors.push((snapshot.tag, snapshot.device, snapshot.advanced));
             transfers.push(snapshot.transfer);
         }
