@@ -60,6 +60,7 @@ cargo clippy --locked --target x86_64-apple-darwin \
 # (cli.rs), and the agent on Windows' own clipboard (windows.rs); the rest start Xvfb, sway,
 # tmux, dunst or network namespaces.
 windows_skips=(--skip nats --skip redis --skip nginx --skip webdav_create_root
+    --skip webdav_a_root_with_a_space
     --skip wss_works_with_the_relays_own_ca --skip a_huge_object_or_a_fifo
     --skip crash_safety_under_sigkill::webdav
     --skip webdav_backend --skip every_backend::webdav)

@@ -113,9 +113,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Join(args) if args.store.is_none() => {
             commands::pair::join(home, config, args, &mut out).await
         }
-        Command::Join(args) => setup::setup(home, config, args.into(), &mut out)
-            .await
-            .map(|done| out.report(&done)),
+        Command::Join(args) => {
+            if args.recovery_code.is_some() {
+                out.note(
+                    "warning: a recovery code given with --recovery-code is visible to every \
+                     user of this machine in the process list while this runs, and stays in \
+                     the shell's history: leave it out to be asked for it (or pipe it in)",
+                );
+            }
+            setup::setup(home, config, args.into(), &mut out)
+                .await
+                .map(|done| out.report(&done))
+        }
         Command::Pair(args) => commands::pair::offer(home, config, args, global.json).await,
         Command::Key { action } => commands::key::run(&home, &config, action, &mut out),
         Command::Agent(_) => commands::agent::run(home, config).await,

@@ -390,6 +390,13 @@ fn init_makes_missing_webdav_folders_and_join_says_a_folder_is_missing() {
         &storage.env,
     );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
+    // A code in the arguments works, with a warning that others can read it there.
+    assert!(
+        ran.stderr
+            .contains("visible to every user of this machine in the process list"),
+        "{}",
+        ran.stderr
+    );
     assert_eq!(b.run(&["paste"]).ok().stdout, "in a new folder");
 
     let missing = format!("{}absent/ferry", storage.url);

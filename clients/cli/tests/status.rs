@@ -32,6 +32,14 @@ fn status_follows_a_storage_outage_and_a_relay_that_stops() {
     assert!(text.contains(": answering for "), "{text}");
     assert!(text.contains(": connected for "), "{text}");
     assert!(!text.contains("error "), "{text}");
+    // The agent keeps its memory (history, keys) out of core files.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", agent.0.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(fields[4..6], ["0", "0"], "{core}");
 
     // The storage goes away (a file where its folder was): failing, since when, and why.
     let root = PathBuf::from(pair.storage.url.strip_prefix("file://").unwrap());

@@ -270,6 +270,33 @@ pub trait Store: Send + Sync + fmt::Debug {
         };
         let list = self.list("ferry/", None, 1).await.map(|_| ());
         let write = self.put_new(&name, b"ferry probe".to_vec()).await;
+        // A listing that answers but does not show what was just written would keep every
+        // device from seeing the others (a WebDAV server that spells the folder's path
+        // another way): the listing is refused then.
+        let listed = async || {
+            let page = self.list(&name, None, 10).await?;
+            Ok::<bool, StoreError>(page.objects.iter().any(|o| o.name == name))
+        };
+        let list = match (list, &write) {
+            // Asked twice, a second apart, for storage whose listings lag behind its writes.
+            (Ok(()), Ok(())) => match listed().await {
+                Ok(false) => {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    listed().await
+                }
+                other => other,
+            },
+            (list, _) => list.map(|()| true),
+        };
+        let list = match list {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StoreError::Misconfigured(format!(
+                "the listing does not show {name}, just written: devices would never see \
+                     each other's data; check the storage URL's folder (for WebDAV, how the \
+                     server spells its path)"
+            ))),
+            Err(e) => Err(e),
+        };
         let read = match &write {
             Ok(()) => self.get(&name, 64).await.and_then(|bytes| {
                 if bytes == b"ferry probe" {

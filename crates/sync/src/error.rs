@@ -110,6 +110,17 @@ pub enum SyncError {
         /// The object's name.
         name: String,
     },
+    /// The storage serves an object of this device's that its listing does not show: every
+    /// listing misses what is stored, so nothing is put back.
+    #[error(
+        "the storage serves {name} but its listing shows none of this device's objects: the \
+         devices cannot see each other's data, and nothing was uploaded again; check the \
+         storage URL's folder (for WebDAV, how the server spells its path) with `ferry doctor`"
+    )]
+    ListingHides {
+        /// The object's name.
+        name: String,
+    },
 }
 
 impl SyncError {

@@ -480,3 +480,33 @@ per_backend! {
         }
     }
 }
+
+per_backend! {
+    #[tokio::test]
+    async fn a_segment_written_days_ahead_waits_and_says_why(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        // A device whose clock runs an hour fast is read; one two days fast waits.
+        let (hour, days) = (DeviceId::generate().unwrap(), DeviceId::generate().unwrap());
+        for (device, ahead, text) in [(hour, 3_600_000, "an hour fast"), (days, 2 * 86_400_000, "two days fast")] {
+            let mut replica = Replica::new(device);
+            let copy = replica.copy(&keys().names, ClipContent::Text(text.into()), now + ahead);
+            Thief::new().write(store, device, 1, &[copy]).await;
+        }
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts(), vec!["an hour fast".to_owned()], "{backend:?}");
+        let quarantined = reader.engine.status().unwrap().quarantined;
+        assert_eq!(quarantined.len(), 1, "{backend:?}: {quarantined:?}");
+        assert!(
+            quarantined[0].reason.contains("2.0 days ahead of this device's clock"),
+            "{}",
+            quarantined[0].reason
+        );
+    }
+}

@@ -308,3 +308,66 @@ per_backend! {
         assert_eq!(raw(store, &first).await, bytes);
     }
 }
+
+/// A store whose every listing comes back empty, though it serves what it holds (as a WebDAV
+/// server does when it spells the folder's path another way than the URL).
+#[derive(Debug)]
+struct HidingListings(Arc<dyn ferry_store::Store>);
+
+#[async_trait::async_trait]
+impl ferry_store::Store for HidingListings {
+    async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<(), ferry_store::StoreError> {
+        self.0.put_new(name, bytes).await
+    }
+
+    async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), ferry_store::StoreError> {
+        self.0.put(name, bytes).await
+    }
+
+    async fn get(&self, name: &str, limit: u64) -> Result<Vec<u8>, ferry_store::StoreError> {
+        self.0.get(name, limit).await
+    }
+
+    async fn list(
+        &self,
+        _prefix: &str,
+        _start_after: Option<&str>,
+        _limit: usize,
+    ) -> Result<ferry_store::ListPage, ferry_store::StoreError> {
+        Ok(ferry_store::ListPage {
+            objects: Vec::new(),
+            next: None,
+        })
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), ferry_store::StoreError> {
+        self.0.delete(name).await
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn a_storage_whose_listings_hide_what_it_holds_is_an_error_not_a_reason_to_upload_again(backend) {
+        let storage = storage(backend).await;
+        init(&*storage.store).await;
+        let hiding: Arc<dyn ferry_store::Store> = Arc::new(HidingListings(Arc::clone(&storage.store)));
+        let mut writer = Device::open(Arc::clone(&hiding)).await;
+        writer.upload_clips(1..=3).await;
+        let error = writer.engine.fetch().await.map(|_| ()).err();
+        let problems = writer.engine.status().unwrap().problems;
+        let said = format!("{error:?} {problems:?}");
+        assert!(said.contains("its listing shows none of this device's objects"), "{backend:?}: {said}");
+        let put_back = writer
+            .engine
+            .transfers(50)
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.detail.as_deref().is_some_and(|d| d.contains("had lost it")))
+            .count();
+        assert_eq!(put_back, 0, "{backend:?}: nothing is uploaded again");
+        // The probe says so too, before anything is written.
+        let report = hiding.probe().await;
+        let list = report.list.unwrap_err().to_string();
+        assert!(list.contains("the listing does not show ferry/probe/"), "{list}");
+    }
+}

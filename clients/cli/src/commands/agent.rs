@@ -19,6 +19,7 @@ use crate::output::Output;
 
 /// Runs the agent until it is told to stop.
 pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
+    no_crash_dumps();
     if let Some(reply) = ipc::send(&home, &DataCommand::Status, Format::Json).await? {
         let status: serde_json::Value = serde_json::from_slice(&reply.stdout).unwrap_or_default();
         let pid = status["agent"]["pid"]
@@ -92,4 +93,27 @@ async fn first_run(home: &Home, config: Config) -> Result<Config, Failure> {
     out.emit()?;
     done?;
     Config::load(None, &home.config, &[])
+}
+
+/// Keeps what the agent holds in memory (the history, the keys) out of crash dumps, before it
+/// reads any of it: no core file on Unix, and on Linux not dumpable at all (nor open to
+/// `ptrace` by other processes of the same user). Where that fails it says so and goes on.
+fn no_crash_dumps() {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Resource, Rlimit, setrlimit};
+        let none = Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        };
+        if let Err(error) = setrlimit(Resource::Core, none) {
+            tracing::warn!(%error, "could not turn core files off");
+        }
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(error) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        tracing::warn!(%error, "could not make the agent undumpable");
+    }
 }

@@ -72,6 +72,26 @@ pub(super) enum Refusal {
         /// How many of its operations this build cannot read.
         ops: u64,
     },
+    /// It opened, but was written at a time further ahead of this device's clock than
+    /// [`AHEAD_AT_MOST`] (a clock is wrong, the writer's or this one's): applied, it would
+    /// win every "latest" choice until the others caught up. Tried again later.
+    Ahead {
+        /// By how much.
+        ms: u64,
+    },
+}
+
+/// How far ahead of this device's clock an object may have been written.
+pub(super) const AHEAD_AT_MOST: Duration = Duration::from_secs(24 * 3600);
+
+/// A refusal when hybrid logical time `latest`, the newest in an object, is further ahead of
+/// this device's clock than [`AHEAD_AT_MOST`].
+pub(super) fn too_far_ahead(latest: ferry_core::Hlc) -> Result<(), Refusal> {
+    let now = crate::transfer::now_ms();
+    match latest.wall_ms().checked_sub(now) {
+        Some(ms) if ms > AHEAD_AT_MOST.as_millis() as u64 => Err(Refusal::Ahead { ms }),
+        _ => Ok(()),
+    }
 }
 
 impl Refusal {
@@ -82,6 +102,12 @@ impl Refusal {
             Refusal::Newer { ops } => format!(
                 "{ops} operations were written by a newer Ferry: upgrade Ferry on this device to \
                  read them (they are kept until then)"
+            ),
+            Refusal::Ahead { ms } => format!(
+                "written at a time {:.1} days ahead of this device's clock: one of the two \
+                 clocks is wrong (set both to the right time); it is read once it is less than \
+                 a day ahead",
+                *ms as f64 / 86_400_000.0
             ),
         }
     }
@@ -121,7 +147,7 @@ impl Engine {
         }
         let newer = match refusal {
             Refusal::Newer { ops } => Some((*ops, self.config.known_actions, bytes)),
-            Refusal::Damaged(_) | Refusal::Forged(_) => None,
+            Refusal::Damaged(_) | Refusal::Forged(_) | Refusal::Ahead { .. } => None,
         };
         let object = SetAside {
             name: &store_path,

@@ -34,6 +34,9 @@ impl Engine {
             return Ok(());
         }
         let stored = self.remote.segments(self.tag).await?;
+        if stored.is_empty() && !heads.contains_key(&self.tag) {
+            self.check_listing_shows(uploaded).await?;
+        }
         let first = self.db.number(Meta::CompactedTo)? + 1;
         for seq in first..=uploaded {
             let last = seq == uploaded;
@@ -60,6 +63,19 @@ impl Engine {
             }
         }
         self.db.set_number(Meta::CheckedOwnAt, now_ms())
+    }
+
+    /// When the storage lists nothing at all of this device's, tells a storage that lost
+    /// everything (each object is put back) from one whose listings miss what it stores:
+    /// reading the newest segment settles it, and the latter is an error, not a reason to
+    /// upload everything again.
+    async fn check_listing_shows(&mut self, uploaded: u64) -> Result<(), SyncError> {
+        let name = self.log_name(uploaded);
+        match self.remote.get(&name).await {
+            Ok(_) => Err(SyncError::ListingHides { name: path(&name) }),
+            Err(ferry_store::StoreError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Whether the periodic check of this device's own segments is due.

@@ -9,7 +9,7 @@ use tracing::warn;
 
 use super::authors;
 use super::fetch::{Fetched, Placed};
-use super::quarantine::Refusal;
+use super::quarantine::{self, Refusal};
 use super::{Engine, FetchReport, clip_text};
 use crate::SyncError;
 use crate::db::Position;
@@ -126,6 +126,9 @@ impl Engine {
         }
         let registers = authors::registered_by(segment.device, &ops)?;
         self.check_author(&claimed, segment.device, registers)?;
+        if let Some(latest) = ops.iter().map(|op| op.hlc).max() {
+            quarantine::too_far_ahead(latest)?;
+        }
         if newer > 0 {
             return Err(Refusal::Newer { ops: newer });
         }

@@ -202,6 +202,7 @@ impl Engine {
         let registers = state.device(&snapshot.device).map(|entry| entry.keys);
         self.check_author(&claimed, snapshot.device, registers)?;
         self.check_roster(&state)?;
+        super::quarantine::too_far_ahead(state.latest())?;
         Ok((claimed.value, state, advanced))
     }
 
