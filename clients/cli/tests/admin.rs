@@ -382,9 +382,30 @@ fn the_roster_lists_every_device_and_flags_those_that_joined_with_the_key_alone(
         .lines()
         .find(|line| line.contains("devices:"))
         .unwrap_or_else(|| panic!("{doctor}"));
-    assert!(line.starts_with("warn  devices: beta joined"), "{line}");
+    assert!(
+        line.starts_with("warn  devices: beta was not added"),
+        "{line}"
+    );
     assert!(doctor.contains("this device's identity (key "), "{doctor}");
 
+    // beta itself is told, and a name that reads as an id is refused at setup.
+    let own = b.run(&["status"]).ok().stdout;
+    assert!(
+        own.contains("unpaired  this device was not added by a known device"),
+        "{own}"
+    );
+    let hex = Device::new().run_full(
+        &[
+            "init",
+            "--store",
+            &format!("{}-x", pair.storage.url),
+            "--name",
+            "abcd1234",
+        ],
+        None,
+        &pair.storage.env,
+    );
+    assert_eq!(hex.code, 2, "{}", hex.stderr);
     // beta's own word does not count: it cannot vouch, and asks nobody without a terminal.
     let refused = b.run(&["devices", "vouch", "alpha", "--yes"]);
     assert_eq!(refused.code, 1, "{}", refused.stderr);
@@ -400,7 +421,8 @@ fn the_roster_lists_every_device_and_flags_those_that_joined_with_the_key_alone(
     assert!(
         asked
             .stderr
-            .contains("add --yes once you compared the fingerprint"),
+            .contains(&format!("has the key fingerprint {fingerprint}"))
+            && asked.stderr.contains("on a terminal, or with --yes"),
         "{}",
         asked.stderr
     );
@@ -413,7 +435,7 @@ fn the_roster_lists_every_device_and_flags_those_that_joined_with_the_key_alone(
         ("y", "Vouched for beta ("),
     ] {
         let terminal = common::Terminal::start(&a.shell_line(&["devices", "vouch", "beta"]));
-        let asked = terminal.wait_for("Vouch for beta? [y/N]");
+        let asked = terminal.wait_for("Vouch? [y/N]");
         assert!(
             asked.contains(&format!("has the key fingerprint {fingerprint}")),
             "{asked}"

@@ -455,6 +455,11 @@ fn a_device_names_itself_and_no_other_device_can() {
         .run(&["devices", "rename", &phone_id[..8], "laptop"])
         .ok();
     assert!(ran.stdout.contains("is now \"laptop\"."), "{}", ran.stdout);
+    assert!(
+        ran.stderr.contains("calls itself \"laptop\" too"),
+        "{}",
+        ran.stderr
+    );
     phone
         .run(&[
             "copy",
@@ -481,9 +486,17 @@ fn a_device_names_itself_and_no_other_device_can() {
     let own = laptop.json(&["config", "get", "device_name"]);
     assert_eq!(own["value"], "laptop", "{own}");
 
-    // The laptop labels the phone for itself; the phone's own listing is unchanged by it.
+    // "laptop" alone could be either; the name shown picks one. The laptop labels the phone
+    // for itself; the phone's own listing is unchanged by it.
+    let either = laptop.run(&["devices", "rename", "laptop", "x"]);
+    assert_eq!(either.code, 2, "{}", either.stderr);
+    assert!(
+        either.stderr.contains("2 devices go by \"laptop\""),
+        "{}",
+        either.stderr
+    );
     let ran = laptop
-        .run(&["devices", "rename", &phone_id[..8], "lost phone"])
+        .run(&["devices", "rename", "laptop (2)", "lost phone"])
         .ok();
     assert!(
         ran.stdout.contains("is now \"lost phone\" here"),
@@ -603,7 +616,7 @@ fn a_device_whose_agent_runs_pairs_through_it() {
         "laptop to hear from desktop",
         || {
             let status = laptop.run(&["status"]).ok().stdout;
-            status.contains("desktop (paired by laptop)").then_some(())
+            status.contains("desktop (added by laptop)").then_some(())
         },
     );
     assert_eq!(desktop.run(&["paste"]).ok().stdout, "from laptop");

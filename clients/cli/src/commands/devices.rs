@@ -121,6 +121,14 @@ impl Roster {
         self.0.iter().map(|m| (&m.device, m.name.as_str()))
     }
 
+    /// This device's name, when its own membership does not hold: the others flag it.
+    pub(crate) fn this_device_unpaired(&self) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|m| m.this_device && m.unpaired)
+            .map(|m| m.name.as_str())
+    }
+
     /// Devices whose membership does not hold (they joined with the sync key alone, or only
     /// such devices vouched for them), other than this one.
     pub(crate) fn unpaired(&self) -> impl Iterator<Item = &str> {
@@ -229,6 +237,20 @@ pub(crate) fn run(
         }) => {
             let id = find(device, &which)?;
             let name = checked_name(&name)?;
+            let state = device.engine.state();
+            let taken = state.devices().map(|(other, _)| *other).find(|other| {
+                *other != id
+                    && state
+                        .own_name(other)
+                        .is_some_and(|own| own.eq_ignore_ascii_case(&name))
+            });
+            if let Some(other) = taken {
+                out.note(format!(
+                    "warning: device {} calls itself \"{name}\" too: one of the two shows as \
+                     \"{name} (2)\"",
+                    other.short()
+                ));
+            }
             out.done(&rename(device, id, name)?);
             Ok(Changed::Yes)
         }
@@ -370,13 +392,6 @@ pub(crate) async fn confirm_vouch(
     else {
         return Ok(());
     };
-    if !prompt::interactive() {
-        return Err(Failure::usage(
-            "`ferry devices vouch` shows the device's key fingerprint and asks to confirm it: \
-             run it on a terminal, or add --yes once you compared the fingerprint `ferry \
-             devices` shows with the one `ferry doctor` shows on that device",
-        ));
-    }
     let ask = DataCommand::Devices {
         action: Some(DevicesAction::Candidate {
             device: which.clone(),
@@ -393,12 +408,21 @@ pub(crate) async fn confirm_vouch(
     eprint!("{}", answer.stderr);
     let candidate: Candidate = serde_json::from_slice(&answer.stdout)
         .map_err(|e| Failure::new(format!("the device to vouch for came back oddly: {e}")))?;
-    let question = format!(
-        "{} ({}) has the key fingerprint {}.\n`ferry doctor` on that device shows its own: vouch \
-         only if the two are the same.\nVouch for {}? [y/N] ",
+    let shown = format!(
+        "{} ({}) has the key fingerprint {}; `ferry doctor` on that device shows its own on \
+         its secrets line (\"this device's identity (key …)\")",
         candidate.name,
         candidate.device.short(),
-        candidate.fingerprint,
+        candidate.fingerprint
+    );
+    if !prompt::interactive() {
+        return Err(Failure::usage(format!(
+            "{shown}: compare the two, then run `ferry devices vouch` again on a terminal, or \
+             with --yes"
+        )));
+    }
+    let question = format!(
+        "{shown}.\nVouch for {} only if the two are the same. Vouch? [y/N] ",
         candidate.name
     );
     match prompt::line(&question, "the answer")?.trim() {
@@ -429,6 +453,25 @@ pub(crate) fn attest(
 /// A device named by a unique prefix of its id, or by its name.
 pub(crate) fn find(device: &Device, which: &str) -> Result<DeviceId, Failure> {
     let roster = roster(device)?;
+    // Devices that chose one name show as "laptop", "laptop (2)", …: the bare name could be
+    // any of them.
+    let sharing: Vec<&Member> = roster
+        .0
+        .iter()
+        .filter(|m| numbered(&m.name, which))
+        .collect();
+    if sharing.len() > 1 {
+        let shown: Vec<String> = sharing
+            .iter()
+            .map(|m| format!("\"{}\" ({})", m.name, m.device.short()))
+            .collect();
+        return Err(Failure::usage(format!(
+            "{} devices go by \"{which}\": {}; give the name `ferry devices` shows or an id \
+             prefix",
+            sharing.len(),
+            shown.join(", ")
+        )));
+    }
     let by_name: Vec<&Member> = roster.0.iter().filter(|m| m.name == which).collect();
     let by_id: Vec<&Member> = roster
         .0
@@ -455,13 +498,26 @@ pub(crate) fn find(device: &Device, which: &str) -> Result<DeviceId, Failure> {
     Ok(found.device)
 }
 
-/// A device name: not empty, one line, at most 64 characters, not digits alone (which would
-/// read as a device id).
-fn checked_name(name: &str) -> Result<String, Failure> {
+/// Whether `shown` is `base`, or `base` made unique ("laptop (2)").
+fn numbered(shown: &str, base: &str) -> bool {
+    shown == base
+        || shown
+            .strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix(" ("))
+            .and_then(|rest| rest.strip_suffix(')'))
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// A device name: not empty, one line, at most 64 characters, not hex digits alone (which
+/// would read as a device id).
+pub(crate) fn checked_name(name: &str) -> Result<String, Failure> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+    if name.is_empty() {
+        return Err(Failure::usage("a device name cannot be empty"));
+    }
+    if name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(Failure::usage(
-            "a device name is 1 to 64 characters on one line",
+            "a device name is at most 64 characters, without tabs or line breaks",
         ));
     }
     if name.len() >= 4 && name.chars().all(|c| c.is_ascii_hexdigit()) {

@@ -344,10 +344,12 @@ async fn devices(home: &Home, config: &Config, checks: &mut Checks) {
         checks.warn(
             "devices",
             format!(
-                "{} joined with the sync key alone, not added by a known device: if nobody \
-                 you know set it up, the key is loose; if it is yours, `ferry devices vouch` \
-                 says so (see `ferry devices`)",
-                unpaired.join(", ")
+                "{} {} not added by a known device (joined with the sync key alone): if \
+                 nobody you know set {} up, the key is loose; if yours, `ferry devices vouch \
+                 NAME` says so (see `ferry devices`)",
+                unpaired.join(", "),
+                if unpaired.len() == 1 { "was" } else { "were" },
+                if unpaired.len() == 1 { "it" } else { "them" }
             ),
         );
     } else if !unregistered.is_empty() {

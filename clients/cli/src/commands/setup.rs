@@ -155,6 +155,9 @@ pub(crate) async fn install(
     out: &mut Output,
 ) -> Result<(Device, SetUp), Failure> {
     not_set_up(&config)?;
+    if let Some(name) = &setup.name {
+        crate::commands::devices::checked_name(name)?;
+    }
     let url = device::parse_store(&setup.store)?;
     if let Some(relay) = &setup.relay {
         config::check(config::key("relay")?, relay)?;

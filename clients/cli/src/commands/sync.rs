@@ -39,8 +39,11 @@ impl fmt::Display for Synced {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "uploaded {} segments ({} changes), fetched {} segments ({} changes)",
-            self.uploaded.segments, self.uploaded.ops, self.fetched.segments, self.fetched.ops
+            "uploaded {} ({}), fetched {} ({})",
+            counted(self.uploaded.segments, "segment"),
+            counted(self.uploaded.ops, "change"),
+            counted(self.fetched.segments, "segment"),
+            counted(self.fetched.ops, "change")
         )?;
         match self.fetched.quarantined {
             Some(n) if n > 0 => {
@@ -187,6 +190,8 @@ struct Status {
     peers: Vec<Peer>,
     /// Devices that joined with the sync key alone, not added by a device already there.
     unpaired: Vec<String>,
+    /// This device's name, when its own membership does not hold (the others flag it).
+    unpaired_here: Option<String>,
     /// Devices that announced more over the relay than the storage gave this device.
     behind: Vec<Behind>,
     quarantined: Vec<Quarantined>,
@@ -460,7 +465,7 @@ impl fmt::Display for Status {
             let paired = p
                 .paired_by
                 .as_ref()
-                .map(|by| format!(" (paired by {by})"))
+                .map(|by| format!(" (added by {by})"))
                 .unwrap_or_default();
             writeln!(
                 f,
@@ -468,6 +473,14 @@ impl fmt::Display for Status {
                 p.name,
                 p.seq,
                 counted(p.ops, "change")
+            )?;
+        }
+        if let Some(name) = &self.unpaired_here {
+            writeln!(
+                f,
+                "unpaired  this device was not added by a known device: the others flag it \
+                 until one of them vouches for it (`ferry devices vouch {}` there)",
+                crate::output::shell_word(name)
             )?;
         }
         for name in &self.unpaired {
@@ -553,6 +566,7 @@ pub(crate) fn status(
             })
             .collect(),
         unpaired: roster.unpaired().map(str::to_owned).collect(),
+        unpaired_here: roster.this_device_unpaired().map(str::to_owned),
         behind: behind(device)?,
         quarantined: status
             .quarantined
