@@ -429,6 +429,20 @@ async fn webdav_broken_challenges_are_refusals() {
     }
 }
 
+/// A store on the collection `path` below the test server's `base`, logged in.
+fn store_below(base: &ferry_store::url::WebDavLocation, path: &str) -> WebDavStore {
+    let location = ferry_store::url::WebDavLocation {
+        url: format!("{}{path}", base.url),
+        user: base.user.clone(),
+    };
+    WebDavStore::new(
+        &location,
+        Some(servers::dav_credentials()),
+        Timeouts::default(),
+    )
+    .unwrap()
+}
+
 /// A collection whose path has a space and a letter outside ASCII (as Nextcloud folders often
 /// have), on the in-process server and on nginx: every case of the suite holds there, as the
 /// server's listings encode such paths in whichever way they choose.
@@ -443,16 +457,7 @@ async fn webdav_a_root_with_a_space_and_an_accent_holds_every_case() {
             .map(|(_, location)| (location.clone(), suite::WriteOnce::Ignored)),
     );
     for (base, write_once) in locations {
-        let location = ferry_store::url::WebDavLocation {
-            url: format!("{}my%20folder/%C3%9Cbersicht/", base.url),
-            user: base.user.clone(),
-        };
-        let store = WebDavStore::new(
-            &location,
-            Some(servers::dav_credentials()),
-            Timeouts::default(),
-        )
-        .unwrap();
+        let store = store_below(&base, "my%20folder/%C3%9Cbersicht/");
         store.create_root().await.unwrap();
         suite::run_all_with(&store, write_once).await;
         suite::run_concurrent(Arc::new(store)).await;
@@ -464,16 +469,7 @@ async fn webdav_a_root_with_a_space_and_an_accent_holds_every_case() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webdav_a_folder_another_writer_made_first_is_used() {
     let (_server, base) = servers::webdav_losing_folder_races().await;
-    let location = ferry_store::url::WebDavLocation {
-        url: format!("{}new/ferry/", base.url),
-        user: base.user.clone(),
-    };
-    let store = WebDavStore::new(
-        &location,
-        Some(servers::dav_credentials()),
-        Timeouts::default(),
-    )
-    .unwrap();
+    let store = store_below(&base, "new/ferry/");
     store.create_root().await.unwrap();
     store
         .put_new("ferry/v1/log/abc/1", b"segment".to_vec())
@@ -492,16 +488,7 @@ async fn webdav_create_root_makes_each_missing_level() {
     let mut locations = vec![dav];
     locations.extend(nginx.as_ref().map(|(_, location)| location.clone()));
     for base in locations {
-        let location = ferry_store::url::WebDavLocation {
-            url: format!("{}new/deeper/ferry/", base.url),
-            user: base.user.clone(),
-        };
-        let store = WebDavStore::new(
-            &location,
-            Some(servers::dav_credentials()),
-            Timeouts::default(),
-        )
-        .unwrap();
+        let store = store_below(&base, "new/deeper/ferry/");
         let err = store.list("", None, 10).await.unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
         store.create_root().await.unwrap();
