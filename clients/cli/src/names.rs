@@ -143,6 +143,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn damaged_labels_are_a_clear_error_and_missing_ones_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::locate(Some(dir.path()), None).unwrap();
+        assert!(Labels::load(&home).unwrap().by_device.is_empty());
+        for broken in [&b"{\"ab\": 3"[..], b"\xff\xfe", b"[1, 2]"] {
+            std::fs::write(home.labels_file(), broken).unwrap();
+            let error = Labels::load(&home).unwrap_err().message;
+            assert!(error.contains("labels.json is damaged"), "{error}");
+        }
+        let mut labels = Labels::load(&home).unwrap_or_default();
+        labels.path = home.labels_file();
+        let id = DeviceId([7; 16]);
+        labels.set(id, Some("desk".into())).unwrap();
+        assert_eq!(Labels::load(&home).unwrap().get(&id), Some("desk"));
+    }
+
+    #[test]
     fn a_name_shows_without_what_could_pass_for_other_text() {
         assert_eq!(shown("lap\ttop\n\u{1b}[2J"), "laptop[2J");
         assert_eq!(shown("\u{202e}pot\u{200b}pal "), "potpal");
