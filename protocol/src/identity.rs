@@ -155,11 +155,7 @@ impl DeviceKeys {
     /// Whether `signature` is this device's signature of `digest`. Strict: a key or signature
     /// in a non-canonical form does not verify.
     pub(crate) fn verify(&self, digest: &[u8; 32], signature: &[u8; SIGNATURE_LEN]) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.sign) else {
-            return false;
-        };
-        key.verify_strict(digest, &ed25519_dalek::Signature::from_bytes(signature))
-            .is_ok()
+        verify(&self.sign, digest, signature)
     }
 }
 
@@ -167,6 +163,15 @@ impl fmt::Debug for DeviceKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DeviceKeys({})", self.fingerprint())
     }
+}
+
+/// Whether `signature` is the signature of `digest` by the Ed25519 key `key`, strictly.
+pub(crate) fn verify(key: &[u8; 32], digest: &[u8; 32], signature: &[u8; SIGNATURE_LEN]) -> bool {
+    let Ok(key) = VerifyingKey::from_bytes(key) else {
+        return false;
+    };
+    key.verify_strict(digest, &ed25519_dalek::Signature::from_bytes(signature))
+        .is_ok()
 }
 
 /// What a writer signs for the object stored under `name` in the repository of `key_id`.

@@ -7,7 +7,7 @@
 //!        every Noise message: length (u16 BE) ‖ message
 //!        the plaintexts, joined, are a stream of frames: length (u32 BE) ‖ frame
 //! frame  0 kind  1 hello | 2 heads | 3 segment | 4 ping | 5 want | 6 chunk | 7 ask | 8 answer | 9 unanswered
-//!        hello:    device id (16) ‖ listening port (u16 BE)
+//!        hello:    device id (16) ‖ listening port (u16 BE) ‖ caller (u8: 0 | 1) ‖ Ed25519 key (32) ‖ signature (64)
 //!        heads:    count (u16 BE) ‖ count × (device tag 16 ‖ seq u64 BE)
 //!        segment:  device tag (16) ‖ seq (u64 BE) ‖ the sealed segment, exactly as in storage
 //!        ping:     (empty)
@@ -25,8 +25,12 @@
 //! between devices of one group, so it learns that some Ferry device is there and nothing
 //! more. Decoding never panics: any other shape is a [`FrameError`].
 
+use blake2::Blake2b256;
+use blake2::digest::Digest;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+
+use crate::identity::{Identity, SIGNATURE_LEN};
 
 use crate::keys::LanKey;
 use crate::names::{BlobId, DeviceId, DeviceTag};
@@ -66,6 +70,12 @@ pub const MAX_HEADS: usize = 1024;
 
 /// The most bytes of a question or answer one ask or answer frame carries.
 pub const MAX_PART: usize = 1024 * 1024;
+
+/// The largest hello: nothing longer is read from a device that has not proved who it is.
+pub const MAX_HELLO: usize = 1 + 16 + 2 + 1 + 32 + SIGNATURE_LEN;
+
+/// What a hello's signature covers (see [`Frame::hello`]).
+const HELLO_LABEL: &[u8] = b"ferry/v2/lan-hello";
 
 /// Bytes in an instance name's nonce, and in its proof.
 const NONCE_LEN: usize = 8;
@@ -120,13 +130,21 @@ impl LanKey {
 /// One frame between two connected devices.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Frame {
-    /// The first frame each side sends: who it is.
+    /// The first frame each side sends: who it is, proved by its signature over this
+    /// connection's handshake ([`Frame::hello`]).
     Hello {
         /// The sender's device id.
         device: DeviceId,
         /// The TCP port it listens on: with the address it connected from, where to reach it
         /// again.
         port: u16,
+        /// Whether this connection only makes calls (a command of the device, while its agent
+        /// keeps the device's own connection): it is neither sent segments nor listed.
+        caller: bool,
+        /// The Ed25519 key it signs with: the one the roster holds for it.
+        key: [u8; 32],
+        /// Its signature of [`hello_digest`] for this connection.
+        signature: [u8; SIGNATURE_LEN],
     },
     /// How far the sender has each device's log: for its own, the newest segment it sealed;
     /// for the others, the newest it applied.
@@ -209,11 +227,17 @@ impl Unanswered {
 impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Frame::Hello { device, port } => f
+            Frame::Hello {
+                device,
+                port,
+                caller,
+                ..
+            } => f
                 .debug_struct("Hello")
                 .field("device", device)
                 .field("port", port)
-                .finish(),
+                .field("caller", caller)
+                .finish_non_exhaustive(),
             Frame::Heads(heads) => f.debug_tuple("Heads").field(&heads.len()).finish(),
             Frame::Segment {
                 device,
@@ -279,15 +303,96 @@ const ASK: u8 = 7;
 const ANSWER: u8 = 8;
 const UNANSWERED: u8 = 9;
 
+/// Which end of a connection a hello comes from: a hello is signed for one end, so that a
+/// device's own hello sent back to it does not pass as the other's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The device that dialled.
+    Dialer = 0,
+    /// The device that accepted.
+    Listener = 1,
+}
+
+/// `BLAKE2b-256("ferry/v2/lan-hello" ‖ 0x00 ‖ handshake hash ‖ end ‖ device id ‖ port ‖ caller ‖
+/// key)`:
+/// what a hello's signature covers. The Noise handshake hash is the same at both ends of one
+/// connection and differs on every other, so a hello cannot be replayed on another connection.
+pub fn hello_digest(
+    handshake: &[u8],
+    end: End,
+    device: &DeviceId,
+    port: u16,
+    caller: bool,
+    key: &[u8; 32],
+) -> [u8; 32] {
+    Blake2b256::new()
+        .chain_update(HELLO_LABEL)
+        .chain_update([0])
+        .chain_update(handshake)
+        .chain_update([end as u8])
+        .chain_update(device.0)
+        .chain_update(port.to_be_bytes())
+        .chain_update([u8::from(caller)])
+        .chain_update(key)
+        .finalize()
+        .into()
+}
+
 impl Frame {
+    /// The hello `identity` (the device `device`, listening on `port`; a `caller` only makes
+    /// calls) sends from `end` of the connection whose Noise handshake hash is `handshake`.
+    pub fn hello(
+        identity: &Identity,
+        (device, port, caller): (DeviceId, u16, bool),
+        handshake: &[u8],
+        end: End,
+    ) -> Frame {
+        let key = identity.public().sign;
+        let digest = hello_digest(handshake, end, &device, port, caller, &key);
+        let signature = identity.sign(&digest);
+        Frame::Hello {
+            device,
+            port,
+            caller,
+            key,
+            signature,
+        }
+    }
+
+    /// Whether this is a hello whose signature holds for `end` of the connection whose
+    /// handshake hash is `handshake`. Who the key belongs to is the roster's to say.
+    pub fn hello_holds(&self, handshake: &[u8], end: End) -> bool {
+        let Frame::Hello {
+            device,
+            port,
+            caller,
+            key,
+            signature,
+        } = self
+        else {
+            return false;
+        };
+        let digest = hello_digest(handshake, end, device, *port, *caller, key);
+        crate::identity::verify(key, &digest, signature)
+    }
+
     /// The frame's bytes (without the length prefix of the stream).
     pub fn encode(&self) -> Result<Vec<u8>, FrameError> {
         let mut out = Vec::new();
         match self {
-            Frame::Hello { device, port } => {
+            Frame::Hello {
+                device,
+                port,
+                caller,
+                key,
+                signature,
+            } => {
                 out.push(HELLO);
                 out.extend_from_slice(&device.0);
                 out.extend_from_slice(&port.to_be_bytes());
+                out.push(u8::from(*caller));
+                out.extend_from_slice(key);
+                out.extend_from_slice(signature);
             }
             Frame::Heads(heads) => {
                 let count = u16::try_from(heads.len())
@@ -366,9 +471,25 @@ impl Frame {
         }
         let (&kind, mut body) = bytes.split_first().ok_or(FrameError::Malformed("empty"))?;
         let frame = match kind {
+            HELLO if body.len() == 18 => {
+                return Err(FrameError::Malformed(
+                    "a hello without a signature, from an older version of Ferry",
+                ));
+            }
             HELLO => Frame::Hello {
                 device: DeviceId(take(&mut body, "hello")?),
                 port: u16::from_be_bytes(take(&mut body, "hello")?),
+                caller: match take::<1>(&mut body, "hello")? {
+                    [0] => false,
+                    [1] => true,
+                    _ => {
+                        return Err(FrameError::Malformed(
+                            "a hello is neither a caller's nor not",
+                        ));
+                    }
+                },
+                key: take(&mut body, "hello")?,
+                signature: take(&mut body, "hello")?,
             },
             HEADS => {
                 let count = usize::from(u16::from_be_bytes(take(&mut body, "heads count")?));

@@ -668,10 +668,16 @@ fn lan() {
         .collect();
     let tag = keys.names.device_tag(&DeviceId([0x11; 16]));
     let frames: Vec<Value> = [
-        Frame::Hello {
-            device: DeviceId([0x11; 16]),
-            port: ferry_protocol::lan::DEFAULT_PORT,
-        },
+        Frame::hello(
+            &Identity::from_secret_bytes(&[0x44; Identity::SECRET_LEN]),
+            (
+                DeviceId([0x11; 16]),
+                ferry_protocol::lan::DEFAULT_PORT,
+                false,
+            ),
+            &[0x55; 32],
+            ferry_protocol::lan::End::Dialer,
+        ),
         Frame::Heads(vec![(tag, 7), (ferry_protocol::DeviceTag([0x22; 16]), 1)]),
         Frame::Segment {
             device: tag,
@@ -745,6 +751,19 @@ fn lan() {
             "noise": ferry_protocol::lan::NOISE_PARAMS,
             "prologue": String::from_utf8_lossy(ferry_protocol::lan::PROLOGUE),
             "instance_names": names,
+            "hello": {
+                "identity_secret": hex::encode(*Identity::from_secret_bytes(&[0x44; Identity::SECRET_LEN]).to_secret_bytes()),
+                "handshake_hash": hex::encode([0x55; 32]),
+                "end": "dialer (0)",
+                "digest": hex::encode(ferry_protocol::lan::hello_digest(
+                    &[0x55; 32],
+                    ferry_protocol::lan::End::Dialer,
+                    &DeviceId([0x11; 16]),
+                    ferry_protocol::lan::DEFAULT_PORT,
+                    false,
+                    &Identity::from_secret_bytes(&[0x44; Identity::SECRET_LEN]).public().sign,
+                )),
+            },
             "frames": frames,
         }),
     );

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::{ClipContent, ClipId, DataKind, NAME_PREFIX};
-use ferry_lan::{DiscoveryConfig, LanConfig};
+use ferry_lan::{DiscoveryConfig, LanConfig, Members};
 use ferry_protocol::pairing::Credentials;
 use ferry_protocol::{Identity, Keys, SyncKey};
 use ferry_secrets::{Secret, Secrets};
@@ -160,18 +160,34 @@ pub(crate) fn lan_config(
     home: &Home,
     config: &Config,
     device: ferry_protocol::DeviceId,
+    identity: &Arc<Identity>,
 ) -> LanConfig {
     let settings = &config.settings;
-    let mut lan = LanConfig::new(device);
+    let mut lan = LanConfig::new(device, Arc::clone(identity));
     lan.listen.set_port(settings.lan_port);
     lan.discovery = settings.lan_discovery.then(DiscoveryConfig::default);
     lan.peers = settings.lan_peers.clone();
-    lan.remembered = std::fs::read_to_string(home.lan_peers_file())
+    lan.remembered = remembered_peers(home);
+    lan
+}
+
+/// Where this device reached peers on the LAN before.
+pub(crate) fn remembered_peers(home: &Home) -> Vec<std::net::SocketAddr> {
+    std::fs::read_to_string(home.lan_peers_file())
         .unwrap_or_default()
         .lines()
         .filter_map(|line| line.trim().parse().ok())
-        .collect();
-    lan
+        .collect()
+}
+
+/// Lets in on the LAN the devices whose keys the roster knows (registered, or attested while
+/// they join); while this device knows no other (it has just joined), any signed hello.
+pub(crate) fn admit(engine: &Engine, members: &Members) {
+    let known = engine.state().known_keys();
+    if known.keys().all(|device| *device == engine.device()) {
+        return;
+    }
+    members.set(known.into_iter().map(|(device, keys)| (device, keys.sign)));
 }
 
 /// Opens the storage at `url` with credentials given outright: those a pairing device sent.
@@ -336,6 +352,8 @@ enum Reach {
 pub(crate) struct Device {
     pub(crate) engine: Engine,
     pub(crate) keys: Keys,
+    /// This device's keys, for its LAN hellos (the engine signs what it writes with its own).
+    pub(crate) identity: Arc<Identity>,
     pub(crate) config: Config,
     pub(crate) home: Home,
     /// Whether it holds its repository for the others, or reaches it through the holder.
@@ -466,9 +484,10 @@ impl Device {
         let secrets = secrets(&home, &config);
         let keys = sync_key(&secrets)?.keys();
         let identity = identity(&secrets)?;
+        let signer = Arc::new(Identity::from_secret_bytes(&identity.to_secret_bytes()));
         let (store, held) = open_store(&url, &config, &secrets, CreateFolder::No)?;
         if reach == Reach::OwnLan {
-            crate::held::reach(&held, &home, &config, &keys).await;
+            crate::held::reach(&held, &home, &config, &keys, &signer).await;
         }
         let mut engine = Engine::open(
             store,
@@ -484,9 +503,13 @@ impl Device {
         config.with_synced(&synced_settings(&engine, &config));
         // Synced settings may filter clips too.
         engine.set_filters(config.settings.filters());
+        if let Role::Reaches(line) = &held {
+            line.admit(&engine);
+        }
         Ok(Device {
             engine,
             keys,
+            identity: signer,
             config,
             labels: Labels::load(&home)?,
             home,

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use ferry_lan::{CallError, Calls, Lan, LanConfig, Unanswered};
+use ferry_lan::{CallError, Calls, Lan, LanConfig, Members, Unanswered};
 use ferry_protocol::held::{self, Question, Refusal, Reply};
-use ferry_protocol::{DeviceId, Keys};
+use ferry_protocol::{DeviceId, Identity, Keys};
 use ferry_store::{ListPage, ObjectMeta, Store, StoreError};
 use tracing::debug;
 
@@ -54,6 +54,8 @@ struct LineState {
     calls: Option<Calls>,
     /// A LAN of this command's own, kept running while the line lives.
     own: Option<Lan>,
+    /// Whom that LAN lets in.
+    members: Option<Members>,
     /// How long a call waits for the holder to connect (a LAN just started is still finding it).
     patience: Duration,
     /// Since when the holder has not answered, while it does not.
@@ -66,6 +68,7 @@ impl Line {
         let state = LineState {
             calls: None,
             own: None,
+            members: None,
             patience: Duration::ZERO,
             unreachable_since: None,
         };
@@ -113,9 +116,9 @@ impl Line {
             .is_some_and(|calls| calls.is_connected(self.holder))
     }
 
-    /// Calls go through a LAN of this command's own, started here under a passing device id
-    /// (the agent's connection, if it runs, stays the one the holder keeps for this device);
-    /// the first call waits up to `patience` for the holder to be found.
+    /// Calls go through a LAN of this command's own, started here as a caller under a passing
+    /// device id (the agent's connection, if it runs, stays the one the holder keeps for this
+    /// device); the first call waits up to `patience` for the holder to be found.
     pub(crate) async fn start_own(
         &self,
         mut config: LanConfig,
@@ -123,7 +126,9 @@ impl Line {
         patience: Duration,
     ) {
         config.device = DeviceId::generate().unwrap_or(config.device);
+        config.caller = true;
         config.listen.set_port(0);
+        let members = config.members.clone();
         match Lan::start(config, key).await {
             Ok((lan, mut events)) => {
                 // Nothing this command does reads what peers send; only calls matter.
@@ -131,9 +136,18 @@ impl Line {
                 let mut state = self.state();
                 state.calls = Some(lan.calls());
                 state.own = Some(lan);
+                state.members = Some(members);
                 state.patience = patience;
             }
             Err(error) => debug!(%error, "the LAN to reach the holder did not start"),
+        }
+    }
+
+    /// Lets in on this command's own LAN only the devices `engine`'s roster knows, once it
+    /// knows any but this one.
+    pub(crate) fn admit(&self, engine: &ferry_sync::Engine) {
+        if let Some(members) = &self.state().members {
+            crate::device::admit(engine, members);
         }
     }
 
@@ -171,9 +185,16 @@ impl Line {
 const HOLDER_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Starts a LAN of this command's own to reach the holder, when `role` says one is needed.
-pub(crate) async fn reach(role: &Role, home: &Home, config: &Config, keys: &Keys) {
+pub(crate) async fn reach(
+    role: &Role,
+    home: &Home,
+    config: &Config,
+    keys: &Keys,
+    identity: &Arc<Identity>,
+) {
     if let Role::Reaches(line) = role {
-        let lan = crate::device::lan_config(home, config, ferry_protocol::DeviceId([0; 16]));
+        let device = ferry_protocol::DeviceId([0; 16]);
+        let lan = crate::device::lan_config(home, config, device, identity);
         line.start_own(lan, &keys.lan, HOLDER_PATIENCE).await;
     }
 }

@@ -37,7 +37,8 @@ fn fake_holder(
 ) -> (DeviceId, u16) {
     let key = SyncKey::from_recovery_code(code).unwrap().keys().lan;
     let device = DeviceId([0x5a; 16]);
-    let mut config = LanConfig::new(device);
+    let identity = ferry_protocol::Identity::generate().unwrap();
+    let mut config = LanConfig::new(device, Arc::new(identity));
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.discovery = None;
     config.max_question = ferry_protocol::held::max_question();

@@ -291,3 +291,98 @@ fn where_multicast_is_blocked_lan_peers_connect_and_are_remembered() {
     stop_agent(agent_b);
     stop_agent(agent_a);
 }
+
+#[test]
+fn a_stranger_holding_handshakes_keeps_no_device_apart() {
+    if !have("Xvfb") || !have("xclip") {
+        return;
+    }
+    let Some(network) = netns::Network::create(3) else {
+        return;
+    };
+    let (host_a, host_b, stranger_host) = (network.host(0), network.host(1), network.host(2));
+    let pair = pair(Backend::S3, false);
+    let (a, b) = (&pair.a, &pair.b);
+    let _logs = LogsOnFailure(vec![a, b]);
+    let (desk_a, desk_b) = (Display::start(), Display::start());
+    let port = ("FERRY_LAN_PORT", "47291".to_owned());
+    let agent_a = start_agent_in(Some(host_a), a, Some(&desk_a), std::slice::from_ref(&port));
+    let peers = ("FERRY_LAN_PEERS", format!("{}:47291", host_a.addr()));
+    let env_b = [port.clone(), peers];
+    let agent_b = start_agent_in(Some(host_b), b, Some(&desk_b), &env_b);
+    eventually(WAIT, "B connected to A", || {
+        (lan_peers(a) == serde_json::json!(["beta"])).then_some(())
+    });
+
+    // A stranger, without the key, holds forty connections to A in their handshake, and opens
+    // another as soon as one is closed.
+    let mut stranger = stranger_host.command(std::env::current_exe().unwrap());
+    stranger
+        .args(["--ignored", "--exact", "lan_stranger", "--nocapture"])
+        .env("FERRY_TEST_STRANGER", format!("{}:47291", host_a.addr()))
+        .env("FERRY_TEST_STRANGER_HOLD", "40")
+        .env("FERRY_TEST_STRANGER_SECS", "60")
+        .stdout(std::process::Stdio::null());
+    let stranger = common::Running(common::spawn(&mut stranger));
+    std::thread::sleep(Duration::from_secs(2));
+
+    // B restarts meanwhile and connects again; what A copies reaches B's desktop over the LAN.
+    stop_agent(agent_b);
+    let agent_b = start_agent_in(Some(host_b), b, Some(&desk_b), &env_b);
+    eventually(WAIT, "B connected to A again beside the stranger", || {
+        (lan_peers(a) == serde_json::json!(["beta"])).then_some(())
+    });
+    let _owner = desk_a.copy(TEXT, b"past the stranger");
+    eventually(WAIT, "the clip on B's desktop", || {
+        (desk_b.paste(TEXT)? == b"past the stranger").then_some(())
+    });
+    drop(stranger);
+    stop_agent(agent_b);
+    stop_agent(agent_a);
+    let log = std::fs::read_to_string(a.home().join("agent.log")).unwrap();
+    assert!(
+        log.contains("too many connections in their handshake; more were closed at once"),
+        "the stranger was not turned away:\n{log}"
+    );
+}
+
+/// A stranger on the LAN (run by [`a_stranger_holding_handshakes_keeps_no_device_apart`] in a
+/// namespace of its own): holds `FERRY_TEST_STRANGER_HOLD` connections to
+/// `FERRY_TEST_STRANGER` open without a word, opening a new one whenever one is closed, for
+/// `FERRY_TEST_STRANGER_SECS` seconds.
+#[test]
+#[ignore = "run inside a network namespace by the test of a stranger on the LAN"]
+fn lan_stranger() {
+    use std::io::Read;
+    let target: std::net::SocketAddr = std::env::var("FERRY_TEST_STRANGER")
+        .expect("FERRY_TEST_STRANGER")
+        .parse()
+        .unwrap();
+    let var = |name: &str| -> u64 { std::env::var(name).unwrap().parse().unwrap() };
+    let (hold, secs) = (
+        var("FERRY_TEST_STRANGER_HOLD"),
+        var("FERRY_TEST_STRANGER_SECS"),
+    );
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut held: Vec<std::net::TcpStream> = Vec::new();
+    let mut opened = 0u64;
+    while std::time::Instant::now() < until {
+        // Open while a read would wait; closed (or reset) otherwise.
+        held.retain_mut(|stream| {
+            let mut byte = [0u8; 1];
+            matches!(stream.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        });
+        while held.len() < hold as usize {
+            match std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
+                Ok(stream) => {
+                    stream.set_nonblocking(true).unwrap();
+                    held.push(stream);
+                    opened += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("opened {opened} connections");
+}

@@ -22,7 +22,7 @@ use std::hash::{BuildHasher, RandomState};
 use serde::{Deserialize, Serialize};
 
 use crdts::{CmRDT, CvRDT, Dot, LWWReg, VClock, mvreg};
-use ferry_protocol::{DeviceId, FORMAT_VERSION};
+use ferry_protocol::{DeviceId, DeviceKeys, FORMAT_VERSION};
 use hashbrown::HashTable;
 
 use crate::canonical::{Members, Register};
@@ -582,6 +582,40 @@ impl State {
         named
             .or_else(|| self.device(device).map(|entry| entry.name.clone()))
             .filter(|name| !name.is_empty())
+    }
+
+    /// The public keys of every registered device, and of each device a registered device
+    /// attested that has not registered yet (it is joining): who may connect on the LAN.
+    pub fn known_keys(&self) -> BTreeMap<DeviceId, DeviceKeys> {
+        let mut known: BTreeMap<DeviceId, DeviceKeys> = self
+            .devices()
+            .map(|(device, entry)| (*device, entry.keys))
+            .collect();
+        let attested = self
+            .data
+            .settings
+            .range(PAIRED_PREFIX.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(PAIRED_PREFIX));
+        for (key, register) in attested {
+            let Some((subject, by)) = key[PAIRED_PREFIX.len()..].split_once('/') else {
+                continue;
+            };
+            let (Ok(subject), Ok(by)) = (subject.parse::<DeviceId>(), by.parse::<DeviceId>())
+            else {
+                continue;
+            };
+            if known.contains_key(&subject) || self.device(&by).is_none() {
+                continue;
+            }
+            let keys = register
+                .latest_where(|v| v.hlc.device == by)
+                .and_then(|v| v.value)
+                .and_then(|value| DeviceKeys::from_hex(&value).ok());
+            if let Some(keys) = keys {
+                known.insert(subject, keys);
+            }
+        }
+        known
     }
 
     /// The attestations of `device`'s registered keys by other registered devices, earliest

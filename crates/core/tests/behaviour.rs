@@ -692,3 +692,33 @@ fn a_snapshot_carries_only_its_writers_own_names_and_attestations() {
     assert!(matches!(&held[&desk], ferry_core::Membership::Attested(p) if p.by == laptop));
     assert!(matches!(&held[&phone], ferry_core::Membership::Attested(p) if p.by == laptop));
 }
+
+#[test]
+fn the_keys_known_are_the_registered_ones_and_those_a_registered_device_attested() {
+    let mut r = roster(2);
+    let (laptop, phone) = (r[0].device(), r[1].device());
+    let joining = DeviceId([0x71; 16]);
+    let unvouched = DeviceId([0x72; 16]);
+    let outsider = device(9);
+    let ops = [
+        // The laptop adds a device that has not registered yet.
+        r[0].vouch(joining, &identity_keys(7), T0 + 10),
+        // An attestation of the phone's id with other keys changes nothing: it registered.
+        r[0].vouch(phone, &identity_keys(8), T0 + 11),
+    ];
+    let mut state = r[1].state().clone();
+    for op in ops {
+        state.apply(op).unwrap();
+    }
+    // A device not in the roster vouches: that counts for nothing.
+    let mut outsider = outsider;
+    state
+        .apply(outsider.vouch(unvouched, &identity_keys(9), T0 + 12))
+        .unwrap();
+    let known = state.known_keys();
+    assert_eq!(known.len(), 3, "{known:?}");
+    assert_eq!(known[&laptop], identity_keys(1));
+    assert_eq!(known[&phone], identity_keys(2));
+    assert_eq!(known[&joining], identity_keys(7));
+    assert!(!known.contains_key(&unvouched));
+}

@@ -4,8 +4,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use ferry_protocol::DeviceId;
-use ferry_protocol::lan::Frame;
+use ferry_protocol::lan::{End, Frame, FrameError};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -21,6 +24,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Parts of calls queued for one connection: a caller waits for room (1 MiB each).
 const PARTS_QUEUE: usize = 4;
+
+/// The most bytes of frames and questions waiting for the application; what arrives beyond
+/// is dropped (storage, or the next heads, bring it).
+const MAX_QUEUED: usize = 32 * 1024 * 1024;
 
 /// Sets up a connection on `stream` and, once both sides said hello, reports it to the
 /// supervisor and serves it. `dialed` is the address dialled, for a connection this device
@@ -39,7 +46,7 @@ pub(crate) async fn serve(
     };
     let (frames_tx, frames_rx) = mpsc::channel(shared.config.queue);
     let (parts_tx, parts_rx) = mpsc::channel(PARTS_QUEUE);
-    let (sender, receiver, device, port) = match open(&shared, stream, side).await {
+    let (sender, receiver, hello) = match open(&shared, stream, side).await {
         Ok(opened) => opened,
         Err(error) => {
             match (&error, dialed) {
@@ -48,32 +55,35 @@ pub(crate) async fn serve(
                 }
                 _ => debug!(%addr, %error, "a LAN connection could not be set up"),
             }
-            let _ = shared.internal.send(Internal::Failed { id, dialed, error });
+            let _ = shared.internal.send(Internal::Failed {
+                id,
+                addr,
+                dialed,
+                error,
+            });
             return;
         }
+    };
+    // A caller is known by a passing id of this connection: answers to its calls find it,
+    // and its device's own connection stays as it is.
+    let device = match hello.caller {
+        true => caller_id(id),
+        false => hello.device,
     };
     let peer = Peer {
         device,
         addr,
-        listening: SocketAddr::new(addr.ip(), port),
+        listening: SocketAddr::new(addr.ip(), hello.port),
         dialed: dialed.is_some(),
         since: SystemTime::now(),
     };
-    if device == shared.config.device {
-        let _ = shared.internal.send(Internal::Failed {
-            id,
-            dialed,
-            error: LanError::Frame(ferry_protocol::lan::FrameError::Malformed(
-                "this device reached itself",
-            )),
-        });
-        return;
-    }
     // Ready goes to the supervisor before any frame of this connection reaches the
     // application, so that what the application answers finds the connection registered.
     let ready = Internal::Ready {
         id,
         peer,
+        key: hello.key,
+        caller: hello.caller,
         frames: frames_tx,
         parts: parts_tx,
         dialed,
@@ -100,28 +110,96 @@ pub(crate) async fn serve(
     let _ = shared.internal.send(Internal::Closed { id, device, why });
 }
 
-/// The Noise handshake, then each side's hello: the other device's id and listening port.
+/// The passing id of the caller on connection `id`: never a device's (those are random).
+fn caller_id(id: u64) -> DeviceId {
+    let mut bytes = [0xca; 16];
+    bytes[8..].copy_from_slice(&id.to_be_bytes());
+    DeviceId(bytes)
+}
+
+/// Who the other device said it is, in a hello whose signature held.
+struct Hello {
+    device: DeviceId,
+    port: u16,
+    caller: bool,
+    key: [u8; 32],
+}
+
+/// The Noise handshake, then each side's hello, signed over the handshake: the other
+/// device's id, listening port and key, which must be a member's.
 async fn open(
     shared: &Shared,
     stream: TcpStream,
     side: Side,
-) -> Result<(Sender, Receiver, DeviceId, u16), LanError> {
-    let (mut sender, mut receiver) =
-        noise::handshake(stream, &shared.psk, side, shared.config.handshake_timeout).await?;
-    let hello = Frame::Hello {
-        device: shared.config.device,
-        port: shared.port,
+) -> Result<(Sender, Receiver, Hello), LanError> {
+    let config = &shared.config;
+    let (mut sender, mut receiver, handshake) = noise::handshake(
+        stream,
+        &shared.psk,
+        side,
+        config.handshake_timeout,
+        Arc::clone(&shared.budget),
+    )
+    .await?;
+    let (mine, theirs) = match side {
+        Side::Dialer => (End::Dialer, End::Listener),
+        Side::Listener => (End::Listener, End::Dialer),
     };
-    sender.send(&hello).await?;
-    let theirs = tokio::time::timeout(shared.config.handshake_timeout, receiver.recv())
+    let me = (config.device, shared.port, config.caller);
+    sender
+        .send(&Frame::hello(&config.identity, me, &handshake, mine))
+        .await?;
+    let received = tokio::time::timeout(config.handshake_timeout, receiver.recv())
         .await
         .map_err(|_| LanError::TimedOut("the hello"))??;
-    let Received::Frame(Frame::Hello { device, port }) = theirs else {
-        return Err(LanError::Frame(ferry_protocol::lan::FrameError::Malformed(
+    let frame = match received {
+        Received::Frame(frame) => frame,
+        Received::Refused(error) => return Err(error.into()),
+    };
+    let Frame::Hello {
+        device,
+        port,
+        caller,
+        key,
+        ..
+    } = frame
+    else {
+        return Err(LanError::Frame(FrameError::Malformed(
             "the first frame is not a hello",
         )));
     };
-    Ok((sender, receiver, device, port))
+    if !frame.hello_holds(&handshake, theirs) {
+        return Err(LanError::Forged);
+    }
+    if device == config.device {
+        return Err(LanError::Frame(FrameError::Malformed(
+            "this device reached itself",
+        )));
+    }
+    // A device that holds a repository also lets in callers whose key the roster does not
+    // know yet: a device joining with the recovery code registers through its calls (the
+    // supervisor keeps few of them).
+    let member = match caller {
+        true => config.members.allow_caller(&key) || config.max_question > 0,
+        false => config.members.allow(&device, &key),
+    };
+    if !member {
+        return Err(LanError::NotMember {
+            device,
+            listening: port,
+        });
+    }
+    receiver.trust();
+    Ok((
+        sender,
+        receiver,
+        Hello {
+            device,
+            port,
+            caller,
+            key,
+        },
+    ))
 }
 
 /// How a half of a connection ended well.
@@ -171,28 +249,27 @@ async fn read(
                         continue;
                     }
                 };
-                match shared.events.try_send(event) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(Event::Asked { call, .. })) => {
+                match deliver(&shared, event) {
+                    Delivery::Taken => {}
+                    Delivery::Full => {
                         if let Some(link) = shared.calls.link(from) {
                             let why = ferry_protocol::lan::Unanswered::Busy;
                             let _ = link.try_send(Frame::Unanswered { call, why });
                         }
                     }
-                    Err(mpsc::error::TrySendError::Full(_)) => {}
-                    Err(mpsc::error::TrySendError::Closed(_)) => return Ok(Half::Ended),
+                    Delivery::Closed => return Ok(Half::Ended),
                 }
             }
             Received::Frame(frame) => {
                 // Never waiting on the application: the answers to its own calls come on this
                 // connection, maybe while it waits for one. A frame it has no room for is
                 // dropped; storage, or the next heads, bring what it carried.
-                match shared.events.try_send(Event::Received { from, frame }) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+                match deliver(&shared, Event::Received { from, frame }) {
+                    Delivery::Taken => {}
+                    Delivery::Full => {
                         debug!(device = %from, "LAN: the application is busy: a frame was dropped");
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return Ok(Half::Ended),
+                    Delivery::Closed => return Ok(Half::Ended),
                 }
             }
             Received::Refused(error) => {
@@ -200,6 +277,35 @@ async fn read(
             }
         }
     }
+}
+
+/// Hands `event` to the application unless its queue is full, by count or by the bytes of
+/// the frames in it ([`MAX_QUEUED`]).
+fn deliver(shared: &Shared, event: Event) -> Delivery {
+    let bytes = event.bytes();
+    if bytes > 0 && shared.queued.load(Ordering::Relaxed) + bytes > MAX_QUEUED {
+        return Delivery::Full;
+    }
+    shared.queued.fetch_add(bytes, Ordering::Relaxed);
+    match shared.events.try_send(event) {
+        Ok(()) => Delivery::Taken,
+        Err(refused) => {
+            shared.queued.fetch_sub(bytes, Ordering::Relaxed);
+            match refused {
+                mpsc::error::TrySendError::Full(_) => Delivery::Full,
+                mpsc::error::TrySendError::Closed(_) => Delivery::Closed,
+            }
+        }
+    }
+}
+
+/// What became of an event handed to the application.
+enum Delivery {
+    Taken,
+    /// Dropped: the application has no room for it now.
+    Full,
+    /// The application stopped listening.
+    Closed,
 }
 
 /// Sends what the supervisor queues, then the parts of calls when nothing else waits, and a

@@ -1,5 +1,6 @@
 //! What can go wrong on the LAN path, each saying what happened and what to do.
 
+use ferry_protocol::DeviceId;
 use ferry_protocol::lan::FrameError;
 
 /// A failure of the LAN path. None of them loses data: the bucket carries everything the
@@ -33,6 +34,25 @@ pub enum LanError {
          (someone else's Ferry) or runs another version of Ferry"
     )]
     Refused,
+    /// The other device's hello is not signed by the key it names: it holds the sync key and
+    /// pretends to be another device.
+    #[error(
+        "a device on the LAN said hello with a signature that does not hold: it holds the sync \
+         key but is not the device it says; the connection was closed"
+    )]
+    Forged,
+    /// The other device is not in this repository's roster with the key it proved.
+    #[error(
+        "device {} is not in this repository's roster with the key it proved: its LAN \
+         connection waits until its registration arrives through the storage",
+        device.short()
+    )]
+    NotMember {
+        /// The device it said it is.
+        device: DeviceId,
+        /// Where it listens, to dial it once the roster names it.
+        listening: u16,
+    },
     /// A message did not decrypt after the handshake: altered in transit.
     #[error("a message on a LAN connection did not decrypt (altered in transit); it was closed")]
     Tampered,

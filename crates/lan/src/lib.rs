@@ -30,24 +30,30 @@ mod conn;
 mod discovery;
 mod error;
 mod meeting;
+mod members;
 mod noise;
 mod supervisor;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use ferry_protocol::lan::PERIOD_SECS;
-use ferry_protocol::{DeviceId, LanKey};
+use ferry_protocol::{DeviceId, Identity, LanKey};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use calls::{CallError, Calls};
 pub use error::LanError;
 pub use ferry_protocol::lan::{DEFAULT_PORT, Frame, Unanswered};
 pub use meeting::{FIRST_FRAME, Meeting, MeetingConfig, PAIRING_PORT};
+pub use members::Members;
+
+/// The most bytes of frames every connection together holds while they arrive; a large frame
+/// waits for room (and the rest of its connection with it).
+const MAX_BUFFERED: usize = 64 * 1024 * 1024;
 
 use supervisor::{Command, Shared};
 
@@ -56,6 +62,14 @@ use supervisor::{Command, Shared};
 pub struct LanConfig {
     /// This device's id, said in its hello.
     pub device: DeviceId,
+    /// This device's keys: its hello is signed with them.
+    pub identity: Arc<Identity>,
+    /// The devices let in: the roster's, as the application keeps it up to date.
+    pub members: Members,
+    /// Whether this path only makes calls: a command of a device whose agent keeps the
+    /// device's own connection. Others let it in when a member's key signs its hello, under
+    /// a passing id (`device` says nothing), and neither send it segments nor list it.
+    pub caller: bool,
     /// Where to listen (port 0: any free port).
     pub listen: SocketAddr,
     /// mDNS discovery, or `None` where multicast is blocked or unwanted.
@@ -80,10 +94,14 @@ pub struct LanConfig {
 }
 
 impl LanConfig {
-    /// Defaults for an agent: listen on every interface on [`DEFAULT_PORT`], discover by mDNS.
-    pub fn new(device: DeviceId) -> LanConfig {
+    /// Defaults for an agent: listen on every interface on [`DEFAULT_PORT`], discover by mDNS,
+    /// let in any device whose hello is signed (see [`Members`]).
+    pub fn new(device: DeviceId, identity: Arc<Identity>) -> LanConfig {
         LanConfig {
             device,
+            identity,
+            members: Members::anyone(),
+            caller: false,
             listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
             discovery: Some(DiscoveryConfig::default()),
             peers: Vec::new(),
@@ -165,6 +183,42 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The bytes of the frame or question it carries.
+    fn bytes(&self) -> usize {
+        match self {
+            Event::Received {
+                frame: Frame::Segment { sealed, .. } | Frame::Chunk { sealed, .. },
+                ..
+            } => sealed.len(),
+            Event::Asked { question, .. } => question.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// What happens on the LAN, in order: the receiving end of [`Lan::start`].
+pub struct Events {
+    events: mpsc::Receiver<Event>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Events {
+    /// The next event; `None` once the LAN path stopped.
+    pub async fn recv(&mut self) -> Option<Event> {
+        let event = self.events.recv().await?;
+        self.queued.fetch_sub(event.bytes(), Ordering::Relaxed);
+        Some(event)
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Result<Event, mpsc::error::TryRecvError> {
+        let event = self.events.try_recv()?;
+        self.queued.fetch_sub(event.bytes(), Ordering::Relaxed);
+        Ok(event)
+    }
+}
+
 /// The LAN path of one device; dropping it closes every connection and stops announcing.
 pub struct Lan {
     commands: mpsc::UnboundedSender<Command>,
@@ -175,6 +229,7 @@ pub struct Lan {
     discovery_error: Option<String>,
     refused: Arc<AtomicU64>,
     calls: Calls,
+    members: Members,
 }
 
 impl Drop for Lan {
@@ -187,10 +242,7 @@ impl Lan {
     /// Starts listening, announcing and dialling, with `key` proving membership of the group.
     /// Fails only when the port cannot be opened; discovery that cannot start is reported by
     /// [`Lan::discovery_error`] and the fixed peers are still dialled.
-    pub async fn start(
-        config: LanConfig,
-        key: &LanKey,
-    ) -> Result<(Lan, mpsc::Receiver<Event>), LanError> {
+    pub async fn start(config: LanConfig, key: &LanKey) -> Result<(Lan, Events), LanError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -219,7 +271,11 @@ impl Lan {
         let calls = Calls {
             table: Arc::default(),
         };
+        let queued = Arc::new(AtomicUsize::new(0));
+        let members = config.members.clone();
         let shared = Shared {
+            queued: Arc::clone(&queued),
+            budget: Arc::new(Semaphore::new(MAX_BUFFERED)),
             calls: Arc::clone(&calls.table),
             config: Arc::new(config),
             psk: Arc::new(key.transport_psk()),
@@ -244,8 +300,9 @@ impl Lan {
             discovery_error,
             refused,
             calls,
+            members,
         };
-        Ok((lan, events))
+        Ok((lan, Events { events, queued }))
     }
 
     /// Queues `frame` for `to`, or for every connected device. A device that cannot keep up is
@@ -288,6 +345,11 @@ impl Lan {
     /// Asks and answers connected devices (a repository held by a device is reached this way).
     pub fn calls(&self) -> Calls {
         self.calls.clone()
+    }
+
+    /// Whom this LAN path lets in: set it as the roster changes.
+    pub fn members(&self) -> &Members {
+        &self.members
     }
 
     /// How many connections, made here or to here, were refused because the other end did

@@ -3,26 +3,53 @@
 //!
 //! Two devices that find each other at once both dial. Once the hellos name the device, the
 //! connection dialled by the device with the smaller id is kept on both sides, and the other
-//! closes.
+//! closes. A connection never displaces one that proved another key.
+//!
+//! Strangers cannot starve it: connections accepted while in their handshake are limited per
+//! source address and in total, addresses that completed a hello before have slots of their
+//! own, this device's own dials are counted apart, and what is past a limit is closed at once,
+//! before any Noise work. Connections and callers are capped too.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ferry_protocol::DeviceId;
 use ferry_protocol::lan::Frame;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
 use crate::{Event, LanConfig, LanError, Peer, calls, conn};
 
-/// The most connections that may be in their handshake at once; more are refused at once.
+/// The most accepted connections from addresses never seen to complete a hello that may be in
+/// their handshake at once; more are refused at once.
 const MAX_OPENING: usize = 32;
+
+/// The same for addresses that completed a hello before: slots strangers cannot take.
+const MAX_OPENING_KNOWN: usize = 16;
+
+/// The most accepted connections from one address in their handshake at once.
+const MAX_OPENING_PER_ADDRESS: usize = 4;
+
+/// The most of this device's own dials in progress at once.
+const MAX_DIALING: usize = 32;
+
+/// The most connections set up at once, callers included.
+const MAX_CONNECTIONS: usize = 64;
+
+/// The most connections of commands (callers) of one device at once, and of callers whose key
+/// the roster does not know (yet) together.
+const MAX_CALLERS_PER_DEVICE: usize = 4;
+
+/// How many addresses that completed a hello are remembered, and how many of devices not in
+/// the roster yet are dialled again when it changes.
+const MAX_KNOWN: usize = 256;
+const MAX_WAITING: usize = 16;
 
 /// What every connection task shares.
 #[derive(Clone)]
@@ -37,6 +64,10 @@ pub(crate) struct Shared {
     pub(crate) refused: Arc<AtomicU64>,
     /// Calls waiting for answers, and where to send parts.
     pub(crate) calls: Arc<calls::Table>,
+    /// Bytes of frames waiting for the application.
+    pub(crate) queued: Arc<AtomicUsize>,
+    /// Bytes large frames may hold while they arrive, every connection together.
+    pub(crate) budget: Arc<Semaphore>,
 }
 
 /// What connection tasks and discovery tell the supervisor.
@@ -48,6 +79,10 @@ pub(crate) enum Internal {
     Ready {
         id: u64,
         peer: Peer,
+        /// The key its hello proved.
+        key: [u8; 32],
+        /// Whether it is a caller's (its `peer.device` is a passing id).
+        caller: bool,
         frames: mpsc::Sender<Frame>,
         parts: mpsc::Sender<Frame>,
         dialed: Option<SocketAddr>,
@@ -55,6 +90,7 @@ pub(crate) enum Internal {
     /// A connection could not be set up.
     Failed {
         id: u64,
+        addr: SocketAddr,
         dialed: Option<SocketAddr>,
         error: LanError,
     },
@@ -77,16 +113,34 @@ pub(crate) enum Command {
 struct Connection {
     id: u64,
     peer: Peer,
+    key: [u8; 32],
+    /// Whether it is a caller's: a command of the device signing with `key`.
+    caller: bool,
     frames: mpsc::Sender<Frame>,
     /// Parts of calls, sent when no frame waits.
     parts: mpsc::Sender<Frame>,
+}
+
+/// A connection in its handshake.
+struct Opening {
+    ip: IpAddr,
+    /// Dialled by this device (counted apart from those accepted).
+    dialed: bool,
+    /// Accepted from an address that completed a hello before.
+    known: bool,
 }
 
 struct Supervisor {
     shared: Shared,
     connections: HashMap<DeviceId, Connection>,
     /// Connections in their handshake.
-    opening: HashSet<u64>,
+    opening: HashMap<u64, Opening>,
+    /// Addresses that completed a hello with a member.
+    known: HashSet<IpAddr>,
+    /// Where devices not in the roster listen: dialled again when it changes.
+    waiting: HashMap<SocketAddr, DeviceId>,
+    /// Accepted connections closed at once, past the limits (said now and then).
+    turned_away: u64,
     /// Addresses being dialled.
     dialing: HashSet<SocketAddr>,
     /// Which device each dialled address led to.
@@ -106,10 +160,14 @@ pub(crate) async fn run(
 ) {
     let mut redial = tokio::time::interval(shared.config.redial_every);
     redial.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut members = shared.config.members.watch();
     let mut supervisor = Supervisor {
         shared,
         connections: HashMap::new(),
-        opening: HashSet::new(),
+        opening: HashMap::new(),
+        known: HashSet::new(),
+        waiting: HashMap::new(),
+        turned_away: 0,
         dialing: HashSet::new(),
         reached: HashMap::new(),
         said_wrong_key: HashSet::new(),
@@ -135,24 +193,55 @@ pub(crate) async fn run(
                 // The handle is gone: the LAN path stops, and its connections with it.
                 None => return,
             },
+            Ok(()) = members.changed() => supervisor.members_changed().await,
             _ = redial.tick() => supervisor.redial(),
         }
     }
 }
 
 impl Supervisor {
-    fn next_id(&mut self) -> u64 {
+    fn next_id(&mut self, opening: Opening) -> u64 {
         self.next_id += 1;
-        self.opening.insert(self.next_id);
+        self.opening.insert(self.next_id, opening);
         self.next_id
     }
 
+    /// Serves a connection accepted from `addr`, or closes it at once (dropping it) when its
+    /// address, or strangers together, hold as many handshakes as they may.
     fn accepted(&mut self, stream: TcpStream, addr: SocketAddr) {
-        if self.opening.len() >= MAX_OPENING {
-            debug!(%addr, "too many LAN connections opening: refused");
+        let ip = addr.ip();
+        let known = self.known.contains(&ip);
+        let accepted = self.opening.values().filter(|o| !o.dialed);
+        let (from_here, in_pool) = accepted.fold((0, 0), |(here, pool), o| {
+            (
+                here + usize::from(o.ip == ip),
+                pool + usize::from(o.known == known),
+            )
+        });
+        let pool = if known {
+            MAX_OPENING_KNOWN
+        } else {
+            MAX_OPENING
+        };
+        if from_here >= MAX_OPENING_PER_ADDRESS
+            || in_pool >= pool
+            || self.connections.len() + self.opening.len() >= MAX_CONNECTIONS + MAX_DIALING
+        {
+            self.turned_away += 1;
+            if self.turned_away.is_power_of_two() {
+                info!(
+                    %addr,
+                    turned_away = self.turned_away,
+                    "LAN: too many connections in their handshake; more were closed at once"
+                );
+            }
             return;
         }
-        let id = self.next_id();
+        let id = self.next_id(Opening {
+            ip,
+            dialed: false,
+            known,
+        });
         tokio::spawn(conn::serve(self.shared.clone(), id, stream, addr, None));
     }
 
@@ -166,12 +255,16 @@ impl Supervisor {
         if self.dialing.contains(&addr)
             || listening
             || self.reached.get(&addr).is_some_and(connected)
-            || self.opening.len() >= MAX_OPENING
+            || self.dialing.len() >= MAX_DIALING
         {
             return;
         }
         self.dialing.insert(addr);
-        let id = self.next_id();
+        let id = self.next_id(Opening {
+            ip: addr.ip(),
+            dialed: true,
+            known: false,
+        });
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let timeout = shared.config.handshake_timeout;
@@ -181,6 +274,7 @@ impl Supervisor {
                     let error = LanError::Io(error);
                     let _ = shared.internal.send(Internal::Failed {
                         id,
+                        addr,
                         dialed: Some(addr),
                         error,
                     });
@@ -189,6 +283,7 @@ impl Supervisor {
                     let error = LanError::TimedOut("connecting");
                     let _ = shared.internal.send(Internal::Failed {
                         id,
+                        addr,
                         dialed: Some(addr),
                         error,
                     });
@@ -230,7 +325,12 @@ impl Supervisor {
                     let _ = internal.send(Internal::Dial { addr, wait });
                 });
             }
-            Internal::Failed { id, dialed, error } => {
+            Internal::Failed {
+                id,
+                addr,
+                dialed,
+                error,
+            } => {
                 self.opening.remove(&id);
                 let foreign = matches!(error, LanError::Handshake | LanError::Refused);
                 if foreign {
@@ -242,10 +342,26 @@ impl Supervisor {
                         warn!(%addr, "LAN: {error}");
                     }
                 }
+                match error {
+                    LanError::NotMember { device, listening } => {
+                        let at = dialed.unwrap_or(SocketAddr::new(addr.ip(), listening));
+                        let new = !self.waiting.values().any(|d| *d == device);
+                        if self.waiting.len() < MAX_WAITING {
+                            self.waiting.insert(at, device);
+                        }
+                        if new {
+                            info!(%addr, "LAN: {error}");
+                        }
+                    }
+                    LanError::Forged => warn!(%addr, "LAN: {error}"),
+                    _ => {}
+                }
             }
             Internal::Ready {
                 id,
                 peer,
+                key,
+                caller,
                 frames,
                 parts,
                 dialed,
@@ -255,9 +371,14 @@ impl Supervisor {
                     self.dialing.remove(&addr);
                     self.reached.insert(addr, peer.device);
                 }
+                if self.known.len() < MAX_KNOWN {
+                    self.known.insert(peer.addr.ip());
+                }
                 let connection = Connection {
                     id,
                     peer,
+                    key,
+                    caller,
                     frames,
                     parts,
                 };
@@ -265,9 +386,12 @@ impl Supervisor {
             }
             Internal::Closed { id, device, why } => {
                 if self.connections.get(&device).is_some_and(|c| c.id == id) {
-                    self.connections.remove(&device);
-                    info!(%device, %why, "LAN: a peer disconnected");
+                    let gone = self.connections.remove(&device);
                     self.publish();
+                    if gone.is_some_and(|c| c.caller) {
+                        return;
+                    }
+                    info!(%device, %why, "LAN: a peer disconnected");
                     let _ = self
                         .shared
                         .events
@@ -278,11 +402,34 @@ impl Supervisor {
         }
     }
 
-    /// Keeps `new` unless the device has a connection already that both sides prefer: the one
-    /// dialled by the device with the smaller id.
+    /// Keeps `new` unless the device has a connection already that proved another key, or one
+    /// that both sides prefer: the one dialled by the device with the smaller id. A caller is
+    /// kept beside its device's own connection, up to a few per device; nothing is kept past
+    /// [`MAX_CONNECTIONS`].
     async fn ready(&mut self, new: Connection) {
         let device = new.peer.device;
+        let full = self.connections.len() >= MAX_CONNECTIONS;
+        if new.caller {
+            let members = &self.shared.config.members;
+            let known = members.allow_caller(&new.key);
+            let callers = self.connections.values().filter(|c| c.caller);
+            let same = callers
+                .filter(|c| match known {
+                    true => c.key == new.key,
+                    false => !members.allow_caller(&c.key),
+                })
+                .count();
+            if !full && same < MAX_CALLERS_PER_DEVICE {
+                self.connections.insert(device, new);
+                self.publish();
+            }
+            return;
+        }
         if let Some(old) = self.connections.get(&device) {
+            if old.key != new.key {
+                warn!(%device, "LAN: a connection proving another key than the device's was closed");
+                return;
+            }
             let me = self.shared.config.device;
             let preferred_dialer = me.min(device);
             let dialer = |c: &Connection| if c.peer.dialed { me } else { device };
@@ -290,6 +437,9 @@ impl Supervisor {
                 // Dropping `new` closes it.
                 return;
             }
+        } else if full {
+            debug!(%device, "LAN: as many connections as this device keeps: one more was closed");
+            return;
         }
         info!(%device, addr = %new.peer.addr, "LAN: a peer connected");
         let peer = new.peer.clone();
@@ -301,7 +451,12 @@ impl Supervisor {
     async fn send(&mut self, to: Option<DeviceId>, frame: Frame) {
         let targets: Vec<DeviceId> = match to {
             Some(device) => vec![device],
-            None => self.connections.keys().copied().collect(),
+            None => self
+                .connections
+                .iter()
+                .filter(|(_, c)| !c.caller)
+                .map(|(device, _)| *device)
+                .collect(),
         };
         for device in targets {
             let Some(connection) = self.connections.get(&device) else {
@@ -311,8 +466,11 @@ impl Supervisor {
                 connection.frames.try_send(frame.clone())
             {
                 // It cannot keep up: closed, and it catches up from heads when it reconnects.
-                self.connections.remove(&device);
+                let gone = self.connections.remove(&device);
                 self.publish();
+                if gone.is_some_and(|c| c.caller) {
+                    continue;
+                }
                 let why = "it fell behind".to_owned();
                 warn!(%device, "LAN: a peer fell behind and was disconnected");
                 let _ = self
@@ -321,6 +479,36 @@ impl Supervisor {
                     .send(Event::Disconnected { device, why })
                     .await;
             }
+        }
+    }
+
+    /// The roster changed: connections of devices it no longer names (or names with another
+    /// key) close, and devices refused before as unknown are dialled again.
+    async fn members_changed(&mut self) {
+        let members = &self.shared.config.members;
+        let gone: Vec<DeviceId> = self
+            .connections
+            .iter()
+            .filter(|(device, c)| !c.caller && !members.allow(device, &c.key))
+            .map(|(device, _)| *device)
+            .collect();
+        for device in gone {
+            let Some(connection) = self.connections.remove(&device) else {
+                continue;
+            };
+            self.publish();
+            if !connection.caller {
+                info!(%device, "LAN: a device no longer in the roster was disconnected");
+                let why = "it is no longer in the roster".to_owned();
+                let _ = self
+                    .shared
+                    .events
+                    .send(Event::Disconnected { device, why })
+                    .await;
+            }
+        }
+        for (addr, _) in std::mem::take(&mut self.waiting) {
+            self.dial(addr);
         }
     }
 
@@ -333,7 +521,12 @@ impl Supervisor {
             .map(|(device, c)| (*device, c.parts.clone()))
             .collect();
         self.shared.calls.connected(links);
-        let mut peers: Vec<Peer> = self.connections.values().map(|c| c.peer.clone()).collect();
+        let mut peers: Vec<Peer> = self
+            .connections
+            .values()
+            .filter(|c| !c.caller)
+            .map(|c| c.peer.clone())
+            .collect();
         peers.sort_by_key(|p| p.device);
         self.peers.send_replace(peers);
     }

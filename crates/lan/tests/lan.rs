@@ -2,13 +2,15 @@
 //! each test's own, so tests do not meet each other or the machine's mDNS), connections,
 //! frames, strangers, and names that turn.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_lan::Frame;
-use ferry_lan::{CallError, DiscoveryConfig, Event, Lan, LanConfig, Peer, Unanswered};
-use ferry_protocol::{DeviceId, DeviceTag, LanKey, SyncKey};
+use ferry_lan::{CallError, DiscoveryConfig, Event, Events, Lan, LanConfig, Peer, Unanswered};
+use ferry_protocol::{DeviceId, DeviceTag, Identity, LanKey, SyncKey};
 use ferry_test_kit::eventually_async;
-use tokio::sync::mpsc;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -25,8 +27,13 @@ fn mdns_port() -> u16 {
         .port()
 }
 
+/// The identity of device `seed` (whose id is `[seed; 16]`).
+fn identity(seed: u8) -> Arc<Identity> {
+    Arc::new(Identity::from_secret_bytes(&[seed; Identity::SECRET_LEN]))
+}
+
 fn config(device: u8, mdns: Option<u16>) -> LanConfig {
-    let mut config = LanConfig::new(DeviceId([device; 16]));
+    let mut config = LanConfig::new(DeviceId([device; 16]), identity(device));
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.discovery = mdns.map(|mdns_port| DiscoveryConfig {
         mdns_port,
@@ -36,12 +43,12 @@ fn config(device: u8, mdns: Option<u16>) -> LanConfig {
     config
 }
 
-async fn start(config: LanConfig, key: &LanKey) -> (Lan, mpsc::Receiver<Event>) {
+async fn start(config: LanConfig, key: &LanKey) -> (Lan, Events) {
     Lan::start(config, key).await.unwrap()
 }
 
 /// The next event, within [`WAIT`].
-async fn event(events: &mut mpsc::Receiver<Event>) -> Event {
+async fn event(events: &mut Events) -> Event {
     tokio::time::timeout(WAIT, events.recv())
         .await
         .expect("no LAN event came")
@@ -49,7 +56,7 @@ async fn event(events: &mut mpsc::Receiver<Event>) -> Event {
 }
 
 /// Waits for the segment frame `seq` among `events`.
-async fn received(events: &mut mpsc::Receiver<Event>, seq: u64) {
+async fn received(events: &mut Events, seq: u64) {
     let wanted = segment(seq);
     loop {
         if let Event::Received { frame, .. } = event(events).await
@@ -279,9 +286,7 @@ async fn names_turn_mid_session_and_newcomers_still_find_the_group() {
 }
 
 /// Two devices connected by a dial, without mDNS; `b` answers calls of up to `max_question`.
-async fn two_connected(
-    max_question: usize,
-) -> ((Lan, mpsc::Receiver<Event>), (Lan, mpsc::Receiver<Event>)) {
+async fn two_connected(max_question: usize) -> ((Lan, Events), (Lan, Events)) {
     let (mut a, a_events) = start(config(1, None), &key(1)).await;
     let mut b_config = config(2, None);
     b_config.max_question = max_question;
@@ -293,7 +298,7 @@ async fn two_connected(
 }
 
 /// The next question `events` brings, past connections and frames.
-async fn asked(events: &mut mpsc::Receiver<Event>) -> (DeviceId, u32, Vec<u8>) {
+async fn asked(events: &mut Events) -> (DeviceId, u32, Vec<u8>) {
     loop {
         if let Event::Asked {
             from,
@@ -393,4 +398,144 @@ async fn calls_that_cannot_be_answered_say_why() {
     let _ = asked(&mut b_events).await;
     drop(b);
     assert_eq!(asking.await.unwrap(), Err(CallError::Disconnected));
+}
+
+/// The signing key of device `seed`.
+fn signing_key(seed: u8) -> (DeviceId, [u8; 32]) {
+    (DeviceId([seed; 16]), identity(seed).public().sign)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_rosters_devices_connect_each_proving_its_own_key() {
+    let mut a_config = config(1, None);
+    let members = a_config.members.clone();
+    members.set([signing_key(1), signing_key(2)]);
+    // Device 2's connection is held open: the first connection a device keeps.
+    a_config.redial_every = Duration::from_millis(200);
+    let (mut a, _a_events) = start(a_config, &key(1)).await;
+    let port = a.local_addr().port();
+    let dial_a = |device: u8, identity: Arc<Identity>| {
+        let mut config = LanConfig::new(DeviceId([device; 16]), identity);
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.discovery = None;
+        config.peers = vec![format!("127.0.0.1:{port}")];
+        config
+    };
+    let (mut b, _b_events) = start(dial_a(2, identity(2)), &key(1)).await;
+    let real = connected_to(&mut a, &[2]).await;
+    connected_to(&mut b, &[1]).await;
+
+    // With the sync key but not in the roster: invented ids, and device 2's id with another key.
+    let mut strangers = Vec::new();
+    for seed in 10..20 {
+        strangers.push(start(dial_a(seed, identity(seed)), &key(1)).await);
+    }
+    let (impostor, _impostor_events) = start(dial_a(2, identity(99)), &key(1)).await;
+    for _ in 0..3 {
+        impostor.dial(a.local_addr());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(impostor.peers().is_empty(), "{:?}", impostor.peers());
+    for (stranger, _) in &strangers {
+        assert!(stranger.peers().is_empty(), "{:?}", stranger.peers());
+    }
+    // Neither listed nor displacing the real device's connection.
+    assert_eq!(a.peers(), real);
+
+    // Once the roster names a newcomer, it connects: dialled again from where it said it
+    // listens, or dialling again itself.
+    members.set([signing_key(1), signing_key(2), signing_key(10)]);
+    connected_to(&mut a, &[2, 10]).await;
+    assert_eq!(a.peers()[0], real[0]);
+    // And once the roster drops a device, its connection closes.
+    members.set([signing_key(1), signing_key(10)]);
+    connected_to(&mut a, &[10]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_is_let_in_beside_its_devices_connection_and_not_listed() {
+    let ((a, _a_events), (mut b, _b_events)) = two_connected(1024).await;
+    let before = a.peers();
+    let mut caller_config = config(1, None);
+    caller_config.caller = true;
+    caller_config.listen = "127.0.0.1:0".parse().unwrap();
+    let (caller, _caller_events) = start(caller_config, &key(1)).await;
+    caller.dial(b.local_addr());
+    let calls = caller.calls();
+    assert!(calls.wait_for(DeviceId([2; 16]), WAIT).await);
+    // Device 1's own connection stays; the caller is not among the peers.
+    assert_eq!(a.peers(), before);
+    assert_eq!(connected_to(&mut b, &[1]).await.len(), 1);
+}
+
+/// Connections from `ip` to `to`, opened and left silent in their handshake; the ones the
+/// other side closed at once are dropped.
+async fn hold_handshakes(
+    ip: [u8; 4],
+    to: std::net::SocketAddr,
+    n: usize,
+) -> (Vec<TcpStream>, usize) {
+    let mut held = Vec::new();
+    let mut closed = 0;
+    for _ in 0..n {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind((ip, 0).into()).unwrap();
+        let mut stream = socket.connect(to).await.unwrap();
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut byte)).await {
+            Ok(Ok(0) | Err(_)) => closed += 1,
+            _ => held.push(stream),
+        }
+    }
+    (held, closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_holding_handshakes_do_not_keep_the_groups_devices_apart() {
+    let mut a_config = config(1, None);
+    a_config.handshake_timeout = Duration::from_secs(30);
+    let (mut a, _a_events) = start(a_config, &key(1)).await;
+    let to_a = a.local_addr();
+    let b_config = || {
+        let mut config = config(2, None);
+        config.peers = vec![format!("127.0.0.1:{}", to_a.port())];
+        config
+    };
+    let (b, b_events) = start(b_config(), &key(1)).await;
+    connected_to(&mut a, &[2]).await;
+
+    // A stranger from twenty addresses holds four handshakes open from each: past the limit
+    // per address, and past the strangers' slots, the rest are closed at once.
+    let mut stranger = Vec::new();
+    let mut closed = 0;
+    for host in 2..22 {
+        let (held, refused) = hold_handshakes([127, 0, 0, host], to_a, 5).await;
+        stranger.extend(held);
+        closed += refused;
+    }
+    assert!(stranger.len() <= 32, "{} handshakes held", stranger.len());
+    assert!(closed >= 100 - 32, "{closed} closed at once");
+
+    // The device restarts while the stranger holds on: it is let in, from an address that
+    // completed a hello before.
+    drop((b, b_events));
+    let (_b, _b_events) = start(b_config(), &key(1)).await;
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let peers = a.peers_changed().await;
+            if peers.iter().any(|p| p.device == DeviceId([2; 16])) && peers.len() == 1 {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the restarted device did not reconnect");
+    // And this device's own dials do not wait behind the stranger: a newcomer it dials
+    // connects although every slot for strangers is taken.
+    let mut c_config = config(3, None);
+    c_config.listen = "127.0.0.3:0".parse().unwrap();
+    let (c, _c_events) = start(c_config, &key(1)).await;
+    a.dial(c.local_addr());
+    connected_to(&mut a, &[2, 3]).await;
+    drop(stranger);
 }

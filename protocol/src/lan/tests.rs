@@ -7,13 +7,99 @@ fn lan(seed: u8) -> LanKey {
     SyncKey::from_bytes([seed; 32]).keys().lan
 }
 
+fn identity(seed: u8) -> Identity {
+    Identity::from_secret_bytes(&[seed; Identity::SECRET_LEN])
+}
+
+#[test]
+fn a_hello_holds_only_for_its_connection_its_end_and_its_words() {
+    let handshake = [3u8; 32];
+    let hello = Frame::hello(
+        &identity(1),
+        (DeviceId([7; 16]), 47_291, false),
+        &handshake,
+        End::Dialer,
+    );
+    assert!(hello.hello_holds(&handshake, End::Dialer));
+    // Sent back by the other end, or replayed on another connection.
+    assert!(!hello.hello_holds(&handshake, End::Listener));
+    assert!(!hello.hello_holds(&[4; 32], End::Dialer));
+    // Any word changed: the device, the port, or the key (to another device's).
+    let Frame::Hello {
+        device,
+        port,
+        caller,
+        key,
+        signature,
+    } = hello.clone()
+    else {
+        unreachable!()
+    };
+    let changed = [
+        Frame::Hello {
+            device: DeviceId([8; 16]),
+            port,
+            caller,
+            key,
+            signature,
+        },
+        Frame::Hello {
+            device,
+            port: port + 1,
+            caller,
+            key,
+            signature,
+        },
+        Frame::Hello {
+            device,
+            port,
+            caller: true,
+            key,
+            signature,
+        },
+        Frame::Hello {
+            device,
+            port,
+            caller,
+            key: identity(2).public().sign,
+            signature,
+        },
+    ];
+    for frame in changed {
+        assert!(!frame.hello_holds(&handshake, End::Dialer), "{frame:?}");
+    }
+    assert!(!Frame::Ping.hello_holds(&handshake, End::Dialer));
+    assert!(hello.encode().unwrap().len() <= MAX_HELLO);
+}
+
+#[test]
+fn a_hello_of_an_older_version_says_so() {
+    let mut old = vec![1u8];
+    old.extend_from_slice(&[7; 16]);
+    old.extend_from_slice(&47_291u16.to_be_bytes());
+    assert_eq!(
+        Frame::decode(&old),
+        Err(FrameError::Malformed(
+            "a hello without a signature, from an older version of Ferry"
+        ))
+    );
+}
+
 #[test]
 fn frames_round_trip() {
     let frames = [
-        Frame::Hello {
-            device: DeviceId([7; 16]),
-            port: 47_291,
-        },
+        Frame::hello(
+            &identity(1),
+            (DeviceId([7; 16]), 47_291, false),
+            &[3; 32],
+            End::Dialer,
+        ),
+        Frame::hello(
+            &identity(1),
+            (DeviceId([7; 16]), 1, true),
+            &[3; 32],
+            End::Listener,
+        ),
         Frame::Heads(vec![
             (DeviceTag([1; 16]), 3),
             (DeviceTag([2; 16]), u64::MAX),

@@ -8,10 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_lan::{Calls, Event, Frame, Lan, Unanswered};
+use ferry_lan::{Calls, Event, Events, Frame, Lan, Unanswered};
 use ferry_protocol::{BlobId, DeviceId};
 use ferry_sync::{ChunkReceived, NearbyChunk, NearbySegment, Received};
-use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Agent;
@@ -25,7 +24,7 @@ const REMEMBERED: usize = 16;
 /// is said and the agent goes on without it (storage and relay carry everything). A device
 /// holding its repository in a folder answers the others' calls; one whose repository another
 /// device holds reaches it through this LAN.
-pub(super) async fn start(device: &Device) -> (Option<(Lan, mpsc::Receiver<Event>)>, Nearby) {
+pub(super) async fn start(device: &Device) -> (Option<(Lan, Events)>, Nearby) {
     let settings = &device.config.settings;
     if !settings.lan_enabled {
         if let Role::Reaches(line) = &device.held {
@@ -37,7 +36,14 @@ pub(super) async fn start(device: &Device) -> (Option<(Lan, mpsc::Receiver<Event
         }
         return (None, Nearby::off());
     }
-    let mut config = device::lan_config(&device.home, &device.config, device.engine.device());
+    let identity = &device.identity;
+    let mut config = device::lan_config(
+        &device.home,
+        &device.config,
+        device.engine.device(),
+        identity,
+    );
+    device::admit(&device.engine, &config.members);
     if let Role::Holds(_) = device.held {
         config.max_question = ferry_protocol::held::max_question();
     }
@@ -67,7 +73,7 @@ pub(super) async fn start(device: &Device) -> (Option<(Lan, mpsc::Receiver<Event
 
 /// Where peers were reached before.
 fn remembered(device: &Device) -> Vec<SocketAddr> {
-    device::lan_config(&device.home, &device.config, device.engine.device()).remembered
+    device::remembered_peers(&device.home)
 }
 
 /// How many calls of other devices the holder answers at once.
@@ -80,6 +86,19 @@ impl Agent {
         match &self.device.held {
             Role::Reaches(line) => line.away(),
             _ => false,
+        }
+    }
+
+    /// Lets in on the LAN the devices the roster knows now, when the state changed since the
+    /// last time: a device paired here, or registered elsewhere, connects at once.
+    pub(super) fn admit(&mut self) {
+        let Some((lan, _)) = &self.lan else {
+            return;
+        };
+        let latest = self.device.engine.state().latest();
+        if self.admitted != Some(latest) {
+            self.admitted = Some(latest);
+            device::admit(&self.device.engine, lan.members());
         }
     }
 
@@ -387,7 +406,7 @@ fn segment_frame(segment: NearbySegment) -> Frame {
 /// The least time between two fetches for a gap in segments passed on by another device.
 const GAP_FETCH: Duration = Duration::from_secs(2);
 
-pub(super) async fn recv_lan(lan: &mut Option<(Lan, mpsc::Receiver<Event>)>) -> Option<Event> {
+pub(super) async fn recv_lan(lan: &mut Option<(Lan, Events)>) -> Option<Event> {
     match lan {
         Some((_, events)) => events.recv().await,
         None => std::future::pending().await,

@@ -100,7 +100,9 @@ struct Agent {
     /// The relay, where one is set: hints announced and heard.
     relay: Option<Hints>,
     /// The LAN path and its events, where `lan.enabled`.
-    lan: Option<(ferry_lan::Lan, mpsc::Receiver<ferry_lan::Event>)>,
+    lan: Option<(ferry_lan::Lan, ferry_lan::Events)>,
+    /// How far the state was when the LAN's members were last set from its roster.
+    admitted: Option<ferry_core::Hlc>,
     /// What the LAN path is doing, for `ferry status`.
     nearby: Nearby,
     /// Room for the calls of other devices this device answers as the holder of their
@@ -200,6 +202,7 @@ impl Agent {
             relay_state: relay.as_ref().map(Hints::watch),
             relay,
             lan,
+            admitted: None,
             nearby,
             answering: Arc::new(tokio::sync::Semaphore::new(lan::ANSWERING)),
             tasks,
@@ -283,6 +286,7 @@ impl Agent {
                 () = sleep_until(large_at), if large_at.is_some() => self.large_step().await,
                 () = sleep_until(resume_at), if resume_at.is_some() => self.follow_pause().await,
             }
+            self.admit();
         }
         // No more commands from the socket: what they recorded goes out below.
         self.tasks.shutdown().await;

@@ -220,7 +220,12 @@ async fn storage(
         .and_then(|url| device::open_store(&url, config, secrets, device::CreateFolder::No));
     let store = match (store, key) {
         (Ok((store, held)), Some(key)) => {
-            crate::held::reach(&held, home, config, &key.keys()).await;
+            let identity = device::identity(secrets)
+                .or_else(|_| ferry_protocol::Identity::generate().map_err(Failure::from));
+            if let Ok(identity) = identity {
+                let identity = std::sync::Arc::new(identity);
+                crate::held::reach(&held, home, config, &key.keys(), &identity).await;
+            }
             if let Role::Reaches(line) = &held
                 && !holder(line, checks).await
             {

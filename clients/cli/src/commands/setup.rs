@@ -2,6 +2,7 @@
 //! Pairing (`commands::pair`) ends here too, with what the other device sent.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::DataKind;
@@ -183,10 +184,15 @@ pub(crate) async fn install(
             device::open_store(&url, &config, &secrets, folder)?
         }
     };
+    let identity = Arc::new(match &setup.paired {
+        Some(paired) => Identity::from_secret_bytes(&paired.identity.to_secret_bytes()),
+        None => Identity::generate()?,
+    });
     let holder = Holder {
         role: &held,
         home: &home,
         config: &config,
+        identity: &identity,
     };
     let passphrase = matches!(setup.key, KeySource::NewPassphrase | KeySource::Passphrase);
     let (key, created) = derive_key(&*store, setup.key, holder).await?;
@@ -260,6 +266,9 @@ struct Holder<'a> {
     role: &'a Role,
     home: &'a Home,
     config: &'a Config,
+    /// Who this device is on that LAN: the identity the pairing device attested, or one of
+    /// the moment (a holder lets in callers it does not know yet).
+    identity: &'a Arc<Identity>,
 }
 
 /// The repository's key from `source`: a new one (the repository is made with it), or the
@@ -277,7 +286,14 @@ async fn derive_key(
     };
     let open = |key: SyncKey| async move {
         let keys = key.keys();
-        crate::held::reach(holder.role, holder.home, holder.config, &keys).await;
+        crate::held::reach(
+            holder.role,
+            holder.home,
+            holder.config,
+            &keys,
+            holder.identity,
+        )
+        .await;
         match repo::open(store, &keys, &retry).await {
             Ok(_) => Ok((key, false)),
             Err(SyncError::Protocol(ferry_protocol::Error::WrongKey { object, device })) => {

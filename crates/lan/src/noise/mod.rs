@@ -16,12 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_protocol::lan::{
-    Frame, FrameError, MAX_FRAME, MAX_NOISE_MESSAGE, MAX_NOISE_PAYLOAD, NOISE_PARAMS, PROLOGUE,
+    Frame, FrameError, MAX_FRAME, MAX_HELLO, MAX_NOISE_MESSAGE, MAX_NOISE_PAYLOAD, NOISE_PARAMS,
+    PROLOGUE,
 };
 use snow::{Builder, StatelessTransportState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
 
 use crate::LanError;
@@ -44,7 +46,17 @@ pub(crate) struct Receiver {
     nonce: u64,
     /// Plaintext received and not yet taken as frames.
     pending: Vec<u8>,
+    /// The longest frame taken now: a hello's length until the other device proved who it is.
+    limit: usize,
+    /// Bytes every connection's frames may hold while they arrive, shared.
+    budget: Arc<Semaphore>,
+    /// The share of `budget` the frame arriving now holds.
+    held: Option<OwnedSemaphorePermit>,
 }
+
+/// Frames up to this long arrive without asking the shared budget: at most one Noise message
+/// more than this is held per connection anyway.
+const UNBUDGETED: usize = 64 * 1024;
 
 /// Which side of the handshake this device takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,13 +77,17 @@ fn builder(psk: &[u8; 32]) -> Result<Builder<'_>, LanError> {
         .map_err(LanError::noise)
 }
 
-/// Runs the handshake on `stream` within `timeout`.
+/// Runs the handshake on `stream` within `timeout`; the channel's halves and its handshake hash
+/// (the same at both ends, and different on every other connection). The receiver takes
+/// frames of a hello's length only until [`Receiver::trust`], and larger frames within
+/// `budget`.
 pub(crate) async fn handshake(
     mut stream: TcpStream,
     psk: &Zeroizing<[u8; 32]>,
     side: Side,
     timeout: Duration,
-) -> Result<(Sender, Receiver), LanError> {
+    budget: Arc<Semaphore>,
+) -> Result<(Sender, Receiver, Vec<u8>), LanError> {
     let _ = stream.set_nodelay(true);
     let builder = builder(psk)?;
     let mut state = match side {
@@ -121,6 +137,7 @@ pub(crate) async fn handshake(
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| LanError::TimedOut("the handshake"))??;
+    let hash = state.get_handshake_hash().to_vec();
     let transport = Arc::new(
         state
             .into_stateless_transport_mode()
@@ -138,7 +155,11 @@ pub(crate) async fn handshake(
             transport,
             nonce: 0,
             pending: Vec::new(),
+            limit: MAX_HELLO,
+            budget,
+            held: None,
         },
+        hash,
     ))
 }
 
@@ -190,7 +211,13 @@ pub(crate) enum Received {
 }
 
 impl Receiver {
-    /// The next frame. An error means the channel is over.
+    /// Takes frames of any length from now on: the other device proved who it is.
+    pub(crate) fn trust(&mut self) {
+        self.limit = MAX_FRAME;
+    }
+
+    /// The next frame. An error means the channel is over. A frame longer than
+    /// [`UNBUDGETED`] waits for its share of the budget before more of it is read.
     pub(crate) async fn recv(&mut self) -> Result<Received, LanError> {
         loop {
             if let Some(len) = self
@@ -199,16 +226,30 @@ impl Receiver {
                 .map(|l| u32::from_be_bytes(*l))
             {
                 let len = len as usize;
-                if len > MAX_FRAME {
-                    return Err(FrameError::TooLarge("longer than a frame may be").into());
+                if len > self.limit {
+                    return Err(FrameError::TooLarge(if self.limit < MAX_FRAME {
+                        "longer than a hello may be"
+                    } else {
+                        "longer than a frame may be"
+                    })
+                    .into());
                 }
                 if self.pending.len() >= 4 + len {
                     let rest = self.pending.split_off(4 + len);
                     let whole = std::mem::replace(&mut self.pending, rest);
+                    self.held = None;
                     return Ok(match Frame::decode(&whole[4..]) {
                         Ok(frame) => Received::Frame(frame),
                         Err(error) => Received::Refused(error),
                     });
+                }
+                if len > UNBUDGETED && self.held.is_none() {
+                    let share = u32::try_from(len).unwrap_or(u32::MAX);
+                    let permit = Arc::clone(&self.budget)
+                        .acquire_many_owned(share)
+                        .await
+                        .map_err(|_| LanError::TimedOut("waiting for room for a frame"))?;
+                    self.held = Some(permit);
                 }
             }
             let message = read_message(&mut self.stream).await?;

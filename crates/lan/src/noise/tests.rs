@@ -8,6 +8,7 @@ use ferry_protocol::lan::{Frame, FrameError, MAX_FRAME};
 use ferry_protocol::{DeviceTag, SyncKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 use super::{Received, Receiver, Sender, Side, builder, handshake};
@@ -52,6 +53,15 @@ where
 
 type Ends = Result<(Sender, Receiver), LanError>;
 
+/// The handshake on `stream`, with a receiver that trusts the other end (as after its hello)
+/// and a budget of its own.
+async fn trusted(stream: TcpStream, psk: &Zeroizing<[u8; 32]>, side: Side) -> Ends {
+    let budget = Arc::new(Semaphore::new(2 * MAX_FRAME));
+    let (sender, mut receiver, _) = handshake(stream, psk, side, TIMEOUT, budget).await?;
+    receiver.trust();
+    Ok((sender, receiver))
+}
+
 /// A dialer and a listener with the PSKs of `dialer` and `listener`, joined through a proxy
 /// that tampers with what the dialer sends. Returns both ends' handshakes.
 async fn pair(dialer: u8, listener: u8, tamper: Tamper) -> (Ends, Ends) {
@@ -71,10 +81,10 @@ async fn pair(dialer: u8, listener: u8, tamper: Tamper) -> (Ends, Ends) {
     let (listener_psk, dialer_psk) = (psk(listener), psk(dialer));
     let listening = tokio::spawn(async move {
         let (stream, _) = server.accept().await.unwrap();
-        handshake(stream, &listener_psk, Side::Listener, TIMEOUT).await
+        trusted(stream, &listener_psk, Side::Listener).await
     });
     let stream = TcpStream::connect(proxy_addr).await.unwrap();
-    let dialed = handshake(stream, &dialer_psk, Side::Dialer, TIMEOUT).await;
+    let dialed = trusted(stream, &dialer_psk, Side::Dialer).await;
     (dialed, listening.await.unwrap())
 }
 
@@ -230,6 +240,94 @@ async fn a_frame_announced_larger_than_allowed_ends_the_channel_before_it_is_rea
         dialer.send(&huge).await,
         Err(LanError::Frame(FrameError::TooLarge(_)))
     ));
+}
+
+/// Two raw ends of one handshake, sharing `budget`, neither trusted yet; the handshake hash of
+/// each.
+async fn untrusted(
+    budget: &Arc<Semaphore>,
+) -> ((Sender, Receiver, Vec<u8>), (Sender, Receiver, Vec<u8>)) {
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let listener_budget = Arc::clone(budget);
+    let listening = tokio::spawn(async move {
+        let (stream, _) = server.accept().await.unwrap();
+        handshake(stream, &psk(1), Side::Listener, TIMEOUT, listener_budget)
+            .await
+            .unwrap()
+    });
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let dialed = handshake(stream, &psk(1), Side::Dialer, TIMEOUT, Arc::clone(budget))
+        .await
+        .unwrap();
+    (dialed, listening.await.unwrap())
+}
+
+#[tokio::test]
+async fn both_ends_share_one_handshake_hash_and_no_other_connection_does() {
+    let budget = Arc::new(Semaphore::new(MAX_FRAME));
+    let ((_, _, dialer), (_, _, listener)) = untrusted(&budget).await;
+    let ((_, _, other), _) = untrusted(&budget).await;
+    assert_eq!(dialer, listener);
+    assert_eq!(dialer.len(), 32);
+    assert_ne!(dialer, other);
+}
+
+#[tokio::test]
+async fn before_its_hello_is_trusted_a_device_cannot_send_more_than_a_hello() {
+    let budget = Arc::new(Semaphore::new(MAX_FRAME));
+    let ((mut dialer, _, _), (_, mut from_dialer, _)) = untrusted(&budget).await;
+    // Announcing a frame of a megabyte ends the channel before any of it is held.
+    dialer
+        .send_plain(&(1u32 << 20).to_be_bytes())
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut from_dialer).await,
+        Err(LanError::Frame(FrameError::TooLarge(
+            "longer than a hello may be"
+        )))
+    ));
+}
+
+#[tokio::test]
+async fn large_frames_wait_for_room_in_the_budget_every_connection_shares() {
+    let len = 3 * super::UNBUDGETED;
+    // Room for one such frame at a time.
+    let budget = Arc::new(Semaphore::new(len + 4));
+    let ((mut first, _, _), (_, mut from_first, _)) = untrusted(&budget).await;
+    let ((mut second, _, _), (_, mut from_second, _)) = untrusted(&budget).await;
+    from_first.trust();
+    from_second.trust();
+    let frame = segment(len - 25).encode().unwrap();
+    assert_eq!(frame.len(), len);
+    // The first device sends half its frame and stops: its receiver holds the room.
+    let mut plain = (frame.len() as u32).to_be_bytes().to_vec();
+    plain.extend_from_slice(&frame);
+    first.send_plain(&plain[..plain.len() / 2]).await.unwrap();
+    let waiting = tokio::time::timeout(Duration::from_millis(300), from_first.recv()).await;
+    assert!(waiting.is_err(), "half a frame is not a frame");
+    assert_eq!(budget.available_permits(), 4);
+    // The second one's whole frame is sent, and waits for room.
+    second.send_encoded(&frame).await.unwrap();
+    let mut second_frame = tokio::spawn(async move { from_second.recv().await });
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut second_frame).await;
+    assert!(early.is_err(), "a frame was read beyond the budget");
+    // Once the first frame is whole, its room passes to the second.
+    first.send_plain(&plain[plain.len() / 2..]).await.unwrap();
+    assert!(matches!(
+        next(&mut from_first).await,
+        Ok(Received::Frame(Frame::Segment { .. }))
+    ));
+    let second_frame = tokio::time::timeout(TIMEOUT, second_frame)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        second_frame,
+        Ok(Received::Frame(Frame::Segment { .. }))
+    ));
+    assert_eq!(budget.available_permits(), len + 4);
 }
 
 /// The handshake and the first transport message each way, byte for byte as an independent
