@@ -7,12 +7,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use ferry_protocol::TopicId;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::config::SlowConsumer;
+use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 
 /// Identifies one connection for the life of the relay process.
@@ -96,13 +98,21 @@ struct Subscriber {
     outbox: Arc<Outbox>,
 }
 
-type Shard = HashMap<TopicId, Vec<Subscriber>>;
+/// A topic's subscribers, and the budget of what other instances send it through the broker.
+struct Topic {
+    subscribers: Vec<Subscriber>,
+    remote: TokenBucket,
+}
+
+type Shard = HashMap<TopicId, Topic>;
 
 /// Every topic with at least one subscriber.
 pub(crate) struct Hub {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     metrics: Arc<Metrics>,
+    /// Messages a second, and a burst, each topic takes from other instances.
+    remote: (f64, f64),
 }
 
 /// What a publish did.
@@ -113,13 +123,27 @@ pub(crate) struct Fanout {
 }
 
 impl Hub {
-    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+    /// A hub whose topics each take `remote` (messages a second, burst) from other instances.
+    pub(crate) fn new(metrics: Arc<Metrics>, remote: (f64, f64)) -> Self {
         let shards = (0..16).map(|_| Mutex::new(Shard::new())).collect();
         Hub {
             shards,
             hasher: RandomState::new(),
             metrics,
+            remote,
         }
+    }
+
+    /// Whether a message for `topic` from another instance fits the topic's budget: metered
+    /// as one address's publishes are, so that what reaches a subscriber through the broker
+    /// is bounded as what reaches it from one client is. A topic without subscribers here
+    /// keeps no budget (the message reaches no one anyway).
+    pub(crate) fn admit_remote(&self, topic: &TopicId, now: Instant) -> bool {
+        let (rate, burst) = self.remote;
+        let mut shard = self.shard(topic);
+        shard
+            .get_mut(topic)
+            .is_none_or(|t| t.remote.take(rate, burst, now))
     }
 
     fn shard(&self, topic: &TopicId) -> MutexGuard<'_, Shard> {
@@ -135,10 +159,14 @@ impl Hub {
         outbox: &Arc<Outbox>,
     ) -> bool {
         let mut shard = self.shard(&topic);
-        let subscribers = shard.entry(topic).or_insert_with(|| {
+        let entry = shard.entry(topic).or_insert_with(|| {
             Metrics::add(&self.metrics.topics, 1);
-            Vec::with_capacity(1)
+            Topic {
+                subscribers: Vec::with_capacity(1),
+                remote: TokenBucket::full(self.remote.1, Instant::now()),
+            }
         });
+        let subscribers = &mut entry.subscribers;
         if subscribers.iter().any(|s| s.connection == connection) {
             return false;
         }
@@ -153,7 +181,7 @@ impl Hub {
     /// Removes a subscription; false when the connection did not have it.
     pub(crate) fn unsubscribe(&self, topic: &TopicId, connection: ConnectionId) -> bool {
         let mut shard = self.shard(topic);
-        let Some(subscribers) = shard.get_mut(topic) else {
+        let Some(Topic { subscribers, .. }) = shard.get_mut(topic) else {
             return false;
         };
         let Some(index) = subscribers.iter().position(|s| s.connection == connection) else {
@@ -172,7 +200,8 @@ impl Hub {
     pub(crate) fn publish(&self, topic: &TopicId, from: ConnectionId, message: &Message) -> Fanout {
         let mut fanout = Fanout::default();
         let shard = self.shard(topic);
-        for subscriber in shard.get(topic).into_iter().flatten() {
+        let subscribers = shard.get(topic).map(|t| t.subscribers.as_slice());
+        for subscriber in subscribers.into_iter().flatten() {
             if subscriber.connection == from {
                 continue;
             }
@@ -202,7 +231,7 @@ mod tests {
     #[test]
     fn publish_reaches_others_but_not_the_publisher() {
         let metrics = Arc::new(Metrics::default());
-        let hub = Hub::new(Arc::clone(&metrics));
+        let hub = Hub::new(Arc::clone(&metrics), (10.0, 20.0));
         let boxes: Vec<_> = (0..3)
             .map(|_| Outbox::new(4, SlowConsumer::DropOldest))
             .collect();

@@ -118,7 +118,10 @@ impl Shared {
             .max_frame_size(Some(config.max_message_size));
         Shared {
             ws,
-            hub: Hub::new(Arc::clone(&metrics)),
+            hub: Hub::new(
+                Arc::clone(&metrics),
+                (config.rate_per_ip, config.burst_per_ip),
+            ),
             addresses: Addresses::new(
                 config.max_connections_per_ip,
                 config.rate_per_ip,

@@ -95,14 +95,18 @@ pub(crate) enum BrokerDrop {
     Malformed,
     /// A broker message longer than any envelope.
     Oversized,
+    /// More messages for one topic than it takes from other instances (`--rate-per-ip` and
+    /// `--burst-per-ip`, as from one address).
+    Metered,
 }
 
 impl BrokerDrop {
-    const ALL: [BrokerDrop; 4] = [
+    const ALL: [BrokerDrop; 5] = [
         BrokerDrop::QueueFull,
         BrokerDrop::Unreachable,
         BrokerDrop::Malformed,
         BrokerDrop::Oversized,
+        BrokerDrop::Metered,
     ];
 
     fn label(self) -> &'static str {
@@ -111,6 +115,7 @@ impl BrokerDrop {
             BrokerDrop::Unreachable => "unreachable",
             BrokerDrop::Malformed => "malformed",
             BrokerDrop::Oversized => "oversized",
+            BrokerDrop::Metered => "rate",
         }
     }
 }

@@ -417,6 +417,7 @@ for_each_broker!(
     without_its_broker_an_instance_serves_its_own_devices,
     a_broker_that_hangs_is_dropped_and_taken_back,
     garbage_on_a_broker_channel_is_counted_and_dropped,
+    a_flood_for_one_topic_through_the_broker_is_metered_like_one_address,
     every_instance_keeps_the_relay_contract,
     wrong_credentials_say_what_to_set_and_never_echo_the_password,
     over_tls_the_broker_is_trusted_through_its_ca,
@@ -546,4 +547,42 @@ async fn unreadable_broker_files_stop_the_relay_before_it_starts() {
             "{message}"
         );
     }
+}
+
+async fn a_flood_for_one_topic_through_the_broker_is_metered_like_one_address(kind: Kind) {
+    let server = Server::start(kind);
+    let config = Config {
+        rate_per_ip: 10.0,
+        burst_per_ip: 20.0,
+        ..roomy()
+    };
+    let one = instance(&server, config.clone()).await;
+    let mut far = Peer::connect(&one).await;
+    let mut other = Peer::connect(&one).await;
+    far.subscribe(topic(1)).await;
+    other.subscribe(topic(2)).await;
+
+    // Someone on the broker sends 2,000 envelopes for one topic as fast as it can.
+    let stranger = [0xab; 16];
+    let envelope = |topic: TopicId, data: &[u8]| [&[1u8][..], &stranger, &topic.0, data].concat();
+    let started = std::time::Instant::now();
+    for n in 0..2000u32 {
+        inject(&server, 1, &envelope(topic(1), &n.to_be_bytes())).await;
+    }
+    settles(&one, "ferry_relay_broker_received_total", 2000).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let dropped = reads(&one, "ferry_relay_broker_dropped_total{reason=\"rate\"}").await;
+    let delivered = 2000 - dropped;
+    let most = 20.0 + 10.0 * (elapsed + 1.0);
+    assert!(
+        (delivered as f64) <= most && delivered >= 20,
+        "{delivered} delivered in {elapsed:.1} s"
+    );
+    for _ in 0..delivered {
+        assert!(matches!(far.event().await, Event::Message { .. }));
+    }
+    far.quiet().await;
+    // Another topic's budget is its own.
+    inject(&server, 1, &envelope(topic(2), b"hint")).await;
+    assert_eq!(other.event().await, message(topic(2), b"hint"));
 }

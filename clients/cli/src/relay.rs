@@ -140,6 +140,61 @@ pub(crate) struct Hints {
     listening: bool,
     /// When the topics to listen on change next.
     topics_change: Instant,
+    /// Messages heard that do not open with the key.
+    junk: Junk,
+}
+
+/// How often messages that do not open with the key are said: the first of a minute with its
+/// reason, the others as one count when the next minute's first comes, so that someone
+/// flooding the topic cannot flood the log.
+const JUNK_EVERY: Duration = Duration::from_secs(60);
+
+/// Messages heard on the relay that do not open with this repository's key, counted.
+#[derive(Debug, Default)]
+struct Junk {
+    /// When the first of this minute was said.
+    said: Option<Instant>,
+    /// How many more came since.
+    more: u64,
+}
+
+impl Junk {
+    /// Counts one, saying it if it is the first of a minute (and how many the minute before
+    /// had).
+    fn heard(&mut self, error: &dyn std::fmt::Display, now: Instant) -> Said {
+        match self.said {
+            Some(said) if now.saturating_duration_since(said) < JUNK_EVERY => {
+                self.more += 1;
+                Said::Counted
+            }
+            _ => {
+                let before = std::mem::take(&mut self.more);
+                self.said = Some(now);
+                if before > 0 {
+                    warn!(
+                        count = before,
+                        "ignored {before} more relay messages that do not open with this key \
+                         in the minute after the last one said"
+                    );
+                }
+                warn!(
+                    %error,
+                    "ignored a relay message that does not open with this key (more within a \
+                     minute are counted, not each said)"
+                );
+                Said::Logged { before }
+            }
+        }
+    }
+}
+
+/// What became of a message that does not open.
+#[derive(Debug, PartialEq, Eq)]
+enum Said {
+    /// Logged, after the count of the minute before.
+    Logged { before: u64 },
+    /// Counted, to be said with the next minute's first.
+    Counted,
 }
 
 impl Hints {
@@ -167,6 +222,7 @@ impl Hints {
             keys: keys.clone(),
             listening,
             topics_change: next_topic_change(),
+            junk: Junk::default(),
         })
     }
 
@@ -194,15 +250,15 @@ impl Hints {
         self.topics.flush(within).await
     }
 
-    /// The next hint that opens with this repository's key (others are logged and skipped);
-    /// `None` once the client stopped.
+    /// The next hint that opens with this repository's key (others are skipped, and said
+    /// at most once a minute with a count); `None` once the client stopped.
     pub(crate) async fn next(&mut self) -> Option<RelayHint> {
         loop {
             let delivery = self.topics.next().await?;
             match self.keys.relay.open_hint(&delivery.topic, &delivery.data) {
                 Ok(hint) => return Some(hint),
                 Err(error) => {
-                    warn!(%error, "ignored a relay message that does not open with this key")
+                    self.junk.heard(&error, Instant::now());
                 }
             }
         }
@@ -297,4 +353,32 @@ pub(crate) fn unreachable_warning(url: &str, why: &str) -> String {
         "warning: the relay at {url} cannot be reached now ({why}); devices poll the storage \
          until it answers (check the URL, and that the relay runs)"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn junk_is_said_once_a_minute_with_the_count_of_the_minute_before() {
+        let mut junk = Junk::default();
+        let start = Instant::now();
+        let error = "does not open";
+        assert_eq!(junk.heard(&error, start), Said::Logged { before: 0 });
+        for n in 1..=1000 {
+            let at = start + Duration::from_millis(n * 50);
+            assert_eq!(junk.heard(&error, at), Said::Counted);
+        }
+        let next_minute = start + JUNK_EVERY + Duration::from_secs(1);
+        assert_eq!(
+            junk.heard(&error, next_minute),
+            Said::Logged { before: 1000 }
+        );
+        assert_eq!(
+            junk.heard(&error, next_minute + Duration::from_secs(1)),
+            Said::Counted
+        );
+        let quiet_hour = next_minute + Duration::from_secs(3600);
+        assert_eq!(junk.heard(&error, quiet_hour), Said::Logged { before: 1 });
+    }
 }

@@ -412,3 +412,71 @@ fn secret_owner() {
         .text(secret)
         .unwrap();
 }
+
+#[test]
+fn junk_on_the_relay_topic_is_logged_as_a_count_and_hints_still_work() {
+    let storage = common::storage(Backend::S3);
+    // A relay that lets one client publish as fast as it likes, as a flood through a broker
+    // would arrive.
+    let relay = storage
+        .runtime
+        .block_on(ferry_relay::RunningRelay::start(ferry_relay::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            rate: 1e6,
+            burst: 1e6,
+            rate_per_ip: 1e6,
+            burst_per_ip: 1e6,
+            ..ferry_relay::Config::default()
+        }))
+        .unwrap();
+    let url = relay.url();
+    let (a, b) = (Device::new(), Device::new());
+    let code = a.init_with_relay(&storage, "alpha", Some(&url));
+    b.join_with_relay(&storage, &code, "beta", Some(&url)).ok();
+    let agent = start_agent(&a, None, &[]);
+    eventually(WAIT, "A subscribed on the relay", || {
+        agent_log(&a).contains("relay: subscribed").then_some(())
+    });
+
+    // 500 messages of a hint's size on the group's topic, that do not open with its key.
+    let keys = ferry_protocol::SyncKey::from_recovery_code(&code)
+        .unwrap()
+        .keys();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let topic = keys.relay.publish_topic(now);
+    storage.runtime.block_on(async {
+        let config = ferry_relay_client::ClientConfig::new(url.clone());
+        let (client, _deliveries) = ferry_relay_client::RelayClient::start(config).unwrap();
+        for n in 0..500u32 {
+            let mut junk = vec![0x5a; 309];
+            junk[..4].copy_from_slice(&n.to_be_bytes());
+            while client.publish(topic, junk.clone()).is_err() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if n % 50 == 49 {
+                assert!(client.flush(WAIT).await);
+            }
+        }
+        assert!(client.flush(WAIT).await);
+    });
+    // A real hint after them: once A has the clip, it went through all the junk.
+    b.run(&["copy", "after the junk"]).ok();
+    eventually(WAIT, "the clip on A", || {
+        let history = a.json(&["history"]);
+        let texts = history.as_array()?;
+        texts
+            .iter()
+            .any(|clip| clip["text"] == "after the junk")
+            .then_some(())
+    });
+    stop_agent(agent);
+    let log = agent_log(&a);
+    let said = log
+        .lines()
+        .filter(|line| line.contains("does not open with this key"))
+        .count();
+    assert_eq!(said, 1, "{log}");
+}

@@ -29,7 +29,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ferry_protocol::TopicId;
 use tokio::task::JoinHandle;
@@ -198,7 +198,11 @@ impl Broker {
             Ok(envelope) if envelope.origin == self.origin => {}
             Ok(envelope) => {
                 Metrics::add(&self.metrics.broker.received, 1);
-                shared.deliver(&envelope.topic, REMOTE, envelope.data.to_vec());
+                if shared.hub.admit_remote(&envelope.topic, Instant::now()) {
+                    shared.deliver(&envelope.topic, REMOTE, envelope.data.to_vec());
+                } else {
+                    self.metrics.broker.dropped(BrokerDrop::Metered, 1);
+                }
             }
             Err(unreadable) => {
                 debug!(bytes = bytes.len(), ?unreadable, "dropped a broker message");
