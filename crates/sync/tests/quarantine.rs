@@ -257,6 +257,37 @@ per_backend! {
 
 per_backend! {
     #[tokio::test]
+    async fn a_middle_segment_the_storage_lost_is_put_back_with_the_next_upload(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        init(store).await;
+        let mut writer = Device::open(Arc::clone(&storage.store)).await;
+        writer.upload_clips(1..=3).await;
+        let tag = keys().names.device_tag(&writer.engine.device());
+        let second = ObjectName::Log { device: tag, seq: 2 };
+        let bytes = raw(store, &second).await;
+        store.delete(&format!("{ROOT}{second}")).await.unwrap();
+        let mut reader = Device::open(Arc::clone(&storage.store)).await;
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts(), ["clip 1"]);
+
+        // The writer's next upload, a minute after its last check (made so here), puts segment
+        // 2 back: the hourly check is not waited for.
+        let minute_later = EngineConfig {
+            check_own_on_upload_every: Duration::ZERO,
+            ..config()
+        };
+        let mut writer = writer.reopen_with(Arc::clone(&storage.store), minute_later).await;
+        writer.copy("clip 4");
+        writer.engine.upload().await.unwrap();
+        assert_eq!(raw(store, &second).await, bytes);
+        reader.engine.fetch().await.unwrap();
+        assert_eq!(reader.texts(), ["clip 1", "clip 2", "clip 3", "clip 4"]);
+    }
+}
+
+per_backend! {
+    #[tokio::test]
     async fn a_quarantined_segment_a_snapshot_covers_leaves_the_quarantine(backend) {
         let storage = storage(backend).await;
         let store = &*storage.store;

@@ -76,10 +76,12 @@ per_backend! {
         let mut receiver = Device::open(Arc::clone(&store)).await;
         counted.counts.take();
 
+        // The first upload of a minute also lists the sender's own segments, once (a segment
+        // the storage lost in the middle of its log is put back then).
         sender.copy("first");
         sender.engine.upload().await.unwrap();
         let [put, get, list, delete] = counted.counts.take();
-        assert_eq!((put, get, list, delete), (2, 0, 0, 0), "first clip sent");
+        assert_eq!((put, get, list, delete), (2, 0, 1, 0), "first clip sent");
 
         sender.copy("second");
         let report = sender.engine.upload().await.unwrap();

@@ -56,7 +56,7 @@ impl Engine {
     pub async fn fetch(&mut self) -> Result<FetchReport, SyncError> {
         if !self.config.direction.receives() {
             // Nothing to take in; what storage lost of this device's is still put back.
-            if self.own_check_due()? {
+            if self.own_check_due(self.config.check_own_every)? {
                 let heads = self.remote.heads().await?;
                 self.repair_own(&heads).await?;
             }

@@ -92,6 +92,10 @@ pub struct EngineConfig {
     /// How often a device checks (with one LIST) that storage still holds its own uploaded
     /// segments; it checks at once when its own head is missing from a poll's listing.
     pub check_own_every: Duration,
+    /// After an upload, this device also checks its own segments when it last did this long
+    /// ago: a segment the storage lost in the middle of its log (which readers stall behind)
+    /// is put back with the device's next upload, not at the hourly check.
+    pub check_own_on_upload_every: Duration,
     /// The name this device registers in the roster with, the first time it sends.
     pub device_name: String,
     /// The id a new database takes instead of a random one: the id this device gave the
@@ -127,6 +131,7 @@ impl Default for EngineConfig {
             eager_blob_bytes: 8 * 1024 * 1024,
             quarantine_retry: Duration::from_secs(60),
             check_own_every: Duration::from_secs(3600),
+            check_own_on_upload_every: Duration::from_secs(60),
             device_name: String::new(),
             paired_as: None,
             known_actions: Action::KINDS,

@@ -4,8 +4,10 @@
 //!
 //! The check costs nothing on most polls: the poll's LIST of `head/` shows this device's own
 //! head, and a head missing or behind sends the device to list its segments at once. Otherwise
-//! it lists them once per `check_own_every`. A device that only sends, and so never polls,
-//! lists the heads and its segments once per that period.
+//! it lists them once per `check_own_every`, and after an upload once per
+//! `check_own_on_upload_every` (a minute): a segment lost in the middle of the log, which the
+//! head does not show, is put back with the device's next upload. A device that only sends, and
+//! so never polls, lists the heads and its segments once per `check_own_every`.
 
 use std::collections::BTreeMap;
 
@@ -25,19 +27,46 @@ impl Engine {
         &mut self,
         heads: &BTreeMap<DeviceTag, u64>,
     ) -> Result<(), SyncError> {
+        let every = self.config.check_own_every;
+        self.repair_own_every(heads, every).await
+    }
+
+    /// After an upload: lists this device's segments when the last check is older than
+    /// `check_own_on_upload_every`, and puts back what storage lost. A failure is noted, not
+    /// the upload's.
+    pub(super) async fn check_own_after_upload(&mut self) {
+        let every = self.config.check_own_on_upload_every;
+        let checked = async {
+            let uploaded = self.db.last_uploaded()?;
+            // The head was just written: only the segments are in question.
+            let heads = BTreeMap::from([(self.tag, uploaded)]);
+            self.repair_own_every(&heads, every).await
+        };
+        if let Err(error) = checked.await {
+            self.note(format!(
+                "checking this device's own objects failed: {error}"
+            ));
+        }
+    }
+
+    async fn repair_own_every(
+        &mut self,
+        heads: &BTreeMap<DeviceTag, u64>,
+        every: std::time::Duration,
+    ) -> Result<(), SyncError> {
         let uploaded = self.db.last_uploaded()?;
         if uploaded == 0 || !self.config.direction.sends() {
             return Ok(());
         }
         let head_lost = heads.get(&self.tag).is_none_or(|&head| head < uploaded);
-        if !head_lost && !self.own_check_due()? {
+        if !head_lost && !self.own_check_due(every)? {
             return Ok(());
         }
         let stored = self.remote.segments(self.tag).await?;
-        if stored.is_empty() && !heads.contains_key(&self.tag) {
+        let first = self.db.number(Meta::CompactedTo)? + 1;
+        if stored.is_empty() && first <= uploaded {
             self.check_listing_shows(uploaded).await?;
         }
-        let first = self.db.number(Meta::CompactedTo)? + 1;
         for seq in first..=uploaded {
             let last = seq == uploaded;
             if stored.contains_key(&seq) && !(last && head_lost) {
@@ -78,11 +107,10 @@ impl Engine {
         }
     }
 
-    /// Whether the periodic check of this device's own segments is due.
-    pub(super) fn own_check_due(&self) -> Result<bool, SyncError> {
+    /// Whether the last check of this device's own segments is `every` old.
+    pub(super) fn own_check_due(&self, every: std::time::Duration) -> Result<bool, SyncError> {
         let checked = self.db.number(Meta::CheckedOwnAt)?;
-        let every = self.config.check_own_every.as_millis() as u64;
-        Ok(now_ms() >= checked.saturating_add(every))
+        Ok(now_ms() >= checked.saturating_add(every.as_millis() as u64))
     }
 
     /// Logs that `name`, lost by the storage, was put back.

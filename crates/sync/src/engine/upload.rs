@@ -111,6 +111,9 @@ impl Engine {
             }
             break;
         }
+        if report.segments > 0 {
+            self.check_own_after_upload().await;
+        }
         // Segments first, so a copy is never held behind a large upload; the blobs they name
         // follow (readers that find a chunk missing look again later), here or in steps.
         if !self.config.large_in_steps {
