@@ -585,12 +585,15 @@ impl State {
     }
 
     /// The public keys of every registered device, and of each device a registered device
-    /// attested that has not registered yet (it is joining): who may connect on the LAN.
+    /// attested that has not registered yet (it is joining): who may connect on the LAN. A
+    /// joining device attested with different keys by different devices is left out until it
+    /// registers.
     pub fn known_keys(&self) -> BTreeMap<DeviceId, DeviceKeys> {
         let mut known: BTreeMap<DeviceId, DeviceKeys> = self
             .devices()
             .map(|(device, entry)| (*device, entry.keys))
             .collect();
+        let mut joining: BTreeMap<DeviceId, Option<DeviceKeys>> = BTreeMap::new();
         let attested = self
             .data
             .settings
@@ -612,9 +615,21 @@ impl State {
                 .and_then(|v| v.value)
                 .and_then(|value| DeviceKeys::from_hex(&value).ok());
             if let Some(keys) = keys {
-                known.insert(subject, keys);
+                joining
+                    .entry(subject)
+                    .and_modify(|agreed| {
+                        if *agreed != Some(keys) {
+                            *agreed = None;
+                        }
+                    })
+                    .or_insert(Some(keys));
             }
         }
+        known.extend(
+            joining
+                .into_iter()
+                .filter_map(|(device, keys)| Some((device, keys?))),
+        );
         known
     }
 

@@ -715,7 +715,16 @@ fn the_keys_known_are_the_registered_ones_and_those_a_registered_device_attested
     state
         .apply(outsider.vouch(unvouched, &identity_keys(9), T0 + 12))
         .unwrap();
+    // Two members attest one joining id with different keys: neither is let in.
+    let contested = DeviceId([0x73; 16]);
+    state
+        .apply(r[0].vouch(contested, &identity_keys(5), T0 + 13))
+        .unwrap();
+    state
+        .apply(r[1].vouch(contested, &identity_keys(6), T0 + 14))
+        .unwrap();
     let known = state.known_keys();
+    assert!(!known.contains_key(&contested));
     assert_eq!(known.len(), 3, "{known:?}");
     assert_eq!(known[&laptop], identity_keys(1));
     assert_eq!(known[&phone], identity_keys(2));

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use ferry_protocol::DeviceId;
 use ferry_protocol::lan::{End, Frame, FrameError};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
@@ -26,8 +26,27 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const PARTS_QUEUE: usize = 4;
 
 /// The most bytes of frames and questions waiting for the application; what arrives beyond
-/// is dropped (storage, or the next heads, bring it).
+/// is dropped (storage, or the next heads, bring it). One larger question still goes through
+/// when nothing else waits.
 const MAX_QUEUED: usize = 32 * 1024 * 1024;
+
+/// How long a caller whose key the roster does not know (a device joining with the recovery
+/// code, registering through its calls) stays connected; it connects again if it needs to.
+const UNKNOWN_CALLER_LIFETIME: Duration = Duration::from_secs(120);
+
+/// The largest question such a caller may ask: its registration, not a whole repository.
+const UNKNOWN_CALLER_QUESTION: usize = 4 * 1024 * 1024;
+
+/// What a caller may send: calls, their answers, pings.
+fn for_callers(frame: &Frame) -> bool {
+    matches!(
+        frame,
+        Frame::Ask { .. } | Frame::Answer { .. } | Frame::Unanswered { .. } | Frame::Ping
+    )
+}
+
+/// The first bytes of every caller's passing id.
+const CALLER_PREFIX: [u8; 8] = [0xca; 8];
 
 /// Sets up a connection on `stream` and, once both sides said hello, reports it to the
 /// supervisor and serves it. `dialed` is the address dialled, for a connection this device
@@ -46,7 +65,7 @@ pub(crate) async fn serve(
     };
     let (frames_tx, frames_rx) = mpsc::channel(shared.config.queue);
     let (parts_tx, parts_rx) = mpsc::channel(PARTS_QUEUE);
-    let (sender, receiver, hello) = match open(&shared, stream, side).await {
+    let (mut sender, mut receiver, hello) = match open(&shared, stream, side).await {
         Ok(opened) => opened,
         Err(error) => {
             match (&error, dialed) {
@@ -77,44 +96,105 @@ pub(crate) async fn serve(
         dialed: dialed.is_some(),
         since: SystemTime::now(),
     };
+    let caller = match hello.caller {
+        false => None,
+        true => Some(Caller { known: hello.known }),
+    };
     // Ready goes to the supervisor before any frame of this connection reaches the
-    // application, so that what the application answers finds the connection registered.
+    // application, so that what the application answers finds the connection registered;
+    // nothing is read until it kept the connection.
+    let (kept_tx, kept) = oneshot::channel();
+    let (stop, stopped) = oneshot::channel();
     let ready = Internal::Ready {
         id,
         peer,
         key: hello.key,
-        caller: hello.caller,
+        caller,
         frames: frames_tx,
         parts: parts_tx,
         dialed,
+        kept: kept_tx,
+        stop,
     };
-    if shared.internal.send(ready).is_err() {
+    if shared.internal.send(ready).is_err() || kept.await != Ok(true) {
+        return;
+    }
+    // Each end, once it kept the connection, says so with a ping: a connection counts only
+    // when both did, so a device the other end refused is never told it is connected.
+    if let Err(error) = welcome(&shared, &mut sender, &mut receiver).await {
+        let why = error.to_string();
+        let _ = shared.internal.send(Internal::Closed { id, device, why });
+        return;
+    }
+    if shared
+        .internal
+        .send(Internal::Welcomed { id, device })
+        .is_err()
+    {
         return;
     }
     let mut halves = JoinSet::new();
-    halves.spawn(read(shared.clone(), receiver, device));
+    halves.spawn(read(shared.clone(), receiver, device, caller));
     halves.spawn(write(shared.clone(), sender, frames_rx, parts_rx));
+    let lifetime = match caller {
+        Some(Caller { known: false }) => UNKNOWN_CALLER_LIFETIME,
+        _ => Duration::MAX,
+    };
     // A half that fails ends the connection (dropping the other closes the socket). A writer
     // that ends because the connection was replaced has sent what was queued and closed its
-    // side; the reader takes what the other device still sends until it closes too.
-    let why = match halves.join_next().await {
-        Some(Ok(Ok(Half::Replaced))) => {
-            let drained = tokio::time::timeout(shared.config.handshake_timeout, halves.join_next());
-            let _ = drained.await;
-            "replaced by another connection".into()
-        }
-        Some(Ok(Err(error))) => error.to_string(),
-        _ => "closed".into(),
+    // side; the reader takes what the other device still sends until it closes too. A
+    // connection the supervisor stops (its device left the roster, it fell behind) ends at
+    // once.
+    let why = tokio::select! {
+        half = halves.join_next() => match half {
+            Some(Ok(Ok(Half::Replaced))) => {
+                let timeout = shared.config.handshake_timeout;
+                let _ = tokio::time::timeout(timeout, halves.join_next()).await;
+                "replaced by another connection".into()
+            }
+            Some(Ok(Err(error))) => error.to_string(),
+            _ => "closed".into(),
+        },
+        Ok(why) = stopped => why,
+        () = tokio::time::sleep(lifetime) => "an unknown caller's time is up".into(),
     };
     halves.abort_all();
     let _ = shared.internal.send(Internal::Closed { id, device, why });
 }
 
-/// The passing id of the caller on connection `id`: never a device's (those are random).
+/// Sends this end's ping, and waits for the other end's: its word that it kept the connection.
+async fn welcome(
+    shared: &Shared,
+    sender: &mut Sender,
+    receiver: &mut Receiver,
+) -> Result<(), LanError> {
+    sender.send(&Frame::Ping).await?;
+    let first = tokio::time::timeout(shared.config.handshake_timeout, receiver.recv())
+        .await
+        .map_err(|_| LanError::TimedOut("the other device keeping the connection"))??;
+    match first {
+        Received::Frame(Frame::Ping) => Ok(()),
+        _ => Err(LanError::Frame(FrameError::Malformed(
+            "the frame after the hellos is not a ping",
+        ))),
+    }
+}
+
+/// The passing id of the caller on connection `id` (a device's own id never takes this form:
+/// a hello naming one is refused).
 fn caller_id(id: u64) -> DeviceId {
-    let mut bytes = [0xca; 16];
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&CALLER_PREFIX);
     bytes[8..].copy_from_slice(&id.to_be_bytes());
     DeviceId(bytes)
+}
+
+/// What a caller's connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Caller {
+    /// Whether the roster knows its key (else it is a device joining with the recovery code,
+    /// let in by a device that holds a repository).
+    pub(crate) known: bool,
 }
 
 /// Who the other device said it is, in a hello whose signature held.
@@ -122,6 +202,8 @@ struct Hello {
     device: DeviceId,
     port: u16,
     caller: bool,
+    /// For a caller: whether the roster knows its key.
+    known: bool,
     key: [u8; 32],
 }
 
@@ -176,20 +258,31 @@ async fn open(
             "this device reached itself",
         )));
     }
+    if !caller && device.0[..8] == CALLER_PREFIX {
+        return Err(LanError::Frame(FrameError::Malformed(
+            "a device id of the form callers are given",
+        )));
+    }
     // A device that holds a repository also lets in callers whose key the roster does not
     // know yet: a device joining with the recovery code registers through its calls (the
     // supervisor keeps few of them).
-    let member = match caller {
-        true => config.members.allow_caller(&key) || config.max_question > 0,
+    let known = match caller {
+        true => config.members.allow_caller(&key),
         false => config.members.allow(&device, &key),
     };
-    if !member {
+    let holder_lets_in = caller && config.max_question > 0;
+    if !(known || holder_lets_in) {
         return Err(LanError::NotMember {
             device,
             listening: port,
+            caller,
         });
     }
-    receiver.trust();
+    // A caller sends calls, in parts of at most a megabyte: nothing larger is read from it.
+    receiver.trust(match caller {
+        true => ferry_protocol::lan::MAX_PART + 16,
+        false => ferry_protocol::lan::MAX_FRAME,
+    });
     Ok((
         sender,
         receiver,
@@ -197,6 +290,7 @@ async fn open(
             device,
             port,
             caller,
+            known,
             key,
         },
     ))
@@ -215,13 +309,24 @@ async fn read(
     shared: Shared,
     mut receiver: noise::Receiver,
     from: DeviceId,
+    caller: Option<Caller>,
 ) -> Result<Half, LanError> {
     let mut questions = Questions::default();
+    let max_question = match caller {
+        Some(Caller { known: false }) => shared.config.max_question.min(UNKNOWN_CALLER_QUESTION),
+        _ => shared.config.max_question,
+    };
     loop {
         let received = tokio::time::timeout(shared.config.idle_timeout, receiver.recv())
             .await
             .map_err(|_| LanError::TimedOut("waiting for the other device"))??;
         match received {
+            Received::Frame(frame) if caller.is_some() && !for_callers(&frame) => {
+                debug!(
+                    ?frame,
+                    "LAN: a caller sent what only a device sends; ignored"
+                );
+            }
             Received::Frame(Frame::Ping) => {}
             Received::Frame(Frame::Hello { .. }) => {
                 warn!(device = %from, "a second hello on a LAN connection was ignored");
@@ -233,8 +338,7 @@ async fn read(
                 shared.calls.unanswered(from, call, why);
             }
             Received::Frame(Frame::Ask { call, more, part }) => {
-                let max = shared.config.max_question;
-                let event = match questions.part(call, more, part, max) {
+                let event = match questions.part(call, more, part, max_question) {
                     Joined::Partial => continue,
                     Joined::Whole(question) => Event::Asked {
                         from,
@@ -283,10 +387,14 @@ async fn read(
 /// the frames in it ([`MAX_QUEUED`]).
 fn deliver(shared: &Shared, event: Event) -> Delivery {
     let bytes = event.bytes();
-    if bytes > 0 && shared.queued.load(Ordering::Relaxed) + bytes > MAX_QUEUED {
+    let room = shared
+        .queued
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+            (queued == 0 || queued + bytes <= MAX_QUEUED).then_some(queued + bytes)
+        });
+    if room.is_err() {
         return Delivery::Full;
     }
-    shared.queued.fetch_add(bytes, Ordering::Relaxed);
     match shared.events.try_send(event) {
         Ok(()) => Delivery::Taken,
         Err(refused) => {

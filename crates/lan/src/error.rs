@@ -52,6 +52,8 @@ pub enum LanError {
         device: DeviceId,
         /// Where it listens, to dial it once the roster names it.
         listening: u16,
+        /// Whether it is a caller (a command, not dialled back).
+        caller: bool,
     },
     /// A message did not decrypt after the handshake: altered in transit.
     #[error("a message on a LAN connection did not decrypt (altered in transit); it was closed")]

@@ -42,8 +42,10 @@ pub const PAIRING_PORT: u16 = DEFAULT_PORT + 1;
 /// How long a new connection has to send its first well-formed frame.
 pub const FIRST_FRAME: Duration = Duration::from_secs(5);
 
-/// How many connections the host keeps at once; more are closed as they come.
+/// How many connections the host keeps at once, and from one address; more are closed as they
+/// come.
 const MAX_CONNECTIONS: usize = 8;
+const MAX_PER_ADDRESS: usize = 2;
 
 /// How long one connection attempt of the seeking side may take.
 const CONNECT: Duration = Duration::from_secs(3);
@@ -259,6 +261,12 @@ enum Write {
     Flushed(oneshot::Sender<()>),
 }
 
+/// One connection of the meeting: where it comes from, and its writer's queue.
+struct Connection {
+    ip: std::net::IpAddr,
+    writes: mpsc::UnboundedSender<Write>,
+}
+
 /// The frames sent so far and the connections they go to.
 struct Hub {
     commands_rx: mpsc::UnboundedReceiver<Command>,
@@ -266,7 +274,7 @@ struct Hub {
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     frames: mpsc::Sender<Vec<u8>>,
     sent: Vec<Arc<[u8]>>,
-    connections: HashMap<u64, mpsc::UnboundedSender<Write>>,
+    connections: HashMap<u64, Connection>,
     next_id: u64,
     /// Places found by the seeking side, by full name.
     found: HashMap<String, Place>,
@@ -325,7 +333,7 @@ impl Hub {
         match command {
             Command::Send(frame) => {
                 for connection in self.connections.values() {
-                    let _ = connection.send(Write::Frame(Arc::clone(&frame)));
+                    let _ = connection.writes.send(Write::Frame(Arc::clone(&frame)));
                 }
                 self.sent.push(frame);
             }
@@ -335,7 +343,8 @@ impl Hub {
                     .values()
                     .filter_map(|connection| {
                         let (flushed, wait) = oneshot::channel();
-                        connection.send(Write::Flushed(flushed)).ok().map(|()| wait)
+                        let flushed = Write::Flushed(flushed);
+                        connection.writes.send(flushed).ok().map(|()| wait)
                     })
                     .collect();
                 self.tasks.spawn(async move {
@@ -399,10 +408,15 @@ impl Hub {
 
     /// Serves a new connection: every frame sent so far goes out first.
     fn serve(&mut self, stream: TcpStream, addr: SocketAddr) {
-        if self.connections.len() >= MAX_CONNECTIONS {
+        let ip = addr.ip();
+        let from_there = self.connections.values().filter(|c| c.ip == ip).count();
+        if self.connections.len() >= MAX_CONNECTIONS || from_there >= MAX_PER_ADDRESS {
             debug!(%addr, "pairing on the LAN: too many connections, one refused");
             return;
         }
+        // This device's own side, as its frames carry it: a connection that sends them back
+        // is a stranger holding a place, not the other device.
+        let own = self.sent.first().and_then(|frame| side(frame));
         let _ = stream.set_nodelay(true);
         debug!(%addr, "pairing on the LAN: connected");
         let id = self.next_id;
@@ -411,13 +425,13 @@ impl Hub {
         for frame in &self.sent {
             let _ = writes.send(Write::Frame(Arc::clone(frame)));
         }
-        self.connections.insert(id, writes);
+        self.connections.insert(id, Connection { ip, writes });
         let frames = self.frames.clone();
         let internal = self.internal.clone();
         self.tasks.spawn(async move {
             let (reader, writer) = stream.into_split();
             let why = tokio::select! {
-                why = read(reader, frames) => why,
+                why = read(reader, frames, own) => why,
                 why = write(writer, writes_rx) => why,
             };
             debug!(%addr, why, "pairing on the LAN: a connection closed");
@@ -498,8 +512,18 @@ async fn connect(addrs: &[SocketAddr]) -> Option<TcpStream> {
     None
 }
 
-/// Hands each well-formed frame to the session; returns why the connection ended.
-async fn read(mut reader: OwnedReadHalf, frames: mpsc::Sender<Vec<u8>>) -> &'static str {
+/// The side a pairing frame names (its bytes 3 to 11), if it is long enough to.
+fn side(frame: &[u8]) -> Option<[u8; 8]> {
+    frame.get(3..11)?.try_into().ok()
+}
+
+/// Hands each well-formed frame to the session; returns why the connection ended. A frame of
+/// `own` side (this device's, sent back) ends the connection.
+async fn read(
+    mut reader: OwnedReadHalf,
+    frames: mpsc::Sender<Vec<u8>>,
+    own: Option<[u8; 8]>,
+) -> &'static str {
     let mut first = true;
     loop {
         let frame = async {
@@ -529,6 +553,9 @@ async fn read(mut reader: OwnedReadHalf, frames: mpsc::Sender<Vec<u8>>) -> &'sta
             && !matches!(error, pairing::PairingError::Version { .. })
         {
             return "not a pairing frame";
+        }
+        if own.is_some() && side(&frame) == own {
+            return "it sent this device's own frames back";
         }
         first = false;
         if frames.send(frame).await.is_err() {

@@ -19,11 +19,12 @@ use std::time::Duration;
 use ferry_protocol::DeviceId;
 use ferry_protocol::lan::Frame;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
+use crate::conn::Caller;
 use crate::{Event, LanConfig, LanError, Peer, calls, conn};
 
 /// The most accepted connections from addresses never seen to complete a hello that may be in
@@ -42,9 +43,13 @@ const MAX_DIALING: usize = 32;
 /// The most connections set up at once, callers included.
 const MAX_CONNECTIONS: usize = 64;
 
-/// The most connections of commands (callers) of one device at once, and of callers whose key
-/// the roster does not know (yet) together.
+/// The most connections of commands (callers) of one device at once.
 const MAX_CALLERS_PER_DEVICE: usize = 4;
+
+/// The most callers whose key the roster does not know yet (devices joining with the recovery
+/// code, let in by a device that holds a repository), together and from one address.
+const MAX_UNKNOWN_CALLERS: usize = 8;
+const MAX_UNKNOWN_CALLERS_PER_ADDRESS: usize = 2;
 
 /// How many addresses that completed a hello are remembered, and how many of devices not in
 /// the roster yet are dialled again when it changes.
@@ -81,11 +86,15 @@ pub(crate) enum Internal {
         peer: Peer,
         /// The key its hello proved.
         key: [u8; 32],
-        /// Whether it is a caller's (its `peer.device` is a passing id).
-        caller: bool,
+        /// For a caller's connection (its `peer.device` is a passing id): what it is.
+        caller: Option<Caller>,
         frames: mpsc::Sender<Frame>,
         parts: mpsc::Sender<Frame>,
         dialed: Option<SocketAddr>,
+        /// Told whether the connection is kept; nothing is read from it before.
+        kept: oneshot::Sender<bool>,
+        /// Ends the connection at once, saying why.
+        stop: oneshot::Sender<String>,
     },
     /// A connection could not be set up.
     Failed {
@@ -94,6 +103,8 @@ pub(crate) enum Internal {
         dialed: Option<SocketAddr>,
         error: LanError,
     },
+    /// Both ends kept a ready connection: it counts from now on.
+    Welcomed { id: u64, device: DeviceId },
     /// A ready connection ended.
     Closed {
         id: u64,
@@ -114,11 +125,25 @@ struct Connection {
     id: u64,
     peer: Peer,
     key: [u8; 32],
-    /// Whether it is a caller's: a command of the device signing with `key`.
-    caller: bool,
+    /// For a caller's connection: what it is.
+    caller: Option<Caller>,
+    /// Ends it at once (dropping it instead lets what was queued go out first).
+    stop: Option<oneshot::Sender<String>>,
+    /// Whether the other end kept it too: until then it is neither listed nor called.
+    welcomed: bool,
     frames: mpsc::Sender<Frame>,
     /// Parts of calls, sent when no frame waits.
     parts: mpsc::Sender<Frame>,
+}
+
+impl Connection {
+    /// Ends the connection at once; what it was (a caller's, or not).
+    fn stop(mut self) -> Option<Caller> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send("closed by this device".into());
+        }
+        self.caller
+    }
 }
 
 /// A connection in its handshake.
@@ -210,21 +235,14 @@ impl Supervisor {
     /// address, or strangers together, hold as many handshakes as they may.
     fn accepted(&mut self, stream: TcpStream, addr: SocketAddr) {
         let ip = addr.ip();
-        let known = self.known.contains(&ip);
-        let accepted = self.opening.values().filter(|o| !o.dialed);
-        let (from_here, in_pool) = accepted.fold((0, 0), |(here, pool), o| {
-            (
-                here + usize::from(o.ip == ip),
-                pool + usize::from(o.known == known),
-            )
-        });
-        let pool = if known {
-            MAX_OPENING_KNOWN
-        } else {
-            MAX_OPENING
-        };
+        let accepted: Vec<&Opening> = self.opening.values().filter(|o| !o.dialed).collect();
+        let from_here = accepted.iter().filter(|o| o.ip == ip).count();
+        let known_open = accepted.iter().filter(|o| o.known).count();
+        let strangers_open = accepted.len() - known_open;
+        // An address seen before takes a slot of its own, or a stranger's when those are taken.
+        let known = self.known.contains(&ip) && known_open < MAX_OPENING_KNOWN;
         if from_here >= MAX_OPENING_PER_ADDRESS
-            || in_pool >= pool
+            || (!known && strangers_open >= MAX_OPENING)
             || self.connections.len() + self.opening.len() >= MAX_CONNECTIONS + MAX_DIALING
         {
             self.turned_away += 1;
@@ -343,12 +361,19 @@ impl Supervisor {
                     }
                 }
                 match error {
-                    LanError::NotMember { device, listening } => {
+                    LanError::NotMember {
+                        device,
+                        listening,
+                        caller: false,
+                    } => {
                         let at = dialed.unwrap_or(SocketAddr::new(addr.ip(), listening));
                         let new = !self.waiting.values().any(|d| *d == device);
-                        if self.waiting.len() < MAX_WAITING {
-                            self.waiting.insert(at, device);
+                        if self.waiting.len() >= MAX_WAITING
+                            && let Some(oldest) = self.waiting.keys().next().copied()
+                        {
+                            self.waiting.remove(&oldest);
                         }
+                        self.waiting.insert(at, device);
                         if new {
                             info!(%addr, "LAN: {error}");
                         }
@@ -365,30 +390,53 @@ impl Supervisor {
                 frames,
                 parts,
                 dialed,
+                kept,
+                stop,
             } => {
                 self.opening.remove(&id);
                 if let Some(addr) = dialed {
                     self.dialing.remove(&addr);
                     self.reached.insert(addr, peer.device);
                 }
-                if self.known.len() < MAX_KNOWN {
-                    self.known.insert(peer.addr.ip());
-                }
                 let connection = Connection {
                     id,
                     peer,
                     key,
                     caller,
+                    stop: Some(stop),
+                    welcomed: false,
                     frames,
                     parts,
                 };
-                self.ready(connection).await;
+                let (ip, member) = (connection.peer.addr.ip(), caller.is_none());
+                let keeps = self.ready(connection).await;
+                // Only an address where a member's own connection was kept earns slots of its own.
+                if keeps && member && self.known.len() < MAX_KNOWN {
+                    self.known.insert(ip);
+                }
+                let _ = kept.send(keeps);
+            }
+            Internal::Welcomed { id, device } => {
+                let Some(connection) = self.connections.get_mut(&device) else {
+                    return;
+                };
+                if connection.id != id {
+                    return;
+                }
+                connection.welcomed = true;
+                let (peer, caller) = (connection.peer.clone(), connection.caller);
+                self.publish();
+                if caller.is_none() {
+                    info!(%device, addr = %peer.addr, "LAN: a peer connected");
+                    let _ = self.shared.events.send(Event::Connected(peer)).await;
+                }
             }
             Internal::Closed { id, device, why } => {
                 if self.connections.get(&device).is_some_and(|c| c.id == id) {
-                    let gone = self.connections.remove(&device);
+                    self.connections.remove(&device);
+                    let listed = self.listed(&device);
                     self.publish();
-                    if gone.is_some_and(|c| c.caller) {
+                    if !listed {
                         return;
                     }
                     info!(%device, %why, "LAN: a peer disconnected");
@@ -403,49 +451,70 @@ impl Supervisor {
     }
 
     /// Keeps `new` unless the device has a connection already that proved another key, or one
-    /// that both sides prefer: the one dialled by the device with the smaller id. A caller is
+    /// that both sides prefer: the one dialled by the device with the smaller id (of two
+    /// dialled by the same device, the newer). A caller is
     /// kept beside its device's own connection, up to a few per device; nothing is kept past
     /// [`MAX_CONNECTIONS`].
-    async fn ready(&mut self, new: Connection) {
+    async fn ready(&mut self, new: Connection) -> bool {
         let device = new.peer.device;
         let full = self.connections.len() >= MAX_CONNECTIONS;
-        if new.caller {
-            let members = &self.shared.config.members;
-            let known = members.allow_caller(&new.key);
-            let callers = self.connections.values().filter(|c| c.caller);
-            let same = callers
-                .filter(|c| match known {
-                    true => c.key == new.key,
-                    false => !members.allow_caller(&c.key),
-                })
-                .count();
-            if !full && same < MAX_CALLERS_PER_DEVICE {
-                self.connections.insert(device, new);
-                self.publish();
+        if let Some(caller) = new.caller {
+            let callers = self
+                .connections
+                .values()
+                .filter_map(|c| Some((c, c.caller?)));
+            let room = match caller.known {
+                true => {
+                    let same = callers.filter(|(c, _)| c.key == new.key).count();
+                    same < MAX_CALLERS_PER_DEVICE
+                }
+                false => {
+                    let unknown: Vec<&Connection> =
+                        callers.filter(|(_, c)| !c.known).map(|(c, _)| c).collect();
+                    let here = unknown
+                        .iter()
+                        .filter(|c| c.peer.addr.ip() == new.peer.addr.ip());
+                    unknown.len() < MAX_UNKNOWN_CALLERS
+                        && here.count() < MAX_UNKNOWN_CALLERS_PER_ADDRESS
+                }
+            };
+            if full || !room || self.connections.contains_key(&device) {
+                debug!(addr = %new.peer.addr, "LAN: as many callers as this device keeps: one more was closed");
+                return false;
             }
-            return;
+            self.connections.insert(device, new);
+            return true;
         }
         if let Some(old) = self.connections.get(&device) {
             if old.key != new.key {
                 warn!(%device, "LAN: a connection proving another key than the device's was closed");
-                return;
+                return false;
             }
             let me = self.shared.config.device;
             let preferred_dialer = me.min(device);
             let dialer = |c: &Connection| if c.peer.dialed { me } else { device };
-            if dialer(old) == preferred_dialer || dialer(&new) != preferred_dialer {
-                // Dropping `new` closes it.
-                return;
+            // Dialled by the same device twice: it lost the first (a device does not dial one
+            // it is connected to), so the new one takes over.
+            if dialer(old) != dialer(&new)
+                && (dialer(old) == preferred_dialer || dialer(&new) != preferred_dialer)
+            {
+                return false;
             }
         } else if full {
             debug!(%device, "LAN: as many connections as this device keeps: one more was closed");
-            return;
+            return false;
         }
-        info!(%device, addr = %new.peer.addr, "LAN: a peer connected");
-        let peer = new.peer.clone();
+        // Counted once the other end says it kept it too (`Internal::Welcomed`).
         self.connections.insert(device, new);
-        self.publish();
-        let _ = self.shared.events.send(Event::Connected(peer)).await;
+        true
+    }
+
+    /// Whether `device` is among the peers last published.
+    fn listed(&self, device: &DeviceId) -> bool {
+        self.peers
+            .borrow()
+            .iter()
+            .any(|peer| peer.device == *device)
     }
 
     async fn send(&mut self, to: Option<DeviceId>, frame: Frame) {
@@ -454,7 +523,7 @@ impl Supervisor {
             None => self
                 .connections
                 .iter()
-                .filter(|(_, c)| !c.caller)
+                .filter(|(_, c)| c.caller.is_none() && c.welcomed)
                 .map(|(device, _)| *device)
                 .collect(),
         };
@@ -466,9 +535,10 @@ impl Supervisor {
                 connection.frames.try_send(frame.clone())
             {
                 // It cannot keep up: closed, and it catches up from heads when it reconnects.
-                let gone = self.connections.remove(&device);
+                self.connections.remove(&device).map(Connection::stop);
+                let listed = self.listed(&device);
                 self.publish();
-                if gone.is_some_and(|c| c.caller) {
+                if !listed {
                     continue;
                 }
                 let why = "it fell behind".to_owned();
@@ -489,15 +559,25 @@ impl Supervisor {
         let gone: Vec<DeviceId> = self
             .connections
             .iter()
-            .filter(|(device, c)| !c.caller && !members.allow(device, &c.key))
+            .filter(|(device, c)| match c.caller {
+                None => !members.allow(device, &c.key),
+                // A holder keeps callers it does not know for their short lifetime.
+                Some(caller) => {
+                    caller.known
+                        && !members.allow_caller(&c.key)
+                        && self.shared.config.max_question == 0
+                }
+            })
             .map(|(device, _)| *device)
             .collect();
         for device in gone {
             let Some(connection) = self.connections.remove(&device) else {
                 continue;
             };
+            connection.stop();
+            let listed = self.listed(&device);
             self.publish();
-            if !connection.caller {
+            if listed {
                 info!(%device, "LAN: a device no longer in the roster was disconnected");
                 let why = "it is no longer in the roster".to_owned();
                 let _ = self
@@ -515,17 +595,14 @@ impl Supervisor {
     /// Tells the calls, then the application, who is connected now: a device the application
     /// sees connected can be called at once.
     fn publish(&self) {
-        let links = self
-            .connections
-            .iter()
+        let welcomed = || self.connections.iter().filter(|(_, c)| c.welcomed);
+        let links = welcomed()
             .map(|(device, c)| (*device, c.parts.clone()))
             .collect();
         self.shared.calls.connected(links);
-        let mut peers: Vec<Peer> = self
-            .connections
-            .values()
-            .filter(|c| !c.caller)
-            .map(|c| c.peer.clone())
+        let mut peers: Vec<Peer> = welcomed()
+            .filter(|(_, c)| c.caller.is_none())
+            .map(|(_, c)| c.peer.clone())
             .collect();
         peers.sort_by_key(|p| p.device);
         self.peers.send_replace(peers);

@@ -419,6 +419,9 @@ async fn only_the_rosters_devices_connect_each_proving_its_own_key() {
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.discovery = None;
         config.peers = vec![format!("127.0.0.1:{port}")];
+        // Past four handshakes at once from one address, more are closed unheard: dialling
+        // again is how a device gets in then.
+        config.redial_every = Duration::from_millis(300);
         config
     };
     let (mut b, _b_events) = start(dial_a(2, identity(2)), &key(1)).await;
@@ -538,4 +541,56 @@ async fn strangers_holding_handshakes_do_not_keep_the_groups_devices_apart() {
     a.dial(c.local_addr());
     connected_to(&mut a, &[2, 3]).await;
     drop(stranger);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_lets_in_few_callers_it_does_not_know_and_takes_only_calls_from_them() {
+    let mut a_config = config(1, None);
+    a_config.max_question = 1024;
+    a_config.members.set([signing_key(1), signing_key(2)]);
+    let (a, mut a_events) = start(a_config, &key(1)).await;
+    // Callers with keys the roster does not know (devices joining with the recovery code),
+    // all from 127.0.0.1: two are let in, the third is closed at once.
+    let mut callers = Vec::new();
+    for seed in 20..23 {
+        let mut caller = config(seed, None);
+        caller.caller = true;
+        let (lan, events) = start(caller, &key(1)).await;
+        lan.dial(a.local_addr());
+        let reached = lan
+            .calls()
+            .wait_for(DeviceId([1; 16]), Duration::from_secs(2))
+            .await;
+        callers.push((lan, events, reached));
+    }
+    // The third is never told it is connected: the holder did not keep it.
+    let reached: Vec<bool> = callers.iter().map(|(_, _, reached)| *reached).collect();
+    assert_eq!(reached, [true, true, false]);
+    assert!(
+        a.peers().is_empty(),
+        "callers are not listed: {:?}",
+        a.peers()
+    );
+
+    // What a caller sends beyond calls (a segment) never reaches the application; its calls
+    // do, and are answered.
+    let (caller, _, _) = &callers[0];
+    caller.send(Some(DeviceId([1; 16])), segment(5));
+    let calls = caller.calls();
+    let asking =
+        tokio::spawn(async move { calls.ask(DeviceId([1; 16]), b"question", 1024, WAIT).await });
+    let (from, call, question) = loop {
+        match event(&mut a_events).await {
+            Event::Asked {
+                from,
+                call,
+                question,
+            } => break (from, call, question),
+            Event::Received { frame, .. } => panic!("a caller's {frame:?} reached the application"),
+            _ => {}
+        }
+    };
+    assert_eq!(question, b"question");
+    a.calls().answer(from, call, b"answer", WAIT).await.unwrap();
+    assert_eq!(asking.await.unwrap().unwrap(), b"answer");
 }

@@ -181,3 +181,66 @@ fn framed(frame: &[u8]) -> Vec<u8> {
     bytes.extend_from_slice(frame);
     bytes
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_sending_the_hosts_frames_back_holds_no_place() {
+    let config = config();
+    let (host, mut host_frames) = Meeting::host(417, &config).await.unwrap();
+    let offer = Session::new(Role::Offer, &code(417)).unwrap();
+    host.send(offer.frames()[0].clone());
+    let addr = host.local_addr().unwrap();
+
+    // A stranger connects as often as the place takes, and from one address: each connection
+    // sends back the host's own frame (well formed, and ignored by a session) and then nothing.
+    let mut strangers = Vec::new();
+    for _ in 0..8 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let _ = stream.write_all(&framed(&offer.frames()[0])).await;
+        strangers.push(stream);
+    }
+    for stream in &mut strangers {
+        assert!(
+            closed_within(stream, WAIT).await,
+            "a stranger's connection stayed open"
+        );
+    }
+    assert!(
+        host_frames.try_recv().is_err(),
+        "an echo reached the session"
+    );
+
+    // The joining device still finds its place: its frame arrives.
+    let well_formed = Session::new(Role::Join, &code(417)).unwrap().frames()[0].clone();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&framed(&well_formed)).await.unwrap();
+    assert_eq!(frame(&mut host_frames).await, well_formed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_at_most_two_places() {
+    let config = config();
+    let (host, mut host_frames) = Meeting::host(417, &config).await.unwrap();
+    let offer = Session::new(Role::Offer, &code(417)).unwrap();
+    host.send(offer.frames()[0].clone());
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], host.local_addr().unwrap().port()));
+    // Silent connections from 127.0.0.1 (each would wait out its first frame's deadline):
+    // past two, closed at once.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut closed_at_once = 0;
+    for stream in &mut held {
+        if closed_within(stream, Duration::from_millis(500)).await {
+            closed_at_once += 1;
+        }
+    }
+    assert_eq!(closed_at_once, 2);
+    // From another address, a joining device's frame still arrives meanwhile.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let well_formed = Session::new(Role::Join, &code(417)).unwrap().frames()[0].clone();
+    stream.write_all(&framed(&well_formed)).await.unwrap();
+    assert_eq!(frame(&mut host_frames).await, well_formed);
+}

@@ -13,7 +13,7 @@
 
 use std::io::ErrorKind;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_protocol::lan::{
     Frame, FrameError, MAX_FRAME, MAX_HELLO, MAX_NOISE_MESSAGE, MAX_NOISE_PAYLOAD, NOISE_PARAMS,
@@ -50,9 +50,14 @@ pub(crate) struct Receiver {
     limit: usize,
     /// Bytes every connection's frames may hold while they arrive, shared.
     budget: Arc<Semaphore>,
-    /// The share of `budget` the frame arriving now holds.
-    held: Option<OwnedSemaphorePermit>,
+    /// The share of `budget` the frame arriving now holds, and by when the rest of it must
+    /// have come.
+    held: Option<(OwnedSemaphorePermit, Instant)>,
 }
+
+/// How long a frame holding a share of the budget may take to arrive whole: a device that
+/// announces a large frame and stalls does not hold the share for longer.
+const FRAME_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Frames up to this long arrive without asking the shared budget: at most one Noise message
 /// more than this is held per connection anyway.
@@ -211,9 +216,9 @@ pub(crate) enum Received {
 }
 
 impl Receiver {
-    /// Takes frames of any length from now on: the other device proved who it is.
-    pub(crate) fn trust(&mut self) {
-        self.limit = MAX_FRAME;
+    /// Takes frames of up to `limit` bytes from now on: the other device proved who it is.
+    pub(crate) fn trust(&mut self, limit: usize) {
+        self.limit = limit.min(MAX_FRAME);
     }
 
     /// The next frame. An error means the channel is over. A frame longer than
@@ -249,10 +254,17 @@ impl Receiver {
                         .acquire_many_owned(share)
                         .await
                         .map_err(|_| LanError::TimedOut("waiting for room for a frame"))?;
-                    self.held = Some(permit);
+                    self.held = Some((permit, Instant::now() + FRAME_DEADLINE));
                 }
             }
-            let message = read_message(&mut self.stream).await?;
+            let message = match &self.held {
+                Some((_, by)) => {
+                    tokio::time::timeout_at((*by).into(), read_message(&mut self.stream))
+                        .await
+                        .map_err(|_| LanError::TimedOut("a large frame arriving"))??
+                }
+                None => read_message(&mut self.stream).await?,
+            };
             let mut plain = vec![0u8; message.len()];
             let len = self
                 .transport

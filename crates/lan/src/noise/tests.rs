@@ -58,7 +58,7 @@ type Ends = Result<(Sender, Receiver), LanError>;
 async fn trusted(stream: TcpStream, psk: &Zeroizing<[u8; 32]>, side: Side) -> Ends {
     let budget = Arc::new(Semaphore::new(2 * MAX_FRAME));
     let (sender, mut receiver, _) = handshake(stream, psk, side, TIMEOUT, budget).await?;
-    receiver.trust();
+    receiver.trust(MAX_FRAME);
     Ok((sender, receiver))
 }
 
@@ -297,8 +297,8 @@ async fn large_frames_wait_for_room_in_the_budget_every_connection_shares() {
     let budget = Arc::new(Semaphore::new(len + 4));
     let ((mut first, _, _), (_, mut from_first, _)) = untrusted(&budget).await;
     let ((mut second, _, _), (_, mut from_second, _)) = untrusted(&budget).await;
-    from_first.trust();
-    from_second.trust();
+    from_first.trust(MAX_FRAME);
+    from_second.trust(MAX_FRAME);
     let frame = segment(len - 25).encode().unwrap();
     assert_eq!(frame.len(), len);
     // The first device sends half its frame and stops: its receiver holds the room.
