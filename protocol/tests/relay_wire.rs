@@ -67,6 +67,22 @@ fn events_have_fixed_encodings() {
             },
             r#"{"type":"error","code":"rate_limited","message":"slow down","ref":3}"#.to_owned(),
         ),
+        (
+            Event::Error {
+                code: ErrorCode::Crowded,
+                message: "two already".into(),
+                reference: Some(4),
+            },
+            r#"{"type":"error","code":"crowded","message":"two already","ref":4}"#.to_owned(),
+        ),
+        (
+            Event::Error {
+                code: ErrorCode::TooManyPairings,
+                message: "four already".into(),
+                reference: None,
+            },
+            r#"{"type":"error","code":"too_many_pairings","message":"four already"}"#.to_owned(),
+        ),
     ];
     for (event, json) in cases {
         assert_eq!(event.to_json().unwrap(), json);

@@ -58,6 +58,11 @@ pub struct Config {
     #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_MAX_TOPICS", default_value_t = defaults::MAX_TOPICS))]
     pub max_topics: usize,
 
+    /// Most connections on one pairing code's topic: the two devices pairing (a third is
+    /// told "crowded"). More only lets someone else listen in.
+    #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_PAIRING_SUBSCRIBERS", default_value_t = defaults::PAIRING_SUBSCRIBERS))]
+    pub pairing_subscribers: usize,
+
     /// Largest WebSocket message accepted, in bytes. A published payload is at most 512 bytes
     /// whatever this says; a larger message gets "too_large" and the connection is closed.
     #[cfg_attr(feature = "cli", arg(long, env = "FERRY_RELAY_MAX_MESSAGE_SIZE", default_value_t = defaults::MAX_MESSAGE_SIZE))]
@@ -273,6 +278,8 @@ pub mod defaults {
     pub const MAX_CONNECTIONS_PER_IP: u32 = 64;
     /// Topics per connection.
     pub const MAX_TOPICS: usize = 16;
+    /// Connections per pairing code's topic.
+    pub const PAIRING_SUBSCRIBERS: usize = 2;
     /// WebSocket message size, bytes.
     pub const MAX_MESSAGE_SIZE: usize = 4096;
     /// Messages per second per connection.
@@ -310,6 +317,7 @@ impl Default for Config {
             max_connections: defaults::MAX_CONNECTIONS,
             max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
             max_topics: defaults::MAX_TOPICS,
+            pairing_subscribers: defaults::PAIRING_SUBSCRIBERS,
             max_message_size: defaults::MAX_MESSAGE_SIZE,
             rate: defaults::RATE,
             burst: defaults::BURST,

@@ -23,7 +23,7 @@ use tracing::debug;
 
 use crate::Shared;
 use crate::http::{self, Route};
-use crate::hub::{ConnectionId, Outbox};
+use crate::hub::{ConnectionId, Outbox, Subscribed};
 use crate::limits::{AddressGuard, AddressKey, TokenBucket};
 use crate::metrics::{Budget, Closed, Metrics, Rejected};
 
@@ -337,7 +337,7 @@ impl Session<'_> {
             Ok(Request::Unsubscribe { topic, reference }) => {
                 if let Some(index) = self.topics.iter().position(|t| *t == topic) {
                     self.topics.swap_remove(index);
-                    self.shared.hub.unsubscribe(&topic, self.id);
+                    self.leave(&topic);
                 }
                 self.acknowledge(reference);
             }
@@ -367,10 +367,59 @@ impl Session<'_> {
                 });
                 return;
             }
-            self.shared.hub.subscribe(topic, self.id, &self.outbox);
+            if self.shared.pairing.contains(&topic) {
+                if let Err((rejected, code, message)) = self.join_pairing(topic) {
+                    self.shared.metrics.rejected(rejected);
+                    self.reply(Event::Error {
+                        code,
+                        message: message.into(),
+                        reference,
+                    });
+                    return;
+                }
+            } else {
+                self.shared.hub.subscribe(topic, self.id, &self.outbox);
+            }
             self.topics.push(topic);
         }
         self.acknowledge(reference);
+    }
+
+    /// Subscribes to a pairing code's topic: two devices meet there, so a third is refused,
+    /// and one address holds only a few such topics at once (it cannot sit on every code).
+    fn join_pairing(&self, topic: TopicId) -> Result<(), (Rejected, ErrorCode, &'static str)> {
+        if !self.address.take_pairing() {
+            return Err((
+                Rejected::TooManyPairings,
+                ErrorCode::TooManyPairings,
+                "your address holds as many pairing codes at once as this relay allows; finish \
+                 or cancel a pairing first",
+            ));
+        }
+        match self.shared.hub.subscribe_within(
+            topic,
+            self.id,
+            &self.outbox,
+            self.shared.config.pairing_subscribers,
+        ) {
+            Subscribed::Added | Subscribed::Already => Ok(()),
+            Subscribed::Full => {
+                self.address.release_pairing();
+                Err((
+                    Rejected::Crowded,
+                    ErrorCode::Crowded,
+                    "this pairing code's meeting place is full (the two devices pairing are \
+                     there already): someone else is using it; start again with a new code",
+                ))
+            }
+        }
+    }
+
+    /// Unsubscribes from `topic`, giving back a pairing topic's count.
+    fn leave(&self, topic: &TopicId) {
+        if self.shared.hub.unsubscribe(topic, self.id) && self.shared.pairing.contains(topic) {
+            self.address.release_pairing();
+        }
     }
 
     fn acknowledge(&self, reference: Option<u64>) {
@@ -386,8 +435,8 @@ impl Session<'_> {
     }
 
     fn leave_all(&mut self) {
-        for topic in self.topics.drain(..) {
-            self.shared.hub.unsubscribe(&topic, self.id);
+        for topic in std::mem::take(&mut self.topics) {
+            self.leave(&topic);
         }
     }
 }

@@ -115,6 +115,16 @@ pub(crate) struct Hub {
     remote: (f64, f64),
 }
 
+/// What a subscription came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Subscribed {
+    Added,
+    /// The connection had it already.
+    Already,
+    /// The topic has as many subscribers as it may.
+    Full,
+}
+
 /// What a publish did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fanout {
@@ -158,7 +168,30 @@ impl Hub {
         connection: ConnectionId,
         outbox: &Arc<Outbox>,
     ) -> bool {
+        self.subscribe_within(topic, connection, outbox, usize::MAX) == Subscribed::Added
+    }
+
+    /// Adds a subscription unless the topic has `max` subscribers already.
+    pub(crate) fn subscribe_within(
+        &self,
+        topic: TopicId,
+        connection: ConnectionId,
+        outbox: &Arc<Outbox>,
+        max: usize,
+    ) -> Subscribed {
         let mut shard = self.shard(&topic);
+        if let Some(existing) = shard.get(&topic) {
+            if existing
+                .subscribers
+                .iter()
+                .any(|s| s.connection == connection)
+            {
+                return Subscribed::Already;
+            }
+            if existing.subscribers.len() >= max {
+                return Subscribed::Full;
+            }
+        }
         let entry = shard.entry(topic).or_insert_with(|| {
             Metrics::add(&self.metrics.topics, 1);
             Topic {
@@ -166,16 +199,12 @@ impl Hub {
                 remote: TokenBucket::full(self.remote.1, Instant::now()),
             }
         });
-        let subscribers = &mut entry.subscribers;
-        if subscribers.iter().any(|s| s.connection == connection) {
-            return false;
-        }
-        subscribers.push(Subscriber {
+        entry.subscribers.push(Subscriber {
             connection,
             outbox: Arc::clone(outbox),
         });
         Metrics::add(&self.metrics.subscriptions, 1);
-        true
+        Subscribed::Added
     }
 
     /// Removes a subscription; false when the connection did not have it.

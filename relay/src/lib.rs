@@ -38,6 +38,7 @@ mod limits;
 mod metrics;
 mod tls;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -102,6 +103,8 @@ pub(crate) struct Shared {
     addresses: Arc<Addresses>,
     broker: Option<Broker>,
     next_id: AtomicU64,
+    /// The topics of the 1,000 pairing codes' meeting places (§9.2), which two devices share.
+    pairing: HashSet<TopicId>,
 }
 
 impl Shared {
@@ -130,6 +133,7 @@ impl Shared {
             metrics,
             broker,
             next_id: AtomicU64::new(0),
+            pairing: (0..1000).map(ferry_protocol::pairing::topic).collect(),
             config,
         }
     }

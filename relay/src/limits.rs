@@ -58,7 +58,13 @@ impl From<IpAddr> for AddressKey {
 struct AddressEntry {
     connections: u32,
     bucket: TokenBucket,
+    /// Pairing topics its connections hold.
+    pairings: u32,
 }
+
+/// The most pairing topics the connections of one address hold at once: a household pairing
+/// a few devices, not one address covering the 1,000 meeting places.
+pub(crate) const MAX_PAIRINGS_PER_ADDRESS: u32 = 4;
 
 /// Connections and message budget per address. An entry lives while the address has a
 /// connection open, so the table never holds more entries than there are connections.
@@ -85,6 +91,7 @@ impl Addresses {
         let entry = entries.entry(key).or_insert_with(|| AddressEntry {
             connections: 0,
             bucket: TokenBucket::full(self.burst, Instant::now()),
+            pairings: 0,
         });
         if entry.connections >= self.max_connections {
             return None;
@@ -105,6 +112,26 @@ impl Addresses {
             if entry.connections == 0 {
                 entries.remove(&key);
             }
+        }
+    }
+
+    /// Counts one more pairing topic for `key`, unless it holds as many as it may.
+    fn take_pairing(&self, key: AddressKey) -> bool {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(entry) = entries.get_mut(&key) else {
+            return false;
+        };
+        if entry.pairings >= MAX_PAIRINGS_PER_ADDRESS {
+            return false;
+        }
+        entry.pairings += 1;
+        true
+    }
+
+    fn release_pairing(&self, key: AddressKey) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = entries.get_mut(&key) {
+            entry.pairings = entry.pairings.saturating_sub(1);
         }
     }
 
@@ -140,6 +167,17 @@ impl AddressGuard {
     /// Takes one message from the address's budget.
     pub(crate) fn take(&self, now: Instant) -> bool {
         self.addresses.take(self.key, now)
+    }
+
+    /// Counts a pairing topic this connection subscribes to; false when the address holds
+    /// [`MAX_PAIRINGS_PER_ADDRESS`] already.
+    pub(crate) fn take_pairing(&self) -> bool {
+        self.addresses.take_pairing(self.key)
+    }
+
+    /// Gives back a pairing topic this connection held.
+    pub(crate) fn release_pairing(&self) {
+        self.addresses.release_pairing(self.key);
     }
 }
 

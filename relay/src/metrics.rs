@@ -16,10 +16,12 @@ pub(crate) enum Rejected {
     AddressLimit,
     HandshakeTimeout,
     BadRequest,
+    Crowded,
+    TooManyPairings,
 }
 
 impl Rejected {
-    const ALL: [Rejected; 9] = [
+    const ALL: [Rejected; 11] = [
         Rejected::BadFrame,
         Rejected::TooLarge,
         Rejected::RateLimited,
@@ -29,6 +31,8 @@ impl Rejected {
         Rejected::AddressLimit,
         Rejected::HandshakeTimeout,
         Rejected::BadRequest,
+        Rejected::Crowded,
+        Rejected::TooManyPairings,
     ];
 
     fn label(self) -> &'static str {
@@ -42,6 +46,8 @@ impl Rejected {
             Rejected::AddressLimit => "ip_connection_limit",
             Rejected::HandshakeTimeout => "handshake_timeout",
             Rejected::BadRequest => "bad_request",
+            Rejected::Crowded => "crowded",
+            Rejected::TooManyPairings => "too_many_pairings",
         }
     }
 }

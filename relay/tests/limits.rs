@@ -362,3 +362,89 @@ async fn slow_consumers_lose_old_messages_or_their_connection() {
         }
     }
 }
+
+/// Subscribes `peer` to `topic`, answering with the relay's refusal if there is one.
+async fn try_subscribe(peer: &mut Peer, topic: ferry_protocol::TopicId) -> Result<(), ErrorCode> {
+    peer.send(Request::Subscribe {
+        topic,
+        reference: Some(9),
+    })
+    .await;
+    match peer.event().await {
+        Event::Ok { reference: 9 } => Ok(()),
+        Event::Error {
+            code,
+            reference: Some(9),
+            ..
+        } => Err(code),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_pairing_codes_topic_takes_two_devices_and_an_address_few_codes() {
+    let relay = relay(Config::default()).await;
+    let code = ferry_protocol::pairing::topic(417);
+    // The two devices pairing, from two addresses; a third is told the place is crowded.
+    let mut offer = Peer::connect_from(loopback(2), &relay).await;
+    let mut join = Peer::connect_from(loopback(3), &relay).await;
+    let mut third = Peer::connect_from(loopback(4), &relay).await;
+    assert_eq!(try_subscribe(&mut offer, code).await, Ok(()));
+    assert_eq!(try_subscribe(&mut join, code).await, Ok(()));
+    assert_eq!(
+        try_subscribe(&mut third, code).await,
+        Err(ErrorCode::Crowded)
+    );
+    // The two still meet.
+    offer.publish(code, b"frame").await;
+    assert_eq!(
+        join.event().await,
+        Event::Message {
+            topic: code,
+            data: b"frame".to_vec()
+        }
+    );
+    // Once one leaves, there is room again.
+    drop(offer);
+    let mut later = Peer::connect_from(loopback(5), &relay).await;
+    let mut tries = 0;
+    while try_subscribe(&mut later, code).await.is_err() {
+        tries += 1;
+        assert!(tries < 50, "the place stayed full");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // One address covers four codes at most, whatever its connections; other topics are
+    // not counted.
+    let mut squatter = Peer::connect_from(loopback(6), &relay).await;
+    let mut second = Peer::connect_from(loopback(6), &relay).await;
+    for nameplate in 0..3 {
+        let topic = ferry_protocol::pairing::topic(nameplate);
+        assert_eq!(try_subscribe(&mut squatter, topic).await, Ok(()));
+    }
+    assert_eq!(
+        try_subscribe(&mut second, ferry_protocol::pairing::topic(3)).await,
+        Ok(())
+    );
+    assert_eq!(
+        try_subscribe(&mut second, ferry_protocol::pairing::topic(4)).await,
+        Err(ErrorCode::TooManyPairings)
+    );
+    assert_eq!(try_subscribe(&mut second, topic(1)).await, Ok(()));
+    // A connection that closes gives its codes back.
+    drop(squatter);
+    let mut tries = 0;
+    while try_subscribe(&mut second, ferry_protocol::pairing::topic(4))
+        .await
+        .is_err()
+    {
+        tries += 1;
+        assert!(tries < 50, "the address's codes were not given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, text) = http_get(&relay, "/metrics").await;
+    assert_eq!(
+        metric(&text, "ferry_relay_rejections_total{reason=\"crowded\"}"),
+        1
+    );
+}

@@ -29,7 +29,16 @@ fn join(device: &Device, typed: &str, args: &[&str]) -> Ran {
 /// `init --json` answer too.
 fn repository(backend: common::Backend) -> (Storage, RunningRelay, Device, Value) {
     let storage = storage(backend);
-    let relay = relay(&storage);
+    // Room for a spy on a pairing code's topic beside the two devices, as an operator who
+    // listens in has (a relay takes two by default).
+    let relay = storage
+        .runtime
+        .block_on(RunningRelay::start(ferry_relay::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            pairing_subscribers: 3,
+            ..ferry_relay::Config::default()
+        }))
+        .unwrap();
     let device = Device::new();
     let ran = device
         .run_full(
@@ -288,6 +297,35 @@ fn a_third_device_on_the_nameplate_is_a_crowd() {
     );
     refused(&desktop, &ran, 1, &["crowded", "wrong code"]);
     ended(offer, &["crowded", "wrong code"]);
+}
+
+#[test]
+fn a_code_whose_meeting_place_two_others_hold_is_refused_at_once_as_crowded() {
+    let storage = storage(common::Backend::S3);
+    let relay = relay(&storage);
+    // Two strangers sit silently on nameplate 417's topic.
+    let code = PairingCode::from_parts(417, [1, 2]);
+    let _first = Spy::start(&storage, &relay.url(), 417);
+    let _second = Spy::start(&storage, &relay.url(), 417);
+    let desktop = Device::new();
+    let started = std::time::Instant::now();
+    let ran = join(
+        &desktop,
+        &code.to_string(),
+        &["--relay", &relay.url(), "--wait", "60s"],
+    );
+    refused(
+        &desktop,
+        &ran,
+        1,
+        &["this code's meeting place is crowded (two devices are there already)"],
+    );
+    // Told by the relay, not by the end of --wait.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// What a tampering relay does to the frames it forwards to the joining device.

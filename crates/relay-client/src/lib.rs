@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use ferry_protocol::TopicId;
+pub use ferry_protocol::relay::wire::ErrorCode;
 use ferry_protocol::relay::wire::{MAX_DATA, WS_PATH};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -150,6 +151,9 @@ pub struct Status {
     pub connections: u64,
     /// Messages dropped because the application did not take them in time.
     pub dropped: u64,
+    /// The last request the relay refused: its code and why (a pairing code's topic that is
+    /// full says `crowded`).
+    pub refused: Option<(ErrorCode, String)>,
 }
 
 /// A message another device published on a subscribed topic.
@@ -191,6 +195,7 @@ impl RelayClient {
             state: State::Connecting,
             since: SystemTime::now(),
             last_error: None,
+            refused: None,
             connections: 0,
             dropped: 0,
         });

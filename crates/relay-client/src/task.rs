@@ -427,6 +427,7 @@ impl Worker {
                 self.status.send_modify(|status| {
                     status.last_error =
                         Some(format!("the relay refused a request: {message} ({code})"));
+                    status.refused = Some((code, message));
                 });
                 reference
             }

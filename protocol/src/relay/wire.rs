@@ -110,6 +110,11 @@ pub enum ErrorCode {
     TooManyTopics,
     /// The request's `type` is not one the relay knows.
     UnknownType,
+    /// A pairing code's topic has its two devices already: someone else is at this meeting
+    /// place.
+    Crowded,
+    /// The address holds as many pairing topics as the relay allows.
+    TooManyPairings,
     /// A code this version does not know, kept as sent.
     Other(String),
 }
@@ -123,6 +128,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyTopics => "too_many_topics",
             ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::Crowded => "crowded",
+            ErrorCode::TooManyPairings => "too_many_pairings",
             ErrorCode::Other(code) => code,
         }
     }
@@ -134,6 +141,8 @@ impl ErrorCode {
             "rate_limited" => ErrorCode::RateLimited,
             "too_many_topics" => ErrorCode::TooManyTopics,
             "unknown_type" => ErrorCode::UnknownType,
+            "crowded" => ErrorCode::Crowded,
+            "too_many_pairings" => ErrorCode::TooManyPairings,
             other => ErrorCode::Other(other.chars().take(64).collect()),
         }
     }

@@ -10,8 +10,8 @@ use ferry_protocol::TopicId;
 use ferry_protocol::pairing::{
     self, AbortReason, Message, PairingCode, PairingError, Progress, Role, Session,
 };
-use ferry_relay_client::{ClientConfig, Delivery};
-use tokio::sync::mpsc;
+use ferry_relay_client::{ClientConfig, Delivery, ErrorCode, Status};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tracing::warn;
 
@@ -83,6 +83,8 @@ impl Paths {
 struct RelayPath {
     topics: Topics,
     topic: TopicId,
+    /// The relay connection's state: a refusal of the code's topic shows there.
+    status: watch::Receiver<Status>,
     /// Until when the relay may take to connect before the person is told it cannot be
     /// reached (`None` once connected or told).
     connect_by: Option<Instant>,
@@ -110,6 +112,7 @@ impl RelayPath {
             )));
         }
         Ok(RelayPath {
+            status: topics.watch(),
             topics,
             topic,
             // Only worth saying when the LAN may still carry the pairing (not waited for).
@@ -157,6 +160,9 @@ enum Heard {
     LanStopped,
     Republish,
     RelayLate,
+    /// The relay refused the code's topic: someone else is at the meeting place, or this
+    /// address holds too many.
+    RelayRefused(ErrorCode, String),
     Deadline,
 }
 
@@ -254,8 +260,16 @@ impl Channel {
     /// The next thing heard on either path, or a timer.
     async fn hear(&mut self, deadline: Instant) -> Heard {
         let relay_late = self.relay.as_ref().and_then(|r| r.connect_by);
+        let on_relay = self.relay.is_some();
+        let (topics, status) = match self.relay.as_mut() {
+            Some(relay) => (
+                Some((&mut relay.topics, relay.topic)),
+                Some(&mut relay.status),
+            ),
+            None => (None, None),
+        };
         tokio::select! {
-            delivery = recv_relay(self.relay.as_mut()) => match delivery {
+            delivery = recv_relay(topics) => match delivery {
                 Some(delivery) => Heard::Frame(delivery.data),
                 None => Heard::RelayStopped,
             },
@@ -263,7 +277,8 @@ impl Channel {
                 Some(frame) => Heard::Frame(frame),
                 None => Heard::LanStopped,
             },
-            () = sleep_until(self.next_republish), if self.relay.is_some() => Heard::Republish,
+            (code, why) = relay_refused(status) => Heard::RelayRefused(code, why),
+            () = sleep_until(self.next_republish), if on_relay => Heard::Republish,
             () = sleep_until(relay_late.unwrap_or(deadline)), if relay_late.is_some() => {
                 Heard::RelayLate
             }
@@ -294,6 +309,20 @@ impl Channel {
                 Heard::RelayLate => {
                     self.relay_late();
                     continue;
+                }
+                // Someone else at the meeting place ends the attempt whatever the other path
+                // does; an address with too many codes still pairs on the LAN.
+                Heard::RelayRefused(code, why)
+                    if self.lan.is_some() && code != ErrorCode::Crowded =>
+                {
+                    warn!(%code, %why, "the relay refused this code's topic: pairing goes on on this network only");
+                    self.relay = None;
+                    continue;
+                }
+                Heard::RelayRefused(code, why) => {
+                    // The other side, if it is there, hears why on the topic it holds.
+                    self.abort(AbortReason::Crowded).await;
+                    return Err(refused(self.session.role(), &code, &why));
                 }
                 Heard::Deadline => return Ok(None),
             };
@@ -398,9 +427,45 @@ impl Channel {
     }
 }
 
-async fn recv_relay(relay: Option<&mut RelayPath>) -> Option<Delivery> {
+/// Waits for the relay to refuse the code's topic (a third device, or too many codes from
+/// this address); never, without a relay.
+async fn relay_refused(status: Option<&mut watch::Receiver<Status>>) -> (ErrorCode, String) {
+    let Some(status) = status else {
+        return std::future::pending().await;
+    };
+    loop {
+        if let Some((code, why)) = status.borrow_and_update().refused.clone()
+            && matches!(code, ErrorCode::Crowded | ErrorCode::TooManyPairings)
+        {
+            return (code, why);
+        }
+        if status.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// What a refusal of the code's topic means for this side.
+fn refused(role: Role, code: &ErrorCode, why: &str) -> Failure {
+    Failure::new(match (code, role) {
+        (ErrorCode::Crowded, Role::Offer) => {
+            "the relay says this code's meeting place is crowded (two other devices are there): \
+             someone else is using it; run `ferry pair` again for a new code"
+                .to_owned()
+        }
+        (ErrorCode::Crowded, Role::Join) => {
+            "the relay says this code's meeting place is crowded (two devices are there \
+             already): someone else is using it; run `ferry pair` again on the other device \
+             for a new code, and join with that"
+                .to_owned()
+        }
+        _ => format!("the relay refused this pairing: {why}"),
+    })
+}
+
+async fn recv_relay(relay: Option<(&mut Topics, TopicId)>) -> Option<Delivery> {
     match relay {
-        Some(relay) => relay.topics.next_on(relay.topic).await,
+        Some((topics, topic)) => topics.next_on(topic).await,
         None => std::future::pending().await,
     }
 }
