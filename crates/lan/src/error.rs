@@ -31,7 +31,8 @@ pub enum LanError {
     /// a Ferry device does when that message was not sealed with its key.
     #[error(
         "the device at the other end hung up at the LAN handshake: it holds another sync key \
-         (someone else's Ferry) or runs another version of Ferry"
+         (someone else's Ferry), runs another version of Ferry, or has too many connections \
+         opening (it dials back, or this device tries again)"
     )]
     Refused,
     /// The other device's hello is not signed by the key it names: it holds the sync key and
