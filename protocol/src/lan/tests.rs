@@ -73,6 +73,38 @@ fn a_hello_holds_only_for_its_connection_its_end_and_its_words() {
 }
 
 #[test]
+fn a_hello_cut_short_or_with_a_caller_byte_other_than_0_or_1_is_refused() {
+    let hello = Frame::hello(
+        &identity(1),
+        (DeviceId([7; 16]), 47_291, false),
+        &[3; 32],
+        End::Dialer,
+    )
+    .encode()
+    .unwrap();
+    let mut odd = hello.clone();
+    odd[19] = 2;
+    assert_eq!(
+        Frame::decode(&odd),
+        Err(FrameError::Malformed(
+            "a hello is neither a caller's nor not"
+        ))
+    );
+    for len in [20, 60, hello.len() - 1] {
+        assert!(
+            matches!(Frame::decode(&hello[..len]), Err(FrameError::Malformed(_))),
+            "{len}"
+        );
+    }
+    let mut longer = hello.clone();
+    longer.push(0);
+    assert_eq!(
+        Frame::decode(&longer),
+        Err(FrameError::Malformed("bytes after the frame"))
+    );
+}
+
+#[test]
 fn a_hello_of_an_older_version_says_so() {
     let mut old = vec![1u8];
     old.extend_from_slice(&[7; 16]);
