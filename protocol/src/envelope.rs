@@ -65,8 +65,11 @@ pub enum Kind {
     Snapshot = 5,
     /// One chunk of a large payload.
     BlobChunk = 6,
-    /// A "new data is ready" hint published on the relay.
-    RelayHint = 7,
+    /// A relay hint as Ferry sent it before hints were signed: refused, said to come from an
+    /// older version.
+    UnsignedHint = 7,
+    /// A "new data is ready" hint published on the relay, signed by the device it speaks for.
+    RelayHint = 8,
 }
 
 impl Kind {
@@ -79,7 +82,8 @@ impl Kind {
             4 => Kind::Head,
             5 => Kind::Snapshot,
             6 => Kind::BlobChunk,
-            7 => Kind::RelayHint,
+            7 => Kind::UnsignedHint,
+            8 => Kind::RelayHint,
             other => return Err(Error::UnknownKind(other)),
         })
     }
@@ -91,7 +95,7 @@ impl Kind {
             Kind::Segment => 16 * 1024 * 1024,
             Kind::Snapshot => 256 * 1024 * 1024,
             Kind::BlobChunk => 4 * 1024 * 1024 + 1024,
-            Kind::RelayHint => 128,
+            Kind::UnsignedHint | Kind::RelayHint => 128,
         }
     }
 
@@ -108,6 +112,7 @@ impl Kind {
             Kind::Head => "head",
             Kind::Snapshot => "snapshot",
             Kind::BlobChunk => "blob chunk",
+            Kind::UnsignedHint => "unsigned relay hint",
             Kind::RelayHint => "relay hint",
         }
     }

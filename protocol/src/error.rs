@@ -113,6 +113,14 @@ pub enum Error {
     )]
     BadSignature,
 
+    /// A relay hint sealed with the key but not signed, as Ferry sent hints before they were.
+    #[error(
+        "an unsigned relay hint: a device runs an older version of Ferry (upgrade it; until \
+         then its changes arrive at each poll), or someone holding the sync key sent it; it is \
+         ignored"
+    )]
+    UnsignedHint,
+
     /// Authenticated bytes that do not decode as the expected payload.
     #[error("the {what} is malformed ({detail}): it was written by a faulty or newer Ferry")]
     Malformed {

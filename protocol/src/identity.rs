@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
-use crate::envelope::FORMAT_VERSION;
+use crate::envelope::{FORMAT_VERSION, Kind};
 use crate::error::Error;
 use crate::keys::{KeyId, fill_random};
 
@@ -185,6 +185,42 @@ pub(crate) fn signed_digest(key_id: KeyId, name: &str, payload: &[u8]) -> [u8; 3
         .chain_update(payload)
         .finalize()
         .into()
+}
+
+/// `payload ‖ signature`: what a writer seals for `name`, signed with `identity`.
+pub(crate) fn sign_payload(
+    identity: &Identity,
+    key_id: KeyId,
+    name: &str,
+    mut payload: Vec<u8>,
+) -> Vec<u8> {
+    let digest = signed_digest(key_id, name, &payload);
+    payload.extend_from_slice(&identity.sign(&digest));
+    payload
+}
+
+/// Splits an opened `payload ‖ signature` of `kind` and decodes the payload with `decode`: a
+/// claim its reader still has to [`verify`](Claimed::verify).
+pub(crate) fn claimed<T>(
+    kind: Kind,
+    key_id: KeyId,
+    name: &str,
+    plaintext: &[u8],
+    decode: impl FnOnce(&[u8]) -> Result<T, Error>,
+) -> Result<Claimed<T>, Error> {
+    let Some(split) = plaintext.len().checked_sub(SIGNATURE_LEN) else {
+        return Err(Error::Malformed {
+            what: kind.name(),
+            detail: "it is too short to hold its signature".into(),
+        });
+    };
+    let (payload, signature) = plaintext.split_at(split);
+    let value = decode(payload)?;
+    let digest = signed_digest(key_id, name, payload);
+    let signature = signature
+        .try_into()
+        .expect("split at the signature's length");
+    Ok(Claimed::signed(value, signature, digest))
 }
 
 /// An opened object that names its writer: readers check the signature against the writer's

@@ -15,7 +15,7 @@
 //! ```text
 //! SyncKey ──keys()──▶ Keys { data, names, relay, lan, id }
 //! operations ─▶ Segment ─▶ DataKey::seal_signed(ObjectName::Log{..}, identity) ─▶ Sealed ─▶ storage
-//! (device, seq) ─▶ RelayHint ─▶ RelayKey::seal_hint(topic) ─▶ Sealed bytes ─▶ relay
+//! (device, seq) ─▶ RelayHint ─▶ RelayKey::seal_hint(topic, identity) ─▶ Sealed ─▶ relay
 //! ```
 //!
 //! and back again on a reading device with `open_signed` (then `Claimed::verify` against the

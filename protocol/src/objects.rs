@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{self, Kind, NONCE_LEN, Sealed};
 use crate::error::Error;
-use crate::identity::{self, Claimed, Identity, SIGNATURE_LEN};
+use crate::identity::{self, Claimed, Identity};
 use crate::keys::{DataKey, KeyId, Keys, fill_random};
 use crate::names::{BlobId, DeviceId, ObjectName};
 use crate::passphrase::KdfParams;
@@ -100,19 +100,7 @@ impl DataKey {
         if opened.version() == 1 {
             return Ok(Claimed::unsigned(T::decode(plaintext)?));
         }
-        let Some(split) = plaintext.len().checked_sub(SIGNATURE_LEN) else {
-            return Err(Error::Malformed {
-                what: T::KIND.name(),
-                detail: "it is too short to hold its signature".into(),
-            });
-        };
-        let (payload, signature) = plaintext.split_at(split);
-        let value = T::decode(payload)?;
-        let digest = identity::signed_digest(self.0.id, &name, payload);
-        let signature = signature
-            .try_into()
-            .expect("split at the signature's length");
-        Ok(Claimed::signed(value, signature, digest))
+        identity::claimed(T::KIND, self.0.id, &name, plaintext, T::decode)
     }
 
     fn seal_signed_with<T: Signed>(
@@ -124,9 +112,7 @@ impl DataKey {
     ) -> Result<Sealed, Error> {
         check_name(name, T::KIND)?;
         let name = name.to_string();
-        let mut plaintext = value.encode();
-        let digest = identity::signed_digest(self.0.id, &name, &plaintext);
-        plaintext.extend_from_slice(&identity.sign(&digest));
+        let plaintext = identity::sign_payload(identity, self.0.id, &name, value.encode());
         envelope::seal(&self.0, T::KIND, &name, &plaintext, nonce)
     }
 

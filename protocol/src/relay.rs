@@ -8,18 +8,24 @@
 //! clocks that disagree by up to the margin still meet. The relay knows nothing of windows: to
 //! it, devices just subscribe and unsubscribe.
 //!
-//! After an upload a device publishes a hint on its topic, sealed with the relay key under the
-//! logical name `relay/<topic hex>`:
+//! After an upload a device publishes a hint on its topic, signed with its identity (as its
+//! segments are) and sealed with the relay key under the logical name `relay/<topic hex>`:
 //!
 //! ```text
-//! hint plaintext = postcard(RelayHint { device: DeviceTag, seq: u64 })
+//! hint plaintext = postcard(RelayHint { device: DeviceTag, seq: u64 }) ‖ signature [64]
 //! ```
 //!
-//! A receiver opens it and fetches `log/<device>/<seq>`. Hints are advisory: a replayed,
-//! dropped or forged hint costs at most one needless fetch, and polling remains the fallback.
-//! A hint also tells the receiver how far its writer has written, beyond what the storage
-//! says: a receiver whose storage lists less says so. A hint of seq 0 is a roll call: a device
-//! that starts asks the others, and each answers with a hint of its newest segment.
+//! A receiver opens it, checks the signature against the keys of the device whose tag it
+//! carries (a device it does not know is not believed), and fetches `log/<device>/<seq>`.
+//! Hints are advisory: a replayed, dropped or delayed hint costs at most one needless fetch,
+//! and polling remains the fallback. A hint also tells the receiver how far its writer has
+//! written, beyond what the storage says: a receiver whose storage lists less says so. Only
+//! the device itself can say that, which is why hints are signed. A hint of seq 0 is a roll
+//! call: a device that starts asks the others, and each answers with a hint of its newest
+//! segment.
+//!
+//! Hints of kind 7 (before they were signed) are refused as an older version's
+//! ([`Error::UnsignedHint`]).
 //!
 //! The frames a client and a relay exchange are in [`wire`].
 
@@ -27,8 +33,9 @@ pub mod wire;
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{self, Kind, Sealed};
+use crate::envelope::{self, Header, Kind, Sealed};
 use crate::error::Error;
+use crate::identity::{self, Claimed, Identity};
 use crate::keys::RelayKey;
 use crate::names::{DeviceTag, ObjectName};
 use crate::objects::Payload;
@@ -115,38 +122,66 @@ impl RelayKey {
         windows.into_iter().map(|w| self.window_topic(w)).collect()
     }
 
-    /// Seals a hint for publishing on `topic`.
-    pub fn seal_hint(&self, topic: &TopicId, hint: &RelayHint) -> Result<Sealed, Error> {
-        envelope::seal(
-            &self.0,
-            Kind::RelayHint,
-            &hint_name(topic),
-            &hint.encode(),
-            envelope::random_nonce()?,
-        )
+    /// Signs a hint with `identity` (the device it speaks for) and seals it for publishing on
+    /// `topic`.
+    pub fn seal_hint(
+        &self,
+        topic: &TopicId,
+        hint: &RelayHint,
+        identity: &Identity,
+    ) -> Result<Sealed, Error> {
+        self.seal_hint_with(topic, hint, identity, envelope::random_nonce()?)
     }
 
-    /// Seals a hint with a chosen nonce, for test vectors only.
+    /// Signs and seals a hint with a chosen nonce, for test vectors only.
     #[cfg(feature = "test-vectors")]
     pub fn seal_hint_with_nonce(
         &self,
         topic: &TopicId,
         hint: &RelayHint,
+        identity: &Identity,
         nonce: [u8; envelope::NONCE_LEN],
     ) -> Result<Sealed, Error> {
-        envelope::seal(
-            &self.0,
-            Kind::RelayHint,
-            &hint_name(topic),
-            &hint.encode(),
-            nonce,
-        )
+        self.seal_hint_with(topic, hint, identity, nonce)
     }
 
-    /// Opens a hint received on `topic`.
-    pub fn open_hint(&self, topic: &TopicId, bytes: &[u8]) -> Result<RelayHint, Error> {
+    /// The plaintext of a sealed hint (payload and signature), for test vectors only.
+    #[cfg(feature = "test-vectors")]
+    pub fn open_hint_plaintext(&self, topic: &TopicId, bytes: &[u8]) -> Result<Vec<u8>, Error> {
         let opened = envelope::open(&self.0, Kind::RelayHint, &hint_name(topic), bytes)?;
-        RelayHint::decode(opened.as_bytes())
+        Ok(opened.as_bytes().to_vec())
+    }
+
+    fn seal_hint_with(
+        &self,
+        topic: &TopicId,
+        hint: &RelayHint,
+        identity: &Identity,
+        nonce: [u8; envelope::NONCE_LEN],
+    ) -> Result<Sealed, Error> {
+        let name = hint_name(topic);
+        let plaintext = identity::sign_payload(identity, self.0.id, &name, hint.encode());
+        envelope::seal(&self.0, Kind::RelayHint, &name, &plaintext, nonce)
+    }
+
+    /// Opens a hint received on `topic`. It is not yet believed: check it with
+    /// [`Claimed::verify`] against the keys of the device its tag names. A hint sealed with
+    /// this key but unsigned, as older versions sent them, is [`Error::UnsignedHint`].
+    pub fn open_hint(&self, topic: &TopicId, bytes: &[u8]) -> Result<Claimed<RelayHint>, Error> {
+        let name = hint_name(topic);
+        if Header::parse(bytes).is_ok_and(|header| header.kind == Kind::UnsignedHint) {
+            // Opened first, so that only what holds the key is said to be a device's.
+            envelope::open(&self.0, Kind::UnsignedHint, &name, bytes)?;
+            return Err(Error::UnsignedHint);
+        }
+        let opened = envelope::open(&self.0, Kind::RelayHint, &name, bytes)?;
+        identity::claimed(
+            Kind::RelayHint,
+            self.0.id,
+            &name,
+            opened.as_bytes(),
+            RelayHint::decode,
+        )
     }
 }
 
@@ -158,9 +193,46 @@ fn hint_name(topic: &TopicId) -> String {
 mod tests {
     use super::*;
     use crate::SyncKey;
+    use crate::names::DeviceTag;
 
     fn key() -> RelayKey {
         SyncKey::from_bytes([7; 32]).keys().relay
+    }
+
+    #[test]
+    fn an_unsigned_hint_is_an_older_versions_and_a_short_one_is_malformed() {
+        let relay = key();
+        let topic = relay.window_topic(20_000);
+        let hint = RelayHint {
+            device: DeviceTag([3; 16]),
+            seq: 4,
+        };
+        let name = hint_name(&topic);
+        let nonce = [9; envelope::NONCE_LEN];
+        let unsigned =
+            envelope::seal(&relay.0, Kind::UnsignedHint, &name, &hint.encode(), nonce).unwrap();
+        assert_eq!(
+            relay.open_hint(&topic, unsigned.as_bytes()).unwrap_err(),
+            Error::UnsignedHint
+        );
+        // Of another key, it is not said to be a device's.
+        let other = SyncKey::from_bytes([8; 32]).keys().relay;
+        assert!(matches!(
+            other.open_hint(&topic, unsigned.as_bytes()),
+            Err(Error::WrongKey { .. })
+        ));
+        // A signed kind whose plaintext cannot hold a signature.
+        let short = envelope::seal(&relay.0, Kind::RelayHint, &name, &[1; 63], nonce).unwrap();
+        assert!(matches!(
+            relay.open_hint(&topic, short.as_bytes()),
+            Err(Error::Malformed { .. })
+        ));
+        // A signature after a payload that does not decode.
+        let junk = envelope::seal(&relay.0, Kind::RelayHint, &name, &[0xff; 90], nonce).unwrap();
+        assert!(matches!(
+            relay.open_hint(&topic, junk.as_bytes()),
+            Err(Error::Malformed { .. })
+        ));
     }
 
     #[test]

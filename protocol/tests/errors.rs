@@ -381,14 +381,17 @@ fn a_tampered_public_header_is_detected() {
 #[test]
 fn hints_are_bound_to_their_topic_and_size() {
     let k = keys(1);
+    let writer = Identity::generate().unwrap();
     let topic = k.relay.window_topic(20_000);
     let hint = RelayHint {
         device: k.names.device_tag(&DeviceId([1; 16])),
         seq: 9,
     };
-    let sealed = k.relay.seal_hint(&topic, &hint).unwrap();
-    assert!(sealed.as_bytes().len() <= 512);
-    assert_eq!(k.relay.open_hint(&topic, sealed.as_bytes()).unwrap(), hint);
+    let sealed = k.relay.seal_hint(&topic, &hint, &writer).unwrap();
+    assert_eq!(sealed.as_bytes().len(), 309);
+    let opened = k.relay.open_hint(&topic, sealed.as_bytes()).unwrap();
+    assert_eq!(opened.value, hint);
+    opened.verify(&writer.public()).unwrap();
 
     // Replayed under another window's topic, it does not open.
     let tomorrow = k.relay.window_topic(20_001);
@@ -411,7 +414,7 @@ fn hints_are_bound_to_their_topic_and_size() {
     ));
     // A hint sealed with another group's relay key.
     let other = keys(2);
-    let foreign = other.relay.seal_hint(&topic, &hint).unwrap();
+    let foreign = other.relay.seal_hint(&topic, &hint, &writer).unwrap();
     assert!(matches!(
         k.relay.open_hint(&topic, foreign.as_bytes()),
         Err(Error::WrongKey { .. })
@@ -427,6 +430,28 @@ fn hints_are_bound_to_their_topic_and_size() {
         Err(Error::BadName { .. })
     ));
     assert_eq!(topic.to_string().parse::<TopicId>().unwrap(), topic);
+}
+
+#[test]
+fn a_hint_speaks_only_for_the_device_that_signed_it() {
+    let k = keys(1);
+    let (laptop, holder) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let topic = k.relay.window_topic(20_000);
+    let hint = RelayHint {
+        device: k.names.device_tag(&DeviceId([1; 16])),
+        seq: 999_999,
+    };
+    // Someone holding the key claims the laptop's segment 999999: it opens, but the
+    // laptop's keys do not verify it.
+    let forged = k.relay.seal_hint(&topic, &hint, &holder).unwrap();
+    let opened = k.relay.open_hint(&topic, forged.as_bytes()).unwrap();
+    assert_eq!(opened.verify(&laptop.public()), Err(Error::BadSignature));
+
+    // Signed by the laptop, it holds for the laptop and for nobody else.
+    let real = k.relay.seal_hint(&topic, &hint, &laptop).unwrap();
+    let opened = k.relay.open_hint(&topic, real.as_bytes()).unwrap();
+    opened.verify(&laptop.public()).unwrap();
+    assert_eq!(opened.verify(&holder.public()), Err(Error::BadSignature));
 }
 
 #[test]

@@ -119,9 +119,13 @@ fn round_trip<T: Plain + PartialEq + std::fmt::Debug>(name: ObjectName, value: T
     assert_eq!(T::decode(&value.encode()).unwrap(), value);
 }
 
+fn identity() -> Identity {
+    Identity::from_secret_bytes(&[3; Identity::SECRET_LEN])
+}
+
 fn signed_round_trip<T: Signed + PartialEq + std::fmt::Debug>(name: ObjectName, value: T) {
     let keys = keys();
-    let identity = Identity::from_secret_bytes(&[3; Identity::SECRET_LEN]);
+    let identity = identity();
     let sealed = keys.data.seal_signed(&name, &value, &identity).unwrap();
     let opened = keys
         .data
@@ -164,9 +168,11 @@ proptest! {
         let keys = keys();
         let topic = TopicId(topic);
         let hint = RelayHint { device: tag, seq };
-        let sealed = keys.relay.seal_hint(&topic, &hint).unwrap();
+        let sealed = keys.relay.seal_hint(&topic, &hint, &identity()).unwrap();
         prop_assert!(sealed.as_bytes().len() <= 512);
-        prop_assert_eq!(keys.relay.open_hint(&topic, sealed.as_bytes()).unwrap(), hint);
+        let opened = keys.relay.open_hint(&topic, sealed.as_bytes()).unwrap();
+        prop_assert!(opened.verify(&identity().public()).is_ok());
+        prop_assert_eq!(opened.value, hint);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use ferry_protocol::held;
 use ferry_protocol::lan::Frame;
 use ferry_protocol::objects::{Payload, Plain, Signed};
 use ferry_protocol::{
-    BlobChunk, BlobId, Cursor, DeviceId, Head, Identity, KdfParams, Kind, ObjectName, RawOp,
+    BlobChunk, BlobId, Cursor, DeviceId, Error, Head, Identity, KdfParams, Kind, ObjectName, RawOp,
     RelayHint, RepoHeader, Segment, Snapshot, SyncKey,
 };
 use serde_json::{Value, json};
@@ -399,13 +399,15 @@ fn version_1_still_reads() {
         header.verify(&keys).unwrap();
     }
 
+    // Hints were not signed then: refused, as an older version's.
     let file = committed("relay-v1.json");
     let topic = keys.relay.window_topic(20_000);
-    let hint = keys
-        .relay
-        .open_hint(&topic, &unhex(&file["hint"]["sealed"]))
-        .unwrap();
-    assert_eq!(hint.seq, 7);
+    assert_eq!(
+        keys.relay
+            .open_hint(&topic, &unhex(&file["hint"]["sealed"]))
+            .unwrap_err(),
+        Error::UnsignedHint
+    );
 }
 
 #[test]
@@ -453,7 +455,12 @@ fn relay_hints() {
     let hint = RelayHint { device, seq: 7 };
     let sealed = keys
         .relay
-        .seal_hint_with_nonce(&topic, &hint, nonce(7))
+        .seal_hint_with_nonce(&topic, &hint, &identity(), nonce(7))
+        .unwrap();
+    let opened = keys.relay.open_hint(&topic, sealed.as_bytes()).unwrap();
+    let plaintext = keys
+        .relay
+        .open_hint_plaintext(&topic, sealed.as_bytes())
         .unwrap();
     check(
         "relay.json",
@@ -461,23 +468,37 @@ fn relay_hints() {
             "sync_key": hex::encode(sync_key(0x5a).expose_bytes()),
             "window": 20_000,
             "topic": topic.to_string(),
+            "signer_keys": identity().public().to_hex(),
             "hint": {
                 "kind": Kind::RelayHint as u8,
                 "name": format!("relay/{topic}"),
                 "fields": { "device": device.to_string(), "seq": 7 },
-                "plaintext": hex::encode(hint.encode()),
+                "payload": hex::encode(hint.encode()),
+                "signature": hex::encode(&plaintext[plaintext.len() - 64..]),
+                "plaintext": hex::encode(&plaintext),
                 "nonce": hex::encode(nonce(7)),
                 "sealed": hex::encode(sealed.as_bytes()),
             },
         }),
     );
     let file = committed("relay.json");
-    let opened = keys
+    let opened_committed = keys
         .relay
         .open_hint(&topic, &unhex(&file["hint"]["sealed"]))
         .unwrap();
-    assert_eq!(opened, hint);
-    assert_eq!(opened.segment(), ObjectName::Log { device, seq: 7 });
+    opened_committed.verify(&identity().public()).unwrap();
+    assert_eq!(opened_committed.value, hint);
+    assert_eq!(opened.value.segment(), ObjectName::Log { device, seq: 7 });
+
+    // What format 2 sent before hints were signed (kind 7): refused, as an older version's.
+    let file = committed("relay-unsigned.json");
+    assert_eq!(file["hint"]["kind"], 7);
+    assert_eq!(
+        keys.relay
+            .open_hint(&topic, &unhex(&file["hint"]["sealed"]))
+            .unwrap_err(),
+        Error::UnsignedHint
+    );
 }
 
 #[test]

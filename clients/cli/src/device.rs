@@ -521,7 +521,8 @@ impl Device {
     /// Tells the other devices through the relay, when one is set, that new segments are
     /// there (the newest hint covers the ones before it), for a command that then exits.
     pub(crate) async fn announce(&self, hints: &[ferry_protocol::RelayHint]) {
-        crate::relay::announce_once(self.config.settings.relay.as_deref(), &self.keys, hints).await;
+        let relay = self.config.settings.relay.as_deref();
+        crate::relay::announce_once(relay, &self.keys, &self.identity, hints).await;
     }
 
     /// Records this device's name as a synced setting, so other devices show it (only a

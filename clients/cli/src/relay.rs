@@ -1,5 +1,5 @@
-//! This device on its relay: a connection on a few topics ([`Topics`]), and the hints sealed
-//! and opened on them ([`Hints`]), in one place for all who use them.
+//! This device on its relay: a connection on a few topics ([`Topics`]), and the hints signed,
+//! sealed and opened on them ([`Hints`]), in one place for all who use them.
 //!
 //! ```text
 //! agent          Hints::listen ─ announce after each upload, roll call at start,
@@ -10,11 +10,14 @@
 //! ```
 //!
 //! Hints go on the topic of the time now; a device listens on the topics around it (see
-//! `ferry_protocol::relay`), so that two clocks a little apart still meet.
+//! `ferry_protocol::relay`), so that two clocks a little apart still meet. Each hint is signed
+//! by the device it speaks for; whether a hint heard is believed is the engine's to say
+//! (`Engine::heard`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_protocol::{Keys, RelayHint, TopicId};
+use ferry_protocol::{Claimed, Identity, Keys, RelayHint, TopicId};
 use ferry_relay_client::{ClientConfig, ClientError, Delivery, RelayClient, State, Status};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -131,25 +134,28 @@ impl Topics {
     }
 }
 
-/// This device's hints on its relay: sealed with the repository's relay key on the topic of
-/// the time now, and opened as they arrive on the topics around it.
+/// This device's hints on its relay: signed by this device, sealed with the repository's relay
+/// key on the topic of the time now, and opened as they arrive on the topics around it.
 pub(crate) struct Hints {
     topics: Topics,
     keys: Keys,
+    /// This device's identity, which signs its hints.
+    signer: Arc<Identity>,
     /// Whether it listens (and so follows the topics as they rotate).
     listening: bool,
     /// When the topics to listen on change next.
     topics_change: Instant,
-    /// Messages heard that do not open with the key.
+    /// Messages heard and ignored: ones that do not open with the key, or hints not believed.
     junk: Junk,
 }
 
-/// How often messages that do not open with the key are said: the first of a minute with its
-/// reason, the others as one count when the next minute's first comes, so that someone
-/// flooding the topic cannot flood the log.
+/// How often ignored messages are said: the first of a minute with its reason, the others as
+/// one count when the next minute's first comes, so that someone flooding the topic cannot
+/// flood the log.
 const JUNK_EVERY: Duration = Duration::from_secs(60);
 
-/// Messages heard on the relay that do not open with this repository's key, counted.
+/// Messages heard on the relay and ignored (they do not open with this repository's key, or
+/// are hints not believed), counted.
 #[derive(Debug, Default)]
 struct Junk {
     /// When the first of this minute was said.
@@ -159,9 +165,9 @@ struct Junk {
 }
 
 impl Junk {
-    /// Counts one, saying it if it is the first of a minute (and how many the minute before
-    /// had).
-    fn heard(&mut self, error: &dyn std::fmt::Display, now: Instant) -> Said {
+    /// Counts one, saying it (with `why`) if it is the first of a minute, and how many the
+    /// minute before had.
+    fn heard(&mut self, why: &dyn std::fmt::Display, now: Instant) -> Said {
         match self.said {
             Some(said) if now.saturating_duration_since(said) < JUNK_EVERY => {
                 self.more += 1;
@@ -173,14 +179,13 @@ impl Junk {
                 if before > 0 {
                     warn!(
                         count = before,
-                        "ignored {before} more relay messages that do not open with this key \
-                         in the minute after the last one said"
+                        "ignored {before} more relay messages in the minute after the last one \
+                         said"
                     );
                 }
                 warn!(
-                    %error,
-                    "ignored a relay message that does not open with this key (more within a \
-                     minute are counted, not each said)"
+                    %why,
+                    "ignored a relay message (more within a minute are counted, not each said)"
                 );
                 Said::Logged { before }
             }
@@ -198,17 +203,24 @@ enum Said {
 }
 
 impl Hints {
-    /// Connects to the relay at `url` to announce only, as a command that uploaded does.
-    pub(crate) fn speak(url: &str, keys: &Keys) -> Result<Hints, Failure> {
-        Hints::start(ClientConfig::new(url), keys, false)
+    /// Connects to the relay at `url` to announce only, as a command that uploaded does; its
+    /// hints are signed by `signer`, this device.
+    pub(crate) fn speak(url: &str, keys: &Keys, signer: &Arc<Identity>) -> Result<Hints, Failure> {
+        Hints::start(ClientConfig::new(url), keys, signer, false)
     }
 
-    /// Connects to the relay at `url` and listens on the topics of the time now.
-    pub(crate) fn listen(url: &str, keys: &Keys) -> Result<Hints, Failure> {
-        Hints::start(ClientConfig::new(url), keys, true)
+    /// Connects to the relay at `url` and listens on the topics of the time now; its hints are
+    /// signed by `signer`, this device.
+    pub(crate) fn listen(url: &str, keys: &Keys, signer: &Arc<Identity>) -> Result<Hints, Failure> {
+        Hints::start(ClientConfig::new(url), keys, signer, true)
     }
 
-    fn start(config: ClientConfig, keys: &Keys, listening: bool) -> Result<Hints, Failure> {
+    fn start(
+        config: ClientConfig,
+        keys: &Keys,
+        signer: &Arc<Identity>,
+        listening: bool,
+    ) -> Result<Hints, Failure> {
         let url = config.url.clone();
         let mut topics = Topics::start(config)
             .map_err(|e| Failure::new(format!("the relay URL `{url}` does not work: {e}")))?;
@@ -220,20 +232,21 @@ impl Hints {
         Ok(Hints {
             topics,
             keys: keys.clone(),
+            signer: Arc::clone(signer),
             listening,
             topics_change: next_topic_change(),
             junk: Junk::default(),
         })
     }
 
-    /// Tells the other devices of `hints`, sealed, on the topic of the time now; false when
+    /// Tells the other devices of `hints`, signed and sealed, on the topic of the time now; false when
     /// one could not be handed to the relay client. The devices then see it at their next
     /// poll: that is logged, not failed.
     pub(crate) fn announce(&self, hints: &[RelayHint]) -> bool {
         let topic = self.keys.relay.publish_topic(unix_now());
         let mut all = true;
         for hint in hints {
-            let sent = match self.keys.relay.seal_hint(&topic, hint) {
+            let sent = match self.keys.relay.seal_hint(&topic, hint, &self.signer) {
                 Ok(sealed) => self.topics.publish(topic, sealed.into_bytes()),
                 Err(error) => Err(Failure::new(format!("a hint could not be sealed: {error}"))),
             };
@@ -251,17 +264,21 @@ impl Hints {
     }
 
     /// The next hint that opens with this repository's key (others are skipped, and said
-    /// at most once a minute with a count); `None` once the client stopped.
-    pub(crate) async fn next(&mut self) -> Option<RelayHint> {
+    /// at most once a minute with a count), not yet believed: see `Engine::heard`. `None`
+    /// once the client stopped.
+    pub(crate) async fn next(&mut self) -> Option<Claimed<RelayHint>> {
         loop {
             let delivery = self.topics.next().await?;
             match self.keys.relay.open_hint(&delivery.topic, &delivery.data) {
                 Ok(hint) => return Some(hint),
-                Err(error) => {
-                    self.junk.heard(&error, Instant::now());
-                }
+                Err(error) => self.ignored(&error),
             }
         }
+    }
+
+    /// Counts a message ignored for `why`, said at most once a minute (with a count).
+    pub(crate) fn ignored(&mut self, why: &dyn std::fmt::Display) {
+        self.junk.heard(why, Instant::now());
     }
 
     /// When the topics to listen on change next: call [`rotate`](Self::rotate) then.
@@ -312,13 +329,18 @@ fn next_topic_change() -> Instant {
 }
 
 /// Tells the devices on the relay at `relay` (when one is set) of the newest of `hints` (it
-/// covers the ones before it), so their agents fetch now rather than at their next poll; for a
-/// command that uploaded and then exits.
-pub(crate) async fn announce_once(relay: Option<&str>, keys: &Keys, hints: &[RelayHint]) {
+/// covers the ones before it), signed by `signer`, so their agents fetch now rather than at
+/// their next poll; for a command that uploaded and then exits.
+pub(crate) async fn announce_once(
+    relay: Option<&str>,
+    keys: &Keys,
+    signer: &Arc<Identity>,
+    hints: &[RelayHint],
+) {
     let (Some(url), Some(hint)) = (relay, hints.last()) else {
         return;
     };
-    let Ok(speaker) = Hints::speak(url, keys) else {
+    let Ok(speaker) = Hints::speak(url, keys, signer) else {
         return;
     };
     if speaker.announce(std::slice::from_ref(hint)) && !speaker.flush(Duration::from_secs(2)).await

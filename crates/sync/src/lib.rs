@@ -43,9 +43,9 @@ mod throttle;
 pub mod transfer;
 
 pub use engine::{
-    Behind, ChunkReceived, DeviceFailure, DryRun, Engine, EngineConfig, FetchReport, LargeStep,
-    NearbyChunk, NearbySegment, PeerStatus, Planned, Problem, Progress, ProgressFn, Quarantined,
-    Received, Retry, Status, StorageHealth, UploadReport,
+    Behind, ChunkReceived, DeviceFailure, DryRun, Engine, EngineConfig, FAR_CLAIM, FetchReport,
+    Heard, LargeStep, NearbyChunk, NearbySegment, PeerStatus, Planned, Problem, Progress,
+    ProgressFn, Quarantined, Received, Retry, Status, StorageHealth, UploadReport,
 };
 pub use error::SyncError;
 pub use policy::{Direction, Filters, Refusal};

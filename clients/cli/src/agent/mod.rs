@@ -152,6 +152,8 @@ struct Agent {
     synced_seen: Vec<(String, String)>,
     /// When a gap in segments passed on over the LAN last sent this agent to storage.
     gap_fetched_at: Option<Instant>,
+    /// When a hint of a device not known here last sent this agent to storage.
+    stranger_fetched_at: Option<Instant>,
 }
 
 impl Agent {
@@ -226,6 +228,7 @@ impl Agent {
             stopping: false,
             synced_seen,
             gap_fetched_at: None,
+            stranger_fetched_at: None,
         })
     }
 

@@ -1,11 +1,12 @@
-//! The agent and its relay: hints published after an upload and taken as they arrive, roll
-//! calls answered, and what the connection says (the sealing and the topics are
-//! [`crate::relay::Hints`]).
+//! The agent and its relay: hints published after an upload and taken as they arrive (when
+//! the device they name signed them), roll calls answered, and what the connection says (the
+//! signing, sealing and the topics are [`crate::relay::Hints`]).
 
 use std::time::Duration;
 
-use ferry_protocol::RelayHint;
+use ferry_protocol::{Claimed, RelayHint};
 use ferry_relay_client::{State as RelayState, Status as RelayStatus};
+use ferry_sync::Heard;
 use tokio::sync::watch as state;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -16,6 +17,11 @@ use crate::relay::Hints;
 
 /// The shortest time between two answers to roll calls.
 const ANSWER_EVERY: Duration = Duration::from_secs(1);
+
+/// The shortest time between two polls for hints of devices not known here (a device that
+/// joined a moment ago, whose registration the storage has): someone flooding the topic with
+/// them costs at most a listing this often.
+const STRANGER_FETCH: Duration = Duration::from_secs(5);
 
 impl Agent {
     /// Follows the relay topics as they rotate; a subscription the relay client could not
@@ -34,11 +40,34 @@ impl Agent {
         }
     }
 
-    pub(super) async fn hint(&mut self, hint: RelayHint) {
-        if hint.is_roll_call() {
-            self.answer_roll_call(hint);
-            return;
+    /// Takes a hint heard on the relay: news from a device that signed it is fetched, a roll
+    /// call answered; a device not known yet sends this one to the storage (now and then),
+    /// and a hint another device did not sign is counted and ignored.
+    pub(super) async fn hint(&mut self, claimed: Claimed<RelayHint>) {
+        match self.device.engine.heard(&claimed) {
+            Heard::Member(hint) | Heard::Stranger(hint) if hint.is_roll_call() => {
+                self.answer_roll_call();
+            }
+            Heard::Member(hint) => self.fetch_hinted(hint).await,
+            Heard::Stranger(hint) => {
+                let due =
+                    (self.stranger_fetched_at).is_none_or(|at| at.elapsed() >= STRANGER_FETCH);
+                debug!(seq = hint.seq, due, "a hint of a device not known here");
+                if due {
+                    self.stranger_fetched_at = Some(Instant::now());
+                    self.fetch().await;
+                }
+            }
+            Heard::Forged(why) => {
+                if let Some(relay) = &mut self.relay {
+                    relay.ignored(&why);
+                }
+            }
+            Heard::Own => {}
         }
+    }
+
+    async fn fetch_hinted(&mut self, hint: RelayHint) {
         debug!(seq = hint.seq, "hint");
         let result = self.device.engine.fetch_hint(hint).await;
         self.storage_answered(result.as_ref().err());
@@ -61,12 +90,11 @@ impl Agent {
 
     /// Answers another device's roll call with this device's newest segment, at most once per
     /// [`ANSWER_EVERY`] (a burst of roll calls gets one answer, which all of them hear).
-    fn answer_roll_call(&mut self, call: RelayHint) {
-        let own = self.device.engine.roll_call().device;
+    fn answer_roll_call(&mut self) {
         let recently = self
             .answered_at
             .is_some_and(|at| at.elapsed() < ANSWER_EVERY);
-        if call.device == own || recently {
+        if recently {
             return;
         }
         match self.device.engine.roll_call_answer() {
@@ -82,7 +110,7 @@ impl Agent {
 }
 
 /// The next hint heard on the relay, where there is one.
-pub(super) async fn next_hint(relay: &mut Option<Hints>) -> Option<RelayHint> {
+pub(super) async fn next_hint(relay: &mut Option<Hints>) -> Option<Claimed<RelayHint>> {
     match relay {
         Some(hints) => hints.next().await,
         None => std::future::pending().await,
@@ -123,7 +151,7 @@ pub(super) fn listen(device: &Device) -> Option<Hints> {
         info!(every = ?device.config.settings.poll_interval, "no relay: polling");
         return None;
     };
-    match Hints::listen(url, &device.keys) {
+    match Hints::listen(url, &device.keys, &device.identity) {
         Ok(hints) => {
             info!(relay = url, "relay: connecting");
             Some(hints)

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_core::DataKind;
 use ferry_protocol::{DeviceId, DeviceTag};
-use ferry_sync::{DryRun, FetchReport, Planned, Retry, Transfer, UploadReport};
+use ferry_sync::{DryRun, FetchReport, Heard, Planned, Retry, Transfer, UploadReport};
 use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, timeout_at};
 
@@ -651,7 +651,7 @@ impl RollCall {
     /// Asks, where a relay is set and takes the question; `None` otherwise.
     pub(crate) async fn ask(device: &Device) -> Option<RollCall> {
         let url = device.config.settings.relay.as_deref()?;
-        let hints = Hints::listen(url, &device.keys).ok()?;
+        let hints = Hints::listen(url, &device.keys, &device.identity).ok()?;
         if !hints.announce(&[device.engine.roll_call()]) {
             return None;
         }
@@ -679,8 +679,16 @@ impl RollCall {
         let deadline = self.asked + ROLL_CALL_WAIT;
         let mut heard = HashSet::new();
         while heard.len() < others {
-            let Ok(Some(hint)) = timeout_at(deadline, self.hints.next()).await else {
+            let Ok(Some(claimed)) = timeout_at(deadline, self.hints.next()).await else {
                 break;
+            };
+            let hint = match device.engine.heard(&claimed) {
+                Heard::Member(hint) => hint,
+                Heard::Forged(why) => {
+                    self.hints.ignored(&why);
+                    continue;
+                }
+                Heard::Own | Heard::Stranger(_) => continue,
             };
             if hint.is_roll_call() || !heard.insert(hint.device) {
                 continue;

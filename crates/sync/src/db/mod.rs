@@ -46,7 +46,7 @@ pub(crate) use quarantine::{QuarantineRow, SetAside};
 use search::{Seen, index_text};
 
 /// The newest schema this build knows. Each step in [`MIGRATIONS`] moves one version up.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -134,6 +134,9 @@ const MIGRATIONS: &[&str] = &[
     "INSERT INTO meta (key, value)
          SELECT 'roster_before_pinning', x'01'
          WHERE EXISTS (SELECT 1 FROM ops) OR EXISTS (SELECT 1 FROM checkpoint);",
+    // 6 → 7: announcements heard before hints were signed may be anyone's; each device
+    // announces again with its next upload or at a roll call.
+    "DELETE FROM announced;",
 ];
 
 /// The values kept in the `meta` table, each under its own key.

@@ -3,16 +3,27 @@
 //! in every relay hint (and answer a starting device's roll call with their newest), so this
 //! device remembers the newest announcement of each, says so when a poll's listing of the
 //! storage shows less, and shows in its status every device it has less of than announced.
+//!
+//! Only a device can speak for itself: a hint counts when it is signed by a device this one
+//! knows ([`Engine::heard`]), and a claim far beyond what the storage lists ([`FAR_CLAIM`]) is
+//! said once and not kept.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ferry_protocol::{DeviceId, DeviceTag, RelayHint};
+use ferry_protocol::{Claimed, DeviceId, DeviceTag, RelayHint};
 use tracing::warn;
 
 use super::Engine;
 use crate::SyncError;
 use crate::transfer::{Kind, Outcome, Route, Transfer, now_ms};
+
+/// How many segments beyond the storage's listing a device's announcement may go and still be
+/// storage lagging or holding back. A device writes one segment per upload and announces it
+/// once the storage took it, so a claim further ahead is either a storage that lost most of
+/// that device's log or a claim made with that device's key by someone else (a lost device):
+/// said once, and not kept as a standing alarm.
+pub const FAR_CLAIM: u64 = 1024;
 
 /// A device that announced more than this device has of it from the storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +40,20 @@ pub struct Behind {
     pub at: SystemTime,
 }
 
+/// A hint heard on the relay, as this device takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// Signed by the device it speaks for, a device this one knows: believed.
+    Member(RelayHint),
+    /// In this device's own name (its own commands' hints come back): nothing to do.
+    Own,
+    /// In the name of no device known here: a device that joined a moment ago (this one
+    /// learns of it from the storage), or someone holding the sync key. Not believed.
+    Stranger(RelayHint),
+    /// In a known device's name, without its signature: why, to be said; ignored.
+    Forged(String),
+}
+
 impl Engine {
     /// Remembers how far the writer of `hint` says it has written.
     pub(super) fn remember_announced(&mut self, hint: &RelayHint) -> Result<(), SyncError> {
@@ -38,8 +63,43 @@ impl Engine {
         self.db.announce(&hint.device, hint.seq, now_ms())
     }
 
+    /// What `claimed`, a hint heard on the relay, is worth: believed only when the device
+    /// whose tag it carries, a device this one knows (registered, or attested while it
+    /// joins), signed it.
+    pub fn heard(&self, claimed: &Claimed<RelayHint>) -> Heard {
+        let hint = claimed.value;
+        if hint.device == self.tag {
+            return Heard::Own;
+        }
+        let known = self.state().known_keys();
+        let Some((device, keys)) = known
+            .iter()
+            .find(|(device, _)| self.tag_of(device) == hint.device)
+        else {
+            return Heard::Stranger(hint);
+        };
+        match claimed.verify(keys) {
+            Ok(()) => Heard::Member(hint),
+            Err(_) => {
+                let who = self.who(device);
+                Heard::Forged(format!(
+                    "a relay hint in the name of {who} that {who} did not sign: someone holding \
+                     the sync key sent it"
+                ))
+            }
+        }
+    }
+
+    /// Whether `hint` claims more than [`FAR_CLAIM`] segments beyond what this device applied
+    /// of its writer: not to be fetched on its word, but checked against the storage's listing.
+    pub(super) fn claims_far(&self, hint: &RelayHint) -> Result<bool, SyncError> {
+        let applied = self.db.cursor(&hint.device)?.seq;
+        Ok(hint.seq > applied.saturating_add(FAR_CLAIM))
+    }
+
     /// Compares a poll's listing of the newest `heads` with what devices announced, and says
-    /// so, once per announcement, where the storage lists less.
+    /// so, once per announcement, where the storage lists less. An announcement far beyond the
+    /// listing ([`FAR_CLAIM`]) is said once per device and forgotten.
     pub(super) fn check_announced(
         &mut self,
         heads: &BTreeMap<DeviceTag, u64>,
@@ -49,11 +109,18 @@ impl Engine {
             if listed >= announced || self.behind_said.get(&tag) == Some(&announced) {
                 continue;
             }
-            self.behind_said.insert(tag, announced);
             let who = match self.db.device_of(&tag)? {
                 Some(device) => self.who(&device),
                 None => format!("device {tag}"),
             };
+            if announced - listed > FAR_CLAIM {
+                self.db.forget_announced(&tag)?;
+                if self.far_said.insert(tag) {
+                    self.say_far(&tag, &who, announced, listed)?;
+                }
+                continue;
+            }
+            self.behind_said.insert(tag, announced);
             let said = format!(
                 "the storage lists {who} at seq {listed}, but {who} announced seq {announced} \
                  over the relay: the storage is serving an older state or lost data; this \
@@ -66,6 +133,29 @@ impl Engine {
             self.db.log(&logged)?;
             self.note(said);
         }
+        Ok(())
+    }
+
+    /// Says, once, that `who` claimed seq `announced` far beyond the `listed` one.
+    fn say_far(
+        &mut self,
+        tag: &DeviceTag,
+        who: &str,
+        announced: u64,
+        listed: u64,
+    ) -> Result<(), SyncError> {
+        let said = format!(
+            "{who} announced seq {announced} over the relay, far beyond seq {listed} that the \
+             storage lists: no device gets that far ahead of its storage, so either the storage \
+             lost most of {who}'s log or someone holding {who}'s own key (a lost device's) made \
+             the claim; it is not kept (said once)"
+        );
+        warn!("{said}");
+        let logged = Transfer::new(Route::Down, Kind::Fetch, Outcome::Skipped)
+            .device(tag)
+            .detail(&said);
+        self.db.log(&logged)?;
+        self.note(said);
         Ok(())
     }
 

@@ -19,7 +19,7 @@
 //! did not sign (checked against the device roster: `authors`), is quarantined; that device's
 //! stream waits, the others go on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -42,7 +42,7 @@ use crate::{SyncError, repo};
 use health::{Cause, Health};
 pub use health::{Problem, StorageHealth};
 
-pub use freshness::Behind;
+pub use freshness::{Behind, FAR_CLAIM, Heard};
 pub use large::{LargeStep, Progress, ProgressFn};
 pub use nearby::{ChunkReceived, NearbyChunk, NearbySegment, Received};
 pub use quarantine::{Quarantined, Retry};
@@ -267,6 +267,8 @@ pub struct Engine {
     rolled_back: HashMap<DeviceTag, u64>,
     /// Per device, the announcement the storage was last found behind (said once).
     behind_said: HashMap<DeviceTag, u64>,
+    /// Devices whose claim far beyond the storage was said (once each).
+    far_said: HashSet<DeviceTag>,
     /// Per device with segments applied from a nearby device that storage may not hold yet:
     /// its cursor before them. A head in storage from there on is late, not rolled back.
     ahead_of_storage: HashMap<DeviceTag, u64>,
@@ -360,6 +362,7 @@ impl Engine {
             wanted_blobs: Vec::new(),
             rolled_back: HashMap::new(),
             behind_said: HashMap::new(),
+            far_said: HashSet::new(),
             ahead_of_storage: HashMap::new(),
             large: large::InFlight::default(),
             opened_offline,
