@@ -5,6 +5,7 @@
 
 use crate::envelope::Kind;
 use crate::keys::KeyId;
+use crate::names::DeviceTag;
 
 /// Why bytes could not be opened, decoded or parsed, or why a key could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,7 +120,10 @@ pub enum Error {
          then its changes arrive at each poll), or someone holding the sync key sent it; it is \
          ignored"
     )]
-    UnsignedHint,
+    UnsignedHint {
+        /// The device tag it names (its word only).
+        device: DeviceTag,
+    },
 
     /// Authenticated bytes that do not decode as the expected payload.
     #[error("the {what} is malformed ({detail}): it was written by a faulty or newer Ferry")]

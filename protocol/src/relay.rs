@@ -25,7 +25,7 @@
 //! segment.
 //!
 //! Hints of kind 7 (before they were signed) are refused as an older version's
-//! ([`Error::UnsignedHint`]).
+//! ([`Error::UnsignedHint`], with the tag it names).
 //!
 //! The frames a client and a relay exchange are in [`wire`].
 
@@ -171,8 +171,11 @@ impl RelayKey {
         let name = hint_name(topic);
         if Header::parse(bytes).is_ok_and(|header| header.kind == Kind::UnsignedHint) {
             // Opened first, so that only what holds the key is said to be a device's.
-            envelope::open(&self.0, Kind::UnsignedHint, &name, bytes)?;
-            return Err(Error::UnsignedHint);
+            let opened = envelope::open(&self.0, Kind::UnsignedHint, &name, bytes)?;
+            let hint = RelayHint::decode(opened.as_bytes())?;
+            return Err(Error::UnsignedHint {
+                device: hint.device,
+            });
         }
         let opened = envelope::open(&self.0, Kind::RelayHint, &name, bytes)?;
         identity::claimed(
@@ -213,7 +216,9 @@ mod tests {
             envelope::seal(&relay.0, Kind::UnsignedHint, &name, &hint.encode(), nonce).unwrap();
         assert_eq!(
             relay.open_hint(&topic, unsigned.as_bytes()).unwrap_err(),
-            Error::UnsignedHint
+            Error::UnsignedHint {
+                device: hint.device
+            }
         );
         // Of another key, it is not said to be a device's.
         let other = SyncKey::from_bytes([8; 32]).keys().relay;

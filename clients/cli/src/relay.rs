@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_protocol::{Claimed, Identity, Keys, RelayHint, TopicId};
+use ferry_protocol::{Claimed, DeviceTag, Identity, Keys, RelayHint, TopicId};
 use ferry_relay_client::{ClientConfig, ClientError, Delivery, RelayClient, State, Status};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -145,17 +145,29 @@ pub(crate) struct Hints {
     listening: bool,
     /// When the topics to listen on change next.
     topics_change: Instant,
-    /// Messages heard and ignored: ones that do not open with the key, or hints not believed.
+    /// Messages heard that do not open with the key.
     junk: Junk,
+    /// Hints in a known device's name that it did not sign: counted apart from junk, so that
+    /// junk (which anyone can send) never hides them.
+    forged: Junk,
 }
 
-/// How often ignored messages are said: the first of a minute with its reason, the others as
-/// one count when the next minute's first comes, so that someone flooding the topic cannot
-/// flood the log.
+/// What is heard on the relay: a hint that opened (whether it is believed is the engine's to
+/// say: `Engine::heard`), or a hint as an older version of Ferry sends them.
+pub(crate) enum Heard {
+    /// A signed hint, not yet believed.
+    Hint(Claimed<RelayHint>),
+    /// An unsigned hint, in the name of the device of this tag: refused, but it tells that the
+    /// device (if it is one) needs an upgrade.
+    Older(DeviceTag),
+}
+
+/// How often ignored messages of one kind are said: the first of a minute with its reason, the
+/// others as one count when the next minute's first comes, so that someone flooding the topic
+/// cannot flood the log.
 const JUNK_EVERY: Duration = Duration::from_secs(60);
 
-/// Messages heard on the relay and ignored (they do not open with this repository's key, or
-/// are hints not believed), counted.
+/// Messages of one kind heard on the relay and ignored, counted.
 #[derive(Debug, Default)]
 struct Junk {
     /// When the first of this minute was said.
@@ -193,7 +205,7 @@ impl Junk {
     }
 }
 
-/// What became of a message that does not open.
+/// What became of a message ignored.
 #[derive(Debug, PartialEq, Eq)]
 enum Said {
     /// Logged, after the count of the minute before.
@@ -236,12 +248,13 @@ impl Hints {
             listening,
             topics_change: next_topic_change(),
             junk: Junk::default(),
+            forged: Junk::default(),
         })
     }
 
-    /// Tells the other devices of `hints`, signed and sealed, on the topic of the time now; false when
-    /// one could not be handed to the relay client. The devices then see it at their next
-    /// poll: that is logged, not failed.
+    /// Tells the other devices of `hints`, signed and sealed, on the topic of the time now;
+    /// false when one could not be handed to the relay client. The devices then see it at
+    /// their next poll: that is logged, not failed.
     pub(crate) fn announce(&self, hints: &[RelayHint]) -> bool {
         let topic = self.keys.relay.publish_topic(unix_now());
         let mut all = true;
@@ -264,21 +277,30 @@ impl Hints {
     }
 
     /// The next hint that opens with this repository's key (others are skipped, and said
-    /// at most once a minute with a count), not yet believed: see `Engine::heard`. `None`
-    /// once the client stopped.
-    pub(crate) async fn next(&mut self) -> Option<Claimed<RelayHint>> {
+    /// at most once a minute with a count); `None` once the client stopped.
+    pub(crate) async fn next(&mut self) -> Option<Heard> {
         loop {
             let delivery = self.topics.next().await?;
             match self.keys.relay.open_hint(&delivery.topic, &delivery.data) {
-                Ok(hint) => return Some(hint),
-                Err(error) => self.ignored(&error),
+                Ok(hint) => return Some(Heard::Hint(hint)),
+                Err(ferry_protocol::Error::UnsignedHint { device }) => {
+                    return Some(Heard::Older(device));
+                }
+                Err(error) => {
+                    self.junk.heard(&error, Instant::now());
+                }
             }
         }
     }
 
-    /// Counts a message ignored for `why`, said at most once a minute (with a count).
-    pub(crate) fn ignored(&mut self, why: &dyn std::fmt::Display) {
-        self.junk.heard(why, Instant::now());
+    /// Counts a hint in the name of `name`, a known device, that it did not sign: said at
+    /// most once a minute (with a count).
+    pub(crate) fn forged(&mut self, name: &str) {
+        let why = format!(
+            "a relay hint in the name of {name} that {name} did not sign: someone holding the \
+             sync key sent it"
+        );
+        self.forged.heard(&why, Instant::now());
     }
 
     /// When the topics to listen on change next: call [`rotate`](Self::rotate) then.

@@ -5,9 +5,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Backend, Device, init, keys, storage};
-use ferry_protocol::{DeviceId, Identity, RelayHint, TopicId};
-use ferry_sync::{FAR_CLAIM, Heard};
+use common::{Backend, Counts, Device, Instrumented, Storage, config, init, keys, storage};
+use ferry_protocol::names::ROOT;
+use ferry_protocol::{DeviceId, Identity, ObjectName, RelayHint, TopicId};
+use ferry_sync::{EngineConfig, Heard};
 
 /// `hint` signed by `identity` and sealed as the relay carries it, then opened again.
 fn heard(reader: &Device, hint: RelayHint, identity: &Identity) -> Heard {
@@ -47,11 +48,12 @@ async fn a_hint_counts_only_when_the_device_it_names_signed_it() {
         device: tag,
         seq: 999_999,
     };
-    match heard(&desk, forged, &thief) {
-        Heard::Forged(why) => assert!(why.contains("did not sign"), "{why}"),
-        other => panic!("a forged hint was taken as {other:?}"),
-    }
-    // Nor may the laptop speak for the desk, or a device speak for one nobody knows.
+    assert_eq!(
+        heard(&desk, forged, &thief),
+        Heard::Forged(laptop.engine.device())
+    );
+    // A hint in the desk's own name is nothing to the desk, whoever signed it; one in the
+    // name of a device nobody knows is not believed.
     let desk_tag = keys().names.device_tag(&desk.engine.device());
     let as_desk = RelayHint {
         device: desk_tag,
@@ -72,14 +74,31 @@ async fn a_hint_counts_only_when_the_device_it_names_signed_it() {
     assert!(desk.engine.behind().unwrap().is_empty());
 }
 
+/// Two devices on `storage`: the laptop with `segments` uploaded, and the desk (its requests
+/// counted) that has them all, taking claims past `far_claim` segments as false.
+async fn laptop_and_desk(
+    storage: &Storage,
+    segments: u32,
+    far_claim: u64,
+) -> (Device, Device, Arc<Counts>) {
+    init(&*storage.store).await;
+    let mut laptop = Device::open(Arc::clone(&storage.store)).await;
+    laptop.upload_clips(1..=segments).await;
+    let counted = Arc::new(Instrumented::new(Arc::clone(&storage.store), 0));
+    let counts = Arc::clone(&counted.counts);
+    let desk_config = EngineConfig {
+        far_claim,
+        ..config()
+    };
+    let mut desk = Device::open_with(counted, desk_config).await;
+    desk.engine.fetch().await.unwrap();
+    (laptop, desk, counts)
+}
+
 #[tokio::test]
 async fn a_claim_far_beyond_the_storage_is_said_once_and_not_kept() {
     let storage = storage(Backend::Folder).await;
-    init(&*storage.store).await;
-    let mut laptop = Device::open(Arc::clone(&storage.store)).await;
-    laptop.upload_clips(1..=2).await;
-    let mut desk = Device::open(Arc::clone(&storage.store)).await;
-    desk.engine.fetch().await.unwrap();
+    let (mut laptop, mut desk, counts) = laptop_and_desk(&storage, 2, 4).await;
     let tag = keys().names.device_tag(&laptop.engine.device());
     let far = |desk: &Device| {
         logged(desk, &|d: &str| {
@@ -88,18 +107,27 @@ async fn a_claim_far_beyond_the_storage_is_said_once_and_not_kept() {
     };
 
     // Signed with the laptop's own key (a lost laptop, say): believed as its word, checked
-    // against the storage's listing rather than fetched, said once, and not kept.
-    for seq in [2 + FAR_CLAIM + 1, 999_999, 1_000_000] {
+    // against the storage's listing rather than fetched, said once, and not kept; once said,
+    // the laptop's far claims cost no more polls.
+    for seq in [7, 999_999, 1_000_000] {
         let claim = RelayHint { device: tag, seq };
         assert_eq!(
             heard(&desk, claim, &laptop.identity()),
             Heard::Member(claim)
         );
+        counts.take();
         let report = desk.engine.fetch_hint(claim).await.unwrap();
         assert_eq!(report.segments, 0);
+        let requests: u64 = counts.take().iter().sum();
+        match seq {
+            7 => assert!(requests > 0, "the first is checked with a poll"),
+            _ => assert_eq!(requests, 0, "no poll for a device said false"),
+        }
         assert!(desk.engine.behind().unwrap().is_empty());
     }
     assert_eq!(far(&desk), 1);
+    let said = desk.engine.far_claims();
+    assert_eq!((said.len(), said[0].announced, said[0].applied), (1, 7, 2));
     desk.engine.fetch().await.unwrap();
     assert_eq!(far(&desk), 1);
     assert!(desk.engine.behind().unwrap().is_empty());
@@ -107,13 +135,13 @@ async fn a_claim_far_beyond_the_storage_is_said_once_and_not_kept() {
     // A claim within reach of the listing stands until the storage serves it, as before.
     let near = RelayHint {
         device: tag,
-        seq: 2 + FAR_CLAIM,
+        seq: 6,
     };
     desk.engine.fetch_hint(near).await.unwrap();
     desk.engine.fetch().await.unwrap();
     let behind = desk.engine.behind().unwrap();
     assert_eq!(behind.len(), 1, "{behind:?}");
-    assert_eq!((behind[0].announced, behind[0].applied), (2 + FAR_CLAIM, 2));
+    assert_eq!((behind[0].announced, behind[0].applied), (6, 2));
 
     // The laptop's real next segment still arrives on its hint.
     laptop.upload_clips(3..=3).await;
@@ -124,4 +152,44 @@ async fn a_claim_far_beyond_the_storage_is_said_once_and_not_kept() {
     let report = desk.engine.fetch_hint(next).await.unwrap();
     assert_eq!(report.segments, 1);
     assert_eq!(desk.texts().len(), 3);
+}
+
+#[tokio::test]
+async fn a_device_the_storage_leaves_out_of_its_listing_stays_behind() {
+    let storage = storage(Backend::Folder).await;
+    // More segments than a far claim: measured from the listing alone (which says 0), the
+    // laptop's next one would look far, and the alarm would be let go.
+    let (mut laptop, mut desk, _) = laptop_and_desk(&storage, 6, 4).await;
+    let tag = keys().names.device_tag(&laptop.engine.device());
+    laptop.upload_clips(7..=7).await;
+    // The storage withholds the new segment and leaves the laptop out of `head/`.
+    let store = &*storage.store;
+    let log_7 = ObjectName::Log {
+        device: tag,
+        seq: 7,
+    };
+    store.delete(&format!("{ROOT}{log_7}")).await.unwrap();
+    for name in common::names_under(store, &format!("head/{tag}/")).await {
+        store.delete(&name).await.unwrap();
+    }
+
+    let claim = RelayHint {
+        device: tag,
+        seq: 7,
+    };
+    assert_eq!(
+        heard(&desk, claim, &laptop.identity()),
+        Heard::Member(claim)
+    );
+    desk.engine.fetch_hint(claim).await.unwrap();
+    desk.engine.fetch().await.unwrap();
+    let behind = desk.engine.behind().unwrap();
+    assert_eq!(behind.len(), 1, "{behind:?}");
+    assert_eq!((behind[0].announced, behind[0].applied), (7, 6));
+    assert_eq!(
+        logged(&desk, &|d: &str| d.contains("lists")
+            && d.contains("announced seq 7")),
+        1
+    );
+    assert!(desk.engine.far_claims().is_empty());
 }

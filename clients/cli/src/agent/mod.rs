@@ -152,8 +152,10 @@ struct Agent {
     synced_seen: Vec<(String, String)>,
     /// When a gap in segments passed on over the LAN last sent this agent to storage.
     gap_fetched_at: Option<Instant>,
-    /// When a hint of a device not known here last sent this agent to storage.
-    stranger_fetched_at: Option<Instant>,
+    /// When hints of devices not known here send this agent to poll the storage next.
+    stranger_poll_at: Option<Instant>,
+    /// When they last did.
+    stranger_polled_at: Option<Instant>,
 }
 
 impl Agent {
@@ -228,7 +230,8 @@ impl Agent {
             stopping: false,
             synced_seen,
             gap_fetched_at: None,
-            stranger_fetched_at: None,
+            stranger_poll_at: None,
+            stranger_polled_at: None,
         })
     }
 
@@ -254,6 +257,7 @@ impl Agent {
                 .paused
                 .and_then(|paused| paused.left())
                 .map(|left| Instant::now() + left);
+            let stranger_poll_at = self.stranger_poll_at.filter(|_| self.paused.is_none());
             tokio::select! {
                 () = &mut stop => break,
                 Some(observed) = recv(&mut self.clips) => self.observed(observed),
@@ -288,6 +292,9 @@ impl Agent {
                 () = sleep_until(upload_at), if upload_at.is_some() => self.upload().await,
                 () = sleep_until(large_at), if large_at.is_some() => self.large_step().await,
                 () = sleep_until(resume_at), if resume_at.is_some() => self.follow_pause().await,
+                () = sleep_until(stranger_poll_at), if stranger_poll_at.is_some() => {
+                    self.poll_for_strangers().await;
+                }
             }
             self.admit();
         }

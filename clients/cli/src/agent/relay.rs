@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ferry_protocol::{Claimed, RelayHint};
+use ferry_protocol::RelayHint;
 use ferry_relay_client::{State as RelayState, Status as RelayStatus};
 use ferry_sync::Heard;
 use tokio::sync::watch as state;
@@ -13,15 +13,15 @@ use tracing::{debug, info, warn};
 
 use super::Agent;
 use crate::device::Device;
-use crate::relay::Hints;
+use crate::relay::{self, Hints};
 
 /// The shortest time between two answers to roll calls.
 const ANSWER_EVERY: Duration = Duration::from_secs(1);
 
 /// The shortest time between two polls for hints of devices not known here (a device that
 /// joined a moment ago, whose registration the storage has): someone flooding the topic with
-/// them costs at most a listing this often.
-const STRANGER_FETCH: Duration = Duration::from_secs(5);
+/// them costs at most a listing this often, and a newcomer waits at most this long.
+const STRANGER_POLL: Duration = Duration::from_secs(5);
 
 impl Agent {
     /// Follows the relay topics as they rotate; a subscription the relay client could not
@@ -41,30 +41,42 @@ impl Agent {
     }
 
     /// Takes a hint heard on the relay: news from a device that signed it is fetched, a roll
-    /// call answered; a device not known yet sends this one to the storage (now and then),
-    /// and a hint another device did not sign is counted and ignored.
-    pub(super) async fn hint(&mut self, claimed: Claimed<RelayHint>) {
+    /// call answered; a device not known yet sends this one to the storage (a poll, at most
+    /// every [`STRANGER_POLL`]), and a hint another device did not sign is counted and
+    /// ignored.
+    pub(super) async fn hint(&mut self, heard: relay::Heard) {
+        let claimed = match heard {
+            relay::Heard::Hint(claimed) => claimed,
+            relay::Heard::Older(tag) => return self.device.engine.older_version(&tag),
+        };
         match self.device.engine.heard(&claimed) {
             Heard::Member(hint) | Heard::Stranger(hint) if hint.is_roll_call() => {
                 self.answer_roll_call();
             }
             Heard::Member(hint) => self.fetch_hinted(hint).await,
             Heard::Stranger(hint) => {
-                let due =
-                    (self.stranger_fetched_at).is_none_or(|at| at.elapsed() >= STRANGER_FETCH);
-                debug!(seq = hint.seq, due, "a hint of a device not known here");
-                if due {
-                    self.stranger_fetched_at = Some(Instant::now());
-                    self.fetch().await;
-                }
+                debug!(
+                    seq = hint.seq,
+                    "a hint of a device not known here: a poll soon"
+                );
+                self.stranger_poll_at.get_or_insert_with(|| {
+                    (self.stranger_polled_at).map_or_else(Instant::now, |at| at + STRANGER_POLL)
+                });
             }
-            Heard::Forged(why) => {
+            Heard::Forged(device) => {
                 if let Some(relay) = &mut self.relay {
-                    relay.ignored(&why);
+                    relay.forged(&self.device.device_name(&device));
                 }
             }
             Heard::Own => {}
         }
+    }
+
+    /// The poll that hints of devices not known here asked for.
+    pub(super) async fn poll_for_strangers(&mut self) {
+        self.stranger_poll_at = None;
+        self.stranger_polled_at = Some(Instant::now());
+        self.fetch().await;
     }
 
     async fn fetch_hinted(&mut self, hint: RelayHint) {
@@ -110,7 +122,7 @@ impl Agent {
 }
 
 /// The next hint heard on the relay, where there is one.
-pub(super) async fn next_hint(relay: &mut Option<Hints>) -> Option<Claimed<RelayHint>> {
+pub(super) async fn next_hint(relay: &mut Option<Hints>) -> Option<relay::Heard> {
     match relay {
         Some(hints) => hints.next().await,
         None => std::future::pending().await,

@@ -627,14 +627,19 @@ pub(crate) fn behind(device: &Device) -> Result<Vec<Behind>, Failure> {
     Ok(device
         .engine
         .behind()?
-        .into_iter()
-        .map(|b| Behind {
-            device: peer_name(device, b.device.as_ref(), Some(&b.tag)),
-            announced: b.announced,
-            applied: b.applied,
-            announced_ms: time_ms(Some(b.at)).unwrap_or(0),
-        })
+        .iter()
+        .map(|b| shown(device, b))
         .collect())
+}
+
+/// `behind` as status shows it.
+fn shown(device: &Device, behind: &ferry_sync::Behind) -> Behind {
+    Behind {
+        device: peer_name(device, behind.device.as_ref(), Some(&behind.tag)),
+        announced: behind.announced,
+        applied: behind.applied,
+        announced_ms: time_ms(Some(behind.at)).unwrap_or(0),
+    }
 }
 
 /// How long a roll call waits for the answers of the devices that are up.
@@ -667,8 +672,9 @@ impl RollCall {
 
     /// Takes the answers, until every other device in the roster answered or
     /// [`ROLL_CALL_WAIT`] passed, fetching what each announces; then says which devices the
-    /// storage gave less of than they announced.
-    pub(crate) async fn hear(mut self, device: &mut Device) -> Result<Vec<Behind>, Failure> {
+    /// storage gave less of than they announced, and which announced far more than it shows
+    /// (said once, and not kept: see `ferry_sync::FAR_CLAIM`).
+    pub(crate) async fn hear(mut self, device: &mut Device) -> Result<Vec<String>, Failure> {
         let own = device.engine.device();
         let others = device
             .engine
@@ -679,13 +685,16 @@ impl RollCall {
         let deadline = self.asked + ROLL_CALL_WAIT;
         let mut heard = HashSet::new();
         while heard.len() < others {
-            let Ok(Some(claimed)) = timeout_at(deadline, self.hints.next()).await else {
+            let Ok(Some(message)) = timeout_at(deadline, self.hints.next()).await else {
                 break;
+            };
+            let crate::relay::Heard::Hint(claimed) = message else {
+                continue;
             };
             let hint = match device.engine.heard(&claimed) {
                 Heard::Member(hint) => hint,
-                Heard::Forged(why) => {
-                    self.hints.ignored(&why);
+                Heard::Forged(forger) => {
+                    self.hints.forged(&device.device_name(&forger));
                     continue;
                 }
                 Heard::Own | Heard::Stranger(_) => continue,
@@ -697,7 +706,17 @@ impl RollCall {
                 tracing::warn!(%error, "fetching what a roll call answer announced failed");
             }
         }
-        behind(device)
+        let mut said: Vec<String> = (behind(device)?.iter()).map(ToString::to_string).collect();
+        for far in device.engine.far_claims() {
+            let far = shown(device, &far);
+            said.push(format!(
+                "{} announced segment {} over the relay, far beyond segment {} that the storage \
+                 shows: the storage lost most of its log, or someone holding its own key made \
+                 the claim",
+                far.device, far.announced, far.applied
+            ));
+        }
+        Ok(said)
     }
 }
 

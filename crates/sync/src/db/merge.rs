@@ -57,12 +57,6 @@ impl Db {
         Ok(())
     }
 
-    /// Forgets what the device of `tag` announced.
-    pub(crate) fn forget_announced(&self, tag: &DeviceTag) -> Result<(), SyncError> {
-        (self.conn).execute("DELETE FROM announced WHERE tag = ?1", params![tag.0])?;
-        Ok(())
-    }
-
     /// Every device's newest announced segment, with when it was announced (ms).
     pub(crate) fn announced(&self) -> Result<Vec<(DeviceTag, u64, u64)>, SyncError> {
         let mut statement = self

@@ -82,13 +82,19 @@ impl Engine {
     /// Fetches what a relay hint announces (and any segment of that device before it), and
     /// remembers how far its writer says it has written. A roll call fetches nothing. The hint
     /// is one its writer signed ([`Engine::heard`]); one that claims far more than this device
-    /// has of its writer is checked against the storage's listing instead (a poll).
+    /// has of its writer is checked against the storage's listing instead: a poll, unless one
+    /// such claim already waits for it (see [`Engine::take_far`]).
     pub async fn fetch_hint(&mut self, hint: RelayHint) -> Result<FetchReport, SyncError> {
-        if self.config.direction.receives() {
-            self.remember_announced(&hint)?;
-            if !hint.is_roll_call() && hint.device != self.tag && self.claims_far(&hint)? {
+        let news = !hint.is_roll_call() && hint.device != self.tag;
+        if self.config.direction.receives() && news {
+            let waited = self.far_claim_waits();
+            if self.take_far(&hint)? {
+                if waited || !self.far_claim_waits() {
+                    return Ok(FetchReport::default());
+                }
                 return self.fetch().await;
             }
+            self.remember_announced(&hint)?;
         }
         self.fetch_pass(async |engine: &mut Engine, report: &mut FetchReport| {
             if hint.device == engine.tag || hint.is_roll_call() {

@@ -50,8 +50,9 @@ pub enum Heard {
     /// In the name of no device known here: a device that joined a moment ago (this one
     /// learns of it from the storage), or someone holding the sync key. Not believed.
     Stranger(RelayHint),
-    /// In a known device's name, without its signature: why, to be said; ignored.
-    Forged(String),
+    /// In the name of a known device, without its signature: someone holding the sync key
+    /// sent it. Ignored.
+    Forged(DeviceId),
 }
 
 impl Engine {
@@ -80,76 +81,97 @@ impl Engine {
         };
         match claimed.verify(keys) {
             Ok(()) => Heard::Member(hint),
-            Err(_) => {
-                let who = self.who(device);
-                Heard::Forged(format!(
-                    "a relay hint in the name of {who} that {who} did not sign: someone holding \
-                     the sync key sent it"
-                ))
-            }
+            Err(_) => Heard::Forged(*device),
         }
     }
 
-    /// Whether `hint` claims more than [`FAR_CLAIM`] segments beyond what this device applied
-    /// of its writer: not to be fetched on its word, but checked against the storage's listing.
-    pub(super) fn claims_far(&self, hint: &RelayHint) -> Result<bool, SyncError> {
+    /// Takes `hint`, signed by its writer, when it claims more than [`FAR_CLAIM`] (as
+    /// configured) segments
+    /// beyond what this device applied of that writer; false for any other. Such a claim is
+    /// neither fetched on its word nor kept: it waits, in memory, for the next poll's listing
+    /// ([`check_announced`](Self::check_announced)), which tells a lag from a false claim.
+    /// Once one was said false, that device's far claims are let go unread.
+    pub(super) fn take_far(&mut self, hint: &RelayHint) -> Result<bool, SyncError> {
         let applied = self.db.cursor(&hint.device)?.seq;
-        Ok(hint.seq > applied.saturating_add(FAR_CLAIM))
+        if hint.seq <= applied.saturating_add(self.config.far_claim) {
+            return Ok(false);
+        }
+        if !self.far_said.contains_key(&hint.device) {
+            let waiting = self.far_claims.entry(hint.device).or_default();
+            *waiting = (*waiting).max(hint.seq);
+        }
+        Ok(true)
+    }
+
+    /// Whether a far claim waits for a poll's listing.
+    pub(super) fn far_claim_waits(&self) -> bool {
+        !self.far_claims.is_empty()
     }
 
     /// Compares a poll's listing of the newest `heads` with what devices announced, and says
-    /// so, once per announcement, where the storage lists less. An announcement far beyond the
-    /// listing ([`FAR_CLAIM`]) is said once per device and forgotten.
+    /// so, once per announcement, where the storage lists less. A far claim that waited for
+    /// this listing is an announcement like any other when it is within [`FAR_CLAIM`] of what
+    /// the storage shows (the listing, or what was applied before: storage cannot lower that by
+    /// leaving a device out); beyond it, it is said once per device and not kept.
     pub(super) fn check_announced(
         &mut self,
         heads: &BTreeMap<DeviceTag, u64>,
     ) -> Result<(), SyncError> {
+        for (tag, claimed) in std::mem::take(&mut self.far_claims) {
+            let listed = heads.get(&tag).copied().unwrap_or(0);
+            let shown = listed.max(self.db.cursor(&tag)?.seq);
+            if claimed <= shown.saturating_add(self.config.far_claim) {
+                self.db.announce(&tag, claimed, now_ms())?;
+                continue;
+            }
+            let who = self.who_of(&tag)?;
+            self.say(
+                &tag,
+                format!(
+                    "{who} announced seq {claimed} over the relay, far beyond seq {shown} that \
+                     the storage shows: no device gets that far ahead of its storage, so either \
+                     the storage lost most of {who}'s log or someone holding {who}'s own key (a \
+                     lost device's) made the claim; it is not kept (said once)"
+                ),
+            )?;
+            let far = Behind {
+                tag,
+                device: self.db.device_of(&tag)?,
+                announced: claimed,
+                applied: shown,
+                at: SystemTime::now(),
+            };
+            self.far_said.insert(tag, far);
+        }
         for (tag, announced, _) in self.db.announced()? {
             let listed = heads.get(&tag).copied().unwrap_or(0);
             if listed >= announced || self.behind_said.get(&tag) == Some(&announced) {
                 continue;
             }
-            let who = match self.db.device_of(&tag)? {
-                Some(device) => self.who(&device),
-                None => format!("device {tag}"),
-            };
-            if announced - listed > FAR_CLAIM {
-                self.db.forget_announced(&tag)?;
-                if self.far_said.insert(tag) {
-                    self.say_far(&tag, &who, announced, listed)?;
-                }
-                continue;
-            }
             self.behind_said.insert(tag, announced);
-            let said = format!(
-                "the storage lists {who} at seq {listed}, but {who} announced seq {announced} \
-                 over the relay: the storage is serving an older state or lost data; this \
-                 device takes the rest once the storage has it"
-            );
-            warn!("{said}");
-            let logged = Transfer::new(Route::Down, Kind::Fetch, Outcome::Skipped)
-                .device(&tag)
-                .detail(&said);
-            self.db.log(&logged)?;
-            self.note(said);
+            let who = self.who_of(&tag)?;
+            self.say(
+                &tag,
+                format!(
+                    "the storage lists {who} at seq {listed}, but {who} announced seq \
+                     {announced} over the relay: the storage is serving an older state or lost \
+                     data; this device takes the rest once the storage has it"
+                ),
+            )?;
         }
         Ok(())
     }
 
-    /// Says, once, that `who` claimed seq `announced` far beyond the `listed` one.
-    fn say_far(
-        &mut self,
-        tag: &DeviceTag,
-        who: &str,
-        announced: u64,
-        listed: u64,
-    ) -> Result<(), SyncError> {
-        let said = format!(
-            "{who} announced seq {announced} over the relay, far beyond seq {listed} that the \
-             storage lists: no device gets that far ahead of its storage, so either the storage \
-             lost most of {who}'s log or someone holding {who}'s own key (a lost device's) made \
-             the claim; it is not kept (said once)"
-        );
+    /// The name of the device of `tag`, or its tag.
+    fn who_of(&self, tag: &DeviceTag) -> Result<String, SyncError> {
+        Ok(match self.db.device_of(tag)? {
+            Some(device) => self.who(&device),
+            None => format!("device {tag}"),
+        })
+    }
+
+    /// Says `said` about the device of `tag`: in the log, the transfer log and the status.
+    fn say(&mut self, tag: &DeviceTag, said: String) -> Result<(), SyncError> {
         warn!("{said}");
         let logged = Transfer::new(Route::Down, Kind::Fetch, Outcome::Skipped)
             .device(tag)
@@ -157,6 +179,31 @@ impl Engine {
         self.db.log(&logged)?;
         self.note(said);
         Ok(())
+    }
+
+    /// The claims far beyond the storage said (and not kept) since the engine opened.
+    pub fn far_claims(&self) -> Vec<Behind> {
+        self.far_said.values().cloned().collect()
+    }
+
+    /// Says, once per device, that the device of `tag` (when it is one this device knows)
+    /// sends the unsigned hints of an older version of Ferry, which are ignored.
+    pub fn older_version(&mut self, tag: &DeviceTag) {
+        if !self.older_said.insert(*tag) {
+            return;
+        }
+        let known = self.state().known_keys();
+        let Some(device) = known.keys().find(|device| self.tag_of(device) == *tag) else {
+            tracing::debug!(%tag, "an unsigned relay hint for a device not known here");
+            return;
+        };
+        let who = self.who(device);
+        let said = format!(
+            "{who} runs an older version of Ferry: its relay hints are not signed, so this \
+             device takes its changes at each poll rather than at once; upgrade Ferry on {who}"
+        );
+        warn!("{said}");
+        self.note(said);
     }
 
     /// The devices that announced more than this device has of them.

@@ -96,6 +96,10 @@ pub struct EngineConfig {
     /// ago: a segment the storage lost in the middle of its log (which readers stall behind)
     /// is put back with the device's next upload, not at the hourly check.
     pub check_own_on_upload_every: Duration,
+    /// How many segments beyond what the storage shows of a device its announcement over the
+    /// relay may go and still be the storage lagging or holding back; past it, the claim is
+    /// said once and not kept ([`FAR_CLAIM`]).
+    pub far_claim: u64,
     /// The name this device registers in the roster with, the first time it sends.
     pub device_name: String,
     /// The id a new database takes instead of a random one: the id this device gave the
@@ -132,6 +136,7 @@ impl Default for EngineConfig {
             quarantine_retry: Duration::from_secs(60),
             check_own_every: Duration::from_secs(3600),
             check_own_on_upload_every: Duration::from_secs(60),
+            far_claim: FAR_CLAIM,
             device_name: String::new(),
             paired_as: None,
             known_actions: Action::KINDS,
@@ -267,8 +272,12 @@ pub struct Engine {
     rolled_back: HashMap<DeviceTag, u64>,
     /// Per device, the announcement the storage was last found behind (said once).
     behind_said: HashMap<DeviceTag, u64>,
-    /// Devices whose claim far beyond the storage was said (once each).
-    far_said: HashSet<DeviceTag>,
+    /// Per device, the claim far beyond what this device had that waits for a poll's listing.
+    far_claims: HashMap<DeviceTag, u64>,
+    /// Per device, the claim far beyond the storage that was said (once each).
+    far_said: HashMap<DeviceTag, Behind>,
+    /// Devices said to send the unsigned hints of an older version (once each).
+    older_said: HashSet<DeviceTag>,
     /// Per device with segments applied from a nearby device that storage may not hold yet:
     /// its cursor before them. A head in storage from there on is late, not rolled back.
     ahead_of_storage: HashMap<DeviceTag, u64>,
@@ -362,7 +371,9 @@ impl Engine {
             wanted_blobs: Vec::new(),
             rolled_back: HashMap::new(),
             behind_said: HashMap::new(),
-            far_said: HashSet::new(),
+            far_claims: HashMap::new(),
+            far_said: HashMap::new(),
+            older_said: HashSet::new(),
             ahead_of_storage: HashMap::new(),
             large: large::InFlight::default(),
             opened_offline,
