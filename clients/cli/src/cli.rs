@@ -234,7 +234,8 @@ pub(crate) enum DataCommand {
     Copy(CopyArgs),
     /// Print a clip (the newest by default) after a quick fetch.
     Paste(PasteArgs),
-    /// List clips, newest first: id, age, device, preview (tab-separated).
+    /// List clips, newest first: id, pin mark (`*` or empty), age, device, preview
+    /// (tab-separated).
     History(HistoryArgs),
     /// Pin a clip to the top.
     Pin {
@@ -289,7 +290,8 @@ pub(crate) enum DataCommand {
         #[command(subcommand)]
         action: Option<DevicesAction>,
     },
-    /// The transfer log, newest first.
+    /// The transfer log, newest first: a line per object moved or copy left out (age,
+    /// direction, kind, device, size, outcome, object, detail; tab-separated, `-` where none).
     Log(LogArgs),
     /// Pause sync on this device: copies are not recorded, nothing is uploaded or fetched,
     /// until `ferry resume` or the end of --for. It outlasts an agent restart.
@@ -419,11 +421,11 @@ pub(crate) struct LogArgs {
     /// Only transfers with this device: its name or id as `ferry devices` shows them.
     #[arg(long, value_name = "D")]
     pub(crate) device: Option<String>,
-    /// Only this kind: segment, snapshot, blob, filter (a copy refused), upload or fetch (a
-    /// failed pass).
+    /// Only this kind: segment, snapshot, blob, filter (a copy the clipboard settings left
+    /// out), upload or fetch (a failed pass).
     #[arg(long, value_name = "K")]
     pub(crate) kind: Option<ferry_sync::transfer::Kind>,
-    /// Only lines containing this text.
+    /// Only lines containing this text (in any column, as shown).
     #[arg(long, value_name = "Q")]
     pub(crate) search: Option<String>,
     /// At most this many lines.

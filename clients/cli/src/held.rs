@@ -225,6 +225,14 @@ pub(crate) fn status(
         }
         Role::Holds(_) => {
             let state = device.engine.state();
+            if nearby.is_some_and(|nearby| !nearby.enabled) {
+                return Some(
+                    "serves this repository to no device: the LAN path is off here \
+                     (lan.enabled = false), so only devices that see its folder themselves \
+                     reach it"
+                        .to_owned(),
+                );
+            }
             let peers = nearby?
                 .peers
                 .iter()

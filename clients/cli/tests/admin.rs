@@ -304,6 +304,15 @@ fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
     );
     common::stop_agent(agent);
 
+    // A LAN path turned off is something the person chose: said, neither warned of nor failed.
+    let ran = device.run_full(&["doctor"], None, &[("FERRY_LAN_ENABLED", "false".into())]);
+    let lan = ran.stdout.lines().last().unwrap();
+    assert_eq!(
+        lan, "info  lan: off (lan.enabled = false)",
+        "{}",
+        ran.stdout
+    );
+
     // With the key of another repository, the key check says so.
     let other = Device::new();
     other

@@ -304,6 +304,12 @@ const HAPPY_PATH: &[(&[&str], Expect)] = &[
     (&["sync"], Shows("uploaded 0 segments")),
     (&["status"], Shows("clips     2")),
     (&["log", "--search", "ok", "--limit", "1"], Shows("\tok")),
+    // Any column, as shown: here the device's name.
+    (
+        &["log", "--search", "solo", "--limit", "1"],
+        Shows("\tup\tsegment\tsolo\t"),
+    ),
+    (&["config", "ls"], Shows("relay = \"\"\t(not set)")),
     (
         &["--json", "log", "--kind", "segment", "--limit", "1"],
         Shows("\"direction\":\"up\""),
@@ -369,6 +375,29 @@ fn every_command_has_a_happy_path() {
         ),
         "{}",
         ran.stderr
+    );
+    // Every line of the transfer log has its eight columns, `-` where there is nothing.
+    let log = device.run(&["log"]).ok().stdout;
+    assert!(
+        log.lines().all(|line| line.split('\t').count() == 8),
+        "{log}"
+    );
+    // The recovery code written to a file is confirmed like any other change.
+    let file = device.home().join("code.txt");
+    let file = file.to_str().unwrap();
+    let ran = device.run(&["--json", "-q", "key", "export", "--output", file]);
+    assert_eq!(
+        (ran.code, ran.stdout, ran.stderr),
+        (
+            0,
+            format!("{{\"done\":\"exported\",\"what\":{file:?}}}\n"),
+            String::new()
+        )
+    );
+    let ran = device.run(&["key", "export", "--output", &format!("{file}.2")]);
+    assert_eq!(
+        ran.stdout,
+        format!("Wrote the recovery code to {file}.2 (mode 0600).\n")
     );
 }
 
@@ -618,11 +647,10 @@ fn the_agent_logs_to_the_file_it_is_given() {
     let log = a.home().join("logs").join("agent.log");
     let (mut agent, stderr_file) = agent_logging_to(&a, &log);
     a.run(&["copy", "a line the log never holds"]).ok();
-    let stopped = a.run(&["stop"]).ok();
-    assert!(
-        stopped.stderr.contains("the agent stops"),
-        "{}",
-        stopped.stderr
+    let stopped = a.run(&["--json", "stop"]).ok();
+    assert_eq!(
+        stopped.stdout, "{\"done\":\"stopping\",\"what\":\"the agent\"}\n",
+        "{stopped:?}"
     );
     assert!(agent.0.wait().unwrap().success());
     let stderr = std::fs::read_to_string(&stderr_file).unwrap();

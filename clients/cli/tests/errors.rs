@@ -338,6 +338,21 @@ fn unreachable_storage_and_wrong_credentials_are_named() {
         "{}",
         ran.stderr
     );
+    // The same for S3: the endpoint and the system's reason, never the SDK's plumbing.
+    let url = format!("s3://bucket/ferry?endpoint=http://127.0.0.1:{port}&region=us-east-1");
+    let ran = Device::new()
+        .with("AWS_ACCESS_KEY_ID", "AKIDFERRYTEST")
+        .with("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .run(&["init", "--store", &url]);
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains(&format!(
+            "the S3 server at http://127.0.0.1:{port} cannot be reached (Connection refused"
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("dispatch failure"), "{}", ran.stderr);
 }
 
 #[test]

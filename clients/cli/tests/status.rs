@@ -92,9 +92,23 @@ fn status_follows_a_storage_outage_and_a_relay_that_stops() {
 
     // The relay stops: not connected, since when, and the next try.
     pair.storage.runtime.block_on(relay.stop()).unwrap();
-    eventually(WAIT, "the relay to be missed", || {
-        (status()["relay_state"]["state"] == "waiting").then_some(())
+    let lost = eventually(WAIT, "the relay to be missed", || {
+        let now = status();
+        (now["relay_state"]["state"] == "waiting").then_some(now)
     });
+    let since = lost["relay_state"]["since_ms"].as_u64().unwrap();
+    let next_try = lost["relay_state"]["retry_at_ms"].as_u64().unwrap();
+    // Attempts go on; "not connected for" still counts from the loss.
+    let later = eventually(WAIT, "another attempt", || {
+        let now = status();
+        let retry_at = now["relay_state"]["retry_at_ms"].as_u64();
+        retry_at.is_some_and(|at| at > next_try).then_some(now)
+    });
+    assert_eq!(
+        later["relay_state"]["since_ms"].as_u64(),
+        Some(since),
+        "{later}"
+    );
     let text = a.run(&["status"]).ok().stdout;
     assert!(text.contains(": not connected for "), "{text}");
     assert!(text.contains("; polling meanwhile"), "{text}");

@@ -145,6 +145,9 @@ pub struct Status {
     pub state: State,
     /// When the state began.
     pub since: SystemTime,
+    /// When the connection last came up or was lost (or the client started): attempts while it
+    /// is down do not move it, so "not connected for" counts from the loss.
+    pub changed: SystemTime,
     /// The most recent failure (a failed connection, a refused request), if any.
     pub last_error: Option<String>,
     /// Connections made so far, counting the first.
@@ -194,6 +197,7 @@ impl RelayClient {
         let (status_tx, status) = watch::channel(Status {
             state: State::Connecting,
             since: SystemTime::now(),
+            changed: SystemTime::now(),
             last_error: None,
             refused: None,
             connections: 0,

@@ -248,8 +248,12 @@ impl Worker {
 
     fn set_state(&self, state: State, error: Option<String>) {
         self.status.send_modify(|status| {
+            let now = SystemTime::now();
+            if (status.state == State::Connected) != (state == State::Connected) {
+                status.changed = now;
+            }
             status.state = state;
-            status.since = SystemTime::now();
+            status.since = now;
             if error.is_some() {
                 status.last_error = error;
             }

@@ -57,7 +57,7 @@ use crate::config::Applies;
 use crate::device::{Changed, Device, InAgent, Nearby};
 use crate::error::Failure;
 use crate::ipc::{Reply, socket};
-use crate::output::Output;
+use crate::output::{Done, Output};
 use crate::pause::Pause;
 use crate::relay::Hints;
 
@@ -343,7 +343,8 @@ impl Agent {
         let result = match (placed, job.command) {
             (Err(failure), _) => Err(failure),
             (Ok(()), DataCommand::Stop) => {
-                out.note("the agent stops once it has sent what is pending");
+                let line = "The agent stops once it has sent what is pending.";
+                out.done(&Done::new("stopping", "the agent", line));
                 self.stopping = true;
                 Ok(Changed::No)
             }

@@ -116,7 +116,7 @@ pub(crate) fn local(
                     let (value, source) = config
                         .get(key.name)
                         .map(|(v, s)| (v.clone(), s.to_string()))
-                        .unwrap_or_default();
+                        .unwrap_or_else(|| (String::new(), "not set".to_owned()));
                     Setting {
                         key: key.name,
                         value,

@@ -24,8 +24,19 @@ use crate::output::{Lines, Output};
 struct Check {
     name: &'static str,
     result: Result<String, String>,
-    /// Passed, with something to know (shown as a warning).
-    warning: bool,
+    /// How a check that passed is marked.
+    mark: Mark,
+}
+
+/// How a check that passed is marked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// All is well.
+    Ok,
+    /// Something the person chose, said so (a path turned off).
+    Info,
+    /// Passed, with something to know.
+    Warning,
 }
 
 /// The checks made so far, in order.
@@ -37,7 +48,7 @@ impl Checks {
         self.0.push(Check {
             name,
             result,
-            warning: false,
+            mark: Mark::Ok,
         });
     }
 
@@ -46,7 +57,16 @@ impl Checks {
         self.0.push(Check {
             name,
             result: Ok(detail),
-            warning: true,
+            mark: Mark::Warning,
+        });
+    }
+
+    /// Something the person set that is neither wrong nor worrying, such as a path turned off.
+    fn info(&mut self, name: &'static str, detail: String) {
+        self.0.push(Check {
+            name,
+            result: Ok(detail),
+            mark: Mark::Info,
         });
     }
 }
@@ -61,15 +81,18 @@ struct Row {
     check: &'static str,
     ok: bool,
     warning: bool,
+    /// Neither a failure nor a warning: something set so (a path turned off).
+    info: bool,
     detail: String,
 }
 
 impl fmt::Display for Row {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mark = match (self.ok, self.warning) {
-            (true, false) => "ok  ",
-            (true, true) => "warn",
-            (false, _) => "FAIL",
+        let mark = match (self.ok, self.warning, self.info) {
+            (false, _, _) => "FAIL",
+            (true, true, _) => "warn",
+            (true, false, true) => "info",
+            (true, false, false) => "ok  ",
         };
         write!(f, "{mark}  {}: {}", self.check, self.detail)
     }
@@ -94,7 +117,8 @@ pub(crate) async fn run(home: &Home, config: &Config, out: &mut Output) -> Resul
             Row {
                 check: check.name,
                 ok,
-                warning: check.warning,
+                warning: check.mark == Mark::Warning,
+                info: check.mark == Mark::Info,
                 detail,
             }
         })
@@ -295,7 +319,7 @@ async fn holder(line: &Line, checks: &mut Checks) -> bool {
 /// or why there are none.
 fn lan(status: Option<&Reply>, config: &Config, checks: &mut Checks) {
     if !config.settings.lan_enabled {
-        return checks.add("lan", Ok("off (lan.enabled = false)".into()));
+        return checks.info("lan", "off (lan.enabled = false)".into());
     }
     let Some(status) = status else {
         return checks.warn(

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::device;
 use crate::error::{Failure, file_error};
 use crate::home::Home;
-use crate::output::Output;
+use crate::output::{Done, Output};
 
 /// The recovery code, for `key show --yes`.
 #[derive(Serialize)]
@@ -69,10 +69,11 @@ pub(crate) fn run(
                 .map_err(file_error(&output, "created"))?
                 .write_all(text.as_bytes())
                 .map_err(file_error(&output, "written"))?;
-            out.note(format!(
-                "wrote the recovery code to {} (mode 0600)",
+            let line = format!(
+                "Wrote the recovery code to {} (mode 0600).",
                 output.display()
-            ));
+            );
+            out.done(&Done::new("exported", output.display(), line));
             Ok(())
         }
     }

@@ -219,6 +219,7 @@ struct Storage {
 struct RelayState {
     /// `connected`, `connecting`, `waiting` (for the next attempt) or `stopped`.
     state: &'static str,
+    /// Since when it is connected, or not (attempts to connect do not move it).
     since_ms: u64,
     /// The last failure, while not connected.
     error: Option<String>,
@@ -432,7 +433,14 @@ impl fmt::Display for Status {
                 let since = age(state.since_ms);
                 match state.state {
                     "connected" => writeln!(f, "relay     {relay}: connected for {since}")?,
-                    "connecting" => writeln!(f, "relay     {relay}: connecting for {since}")?,
+                    "connecting" => match &state.error {
+                        None => writeln!(f, "relay     {relay}: connecting for {since}")?,
+                        Some(error) => writeln!(
+                            f,
+                            "relay     {relay}: not connected for {since} ({error}), trying \
+                             again now; polling meanwhile"
+                        )?,
+                    },
                     _ => writeln!(
                         f,
                         "relay     {relay}: not connected for {since} ({}){}; polling meanwhile",
@@ -604,16 +612,17 @@ pub(crate) fn status(
 /// The relay connection's state as `ferry status` says it.
 fn relay_state(status: &ferry_relay_client::Status) -> RelayState {
     use ferry_relay_client::State;
-    let since_ms = time_ms(Some(status.since)).unwrap_or(0);
+    let attempt_ms = time_ms(Some(status.since)).unwrap_or(0);
     let (state, retry_at_ms) = match status.state {
         State::Connected => ("connected", None),
         State::Connecting => ("connecting", None),
-        State::Waiting { retry_in } => ("waiting", Some(since_ms + retry_in.as_millis() as u64)),
+        State::Waiting { retry_in } => ("waiting", Some(attempt_ms + retry_in.as_millis() as u64)),
         State::Stopped => ("stopped", None),
     };
     RelayState {
         state,
-        since_ms,
+        // Since the connection came up or was lost: the attempts in between do not move it.
+        since_ms: time_ms(Some(status.changed)).unwrap_or(0),
         error: match state {
             "connected" => None,
             _ => status.last_error.clone(),
@@ -733,14 +742,14 @@ struct Line {
     device_name: Option<String>,
 }
 
-/// `age  direction  kind  device  size  outcome  object  [detail]`, tab-separated; `-` where
-/// there is no device, size or object.
+/// `age  direction  kind  device  size  outcome  object  detail`, tab-separated; `-` where
+/// there is no device, size, object or detail, so that every line has the eight columns.
 impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = &self.transfer;
         write!(
             f,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             age(t.at_ms),
             t.direction,
             t.kind,
@@ -751,11 +760,8 @@ impl fmt::Display for Line {
             },
             t.outcome,
             t.name.as_deref().unwrap_or("-"),
-        )?;
-        match &t.detail {
-            Some(detail) => write!(f, "\t{detail}"),
-            None => Ok(()),
-        }
+            t.detail.as_deref().unwrap_or("-"),
+        )
     }
 }
 
@@ -780,24 +786,16 @@ pub(crate) fn log(device: &Device, args: LogArgs, out: &mut Output) -> Result<()
         let device_matches = wanted
             .as_deref()
             .is_none_or(|wanted| t.device.as_deref() == Some(wanted));
-        let text_matches = args.search.as_deref().is_none_or(|query| {
-            [
-                t.name.as_deref(),
-                t.detail.as_deref(),
-                Some(t.outcome.as_str()),
-            ]
-            .into_iter()
-            .flatten()
-            .any(|field| field.contains(query))
-        });
-        device_matches && args.kind.is_none_or(|kind| t.kind == kind) && text_matches
+        device_matches && args.kind.is_none_or(|kind| t.kind == kind)
     };
+    // `--search` looks in the line as it is shown, whichever column holds the text.
+    let shown =
+        |line: &Line| (args.search.as_deref()).is_none_or(|query| line.to_string().contains(query));
     let lines = device
         .engine
         .transfers(LOG_WINDOW)?
         .into_iter()
         .filter(matches)
-        .take(args.limit)
         .map(|transfer| Line {
             device_name: transfer.device.as_ref().map(|tag| match names.get(tag) {
                 Some(name) => name.clone(),
@@ -805,6 +803,8 @@ pub(crate) fn log(device: &Device, args: LogArgs, out: &mut Output) -> Result<()
             }),
             transfer,
         })
+        .filter(shown)
+        .take(args.limit)
         .collect();
     out.report(&Log(lines));
     Ok(())

@@ -63,6 +63,7 @@ impl Config {
 impl fmt::Display for SettingNow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.value.is_empty() {
+            true if self.source == "not set" => write!(f, "{} is not set", self.key)?,
             true => write!(f, "{} is not set ({})", self.key, self.source)?,
             false => write!(f, "{} = {} ({})", self.key, self.value, self.source)?,
         }

@@ -713,10 +713,9 @@ static AGENT_HOMES: std::sync::Mutex<Vec<(u32, PathBuf)>> = std::sync::Mutex::ne
 /// Stops `device`'s agent with `ferry stop` and waits for it.
 pub fn stop_agent_with_command(device: &Device, agent: Running) {
     let stopped = device.run(&["stop"]).ok();
-    assert!(
-        stopped.stderr.contains("the agent stops"),
-        "{}",
-        stopped.stderr
+    assert_eq!(
+        stopped.stdout, "The agent stops once it has sent what is pending.\n",
+        "{stopped:?}"
     );
     stopped_cleanly(agent);
 }
