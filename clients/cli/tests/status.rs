@@ -1,7 +1,8 @@
 //! `ferry status` tells what is really happening, from a running agent: that it runs, whether
 //! the storage answers and since when, how the relay connection stands, and each problem with
 //! its time, marked resolved once its cause is gone. Real `ferry` processes, a folder
-//! repository taken away and given back, and a real relay stopped.
+//! repository taken away (and not made again meanwhile) and given back, and a real relay
+//! stopped.
 
 mod common;
 
@@ -41,11 +42,11 @@ fn status_follows_a_storage_outage_and_a_relay_that_stops() {
     let fields: Vec<&str> = core.split_whitespace().collect();
     assert_eq!(fields[4..6], ["0", "0"], "{core}");
 
-    // The storage goes away (a file where its folder was): failing, since when, and why.
+    // The storage goes away (moved, as a drive unmounted): failing, since when, and why; and
+    // nothing is written where it was.
     let root = PathBuf::from(pair.storage.url.strip_prefix("file://").unwrap());
     let away = root.with_extension("away");
     std::fs::rename(&root, &away).unwrap();
-    std::fs::write(&root, "not a folder").unwrap();
     a.run(&["copy", "during the outage"]).ok();
     let during = eventually(WAIT, "the storage to be failing", || {
         let now = status();
@@ -63,8 +64,16 @@ fn status_follows_a_storage_outage_and_a_relay_that_stops() {
         during["storage"]["since_ms"].as_u64().unwrap() > 0,
         "{during}"
     );
+    assert!(
+        !root.exists(),
+        "the folder was made again while it was away"
+    );
     let text = a.run(&["status"]).ok().stdout;
     assert!(text.contains(": failing for "), "{text}");
+    assert!(
+        text.contains("it is not there: unmounted, moved or deleted"),
+        "{text}"
+    );
     assert!(text.contains("\nerror     "), "{text}");
     assert!(
         text.contains("\n          what is recorded waits on this device; last upload "),
@@ -72,7 +81,6 @@ fn status_follows_a_storage_outage_and_a_relay_that_stops() {
     );
 
     // Back: answering again, the copy sent, and each problem shown as resolved.
-    std::fs::remove_file(&root).unwrap();
     std::fs::rename(&away, &root).unwrap();
     let after = eventually(WAIT, "every problem to be resolved", || {
         let now = status();

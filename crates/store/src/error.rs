@@ -54,17 +54,16 @@ pub enum StoreError {
 
     /// The server could not be reached at all: nothing listens there, the name does not
     /// resolve, the network is down, or it did not answer in time. It may pass.
-    #[error(
-        "{backend} at {endpoint} cannot be reached ({reason}): check that it runs and that this \
-         machine reaches it (address, port, network)"
-    )]
+    #[error("{backend} at {endpoint} cannot be reached ({reason}): {fix}")]
     Unreachable {
         /// Which storage.
         backend: &'static str,
-        /// Where it was looked for: scheme, host and port (never a login).
+        /// Where it was looked for: scheme, host and port (never a login), or a folder.
         endpoint: String,
         /// What the operating system or the connection said.
         reason: String,
+        /// What to do.
+        fix: &'static str,
     },
 
     /// A failure that may pass: a timeout, a reset connection, a server error.
@@ -139,6 +138,10 @@ impl StoreError {
         )
     }
 }
+
+/// What to do about a server that cannot be reached.
+pub(crate) const CHECK_THE_SERVER: &str =
+    "check that it runs and that this machine reaches it (address, port, network)";
 
 /// The innermost cause of an error: what the operating system or the connection said
 /// (`Connection refused (os error 111)`), without the layers above it.

@@ -11,7 +11,9 @@
 //!
 //! Reads open only regular files, without following a link and without blocking on a FIFO, and
 //! check the size on the open file before reading it; every call has a timeout, so a hung
-//! network mount makes a call fail rather than the device stall.
+//! network mount makes a call fail rather than the device stall. Every call first checks that
+//! the folder opened is still there (on Unix, the very folder: a drive unmounted from under it
+//! leaves an empty mount point that must not be written into), else the storage is unreachable.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -28,9 +30,15 @@ const BACKEND: &str = "the folder";
 #[derive(Debug, Clone)]
 pub struct FolderStore {
     root: PathBuf,
+    /// Which folder was opened (see [`folder_id`]).
+    id: Option<(u64, u64)>,
     /// How long one call may take.
     timeout: Duration,
 }
+
+/// What to do about a folder that is gone.
+const PUT_IT_BACK: &str = "mount it or put it back; what is recorded waits on this device \
+                           (to use the folder that is there now instead, restart the agent)";
 
 /// How long one call may take unless [`FolderStore::with_timeout`] says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -42,6 +50,7 @@ impl FolderStore {
         match fs::metadata(&root) {
             Ok(meta) if meta.is_dir() => Ok(FolderStore {
                 root,
+                id: folder_id(&meta),
                 timeout: DEFAULT_TIMEOUT,
             }),
             Ok(_) => Err(StoreError::Misconfigured(format!(
@@ -81,6 +90,12 @@ impl FolderStore {
         Ok(self.root.join(name))
     }
 
+    /// Checks, in the calls below, that the folder opened is still there.
+    fn still_there(&self) -> impl Fn() -> Result<(), StoreError> + Send + 'static {
+        let (root, id) = (self.root.clone(), self.id);
+        move || check_root(&root, id)
+    }
+
     /// Runs `f` on the blocking pool, giving up on it after the timeout.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -101,6 +116,46 @@ impl FolderStore {
                 ),
             }),
         }
+    }
+}
+
+/// What tells the folder opened from another later at its path: on Unix, its device and inode,
+/// so that a drive unmounted from under it (leaving the empty mount point) or a folder made
+/// again there is not taken for it. Elsewhere only that a folder is there is checked.
+fn folder_id(meta: &fs::Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
+/// Checks that the folder opened (`id`) is still at `root`: a write into a drive's empty mount
+/// point, or into a folder made again there, would go where no other device looks, and a
+/// read there would find nothing.
+fn check_root(root: &Path, id: Option<(u64, u64)>) -> Result<(), StoreError> {
+    let gone = |reason: &str| StoreError::Unreachable {
+        backend: BACKEND,
+        endpoint: root.display().to_string(),
+        reason: reason.to_owned(),
+        fix: PUT_IT_BACK,
+    };
+    match fs::metadata(root) {
+        Ok(meta) if meta.is_dir() && (id.is_none() || folder_id(&meta) == id) => Ok(()),
+        Ok(meta) if meta.is_dir() => Err(gone(
+            "another folder is there now, not the one opened: a drive was unmounted from it, or \
+             the folder was replaced",
+        )),
+        Ok(_) => Err(gone("a file is there now, not the folder")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(gone("it is not there: unmounted, moved or deleted"))
+        }
+        Err(e) => Err(io_error(e, &root.display().to_string())),
     }
 }
 
@@ -291,7 +346,9 @@ impl Store for FolderStore {
     async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let target = self.path(name)?;
         let name = name.to_owned();
+        let still_there = self.still_there();
         self.blocking(move || {
+            still_there()?;
             let temp = write_temp(&target, &bytes).map_err(|e| io_error(e, &name))?;
             // A hard link never replaces an existing file. Where links are not supported,
             // check and rename: devices never write each other's names, so no race remains.
@@ -311,7 +368,9 @@ impl Store for FolderStore {
     async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let target = self.path(name)?;
         let name = name.to_owned();
+        let still_there = self.still_there();
         self.blocking(move || {
+            still_there()?;
             let temp = write_temp(&target, &bytes).map_err(|e| io_error(e, &name))?;
             if let Err(e) = fs::rename(&temp, &target) {
                 let _ = fs::remove_file(&temp);
@@ -325,7 +384,12 @@ impl Store for FolderStore {
     async fn get(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
         let path = self.path(name)?;
         let name = name.to_owned();
-        self.blocking(move || read_file(&path, &name, limit)).await
+        let still_there = self.still_there();
+        self.blocking(move || {
+            still_there()?;
+            read_file(&path, &name, limit)
+        })
+        .await
     }
 
     async fn list(
@@ -338,7 +402,9 @@ impl Store for FolderStore {
         let root = self.root.clone();
         let prefix = prefix.to_owned();
         let start_after = start_after.map(str::to_owned);
+        let still_there = self.still_there();
         self.blocking(move || {
+            still_there()?;
             // Walk only the deepest folder the prefix names.
             let base = match prefix.rfind('/') {
                 Some(i) => &prefix[..=i],
@@ -354,10 +420,14 @@ impl Store for FolderStore {
     async fn delete(&self, name: &str) -> Result<(), StoreError> {
         let path = self.path(name)?;
         let name = name.to_owned();
-        self.blocking(move || match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_error(e, &name)),
+        let still_there = self.still_there();
+        self.blocking(move || {
+            still_there()?;
+            match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_error(e, &name)),
+            }
         })
         .await
     }
@@ -453,5 +523,53 @@ mod tests {
             let page = store.list(good, None, 10).await.unwrap();
             assert!(page.objects.is_empty(), "{good:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_folder_gone_or_replaced_is_unreachable_and_never_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repository");
+        let store = FolderStore::create(&root).unwrap();
+        store.put_new("ferry/v1/repo", b"r".to_vec()).await.unwrap();
+        let unreachable = |result: Result<(), StoreError>, why: &str| match result {
+            Err(error @ StoreError::Unreachable { .. }) => {
+                let text = error.to_string();
+                assert!(text.contains(why) && text.contains("put it back"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        };
+
+        // Moved away (or unmounted, where the mount point goes with it).
+        let away = dir.path().join("away");
+        fs::rename(&root, &away).unwrap();
+        let put = store.put_new("ferry/v1/log/ab/1", b"s".to_vec()).await;
+        unreachable(put, "it is not there");
+        assert!(!root.exists(), "the folder was made again");
+        unreachable(
+            store.list("ferry/v1/", None, 10).await.map(drop),
+            "not there",
+        );
+        unreachable(store.get("ferry/v1/repo", 10).await.map(drop), "not there");
+
+        // An empty folder in its place, as a drive unmounted leaves its mount point.
+        fs::create_dir(&root).unwrap();
+        #[cfg(unix)]
+        {
+            let put = store.put("ferry/v1/head/ab/1", b"h".to_vec()).await;
+            unreachable(put, "another folder is there now");
+            assert!(
+                fs::read_dir(&root).unwrap().next().is_none(),
+                "written into"
+            );
+        }
+
+        // Back where it was: all as before.
+        fs::remove_dir(&root).unwrap();
+        fs::rename(&away, &root).unwrap();
+        store
+            .put_new("ferry/v1/log/ab/1", b"s".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(store.get("ferry/v1/repo", 10).await.unwrap(), b"r");
     }
 }

@@ -22,7 +22,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
-use crate::error::{error_chain, root_cause};
+use crate::error::{CHECK_THE_SERVER, error_chain, root_cause};
 use crate::url::S3Location;
 use crate::{ListPage, MAX_PAGE, ObjectMeta, Store, StoreError, Write};
 
@@ -227,6 +227,7 @@ impl S3Store {
                 backend: BACKEND,
                 endpoint: origin(&self.endpoint),
                 reason: root_cause(&error),
+                fix: CHECK_THE_SERVER,
             };
         }
         let status = error.raw_response().map(|r| r.status().as_u16());

@@ -22,7 +22,7 @@ use reqwest_dav::list_cmd::ListMultiStatus;
 use reqwest_dav::re_exports::reqwest::{self, Method, Response, StatusCode, Url, header};
 use reqwest_dav::re_exports::serde_xml_rs;
 
-use crate::error::{error_chain, root_cause};
+use crate::error::{CHECK_THE_SERVER, error_chain, root_cause};
 use crate::s3::Timeouts;
 use crate::url::WebDavLocation;
 use crate::url::percent_decode;
@@ -365,6 +365,7 @@ fn request_error(error: reqwest::Error) -> StoreError {
             backend: BACKEND,
             endpoint: url.origin().ascii_serialization(),
             reason: root_cause(&error),
+            fix: CHECK_THE_SERVER,
         }
     } else {
         StoreError::Transient {
