@@ -228,8 +228,8 @@ pub(crate) fn status(
             if nearby.is_some_and(|nearby| !nearby.enabled) {
                 return Some(
                     "serves this repository to no device: the LAN path is off here \
-                     (lan.enabled = false), so only devices that see its folder themselves \
-                     reach it"
+                     (lan.enabled = false), so only devices that reach the folder directly \
+                     use it"
                         .to_owned(),
                 );
             }
@@ -540,6 +540,12 @@ fn refusal(error: StoreError) -> Refusal {
         StoreError::TooLarge { size, .. } => Refusal::TooLarge { size },
         StoreError::NotAnObject { .. } => Refusal::NotAnObject,
         StoreError::Misconfigured(detail) => Refusal::Denied(detail),
+        // Its own words are about its own disk and what to do there.
+        StoreError::Unreachable { .. } => Refusal::Failed(
+            "the holder's folder is not there now (a drive unmounted, or the folder moved); \
+             what this device records waits until it is back"
+                .to_owned(),
+        ),
         other => Refusal::Failed(other.to_string()),
     }
 }

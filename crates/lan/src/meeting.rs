@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ferry_protocol::lan::DEFAULT_PORT;
@@ -274,6 +274,9 @@ struct Hub {
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     frames: mpsc::Sender<Vec<u8>>,
     sent: Vec<Arc<[u8]>>,
+    /// This device's own side, as its first frame carries it, once sent: a connection that
+    /// sends it back is a stranger holding a place, not the other device.
+    own: Arc<OnceLock<[u8; 8]>>,
     connections: HashMap<u64, Connection>,
     next_id: u64,
     /// Places found by the seeking side, by full name.
@@ -294,6 +297,7 @@ impl Hub {
             internal_rx,
             frames,
             sent: Vec::new(),
+            own: Arc::new(OnceLock::new()),
             connections: HashMap::new(),
             next_id: 0,
             found: HashMap::new(),
@@ -306,6 +310,9 @@ impl Hub {
         let mut browsing = browse.is_some();
         loop {
             tokio::select! {
+                // Commands first: a frame sent before a connection came is that connection's
+                // first, and tells it this device's side.
+                biased;
                 command = self.commands_rx.recv() => match command {
                     Some(command) => self.command(command),
                     None => return,
@@ -334,6 +341,9 @@ impl Hub {
             Command::Send(frame) => {
                 for connection in self.connections.values() {
                     let _ = connection.writes.send(Write::Frame(Arc::clone(&frame)));
+                }
+                if let Some(side) = side(&frame) {
+                    let _ = self.own.set(side);
                 }
                 self.sent.push(frame);
             }
@@ -414,9 +424,7 @@ impl Hub {
             debug!(%addr, "pairing on the LAN: too many connections, one refused");
             return;
         }
-        // This device's own side, as its frames carry it: a connection that sends them back
-        // is a stranger holding a place, not the other device.
-        let own = self.sent.first().and_then(|frame| side(frame));
+        let own = Arc::clone(&self.own);
         let _ = stream.set_nodelay(true);
         debug!(%addr, "pairing on the LAN: connected");
         let id = self.next_id;
@@ -518,11 +526,12 @@ fn side(frame: &[u8]) -> Option<[u8; 8]> {
 }
 
 /// Hands each well-formed frame to the session; returns why the connection ended. A frame of
-/// `own` side (this device's, sent back) ends the connection.
+/// `own` side (this device's, sent back; looked at as each frame comes, so that a connection
+/// made before this device sent anything is checked too) ends the connection.
 async fn read(
     mut reader: OwnedReadHalf,
     frames: mpsc::Sender<Vec<u8>>,
-    own: Option<[u8; 8]>,
+    own: Arc<OnceLock<[u8; 8]>>,
 ) -> &'static str {
     let mut first = true;
     loop {
@@ -554,7 +563,7 @@ async fn read(
         {
             return "not a pairing frame";
         }
-        if own.is_some() && side(&frame) == own {
+        if own.get().is_some_and(|own| side(&frame) == Some(*own)) {
             return "it sent this device's own frames back";
         }
         first = false;

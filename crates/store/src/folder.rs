@@ -12,12 +12,15 @@
 //! Reads open only regular files, without following a link and without blocking on a FIFO, and
 //! check the size on the open file before reading it; every call has a timeout, so a hung
 //! network mount makes a call fail rather than the device stall. Every call first checks that
-//! the folder opened is still there (on Unix, the very folder: a drive unmounted from under it
-//! leaves an empty mount point that must not be written into), else the storage is unreachable.
+//! the folder opened is still there, and not empty once it held something (a drive unmounted
+//! from under it leaves an empty mount point that must not be written into); else the storage
+//! is unreachable. A write makes the folders it needs below the root, never the root itself.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,8 +33,9 @@ const BACKEND: &str = "the folder";
 #[derive(Debug, Clone)]
 pub struct FolderStore {
     root: PathBuf,
-    /// Which folder was opened (see [`folder_id`]).
-    id: Option<(u64, u64)>,
+    /// Whether the folder has held something (when opened, or written since): from then on
+    /// an empty folder there is not this one (see [`check_root`]).
+    held: Arc<AtomicBool>,
     /// How long one call may take.
     timeout: Duration,
 }
@@ -49,8 +53,8 @@ impl FolderStore {
         let root = root.into();
         match fs::metadata(&root) {
             Ok(meta) if meta.is_dir() => Ok(FolderStore {
+                held: Arc::new(AtomicBool::new(holds_anything(&root))),
                 root,
-                id: folder_id(&meta),
                 timeout: DEFAULT_TIMEOUT,
             }),
             Ok(_) => Err(StoreError::Misconfigured(format!(
@@ -90,10 +94,12 @@ impl FolderStore {
         Ok(self.root.join(name))
     }
 
-    /// Checks, in the calls below, that the folder opened is still there.
-    fn still_there(&self) -> impl Fn() -> Result<(), StoreError> + Send + 'static {
-        let (root, id) = (self.root.clone(), self.id);
-        move || check_root(&root, id)
+    /// The folder opened, as the calls below check it and write into it.
+    fn opened(&self) -> Opened {
+        Opened {
+            root: self.root.clone(),
+            held: Arc::clone(&self.held),
+        }
     }
 
     /// Runs `f` on the blocking pool, giving up on it after the timeout.
@@ -119,26 +125,44 @@ impl FolderStore {
     }
 }
 
-/// What tells the folder opened from another later at its path: on Unix, its device and inode,
-/// so that a drive unmounted from under it (leaving the empty mount point) or a folder made
-/// again there is not taken for it. Elsewhere only that a folder is there is checked.
-fn folder_id(meta: &fs::Metadata) -> Option<(u64, u64)> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        Some((meta.dev(), meta.ino()))
+/// The folder a store opened, for a call on the blocking pool.
+struct Opened {
+    root: PathBuf,
+    held: Arc<AtomicBool>,
+}
+
+impl Opened {
+    /// Checks that it is still there (see [`check_root`]).
+    fn check(&self) -> Result<(), StoreError> {
+        check_root(&self.root, self.held.load(Ordering::Relaxed))
     }
-    #[cfg(not(unix))]
-    {
-        let _ = meta;
-        None
+
+    /// Writes `bytes` to a new hidden file beside `target` (the object `name`), making the
+    /// folders below the root it needs: a root gone meanwhile is unreachable, never made again.
+    fn write_temp(&self, target: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+        write_temp(&self.root, target, bytes).map_err(|e| match self.check() {
+            Err(gone) => gone,
+            Ok(()) => io_error(e, name),
+        })
+    }
+
+    /// Notes that it holds something now: from then on, an empty folder there is not it.
+    fn wrote(&self) {
+        self.held.store(true, Ordering::Relaxed);
     }
 }
 
-/// Checks that the folder opened (`id`) is still at `root`: a write into a drive's empty mount
-/// point, or into a folder made again there, would go where no other device looks, and a
-/// read there would find nothing.
-fn check_root(root: &Path, id: Option<(u64, u64)>) -> Result<(), StoreError> {
+/// Whether the folder at `root` holds any entry.
+fn holds_anything(root: &Path) -> bool {
+    fs::read_dir(root).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+/// Checks that the folder opened is still at `root`: there, a folder, and not empty when it has
+/// `held` something. A write into a drive's empty mount point, or into a folder made again,
+/// would go where no other device looks, and a read there would find nothing. (The folder is
+/// known by what it holds, not by its inode: a drive plugged in again, a FAT or network file
+/// system remounted, may give the very folder another.)
+fn check_root(root: &Path, held: bool) -> Result<(), StoreError> {
     let gone = |reason: &str| StoreError::Unreachable {
         backend: BACKEND,
         endpoint: root.display().to_string(),
@@ -146,10 +170,10 @@ fn check_root(root: &Path, id: Option<(u64, u64)>) -> Result<(), StoreError> {
         fix: PUT_IT_BACK,
     };
     match fs::metadata(root) {
-        Ok(meta) if meta.is_dir() && (id.is_none() || folder_id(&meta) == id) => Ok(()),
+        Ok(meta) if meta.is_dir() && (!held || holds_anything(root)) => Ok(()),
         Ok(meta) if meta.is_dir() => Err(gone(
-            "another folder is there now, not the one opened: a drive was unmounted from it, or \
-             the folder was replaced",
+            "it is empty now, where it held the repository: a drive was unmounted from it \
+             (leaving its empty mount point), or the folder was replaced",
         )),
         Ok(_) => Err(gone("a file is there now, not the folder")),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -305,10 +329,27 @@ fn describe(kind: &fs::FileType) -> &'static str {
     }
 }
 
-/// Writes `bytes` to a new hidden file beside `target` and flushes it.
-fn write_temp(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
-    let dir = target.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+/// Makes the folders from `root` (which must be there: it is never made again) down to `dir`.
+fn make_folders(root: &Path, dir: &Path) -> io::Result<()> {
+    let mut at = root.to_path_buf();
+    for part in dir
+        .strip_prefix(root)
+        .map_err(io::Error::other)?
+        .components()
+    {
+        at.push(part);
+        match fs::create_dir(&at) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a new hidden file beside `target`, below `root`, and flushes it.
+fn write_temp(root: &Path, target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    let dir = target.parent().unwrap_or(root);
+    make_folders(root, dir)?;
     let mut id = [0u8; 8];
     getrandom::fill(&mut id).map_err(io::Error::other)?;
     let file_name = target
@@ -346,10 +387,10 @@ impl Store for FolderStore {
     async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let target = self.path(name)?;
         let name = name.to_owned();
-        let still_there = self.still_there();
+        let opened = self.opened();
         self.blocking(move || {
-            still_there()?;
-            let temp = write_temp(&target, &bytes).map_err(|e| io_error(e, &name))?;
+            opened.check()?;
+            let temp = opened.write_temp(&target, &name, &bytes)?;
             // A hard link never replaces an existing file. Where links are not supported,
             // check and rename: devices never write each other's names, so no race remains.
             let placed = match fs::hard_link(&temp, &target) {
@@ -360,6 +401,7 @@ impl Store for FolderStore {
             };
             let _ = fs::remove_file(&temp);
             placed.map_err(|e| io_error(e, &name))?;
+            opened.wrote();
             sync_dir(target.parent().unwrap_or(Path::new("."))).map_err(|e| io_error(e, &name))
         })
         .await
@@ -368,14 +410,15 @@ impl Store for FolderStore {
     async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let target = self.path(name)?;
         let name = name.to_owned();
-        let still_there = self.still_there();
+        let opened = self.opened();
         self.blocking(move || {
-            still_there()?;
-            let temp = write_temp(&target, &bytes).map_err(|e| io_error(e, &name))?;
+            opened.check()?;
+            let temp = opened.write_temp(&target, &name, &bytes)?;
             if let Err(e) = fs::rename(&temp, &target) {
                 let _ = fs::remove_file(&temp);
                 return Err(io_error(e, &name));
             }
+            opened.wrote();
             sync_dir(target.parent().unwrap_or(Path::new("."))).map_err(|e| io_error(e, &name))
         })
         .await
@@ -384,9 +427,9 @@ impl Store for FolderStore {
     async fn get(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
         let path = self.path(name)?;
         let name = name.to_owned();
-        let still_there = self.still_there();
+        let opened = self.opened();
         self.blocking(move || {
-            still_there()?;
+            opened.check()?;
             read_file(&path, &name, limit)
         })
         .await
@@ -402,9 +445,9 @@ impl Store for FolderStore {
         let root = self.root.clone();
         let prefix = prefix.to_owned();
         let start_after = start_after.map(str::to_owned);
-        let still_there = self.still_there();
+        let opened = self.opened();
         self.blocking(move || {
-            still_there()?;
+            opened.check()?;
             // Walk only the deepest folder the prefix names.
             let base = match prefix.rfind('/') {
                 Some(i) => &prefix[..=i],
@@ -420,9 +463,9 @@ impl Store for FolderStore {
     async fn delete(&self, name: &str) -> Result<(), StoreError> {
         let path = self.path(name)?;
         let name = name.to_owned();
-        let still_there = self.still_there();
+        let opened = self.opened();
         self.blocking(move || {
-            still_there()?;
+            opened.check()?;
             match fs::remove_file(&path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -525,6 +568,18 @@ mod tests {
         }
     }
 
+    fn copy_folder(from: &Path, to: &Path) {
+        fs::create_dir(to).unwrap();
+        for entry in fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            match entry.file_type().unwrap().is_dir() {
+                true => copy_folder(&entry.path(), &target),
+                false => drop(fs::copy(entry.path(), target).unwrap()),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_folder_gone_or_replaced_is_unreachable_and_never_made_again() {
         let dir = tempfile::tempdir().unwrap();
@@ -553,19 +608,17 @@ mod tests {
 
         // An empty folder in its place, as a drive unmounted leaves its mount point.
         fs::create_dir(&root).unwrap();
-        #[cfg(unix)]
-        {
-            let put = store.put("ferry/v1/head/ab/1", b"h".to_vec()).await;
-            unreachable(put, "another folder is there now");
-            assert!(
-                fs::read_dir(&root).unwrap().next().is_none(),
-                "written into"
-            );
-        }
+        let put = store.put("ferry/v1/head/ab/1", b"h".to_vec()).await;
+        unreachable(put, "it is empty now");
+        assert!(
+            fs::read_dir(&root).unwrap().next().is_none(),
+            "written into"
+        );
 
-        // Back where it was: all as before.
+        // Back, as a copy (a drive mounted again may give the folder another inode): the same
+        // repository, all as before.
         fs::remove_dir(&root).unwrap();
-        fs::rename(&away, &root).unwrap();
+        copy_folder(&away, &root);
         store
             .put_new("ferry/v1/log/ab/1", b"s".to_vec())
             .await

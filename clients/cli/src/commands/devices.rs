@@ -465,10 +465,10 @@ pub(crate) fn find(device: &Device, which: &str) -> Result<DeviceId, Failure> {
             .iter()
             .map(|m| format!("\"{}\" ({})", m.name, m.device.short()))
             .collect();
-        // The plain name too: which device shows it can change as devices come and go.
+        // Which device shows which name can change as devices come and go: the id cannot.
         return Err(Failure::usage(format!(
             "{} devices go by \"{which}\": {}; name the one you mean by its id prefix (in \
-             brackets here), or by a numbered name such as \"{which} (2)\"",
+             parentheses here)",
             sharing.len(),
             shown.join(", ")
         )));

@@ -760,7 +760,10 @@ impl fmt::Display for Line {
             },
             t.outcome,
             t.name.as_deref().unwrap_or("-"),
-            t.detail.as_deref().unwrap_or("-"),
+            // A server's words may hold tabs or line breaks: the line keeps its columns.
+            t.detail
+                .as_deref()
+                .map_or("-".into(), |d| d.replace(['\t', '\n', '\r'], " ")),
         )
     }
 }

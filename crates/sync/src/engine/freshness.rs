@@ -87,10 +87,9 @@ impl Engine {
 
     /// Takes `hint`, signed by its writer, when it claims more than [`FAR_CLAIM`] (as
     /// configured) segments beyond what this device applied of that writer; false for any
-    /// other. Such a claim is
-    /// neither fetched on its word nor kept: it waits, in memory, for the next poll's listing
-    /// ([`check_announced`](Self::check_announced)), which tells a lag from a false claim.
-    /// Once one was said false, that device's far claims are let go unread.
+    /// other. Such a claim is neither fetched on its word nor kept: it waits, in memory, for
+    /// the next poll's listing ([`check_announced`](Self::check_announced)), which tells a lag
+    /// from a false claim. Once one was said false, that device's far claims are let go unread.
     pub(super) fn take_far(&mut self, hint: &RelayHint) -> Result<bool, SyncError> {
         let applied = self.db.cursor(&hint.device)?.seq;
         if hint.seq <= applied.saturating_add(self.config.far_claim) {
