@@ -1,5 +1,5 @@
 //! Envelope and key-derivation costs: seal and open at typical clip sizes, what signing adds to
-//! a segment (sign and seal, open and verify), and Argon2id.
+//! a segment (sign and seal, open and verify) and to a relay hint, and Argon2id.
 //!
 //! `cargo bench -p ferry-protocol --bench envelope`
 
@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ferry_protocol::{
-    DeviceId, DeviceTag, Identity, KdfParams, Kind, ObjectName, RawOp, Segment, SyncKey,
+    DeviceId, DeviceTag, Identity, KdfParams, Kind, ObjectName, RawOp, RelayHint, Segment, SyncKey,
 };
 
 fn seal_open(c: &mut Criterion) {
@@ -97,6 +97,39 @@ fn signed_segments(c: &mut Criterion) {
     group.finish();
 }
 
+/// A relay hint as a device publishes it (signed and sealed) and as another takes it (opened
+/// and verified against its writer's keys).
+fn hints(c: &mut Criterion) {
+    let keys = SyncKey::from_bytes([7; 32]).keys();
+    let identity = Identity::from_secret_bytes(&[9; Identity::SECRET_LEN]);
+    let public = identity.public();
+    let topic = keys.relay.window_topic(20_000);
+    let hint = RelayHint {
+        device: DeviceTag([1; 16]),
+        seq: 42,
+    };
+    let mut group = c.benchmark_group("hint");
+    group.bench_function("sign_and_seal", |b| {
+        b.iter(|| {
+            keys.relay
+                .seal_hint(&topic, black_box(&hint), &identity)
+                .unwrap()
+        })
+    });
+    let sealed = keys.relay.seal_hint(&topic, &hint, &identity).unwrap();
+    group.bench_function("open_and_verify", |b| {
+        b.iter(|| {
+            let claimed = keys
+                .relay
+                .open_hint(&topic, black_box(sealed.as_bytes()))
+                .unwrap();
+            claimed.verify(&public).unwrap();
+            claimed
+        })
+    });
+    group.finish();
+}
+
 fn argon2id(c: &mut Criterion) {
     let params = KdfParams {
         memory_kib: KdfParams::DEFAULT_MEMORY_KIB,
@@ -121,5 +154,5 @@ fn argon2id(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, seal_open, signed_segments, argon2id);
+criterion_group!(benches, seal_open, signed_segments, hints, argon2id);
 criterion_main!(benches);
