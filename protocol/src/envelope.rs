@@ -70,6 +70,14 @@ pub enum Kind {
     UnsignedHint = 7,
     /// A "new data is ready" hint published on the relay, signed by the device it speaks for.
     RelayHint = 8,
+    /// `head/next`: the public record that a repository's generation has a successor (framed
+    /// like the envelope, but not encrypted, as the repository header is).
+    Successor = 9,
+    /// The sealed, signed part of `head/next`: who made the new generation, whom it removes,
+    /// and the new key sealed to each remaining device.
+    Rotation = 10,
+    /// `prev`: the previous generation's sync key, sealed in the new one.
+    Previous = 11,
 }
 
 impl Kind {
@@ -84,6 +92,9 @@ impl Kind {
             6 => Kind::BlobChunk,
             7 => Kind::UnsignedHint,
             8 => Kind::RelayHint,
+            9 => Kind::Successor,
+            10 => Kind::Rotation,
+            11 => Kind::Previous,
             other => return Err(Error::UnknownKind(other)),
         })
     }
@@ -91,11 +102,13 @@ impl Kind {
     /// Largest plaintext a sealed object of this kind may carry.
     pub fn max_plaintext(self) -> usize {
         match self {
-            Kind::RepoHeader | Kind::KeyCheck | Kind::Head => 4 * 1024,
+            Kind::RepoHeader | Kind::KeyCheck | Kind::Head | Kind::Previous => 4 * 1024,
             Kind::Segment => 16 * 1024 * 1024,
             Kind::Snapshot => 256 * 1024 * 1024,
             Kind::BlobChunk => 4 * 1024 * 1024 + 1024,
             Kind::UnsignedHint | Kind::RelayHint => 128,
+            Kind::Rotation => 256 * 1024,
+            Kind::Successor => Kind::Rotation.max_sealed() + 64,
         }
     }
 
@@ -114,6 +127,9 @@ impl Kind {
             Kind::BlobChunk => "blob chunk",
             Kind::UnsignedHint => "unsigned relay hint",
             Kind::RelayHint => "relay hint",
+            Kind::Successor => "generation record",
+            Kind::Rotation => "rotation record",
+            Kind::Previous => "previous key",
         }
     }
 }

@@ -143,6 +143,26 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// The new key sealed to this device in a generation record does not open with its keys.
+    #[error(
+        "the new sync key sealed for this device in the generation record does not open with \
+         this device's keys: the record was altered, or sealed to keys this device does not \
+         have; no key was installed"
+    )]
+    WrapDoesNotOpen,
+
+    /// The key a generation record hands over is not the key it announces.
+    #[error(
+        "the generation record hands over key {handed} but announces key {announced}: it was \
+         forged; no key was installed"
+    )]
+    HandedWrongKey {
+        /// Key id of the key found in the wrap.
+        handed: KeyId,
+        /// Key id the record's public part announces.
+        announced: KeyId,
+    },
+
     /// A recovery code that cannot be read.
     #[error(transparent)]
     BadRecoveryCode(#[from] RecoveryCodeError),

@@ -97,6 +97,11 @@ impl Identity {
         }
     }
 
+    /// The X25519 secret, for opening what was sealed to this device.
+    pub(crate) fn sealing_secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.sealing.to_bytes())
+    }
+
     /// Signs the digest of an object.
     pub(crate) fn sign(&self, digest: &[u8; 32]) -> [u8; SIGNATURE_LEN] {
         self.signing.sign(digest).to_bytes()

@@ -3,7 +3,8 @@
 //! It holds the keys and how they are derived ([`keys`], [`recovery`], [`passphrase`]), each
 //! device's own signing keys ([`identity`]), the
 //! envelope that seals every object and message ([`envelope`]), the objects of the repository
-//! and their names ([`objects`], [`names`]), the hints sent through the relay ([`relay`]), what
+//! and their names ([`objects`], [`names`]), how a new key or new storage takes over from the
+//! old ([`generation`]), the hints sent through the relay ([`relay`]), what
 //! nearby devices say to each other directly ([`lan`]) and what they ask the device that holds
 //! a folder repository ([`held`]), and the exchange that pairs a new
 //! device with a one-time code ([`pairing`]).
@@ -29,6 +30,7 @@
 
 pub mod envelope;
 pub mod error;
+pub mod generation;
 pub mod held;
 pub mod hex_id;
 pub mod identity;

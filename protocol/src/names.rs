@@ -8,7 +8,12 @@
 //! head/<device>/<seq>         sealed head: the device's latest segment and snapshot
 //! snap/<device>/<seq>         sealed snapshot of the merged state
 //! blob/<blob>/<chunk>         sealed chunk of a large payload
+//! head/next                   the record of the generation that follows this one (§ generations)
+//! prev                        the previous generation's key, sealed (from generation 2 on)
 //! ```
+//!
+//! Generation 1 is `ferry/v1/`; a later generation `n` with key id `k` lives beside it under
+//! `ferry/g<n>-<k hex>/` with the same layout ([`crate::generation::root`]).
 //!
 //! `<device>` is a [`DeviceTag`]: 32 lowercase hex digits of HMAC-SHA256(names key,
 //! "device" ‖ 0x00 ‖ device id), truncated to 16 bytes, so the storage cannot link names to
@@ -122,6 +127,11 @@ pub enum ObjectName {
         /// Chunk index, from 0.
         chunk: u32,
     },
+    /// `head/next`: the record that this generation has a successor, written once (listed with
+    /// the heads, so a poll sees it).
+    Next,
+    /// `prev`: the previous generation's key, in a generation after the first.
+    Prev,
 }
 
 impl ObjectName {
@@ -133,6 +143,8 @@ impl ObjectName {
             ObjectName::Head { .. } => Kind::Head,
             ObjectName::Snap { .. } => Kind::Snapshot,
             ObjectName::Blob { .. } => Kind::BlobChunk,
+            ObjectName::Next => Kind::Successor,
+            ObjectName::Prev => Kind::Previous,
         }
     }
 
@@ -155,6 +167,8 @@ impl fmt::Display for ObjectName {
             ObjectName::Head { device, seq } => write!(f, "{HEAD_PREFIX}{device}/{seq:016x}"),
             ObjectName::Snap { device, seq } => write!(f, "{SNAP_PREFIX}{device}/{seq:016x}"),
             ObjectName::Blob { blob, chunk } => write!(f, "{BLOB_PREFIX}{blob}/{chunk:08x}"),
+            ObjectName::Next => write!(f, "{HEAD_PREFIX}next"),
+            ObjectName::Prev => f.write_str("prev"),
         }
     }
 }
@@ -168,14 +182,19 @@ impl FromStr for ObjectName {
             name: name.chars().take(200).collect(),
             reason,
         };
-        if name == "repo" {
-            return Ok(ObjectName::Repo);
+        match name {
+            "repo" => return Ok(ObjectName::Repo),
+            "head/next" => return Ok(ObjectName::Next),
+            "prev" => return Ok(ObjectName::Prev),
+            _ => {}
         }
         let mut parts = name.split('/');
         let (Some(folder), Some(first), Some(second), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(bad("expected `repo` or three parts separated by `/`"));
+            return Err(bad(
+                "expected `repo`, `prev`, `head/next` or three parts separated by `/`",
+            ));
         };
         let seq = || {
             parse_hex::<8>(second)
@@ -231,6 +250,8 @@ mod tests {
                 seq: u64::MAX,
             },
             ObjectName::Head { device, seq: 0 },
+            ObjectName::Next,
+            ObjectName::Prev,
             ObjectName::Snap { device, seq: 77 },
             ObjectName::Blob {
                 blob: BlobId([7; 32]),

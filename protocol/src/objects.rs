@@ -35,7 +35,7 @@ pub trait Payload: Serialize + DeserializeOwned {
     }
 }
 
-fn decode_exact<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, Error> {
+pub(crate) fn decode_exact<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, Error> {
     let malformed = |detail: String| Error::Malformed {
         what: kind.name(),
         detail,
@@ -317,6 +317,16 @@ impl RepoHeader {
     pub fn create(keys: &Keys, kdf: Option<KdfParams>) -> Result<RepoHeader, Error> {
         let mut repo_id = [0u8; 16];
         fill_random(&mut repo_id)?;
+        Self::create_with(keys, kdf, repo_id, envelope::random_nonce()?)
+    }
+
+    /// The header of a later generation of the repository `repo_id` (§11.1 of the
+    /// specification): the same id, sealed with the new generation's keys.
+    pub fn create_for(
+        keys: &Keys,
+        kdf: Option<KdfParams>,
+        repo_id: [u8; 16],
+    ) -> Result<RepoHeader, Error> {
         Self::create_with(keys, kdf, repo_id, envelope::random_nonce()?)
     }
 

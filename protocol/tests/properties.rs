@@ -1,5 +1,6 @@
 //! Property tests: every format round-trips, and no mutation of a sealed object opens.
 
+use ferry_protocol::generation::{Next, Previous, Rotation};
 use ferry_protocol::objects::{Payload, Plain, Signed};
 use ferry_protocol::{
     BlobChunk, BlobId, Cursor, DeviceId, DeviceTag, Head, Header, Identity, Keys, Kind, ObjectName,
@@ -251,6 +252,11 @@ proptest! {
         let _ = BlobChunk::decode(&input);
         let _ = RelayHint::decode(&input);
         let _ = RepoHeader::from_bytes(&input);
+        let _ = Rotation::decode(&input);
+        let _ = Previous::decode(&input);
+        if let Ok(next) = Next::from_bytes(&input) {
+            let _ = next.open(&keys);
+        }
         let _ = keys.relay.open_hint(&TopicId([0; 32]), &input);
         let _ = SyncKey::from_recovery_code(&text);
         let _ = text.parse::<ObjectName>();
@@ -264,6 +270,11 @@ proptest! {
         input.extend_from_slice(&rest);
         let _ = keys.data.open(Kind::Segment, "log/x", &input);
         let _ = RepoHeader::from_bytes(&input);
+        let mut record = b"FRY\x02\x09".to_vec();
+        record.extend_from_slice(&rest);
+        if let Ok(next) = Next::from_bytes(&record) {
+            let _ = next.open(&keys);
+        }
     }
 }
 

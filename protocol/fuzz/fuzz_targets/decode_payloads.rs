@@ -1,6 +1,7 @@
 //! Any bytes given to each payload decoder (and the held repository's questions and replies): an error, or a value that encodes back to them.
 #![no_main]
 
+use ferry_protocol::generation::{Previous, Rotation};
 use ferry_protocol::held;
 use ferry_protocol::objects::Payload;
 use ferry_protocol::{BlobChunk, Head, KeyCheck, RelayHint, Segment, Snapshot};
@@ -21,6 +22,8 @@ fuzz_target!(|data: &[u8]| {
     check::<BlobChunk>(data);
     check::<RelayHint>(data);
     check::<KeyCheck>(data);
+    check::<Rotation>(data);
+    check::<Previous>(data);
     if let Ok(question) = held::Question::decode(data) {
         assert!(held::Question::decode(&question.encode()).is_ok());
     }

@@ -136,7 +136,7 @@ impl Engine {
                 (Kind::Segment, Some(*device))
             }
             ObjectName::Blob { .. } => (Kind::Blob, None),
-            ObjectName::Repo => (Kind::Fetch, None),
+            ObjectName::Repo | ObjectName::Next | ObjectName::Prev => (Kind::Fetch, None),
         };
         let mut set_aside = Transfer::new(Route::Down, kind, Outcome::Quarantined)
             .object(name)
@@ -199,7 +199,10 @@ impl Engine {
             let passed = match name {
                 ObjectName::Log { seq, .. } | ObjectName::Snap { seq, .. } => seq <= applied,
                 ObjectName::Head { .. } => applied > 0,
-                ObjectName::Blob { .. } | ObjectName::Repo => false,
+                ObjectName::Blob { .. }
+                | ObjectName::Repo
+                | ObjectName::Next
+                | ObjectName::Prev => false,
             };
             if passed {
                 self.db.release(&row.name)?;
