@@ -23,6 +23,27 @@ pub enum SyncError {
         /// The existing repository's key id.
         key_id: String,
     },
+    /// A generation record or a new generation was refused (SPEC §11.4): nothing was installed,
+    /// and the device goes on with the generation it has.
+    #[error(
+        "a new key for the repository was refused: {reason}; nothing was installed and this \
+         device goes on with the key it has (if the other devices moved on, pair this device \
+         again from one of them)"
+    )]
+    GenerationRefused {
+        /// Why.
+        reason: String,
+    },
+    /// The repository moved to other storage, which only its wraps name.
+    #[error(
+        "the repository moved to other storage (generation {generation}) and only the devices \
+         it was handed to know where: pair this device from one of them (`ferry pair` there, \
+         `ferry join` here)"
+    )]
+    RepositoryMoved {
+        /// The generation in the other storage.
+        generation: u32,
+    },
     /// The repository or an object could not be read with this device's keys, or was written
     /// by a newer Ferry: the protocol error says which, and what to do.
     #[error(transparent)]

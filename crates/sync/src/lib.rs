@@ -29,6 +29,9 @@
 //! no gaps and snapshots hold only shared data; [`Engine::state_for`] gives the state to show
 //! for each kind.
 //!
+//! A repository's key can be replaced by a new generation (SPEC §11): [`generation`] finds the
+//! generation a key opens, writes the next one, and judges a record before a device follows it.
+//!
 //! What it does not do: watch the clipboard, hold secrets, or talk to the relay itself.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -36,6 +39,7 @@
 mod db;
 mod engine;
 mod error;
+pub mod generation;
 mod policy;
 mod remote;
 pub mod repo;
