@@ -107,7 +107,7 @@ impl Kind {
             Kind::Snapshot => 256 * 1024 * 1024,
             Kind::BlobChunk => 4 * 1024 * 1024 + 1024,
             Kind::UnsignedHint | Kind::RelayHint => 128,
-            Kind::Rotation => 256 * 1024,
+            Kind::Rotation => 512 * 1024,
             Kind::Successor => Kind::Rotation.max_sealed() + 64,
         }
     }

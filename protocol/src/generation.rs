@@ -46,11 +46,14 @@ use crate::names::{DeviceId, ObjectName, ROOT};
 use crate::objects::{Payload, Signed, decode_exact};
 use crate::pairing::Credentials;
 
-/// The most devices one rotation hands the new key to.
-pub const MAX_DEVICES: usize = 1024;
+/// The most devices one rotation hands the new key to, or removes.
+pub const MAX_DEVICES: usize = 256;
 
-/// Largest sealed wrap: a handover of a store URL and credentials within 4 KiB.
-const MAX_WRAP: usize = 4 * 1024 + 16;
+/// Largest sealed wrap: a handover of a store URL and credentials within 1 KiB.
+const MAX_WRAP: usize = 1024 + 16;
+
+/// The most generations a repository goes through: a chain longer than this was planted.
+pub const MAX_GENERATION: u32 = 4096;
 
 const WRAP_LABEL: &[u8] = b"ferry/v2/wrap";
 
@@ -89,7 +92,7 @@ impl Successor {
 }
 
 /// Where the new generation is, for a move to other storage or to new credentials.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Storage {
     /// The store URL (as `ferry config` takes it).
     pub url: String,
@@ -98,11 +101,20 @@ pub struct Storage {
 }
 
 impl fmt::Debug for Storage {
+    /// The URL's scheme only: a user name, a bucket or a host says more than a log needs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = self.url.split_once("://").map_or("?", |(scheme, _)| scheme);
         f.debug_struct("Storage")
-            .field("url", &self.url)
+            .field("url", &format_args!("{scheme}://…"))
             .field("credentials", &self.credentials)
             .finish()
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.url.zeroize();
+        self.credentials.zeroize();
     }
 }
 
@@ -197,7 +209,8 @@ impl Rotation {
     }
 }
 
-/// What a wrap seals: the new sync key, and the new storage when it changes.
+/// What a wrap seals: the new sync key, and the new storage when it changes. Both are wiped
+/// when it is dropped.
 pub struct Handover {
     /// The new generation's sync key.
     pub key: SyncKey,
@@ -223,9 +236,6 @@ struct HandoverWire {
 impl Drop for HandoverWire {
     fn drop(&mut self) {
         self.key.zeroize();
-        if let Some(storage) = &mut self.storage {
-            storage.zeroize();
-        }
     }
 }
 
@@ -256,7 +266,7 @@ impl Wrap {
             )
             .map_err(|_| Error::WrapDoesNotOpen)?,
         );
-        let wire: HandoverWire = decode_exact(Kind::Rotation, &plaintext)?;
+        let mut wire: HandoverWire = decode_exact(Kind::Rotation, &plaintext)?;
         let key = SyncKey::from_bytes(wire.key);
         if key.key_id() != successor.key_id {
             return Err(Error::HandedWrongKey {
@@ -264,10 +274,14 @@ impl Wrap {
                 announced: successor.key_id,
             });
         }
-        Ok(Handover {
-            key,
-            storage: wire.storage.clone(),
-        })
+        let storage = wire.storage.take();
+        if successor.moved && storage.is_none() {
+            return Err(Error::Malformed {
+                what: Kind::Rotation.name(),
+                detail: "it moves the repository without saying where to".into(),
+            });
+        }
+        Ok(Handover { key, storage })
     }
 }
 
@@ -347,9 +361,15 @@ impl Next {
             what: Kind::Rotation.name(),
             detail,
         };
-        if plan.key.key_id() != successor.key_id || successor.generation < 2 {
+        if plan.key.key_id() != successor.key_id
+            || successor.key_id == old.id
+            || !(2..=MAX_GENERATION).contains(&successor.generation)
+            || (successor.moved && plan.storage.is_none())
+        {
             return Err(refuse(
-                "the plan's key or generation does not match its successor".into(),
+                "the plan's key or generation does not fit its successor (a new generation \
+                 needs a new key, and a move needs a place)"
+                    .into(),
             ));
         }
         let wire = HandoverWire {
@@ -390,6 +410,12 @@ impl Next {
         rotation.check()?;
         let name = record_name(&successor);
         let plaintext = identity::sign_payload(creator, old.id, &name, rotation.encode());
+        if plaintext.len() > Kind::Rotation.max_plaintext() {
+            return Err(refuse(format!(
+                "it is {} bytes, more than a rotation record may be",
+                plaintext.len()
+            )));
+        }
         let record = envelope::seal(&old.data.0, Kind::Rotation, &name, &plaintext, nonce)?;
         Ok(Next { successor, record })
     }
@@ -439,13 +465,19 @@ impl Next {
             });
         }
         let body: NextBody = decode_exact(Kind::Successor, &bytes[5..])?;
-        if body.public.generation < 2 {
+        if !(2..=MAX_GENERATION).contains(&body.public.generation) {
             return Err(Error::Malformed {
                 what: Kind::Successor.name(),
-                detail: "it announces a generation before the second".into(),
+                detail: format!("it announces generation {}", body.public.generation),
             });
         }
         let record = envelope::Header::parse(&body.record)?;
+        if record.version != envelope::FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: record.version,
+                supported: envelope::FORMAT_VERSION,
+            });
+        }
         if record.kind != Kind::Rotation {
             return Err(Error::WrongKind {
                 expected: Kind::Rotation,
@@ -462,6 +494,12 @@ impl Next {
     /// its creator with [`Claimed::verify`] against the roster's keys for
     /// [`Rotation::creator`], and that the creator is a member the rotation does not remove.
     pub fn open(&self, old: &Keys) -> Result<Claimed<Rotation>, Error> {
+        if self.successor.key_id == old.id {
+            return Err(Error::Malformed {
+                what: Kind::Successor.name(),
+                detail: "it announces the key it is sealed with as the new one".into(),
+            });
+        }
         let name = record_name(&self.successor);
         let opened = envelope::open(&old.data.0, Kind::Rotation, &name, self.record.as_bytes())?;
         identity::claimed(

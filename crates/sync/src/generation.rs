@@ -20,9 +20,6 @@ use ferry_store::{RetryPolicy, Store, StoreError};
 
 use crate::SyncError;
 
-/// The most generations a search follows: more is a loop planted by the storage.
-const MAX_GENERATIONS: u32 = 10_000;
-
 fn header_limit() -> u64 {
     ObjectName::Repo.kind().max_sealed() as u64
 }
@@ -113,7 +110,7 @@ pub async fn locate(
             .into());
         };
         let successor = next.successor;
-        if successor.generation != generation + 1 || generation >= MAX_GENERATIONS {
+        if successor.generation != generation + 1 {
             return Err(SyncError::GenerationRefused {
                 reason: format!(
                     "generation {generation}'s record announces generation {}, not the next one",
@@ -362,12 +359,14 @@ pub fn judge(
     })
 }
 
-/// Reads the new generation's header and checks it with the handed key (SPEC §11.4 step 5).
+/// Reads the new generation's header and checks it with the handed key, and that it is a
+/// generation of the repository `repo_id` (SPEC §11.4 step 5).
 pub async fn check_new_header(
     store: &dyn Store,
     retry: &RetryPolicy,
     successor: &Successor,
     keys: &Keys,
+    repo_id: [u8; 16],
 ) -> Result<RepoHeader, SyncError> {
     let header = read_header(store, retry, successor.generation, &successor.root()).await?;
     header
@@ -377,5 +376,10 @@ pub async fn check_new_header(
                 "the new generation's header does not check with the handed key: {error}"
             ),
         })?;
+    if header.repo_id != repo_id {
+        return Err(SyncError::GenerationRefused {
+            reason: "the new generation's header is another repository's".into(),
+        });
+    }
     Ok(header)
 }

@@ -124,7 +124,7 @@ per_backend! {
             Verdict::Follow { successor, handover } => {
                 assert_eq!(handover.key.expose_bytes(), new.expose_bytes());
                 let header =
-                    check_new_header(store, &FAST_RETRY, &successor, &handover.key.keys())
+                    check_new_header(store, &FAST_RETRY, &successor, &handover.key.keys(), repo_id)
                         .await
                         .unwrap();
                 assert_eq!(header.repo_id, repo_id);
@@ -252,9 +252,9 @@ per_backend! {
         let bytes = store.get(&header, u64::MAX).await.unwrap();
         store.delete(&header).await.unwrap();
         store.put(&header, bytes[..bytes.len() / 2].to_vec()).await.unwrap();
-        assert!(check_new_header(store, &FAST_RETRY, &genuine.successor, &new.keys()).await.is_err());
+        assert!(check_new_header(store, &FAST_RETRY, &genuine.successor, &new.keys(), repo_id).await.is_err());
         store.delete(&header).await.unwrap();
-        let missing = check_new_header(store, &FAST_RETRY, &genuine.successor, &new.keys()).await;
+        let missing = check_new_header(store, &FAST_RETRY, &genuine.successor, &new.keys(), repo_id).await;
         assert!(matches!(missing, Err(SyncError::GenerationRefused { .. })), "{missing:?}");
     }
 

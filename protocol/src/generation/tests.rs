@@ -151,8 +151,15 @@ fn a_record_opens_only_with_the_old_key_and_its_own_public_part() {
     let w = world();
     let stored = record(&w);
     assert!(matches!(
-        stored.open(&w.new.keys()).unwrap_err(),
+        stored
+            .open(&SyncKey::from_bytes([3; 32]).keys())
+            .unwrap_err(),
         Error::WrongKey { .. }
+    ));
+    // Opened with the key it announces: it cannot be that key's successor.
+    assert!(matches!(
+        stored.open(&w.new.keys()).unwrap_err(),
+        Error::Malformed { .. }
     ));
     // The public part swapped for another generation's: the record no longer opens.
     let mut bytes = stored.to_bytes();
@@ -292,4 +299,33 @@ fn the_previous_key_is_sealed_under_the_new_one_and_signed() {
             .open_signed::<Previous>(&ObjectName::Prev, sealed.as_bytes())
             .is_err()
     );
+}
+
+#[test]
+fn a_generation_needs_a_new_key_and_a_move_needs_a_place() {
+    let w = world();
+    let keys = w.old.keys();
+    let mut same_key = plan(&w, None);
+    same_key.key = &w.old;
+    same_key.successor.key_id = w.old.key_id();
+    assert!(Next::create(&keys, &w.creator, &same_key).is_err());
+    let mut nowhere = plan(&w, None);
+    nowhere.successor.moved = true;
+    assert!(Next::create(&keys, &w.creator, &nowhere).is_err());
+}
+
+#[test]
+fn storage_shows_its_scheme_only() {
+    let storage = Storage {
+        url: "webdav://alice@dav.example/ferry".into(),
+        credentials: Credentials::WebDav {
+            password: "hunter2".into(),
+        },
+    };
+    let shown = format!("{storage:?}");
+    assert!(
+        !shown.contains("alice") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    assert!(shown.contains("webdav://"), "{shown}");
 }
