@@ -3,12 +3,13 @@
 //!
 //! A repository starts as generation 1 under `ferry/v1/`. Rotating the key (to remove a device,
 //! or after a recovery code leaked) or moving the repository to other storage makes generation
-//! `n + 1` under `ferry/g<n+1>-<key id>/` ([`root`]), with its own header, and then writes one
-//! record into the old generation, once, under `head/next` (listed with the heads, so every
-//! device's next poll sees it):
+//! `n + 1` under `ferry/g<n+1>-<key id>/` ([`root`]), with its own header; its creator then
+//! writes its candidate into the old generation, once, under `head/next/<its device tag>`
+//! (listed with the heads, so every device's next poll sees it). Which candidate devices
+//! follow when there are several is SPEC §11.3's rule; this module fixes the bytes:
 //!
 //! ```text
-//! head/next = "FRY" ‖ 0x02 ‖ 0x09 ‖ postcard(NextBody)        public frame, as `repo` is
+//! head/next/<tag> = "FRY" ‖ 0x02 ‖ 0x09 ‖ postcard(NextBody)  public frame, as `repo` is
 //! NextBody  = public: Successor ‖ record: bytes               a sealed Rotation (kind 10)
 //! Successor = generation: u32 ‖ key_id: [8] ‖ moved: bool
 //! Rotation  = creator: [16] ‖ time_ms: u64 ‖ revoked: seq of [16] ‖ wraps: seq of Wrap
@@ -17,20 +18,21 @@
 //! ```
 //!
 //! The rotation record is sealed with the **old** data key under the logical name
-//! `head/next#<hex of postcard(Successor)>` (binding the public part to it, as the header's key
-//! check does) and signed by its creator like a segment. A device that was removed still holds
-//! the old key, so it can read the record, but not sign one as a remaining device, nor open a
-//! wrap sealed to another device. Each wrap is HPKE (RFC 9180) base mode with
-//! DHKEM(X25519, HKDF-SHA256), HKDF-SHA256 and ChaCha20-Poly1305, with
+//! `head/next/<tag>#<hex of postcard(Successor)>` (binding the name and the public part to it,
+//! as the header's key check does) and signed by its creator like a segment. A device that was
+//! removed still holds the old key, so it can read the record, but not open a wrap sealed to
+//! another device. Each wrap is HPKE (RFC 9180) base mode with DHKEM(X25519, HKDF-SHA256),
+//! HKDF-SHA256 and ChaCha20-Poly1305, with
 //!
 //! ```text
-//! info = "ferry/v2/wrap" ‖ 0x00 ‖ old key id [8] ‖ generation u32 BE ‖ new key id [8] ‖ device id [16]
+//! info = "ferry/v2/wrap" ‖ 0x00 ‖ old key id [8] ‖ generation u32 BE ‖ new key id [8]
+//!        ‖ device id [16] ‖ creator id [16]
 //! aad  = (empty)
 //! ```
 //!
-//! so a wrap cannot be moved to another device, generation or repository. The new generation
-//! holds `prev` ([`Previous`], kind 11): the old key sealed under the new one and signed, so a
-//! device that only ever held the new key can still read what has not been moved.
+//! so a wrap cannot be moved to another device, generation, repository or creator. The new
+//! generation holds `prev` ([`Previous`], kind 11): the old key sealed under the new one and
+//! signed, so a device that only ever held the new key can still read what has not been moved.
 
 use std::fmt;
 
@@ -42,7 +44,7 @@ use crate::envelope::{self, Kind, NONCE_LEN, Sealed};
 use crate::error::Error;
 use crate::identity::{self, Claimed, DeviceKeys, Identity};
 use crate::keys::{KEY_LEN, KeyId, Keys, SyncKey};
-use crate::names::{DeviceId, ObjectName, ROOT};
+use crate::names::{DeviceId, DeviceTag, ObjectName, ROOT};
 use crate::objects::{Payload, Signed, decode_exact};
 use crate::pairing::Credentials;
 
@@ -248,13 +250,14 @@ impl Wrap {
         identity: &Identity,
         old: KeyId,
         successor: &Successor,
+        creator: DeviceId,
     ) -> Result<Handover, Error> {
         let secret = identity.sealing_secret();
         let secret = <WrapKem as hpke::Kem>::PrivateKey::from_bytes(secret.as_slice())
             .map_err(|_| Error::WrapDoesNotOpen)?;
         let enc = <WrapKem as hpke::Kem>::EncappedKey::from_bytes(&self.enc)
             .map_err(|_| Error::WrapDoesNotOpen)?;
-        let info = wrap_info(old, successor, &self.device);
+        let info = wrap_info(old, successor, &self.device, &creator);
         let plaintext = Zeroizing::new(
             hpke::single_shot_open::<WrapAead, WrapKdf, WrapKem>(
                 &OpModeR::Base,
@@ -285,15 +288,22 @@ impl Wrap {
     }
 }
 
-/// The HPKE `info` of a wrap: it binds the wrap to one repository key, generation and device.
-pub fn wrap_info(old: KeyId, successor: &Successor, device: &DeviceId) -> Vec<u8> {
-    let mut info = Vec::with_capacity(WRAP_LABEL.len() + 1 + 8 + 4 + 8 + 16);
+/// The HPKE `info` of a wrap: it binds the wrap to one repository key, generation, device and
+/// creator.
+pub fn wrap_info(
+    old: KeyId,
+    successor: &Successor,
+    device: &DeviceId,
+    creator: &DeviceId,
+) -> Vec<u8> {
+    let mut info = Vec::with_capacity(WRAP_LABEL.len() + 1 + 8 + 4 + 8 + 16 + 16);
     info.extend_from_slice(WRAP_LABEL);
     info.push(0);
     info.extend_from_slice(&old.0);
     info.extend_from_slice(&successor.generation.to_be_bytes());
     info.extend_from_slice(&successor.key_id.0);
     info.extend_from_slice(&device.0);
+    info.extend_from_slice(&creator.0);
     info
 }
 
@@ -315,9 +325,12 @@ pub struct Plan<'a> {
     pub recipients: Vec<(DeviceId, DeviceKeys)>,
 }
 
-/// `head/next` as stored: the public [`Successor`] and the sealed, signed [`Rotation`].
+/// A candidate as stored under `head/next/<creator>`: the public [`Successor`] and the
+/// sealed, signed [`Rotation`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Next {
+    /// The tag of the device that made it: its name.
+    pub creator: DeviceTag,
     /// The public part.
     pub successor: Successor,
     record: Sealed,
@@ -386,7 +399,7 @@ impl Next {
             let (enc, sealed) = hpke::single_shot_seal_with_rng::<WrapAead, WrapKdf, WrapKem>(
                 &OpModeS::Base,
                 &public,
-                &wrap_info(old.id, &successor, device),
+                &wrap_info(old.id, &successor, device, &plan.creator),
                 &handover,
                 &[],
                 randomness,
@@ -408,7 +421,8 @@ impl Next {
             wraps,
         };
         rotation.check()?;
-        let name = record_name(&successor);
+        let tag = old.names.device_tag(&plan.creator);
+        let name = record_name(tag, &successor);
         let plaintext = identity::sign_payload(creator, old.id, &name, rotation.encode());
         if plaintext.len() > Kind::Rotation.max_plaintext() {
             return Err(refuse(format!(
@@ -417,10 +431,21 @@ impl Next {
             )));
         }
         let record = envelope::seal(&old.data.0, Kind::Rotation, &name, &plaintext, nonce)?;
-        Ok(Next { successor, record })
+        Ok(Next {
+            creator: tag,
+            successor,
+            record,
+        })
     }
 
-    /// The bytes stored as `head/next`.
+    /// Its name below the generation's root.
+    pub fn name(&self) -> ObjectName {
+        ObjectName::Next {
+            creator: self.creator,
+        }
+    }
+
+    /// The bytes stored under [`name`](Self::name).
     pub fn to_bytes(&self) -> Vec<u8> {
         let body = NextBody {
             public: self.successor,
@@ -434,9 +459,9 @@ impl Next {
         out
     }
 
-    /// Reads a stored `head/next`: its form only. [`open`](Self::open) checks it against the
-    /// old key.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Next, Error> {
+    /// Reads the candidate stored under `head/next/<creator>`: its form only.
+    /// [`open`](Self::open) checks it against the old key.
+    pub fn from_bytes(creator: DeviceTag, bytes: &[u8]) -> Result<Next, Error> {
         envelope::check_prefix(bytes)?;
         if bytes.len() < 5 {
             return Err(Error::Truncated {
@@ -485,6 +510,7 @@ impl Next {
             });
         }
         Ok(Next {
+            creator,
             successor: body.public,
             record: Sealed::from_parsed(body.record),
         })
@@ -500,23 +526,30 @@ impl Next {
                 detail: "it announces the key it is sealed with as the new one".into(),
             });
         }
-        let name = record_name(&self.successor);
+        let name = record_name(self.creator, &self.successor);
         let opened = envelope::open(&old.data.0, Kind::Rotation, &name, self.record.as_bytes())?;
-        identity::claimed(
+        let claimed = identity::claimed(
             Kind::Rotation,
             old.id,
             &name,
             opened.as_bytes(),
             Rotation::decode,
-        )
+        )?;
+        if old.names.device_tag(&claimed.value.creator) != self.creator {
+            return Err(Error::Malformed {
+                what: Kind::Rotation.name(),
+                detail: "it is stored under another device's name than its creator's".into(),
+            });
+        }
+        Ok(claimed)
     }
 }
 
-/// The logical name the rotation record is sealed and signed under: `head/next#` and the hex of
-/// the encoded public part.
-fn record_name(successor: &Successor) -> String {
+/// The logical name the rotation record is sealed and signed under: the candidate's name, `#`
+/// and the hex of the encoded public part.
+fn record_name(creator: DeviceTag, successor: &Successor) -> String {
     let public = postcard::to_allocvec(successor).expect("postcard encodes the successor");
-    format!("{}#{}", ObjectName::Next, hex::encode(public))
+    format!("{}#{}", ObjectName::Next { creator }, hex::encode(public))
 }
 
 /// `prev`: the previous generation's sync key, sealed under the new one and signed by the

@@ -8,7 +8,7 @@
 //! head/<device>/<seq>         sealed head: the device's latest segment and snapshot
 //! snap/<device>/<seq>         sealed snapshot of the merged state
 //! blob/<blob>/<chunk>         sealed chunk of a large payload
-//! head/next                   the record of the generation that follows this one (§ generations)
+//! head/next/<device>          a device's candidate for the generation after this one
 //! prev                        the previous generation's key, sealed (from generation 2 on)
 //! ```
 //!
@@ -43,6 +43,8 @@ pub const HEAD_PREFIX: &str = "head/";
 pub const SNAP_PREFIX: &str = "snap/";
 /// Prefix of the blob names, below [`ROOT`].
 pub const BLOB_PREFIX: &str = "blob/";
+/// Prefix of the candidates for a generation's successor, below its root (among the heads).
+pub const NEXT_PREFIX: &str = "head/next/";
 
 /// A device's identity: 16 random bytes, never reused, secret from the storage.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -127,9 +129,12 @@ pub enum ObjectName {
         /// Chunk index, from 0.
         chunk: u32,
     },
-    /// `head/next`: the record that this generation has a successor, written once (listed with
-    /// the heads, so a poll sees it).
-    Next,
+    /// `head/next/<device>`: a device's candidate for this generation's successor, written
+    /// once (listed with the heads, so a poll sees it).
+    Next {
+        /// The device that made it.
+        creator: DeviceTag,
+    },
     /// `prev`: the previous generation's key, in a generation after the first.
     Prev,
 }
@@ -143,7 +148,7 @@ impl ObjectName {
             ObjectName::Head { .. } => Kind::Head,
             ObjectName::Snap { .. } => Kind::Snapshot,
             ObjectName::Blob { .. } => Kind::BlobChunk,
-            ObjectName::Next => Kind::Successor,
+            ObjectName::Next { .. } => Kind::Successor,
             ObjectName::Prev => Kind::Previous,
         }
     }
@@ -167,7 +172,7 @@ impl fmt::Display for ObjectName {
             ObjectName::Head { device, seq } => write!(f, "{HEAD_PREFIX}{device}/{seq:016x}"),
             ObjectName::Snap { device, seq } => write!(f, "{SNAP_PREFIX}{device}/{seq:016x}"),
             ObjectName::Blob { blob, chunk } => write!(f, "{BLOB_PREFIX}{blob}/{chunk:08x}"),
-            ObjectName::Next => write!(f, "{HEAD_PREFIX}next"),
+            ObjectName::Next { creator } => write!(f, "{NEXT_PREFIX}{creator}"),
             ObjectName::Prev => f.write_str("prev"),
         }
     }
@@ -184,7 +189,6 @@ impl FromStr for ObjectName {
         };
         match name {
             "repo" => return Ok(ObjectName::Repo),
-            "head/next" => return Ok(ObjectName::Next),
             "prev" => return Ok(ObjectName::Prev),
             _ => {}
         }
@@ -193,7 +197,7 @@ impl FromStr for ObjectName {
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(bad(
-                "expected `repo`, `prev`, `head/next` or three parts separated by `/`",
+                "expected `repo`, `prev` or three parts separated by `/`",
             ));
         };
         let seq = || {
@@ -206,6 +210,13 @@ impl FromStr for ObjectName {
                 .map(DeviceTag)
                 .ok_or_else(|| bad("the device tag is not 32 lowercase hex digits"))
         };
+        if folder == "head" && first == "next" {
+            return parse_hex::<16>(second)
+                .map(|tag| ObjectName::Next {
+                    creator: DeviceTag(tag),
+                })
+                .ok_or_else(|| bad("the device tag is not 32 lowercase hex digits"));
+        }
         match folder {
             "log" => Ok(ObjectName::Log {
                 device: device()?,
@@ -250,7 +261,7 @@ mod tests {
                 seq: u64::MAX,
             },
             ObjectName::Head { device, seq: 0 },
-            ObjectName::Next,
+            ObjectName::Next { creator: device },
             ObjectName::Prev,
             ObjectName::Snap { device, seq: 77 },
             ObjectName::Blob {

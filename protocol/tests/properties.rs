@@ -254,7 +254,7 @@ proptest! {
         let _ = RepoHeader::from_bytes(&input);
         let _ = Rotation::decode(&input);
         let _ = Previous::decode(&input);
-        if let Ok(next) = Next::from_bytes(&input) {
+        if let Ok(next) = Next::from_bytes(DeviceTag([1; 16]), &input) {
             let _ = next.open(&keys);
         }
         let _ = keys.relay.open_hint(&TopicId([0; 32]), &input);
@@ -272,7 +272,7 @@ proptest! {
         let _ = RepoHeader::from_bytes(&input);
         let mut record = b"FRY\x02\x09".to_vec();
         record.extend_from_slice(&rest);
-        if let Ok(next) = Next::from_bytes(&record) {
+        if let Ok(next) = Next::from_bytes(DeviceTag([1; 16]), &record) {
             let _ = next.open(&keys);
         }
     }

@@ -693,13 +693,17 @@ fn generation_case(
     )
     .unwrap();
     let bytes = next.to_bytes();
-    let claimed = Next::from_bytes(&bytes).unwrap().open(&keys).unwrap();
+    let claimed = Next::from_bytes(next.creator, &bytes)
+        .unwrap()
+        .open(&keys)
+        .unwrap();
     claimed.verify(&identity().public()).unwrap();
     let rotation = claimed.value;
     let payload = rotation.encode();
     let successor = next.successor;
     let record_name = format!(
-        "head/next#{}",
+        "{}#{}",
+        next.name(),
         hex::encode(postcard::to_allocvec(&successor).unwrap())
     );
     let record = {
@@ -721,13 +725,15 @@ fn generation_case(
             let mut ephemeral = [0u8; 32];
             ikm.try_fill_bytes(&mut ephemeral).unwrap();
             let wrap = rotation.wrap_for(device).unwrap();
-            let handover = wrap.open(identity, keys.id, &successor).unwrap();
+            let handover = wrap
+                .open(identity, keys.id, &successor, plan.creator)
+                .unwrap();
             assert_eq!(handover.key.expose_bytes(), plan.key.expose_bytes());
             json!({
                 "device": device.to_string(),
                 "recipient_secret": hex::encode(&identity.to_secret_bytes()[32..]),
                 "recipient_public": hex::encode(identity.public().seal),
-                "info": hex::encode(wrap_info(keys.id, &successor, device)),
+                "info": hex::encode(wrap_info(keys.id, &successor, device, &plan.creator)),
                 "ephemeral_ikm": hex::encode(ephemeral),
                 "handover": hex::encode(postcard::to_allocvec(&(
                     plan.key.expose_bytes(),
@@ -738,7 +744,23 @@ fn generation_case(
             })
         })
         .collect();
+    let storage = plan.storage.as_ref().map(|storage| {
+        use ferry_protocol::pairing::Credentials;
+        let credentials = match &storage.credentials {
+            Credentials::None => json!("none"),
+            Credentials::S3 {
+                access_key_id,
+                secret_access_key,
+            } => json!({ "s3": { "access_key_id": access_key_id, "secret_access_key": secret_access_key } }),
+            Credentials::WebDav { password } => json!({ "webdav": { "password": password } }),
+        };
+        json!({ "url": storage.url, "credentials": credentials })
+    });
     json!({
+        "old_key_id": keys.id.to_string(),
+        "new_key": hex::encode(plan.key.expose_bytes()),
+        "storage": storage,
+        "name": next.name().to_string(),
         "successor": {
             "generation": successor.generation,
             "key_id": successor.key_id.to_string(),
@@ -844,7 +866,11 @@ fn generations() {
         }),
     );
     let file = committed("generation.json");
-    let next = Next::from_bytes(&unhex(&file["rotation"]["bytes"])).unwrap();
+    let next = Next::from_bytes(
+        g1.keys().names.device_tag(&creator),
+        &unhex(&file["rotation"]["bytes"]),
+    )
+    .unwrap();
     let claimed = next.open(&g1.keys()).unwrap();
     claimed.verify(&identity().public()).unwrap();
     assert!(claimed.value.revokes(&removed));

@@ -1,31 +1,43 @@
 //! Generations of the repository in storage (SPEC §11): finding the generation a key opens,
-//! writing the next one, and judging a `head/next` record before a device follows it.
+//! writing the next one, and judging the candidates for it before a device follows one.
 //!
 //! ```text
-//! make:    <new root>repo (write-once) ─▶ <new root>prev ─▶ <old root>head/next (write-once: the commit)
-//! follow:  <old root>head/next ─▶ judge (opens? signer a member not removed? own wrap?) ─▶
-//!          <new root>repo verified with the handed key
-//! join:    ferry/v1/repo ─▶ not my key? ─▶ its head/next's public part ─▶ the next root's repo …
+//! make:    <new root>repo, <new root>prev ─▶ <old root>head/next/<own tag> (write-once)
+//! follow:  LIST <old root>head/next/ ─▶ validate each (opens? signed by a member it does not
+//!          remove, not removed here?) ─▶ choose (uncontested, smallest creator; or a dispute)
+//!          ─▶ verdict (own wrap) ─▶ <new root>repo verified with the handed key
+//! join:    ferry/v1/repo ─▶ not my key? ─▶ its candidates' public parts ─▶ their roots' repo …
 //! ```
 //!
 //! The engine decides who receives the key (the roster, and whose membership holds); this
-//! module only reads and writes the objects, and judges a record against what the caller
-//! says about its creator.
+//! module only reads and writes the objects, and judges candidates against what the caller
+//! says about their creators.
 
-use ferry_protocol::generation::{self, Handover, Next, Plan, Previous, Successor};
+use std::collections::VecDeque;
+
+use ferry_protocol::generation::{self, Handover, Next, Plan, Previous, Rotation, Successor};
+use ferry_protocol::names::NEXT_PREFIX;
 use ferry_protocol::{
-    DeviceId, DeviceKeys, Identity, KdfParams, KeyId, Keys, ObjectName, RepoHeader, Sealed, SyncKey,
+    DeviceId, DeviceKeys, DeviceTag, Identity, KdfParams, KeyId, Keys, Kind, ObjectName,
+    RepoHeader, Sealed, SyncKey,
 };
 use ferry_store::{RetryPolicy, Store, StoreError};
+use tracing::warn;
 
 use crate::SyncError;
 
+/// The most candidates read from one generation: more were planted.
+pub const MAX_CANDIDATES: usize = 16;
+
+/// The most headers a search reads: more is a tree of candidates planted by the storage.
+const MAX_HEADERS: usize = 64;
+
 fn header_limit() -> u64 {
-    ObjectName::Repo.kind().max_sealed() as u64
+    Kind::RepoHeader.max_sealed() as u64
 }
 
 fn next_limit() -> u64 {
-    ObjectName::Next.kind().max_sealed() as u64
+    Kind::Successor.max_sealed() as u64
 }
 
 /// The store path of `name` in the generation whose root is `root`.
@@ -42,22 +54,40 @@ pub struct Located {
     pub root: String,
     /// Its header, verified with the key that opened it.
     pub header: RepoHeader,
-    /// Its successor's record, when it has one: the key that opened it has been replaced.
-    pub next: Option<Next>,
+    /// The candidates for its successor that open with its key: when there is one, the key
+    /// that opened it has been replaced, or is being replaced.
+    pub successors: Vec<Next>,
 }
 
-/// Reads `head/next` of the generation at `root`: `None` when it has no successor yet.
-pub async fn read_next(
+/// The candidates for the successor of the generation at `root` (SPEC §11.2), each as read: a
+/// candidate whose bytes are not one is there with why. At most [`MAX_CANDIDATES`].
+pub async fn candidates(
     store: &dyn Store,
     retry: &RetryPolicy,
     root: &str,
-) -> Result<Option<Next>, SyncError> {
-    let name = path_in(root, &ObjectName::Next);
-    match retry.run(|| store.get(&name, next_limit())).await {
-        Ok(bytes) => Ok(Some(Next::from_bytes(&bytes)?)),
-        Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(error) => Err(error.into()),
+) -> Result<Vec<(DeviceTag, Result<Next, SyncError>)>, SyncError> {
+    let prefix = format!("{root}{NEXT_PREFIX}");
+    let page = retry
+        .run(|| store.list(&prefix, None, MAX_CANDIDATES))
+        .await?;
+    let mut found = Vec::new();
+    for object in page.objects {
+        let Some(ObjectName::Next { creator }) = object
+            .name
+            .strip_prefix(root)
+            .and_then(|name| name.parse().ok())
+        else {
+            continue;
+        };
+        let read = match retry.run(|| store.get(&object.name, next_limit())).await {
+            Ok(bytes) => Next::from_bytes(creator, &bytes).map_err(SyncError::from),
+            Err(StoreError::NotFound { .. }) => continue,
+            Err(error) if error.is_bad_object() => Err(error.into()),
+            Err(error) => return Err(error.into()),
+        };
+        found.push((creator, read));
     }
+    Ok(found)
 }
 
 async fn read_header(
@@ -77,60 +107,65 @@ async fn read_header(
     }
 }
 
-/// Finds the generation that `key_for` opens, from the first along the public records
-/// (SPEC §11.5). `key_for` gives the key to try on a generation's header: the same key each
-/// time for a recovery code, or the passphrase derived with that header's parameters.
+/// Finds the generation that `key_for` opens, from the first along the candidates' public
+/// parts (SPEC §11.5). `key_for` gives the key to try on a generation's header: the same key
+/// each time for a recovery code, or the passphrase derived with that header's parameters.
 pub async fn locate(
     store: &dyn Store,
     retry: &RetryPolicy,
     mut key_for: impl FnMut(&RepoHeader) -> Result<Keys, SyncError>,
 ) -> Result<(Located, Keys), SyncError> {
-    let mut generation = 1;
-    let mut root = generation::root(1, KeyId([0; 8]));
-    loop {
-        let header = read_header(store, retry, generation, &root).await?;
+    let mut queue = VecDeque::from([(1, generation::root(1, KeyId([0; 8])))]);
+    let mut read = 0;
+    let mut wrong_key = None;
+    let mut moved = None;
+    while let Some((number, root)) = queue.pop_front() {
+        read += 1;
+        if read > MAX_HEADERS {
+            break;
+        }
+        let header = match read_header(store, retry, number, &root).await {
+            Ok(header) => header,
+            Err(error) if number == 1 => return Err(error),
+            Err(_) => continue,
+        };
         let keys = key_for(&header)?;
-        let next = read_next(store, retry, &root).await?;
+        let next = candidates(store, retry, &root).await?;
+        let next = next.into_iter().filter_map(|(_, next)| next.ok());
+        let next = next.filter(|next| next.successor.generation == number + 1);
         if header.key_id == keys.id {
             header.verify(&keys)?;
+            let successors = next.filter(|next| next.open(&keys).is_ok()).collect();
             let located = Located {
-                generation,
+                generation: number,
                 root,
                 header,
-                next,
+                successors,
             };
             return Ok((located, keys));
         }
-        let Some(next) = next else {
-            // The newest generation, and not this key's: the wrong key, named as usual.
-            return Err(ferry_protocol::Error::WrongKey {
-                object: header.key_id,
-                device: keys.id,
+        wrong_key.get_or_insert(ferry_protocol::Error::WrongKey {
+            object: header.key_id,
+            device: keys.id,
+        });
+        for next in next {
+            let successor = next.successor;
+            if successor.moved {
+                moved.get_or_insert(successor.generation);
+            } else {
+                queue.push_back((successor.generation, successor.root()));
             }
-            .into());
-        };
-        let successor = next.successor;
-        if successor.generation != generation + 1 {
-            return Err(SyncError::GenerationRefused {
-                reason: format!(
-                    "generation {generation}'s record announces generation {}, not the next one",
-                    successor.generation
-                ),
-            });
         }
-        if successor.moved {
-            return Err(SyncError::RepositoryMoved {
-                generation: successor.generation,
-            });
-        }
-        generation = successor.generation;
-        root = successor.root();
     }
+    if let Some(generation) = moved {
+        return Err(SyncError::RepositoryMoved { generation });
+    }
+    Err(wrong_key.map_or(SyncError::NoRepository, SyncError::from))
 }
 
 /// A new generation, sealed and ready to write.
 pub struct Prepared {
-    /// Its record, for the old generation.
+    /// Its candidate, for the old generation.
     pub next: Next,
     /// Its header.
     pub header: RepoHeader,
@@ -140,7 +175,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// Seals the generation `plan` describes, made from the generation whose sync key is
-    /// `old`: its record, its header (for the repository `repo_id`; `kdf` when the new key
+    /// `old`: its candidate, its header (for the repository `repo_id`; `kdf` when the new key
     /// comes from a passphrase) and `prev`.
     pub fn new(
         old: &SyncKey,
@@ -168,25 +203,21 @@ impl Prepared {
     }
 }
 
-/// How writing a new generation ended.
-#[derive(Debug)]
-pub enum Committed {
-    /// Ours is the repository's next generation.
-    Ours,
-    /// Another device's record was there first: follow it (and rotate again from there when
-    /// it did not remove every device ours did).
-    Theirs(Next),
-}
-
-/// Writes a prepared generation (header and `prev` in its root, then `head/next` in the old
-/// root, write-once, as the commit). Safe to run again after a crash at any point with the
-/// same prepared objects.
+/// Writes a prepared generation: its header and `prev` in its root, then its candidate in the
+/// old root (whose keys are `old`), write-once, under its creator's own name. Bytes there that
+/// are not a candidate its creator (whose keys are `own`) signed are junk, or a forgery in its
+/// name: they are deleted and the candidate written again; another candidate it did sign is
+/// refused (a device makes one candidate per generation). Safe to run again after a crash at
+/// any point with the same prepared objects. Which candidate the devices follow is then
+/// [`choose`]'s.
 pub async fn commit(
     store: &dyn Store,
     retry: &RetryPolicy,
     old_root: &str,
     prepared: &Prepared,
-) -> Result<Committed, SyncError> {
+    old: &Keys,
+    own: &DeviceKeys,
+) -> Result<(), SyncError> {
     let new_root = prepared.next.successor.root();
     let header = prepared.header.to_bytes();
     write_once(
@@ -204,28 +235,39 @@ pub async fn commit(
         previous,
     )
     .await?;
-    let name = path_in(old_root, &ObjectName::Next);
+    let name = path_in(old_root, &prepared.next.name());
     let record = prepared.next.to_bytes();
-    let ours = |found: &[u8]| {
-        if found == record.as_slice() {
-            Ok(Committed::Ours)
-        } else {
-            Ok(Committed::Theirs(Next::from_bytes(found)?))
+    for _ in 0..2 {
+        match retry.run(|| store.put_new(&name, record.clone())).await {
+            Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
+            Err(error) => return Err(error.into()),
         }
-    };
-    match retry.run(|| store.put_new(&name, record.clone())).await {
-        Ok(()) => {
-            // Storage that ignores write-once may have let another record replace ours, or
-            // ours replace another: what it serves now is the record.
-            let found = retry.run(|| store.get(&name, next_limit())).await?;
-            ours(&found)
+        // Storage that ignores write-once may have kept other bytes: what it serves is what
+        // the others read.
+        match retry.run(|| store.get(&name, next_limit())).await {
+            Ok(found) if found == record => return Ok(()),
+            Ok(found) => {
+                let signed = Next::from_bytes(prepared.next.creator, &found)
+                    .ok()
+                    .and_then(|next| next.open(old).ok())
+                    .is_some_and(|claimed| claimed.verify(own).is_ok());
+                if signed {
+                    return Err(SyncError::GenerationRefused {
+                        reason: "this device already made another new key for this generation \
+                                 (one per device); follow it, or remove devices from there"
+                            .into(),
+                    });
+                }
+            }
+            Err(error) if error.is_bad_object() => {}
+            Err(error) => return Err(error.into()),
         }
-        Err(StoreError::AlreadyExists { .. }) => {
-            let found = retry.run(|| store.get(&name, next_limit())).await?;
-            ours(&found)
-        }
-        Err(error) => Err(error.into()),
+        warn!(%name, "other bytes stood in this device's name for its candidate: replacing them");
+        retry.run(|| store.delete(&name)).await?;
     }
+    Err(SyncError::GenerationRefused {
+        reason: format!("the storage keeps other bytes at {name} than this device's candidate"),
+    })
 }
 
 /// Writes `bytes` at `name` once; finding the very same bytes there is success (a run after a
@@ -255,7 +297,7 @@ async fn write_once(
     }
 }
 
-/// What the roster says about a record's creator.
+/// What the roster says about a candidate's creator.
 #[derive(Debug, Clone, Copy)]
 pub struct Creator {
     /// Its registered keys.
@@ -264,57 +306,36 @@ pub struct Creator {
     pub holds: bool,
 }
 
-/// What a device makes of a record it accepted.
-#[derive(Debug)]
-pub enum Verdict {
-    /// Its wrap opened: the new key (and new storage, if any) to move to.
-    Follow {
-        /// The new generation.
-        successor: Successor,
-        /// What its wrap sealed.
-        handover: Handover,
-    },
-    /// The record removes this device.
-    Removed {
-        /// Who removed it.
-        by: DeviceId,
-        /// When, in Unix milliseconds by that device's clock.
-        at_ms: u64,
-    },
-    /// The record neither removes this device nor gives it the key (its membership did not
-    /// hold, and it was not included).
-    LeftOut {
-        /// Who made the record.
-        by: DeviceId,
-        /// When, in Unix milliseconds.
-        at_ms: u64,
-    },
+/// A candidate that passed SPEC §11.3's steps 1 to 3.
+#[derive(Debug, Clone)]
+pub struct Valid {
+    /// The candidate.
+    pub next: Next,
+    /// Its rotation record, opened and its signature checked.
+    pub rotation: Rotation,
 }
 
-/// Judges the record `next` found in generation `current` (SPEC §11.4, steps 1 to 4), as the
-/// device `device` with `identity`, holding the generation's `keys`; `creator` says what this
-/// device's roster holds for a device id. Step 5 (the new header) is
-/// [`check_new_header`]'s.
-pub fn judge(
+/// Checks a candidate found in generation `current` (SPEC §11.3, steps 1 to 3), with the
+/// generation's `keys`; `creator` says what this device's roster holds for a device id, and
+/// `removed_here` whether the person removed that device on this device.
+pub fn validate(
     next: &Next,
     current: u32,
     keys: &Keys,
-    identity: &Identity,
-    device: DeviceId,
     creator: impl Fn(&DeviceId) -> Option<Creator>,
-) -> Result<Verdict, SyncError> {
+    removed_here: impl Fn(&DeviceId) -> bool,
+) -> Result<Valid, SyncError> {
     let refused = |reason: String| SyncError::GenerationRefused { reason };
     let successor = next.successor;
     if successor.generation != current + 1 {
         return Err(refused(format!(
-            "the record announces generation {} while this device is on generation {current} \
-             (a record replayed from another generation)",
+            "it announces generation {} while this device is on generation {current} (a \
+             candidate replayed from another generation)",
             successor.generation
         )));
     }
     let claimed = next.open(keys)?;
-    let rotation = &claimed.value;
-    let by = rotation.creator;
+    let by = claimed.value.creator;
     let Some(signer) = creator(&by) else {
         return Err(refused(format!(
             "it was made by device {}, which is not in this device's roster",
@@ -334,25 +355,103 @@ pub fn judge(
             by.short()
         )));
     }
-    if rotation.revokes(&by) {
+    if claimed.value.revokes(&by) {
         return Err(refused(format!(
             "device {} removes itself in it",
             by.short()
         )));
     }
+    if removed_here(&by) {
+        return Err(refused(format!(
+            "it was made by device {}, which was removed on this device",
+            by.short()
+        )));
+    }
+    Ok(Valid {
+        next: next.clone(),
+        rotation: claimed.value,
+    })
+}
+
+/// Which of the valid candidates of one generation a device follows (SPEC §11.3).
+#[derive(Debug)]
+pub enum Choice<'a> {
+    /// None: the generation has no successor yet.
+    Stay,
+    /// This one: uncontested, with the smallest creator id among the uncontested.
+    Follow(&'a Valid),
+    /// Every candidate's creator is removed by another: only the person can say which device
+    /// is lost. These are the candidates.
+    Dispute(Vec<&'a Valid>),
+}
+
+/// Chooses among the valid candidates of one generation.
+pub fn choose(valid: &[Valid]) -> Choice<'_> {
+    if valid.is_empty() {
+        return Choice::Stay;
+    }
+    let contested = |candidate: &Valid| {
+        let creator = candidate.rotation.creator;
+        valid
+            .iter()
+            .any(|other| other.rotation.creator != creator && other.rotation.revokes(&creator))
+    };
+    match valid
+        .iter()
+        .filter(|candidate| !contested(candidate))
+        .min_by_key(|candidate| candidate.rotation.creator)
+    {
+        Some(chosen) => Choice::Follow(chosen),
+        None => Choice::Dispute(valid.iter().collect()),
+    }
+}
+
+/// What the chosen candidate means for this device.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Its wrap opened: the new key (and new storage, if any) to move to.
+    Follow {
+        /// The new generation.
+        successor: Successor,
+        /// What its wrap sealed.
+        handover: Handover,
+    },
+    /// The candidate removes this device.
+    Removed {
+        /// Who removed it.
+        by: DeviceId,
+        /// When, in Unix milliseconds by that device's clock.
+        at_ms: u64,
+    },
+    /// The candidate neither removes this device nor gives it the key (its membership did not
+    /// hold, and it was not included).
+    LeftOut {
+        /// Who made the candidate.
+        by: DeviceId,
+        /// When, in Unix milliseconds.
+        at_ms: u64,
+    },
+}
+
+/// Opens this device's part of the chosen candidate (SPEC §11.3, step 4): the device `device`
+/// with `identity`, on the generation whose key id is `old`. Step 5 (the new header) is
+/// [`check_new_header`]'s.
+pub fn verdict(
+    chosen: &Valid,
+    old: KeyId,
+    identity: &Identity,
+    device: DeviceId,
+) -> Result<Verdict, SyncError> {
+    let rotation = &chosen.rotation;
+    let (by, at_ms) = (rotation.creator, rotation.time_ms);
     if rotation.revokes(&device) {
-        return Ok(Verdict::Removed {
-            by,
-            at_ms: rotation.time_ms,
-        });
+        return Ok(Verdict::Removed { by, at_ms });
     }
     let Some(wrap) = rotation.wrap_for(&device) else {
-        return Ok(Verdict::LeftOut {
-            by,
-            at_ms: rotation.time_ms,
-        });
+        return Ok(Verdict::LeftOut { by, at_ms });
     };
-    let handover = wrap.open(identity, keys.id, &successor)?;
+    let successor = chosen.next.successor;
+    let handover = wrap.open(identity, old, &successor, by)?;
     Ok(Verdict::Follow {
         successor,
         handover,
@@ -360,7 +459,7 @@ pub fn judge(
 }
 
 /// Reads the new generation's header and checks it with the handed key, and that it is a
-/// generation of the repository `repo_id` (SPEC §11.4 step 5).
+/// generation of the repository `repo_id` (SPEC §11.3 step 5).
 pub async fn check_new_header(
     store: &dyn Store,
     retry: &RetryPolicy,

@@ -1,22 +1,24 @@
 //! Generations in storage (SPEC §11), on every backend: a new generation is written once and
-//! found with its key, each remaining device opens its own wrap, two devices rotating at once
-//! make one generation, and a hostile storage or a removed device gets nothing installed.
+//! found with its key, each remaining device opens its own wrap, two rotations at once end on
+//! one candidate, a lost device's candidate is contested or makes a dispute the person
+//! settles, and a hostile storage gets nothing installed.
 
 mod common;
 
 use ferry_protocol::generation::{Next, Plan, Previous, Successor, root};
-use ferry_protocol::{DeviceId, Identity, KdfParams, Keys, ObjectName, SyncKey};
+use ferry_protocol::{DeviceId, Identity, KdfParams, Keys, ObjectName, RepoHeader, SyncKey};
 use ferry_store::Store;
 use ferry_sync::SyncError;
 use ferry_sync::generation::{
-    Committed, Creator, Prepared, Verdict, check_new_header, commit, judge, locate, path_in,
-    read_next,
+    Choice, Creator, Prepared, Valid, Verdict, candidates, check_new_header, choose, commit,
+    locate, path_in, validate, verdict,
 };
 use ferry_sync::repo;
 
 use common::{FAST_RETRY, per_backend, storage};
 
 const OLD: [u8; 32] = [0x5A; 32];
+const V1: &str = "ferry/v1/";
 
 struct Person {
     device: DeviceId,
@@ -30,7 +32,7 @@ fn person(seed: u8) -> Person {
     }
 }
 
-/// Laptop (who rotates), desk (who stays) and phone (who is removed), all members.
+/// Laptop and desk (the person's), and the phone (lost): all members of generation 1.
 struct Household {
     laptop: Person,
     desk: Person,
@@ -90,9 +92,58 @@ async fn started(store: &dyn Store) -> [u8; 16] {
         .repo_id
 }
 
-fn recovery(key: &SyncKey) -> impl FnMut(&ferry_protocol::RepoHeader) -> Result<Keys, SyncError> {
+/// Writes the generation `by` makes (keeping `keep`, removing `remove`) with a fresh key.
+async fn rotate(
+    store: &dyn Store,
+    repo_id: [u8; 16],
+    by: &Person,
+    keep: &[&Person],
+    remove: &[&Person],
+) -> (SyncKey, Prepared) {
+    let key = SyncKey::generate().unwrap();
+    let prepared = {
+        let plan = plan(&key, by, keep, remove);
+        Prepared::new(&old(), &by.identity, &plan, None, repo_id).unwrap()
+    };
+    commit(
+        store,
+        &FAST_RETRY,
+        V1,
+        &prepared,
+        &old().keys(),
+        &by.identity.public(),
+    )
+    .await
+    .unwrap();
+    (key, prepared)
+}
+
+/// The valid candidates of generation 1, as a device that removed `removed_here` sees them.
+async fn valid(store: &dyn Store, h: &Household, removed_here: &[DeviceId]) -> Vec<Valid> {
+    let keys = old().keys();
+    candidates(store, &FAST_RETRY, V1)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|(_, next)| {
+            validate(&next.ok()?, 1, &keys, h.roster(), |d| {
+                removed_here.contains(d)
+            })
+            .ok()
+        })
+        .collect()
+}
+
+fn recovery(key: &SyncKey) -> impl FnMut(&RepoHeader) -> Result<Keys, SyncError> {
     let keys = key.keys();
     move |_| Ok(keys.clone())
+}
+
+fn follows(choice: Choice<'_>) -> &Valid {
+    match choice {
+        Choice::Follow(chosen) => chosen,
+        other => panic!("expected a candidate to follow, got {other:?}"),
+    }
 }
 
 per_backend! {
@@ -102,47 +153,46 @@ per_backend! {
         let store = &*storage.store;
         let repo_id = started(store).await;
         let h = Household::new();
-        let new = SyncKey::generate().unwrap();
-        let plan = plan(&new, &h.laptop, &[&h.laptop, &h.desk], &[&h.phone]);
-        let prepared = Prepared::new(&old(), &h.laptop.identity, &plan, None, repo_id).unwrap();
-        let v1 = root(1, old().key_id());
-        assert!(matches!(commit(store, &FAST_RETRY, &v1, &prepared).await.unwrap(), Committed::Ours));
+        let (new, prepared) = rotate(store, repo_id, &h.laptop, &[&h.laptop, &h.desk], &[&h.phone]).await;
         // Again, as after a crash: nothing changes.
-        assert!(matches!(commit(store, &FAST_RETRY, &v1, &prepared).await.unwrap(), Committed::Ours));
+        let own = h.laptop.identity.public();
+        commit(store, &FAST_RETRY, V1, &prepared, &old().keys(), &own).await.unwrap();
 
         let (found, _) = locate(store, &FAST_RETRY, recovery(&new)).await.unwrap();
         assert_eq!(found.generation, 2);
-        assert_eq!(found.root, plan.successor.root());
+        assert_eq!(found.root, prepared.next.successor.root());
         assert_eq!(found.header.repo_id, repo_id);
-        assert!(found.next.is_none());
+        assert!(found.successors.is_empty());
         let (found, _) = locate(store, &FAST_RETRY, recovery(&old())).await.unwrap();
         assert_eq!(found.generation, 1);
-        let next = found.next.expect("the old generation names its successor");
+        assert_eq!(found.successors, std::slice::from_ref(&prepared.next));
 
-        let keys = old().keys();
-        match judge(&next, 1, &keys, &h.desk.identity, h.desk.device, h.roster()).unwrap() {
+        let valid = valid(store, &h, &[]).await;
+        let chosen = follows(choose(&valid));
+        let old_id = old().key_id();
+        match verdict(chosen, old_id, &h.desk.identity, h.desk.device).unwrap() {
             Verdict::Follow { successor, handover } => {
                 assert_eq!(handover.key.expose_bytes(), new.expose_bytes());
-                let header =
-                    check_new_header(store, &FAST_RETRY, &successor, &handover.key.keys(), repo_id)
-                        .await
-                        .unwrap();
+                let keys = handover.key.keys();
+                let header = check_new_header(store, &FAST_RETRY, &successor, &keys, repo_id)
+                    .await
+                    .unwrap();
                 assert_eq!(header.repo_id, repo_id);
             }
             other => panic!("desk should follow: {other:?}"),
         }
         assert!(matches!(
-            judge(&next, 1, &keys, &h.phone.identity, h.phone.device, h.roster()).unwrap(),
+            verdict(chosen, old_id, &h.phone.identity, h.phone.device).unwrap(),
             Verdict::Removed { by, at_ms: 1_765_000_000_000 } if by == h.laptop.device
         ));
         let stranger = person(9);
         assert!(matches!(
-            judge(&next, 1, &keys, &stranger.identity, stranger.device, h.roster()).unwrap(),
+            verdict(chosen, old_id, &stranger.identity, stranger.device).unwrap(),
             Verdict::LeftOut { .. }
         ));
         // The new generation holds the old key, signed, for what is not moved yet.
         let prev = store
-            .get(&path_in(&plan.successor.root(), &ObjectName::Prev), u64::MAX)
+            .get(&path_in(&found_root(&prepared), &ObjectName::Prev), u64::MAX)
             .await
             .unwrap();
         let prev = new.keys().data.open_signed::<Previous>(&ObjectName::Prev, &prev).unwrap();
@@ -153,99 +203,138 @@ per_backend! {
 
     // Concurrent writes into new WebDAV collections: not under Wine (see scripts/test.sh).
     #[tokio::test]
-    async fn two_devices_rotating_at_once_make_one_generation_on_every_backend(backend) {
+    async fn two_rotations_at_once_end_on_one_candidate_on_every_backend(backend) {
         let storage = storage(backend).await;
         let store = &*storage.store;
         let repo_id = started(store).await;
         let h = Household::new();
-        let (k_laptop, k_desk) = (SyncKey::generate().unwrap(), SyncKey::generate().unwrap());
-        let by_laptop = plan(&k_laptop, &h.laptop, &[&h.laptop, &h.desk], &[&h.phone]);
-        let by_desk = plan(&k_desk, &h.desk, &[&h.laptop, &h.desk], &[&h.phone]);
-        let a = Prepared::new(&old(), &h.laptop.identity, &by_laptop, None, repo_id).unwrap();
-        let b = Prepared::new(&old(), &h.desk.identity, &by_desk, None, repo_id).unwrap();
-        let v1 = root(1, old().key_id());
-        let (ra, rb) = tokio::join!(
-            commit(store, &FAST_RETRY, &v1, &a),
-            commit(store, &FAST_RETRY, &v1, &b)
+        let (keep, remove) = ([&h.laptop, &h.desk], [&h.phone]);
+        let ((_, by_laptop), (_, by_desk)) = tokio::join!(
+            rotate(store, repo_id, &h.laptop, &keep, &remove),
+            rotate(store, repo_id, &h.desk, &keep, &remove),
         );
-        let (winner, loser) = match (ra.unwrap(), rb.unwrap()) {
-            (Committed::Ours, Committed::Theirs(next)) => (&a, next),
-            (Committed::Theirs(next), Committed::Ours) => (&b, next),
-            other => panic!("exactly one rotation must win: {other:?}"),
-        };
-        assert_eq!(loser.successor, winner.next.successor);
-        let stored = read_next(store, &FAST_RETRY, &v1).await.unwrap().unwrap();
-        assert_eq!(stored, winner.next);
+        let valid = valid(store, &h, &[]).await;
+        assert_eq!(valid.len(), 2);
+        // Neither removes the other's creator: the smaller creator id, on every device.
+        let chosen = follows(choose(&valid));
+        assert_eq!(chosen.next, by_laptop.next);
+        assert_ne!(chosen.next, by_desk.next);
     }
 
     #[tokio::test]
-    async fn records_a_hostile_storage_or_a_removed_device_could_make_are_refused(backend) {
+    async fn a_lost_devices_candidate_is_contested_or_makes_a_dispute_the_person_settles(backend) {
+        let storage = storage(backend).await;
+        let store = &*storage.store;
+        let repo_id = started(store).await;
+        let h = Household::new();
+        let old_id = old().key_id();
+
+        // The thief rotates first, keeping everyone (to hold the new key too): once the
+        // person removes the phone, the thief's candidate is contested.
+        let (_, by_phone) = rotate(store, repo_id, &h.phone, &[&h.phone, &h.laptop, &h.desk], &[]).await;
+        assert_eq!(follows(choose(&valid(store, &h, &[]).await)).next, by_phone.next);
+        let (_, by_laptop) = rotate(store, repo_id, &h.laptop, &[&h.laptop, &h.desk], &[&h.phone]).await;
+        let valid_now = valid(store, &h, &[]).await;
+        assert_eq!(follows(choose(&valid_now)).next, by_laptop.next);
+        // A device makes one candidate per generation: the thief cannot swap its own.
+        let again = SyncKey::generate().unwrap();
+        let other = plan(&again, &h.phone, &[&h.phone], &[&h.laptop, &h.desk]);
+        let other = Prepared::new(&old(), &h.phone.identity, &other, None, repo_id).unwrap();
+        let swap = commit(store, &FAST_RETRY, V1, &other, &old().keys(), &h.phone.identity.public()).await;
+        assert!(matches!(swap, Err(SyncError::GenerationRefused { .. })), "{swap:?}");
+
+        // Elsewhere the thief removes everyone first, and the person then removes the phone.
+        let storage = common::storage(backend).await;
+        let store = &*storage.store;
+        let repo_id = started(store).await;
+        let (_, removes_all) = rotate(store, repo_id, &h.phone, &[&h.phone], &[&h.laptop, &h.desk]).await;
+        let (_, by_laptop) = rotate(store, repo_id, &h.laptop, &[&h.laptop, &h.desk], &[&h.phone]).await;
+        // Each removes the other's creator: the desk stops and asks.
+        match choose(&valid(store, &h, &[]).await) {
+            Choice::Dispute(both) => assert_eq!(both.len(), 2),
+            other => panic!("expected a dispute: {other:?}"),
+        }
+        // The person removes the phone on the desk: the laptop's candidate is followed.
+        let settled = valid(store, &h, &[h.phone.device]).await;
+        let chosen = follows(choose(&settled));
+        assert_eq!(chosen.next, by_laptop.next);
+        assert!(matches!(
+            verdict(chosen, old_id, &h.desk.identity, h.desk.device).unwrap(),
+            Verdict::Follow { .. }
+        ));
+        // Alone, the thief's candidate that removes everyone tells the others so (they stop
+        // writing under the old key, and the person removes the phone there).
+        let alone = [validate(&removes_all.next, 1, &old().keys(), h.roster(), |_| false).unwrap()];
+        assert!(matches!(
+            verdict(follows(choose(&alone)), old_id, &h.desk.identity, h.desk.device).unwrap(),
+            Verdict::Removed { by, .. } if by == h.phone.device
+        ));
+    }
+
+    #[tokio::test]
+    async fn candidates_a_hostile_storage_or_a_lost_device_could_make_are_refused(backend) {
         let storage = storage(backend).await;
         let store = &*storage.store;
         let repo_id = started(store).await;
         let h = Household::new();
         let keys = old().keys();
-        let v1 = root(1, old().key_id());
-        let refused = |result: Result<Verdict, SyncError>| match result {
+        let refused = |result: Result<Valid, SyncError>| match result {
             Err(SyncError::GenerationRefused { reason }) => reason,
             other => panic!("expected a refusal, got {other:?}"),
         };
+        let none_removed = |_: &DeviceId| false;
 
-        // The removed phone still holds the old key: a record it makes, however it names its
-        // creator, is not signed by a member it does not remove.
         let planted = SyncKey::generate().unwrap();
         let by_phone = plan(&planted, &h.phone, &[&h.phone, &h.desk], &[&h.laptop]);
         let record = Next::create(&keys, &h.phone.identity, &by_phone).unwrap();
-        let only_laptop_and_desk = |device: &DeviceId| {
-            (*device != h.phone.device).then(|| Creator {
-                keys: if *device == h.laptop.device {
-                    h.laptop.identity.public()
-                } else {
-                    h.desk.identity.public()
-                },
-                holds: true,
-            })
-        };
-        let reason = refused(judge(&record, 1, &keys, &h.desk.identity, h.desk.device, only_laptop_and_desk));
+        // A device the desk's roster does not hold.
+        let without_phone = |device: &DeviceId| (*device != h.phone.device).then(|| h.roster()(device)).flatten();
+        let reason = refused(validate(&record, 1, &keys, without_phone, none_removed));
         assert!(reason.contains("not in this device's roster"), "{reason}");
         // In the laptop's name, signed with the phone's key: forged.
-        let mut as_laptop = plan(&planted, &h.laptop, &[&h.laptop, &h.desk], &[]);
-        as_laptop.creator = h.laptop.device;
+        let as_laptop = plan(&planted, &h.laptop, &[&h.laptop, &h.desk], &[]);
         let forged = Next::create(&keys, &h.phone.identity, &as_laptop).unwrap();
-        let reason = refused(judge(&forged, 1, &keys, &h.desk.identity, h.desk.device, h.roster()));
+        let reason = refused(validate(&forged, 1, &keys, h.roster(), none_removed));
         assert!(reason.contains("forged"), "{reason}");
         // By a device whose membership does not hold.
-        let outsider = |device: &DeviceId| {
-            h.roster()(device).map(|creator| Creator { holds: false, ..creator })
-        };
-        let reason = refused(judge(&record, 1, &keys, &h.desk.identity, h.desk.device, outsider));
+        let outsider = |device: &DeviceId| h.roster()(device).map(|c| Creator { holds: false, ..c });
+        let reason = refused(validate(&record, 1, &keys, outsider, none_removed));
         assert!(reason.contains("never vouched"), "{reason}");
+        // By a device the person removed here.
+        let reason = refused(validate(&record, 1, &keys, h.roster(), |d| *d == h.phone.device));
+        assert!(reason.contains("removed on this device"), "{reason}");
 
-        // A genuine record replayed into a later generation.
+        // A genuine candidate replayed into a later generation.
         let new = SyncKey::generate().unwrap();
         let genuine = plan(&new, &h.laptop, &[&h.laptop, &h.desk], &[&h.phone]);
         let prepared = Prepared::new(&old(), &h.laptop.identity, &genuine, None, repo_id).unwrap();
-        let reason = refused(judge(&prepared.next, 2, &keys, &h.desk.identity, h.desk.device, h.roster()));
+        let reason = refused(validate(&prepared.next, 2, &keys, h.roster(), none_removed));
         assert!(reason.contains("replayed"), "{reason}");
-        // A record of another repository's key.
-        let foreign = Next::create(&SyncKey::from_bytes([7; 32]).keys(), &h.laptop.identity, &genuine)
-            .unwrap();
+        // A candidate of another repository's key.
+        let other_key = SyncKey::from_bytes([7; 32]).keys();
+        let foreign = Next::create(&other_key, &h.laptop.identity, &genuine).unwrap();
         assert!(matches!(
-            judge(&foreign, 1, &keys, &h.desk.identity, h.desk.device, h.roster()),
+            validate(&foreign, 1, &keys, h.roster(), none_removed),
             Err(SyncError::Protocol(ferry_protocol::Error::WrongKey { .. }))
         ));
 
-        // The storage flips a byte of the record: it does not open.
-        assert!(matches!(commit(store, &FAST_RETRY, &v1, &prepared).await.unwrap(), Committed::Ours));
-        let name = path_in(&v1, &ObjectName::Next);
+        // Junk planted in the laptop's name first: its candidate replaces it.
+        let name = path_in(V1, &prepared.next.name());
+        store.put(&name, b"FRY junk".to_vec()).await.unwrap();
+        let own = h.laptop.identity.public();
+        commit(store, &FAST_RETRY, V1, &prepared, &keys, &own).await.unwrap();
+        assert_eq!(store.get(&name, u64::MAX).await.unwrap(), prepared.next.to_bytes());
+
+        // The storage flips a byte of the candidate: it does not open.
         let mut bytes = store.get(&name, u64::MAX).await.unwrap();
         let at = bytes.len() - 20;
         bytes[at] ^= 1;
         store.delete(&name).await.unwrap();
         store.put(&name, bytes).await.unwrap();
-        let flipped = read_next(store, &FAST_RETRY, &v1).await.unwrap().unwrap();
+        let read = candidates(store, &FAST_RETRY, V1).await.unwrap();
+        let flipped = read[0].1.as_ref().unwrap();
         assert!(matches!(
-            judge(&flipped, 1, &keys, &h.desk.identity, h.desk.device, h.roster()),
+            validate(flipped, 1, &keys, h.roster(), none_removed),
             Err(SyncError::Protocol(ferry_protocol::Error::AuthenticationFailed))
         ));
         // The storage truncates the new generation's header: the move stops there.
@@ -253,9 +342,10 @@ per_backend! {
         let bytes = store.get(&header, u64::MAX).await.unwrap();
         store.delete(&header).await.unwrap();
         store.put(&header, bytes[..bytes.len() / 2].to_vec()).await.unwrap();
-        assert!(check_new_header(store, &FAST_RETRY, &genuine.successor, &new.keys(), repo_id).await.is_err());
+        let successor = genuine.successor;
+        assert!(check_new_header(store, &FAST_RETRY, &successor, &new.keys(), repo_id).await.is_err());
         store.delete(&header).await.unwrap();
-        let missing = check_new_header(store, &FAST_RETRY, &genuine.successor, &new.keys(), repo_id).await;
+        let missing = check_new_header(store, &FAST_RETRY, &successor, &new.keys(), repo_id).await;
         assert!(matches!(missing, Err(SyncError::GenerationRefused { .. })), "{missing:?}");
     }
 
@@ -279,10 +369,12 @@ per_backend! {
         let plan = plan(&second, &h.laptop, &[&h.laptop, &h.desk], &[&h.phone]);
         let prepared =
             Prepared::new(&first, &h.laptop.identity, &plan, Some(cheap(2)), repo_id).unwrap();
-        let v1 = root(1, first.key_id());
-        commit(store, &FAST_RETRY, &v1, &prepared).await.unwrap();
+        let own = h.laptop.identity.public();
+        commit(store, &FAST_RETRY, &root(1, first.key_id()), &prepared, &first.keys(), &own)
+            .await
+            .unwrap();
         let passphrase = |text: &'static str| {
-            move |header: &ferry_protocol::RepoHeader| {
+            move |header: &RepoHeader| {
                 let params = header.kdf.expect("a passphrase repository");
                 Ok(SyncKey::from_passphrase(text, &params)?.keys())
             }
@@ -291,10 +383,14 @@ per_backend! {
         assert_eq!((found.generation, keys.id), (2, second.key_id()));
         let (found, _) = locate(store, &FAST_RETRY, passphrase("old horse battery")).await.unwrap();
         assert_eq!(found.generation, 1);
-        assert!(found.next.is_some(), "the old passphrase opens only the replaced generation");
+        assert!(!found.successors.is_empty(), "the old passphrase opens only the replaced generation");
         assert!(matches!(
             locate(store, &FAST_RETRY, passphrase("never used")).await,
             Err(SyncError::Protocol(ferry_protocol::Error::WrongKey { .. }))
         ));
     }
+}
+
+fn found_root(prepared: &Prepared) -> String {
+    prepared.next.successor.root()
 }

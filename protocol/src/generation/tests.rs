@@ -43,6 +43,10 @@ fn plan(w: &World, storage: Option<Storage>) -> Plan<'_> {
     }
 }
 
+fn tag(w: &World) -> DeviceTag {
+    w.old.keys().names.device_tag(&w.a)
+}
+
 fn record(w: &World) -> Next {
     Next::create(&w.old.keys(), &w.creator, &plan(w, None)).unwrap()
 }
@@ -58,7 +62,7 @@ fn roots_name_each_generation_by_number_and_key() {
 #[test]
 fn each_remaining_device_opens_its_own_wrap_and_the_removed_one_has_none() {
     let w = world();
-    let stored = Next::from_bytes(&record(&w).to_bytes()).unwrap();
+    let stored = Next::from_bytes(tag(&w), &record(&w).to_bytes()).unwrap();
     assert_eq!(stored.successor.generation, 2);
     assert_eq!(stored.successor.key_id, w.new.key_id());
     assert!(!stored.successor.moved);
@@ -77,7 +81,7 @@ fn each_remaining_device_opens_its_own_wrap_and_the_removed_one_has_none() {
         let handover = rotation
             .wrap_for(&device)
             .unwrap()
-            .open(identity, w.old.key_id(), &stored.successor)
+            .open(identity, w.old.key_id(), &stored.successor, w.a)
             .unwrap();
         assert_eq!(handover.key.expose_bytes(), w.new.expose_bytes());
         assert!(handover.storage.is_none());
@@ -93,25 +97,28 @@ fn a_wrap_opens_only_for_its_device_generation_and_repository() {
     let old = w.old.key_id();
     // Another device's secret.
     assert_eq!(
-        wrap.open(&w.creator, old, &stored.successor).unwrap_err(),
+        wrap.open(&w.creator, old, &stored.successor, w.a)
+            .unwrap_err(),
         Error::WrapDoesNotOpen
     );
     // Moved to another device's place.
     let mut moved = wrap.clone();
     moved.device = w.a;
     assert_eq!(
-        moved.open(&w.other, old, &stored.successor).unwrap_err(),
+        moved
+            .open(&w.other, old, &stored.successor, w.a)
+            .unwrap_err(),
         Error::WrapDoesNotOpen
     );
     // Another generation or repository.
     let mut later = stored.successor;
     later.generation = 3;
     assert_eq!(
-        wrap.open(&w.other, old, &later).unwrap_err(),
+        wrap.open(&w.other, old, &later, w.a).unwrap_err(),
         Error::WrapDoesNotOpen
     );
     assert_eq!(
-        wrap.open(&w.other, KeyId([9; 8]), &stored.successor)
+        wrap.open(&w.other, KeyId([9; 8]), &stored.successor, w.a)
             .unwrap_err(),
         Error::WrapDoesNotOpen
     );
@@ -135,7 +142,7 @@ fn storage_travels_sealed_and_is_never_shown() {
     let handover = rotation
         .wrap_for(&w.b)
         .unwrap()
-        .open(&w.other, w.old.key_id(), &stored.successor)
+        .open(&w.other, w.old.key_id(), &stored.successor, w.a)
         .unwrap();
     assert_eq!(handover.storage.as_ref(), Some(&storage));
     let shown = format!("{handover:?}");
@@ -164,14 +171,14 @@ fn a_record_opens_only_with_the_old_key_and_its_own_public_part() {
     // The public part swapped for another generation's: the record no longer opens.
     let mut bytes = stored.to_bytes();
     bytes[5] = 3;
-    let swapped = Next::from_bytes(&bytes).unwrap();
+    let swapped = Next::from_bytes(tag(&w), &bytes).unwrap();
     assert_eq!(
         swapped.open(&w.old.keys()).unwrap_err(),
         Error::AuthenticationFailed
     );
     bytes[5] = 1;
     assert!(matches!(
-        Next::from_bytes(&bytes).unwrap_err(),
+        Next::from_bytes(tag(&w), &bytes).unwrap_err(),
         Error::Malformed { .. }
     ));
 }
@@ -184,18 +191,18 @@ fn every_flipped_bit_and_every_cut_is_refused() {
     for at in (0..bytes.len()).step_by(7) {
         let mut flipped = bytes.clone();
         flipped[at] ^= 0x10;
-        if let Ok(next) = Next::from_bytes(&flipped) {
+        if let Ok(next) = Next::from_bytes(tag(&w), &flipped) {
             assert!(next.open(&keys).is_err(), "flip at {at} opened");
         }
     }
     for cut in (0..bytes.len()).step_by(13) {
-        if let Ok(next) = Next::from_bytes(&bytes[..cut]) {
+        if let Ok(next) = Next::from_bytes(tag(&w), &bytes[..cut]) {
             assert!(next.open(&keys).is_err(), "cut at {cut} opened");
         }
     }
     let mut longer = bytes.clone();
     longer.push(0);
-    assert!(Next::from_bytes(&longer).is_err());
+    assert!(Next::from_bytes(tag(&w), &longer).is_err());
 }
 
 #[test]
@@ -214,7 +221,7 @@ fn a_wrap_handing_another_key_than_announced_is_refused() {
     let (enc, sealed) = hpke::single_shot_seal::<WrapAead, WrapKdf, WrapKem>(
         &OpModeS::Base,
         &public,
-        &wrap_info(w.old.key_id(), &successor, &w.b),
+        &wrap_info(w.old.key_id(), &successor, &w.b, &w.a),
         &postcard::to_allocvec(&wire).unwrap(),
         &[],
     )
@@ -225,7 +232,8 @@ fn a_wrap_handing_another_key_than_announced_is_refused() {
         sealed,
     };
     assert_eq!(
-        wrap.open(&w.other, w.old.key_id(), &successor).unwrap_err(),
+        wrap.open(&w.other, w.old.key_id(), &successor, w.a)
+            .unwrap_err(),
         Error::HandedWrongKey {
             handed: SyncKey::from_bytes([7; 32]).key_id(),
             announced: w.new.key_id(),
@@ -328,4 +336,24 @@ fn storage_shows_its_scheme_only() {
         "{shown}"
     );
     assert!(shown.contains("webdav://"), "{shown}");
+}
+
+#[test]
+fn a_candidate_opens_only_under_its_creators_name_and_a_wrap_only_from_its_creator() {
+    let w = world();
+    let stored = record(&w);
+    assert_eq!(stored.name().to_string(), format!("head/next/{}", tag(&w)));
+    let elsewhere =
+        Next::from_bytes(w.old.keys().names.device_tag(&w.b), &stored.to_bytes()).unwrap();
+    assert_eq!(
+        elsewhere.open(&w.old.keys()).unwrap_err(),
+        Error::AuthenticationFailed
+    );
+    let rotation = stored.open(&w.old.keys()).unwrap().value;
+    let wrap = rotation.wrap_for(&w.b).unwrap();
+    assert_eq!(
+        wrap.open(&w.other, w.old.key_id(), &stored.successor, w.b)
+            .unwrap_err(),
+        Error::WrapDoesNotOpen
+    );
 }

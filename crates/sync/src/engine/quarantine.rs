@@ -136,7 +136,7 @@ impl Engine {
                 (Kind::Segment, Some(*device))
             }
             ObjectName::Blob { .. } => (Kind::Blob, None),
-            ObjectName::Repo | ObjectName::Next | ObjectName::Prev => (Kind::Fetch, None),
+            ObjectName::Repo | ObjectName::Next { .. } | ObjectName::Prev => (Kind::Fetch, None),
         };
         let mut set_aside = Transfer::new(Route::Down, kind, Outcome::Quarantined)
             .object(name)
@@ -201,7 +201,7 @@ impl Engine {
                 ObjectName::Head { .. } => applied > 0,
                 ObjectName::Blob { .. }
                 | ObjectName::Repo
-                | ObjectName::Next
+                | ObjectName::Next { .. }
                 | ObjectName::Prev => false,
             };
             if passed {
