@@ -29,6 +29,9 @@ use crate::SyncError;
 /// The most candidates read from one generation: more were planted.
 pub const MAX_CANDIDATES: usize = 16;
 
+/// The most candidate names listed in one generation (a page of the largest listing).
+const MAX_LISTED: usize = ferry_store::MAX_PAGE;
+
 /// The most headers a search reads: more is a tree of candidates planted by the storage.
 const MAX_HEADERS: usize = 64;
 
@@ -59,17 +62,18 @@ pub struct Located {
     pub successors: Vec<Next>,
 }
 
-/// The candidates for the successor of the generation at `root` (SPEC §11.2), each as read: a
-/// candidate whose bytes are not one is there with why. At most [`MAX_CANDIDATES`].
+/// The candidates for the successor of the generation at `root` (SPEC §11.2) whose creator's
+/// tag is `wanted` (a device reads only its roster's: names planted under other tags cost it
+/// nothing), each as read: a candidate whose bytes are not one is there with why. At most
+/// [`MAX_CANDIDATES`] are read.
 pub async fn candidates(
     store: &dyn Store,
     retry: &RetryPolicy,
     root: &str,
+    wanted: impl Fn(&DeviceTag) -> bool,
 ) -> Result<Vec<(DeviceTag, Result<Next, SyncError>)>, SyncError> {
     let prefix = format!("{root}{NEXT_PREFIX}");
-    let page = retry
-        .run(|| store.list(&prefix, None, MAX_CANDIDATES))
-        .await?;
+    let page = retry.run(|| store.list(&prefix, None, MAX_LISTED)).await?;
     let mut found = Vec::new();
     for object in page.objects {
         let Some(ObjectName::Next { creator }) = object
@@ -79,6 +83,12 @@ pub async fn candidates(
         else {
             continue;
         };
+        if !wanted(&creator) {
+            continue;
+        }
+        if found.len() == MAX_CANDIDATES {
+            break;
+        }
         let read = match retry.run(|| store.get(&object.name, next_limit())).await {
             Ok(bytes) => Next::from_bytes(creator, &bytes).map_err(SyncError::from),
             Err(StoreError::NotFound { .. }) => continue,
@@ -130,7 +140,8 @@ pub async fn locate(
             Err(_) => continue,
         };
         let keys = key_for(&header)?;
-        let next = candidates(store, retry, &root).await?;
+        // A joining device has no roster yet: it reads the first candidates listed.
+        let next = candidates(store, retry, &root, |_| true).await?;
         let next = next.into_iter().filter_map(|(_, next)| next.ok());
         let next = next.filter(|next| next.successor.generation == number + 1);
         if header.key_id == keys.id {

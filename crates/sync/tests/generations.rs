@@ -121,7 +121,11 @@ async fn rotate(
 /// The valid candidates of generation 1, as a device that removed `removed_here` sees them.
 async fn valid(store: &dyn Store, h: &Household, removed_here: &[DeviceId]) -> Vec<Valid> {
     let keys = old().keys();
-    candidates(store, &FAST_RETRY, V1)
+    let tags: Vec<_> = [&h.laptop, &h.desk, &h.phone]
+        .iter()
+        .map(|p| keys.names.device_tag(&p.device))
+        .collect();
+    candidates(store, &FAST_RETRY, V1, |tag| tags.contains(tag))
         .await
         .unwrap()
         .into_iter()
@@ -318,6 +322,13 @@ per_backend! {
             Err(SyncError::Protocol(ferry_protocol::Error::WrongKey { .. }))
         ));
 
+        // Names planted ahead of the honest candidates in the listing cost a device that
+        // reads its roster's candidates nothing.
+        for i in 0..20u8 {
+            let planted = ObjectName::Next { creator: ferry_protocol::DeviceTag([i; 16]) };
+            store.put(&path_in(V1, &planted), b"junk".to_vec()).await.unwrap();
+        }
+
         // Junk planted in the laptop's name first: its candidate replaces it.
         let name = path_in(V1, &prepared.next.name());
         store.put(&name, b"FRY junk".to_vec()).await.unwrap();
@@ -331,8 +342,8 @@ per_backend! {
         bytes[at] ^= 1;
         store.delete(&name).await.unwrap();
         store.put(&name, bytes).await.unwrap();
-        let read = candidates(store, &FAST_RETRY, V1).await.unwrap();
-        let flipped = read[0].1.as_ref().unwrap();
+        let read = laptops_candidate(store, &h).await;
+        let flipped = read.as_ref().unwrap();
         assert!(matches!(
             validate(flipped, 1, &keys, h.roster(), none_removed),
             Err(SyncError::Protocol(ferry_protocol::Error::AuthenticationFailed))
@@ -389,6 +400,16 @@ per_backend! {
             Err(SyncError::Protocol(ferry_protocol::Error::WrongKey { .. }))
         ));
     }
+}
+
+/// The laptop's candidate, as the others read it among twenty planted names.
+async fn laptops_candidate(store: &dyn Store, h: &Household) -> Result<Next, SyncError> {
+    let tag = old().keys().names.device_tag(&h.laptop.device);
+    let mut read = candidates(store, &FAST_RETRY, V1, |t| *t == tag)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 1);
+    read.remove(0).1
 }
 
 fn found_root(prepared: &Prepared) -> String {
