@@ -1,27 +1,18 @@
 //! The repository in storage, spoken to by object name: every request goes through the
-//! retry policy, and every store path is made here, below the repository root.
+//! retry policy, and every store path is made here, below the root of the generation it
+//! speaks to.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use ferry_protocol::names::{HEAD_PREFIX, ROOT, SNAP_PREFIX};
+use ferry_protocol::names::{HEAD_PREFIX, SNAP_PREFIX};
 use ferry_protocol::{DeviceTag, ObjectName};
 use ferry_store::{RetryPolicy, Store, StoreError};
 use tracing::debug;
 
 use crate::SyncError;
 use crate::engine::StorageHealth;
-
-/// The store path of an object.
-pub(crate) fn path(name: &ObjectName) -> String {
-    format!("{ROOT}{name}")
-}
-
-/// Parses a store path back into an object name; `None` for anything that is not one.
-pub(crate) fn parse(path: &str) -> Option<ObjectName> {
-    path.strip_prefix(ROOT)?.parse().ok()
-}
 
 /// What a write-once PUT accepts when the name already holds bytes (a retry after a crash or
 /// a lost answer).
@@ -33,21 +24,40 @@ pub(crate) enum IfPresent {
     Keep,
 }
 
-/// The store and the retry policy, together.
+/// The store and the retry policy, together, speaking to one generation of the repository.
 pub(crate) struct Remote {
     store: Arc<dyn Store>,
+    /// The generation's folder below the store's prefix (SPEC §11.1).
+    root: String,
     retry: RetryPolicy,
     /// Whether the storage answered its last request, and since when.
     health: Mutex<Option<StorageHealth>>,
 }
 
 impl Remote {
-    pub(crate) fn new(store: Arc<dyn Store>, retry: RetryPolicy) -> Remote {
+    pub(crate) fn new(store: Arc<dyn Store>, retry: RetryPolicy, root: String) -> Remote {
         Remote {
             store,
+            root,
             retry,
             health: Mutex::new(None),
         }
+    }
+
+    /// The store path of an object.
+    pub(crate) fn path(&self, name: &ObjectName) -> String {
+        format!("{}{name}", self.root)
+    }
+
+    /// Parses a store path back into an object name; `None` for anything that is not one of
+    /// this generation's.
+    pub(crate) fn parse(&self, path: &str) -> Option<ObjectName> {
+        path.strip_prefix(&self.root)?.parse().ok()
+    }
+
+    /// The generation's folder below the store's prefix.
+    pub(crate) fn root(&self) -> &str {
+        &self.root
     }
 
     /// Whether the storage answered its last request (`None` before the first).
@@ -90,20 +100,20 @@ impl Remote {
     /// The object's bytes, if it is no larger than an object of its kind may be (SPEC §2):
     /// a larger one is not read.
     pub(crate) async fn get(&self, name: &ObjectName) -> Result<Vec<u8>, StoreError> {
-        let path = path(name);
+        let path = self.path(name);
         let limit = name.kind().max_sealed() as u64;
         self.seen(self.retry.run(|| self.store.get(&path, limit)).await)
     }
 
     /// Deletes the object (deleting what is not there succeeds).
     pub(crate) async fn delete(&self, name: &ObjectName) -> Result<(), StoreError> {
-        let path = path(name);
+        let path = self.path(name);
         self.seen(self.retry.run(|| self.store.delete(&path)).await)
     }
 
     /// Deletes the objects in as few requests as the storage allows.
     pub(crate) async fn delete_many(&self, names: &[ObjectName]) -> Result<(), StoreError> {
-        let paths: Vec<String> = names.iter().map(path).collect();
+        let paths: Vec<String> = names.iter().map(|name| self.path(name)).collect();
         self.seen(self.retry.run(|| self.store.delete_many(&paths)).await)
     }
 
@@ -114,7 +124,7 @@ impl Remote {
         bytes: &[u8],
         if_present: IfPresent,
     ) -> Result<(), SyncError> {
-        let path = path(name);
+        let path = self.path(name);
         match self.seen(
             self.retry
                 .run(|| self.store.put_new(&path, bytes.to_vec()))
@@ -141,7 +151,7 @@ impl Remote {
         name: &ObjectName,
         bytes: &[u8],
     ) -> Result<Option<Vec<u8>>, SyncError> {
-        let path = path(name);
+        let path = self.path(name);
         match self.seen(
             self.retry
                 .run(|| self.store.put_new(&path, bytes.to_vec()))
@@ -161,7 +171,7 @@ impl Remote {
     /// Every object whose path starts with `prefix` (below the root), with its size; names
     /// that are not Ferry's are left out.
     async fn list(&self, prefix: &str) -> Result<Vec<(ObjectName, u64)>, StoreError> {
-        let prefix = format!("{ROOT}{prefix}");
+        let prefix = format!("{}{prefix}", self.root);
         let mut found = Vec::new();
         let mut after: Option<String> = None;
         loop {
@@ -174,7 +184,7 @@ impl Remote {
                     .await,
             )?;
             for object in page.objects {
-                match parse(&object.name) {
+                match self.parse(&object.name) {
                     Some(name) => found.push((name, object.size)),
                     None => debug!(name = %object.name, "ignoring a stray object"),
                 }

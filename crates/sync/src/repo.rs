@@ -1,10 +1,12 @@
-//! The repository's lifecycle: create it once, and check the key before anything else.
+//! The repository's lifecycle: create it once (its first generation, `ferry/v1/`), and check
+//! the key before anything else.
 
+use ferry_protocol::names::ROOT;
 use ferry_protocol::{KdfParams, Keys, ObjectName, RepoHeader};
 use ferry_store::{RetryPolicy, Store, StoreError};
 
 use crate::SyncError;
-use crate::remote::path;
+use crate::generation::path_in;
 
 /// The most bytes read at the header's name.
 fn header_limit() -> u64 {
@@ -19,7 +21,7 @@ pub async fn init(
     kdf: Option<KdfParams>,
     retry: &RetryPolicy,
 ) -> Result<RepoHeader, SyncError> {
-    let name = path(&ObjectName::Repo);
+    let name = path_in(ROOT, &ObjectName::Repo);
     match retry.run(|| store.get(&name, header_limit())).await {
         Ok(bytes) => return Err(exists(&bytes)),
         Err(StoreError::NotFound { .. }) => {}
@@ -50,7 +52,7 @@ pub async fn open(
     keys: &Keys,
     retry: &RetryPolicy,
 ) -> Result<RepoHeader, SyncError> {
-    let name = path(&ObjectName::Repo);
+    let name = path_in(ROOT, &ObjectName::Repo);
     let bytes = match retry.run(|| store.get(&name, header_limit())).await {
         Ok(bytes) => bytes,
         Err(StoreError::NotFound { .. }) => return Err(no_repository(store, retry).await),
@@ -64,7 +66,7 @@ pub async fn open(
 /// Reads only the public part of the header: which key and passphrase parameters the
 /// repository uses (for joining with a passphrase).
 pub async fn header(store: &dyn Store, retry: &RetryPolicy) -> Result<RepoHeader, SyncError> {
-    let name = path(&ObjectName::Repo);
+    let name = path_in(ROOT, &ObjectName::Repo);
     match retry.run(|| store.get(&name, header_limit())).await {
         Ok(bytes) => Ok(RepoHeader::from_bytes(&bytes)?),
         Err(StoreError::NotFound { .. }) => Err(no_repository(store, retry).await),

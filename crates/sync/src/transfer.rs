@@ -5,8 +5,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ferry_protocol::{DeviceTag, ObjectName};
 use serde::{Deserialize, Serialize};
 
-use crate::remote::path;
-
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -95,7 +93,8 @@ pub struct Transfer {
     pub kind: Kind,
     /// The device whose object it was (hex tag), where there is one.
     pub device: Option<String>,
-    /// The object's store path.
+    /// The object's store path (as logged; a line being made holds the name below the
+    /// generation's root, which the log puts before it).
     pub name: Option<String>,
     /// Operations carried.
     pub ops: u64,
@@ -129,9 +128,10 @@ impl Transfer {
         self
     }
 
-    /// The object moved.
+    /// The object moved, by its name below the generation's root (the log writes the root
+    /// before it).
     pub(crate) fn object(mut self, name: &ObjectName) -> Transfer {
-        self.name = Some(path(name));
+        self.name = Some(name.to_string());
         self
     }
 

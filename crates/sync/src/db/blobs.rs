@@ -100,7 +100,7 @@ impl Db {
             )?;
         }
         tx.execute("DELETE FROM blob_chunks WHERE id = ?1", [id.0])?;
-        insert_transfer(&tx, transfer)?;
+        insert_transfer(&tx, &self.root, transfer)?;
         tx.commit()?;
         Ok(())
     }

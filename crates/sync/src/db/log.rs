@@ -13,7 +13,7 @@ use crate::transfer::{Kind, Outcome, Route, Transfer};
 impl Db {
     /// Adds a line to the transfer log.
     pub(crate) fn log(&self, transfer: &Transfer) -> Result<(), SyncError> {
-        insert_transfer(&self.conn, transfer)
+        insert_transfer(&self.conn, &self.root, transfer)
     }
 
     /// When the device of `tag` was last heard from: the newest segment or snapshot of it
@@ -83,7 +83,13 @@ where
     })
 }
 
-pub(super) fn insert_transfer(conn: &Connection, t: &Transfer) -> Result<(), SyncError> {
+/// Logs `t`, its object named by its store path below `root`.
+pub(super) fn insert_transfer(
+    conn: &Connection,
+    root: &str,
+    t: &Transfer,
+) -> Result<(), SyncError> {
+    let name = t.name.as_ref().map(|name| format!("{root}{name}"));
     conn.execute(
         "INSERT INTO transfers (at, direction, kind, device, name, ops, bytes, outcome, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -92,7 +98,7 @@ pub(super) fn insert_transfer(conn: &Connection, t: &Transfer) -> Result<(), Syn
             t.direction.as_str(),
             t.kind.as_str(),
             t.device,
-            t.name,
+            name,
             to_i64(t.ops),
             to_i64(t.bytes),
             t.outcome.as_str(),

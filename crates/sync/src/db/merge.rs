@@ -121,7 +121,7 @@ impl Db {
              ON CONFLICT (tag) DO UPDATE SET seq = excluded.seq, ops = excluded.ops",
             params![tag.0, device.0, to_i64(cursor.seq), to_i64(cursor.ops)],
         )?;
-        insert_transfer(&tx, transfer)?;
+        insert_transfer(&tx, &self.root, transfer)?;
         tx.commit()?;
         Ok(())
     }
@@ -156,7 +156,7 @@ impl Db {
             index_text(&tx, *clip, text, Seen::Before)?;
         }
         for transfer in transfers {
-            insert_transfer(&tx, transfer)?;
+            insert_transfer(&tx, &self.root, transfer)?;
         }
         tx.commit()?;
         Ok(())

@@ -219,6 +219,8 @@ pub(crate) struct Position {
 
 pub(crate) struct Db {
     conn: Connection,
+    /// The root of the generation the device is on: transfer lines name their objects below it.
+    root: String,
 }
 
 pub(super) fn to_i64(value: u64) -> i64 {
@@ -245,7 +247,10 @@ impl Db {
         // FULL: a commit is on disk when it returns, so `record` is durable.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut db = Db { conn };
+        let mut db = Db {
+            conn,
+            root: ferry_protocol::names::ROOT.to_owned(),
+        };
         db.migrate()?;
         Ok(db)
     }

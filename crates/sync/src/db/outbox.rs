@@ -78,7 +78,7 @@ impl Db {
             [to_i64(seq)],
         )?;
         set_meta(&tx, Meta::SkippedSeq, &seq.to_le_bytes())?;
-        insert_transfer(&tx, transfer)?;
+        insert_transfer(&tx, &self.root, transfer)?;
         tx.commit()?;
         Ok(())
     }
@@ -142,7 +142,7 @@ impl Db {
             "UPDATE segments SET uploaded_at = ?2 WHERE seq = ?1",
             params![to_i64(seq), to_i64(transfer.at_ms)],
         )?;
-        insert_transfer(&tx, transfer)?;
+        insert_transfer(&tx, &self.root, transfer)?;
         tx.commit()?;
         Ok(())
     }
@@ -203,7 +203,7 @@ impl Db {
              WHERE seq <= ?1 AND uploaded_at IS NOT NULL",
             [to_i64(seq)],
         )?;
-        insert_transfer(&tx, transfer)?;
+        insert_transfer(&tx, &self.root, transfer)?;
         tx.commit()?;
         Ok(())
     }

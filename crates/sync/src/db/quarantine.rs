@@ -95,7 +95,7 @@ impl Db {
                 sealed
             ],
         )?;
-        insert_transfer(&tx, transfer)?;
+        insert_transfer(&tx, &self.root, transfer)?;
         tx.commit()?;
         Ok(())
     }

@@ -7,7 +7,7 @@ use ferry_store::StoreError;
 
 use super::{Engine, UploadReport};
 use crate::SyncError;
-use crate::remote::{IfPresent, path};
+use crate::remote::IfPresent;
 use crate::transfer::{Kind, Outcome, Route, Transfer};
 
 impl Engine {
@@ -130,7 +130,7 @@ impl Engine {
         if let Err(error) = self.db.finish_blob(id, None, &failed) {
             return error;
         }
-        let name = path(name);
+        let name = self.remote.path(name);
         self.note(format!("{name}: {reason}"));
         SyncError::BrokenBlob { name, reason }
     }

@@ -14,7 +14,6 @@ use super::plan::{self, Peer, Read, Stop};
 use super::quarantine::Refusal;
 use super::{DeviceFailure, DryRun, Engine, FetchReport, Pass, Planned};
 use crate::SyncError;
-use crate::remote::path;
 use crate::transfer::{Kind, Outcome, Route, Transfer};
 
 /// The most devices never seen before that one fetch pass looks at; the others wait for the
@@ -150,7 +149,7 @@ impl Engine {
         held: &BTreeSet<String>,
     ) -> Result<Peer, SyncError> {
         let mut peer = Peer::new(tag, head, self.db.cursor(&tag)?.seq);
-        let first = path(&ObjectName::Log {
+        let first = self.remote.path(&ObjectName::Log {
             device: tag,
             seq: 1,
         });
@@ -173,7 +172,7 @@ impl Engine {
         let mut peers = Vec::new();
         let mut unknown = 0;
         for (&tag, &head) in heads {
-            if held.contains(&path(&ObjectName::Head {
+            if held.contains(&self.remote.path(&ObjectName::Head {
                 device: tag,
                 seq: head,
             })) {
@@ -196,11 +195,11 @@ impl Engine {
         let mut loaded = Vec::new();
         let mut ready = Vec::new();
         for mut peer in peers {
-            if let Some(seq) = plan::fetch(&peer, &held).leading_snapshot() {
+            if let Some(seq) = plan::fetch(&peer, &held, self.remote.root()).leading_snapshot() {
                 match self.read_snapshot(peer.tag, seq, peer.head, report).await {
                     Ok(Fetched::Read(snapshot)) => loaded.push(snapshot),
                     Ok(Fetched::Quarantined) => {
-                        held.insert(path(&ObjectName::Snap {
+                        held.insert(self.remote.path(&ObjectName::Snap {
                             device: peer.tag,
                             seq,
                         }));
@@ -216,7 +215,7 @@ impl Engine {
             ready.push(peer);
         }
         let (loaded, refused) = self.agree_on_roster(loaded, report)?;
-        held.extend(refused.iter().map(path));
+        held.extend(refused.iter().map(|name| self.remote.path(name)));
         self.merge_snapshots(loaded)?;
         for peer in ready {
             let tag = peer.tag;
@@ -265,7 +264,7 @@ impl Engine {
             Err(reason) => format!(
                 "{} is not a head its device wrote ({reason}): planted, and ignored; the newer \
                  state (seq {applied}) is kept",
-                path(&name)
+                self.remote.path(&name)
             ),
         };
         warn!("{said}");
@@ -343,7 +342,7 @@ impl Engine {
         let mut steps_over = 0;
         'plan: loop {
             peer.applied = self.db.cursor(&peer.tag)?.seq;
-            let plan = plan::fetch(&peer, held);
+            let plan = plan::fetch(&peer, held, self.remote.root());
             for read in plan.reads {
                 let name = object(read, peer.tag);
                 // Here only when the read did not move the stream on: quarantined or missing.
@@ -381,7 +380,7 @@ impl Engine {
                     }
                 };
                 if quarantined {
-                    held.insert(path(&name));
+                    held.insert(self.remote.path(&name));
                 }
                 if steps_over >= MAX_STEPS_OVER {
                     peer.stored = None;
@@ -432,7 +431,7 @@ impl Engine {
             Some(Stop::Missing(seq)) => {
                 // A head names a segment that is not there and no snapshot covers it:
                 // deleted by hand, or lost. The next poll looks again.
-                let name = path(&ObjectName::Log {
+                let name = self.remote.path(&ObjectName::Log {
                     device: peer.tag,
                     seq,
                 });
@@ -460,7 +459,7 @@ impl Engine {
         if self.config.direction.sends() {
             for write in plan::upload(&self.outbox(&self.db.unuploaded()?)?) {
                 dry_run.upload.push(Planned {
-                    name: path(&self.log_name(write.seq)),
+                    name: self.remote.path(&self.log_name(write.seq)),
                     ops: write.ops,
                     bytes: write.bytes,
                 });
@@ -484,7 +483,7 @@ impl Engine {
                 .collect::<BTreeSet<u64>>();
             let snapshots = self.remote.snapshots(tag).await?;
             peer.snapshots = snapshots.keys().copied().collect();
-            for read in plan::fetch(&peer, &held).reads {
+            for read in plan::fetch(&peer, &held, self.remote.root()).reads {
                 let (name, size) = match read {
                     Read::Snapshot(seq) => {
                         (ObjectName::Snap { device: tag, seq }, snapshots.get(&seq))
@@ -494,7 +493,7 @@ impl Engine {
                     }
                 };
                 dry_run.download.push(Planned {
-                    name: path(&name),
+                    name: self.remote.path(&name),
                     ops: 0,
                     bytes: size.copied().unwrap_or(0),
                 });

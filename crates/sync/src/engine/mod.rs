@@ -359,7 +359,8 @@ impl Engine {
             tag: keys.names.device_tag(&device),
             replica: Replica::with_state(device, state),
             local: Replica::with_state(local, local_state),
-            remote: Remote::new(store, config.retry),
+            // Generation 1 until the engine follows generations (SPEC §11).
+            remote: Remote::new(store, config.retry, ferry_protocol::names::ROOT.to_owned()),
             keys,
             identity,
             device,

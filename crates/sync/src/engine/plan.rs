@@ -151,9 +151,10 @@ impl PeerPlan {
 /// The reads for one device. A device never seen starts from its newest snapshot; a segment
 /// known to be missing, or held in quarantine, is skipped through the snapshot when it covers
 /// it (the device compacted past it), else stepped over to the next listed segment when the
-/// segments are listed; `held` (store paths) are the quarantined objects not to read now.
-pub(crate) fn fetch(peer: &Peer, held: &BTreeSet<String>) -> PeerPlan {
-    let is_quarantined = |name: ObjectName| held.contains(&crate::remote::path(&name));
+/// segments are listed; `held` (store paths, below `root`) are the quarantined objects not to
+/// read now.
+pub(crate) fn fetch(peer: &Peer, held: &BTreeSet<String>, root: &str) -> PeerPlan {
+    let is_quarantined = |name: ObjectName| held.contains(&format!("{root}{name}"));
     let device = peer.tag;
     // A writer snapshots at a segment it has uploaded, under a head it has written: a
     // snapshot beyond the newest head is not one of its.
@@ -233,7 +234,10 @@ mod tests {
     }
 
     fn quarantined(names: &[ObjectName]) -> BTreeSet<String> {
-        names.iter().map(crate::remote::path).collect()
+        names
+            .iter()
+            .map(|name| format!("{}{name}", ferry_protocol::names::ROOT))
+            .collect()
     }
 
     use Read::{Segment, Snapshot};
@@ -303,7 +307,7 @@ mod tests {
                 &log_3, &[], Some(Stop::Quarantined(3))),
         ];
         for (case, peer, quarantined, reads, stop) in cases {
-            let plan = fetch(peer, quarantined);
+            let plan = fetch(peer, quarantined, ferry_protocol::names::ROOT);
             assert_eq!(plan.reads, *reads, "{case}");
             assert_eq!(plan.stop, *stop, "{case}");
         }
@@ -338,7 +342,7 @@ mod tests {
                             ]
                         })
                         .collect();
-                    let plan = fetch(&peer, &quarantined(&held));
+                    let plan = fetch(&peer, &quarantined(&held), ferry_protocol::names::ROOT);
                     let mut at = applied;
                     for read in &plan.reads {
                         let (seq, name) = match *read {

@@ -13,7 +13,6 @@ use tracing::warn;
 use super::Engine;
 use crate::SyncError;
 use crate::db::{QuarantineRow, SetAside};
-use crate::remote::{parse, path};
 use crate::transfer::{Kind, Outcome, Route, Transfer, now_ms};
 
 /// The longest wait between two tries of a damaged object.
@@ -126,7 +125,7 @@ impl Engine {
         bytes: &[u8],
         head: u64,
     ) -> Result<(), SyncError> {
-        let store_path = path(name);
+        let store_path = self.remote.path(name);
         let reason = refusal.reason();
         warn!(name = %store_path, %reason, "quarantined");
         // Only a device's stream is quarantined: its segments, snapshots and heads.
@@ -192,7 +191,7 @@ impl Engine {
     /// read.
     pub(super) fn release_passed(&mut self) -> Result<(), SyncError> {
         for row in self.db.quarantined()? {
-            let (Some(tag), Some(name)) = (row.device, parse(&row.name)) else {
+            let (Some(tag), Some(name)) = (row.device, self.remote.parse(&row.name)) else {
                 continue;
             };
             let applied = self.db.cursor(&tag)?.seq;

@@ -17,7 +17,7 @@ use tracing::warn;
 use super::Engine;
 use crate::SyncError;
 use crate::db::Meta;
-use crate::remote::{IfPresent, path};
+use crate::remote::IfPresent;
 use crate::transfer::{Kind, Outcome, Route, Transfer, now_ms};
 
 impl Engine {
@@ -81,14 +81,14 @@ impl Engine {
                 self.remote
                     .put_once(&name, &kept.sealed, IfPresent::SameBytes)
                     .await?;
-                self.repaired(&path(&name), kept.sealed.len())?;
+                self.repaired(&self.remote.path(&name), kept.sealed.len())?;
             }
             if last && head_lost {
                 let head_name = self.head_name(seq);
                 self.remote
                     .put_once(&head_name, &kept.head, IfPresent::Keep)
                     .await?;
-                self.repaired(&path(&head_name), kept.head.len())?;
+                self.repaired(&self.remote.path(&head_name), kept.head.len())?;
             }
         }
         self.db.set_number(Meta::CheckedOwnAt, now_ms())
@@ -101,7 +101,9 @@ impl Engine {
     async fn check_listing_shows(&mut self, uploaded: u64) -> Result<(), SyncError> {
         let name = self.log_name(uploaded);
         match self.remote.get(&name).await {
-            Ok(_) => Err(SyncError::ListingHides { name: path(&name) }),
+            Ok(_) => Err(SyncError::ListingHides {
+                name: self.remote.path(&name),
+            }),
             Err(ferry_store::StoreError::NotFound { .. }) => Ok(()),
             Err(error) => Err(error.into()),
         }

@@ -13,7 +13,6 @@ use super::quarantine::{self, Refusal};
 use super::{Engine, FetchReport, clip_text};
 use crate::SyncError;
 use crate::db::Position;
-use crate::remote::path;
 use crate::transfer::{Kind, Outcome, Route, Transfer};
 
 impl Engine {
@@ -27,7 +26,7 @@ impl Engine {
         report: &mut FetchReport,
     ) -> Result<Fetched<Placed>, SyncError> {
         let name = ObjectName::Log { device: tag, seq };
-        let store_path = path(&name);
+        let store_path = self.remote.path(&name);
         let (bytes, kept) = match self.db.kept_bytes(&store_path)? {
             Some(bytes) => (bytes, true),
             None => match self.remote.get(&name).await {

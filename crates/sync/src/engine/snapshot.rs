@@ -12,7 +12,7 @@ use super::quarantine::Refusal;
 use super::{Engine, FetchReport};
 use crate::SyncError;
 use crate::db::{Meta, Position};
-use crate::remote::{IfPresent, path};
+use crate::remote::IfPresent;
 use crate::transfer::{Kind, Outcome, Route, Transfer};
 
 /// A snapshot read and checked, not yet merged.
@@ -143,7 +143,7 @@ impl Engine {
                 return Ok(Fetched::Quarantined);
             }
         };
-        self.db.release(&path(&name))?;
+        self.db.release(&self.remote.path(&name))?;
         report.segments += 1;
         report.bytes += bytes.len() as u64;
         let transfer = Transfer::new(Route::Down, Kind::Snapshot, Outcome::Ok)

@@ -26,7 +26,7 @@ use super::plan::{self, Outbox, Source};
 use super::{Engine, Pass, UploadReport};
 use crate::SyncError;
 use crate::db::{Meta, SegmentRow};
-use crate::remote::{IfPresent, path};
+use crate::remote::IfPresent;
 use crate::transfer::{Kind, Outcome, Route, Transfer};
 
 /// The most taken names one upload steps over; the rest of its work waits for the next.
@@ -244,7 +244,7 @@ impl Engine {
     /// installation uses this device's identity, and nothing more is written.
     fn skip_taken(&mut self, seq: u64, found: &[u8]) -> Result<(), SyncError> {
         let log = &self.log_name(seq);
-        let name = path(log);
+        let name = self.remote.path(log);
         let own = self.identity.public();
         let signed_here = self
             .keys
