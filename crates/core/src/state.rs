@@ -16,7 +16,7 @@
 //! - the device roster keeps one entry per device id, the earliest registration (see
 //!   [`roster`](crate::roster)).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};
 
 use serde::{Deserialize, Serialize};
@@ -670,11 +670,27 @@ impl State {
     /// Each registered device's membership, seen from `first`, the repository's first device:
     /// attestations count only along a chain from it (see [`crate::roster`]).
     pub fn memberships(&self, first: Option<DeviceId>) -> BTreeMap<DeviceId, Membership> {
+        self.memberships_without(first, &BTreeSet::new())
+    }
+
+    /// Each registered device's membership as it stands once the devices `removed` are taken
+    /// out: their attestations no longer count (nor does a removed first device), so a device
+    /// that held only through one of them no longer holds.
+    pub fn memberships_without(
+        &self,
+        first: Option<DeviceId>,
+        removed: &BTreeSet<DeviceId>,
+    ) -> BTreeMap<DeviceId, Membership> {
         let attested: BTreeMap<DeviceId, Vec<Pairing>> = self
             .devices()
-            .map(|(id, _)| (*id, self.attestations(id)))
+            .map(|(id, _)| {
+                let mut pairings = self.attestations(id);
+                pairings.retain(|pairing| !removed.contains(&pairing.by));
+                (*id, pairings)
+            })
             .collect();
         let mut holds: BTreeMap<DeviceId, Membership> = BTreeMap::new();
+        let first = first.filter(|first| !removed.contains(first));
         if let Some(first) = first.filter(|first| self.device(first).is_some()) {
             holds.insert(first, Membership::First);
         }

@@ -47,9 +47,10 @@ mod throttle;
 pub mod transfer;
 
 pub use engine::{
-    Behind, ChunkReceived, DeviceFailure, DryRun, Engine, EngineConfig, FAR_CLAIM, FetchReport,
-    Heard, LargeStep, NearbyChunk, NearbySegment, PeerStatus, Planned, Problem, Progress,
-    ProgressFn, Quarantined, Received, Retry, Status, StorageHealth, UploadReport,
+    Behind, ChunkReceived, Destination, DeviceFailure, DryRun, Engine, EngineConfig, FAR_CLAIM,
+    FetchReport, Heard, LargeStep, NearbyChunk, NearbySegment, PeerStatus, Planned, Problem,
+    Progress, ProgressFn, Quarantined, Received, Retry, RotationPlan, Status, StorageHealth,
+    Succession, UploadReport,
 };
 pub use error::SyncError;
 pub use policy::{Direction, Filters, Refusal};

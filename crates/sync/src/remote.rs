@@ -60,6 +60,16 @@ impl Remote {
         &self.root
     }
 
+    /// The store itself, for what speaks to more than one generation.
+    pub(crate) fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// The retry policy its requests follow.
+    pub(crate) fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
     /// Whether the storage answered its last request (`None` before the first).
     pub(crate) fn health(&self) -> Option<StorageHealth> {
         self.health.lock().map_or(None, |health| health.clone())

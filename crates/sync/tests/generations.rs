@@ -415,3 +415,120 @@ async fn laptops_candidate(store: &dyn Store, h: &Household) -> Result<Next, Syn
 fn found_root(prepared: &Prepared) -> String {
     prepared.next.successor.root()
 }
+
+/// Laptop (the first device), desk and phone (vouched for by the laptop), tablet (vouched for
+/// by the phone alone) and a stray (joined with the key, vouched for by nobody), all synced.
+async fn household(store: &std::sync::Arc<dyn Store>) -> Vec<common::Device> {
+    let mut devices = Vec::new();
+    for _ in 0..5 {
+        devices.push(common::Device::open(store.clone()).await);
+    }
+    devices[0].engine.founded().unwrap();
+    common::sync_all(&mut devices).await;
+    let id = |d: &common::Device| (d.engine.device(), d.identity().public());
+    let (desk, phone, tablet) = (id(&devices[1]), id(&devices[2]), id(&devices[3]));
+    devices[0].engine.vouch(desk.0, desk.1).unwrap();
+    devices[0].engine.vouch(phone.0, phone.1).unwrap();
+    common::sync_all(&mut devices).await;
+    devices[2].engine.vouch(tablet.0, tablet.1).unwrap();
+    common::sync_all(&mut devices).await;
+    devices
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn removing_a_device_hands_the_key_to_the_members_and_tells_the_others(backend) {
+        let storage = storage(backend).await;
+        common::init(&*storage.store).await;
+        let devices = household(&storage.store).await;
+        let [laptop, desk, phone, tablet, stray] = &devices[..] else { unreachable!() };
+        let id = |d: &common::Device| d.engine.device();
+
+        let plan = laptop.engine.rotation_plan(&[id(phone)], &[]).unwrap();
+        let mut given: Vec<_> = plan.recipients.iter().map(|(device, _)| *device).collect();
+        given.sort();
+        let mut expected = vec![id(laptop), id(desk)];
+        expected.sort();
+        assert_eq!(given, expected);
+        let mut left_out = plan.left_out.clone();
+        left_out.sort();
+        let mut expected = vec![id(tablet), id(stray)];
+        expected.sort();
+        assert_eq!(left_out, expected, "the tablet held only through the phone");
+        let with_tablet = laptop.engine.rotation_plan(&[id(phone)], &[id(tablet)]).unwrap();
+        assert!(with_tablet.recipients.iter().any(|(device, _)| *device == id(tablet)));
+        assert!(laptop.engine.rotation_plan(&[id(laptop)], &[]).is_err());
+
+        let new = SyncKey::generate().unwrap();
+        let successor = laptop
+            .engine
+            .rotate(&old(), &new, None, &plan, ferry_sync::Destination::Here)
+            .await
+            .unwrap();
+        assert_eq!(successor.generation, 2);
+
+        let none = std::collections::BTreeSet::new();
+        for device in [laptop, desk] {
+            match device.engine.succession(&none).await.unwrap() {
+                ferry_sync::Succession::Follow { handover, by, .. } => {
+                    assert_eq!(handover.key.expose_bytes(), new.expose_bytes());
+                    assert_eq!(by, id(laptop));
+                }
+                other => panic!("a member should follow: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            phone.engine.succession(&none).await.unwrap(),
+            ferry_sync::Succession::Removed { by, .. } if by == id(laptop)
+        ));
+        for device in [tablet, stray] {
+            assert!(matches!(
+                device.engine.succession(&none).await.unwrap(),
+                ferry_sync::Succession::LeftOut { .. }
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn two_devices_removing_each_other_wait_for_the_person(backend) {
+        let storage = storage(backend).await;
+        common::init(&*storage.store).await;
+        let devices = household(&storage.store).await;
+        let [laptop, desk, phone, ..] = &devices[..] else { unreachable!() };
+        let id = |d: &common::Device| d.engine.device();
+        let none = std::collections::BTreeSet::new();
+
+        let by_phone = phone.engine.rotation_plan(&[id(laptop), id(desk)], &[]).unwrap();
+        phone
+            .engine
+            .rotate(&old(), &SyncKey::generate().unwrap(), None, &by_phone, ferry_sync::Destination::Here)
+            .await
+            .unwrap();
+        // Alone, the phone's removal stands: the others are told who removed them.
+        assert!(matches!(
+            desk.engine.succession(&none).await.unwrap(),
+            ferry_sync::Succession::Removed { by, .. } if by == id(phone)
+        ));
+        let by_laptop = laptop.engine.rotation_plan(&[id(phone)], &[]).unwrap();
+        let new = SyncKey::generate().unwrap();
+        laptop
+            .engine
+            .rotate(&old(), &new, None, &by_laptop, ferry_sync::Destination::Here)
+            .await
+            .unwrap();
+        match desk.engine.succession(&none).await.unwrap() {
+            ferry_sync::Succession::Dispute { sides } => assert_eq!(sides.len(), 2),
+            other => panic!("expected a dispute: {other:?}"),
+        }
+        // The person removes the phone on the desk (and the laptop removed it already).
+        let phone_removed = std::collections::BTreeSet::from([id(phone)]);
+        for device in [desk, laptop] {
+            match device.engine.succession(&phone_removed).await.unwrap() {
+                ferry_sync::Succession::Follow { handover, .. } => {
+                    assert_eq!(handover.key.expose_bytes(), new.expose_bytes());
+                }
+                other => panic!("expected to follow the laptop: {other:?}"),
+            }
+        }
+    }
+}

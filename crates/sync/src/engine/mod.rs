@@ -46,6 +46,7 @@ pub use freshness::{Behind, FAR_CLAIM, Heard};
 pub use large::{LargeStep, Progress, ProgressFn};
 pub use nearby::{ChunkReceived, NearbyChunk, NearbySegment, Received};
 pub use quarantine::{Quarantined, Retry};
+pub use succession::{Destination, RotationPlan, Succession};
 
 mod authors;
 mod blobs;
@@ -59,6 +60,7 @@ mod quarantine;
 mod repair;
 mod segment;
 mod snapshot;
+mod succession;
 mod upload;
 
 /// How the engine batches and keeps its database small.
@@ -251,6 +253,8 @@ pub struct Status {
 /// One device's sync engine over one repository.
 pub struct Engine {
     remote: Remote,
+    /// The generation of the repository this device is on (SPEC §11).
+    generation: u32,
     keys: Keys,
     /// This device's signing keys: every segment, head and snapshot it writes is signed.
     identity: Identity,
@@ -361,6 +365,7 @@ impl Engine {
             local: Replica::with_state(local, local_state),
             // Generation 1 until the engine follows generations (SPEC §11).
             remote: Remote::new(store, config.retry, ferry_protocol::names::ROOT.to_owned()),
+            generation: 1,
             keys,
             identity,
             device,
