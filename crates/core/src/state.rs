@@ -674,9 +674,25 @@ impl State {
     }
 
     /// Each registered device's membership as it stands once the devices `removed` are taken
-    /// out: their attestations no longer count (nor does a removed first device), so a device
-    /// that held only through one of them no longer holds.
+    /// out: they are no longer members, and their attestations no longer count, so a device
+    /// that held only through one of them no longer holds. The first device's are the
+    /// exception: they are the root of every chain, and nothing tells the ones it made before
+    /// it was lost from the ones it made after.
     pub fn memberships_without(
+        &self,
+        first: Option<DeviceId>,
+        removed: &BTreeSet<DeviceId>,
+    ) -> BTreeMap<DeviceId, Membership> {
+        let mut holds = self.chain(first, removed);
+        for device in removed {
+            if let Some(membership) = holds.get_mut(device) {
+                *membership = Membership::Unattested;
+            }
+        }
+        holds
+    }
+
+    fn chain(
         &self,
         first: Option<DeviceId>,
         removed: &BTreeSet<DeviceId>,
@@ -685,12 +701,12 @@ impl State {
             .devices()
             .map(|(id, _)| {
                 let mut pairings = self.attestations(id);
-                pairings.retain(|pairing| !removed.contains(&pairing.by));
+                pairings
+                    .retain(|pairing| Some(pairing.by) == first || !removed.contains(&pairing.by));
                 (*id, pairings)
             })
             .collect();
         let mut holds: BTreeMap<DeviceId, Membership> = BTreeMap::new();
-        let first = first.filter(|first| !removed.contains(first));
         if let Some(first) = first.filter(|first| self.device(first).is_some()) {
             holds.insert(first, Membership::First);
         }

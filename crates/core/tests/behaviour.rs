@@ -649,6 +649,22 @@ fn an_attestation_counts_only_along_a_chain_from_the_first_device() {
     assert!(matches!(&held[&ids[4]], Membership::Attested(p) if p.by == ids[3]));
     // Without a first device nothing holds.
     assert!(state.memberships(None).values().all(|m| !m.holds()));
+
+    // Once 2 is removed, neither it nor what holds only through it (3, and 4 and 5 through
+    // 3) holds.
+    let without = |removed: &[usize]| {
+        let removed = removed.iter().map(|&i| ids[i]).collect();
+        state.memberships_without(Some(ids[0]), &removed)
+    };
+    let held = without(&[1]);
+    assert!(held[&ids[0]].holds());
+    for i in 1..5 {
+        assert!(!held[&ids[i]].holds(), "device {}", i + 1);
+    }
+    // The first device removed: it is no member, but the chains it roots stand.
+    let held = without(&[0]);
+    assert!(!held[&ids[0]].holds());
+    assert!(held[&ids[1]].holds() && held[&ids[2]].holds());
 }
 
 #[test]

@@ -13,7 +13,7 @@
 //! module only reads and writes the objects, and judges candidates against what the caller
 //! says about their creators.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use ferry_protocol::generation::{self, Handover, Next, Plan, Previous, Rotation, Successor};
 use ferry_protocol::names::NEXT_PREFIX;
@@ -26,11 +26,12 @@ use tracing::warn;
 
 use crate::SyncError;
 
-/// The most candidates read from one generation: more were planted.
-pub const MAX_CANDIDATES: usize = 16;
+/// The most candidates a joining device reads from one generation (it has no roster to tell
+/// the members' from planted ones).
+pub const JOIN_CANDIDATES: usize = 16;
 
-/// The most candidate names listed in one generation (a page of the largest listing).
-const MAX_LISTED: usize = ferry_store::MAX_PAGE;
+/// The most pages of candidate names listed in one generation.
+const MAX_PAGES: usize = 16;
 
 /// The most headers a search reads: more is a tree of candidates planted by the storage.
 const MAX_HEADERS: usize = 64;
@@ -63,33 +64,50 @@ pub struct Located {
 }
 
 /// The candidates for the successor of the generation at `root` (SPEC §11.2) whose creator's
-/// tag is `wanted` (a device reads only its roster's: names planted under other tags cost it
-/// nothing), each as read: a candidate whose bytes are not one is there with why. At most
-/// [`MAX_CANDIDATES`] are read.
+/// tag is `wanted` (a device reads only its members': names planted under other tags cost it
+/// a listing, not a read), each as read: a candidate whose bytes are not one is there with
+/// why. At most `most` are read; more wanted is refused (a device cannot tell which to read).
 pub async fn candidates(
     store: &dyn Store,
     retry: &RetryPolicy,
     root: &str,
     wanted: impl Fn(&DeviceTag) -> bool,
+    most: usize,
 ) -> Result<Vec<(DeviceTag, Result<Next, SyncError>)>, SyncError> {
     let prefix = format!("{root}{NEXT_PREFIX}");
-    let page = retry.run(|| store.list(&prefix, None, MAX_LISTED)).await?;
+    let mut names = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let page = retry
+            .run(|| store.list(&prefix, after.as_deref(), ferry_store::MAX_PAGE))
+            .await?;
+        for object in page.objects {
+            if let Some(ObjectName::Next { creator }) = object
+                .name
+                .strip_prefix(root)
+                .and_then(|name| name.parse().ok())
+                && wanted(&creator)
+            {
+                names.push((creator, object.name));
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    if names.len() > most {
+        return Err(SyncError::GenerationRefused {
+            reason: format!(
+                "{} candidates for a new key are stored in the names of this device's members, \
+                 more than the {most} it reads",
+                names.len()
+            ),
+        });
+    }
     let mut found = Vec::new();
-    for object in page.objects {
-        let Some(ObjectName::Next { creator }) = object
-            .name
-            .strip_prefix(root)
-            .and_then(|name| name.parse().ok())
-        else {
-            continue;
-        };
-        if !wanted(&creator) {
-            continue;
-        }
-        if found.len() == MAX_CANDIDATES {
-            break;
-        }
-        let read = match retry.run(|| store.get(&object.name, next_limit())).await {
+    for (creator, name) in names {
+        let read = match retry.run(|| store.get(&name, next_limit())).await {
             Ok(bytes) => Next::from_bytes(creator, &bytes).map_err(SyncError::from),
             Err(StoreError::NotFound { .. }) => continue,
             Err(error) if error.is_bad_object() => Err(error.into()),
@@ -98,6 +116,36 @@ pub async fn candidates(
         found.push((creator, read));
     }
     Ok(found)
+}
+
+/// The first [`JOIN_CANDIDATES`] candidates listed, for a device without a roster.
+async fn first_candidates(
+    store: &dyn Store,
+    retry: &RetryPolicy,
+    root: &str,
+) -> Result<Vec<(DeviceTag, Result<Next, SyncError>)>, SyncError> {
+    let prefix = format!("{root}{NEXT_PREFIX}");
+    let page = retry
+        .run(|| store.list(&prefix, None, JOIN_CANDIDATES))
+        .await?;
+    let listed: BTreeSet<DeviceTag> = page
+        .objects
+        .iter()
+        .filter_map(
+            |object| match object.name.strip_prefix(root)?.parse().ok()? {
+                ObjectName::Next { creator } => Some(creator),
+                _ => None,
+            },
+        )
+        .collect();
+    candidates(
+        store,
+        retry,
+        root,
+        |tag| listed.contains(tag),
+        JOIN_CANDIDATES,
+    )
+    .await
 }
 
 async fn read_header(
@@ -141,7 +189,7 @@ pub async fn locate(
         };
         let keys = key_for(&header)?;
         // A joining device has no roster yet: it reads the first candidates listed.
-        let next = candidates(store, retry, &root, |_| true).await?;
+        let next = first_candidates(store, retry, &root).await?;
         let next = next.into_iter().filter_map(|(_, next)| next.ok());
         let next = next.filter(|next| next.successor.generation == number + 1);
         if header.key_id == keys.id {
@@ -324,6 +372,8 @@ pub struct Valid {
     pub next: Next,
     /// Its rotation record, opened and its signature checked.
     pub rotation: Rotation,
+    /// Its creator's registered keys, which signed it.
+    pub creator_keys: DeviceKeys,
 }
 
 /// Checks a candidate found in generation `current` (SPEC §11.3, steps 1 to 3), with the
@@ -381,6 +431,7 @@ pub fn validate(
     Ok(Valid {
         next: next.clone(),
         rotation: claimed.value,
+        creator_keys: signer.keys,
     })
 }
 
@@ -389,27 +440,34 @@ pub fn validate(
 pub enum Choice<'a> {
     /// None: the generation has no successor yet.
     Stay,
-    /// This one: uncontested, with the smallest creator id among the uncontested.
+    /// This one: of the candidates whose creator is still a member once every removal counts,
+    /// the one with the smallest creator id.
     Follow(&'a Valid),
-    /// Every candidate's creator is removed by another: only the person can say which device
-    /// is lost. These are the candidates.
+    /// No creator is still a member once every removal counts (two devices removed each
+    /// other, or a device made by one removed the other): only the person can say which
+    /// device is lost. These are the candidates.
     Dispute(Vec<&'a Valid>),
 }
 
-/// Chooses among the valid candidates of one generation.
-pub fn choose(valid: &[Valid]) -> Choice<'_> {
+/// Chooses among the valid candidates of one generation. `members_without(removed)` gives
+/// the devices whose membership holds once the devices `removed` are out (their attestations
+/// no longer counting): a creator removed by any candidate, or holding only through such a
+/// device (a device a lost one registered and vouched for), is not followed.
+pub fn choose(
+    valid: &[Valid],
+    members_without: impl Fn(&BTreeSet<DeviceId>) -> BTreeSet<DeviceId>,
+) -> Choice<'_> {
     if valid.is_empty() {
         return Choice::Stay;
     }
-    let contested = |candidate: &Valid| {
-        let creator = candidate.rotation.creator;
-        valid
-            .iter()
-            .any(|other| other.rotation.creator != creator && other.rotation.revokes(&creator))
-    };
+    let removed: BTreeSet<DeviceId> = valid
+        .iter()
+        .flat_map(|candidate| candidate.rotation.revoked.iter().copied())
+        .collect();
+    let members = members_without(&removed);
     match valid
         .iter()
-        .filter(|candidate| !contested(candidate))
+        .filter(|candidate| members.contains(&candidate.rotation.creator))
         .min_by_key(|candidate| candidate.rotation.creator)
     {
         Some(chosen) => Choice::Follow(chosen),
@@ -469,15 +527,29 @@ pub fn verdict(
     })
 }
 
+/// What the new generation must agree with: the repository, the key it follows and the
+/// device that made it.
+#[derive(Debug, Clone, Copy)]
+pub struct Lineage {
+    /// The repository's id.
+    pub repo_id: [u8; 16],
+    /// The key id of the generation it follows.
+    pub old: KeyId,
+    /// The keys of the device that made it.
+    pub creator: DeviceKeys,
+}
+
 /// Reads the new generation's header and checks it with the handed key, and that it is a
-/// generation of the repository `repo_id` (SPEC §11.3 step 5).
+/// generation of the repository `repo_id`; then its `prev`, which must be signed by its
+/// creator and name the generation before it and that generation's key (SPEC §11.3 step 5).
 pub async fn check_new_header(
     store: &dyn Store,
     retry: &RetryPolicy,
     successor: &Successor,
     keys: &Keys,
-    repo_id: [u8; 16],
+    lineage: Lineage,
 ) -> Result<RepoHeader, SyncError> {
+    let repo_id = lineage.repo_id;
     let header = read_header(store, retry, successor.generation, &successor.root()).await?;
     header
         .verify(keys)
@@ -490,6 +562,32 @@ pub async fn check_new_header(
         return Err(SyncError::GenerationRefused {
             reason: "the new generation's header is another repository's".into(),
         });
+    }
+    let name = path_in(&successor.root(), &ObjectName::Prev);
+    let limit = Kind::Previous.max_sealed() as u64;
+    let refused = |why: String| SyncError::GenerationRefused {
+        reason: format!("the new generation's record of the key before it ({name}) {why}"),
+    };
+    let bytes = match retry.run(|| store.get(&name, limit)).await {
+        Ok(bytes) => bytes,
+        Err(StoreError::NotFound { .. }) => return Err(refused("is missing".into())),
+        Err(error) => return Err(error.into()),
+    };
+    let previous = keys
+        .data
+        .open_signed::<Previous>(&ObjectName::Prev, &bytes)
+        .map_err(|error| refused(format!("does not open: {error}")))?;
+    previous
+        .verify(&lineage.creator)
+        .map_err(|_| refused("is not signed by the device that made it".into()))?;
+    if previous.value.generation + 1 != successor.generation
+        || previous.value.sync_key().key_id() != lineage.old
+    {
+        return Err(refused(
+            "names another generation than the one it follows (a generation copied from \
+             elsewhere)"
+                .into(),
+        ));
     }
     Ok(header)
 }

@@ -10,8 +10,8 @@ use ferry_protocol::{DeviceId, Identity, KdfParams, Keys, ObjectName, RepoHeader
 use ferry_store::Store;
 use ferry_sync::SyncError;
 use ferry_sync::generation::{
-    Choice, Creator, Prepared, Valid, Verdict, candidates, check_new_header, choose, commit,
-    locate, path_in, validate, verdict,
+    Choice, Creator, Lineage, Prepared, Valid, Verdict, candidates, check_new_header, choose,
+    commit, locate, path_in, validate, verdict,
 };
 use ferry_sync::repo;
 
@@ -45,6 +45,23 @@ impl Household {
             laptop: person(1),
             desk: person(2),
             phone: person(3),
+        }
+    }
+
+    /// Who is still a member once `removed` (and the devices removed here) are out: the laptop
+    /// is the first device and vouched for the other two, so removing any leaves the others.
+    fn members<'a>(
+        &'a self,
+        here: &'a [DeviceId],
+    ) -> impl Fn(&std::collections::BTreeSet<DeviceId>) -> std::collections::BTreeSet<DeviceId> + 'a
+    {
+        move |removed| {
+            let out = |d: &DeviceId| removed.contains(d) || here.contains(d);
+            [&self.laptop, &self.desk, &self.phone]
+                .into_iter()
+                .map(|p| p.device)
+                .filter(|d| !out(d))
+                .collect()
         }
     }
 
@@ -125,7 +142,7 @@ async fn valid(store: &dyn Store, h: &Household, removed_here: &[DeviceId]) -> V
         .iter()
         .map(|p| keys.names.device_tag(&p.device))
         .collect();
-    candidates(store, &FAST_RETRY, V1, |tag| tags.contains(tag))
+    candidates(store, &FAST_RETRY, V1, |tag| tags.contains(tag), 16)
         .await
         .unwrap()
         .into_iter()
@@ -172,13 +189,18 @@ per_backend! {
         assert_eq!(found.successors, std::slice::from_ref(&prepared.next));
 
         let valid = valid(store, &h, &[]).await;
-        let chosen = follows(choose(&valid));
+        let chosen = follows(choose(&valid, h.members(&[])));
         let old_id = old().key_id();
         match verdict(chosen, old_id, &h.desk.identity, h.desk.device).unwrap() {
             Verdict::Follow { successor, handover } => {
                 assert_eq!(handover.key.expose_bytes(), new.expose_bytes());
                 let keys = handover.key.keys();
-                let header = check_new_header(store, &FAST_RETRY, &successor, &keys, repo_id)
+                let lineage = Lineage {
+                    repo_id,
+                    old: old_id,
+                    creator: h.laptop.identity.public(),
+                };
+                let header = check_new_header(store, &FAST_RETRY, &successor, &keys, lineage)
                     .await
                     .unwrap();
                 assert_eq!(header.repo_id, repo_id);
@@ -220,7 +242,7 @@ per_backend! {
         let valid = valid(store, &h, &[]).await;
         assert_eq!(valid.len(), 2);
         // Neither removes the other's creator: the smaller creator id, on every device.
-        let chosen = follows(choose(&valid));
+        let chosen = follows(choose(&valid, h.members(&[])));
         assert_eq!(chosen.next, by_laptop.next);
         assert_ne!(chosen.next, by_desk.next);
     }
@@ -236,10 +258,10 @@ per_backend! {
         // The thief rotates first, keeping everyone (to hold the new key too): once the
         // person removes the phone, the thief's candidate is contested.
         let (_, by_phone) = rotate(store, repo_id, &h.phone, &[&h.phone, &h.laptop, &h.desk], &[]).await;
-        assert_eq!(follows(choose(&valid(store, &h, &[]).await)).next, by_phone.next);
+        assert_eq!(follows(choose(&valid(store, &h, &[]).await, h.members(&[]))).next, by_phone.next);
         let (_, by_laptop) = rotate(store, repo_id, &h.laptop, &[&h.laptop, &h.desk], &[&h.phone]).await;
         let valid_now = valid(store, &h, &[]).await;
-        assert_eq!(follows(choose(&valid_now)).next, by_laptop.next);
+        assert_eq!(follows(choose(&valid_now, h.members(&[]))).next, by_laptop.next);
         // A device makes one candidate per generation: the thief cannot swap its own.
         let again = SyncKey::generate().unwrap();
         let other = plan(&again, &h.phone, &[&h.phone], &[&h.laptop, &h.desk]);
@@ -254,13 +276,14 @@ per_backend! {
         let (_, removes_all) = rotate(store, repo_id, &h.phone, &[&h.phone], &[&h.laptop, &h.desk]).await;
         let (_, by_laptop) = rotate(store, repo_id, &h.laptop, &[&h.laptop, &h.desk], &[&h.phone]).await;
         // Each removes the other's creator: the desk stops and asks.
-        match choose(&valid(store, &h, &[]).await) {
+        match choose(&valid(store, &h, &[]).await, h.members(&[])) {
             Choice::Dispute(both) => assert_eq!(both.len(), 2),
             other => panic!("expected a dispute: {other:?}"),
         }
         // The person removes the phone on the desk: the laptop's candidate is followed.
         let settled = valid(store, &h, &[h.phone.device]).await;
-        let chosen = follows(choose(&settled));
+        let here = [h.phone.device];
+        let chosen = follows(choose(&settled, h.members(&here)));
         assert_eq!(chosen.next, by_laptop.next);
         assert!(matches!(
             verdict(chosen, old_id, &h.desk.identity, h.desk.device).unwrap(),
@@ -270,7 +293,7 @@ per_backend! {
         // writing under the old key, and the person removes the phone there).
         let alone = [validate(&removes_all.next, 1, &old().keys(), h.roster(), |_| false).unwrap()];
         assert!(matches!(
-            verdict(follows(choose(&alone)), old_id, &h.desk.identity, h.desk.device).unwrap(),
+            verdict(follows(choose(&alone, h.members(&[]))), old_id, &h.desk.identity, h.desk.device).unwrap(),
             Verdict::Removed { by, .. } if by == h.phone.device
         ));
     }
@@ -324,8 +347,11 @@ per_backend! {
 
         // Names planted ahead of the honest candidates in the listing cost a device that
         // reads its roster's candidates nothing.
-        for i in 0..20u8 {
-            let planted = ObjectName::Next { creator: ferry_protocol::DeviceTag([i; 16]) };
+        // More than a page of them: the listing is followed to its end.
+        for i in 0..1005u16 {
+            let mut tag = [0; 16];
+            tag[..2].copy_from_slice(&i.to_be_bytes());
+            let planted = ObjectName::Next { creator: ferry_protocol::DeviceTag(tag) };
             store.put(&path_in(V1, &planted), b"junk".to_vec()).await.unwrap();
         }
 
@@ -348,15 +374,39 @@ per_backend! {
             validate(flipped, 1, &keys, h.roster(), none_removed),
             Err(SyncError::Protocol(ferry_protocol::Error::AuthenticationFailed))
         ));
+        // A `prev` signed by another device, or gone: the new generation is not followed.
+        let lineage = Lineage {
+            repo_id,
+            old: old().key_id(),
+            creator: h.laptop.identity.public(),
+        };
+        let successor = genuine.successor;
+        check_new_header(store, &FAST_RETRY, &successor, &new.keys(), lineage).await.unwrap();
+        let prev = path_in(&successor.root(), &ObjectName::Prev);
+        let by_phone = Previous { writer: h.laptop.device, generation: 1, key: OLD };
+        let by_phone = new.keys().data.seal_signed(&ObjectName::Prev, &by_phone, &h.phone.identity).unwrap();
+        store.delete(&prev).await.unwrap();
+        store.put(&prev, by_phone.into_bytes()).await.unwrap();
+        let signed_elsewhere = check_new_header(store, &FAST_RETRY, &successor, &new.keys(), lineage).await;
+        assert!(matches!(signed_elsewhere, Err(SyncError::GenerationRefused { ref reason }) if reason.contains("not signed")), "{signed_elsewhere:?}");
+        store.delete(&prev).await.unwrap();
+        let gone = check_new_header(store, &FAST_RETRY, &successor, &new.keys(), lineage).await;
+        assert!(matches!(gone, Err(SyncError::GenerationRefused { ref reason }) if reason.contains("missing")), "{gone:?}");
+
         // The storage truncates the new generation's header: the move stops there.
         let header = path_in(&genuine.successor.root(), &ObjectName::Repo);
         let bytes = store.get(&header, u64::MAX).await.unwrap();
         store.delete(&header).await.unwrap();
         store.put(&header, bytes[..bytes.len() / 2].to_vec()).await.unwrap();
         let successor = genuine.successor;
-        assert!(check_new_header(store, &FAST_RETRY, &successor, &new.keys(), repo_id).await.is_err());
+        let lineage = Lineage {
+            repo_id,
+            old: old().key_id(),
+            creator: h.laptop.identity.public(),
+        };
+        assert!(check_new_header(store, &FAST_RETRY, &successor, &new.keys(), lineage).await.is_err());
         store.delete(&header).await.unwrap();
-        let missing = check_new_header(store, &FAST_RETRY, &successor, &new.keys(), repo_id).await;
+        let missing = check_new_header(store, &FAST_RETRY, &successor, &new.keys(), lineage).await;
         assert!(matches!(missing, Err(SyncError::GenerationRefused { .. })), "{missing:?}");
     }
 
@@ -405,7 +455,7 @@ per_backend! {
 /// The laptop's candidate, as the others read it among twenty planted names.
 async fn laptops_candidate(store: &dyn Store, h: &Household) -> Result<Next, SyncError> {
     let tag = old().keys().names.device_tag(&h.laptop.device);
-    let mut read = candidates(store, &FAST_RETRY, V1, |t| *t == tag)
+    let mut read = candidates(store, &FAST_RETRY, V1, |t| *t == tag, 16)
         .await
         .unwrap();
     assert_eq!(read.len(), 1);
@@ -529,6 +579,54 @@ per_backend! {
                 }
                 other => panic!("expected to follow the laptop: {other:?}"),
             }
+        }
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn a_device_a_lost_one_vouched_for_cannot_take_the_new_key(backend) {
+        let storage = storage(backend).await;
+        common::init(&*storage.store).await;
+        let mut devices = household(&storage.store).await;
+        // The thief registers a device of its own, with the smallest id there is, and vouches
+        // for it from the phone.
+        let config = ferry_sync::EngineConfig {
+            paired_as: Some(DeviceId([0; 16])),
+            ..common::config()
+        };
+        devices.push(common::Device::open_with(storage.store.clone(), config).await);
+        common::sync_all(&mut devices).await;
+        let sybil = (devices[5].engine.device(), devices[5].identity().public());
+        assert_eq!(sybil.0, DeviceId([0; 16]));
+        devices[2].engine.vouch(sybil.0, sybil.1).unwrap();
+        common::sync_all(&mut devices).await;
+        let [laptop, desk, phone, _, _, sybil] = &devices[..] else { unreachable!() };
+        let id = |d: &common::Device| d.engine.device();
+        let none = std::collections::BTreeSet::new();
+
+        // The sybil rotates, keeping the phone and everyone it can.
+        let keep = sybil.engine.rotation_plan(&[], &[]).unwrap();
+        sybil
+            .engine
+            .rotate(&old(), &SyncKey::generate().unwrap(), None, &keep, ferry_sync::Destination::Here)
+            .await
+            .unwrap();
+        // The person removes the phone from the laptop: the sybil held only through the phone.
+        let plan = laptop.engine.rotation_plan(&[id(phone)], &[]).unwrap();
+        assert!(plan.left_out.contains(&id(sybil)));
+        let new = SyncKey::generate().unwrap();
+        laptop
+            .engine
+            .rotate(&old(), &new, None, &plan, ferry_sync::Destination::Here)
+            .await
+            .unwrap();
+        match desk.engine.succession(&none).await.unwrap() {
+            ferry_sync::Succession::Follow { handover, by, .. } => {
+                assert_eq!(by, id(laptop));
+                assert_eq!(handover.key.expose_bytes(), new.expose_bytes());
+            }
+            other => panic!("the desk should follow the laptop, not the sybil: {other:?}"),
         }
     }
 }

@@ -13,13 +13,13 @@
 use std::collections::BTreeSet;
 
 use ferry_core::Membership;
-use ferry_protocol::generation::{Handover, Plan, Storage, Successor};
-use ferry_protocol::{DeviceId, DeviceKeys, KdfParams, ObjectName, RepoHeader, SyncKey};
+use ferry_protocol::generation::{Handover, MAX_DEVICES, Plan, Storage, Successor};
+use ferry_protocol::{DeviceId, DeviceKeys, DeviceTag, KdfParams, ObjectName, RepoHeader, SyncKey};
 use ferry_store::StoreError;
 
 use super::Engine;
 use crate::SyncError;
-use crate::generation::{self, Choice, Creator, Prepared, Valid, Verdict};
+use crate::generation::{self, Choice, Creator, Lineage, Prepared, Valid, Verdict};
 use crate::transfer::now_ms;
 
 /// Who a rotation hands the new key to.
@@ -207,17 +207,19 @@ impl Engine {
         &self,
         removed_here: &BTreeSet<DeviceId>,
     ) -> Result<Succession, SyncError> {
+        // Only members' candidates are read: a creator whose membership does not hold is
+        // refused anyway, and names planted under other tags cost a listing, not reads.
+        let memberships = self.memberships()?;
         let state = self.replica.state();
-        let tags: BTreeSet<_> = state
-            .devices()
+        let tags: BTreeSet<_> = memberships
+            .iter()
+            .filter(|(_, membership)| membership.holds())
             .map(|(id, _)| self.keys.names.device_tag(id))
             .collect();
         let (store, retry) = (self.remote.store(), self.remote.retry());
-        let found =
-            generation::candidates(store, retry, self.remote.root(), |tag| tags.contains(tag))
-                .await?;
-        let memberships = self.memberships()?;
-        let state = self.replica.state();
+        let root = self.remote.root();
+        let wanted = |tag: &DeviceTag| tags.contains(tag);
+        let found = generation::candidates(store, retry, root, wanted, MAX_DEVICES).await?;
         let creator = |device: &DeviceId| {
             state.device(device).map(|entry| Creator {
                 keys: entry.keys,
@@ -238,7 +240,17 @@ impl Engine {
                 }
             }
         }
-        Ok(match generation::choose(&valid) {
+        let first = self.first_device()?;
+        let members_without = |removed: &BTreeSet<DeviceId>| {
+            let removed = removed.union(removed_here).copied().collect();
+            state
+                .memberships_without(first, &removed)
+                .into_iter()
+                .filter(|(_, membership)| membership.holds())
+                .map(|(device, _)| device)
+                .collect()
+        };
+        Ok(match generation::choose(&valid, members_without) {
             Choice::Stay => Succession::None,
             Choice::Dispute(sides) => Succession::Dispute {
                 sides: sides
@@ -257,8 +269,12 @@ impl Engine {
                         handover,
                     } => {
                         let keys = handover.key.keys();
-                        let repo_id = self.current_header().await?.repo_id;
-                        generation::check_new_header(store, retry, &successor, &keys, repo_id)
+                        let lineage = Lineage {
+                            repo_id: self.current_header().await?.repo_id,
+                            old: self.keys.id,
+                            creator: chosen.creator_keys,
+                        };
+                        generation::check_new_header(store, retry, &successor, &keys, lineage)
                             .await?;
                         Succession::Follow {
                             successor,
