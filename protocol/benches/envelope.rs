@@ -130,6 +130,59 @@ fn hints(c: &mut Criterion) {
     group.finish();
 }
 
+/// A new generation's candidate as its creator makes it (a wrap per remaining device, signed
+/// and sealed), and as another device takes it: opened, its signature checked, its own wrap
+/// opened.
+fn generations(c: &mut Criterion) {
+    use ferry_protocol::DeviceId;
+    use ferry_protocol::generation::{Next, Plan, Successor};
+
+    let old = SyncKey::from_bytes([7; 32]);
+    let new = SyncKey::from_bytes([8; 32]);
+    let keys = old.keys();
+    let people: Vec<(DeviceId, Identity)> = (0..64u8)
+        .map(|i| {
+            let identity = Identity::from_secret_bytes(&[i; Identity::SECRET_LEN]);
+            (DeviceId([i; 16]), identity)
+        })
+        .collect();
+    let mut group = c.benchmark_group("generation");
+    for devices in [3usize, 64] {
+        let plan = Plan {
+            successor: Successor {
+                generation: 2,
+                key_id: new.key_id(),
+                moved: false,
+            },
+            key: &new,
+            storage: None,
+            creator: people[0].0,
+            time_ms: 1_765_000_000_000,
+            revoked: Vec::new(),
+            recipients: people[..devices]
+                .iter()
+                .map(|(device, identity)| (*device, identity.public()))
+                .collect(),
+        };
+        let creator = &people[0].1;
+        group.bench_with_input(BenchmarkId::new("make", devices), &plan, |b, plan| {
+            b.iter(|| Next::create(&keys, creator, black_box(plan)).unwrap())
+        });
+        let next = Next::create(&keys, creator, &plan).unwrap();
+        let (reader, reader_identity) = &people[1];
+        group.bench_with_input(BenchmarkId::new("take", devices), &next, |b, next| {
+            b.iter(|| {
+                let claimed = black_box(next).open(&keys).unwrap();
+                claimed.verify(&creator.public()).unwrap();
+                let wrap = claimed.value.wrap_for(reader).unwrap();
+                wrap.open(reader_identity, keys.id, &next.successor, people[0].0)
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
 fn argon2id(c: &mut Criterion) {
     let params = KdfParams {
         memory_kib: KdfParams::DEFAULT_MEMORY_KIB,
@@ -154,5 +207,12 @@ fn argon2id(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, seal_open, signed_segments, hints, argon2id);
+criterion_group!(
+    benches,
+    seal_open,
+    signed_segments,
+    hints,
+    generations,
+    argon2id
+);
 criterion_main!(benches);
