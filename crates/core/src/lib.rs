@@ -61,7 +61,8 @@ pub use query::{ClipView, CollectionView, HistoryCursor, Resolution, Resolved, S
 pub use replica::Replica;
 pub use retention::Retention;
 pub use roster::{
-    DeviceEntry, LEFT_PREFIX, Membership, NAME_PREFIX, PAIRED_PREFIX, Pairing, owner_of,
+    DeviceEntry, LEFT_PREFIX, Membership, NAME_PREFIX, PAIRED_PREFIX, Pairing, REMOVED_PREFIX,
+    owner_of,
 };
 pub use spelling::UnknownWord;
 pub use state::{Applied, State};

@@ -104,6 +104,13 @@ impl Replica {
         self.set_setting(key, Some(crate::roster::attestation(keys)), now_ms)
     }
 
+    /// Records that the repository's generation `generation` removed `device` (see
+    /// [`crate::roster::REMOVED_PREFIX`]).
+    pub fn mark_removed(&mut self, device: DeviceId, generation: u32, now_ms: u64) -> Op {
+        let key = format!("{}{device}", crate::roster::REMOVED_PREFIX);
+        self.set_setting(key, Some(generation.to_string()), now_ms)
+    }
+
     /// Pins or unpins a clip.
     pub fn set_pinned(&mut self, clip: ClipId, pinned: bool, now_ms: u64) -> Op {
         self.make(now_ms, |_, _| Action::SetPinned { clip, pinned })

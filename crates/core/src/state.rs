@@ -584,6 +584,24 @@ impl State {
             .filter(|name| !name.is_empty())
     }
 
+    /// The devices a generation of the repository removed (see
+    /// [`REMOVED_PREFIX`](crate::roster::REMOVED_PREFIX)), as recorded by registered devices.
+    pub fn removed_devices(&self) -> BTreeSet<DeviceId> {
+        let prefix = crate::roster::REMOVED_PREFIX;
+        self.data
+            .settings
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .filter(|(_, register)| {
+                register
+                    .values()
+                    .iter()
+                    .any(|v| v.value.is_some() && self.device(&v.hlc.device).is_some())
+            })
+            .filter_map(|(key, _)| key[prefix.len()..].parse().ok())
+            .collect()
+    }
+
     /// The public keys of every registered device, and of each device a registered device
     /// attested that has not registered yet (it is joining): who may connect on the LAN. A
     /// joining device attested with different keys by different devices is left out until it

@@ -668,6 +668,29 @@ fn an_attestation_counts_only_along_a_chain_from_the_first_device() {
 }
 
 #[test]
+fn a_removal_mark_counts_when_a_registered_device_wrote_it() {
+    let mut r = roster(3);
+    let (laptop, phone) = (r[0].device(), r[1].device());
+    let mut stranger = Replica::new(DeviceId([0xEE; 16]));
+    let mut state = r[2].state().clone();
+    state
+        .apply(stranger.mark_removed(laptop, 2, T0 + 5))
+        .unwrap();
+    assert!(
+        state.removed_devices().is_empty(),
+        "an unregistered writer's word"
+    );
+    state.apply(r[0].mark_removed(phone, 2, T0 + 10)).unwrap();
+    assert_eq!(state.removed_devices(), [phone].into_iter().collect());
+    // It survives a snapshot's merge, whoever wrote the snapshot.
+    let mut snapshot = state.clone();
+    snapshot.keep_writers_word(r[2].device());
+    let mut reader = State::new();
+    reader.merge(snapshot);
+    assert!(reader.removed_devices().contains(&phone));
+}
+
+#[test]
 fn a_snapshot_carries_only_its_writers_own_names_and_attestations() {
     let mut r = roster(3);
     let (laptop, phone, desk) = (r[0].device(), r[1].device(), r[2].device());

@@ -3,6 +3,7 @@
 //! speaks to.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -32,6 +33,8 @@ pub(crate) struct Remote {
     retry: RetryPolicy,
     /// Whether the storage answered its last request, and since when.
     health: Mutex<Option<StorageHealth>>,
+    /// Whether the last listing of `head/` showed a candidate for the next generation.
+    next_listed: AtomicBool,
 }
 
 impl Remote {
@@ -41,6 +44,7 @@ impl Remote {
             root,
             retry,
             health: Mutex::new(None),
+            next_listed: AtomicBool::new(false),
         }
     }
 
@@ -63,6 +67,16 @@ impl Remote {
     /// The store itself, for what speaks to more than one generation.
     pub(crate) fn store(&self) -> &dyn Store {
         &*self.store
+    }
+
+    /// The store, to share with another generation's.
+    pub(crate) fn shared_store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Whether the last listing of `head/` showed a candidate for the next generation.
+    pub(crate) fn next_listed(&self) -> bool {
+        self.next_listed.load(Ordering::Relaxed)
     }
 
     /// The retry policy its requests follow.
@@ -153,6 +167,18 @@ impl Remote {
         }
     }
 
+    /// Writes `bytes` at `name` whatever is there: only for a name that is this device's alone
+    /// and holds bytes it did not write.
+    pub(crate) async fn overwrite(&self, name: &ObjectName, bytes: &[u8]) -> Result<(), SyncError> {
+        let path = self.path(name);
+        self.seen(
+            self.retry
+                .run(|| self.store.put(&path, bytes.to_vec()))
+                .await,
+        )?;
+        Ok(())
+    }
+
     /// Writes `bytes` at `name` once. `None` when they are stored (now, or by an earlier try);
     /// otherwise what the name already holds, for the caller to judge (empty when it cannot be
     /// read as an object of its kind: too large, or not a file).
@@ -206,18 +232,22 @@ impl Remote {
         }
     }
 
-    /// The newest head of every device, from the names alone (one LIST for an idle poll).
+    /// The newest head of every device, from the names alone (one LIST for an idle poll),
+    /// which also shows whether a candidate for the next generation (`head/next/`) is there.
     pub(crate) async fn heads(&self) -> Result<BTreeMap<DeviceTag, u64>, StoreError> {
         let mut heads = BTreeMap::new();
+        let mut next = false;
         for (name, _) in self.list(HEAD_PREFIX).await? {
             match name {
                 ObjectName::Head { device, seq } => {
                     let newest = heads.entry(device).or_insert(seq);
                     *newest = (*newest).max(seq);
                 }
+                ObjectName::Next { .. } => next = true,
                 other => debug!(name = %other, "ignoring a stray object under head/"),
             }
         }
+        self.next_listed.store(next, Ordering::Relaxed);
         Ok(heads)
     }
 

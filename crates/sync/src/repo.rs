@@ -1,5 +1,6 @@
 //! The repository's lifecycle: create it once (its first generation, `ferry/v1/`), and check
-//! the key before anything else.
+//! the key before anything else (on the generation a device is on: see `generation` for the
+//! ones after the first).
 
 use ferry_protocol::names::ROOT;
 use ferry_protocol::{KdfParams, Keys, ObjectName, RepoHeader};
@@ -52,7 +53,17 @@ pub async fn open(
     keys: &Keys,
     retry: &RetryPolicy,
 ) -> Result<RepoHeader, SyncError> {
-    let name = path_in(ROOT, &ObjectName::Repo);
+    open_in(store, keys, retry, ROOT).await
+}
+
+/// Reads the header of the generation whose folder is `root` and checks that `keys` open it.
+pub async fn open_in(
+    store: &dyn Store,
+    keys: &Keys,
+    retry: &RetryPolicy,
+    root: &str,
+) -> Result<RepoHeader, SyncError> {
+    let name = path_in(root, &ObjectName::Repo);
     let bytes = match retry.run(|| store.get(&name, header_limit())).await {
         Ok(bytes) => bytes,
         Err(StoreError::NotFound { .. }) => return Err(no_repository(store, retry).await),

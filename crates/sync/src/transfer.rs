@@ -50,6 +50,8 @@ pub enum Kind {
     Upload,
     /// A fetch pass (logged when it fails).
     Fetch,
+    /// A move to a new generation of the repository.
+    Generation,
 }
 
 ferry_core::spelled!(pub Kind, "transfer kind", {
@@ -59,6 +61,7 @@ ferry_core::spelled!(pub Kind, "transfer kind", {
     Filter = "filter",
     Upload = "upload",
     Fetch = "fetch",
+    Generation = "generation",
 });
 
 /// How a transfer ended.

@@ -520,9 +520,9 @@ per_backend! {
         let none = std::collections::BTreeSet::new();
         for device in [laptop, desk] {
             match device.engine.succession(&none).await.unwrap() {
-                ferry_sync::Succession::Follow { handover, by, .. } => {
-                    assert_eq!(handover.key.expose_bytes(), new.expose_bytes());
-                    assert_eq!(by, id(laptop));
+                ferry_sync::Succession::Follow(next) => {
+                    assert_eq!(next.handover.key.expose_bytes(), new.expose_bytes());
+                    assert_eq!(next.by, id(laptop));
                 }
                 other => panic!("a member should follow: {other:?}"),
             }
@@ -574,8 +574,8 @@ per_backend! {
         let phone_removed = std::collections::BTreeSet::from([id(phone)]);
         for device in [desk, laptop] {
             match device.engine.succession(&phone_removed).await.unwrap() {
-                ferry_sync::Succession::Follow { handover, .. } => {
-                    assert_eq!(handover.key.expose_bytes(), new.expose_bytes());
+                ferry_sync::Succession::Follow(next) => {
+                    assert_eq!(next.handover.key.expose_bytes(), new.expose_bytes());
                 }
                 other => panic!("expected to follow the laptop: {other:?}"),
             }
@@ -622,9 +622,9 @@ per_backend! {
             .await
             .unwrap();
         match desk.engine.succession(&none).await.unwrap() {
-            ferry_sync::Succession::Follow { handover, by, .. } => {
-                assert_eq!(by, id(laptop));
-                assert_eq!(handover.key.expose_bytes(), new.expose_bytes());
+            ferry_sync::Succession::Follow(next) => {
+                assert_eq!(next.by, id(laptop));
+                assert_eq!(next.handover.key.expose_bytes(), new.expose_bytes());
             }
             other => panic!("the desk should follow the laptop, not the sybil: {other:?}"),
         }

@@ -4,7 +4,7 @@
 //!
 //! | table | what |
 //! | --- | --- |
-//! | `meta` | this device's ids, the key id of its repository, and where its snapshots and compaction stand (see [`Meta`]) |
+//! | `meta` | this device's ids, the key id and generation of its repository, and where its snapshots and compaction stand (see [`Meta`]) |
 //! | `ops` | operations not yet folded into the checkpoint: this device's own (with the segment that carries them, once reserved) and other devices' |
 //! | `checkpoint` | the encoded merged state as of some moment; state = checkpoint + `ops` |
 //! | `segments` | this device's segments: sealed segment and head bytes kept from reservation until a snapshot in storage covers them, so a retry after a crash, or a repair after storage lost one, writes the very same bytes |
@@ -21,8 +21,8 @@
 //!
 //! Here: the schema, the `meta` values and the merged state's loading. This device's own work
 //! is in `outbox`, other devices' in `merge`, the transfer log in `log`, the quarantine in
-//! `quarantine`,
-//! large content in `blobs`, the history's index in `search`.
+//! `quarantine`, large content in `blobs`, the history's index in `search`, and the move to a
+//! new generation of the repository in `generation`.
 
 use std::path::Path;
 
@@ -33,6 +33,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::SyncError;
 
 mod blobs;
+mod generation;
 mod log;
 mod merge;
 mod outbox;
@@ -41,6 +42,7 @@ mod search;
 
 pub(crate) use search::Words;
 
+pub(crate) use generation::{FirstSnapshot, Move};
 use log::insert_transfer;
 pub(crate) use quarantine::{QuarantineRow, SetAside};
 use search::{Seen, index_text};
@@ -168,6 +170,13 @@ pub(crate) enum Meta {
     /// Set when the database held data before the first device was pinned: this device may
     /// be it.
     RosterBeforePinning,
+    /// The generation of the repository this database is on (1 when never set; SPEC §11).
+    Generation,
+    /// This device's first snapshot in the generation it moved to, sealed, until it is in
+    /// storage.
+    MovedSnapshot,
+    /// Its head, sealed.
+    MovedHead,
 }
 
 impl Meta {
@@ -184,6 +193,9 @@ impl Meta {
             Meta::HeadsPrunedTo => "heads_pruned_to",
             Meta::FirstDevice => "first_device",
             Meta::RosterBeforePinning => "roster_before_pinning",
+            Meta::Generation => "generation",
+            Meta::MovedSnapshot => "moved_snapshot",
+            Meta::MovedHead => "moved_head",
         }
     }
 }
@@ -252,6 +264,7 @@ impl Db {
             root: ferry_protocol::names::ROOT.to_owned(),
         };
         db.migrate()?;
+        db.root = db.stored_root()?;
         Ok(db)
     }
 

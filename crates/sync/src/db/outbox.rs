@@ -55,7 +55,12 @@ impl Db {
         let seq: Option<i64> = self
             .conn
             .query_row("SELECT max(seq) FROM segments", [], |row| row.get(0))?;
-        Ok(seq.map_or(0, to_u64).max(self.number(Meta::SkippedSeq)?))
+        // A snapshot taken to a new generation and not yet in storage is seq 1.
+        let moving = u64::from(self.moved_snapshot()?.is_some());
+        Ok(seq
+            .map_or(0, to_u64)
+            .max(self.number(Meta::SkippedSeq)?)
+            .max(moving))
     }
 
     /// Gives up the segment name `seq`, which the storage holds with an object this device did

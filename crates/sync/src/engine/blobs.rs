@@ -45,11 +45,11 @@ impl Engine {
                 blob: id,
                 chunk: index,
             };
-            let bytes = self.remote.get(&name).await?;
+            let (bytes, from) = self.blob_chunk(&name).await?;
             if let Some(limit) = &self.config.download_limit {
                 limit.charge(bytes.len() as u64);
             }
-            let chunk = self.take_chunk(&name, count, &bytes, Route::Down)?;
+            let chunk = self.take_chunk(&name, count, &bytes, Route::Down, from)?;
             // Chunks are cut alike, so the ones held tell how far the blob is (a download that
             // resumes starts where it stopped).
             let chunk_len = chunk.total_len.div_ceil(u64::from(chunk.count));
@@ -60,19 +60,23 @@ impl Engine {
                 return Ok(None);
             }
         }
+        // A blob made before the generation this device is on keeps the id it was made with.
+        self.load_all_older().await?;
         let read = self.large.read.remove(&id).unwrap_or_default();
         self.join_blob(id, read, Route::Down).map(Some)
     }
 
     /// Opens the sealed chunk `bytes` read under `name` and keeps it, when it is the chunk that
     /// belongs there, of a blob of `count` chunks where that is known already; otherwise drops
-    /// what is held of the blob and says why.
+    /// what is held of the blob and says why. `from` is the older generation it was read from
+    /// (its index among those known here), `None` for this one.
     pub(super) fn take_chunk(
         &mut self,
         name: &ObjectName,
         count: Option<u32>,
         bytes: &[u8],
         direction: Route,
+        from: Option<usize>,
     ) -> Result<BlobChunk, SyncError> {
         let ObjectName::Blob {
             blob: id,
@@ -83,7 +87,8 @@ impl Engine {
                 detail: "a blob chunk was read under another kind of name".into(),
             });
         };
-        let chunk: BlobChunk = match self.keys.data.open_object(name, bytes) {
+        let keys = from.map_or(&self.keys, |index| self.older_keys(index));
+        let chunk: BlobChunk = match keys.data.open_object(name, bytes) {
             Ok(chunk) => chunk,
             Err(error) => return Err(self.broken_blob(&id, name, error.to_string(), direction)),
         };
@@ -105,7 +110,8 @@ impl Engine {
     ) -> Result<Vec<u8>, SyncError> {
         let data = self.db.joined_chunks(&id)?;
         let first = ObjectName::Blob { blob: id, chunk: 0 };
-        if self.keys.names.blob_id(&data) != id {
+        let made_here = self.keys.names.blob_id(&data) == id;
+        if !made_here && !self.older_names().any(|names| names.blob_id(&data) == id) {
             let reason = "the joined chunks do not hash to the blob's id".to_owned();
             return Err(self.broken_blob(&id, &first, reason, direction));
         }

@@ -38,10 +38,11 @@ use crate::policy::{Direction, Filters, Refusal};
 use crate::remote::Remote;
 use crate::throttle::Throttle;
 use crate::transfer::{self, Kind, Outcome, Transfer, now_ms};
-use crate::{SyncError, repo};
+use crate::{SyncError, generation, repo};
 use health::{Cause, Health};
 pub use health::{Problem, StorageHealth};
 
+pub use follow::NextGeneration;
 pub use freshness::{Behind, FAR_CLAIM, Heard};
 pub use large::{LargeStep, Progress, ProgressFn};
 pub use nearby::{ChunkReceived, NearbyChunk, NearbySegment, Received};
@@ -51,6 +52,7 @@ pub use succession::{Destination, RotationPlan, Succession};
 mod authors;
 mod blobs;
 mod fetch;
+mod follow;
 mod freshness;
 mod health;
 mod large;
@@ -289,6 +291,9 @@ pub struct Engine {
     opened_offline: bool,
     /// Large content on its way, a step at a time (see [`EngineConfig::large_in_steps`]).
     large: large::InFlight,
+    /// The generations before this one known here, newest first: blobs not moved yet are
+    /// read from them.
+    older: Vec<follow::Older>,
 }
 
 /// Which pass of a sync ended.
@@ -330,25 +335,50 @@ impl Engine {
         } else {
             config.retry
         };
-        let mut db;
         let mut opened_offline = false;
-        let key_id = match repo::open(&*store, &keys, &retry).await {
-            Ok(header) => {
-                db = Db::open(database)?;
-                header.key_id
-            }
-            // Offline: a device that opened this repository with this key before starts anyway,
-            // records locally, and syncs once the storage answers.
-            Err(error) if error.is_transient() && known => {
-                db = Db::open(database)?;
-                if db.key_id()? != Some(keys.id) {
-                    return Err(error);
+        let mut db;
+        let key_id = if known {
+            // The database says which generation this device is on.
+            db = Db::open(database)?;
+            match repo::open_in(&*store, &keys, &retry, db.root()).await {
+                Ok(header) => header.key_id,
+                // Offline: a device that opened this repository with this key before starts
+                // anyway, records locally, and syncs once the storage answers.
+                Err(error) if error.is_transient() => {
+                    if db.key_id()? != Some(keys.id) {
+                        return Err(error);
+                    }
+                    warn!(%error, "the storage is unreachable: working offline until it answers");
+                    opened_offline = true;
+                    keys.id
                 }
-                warn!(%error, "the storage is unreachable: working offline until it answers");
-                opened_offline = true;
-                keys.id
+                // Perhaps the key of a later generation than the database is on.
+                Err(error @ SyncError::Protocol(ferry_protocol::Error::WrongKey { .. })) => {
+                    let stopped_at = (db.generation()?, db.key_id()?);
+                    drop(db);
+                    return Engine::open_behind(
+                        store, keys, identity, database, config, stopped_at, error,
+                    )
+                    .await;
+                }
+                Err(error) => return Err(error),
             }
-            Err(error) => return Err(error),
+        } else {
+            match repo::open(&*store, &keys, &retry).await {
+                Ok(header) => {
+                    db = Db::open(database)?;
+                    header.key_id
+                }
+                // A key of a later generation: found along the candidates' public parts.
+                Err(SyncError::Protocol(ferry_protocol::Error::WrongKey { .. })) => {
+                    let key = |_: &ferry_protocol::RepoHeader| Ok(keys.clone());
+                    let (located, _) = generation::locate(&*store, &retry, key).await?;
+                    db = Db::open(database)?;
+                    db.start_at(located.generation, located.header.key_id)?;
+                    located.header.key_id
+                }
+                Err(error) => return Err(error),
+            }
         };
         let device = db.identity(key_id, config.paired_as)?;
         db.retry_after_upgrade(config.known_actions)?;
@@ -363,9 +393,8 @@ impl Engine {
             tag: keys.names.device_tag(&device),
             replica: Replica::with_state(device, state),
             local: Replica::with_state(local, local_state),
-            // Generation 1 until the engine follows generations (SPEC §11).
-            remote: Remote::new(store, config.retry, ferry_protocol::names::ROOT.to_owned()),
-            generation: 1,
+            remote: Remote::new(store, config.retry, db.root().to_owned()),
+            generation: db.generation()?,
             keys,
             identity,
             device,
@@ -382,6 +411,7 @@ impl Engine {
             older_said: HashSet::new(),
             ahead_of_storage: HashMap::new(),
             large: large::InFlight::default(),
+            older: Vec::new(),
             opened_offline,
         };
         engine.register()?;
@@ -544,7 +574,8 @@ impl Engine {
         self.db.log(&line)
     }
 
-    /// Records an operation of `kind` (`None`: the roster, which always syncs).
+    /// Records an operation of `kind` (`None`: the roster, registrations and removals, which
+    /// always syncs).
     fn record_with(
         &mut self,
         kind: Option<DataKind>,
@@ -557,7 +588,7 @@ impl Engine {
             &mut self.local
         };
         let op = make(replica, &self.keys.names, now_ms());
-        if op.data_kind() != kind {
+        if kind.is_some() && op.data_kind() != kind {
             warn!(?kind, made = ?op.data_kind(), "an operation was recorded under another kind");
         }
         if let Err(error) = self.db.record(&op, clip_text(&op), blob) {

@@ -213,7 +213,7 @@ impl Engine {
             chunk: chunk.index,
         };
         let count = held.first().map(|(_, count)| *count);
-        let taken = match self.take_chunk(&name, count, &chunk.sealed, Route::Nearby) {
+        let taken = match self.take_chunk(&name, count, &chunk.sealed, Route::Nearby, None) {
             Ok(taken) => taken,
             Err(SyncError::BrokenBlob { reason, .. }) => {
                 warn!(blob = %id, index = chunk.index, %reason, "a nearby device's blob chunk was refused");

@@ -13,11 +13,11 @@
 use std::collections::BTreeSet;
 
 use ferry_core::Membership;
-use ferry_protocol::generation::{Handover, MAX_DEVICES, Plan, Storage, Successor};
+use ferry_protocol::generation::{MAX_DEVICES, Plan, Storage, Successor};
 use ferry_protocol::{DeviceId, DeviceKeys, DeviceTag, KdfParams, ObjectName, RepoHeader, SyncKey};
 use ferry_store::StoreError;
 
-use super::Engine;
+use super::{Engine, NextGeneration};
 use crate::SyncError;
 use crate::generation::{self, Choice, Creator, Lineage, Prepared, Valid, Verdict};
 use crate::transfer::now_ms;
@@ -50,17 +50,9 @@ pub enum Destination {
 pub enum Succession {
     /// There is no new generation.
     None,
-    /// Move to the new generation with the handed key (and storage, when it moved).
-    Follow {
-        /// The new generation.
-        successor: Successor,
-        /// The new key, and storage if it changed.
-        handover: Handover,
-        /// The device that made it.
-        by: DeviceId,
-        /// When, in Unix milliseconds by that device's clock.
-        at_ms: u64,
-    },
+    /// Move to the new generation with the handed key (and storage, when it moved):
+    /// [`Engine::follow`].
+    Follow(NextGeneration),
     /// The chosen candidate removes this device: it writes nothing more.
     Removed {
         /// The device that removed it.
@@ -91,8 +83,9 @@ impl Engine {
     }
 
     /// Who a rotation that removes `revoke` gives the new key to: every registered device
-    /// but the removed ones, whose membership holds once the removed devices' attestations no
-    /// longer count, and the devices of `include` whatever their membership.
+    /// but the removed ones (now and by earlier generations), whose membership holds once the
+    /// removed devices' attestations no longer count, and the devices of `include` whatever
+    /// their membership.
     pub fn rotation_plan(
         &self,
         revoke: &[DeviceId],
@@ -114,11 +107,14 @@ impl Engine {
                 });
             }
         }
-        let memberships = state.memberships_without(self.first_device()?, &removed);
+        // Devices an earlier generation removed stay out, and their attestations with them.
+        let earlier = state.removed_devices();
+        let out: BTreeSet<DeviceId> = removed.union(&earlier).copied().collect();
+        let memberships = state.memberships_without(self.first_device()?, &out);
         let mut recipients = vec![(self.device, self.identity.public())];
         let mut left_out = Vec::new();
         for (device, entry) in state.devices() {
-            if *device == self.device || removed.contains(device) {
+            if *device == self.device || out.contains(device) {
                 continue;
             }
             let holds = memberships.get(device).is_some_and(Membership::holds);
@@ -261,6 +257,7 @@ impl Engine {
             Choice::Follow(chosen) => {
                 let by = chosen.rotation.creator;
                 let at_ms = chosen.rotation.time_ms;
+                let revoked = chosen.rotation.revoked.clone();
                 match generation::verdict(chosen, self.keys.id, &self.identity, self.device)? {
                     Verdict::Removed { by, at_ms } => Succession::Removed { by, at_ms },
                     Verdict::LeftOut { by, at_ms } => Succession::LeftOut { by, at_ms },
@@ -276,12 +273,13 @@ impl Engine {
                         };
                         generation::check_new_header(store, retry, &successor, &keys, lineage)
                             .await?;
-                        Succession::Follow {
+                        Succession::Follow(NextGeneration {
                             successor,
                             handover,
                             by,
                             at_ms,
-                        }
+                            revoked,
+                        })
                     }
                 }
             }

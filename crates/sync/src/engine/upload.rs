@@ -79,6 +79,14 @@ impl Engine {
     }
 
     async fn upload_all(&mut self, report: &mut UploadReport) -> Result<(), SyncError> {
+        // The snapshot this device took to a new generation goes first: segments follow on.
+        if let Some(bytes) = self.push_moved_snapshot().await? {
+            report.bytes += bytes;
+            report.hints.push(RelayHint {
+                device: self.tag,
+                seq: 1,
+            });
+        }
         let mut skips = 0;
         'plan: loop {
             let reserved = self.db.unuploaded()?;

@@ -1,0 +1,416 @@
+//! Moving to a new generation (SPEC §11.3, last step): the device takes everything it holds
+//! along as its first snapshot there, and goes on under the new key.
+//!
+//! ```text
+//! fetch the old generation (what the others wrote there comes along)
+//! record the removals the generation made (they stay out of every later rotation)
+//! seal snapshot 1 + head 1 under the new key ─▶ one transaction: key id, generation,
+//!     checkpoint, own operations covered, cursors/quarantine/reserved segments dropped
+//! next upload: PUT snap/<new tag>/1, head/<new tag>/1, then segments from seq 2
+//! ```
+//!
+//! Blobs keep their ids (clips name them): the device that made the generation writes the
+//! ones it holds and live clips name into the new generation; a blob not there yet is read
+//! from the generation before, whose key `prev` holds.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use ferry_core::Body;
+use ferry_protocol::generation::{Handover, Previous, Successor, root};
+use ferry_protocol::{
+    BlobId, Cursor, DeviceId, Head, Identity, KeyId, Keys, ObjectName, RepoHeader, Snapshot,
+};
+use ferry_store::{Store, StoreError};
+
+use super::{Engine, EngineConfig, large};
+use crate::db::{FirstSnapshot, Move};
+use crate::remote::Remote;
+use crate::transfer::{Kind, Outcome, Route, Transfer};
+use crate::{SyncError, generation};
+
+/// A generation this device may follow: its candidate was chosen and opened.
+#[derive(Debug)]
+pub struct NextGeneration {
+    /// The new generation.
+    pub successor: Successor,
+    /// The new key, and storage if it changed.
+    pub handover: Handover,
+    /// The device that made it.
+    pub by: DeviceId,
+    /// When, in Unix milliseconds by that device's clock.
+    pub at_ms: u64,
+    /// The devices it removes.
+    pub revoked: Vec<DeviceId>,
+}
+
+/// One generation on: where to, with which keys, made by whom, removing whom.
+struct Step<'a> {
+    successor: Successor,
+    keys: Keys,
+    by: DeviceId,
+    revoked: &'a [DeviceId],
+}
+
+/// A generation before the one this device is on, to read blobs not moved yet.
+pub(super) struct Older {
+    pub(super) remote: Remote,
+    pub(super) keys: Keys,
+}
+
+impl Engine {
+    /// Whether the last listing of the storage showed a candidate for the next generation:
+    /// [`succession`](Engine::succession) then says what it means for this device.
+    pub fn successor_listed(&self) -> bool {
+        self.remote.next_listed()
+    }
+
+    /// Moves this device to `next` (chosen by [`succession`](Engine::succession)), in
+    /// `store`: this store, or the storage the handover names. What the old generation holds
+    /// of the other devices is fetched first; everything this device holds, its operations
+    /// not yet sent among it, goes along as its first snapshot there, written by the next
+    /// upload. Once this returns the database is on the new generation: the caller keeps the
+    /// new key from now on.
+    pub async fn follow(
+        &mut self,
+        next: &NextGeneration,
+        store: Arc<dyn Store>,
+    ) -> Result<(), SyncError> {
+        let step = Step {
+            successor: next.successor,
+            keys: next.handover.key.keys(),
+            by: next.by,
+            revoked: &next.revoked,
+        };
+        self.move_to(step, store).await
+    }
+
+    /// Moves this device one generation on (see [`follow`](Engine::follow)).
+    async fn move_to(&mut self, step: Step<'_>, store: Arc<dyn Store>) -> Result<(), SyncError> {
+        let Step {
+            successor,
+            keys,
+            by,
+            revoked,
+        } = step;
+        if successor.generation != self.generation + 1 || successor.key_id == self.keys.id {
+            return Err(SyncError::GenerationRefused {
+                reason: format!(
+                    "generation {} does not follow generation {}, which this device is on",
+                    successor.generation, self.generation
+                ),
+            });
+        }
+        self.fetch().await?;
+        let removed = self.replica.state().removed_devices();
+        for device in revoked.iter().filter(|d| !removed.contains(d)) {
+            self.record_with(
+                None,
+                |replica, _, now| replica.mark_removed(*device, successor.generation, now),
+                None,
+            )?;
+        }
+        let tag = keys.names.device_tag(&self.device);
+        let ops = self.replica.state().seen(&self.device);
+        let snapshot = if self.config.direction.sends() {
+            Some(self.first_snapshot(&keys, ops)?)
+        } else {
+            None
+        };
+        let reseal = if by == self.device {
+            self.live_blobs()
+        } else {
+            Vec::new()
+        };
+        let root = successor.root();
+        let transfer = Transfer::new(Route::Local, Kind::Generation, Outcome::Ok)
+            .device(&tag)
+            .ops(ops)
+            .detail(format!(
+                "moved to generation {} of the repository, made by {}",
+                successor.generation,
+                self.who(&by)
+            ));
+        self.db.move_to(&Move {
+            generation: successor.generation,
+            key_id: successor.key_id,
+            root: root.clone(),
+            device: self.device,
+            state: self.replica.state(),
+            snapshot,
+            ops,
+            reseal: &reseal,
+            transfer: &transfer,
+        })?;
+        let remote = Remote::new(store, *self.remote.retry(), root);
+        let old_remote = std::mem::replace(&mut self.remote, remote);
+        let old_keys = std::mem::replace(&mut self.keys, keys);
+        self.older.insert(
+            0,
+            Older {
+                remote: old_remote,
+                keys: old_keys,
+            },
+        );
+        self.generation = successor.generation;
+        self.tag = tag;
+        self.forget_old_generation();
+        Ok(())
+    }
+
+    /// Opens the database at `database`, which is on the generation `stopped_at` (its number
+    /// and key id), with `keys` of a later one: the device kept the new key and stopped before
+    /// it moved, or was away and is given the newest key by hand. The keys of the generations
+    /// between come from each one's `prev`, the device opens on its own and moves through
+    /// them in order. `refused` is the error to give when `keys` open no later generation.
+    pub(super) async fn open_behind(
+        store: Arc<dyn Store>,
+        keys: Keys,
+        identity: Identity,
+        database: &Path,
+        config: EngineConfig,
+        stopped_at: (u32, Option<KeyId>),
+        refused: SyncError,
+    ) -> Result<Engine, SyncError> {
+        let key = |_: &RepoHeader| Ok(keys.clone());
+        let Ok((located, _)) = generation::locate(&*store, &config.retry, key).await else {
+            return Err(refused);
+        };
+        let (from, from_key) = stopped_at;
+        if located.generation <= from {
+            return Err(refused);
+        }
+        let mut steps = Vec::new();
+        let (mut number, mut keys) = (located.generation, keys);
+        while number > from {
+            let remote = Remote::new(store.clone(), config.retry, root(number, keys.id));
+            let previous = read_previous(&remote, &keys).await?;
+            if previous.generation + 1 != number {
+                return Err(SyncError::GenerationRefused {
+                    reason: format!(
+                        "the record of the key before generation {number} names another"
+                    ),
+                });
+            }
+            let older = previous.sync_key().keys();
+            let successor = Successor {
+                generation: number,
+                key_id: keys.id,
+                moved: false,
+            };
+            steps.push((successor, keys, previous.writer));
+            (number, keys) = (number - 1, older);
+        }
+        if Some(keys.id) != from_key {
+            return Err(refused);
+        }
+        let mut engine = Box::pin(Engine::open(
+            store.clone(),
+            keys,
+            identity,
+            database,
+            config,
+        ))
+        .await?;
+        for (successor, keys, by) in steps.into_iter().rev() {
+            let step = Step {
+                successor,
+                keys,
+                by,
+                revoked: &[],
+            };
+            engine.move_to(step, store.clone()).await?;
+        }
+        Ok(engine)
+    }
+
+    /// This device's first snapshot in the generation of `keys` (covering its operations up
+    /// to `ops`) and its head, sealed.
+    fn first_snapshot(&self, keys: &Keys, ops: u64) -> Result<FirstSnapshot, SyncError> {
+        let tag = keys.names.device_tag(&self.device);
+        let device = self.device;
+        let snapshot = Snapshot {
+            device,
+            seq: 1,
+            version_vector: vec![Cursor {
+                device,
+                seq: 1,
+                ops,
+            }],
+            state: self.replica.state().encode(),
+        };
+        let name = ObjectName::Snap {
+            device: tag,
+            seq: 1,
+        };
+        let head = Head {
+            device,
+            seq: 1,
+            ops,
+            first_seq: 2,
+            snapshot: Some(1),
+        };
+        let head_name = ObjectName::Head {
+            device: tag,
+            seq: 1,
+        };
+        Ok(FirstSnapshot {
+            snapshot: keys
+                .data
+                .seal_signed(&name, &snapshot, &self.identity)?
+                .into_bytes(),
+            head: keys
+                .data
+                .seal_signed(&head_name, &head, &self.identity)?
+                .into_bytes(),
+        })
+    }
+
+    /// The blobs that clips in the history or the trash name.
+    fn live_blobs(&self) -> Vec<BlobId> {
+        let state = self.replica.state();
+        let clips = state
+            .history(None, usize::MAX)
+            .into_iter()
+            .chain(state.trash());
+        let ids: BTreeSet<BlobId> = clips
+            .filter_map(|clip| match clip.content.body() {
+                Some(Body::Blob { id, .. }) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        ids.into_iter().collect()
+    }
+
+    /// Forgets what was known of the old generation's objects.
+    fn forget_old_generation(&mut self) {
+        self.rolled_back.clear();
+        self.behind_said.clear();
+        self.far_claims.clear();
+        self.far_said.clear();
+        self.older_said.clear();
+        self.ahead_of_storage.clear();
+        self.wanted_blobs.clear();
+        self.large = large::InFlight::default();
+    }
+
+    /// Writes the first snapshot this device took to a new generation, when it is not in
+    /// storage yet: before any segment, which follows on from it.
+    pub(super) async fn push_moved_snapshot(&mut self) -> Result<Option<u64>, SyncError> {
+        let Some(FirstSnapshot { snapshot, head }) = self.db.moved_snapshot()? else {
+            return Ok(None);
+        };
+        let name = ObjectName::Snap {
+            device: self.tag,
+            seq: 1,
+        };
+        // The bytes were sealed once and kept: other bytes there are not this device's (its
+        // tag is known to whoever lists the generation), and its own name is its own.
+        if self.remote.put_or_read(&name, &snapshot).await?.is_some() {
+            self.remote.overwrite(&name, &snapshot).await?;
+        }
+        let head_name = self.head_name(1);
+        if self.remote.put_or_read(&head_name, &head).await?.is_some() {
+            self.remote.overwrite(&head_name, &head).await?;
+        }
+        let ops = self.db.number(crate::db::Meta::SnapshotOps)?;
+        let sent = Transfer::new(Route::Up, Kind::Snapshot, Outcome::Ok)
+            .device(&self.tag)
+            .object(&name)
+            .ops(ops)
+            .bytes(snapshot.len() as u64);
+        self.db.moved_snapshot_stored(ops, &sent)?;
+        Ok(Some(snapshot.len() as u64 + head.len() as u64))
+    }
+
+    /// The chunk `name` of a blob, from this generation or, when it is not there yet, from
+    /// the ones before (each found through `prev`), sealed under the key of the generation
+    /// it was read from: the bytes, and that key.
+    pub(super) async fn blob_chunk(
+        &mut self,
+        name: &ObjectName,
+    ) -> Result<(Vec<u8>, Option<usize>), SyncError> {
+        let missing = match self.remote.get(name).await {
+            Ok(bytes) => return Ok((bytes, None)),
+            Err(missing @ StoreError::NotFound { .. }) => missing,
+            Err(error) => return Err(error.into()),
+        };
+        let mut index = 0;
+        loop {
+            if index == self.older.len() && !self.load_older().await? {
+                return Err(missing.into());
+            }
+            match self.older[index].remote.get(name).await {
+                Ok(bytes) => return Ok((bytes, Some(index))),
+                Err(StoreError::NotFound { .. }) => index += 1,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// The names keys of the generations before this one that are known here, newest first.
+    pub(super) fn older_names(&self) -> impl Iterator<Item = &ferry_protocol::NamesKey> {
+        self.older.iter().map(|older| &older.keys.names)
+    }
+
+    /// The keys of the older generation at `index` among those known here.
+    pub(super) fn older_keys(&self, index: usize) -> &Keys {
+        &self.older[index].keys
+    }
+
+    /// Learns the keys of every generation before this one (once per run of the engine: a
+    /// read of `prev` each).
+    pub(super) async fn load_all_older(&mut self) -> Result<(), SyncError> {
+        while self.older.len() + 1 < self.generation as usize && self.load_older().await? {}
+        Ok(())
+    }
+
+    /// Reads the key of the generation before the oldest one known here from that one's
+    /// `prev`. `false` when there is none (the first generation) or it cannot be read.
+    async fn load_older(&mut self) -> Result<bool, SyncError> {
+        let (generation, remote, keys) = match self.older.last() {
+            Some(older) => (
+                self.generation - self.older.len() as u32,
+                &older.remote,
+                &older.keys,
+            ),
+            None => (self.generation, &self.remote, &self.keys),
+        };
+        if generation <= 1 {
+            return Ok(false);
+        }
+        let previous = read_previous(remote, keys).await?;
+        if previous.generation + 1 != generation {
+            return Ok(false);
+        }
+        let old = previous.sync_key();
+        let root = root(previous.generation, old.key_id());
+        let older = Older {
+            remote: Remote::new(remote.shared_store(), *remote.retry(), root),
+            keys: old.keys(),
+        };
+        self.older.push(older);
+        Ok(true)
+    }
+}
+
+/// The record of the key before the generation `remote` speaks to, opened with that
+/// generation's `keys` (only their holders can have sealed it).
+async fn read_previous(remote: &Remote, keys: &Keys) -> Result<Previous, SyncError> {
+    let refused = |why: String| SyncError::GenerationRefused {
+        reason: format!(
+            "the record of the key before this generation ({}) {why}",
+            remote.path(&ObjectName::Prev)
+        ),
+    };
+    let bytes = match remote.get(&ObjectName::Prev).await {
+        Ok(bytes) => bytes,
+        Err(StoreError::NotFound { .. }) => return Err(refused("is missing".into())),
+        Err(error) => return Err(error.into()),
+    };
+    keys.data
+        .open_signed::<Previous>(&ObjectName::Prev, &bytes)
+        .map(|claimed| claimed.value)
+        .map_err(|error| refused(format!("does not open: {error}")))
+}
