@@ -1,6 +1,8 @@
 //! What can go wrong while syncing, with what to do about it.
 
-use ferry_protocol::KeyId;
+use std::fmt;
+
+use ferry_protocol::{DeviceId, KeyId};
 use ferry_store::StoreError;
 
 /// Why a sync step failed. Objects that fail to open are not errors: they are quarantined and
@@ -43,6 +45,51 @@ pub enum SyncError {
     RepositoryMoved {
         /// The generation in the other storage.
         generation: u32,
+    },
+    /// The new generation removes this device: it writes nothing more (SPEC §11.3).
+    #[error(
+        "this device was removed from the repository on {} by device {}: it writes nothing \
+         more; to use it again, pair it from another device (`ferry pair` there, `ferry join` \
+         here)",
+        Day(*at_ms),
+        by.short()
+    )]
+    Removed {
+        /// The device that removed it.
+        by: DeviceId,
+        /// When, in Unix milliseconds by that device's clock.
+        at_ms: u64,
+    },
+    /// The new generation leaves this device out without removing it: its membership did not
+    /// hold and the device that made it did not include it.
+    #[error(
+        "the repository moved to a new key on {} (made by device {}), which was not given to \
+         this device: nobody known vouched for it; pair it again from another device, or, if \
+         device {} is the one that is lost, remove it here with `ferry devices remove`",
+        Day(*at_ms),
+        by.short(),
+        by.short()
+    )]
+    LeftOut {
+        /// The device that made the generation.
+        by: DeviceId,
+        /// When, in Unix milliseconds.
+        at_ms: u64,
+    },
+    /// Two devices removed each other: this device writes nothing under its key until the
+    /// person removes one of them here.
+    #[error(
+        "devices removed each other ({}): one of them is lost, and only you know which; remove \
+         it here with `ferry devices remove DEVICE`, and this device follows the other",
+        sides.iter().map(|(by, removed)| format!(
+            "{} removed {}",
+            by.short(),
+            removed.iter().map(DeviceId::short).collect::<Vec<_>>().join(", ")
+        )).collect::<Vec<_>>().join("; ")
+    )]
+    Dispute {
+        /// Each candidate's creator and the devices it removes.
+        sides: Vec<(DeviceId, Vec<DeviceId>)>,
     },
     /// The repository or an object could not be read with this device's keys, or was written
     /// by a newer Ferry: the protocol error says which, and what to do.
@@ -166,5 +213,41 @@ impl SyncError {
             SyncError::Store(error) => error.is_transient(),
             _ => false,
         }
+    }
+}
+
+/// A day of the calendar (UTC), from Unix milliseconds: `2026-12-06`.
+struct Day(u64);
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Days since 1970-01-01 to a civil date (the proleptic Gregorian calendar).
+        let days = (self.0 / 86_400_000) as i64 + 719_468;
+        let era = days.div_euclid(146_097);
+        let of_era = days.rem_euclid(146_097);
+        let year_of_era = (of_era - of_era / 1_460 + of_era / 36_524 - of_era / 146_096) / 365;
+        let of_year = of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let month_index = (5 * of_year + 2) / 153;
+        let day = of_year - (153 * month_index + 2) / 5 + 1;
+        let month = if month_index < 10 {
+            month_index + 3
+        } else {
+            month_index - 9
+        };
+        let year = year_of_era + era * 400 + i64::from(month <= 2);
+        write!(f, "{year:04}-{month:02}-{day:02}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Day;
+
+    #[test]
+    fn days_are_calendar_dates() {
+        assert_eq!(Day(0).to_string(), "1970-01-01");
+        assert_eq!(Day(951_782_400_000).to_string(), "2000-02-29");
+        assert_eq!(Day(1_796_515_200_000).to_string(), "2026-12-06");
+        assert_eq!(Day(1_796_601_599_999).to_string(), "2026-12-06");
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ferry_core::{Action, Body, ClipContent, DataKind};
 use ferry_protocol::{BlobId, DeviceId, ObjectName, SyncKey};
 use ferry_store::Store;
-use ferry_sync::{Destination, Engine, EngineConfig, Succession};
+use ferry_sync::{Destination, Engine, EngineConfig, Succession, SyncError};
 
 use common::{identity_for, per_backend, storage};
 
@@ -71,15 +71,14 @@ async fn poll(device: &mut common::Device, store: &Arc<dyn Store>) -> Option<Syn
     if !device.engine.successor_listed() {
         return None;
     }
-    match device.engine.succession(&BTreeSet::new()).await.unwrap() {
-        Succession::Follow(next) => {
-            device.engine.follow(&next, store.clone()).await.unwrap();
-            device.engine.sync().await.unwrap();
-            Some(next.handover.key)
-        }
-        Succession::None => None,
-        other => panic!("this device should follow: {other:?}"),
-    }
+    let next = device
+        .engine
+        .next_generation(&BTreeSet::new())
+        .await
+        .unwrap()?;
+    device.engine.follow(&next, store.clone()).await.unwrap();
+    device.engine.sync().await.unwrap();
+    Some(next.handover.key)
 }
 
 /// Removes `revoke` from `device` with a new key, and moves `device` to the new generation.
@@ -196,10 +195,12 @@ per_backend! {
         phone.copy("from the phone, after");
         phone.engine.sync().await.unwrap();
         assert!(phone.engine.successor_listed());
-        match phone.engine.succession(&BTreeSet::new()).await.unwrap() {
-            Succession::Removed { by, .. } => assert_eq!(by, laptop.engine.device()),
-            other => panic!("the phone should be told it was removed: {other:?}"),
-        }
+        let laptop_id = laptop.engine.device();
+        let told = phone.engine.next_generation(&BTreeSet::new()).await.unwrap_err();
+        assert!(matches!(told, SyncError::Removed { by, .. } if by == laptop_id), "{told}");
+        assert!(told.to_string().contains("was removed from the repository on 20"), "{told}");
+        let refused = phone.engine.upload().await.unwrap_err();
+        assert!(matches!(refused, SyncError::Removed { .. }), "it writes nothing: {refused}");
         // Holding the old key and the storage, it plants objects in the new generation.
         let desk_tag = new.keys().names.device_tag(&desk.engine.device());
         // Its own segment of the old generation, signed and sealed under the old key, replayed
@@ -297,9 +298,7 @@ per_backend! {
         let new = remove(&mut laptop, &store, &first_key(), &[phone.engine.device()]).await;
         desk.copy("unsent on the desk");
         desk.engine.fetch().await.unwrap();
-        let Succession::Follow(next) = desk.engine.succession(&BTreeSet::new()).await.unwrap() else {
-            panic!("the desk should follow");
-        };
+        let next = desk.engine.next_generation(&BTreeSet::new()).await.unwrap().unwrap();
         // The storage holds something else at the name of the desk's first snapshot there.
         let desk_tag = new.keys().names.device_tag(&desk.engine.device());
         let root = ferry_protocol::generation::root(2, new.key_id());

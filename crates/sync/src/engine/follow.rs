@@ -18,13 +18,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ferry_core::Body;
-use ferry_protocol::generation::{Handover, Previous, Successor, root};
+use ferry_protocol::generation::{Handover, Next, Previous, Successor, root};
 use ferry_protocol::{
     BlobId, Cursor, DeviceId, Head, Identity, KeyId, Keys, ObjectName, RepoHeader, Snapshot,
 };
 use ferry_store::{Store, StoreError};
 
-use super::{Engine, EngineConfig, large};
+use super::{Engine, EngineConfig, Succession, large};
 use crate::db::{FirstSnapshot, Move};
 use crate::remote::Remote;
 use crate::transfer::{Kind, Outcome, Route, Transfer};
@@ -59,11 +59,67 @@ pub(super) struct Older {
     pub(super) keys: Keys,
 }
 
+/// Why this device writes nothing more under its key (SPEC §11.3).
+#[derive(Debug, Clone)]
+pub(super) enum Halt {
+    Removed {
+        by: DeviceId,
+        at_ms: u64,
+    },
+    LeftOut {
+        by: DeviceId,
+        at_ms: u64,
+    },
+    Dispute {
+        sides: Vec<(DeviceId, Vec<DeviceId>)>,
+    },
+}
+
+impl Halt {
+    pub(super) fn error(&self) -> SyncError {
+        match self.clone() {
+            Halt::Removed { by, at_ms } => SyncError::Removed { by, at_ms },
+            Halt::LeftOut { by, at_ms } => SyncError::LeftOut { by, at_ms },
+            Halt::Dispute { sides } => SyncError::Dispute { sides },
+        }
+    }
+}
+
 impl Engine {
     /// Whether the last listing of the storage showed a candidate for the next generation:
-    /// [`succession`](Engine::succession) then says what it means for this device.
+    /// [`next_generation`](Engine::next_generation) then says what it means for this device.
     pub fn successor_listed(&self) -> bool {
         self.remote.next_listed()
+    }
+
+    /// The generation this device follows next, if there is one ([`succession`]
+    /// (Engine::succession), the devices the person removed here in `removed_here`). When the
+    /// candidates remove this device, leave it out or dispute each other, it writes nothing
+    /// more (uploads fail with the same error) until a later look says otherwise, and the
+    /// error is returned.
+    pub async fn next_generation(
+        &mut self,
+        removed_here: &BTreeSet<DeviceId>,
+    ) -> Result<Option<NextGeneration>, SyncError> {
+        let halt = match self.succession(removed_here).await? {
+            Succession::None => None,
+            Succession::Follow(next) => {
+                self.halted = None;
+                return Ok(Some(next));
+            }
+            Succession::Removed { by, at_ms } => Some(Halt::Removed { by, at_ms }),
+            Succession::LeftOut { by, at_ms } => Some(Halt::LeftOut { by, at_ms }),
+            Succession::Dispute { sides } => Some(Halt::Dispute { sides }),
+        };
+        self.halted = halt;
+        match &self.halted {
+            Some(halt) => {
+                let error = halt.error();
+                self.note(error.to_string());
+                Err(error)
+            }
+            None => Ok(None),
+        }
     }
 
     /// Moves this device to `next` (chosen by [`succession`](Engine::succession)), in
@@ -214,15 +270,35 @@ impl Engine {
         ))
         .await?;
         for (successor, keys, by) in steps.into_iter().rev() {
+            let revoked = engine.revoked_by(by, &successor).await;
             let step = Step {
                 successor,
                 keys,
                 by,
-                revoked: &[],
+                revoked: &revoked,
             };
             engine.move_to(step, store.clone()).await?;
         }
         Ok(engine)
+    }
+
+    /// The devices that `by`'s candidate for `successor` removes, when it is still in the
+    /// generation this device is on, opens and is signed by `by`; otherwise none (what it
+    /// removed was recorded there by the devices that moved already).
+    async fn revoked_by(&self, by: DeviceId, successor: &Successor) -> Vec<DeviceId> {
+        let tag = self.keys.names.device_tag(&by);
+        let Ok(bytes) = self.remote.get(&ObjectName::Next { creator: tag }).await else {
+            return Vec::new();
+        };
+        let Some(registered) = self.replica.state().device(&by).map(|entry| entry.keys) else {
+            return Vec::new();
+        };
+        let rotation = Next::from_bytes(tag, &bytes)
+            .ok()
+            .filter(|next| next.successor == *successor)
+            .and_then(|next| next.open(&self.keys).ok())
+            .filter(|claimed| claimed.verify(&registered).is_ok());
+        rotation.map_or_else(Vec::new, |claimed| claimed.value.revoked.clone())
     }
 
     /// This device's first snapshot in the generation of `keys` (covering its operations up

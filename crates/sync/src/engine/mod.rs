@@ -294,6 +294,8 @@ pub struct Engine {
     /// The generations before this one known here, newest first: blobs not moved yet are
     /// read from them.
     older: Vec<follow::Older>,
+    /// Why this device writes nothing more, once the next generation said so.
+    halted: Option<follow::Halt>,
 }
 
 /// Which pass of a sync ended.
@@ -412,6 +414,7 @@ impl Engine {
             ahead_of_storage: HashMap::new(),
             large: large::InFlight::default(),
             older: Vec::new(),
+            halted: None,
             opened_offline,
         };
         engine.register()?;

@@ -79,6 +79,9 @@ impl Engine {
     }
 
     async fn upload_all(&mut self, report: &mut UploadReport) -> Result<(), SyncError> {
+        if let Some(halt) = &self.halted {
+            return Err(halt.error());
+        }
         // The snapshot this device took to a new generation goes first: segments follow on.
         if let Some(bytes) = self.push_moved_snapshot().await? {
             report.bytes += bytes;
