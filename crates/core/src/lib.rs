@@ -62,7 +62,7 @@ pub use replica::Replica;
 pub use retention::Retention;
 pub use roster::{
     DeviceEntry, LEFT_PREFIX, Membership, NAME_PREFIX, PAIRED_PREFIX, Pairing, REMOVED_PREFIX,
-    owner_of,
+    Removal, owner_of,
 };
 pub use spelling::UnknownWord;
 pub use state::{Applied, State};

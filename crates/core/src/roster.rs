@@ -49,11 +49,22 @@ pub const NAME_PREFIX: &str = "device/";
 /// The synced setting under which a device says it left the repository: `left/<its id>`.
 pub const LEFT_PREFIX: &str = "left/";
 
-/// The synced setting under which a device that moved to a new generation of the repository
+/// The synced setting under which the device that made a new generation of the repository
 /// records a device that generation removed: `removed/<device id>` = the generation's number
-/// (SPEC §11). Only the new key's holders write in that generation, so any member's word
-/// counts; the mark keeps the removed device out of every later rotation's recipients.
+/// (SPEC §11). Only its creator's word counts (any device can write the setting, a lost one
+/// too): the mark keeps the removed device out of every later rotation's recipients.
 pub const REMOVED_PREFIX: &str = "removed/";
+
+/// A removal as the roster records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removal {
+    /// The device removed.
+    pub device: DeviceId,
+    /// The generation that removed it, by the writer's word.
+    pub generation: u32,
+    /// The device that wrote the mark.
+    pub by: DeviceId,
+}
 
 /// The device whose word the setting `key` is, when only that device may write it: a device's
 /// name and its leaving are its own, an attestation its attester's. Writes of it by any other device are

@@ -584,22 +584,36 @@ impl State {
             .filter(|name| !name.is_empty())
     }
 
-    /// The devices a generation of the repository removed (see
-    /// [`REMOVED_PREFIX`](crate::roster::REMOVED_PREFIX)), as recorded by registered devices.
-    pub fn removed_devices(&self) -> BTreeSet<DeviceId> {
+    /// The removals recorded in the roster (see [`REMOVED_PREFIX`]
+    /// (crate::roster::REMOVED_PREFIX)), by registered devices: which device, which generation
+    /// removed it by the writer's word, and the writer. Only the generation's own creator's
+    /// word counts, which only the sync engine can tell (it knows who made each generation).
+    pub fn removals(&self) -> Vec<crate::roster::Removal> {
         let prefix = crate::roster::REMOVED_PREFIX;
-        self.data
+        let mut found = Vec::new();
+        for (key, register) in self
+            .data
             .settings
             .range(prefix.to_owned()..)
             .take_while(|(key, _)| key.starts_with(prefix))
-            .filter(|(_, register)| {
-                register
-                    .values()
-                    .iter()
-                    .any(|v| v.value.is_some() && self.device(&v.hlc.device).is_some())
-            })
-            .filter_map(|(key, _)| key[prefix.len()..].parse().ok())
-            .collect()
+        {
+            let Ok(device) = key[prefix.len()..].parse::<DeviceId>() else {
+                continue;
+            };
+            for value in register.values() {
+                let generation = value.value.as_deref().and_then(|v| v.parse::<u32>().ok());
+                if let Some(generation) = generation
+                    && self.device(&value.hlc.device).is_some()
+                {
+                    found.push(crate::roster::Removal {
+                        device,
+                        generation,
+                        by: value.hlc.device,
+                    });
+                }
+            }
+        }
+        found
     }
 
     /// The public keys of every registered device, and of each device a registered device

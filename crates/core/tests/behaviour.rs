@@ -668,7 +668,8 @@ fn an_attestation_counts_only_along_a_chain_from_the_first_device() {
 }
 
 #[test]
-fn a_removal_mark_counts_when_a_registered_device_wrote_it() {
+fn removal_marks_say_who_wrote_them_and_for_which_generation() {
+    use ferry_core::Removal;
     let mut r = roster(3);
     let (laptop, phone) = (r[0].device(), r[1].device());
     let mut stranger = Replica::new(DeviceId([0xEE; 16]));
@@ -676,18 +677,32 @@ fn a_removal_mark_counts_when_a_registered_device_wrote_it() {
     state
         .apply(stranger.mark_removed(laptop, 2, T0 + 5))
         .unwrap();
-    assert!(
-        state.removed_devices().is_empty(),
-        "an unregistered writer's word"
-    );
+    assert!(state.removals().is_empty(), "an unregistered writer's word");
     state.apply(r[0].mark_removed(phone, 2, T0 + 10)).unwrap();
-    assert_eq!(state.removed_devices(), [phone].into_iter().collect());
-    // It survives a snapshot's merge, whoever wrote the snapshot.
+    // The phone, still registered, marks the laptop: the mark is there, with its writer.
+    state.apply(r[1].mark_removed(laptop, 2, T0 + 11)).unwrap();
+    let mut found = state.removals();
+    found.sort_by_key(|r| r.by);
+    let mut expected = vec![
+        Removal {
+            device: phone,
+            generation: 2,
+            by: laptop,
+        },
+        Removal {
+            device: laptop,
+            generation: 2,
+            by: phone,
+        },
+    ];
+    expected.sort_by_key(|r| r.by);
+    assert_eq!(found, expected);
+    // Marks survive a snapshot's merge, whoever wrote the snapshot.
     let mut snapshot = state.clone();
     snapshot.keep_writers_word(r[2].device());
     let mut reader = State::new();
     reader.merge(snapshot);
-    assert!(reader.removed_devices().contains(&phone));
+    assert_eq!(reader.removals().len(), 2);
 }
 
 #[test]

@@ -36,15 +36,19 @@ pub enum Secret {
     WebDavPassword,
     /// This device's identity: the private keys it signs with and others seal to.
     DeviceIdentity,
+    /// The next sync key, as its recovery code, while this device makes a new generation of
+    /// the repository (kept so that a rotation stopped half-way resumes with the same key).
+    NextSyncKey,
 }
 
 impl Secret {
     /// Every secret, for listing and removal.
-    pub const ALL: [Secret; 4] = [
+    pub const ALL: [Secret; 5] = [
         Secret::SyncKey,
         Secret::S3SecretKey,
         Secret::WebDavPassword,
         Secret::DeviceIdentity,
+        Secret::NextSyncKey,
     ];
 
     /// Its name in the keychain and in the file.
@@ -54,6 +58,7 @@ impl Secret {
             Secret::S3SecretKey => "s3-secret-access-key",
             Secret::WebDavPassword => "webdav-password",
             Secret::DeviceIdentity => "device-identity",
+            Secret::NextSyncKey => "next-sync-key",
         }
     }
 }
@@ -65,6 +70,7 @@ impl fmt::Display for Secret {
             Secret::S3SecretKey => "the S3 secret access key",
             Secret::WebDavPassword => "the WebDAV password",
             Secret::DeviceIdentity => "this device's identity key",
+            Secret::NextSyncKey => "the next sync key (of a rotation in progress)",
         })
     }
 }

@@ -36,6 +36,17 @@ pub enum SyncError {
         /// Why.
         reason: String,
     },
+    /// The move to a new generation waits: what some devices wrote in the old one could not
+    /// be read, and it would be left behind.
+    #[error(
+        "this device did not move to the repository's new key yet: what {devices} wrote under \
+         the old one could not be read, and would be left behind; it tries again at the next \
+         sync"
+    )]
+    GenerationUnread {
+        /// The devices (tags) not read, each with why.
+        devices: String,
+    },
     /// The repository moved to other storage, which only its wraps name.
     #[error(
         "the repository moved to other storage (generation {generation}) and only the devices \

@@ -346,3 +346,85 @@ per_backend! {
         assert!(matches!(opened, Err(ferry_sync::SyncError::Protocol(ferry_protocol::Error::WrongKey { .. }))), "{:?}", opened.err());
     }
 }
+
+per_backend! {
+    #[tokio::test]
+    async fn only_a_generations_maker_says_whom_it_removed(backend) {
+        let storage = storage(backend).await;
+        let store = storage.store.clone();
+        common::init(&*store).await;
+        let [mut laptop, mut desk, mut phone] = three(&store).await;
+        let (desk_id, phone_id) = (desk.engine.device(), phone.engine.device());
+        // The phone, in a thief's hands, marks the desk removed before the person removes it.
+        phone
+            .engine
+            .record(DataKind::Settings, |r, _, now| r.mark_removed(desk_id, 2, now))
+            .unwrap();
+        phone.engine.sync().await.unwrap();
+        laptop.engine.sync().await.unwrap();
+        let new = remove(&mut laptop, &store, &first_key(), &[phone_id]).await;
+        poll(&mut desk, &store).await.expect("the desk follows");
+        assert_eq!(laptop.engine.removed(), BTreeSet::from([phone_id]));
+        assert_eq!(desk.engine.removed(), BTreeSet::from([phone_id]));
+        // A device that joins on the new generation learns who made it, from its `prev`.
+        let home = tempfile::tempdir().unwrap();
+        let database = home.path().join("ferry.db");
+        let mut tablet = common::Device {
+            engine: Engine::open(store.clone(), new.keys(), identity_for(&database), &database, lazy())
+                .await
+                .unwrap(),
+            home,
+        };
+        tablet.engine.sync().await.unwrap();
+        assert_eq!(tablet.engine.removed(), BTreeSet::from([phone_id]));
+        let plan = laptop.engine.rotation_plan(&[], &[]).unwrap();
+        assert!(plan.recipients.iter().any(|(device, _)| *device == desk_id));
+    }
+
+    #[tokio::test]
+    async fn a_device_that_only_receives_moves_and_can_send_later(backend) {
+        let storage = storage(backend).await;
+        let store = storage.store.clone();
+        common::init(&*store).await;
+        let [mut laptop, desk, phone] = three(&store).await;
+        let receiving = EngineConfig {
+            direction: ferry_sync::Direction::ReceiveOnly,
+            ..lazy()
+        };
+        let common::Device { engine, home } = desk;
+        drop(engine);
+        let database = home.path().join("ferry.db");
+        let engine = Engine::open(store.clone(), first_key().keys(), identity_for(&database), &database, receiving)
+            .await
+            .unwrap();
+        let mut desk = common::Device { engine, home };
+        desk.copy("kept on the desk while it only receives");
+        let new = remove(&mut laptop, &store, &first_key(), &[phone.engine.device()]).await;
+        laptop.copy("from the laptop");
+        laptop.engine.sync().await.unwrap();
+        poll(&mut desk, &store).await.expect("the desk follows");
+        assert!(desk.texts().contains(&"from the laptop".to_owned()));
+        // It starts sending: its stream in the new generation starts with its snapshot.
+        let mut desk = reopen(desk, store.clone(), &new).await;
+        desk.copy("sent from the desk");
+        desk.engine.sync().await.unwrap();
+        laptop.engine.sync().await.unwrap();
+        for text in ["kept on the desk while it only receives", "sent from the desk"] {
+            assert!(laptop.texts().contains(&text.to_owned()), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_removed_device_given_the_new_key_by_hand_is_still_removed(backend) {
+        let storage = storage(backend).await;
+        let store = storage.store.clone();
+        common::init(&*store).await;
+        let [mut laptop, _desk, phone] = three(&store).await;
+        let new = remove(&mut laptop, &store, &first_key(), &[phone.engine.device()]).await;
+        let common::Device { engine, home } = phone;
+        drop(engine);
+        let database = home.path().join("ferry.db");
+        let opened = Engine::open(store.clone(), new.keys(), identity_for(&database), &database, lazy()).await;
+        assert!(matches!(opened, Err(SyncError::Removed { .. })), "{:?}", opened.err());
+    }
+}

@@ -3,6 +3,8 @@
 //! seq 1 (its operations so far are all in it), and what belonged to the old generation's
 //! objects (cursors, announcements, quarantine, reserved segments) is dropped.
 
+use std::collections::BTreeMap;
+
 use ferry_core::State;
 use ferry_protocol::{BlobId, DeviceId, KeyId};
 use rusqlite::params;
@@ -27,11 +29,13 @@ pub(crate) struct Move<'a> {
     pub(crate) root: String,
     /// This device.
     pub(crate) device: DeviceId,
+    /// The device that made the new generation.
+    pub(crate) creator: DeviceId,
     /// The merged state, which becomes the checkpoint.
     pub(crate) state: &'a State,
-    /// This device's first snapshot and its head in the new generation, sealed; `None` for a
-    /// device that does not send.
-    pub(crate) snapshot: Option<FirstSnapshot>,
+    /// This device's first snapshot and its head in the new generation, sealed (written with
+    /// its first upload there).
+    pub(crate) snapshot: FirstSnapshot,
     /// This device's operation counter, which the snapshot covers.
     pub(crate) ops: u64,
     /// Blobs held here to write again into the new generation.
@@ -67,6 +71,8 @@ impl Db {
 
     /// Moves the database to a new generation.
     pub(crate) fn move_to(&mut self, moving: &Move<'_>) -> Result<(), SyncError> {
+        let mut creators = self.creators()?;
+        creators.insert(moving.generation, moving.creator);
         let tx = self.conn.transaction()?;
         set_meta(&tx, Meta::KeyId, &moving.key_id.0)?;
         set_meta(
@@ -99,25 +105,38 @@ impl Db {
         ] {
             set_meta(&tx, key, &value.to_le_bytes())?;
         }
-        match &moving.snapshot {
-            Some(first) => {
-                set_meta(&tx, Meta::MovedSnapshot, &first.snapshot)?;
-                set_meta(&tx, Meta::MovedHead, &first.head)?;
-            }
-            None => {
-                tx.execute(
-                    "DELETE FROM meta WHERE key IN (?1, ?2)",
-                    [Meta::MovedSnapshot.key(), Meta::MovedHead.key()],
-                )?;
-            }
-        }
+        set_meta(&tx, Meta::MovedSnapshot, &moving.snapshot.snapshot)?;
+        set_meta(&tx, Meta::MovedHead, &moving.snapshot.head)?;
         for id in moving.reseal {
             tx.execute("UPDATE blobs SET uploaded = 0 WHERE id = ?1", [id.0])?;
         }
+        set_meta(&tx, Meta::Creators, &encode_creators(&creators))?;
         insert_transfer(&tx, &moving.root, moving.transfer)?;
         tx.commit()?;
         self.root.clone_from(&moving.root);
         Ok(())
+    }
+
+    /// The device that made each generation after the first, as far as known here.
+    pub(crate) fn creators(&self) -> Result<BTreeMap<u32, DeviceId>, SyncError> {
+        let Some(bytes) = self.meta(Meta::Creators)? else {
+            return Ok(BTreeMap::new());
+        };
+        let mut creators = BTreeMap::new();
+        for entry in bytes.chunks(20) {
+            let (generation, device) = entry.split_at(4.min(entry.len()));
+            let generation = fixed::<4>(generation.to_vec(), "a generation")?;
+            let device = fixed::<16>(device.to_vec(), "a generation's creator")?;
+            creators.insert(u32::from_le_bytes(generation), DeviceId(device));
+        }
+        Ok(creators)
+    }
+
+    /// Records who made the generation `generation`.
+    pub(crate) fn set_creator(&self, generation: u32, creator: DeviceId) -> Result<(), SyncError> {
+        let mut creators = self.creators()?;
+        creators.insert(generation, creator);
+        set_meta(&self.conn, Meta::Creators, &encode_creators(&creators))
     }
 
     /// This device's first snapshot in the generation it moved to and its head, sealed, while
@@ -162,4 +181,17 @@ impl Db {
             None => ferry_protocol::names::ROOT.to_owned(),
         })
     }
+}
+
+fn encode_creators(creators: &BTreeMap<u32, DeviceId>) -> Vec<u8> {
+    creators
+        .iter()
+        .flat_map(|(generation, device)| {
+            generation
+                .to_le_bytes()
+                .into_iter()
+                .chain(device.0)
+                .collect::<Vec<u8>>()
+        })
+        .collect()
 }

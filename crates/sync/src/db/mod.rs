@@ -177,6 +177,9 @@ pub(crate) enum Meta {
     MovedSnapshot,
     /// Its head, sealed.
     MovedHead,
+    /// The device that made each generation after the first, as its `prev` (signed) says:
+    /// (generation u32 LE, device id) after each other.
+    Creators,
 }
 
 impl Meta {
@@ -196,6 +199,7 @@ impl Meta {
             Meta::Generation => "generation",
             Meta::MovedSnapshot => "moved_snapshot",
             Meta::MovedHead => "moved_head",
+            Meta::Creators => "creators",
         }
     }
 }

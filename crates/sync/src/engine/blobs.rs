@@ -61,7 +61,7 @@ impl Engine {
             }
         }
         // A blob made before the generation this device is on keeps the id it was made with.
-        self.load_all_older().await?;
+        self.learn_older_names(id).await;
         let read = self.large.read.remove(&id).unwrap_or_default();
         self.join_blob(id, read, Route::Down).map(Some)
     }

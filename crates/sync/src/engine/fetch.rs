@@ -61,21 +61,32 @@ impl Engine {
             }
             return Ok(FetchReport::default());
         }
-        self.fetch_pass(async |engine: &mut Engine, report: &mut FetchReport| {
-            let mut heads = engine.remote.heads().await?;
-            if let Err(error) = engine.repair_own(&heads).await {
-                engine.note(format!(
-                    "checking this device's own objects failed: {error}"
-                ));
-            }
-            heads.remove(&engine.tag);
-            for (&tag, &head) in &heads {
-                engine.check_not_rolled_back(tag, head).await?;
-            }
-            engine.check_announced(&heads)?;
-            engine.catch_up(&heads, report).await
-        })
-        .await
+        let report = self
+            .fetch_pass(async |engine: &mut Engine, report: &mut FetchReport| {
+                let mut heads = engine.remote.heads().await?;
+                if let Err(error) = engine.repair_own(&heads).await {
+                    engine.note(format!(
+                        "checking this device's own objects failed: {error}"
+                    ));
+                }
+                heads.remove(&engine.tag);
+                for (&tag, &head) in &heads {
+                    engine.check_not_rolled_back(tag, head).await?;
+                }
+                engine.check_announced(&heads)?;
+                engine.catch_up(&heads, report).await
+            })
+            .await?;
+        // Who made the generations this device is on and came through, once the roster can
+        // check their signatures (a device that joined on a later generation).
+        if self.creators.len() + 1 < self.generation as usize
+            && let Err(error) = self.learn_creators().await
+        {
+            self.note(format!(
+                "who made the repository's earlier keys could not be read: {error}"
+            ));
+        }
+        Ok(report)
     }
 
     /// Fetches what a relay hint announces (and any segment of that device before it), and

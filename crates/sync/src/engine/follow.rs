@@ -18,11 +18,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ferry_core::Body;
-use ferry_protocol::generation::{Handover, Next, Previous, Successor, root};
+use ferry_protocol::generation::{Handover, Previous, Successor, root};
 use ferry_protocol::{
-    BlobId, Cursor, DeviceId, Head, Identity, KeyId, Keys, ObjectName, RepoHeader, Snapshot,
+    BlobId, Claimed, Cursor, DeviceId, Head, Identity, KeyId, Keys, ObjectName, RepoHeader,
+    Snapshot,
 };
 use ferry_store::{Store, StoreError};
+use tracing::warn;
 
 use super::{Engine, EngineConfig, Succession, large};
 use crate::db::{FirstSnapshot, Move};
@@ -86,6 +88,11 @@ impl Halt {
 }
 
 impl Engine {
+    /// The store of the generation this device is on.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.remote.shared_store()
+    }
+
     /// Whether the last listing of the storage showed a candidate for the next generation:
     /// [`next_generation`](Engine::next_generation) then says what it means for this device.
     pub fn successor_listed(&self) -> bool {
@@ -126,8 +133,9 @@ impl Engine {
     /// `store`: this store, or the storage the handover names. What the old generation holds
     /// of the other devices is fetched first; everything this device holds, its operations
     /// not yet sent among it, goes along as its first snapshot there, written by the next
-    /// upload. Once this returns the database is on the new generation: the caller keeps the
-    /// new key from now on.
+    /// upload. The caller keeps the new key (in its secret store) before it calls this: once
+    /// the database moved, only the new key opens it, and a device stopped after keeping the
+    /// key and before moving moves when it opens again ([`Engine::open`]).
     pub async fn follow(
         &mut self,
         next: &NextGeneration,
@@ -158,22 +166,35 @@ impl Engine {
                 ),
             });
         }
-        self.fetch().await?;
-        let removed = self.replica.state().removed_devices();
-        for device in revoked.iter().filter(|d| !removed.contains(d)) {
-            self.record_with(
-                None,
-                |replica, _, now| replica.mark_removed(*device, successor.generation, now),
-                None,
-            )?;
+        // What the others wrote in the old generation comes along; a device that could not be
+        // read (and is not being removed) is tried again before anything moves.
+        let report = self.fetch().await?;
+        let unread: Vec<String> = report
+            .failed
+            .iter()
+            .filter(|failed| failed.device.is_none_or(|d| !revoked.contains(&d)))
+            .map(|failed| format!("{} ({})", failed.tag, failed.error))
+            .collect();
+        if !unread.is_empty() {
+            return Err(SyncError::GenerationUnread {
+                devices: unread.join(", "),
+            });
+        }
+        // The creator records whom its generation removed: only its word counts.
+        if by == self.device {
+            for device in revoked {
+                self.record_with(
+                    None,
+                    |replica, _, now| replica.mark_removed(*device, successor.generation, now),
+                    None,
+                )?;
+            }
         }
         let tag = keys.names.device_tag(&self.device);
         let ops = self.replica.state().seen(&self.device);
-        let snapshot = if self.config.direction.sends() {
-            Some(self.first_snapshot(&keys, ops)?)
-        } else {
-            None
-        };
+        // Sealed whatever the direction: a device that starts sending later starts its stream
+        // there with it (its operations until now are in it).
+        let snapshot = self.first_snapshot(&keys, ops)?;
         let reseal = if by == self.device {
             self.live_blobs()
         } else {
@@ -193,6 +214,7 @@ impl Engine {
             key_id: successor.key_id,
             root: root.clone(),
             device: self.device,
+            creator: by,
             state: self.replica.state(),
             snapshot,
             ops,
@@ -211,15 +233,65 @@ impl Engine {
         );
         self.generation = successor.generation;
         self.tag = tag;
+        self.creators.insert(successor.generation, by);
         self.forget_old_generation();
+        Ok(())
+    }
+
+    /// The devices that generations of the repository removed, by their creators' word.
+    pub fn removed(&self) -> BTreeSet<DeviceId> {
+        self.replica
+            .state()
+            .removals()
+            .into_iter()
+            .filter(|removal| self.creators.get(&removal.generation) == Some(&removal.by))
+            .map(|removal| removal.device)
+            .collect()
+    }
+
+    /// Learns who made each generation after the first that is not known here yet, from each
+    /// one's `prev`, signed by its creator (a device that joined on a later generation, or
+    /// whose database is from before this was kept). Once per generation.
+    pub(super) async fn learn_creators(&mut self) -> Result<(), SyncError> {
+        for generation in (2..=self.generation).rev() {
+            if self.creators.contains_key(&generation) {
+                continue;
+            }
+            let back = (self.generation - generation) as usize;
+            while self.older.len() < back && self.load_older().await? {}
+            let (remote, keys) = match back {
+                0 => (&self.remote, &self.keys),
+                _ => match self.older.get(back - 1) {
+                    Some(older) => (&older.remote, &older.keys),
+                    None => return Ok(()),
+                },
+            };
+            let previous = read_previous(remote, keys).await?;
+            let writer = previous.value.writer;
+            let Some(entry) = self.replica.state().device(&writer) else {
+                return Ok(());
+            };
+            if previous.verify(&entry.keys).is_err() {
+                return Err(SyncError::GenerationRefused {
+                    reason: format!(
+                        "the record of the key before generation {generation} is not signed by \
+                         the device it names"
+                    ),
+                });
+            }
+            self.db.set_creator(generation, writer)?;
+            self.creators.insert(generation, writer);
+        }
         Ok(())
     }
 
     /// Opens the database at `database`, which is on the generation `stopped_at` (its number
     /// and key id), with `keys` of a later one: the device kept the new key and stopped before
     /// it moved, or was away and is given the newest key by hand. The keys of the generations
-    /// between come from each one's `prev`, the device opens on its own and moves through
-    /// them in order. `refused` is the error to give when `keys` open no later generation.
+    /// between come from each one's `prev`; the device opens on its own and moves through them
+    /// in order, each as the candidates of the generation before choose it for this device
+    /// (or, once they are gone, as its `prev` signed by a device of the roster says). `refused`
+    /// is the error to give when `keys` open no later generation.
     pub(super) async fn open_behind(
         store: Arc<dyn Store>,
         keys: Keys,
@@ -230,32 +302,34 @@ impl Engine {
         refused: SyncError,
     ) -> Result<Engine, SyncError> {
         let key = |_: &RepoHeader| Ok(keys.clone());
-        let Ok((located, _)) = generation::locate(&*store, &config.retry, key).await else {
-            return Err(refused);
+        let located = match generation::locate(&*store, &config.retry, key).await {
+            Ok((located, _)) => located,
+            Err(error) if error.is_transient() => return Err(error),
+            Err(_) => return Err(refused),
         };
         let (from, from_key) = stopped_at;
         if located.generation <= from {
             return Err(refused);
         }
-        let mut steps = Vec::new();
+        let mut chain = Vec::new();
         let (mut number, mut keys) = (located.generation, keys);
         while number > from {
             let remote = Remote::new(store.clone(), config.retry, root(number, keys.id));
             let previous = read_previous(&remote, &keys).await?;
-            if previous.generation + 1 != number {
+            if previous.value.generation + 1 != number {
                 return Err(SyncError::GenerationRefused {
                     reason: format!(
                         "the record of the key before generation {number} names another"
                     ),
                 });
             }
-            let older = previous.sync_key().keys();
+            let older = previous.value.sync_key().keys();
             let successor = Successor {
                 generation: number,
                 key_id: keys.id,
                 moved: false,
             };
-            steps.push((successor, keys, previous.writer));
+            chain.push((successor, keys, previous));
             (number, keys) = (number - 1, older);
         }
         if Some(keys.id) != from_key {
@@ -269,8 +343,37 @@ impl Engine {
             config,
         ))
         .await?;
-        for (successor, keys, by) in steps.into_iter().rev() {
-            let revoked = engine.revoked_by(by, &successor).await;
+        for (successor, keys, previous) in chain.into_iter().rev() {
+            let by = previous.value.writer;
+            let revoked = match engine.next_generation(&BTreeSet::new()).await? {
+                Some(next) if next.successor == successor && next.by == by => next.revoked,
+                Some(_) => {
+                    return Err(SyncError::GenerationRefused {
+                        reason: format!(
+                            "this device was given the key of generation {}, but the candidates \
+                             of the generation before choose another",
+                            successor.generation
+                        ),
+                    });
+                }
+                None => {
+                    let signed = engine
+                        .replica
+                        .state()
+                        .device(&by)
+                        .is_some_and(|entry| previous.verify(&entry.keys).is_ok());
+                    if !signed {
+                        return Err(SyncError::GenerationRefused {
+                            reason: format!(
+                                "the record of the key before generation {} is not signed by a \
+                                 device of the repository",
+                                successor.generation
+                            ),
+                        });
+                    }
+                    Vec::new()
+                }
+            };
             let step = Step {
                 successor,
                 keys,
@@ -280,25 +383,6 @@ impl Engine {
             engine.move_to(step, store.clone()).await?;
         }
         Ok(engine)
-    }
-
-    /// The devices that `by`'s candidate for `successor` removes, when it is still in the
-    /// generation this device is on, opens and is signed by `by`; otherwise none (what it
-    /// removed was recorded there by the devices that moved already).
-    async fn revoked_by(&self, by: DeviceId, successor: &Successor) -> Vec<DeviceId> {
-        let tag = self.keys.names.device_tag(&by);
-        let Ok(bytes) = self.remote.get(&ObjectName::Next { creator: tag }).await else {
-            return Vec::new();
-        };
-        let Some(registered) = self.replica.state().device(&by).map(|entry| entry.keys) else {
-            return Vec::new();
-        };
-        let rotation = Next::from_bytes(tag, &bytes)
-            .ok()
-            .filter(|next| next.successor == *successor)
-            .and_then(|next| next.open(&self.keys).ok())
-            .filter(|claimed| claimed.verify(&registered).is_ok());
-        rotation.map_or_else(Vec::new, |claimed| claimed.value.revoked.clone())
     }
 
     /// This device's first snapshot in the generation of `keys` (covering its operations up
@@ -382,8 +466,20 @@ impl Engine {
             seq: 1,
         };
         // The bytes were sealed once and kept: other bytes there are not this device's (its
-        // tag is known to whoever lists the generation), and its own name is its own.
-        if self.remote.put_or_read(&name, &snapshot).await?.is_some() {
+        // tag is known to whoever lists the generation), and its own name is its own, unless
+        // they are signed by this device's key (another installation with its identity).
+        if let Some(found) = self.remote.put_or_read(&name, &snapshot).await? {
+            let own = self.identity.public();
+            let signed_here = self
+                .keys
+                .data
+                .open_signed::<Snapshot>(&name, &found)
+                .is_ok_and(|claimed| claimed.verify(&own).is_ok());
+            if signed_here {
+                return Err(SyncError::Divergent {
+                    name: self.remote.path(&name),
+                });
+            }
             self.remote.overwrite(&name, &snapshot).await?;
         }
         let head_name = self.head_name(1);
@@ -435,11 +531,28 @@ impl Engine {
         &self.older[index].keys
     }
 
-    /// Learns the keys of every generation before this one (once per run of the engine: a
-    /// read of `prev` each).
-    pub(super) async fn load_all_older(&mut self) -> Result<(), SyncError> {
-        while self.older.len() + 1 < self.generation as usize && self.load_older().await? {}
-        Ok(())
+    /// Learns the keys of the generations before this one (a read of `prev` each, once per
+    /// run of the engine) when the chunks held of blob `id` do not hash to it under the keys
+    /// known here: it may have been made in one of them. A generation whose `prev` cannot be
+    /// read ends the search (the blob is then refused as it would be anyway).
+    pub(super) async fn learn_older_names(&mut self, id: BlobId) {
+        let Ok(data) = self.db.joined_chunks(&id) else {
+            return;
+        };
+        let hashes = |engine: &Engine| {
+            engine.keys.names.blob_id(&data) == id
+                || engine.older_names().any(|names| names.blob_id(&data) == id)
+        };
+        while !hashes(self) && self.older.len() + 1 < self.generation as usize {
+            match self.load_older().await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    warn!(%error, "the key of an earlier generation could not be read");
+                    return;
+                }
+            }
+        }
     }
 
     /// Reads the key of the generation before the oldest one known here from that one's
@@ -456,7 +569,7 @@ impl Engine {
         if generation <= 1 {
             return Ok(false);
         }
-        let previous = read_previous(remote, keys).await?;
+        let previous = read_previous(remote, keys).await?.value;
         if previous.generation + 1 != generation {
             return Ok(false);
         }
@@ -473,7 +586,7 @@ impl Engine {
 
 /// The record of the key before the generation `remote` speaks to, opened with that
 /// generation's `keys` (only their holders can have sealed it).
-async fn read_previous(remote: &Remote, keys: &Keys) -> Result<Previous, SyncError> {
+async fn read_previous(remote: &Remote, keys: &Keys) -> Result<Claimed<Previous>, SyncError> {
     let refused = |why: String| SyncError::GenerationRefused {
         reason: format!(
             "the record of the key before this generation ({}) {why}",
@@ -487,6 +600,5 @@ async fn read_previous(remote: &Remote, keys: &Keys) -> Result<Previous, SyncErr
     };
     keys.data
         .open_signed::<Previous>(&ObjectName::Prev, &bytes)
-        .map(|claimed| claimed.value)
         .map_err(|error| refused(format!("does not open: {error}")))
 }

@@ -296,6 +296,8 @@ pub struct Engine {
     older: Vec<follow::Older>,
     /// Why this device writes nothing more, once the next generation said so.
     halted: Option<follow::Halt>,
+    /// The device that made each generation after the first, as far as known here.
+    creators: BTreeMap<u32, DeviceId>,
 }
 
 /// Which pass of a sync ended.
@@ -388,6 +390,7 @@ impl Engine {
         let (state, local_state) = db.load_state(local)?;
         db.index_history(&state)?;
         // Uploads of earlier runs count: the status says when this device last sent anything.
+        let creators = db.creators()?;
         let last_upload = db
             .last_sent()?
             .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
@@ -415,6 +418,7 @@ impl Engine {
             large: large::InFlight::default(),
             older: Vec::new(),
             halted: None,
+            creators,
             opened_offline,
         };
         engine.register()?;

@@ -108,7 +108,7 @@ impl Engine {
             }
         }
         // Devices an earlier generation removed stay out, and their attestations with them.
-        let earlier = state.removed_devices();
+        let earlier = self.removed();
         let out: BTreeSet<DeviceId> = removed.union(&earlier).copied().collect();
         let memberships = state.memberships_without(self.first_device()?, &out);
         let mut recipients = vec![(self.device, self.identity.public())];
