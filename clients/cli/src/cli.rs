@@ -71,7 +71,7 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: ServiceAction,
     },
-    /// Show or export the recovery code.
+    /// Show or export the recovery code, or replace the key (`rotate`).
     Key {
         #[command(subcommand)]
         action: KeyAction,
@@ -225,6 +225,34 @@ pub(crate) enum KeyAction {
         #[arg(long, value_name = "FILE")]
         output: PathBuf,
     },
+    /// Replace the sync key with a new one (after a recovery code leaked), removing devices
+    /// with --revoke: the new key goes to the other devices sealed to each, and they move to
+    /// it by themselves.
+    Rotate(RotateArgs),
+}
+
+/// Who a new key goes to.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub(crate) struct RotateArgs {
+    /// Remove these devices (name or id prefix): they cannot read anything written afterwards.
+    #[arg(long, value_name = "DEVICE", num_args = 1..)]
+    pub(crate) revoke: Vec<String>,
+    /// Give the new key to these devices too, though no known device vouched for them.
+    #[arg(long, value_name = "DEVICE", num_args = 1..)]
+    pub(crate) include: Vec<String>,
+    /// Go on without asking.
+    #[arg(long)]
+    pub(crate) yes: bool,
+    /// The devices given the new key, as the person confirmed them (set by the command once
+    /// asked).
+    #[arg(skip)]
+    #[serde(default)]
+    pub(crate) confirmed: Option<Vec<String>>,
+    /// Whether the new recovery code may be printed: the command's output is a terminal (set
+    /// by the command, which may run in the agent).
+    #[arg(skip)]
+    #[serde(default)]
+    pub(crate) show_code: bool,
 }
 
 /// Commands on the device's data: run by the agent when it runs, else here.
@@ -353,6 +381,34 @@ pub(crate) enum DevicesAction {
     Candidate {
         /// The device's id (or a unique prefix of it), or its name.
         device: String,
+    },
+    /// Remove devices (a lost or sold one): a new key goes to the others, which move to it by
+    /// themselves; the removed ones cannot read anything written afterwards (`ferry key rotate
+    /// --revoke`).
+    Remove {
+        /// The devices to remove (name or id prefix).
+        #[arg(required = true)]
+        devices: Vec<String>,
+        /// Give the new key to these devices too, though no known device vouched for them.
+        #[arg(long, value_name = "DEVICE", num_args = 1..)]
+        include: Vec<String>,
+        /// Go on without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// A new key, removing devices or not: what `ferry devices remove` and `ferry key rotate`
+    /// run (here, or in the agent).
+    #[command(hide = true)]
+    Rotate(RotateArgs),
+    /// What a rotation would do: who is removed, who gets the new key, who is left out.
+    #[command(hide = true)]
+    RotationPlan {
+        /// The devices to remove.
+        #[arg(long)]
+        revoke: Vec<String>,
+        /// The devices included.
+        #[arg(long)]
+        include: Vec<String>,
     },
     /// Attest a device this one paired (what `ferry pair` does once the code is confirmed).
     #[command(hide = true)]

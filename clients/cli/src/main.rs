@@ -16,7 +16,8 @@
 //! ```text
 //! main ─▶ commands ─▶ agent ─┐      the agent runs the data commands it is handed
 //!            │               ▼      (`agent::Execute`), never importing `commands`
-//!            └──────▶ shared: device (the open engine), relay (hints), held (a repository
+//!            └──────▶ shared: device (the open engine), generation (new keys: following and
+//!                     making them), relay (hints), held (a repository
 //!                     held on the LAN), ipc (the socket's wire and client), clipboard (clip ⇄ clipboard), pause, progress,
 //!                     names (what devices are called here), config, home, output, prompt,
 //!                     error, log, cli (the parsed command line)
@@ -31,6 +32,7 @@ mod commands;
 mod config;
 mod device;
 mod error;
+mod generation;
 mod held;
 mod home;
 mod ipc;
@@ -46,7 +48,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, DataCommand, DevicesAction, KeyAction};
 use crate::commands::setup;
 use crate::config::Config;
 use crate::error::Failure;
@@ -126,6 +128,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map(|done| out.report(&done))
         }
         Command::Pair(args) => commands::pair::offer(home, config, args, global.json).await,
+        Command::Key {
+            action: KeyAction::Rotate(args),
+        } => {
+            let rotate = DataCommand::Devices {
+                action: Some(DevicesAction::Rotate(args)),
+            };
+            commands::run_data(home, config, rotate, &mut out).await
+        }
         Command::Key { action } => commands::key::run(&home, &config, action, &mut out),
         Command::Agent(_) => commands::agent::run(home, config).await,
         Command::Leave(args) => commands::leave::run(home, config, args, &mut out).await,

@@ -157,7 +157,9 @@ async fn read_header(
     let name = path_in(root, &ObjectName::Repo);
     match retry.run(|| store.get(&name, header_limit())).await {
         Ok(bytes) => Ok(RepoHeader::from_bytes(&bytes)?),
-        Err(StoreError::NotFound { .. }) if generation == 1 => Err(SyncError::NoRepository),
+        Err(StoreError::NotFound { .. }) if generation == 1 => {
+            Err(crate::repo::no_repository(store, retry).await)
+        }
         Err(StoreError::NotFound { .. }) => Err(SyncError::GenerationRefused {
             reason: format!("the new generation's header ({name}) is missing from the storage"),
         }),

@@ -88,7 +88,7 @@ pub async fn header(store: &dyn Store, retry: &RetryPolicy) -> Result<RepoHeader
 /// Why there is no header: the place the store names may itself be missing (a WebDAV folder
 /// that was never made answers a read of any name below it with 404 too), which is the more
 /// useful thing to say.
-async fn no_repository(store: &dyn Store, retry: &RetryPolicy) -> SyncError {
+pub(crate) async fn no_repository(store: &dyn Store, retry: &RetryPolicy) -> SyncError {
     match retry.run(|| store.list("", None, 1)).await {
         Err(missing @ StoreError::Misconfigured(_)) => missing.into(),
         _ => SyncError::NoRepository,

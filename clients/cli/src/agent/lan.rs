@@ -24,7 +24,7 @@ const REMEMBERED: usize = 16;
 /// is said and the agent goes on without it (storage and relay carry everything). A device
 /// holding its repository in a folder answers the others' calls; one whose repository another
 /// device holds reaches it through this LAN.
-pub(super) async fn start(device: &Device) -> (Option<(Lan, Events)>, Nearby) {
+pub(super) async fn start(device: &Device, again: Again) -> (Option<(Lan, Events)>, Nearby) {
     let settings = &device.config.settings;
     if !settings.lan_enabled {
         if let Role::Reaches(line) = &device.held {
@@ -47,7 +47,15 @@ pub(super) async fn start(device: &Device) -> (Option<(Lan, Events)>, Nearby) {
     if let Role::Holds(_) = device.held {
         config.max_question = ferry_protocol::held::max_question();
     }
-    let started = Lan::start(config, &device.keys.lan).await;
+    let mut started = Lan::start(config.clone(), &device.keys.lan).await;
+    // Starting again on a new key: the port the agent listened on is let go of as its tasks
+    // end, a moment after.
+    let mut tries = 0;
+    while started.is_err() && again == Again::Yes && tries < 40 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        started = Lan::start(config.clone(), &device.keys.lan).await;
+        tries += 1;
+    }
     if let (Err(_), Role::Reaches(line)) = (&started, &device.held) {
         warn!(
             holder = %line.holder().short(),
@@ -69,6 +77,13 @@ pub(super) async fn start(device: &Device) -> (Option<(Lan, Events)>, Nearby) {
             (None, Nearby::failed(error.to_string()))
         }
     }
+}
+
+/// Whether the agent starts again in the same process (on a new key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Again {
+    Yes,
+    No,
 }
 
 /// Where peers were reached before.

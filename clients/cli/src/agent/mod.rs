@@ -49,6 +49,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use clipboard::start_clipboard;
+pub(crate) use lan::Again;
 use lan::recv_lan;
 use relay::{next_hint, relay_changed, relay_news};
 
@@ -88,9 +89,20 @@ pub(crate) type Execute =
         &'a InAgent,
     ) -> Pin<Box<dyn Future<Output = Result<Changed, Failure>> + 'a>>;
 
-/// Runs the agent on the open `device` until SIGTERM, SIGINT or `ferry stop`.
-pub(crate) async fn run(device: Device, execute: Execute) -> Result<(), Failure> {
-    Agent::start(device, execute).await?.run().await
+/// Why the agent's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// SIGTERM, SIGINT or `ferry stop`.
+    Stopped,
+    /// The device moved to a new key: the caller opens it again and runs the agent on it
+    /// (the relay's topics, the LAN's key and the repository's folder are the new key's).
+    NewKey,
+}
+
+/// Runs the agent on the open `device` until SIGTERM, SIGINT or `ferry stop`, or until the
+/// device moves to a new key; `again` when it runs again after such a move.
+pub(crate) async fn run(device: Device, execute: Execute, again: Again) -> Result<Ended, Failure> {
+    Agent::start(device, execute, again).await?.run().await
 }
 
 struct Agent {
@@ -156,11 +168,16 @@ struct Agent {
     stranger_poll_at: Option<Instant>,
     /// When they last did.
     stranger_polled_at: Option<Instant>,
+    /// The generation of the repository the agent started on: once the device moves on, the
+    /// agent starts again on the new key.
+    generation: u32,
+    /// Why this device writes nothing more (a new key removed it or left it out), said once.
+    shut_out: Option<String>,
 }
 
 impl Agent {
-    async fn start(mut device: Device, execute: Execute) -> Result<Agent, Failure> {
-        let (lan, nearby) = lan::start(&device).await;
+    async fn start(mut device: Device, execute: Execute, again: Again) -> Result<Agent, Failure> {
+        let (lan, nearby) = lan::start(&device, again).await;
         let (job_tx, jobs) = mpsc::channel(16);
         let mut tasks = JoinSet::new();
         let relay = relay::listen(&device);
@@ -198,6 +215,7 @@ impl Agent {
             .ok()
             .and_then(|text| text.trim().parse::<ferry_core::ClipId>().ok());
         let synced_seen = crate::device::synced_settings(&device.engine, &device.config);
+        let device_generation = device.engine.generation();
         Ok(Agent {
             notifier: notify::Notifier::new(&device),
             moving,
@@ -232,10 +250,12 @@ impl Agent {
             gap_fetched_at: None,
             stranger_poll_at: None,
             stranger_polled_at: None,
+            generation: device_generation,
+            shut_out: None,
         })
     }
 
-    async fn run(mut self) -> Result<(), Failure> {
+    async fn run(mut self) -> Result<Ended, Failure> {
         let stop = stop_requested()?;
         tokio::pin!(stop);
         let mut poll = tokio::time::interval(self.device.config.settings.poll_interval);
@@ -297,13 +317,25 @@ impl Agent {
                 }
             }
             self.admit();
+            if self.device.engine.generation() != self.generation {
+                info!(
+                    generation = self.device.engine.generation(),
+                    "this device moved to the repository's new key: the agent starts again on it"
+                );
+                break;
+            }
         }
+        let ended = if self.device.engine.generation() == self.generation {
+            Ended::Stopped
+        } else {
+            Ended::NewKey
+        };
         // No more commands from the socket: what they recorded goes out below.
         self.tasks.shutdown().await;
         if self.paused.is_some() {
             info!("stopping; sync is paused: what is pending goes out after `ferry resume`");
             let _ = std::fs::remove_file(self.device.home.socket());
-            return Ok(());
+            return Ok(ended);
         }
         info!("stopping: uploading what is pending");
         match tokio::time::timeout(SHUTDOWN_UPLOAD, self.device.engine.upload()).await {
@@ -314,7 +346,7 @@ impl Agent {
             Err(_) => warn!("the last upload timed out; it is retried at the next start"),
         }
         let _ = std::fs::remove_file(self.device.home.socket());
-        Ok(())
+        Ok(ended)
     }
 
     async fn job(&mut self, job: serve::Job) {

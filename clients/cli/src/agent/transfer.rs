@@ -74,6 +74,7 @@ impl Agent {
         self.storage_answered(result.as_ref().err());
         match result {
             Ok(_) => {
+                self.follow_generation().await;
                 self.follow_synced_settings();
                 self.apply_newest().await;
                 self.large_soon();
@@ -88,6 +89,29 @@ impl Agent {
             && self.upload_at.is_none()
         {
             self.upload_soon();
+        }
+    }
+
+    /// Follows a new key of the repository that the fetch found: the key is kept, the device
+    /// moves to it (the loop then starts the agent again on it). A new key that removes this
+    /// device or leaves it out is said once; it then writes nothing more.
+    async fn follow_generation(&mut self) {
+        if !self.device.engine.successor_listed() {
+            return;
+        }
+        match crate::generation::follow(&mut self.device).await {
+            Ok(Some(moved)) => info!(
+                generation = moved.generation,
+                by = %moved.by,
+                "the repository has a new key: this device moved to it"
+            ),
+            Ok(None) => self.shut_out = None,
+            Err(failure) => {
+                if self.shut_out.as_deref() != Some(failure.message.as_str()) {
+                    warn!("{}", failure.message);
+                    self.shut_out = Some(failure.message);
+                }
+            }
         }
     }
 

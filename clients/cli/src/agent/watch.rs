@@ -27,7 +27,7 @@ pub(super) fn repository(device: &Device) -> Result<Option<Watched>, Failure> {
         return Ok(None);
     };
     let tag = device.engine.status()?.tag.to_string();
-    match folder(&path, tag) {
+    match folder(&path, device.engine.root(), tag) {
         Ok(watched) => Ok(Some(watched)),
         Err(error) => {
             warn!(%error, "the repository folder cannot be watched: polling");
@@ -36,15 +36,12 @@ pub(super) fn repository(device: &Device) -> Result<Option<Watched>, Failure> {
     }
 }
 
-/// Watches `root` for new heads of devices other than `own_tag`; each burst of them sends one
-/// `()` (the channel holds one, so a burst is one fetch).
-fn folder(root: &Path, own_tag: String) -> notify::Result<Watched> {
+/// Watches the folder `path` for new heads of devices other than `own_tag` (and candidates for
+/// a new key) in the generation whose folder is `root`; each burst of them sends one `()` (the
+/// channel holds one, so a burst is one fetch).
+fn folder(path: &Path, root: &str, own_tag: String) -> notify::Result<Watched> {
     let (tx, rx) = mpsc::channel(1);
-    let heads = format!(
-        "/{}{}",
-        ferry_protocol::names::ROOT,
-        ferry_protocol::names::HEAD_PREFIX
-    );
+    let heads = format!("/{root}{}", ferry_protocol::names::HEAD_PREFIX);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if !matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_)) {
@@ -58,6 +55,6 @@ fn folder(root: &Path, own_tag: String) -> notify::Result<Watched> {
             let _ = tx.try_send(());
         }
     })?;
-    watcher.watch(root, RecursiveMode::Recursive)?;
+    watcher.watch(path, RecursiveMode::Recursive)?;
     Ok((watcher, rx))
 }

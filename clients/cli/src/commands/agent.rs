@@ -36,9 +36,16 @@ pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
         Some(_) => config,
         None => first_run(&home, config).await?,
     };
-    let lock = device::lock(&home, Duration::from_secs(30))?;
-    let device = Device::open_in_agent(home, config, lock, RETRY).await?;
-    agent::run(device, super::execute_in_agent).await
+    let mut again = agent::Again::No;
+    loop {
+        let lock = device::lock(&home, Duration::from_secs(30))?;
+        let device = Device::open_in_agent(home.clone(), config.clone(), lock, RETRY).await?;
+        match agent::run(device, super::execute_in_agent, again).await? {
+            agent::Ended::Stopped => return Ok(()),
+            // On the new key, from the start: its relay topics, LAN key and folder.
+            agent::Ended::NewKey => again = agent::Again::Yes,
+        }
+    }
 }
 
 /// The secret store of the first run: the OS keychain when it answers or was chosen; else (a

@@ -15,10 +15,11 @@ use ferry_core::Membership;
 use ferry_protocol::{DeviceId, DeviceKeys};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{DataCommand, DevicesAction};
+use crate::cli::{DataCommand, DevicesAction, RotateArgs};
 use crate::config::Config;
 use crate::device::{Changed, Device};
 use crate::error::Failure;
+use crate::generation;
 use crate::home::Home;
 use crate::output::{Done, Lines, Output, age, as_text};
 use crate::prompt;
@@ -55,6 +56,8 @@ pub(crate) struct Member {
     last_seen_ms: Option<u64>,
     /// When it left the repository (`ferry leave` there), if it did.
     left_ms: Option<u64>,
+    /// Whether a new key of the repository removed it (`ferry devices remove`).
+    removed: bool,
 }
 
 impl fmt::Display for Member {
@@ -84,6 +87,9 @@ impl fmt::Display for Member {
         }
         if let Some(left) = self.left_ms {
             return write!(f, "\tleft {} ago", age(left));
+        }
+        if self.removed {
+            return write!(f, "\tremoved: it cannot read what is written now");
         }
         match (self.last_seq, self.last_seen_ms) {
             (Some(seq), Some(seen)) => {
@@ -134,7 +140,7 @@ impl Roster {
     pub(crate) fn unpaired(&self) -> impl Iterator<Item = &str> {
         self.0
             .iter()
-            .filter(|m| m.unpaired && !m.this_device)
+            .filter(|m| m.unpaired && !m.this_device && !m.removed)
             .map(|m| m.name.as_str())
     }
 }
@@ -155,6 +161,7 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
     let names = device.device_names(read.keys().copied());
     let name = |id: &DeviceId| names.get(id).cloned().unwrap_or_else(|| id.short());
     let memberships = device.engine.memberships()?;
+    let removed = device.engine.removed();
     let mut members: Vec<Member> = state
         .devices()
         .map(|(id, entry)| {
@@ -183,6 +190,7 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
                 last_seq: read.get(id).map(|(seq, _)| *seq),
                 last_seen_ms: read.get(id).and_then(|(_, seen)| *seen),
                 left_ms: left(device, id),
+                removed: removed.contains(id),
             }
         })
         .collect();
@@ -202,6 +210,7 @@ pub(crate) fn roster(device: &Device) -> Result<Roster, Failure> {
                 last_seq: Some(*seq),
                 last_seen_ms: *seen,
                 left_ms: left(device, id),
+                removed: removed.contains(id),
             });
         }
     }
@@ -221,12 +230,35 @@ fn left(device: &Device, id: &DeviceId) -> Option<u64> {
 }
 
 /// `ferry devices [rename|vouch]`.
-pub(crate) fn run(
+pub(crate) async fn run(
     device: &mut Device,
     action: Option<DevicesAction>,
     out: &mut Output,
 ) -> Result<Changed, Failure> {
     match action {
+        // `prepare` makes a removal a rotation; one that comes as it is (from an older client)
+        // is one still.
+        Some(DevicesAction::Remove {
+            devices,
+            include,
+            yes,
+        }) => {
+            let args = RotateArgs {
+                revoke: devices,
+                include,
+                yes,
+                confirmed: None,
+                show_code: false,
+            };
+            rotate(device, args, out).await
+        }
+        Some(DevicesAction::Rotate(args)) => rotate(device, args, out).await,
+        Some(DevicesAction::RotationPlan { revoke, include }) => {
+            let revoke = find_all(device, &revoke)?;
+            let include = find_all(device, &include)?;
+            out.report(&generation::preview(device, &revoke, &include)?);
+            Ok(Changed::No)
+        }
         None => {
             out.report(&roster(device)?);
             Ok(Changed::No)
@@ -307,6 +339,115 @@ pub(crate) fn run(
             out.report(&attest(device, id, keys)?);
             Ok(Changed::Yes)
         }
+    }
+}
+
+/// Makes a new key for the repository, removing devices or not (`ferry devices remove`,
+/// `ferry key rotate`): once the person confirmed who gets it (or said --yes).
+async fn rotate(
+    device: &mut Device,
+    args: RotateArgs,
+    out: &mut Output,
+) -> Result<Changed, Failure> {
+    let revoke = find_all(device, &args.revoke)?;
+    let include = find_all(device, &args.include)?;
+    match &args.confirmed {
+        Some(confirmed) => {
+            let now = generation::preview(device, &revoke, &include)?;
+            let given: Vec<String> = now
+                .recipients
+                .iter()
+                .map(|d| d.device.to_string())
+                .collect();
+            if given != *confirmed {
+                return Err(Failure::new(
+                    "the devices that would get the new key changed since you confirmed them \
+                     (another device changed the roster): nothing was done; run the command \
+                     again",
+                ));
+            }
+        }
+        None if args.yes => {}
+        None => {
+            return Err(Failure::usage(
+                "a new key needs the devices that get it confirmed: on a terminal the command \
+                 lists them and asks, otherwise add --yes",
+            ));
+        }
+    }
+    let rotated = generation::rotate(device, &revoke, &include, args.show_code).await?;
+    out.report(&rotated);
+    Ok(Changed::No)
+}
+
+/// The devices `names` name (each a name or a unique prefix of an id).
+fn find_all(device: &Device, names: &[String]) -> Result<Vec<DeviceId>, Failure> {
+    names.iter().map(|which| find(device, which)).collect()
+}
+
+/// Lists, on a terminal, who a new key goes to and who is removed or left out, and asks
+/// before going on; the command then carries the devices confirmed, which must still be the
+/// ones when it runs (here, or in the agent). The new recovery code is shown only when the
+/// command's output is a terminal.
+pub(crate) async fn confirm_rotation(
+    home: &Home,
+    config: &Config,
+    command: &mut DataCommand,
+) -> Result<(), Failure> {
+    let DataCommand::Devices {
+        action: Some(DevicesAction::Rotate(args)),
+    } = command
+    else {
+        return Ok(());
+    };
+    args.show_code = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    if args.yes || args.confirmed.is_some() {
+        return Ok(());
+    }
+    let ask = DataCommand::Devices {
+        action: Some(DevicesAction::RotationPlan {
+            revoke: args.revoke.clone(),
+            include: args.include.clone(),
+        }),
+    };
+    let mut answer = Output::new(true);
+    Box::pin(super::run_data(
+        home.clone(),
+        config.clone(),
+        ask,
+        &mut answer,
+    ))
+    .await?;
+    eprint!("{}", answer.stderr);
+    let preview: generation::Preview = serde_json::from_slice(&answer.stdout)
+        .map_err(|e| Failure::new(format!("the rotation's plan came back oddly: {e}")))?;
+    if !prompt::interactive() {
+        let shown = preview.to_string();
+        return Err(Failure::usage(format!(
+            "a new key goes only to the devices confirmed: run the command again on a \
+             terminal to be asked, or with --yes for these:\n{}",
+            shown.trim_end()
+        )));
+    }
+    let question = if args.revoke.is_empty() {
+        format!("{preview}Make a new key for the repository? [y/N] ")
+    } else {
+        format!("{preview}Remove them and make a new key? [y/N] ")
+    };
+    match prompt::line(&question, "the answer")?.trim() {
+        "y" | "Y" | "yes" => {
+            // The very devices confirmed, whatever names change meanwhile; the run checks
+            // that the same devices get the key.
+            args.revoke = preview
+                .removed
+                .iter()
+                .map(|d| d.device.to_string())
+                .collect();
+            let given = preview.recipients.iter().map(|d| d.device.to_string());
+            args.confirmed = Some(given.collect());
+            Ok(())
+        }
+        _ => Err(Failure::new("nothing was changed")),
     }
 }
 

@@ -7,7 +7,6 @@ use ferry_protocol::SyncKey;
 use ferry_relay_client::{ClientConfig, RelayClient, State};
 use ferry_secrets::Secrets;
 use ferry_store::RetryPolicy;
-use ferry_sync::repo;
 use serde::Serialize;
 
 use crate::cli::DataCommand;
@@ -280,11 +279,16 @@ async fn storage(
                         None => {}
                     }
                     if let Some(key) = key {
-                        let opened = repo::open(&*store, &key.keys(), &RetryPolicy::DEFAULT).await;
-                        let opened_fine = opened.is_ok();
-                        checks.add("key", opened.map(|header| format!("opens the repository (key {})", header.key_id)).map_err(|e| e.to_string()));
+                        let keys = key.keys();
+                        let found = ferry_sync::generation::locate(&*store, &RetryPolicy::DEFAULT, |_| Ok(keys.clone())).await;
+                        let opened_fine = found.is_ok();
+                        checks.add("key", found.map(|(located, _)| match located.generation {
+                            1 => format!("opens the repository (key {})", located.header.key_id),
+                            n => format!("opens the repository (key {}, generation {n})", located.header.key_id),
+                        }).map_err(|e| e.to_string()));
                         if opened_fine {
                             devices(home, config, checks).await;
+                            generation(home, config, checks).await;
                         }
                     }
                 }
@@ -396,6 +400,47 @@ async fn devices(home: &Home, config: &Config, checks: &mut Checks) {
                 "{}, each signs what it writes",
                 crate::output::counted(members.len() as u64, "device")
             )),
+        );
+    }
+}
+
+/// The repository's key after the first: which devices have not moved to it yet.
+async fn generation(home: &Home, config: &Config, checks: &mut Checks) {
+    let mut out = Output::new(true);
+    let status = commands::run_data(home.clone(), config.clone(), DataCommand::Status, &mut out)
+        .await
+        .ok()
+        .and_then(|()| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok());
+    let Some(key) = status.as_ref().map(|status| &status["key"]) else {
+        return;
+    };
+    let Some(generation) = key["generation"].as_u64() else {
+        return;
+    };
+    let by = key["made_by"]
+        .as_str()
+        .map(|by| format!(", made by {by}"))
+        .unwrap_or_default();
+    let waiting: Vec<&str> = key["not_moved"]
+        .as_array()
+        .map(|names| names.iter().filter_map(|n| n.as_str()).collect())
+        .unwrap_or_default();
+    if waiting.is_empty() {
+        checks.add(
+            "new key",
+            Ok(format!(
+                "generation {generation}{by}: every device that holds moved to it"
+            )),
+        );
+    } else {
+        checks.warn(
+            "new key",
+            format!(
+                "generation {generation}{by}: not moved yet: {} (each moves at its next sync \
+                 once it runs; one that never comes back can be removed with `ferry devices \
+                 remove`)",
+                waiting.join(", ")
+            ),
         );
     }
 }

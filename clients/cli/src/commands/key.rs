@@ -50,6 +50,10 @@ pub(crate) fn run(
             });
             Ok(())
         }
+        // A data command (it needs the engine): `main` runs it as one.
+        KeyAction::Rotate(_) => Err(Failure::new(
+            "`ferry key rotate` runs with the device's engine, not here",
+        )),
         KeyAction::Export { output } => {
             let text = format!(
                 "Ferry recovery code for the repository at {} (key {}):\n\n    {}\n",

@@ -44,7 +44,7 @@ use std::time::Duration;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::cli::{DataCommand, DevicesAction, PasteArgs};
+use crate::cli::{DataCommand, DevicesAction, PasteArgs, RotateArgs};
 use crate::commands::clip::Mark;
 use crate::config::{Applies, Config};
 use crate::device::{self, Changed, Device, InAgent};
@@ -71,6 +71,27 @@ pub(crate) fn prepare(command: &mut DataCommand, config: &Config) -> Result<(), 
         }
         DataCommand::Paste(args) => {
             clip::prepare_paste(args, &cwd);
+            Ok(())
+        }
+        // `ferry devices remove X` is `ferry key rotate --revoke X`.
+        DataCommand::Devices {
+            action:
+                Some(DevicesAction::Remove {
+                    devices,
+                    include,
+                    yes,
+                }),
+        } => {
+            let rotate = RotateArgs {
+                revoke: std::mem::take(devices),
+                include: std::mem::take(include),
+                yes: *yes,
+                confirmed: None,
+                show_code: false,
+            };
+            *command = DataCommand::Devices {
+                action: Some(DevicesAction::Rotate(rotate)),
+            };
             Ok(())
         }
         _ => Ok(()),
@@ -124,7 +145,7 @@ pub(crate) async fn execute(
             retry_quarantined,
         } => no_change(sync::sync(device, dry_run, retry_quarantined, out).await),
         DataCommand::Status => no_change(sync::status(device, agent, out)),
-        DataCommand::Devices { action } => devices::run(device, action, out),
+        DataCommand::Devices { action } => devices::run(device, action, out).await,
         DataCommand::Log(args) => no_change(sync::log(device, args, out)),
         DataCommand::Pause { duration } => no_change(pause::pause(&device.home, duration, out)),
         DataCommand::Resume => no_change(pause::resume(&device.home, out)),
@@ -192,6 +213,7 @@ pub(crate) async fn run_data(
     }
     prepare(&mut command, &config)?;
     devices::confirm_vouch(&home, &config, &mut command).await?;
+    devices::confirm_rotation(&home, &config, &mut command).await?;
     let meter = crate::progress::meter(out.json);
     // The lock is free, or an agent answers on its socket; else another command (or an
     // agent still starting, which opens its socket last) holds the lock: wait for either.
@@ -253,6 +275,12 @@ pub(crate) async fn run_data(
         out.note(format!(
             "warning: could not fetch new data ({error}); showing what this device has"
         ));
+    }
+    // A new key that the fetch found is followed before anything else.
+    match crate::generation::follow(&mut device).await {
+        Ok(Some(moved)) => out.note(moved.to_string()),
+        Ok(None) => {}
+        Err(failure) => out.note(format!("warning: {}", failure.message)),
     }
     let setting = match &command {
         DataCommand::Config { action } => {

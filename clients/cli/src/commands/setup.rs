@@ -294,7 +294,16 @@ async fn derive_key(
             holder.identity,
         )
         .await;
-        match repo::open(store, &keys, &retry).await {
+        // The generation the key opens (the first, or one made later: SPEC §11.5).
+        let found = |_: &ferry_protocol::RepoHeader| Ok(keys.clone());
+        match ferry_sync::generation::locate(store, &retry, found).await {
+            Ok((located, _)) if !located.successors.is_empty() => Err(Failure::new(format!(
+                "this is the repository's old key: it moved to a newer one (generation {}), \
+                 which this key does not open; join with the new recovery code (`ferry key \
+                 show --yes` on a device that moved prints it), or pair this device from one \
+                 of them",
+                located.generation + 1
+            ))),
             Ok(_) => Ok((key, false)),
             Err(SyncError::Protocol(ferry_protocol::Error::WrongKey { object, device })) => {
                 Err(wrong_key(given, object, device))

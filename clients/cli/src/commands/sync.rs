@@ -119,7 +119,23 @@ pub(crate) async fn sync(
         let due = device.engine.retry_quarantined()?;
         out.note(format!("trying {due} quarantined objects again"));
     }
-    let (up, down): (UploadReport, FetchReport) = device.engine.sync().await?;
+    let (mut up, mut down): (UploadReport, FetchReport) = device.engine.sync().await?;
+    // A new key the fetch found: followed, and what this device holds goes there.
+    if let Some(moved) = crate::generation::follow(device).await? {
+        out.note(moved.to_string());
+        let (there_up, there_down) = device.engine.sync().await?;
+        device.announce(&there_up.hints).await;
+        (up.segments, up.ops, up.bytes) = (
+            up.segments + there_up.segments,
+            up.ops + there_up.ops,
+            up.bytes + there_up.bytes,
+        );
+        down.segments += there_down.segments;
+        down.ops += there_down.ops;
+        down.bytes += there_down.bytes;
+        down.quarantined += there_down.quarantined;
+        down.failed = there_down.failed;
+    }
     out.report(&Synced {
         uploaded: Moved {
             segments: up.segments,
@@ -181,6 +197,9 @@ struct Status {
     /// A repository held on the LAN: by whom and whether it answers, or whom this device
     /// serves it to.
     held: Option<String>,
+    /// The repository's key after the first: its generation, who made it, who has not moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<crate::generation::Standing>,
     clips: usize,
     pending_ops: u64,
     pending_segments: u64,
@@ -462,6 +481,9 @@ impl fmt::Display for Status {
         if let Some(held) = &self.held {
             writeln!(f, "storage   {held}")?;
         }
+        if let Some(key) = &self.key {
+            writeln!(f, "key       {key}")?;
+        }
         writeln!(f, "clips     {}", self.clips)?;
         writeln!(
             f,
@@ -556,6 +578,7 @@ pub(crate) fn status(
             fixed_peers: settings.lan_peers.len(),
         }),
         held: crate::held::status(device, nearby),
+        key: crate::generation::standing(device)?,
         clips: device.engine.state_for(DataKind::Clips).stats().clips,
         pending_ops: status.pending_ops,
         pending_segments: status.pending_segments,

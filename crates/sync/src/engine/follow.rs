@@ -88,6 +88,11 @@ impl Halt {
 }
 
 impl Engine {
+    /// The folder, below the store's prefix, of the generation this device is on.
+    pub fn root(&self) -> &str {
+        self.remote.root()
+    }
+
     /// The store of the generation this device is on.
     pub fn store(&self) -> Arc<dyn Store> {
         self.remote.shared_store()
@@ -236,6 +241,11 @@ impl Engine {
         self.creators.insert(successor.generation, by);
         self.forget_old_generation();
         Ok(())
+    }
+
+    /// The device that made the generation `generation`, when known here.
+    pub fn creator(&self, generation: u32) -> Option<DeviceId> {
+        self.creators.get(&generation).copied()
     }
 
     /// The devices that generations of the repository removed, by their creators' word.
