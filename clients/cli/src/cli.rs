@@ -237,8 +237,9 @@ pub(crate) struct RotateArgs {
     /// Remove these devices (name or id prefix): they cannot read anything written afterwards.
     #[arg(long, value_name = "DEVICE", num_args = 1..)]
     pub(crate) revoke: Vec<String>,
-    /// Give the new key to these devices too, though no known device vouched for them.
-    #[arg(long, value_name = "DEVICE", num_args = 1..)]
+    /// Give the new key to this device too, though no known device vouched for it (again
+    /// for each).
+    #[arg(long, value_name = "DEVICE")]
     pub(crate) include: Vec<String>,
     /// Go on without asking.
     #[arg(long)]
@@ -389,8 +390,9 @@ pub(crate) enum DevicesAction {
         /// The devices to remove (name or id prefix).
         #[arg(required = true)]
         devices: Vec<String>,
-        /// Give the new key to these devices too, though no known device vouched for them.
-        #[arg(long, value_name = "DEVICE", num_args = 1..)]
+        /// Give the new key to this device too, though no known device vouched for it (again
+        /// for each).
+        #[arg(long, value_name = "DEVICE")]
         include: Vec<String>,
         /// Go on without asking.
         #[arg(long)]

@@ -37,6 +37,9 @@ pub(crate) struct Moved {
     pub(crate) generation: u32,
     /// What this device calls the device that made it.
     pub(crate) by: String,
+    /// That device.
+    #[serde(skip)]
+    pub(crate) by_id: DeviceId,
     /// When it was made, in Unix milliseconds by that device's clock.
     pub(crate) at_ms: u64,
 }
@@ -73,10 +76,13 @@ pub(crate) async fn follow(device: &mut Device) -> Result<Option<Moved>, Failure
         moved = Some(Moved {
             generation: next.successor.generation,
             by: device.device_name(&next.by),
+            by_id: next.by,
             at_ms: next.at_ms,
         });
-        // What the others wrote there, and the listing that shows the generation after it.
-        device.engine.sync().await?;
+        // What the others wrote there, and the listing that shows the generation after it;
+        // the others hear of this device's first snapshot there on the new key's topic.
+        let (up, _) = device.engine.sync().await?;
+        device.announce(&up.hints).await;
     }
     Err(Failure::new(format!(
         "the storage shows more than {MAX_STEPS} new generations of the repository one after \
@@ -99,6 +105,9 @@ async fn step(device: &mut Device, next: &NextGeneration) -> Result<(), Failure>
     let store = device.engine.store();
     device.engine.follow(next, store).await?;
     device.keys = next.handover.key.keys();
+    // A next key kept for the generation left behind is never used again: a device given it
+    // in a candidate that lost may be one removed since.
+    device::secrets(&device.home, &device.config).delete(Secret::NextSyncKey)?;
     Ok(())
 }
 
@@ -107,8 +116,8 @@ fn keep_key(device: &Device, key: &SyncKey) -> Result<(), Failure> {
     if std::env::var_os("FERRY_KEY").is_some() {
         return Err(Failure::new(
             "the repository moved to a new key, but this device takes its key from FERRY_KEY, \
-             which holds the old one: set FERRY_KEY to the new recovery code (`ferry key show \
-             --yes` on a device that moved shows it), or unset it to use the secret store",
+             where the new one cannot be kept: unset FERRY_KEY, and the device takes the new \
+             key into its secret store by itself at its next sync",
         ));
     }
     let secrets = device::secrets(&device.home, &device.config);
@@ -220,6 +229,7 @@ pub(crate) fn standing(device: &Device) -> Result<Option<Standing>, Failure> {
         .map(|(id, _)| *id)
         .filter(|id| *id != own && !removed.contains(id) && !read.contains(id))
         .filter(|id| memberships.get(id).is_some_and(Membership::holds))
+        .filter(|id| !left(device, id))
         .map(|id| device.device_name(&id))
         .collect();
     Ok(Some(Standing {
@@ -230,6 +240,15 @@ pub(crate) fn standing(device: &Device) -> Result<Option<Standing>, Failure> {
             .map(|by| device.device_name(&by)),
         not_moved,
     }))
+}
+
+/// Whether `id` said it left the repository (`ferry leave` there).
+fn left(device: &Device, id: &DeviceId) -> bool {
+    let key = format!("{}{id}", ferry_core::LEFT_PREFIX);
+    let state = device.engine.state();
+    state
+        .setting(&key, ferry_core::Strategy::Latest, device.engine.device())
+        .is_some_and(|resolved| resolved.value().is_some())
 }
 
 /// What a rotation is about to do, for the person to confirm.
@@ -359,6 +378,9 @@ pub(crate) struct Rotated {
     /// The new recovery code, when it may be shown (on a terminal only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) recovery_code: Option<String>,
+    /// What else to know (devices removed already, an upload to try again).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) notes: Vec<String>,
 }
 
 impl fmt::Display for Rotated {
@@ -396,8 +418,9 @@ impl fmt::Display for Rotated {
         match &self.recovery_code {
             Some(code) => writeln!(
                 f,
-                "\nThe new recovery code (the old one opens nothing written from now on); \
-                 keep it safe, it is shown only now:\n\n    {code}\n"
+                "\nThe new recovery code (the old one opens nothing written from now on); keep \
+                 it safe (`ferry key show --yes` prints it again on a device that holds it):\n\n    \
+                 {code}\n"
             )?,
             None => writeln!(
                 f,
@@ -410,6 +433,9 @@ impl fmt::Display for Rotated {
             "The other devices move to the new key by themselves at their next sync; `ferry \
              status` shows those that have not yet."
         )?;
+        for note in &self.notes {
+            writeln!(f, "{note}.")?;
+        }
         if !self.preview.removed.is_empty() {
             writeln!(
                 f,
@@ -426,50 +452,81 @@ impl fmt::Display for Rotated {
 /// Makes a new generation of the repository that removes `revoke` and gives the new key to
 /// the devices that remain (and to `include`), and moves this device to it. When another
 /// device's rotation wins the race, this device follows it and, while a device it meant to
-/// remove is still in, rotates again from there. The new recovery code is in the answer when
-/// `show_code`.
+/// remove is still in, rotates again from there. `confirmed`, when given, are the devices the
+/// person confirmed: no round gives the key to any other. The new recovery code is in the
+/// answer when `show_code`.
 pub(crate) async fn rotate(
     device: &mut Device,
     revoke: &[DeviceId],
     include: &[DeviceId],
+    confirmed: Option<&[DeviceId]>,
     show_code: bool,
 ) -> Result<Rotated, Failure> {
+    refuse_early(device, revoke).await?;
     // On the newest generation, with everything this device holds sent and the others read.
     device.engine.sync().await?;
-    follow(device).await?;
-    let store = device.engine.store();
-    let header = ferry_sync::repo::open_in(
-        &*store,
-        &device.keys,
-        &device::INTERACTIVE,
-        device.engine.root(),
-    )
-    .await?;
-    if header.kdf.is_some() {
-        return Err(Failure::new(
-            "this repository's key comes from a passphrase, and this version of Ferry does not \
-             yet make a new key from a new passphrase: nothing was changed",
-        ));
+    let moved = follow(device).await?;
+    // A generation this device made and had not moved to yet: a run of this command that
+    // stopped half-way.
+    let finishing = moved.is_some_and(|moved| moved.by_id == device.engine.device());
+    let removed = device.engine.removed();
+    let mut notes = Vec::new();
+    let mut wanted: Vec<DeviceId> = Vec::new();
+    for id in revoke {
+        if removed.contains(id) {
+            notes.push(format!(
+                "{} was removed by an earlier new key already",
+                device.device_name(id)
+            ));
+        } else {
+            wanted.push(*id);
+        }
     }
-    let preview = preview(device, revoke, include)?;
     let secrets = device::secrets(&device.home, &device.config);
-    let mut wanted: Vec<DeviceId> = revoke.to_vec();
-    let mut rotated = false;
+    if finishing && wanted.is_empty() {
+        let key = device::sync_key(&secrets)?;
+        return Ok(Rotated {
+            generation: device.engine.generation(),
+            preview: preview(device, &[], include)?,
+            recovery_code: show_code.then(|| key.recovery_code().expose().to_owned()),
+            notes: vec!["this finished the new key an earlier run of this command made".into()],
+        });
+    }
+    if !revoke.is_empty() && wanted.is_empty() {
+        return Err(Failure::new(format!(
+            "{}: nothing was changed",
+            notes.join("; ")
+        )));
+    }
+    let mut used = None;
     for _ in 0..MAX_ROUNDS {
         let plan = device.engine.rotation_plan(&wanted, include)?;
+        if let Some(confirmed) = confirmed
+            && let Some((stray, _)) = plan.recipients.iter().find(|(d, _)| !confirmed.contains(d))
+        {
+            return Err(Failure::new(format!(
+                "{} would get the new key, but was not among the devices you confirmed (the \
+                 roster changed meanwhile): nothing more was done; run the command again",
+                device.device_name(stray)
+            )));
+        }
+        if used.is_none() {
+            used = Some(preview(device, &wanted, include)?);
+        }
         let old = device::sync_key(&secrets)?;
-        let new = next_key(&secrets, &old)?;
+        let new = next_key(&secrets, &old, device.engine.generation())?;
         let made = device
             .engine
             .rotate(&old, &new, None, &plan, Destination::Here)
             .await;
         // Another candidate of this device's own (a run stopped half-way with other devices
         // to remove) is followed below like any other.
-        if let Err(error) = made
-            && !matches!(error, SyncError::GenerationRefused { .. })
-        {
-            return Err(error.into());
+        match made {
+            Ok(_) | Err(SyncError::CandidateMade) => {}
+            Err(error) => return Err(error.into()),
         }
+        // The others hear on the old key's topic to look at the storage, where it is.
+        device.announce(&[device.engine.roll_call()]).await;
         device.engine.fetch().await?;
         let Some(next) = device
             .engine
@@ -483,40 +540,85 @@ pub(crate) async fn rotate(
             ));
         };
         step(device, &next).await?;
-        secrets.delete(Secret::NextSyncKey)?;
-        rotated = true;
         let removed = device.engine.removed();
         wanted.retain(|d| !removed.contains(d) && !next.revoked.contains(d));
         if wanted.is_empty() {
             break;
         }
     }
-    if !rotated || !wanted.is_empty() {
+    if !wanted.is_empty() {
         return Err(Failure::new(
             "other devices made new keys at the same time, and some of the devices to remove \
              are still in: run the command again",
         ));
     }
-    let report = device.engine.sync().await?;
-    device.announce(&report.0.hints).await;
+    // The rotation is done: what fails from here is said, not a failure.
+    match device.engine.sync().await {
+        Ok((up, _)) => device.announce(&up.hints).await,
+        Err(error) => notes.push(format!(
+            "this device's first upload under the new key failed ({error}); it goes out with \
+             the next sync"
+        )),
+    }
     let key = device::sync_key(&secrets)?;
     Ok(Rotated {
         generation: device.engine.generation(),
-        preview,
+        preview: used.unwrap_or_else(|| Preview {
+            removed: Vec::new(),
+            recipients: Vec::new(),
+            left_out: Vec::new(),
+        }),
         recovery_code: show_code.then(|| key.recovery_code().expose().to_owned()),
+        notes,
     })
 }
 
-/// The key this rotation makes: the one kept by a run that stopped half-way, else a new one,
-/// kept before anything is written.
-fn next_key(secrets: &ferry_secrets::Secrets, current: &SyncKey) -> Result<SyncKey, Failure> {
-    if let Some(code) = secrets.get(Secret::NextSyncKey)?
-        && let Ok(kept) = SyncKey::from_recovery_code(&code)
+/// What stops a rotation before anything is written: this device among those removed, a key
+/// from FERRY_KEY (the new one could not be kept), a repository whose key comes from a
+/// passphrase.
+pub(crate) async fn refuse_early(device: &Device, revoke: &[DeviceId]) -> Result<(), Failure> {
+    if revoke.contains(&device.engine.device()) {
+        return Err(Failure::usage(
+            "a device cannot remove itself: remove it from another device, or leave the \
+             repository with `ferry leave`",
+        ));
+    }
+    if std::env::var_os("FERRY_KEY").is_some() {
+        return Err(Failure::new(
+            "this device takes its key from FERRY_KEY, where a new key could not be kept: unset \
+             FERRY_KEY (the key is then read from the secret store) and run the command again",
+        ));
+    }
+    let store = device.engine.store();
+    let retry = device::INTERACTIVE;
+    let header = ferry_sync::repo::open_in(&*store, &device.keys, &retry, device.engine.root());
+    if header.await?.kdf.is_some() {
+        return Err(Failure::new(
+            "this repository's key comes from a passphrase, and this version of Ferry does not \
+             yet make a new key from a new passphrase: nothing was changed",
+        ));
+    }
+    Ok(())
+}
+
+/// The key this rotation makes on the generation `generation`: the one kept by a run on it
+/// that stopped half-way, else a new one, kept before anything is written (as
+/// `<generation> <recovery code>`).
+fn next_key(
+    secrets: &ferry_secrets::Secrets,
+    current: &SyncKey,
+    generation: u32,
+) -> Result<SyncKey, Failure> {
+    if let Some(kept) = secrets.get(Secret::NextSyncKey)?
+        && let Some((made_on, code)) = kept.split_once(' ')
+        && made_on.parse() == Ok(generation)
+        && let Ok(kept) = SyncKey::from_recovery_code(code)
         && kept.key_id() != current.key_id()
     {
         return Ok(kept);
     }
     let key = SyncKey::generate()?;
-    secrets.set(Secret::NextSyncKey, key.recovery_code().expose())?;
+    let kept = zeroize::Zeroizing::new(format!("{generation} {}", key.recovery_code().expose()));
+    secrets.set(Secret::NextSyncKey, &kept)?;
     Ok(key)
 }

@@ -10,12 +10,20 @@ use common::{Backend, Device, eventually, storage};
 
 /// "laptop" makes the repository; "desk" and "phone" join and the laptop vouches for both.
 fn household(storage: &common::Storage) -> (Device, Device, Device, String) {
+    household_on(storage, None)
+}
+
+/// [`household`] with `relay` for each device.
+fn household_on(
+    storage: &common::Storage,
+    relay: Option<&str>,
+) -> (Device, Device, Device, String) {
     let laptop = Device::new();
-    let code = laptop.init(storage, "laptop");
+    let code = laptop.init_with_relay(storage, "laptop", relay);
     let desk = Device::new();
-    desk.join(storage, &code, "desk").ok();
+    desk.join_with_relay(storage, &code, "desk", relay).ok();
     let phone = Device::new();
-    phone.join(storage, &code, "phone").ok();
+    phone.join_with_relay(storage, &code, "phone", relay).ok();
     laptop.run(&["sync"]).ok();
     laptop.run(&["devices", "vouch", "desk", "--yes"]).ok();
     laptop.run(&["devices", "vouch", "phone", "--yes"]).ok();
@@ -157,4 +165,197 @@ fn an_agent_follows_a_new_key_by_itself_and_goes_on_syncing() {
     common::stop_agent(agent);
     assert_eq!(recovery_code(&desk), new_code);
     let _ = phone;
+}
+
+#[test]
+fn through_the_relay_the_others_hear_of_a_new_key_and_go_on_on_its_topic() {
+    let storage = storage(Backend::S3);
+    let relay = common::relay(&storage);
+    let (laptop, desk, phone, _) = household_on(&storage, Some(&relay.url()));
+    // Polls too rare to matter: what moves, moves through the relay.
+    let slow = [("FERRY_SYNC_POLL_INTERVAL", "300s".to_owned())];
+    let laptops = common::start_agent(&laptop, None, &slow);
+    let desks = common::start_agent(&desk, None, &slow);
+    let _logs = common::LogsOnFailure(vec![&laptop, &desk]);
+    // Run by the laptop's agent, which starts again on the new key.
+    laptop.run(&["devices", "remove", "phone", "--yes"]).ok();
+    for device in [&laptop, &desk] {
+        eventually(
+            Duration::from_secs(30),
+            "the agent to start again on the new key",
+            || {
+                common::agent_log(device)
+                    .contains("the agent starts again on it")
+                    .then_some(())
+            },
+        );
+    }
+    laptop.run(&["copy", "through the relay, new topic"]).ok();
+    eventually(
+        Duration::from_secs(30),
+        "the copy to reach the desk",
+        || {
+            desk.history_texts()
+                .contains(&"through the relay, new topic".to_owned())
+                .then_some(())
+        },
+    );
+    common::stop_agent(desks);
+    common::stop_agent(laptops);
+    assert_eq!(recovery_code(&desk), recovery_code(&laptop));
+    let _ = phone;
+}
+
+#[test]
+fn over_the_lan_the_others_move_and_the_removed_device_is_refused_at_the_handshake() {
+    let storage = storage(Backend::S3);
+    let (laptop, desk, phone, _) = household(&storage);
+    let port = common::free_port();
+    let slow = ("FERRY_SYNC_POLL_INTERVAL", "1h".to_owned());
+    let to_laptop = ("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
+    let laptops = common::start_agent(
+        &laptop,
+        None,
+        &[slow.clone(), ("FERRY_LAN_PORT", port.to_string())],
+    );
+    let desks = common::start_agent(&desk, None, &[slow.clone(), to_laptop.clone()]);
+    let phones = common::start_agent(&phone, None, &[slow, to_laptop]);
+    let _logs = common::LogsOnFailure(vec![&laptop, &desk, &phone]);
+    let peers = |device: &Device| desk_peers(device);
+    eventually(
+        Duration::from_secs(30),
+        "both connected to the laptop",
+        || (peers(&laptop).len() == 2).then_some(()),
+    );
+    laptop.run(&["devices", "remove", "phone", "--yes"]).ok();
+    // The desk's next handshake with the laptop fails (another key): it looks at the storage,
+    // moves, and connects again under the new key; the phone stays refused.
+    eventually(
+        Duration::from_secs(30),
+        "the desk to move and connect again",
+        || {
+            (common::agent_log(&desk).contains("the agent starts again on it")
+                && peers(&laptop) == ["desk"])
+            .then_some(())
+        },
+    );
+    laptop.run(&["copy", "over the LAN, new key"]).ok();
+    eventually(Duration::from_secs(30), "the copy on the desk", || {
+        desk.history_texts()
+            .contains(&"over the LAN, new key".to_owned())
+            .then_some(())
+    });
+    eventually(
+        Duration::from_secs(30),
+        "the phone told it was removed",
+        || {
+            common::agent_log(&phone)
+                .contains("this device was removed from the repository")
+                .then_some(())
+        },
+    );
+    assert_eq!(peers(&laptop), ["desk"]);
+    for agent in [phones, desks, laptops] {
+        common::stop_agent(agent);
+    }
+}
+
+/// The devices `device`'s agent is connected to over the LAN, by name.
+fn desk_peers(device: &Device) -> Vec<String> {
+    device.json(&["status"])["lan"]["peers"]
+        .as_array()
+        .map(|peers| {
+            peers
+                .iter()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn what_cannot_be_done_is_refused_before_anything_is_written() {
+    let storage = storage(Backend::Folder);
+    let (laptop, _desk, phone, code) = household(&storage);
+    let itself = laptop.run(&["devices", "remove", "laptop", "--yes"]);
+    assert_eq!(itself.code, 2, "{}", itself.stderr);
+    assert!(
+        itself.stderr.contains("cannot remove itself"),
+        "{}",
+        itself.stderr
+    );
+    let from_env = laptop.run_full(
+        &["key", "rotate", "--yes"],
+        None,
+        &[("FERRY_KEY", code.clone())],
+    );
+    assert_eq!(from_env.code, 1, "{}", from_env.stderr);
+    assert!(
+        from_env.stderr.contains("unset FERRY_KEY"),
+        "{}",
+        from_env.stderr
+    );
+    assert_eq!(recovery_code(&laptop), code, "nothing changed");
+    laptop.run(&["devices", "remove", "phone", "--yes"]).ok();
+    let again = laptop.run(&["devices", "remove", "phone", "--yes"]);
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("phone was removed by an earlier new key already"),
+        "{}",
+        again.stderr
+    );
+    let _ = phone;
+}
+
+/// The rotating process killed at 20 moments spread over its run: each time, running the
+/// command again finishes the job (or says it was done), and the others end on the key the
+/// laptop holds.
+#[test]
+fn a_rotation_killed_at_any_point_is_finished_by_running_it_again() {
+    use std::time::Instant;
+    let storage = storage(Backend::S3);
+    // How long one takes, uninterrupted.
+    let (laptop, _, _, _) = household(&storage);
+    let started = Instant::now();
+    laptop.run(&["devices", "remove", "phone", "--yes"]).ok();
+    let whole = started.elapsed();
+    for point in 0..20u32 {
+        let storage = common::storage(Backend::S3);
+        let (laptop, desk, phone, code) = household(&storage);
+        let mut rotating =
+            laptop.command_with(&["devices", "remove", "phone", "--yes"], &storage.env);
+        rotating
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = common::spawn(&mut rotating);
+        std::thread::sleep(whole * point / 20);
+        let _ = child.kill();
+        let _ = child.wait();
+        let again = laptop.run_full(&["devices", "remove", "phone", "--yes"], None, &storage.env);
+        assert!(
+            again.code == 0
+                || again
+                    .stderr
+                    .contains("removed by an earlier new key already"),
+            "point {point}: {}",
+            again.stderr
+        );
+        let key = recovery_code(&laptop);
+        assert_ne!(key, code, "point {point}: the laptop holds the new key");
+        desk.run(&["sync"]).ok();
+        assert_eq!(recovery_code(&desk), key, "point {point}");
+        laptop.run(&["copy", "after"]).ok();
+        assert!(
+            desk.history_texts().contains(&"after".to_owned()),
+            "point {point}"
+        );
+        let refused = phone.run(&["sync"]);
+        assert!(
+            refused.stderr.contains("was removed from the repository"),
+            "point {point}: {}",
+            refused.stderr
+        );
+    }
 }

@@ -174,6 +174,12 @@ pub enum Event {
         /// The whole question, at most [`LanConfig::max_question`] bytes.
         question: Vec<u8>,
     },
+    /// A device this one dialled refused its handshake (said once per address): it holds
+    /// another sync key, perhaps the repository's newer one, which the storage shows.
+    Refused {
+        /// Where it was dialled.
+        addr: std::net::SocketAddr,
+    },
     /// A device's connection ended.
     Disconnected {
         /// Which device.

@@ -31,6 +31,9 @@ use crate::{Event, LanConfig, LanError, Peer, calls, conn};
 /// their handshake at once; more are refused at once.
 const MAX_OPENING: usize = 32;
 
+/// How long after a connection this device dialled closes it dials that address again.
+const REDIAL_CLOSED: Duration = Duration::from_secs(1);
+
 /// The same for addresses that completed a hello before: slots strangers cannot take.
 const MAX_OPENING_KNOWN: usize = 16;
 
@@ -358,6 +361,7 @@ impl Supervisor {
                     self.dialing.remove(&addr);
                     if foreign && self.said_wrong_key.insert(addr) {
                         warn!(%addr, "LAN: {error}");
+                        let _ = self.shared.events.send(Event::Refused { addr }).await;
                     }
                 }
                 match error {
@@ -433,7 +437,15 @@ impl Supervisor {
             }
             Internal::Closed { id, device, why } => {
                 if self.connections.get(&device).is_some_and(|c| c.id == id) {
-                    self.connections.remove(&device);
+                    let closed = self.connections.remove(&device);
+                    // A device this one dialled that went away may be starting again (an agent
+                    // on a new key): dialled again in a moment rather than at the next round.
+                    if let Some(closed) = closed
+                        && closed.peer.dialed
+                    {
+                        let (addr, wait) = (closed.peer.addr, REDIAL_CLOSED);
+                        let _ = self.shared.internal.send(Internal::Dial { addr, wait });
+                    }
                     let listed = self.listed(&device);
                     self.publish();
                     if !listed {

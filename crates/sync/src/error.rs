@@ -36,6 +36,14 @@ pub enum SyncError {
         /// Why.
         reason: String,
     },
+    /// This device already made another candidate for the generation after this one (a device
+    /// makes one per generation): the devices follow the one chosen, and a further removal is
+    /// made from there.
+    #[error(
+        "this device already made another new key for this generation of the repository (one \
+         per device): it follows the one chosen, and removes what is left from there"
+    )]
+    CandidateMade,
     /// The move to a new generation waits: what some devices wrote in the old one could not
     /// be read, and it would be left behind.
     #[error(

@@ -232,6 +232,9 @@ pub struct Prepared {
     pub header: RepoHeader,
     /// `prev`: the old key sealed with the new one.
     pub previous: Sealed,
+    /// The new generation's keys: what an earlier run with the same key wrote is recognised
+    /// by them.
+    keys: Keys,
 }
 
 impl Prepared {
@@ -260,6 +263,7 @@ impl Prepared {
             next,
             header,
             previous,
+            keys,
         })
     }
 }
@@ -269,7 +273,9 @@ impl Prepared {
 /// are not a candidate its creator (whose keys are `own`) signed are junk, or a forgery in its
 /// name: they are deleted and the candidate written again; another candidate it did sign is
 /// refused (a device makes one candidate per generation). Safe to run again after a crash at
-/// any point with the same prepared objects. Which candidate the devices follow is then
+/// any point with the same new key: a header, `prev` and candidate that an earlier run sealed
+/// with it (other nonces, the same content) are taken as this run's. Which candidate the
+/// devices follow is then
 /// [`choose`]'s.
 pub async fn commit(
     store: &dyn Store,
@@ -279,23 +285,29 @@ pub async fn commit(
     old: &Keys,
     own: &DeviceKeys,
 ) -> Result<(), SyncError> {
-    let new_root = prepared.next.successor.root();
+    let successor = prepared.next.successor;
+    let new_root = successor.root();
+    let keys = &prepared.keys;
+    let repo_id = prepared.header.repo_id;
     let header = prepared.header.to_bytes();
-    write_once(
-        store,
-        retry,
-        &path_in(&new_root, &ObjectName::Repo),
-        &header,
-    )
-    .await?;
+    let earlier_header = |found: &[u8]| {
+        RepoHeader::from_bytes(found)
+            .is_ok_and(|header| header.repo_id == repo_id && header.verify(keys).is_ok())
+    };
+    let name = path_in(&new_root, &ObjectName::Repo);
+    write_once(store, retry, &name, &header, earlier_header).await?;
     let previous = prepared.previous.as_bytes();
-    write_once(
-        store,
-        retry,
-        &path_in(&new_root, &ObjectName::Prev),
-        previous,
-    )
-    .await?;
+    let earlier_previous = |found: &[u8]| {
+        keys.data
+            .open_signed::<Previous>(&ObjectName::Prev, found)
+            .is_ok_and(|claimed| {
+                claimed.verify(own).is_ok()
+                    && claimed.value.generation + 1 == successor.generation
+                    && claimed.value.sync_key().key_id() == old.id
+            })
+    };
+    let name = path_in(&new_root, &ObjectName::Prev);
+    write_once(store, retry, &name, previous, earlier_previous).await?;
     let name = path_in(old_root, &prepared.next.name());
     let record = prepared.next.to_bytes();
     for _ in 0..2 {
@@ -310,14 +322,16 @@ pub async fn commit(
             Ok(found) => {
                 let signed = Next::from_bytes(prepared.next.creator, &found)
                     .ok()
-                    .and_then(|next| next.open(old).ok())
-                    .is_some_and(|claimed| claimed.verify(own).is_ok());
-                if signed {
-                    return Err(SyncError::GenerationRefused {
-                        reason: "this device already made another new key for this generation \
-                                 (one per device); follow it, or remove devices from there"
-                            .into(),
-                    });
+                    .filter(|next| next.open(old).is_ok_and(|c| c.verify(own).is_ok()));
+                // An earlier run's, for this very key: this run's own.
+                if signed
+                    .as_ref()
+                    .is_some_and(|next| next.successor == successor)
+                {
+                    return Ok(());
+                }
+                if signed.is_some() {
+                    return Err(SyncError::CandidateMade);
                 }
             }
             Err(error) if error.is_bad_object() => {}
@@ -331,19 +345,20 @@ pub async fn commit(
     })
 }
 
-/// Writes `bytes` at `name` once; finding the very same bytes there is success (a run after a
-/// crash), other bytes are not.
+/// Writes `bytes` at `name` once; finding the very same bytes there, or bytes an earlier run
+/// wrote (`earlier`), is success (a run after a crash), other bytes are not.
 async fn write_once(
     store: &dyn Store,
     retry: &RetryPolicy,
     name: &str,
     bytes: &[u8],
+    earlier: impl Fn(&[u8]) -> bool,
 ) -> Result<(), SyncError> {
     match retry.run(|| store.put_new(name, bytes.to_vec())).await {
         Ok(()) => Ok(()),
         Err(StoreError::AlreadyExists { .. }) => {
             let found = retry.run(|| store.get(name, header_limit())).await?;
-            if found == bytes {
+            if found == bytes || earlier(&found) {
                 Ok(())
             } else {
                 Err(SyncError::GenerationRefused {

@@ -216,6 +216,12 @@ impl Agent {
                 question,
             } => self.answer(lan.calls(), from, call, question),
             Event::Disconnected { device, .. } => self.disconnected(device),
+            // A device it reached before may have moved to the repository's new key: the
+            // storage shows (SPEC §11).
+            Event::Refused { addr } => {
+                debug!(%addr, "LAN: a device refused the handshake: a look at the storage soon");
+                self.poll_soon();
+            }
         }
         if let Some((lan, _)) = &self.lan {
             self.nearby.peers = lan.peers().into_iter().map(|p| p.device).collect();

@@ -417,7 +417,9 @@ impl Agent {
         let _ = job
             .reply
             .send(Reply::new(result.map(drop), out.stdout, out.stderr));
-        if self.stopping {
+        // The loop ends after this job (stopped, or moved to a new key, whose summary this
+        // is): its answer reaches the caller first.
+        if self.stopping || self.device.engine.generation() != self.generation {
             let _ = tokio::time::timeout(Duration::from_secs(2), job.delivered).await;
         }
         // `ferry pause` and `ferry resume` come this way.

@@ -50,18 +50,20 @@ impl Agent {
             relay::Heard::Older(tag) => return self.device.engine.older_version(&tag),
         };
         match self.device.engine.heard(&claimed) {
-            Heard::Member(hint) | Heard::Stranger(hint) if hint.is_roll_call() => {
+            // A member's roll call also asks for a look at the storage: it started, or made a
+            // new key of the repository, whose candidate a listing shows (SPEC §4.6).
+            Heard::Member(hint) if hint.is_roll_call() => {
                 self.answer_roll_call();
+                self.poll_soon();
             }
+            Heard::Stranger(hint) if hint.is_roll_call() => self.answer_roll_call(),
             Heard::Member(hint) => self.fetch_hinted(hint).await,
             Heard::Stranger(hint) => {
                 debug!(
                     seq = hint.seq,
                     "a hint of a device not known here: a poll soon"
                 );
-                self.stranger_poll_at.get_or_insert_with(|| {
-                    (self.stranger_polled_at).map_or_else(Instant::now, |at| at + STRANGER_POLL)
-                });
+                self.poll_soon();
             }
             Heard::Forged(device) => {
                 if let Some(relay) = &mut self.relay {
@@ -72,7 +74,14 @@ impl Agent {
         }
     }
 
-    /// The poll that hints of devices not known here asked for.
+    /// Polls the storage soon: at once, or [`STRANGER_POLL`] after the last such poll.
+    pub(super) fn poll_soon(&mut self) {
+        self.stranger_poll_at.get_or_insert_with(|| {
+            (self.stranger_polled_at).map_or_else(Instant::now, |at| at + STRANGER_POLL)
+        });
+    }
+
+    /// The poll that hints of devices not known here (or members' roll calls) asked for.
     pub(super) async fn poll_for_strangers(&mut self) {
         self.stranger_poll_at = None;
         self.stranger_polled_at = Some(Instant::now());

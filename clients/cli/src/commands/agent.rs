@@ -37,13 +37,18 @@ pub(crate) async fn run(home: Home, config: Config) -> Result<(), Failure> {
         None => first_run(&home, config).await?,
     };
     let mut again = agent::Again::No;
+    let mut config = config;
     loop {
         let lock = device::lock(&home, Duration::from_secs(30))?;
         let device = Device::open_in_agent(home.clone(), config.clone(), lock, RETRY).await?;
         match agent::run(device, super::execute_in_agent, again).await? {
             agent::Ended::Stopped => return Ok(()),
-            // On the new key, from the start: its relay topics, LAN key and folder.
-            agent::Ended::NewKey => again = agent::Again::Yes,
+            // On the new key, from the start: its relay topics, LAN key and folder; with the
+            // settings as they are now.
+            agent::Ended::NewKey => {
+                again = agent::Again::Yes;
+                config = config.reread(&[])?;
+            }
         }
     }
 }

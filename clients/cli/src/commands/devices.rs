@@ -256,6 +256,7 @@ pub(crate) async fn run(
         Some(DevicesAction::RotationPlan { revoke, include }) => {
             let revoke = find_all(device, &revoke)?;
             let include = find_all(device, &include)?;
+            generation::refuse_early(device, &revoke).await?;
             out.report(&generation::preview(device, &revoke, &include)?);
             Ok(Changed::No)
         }
@@ -351,31 +352,18 @@ async fn rotate(
 ) -> Result<Changed, Failure> {
     let revoke = find_all(device, &args.revoke)?;
     let include = find_all(device, &args.include)?;
-    match &args.confirmed {
-        Some(confirmed) => {
-            let now = generation::preview(device, &revoke, &include)?;
-            let given: Vec<String> = now
-                .recipients
-                .iter()
-                .map(|d| d.device.to_string())
-                .collect();
-            if given != *confirmed {
-                return Err(Failure::new(
-                    "the devices that would get the new key changed since you confirmed them \
-                     (another device changed the roster): nothing was done; run the command \
-                     again",
-                ));
-            }
-        }
-        None if args.yes => {}
+    let confirmed = match &args.confirmed {
+        Some(confirmed) => Some(find_all(device, confirmed)?),
+        None if args.yes => None,
         None => {
             return Err(Failure::usage(
                 "a new key needs the devices that get it confirmed: on a terminal the command \
                  lists them and asks, otherwise add --yes",
             ));
         }
-    }
-    let rotated = generation::rotate(device, &revoke, &include, args.show_code).await?;
+    };
+    let confirmed = confirmed.as_deref();
+    let rotated = generation::rotate(device, &revoke, &include, confirmed, args.show_code).await?;
     out.report(&rotated);
     Ok(Changed::No)
 }

@@ -282,10 +282,17 @@ async fn storage(
                         let keys = key.keys();
                         let found = ferry_sync::generation::locate(&*store, &RetryPolicy::DEFAULT, |_| Ok(keys.clone())).await;
                         let opened_fine = found.is_ok();
-                        checks.add("key", found.map(|(located, _)| match located.generation {
-                            1 => format!("opens the repository (key {})", located.header.key_id),
-                            n => format!("opens the repository (key {}, generation {n})", located.header.key_id),
-                        }).map_err(|e| e.to_string()));
+                        match found {
+                            // A newer key is there: this device has not moved to it yet.
+                            Ok((located, _)) if !located.successors.is_empty() => checks.warn("key", format!(
+                                "opens generation {} of the repository (key {}), which has a newer key: this device moves to it at its next sync (`ferry sync`), unless it was removed",
+                                located.generation, located.header.key_id
+                            )),
+                            found => checks.add("key", found.map(|(located, _)| match located.generation {
+                                1 => format!("opens the repository (key {})", located.header.key_id),
+                                n => format!("opens the repository (key {}, generation {n})", located.header.key_id),
+                            }).map_err(|e| e.to_string())),
+                        }
                         if opened_fine {
                             devices(home, config, checks).await;
                             generation(home, config, checks).await;

@@ -239,12 +239,7 @@ async fn tell_the_others(device: &mut Device) -> bool {
 /// repository, the database and the agent's small files.
 fn forget(home: &Home, config: &Config) -> Result<(), Failure> {
     let secrets = device::secrets(home, config);
-    for secret in [
-        Secret::SyncKey,
-        Secret::DeviceIdentity,
-        Secret::S3SecretKey,
-        Secret::WebDavPassword,
-    ] {
+    for secret in Secret::ALL {
         secrets.delete(secret)?;
     }
     for key in ["store", "relay", "s3.access_key_id"] {

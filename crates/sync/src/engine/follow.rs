@@ -390,7 +390,22 @@ impl Engine {
                 by,
                 revoked: &revoked,
             };
-            engine.move_to(step, store.clone()).await?;
+            // What another device wrote in the old generation cannot be read now, or the
+            // storage does not answer: the device works on where it is (its next sync moves
+            // it), rather than not at all.
+            match engine.move_to(step, store.clone()).await {
+                Ok(()) => {}
+                Err(error @ SyncError::GenerationUnread { .. }) => {
+                    warn!(%error, "this device stays on its generation for now");
+                    engine.note(error.to_string());
+                    break;
+                }
+                Err(error) if error.is_transient() => {
+                    warn!(%error, "this device stays on its generation for now");
+                    break;
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(engine)
     }
