@@ -4,9 +4,11 @@
 //!    around the store);
 //! 2. `record()` throughput and the local database's size per 100k clips;
 //! 3. cold start of a new device against a repository of `FERRY_BENCH_CLIPS` clips (default
-//!    100,000) written by three devices and compacted, on the in-process S3 server on loopback.
+//!    100,000) written by three devices and compacted, on the in-process S3 server on loopback;
+//! 4. a rotation (a device removed) of a repository of that many clips and
+//!    `FERRY_BENCH_BLOB_MIB` MiB of images (default 100).
 //!
-//! `cargo bench -p ferry-sync --bench sync`
+//! `cargo bench -p ferry-sync --bench sync [-- requests|cold|rotation]`
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -176,6 +178,137 @@ async fn cold_start(clips: usize) {
     );
 }
 
+/// A rotation of a repository of `clips` clips and `blob_mib` MiB of images: how long until the
+/// remaining devices read and write under the new key, in how many requests; then how long the
+/// blobs take to be sealed again in the new generation; and how long a device that was away
+/// takes to move when it comes back.
+async fn rotation(clips: usize, blob_mib: usize) {
+    use ferry_core::{Body, DataKind};
+    use ferry_protocol::SyncKey;
+    use std::collections::BTreeSet;
+
+    let (_server, location) = servers::s3().await;
+    let raw: Arc<dyn Store> = Arc::new(ferry_store::S3Store::new(
+        &location,
+        servers::credentials(),
+        Timeouts::default(),
+    ));
+    init(&*raw).await;
+    let counted = Arc::new(Instrumented::new(Arc::clone(&raw), 0));
+    let store: Arc<dyn Store> = counted.clone();
+    let config = EngineConfig {
+        snapshot_every: clips as u64,
+        // Blobs go in steps, as in the agent: the rotation is measured apart from them.
+        large_in_steps: true,
+        ..common::config()
+    };
+    let mut laptop = Device::open_with(Arc::clone(&store), config.clone()).await;
+    let mut desk = Device::open_with(Arc::clone(&raw), config.clone()).await;
+    let mut phone = Device::open_with(Arc::clone(&raw), config.clone()).await;
+    laptop.engine.founded().unwrap();
+    for device in [&mut laptop, &mut desk, &mut phone] {
+        device.engine.sync().await.unwrap();
+    }
+    laptop.engine.sync().await.unwrap();
+    for other in [&desk, &phone] {
+        let (id, keys) = (other.engine.device(), other.identity().public());
+        laptop.engine.vouch(id, keys).unwrap();
+    }
+    for n in 0..clips {
+        laptop.engine.copy(text(0, n)).unwrap();
+    }
+    let image_len = 2 * 1024 * 1024;
+    for n in 0..blob_mib / 2 {
+        let bytes: Vec<u8> = (0..image_len).map(|i| (i * 7 + n * 13) as u8).collect();
+        let content = ClipContent::image("image/png", Body::Inline(bytes));
+        laptop.engine.copy(content).unwrap();
+    }
+    laptop.engine.upload().await.unwrap();
+    while !matches!(
+        laptop.engine.large_step().await.unwrap(),
+        ferry_sync::LargeStep::Idle
+    ) {}
+    desk.engine.sync().await.unwrap();
+    phone.engine.sync().await.unwrap();
+    assert!(desk.engine.state_for(DataKind::Clips).stats().clips >= clips);
+
+    // The laptop removes the phone; the desk is away.
+    counted.counts.take();
+    let started = Instant::now();
+    let old = SyncKey::from_bytes([0x5A; 32]);
+    let new = SyncKey::generate().unwrap();
+    let plan = laptop
+        .engine
+        .rotation_plan(&[phone.engine.device()], &[])
+        .unwrap();
+    laptop
+        .engine
+        .rotate(&old, &new, None, &plan, ferry_sync::Destination::Here)
+        .await
+        .unwrap();
+    laptop.engine.fetch().await.unwrap();
+    let next = laptop
+        .engine
+        .next_generation(&BTreeSet::new())
+        .await
+        .unwrap()
+        .unwrap();
+    laptop
+        .engine
+        .follow(&next, Arc::clone(&store))
+        .await
+        .unwrap();
+    laptop.engine.upload().await.unwrap();
+    let moved = started.elapsed().as_secs_f64();
+    let [put, get, list, delete] = counted.counts.take();
+    println!(
+        "rotation of {clips} clips and {blob_mib} MiB of images, until the devices read and write \
+         under the new key: {moved:.2} s, {} requests ({put} PUT, {get} GET, {list} LIST, \
+         {delete} DELETE)",
+        put + get + list + delete
+    );
+    let started = Instant::now();
+    let mut chunks = 0;
+    loop {
+        match laptop.engine.large_step().await.unwrap() {
+            ferry_sync::LargeStep::Idle => break,
+            _ => chunks += 1,
+        }
+    }
+    let blobs = started.elapsed().as_secs_f64();
+    let [put, get, list, delete] = counted.counts.take();
+    println!(
+        "then its blobs sealed again in the new generation: {blobs:.2} s for {blob_mib} MiB \
+         ({:.0} MiB/s), {} requests ({put} PUT, {get} GET, {list} LIST, {delete} DELETE) for \
+         {chunks} steps",
+        blob_mib as f64 / blobs,
+        put + get + list + delete
+    );
+    // The desk comes back.
+    let started = Instant::now();
+    desk.engine.fetch().await.unwrap();
+    let listed = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let next = desk
+        .engine
+        .next_generation(&BTreeSet::new())
+        .await
+        .unwrap()
+        .unwrap();
+    desk.engine.follow(&next, Arc::clone(&raw)).await.unwrap();
+    desk.engine.upload().await.unwrap();
+    let desk_moved = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    desk.engine.fetch().await.unwrap();
+    let caught_up = started.elapsed().as_secs_f64();
+    assert_eq!(desk.engine.state().encode(), laptop.engine.state().encode());
+    println!(
+        "a device away during it: its poll {listed:.2} s, its move (choice, wrap, header, \
+         snapshot of {clips} clips written) {desk_moved:.2} s, then the new generation read \
+         {caught_up:.2} s"
+    );
+}
+
 fn main() {
     let clips = std::env::var("FERRY_BENCH_CLIPS")
         .ok()
@@ -186,8 +319,20 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let blob_mib = std::env::var("FERRY_BENCH_BLOB_MIB")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100);
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     runtime.block_on(async {
-        requests_per_clip().await;
-        cold_start(clips).await;
+        if only.as_deref().is_none_or(|only| only == "requests") {
+            requests_per_clip().await;
+        }
+        if only.as_deref().is_none_or(|only| only == "cold") {
+            cold_start(clips).await;
+        }
+        if only.as_deref().is_none_or(|only| only == "rotation") {
+            rotation(clips, blob_mib).await;
+        }
     });
 }
