@@ -463,12 +463,16 @@ pub(crate) async fn rotate(
     show_code: bool,
 ) -> Result<Rotated, Failure> {
     refuse_early(device, revoke).await?;
-    // On the newest generation, with everything this device holds sent and the others read.
-    device.engine.sync().await?;
+    // The person's word, on this device: the candidates of the devices removed here no
+    // longer count for it (two devices that removed each other: the lost one's).
+    for id in revoke {
+        device.engine.remove_here(*id)?;
+    }
+    // On the newest generation (as the person's word here now chooses it), with everything
+    // this device holds sent and the others read.
+    device.engine.fetch().await?;
     let moved = follow(device).await?;
-    // A generation this device made and had not moved to yet: a run of this command that
-    // stopped half-way.
-    let finishing = moved.is_some_and(|moved| moved.by_id == device.engine.device());
+    device.engine.sync().await?;
     let removed = device.engine.removed();
     let mut notes = Vec::new();
     let mut wanted: Vec<DeviceId> = Vec::new();
@@ -483,13 +487,23 @@ pub(crate) async fn rotate(
         }
     }
     let secrets = device::secrets(&device.home, &device.config);
-    if finishing && wanted.is_empty() {
+    // The generation this device just moved to removes them already: one this device made in
+    // a run of this command that stopped half-way, or another device's.
+    if let Some(moved) = moved.filter(|_| wanted.is_empty()) {
         let key = device::sync_key(&secrets)?;
+        let note = if moved.by_id == device.engine.device() {
+            "this finished the new key an earlier run of this command made".to_owned()
+        } else {
+            format!(
+                "this device moved to the new key {} made, which removes them",
+                moved.by
+            )
+        };
         return Ok(Rotated {
             generation: device.engine.generation(),
-            preview: preview(device, &[], include)?,
+            preview: preview(device, revoke, include)?,
             recovery_code: show_code.then(|| key.recovery_code().expose().to_owned()),
-            notes: vec!["this finished the new key an earlier run of this command made".into()],
+            notes: vec![note],
         });
     }
     if !revoke.is_empty() && wanted.is_empty() {

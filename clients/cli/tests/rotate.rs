@@ -359,3 +359,37 @@ fn a_rotation_killed_at_any_point_is_finished_by_running_it_again() {
         );
     }
 }
+
+#[test]
+fn two_devices_removing_each_other_are_settled_by_the_person_on_each_device() {
+    let storage = storage(Backend::Folder);
+    let (laptop, desk, phone, _) = household(&storage);
+    // The phone, in a thief's hands, removes the others; the person removes it on the laptop.
+    phone
+        .run(&["devices", "remove", "laptop", "desk", "--yes"])
+        .ok();
+    let removed = laptop.run(&["devices", "remove", "phone", "--yes"]).ok();
+    assert!(
+        removed.stdout.contains("Removed phone"),
+        "{}",
+        removed.stdout
+    );
+    // The desk sees two devices remove each other and asks the person.
+    let disputed = desk.run(&["sync"]);
+    assert_eq!(disputed.code, 1, "{}", disputed.stderr);
+    assert!(
+        disputed.stderr.contains("devices removed each other")
+            && disputed.stderr.contains("`ferry devices remove DEVICE`"),
+        "{}",
+        disputed.stderr
+    );
+    let settled = desk.run(&["devices", "remove", "phone", "--yes"]).ok();
+    assert!(
+        settled.stdout.contains("moved to the new key laptop made"),
+        "{}",
+        settled.stdout
+    );
+    assert_eq!(recovery_code(&desk), recovery_code(&laptop));
+    laptop.run(&["copy", "settled"]).ok();
+    assert!(desk.history_texts().contains(&"settled".to_owned()));
+}

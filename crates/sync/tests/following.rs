@@ -428,3 +428,38 @@ per_backend! {
         assert!(matches!(opened, Err(SyncError::Removed { .. })), "{:?}", opened.err());
     }
 }
+
+per_backend! {
+    #[tokio::test]
+    async fn a_dispute_is_settled_by_removing_the_lost_device_here(backend) {
+        let storage = storage(backend).await;
+        let store = storage.store.clone();
+        common::init(&*store).await;
+        let [mut laptop, mut desk, phone] = three(&store).await;
+        let (laptop_id, desk_id, phone_id) =
+            (laptop.engine.device(), desk.engine.device(), phone.engine.device());
+        // The phone, in a thief's hands, removes the others; the laptop removes the phone.
+        let by_phone = phone.engine.rotation_plan(&[laptop_id, desk_id], &[]).unwrap();
+        let thief = SyncKey::generate().unwrap();
+        phone
+            .engine
+            .rotate(&first_key(), &thief, None, &by_phone, Destination::Here)
+            .await
+            .unwrap();
+        laptop.engine.remove_here(phone_id).unwrap();
+        let new = remove(&mut laptop, &store, &first_key(), &[phone_id]).await;
+        // The desk sees each remove the other's maker, and writes nothing.
+        desk.engine.fetch().await.unwrap();
+        let disputed = desk.engine.next_generation(&BTreeSet::new()).await.unwrap_err();
+        assert!(matches!(disputed, SyncError::Dispute { .. }), "{disputed}");
+        assert!(desk.engine.upload().await.is_err());
+        // The person removes the phone on the desk too: kept in its database, also once opened
+        // again.
+        desk.engine.remove_here(phone_id).unwrap();
+        let desk = reopen(desk, store.clone(), &first_key()).await;
+        let mut desk = desk;
+        let key = poll(&mut desk, &store).await.expect("the desk follows the laptop");
+        assert_eq!(key.expose_bytes(), new.expose_bytes());
+        assert!(desk.engine.remove_here(desk_id).is_err(), "not itself");
+    }
+}

@@ -3,7 +3,7 @@
 //! seq 1 (its operations so far are all in it), and what belonged to the old generation's
 //! objects (cursors, announcements, quarantine, reserved segments) is dropped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_core::State;
 use ferry_protocol::{BlobId, DeviceId, KeyId};
@@ -130,6 +130,25 @@ impl Db {
             creators.insert(u32::from_le_bytes(generation), DeviceId(device));
         }
         Ok(creators)
+    }
+
+    /// The devices the person removed on this device.
+    pub(crate) fn removed_here(&self) -> Result<BTreeSet<DeviceId>, SyncError> {
+        let Some(bytes) = self.meta(Meta::RemovedHere)? else {
+            return Ok(BTreeSet::new());
+        };
+        bytes
+            .chunks(16)
+            .map(|id| Ok(DeviceId(fixed::<16>(id.to_vec(), "a device removed here")?)))
+            .collect()
+    }
+
+    /// Records that the person removed `device` on this device.
+    pub(crate) fn remove_here(&self, device: DeviceId) -> Result<(), SyncError> {
+        let mut removed = self.removed_here()?;
+        removed.insert(device);
+        let bytes: Vec<u8> = removed.iter().flat_map(|id| id.0).collect();
+        set_meta(&self.conn, Meta::RemovedHere, &bytes)
     }
 
     /// Records who made the generation `generation`.

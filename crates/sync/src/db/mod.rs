@@ -180,6 +180,10 @@ pub(crate) enum Meta {
     /// The device that made each generation after the first, as its `prev` (signed) says:
     /// (generation u32 LE, device id) after each other.
     Creators,
+    /// The devices the person removed on this device (`ferry devices remove`): their
+    /// candidates for a new generation are left out of this device's choice; device ids after
+    /// each other.
+    RemovedHere,
 }
 
 impl Meta {
@@ -200,6 +204,7 @@ impl Meta {
             Meta::MovedSnapshot => "moved_snapshot",
             Meta::MovedHead => "moved_head",
             Meta::Creators => "creators",
+            Meta::RemovedHere => "removed_here",
         }
     }
 }

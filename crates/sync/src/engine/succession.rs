@@ -17,6 +17,7 @@ use ferry_protocol::generation::{MAX_DEVICES, Plan, Storage, Successor};
 use ferry_protocol::{DeviceId, DeviceKeys, DeviceTag, KdfParams, ObjectName, RepoHeader, SyncKey};
 use ferry_store::StoreError;
 
+use super::follow::Halt;
 use super::{Engine, NextGeneration};
 use crate::SyncError;
 use crate::generation::{self, Choice, Creator, Lineage, Prepared, Valid, Verdict};
@@ -196,13 +197,42 @@ impl Engine {
         Ok(header)
     }
 
+    /// Records that the person removed `device` on this device (SPEC §11.3): from now on
+    /// the candidates it makes are left out of this device's choice, which settles a dispute
+    /// between it and another device. It is this device's own word, kept in its database.
+    pub fn remove_here(&mut self, device: DeviceId) -> Result<(), SyncError> {
+        if device == self.device {
+            return Err(SyncError::GenerationRefused {
+                reason: "a device cannot remove itself".into(),
+            });
+        }
+        self.db.remove_here(device)?;
+        // What that device's candidate said no longer counts here, and a dispute may be
+        // settled: the next look says.
+        let settled = match &self.halted {
+            Some(Halt::Removed { by, .. } | Halt::LeftOut { by, .. }) => *by == device,
+            Some(Halt::Dispute { .. }) => true,
+            None => false,
+        };
+        if settled {
+            self.halted = None;
+        }
+        Ok(())
+    }
+
     /// What the candidates for the next generation mean for this device (SPEC §11.3), the
-    /// devices the person removed here (`removed_here`) left out of the choice. Candidates
-    /// that are refused are said in the log and never stop the device.
+    /// devices the person removed here (those recorded with [`remove_here`]
+    /// (Engine::remove_here), and `removed_here`) left out of the choice. Candidates that are
+    /// refused are said in the log and never stop the device.
     pub async fn succession(
         &self,
         removed_here: &BTreeSet<DeviceId>,
     ) -> Result<Succession, SyncError> {
+        let removed_here: BTreeSet<DeviceId> = removed_here
+            .union(&self.db.removed_here()?)
+            .copied()
+            .collect();
+        let removed_here = &removed_here;
         // Only members' candidates are read: a creator whose membership does not hold is
         // refused anyway, and names planted under other tags cost a listing, not reads.
         let memberships = self.memberships()?;
