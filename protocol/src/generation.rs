@@ -73,6 +73,22 @@ pub fn root(generation: u32, key_id: KeyId) -> String {
     }
 }
 
+/// Where the folders of generations after the first begin: `ferry/g`.
+pub const LATER_PREFIX: &str = "ferry/g";
+
+/// The generation whose folder an object name below the user's prefix is in, and that folder,
+/// when it is a later generation's (`ferry/g<n>-<key id>/…`, as [`root`] makes it).
+pub fn later_root(name: &str) -> Option<(u32, KeyId, &str)> {
+    let rest = name.strip_prefix(LATER_PREFIX)?;
+    let (folder, _) = rest.split_once('/')?;
+    let (number, key_id) = folder.split_once('-')?;
+    let generation: u32 = number.parse().ok()?;
+    let key_id: KeyId = key_id.parse().ok()?;
+    let root = &name[..LATER_PREFIX.len() + folder.len() + 1];
+    (generation > 1 && number == generation.to_string() && root == self::root(generation, key_id))
+        .then_some((generation, key_id, root))
+}
+
 /// The public part of `head/next`: which generation follows, under which key id, and whether
 /// it is in other storage. Public so that a device joining with the new recovery code or
 /// passphrase finds the new generation (the key id names its folder).

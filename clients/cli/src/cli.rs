@@ -71,6 +71,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: ServiceAction,
     },
+    /// Move the repository to other storage: every device follows by itself.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Show or export the recovery code, or replace the key (`rotate`).
     Key {
         #[command(subcommand)]
@@ -231,8 +236,28 @@ pub(crate) enum KeyAction {
     Rotate(RotateArgs),
 }
 
-/// Who a new key goes to.
-#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreAction {
+    /// Copy the repository to a bucket or a WebDAV server under a new key, and hand every
+    /// device the new location and its credentials sealed to it, so that all follow by
+    /// themselves. The credentials are asked for on a terminal, else read from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (S3) or FERRY_WEBDAV_PASSWORD (WebDAV).
+    /// The old storage is left as it was.
+    Move {
+        /// Where to: s3://bucket/prefix?region=…, webdav+https://user@host/path.
+        url: String,
+        /// Give the new key to this device too, though no known device vouched for it (again
+        /// for each).
+        #[arg(long, value_name = "DEVICE")]
+        include: Vec<String>,
+        /// Go on without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Who a new key goes to, and where the repository is then.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 pub(crate) struct RotateArgs {
     /// Remove these devices (name or id prefix): they cannot read anything written afterwards.
     #[arg(long, value_name = "DEVICE", num_args = 1..)]
@@ -244,6 +269,20 @@ pub(crate) struct RotateArgs {
     /// Go on without asking.
     #[arg(long)]
     pub(crate) yes: bool,
+    /// Hand every device new storage credentials with the new key, so that the old ones can
+    /// be replaced at the provider: asked for on a terminal, else read from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (S3) or FERRY_WEBDAV_PASSWORD (WebDAV).
+    #[arg(long)]
+    pub(crate) new_credentials: bool,
+    /// The storage the repository moves to (`ferry store move`).
+    #[arg(skip)]
+    #[serde(default)]
+    pub(crate) move_to: Option<String>,
+    /// The storage and credentials handed to the devices, read by the command where it was
+    /// typed (the agent has other variables).
+    #[arg(skip)]
+    #[serde(default)]
+    pub(crate) storage: Option<ferry_protocol::generation::Storage>,
     /// The devices given the new key, as the person confirmed them (set by the command once
     /// asked).
     #[arg(skip)]

@@ -16,6 +16,7 @@ use ferry_sync::{Engine, EngineConfig};
 
 use crate::config::{Config, SecretStore};
 use crate::error::{Failure, file_error};
+use crate::generation::{Pending, finish_move};
 use crate::held::{HeldStore, Line, Role};
 use crate::home::Home;
 use crate::names::Labels;
@@ -155,6 +156,25 @@ fn opened(url: &StoreUrl, access: Access) -> Result<(Arc<dyn Store>, Role), Fail
     Ok((store, role))
 }
 
+/// The folder this device held the repository in before it moved, still served to the
+/// devices that have not moved yet (`store_before`); a folder that is gone is served no more.
+fn held_before(config: &Config) -> Role {
+    let Some(before) = config.settings.store_before.as_deref() else {
+        return Role::Neither;
+    };
+    let url = match StoreUrl::parse(before) {
+        Ok(url @ StoreUrl::Folder(_)) => url,
+        _ => return Role::Neither,
+    };
+    match ferry_store::open(&url, Access::default()) {
+        Ok(store) => Role::Holds(store),
+        Err(error) => {
+            tracing::warn!(%error, "the folder held before the move is not served any more");
+            Role::Neither
+        }
+    }
+}
+
 /// The LAN settings of this device, as the agent runs its LAN path.
 pub(crate) fn lan_config(
     home: &Home,
@@ -181,13 +201,18 @@ pub(crate) fn remembered_peers(home: &Home) -> Vec<std::net::SocketAddr> {
 }
 
 /// Lets in on the LAN the devices whose keys the roster knows (registered, or attested while
-/// they join); while this device knows no other (it has just joined), any signed hello.
+/// they join), but those a new key removed; while this device knows no other (it has just
+/// joined), any signed hello.
 pub(crate) fn admit(engine: &Engine, members: &Members) {
     let known = engine.state().known_keys();
     if known.keys().all(|device| *device == engine.device()) {
         return;
     }
-    members.set(known.into_iter().map(|(device, keys)| (device, keys.sign)));
+    let removed = engine.removed();
+    let kept = known
+        .into_iter()
+        .filter(|(device, _)| !removed.contains(device));
+    members.set(kept.map(|(device, keys)| (device, keys.sign)));
 }
 
 /// Opens the storage at `url` with credentials given outright: those a pairing device sent.
@@ -195,11 +220,20 @@ pub(crate) fn open_store_with(
     url: &StoreUrl,
     credentials: &Credentials,
 ) -> Result<(Arc<dyn Store>, Role), Failure> {
+    open_store_given(url, credentials, "sent by the device that paired this one")
+}
+
+/// Opens the storage at `url` with credentials given outright, from `origin` (as a refusal
+/// names it).
+pub(crate) fn open_store_given(
+    url: &StoreUrl,
+    credentials: &Credentials,
+    origin: &'static str,
+) -> Result<(Arc<dyn Store>, Role), Failure> {
     let mut access = Access {
         timeouts: TIMEOUTS,
         ..Access::default()
     };
-    let origin = "sent by the device that paired this one";
     match (url, credentials) {
         (
             StoreUrl::S3(_),
@@ -219,11 +253,10 @@ pub(crate) fn open_store_with(
             access.origin = Some(origin);
         }
         (StoreUrl::S3(_), _) => {
-            return Err(Failure::new(
-                "the device that paired this one sent no S3 credentials: it keeps none itself; \
-                 set them up there, or join with `ferry join --store URL` and \
-                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
-            ));
+            return Err(Failure::new(format!(
+                "no S3 credentials were {origin}: set them up on the device that sent them, or \
+                 join with `ferry join --store URL` and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+            )));
         }
         _ => {}
     }
@@ -473,19 +506,32 @@ impl Device {
         paired_as: Option<ferry_protocol::DeviceId>,
         reach: Reach,
     ) -> Result<Device, Failure> {
-        let Some(url) = config.settings.store.as_deref() else {
+        if config.settings.store.is_none() {
             return Err(Failure::new(format!(
                 "this device is not set up (no store in {}); create a repository with `ferry \
                  init --store URL`, or join one with `ferry join --store URL`",
                 config.user_file.display()
             )));
-        };
-        let url = parse_store(url)?;
+        }
         let secrets = secrets(&home, &config);
+        // A move to other storage that stopped half-way: done once the database moved.
+        if let Some(pending) = Pending::kept(&secrets)? {
+            let on = Engine::database_generation(&home.database())?;
+            if on.is_some_and(|on| on >= pending.generation()) {
+                finish_move(&mut config, &secrets, &pending)?;
+            } else {
+                secrets.delete(Secret::NextStorage)?;
+            }
+        }
+        let url = parse_store(config.settings.store.as_deref().unwrap_or_default())?;
         let keys = sync_key(&secrets)?.keys();
         let identity = identity(&secrets)?;
         let signer = Arc::new(Identity::from_secret_bytes(&identity.to_secret_bytes()));
         let (store, held) = open_store(&url, &config, &secrets, CreateFolder::No)?;
+        let held = match held {
+            Role::Neither => held_before(&config),
+            held => held,
+        };
         if reach == Reach::OwnLan {
             crate::held::reach(&held, &home, &config, &keys, &signer).await;
         }

@@ -14,8 +14,11 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use ferry_core::Membership;
+use ferry_protocol::generation::Storage;
+use ferry_protocol::pairing::Credentials;
 use ferry_protocol::{DeviceId, SyncKey};
 use ferry_secrets::Secret;
+use ferry_store::url::StoreUrl;
 use ferry_sync::{Destination, NextGeneration, SyncError};
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +45,9 @@ pub(crate) struct Moved {
     pub(crate) by_id: DeviceId,
     /// When it was made, in Unix milliseconds by that device's clock.
     pub(crate) at_ms: u64,
+    /// The storage it is in, when that changed (a move, or new credentials).
+    #[serde(skip)]
+    pub(crate) storage: Option<String>,
 }
 
 impl fmt::Display for Moved {
@@ -78,6 +84,7 @@ pub(crate) async fn follow(device: &mut Device) -> Result<Option<Moved>, Failure
             by: device.device_name(&next.by),
             by_id: next.by,
             at_ms: next.at_ms,
+            storage: next.handover.storage.as_ref().map(|s| s.url.clone()),
         });
         // What the others wrote there, and the listing that shows the generation after it;
         // the others hear of this device's first snapshot there on the new key's topic.
@@ -91,28 +98,195 @@ pub(crate) async fn follow(device: &mut Device) -> Result<Option<Moved>, Failure
 }
 
 /// Moves this device to `next`: its key kept first, so that a device stopped half-way moves
-/// when it opens again.
+/// when it opens again. A generation in other storage, or reached with new credentials, is
+/// kept with its key as one secret until the database moved, then taken into the config and
+/// the secret store ([`finish_move`]).
 async fn step(device: &mut Device, next: &NextGeneration) -> Result<(), Failure> {
-    if next.handover.storage.is_some() {
-        return Err(Failure::new(format!(
-            "the repository moved to other storage, or its storage credentials were replaced, \
-             with generation {}: this version of Ferry cannot follow that; pair this device \
-             again from one that moved",
-            next.successor.generation
-        )));
+    let secrets = device::secrets(&device.home, &device.config);
+    match &next.handover.storage {
+        None => {
+            keep_key(device, &next.handover.key)?;
+            let store = device.engine.store();
+            device.engine.follow(next, store).await?;
+        }
+        Some(storage) => {
+            refuse_key_from_env()?;
+            let url = device::parse_store(&storage.url)?;
+            let origin = "handed over with the repository's new key";
+            let (store, _) = device::open_store_given(&url, &storage.credentials, origin)?;
+            let pending = Pending {
+                generation: next.successor.generation,
+                key: next.handover.key.recovery_code().expose().to_owned(),
+                storage: storage.clone(),
+            };
+            secrets.set(Secret::NextStorage, &pending.to_text()?)?;
+            device.engine.follow(next, store).await?;
+            finish_move(&mut device.config, &secrets, &pending)?;
+        }
     }
-    keep_key(device, &next.handover.key)?;
-    let store = device.engine.store();
-    device.engine.follow(next, store).await?;
     device.keys = next.handover.key.keys();
     // A next key kept for the generation left behind is never used again: a device given it
     // in a candidate that lost may be one removed since.
-    device::secrets(&device.home, &device.config).delete(Secret::NextSyncKey)?;
+    secrets.delete(Secret::NextSyncKey)?;
     Ok(())
+}
+
+/// A move to a generation in other storage (or reached with new credentials) while this
+/// device makes it: kept in the secret store from before the database moves until the config
+/// and the secrets name the new storage.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Pending {
+    /// The generation moved to.
+    generation: u32,
+    /// Its key, as its recovery code.
+    key: String,
+    /// Its storage.
+    storage: Storage,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
+impl Pending {
+    fn to_text(&self) -> Result<zeroize::Zeroizing<String>, Failure> {
+        serde_json::to_string(self)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| Failure::new(format!("the move could not be kept: {e}")))
+    }
+
+    /// The move kept in `secrets`, if one is.
+    pub(crate) fn kept(secrets: &ferry_secrets::Secrets) -> Result<Option<Pending>, Failure> {
+        let Some(text) = secrets.get(Secret::NextStorage)? else {
+            return Ok(None);
+        };
+        // Not quoted: it holds the key.
+        serde_json::from_str(&text).map(Some).map_err(|_| {
+            Failure::new(format!(
+                "the move in progress kept in {} is damaged; remove that entry (next-storage) \
+                 and pair this device again from another one",
+                secrets.describe()
+            ))
+        })
+    }
+
+    /// The generation it moves to.
+    pub(crate) fn generation(&self) -> u32 {
+        self.generation
+    }
+}
+
+/// Takes a move whose database part is done into this device's config and secret store: the
+/// new key, the storage URL, its credentials; then forgets the move.
+pub(crate) fn finish_move(
+    config: &mut crate::config::Config,
+    secrets: &ferry_secrets::Secrets,
+    pending: &Pending,
+) -> Result<(), Failure> {
+    let Storage { url, credentials } = &pending.storage;
+    secrets.set(Secret::SyncKey, &pending.key)?;
+    device::keep_given_credentials(credentials, secrets)?;
+    let user = &config.user_file;
+    let key_id = match credentials {
+        Credentials::S3 { access_key_id, .. } => Some(access_key_id.as_str()),
+        _ => None,
+    };
+    crate::config::write_user(user, "s3.access_key_id", key_id)?;
+    // A folder this device held stays served to the devices that have not moved yet: they
+    // learn of the move there.
+    let before = config.settings.store.clone().unwrap_or_default();
+    if before != *url && matches!(device::parse_store(&before), Ok(StoreUrl::Folder(_))) {
+        crate::config::write_user(user, "store_before", Some(&before))?;
+        config.settings.store_before = Some(before);
+    }
+    crate::config::write_user(user, "store", Some(url))?;
+    config.settings.store = Some(url.clone());
+    config.settings.s3_access_key_id = key_id.map(str::to_owned);
+    secrets.delete(Secret::NextStorage)?;
+    Ok(())
+}
+
+/// The storage a move goes to (`move_to`), or this repository's own with new credentials,
+/// with the credentials given where the command was typed: from the environment as `ferry
+/// init` takes them, else asked for on a terminal.
+pub(crate) fn storage_given(
+    move_to: Option<&str>,
+    config: &crate::config::Config,
+) -> Result<Storage, Failure> {
+    let current = config.settings.store.as_deref().unwrap_or_default();
+    let url = move_to.unwrap_or(current);
+    let parsed = device::parse_store(url)?;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let ask = |prompt: &str, what: &str, hidden: bool| -> Result<String, Failure> {
+        if !crate::prompt::interactive() {
+            return Err(Failure::usage(format!(
+                "{what} for {url} is needed: set it in the environment (AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY for S3, FERRY_WEBDAV_PASSWORD for WebDAV) or run the \
+                 command on a terminal to be asked"
+            )));
+        }
+        let answer = match hidden {
+            true => crate::prompt::secret(prompt, what)?,
+            false => crate::prompt::line(prompt, what)?,
+        };
+        Ok(answer.to_string())
+    };
+    let credentials = match &parsed {
+        StoreUrl::S3(_) => Credentials::S3 {
+            access_key_id: match env("AWS_ACCESS_KEY_ID") {
+                Some(id) => id,
+                None => ask("S3 access key id: ", "the S3 access key id", false)?,
+            },
+            secret_access_key: match env("AWS_SECRET_ACCESS_KEY") {
+                Some(secret) => secret,
+                None => ask("S3 secret access key: ", "the S3 secret access key", true)?,
+            },
+        },
+        StoreUrl::WebDav(location) if location.user.is_some() => Credentials::WebDav {
+            password: match env("FERRY_WEBDAV_PASSWORD") {
+                Some(password) => password,
+                None => ask("WebDAV password: ", "the WebDAV password", true)?,
+            },
+        },
+        StoreUrl::WebDav(_) if move_to.is_some() => Credentials::None,
+        StoreUrl::WebDav(_) => {
+            return Err(Failure::usage(
+                "this repository's WebDAV server takes no password (the URL names no user): \
+                 there are no credentials to replace",
+            ));
+        }
+        StoreUrl::Folder(_) | StoreUrl::Held(_) if move_to.is_some() => {
+            return Err(Failure::usage(format!(
+                "`{url}` is a folder: a repository moves to a bucket (s3://…) or a WebDAV \
+                 server (webdav+https://…), which every device reaches by itself"
+            )));
+        }
+        StoreUrl::Folder(_) | StoreUrl::Held(_) => {
+            return Err(Failure::usage(
+                "this repository is kept in a folder, which takes no credentials: there are \
+                 none to replace (`ferry store move URL` moves it to a bucket or a WebDAV \
+                 server)",
+            ));
+        }
+    };
+    Ok(Storage {
+        url: url.to_owned(),
+        credentials,
+    })
 }
 
 /// Keeps `key` as this device's sync key.
 fn keep_key(device: &Device, key: &SyncKey) -> Result<(), Failure> {
+    refuse_key_from_env()?;
+    let secrets = device::secrets(&device.home, &device.config);
+    secrets.set(Secret::SyncKey, key.recovery_code().expose())?;
+    Ok(())
+}
+
+/// A device whose key comes from FERRY_KEY cannot keep a new one.
+fn refuse_key_from_env() -> Result<(), Failure> {
     if std::env::var_os("FERRY_KEY").is_some() {
         return Err(Failure::new(
             "the repository moved to a new key, but this device takes its key from FERRY_KEY, \
@@ -120,8 +294,6 @@ fn keep_key(device: &Device, key: &SyncKey) -> Result<(), Failure> {
              key into its secret store by itself at its next sync",
         ));
     }
-    let secrets = device::secrets(&device.home, &device.config);
-    secrets.set(Secret::SyncKey, key.recovery_code().expose())?;
     Ok(())
 }
 
@@ -367,6 +539,103 @@ pub(crate) fn preview(
     })
 }
 
+/// Where a rotation puts the repository.
+#[derive(Debug, Clone)]
+pub(crate) enum Where {
+    /// Where it is, with the credentials the devices have.
+    Here,
+    /// In other storage.
+    Moved(Storage),
+    /// Where it is, with new credentials.
+    Credentials(Storage),
+}
+
+impl Where {
+    /// What the person is told of it.
+    fn said(&self) -> Option<MovedTo> {
+        match self {
+            Where::Here => None,
+            Where::Moved(storage) => Some(MovedTo {
+                url: storage.url.clone(),
+                moved: true,
+            }),
+            Where::Credentials(storage) => Some(MovedTo {
+                url: storage.url.clone(),
+                moved: false,
+            }),
+        }
+    }
+}
+
+/// Where a rotation put the repository, as said to the person.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct MovedTo {
+    /// The store URL.
+    pub(crate) url: String,
+    /// Whether it moved there (else only its credentials changed).
+    pub(crate) moved: bool,
+}
+
+/// The store a rotation writes the new generation in, checked before anything is written:
+/// the credentials work there, a move goes to other storage that holds no repository, and
+/// new credentials open this repository.
+async fn destination(device: &Device, to: &Where) -> Result<Destination, Failure> {
+    let (storage, moving) = match to {
+        Where::Here => return Ok(Destination::Here),
+        Where::Moved(storage) => (storage, true),
+        Where::Credentials(storage) => (storage, false),
+    };
+    let url = device::parse_store(&storage.url)?;
+    let (store, _) = device::open_store_given(&url, &storage.credentials, "given to this command")?;
+    let current = device.config.settings.store.as_deref().unwrap_or_default();
+    if moving && device::parse_store(current)?.to_string() == url.to_string() {
+        return Err(Failure::usage(format!(
+            "the repository is at {url} already; to hand the devices new credentials for it, \
+             run `ferry key rotate --new-credentials`"
+        )));
+    }
+    let probe = store.probe().await;
+    let failed: Vec<String> = [
+        ("listing", &probe.list),
+        ("writing", &probe.write),
+        ("reading", &probe.read),
+        ("deleting", &probe.delete),
+    ]
+    .into_iter()
+    .filter_map(|(what, result)| result.as_ref().err().map(|e| format!("{what}: {e}")))
+    .collect();
+    if !failed.is_empty() {
+        return Err(Failure::new(format!(
+            "{url} with the credentials given does not allow everything Ferry needs ({}): \
+             nothing was changed",
+            failed.join("; ")
+        )));
+    }
+    let retry = device::INTERACTIVE;
+    if moving {
+        match ferry_sync::repo::header(&*store, &retry).await {
+            Err(SyncError::NoRepository) => {}
+            Err(error) => return Err(error.into()),
+            Ok(_) => {
+                return Err(Failure::usage(format!(
+                    "{url} holds a Ferry repository already: move to an empty bucket prefix or \
+                     WebDAV folder (nothing was changed)"
+                )));
+            }
+        }
+        Ok(Destination::Moved {
+            storage: storage.clone(),
+            store,
+        })
+    } else {
+        ferry_sync::repo::open_in(&*store, &device.keys, &retry, device.engine.root()).await?;
+        Ok(Destination::Credentials {
+            storage: storage.clone(),
+            store,
+        })
+    }
+}
+
 /// What a rotation did.
 #[derive(Debug, Serialize)]
 pub(crate) struct Rotated {
@@ -375,6 +644,9 @@ pub(crate) struct Rotated {
     /// Who moved it there, and who is out.
     #[serde(flatten)]
     pub(crate) preview: Preview,
+    /// Where the repository is now, when it moved or its credentials were replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) storage: Option<MovedTo>,
     /// The new recovery code, when it may be shown (on a terminal only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) recovery_code: Option<String>,
@@ -393,7 +665,24 @@ impl fmt::Display for Rotated {
                 .join(", ")
         };
         let given = names(&self.preview.recipients);
-        if self.preview.removed.is_empty() {
+        if let Some(to) = &self.storage {
+            match to.moved {
+                true => writeln!(
+                    f,
+                    "Moved the repository to {} under a new key (generation {}), given with \
+                     the new location to {given}.",
+                    to.url, self.generation
+                )?,
+                false => writeln!(
+                    f,
+                    "Handed the new storage credentials to {given} with a new key (generation \
+                     {}).",
+                    self.generation
+                )?,
+            }
+        }
+        if self.storage.is_some() && self.preview.removed.is_empty() {
+        } else if self.preview.removed.is_empty() {
             writeln!(
                 f,
                 "Made a new key for the repository (generation {}), given to {given}.",
@@ -433,6 +722,21 @@ impl fmt::Display for Rotated {
             "The other devices move to the new key by themselves at their next sync; `ferry \
              status` shows those that have not yet."
         )?;
+        match &self.storage {
+            Some(MovedTo { moved: true, .. }) => writeln!(
+                f,
+                "The old storage is left as it was, and read only for what has not moved yet: \
+                 empty it once every device has moved (`ferry status` lists those that have \
+                 not)."
+            )?,
+            Some(MovedTo { moved: false, .. }) => writeln!(
+                f,
+                "Replace the old credentials at your provider once every device has moved \
+                 (`ferry status` lists those that have not): from then on only the new ones \
+                 open the storage."
+            )?,
+            None => {}
+        }
         for note in &self.notes {
             writeln!(f, "{note}.")?;
         }
@@ -461,8 +765,10 @@ pub(crate) async fn rotate(
     include: &[DeviceId],
     confirmed: Option<&[DeviceId]>,
     show_code: bool,
+    to: Where,
 ) -> Result<Rotated, Failure> {
     refuse_early(device, revoke).await?;
+    let destination = destination(device, &to).await?;
     // The person's word, on this device: the candidates of the devices removed here no
     // longer count for it (two devices that removed each other: the lost one's).
     for id in revoke {
@@ -489,7 +795,14 @@ pub(crate) async fn rotate(
     let secrets = device::secrets(&device.home, &device.config);
     // The generation this device just moved to removes them already: one this device made in
     // a run of this command that stopped half-way, or another device's.
-    if let Some(moved) = moved.filter(|_| wanted.is_empty()) {
+    // A move (or new credentials) is done only when the generation went there.
+    let went = |moved: &Moved| match &to {
+        Where::Here => true,
+        Where::Moved(storage) | Where::Credentials(storage) => {
+            moved.storage.as_deref() == Some(storage.url.as_str())
+        }
+    };
+    if let Some(moved) = moved.filter(|moved| wanted.is_empty() && went(moved)) {
         let key = device::sync_key(&secrets)?;
         let note = if moved.by_id == device.engine.device() {
             "this finished the new key an earlier run of this command made".to_owned()
@@ -502,6 +815,7 @@ pub(crate) async fn rotate(
         return Ok(Rotated {
             generation: device.engine.generation(),
             preview: preview(device, revoke, include)?,
+            storage: to.said(),
             recovery_code: show_code.then(|| key.recovery_code().expose().to_owned()),
             notes: vec![note],
         });
@@ -531,7 +845,7 @@ pub(crate) async fn rotate(
         let new = next_key(&secrets, &old, device.engine.generation())?;
         let made = device
             .engine
-            .rotate(&old, &new, None, &plan, Destination::Here)
+            .rotate(&old, &new, None, &plan, destination.clone())
             .await;
         // Another candidate of this device's own (a run stopped half-way with other devices
         // to remove) is followed below like any other.
@@ -577,6 +891,7 @@ pub(crate) async fn rotate(
     let key = device::sync_key(&secrets)?;
     Ok(Rotated {
         generation: device.engine.generation(),
+        storage: to.said(),
         preview: used.unwrap_or_else(|| Preview {
             removed: Vec::new(),
             recipients: Vec::new(),

@@ -184,6 +184,10 @@ impl Line {
 /// How long a command waits for the device holding its repository to be found on the LAN.
 const HOLDER_PATIENCE: Duration = Duration::from_secs(5);
 
+/// How long a call whose holder went away while answering waits for it to be back (its agent
+/// starts again on a new key in well under a second, then dials the devices it knows).
+const HOLDER_RETURN: Duration = Duration::from_secs(6);
+
 /// Starts a LAN of this command's own to reach the holder, when `role` says one is needed.
 pub(crate) async fn reach(
     role: &Role,
@@ -281,19 +285,31 @@ impl HeldStore {
                 holder.short()
             )));
         };
-        if !calls.wait_for(holder, patience).await {
-            self.line.went(false);
-            return Err(unreachable(format!(
-                "device {} is not connected on the LAN",
-                holder.short()
-            )));
-        }
-        let asked = tokio::time::timeout(
-            LONGEST_CALL,
-            calls.ask(holder, &question.encode(), held::max_reply(limit), SILENCE),
-        )
-        .await
-        .unwrap_or(Err(CallError::TimedOut(LONGEST_CALL)));
+        let question = question.encode();
+        let mut patience = patience;
+        let asked = loop {
+            if !calls.wait_for(holder, patience).await {
+                self.line.went(false);
+                return Err(unreachable(format!(
+                    "device {} is not connected on the LAN",
+                    holder.short()
+                )));
+            }
+            let asked = tokio::time::timeout(
+                LONGEST_CALL,
+                calls.ask(holder, &question, held::max_reply(limit), SILENCE),
+            )
+            .await
+            .unwrap_or(Err(CallError::TimedOut(LONGEST_CALL)));
+            // The holder's connection ended during the call (its agent starting again, on a
+            // new key): asked once more when it is back.
+            match asked {
+                Err(CallError::Disconnected) if patience < HOLDER_RETURN => {
+                    patience = HOLDER_RETURN;
+                }
+                asked => break asked,
+            }
+        };
         let bytes = match asked {
             Ok(bytes) => bytes,
             Err(CallError::Unanswered(Unanswered::NotHeld)) => {

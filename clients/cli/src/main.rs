@@ -48,7 +48,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, DataCommand, DevicesAction, KeyAction};
+use crate::cli::{Cli, Command, DataCommand, DevicesAction, KeyAction, RotateArgs, StoreAction};
 use crate::commands::setup;
 use crate::config::Config;
 use crate::error::Failure;
@@ -137,6 +137,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             commands::run_data(home, config, rotate, &mut out).await
         }
         Command::Key { action } => commands::key::run(&home, &config, action, &mut out),
+        Command::Store {
+            action: StoreAction::Move { url, include, yes },
+        } => {
+            let rotate = RotateArgs {
+                include,
+                yes,
+                move_to: Some(url),
+                ..RotateArgs::default()
+            };
+            let rotate = DataCommand::Devices {
+                action: Some(DevicesAction::Rotate(rotate)),
+            };
+            commands::run_data(home, config, rotate, &mut out).await
+        }
         Command::Agent(_) => commands::agent::run(home, config).await,
         Command::Leave(args) => commands::leave::run(home, config, args, &mut out).await,
         Command::Doctor => commands::doctor::run(&home, &config, &mut out).await,

@@ -6,41 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Device, eventually, storage};
+use common::{Backend, Device, eventually, recovery_code, storage};
 
 /// "laptop" makes the repository; "desk" and "phone" join and the laptop vouches for both.
 fn household(storage: &common::Storage) -> (Device, Device, Device, String) {
-    household_on(storage, None)
-}
-
-/// [`household`] with `relay` for each device.
-fn household_on(
-    storage: &common::Storage,
-    relay: Option<&str>,
-) -> (Device, Device, Device, String) {
-    let laptop = Device::new();
-    let code = laptop.init_with_relay(storage, "laptop", relay);
-    let desk = Device::new();
-    desk.join_with_relay(storage, &code, "desk", relay).ok();
-    let phone = Device::new();
-    phone.join_with_relay(storage, &code, "phone", relay).ok();
-    laptop.run(&["sync"]).ok();
-    laptop.run(&["devices", "vouch", "desk", "--yes"]).ok();
-    laptop.run(&["devices", "vouch", "phone", "--yes"]).ok();
-    laptop.run(&["copy", "before the rotation"]).ok();
-    for device in [&desk, &phone] {
-        device.run(&["sync"]).ok();
-    }
-    (laptop, desk, phone, code)
-}
-
-fn recovery_code(device: &Device) -> String {
-    device
-        .run(&["key", "show", "--yes"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned()
+    common::household_on(storage, None)
 }
 
 #[test]
@@ -171,7 +141,7 @@ fn an_agent_follows_a_new_key_by_itself_and_goes_on_syncing() {
 fn through_the_relay_the_others_hear_of_a_new_key_and_go_on_on_its_topic() {
     let storage = storage(Backend::S3);
     let relay = common::relay(&storage);
-    let (laptop, desk, phone, _) = household_on(&storage, Some(&relay.url()));
+    let (laptop, desk, phone, _) = common::household_on(&storage, Some(&relay.url()));
     // Polls too rare to matter: what moves, moves through the relay.
     let slow = [("FERRY_SYNC_POLL_INTERVAL", "300s".to_owned())];
     let laptops = common::start_agent(&laptop, None, &slow);

@@ -215,9 +215,10 @@ async fn open(
     side: Side,
 ) -> Result<(Sender, Receiver, Hello), LanError> {
     let config = &shared.config;
-    let (mut sender, mut receiver, handshake) = noise::handshake(
+    let (mut sender, mut receiver, handshake, earlier) = noise::handshake(
         stream,
         &shared.psk,
+        shared.earlier_psk.as_deref(),
         side,
         config.handshake_timeout,
         Arc::clone(&shared.budget),
@@ -241,7 +242,7 @@ async fn open(
     let Frame::Hello {
         device,
         port,
-        caller,
+        mut caller,
         key,
         ..
     } = frame
@@ -263,6 +264,21 @@ async fn open(
             "a device id of the form callers are given",
         )));
     }
+    // A device still on the generation before calls only, and only as a member.
+    if earlier {
+        let member = match caller {
+            true => config.members.allow_caller(&key),
+            false => config.members.allow(&device, &key),
+        };
+        if !member {
+            return Err(LanError::NotMember {
+                device,
+                listening: port,
+                caller,
+            });
+        }
+        caller = true;
+    }
     // A device that holds a repository also lets in callers whose key the roster does not
     // know yet: a device joining with the recovery code registers through its calls (the
     // supervisor keeps few of them).
@@ -270,7 +286,7 @@ async fn open(
         true => config.members.allow_caller(&key),
         false => config.members.allow(&device, &key),
     };
-    let holder_lets_in = caller && config.max_question > 0;
+    let holder_lets_in = caller && config.max_question > 0 && !earlier;
     if !(known || holder_lets_in) {
         return Err(LanError::NotMember {
             device,

@@ -91,6 +91,11 @@ pub struct LanConfig {
     /// The largest question this device takes from a peer's call ([`Event::Asked`]); zero
     /// (the default) refuses every call: only a device that holds a repository answers.
     pub max_question: usize,
+    /// The LAN key of the repository's generation before this one, for a device that holds a
+    /// repository: devices that have not moved to the new key yet still reach it with that
+    /// one, as callers only (their calls are answered; nothing else they send is taken), so
+    /// that they learn of the new key in the folder it serves.
+    pub earlier: Option<LanKey>,
 }
 
 impl LanConfig {
@@ -112,6 +117,7 @@ impl LanConfig {
             redial_every: Duration::from_secs(30),
             queue: 256,
             max_question: 0,
+            earlier: None,
         }
     }
 }
@@ -279,12 +285,17 @@ impl Lan {
         };
         let queued = Arc::new(AtomicUsize::new(0));
         let members = config.members.clone();
+        let earlier_psk = config
+            .earlier
+            .as_ref()
+            .map(|key| Arc::new(key.transport_psk()));
         let shared = Shared {
             queued: Arc::clone(&queued),
             budget: Arc::new(Semaphore::new(MAX_BUFFERED)),
             calls: Arc::clone(&calls.table),
             config: Arc::new(config),
             psk: Arc::new(key.transport_psk()),
+            earlier_psk,
             port: local.port(),
             internal: internal_tx,
             events: events_tx,

@@ -64,6 +64,8 @@ const MAX_WAITING: usize = 16;
 pub(crate) struct Shared {
     pub(crate) config: Arc<LanConfig>,
     pub(crate) psk: Arc<Zeroizing<[u8; 32]>>,
+    /// The PSK of the generation before, whose devices may still call ([`LanConfig::earlier`]).
+    pub(crate) earlier_psk: Option<Arc<Zeroizing<[u8; 32]>>>,
     /// The port this device listens on.
     pub(crate) port: u16,
     pub(crate) internal: mpsc::UnboundedSender<Internal>,

@@ -39,16 +39,21 @@ pub enum Secret {
     /// The next sync key, as its recovery code, while this device makes a new generation of
     /// the repository (kept so that a rotation stopped half-way resumes with the same key).
     NextSyncKey,
+    /// The key and storage of the next generation, while this device moves to a repository
+    /// in other storage or reached with new credentials (kept so that a move stopped
+    /// half-way finishes when the device opens again).
+    NextStorage,
 }
 
 impl Secret {
     /// Every secret, for listing and removal.
-    pub const ALL: [Secret; 5] = [
+    pub const ALL: [Secret; 6] = [
         Secret::SyncKey,
         Secret::S3SecretKey,
         Secret::WebDavPassword,
         Secret::DeviceIdentity,
         Secret::NextSyncKey,
+        Secret::NextStorage,
     ];
 
     /// Its name in the keychain and in the file.
@@ -59,6 +64,7 @@ impl Secret {
             Secret::WebDavPassword => "webdav-password",
             Secret::DeviceIdentity => "device-identity",
             Secret::NextSyncKey => "next-sync-key",
+            Secret::NextStorage => "next-storage",
         }
     }
 }
@@ -71,6 +77,7 @@ impl fmt::Display for Secret {
             Secret::WebDavPassword => "the WebDAV password",
             Secret::DeviceIdentity => "this device's identity key",
             Secret::NextSyncKey => "the next sync key (of a rotation in progress)",
+            Secret::NextStorage => "the key and storage of a move in progress",
         })
     }
 }

@@ -15,7 +15,9 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use ferry_protocol::generation::{self, Handover, Next, Plan, Previous, Rotation, Successor};
+use ferry_protocol::generation::{
+    self, Handover, LATER_PREFIX, Next, Plan, Previous, Rotation, Successor, later_root,
+};
 use ferry_protocol::names::NEXT_PREFIX;
 use ferry_protocol::{
     DeviceId, DeviceKeys, DeviceTag, Identity, KdfParams, KeyId, Keys, Kind, ObjectName,
@@ -186,7 +188,15 @@ pub async fn locate(
         }
         let header = match read_header(store, retry, number, &root).await {
             Ok(header) => header,
-            Err(error) if number == 1 => return Err(error),
+            // A repository moved to this storage starts at a later generation.
+            Err(error) if number == 1 => {
+                let later = later_roots(store, retry).await?;
+                if later.is_empty() {
+                    return Err(error);
+                }
+                queue.extend(later);
+                continue;
+            }
             Err(_) => continue,
         };
         let keys = key_for(&header)?;
@@ -222,6 +232,35 @@ pub async fn locate(
         return Err(SyncError::RepositoryMoved { generation });
     }
     Err(wrong_key.map_or(SyncError::NoRepository, SyncError::from))
+}
+
+/// The folders of the later generations in this storage, lowest generation first, one
+/// listing each (at most [`MAX_HEADERS`]): where a repository that moved here starts, as its
+/// first generation is elsewhere (SPEC §11.6).
+pub async fn later_roots(
+    store: &dyn Store,
+    retry: &RetryPolicy,
+) -> Result<Vec<(u32, String)>, SyncError> {
+    let mut roots: Vec<(u32, String)> = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_HEADERS {
+        let page = retry
+            .run(|| store.list(LATER_PREFIX, after.as_deref(), 1))
+            .await?;
+        let Some(object) = page.objects.first() else {
+            break;
+        };
+        after = Some(match later_root(&object.name) {
+            // Past every name in that folder: its names never hold a character above `~`.
+            Some((number, _, root)) if !roots.iter().any(|(_, r)| r == root) => {
+                roots.push((number, root.to_owned()));
+                format!("{root}~")
+            }
+            _ => object.name.clone(),
+        });
+    }
+    roots.sort();
+    Ok(roots)
 }
 
 /// A new generation, sealed and ready to write.
@@ -285,6 +324,20 @@ pub async fn commit(
     old: &Keys,
     own: &DeviceKeys,
 ) -> Result<(), SyncError> {
+    commit_to(store, store, retry, old_root, prepared, old, own).await
+}
+
+/// [`commit`] of a generation in other storage (a move, or new credentials): its header and
+/// `prev` in `to`, its candidate in the old generation in `from`.
+pub async fn commit_to(
+    from: &dyn Store,
+    to: &dyn Store,
+    retry: &RetryPolicy,
+    old_root: &str,
+    prepared: &Prepared,
+    old: &Keys,
+    own: &DeviceKeys,
+) -> Result<(), SyncError> {
     let successor = prepared.next.successor;
     let new_root = successor.root();
     let keys = &prepared.keys;
@@ -295,7 +348,7 @@ pub async fn commit(
             .is_ok_and(|header| header.repo_id == repo_id && header.verify(keys).is_ok())
     };
     let name = path_in(&new_root, &ObjectName::Repo);
-    write_once(store, retry, &name, &header, earlier_header).await?;
+    write_once(to, retry, &name, &header, earlier_header).await?;
     let previous = prepared.previous.as_bytes();
     let earlier_previous = |found: &[u8]| {
         keys.data
@@ -307,17 +360,17 @@ pub async fn commit(
             })
     };
     let name = path_in(&new_root, &ObjectName::Prev);
-    write_once(store, retry, &name, previous, earlier_previous).await?;
+    write_once(to, retry, &name, previous, earlier_previous).await?;
     let name = path_in(old_root, &prepared.next.name());
     let record = prepared.next.to_bytes();
     for _ in 0..2 {
-        match retry.run(|| store.put_new(&name, record.clone())).await {
+        match retry.run(|| from.put_new(&name, record.clone())).await {
             Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
             Err(error) => return Err(error.into()),
         }
         // Storage that ignores write-once may have kept other bytes: what it serves is what
         // the others read.
-        match retry.run(|| store.get(&name, next_limit())).await {
+        match retry.run(|| from.get(&name, next_limit())).await {
             Ok(found) if found == record => return Ok(()),
             Ok(found) => {
                 let signed = Next::from_bytes(prepared.next.creator, &found)
@@ -338,7 +391,7 @@ pub async fn commit(
             Err(error) => return Err(error.into()),
         }
         warn!(%name, "other bytes stood in this device's name for its candidate: replacing them");
-        retry.run(|| store.delete(&name)).await?;
+        retry.run(|| from.delete(&name)).await?;
     }
     Err(SyncError::GenerationRefused {
         reason: format!("the storage keeps other bytes at {name} than this device's candidate"),

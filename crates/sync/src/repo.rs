@@ -2,6 +2,7 @@
 //! the key before anything else (on the generation a device is on: see `generation` for the
 //! ones after the first).
 
+use ferry_protocol::generation::later_root;
 use ferry_protocol::names::ROOT;
 use ferry_protocol::{KdfParams, Keys, ObjectName, RepoHeader};
 use ferry_store::{RetryPolicy, Store, StoreError};
@@ -27,6 +28,13 @@ pub async fn init(
         Ok(bytes) => return Err(exists(&bytes)),
         Err(StoreError::NotFound { .. }) => {}
         Err(error) => return Err(error.into()),
+    }
+    // A repository that moved here has no first generation in this storage.
+    let later = crate::generation::later_roots(store, retry).await?;
+    if let Some((_, key_id, _)) = later.last().and_then(|(_, root)| later_root(root)) {
+        return Err(SyncError::RepositoryExists {
+            key_id: key_id.to_string(),
+        });
     }
     let header = RepoHeader::create(keys, kdf)?;
     match retry.run(|| store.put_new(&name, header.to_bytes())).await {

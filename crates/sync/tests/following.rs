@@ -435,7 +435,7 @@ per_backend! {
         let storage = storage(backend).await;
         let store = storage.store.clone();
         common::init(&*store).await;
-        let [mut laptop, mut desk, phone] = three(&store).await;
+        let [mut laptop, mut desk, mut phone] = three(&store).await;
         let (laptop_id, desk_id, phone_id) =
             (laptop.engine.device(), desk.engine.device(), phone.engine.device());
         // The phone, in a thief's hands, removes the others; the laptop removes the phone.
@@ -461,5 +461,89 @@ per_backend! {
         let key = poll(&mut desk, &store).await.expect("the desk follows the laptop");
         assert_eq!(key.expose_bytes(), new.expose_bytes());
         assert!(desk.engine.remove_here(desk_id).is_err(), "not itself");
+    }
+}
+
+per_backend! {
+    #[tokio::test]
+    async fn a_repository_moved_to_other_storage_is_followed_with_every_image(backend) {
+        // From a folder to the storage under test; the phone is away during the move.
+        let folder = tempfile::tempdir().unwrap();
+        let from: Arc<dyn Store> = Arc::new(ferry_store::FolderStore::create(folder.path()).unwrap());
+        let storage = storage(backend).await;
+        let to = storage.store.clone();
+        common::init(&*from).await;
+        let [mut laptop, mut desk, mut phone] = three(&from).await;
+        laptop.copy("on the laptop");
+        let phones_image = image(200_000, 7);
+        let phones_blob = copy_image(&mut phone, phones_image.clone());
+        for _ in 0..2 {
+            for device in [&mut laptop, &mut desk, &mut phone] {
+                device.engine.sync().await.unwrap();
+            }
+        }
+        desk.copy("unsent on the desk");
+        phone.copy("unsent on the phone");
+
+        let new = SyncKey::generate().unwrap();
+        let plan = laptop.engine.rotation_plan(&[], &[]).unwrap();
+        let storage_there = ferry_protocol::generation::Storage {
+            url: "s3://bucket/prefix".into(),
+            credentials: ferry_protocol::pairing::Credentials::None,
+        };
+        let destination = Destination::Moved { storage: storage_there.clone(), store: to.clone() };
+        let successor = laptop.engine.rotate(&first_key(), &new, None, &plan, destination).await.unwrap();
+        assert!(successor.moved);
+        // The new generation is there, its candidate here; nothing else was written there.
+        let root = successor.root();
+        let there = to.list("", None, 1000).await.unwrap().objects;
+        assert!(!there.is_empty());
+        assert!(there.iter().all(|object| object.name.starts_with(&root)), "{there:?}");
+
+        poll(&mut laptop, &to).await.expect("the maker follows its own generation");
+        desk.engine.fetch().await.unwrap();
+        let next = desk.engine.next_generation(&BTreeSet::new()).await.unwrap().unwrap();
+        assert_eq!(next.handover.storage.as_ref(), Some(&storage_there), "the desk is told where");
+        // A store that does not hold the generation is refused before anything moves.
+        let elsewhere = common::storage(backend).await;
+        let refused = desk.engine.follow(&next, elsewhere.store.clone()).await.unwrap_err();
+        assert!(matches!(refused, SyncError::GenerationRefused { .. }), "{refused}");
+        assert_eq!(desk.engine.generation(), 1);
+        desk.engine.follow(&next, to.clone()).await.unwrap();
+        desk.engine.sync().await.unwrap();
+        // Away during the move, the phone follows on its return.
+        poll(&mut phone, &to).await.expect("the phone follows");
+        laptop.engine.sync().await.unwrap();
+        desk.engine.sync().await.unwrap();
+        for device in [&laptop, &desk, &phone] {
+            assert_eq!(device.engine.generation(), 2);
+        }
+        let texts = laptop.texts();
+        for text in ["on the laptop", "unsent on the desk", "unsent on the phone"] {
+            assert!(texts.contains(&text.to_owned()), "{text} missing: {texts:?}");
+        }
+        assert_eq!(desk.texts(), texts);
+        assert_eq!(phone.texts(), texts);
+        // The phone's image, which the laptop had not fetched, moved with the repository.
+        let moved = to.list(&format!("{root}blob/{phones_blob}/"), None, 10).await.unwrap();
+        assert_eq!(moved.objects.len(), 1);
+        assert_eq!(desk.engine.blob(phones_blob).await.unwrap(), phones_image);
+
+        // A new device given the new key finds the repository in its new storage, and the
+        // storage is no place for a new repository.
+        let config = EngineConfig { paired_as: None, ..lazy() };
+        let home = tempfile::tempdir().unwrap();
+        let database = home.path().join("ferry.db");
+        let engine = Engine::open(to.clone(), new.keys(), identity_for(&database), &database, config).await.unwrap();
+        let mut tablet = common::Device { engine, home };
+        assert_eq!(tablet.engine.generation(), 2);
+        tablet.engine.sync().await.unwrap();
+        assert_eq!(tablet.texts(), texts);
+        let again = ferry_sync::repo::init(&*to, &SyncKey::generate().unwrap().keys(), None, &common::FAST_RETRY).await;
+        assert!(matches!(again, Err(SyncError::RepositoryExists { .. })), "{again:?}");
+        // The devices open again on the new storage.
+        let desk = reopen(desk, to.clone(), &new).await;
+        assert_eq!(desk.engine.generation(), 2);
+        assert_eq!(desk.texts(), texts);
     }
 }

@@ -507,8 +507,8 @@ per_backend! {
     async fn removing_a_device_hands_the_key_to_the_members_and_tells_the_others(backend) {
         let storage = storage(backend).await;
         common::init(&*storage.store).await;
-        let devices = household(&storage.store).await;
-        let [laptop, desk, phone, tablet, stray] = &devices[..] else { unreachable!() };
+        let mut devices = household(&storage.store).await;
+        let [laptop, desk, phone, tablet, stray] = &mut devices[..] else { unreachable!() };
         let id = |d: &common::Device| d.engine.device();
 
         let plan = laptop.engine.rotation_plan(&[id(phone)], &[]).unwrap();
@@ -535,7 +535,7 @@ per_backend! {
         assert_eq!(successor.generation, 2);
 
         let none = std::collections::BTreeSet::new();
-        for device in [laptop, desk] {
+        for device in [&*laptop, &*desk] {
             match device.engine.succession(&none).await.unwrap() {
                 ferry_sync::Succession::Follow(next) => {
                     assert_eq!(next.handover.key.expose_bytes(), new.expose_bytes());
@@ -548,7 +548,7 @@ per_backend! {
             phone.engine.succession(&none).await.unwrap(),
             ferry_sync::Succession::Removed { by, .. } if by == id(laptop)
         ));
-        for device in [tablet, stray] {
+        for device in [&*tablet, &*stray] {
             assert!(matches!(
                 device.engine.succession(&none).await.unwrap(),
                 ferry_sync::Succession::LeftOut { .. }
@@ -560,8 +560,8 @@ per_backend! {
     async fn two_devices_removing_each_other_wait_for_the_person(backend) {
         let storage = storage(backend).await;
         common::init(&*storage.store).await;
-        let devices = household(&storage.store).await;
-        let [laptop, desk, phone, ..] = &devices[..] else { unreachable!() };
+        let mut devices = household(&storage.store).await;
+        let [laptop, desk, phone, ..] = &mut devices[..] else { unreachable!() };
         let id = |d: &common::Device| d.engine.device();
         let none = std::collections::BTreeSet::new();
 
@@ -618,7 +618,7 @@ per_backend! {
         assert_eq!(sybil.0, DeviceId([0; 16]));
         devices[2].engine.vouch(sybil.0, sybil.1).unwrap();
         common::sync_all(&mut devices).await;
-        let [laptop, desk, phone, _, _, sybil] = &devices[..] else { unreachable!() };
+        let [laptop, desk, phone, _, _, sybil] = &mut devices[..] else { unreachable!() };
         let id = |d: &common::Device| d.engine.device();
         let none = std::collections::BTreeSet::new();
 

@@ -35,6 +35,10 @@ impl Drop for Running {
 pub const ACCESS_KEY: &str = "AKIDFERRYTEST";
 /// Its secret.
 pub const SECRET_KEY: &str = "ferry-test-secret-key";
+/// A second access key the server takes, as a person makes one to replace the first.
+pub const SECOND_ACCESS_KEY: &str = "AKIDFERRYSECOND";
+/// Its secret.
+pub const SECOND_SECRET_KEY: &str = "ferry-test-second-secret";
 /// The bucket it holds.
 pub const BUCKET: &str = "ferry-test";
 
@@ -58,7 +62,9 @@ async fn start_s3(failures: usize, denied: &'static [&'static str]) -> (Running,
     std::fs::create_dir(root.path().join(BUCKET)).unwrap();
     let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    let mut auth = s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY);
+    auth.register(SECOND_ACCESS_KEY.into(), SECOND_SECRET_KEY.into());
+    builder.set_auth(auth);
     builder.set_access(Deny(denied));
     let service = Flaky {
         inner: builder.build(),

@@ -357,3 +357,24 @@ fn a_candidate_opens_only_under_its_creators_name_and_a_wrap_only_from_its_creat
         Error::WrapDoesNotOpen
     );
 }
+
+#[test]
+fn a_later_generations_folder_is_read_back_from_its_objects_names() {
+    let key_id = SyncKey::from_bytes([2; 32]).key_id();
+    let folder = root(12, key_id);
+    let name = format!("{folder}seg/abc/1");
+    assert_eq!(later_root(&name), Some((12, key_id, folder.as_str())));
+    assert_eq!(later_root(&folder), Some((12, key_id, folder.as_str())));
+    for junk in [
+        "ferry/v1/repo".to_owned(),
+        format!("ferry/g1-{key_id}/repo"),
+        format!("ferry/g012-{key_id}/repo"),
+        format!("ferry/g+12-{key_id}/repo"),
+        format!("ferry/g12-{key_id}"),
+        "ferry/g12-zz/repo".to_owned(),
+        "ferry/g".to_owned(),
+        "ferry/g99999999999-0000000000000000/repo".to_owned(),
+    ] {
+        assert_eq!(later_root(&junk), None, "{junk}");
+    }
+}

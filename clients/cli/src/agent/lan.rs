@@ -24,7 +24,7 @@ const REMEMBERED: usize = 16;
 /// is said and the agent goes on without it (storage and relay carry everything). A device
 /// holding its repository in a folder answers the others' calls; one whose repository another
 /// device holds reaches it through this LAN.
-pub(super) async fn start(device: &Device, again: Again) -> (Option<(Lan, Events)>, Nearby) {
+pub(super) async fn start(device: &mut Device, again: Again) -> (Option<(Lan, Events)>, Nearby) {
     let settings = &device.config.settings;
     if !settings.lan_enabled {
         if let Role::Reaches(line) = &device.held {
@@ -46,6 +46,8 @@ pub(super) async fn start(device: &Device, again: Again) -> (Option<(Lan, Events
     device::admit(&device.engine, &config.members);
     if let Role::Holds(_) = device.held {
         config.max_question = ferry_protocol::held::max_question();
+        // The devices that have not moved to this key yet learn of it here.
+        config.earlier = device.engine.earlier_keys().await.map(|keys| keys.lan);
     }
     let mut started = Lan::start(config.clone(), &device.keys.lan).await;
     // Starting again on a new key: the port the agent listened on is let go of as its tasks

@@ -177,7 +177,7 @@ struct Agent {
 
 impl Agent {
     async fn start(mut device: Device, execute: Execute, again: Again) -> Result<Agent, Failure> {
-        let (lan, nearby) = lan::start(&device, again).await;
+        let (lan, nearby) = lan::start(&mut device, again).await;
         let (job_tx, jobs) = mpsc::channel(16);
         let mut tasks = JoinSet::new();
         let relay = relay::listen(&device);

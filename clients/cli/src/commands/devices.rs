@@ -247,8 +247,7 @@ pub(crate) async fn run(
                 revoke: devices,
                 include,
                 yes,
-                confirmed: None,
-                show_code: false,
+                ..RotateArgs::default()
             };
             rotate(device, args, out).await
         }
@@ -363,7 +362,18 @@ async fn rotate(
         }
     };
     let confirmed = confirmed.as_deref();
-    let rotated = generation::rotate(device, &revoke, &include, confirmed, args.show_code).await?;
+    let to = match (args.storage, args.move_to.is_some()) {
+        (None, _) if args.move_to.is_some() || args.new_credentials => {
+            return Err(Failure::new(
+                "the new storage's credentials did not come with the command: run it again",
+            ));
+        }
+        (None, _) => generation::Where::Here,
+        (Some(storage), true) => generation::Where::Moved(storage),
+        (Some(storage), false) => generation::Where::Credentials(storage),
+    };
+    let show_code = args.show_code;
+    let rotated = generation::rotate(device, &revoke, &include, confirmed, show_code, to).await?;
     out.report(&rotated);
     Ok(Changed::No)
 }
@@ -417,7 +427,11 @@ pub(crate) async fn confirm_rotation(
             shown.trim_end()
         )));
     }
-    let question = if args.revoke.is_empty() {
+    let question = if let Some(url) = &args.move_to {
+        format!("{preview}Move the repository to {url} with a new key? [y/N] ")
+    } else if args.new_credentials {
+        format!("{preview}Hand them the new storage credentials with a new key? [y/N] ")
+    } else if args.revoke.is_empty() {
         format!("{preview}Make a new key for the repository? [y/N] ")
     } else {
         format!("{preview}Remove them and make a new key? [y/N] ")

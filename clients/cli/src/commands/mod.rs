@@ -86,12 +86,22 @@ pub(crate) fn prepare(command: &mut DataCommand, config: &Config) -> Result<(), 
                 revoke: std::mem::take(devices),
                 include: std::mem::take(include),
                 yes: *yes,
-                confirmed: None,
-                show_code: false,
+                ..RotateArgs::default()
             };
             *command = DataCommand::Devices {
                 action: Some(DevicesAction::Rotate(rotate)),
             };
+            Ok(())
+        }
+        // The storage handed to the devices is read here, where the person typed the
+        // command.
+        DataCommand::Devices {
+            action: Some(DevicesAction::Rotate(args)),
+        } if (args.move_to.is_some() || args.new_credentials) && args.storage.is_none() => {
+            args.storage = Some(crate::generation::storage_given(
+                args.move_to.as_deref(),
+                config,
+            )?);
             Ok(())
         }
         _ => Ok(()),

@@ -32,6 +32,8 @@ ferry_core::spelled!(pub(crate) SecretStore, "secret store", {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Settings {
     pub(crate) store: Option<String>,
+    /// The folder this device held the repository in before it moved to other storage.
+    pub(crate) store_before: Option<String>,
     pub(crate) relay: Option<String>,
     pub(crate) device_name: Option<String>,
     pub(crate) secret_store: SecretStore,
@@ -138,6 +140,18 @@ pub(crate) const KEYS: &[Key] = &[
         help: "where the repository is: file:///…, s3://bucket/prefix?…, webdav+https://user@host/…",
         set: |s, v| {
             s.store = text(v);
+            Ok(())
+        },
+    },
+    Key {
+        name: "store_before",
+        default: None,
+        synced: false,
+        help: "the folder this device held the repository in before it moved (`ferry store \
+               move`): served on the LAN to the devices that have not moved yet; unset it once \
+               every device has",
+        set: |s, v| {
+            s.store_before = text(v);
             Ok(())
         },
     },

@@ -880,3 +880,32 @@ fn rand_suffix() -> u64 {
         .unwrap()
         .as_nanos() as u64
 }
+
+/// "laptop" makes the repository on `storage`; "desk" and "phone" join (with `relay` for
+/// each, when given) and the laptop vouches for both; the laptop copies one clip, which
+/// the others fetch. The recovery code is the last item.
+pub fn household_on(storage: &Storage, relay: Option<&str>) -> (Device, Device, Device, String) {
+    let laptop = Device::new();
+    let code = laptop.init_with_relay(storage, "laptop", relay);
+    let desk = Device::new();
+    desk.join_with_relay(storage, &code, "desk", relay).ok();
+    let phone = Device::new();
+    phone.join_with_relay(storage, &code, "phone", relay).ok();
+    laptop.run(&["sync"]).ok();
+    laptop.run(&["devices", "vouch", "desk", "--yes"]).ok();
+    laptop.run(&["devices", "vouch", "phone", "--yes"]).ok();
+    laptop.run(&["copy", "before the rotation"]).ok();
+    for device in [&desk, &phone] {
+        device.run(&["sync"]).ok();
+    }
+    (laptop, desk, phone, code)
+}
+
+pub fn recovery_code(device: &Device) -> String {
+    device
+        .run(&["key", "show", "--yes"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned()
+}

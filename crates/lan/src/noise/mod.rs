@@ -82,24 +82,26 @@ fn builder(psk: &[u8; 32]) -> Result<Builder<'_>, LanError> {
         .map_err(LanError::noise)
 }
 
-/// Runs the handshake on `stream` within `timeout`; the channel's halves and its handshake hash
-/// (the same at both ends, and different on every other connection). The receiver takes
-/// frames of a hello's length only until [`Receiver::trust`], and larger frames within
-/// `budget`.
+/// Runs the handshake on `stream` within `timeout`; the channel's halves, its handshake hash
+/// (the same at both ends, and different on every other connection), and whether the other
+/// end proved `earlier` rather than `psk` (a listener takes either; a dialer proves `psk`).
+/// The receiver takes frames of a hello's length only until [`Receiver::trust`], and larger
+/// frames within `budget`.
 pub(crate) async fn handshake(
     mut stream: TcpStream,
     psk: &Zeroizing<[u8; 32]>,
+    earlier: Option<&Zeroizing<[u8; 32]>>,
     side: Side,
     timeout: Duration,
     budget: Arc<Semaphore>,
-) -> Result<(Sender, Receiver, Vec<u8>), LanError> {
+) -> Result<(Sender, Receiver, Vec<u8>, bool), LanError> {
     let _ = stream.set_nodelay(true);
-    let builder = builder(psk)?;
     let mut state = match side {
-        Side::Dialer => builder.build_initiator(),
-        Side::Listener => builder.build_responder(),
+        Side::Dialer => builder(psk)?.build_initiator(),
+        Side::Listener => builder(psk)?.build_responder(),
     }
     .map_err(LanError::noise)?;
+    let mut proved_earlier = false;
     let exchange = async {
         let mut message = vec![0u8; MAX_NOISE_MESSAGE];
         let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
@@ -128,9 +130,19 @@ pub(crate) async fn handshake(
             }
             Side::Listener => {
                 let first = read_message(&mut stream).await?;
-                state
-                    .read_message(&first, &mut payload)
-                    .map_err(|_| LanError::Handshake)?;
+                if state.read_message(&first, &mut payload).is_err() {
+                    // Only the first message proves a PSK: the earlier one is tried on it.
+                    let Some(earlier) = earlier else {
+                        return Err(LanError::Handshake);
+                    };
+                    state = builder(earlier)?
+                        .build_responder()
+                        .map_err(LanError::noise)?;
+                    state
+                        .read_message(&first, &mut payload)
+                        .map_err(|_| LanError::Handshake)?;
+                    proved_earlier = true;
+                }
                 let len = state
                     .write_message(&[], &mut message)
                     .map_err(LanError::noise)?;
@@ -165,6 +177,7 @@ pub(crate) async fn handshake(
             held: None,
         },
         hash,
+        proved_earlier,
     ))
 }
 

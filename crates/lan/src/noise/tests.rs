@@ -57,7 +57,7 @@ type Ends = Result<(Sender, Receiver), LanError>;
 /// and a budget of its own.
 async fn trusted(stream: TcpStream, psk: &Zeroizing<[u8; 32]>, side: Side) -> Ends {
     let budget = Arc::new(Semaphore::new(2 * MAX_FRAME));
-    let (sender, mut receiver, _) = handshake(stream, psk, side, TIMEOUT, budget).await?;
+    let (sender, mut receiver, _, _) = handshake(stream, psk, None, side, TIMEOUT, budget).await?;
     receiver.trust(MAX_FRAME);
     Ok((sender, receiver))
 }
@@ -252,15 +252,30 @@ async fn untrusted(
     let listener_budget = Arc::clone(budget);
     let listening = tokio::spawn(async move {
         let (stream, _) = server.accept().await.unwrap();
-        handshake(stream, &psk(1), Side::Listener, TIMEOUT, listener_budget)
-            .await
-            .unwrap()
-    });
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let dialed = handshake(stream, &psk(1), Side::Dialer, TIMEOUT, Arc::clone(budget))
+        let (sender, receiver, hash, _) = handshake(
+            stream,
+            &psk(1),
+            None,
+            Side::Listener,
+            TIMEOUT,
+            listener_budget,
+        )
         .await
         .unwrap();
-    (dialed, listening.await.unwrap())
+        (sender, receiver, hash)
+    });
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, receiver, hash, _) = handshake(
+        stream,
+        &psk(1),
+        None,
+        Side::Dialer,
+        TIMEOUT,
+        Arc::clone(budget),
+    )
+    .await
+    .unwrap();
+    ((sender, receiver, hash), listening.await.unwrap())
 }
 
 #[tokio::test]
@@ -394,5 +409,38 @@ fn the_handshake_matches_an_independent_implementation() {
         assert_eq!(message[..len], bytes(&python[expected]), "{expected}");
         let read = to.read_message(0, &message[..len], &mut payload).unwrap();
         assert_eq!(payload[..read], plain);
+    }
+}
+
+#[tokio::test]
+async fn a_listener_given_the_earlier_psk_takes_it_too_and_says_so() {
+    for (dialer, proved) in [(1u8, Some(false)), (2, Some(true)), (3, None)] {
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let listening = tokio::spawn(async move {
+            let (stream, _) = server.accept().await.unwrap();
+            let budget = Arc::new(Semaphore::new(MAX_FRAME));
+            let (current, earlier) = (psk(1), psk(2));
+            handshake(
+                stream,
+                &current,
+                Some(&earlier),
+                Side::Listener,
+                TIMEOUT,
+                budget,
+            )
+            .await
+            .map(|(_, _, _, earlier)| earlier)
+        });
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let budget = Arc::new(Semaphore::new(MAX_FRAME));
+        let dialed = handshake(stream, &psk(dialer), None, Side::Dialer, TIMEOUT, budget).await;
+        let listened = listening.await.unwrap();
+        assert_eq!(
+            listened.as_ref().ok().copied(),
+            proved,
+            "dialer {dialer}: {listened:?}"
+        );
+        assert_eq!(dialed.is_ok(), proved.is_some(), "dialer {dialer}");
     }
 }

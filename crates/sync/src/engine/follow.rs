@@ -146,6 +146,23 @@ impl Engine {
         next: &NextGeneration,
         store: Arc<dyn Store>,
     ) -> Result<(), SyncError> {
+        // A generation in other storage, or reached with other credentials, is checked there.
+        if next.handover.storage.is_some() {
+            let creator = self
+                .replica
+                .state()
+                .device(&next.by)
+                .map(|entry| entry.keys);
+            let Some(creator) = creator else {
+                return Err(SyncError::GenerationRefused {
+                    reason: format!("its creator {} is not in the roster", next.by.short()),
+                });
+            };
+            let lineage = self.lineage(creator).await?;
+            let keys = next.handover.key.keys();
+            let retry = self.remote.retry();
+            generation::check_new_header(&*store, retry, &next.successor, &keys, lineage).await?;
+        }
         let step = Step {
             successor: next.successor,
             keys: next.handover.key.keys(),
@@ -241,6 +258,15 @@ impl Engine {
         self.creators.insert(successor.generation, by);
         self.forget_old_generation();
         Ok(())
+    }
+
+    /// The generation the database at `database` is on, read without the storage; `None`
+    /// when there is no database.
+    pub fn database_generation(database: &Path) -> Result<Option<u32>, SyncError> {
+        if !database.exists() {
+            return Ok(None);
+        }
+        Ok(Some(crate::db::Db::open(database)?.generation()?))
     }
 
     /// The device that made the generation `generation`, when known here.
@@ -453,7 +479,7 @@ impl Engine {
     }
 
     /// The blobs that clips in the history or the trash name.
-    fn live_blobs(&self) -> Vec<BlobId> {
+    pub(super) fn live_blobs(&self) -> Vec<BlobId> {
         let state = self.replica.state();
         let clips = state
             .history(None, usize::MAX)
@@ -544,6 +570,23 @@ impl Engine {
                 Err(error) => return Err(error.into()),
             }
         }
+    }
+
+    /// The keys of the generation before this one (read from its `prev` once per run of the
+    /// engine): a device that holds the repository still answers the devices that have not
+    /// moved yet under them. `None` on the first generation, or when `prev` cannot be read.
+    pub async fn earlier_keys(&mut self) -> Option<Keys> {
+        if self.older.is_empty() {
+            match self.load_older().await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(error) => {
+                    warn!(%error, "the key of the generation before could not be read");
+                    return None;
+                }
+            }
+        }
+        self.older.first().map(|older| older.keys.clone())
     }
 
     /// The names keys of the generations before this one that are known here, newest first.

@@ -373,8 +373,12 @@ impl Engine {
                     db = Db::open(database)?;
                     header.key_id
                 }
-                // A key of a later generation: found along the candidates' public parts.
-                Err(SyncError::Protocol(ferry_protocol::Error::WrongKey { .. })) => {
+                // A key of a later generation: found along the candidates' public parts, or
+                // in the storage a repository moved to.
+                Err(
+                    SyncError::Protocol(ferry_protocol::Error::WrongKey { .. })
+                    | SyncError::NoRepository,
+                ) => {
                     let key = |_: &ferry_protocol::RepoHeader| Ok(keys.clone());
                     let (located, _) = generation::locate(&*store, &retry, key).await?;
                     db = Db::open(database)?;

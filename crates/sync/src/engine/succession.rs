@@ -11,11 +11,13 @@
 //! it holds the new key.
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
 
 use ferry_core::Membership;
 use ferry_protocol::generation::{MAX_DEVICES, Plan, Storage, Successor};
 use ferry_protocol::{DeviceId, DeviceKeys, DeviceTag, KdfParams, ObjectName, RepoHeader, SyncKey};
-use ferry_store::StoreError;
+use ferry_store::{Store, StoreError};
 
 use super::follow::Halt;
 use super::{Engine, NextGeneration};
@@ -36,14 +38,37 @@ pub struct RotationPlan {
 }
 
 /// Where the next generation is.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Destination {
     /// In this store, with the credentials the devices have.
     Here,
-    /// In this store, with new credentials (the old ones were replaced at the provider).
-    Credentials(Storage),
-    /// In other storage.
-    Moved(Storage),
+    /// In this store, with new credentials (the old ones are to be replaced at the provider):
+    /// `store` is it opened with them.
+    Credentials {
+        /// The store's URL and the new credentials, handed to every device.
+        storage: Storage,
+        /// The store, opened with them.
+        store: Arc<dyn Store>,
+    },
+    /// In other storage, opened as `store`.
+    Moved {
+        /// Its URL and credentials, handed to every device.
+        storage: Storage,
+        /// The store.
+        store: Arc<dyn Store>,
+    },
+}
+
+impl fmt::Debug for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Here => f.write_str("Here"),
+            Destination::Credentials { storage, .. } => {
+                f.debug_tuple("Credentials").field(storage).finish()
+            }
+            Destination::Moved { storage, .. } => f.debug_tuple("Moved").field(storage).finish(),
+        }
+    }
 }
 
 /// What the candidates for the next generation mean for this device.
@@ -137,7 +162,7 @@ impl Engine {
     /// current key. Safe to run again with the same keys after a crash. Whether the devices
     /// follow it is [`succession`](Self::succession)'s to say, on each device.
     pub async fn rotate(
-        &self,
+        &mut self,
         old: &SyncKey,
         new: &SyncKey,
         kdf: Option<KdfParams>,
@@ -150,11 +175,19 @@ impl Engine {
             });
         }
         let header = self.current_header().await?;
-        let (moved, storage) = match destination {
-            Destination::Here => (false, None),
-            Destination::Credentials(storage) => (false, Some(storage)),
-            Destination::Moved(storage) => (true, Some(storage)),
+        let (moved, storage, to) = match destination {
+            Destination::Here => (false, None, self.remote.shared_store()),
+            Destination::Credentials { storage, store } => (false, Some(storage), store),
+            Destination::Moved { storage, store } => (true, Some(storage), store),
         };
+        // The old storage is to be emptied: every blob that clips name goes along, so this
+        // device fetches those it does not hold (it writes them under the new key when it
+        // moves).
+        if moved {
+            for id in self.live_blobs() {
+                self.blob(id).await?;
+            }
+        }
         let successor = Successor {
             generation: self.generation + 1,
             key_id: new.key_id(),
@@ -170,8 +203,9 @@ impl Engine {
             recipients: plan.recipients.clone(),
         };
         let prepared = Prepared::new(old, &self.identity, &made, kdf, header.repo_id)?;
-        generation::commit(
+        generation::commit_to(
             self.remote.store(),
+            &*to,
             self.remote.retry(),
             self.remote.root(),
             &prepared,
@@ -180,6 +214,16 @@ impl Engine {
         )
         .await?;
         Ok(successor)
+    }
+
+    /// What a generation after this one must descend from, made by the device whose keys
+    /// are `creator`.
+    pub(super) async fn lineage(&self, creator: DeviceKeys) -> Result<Lineage, SyncError> {
+        Ok(Lineage {
+            repo_id: self.current_header().await?.repo_id,
+            old: self.keys.id,
+            creator,
+        })
     }
 
     /// The header of the generation this device is on.
@@ -295,14 +339,14 @@ impl Engine {
                         successor,
                         handover,
                     } => {
-                        let keys = handover.key.keys();
-                        let lineage = Lineage {
-                            repo_id: self.current_header().await?.repo_id,
-                            old: self.keys.id,
-                            creator: chosen.creator_keys,
-                        };
-                        generation::check_new_header(store, retry, &successor, &keys, lineage)
-                            .await?;
+                        // A generation in other storage (or reached with other credentials)
+                        // is checked there, by the move.
+                        if handover.storage.is_none() {
+                            let keys = handover.key.keys();
+                            let lineage = self.lineage(chosen.creator_keys).await?;
+                            generation::check_new_header(store, retry, &successor, &keys, lineage)
+                                .await?;
+                        }
                         Succession::Follow(NextGeneration {
                             successor,
                             handover,
