@@ -156,6 +156,21 @@ fn opened(url: &StoreUrl, access: Access) -> Result<(Arc<dyn Store>, Role), Fail
     Ok((store, role))
 }
 
+/// The devices a holder still lets in under the key of the generation before its own: the
+/// members whose membership holds, but those a new key removed.
+pub(crate) fn earlier_members(engine: &Engine) -> Members {
+    let members = Members::anyone();
+    let removed = engine.removed();
+    let holds = engine.memberships().unwrap_or_default();
+    let state = engine.state();
+    let kept = holds
+        .iter()
+        .filter(|(device, membership)| membership.holds() && !removed.contains(device))
+        .filter_map(|(device, _)| Some((*device, state.device(device)?.keys.sign)));
+    members.set(kept);
+    members
+}
+
 /// The folder this device held the repository in before it moved, still served to the
 /// devices that have not moved yet (`store_before`); a folder that is gone is served no more.
 fn held_before(config: &Config) -> Role {
@@ -517,7 +532,7 @@ impl Device {
         // A move to other storage that stopped half-way: done once the database moved.
         if let Some(pending) = Pending::kept(&secrets)? {
             let on = Engine::database_generation(&home.database())?;
-            if on.is_some_and(|on| on >= pending.generation()) {
+            if on == Some((pending.generation(), Some(pending.key_id()?))) {
                 finish_move(&mut config, &secrets, &pending)?;
             } else {
                 secrets.delete(Secret::NextStorage)?;

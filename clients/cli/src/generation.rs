@@ -52,6 +52,16 @@ pub(crate) struct Moved {
 
 impl fmt::Display for Moved {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(url) = &self.storage {
+            return write!(
+                f,
+                "The repository has a new key and storage (generation {}, made on {} by {}): \
+                 this device moved to it, at {url}, and keeps both.",
+                self.generation,
+                day(self.at_ms),
+                self.by
+            );
+        }
         write!(
             f,
             "The repository has a new key (generation {}, made on {} by {}): this device moved \
@@ -112,6 +122,13 @@ async fn step(device: &mut Device, next: &NextGeneration) -> Result<(), Failure>
         Some(storage) => {
             refuse_key_from_env()?;
             let url = device::parse_store(&storage.url)?;
+            if matches!(url, StoreUrl::Folder(_) | StoreUrl::Held(_)) {
+                return Err(Failure::new(format!(
+                    "the repository's new key (generation {}) names a folder as its storage, \
+                     which this device cannot reach: pair it again from a device that moved",
+                    next.successor.generation
+                )));
+            }
             let origin = "handed over with the repository's new key";
             let (store, _) = device::open_store_given(&url, &storage.credentials, origin)?;
             let pending = Pending {
@@ -120,7 +137,11 @@ async fn step(device: &mut Device, next: &NextGeneration) -> Result<(), Failure>
                 storage: storage.clone(),
             };
             secrets.set(Secret::NextStorage, &pending.to_text()?)?;
-            device.engine.follow(next, store).await?;
+            if let Err(error) = device.engine.follow(next, store).await {
+                // Not moved: the move is not kept for another generation to take.
+                secrets.delete(Secret::NextStorage)?;
+                return Err(error.into());
+            }
             finish_move(&mut device.config, &secrets, &pending)?;
         }
     }
@@ -176,6 +197,13 @@ impl Pending {
     pub(crate) fn generation(&self) -> u32 {
         self.generation
     }
+
+    /// That generation's key id.
+    pub(crate) fn key_id(&self) -> Result<ferry_protocol::KeyId, Failure> {
+        SyncKey::from_recovery_code(&self.key)
+            .map(|key| key.key_id())
+            .map_err(|_| Failure::new("the key of the move in progress is damaged"))
+    }
 }
 
 /// Takes a move whose database part is done into this device's config and secret store: the
@@ -188,6 +216,15 @@ pub(crate) fn finish_move(
     let Storage { url, credentials } = &pending.storage;
     secrets.set(Secret::SyncKey, &pending.key)?;
     device::keep_given_credentials(credentials, secrets)?;
+    // The old storage's secret, of another kind, opens nothing any more.
+    let stale = match credentials {
+        Credentials::S3 { .. } => [Secret::WebDavPassword].as_slice(),
+        Credentials::WebDav { .. } => &[Secret::S3SecretKey],
+        Credentials::None => &[Secret::S3SecretKey, Secret::WebDavPassword],
+    };
+    for secret in stale {
+        secrets.delete(*secret)?;
+    }
     let user = &config.user_file;
     let key_id = match credentials {
         Credentials::S3 { access_key_id, .. } => Some(access_key_id.as_str()),
@@ -579,7 +616,7 @@ pub(crate) struct MovedTo {
 /// The store a rotation writes the new generation in, checked before anything is written:
 /// the credentials work there, a move goes to other storage that holds no repository, and
 /// new credentials open this repository.
-async fn destination(device: &Device, to: &Where) -> Result<Destination, Failure> {
+async fn destination(device: &Device, to: &Where, next_root: &str) -> Result<Destination, Failure> {
     let (storage, moving) = match to {
         Where::Here => return Ok(Destination::Here),
         Where::Moved(storage) => (storage, true),
@@ -587,13 +624,6 @@ async fn destination(device: &Device, to: &Where) -> Result<Destination, Failure
     };
     let url = device::parse_store(&storage.url)?;
     let (store, _) = device::open_store_given(&url, &storage.credentials, "given to this command")?;
-    let current = device.config.settings.store.as_deref().unwrap_or_default();
-    if moving && device::parse_store(current)?.to_string() == url.to_string() {
-        return Err(Failure::usage(format!(
-            "the repository is at {url} already; to hand the devices new credentials for it, \
-             run `ferry key rotate --new-credentials`"
-        )));
-    }
     let probe = store.probe().await;
     let failed: Vec<String> = [
         ("listing", &probe.list),
@@ -613,15 +643,19 @@ async fn destination(device: &Device, to: &Where) -> Result<Destination, Failure
     }
     let retry = device::INTERACTIVE;
     if moving {
-        match ferry_sync::repo::header(&*store, &retry).await {
-            Err(SyncError::NoRepository) => {}
+        let taken = match ferry_sync::repo::header(&*store, &retry).await {
+            Err(SyncError::NoRepository) => false,
             Err(error) => return Err(error.into()),
-            Ok(_) => {
-                return Err(Failure::usage(format!(
-                    "{url} holds a Ferry repository already: move to an empty bucket prefix or \
-                     WebDAV folder (nothing was changed)"
-                )));
-            }
+            Ok(_) => true,
+        };
+        // A later generation there is another repository's, unless it is the one this move
+        // makes (written by a run that stopped half-way).
+        let later = ferry_sync::generation::later_roots(&*store, &retry).await?;
+        if taken || later.iter().any(|(_, root)| root != next_root) {
+            return Err(Failure::usage(format!(
+                "{url} holds a Ferry repository already: move to an empty bucket prefix or \
+                 WebDAV folder (nothing was changed)"
+            )));
         }
         Ok(Destination::Moved {
             storage: storage.clone(),
@@ -633,6 +667,29 @@ async fn destination(device: &Device, to: &Where) -> Result<Destination, Failure
             storage: storage.clone(),
             store,
         })
+    }
+}
+
+/// Whether this device is already where `to` goes: its store is the move's, or its
+/// credentials are the ones given.
+fn there_already(device: &Device, to: &Where) -> Result<bool, Failure> {
+    let current = device.config.settings.store.as_deref().unwrap_or_default();
+    Ok(match to {
+        Where::Here => false,
+        Where::Moved(storage) => same_store(current, &storage.url),
+        Where::Credentials(storage) => {
+            let url = device::parse_store(current)?;
+            let secrets = device::secrets(&device.home, &device.config);
+            device::credentials_for(&url, &device.config, &secrets)? == storage.credentials
+        }
+    })
+}
+
+/// Whether two store URLs name the same store (as parsed, so that spellings of one agree).
+fn same_store(a: &str, b: &str) -> bool {
+    match (StoreUrl::parse(a), StoreUrl::parse(b)) {
+        (Ok(a), Ok(b)) => a.to_string() == b.to_string(),
+        _ => a == b,
     }
 }
 
@@ -725,9 +782,9 @@ impl fmt::Display for Rotated {
         match &self.storage {
             Some(MovedTo { moved: true, .. }) => writeln!(
                 f,
-                "The old storage is left as it was, and read only for what has not moved yet: \
-                 empty it once every device has moved (`ferry status` lists those that have \
-                 not)."
+                "The old storage is left as it was: the devices that have not moved yet still \
+                 read and write there until they do. Empty it once every device has moved \
+                 (`ferry status` lists those that have not)."
             )?,
             Some(MovedTo { moved: false, .. }) => writeln!(
                 f,
@@ -768,7 +825,6 @@ pub(crate) async fn rotate(
     to: Where,
 ) -> Result<Rotated, Failure> {
     refuse_early(device, revoke).await?;
-    let destination = destination(device, &to).await?;
     // The person's word, on this device: the candidates of the devices removed here no
     // longer count for it (two devices that removed each other: the lost one's).
     for id in revoke {
@@ -793,19 +849,41 @@ pub(crate) async fn rotate(
         }
     }
     let secrets = device::secrets(&device.home, &device.config);
+    // Where a move (or new credentials) goes, this device is already: a run of this command
+    // that stopped half-way made it (this device followed it before the command ran), or the
+    // person asks for what is so.
+    if there_already(device, &to)? {
+        let own = device.engine.device();
+        if !wanted.is_empty() || device.engine.creator(device.engine.generation()) != Some(own) {
+            return Err(Failure::usage(match &to {
+                Where::Credentials(_) => "these are the storage credentials in use already: make \
+                                         new ones at the provider first (nothing was changed)"
+                    .to_owned(),
+                _ => format!(
+                    "the repository is at {} already; to hand the devices new credentials for \
+                     it, run `ferry key rotate --new-credentials` (nothing was changed)",
+                    device.config.settings.store.as_deref().unwrap_or_default()
+                ),
+            }));
+        }
+        let key = device::sync_key(&secrets)?;
+        return Ok(Rotated {
+            generation: device.engine.generation(),
+            preview: preview(device, revoke, include)?,
+            storage: to.said(),
+            recovery_code: show_code.then(|| key.recovery_code().expose().to_owned()),
+            notes: vec!["this finished what an earlier run of this command began".to_owned()],
+        });
+    }
     // The generation this device just moved to removes them already: one this device made in
     // a run of this command that stopped half-way, or another device's.
-    // A move (or new credentials) is done only when the generation went there.
-    let went = |moved: &Moved| match &to {
-        Where::Here => true,
-        Where::Moved(storage) | Where::Credentials(storage) => {
-            moved.storage.as_deref() == Some(storage.url.as_str())
-        }
-    };
-    if let Some(moved) = moved.filter(|moved| wanted.is_empty() && went(moved)) {
+    let here = matches!(to, Where::Here);
+    if let Some(moved) = moved.filter(|_| here && wanted.is_empty()) {
         let key = device::sync_key(&secrets)?;
         let note = if moved.by_id == device.engine.device() {
             "this finished the new key an earlier run of this command made".to_owned()
+        } else if revoke.is_empty() {
+            format!("this device moved to the new key {} made", moved.by)
         } else {
             format!(
                 "this device moved to the new key {} made, which removes them",
@@ -826,7 +904,12 @@ pub(crate) async fn rotate(
             notes.join("; ")
         )));
     }
+    let old = device::sync_key(&secrets)?;
+    let new = next_key(&secrets, &old, device.engine.generation())?;
+    let next_root = ferry_protocol::generation::root(device.engine.generation() + 1, new.key_id());
+    let destination = destination(device, &to, &next_root).await?;
     let mut used = None;
+    let mut done = false;
     for _ in 0..MAX_ROUNDS {
         let plan = device.engine.rotation_plan(&wanted, include)?;
         if let Some(confirmed) = confirmed
@@ -870,14 +953,23 @@ pub(crate) async fn rotate(
         step(device, &next).await?;
         let removed = device.engine.removed();
         wanted.retain(|d| !removed.contains(d) && !next.revoked.contains(d));
-        if wanted.is_empty() {
+        // Another device's new key may have won the race: a move (or new credentials) is
+        // made again from there.
+        let went = match &to {
+            Where::Here => true,
+            Where::Moved(storage) | Where::Credentials(storage) => {
+                next.handover.storage.as_ref() == Some(storage)
+            }
+        };
+        if wanted.is_empty() && went {
+            done = true;
             break;
         }
     }
-    if !wanted.is_empty() {
+    if !done {
         return Err(Failure::new(
-            "other devices made new keys at the same time, and some of the devices to remove \
-             are still in: run the command again",
+            "other devices made new keys at the same time, and this one's did not win: run the \
+             command again (it goes on from the newest key)",
         ));
     }
     // The rotation is done: what fails from here is said, not a failure.

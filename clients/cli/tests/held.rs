@@ -153,3 +153,65 @@ fn a_device_joins_a_folder_repository_through_the_device_that_holds_it() {
     stop_agent(agent_b);
     stop_agent(agent_a);
 }
+
+#[test]
+fn after_a_new_key_the_devices_away_learn_of_it_from_the_holder_and_a_removed_one_is_kept_out() {
+    let storage = storage(Backend::Folder);
+    let relay = relay(&storage);
+    let port = free_port();
+    let laptop = Device::new().with("FERRY_LAN_PORT", port.to_string());
+    let init = [
+        "init",
+        "--store",
+        &storage.url,
+        "--relay",
+        &relay.url(),
+        "--name",
+        "laptop",
+    ];
+    laptop.run_full(&init, None, &storage.env).ok();
+    laptop.run(&["copy", "before the new key"]).ok();
+    let agent = start_agent(&laptop, None, &[]);
+    let desktop = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
+    let phone = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
+    let _logs = LogsOnFailure(vec![&laptop, &desktop, &phone]);
+    pair(&laptop, &desktop, &relay.url(), "desktop");
+    pair(&laptop, &phone, &relay.url(), "phone");
+
+    // The holder removes the phone; its agent starts again on the new key.
+    laptop.run(&["devices", "remove", "phone", "--yes"]).ok();
+    laptop.run(&["copy", "after the new key"]).ok();
+
+    // The desktop was away: it reaches the holder under the key it has, learns of the new
+    // one in the folder, and moves.
+    let synced = desktop.run(&["sync"]).ok();
+    assert!(
+        synced
+            .stderr
+            .contains("The repository has a new key (generation 2"),
+        "{}",
+        synced.stderr
+    );
+    assert!(
+        desktop
+            .history_texts()
+            .contains(&"after the new key".to_owned())
+    );
+    desktop.run(&["copy", "from the desktop, after"]).ok();
+    eventually(WAIT, "the desktop's copy on the laptop", || {
+        laptop
+            .history_texts()
+            .contains(&"from the desktop, after".to_owned())
+            .then_some(())
+    });
+
+    // The removed phone is not let in under either key: it reads nothing written since.
+    let refused = phone.run(&["sync"]);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(
+        !phone
+            .history_texts()
+            .contains(&"after the new key".to_owned())
+    );
+    stop_agent(agent);
+}

@@ -69,7 +69,7 @@ fn a_folder_repository_moves_to_a_bucket_or_a_webdav_server_and_every_device_fol
         assert!(
             synced
                 .stderr
-                .contains("The repository has a new key (generation 2"),
+                .contains("The repository has a new key and storage (generation 2"),
             "{}",
             synced.stderr
         );
@@ -205,11 +205,7 @@ fn a_move_killed_at_any_point_is_finished_by_running_it_again() {
         let _ = child.wait();
         // Run again: it finishes (or was done), and the laptop is on the new storage.
         let again = laptop.run_full(&["store", "move", &there.url, "--yes"], None, &there.env);
-        assert!(
-            again.code == 0 || again.stderr.contains("is at") && again.stderr.contains("already"),
-            "point {point}: {}",
-            again.stderr
-        );
+        assert_eq!(again.code, 0, "point {point}: {}", again.stderr);
         assert_eq!(store_of(&laptop), there.url, "point {point}");
         let key = recovery_code(&laptop);
         assert_ne!(key, code, "point {point}");
@@ -238,6 +234,15 @@ fn new_storage_credentials_go_to_every_device_with_a_new_key() {
             ferry_test_kit::servers::SECOND_SECRET_KEY.to_owned(),
         ),
     ];
+    // The credentials in use are no new ones.
+    let same = laptop.run_full(
+        &["key", "rotate", "--new-credentials", "--yes"],
+        None,
+        &storage.env,
+    );
+    assert_eq!(same.code, 2, "{}", same.stderr);
+    assert!(same.stderr.contains("in use already"), "{}", same.stderr);
+    assert_eq!(recovery_code(&laptop), code);
     let ran = laptop
         .run_full(
             &["key", "rotate", "--new-credentials", "--yes"],
@@ -356,7 +361,7 @@ fn the_default_setup_moves_to_a_bucket_and_a_device_away_learns_of_it_from_the_o
     assert!(
         synced
             .stderr
-            .contains("The repository has a new key (generation 2"),
+            .contains("The repository has a new key and storage (generation 2"),
         "{}",
         synced.stderr
     );

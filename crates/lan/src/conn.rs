@@ -266,10 +266,11 @@ async fn open(
     }
     // A device still on the generation before calls only, and only as a member.
     if earlier {
-        let member = match caller {
-            true => config.members.allow_caller(&key),
-            false => config.members.allow(&device, &key),
-        };
+        let members = config.earlier.as_ref().map(|earlier| &earlier.members);
+        let member = members.is_some_and(|members| match caller {
+            true => members.allow_caller(&key),
+            false => members.allow(&device, &key),
+        });
         if !member {
             return Err(LanError::NotMember {
                 device,

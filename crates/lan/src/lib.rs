@@ -91,11 +91,21 @@ pub struct LanConfig {
     /// The largest question this device takes from a peer's call ([`Event::Asked`]); zero
     /// (the default) refuses every call: only a device that holds a repository answers.
     pub max_question: usize,
-    /// The LAN key of the repository's generation before this one, for a device that holds a
-    /// repository: devices that have not moved to the new key yet still reach it with that
-    /// one, as callers only (their calls are answered; nothing else they send is taken), so
-    /// that they learn of the new key in the folder it serves.
-    pub earlier: Option<LanKey>,
+    /// The repository's generation before this one, for a device that holds a repository:
+    /// devices that have not moved to the new key yet still reach it, as callers only (their
+    /// calls are answered; nothing else they send is taken), so that they learn of the new key
+    /// in the folder it serves.
+    pub earlier: Option<Earlier>,
+}
+
+/// Who may still reach a holder under the key of the generation before its own.
+#[derive(Debug, Clone)]
+pub struct Earlier {
+    /// That generation's LAN key.
+    pub key: LanKey,
+    /// The devices let in under it: the application's choice (Ferry's: the members whose
+    /// membership holds, never a removed device).
+    pub members: Members,
 }
 
 impl LanConfig {
@@ -288,7 +298,7 @@ impl Lan {
         let earlier_psk = config
             .earlier
             .as_ref()
-            .map(|key| Arc::new(key.transport_psk()));
+            .map(|earlier| Arc::new(earlier.key.transport_psk()));
         let shared = Shared {
             queued: Arc::clone(&queued),
             budget: Arc::new(Semaphore::new(MAX_BUFFERED)),

@@ -474,6 +474,16 @@ per_backend! {
         let to = storage.store.clone();
         common::init(&*from).await;
         let [mut laptop, mut desk, mut phone] = three(&from).await;
+        // A lost device was removed before, in the old storage.
+        let mut lost = common::Device::open_with(from.clone(), lazy()).await;
+        lost.engine.sync().await.unwrap();
+        laptop.engine.fetch().await.unwrap();
+        let lost_id = lost.engine.device();
+        laptop.engine.vouch(lost_id, lost.identity().public()).unwrap();
+        laptop.engine.sync().await.unwrap();
+        let before = remove(&mut laptop, &from, &first_key(), &[lost_id]).await;
+        poll(&mut desk, &from).await.expect("the desk follows the removal");
+        poll(&mut phone, &from).await.expect("the phone follows the removal");
         laptop.copy("on the laptop");
         let phones_image = image(200_000, 7);
         let phones_blob = copy_image(&mut phone, phones_image.clone());
@@ -492,7 +502,8 @@ per_backend! {
             credentials: ferry_protocol::pairing::Credentials::None,
         };
         let destination = Destination::Moved { storage: storage_there.clone(), store: to.clone() };
-        let successor = laptop.engine.rotate(&first_key(), &new, None, &plan, destination).await.unwrap();
+        let successor = laptop.engine.rotate(&before, &new, None, &plan, destination).await.unwrap();
+        assert_eq!(successor.generation, 3);
         assert!(successor.moved);
         // The new generation is there, its candidate here; nothing else was written there.
         let root = successor.root();
@@ -508,7 +519,7 @@ per_backend! {
         let elsewhere = common::storage(backend).await;
         let refused = desk.engine.follow(&next, elsewhere.store.clone()).await.unwrap_err();
         assert!(matches!(refused, SyncError::GenerationRefused { .. }), "{refused}");
-        assert_eq!(desk.engine.generation(), 1);
+        assert_eq!(desk.engine.generation(), 2);
         desk.engine.follow(&next, to.clone()).await.unwrap();
         desk.engine.sync().await.unwrap();
         // Away during the move, the phone follows on its return.
@@ -516,7 +527,7 @@ per_backend! {
         laptop.engine.sync().await.unwrap();
         desk.engine.sync().await.unwrap();
         for device in [&laptop, &desk, &phone] {
-            assert_eq!(device.engine.generation(), 2);
+            assert_eq!(device.engine.generation(), 3);
         }
         let texts = laptop.texts();
         for text in ["on the laptop", "unsent on the desk", "unsent on the phone"] {
@@ -536,14 +547,20 @@ per_backend! {
         let database = home.path().join("ferry.db");
         let engine = Engine::open(to.clone(), new.keys(), identity_for(&database), &database, config).await.unwrap();
         let mut tablet = common::Device { engine, home };
-        assert_eq!(tablet.engine.generation(), 2);
+        assert_eq!(tablet.engine.generation(), 3);
         tablet.engine.sync().await.unwrap();
         assert_eq!(tablet.texts(), texts);
+        // It knows whom the earlier generations removed, though they stayed behind: the
+        // lost device gets no later key.
+        assert!(tablet.engine.removed().contains(&lost_id));
+        tablet.engine.vouch(lost_id, lost.identity().public()).ok();
+        let plan = tablet.engine.rotation_plan(&[], &[lost_id]).unwrap();
+        assert!(!plan.recipients.iter().any(|(device, _)| *device == lost_id));
         let again = ferry_sync::repo::init(&*to, &SyncKey::generate().unwrap().keys(), None, &common::FAST_RETRY).await;
         assert!(matches!(again, Err(SyncError::RepositoryExists { .. })), "{again:?}");
         // The devices open again on the new storage.
         let desk = reopen(desk, to.clone(), &new).await;
-        assert_eq!(desk.engine.generation(), 2);
+        assert_eq!(desk.engine.generation(), 3);
         assert_eq!(desk.texts(), texts);
     }
 }

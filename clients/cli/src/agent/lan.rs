@@ -47,7 +47,14 @@ pub(super) async fn start(device: &mut Device, again: Again) -> (Option<(Lan, Ev
     if let Role::Holds(_) = device.held {
         config.max_question = ferry_protocol::held::max_question();
         // The devices that have not moved to this key yet learn of it here.
-        config.earlier = device.engine.earlier_keys().await.map(|keys| keys.lan);
+        config.earlier = device
+            .engine
+            .earlier_keys()
+            .await
+            .map(|keys| ferry_lan::Earlier {
+                key: keys.lan,
+                members: device::earlier_members(&device.engine),
+            });
     }
     let mut started = Lan::start(config.clone(), &device.keys.lan).await;
     // Starting again on a new key: the port the agent listened on is let go of as its tasks

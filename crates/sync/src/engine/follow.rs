@@ -202,9 +202,15 @@ impl Engine {
                 devices: unread.join(", "),
             });
         }
-        // The creator records whom its generation removed: only its word counts.
+        // The creator records whom its generation removed: only its word counts. A generation
+        // in other storage leaves the earlier ones (and their `prev`, which say who made them)
+        // behind, so its creator marks again, as its own, everyone removed before.
         if by == self.device {
-            for device in revoked {
+            let mut marked: BTreeSet<DeviceId> = revoked.iter().copied().collect();
+            if successor.moved {
+                marked.extend(self.removed());
+            }
+            for device in &marked {
                 self.record_with(
                     None,
                     |replica, _, now| replica.mark_removed(*device, successor.generation, now),
@@ -260,13 +266,14 @@ impl Engine {
         Ok(())
     }
 
-    /// The generation the database at `database` is on, read without the storage; `None`
-    /// when there is no database.
-    pub fn database_generation(database: &Path) -> Result<Option<u32>, SyncError> {
+    /// The generation the database at `database` is on and its key id, read without the
+    /// storage; `None` when there is no database.
+    pub fn database_generation(database: &Path) -> Result<Option<(u32, Option<KeyId>)>, SyncError> {
         if !database.exists() {
             return Ok(None);
         }
-        Ok(Some(crate::db::Db::open(database)?.generation()?))
+        let db = crate::db::Db::open(database)?;
+        Ok(Some((db.generation()?, db.key_id()?)))
     }
 
     /// The device that made the generation `generation`, when known here.

@@ -185,7 +185,14 @@ impl Engine {
         // moves).
         if moved {
             for id in self.live_blobs() {
-                self.blob(id).await?;
+                match self.blob(id).await {
+                    Ok(_) => {}
+                    // A broken or missing one cannot go along; the rest do.
+                    Err(error) if !error.is_transient() => {
+                        tracing::warn!(blob = %id, %error, "a blob cannot be moved: it is left behind");
+                    }
+                    Err(error) => return Err(error),
+                }
             }
         }
         let successor = Successor {
