@@ -274,6 +274,15 @@ pub(crate) struct RotateArgs {
     /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (S3) or FERRY_WEBDAV_PASSWORD (WebDAV).
     #[arg(long)]
     pub(crate) new_credentials: bool,
+    /// Make no new key: delete the generations before the current one, once every device has
+    /// moved (the images and files only they hold are written under the current key first),
+    /// and the folder this device held before a move.
+    #[arg(long, conflicts_with_all = ["revoke", "include", "new_credentials"])]
+    pub(crate) finish: bool,
+    /// With --finish: delete them although devices have not moved (they must then be paired
+    /// again).
+    #[arg(long, requires = "finish")]
+    pub(crate) force: bool,
     /// The storage the repository moves to (`ferry store move`).
     #[arg(skip)]
     #[serde(default)]

@@ -777,14 +777,16 @@ impl fmt::Display for Rotated {
         writeln!(
             f,
             "The other devices move to the new key by themselves at their next sync; `ferry \
-             status` shows those that have not yet."
+             status` shows those that have not yet, and once none is left `ferry key rotate \
+             --finish` deletes the old generation."
         )?;
         match &self.storage {
             Some(MovedTo { moved: true, .. }) => writeln!(
                 f,
                 "The old storage is left as it was: the devices that have not moved yet still \
-                 read and write there until they do. Empty it once every device has moved \
-                 (`ferry status` lists those that have not)."
+                 read and write there until they do. Once `ferry status` shows every device \
+                 moved, `ferry key rotate --finish` empties a folder this device held; empty a \
+                 bucket or WebDAV folder at the provider."
             )?,
             Some(MovedTo { moved: false, .. }) => writeln!(
                 f,
@@ -1042,4 +1044,149 @@ fn next_key(
     let kept = zeroize::Zeroizing::new(format!("{generation} {}", key.recovery_code().expose()));
     secrets.set(Secret::NextSyncKey, &kept)?;
     Ok(key)
+}
+
+/// What `ferry key rotate --finish` did.
+#[derive(Debug, Serialize)]
+pub(crate) struct Finished {
+    /// The generation kept.
+    pub(crate) generation: u32,
+    /// The folders of earlier generations emptied in the storage, with the objects deleted.
+    pub(crate) emptied: Vec<Emptied>,
+    /// Images and files written under the current key first, which only earlier generations
+    /// held.
+    pub(crate) resealed: usize,
+    /// Images and files that clips name and no generation held whole.
+    pub(crate) unreadable: usize,
+    /// The folder this device held before the repository moved, emptied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) old_folder: Option<String>,
+    /// The devices that had not moved (with --force): they must be paired again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) shut_out: Vec<String>,
+}
+
+/// A generation's folder emptied.
+#[derive(Debug, Serialize)]
+pub(crate) struct Emptied {
+    pub(crate) folder: String,
+    pub(crate) objects: usize,
+}
+
+impl fmt::Display for Finished {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.emptied.is_empty() && self.old_folder.is_none() {
+            writeln!(
+                f,
+                "Nothing was left of the generations before this one (generation {}).",
+                self.generation
+            )?;
+        } else if !self.emptied.is_empty() {
+            let folders: Vec<String> = self
+                .emptied
+                .iter()
+                .map(|e| format!("{} ({} objects)", e.folder, e.objects))
+                .collect();
+            writeln!(
+                f,
+                "Deleted the generations before generation {}: {}.",
+                self.generation,
+                folders.join(", ")
+            )?;
+        }
+        if self.resealed > 0 {
+            writeln!(
+                f,
+                "{} images and files that only they held were written under the current key \
+                 first.",
+                self.resealed
+            )?;
+        }
+        if self.unreadable > 0 {
+            writeln!(
+                f,
+                "{} images and files that clips name were whole in no generation, and are \
+                 gone.",
+                self.unreadable
+            )?;
+        }
+        if let Some(folder) = &self.old_folder {
+            writeln!(
+                f,
+                "Emptied {folder}, where this device held the repository before it moved \
+                 (`store_before` is unset)."
+            )?;
+        }
+        if !self.shut_out.is_empty() {
+            writeln!(
+                f,
+                "{} had not moved: pair them again (`ferry pair` here, `ferry join` there).",
+                self.shut_out.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Deletes the generations before the one this device is on, and the folder it held before
+/// a move, once every device that matters has moved (or, with `force`, all the same).
+pub(crate) async fn finish(device: &mut Device, force: bool) -> Result<Finished, Failure> {
+    device.engine.sync().await?;
+    let Some(standing) = standing(device)? else {
+        return Err(Failure::usage(
+            "the repository is on its first key: there is no earlier generation to delete",
+        ));
+    };
+    if !standing.not_moved.is_empty() && !force {
+        return Err(Failure::new(format!(
+            "not moved to the current key yet: {}; deleting the earlier generations now would \
+             shut them out (they would have to be paired again). Run this again once `ferry \
+             status` shows every device moved, or with --force; nothing was deleted",
+            standing.not_moved.join(", ")
+        )));
+    }
+    let done = device.engine.finish_generations().await?;
+    let old_folder = match device.config.settings.store_before.clone() {
+        Some(before) => {
+            empty_folder(&before).await?;
+            crate::config::write_user(&device.config.user_file, "store_before", None)?;
+            device.config.settings.store_before = None;
+            Some(before)
+        }
+        None => None,
+    };
+    Ok(Finished {
+        generation: standing.generation,
+        emptied: done
+            .emptied
+            .into_iter()
+            .map(|(folder, objects)| Emptied { folder, objects })
+            .collect(),
+        resealed: done.resealed,
+        unreadable: done.unreadable,
+        old_folder,
+        shut_out: standing.not_moved,
+    })
+}
+
+/// Deletes every generation in the folder at `url` (the repository moved away from it).
+async fn empty_folder(url: &str) -> Result<(), Failure> {
+    let parsed = device::parse_store(url)?;
+    if !matches!(parsed, StoreUrl::Folder(_)) {
+        return Ok(());
+    }
+    let store = match ferry_store::open(&parsed, ferry_store::Access::default()) {
+        Ok(store) => store,
+        // Gone already.
+        Err(ferry_store::StoreError::NotFound { .. }) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    let retry = device::INTERACTIVE;
+    let mut roots = vec![ferry_protocol::names::ROOT.to_owned()];
+    let later = ferry_sync::generation::later_roots(&*store, &retry).await?;
+    roots.extend(later.into_iter().map(|(_, root)| root));
+    for root in roots {
+        ferry_sync::generation::empty(&*store, &retry, &root).await?;
+    }
+    Ok(())
 }

@@ -363,3 +363,63 @@ fn two_devices_removing_each_other_are_settled_by_the_person_on_each_device() {
     laptop.run(&["copy", "settled"]).ok();
     assert!(desk.history_texts().contains(&"settled".to_owned()));
 }
+
+#[test]
+fn finishing_deletes_the_earlier_generation_once_the_devices_moved() {
+    let storage = storage(Backend::S3);
+    let (laptop, desk, phone, _) = household(&storage);
+    let first = laptop.run(&["key", "rotate", "--finish"]);
+    assert_eq!(first.code, 2, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("on its first key"),
+        "{}",
+        first.stderr
+    );
+    laptop.run(&["devices", "remove", "phone", "--yes"]).ok();
+    let early = laptop.run(&["key", "rotate", "--finish"]);
+    assert_eq!(early.code, 1, "{}", early.stderr);
+    assert!(
+        early
+            .stderr
+            .contains("not moved to the current key yet: desk"),
+        "{}",
+        early.stderr
+    );
+    desk.run(&["sync"]).ok();
+    let finished = laptop.json(&["key", "rotate", "--finish"]);
+    assert_eq!(finished["emptied"][0]["folder"], "ferry/v1/", "{finished}");
+    assert!(
+        finished["emptied"][0]["objects"].as_u64().unwrap() > 0,
+        "{finished}"
+    );
+    // What was there before is still everywhere, and a new device joins with the new code.
+    let texts = laptop.history_texts();
+    assert!(texts.contains(&"before the rotation".to_owned()));
+    assert_eq!(desk.history_texts(), texts);
+    let tablet = Device::new();
+    let code = recovery_code(&laptop);
+    tablet
+        .run_full(
+            &[
+                "join",
+                "--store",
+                &storage.url,
+                "--recovery-code",
+                &code,
+                "--name",
+                "tablet",
+            ],
+            None,
+            &storage.env,
+        )
+        .ok();
+    assert_eq!(tablet.history_texts(), texts);
+    // The removed phone finds nothing where it was, and is told what to do.
+    let gone = phone.run(&["sync"]);
+    assert_eq!(gone.code, 1, "{}", gone.stderr);
+    assert!(
+        gone.stderr.contains("pair this device again"),
+        "{}",
+        gone.stderr
+    );
+}

@@ -64,6 +64,19 @@ fn a_folder_repository_moves_to_a_bucket_or_a_webdav_server_and_every_device_fol
         common::stop_agent(agent);
         assert_eq!(recovery_code(&desk), new_code);
 
+        // The phone has not moved: the old storage is not emptied yet.
+        let early = laptop.run(&["key", "rotate", "--finish"]);
+        assert_eq!(early.code, 1, "{}", early.stderr);
+        assert!(
+            early
+                .stderr
+                .contains("not moved to the current key yet: phone"),
+            "{}",
+            early.stderr
+        );
+        let old = from.url.strip_prefix("file://").unwrap().to_owned();
+        assert!(std::path::Path::new(&old).join("ferry/v1/repo").exists());
+
         // The phone was away: it follows at its next command.
         let synced = phone.run(&["sync"]).ok();
         assert!(
@@ -106,8 +119,7 @@ fn a_folder_repository_moves_to_a_bucket_or_a_webdav_server_and_every_device_fol
             )
             .ok();
         assert_eq!(tablet.history_texts(), texts);
-        let old = from.url.strip_prefix("file://").unwrap();
-        assert!(std::path::Path::new(old).join("ferry/v1/repo").exists());
+        assert!(std::path::Path::new(&old).join("ferry/v1/repo").exists());
         // And it is no place for another repository.
         let other = Device::new();
         let refused = other.run_full(
@@ -116,6 +128,10 @@ fn a_folder_repository_moves_to_a_bucket_or_a_webdav_server_and_every_device_fol
             &there.env,
         );
         assert_ne!(refused.code, 0, "{}", refused.stdout);
+        // Now every device moved: the folder the laptop was on is emptied.
+        let finished = laptop.run(&["key", "rotate", "--finish"]).ok();
+        assert!(finished.stdout.contains("Emptied"), "{}", finished.stdout);
+        assert!(!std::path::Path::new(&old).join("ferry/v1/repo").exists());
     }
 }
 
@@ -391,4 +407,18 @@ fn the_default_setup_moves_to_a_bucket_and_a_device_away_learns_of_it_from_the_o
     );
     common::stop_agent(agent_b);
     common::stop_agent(agent_a);
+
+    // Every device moved: the laptop empties the folder it held and serves it no more.
+    let finished = laptop.run(&["key", "rotate", "--finish"]).ok();
+    assert!(finished.stdout.contains("Emptied"), "{}", finished.stdout);
+    assert!(!storage.files().join("ferry/v1/repo").exists());
+    let config = std::fs::read_to_string(laptop.home().join("config.toml")).unwrap();
+    assert!(!config.contains("store_before"), "{config}");
+    laptop.run(&["copy", "after finishing"]).ok();
+    phone.run(&["sync"]).ok();
+    assert!(
+        phone
+            .history_texts()
+            .contains(&"after finishing".to_owned())
+    );
 }

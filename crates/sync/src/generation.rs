@@ -23,7 +23,7 @@ use ferry_protocol::{
     DeviceId, DeviceKeys, DeviceTag, Identity, KdfParams, KeyId, Keys, Kind, ObjectName,
     RepoHeader, Sealed, SyncKey,
 };
-use ferry_store::{RetryPolicy, Store, StoreError};
+use ferry_store::{MAX_PAGE, RetryPolicy, Store, StoreError};
 use tracing::warn;
 
 use crate::SyncError;
@@ -261,6 +261,31 @@ pub async fn later_roots(
     }
     roots.sort();
     Ok(roots)
+}
+
+/// Deletes every object under `root`, a generation's folder: its header first, so that from
+/// then on it is no generation a device finds. The number of objects deleted.
+pub async fn empty(store: &dyn Store, retry: &RetryPolicy, root: &str) -> Result<usize, SyncError> {
+    let header = path_in(root, &ObjectName::Repo);
+    retry.run(|| store.delete(&header)).await?;
+    let mut deleted = 0;
+    let mut last: Option<Vec<String>> = None;
+    loop {
+        // Each page starts from the beginning again: what was listed is gone.
+        let page = retry.run(|| store.list(root, None, MAX_PAGE)).await?;
+        let names: Vec<String> = page.objects.into_iter().map(|object| object.name).collect();
+        if names.is_empty() {
+            return Ok(deleted);
+        }
+        if last.as_ref() == Some(&names) {
+            return Err(SyncError::GenerationRefused {
+                reason: format!("the storage keeps objects under {root} after deleting them"),
+            });
+        }
+        retry.run(|| store.delete_many(&names)).await?;
+        deleted += names.len();
+        last = Some(names);
+    }
 }
 
 /// A new generation, sealed and ready to write.

@@ -48,9 +48,9 @@ pub mod transfer;
 
 pub use engine::{
     Behind, ChunkReceived, Destination, DeviceFailure, DryRun, Engine, EngineConfig, FAR_CLAIM,
-    FetchReport, Heard, LargeStep, NearbyChunk, NearbySegment, NextGeneration, PeerStatus, Planned,
-    Problem, Progress, ProgressFn, Quarantined, Received, Retry, RotationPlan, Status,
-    StorageHealth, Succession, UploadReport,
+    FetchReport, Finished, Heard, LargeStep, NearbyChunk, NearbySegment, NextGeneration,
+    PeerStatus, Planned, Problem, Progress, ProgressFn, Quarantined, Received, Retry, RotationPlan,
+    Status, StorageHealth, Succession, UploadReport,
 };
 pub use error::SyncError;
 pub use policy::{Direction, Filters, Refusal};

@@ -206,7 +206,7 @@ impl Remote {
 
     /// Every object whose path starts with `prefix` (below the root), with its size; names
     /// that are not Ferry's are left out.
-    async fn list(&self, prefix: &str) -> Result<Vec<(ObjectName, u64)>, StoreError> {
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<(ObjectName, u64)>, StoreError> {
         let prefix = format!("{}{prefix}", self.root);
         let mut found = Vec::new();
         let mut after: Option<String> = None;

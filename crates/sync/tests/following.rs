@@ -564,3 +564,49 @@ per_backend! {
         assert_eq!(desk.texts(), texts);
     }
 }
+
+per_backend! {
+    #[tokio::test]
+    async fn finishing_deletes_the_earlier_generation_once_its_images_are_written_again(backend) {
+        let storage = storage(backend).await;
+        let store = storage.store.clone();
+        common::init(&*store).await;
+        let [mut laptop, mut desk, mut phone] = three(&store).await;
+        // An image the phone made and nobody fetched: after the phone is removed, only the
+        // first generation holds it.
+        let phones_image = image(150_000, 9);
+        let phones_blob = copy_image(&mut phone, phones_image.clone());
+        phone.engine.sync().await.unwrap();
+        laptop.copy("on the laptop");
+        laptop.engine.sync().await.unwrap();
+        desk.engine.sync().await.unwrap();
+        let refused = laptop.engine.finish_generations().await.unwrap_err();
+        assert!(matches!(refused, SyncError::GenerationRefused { .. }), "{refused}");
+
+        let new = remove(&mut laptop, &store, &first_key(), &[phone.engine.device()]).await;
+        poll(&mut desk, &store).await.expect("the desk follows");
+        let texts = laptop.texts();
+        let finished = laptop.engine.finish_generations().await.unwrap();
+        assert_eq!(finished.resealed, 1);
+        assert_eq!(finished.unreadable, 0);
+        assert_eq!(finished.emptied.len(), 1);
+        assert_eq!(finished.emptied[0].0, "ferry/v1/");
+        assert!(finished.emptied[0].1 > 0);
+        assert!(store.list("ferry/v1/", None, 10).await.unwrap().objects.is_empty());
+        // Nothing is lost: the image is read in the new generation, and a new device finds
+        // the repository there.
+        desk.engine.sync().await.unwrap();
+        assert_eq!(desk.engine.blob(phones_blob).await.unwrap(), phones_image);
+        let home = tempfile::tempdir().unwrap();
+        let database = home.path().join("ferry.db");
+        let engine = Engine::open(store.clone(), new.keys(), identity_for(&database), &database, lazy()).await.unwrap();
+        let mut tablet = common::Device { engine, home };
+        tablet.engine.sync().await.unwrap();
+        assert_eq!(tablet.engine.generation(), 2);
+        assert_eq!(tablet.texts(), texts);
+        assert_eq!(tablet.engine.blob(phones_blob).await.unwrap(), phones_image);
+        // Again: nothing more to do.
+        let again = laptop.engine.finish_generations().await.unwrap();
+        assert_eq!((again.resealed, again.emptied.len()), (0, 0));
+    }
+}

@@ -349,6 +349,10 @@ async fn rotate(
     args: RotateArgs,
     out: &mut Output,
 ) -> Result<Changed, Failure> {
+    if args.finish {
+        out.report(&generation::finish(device, args.force).await?);
+        return Ok(Changed::No);
+    }
     let revoke = find_all(device, &args.revoke)?;
     let include = find_all(device, &args.include)?;
     let confirmed = match &args.confirmed {
@@ -399,7 +403,7 @@ pub(crate) async fn confirm_rotation(
         return Ok(());
     };
     args.show_code = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    if args.yes || args.confirmed.is_some() {
+    if args.yes || args.confirmed.is_some() || args.finish {
         return Ok(());
     }
     let ask = DataCommand::Devices {

@@ -21,6 +21,16 @@ impl Db {
         Ok(out)
     }
 
+    /// Marks the blobs held here to be written again, under the key of the generation this
+    /// device is on.
+    pub(crate) fn reseal(&self, ids: &[BlobId]) -> Result<(), SyncError> {
+        for id in ids {
+            self.conn
+                .execute("UPDATE blobs SET uploaded = 0 WHERE id = ?1", [id.0])?;
+        }
+        Ok(())
+    }
+
     /// A blob held here.
     pub(crate) fn blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, SyncError> {
         Ok(self

@@ -42,6 +42,7 @@ use crate::{SyncError, generation, repo};
 use health::{Cause, Health};
 pub use health::{Problem, StorageHealth};
 
+pub use finish::Finished;
 pub use follow::NextGeneration;
 pub use freshness::{Behind, FAR_CLAIM, Heard};
 pub use large::{LargeStep, Progress, ProgressFn};
@@ -52,6 +53,7 @@ pub use succession::{Destination, RotationPlan, Succession};
 mod authors;
 mod blobs;
 mod fetch;
+mod finish;
 mod follow;
 mod freshness;
 mod health;
@@ -355,6 +357,19 @@ impl Engine {
                     warn!(%error, "the storage is unreachable: working offline until it answers");
                     opened_offline = true;
                     keys.id
+                }
+                // The generation this device is on was deleted (SPEC §11.7) after the others
+                // moved on without it.
+                Err(SyncError::NoRepository)
+                    if !generation::later_roots(&*store, &retry).await?.is_empty() =>
+                {
+                    return Err(SyncError::GenerationRefused {
+                        reason: "the key this device holds opens nothing any more: the other \
+                                 devices moved to a newer one, and its generation was deleted; \
+                                 pair this device again from one of them (`ferry pair` there, \
+                                 `ferry join` here)"
+                            .into(),
+                    });
                 }
                 // Perhaps the key of a later generation than the database is on.
                 Err(error @ SyncError::Protocol(ferry_protocol::Error::WrongKey { .. })) => {
