@@ -393,6 +393,11 @@ pub(crate) struct Standing {
     pub(crate) generation: u32,
     /// What this device calls the device that made it, when known.
     pub(crate) made_by: Option<String>,
+    /// When it was made, in Unix milliseconds by that device's clock, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) made_at_ms: Option<u64>,
+    /// How many devices that hold are on it, this one included (seen from here).
+    pub(crate) moved: usize,
     /// The devices that got the key and have not written under it yet (seen from here).
     pub(crate) not_moved: Vec<String>,
 }
@@ -400,13 +405,18 @@ pub(crate) struct Standing {
 impl fmt::Display for Standing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "generation {}", self.generation)?;
-        if let Some(by) = &self.made_by {
-            write!(f, " (new key made by {by})")?;
+        match (&self.made_by, self.made_at_ms) {
+            (Some(by), Some(at)) => write!(f, " (new key made on {} by {by})", day(at))?,
+            (Some(by), None) => write!(f, " (new key made by {by})")?,
+            (None, _) => {}
         }
         if !self.not_moved.is_empty() {
+            let all = self.moved + self.not_moved.len();
             write!(
                 f,
-                "; not moved to it yet: {} (they move at their next sync)",
+                ": {} of {all} devices moved; not moved to it yet: {} (they move at their next \
+                 sync)",
+                self.moved,
                 self.not_moved.join(", ")
             )?;
         }
@@ -431,23 +441,24 @@ pub(crate) fn standing(device: &Device) -> Result<Option<Standing>, Failure> {
         .map(|peer| peer.device)
         .collect();
     let own = device.engine.device();
-    let not_moved = device
+    let (moved, not_moved): (Vec<DeviceId>, Vec<DeviceId>) = device
         .engine
         .state()
         .devices()
         .map(|(id, _)| *id)
-        .filter(|id| *id != own && !removed.contains(id) && !read.contains(id))
+        .filter(|id| *id != own && !removed.contains(id))
         .filter(|id| memberships.get(id).is_some_and(Membership::holds))
         .filter(|id| !left(device, id))
-        .map(|id| device.device_name(&id))
-        .collect();
+        .partition(|id| read.contains(id));
     Ok(Some(Standing {
         generation,
         made_by: device
             .engine
             .creator(generation)
             .map(|by| device.device_name(&by)),
-        not_moved,
+        made_at_ms: device.engine.made_at()?,
+        moved: moved.len() + 1,
+        not_moved: not_moved.iter().map(|id| device.device_name(id)).collect(),
     }))
 }
 

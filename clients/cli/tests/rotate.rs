@@ -42,6 +42,16 @@ fn removing_a_device_moves_the_others_by_themselves_and_shuts_it_out() {
     }
     let new_code = recovery_code(&laptop);
     assert_ne!(new_code, code);
+    // The laptop's status shows the rotation under way.
+    let status = laptop.run(&["status"]).ok();
+    assert!(
+        status.stdout.contains("generation 2 (new key made on ")
+            && status
+                .stdout
+                .contains("by laptop): 1 of 2 devices moved; not moved to it yet: desk"),
+        "{}",
+        status.stdout
+    );
 
     // The desk moves at its next command, and keeps the new key.
     let synced = desk.run(&["sync"]).ok();

@@ -31,6 +31,8 @@ pub(crate) struct Move<'a> {
     pub(crate) device: DeviceId,
     /// The device that made the new generation.
     pub(crate) creator: DeviceId,
+    /// When, in Unix milliseconds by its clock (0: not known).
+    pub(crate) made_at_ms: u64,
     /// The merged state, which becomes the checkpoint.
     pub(crate) state: &'a State,
     /// This device's first snapshot and its head in the new generation, sealed (written with
@@ -102,6 +104,7 @@ impl Db {
             (Meta::HeadsPrunedTo, 0),
             (Meta::SkippedSeq, 0),
             (Meta::CheckedOwnAt, 0),
+            (Meta::MadeAt, moving.made_at_ms),
         ] {
             set_meta(&tx, key, &value.to_le_bytes())?;
         }

@@ -184,6 +184,9 @@ pub(crate) enum Meta {
     /// candidates for a new generation are left out of this device's choice; device ids after
     /// each other.
     RemovedHere,
+    /// When the generation the device is on was made, in Unix milliseconds by its creator's
+    /// clock (0: not known, as when the device moved by `prev` alone).
+    MadeAt,
 }
 
 impl Meta {
@@ -205,6 +208,7 @@ impl Meta {
             Meta::MovedHead => "moved_head",
             Meta::Creators => "creators",
             Meta::RemovedHere => "removed_here",
+            Meta::MadeAt => "made_at",
         }
     }
 }

@@ -47,11 +47,13 @@ pub struct NextGeneration {
     pub revoked: Vec<DeviceId>,
 }
 
-/// One generation on: where to, with which keys, made by whom, removing whom.
+/// One generation on: where to, with which keys, made by whom and when, removing whom.
 struct Step<'a> {
     successor: Successor,
     keys: Keys,
     by: DeviceId,
+    /// When, in Unix milliseconds by its creator's clock (0: not known).
+    at_ms: u64,
     revoked: &'a [DeviceId],
 }
 
@@ -167,6 +169,7 @@ impl Engine {
             successor: next.successor,
             keys: next.handover.key.keys(),
             by: next.by,
+            at_ms: next.at_ms,
             revoked: &next.revoked,
         };
         self.move_to(step, store).await
@@ -178,6 +181,7 @@ impl Engine {
             successor,
             keys,
             by,
+            at_ms,
             revoked,
         } = step;
         if successor.generation != self.generation + 1 || successor.key_id == self.keys.id {
@@ -243,6 +247,7 @@ impl Engine {
             root: root.clone(),
             device: self.device,
             creator: by,
+            made_at_ms: at_ms,
             state: self.replica.state(),
             snapshot,
             ops,
@@ -274,6 +279,12 @@ impl Engine {
         }
         let db = crate::db::Db::open(database)?;
         Ok(Some((db.generation()?, db.key_id()?)))
+    }
+
+    /// When the generation this device is on was made, in Unix milliseconds by its creator's
+    /// clock, when known here.
+    pub fn made_at(&self) -> Result<Option<u64>, SyncError> {
+        Ok(Some(self.db.number(crate::db::Meta::MadeAt)?).filter(|at| *at > 0))
     }
 
     /// The device that made the generation `generation`, when known here.
@@ -388,8 +399,10 @@ impl Engine {
         .await?;
         for (successor, keys, previous) in chain.into_iter().rev() {
             let by = previous.value.writer;
-            let revoked = match engine.next_generation(&BTreeSet::new()).await? {
-                Some(next) if next.successor == successor && next.by == by => next.revoked,
+            let (revoked, at_ms) = match engine.next_generation(&BTreeSet::new()).await? {
+                Some(next) if next.successor == successor && next.by == by => {
+                    (next.revoked, next.at_ms)
+                }
                 Some(_) => {
                     return Err(SyncError::GenerationRefused {
                         reason: format!(
@@ -414,13 +427,14 @@ impl Engine {
                             ),
                         });
                     }
-                    Vec::new()
+                    (Vec::new(), 0)
                 }
             };
             let step = Step {
                 successor,
                 keys,
                 by,
+                at_ms,
                 revoked: &revoked,
             };
             // What another device wrote in the old generation cannot be read now, or the
