@@ -250,10 +250,31 @@ pub(crate) enum StoreAction {
         /// for each).
         #[arg(long, value_name = "DEVICE")]
         include: Vec<String>,
+        /// Make the new key from a new passphrase (a repository whose key comes from one).
+        #[arg(long)]
+        passphrase: bool,
         /// Go on without asking.
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// A secret a command carries to the agent (a new passphrase): never printed, wiped when
+/// dropped.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Hidden(pub(crate) String);
+
+impl Drop for Hidden {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hidden(…)")
+    }
 }
 
 /// Who a new key goes to, and where the repository is then.
@@ -274,10 +295,19 @@ pub(crate) struct RotateArgs {
     /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (S3) or FERRY_WEBDAV_PASSWORD (WebDAV).
     #[arg(long)]
     pub(crate) new_credentials: bool,
+    /// Make the new key from a new passphrase (for a repository whose key comes from one: a
+    /// removed device knows the old), asked for twice on a terminal, else read from
+    /// FERRY_NEW_PASSPHRASE.
+    #[arg(long)]
+    pub(crate) passphrase: bool,
+    /// The new passphrase, read by the command where it was typed.
+    #[arg(skip)]
+    #[serde(default)]
+    pub(crate) new_passphrase: Option<Hidden>,
     /// Make no new key: delete the generations before the current one, once every device has
     /// moved (the images and files only they hold are written under the current key first),
     /// and the folder this device held before a move.
-    #[arg(long, conflicts_with_all = ["revoke", "include", "new_credentials"])]
+    #[arg(long, conflicts_with_all = ["revoke", "include", "new_credentials", "passphrase"])]
     pub(crate) finish: bool,
     /// With --finish: delete them although devices have not moved (they must then be paired
     /// again).
@@ -442,6 +472,9 @@ pub(crate) enum DevicesAction {
         /// for each).
         #[arg(long, value_name = "DEVICE")]
         include: Vec<String>,
+        /// Make the new key from a new passphrase (a repository whose key comes from one).
+        #[arg(long)]
+        passphrase: bool,
         /// Go on without asking.
         #[arg(long)]
         yes: bool,
@@ -459,6 +492,9 @@ pub(crate) enum DevicesAction {
         /// The devices included.
         #[arg(long)]
         include: Vec<String>,
+        /// Whether the new key comes from a new passphrase.
+        #[arg(long)]
+        passphrase: bool,
     },
     /// Attest a device this one paired (what `ferry pair` does once the code is confirmed).
     #[command(hide = true)]

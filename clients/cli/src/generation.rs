@@ -16,7 +16,7 @@ use std::fmt;
 use ferry_core::Membership;
 use ferry_protocol::generation::Storage;
 use ferry_protocol::pairing::Credentials;
-use ferry_protocol::{DeviceId, SyncKey};
+use ferry_protocol::{DeviceId, KdfParams, SyncKey};
 use ferry_secrets::Secret;
 use ferry_store::url::StoreUrl;
 use ferry_sync::{Destination, NextGeneration, SyncError};
@@ -715,7 +715,10 @@ pub(crate) struct Rotated {
     /// Where the repository is now, when it moved or its credentials were replaced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) storage: Option<MovedTo>,
-    /// The new recovery code, when it may be shown (on a terminal only).
+    /// Whether the new key comes from a new passphrase.
+    pub(crate) passphrase: bool,
+    /// The new recovery code, when it may be shown (on a terminal only, and not for a key
+    /// from a passphrase).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) recovery_code: Option<String>,
     /// What else to know (devices removed already, an upload to try again).
@@ -773,6 +776,11 @@ impl fmt::Display for Rotated {
             )?;
         }
         match &self.recovery_code {
+            _ if self.passphrase => writeln!(
+                f,
+                "The new passphrase opens the repository from now on (`ferry join --passphrase` \
+                 on a new device); the old one opens nothing written from now on."
+            )?,
             Some(code) => writeln!(
                 f,
                 "\nThe new recovery code (the old one opens nothing written from now on); keep \
@@ -823,21 +831,35 @@ impl fmt::Display for Rotated {
     }
 }
 
+/// How a rotation is made, beside whom it removes and includes.
+pub(crate) struct Made<'a> {
+    /// The devices the person confirmed: no round gives the key to any other.
+    pub(crate) confirmed: Option<&'a [DeviceId]>,
+    /// Whether the new recovery code may be in the answer.
+    pub(crate) show_code: bool,
+    /// Where the repository is then.
+    pub(crate) to: Where,
+    /// The new passphrase the new key comes from, if it comes from one.
+    pub(crate) passphrase: Option<&'a str>,
+}
+
 /// Makes a new generation of the repository that removes `revoke` and gives the new key to
 /// the devices that remain (and to `include`), and moves this device to it. When another
 /// device's rotation wins the race, this device follows it and, while a device it meant to
-/// remove is still in, rotates again from there. `confirmed`, when given, are the devices the
-/// person confirmed: no round gives the key to any other. The new recovery code is in the
-/// answer when `show_code`.
+/// remove is still in, rotates again from there.
 pub(crate) async fn rotate(
     device: &mut Device,
     revoke: &[DeviceId],
     include: &[DeviceId],
-    confirmed: Option<&[DeviceId]>,
-    show_code: bool,
-    to: Where,
+    made: Made<'_>,
 ) -> Result<Rotated, Failure> {
-    refuse_early(device, revoke).await?;
+    let Made {
+        confirmed,
+        show_code,
+        to,
+        passphrase,
+    } = made;
+    refuse_early(device, revoke, passphrase.is_some()).await?;
     // The person's word, on this device: the candidates of the devices removed here no
     // longer count for it (two devices that removed each other: the lost one's).
     for id in revoke {
@@ -884,7 +906,9 @@ pub(crate) async fn rotate(
             generation: device.engine.generation(),
             preview: preview(device, revoke, include)?,
             storage: to.said(),
-            recovery_code: show_code.then(|| key.recovery_code().expose().to_owned()),
+            passphrase: passphrase.is_some(),
+            recovery_code: (show_code && passphrase.is_none())
+                .then(|| key.recovery_code().expose().to_owned()),
             notes: vec!["this finished what an earlier run of this command began".to_owned()],
         });
     }
@@ -907,7 +931,9 @@ pub(crate) async fn rotate(
             generation: device.engine.generation(),
             preview: preview(device, revoke, include)?,
             storage: to.said(),
-            recovery_code: show_code.then(|| key.recovery_code().expose().to_owned()),
+            passphrase: passphrase.is_some(),
+            recovery_code: (show_code && passphrase.is_none())
+                .then(|| key.recovery_code().expose().to_owned()),
             notes: vec![note],
         });
     }
@@ -918,7 +944,10 @@ pub(crate) async fn rotate(
         )));
     }
     let old = device::sync_key(&secrets)?;
-    let new = next_key(&secrets, &old, device.engine.generation())?;
+    if let Some(passphrase) = passphrase {
+        same_passphrase(device, &old, passphrase).await?;
+    }
+    let (new, _) = next_key(&secrets, &old, device.engine.generation(), passphrase)?;
     let next_root = ferry_protocol::generation::root(device.engine.generation() + 1, new.key_id());
     let destination = destination(device, &to, &next_root).await?;
     let mut used = None;
@@ -938,10 +967,10 @@ pub(crate) async fn rotate(
             used = Some(preview(device, &wanted, include)?);
         }
         let old = device::sync_key(&secrets)?;
-        let new = next_key(&secrets, &old, device.engine.generation())?;
+        let (new, kdf) = next_key(&secrets, &old, device.engine.generation(), passphrase)?;
         let made = device
             .engine
-            .rotate(&old, &new, None, &plan, destination.clone())
+            .rotate(&old, &new, kdf, &plan, destination.clone())
             .await;
         // Another candidate of this device's own (a run stopped half-way with other devices
         // to remove) is followed below like any other.
@@ -1002,15 +1031,21 @@ pub(crate) async fn rotate(
             recipients: Vec::new(),
             left_out: Vec::new(),
         }),
-        recovery_code: show_code.then(|| key.recovery_code().expose().to_owned()),
+        passphrase: passphrase.is_some(),
+        recovery_code: (show_code && passphrase.is_none())
+            .then(|| key.recovery_code().expose().to_owned()),
         notes,
     })
 }
 
 /// What stops a rotation before anything is written: this device among those removed, a key
 /// from FERRY_KEY (the new one could not be kept), a repository whose key comes from a
-/// passphrase.
-pub(crate) async fn refuse_early(device: &Device, revoke: &[DeviceId]) -> Result<(), Failure> {
+/// passphrase when no new one is given (`new_passphrase`).
+pub(crate) async fn refuse_early(
+    device: &Device,
+    revoke: &[DeviceId],
+    new_passphrase: bool,
+) -> Result<(), Failure> {
     if revoke.contains(&device.engine.device()) {
         return Err(Failure::usage(
             "a device cannot remove itself: remove it from another device, or leave the \
@@ -1026,35 +1061,88 @@ pub(crate) async fn refuse_early(device: &Device, revoke: &[DeviceId]) -> Result
     let store = device.engine.store();
     let retry = device::INTERACTIVE;
     let header = ferry_sync::repo::open_in(&*store, &device.keys, &retry, device.engine.root());
-    if header.await?.kdf.is_some() {
-        return Err(Failure::new(
-            "this repository's key comes from a passphrase, and this version of Ferry does not \
-             yet make a new key from a new passphrase: nothing was changed",
+    if header.await?.kdf.is_some() && !new_passphrase {
+        return Err(Failure::usage(
+            "this repository's key comes from a passphrase, which a removed device knows: the \
+             new key needs a new one. Run the command again with --passphrase (it is asked for \
+             twice on a terminal, else read from FERRY_NEW_PASSPHRASE); nothing was changed",
         ));
     }
     Ok(())
 }
 
-/// The key this rotation makes on the generation `generation`: the one kept by a run on it
-/// that stopped half-way, else a new one, kept before anything is written (as
-/// `<generation> <recovery code>`).
+/// Refuses a new passphrase that makes the current key again with the current generation's
+/// parameters: it is the passphrase in use, which a removed device knows.
+async fn same_passphrase(device: &Device, old: &SyncKey, passphrase: &str) -> Result<(), Failure> {
+    let store = device.engine.store();
+    let retry = device::INTERACTIVE;
+    let header = ferry_sync::repo::open_in(&*store, &device.keys, &retry, device.engine.root());
+    if let Some(params) = header.await?.kdf
+        && SyncKey::from_passphrase(passphrase, &params)?.key_id() == old.key_id()
+    {
+        return Err(Failure::usage(
+            "that is the passphrase in use now, which a removed device knows: choose another \
+             (nothing was changed)",
+        ));
+    }
+    Ok(())
+}
+
+/// The key this rotation makes on the generation `generation`, with its passphrase
+/// parameters when it comes from `passphrase`: the one kept by a run on it that stopped
+/// half-way, else a new one, kept before anything is written (as `<generation> <recovery
+/// code>`, then the parameters as JSON).
 fn next_key(
     secrets: &ferry_secrets::Secrets,
     current: &SyncKey,
     generation: u32,
-) -> Result<SyncKey, Failure> {
-    if let Some(kept) = secrets.get(Secret::NextSyncKey)?
-        && let Some((made_on, code)) = kept.split_once(' ')
-        && made_on.parse() == Ok(generation)
-        && let Ok(kept) = SyncKey::from_recovery_code(code)
-        && kept.key_id() != current.key_id()
-    {
-        return Ok(kept);
+    passphrase: Option<&str>,
+) -> Result<(SyncKey, Option<KdfParams>), Failure> {
+    if let Some(kept) = secrets.get(Secret::NextSyncKey)? {
+        let mut fields = kept.splitn(3, ' ');
+        let made_on = fields.next().and_then(|n| n.parse::<u32>().ok());
+        let key = fields
+            .next()
+            .and_then(|c| SyncKey::from_recovery_code(c).ok());
+        let kdf: Option<KdfParams> = fields.next().and_then(|k| serde_json::from_str(k).ok());
+        if made_on == Some(generation)
+            && let Some(key) = key.filter(|key| key.key_id() != current.key_id())
+        {
+            match (passphrase, kdf) {
+                (None, None) => return Ok((key, None)),
+                // The header an earlier run wrote holds these parameters: the passphrase must
+                // make this very key with them.
+                (Some(passphrase), Some(kdf)) => {
+                    if SyncKey::from_passphrase(passphrase, &kdf)?.key_id() != key.key_id() {
+                        return Err(Failure::usage(
+                            "a run of this command that stopped half-way made the new key from \
+                             another passphrase: give that one (nothing more was changed)",
+                        ));
+                    }
+                    return Ok((key, Some(kdf)));
+                }
+                // Made the other way: made again.
+                _ => {}
+            }
+        }
     }
-    let key = SyncKey::generate()?;
-    let kept = zeroize::Zeroizing::new(format!("{generation} {}", key.recovery_code().expose()));
+    let (key, kdf) = match passphrase {
+        Some(passphrase) => {
+            let kdf = KdfParams::generate()?;
+            (SyncKey::from_passphrase(passphrase, &kdf)?, Some(kdf))
+        }
+        None => (SyncKey::generate()?, None),
+    };
+    let mut kept =
+        zeroize::Zeroizing::new(format!("{generation} {}", key.recovery_code().expose()));
+    if let Some(kdf) = &kdf {
+        let params = serde_json::to_string(kdf)
+            .map_err(|e| Failure::new(format!("the new key could not be kept: {e}")))?;
+        kept.push(' ');
+        kept.push_str(&params);
+    }
     secrets.set(Secret::NextSyncKey, &kept)?;
-    Ok(key)
+    Ok((key, kdf))
 }
 
 /// What `ferry key rotate --finish` did.

@@ -138,10 +138,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Key { action } => commands::key::run(&home, &config, action, &mut out),
         Command::Store {
-            action: StoreAction::Move { url, include, yes },
+            action:
+                StoreAction::Move {
+                    url,
+                    include,
+                    passphrase,
+                    yes,
+                },
         } => {
             let rotate = RotateArgs {
                 include,
+                passphrase,
                 yes,
                 move_to: Some(url),
                 ..RotateArgs::default()

@@ -162,7 +162,12 @@ fn completion(text: &str) -> String {
 /// else the first line of standard input. Every way in must give at least
 /// [`MIN_PASSPHRASE`] characters.
 pub(crate) fn new_passphrase() -> Result<Zeroizing<String>, Failure> {
-    let passphrase = match std::env::var("FERRY_PASSPHRASE") {
+    new_passphrase_in("FERRY_PASSPHRASE")
+}
+
+/// [`new_passphrase`], from the variable `var` when it is set.
+pub(crate) fn new_passphrase_in(var: &str) -> Result<Zeroizing<String>, Failure> {
+    let passphrase = match std::env::var(var) {
         Ok(passphrase) => Zeroizing::new(passphrase),
         Err(_) => {
             let first = secret("New passphrase: ", "the passphrase")?;
@@ -171,7 +176,7 @@ pub(crate) fn new_passphrase() -> Result<Zeroizing<String>, Failure> {
                 let again = secret("The same passphrase again: ", "the passphrase")?;
                 if *again != *first {
                     return Err(Failure::usage(
-                        "the two passphrases differ; nothing was created: run the command again",
+                        "the two passphrases differ; nothing was changed: run the command again",
                     ));
                 }
             }

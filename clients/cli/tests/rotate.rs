@@ -433,3 +433,102 @@ fn finishing_deletes_the_earlier_generation_once_the_devices_moved() {
         gone.stderr
     );
 }
+
+#[test]
+fn a_passphrase_repository_gets_a_new_passphrase_and_the_old_one_opens_nothing_new() {
+    let storage = storage(Backend::S3);
+    let with = |passphrase: &str| {
+        let mut env = storage.env.clone();
+        env.push(("FERRY_PASSPHRASE", passphrase.to_owned()));
+        env
+    };
+    let old = with("the old passphrase");
+    let laptop = Device::new();
+    let init = [
+        "init",
+        "--store",
+        &storage.url,
+        "--passphrase",
+        "--name",
+        "laptop",
+    ];
+    laptop.run_full(&init, None, &old).ok();
+    let join = |device: &Device, name: &str, env: &[(&'static str, String)]| {
+        let args = [
+            "join",
+            "--store",
+            &storage.url,
+            "--passphrase",
+            "--name",
+            name,
+        ];
+        device.run_full(&args, None, env)
+    };
+    let (desk, phone) = (Device::new(), Device::new());
+    join(&desk, "desk", &old).ok();
+    join(&phone, "phone", &old).ok();
+    laptop.run(&["sync"]).ok();
+    laptop.run(&["devices", "vouch", "desk", "--yes"]).ok();
+    laptop.run(&["devices", "vouch", "phone", "--yes"]).ok();
+    laptop.run(&["copy", "before the new passphrase"]).ok();
+
+    // A new key needs a new passphrase, and not the one in use.
+    let without = laptop.run(&["devices", "remove", "phone", "--yes"]);
+    assert_eq!(without.code, 2, "{}", without.stderr);
+    assert!(
+        without.stderr.contains("--passphrase"),
+        "{}",
+        without.stderr
+    );
+    let remove = ["devices", "remove", "phone", "--passphrase", "--yes"];
+    let again = [("FERRY_NEW_PASSPHRASE", "the old passphrase".to_owned())];
+    let same = laptop.run_full(&remove, None, &again);
+    assert_eq!(same.code, 2, "{}", same.stderr);
+    assert!(
+        same.stderr.contains("the passphrase in use now"),
+        "{}",
+        same.stderr
+    );
+    let new = [("FERRY_NEW_PASSPHRASE", "a brand new passphrase".to_owned())];
+    let removed = laptop.run_full(&remove, None, &new).ok();
+    assert!(
+        removed
+            .stdout
+            .contains("The new passphrase opens the repository"),
+        "{}",
+        removed.stdout
+    );
+    assert!(
+        !removed.stdout.contains("recovery code ("),
+        "{}",
+        removed.stdout
+    );
+    laptop.run(&["copy", "after the new passphrase"]).ok();
+
+    // The desk follows by itself; a new device joins with the new passphrase, not the old.
+    desk.run(&["sync"]).ok();
+    assert!(
+        desk.history_texts()
+            .contains(&"after the new passphrase".to_owned())
+    );
+    let tablet = Device::new();
+    join(&tablet, "tablet", &with("a brand new passphrase")).ok();
+    let texts = tablet.history_texts();
+    assert!(
+        texts.contains(&"before the new passphrase".to_owned()),
+        "{texts:?}"
+    );
+    assert!(
+        texts.contains(&"after the new passphrase".to_owned()),
+        "{texts:?}"
+    );
+    let stranger = Device::new();
+    let refused = join(&stranger, "stranger", &old);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("moved to a newer one"),
+        "{}",
+        refused.stderr
+    );
+    let _ = phone;
+}

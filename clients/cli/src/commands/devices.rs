@@ -241,21 +241,27 @@ pub(crate) async fn run(
         Some(DevicesAction::Remove {
             devices,
             include,
+            passphrase,
             yes,
         }) => {
             let args = RotateArgs {
                 revoke: devices,
                 include,
+                passphrase,
                 yes,
                 ..RotateArgs::default()
             };
             rotate(device, args, out).await
         }
         Some(DevicesAction::Rotate(args)) => rotate(device, args, out).await,
-        Some(DevicesAction::RotationPlan { revoke, include }) => {
+        Some(DevicesAction::RotationPlan {
+            revoke,
+            include,
+            passphrase,
+        }) => {
             let revoke = find_all(device, &revoke)?;
             let include = find_all(device, &include)?;
-            generation::refuse_early(device, &revoke).await?;
+            generation::refuse_early(device, &revoke, passphrase).await?;
             out.report(&generation::preview(device, &revoke, &include)?);
             Ok(Changed::No)
         }
@@ -377,7 +383,19 @@ async fn rotate(
         (Some(storage), false) => generation::Where::Credentials(storage),
     };
     let show_code = args.show_code;
-    let rotated = generation::rotate(device, &revoke, &include, confirmed, show_code, to).await?;
+    let passphrase = args.new_passphrase.as_ref().map(|p| p.0.as_str());
+    if args.passphrase && passphrase.is_none() {
+        return Err(Failure::new(
+            "the new passphrase did not come with the command: run it again",
+        ));
+    }
+    let made = generation::Made {
+        confirmed,
+        show_code,
+        to,
+        passphrase,
+    };
+    let rotated = generation::rotate(device, &revoke, &include, made).await?;
     out.report(&rotated);
     Ok(Changed::No)
 }
@@ -410,6 +428,7 @@ pub(crate) async fn confirm_rotation(
         action: Some(DevicesAction::RotationPlan {
             revoke: args.revoke.clone(),
             include: args.include.clone(),
+            passphrase: args.passphrase,
         }),
     };
     let mut answer = Output::new(true);

@@ -79,15 +79,18 @@ pub(crate) fn prepare(command: &mut DataCommand, config: &Config) -> Result<(), 
                 Some(DevicesAction::Remove {
                     devices,
                     include,
+                    passphrase,
                     yes,
                 }),
         } => {
-            let rotate = RotateArgs {
+            let mut rotate = RotateArgs {
                 revoke: std::mem::take(devices),
                 include: std::mem::take(include),
+                passphrase: *passphrase,
                 yes: *yes,
                 ..RotateArgs::default()
             };
+            read_new_passphrase(&mut rotate)?;
             *command = DataCommand::Devices {
                 action: Some(DevicesAction::Rotate(rotate)),
             };
@@ -97,15 +100,26 @@ pub(crate) fn prepare(command: &mut DataCommand, config: &Config) -> Result<(), 
         // command.
         DataCommand::Devices {
             action: Some(DevicesAction::Rotate(args)),
-        } if (args.move_to.is_some() || args.new_credentials) && args.storage.is_none() => {
-            args.storage = Some(crate::generation::storage_given(
-                args.move_to.as_deref(),
-                config,
-            )?);
-            Ok(())
+        } => {
+            if (args.move_to.is_some() || args.new_credentials) && args.storage.is_none() {
+                args.storage = Some(crate::generation::storage_given(
+                    args.move_to.as_deref(),
+                    config,
+                )?);
+            }
+            read_new_passphrase(args)
         }
         _ => Ok(()),
     }
+}
+
+/// Reads the new passphrase a rotation asks for, here where the person typed the command.
+fn read_new_passphrase(args: &mut RotateArgs) -> Result<(), Failure> {
+    if args.passphrase && args.new_passphrase.is_none() {
+        let passphrase = crate::prompt::new_passphrase_in("FERRY_NEW_PASSPHRASE")?;
+        args.new_passphrase = Some(crate::cli::Hidden(passphrase.to_string()));
+    }
+    Ok(())
 }
 
 /// [`execute`] as the agent takes it (see `crate::agent::Execute`).

@@ -344,14 +344,40 @@ async fn derive_key(
             open(recovery_key(&code)?).await
         }
         KeySource::Passphrase => {
-            let header = repo::header(store, &retry).await?;
-            let params = header.kdf.ok_or_else(|| {
-                Failure::new(
+            let header = repo::header(store, &retry).await;
+            if let Ok(header) = &header
+                && header.kdf.is_none()
+            {
+                return Err(Failure::new(
                     "this repository's key was not made from a passphrase: join it with \
                      --recovery-code",
-                )
-            })?;
-            open(SyncKey::from_passphrase(&prompt::passphrase()?, &params)?).await
+                ));
+            }
+            let passphrase = prompt::passphrase()?;
+            // Each generation's key comes from its own parameters: the passphrase opens the
+            // one it was set for (SPEC §11.5).
+            let mut derived: Option<SyncKey> = None;
+            let key_for = |header: &ferry_protocol::RepoHeader| {
+                let key = match &header.kdf {
+                    Some(params) => SyncKey::from_passphrase(&passphrase, params)?,
+                    // A generation with a random key: no passphrase opens it.
+                    None => SyncKey::generate()?,
+                };
+                let keys = key.keys();
+                derived = Some(key);
+                Ok(keys)
+            };
+            match ferry_sync::generation::locate(store, &retry, key_for).await {
+                Ok(_) => {}
+                Err(SyncError::Protocol(ferry_protocol::Error::WrongKey { object, device })) => {
+                    return Err(wrong_key(given, object, device));
+                }
+                Err(error) => return Err(error.into()),
+            }
+            match derived {
+                Some(key) => open(key).await,
+                None => Err(Failure::new("the repository's header could not be read")),
+            }
         }
         KeySource::Paired(key) => open(key).await,
     }
