@@ -532,3 +532,30 @@ fn a_passphrase_repository_gets_a_new_passphrase_and_the_old_one_opens_nothing_n
     );
     let _ = phone;
 }
+
+#[test]
+fn a_device_away_across_two_new_keys_follows_both_by_itself() {
+    let storage = storage(Backend::Folder);
+    let (laptop, desk, phone, _) = household(&storage);
+    desk.run(&["copy", "from the desk, before"]).ok();
+    // The desk is away while the laptop removes the phone, then makes another key.
+    laptop.run(&["devices", "remove", "phone", "--yes"]).ok();
+    laptop.run(&["copy", "between the keys"]).ok();
+    let again = laptop.json(&["key", "rotate", "--yes"]);
+    assert_eq!(again["generation"], 3, "{again}");
+    laptop.run(&["copy", "after both"]).ok();
+    let synced = desk.run(&["sync"]).ok();
+    assert!(synced.stderr.contains("(generation 3"), "{}", synced.stderr);
+    assert_eq!(recovery_code(&desk), recovery_code(&laptop));
+    let texts = desk.history_texts();
+    for text in ["from the desk, before", "between the keys", "after both"] {
+        assert!(texts.contains(&text.to_owned()), "{text}: {texts:?}");
+    }
+    desk.run(&["copy", "from the desk, after"]).ok();
+    assert!(
+        laptop
+            .history_texts()
+            .contains(&"from the desk, after".to_owned())
+    );
+    let _ = phone;
+}
