@@ -237,6 +237,15 @@ pub(crate) fn finish_move(
     if before != *url && matches!(device::parse_store(&before), Ok(StoreUrl::Folder(_))) {
         crate::config::write_user(user, "store_before", Some(&before))?;
         config.settings.store_before = Some(before);
+    } else if config
+        .settings
+        .store_before
+        .as_deref()
+        .is_some_and(|held| same_store(held, url))
+    {
+        // Back to the folder held before: it is the repository's again.
+        crate::config::write_user(user, "store_before", None)?;
+        config.settings.store_before = None;
     }
     crate::config::write_user(user, "store", Some(url))?;
     config.settings.store = Some(url.clone());
@@ -441,13 +450,21 @@ pub(crate) fn standing(device: &Device) -> Result<Option<Standing>, Failure> {
         .map(|peer| peer.device)
         .collect();
     let own = device.engine.device();
-    let (moved, not_moved): (Vec<DeviceId>, Vec<DeviceId>) = device
-        .engine
-        .state()
-        .devices()
-        .map(|(id, _)| *id)
+    // The devices given the key (known from the candidate this device followed), else the
+    // members that hold.
+    let given: Vec<DeviceId> = match device.engine.recipients()? {
+        Some(recipients) => recipients,
+        None => device
+            .engine
+            .state()
+            .devices()
+            .map(|(id, _)| *id)
+            .filter(|id| memberships.get(id).is_some_and(Membership::holds))
+            .collect(),
+    };
+    let (moved, not_moved): (Vec<DeviceId>, Vec<DeviceId>) = given
+        .into_iter()
         .filter(|id| *id != own && !removed.contains(id))
-        .filter(|id| memberships.get(id).is_some_and(Membership::holds))
         .filter(|id| !left(device, id))
         .partition(|id| read.contains(id));
     Ok(Some(Standing {
@@ -635,6 +652,11 @@ async fn destination(device: &Device, to: &Where, next_root: &str) -> Result<Des
     };
     let url = device::parse_store(&storage.url)?;
     let (store, _) = device::open_store_given(&url, &storage.credentials, "given to this command")?;
+    let retry = device::INTERACTIVE;
+    // A WebDAV folder a move goes to is made, as `ferry init` makes it.
+    if moving {
+        retry.run(|| store.create_root()).await?;
+    }
     let probe = store.probe().await;
     let failed: Vec<String> = [
         ("listing", &probe.list),
@@ -647,12 +669,10 @@ async fn destination(device: &Device, to: &Where, next_root: &str) -> Result<Des
     .collect();
     if !failed.is_empty() {
         return Err(Failure::new(format!(
-            "{url} with the credentials given does not allow everything Ferry needs ({}): \
-             nothing was changed",
+            "{url} does not allow everything Ferry needs ({}): nothing was changed",
             failed.join("; ")
         )));
     }
-    let retry = device::INTERACTIVE;
     if moving {
         let taken = match ferry_sync::repo::header(&*store, &retry).await {
             Err(SyncError::NoRepository) => false,
@@ -717,6 +737,9 @@ pub(crate) struct Rotated {
     pub(crate) storage: Option<MovedTo>,
     /// Whether the new key comes from a new passphrase.
     pub(crate) passphrase: bool,
+    /// Whether it was all done already (by an earlier run of the command).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) done_before: bool,
     /// The new recovery code, when it may be shown (on a terminal only, and not for a key
     /// from a passphrase).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -736,6 +759,21 @@ impl fmt::Display for Rotated {
                 .join(", ")
         };
         let given = names(&self.preview.recipients);
+        if let (true, Some(to)) = (self.done_before, &self.storage) {
+            writeln!(
+                f,
+                "{} (generation {}, made by this device): nothing more to do.",
+                match to.moved {
+                    true => format!("The repository is at {} already", to.url),
+                    false => "The devices have the new storage credentials already".to_owned(),
+                },
+                self.generation
+            )?;
+            if let Some(code) = &self.recovery_code {
+                writeln!(f, "\nIts recovery code:\n\n    {code}\n")?;
+            }
+            return Ok(());
+        }
         if let Some(to) = &self.storage {
             match to.moved {
                 true => writeln!(
@@ -906,10 +944,11 @@ pub(crate) async fn rotate(
             generation: device.engine.generation(),
             preview: preview(device, revoke, include)?,
             storage: to.said(),
-            passphrase: passphrase.is_some(),
+            passphrase: passphrase.is_some() && made_here(device),
+            done_before: true,
             recovery_code: (show_code && passphrase.is_none())
                 .then(|| key.recovery_code().expose().to_owned()),
-            notes: vec!["this finished what an earlier run of this command began".to_owned()],
+            notes: Vec::new(),
         });
     }
     // The generation this device just moved to removes them already: one this device made in
@@ -931,7 +970,8 @@ pub(crate) async fn rotate(
             generation: device.engine.generation(),
             preview: preview(device, revoke, include)?,
             storage: to.said(),
-            passphrase: passphrase.is_some(),
+            passphrase: passphrase.is_some() && made_here(device),
+            done_before: false,
             recovery_code: (show_code && passphrase.is_none())
                 .then(|| key.recovery_code().expose().to_owned()),
             notes: vec![note],
@@ -1031,11 +1071,17 @@ pub(crate) async fn rotate(
             recipients: Vec::new(),
             left_out: Vec::new(),
         }),
-        passphrase: passphrase.is_some(),
+        passphrase: passphrase.is_some() && made_here(device),
+        done_before: false,
         recovery_code: (show_code && passphrase.is_none())
             .then(|| key.recovery_code().expose().to_owned()),
         notes,
     })
+}
+
+/// Whether this device made the generation it is on.
+fn made_here(device: &Device) -> bool {
+    device.engine.creator(device.engine.generation()) == Some(device.engine.device())
 }
 
 /// What stops a rotation before anything is written: this device among those removed, a key
@@ -1112,16 +1158,13 @@ fn next_key(
                 (None, None) => return Ok((key, None)),
                 // The header an earlier run wrote holds these parameters: the passphrase must
                 // make this very key with them.
-                (Some(passphrase), Some(kdf)) => {
-                    if SyncKey::from_passphrase(passphrase, &kdf)?.key_id() != key.key_id() {
-                        return Err(Failure::usage(
-                            "a run of this command that stopped half-way made the new key from \
-                             another passphrase: give that one (nothing more was changed)",
-                        ));
-                    }
+                (Some(passphrase), Some(kdf))
+                    if SyncKey::from_passphrase(passphrase, &kdf)?.key_id() == key.key_id() =>
+                {
                     return Ok((key, Some(kdf)));
                 }
-                // Made the other way: made again.
+                // Made another way, or from another passphrase: made again (a generation an
+                // earlier run began under it lost nothing and is deleted by --finish).
                 _ => {}
             }
         }
@@ -1245,12 +1288,14 @@ pub(crate) async fn finish(device: &mut Device, force: bool) -> Result<Finished,
         )));
     }
     let done = device.engine.finish_generations().await?;
+    let current = device.config.settings.store.clone().unwrap_or_default();
     let old_folder = match device.config.settings.store_before.clone() {
         Some(before) => {
-            empty_folder(&before).await?;
+            let repo_id = device.engine.repo_id().await?;
+            let emptied = !same_store(&before, &current) && empty_folder(&before, repo_id).await?;
             crate::config::write_user(&device.config.user_file, "store_before", None)?;
             device.config.settings.store_before = None;
-            Some(before)
+            emptied.then_some(before)
         }
         None => None,
     };
@@ -1268,24 +1313,41 @@ pub(crate) async fn finish(device: &mut Device, force: bool) -> Result<Finished,
     })
 }
 
-/// Deletes every generation in the folder at `url` (the repository moved away from it).
-async fn empty_folder(url: &str) -> Result<(), Failure> {
+/// Deletes every generation of the repository `repo_id` in the folder at `url` (the
+/// repository moved away from it); whether anything was deleted. A folder whose generations
+/// are another repository's is left alone.
+async fn empty_folder(url: &str, repo_id: [u8; 16]) -> Result<bool, Failure> {
     let parsed = device::parse_store(url)?;
     if !matches!(parsed, StoreUrl::Folder(_)) {
-        return Ok(());
+        return Ok(false);
     }
     let store = match ferry_store::open(&parsed, ferry_store::Access::default()) {
         Ok(store) => store,
         // Gone already.
-        Err(ferry_store::StoreError::NotFound { .. }) => return Ok(()),
+        Err(ferry_store::StoreError::NotFound { .. }) => return Ok(false),
         Err(error) => return Err(error.into()),
     };
     let retry = device::INTERACTIVE;
     let mut roots = vec![ferry_protocol::names::ROOT.to_owned()];
     let later = ferry_sync::generation::later_roots(&*store, &retry).await?;
     roots.extend(later.into_iter().map(|(_, root)| root));
+    let mut deleted = 0;
     for root in roots {
-        ferry_sync::generation::empty(&*store, &retry, &root).await?;
+        let name = format!("{root}{}", ferry_protocol::ObjectName::Repo);
+        let limit = ferry_protocol::ObjectName::Repo.kind().max_sealed() as u64;
+        match retry.run(|| store.get(&name, limit)).await {
+            Ok(bytes) => {
+                let ours = ferry_protocol::RepoHeader::from_bytes(&bytes)
+                    .is_ok_and(|header| header.repo_id == repo_id);
+                if !ours {
+                    continue;
+                }
+            }
+            // A folder whose header went first, in an earlier run.
+            Err(ferry_store::StoreError::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        deleted += ferry_sync::generation::empty(&*store, &retry, &root).await?;
     }
-    Ok(())
+    Ok(deleted > 0)
 }

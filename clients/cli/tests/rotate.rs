@@ -377,7 +377,11 @@ fn two_devices_removing_each_other_are_settled_by_the_person_on_each_device() {
 #[test]
 fn finishing_deletes_the_earlier_generation_once_the_devices_moved() {
     let storage = storage(Backend::S3);
-    let (laptop, desk, phone, _) = household(&storage);
+    let (laptop, desk, phone, code) = household(&storage);
+    // A device nobody vouched for, given the key by name.
+    let stray = Device::new();
+    stray.join(&storage, &code, "stray").ok();
+    laptop.run(&["sync"]).ok();
     let first = laptop.run(&["key", "rotate", "--finish"]);
     assert_eq!(first.code, 2, "{}", first.stderr);
     assert!(
@@ -385,17 +389,28 @@ fn finishing_deletes_the_earlier_generation_once_the_devices_moved() {
         "{}",
         first.stderr
     );
-    laptop.run(&["devices", "remove", "phone", "--yes"]).ok();
+    let remove = ["devices", "remove", "phone", "--include", "stray", "--yes"];
+    laptop.run(&remove).ok();
     let early = laptop.run(&["key", "rotate", "--finish"]);
     assert_eq!(early.code, 1, "{}", early.stderr);
     assert!(
-        early
-            .stderr
-            .contains("not moved to the current key yet: desk"),
+        early.stderr.contains("not moved to the current key yet: "),
         "{}",
         early.stderr
     );
+    for name in ["desk", "stray"] {
+        assert!(early.stderr.contains(name), "{name}: {}", early.stderr);
+    }
     desk.run(&["sync"]).ok();
+    let still = laptop.run(&["key", "rotate", "--finish"]);
+    assert!(
+        still
+            .stderr
+            .contains("not moved to the current key yet: stray"),
+        "{}",
+        still.stderr
+    );
+    stray.run(&["sync"]).ok();
     let finished = laptop.json(&["key", "rotate", "--finish"]);
     assert_eq!(finished["emptied"][0]["folder"], "ferry/v1/", "{finished}");
     assert!(

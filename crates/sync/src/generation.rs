@@ -270,7 +270,8 @@ pub async fn empty(store: &dyn Store, retry: &RetryPolicy, root: &str) -> Result
     retry.run(|| store.delete(&header)).await?;
     let mut deleted = 0;
     let mut last: Option<Vec<String>> = None;
-    loop {
+    // A generation holds far fewer pages than this: more is a store that makes names up.
+    for _ in 0..MAX_EMPTIED_PAGES {
         // Each page starts from the beginning again: what was listed is gone.
         let page = retry.run(|| store.list(root, None, MAX_PAGE)).await?;
         let names: Vec<String> = page.objects.into_iter().map(|object| object.name).collect();
@@ -286,7 +287,13 @@ pub async fn empty(store: &dyn Store, retry: &RetryPolicy, root: &str) -> Result
         deleted += names.len();
         last = Some(names);
     }
+    Err(SyncError::GenerationRefused {
+        reason: format!("the storage lists ever more objects under {root} as they are deleted"),
+    })
 }
+
+/// The most listing pages one generation's folder is emptied in.
+const MAX_EMPTIED_PAGES: usize = 100_000;
 
 /// A new generation, sealed and ready to write.
 pub struct Prepared {

@@ -344,23 +344,20 @@ async fn derive_key(
             open(recovery_key(&code)?).await
         }
         KeySource::Passphrase => {
-            let header = repo::header(store, &retry).await;
-            if let Ok(header) = &header
-                && header.kdf.is_none()
-            {
-                return Err(Failure::new(
-                    "this repository's key was not made from a passphrase: join it with \
-                     --recovery-code",
-                ));
-            }
+            let first = repo::header(store, &retry).await;
             let passphrase = prompt::passphrase()?;
             // Each generation's key comes from its own parameters: the passphrase opens the
             // one it was set for (SPEC §11.5).
             let mut derived: Option<SyncKey> = None;
             let key_for = |header: &ferry_protocol::RepoHeader| {
-                let key = match &header.kdf {
-                    Some(params) => SyncKey::from_passphrase(&passphrase, params)?,
-                    // A generation with a random key: no passphrase opens it.
+                let opened = header
+                    .kdf
+                    .as_ref()
+                    .and_then(|params| SyncKey::from_passphrase(&passphrase, params).ok());
+                // A generation with a random key, or parameters no passphrase goes through:
+                // it opens with no passphrase.
+                let key = match opened {
+                    Some(key) => key,
                     None => SyncKey::generate()?,
                 };
                 let keys = key.keys();
@@ -369,6 +366,16 @@ async fn derive_key(
             };
             match ferry_sync::generation::locate(store, &retry, key_for).await {
                 Ok(_) => {}
+                // A repository whose first key is not a passphrase's, and no later one
+                // opened with it.
+                Err(SyncError::Protocol(ferry_protocol::Error::WrongKey { .. }))
+                    if first.as_ref().is_ok_and(|header| header.kdf.is_none()) =>
+                {
+                    return Err(Failure::new(
+                        "this repository's key was not made from a passphrase: join it with \
+                         --recovery-code",
+                    ));
+                }
                 Err(SyncError::Protocol(ferry_protocol::Error::WrongKey { object, device })) => {
                     return Err(wrong_key(given, object, device));
                 }

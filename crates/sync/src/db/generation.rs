@@ -33,6 +33,8 @@ pub(crate) struct Move<'a> {
     pub(crate) creator: DeviceId,
     /// When, in Unix milliseconds by its clock (0: not known).
     pub(crate) made_at_ms: u64,
+    /// The devices given its key (empty: not known).
+    pub(crate) recipients: &'a [DeviceId],
     /// The merged state, which becomes the checkpoint.
     pub(crate) state: &'a State,
     /// This device's first snapshot and its head in the new generation, sealed (written with
@@ -108,6 +110,8 @@ impl Db {
         ] {
             set_meta(&tx, key, &value.to_le_bytes())?;
         }
+        let recipients: Vec<u8> = moving.recipients.iter().flat_map(|id| id.0).collect();
+        set_meta(&tx, Meta::Recipients, &recipients)?;
         set_meta(&tx, Meta::MovedSnapshot, &moving.snapshot.snapshot)?;
         set_meta(&tx, Meta::MovedHead, &moving.snapshot.head)?;
         for id in moving.reseal {
@@ -143,6 +147,22 @@ impl Db {
         bytes
             .chunks(16)
             .map(|id| Ok(DeviceId(fixed::<16>(id.to_vec(), "a device removed here")?)))
+            .collect()
+    }
+
+    /// The devices the generation the database is on was given to (empty: not known).
+    pub(crate) fn recipients(&self) -> Result<Vec<DeviceId>, SyncError> {
+        let Some(bytes) = self.meta(Meta::Recipients)? else {
+            return Ok(Vec::new());
+        };
+        bytes
+            .chunks(16)
+            .map(|id| {
+                Ok(DeviceId(fixed::<16>(
+                    id.to_vec(),
+                    "a recipient of the key",
+                )?))
+            })
             .collect()
     }
 

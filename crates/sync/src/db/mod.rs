@@ -187,6 +187,8 @@ pub(crate) enum Meta {
     /// When the generation the device is on was made, in Unix milliseconds by its creator's
     /// clock (0: not known, as when the device moved by `prev` alone).
     MadeAt,
+    /// The devices the generation the device is on was given to: device ids after each other.
+    Recipients,
 }
 
 impl Meta {
@@ -209,6 +211,7 @@ impl Meta {
             Meta::Creators => "creators",
             Meta::RemovedHere => "removed_here",
             Meta::MadeAt => "made_at",
+            Meta::Recipients => "recipients",
         }
     }
 }

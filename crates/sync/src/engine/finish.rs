@@ -47,26 +47,35 @@ impl Engine {
         }
         let mut finished = Finished::default();
         let here = self.blobs_here().await?;
+        let live = self.live_blobs();
         let mut moved = Vec::new();
-        for id in self.live_blobs() {
-            if here.contains(&id) {
+        for id in &live {
+            if here.contains(id) {
                 continue;
             }
-            match self.blob(id).await {
-                Ok(_) => moved.push(id),
-                Err(error) if error.is_transient() => return Err(error),
-                Err(error) => {
+            match self.blob(*id).await {
+                Ok(_) => moved.push(*id),
+                // Missing or broken everywhere: nothing more of it can be saved.
+                Err(
+                    error @ (SyncError::BrokenBlob { .. }
+                    | SyncError::Store(ferry_store::StoreError::NotFound { .. })),
+                ) => {
                     tracing::warn!(blob = %id, %error, "a blob no generation holds whole");
                     finished.unreadable += 1;
                 }
+                Err(error) => return Err(error),
             }
         }
         self.db.reseal(&moved)?;
         finished.resealed = moved.len();
-        // Every one of them is in this generation before anything goes.
-        self.upload().await?;
+        // Every live blob this device has to write is in this generation before anything
+        // goes, written now whole (not a step at a time, as the agent does otherwise).
+        let in_steps = std::mem::replace(&mut self.config.large_in_steps, false);
+        let uploaded = self.upload().await;
+        self.config.large_in_steps = in_steps;
+        uploaded?;
         let remaining = self.db.blobs_to_upload()?;
-        if moved.iter().any(|id| remaining.contains(id)) {
+        if live.iter().any(|id| remaining.contains(id)) {
             return Err(SyncError::GenerationRefused {
                 reason: "not every image and file could be written under the new key yet: \
                          nothing was deleted; try again"
@@ -85,15 +94,34 @@ impl Engine {
         Ok(finished)
     }
 
-    /// The blobs with at least one chunk in this generation.
+    /// The blobs that look whole in this generation: their chunks listed from the first
+    /// without a gap, and the last one shorter than the others (or a single one no longer
+    /// than a chunk of this device's). A blob still being written has only full chunks so
+    /// far; one that merely looks unfinished is written again, which costs only time.
     async fn blobs_here(&self) -> Result<BTreeSet<BlobId>, SyncError> {
         let listed = self.remote.list(ferry_protocol::names::BLOB_PREFIX).await?;
-        Ok(listed
+        let mut chunks: std::collections::BTreeMap<BlobId, Vec<(u32, u64)>> = Default::default();
+        for (name, size) in listed {
+            if let ObjectName::Blob { blob, chunk } = name {
+                chunks.entry(blob).or_default().push((chunk, size));
+            }
+        }
+        let full = self.config.blob_chunk as u64;
+        Ok(chunks
             .into_iter()
-            .filter_map(|(name, _)| match name {
-                ObjectName::Blob { blob, .. } => Some(blob),
-                _ => None,
+            .filter(|(_, listed)| {
+                let contiguous = listed
+                    .iter()
+                    .enumerate()
+                    .all(|(i, (c, _))| *c as usize == i);
+                let (first, last) = (listed[0].1, listed[listed.len() - 1].1);
+                contiguous
+                    && match listed.len() {
+                        1 => first <= full,
+                        _ => last < first,
+                    }
             })
+            .map(|(blob, _)| blob)
             .collect())
     }
 

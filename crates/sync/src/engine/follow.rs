@@ -45,6 +45,8 @@ pub struct NextGeneration {
     pub at_ms: u64,
     /// The devices it removes.
     pub revoked: Vec<DeviceId>,
+    /// The devices it gives the new key to.
+    pub recipients: Vec<DeviceId>,
 }
 
 /// One generation on: where to, with which keys, made by whom and when, removing whom.
@@ -55,6 +57,8 @@ struct Step<'a> {
     /// When, in Unix milliseconds by its creator's clock (0: not known).
     at_ms: u64,
     revoked: &'a [DeviceId],
+    /// The devices given its key (empty: not known).
+    recipients: &'a [DeviceId],
 }
 
 /// A generation before the one this device is on, to read blobs not moved yet.
@@ -171,6 +175,7 @@ impl Engine {
             by: next.by,
             at_ms: next.at_ms,
             revoked: &next.revoked,
+            recipients: &next.recipients,
         };
         self.move_to(step, store).await
     }
@@ -183,6 +188,7 @@ impl Engine {
             by,
             at_ms,
             revoked,
+            recipients,
         } = step;
         if successor.generation != self.generation + 1 || successor.key_id == self.keys.id {
             return Err(SyncError::GenerationRefused {
@@ -248,6 +254,7 @@ impl Engine {
             device: self.device,
             creator: by,
             made_at_ms: at_ms,
+            recipients,
             state: self.replica.state(),
             snapshot,
             ops,
@@ -279,6 +286,12 @@ impl Engine {
         }
         let db = crate::db::Db::open(database)?;
         Ok(Some((db.generation()?, db.key_id()?)))
+    }
+
+    /// The devices the generation this device is on was given to, when known here.
+    pub fn recipients(&self) -> Result<Option<Vec<DeviceId>>, SyncError> {
+        let recipients = self.db.recipients()?;
+        Ok((!recipients.is_empty()).then_some(recipients))
     }
 
     /// When the generation this device is on was made, in Unix milliseconds by its creator's
@@ -399,9 +412,12 @@ impl Engine {
         .await?;
         for (successor, keys, previous) in chain.into_iter().rev() {
             let by = previous.value.writer;
-            let (revoked, at_ms) = match engine.next_generation(&BTreeSet::new()).await? {
+            let (revoked, at_ms, recipients) = match engine
+                .next_generation(&BTreeSet::new())
+                .await?
+            {
                 Some(next) if next.successor == successor && next.by == by => {
-                    (next.revoked, next.at_ms)
+                    (next.revoked, next.at_ms, next.recipients)
                 }
                 Some(_) => {
                     return Err(SyncError::GenerationRefused {
@@ -427,7 +443,7 @@ impl Engine {
                             ),
                         });
                     }
-                    (Vec::new(), 0)
+                    (Vec::new(), 0, Vec::new())
                 }
             };
             let step = Step {
@@ -436,6 +452,7 @@ impl Engine {
                 by,
                 at_ms,
                 revoked: &revoked,
+                recipients: &recipients,
             };
             // What another device wrote in the old generation cannot be read now, or the
             // storage does not answer: the device works on where it is (its next sync moves

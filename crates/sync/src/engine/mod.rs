@@ -371,6 +371,16 @@ impl Engine {
                             .into(),
                     });
                 }
+                // Gone from this storage: moved away and emptied, or deleted.
+                Err(SyncError::NoRepository) if db.generation()? > 1 || db.key_id()?.is_some() => {
+                    return Err(SyncError::GenerationRefused {
+                        reason: "the repository this device was on is not in its storage any \
+                                 more (it moved to other storage and this one was emptied, or it \
+                                 was deleted): pair this device again from another one (`ferry \
+                                 pair` there; here `ferry leave`, then `ferry join`)"
+                            .into(),
+                    });
+                }
                 // Perhaps the key of a later generation than the database is on.
                 Err(error @ SyncError::Protocol(ferry_protocol::Error::WrongKey { .. })) => {
                     let stopped_at = (db.generation()?, db.key_id()?);

@@ -233,6 +233,11 @@ impl Engine {
         })
     }
 
+    /// The repository's id, from the header of the generation this device is on.
+    pub async fn repo_id(&self) -> Result<[u8; 16], SyncError> {
+        Ok(self.current_header().await?.repo_id)
+    }
+
     /// The header of the generation this device is on.
     async fn current_header(&self) -> Result<RepoHeader, SyncError> {
         let bytes = self
@@ -339,6 +344,7 @@ impl Engine {
                 let by = chosen.rotation.creator;
                 let at_ms = chosen.rotation.time_ms;
                 let revoked = chosen.rotation.revoked.clone();
+                let recipients = chosen.rotation.wraps.iter().map(|w| w.device).collect();
                 match generation::verdict(chosen, self.keys.id, &self.identity, self.device)? {
                     Verdict::Removed { by, at_ms } => Succession::Removed { by, at_ms },
                     Verdict::LeftOut { by, at_ms } => Succession::LeftOut { by, at_ms },
@@ -360,6 +366,7 @@ impl Engine {
                             by,
                             at_ms,
                             revoked,
+                            recipients,
                         })
                     }
                 }
