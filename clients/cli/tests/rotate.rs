@@ -447,6 +447,23 @@ fn finishing_deletes_the_earlier_generation_once_the_devices_moved() {
         "{}",
         gone.stderr
     );
+    // It can leave (its history cannot be read any more), and be set up again.
+    let export = phone.run(&["leave", "--export", "/nonexistent/history.json"]);
+    assert_eq!(export.code, 1, "{}", export.stderr);
+    assert!(
+        export.stderr.contains("--drop-history"),
+        "{}",
+        export.stderr
+    );
+    let left = phone.run(&["leave", "--drop-history"]).ok();
+    assert!(
+        left.stderr.contains("without telling the others"),
+        "{}",
+        left.stderr
+    );
+    let code = recovery_code(&laptop);
+    let again = phone.join(&storage, &code, "phone again");
+    assert_eq!(again.code, 0, "{}", again.stderr);
 }
 
 #[test]

@@ -112,7 +112,34 @@ pub(crate) async fn run(
         ));
     }
     let lock = device::lock(&home, Duration::from_secs(30))?;
-    let mut device = Device::open(home.clone(), config.clone(), lock, device::INTERACTIVE).await?;
+    let opened = Device::open(home.clone(), config.clone(), lock, device::INTERACTIVE).await;
+    let mut device = match opened {
+        Ok(device) => device,
+        // The repository cannot be opened (gone from its storage, or its key replaced without
+        // this device): with the history dropped, the device leaves all the same.
+        Err(failure) if args.drop_history => {
+            forget(&home, &config)?;
+            out.note(format!(
+                "the repository could not be opened ({failure}): this device left without \
+                 telling the others"
+            ));
+            out.report(&Left {
+                device_id: String::new(),
+                store,
+                clips: 0,
+                exported_to: None,
+                told_the_others: false,
+                kept_folder: None,
+            });
+            return Ok(());
+        }
+        Err(failure) => {
+            return Err(Failure::new(format!(
+                "{failure}. To leave all the same, without this device's history (which cannot \
+                 be read without its repository): `ferry leave --drop-history`"
+            )));
+        }
+    };
     let clips = device.engine.state_for(DataKind::Clips).stats().clips;
     let history = history(&args, &home, clips)?;
     let kept_folder = match &device.held {

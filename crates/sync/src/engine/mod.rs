@@ -366,8 +366,8 @@ impl Engine {
                     return Err(SyncError::GenerationRefused {
                         reason: "the key this device holds opens nothing any more: the other \
                                  devices moved to a newer one, and its generation was deleted; \
-                                 pair this device again from one of them (`ferry pair` there, \
-                                 `ferry join` here)"
+                                 pair this device again from one of them (`ferry pair` there; \
+                                 here `ferry leave --drop-history`, then `ferry join`)"
                             .into(),
                     });
                 }
@@ -377,7 +377,8 @@ impl Engine {
                         reason: "the repository this device was on is not in its storage any \
                                  more (it moved to other storage and this one was emptied, or it \
                                  was deleted): pair this device again from another one (`ferry \
-                                 pair` there; here `ferry leave`, then `ferry join`)"
+                                 pair` there; here `ferry leave --drop-history`, then `ferry \
+                                 join`)"
                             .into(),
                     });
                 }
