@@ -10,8 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    Backend, Device, LogsOnFailure, Offer, eventually, free_port, relay, start_agent, stop_agent,
-    storage,
+    Backend, Device, LogsOnFailure, eventually, free_port, relay, start_agent, stop_agent, storage,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -21,20 +20,6 @@ fn writers(folder: &Path) -> usize {
     std::fs::read_dir(folder.join("ferry/v1/log"))
         .map(|entries| entries.count())
         .unwrap_or(0)
-}
-
-/// `ferry pair` on `device` and `ferry join` on `joiner` (named `name`) through `relay`, both
-/// ending well.
-fn pair(device: &Device, joiner: &Device, relay: &str, name: &str) {
-    let offer = Offer::start(device, &["--no-qr"]);
-    joiner
-        .run_with_input(
-            &["--json", "join", "--relay", relay, "--name", name],
-            Some(format!("{}\n", offer.code).as_bytes()),
-        )
-        .ok();
-    let (status, events, stderr) = offer.finish();
-    assert_eq!(status, 0, "ferry pair failed: {events:?}\n{stderr}");
 }
 
 #[test]
@@ -66,7 +51,7 @@ fn a_device_joins_a_folder_repository_through_the_device_that_holds_it() {
 
     let desktop = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
     let _logs = LogsOnFailure(vec![&laptop, &desktop]);
-    pair(&laptop, &desktop, &relay.url(), "desktop");
+    common::pair_through(&laptop, &desktop, &relay.url(), "desktop");
 
     // The joiner was given the holder, not the folder, and its history came from there.
     let config = std::fs::read_to_string(desktop.home().join("config.toml")).unwrap();
@@ -103,7 +88,7 @@ fn a_device_joins_a_folder_repository_through_the_device_that_holds_it() {
 
     // A third device joins through the desktop's pairing: it too reaches the laptop.
     let phone = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
-    pair(&desktop, &phone, &relay.url(), "phone");
+    common::pair_through(&desktop, &phone, &relay.url(), "phone");
     let config = std::fs::read_to_string(phone.home().join("config.toml")).unwrap();
     assert!(config.contains(&format!("lan://{holder}")), "{config}");
     assert!(
@@ -175,8 +160,8 @@ fn after_a_new_key_the_devices_away_learn_of_it_from_the_holder_and_a_removed_on
     let desktop = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
     let phone = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
     let _logs = LogsOnFailure(vec![&laptop, &desktop, &phone]);
-    pair(&laptop, &desktop, &relay.url(), "desktop");
-    pair(&laptop, &phone, &relay.url(), "phone");
+    common::pair_through(&laptop, &desktop, &relay.url(), "desktop");
+    common::pair_through(&laptop, &phone, &relay.url(), "phone");
 
     // The holder removes the phone; its agent starts again on the new key.
     laptop.run(&["devices", "remove", "phone", "--yes"]).ok();

@@ -302,19 +302,6 @@ fn new_storage_credentials_go_to_every_device_with_a_new_key() {
     );
 }
 
-/// `ferry pair` on `device` and `ferry join` on `joiner` (named `name`) through `relay`.
-fn pair(device: &Device, joiner: &Device, relay: &str, name: &str) {
-    let offer = common::Offer::start(device, &["--no-qr"]);
-    joiner
-        .run_with_input(
-            &["--json", "join", "--relay", relay, "--name", name],
-            Some(format!("{}\n", offer.code).as_bytes()),
-        )
-        .ok();
-    let (status, events, stderr) = offer.finish();
-    assert_eq!(status, 0, "ferry pair failed: {events:?}\n{stderr}");
-}
-
 #[test]
 fn the_default_setup_moves_to_a_bucket_and_a_device_away_learns_of_it_from_the_old_holder() {
     let storage = storage(Backend::Folder);
@@ -337,8 +324,8 @@ fn the_default_setup_moves_to_a_bucket_and_a_device_away_learns_of_it_from_the_o
     let desktop = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
     let phone = Device::new().with("FERRY_LAN_PEERS", format!("127.0.0.1:{port}"));
     let _logs = common::LogsOnFailure(vec![&laptop, &desktop, &phone]);
-    pair(&laptop, &desktop, &relay.url(), "desktop");
-    pair(&laptop, &phone, &relay.url(), "phone");
+    common::pair_through(&laptop, &desktop, &relay.url(), "desktop");
+    common::pair_through(&laptop, &phone, &relay.url(), "phone");
     assert!(store_of(&phone).starts_with("lan://"));
     phone.run(&["copy", "from the phone, before"]).ok();
     let agent_b = common::start_agent(&desktop, None, &poll);

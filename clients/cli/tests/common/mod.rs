@@ -909,3 +909,17 @@ pub fn recovery_code(device: &Device) -> String {
         .trim()
         .to_owned()
 }
+
+/// `ferry pair` on `device` and `ferry join` on `joiner` (named `name`) through `relay`, both
+/// ending well.
+pub fn pair_through(device: &Device, joiner: &Device, relay: &str, name: &str) {
+    let offer = offer::Offer::start(device, &["--no-qr"]);
+    joiner
+        .run_with_input(
+            &["--json", "join", "--relay", relay, "--name", name],
+            Some(format!("{}\n", offer.code).as_bytes()),
+        )
+        .ok();
+    let (status, events, stderr) = offer.finish();
+    assert_eq!(status, 0, "ferry pair failed: {events:?}\n{stderr}");
+}
