@@ -34,6 +34,11 @@ const MAX_OPENING: usize = 32;
 /// How long after a connection this device dialled closes it dials that address again.
 const REDIAL_CLOSED: Duration = Duration::from_secs(1);
 
+/// How long after a dial found nothing listening this device dials that address again, the
+/// first time: each later try waits twice as long, until the regular redial takes over. A
+/// device whose agent starts again (on a new key, say) listens within a second.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+
 /// The same for addresses that completed a hello before: slots strangers cannot take.
 const MAX_OPENING_KNOWN: usize = 16;
 
@@ -175,6 +180,8 @@ struct Supervisor {
     dialing: HashSet<SocketAddr>,
     /// Which device each dialled address led to.
     reached: HashMap<SocketAddr, DeviceId>,
+    /// Addresses where nothing answered a dial lately: how long until the next try.
+    retrying: HashMap<SocketAddr, Duration>,
     /// Fixed peers whose key was found wrong (said once).
     said_wrong_key: HashSet<SocketAddr>,
     next_id: u64,
@@ -200,6 +207,7 @@ pub(crate) async fn run(
         turned_away: 0,
         dialing: HashSet::new(),
         reached: HashMap::new(),
+        retrying: HashMap::new(),
         said_wrong_key: HashSet::new(),
         next_id: 0,
         peers,
@@ -315,6 +323,20 @@ impl Supervisor {
         });
     }
 
+    /// Dials `addr`, where nothing answered, again soon: after [`FIRST_RETRY`], then twice as
+    /// long each time until that reaches the regular redial, which goes on from there.
+    fn retry(&mut self, addr: SocketAddr) {
+        if !self.retrying.contains_key(&addr) && self.retrying.len() >= MAX_KNOWN {
+            return;
+        }
+        let wait = *self.retrying.entry(addr).or_insert(FIRST_RETRY);
+        if wait >= self.shared.config.redial_every {
+            return;
+        }
+        self.retrying.insert(addr, wait * 2);
+        let _ = self.shared.internal.send(Internal::Dial { addr, wait });
+    }
+
     /// Dials the fixed peers (`lan.peers`, resolved again each time) and the remembered ones
     /// that are not connected.
     fn redial(&mut self) {
@@ -361,6 +383,9 @@ impl Supervisor {
                 }
                 if let Some(addr) = dialed {
                     self.dialing.remove(&addr);
+                    if matches!(error, LanError::Io(_) | LanError::TimedOut(_)) {
+                        self.retry(addr);
+                    }
                     if foreign && self.said_wrong_key.insert(addr) {
                         warn!(%addr, "LAN: {error}");
                         let _ = self.shared.events.send(Event::Refused { addr }).await;
@@ -402,6 +427,7 @@ impl Supervisor {
                 self.opening.remove(&id);
                 if let Some(addr) = dialed {
                     self.dialing.remove(&addr);
+                    self.retrying.remove(&addr);
                     self.reached.insert(addr, peer.device);
                 }
                 let connection = Connection {

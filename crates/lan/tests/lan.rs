@@ -220,6 +220,27 @@ async fn with_discovery_off_fixed_peers_still_connect() {
     assert!(peer.dialed);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_peer_that_starts_listening_late_is_reached_soon_not_at_the_next_redial() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut b_config = config(2, None);
+    b_config.peers = vec![format!("127.0.0.1:{port}")];
+    // Only the quick tries after a dial finds nothing listening can connect in this test.
+    b_config.redial_every = Duration::from_secs(3600);
+    let (mut b, _b_events) = start(b_config, &key(1)).await;
+    // The first dial finds nothing (the peer's agent starting again), and so does the next.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut a_config = config(1, None);
+    a_config.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let (mut a, _a_events) = start(a_config, &key(1)).await;
+    connected_to(&mut b, &[1]).await;
+    connected_to(&mut a, &[2]).await;
+}
+
 /// Waits until `lan` has one peer, over a connection it `dialed` (or not).
 async fn settled(lan: &mut Lan, dialed: bool) -> Peer {
     tokio::time::timeout(WAIT, async {
