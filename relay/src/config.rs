@@ -33,7 +33,8 @@ pub enum SlowConsumer {
         An anonymous WebSocket pub/sub server. Devices subscribe to unguessable topics and publish \
         small sealed hints; the relay forwards each hint to the topic's other subscribers. It keeps \
         nothing on disk, no history and no accounts, and sees only opaque bytes.\n\n\
-        Endpoints: GET /v1/ws (WebSocket), GET /healthz, GET /metrics (Prometheus text).\n\
+        Endpoints: GET /v1/ws (WebSocket), GET /healthz, GET /metrics (Prometheus text), and the \
+        browser page at /app/ with --web DIR.\n\
         Durations take a unit: 500ms, 10s, 5m, 1h, 1h 30m.\n\n\
         Several relays behind one load balancer share publishes through a broker (--broker): \
         Redis or NATS. The broker's password is read from FERRY_RELAY_BROKER_PASSWORD only."
@@ -169,6 +170,29 @@ pub struct Config {
         arg(long, env = "FERRY_RELAY_BROKER_CREDENTIALS", value_name = "FILE")
     )]
     pub broker_credentials: Option<PathBuf>,
+
+    /// Serve the browser page from this folder at /app/ (what scripts/build-web.sh writes), on
+    /// the relay's own origin. The folder is read at start: a new build takes a restart.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "FERRY_RELAY_WEB", value_name = "DIR")
+    )]
+    pub web: Option<PathBuf>,
+
+    /// An origin the page may connect to besides the relay: the storage its devices use, such
+    /// as https://s3.eu-west-1.amazonaws.com (repeat the flag, or separate with commas). Without
+    /// one, the page may connect to any HTTPS origin.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "FERRY_RELAY_WEB_CONNECT",
+            value_name = "ORIGIN",
+            value_delimiter = ',',
+            requires = "web"
+        )
+    )]
+    pub web_connect: Vec<String>,
 
     /// Print ferry-relay's manual page (roff) and exit: `ferry-relay --man-page > ferry-relay.1`.
     #[cfg_attr(feature = "cli", arg(long, exclusive = true))]
@@ -338,6 +362,8 @@ impl Default for Config {
             broker_timeout: duration(defaults::BROKER_TIMEOUT),
             broker_ca: None,
             broker_credentials: None,
+            web: None,
+            web_connect: Vec::new(),
             man_page: false,
             broker_password: None,
         }

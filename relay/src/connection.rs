@@ -26,6 +26,7 @@ use crate::http::{self, Route};
 use crate::hub::{ConnectionId, Outbox, Subscribed};
 use crate::limits::{AddressGuard, AddressKey, TokenBucket};
 use crate::metrics::{Budget, Closed, Metrics, Rejected};
+use crate::web;
 
 /// Serves one accepted connection until it closes or the relay stops.
 /// `address` is the connection's place under its address's cap, taken at accept (`None` behind
@@ -132,6 +133,20 @@ where
             let body = shared.metrics.render();
             http::response(StatusCode::OK, "text/plain; version=0.0.4", &body)
         }
+        Route::Web(request) => match &shared.site {
+            Some(site) if request.path.starts_with("/app") => site.answer(&request),
+            Some(_) => web::root(&request.path).unwrap_or_else(|| {
+                plain(
+                    StatusCode::NOT_FOUND,
+                    "the relay serves the page at /app/\n",
+                )
+            }),
+            None => plain(
+                StatusCode::NOT_FOUND,
+                "the relay serves /v1/ws, /healthz and /metrics (and the page at /app/ when \
+                 started with --web DIR)\n",
+            ),
+        },
         Route::Refuse { status, reason } => {
             shared.metrics.rejected(Rejected::BadRequest);
             plain(status, &format!("{reason}\n"))

@@ -22,6 +22,8 @@ pub(crate) enum Route {
     },
     Health,
     Metrics,
+    /// Another GET or HEAD: a file of the page, when the relay serves one.
+    Web(crate::web::Request),
     /// Anything else: answer with this status and reason, then close.
     Refuse {
         status: StatusCode,
@@ -125,10 +127,14 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
                 }
             }
         }
-        (Some("GET"), _) => Route::Refuse {
-            status: StatusCode::NOT_FOUND,
-            reason: "the relay serves /v1/ws, /healthz and /metrics",
-        },
+        (Some(method @ ("GET" | "HEAD")), path) => Route::Web(crate::web::Request {
+            path: path.to_owned(),
+            head: method == "HEAD",
+            if_none_match: header("if-none-match").next().map(str::to_owned),
+            gzip: header("accept-encoding")
+                .flat_map(|v| v.split(','))
+                .any(|coding| coding.split(';').next().unwrap_or("").trim() == "gzip"),
+        }),
         _ => Route::Refuse {
             status: StatusCode::METHOD_NOT_ALLOWED,
             reason: "the relay answers GET only",
@@ -213,13 +219,15 @@ mod tests {
                 ..
             }
         ));
-        assert!(matches!(
-            route("GET / HTTP/1.1\r\n\r\n"),
-            Route::Refuse {
-                status: StatusCode::NOT_FOUND,
-                ..
-            }
-        ));
+        assert_eq!(
+            route("HEAD /app/x.js?v=1 HTTP/1.1\r\nAccept-Encoding: br, gzip;q=0.8\r\n\r\n"),
+            Route::Web(crate::web::Request {
+                path: "/app/x.js".into(),
+                head: true,
+                if_none_match: None,
+                gzip: true,
+            })
+        );
         assert!(matches!(
             route("POST /v1/ws HTTP/1.1\r\n\r\n"),
             Route::Refuse {

@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! TcpListener ─accept─▶ [TLS] ─▶ HTTP head ─┬─ /healthz, /metrics: answer, close
+//!                                           ├─ /app/: the browser page's files (--web)
 //!                                           └─ /v1/ws: upgrade ─▶ session loop
 //! session loop: client frame ─▶ rate limits ─▶ Request::parse ─▶ Hub (sub/unsub/pub)
 //!               Hub ─▶ each other subscriber's bounded Outbox ─▶ its socket
@@ -23,6 +24,8 @@
 //! clap, its manual page, logs on stderr, the open-file limit); `redis` and `nats`, the brokers.
 //! A program that embeds [`run`] with neither turns them off (`default-features = false`).
 //!
+//! With `--web DIR` it also serves the browser page (the `web` module), read from that folder at start.
+//!
 //! What it does not do: store anything (no disk, no history, no accounts), read payloads, or
 //! guarantee delivery. Sync never depends on the relay: a device that misses a hint finds the
 //! data on its next poll.
@@ -37,6 +40,7 @@ mod hub;
 mod limits;
 mod metrics;
 mod tls;
+mod web;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -89,6 +93,25 @@ pub enum RelayError {
     /// The broker settings cannot be used.
     #[error("cannot use the broker: {0}")]
     Broker(String),
+    /// The page's folder cannot be served.
+    #[error(
+        "cannot serve the page from {dir}: {detail} (--web DIR takes the folder \
+         scripts/build-web.sh wrote)"
+    )]
+    Web {
+        /// The folder given.
+        dir: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// An origin given to `--web-connect` is not one.
+    #[error("--web-connect {origin}: {detail}")]
+    WebConnect {
+        /// What was given.
+        origin: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The listening socket failed.
     #[error("the listening socket failed: {0}")]
     Io(#[from] io::Error),
@@ -105,12 +128,14 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// The topics of the 1,000 pairing codes' meeting places (§9.2), which two devices share.
     pairing: HashSet<TopicId>,
+    /// The browser page, when the relay serves one (`--web`).
+    site: Option<web::Site>,
 }
 
 impl Shared {
     /// What the connections of a relay with `config` share; `brokered` when it shares
     /// publishes with other instances.
-    fn new(config: Config, brokered: bool) -> Shared {
+    fn new(config: Config, brokered: bool, site: Option<web::Site>) -> Shared {
         let metrics = Arc::new(Metrics::default());
         let broker = brokered.then(|| Broker::new(&config, Arc::clone(&metrics)));
         let ws = WebSocketConfig::default()
@@ -134,6 +159,7 @@ impl Shared {
             broker,
             next_id: AtomicU64::new(0),
             pairing: (0..1000).map(ferry_protocol::pairing::topic).collect(),
+            site,
             config,
         }
     }
@@ -177,14 +203,23 @@ pub async fn run(
 ) -> Result<(), RelayError> {
     let tls = tls_acceptor(&config)?;
     let backend = AnyBackend::from_config(&config)?;
-    serve(listener, config, tls, backend, shutdown).await
+    let site = site(&config)?;
+    serve(listener, config, tls, backend, site, shutdown).await
 }
 
 /// Checks that the settings can be served (the TLS files load, the broker's files read), so that
 /// a binary can refuse to start before it binds.
 pub fn check(config: &Config) -> Result<(), RelayError> {
     tls_acceptor(config)?;
+    site(config)?;
     AnyBackend::from_config(config).map(drop)
+}
+
+fn site(config: &Config) -> Result<Option<web::Site>, RelayError> {
+    match &config.web {
+        Some(dir) => web::Site::load(dir, &config.web_connect).map(Some),
+        None => Ok(None),
+    }
 }
 
 fn tls_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, RelayError> {
@@ -199,9 +234,10 @@ async fn serve(
     config: Config,
     tls: Option<tokio_rustls::TlsAcceptor>,
     backend: Option<AnyBackend>,
+    site: Option<web::Site>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
-    let shared = Arc::new(Shared::new(config, backend.is_some()));
+    let shared = Arc::new(Shared::new(config, backend.is_some(), site));
     let driver = backend.map(|backend| AbortOnDrop(backend.spawn(Arc::clone(&shared))));
     let slots = Arc::new(Semaphore::new(shared.config.max_connections));
     let (stop, stopped) = watch::channel(false);
@@ -345,13 +381,15 @@ impl RunningRelay {
     pub async fn start(config: Config) -> Result<RunningRelay, RelayError> {
         let tls = tls_acceptor(&config)?;
         let backend = AnyBackend::from_config(&config)?;
+        let site = site(&config)?;
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let secure = tls.is_some();
-        let task = tokio::spawn(serve(listener, config, tls, backend, async move {
+        let stopped = async move {
             let _ = stopped.await;
-        }));
+        };
+        let task = tokio::spawn(serve(listener, config, tls, backend, site, stopped));
         Ok(RunningRelay {
             address,
             tls: secure,
