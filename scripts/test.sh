@@ -17,10 +17,11 @@ cd "$(dirname "$0")/.."
 # share publishes through (Redis and NATS), dunst, a notification daemon that prints what the
 # agent tells the desktop, and weston, a Wayland compositor without data-control (as GNOME);
 # for the Windows build, the MinGW-w64 cross compiler and Wine to run its tests; adduser (which
-# the relay's package needs) and systemd's unit checker, for the package test.
+# the relay's package needs) and systemd's unit checker, for the package test; Chromium and its
+# WebDriver, in which the browser page's WebAssembly is tested.
 packages=(gcc libc6-dev openssl xvfb xclip sway wl-clipboard dbus gnome-keyring
     nginx-light libnginx-mod-http-dav-ext tmux iproute2 socat redis-server nats-server dunst weston
-    gcc-mingw-w64-x86-64 wine64 curl adduser systemd)
+    gcc-mingw-w64-x86-64 wine64 curl adduser systemd chromium chromium-driver)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -39,6 +40,23 @@ if ((${#missing[@]})); then
 fi
 
 cargo test --workspace --locked
+
+# The browser page's WebAssembly, inside headless Chromium (clients/web/webdriver.json holds its
+# flags): the protocol vectors and the page's side of pairing. The test runner comes with
+# wasm-bindgen-cli, which must be the exact version of the wasm-bindgen crate; it builds from
+# source once into ~/.cargo/bin.
+rustup target add wasm32-unknown-unknown
+wasm_bindgen=0.2.130
+if [[ $(wasm-bindgen --version 2>/dev/null) != "wasm-bindgen $wasm_bindgen" ]]; then
+    # Not --locked: a crate its lock file names was yanked since. Built apart from the
+    # workspace's target folder, which it would only fill.
+    cli_build=$(mktemp -d)
+    cargo install wasm-bindgen-cli --version "$wasm_bindgen" --target-dir "$cli_build"
+    rm -rf "$cli_build"
+fi
+CHROMEDRIVER=/usr/bin/chromedriver CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+    cargo test --locked -p ferry-web --target wasm32-unknown-unknown
+cargo clippy --locked -p ferry-web --target wasm32-unknown-unknown --all-targets -- -D warnings
 # The relay library alone, as a program embedding it builds it: without the binary's
 # dependencies and the brokers, then with each broker.
 for features in "" "redis" "nats"; do
