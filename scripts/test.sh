@@ -18,16 +18,19 @@ cd "$(dirname "$0")/.."
 # agent tells the desktop, and weston, a Wayland compositor without data-control (as GNOME);
 # for the Windows build, the MinGW-w64 cross compiler and Wine to run its tests; adduser (which
 # the relay's package needs) and systemd's unit checker, for the package test; Chromium and its
-# WebDriver, in which the browser page's WebAssembly is tested.
+# WebDriver, in which the browser page's WebAssembly is tested, and Node.js, which drives it
+# through Playwright for the page's end-to-end tests.
 packages=(gcc libc6-dev openssl xvfb xclip sway wl-clipboard dbus gnome-keyring
     nginx-light libnginx-mod-http-dav-ext tmux iproute2 socat redis-server nats-server dunst weston
-    gcc-mingw-w64-x86-64 wine64 curl adduser systemd chromium chromium-driver)
+    gcc-mingw-w64-x86-64 wine64 curl adduser systemd chromium chromium-driver nodejs)
 
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
         || missing+=("$package")
 done
+# npm comes with some builds of Node.js, and is a package of its own in Debian's.
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
     if [[ $(id -u) == 0 ]]; then
         apt-get update
@@ -39,21 +42,18 @@ if ((${#missing[@]})); then
     fi
 fi
 
+# The browser page, built as README says (which installs the wasm32 target and wasm-bindgen-cli
+# when missing), for the tests that open it in Chromium (clients/cli/tests/browser.rs), with
+# Playwright to drive it (playwright-core only: it never downloads a browser).
+export FERRY_TEST_WEB="${CARGO_TARGET_DIR:-target}/web-test"
+scripts/build-web.sh "$FERRY_TEST_WEB"
+npm ci --prefix clients/web/e2e --no-audit --no-fund
+
 cargo test --workspace --locked
 
 # The browser page's WebAssembly, inside headless Chromium (clients/web/webdriver.json holds its
-# flags): the protocol vectors and the page's side of pairing. The test runner comes with
-# wasm-bindgen-cli, which must be the exact version of the wasm-bindgen crate; it builds from
-# source once into ~/.cargo/bin.
-rustup target add wasm32-unknown-unknown
-wasm_bindgen=0.2.130
-if [[ $(wasm-bindgen --version 2>/dev/null) != "wasm-bindgen $wasm_bindgen" ]]; then
-    # Not --locked: a crate its lock file names was yanked since. Built apart from the
-    # workspace's target folder, which it would only fill.
-    cli_build=$(mktemp -d)
-    cargo install wasm-bindgen-cli --version "$wasm_bindgen" --target-dir "$cli_build"
-    rm -rf "$cli_build"
-fi
+# flags): the protocol vectors, the relay's wire and the page's side of pairing. The runner
+# comes with wasm-bindgen-cli.
 CHROMEDRIVER=/usr/bin/chromedriver CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     cargo test --locked -p ferry-web --target wasm32-unknown-unknown
 cargo clippy --locked -p ferry-web --target wasm32-unknown-unknown --all-targets -- -D warnings

@@ -18,5 +18,7 @@
 //! Built by `scripts/build-web.sh`; tested inside headless Chromium (`tests/browser.rs`).
 
 mod pairing;
+mod relay;
 
 pub use pairing::{Joining, Paired};
+pub use relay::{event as relay_event, publish as relay_publish, subscribe as relay_subscribe};

@@ -22,6 +22,8 @@ pub struct Joining {
     relay: Option<String>,
     replied: bool,
     send_now: bool,
+    /// The frame that tells the other side why this side ended, until it is taken.
+    last: Option<Vec<u8>>,
 }
 
 #[wasm_bindgen]
@@ -47,6 +49,7 @@ impl Joining {
             relay,
             replied: false,
             send_now: true,
+            last: None,
         })
     }
 
@@ -86,10 +89,12 @@ impl Joining {
     /// yet. Fails when the code was wrong, the other side gave up, or the settings name a
     /// storage a browser cannot reach (the other side is told why).
     pub fn receive(&mut self, frame: &[u8]) -> Result<Option<Paired>, JsError> {
-        let progress = self
-            .session
-            .receive(frame)
-            .map_err(|e| JsError::new(&e.to_string()))?;
+        let progress = self.session.receive(frame).map_err(|error| {
+            if let Some(reason) = error.abort_reason() {
+                self.last = Some(self.session.abort(reason));
+            }
+            JsError::new(&error.to_string())
+        })?;
         self.send_now |= progress.send_now;
         if progress.confirmed && !self.replied {
             self.session
@@ -127,6 +132,13 @@ impl Joining {
     /// The frame that tells the other side this attempt was cancelled.
     pub fn cancel(&self) -> Vec<u8> {
         self.session.abort(AbortReason::Cancelled)
+    }
+
+    /// After [`receive`](Self::receive) failed: the frame that tells the other side why (a
+    /// wrong code, say), to publish once; taking it clears it.
+    #[wasm_bindgen(js_name = lastFrame)]
+    pub fn last_frame(&mut self) -> Option<Vec<u8>> {
+        self.last.take()
     }
 }
 

@@ -355,3 +355,52 @@ fn randomness_comes_from_the_browser() {
     assert_ne!(a, b);
     assert_ne!(DeviceId::generate().unwrap(), DeviceId::generate().unwrap());
 }
+
+#[wasm_bindgen_test]
+fn relay_requests_and_events_are_the_wire_of_spec_section_8() {
+    use ferry_protocol::relay::wire::{Event, Request};
+    let topic = TopicId([7; 32]);
+    let subscribe = ferry_web::relay_subscribe(&topic.to_string()).unwrap();
+    assert_eq!(
+        Request::parse(&subscribe).unwrap(),
+        Request::Subscribe {
+            topic,
+            reference: None
+        }
+    );
+    let publish = ferry_web::relay_publish(&topic.to_string(), b"frame").unwrap();
+    assert_eq!(
+        Request::parse(&publish).unwrap(),
+        Request::Publish {
+            topic,
+            data: b"frame".to_vec(),
+            reference: None
+        }
+    );
+    assert!(ferry_web::relay_subscribe("not a topic").is_err());
+
+    let message = Event::Message {
+        topic,
+        data: vec![1, 2, 3],
+    };
+    let read = ferry_web::relay_event(&message.to_json().unwrap()).unwrap();
+    let field = |name: &str| js_sys::Reflect::get(&read, &name.into()).unwrap();
+    assert_eq!(field("kind"), "message");
+    assert_eq!(field("topic"), topic.to_string().as_str());
+    assert_eq!(
+        js_sys::Uint8Array::from(field("data")).to_vec(),
+        vec![1, 2, 3]
+    );
+    let crowded = r#"{"type":"error","code":"crowded","message":"two devices already"}"#;
+    let read = ferry_web::relay_event(crowded).unwrap();
+    assert_eq!(
+        js_sys::Reflect::get(&read, &"code".into()).unwrap(),
+        "crowded"
+    );
+    assert!(
+        ferry_web::relay_event(r#"{"type":"ok","ref":1}"#)
+            .unwrap()
+            .is_null()
+    );
+    assert!(ferry_web::relay_event("{not json").is_err());
+}

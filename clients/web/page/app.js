@@ -1,0 +1,284 @@
+// The Ferry page: what needs a browser (the relay's WebSocket, IndexedDB, Web Crypto, the
+// screen); everything Ferry decides is in the WebAssembly (clients/web/src).
+
+import init, { Joining, Paired, relayEvent, relayPublish, relaySubscribe } from "./ferry_web.js";
+
+/** How often the pairing frames go out again while the other side may have missed them. */
+const REPUBLISH_MS = 2000;
+/** Silence after which nobody holds the code any more (the other side republishes every 2 s). */
+const NOBODY_MS = 4500;
+/** How long the whole exchange may take. */
+const EXCHANGE_MS = 120000;
+/** How long the last frames get to go out before the socket closes. */
+const FLUSH_MS = 1500;
+
+const $ = (id) => document.getElementById(id);
+
+function show(id) {
+  for (const section of document.querySelectorAll("main > section, #loading")) {
+    section.hidden = section.id !== id;
+  }
+}
+
+function fail(message) {
+  const failure = $("failure");
+  failure.textContent = message.charAt(0).toUpperCase() + message.slice(1);
+  failure.hidden = false;
+}
+
+// ---- What this browser keeps: IndexedDB, sealed under a key that cannot leave it ----
+
+const DB = "ferry";
+const STORE = "kept";
+
+function database() {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB, 1);
+    request.onupgradeneeded = () => request.result.createObjectStore(STORE);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+async function stored(mode, act) {
+  const db = await database();
+  try {
+    return await new Promise((resolve, reject) => {
+      const transaction = db.transaction(STORE, mode);
+      const request = act(transaction.objectStore(STORE));
+      transaction.oncomplete = () => resolve(request.result);
+      transaction.onerror = () => reject(transaction.error);
+      transaction.onabort = () => reject(transaction.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+const read = (key) => stored("readonly", (store) => store.get(key));
+const write = (key, value) => stored("readwrite", (store) => store.put(value, key));
+
+/** The AES-GCM key that seals what this browser keeps: made here, never extractable. */
+async function sealingKey() {
+  let key = await read("sealing-key");
+  if (!key) {
+    key = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
+      "encrypt",
+      "decrypt",
+    ]);
+    await write("sealing-key", key);
+  }
+  return key;
+}
+
+async function keep(paired) {
+  const key = await sealingKey();
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const plain = paired.export();
+  try {
+    const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv }, key, plain);
+    await write("device", { iv, sealed: new Uint8Array(sealed) });
+  } finally {
+    plain.fill(0);
+  }
+}
+
+async function kept() {
+  const device = await read("device");
+  if (!device) return null;
+  const key = await read("sealing-key");
+  let plain;
+  try {
+    plain = new Uint8Array(
+      await crypto.subtle.decrypt({ name: "AES-GCM", iv: device.iv }, key, device.sealed),
+    );
+  } catch {
+    throw new Error(
+      'What this browser kept cannot be opened any more. Choose "Forget this browser", ' +
+        "remove it on another device (ferry devices remove), and pair again.",
+    );
+  }
+  try {
+    return Paired.import(plain);
+  } finally {
+    plain.fill(0);
+  }
+}
+
+function forget() {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.deleteDatabase(DB);
+    request.onsuccess = () => resolve();
+    request.onerror = () => reject(request.error);
+    request.onblocked = () => reject(new Error("another tab of this page holds it open"));
+  });
+}
+
+// ---- Pairing through the relay that serves this page ----
+
+function relayUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/v1/ws`;
+}
+
+/** Runs one pairing attempt with `code`; resolves with what the other device gave. */
+function pair(code, name, say) {
+  const joining = new Joining(code, name);
+  const topic = joining.topic();
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(relayUrl());
+    const timers = [];
+    let finished = false;
+    const publish = (frame) => {
+      if (socket.readyState === WebSocket.OPEN) socket.send(relayPublish(topic, frame));
+    };
+    const publishAll = () => {
+      for (const frame of joining.outgoing()) publish(frame);
+    };
+    const end = (error, paired) => {
+      if (finished) return;
+      finished = true;
+      timers.forEach(clearTimeout);
+      clearInterval(republish);
+      // The last frames (the outcome, or why this side ended) go out before the socket closes.
+      setTimeout(() => socket.close(), FLUSH_MS);
+      if (error) reject(error);
+      else resolve(paired);
+    };
+    const republish = setInterval(publishAll, REPUBLISH_MS);
+    timers.push(
+      setTimeout(() => {
+        if (joining.answered()) return;
+        publish(joining.cancel());
+        end(
+          new Error(
+            "No device answered this code: it expired, was used already, or its ferry pair " +
+              "ended. Run it again on the other device and open the new link.",
+          ),
+        );
+      }, NOBODY_MS),
+      setTimeout(() => {
+        publish(joining.cancel());
+        end(new Error("The other device stopped answering. Run ferry pair there again."));
+      }, EXCHANGE_MS),
+    );
+    socket.onopen = () => {
+      socket.send(relaySubscribe(topic));
+      publishAll();
+      say("Waiting for the other device…");
+    };
+    socket.onerror = () =>
+      end(new Error(`The relay at ${location.host} cannot be reached. Check the connection.`));
+    socket.onclose = () => end(new Error("The relay closed the connection. Try again."));
+    socket.onmessage = async (message) => {
+      if (finished || typeof message.data !== "string") return;
+      let event;
+      try {
+        event = relayEvent(message.data);
+      } catch {
+        return;
+      }
+      if (!event) return;
+      if (event.kind === "error") {
+        if (event.code === "crowded") {
+          end(new Error("Someone else is using this code. Run ferry pair again for a new one."));
+        }
+        return;
+      }
+      if (event.topic !== topic) return;
+      let paired;
+      try {
+        paired = joining.receive(event.data);
+      } catch (error) {
+        // What this side had left to say (why it refused the settings), then why it ended.
+        publishAll();
+        const last = joining.lastFrame();
+        if (last) publish(last);
+        end(error);
+        return;
+      }
+      if (joining.sendNow()) publishAll();
+      if (!paired) {
+        say("Code confirmed; receiving the settings…");
+        return;
+      }
+      try {
+        await keep(paired);
+        joining.finish(true, "");
+        publishAll();
+        end(null, paired);
+      } catch (error) {
+        joining.finish(false, `the browser could not keep the settings: ${error.message}`);
+        publishAll();
+        end(error);
+      }
+    };
+  });
+}
+
+// ---- The screens ----
+
+function showPaired(paired) {
+  $("paired-title").textContent = `This browser is paired as ${paired.name()}`;
+  $("paired-by").textContent = paired.by();
+  $("paired-store").textContent = paired.store();
+  $("paired-key").textContent = paired.keyId();
+  show("paired");
+}
+
+function showJoin(code) {
+  $("code").textContent = code;
+  const platform = navigator.userAgentData?.platform;
+  $("name").value = platform ? `${platform} (browser)` : "phone (browser)";
+  show("join");
+  const button = $("join-button");
+  const status = $("join-status");
+  button.onclick = async () => {
+    button.disabled = true;
+    const name = $("name").value.trim() || "browser";
+    // The code is used now: it leaves the address bar, and a reload does not use it again.
+    history.replaceState(null, "", location.pathname + location.search);
+    try {
+      const paired = await pair(code, name, (text) => (status.textContent = text));
+      showPaired(paired);
+    } catch (error) {
+      status.textContent = "";
+      fail(error.message);
+    }
+  };
+}
+
+async function main() {
+  if (!window.isSecureContext || !crypto.subtle) {
+    show("insecure");
+    return;
+  }
+  await init();
+  $("forget").onclick = async () => {
+    try {
+      await forget();
+      $("forget-status").textContent =
+        "Nothing of Ferry is left in this browser. Remove it from your devices too: " +
+        "ferry devices remove on any of them.";
+      $("forget").disabled = true;
+    } catch (error) {
+      fail(`This browser could not forget: ${error.message}. Close its other tabs of this page.`);
+    }
+  };
+  const paired = await kept();
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const code = fragment.get("pair");
+  if (paired) {
+    if (code) history.replaceState(null, "", location.pathname + location.search);
+    showPaired(paired);
+  } else if (code) {
+    showJoin(code);
+  } else {
+    show("unpaired");
+  }
+}
+
+main().catch((error) => {
+  show("");
+  fail(error.message || String(error));
+});
