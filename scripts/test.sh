@@ -45,8 +45,14 @@ fi
 # The browser page, built as README says (which installs the wasm32 target and wasm-bindgen-cli
 # when missing), for the tests that open it in Chromium (clients/cli/tests/browser.rs), with
 # Playwright to drive it (playwright-core only: it never downloads a browser).
-export FERRY_TEST_WEB="${CARGO_TARGET_DIR:-target}/web-test"
+export FERRY_TEST_WEB
+FERRY_TEST_WEB=$(realpath -m "${CARGO_TARGET_DIR:-target}/web-test")
+rm -rf "$FERRY_TEST_WEB"
 scripts/build-web.sh "$FERRY_TEST_WEB"
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 18 ? 1 : 0)' || {
+    echo "The browser tests need Node.js 18 or later (this is $(node --version))." >&2
+    exit 1
+}
 npm ci --prefix clients/web/e2e --no-audit --no-fund
 
 cargo test --workspace --locked

@@ -134,7 +134,11 @@ where
             http::response(StatusCode::OK, "text/plain; version=0.0.4", &body)
         }
         Route::Web(request) => match &shared.site {
-            Some(site) if request.path.starts_with("/app") => site.answer(&request),
+            Some(site) if request.path.starts_with("/app") => {
+                let answer = site.answer(&request);
+                send_file(&mut stream, shared, answer).await;
+                return None;
+            }
             Some(_) => web::root(&request.path).unwrap_or_else(|| {
                 plain(
                     StatusCode::NOT_FOUND,
@@ -162,6 +166,30 @@ async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, shared: &Shared, response
         stream.shutdown().await
     };
     let _ = timeout(shared.config.write_timeout, write).await;
+}
+
+/// How much of a file goes out under one write timeout: a slow link that keeps taking bytes
+/// gets the whole file, one that stops is dropped.
+const FILE_PART: usize = 64 * 1024;
+
+/// Sends a page file: its head, then its body (shared by every request for it) part by part,
+/// each part within the write timeout.
+async fn send_file<S: AsyncWrite + Unpin>(stream: &mut S, shared: &Shared, answer: web::Answer) {
+    let limit = shared.config.write_timeout;
+    if !matches!(
+        timeout(limit, stream.write_all(&answer.head)).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    if let Some(body) = &answer.body {
+        for part in body.chunks(FILE_PART) {
+            if !matches!(timeout(limit, stream.write_all(part)).await, Ok(Ok(()))) {
+                return;
+            }
+        }
+    }
+    let _ = timeout(limit, stream.shutdown()).await;
 }
 
 /// Why the relay ends a session, if it is the one ending it: the close code and reason to send.

@@ -131,13 +131,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
             path: path.to_owned(),
             head: method == "HEAD",
             if_none_match: header("if-none-match").next().map(str::to_owned),
-            gzip: header("accept-encoding")
-                .flat_map(|v| v.split(','))
-                .any(|coding| coding.split(';').next().unwrap_or("").trim() == "gzip"),
+            gzip: takes_gzip(header("accept-encoding")),
         }),
         _ => Route::Refuse {
             status: StatusCode::METHOD_NOT_ALLOWED,
-            reason: "the relay answers GET only",
+            reason: "the relay answers GET and HEAD only",
         },
     };
     Ok(Some(Head {
@@ -145,6 +143,26 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
         forwarded_for,
         rest: bytes[length..].to_vec(),
     }))
+}
+
+/// Whether `Accept-Encoding` values take gzip (RFC 9110 §12.5.3): named, or covered by `*`,
+/// with a weight above zero.
+fn takes_gzip<'a>(values: impl Iterator<Item = &'a str>) -> bool {
+    let (mut gzip, mut any) = (None, None);
+    for coding in values.flat_map(|value| value.split(',')) {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let weight = parts
+            .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match name.as_str() {
+            "gzip" | "x-gzip" => gzip = Some(weight > 0.0),
+            "*" => any = Some(weight > 0.0),
+            _ => {}
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 /// The answer that completes a WebSocket upgrade.
@@ -236,6 +254,20 @@ mod tests {
             }
         ));
         assert!(parse(b"\x16\x03\x01 TLS hello").is_err());
+    }
+
+    #[test]
+    fn gzip_is_taken_only_with_a_weight_above_zero() {
+        let takes = |value: &str| takes_gzip(std::iter::once(value));
+        assert!(takes("gzip"));
+        assert!(takes("br, GZIP;q=0.5"));
+        assert!(takes("*"));
+        assert!(!takes("gzip;q=0"));
+        assert!(!takes("gzip; q=0.0, br"));
+        assert!(!takes("*;q=0"));
+        assert!(!takes("br, deflate"));
+        assert!(!takes("*, gzip;q=0"));
+        assert!(!takes(""));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! Every answer carries a strict Content-Security-Policy: scripts and WebAssembly only from the
 //! page's own files, no inline script, and connections only to the relay itself and the
 //! storage origins the operator names (`--web-connect`). Files whose names carry a content hash
-//! (`ferry_web.1a2b3c4d.wasm`) are cached for a year; the others are checked again each time.
+//! (`ferry_web.0123456789abcdef.wasm`, as `scripts/build-web.sh` names them) are cached for a
+//! year; the others are checked again each time. A file's bytes are held once and shared by
+//! every answer that sends them.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -17,6 +19,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ::http::StatusCode;
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
@@ -54,12 +57,20 @@ pub(crate) struct Site {
     policy: String,
 }
 
+/// An answer to a request for the page: the status line and headers, then the file's bytes
+/// when there are any to send.
+pub(crate) struct Answer {
+    pub(crate) head: Vec<u8>,
+    pub(crate) body: Option<Bytes>,
+}
+
 #[derive(Debug)]
 struct File {
-    body: Vec<u8>,
+    body: Bytes,
     /// The same, gzipped, when the folder holds `NAME.gz` beside `NAME`.
-    gzip: Option<Vec<u8>>,
+    gzip: Option<Bytes>,
     content_type: &'static str,
+    /// The entity tag of the file as it is; its gzip copy's has `-gz` added.
     etag: String,
     /// Its name carries a hash of its content: it never changes under that name.
     immutable: bool,
@@ -117,13 +128,13 @@ impl Site {
         let files: HashMap<String, File> = bodies
             .into_iter()
             .map(|(name, body)| {
-                let etag = format!("\"{}\"", hex(&Sha256::digest(&body)[..12]));
+                let etag = hex(&Sha256::digest(&body)[..12]);
                 let file = File {
-                    gzip: gzips.remove(&name),
+                    gzip: gzips.remove(&name).map(Bytes::from),
                     content_type: content_type(&name),
                     etag,
                     immutable: hashed(&name),
-                    body,
+                    body: Bytes::from(body),
                 };
                 (name, file)
             })
@@ -140,11 +151,12 @@ impl Site {
         })
     }
 
-    /// The whole answer to `request`, whose path starts with `/app`.
-    pub(crate) fn answer(&self, request: &Request) -> Vec<u8> {
+    /// The answer to `request`, whose path starts with `/app`.
+    pub(crate) fn answer(&self, request: &Request) -> Answer {
+        let whole = |head: Vec<u8>| Answer { head, body: None };
         let Some(rest) = request.path.strip_prefix(PREFIX) else {
             // `/app` without its slash: relative links in the page need the slash.
-            return redirect(PREFIX);
+            return whole(redirect(PREFIX));
         };
         let name = match rest {
             "" => "index.html".to_owned(),
@@ -152,37 +164,51 @@ impl Site {
             name => name.to_owned(),
         };
         let Some(file) = self.files.get(&name) else {
-            return not_found();
+            return whole(not_found());
         };
         let cache = match file.immutable {
             true => "public, max-age=31536000, immutable",
             false => "no-cache",
         };
+        let (body, etag, gzipped) = match (&file.gzip, request.gzip) {
+            (Some(gzip), true) => (gzip, format!("\"{}-gz\"", file.etag), true),
+            _ => (&file.body, format!("\"{}\"", file.etag), false),
+        };
         let mut head = format!(
-            "Content-Type: {}\r\nCache-Control: {cache}\r\nETag: {}\r\n\
+            "Content-Type: {}\r\nCache-Control: {cache}\r\nETag: {etag}\r\n\
              Content-Security-Policy: {}\r\nX-Content-Type-Options: nosniff\r\n\
              Referrer-Policy: no-referrer\r\nCross-Origin-Opener-Policy: same-origin\r\n\
              Cross-Origin-Resource-Policy: same-origin\r\nX-Frame-Options: DENY\r\n",
-            file.content_type, file.etag, self.policy
+            file.content_type, self.policy
         );
         if file.gzip.is_some() {
             head.push_str("Vary: Accept-Encoding\r\n");
         }
         let matches = request.if_none_match.as_deref().is_some_and(|tags| {
             tags.split(',')
-                .any(|tag| tag.trim().trim_start_matches("W/") == file.etag || tag.trim() == "*")
+                .map(|tag| tag.trim().trim_start_matches("W/"))
+                .any(|tag| tag == etag || tag == "*")
         });
         if matches {
-            return build(StatusCode::NOT_MODIFIED, &head, &[], true);
+            // No Content-Length: a 304's would have to be the file's (RFC 9110 §8.6).
+            let head = format!(
+                "HTTP/1.1 {}\r\n{head}Connection: close\r\n\r\n",
+                StatusCode::NOT_MODIFIED
+            );
+            return whole(head.into_bytes());
         }
-        let body = match (&file.gzip, request.gzip) {
-            (Some(gzip), true) => {
-                head.push_str("Content-Encoding: gzip\r\n");
-                gzip
-            }
-            _ => &file.body,
-        };
-        build(StatusCode::OK, &head, body, request.head)
+        if gzipped {
+            head.push_str("Content-Encoding: gzip\r\n");
+        }
+        let head = format!(
+            "HTTP/1.1 {}\r\n{head}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            StatusCode::OK,
+            body.len()
+        );
+        Answer {
+            head: head.into_bytes(),
+            body: (!request.head).then(|| body.clone()),
+        }
     }
 }
 
@@ -191,24 +217,20 @@ pub(crate) fn root(path: &str) -> Option<Vec<u8>> {
     (path == "/").then(|| redirect(PREFIX))
 }
 
-fn build(status: StatusCode, head: &str, body: &[u8], head_only: bool) -> Vec<u8> {
-    let mut answer = format!(
-        "HTTP/1.1 {status}\r\n{head}Content-Length: {}\r\nConnection: close\r\n\r\n",
+/// A short answer, whole: status, headers, body.
+fn build(status: StatusCode, head: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\n{head}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
-    .into_bytes();
-    if !head_only && status != StatusCode::NOT_MODIFIED {
-        answer.extend_from_slice(body);
-    }
-    answer
+    .into_bytes()
 }
 
 fn redirect(to: &str) -> Vec<u8> {
     build(
         StatusCode::MOVED_PERMANENTLY,
         &format!("Location: {to}\r\nCache-Control: no-store\r\n"),
-        &[],
-        false,
+        "",
     )
 }
 
@@ -216,21 +238,17 @@ fn not_found() -> Vec<u8> {
     build(
         StatusCode::NOT_FOUND,
         "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n",
-        b"no such file in the page\n",
-        false,
+        "no such file in the page\n",
     )
 }
 
 /// The page's Content-Security-Policy: nothing but its own files, WebAssembly compiled from
-/// them, and connections to this relay and to `connect`.
+/// them, and connections to this relay (`'self'` covers its WebSocket) and to `connect`.
 fn policy(connect: &[String]) -> String {
-    let connect = match connect {
-        [] => "https:".to_owned(),
-        origins => origins.join(" "),
-    };
+    let connect: String = connect.iter().map(|origin| format!(" {origin}")).collect();
     format!(
         "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
-         img-src 'self' blob: data:; connect-src 'self' {connect}; manifest-src 'self'; \
+         img-src 'self' blob: data:; connect-src 'self'{connect}; manifest-src 'self'; \
          worker-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
 }
@@ -262,9 +280,17 @@ fn walk(
     depth: usize,
     found: &mut Vec<(String, PathBuf)>,
 ) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    let named = |path: &Path, error: std::io::Error| {
+        std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .and_then(|entries| entries.collect::<Result<_, _>>())
+        .map_err(|e| named(dir, e))?;
     entries.sort_by_key(|entry| entry.file_name());
     for entry in entries {
+        if found.len() > MAX_FILES {
+            return Ok(());
+        }
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             warn!(file = ?entry.path(), "the page's file name is not UTF-8: not served");
             continue;
@@ -275,14 +301,11 @@ fn walk(
         let path = entry.path();
         // Followed links are the operator's own choice; FIFOs, sockets and devices are skipped
         // without being opened.
-        let meta = std::fs::metadata(&path)?;
+        let meta = std::fs::metadata(&path).map_err(|e| named(&path, e))?;
         if meta.is_dir() && depth < MAX_DEPTH {
             walk(&path, &format!("{prefix}{name}/"), depth + 1, found)?;
         } else if meta.is_file() {
             found.push((format!("{prefix}{name}"), path));
-            if found.len() > MAX_FILES {
-                return Ok(());
-            }
         } else if !meta.is_dir() {
             warn!(file = %path.display(), "not a regular file: not served");
         }
@@ -295,16 +318,18 @@ fn servable(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~')
 }
 
-/// Whether a file name carries a content hash: a part of at least 8 hexadecimal digits
-/// between dots (`ferry_web.1a2b3c4d.wasm`).
+/// Whether a file name carries a content hash as `scripts/build-web.sh` writes it: 16
+/// lowercase hexadecimal digits between the name and the extension
+/// (`ferry_web.0123456789abcdef.wasm`); a date or a version is not one.
 fn hashed(name: &str) -> bool {
     let base = name.rsplit('/').next().unwrap_or(name);
-    let mut parts: Vec<&str> = base.split('.').collect();
-    parts.pop();
-    parts
-        .iter()
-        .skip(1)
-        .any(|part| part.len() >= 8 && part.chars().all(|c| c.is_ascii_hexdigit()))
+    let parts: Vec<&str> = base.split('.').collect();
+    match parts.as_slice() {
+        [first, .., hash, _] if !first.is_empty() => {
+            hash.len() == 16 && hash.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'))
+        }
+        _ => false,
+    }
 }
 
 fn content_type(name: &str) -> &'static str {
@@ -336,12 +361,15 @@ mod tests {
 
     #[test]
     fn hashed_names_are_told_from_plain_ones() {
-        assert!(hashed("ferry_web.1a2b3c4d.wasm"));
+        assert!(hashed("ferry_web.0123456789abcdef.wasm"));
         assert!(hashed("assets/app.0123456789abcdef.js"));
+        assert!(hashed("ferry_web_bg.0123456789abcdef.wasm"));
         assert!(!hashed("index.html"));
         assert!(!hashed("sw.js"));
-        assert!(!hashed("1a2b3c4d.js"));
-        assert!(!hashed("app.1a2b3c.js"));
+        assert!(!hashed("0123456789abcdef.js"));
+        assert!(!hashed("report.20241231.js"));
+        assert!(!hashed("app.0123456789ABCDEF.js"));
+        assert!(!hashed("app.0123456789abcdef.min.js"));
     }
 
     #[test]

@@ -20,9 +20,10 @@ fn page() -> &'static Path {
     static PAGE: OnceLock<PathBuf> = OnceLock::new();
     PAGE.get_or_init(|| {
         if let Some(dir) = std::env::var_os("FERRY_TEST_WEB") {
-            return PathBuf::from(dir);
+            return root().join(dir);
         }
         let dir = target().join("web-test");
+        let _ = std::fs::remove_dir_all(&dir);
         let built = Command::new(root().join("scripts/build-web.sh"))
             .arg(&dir)
             .status()
@@ -36,10 +37,11 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The target folder: `CARGO_TARGET_DIR` (relative to the workspace, where cargo was run), or
+/// the workspace's own.
 fn target() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
+    let dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    root().join(dir)
 }
 
 /// Where `test`'s screenshots go (emptied first).
@@ -72,8 +74,13 @@ fn join_in_browser(url: &str, shots: &Path, reload: bool) -> Value {
         e2e.join("node_modules/playwright-core").is_dir(),
         "Playwright is not installed: run `npm ci --prefix clients/web/e2e` (scripts/test.sh does)"
     );
-    let mut command = Command::new("node");
-    command.arg(e2e.join("pair.mjs")).arg(url).arg(shots);
+    // Bounded: a browser that hangs fails the test rather than the whole run.
+    let mut command = Command::new("timeout");
+    command
+        .args(["180", "node"])
+        .arg(e2e.join("pair.mjs"))
+        .arg(url)
+        .arg(shots);
     if reload {
         command.arg("--reload");
     }

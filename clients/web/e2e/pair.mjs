@@ -52,6 +52,11 @@ try {
     address: page.url(),
   });
   const result = await said(page);
+  // The page's last words to the other device (its outcome, or why it ended) go out before its
+  // socket closes; the browser is not closed before.
+  await page.waitForFunction(() => document.body.dataset.relay === "closed", null, {
+    timeout: 10000,
+  });
   await page.screenshot({ path: `${shots}/after-phone.png`, fullPage: true });
   await page.setViewportSize({ width: 1280, height: 800 });
   await page.screenshot({ path: `${shots}/after-desktop.png`, fullPage: true });

@@ -20,6 +20,11 @@ function show(id) {
   }
 }
 
+/** Shows "Forget this browser": whenever this browser keeps something, readable or not. */
+function offerForget() {
+  $("forget-area").hidden = false;
+}
+
 function fail(message) {
   const failure = $("failure");
   failure.textContent = message.charAt(0).toUpperCase() + message.slice(1);
@@ -110,7 +115,8 @@ function forget() {
     const request = indexedDB.deleteDatabase(DB);
     request.onsuccess = () => resolve();
     request.onerror = () => reject(request.error);
-    request.onblocked = () => reject(new Error("another tab of this page holds it open"));
+    // The deletion waits for them; it completes once they are closed.
+    request.onblocked = () => reject(new Error("another tab of this page is open: close it"));
   });
 }
 
@@ -121,42 +127,59 @@ function relayUrl() {
   return `${scheme}//${location.host}/v1/ws`;
 }
 
+/** The host of a relay URL (ws://, wss://, http:// or https://), or null. */
+function hostOf(url) {
+  try {
+    return new URL(url.replace(/^ws/, "http")).host;
+  } catch {
+    return null;
+  }
+}
+
 /** Runs one pairing attempt with `code`; resolves with what the other device gave. */
 function pair(code, name, say) {
   const joining = new Joining(code, name);
+  const named = joining.relay();
+  if (named && hostOf(named) !== location.host) {
+    return Promise.reject(
+      new Error(
+        `This code is for the relay at ${named}, and this page comes from ${location.host}: ` +
+          "open the page that relay serves, or the link the other device gives you.",
+      ),
+    );
+  }
   const topic = joining.topic();
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(relayUrl());
     const timers = [];
     let finished = false;
+    // Once the settings are in, nothing the relay says changes the outcome.
+    let settled = false;
     const publish = (frame) => {
       if (socket.readyState === WebSocket.OPEN) socket.send(relayPublish(topic, frame));
     };
     const publishAll = () => {
       for (const frame of joining.outgoing()) publish(frame);
     };
-    const end = (error, paired) => {
-      if (finished) return;
+    // Ends the attempt; once the settings are in, only the settling itself does.
+    const end = (error, paired, settling = false) => {
+      if (finished || (settled && !settling)) return;
       finished = true;
       timers.forEach(clearTimeout);
       clearInterval(republish);
       // The last frames (the outcome, or why this side ended) go out before the socket closes.
-      setTimeout(() => socket.close(), FLUSH_MS);
-      if (error) reject(error);
+      const started = Date.now();
+      const flush = setInterval(() => {
+        if (socket.bufferedAmount === 0 || Date.now() - started > FLUSH_MS) {
+          clearInterval(flush);
+          socket.close();
+        }
+      }, 50);
+      if (error) reject(Object.assign(error, { confirmed: joining.confirmed() }));
       else resolve(paired);
     };
     const republish = setInterval(publishAll, REPUBLISH_MS);
     timers.push(
-      setTimeout(() => {
-        if (joining.answered()) return;
-        publish(joining.cancel());
-        end(
-          new Error(
-            "No device answered this code: it expired, was used already, or its ferry pair " +
-              "ended. Run it again on the other device and open the new link.",
-          ),
-        );
-      }, NOBODY_MS),
       setTimeout(() => {
         publish(joining.cancel());
         end(new Error("The other device stopped answering. Run ferry pair there again."));
@@ -166,12 +189,28 @@ function pair(code, name, say) {
       socket.send(relaySubscribe(topic));
       publishAll();
       say("Waiting for the other device…");
+      // The other side republishes every two seconds: silence from now on means nobody.
+      timers.push(
+        setTimeout(() => {
+          if (joining.answered()) return;
+          publish(joining.cancel());
+          end(
+            new Error(
+              "No device answered this code: it expired, was used already, or its ferry " +
+                "pair ended. Run it again on the other device and open the new link.",
+            ),
+          );
+        }, NOBODY_MS),
+      );
     };
     socket.onerror = () =>
       end(new Error(`The relay at ${location.host} cannot be reached. Check the connection.`));
-    socket.onclose = () => end(new Error("The relay closed the connection. Try again."));
+    socket.onclose = () => {
+      document.body.dataset.relay = "closed";
+      end(new Error("The relay closed the connection. Try again."));
+    };
     socket.onmessage = async (message) => {
-      if (finished || typeof message.data !== "string") return;
+      if (finished || settled || typeof message.data !== "string") return;
       let event;
       try {
         event = relayEvent(message.data);
@@ -182,6 +221,13 @@ function pair(code, name, say) {
       if (event.kind === "error") {
         if (event.code === "crowded") {
           end(new Error("Someone else is using this code. Run ferry pair again for a new one."));
+        } else if (event.code === "too_many_pairings") {
+          end(
+            new Error(
+              "The relay refused: too many pairings from this network at once. Wait a " +
+                "minute and try again.",
+            ),
+          );
         }
         return;
       }
@@ -199,18 +245,21 @@ function pair(code, name, say) {
       }
       if (joining.sendNow()) publishAll();
       if (!paired) {
-        say("Code confirmed; receiving the settings…");
+        if (joining.confirmed()) say("Code confirmed; receiving the settings…");
         return;
       }
+      settled = true;
       try {
         await keep(paired);
+        // Asked, not promised: a browser may still clear a site's storage under pressure.
+        await navigator.storage?.persist?.();
         joining.finish(true, "");
         publishAll();
-        end(null, paired);
+        end(null, paired, true);
       } catch (error) {
         joining.finish(false, `the browser could not keep the settings: ${error.message}`);
         publishAll();
-        end(error);
+        end(error, null, true);
       }
     };
   });
@@ -224,6 +273,7 @@ function showPaired(paired) {
   $("paired-store").textContent = paired.store();
   $("paired-key").textContent = paired.keyId();
   show("paired");
+  offerForget();
 }
 
 function showJoin(code) {
@@ -235,15 +285,23 @@ function showJoin(code) {
   const status = $("join-status");
   button.onclick = async () => {
     button.disabled = true;
+    $("failure").hidden = true;
     const name = $("name").value.trim() || "browser";
-    // The code is used now: it leaves the address bar, and a reload does not use it again.
-    history.replaceState(null, "", location.pathname + location.search);
     try {
       const paired = await pair(code, name, (text) => (status.textContent = text));
+      // The code is used up: it leaves the address bar, and a reload does not offer it again.
+      history.replaceState(null, "", location.pathname + location.search);
       showPaired(paired);
     } catch (error) {
       status.textContent = "";
       fail(error.message);
+      if (error.confirmed) {
+        history.replaceState(null, "", location.pathname + location.search);
+      } else {
+        // Nothing was used up: the same code may be tried again.
+        button.textContent = "Try again";
+        button.disabled = false;
+      }
     }
   };
 }
@@ -262,10 +320,18 @@ async function main() {
         "ferry devices remove on any of them.";
       $("forget").disabled = true;
     } catch (error) {
-      fail(`This browser could not forget: ${error.message}. Close its other tabs of this page.`);
+      fail(`This browser could not forget everything yet: ${error.message}.`);
     }
   };
-  const paired = await kept();
+  let paired;
+  try {
+    paired = await kept();
+  } catch (error) {
+    show("");
+    fail(error.message);
+    offerForget();
+    return;
+  }
   const fragment = new URLSearchParams(location.hash.slice(1));
   const code = fragment.get("pair");
   if (paired) {

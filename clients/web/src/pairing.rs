@@ -85,6 +85,11 @@ impl Joining {
         self.session.answered()
     }
 
+    /// Whether the other side has proven that it holds the same code: the code is used up.
+    pub fn confirmed(&self) -> bool {
+        self.session.confirmed()
+    }
+
     /// Takes a frame from the other side: the settings once they have all come, else nothing
     /// yet. Fails when the code was wrong, the other side gave up, or the settings name a
     /// storage a browser cannot reach (the other side is told why).
@@ -145,9 +150,11 @@ impl Joining {
 /// Whether a browser can reach the storage `bundle` names: a bucket or a WebDAV server can
 /// (when they allow the page's origin), a folder on the other device's disk cannot.
 fn reachable_from_a_browser(bundle: &Bundle) -> Result<(), String> {
-    let store = bundle.store.as_str();
-    let scheme = store.split_once("://").map_or("", |(scheme, _)| scheme);
-    match scheme {
+    let store = bundle.store.trim();
+    let scheme = store
+        .split_once("://")
+        .map_or(String::new(), |(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_str() {
         "s3" | "webdav" | "webdavs" | "webdav+http" | "webdav+https" => Ok(()),
         _ => Err(format!(
             "this repository is a folder that only {} reaches (on its disk, or held on its \
@@ -255,12 +262,14 @@ impl Paired {
         self.sync_key().keys().id.to_string()
     }
 
-    /// Everything this device keeps, as bytes for the page to seal and store.
-    pub fn export(&self) -> Vec<u8> {
-        let mut bytes = vec![FORMAT];
+    /// Everything this device keeps, as bytes for the page to seal and store (and then to
+    /// overwrite).
+    pub fn export(&self) -> js_sys::Uint8Array {
         // Serialising plain data into a vector does not fail.
-        let body = postcard::to_allocvec(&self.kept).unwrap_or_default();
-        bytes.extend_from_slice(&body);
+        let body = Zeroizing::new(postcard::to_allocvec(&self.kept).unwrap_or_default());
+        let bytes = js_sys::Uint8Array::new_with_length(body.len() as u32 + 1);
+        bytes.set_index(0, FORMAT);
+        bytes.subarray(1, body.len() as u32 + 1).copy_from(&body);
         bytes
     }
 
@@ -276,8 +285,8 @@ impl Paired {
         if format != FORMAT {
             return Err(unreadable());
         }
-        let kept: Kept = postcard::from_bytes(body).map_err(|_| unreadable())?;
-        if kept.identity.len() != Identity::SECRET_LEN {
+        let (kept, rest): (Kept, _) = postcard::take_from_bytes(body).map_err(|_| unreadable())?;
+        if !rest.is_empty() || kept.identity.len() != Identity::SECRET_LEN {
             return Err(unreadable());
         }
         Ok(Paired { kept })

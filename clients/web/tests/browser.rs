@@ -7,7 +7,8 @@
 
 use ferry_protocol::Payload;
 use ferry_protocol::pairing::{
-    Bundle, Credentials, Frame, Message, PairingCode, PairingError, Role, Session,
+    AbortReason, Body, Bundle, Credentials, Frame, Message, PairingCode, PairingError, Role,
+    Session,
 };
 use ferry_protocol::{
     BlobChunk, DeviceId, DeviceKeys, Head, Identity, ObjectName, Segment, Snapshot, SyncKey,
@@ -211,16 +212,18 @@ type PageSteps = Vec<Result<Option<Paired>, JsValue>>;
 /// What the device's side made of the page's frames: messages, or why it ended.
 type DeviceSteps = Vec<Result<Message, PairingError>>;
 
-/// Moves every frame each side has not sent yet to the other, until neither has more.
+/// Moves every frame each side has not sent yet to the other, until neither has more; the
+/// frames in which the page said why it ended are kept in `ended` too.
 fn exchange(
     device: &mut Session,
     page: &mut Joining,
     sent: &mut (usize, usize),
+    ended: &mut Vec<Frame>,
 ) -> (PageSteps, DeviceSteps) {
     let (mut to_device, mut from_page) = (Vec::new(), Vec::new());
     loop {
         let device_frames = device.frames()[sent.0..].to_vec();
-        let page_frames: Vec<Vec<u8>> = page
+        let mut page_frames: Vec<Vec<u8>> = page
             .outgoing()
             .iter()
             .skip(sent.1)
@@ -233,6 +236,11 @@ fn exchange(
         sent.1 += page_frames.len();
         for frame in device_frames {
             from_page.push(page.receive(&frame).map_err(JsValue::from));
+            // Why the page ended, when it did: published once, as the page does.
+            if let Some(last) = page.last_frame() {
+                ended.push(Frame::decode(&last).unwrap());
+                page_frames.push(last);
+            }
         }
         for frame in page_frames {
             match device.receive(&frame) {
@@ -255,8 +263,8 @@ fn a_page_joins_with_the_code_and_keeps_what_it_was_given() {
     assert!(page.send_now(), "the first frame goes out at once");
     assert!(!page.send_now());
 
-    let mut sent = (0, 0);
-    let (_, told) = exchange(&mut device, &mut page, &mut sent);
+    let (mut sent, mut ended) = ((0, 0), Vec::new());
+    let (_, told) = exchange(&mut device, &mut page, &mut sent, &mut ended);
     let Some(Ok(Message::Reply(reply))) = told.into_iter().next() else {
         panic!("the page did not say who it is");
     };
@@ -266,7 +274,7 @@ fn a_page_joins_with_the_code_and_keeps_what_it_was_given() {
             "s3://bucket/ferry?endpoint=http://127.0.0.1:9000",
         )))
         .unwrap();
-    let (got, _) = exchange(&mut device, &mut page, &mut sent);
+    let (got, _) = exchange(&mut device, &mut page, &mut sent, &mut ended);
     let paired = got
         .into_iter()
         .find_map(|step| step.unwrap())
@@ -286,16 +294,17 @@ fn a_page_joins_with_the_code_and_keeps_what_it_was_given() {
     assert_eq!(paired.identity().public(), reply.keys);
 
     page.finish(true, "").unwrap();
-    let (_, told) = exchange(&mut device, &mut page, &mut sent);
+    let (_, told) = exchange(&mut device, &mut page, &mut sent, &mut ended);
     assert!(matches!(&told[..], [Ok(Message::Outcome(outcome))] if outcome.joined));
 
     // What the page stores reads back the same; damaged or foreign bytes are refused.
-    let kept = paired.export();
+    let kept = paired.export().to_vec();
     let again = Paired::import(&kept).map_err(JsValue::from).unwrap();
-    assert_eq!(again.export(), kept);
+    assert_eq!(again.export().to_vec(), kept);
     assert_eq!(again.identity().public(), reply.keys);
     assert!(matches!(again.credentials(), Credentials::S3 { .. }));
-    for broken in [&kept[..kept.len() / 2], &[], &[2, 0, 0][..]] {
+    let longer = [&kept[..], &[0]].concat();
+    for broken in [&kept[..kept.len() / 2], &[], &[2, 0, 0][..], &longer[..]] {
         let error = Paired::import(broken).map_err(JsValue::from).err().unwrap();
         assert!(said(error).contains("Forget this browser"));
     }
@@ -308,8 +317,8 @@ fn a_wrong_code_ends_both_sides_and_the_page_says_so() {
     // The same number (so the same meeting place), other words.
     let typed = PairingCode::from_parts(417, [3, 4]).to_string();
     let mut page = Joining::new(&typed, "phone").unwrap();
-    let mut sent = (0, 0);
-    let (got, told) = exchange(&mut device, &mut page, &mut sent);
+    let (mut sent, mut ended) = ((0, 0), Vec::new());
+    let (got, told) = exchange(&mut device, &mut page, &mut sent, &mut ended);
     let page_error = got
         .into_iter()
         .find_map(Result::err)
@@ -319,22 +328,35 @@ fn a_wrong_code_ends_both_sides_and_the_page_says_so() {
         told.iter()
             .any(|t| matches!(t, Err(PairingError::WrongCode)))
     );
+    // The page said why it ended, as the device's side would.
+    assert!(
+        matches!(&ended[..], [frame] if frame.body == Body::Abort(AbortReason::WrongCode)),
+        "{ended:?}"
+    );
+    assert!(!page.confirmed());
     assert!(Joining::new("not a code", "phone").is_err());
 }
 
 #[wasm_bindgen_test]
 fn a_folder_repository_is_refused_at_once_and_the_device_is_told_why() {
+    // A folder of the other device's, or one it holds for the LAN (as `ferry pair` sends it).
+    for store in [
+        "file:///home/me/.local/share/ferry/repository",
+        "lan://2f8457ae1e5aa48eeceb0280226d1448",
+    ] {
+        a_folder_is_refused(store);
+    }
+}
+
+fn a_folder_is_refused(store: &str) {
     let code = PairingCode::generate().unwrap();
     let mut device = Session::new(Role::Offer, &code).unwrap();
     let mut page = Joining::new(&code.to_string(), "phone").unwrap();
-    let mut sent = (0, 0);
-    exchange(&mut device, &mut page, &mut sent);
-    device
-        .send(&Message::Bundle(bundle(
-            "file:///home/me/.local/share/ferry/repository",
-        )))
-        .unwrap();
-    let (got, told) = exchange(&mut device, &mut page, &mut sent);
+    let (mut sent, mut ended) = ((0, 0), Vec::new());
+    exchange(&mut device, &mut page, &mut sent, &mut ended);
+    assert!(page.confirmed());
+    device.send(&Message::Bundle(bundle(store))).unwrap();
+    let (got, told) = exchange(&mut device, &mut page, &mut sent, &mut ended);
     let error = got
         .into_iter()
         .find_map(Result::err)
@@ -349,7 +371,7 @@ fn a_folder_repository_is_refused_at_once_and_the_device_is_told_why() {
 }
 
 #[wasm_bindgen_test]
-fn randomness_comes_from_the_browser() {
+fn identities_and_device_ids_are_generated_in_the_browser() {
     let a = Identity::generate().unwrap().public();
     let b = Identity::generate().unwrap().public();
     assert_ne!(a, b);

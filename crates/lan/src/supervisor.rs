@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_protocol::DeviceId;
 use ferry_protocol::lan::Frame;
@@ -180,8 +180,9 @@ struct Supervisor {
     dialing: HashSet<SocketAddr>,
     /// Which device each dialled address led to.
     reached: HashMap<SocketAddr, DeviceId>,
-    /// Addresses where nothing answered a dial lately: how long until the next try.
-    retrying: HashMap<SocketAddr, Duration>,
+    /// Addresses where nothing answered a dial lately: how long until the next try, and when
+    /// the last one failed.
+    retrying: HashMap<SocketAddr, (Duration, Instant)>,
     /// Fixed peers whose key was found wrong (said once).
     said_wrong_key: HashSet<SocketAddr>,
     next_id: u64,
@@ -326,14 +327,22 @@ impl Supervisor {
     /// Dials `addr`, where nothing answered, again soon: after [`FIRST_RETRY`], then twice as
     /// long each time until that reaches the regular redial, which goes on from there.
     fn retry(&mut self, addr: SocketAddr) {
+        let now = Instant::now();
+        let redial = self.shared.config.redial_every;
         if !self.retrying.contains_key(&addr) && self.retrying.len() >= MAX_KNOWN {
+            // Addresses that failed long ago (a lease that moved on) make room.
+            self.retrying
+                .retain(|_, (_, failed)| now.duration_since(*failed) < redial * 2);
+            if self.retrying.len() >= MAX_KNOWN {
+                return;
+            }
+        }
+        let (wait, _) = *self.retrying.entry(addr).or_insert((FIRST_RETRY, now));
+        // Doubled up to the regular redial, which then goes on alone.
+        self.retrying.insert(addr, ((wait * 2).min(redial), now));
+        if wait >= redial {
             return;
         }
-        let wait = *self.retrying.entry(addr).or_insert(FIRST_RETRY);
-        if wait >= self.shared.config.redial_every {
-            return;
-        }
-        self.retrying.insert(addr, wait * 2);
         let _ = self.shared.internal.send(Internal::Dial { addr, wait });
     }
 
