@@ -60,8 +60,12 @@ cargo test --workspace --locked
 # The browser page's WebAssembly, inside headless Chromium (clients/web/webdriver.json holds its
 # flags): the protocol vectors, the relay's wire and the page's side of pairing. The runner
 # comes with wasm-bindgen-cli.
-CHROMEDRIVER=/usr/bin/chromedriver CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+# chromedriver leaves Chromium's profile folders behind: in a temporary folder of their own.
+browser_tmp=$(mktemp -d)
+TMPDIR=$browser_tmp CHROMEDRIVER=/usr/bin/chromedriver \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     cargo test --locked -p ferry-web --target wasm32-unknown-unknown
+rm -rf "$browser_tmp"
 cargo clippy --locked -p ferry-web --target wasm32-unknown-unknown --all-targets -- -D warnings
 # The relay library alone, as a program embedding it builds it: without the binary's
 # dependencies and the brokers, then with each broker.

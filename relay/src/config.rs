@@ -181,7 +181,7 @@ pub struct Config {
 
     /// An origin the page may connect to besides the relay: the storage its devices use, such
     /// as https://s3.eu-west-1.amazonaws.com (repeat the flag, or separate with commas). Without
-    /// one, the page may connect to any HTTPS origin.
+    /// one, the page may connect to the relay alone.
     #[cfg_attr(
         feature = "cli",
         arg(

@@ -204,6 +204,9 @@ pub async fn run(
     let tls = tls_acceptor(&config)?;
     let backend = AnyBackend::from_config(&config)?;
     let site = site(&config)?;
+    if let (Some(site), Some(dir)) = (&site, &config.web) {
+        info!(dir = %dir.display(), files = site.files(), "serving the page at /app/");
+    }
     serve(listener, config, tls, backend, site, shutdown).await
 }
 

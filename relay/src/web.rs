@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use ::http::StatusCode;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::RelayError;
 
@@ -36,6 +36,10 @@ const MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How deep folders inside the page's folder are read.
 const MAX_DEPTH: usize = 4;
+
+/// The file `scripts/build-web.sh` writes into every build: a folder without it (the page's
+/// sources, another site) is not served.
+const BUILT: &str = ".ferry-web-build";
 
 /// What a request for the page asks.
 #[derive(Debug, PartialEq, Eq)]
@@ -92,6 +96,12 @@ impl Site {
         }
         let mut found = Vec::new();
         walk(dir, "", 0, &mut found).map_err(|e| fail(e.to_string()))?;
+        if !dir.join(BUILT).is_file() {
+            return Err(fail(
+                "it is not a build of the page: build one there with scripts/build-web.sh DIR"
+                    .into(),
+            ));
+        }
         if found.len() > MAX_FILES {
             return Err(fail(format!(
                 "it holds more than {MAX_FILES} files; give the folder of the built page alone"
@@ -144,11 +154,15 @@ impl Site {
                 "it has no index.html: build the page with scripts/build-web.sh DIR".into(),
             ));
         }
-        info!(dir = %dir.display(), files = files.len(), bytes = total, "serving the page at /app/");
         Ok(Site {
             files,
             policy: policy(connect),
         })
+    }
+
+    /// How many files the page has.
+    pub(crate) fn files(&self) -> usize {
+        self.files.len()
     }
 
     /// The answer to `request`, whose path starts with `/app`.
@@ -280,8 +294,10 @@ fn walk(
     depth: usize,
     found: &mut Vec<(String, PathBuf)>,
 ) -> std::io::Result<()> {
-    let named = |path: &Path, error: std::io::Error| {
-        std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+    // The folder given is named by the error around this one.
+    let named = |path: &Path, error: std::io::Error| match depth {
+        0 if path == dir => error,
+        _ => std::io::Error::new(error.kind(), format!("{}: {error}", path.display())),
     };
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .and_then(|entries| entries.collect::<Result<_, _>>())

@@ -104,6 +104,7 @@ fn page(dir: &Path) {
     )
     .unwrap();
     std::fs::write(dir.join(".secret"), "not for the web").unwrap();
+    std::fs::write(dir.join(".ferry-web-build"), "").unwrap();
     std::fs::create_dir(dir.join("icons")).unwrap();
     std::fs::write(dir.join("icons/ferry.svg"), "<svg/>").unwrap();
 }
@@ -291,6 +292,12 @@ async fn a_folder_that_cannot_be_served_stops_the_relay_before_it_starts() {
     let said = missing.to_string();
     assert!(said.contains("scripts/build-web.sh"), "{said}");
 
+    // The page's sources, or any site with an index, are not a build of the page.
+    std::fs::write(dir.path().join("index.html"), "<!doctype html>").unwrap();
+    let sources = start(dir.path(), &[]).await.unwrap_err().to_string();
+    assert!(sources.contains("not a build of the page"), "{sources}");
+    std::fs::remove_file(dir.path().join("index.html")).unwrap();
+    std::fs::write(dir.path().join(".ferry-web-build"), "").unwrap();
     let no_index = start(dir.path(), &[]).await.unwrap_err().to_string();
     assert!(no_index.contains("no index.html"), "{no_index}");
 

@@ -173,6 +173,24 @@ fn a_wrong_code_in_the_link_ends_both_sides() {
 }
 
 #[test]
+fn a_link_whose_code_cannot_work_is_refused_before_anything_is_asked() {
+    let storage = storage(Backend::S3);
+    let relay = relay_serving(&storage);
+    for (code, says) in [
+        ("802-xxxx-yyyy", "not one of the pairing words"),
+        ("hello", "three digits"),
+    ] {
+        let said = join_in_browser(&page_url(&relay, code), &shots("unusable_code"), false);
+        assert_eq!(
+            said["joining"], false,
+            "{code}: the page offered to join: {said}"
+        );
+        let failure = said["failure"].as_str().unwrap();
+        assert!(failure.contains(says), "{code}: {failure}");
+    }
+}
+
+#[test]
 fn a_folder_repository_is_refused_by_the_page_and_ferry_pair_says_why() {
     let storage = storage(Backend::Folder);
     let relay = relay_serving(&storage);

@@ -36,11 +36,17 @@ try {
     if (message.type() === "error") problems.push(`console: ${message.text()}`);
   });
   await page.goto(url);
-  await page.locator("#join-button").waitFor({ state: "visible", timeout: 15000 });
+  // The Join screen, or at once a failure (a code that cannot work).
+  await page.waitForFunction(() => document.getElementById("loading").hidden, null, {
+    timeout: 15000,
+  });
   await page.screenshot({ path: `${shots}/join-phone.png`, fullPage: true });
-  await page.locator("#join-button").click();
-  const done = page.locator("#paired:not([hidden]), #failure:not([hidden])");
-  await done.first().waitFor({ state: "visible", timeout: 60000 });
+  const joining = await page.locator("#join-button").isVisible();
+  if (joining) {
+    await page.locator("#join-button").click();
+    const done = page.locator("#paired:not([hidden]), #failure:not([hidden])");
+    await done.first().waitFor({ state: "visible", timeout: 60000 });
+  }
   const said = async (page) => ({
     paired: await page.locator("#paired").isVisible(),
     title: await page.locator("#paired-title").textContent(),
@@ -52,11 +58,14 @@ try {
     address: page.url(),
   });
   const result = await said(page);
+  result.joining = joining;
   // The page's last words to the other device (its outcome, or why it ended) go out before its
   // socket closes; the browser is not closed before.
-  await page.waitForFunction(() => document.body.dataset.relay === "closed", null, {
-    timeout: 10000,
-  });
+  if (joining) {
+    await page.waitForFunction(() => document.body.dataset.relay === "closed", null, {
+      timeout: 10000,
+    });
+  }
   await page.screenshot({ path: `${shots}/after-phone.png`, fullPage: true });
   await page.setViewportSize({ width: 1280, height: 800 });
   await page.screenshot({ path: `${shots}/after-desktop.png`, fullPage: true });

@@ -1,7 +1,14 @@
 // The Ferry page: what needs a browser (the relay's WebSocket, IndexedDB, Web Crypto, the
 // screen); everything Ferry decides is in the WebAssembly (clients/web/src).
 
-import init, { Joining, Paired, relayEvent, relayPublish, relaySubscribe } from "./ferry_web.js";
+import init, {
+  checkCode,
+  Joining,
+  Paired,
+  relayEvent,
+  relayPublish,
+  relaySubscribe,
+} from "./ferry_web.js";
 
 /** How often the pairing frames go out again while the other side may have missed them. */
 const REPUBLISH_MS = 2000;
@@ -25,9 +32,21 @@ function offerForget() {
   $("forget-area").hidden = false;
 }
 
+/** Shows `message` as what went wrong: a sentence, with `commands` set as code. */
 function fail(message) {
   const failure = $("failure");
-  failure.textContent = message.charAt(0).toUpperCase() + message.slice(1);
+  failure.replaceChildren();
+  let text = message.charAt(0).toUpperCase() + message.slice(1);
+  if (!/[.!?]$/.test(text)) text += ".";
+  text.split("`").forEach((part, i) => {
+    if (i % 2 === 0) {
+      failure.append(part);
+    } else {
+      const code = document.createElement("code");
+      code.textContent = part;
+      failure.append(code);
+    }
+  });
   failure.hidden = false;
 }
 
@@ -240,7 +259,8 @@ function pair(code, name, say) {
         publishAll();
         const last = joining.lastFrame();
         if (last) publish(last);
-        end(error);
+        // The exchange itself ended (a wrong code, the other side gave up): the code is over.
+        end(Object.assign(error, { over: true }));
         return;
       }
       if (joining.sendNow()) publishAll();
@@ -276,7 +296,15 @@ function showPaired(paired) {
   offerForget();
 }
 
-function showJoin(code) {
+function showJoin(text) {
+  let code;
+  try {
+    code = checkCode(text);
+  } catch (error) {
+    show("unpaired");
+    fail(`The link's pairing code does not work: ${error.message}`);
+    return;
+  }
   $("code").textContent = code;
   const platform = navigator.userAgentData?.platform;
   $("name").value = platform ? `${platform} (browser)` : "phone (browser)";
@@ -295,7 +323,7 @@ function showJoin(code) {
     } catch (error) {
       status.textContent = "";
       fail(error.message);
-      if (error.confirmed) {
+      if (error.confirmed || error.over) {
         history.replaceState(null, "", location.pathname + location.search);
       } else {
         // Nothing was used up: the same code may be tried again.
@@ -313,12 +341,19 @@ async function main() {
   }
   await init();
   $("forget").onclick = async () => {
+    const sure = confirm(
+      "Forget this browser? Everything Ferry keeps here is deleted; to use Ferry here again, " +
+        "pair it again.",
+    );
+    if (!sure) return;
     try {
       await forget();
-      $("forget-status").textContent =
-        "Nothing of Ferry is left in this browser. Remove it from your devices too: " +
-        "ferry devices remove on any of them.";
+      show("unpaired");
       $("forget").disabled = true;
+      $("forget-status").textContent =
+        "Nothing of Ferry is left in this browser. It knew the sync key and the storage's " +
+        "credentials: to shut it out for good, run ferry key rotate --new-credentials on one " +
+        "of your devices.";
     } catch (error) {
       fail(`This browser could not forget everything yet: ${error.message}.`);
     }
@@ -335,8 +370,14 @@ async function main() {
   const fragment = new URLSearchParams(location.hash.slice(1));
   const code = fragment.get("pair");
   if (paired) {
-    if (code) history.replaceState(null, "", location.pathname + location.search);
     showPaired(paired);
+    if (code) {
+      history.replaceState(null, "", location.pathname + location.search);
+      fail(
+        `This browser is already paired as ${paired.name()}, so the link's code was not ` +
+          'used. To pair it again, choose "Forget this browser" first, then open a new link.',
+      );
+    }
   } else if (code) {
     showJoin(code);
   } else {

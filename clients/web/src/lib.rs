@@ -20,5 +20,5 @@
 mod pairing;
 mod relay;
 
-pub use pairing::{Joining, Paired};
+pub use pairing::{Joining, Paired, check_code};
 pub use relay::{event as relay_event, publish as relay_publish, subscribe as relay_subscribe};

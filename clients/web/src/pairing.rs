@@ -12,6 +12,15 @@ use zeroize::{Zeroize, Zeroizing};
 /// The first byte of what [`Paired::export`] writes: how the rest is laid out.
 const FORMAT: u8 = 1;
 
+/// The code in `text` (as shown, or the `ferry://` link it is in), written as the device that
+/// shows it writes it; fails saying what is wrong with it, before anything is used up.
+#[wasm_bindgen(js_name = checkCode)]
+pub fn check_code(text: &str) -> Result<String, JsError> {
+    PairingCode::parse(text)
+        .map(|(code, _)| code.to_string())
+        .map_err(|e| JsError::new(&e.to_string()))
+}
+
 /// The new-device side of one pairing attempt, from the code to the bundle.
 #[wasm_bindgen]
 pub struct Joining {

@@ -191,6 +191,11 @@ fn pairing_frames_of_the_vectors_decode_and_encode_again_unchanged() {
     }
 }
 
+/// Code 417 with the first two words of the list, as `ferry pair` writes it.
+fn typed_417() -> String {
+    PairingCode::from_parts(417, [0, 1]).to_string()
+}
+
 /// The settings a device hands over, for a store at `store`.
 fn bundle(store: &str) -> Bundle {
     Bundle {
@@ -335,6 +340,18 @@ fn a_wrong_code_ends_both_sides_and_the_page_says_so() {
     );
     assert!(!page.confirmed());
     assert!(Joining::new("not a code", "phone").is_err());
+    assert_eq!(
+        ferry_web::check_code(" 417-ABANDON-ability ").ok(),
+        Some(typed_417())
+    );
+    for bad in ["hello", "802-xxxx-yyyy", "", "417-able"] {
+        let said = said(
+            ferry_web::check_code(bad)
+                .map_err(JsValue::from)
+                .unwrap_err(),
+        );
+        assert!(!said.is_empty(), "{bad}");
+    }
 }
 
 #[wasm_bindgen_test]
