@@ -81,8 +81,8 @@ struct File {
 }
 
 impl Site {
-    /// Reads the page from `dir`, to be served with connections allowed to `connect` (origins
-    /// such as `https://s3.example.com`; none allows any HTTPS origin).
+    /// Reads the page from `dir`, to be served with connections allowed to the relay and to
+    /// `connect` (origins such as `https://s3.example.com`).
     pub(crate) fn load(dir: &Path, connect: &[String]) -> Result<Site, RelayError> {
         let fail = |detail: String| RelayError::Web {
             dir: dir.to_owned(),
