@@ -97,10 +97,8 @@ impl Site {
         let mut found = Vec::new();
         walk(dir, "", 0, &mut found).map_err(|e| fail(e.to_string()))?;
         if !dir.join(BUILT).is_file() {
-            return Err(fail(
-                "it is not a build of the page: build one there with scripts/build-web.sh DIR"
-                    .into(),
-            ));
+            // The error goes on to say which folder to give.
+            return Err(fail("it is not a build of the page".into()));
         }
         if found.len() > MAX_FILES {
             return Err(fail(format!(
