@@ -162,12 +162,7 @@ fn a_wrong_code_in_the_link_ends_both_sides() {
     let failure = said["failure"].as_str().unwrap();
     assert!(failure.contains("Wrong code"), "{failure}");
 
-    let (code, events, _) = offer.finish();
-    assert_eq!(code, 1);
-    let reason = events.last().unwrap()["reason"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let reason = offer.failed();
     assert!(reason.contains("wrong code"), "{reason}");
     assert_eq!(laptop.json(&["devices"]).as_array().unwrap().len(), 1);
 }
@@ -210,12 +205,7 @@ fn a_folder_repository_is_refused_by_the_page_and_ferry_pair_says_why() {
     let failure = said["failure"].as_str().unwrap();
     assert!(failure.contains("ferry store move"), "{failure}");
 
-    let (code, events, _) = offer.finish();
-    assert_eq!(code, 1);
-    let reason = events.last().unwrap()["reason"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let reason = offer.failed();
     assert!(reason.contains("a browser cannot read it"), "{reason}");
     stop_agent(agent);
 }

@@ -87,4 +87,13 @@ impl Offer {
         let stderr = self.stderr.lock().unwrap().clone();
         (status.code().unwrap_or(-1), events, stderr)
     }
+
+    /// Waits for the process to fail, as it must: the reason its last event gives.
+    pub fn failed(self) -> String {
+        let (code, events, stderr) = self.finish();
+        assert_eq!(code, 1, "{stderr}");
+        let last = events.last().unwrap();
+        assert_eq!(last["event"], "failed", "{events:?}");
+        last["reason"].as_str().unwrap().to_owned()
+    }
 }
