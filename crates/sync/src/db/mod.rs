@@ -239,11 +239,7 @@ impl SegmentRow {
 }
 
 /// Where this device stands with another device's log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Position {
-    pub(crate) seq: u64,
-    pub(crate) ops: u64,
-}
+pub(crate) use ferry_read::Position;
 
 pub(crate) struct Db {
     conn: Connection,

@@ -8,10 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_protocol::{DeviceId, DeviceTag, Head, ObjectName, RelayHint};
+use ferry_read::Refusal;
 use tracing::warn;
 
 use super::plan::{self, Peer, Read, Stop};
-use super::quarantine::Refusal;
 use super::{DeviceFailure, DryRun, Engine, FetchReport, Pass, Planned};
 use crate::SyncError;
 use crate::transfer::{Kind, Outcome, Route, Transfer};
@@ -302,7 +302,8 @@ impl Engine {
         if !named {
             return Err("its device or seq is not its name's".into());
         }
-        self.check_author(&claimed, head.device, None)
+        self.checker()
+            .check_author(&claimed, head.device, None)
             .map_err(|refusal| refusal.reason())?;
         Ok(head.device)
     }

@@ -142,7 +142,10 @@ impl Engine {
             seq: segment.seq,
         };
         let bytes = segment.sealed.len() as u64;
-        let (opened, ops) = match self.open_segment(&name, &tag, cursor, &segment.sealed) {
+        let (opened, ops) = match self
+            .checker()
+            .open_segment(&name, &tag, cursor, &segment.sealed)
+        {
             Ok(Some(opened)) => opened,
             Ok(None) => return Ok(Received::Ahead),
             Err(refusal) => {

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_protocol::{DeviceId, DeviceTag, ObjectName};
+use ferry_read::Refusal;
+use ferry_read::refusal::FORGED;
 use tracing::warn;
 
 use super::Engine;
@@ -44,9 +46,6 @@ impl Quarantined {
     }
 }
 
-/// How the reason of a forged object starts.
-const FORGED: &str = "forged: ";
-
 /// When a quarantined object is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -57,59 +56,6 @@ pub enum Retry {
         /// How many.
         ops: u64,
     },
-}
-
-/// Why an object read from storage was not applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Refusal {
-    /// It did not open or check: the reason.
-    Damaged(String),
-    /// It opened, but its device did not write it: why.
-    Forged(String),
-    /// It opened, and holds operations of a kind added after this build.
-    Newer {
-        /// How many of its operations this build cannot read.
-        ops: u64,
-    },
-    /// It opened, but was written at a time further ahead of this device's clock than
-    /// [`AHEAD_AT_MOST`] (a clock is wrong, the writer's or this one's): applied, it would
-    /// win every "latest" choice until the others caught up. Tried again later.
-    Ahead {
-        /// By how much.
-        ms: u64,
-    },
-}
-
-/// How far ahead of this device's clock an object may have been written.
-pub(super) const AHEAD_AT_MOST: Duration = Duration::from_secs(24 * 3600);
-
-/// A refusal when hybrid logical time `latest`, the newest in an object, is further ahead of
-/// this device's clock than [`AHEAD_AT_MOST`].
-pub(super) fn too_far_ahead(latest: ferry_core::Hlc) -> Result<(), Refusal> {
-    let now = crate::transfer::now_ms();
-    match latest.wall_ms().checked_sub(now) {
-        Some(ms) if ms > AHEAD_AT_MOST.as_millis() as u64 => Err(Refusal::Ahead { ms }),
-        _ => Ok(()),
-    }
-}
-
-impl Refusal {
-    pub(super) fn reason(&self) -> String {
-        match self {
-            Refusal::Damaged(reason) => reason.clone(),
-            Refusal::Forged(reason) => format!("{FORGED}{reason}"),
-            Refusal::Newer { ops } => format!(
-                "{ops} operations were written by a newer Ferry: upgrade Ferry on this device to \
-                 read them (they are kept until then)"
-            ),
-            Refusal::Ahead { ms } => format!(
-                "written at a time {:.1} days ahead of this device's clock: one of the two \
-                 clocks is wrong (set both to the right time); it is read once it is less than \
-                 a day ahead",
-                *ms as f64 / 86_400_000.0
-            ),
-        }
-    }
 }
 
 fn time(ms: u64) -> SystemTime {

@@ -2,14 +2,13 @@
 //! what the device's stream holds (its order, its signature, its authors) and applied in one
 //! transaction with the cursor that follows it; or quarantined when it does not open.
 
-use ferry_core::{Action, Body, ClipId, CoreError, Op};
+use ferry_core::{Action, Body, ClipId, Op};
 use ferry_protocol::{DeviceId, DeviceTag, ObjectName, Segment};
+use ferry_read::Refusal;
 use ferry_store::StoreError;
 use tracing::warn;
 
-use super::authors;
 use super::fetch::{Fetched, Placed};
-use super::quarantine::{self, Refusal};
 use super::{Engine, FetchReport, clip_text};
 use crate::SyncError;
 use crate::db::Position;
@@ -42,7 +41,7 @@ impl Engine {
             },
         };
         let cursor = self.db.cursor(&tag)?;
-        let (segment, ops) = match self.open_segment(&name, &tag, cursor, &bytes) {
+        let (segment, ops) = match self.checker().open_segment(&name, &tag, cursor, &bytes) {
             Ok(Some(opened)) => opened,
             Ok(None) => return Ok(Fetched::Read(Placed::Ahead)),
             Err(refusal) => {
@@ -63,81 +62,6 @@ impl Engine {
         report.ops += count;
         report.bytes += bytes.len() as u64;
         Ok(Fetched::Read(Placed::Applied))
-    }
-
-    /// Opens and checks a segment: `None` when it is its writer's, but operations before it
-    /// are not applied yet. Its operations already applied (a segment the writer sealed again
-    /// under a later name) are left out.
-    pub(super) fn open_segment(
-        &self,
-        name: &ObjectName,
-        tag: &DeviceTag,
-        cursor: Position,
-        bytes: &[u8],
-    ) -> Result<Option<(Segment, Vec<Op>)>, Refusal> {
-        let damaged = |reason: String| Refusal::Damaged(reason);
-        let claimed = self
-            .keys
-            .data
-            .open_signed::<Segment>(name, bytes)
-            .map_err(|e| damaged(e.to_string()))?;
-        let segment = &claimed.value;
-        if self.keys.names.device_tag(&segment.device) != *tag {
-            return Err(damaged(
-                "the segment's device does not match its name".into(),
-            ));
-        }
-        if !matches!(name, ObjectName::Log { seq, .. } if *seq == segment.seq) {
-            return Err(damaged(format!(
-                "the segment claims seq {}, which is not its name's",
-                segment.seq
-            )));
-        }
-        if segment.seq <= cursor.seq {
-            return Err(damaged(format!(
-                "the segment claims seq {}, but seq {} is applied already",
-                segment.seq, cursor.seq
-            )));
-        }
-        if segment.first_op == 0 {
-            return Err(damaged(
-                "the segment claims to start at operation 0; a device counts from 1".into(),
-            ));
-        }
-        let mut ops = Vec::with_capacity(segment.ops.len());
-        let mut newer = 0u64;
-        for (i, raw) in segment.ops.iter().enumerate() {
-            let op = match Op::decode_known(&raw.0, self.config.known_actions) {
-                Ok(op) => op,
-                Err(CoreError::NewerAction { .. }) => {
-                    newer += 1;
-                    continue;
-                }
-                Err(error) => return Err(damaged(format!("operation {i}: {error}"))),
-            };
-            let expected = segment.first_op + i as u64;
-            if op.device() != segment.device || op.counter != expected {
-                return Err(damaged(format!(
-                    "operation {i} is not operation {expected} of the segment's device"
-                )));
-            }
-            ops.push(op);
-        }
-        let registers = authors::registered_by(segment.device, &ops)?;
-        self.check_author(&claimed, segment.device, registers)?;
-        if let Some(latest) = ops.iter().map(|op| op.hlc).max() {
-            quarantine::too_far_ahead(latest)?;
-        }
-        if newer > 0 {
-            return Err(Refusal::Newer { ops: newer });
-        }
-        // A device's operations are counted without gaps, and the count is signed: a segment
-        // follows on when it starts at or before the next operation, whatever its seq.
-        if segment.first_op > cursor.ops + 1 {
-            return Ok(None);
-        }
-        ops.retain(|op| op.counter > cursor.ops);
-        Ok(Some((claimed.value, ops)))
     }
 
     /// Applies the operations `ops` of `segment`, opened and checked, from the device of `tag`

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use ferry_core::{ClipId, State};
 use ferry_protocol::{Cursor, DeviceId, DeviceKeys, DeviceTag, ObjectName, Snapshot};
+use ferry_read::Refusal;
 use ferry_store::StoreError;
 
 use super::fetch::Fetched;
-use super::quarantine::Refusal;
 use super::{Engine, FetchReport};
 use crate::SyncError;
 use crate::db::{Meta, Position};
@@ -132,7 +132,7 @@ impl Engine {
             Err(error) => return Err(error.into()),
         };
         let (opened, bytes) = match read {
-            Ok(bytes) => (self.open_snapshot(&name, tag, seq, &bytes), bytes),
+            Ok(bytes) => (self.checker().open_snapshot(&name, tag, seq, &bytes), bytes),
             Err(reason) => (Err(Refusal::Damaged(reason)), Vec::new()),
         };
         let (snapshot, state, advanced) = match opened {
@@ -159,51 +159,6 @@ impl Engine {
             head,
             transfer,
         }))
-    }
-
-    /// Opens and checks a snapshot, and who wrote it.
-    fn open_snapshot(
-        &self,
-        name: &ObjectName,
-        tag: DeviceTag,
-        seq: u64,
-        bytes: &[u8],
-    ) -> Result<(Snapshot, State, Position), Refusal> {
-        let damaged = |reason: String| Refusal::Damaged(reason);
-        let claimed = self
-            .keys
-            .data
-            .open_signed::<Snapshot>(name, bytes)
-            .map_err(|e| damaged(e.to_string()))?;
-        let snapshot = &claimed.value;
-        if self.keys.names.device_tag(&snapshot.device) != tag || snapshot.seq != seq {
-            return Err(damaged(
-                "the snapshot's device or seq does not match its name".into(),
-            ));
-        }
-        let Some(own) = snapshot
-            .version_vector
-            .iter()
-            .find(|cursor| cursor.device == snapshot.device)
-        else {
-            return Err(damaged(
-                "the snapshot's version vector does not include its own device".into(),
-            ));
-        };
-        if own.seq != seq {
-            return Err(damaged(format!(
-                "the snapshot's version vector puts its own device at seq {}, not {seq}",
-                own.seq
-            )));
-        }
-        let advanced = Position { seq, ops: own.ops };
-        let state = State::decode_format(&snapshot.state, claimed.format())
-            .map_err(|e| damaged(e.to_string()))?;
-        let registers = state.device(&snapshot.device).map(|entry| entry.keys);
-        self.check_author(&claimed, snapshot.device, registers)?;
-        self.check_roster(&state)?;
-        super::quarantine::too_far_ahead(state.latest())?;
-        Ok((claimed.value, state, advanced))
     }
 
     /// Of snapshots read together (a device starting from storage), sets aside those whose
