@@ -139,10 +139,12 @@ impl StoreError {
     }
 }
 
+#[cfg(feature = "backends")]
 /// What to do about a server that cannot be reached.
 pub(crate) const CHECK_THE_SERVER: &str =
     "check that it runs and that this machine reaches it (address, port, network)";
 
+#[cfg(feature = "backends")]
 /// The innermost cause of an error: what the operating system or the connection said
 /// (`Connection refused (os error 111)`), without the layers above it.
 pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
@@ -153,6 +155,7 @@ pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
+#[cfg(feature = "backends")]
 /// An error and its sources, on one line.
 pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();

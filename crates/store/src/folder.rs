@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::{ListPage, ObjectMeta, Store, StoreError, page};
+use crate::store::page;
+use crate::{ListPage, ObjectMeta, Store, StoreError};
 
 const BACKEND: &str = "the folder";
 

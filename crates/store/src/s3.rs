@@ -24,7 +24,8 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 use crate::error::{CHECK_THE_SERVER, error_chain, root_cause};
 use crate::url::S3Location;
-use crate::{ListPage, MAX_PAGE, ObjectMeta, Store, StoreError, Write};
+use crate::store::{Bounded, Write};
+use crate::{ListPage, MAX_PAGE, ObjectMeta, Store, StoreError};
 
 const BACKEND: &str = "the S3 server";
 
@@ -192,7 +193,7 @@ impl S3Store {
             .await
             .map_err(|e| self.classify(e, name))?;
         let expected = output.content_length().and_then(|n| u64::try_from(n).ok());
-        let mut bounded = crate::Bounded::start(name, limit, expected)?;
+        let mut bounded = Bounded::start(name, limit, expected)?;
         let mut body = output.body;
         let read = async {
             while let Some(chunk) = body.try_next().await.map_err(|e| StoreError::Transient {

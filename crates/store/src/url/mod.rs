@@ -116,9 +116,22 @@ fn parse_file(url: &Url) -> Result<StoreUrl, StoreError> {
             "a file:// URL names a folder on this machine: write file:///path (three slashes)",
         ));
     }
-    url.to_file_path()
+    file_path(url)
         .map(StoreUrl::Folder)
-        .map_err(|()| bad(format!("`{url}` is not a folder path")))
+        .ok_or_else(|| bad(format!("`{url}` is not a folder path")))
+}
+
+/// The folder a `file://` URL names.
+#[cfg(any(unix, windows, target_os = "wasi"))]
+fn file_path(url: &Url) -> Option<PathBuf> {
+    url.to_file_path().ok()
+}
+
+/// The folder a `file://` URL names, as written: a browser has no folders of its own, and
+/// only says which folder another device uses.
+#[cfg(not(any(unix, windows, target_os = "wasi")))]
+fn file_path(url: &Url) -> Option<PathBuf> {
+    Some(PathBuf::from(percent_decode(url.path())))
 }
 
 fn parse_held(url: &Url) -> Result<StoreUrl, StoreError> {
@@ -309,10 +322,13 @@ impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             // Windows paths as file:///C:/Users/…; elsewhere the path as it is.
+            #[cfg(windows)]
             StoreUrl::Folder(path) => match Url::from_file_path(path) {
-                Ok(url) if cfg!(windows) => write!(f, "{url}"),
-                _ => write!(f, "file://{}", path.display()),
+                Ok(url) => write!(f, "{url}"),
+                Err(()) => write!(f, "file://{}", path.display()),
             },
+            #[cfg(not(windows))]
+            StoreUrl::Folder(path) => write!(f, "file://{}", path.display()),
             StoreUrl::S3(s3) => write!(
                 f,
                 "s3://{}/{}?endpoint={}&region={}&path_style={}",

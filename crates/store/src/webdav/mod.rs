@@ -26,7 +26,8 @@ use crate::error::{CHECK_THE_SERVER, error_chain, root_cause};
 use crate::s3::Timeouts;
 use crate::url::WebDavLocation;
 use crate::url::percent_decode;
-use crate::{ListPage, ObjectMeta, Store, StoreError, Write, page};
+use crate::store::{Bounded, Write, page};
+use crate::{ListPage, ObjectMeta, Store, StoreError};
 
 mod login;
 
@@ -478,7 +479,7 @@ impl Store for WebDavStore {
             return Err(self.classify(&response, name));
         }
         // The client's request timeout covers the body too.
-        let mut bounded = crate::Bounded::start(name, limit, response.content_length())?;
+        let mut bounded = Bounded::start(name, limit, response.content_length())?;
         while let Some(chunk) = response.chunk().await.map_err(request_error)? {
             bounded.push(&chunk)?;
         }
