@@ -67,8 +67,9 @@ fn relay_serving(storage: &Storage) -> ferry_relay::RunningRelay {
         .unwrap()
 }
 
-/// Opens `url` in Chromium, taps Join, and reads what the page shows (`clients/web/e2e/pair.mjs`).
-fn join_in_browser(url: &str, shots: &Path, reload: bool) -> Value {
+/// The run of `clients/web/e2e/pair.mjs` that opens `url` in Chromium and taps Join, with
+/// `flags`; screenshots go to `shots`.
+fn in_browser(url: &str, shots: &Path, flags: &[&str]) -> Command {
     let e2e = root().join("clients/web/e2e");
     assert!(
         e2e.join("node_modules/playwright-core").is_dir(),
@@ -80,29 +81,70 @@ fn join_in_browser(url: &str, shots: &Path, reload: bool) -> Value {
         .args(["180", "node"])
         .arg(e2e.join("pair.mjs"))
         .arg(url)
-        .arg(shots);
-    if reload {
-        command.arg("--reload");
-    }
-    let ran = command.output().expect("node did not start");
-    let stdout = String::from_utf8_lossy(&ran.stdout);
+        .arg(shots)
+        .args(flags);
+    command
+}
+
+/// What the page showed, from the run's last line of output. The browser's console must hold
+/// no error but those `expected` (a bucket without a CORS rule for the page: [`NO_CORS`]).
+fn said_by(
+    status: std::process::ExitStatus,
+    stdout: &str,
+    stderr: &str,
+    shots: &Path,
+    expected: &[&str],
+) -> Value {
     assert!(
-        ran.status.success(),
-        "the browser run failed: {stdout}\n{}",
-        String::from_utf8_lossy(&ran.stderr)
+        status.success(),
+        "the browser run failed: {stdout}\n{stderr}"
     );
-    let said: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{stdout}"));
-    assert_eq!(said["problems"], serde_json::json!([]), "{said}");
+    let last = stdout.lines().last().unwrap_or_default();
+    let said: Value = serde_json::from_str(last).unwrap_or_else(|_| panic!("{stdout}"));
+    let problems: Vec<&str> = said["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|problem| problem.as_str().unwrap())
+        .filter(|problem| !expected.iter().any(|expected| problem.contains(expected)))
+        .collect();
+    assert!(problems.is_empty(), "{said}");
     println!("screenshots of the page: {}", shots.display());
     said
 }
+
+/// Opens `url` in Chromium, taps Join, and reads what the page shows; `expected` as for
+/// [`said_by`].
+fn join_in_browser(url: &str, shots: &Path, reload: bool, expected: &[&str]) -> Value {
+    let flags: &[&str] = if reload { &["--reload"] } else { &[] };
+    let ran = in_browser(url, shots, flags)
+        .output()
+        .expect("node did not start");
+    said_by(
+        ran.status,
+        &String::from_utf8_lossy(&ran.stdout),
+        &String::from_utf8_lossy(&ran.stderr),
+        shots,
+        expected,
+    )
+}
+
+/// What Chromium writes to the console when a bucket's answer has no CORS header for the page.
+const NO_CORS: &[&str] = &[
+    "has been blocked by CORS policy",
+    "net::ERR_FAILED",
+    // The page asks again without CORS, to tell a missing rule from a bucket out of reach.
+    "status of 403 (Forbidden)",
+];
 
 fn page_url(relay: &ferry_relay::RunningRelay, code: &str) -> String {
     format!("http://{}/app/#pair={code}", relay.local_addr())
 }
 
+/// The bucket has no CORS rule for the relay's page (as a new bucket has none): the page pairs,
+/// then says what stops it from reading and who can fix it.
 #[test]
-fn a_browser_pairs_from_the_link_and_stays_paired() {
+fn a_browser_pairs_from_the_link_stays_paired_and_says_when_the_bucket_lets_no_page_in() {
     let storage = storage(Backend::S3);
     let relay = relay_serving(&storage);
     let laptop = Device::new();
@@ -113,6 +155,7 @@ fn a_browser_pairs_from_the_link_and_stays_paired() {
         &page_url(&relay, &offer.code),
         &shots("pairs_from_the_link"),
         true,
+        NO_CORS,
     );
     assert_eq!(said["paired"], true, "{said}");
     assert_eq!(said["by"], "laptop", "{said}");
@@ -124,9 +167,45 @@ fn a_browser_pairs_from_the_link_and_stays_paired() {
     );
     // Opened again, the page is still paired.
     assert_eq!(said["reloaded"]["paired"], true, "{said}");
+    // Without a CORS rule the bucket does not let the page read: it says so, and what to do.
+    let status = said["status"].as_str().unwrap();
+    let origin = format!("http://127.0.0.1:{}", storage.port());
+    for words in [
+        &format!("bucket at {origin} answers, but has no CORS rule"),
+        "ferry doctor",
+    ] {
+        assert!(status.contains(words), "{status}");
+    }
 
     let (code, events, stderr) = offer.finish();
     assert_eq!(code, 0, "{events:?}\n{stderr}");
+    // `ferry doctor` sends the preflights a browser sends, and prints the rule to add.
+    let page = format!("http://{}", relay.local_addr());
+    let browser_row = || {
+        let rows: Value = serde_json::from_str(&laptop.run(&["--json", "doctor"]).stdout).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["check"] == "browser")
+            .cloned()
+            .unwrap_or_else(|| panic!("no browser check: {rows}"))
+    };
+    let row = browser_row();
+    let detail = row["detail"].as_str().unwrap();
+    assert_eq!(row["info"], true, "{row}");
+    for words in [
+        format!("does not let the page at {page}/app/ send anything"),
+        "aws s3api put-bucket-cors".into(),
+        format!("\"AllowedOrigins\":[\"{page}\"]"),
+        format!("MINIO_API_CORS_ALLOW_ORIGIN={page}"),
+    ] {
+        assert!(detail.contains(&words), "{words}: {detail}");
+    }
+    // Once the rule is there, doctor says so.
+    storage.allow_origin(&page);
+    let row = browser_row();
+    assert_eq!(row["ok"], true, "{row}");
+    assert_eq!(row["info"], false, "{row}");
     let last = events.last().unwrap();
     assert_eq!(last["event"], "joined", "{events:?}");
     let name = last["name"].as_str().unwrap();
@@ -136,6 +215,117 @@ fn a_browser_pairs_from_the_link_and_stays_paired() {
     // The laptop vouched for the browser's own keys: it enters the roster when it writes its
     // registration, as any device does.
     assert_eq!(last["device_id"].as_str().unwrap().len(), 32, "{last}");
+}
+
+#[test]
+fn the_page_shows_the_history_takes_a_new_copy_live_and_copies_a_clip() {
+    use std::io::{BufRead, BufReader, Read};
+
+    let storage = storage(Backend::S3);
+    let relay = relay_serving(&storage);
+    // The bucket's CORS rule lets the relay's page in.
+    storage.allow_origin(&format!("http://{}", relay.local_addr()));
+    let laptop = Device::new();
+    laptop.init_with_relay(&storage, "laptop", Some(&relay.url()));
+    laptop.run(&["copy", "the first clip"]).ok();
+    let offer = Offer::start(&laptop, &["--no-qr"]);
+
+    let shots = shots("history");
+    let mut browser = in_browser(
+        &page_url(&relay, &offer.code),
+        &shots,
+        &["--history", "the first clip", "--then", "the second clip"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("node did not start");
+    let mut lines = BufReader::new(browser.stdout.take().unwrap());
+    let mut shown = String::new();
+    lines.read_line(&mut shown).unwrap();
+    let (code, events, stderr) = offer.finish();
+    assert_eq!(code, 0, "{events:?}\n{stderr}\n{shown}");
+    let shown: Value = serde_json::from_str(shown.trim()).unwrap_or_else(|_| {
+        let mut rest = String::new();
+        let _ = browser.stderr.take().unwrap().read_to_string(&mut rest);
+        panic!("the page did not show the history: {shown}\n{rest}")
+    });
+    println!("from Join to the history on screen: {} ms", shown["shown"]);
+
+    // Copied on the laptop while the page is open: it shows without a reload.
+    laptop.run(&["copy", "the second clip"]).ok();
+    let mut rest = String::new();
+    lines.read_to_string(&mut rest).unwrap();
+    let mut stderr = String::new();
+    browser
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let said = said_by(browser.wait().unwrap(), &rest, &stderr, &shots, &[]);
+    let history = &said["history"];
+    assert_eq!(
+        history["texts"],
+        serde_json::json!(["the second clip", "the first clip"]),
+        "{said}"
+    );
+    println!("the second clip appeared after {} ms", history["second_ms"]);
+    // Tapped, the clip is on the browser's clipboard.
+    assert_eq!(history["clipboard"], "the second clip", "{said}");
+    assert_eq!(history["toast"], "Copied", "{said}");
+    assert_eq!(history["status"], "", "{said}");
+}
+
+/// A segment damaged in storage is set aside by the page, as by any device, with a visible
+/// note; what came before it shows.
+#[test]
+fn a_damaged_segment_is_set_aside_by_the_page_and_the_rest_shows() {
+    let storage = storage(Backend::S3);
+    let relay = relay_serving(&storage);
+    storage.allow_origin(&format!("http://{}", relay.local_addr()));
+    let laptop = Device::new();
+    laptop.init_with_relay(&storage, "laptop", Some(&relay.url()));
+    laptop.run(&["copy", "the first clip"]).ok();
+    laptop.run(&["copy", "the damaged clip"]).ok();
+    let status = laptop.json(&["status"]);
+    let segment = storage.files().join(format!(
+        "ferry/v1/log/{}/{:016x}",
+        status["tag"].as_str().unwrap(),
+        status["last_seq"].as_u64().unwrap()
+    ));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[80] ^= 4;
+    std::fs::write(&segment, &bytes).unwrap();
+    let offer = Offer::start(&laptop, &["--no-qr"]);
+
+    let shots = shots("damaged_segment");
+    let ran = in_browser(
+        &page_url(&relay, &offer.code),
+        &shots,
+        &["--history", "the first clip"],
+    )
+    .output()
+    .expect("node did not start");
+    let said = said_by(
+        ran.status,
+        &String::from_utf8_lossy(&ran.stdout),
+        &String::from_utf8_lossy(&ran.stderr),
+        &shots,
+        &[],
+    );
+    let (code, events, stderr) = offer.finish();
+    assert_eq!(code, 0, "{events:?}\n{stderr}");
+    let history = &said["history"];
+    assert_eq!(
+        history["texts"],
+        serde_json::json!(["the first clip"]),
+        "{said}"
+    );
+    let aside = history["setAside"].as_array().unwrap();
+    assert_eq!(aside.len(), 1, "{said}");
+    let note = aside[0].as_str().unwrap();
+    assert!(note.contains("ferry/v1/log/"), "{note}");
 }
 
 #[test]
@@ -157,6 +347,7 @@ fn a_wrong_code_in_the_link_ends_both_sides() {
         &page_url(&relay, &typed.to_string()),
         &shots("wrong_code"),
         false,
+        &[],
     );
     assert_eq!(said["paired"], false, "{said}");
     let failure = said["failure"].as_str().unwrap();
@@ -175,7 +366,7 @@ fn a_link_whose_code_cannot_work_is_refused_before_anything_is_asked() {
         ("802-xxxx-yyyy", "not one of the pairing words"),
         ("hello", "three digits"),
     ] {
-        let said = join_in_browser(&page_url(&relay, code), &shots("unusable_code"), false);
+        let said = join_in_browser(&page_url(&relay, code), &shots("unusable_code"), false, &[]);
         assert_eq!(
             said["joining"], false,
             "{code}: the page offered to join: {said}"
@@ -200,6 +391,7 @@ fn a_folder_repository_is_refused_by_the_page_and_ferry_pair_says_why() {
         &page_url(&relay, &offer.code),
         &shots("folder_refused"),
         false,
+        &[],
     );
     assert_eq!(said["paired"], false, "{said}");
     let failure = said["failure"].as_str().unwrap();

@@ -2,16 +2,41 @@
 // what the page then shows: { paired, title, by, store, failure }. Screenshots of the page at
 // phone and desktop size go to SHOTS_DIR.
 //
-//   node pair.mjs URL SHOTS_DIR [--reload]
+//   node pair.mjs URL SHOTS_DIR [--reload] [--history FIRST [--then SECOND]]
 //
 // With --reload, the page is opened again afterwards (still paired, nothing asked).
+// With --history, once paired it waits for the clip FIRST in the history and prints the line
+// {"shown": ms} (ms: from Join to FIRST on screen); then waits for SECOND to appear without a
+// reload (the caller copies it elsewhere once it reads that line), taps it, and reads the
+// browser's clipboard back: { history: { first, second_ms, clipboard, texts, setAside } }.
 
 import { chromium } from "playwright-core";
 
 const [url, shots, ...flags] = process.argv.slice(2);
 if (!url || !shots) {
-  console.error("usage: node pair.mjs URL SHOTS_DIR [--reload]");
+  console.error("usage: node pair.mjs URL SHOTS_DIR [--reload] [--history FIRST [--then SECOND]]");
   process.exit(2);
+}
+const option = (name) => {
+  const at = flags.indexOf(name);
+  return at >= 0 ? flags[at + 1] : undefined;
+};
+const first = option("--history");
+const second = option("--then");
+
+/** The texts of the clips listed, newest first. */
+const texts = (page) => page.locator("#clips .clip .text").allTextContents();
+
+/** Waits until the history lists `text`; the ms it took. */
+async function waitForClip(page, text, timeout) {
+  const started = Date.now();
+  await page.waitForFunction(
+    (text) =>
+      [...document.querySelectorAll("#clips .clip .text")].some((t) => t.textContent === text),
+    text,
+    { timeout, polling: 20 },
+  );
+  return Date.now() - started;
 }
 
 const browser = await chromium.launch({
@@ -30,6 +55,9 @@ const browser = await chromium.launch({
 const problems = [];
 try {
   const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], {
+    origin: new URL(url).origin,
+  });
   const page = await context.newPage();
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
   page.on("console", (message) => {
@@ -42,13 +70,22 @@ try {
   });
   await page.screenshot({ path: `${shots}/join-phone.png`, fullPage: true });
   const joining = await page.locator("#join-button").isVisible();
+  const joined = Date.now();
   if (joining) {
     await page.locator("#join-button").click();
     const done = page.locator("#paired:not([hidden]), #failure:not([hidden])");
     await done.first().waitFor({ state: "visible", timeout: 60000 });
   }
-  const said = async (page) => ({
+  const said = async (page) => {
+    if (await page.locator("#paired").isVisible()) {
+      // The first reading of the history ended, one way or the other.
+      await page.waitForFunction(() => document.body.dataset.passes, null, { timeout: 15000 });
+    }
+    return await showing(page);
+  };
+  const showing = async (page) => ({
     paired: await page.locator("#paired").isVisible(),
+    status: await page.locator("#sync-status").textContent(),
     title: await page.locator("#paired-title").textContent(),
     by: await page.locator("#paired-by").textContent(),
     store: await page.locator("#paired-store").textContent(),
@@ -65,6 +102,23 @@ try {
     await page.waitForFunction(() => document.body.dataset.relay === "closed", null, {
       timeout: 10000,
     });
+  }
+  if (first && result.paired) {
+    await waitForClip(page, first, 30000);
+    console.log(JSON.stringify({ shown: Date.now() - joined }));
+    await page.screenshot({ path: `${shots}/history-phone.png`, fullPage: true });
+    const history = { first: true };
+    if (second) {
+      history.second_ms = await waitForClip(page, second, 20000);
+      await page.getByText(second, { exact: true }).click();
+      await page.locator("#toast:not([hidden])").waitFor({ timeout: 5000 });
+      history.toast = await page.locator("#toast").textContent();
+      history.clipboard = await page.evaluate(() => navigator.clipboard.readText());
+    }
+    history.texts = await texts(page);
+    history.setAside = await page.locator("#set-aside li").allTextContents();
+    history.status = await page.locator("#sync-status").textContent();
+    result.history = history;
   }
   await page.screenshot({ path: `${shots}/after-phone.png`, fullPage: true });
   await page.setViewportSize({ width: 1280, height: 800 });

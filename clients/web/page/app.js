@@ -3,6 +3,7 @@
 
 import init, {
   checkCode,
+  Device,
   Joining,
   Paired,
   relayEvent,
@@ -18,6 +19,12 @@ const NOBODY_MS = 4500;
 const EXCHANGE_MS = 120000;
 /** How long the last frames get to go out before the socket closes. */
 const FLUSH_MS = 1500;
+/** How often a page in view looks for news that no relay message announced. */
+const POLL_MS = 60000;
+/** The longest wait before the relay's socket is opened again. */
+const RECONNECT_MAX_MS = 30000;
+/** The most clips listed at once. */
+const SHOWN = 200;
 
 const $ = (id) => document.getElementById(id);
 
@@ -32,22 +39,26 @@ function offerForget() {
   $("forget-area").hidden = false;
 }
 
-/** Shows `message` as what went wrong: a sentence, with `commands` set as code. */
-function fail(message) {
-  const failure = $("failure");
-  failure.replaceChildren();
+/** Writes `message` into `element` as a sentence, with `commands` set as code. */
+function sentence(element, message) {
+  element.replaceChildren();
   let text = message.charAt(0).toUpperCase() + message.slice(1);
   if (!/[.!?]$/.test(text)) text += ".";
   text.split("`").forEach((part, i) => {
     if (i % 2 === 0) {
-      failure.append(part);
+      element.append(part);
     } else {
       const code = document.createElement("code");
       code.textContent = part;
-      failure.append(code);
+      element.append(code);
     }
   });
-  failure.hidden = false;
+}
+
+/** Shows `message` as what went wrong. */
+function fail(message) {
+  sentence($("failure"), message);
+  $("failure").hidden = false;
 }
 
 // ---- What this browser keeps: IndexedDB, sealed under a key that cannot leave it ----
@@ -285,7 +296,214 @@ function pair(code, name, say) {
   });
 }
 
+// ---- The history: read from the bucket, kept current by the relay's news ----
+
+/** The origin this page's security policy last kept it from reaching. */
+let blocked = null;
+document.addEventListener("securitypolicyviolation", (event) => {
+  try {
+    blocked = new URL(event.blockedURI).origin;
+  } catch {
+    blocked = event.blockedURI;
+  }
+});
+
+/** How long ago `ms` (since the epoch) was, in words. */
+function age(ms) {
+  const seconds = Math.max(0, (Date.now() - ms) / 1000);
+  if (seconds < 60) return "just now";
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return new Date(ms).toLocaleDateString();
+}
+
+function toast(text) {
+  const shown = $("toast");
+  shown.textContent = text;
+  shown.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => (shown.hidden = true), 1800);
+}
+
+/** Puts `text` on this browser's clipboard; where the browser does not allow it, selects it. */
+async function copy(text, element) {
+  try {
+    await navigator.clipboard.writeText(text);
+    element.classList.add("copied");
+    setTimeout(() => element.classList.remove("copied"), 600);
+    toast("Copied");
+  } catch {
+    const range = document.createRange();
+    range.selectNodeContents(element.querySelector(".text"));
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    toast("Selected: this browser lets the page copy only over HTTPS");
+  }
+}
+
+/** This browser as a device: its history on screen, current while the page is open. */
+class Shown {
+  constructor(paired) {
+    this.device = new Device(paired);
+    this.running = null;
+    this.again = false;
+    this.read = false;
+    $("search").oninput = () => this.render();
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden) this.refresh();
+    });
+    setInterval(() => {
+      if (!document.hidden) this.refresh();
+    }, POLL_MS);
+    this.listen(paired);
+    this.refresh();
+  }
+
+  /** Reads what is new, once at a time (news while reading asks for one more pass). */
+  async refresh() {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        await this.pass();
+      } while (this.again);
+    })();
+    try {
+      await this.running;
+    } finally {
+      this.running = null;
+    }
+  }
+
+  async pass() {
+    const status = $("sync-status");
+    if (!this.read) status.textContent = "Reading your history…";
+    try {
+      await this.device.sync();
+      this.read = true;
+      status.classList.remove("bad");
+      status.textContent = "";
+    } catch (error) {
+      let message = error.message || String(error);
+      if (blocked && blocked === this.device.storageOrigin()) {
+        message =
+          `this page may not connect to the bucket at ${blocked}: the relay that serves it ` +
+          `allows it with \`--web-connect ${blocked}\` (ask its operator)`;
+      }
+      status.classList.add("bad");
+      sentence(status, message);
+    }
+    this.render();
+    this.subscribe();
+    // How many passes ended, for whoever watches the page (its tests).
+    document.body.dataset.passes = Number(document.body.dataset.passes ?? 0) + 1;
+  }
+
+  render() {
+    const query = $("search").value;
+    const clips = this.device.history(query, SHOWN);
+    const list = $("clips");
+    list.replaceChildren(
+      ...clips.map((clip) => {
+        const item = document.createElement("li");
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "clip";
+        const text = document.createElement("span");
+        text.className = "text";
+        text.textContent =
+          clip.kind === "text" ? clip.text : clip.kind === "image" ? "An image" : "A file";
+        const meta = document.createElement("span");
+        meta.className = "meta";
+        meta.textContent = `${clip.device} · ${age(clip.at)}${clip.pinned ? " · pinned" : ""}`;
+        button.append(text, meta);
+        if (clip.kind === "text") button.onclick = () => copy(clip.text, button);
+        else button.disabled = true;
+        item.append(button);
+        return item;
+      }),
+    );
+    const empty = $("empty");
+    empty.hidden = clips.length > 0 || !this.read;
+    empty.textContent = query.trim()
+      ? "Nothing in the history matches."
+      : "Nothing copied yet: copy something on one of your devices and it shows here.";
+    const aside = this.device.setAside();
+    $("set-aside").hidden = aside.length === 0;
+    $("set-aside").replaceChildren(
+      ...aside.map(({ name, reason }) => {
+        const item = document.createElement("li");
+        item.textContent = `Set aside, not shown: ${name} (${reason})`;
+        return item;
+      }),
+    );
+  }
+
+  /** Listens on the relay that serves this page for the repository's news, when its devices
+   * announce there; otherwise the page looks every minute while in view. */
+  listen(paired) {
+    const named = paired.relay();
+    const live = $("paired-live");
+    if (!named || hostOf(named) !== location.host) {
+      live.textContent = named
+        ? `every minute (your devices announce news on ${hostOf(named)}, not on this page's relay)`
+        : "every minute (your devices use no relay)";
+      return;
+    }
+    this.topics = new Set();
+    let wait = 1000;
+    const open = () => {
+      const socket = new WebSocket(relayUrl());
+      this.socket = socket;
+      socket.onopen = () => {
+        wait = 1000;
+        this.topics = new Set();
+        this.subscribe();
+        live.textContent = "live, through the relay";
+        document.body.dataset.live = "on";
+        // What was announced while the socket was closed.
+        this.refresh();
+      };
+      socket.onmessage = (message) => {
+        if (typeof message.data !== "string") return;
+        let event;
+        try {
+          event = relayEvent(message.data);
+        } catch {
+          return;
+        }
+        if (event?.kind === "message" && this.device.news(event.topic, event.data)) {
+          this.refresh();
+        }
+      };
+      socket.onclose = () => {
+        live.textContent = "the relay cannot be reached: trying again";
+        document.body.dataset.live = "off";
+        setTimeout(open, wait);
+        wait = Math.min(wait * 2, RECONNECT_MAX_MS);
+      };
+    };
+    open();
+  }
+
+  /** Subscribes to the topics of the hour (they change once a day). */
+  subscribe() {
+    if (this.socket?.readyState !== WebSocket.OPEN) return;
+    for (const topic of this.device.listenTopics()) {
+      if (this.topics.has(topic)) continue;
+      this.socket.send(relaySubscribe(topic));
+      this.topics.add(topic);
+    }
+  }
+}
+
 // ---- The screens ----
+
+/** The history on screen, once paired. */
+let shown = null;
 
 function showPaired(paired) {
   $("paired-title").textContent = `This browser is paired as ${paired.name()}`;
@@ -294,6 +512,11 @@ function showPaired(paired) {
   $("paired-key").textContent = paired.keyId();
   show("paired");
   offerForget();
+  try {
+    shown = new Shown(paired);
+  } catch (error) {
+    fail(error.message || String(error));
+  }
 }
 
 function showJoin(text) {

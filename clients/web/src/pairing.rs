@@ -232,6 +232,11 @@ impl Paired {
         Identity::from_secret_bytes(&bytes)
     }
 
+    /// This device's id.
+    pub fn device_id(&self) -> DeviceId {
+        self.kept.device
+    }
+
     /// The storage's credentials.
     pub fn credentials(&self) -> &Credentials {
         &self.kept.credentials

@@ -245,3 +245,24 @@ pub fn registered_by(writer: DeviceId, ops: &[Op]) -> Result<Option<DeviceKeys>,
     }
     Ok(claimed)
 }
+
+/// Of snapshots read together (a device starting from storage), each given as its writer and
+/// its state, those whose roster gives a device other keys than that device's own snapshot
+/// registers for itself (a device's own signed word about its keys outranks anyone else's):
+/// their index, with the device and the keys they give it.
+pub fn contradicted(snapshots: &[(DeviceId, &State)]) -> Vec<(usize, DeviceId, DeviceKeys)> {
+    let own: std::collections::BTreeMap<DeviceId, DeviceKeys> = snapshots
+        .iter()
+        .filter_map(|(writer, state)| Some((*writer, state.device(writer)?.keys)))
+        .collect();
+    snapshots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (writer, state))| {
+            state.devices().find_map(|(device, entry)| {
+                (device != writer && own.get(device).is_some_and(|keys| *keys != entry.keys))
+                    .then_some((i, *device, entry.keys))
+            })
+        })
+        .collect()
+}

@@ -26,6 +26,8 @@ pub mod error;
 pub mod url;
 
 #[cfg(feature = "backends")]
+pub mod cors;
+#[cfg(feature = "backends")]
 pub mod folder;
 #[cfg(feature = "backends")]
 pub mod retry;

@@ -23,8 +23,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 use crate::error::{CHECK_THE_SERVER, error_chain, root_cause};
-use crate::url::S3Location;
 use crate::store::{Bounded, Write};
+use crate::url::S3Location;
 use crate::{ListPage, MAX_PAGE, ObjectMeta, Store, StoreError};
 
 const BACKEND: &str = "the S3 server";

@@ -118,6 +118,14 @@ impl Served {
         }
     }
 
+    /// Lets pages from `origin` call the server, as a bucket's CORS rule does (an S3 server's).
+    pub fn allow_origin(&self, origin: &str) {
+        match &self._guard {
+            Guard::Server(server) => server.allow_origin(origin),
+            _ => panic!("only a server of this process answers CORS"),
+        }
+    }
+
     /// The folder on this machine where the server keeps the store's objects, name for name
     /// (`<files>/ferry/v1/…`): what a hostile provider edits behind the protocol's back.
     pub fn files(&self) -> std::path::PathBuf {

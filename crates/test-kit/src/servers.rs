@@ -1,10 +1,11 @@
 //! Real storage servers, started in this process (or as a child process) on 127.0.0.1 and
 //! stopped on drop.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -16,12 +17,23 @@ use ferry_store::{S3Credentials, WebDavCredentials};
 pub struct Running {
     task: JoinHandle<()>,
     root: tempfile::TempDir,
+    /// The origins whose pages may call the server (an S3 server's CORS rule).
+    cors: Origins,
 }
+
+/// The origins a CORS rule lets in.
+type Origins = Arc<Mutex<BTreeSet<String>>>;
 
 impl Running {
     /// The folder the server keeps its files in.
     pub fn root(&self) -> &std::path::Path {
         self.root.path()
+    }
+
+    /// Lets pages from `origin` (`http://127.0.0.1:PORT`) call the server, as a bucket's CORS
+    /// rule does (S3 servers; none lets any page in until told).
+    pub fn allow_origin(&self, origin: &str) {
+        self.cors.lock().unwrap().insert(origin.to_owned());
     }
 }
 
@@ -66,9 +78,11 @@ async fn start_s3(failures: usize, denied: &'static [&'static str]) -> (Running,
     auth.register(SECOND_ACCESS_KEY.into(), SECOND_SECRET_KEY.into());
     builder.set_auth(auth);
     builder.set_access(Deny(denied));
+    let cors = Origins::default();
     let service = Flaky {
         inner: builder.build(),
         failures_left: Arc::new(AtomicUsize::new(failures)),
+        cors: cors.clone(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -93,7 +107,7 @@ async fn start_s3(failures: usize, denied: &'static [&'static str]) -> (Running,
         region: "us-east-1".into(),
         path_style: true,
     };
-    (Running { task, root }, location)
+    (Running { task, root, cors }, location)
 }
 
 /// Access control that denies some operations to everyone, as a bucket policy would.
@@ -112,11 +126,64 @@ impl s3s::access::S3Access for Deny {
     }
 }
 
-/// The S3 service, answering `503 Slow Down` to its first requests.
+/// The S3 service, answering `503 Slow Down` to its first requests, and CORS as a bucket with
+/// a rule for the origins in `cors` does (AWS's behaviour: a preflight from another origin is
+/// refused with 403; a request from an allowed one is answered with `Access-Control-Allow-Origin`).
 #[derive(Clone)]
 struct Flaky {
     inner: s3s::service::S3Service,
     failures_left: Arc<AtomicUsize>,
+    cors: Origins,
+}
+
+impl Flaky {
+    /// The request's `Origin`, when the CORS rule lets it in.
+    fn allowed_origin(
+        &self,
+        request: &http::Request<hyper::body::Incoming>,
+    ) -> Option<http::HeaderValue> {
+        let origin = request.headers().get(http::header::ORIGIN)?;
+        let allowed = self.cors.lock().unwrap().contains(origin.to_str().ok()?);
+        allowed.then(|| origin.clone())
+    }
+
+    /// The answer to a CORS preflight.
+    fn preflight(&self, request: &http::Request<hyper::body::Incoming>) -> s3s::HttpResponse {
+        use http::header::*;
+        let method = request
+            .headers()
+            .get(ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|m| m.to_str().ok())
+            .unwrap_or("");
+        let allowed = self
+            .allowed_origin(request)
+            .filter(|_| ["GET", "HEAD", "PUT", "DELETE"].contains(&method));
+        let Some(origin) = allowed else {
+            let mut response = http::Response::new(s3s::Body::from(
+                "<Error><Code>AccessForbidden</Code><Message>CORSResponse: This CORS request is \
+                 not allowed.</Message></Error>"
+                    .to_owned(),
+            ));
+            *response.status_mut() = http::StatusCode::FORBIDDEN;
+            return response;
+        };
+        let mut response = http::Response::new(s3s::Body::empty());
+        let headers = response.headers_mut();
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            ACCESS_CONTROL_ALLOW_METHODS,
+            http::HeaderValue::from_static("GET, HEAD, PUT, DELETE"),
+        );
+        if let Some(asked) = request.headers().get(ACCESS_CONTROL_REQUEST_HEADERS) {
+            headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+        }
+        headers.insert(
+            ACCESS_CONTROL_MAX_AGE,
+            http::HeaderValue::from_static("3600"),
+        );
+        headers.insert(VARY, http::HeaderValue::from_static("Origin"));
+        response
+    }
 }
 
 type Reply = Pin<Box<dyn Future<Output = Result<s3s::HttpResponse, s3s::HttpError>> + Send>>;
@@ -127,6 +194,11 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Flaky {
     type Future = Reply;
 
     fn call(&self, request: http::Request<hyper::body::Incoming>) -> Reply {
+        if request.method() == http::Method::OPTIONS {
+            let response = self.preflight(&request);
+            return Box::pin(async move { Ok(response) });
+        }
+        let origin = self.allowed_origin(&request);
         let fail = self
             .failures_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -143,7 +215,20 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Flaky {
             );
             return Box::pin(async move { Ok(response) });
         }
-        hyper::service::Service::call(&self.inner, request)
+        let answer = hyper::service::Service::call(&self.inner, request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            if let Some(origin) = origin {
+                let headers = response.headers_mut();
+                headers.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                headers.insert(
+                    http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                    http::HeaderValue::from_static("ETag"),
+                );
+                headers.insert(http::header::VARY, http::HeaderValue::from_static("Origin"));
+            }
+            Ok(response)
+        })
     }
 }
 
@@ -166,7 +251,14 @@ pub async fn silent() -> (Running, String) {
         }
     });
     let root = tempfile::tempdir().unwrap();
-    (Running { task, root }, format!("http://{addr}"))
+    (
+        Running {
+            task,
+            root,
+            cors: Origins::default(),
+        },
+        format!("http://{addr}"),
+    )
 }
 
 /// The WebDAV server's user.
@@ -302,7 +394,14 @@ async fn start_webdav(failures: usize, quirk: Quirk, login: DavLogin) -> (Runnin
         url: format!("http://{addr}/users/me/"),
         user: Some(DAV_USER.into()),
     };
-    (Running { task, root }, location)
+    (
+        Running {
+            task,
+            root,
+            cors: Origins::default(),
+        },
+        location,
+    )
 }
 
 /// The test WebDAV server's answer to one request: `trouble` when the server is set to fail

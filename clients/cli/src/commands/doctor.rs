@@ -153,26 +153,40 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
     let secrets = device::secrets(home, config);
     let key = secrets_found(&secrets, &mut checks);
     storage(home, config, url_text, &secrets, key.as_ref(), &mut checks).await;
-    match commands::config::relay_in_use(home, config).await {
-        Err(why) => checks.warn(
-            "relay",
-            format!(
-                "the repository's relay setting could not be read: {}",
-                why.message
-            ),
-        ),
-        Ok(None) => checks.add(
-            "relay",
-            Ok(format!(
-                "none configured: this device polls the storage every {:?}",
-                config.settings.poll_interval
-            )),
-        ),
-        Ok(Some((url, false))) => checks.add("relay", relay(&url).await),
-        Ok(Some((url, true))) => {
-            let synced = |said: String| format!("{said} (the repository's relay, synced)");
-            checks.add("relay", relay(&url).await.map(synced).map_err(synced));
+    let relay_url = match commands::config::relay_in_use(home, config).await {
+        Err(why) => {
+            checks.warn(
+                "relay",
+                format!(
+                    "the repository's relay setting could not be read: {}",
+                    why.message
+                ),
+            );
+            None
         }
+        Ok(None) => {
+            checks.add(
+                "relay",
+                Ok(format!(
+                    "none configured: this device polls the storage every {:?}",
+                    config.settings.poll_interval
+                )),
+            );
+            None
+        }
+        Ok(Some((url, synced))) => {
+            let said = |said: String| match synced {
+                true => format!("{said} (the repository's relay, synced)"),
+                false => said,
+            };
+            checks.add("relay", relay(&url).await.map(said).map_err(said));
+            Some(url)
+        }
+    };
+    if let (Ok(ferry_store::StoreUrl::S3(location)), Some(relay)) =
+        (ferry_store::StoreUrl::parse(url_text), &relay_url)
+    {
+        browser(&location, relay, &mut checks).await;
     }
     checks.add(
         "clipboard",
@@ -450,6 +464,63 @@ async fn generation(home: &Home, config: &Config, checks: &mut Checks) {
             ),
         );
     }
+}
+
+/// Whether the browser page that `relay` serves may use the bucket at `location`: its CORS
+/// rule, checked with the preflights a browser sends; when it does not, the rule to add.
+async fn browser(location: &ferry_store::url::S3Location, relay: &str, checks: &mut Checks) {
+    let Some(origin) = page_origin(relay) else {
+        return;
+    };
+    let allowed = ferry_store::cors::check(location, &origin, Duration::from_secs(10)).await;
+    let missing = match allowed {
+        Err(error) => {
+            return checks.warn(
+                "browser",
+                format!("the bucket's CORS rule could not be checked: {error}"),
+            );
+        }
+        Ok(allowed) if allowed.read && allowed.write => {
+            return checks.add(
+                "browser",
+                Ok(format!(
+                    "the bucket's CORS rule lets the page at {origin}/app/ read and write it"
+                )),
+            );
+        }
+        Ok(allowed) if allowed.read => "writes (PUT with If-None-Match)",
+        Ok(_) => "anything",
+    };
+    checks.info(
+        "browser",
+        format!(
+            "the bucket's CORS rule does not let the page at {origin}/app/ send {missing}: a \
+             browser paired with this repository cannot use it until the bucket's \
+             administrator adds this rule (AWS, Cloudflare R2, Backblaze B2 and most S3 \
+             providers take it through their S3 API):\n      aws s3api put-bucket-cors \
+             --endpoint-url {} --bucket {} --cors-configuration '{}'\n      (MinIO: start \
+             the server with MINIO_API_CORS_ALLOW_ORIGIN={origin})",
+            location.endpoint,
+            location.bucket,
+            ferry_store::cors::rule(&origin)
+        ),
+    );
+}
+
+/// The origin of the page a relay serves (`https://relay.example`), from its URL as devices
+/// use it (`wss://relay.example/…`).
+fn page_origin(relay: &str) -> Option<String> {
+    let url = url::Url::parse(relay).ok()?;
+    let scheme = match url.scheme() {
+        "wss" | "https" => "https",
+        "ws" | "http" => "http",
+        _ => return None,
+    };
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    })
 }
 
 async fn relay(url: &str) -> Result<String, String> {

@@ -58,6 +58,11 @@ pub fn nginx_webdav() -> Option<Storage> {
 }
 
 impl Storage {
+    /// Lets pages from `origin` call the storage server, as a bucket's CORS rule does.
+    pub fn allow_origin(&self, origin: &str) {
+        self._served.allow_origin(origin);
+    }
+
     /// The port the storage server listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         let endpoint = match &self._served.url {

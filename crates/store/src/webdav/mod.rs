@@ -24,9 +24,9 @@ use reqwest_dav::re_exports::serde_xml_rs;
 
 use crate::error::{CHECK_THE_SERVER, error_chain, root_cause};
 use crate::s3::Timeouts;
+use crate::store::{Bounded, Write, page};
 use crate::url::WebDavLocation;
 use crate::url::percent_decode;
-use crate::store::{Bounded, Write, page};
 use crate::{ListPage, ObjectMeta, Store, StoreError};
 
 mod login;

@@ -170,24 +170,23 @@ impl Engine {
         loaded: Vec<LoadedSnapshot>,
         report: &mut FetchReport,
     ) -> Result<(Vec<LoadedSnapshot>, Vec<ObjectName>), SyncError> {
-        let own: BTreeMap<DeviceId, DeviceKeys> = loaded
-            .iter()
-            .filter_map(|s| Some((s.device, s.state.device(&s.device)?.keys)))
-            .collect();
+        let writers: Vec<(DeviceId, &State)> =
+            loaded.iter().map(|s| (s.device, &s.state)).collect();
+        let mut contradicted: BTreeMap<usize, (DeviceId, DeviceKeys)> =
+            ferry_read::check::contradicted(&writers)
+                .into_iter()
+                .map(|(i, device, keys)| (i, (device, keys)))
+                .collect();
         let (mut agreed, mut refused) = (Vec::new(), Vec::new());
-        for snapshot in loaded {
-            let contradicted = snapshot.state.devices().find(|(device, entry)| {
-                **device != snapshot.device
-                    && own.get(device).is_some_and(|keys| *keys != entry.keys)
-            });
-            let Some((device, entry)) = contradicted else {
+        for (i, snapshot) in loaded.into_iter().enumerate() {
+            let Some((device, keys)) = contradicted.remove(&i) else {
                 agreed.push(snapshot);
                 continue;
             };
             let refusal = Refusal::Forged(format!(
                 "it gives {} another key ({}) than that device's own snapshot registers",
-                self.who(device),
-                entry.keys.fingerprint()
+                self.who(&device),
+                keys.fingerprint()
             ));
             let name = snapshot.name();
             self.quarantine(&name, &refusal, &[], snapshot.head)?;
