@@ -2,13 +2,16 @@
 // what the page then shows: { paired, title, by, store, failure }. Screenshots of the page at
 // phone and desktop size go to SHOTS_DIR.
 //
-//   node pair.mjs URL SHOTS_DIR [--reload] [--history FIRST [--then SECOND]]
+//   node pair.mjs URL SHOTS_DIR [--reload] [--history FIRST [--then SECOND]
+//                                            [--offline-reload BUCKET_ORIGIN]]
 //
 // With --reload, the page is opened again afterwards (still paired, nothing asked).
 // With --history, once paired it waits for the clip FIRST in the history and prints the line
 // {"shown": ms} (ms: from Join to FIRST on screen); then waits for SECOND to appear without a
 // reload (the caller copies it elsewhere once it reads that line), taps it, and reads the
 // browser's clipboard back: { history: { first, second_ms, clipboard, texts, setAside } }.
+// With --offline-reload, the page is then opened again with the bucket out of reach:
+// { history: { offline: { texts, status } } } (what it kept, and what it says).
 
 import { chromium } from "playwright-core";
 
@@ -118,6 +121,18 @@ try {
     history.texts = await texts(page);
     history.setAside = await page.locator("#set-aside li").allTextContents();
     history.status = await page.locator("#sync-status").textContent();
+    const offline = option("--offline-reload");
+    if (offline) {
+      // The bucket out of reach, the page opened again: it shows what it kept.
+      await page.route(`${offline}/**`, (route) => route.abort("internetdisconnected"));
+      await page.reload();
+      await page.waitForFunction(() => document.body.dataset.passes, null, { timeout: 15000 });
+      history.offline = {
+        texts: await texts(page),
+        status: await page.locator("#sync-status").textContent(),
+      };
+      await page.screenshot({ path: `${shots}/offline-phone.png`, fullPage: true });
+    }
     result.history = history;
   }
   await page.screenshot({ path: `${shots}/after-phone.png`, fullPage: true });

@@ -106,33 +106,42 @@ async function sealingKey() {
   return key;
 }
 
-async function keep(paired) {
+/** Seals `plain` under the sealing key, keeps it under `name`, and overwrites `plain`. */
+async function keepSealed(name, plain) {
   const key = await sealingKey();
   const iv = crypto.getRandomValues(new Uint8Array(12));
-  const plain = paired.export();
   try {
     const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv }, key, plain);
-    await write("device", { iv, sealed: new Uint8Array(sealed) });
+    await write(name, { iv, sealed: new Uint8Array(sealed) });
   } finally {
     plain.fill(0);
   }
 }
 
-async function kept() {
-  const device = await read("device");
-  if (!device) return null;
+/** What keepSealed kept under `name`, opened (the caller overwrites it once read); null when
+ * nothing is kept there; throws when it cannot be opened. */
+async function keptSealed(name) {
+  const kept = await read(name);
+  if (!kept) return null;
   const key = await read("sealing-key");
+  return new Uint8Array(
+    await crypto.subtle.decrypt({ name: "AES-GCM", iv: kept.iv }, key, kept.sealed),
+  );
+}
+
+const keep = (paired) => keepSealed("device", paired.export());
+
+async function kept() {
   let plain;
   try {
-    plain = new Uint8Array(
-      await crypto.subtle.decrypt({ name: "AES-GCM", iv: device.iv }, key, device.sealed),
-    );
+    plain = await keptSealed("device");
   } catch {
     throw new Error(
       'What this browser kept cannot be opened any more. Choose "Forget this browser", ' +
         "remove it on another device (ferry devices remove), and pair again.",
     );
   }
+  if (!plain) return null;
   try {
     return Paired.import(plain);
   } finally {
@@ -348,19 +357,46 @@ class Shown {
     this.running = null;
     this.again = false;
     this.read = false;
+    this.stopped = false;
     $("search").oninput = () => this.render();
     document.addEventListener("visibilitychange", () => {
-      if (!document.hidden) this.refresh();
+      if (!document.hidden && !this.stopped) this.refresh();
     });
-    setInterval(() => {
+    this.poll = setInterval(() => {
       if (!document.hidden) this.refresh();
     }, POLL_MS);
     this.listen(paired);
+    this.start();
+  }
+
+  /** Shows what this browser kept of the history at once (offline too), then reads what is
+   * new. */
+  async start() {
+    try {
+      const kept = await keptSealed("history");
+      if (kept) {
+        this.read = this.device.restore(kept);
+        kept.fill(0);
+        this.render();
+      }
+    } catch {
+      // Unreadable: read everything again.
+    }
     this.refresh();
+  }
+
+  /** Stops reading and listening, and lets go of the keys (this browser forgot them). */
+  stop() {
+    this.stopped = true;
+    clearInterval(this.poll);
+    this.socket?.close();
+    $("clips").replaceChildren();
+    if (!this.running) this.device.free();
   }
 
   /** Reads what is new, once at a time (news while reading asks for one more pass). */
   async refresh() {
+    if (this.stopped) return;
     if (this.running) {
       this.again = true;
       return this.running;
@@ -369,7 +405,8 @@ class Shown {
       do {
         this.again = false;
         await this.pass();
-      } while (this.again);
+      } while (this.again && !this.stopped);
+      if (this.stopped) this.device.free();
     })();
     try {
       await this.running;
@@ -382,11 +419,21 @@ class Shown {
     const status = $("sync-status");
     if (!this.read) status.textContent = "Reading your history…";
     try {
-      await this.device.sync();
+      const read = await this.device.sync();
+      if (this.stopped) return;
       this.read = true;
-      status.classList.remove("bad");
+      status.classList.toggle("bad", read.problems.length > 0);
       status.textContent = "";
+      if (read.problems.length > 0) {
+        const more = read.problems.length > 1 ? ` (and ${read.problems.length - 1} more)` : "";
+        sentence(status, read.problems[0] + more);
+      }
+      if (read.ops || read.snapshots || read.setAside) {
+        // Not kept (a full disk): the next opening reads the history from the bucket again.
+        await keepSealed("history", this.device.export()).catch(() => {});
+      }
     } catch (error) {
+      if (this.stopped) return;
       let message = error.message || String(error);
       if (blocked && blocked === this.device.storageOrigin()) {
         message =
@@ -480,6 +527,7 @@ class Shown {
         }
       };
       socket.onclose = () => {
+        if (this.stopped) return;
         live.textContent = "the relay cannot be reached: trying again";
         document.body.dataset.live = "off";
         setTimeout(open, wait);
@@ -570,6 +618,8 @@ async function main() {
     );
     if (!sure) return;
     try {
+      shown?.stop();
+      shown = null;
       await forget();
       show("unpaired");
       $("forget").disabled = true;

@@ -20,8 +20,11 @@
 //!
 //! Built by `scripts/build-web.sh`; tested inside headless Chromium (`tests/browser.rs`).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod device;
 mod pairing;
+mod pass;
 mod relay;
 mod storage;
 

@@ -19,8 +19,16 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStreamDefaultReader, RequestCache, RequestInit, RequestMode, Response};
 
-/// How long a signed request stays valid.
-const SIGNED_FOR: Duration = Duration::from_secs(60);
+/// How long a signed request stays valid: as long as S3 allows a request's clock to be off,
+/// so that a phone whose clock is a few minutes wrong still reads.
+const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// The most pages one listing reads (a million names): a storage that lists on and on is
+/// not followed further.
+const MAX_PAGES: usize = 1000;
+
+/// The most bytes a read reserves up front, whatever length the answer declares.
+const RESERVE_AT_MOST: u64 = 1024 * 1024;
 
 /// The most bytes of an error answer read, for its code and message.
 const ERROR_BODY: u64 = 16 * 1024;
@@ -116,10 +124,8 @@ fn code_part(code: &str) -> String {
 /// One object as a listing shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Listed {
-    /// Its path, from the bucket's root (the store's prefix included).
+    /// Its name, below the store's prefix.
     pub(crate) path: String,
-    /// Its size in bytes.
-    pub(crate) size: u64,
 }
 
 /// The bucket the page's repository is in, and the keys that sign its requests.
@@ -216,51 +222,71 @@ impl Storage {
             .bucket
             .get_object(Some(&self.credentials), &key)
             .sign(SIGNED_FOR);
-        let response = self.send("GET", url.as_str()).await?;
+        let response = self.send_about("GET", url.as_str(), Some(&key)).await?;
         self.check(&response).await?;
         read_bounded(&response, limit).await
     }
 
     /// Every object whose name (below the store's prefix) starts with `prefix`, in name order,
-    /// with names below the store's prefix.
+    /// with names below the store's prefix. Each page must go on past the last: a listing that
+    /// does not, or that runs past [`MAX_PAGES`] pages, is refused rather than followed.
     pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StorageError> {
         let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
             let mut action = ListObjectsV2::new(&self.bucket, Some(&self.credentials));
             action.with_prefix(format!("{}{prefix}", self.prefix));
             action.with_max_keys(1000);
-            if let Some(token) = &token {
-                action.with_continuation_token(token.clone());
+            if let Some(after) = &after {
+                action.with_start_after(after.clone());
             }
             let url = action.sign(SIGNED_FOR);
             let response = self.send("GET", url.as_str()).await?;
             self.check(&response).await?;
             let body = read_bounded(&response, LISTING).await?;
-            let text = String::from_utf8_lossy(&body);
-            let page = ListObjectsV2::parse_response(&text).map_err(|_| StorageError::Failed {
+            let unreadable = |code: &str| StorageError::Failed {
                 status: response.status(),
-                code: "an unreadable listing".into(),
-            })?;
+                code: code.into(),
+            };
+            let page = ListObjectsV2::parse_response(&String::from_utf8_lossy(&body))
+                .map_err(|_| unreadable("an unreadable listing"))?;
+            let Some(last) = page.contents.last().map(|object| object.key.clone()) else {
+                return Ok(found);
+            };
+            if after.as_ref().is_some_and(|after| last <= *after) {
+                return Err(unreadable("a listing that does not go on"));
+            }
             for object in page.contents {
                 if let Some(name) = object.key.strip_prefix(&self.prefix) {
                     found.push(Listed {
                         path: name.to_owned(),
-                        size: object.size.unwrap_or(0),
                     });
                 }
             }
-            match page.next_continuation_token {
-                Some(next) if !next.is_empty() && token.as_deref() != Some(&next) => {
-                    token = Some(next);
-                }
-                _ => return Ok(found),
+            if page.next_continuation_token.is_none() {
+                return Ok(found);
             }
+            after = Some(last);
         }
+        Err(StorageError::Failed {
+            status: 200,
+            code: format!("a listing of more than {MAX_PAGES} pages"),
+        })
     }
 
     /// Sends one request; an answer of any status is an answer.
     async fn send(&self, method: &str, url: &str) -> Result<Response, StorageError> {
+        self.send_about(method, url, None).await
+    }
+
+    /// [`send`](Self::send), for a request about the object `key` (which a failed request asks
+    /// about again, to tell why it failed).
+    async fn send_about(
+        &self,
+        method: &str,
+        url: &str,
+        key: Option<&str>,
+    ) -> Result<Response, StorageError> {
         let unreachable = || StorageError::Unreachable {
             origin: self.origin.clone(),
         };
@@ -270,19 +296,24 @@ impl Storage {
         let promise = fetch(url, &init).ok_or_else(unreachable)?;
         match JsFuture::from(promise).await {
             Ok(answer) => answer.dyn_into::<Response>().map_err(|_| unreachable()),
-            Err(_) => Err(self.why_unanswered(url).await),
+            Err(_) => Err(self.why_unanswered(key).await),
         }
     }
 
-    /// Why a request got no answer the page may read: asked again without CORS (an answer the
-    /// page cannot read, but that shows the bucket answers), it tells a missing CORS rule from
-    /// a bucket that cannot be reached.
-    async fn why_unanswered(&self, url: &str) -> StorageError {
+    /// Why a request got no answer the page may read: a HEAD of the object `key` (or of the
+    /// repository's header) asked without CORS (an answer the page cannot read, but that shows
+    /// the bucket answers) tells a missing CORS rule from a bucket that cannot be reached.
+    async fn why_unanswered(&self, key: Option<&str>) -> StorageError {
+        let key = key.map_or_else(|| format!("{}ferry/v1/repo", self.prefix), str::to_owned);
+        let url = self
+            .bucket
+            .head_object(Some(&self.credentials), &key)
+            .sign(SIGNED_FOR);
         let init = RequestInit::new();
         init.set_method("HEAD");
         init.set_mode(RequestMode::NoCors);
         init.set_cache(RequestCache::NoStore);
-        let answered = match fetch(url, &init) {
+        let answered = match fetch(url.as_str(), &init) {
             Some(promise) => JsFuture::from(promise).await.is_ok(),
             None => false,
         };
@@ -346,18 +377,20 @@ async fn read_bounded(response: &Response, limit: u64) -> Result<Vec<u8>, Storag
         .ok()
         .flatten()
         .and_then(|len| len.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(too_large);
-    }
     let Some(body) = response.body() else {
         return Ok(Vec::new());
     };
+    if declared.is_some_and(|len| len > limit) {
+        // Not downloaded.
+        let _ = body.cancel();
+        return Err(too_large);
+    }
     let failed = || StorageError::Failed {
         status: response.status(),
         code: "the answer broke off".into(),
     };
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(RESERVE_AT_MOST) as usize);
     loop {
         let chunk = JsFuture::from(reader.read()).await.map_err(|_| failed())?;
         let done = Reflect::get(&chunk, &JsValue::from_str("done"))

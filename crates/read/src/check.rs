@@ -43,10 +43,7 @@ pub struct Checker<'a> {
 impl Checker<'_> {
     /// How the roster names `device` in messages: its registered name, else its short id.
     pub fn who(&self, device: &DeviceId) -> String {
-        match self.state.device(device) {
-            Some(entry) if !entry.name.is_empty() => entry.name.clone(),
-            _ => format!("device {}", device.short()),
-        }
+        who(self.state, device)
     }
 
     /// Opens and checks the segment `name` of the device of `tag`, which this device has
@@ -225,6 +222,14 @@ impl Checker<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// How the roster of `state` names `device` in messages: its registered name, else its short id.
+pub fn who(state: &State, device: &DeviceId) -> String {
+    match state.device(device) {
+        Some(entry) if !entry.name.is_empty() => entry.name.clone(),
+        _ => format!("device {}", device.short()),
     }
 }
 

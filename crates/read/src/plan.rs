@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use ferry_protocol::{DeviceTag, ObjectName};
+
 /// What is known of another device's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {

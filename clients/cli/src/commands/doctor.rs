@@ -473,38 +473,42 @@ async fn browser(location: &ferry_store::url::S3Location, relay: &str, checks: &
         return;
     };
     let allowed = ferry_store::cors::check(location, &origin, Duration::from_secs(10)).await;
-    let missing = match allowed {
-        Err(error) => {
-            return checks.warn(
-                "browser",
-                format!("the bucket's CORS rule could not be checked: {error}"),
-            );
-        }
-        Ok(allowed) if allowed.read && allowed.write => {
-            return checks.add(
-                "browser",
-                Ok(format!(
-                    "the bucket's CORS rule lets the page at {origin}/app/ read and write it"
-                )),
-            );
-        }
-        Ok(allowed) if allowed.read => "writes (PUT with If-None-Match)",
-        Ok(_) => "anything",
-    };
-    checks.info(
-        "browser",
-        format!(
-            "the bucket's CORS rule does not let the page at {origin}/app/ send {missing}: a \
-             browser paired with this repository cannot use it until the bucket's \
-             administrator adds this rule (AWS, Cloudflare R2, Backblaze B2 and most S3 \
-             providers take it through their S3 API):\n      aws s3api put-bucket-cors \
-             --endpoint-url {} --bucket {} --cors-configuration '{}'\n      (MinIO: start \
-             the server with MINIO_API_CORS_ALLOW_ORIGIN={origin})",
-            location.endpoint,
-            location.bucket,
-            ferry_store::cors::rule(&origin)
-        ),
+    let rule = format!(
+        "(AWS, Cloudflare R2, Backblaze B2 and most S3 providers take it through their S3 \
+         API):\n      aws s3api put-bucket-cors --endpoint-url {} --bucket {} \
+         --cors-configuration '{}'\n      (MinIO: start the server with \
+         MINIO_API_CORS_ALLOW_ORIGIN={origin})",
+        location.endpoint,
+        location.bucket,
+        ferry_store::cors::rule(&origin)
     );
+    let page = format!("the page at {origin}/app/");
+    match allowed {
+        Err(error) => checks.warn(
+            "browser",
+            format!("the bucket's CORS rule could not be checked: {error}"),
+        ),
+        Ok(allowed) if allowed.read && allowed.write => checks.add(
+            "browser",
+            Ok(format!(
+                "the bucket's CORS rule lets {page} read and write it"
+            )),
+        ),
+        Ok(allowed) if allowed.read => checks.warn(
+            "browser",
+            format!(
+                "the bucket's CORS rule lets {page} read it, not write to it (PUT with \
+                 If-None-Match), which sending from the page needs; this rule allows both {rule}"
+            ),
+        ),
+        Ok(_) => checks.info(
+            "browser",
+            format!(
+                "the bucket's CORS rule does not let {page} read it: a browser paired with this \
+                 repository cannot use it until the bucket's administrator adds this rule {rule}"
+            ),
+        ),
+    }
 }
 
 /// The origin of the page a relay serves (`https://relay.example`), from its URL as devices
