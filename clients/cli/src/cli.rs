@@ -203,6 +203,10 @@ pub(crate) struct PairArgs {
     /// Pair through this relay rather than the configured one.
     #[arg(long, value_name = "WS_URL")]
     pub(crate) relay: Option<String>,
+    /// Pair a browser: show the link to the page the relay serves (and its QR code), which the
+    /// browser opens to join.
+    #[arg(long)]
+    pub(crate) browser: bool,
 }
 
 #[derive(Debug, Subcommand)]

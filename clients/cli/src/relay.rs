@@ -399,6 +399,22 @@ pub(crate) fn unreachable_warning(url: &str, why: &str) -> String {
     )
 }
 
+/// The origin of the page a relay serves (`https://relay.example`), from its URL as devices
+/// use it (`wss://relay.example/…`).
+pub(crate) fn page_origin(relay: &str) -> Option<String> {
+    let url = url::Url::parse(relay).ok()?;
+    let scheme = match url.scheme() {
+        "wss" | "https" => "https",
+        "ws" | "http" => "http",
+        _ => return None,
+    };
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -158,14 +158,12 @@ fn a_browser_pairs_from_the_link_stays_paired_and_says_when_the_bucket_lets_no_p
     let relay = relay_serving(&storage);
     let laptop = Device::new();
     laptop.init_with_relay(&storage, "laptop", Some(&relay.url()));
-    let offer = Offer::start(&laptop, &["--no-qr"]);
+    // `ferry pair --browser` gives the link to the page that the relay serves.
+    let offer = Offer::start(&laptop, &["--no-qr", "--browser"]);
+    let link = offer.link.clone().expect("a link for the browser");
+    assert_eq!(link, page_url(&relay, &offer.code), "{}", offer.uri);
 
-    let said = join_in_browser(
-        &page_url(&relay, &offer.code),
-        &shots("pairs_from_the_link"),
-        true,
-        NO_CORS,
-    );
+    let said = join_in_browser(&link, &shots("pairs_from_the_link"), true, NO_CORS);
     assert_eq!(said["paired"], true, "{said}");
     assert_eq!(said["by"], "laptop", "{said}");
     assert_eq!(said["store"], storage.url.as_str(), "{said}");
@@ -249,6 +247,10 @@ fn the_page_shows_the_history_takes_a_new_copy_live_copies_a_clip_and_keeps_it_o
                 "the first clip",
                 "--then",
                 "the second clip",
+                "--send",
+                "sent from the phone",
+                "--pin",
+                "the first clip",
                 "--offline-reload",
                 &format!("http://127.0.0.1:{}", storage.port()),
             ],
@@ -288,7 +290,7 @@ fn the_page_shows_the_history_takes_a_new_copy_live_copies_a_clip_and_keeps_it_o
     let history = &said["history"];
     assert_eq!(
         history["texts"],
-        serde_json::json!(["the second clip", "the first clip"]),
+        serde_json::json!(["sent from the phone", "the second clip", "the first clip"]),
         "{said}"
     );
     println!("the second clip appeared after {} ms", history["second_ms"]);
@@ -296,6 +298,38 @@ fn the_page_shows_the_history_takes_a_new_copy_live_copies_a_clip_and_keeps_it_o
     assert_eq!(history["clipboard"], "the second clip", "{said}");
     assert_eq!(history["toast"], "Copied", "{said}");
     assert_eq!(history["status"], "", "{said}");
+    // What the page sent, and its pin, reach the laptop as any device's do; the browser is
+    // in the roster now, by its own registration.
+    assert_eq!(history["sent"], true, "{said}");
+    assert_eq!(history["pinned"], "true", "{said}");
+    laptop.run(&["sync"]).ok();
+    let clips = laptop.json(&["history"]);
+    let texts: Vec<&str> = clips
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|clip| clip["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        ["sent from the phone", "the second clip", "the first clip"],
+        "{clips}"
+    );
+    let first = clips
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|clip| clip["text"] == "the first clip")
+        .unwrap();
+    assert_eq!(first["pinned"], true, "{clips}");
+    let devices = laptop.json(&["devices"]);
+    let browser = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|device| device["name"].as_str().unwrap().ends_with("(browser)"))
+        .unwrap_or_else(|| panic!("{devices}"));
+    assert_eq!(browser["registered"], true, "{devices}");
     // Opened again with the bucket out of reach, the page shows what it kept, and says why
     // nothing newer comes.
     let offline = &history["offline"];
@@ -415,6 +449,23 @@ fn a_folder_repository_is_refused_by_the_page_and_ferry_pair_says_why() {
     laptop.init_with_relay(&storage, "laptop", Some(&relay.url()));
     let agent = start_agent(&laptop, None, &[]);
     let _logs = LogsOnFailure(vec![&laptop]);
+    // Asked for a browser, `ferry pair` refuses at once, before any code is shown.
+    let refused = laptop.run(&["pair", "--browser", "--no-qr"]);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains("a browser reaches only an S3-compatible bucket")
+            && refused.stderr.contains("ferry store move"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused.stdout.contains("Pairing code"),
+        "{}",
+        refused.stdout
+    );
+    // Without `--browser`, a browser that opens the link hears why from the page.
     let offer = Offer::start(&laptop, &["--no-qr"]);
 
     let said = join_in_browser(

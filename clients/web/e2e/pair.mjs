@@ -2,14 +2,16 @@
 // what the page then shows: { paired, title, by, store, failure }. Screenshots of the page at
 // phone and desktop size go to SHOTS_DIR.
 //
-//   node pair.mjs URL SHOTS_DIR [--reload] [--history FIRST [--then SECOND]
-//                                            [--offline-reload BUCKET_ORIGIN]]
+//   node pair.mjs URL SHOTS_DIR [--reload] [--history FIRST [--then SECOND] [--send TEXT]
+//                                            [--pin TEXT] [--offline-reload BUCKET_ORIGIN]]
 //
 // With --reload, the page is opened again afterwards (still paired, nothing asked).
 // With --history, once paired it waits for the clip FIRST in the history and prints the line
 // {"shown": ms} (ms: from Join to FIRST on screen); then waits for SECOND to appear without a
 // reload (the caller copies it elsewhere once it reads that line), taps it, and reads the
 // browser's clipboard back: { history: { first, second_ms, clipboard, texts, setAside } }.
+// With --send, TEXT is then typed and sent from the page; with --pin, the clip TEXT is pinned
+// there ({ history: { sent, pinned } }), each once the page says it went out.
 // With --offline-reload, the page is then opened again with the bucket out of reach:
 // { history: { offline: { texts, status } } } (what it kept, and what it says).
 
@@ -118,6 +120,29 @@ try {
       history.toast = await page.locator("#toast").textContent();
       history.clipboard = await page.evaluate(() => navigator.clipboard.readText());
     }
+    // What the page sends waits for the page to say it went out (`data-sent` counts sends).
+    const sends = () => page.evaluate(() => Number(document.body.dataset.sent ?? 0));
+    const sent = async (before) =>
+      page.waitForFunction((n) => Number(document.body.dataset.sent ?? 0) > n, before, {
+        timeout: 20000,
+      });
+    const send = option("--send");
+    if (send) {
+      const before = await sends();
+      await page.locator("#send-text").fill(send);
+      await page.locator("#send").click();
+      await sent(before);
+      history.sent = await waitForClip(page, send, 5000).then(() => true);
+    }
+    const pin = option("--pin");
+    if (pin) {
+      const before = await sends();
+      const row = page.locator("#clips li", { has: page.getByText(pin, { exact: true }) });
+      await row.locator("button.pin").click();
+      await sent(before);
+      history.pinned = await row.locator("button.pin").getAttribute("aria-pressed");
+    }
+    await page.screenshot({ path: `${shots}/sent-phone.png`, fullPage: true });
     history.texts = await texts(page);
     history.setAside = await page.locator("#set-aside li").allTextContents();
     history.status = await page.locator("#sync-status").textContent();

@@ -354,14 +354,27 @@ async function copy(text, element) {
 class Shown {
   constructor(paired) {
     this.device = new Device(paired);
-    this.running = null;
-    this.again = false;
     this.read = false;
     this.stopped = false;
+    // Reading and sending take turns: one at a time, in order.
+    this.queue = Promise.resolve();
+    this.refreshQueued = false;
     $("search").oninput = () => this.render();
+    $("send-form").onsubmit = (event) => {
+      event.preventDefault();
+      this.sendText($("send-text").value);
+    };
+    $("paste").onclick = async () => {
+      try {
+        $("send-text").value = await navigator.clipboard.readText();
+      } catch {
+        toast("This browser does not let the page read the clipboard: paste into the box");
+      }
+    };
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && !this.stopped) this.refresh();
     });
+    addEventListener("online", () => this.refresh());
     this.poll = setInterval(() => {
       if (!document.hidden) this.refresh();
     }, POLL_MS);
@@ -385,34 +398,90 @@ class Shown {
     this.refresh();
   }
 
+  /** Runs `task` after what is queued: the device reads or sends one thing at a time. */
+  exclusive(task) {
+    const run = this.queue.then(() => (this.stopped ? undefined : task()));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Keeps what this browser knows (sealed); not kept (a full disk), the next opening reads
+   * the history from the bucket again, and what waited to be sent is lost. */
+  keep() {
+    return keepSealed("history", this.device.export()).catch(() => {});
+  }
+
+  /** Records `text` as a clip and sends it to the bucket. */
+  async sendText(text) {
+    try {
+      this.device.copyText(text);
+    } catch (error) {
+      toast(error.message);
+      return;
+    }
+    $("send-text").value = "";
+    this.render();
+    await this.keep();
+    await this.flush();
+  }
+
+  /** Pins or unpins a clip, and sends it. */
+  async pin(id, pinned) {
+    try {
+      this.device.setPinned(id, pinned);
+    } catch (error) {
+      toast(error.message);
+      return;
+    }
+    this.render();
+    await this.keep();
+    await this.flush();
+  }
+
+  /** Sends what waits to be sent, and announces it on the relay. */
+  flush() {
+    return this.exclusive(async () => {
+      if (this.device.pending() === 0) return;
+      const status = $("sync-status");
+      try {
+        const sent = await this.device.send();
+        for (const [topic, data] of sent.hints) {
+          if (this.socket?.readyState === WebSocket.OPEN) {
+            this.socket.send(relayPublish(topic, data));
+          }
+        }
+        await this.keep();
+        status.classList.remove("bad");
+        status.textContent = "";
+        toast("Sent");
+        document.body.dataset.sent = Number(document.body.dataset.sent ?? 0) + 1;
+      } catch (error) {
+        status.classList.add("bad");
+        sentence(
+          status,
+          `not sent yet (${error.message || error}); it goes out when the page tries again`,
+        );
+      }
+    });
+  }
+
   /** Stops reading and listening, and lets go of the keys (this browser forgot them). */
   stop() {
     this.stopped = true;
     clearInterval(this.poll);
     this.socket?.close();
     $("clips").replaceChildren();
-    if (!this.running) this.device.free();
+    this.queue.then(() => this.device.free());
   }
 
-  /** Reads what is new, once at a time (news while reading asks for one more pass). */
-  async refresh() {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        await this.pass();
-      } while (this.again && !this.stopped);
-      if (this.stopped) this.device.free();
-    })();
-    try {
-      await this.running;
-    } finally {
-      this.running = null;
-    }
+  /** Reads what is new (a read already waiting to run covers any news until it starts). */
+  refresh() {
+    if (this.stopped || this.refreshQueued) return this.queue;
+    this.refreshQueued = true;
+    return this.exclusive(async () => {
+      this.refreshQueued = false;
+      await this.pass();
+    });
   }
 
   async pass() {
@@ -428,10 +497,9 @@ class Shown {
         const more = read.problems.length > 1 ? ` (and ${read.problems.length - 1} more)` : "";
         sentence(status, read.problems[0] + more);
       }
-      if (read.ops || read.snapshots || read.setAside) {
-        // Not kept (a full disk): the next opening reads the history from the bucket again.
-        await keepSealed("history", this.device.export()).catch(() => {});
-      }
+      if (read.ops || read.snapshots || read.setAside) await this.keep();
+      // What waited (the page was closed, or the bucket out of reach) goes out now.
+      if (this.device.pending() > 0) this.flush();
     } catch (error) {
       if (this.stopped) return;
       let message = error.message || String(error);
@@ -469,7 +537,13 @@ class Shown {
         button.append(text, meta);
         if (clip.kind === "text") button.onclick = () => copy(clip.text, button);
         else button.disabled = true;
-        item.append(button);
+        const pin = document.createElement("button");
+        pin.type = "button";
+        pin.className = "pin";
+        pin.textContent = clip.pinned ? "Unpin" : "Pin";
+        pin.setAttribute("aria-pressed", String(clip.pinned));
+        pin.onclick = () => this.pin(clip.id, !clip.pinned);
+        item.append(button, pin);
         return item;
       }),
     );

@@ -1,5 +1,6 @@
 //! The page as a device of the repository: it reads the other devices' logs from the bucket
-//! (one pass at a time: `pass`) into its state, and answers the page's questions (the history,
+//! (one pass at a time: `pass`) into its state, makes its own operations (a clip sent, a pin)
+//! and writes them to its own log (`send`), and answers the page's questions (the history,
 //! newest first; whether a relay message is news). The state lives in memory while the page is
 //! open; [`Device::export`] gives it to the page to keep (sealed, in IndexedDB), and
 //! [`Device::restore`] takes it back when the page opens again, so the history shows at once,
@@ -9,8 +10,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use ferry_core::{ClipContent, Replica, State};
-use ferry_protocol::{DeviceTag, Keys};
+use ferry_core::{Action, ClipContent, ClipId, Op, Replica, State};
+use ferry_protocol::{DeviceTag, Identity, Keys};
 use ferry_read::Position;
 use js_sys::{Array, Object, Reflect};
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,11 @@ use wasm_bindgen::prelude::*;
 
 use crate::pairing::Paired;
 use crate::pass::{Known, Pass, SetAside, now_ms};
+use crate::send::{self, Send};
 use crate::storage::Storage;
+
+/// The most bytes of text sent from the page as one clip.
+const MAX_TEXT: usize = 1024 * 1024;
 
 /// This browser as a device of its repository.
 #[wasm_bindgen]
@@ -27,8 +32,12 @@ pub struct Device {
     keys: Rc<Keys>,
     tag: DeviceTag,
     known: Rc<RefCell<Known>>,
-    /// Whether a pass is running (one at a time: two would each apply what the other read).
+    /// Whether a pass or a send is running (one at a time: two would each apply or write what
+    /// the other did).
     busy: Rc<Cell<bool>>,
+    identity: Rc<Identity>,
+    /// The name this device registers with.
+    name: String,
 }
 
 /// The first byte of what [`Device::export`] writes: how the rest is laid out.
@@ -45,6 +54,12 @@ struct Kept {
     cursors: Vec<(DeviceTag, u64, u64)>,
     /// Objects set aside: store path, head, reason.
     held: Vec<(String, u64, String)>,
+    /// This device's operations not yet stored, encoded.
+    pending: Vec<Vec<u8>>,
+    /// This device's last segment written.
+    last_seq: u64,
+    /// This device's heads below this seq are deleted.
+    heads_pruned_to: u64,
 }
 
 #[wasm_bindgen]
@@ -66,8 +81,14 @@ impl Device {
                 held: BTreeMap::new(),
                 announced: BTreeMap::new(),
                 checked: false,
+                pending: Vec::new(),
+                last_seq: 0,
+                heads_pruned_to: 0,
+                own_current: false,
             })),
             busy: Rc::new(Cell::new(false)),
+            identity: Rc::new(paired.identity()),
+            name: paired.name(),
         })
     }
 
@@ -88,6 +109,9 @@ impl Device {
                 .iter()
                 .map(|(name, held)| (name.clone(), held.head, held.reason.clone()))
                 .collect(),
+            pending: known.pending.iter().map(Op::encode).collect(),
+            last_seq: known.last_seq,
+            heads_pruned_to: known.heads_pruned_to,
         };
         let mut bytes = vec![FORMAT];
         // Serialising plain data into a vector does not fail.
@@ -110,6 +134,14 @@ impl Device {
         let Ok(state) = State::decode(&kept.state) else {
             return false;
         };
+        let pending: Result<Vec<Op>, _> = kept
+            .pending
+            .iter()
+            .map(|op| Op::decode_known(op, Action::KINDS))
+            .collect();
+        let Ok(pending) = pending else {
+            return false;
+        };
         let mut known = self.known.borrow_mut();
         let device = known.replica.device();
         known.replica = Replica::with_state(device, state);
@@ -123,7 +155,84 @@ impl Device {
             .into_iter()
             .map(|(name, head, reason)| (name, SetAside { head, reason }))
             .collect();
+        known.pending = pending;
+        known.last_seq = kept.last_seq;
+        known.heads_pruned_to = kept.heads_pruned_to;
         true
+    }
+
+    /// Records `text` as a clip copied on this device, to go out with the next
+    /// [`send`](Self::send) (this device's registration first, the first time). Refused while
+    /// this device has not read back what it wrote before (its counters must follow on).
+    #[wasm_bindgen(js_name = copyText)]
+    pub fn copy_text(&self, text: &str) -> Result<(), JsError> {
+        if text.trim().is_empty() {
+            return Err(JsError::new("there is nothing to send"));
+        }
+        if text.len() > MAX_TEXT {
+            return Err(JsError::new(&format!(
+                "the text is larger than the page sends as one clip ({} MiB)",
+                MAX_TEXT / (1024 * 1024)
+            )));
+        }
+        let content = ClipContent::Text(text.to_owned());
+        let names = &self.keys.names;
+        self.record(|replica, now| replica.copy(names, content, now))
+    }
+
+    /// Pins or unpins the clip `id` (hex), to go out with the next [`send`](Self::send).
+    #[wasm_bindgen(js_name = setPinned)]
+    pub fn set_pinned(&self, id: &str, pinned: bool) -> Result<(), JsError> {
+        let clip: ClipId = id
+            .parse()
+            .map_err(|_| JsError::new("that is not a clip of this history"))?;
+        if self.known.borrow().replica.state().clip(&clip).is_none() {
+            return Err(JsError::new("that is not a clip of this history"));
+        }
+        self.record(|replica, now| replica.set_pinned(clip, pinned, now))
+    }
+
+    /// How many of this device's operations wait to be sent.
+    pub fn pending(&self) -> usize {
+        self.known.borrow().pending.len()
+    }
+
+    /// Writes this device's pending operations to its log. Resolves to what it wrote,
+    /// `{segments, ops, hints}`, `hints` the relay messages that announce it (`[topic, bytes]`,
+    /// for the page to publish); rejects with what to do when the storage refused, or when a
+    /// pass or a send is running already.
+    pub fn send(&self) -> js_sys::Promise {
+        let send = Send {
+            storage: self.storage.clone(),
+            keys: self.keys.clone(),
+            identity: self.identity.clone(),
+            tag: self.tag,
+            known: self.known.clone(),
+        };
+        let busy = self.busy.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            if busy.replace(true) {
+                return Err(JsError::new("a pass is running already").into());
+            }
+            let ran = send.run().await;
+            busy.set(false);
+            let sent = ran.map_err(|e| JsValue::from(JsError::new(&e.to_string())))?;
+            let out = Object::new();
+            set(&out, "segments", JsValue::from_f64(sent.segments as f64));
+            set(&out, "ops", JsValue::from_f64(sent.ops as f64));
+            let hints: Array = sent
+                .hints
+                .iter()
+                .map(|(topic, bytes)| {
+                    let pair = Array::new();
+                    pair.push(&JsValue::from_str(topic));
+                    pair.push(&js_sys::Uint8Array::from(bytes.as_slice()));
+                    JsValue::from(pair)
+                })
+                .collect();
+            set(&out, "hints", hints.into());
+            Ok(out.into())
+        })
     }
 
     /// The bucket's endpoint (scheme, host and port), for messages.
@@ -254,6 +363,29 @@ impl Device {
                 JsValue::from(out)
             })
             .collect()
+    }
+}
+
+impl Device {
+    /// Makes an operation with `make` (and this device's registration before it, the first
+    /// time), applied here and kept until sent.
+    fn record(&self, make: impl FnOnce(&mut Replica, u64) -> Op) -> Result<(), JsError> {
+        let mut known = self.known.borrow_mut();
+        if !known.own_current {
+            return Err(JsError::new(
+                "the history is still being read: try again once it shows",
+            ));
+        }
+        let now = now_ms();
+        if !send::registered(&known) {
+            let op = known
+                .replica
+                .register(self.name.clone(), self.identity.public(), now);
+            known.pending.push(op);
+        }
+        let op = make(&mut known.replica, now);
+        known.pending.push(op);
+        Ok(())
     }
 }
 

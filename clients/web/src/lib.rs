@@ -26,6 +26,7 @@ mod device;
 mod pairing;
 mod pass;
 mod relay;
+mod send;
 mod storage;
 
 pub use device::Device;

@@ -58,6 +58,15 @@ pub(crate) struct Known {
     pub(crate) announced: BTreeMap<DeviceTag, u64>,
     /// Whether the repository's header was read and opens with the key.
     pub(crate) checked: bool,
+    /// This device's operations not yet in a stored segment, in order.
+    pub(crate) pending: Vec<ferry_core::Op>,
+    /// This device's last segment written (or whose name it gave up).
+    pub(crate) last_seq: u64,
+    /// This device's heads below this seq are deleted.
+    pub(crate) heads_pruned_to: u64,
+    /// Whether what this device wrote before is all applied here, as its head in storage says
+    /// (read in this page's life): only then may it make operations, whose counters follow on.
+    pub(crate) own_current: bool,
 }
 
 /// What one pass read.
@@ -142,13 +151,20 @@ impl Pass {
         let held = self.held();
         let mut peers = Vec::new();
         let mut unknown = 0;
+        {
+            // This device's own log is read back only when what the page kept is behind it
+            // (the browser's storage was cleared): its counters then follow on.
+            let own = heads.get(&self.tag).copied().unwrap_or(0);
+            let mut known = self.known.borrow_mut();
+            known.last_seq = known.last_seq.max(own);
+        }
         for (&tag, &head) in &heads {
             let applied = self.cursor(tag).seq;
             let planted = held.contains(&path(&ObjectName::Head {
                 device: tag,
                 seq: head,
             }));
-            if tag == self.tag || head <= applied || planted {
+            if head <= applied || planted {
                 continue;
             }
             let mut peer = Peer::new(tag, head, applied);
@@ -176,10 +192,14 @@ impl Pass {
                 report.problems.push(self.failed(peer.tag, &error));
             }
         }
+        let mut known = self.known.borrow_mut();
         if report.set_aside > 0 {
             // What did not open may be sealed with a newer key: the header says so next pass.
-            self.known.borrow_mut().checked = false;
+            known.checked = false;
         }
+        let own = heads.get(&self.tag).copied().unwrap_or(0);
+        let applied = known.cursors.get(&self.tag).map_or(0, |at| at.seq);
+        known.own_current = applied >= own;
         Ok(report)
     }
 

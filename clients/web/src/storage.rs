@@ -54,6 +54,8 @@ pub(crate) enum StorageError {
     },
     /// Nothing at that name.
     NotFound,
+    /// Something is at that name already (a write-once PUT).
+    AlreadyExists,
     /// The credentials were refused, or do not allow the request.
     Denied {
         /// The HTTP status.
@@ -91,6 +93,7 @@ impl fmt::Display for StorageError {
                  paired computer"
             ),
             StorageError::NotFound => f.write_str("nothing is stored at that name"),
+            StorageError::AlreadyExists => f.write_str("something is stored at that name already"),
             StorageError::Denied { status, code } => write!(
                 f,
                 "the bucket refused this page's credentials (HTTP {status}{}): they may have been \
@@ -227,6 +230,38 @@ impl Storage {
         read_bounded(&response, limit).await
     }
 
+    /// Writes `bytes` at `name` (below the store's prefix), unless something is there already.
+    pub(crate) async fn put_new(&self, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let key = format!("{}{name}", self.prefix);
+        let url = self
+            .bucket
+            .put_object(Some(&self.credentials), &key)
+            .sign(SIGNED_FOR);
+        let response = self
+            .send_with("PUT", url.as_str(), Some(bytes), Some(&key))
+            .await?;
+        match response.status() {
+            // Write-once: what is there stays.
+            409 | 412 => Err(StorageError::AlreadyExists),
+            _ => self.check(&response).await,
+        }
+    }
+
+    /// Deletes the object at `name` (below the store's prefix); deleting what is not there
+    /// succeeds.
+    pub(crate) async fn delete(&self, name: &str) -> Result<(), StorageError> {
+        let key = format!("{}{name}", self.prefix);
+        let url = self
+            .bucket
+            .delete_object(Some(&self.credentials), &key)
+            .sign(SIGNED_FOR);
+        let response = self.send_about("DELETE", url.as_str(), Some(&key)).await?;
+        match response.status() {
+            404 => Ok(()),
+            _ => self.check(&response).await,
+        }
+    }
+
     /// Every object whose name (below the store's prefix) starts with `prefix`, in name order,
     /// with names below the store's prefix. Each page must go on past the last: a listing that
     /// does not, or that runs past [`MAX_PAGES`] pages, is refused rather than followed.
@@ -276,7 +311,7 @@ impl Storage {
 
     /// Sends one request; an answer of any status is an answer.
     async fn send(&self, method: &str, url: &str) -> Result<Response, StorageError> {
-        self.send_about(method, url, None).await
+        self.send_with(method, url, None, None).await
     }
 
     /// [`send`](Self::send), for a request about the object `key` (which a failed request asks
@@ -287,12 +322,31 @@ impl Storage {
         url: &str,
         key: Option<&str>,
     ) -> Result<Response, StorageError> {
+        self.send_with(method, url, None, key).await
+    }
+
+    /// [`send_about`](Self::send_about), with a body: written once (`If-None-Match: *`).
+    async fn send_with(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+        key: Option<&str>,
+    ) -> Result<Response, StorageError> {
         let unreachable = || StorageError::Unreachable {
             origin: self.origin.clone(),
         };
         let init = RequestInit::new();
         init.set_method(method);
         init.set_cache(RequestCache::NoStore);
+        if let Some(bytes) = body {
+            init.set_body(&Uint8Array::from(bytes));
+            let headers = web_sys::Headers::new().map_err(|_| unreachable())?;
+            headers
+                .set("If-None-Match", "*")
+                .map_err(|_| unreachable())?;
+            init.set_headers(&headers);
+        }
         let promise = fetch(url, &init).ok_or_else(unreachable)?;
         match JsFuture::from(promise).await {
             Ok(answer) => answer.dyn_into::<Response>().map_err(|_| unreachable()),

@@ -469,7 +469,7 @@ async fn generation(home: &Home, config: &Config, checks: &mut Checks) {
 /// Whether the browser page that `relay` serves may use the bucket at `location`: its CORS
 /// rule, checked with the preflights a browser sends; when it does not, the rule to add.
 async fn browser(location: &ferry_store::url::S3Location, relay: &str, checks: &mut Checks) {
-    let Some(origin) = page_origin(relay) else {
+    let Some(origin) = crate::relay::page_origin(relay) else {
         return;
     };
     let allowed = ferry_store::cors::check(location, &origin, Duration::from_secs(10)).await;
@@ -509,22 +509,6 @@ async fn browser(location: &ferry_store::url::S3Location, relay: &str, checks: &
             ),
         ),
     }
-}
-
-/// The origin of the page a relay serves (`https://relay.example`), from its URL as devices
-/// use it (`wss://relay.example/…`).
-fn page_origin(relay: &str) -> Option<String> {
-    let url = url::Url::parse(relay).ok()?;
-    let scheme = match url.scheme() {
-        "wss" | "https" => "https",
-        "ws" | "http" => "http",
-        _ => return None,
-    };
-    let host = url.host_str()?;
-    Some(match url.port() {
-        Some(port) => format!("{scheme}://{host}:{port}"),
-        None => format!("{scheme}://{host}"),
-    })
 }
 
 async fn relay(url: &str) -> Result<String, String> {

@@ -20,6 +20,8 @@ pub struct Offer {
     stderr: Arc<Mutex<String>>,
     pub code: String,
     pub uri: String,
+    /// The page a browser opens to join (`--browser`).
+    pub link: Option<String>,
 }
 
 impl Offer {
@@ -69,6 +71,7 @@ impl Offer {
             stderr,
             code: first["code"].as_str().unwrap().to_owned(),
             uri: first["uri"].as_str().unwrap().to_owned(),
+            link: first["link"].as_str().map(str::to_owned),
         }
     }
 

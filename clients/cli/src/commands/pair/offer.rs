@@ -30,6 +30,9 @@ enum Event<'a> {
     Code {
         code: String,
         uri: &'a str,
+        /// The page a browser opens to join (`ferry pair --browser`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        link: Option<&'a str>,
         expires_at: u64,
     },
     Answered,
@@ -92,13 +95,17 @@ async fn run_offer(
     }
     let config = &config;
     let paths = Paths::choose(args.relay.as_deref(), None, config)?;
+    let page = match args.browser {
+        true => Some(browser_page(&store, &paths)?),
+        false => None,
+    };
     let sent = Sent::gather(home, config, store)?;
     if sent.held_here {
         serving(home, config).await?;
     }
     let code = PairingCode::generate()?;
     let mut channel = Channel::open(&paths, &code, Role::Offer).await?;
-    show_code(events, &code, args, &paths);
+    show_code(events, &code, args, &paths, page.as_deref());
     let mut deadline = Instant::now() + args.expires;
     let mut joining: Option<Reply> = None;
     loop {
@@ -213,29 +220,79 @@ async fn serving(home: &Home, config: &Config) -> Result<(), Failure> {
     )))
 }
 
+/// The page a browser joins through: the one the relay serves, on the relay's own origin.
+/// Refused at once for a repository a browser cannot reach (only an S3-compatible bucket
+/// answers a page), or without a relay.
+fn browser_page(store: &str, paths: &Paths) -> Result<String, Failure> {
+    let kind = match device::parse_store(store)? {
+        StoreUrl::S3(_) => None,
+        StoreUrl::WebDav(_) => Some("on a WebDAV server"),
+        StoreUrl::Folder(_) | StoreUrl::Held(_) => Some("a folder on a computer"),
+    };
+    if let Some(kind) = kind {
+        return Err(Failure::new(format!(
+            "a browser reaches only an S3-compatible bucket, and this repository is {kind}: \
+             move it to one first (`ferry store move s3://BUCKET/PREFIX?endpoint=…`), then \
+             pair the browser"
+        )));
+    }
+    let origin = paths
+        .relay
+        .as_deref()
+        .and_then(crate::relay::page_origin)
+        .ok_or_else(|| {
+            Failure::new(
+                "a browser pairs through the relay that serves its page, and this device uses \
+                 none: set one (`ferry config set relay.url wss://relay.example`) or give \
+                 `--relay`",
+            )
+        })?;
+    Ok(format!("{origin}/app/"))
+}
+
 /// Shows the code, its QR code on a terminal, and what to do with it: the command for the new
-/// device names the relay, unless only this machine reaches it (the LAN carries the pairing).
-fn show_code(events: &Events, code: &PairingCode, args: &PairArgs, paths: &Paths) {
+/// device names the relay, unless only this machine reaches it (the LAN carries the pairing);
+/// for a browser, the link to `page` with the code in its fragment (never sent to a server).
+fn show_code(
+    events: &Events,
+    code: &PairingCode,
+    args: &PairArgs,
+    paths: &Paths,
+    page: Option<&str>,
+) {
     let uri = code.uri(paths.relay.as_deref());
-    let join = match paths.relay.as_deref() {
-        Some(url) if !config::on_this_machine(url) => format!("ferry join --relay {url}"),
-        _ => "ferry join".to_owned(),
+    let link = page.map(|page| format!("{page}#pair={}", code.normalised()));
+    let todo = match &link {
+        Some(link) => format!(
+            "In the browser, open {link} (or scan the QR code) and tap Join; its own page then \
+             says what it can do there."
+        ),
+        None => {
+            let join = match paths.relay.as_deref() {
+                Some(url) if !config::on_this_machine(url) => format!("ferry join --relay {url}"),
+                _ => "ferry join".to_owned(),
+            };
+            format!(
+                "On the new device run `{join}` and type the code (four letters of each word \
+                 are enough)."
+            )
+        }
     };
     let expires_at = SystemTime::now() + args.expires;
     events.say(
         &Event::Code {
             code: code.to_string(),
             uri: &uri,
+            link: link.as_deref(),
             expires_at: expires_at
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         },
         format_args!(
-            "Pairing code: {code}     (expires in {}; one try)\n{}\
-             On the new device run `{join}` and type the code (four letters of each word \
-             are enough).\nWaiting for the other device {}…\n",
+            "Pairing code: {code}     (expires in {}; one try)\n{}{todo}\nWaiting for the \
+             other device {}…\n",
             humantime::format_duration(Duration::from_secs(args.expires.as_secs())),
-            qr(&uri, args.no_qr || events.json()),
+            qr(link.as_deref().unwrap_or(&uri), args.no_qr || events.json()),
             paths.described(),
         ),
     );
