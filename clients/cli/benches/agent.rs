@@ -42,16 +42,12 @@ mod common;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::fill::fill;
 use common::{
-    Backend, Device, Display, Offer, Storage, Wayland, have, netns, pair, start_agent,
-    start_agent_in, stop_agent,
+    Backend, Device, Display, Offer, Wayland, have, netns, pair, start_agent, start_agent_in,
+    stop_agent,
 };
 use ferry_clipboard::{Clip, Observed, WatchConfig, Watcher};
-use ferry_core::ClipContent;
-use ferry_protocol::{Identity, SyncKey};
-use ferry_store::s3::Timeouts;
-use ferry_store::{FolderStore, S3Store, Store};
-use ferry_sync::{Engine, EngineConfig};
 
 /// The agent's end-to-end figures.
 #[derive(clap::Parser)]
@@ -358,56 +354,6 @@ fn held_join(clips: usize) {
     );
     stop_agent(agent);
     storage.runtime.block_on(relay.stop()).unwrap();
-}
-
-/// Fills `device`'s database with `clips` clips (and uploads them) through the engine itself.
-fn fill(device: &Device, storage: &Storage, clips: usize) {
-    let secrets: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(device.home().join("secrets.json")).unwrap())
-            .unwrap();
-    let key = SyncKey::from_recovery_code(secrets["sync-key"].as_str().unwrap()).unwrap();
-    let identity = Identity::from_hex(secrets["device-identity"].as_str().unwrap()).unwrap();
-    let store: std::sync::Arc<dyn Store> = if storage.url.starts_with("s3://") {
-        let ferry_store::url::StoreUrl::S3(location) =
-            ferry_store::url::StoreUrl::parse(&storage.url).unwrap()
-        else {
-            unreachable!()
-        };
-        std::sync::Arc::new(S3Store::new(
-            &location,
-            common::servers::credentials(),
-            Timeouts::default(),
-        ))
-    } else {
-        std::sync::Arc::new(FolderStore::open(storage.url.trim_start_matches("file://")).unwrap())
-    };
-    storage.runtime.block_on(async {
-        let mut engine = Engine::open(
-            store,
-            key.keys(),
-            identity,
-            &device.home().join("ferry.db"),
-            EngineConfig::default(),
-        )
-        .await
-        .unwrap();
-        let started = Instant::now();
-        for i in 0..clips {
-            engine
-                .copy(ClipContent::Text(format!(
-                    "history clip {i}: some text of a typical length for a copied line"
-                )))
-                .unwrap();
-            if i % 5_000 == 4_999 {
-                engine.upload().await.unwrap();
-            }
-        }
-        engine.upload().await.unwrap();
-        eprintln!(
-            "filled {clips} clips in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
-    });
 }
 
 /// (user + system CPU seconds, resident KiB, peak resident KiB) of a process.

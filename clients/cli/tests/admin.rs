@@ -254,6 +254,7 @@ fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
             ("ok", "key"),
             ("ok", "devices"),
             ("FAIL", "relay"),
+            ("info", "browser"),
             ("FAIL", "clipboard"),
             ("FAIL", "agent"),
             ("warn", "lan"),
@@ -277,7 +278,7 @@ fn doctor_walks_the_checklist_in_order_and_names_each_fix() {
         "{}",
         ran.stdout
     );
-    assert_eq!(ran.stderr.trim(), "ferry: 3 of 13 checks failed");
+    assert_eq!(ran.stderr.trim(), "ferry: 3 of 14 checks failed");
     assert!(
         ran.stdout
             .contains("ok    storage: write-once: an existing object is never replaced"),

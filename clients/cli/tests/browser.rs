@@ -7,125 +7,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 
+use common::browser::*;
 use common::*;
 use ferry_test_kit::Backend;
 use serde_json::Value;
-
-/// The built page: `FERRY_TEST_WEB` (where `scripts/test.sh` built it), else built here once.
-fn page() -> &'static Path {
-    static PAGE: OnceLock<PathBuf> = OnceLock::new();
-    PAGE.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("FERRY_TEST_WEB") {
-            return root().join(dir);
-        }
-        let dir = target().join("web-test");
-        let _ = std::fs::remove_dir_all(&dir);
-        let built = Command::new(root().join("scripts/build-web.sh"))
-            .arg(&dir)
-            .status()
-            .expect("scripts/build-web.sh did not start");
-        assert!(built.success(), "scripts/build-web.sh failed");
-        dir
-    })
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The target folder: `CARGO_TARGET_DIR` (relative to the workspace, where cargo was run), or
-/// the workspace's own.
-fn target() -> PathBuf {
-    let dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
-    root().join(dir)
-}
-
-/// Where `test`'s screenshots go (emptied first).
-fn shots(test: &str) -> PathBuf {
-    let dir = target().join("browser-shots").join(test);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A relay serving the page, whose policy lets it reach `storage` (a server's).
-fn relay_serving(storage: &Storage) -> ferry_relay::RunningRelay {
-    let served = storage.url.starts_with("s3://") || storage.url.starts_with("webdav");
-    let origin = served.then(|| format!("http://127.0.0.1:{}", storage.port()));
-    storage
-        .runtime
-        .block_on(ferry_relay::RunningRelay::start(ferry_relay::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            web: Some(page().to_owned()),
-            web_connect: origin.into_iter().collect(),
-            ..ferry_relay::Config::default()
-        }))
-        .unwrap()
-}
-
-/// The run of `clients/web/e2e/pair.mjs` that opens `url` in Chromium and taps Join, with
-/// `flags`; screenshots go to `shots`.
-fn in_browser(url: &str, shots: &Path, flags: &[&str]) -> Command {
-    let e2e = root().join("clients/web/e2e");
-    assert!(
-        e2e.join("node_modules/playwright-core").is_dir(),
-        "Playwright is not installed: run `npm ci --prefix clients/web/e2e` (scripts/test.sh does)"
-    );
-    // Bounded: a browser that hangs fails the test rather than the whole run.
-    let mut command = Command::new("timeout");
-    command
-        .args(["180", "node"])
-        .arg(e2e.join("pair.mjs"))
-        .arg(url)
-        .arg(shots)
-        .args(flags);
-    command
-}
-
-/// A browser run, stopped when the test ends before it does (`timeout` passes the signal on to
-/// node, whose Playwright closes Chromium).
-struct Stopped(std::process::Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let pid = self.0.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// What the page showed, from the run's last line of output. The browser's console must hold
-/// no error but those `expected` (a bucket without a CORS rule for the page: [`NO_CORS`]).
-fn said_by(
-    status: std::process::ExitStatus,
-    stdout: &str,
-    stderr: &str,
-    shots: &Path,
-    expected: &[&str],
-) -> Value {
-    assert!(
-        status.success(),
-        "the browser run failed: {stdout}\n{stderr}"
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    let said: Value = serde_json::from_str(last).unwrap_or_else(|_| panic!("{stdout}"));
-    let problems: Vec<&str> = said["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|problem| problem.as_str().unwrap())
-        .filter(|problem| !expected.iter().any(|expected| problem.contains(expected)))
-        .collect();
-    assert!(problems.is_empty(), "{said}");
-    println!("screenshots of the page: {}", shots.display());
-    said
-}
 
 /// Opens `url` in Chromium, taps Join, and reads what the page shows; `expected` as for
 /// [`said_by`].
@@ -145,10 +32,6 @@ fn join_in_browser(url: &str, shots: &Path, reload: bool, expected: &[&str]) -> 
 
 /// What Chromium writes to the console when a bucket's answer has no CORS header for the page.
 const NO_CORS: &[&str] = &["has been blocked by CORS policy", "net::ERR_FAILED"];
-
-fn page_url(relay: &ferry_relay::RunningRelay, code: &str) -> String {
-    format!("http://{}/app/#pair={code}", relay.local_addr())
-}
 
 /// The bucket has no CORS rule for the relay's page (as a new bucket has none): the page pairs,
 /// then says what stops it from reading and who can fix it.
@@ -199,7 +82,7 @@ fn a_browser_pairs_from_the_link_stays_paired_and_says_when_the_bucket_lets_no_p
     };
     let row = browser_row();
     let detail = row["detail"].as_str().unwrap();
-    assert_eq!(row["info"], true, "{row}");
+    assert_eq!(row["warning"], true, "{row}");
     for words in [
         format!("does not let the page at {page}/app/ read it"),
         "aws s3api put-bucket-cors".into(),
@@ -342,7 +225,8 @@ fn the_page_shows_the_history_takes_a_new_copy_live_copies_a_clip_and_keeps_it_o
 }
 
 /// A segment damaged in storage is set aside by the page, as by any device, with a visible
-/// note; what came before it shows.
+/// note; what came before it shows. A second tab of the page says it does not run beside the
+/// first.
 #[test]
 fn a_damaged_segment_is_set_aside_by_the_page_and_the_rest_shows() {
     let storage = storage(Backend::S3);
@@ -367,7 +251,7 @@ fn a_damaged_segment_is_set_aside_by_the_page_and_the_rest_shows() {
     let ran = in_browser(
         &page_url(&relay, &offer.code),
         &shots,
-        &["--history", "the first clip"],
+        &["--history", "the first clip", "--second-tab"],
     )
     .output()
     .expect("node did not start");
@@ -390,6 +274,9 @@ fn a_damaged_segment_is_set_aside_by_the_page_and_the_rest_shows() {
     assert_eq!(aside.len(), 1, "{said}");
     let note = aside[0].as_str().unwrap();
     assert!(note.contains("ferry/v1/log/"), "{note}");
+    // A second tab of the page does not run as the same device beside the first.
+    let second = history["secondTab"].as_str().unwrap();
+    assert!(second.contains("open in another tab"), "{second}");
 }
 
 #[test]

@@ -3,7 +3,8 @@
 // phone and desktop size go to SHOTS_DIR.
 //
 //   node pair.mjs URL SHOTS_DIR [--reload] [--history FIRST [--then SECOND] [--send TEXT]
-//                                            [--pin TEXT] [--offline-reload BUCKET_ORIGIN]]
+//                                            [--pin TEXT] [--second-tab]
+//                                            [--offline-reload BUCKET_ORIGIN]]
 //
 // With --reload, the page is opened again afterwards (still paired, nothing asked).
 // With --history, once paired it waits for the clip FIRST in the history and prints the line
@@ -11,7 +12,8 @@
 // reload (the caller copies it elsewhere once it reads that line), taps it, and reads the
 // browser's clipboard back: { history: { first, second_ms, clipboard, texts, setAside } }.
 // With --send, TEXT is then typed and sent from the page; with --pin, the clip TEXT is pinned
-// there ({ history: { sent, pinned } }), each once the page says it went out.
+// there ({ history: { sent, pinned } }), each once the page says it went out. With --second-tab,
+// the page is opened in a second tab, which says why it does not run ({ history: { secondTab } }).
 // With --offline-reload, the page is then opened again with the bucket out of reach:
 // { history: { offline: { texts, status } } } (what it kept, and what it says).
 
@@ -146,6 +148,17 @@ try {
     history.texts = await texts(page);
     history.setAside = await page.locator("#set-aside li").allTextContents();
     history.status = await page.locator("#sync-status").textContent();
+    if (flags.includes("--second-tab")) {
+      // The page opened again beside itself: one tab is the device, the other says so.
+      const other = await context.newPage();
+      await other.goto(`${new URL(url).origin}/app/`);
+      await other.waitForFunction(() => document.getElementById("loading").hidden, null, {
+        timeout: 15000,
+      });
+      await other.locator("#failure:not([hidden])").waitFor({ timeout: 15000 });
+      history.secondTab = await other.locator("#failure").textContent();
+      await other.close();
+    }
     const offline = option("--offline-reload");
     if (offline) {
       // The bucket out of reach, the page opened again: it shows what it kept.

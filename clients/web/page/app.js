@@ -233,10 +233,15 @@ function pair(code, name, say) {
         setTimeout(() => {
           if (joining.answered()) return;
           publish(joining.cancel());
+          // The code is over: a new one comes from the other device.
           end(
-            new Error(
-              "No device answered this code: it expired, was used already, or its ferry " +
-                "pair ended. Run it again on the other device and open the new link.",
+            Object.assign(
+              new Error(
+                "No device answered this code: it expired, was used already, or its ferry " +
+                  "pair ended. Run ferry pair --browser again on the other device and open the " +
+                  "new link.",
+              ),
+              { over: true },
             ),
           );
         }, NOBODY_MS),
@@ -378,13 +383,12 @@ class Shown {
     this.poll = setInterval(() => {
       if (!document.hidden) this.refresh();
     }, POLL_MS);
-    this.listen(paired);
-    this.start();
+    this.start(paired);
   }
 
-  /** Shows what this browser kept of the history at once (offline too), then reads what is
-   * new. */
-  async start() {
+  /** Shows what this browser kept of the history at once (offline too), then listens for news
+   * and reads what is new (nothing reads before what was kept is back). */
+  async start(paired) {
     try {
       const kept = await keptSealed("history");
       if (kept) {
@@ -395,6 +399,7 @@ class Shown {
     } catch {
       // Unreadable: read everything again.
     }
+    this.listen(paired);
     this.refresh();
   }
 
@@ -405,10 +410,25 @@ class Shown {
     return run;
   }
 
-  /** Keeps what this browser knows (sealed); not kept (a full disk), the next opening reads
-   * the history from the bucket again, and what waited to be sent is lost. */
+  /** Keeps what this browser knows (sealed), after what is queued; said when the browser
+   * refuses (a full disk): the next opening then reads the history from the bucket again, and
+   * what waited to be sent would be lost. */
   keep() {
-    return keepSealed("history", this.device.export()).catch(() => {});
+    return this.exclusive(() => this.keepNow());
+  }
+
+  async keepNow() {
+    try {
+      await keepSealed("history", this.device.export());
+    } catch (error) {
+      const status = $("sync-status");
+      status.classList.add("bad");
+      sentence(
+        status,
+        `this browser did not keep what the page holds (${error.message || error}): what waits ` +
+          "to be sent is lost if the page closes now",
+      );
+    }
   }
 
   /** Records `text` as a clip and sends it to the bucket. */
@@ -450,9 +470,9 @@ class Shown {
             this.socket.send(relayPublish(topic, data));
           }
         }
-        await this.keep();
         status.classList.remove("bad");
         status.textContent = "";
+        await this.keepNow();
         toast("Sent");
         document.body.dataset.sent = Number(document.body.dataset.sent ?? 0) + 1;
       } catch (error) {
@@ -486,7 +506,8 @@ class Shown {
 
   async pass() {
     const status = $("sync-status");
-    if (!this.read) status.textContent = "Reading your history…";
+    // Said until the first pass ends; what a pass said stays while the next one runs.
+    if (!this.read && !status.textContent) status.textContent = "Reading your history…";
     try {
       const read = await this.device.sync();
       if (this.stopped) return;
@@ -497,7 +518,7 @@ class Shown {
         const more = read.problems.length > 1 ? ` (and ${read.problems.length - 1} more)` : "";
         sentence(status, read.problems[0] + more);
       }
-      if (read.ops || read.snapshots || read.setAside) await this.keep();
+      if (read.ops || read.snapshots || read.setAside) await this.keepNow();
       // What waited (the page was closed, or the bucket out of reach) goes out now.
       if (this.device.pending() > 0) this.flush();
     } catch (error) {
@@ -627,13 +648,34 @@ class Shown {
 /** The history on screen, once paired. */
 let shown = null;
 
-function showPaired(paired) {
+/** Whether this page holds, for as long as it is open, the lock that makes it this browser's one
+ * copy of the device (two tabs writing as one device would claim the same operations); false
+ * when another tab holds it. Asked once. */
+let onlyTabHeld = null;
+function onlyTab() {
+  if (!navigator.locks) return Promise.resolve(true);
+  onlyTabHeld ??= new Promise((resolve) => {
+    navigator.locks.request("ferry-device", { ifAvailable: true }, (lock) => {
+      resolve(Boolean(lock));
+      // Held until the page closes.
+      return lock ? new Promise(() => {}) : undefined;
+    });
+  });
+  return onlyTabHeld;
+}
+
+async function showPaired(paired) {
   $("paired-title").textContent = `This browser is paired as ${paired.name()}`;
   $("paired-by").textContent = paired.by();
   $("paired-store").textContent = paired.store();
   $("paired-key").textContent = paired.keyId();
   show("paired");
   offerForget();
+  if (!(await onlyTab())) {
+    $("send-form").hidden = true;
+    fail("Ferry is open in another tab of this browser: use that one, or close it and reload this one");
+    return;
+  }
   try {
     shown = new Shown(paired);
   } catch (error) {
@@ -664,7 +706,7 @@ function showJoin(text) {
       const paired = await pair(code, name, (text) => (status.textContent = text));
       // The code is used up: it leaves the address bar, and a reload does not offer it again.
       history.replaceState(null, "", location.pathname + location.search);
-      showPaired(paired);
+      await showPaired(paired);
     } catch (error) {
       status.textContent = "";
       fail(error.message);
@@ -699,8 +741,8 @@ async function main() {
       $("forget").disabled = true;
       $("forget-status").textContent =
         "Nothing of Ferry is left in this browser. It knew the sync key and the storage's " +
-        "credentials: to shut it out for good, run ferry key rotate --new-credentials on one " +
-        "of your devices.";
+        "credentials: to shut it out for good, remove it on one of your devices (ferry devices " +
+        "remove), or, if it never sent anything, run ferry key rotate --new-credentials there.";
     } catch (error) {
       fail(`This browser could not forget everything yet: ${error.message}.`);
     }
@@ -717,7 +759,7 @@ async function main() {
   const fragment = new URLSearchParams(location.hash.slice(1));
   const code = fragment.get("pair");
   if (paired) {
-    showPaired(paired);
+    await showPaired(paired);
     if (code) {
       history.replaceState(null, "", location.pathname + location.search);
       fail(
@@ -731,6 +773,9 @@ async function main() {
     show("unpaired");
   }
 }
+
+// A new link opened in this tab changes only the fragment: the page starts again to take it.
+addEventListener("hashchange", () => location.reload());
 
 main().catch((error) => {
   show("");

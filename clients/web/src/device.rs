@@ -41,7 +41,7 @@ pub struct Device {
 }
 
 /// The first byte of what [`Device::export`] writes: how the rest is laid out.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 /// What the page keeps of what it read, as [`Device::export`] writes it.
 #[derive(Serialize, Deserialize)]
@@ -122,6 +122,9 @@ impl Device {
     /// Takes back what [`export`](Self::export) wrote. What cannot be read, or was read with
     /// another key, is left out (`false`): the next pass reads everything again.
     pub fn restore(&self, bytes: &[u8]) -> bool {
+        if self.busy.get() {
+            return false;
+        }
         let Some((&FORMAT, body)) = bytes.split_first() else {
             return false;
         };
@@ -216,7 +219,7 @@ impl Device {
             }
             let ran = send.run().await;
             busy.set(false);
-            let sent = ran.map_err(|e| JsValue::from(JsError::new(&e.to_string())))?;
+            let sent = ran.map_err(|e| JsValue::from(JsError::new(&e)))?;
             let out = Object::new();
             set(&out, "segments", JsValue::from_f64(sent.segments as f64));
             set(&out, "ops", JsValue::from_f64(sent.ops as f64));
@@ -373,7 +376,8 @@ impl Device {
         let mut known = self.known.borrow_mut();
         if !known.own_current {
             return Err(JsError::new(
-                "the history is still being read: try again once it shows",
+                "this browser has not yet read back what it sent before (the status line says \
+                 why, when it cannot): it sends once it has",
             ));
         }
         let now = now_ms();

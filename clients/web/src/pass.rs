@@ -151,13 +151,8 @@ impl Pass {
         let held = self.held();
         let mut peers = Vec::new();
         let mut unknown = 0;
-        {
-            // This device's own log is read back only when what the page kept is behind it
-            // (the browser's storage was cleared): its counters then follow on.
-            let own = heads.get(&self.tag).copied().unwrap_or(0);
-            let mut known = self.known.borrow_mut();
-            known.last_seq = known.last_seq.max(own);
-        }
+        // This device's own log is read like the others' when what the page kept is behind it
+        // (the browser's storage was cleared): its counters then follow on.
         for (&tag, &head) in &heads {
             let applied = self.cursor(tag).seq;
             let planted = held.contains(&path(&ObjectName::Head {
@@ -197,9 +192,16 @@ impl Pass {
             // What did not open may be sealed with a newer key: the header says so next pass.
             known.checked = false;
         }
+        // Its own segments read back (signed, so not a name anyone could plant) say where this
+        // device writes next; a head of its own that nothing backs is set aside, not followed.
         let own = heads.get(&self.tag).copied().unwrap_or(0);
         let applied = known.cursors.get(&self.tag).map_or(0, |at| at.seq);
-        known.own_current = applied >= own;
+        known.last_seq = known.last_seq.max(applied);
+        let planted = known.held.contains_key(&path(&ObjectName::Head {
+            device: self.tag,
+            seq: own,
+        }));
+        known.own_current = applied >= own || planted;
         Ok(report)
     }
 

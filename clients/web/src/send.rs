@@ -25,6 +25,9 @@ use crate::storage::{Storage, StorageError};
 /// The most operations in one segment.
 const BATCH: usize = 256;
 
+/// The most bytes of encoded operations in one segment (well within what a segment may hold).
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
+
 /// The most taken names one send steps over; the rest waits for the next.
 const MAX_SKIPS: usize = 32;
 
@@ -56,14 +59,26 @@ fn path(name: &ObjectName) -> String {
 }
 
 impl Send {
-    pub(crate) async fn run(&self) -> Result<Sent, StorageError> {
+    pub(crate) async fn run(&self) -> Result<Sent, String> {
         let mut sent = Sent::default();
         let mut skips = 0;
         loop {
             let (seq, ops) = {
                 let known = self.known.borrow();
-                let ops: Vec<Op> = known.pending.iter().take(BATCH).cloned().collect();
-                (known.last_seq + 1, ops)
+                let mut bytes = 0;
+                let ops: Vec<Op> = known
+                    .pending
+                    .iter()
+                    .take(BATCH)
+                    .take_while(|op| {
+                        let len = op.encode().len();
+                        let fits = bytes == 0 || bytes + len <= BATCH_BYTES;
+                        bytes += len;
+                        fits
+                    })
+                    .cloned()
+                    .collect();
+                (known.last_seq.saturating_add(1), ops)
             };
             let (Some(first), Some(last)) = (ops.first(), ops.last()) else {
                 if sent.segments > 0 {
@@ -87,18 +102,30 @@ impl Send {
                 .keys
                 .data
                 .seal_signed(&log, &segment, &self.identity)
-                .map_err(|e| StorageError::Unsupported(e.to_string()))?
+                .map_err(|e| e.to_string())?
                 .into_bytes();
             match self.storage.put_new(&path(&log), &sealed).await {
                 Ok(()) => {}
-                Err(StorageError::AlreadyExists) if self.ours(&log, &segment).await? => {}
-                Err(StorageError::AlreadyExists) if skips + 1 < MAX_SKIPS => {
-                    // Someone took the name: the operations go out under the next.
-                    skips += 1;
-                    self.known.borrow_mut().last_seq = seq;
-                    continue;
-                }
-                Err(error) => return Err(error),
+                Err(StorageError::AlreadyExists) => match self.found(&log, &segment).await? {
+                    Found::Ours => {}
+                    Found::Twin => {
+                        self.known.borrow_mut().own_current = false;
+                        return Err(TWIN.to_owned());
+                    }
+                    Found::Foreign if skips + 1 < MAX_SKIPS => {
+                        // Someone took the name: the operations go out under the next.
+                        skips += 1;
+                        self.known.borrow_mut().last_seq = seq;
+                        continue;
+                    }
+                    Found::Foreign => {
+                        return Err(format!(
+                            "the storage held {MAX_SKIPS} of this device's next names with objects \
+                             it did not write; what waits goes out on the next try"
+                        ));
+                    }
+                },
+                Err(error) => return Err(error.to_string()),
             }
             let head_name = ObjectName::Head {
                 device: self.tag,
@@ -115,12 +142,12 @@ impl Send {
                 .keys
                 .data
                 .seal_signed(&head_name, &head, &self.identity)
-                .map_err(|e| StorageError::Unsupported(e.to_string()))?
+                .map_err(|e| e.to_string())?
                 .into_bytes();
             match self.storage.put_new(&path(&head_name), &head_sealed).await {
                 // A head stands once written: readers take the highest.
                 Ok(()) | Err(StorageError::AlreadyExists) => {}
-                Err(error) => return Err(error),
+                Err(error) => return Err(error.to_string()),
             }
             {
                 let mut known = self.known.borrow_mut();
@@ -169,23 +196,47 @@ impl Send {
         self.known.borrow().replica.device()
     }
 
-    /// Whether what `log` holds is this device's own segment from an earlier try (the page
-    /// closed before it noted the write): signed with this device's key, with the same
-    /// operations.
-    async fn ours(&self, log: &ObjectName, segment: &Segment) -> Result<bool, StorageError> {
+    /// What `log` holds, where this device tried to write `segment`.
+    async fn found(&self, log: &ObjectName, segment: &Segment) -> Result<Found, String> {
         let limit = log.kind().max_sealed() as u64;
         let found = match self.storage.get(&path(log), limit).await {
             Ok(found) => found,
-            Err(StorageError::NotFound | StorageError::TooLarge { .. }) => return Ok(false),
-            Err(error) => return Err(error),
+            Err(StorageError::NotFound | StorageError::TooLarge { .. }) => {
+                return Ok(Found::Foreign);
+            }
+            Err(error) => return Err(error.to_string()),
         };
         let Ok(claimed) = self.keys.data.open_signed::<Segment>(log, &found) else {
-            return Ok(false);
+            return Ok(Found::Foreign);
         };
-        let mine = claimed.verify(&self.identity.public()).is_ok();
-        Ok(mine && claimed.value == *segment)
+        if claimed.verify(&self.identity.public()).is_err() {
+            return Ok(Found::Foreign);
+        }
+        Ok(match claimed.value == *segment {
+            true => Found::Ours,
+            false => Found::Twin,
+        })
     }
 }
+
+/// What a name this device meant to write already held.
+enum Found {
+    /// This device's segment from an earlier try (the page closed before it noted the write):
+    /// signed here, with the same operations.
+    Ours,
+    /// A segment signed with this device's key, with other operations: another copy of this
+    /// device wrote there. Nothing more is written: its operations and these would claim the
+    /// same counters.
+    Twin,
+    /// Anything else: a name someone else took.
+    Foreign,
+}
+
+/// Why a send stops when another copy of this device wrote.
+const TWIN: &str = "another copy of this page (another tab, or a browser restored from a \
+                    backup) wrote as this device, so this one stops sending: close the other \
+                    tabs and reload this page; if it happens again, choose \"Forget this \
+                    browser\" and pair it again";
 
 /// Whether the state already holds this device's registration, or `pending` does.
 pub(crate) fn registered(known: &Known) -> bool {

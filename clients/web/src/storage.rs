@@ -88,7 +88,7 @@ impl fmt::Display for StorageError {
             ),
             StorageError::NoCors { origin } => write!(
                 f,
-                "the bucket at {origin} answers, but has no CORS rule that lets this page read \
+                "the bucket at {origin} answers, but has no CORS rule that lets this page use \
                  it: whoever manages the bucket adds the rule that `ferry doctor` prints on a \
                  paired computer"
             ),
@@ -241,8 +241,8 @@ impl Storage {
             .send_with("PUT", url.as_str(), Some(bytes), Some(&key))
             .await?;
         match response.status() {
-            // Write-once: what is there stays.
-            409 | 412 => Err(StorageError::AlreadyExists),
+            // Write-once: what is there stays (409, a conflicting write under way, is tried again).
+            412 => Err(StorageError::AlreadyExists),
             _ => self.check(&response).await,
         }
     }

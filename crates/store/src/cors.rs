@@ -20,9 +20,11 @@ const METHODS: [&str; 4] = ["GET", "HEAD", "PUT", "DELETE"];
 /// What a bucket's CORS rule allows pages from one origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
+    /// How each refused preflight was answered (`GET …: 403, no Access-Control-Allow-Origin`).
+    pub refused: Vec<String>,
     /// Reads (GET).
     pub read: bool,
-    /// Write-once writes (PUT with `If-None-Match`).
+    /// Write-once writes (PUT with `If-None-Match`) and deletes (of the page's older heads).
     pub write: bool,
 }
 
@@ -38,18 +40,34 @@ pub async fn check(
         .build()
         .map_err(|e| StoreError::Misconfigured(format!("no HTTP client: {e}")))?;
     let url = object_url(location, "ferry/v1/repo")?;
-    let read = preflight(&http, &url, origin, "GET", None).await?;
-    let write = preflight(&http, &url, origin, "PUT", Some("if-none-match")).await?;
-    Ok(Allowed { read, write })
+    let mut refused = Vec::new();
+    let read = preflight(&http, &url, origin, "GET", None, &mut refused).await?;
+    let put = preflight(
+        &http,
+        &url,
+        origin,
+        "PUT",
+        Some("if-none-match"),
+        &mut refused,
+    )
+    .await?;
+    let delete = preflight(&http, &url, origin, "DELETE", None, &mut refused).await?;
+    Ok(Allowed {
+        refused,
+        read,
+        write: put && delete,
+    })
 }
 
-/// Whether the bucket lets a page from `origin` send `method` (with the header `asks`).
+/// Whether the bucket lets a page from `origin` send `method` (with the header `asks`); how it
+/// refused, added to `refused`.
 async fn preflight(
     http: &reqwest::Client,
     url: &str,
     origin: &str,
     method: &str,
     asks: Option<&str>,
+    refused: &mut Vec<String>,
 ) -> Result<bool, StoreError> {
     let mut request = http
         .request(Method::OPTIONS, url)
@@ -90,7 +108,18 @@ async fn preflight(
     let method_ok = simple || lists(&methods, &method.to_ascii_lowercase());
     let headers_ok =
         asks.is_none_or(|asks| lists(&says(header::ACCESS_CONTROL_ALLOW_HEADERS), asks));
-    Ok(response.status().is_success() && origin_ok && method_ok && headers_ok)
+    let status = response.status();
+    let missing = [
+        (!status.is_success()).then(|| format!("answered {}", status.as_u16())),
+        (!origin_ok).then(|| "no Access-Control-Allow-Origin for this origin".to_owned()),
+        (!method_ok).then(|| format!("{method} not in Access-Control-Allow-Methods")),
+        (!headers_ok).then(|| "If-None-Match not in Access-Control-Allow-Headers".to_owned()),
+    ];
+    let missing: Vec<String> = missing.into_iter().flatten().collect();
+    if !missing.is_empty() {
+        refused.push(format!("{method}: {}", missing.join(", ")));
+    }
+    Ok(missing.is_empty())
 }
 
 /// The URL of the object `name` below the store's prefix, as the page addresses it.

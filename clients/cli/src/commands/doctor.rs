@@ -183,10 +183,22 @@ async fn checks(home: &Home, config: &Config) -> Vec<Check> {
             Some(url)
         }
     };
-    if let (Ok(ferry_store::StoreUrl::S3(location)), Some(relay)) =
-        (ferry_store::StoreUrl::parse(url_text), &relay_url)
-    {
-        browser(&location, relay, &mut checks).await;
+    match (ferry_store::StoreUrl::parse(url_text), &relay_url) {
+        (Ok(ferry_store::StoreUrl::S3(location)), Some(relay)) => {
+            browser(&location, relay, &mut checks).await;
+        }
+        (Ok(ferry_store::StoreUrl::S3(_)), None) => checks.info(
+            "browser",
+            "a browser pairs through a relay that serves its page (`ferry-relay --web DIR`), \
+             and this device uses none"
+                .into(),
+        ),
+        _ => checks.info(
+            "browser",
+            "a browser reaches only an S3-compatible bucket (`ferry store move s3://…` moves \
+             the repository to one)"
+                .into(),
+        ),
     }
     checks.add(
         "clipboard",
@@ -498,14 +510,18 @@ async fn browser(location: &ferry_store::url::S3Location, relay: &str, checks: &
             "browser",
             format!(
                 "the bucket's CORS rule lets {page} read it, not write to it (PUT with \
-                 If-None-Match), which sending from the page needs; this rule allows both {rule}"
+                 If-None-Match, and DELETE), which sending from the page needs (the preflights \
+                 were refused: {}); this rule allows both {rule}",
+                allowed.refused.join("; ")
             ),
         ),
-        Ok(_) => checks.info(
+        Ok(allowed) => checks.warn(
             "browser",
             format!(
-                "the bucket's CORS rule does not let {page} read it: a browser paired with this \
-                 repository cannot use it until the bucket's administrator adds this rule {rule}"
+                "the bucket's CORS rule does not let {page} read it (the preflights were \
+                 refused: {}): a browser paired with this repository cannot use it until the \
+                 bucket's administrator adds this rule {rule}",
+                allowed.refused.join("; ")
             ),
         ),
     }

@@ -13,6 +13,8 @@ pub use ferry_test_kit::random::Rng;
 #[allow(unused_imports)]
 pub use ferry_test_kit::{BACKENDS, Backend, Served, eventually, netns, per_backend, servers};
 
+pub mod browser;
+pub mod fill;
 mod offer;
 #[allow(unused_imports)]
 pub use offer::Offer;

@@ -94,11 +94,15 @@ async fn run_offer(
         }
     }
     let config = &config;
-    let paths = Paths::choose(args.relay.as_deref(), None, config)?;
+    // A browser pairs only through the relay that serves its page: said before anything else.
     let page = match args.browser {
-        true => Some(browser_page(&store, &paths)?),
+        true => Some(browser_page(
+            &store,
+            args.relay.as_deref().or(config.settings.relay.as_deref()),
+        )?),
         false => None,
     };
+    let paths = Paths::choose(args.relay.as_deref(), None, config)?;
     let sent = Sent::gather(home, config, store)?;
     if sent.held_here {
         serving(home, config).await?;
@@ -223,7 +227,7 @@ async fn serving(home: &Home, config: &Config) -> Result<(), Failure> {
 /// The page a browser joins through: the one the relay serves, on the relay's own origin.
 /// Refused at once for a repository a browser cannot reach (only an S3-compatible bucket
 /// answers a page), or without a relay.
-fn browser_page(store: &str, paths: &Paths) -> Result<String, Failure> {
+fn browser_page(store: &str, relay: Option<&str>) -> Result<String, Failure> {
     let kind = match device::parse_store(store)? {
         StoreUrl::S3(_) => None,
         StoreUrl::WebDav(_) => Some("on a WebDAV server"),
@@ -232,21 +236,18 @@ fn browser_page(store: &str, paths: &Paths) -> Result<String, Failure> {
     if let Some(kind) = kind {
         return Err(Failure::new(format!(
             "a browser reaches only an S3-compatible bucket, and this repository is {kind}: \
-             move it to one first (`ferry store move s3://BUCKET/PREFIX?endpoint=…`), then \
-             pair the browser"
+             move it to one first (`ferry store move s3://BUCKET/PREFIX?endpoint=…`, with the \
+             bucket's keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), then pair the \
+             browser"
         )));
     }
-    let origin = paths
-        .relay
-        .as_deref()
-        .and_then(crate::relay::page_origin)
-        .ok_or_else(|| {
-            Failure::new(
-                "a browser pairs through the relay that serves its page, and this device uses \
-                 none: set one (`ferry config set relay.url wss://relay.example`) or give \
-                 `--relay`",
-            )
-        })?;
+    let origin = relay.and_then(crate::relay::page_origin).ok_or_else(|| {
+        Failure::new(
+            "a browser pairs only through a relay that serves its page (started with `--web \
+             DIR`), and this device uses none: give one with `--relay wss://relay.example`, or \
+             set it (`ferry config set relay.url wss://relay.example`)",
+        )
+    })?;
     Ok(format!("{origin}/app/"))
 }
 
@@ -263,10 +264,25 @@ fn show_code(
     let uri = code.uri(paths.relay.as_deref());
     let link = page.map(|page| format!("{page}#pair={}", code.normalised()));
     let todo = match &link {
-        Some(link) => format!(
-            "In the browser, open {link} (or scan the QR code) and tap Join; its own page then \
-             says what it can do there."
-        ),
+        Some(link) => {
+            let reach = if link.starts_with("https://") {
+                ""
+            } else if paths.relay.as_deref().is_some_and(config::on_this_machine) {
+                " (this link opens on this machine only: for a phone, pair through the relay's \
+                 public address, `ferry pair --browser --relay wss://relay.example`)"
+            } else {
+                " (a phone keeps the clipboard and offline use to HTTPS pages: serve the relay \
+                 over HTTPS and pair with `--relay wss://…`)"
+            };
+            let scan = match args.no_qr || events.json() {
+                true => "",
+                false => " (or scan the QR code)",
+            };
+            format!(
+                "In the browser, open {link}{scan} and tap Join{reach}; the page then says what \
+                 it can do there."
+            )
+        }
         None => {
             let join = match paths.relay.as_deref() {
                 Some(url) if !config::on_this_machine(url) => format!("ferry join --relay {url}"),
@@ -293,7 +309,11 @@ fn show_code(
              other device {}…\n",
             humantime::format_duration(Duration::from_secs(args.expires.as_secs())),
             qr(link.as_deref().unwrap_or(&uri), args.no_qr || events.json()),
-            paths.described(),
+            match (&link, &paths.relay) {
+                // A browser comes through the relay alone.
+                (Some(_), Some(relay)) => format!("through the relay at {relay}"),
+                _ => paths.described(),
+            },
         ),
     );
 }
