@@ -214,12 +214,7 @@ impl Device {
         };
         let busy = self.busy.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            if busy.replace(true) {
-                return Err(JsError::new("a pass is running already").into());
-            }
-            let ran = send.run().await;
-            busy.set(false);
-            let sent = ran.map_err(|e| JsValue::from(JsError::new(&e)))?;
+            let sent = one_at_a_time(&busy, send.run()).await?;
             let out = Object::new();
             set(&out, "segments", JsValue::from_f64(sent.segments as f64));
             set(&out, "ops", JsValue::from_f64(sent.ops as f64));
@@ -257,12 +252,7 @@ impl Device {
         };
         let busy = self.busy.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            if busy.replace(true) {
-                return Err(JsError::new("a pass is running already").into());
-            }
-            let ran = pass.run().await;
-            busy.set(false);
-            let report = ran.map_err(|e| JsValue::from(JsError::new(&e)))?;
+            let report = one_at_a_time(&busy, pass.run()).await?;
             let out = Object::new();
             for (field, value) in [
                 ("snapshots", report.snapshots),
@@ -391,6 +381,20 @@ impl Device {
         known.pending.push(op);
         Ok(())
     }
+}
+
+/// Runs `work` unless a pass or a send is running already (`busy`); its failure as what the
+/// page shows.
+async fn one_at_a_time<T>(
+    busy: &Cell<bool>,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, JsValue> {
+    if busy.replace(true) {
+        return Err(JsError::new("a pass is running already").into());
+    }
+    let ran = work.await;
+    busy.set(false);
+    ran.map_err(|e| JsError::new(&e).into())
 }
 
 /// How a clip's content is named on the page.

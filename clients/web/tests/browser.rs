@@ -14,7 +14,7 @@ use ferry_protocol::{
     BlobChunk, DeviceId, DeviceKeys, Head, Identity, ObjectName, Segment, Snapshot, SyncKey,
     TopicId,
 };
-use ferry_web::{Joining, Paired};
+use ferry_web::{Device, Joining, Paired};
 use serde_json::Value;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
@@ -313,6 +313,35 @@ fn a_page_joins_with_the_code_and_keeps_what_it_was_given() {
         let error = Paired::import(broken).map_err(JsValue::from).err().unwrap();
         assert!(said(error).contains("Forget this browser"));
     }
+
+    // The page as a device of that repository: what it keeps of what it read reads back, and
+    // damaged bytes, or bytes of another layout, are left out (it then reads everything
+    // again) without a panic; noise on the relay is not news; nothing is made before it has
+    // read back what it wrote before.
+    let device = Device::new(&again).map_err(JsValue::from).unwrap();
+    let state = device.export();
+    assert!(device.restore(&state));
+    let longer = [&state[..], &[0]].concat();
+    let mut flipped = state.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0xff;
+    for broken in [
+        &state[..state.len() / 2],
+        &[],
+        &[1, 0][..],
+        &longer[..],
+        &flipped[..],
+    ] {
+        assert!(!device.restore(broken), "{broken:?}");
+    }
+    assert!(device.restore(&state));
+    let topic = device.listen_topics()[0].clone();
+    for noise in [&[][..], &[0; 64][..], &state[..]] {
+        assert!(!device.news(&topic, noise));
+    }
+    assert!(!device.news("not a topic", &[1, 2, 3]));
+    let refused = device.copy_text("too early").map_err(JsValue::from).err();
+    assert!(said(refused.unwrap()).contains("has not yet read back"));
 }
 
 #[wasm_bindgen_test]
